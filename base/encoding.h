@@ -1,0 +1,22 @@
+// Hex and base64 (RFC 4648, padded) encoding. Decoders are strict: anything
+// that is not the canonical encoding is an error, never silently skipped.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "base/bytes.h"
+#include "base/status.h"
+
+namespace meridian {
+
+// Lowercase hex.
+std::string HexEncode(ByteSpan data);
+// Accepts upper or lower case; fails on odd length or a non-hex character.
+Result<Bytes> HexDecode(std::string_view hex);
+
+std::string Base64Encode(ByteSpan data);
+// Fails on characters outside the alphabet, missing padding or trailing garbage.
+Result<Bytes> Base64Decode(std::string_view text);
+
+}  // namespace meridian

@@ -1,0 +1,30 @@
+// Status names and formatting.
+#include "base/status.h"
+
+namespace meridian {
+
+std::string_view Status::CodeName(Code code) {
+  switch (code) {
+    case Code::kOk: return "ok";
+    case Code::kNotFound: return "not_found";
+    case Code::kCorruption: return "corruption";
+    case Code::kInvalidArgument: return "invalid_argument";
+    case Code::kIOError: return "io_error";
+    case Code::kAlreadyExists: return "already_exists";
+    case Code::kPermissionDenied: return "permission_denied";
+    case Code::kFailedPrecondition: return "failed_precondition";
+    case Code::kUnavailable: return "unavailable";
+    case Code::kResourceExhausted: return "resource_exhausted";
+    case Code::kDeadlineExceeded: return "deadline_exceeded";
+  }
+  return "unknown";
+}
+
+std::string Status::ToString() const {
+  if (ok()) return "ok";
+  std::string s(CodeName(code_));
+  for (char& c : s) if (c == '_') c = ' ';
+  return s + ": " + message_;
+}
+
+}  // namespace meridian

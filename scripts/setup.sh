@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Meridian needs to build, test and benchmark.
+# Idempotent: when every package is present it only checks and returns.
+set -euo pipefail
+
+packages=(
+  g++ meson ninja-build pkg-config
+  libboost1.81-dev librocksdb-dev libsodium-dev libzstd-dev
+  libcurl4-openssl-dev libssl-dev
+  nlohmann-json3-dev libcli11-dev libfmt-dev libtomlplusplus-dev catch2
+  curl zstd
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: need root to install packages (run as root or with sudo)" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
