@@ -1,0 +1,362 @@
+// keygen, publish, models, versions and pull.
+#include "cli/commands.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "base/clock.h"
+#include "base/digest.h"
+#include "base/file.h"
+#include "cli/output.h"
+#include "client/http_client.h"
+#include "delta/chunker.h"
+#include "manifest/manifest.h"
+#include "signing/signing.h"
+
+namespace meridian::cli {
+
+namespace {
+
+constexpr size_t kReadBufferBytes = 8 << 20;
+constexpr size_t kMissingQueryDigestsMax = 50'000;  // per POST /v1/chunks/missing (server allows 100,000)
+
+// A file descriptor closed on scope exit.
+struct Fd {
+  int fd = -1;
+  explicit Fd(int f) : fd(f) {}
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+};
+
+Status PreadAll(int fd, uint8_t* out, size_t n, uint64_t offset) {
+  while (n > 0) {
+    ssize_t r = ::pread(fd, out, n, static_cast<off_t>(offset));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return ErrnoStatus("read", errno);
+    if (r == 0) return Status::IOError("file shrank while reading");
+    out += r;
+    n -= static_cast<size_t>(r);
+    offset += static_cast<uint64_t>(r);
+  }
+  return Status::Ok();
+}
+
+Status PwriteAll(int fd, const uint8_t* data, size_t n, uint64_t offset) {
+  while (n > 0) {
+    ssize_t w = ::pwrite(fd, data, n, static_cast<off_t>(offset));
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return ErrnoStatus("write", errno);
+    data += w;
+    n -= static_cast<size_t>(w);
+    offset += static_cast<uint64_t>(w);
+  }
+  return Status::Ok();
+}
+
+// Runs work(client, i) for i in [0, count) on `workers` threads, each with its
+// own connection. Stops handing out work after the first failure, returns it.
+Status ForEachParallel(const GlobalOptions& g, size_t count, int workers,
+                       const std::function<Status(HttpClient&, size_t)>& work) {
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::mutex mu;
+  Status first_error;
+  auto run = [&] {
+    HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token});
+    for (size_t i; !failed && (i = next++) < count;) {
+      Status st = work(client, i);
+      if (!st.ok()) {
+        std::lock_guard lock(mu);
+        if (!failed.exchange(true)) first_error = st;
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int w = 1; w < std::max(1, workers); ++w) threads.emplace_back(run);
+  run();
+  for (auto& t : threads) t.join();
+  return first_error;
+}
+
+Status FromReply(std::string_view what, const Result<HttpReply>& r, long want_status) {
+  if (!r.ok()) return r.status();
+  if (r->status != want_status) {
+    return Status::FailedPrecondition(fmt::format("{}: HTTP {}: {}", what, r->status, ErrorMessageOf(*r)));
+  }
+  return Status::Ok();
+}
+
+struct ChunkedFile {
+  Manifest manifest;  // name/version/digest/size/chunks filled
+  std::vector<uint64_t> offsets;
+};
+
+// Cuts a file into content-defined chunks, streaming it once.
+Result<ChunkedFile> ChunkFile(const std::string& path) {
+  Fd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (f.fd < 0) return ErrnoStatus("open " + path, errno);
+  ChunkedFile out;
+  Sha256 whole;
+  Bytes buf;
+  buf.reserve(kReadBufferBytes);
+  size_t start = 0;  // first unchunked byte in buf
+  uint64_t file_offset = 0;
+  bool eof = false;
+  std::vector<uint8_t> tmp(kReadBufferBytes);
+  while (true) {
+    if (!eof) {
+      ssize_t n = ::read(f.fd, tmp.data(), tmp.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoStatus("read " + path, errno);
+      if (n == 0) eof = true;
+      buf.erase(buf.begin(), buf.begin() + static_cast<ptrdiff_t>(start));
+      start = 0;
+      buf.insert(buf.end(), tmp.begin(), tmp.begin() + n);
+      whole.Update(ByteSpan(tmp.data(), static_cast<size_t>(n)));
+    }
+    while (start < buf.size()) {
+      ByteSpan rest = ByteSpan(buf).subspan(start);
+      size_t len = FindChunkEnd(rest, eof);
+      if (len == 0) break;
+      out.manifest.chunks.push_back({Digest::Of(rest.first(len)), len});
+      out.offsets.push_back(file_offset);
+      file_offset += len;
+      start += len;
+    }
+    if (eof && start == buf.size()) break;
+  }
+  out.manifest.size = file_offset;
+  out.manifest.digest = whole.Finish();
+  if (out.manifest.chunks.size() > kManifestChunksMax) {
+    return Status::ResourceExhausted(fmt::format("{} has more than {} chunks", path, kManifestChunksMax));
+  }
+  return out;
+}
+
+Result<Root> ReadRoot(const std::string& path) {
+  Result<std::string> text = ReadFileToString(path, 1 << 20);
+  if (!text.ok()) return text.status();
+  Result<Root> root = LoadTrustedRoot(*text);
+  if (!root.ok()) return Status::InvalidArgument(path + ": " + root.status().message());
+  return root;
+}
+
+}  // namespace
+
+int Keygen(const GlobalOptions& g, const std::string& file) {
+  if (std::filesystem::exists(file)) return Fail(file + " exists; not overwriting a key");
+  SecretKey key = SecretKey::Generate();
+  if (Status st = WriteSecretKeyFile(file, key); !st.ok()) return Fail(st);
+  if (Status st = WritePublicKeyFile(file + ".pub", key.public_key()); !st.ok()) return Fail(st);
+  if (g.json) {
+    PrintJson({{"keyid", key.KeyId()}, {"secret", file}, {"public", file + ".pub"}});
+  } else {
+    fmt::print("key id {}\nsecret key: {} (keep it private)\npublic key: {}.pub\n", key.KeyId(), file, file);
+  }
+  return 0;
+}
+
+int Publish(const GlobalOptions& g, const PublishOptions& o) {
+  if (!IsValidModelName(o.model)) return Fail("invalid model name '" + o.model + "' (want [a-z0-9][a-z0-9._-]{0,63})");
+  if (!IsValidVersion(o.version)) return Fail("invalid version '" + o.version + "' (want SemVer, e.g. 1.2.0)");
+  if (g.token.empty()) return Fail("publishing needs a publisher token (--token, --token-file or MERIDIAN_TOKEN)");
+  Result<SecretKey> key = ReadSecretKeyFile(o.key_file);
+  if (!key.ok()) return Fail(o.key_file + ": " + key.status().message());
+
+  Result<ChunkedFile> chunked = ChunkFile(o.path);
+  if (!chunked.ok()) return Fail(chunked.status());
+  Manifest& m = chunked->manifest;
+  m.name = o.model;
+  m.version = o.version;
+  m.media_type = o.media_type;
+  m.profiles = o.profiles;
+  m.regions = o.regions;
+  m.annotations = o.annotations;
+  m.created = FormatRfc3339(SystemClock::Get().NowUnixMillis());
+  std::string manifest_json = ManifestToJson(m);
+  if (Result<Manifest> check = ParseManifest(manifest_json); !check.ok()) return Fail(check.status());
+
+  // Which chunks does the server lack? (first occurrence of each digest only)
+  std::map<Digest, size_t> first_index;
+  for (size_t i = 0; i < m.chunks.size(); ++i) first_index.emplace(m.chunks[i].digest, i);
+  std::vector<Digest> unique;
+  for (const auto& [d, i] : first_index) unique.push_back(d);
+  std::vector<size_t> to_upload;
+  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token});
+  for (size_t begin = 0; begin < unique.size(); begin += kMissingQueryDigestsMax) {
+    nlohmann::json q = {{"digests", nlohmann::json::array()}};
+    for (size_t i = begin; i < std::min(unique.size(), begin + kMissingQueryDigestsMax); ++i) {
+      q["digests"].push_back(unique[i].ToString());
+    }
+    Result<HttpReply> r = client.Post("/v1/chunks/missing", q.dump());
+    if (Status st = FromReply("query missing chunks", r, 200); !st.ok()) return Fail(st);
+    nlohmann::json a = nlohmann::json::parse(r->body, nullptr, false);
+    if (!a.is_object() || !a.contains("missing") || !a["missing"].is_array()) return Fail("malformed answer to missing-chunk query");
+    for (const auto& d : a["missing"]) {
+      Result<Digest> digest = d.is_string() ? Digest::Parse(d.get<std::string>()) : Status::InvalidArgument("");
+      if (!digest.ok() || first_index.count(*digest) == 0) return Fail("server named a chunk that was not asked for");
+      to_upload.push_back(first_index[*digest]);
+    }
+  }
+
+  uint64_t upload_bytes = 0;
+  for (size_t i : to_upload) upload_bytes += m.chunks[i].size;
+  Fd f(::open(o.path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (f.fd < 0) return Fail(ErrnoStatus("open " + o.path, errno));
+  Progress progress("uploading", upload_bytes, !g.json);
+  Status st = ForEachParallel(g, to_upload.size(), g.parallel, [&](HttpClient& c, size_t k) -> Status {
+    const ChunkRef& ref = m.chunks[to_upload[k]];
+    Bytes data(ref.size);
+    MERIDIAN_RETURN_IF_ERROR(PreadAll(f.fd, data.data(), data.size(), chunked->offsets[to_upload[k]]));
+    if (Digest::Of(data) != ref.digest) return Status::FailedPrecondition(o.path + " changed while publishing");
+    Result<HttpReply> r = c.Put("/v1/chunks/" + ref.digest.ToString(), data);
+    if (!r.ok()) return r.status();
+    if (r->status != 200 && r->status != 201) {
+      return Status::FailedPrecondition(fmt::format("upload chunk: HTTP {}: {}", r->status, ErrorMessageOf(*r)));
+    }
+    progress.Add(ref.size);
+    return Status::Ok();
+  });
+  if (!st.ok()) return Fail(st);
+
+  Envelope env;
+  env.payload_type = std::string(kManifestPayloadType);
+  env.payload = ToBytes(manifest_json);
+  SignEnvelope(env, *key);
+  Result<HttpReply> r = client.Post("/v1/models/" + o.model + "/versions", EnvelopeToJson(env));
+  if (!r.ok()) return Fail(r.status());
+  if (r->status != 201) return FailReply("commit version", *r);
+
+  if (g.json) {
+    PrintJson({{"model", m.name}, {"version", m.version}, {"digest", m.digest.ToString()}, {"size", m.size},
+               {"chunks", m.chunks.size()}, {"uploaded_chunks", to_upload.size()}, {"uploaded_bytes", upload_bytes}});
+  } else {
+    fmt::print("published {} {} ({}, {})\n", m.name, m.version, HumanBytes(m.size), m.digest.ToString());
+    fmt::print("uploaded {} of {} chunks, {} bytes ({:.1f}% of the file)\n", to_upload.size(), m.chunks.size(),
+               upload_bytes, m.size == 0 ? 0.0 : 100.0 * static_cast<double>(upload_bytes) / static_cast<double>(m.size));
+  }
+  return 0;
+}
+
+int ListModels(const GlobalOptions& g) {
+  HttpClient client(g.server);
+  Result<HttpReply> r = client.Get("/v1/models");
+  if (!r.ok()) return Fail(r.status());
+  if (r->status != 200) return FailReply("list models", *r);
+  nlohmann::json j = nlohmann::json::parse(r->body, nullptr, false);
+  if (!j.is_object() || !j.contains("models") || !j["models"].is_array()) return Fail("malformed answer from server");
+  if (g.json) {
+    PrintJson(j);
+  } else {
+    for (const auto& m : j["models"]) fmt::print("{}\n", m.get<std::string>());
+  }
+  return 0;
+}
+
+int ListVersions(const GlobalOptions& g, const std::string& model) {
+  if (!IsValidModelName(model)) return Fail("invalid model name '" + model + "'");
+  HttpClient client(g.server);
+  Result<HttpReply> r = client.Get("/v1/models/" + model + "/versions");
+  if (!r.ok()) return Fail(r.status());
+  if (r->status != 200) return FailReply("list versions", *r);
+  nlohmann::json j = nlohmann::json::parse(r->body, nullptr, false);
+  if (!j.is_object() || !j.contains("versions") || !j["versions"].is_array()) return Fail("malformed answer from server");
+  if (g.json) {
+    PrintJson(j);
+  } else {
+    for (const auto& v : j["versions"]) fmt::print("{}\n", v.get<std::string>());
+  }
+  return 0;
+}
+
+int Pull(const GlobalOptions& g, const PullOptions& o) {
+  if (!IsValidModelName(o.model)) return Fail("invalid model name '" + o.model + "'");
+  if (!IsValidVersion(o.version)) return Fail("invalid version '" + o.version + "'");
+  Result<Root> root = ReadRoot(o.root_file);
+  if (!root.ok()) return Fail(root.status());
+
+  HttpClient client(g.server);
+  Result<HttpReply> r = client.Get("/v1/models/" + o.model + "/versions/" + o.version);
+  if (!r.ok()) return Fail(r.status());
+  if (r->status != 200) return FailReply("fetch manifest", *r);
+  Result<Envelope> env = ParseEnvelope(r->body);
+  if (!env.ok()) return Fail("manifest envelope: " + env.status().message());
+  Result<std::string> payload = VerifyPayload(*root, "release", kManifestPayloadType, *env);
+  if (!payload.ok()) return Fail("manifest rejected: " + payload.status().message());
+  Result<Manifest> m = ParseManifest(*payload);
+  if (!m.ok()) return Fail(m.status());
+  if (m->name != o.model || m->version != o.version) {
+    return Fail(fmt::format("server answered with {} {} for {} {}", m->name, m->version, o.model, o.version));
+  }
+
+  std::filesystem::path out(o.out);
+  std::string tmp = o.out + ".partial." + std::to_string(::getpid());
+  Fd f(::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (f.fd < 0) return Fail(ErrnoStatus("create " + tmp, errno));
+  auto cleanup = [&](int code) {
+    if (code != 0) ::unlink(tmp.c_str());
+    return code;
+  };
+  std::vector<uint64_t> offsets(m->chunks.size());
+  for (size_t i = 1; i < offsets.size(); ++i) offsets[i] = offsets[i - 1] + m->chunks[i - 1].size;
+
+  Progress progress("downloading", m->size, !g.json);
+  std::atomic<uint64_t> downloaded{0};
+  Status st = ForEachParallel(g, m->chunks.size(), g.parallel, [&](HttpClient& c, size_t i) -> Status {
+    const ChunkRef& ref = m->chunks[i];
+    Bytes data;
+    data.reserve(ref.size);
+    Result<HttpReply> cr = c.GetStreaming("/v1/chunks/" + ref.digest.ToString(), [&](ByteSpan piece) {
+      data.insert(data.end(), piece.begin(), piece.end());
+      return Status::Ok();
+    }, ref.size);
+    if (!cr.ok()) return Status(cr.status().code() == Status::Code::kResourceExhausted
+                                    ? Status::Corruption("chunk " + ref.digest.ToString() + " is longer than signed")
+                                    : cr.status());
+    if (cr->status != 200) {
+      return Status::FailedPrecondition(fmt::format("chunk {}: HTTP {}: {}", ref.digest.ToString(), cr->status, ErrorMessageOf(*cr)));
+    }
+    if (data.size() != ref.size || Digest::Of(data) != ref.digest) {
+      return Status::Corruption("chunk " + ref.digest.ToString() + " does not match its digest");
+    }
+    downloaded += data.size();
+    progress.Add(data.size());
+    return PwriteAll(f.fd, data.data(), data.size(), offsets[i]);
+  });
+  if (!st.ok()) return cleanup(Fail(st));
+
+  // Verify what is on disk, not what we meant to write.
+  Sha256 whole;
+  Bytes buf(kReadBufferBytes);
+  for (uint64_t off = 0; off < m->size;) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), m->size - off));
+    if (Status rs = PreadAll(f.fd, buf.data(), n, off); !rs.ok()) return cleanup(Fail(rs));
+    whole.Update(ByteSpan(buf.data(), n));
+    off += n;
+  }
+  if (whole.Finish() != m->digest) return cleanup(Fail("assembled file does not match the manifest digest"));
+  if (::fsync(f.fd) != 0) return cleanup(Fail(ErrnoStatus("fsync " + tmp, errno)));
+  if (::rename(tmp.c_str(), o.out.c_str()) != 0) return cleanup(Fail(ErrnoStatus("rename to " + o.out, errno)));
+  if (Status ds = SyncDirectory(out.parent_path().string()); !ds.ok()) return Fail(ds);
+
+  if (g.json) {
+    PrintJson({{"model", m->name}, {"version", m->version}, {"digest", m->digest.ToString()}, {"size", m->size},
+               {"path", o.out}, {"downloaded_bytes", downloaded.load()}});
+  } else {
+    fmt::print("pulled {} {} to {} ({}, verified {})\n", m->name, m->version, o.out, HumanBytes(m->size),
+               m->digest.ToString());
+  }
+  return 0;
+}
+
+}  // namespace meridian::cli

@@ -1,0 +1,141 @@
+// Pure HTTP helpers: JSON errors, Range, If-None-Match, target parsing.
+#include "daemon/http.h"
+
+#include <charconv>
+#include <nlohmann/json.hpp>
+
+namespace meridian {
+
+std::string_view HttpRequest::Header(std::string_view lowercase_name) const {
+  auto it = headers.find(std::string(lowercase_name));
+  return it == headers.end() ? std::string_view() : std::string_view(it->second);
+}
+
+HttpResponse JsonError(int status, std::string_view code, std::string_view message) {
+  HttpResponse r;
+  r.status = status;
+  nlohmann::json j = {{"error", {{"code", code}, {"message", message}}}};
+  r.body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  r.Set("Content-Type", "application/json");
+  return r;
+}
+
+static std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+static bool ParseU64(std::string_view s, uint64_t* out) {
+  if (s.empty()) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+RangeRequest InterpretRange(std::string_view header, uint64_t size) {
+  RangeRequest whole;
+  header = Trim(header);
+  if (header.substr(0, 6) != "bytes=") return whole;
+  std::string_view spec = Trim(header.substr(6));
+  if (spec.find(',') != std::string_view::npos) return whole;
+  size_t dash = spec.find('-');
+  if (dash == std::string_view::npos) return whole;
+  std::string_view a = Trim(spec.substr(0, dash)), b = Trim(spec.substr(dash + 1));
+  uint64_t first = 0, last = 0;
+  RangeRequest r;
+  if (a.empty()) {  // suffix: the last N bytes
+    uint64_t n = 0;
+    if (!ParseU64(b, &n)) return whole;
+    if (n == 0 || size == 0) return {RangeRequest::Kind::kUnsatisfiable, 0, 0};
+    n = std::min(n, size);
+    return {RangeRequest::Kind::kPartial, size - n, n};
+  }
+  if (!ParseU64(a, &first)) return whole;
+  if (b.empty()) {
+    last = size == 0 ? 0 : size - 1;
+  } else if (!ParseU64(b, &last) || last < first) {
+    return whole;
+  }
+  if (first >= size) return {RangeRequest::Kind::kUnsatisfiable, 0, 0};
+  last = std::min(last, size - 1);
+  r.kind = RangeRequest::Kind::kPartial;
+  r.first = first;
+  r.length = last - first + 1;
+  return r;
+}
+
+bool IfNoneMatchHits(std::string_view header, std::string_view etag) {
+  auto opaque = [](std::string_view t) {
+    t = Trim(t);
+    if (t.substr(0, 2) == "W/") t.remove_prefix(2);
+    return t;
+  };
+  std::string_view want = opaque(etag);
+  while (!header.empty()) {
+    size_t comma = header.find(',');
+    std::string_view item = opaque(header.substr(0, comma));
+    if (item == "*" || item == want) return true;
+    if (comma == std::string_view::npos) break;
+    header.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+static Result<std::string> PercentDecode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out += s[i];
+      continue;
+    }
+    if (i + 2 >= s.size()) return Status::InvalidArgument("malformed percent escape");
+    int v = 0;
+    auto [p, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, v, 16);
+    if (ec != std::errc() || p != s.data() + i + 3) return Status::InvalidArgument("malformed percent escape");
+    out += static_cast<char>(v);
+    i += 2;
+  }
+  return out;
+}
+
+Result<ParsedTarget> ParseTarget(std::string_view target) {
+  ParsedTarget t;
+  size_t q = target.find('?');
+  if (q != std::string_view::npos) {
+    t.query = std::string(target.substr(q + 1));
+    target = target.substr(0, q);
+  }
+  if (target.empty() || target[0] != '/') return Status::InvalidArgument("request target must start with '/'");
+  target.remove_prefix(1);
+  while (true) {
+    size_t slash = target.find('/');
+    Result<std::string> seg = PercentDecode(target.substr(0, slash));
+    if (!seg.ok()) return seg.status();
+    t.segments.push_back(std::move(*seg));
+    if (slash == std::string_view::npos) break;
+    target.remove_prefix(slash + 1);
+  }
+  if (t.segments.size() == 1 && t.segments[0].empty()) t.segments.clear();
+  return t;
+}
+
+std::optional<std::string> QueryParam(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    size_t eq = pair.find('=');
+    std::string_view key = pair.substr(0, eq);
+    if (key == name) {
+      std::string_view raw = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+      Result<std::string> v = PercentDecode(raw);
+      if (!v.ok()) return std::nullopt;
+      return *v;
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
+}
+
+}  // namespace meridian

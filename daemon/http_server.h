@@ -1,0 +1,50 @@
+// An HTTP/1.1 server (Boost.Beast, C++20 coroutines on an io_context thread
+// pool) that hands requests to an HttpHandler. Everything is bounded: request
+// head size, body size (per request, from the handler), read and write
+// deadlines, number of connections. Beast stays inside http_server.cc.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "base/status.h"
+#include "daemon/http.h"
+
+namespace meridian {
+
+struct HttpServerOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 7400;                                   // 0 = pick a free port
+  int threads = 0;                                        // 0 = one per core (at least 2)
+  uint32_t head_bytes_max = 16 * 1024;                    // request line + headers
+  std::chrono::milliseconds head_timeout{30'000};         // to receive a whole request head (also idle keep-alive)
+  std::chrono::milliseconds body_timeout{300'000};        // to receive a body
+  std::chrono::milliseconds write_timeout{60'000};        // for each write to the client
+  std::chrono::milliseconds drain_timeout{10'000};        // for in-flight requests at shutdown
+  uint32_t connections_max = 20'000;                      // further connections are closed at once
+};
+
+class HttpServer {
+ public:
+  HttpServer(HttpHandler& handler, HttpServerOptions options);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds and listens. After OK, port() is the bound port.
+  Status Listen();
+  uint16_t port() const;
+  // Serves until Stop() or SIGINT/SIGTERM; returns after in-flight requests
+  // drained (or drain_timeout passed) and every thread joined.
+  void Run();
+  // Stops accepting, lets in-flight requests finish. Thread-safe.
+  void Stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace meridian

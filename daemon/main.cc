@@ -1,0 +1,181 @@
+// meridiand: the daemon (serve), and its `init` and `fsck` subcommands.
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <toml++/toml.h>
+
+#include <fmt/format.h>
+
+#include "base/clock.h"
+#include "base/file.h"
+#include "daemon/api.h"
+#include "daemon/data_dir.h"
+#include "daemon/http_server.h"
+#include "manifest/manifest.h"
+#include "store/store.h"
+
+using namespace meridian;
+
+namespace {
+
+constexpr const char* kDefaultData = "./data";
+constexpr const char* kDefaultListen = "127.0.0.1:7400";
+
+void Log(std::string_view message) {
+  fmt::print(stderr, "{} meridiand: {}\n", FormatRfc3339(SystemClock::Get().NowUnixMillis()), message);
+}
+
+int Fail(std::string_view message) {
+  fmt::print(stderr, "meridiand: {}\n", message);
+  return 1;
+}
+
+bool SplitHostPort(const std::string& listen, std::string* host, uint16_t* port) {
+  size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) return false;
+  *host = listen.substr(0, colon);
+  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') *host = host->substr(1, host->size() - 2);
+  try {
+    int p = std::stoi(listen.substr(colon + 1));
+    if (p < 0 || p > 65535 || host->empty()) return false;
+    *port = static_cast<uint16_t>(p);
+  } catch (...) {
+    return false;
+  }
+  return true;
+}
+
+struct ServeOptions {
+  std::string data = kDefaultData;
+  std::string listen = kDefaultListen;
+  std::string config;
+  std::string port_file;
+  int threads = 0;
+};
+
+// Settings from --config FILE (TOML); flags given on the command line win.
+Status ApplyConfig(ServeOptions& o, const CLI::App& app) {
+  if (o.config.empty()) return Status::Ok();
+  toml::table t;
+  try {
+    t = toml::parse_file(o.config);
+  } catch (const toml::parse_error& e) {
+    return Status::InvalidArgument(fmt::format("{}: {}", o.config, e.description()));
+  }
+  for (const auto& [key, value] : t) {
+    if (key != "data" && key != "listen" && key != "threads") {
+      return Status::InvalidArgument(fmt::format("{}: unknown setting '{}'", o.config, key.str()));
+    }
+  }
+  if (app.count("--data") == 0) o.data = t["data"].value_or(o.data);
+  if (app.count("--listen") == 0) o.listen = t["listen"].value_or(o.listen);
+  if (app.count("--threads") == 0) o.threads = t["threads"].value_or(o.threads);
+  return Status::Ok();
+}
+
+int Serve(ServeOptions o) {
+  DataDir d{o.data};
+  std::string host;
+  uint16_t port = 0;
+  if (!SplitHostPort(o.listen, &host, &port)) return Fail("--listen must be HOST:PORT, got '" + o.listen + "'");
+  Result<Root> root = LoadRootFile(d.root());
+  if (!root.ok()) {
+    return Fail(fmt::format("{} (is {} initialised? run: meridiand init --data {} --release-key KEY.pub)",
+                            root.status().message(), d.dir, d.dir));
+  }
+  Result<std::string> publisher = ReadTokenFile(d.publisher_token());
+  if (!publisher.ok()) return Fail(publisher.status().ToString());
+  Result<std::unique_ptr<Store>> store = Store::Open(d.store(), StoreOptions{.create_if_missing = false});
+  if (!store.ok()) return Fail("cannot open store: " + store.status().ToString());
+
+  Metrics metrics;
+  Api api(**store, *root, *publisher, metrics);
+  HttpServerOptions hso;
+  hso.host = host;
+  hso.port = port;
+  hso.threads = o.threads;
+  HttpServer server(api, hso);
+  if (Status st = server.Listen(); !st.ok()) return Fail(st.message());
+  std::string bound = fmt::format("{}:{}", host.find(':') != std::string::npos ? "[" + host + "]" : host, server.port());
+  if (!o.port_file.empty()) {
+    if (Status st = WriteFileAtomic(o.port_file, std::to_string(server.port()) + "\n"); !st.ok()) return Fail(st.ToString());
+  }
+  Log(fmt::format("serving {} on http://{}", d.dir, bound));
+  server.Run();
+  api.SetReady(false);
+  Log("stopped");
+  return 0;
+}
+
+int Init(const InitOptions& o) {
+  Result<std::vector<std::string>> lines = InitDataDir(o);
+  if (!lines.ok()) return Fail(lines.status().message());
+  fmt::print("initialised {}\n", o.data_dir);
+  for (const std::string& line : *lines) fmt::print("  {}\n", line);
+  return 0;
+}
+
+int Fsck(const std::string& data) {
+  DataDir d{data};
+  Result<std::unique_ptr<Store>> store = Store::Open(d.store(), StoreOptions{.create_if_missing = false});
+  if (!store.ok()) return Fail("cannot open store: " + store.status().ToString());
+  CheckReport report = (*store)->Check();
+  // Signatures too: every stored manifest must verify against the root.
+  Result<Root> root = LoadRootFile(d.root());
+  if (!root.ok()) {
+    report.faults.push_back("root: " + root.status().message());
+  } else if (Result<std::vector<std::string>> models = (*store)->ListModels(); models.ok()) {
+    for (const std::string& model : *models) {
+      Result<std::vector<std::string>> versions = (*store)->ListVersions(model);
+      if (!versions.ok()) continue;
+      for (const std::string& v : *versions) {
+        Result<std::string> env_json = (*store)->GetEnvelope(model, v);
+        Result<Envelope> env = env_json.ok() ? ParseEnvelope(*env_json) : Result<Envelope>(env_json.status());
+        Result<std::string> payload =
+            env.ok() ? VerifyPayload(*root, "release", kManifestPayloadType, *env) : Result<std::string>(env.status());
+        if (!payload.ok()) report.faults.push_back(fmt::format("manifest {} {}: {}", model, v, payload.status().message()));
+      }
+    }
+  }
+  for (const std::string& f : report.faults) fmt::print("fault: {}\n", f);
+  fmt::print("{}: {} chunks, {} manifests checked, {} faults\n", report.clean() ? "clean" : "FAULTY",
+             report.chunks_checked, report.manifests_checked, report.faults.size());
+  return report.clean() ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  CLI::App app{"meridiand: serves signed model artifacts and deltas to terminals"};
+  app.require_subcommand(0, 1);
+  ServeOptions serve;
+  app.add_option("--data", serve.data, "data directory")->capture_default_str();
+  app.add_option("--listen", serve.listen, "HOST:PORT to listen on (port 0 = any free port)")->capture_default_str();
+  app.add_option("--config", serve.config, "TOML file with data, listen, threads");
+  app.add_option("--port-file", serve.port_file, "write the bound port to this file once listening");
+  app.add_option("--threads", serve.threads, "server threads (0 = one per core)");
+
+  InitOptions init;
+  init.data_dir = kDefaultData;
+  CLI::App* init_cmd = app.add_subcommand("init", "create a data directory: store, keys, root of trust, tokens");
+  init_cmd->add_option("--data", init.data_dir, "data directory")->capture_default_str();
+  init_cmd->add_option("--release-key", init.release_key_files, "public key file(s) of release managers")->required();
+  init_cmd->add_option("--release-threshold", init.release_threshold, "release signatures a manifest needs")
+      ->capture_default_str();
+  init_cmd->add_option("--root-key", init.root_key_file, "secret root key file (default: generate one)");
+
+  std::string fsck_data = kDefaultData;
+  CLI::App* fsck_cmd = app.add_subcommand("fsck", "verify every chunk and manifest in a store");
+  fsck_cmd->add_option("--data", fsck_data, "data directory")->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (*init_cmd) return Init(init);
+  if (*fsck_cmd) return Fsck(fsck_data);
+  if (Status st = ApplyConfig(serve, app); !st.ok()) return Fail(st.message());
+  return Serve(serve);
+}

@@ -1,0 +1,470 @@
+// Staged rollouts: spec validation, cohorts, the state machine, reports, gates,
+// target resolution and conflicts. JSON lives in rollout_json.cc.
+#include "rollout/rollout.h"
+
+#include <cmath>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "base/digest.h"
+#include "manifest/manifest.h"
+
+namespace meridian {
+
+namespace {
+
+constexpr uint32_t kBuckets = 10'000;
+
+bool IsAsciiAlnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+bool IsIdOf(std::string_view id, size_t bytes_max, std::string_view punctuation) {
+  if (id.empty() || id.size() > bytes_max || !IsAsciiAlnum(id[0])) return false;
+  for (char c : id) {
+    if (!IsAsciiAlnum(c) && punctuation.find(c) == std::string_view::npos) return false;
+  }
+  return true;
+}
+
+// Stage bounds are whole buckets: percents are validated to two decimals, and
+// rounding keeps 0.07 × 100 = 7.000000000000001 from letting bucket 7 in.
+uint32_t BucketBound(double percent) { return static_cast<uint32_t>(std::llround(percent * 100)); }
+
+bool HasTwoDecimalsAtMost(double percent) {
+  double scaled = percent * 100;
+  return std::fabs(scaled - std::round(scaled)) < 1e-6;
+}
+
+bool Contains(const std::vector<std::string>& list, std::string_view value) {
+  for (const std::string& s : list) {
+    if (s == value) return true;
+  }
+  return false;
+}
+
+// Checks a list of identifiers: each valid, no duplicates, at most `count_max`.
+Status ValidateIdList(const std::vector<std::string>& list, const char* field, size_t count_max,
+                      bool (*valid)(std::string_view)) {
+  if (list.size() > count_max) {
+    return Status::InvalidArgument(fmt::format("{}: {} entries, at most {} allowed", field, list.size(), count_max));
+  }
+  std::set<std::string_view> seen;
+  for (const std::string& s : list) {
+    if (!valid(s)) return Status::InvalidArgument(fmt::format("{}: '{}' is not a valid identifier", field, s));
+    if (!seen.insert(s).second) return Status::InvalidArgument(fmt::format("{}: '{}' is listed twice", field, s));
+  }
+  return Status::Ok();
+}
+
+Status ValidateActorAndReason(std::string_view actor, std::string_view reason) {
+  if (actor.empty() || actor.size() > kRolloutActorBytesMax) {
+    return Status::InvalidArgument(fmt::format("actor must be 1 to {} bytes", kRolloutActorBytesMax));
+  }
+  if (reason.size() > kRolloutReasonBytesMax) {
+    return Status::InvalidArgument(fmt::format("reason must be at most {} bytes", kRolloutReasonBytesMax));
+  }
+  return Status::Ok();
+}
+
+std::string RegionsText(const std::vector<std::string>& regions) {
+  return regions.empty() ? std::string("all regions") : fmt::format("regions {}", fmt::join(regions, ","));
+}
+
+}  // namespace
+
+bool IsValidRolloutId(std::string_view id) { return IsIdOf(id, 64, "._-"); }
+bool IsValidTerminalId(std::string_view id) { return IsIdOf(id, 128, "._:-"); }
+
+Status ValidateRolloutSpec(const RolloutSpec& spec) {
+  if (!IsValidRolloutId(spec.id)) return Status::InvalidArgument(fmt::format("id: '{}' is not a valid rollout id", spec.id));
+  if (!IsValidModelName(spec.model)) return Status::InvalidArgument(fmt::format("model: '{}' is not a valid model name", spec.model));
+  if (!IsValidVersion(spec.target_version)) {
+    return Status::InvalidArgument(fmt::format("target_version: '{}' is not a SemVer version", spec.target_version));
+  }
+  if (!spec.previous_version.empty() && !IsValidVersion(spec.previous_version)) {
+    return Status::InvalidArgument(fmt::format("previous_version: '{}' is not a SemVer version", spec.previous_version));
+  }
+  if (spec.previous_version == spec.target_version) {
+    return Status::InvalidArgument("previous_version: equals target_version, there is nothing to roll out");
+  }
+  if (!IsValidRegionOrProfile(spec.channel)) {
+    return Status::InvalidArgument(fmt::format("channel: '{}' is not a valid channel name", spec.channel));
+  }
+  MERIDIAN_RETURN_IF_ERROR(ValidateIdList(spec.regions, "regions", kRolloutRegionsMax, IsValidRegionOrProfile));
+  MERIDIAN_RETURN_IF_ERROR(ValidateIdList(spec.profiles, "profiles", kRolloutProfilesMax, IsValidRegionOrProfile));
+  MERIDIAN_RETURN_IF_ERROR(ValidateIdList(spec.canaries, "canaries", kRolloutCanariesMax, IsValidTerminalId));
+
+  if (spec.stages_percent.empty()) return Status::InvalidArgument("stages_percent: at least one stage is needed");
+  if (spec.stages_percent.size() > kRolloutStagesMax) {
+    return Status::InvalidArgument(fmt::format("stages_percent: {} stages, at most {} allowed",
+                                               spec.stages_percent.size(), kRolloutStagesMax));
+  }
+  for (size_t i = 0; i < spec.stages_percent.size(); ++i) {
+    double p = spec.stages_percent[i];
+    if (!(p > 0 && p <= 100)) {  // written so that NaN fails too
+      return Status::InvalidArgument(fmt::format("stages_percent[{}]: {} is outside (0, 100]", i, p));
+    }
+    if (!HasTwoDecimalsAtMost(p)) {
+      return Status::InvalidArgument(fmt::format("stages_percent[{}]: {} has more than two decimals", i, p));
+    }
+    if (i > 0 && BucketBound(p) <= BucketBound(spec.stages_percent[i - 1])) {
+      return Status::InvalidArgument(fmt::format("stages_percent[{}]: {} is not greater than the stage before ({})", i,
+                                                 p, spec.stages_percent[i - 1]));
+    }
+  }
+  if (spec.min_reports > kRolloutMinReportsMax) {
+    return Status::InvalidArgument(fmt::format("min_reports: {} is above {}", spec.min_reports, kRolloutMinReportsMax));
+  }
+  if (!(spec.max_failure_rate >= 0 && spec.max_failure_rate <= 1)) {
+    return Status::InvalidArgument(fmt::format("max_failure_rate: {} is outside [0, 1]", spec.max_failure_rate));
+  }
+  if (spec.soak_ms < 0 || spec.soak_ms > kRolloutSoakMsMax) {
+    return Status::InvalidArgument(fmt::format("soak_ms: {} is outside [0, {}]", spec.soak_ms, kRolloutSoakMsMax));
+  }
+  return Status::Ok();
+}
+
+uint32_t CohortBucket(std::string_view rollout_id, std::string_view terminal_id) {
+  std::string salted;
+  salted.reserve(rollout_id.size() + 1 + terminal_id.size());
+  salted.append(rollout_id).append(":").append(terminal_id);
+  Digest d = Digest::Of(salted);
+  uint64_t prefix = 0;
+  for (int i = 0; i < 8; ++i) prefix = (prefix << 8) | d.bytes()[i];
+  return static_cast<uint32_t>(prefix % kBuckets);
+}
+
+bool IsEligible(const RolloutSpec& spec, const TerminalInfo& terminal) {
+  return (spec.regions.empty() || Contains(spec.regions, terminal.region)) &&
+         (spec.profiles.empty() || Contains(spec.profiles, terminal.profile));
+}
+
+bool InCohort(const RolloutSpec& spec, size_t stage, const TerminalInfo& terminal) {
+  if (stage >= spec.stages_percent.size() || !IsEligible(spec, terminal)) return false;
+  return Contains(spec.canaries, terminal.id) ||
+         CohortBucket(spec.id, terminal.id) < BucketBound(spec.stages_percent[stage]);
+}
+
+std::string_view BreachActionName(BreachAction action) {
+  switch (action) {
+    case BreachAction::kPause: return "pause";
+    case BreachAction::kRollback: return "rollback";
+  }
+  return "unknown";
+}
+
+std::string_view PhaseName(RolloutPhase phase) {
+  switch (phase) {
+    case RolloutPhase::kRunning: return "running";
+    case RolloutPhase::kPaused: return "paused";
+    case RolloutPhase::kCompleted: return "completed";
+    case RolloutPhase::kAborted: return "aborted";
+    case RolloutPhase::kRolledBack: return "rolled_back";
+  }
+  return "unknown";
+}
+
+std::string_view ActionName(RolloutAction action) {
+  switch (action) {
+    case RolloutAction::kStart: return "start";
+    case RolloutAction::kPromote: return "promote";
+    case RolloutAction::kPause: return "pause";
+    case RolloutAction::kResume: return "resume";
+    case RolloutAction::kAbort: return "abort";
+    case RolloutAction::kRollback: return "rollback";
+  }
+  return "unknown";
+}
+
+Result<RolloutAction> ParseRolloutAction(std::string_view name) {
+  for (RolloutAction a : {RolloutAction::kStart, RolloutAction::kPromote, RolloutAction::kPause,
+                          RolloutAction::kResume, RolloutAction::kAbort, RolloutAction::kRollback}) {
+    if (ActionName(a) == name) return a;
+  }
+  return Status::InvalidArgument(fmt::format("unknown rollout action '{}'", name));
+}
+
+std::string StateString(const RolloutState& state) {
+  return fmt::format("{}({})", PhaseName(state.phase), state.stage);
+}
+
+// ---------------------------------------------------------------------------
+// Reports
+
+std::string_view ReportOutcomeName(ReportOutcome outcome) {
+  switch (outcome) {
+    case ReportOutcome::kSuccess: return "success";
+    case ReportOutcome::kFailure: return "failure";
+  }
+  return "unknown";
+}
+
+Status ValidateReport(const TerminalReport& r) {
+  if (!IsValidTerminalId(r.terminal_id)) {
+    return Status::InvalidArgument(fmt::format("terminal_id: '{}' is not a valid terminal id", r.terminal_id));
+  }
+  if (!r.profile.empty() && !IsValidRegionOrProfile(r.profile)) {
+    return Status::InvalidArgument(fmt::format("profile: '{}' is not a valid profile", r.profile));
+  }
+  if (!r.region.empty() && !IsValidRegionOrProfile(r.region)) {
+    return Status::InvalidArgument(fmt::format("region: '{}' is not a valid region", r.region));
+  }
+  if (!r.version.empty() && !IsValidVersion(r.version)) {
+    return Status::InvalidArgument(fmt::format("version: '{}' is not a SemVer version", r.version));
+  }
+  if (r.stage >= kRolloutStagesMax) return Status::InvalidArgument(fmt::format("stage: {} is out of range", r.stage));
+  if (r.reason.size() > kRolloutReasonBytesMax) {
+    return Status::InvalidArgument(fmt::format("reason: at most {} bytes", kRolloutReasonBytesMax));
+  }
+  if (r.health.size() > kReportHealthEntriesMax) {
+    return Status::InvalidArgument(fmt::format("health: at most {} numbers", kReportHealthEntriesMax));
+  }
+  for (const auto& [key, value] : r.health) {
+    if (key.empty() || key.size() > kReportHealthKeyBytesMax) {
+      return Status::InvalidArgument(fmt::format("health: names must be 1 to {} bytes", kReportHealthKeyBytesMax));
+    }
+    if (!std::isfinite(value)) return Status::InvalidArgument(fmt::format("health: '{}' is not a finite number", key));
+  }
+  return Status::Ok();
+}
+
+Status ReportTally::Add(const TerminalReport& report) {
+  MERIDIAN_RETURN_IF_ERROR(ValidateReport(report));
+  auto key = std::make_pair(report.stage, report.terminal_id);
+  auto it = latest_.find(key);
+  if (it != latest_.end()) {
+    if (report.received_ms >= it->second.received_ms) it->second = report;
+    return Status::Ok();
+  }
+  if (latest_.size() >= kReportTallyEntriesMax) {
+    return Status::ResourceExhausted(fmt::format("report tally holds {} terminals already", kReportTallyEntriesMax));
+  }
+  latest_.emplace(std::move(key), report);
+  return Status::Ok();
+}
+
+StageStats ReportTally::Stats(uint32_t stage, int64_t since_ms) const {
+  StageStats s;
+  if (stage >= kRolloutStagesMax) return s;  // Add never stores one; also keeps stage + 1 from wrapping
+  auto end = latest_.lower_bound({stage + 1, std::string()});
+  for (auto it = latest_.lower_bound({stage, std::string()}); it != end; ++it) {
+    const TerminalReport& r = it->second;
+    if (r.received_ms < since_ms) continue;
+    ++s.reported;
+    if (r.outcome == ReportOutcome::kSuccess) ++s.succeeded;
+    else ++s.failed;
+  }
+  if (s.reported > 0) s.failure_rate = static_cast<double>(s.failed) / static_cast<double>(s.reported);
+  return s;
+}
+
+// ---------------------------------------------------------------------------
+// Gates
+
+GateDecision EvaluateGates(const RolloutSpec& spec, const RolloutState& state, const StageStats& stats,
+                           int64_t now_ms) {
+  if (state.phase != RolloutPhase::kRunning) return {GateVerdict::kNone, "gates run only while running"};
+  if (stats.reported < spec.min_reports) {
+    return {GateVerdict::kNone, fmt::format("{} of {} reports needed", stats.reported, spec.min_reports)};
+  }
+  if (stats.failure_rate > spec.max_failure_rate) {
+    return {GateVerdict::kBreach, fmt::format("failure rate {:.4f} ({} of {} terminals) is above {:.4f}",
+                                              stats.failure_rate, stats.failed, stats.reported,
+                                              spec.max_failure_rate)};
+  }
+  if (!spec.auto_promote) return {GateVerdict::kNone, "gates pass; waiting for a manual promote"};
+  if (stats.succeeded < spec.min_reports) {
+    return {GateVerdict::kNone, fmt::format("{} of {} successes needed", stats.succeeded, spec.min_reports)};
+  }
+  int64_t soaked_ms = now_ms - state.gate_since_ms;
+  if (soaked_ms < spec.soak_ms) {
+    return {GateVerdict::kNone, fmt::format("soaked {} of {} ms", soaked_ms, spec.soak_ms)};
+  }
+  return {GateVerdict::kPromote, fmt::format("{} successes, failure rate {:.4f} within {:.4f}, soaked {} ms",
+                                             stats.succeeded, stats.failure_rate, spec.max_failure_rate,
+                                             soaked_ms)};
+}
+
+// ---------------------------------------------------------------------------
+// The state machine
+
+Result<Rollout> Rollout::Start(RolloutSpec spec, int64_t now_ms, std::string_view actor, std::string_view reason) {
+  MERIDIAN_RETURN_IF_ERROR(ValidateRolloutSpec(spec));
+  MERIDIAN_RETURN_IF_ERROR(ValidateActorAndReason(actor, reason));
+  Rollout r;
+  r.spec_ = std::move(spec);
+  r.state_ = {RolloutPhase::kRunning, 0, now_ms, now_ms};
+  r.events_.push_back({1, now_ms, std::string(actor), RolloutAction::kStart, std::string(reason), "",
+                       StateString(r.state_)});
+  return r;
+}
+
+Result<Rollout> Rollout::Restore(RolloutSpec spec, RolloutState state, std::vector<RolloutEvent> events) {
+  MERIDIAN_RETURN_IF_ERROR(ValidateRolloutSpec(spec));
+  if (state.stage >= spec.stages_percent.size()) {
+    return Status::InvalidArgument(fmt::format("state: stage {} of a rollout with {} stages", state.stage,
+                                               spec.stages_percent.size()));
+  }
+  if (state.phase == RolloutPhase::kCompleted && state.stage + 1 != spec.stages_percent.size()) {
+    return Status::InvalidArgument("state: completed before the last stage");
+  }
+  if (events.empty() || events.size() > kRolloutEventsMax + 1) {
+    return Status::InvalidArgument(fmt::format("events: 1 to {} events expected", kRolloutEventsMax + 1));
+  }
+  for (size_t i = 0; i < events.size(); ++i) {
+    const RolloutEvent& e = events[i];
+    if (e.seq != i + 1) return Status::InvalidArgument(fmt::format("events: event {} has seq {}", i + 1, e.seq));
+    if ((e.action == RolloutAction::kStart) != (i == 0)) {
+      return Status::InvalidArgument("events: the log must begin with the one start event");
+    }
+    // The log is a chain: each event starts where the one before ended.
+    if (e.before != (i == 0 ? std::string() : events[i - 1].after)) {
+      return Status::InvalidArgument(fmt::format("events: event {} does not follow from event {}", i + 1, i));
+    }
+    MERIDIAN_RETURN_IF_ERROR(ValidateActorAndReason(e.actor, e.reason));
+  }
+  if (events.back().after != StateString(state)) {
+    return Status::InvalidArgument("events: the last event does not end in the current state");
+  }
+  Rollout r;
+  r.spec_ = std::move(spec);
+  r.state_ = state;
+  r.events_ = std::move(events);
+  return r;
+}
+
+bool Rollout::active() const {
+  return state_.phase == RolloutPhase::kRunning || state_.phase == RolloutPhase::kPaused;
+}
+
+Status Rollout::Apply(RolloutAction action, int64_t now_ms, std::string_view actor, std::string_view reason) {
+  MERIDIAN_RETURN_IF_ERROR(ValidateActorAndReason(actor, reason));
+  RolloutPhase phase = state_.phase;
+  RolloutState after = state_;
+  after.updated_ms = now_ms;
+  bool legal = false;
+  switch (action) {
+    case RolloutAction::kStart:
+      return Status::InvalidArgument("a rollout is started by Rollout::Start, not by an action");
+    case RolloutAction::kPromote:
+      legal = phase == RolloutPhase::kRunning;
+      if (state_.stage + 1 < spec_.stages_percent.size()) {
+        ++after.stage;
+        after.gate_since_ms = now_ms;
+      } else {
+        after.phase = RolloutPhase::kCompleted;
+      }
+      break;
+    case RolloutAction::kPause:
+      legal = phase == RolloutPhase::kRunning;
+      after.phase = RolloutPhase::kPaused;
+      break;
+    case RolloutAction::kResume:
+      legal = phase == RolloutPhase::kPaused;
+      after.phase = RolloutPhase::kRunning;
+      after.gate_since_ms = now_ms;
+      break;
+    case RolloutAction::kAbort:
+      legal = phase == RolloutPhase::kRunning || phase == RolloutPhase::kPaused;
+      after.phase = RolloutPhase::kAborted;
+      break;
+    case RolloutAction::kRollback:
+      legal = phase == RolloutPhase::kRunning || phase == RolloutPhase::kPaused || phase == RolloutPhase::kCompleted;
+      after.phase = RolloutPhase::kRolledBack;
+      break;
+  }
+  if (!legal) {
+    return Status::FailedPrecondition(fmt::format("cannot {} rollout '{}': it is {}", ActionName(action), spec_.id,
+                                                  StateString(state_)));
+  }
+  bool ends = action == RolloutAction::kAbort || action == RolloutAction::kRollback;
+  if (events_.size() >= kRolloutEventsMax && !ends) {
+    return Status::ResourceExhausted(fmt::format("rollout '{}' has {} events; only abort or rollback remain",
+                                                 spec_.id, events_.size()));
+  }
+  events_.push_back({events_.size() + 1, now_ms, std::string(actor), action, std::string(reason),
+                     StateString(state_), StateString(after)});
+  state_ = after;
+  return Status::Ok();
+}
+
+bool Rollout::Admit(TerminalReport* report) const {
+  if (!active() || report->version != spec_.target_version) return false;
+  TerminalInfo t{report->terminal_id, report->profile, report->region, report->version};
+  if (!InCohort(spec_, state_.stage, t)) return false;
+  report->stage = state_.stage;
+  return true;
+}
+
+Result<GateDecision> Rollout::Tick(const ReportTally& tally, int64_t now_ms) {
+  GateDecision d = EvaluateGates(spec_, state_, tally.Stats(state_.stage, state_.gate_since_ms), now_ms);
+  if (d.verdict == GateVerdict::kNone) return d;
+  RolloutAction action = RolloutAction::kPromote;
+  if (d.verdict == GateVerdict::kBreach) {
+    action = spec_.on_breach == BreachAction::kRollback ? RolloutAction::kRollback : RolloutAction::kPause;
+  }
+  MERIDIAN_RETURN_IF_ERROR(Apply(action, now_ms, kGateActor, d.reason));
+  return d;
+}
+
+// ---------------------------------------------------------------------------
+// Target resolution
+
+std::string_view TargetReasonName(TargetReason reason) {
+  switch (reason) {
+    case TargetReason::kNotEligible: return "not_eligible";
+    case TargetReason::kInCohort: return "in_cohort";
+    case TargetReason::kNotInCohort: return "not_in_cohort";
+    case TargetReason::kHeld: return "held";
+    case TargetReason::kRolledBack: return "rolled_back";
+  }
+  return "unknown";
+}
+
+TargetResolution ResolveTarget(const RolloutSpec& spec, const RolloutState& state, const TerminalInfo& terminal) {
+  if (!IsEligible(spec, terminal)) return {spec.previous_version, TargetReason::kNotEligible};
+  switch (state.phase) {
+    case RolloutPhase::kRunning:
+    case RolloutPhase::kCompleted:
+      if (InCohort(spec, state.stage, terminal)) return {spec.target_version, TargetReason::kInCohort};
+      return {spec.previous_version, TargetReason::kNotInCohort};
+    case RolloutPhase::kPaused:
+    case RolloutPhase::kAborted:
+      return {terminal.current_version == spec.target_version ? spec.target_version : spec.previous_version,
+              TargetReason::kHeld};
+    case RolloutPhase::kRolledBack:
+      return {spec.previous_version, TargetReason::kRolledBack};
+  }
+  return {spec.previous_version, TargetReason::kNotEligible};
+}
+
+// ---------------------------------------------------------------------------
+// Conflicts
+
+bool Overlaps(const RolloutSpec& a, const RolloutSpec& b) {
+  if (a.model != b.model || a.channel != b.channel) return false;
+  if (a.regions.empty() || b.regions.empty()) return true;
+  for (const std::string& region : a.regions) {
+    if (Contains(b.regions, region)) return true;
+  }
+  return false;
+}
+
+Status CheckNoConflict(std::span<const Rollout* const> existing, const RolloutSpec& candidate) {
+  for (const Rollout* r : existing) {
+    if (r == nullptr) continue;
+    if (r->spec().id == candidate.id) {
+      return Status::AlreadyExists(fmt::format("rollout id '{}' is already used", candidate.id));
+    }
+    if (r->active() && Overlaps(r->spec(), candidate)) {
+      return Status::FailedPrecondition(fmt::format(
+          "rollout '{}' is {} on model '{}' channel '{}' in {}; finish, abort or roll it back first", r->spec().id,
+          PhaseName(r->state().phase), candidate.model, candidate.channel, RegionsText(r->spec().regions)));
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace meridian

@@ -1,0 +1,382 @@
+// Staged rollouts: which terminals run a model's new version when, the gates
+// that promote or stop a rollout from terminal reports, and the audit log of
+// every state change. Pure: no I/O and no clock reads — every time is passed in
+// as Unix milliseconds (callers read a meridian::Clock), so tests drive soak
+// times with FakeClock. Nothing here throws; bad input comes back as a Status.
+//
+// Sections: identifiers and limits · the spec · cohorts · state and events ·
+// reports and stage statistics · gates · the Rollout state machine · target
+// resolution · conflicts · JSON.
+//
+// Persisting (the daemon's side): a Rollout is spec + state + event log. Every
+// successful Apply/Tick appends exactly one event and changes the state, so
+// write RolloutToJson (or the state and the new last event) after each change
+// and rebuild with RolloutFromJson / Rollout::Restore. Reports live apart from
+// the rollout (one record per report, see ReportToJson) and are folded into a
+// ReportTally on restart.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+
+namespace meridian {
+
+// ---------------------------------------------------------------------------
+// Identifiers and limits
+
+// Rollout ids go into URLs (/v1/rollouts/{id}): [A-Za-z0-9][A-Za-z0-9._-]{0,63}.
+// They never contain ':', which keeps "rollout id:terminal id" unambiguous.
+bool IsValidRolloutId(std::string_view id);
+// Terminal ids go into URLs too: [A-Za-z0-9][A-Za-z0-9._:-]{0,127}.
+bool IsValidTerminalId(std::string_view id);
+
+inline constexpr size_t kRolloutStagesMax = 100;
+inline constexpr size_t kRolloutRegionsMax = 64;
+inline constexpr size_t kRolloutProfilesMax = 64;
+inline constexpr size_t kRolloutCanariesMax = 10'000;
+inline constexpr uint32_t kRolloutMinReportsMax = 10'000'000;
+inline constexpr int64_t kRolloutSoakMsMax = 30ll * 24 * 3600 * 1000;  // 30 days
+inline constexpr size_t kRolloutEventsMax = 10'000;  // pause/resume cycles cannot grow the log forever
+inline constexpr size_t kRolloutActorBytesMax = 128;
+inline constexpr size_t kRolloutReasonBytesMax = 1024;
+inline constexpr size_t kReportHealthEntriesMax = 16;
+inline constexpr size_t kReportHealthKeyBytesMax = 64;
+inline constexpr size_t kReportTallyEntriesMax = 1'000'000;  // bounds the memory of one tally
+inline constexpr size_t kRolloutJsonBytesMax = 16u << 20;    // any JSON document parsed here
+
+// ---------------------------------------------------------------------------
+// The spec: what an operator asks for. Immutable once the rollout started.
+
+enum class BreachAction { kPause, kRollback };
+// "pause", "rollback".
+std::string_view BreachActionName(BreachAction action);
+
+struct RolloutSpec {
+  std::string id;                // see IsValidRolloutId; also salts the cohort hash
+  std::string model;             // see IsValidModelName (manifest/manifest.h)
+  std::string target_version;    // SemVer; what terminals in the cohort move to
+  std::string previous_version;  // SemVer, or empty when the channel had no version;
+                                 // what everyone else runs and what rollback returns to
+  std::string channel = "stable";        // see IsValidRegionOrProfile
+  std::vector<std::string> regions;      // regions covered; empty = all
+  std::vector<std::string> profiles;     // device profiles covered; empty = all
+  std::vector<std::string> canaries;     // terminal ids that are in every stage
+  // Cumulative percent of eligible terminals per stage, strictly increasing,
+  // each in (0, 100] with at most two decimals (0.01 % is one bucket). The last
+  // may be below 100: the rollout then completes holding that share.
+  std::vector<double> stages_percent = {1, 10, 50, 100};
+  // Gates, evaluated on the current stage only (see EvaluateGates).
+  uint32_t min_reports = 1;        // reports needed before the gates decide anything
+  double max_failure_rate = 0.05;  // in [0, 1]; failures / reports above this is a breach
+  int64_t soak_ms = 0;             // time the stage must run before an automatic promote
+  bool auto_promote = false;       // false: only an operator promotes
+  BreachAction on_breach = BreachAction::kPause;
+
+  bool operator==(const RolloutSpec&) const = default;
+};
+
+// OK, or InvalidArgument whose message names the field and says what is wrong
+// (ids and versions malformed, target == previous, stages empty / not strictly
+// increasing / outside (0, 100] / finer than 0.01, failure rate outside [0, 1],
+// soak negative or above the limit, duplicates, limits exceeded).
+Status ValidateRolloutSpec(const RolloutSpec& spec);
+
+// ---------------------------------------------------------------------------
+// Cohorts: deterministic and monotone.
+//
+// bucket = first 8 bytes of SHA-256(rollout id ":" terminal id), read as a
+// big-endian uint64, mod 10000. A terminal is in stage k when it is eligible
+// and (it is a canary or bucket < round(stages_percent[k] × 100)). Buckets do
+// not depend on the stage, so a terminal in one stage stays in every later one;
+// salting with the rollout id gives each rollout a different first 1 %.
+// Eligibility (region and profile filters) comes first: a canary outside the
+// filters is not in the rollout at all — its region's daemon does not serve it.
+
+struct TerminalInfo {
+  std::string id;
+  std::string profile;          // device profile the terminal declares
+  std::string region;           // region whose daemon serves it
+  std::string current_version;  // what it runs now; empty when none
+};
+
+// In [0, 10000).
+uint32_t CohortBucket(std::string_view rollout_id, std::string_view terminal_id);
+// Whether the terminal passes the spec's region and profile filters.
+bool IsEligible(const RolloutSpec& spec, const TerminalInfo& terminal);
+// Whether the terminal is in the cohort of `stage` (false for a stage index
+// past the last one).
+bool InCohort(const RolloutSpec& spec, size_t stage, const TerminalInfo& terminal);
+
+// ---------------------------------------------------------------------------
+// State, events and the state machine.
+//
+//   running(k) --promote--> running(k+1), or completed after the last stage
+//   running    --pause----> paused            paused --resume--> running (same stage)
+//   running | paused --abort--> aborted
+//   running | paused | completed --rollback--> rolled_back
+// Everything else — promote a completed rollout, resume a running one, any
+// action on an aborted or rolled-back one — is FailedPrecondition.
+
+enum class RolloutPhase { kRunning, kPaused, kCompleted, kAborted, kRolledBack };
+enum class RolloutAction { kStart, kPromote, kPause, kResume, kAbort, kRollback };
+
+// Names used in JSON and messages. Like every *Name function here, they
+// answer "unknown" for a value outside the enum.
+// "running", "paused", "completed", "aborted", "rolled_back".
+std::string_view PhaseName(RolloutPhase phase);
+// "start", "promote", "pause", "resume", "abort", "rollback".
+std::string_view ActionName(RolloutAction action);
+// The inverse of ActionName; InvalidArgument for anything else. "start" is
+// parsed too, but Rollout::Apply refuses it (Rollout::Start starts).
+Result<RolloutAction> ParseRolloutAction(std::string_view name);
+
+struct RolloutState {
+  RolloutPhase phase = RolloutPhase::kRunning;
+  uint32_t stage = 0;         // current stage index; for completed/aborted/rolled_back the last one reached
+  int64_t gate_since_ms = 0;  // when the gates began watching this stage: set by start, promote and
+                              // resume. Soak counts from here and only reports received from here count,
+                              // so a resumed rollout is judged afresh, not re-tripped by the old failures.
+  int64_t updated_ms = 0;     // time of the last transition
+
+  bool operator==(const RolloutState&) const = default;
+};
+
+// "<phase>(<stage index>)", for example "running(0)" or "rolled_back(2)": the
+// before/after text of events.
+std::string StateString(const RolloutState& state);
+
+// One entry of the append-only audit log.
+struct RolloutEvent {
+  uint64_t seq = 0;      // 1-based position in the log
+  int64_t time_ms = 0;
+  std::string actor;     // who: an operator name, or "gate" for automatic decisions
+  RolloutAction action = RolloutAction::kStart;
+  std::string reason;    // why; may be empty
+  std::string before;    // StateString before; empty for the start event
+  std::string after;     // StateString after
+
+  bool operator==(const RolloutEvent&) const = default;
+};
+
+// The actor of events caused by gates.
+inline constexpr std::string_view kGateActor = "gate";
+
+// ---------------------------------------------------------------------------
+// Reports and stage statistics.
+
+enum class ReportOutcome { kSuccess, kFailure };
+// "success", "failure".
+std::string_view ReportOutcomeName(ReportOutcome outcome);
+
+// What a terminal said about installing and running a version.
+struct TerminalReport {
+  std::string terminal_id;
+  std::string profile;   // as the terminal declares it; used by Rollout::Admit
+  std::string region;
+  std::string version;   // the version the report is about: installed, or attempted on failure
+  uint32_t stage = 0;    // the stage it counts in; set by Rollout::Admit
+  ReportOutcome outcome = ReportOutcome::kSuccess;
+  std::string reason;                    // free text, ≤ kRolloutReasonBytesMax
+  std::map<std::string, double> health;  // optional numbers, e.g. "latency_ms", "error_rate"; finite
+  int64_t received_ms = 0;               // when the daemon received it
+
+  bool operator==(const TerminalReport&) const = default;
+};
+
+// OK, or InvalidArgument naming the bad field (terminal id, version, limits,
+// non-finite health numbers).
+Status ValidateReport(const TerminalReport& report);
+
+struct StageStats {
+  uint64_t reported = 0;   // distinct terminals
+  uint64_t succeeded = 0;
+  uint64_t failed = 0;
+  double failure_rate = 0;  // failed / reported; 0 when nothing was reported
+
+  bool operator==(const StageStats&) const = default;
+};
+
+// The latest report of each terminal in each stage. A terminal counts once per
+// stage, by its LATEST report (greatest received_ms; on a tie, the one added
+// last): a terminal that failed, was fixed and reinstalled counts by what it
+// says now. Order-independent, so the daemon can rebuild a tally from stored
+// reports in any order — or keep one record per (rollout, stage, terminal).
+class ReportTally {
+ public:
+  // Records a report. InvalidArgument if ValidateReport fails;
+  // ResourceExhausted when kReportTallyEntriesMax distinct (stage, terminal)
+  // pairs are already held.
+  Status Add(const TerminalReport& report);
+  // Counts over the terminals of `stage` whose latest report was received at or
+  // after since_ms (the default counts all of them). Zero counts for a stage
+  // that holds no reports, including one past kRolloutStagesMax.
+  StageStats Stats(uint32_t stage, int64_t since_ms = INT64_MIN) const;
+  size_t size() const { return latest_.size(); }
+
+ private:
+  std::map<std::pair<uint32_t, std::string>, TerminalReport> latest_;
+};
+
+// ---------------------------------------------------------------------------
+// Gates.
+//
+// Only a running rollout has gates. On the stats of the current stage:
+//   1. reported < min_reports               -> none (too few reports to judge)
+//   2. failure_rate > max_failure_rate      -> breach (pause or rollback per on_breach)
+//   3. auto_promote, succeeded >= min_reports and now - gate_since_ms >= soak_ms
+//                                           -> promote (completes after the last stage)
+//   4. otherwise                            -> none
+// Breach therefore waits for min_reports reports even if every one failed:
+// choose min_reports as the sample you trust. Promote counts successes, not
+// reports ("enough terminals reported success").
+
+enum class GateVerdict { kNone, kPromote, kBreach };
+
+struct GateDecision {
+  GateVerdict verdict = GateVerdict::kNone;
+  std::string reason;  // human-readable: the numbers behind the verdict
+};
+
+GateDecision EvaluateGates(const RolloutSpec& spec, const RolloutState& state, const StageStats& stats,
+                           int64_t now_ms);
+
+// ---------------------------------------------------------------------------
+// The rollout: spec, state and event log, changed only through Apply and Tick.
+
+class Rollout {
+ public:
+  // Validates `spec` (see ValidateRolloutSpec) and the actor (1..128 bytes) and
+  // reason (≤ 1024 bytes), and returns a rollout running stage 0 since now_ms
+  // whose log holds one "start" event.
+  static Result<Rollout> Start(RolloutSpec spec, int64_t now_ms, std::string_view actor,
+                               std::string_view reason);
+  // Rebuilds a persisted rollout. InvalidArgument unless the spec is valid, the
+  // stage is in range, the events are numbered 1..n starting with "start", and
+  // the last event's `after` equals StateString(state).
+  static Result<Rollout> Restore(RolloutSpec spec, RolloutState state, std::vector<RolloutEvent> events);
+
+  const RolloutSpec& spec() const { return spec_; }
+  const RolloutState& state() const { return state_; }
+  const std::vector<RolloutEvent>& events() const { return events_; }
+  // Running or paused: the rollout still holds its model channel (see CheckNoConflict).
+  bool active() const;
+
+  // Applies one operator action (see the diagram above) at now_ms and appends
+  // its event. OK; FailedPrecondition for an illegal transition (nothing
+  // changes); InvalidArgument for kStart or a bad actor/reason;
+  // ResourceExhausted when the log holds kRolloutEventsMax events — except for
+  // abort and rollback, which stay possible so a full log never traps a
+  // rollout (they end it, so the log stops one past the limit).
+  Status Apply(RolloutAction action, int64_t now_ms, std::string_view actor, std::string_view reason);
+
+  // Whether a report feeds this rollout's gates: the rollout is running or
+  // paused, the report is about the target version and the terminal is in the
+  // current stage's cohort. When it does, sets report->stage to the current
+  // stage and returns true; otherwise returns false and leaves it alone (such a
+  // report says nothing about the target here; keep it or drop it, but do not
+  // add it to the tally).
+  bool Admit(TerminalReport* report) const;
+
+  // Evaluates the gates on the current stage's reports in `tally` (this
+  // rollout's tally; only reports received since gate_since_ms count) and
+  // applies the decision with actor "gate": promote, or pause / rollback per
+  // spec.on_breach. Returns the decision; kNone changes nothing. Fails only
+  // with ResourceExhausted when the event log is full.
+  Result<GateDecision> Tick(const ReportTally& tally, int64_t now_ms);
+
+ private:
+  Rollout() = default;
+  Status Append(RolloutAction action, const RolloutState& after, int64_t now_ms, std::string_view actor,
+                std::string_view reason);
+
+  RolloutSpec spec_;
+  RolloutState state_;
+  std::vector<RolloutEvent> events_;
+};
+
+// ---------------------------------------------------------------------------
+// Target resolution: which version a terminal should run.
+//
+//   not eligible (filters)      -> previous_version, kNotEligible
+//   running                     -> target if InCohort(current stage) (kInCohort), else previous (kNotInCohort)
+//   completed                   -> target if InCohort(last stage), else previous: a rollout whose last
+//                                  stage is below 100 % completes holding that share
+//   paused, aborted             -> frozen, kHeld: a terminal already on the target keeps it, every
+//                                  other one gets previous — nobody new moves while an operator looks
+//                                  (paused) or after the operator stopped it (aborted)
+//   rolled_back                 -> previous_version for everyone, kRolledBack
+// An empty version means "no version": previous_version was empty.
+// For a daemon holding several rollouts of one channel: consult the newest one
+// the terminal is eligible for, and fall back to its own channel pointer.
+
+enum class TargetReason { kNotEligible, kInCohort, kNotInCohort, kHeld, kRolledBack };
+// "not_eligible", "in_cohort", "not_in_cohort", "held", "rolled_back".
+std::string_view TargetReasonName(TargetReason reason);
+
+struct TargetResolution {
+  std::string version;
+  TargetReason reason = TargetReason::kNotEligible;
+};
+
+TargetResolution ResolveTarget(const RolloutSpec& spec, const RolloutState& state, const TerminalInfo& terminal);
+
+// ---------------------------------------------------------------------------
+// Conflicts: at most one active (running or paused) rollout per model channel
+// and region. Two rollouts overlap when model and channel are equal and their
+// region lists intersect, an empty list meaning all regions. Profiles do not
+// split a channel.
+
+bool Overlaps(const RolloutSpec& a, const RolloutSpec& b);
+// OK when `candidate` may start next to `existing`. AlreadyExists when one of
+// them has the same id (whatever its state); FailedPrecondition naming the
+// active rollout it overlaps otherwise. Null pointers are skipped.
+Status CheckNoConflict(std::span<const Rollout* const> existing, const RolloutSpec& candidate);
+
+// ---------------------------------------------------------------------------
+// JSON (compact; strings that are not UTF-8 are written with U+FFFD). Parsers
+// reject input above kRolloutJsonBytesMax, wrong types and unknown fields, with
+// InvalidArgument naming the field.
+//
+// Spec:   {"id","model","target_version","previous_version","channel","regions":[],
+//          "profiles":[],"canaries":[],"stages_percent":[1,10,50,100],"min_reports",
+//          "max_failure_rate","soak_ms","auto_promote","on_breach":"pause"|"rollback"}
+// State:  {"phase":"running","stage":0,"gate_since_ms":…,"updated_ms":…}
+// Event:  {"seq":1,"time_ms":…,"actor","action":"start","reason","before","after"}
+// Rollout:{"spec":{…},"state":{…},"events":[…]}
+// Report: {"terminal_id","profile","region","version","stage","outcome":"success"|"failure",
+//          "reason","health":{"latency_ms":12.5},"received_ms":…}
+
+std::string RolloutSpecToJson(const RolloutSpec& spec);
+// Types only: absent optional fields keep their defaults and id, model and
+// target_version may be absent, so the daemon can fill in what the operator
+// leaves to it (id, previous_version) before ValidateRolloutSpec.
+Result<RolloutSpec> ParseRolloutSpecJson(std::string_view json);
+// ParseRolloutSpecJson, then ValidateRolloutSpec.
+Result<RolloutSpec> RolloutSpecFromJson(std::string_view json);
+
+// The state and event parsers check types only; RolloutFromJson checks that
+// spec, state and log fit together.
+std::string RolloutStateToJson(const RolloutState& state);
+Result<RolloutState> RolloutStateFromJson(std::string_view json);
+
+std::string RolloutEventToJson(const RolloutEvent& event);
+Result<RolloutEvent> RolloutEventFromJson(std::string_view json);
+
+std::string RolloutToJson(const Rollout& rollout);
+// Parses all three parts, then Rollout::Restore.
+Result<Rollout> RolloutFromJson(std::string_view json);
+
+// The stored form of a report, not the agents' wire format: the daemon maps
+// what an agent sends (install steps, health check) to a TerminalReport.
+std::string ReportToJson(const TerminalReport& report);
+// Parses, then ValidateReport. received_ms and stage default to 0 when absent
+// (the daemon sets them on receipt).
+Result<TerminalReport> ReportFromJson(std::string_view json);
+
+}  // namespace meridian

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Command two: installs what is missing, builds, and runs the whole test suite,
+# then the unit tests again under AddressSanitizer + UBSan.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/build.sh build >/dev/null
+scripts/build.sh build-asan -Dsanitize=true >/dev/null
+
+status=0
+meson test -C build --num-processes 2 --print-errorlogs || status=1
+meson test -C build-asan --num-processes 2 --print-errorlogs --suite unit || status=1
+
+# One summary line over both runs, as "N passed, N failed".
+python3 - build/meson-logs/testlog.json build-asan/meson-logs/testlog.json <<'PY'
+import json, sys
+passed = failed = 0
+for path in sys.argv[1:]:
+    for line in open(path):
+        r = json.loads(line).get("result")
+        if r in ("OK", "EXPECTEDFAIL"): passed += 1
+        elif r != "SKIP": failed += 1
+print(f"{passed} passed, {failed} failed")
+PY
+exit $status

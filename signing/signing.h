@@ -1,0 +1,193 @@
+// Trust: Ed25519 keys (libsodium), DSSE envelopes, and the TUF-style root
+// document that says which keys may sign what.
+//
+//  - A key id is the lowercase hex SHA-256 of the 32-byte public key.
+//  - DSSE: signatures are over PAE(payloadType, payload) =
+//      "DSSEv1" SP LEN(type) SP type SP LEN(payload) SP payload
+//    (LEN is the byte length in ASCII decimal), so signed JSON is never
+//    re-canonicalised: the bytes verified are the bytes parsed. Envelope JSON:
+//      {"payloadType":"…","payload":"<base64>","signatures":[{"keyid":"…","sig":"<base64>"}]}
+//    Here every signature must carry a keyid (DSSE makes it optional) and a
+//    64-byte sig; unknown fields are ignored.
+//  - Root document (the payload of a root envelope, payloadType kRootPayloadType):
+//      {"type":"meridian.root/v1","version":N,"expires":"RFC3339",
+//       "keys":{"<keyid>":{"keytype":"ed25519","public":"<base64>"}},
+//       "roles":{"root":{"keyids":[…],"threshold":1},"release":{…},"online":{…}}}
+//  - A role is satisfied by signatures from at least `threshold` distinct key
+//    ids listed for that role; unknown keys, repeated key ids and bad
+//    signatures are skipped, never counted.
+//  - Root rotation (N -> N+1) needs a threshold of the old root's root keys
+//    AND of the new root's root keys, so neither a stolen old key set nor a
+//    self-declared new one can take over alone.
+//
+// Nothing here throws: malformed input comes back as a Status. Secrets are
+// wiped (sodium_memzero) from the buffers this module owns; the JSON parser's
+// own scratch buffers are beyond its reach (best effort).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/bytes.h"
+#include "base/status.h"
+
+namespace meridian {
+
+inline constexpr std::string_view kRootPayloadType = "application/vnd.meridian.root.v1+json";
+inline constexpr std::string_view kRootDocumentType = "meridian.root/v1";
+
+// Limits on untrusted trust documents.
+inline constexpr size_t kEnvelopeSignaturesMax = 64;
+inline constexpr size_t kEnvelopePayloadBytesMax = 64u << 20;  // a manifest's JSON is at most this
+// ParseEnvelope refuses longer input: the base64 payload plus 1 MiB for the rest.
+inline constexpr size_t kParseEnvelopeBytesMax = (kEnvelopePayloadBytesMax + 2) / 3 * 4 + (1u << 20);
+inline constexpr size_t kPayloadTypeBytesMax = 256;
+inline constexpr size_t kKeyIdBytesMax = 256;
+inline constexpr size_t kRootKeysMax = 256;
+inline constexpr size_t kRootRolesMax = 16;
+inline constexpr size_t kRootJsonBytesMax = 1u << 20;
+inline constexpr size_t kKeyFileBytesMax = 4096;
+
+inline constexpr size_t kPublicKeyBytes = 32;
+inline constexpr size_t kSeedBytes = 32;
+inline constexpr size_t kSignatureBytes = 64;
+
+struct PublicKey {
+  std::array<uint8_t, kPublicKeyBytes> bytes{};
+  // From exactly 32 raw bytes; InvalidArgument on any other length.
+  static Result<PublicKey> FromBytes(ByteSpan raw);
+  // Lowercase hex SHA-256 of the key bytes.
+  std::string KeyId() const;
+  bool operator==(const PublicKey&) const = default;
+};
+
+class SecretKey;
+Status WriteSecretKeyFile(const std::string& path, const SecretKey& key);
+
+// An Ed25519 secret key. Wiped from memory (sodium_memzero) when destroyed or
+// moved from. A default-constructed key is empty (all zero) and must not sign;
+// assign a generated or loaded key to it first.
+class SecretKey {
+ public:
+  SecretKey();
+  ~SecretKey();
+  SecretKey(const SecretKey&) = delete;
+  SecretKey& operator=(const SecretKey&) = delete;
+  SecretKey(SecretKey&&) noexcept;
+  SecretKey& operator=(SecretKey&&) noexcept;
+
+  // A fresh random key. Aborts if libsodium cannot initialise (no randomness).
+  static SecretKey Generate();
+  // Deterministic key from a 32-byte seed (RFC 8032 test vectors, key files).
+  // InvalidArgument on any other seed length.
+  static Result<SecretKey> FromSeed(ByteSpan seed);
+
+  const PublicKey& public_key() const { return public_; }
+  std::string KeyId() const { return public_.KeyId(); }
+  // Detached 64-byte Ed25519 signature of `message`.
+  std::array<uint8_t, kSignatureBytes> Sign(ByteSpan message) const;
+
+ private:
+  // Writes the seed, which only this module may see.
+  friend Status WriteSecretKeyFile(const std::string& path, const SecretKey& key);
+  void Wipe();
+
+  std::array<uint8_t, 64> secret_{};  // libsodium's seed||public form
+  PublicKey public_;
+};
+
+// Verifies a detached Ed25519 signature; false for a signature that is not
+// exactly 64 bytes.
+bool VerifySignature(const PublicKey& key, ByteSpan message, ByteSpan signature);
+
+// Key files. Secret file (0600): {"keytype":"ed25519","keyid":"…","seed":"<base64>"}.
+// Public file: {"keytype":"ed25519","keyid":"…","public":"<base64>"}.
+// Writers replace an existing file atomically (base/file.h WriteFileAtomic):
+// callers that must not lose a key check for it first.
+Status WriteSecretKeyFile(const std::string& path, const SecretKey& key);  // mode 0600
+Status WritePublicKeyFile(const std::string& path, const PublicKey& key);
+// Reads a secret key file. PermissionDenied when the file's mode lets group or
+// others in (mode & 077): a key others could read is not a secret any more.
+// NotFound when missing; ResourceExhausted when larger than kKeyFileBytesMax;
+// InvalidArgument when malformed or its keyid does not match the key.
+Result<SecretKey> ReadSecretKeyFile(const std::string& path);
+// Reads a public key file; same errors as above except the mode check.
+Result<PublicKey> ReadPublicKeyFile(const std::string& path);
+
+// DSSE envelope.
+struct Signature {
+  std::string keyid;
+  Bytes sig;
+  bool operator==(const Signature&) const = default;
+};
+struct Envelope {
+  std::string payload_type;
+  Bytes payload;
+  std::vector<Signature> signatures;
+  bool operator==(const Envelope&) const = default;
+};
+
+// The DSSE pre-authentication encoding.
+Bytes Pae(std::string_view payload_type, ByteSpan payload);
+// Adds a signature by `key` over PAE(payload_type, payload).
+void SignEnvelope(Envelope& env, const SecretKey& key);
+std::string EnvelopeToJson(const Envelope& env);
+// Parses the JSON form; InvalidArgument on malformed input (bad base64, a
+// signature that is not 64 bytes, a missing keyid) or over the limits above.
+Result<Envelope> ParseEnvelope(std::string_view json);
+
+struct Role {
+  std::vector<std::string> keyids;
+  int threshold = 1;
+  bool operator==(const Role&) const = default;
+};
+
+struct Root {
+  int64_t version = 1;
+  std::string expires;                      // RFC 3339; informational for now
+  std::map<std::string, PublicKey> keys;    // keyid -> key (keyid must be key.KeyId())
+  std::map<std::string, Role> roles;        // "root", "release", "online"
+  bool operator==(const Root&) const = default;
+};
+
+std::string RootToJson(const Root& root);
+// Parses a root payload and checks it is well formed: type kRootDocumentType,
+// version >= 1, every key is ed25519 and filed under its own key id, every role
+// present lists distinct known key ids and has 1 <= threshold <= their count,
+// roles "root", "release" and "online" exist, counts within the limits above.
+// InvalidArgument naming the offending field otherwise.
+Result<Root> ParseRoot(std::string_view json);
+
+// OK when at least role.threshold distinct keys of `role` in `root` signed
+// `env` validly. PermissionDenied otherwise, with a message such as
+// "release role: 0 of 1 required valid signatures". InvalidArgument when
+// `root` has no such role, the role's threshold is below 1, or `env` carries
+// more than kEnvelopeSignaturesMax signatures.
+Status VerifyRole(const Root& root, std::string_view role, const Envelope& env);
+
+// Loads a trusted root from an envelope that the root itself signs (first use,
+// "trust on first use" of a file shipped with a terminal): payload type and
+// self-signature threshold of the "root" role are checked. Expiry is not.
+Result<Root> LoadTrustedRoot(std::string_view envelope_json);
+
+// Root rotation: accepts `next` only when its payload type is
+// kRootPayloadType (else InvalidArgument), it is signed by a threshold of
+// trusted's root keys AND a threshold of its own root keys (else
+// PermissionDenied), and its version is trusted.version + 1 (else
+// FailedPrecondition: a replayed, rolled-back or skipping root). Signatures
+// by the trusted root are checked before the new payload is even parsed.
+// Returns the new root.
+Result<Root> VerifyRootUpdate(const Root& trusted, const Envelope& next);
+
+// Verifies that `env` carries `payload_type` and is signed by a threshold of
+// `role` keys of `root` (for a manifest: kManifestPayloadType and "release");
+// returns the payload. InvalidArgument for a wrong type, PermissionDenied for
+// too few valid signatures.
+Result<std::string> VerifyPayload(const Root& root, std::string_view role, std::string_view payload_type,
+                                  const Envelope& env);
+
+}  // namespace meridian

@@ -1,0 +1,686 @@
+// The RocksDB implementation of store/store.h: column family layout and
+// options, zstd chunk frames, the commit protocol and the consistency check.
+#include "store/store.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/options.h>
+#include <rocksdb/slice.h>
+#include <rocksdb/snapshot.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <exception>
+#include <filesystem>
+#include <mutex>
+#include <new>
+#include <nlohmann/json.hpp>
+#include <system_error>
+#include <unordered_set>
+
+#include "base/encoding.h"
+#include "base/file.h"
+
+namespace meridian {
+
+namespace {
+
+// Chunks at least this large once compressed go to blob files, so compactions
+// move 32-byte keys and small blob references instead of the chunk bytes.
+constexpr uint64_t kChunkBlobBytesMin = 4u << 10;
+// Bloom filter on chunk keys: MissingChunks on a fresh upload asks mostly for
+// absent digests, which the filter answers without reading a data block.
+constexpr double kChunkBloomBitsPerKey = 10;
+// Keys per MultiGet when testing chunk presence. RocksDB reads the blob of a
+// present key, so this bounds the memory pinned at once to this many frames.
+constexpr size_t kPresenceBatchKeys = 64;
+// Missing digests named in a CommitVersion error or a Check fault line.
+constexpr size_t kMissingListedMax = 5;
+
+// Column families, in the order they are opened (index into handles_).
+enum Cf : size_t { kDefault = 0, kChunks, kManifests, kArtifacts, kState, kCfCount };
+constexpr const char* kCfNames[kCfCount] = {"default", "chunks", "manifests", "artifacts", "state"};
+
+std::string ChunkKey(const Digest& digest) {
+  return std::string(AsString(ByteSpan(digest.bytes())));
+}
+
+// Valid model names and versions never contain '\0', so the key is unambiguous.
+std::string VersionKey(std::string_view model, std::string_view version) {
+  std::string key(model);
+  key.push_back('\0');
+  key.append(version);
+  return key;
+}
+
+// "model@version" for messages, from a manifests key.
+std::string DescribeVersionKey(std::string_view key) {
+  size_t nul = key.find('\0');
+  if (nul == std::string_view::npos) return "manifests key \"" + std::string(key) + "\"";
+  return std::string(key.substr(0, nul)) + "@" + std::string(key.substr(nul + 1));
+}
+
+std::string_view ToView(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
+
+// Maps a RocksDB status to ours, keeping RocksDB's own message after `what`.
+Status FromRocks(const rocksdb::Status& s, const std::string& what) {
+  std::string message = what + ": " + s.ToString();
+  if (s.IsNotFound()) return Status::NotFound(std::move(message));
+  if (s.IsCorruption()) return Status::Corruption(std::move(message));
+  if (s.IsInvalidArgument()) return Status::InvalidArgument(std::move(message));
+  if (s.IsNoSpace() || s.IsMemoryLimit()) return Status::ResourceExhausted(std::move(message));
+  if (s.IsBusy() || s.IsTimedOut() || s.IsTryAgain() || s.IsShutdownInProgress()) {
+    return Status::Unavailable(std::move(message));
+  }
+  if (s.IsNotSupported()) return Status::FailedPrecondition(std::move(message));
+  return Status::IOError(std::move(message));
+}
+
+// Runs `body`, turning an exception (allocation failure, a library throwing)
+// into a Status so that none escapes the module.
+template <typename F>
+auto Guard(std::string_view what, F&& body) noexcept -> decltype(body()) {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return Status::ResourceExhausted(std::string(what) + ": out of memory");
+  } catch (const std::exception& e) {
+    return Status::IOError(std::string(what) + ": " + e.what());
+  } catch (...) {
+    return Status::IOError(std::string(what) + ": unknown exception");
+  }
+}
+
+// zstd contexts are reused per thread: creating one per chunk costs more than
+// compressing a small chunk.
+ZSTD_CCtx* ThreadCCtx() {
+  thread_local std::unique_ptr<ZSTD_CCtx, decltype(&ZSTD_freeCCtx)> ctx(ZSTD_createCCtx(), &ZSTD_freeCCtx);
+  return ctx.get();
+}
+ZSTD_DCtx* ThreadDCtx() {
+  thread_local std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> ctx(ZSTD_createDCtx(), &ZSTD_freeDCtx);
+  return ctx.get();
+}
+
+Result<std::string> CompressChunk(ByteSpan data, int level) {
+  ZSTD_CCtx* cctx = ThreadCCtx();
+  if (cctx == nullptr) return Status::ResourceExhausted("zstd: cannot create a compression context");
+  std::string frame(ZSTD_compressBound(data.size()), '\0');
+  // ZSTD_compressCCtx writes the content size into the frame header, which
+  // GetChunk checks against kChunkBytesMax before allocating.
+  size_t n = ZSTD_compressCCtx(cctx, frame.data(), frame.size(), data.data(), data.size(), level);
+  if (ZSTD_isError(n)) return Status::IOError(std::string("zstd compression: ") + ZSTD_getErrorName(n));
+  frame.resize(n);
+  return frame;
+}
+
+// Decompresses a stored frame and re-hashes it. Corruption (naming the
+// digest) when the frame is malformed, declares an unknown, zero or too
+// large size, carries trailing bytes, or hashes to anything but `digest`.
+Result<Bytes> DecodeChunk(const Digest& digest, std::string_view frame) {
+  const std::string name = "chunk " + digest.ToString();
+  if (frame.size() > ZSTD_compressBound(kChunkBytesMax)) {
+    return Status::Corruption(name + ": stored frame of " + std::to_string(frame.size()) + " bytes is too large");
+  }
+  unsigned long long declared = ZSTD_getFrameContentSize(frame.data(), frame.size());
+  if (declared == ZSTD_CONTENTSIZE_ERROR) return Status::Corruption(name + ": stored value is not a zstd frame");
+  if (declared == ZSTD_CONTENTSIZE_UNKNOWN) return Status::Corruption(name + ": frame does not declare its size");
+  if (declared == 0 || declared > kChunkBytesMax) {
+    return Status::Corruption(name + ": frame declares " + std::to_string(declared) + " bytes, outside 1.." +
+                              std::to_string(kChunkBytesMax));
+  }
+  size_t frame_bytes = ZSTD_findFrameCompressedSize(frame.data(), frame.size());
+  if (ZSTD_isError(frame_bytes) || frame_bytes != frame.size()) {
+    return Status::Corruption(name + ": stored value is not exactly one zstd frame");
+  }
+  ZSTD_DCtx* dctx = ThreadDCtx();
+  if (dctx == nullptr) return Status::ResourceExhausted("zstd: cannot create a decompression context");
+  Bytes data(static_cast<size_t>(declared));
+  // The output buffer is exactly the declared size: a frame that would
+  // produce more fails with dstSize_tooSmall instead of growing anything.
+  size_t n = ZSTD_decompressDCtx(dctx, data.data(), data.size(), frame.data(), frame.size());
+  if (ZSTD_isError(n)) return Status::Corruption(name + ": zstd: " + ZSTD_getErrorName(n));
+  if (n != data.size()) return Status::Corruption(name + ": frame holds fewer bytes than it declares");
+  Digest actual = Digest::Of(data);
+  if (actual != digest) return Status::Corruption(name + ": stored bytes hash to " + actual.ToString());
+  return data;
+}
+
+// The manifest carried by a DSSE envelope. Signatures are not verified here
+// (the caller did that before committing); InvalidArgument on any malformation.
+Result<Manifest> ManifestFromEnvelope(std::string_view envelope_json) {
+  if (envelope_json.size() > kEnvelopeJsonBytesMax) {
+    return Status::ResourceExhausted("envelope of " + std::to_string(envelope_json.size()) + " bytes exceeds " +
+                                     std::to_string(kEnvelopeJsonBytesMax));
+  }
+  nlohmann::json j = nlohmann::json::parse(envelope_json.begin(), envelope_json.end(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return Status::InvalidArgument("envelope is not a JSON object");
+  auto type = j.find("payloadType");
+  if (type == j.end() || !type->is_string() || type->get_ref<const std::string&>() != kManifestPayloadType) {
+    return Status::InvalidArgument("envelope payloadType is not " + std::string(kManifestPayloadType));
+  }
+  auto payload = j.find("payload");
+  if (payload == j.end() || !payload->is_string()) return Status::InvalidArgument("envelope has no payload string");
+  auto signatures = j.find("signatures");
+  if (signatures == j.end() || !signatures->is_array()) {
+    return Status::InvalidArgument("envelope has no signatures array");
+  }
+  Result<Bytes> raw = Base64Decode(payload->get_ref<const std::string&>());
+  if (!raw.ok()) return Status::InvalidArgument("envelope payload: " + raw.status().message());
+  return ParseManifest(AsString(*raw));
+}
+
+// The missing chunks of one manifest, for a message: how many, and the first few.
+class MissingList {
+ public:
+  void Add(const Digest& d) {
+    if (count_++ < kMissingListedMax) listed_ += (listed_.empty() ? "" : ", ") + d.ToString();
+  }
+  uint64_t count() const { return count_; }
+  // "2 of 7 chunks missing: sha256:…, sha256:…"
+  std::string Describe(size_t chunks) const {
+    return std::to_string(count_) + " of " + std::to_string(chunks) + " chunks missing: " + listed_ +
+           (count_ > kMissingListedMax ? ", ..." : "");
+  }
+
+ private:
+  uint64_t count_ = 0;
+  std::string listed_;
+};
+
+// Collects Check() faults, keeping at most kCheckFaultsMax lines.
+class FaultLog {
+ public:
+  explicit FaultLog(CheckReport& report) : report_(report) {}
+  void Add(std::string line) {
+    if (report_.faults.size() < kCheckFaultsMax) {
+      report_.faults.push_back(std::move(line));
+    } else {
+      ++dropped_;
+    }
+  }
+  void Finish() {
+    if (dropped_ > 0) report_.faults.push_back("... and " + std::to_string(dropped_) + " more faults");
+  }
+
+ private:
+  CheckReport& report_;
+  uint64_t dropped_ = 0;
+};
+
+class RocksStore final : public Store {
+ public:
+  RocksStore(std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::ColumnFamilyHandle*> handles,
+             const StoreOptions& options)
+      : db_(std::move(db)), handles_(std::move(handles)), options_(options) {
+    write_options_.sync = options.sync_writes;
+  }
+
+  ~RocksStore() override {
+    for (rocksdb::ColumnFamilyHandle* h : handles_) db_->DestroyColumnFamilyHandle(h);
+    // Every write was already made durable (or deliberately not, per
+    // sync_writes); a failing Close leaves nothing a destructor could fix.
+    db_->Close().PermitUncheckedError();
+  }
+
+  RocksStore(const RocksStore&) = delete;
+  RocksStore& operator=(const RocksStore&) = delete;
+
+  Result<bool> HasChunk(const Digest& digest) override {
+    return Guard("HasChunk", [&]() -> Result<bool> {
+      rocksdb::PinnableSlice value;
+      rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(kChunks), ChunkKey(digest), &value);
+      if (s.IsNotFound()) return false;
+      if (!s.ok()) return FromRocks(s, "reading chunk " + digest.ToString());
+      return true;
+    });
+  }
+
+  Result<std::vector<Digest>> MissingChunks(std::span<const Digest> digests) override {
+    return Guard("MissingChunks", [&]() -> Result<std::vector<Digest>> {
+      std::vector<Digest> missing;
+      Status s = ForEachMissing(rocksdb::ReadOptions(), digests.size(),
+                                [&](size_t i) -> const Digest& { return digests[i]; },
+                                [&](const Digest& d) { missing.push_back(d); });
+      if (!s.ok()) return s;
+      return missing;
+    });
+  }
+
+  Status PutChunk(const Digest& digest, ByteSpan data) override {
+    return Guard("PutChunk", [&]() -> Status {
+      if (data.empty()) return Status::InvalidArgument("chunk " + digest.ToString() + " is empty");
+      if (data.size() > kChunkBytesMax) {
+        return Status::ResourceExhausted("chunk " + digest.ToString() + " of " + std::to_string(data.size()) +
+                                         " bytes exceeds " + std::to_string(kChunkBytesMax));
+      }
+      Digest actual = Digest::Of(data);
+      if (actual != digest) {
+        return Status::Corruption("chunk data hashes to " + actual.ToString() + ", not " + digest.ToString());
+      }
+      const std::string key = ChunkKey(digest);
+      rocksdb::PinnableSlice stored;
+      rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(kChunks), key, &stored);
+      if (s.ok()) {
+        // Idempotent, but only a copy that still verifies counts: a damaged
+        // one is overwritten, so re-sending a chunk repairs it.
+        if (DecodeChunk(digest, ToView(stored)).ok()) return Status::Ok();
+      } else if (!s.IsNotFound()) {
+        return FromRocks(s, "reading chunk " + digest.ToString());
+      }
+      Result<std::string> frame = CompressChunk(data, options_.zstd_level);
+      if (!frame.ok()) return frame.status();
+      s = db_->Put(write_options_, cf(kChunks), key, *frame);
+      if (!s.ok()) return FromRocks(s, "writing chunk " + digest.ToString());
+      return Status::Ok();
+    });
+  }
+
+  Result<Bytes> GetChunk(const Digest& digest) override {
+    return Guard("GetChunk", [&]() -> Result<Bytes> {
+      rocksdb::PinnableSlice stored;
+      rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(kChunks), ChunkKey(digest), &stored);
+      if (s.IsNotFound()) return Status::NotFound("chunk " + digest.ToString() + " is not stored");
+      if (!s.ok()) return FromRocks(s, "reading chunk " + digest.ToString());
+      return DecodeChunk(digest, ToView(stored));
+    });
+  }
+
+  Status CommitVersion(const Manifest& m, std::string_view envelope_json) override {
+    return Guard("CommitVersion", [&]() -> Status {
+      if (!IsValidModelName(m.name) || !IsValidVersion(m.version)) {
+        return Status::InvalidArgument("invalid model name or version");
+      }
+      const std::string what = m.name + "@" + m.version;
+      // The stored envelope is what readers parse, so it must say exactly `m`.
+      Result<Manifest> carried = ManifestFromEnvelope(envelope_json);
+      if (!carried.ok()) {
+        if (carried.status().code() == Status::Code::kResourceExhausted) return carried.status();
+        return Status::InvalidArgument(what + ": " + carried.status().message());
+      }
+      if (*carried != m) return Status::InvalidArgument(what + ": manifest differs from the envelope's payload");
+
+      const std::string key = VersionKey(m.name, m.version);
+      // Held from the exists-check to the write, so that of two racing commits
+      // of one version exactly one writes and the other sees it.
+      std::lock_guard<std::mutex> lock(commit_mu_);
+      rocksdb::ReadOptions ro;
+      rocksdb::PinnableSlice existing;
+      rocksdb::Status s = db_->Get(ro, cf(kManifests), key, &existing);
+      if (s.ok()) {
+        if (ToView(existing) == envelope_json) return Status::Ok();
+        Result<Manifest> old = ManifestFromEnvelope(ToView(existing));
+        if (!old.ok()) return Status::Corruption(what + ": stored envelope unreadable: " + old.status().message());
+        if (*old == m) return Status::Ok();
+        return Status::AlreadyExists(what + " already exists with other content");
+      }
+      if (!s.IsNotFound()) return FromRocks(s, "reading " + what);
+
+      MissingList missing;
+      MERIDIAN_RETURN_IF_ERROR(ForEachMissing(ro, m.chunks.size(),
+                                              [&](size_t i) -> const Digest& { return m.chunks[i].digest; },
+                                              [&](const Digest& d) { missing.Add(d); }));
+      if (missing.count() > 0) return Status::FailedPrecondition(what + ": " + missing.Describe(m.chunks.size()));
+
+      rocksdb::WriteBatch batch;
+      rocksdb::Status bs = batch.Put(cf(kManifests), key, rocksdb::Slice(envelope_json.data(), envelope_json.size()));
+      if (!bs.ok()) return FromRocks(bs, "batching " + what);
+      const std::string artifact_key = ChunkKey(m.digest);
+      std::string indexed;
+      s = db_->Get(ro, cf(kArtifacts), artifact_key, &indexed);
+      if (s.IsNotFound()) {
+        bs = batch.Put(cf(kArtifacts), artifact_key, key);
+        if (!bs.ok()) return FromRocks(bs, "batching " + what);
+      } else if (!s.ok()) {
+        return FromRocks(s, "reading the artifact index for " + m.digest.ToString());
+      }
+      s = db_->Write(write_options_, &batch);
+      if (!s.ok()) return FromRocks(s, "committing " + what);
+      return Status::Ok();
+    });
+  }
+
+  Result<std::string> GetEnvelope(std::string_view model, std::string_view version) override {
+    return Guard("GetEnvelope", [&]() -> Result<std::string> {
+      if (!IsValidModelName(model) || !IsValidVersion(version)) {
+        return Status::InvalidArgument("invalid model name or version");
+      }
+      return ReadEnvelope(rocksdb::ReadOptions(), VersionKey(model, version));
+    });
+  }
+
+  Result<Manifest> GetManifest(std::string_view model, std::string_view version) override {
+    return Guard("GetManifest", [&]() -> Result<Manifest> {
+      if (!IsValidModelName(model) || !IsValidVersion(version)) {
+        return Status::InvalidArgument("invalid model name or version");
+      }
+      return ReadManifest(rocksdb::ReadOptions(), VersionKey(model, version));
+    });
+  }
+
+  Result<std::vector<std::string>> ListModels() override {
+    return Guard("ListModels", [&]() -> Result<std::vector<std::string>> {
+      std::vector<std::string> models;
+      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(kManifests)));
+      it->SeekToFirst();
+      while (it->Valid()) {
+        std::string_view key = ToView(it->key());
+        std::string model(key.substr(0, key.find('\0')));
+        // Keys sort by model then '\0': seeking past "<model>\1" skips the
+        // model's remaining versions in one step.
+        it->Seek(model + '\x01');
+        models.push_back(std::move(model));
+      }
+      if (!it->status().ok()) return FromRocks(it->status(), "listing models");
+      return models;
+    });
+  }
+
+  Result<std::vector<std::string>> ListVersions(std::string_view model) override {
+    return Guard("ListVersions", [&]() -> Result<std::vector<std::string>> {
+      if (!IsValidModelName(model)) return Status::InvalidArgument("invalid model name");
+      const std::string prefix = VersionKey(model, "");
+      std::vector<std::string> versions;
+      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(kManifests)));
+      for (it->Seek(prefix); it->Valid() && ToView(it->key()).starts_with(prefix); it->Next()) {
+        std::string_view version = ToView(it->key()).substr(prefix.size());
+        // Only CommitVersion writes keys, after validating; CompareVersions
+        // needs valid versions, so anything else is damage, not data.
+        if (!IsValidVersion(version)) {
+          return Status::Corruption(DescribeVersionKey(ToView(it->key())) + ": manifests key names an invalid version");
+        }
+        versions.emplace_back(version);
+      }
+      if (!it->status().ok()) return FromRocks(it->status(), "listing versions of " + std::string(model));
+      if (versions.empty()) return Status::NotFound("model " + std::string(model) + " has no version");
+      // Keys arrive in lexical order, so a stable sort leaves versions of equal
+      // precedence (differing in build metadata only) in lexical order.
+      std::stable_sort(versions.begin(), versions.end(),
+                       [](const std::string& a, const std::string& b) { return CompareVersions(a, b) < 0; });
+      return versions;
+    });
+  }
+
+  Result<Manifest> FindArtifact(const Digest& digest) override {
+    return Guard("FindArtifact", [&]() -> Result<Manifest> {
+      rocksdb::ReadOptions ro;
+      std::string key;
+      rocksdb::Status s = db_->Get(ro, cf(kArtifacts), ChunkKey(digest), &key);
+      if (s.IsNotFound()) return Status::NotFound("no version with artifact " + digest.ToString());
+      if (!s.ok()) return FromRocks(s, "reading the artifact index for " + digest.ToString());
+      Result<Manifest> m = ReadManifest(ro, key);
+      if (!m.ok() && m.status().code() == Status::Code::kNotFound) {
+        return Status::Corruption("artifact index entry " + digest.ToString() + " points to missing " +
+                                  DescribeVersionKey(key));
+      }
+      return m;
+    });
+  }
+
+  Status WriteState(const std::vector<std::pair<std::string, std::optional<std::string>>>& ops) override {
+    return Guard("WriteState", [&]() -> Status {
+      if (ops.empty()) return Status::Ok();
+      rocksdb::WriteBatch batch;
+      for (const auto& [key, value] : ops) {
+        rocksdb::Status s = value ? batch.Put(cf(kState), key, *value) : batch.Delete(cf(kState), key);
+        if (!s.ok()) return FromRocks(s, "batching state key \"" + key + "\"");
+      }
+      rocksdb::Status s = db_->Write(write_options_, &batch);
+      if (!s.ok()) return FromRocks(s, "writing state");
+      return Status::Ok();
+    });
+  }
+
+  Result<std::string> GetState(std::string_view key) override {
+    return Guard("GetState", [&]() -> Result<std::string> {
+      std::string value;
+      rocksdb::Slice k(key.data(), key.size());
+      rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(kState), k, &value);
+      if (s.IsNotFound()) return Status::NotFound("state key \"" + std::string(key) + "\" not found");
+      if (!s.ok()) return FromRocks(s, "reading state key \"" + std::string(key) + "\"");
+      return value;
+    });
+  }
+
+  Result<std::vector<std::pair<std::string, std::string>>> ScanState(std::string_view prefix) override {
+    using Pairs = std::vector<std::pair<std::string, std::string>>;
+    return Guard("ScanState", [&]() -> Result<Pairs> {
+      Pairs out;
+      uint64_t total_bytes = 0;
+      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(kState)));
+      it->Seek(rocksdb::Slice(prefix.data(), prefix.size()));
+      for (; it->Valid() && ToView(it->key()).starts_with(prefix); it->Next()) {
+        total_bytes += it->key().size() + it->value().size();
+        if (total_bytes > kStateScanBytesMax) {
+          return Status::ResourceExhausted("state under prefix \"" + std::string(prefix) + "\" exceeds " +
+                                           std::to_string(kStateScanBytesMax) + " bytes");
+        }
+        out.emplace_back(it->key().ToString(), it->value().ToString());
+      }
+      if (!it->status().ok()) return FromRocks(it->status(), "scanning state");
+      return out;
+    });
+  }
+
+  StoreStats Stats() override {
+    StoreStats stats;
+    try {
+      uint64_t v = 0;
+      if (db_->GetIntProperty(cf(kChunks), rocksdb::DB::Properties::kEstimateNumKeys, &v)) stats.chunks = v;
+      for (rocksdb::ColumnFamilyHandle* h : handles_) {
+        if (db_->GetIntProperty(h, rocksdb::DB::Properties::kTotalSstFilesSize, &v)) stats.disk_bytes += v;
+        if (db_->GetIntProperty(h, rocksdb::DB::Properties::kTotalBlobFileSize, &v)) stats.disk_bytes += v;
+      }
+      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(kManifests)));
+      uint64_t versions = 0;
+      for (it->SeekToFirst(); it->Valid(); it->Next()) ++versions;
+      if (it->status().ok()) stats.versions = versions;
+    } catch (...) {
+      // Figures are best effort by contract: those not gathered stay 0.
+    }
+    return stats;
+  }
+
+  CheckReport Check() override {
+    CheckReport report;
+    FaultLog faults(report);
+    try {
+      CheckAll(report, faults);
+    } catch (const std::bad_alloc&) {
+      faults.Add("check stopped: out of memory");
+    } catch (const std::exception& e) {
+      faults.Add(std::string("check stopped: ") + e.what());
+    } catch (...) {
+      faults.Add("check stopped: unknown exception");
+    }
+    faults.Finish();
+    return report;
+  }
+
+ private:
+  rocksdb::ColumnFamilyHandle* cf(Cf which) const { return handles_[which]; }
+
+  // Calls `on_missing` for each of the `count` digests `digest_at(i)` that is
+  // not stored, in order, testing kPresenceBatchKeys keys per MultiGet.
+  template <typename DigestAt, typename OnMissing>
+  Status ForEachMissing(const rocksdb::ReadOptions& ro, size_t count, DigestAt digest_at, OnMissing on_missing) {
+    std::vector<std::string> keys;
+    std::vector<rocksdb::Slice> slices;
+    std::vector<rocksdb::PinnableSlice> values(kPresenceBatchKeys);
+    std::vector<rocksdb::Status> statuses(kPresenceBatchKeys);
+    for (size_t start = 0; start < count; start += kPresenceBatchKeys) {
+      const size_t n = std::min(kPresenceBatchKeys, count - start);
+      keys.clear();
+      slices.clear();
+      for (size_t i = 0; i < n; ++i) keys.push_back(ChunkKey(digest_at(start + i)));
+      for (const std::string& k : keys) slices.emplace_back(k);
+      db_->MultiGet(ro, cf(kChunks), n, slices.data(), values.data(), statuses.data());
+      for (size_t i = 0; i < n; ++i) {
+        values[i].Reset();
+        if (statuses[i].IsNotFound()) {
+          on_missing(digest_at(start + i));
+        } else if (!statuses[i].ok()) {
+          return FromRocks(statuses[i], "reading chunk " + digest_at(start + i).ToString());
+        }
+      }
+    }
+    return Status::Ok();
+  }
+
+  Result<std::string> ReadEnvelope(const rocksdb::ReadOptions& ro, const std::string& key) {
+    std::string envelope;
+    rocksdb::Status s = db_->Get(ro, cf(kManifests), key, &envelope);
+    if (s.IsNotFound()) return Status::NotFound(DescribeVersionKey(key) + " not found");
+    if (!s.ok()) return FromRocks(s, "reading " + DescribeVersionKey(key));
+    return envelope;
+  }
+
+  // The manifest stored under `key`, checked to be the version the key names.
+  Result<Manifest> ReadManifest(const rocksdb::ReadOptions& ro, const std::string& key) {
+    Result<std::string> envelope = ReadEnvelope(ro, key);
+    if (!envelope.ok()) return envelope.status();
+    return ParseStoredManifest(key, *envelope);
+  }
+
+  static Result<Manifest> ParseStoredManifest(std::string_view key, std::string_view envelope) {
+    Result<Manifest> m = ManifestFromEnvelope(envelope);
+    if (!m.ok()) return Status::Corruption(DescribeVersionKey(key) + ": stored envelope: " + m.status().message());
+    if (VersionKey(m->name, m->version) != key) {
+      return Status::Corruption(DescribeVersionKey(key) + ": stored envelope holds " + m->name + "@" + m->version);
+    }
+    return m;
+  }
+
+  void CheckAll(CheckReport& report, FaultLog& faults) {
+    // One snapshot for the whole walk: a commit landing midway must not look
+    // like a manifest without its index entry, or the other way round.
+    rocksdb::ManagedSnapshot snapshot(db_.get());
+    rocksdb::ReadOptions ro;
+    ro.snapshot = snapshot.snapshot();
+    ro.fill_cache = false;  // a full scan would only evict the working set
+
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(kChunks)));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      ++report.chunks_checked;
+      Result<Digest> digest = Digest::FromBytes(AsBytes(ToView(it->key())));
+      if (!digest.ok()) {
+        faults.Add("chunks: key of " + std::to_string(it->key().size()) + " bytes is not a digest");
+        continue;
+      }
+      Result<Bytes> data = DecodeChunk(*digest, ToView(it->value()));
+      if (!data.ok()) faults.Add(data.status().message());
+    }
+    if (!it->status().ok()) faults.Add("chunks scan stopped: " + it->status().ToString());
+
+    // Artifact digests whose index entry points back at a version with that
+    // digest: memory grows with the number of versions only.
+    std::unordered_set<Digest> confirmed;
+    it.reset(db_->NewIterator(ro, cf(kManifests)));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      ++report.manifests_checked;
+      const std::string key = it->key().ToString();
+      const std::string what = DescribeVersionKey(key);
+      Result<Manifest> m = ParseStoredManifest(key, ToView(it->value()));
+      if (!m.ok()) {
+        faults.Add(m.status().message());
+        continue;
+      }
+      MissingList missing;
+      Status ms = ForEachMissing(ro, m->chunks.size(), [&](size_t i) -> const Digest& { return m->chunks[i].digest; },
+                                 [&](const Digest& d) { missing.Add(d); });
+      if (!ms.ok()) faults.Add(what + ": " + ms.ToString());
+      if (missing.count() > 0) faults.Add(what + ": " + missing.Describe(m->chunks.size()));
+      std::string indexed;
+      rocksdb::Status s = db_->Get(ro, cf(kArtifacts), ChunkKey(m->digest), &indexed);
+      if (s.IsNotFound()) {
+        faults.Add(what + ": no artifact index entry for " + m->digest.ToString());
+      } else if (!s.ok()) {
+        faults.Add(what + ": reading artifact index: " + s.ToString());
+      } else if (indexed == key) {
+        confirmed.insert(m->digest);
+      }
+      // An entry pointing at another version is judged when that version is
+      // walked: it must point back at itself with the same digest.
+    }
+    if (!it->status().ok()) faults.Add("manifests scan stopped: " + it->status().ToString());
+
+    it.reset(db_->NewIterator(ro, cf(kArtifacts)));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      Result<Digest> digest = Digest::FromBytes(AsBytes(ToView(it->key())));
+      if (!digest.ok()) {
+        faults.Add("artifacts: key of " + std::to_string(it->key().size()) + " bytes is not a digest");
+      } else if (!confirmed.contains(*digest)) {
+        faults.Add("artifact index entry " + digest->ToString() + " points to " +
+                   DescribeVersionKey(ToView(it->value())) + ", which is not a readable version with that digest");
+      }
+    }
+    if (!it->status().ok()) faults.Add("artifacts scan stopped: " + it->status().ToString());
+  }
+
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // indexed by Cf
+  const StoreOptions options_;
+  rocksdb::WriteOptions write_options_;
+  std::mutex commit_mu_;  // serialises CommitVersion
+};
+
+rocksdb::ColumnFamilyOptions ChunksOptions() {
+  rocksdb::ColumnFamilyOptions o;
+  // Values are zstd frames already: compressing them again only costs CPU.
+  o.compression = rocksdb::kNoCompression;
+  o.enable_blob_files = true;
+  o.min_blob_size = kChunkBlobBytesMin;
+  o.blob_compression_type = rocksdb::kNoCompression;
+  rocksdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(kChunkBloomBitsPerKey));
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  return o;
+}
+
+Result<std::unique_ptr<Store>> OpenRocksStore(const std::string& dir, const StoreOptions& options) {
+  if (options.zstd_level < ZSTD_minCLevel() || options.zstd_level > ZSTD_maxCLevel()) {
+    return Status::InvalidArgument("zstd level " + std::to_string(options.zstd_level) + " outside " +
+                                   std::to_string(ZSTD_minCLevel()) + ".." + std::to_string(ZSTD_maxCLevel()));
+  }
+  if (options.create_if_missing) {
+    MERIDIAN_RETURN_IF_ERROR(CreateDirectories(dir));
+  } else {
+    std::error_code ec;
+    bool exists = std::filesystem::exists(std::filesystem::path(dir) / "CURRENT", ec);
+    if (ec) return Status::IOError("looking for a store in " + dir + ": " + ec.message());
+    if (!exists) return Status::NotFound("no store in " + dir);
+  }
+
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = options.create_if_missing;
+  // A store from an older build gains column families added since.
+  db_options.create_missing_column_families = true;
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (size_t i = 0; i < kCfCount; ++i) {
+    descriptors.emplace_back(kCfNames[i], i == kChunks ? ChunksOptions() : rocksdb::ColumnFamilyOptions());
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, dir, descriptors, &handles, &raw);
+  if (!s.ok()) {
+    // RocksDB reports its LOCK file held elsewhere as a plain IOError; name
+    // the usual cause so the operator does not go looking for disk trouble.
+    if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
+      return Status::FailedPrecondition("store " + dir + " is in use by another process (or another Store) " +
+                                        "holding its lock: " + s.ToString());
+    }
+    return FromRocks(s, "opening store " + dir);
+  }
+  return std::unique_ptr<Store>(
+      std::make_unique<RocksStore>(std::unique_ptr<rocksdb::DB>(raw), std::move(handles), options));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> Store::Open(const std::string& dir, const StoreOptions& options) {
+  return Guard("opening store " + dir, [&] { return OpenRocksStore(dir, options); });
+}
+
+}  // namespace meridian

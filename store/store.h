@@ -1,0 +1,146 @@
+// The content-addressed store: chunks, signed manifests and an artifact index, and a
+// small durable key-value space for the daemon's state, in one RocksDB.
+//
+// Column families:
+//   chunks     digest(32 raw bytes) -> zstd frame of the chunk (blob files)
+//   manifests  "<model>\0<version>"  -> signed manifest envelope JSON
+//   artifacts  digest(32 raw bytes)  -> "<model>\0<version>" (artifact index)
+//   state      free-form keys        -> values (rollouts, events, …)
+//
+// Contracts:
+//  - Chunks are keyed by the SHA-256 of their uncompressed bytes and stored as
+//    one zstd frame each; PutChunk verifies the digest before storing,
+//    GetChunk re-hashes on every read and answers Corruption on mismatch (the
+//    bytes are never returned). A stored frame's declared size is checked
+//    against kChunkBytesMax before anything is allocated.
+//  - CommitVersion writes the manifest envelope and its artifact index entry
+//    in one WriteBatch, and only when every chunk it names is present: a
+//    version is wholly visible or absent, also after a crash. Commits are
+//    serialised, so two racing commits of one version cannot both win.
+//  - Nothing here deletes a chunk or a version, so "present" never turns back
+//    into "absent" (Check() still reports a chunk lost to disk damage).
+//  - Every write that returns OK is synced to disk (WAL fsync) unless
+//    StoreOptions::sync_writes is false (tests and benchmarks only).
+//  - Thread-safe: every method may be called from any thread.
+//  - No exception escapes: failures of RocksDB, zstd or allocation come back
+//    as a Status that carries the underlying message.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "base/bytes.h"
+#include "base/digest.h"
+#include "base/status.h"
+#include "manifest/manifest.h"
+
+namespace meridian {
+
+// Limits on what the store accepts and returns.
+// A signed manifest envelope: the base64 manifest plus room for signatures.
+inline constexpr uint64_t kEnvelopeJsonBytesMax = (kManifestJsonBytesMax + 2) / 3 * 4 + (1u << 20);
+// Everything one ScanState call may return (keys plus values).
+inline constexpr uint64_t kStateScanBytesMax = 256ull << 20;
+// Fault lines kept by Check(); further faults are counted in one last line.
+inline constexpr size_t kCheckFaultsMax = 1000;
+
+struct StoreOptions {
+  bool sync_writes = true;
+  int zstd_level = 3;             // chunk compression level, ZSTD_minCLevel()..ZSTD_maxCLevel()
+  bool create_if_missing = true;  // false: NotFound when the directory holds no store
+};
+
+struct StoreStats {
+  uint64_t chunks = 0;          // estimated number of stored chunks
+  uint64_t versions = 0;        // committed model versions
+  uint64_t disk_bytes = 0;      // SST + blob files on disk, all column families
+};
+
+struct CheckReport {
+  uint64_t chunks_checked = 0;
+  uint64_t manifests_checked = 0;
+  std::vector<std::string> faults;  // one line per fault (at most kCheckFaultsMax + 1); empty = clean
+  bool clean() const { return faults.empty(); }
+};
+
+class Store {
+ public:
+  // Opens (or creates, with its parent directories) the store in directory
+  // `dir`. NotFound when there is no store and !options.create_if_missing;
+  // FailedPrecondition when another process (or another Store in this one)
+  // holds the directory's lock; InvalidArgument for a bad zstd level.
+  static Result<std::unique_ptr<Store>> Open(const std::string& dir, const StoreOptions& options = {});
+  virtual ~Store() = default;
+
+  // --- chunks ---
+  // Whether a chunk is stored (its bytes are not verified: see GetChunk).
+  virtual Result<bool> HasChunk(const Digest& digest) = 0;
+  // The digests in `digests` that are not stored, in the order given
+  // (a digest listed twice and missing appears twice).
+  virtual Result<std::vector<Digest>> MissingChunks(std::span<const Digest> digests) = 0;
+  // Stores `data` under `digest`. Corruption when SHA-256(data) != digest
+  // (nothing is stored); InvalidArgument when `data` is empty;
+  // ResourceExhausted when it is larger than kChunkBytesMax. OK without
+  // writing when a copy that verifies is already present; a stored copy that
+  // no longer verifies is replaced. Synced when it returns OK.
+  virtual Status PutChunk(const Digest& digest, ByteSpan data) = 0;
+  // The uncompressed, verified bytes. NotFound, or Corruption when the stored
+  // bytes no longer hash to `digest`.
+  virtual Result<Bytes> GetChunk(const Digest& digest) = 0;
+
+  // --- versions ---
+  // Commits a version whose manifest `m` was parsed from the payload of the
+  // signed `envelope_json` (the caller verified the signatures).
+  // InvalidArgument when the envelope is malformed (DSSE JSON with
+  // payloadType kManifestPayloadType) or its payload does not parse to `m`;
+  // ResourceExhausted above kEnvelopeJsonBytesMax.
+  // FailedPrecondition (message lists the first missing digests) when a chunk
+  // is missing; AlreadyExists when that model version exists with other
+  // content; OK (nothing written, the first envelope kept) when it exists
+  // with the same envelope or the same manifest. The artifact index keeps the
+  // first version committed with a given whole-file digest.
+  virtual Status CommitVersion(const Manifest& m, std::string_view envelope_json) = 0;
+  // The signed envelope JSON of a version, byte for byte as committed;
+  // NotFound; InvalidArgument for an invalid model name or version.
+  virtual Result<std::string> GetEnvelope(std::string_view model, std::string_view version) = 0;
+  // The manifest parsed from the stored envelope; NotFound; Corruption when
+  // the stored envelope no longer parses or names another version.
+  virtual Result<Manifest> GetManifest(std::string_view model, std::string_view version) = 0;
+  // Model names in lexical order (empty when the store holds no version).
+  virtual Result<std::vector<std::string>> ListModels() = 0;
+  // Versions of `model` in SemVer precedence order (oldest first; versions of
+  // equal precedence, differing only in build metadata, in lexical order);
+  // NotFound when the model has no version.
+  virtual Result<std::vector<std::string>> ListVersions(std::string_view model) = 0;
+  // The manifest of a version whose whole-file digest is `digest` (the first
+  // committed with it); NotFound.
+  virtual Result<Manifest> FindArtifact(const Digest& digest) = 0;
+
+  // --- state (small values for the daemon's other modules) ---
+  // Applies puts (value set) and deletes (value nullopt) atomically; synced.
+  virtual Status WriteState(const std::vector<std::pair<std::string, std::optional<std::string>>>& ops) = 0;
+  // NotFound when the key holds no value.
+  virtual Result<std::string> GetState(std::string_view key) = 0;
+  // Every (key, value) whose key starts with `prefix`, in byte-wise key order;
+  // ResourceExhausted when they add up to more than kStateScanBytesMax.
+  virtual Result<std::vector<std::pair<std::string, std::string>>> ScanState(std::string_view prefix) = 0;
+
+  // --- operations ---
+  // Cheap figures for /metrics; a figure RocksDB cannot give is left 0.
+  virtual StoreStats Stats() = 0;
+  // Walks the whole store in one consistent snapshot, streaming (memory
+  // grows with the number of versions, not of chunks): re-hashes every
+  // chunk, parses every manifest, checks each names only present chunks and
+  // has an artifact index entry, and that every index entry points to a
+  // version with that digest. Each fault line names the digest or version.
+  virtual CheckReport Check() = 0;
+};
+
+}  // namespace meridian

@@ -1,0 +1,99 @@
+// Test harness for integration tests: temporary directories, child processes
+// (real meridiand and meridian binaries), and a daemon fixture on a loopback
+// ephemeral port. Binaries come from the MERIDIAND and MERIDIAN environment
+// variables that meson sets.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/bytes.h"
+
+namespace meridian::testing {
+
+// A fresh directory under $TMPDIR, removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+struct CommandResult {
+  int exit_code = -1;  // -signal when killed by a signal
+  std::string out;
+  std::string err;
+};
+
+// Runs argv to completion (bounded by `timeout`; killed past it).
+CommandResult Run(const std::vector<std::string>& argv, std::chrono::seconds timeout = std::chrono::seconds(300));
+
+// A started child process.
+class Child {
+ public:
+  explicit Child(const std::vector<std::string>& argv, const std::string& log_path = "/dev/null");
+  ~Child();  // SIGKILLs and reaps when still running
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  pid_t pid() const { return pid_; }
+  void Signal(int sig);
+  // Waits for exit; returns the exit code (-signal when killed), or nullopt-like -1000 on timeout.
+  int Wait(std::chrono::milliseconds timeout);
+  bool running() const { return pid_ > 0; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+// Polls `condition` every 10 ms until it holds or `timeout` passes.
+bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
+
+std::string MeridiandPath();
+std::string MeridianPath();
+
+// A meridiand on 127.0.0.1 with its own data directory, initialised with a
+// fresh release key (release.key / release.key.pub in the temp dir).
+class DaemonFixture {
+ public:
+  DaemonFixture();
+  ~DaemonFixture();
+  void Start();     // starts and waits until /healthz answers
+  void Kill9();
+  int Terminate();  // SIGTERM, returns the exit code
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  uint16_t port() const { return port_; }
+  const TempDir& dir() const { return dir_; }
+  std::string data() const { return dir_ / "data"; }
+  std::string release_key() const { return dir_ / "release.key"; }
+  std::string root_json() const { return data() + "/root.json"; }
+  std::string publisher_token() const;
+  std::string operator_token() const;
+  // `meridian --server URL <args…>`
+  CommandResult Cli(std::vector<std::string> args);
+  // meridian publish with the fixture's key and token; --output json.
+  CommandResult Publish(const std::string& model, const std::string& version, const std::string& path);
+  // meridiand fsck --data DATA (daemon must be stopped).
+  CommandResult Fsck();
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<Child> child_;
+  uint16_t port_ = 0;
+};
+
+Bytes RandomBytes(size_t n, uint64_t seed);
+void WriteFile(const std::string& path, ByteSpan data);
+Bytes ReadFile(const std::string& path);
+
+}  // namespace meridian::testing

@@ -1,0 +1,270 @@
+// Integration: the HTTP API of a real meridiand over loopback — caching
+// headers, Range, conditional requests, and bad input answered with the right
+// 4xx while nothing is stored and the daemon keeps serving.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "base/digest.h"
+#include "base/encoding.h"
+#include "client/http_client.h"
+#include "manifest/manifest.h"
+#include "signing/signing.h"
+#include "tests/harness.h"
+
+using namespace meridian;
+using namespace meridian::testing;
+
+namespace {
+
+// A raw TCP connection to the daemon, for requests libcurl would refuse to send.
+int Connect(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+std::string RawExchange(uint16_t port, const std::string& request) {
+  int fd = Connect(port);
+  REQUIRE(fd >= 0);
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  size_t sent = 0;
+  while (sent < request.size()) {
+    ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;  // the server may answer and close before reading it all
+    sent += static_cast<size_t>(n);
+  }
+  std::string reply;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;) reply.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return reply;
+}
+
+int StatusOf(const std::string& raw_reply) {
+  if (raw_reply.size() < 12) return 0;
+  return std::stoi(raw_reply.substr(9, 3));
+}
+
+std::string SignedManifest(const Manifest& m, const SecretKey& key) {
+  Envelope env;
+  env.payload_type = std::string(kManifestPayloadType);
+  env.payload = ToBytes(ManifestToJson(m));
+  SignEnvelope(env, key);
+  return EnvelopeToJson(env);
+}
+
+Manifest OneChunkManifest(const std::string& name, const std::string& version, ByteSpan data) {
+  Manifest m;
+  m.name = name;
+  m.version = version;
+  m.size = data.size();
+  m.digest = Digest::Of(data);
+  m.chunks = {{Digest::Of(data), data.size()}};
+  m.created = "2026-11-24T00:00:00.000Z";
+  return m;
+}
+
+bool IsJsonError(const HttpReply& r) {
+  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  return j.is_object() && j.contains("error") && j["error"].contains("code") && j["error"].contains("message");
+}
+
+}  // namespace
+
+TEST_CASE("artifacts and chunks: Range, ETag, 304, 416, immutable caching") {
+  DaemonFixture d;
+  d.Start();
+  Bytes data = RandomBytes(1'000'000, 3);
+  WriteFile(d.dir() / "m.bin", data);
+  CommandResult pub = d.Publish("m", "1.0.0", d.dir() / "m.bin");
+  REQUIRE(pub.exit_code == 0);
+  std::string digest = nlohmann::json::parse(pub.out)["digest"];
+  HttpClient c(d.url());
+
+  Result<HttpReply> whole = c.Get("/v1/artifacts/" + digest);
+  REQUIRE(whole.ok());
+  CHECK(whole->status == 200);
+  CHECK(whole->body == AsString(data));
+  std::string etag = whole->Header("etag");
+  CHECK(etag == "\"" + digest + "\"");
+  CHECK(whole->Header("cache-control") == "public, max-age=31536000, immutable");
+  CHECK(whole->Header("accept-ranges") == "bytes");
+
+  Result<HttpReply> part = c.Get("/v1/artifacts/" + digest, {"Range: bytes=1000-1999"});
+  REQUIRE(part.ok());
+  CHECK(part->status == 206);
+  CHECK(part->body == AsString(ByteSpan(data).subspan(1000, 1000)));
+  CHECK(part->Header("content-range") == "bytes 1000-1999/1000000");
+
+  // A range across chunk boundaries and a suffix range.
+  Result<HttpReply> wide = c.Get("/v1/artifacts/" + digest, {"Range: bytes=100000-899999"});
+  CHECK(wide->body == AsString(ByteSpan(data).subspan(100000, 800000)));
+  Result<HttpReply> tail = c.Get("/v1/artifacts/" + digest, {"Range: bytes=-10"});
+  CHECK(tail->body == AsString(ByteSpan(data).subspan(data.size() - 10)));
+
+  Result<HttpReply> cached = c.Get("/v1/artifacts/" + digest, {"If-None-Match: " + etag});
+  CHECK(cached->status == 304);
+  CHECK(cached->body.empty());
+  CHECK(cached->Header("etag") == etag);
+
+  Result<HttpReply> beyond = c.Get("/v1/artifacts/" + digest, {"Range: bytes=1000000-"});
+  CHECK(beyond->status == 416);
+  CHECK(beyond->Header("content-range") == "bytes */1000000");
+
+  // The same rules for a chunk.
+  std::string first_chunk = Digest::Of(ByteSpan(data).first(1)).ToString();  // not a chunk
+  CHECK(c.Get("/v1/chunks/" + first_chunk)->status == 404);
+  Result<HttpReply> env = c.Get("/v1/models/m/versions/1.0.0");
+  REQUIRE(env->status == 200);
+  Result<Envelope> e = ParseEnvelope(env->body);
+  REQUIRE(e.ok());
+  Result<Manifest> m = ParseManifest(AsString(e->payload));
+  REQUIRE(m.ok());
+  std::string chunk = m->chunks[0].digest.ToString();
+  Result<HttpReply> cr = c.Get("/v1/chunks/" + chunk, {"Range: bytes=0-9"});
+  CHECK(cr->status == 206);
+  CHECK(cr->body == AsString(ByteSpan(data).first(10)));
+  CHECK(c.Get("/v1/chunks/" + chunk, {"If-None-Match: \"" + chunk + "\""})->status == 304);
+  CHECK(c.Get("/v1/artifacts/" + Digest::Of("nothing").ToString())->status == 404);
+}
+
+TEST_CASE("bad input gets the right 4xx, stores nothing, and the daemon keeps serving") {
+  DaemonFixture d;
+  d.Start();
+  HttpClient pub(d.url(), HttpClientOptions{.bearer_token = d.publisher_token()});
+  HttpClient anon(d.url());
+  Result<SecretKey> release = ReadSecretKeyFile(d.release_key());
+  REQUIRE(release.ok());
+  Bytes data = RandomBytes(5000, 9);
+  std::string digest = Digest::Of(data).ToString();
+
+  SECTION("chunk bytes that do not match the digest") {
+    Bytes wrong = RandomBytes(5000, 10);
+    Result<HttpReply> r = pub.Put("/v1/chunks/" + digest, wrong);
+    CHECK(r->status == 422);
+    CHECK(IsJsonError(*r));
+    CHECK(anon.Get("/v1/chunks/" + digest)->status == 404);
+  }
+  SECTION("publishing without or with a wrong token") {
+    Result<HttpReply> r = anon.Put("/v1/chunks/" + digest, data);
+    CHECK(r->status == 401);
+    HttpClient wrong(d.url(), HttpClientOptions{.bearer_token = "nope"});
+    CHECK(wrong.Put("/v1/chunks/" + digest, data)->status == 403);
+    CHECK(anon.Get("/v1/chunks/" + digest)->status == 404);
+  }
+  SECTION("a manifest signed by an unknown key") {
+    REQUIRE(pub.Put("/v1/chunks/" + digest, data)->status == 201);
+    SecretKey stranger = SecretKey::Generate();
+    Result<HttpReply> r = pub.Post("/v1/models/m/versions", SignedManifest(OneChunkManifest("m", "1.0.0", data), stranger));
+    CHECK(r->status == 403);
+    CHECK(IsJsonError(*r));
+    CHECK(anon.Get("/v1/models/m/versions/1.0.0")->status == 404);
+  }
+  SECTION("a manifest naming a chunk that was never uploaded") {
+    Result<HttpReply> r = pub.Post("/v1/models/m/versions", SignedManifest(OneChunkManifest("m", "1.0.0", data), *release));
+    CHECK(r->status == 409);
+    CHECK(nlohmann::json::parse(r->body)["error"]["code"] == "missing_chunks");
+    CHECK(anon.Get("/v1/models/m/versions/1.0.0")->status == 404);
+    CHECK(anon.Get("/v1/models")->body == "{\"models\":[]}");
+  }
+  SECTION("a version that exists with other content") {
+    REQUIRE(pub.Put("/v1/chunks/" + digest, data)->status == 201);
+    Manifest m = OneChunkManifest("m", "1.0.0", data);
+    REQUIRE(pub.Post("/v1/models/m/versions", SignedManifest(m, *release))->status == 201);
+    CHECK(pub.Post("/v1/models/m/versions", SignedManifest(m, *release))->status == 201);  // idempotent
+    m.annotations["changed"] = "yes";
+    CHECK(pub.Post("/v1/models/m/versions", SignedManifest(m, *release))->status == 409);
+    CHECK(pub.Post("/v1/models/other/versions", SignedManifest(m, *release))->status == 400);  // URL/manifest mismatch
+  }
+  SECTION("a body over the limit") {
+    Bytes big(2u << 20, 1);
+    Result<HttpReply> r = pub.Put("/v1/chunks/" + Digest::Of(big).ToString(), big);
+    REQUIRE(r.ok());
+    CHECK(r->status == 413);
+    CHECK(anon.Get("/v1/chunks/" + Digest::Of(big).ToString())->status == 404);
+  }
+  SECTION("malformed JSON") {
+    CHECK(pub.Post("/v1/chunks/missing", "{not json")->status == 400);
+    CHECK(pub.Post("/v1/chunks/missing", "{\"digests\":[\"sha256:xyz\"]}")->status == 400);
+    Result<HttpReply> r = pub.Post("/v1/models/m/versions", "[1,2");
+    CHECK(r->status == 400);
+    CHECK(IsJsonError(*r));
+    CHECK(anon.Get("/v1/models")->body == "{\"models\":[]}");
+  }
+  SECTION("hostile names") {
+    for (std::string path : {"/v1/models/../versions", "/v1/models/a%2Fb/versions", "/v1/models/%2e%2e/versions",
+                             "/v1/models/a%00b/versions", "/v1/models/m/versions/..", "/v1/models/m/versions/1.0.0%00",
+                             "/v1/chunks/..", "/v1/chunks/sha256:%2e%2e", "/v1/artifacts/%2e%2e%2fetc",
+                             "/v1/models/UPPER/versions", "/v1/models/a%zz/versions"}) {
+      Result<HttpReply> r = anon.Get(path);
+      REQUIRE(r.ok());
+      INFO(path);
+      CHECK(r->status == 400);
+      CHECK(IsJsonError(*r));
+    }
+    // A raw NUL byte in the request line never reaches a handler.
+    std::string raw = RawExchange(d.port(), std::string("GET /v1/models/a") + '\0' + "b/versions HTTP/1.1\r\nHost: x\r\n\r\n");
+    CHECK(StatusOf(raw) == 400);
+  }
+  SECTION("a 100 KB request line") {
+    std::string raw = RawExchange(d.port(), "GET /" + std::string(100'000, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n");
+    CHECK(StatusOf(raw) == 414);
+    std::string huge_header = RawExchange(d.port(), "GET /healthz HTTP/1.1\r\nX: " + std::string(100'000, 'a') + "\r\n\r\n");
+    CHECK(StatusOf(huge_header) == 431);
+  }
+  SECTION("1,000 idle connections do not stop others being served") {
+    std::vector<int> idle;
+    for (int i = 0; i < 1000; ++i) {
+      int fd = Connect(d.port());
+      REQUIRE(fd >= 0);
+      idle.push_back(fd);
+    }
+    auto start = std::chrono::steady_clock::now();
+    Result<HttpReply> r = anon.Get("/healthz");
+    CHECK(r.ok());
+    CHECK(r->status == 200);
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(2));
+    for (int fd : idle) ::close(fd);
+  }
+  SECTION("unknown routes and methods") {
+    CHECK(anon.Get("/v2/nothing")->status == 404);
+    CHECK(anon.Post("/healthz", "")->status == 405);
+  }
+  // Whatever happened above, the daemon still serves and its store is sound.
+  Result<HttpReply> health = anon.Get("/healthz");
+  REQUIRE(health.ok());
+  CHECK(health->status == 200);
+  CHECK(d.Terminate() == 0);
+  CommandResult fsck = d.Fsck();
+  INFO(fsck.out);
+  CHECK(fsck.exit_code == 0);
+}
+
+TEST_CASE("metrics count requests by route and status") {
+  DaemonFixture d;
+  d.Start();
+  HttpClient c(d.url());
+  c.Get("/v1/chunks/sha256:bad");
+  c.Get("/v1/models");
+  c.Get("/v1/models");
+  Result<HttpReply> m = c.Get("/metrics");
+  REQUIRE(m->status == 200);
+  CHECK(m->body.find("meridian_http_requests_total{route=\"GET /v1/models\",status=\"200\"} 2") != std::string::npos);
+  CHECK(m->body.find("meridian_http_requests_total{route=\"GET /v1/chunks/{digest}\",status=\"400\"} 1") !=
+        std::string::npos);
+  CHECK(m->body.find("meridian_store_disk_bytes") != std::string::npos);
+  CHECK(c.Get("/readyz")->status == 200);
+}

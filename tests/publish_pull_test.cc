@@ -1,0 +1,78 @@
+// Integration: publish a 200 MB model and a 1 %-changed second version with
+// the real CLI into a real meridiand, pull both back, verify.
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <tuple>
+#include <nlohmann/json.hpp>
+
+#include "base/digest.h"
+#include "tests/harness.h"
+
+using namespace meridian;
+using namespace meridian::testing;
+
+TEST_CASE("publish, deduplicated second version, pull byte-identical") {
+  DaemonFixture d;
+  d.Start();
+  constexpr size_t kSize = 200u << 20;
+  Bytes v1 = RandomBytes(kSize, 42);
+  Bytes v2 = v1;
+  // 1 % of the bytes: 32 scattered 64 KiB regions rewritten.
+  Bytes noise = RandomBytes(32 * 65536, 7);
+  for (size_t i = 0; i < 32; ++i) {
+    size_t at = (i * 2 + 1) * (kSize / 64);
+    std::copy_n(noise.begin() + static_cast<ptrdiff_t>(i * 65536), 65536, v2.begin() + static_cast<ptrdiff_t>(at));
+  }
+  WriteFile(d.dir() / "v1.bin", v1);
+  WriteFile(d.dir() / "v2.bin", v2);
+
+  CommandResult p1 = d.Publish("fraud-detector", "1.0.0", d.dir() / "v1.bin");
+  REQUIRE(p1.exit_code == 0);
+  auto j1 = nlohmann::json::parse(p1.out);
+  CHECK(j1["uploaded_bytes"].get<uint64_t>() == kSize);
+
+  CommandResult p2 = d.Publish("fraud-detector", "1.1.0", d.dir() / "v2.bin");
+  REQUIRE(p2.exit_code == 0);
+  auto j2 = nlohmann::json::parse(p2.out);
+  uint64_t uploaded = j2["uploaded_bytes"].get<uint64_t>();
+  INFO("second upload sent " << uploaded << " bytes");
+  CHECK(uploaded < kSize / 10);
+  CHECK(uploaded >= 32u * 65536);
+
+  for (auto [version, data, published] : {std::tuple{"1.0.0", &v1, &j1}, std::tuple{"1.1.0", &v2, &j2}}) {
+    std::string out = d.dir() / (std::string("pulled-") + version);
+    CommandResult pull = d.Cli({"--output", "json", "pull", "--root", d.root_json(), "fraud-detector", version, "-o", out});
+    REQUIRE(pull.exit_code == 0);
+    Bytes got = ReadFile(out);
+    CHECK(got == *data);
+    CHECK(Digest::Of(got).ToString() == (*published)["digest"].get<std::string>());
+    CHECK(nlohmann::json::parse(pull.out)["digest"] == (*published)["digest"]);
+  }
+
+  CommandResult versions = d.Cli({"--output", "json", "versions", "fraud-detector"});
+  REQUIRE(versions.exit_code == 0);
+  CHECK(nlohmann::json::parse(versions.out)["versions"] == nlohmann::json::array({"1.0.0", "1.1.0"}));
+  CommandResult models = d.Cli({"models"});
+  CHECK(models.out == "fraud-detector\n");
+
+  CHECK(d.Terminate() == 0);
+  CommandResult fsck = d.Fsck();
+  INFO(fsck.out << fsck.err);
+  CHECK(fsck.exit_code == 0);
+}
+
+TEST_CASE("pull refuses a root that does not trust the signer, and leaves nothing behind") {
+  DaemonFixture d;
+  d.Start();
+  WriteFile(d.dir() / "m.bin", RandomBytes(300'000, 1));
+  REQUIRE(d.Publish("m", "1.0.0", d.dir() / "m.bin").exit_code == 0);
+  DaemonFixture other;  // a different root of trust
+  std::string out = d.dir() / "out.bin";
+  CommandResult pull = d.Cli({"pull", "--root", other.root_json(), "m", "1.0.0", "-o", out});
+  CHECK(pull.exit_code != 0);
+  CHECK(pull.err.find("manifest rejected") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(out));
+  CommandResult missing = d.Cli({"pull", "--root", d.root_json(), "m", "9.9.9", "-o", out});
+  CHECK(missing.exit_code != 0);
+  CHECK(missing.err.find("404") != std::string::npos);
+}

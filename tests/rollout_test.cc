@@ -1,0 +1,677 @@
+// Tests of rollout/: cohorts, spec validation, the state machine and its audit
+// log, report counting, gates on a fake clock, target resolution, conflicts, JSON.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "base/clock.h"
+#include "rollout/rollout.h"
+
+using namespace meridian;
+using namespace std::chrono_literals;
+
+namespace {
+
+RolloutSpec SampleSpec() {
+  RolloutSpec s;
+  s.id = "r-2026-11-24";
+  s.model = "fraud-detector";
+  s.target_version = "1.3.0";
+  s.previous_version = "1.2.0";
+  s.stages_percent = {1, 10, 50, 100};
+  s.min_reports = 5;
+  s.max_failure_rate = 0.2;
+  s.soak_ms = 3'600'000;
+  s.auto_promote = true;
+  return s;
+}
+
+Rollout StartOrDie(const RolloutSpec& spec, int64_t now_ms) {
+  Result<Rollout> r = Rollout::Start(spec, now_ms, "alice", "weekly model refresh");
+  REQUIRE(r.ok());
+  return std::move(r).value();
+}
+
+TerminalInfo Terminal(std::string id, std::string current = "1.2.0") {
+  return {std::move(id), "pos-arm64", "sg", std::move(current)};
+}
+
+TerminalReport Report(std::string id, ReportOutcome outcome, int64_t received_ms, uint32_t stage = 0) {
+  TerminalReport r;
+  r.terminal_id = std::move(id);
+  r.version = "1.3.0";
+  r.stage = stage;
+  r.outcome = outcome;
+  r.received_ms = received_ms;
+  return r;
+}
+
+// The first terminal id "t-<n>" whose bucket in `rollout_id` satisfies `pred`.
+template <typename Pred>
+std::string FindTerminal(std::string_view rollout_id, Pred pred) {
+  for (int n = 0;; ++n) {
+    std::string id = fmt::format("t-{}", n);
+    if (pred(CohortBucket(rollout_id, id))) return id;
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cohort buckets follow the documented hash rule") {
+  // Known answers from Python: int.from_bytes(sha256(b"r1:t1").digest()[:8], "big") % 10000.
+  CHECK(CohortBucket("r1", "t1") == 2905);
+  CHECK(CohortBucket("rollout-a", "terminal-0001") == 7178);
+}
+
+TEST_CASE("over 100,000 random terminals each stage holds its percent and contains the one before") {
+  RolloutSpec spec = SampleSpec();
+  std::mt19937_64 rng(20261124);
+  constexpr int kTerminals = 100'000;
+  std::vector<int> counts(spec.stages_percent.size(), 0);
+  for (int i = 0; i < kTerminals; ++i) {
+    TerminalInfo t = Terminal(fmt::format("term-{:016x}", rng()));
+    bool in_before = false;
+    for (size_t k = 0; k < spec.stages_percent.size(); ++k) {
+      bool in = InCohort(spec, k, t);
+      if (in_before) REQUIRE(in);  // monotone: nobody leaves a later stage
+      counts[k] += in ? 1 : 0;
+      in_before = in;
+    }
+  }
+  for (size_t k = 0; k < counts.size(); ++k) {
+    double percent = 100.0 * counts[k] / kTerminals;
+    INFO("stage " << k << " holds " << percent << "%");
+    CHECK(std::fabs(percent - spec.stages_percent[k]) <= 0.5);
+  }
+  CHECK(counts.back() == kTerminals);
+}
+
+TEST_CASE("the rollout id salts cohorts, so each rollout picks a different first stage") {
+  RolloutSpec a = SampleSpec(), b = SampleSpec();
+  b.id = "r-other";
+  int in_a = 0, in_both = 0;
+  for (int i = 0; i < 20'000; ++i) {
+    TerminalInfo t = Terminal(fmt::format("t-{}", i));
+    bool ia = InCohort(a, 1, t), ib = InCohort(b, 1, t);
+    in_a += ia;
+    in_both += ia && ib;
+  }
+  CHECK(in_a > 1500);
+  CHECK(in_both < in_a / 4);  // independent 10 % samples share about 1 %, not 10 %
+}
+
+TEST_CASE("fractional percents bound whole buckets") {
+  RolloutSpec spec = SampleSpec();
+  spec.stages_percent = {0.07, 0.08, 0.5, 100};
+  REQUIRE(ValidateRolloutSpec(spec).ok());
+  // 0.07 × 100 is 7.000000000000001 in floating point; bucket 7 must still be out.
+  TerminalInfo seven = Terminal(FindTerminal(spec.id, [](uint32_t b) { return b == 7; }));
+  CHECK_FALSE(InCohort(spec, 0, seven));
+  CHECK(InCohort(spec, 1, seven));
+  TerminalInfo six = Terminal(FindTerminal(spec.id, [](uint32_t b) { return b == 6; }));
+  CHECK(InCohort(spec, 0, six));
+}
+
+TEST_CASE("canaries are in every stage; filters decide who is eligible at all") {
+  RolloutSpec spec = SampleSpec();
+  std::string late = FindTerminal(spec.id, [](uint32_t b) { return b >= 9000; });
+  spec.canaries = {late};
+  spec.stages_percent = {1, 10, 50};
+  for (size_t k = 0; k < spec.stages_percent.size(); ++k) CHECK(InCohort(spec, k, Terminal(late)));
+  CHECK_FALSE(InCohort(spec, 3, Terminal(late)));  // past the last stage
+
+  std::string early = FindTerminal(spec.id, [](uint32_t b) { return b < 100; });
+  spec.regions = {"sg", "ae"};
+  spec.profiles = {"pos-arm64"};
+  CHECK(InCohort(spec, 0, Terminal(early)));
+  TerminalInfo elsewhere = Terminal(early);
+  elsewhere.region = "br";
+  CHECK_FALSE(IsEligible(spec, elsewhere));
+  CHECK_FALSE(InCohort(spec, 2, elsewhere));
+  TerminalInfo kiosk = Terminal(early);
+  kiosk.profile = "kiosk-x86";
+  CHECK_FALSE(InCohort(spec, 0, kiosk));
+  TerminalInfo canary_elsewhere = Terminal(late);
+  canary_elsewhere.region = "br";
+  CHECK_FALSE(InCohort(spec, 0, canary_elsewhere));
+}
+
+TEST_CASE("spec validation names what is wrong") {
+  CHECK(ValidateRolloutSpec(SampleSpec()).ok());
+  RolloutSpec partial = SampleSpec();
+  partial.stages_percent = {5, 25};  // a rollout may stop below 100 %
+  partial.previous_version = "";     // the channel's first version
+  CHECK(ValidateRolloutSpec(partial).ok());
+
+  struct Case {
+    const char* field;
+    void (*mutate)(RolloutSpec&);
+  };
+  const Case cases[] = {
+      {"stages_percent", [](RolloutSpec& s) { s.stages_percent = {}; }},
+      {"stages_percent", [](RolloutSpec& s) { s.stages_percent = {1, 10, 10, 100}; }},
+      {"stages_percent", [](RolloutSpec& s) { s.stages_percent = {1, 50, 10}; }},
+      {"stages_percent", [](RolloutSpec& s) { s.stages_percent = {1, 10, 150}; }},
+      {"stages_percent", [](RolloutSpec& s) { s.stages_percent = {0, 10}; }},
+      {"stages_percent", [](RolloutSpec& s) { s.stages_percent = {-1, 10}; }},
+      {"stages_percent", [](RolloutSpec& s) { s.stages_percent = {std::nan(""), 10}; }},
+      {"stages_percent", [](RolloutSpec& s) { s.stages_percent = {0.333, 10}; }},
+      {"max_failure_rate", [](RolloutSpec& s) { s.max_failure_rate = 1.5; }},
+      {"max_failure_rate", [](RolloutSpec& s) { s.max_failure_rate = -0.1; }},
+      {"max_failure_rate", [](RolloutSpec& s) { s.max_failure_rate = std::nan(""); }},
+      {"soak_ms", [](RolloutSpec& s) { s.soak_ms = -1; }},
+      {"soak_ms", [](RolloutSpec& s) { s.soak_ms = kRolloutSoakMsMax + 1; }},
+      {"id", [](RolloutSpec& s) { s.id = "a:b"; }},
+      {"id", [](RolloutSpec& s) { s.id = "../x"; }},
+      {"model", [](RolloutSpec& s) { s.model = "Fraud"; }},
+      {"target_version", [](RolloutSpec& s) { s.target_version = "v2"; }},
+      {"previous_version", [](RolloutSpec& s) { s.previous_version = "1.3.0"; }},
+      {"channel", [](RolloutSpec& s) { s.channel = ""; }},
+      {"regions", [](RolloutSpec& s) { s.regions = {"sg", "sg"}; }},
+      {"regions", [](RolloutSpec& s) { s.regions = {"SG"}; }},
+      {"profiles", [](RolloutSpec& s) { s.profiles = {"a b"}; }},
+      {"canaries", [](RolloutSpec& s) { s.canaries = {"bad id"}; }},
+      {"min_reports", [](RolloutSpec& s) { s.min_reports = kRolloutMinReportsMax + 1; }},
+  };
+  for (const Case& c : cases) {
+    RolloutSpec s = SampleSpec();
+    c.mutate(s);
+    Status st = ValidateRolloutSpec(s);
+    INFO(c.field << ": " << st.ToString());
+    CHECK(st.code() == Status::Code::kInvalidArgument);
+    CHECK(st.message().find(c.field) != std::string::npos);
+  }
+}
+
+TEST_CASE("the state machine walks the legal path and logs every change") {
+  FakeClock clock;
+  Rollout r = StartOrDie(SampleSpec(), clock.NowUnixMillis());
+  REQUIRE(r.events().size() == 1);
+  CHECK(r.events()[0].action == RolloutAction::kStart);
+  CHECK(r.events()[0].before.empty());
+  CHECK(r.events()[0].after == "running(0)");
+  CHECK(r.active());
+
+  clock.Advance(1min);
+  REQUIRE(r.Apply(RolloutAction::kPromote, clock.NowUnixMillis(), "alice", "looks good").ok());
+  CHECK(r.state().stage == 1);
+  CHECK(r.state().gate_since_ms == clock.NowUnixMillis());
+  REQUIRE(r.Apply(RolloutAction::kPause, clock.NowUnixMillis(), "bob", "weekend").ok());
+  CHECK(r.state().phase == RolloutPhase::kPaused);
+  clock.Advance(2min);
+  REQUIRE(r.Apply(RolloutAction::kResume, clock.NowUnixMillis(), "bob", "").ok());
+  CHECK(r.state().phase == RolloutPhase::kRunning);
+  CHECK(r.state().stage == 1);
+  CHECK(r.state().gate_since_ms == clock.NowUnixMillis());  // the gates judge the resumed stage afresh
+  REQUIRE(r.Apply(RolloutAction::kPromote, clock.NowUnixMillis(), "alice", "").ok());
+  REQUIRE(r.Apply(RolloutAction::kPromote, clock.NowUnixMillis(), "alice", "").ok());
+  CHECK(r.state().stage == 3);
+  REQUIRE(r.Apply(RolloutAction::kPromote, clock.NowUnixMillis(), "alice", "all good").ok());
+  CHECK(r.state().phase == RolloutPhase::kCompleted);
+  CHECK_FALSE(r.active());
+  REQUIRE(r.Apply(RolloutAction::kRollback, clock.NowUnixMillis(), "carol", "latency regression").ok());
+  CHECK(r.state().phase == RolloutPhase::kRolledBack);
+
+  const std::vector<RolloutEvent>& ev = r.events();
+  REQUIRE(ev.size() == 8);
+  for (size_t i = 0; i < ev.size(); ++i) {
+    CHECK(ev[i].seq == i + 1);
+    if (i > 0) CHECK(ev[i].before == ev[i - 1].after);
+  }
+  CHECK(ev[1].action == RolloutAction::kPromote);
+  CHECK(ev[1].actor == "alice");
+  CHECK(ev[1].reason == "looks good");
+  CHECK(ev[1].before == "running(0)");
+  CHECK(ev[1].after == "running(1)");
+  CHECK(ev[2].after == "paused(1)");
+  CHECK(ev[2].time_ms == clock.NowUnixMillis() - 120'000);
+  CHECK(ev[6].before == "running(3)");
+  CHECK(ev[6].after == "completed(3)");
+  CHECK(ev[7].action == RolloutAction::kRollback);
+  CHECK(ev[7].after == "rolled_back(3)");
+}
+
+TEST_CASE("the state machine rejects illegal transitions and changes nothing") {
+  FakeClock clock;
+  auto expect_refused = [&](Rollout& r, RolloutAction a) {
+    size_t events = r.events().size();
+    RolloutState before = r.state();
+    Status st = r.Apply(a, clock.NowUnixMillis(), "alice", "");
+    INFO(ActionName(a) << " in " << StateString(before) << ": " << st.ToString());
+    CHECK(st.code() == Status::Code::kFailedPrecondition);
+    CHECK(st.message().find(PhaseName(before.phase)) != std::string::npos);
+    CHECK(r.events().size() == events);
+    CHECK(r.state() == before);
+  };
+  RolloutSpec one_stage = SampleSpec();
+  one_stage.stages_percent = {100};
+
+  Rollout running = StartOrDie(SampleSpec(), clock.NowUnixMillis());
+  expect_refused(running, RolloutAction::kResume);
+  CHECK(running.Apply(RolloutAction::kStart, clock.NowUnixMillis(), "alice", "").code() ==
+        Status::Code::kInvalidArgument);
+  CHECK(running.Apply(RolloutAction::kPause, clock.NowUnixMillis(), "", "").code() == Status::Code::kInvalidArgument);
+  CHECK(running.Apply(RolloutAction::kPause, clock.NowUnixMillis(), "a",
+                      std::string(kRolloutReasonBytesMax + 1, 'x')).code() == Status::Code::kInvalidArgument);
+
+  Rollout paused = StartOrDie(SampleSpec(), clock.NowUnixMillis());
+  REQUIRE(paused.Apply(RolloutAction::kPause, clock.NowUnixMillis(), "alice", "").ok());
+  expect_refused(paused, RolloutAction::kPause);
+  expect_refused(paused, RolloutAction::kPromote);
+
+  Rollout completed = StartOrDie(one_stage, clock.NowUnixMillis());
+  REQUIRE(completed.Apply(RolloutAction::kPromote, clock.NowUnixMillis(), "alice", "").ok());
+  REQUIRE(completed.state().phase == RolloutPhase::kCompleted);
+  for (RolloutAction a : {RolloutAction::kPromote, RolloutAction::kPause, RolloutAction::kResume,
+                          RolloutAction::kAbort}) {
+    expect_refused(completed, a);
+  }
+
+  Rollout aborted = StartOrDie(SampleSpec(), clock.NowUnixMillis());
+  REQUIRE(aborted.Apply(RolloutAction::kAbort, clock.NowUnixMillis(), "alice", "").ok());
+  Rollout rolled_back = StartOrDie(SampleSpec(), clock.NowUnixMillis());
+  REQUIRE(rolled_back.Apply(RolloutAction::kRollback, clock.NowUnixMillis(), "alice", "").ok());
+  for (Rollout* r : {&aborted, &rolled_back}) {
+    for (RolloutAction a : {RolloutAction::kPromote, RolloutAction::kPause, RolloutAction::kResume,
+                            RolloutAction::kAbort, RolloutAction::kRollback}) {
+      expect_refused(*r, a);
+    }
+  }
+}
+
+TEST_CASE("action names parse back") {
+  for (RolloutAction a : {RolloutAction::kStart, RolloutAction::kPromote, RolloutAction::kPause,
+                          RolloutAction::kResume, RolloutAction::kAbort, RolloutAction::kRollback}) {
+    Result<RolloutAction> back = ParseRolloutAction(ActionName(a));
+    REQUIRE(back.ok());
+    CHECK(*back == a);
+  }
+  CHECK(ParseRolloutAction("restart").status().code() == Status::Code::kInvalidArgument);
+}
+
+TEST_CASE("the event log is bounded, but abort and rollback stay possible") {
+  Rollout r = StartOrDie(SampleSpec(), 0);
+  int64_t t = 0;
+  while (r.events().size() < kRolloutEventsMax) {
+    RolloutAction a = r.state().phase == RolloutPhase::kRunning ? RolloutAction::kPause : RolloutAction::kResume;
+    REQUIRE(r.Apply(a, ++t, "alice", "").ok());
+  }
+  RolloutAction next = r.state().phase == RolloutPhase::kRunning ? RolloutAction::kPause : RolloutAction::kResume;
+  CHECK(r.Apply(next, ++t, "alice", "").code() == Status::Code::kResourceExhausted);
+  CHECK(r.Apply(RolloutAction::kPromote, ++t, "alice", "").code() != Status::Code::kOk);
+  REQUIRE(r.Apply(RolloutAction::kRollback, ++t, "alice", "enough").ok());
+  CHECK(r.events().size() == kRolloutEventsMax + 1);
+  Result<Rollout> back = RolloutFromJson(RolloutToJson(r));
+  REQUIRE(back.ok());
+  CHECK(back->events().size() == kRolloutEventsMax + 1);
+}
+
+TEST_CASE("a terminal counts once per stage, by its latest report") {
+  ReportTally tally;
+  for (int i = 0; i < 3; ++i) REQUIRE(tally.Add(Report("t-1", ReportOutcome::kFailure, 100 + i)).ok());
+  CHECK(tally.Stats(0) == StageStats{1, 0, 1, 1.0});
+
+  // Fixed and reinstalled: the later success replaces the failure.
+  REQUIRE(tally.Add(Report("t-1", ReportOutcome::kSuccess, 200)).ok());
+  CHECK(tally.Stats(0) == StageStats{1, 1, 0, 0.0});
+  // An older report arriving late (a rebuild from storage in any order) does not win.
+  REQUIRE(tally.Add(Report("t-1", ReportOutcome::kFailure, 150)).ok());
+  CHECK(tally.Stats(0) == StageStats{1, 1, 0, 0.0});
+
+  REQUIRE(tally.Add(Report("t-2", ReportOutcome::kFailure, 300)).ok());
+  REQUIRE(tally.Add(Report("t-1", ReportOutcome::kFailure, 300, 1)).ok());  // a new stage counts anew
+  CHECK(tally.Stats(0) == StageStats{2, 1, 1, 0.5});
+  CHECK(tally.Stats(1) == StageStats{1, 0, 1, 1.0});
+  CHECK(tally.Stats(2) == StageStats{});
+  CHECK(tally.Stats(UINT32_MAX) == StageStats{});
+  CHECK(tally.Stats(0, 250) == StageStats{1, 0, 1, 1.0});  // only reports since 250
+  CHECK(tally.size() == 3);
+
+  TerminalReport bad = Report("bad id", ReportOutcome::kSuccess, 0);
+  CHECK(tally.Add(bad).code() == Status::Code::kInvalidArgument);
+  bad = Report("t-3", ReportOutcome::kSuccess, 0);
+  bad.health["latency_ms"] = std::numeric_limits<double>::infinity();
+  CHECK(tally.Add(bad).code() == Status::Code::kInvalidArgument);
+}
+
+TEST_CASE("only reports about the target from the current cohort feed the gates") {
+  RolloutSpec spec = SampleSpec();
+  Rollout r = StartOrDie(spec, 0);
+  std::string in = FindTerminal(spec.id, [](uint32_t b) { return b < 100; });
+  std::string later = FindTerminal(spec.id, [](uint32_t b) { return b >= 100 && b < 1000; });
+
+  TerminalReport rep = Report(in, ReportOutcome::kSuccess, 1, 7);
+  rep.profile = "pos-arm64";
+  rep.region = "sg";
+  CHECK(r.Admit(&rep));
+  CHECK(rep.stage == 0);
+  TerminalReport old_version = rep;
+  old_version.version = "1.2.0";
+  CHECK_FALSE(r.Admit(&old_version));
+  TerminalReport outside = Report(later, ReportOutcome::kFailure, 1);
+  CHECK_FALSE(r.Admit(&outside));
+
+  REQUIRE(r.Apply(RolloutAction::kPromote, 2, "alice", "").ok());
+  CHECK(r.Admit(&outside));
+  CHECK(outside.stage == 1);
+  REQUIRE(r.Apply(RolloutAction::kAbort, 3, "alice", "").ok());
+  CHECK_FALSE(r.Admit(&rep));
+}
+
+TEST_CASE("gates on a fake clock: soak, min_reports, breach") {
+  FakeClock clock;
+  RolloutSpec spec = SampleSpec();  // min_reports 5, max_failure_rate 0.2, soak 1 h, auto_promote
+  auto fill = [&](ReportTally& tally, uint32_t stage, int successes, int failures) {
+    for (int i = 0; i < successes + failures; ++i) {
+      ReportOutcome o = i < successes ? ReportOutcome::kSuccess : ReportOutcome::kFailure;
+      REQUIRE(tally.Add(Report(fmt::format("s{}-t{}", stage, i), o, clock.NowUnixMillis(), stage)).ok());
+    }
+  };
+
+  SECTION("soak not reached: no promote; reached: promote by the gate") {
+    Rollout r = StartOrDie(spec, clock.NowUnixMillis());
+    ReportTally tally;
+    fill(tally, 0, 5, 0);
+    clock.Advance(59min);
+    Result<GateDecision> d = r.Tick(tally, clock.NowUnixMillis());
+    REQUIRE(d.ok());
+    CHECK(d->verdict == GateVerdict::kNone);
+    CHECK(r.state().stage == 0);
+    CHECK(r.events().size() == 1);
+
+    clock.Advance(1min);
+    d = r.Tick(tally, clock.NowUnixMillis());
+    REQUIRE(d.ok());
+    CHECK(d->verdict == GateVerdict::kPromote);
+    CHECK(r.state().stage == 1);
+    CHECK(r.events().back().actor == kGateActor);
+    CHECK(r.events().back().action == RolloutAction::kPromote);
+    CHECK(r.events().back().reason == d->reason);
+
+    // The new stage needs its own reports: stage 0's successes do not carry over.
+    clock.Advance(2h);
+    CHECK(r.Tick(tally, clock.NowUnixMillis())->verdict == GateVerdict::kNone);
+    CHECK(r.state().stage == 1);
+    fill(tally, 1, 5, 0);
+    CHECK(r.Tick(tally, clock.NowUnixMillis())->verdict == GateVerdict::kPromote);
+    CHECK(r.state().stage == 2);
+  }
+
+  SECTION("manual rollouts are never promoted by the gate") {
+    spec.auto_promote = false;
+    Rollout r = StartOrDie(spec, clock.NowUnixMillis());
+    ReportTally tally;
+    fill(tally, 0, 50, 0);
+    clock.Advance(24h);
+    CHECK(r.Tick(tally, clock.NowUnixMillis())->verdict == GateVerdict::kNone);
+    CHECK(r.state().stage == 0);
+  }
+
+  SECTION("fewer than min_reports: no decision, even when all failed") {
+    Rollout r = StartOrDie(spec, clock.NowUnixMillis());
+    ReportTally tally;
+    fill(tally, 0, 0, 4);
+    clock.Advance(2h);
+    Result<GateDecision> d = r.Tick(tally, clock.NowUnixMillis());
+    CHECK(d->verdict == GateVerdict::kNone);
+    CHECK(r.state().phase == RolloutPhase::kRunning);
+  }
+
+  SECTION("failure rate over the threshold pauses, and resume judges afresh") {
+    Rollout r = StartOrDie(spec, clock.NowUnixMillis());
+    ReportTally tally;
+    fill(tally, 0, 3, 2);  // 0.4 > 0.2
+    Result<GateDecision> d = r.Tick(tally, clock.NowUnixMillis());
+    REQUIRE(d.ok());
+    CHECK(d->verdict == GateVerdict::kBreach);
+    CHECK(r.state().phase == RolloutPhase::kPaused);
+    CHECK(r.events().back().actor == kGateActor);
+    CHECK(r.events().back().action == RolloutAction::kPause);
+    CHECK(r.events().back().after == "paused(0)");
+    CHECK(r.Tick(tally, clock.NowUnixMillis())->verdict == GateVerdict::kNone);  // paused: no gates
+
+    clock.Advance(10min);
+    REQUIRE(r.Apply(RolloutAction::kResume, clock.NowUnixMillis(), "alice", "false alarm").ok());
+    CHECK(r.Tick(tally, clock.NowUnixMillis())->verdict == GateVerdict::kNone);  // old failures ignored
+    CHECK(r.state().phase == RolloutPhase::kRunning);
+  }
+
+  SECTION("failure rate at the threshold is not a breach") {
+    Rollout r = StartOrDie(spec, clock.NowUnixMillis());
+    ReportTally tally;
+    fill(tally, 0, 4, 1);  // 0.2, not above 0.2; 4 successes < min_reports 5: wait
+    CHECK(r.Tick(tally, clock.NowUnixMillis())->verdict == GateVerdict::kNone);
+    CHECK(r.state().phase == RolloutPhase::kRunning);
+  }
+
+  SECTION("failure rate over the threshold rolls back when so configured") {
+    spec.on_breach = BreachAction::kRollback;
+    Rollout r = StartOrDie(spec, clock.NowUnixMillis());
+    ReportTally tally;
+    fill(tally, 0, 0, 5);
+    Result<GateDecision> d = r.Tick(tally, clock.NowUnixMillis());
+    REQUIRE(d.ok());
+    CHECK(d->verdict == GateVerdict::kBreach);
+    CHECK(r.state().phase == RolloutPhase::kRolledBack);
+    CHECK(r.events().back().action == RolloutAction::kRollback);
+    CHECK(r.events().back().actor == kGateActor);
+    CHECK(ResolveTarget(r.spec(), r.state(), Terminal("any", "1.3.0")).version == "1.2.0");
+  }
+
+  SECTION("the last stage completes") {
+    spec.stages_percent = {100};
+    spec.soak_ms = 0;
+    Rollout r = StartOrDie(spec, clock.NowUnixMillis());
+    ReportTally tally;
+    fill(tally, 0, 5, 0);
+    CHECK(r.Tick(tally, clock.NowUnixMillis())->verdict == GateVerdict::kPromote);
+    CHECK(r.state().phase == RolloutPhase::kCompleted);
+  }
+}
+
+TEST_CASE("EvaluateGates is a pure function of spec, state, stats and time") {
+  RolloutSpec spec = SampleSpec();
+  RolloutState state{RolloutPhase::kRunning, 0, 1000, 1000};
+  CHECK(EvaluateGates(spec, state, {5, 5, 0, 0.0}, 1000 + spec.soak_ms).verdict == GateVerdict::kPromote);
+  CHECK(EvaluateGates(spec, state, {5, 5, 0, 0.0}, 999 + spec.soak_ms).verdict == GateVerdict::kNone);
+  CHECK(EvaluateGates(spec, state, {10, 7, 3, 0.3}, 0).verdict == GateVerdict::kBreach);
+  state.phase = RolloutPhase::kPaused;
+  CHECK(EvaluateGates(spec, state, {10, 7, 3, 0.3}, 0).verdict == GateVerdict::kNone);
+}
+
+TEST_CASE("target resolution follows the state") {
+  RolloutSpec spec = SampleSpec();
+  std::string in0 = FindTerminal(spec.id, [](uint32_t b) { return b < 100; });
+  std::string in2 = FindTerminal(spec.id, [](uint32_t b) { return b >= 1000 && b < 5000; });
+  std::string out = FindTerminal(spec.id, [](uint32_t b) { return b >= 5000; });
+  RolloutState state{RolloutPhase::kRunning, 0, 0, 0};
+  auto resolve = [&](const std::string& id, std::string current = "1.2.0") {
+    return ResolveTarget(spec, state, Terminal(id, std::move(current)));
+  };
+
+  CHECK(resolve(in0).version == "1.3.0");
+  CHECK(resolve(in0).reason == TargetReason::kInCohort);
+  CHECK(resolve(in2).version == "1.2.0");
+  CHECK(resolve(in2).reason == TargetReason::kNotInCohort);
+  state.stage = 2;
+  CHECK(resolve(in2).version == "1.3.0");
+  CHECK(resolve(out).version == "1.2.0");
+
+  // Paused and aborted freeze: who moved keeps the target, nobody new moves.
+  for (RolloutPhase frozen : {RolloutPhase::kPaused, RolloutPhase::kAborted}) {
+    state.phase = frozen;
+    CHECK(resolve(in2, "1.3.0").version == "1.3.0");
+    CHECK(resolve(in2, "1.2.0").version == "1.2.0");
+    CHECK(resolve(in2, "1.2.0").reason == TargetReason::kHeld);
+    CHECK(resolve(out, "1.1.0").version == "1.2.0");
+  }
+
+  state = {RolloutPhase::kCompleted, 3, 0, 0};
+  CHECK(resolve(out).version == "1.3.0");
+  state.phase = RolloutPhase::kRolledBack;
+  CHECK(resolve(in0, "1.3.0").version == "1.2.0");
+  CHECK(resolve(in0, "1.3.0").reason == TargetReason::kRolledBack);
+
+  // A rollout whose last stage is 50 % completes holding that share.
+  spec.stages_percent = {10, 50};
+  state = {RolloutPhase::kCompleted, 1, 0, 0};
+  CHECK(resolve(in2).version == "1.3.0");
+  CHECK(resolve(out).version == "1.2.0");
+
+  spec.regions = {"ae"};
+  CHECK(resolve(in0).reason == TargetReason::kNotEligible);
+  CHECK(resolve(in0).version == "1.2.0");
+  CHECK(TargetReasonName(TargetReason::kNotEligible) == "not_eligible");
+}
+
+TEST_CASE("at most one active rollout per model channel and region") {
+  FakeClock clock;
+  RolloutSpec base = SampleSpec();
+  base.regions = {"sg", "ae"};
+  Rollout active = StartOrDie(base, clock.NowUnixMillis());
+  std::vector<const Rollout*> existing = {&active, nullptr};
+
+  RolloutSpec next = base;
+  next.id = "r-next";
+  next.regions = {"ae", "br"};
+  Status st = CheckNoConflict(existing, next);
+  CHECK(st.code() == Status::Code::kFailedPrecondition);
+  CHECK(st.message().find(base.id) != std::string::npos);
+  next.regions = {};  // all regions
+  CHECK(CheckNoConflict(existing, next).code() == Status::Code::kFailedPrecondition);
+  next.regions = {"br"};
+  CHECK(CheckNoConflict(existing, next).ok());
+  next.regions = {"sg"};
+  next.channel = "beta";
+  CHECK(CheckNoConflict(existing, next).ok());
+  next.channel = "stable";
+  next.model = "other-model";
+  CHECK(CheckNoConflict(existing, next).ok());
+  next.model = base.model;
+
+  REQUIRE(active.Apply(RolloutAction::kPause, clock.NowUnixMillis(), "alice", "").ok());
+  CHECK(CheckNoConflict(existing, next).code() == Status::Code::kFailedPrecondition);
+  REQUIRE(active.Apply(RolloutAction::kAbort, clock.NowUnixMillis(), "alice", "").ok());
+  CHECK(CheckNoConflict(existing, next).ok());
+
+  next.id = base.id;
+  CHECK(CheckNoConflict(existing, next).code() == Status::Code::kAlreadyExists);
+}
+
+TEST_CASE("JSON round-trips spec, state, events, rollouts and reports") {
+  RolloutSpec spec = SampleSpec();
+  spec.regions = {"sg", "ae"};
+  spec.profiles = {"pos-arm64"};
+  spec.canaries = {"t-canary-1", "site:42"};
+  spec.stages_percent = {0.5, 5, 33.33, 100};
+  spec.max_failure_rate = 0.05;
+  spec.on_breach = BreachAction::kRollback;
+  Result<RolloutSpec> spec_back = RolloutSpecFromJson(RolloutSpecToJson(spec));
+  REQUIRE(spec_back.ok());
+  CHECK(*spec_back == spec);
+
+  FakeClock clock;
+  Rollout r = StartOrDie(spec, clock.NowUnixMillis());
+  clock.Advance(1h);
+  REQUIRE(r.Apply(RolloutAction::kPromote, clock.NowUnixMillis(), "alice", "quote \" and ünïcode").ok());
+  REQUIRE(r.Apply(RolloutAction::kPause, clock.NowUnixMillis(), "gate", "failure rate 0.4").ok());
+
+  Result<RolloutState> state_back = RolloutStateFromJson(RolloutStateToJson(r.state()));
+  REQUIRE(state_back.ok());
+  CHECK(*state_back == r.state());
+  Result<RolloutEvent> event_back = RolloutEventFromJson(RolloutEventToJson(r.events()[1]));
+  REQUIRE(event_back.ok());
+  CHECK(*event_back == r.events()[1]);
+
+  Result<Rollout> back = RolloutFromJson(RolloutToJson(r));
+  REQUIRE(back.ok());
+  CHECK(back->spec() == r.spec());
+  CHECK(back->state() == r.state());
+  CHECK(back->events() == r.events());
+  // The restored rollout carries on where the original stood.
+  CHECK(back->Apply(RolloutAction::kResume, clock.NowUnixMillis(), "alice", "").ok());
+
+  TerminalReport rep = Report("t-1", ReportOutcome::kFailure, 1'700'000'000'123, 2);
+  rep.profile = "pos-arm64";
+  rep.region = "sg";
+  rep.reason = "health check failed";
+  rep.health = {{"latency_ms", 12.5}, {"error_rate", 0.01}};
+  Result<TerminalReport> rep_back = ReportFromJson(ReportToJson(rep));
+  REQUIRE(rep_back.ok());
+  CHECK(*rep_back == rep);
+}
+
+TEST_CASE("JSON parsers reject bad input without throwing") {
+  auto invalid = [](const Status& st) { return st.code() == Status::Code::kInvalidArgument; };
+  CHECK(invalid(RolloutSpecFromJson("").status()));
+  CHECK(invalid(RolloutSpecFromJson("[1,2]").status()));
+  CHECK(invalid(RolloutSpecFromJson("{\"id\":").status()));
+  CHECK(invalid(RolloutSpecFromJson(std::string(kRolloutJsonBytesMax + 1, ' ')).status()));
+
+  // The sample spec's JSON with one field set to `value` (JSON text).
+  auto with = [](const char* key, const char* value) {
+    nlohmann::json j = nlohmann::json::parse(RolloutSpecToJson(SampleSpec()));
+    j[key] = nlohmann::json::parse(value);
+    return j.dump();
+  };
+  Status typo = RolloutSpecFromJson(with("stages", R"([1,2])")).status();
+  CHECK(invalid(typo));
+  CHECK(typo.message().find("stages") != std::string::npos);
+  CHECK(invalid(RolloutSpecFromJson(with("min_reports", R"(-1)")).status()));
+  CHECK(invalid(RolloutSpecFromJson(with("min_reports", R"(1.5)")).status()));
+  CHECK(invalid(RolloutSpecFromJson(with("soak_ms", R"("1h")")).status()));
+  CHECK(invalid(RolloutSpecFromJson(with("on_breach", R"("explode")")).status()));
+  CHECK(invalid(RolloutSpecFromJson(with("stages_percent", R"([1,"10"])")).status()));
+  CHECK(invalid(RolloutSpecFromJson(with("regions", R"("sg")")).status()));
+  Status not_increasing = RolloutSpecFromJson(with("stages_percent", R"([10,5])")).status();
+  CHECK(invalid(not_increasing));
+  CHECK(not_increasing.message().find("stages_percent") != std::string::npos);
+  CHECK(invalid(RolloutSpecFromJson(with("stages_percent", R"([1,10,101])")).status()));
+
+  // Parse-only leaves room for the daemon to fill in the id and previous version.
+  Result<RolloutSpec> request =
+      ParseRolloutSpecJson(R"({"model":"fraud-detector","target_version":"2.0.0","stages_percent":[5,100]})");
+  REQUIRE(request.ok());
+  CHECK(request->channel == "stable");
+  CHECK(invalid(ValidateRolloutSpec(*request)));
+  request->id = "r-1";
+  CHECK(ValidateRolloutSpec(*request).ok());
+
+  // A persisted rollout whose log does not lead to its state is refused.
+  FakeClock clock;
+  Rollout r = StartOrDie(SampleSpec(), clock.NowUnixMillis());
+  REQUIRE(r.Apply(RolloutAction::kPromote, clock.NowUnixMillis(), "alice", "").ok());
+  std::string json = RolloutToJson(r);
+  CHECK(RolloutFromJson(json).ok());
+  std::string tampered = json;
+  tampered.replace(tampered.find("\"stage\":1"), 9, "\"stage\":2");
+  CHECK(invalid(RolloutFromJson(tampered).status()));
+  CHECK(invalid(Rollout::Restore(r.spec(), r.state(), {}).status()));
+  std::vector<RolloutEvent> gap = r.events();
+  gap[1].seq = 5;
+  CHECK(invalid(Rollout::Restore(r.spec(), r.state(), gap).status()));
+  RolloutState completed_early = r.state();
+  completed_early.phase = RolloutPhase::kCompleted;
+  CHECK(invalid(Rollout::Restore(r.spec(), completed_early, r.events()).status()));
+
+  CHECK(invalid(RolloutStateFromJson(R"({"phase":"sleeping","stage":0,"gate_since_ms":0,"updated_ms":0})").status()));
+  CHECK(invalid(RolloutStateFromJson(R"({"phase":"running","stage":0})").status()));
+  CHECK(invalid(RolloutEventFromJson(R"({"seq":1})").status()));
+  CHECK(invalid(ReportFromJson(R"({"terminal_id":"t-1"})").status()));
+  CHECK(invalid(ReportFromJson(R"({"terminal_id":"t-1","outcome":"success","health":{"x":"fast"}})").status()));
+  CHECK(invalid(ReportFromJson(R"({"terminal_id":"../x","outcome":"success"})").status()));
+  CHECK(ReportFromJson(R"({"terminal_id":"t-1","outcome":"success"})").ok());
+
+  // Text that is not UTF-8 is written with replacement characters instead of throwing.
+  Rollout odd = StartOrDie(SampleSpec(), 0);
+  REQUIRE(odd.Apply(RolloutAction::kPause, 1, "alice", std::string("bad \xff byte")).ok());
+  Result<Rollout> odd_back = RolloutFromJson(RolloutToJson(odd));
+  REQUIRE(odd_back.ok());
+  CHECK(odd_back->events().back().reason == "bad \xEF\xBF\xBD byte");
+}

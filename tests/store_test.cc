@@ -1,0 +1,510 @@
+// Tests of store/: chunks verified on the way in and out, atomic version
+// commits, ordering, state, the consistency check, all on a real RocksDB in a
+// temporary directory. Damage is injected by opening the RocksDB directly.
+#include <fcntl.h>
+#include <rocksdb/db.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "base/encoding.h"
+#include "store/store.h"
+
+using namespace meridian;
+
+namespace {
+
+// A fresh directory under /tmp, removed with everything in it afterwards.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/meridian-store-test-XXXXXX";
+    REQUIRE(mkdtemp(tmpl) != nullptr);
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+StoreOptions Fast() {
+  StoreOptions o;
+  o.sync_writes = false;  // the tests do not pull the plug
+  return o;
+}
+
+std::unique_ptr<Store> OpenOrDie(const std::string& dir, const StoreOptions& options = Fast()) {
+  Result<std::unique_ptr<Store>> s = Store::Open(dir, options);
+  INFO(s.status().ToString());
+  REQUIRE(s.ok());
+  return std::move(s).value();
+}
+
+// Incompressible bytes from a fixed seed, so chunks land in blob files.
+Bytes RandomBytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  Bytes b(n);
+  for (uint8_t& x : b) x = static_cast<uint8_t>(rng());
+  return b;
+}
+
+struct Artifact {
+  std::vector<Bytes> chunks;
+  Manifest manifest;
+};
+
+// A model version cut into `n` chunks of 64 KiB, stored or not by the caller.
+Artifact MakeArtifact(const std::string& name, const std::string& version, size_t n, uint32_t seed) {
+  Artifact a;
+  a.manifest.name = name;
+  a.manifest.version = version;
+  a.manifest.created = "2026-11-24T00:00:00.000Z";
+  Sha256 whole;
+  for (size_t i = 0; i < n; ++i) {
+    a.chunks.push_back(RandomBytes(64 << 10, seed + static_cast<uint32_t>(i)));
+    whole.Update(a.chunks.back());
+    a.manifest.chunks.push_back({Digest::Of(a.chunks.back()), a.chunks.back().size()});
+    a.manifest.size += a.chunks.back().size();
+  }
+  a.manifest.digest = whole.Finish();
+  return a;
+}
+
+// An unsigned DSSE envelope around the manifest (the store does not verify signatures).
+std::string EnvelopeOf(const Manifest& m, nlohmann::json signatures = nlohmann::json::array()) {
+  nlohmann::json env;
+  env["payloadType"] = std::string(kManifestPayloadType);
+  env["payload"] = Base64Encode(AsBytes(ManifestToJson(m)));
+  env["signatures"] = std::move(signatures);
+  return env.dump();
+}
+
+void PutAll(Store& store, const Artifact& a) {
+  for (const Bytes& c : a.chunks) REQUIRE(store.PutChunk(Digest::Of(c), c).ok());
+}
+
+void CommitOrDie(Store& store, const Artifact& a) {
+  PutAll(store, a);
+  Status s = store.CommitVersion(a.manifest, EnvelopeOf(a.manifest));
+  INFO(s.ToString());
+  REQUIRE(s.ok());
+}
+
+bool AnyFaultMentions(const CheckReport& r, const std::string& text) {
+  for (const std::string& f : r.faults) {
+    if (f.find(text) != std::string::npos) return true;
+  }
+  return false;
+}
+
+// The store's RocksDB opened directly (the Store must be closed), to damage it.
+class RawDb {
+ public:
+  explicit RawDb(const std::string& dir) {
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const char* name : {"default", "chunks", "manifests", "artifacts", "state"}) {
+      cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    }
+    rocksdb::DB* raw = nullptr;
+    rocksdb::Status s = rocksdb::DB::Open(rocksdb::DBOptions(), dir, cfs, &handles_, &raw);
+    INFO(s.ToString());
+    REQUIRE(s.ok());
+    db_.reset(raw);
+  }
+  ~RawDb() {
+    for (rocksdb::ColumnFamilyHandle* h : handles_) db_->DestroyColumnFamilyHandle(h);
+    db_->Close().PermitUncheckedError();
+  }
+  void Put(size_t cf, std::string_view key, std::string_view value) {
+    REQUIRE(db_->Put(rocksdb::WriteOptions(), handles_[cf], rocksdb::Slice(key.data(), key.size()),
+                     rocksdb::Slice(value.data(), value.size()))
+                .ok());
+  }
+  void Delete(size_t cf, std::string_view key) {
+    REQUIRE(db_->Delete(rocksdb::WriteOptions(), handles_[cf], rocksdb::Slice(key.data(), key.size())).ok());
+  }
+
+  static constexpr size_t kChunks = 1, kManifests = 2, kArtifacts = 3;
+
+ private:
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+};
+
+std::string Key(const Digest& d) { return std::string(AsString(ByteSpan(d.bytes()))); }
+
+std::string Zstd(ByteSpan data) {
+  std::string frame(ZSTD_compressBound(data.size()), '\0');
+  size_t n = ZSTD_compress(frame.data(), frame.size(), data.data(), data.size(), 1);
+  REQUIRE_FALSE(ZSTD_isError(n));
+  frame.resize(n);
+  return frame;
+}
+
+}  // namespace
+
+TEST_CASE("chunks round-trip, put is idempotent, big chunks go to blob files") {
+  TempDir dir;
+  Bytes random = RandomBytes(200 << 10, 1);
+  Bytes zeros(kChunkBytesMax, 0);
+  Bytes tiny = ToBytes("x");
+  {
+    std::unique_ptr<Store> store = OpenOrDie(dir.path());
+    for (const Bytes* b : {&random, &zeros, &tiny}) {
+      Digest d = Digest::Of(*b);
+      CHECK_FALSE(*store->HasChunk(d));
+      REQUIRE(store->PutChunk(d, *b).ok());
+      REQUIRE(store->PutChunk(d, *b).ok());
+      CHECK(*store->HasChunk(d));
+      Result<Bytes> back = store->GetChunk(d);
+      REQUIRE(back.ok());
+      CHECK(*back == *b);
+    }
+    CHECK(store->Stats().chunks >= 1);
+  }
+  std::unique_ptr<Store> store = OpenOrDie(dir.path());
+  Result<Bytes> back = store->GetChunk(Digest::Of(random));
+  REQUIRE(back.ok());
+  CHECK(*back == random);
+  CHECK(store->Stats().disk_bytes > 0);
+  bool blob_file = false;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path())) blob_file |= e.path().extension() == ".blob";
+  CHECK(blob_file);
+  CHECK(store->GetChunk(Digest::Of("never stored")).status().code() == Status::Code::kNotFound);
+}
+
+TEST_CASE("a chunk whose bytes do not match its digest is refused and not stored") {
+  TempDir dir;
+  std::unique_ptr<Store> store = OpenOrDie(dir.path());
+  Digest claimed = Digest::Of("the real content");
+  Status s = store->PutChunk(claimed, AsBytes("other content"));
+  CHECK(s.code() == Status::Code::kCorruption);
+  CHECK_FALSE(*store->HasChunk(claimed));
+  CHECK(store->GetChunk(claimed).status().code() == Status::Code::kNotFound);
+  CHECK(store->PutChunk(Digest::Of(""), Bytes()).code() == Status::Code::kInvalidArgument);
+  Bytes too_big(kChunkBytesMax + 1, 7);
+  CHECK(store->PutChunk(Digest::Of(too_big), too_big).code() == Status::Code::kResourceExhausted);
+  CHECK(store->Check().clean());
+}
+
+TEST_CASE("damaged chunks are Corruption, reported by Check, and repaired by a re-put") {
+  TempDir dir;
+  Bytes good = RandomBytes(64 << 10, 2);
+  Digest d = Digest::Of(good);
+  {
+    std::unique_ptr<Store> store = OpenOrDie(dir.path());
+    REQUIRE(store->PutChunk(d, good).ok());
+    REQUIRE(store->Check().clean());
+  }
+  std::string declares_too_much = Zstd(Bytes(2 * kChunkBytesMax, 0));
+  std::string other_frame = Zstd(RandomBytes(64 << 10, 3));
+  std::string truncated = Zstd(good).substr(0, 1000);
+  for (const std::string* bad : {&other_frame, &declares_too_much, &truncated}) {
+    { RawDb(dir.path()).Put(RawDb::kChunks, Key(d), *bad); }
+    std::unique_ptr<Store> store = OpenOrDie(dir.path());
+    Result<Bytes> got = store->GetChunk(d);
+    CHECK(got.status().code() == Status::Code::kCorruption);
+    CHECK(*store->HasChunk(d));  // presence is not verification
+    CheckReport report = store->Check();
+    CHECK(report.chunks_checked == 1);
+    REQUIRE(report.faults.size() == 1);
+    CHECK(report.faults[0].find(d.ToString()) != std::string::npos);
+  }
+  { RawDb(dir.path()).Put(RawDb::kChunks, Key(d), "not a zstd frame at all"); }
+  std::unique_ptr<Store> store = OpenOrDie(dir.path());
+  CHECK(store->GetChunk(d).status().code() == Status::Code::kCorruption);
+  REQUIRE(store->PutChunk(d, good).ok());
+  Result<Bytes> repaired = store->GetChunk(d);
+  REQUIRE(repaired.ok());
+  CHECK(*repaired == good);
+  CHECK(store->Check().clean());
+}
+
+TEST_CASE("MissingChunks answers the absent digests in the order given") {
+  TempDir dir;
+  std::unique_ptr<Store> store = OpenOrDie(dir.path());
+  std::vector<Digest> all;
+  for (int i = 0; i < 150; ++i) {  // more than one presence batch
+    std::string data = "chunk " + std::to_string(i);
+    all.push_back(Digest::Of(data));
+    if (i % 3 == 0) REQUIRE(store->PutChunk(all.back(), AsBytes(data)).ok());
+  }
+  all.push_back(all[1]);  // listed twice, missing twice
+  Result<std::vector<Digest>> missing = store->MissingChunks(all);
+  REQUIRE(missing.ok());
+  std::vector<Digest> expected;
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (i >= 150 || i % 3 != 0) expected.push_back(all[i]);
+  }
+  CHECK(*missing == expected);
+  CHECK(store->MissingChunks({}).value().empty());
+}
+
+TEST_CASE("a version with a missing chunk is not committed") {
+  TempDir dir;
+  std::unique_ptr<Store> store = OpenOrDie(dir.path());
+  Artifact a = MakeArtifact("fraud-detector", "1.0.0", 4, 10);
+  for (size_t i = 0; i < 3; ++i) REQUIRE(store->PutChunk(a.manifest.chunks[i].digest, a.chunks[i]).ok());
+  Status s = store->CommitVersion(a.manifest, EnvelopeOf(a.manifest));
+  CHECK(s.code() == Status::Code::kFailedPrecondition);
+  CHECK(s.message().find(a.manifest.chunks[3].digest.ToString()) != std::string::npos);
+  CHECK(store->GetEnvelope("fraud-detector", "1.0.0").status().code() == Status::Code::kNotFound);
+  CHECK(store->ListVersions("fraud-detector").status().code() == Status::Code::kNotFound);
+  CHECK(store->FindArtifact(a.manifest.digest).status().code() == Status::Code::kNotFound);
+  CHECK(store->ListModels().value().empty());
+  CHECK(store->Stats().versions == 0);
+}
+
+TEST_CASE("a committed version is visible after reopening") {
+  TempDir dir;
+  Artifact a = MakeArtifact("fraud-detector", "1.2.0", 3, 20);
+  a.manifest.regions = {"sg", "br"};
+  a.manifest.annotations = {{"trained", "2026-11-01"}};
+  const std::string envelope = EnvelopeOf(a.manifest);
+  {
+    std::unique_ptr<Store> store = OpenOrDie(dir.path(), StoreOptions());  // synced writes
+    CommitOrDie(*store, a);
+  }
+  std::unique_ptr<Store> store = OpenOrDie(dir.path(), StoreOptions());
+  CHECK(store->GetEnvelope("fraud-detector", "1.2.0").value() == envelope);
+  CHECK(store->GetManifest("fraud-detector", "1.2.0").value() == a.manifest);
+  CHECK(store->ListModels().value() == std::vector<std::string>{"fraud-detector"});
+  CHECK(store->Stats().versions == 1);
+  for (const ChunkRef& c : a.manifest.chunks) CHECK(store->GetChunk(c.digest).ok());
+  CHECK(store->GetManifest("fraud-detector", "1.2.1").status().code() == Status::Code::kNotFound);
+  CHECK(store->GetEnvelope("../etc", "1.2.0").status().code() == Status::Code::kInvalidArgument);
+  CHECK(store->GetManifest("fraud-detector", "1.2").status().code() == Status::Code::kInvalidArgument);
+}
+
+TEST_CASE("re-committing a version: same content is a no-op, other content AlreadyExists") {
+  TempDir dir;
+  std::unique_ptr<Store> store = OpenOrDie(dir.path());
+  Artifact a = MakeArtifact("kiosk-vision", "2.0.0", 2, 30);
+  CommitOrDie(*store, a);
+  const std::string first = EnvelopeOf(a.manifest);
+  CHECK(store->CommitVersion(a.manifest, first).ok());
+
+  // Same manifest, differently signed envelope: OK, the first envelope stays.
+  nlohmann::json sigs = nlohmann::json::array({{{"keyid", "abc"}, {"sig", "AAAA"}}});
+  CHECK(store->CommitVersion(a.manifest, EnvelopeOf(a.manifest, sigs)).ok());
+  CHECK(store->GetEnvelope("kiosk-vision", "2.0.0").value() == first);
+
+  Manifest other = a.manifest;
+  other.annotations["note"] = "rebuilt";
+  Status s = store->CommitVersion(other, EnvelopeOf(other));
+  CHECK(s.code() == Status::Code::kAlreadyExists);
+  CHECK(store->GetManifest("kiosk-vision", "2.0.0").value() == a.manifest);
+  CHECK(store->Stats().versions == 1);
+}
+
+TEST_CASE("commits refuse envelopes that do not carry the manifest given") {
+  TempDir dir;
+  std::unique_ptr<Store> store = OpenOrDie(dir.path());
+  Artifact a = MakeArtifact("kiosk-vision", "2.0.0", 1, 40);
+  PutAll(*store, a);
+  Manifest other = a.manifest;
+  other.version = "2.0.1";
+  CHECK(store->CommitVersion(a.manifest, EnvelopeOf(other)).code() == Status::Code::kInvalidArgument);
+  nlohmann::json env = nlohmann::json::parse(EnvelopeOf(a.manifest));
+  env["payloadType"] = "application/json";
+  CHECK(store->CommitVersion(a.manifest, env.dump()).code() == Status::Code::kInvalidArgument);
+  env = nlohmann::json::parse(EnvelopeOf(a.manifest));
+  env["payload"] = "not base64!";
+  CHECK(store->CommitVersion(a.manifest, env.dump()).code() == Status::Code::kInvalidArgument);
+  for (const char* bad : {"", "{", "[]", "{\"payloadType\":1}"}) {
+    CHECK(store->CommitVersion(a.manifest, bad).code() == Status::Code::kInvalidArgument);
+  }
+  CHECK(store->ListModels().value().empty());
+}
+
+TEST_CASE("racing commits of one version: exactly one wins") {
+  TempDir dir;
+  std::unique_ptr<Store> store = OpenOrDie(dir.path());
+  Artifact a = MakeArtifact("pos-ranker", "3.1.0", 2, 50);
+  PutAll(*store, a);
+  constexpr int kThreads = 8;
+  std::vector<Manifest> manifests(kThreads, a.manifest);
+  std::vector<std::string> envelopes;
+  for (int i = 0; i < kThreads; ++i) {
+    manifests[i].annotations["writer"] = std::to_string(i);
+    envelopes.push_back(EnvelopeOf(manifests[i]));
+  }
+  std::atomic<int> ok{0}, exists{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      // Concurrent puts of the same chunk are harmless too.
+      if (!store->PutChunk(a.manifest.chunks[0].digest, a.chunks[0]).ok()) return;
+      Status s = store->CommitVersion(manifests[i], envelopes[i]);
+      if (s.ok()) ++ok;
+      if (s.code() == Status::Code::kAlreadyExists) ++exists;
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  CHECK(ok == 1);
+  CHECK(exists == kThreads - 1);
+  CHECK(store->Check().clean());
+}
+
+TEST_CASE("versions list in SemVer order, models in lexical order") {
+  TempDir dir;
+  std::unique_ptr<Store> store = OpenOrDie(dir.path());
+  uint32_t seed = 100;
+  for (const char* v : {"1.10.0", "1.9.0", "1.0.0", "1.0.0-rc.1", "2.0.0", "1.9.1", "1.0.0-alpha"}) {
+    CommitOrDie(*store, MakeArtifact("fraud-detector", v, 1, seed++));
+  }
+  CommitOrDie(*store, MakeArtifact("fraud", "0.1.0", 1, seed++));
+  CommitOrDie(*store, MakeArtifact("anomaly", "0.0.1", 1, seed++));
+  CHECK(store->ListVersions("fraud-detector").value() ==
+        std::vector<std::string>{"1.0.0-alpha", "1.0.0-rc.1", "1.0.0", "1.9.0", "1.9.1", "1.10.0", "2.0.0"});
+  CHECK(store->ListVersions("fraud").value() == std::vector<std::string>{"0.1.0"});
+  CHECK(store->ListModels().value() == std::vector<std::string>{"anomaly", "fraud", "fraud-detector"});
+  CHECK(store->ListVersions("nothing").status().code() == Status::Code::kNotFound);
+  CHECK(store->ListVersions("Bad/Name").status().code() == Status::Code::kInvalidArgument);
+  CHECK(store->Stats().versions == 9);
+  CHECK(store->Check().clean());
+}
+
+TEST_CASE("FindArtifact returns the first version committed with a digest") {
+  TempDir dir;
+  std::unique_ptr<Store> store = OpenOrDie(dir.path());
+  Artifact a = MakeArtifact("fraud-detector", "1.0.0", 2, 200);
+  CommitOrDie(*store, a);
+  Artifact same_bytes = a;
+  same_bytes.manifest.version = "1.0.1";  // republished unchanged
+  CommitOrDie(*store, same_bytes);
+  Result<Manifest> found = store->FindArtifact(a.manifest.digest);
+  REQUIRE(found.ok());
+  CHECK(found->version == "1.0.0");
+  CHECK(store->FindArtifact(Digest::Of("no such file")).status().code() == Status::Code::kNotFound);
+  CHECK(store->Check().clean());
+}
+
+TEST_CASE("state: atomic batches of puts and deletes, scans by prefix") {
+  TempDir dir;
+  {
+    std::unique_ptr<Store> store = OpenOrDie(dir.path(), StoreOptions());
+    REQUIRE(store->WriteState({{"rollout/r1", "staged"}, {"rollout/r2", "paused"}, {"event/0001", "created"},
+                               {"rolloutx", "not under rollout/"}})
+                .ok());
+    REQUIRE(store->WriteState({{"rollout/r1", std::nullopt}, {"rollout/r3", "done"}, {"rollout/r2", "running"}}).ok());
+    CHECK(store->WriteState({}).ok());
+  }
+  std::unique_ptr<Store> store = OpenOrDie(dir.path());
+  CHECK(store->GetState("rollout/r1").status().code() == Status::Code::kNotFound);
+  CHECK(store->GetState("rollout/r2").value() == "running");
+  using Pairs = std::vector<std::pair<std::string, std::string>>;
+  CHECK(store->ScanState("rollout/").value() == Pairs{{"rollout/r2", "running"}, {"rollout/r3", "done"}});
+  CHECK(store->ScanState("event/").value() == Pairs{{"event/0001", "created"}});
+  CHECK(store->ScanState("none/").value().empty());
+  CHECK(store->ScanState("").value().size() == 4);
+  std::string binary("k\0\xff", 3);
+  REQUIRE(store->WriteState({{binary, std::string("v\0", 2)}}).ok());
+  CHECK(store->GetState(binary).value() == std::string("v\0", 2));
+}
+
+TEST_CASE("Check is clean on a good store and names damaged versions and index entries") {
+  TempDir dir;
+  Artifact a = MakeArtifact("fraud-detector", "1.0.0", 3, 300);
+  Artifact b = MakeArtifact("fraud-detector", "1.1.0", 2, 400);
+  {
+    std::unique_ptr<Store> store = OpenOrDie(dir.path());
+    CommitOrDie(*store, a);
+    CommitOrDie(*store, b);
+    CheckReport report = store->Check();
+    CHECK(report.clean());
+    CHECK(report.chunks_checked == 5);
+    CHECK(report.manifests_checked == 2);
+  }
+  Digest stray = Digest::Of("an artifact nobody committed");
+  {
+    RawDb raw(dir.path());
+    raw.Delete(RawDb::kChunks, Key(a.manifest.chunks[1].digest));
+    raw.Delete(RawDb::kArtifacts, Key(b.manifest.digest));
+    raw.Put(RawDb::kArtifacts, Key(stray), std::string("fraud-detector\0" "1.0.0", 20));
+    raw.Put(RawDb::kManifests, std::string("fraud-detector\0" "9.0.0", 20), "{garbage");
+  }
+  std::unique_ptr<Store> store = OpenOrDie(dir.path());
+  CheckReport report = store->Check();
+  CHECK(report.chunks_checked == 4);
+  CHECK(report.manifests_checked == 3);
+  CHECK(report.faults.size() == 4);
+  CHECK(AnyFaultMentions(report, "fraud-detector@1.0.0: 1 of 3 chunks missing: " + a.manifest.chunks[1].digest.ToString()));
+  CHECK(AnyFaultMentions(report, "fraud-detector@1.1.0: no artifact index entry"));
+  CHECK(AnyFaultMentions(report, "artifact index entry " + stray.ToString()));
+  CHECK(AnyFaultMentions(report, "fraud-detector@9.0.0"));
+  CHECK(store->GetManifest("fraud-detector", "9.0.0").status().code() == Status::Code::kCorruption);
+}
+
+TEST_CASE("Check keeps at most kCheckFaultsMax fault lines and counts the rest") {
+  TempDir dir;
+  { OpenOrDie(dir.path()); }
+  {
+    RawDb raw(dir.path());
+    for (size_t i = 0; i < kCheckFaultsMax + 5; ++i) raw.Put(RawDb::kChunks, Key(Digest::Of(std::to_string(i))), "junk");
+  }
+  CheckReport report = OpenOrDie(dir.path())->Check();
+  CHECK(report.chunks_checked == kCheckFaultsMax + 5);
+  REQUIRE(report.faults.size() == kCheckFaultsMax + 1);
+  CHECK(report.faults.back() == "... and 5 more faults");
+}
+
+TEST_CASE("opening: missing store, bad options, a directory locked by another process") {
+  TempDir dir;
+  StoreOptions no_create = Fast();
+  no_create.create_if_missing = false;
+  CHECK(Store::Open(dir.path() + "/absent", no_create).status().code() == Status::Code::kNotFound);
+  StoreOptions bad_level = Fast();
+  bad_level.zstd_level = 1000;
+  CHECK(Store::Open(dir.path(), bad_level).status().code() == Status::Code::kInvalidArgument);
+
+  const std::string nested = dir.path() + "/a/b/store";
+  std::unique_ptr<Store> first = OpenOrDie(nested);
+  Result<std::unique_ptr<Store>> second = Store::Open(nested, Fast());
+  CHECK(second.status().code() == Status::Code::kFailedPrecondition);
+  CHECK(second.status().message().find("lock") != std::string::npos);
+  first.reset();
+  CHECK(Store::Open(nested, no_create).ok());
+
+  // Another process holds the POSIX record lock RocksDB takes on LOCK. The
+  // child only makes system calls: it must not run RocksDB after fork().
+  int ready[2], done[2];
+  REQUIRE(pipe(ready) == 0);
+  REQUIRE(pipe(done) == 0);
+  pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    int fd = open((nested + "/LOCK").c_str(), O_RDWR);
+    struct flock fl = {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    char c = (fd >= 0 && fcntl(fd, F_SETLK, &fl) == 0) ? 'y' : 'n';
+    if (write(ready[1], &c, 1) != 1) _exit(1);
+    if (read(done[0], &c, 1) != 1) _exit(1);
+    _exit(0);
+  }
+  char c = 0;
+  REQUIRE(read(ready[0], &c, 1) == 1);
+  REQUIRE(c == 'y');
+  Result<std::unique_ptr<Store>> locked = Store::Open(nested, Fast());
+  CHECK(locked.status().code() == Status::Code::kFailedPrecondition);
+  CHECK(locked.status().message().find("another process") != std::string::npos);
+  REQUIRE(write(done[1], "x", 1) == 1);
+  int wstatus = 0;
+  REQUIRE(waitpid(child, &wstatus, 0) == child);
+  for (int fd : {ready[0], ready[1], done[0], done[1]}) close(fd);
+  CHECK(Store::Open(nested, Fast()).ok());
+}
