@@ -33,15 +33,24 @@ constexpr uint64_t kChunkBlobBytesMin = 4u << 10;
 // Bloom filter on chunk keys: MissingChunks on a fresh upload asks mostly for
 // absent digests, which the filter answers without reading a data block.
 constexpr double kChunkBloomBitsPerKey = 10;
-// Keys per MultiGet when testing chunk presence. RocksDB reads the blob of a
-// present key, so this bounds the memory pinned at once to this many frames.
-constexpr size_t kPresenceBatchKeys = 64;
+// Keys per MultiGet when testing chunk presence (in the small chunk index,
+// never the chunk bytes).
+constexpr size_t kPresenceBatchKeys = 256;
 // Missing digests named in a CommitVersion error or a Check fault line.
 constexpr size_t kMissingListedMax = 5;
 
 // Column families, in the order they are opened (index into handles_).
-enum Cf : size_t { kDefault = 0, kChunks, kManifests, kArtifacts, kState, kCfCount };
-constexpr const char* kCfNames[kCfCount] = {"default", "chunks", "manifests", "artifacts", "state"};
+// chunk_index holds digest -> uncompressed size for every stored chunk,
+// written in the same batch as the chunk: presence checks read it instead of
+// the chunk, because RocksDB 7.8 reads a key's blob to answer any Get.
+enum Cf : size_t { kDefault = 0, kChunks, kManifests, kArtifacts, kState, kChunkIndex, kCfCount };
+constexpr const char* kCfNames[kCfCount] = {"default", "chunks", "manifests", "artifacts", "state", "chunk_index"};
+
+std::string EncodeSize(uint64_t size) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[static_cast<size_t>(i)] = static_cast<char>(size >> (8 * i));
+  return out;
+}
 
 std::string ChunkKey(const Digest& digest) {
   return std::string(AsString(ByteSpan(digest.bytes())));
@@ -231,7 +240,7 @@ class RocksStore final : public Store {
   Result<bool> HasChunk(const Digest& digest) override {
     return Guard("HasChunk", [&]() -> Result<bool> {
       rocksdb::PinnableSlice value;
-      rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(kChunks), ChunkKey(digest), &value);
+      rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(kChunkIndex), ChunkKey(digest), &value);
       if (s.IsNotFound()) return false;
       if (!s.ok()) return FromRocks(s, "reading chunk " + digest.ToString());
       return true;
@@ -264,15 +273,22 @@ class RocksStore final : public Store {
       rocksdb::PinnableSlice stored;
       rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(kChunks), key, &stored);
       if (s.ok()) {
-        // Idempotent, but only a copy that still verifies counts: a damaged
-        // one is overwritten, so re-sending a chunk repairs it.
-        if (DecodeChunk(digest, ToView(stored)).ok()) return Status::Ok();
+        // Idempotent, but only a copy that still verifies and is indexed
+        // counts: anything else is rewritten, so re-sending a chunk repairs it.
+        std::string indexed_size;
+        rocksdb::Status is = db_->Get(rocksdb::ReadOptions(), cf(kChunkIndex), key, &indexed_size);
+        if (is.ok() && indexed_size == EncodeSize(data.size()) && DecodeChunk(digest, ToView(stored)).ok()) {
+          return Status::Ok();
+        }
       } else if (!s.IsNotFound()) {
         return FromRocks(s, "reading chunk " + digest.ToString());
       }
       Result<std::string> frame = CompressChunk(data, options_.zstd_level);
       if (!frame.ok()) return frame.status();
-      s = db_->Put(write_options_, cf(kChunks), key, *frame);
+      rocksdb::WriteBatch batch;
+      s = batch.Put(cf(kChunks), key, *frame);
+      if (s.ok()) s = batch.Put(cf(kChunkIndex), key, EncodeSize(data.size()));
+      if (s.ok()) s = db_->Write(write_options_, &batch);
       if (!s.ok()) return FromRocks(s, "writing chunk " + digest.ToString());
       return Status::Ok();
     });
@@ -468,7 +484,7 @@ class RocksStore final : public Store {
     StoreStats stats;
     try {
       uint64_t v = 0;
-      if (db_->GetIntProperty(cf(kChunks), rocksdb::DB::Properties::kEstimateNumKeys, &v)) stats.chunks = v;
+      if (db_->GetIntProperty(cf(kChunkIndex), rocksdb::DB::Properties::kEstimateNumKeys, &v)) stats.chunks = v;
       for (rocksdb::ColumnFamilyHandle* h : handles_) {
         if (db_->GetIntProperty(h, rocksdb::DB::Properties::kTotalSstFilesSize, &v)) stats.disk_bytes += v;
         if (db_->GetIntProperty(h, rocksdb::DB::Properties::kTotalBlobFileSize, &v)) stats.disk_bytes += v;
@@ -516,7 +532,7 @@ class RocksStore final : public Store {
       slices.clear();
       for (size_t i = 0; i < n; ++i) keys.push_back(ChunkKey(digest_at(start + i)));
       for (const std::string& k : keys) slices.emplace_back(k);
-      db_->MultiGet(ro, cf(kChunks), n, slices.data(), values.data(), statuses.data());
+      db_->MultiGet(ro, cf(kChunkIndex), n, slices.data(), values.data(), statuses.data());
       for (size_t i = 0; i < n; ++i) {
         values[i].Reset();
         if (statuses[i].IsNotFound()) {
@@ -561,18 +577,39 @@ class RocksStore final : public Store {
     ro.snapshot = snapshot.snapshot();
     ro.fill_cache = false;  // a full scan would only evict the working set
 
+    // Chunks and the chunk index are both sorted by digest: walk them side by
+    // side, so every chunk is checked against its index entry and the other
+    // way round, in constant memory.
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(kChunks)));
+    std::unique_ptr<rocksdb::Iterator> index(db_->NewIterator(ro, cf(kChunkIndex)));
+    auto describe = [](const rocksdb::Slice& key) {
+      Result<Digest> d = Digest::FromBytes(AsBytes(ToView(key)));
+      return d.ok() ? d->ToString() : "key of " + std::to_string(key.size()) + " bytes";
+    };
+    index->SeekToFirst();
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       ++report.chunks_checked;
+      for (; index->Valid() && index->key().compare(it->key()) < 0; index->Next()) {
+        faults.Add("chunk index lists " + describe(index->key()) + ", which is not stored");
+      }
+      bool indexed = index->Valid() && index->key() == it->key();
+      std::string indexed_size = indexed ? index->value().ToString() : "";
+      if (indexed) index->Next();
       Result<Digest> digest = Digest::FromBytes(AsBytes(ToView(it->key())));
       if (!digest.ok()) {
         faults.Add("chunks: key of " + std::to_string(it->key().size()) + " bytes is not a digest");
         continue;
       }
       Result<Bytes> data = DecodeChunk(*digest, ToView(it->value()));
-      if (!data.ok()) faults.Add(data.status().message());
+      if (!data.ok()) {
+        faults.Add(data.status().message());
+      } else if (indexed_size != EncodeSize(data->size())) {
+        faults.Add("chunk " + digest->ToString() + (indexed ? ": wrong size in the chunk index" : ": not in the chunk index"));
+      }
     }
     if (!it->status().ok()) faults.Add("chunks scan stopped: " + it->status().ToString());
+    for (; index->Valid(); index->Next()) faults.Add("chunk index lists " + describe(index->key()) + ", which is not stored");
+    if (!index->status().ok()) faults.Add("chunk index scan stopped: " + index->status().ToString());
 
     // Artifact digests whose index entry points back at a version with that
     // digest: memory grows with the number of versions only.
@@ -626,6 +663,16 @@ class RocksStore final : public Store {
   std::mutex commit_mu_;  // serialises CommitVersion
 };
 
+// Presence lookups ask mostly for absent digests on a fresh upload: a bloom
+// filter answers those without reading a data block.
+rocksdb::ColumnFamilyOptions ChunkIndexOptions() {
+  rocksdb::ColumnFamilyOptions o;
+  rocksdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(kChunkBloomBitsPerKey));
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  return o;
+}
+
 rocksdb::ColumnFamilyOptions ChunksOptions() {
   rocksdb::ColumnFamilyOptions o;
   // Values are zstd frames already: compressing them again only costs CPU.
@@ -659,7 +706,9 @@ Result<std::unique_ptr<Store>> OpenRocksStore(const std::string& dir, const Stor
   db_options.create_missing_column_families = true;
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (size_t i = 0; i < kCfCount; ++i) {
-    descriptors.emplace_back(kCfNames[i], i == kChunks ? ChunksOptions() : rocksdb::ColumnFamilyOptions());
+    descriptors.emplace_back(kCfNames[i], i == kChunks       ? ChunksOptions()
+                                          : i == kChunkIndex ? ChunkIndexOptions()
+                                                             : rocksdb::ColumnFamilyOptions());
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;

@@ -115,7 +115,7 @@ class RawDb {
  public:
   explicit RawDb(const std::string& dir) {
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const char* name : {"default", "chunks", "manifests", "artifacts", "state"}) {
+    for (const char* name : {"default", "chunks", "manifests", "artifacts", "state", "chunk_index"}) {
       cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
     }
     rocksdb::DB* raw = nullptr;
@@ -137,7 +137,7 @@ class RawDb {
     REQUIRE(db_->Delete(rocksdb::WriteOptions(), handles_[cf], rocksdb::Slice(key.data(), key.size())).ok());
   }
 
-  static constexpr size_t kChunks = 1, kManifests = 2, kArtifacts = 3;
+  static constexpr size_t kChunks = 1, kManifests = 2, kArtifacts = 3, kChunkIndex = 5;
 
  private:
   std::unique_ptr<rocksdb::DB> db_;
@@ -432,7 +432,8 @@ TEST_CASE("Check is clean on a good store and names damaged versions and index e
   Digest stray = Digest::Of("an artifact nobody committed");
   {
     RawDb raw(dir.path());
-    raw.Delete(RawDb::kChunks, Key(a.manifest.chunks[1].digest));
+    raw.Delete(RawDb::kChunks, Key(a.manifest.chunks[1].digest));  // a lost chunk
+    raw.Delete(RawDb::kChunkIndex, Key(a.manifest.chunks[1].digest));
     raw.Delete(RawDb::kArtifacts, Key(b.manifest.digest));
     raw.Put(RawDb::kArtifacts, Key(stray), std::string("fraud-detector\0" "1.0.0", 20));
     raw.Put(RawDb::kManifests, std::string("fraud-detector\0" "9.0.0", 20), "{garbage");
@@ -447,6 +448,30 @@ TEST_CASE("Check is clean on a good store and names damaged versions and index e
   CHECK(AnyFaultMentions(report, "artifact index entry " + stray.ToString()));
   CHECK(AnyFaultMentions(report, "fraud-detector@9.0.0"));
   CHECK(store->GetManifest("fraud-detector", "9.0.0").status().code() == Status::Code::kCorruption);
+}
+
+TEST_CASE("Check finds chunks and chunk index entries without each other") {
+  TempDir dir;
+  Artifact a = MakeArtifact("m", "1.0.0", 3, 300);
+  {
+    std::unique_ptr<Store> store = OpenOrDie(dir.path());
+    CommitOrDie(*store, a);
+  }
+  Digest orphan = Digest::Of("chunk without index entry");
+  {
+    RawDb raw(dir.path());
+    raw.Delete(RawDb::kChunks, Key(a.manifest.chunks[0].digest));  // index entry left behind
+    raw.Put(RawDb::kChunks, Key(orphan), Zstd(AsBytes("chunk without index entry")));
+  }
+  std::unique_ptr<Store> store = OpenOrDie(dir.path());
+  CheckReport report = store->Check();
+  CHECK(report.faults.size() == 2);
+  CHECK(AnyFaultMentions(report, "chunk index lists " + a.manifest.chunks[0].digest.ToString() + ", which is not stored"));
+  CHECK(AnyFaultMentions(report, "chunk " + orphan.ToString() + ": not in the chunk index"));
+  // Presence answers from the index: a chunk the index does not list is missing, and re-putting it heals.
+  CHECK(*store->HasChunk(orphan) == false);
+  REQUIRE(store->PutChunk(orphan, AsBytes("chunk without index entry")).ok());
+  CHECK(*store->HasChunk(orphan));
 }
 
 TEST_CASE("Check keeps at most kCheckFaultsMax fault lines and counts the rest") {
