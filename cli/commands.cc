@@ -15,8 +15,11 @@
 #include "base/digest.h"
 #include "base/file.h"
 #include "cli/output.h"
+#include "client/delta_files.h"
 #include "client/http_client.h"
 #include "delta/chunker.h"
+#include "delta/delta.h"
+#include "delta/delta_info.h"
 #include "manifest/manifest.h"
 #include "signing/signing.h"
 
@@ -279,6 +282,104 @@ int ListVersions(const GlobalOptions& g, const std::string& model) {
   return 0;
 }
 
+namespace {
+
+// Downloads every chunk of `m` into the file open as `fd` (at its offset),
+// verifying each, then verifies the whole file as written.
+Status DownloadChunks(const GlobalOptions& g, const Manifest& m, int fd, uint64_t* downloaded_bytes) {
+  std::vector<uint64_t> offsets(m.chunks.size());
+  for (size_t i = 1; i < offsets.size(); ++i) offsets[i] = offsets[i - 1] + m.chunks[i - 1].size;
+  if (::ftruncate(fd, 0) != 0) return ErrnoStatus("truncate", errno);
+  Progress progress("downloading", m.size, !g.json);
+  std::atomic<uint64_t> downloaded{0};
+  MERIDIAN_RETURN_IF_ERROR(ForEachParallel(g, m.chunks.size(), g.parallel, [&](HttpClient& c, size_t i) -> Status {
+    const ChunkRef& ref = m.chunks[i];
+    Bytes data;
+    data.reserve(ref.size);
+    Result<HttpReply> cr = c.GetStreaming("/v1/chunks/" + ref.digest.ToString(), [&](ByteSpan piece) {
+      data.insert(data.end(), piece.begin(), piece.end());
+      return Status::Ok();
+    }, ref.size);
+    if (!cr.ok()) {
+      return cr.status().code() == Status::Code::kResourceExhausted
+                 ? Status::Corruption("chunk " + ref.digest.ToString() + " is longer than signed")
+                 : cr.status();
+    }
+    if (cr->status != 200) {
+      return Status::FailedPrecondition(
+          fmt::format("chunk {}: HTTP {}: {}", ref.digest.ToString(), cr->status, ErrorMessageOf(*cr)));
+    }
+    if (data.size() != ref.size || Digest::Of(data) != ref.digest) {
+      return Status::Corruption("chunk " + ref.digest.ToString() + " does not match its digest");
+    }
+    downloaded += data.size();
+    progress.Add(data.size());
+    return PwriteAll(fd, data.data(), data.size(), offsets[i]);
+  }));
+  // Verify what is on disk, not what we meant to write.
+  Sha256 whole;
+  Bytes buf(kReadBufferBytes);
+  for (uint64_t off = 0; off < m.size;) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), m.size - off));
+    MERIDIAN_RETURN_IF_ERROR(PreadAll(fd, buf.data(), n, off));
+    whole.Update(ByteSpan(buf.data(), n));
+    off += n;
+  }
+  if (whole.Finish() != m.digest) return Status::Corruption("assembled file does not match the manifest digest");
+  if (::fsync(fd) != 0) return ErrnoStatus("fsync", errno);
+  *downloaded_bytes = downloaded;
+  return Status::Ok();
+}
+
+// Turns `from_file` into the version `m` describes with a delta from the
+// daemon, written to `staging` and verified: the descriptor must be signed by
+// the root's online role, the delta bytes must match its digest and size, and
+// the output the signed manifest's digest and size. Returns the delta bytes
+// downloaded; any error means: fall back to the chunks.
+Result<uint64_t> DownloadDelta(const GlobalOptions& g, const Root& root, const Manifest& m,
+                               const std::string& from_file, const std::string& staging) {
+  Result<Digest> from = DigestOfFile(from_file);
+  if (!from.ok()) return from.status();
+  std::string base = "/v1/deltas/" + from->ToString() + "/" + m.digest.ToString();
+  HttpClient client(g.server);
+  Result<HttpReply> r = client.Get(base + "/info");
+  if (!r.ok()) return r.status();
+  if (r->status != 200) return Status::Unavailable(fmt::format("HTTP {}: {}", r->status, ErrorMessageOf(*r)));
+  Result<Envelope> env = ParseEnvelope(r->body);
+  if (!env.ok()) return env.status();
+  Result<std::string> payload = VerifyPayload(root, "online", kDeltaInfoPayloadType, *env);
+  if (!payload.ok()) return Status::PermissionDenied("delta descriptor rejected: " + payload.status().message());
+  Result<DeltaInfo> info = ParseDeltaInfo(*payload);
+  if (!info.ok()) return info.status();
+  if (info->from != *from || info->to != m.digest) return Status::Corruption("delta descriptor names other versions");
+  if (!info->worthwhile) return Status::FailedPrecondition("no delta worth downloading: " + info->reason);
+
+  Result<std::unique_ptr<FileSourceReader>> source = FileSourceReader::Open(from_file);
+  if (!source.ok()) return source.status();
+  Result<std::unique_ptr<FileTargetSink>> sink = FileTargetSink::Create(staging);
+  if (!sink.ok()) return sink.status();
+  ApplyOptions options;
+  options.source_digest = *from;
+  options.target_digest = m.digest;
+  options.target_bytes_max = m.size;
+  DeltaDecoder decoder(**source, **sink, options);
+  Sha256 delta_digest;
+  Progress progress("downloading delta", info->size, !g.json);
+  Result<HttpReply> d = client.GetStreaming(base, [&](ByteSpan piece) {
+    delta_digest.Update(piece);
+    progress.Add(piece.size());
+    return decoder.Append(piece);
+  }, info->size);
+  if (!d.ok()) return d.status();
+  if (d->status != 200) return Status::Unavailable(fmt::format("HTTP {}: {}", d->status, ErrorMessageOf(*d)));
+  if (delta_digest.Finish() != info->digest) return Status::Corruption("delta bytes do not match the signed digest");
+  MERIDIAN_RETURN_IF_ERROR(decoder.Finish());
+  MERIDIAN_RETURN_IF_ERROR((*sink)->Sync());
+  return info->size;
+}
+
+}  // namespace
+
 int Pull(const GlobalOptions& g, const PullOptions& o) {
   if (!IsValidModelName(o.model)) return Fail("invalid model name '" + o.model + "'");
   if (!IsValidVersion(o.version)) return Fail("invalid version '" + o.version + "'");
@@ -299,62 +400,40 @@ int Pull(const GlobalOptions& g, const PullOptions& o) {
     return Fail(fmt::format("server answered with {} {} for {} {}", m->name, m->version, o.model, o.version));
   }
 
-  std::filesystem::path out(o.out);
   std::string tmp = o.out + ".partial." + std::to_string(::getpid());
-  Fd f(::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (f.fd < 0) return Fail(ErrnoStatus("create " + tmp, errno));
-  auto cleanup = [&](int code) {
-    if (code != 0) ::unlink(tmp.c_str());
-    return code;
-  };
-  std::vector<uint64_t> offsets(m->chunks.size());
-  for (size_t i = 1; i < offsets.size(); ++i) offsets[i] = offsets[i - 1] + m->chunks[i - 1].size;
-
-  Progress progress("downloading", m->size, !g.json);
-  std::atomic<uint64_t> downloaded{0};
-  Status st = ForEachParallel(g, m->chunks.size(), g.parallel, [&](HttpClient& c, size_t i) -> Status {
-    const ChunkRef& ref = m->chunks[i];
-    Bytes data;
-    data.reserve(ref.size);
-    Result<HttpReply> cr = c.GetStreaming("/v1/chunks/" + ref.digest.ToString(), [&](ByteSpan piece) {
-      data.insert(data.end(), piece.begin(), piece.end());
-      return Status::Ok();
-    }, ref.size);
-    if (!cr.ok()) return Status(cr.status().code() == Status::Code::kResourceExhausted
-                                    ? Status::Corruption("chunk " + ref.digest.ToString() + " is longer than signed")
-                                    : cr.status());
-    if (cr->status != 200) {
-      return Status::FailedPrecondition(fmt::format("chunk {}: HTTP {}: {}", ref.digest.ToString(), cr->status, ErrorMessageOf(*cr)));
+  uint64_t downloaded = 0;
+  std::string method = "chunks";
+  Status st = Status::Unavailable("no delta asked for");
+  if (!o.from_file.empty()) {
+    Result<uint64_t> delta = DownloadDelta(g, *root, *m, o.from_file, tmp);
+    if (delta.ok()) {
+      downloaded = *delta;
+      method = "delta";
+      st = Status::Ok();
+    } else {
+      fmt::print(stderr, "meridian: no delta from {} ({}); downloading the chunks\n", o.from_file,
+                 delta.status().message());
     }
-    if (data.size() != ref.size || Digest::Of(data) != ref.digest) {
-      return Status::Corruption("chunk " + ref.digest.ToString() + " does not match its digest");
-    }
-    downloaded += data.size();
-    progress.Add(data.size());
-    return PwriteAll(f.fd, data.data(), data.size(), offsets[i]);
-  });
-  if (!st.ok()) return cleanup(Fail(st));
-
-  // Verify what is on disk, not what we meant to write.
-  Sha256 whole;
-  Bytes buf(kReadBufferBytes);
-  for (uint64_t off = 0; off < m->size;) {
-    size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), m->size - off));
-    if (Status rs = PreadAll(f.fd, buf.data(), n, off); !rs.ok()) return cleanup(Fail(rs));
-    whole.Update(ByteSpan(buf.data(), n));
-    off += n;
   }
-  if (whole.Finish() != m->digest) return cleanup(Fail("assembled file does not match the manifest digest"));
-  if (::fsync(f.fd) != 0) return cleanup(Fail(ErrnoStatus("fsync " + tmp, errno)));
-  if (::rename(tmp.c_str(), o.out.c_str()) != 0) return cleanup(Fail(ErrnoStatus("rename to " + o.out, errno)));
-  if (Status ds = SyncDirectory(out.parent_path().string()); !ds.ok()) return Fail(ds);
+  if (!st.ok()) {
+    Fd f(::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    st = f.fd < 0 ? ErrnoStatus("create " + tmp, errno) : DownloadChunks(g, *m, f.fd, &downloaded);
+  }
+  if (st.ok() && ::rename(tmp.c_str(), o.out.c_str()) != 0) st = ErrnoStatus("rename to " + o.out, errno);
+  if (!st.ok()) {
+    ::unlink(tmp.c_str());
+    return Fail(st);
+  }
+  if (Status ds = SyncDirectory(std::filesystem::path(o.out).parent_path().string()); !ds.ok()) return Fail(ds);
 
   if (g.json) {
     PrintJson({{"model", m->name}, {"version", m->version}, {"digest", m->digest.ToString()}, {"size", m->size},
-               {"path", o.out}, {"downloaded_bytes", downloaded.load()}});
+               {"path", o.out}, {"method", method}, {"downloaded_bytes", downloaded}});
   } else {
     fmt::print("pulled {} {} to {} ({}, verified {})\n", m->name, m->version, o.out, HumanBytes(m->size),
                m->digest.ToString());
+    fmt::print("downloaded {} bytes ({}) for a {} byte file ({:.2f}%)\n", downloaded, method, m->size,
+               m->size == 0 ? 0.0 : 100.0 * static_cast<double>(downloaded) / static_cast<double>(m->size));
   }
   return 0;
 }

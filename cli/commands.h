@@ -4,6 +4,7 @@
 // --output json).
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -33,6 +34,24 @@ struct PullOptions {
   std::string model;
   std::string version;
   std::string out;
+  std::string from_file;  // a local older version: download only a delta from it when the daemon has one
+};
+
+// A rollout as `rollout start` and `rollout plan` describe it.
+struct RolloutOptions {
+  std::string model;
+  std::string version;
+  std::string id;  // empty: the daemon picks one
+  std::string channel = "stable";
+  std::vector<std::string> regions;
+  std::vector<std::string> profiles;
+  std::vector<std::string> canaries;
+  std::vector<double> stages = {1, 10, 50, 100};
+  uint32_t min_reports = 1;
+  double max_failure_rate = 0.05;
+  std::string soak = "0s";  // "90s", "5m", "2h", "250ms"; a bare number is seconds
+  bool auto_promote = false;
+  bool auto_rollback = false;
 };
 
 int Keygen(const GlobalOptions& g, const std::string& file);
@@ -40,5 +59,17 @@ int Publish(const GlobalOptions& g, const PublishOptions& o);
 int ListModels(const GlobalOptions& g);
 int ListVersions(const GlobalOptions& g, const std::string& model);
 int Pull(const GlobalOptions& g, const PullOptions& o);
+// Offline deltas between local files (format: docs/formats/delta.md).
+int Diff(const GlobalOptions& g, const std::string& old_path, const std::string& new_path, const std::string& out);
+int Patch(const GlobalOptions& g, const std::string& old_path, const std::string& delta_path, const std::string& out);
+
+// `meridian rollout …` (operator token). `action` is promote, pause, resume,
+// abort or rollback.
+int RolloutStart(const GlobalOptions& g, const RolloutOptions& o);
+int RolloutPlan(const GlobalOptions& g, const RolloutOptions& o);
+int RolloutList(const GlobalOptions& g);
+int RolloutStatus(const GlobalOptions& g, const std::string& id, bool watch);
+int RolloutAct(const GlobalOptions& g, const std::string& action, const std::string& id, const std::string& reason);
+int RolloutEvents(const GlobalOptions& g, const std::string& id);
 
 }  // namespace meridian::cli

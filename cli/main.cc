@@ -52,6 +52,61 @@ int main(int argc, char** argv) {
   pull_cmd->add_option("-o,--out", pull.out, "output file")->required();
   pull_cmd->add_option("MODEL", pull.model, "model name")->required();
   pull_cmd->add_option("VERSION", pull.version, "version")->required();
+  pull_cmd->add_option("--from", pull.from_file, "an older version of the file: fetch a delta from it when possible")
+      ->check(CLI::ExistingFile);
+
+  std::string diff_old, diff_new, diff_out;
+  CLI::App* diff = app.add_subcommand("diff", "write a delta that turns OLD into NEW");
+  diff->add_option("OLD", diff_old, "the old version")->required()->check(CLI::ExistingFile);
+  diff->add_option("NEW", diff_new, "the new version")->required()->check(CLI::ExistingFile);
+  diff->add_option("-o,--out", diff_out, "delta file to write (.mdelta)")->required();
+  std::string patch_old, patch_delta, patch_out;
+  CLI::App* patch = app.add_subcommand("patch", "apply a delta to OLD, verify, write OUT atomically");
+  patch->add_option("OLD", patch_old, "the old version")->required()->check(CLI::ExistingFile);
+  patch->add_option("DELTA", patch_delta, "delta file")->required()->check(CLI::ExistingFile);
+  patch->add_option("-o,--out", patch_out, "output file")->required();
+
+  // rollout …
+  CLI::App* rollout = app.add_subcommand("rollout", "staged rollouts of a model channel (operator token)");
+  rollout->require_subcommand(1);
+  RolloutOptions ro;
+  auto add_spec_options = [&ro](CLI::App* cmd) {
+    cmd->add_option("MODEL", ro.model, "model name")->required();
+    cmd->add_option("VERSION", ro.version, "target version")->required();
+    cmd->add_option("--id", ro.id, "rollout id (default: the daemon picks one)");
+    cmd->add_option("--channel", ro.channel, "channel")->capture_default_str();
+    cmd->add_option("--regions", ro.regions, "regions covered (default all)")->delimiter(',');
+    cmd->add_option("--profile", ro.profiles, "device profiles covered (default all)")->delimiter(',');
+    cmd->add_option("--canary", ro.canaries, "terminal ids in every stage")->delimiter(',');
+    cmd->add_option("--stages", ro.stages, "cumulative percent per stage")->delimiter(',')->capture_default_str();
+    cmd->add_option("--min-reports", ro.min_reports, "reports a stage needs before its gates decide")
+        ->capture_default_str();
+    cmd->add_option("--max-failure-rate", ro.max_failure_rate, "failure rate above which a stage breaches")
+        ->capture_default_str();
+    cmd->add_option("--soak", ro.soak, "time a stage runs before an automatic promote (30s, 5m, 2h)")
+        ->capture_default_str();
+    cmd->add_flag("--auto-promote", ro.auto_promote, "promote when the gates pass");
+    cmd->add_flag("--auto-rollback", ro.auto_rollback, "roll back on a breach (default: pause)");
+  };
+  CLI::App* ro_start = rollout->add_subcommand("start", "start moving a model channel to VERSION");
+  add_spec_options(ro_start);
+  CLI::App* ro_plan = rollout->add_subcommand("plan", "dry run: known terminals and bytes per stage");
+  add_spec_options(ro_plan);
+  CLI::App* ro_list = rollout->add_subcommand("list", "list rollouts");
+  std::string ro_id, ro_reason;
+  bool ro_watch = false;
+  CLI::App* ro_status = rollout->add_subcommand("status", "a rollout's state and per-stage table");
+  ro_status->add_option("ID", ro_id, "rollout id")->required();
+  ro_status->add_flag("--watch", ro_watch, "refresh until the rollout settles");
+  CLI::App* ro_events = rollout->add_subcommand("events", "a rollout's audit log");
+  ro_events->add_option("ID", ro_id, "rollout id")->required();
+  std::vector<std::pair<std::string, CLI::App*>> ro_actions;
+  for (const char* action : {"promote", "pause", "resume", "abort", "rollback"}) {
+    CLI::App* cmd = rollout->add_subcommand(action, std::string(action) + " a rollout");
+    cmd->add_option("ID", ro_id, "rollout id")->required();
+    cmd->add_option("--reason", ro_reason, "why (kept in the audit log)");
+    ro_actions.emplace_back(action, cmd);
+  }
 
   try {
     app.parse(argc, argv);
@@ -76,5 +131,15 @@ int main(int argc, char** argv) {
   if (*models) return ListModels(g);
   if (*versions) return ListVersions(g, versions_model);
   if (*pull_cmd) return Pull(g, pull);
+  if (*diff) return Diff(g, diff_old, diff_new, diff_out);
+  if (*patch) return Patch(g, patch_old, patch_delta, patch_out);
+  if (*ro_start) return RolloutStart(g, ro);
+  if (*ro_plan) return RolloutPlan(g, ro);
+  if (*ro_list) return RolloutList(g);
+  if (*ro_status) return RolloutStatus(g, ro_id, ro_watch);
+  if (*ro_events) return RolloutEvents(g, ro_id);
+  for (const auto& [action, cmd] : ro_actions) {
+    if (*cmd) return RolloutAct(g, action, ro_id, ro_reason);
+  }
   return Fail("no command");
 }

@@ -22,6 +22,7 @@ struct Transfer {
   uint64_t body_bytes_max = 0;
   uint64_t received = 0;
   Status error;  // why the transfer was aborted
+  const std::function<Status(const HttpReply&, ByteSpan)>* head_sink = nullptr;  // GetStreamingWithHead
 };
 
 size_t OnHeader(char* data, size_t size, size_t n, void* user) {
@@ -53,6 +54,14 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
     t->error = Status::ResourceExhausted("response body exceeds " + std::to_string(t->body_bytes_max) + " bytes");
     return 0;  // aborts the transfer
   }
+  if (t->head_sink != nullptr && t->reply->status >= 200 && t->reply->status < 300) {
+    Status st = (*t->head_sink)(*t->reply, ByteSpan(reinterpret_cast<const uint8_t*>(data), bytes));
+    if (!st.ok()) {
+      t->error = st;
+      return 0;
+    }
+    return bytes;
+  }
   if (t->sink != nullptr) {
     long status = t->reply->status;
     if (status >= 200 && status < 300) {
@@ -79,10 +88,11 @@ struct HttpClient::Impl {
 
   Result<HttpReply> Perform(const std::string& url, const std::string& method, ByteSpan body,
                             const std::string& content_type, const std::vector<std::string>& headers,
-                            const std::function<Status(ByteSpan)>* sink, uint64_t body_bytes_max) {
+                            const std::function<Status(ByteSpan)>* sink, uint64_t body_bytes_max,
+                            const std::function<Status(const HttpReply&, ByteSpan)>* head_sink = nullptr) {
     curl_easy_reset(curl);
     HttpReply reply;
-    Transfer t{&reply, sink, body_bytes_max, 0, Status::Ok()};
+    Transfer t{&reply, sink, body_bytes_max, 0, Status::Ok(), head_sink};
     curl_slist* list = nullptr;
     for (const std::string& h : headers) list = curl_slist_append(list, h.c_str());
     if (!options.bearer_token.empty()) {
@@ -103,6 +113,9 @@ struct HttpClient::Impl {
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, OnBody);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &t);
     curl_easy_setopt(curl, CURLOPT_USERAGENT, "meridian/0.1");
+    if (options.recv_bytes_per_s_max > 0) {
+      curl_easy_setopt(curl, CURLOPT_MAX_RECV_SPEED_LARGE, static_cast<curl_off_t>(options.recv_bytes_per_s_max));
+    }
     if (method == "POST" || method == "PUT") {
       curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
       curl_easy_setopt(curl, CURLOPT_POST, 1L);
@@ -148,6 +161,12 @@ Result<HttpReply> HttpClient::Put(const std::string& path, ByteSpan body, const 
 Result<HttpReply> HttpClient::GetStreaming(const std::string& path, const std::function<Status(ByteSpan)>& sink,
                                            uint64_t body_bytes_max, const std::vector<std::string>& headers) {
   return impl_->Perform(base_url_ + path, "GET", {}, "", headers, &sink, body_bytes_max);
+}
+
+Result<HttpReply> HttpClient::GetStreamingWithHead(const std::string& path,
+                                                   const std::function<Status(const HttpReply&, ByteSpan)>& sink,
+                                                   uint64_t body_bytes_max, const std::vector<std::string>& headers) {
+  return impl_->Perform(base_url_ + path, "GET", {}, "", headers, nullptr, body_bytes_max, &sink);
 }
 
 std::string ErrorMessageOf(const HttpReply& reply) {

@@ -20,6 +20,7 @@ struct HttpClientOptions {
   long timeout_ms = 300'000;                   // whole request
   uint64_t response_bytes_max = 256ull << 20;  // for bodies returned in memory
   std::string bearer_token;                    // sent as Authorization: Bearer …
+  int64_t recv_bytes_per_s_max = 0;            // download speed cap (CURLOPT_MAX_RECV_SPEED_LARGE); 0 = none
 };
 
 struct HttpReply {
@@ -52,6 +53,13 @@ class HttpClient {
   // sink fails (its status is returned). Non-2xx bodies are kept in the reply.
   Result<HttpReply> GetStreaming(const std::string& path, const std::function<Status(ByteSpan)>& sink,
                                  uint64_t body_bytes_max, const std::vector<std::string>& headers = {});
+
+  // GetStreaming whose sink also sees the reply's status and headers (known
+  // before the first body byte): a caller resuming with Range tells a 206
+  // continuing where it stopped from a 200 that starts over.
+  Result<HttpReply> GetStreamingWithHead(const std::string& path,
+                                         const std::function<Status(const HttpReply& head, ByteSpan)>& sink,
+                                         uint64_t body_bytes_max, const std::vector<std::string>& headers = {});
 
   const std::string& base_url() const { return base_url_; }
 

@@ -1,9 +1,14 @@
 // The /v1 routes of meridiand: reads are open, publishing needs the publisher
-// token. Every name is validated before anything looks it up.
+// token, rollouts the operator token, terminal targets and reports the
+// terminal token. Every name is validated before anything looks it up.
 #include "daemon/api.h"
 
 #include <openssl/crypto.h>
 
+#include <charconv>
+#include <set>
+
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "manifest/manifest.h"
@@ -97,12 +102,19 @@ struct Api::Route {
   std::vector<std::string> params;
 };
 
-Api::Api(Store& store, const Root& root, std::string publisher_token, Metrics& metrics, ApiLimits limits)
-    : store_(store), root_(root), publisher_token_(std::move(publisher_token)), metrics_(metrics), limits_(limits) {}
+Api::Api(Store& store, const Root& root, ApiTokens tokens, Metrics& metrics, Rollouts& rollouts, DeltaService& deltas,
+         ApiLimits limits)
+    : store_(store),
+      root_(root),
+      tokens_(std::move(tokens)),
+      metrics_(metrics),
+      rollouts_(rollouts),
+      deltas_(deltas),
+      limits_(limits) {}
 
 uint64_t Api::BodyBytesMax(const HttpRequest& head) const {
   if (head.method == "PUT" && head.target.starts_with("/v1/chunks/")) return kChunkBytesMax;
-  if (head.method == "POST" && head.target.starts_with("/v1/models/")) return kManifestJsonBytesMax * 2;
+  if (head.method == "POST" && head.target.starts_with("/v1/models/")) return kParseEnvelopeBytesMax;
   if (head.method == "POST") return limits_.json_body_bytes_max;
   return 0;
 }
@@ -131,6 +143,16 @@ static std::string RoutePattern(const HttpRequest& req, const std::vector<std::s
   if (IsHeadOrGet(m) && is({"v1", "chunks", "{"})) return "GET /v1/chunks/{digest}";
   if (m == "PUT" && is({"v1", "chunks", "{"})) return "PUT /v1/chunks/{digest}";
   if (IsHeadOrGet(m) && is({"v1", "artifacts", "{"})) return "GET /v1/artifacts/{digest}";
+  if (IsHeadOrGet(m) && is({"v1", "deltas", "{", "{"})) return "GET /v1/deltas/{from}/{to}";
+  if (IsHeadOrGet(m) && is({"v1", "deltas", "{", "{", "info"})) return "GET /v1/deltas/{from}/{to}/info";
+  if (IsHeadOrGet(m) && is({"v1", "terminals", "{", "target"})) return "GET /v1/terminals/{id}/target";
+  if (m == "POST" && is({"v1", "terminals", "{", "reports"})) return "POST /v1/terminals/{id}/reports";
+  if (IsHeadOrGet(m) && is({"v1", "rollouts"})) return "GET /v1/rollouts";
+  if (m == "POST" && is({"v1", "rollouts"})) return "POST /v1/rollouts";
+  if (m == "POST" && is({"v1", "rollout-plans"})) return "POST /v1/rollout-plans";
+  if (IsHeadOrGet(m) && is({"v1", "rollouts", "{"})) return "GET /v1/rollouts/{id}";
+  if (IsHeadOrGet(m) && is({"v1", "rollouts", "{", "events"})) return "GET /v1/rollouts/{id}/events";
+  if (m == "POST" && is({"v1", "rollouts", "{", "{"})) return "POST /v1/rollouts/{id}/{action}";
   return "";
 }
 
@@ -168,7 +190,23 @@ HttpResponse Api::Dispatch(const HttpRequest& req, const Route& route) {
   if (p == "GET /v1/models/{model}/versions/{version}") return GetVersion(s[2], s[4]);
   if (p == "GET /v1/chunks/{digest}") return GetChunk(req, s[2]);
   if (p == "GET /v1/artifacts/{digest}") return GetArtifact(req, s[2]);
-  if (auto denied = CheckPublisher(req)) return *denied;
+  if (p == "GET /v1/deltas/{from}/{to}") return GetDelta(req, s[2], s[3], /*info=*/false);
+  if (p == "GET /v1/deltas/{from}/{to}/info") return GetDelta(req, s[2], s[3], /*info=*/true);
+  if (p.starts_with("GET /v1/terminals/") || p.starts_with("POST /v1/terminals/")) {
+    if (auto denied = CheckBearer(req, tokens_.terminal, "terminal")) return *denied;
+    if (p == "GET /v1/terminals/{id}/target") return TerminalTarget(req, s[2]);
+    return TerminalReport(req, s[2]);
+  }
+  if (p.find(" /v1/rollout") != std::string::npos) {
+    if (auto denied = CheckBearer(req, tokens_.operator_token, "operator")) return *denied;
+    if (p == "GET /v1/rollouts") return ListRollouts();
+    if (p == "POST /v1/rollouts") return StartRollout(req);
+    if (p == "POST /v1/rollout-plans") return PlanRollout(req);
+    if (p == "GET /v1/rollouts/{id}") return GetRollout(s[2]);
+    if (p == "GET /v1/rollouts/{id}/events") return RolloutEvents(s[2]);
+    return ActOnRollout(req, s[2], s[3]);
+  }
+  if (auto denied = CheckBearer(req, tokens_.publisher, "publisher")) return *denied;
   if (p == "POST /v1/models/{model}/versions") return CommitVersion(req, s[2]);
   if (p == "POST /v1/chunks/missing") return MissingChunks(req);
   if (p == "PUT /v1/chunks/{digest}") return PutChunk(req, s[2]);
@@ -181,17 +219,17 @@ void Api::Completed(const HttpRequest& req, int status, uint64_t body_bytes_sent
   metrics_.CountRequest(pattern.empty() ? "other" : pattern, status, body_bytes_sent);
 }
 
-std::optional<HttpResponse> Api::CheckPublisher(const HttpRequest& req) const {
+std::optional<HttpResponse> Api::CheckBearer(const HttpRequest& req, const std::string& want,
+                                             std::string_view role) const {
   std::string_view auth = req.Header("authorization");
   if (!auth.starts_with("Bearer ")) {
-    HttpResponse r = JsonError(401, "unauthenticated", "publishing needs 'Authorization: Bearer <publisher token>'");
+    HttpResponse r = JsonError(401, "unauthenticated", fmt::format("this route needs 'Authorization: Bearer <{} token>'", role));
     r.Set("WWW-Authenticate", "Bearer");
     return r;
   }
   std::string_view token = auth.substr(7);
-  bool match = token.size() == publisher_token_.size() &&
-               CRYPTO_memcmp(token.data(), publisher_token_.data(), token.size()) == 0;
-  if (!match) return JsonError(403, "permission_denied", "the token is not a publisher token");
+  bool match = !want.empty() && token.size() == want.size() && CRYPTO_memcmp(token.data(), want.data(), token.size()) == 0;
+  if (!match) return JsonError(403, "permission_denied", fmt::format("the token is not a {} token", role));
   return std::nullopt;
 }
 
@@ -200,7 +238,8 @@ HttpResponse Api::RenderMetrics() {
   HttpResponse r;
   r.body = metrics_.Render({{"meridian_store_chunks", st.chunks},
                             {"meridian_store_versions", st.versions},
-                            {"meridian_store_disk_bytes", st.disk_bytes}});
+                            {"meridian_store_disk_bytes", st.disk_bytes},
+                            {"meridian_target_waiting", rollouts_.notifier().waiting()}});
   r.Set("Content-Type", "text/plain; version=0.0.4");
   return r;
 }
@@ -247,8 +286,13 @@ HttpResponse Api::GetArtifact(const HttpRequest& req, const std::string& digest_
   if (!digest.ok()) return JsonError(400, "invalid_argument", digest.status().message());
   Result<Manifest> m = store_.FindArtifact(*digest);
   if (!m.ok()) return ErrorFor(m.status());
+  return StreamChunks(req, *digest, std::move(m->chunks), m->size);
+}
+
+HttpResponse Api::StreamChunks(const HttpRequest& req, const Digest& digest, std::vector<ChunkRef> chunks,
+                               uint64_t size) {
   uint64_t first, length;
-  HttpResponse r = PlanRepresentation(req, *digest, m->size, &first, &length);
+  HttpResponse r = PlanRepresentation(req, digest, size, &first, &length);
   if (r.status != 200 && r.status != 206) return r;
 
   // Stream chunk by chunk from the one holding `first`: never the whole file in memory.
@@ -259,7 +303,7 @@ HttpResponse Api::GetArtifact(const HttpRequest& req, const std::string& digest_
     uint64_t remaining = 0;  // bytes still to send
   };
   auto cur = std::make_shared<Cursor>();
-  cur->chunks = std::move(m->chunks);
+  cur->chunks = std::move(chunks);
   cur->remaining = length;
   uint64_t offset = 0;
   while (cur->index < cur->chunks.size() && offset + cur->chunks[cur->index].size <= first) {
@@ -281,6 +325,38 @@ HttpResponse Api::GetArtifact(const HttpRequest& req, const std::string& digest_
   };
   if (length == 0) r.stream = nullptr;
   return r;
+}
+
+// The delta between two artifacts: its signed descriptor (`info`) or its
+// bytes. Not computed yet: 409 delta_pending (queued; retry, or download the
+// artifact). Not worth it: the descriptor says so and the bytes are 404.
+HttpResponse Api::GetDelta(const HttpRequest& req, const std::string& from_text, const std::string& to_text,
+                           bool info) {
+  Result<Digest> from = Digest::Parse(from_text);
+  Result<Digest> to = Digest::Parse(to_text);
+  if (!from.ok() || !to.ok()) return JsonError(400, "invalid_argument", "digests must be sha256:<64 hex>");
+  Result<DeltaRecord> record = deltas_.FindOrQueue(*from, *to);
+  if (!record.ok()) {
+    if (record.status().code() == Status::Code::kFailedPrecondition) {
+      HttpResponse r = JsonError(409, "delta_pending", record.status().message());
+      r.Set("Retry-After", "2");
+      return r;
+    }
+    if (record.status().code() == Status::Code::kResourceExhausted) {
+      HttpResponse r = JsonError(503, "delta_queue_full", record.status().message());
+      r.Set("Retry-After", "10");
+      return r;
+    }
+    return ErrorFor(record.status());
+  }
+  if (info) {
+    HttpResponse r;
+    r.body = deltas_.SignedInfo(record->info);
+    r.Set("Content-Type", "application/json");
+    return r;
+  }
+  if (!record->info.worthwhile) return JsonError(404, "delta_not_worthwhile", record->info.reason);
+  return StreamChunks(req, record->info.digest, std::move(record->chunks), record->info.size);
 }
 
 HttpResponse Api::PutChunk(const HttpRequest& req, const std::string& digest_text) {
@@ -340,7 +416,241 @@ HttpResponse Api::CommitVersion(const HttpRequest& req, const std::string& model
   if (st.code() == Status::Code::kFailedPrecondition) return JsonError(409, "missing_chunks", st.message());
   if (st.code() == Status::Code::kAlreadyExists) return JsonError(409, "version_exists", st.message());
   if (!st.ok()) return ErrorFor(st);
+  deltas_.QueueForNewVersion(*m);
   return JsonOk(201, {{"model", m->name}, {"version", m->version}, {"digest", m->digest.ToString()}, {"size", m->size}});
+}
+
+}  // namespace meridian
+
+// ---------------------------------------------------------------------------
+// Terminals and rollouts
+
+namespace meridian {
+
+namespace {
+
+nlohmann::json RolloutSummaryJson(const Rollout& r) {
+  const RolloutSpec& s = r.spec();
+  return {{"id", s.id},
+          {"model", s.model},
+          {"channel", s.channel},
+          {"target_version", s.target_version},
+          {"previous_version", s.previous_version},
+          {"regions", s.regions},
+          {"stages_percent", s.stages_percent},
+          {"phase", PhaseName(r.state().phase)},
+          {"stage", r.state().stage},
+          {"updated_ms", r.state().updated_ms}};
+}
+
+// Who acts: the X-Meridian-Actor header (the CLI sends the user name), or
+// "operator". The operator token is shared, so this is a label, not a proof.
+std::string ActorOf(const HttpRequest& req) {
+  std::string_view a = req.Header("x-meridian-actor");
+  if (a.empty()) return "operator";
+  return std::string(a.substr(0, kRolloutActorBytesMax));
+}
+
+bool ValidOptionalName(const std::optional<std::string>& v) { return !v || v->empty() || IsValidRegionOrProfile(*v); }
+
+}  // namespace
+
+HttpResponse Api::TerminalTarget(const HttpRequest& req, const std::string& terminal_id) {
+  std::string query = ParseTarget(req.target)->query;
+  std::optional<std::string> model = QueryParam(query, "model"), channel = QueryParam(query, "channel"),
+                             current = QueryParam(query, "current"), profile = QueryParam(query, "profile"),
+                             region = QueryParam(query, "region"), wait = QueryParam(query, "wait"),
+                             known = QueryParam(query, "known");
+  if (!IsValidTerminalId(terminal_id)) return JsonError(400, "invalid_argument", "invalid terminal id");
+  if (!model || !IsValidModelName(*model)) return JsonError(400, "invalid_argument", "model=NAME is required");
+  if (!ValidOptionalName(channel) || !ValidOptionalName(profile) || !ValidOptionalName(region)) {
+    return JsonError(400, "invalid_argument", "invalid channel, profile or region");
+  }
+  if (current && !current->empty() && !IsValidVersion(*current)) {
+    return JsonError(400, "invalid_argument", "current must be a SemVer version");
+  }
+  uint64_t wait_s = 0, known_version = 0;
+  auto parse_u64 = [](const std::string& text, uint64_t* out) {
+    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+    return ec == std::errc() && p == text.data() + text.size();
+  };
+  if (wait && (!parse_u64(*wait, &wait_s) || wait_s > limits_.target_wait_seconds_max)) {
+    return JsonError(400, "invalid_argument",
+                     fmt::format("wait must be whole seconds in [0, {}]", limits_.target_wait_seconds_max));
+  }
+  if (known && !parse_u64(*known, &known_version)) {
+    return JsonError(400, "invalid_argument", "known must be a state version");
+  }
+  std::string channel_name = channel && !channel->empty() ? *channel : "stable";
+  TerminalInfo info{terminal_id, profile.value_or(""), region.value_or(""), current.value_or("")};
+  // Read before looking at the state, so that a change right after the look still wakes this request.
+  uint64_t generation = rollouts_.notifier().generation();
+  Result<TargetAnswer> a = rollouts_.Target(*model, channel_name, info);
+  if (!a.ok()) return ErrorFor(a.status());
+  if (wait_s > 0 && known && a->state_version <= known_version && !req.wait_expired) {
+    HttpResponse r;
+    r.defer = HttpDeferral{&rollouts_.notifier(), generation, std::chrono::seconds(wait_s)};
+    return r;
+  }
+  nlohmann::json j = {{"terminal", terminal_id},
+                      {"model", *model},
+                      {"channel", channel_name},
+                      {"state_version", a->state_version},
+                      {"version", a->target.version},
+                      {"manifest_digest", a->target.ref.manifest_digest},
+                      {"digest", a->target.ref.digest},
+                      {"size", a->target.ref.size},
+                      {"rollout", a->target.rollout},
+                      {"reason", a->target.reason}};
+  // The signed state goes in verbatim (it is JSON already): no re-encoding per request.
+  std::string body = j.dump();
+  body.pop_back();
+  body += ",\"state\":" + a->envelope_json + "}";
+  HttpResponse r;
+  r.body = std::move(body);
+  r.Set("Content-Type", "application/json");
+  r.Set("Cache-Control", "no-store");
+  return r;
+}
+
+HttpResponse Api::TerminalReport(const HttpRequest& req, const std::string& terminal_id) {
+  if (!IsValidTerminalId(terminal_id)) return JsonError(400, "invalid_argument", "invalid terminal id");
+  nlohmann::json j = nlohmann::json::parse(req.body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return JsonError(400, "invalid_argument", "body must be a JSON object");
+  static const std::set<std::string> kFields = {"model", "version", "channel", "rollout", "stage", "event",
+                                                "reason", "health", "profile", "region"};
+  for (const auto& item : j.items()) {
+    if (!kFields.count(item.key())) return JsonError(400, "invalid_argument", "unknown field '" + item.key() + "'");
+  }
+  auto str = [&](const char* key) -> std::optional<std::string> {
+    auto it = j.find(key);
+    if (it == j.end()) return std::string();
+    if (!it->is_string()) return std::nullopt;
+    return it->get<std::string>();
+  };
+  std::optional<std::string> model = str("model"), version = str("version"), channel = str("channel"),
+                             rollout = str("rollout"), event = str("event"), reason = str("reason"),
+                             profile = str("profile"), region = str("region");
+  if (!model || !version || !channel || !rollout || !event || !reason || !profile || !region) {
+    return JsonError(400, "invalid_argument", "model, version, channel, rollout, event, reason, profile and region must be strings");
+  }
+  if (!IsValidModelName(*model)) return JsonError(400, "invalid_argument", "model is required");
+  if (!rollout->empty() && !IsValidRolloutId(*rollout)) return JsonError(400, "invalid_argument", "invalid rollout id");
+  if (!ValidOptionalName(*channel)) return JsonError(400, "invalid_argument", "invalid channel");
+  meridian::TerminalReport r;
+  r.terminal_id = terminal_id;
+  r.profile = *profile;
+  r.region = *region;
+  r.version = *version;
+  r.reason = *reason;
+  bool pass = true;
+  if (auto h = j.find("health"); h != j.end()) {
+    if (!h->is_object()) return JsonError(400, "invalid_argument", "health must be an object");
+    for (const auto& item : h->items()) {
+      if (item.key() == "pass") {
+        if (!item.value().is_boolean()) return JsonError(400, "invalid_argument", "health.pass must be true or false");
+        pass = item.value().get<bool>();
+      } else if (item.value().is_number() && r.health.size() < kReportHealthEntriesMax) {
+        r.health[item.key()] = item.value().get<double>();
+      } else {
+        return JsonError(400, "invalid_argument",
+                         fmt::format("health.{} must be a number (at most {})", item.key(), kReportHealthEntriesMax));
+      }
+    }
+  }
+  // Only an install result judges a version; download and verify steps are progress.
+  bool verdict = *event == "installed" || *event == "failed";
+  if (!verdict && *event != "downloaded" && *event != "verified") {
+    return JsonError(400, "invalid_argument", "event must be downloaded, verified, installed or failed");
+  }
+  r.outcome = *event == "failed" || !pass ? ReportOutcome::kFailure : ReportOutcome::kSuccess;
+  if (Status st = ValidateReport(r); !st.ok()) return ErrorFor(st);
+  bool counted = false;
+  if (verdict) {
+    Result<bool> c = rollouts_.Report(*rollout, *model, channel->empty() ? "stable" : *channel, std::move(r));
+    if (!c.ok()) return ErrorFor(c.status());
+    counted = *c;
+  }
+  return JsonOk(202, {{"counted", counted}});
+}
+
+HttpResponse Api::StartRollout(const HttpRequest& req) {
+  Result<RolloutSpec> spec = ParseRolloutSpecJson(req.body);
+  if (!spec.ok()) return ErrorFor(spec.status());
+  Result<Rollout> r = rollouts_.Start(std::move(*spec), ActorOf(req), "");
+  if (!r.ok()) return ErrorFor(r.status());
+  return GetRollout(r->spec().id, 201);
+}
+
+HttpResponse Api::PlanRollout(const HttpRequest& req) {
+  Result<RolloutSpec> spec = ParseRolloutSpecJson(req.body);
+  if (!spec.ok()) return ErrorFor(spec.status());
+  Result<RolloutPlan> plan = rollouts_.Plan(std::move(*spec));
+  if (!plan.ok()) return ErrorFor(plan.status());
+  nlohmann::json stages = nlohmann::json::array();
+  for (size_t k = 0; k < plan->eligible.size(); ++k) {
+    stages.push_back({{"stage", k},
+                      {"percent", plan->spec.stages_percent[k]},
+                      {"eligible", plan->eligible[k]},
+                      {"full_download_bytes", plan->full_download_bytes[k]}});
+  }
+  return JsonOk(200, {{"spec", nlohmann::json::parse(RolloutSpecToJson(plan->spec))},
+                      {"target_bytes", plan->target_bytes},
+                      {"stages", stages},
+                      {"deltas", "unavailable"}});
+}
+
+HttpResponse Api::ListRollouts() {
+  nlohmann::json list = nlohmann::json::array();
+  for (const Rollout& r : rollouts_.List()) list.push_back(RolloutSummaryJson(r));
+  return JsonOk(200, {{"rollouts", list}});
+}
+
+HttpResponse Api::GetRollout(const std::string& id, int status) {
+  Result<Rollout> r = rollouts_.Get(id);
+  if (!r.ok()) return ErrorFor(r.status());
+  Result<std::vector<StageRow>> rows = rollouts_.Stages(id);
+  if (!rows.ok()) return ErrorFor(rows.status());
+  nlohmann::json stages = nlohmann::json::array();
+  for (size_t k = 0; k < rows->size(); ++k) {
+    const StageRow& row = (*rows)[k];
+    stages.push_back({{"stage", k},
+                      {"percent", row.percent},
+                      {"eligible", row.eligible},
+                      {"updated", row.updated},
+                      {"failed", row.failed},
+                      {"healthy", row.healthy},
+                      {"gate", row.gate}});
+  }
+  return JsonOk(status, {{"id", id},
+                         {"spec", nlohmann::json::parse(RolloutSpecToJson(r->spec()))},
+                         {"state", nlohmann::json::parse(RolloutStateToJson(r->state()))},
+                         {"stages", stages}});
+}
+
+HttpResponse Api::ActOnRollout(const HttpRequest& req, const std::string& id, const std::string& action_name) {
+  Result<RolloutAction> action = ParseRolloutAction(action_name);
+  if (!action.ok() || *action == RolloutAction::kStart) return JsonError(404, "not_found", "no such rollout action");
+  std::string reason;
+  if (!req.body.empty()) {
+    nlohmann::json j = nlohmann::json::parse(req.body, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || (j.contains("reason") && !j["reason"].is_string()) ||
+        j.size() > (j.contains("reason") ? 1u : 0u)) {
+      return JsonError(400, "invalid_argument", "body must be {\"reason\":\"…\"} or empty");
+    }
+    reason = j.value("reason", "");
+  }
+  Result<Rollout> r = rollouts_.Act(id, *action, ActorOf(req), reason);
+  if (!r.ok()) return ErrorFor(r.status());
+  return GetRollout(id);
+}
+
+HttpResponse Api::RolloutEvents(const std::string& id) {
+  Result<Rollout> r = rollouts_.Get(id);
+  if (!r.ok()) return ErrorFor(r.status());
+  nlohmann::json events = nlohmann::json::array();
+  for (const RolloutEvent& e : r->events()) events.push_back(nlohmann::json::parse(RolloutEventToJson(e)));
+  return JsonOk(200, {{"id", id}, {"events", events}});
 }
 
 }  // namespace meridian

@@ -5,23 +5,35 @@
 #include <memory>
 #include <string>
 
+#include "daemon/deltas.h"
 #include "daemon/http.h"
 #include "daemon/metrics.h"
+#include "daemon/rollouts.h"
 #include "signing/signing.h"
 #include "store/store.h"
 
 namespace meridian {
 
+// One bearer token per role: publishing, control (rollouts) and terminals.
+// A token of one role never opens another role's routes (403).
+struct ApiTokens {
+  std::string publisher;
+  std::string operator_token;
+  std::string terminal;
+};
+
 struct ApiLimits {
   uint64_t json_body_bytes_max = 8ull << 20;         // JSON requests (missing-chunk queries, …)
   uint64_t missing_query_digests_max = 100'000;      // digests in one POST /v1/chunks/missing
+  uint64_t target_wait_seconds_max = 60;             // long-poll hold of GET /v1/terminals/{id}/target
 };
 
 class Api final : public HttpHandler {
  public:
-  // `root` decides which keys may sign manifests; `publisher_token` guards the
-  // publishing routes. All references must outlive the Api.
-  Api(Store& store, const Root& root, std::string publisher_token, Metrics& metrics, ApiLimits limits = {});
+  // `root` decides which keys may sign manifests; `tokens` guard the
+  // publishing, control and terminal routes. All references must outlive the Api.
+  Api(Store& store, const Root& root, ApiTokens tokens, Metrics& metrics, Rollouts& rollouts, DeltaService& deltas,
+      ApiLimits limits = {});
 
   uint64_t BodyBytesMax(const HttpRequest& head) const override;
   HttpResponse Handle(const HttpRequest& request) override;
@@ -35,6 +47,9 @@ class Api final : public HttpHandler {
   HttpResponse Dispatch(const HttpRequest& req, const Route& route);
   HttpResponse GetChunk(const HttpRequest& req, const std::string& digest_text);
   HttpResponse GetArtifact(const HttpRequest& req, const std::string& digest_text);
+  // A content-addressed object stored as `chunks`, with Range and caching headers.
+  HttpResponse StreamChunks(const HttpRequest& req, const Digest& digest, std::vector<ChunkRef> chunks, uint64_t size);
+  HttpResponse GetDelta(const HttpRequest& req, const std::string& from_text, const std::string& to_text, bool info);
   HttpResponse PutChunk(const HttpRequest& req, const std::string& digest_text);
   HttpResponse MissingChunks(const HttpRequest& req);
   HttpResponse CommitVersion(const HttpRequest& req, const std::string& model);
@@ -42,13 +57,24 @@ class Api final : public HttpHandler {
   HttpResponse ListVersions(const std::string& model);
   HttpResponse GetVersion(const std::string& model, const std::string& version);
   HttpResponse RenderMetrics();
-  // Empty response when authorised, else the 401/403 to send.
-  std::optional<HttpResponse> CheckPublisher(const HttpRequest& req) const;
+  HttpResponse TerminalTarget(const HttpRequest& req, const std::string& terminal_id);
+  HttpResponse TerminalReport(const HttpRequest& req, const std::string& terminal_id);
+  HttpResponse StartRollout(const HttpRequest& req);
+  HttpResponse PlanRollout(const HttpRequest& req);
+  HttpResponse ListRollouts();
+  HttpResponse GetRollout(const std::string& id, int status = 200);
+  HttpResponse ActOnRollout(const HttpRequest& req, const std::string& id, const std::string& action);
+  HttpResponse RolloutEvents(const std::string& id);
+  // Empty when the request carries `token`, else the 401/403 to send.
+  std::optional<HttpResponse> CheckBearer(const HttpRequest& req, const std::string& token,
+                                          std::string_view role) const;
 
   Store& store_;
   const Root& root_;
-  std::string publisher_token_;
+  ApiTokens tokens_;
   Metrics& metrics_;
+  Rollouts& rollouts_;
+  DeltaService& deltas_;
   ApiLimits limits_;
   std::atomic<bool> ready_{true};
 };

@@ -28,6 +28,15 @@ Result<std::string> ReadTokenFile(const std::string& path) {
   return t;
 }
 
+Result<std::string> ReadOrCreateTokenFile(const std::string& path) {
+  if (!std::filesystem::exists(path)) {
+    Result<std::string> token = NewToken();
+    if (!token.ok()) return token.status();
+    MERIDIAN_RETURN_IF_ERROR(WriteFileAtomic(path, *token + "\n", 0600));
+  }
+  return ReadTokenFile(path);
+}
+
 Result<Root> LoadRootFile(const std::string& path) {
   Result<std::string> text = ReadFileToString(path, 1 << 20);
   if (!text.ok()) return text.status();
@@ -96,6 +105,9 @@ Result<std::vector<std::string>> InitDataDir(const InitOptions& o) {
   lines.push_back("publisher token: " + d.publisher_token());
   MERIDIAN_RETURN_IF_ERROR(WriteFileAtomic(d.operator_token(), *operator_token + "\n", 0600));
   lines.push_back("operator token: " + d.operator_token());
+  Result<std::string> terminal_token = ReadOrCreateTokenFile(d.terminal_token());
+  if (!terminal_token.ok()) return terminal_token.status();
+  lines.push_back("terminal token: " + d.terminal_token() + " (give this to terminals)");
 
   Result<std::unique_ptr<Store>> store = Store::Open(d.store());
   if (!store.ok()) return store.status();

@@ -24,6 +24,7 @@ struct DataDir {
   std::string root_key() const { return dir + "/keys/root.key"; }
   std::string publisher_token() const { return dir + "/publisher.token"; }
   std::string operator_token() const { return dir + "/operator.token"; }
+  std::string terminal_token() const { return dir + "/terminal.token"; }
 };
 
 struct InitOptions {
@@ -41,6 +42,9 @@ Result<std::vector<std::string>> InitDataDir(const InitOptions& options);
 
 // Reads a token file (trailing whitespace trimmed); InvalidArgument when empty.
 Result<std::string> ReadTokenFile(const std::string& path);
+// Reads a token file, first writing a fresh random token (0600) when there
+// is none: data directories initialised before a role existed get its token.
+Result<std::string> ReadOrCreateTokenFile(const std::string& path);
 
 // Loads DIR/root.json as a self-signed trusted root.
 Result<Root> LoadRootFile(const std::string& path);

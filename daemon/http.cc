@@ -1,4 +1,5 @@
-// Pure HTTP helpers: JSON errors, Range, If-None-Match, target parsing.
+// Pure HTTP helpers: JSON errors, the long-poll notifier, Range,
+// If-None-Match, target parsing.
 #include "daemon/http.h"
 
 #include <charconv>
@@ -18,6 +19,43 @@ HttpResponse JsonError(int status, std::string_view code, std::string_view messa
   r.body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   r.Set("Content-Type", "application/json");
   return r;
+}
+
+uint64_t ChangeNotifier::generation() const {
+  std::lock_guard lock(mu_);
+  return generation_;
+}
+
+uint64_t ChangeNotifier::Subscribe(uint64_t seen_generation, Callback callback) {
+  std::unique_lock lock(mu_);
+  uint64_t id = next_id_++;
+  if (seen_generation != generation_) {
+    lock.unlock();
+    callback();
+    return id;
+  }
+  subscribers_.emplace(id, std::move(callback));
+  return id;
+}
+
+void ChangeNotifier::Unsubscribe(uint64_t id) {
+  std::lock_guard lock(mu_);
+  subscribers_.erase(id);
+}
+
+size_t ChangeNotifier::waiting() const {
+  std::lock_guard lock(mu_);
+  return subscribers_.size();
+}
+
+void ChangeNotifier::NotifyAll() {
+  std::map<uint64_t, Callback> fire;
+  {
+    std::lock_guard lock(mu_);
+    ++generation_;
+    fire.swap(subscribers_);
+  }
+  for (auto& [id, callback] : fire) callback();
 }
 
 static std::string_view Trim(std::string_view s) {

@@ -3,11 +3,13 @@
 // request to a response, testable without a socket.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <optional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -23,6 +25,9 @@ struct HttpRequest {
   std::string target;                         // raw request-target, "/v1/chunks/…?x=y"
   std::map<std::string, std::string> headers;  // names lowercased
   std::string body;
+  // Set by the server when it calls Handle again because a deferral's wait
+  // ran out (see HttpDeferral): the handler must answer now, not defer again.
+  bool wait_expired = false;
 
   // The header's value, or "" when absent.
   std::string_view Header(std::string_view lowercase_name) const;
@@ -32,6 +37,44 @@ struct HttpRequest {
 // non-empty piece; an error aborts the connection (the length was promised).
 using BodyStream = std::function<Result<Bytes>()>;
 
+// Wakes deferred requests (long polls) when something they wait for changed.
+// Generation-counted so that no change is lost between a handler's look at
+// the state and the server's subscription: a handler reads generation()
+// BEFORE it looks, and Subscribe fires at once when the generation moved on
+// since. Thread-safe; callbacks run on the notifying thread and must only
+// post work elsewhere.
+class ChangeNotifier {
+ public:
+  using Callback = std::function<void()>;
+  uint64_t generation() const;
+  // Calls `callback` once at the next NotifyAll, or at once when the
+  // generation is no longer `seen_generation`. Returns an id for Unsubscribe.
+  uint64_t Subscribe(uint64_t seen_generation, Callback callback);
+  // Drops a subscription that has not fired (a wait that timed out).
+  void Unsubscribe(uint64_t id);
+  // Subscriptions waiting now: the held long polls, for /metrics.
+  size_t waiting() const;
+  // Moves to the next generation and fires every subscription. Call after
+  // the change is visible to handlers.
+  void NotifyAll();
+
+ private:
+  mutable std::mutex mu_;
+  uint64_t generation_ = 0;    // guarded by mu_
+  uint64_t next_id_ = 1;       // guarded by mu_
+  std::map<uint64_t, Callback> subscribers_;  // guarded by mu_
+};
+
+// A response a handler cannot give yet: the server holds the connection
+// without blocking a thread until `notifier` fires or `wait` passes, then
+// calls Handle again with the same request (wait_expired set once the
+// request's first deferral's wait ran out in total).
+struct HttpDeferral {
+  ChangeNotifier* notifier = nullptr;  // outlives the server
+  uint64_t seen_generation = 0;        // notifier->generation() read before the handler looked
+  std::chrono::milliseconds wait{0};
+};
+
 struct HttpResponse {
   int status = 200;
   std::vector<std::pair<std::string, std::string>> headers;
@@ -39,6 +82,7 @@ struct HttpResponse {
   BodyStream stream;        // when set, the body is `stream_bytes` bytes from it
   uint64_t stream_bytes = 0;
   bool head_only = false;   // answer to HEAD: headers (with Content-Length) but no body
+  std::optional<HttpDeferral> defer;  // when set, nothing else here is sent (see HttpDeferral)
 
   HttpResponse& Set(std::string name, std::string value) {
     headers.emplace_back(std::move(name), std::move(value));
@@ -54,7 +98,7 @@ class HttpHandler {
   // is read: larger requests get 413 without being read).
   virtual uint64_t BodyBytesMax(const HttpRequest& head) const = 0;
   // Handles a complete request. Called on a server thread; may block briefly
-  // on local storage.
+  // on local storage, never on a wait: it returns a deferral instead.
   virtual HttpResponse Handle(const HttpRequest& request) = 0;
   // Called once per request after the response was written or failed, for
   // metrics: the status sent and the body bytes written.

@@ -1,6 +1,7 @@
 // The Beast session loop: read a head with a deadline, check limits, read the
-// body, hand the request to the handler, write the response (streamed when it
-// is large), keep alive or close. One coroutine per connection on a strand.
+// body, hand the request to the handler (holding deferred ones — long polls —
+// on a timer), write the response (streamed when it is large), keep alive or
+// close. One coroutine per connection on a strand.
 #include "daemon/http_server.h"
 
 #include <sys/resource.h>
@@ -74,9 +75,18 @@ struct HttpServer::Impl {
   std::atomic<bool> stopping{false};
   std::atomic<uint32_t> connections{0};
 
-  // Idle sessions (waiting for a request head) can be closed at shutdown.
+  // Idle sessions (waiting for a request head) can be closed at shutdown, and
+  // held long polls woken to answer at once. Shared with the shutdown's posted
+  // work, which may run after the session ended: touched only on the
+  // session's strand, and `alive` says whether the pointers still hold.
+  struct SessionRef {
+    beast::tcp_stream* stream = nullptr;
+    bool alive = true;
+    bool idle = true;
+    net::steady_timer* waiting = nullptr;  // the deferral timer while a request is held
+  };
   std::mutex sessions_mu;
-  std::list<std::pair<beast::tcp_stream*, bool*>> sessions;  // stream, idle flag
+  std::list<std::shared_ptr<SessionRef>> sessions;
 
   Impl(HttpHandler& h, HttpServerOptions o) : handler(h), options(std::move(o)) {}
 
@@ -210,13 +220,43 @@ struct HttpServer::Impl {
     }
   }
 
+  // Holds a deferred request (a long poll) until its notifier fires or its
+  // wait runs out, asking the handler again after each wake-up; the first
+  // deferral's wait bounds the whole hold. The timer lives on the session's
+  // strand: a notification posts its cancel there, so no thread blocks and a
+  // notification that comes before the wait starts is not lost (the cancel
+  // runs only once this coroutine is suspended in the wait).
+  net::awaitable<void> HoldDeferred(HttpRequest& req, HttpResponse& res, SessionRef& ref) {
+    auto executor = co_await net::this_coro::executor;
+    auto timer = std::make_shared<net::steady_timer>(executor);
+    auto deadline = std::chrono::steady_clock::now() + res.defer->wait;
+    while (res.defer) {
+      HttpDeferral d = *res.defer;
+      timer->expires_at(std::min(deadline, std::chrono::steady_clock::now() + d.wait));
+      std::weak_ptr<net::steady_timer> weak = timer;
+      uint64_t id = d.notifier->Subscribe(d.seen_generation, [weak, executor] {
+        net::post(executor, [weak] {
+          if (auto t = weak.lock()) t->cancel();
+        });
+      });
+      ref.waiting = timer.get();
+      if (!stopping) co_await timer->async_wait(kTuple);
+      ref.waiting = nullptr;
+      d.notifier->Unsubscribe(id);
+      req.wait_expired = stopping || std::chrono::steady_clock::now() >= deadline;
+      res = handler.Handle(req);
+    }
+  }
+
   net::awaitable<void> Session(tcp::socket socket) {
     beast::tcp_stream stream(std::move(socket));
-    bool idle = true;
-    std::list<std::pair<beast::tcp_stream*, bool*>>::iterator self;
+    auto ref = std::make_shared<SessionRef>();
+    ref->stream = &stream;
+    bool& idle = ref->idle;
+    std::list<std::shared_ptr<SessionRef>>::iterator self;
     {
       std::lock_guard lock(sessions_mu);
-      self = sessions.insert(sessions.end(), {&stream, &idle});
+      self = sessions.insert(sessions.end(), ref);
     }
     beast::flat_buffer buffer;
     for (;;) {
@@ -253,6 +293,10 @@ struct HttpServer::Impl {
       bool head_request = req.method == "HEAD";
 
       HttpResponse res = handler.Handle(req);
+      if (res.defer) {
+        co_await HoldDeferred(req, res, *ref);
+        keep_alive = keep_alive && !stopping;
+      }
       uint64_t sent = 0;
       bool ok;
       if (res.stream && !head_request && !res.head_only) {
@@ -268,6 +312,7 @@ struct HttpServer::Impl {
       std::lock_guard lock(sessions_mu);
       sessions.erase(self);
     }
+    ref->alive = false;
     beast::error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
     stream.close();
@@ -280,10 +325,13 @@ struct HttpServer::Impl {
       acceptor.close(ignored);
       signals.cancel(ignored);
       std::lock_guard lock(sessions_mu);
-      for (auto& [stream, idle] : sessions) {
-        // Close waiting connections on their own strand; busy ones finish their request first.
-        net::post(stream->get_executor(), [s = stream, i = idle] {
-          if (*i) s->cancel();
+      for (const std::shared_ptr<SessionRef>& ref : sessions) {
+        // Close waiting connections on their own strand; busy ones finish their
+        // request first, and held long polls answer now.
+        net::post(ref->stream->get_executor(), [ref] {
+          if (!ref->alive) return;
+          if (ref->idle) ref->stream->cancel();
+          if (ref->waiting != nullptr) ref->waiting->cancel();
         });
       }
     });

@@ -1,7 +1,10 @@
 // meridiand: the daemon (serve), and its `init` and `fsck` subcommands.
 #include <CLI/CLI.hpp>
 #include <csignal>
+#include <condition_variable>
 #include <cstdio>
+#include <mutex>
+#include <thread>
 #include <toml++/toml.h>
 
 #include <fmt/format.h>
@@ -11,6 +14,7 @@
 #include "daemon/api.h"
 #include "daemon/data_dir.h"
 #include "daemon/http_server.h"
+#include "daemon/rollouts.h"
 #include "manifest/manifest.h"
 #include "store/store.h"
 
@@ -20,6 +24,7 @@ namespace {
 
 constexpr const char* kDefaultData = "./data";
 constexpr const char* kDefaultListen = "127.0.0.1:7400";
+constexpr std::chrono::milliseconds kTickInterval{1000};
 
 void Log(std::string_view message) {
   fmt::print(stderr, "{} meridiand: {}\n", FormatRfc3339(SystemClock::Get().NowUnixMillis()), message);
@@ -85,11 +90,25 @@ int Serve(ServeOptions o) {
   }
   Result<std::string> publisher = ReadTokenFile(d.publisher_token());
   if (!publisher.ok()) return Fail(publisher.status().ToString());
+  Result<std::string> operator_token = ReadTokenFile(d.operator_token());
+  if (!operator_token.ok()) return Fail(operator_token.status().ToString());
+  Result<std::string> terminal_token = ReadOrCreateTokenFile(d.terminal_token());
+  if (!terminal_token.ok()) return Fail(terminal_token.status().ToString());
+  Result<SecretKey> online_key = ReadSecretKeyFile(d.online_key());
+  if (!online_key.ok()) return Fail(d.online_key() + ": " + online_key.status().message());
   Result<std::unique_ptr<Store>> store = Store::Open(d.store(), StoreOptions{.create_if_missing = false});
   if (!store.ok()) return Fail("cannot open store: " + store.status().ToString());
+  Result<std::unique_ptr<Rollouts>> rollouts =
+      Rollouts::Open(**store, std::move(*online_key), SystemClock::Get());
+  if (!rollouts.ok()) return Fail("cannot load rollouts: " + rollouts.status().ToString());
+
+  // The delta service signs descriptors with the same online key.
+  Result<SecretKey> delta_key = ReadSecretKeyFile(d.online_key());
+  if (!delta_key.ok()) return Fail(d.online_key() + ": " + delta_key.status().message());
+  DeltaService deltas(**store, std::move(*delta_key));
 
   Metrics metrics;
-  Api api(**store, *root, *publisher, metrics);
+  Api api(**store, *root, ApiTokens{*publisher, *operator_token, *terminal_token}, metrics, **rollouts, deltas);
   HttpServerOptions hso;
   hso.host = host;
   hso.port = port;
@@ -101,7 +120,22 @@ int Serve(ServeOptions o) {
     if (Status st = WriteFileAtomic(o.port_file, std::to_string(server.port()) + "\n"); !st.ok()) return Fail(st.ToString());
   }
   Log(fmt::format("serving {} on http://{}", d.dir, bound));
+  // Gates with soak times and expiring signed states need time to pass, not
+  // requests: tick once per kTickInterval until the server stops.
+  std::mutex tick_mu;
+  std::condition_variable tick_cv;
+  bool done = false;
+  std::thread ticker([&] {
+    std::unique_lock lock(tick_mu);
+    while (!tick_cv.wait_for(lock, kTickInterval, [&] { return done; })) (*rollouts)->Tick();
+  });
   server.Run();
+  {
+    std::lock_guard lock(tick_mu);
+    done = true;
+  }
+  tick_cv.notify_one();
+  ticker.join();
   api.SetReady(false);
   Log("stopped");
   return 0;

@@ -2,6 +2,8 @@
 #include "tests/harness.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -117,6 +119,18 @@ static std::string EnvOr(const char* name, const char* fallback) {
 }
 std::string MeridiandPath() { return EnvOr("MERIDIAND", "./daemon/meridiand"); }
 std::string MeridianPath() { return EnvOr("MERIDIAN", "./cli/meridian"); }
+std::string MeridianAgentPath() { return EnvOr("MERIDIAN_AGENT", "./agent/meridian-agent"); }
+
+std::string WriteAgentConfig(const std::string& path, const AgentConfigSpec& spec) {
+  std::string servers;
+  for (const std::string& s : spec.servers) servers += (servers.empty() ? "\"" : ", \"") + s + "\"";
+  std::string text = "id = \"" + spec.id + "\"\nprofile = \"pos-arm64\"\nregion = \"sg\"\nservers = [" + servers +
+                     "]\nroot = \"" + spec.root + "\"\nstate = \"" + spec.state + "\"\ntoken = \"" + spec.token +
+                     "\"\n" + spec.extra + "\n[[model]]\nname = \"" + spec.model + "\"\nchannel = \"stable\"\n";
+  if (!spec.health_check.empty()) text += "health_check = '" + spec.health_check + "'\n";
+  WriteFile(path, AsBytes(text));
+  return path;
+}
 
 DaemonFixture::DaemonFixture() {
   CommandResult k = Run({MeridianPath(), "keygen", release_key()});
@@ -161,16 +175,38 @@ int DaemonFixture::Terminate() {
   return code;
 }
 
-std::string DaemonFixture::publisher_token() const {
-  std::string t(AsString(ReadFile(data() + "/publisher.token")));
+// A token file's content without its trailing newline.
+static std::string ReadToken(const std::string& path) {
+  std::string t(AsString(ReadFile(path)));
   while (!t.empty() && t.back() == '\n') t.pop_back();
   return t;
 }
 
-std::string DaemonFixture::operator_token() const {
-  std::string t(AsString(ReadFile(data() + "/operator.token")));
-  while (!t.empty() && t.back() == '\n') t.pop_back();
-  return t;
+std::string DaemonFixture::publisher_token() const { return ReadToken(data() + "/publisher.token"); }
+
+std::string DaemonFixture::operator_token() const { return ReadToken(data() + "/operator.token"); }
+
+std::string DaemonFixture::terminal_token() const { return ReadToken(data() + "/terminal.token"); }
+
+std::string DaemonFixture::StartRollout(const std::string& spec_json) {
+  HttpClient c(url(), HttpClientOptions{.timeout_ms = 60'000, .bearer_token = operator_token()});
+  Result<HttpReply> r = c.Post("/v1/rollouts", spec_json);
+  if (!r.ok() || r->status != 201) {
+    throw std::runtime_error("rollout start failed: " + (r.ok() ? r->body : r.status().ToString()));
+  }
+  return r->body;
+}
+
+long DaemonFixture::RolloutAction(const std::string& id, const std::string& action, const std::string& reason) {
+  HttpClient c(url(), HttpClientOptions{.timeout_ms = 60'000, .bearer_token = operator_token()});
+  Result<HttpReply> r = c.Post("/v1/rollouts/" + id + "/" + action, "{\"reason\":\"" + reason + "\"}");
+  return r.ok() ? r->status : -1;
+}
+
+std::string DaemonFixture::GetRollout(const std::string& id, bool events) {
+  HttpClient c(url(), HttpClientOptions{.timeout_ms = 60'000, .bearer_token = operator_token()});
+  Result<HttpReply> r = c.Get("/v1/rollouts/" + id + (events ? "/events" : ""));
+  return r.ok() ? r->body : r.status().ToString();
 }
 
 CommandResult DaemonFixture::Cli(std::vector<std::string> args) {
@@ -184,6 +220,76 @@ CommandResult DaemonFixture::Publish(const std::string& model, const std::string
 }
 
 CommandResult DaemonFixture::Fsck() { return Run({MeridiandPath(), "fsck", "--data", data()}); }
+
+FakeHttpServer::FakeHttpServer(Handler handler) : handler_(std::move(handler)) {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || ::listen(fd_, 16) != 0 ||
+      ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    throw std::runtime_error("fake server: cannot listen on 127.0.0.1");
+  }
+  port_ = ntohs(a.sin_port);
+  thread_ = std::thread([this] { Serve(); });
+}
+
+FakeHttpServer::~FakeHttpServer() {
+  ::shutdown(fd_, SHUT_RDWR);  // wakes accept()
+  thread_.join();
+  ::close(fd_);
+}
+
+void FakeHttpServer::Serve() {
+  constexpr size_t kRequestHeadBytesMax = 64u << 10;
+  constexpr size_t kRequestBodyBytesMax = 1u << 20;
+  for (;;) {
+    int c = ::accept(fd_, nullptr, nullptr);
+    if (c < 0) return;
+    std::string head;
+    char buf[4096];
+    while (head.find("\r\n\r\n") == std::string::npos && head.size() < kRequestHeadBytesMax) {
+      ssize_t n = ::read(c, buf, sizeof(buf));
+      if (n <= 0) break;
+      head.append(buf, static_cast<size_t>(n));
+    }
+    FakeRequest req;
+    size_t end = head.find("\r\n\r\n");
+    size_t sp1 = head.find(' ');
+    size_t sp2 = sp1 == std::string::npos ? sp1 : head.find(' ', sp1 + 1);
+    if (sp2 != std::string::npos) {
+      req.method = head.substr(0, sp1);
+      req.path = head.substr(sp1 + 1, sp2 - sp1 - 1);
+    }
+    auto header = [&](const std::string& name) -> std::string {
+      size_t at = head.find("\r\n" + name + ": ");
+      if (at == std::string::npos || at > end) return "";
+      at += name.size() + 4;
+      return head.substr(at, head.find("\r\n", at) - at);
+    };
+    req.range = header("Range");
+    std::string length = header("Content-Length");
+    size_t body_bytes = std::min<size_t>(length.empty() ? 0 : std::stoul(length), kRequestBodyBytesMax);
+    if (end != std::string::npos) req.body = head.substr(end + 4);
+    while (req.body.size() < body_bytes) {
+      ssize_t n = ::read(c, buf, sizeof(buf));
+      if (n <= 0) break;
+      req.body.append(buf, static_cast<size_t>(n));
+    }
+    FakeReply reply = handler_(req);
+    std::string out = "HTTP/1.1 " + std::to_string(reply.status) + " X\r\nContent-Length: " +
+                      std::to_string(reply.body.size()) + "\r\nConnection: close\r\n";
+    for (const std::string& h : reply.headers) out += h + "\r\n";
+    out += "\r\n" + reply.body.substr(0, std::min(reply.body.size(), reply.body_bytes_sent_max));
+    for (size_t off = 0; off < out.size();) {
+      ssize_t n = ::send(c, out.data() + off, out.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) break;
+      off += static_cast<size_t>(n);
+    }
+    ::close(c);
+  }
+}
 
 Bytes RandomBytes(size_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/bytes.h"
@@ -61,6 +62,20 @@ bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds t
 
 std::string MeridiandPath();
 std::string MeridianPath();
+std::string MeridianAgentPath();  // MERIDIAN_AGENT
+
+// Writes a meridian-agent configuration file (TOML) and returns its path.
+struct AgentConfigSpec {
+  std::string id = {};
+  std::vector<std::string> servers = {};
+  std::string root = {};
+  std::string state = {};
+  std::string token = {};
+  std::string model = {};
+  std::string health_check = {};  // empty: none
+  std::string extra = {};         // more TOML lines (top-level keys)
+};
+std::string WriteAgentConfig(const std::string& path, const AgentConfigSpec& spec);
 
 // A meridiand on 127.0.0.1 with its own data directory, initialised with a
 // fresh release key (release.key / release.key.pub in the temp dir).
@@ -79,6 +94,13 @@ class DaemonFixture {
   std::string root_json() const { return data() + "/root.json"; }
   std::string publisher_token() const;
   std::string operator_token() const;
+  // POST /v1/rollouts with the operator token; returns the reply body (throws unless 201).
+  std::string StartRollout(const std::string& spec_json);
+  // POST /v1/rollouts/{id}/{action} with the operator token; returns the HTTP status.
+  long RolloutAction(const std::string& id, const std::string& action, const std::string& reason);
+  // GET /v1/rollouts/{id}[/events] with the operator token; returns the body.
+  std::string GetRollout(const std::string& id, bool events = false);
+  std::string terminal_token() const;
   // `meridian --server URL <args…>`
   CommandResult Cli(std::vector<std::string> args);
   // meridian publish with the fixture's key and token; --output json.
@@ -90,6 +112,38 @@ class DaemonFixture {
   TempDir dir_;
   std::unique_ptr<Child> child_;
   uint16_t port_ = 0;
+};
+
+// A scriptable HTTP/1.1 server on 127.0.0.1 (port 0) for tests that need a
+// lying server or mirror: one connection at a time, one request per
+// connection (Connection: close).
+struct FakeRequest {
+  std::string method;
+  std::string path;   // with the query
+  std::string range;  // the Range header's value, or empty
+  std::string body;   // at most 1 MiB (Content-Length)
+};
+struct FakeReply {
+  int status = 200;
+  std::string body = {};
+  std::vector<std::string> headers = {};  // "Name: value"
+  size_t body_bytes_sent_max = SIZE_MAX;  // close after this many body bytes: a transfer cut short
+};
+class FakeHttpServer {
+ public:
+  using Handler = std::function<FakeReply(const FakeRequest& request)>;
+  explicit FakeHttpServer(Handler handler);
+  ~FakeHttpServer();
+  FakeHttpServer(const FakeHttpServer&) = delete;
+  FakeHttpServer& operator=(const FakeHttpServer&) = delete;
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  void Serve();
+  Handler handler_;
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::thread thread_;
 };
 
 Bytes RandomBytes(size_t n, uint64_t seed);

@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""Builds the bench/delta file pairs (old, new) from the two npm packages.
+
+Usage: make_pairs.py CACHE_DIR   (CACHE_DIR holds the two `npm pack` tarballs)
+
+Pairs, each a directory CACHE_DIR/pairs/<name>/{old,new}:
+- wasm-<file>: each ONNX Runtime WebAssembly file present in both 1.4.0 and 1.4.5;
+  wasm-concat: those files concatenated in resources.json order.
+- medium-unchanged: models/medium of 1.4.0 and 1.4.5 (identical bytes).
+- fp16-*: from the real models/medium (1.4.5), whose weight tensors are FLOAT16:
+  fp16-head: the last 5 % of the tensor data (in file order) × (1 + N(0, 0.01)), seed 1;
+  fp16-full: every weight × (1 + N(0, 1e-3)), seed 2;
+  fp16-insert: 1 MiB of new weights N(0, 0.05) (seed 3) inserted after the raw data of
+  the middle tensor (the protobuf lengths are not fixed up: a byte-level insertion).
+- fp32-*: the same on a float32 model made by upcasting every FLOAT16 tensor of
+  models/medium to FLOAT32 (real values, exact conversion; the protobuf is re-encoded).
+Python standard library only; fixed seeds, so the pairs are the same on every run.
+"""
+import json
+import os
+import random
+import struct
+import sys
+import tarfile
+
+MIB = 1 << 20
+
+
+def extract(cache, version):
+    root = os.path.join(cache, version)
+    if not os.path.isdir(root):
+        with tarfile.open(os.path.join(cache, f"imgly-background-removal-data-{version}.tgz")) as t:
+            t.extractall(root)
+    dist = os.path.join(root, "package", "dist")
+    with open(os.path.join(dist, "resources.json")) as f:
+        resources = json.load(f)
+    return dist, resources
+
+
+def reassemble(dist, entry):
+    out = bytearray()
+    for chunk in entry["chunks"]:
+        with open(os.path.join(dist, chunk["hash"]), "rb") as f:
+            piece = f.read()
+        begin, end = chunk["offsets"]
+        assert len(piece) == end - begin and len(out) == begin
+        out += piece
+    assert len(out) == entry["size"]
+    return bytes(out)
+
+
+def write_pair(cache, name, old, new):
+    d = os.path.join(cache, "pairs", name)
+    os.makedirs(d, exist_ok=True)
+    for fname, data in (("old", old), ("new", new)):
+        with open(os.path.join(d, fname), "wb") as f:
+            f.write(data)
+    print(f"{name}: {len(old)} -> {len(new)} bytes", flush=True)
+
+
+# --- minimal protobuf walking (ONNX ModelProto → GraphProto → TensorProto) ---
+
+def varint(buf, pos):
+    v = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        v |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return v, pos
+
+
+def put_varint(v):
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def fields(buf, begin, end):
+    """Yields (field number, wire type, value start, value end, field start)."""
+    pos = begin
+    while pos < end:
+        start = pos
+        key, pos = varint(buf, pos)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            _, pos2 = varint(buf, pos)
+        elif wt == 1:
+            pos2 = pos + 8
+        elif wt == 5:
+            pos2 = pos + 4
+        elif wt == 2:
+            n, pos = varint(buf, pos)
+            pos2 = pos + n
+        else:
+            raise ValueError(f"wire type {wt}")
+        yield num, wt, pos, pos2, start
+        pos = pos2
+
+
+FLOAT, FLOAT16 = 1, 10
+
+
+def fp16_tensors(model):
+    """(raw_data start, end) of every FLOAT16 initializer, in file order."""
+    out = []
+    for num, wt, b, e, _ in fields(model, 0, len(model)):
+        if num == 7 and wt == 2:  # graph
+            for gnum, gwt, gb, ge, _ in fields(model, b, e):
+                if gnum == 5 and gwt == 2:  # initializer
+                    dtype, raw = None, None
+                    for tnum, twt, tb, te, _ in fields(model, gb, ge):
+                        if tnum == 2:
+                            dtype, _ = varint(model, tb)
+                        elif tnum == 9:
+                            raw = (tb, te)
+                    if dtype == FLOAT16 and raw:
+                        out.append(raw)
+    return out
+
+
+def upcast_model(model):
+    """The model with every FLOAT16 initializer re-encoded as FLOAT32."""
+    def field_bytes(num, wt, payload):
+        return put_varint((num << 3) | wt) + (put_varint(len(payload)) + payload if wt == 2 else payload)
+
+    def rewrite_tensor(b, e):
+        parts = list(fields(model, b, e))
+        is_fp16 = any(n == 2 and varint(model, tb)[0] == FLOAT16 for n, _, tb, _, _ in parts)
+        if not is_fp16:
+            return model[b:e]
+        out = bytearray()
+        for n, wt, tb, te, start in parts:
+            if n == 2:
+                out += field_bytes(2, 0, put_varint(FLOAT))
+            elif n == 9:
+                count = (te - tb) // 2
+                values = struct.unpack(f"<{count}e", model[tb:te])
+                out += field_bytes(9, 2, struct.pack(f"<{count}f", *values))
+            else:
+                out += model[start:te]
+        return bytes(out)
+
+    def rewrite_graph(b, e):
+        out = bytearray()
+        for n, wt, gb, ge, start in fields(model, b, e):
+            out += field_bytes(5, 2, rewrite_tensor(gb, ge)) if n == 5 and wt == 2 else model[start:ge]
+        return bytes(out)
+
+    out = bytearray()
+    for n, wt, b, e, start in fields(model, 0, len(model)):
+        out += field_bytes(7, 2, rewrite_graph(b, e)) if n == 7 and wt == 2 else model[start:e]
+    return bytes(out)
+
+
+def fp32_tensors(model):
+    out = []
+    for num, wt, b, e, _ in fields(model, 0, len(model)):
+        if num == 7 and wt == 2:
+            for gnum, gwt, gb, ge, _ in fields(model, b, e):
+                if gnum == 5 and gwt == 2:
+                    dtype, raw = None, None
+                    for tnum, twt, tb, te, _ in fields(model, gb, ge):
+                        if tnum == 2:
+                            dtype, _ = varint(model, tb)
+                        elif tnum == 9:
+                            raw = (tb, te)
+                    if dtype == FLOAT and raw:
+                        out.append(raw)
+    return out
+
+
+def perturb(model, ranges, fmt, width, rel, seed, fraction=1.0):
+    """Every value in the last `fraction` of the tensor bytes × (1 + N(0, rel))."""
+    rng = random.Random(seed)
+    out = bytearray(model)
+    total = sum(e - b for b, e in ranges)
+    skip = total - int(total * fraction)
+    limit = 65504.0 if fmt == "e" else 3.4e38
+    for b, e in ranges:
+        if skip >= e - b:
+            skip -= e - b
+            continue
+        b += skip - skip % width
+        skip = 0
+        count = (e - b) // width
+        values = struct.unpack_from(f"<{count}{fmt}", out, b)
+        gauss = rng.gauss
+        new = [max(-limit, min(limit, v * (1.0 + gauss(0.0, rel)))) for v in values]
+        struct.pack_into(f"<{count}{fmt}", out, b, *new)
+    return bytes(out)
+
+
+def insert_tensor(model, ranges, fmt, width, seed):
+    rng = random.Random(seed)
+    count = MIB // width
+    fresh = struct.pack(f"<{count}{fmt}", *[rng.gauss(0.0, 0.05) for _ in range(count)])
+    at = ranges[len(ranges) // 2][1]
+    return model[:at] + fresh + model[at:]
+
+
+def main():
+    cache = sys.argv[1]
+    dist_old, res_old = extract(cache, "1.4.0")
+    dist_new, res_new = extract(cache, "1.4.5")
+    wasm = [k for k in res_new if k.endswith(".wasm") and k in res_old]
+    concat_old, concat_new = bytearray(), bytearray()
+    for key in wasm:
+        old, new = reassemble(dist_old, res_old[key]), reassemble(dist_new, res_new[key])
+        write_pair(cache, "wasm-" + os.path.basename(key).removesuffix(".wasm"), old, new)
+        concat_old += old
+        concat_new += new
+    write_pair(cache, "wasm-concat", bytes(concat_old), bytes(concat_new))
+
+    medium_old = reassemble(dist_old, res_old["/models/medium"])
+    medium = reassemble(dist_new, res_new["/models/medium"])
+    write_pair(cache, "medium-unchanged", medium_old, medium)
+
+    for prefix, model, fmt, width in (("fp16", medium, "e", 2), ("fp32", None, "f", 4)):
+        if model is None:
+            model = upcast_model(medium)
+            ranges = fp32_tensors(model)
+        else:
+            ranges = fp16_tensors(model)
+        print(f"{prefix}: {len(ranges)} tensors, {sum(e - b for b, e in ranges)} bytes of weights", flush=True)
+        write_pair(cache, f"{prefix}-head", model, perturb(model, ranges, fmt, width, 0.01, 1, 0.05))
+        write_pair(cache, f"{prefix}-full", model, perturb(model, ranges, fmt, width, 1e-3, 2))
+        write_pair(cache, f"{prefix}-insert", model, insert_tensor(model, ranges, fmt, width, 3))
+
+
+if __name__ == "__main__":
+    main()

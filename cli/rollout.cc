@@ -1,0 +1,188 @@
+// `meridian rollout …`: start, plan, list, status (--watch), promote, pause,
+// resume, abort, rollback and events, over the daemon's control API.
+#include <charconv>
+#include <chrono>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "base/clock.h"
+#include "cli/commands.h"
+#include "cli/output.h"
+#include "client/http_client.h"
+#include "rollout/rollout.h"
+
+namespace meridian::cli {
+
+namespace {
+
+constexpr std::chrono::seconds kWatchInterval{2};
+constexpr std::chrono::hours kWatchMax{24};  // a forgotten --watch ends on its own
+
+// "90s", "5m", "2h", "250ms" or a bare number of seconds, to milliseconds.
+Result<int64_t> ParseDurationMs(const std::string& text) {
+  int64_t n = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  std::string_view unit(p, static_cast<size_t>(text.data() + text.size() - p));
+  int64_t scale = unit == "ms" ? 1 : unit == "s" || unit.empty() ? 1000 : unit == "m" ? 60'000 : unit == "h" ? 3'600'000 : 0;
+  if (ec != std::errc() || n < 0 || scale == 0 || n > kRolloutSoakMsMax / scale) {
+    return Status::InvalidArgument(fmt::format("--soak: '{}' is not a duration such as 30s, 5m or 2h", text));
+  }
+  return n * scale;
+}
+
+Result<std::string> SpecJson(const RolloutOptions& o) {
+  Result<int64_t> soak_ms = ParseDurationMs(o.soak);
+  if (!soak_ms.ok()) return soak_ms.status();
+  RolloutSpec spec;
+  spec.id = o.id;
+  spec.model = o.model;
+  spec.target_version = o.version;
+  spec.channel = o.channel;
+  spec.regions = o.regions;
+  spec.profiles = o.profiles;
+  spec.canaries = o.canaries;
+  spec.stages_percent = o.stages;
+  spec.min_reports = o.min_reports;
+  spec.max_failure_rate = o.max_failure_rate;
+  spec.soak_ms = *soak_ms;
+  spec.auto_promote = o.auto_promote;
+  spec.on_breach = o.auto_rollback ? BreachAction::kRollback : BreachAction::kPause;
+  return RolloutSpecToJson(spec);
+}
+
+// GETs or POSTs `path` and parses the JSON answer; one error line otherwise.
+Result<nlohmann::json> Call(const GlobalOptions& g, const std::string& method, const std::string& path,
+                            const std::string& body, long want_status, const std::string& what) {
+  if (g.token.empty()) return Status::PermissionDenied("rollouts need the operator token (--token-file DATA/operator.token)");
+  HttpClient client(g.server, HttpClientOptions{.timeout_ms = 60'000, .bearer_token = g.token});
+  Result<HttpReply> r = method == "GET" ? client.Get(path) : client.Post(path, body);
+  if (!r.ok()) return Status::Unavailable(fmt::format("{}: {}", what, r.status().message()));
+  if (r->status != want_status) {
+    return Status::FailedPrecondition(fmt::format("{}: HTTP {}: {}", what, r->status, ErrorMessageOf(*r)));
+  }
+  nlohmann::json j = nlohmann::json::parse(r->body, nullptr, false);
+  if (j.is_discarded()) return Status::Corruption(what + ": the daemon's answer is not JSON");
+  return j;
+}
+
+void PrintStatusText(const nlohmann::json& j) {
+  const auto& spec = j["spec"];
+  const auto& state = j["state"];
+  std::string prev = spec["previous_version"].get<std::string>();
+  fmt::print("rollout {}: {} channel {}  {} -> {}  {}({})\n", j["id"].get<std::string>(),
+             spec["model"].get<std::string>(), spec["channel"].get<std::string>(), prev.empty() ? "(none)" : prev,
+             spec["target_version"].get<std::string>(), state["phase"].get<std::string>(),
+             state["stage"].get<uint32_t>());
+  fmt::print("{:<6} {:>8} {:>9} {:>8} {:>7} {:>8}  {}\n", "STAGE", "PERCENT", "ELIGIBLE", "UPDATED", "FAILED",
+             "HEALTHY", "GATE");
+  for (const auto& s : j["stages"]) {
+    fmt::print("{:<6} {:>8} {:>9} {:>8} {:>7} {:>8}  {}\n", s["stage"].get<int>(), s["percent"].get<double>(),
+               s["eligible"].get<uint64_t>(), s["updated"].get<uint64_t>(), s["failed"].get<uint64_t>(),
+               s["healthy"].get<uint64_t>(), s["gate"].get<std::string>());
+  }
+}
+
+}  // namespace
+
+int RolloutStart(const GlobalOptions& g, const RolloutOptions& o) {
+  Result<std::string> body = SpecJson(o);
+  if (!body.ok()) return Fail(body.status());
+  Result<nlohmann::json> j = Call(g, "POST", "/v1/rollouts", *body, 201, "start rollout");
+  if (!j.ok()) return Fail(j.status());
+  if (g.json) {
+    PrintJson(*j);
+  } else {
+    PrintStatusText(*j);
+  }
+  return 0;
+}
+
+int RolloutPlan(const GlobalOptions& g, const RolloutOptions& o) {
+  Result<std::string> body = SpecJson(o);
+  if (!body.ok()) return Fail(body.status());
+  Result<nlohmann::json> j = Call(g, "POST", "/v1/rollout-plans", *body, 200, "plan rollout");
+  if (!j.ok()) return Fail(j.status());
+  if (g.json) {
+    PrintJson(*j);
+    return 0;
+  }
+  const auto& spec = (*j)["spec"];
+  std::string prev = spec["previous_version"].get<std::string>();
+  fmt::print("plan: {} channel {}  {} -> {}  (target {}; deltas: {})\n", spec["model"].get<std::string>(),
+             spec["channel"].get<std::string>(), prev.empty() ? "(none)" : prev,
+             spec["target_version"].get<std::string>(), HumanBytes((*j)["target_bytes"].get<uint64_t>()),
+             (*j)["deltas"].get<std::string>());
+  fmt::print("{:<6} {:>8} {:>9} {:>14}\n", "STAGE", "PERCENT", "TERMINALS", "FULL DOWNLOAD");
+  for (const auto& s : (*j)["stages"]) {
+    fmt::print("{:<6} {:>8} {:>9} {:>14}\n", s["stage"].get<int>(), s["percent"].get<double>(),
+               s["eligible"].get<uint64_t>(), HumanBytes(s["full_download_bytes"].get<uint64_t>()));
+  }
+  return 0;
+}
+
+int RolloutList(const GlobalOptions& g) {
+  Result<nlohmann::json> j = Call(g, "GET", "/v1/rollouts", "", 200, "list rollouts");
+  if (!j.ok()) return Fail(j.status());
+  if (g.json) {
+    PrintJson(*j);
+    return 0;
+  }
+  fmt::print("{:<16} {:<20} {:<10} {:<12} {:<12} {}\n", "ID", "MODEL", "CHANNEL", "FROM", "TO", "STATE");
+  for (const auto& r : (*j)["rollouts"]) {
+    std::string prev = r["previous_version"].get<std::string>();
+    fmt::print("{:<16} {:<20} {:<10} {:<12} {:<12} {}({})\n", r["id"].get<std::string>(),
+               r["model"].get<std::string>(), r["channel"].get<std::string>(), prev.empty() ? "-" : prev,
+               r["target_version"].get<std::string>(), r["phase"].get<std::string>(), r["stage"].get<uint32_t>());
+  }
+  return 0;
+}
+
+int RolloutStatus(const GlobalOptions& g, const std::string& id, bool watch) {
+  auto until = std::chrono::steady_clock::now() + kWatchMax;
+  for (;;) {
+    Result<nlohmann::json> j = Call(g, "GET", "/v1/rollouts/" + id, "", 200, "rollout status");
+    if (!j.ok()) return Fail(j.status());
+    if (g.json) {
+      PrintJson(*j);
+    } else {
+      PrintStatusText(*j);
+    }
+    std::string phase = (*j)["state"]["phase"].get<std::string>();
+    bool settled = phase != "running" && phase != "paused";
+    if (!watch || settled || std::chrono::steady_clock::now() > until) return 0;
+    std::this_thread::sleep_for(kWatchInterval);
+    if (!g.json) fmt::print("\n");
+  }
+}
+
+int RolloutAct(const GlobalOptions& g, const std::string& action, const std::string& id, const std::string& reason) {
+  nlohmann::json body = nlohmann::json::object();
+  if (!reason.empty()) body["reason"] = reason;
+  Result<nlohmann::json> j = Call(g, "POST", "/v1/rollouts/" + id + "/" + action, body.dump(), 200, action);
+  if (!j.ok()) return Fail(j.status());
+  if (g.json) {
+    PrintJson(*j);
+  } else {
+    PrintStatusText(*j);
+  }
+  return 0;
+}
+
+int RolloutEvents(const GlobalOptions& g, const std::string& id) {
+  Result<nlohmann::json> j = Call(g, "GET", "/v1/rollouts/" + id + "/events", "", 200, "rollout events");
+  if (!j.ok()) return Fail(j.status());
+  if (g.json) {
+    PrintJson(*j);
+    return 0;
+  }
+  for (const auto& e : (*j)["events"]) {
+    fmt::print("{:>3}  {}  {:<8} {:<9} {} -> {}  {}\n", e["seq"].get<uint64_t>(),
+               FormatRfc3339(e["time_ms"].get<int64_t>()), e["actor"].get<std::string>(),
+               e["action"].get<std::string>(), e["before"].get<std::string>().empty() ? "-" : e["before"].get<std::string>(),
+               e["after"].get<std::string>(), e["reason"].get<std::string>());
+  }
+  return 0;
+}
+
+}  // namespace meridian::cli

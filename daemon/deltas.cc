@@ -1,0 +1,229 @@
+// Making, storing and describing deltas on a background thread.
+#include "daemon/deltas.h"
+
+#include <zstd.h>
+
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+#include "base/bytes.h"
+#include "base/encoding.h"
+#include "delta/chunker.h"
+#include "delta/delta.h"
+#include "delta/delta_info.h"
+
+namespace meridian {
+
+namespace {
+
+std::string StateKey(const Digest& from, const Digest& to) { return "delta/" + from.Hex() + "/" + to.Hex(); }
+
+// What a full download costs at best: the artifact zstd-compressed (level 3,
+// as the store keeps chunks).
+Result<uint64_t> CompressedSize(ByteSpan data) {
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  if (cctx == nullptr) return Status::ResourceExhausted("no memory for a zstd context");
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, 3);
+  Bytes out(ZSTD_CStreamOutSize());
+  uint64_t total = 0;
+  ZSTD_inBuffer in{data.data(), data.size(), 0};
+  size_t left;
+  do {
+    ZSTD_outBuffer o{out.data(), out.size(), 0};
+    left = ZSTD_compressStream2(cctx, &o, &in, ZSTD_e_end);
+    if (ZSTD_isError(left)) {
+      ZSTD_freeCCtx(cctx);
+      return Status::IOError(std::string("zstd: ") + ZSTD_getErrorName(left));
+    }
+    total += o.pos;
+  } while (left != 0);
+  ZSTD_freeCCtx(cctx);
+  return total;
+}
+
+}  // namespace
+
+std::string DeltaRecordToJson(const DeltaRecord& r) {
+  nlohmann::ordered_json chunks = nlohmann::ordered_json::array();
+  for (const ChunkRef& c : r.chunks) chunks.push_back({{"digest", c.digest.ToString()}, {"size", c.size}});
+  nlohmann::ordered_json j;
+  j["info"] = nlohmann::ordered_json::parse(DeltaInfoToJson(r.info));
+  j["chunks"] = std::move(chunks);
+  return j.dump();
+}
+
+Result<DeltaRecord> DeltaRecordFromJson(std::string_view json) {
+  Status bad = Status::InvalidArgument("malformed delta record");
+  nlohmann::json j = nlohmann::json::parse(json, nullptr, false);
+  if (!j.is_object() || !j.contains("info") || !j.contains("chunks") || !j["chunks"].is_array()) return bad;
+  Result<DeltaInfo> info = ParseDeltaInfo(j["info"].dump());
+  if (!info.ok()) return bad;
+  DeltaRecord r{*info, {}};
+  uint64_t total = 0;
+  for (const auto& c : j["chunks"]) {
+    if (!c.is_object() || !c.contains("digest") || !c["digest"].is_string() || !c.contains("size") ||
+        !c["size"].is_number_unsigned()) {
+      return bad;
+    }
+    Result<Digest> d = Digest::Parse(c["digest"].get<std::string>());
+    if (!d.ok()) return bad;
+    r.chunks.push_back({*d, c["size"].get<uint64_t>()});
+    total += r.chunks.back().size;
+  }
+  if (total != (r.info.worthwhile ? r.info.size : 0)) return bad;
+  return r;
+}
+
+DeltaService::DeltaService(Store& store, SecretKey online_key, DeltaServiceOptions options)
+    : store_(store), online_key_(std::move(online_key)), options_(options), worker_([this] { Run(); }) {}
+
+DeltaService::~DeltaService() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  worker_.join();
+}
+
+Result<DeltaRecord> DeltaService::Find(const Digest& from, const Digest& to) {
+  Result<std::string> json = store_.GetState(StateKey(from, to));
+  if (!json.ok()) return json.status();
+  Result<DeltaRecord> r = DeltaRecordFromJson(*json);
+  if (!r.ok()) return Status::Corruption("stored delta record " + StateKey(from, to) + " is malformed");
+  return r;
+}
+
+Result<DeltaRecord> DeltaService::FindOrQueue(const Digest& from, const Digest& to) {
+  Result<DeltaRecord> found = Find(from, to);
+  if (found.ok() || found.status().code() != Status::Code::kNotFound) return found;
+  for (const Digest& d : {from, to}) {
+    if (Result<Manifest> m = store_.FindArtifact(d); !m.ok()) return m.status();
+  }
+  std::lock_guard lock(mu_);
+  if (!queued_.contains({from, to})) {
+    if (queue_.size() >= options_.queue_max) return Status::ResourceExhausted("delta queue is full");
+    queue_.emplace_back(from, to);
+    queued_.insert({from, to});
+    cv_.notify_all();
+  }
+  return Status::FailedPrecondition("delta is being computed; retry later or download the artifact");
+}
+
+void DeltaService::QueueForNewVersion(const Manifest& published) {
+  Result<std::vector<std::string>> versions = store_.ListVersions(published.name);
+  if (!versions.ok()) return;
+  std::vector<Digest> older;
+  for (const std::string& v : *versions) {
+    if (CompareVersions(v, published.version) >= 0) continue;
+    if (Result<Manifest> m = store_.GetManifest(published.name, v); m.ok() && m->digest != published.digest) {
+      older.push_back(m->digest);
+    }
+  }
+  // The newest older versions: where terminals most likely are.
+  size_t keep = static_cast<size_t>(std::max(0, options_.previous_versions));
+  if (older.size() > keep) older.erase(older.begin(), older.end() - static_cast<ptrdiff_t>(keep));
+  for (const Digest& from : older) {
+    Result<DeltaRecord> r = FindOrQueue(from, published.digest);
+    (void)r;  // pending, done, or the queue is full: a request will queue it later
+  }
+}
+
+void DeltaService::WaitIdle() {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [this] { return (queue_.empty() && !busy_) || stopping_; });
+}
+
+void DeltaService::Run() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    if (stopping_) return;
+    auto [from, to] = queue_.front();
+    queue_.pop_front();
+    busy_ = true;
+    lock.unlock();
+    Result<DeltaRecord> r = Compute(from, to);
+    Status st = r.ok() ? store_.WriteState({{StateKey(from, to), DeltaRecordToJson(*r)}}) : r.status();
+    if (!st.ok()) {
+      // Not recorded: a later request queues the pair again.
+      std::fprintf(stderr, "meridiand: delta %s -> %s failed: %s\n", from.ToString().c_str(), to.ToString().c_str(),
+                   st.ToString().c_str());
+    }
+    lock.lock();
+    queued_.erase({from, to});
+    busy_ = false;
+    cv_.notify_all();
+  }
+}
+
+Result<Bytes> DeltaService::LoadArtifact(const Manifest& m) {
+  Bytes out;
+  out.reserve(m.size);
+  for (const ChunkRef& c : m.chunks) {
+    Result<Bytes> chunk = store_.GetChunk(c.digest);
+    if (!chunk.ok()) return chunk.status();
+    out.insert(out.end(), chunk->begin(), chunk->end());
+  }
+  return out;
+}
+
+Result<DeltaRecord> DeltaService::Compute(const Digest& from, const Digest& to) {
+  Result<Manifest> source_m = store_.FindArtifact(from);
+  if (!source_m.ok()) return source_m.status();
+  Result<Manifest> target_m = store_.FindArtifact(to);
+  if (!target_m.ok()) return target_m.status();
+  DeltaRecord r;
+  DeltaInfo& info = r.info;
+  info.from = from;
+  info.to = to;
+  info.artifact_size = target_m->size;
+  if (source_m->size > options_.artifact_bytes_max || target_m->size > options_.artifact_bytes_max) {
+    info.reason = "artifact larger than " + std::to_string(options_.artifact_bytes_max) + " bytes is not diffed";
+    info.compressed_artifact_size = target_m->size;
+    return r;
+  }
+  Result<Bytes> source = LoadArtifact(*source_m);
+  if (!source.ok()) return source.status();
+  Result<Bytes> target = LoadArtifact(*target_m);
+  if (!target.ok()) return target.status();
+  Result<uint64_t> compressed = CompressedSize(*target);
+  if (!compressed.ok()) return compressed.status();
+  info.compressed_artifact_size = *compressed;
+
+  DeltaOptions delta_options;
+  delta_options.threads = options_.encoder_threads;
+  Result<Bytes> delta = EncodeDelta(*source, *target, delta_options);
+  if (!delta.ok()) return delta.status();
+  // A delta that saves less than a tenth of the compressed download is not
+  // worth the device's time to apply it.
+  if (delta->size() * 10 >= info.compressed_artifact_size * 9) {
+    info.reason = "delta (" + std::to_string(delta->size()) + " bytes) saves less than 10% of the compressed artifact (" +
+                  std::to_string(info.compressed_artifact_size) + " bytes)";
+    return r;
+  }
+  // Stored like an artifact: content-defined chunks in the chunk store.
+  ByteSpan rest(*delta);
+  while (!rest.empty()) {
+    size_t len = FindChunkEnd(rest, /*final=*/true);
+    ChunkRef ref{Digest::Of(rest.first(len)), len};
+    MERIDIAN_RETURN_IF_ERROR(store_.PutChunk(ref.digest, rest.first(len)));
+    r.chunks.push_back(ref);
+    rest = rest.subspan(len);
+  }
+  info.worthwhile = true;
+  info.digest = Digest::Of(*delta);
+  info.size = delta->size();
+  return r;
+}
+
+std::string DeltaService::SignedInfo(const DeltaInfo& info) const {
+  Envelope env;
+  env.payload_type = std::string(kDeltaInfoPayloadType);
+  env.payload = ToBytes(DeltaInfoToJson(info));
+  SignEnvelope(env, online_key_);
+  return EnvelopeToJson(env);
+}
+
+}  // namespace meridian

@@ -1,0 +1,95 @@
+// Deltas between versions, as the daemon makes, caches and describes them.
+//
+// A delta is computed (delta/delta.h) from two stored artifacts, then stored
+// like any artifact: cut into content-defined chunks in the chunk store, with
+// a record in the state space ("delta/<from hex>/<to hex>"). Its descriptor —
+// from, to, the delta's digest and size, and whether it is worth downloading —
+// is signed by the daemon's online key, so a client knows what it is about to
+// apply before it downloads it (docs/formats/delta.md, "Serving").
+//
+// Work happens on one background thread: deltas from the previous few
+// versions of a model are queued when a version is published; a request for a
+// pair not made yet queues it too and the caller is told to retry (or to
+// download the artifact). Memory while computing: both artifacts in memory
+// plus the encoder's (about 5 × the larger artifact), so artifacts above
+// DeltaServiceOptions::artifact_bytes_max are never diffed.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "base/digest.h"
+#include "base/status.h"
+#include "delta/delta_info.h"
+#include "manifest/manifest.h"
+#include "signing/signing.h"
+#include "store/store.h"
+
+namespace meridian {
+
+struct DeltaServiceOptions {
+  int previous_versions = 3;                   // deltas made at publish time, from this many older versions
+  uint64_t artifact_bytes_max = 1ull << 30;    // larger artifacts are not diffed (memory)
+  int encoder_threads = 2;
+  size_t queue_max = 1000;                     // pending pairs; more are refused (retry later)
+};
+
+// A computed delta: its descriptor, and where its bytes are stored.
+struct DeltaRecord {
+  DeltaInfo info;
+  std::vector<ChunkRef> chunks;  // the delta bytes, in order (empty when not worthwhile)
+};
+
+class DeltaService {
+ public:
+  DeltaService(Store& store, SecretKey online_key, DeltaServiceOptions options = {});
+  ~DeltaService();  // finishes the delta in progress, drops the rest of the queue
+  DeltaService(const DeltaService&) = delete;
+  DeltaService& operator=(const DeltaService&) = delete;
+
+  // The record of a computed pair; NotFound when not computed yet.
+  Result<DeltaRecord> Find(const Digest& from, const Digest& to);
+  // Find, and when not computed yet, queue it: FailedPrecondition ("pending")
+  // then, NotFound when either artifact is unknown, ResourceExhausted when
+  // the queue is full.
+  Result<DeltaRecord> FindOrQueue(const Digest& from, const Digest& to);
+  // Queues deltas from the previous versions of `published`'s model.
+  void QueueForNewVersion(const Manifest& published);
+  // Blocks until the queue is empty and nothing is being computed (tests, bench).
+  void WaitIdle();
+
+  // The descriptor as a DSSE envelope signed by the online key.
+  std::string SignedInfo(const DeltaInfo& info) const;
+
+  // Computes a record now, on the calling thread (what the worker runs).
+  Result<DeltaRecord> Compute(const Digest& from, const Digest& to);
+
+ private:
+  void Run();
+  Result<Bytes> LoadArtifact(const Manifest& m);
+
+  Store& store_;
+  const SecretKey online_key_;
+  const DeltaServiceOptions options_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::pair<Digest, Digest>> queue_;   // guarded by mu_
+  std::set<std::pair<Digest, Digest>> queued_;    // guarded by mu_: no pair twice
+  bool busy_ = false;                             // guarded by mu_
+  bool stopping_ = false;                         // guarded by mu_
+  std::thread worker_;
+};
+
+// JSON of a record as kept in the store: {"info":{…},"chunks":[{"digest","size"}…]}.
+std::string DeltaRecordToJson(const DeltaRecord& record);
+Result<DeltaRecord> DeltaRecordFromJson(std::string_view json);
+
+}  // namespace meridian

@@ -1,0 +1,505 @@
+// The rollout service: rollout/ state machines persisted in the store's state
+// space, signed channel states (target/), reports and known terminals.
+#include "daemon/rollouts.h"
+
+#include <algorithm>
+#include <mutex>
+#include <set>
+#include <tuple>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "base/digest.h"
+#include "manifest/manifest.h"
+
+namespace meridian {
+
+namespace {
+
+using Json = nlohmann::json;
+using ChannelKey = std::pair<std::string, std::string>;  // model, channel
+
+struct Entry {
+  uint64_t seq;  // creation order: newer rollouts of a channel decide first
+  Rollout rollout;
+  ReportTally tally;
+};
+
+struct ChannelRecord {
+  std::string version;  // the channel's own pointer
+  uint64_t state_version = 0;
+  std::string envelope;
+  ChannelState state;
+};
+
+std::string EntryJson(const Entry& e) {
+  return fmt::format("{{\"seq\":{},\"rollout\":{}}}", e.seq, RolloutToJson(e.rollout));
+}
+
+std::string ChannelKeyText(const ChannelKey& k) { return "channel/" + k.first + "/" + k.second; }
+
+// "a/b/c/d" split on '/' into at most `parts` pieces (the last keeps the rest).
+std::vector<std::string> SplitKey(std::string_view key, size_t parts) {
+  std::vector<std::string> out;
+  while (out.size() + 1 < parts) {
+    size_t slash = key.find('/');
+    if (slash == std::string_view::npos) break;
+    out.emplace_back(key.substr(0, slash));
+    key.remove_prefix(slash + 1);
+  }
+  out.emplace_back(key);
+  return out;
+}
+
+bool Covers(const std::vector<std::string>& outer, const std::vector<std::string>& inner) {
+  if (outer.empty()) return true;
+  if (inner.empty()) return false;
+  return std::all_of(inner.begin(), inner.end(),
+                     [&](const std::string& x) { return std::find(outer.begin(), outer.end(), x) != outer.end(); });
+}
+
+bool CompletedEverywhere(const Rollout& r) {
+  const RolloutSpec& s = r.spec();
+  return r.state().phase == RolloutPhase::kCompleted && s.stages_percent.back() == 100 && s.regions.empty() &&
+         s.profiles.empty();
+}
+
+}  // namespace
+
+struct Rollouts::Impl {
+  Store& store;
+  SecretKey key;
+  const Clock& clock;
+  RolloutsOptions o;
+
+  mutable std::mutex mu;
+  std::map<std::string, Entry, std::less<>> rollouts;
+  uint64_t next_seq = 1;
+  std::map<ChannelKey, ChannelRecord> channels;
+  std::map<ChannelKey, std::map<std::string, KnownTerminal>> terminals;
+  size_t terminal_count = 0;
+  std::set<std::tuple<std::string, std::string, std::string>> dirty_terminals;
+  std::map<std::pair<std::string, std::string>, VersionRef> refs;  // (model, version): versions are immutable
+
+  Impl(Store& s, SecretKey k, const Clock& c, RolloutsOptions opts)
+      : store(s), key(std::move(k)), clock(c), o(opts) {}
+
+  Result<VersionRef> Ref(const std::string& model, const std::string& version) {
+    auto it = refs.find({model, version});
+    if (it != refs.end()) return it->second;
+    Result<std::string> env = store.GetEnvelope(model, version);
+    if (!env.ok()) {
+      if (env.status().code() == Status::Code::kNotFound) {
+        return Status::NotFound(fmt::format("model '{}' version '{}' is not published", model, version));
+      }
+      return env.status();
+    }
+    Result<Manifest> m = store.GetManifest(model, version);
+    if (!m.ok()) return m.status();
+    VersionRef ref{Digest::Of(*env).ToString(), m->digest.ToString(), m->size};
+    refs.emplace(std::make_pair(model, version), ref);
+    return ref;
+  }
+
+  std::vector<Entry*> ChannelEntries(std::string_view model, std::string_view channel) {
+    std::vector<Entry*> out;
+    for (auto& [id, e] : rollouts) {
+      if (e.rollout.spec().model == model && e.rollout.spec().channel == channel) out.push_back(&e);
+    }
+    std::sort(out.begin(), out.end(), [](const Entry* a, const Entry* b) { return a->seq > b->seq; });
+    return out;
+  }
+
+  // The version the channel holds for the regions of `probe`: what a new
+  // rollout there moves away from (and what its rollback returns to).
+  std::string HeldVersion(const RolloutSpec& probe) {
+    for (const Entry* e : ChannelEntries(probe.model, probe.channel)) {
+      if (!Overlaps(e->rollout.spec(), probe)) continue;
+      const Rollout& r = e->rollout;
+      bool moved = r.state().phase == RolloutPhase::kCompleted && r.spec().stages_percent.back() == 100;
+      return moved ? r.spec().target_version : r.spec().previous_version;
+    }
+    auto it = channels.find({probe.model, probe.channel});
+    return it == channels.end() ? std::string() : it->second.version;
+  }
+
+  // Signs the channel's next state from the rollouts in memory and writes it
+  // together with `ops` in one synced batch; memory follows only on success.
+  Status Publish(const ChannelKey& ck, const std::string& pointer,
+                 std::vector<std::pair<std::string, std::optional<std::string>>> ops) {
+    auto [slot, created] = channels.try_emplace(ck);
+    ChannelRecord& old = slot->second;
+    Status st = PublishInto(old, ck, pointer, std::move(ops));
+    if (!st.ok() && created) channels.erase(slot);
+    return st;
+  }
+
+  Status PublishInto(ChannelRecord& old, const ChannelKey& ck, const std::string& pointer,
+                     std::vector<std::pair<std::string, std::optional<std::string>>> ops) {
+    ChannelState s;
+    s.model = ck.first;
+    s.channel = ck.second;
+    s.state_version = old.state_version + 1;
+    s.issued_ms = clock.NowUnixMillis();
+    s.expires_ms = s.issued_ms + o.state_expiry_ms;
+    s.version = pointer;
+    // Newest first; a rollout whose regions and profiles a newer kept one
+    // covers can never decide for any terminal, so it is left out.
+    for (const Entry* e : ChannelEntries(ck.first, ck.second)) {
+      if (s.rollouts.size() >= kChannelRolloutsMax) break;
+      const RolloutSpec& spec = e->rollout.spec();
+      bool covered = std::any_of(s.rollouts.begin(), s.rollouts.end(), [&](const ChannelRollout& k) {
+        return Covers(k.spec.regions, spec.regions) && Covers(k.spec.profiles, spec.profiles);
+      });
+      if (!covered) s.rollouts.push_back({spec, e->rollout.state()});
+    }
+    std::vector<std::string> named = {pointer};
+    for (const ChannelRollout& r : s.rollouts) {
+      named.push_back(r.spec.target_version);
+      named.push_back(r.spec.previous_version);
+    }
+    for (const std::string& v : named) {
+      if (v.empty() || s.versions.count(v)) continue;
+      Result<VersionRef> ref = Ref(ck.first, v);
+      if (!ref.ok()) return ref.status();
+      s.versions.emplace(v, *ref);
+    }
+    std::string envelope = SignChannelState(s, key);
+    Json rec = {{"version", pointer}, {"state_version", s.state_version}, {"envelope", envelope}};
+    ops.emplace_back(ChannelKeyText(ck), rec.dump());
+    MERIDIAN_RETURN_IF_ERROR(store.WriteState(ops));
+    old.version = pointer;
+    old.state_version = s.state_version;
+    old.envelope = std::move(envelope);
+    old.state = std::move(s);
+    return Status::Ok();
+  }
+
+  // Makes the change already applied to `e` durable with its channel's new
+  // signed state; restores `before` when that fails.
+  Status Commit(Entry& e, const Rollout& before) {
+    const RolloutSpec& spec = e.rollout.spec();
+    ChannelKey ck{spec.model, spec.channel};
+    auto it = channels.find(ck);
+    std::string pointer = it == channels.end() ? std::string() : it->second.version;
+    if (CompletedEverywhere(e.rollout)) pointer = spec.target_version;
+    Status st = Publish(ck, pointer, {{"rollout/" + spec.id, EntryJson(e)}});
+    if (!st.ok()) e.rollout = before;
+    return st;
+  }
+
+  // Runs the gates of one rollout; true when they changed its state.
+  Result<bool> Gate(Entry& e) {
+    Rollout before = e.rollout;
+    Result<GateDecision> d = e.rollout.Tick(e.tally, clock.NowUnixMillis());
+    if (!d.ok()) return d.status();
+    if (d->verdict == GateVerdict::kNone) return false;
+    MERIDIAN_RETURN_IF_ERROR(Commit(e, before));
+    return true;
+  }
+
+  void RecordTerminal(const ChannelKey& ck, const TerminalInfo& t) {
+    auto& known = terminals[ck];
+    int64_t now = clock.NowUnixMillis();
+    auto it = known.find(t.id);
+    if (it == known.end()) {
+      if (terminal_count >= o.terminals_max) return;  // the fleet view is full; targets still work
+      ++terminal_count;
+      it = known.emplace(t.id, KnownTerminal{t, 0}).first;
+    }
+    KnownTerminal& k = it->second;
+    bool changed = k.info.profile != t.profile || k.info.region != t.region ||
+                   k.info.current_version != t.current_version;
+    if (changed || now - k.last_seen_ms >= o.terminal_touch_ms) {
+      dirty_terminals.emplace(ck.first, ck.second, t.id);
+    }
+    k.info = t;
+    k.last_seen_ms = now;
+  }
+
+  // Known terminals are soft state (a terminal re-registers at its next
+  // poll), so they are written in batches by Tick, not synced per request.
+  void FlushTerminals() {
+    std::vector<std::pair<std::string, std::optional<std::string>>> ops;
+    while (!dirty_terminals.empty() && ops.size() < o.terminal_flush_ops_max) {
+      auto node = dirty_terminals.extract(dirty_terminals.begin());
+      const auto& [model, channel, id] = node.value();
+      const KnownTerminal& k = terminals[{model, channel}][id];
+      Json j = {{"profile", k.info.profile},
+                {"region", k.info.region},
+                {"current_version", k.info.current_version},
+                {"last_seen_ms", k.last_seen_ms}};
+      ops.emplace_back(fmt::format("terminal/{}/{}/{}", model, channel, id), j.dump());
+    }
+    if (!ops.empty()) (void)store.WriteState(ops);  // retried at the next change of each terminal
+  }
+
+  Status Load() {
+    Result<std::vector<std::pair<std::string, std::string>>> kv = store.ScanState("rollout/");
+    if (!kv.ok()) return kv.status();
+    for (const auto& [k, v] : *kv) {
+      Json j = Json::parse(v, nullptr, false);
+      if (j.is_discarded() || !j.is_object() || !j.contains("seq") || !j["seq"].is_number_unsigned() ||
+          !j.contains("rollout")) {
+        return Status::Corruption(k + ": malformed rollout record");
+      }
+      Result<Rollout> r = RolloutFromJson(j["rollout"].dump());
+      if (!r.ok()) return Status::Corruption(k + ": " + r.status().message());
+      uint64_t seq = j["seq"].get<uint64_t>();
+      next_seq = std::max(next_seq, seq + 1);
+      std::string id = r->spec().id;
+      rollouts.emplace(id, Entry{seq, std::move(*r), {}});
+    }
+    kv = store.ScanState("channel/");
+    if (!kv.ok()) return kv.status();
+    for (const auto& [k, v] : *kv) {
+      std::vector<std::string> parts = SplitKey(k, 3);
+      Json j = Json::parse(v, nullptr, false);
+      if (parts.size() != 3 || j.is_discarded() || !j.is_object() || !j.value("envelope", Json()).is_string()) {
+        return Status::Corruption(k + ": malformed channel record");
+      }
+      Result<Envelope> env = ParseEnvelope(j["envelope"].get<std::string>());
+      Result<ChannelState> s = env.ok() ? ChannelStateFromJson(AsString(env->payload)) : Result<ChannelState>(env.status());
+      if (!s.ok()) return Status::Corruption(k + ": " + s.status().message());
+      ChannelRecord& rec = channels[{parts[1], parts[2]}];
+      rec.version = s->version;
+      rec.state_version = s->state_version;
+      rec.envelope = j["envelope"].get<std::string>();
+      rec.state = std::move(*s);
+    }
+    kv = store.ScanState("report/");
+    if (!kv.ok()) return kv.status();
+    for (const auto& [k, v] : *kv) {
+      std::vector<std::string> parts = SplitKey(k, 4);
+      Result<TerminalReport> r = ReportFromJson(v);
+      auto it = parts.size() == 4 ? rollouts.find(parts[1]) : rollouts.end();
+      if (!r.ok() || it == rollouts.end()) return Status::Corruption(k + ": malformed report record");
+      MERIDIAN_RETURN_IF_ERROR(it->second.tally.Add(*r));
+    }
+    kv = store.ScanState("terminal/");
+    if (!kv.ok()) return kv.status();
+    for (const auto& [k, v] : *kv) {
+      std::vector<std::string> parts = SplitKey(k, 4);
+      Json j = Json::parse(v, nullptr, false);
+      if (parts.size() != 4 || j.is_discarded() || !j.is_object()) return Status::Corruption(k + ": malformed terminal");
+      if (terminal_count >= o.terminals_max) break;
+      KnownTerminal t{{parts[3], j.value("profile", ""), j.value("region", ""), j.value("current_version", "")},
+                      j.value("last_seen_ms", int64_t{0})};
+      terminals[{parts[1], parts[2]}][parts[3]] = std::move(t);
+      ++terminal_count;
+    }
+    return Status::Ok();
+  }
+
+  const std::map<std::string, KnownTerminal>* Known(const RolloutSpec& spec) const {
+    auto it = terminals.find({spec.model, spec.channel});
+    return it == terminals.end() ? nullptr : &it->second;
+  }
+};
+
+Rollouts::Rollouts(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Rollouts::~Rollouts() = default;
+
+Result<std::unique_ptr<Rollouts>> Rollouts::Open(Store& store, SecretKey online_key, const Clock& clock,
+                                                 RolloutsOptions options) {
+  auto impl = std::make_unique<Impl>(store, std::move(online_key), clock, options);
+  MERIDIAN_RETURN_IF_ERROR(impl->Load());
+  return std::unique_ptr<Rollouts>(new Rollouts(std::move(impl)));
+}
+
+Result<Rollout> Rollouts::Start(RolloutSpec spec, std::string_view actor, std::string_view reason) {
+  Result<Rollout> out = Status::Unavailable("not started");
+  {
+    std::lock_guard lock(impl_->mu);
+    Impl& m = *impl_;
+    if (m.rollouts.size() >= m.o.rollouts_max) {
+      return Status::ResourceExhausted(fmt::format("the daemon holds {} rollouts already", m.o.rollouts_max));
+    }
+    if (spec.id.empty()) {
+      for (uint64_t n = m.next_seq; spec.id.empty() || m.rollouts.count(spec.id); ++n) spec.id = fmt::format("r{}", n);
+    }
+    spec.previous_version = m.HeldVersion(spec);
+    MERIDIAN_RETURN_IF_ERROR(ValidateRolloutSpec(spec));
+    if (Result<VersionRef> ref = m.Ref(spec.model, spec.target_version); !ref.ok()) return ref.status();
+    std::vector<const Rollout*> existing;
+    for (const auto& [id, e] : m.rollouts) existing.push_back(&e.rollout);
+    MERIDIAN_RETURN_IF_ERROR(CheckNoConflict(existing, spec));
+    Result<Rollout> r = Rollout::Start(spec, m.clock.NowUnixMillis(), actor, reason);
+    if (!r.ok()) return r.status();
+    Entry& e = m.rollouts.emplace(spec.id, Entry{m.next_seq++, *r, {}}).first->second;
+    if (Status st = m.Commit(e, *r); !st.ok()) {
+      m.rollouts.erase(spec.id);
+      return st;
+    }
+    out = e.rollout;
+  }
+  notifier_.NotifyAll();
+  return out;
+}
+
+Result<Rollout> Rollouts::Act(std::string_view id, RolloutAction action, std::string_view actor,
+                              std::string_view reason) {
+  Result<Rollout> out = Status::Unavailable("not applied");
+  {
+    std::lock_guard lock(impl_->mu);
+    auto it = impl_->rollouts.find(id);
+    if (it == impl_->rollouts.end()) return Status::NotFound(fmt::format("no rollout '{}'", id));
+    Entry& e = it->second;
+    Rollout before = e.rollout;
+    MERIDIAN_RETURN_IF_ERROR(e.rollout.Apply(action, impl_->clock.NowUnixMillis(), actor, reason));
+    MERIDIAN_RETURN_IF_ERROR(impl_->Commit(e, before));
+    out = e.rollout;
+  }
+  notifier_.NotifyAll();
+  return out;
+}
+
+Result<Rollout> Rollouts::Get(std::string_view id) const {
+  std::lock_guard lock(impl_->mu);
+  auto it = impl_->rollouts.find(id);
+  if (it == impl_->rollouts.end()) return Status::NotFound(fmt::format("no rollout '{}'", id));
+  return it->second.rollout;
+}
+
+std::vector<Rollout> Rollouts::List() const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<const Entry*> entries;
+  for (const auto& [id, e] : impl_->rollouts) entries.push_back(&e);
+  std::sort(entries.begin(), entries.end(), [](const Entry* a, const Entry* b) { return a->seq < b->seq; });
+  std::vector<Rollout> out;
+  for (const Entry* e : entries) out.push_back(e->rollout);
+  return out;
+}
+
+Result<std::vector<StageRow>> Rollouts::Stages(std::string_view id) const {
+  std::lock_guard lock(impl_->mu);
+  auto it = impl_->rollouts.find(id);
+  if (it == impl_->rollouts.end()) return Status::NotFound(fmt::format("no rollout '{}'", id));
+  const Rollout& r = it->second.rollout;
+  const RolloutSpec& spec = r.spec();
+  const RolloutState& state = r.state();
+  const auto* known = impl_->Known(spec);
+  std::vector<StageRow> rows;
+  for (uint32_t k = 0; k < spec.stages_percent.size(); ++k) {
+    StageRow row;
+    row.percent = spec.stages_percent[k];
+    if (known != nullptr) {
+      for (const auto& [tid, t] : *known) {
+        if (!InCohort(spec, k, t.info)) continue;
+        ++row.eligible;
+        if (t.info.current_version == spec.target_version) ++row.updated;
+      }
+    }
+    StageStats stats = it->second.tally.Stats(k);
+    row.failed = stats.failed;
+    row.healthy = stats.succeeded;
+    bool done = state.phase == RolloutPhase::kCompleted;
+    if (k < state.stage || done) row.gate = "passed";
+    else if (k > state.stage) row.gate = "pending";
+    else if (state.phase == RolloutPhase::kRunning) {
+      row.gate = EvaluateGates(spec, state, it->second.tally.Stats(k, state.gate_since_ms),
+                               impl_->clock.NowUnixMillis()).reason;
+    } else {
+      row.gate = std::string(PhaseName(state.phase));
+    }
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+Result<RolloutPlan> Rollouts::Plan(RolloutSpec spec) const {
+  std::lock_guard lock(impl_->mu);
+  if (spec.id.empty()) spec.id = "plan";
+  spec.previous_version = impl_->HeldVersion(spec);
+  MERIDIAN_RETURN_IF_ERROR(ValidateRolloutSpec(spec));
+  Result<VersionRef> ref = impl_->Ref(spec.model, spec.target_version);
+  if (!ref.ok()) return ref.status();
+  RolloutPlan plan;
+  plan.target_bytes = ref->size;
+  const auto* known = impl_->Known(spec);
+  for (uint32_t k = 0; k < spec.stages_percent.size(); ++k) {
+    uint64_t eligible = 0, moving = 0;
+    if (known != nullptr) {
+      for (const auto& [tid, t] : *known) {
+        if (!InCohort(spec, k, t.info)) continue;
+        ++eligible;
+        if (t.info.current_version != spec.target_version) ++moving;
+      }
+    }
+    plan.eligible.push_back(eligible);
+    plan.full_download_bytes.push_back(moving * ref->size);
+  }
+  plan.spec = std::move(spec);
+  return plan;
+}
+
+Result<TargetAnswer> Rollouts::Target(std::string_view model, std::string_view channel, const TerminalInfo& terminal) {
+  std::lock_guard lock(impl_->mu);
+  ChannelKey ck{std::string(model), std::string(channel)};
+  auto it = impl_->channels.find(ck);
+  if (it == impl_->channels.end()) {
+    return Status::NotFound(fmt::format("model '{}' channel '{}' has no version yet", model, channel));
+  }
+  impl_->RecordTerminal(ck, terminal);
+  const ChannelRecord& rec = it->second;
+  return TargetAnswer{rec.state_version, rec.envelope, ResolveChannelTarget(rec.state, terminal)};
+}
+
+Result<bool> Rollouts::Report(std::string_view rollout_id, std::string_view model, std::string_view channel,
+                              TerminalReport report) {
+  bool changed = false;
+  {
+    std::lock_guard lock(impl_->mu);
+    Impl& m = *impl_;
+    report.received_ms = m.clock.NowUnixMillis();
+    report.stage = 0;
+    MERIDIAN_RETURN_IF_ERROR(ValidateReport(report));
+    Entry* e = nullptr;
+    if (!rollout_id.empty()) {
+      auto it = m.rollouts.find(rollout_id);
+      if (it != m.rollouts.end() && it->second.rollout.spec().model == model) e = &it->second;
+    } else {
+      TerminalInfo t{report.terminal_id, report.profile, report.region, report.version};
+      for (Entry* c : m.ChannelEntries(model, channel)) {
+        if (c->rollout.active() && IsEligible(c->rollout.spec(), t)) {
+          e = c;
+          break;
+        }
+      }
+    }
+    if (e == nullptr || !e->rollout.Admit(&report)) return false;
+    // Into the tally first: a report over the tally's limit must not be stored,
+    // or the next start would refuse to load it.
+    MERIDIAN_RETURN_IF_ERROR(e->tally.Add(report));
+    std::string key = fmt::format("report/{}/{}/{}", e->rollout.spec().id, report.stage, report.terminal_id);
+    MERIDIAN_RETURN_IF_ERROR(m.store.WriteState({{key, ReportToJson(report)}}));
+    Result<bool> gated = m.Gate(*e);
+    if (!gated.ok()) return gated.status();
+    changed = *gated;
+  }
+  if (changed) notifier_.NotifyAll();
+  return true;
+}
+
+void Rollouts::Tick() {
+  bool changed = false;
+  {
+    std::lock_guard lock(impl_->mu);
+    Impl& m = *impl_;
+    for (auto& [id, e] : m.rollouts) {
+      if (e.rollout.state().phase != RolloutPhase::kRunning) continue;
+      Result<bool> gated = m.Gate(e);
+      changed = changed || (gated.ok() && *gated);
+    }
+    int64_t now = m.clock.NowUnixMillis();
+    for (auto& [ck, rec] : m.channels) {
+      if (rec.state.expires_ms - now >= m.o.state_refresh_ms) continue;
+      changed = m.Publish(ck, rec.version, {}).ok() || changed;
+    }
+    m.FlushTerminals();
+  }
+  if (changed) notifier_.NotifyAll();
+}
+
+}  // namespace meridian

@@ -1,0 +1,122 @@
+// The daemon's rollout service: runs rollout/'s state machine over the store's
+// durable state space, keeps the signed channel states terminals follow
+// (target/), records known terminals and reports, ticks the gates, and wakes
+// long-polling terminals when a channel changes.
+//
+// Stored keys (Store::WriteState, synced):
+//   rollout/<id>                           {"seq":N,"rollout":{spec,state,events}}
+//   channel/<model>/<channel>              {"version":"<pointer>","state_version":N,"envelope":"<signed JSON>"}
+//   report/<rollout>/<stage>/<terminal>    ReportToJson (the latest report of that terminal in that stage)
+//   terminal/<model>/<channel>/<terminal>  {"profile","region","current_version","last_seen_ms"}
+// A rollout change and its channel's newly signed state are one atomic write,
+// so the state_version a terminal saw is never reused after a restart.
+// Thread-safe: one mutex; no call waits on the network.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/status.h"
+#include "daemon/http.h"
+#include "rollout/rollout.h"
+#include "signing/signing.h"
+#include "store/store.h"
+#include "target/target.h"
+
+namespace meridian {
+
+struct RolloutsOptions {
+  int64_t state_expiry_ms = 24ll * 3600 * 1000;   // lifetime of a signed channel state
+  int64_t state_refresh_ms = 12ll * 3600 * 1000;  // re-signed by Tick when less than this is left
+  size_t rollouts_max = 10'000;                    // kept in memory and store, all states
+  size_t terminals_max = 1'000'000;                // known (model, channel, terminal) records
+  int64_t terminal_touch_ms = 60'000;              // last_seen of an unchanged terminal is persisted at most this often
+  size_t terminal_flush_ops_max = 10'000;          // terminal records per write batch
+};
+
+// A terminal that asked for a target of a model channel.
+struct KnownTerminal {
+  TerminalInfo info;
+  int64_t last_seen_ms = 0;
+};
+
+// The answer to GET /v1/terminals/{id}/target.
+struct TargetAnswer {
+  uint64_t state_version = 0;
+  std::string envelope_json;  // the signed channel state
+  ChannelTarget target;       // ResolveChannelTarget of that state for this terminal
+};
+
+// One row of a rollout's per-stage table.
+struct StageRow {
+  double percent = 0;
+  uint64_t eligible = 0;  // known terminals in this stage's cohort
+  uint64_t updated = 0;   // of those, running the target version now
+  uint64_t failed = 0;    // terminals whose latest report in this stage is a failure
+  uint64_t healthy = 0;   // … is a success
+  std::string gate;       // "passed", "pending", or the gate's reason for the current stage
+};
+
+// A dry run of a spec against the known terminals.
+struct RolloutPlan {
+  RolloutSpec spec;                          // completed as Start would (previous version, id)
+  std::vector<uint64_t> eligible;            // per stage: known terminals in its cohort (cumulative)
+  std::vector<uint64_t> full_download_bytes; // per stage: those not on the target × the target's size
+  uint64_t target_bytes = 0;                 // size of the target artifact
+};
+
+class Rollouts {
+ public:
+  // Loads every stored rollout, report, channel and terminal. Corruption when
+  // a stored record does not parse.
+  static Result<std::unique_ptr<Rollouts>> Open(Store& store, SecretKey online_key, const Clock& clock,
+                                                RolloutsOptions options = {});
+  ~Rollouts();
+
+  // Long-polling terminals wait on this; it fires after every channel change.
+  ChangeNotifier& notifier() { return notifier_; }
+
+  // Starts a rollout from an operator's spec. The id is generated when empty;
+  // previous_version is the version the channel holds for the spec's regions
+  // (whatever the request said). NotFound: the target version is not
+  // published. InvalidArgument: the spec (rollout/ ValidateRolloutSpec).
+  // FailedPrecondition: an active rollout overlaps; AlreadyExists: the id is
+  // taken. ResourceExhausted: rollouts_max.
+  Result<Rollout> Start(RolloutSpec spec, std::string_view actor, std::string_view reason);
+  // An operator action. NotFound; FailedPrecondition for an illegal transition.
+  Result<Rollout> Act(std::string_view id, RolloutAction action, std::string_view actor, std::string_view reason);
+  Result<Rollout> Get(std::string_view id) const;
+  // Every rollout, oldest first.
+  std::vector<Rollout> List() const;
+  Result<std::vector<StageRow>> Stages(std::string_view id) const;
+  // What Start would do with `spec`, without doing it (an empty id becomes "plan").
+  Result<RolloutPlan> Plan(RolloutSpec spec) const;
+
+  // The signed state of a channel and this terminal's answer; records the
+  // terminal as known. NotFound when no rollout ever set the channel.
+  Result<TargetAnswer> Target(std::string_view model, std::string_view channel, const TerminalInfo& terminal);
+
+  // A terminal's report. `rollout_id` empty: the newest active rollout of the
+  // model channel the terminal is eligible for. Returns whether the report
+  // counts for a gate (false: accepted and ignored — unknown rollout, not in
+  // the current cohort, another version). Gates are evaluated at once.
+  Result<bool> Report(std::string_view rollout_id, std::string_view model, std::string_view channel,
+                      TerminalReport report);
+
+  // Periodic work: gates whose soak time passed, re-signing channel states
+  // that expire within state_refresh_ms, and persisting known terminals.
+  void Tick();
+
+ private:
+  struct Impl;
+  explicit Rollouts(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+  ChangeNotifier notifier_;
+};
+
+}  // namespace meridian

@@ -1,0 +1,380 @@
+// The streaming delta decoder: parses operations as their bytes arrive, reads
+// only the source ranges they name, and never believes a size it has not
+// bounded first (docs/formats/delta.md, "Decoding rules").
+#include <zstd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "delta/delta.h"
+
+namespace meridian {
+
+using delta_format::Op;
+
+namespace {
+
+// COPY operations stream through the source buffer in slices of this size.
+constexpr uint64_t kCopySliceBytes = 1ull << 20;
+// What the buffers can hold at most: a pending operation, the largest source
+// range, one operation's output.
+static_assert(delta_format::kOpFieldsBytesMax + ZSTD_COMPRESSBOUND(kDeltaOpTargetBytesMax) +
+                  std::max(kDeltaPrefixBytesMax, kDeltaOpTargetBytesMax) + kDeltaOpTargetBytesMax <=
+              kDeltaDecoderBufferBytesMax);
+
+// One parsed operation; `payload` points into the bytes it was parsed from.
+struct ParsedOp {
+  Op op = Op::kEnd;
+  uint64_t width = 1;
+  uint64_t source_offset = 0;
+  uint64_t source_length = 0;  // the source range read (copy, prefix, diff)
+  uint64_t target_offset = 0;  // the earlier target range read back (prefix)
+  uint64_t target_length = 0;
+  uint64_t length = 0;         // target bytes produced
+  ByteSpan payload;
+};
+
+// Outcome of parsing the front of a buffer: an operation of `wire_bytes`, or
+// the number of bytes needed before it can be parsed (`need_bytes`).
+struct ParseStep {
+  Status status;
+  size_t wire_bytes = 0;
+  size_t need_bytes = 0;
+  ParsedOp op;
+};
+
+class FieldReader {
+ public:
+  explicit FieldReader(ByteSpan data) : data_(data) {}
+  // False when the buffer ends first; `bad_` when the varint is over 64 bits.
+  bool Varint(uint64_t& v) {
+    v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (pos_ >= data_.size()) return false;
+      uint8_t b = data_[pos_++];
+      if (shift == 63 && b > 1) break;
+      v |= uint64_t{b & 0x7fu} << shift;
+      if (b < 0x80) return true;
+    }
+    bad_ = true;
+    return false;
+  }
+  bool Byte(uint64_t& v) {
+    if (pos_ >= data_.size()) return false;
+    v = data_[pos_++];
+    return true;
+  }
+  bool bad() const { return bad_; }
+  size_t pos() const { return pos_; }
+
+ private:
+  ByteSpan data_;
+  size_t pos_ = 0;
+  bool bad_ = false;
+};
+
+ParseStep ParseOp(ByteSpan data) {
+  ParseStep step;
+  FieldReader r(data);
+  ParsedOp& op = step.op;
+  uint64_t code = 0, zstd_bytes = 0;
+  bool complete = r.Byte(code);
+  if (complete) {
+    op.op = static_cast<Op>(code);
+    switch (op.op) {
+      case Op::kEnd:
+        break;
+      case Op::kCopy:
+        complete = r.Varint(op.source_offset) && r.Varint(op.length);
+        op.source_length = op.length;
+        break;
+      case Op::kLiteral:
+        complete = r.Byte(op.width) && r.Varint(op.length) && r.Varint(zstd_bytes);
+        break;
+      case Op::kLiteralPrefix:
+        complete = r.Varint(op.source_offset) && r.Varint(op.source_length) && r.Varint(op.target_offset) &&
+                   r.Varint(op.target_length) && r.Varint(op.length) && r.Varint(zstd_bytes);
+        break;
+      case Op::kDiff:
+        complete = r.Byte(op.width) && r.Varint(op.source_offset) && r.Varint(op.length) && r.Varint(zstd_bytes);
+        op.source_length = op.length;
+        break;
+      default:
+        step.status = Status::Corruption("unknown delta operation " + std::to_string(code));
+        return step;
+    }
+  }
+  if (r.bad()) {
+    step.status = Status::Corruption("delta varint overflows 64 bits");
+    return step;
+  }
+  if (!complete) {
+    step.need_bytes = data.size() + 1;
+    return step;
+  }
+  if (op.op == Op::kLiteral || op.op == Op::kLiteralPrefix || op.op == Op::kDiff) {
+    if (op.length == 0 || op.length > kDeltaOpTargetBytesMax) {
+      step.status = Status::Corruption("delta operation length out of bounds");
+      return step;
+    }
+    if (zstd_bytes == 0 || zstd_bytes > ZSTD_compressBound(op.length)) {
+      step.status = Status::Corruption("delta operation compressed size out of bounds");
+      return step;
+    }
+    if ((op.op == Op::kLiteral || op.op == Op::kDiff) && !delta_format::IsElementWidth(op.width)) {
+      step.status = Status::Corruption("delta operation element width invalid");
+      return step;
+    }
+    if (op.op == Op::kLiteralPrefix &&
+        (op.source_length > kDeltaPrefixBytesMax || op.target_length > kDeltaPrefixBytesMax - op.source_length ||
+         op.source_length + op.target_length == 0)) {
+      step.status = Status::Corruption("delta prefix length out of bounds");
+      return step;
+    }
+  }
+  const size_t total = r.pos() + zstd_bytes;
+  if (total > data.size()) {
+    step.need_bytes = total;
+    return step;
+  }
+  op.payload = data.subspan(r.pos(), zstd_bytes);
+  step.wire_bytes = total;
+  return step;
+}
+
+}  // namespace
+
+struct DeltaDecoder::State {
+  SourceReader& source;
+  TargetSink& sink;
+  ApplyOptions options;
+  Status error;
+  std::optional<DeltaHeader> header;
+  bool ended = false;
+  uint64_t written = 0;
+  Sha256 hasher;
+  ZSTD_DCtx* dctx = nullptr;
+  Bytes pending;     // bytes of an operation (or the header) not yet complete
+  Bytes source_buf;  // a source range: copy slice, prefix, diff base
+  Bytes out_buf;     // decompressed bytes of one operation
+  uint64_t peak_bytes = 0;
+
+  State(SourceReader& s, TargetSink& k, ApplyOptions o) : source(s), sink(k), options(std::move(o)) {}
+  ~State() { ZSTD_freeDCtx(dctx); }
+
+  void NotePeak() {
+    peak_bytes = std::max<uint64_t>(peak_bytes, pending.capacity() + source_buf.capacity() + out_buf.capacity());
+  }
+
+  Status Emit(ByteSpan bytes) {
+    hasher.Update(bytes);
+    written += bytes.size();
+    return sink.Write(bytes);
+  }
+
+  Status ReadSource(uint64_t offset, uint64_t length) {
+    if (offset > header->source_size || length > header->source_size - offset) {
+      return Status::Corruption("delta reads outside the source");
+    }
+    source_buf.resize(length);
+    NotePeak();
+    return length == 0 ? Status::Ok() : source.Read(offset, source_buf);
+  }
+
+  // Decompresses `payload` into out_buf (exactly `length` bytes), with the
+  // bytes in source_buf as prefix when `with_prefix`.
+  Status Decompress(ByteSpan payload, uint64_t length, bool with_prefix) {
+    const unsigned long long declared = ZSTD_getFrameContentSize(payload.data(), payload.size());
+    if (declared != length) return Status::Corruption("delta zstd frame size differs from its operation");
+    if (dctx == nullptr && (dctx = ZSTD_createDCtx()) == nullptr) return Status::IOError("ZSTD_createDCtx failed");
+    ZSTD_DCtx_reset(dctx, ZSTD_reset_session_and_parameters);
+    if (with_prefix && ZSTD_isError(ZSTD_DCtx_refPrefix(dctx, source_buf.data(), source_buf.size()))) {
+      return Status::IOError("ZSTD_DCtx_refPrefix failed");
+    }
+    out_buf.resize(length);
+    NotePeak();
+    const size_t got = ZSTD_decompressDCtx(dctx, out_buf.data(), out_buf.size(), payload.data(), payload.size());
+    if (ZSTD_isError(got) || got != length) return Status::Corruption("delta zstd frame does not decode");
+    return Status::Ok();
+  }
+
+  Status Execute(const ParsedOp& op) {
+    if (ended) return Status::Corruption("delta has bytes after its end operation");
+    if (op.op == Op::kEnd) {
+      ended = true;
+      return Status::Ok();
+    }
+    if (op.length > header->target_size - written) return Status::Corruption("delta writes past the target size");
+    switch (op.op) {
+      case Op::kCopy:
+        if (op.source_offset > header->source_size || op.length > header->source_size - op.source_offset) {
+          return Status::Corruption("delta reads outside the source");
+        }
+        for (uint64_t done = 0; done < op.length;) {
+          const uint64_t n = std::min(kCopySliceBytes, op.length - done);
+          MERIDIAN_RETURN_IF_ERROR(ReadSource(op.source_offset + done, n));
+          MERIDIAN_RETURN_IF_ERROR(Emit(source_buf));
+          done += n;
+        }
+        return Status::Ok();
+      case Op::kLiteral:
+        MERIDIAN_RETURN_IF_ERROR(Decompress(op.payload, op.length, false));
+        if (op.width == 1) return Emit(out_buf);
+        source_buf.resize(op.length);
+        NotePeak();
+        delta_format::JoinPlanes(out_buf, static_cast<unsigned>(op.width), source_buf);
+        return Emit(source_buf);
+      case Op::kLiteralPrefix:
+        if (op.target_offset > written || op.target_length > written - op.target_offset) {
+          return Status::Corruption("delta reads target bytes not yet written");
+        }
+        MERIDIAN_RETURN_IF_ERROR(ReadSource(op.source_offset, op.source_length));
+        source_buf.resize(op.source_length + op.target_length);
+        NotePeak();
+        if (op.target_length > 0) {
+          MERIDIAN_RETURN_IF_ERROR(
+              sink.ReadBack(op.target_offset, std::span<uint8_t>(source_buf).subspan(op.source_length)));
+        }
+        MERIDIAN_RETURN_IF_ERROR(Decompress(op.payload, op.length, true));
+        return Emit(out_buf);
+      case Op::kDiff:
+        MERIDIAN_RETURN_IF_ERROR(ReadSource(op.source_offset, op.length));
+        MERIDIAN_RETURN_IF_ERROR(Decompress(op.payload, op.length, false));
+        delta_format::ApplyPlanes(out_buf, static_cast<unsigned>(op.width), source_buf);
+        return Emit(source_buf);
+      case Op::kEnd:
+        break;
+    }
+    return Status::Corruption("unknown delta operation");
+  }
+
+  Status CheckHeader(ByteSpan bytes) {
+    Result<DeltaHeader> h = ParseDeltaHeader(bytes);
+    if (!h.ok()) return h.status();
+    if (h->source_size != source.size() || h->source_digest != options.source_digest) {
+      return Status::InvalidArgument("delta was made from another source");
+    }
+    if (options.target_digest && *options.target_digest != h->target_digest) {
+      return Status::InvalidArgument("delta makes another target than expected");
+    }
+    if (h->target_size > options.target_bytes_max) return Status::InvalidArgument("delta target larger than allowed");
+    header = *h;
+    return Status::Ok();
+  }
+
+  // Runs the complete operations at the front of `data`; `consumed` says how
+  // many bytes they took.
+  Status Consume(ByteSpan data, size_t& consumed) {
+    consumed = 0;
+    while (consumed < data.size()) {
+      ParseStep step = ParseOp(data.subspan(consumed));
+      MERIDIAN_RETURN_IF_ERROR(step.status);
+      if (step.wire_bytes == 0) return Status::Ok();
+      MERIDIAN_RETURN_IF_ERROR(Execute(step.op));
+      consumed += step.wire_bytes;
+    }
+    return Status::Ok();
+  }
+
+  Status Append(ByteSpan in) {
+    if (!header) {
+      const size_t take = std::min(in.size(), kDeltaHeaderBytes - pending.size());
+      pending.insert(pending.end(), in.begin(), in.begin() + static_cast<ptrdiff_t>(take));
+      in = in.subspan(take);
+      if (pending.size() < kDeltaHeaderBytes) return Status::Ok();
+      MERIDIAN_RETURN_IF_ERROR(CheckHeader(pending));
+      pending.clear();
+    }
+    while (!in.empty()) {
+      if (pending.empty()) {
+        // Operations complete in the caller's bytes run from there, uncopied.
+        size_t consumed = 0;
+        MERIDIAN_RETURN_IF_ERROR(Consume(in, consumed));
+        pending.assign(in.begin() + static_cast<ptrdiff_t>(consumed), in.end());
+        NotePeak();
+        return Status::Ok();
+      }
+      // Complete the pending operation with just the bytes it still needs.
+      ParseStep step = ParseOp(pending);
+      MERIDIAN_RETURN_IF_ERROR(step.status);
+      if (step.wire_bytes == 0) {
+        const size_t take = std::min(in.size(), step.need_bytes - pending.size());
+        pending.reserve(step.need_bytes);
+        pending.insert(pending.end(), in.begin(), in.begin() + static_cast<ptrdiff_t>(take));
+        NotePeak();
+        in = in.subspan(take);
+        continue;
+      }
+      MERIDIAN_RETURN_IF_ERROR(Execute(step.op));
+      pending.clear();
+    }
+    // The pending operation may now be complete.
+    if (!pending.empty()) {
+      ParseStep step = ParseOp(pending);
+      MERIDIAN_RETURN_IF_ERROR(step.status);
+      if (step.wire_bytes != 0) {
+        MERIDIAN_RETURN_IF_ERROR(Execute(step.op));
+        pending.clear();
+      }
+    }
+    return Status::Ok();
+  }
+};
+
+DeltaDecoder::DeltaDecoder(SourceReader& source, TargetSink& sink, ApplyOptions options)
+    : state_(std::make_unique<State>(source, sink, std::move(options))) {}
+
+DeltaDecoder::~DeltaDecoder() = default;
+
+Status DeltaDecoder::Append(ByteSpan delta_bytes) {
+  State& s = *state_;
+  if (s.error.ok()) s.error = s.Append(delta_bytes);
+  return s.error;
+}
+
+Status DeltaDecoder::Finish() {
+  State& s = *state_;
+  if (!s.error.ok()) return s.error;
+  if (!s.header) {
+    s.error = Status::Corruption("delta shorter than its header");
+  } else if (!s.ended || !s.pending.empty()) {
+    s.error = Status::Corruption("delta truncated: no end operation");
+  } else if (s.written != s.header->target_size) {
+    s.error = Status::Corruption("delta produced " + std::to_string(s.written) + " bytes, header says " +
+                                 std::to_string(s.header->target_size));
+  } else if (s.hasher.Finish() != s.header->target_digest) {
+    s.error = Status::Corruption("delta output does not match the target digest");
+  } else {
+    return Status::Ok();
+  }
+  return s.error;
+}
+
+const std::optional<DeltaHeader>& DeltaDecoder::header() const { return state_->header; }
+uint64_t DeltaDecoder::target_bytes_written() const { return state_->written; }
+uint64_t DeltaDecoder::buffer_bytes_peak() const { return state_->peak_bytes; }
+
+Result<Bytes> ApplyDelta(ByteSpan source, ByteSpan delta) {
+  struct VectorSink final : TargetSink {
+    Bytes out;
+    Status Write(ByteSpan data) override {
+      out.insert(out.end(), data.begin(), data.end());
+      return Status::Ok();
+    }
+    Status ReadBack(uint64_t offset, std::span<uint8_t> dest) override {
+      std::copy_n(out.begin() + static_cast<ptrdiff_t>(offset), dest.size(), dest.begin());
+      return Status::Ok();
+    }
+  };
+  SpanSourceReader reader(source);
+  VectorSink sink;
+  ApplyOptions options;
+  options.source_digest = Digest::Of(source);
+  DeltaDecoder decoder(reader, sink, options);
+  MERIDIAN_RETURN_IF_ERROR(decoder.Append(delta));
+  MERIDIAN_RETURN_IF_ERROR(decoder.Finish());
+  return std::move(sink.out);
+}
+
+}  // namespace meridian

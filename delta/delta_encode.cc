@@ -1,0 +1,528 @@
+// The delta encoder: finds what the target shares with the source through
+// content-defined anchors, copies long shared runs, and encodes every other
+// segment of the target the way a trial on a sample of it says is smallest —
+// zstd with the matching source range and earlier target as prefix (code),
+// byte planes (new weights), or zigzag differences against the source (drifted
+// weights). Segments are encoded in parallel.
+#include <zstd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <thread>
+#include <tuple>
+
+#include "delta/chunker.h"
+#include "delta/delta.h"
+
+namespace meridian {
+
+using delta_format::Op;
+
+namespace {
+
+// Anchors: chunk starts of a fine content-defined chunking, keyed by the hash
+// of the bytes that follow. A run shared by source and target, a few hundred
+// bytes long, holds an anchor at the same content in both.
+constexpr ChunkerParams kAnchorParams{.min_bytes = 64, .avg_bytes = 256, .max_bytes = 1024};
+constexpr size_t kAnchorKeyBytes = 32;
+// Element grids are chosen per block of this many target bytes.
+constexpr uint64_t kBlockBytes = 4096;
+// Runs of one element grid shorter than this join the run before them: each
+// run costs a zstd frame.
+constexpr uint64_t kRunBytesMin = 16 * 1024;
+// The middle of a segment on which the encodings are tried.
+constexpr uint64_t kSampleBytes = 1ull << 20;
+constexpr int kTrialLevel = 1;
+// A segment whose anchors recur fewer times than this in the earlier target
+// gets no target window.
+constexpr size_t kTargetHintsMin = 16;
+
+uint64_t AnchorKey(const uint8_t* p) {
+  uint64_t h = 0x9e3779b97f4a7c15ull;
+  for (size_t i = 0; i < kAnchorKeyBytes; i += 8) {
+    uint64_t v;
+    std::memcpy(&v, p + i, 8);
+    h = (h ^ v) * 0xff51afd7ed558ccdull;
+    h ^= h >> 31;
+  }
+  return h;
+}
+
+std::vector<uint64_t> AnchorPositions(ByteSpan data) {
+  std::vector<uint64_t> out;
+  uint64_t pos = 0;
+  while (pos + kAnchorKeyBytes <= data.size()) {
+    out.push_back(pos);
+    pos += FindChunkEnd(data.subspan(pos), /*final=*/true, kAnchorParams);
+  }
+  return out;
+}
+
+// Open addressing from anchor key to the first source position with it.
+class AnchorIndex {
+ public:
+  AnchorIndex(ByteSpan source, const std::vector<uint64_t>& anchors) {
+    const size_t slots = std::bit_ceil(std::max<size_t>(16, anchors.size() * 2));
+    mask_ = slots - 1;
+    keys_.assign(slots, 0);
+    positions_.assign(slots, kEmpty);
+    for (uint64_t pos : anchors) {
+      const uint64_t key = AnchorKey(source.data() + pos);
+      for (size_t i = key & mask_;; i = (i + 1) & mask_) {
+        if (positions_[i] == kEmpty) {
+          keys_[i] = key;
+          positions_[i] = pos;
+          break;
+        }
+        if (keys_[i] == key) break;
+      }
+    }
+  }
+  std::optional<uint64_t> Find(uint64_t key) const {
+    for (size_t i = key & mask_; positions_[i] != kEmpty; i = (i + 1) & mask_) {
+      if (keys_[i] == key) return positions_[i];
+    }
+    return std::nullopt;
+  }
+
+ private:
+  static constexpr uint64_t kEmpty = UINT64_MAX;
+  size_t mask_ = 0;
+  std::vector<uint64_t> keys_;
+  std::vector<uint64_t> positions_;
+};
+
+// A run of bytes the target shares with the source.
+struct Match {
+  uint64_t target_pos;
+  uint64_t source_pos;
+  uint64_t length;
+  int64_t diagonal() const { return static_cast<int64_t>(source_pos) - static_cast<int64_t>(target_pos); }
+};
+
+// Maximal matches at target anchors, in target order, not overlapping.
+std::vector<Match> FindMatches(ByteSpan source, ByteSpan target, const AnchorIndex& index,
+                               const std::vector<uint64_t>& target_anchors) {
+  std::vector<Match> matches;
+  uint64_t covered = 0;
+  for (uint64_t t : target_anchors) {
+    if (t < covered) continue;
+    std::optional<uint64_t> found = index.Find(AnchorKey(target.data() + t));
+    if (!found || std::memcmp(source.data() + *found, target.data() + t, kAnchorKeyBytes) != 0) continue;
+    uint64_t s = *found, begin = t, end = t + kAnchorKeyBytes;
+    while (begin > covered && s > 0 && source[s - 1] == target[begin - 1]) --s, --begin;
+    uint64_t s_end = *found + kAnchorKeyBytes;
+    while (end < target.size() && s_end < source.size() && source[s_end] == target[end]) ++end, ++s_end;
+    matches.push_back({begin, s, end - begin});
+    covered = end;
+  }
+  return matches;
+}
+
+// Where a target segment probably lies in the source.
+struct Segment {
+  uint64_t begin = 0;
+  uint64_t end = 0;
+  std::vector<int64_t> diagonals;       // candidates, source = target + diagonal
+  uint64_t window_begin = 0;            // source range for a zstd prefix
+  uint64_t window_end = 0;
+  uint64_t target_window_begin = 0;     // earlier target range appended to that prefix
+  uint64_t target_window_end = 0;
+};
+
+// An element grid: `width`-byte elements starting at positions ≡ phase.
+struct Grid {
+  unsigned width = 1;
+  unsigned phase = 0;
+  bool operator==(const Grid&) const = default;
+};
+constexpr unsigned kWidths[] = {1, 2, 4};
+
+template <typename T>
+uint64_t DiffBits(const uint8_t* s, const uint8_t* t, size_t n) {
+  uint64_t bits = 0;
+  for (size_t i = 0; i < n; ++i) {
+    T a, b;
+    std::memcpy(&a, s + i * sizeof(T), sizeof(T));
+    std::memcpy(&b, t + i * sizeof(T), sizeof(T));
+    using S = std::make_signed_t<T>;
+    const S d = static_cast<S>(static_cast<T>(b - a));
+    bits += static_cast<uint64_t>(std::bit_width(static_cast<T>(d < 0 ? ~static_cast<T>(d) : static_cast<T>(d))));
+  }
+  return bits;
+}
+
+// Estimated bits per byte of the zigzag differences of [begin, end) on `grid`:
+// the sum of the differences' significant bits. A fair proxy to compare the
+// phases of one width, not widths (it rates float32 differences byte-wise
+// cheaper than 4-byte-wise, which compresses 20 % worse): widths are compared
+// by trial compression.
+double GridCost(ByteSpan source, ByteSpan target, int64_t diagonal, uint64_t begin, uint64_t end, Grid grid) {
+  uint64_t first = begin + (grid.phase + grid.width - begin % grid.width) % grid.width;
+  if (first >= end) return 8;
+  const size_t n = (end - first) / grid.width;
+  if (n == 0) return 8;
+  const uint8_t* s = source.data() + static_cast<int64_t>(first) + diagonal;
+  const uint8_t* t = target.data() + first;
+  uint64_t bits = grid.width == 1 ? DiffBits<uint8_t>(s, t, n)
+                  : grid.width == 2 ? DiffBits<uint16_t>(s, t, n)
+                                    : DiffBits<uint32_t>(s, t, n);
+  return static_cast<double>(bits) / static_cast<double>(n * grid.width);
+}
+
+class SegmentEncoder {
+ public:
+  SegmentEncoder(ByteSpan source, ByteSpan target, const DeltaOptions& options)
+      : source_(source), target_(target), options_(options), cctx_(ZSTD_createCCtx()) {}
+  ~SegmentEncoder() { ZSTD_freeCCtx(cctx_); }
+  SegmentEncoder(const SegmentEncoder&) = delete;
+  SegmentEncoder& operator=(const SegmentEncoder&) = delete;
+
+  Result<Bytes> Encode(const Segment& seg) {
+    const uint64_t sample_begin = seg.begin + (seg.end - seg.begin - std::min(kSampleBytes, seg.end - seg.begin)) / 2;
+    const uint64_t sample_end = std::min(seg.end, sample_begin + kSampleBytes);
+
+    // The cheapest literal form on the sample.
+    std::vector<LiteralMode> modes = {LiteralMode::kPlanes2, LiteralMode::kPlanes4};
+    const bool has_prefix = seg.window_end > seg.window_begin || seg.target_window_end > seg.target_window_begin;
+    modes.push_back(has_prefix ? LiteralMode::kPrefix : LiteralMode::kPlain);
+    LiteralMode best_mode = modes.front();
+    size_t best_size = SIZE_MAX;
+    for (LiteralMode mode : modes) {
+      Result<Bytes> trial = EncodeLiteral(seg, sample_begin, sample_end, mode, kTrialLevel);
+      if (!trial.ok()) return trial.status();
+      if (trial->size() < best_size) best_size = trial->size(), best_mode = mode;
+    }
+
+    // Differences against the source, when a diagonal keeps the segment inside it.
+    std::optional<int64_t> diagonal = ChooseDiagonal(seg);
+    std::optional<unsigned> diff_width;
+    for (unsigned width : kWidths) {
+      if (!diagonal) break;
+      Result<Bytes> trial = EncodeDiff(sample_begin, sample_end, *diagonal, width, kTrialLevel);
+      if (!trial.ok()) return trial.status();
+      if (trial->size() < best_size) best_size = trial->size(), diff_width = width;
+    }
+    if (diff_width) return EncodeDiff(seg.begin, seg.end, *diagonal, *diff_width, options_.numeric_level);
+    const bool numeric = best_mode == LiteralMode::kPlanes2 || best_mode == LiteralMode::kPlanes4;
+    return EncodeLiteral(seg, seg.begin, seg.end, best_mode, numeric ? options_.numeric_level : options_.literal_level);
+  }
+
+ private:
+  enum class LiteralMode { kPlain, kPlanes2, kPlanes4, kPrefix };
+
+  Status Compress(ByteSpan data, int level, ByteSpan prefix, bool numeric, Bytes& out) {
+    ZSTD_CCtx_reset(cctx_, ZSTD_reset_session_and_parameters);
+    ZSTD_CCtx_setParameter(cctx_, ZSTD_c_compressionLevel, level);
+    if (!prefix.empty()) {
+      // The window must reach from the end of the data back to the prefix's start.
+      const int window_log = std::max(10, static_cast<int>(std::bit_width(prefix.size() + data.size() - 1)));
+      ZSTD_CCtx_setParameter(cctx_, ZSTD_c_windowLog, window_log);
+      ZSTD_CCtx_refPrefix(cctx_, prefix.data(), prefix.size());
+    }
+    // Residuals and planes are mostly short noise between runs of zeros: short
+    // matches there cost more than the literals they replace (measured: -3 %).
+    if (numeric) ZSTD_CCtx_setParameter(cctx_, ZSTD_c_minMatch, 7);
+    ZSTD_CCtx_setPledgedSrcSize(cctx_, data.size());
+    const size_t start = out.size();
+    out.resize(start + ZSTD_compressBound(data.size()));
+    const size_t n = ZSTD_compress2(cctx_, out.data() + start, out.size() - start, data.data(), data.size());
+    if (ZSTD_isError(n)) return Status::IOError(std::string("zstd: ") + ZSTD_getErrorName(n));
+    out.resize(start + n);
+    return Status::Ok();
+  }
+
+  // Appends the varint zstd size and the frame of `data` to `op`.
+  Status AppendFrame(Bytes& op, ByteSpan data, int level, ByteSpan prefix, bool numeric) {
+    frame_.clear();
+    MERIDIAN_RETURN_IF_ERROR(Compress(data, level, prefix, numeric, frame_));
+    delta_format::PutVarint(op, frame_.size());
+    op.insert(op.end(), frame_.begin(), frame_.end());
+    return Status::Ok();
+  }
+
+  Result<Bytes> EncodeLiteral(const Segment& seg, uint64_t begin, uint64_t end, LiteralMode mode, int level) {
+    Bytes op;
+    ByteSpan data = target_.subspan(begin, end - begin);
+    if (mode == LiteralMode::kPrefix) {
+      // The prefix: the source window, then the earlier target window.
+      const ByteSpan from_source = source_.subspan(seg.window_begin, seg.window_end - seg.window_begin);
+      const ByteSpan from_target =
+          target_.subspan(seg.target_window_begin, seg.target_window_end - seg.target_window_begin);
+      op.push_back(static_cast<uint8_t>(Op::kLiteralPrefix));
+      delta_format::PutVarint(op, seg.window_begin);
+      delta_format::PutVarint(op, from_source.size());
+      delta_format::PutVarint(op, seg.target_window_begin);
+      delta_format::PutVarint(op, from_target.size());
+      delta_format::PutVarint(op, data.size());
+      prefix_.assign(from_source.begin(), from_source.end());
+      prefix_.insert(prefix_.end(), from_target.begin(), from_target.end());
+      MERIDIAN_RETURN_IF_ERROR(AppendFrame(op, data, level, prefix_, false));
+      return op;
+    }
+    const unsigned width = mode == LiteralMode::kPlanes2 ? 2 : mode == LiteralMode::kPlanes4 ? 4 : 1;
+    op.push_back(static_cast<uint8_t>(Op::kLiteral));
+    op.push_back(static_cast<uint8_t>(width));
+    delta_format::PutVarint(op, data.size());
+    if (width == 1) {
+      MERIDIAN_RETURN_IF_ERROR(AppendFrame(op, data, level, {}, false));
+    } else {
+      planes_.resize(data.size());
+      delta_format::SplitPlanes(data, width, planes_);
+      MERIDIAN_RETURN_IF_ERROR(AppendFrame(op, planes_, level, {}, true));
+    }
+    return op;
+  }
+
+  // The best phase of `width` for each block of [begin, end) (ties keep the
+  // grid of the block before), as runs; runs shorter than kRunBytesMin join
+  // the run before.
+  std::vector<std::pair<uint64_t, Grid>> GridRuns(uint64_t begin, uint64_t end, int64_t diagonal,
+                                                  unsigned width) const {
+    std::vector<std::pair<uint64_t, Grid>> blocks;  // (start, grid) where the grid changes
+    for (uint64_t b = begin; b < end; b += kBlockBytes) {
+      const uint64_t e = std::min(end, b + kBlockBytes);
+      Grid best = blocks.empty() ? Grid{width, 0} : blocks.back().second;
+      double best_cost = GridCost(source_, target_, diagonal, b, e, best);
+      for (unsigned phase = 0; phase < width; ++phase) {
+        const double cost = GridCost(source_, target_, diagonal, b, e, Grid{width, phase});
+        if (cost < best_cost) best_cost = cost, best = Grid{width, phase};
+      }
+      if (blocks.empty() || !(best == blocks.back().second)) blocks.emplace_back(b, best);
+    }
+    std::vector<std::pair<uint64_t, Grid>> runs;
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      const uint64_t len = (i + 1 < blocks.size() ? blocks[i + 1].first : end) - blocks[i].first;
+      if (!runs.empty() && (len < kRunBytesMin || blocks[i].second == runs.back().second)) continue;
+      runs.push_back(blocks[i]);
+    }
+    return runs;
+  }
+
+  // Differences of [begin, end) against the source at `diagonal` in elements
+  // of `width`, one operation per run of a phase. A run starts at its phase;
+  // bytes before the first grid position go in a 1-byte-element operation.
+  Result<Bytes> EncodeDiff(uint64_t begin, uint64_t end, int64_t diagonal, unsigned width, int level) {
+    std::vector<std::pair<uint64_t, Grid>> runs = GridRuns(begin, end, diagonal, width);
+    std::vector<std::pair<uint64_t, unsigned>> ops;  // (start, width)
+    for (const auto& [start, grid] : runs) {
+      const uint64_t aligned = start + (grid.phase + grid.width - start % grid.width) % grid.width;
+      if (ops.empty() && aligned != begin) ops.emplace_back(begin, 1);
+      if (aligned < end) ops.emplace_back(aligned, grid.width);
+    }
+    if (ops.empty()) ops.emplace_back(begin, 1);
+    Bytes out;
+    for (size_t i = 0; i < ops.size(); ++i) {
+      const uint64_t b = ops[i].first, e = i + 1 < ops.size() ? ops[i + 1].first : end;
+      if (b >= e) continue;
+      const unsigned op_width = ops[i].second;
+      out.push_back(static_cast<uint8_t>(Op::kDiff));
+      out.push_back(static_cast<uint8_t>(op_width));
+      const uint64_t s = static_cast<uint64_t>(static_cast<int64_t>(b) + diagonal);
+      delta_format::PutVarint(out, s);
+      delta_format::PutVarint(out, e - b);
+      planes_.resize(e - b);
+      delta_format::DiffToPlanes(source_.subspan(s, e - b), target_.subspan(b, e - b), op_width, planes_);
+      MERIDIAN_RETURN_IF_ERROR(AppendFrame(out, planes_, level, {}, true));
+    }
+    return out;
+  }
+
+  // The candidate diagonal whose differences look cheapest on a sparse sample of blocks.
+  std::optional<int64_t> ChooseDiagonal(const Segment& seg) const {
+    std::optional<int64_t> best;
+    double best_cost = 0;
+    for (int64_t d : seg.diagonals) {
+      if (static_cast<int64_t>(seg.begin) + d < 0 || static_cast<int64_t>(seg.end) + d > static_cast<int64_t>(source_.size())) {
+        continue;
+      }
+      double cost = 0;
+      const uint64_t stride = kBlockBytes * 16;
+      for (uint64_t b = seg.begin; b < seg.end; b += stride) {
+        const uint64_t e = std::min(seg.end, b + kBlockBytes);
+        double block_best = 8;
+        for (unsigned width : kWidths) {
+          for (unsigned phase = 0; phase < width; ++phase) {
+            block_best = std::min(block_best, GridCost(source_, target_, d, b, e, Grid{width, phase}));
+          }
+        }
+        cost += block_best;
+      }
+      if (!best || cost < best_cost) best = d, best_cost = cost;
+    }
+    return best;
+  }
+
+  ByteSpan source_;
+  ByteSpan target_;
+  const DeltaOptions& options_;
+  ZSTD_CCtx* cctx_;
+  Bytes planes_;
+  Bytes frame_;
+  Bytes prefix_;
+};
+
+// Splits the target between copies (matches of copy_bytes_min or more) and
+// segments of at most segment_bytes, each with its candidate diagonals and
+// prefix window. `items` holds, in target order, a copy (`copy`) or a segment.
+struct Item {
+  std::optional<Match> copy;
+  Segment segment;
+};
+
+// The range [begin, end) within [0, end_max), at most `limit` long, reaching
+// `reach` bytes either side of the weighted median of `spans` (position, weight).
+std::pair<uint64_t, uint64_t> WindowAround(std::vector<std::pair<uint64_t, uint64_t>> spans, uint64_t reach,
+                                           uint64_t end_max, uint64_t limit) {
+  std::sort(spans.begin(), spans.end());
+  uint64_t total = 0, acc = 0, median = spans.front().first;
+  for (const auto& [pos, weight] : spans) total += weight;
+  for (const auto& [pos, weight] : spans) {
+    acc += weight;
+    if (acc * 2 >= total) {
+      median = pos;
+      break;
+    }
+  }
+  median = std::min(median, end_max);
+  uint64_t lo = median > reach ? median - reach : 0;
+  uint64_t hi = std::min(end_max, median + reach);
+  if (hi - lo > limit) {
+    lo = median - std::min(median - lo, limit / 2);
+    hi = std::min(end_max, lo + limit);
+    lo = hi - limit;
+  }
+  return {lo, hi};
+}
+
+std::vector<Item> Plan(ByteSpan source, ByteSpan target, const std::vector<Match>& matches,
+                       const AnchorIndex& target_index, const std::vector<uint64_t>& target_anchors,
+                       const DeltaOptions& o) {
+  std::vector<Match> copies;
+  for (const Match& m : matches) {
+    if (m.length >= o.copy_bytes_min) copies.push_back(m);
+  }
+  std::vector<Item> items;
+  size_t hint = 0;  // first match not wholly before the segment being planned
+  auto add_gap = [&](uint64_t begin, uint64_t end, size_t copy_index) {
+    for (uint64_t b = begin; b < end; b += o.segment_bytes) {
+      Segment seg;
+      seg.begin = b;
+      seg.end = std::min(end, b + o.segment_bytes);
+      // Diagonals: of the copies around the gap, of the short matches covering
+      // most of the segment, and unchanged offsets.
+      if (copy_index > 0) seg.diagonals.push_back(copies[copy_index - 1].diagonal());
+      if (copy_index < copies.size()) seg.diagonals.push_back(copies[copy_index].diagonal());
+      seg.diagonals.push_back(0);
+      while (hint < matches.size() && matches[hint].target_pos + matches[hint].length <= seg.begin) ++hint;
+      std::map<int64_t, uint64_t> bytes_by_diagonal;
+      std::vector<std::pair<uint64_t, uint64_t>> spans;  // source position, bytes
+      for (size_t i = hint; i < matches.size() && matches[i].target_pos < seg.end; ++i) {
+        bytes_by_diagonal[matches[i].diagonal()] += matches[i].length;
+        spans.emplace_back(matches[i].source_pos, matches[i].length);
+      }
+      if (!bytes_by_diagonal.empty()) {
+        auto top = std::max_element(bytes_by_diagonal.begin(), bytes_by_diagonal.end(),
+                                    [](const auto& a, const auto& b2) { return a.second < b2.second; });
+        seg.diagonals.push_back(top->first);
+      }
+      std::sort(seg.diagonals.begin(), seg.diagonals.end());
+      seg.diagonals.erase(std::unique(seg.diagonals.begin(), seg.diagonals.end()), seg.diagonals.end());
+      // Prefix: the earlier target where the segment's anchors recur (the files
+      // of one release resemble each other), then the source where the hints
+      // point, else the first diagonal's image of the segment.
+      const uint64_t len = seg.end - seg.begin;
+      std::vector<std::pair<uint64_t, uint64_t>> earlier;  // target position, weight
+      for (auto it = std::lower_bound(target_anchors.begin(), target_anchors.end(), seg.begin);
+           it != target_anchors.end() && *it < seg.end; ++it) {
+        std::optional<uint64_t> p = target_index.Find(AnchorKey(target.data() + *it));
+        if (p && *p + kAnchorKeyBytes <= seg.begin) earlier.emplace_back(*p, 1);
+      }
+      if (earlier.size() >= kTargetHintsMin) {
+        std::tie(seg.target_window_begin, seg.target_window_end) =
+            WindowAround(std::move(earlier), len / 2, seg.begin, std::min(len, o.prefix_bytes_max / 2));
+      }
+      if (spans.empty()) {
+        const int64_t middle = static_cast<int64_t>(seg.begin + len / 2) + seg.diagonals.front();
+        spans.emplace_back(static_cast<uint64_t>(std::max<int64_t>(0, middle)), 1);
+      }
+      std::tie(seg.window_begin, seg.window_end) =
+          WindowAround(std::move(spans), len, source.size(),
+                       o.prefix_bytes_max - (seg.target_window_end - seg.target_window_begin));
+      items.push_back({std::nullopt, std::move(seg)});
+    }
+  };
+  uint64_t pos = 0;
+  for (size_t i = 0; i < copies.size(); ++i) {
+    add_gap(pos, copies[i].target_pos, i);
+    items.push_back({copies[i], {}});
+    pos = copies[i].target_pos + copies[i].length;
+  }
+  add_gap(pos, target.size(), copies.size());
+  return items;
+}
+
+}  // namespace
+
+Result<Bytes> EncodeDelta(ByteSpan source, ByteSpan target, const DeltaOptions& options) {
+  if (options.threads < 1 || options.segment_bytes == 0 || options.segment_bytes > kDeltaOpTargetBytesMax ||
+      options.prefix_bytes_max > kDeltaPrefixBytesMax || options.copy_bytes_min < kAnchorKeyBytes) {
+    return Status::InvalidArgument("delta options out of range");
+  }
+  DeltaHeader header;
+  header.source_size = source.size();
+  header.target_size = target.size();
+  std::vector<uint64_t> source_anchors, target_anchors;
+  {
+    std::jthread side([&] {
+      header.target_digest = Digest::Of(target);
+      target_anchors = AnchorPositions(target);
+    });
+    header.source_digest = Digest::Of(source);
+    source_anchors = AnchorPositions(source);
+  }
+  std::vector<Match> matches;
+  {
+    AnchorIndex index(source, source_anchors);
+    matches = FindMatches(source, target, index, target_anchors);
+  }
+  const std::vector<Item> items =
+      Plan(source, target, matches, AnchorIndex(target, target_anchors), target_anchors, options);
+
+  std::vector<Result<Bytes>> encoded(items.size(), Result<Bytes>(Bytes{}));
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    SegmentEncoder encoder(source, target, options);
+    while (true) {
+      const size_t i = next.fetch_add(1);
+      if (i >= items.size()) return;
+      if (!items[i].copy) encoded[i] = encoder.Encode(items[i].segment);
+    }
+  };
+  {
+    std::vector<std::jthread> workers;
+    for (int t = 1; t < options.threads; ++t) workers.emplace_back(work);
+    work();
+  }
+
+  Bytes out;
+  delta_format::PutHeader(out, header);
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (items[i].copy) {
+      out.push_back(static_cast<uint8_t>(Op::kCopy));
+      delta_format::PutVarint(out, items[i].copy->source_pos);
+      delta_format::PutVarint(out, items[i].copy->length);
+    } else {
+      if (!encoded[i].ok()) return encoded[i].status();
+      out.insert(out.end(), encoded[i]->begin(), encoded[i]->end());
+    }
+  }
+  out.push_back(static_cast<uint8_t>(Op::kEnd));
+  return out;
+}
+
+}  // namespace meridian

@@ -1,0 +1,412 @@
+// Tests of the delta codec: round trips over seeded random edits and weight-like
+// arrays, refusal of hostile deltas, and the decoder's memory bound.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "delta/delta.h"
+
+using namespace meridian;
+
+namespace {
+
+Bytes RandomBytes(size_t n, std::mt19937_64& rng) {
+  Bytes b(n);
+  for (uint8_t& x : b) x = static_cast<uint8_t>(rng());
+  return b;
+}
+
+// Text-like bytes: compressible, with repeats, like code.
+Bytes CodeLike(size_t n, std::mt19937_64& rng) {
+  static const char* kWords[] = {"local.get ", "i32.add ", "call $f", "br_if 0 ", "end\n", "i64.load ", "memory "};
+  Bytes b;
+  while (b.size() < n) {
+    const char* w = kWords[rng() % 7];
+    b.insert(b.end(), w, w + std::strlen(w));
+    if (rng() % 5 == 0) b.push_back(static_cast<uint8_t>(rng()));
+  }
+  b.resize(n);
+  return b;
+}
+
+uint16_t ToHalf(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint32_t sign = (x >> 16) & 0x8000;
+  const int exp = static_cast<int>((x >> 23) & 0xff) - 127 + 15;
+  if (exp <= 0) return static_cast<uint16_t>(sign);
+  if (exp >= 31) return static_cast<uint16_t>(sign | 0x7c00);
+  return static_cast<uint16_t>(sign | (exp << 10) | ((x >> 13) & 0x3ff));
+}
+
+float FromHalf(uint16_t h) {
+  const uint32_t sign = uint32_t{h & 0x8000u} << 16;
+  const uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ffu;
+  uint32_t x = exp == 0 ? sign : sign | ((exp - 15 + 127) << 23) | (mant << 13);
+  float f;
+  std::memcpy(&f, &x, 4);
+  return f;
+}
+
+// Float16 weights ~ N(0, 0.05), and a copy with every value × (1 + N(0, rel)).
+std::pair<Bytes, Bytes> Fp16Pair(size_t count, double rel, std::mt19937_64& rng) {
+  std::normal_distribution<float> w(0, 0.05f), noise(0, static_cast<float>(rel));
+  Bytes a(count * 2), b(count * 2);
+  for (size_t i = 0; i < count; ++i) {
+    const uint16_t h = ToHalf(w(rng));
+    const uint16_t g = ToHalf(FromHalf(h) * (1 + noise(rng)));
+    std::memcpy(&a[2 * i], &h, 2);
+    std::memcpy(&b[2 * i], &g, 2);
+  }
+  return {a, b};
+}
+
+std::pair<Bytes, Bytes> Fp32Pair(size_t count, double rel, std::mt19937_64& rng) {
+  std::normal_distribution<float> w(0, 0.05f), noise(0, static_cast<float>(rel));
+  Bytes a(count * 4), b(count * 4);
+  for (size_t i = 0; i < count; ++i) {
+    const float x = w(rng), y = x * (1 + noise(rng));
+    std::memcpy(&a[4 * i], &x, 4);
+    std::memcpy(&b[4 * i], &y, 4);
+  }
+  return {a, b};
+}
+
+Bytes MustEncode(ByteSpan source, ByteSpan target, const DeltaOptions& options = {}) {
+  Result<Bytes> delta = EncodeDelta(source, target, options);
+  REQUIRE(delta.ok());
+  return std::move(delta).value();
+}
+
+void CheckRoundTrip(const Bytes& source, const Bytes& target, const DeltaOptions& options = {}) {
+  const Bytes delta = MustEncode(source, target, options);
+  Result<Bytes> out = ApplyDelta(source, delta);
+  INFO(out.status().ToString());
+  REQUIRE(out.ok());
+  REQUIRE(*out == target);
+}
+
+// Small segments, so that small inputs exercise many operations.
+DeltaOptions SmallOptions() {
+  DeltaOptions o;
+  o.literal_level = 3;
+  o.numeric_level = 3;
+  o.segment_bytes = 64 * 1024;
+  o.prefix_bytes_max = 256 * 1024;
+  o.copy_bytes_min = 1024;
+  return o;
+}
+
+// A random edit: insert, delete, replace or move a range.
+Bytes Edit(const Bytes& in, std::mt19937_64& rng) {
+  Bytes out = in;
+  const size_t n = out.size();
+  const size_t at = n ? rng() % n : 0;
+  const size_t len = std::min<size_t>(n - at, rng() % 20000);
+  switch (rng() % 4) {
+    case 0: {
+      Bytes ins = RandomBytes(rng() % 20000, rng);
+      out.insert(out.begin() + static_cast<ptrdiff_t>(at), ins.begin(), ins.end());
+      break;
+    }
+    case 1:
+      out.erase(out.begin() + static_cast<ptrdiff_t>(at), out.begin() + static_cast<ptrdiff_t>(at + len));
+      break;
+    case 2:
+      for (size_t i = at; i < at + len; ++i) out[i] = static_cast<uint8_t>(rng());
+      break;
+    default: {
+      Bytes moved(out.begin() + static_cast<ptrdiff_t>(at), out.begin() + static_cast<ptrdiff_t>(at + len));
+      out.erase(out.begin() + static_cast<ptrdiff_t>(at), out.begin() + static_cast<ptrdiff_t>(at + len));
+      out.insert(out.end(), moved.begin(), moved.end());
+      break;
+    }
+  }
+  return out;
+}
+
+ApplyOptions SourceOnly(ByteSpan source) {
+  ApplyOptions options;
+  options.source_digest = Digest::Of(source);
+  return options;
+}
+
+// Keeps what the decoder writes (and reads it back for target prefixes).
+struct StoringSink final : TargetSink {
+  Bytes out;
+  Status Write(ByteSpan data) override {
+    out.insert(out.end(), data.begin(), data.end());
+    return Status::Ok();
+  }
+  Status ReadBack(uint64_t offset, std::span<uint8_t> dest) override {
+    REQUIRE(offset + dest.size() <= out.size());
+    std::memcpy(dest.data(), out.data() + offset, dest.size());
+    return Status::Ok();
+  }
+};
+
+// Feeds `delta` to a decoder in pieces of `piece_bytes`; returns the first
+// error or Finish's status, and the output in `out`.
+Status ApplyInPieces(const Bytes& source, const Bytes& delta, size_t piece_bytes, Bytes& out) {
+  StoringSink sink;
+  SpanSourceReader reader(source);
+  DeltaDecoder decoder(reader, sink, SourceOnly(source));
+  for (size_t i = 0; i < delta.size(); i += piece_bytes) {
+    Status st = decoder.Append(ByteSpan(delta).subspan(i, std::min(piece_bytes, delta.size() - i)));
+    if (!st.ok()) return st;
+  }
+  Status st = decoder.Finish();
+  CHECK(decoder.buffer_bytes_peak() <= kDeltaDecoderBufferBytesMax);
+  out = std::move(sink.out);
+  return st;
+}
+
+}  // namespace
+
+TEST_CASE("empty source and target round-trip") {
+  std::mt19937_64 rng(1);
+  const Bytes some = CodeLike(5000, rng);
+  CheckRoundTrip({}, {});
+  CheckRoundTrip({}, some);
+  CheckRoundTrip(some, {});
+  CheckRoundTrip(some, some);
+}
+
+TEST_CASE("random edits round-trip (seeded property test)") {
+  for (uint64_t seed = 0; seed < 40; ++seed) {
+    std::mt19937_64 rng(seed);
+    const size_t n = rng() % 300000;
+    const Bytes source = seed % 2 ? CodeLike(n, rng) : RandomBytes(n, rng);
+    Bytes target = source;
+    const int edits = static_cast<int>(rng() % 6);
+    for (int e = 0; e < edits; ++e) target = Edit(target, rng);
+    INFO("seed " << seed);
+    CheckRoundTrip(source, target, SmallOptions());
+    if (seed % 8 == 0) CheckRoundTrip(source, target);
+  }
+}
+
+TEST_CASE("streamed in small pieces, the decoder gives the same bytes") {
+  std::mt19937_64 rng(7);
+  const Bytes source = CodeLike(200000, rng);
+  const Bytes target = Edit(Edit(source, rng), rng);
+  const Bytes delta = MustEncode(source, target, SmallOptions());
+  for (size_t piece : {size_t{1}, size_t{7}, size_t{4096}}) {
+    Bytes out;
+    REQUIRE(ApplyInPieces(source, delta, piece, out).ok());
+    REQUIRE(out == target);
+  }
+}
+
+TEST_CASE("unchanged input costs almost nothing") {
+  std::mt19937_64 rng(3);
+  const Bytes data = RandomBytes(3 << 20, rng);
+  const Bytes delta = MustEncode(data, data);
+  CHECK(delta.size() < kDeltaHeaderBytes + 32);
+  CheckRoundTrip(data, data);
+}
+
+TEST_CASE("weight-like arrays: fp16 and fp32 fine-tunes use differences") {
+  std::mt19937_64 rng(11);
+  {
+    auto [a, b] = Fp16Pair(600000, 1e-3, rng);
+    const Bytes delta = MustEncode(a, b);
+    CHECK(*ApplyDelta(a, delta) == b);
+    const Bytes no_base = MustEncode({}, b);
+    CHECK(delta.size() * 2 < no_base.size());
+  }
+  {
+    auto [a, b] = Fp32Pair(300000, 1e-3, rng);
+    const Bytes delta = MustEncode(a, b);
+    CHECK(*ApplyDelta(a, delta) == b);
+    const Bytes no_base = MustEncode({}, b);
+    CHECK(delta.size() * 5 < no_base.size() * 4);
+  }
+  {
+    // Odd offset: the fp16 grid starts at byte 1, and a shifted copy follows.
+    auto [a, b] = Fp16Pair(300000, 1e-2, rng);
+    a.insert(a.begin(), 0x55);
+    b.insert(b.begin(), 0x55);
+    b.insert(b.begin() + 300001, a.begin(), a.begin() + 100000);
+    CheckRoundTrip(a, b);
+    CheckRoundTrip(a, b, SmallOptions());
+  }
+}
+
+TEST_CASE("operations round-trip on their own") {
+  std::mt19937_64 rng(5);
+  for (unsigned width : {1u, 2u, 4u}) {
+    const Bytes s = RandomBytes(1001, rng), t = RandomBytes(1001, rng);
+    Bytes planes(t.size()), joined(t.size());
+    delta_format::SplitPlanes(t, width, planes);
+    delta_format::JoinPlanes(planes, width, joined);
+    CHECK(joined == t);
+    delta_format::DiffToPlanes(s, t, width, planes);
+    Bytes data = s;
+    delta_format::ApplyPlanes(planes, width, data);
+    CHECK(data == t);
+  }
+}
+
+namespace {
+
+// A valid delta over a small source, to be damaged by the tests below.
+struct Fixture {
+  Bytes source;
+  Bytes target;
+  Bytes delta;
+  Fixture() {
+    std::mt19937_64 rng(9);
+    source = CodeLike(100000, rng);
+    target = Edit(source, rng);
+    delta = MustEncode(source, target, SmallOptions());
+  }
+};
+
+// `delta`'s header (changed by `edit`) followed by `ops`.
+template <typename Edit>
+Bytes Rebuilt(const Bytes& delta, Edit edit, ByteSpan ops) {
+  DeltaHeader header = *ParseDeltaHeader(delta);
+  edit(header);
+  Bytes d;
+  delta_format::PutHeader(d, header);
+  d.insert(d.end(), ops.begin(), ops.end());
+  return d;
+}
+
+Bytes WithOps(const Bytes& delta, const Bytes& ops) {
+  return Rebuilt(delta, [](DeltaHeader&) {}, ops);
+}
+
+Bytes Copy(uint64_t offset, uint64_t length) {
+  Bytes op = {static_cast<uint8_t>(delta_format::Op::kCopy)};
+  delta_format::PutVarint(op, offset);
+  delta_format::PutVarint(op, length);
+  return op;
+}
+
+Bytes Concat(std::initializer_list<Bytes> parts) {
+  Bytes out;
+  for (const Bytes& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("hostile deltas are refused") {
+  Fixture f;
+  REQUIRE(ApplyDelta(f.source, f.delta).ok());
+
+  SECTION("truncated anywhere") {
+    for (size_t len = 0; len < f.delta.size(); len += 1 + len / 3) {
+      Result<Bytes> out = ApplyDelta(f.source, ByteSpan(f.delta).first(len));
+      REQUIRE_FALSE(out.ok());
+      CHECK(out.status().code() == Status::Code::kCorruption);
+    }
+  }
+  SECTION("bad magic, version or flags") {
+    for (size_t at : {size_t{0}, size_t{8}, size_t{10}}) {
+      Bytes d = f.delta;
+      d[at] ^= 0x40;
+      CHECK(ApplyDelta(f.source, d).status().code() == Status::Code::kInvalidArgument);
+    }
+  }
+  SECTION("another source") {
+    Bytes other = f.source;
+    other[5] ^= 1;
+    CHECK(ApplyDelta(other, f.delta).status().code() == Status::Code::kInvalidArgument);
+  }
+  SECTION("copy outside the source") {
+    const Bytes end = {0x00};
+    CHECK(ApplyDelta(f.source, WithOps(f.delta, Concat({Copy(99999, 2), end}))).status().code() ==
+          Status::Code::kCorruption);
+    // An offset near 2^64 that would wrap around.
+    CHECK(ApplyDelta(f.source, WithOps(f.delta, Concat({Copy(UINT64_MAX, 2), end}))).status().code() ==
+          Status::Code::kCorruption);
+    // A varint longer than 64 bits.
+    const Bytes too_long = {0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0x02, 0x00};
+    CHECK(ApplyDelta(f.source, WithOps(f.delta, too_long)).status().code() == Status::Code::kCorruption);
+  }
+  SECTION("writing past the target size") {
+    const Bytes end = {0x00};
+    const Bytes thrice = Concat({Copy(0, 50000), Copy(0, 50000), Copy(0, 50000), end});
+    CHECK(ApplyDelta(f.source, WithOps(f.delta, thrice)).status().code() == Status::Code::kCorruption);
+    const Bytes one_byte = Rebuilt(f.delta, [](DeltaHeader& h) { h.target_size = 1; },
+                                   ByteSpan(f.delta).subspan(kDeltaHeaderBytes));
+    CHECK(ApplyDelta(f.source, one_byte).status().code() == Status::Code::kCorruption);
+  }
+  SECTION("oversize literal and prefix claims are refused before buffering") {
+    // LITERAL width 1, length 2^40.
+    const Bytes huge_literal = {0x02, 0x01, 0x80, 0x80, 0x80, 0x80, 0x80, 0x20, 0x05, 1, 2, 3, 4, 5, 0x00};
+    CHECK(ApplyDelta(f.source, WithOps(f.delta, huge_literal)).status().code() == Status::Code::kCorruption);
+    // LITERAL_PREFIX with a 64 MiB prefix.
+    const Bytes huge_prefix = {0x03, 0x00, 0x80, 0x80, 0x80, 0x20, 0x01, 0x01, 0x00};
+    CHECK(ApplyDelta(f.source, WithOps(f.delta, huge_prefix)).status().code() == Status::Code::kCorruption);
+    // An unknown operation and a bad element width.
+    CHECK(ApplyDelta(f.source, WithOps(f.delta, Bytes{0x09})).status().code() == Status::Code::kCorruption);
+    const Bytes bad_width = {0x04, 0x03, 0x00, 0x01, 0x01, 0x00, 0x00};
+    CHECK(ApplyDelta(f.source, WithOps(f.delta, bad_width)).status().code() == Status::Code::kCorruption);
+  }
+  SECTION("wrong target digest") {
+    Bytes d = f.delta;
+    d[70] ^= 1;
+    CHECK(ApplyDelta(f.source, d).status().code() == Status::Code::kCorruption);
+  }
+  SECTION("damaged payload bytes never crash, and never pass") {
+    std::mt19937_64 rng(13);
+    for (int i = 0; i < 300; ++i) {
+      Bytes d = f.delta;
+      const size_t at = kDeltaHeaderBytes + rng() % (d.size() - kDeltaHeaderBytes);
+      d[at] = static_cast<uint8_t>(d[at] ^ (1 + rng() % 255));
+      CHECK_FALSE(ApplyDelta(f.source, d).ok());
+    }
+  }
+  SECTION("bytes after the end operation") {
+    Bytes d = f.delta;
+    d.push_back(0x00);
+    CHECK(ApplyDelta(f.source, d).status().code() == Status::Code::kCorruption);
+  }
+  SECTION("expectations of the caller") {
+    SpanSourceReader reader(f.source);
+    StoringSink sink;
+    ApplyOptions limited = SourceOnly(f.source);
+    limited.target_bytes_max = f.target.size() - 1;
+    DeltaDecoder small(reader, sink, limited);
+    CHECK(small.Append(f.delta).code() == Status::Code::kInvalidArgument);
+    ApplyOptions expecting = SourceOnly(f.source);
+    expecting.target_digest = Digest::Of("x");
+    DeltaDecoder other(reader, sink, expecting);
+    CHECK(other.Append(f.delta).code() == Status::Code::kInvalidArgument);
+  }
+}
+
+TEST_CASE("decoder memory stays bounded on a large input") {
+  // 48 MiB of fp16-like weights, fine-tuned, with a block of new bytes: the
+  // decoder's buffers stay under the constant, whatever the input size.
+  std::mt19937_64 rng(17);
+  auto [a, b] = Fp16Pair(24u << 20, 1e-3, rng);
+  const Bytes fresh = RandomBytes(1 << 20, rng);
+  b.insert(b.begin() + (20 << 20), fresh.begin(), fresh.end());
+  b.insert(b.end(), fresh.begin(), fresh.end());  // read back as target prefix
+  const Bytes delta = MustEncode(a, b);
+  Bytes out;
+  REQUIRE(ApplyInPieces(a, delta, 1 << 16, out).ok());
+  CHECK(out == b);
+}
+
+TEST_CASE("literals use the earlier target as prefix") {
+  // Two similar files in a row, new against the source: the second compresses
+  // against the first.
+  std::mt19937_64 rng(19);
+  const Bytes source = RandomBytes(1 << 20, rng);
+  Bytes variant = RandomBytes(1 << 20, rng);
+  Bytes target = variant;
+  for (size_t i = 0; i < variant.size(); i += 997) variant[i] ^= 0x5a;
+  target.insert(target.end(), variant.begin(), variant.end());
+  DeltaOptions options;
+  options.segment_bytes = 1 << 20;
+  const Bytes delta = MustEncode(source, target, options);
+  CHECK(delta.size() < (1 << 20) + (1 << 17));
+  CheckRoundTrip(source, target, options);
+}
