@@ -146,14 +146,6 @@ Result<ChunkedFile> ChunkFile(const std::string& path) {
   return out;
 }
 
-Result<Root> ReadRoot(const std::string& path) {
-  Result<std::string> text = ReadFileToString(path, 1 << 20);
-  if (!text.ok()) return text.status();
-  Result<Root> root = LoadTrustedRoot(*text);
-  if (!root.ok()) return Status::InvalidArgument(path + ": " + root.status().message());
-  return root;
-}
-
 }  // namespace
 
 int Keygen(const GlobalOptions& g, const std::string& file) {
@@ -383,7 +375,7 @@ Result<uint64_t> DownloadDelta(const GlobalOptions& g, const Root& root, const M
 int Pull(const GlobalOptions& g, const PullOptions& o) {
   if (!IsValidModelName(o.model)) return Fail("invalid model name '" + o.model + "'");
   if (!IsValidVersion(o.version)) return Fail("invalid version '" + o.version + "'");
-  Result<Root> root = ReadRoot(o.root_file);
+  Result<Root> root = LoadTrustedRootFile(o.root_file);
   if (!root.ok()) return Fail(root.status());
 
   HttpClient client(g.server);

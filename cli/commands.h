@@ -60,7 +60,9 @@ int ListModels(const GlobalOptions& g);
 int ListVersions(const GlobalOptions& g, const std::string& model);
 int Pull(const GlobalOptions& g, const PullOptions& o);
 // Offline deltas between local files (format: docs/formats/delta.md).
-int Diff(const GlobalOptions& g, const std::string& old_path, const std::string& new_path, const std::string& out);
+// `literal_level`: zstd level of literal operations (19: smallest; 12: several times faster on code).
+int Diff(const GlobalOptions& g, const std::string& old_path, const std::string& new_path, const std::string& out,
+         int literal_level);
 int Patch(const GlobalOptions& g, const std::string& old_path, const std::string& delta_path, const std::string& out);
 
 // `meridian rollout …` (operator token). `action` is promote, pause, resume,

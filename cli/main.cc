@@ -7,6 +7,7 @@
 #include "base/file.h"
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "delta/delta.h"
 
 using namespace meridian;
 using namespace meridian::cli;
@@ -60,6 +61,10 @@ int main(int argc, char** argv) {
   diff->add_option("OLD", diff_old, "the old version")->required()->check(CLI::ExistingFile);
   diff->add_option("NEW", diff_new, "the new version")->required()->check(CLI::ExistingFile);
   diff->add_option("-o,--out", diff_out, "delta file to write (.mdelta)")->required();
+  int diff_level = DeltaOptions{}.literal_level;
+  diff->add_option("--literal-level", diff_level, "zstd level of literals (lower is faster, larger)")
+      ->check(CLI::Range(1, 22))
+      ->capture_default_str();
   std::string patch_old, patch_delta, patch_out;
   CLI::App* patch = app.add_subcommand("patch", "apply a delta to OLD, verify, write OUT atomically");
   patch->add_option("OLD", patch_old, "the old version")->required()->check(CLI::ExistingFile);
@@ -131,7 +136,7 @@ int main(int argc, char** argv) {
   if (*models) return ListModels(g);
   if (*versions) return ListVersions(g, versions_model);
   if (*pull_cmd) return Pull(g, pull);
-  if (*diff) return Diff(g, diff_old, diff_new, diff_out);
+  if (*diff) return Diff(g, diff_old, diff_new, diff_out, diff_level);
   if (*patch) return Patch(g, patch_old, patch_delta, patch_out);
   if (*ro_start) return RolloutStart(g, ro);
   if (*ro_plan) return RolloutPlan(g, ro);

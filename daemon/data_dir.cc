@@ -37,14 +37,6 @@ Result<std::string> ReadOrCreateTokenFile(const std::string& path) {
   return ReadTokenFile(path);
 }
 
-Result<Root> LoadRootFile(const std::string& path) {
-  Result<std::string> text = ReadFileToString(path, 1 << 20);
-  if (!text.ok()) return text.status();
-  Result<Root> root = LoadTrustedRoot(*text);
-  if (!root.ok()) return Status::InvalidArgument(path + ": " + root.status().message());
-  return root;
-}
-
 Result<std::vector<std::string>> InitDataDir(const InitOptions& o) {
   DataDir d{o.data_dir};
   std::vector<std::string> lines;

@@ -46,7 +46,4 @@ Result<std::string> ReadTokenFile(const std::string& path);
 // is none: data directories initialised before a role existed get its token.
 Result<std::string> ReadOrCreateTokenFile(const std::string& path);
 
-// Loads DIR/root.json as a self-signed trusted root.
-Result<Root> LoadRootFile(const std::string& path);
-
 }  // namespace meridian

@@ -5,7 +5,7 @@
 // a record in the state space ("delta/<from hex>/<to hex>"). Its descriptor —
 // from, to, the delta's digest and size, and whether it is worth downloading —
 // is signed by the daemon's online key, so a client knows what it is about to
-// apply before it downloads it (docs/formats/delta.md, "Serving").
+// apply before it downloads it (docs/api.md, "Deltas").
 //
 // Work happens on one background thread: deltas from the previous few
 // versions of a model are queued when a version is published; a request for a

@@ -83,7 +83,7 @@ int Serve(ServeOptions o) {
   std::string host;
   uint16_t port = 0;
   if (!SplitHostPort(o.listen, &host, &port)) return Fail("--listen must be HOST:PORT, got '" + o.listen + "'");
-  Result<Root> root = LoadRootFile(d.root());
+  Result<Root> root = LoadTrustedRootFile(d.root());
   if (!root.ok()) {
     return Fail(fmt::format("{} (is {} initialised? run: meridiand init --data {} --release-key KEY.pub)",
                             root.status().message(), d.dir, d.dir));
@@ -155,7 +155,7 @@ int Fsck(const std::string& data) {
   if (!store.ok()) return Fail("cannot open store: " + store.status().ToString());
   CheckReport report = (*store)->Check();
   // Signatures too: every stored manifest must verify against the root.
-  Result<Root> root = LoadRootFile(d.root());
+  Result<Root> root = LoadTrustedRootFile(d.root());
   if (!root.ok()) {
     report.faults.push_back("root: " + root.status().message());
   } else if (Result<std::vector<std::string>> models = (*store)->ListModels(); models.ok()) {

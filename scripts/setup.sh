@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Installs the Debian packages Meridian needs to build, test and benchmark.
+# Installs the Debian packages Meridian needs to build and test (and, with
+# the argument "bench", what the benchmarks compare against).
 # Idempotent: when every package is present it only checks and returns.
 set -euo pipefail
 
 packages=(
-  g++ meson ninja-build pkg-config
+  g++ meson ninja-build pkg-config python3
   libboost1.81-dev librocksdb-dev libsodium-dev libzstd-dev
   libcurl4-openssl-dev libssl-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev libtomlplusplus-dev catch2
   curl zstd
+  clang-14 libclang-rt-14-dev   # the delta decoder's libFuzzer target
 )
+if [[ "${1:-}" == bench ]]; then
+  packages+=(bsdiff xdelta3 time npm openssl)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

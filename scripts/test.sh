@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Command two: installs what is missing, builds, and runs the whole test suite,
-# then the unit tests again under AddressSanitizer + UBSan.
+# then the unit tests again under AddressSanitizer + UBSan, then the delta
+# decoder's fuzzer for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -10,6 +11,11 @@ scripts/build.sh build-asan -Dsanitize=true >/dev/null
 status=0
 meson test -C build --num-processes 2 --print-errorlogs || status=1
 meson test -C build-asan --num-processes 2 --print-errorlogs --suite unit || status=1
+FUZZ_BUILD_DIR=$PWD/build-fuzz fuzz/run.sh "${FUZZ_SECONDS:-60}" >build-fuzz.log 2>&1 || {
+  status=1
+  echo "fuzz: the delta decoder fuzzer failed; see build-fuzz.log" >&2
+  tail -n 30 build-fuzz.log >&2
+}
 
 # One summary line over both runs, as "N passed, N failed".
 python3 - build/meson-logs/testlog.json build-asan/meson-logs/testlog.json <<'PY'

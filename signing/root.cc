@@ -6,6 +6,7 @@
 #include <set>
 
 #include "base/encoding.h"
+#include "base/file.h"
 #include "signing/signing.h"
 
 namespace meridian {
@@ -218,6 +219,18 @@ Result<Root> LoadTrustedRoot(std::string_view envelope_json) {
   if (!root.ok()) return root.status();
   MERIDIAN_RETURN_IF_ERROR(CheckRole(*root, "root", *env, "initial root"));
   return root;
+}
+
+Result<Root> LoadTrustedRootFile(const std::string& path) {
+  // A root envelope: the base64 of a root document plus signatures.
+  Result<std::string> text = ReadFileToString(path, (kRootJsonBytesMax + 2) / 3 * 4 + (64u << 10));
+  if (!text.ok()) return text.status();
+  Result<Root> root = LoadTrustedRoot(*text);
+  if (root.ok()) return root;
+  if (root.status().code() == Status::Code::kPermissionDenied) {
+    return Status::PermissionDenied(path + ": " + root.status().message());
+  }
+  return Status::InvalidArgument(path + ": " + root.status().message());
 }
 
 Result<Root> VerifyRootUpdate(const Root& trusted, const Envelope& next) {

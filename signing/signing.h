@@ -173,6 +173,9 @@ Status VerifyRole(const Root& root, std::string_view role, const Envelope& env);
 // "trust on first use" of a file shipped with a terminal): payload type and
 // self-signature threshold of the "root" role are checked. Expiry is not.
 Result<Root> LoadTrustedRoot(std::string_view envelope_json);
+// LoadTrustedRoot of a file (at most kRootJsonBytesMax + envelope overhead);
+// errors name the file.
+Result<Root> LoadTrustedRootFile(const std::string& path);
 
 // Root rotation: accepts `next` only when its payload type is
 // kRootPayloadType (else InvalidArgument), it is signed by a threshold of

@@ -5,7 +5,7 @@
 #
 # Usage: bench/delta/run.sh
 #   CACHE=/path     where packages, pairs and deltas go (default ~/.cache/meridian-delta-bench)
-#   BUILD=dir       meson build directory holding bench/meridian_delta_tool (default build-delta)
+#   BUILD=dir       meson build directory holding cli/meridian (default build)
 #   TOOLS="..."     subset of: meridian meridian-fast xdelta3 zstd-patch zstd-nobase bsdiff
 #                   (meridian-fast: literals at zstd level 12 instead of 19)
 #   PAIRS="..."     subset of the pair names (default: all)
@@ -18,9 +18,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cache=${CACHE:-$HOME/.cache/meridian-delta-bench}
-build=${BUILD:-$root/build-delta}
+build=${BUILD:-$root/build}
 tools=${TOOLS:-meridian meridian-fast xdelta3 zstd-patch zstd-nobase bsdiff}
 timeout_s=${TIMEOUT:-900}
+"$root/scripts/setup.sh" bench
 mkdir -p "$cache/out"
 results="$cache/${RESULTS:-results.tsv}"
 touch "$results"
@@ -30,8 +31,8 @@ for v in 1.4.0 1.4.5; do
     (cd "$cache" && npm pack "@imgly/background-removal-data@$v" >/dev/null)
 done
 [ -f "$cache/pairs/fp32-insert/new" ] || python3 "$here/make_pairs.py" "$cache"
-ninja -C "$build" bench/meridian_delta_tool >/dev/null
-mdt="$build/bench/meridian_delta_tool"
+ninja -C "$build" cli/meridian >/dev/null
+meridian="$build/cli/meridian"
 pairs=${PAIRS:-$(ls "$cache/pairs")}
 
 # run LOG TIMES CMD...: runs CMD TIMES times under /usr/bin/time -v with a
@@ -65,8 +66,8 @@ for pair in $pairs; do
       meridian | meridian-fast)
         level=19
         [ "$tool" = meridian-fast ] && level=12
-        mk=$(run "$d.make" 1 "$mdt" diff "$old" "$new" "$d" "$level")
-        ap=$(run "$d.apply" 3 "$mdt" patch "$old" "$d" "$o") ;;
+        mk=$(run "$d.make" 1 "$meridian" diff --literal-level "$level" "$old" "$new" -o "$d")
+        ap=$(run "$d.apply" 3 "$meridian" patch "$old" "$d" -o "$o") ;;
       bsdiff)
         mk=$(run "$d.make" 1 bsdiff "$old" "$new" "$d")
         ap=$(run "$d.apply" 3 bspatch "$old" "$o" "$d") ;;

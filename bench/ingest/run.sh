@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 size_mib=${1:-1024}
-scripts/setup.sh
+scripts/setup.sh bench
 scripts/build.sh build >/dev/null
 bin=$PWD/build
 work=$(mktemp -d /tmp/meridian-ingest-XXXXXX)

@@ -1,0 +1,643 @@
+// The agent's cycle: target → verify → download (delta or artifact, resumable)
+// → verify → install → health check → report (see agent.h).
+#include "agent/agent.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <optional>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "agent/backoff.h"
+#include "agent/health.h"
+#include "agent/outbox.h"
+#include "agent/slots.h"
+#include "base/file.h"
+#include "client/delta_files.h"
+#include "client/http_client.h"
+#include "delta/delta_info.h"
+#include "manifest/manifest.h"
+#include "signing/signing.h"
+#include "target/target.h"
+
+namespace meridian {
+namespace {
+
+using Json = nlohmann::json;
+
+constexpr uint64_t kAgentStateBytesMax = 1u << 20;
+constexpr uint64_t kJobBytesMax = 64u << 10;
+constexpr size_t kDeltaApplyBufferBytes = 1u << 20;
+
+// What the agent remembers between runs (STATE/agent.json).
+struct Persisted {
+  std::map<std::string, uint64_t> state_versions;            // "<model>/<channel>" -> highest accepted
+  std::map<std::string, std::vector<std::string>> failed;    // model -> digests that failed their health check
+  std::string last_error;
+  std::string last_error_at;
+  std::string last_success_at;
+  uint64_t downloaded_bytes = 0;                             // body bytes received for downloads, all time
+
+  Json ToJson() const {
+    return {{"state_versions", state_versions}, {"failed", failed}, {"last_error", last_error},
+            {"last_error_at", last_error_at}, {"last_success_at", last_success_at},
+            {"downloaded_bytes", downloaded_bytes}};
+  }
+  static Result<Persisted> FromJson(const std::string& text) {
+    Json j = Json::parse(text, nullptr, false);
+    Persisted p;
+    if (j.is_discarded() || !j.is_object()) return Status::Corruption("agent.json is not a JSON object");
+    try {
+      p.state_versions = j.at("state_versions").get<std::map<std::string, uint64_t>>();
+      p.failed = j.at("failed").get<std::map<std::string, std::vector<std::string>>>();
+      p.last_error = j.at("last_error").get<std::string>();
+      p.last_error_at = j.at("last_error_at").get<std::string>();
+      p.last_success_at = j.at("last_success_at").get<std::string>();
+      p.downloaded_bytes = j.at("downloaded_bytes").get<uint64_t>();
+    } catch (const Json::exception& e) {
+      return Status::Corruption(std::string("agent.json: ") + e.what());
+    }
+    return p;
+  }
+};
+
+// A download in progress (STATE/models/<name>/staging/job.json): what is
+// being fetched and what it must hash to, so a restart resumes it with Range
+// only when it is still the same thing.
+struct Job {
+  std::string path;    // URL path on the server
+  Digest digest;       // of the complete body
+  uint64_t size = 0;   // signed size of the body: never a byte more
+  bool operator==(const Job&) const = default;
+  std::string ToJson() const { return Json{{"path", path}, {"digest", digest.ToString()}, {"size", size}}.dump(); }
+};
+
+std::optional<Job> ReadJob(const std::string& file) {
+  Result<std::string> text = ReadFileToString(file, kJobBytesMax);
+  if (!text.ok()) return std::nullopt;
+  Json j = Json::parse(*text, nullptr, false);
+  if (!j.is_object() || !j["path"].is_string() || !j["digest"].is_string() || !j["size"].is_number_unsigned()) {
+    return std::nullopt;
+  }
+  Result<Digest> d = Digest::Parse(j["digest"].get<std::string>());
+  if (!d.ok()) return std::nullopt;
+  return Job{j["path"].get<std::string>(), *d, j["size"].get<uint64_t>()};
+}
+
+// Whether a download stopped on the way (resume it) rather than on bad data.
+bool IsTransient(const Status& st) {
+  return st.code() == Status::Code::kUnavailable || st.code() == Status::Code::kDeadlineExceeded ||
+         st.code() == Status::Code::kIOError;
+}
+
+// Whether an error is the server's (try the next one) rather than our disk's.
+bool IsServerFault(const Status& st) { return st.code() != Status::Code::kIOError; }
+
+Status HttpError(const HttpReply& r, const std::string& what) {
+  std::string msg = fmt::format("{}: HTTP {}: {}", what, r.status, ErrorMessageOf(r));
+  if (r.status >= 500) return Status::Unavailable(msg);
+  return Status::FailedPrecondition(msg);
+}
+
+std::string Encode(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += fmt::format("%{:02X}", c);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+struct Agent::Impl {
+  AgentConfig config;
+  const Clock* clock = nullptr;
+  std::string state_dir;
+  int lock_fd = -1;
+  Root root;
+  Persisted persisted;
+  Outbox outbox{""};
+  std::vector<std::unique_ptr<HttpClient>> servers;
+  size_t preferred = 0;  // the server that answered last
+  // Models that ran their target at the end of the last cycle: only those
+  // long-poll. Any other (just started, download unfinished) asks at once, or a
+  // restart in the middle of an update would wait for the next state change.
+  std::set<std::string> settled;
+  std::mt19937_64 rng{std::random_device{}()};
+
+  ~Impl() {
+    if (lock_fd >= 0) ::close(lock_fd);
+  }
+
+  std::string AgentFile() const { return state_dir + "/agent.json"; }
+  std::string RootFile() const { return state_dir + "/root.json"; }
+  ModelSlots SlotsOf(const ModelConfig& m) const { return ModelSlots(state_dir + "/models/" + m.name); }
+
+  Status Save() { return WriteFileAtomic(AgentFile(), persisted.ToJson().dump(1)); }
+
+  void Log(const std::string& line) const {
+    std::fprintf(stderr, "%s meridian-agent %s: %s\n", FormatRfc3339(clock->NowUnixMillis()).c_str(),
+                 config.id.c_str(), line.c_str());
+  }
+
+  // ---- reports
+  void Report(const ModelConfig& m, const ChannelTarget& t, const std::string& event, const std::string& reason,
+              const HealthResult* health) {
+    Json j = {{"model", m.name}, {"version", t.version}, {"channel", m.channel}, {"rollout", t.rollout},
+              {"event", event}, {"reason", reason.substr(0, 1000)}, {"profile", config.profile},
+              {"region", config.region}};
+    if (health != nullptr) {
+      Json h = {{"pass", health->pass}};
+      for (const auto& [k, v] : health->metrics) h[k] = v;
+      j["health"] = h;
+    }
+    Status st = outbox.Add(j.dump(), clock->NowUnixMillis());
+    if (!st.ok()) Log("report not kept: " + st.ToString());
+  }
+
+  // Sends waiting reports, oldest first, stopping at the first server failure.
+  Status FlushReports() {
+    Result<std::vector<PendingReport>> pending = outbox.Oldest(kReportsPerFlushMax);
+    if (!pending.ok()) return pending.status();
+    for (const PendingReport& r : *pending) {
+      Status last;
+      bool done = false;
+      for (size_t i = 0; i < servers.size() && !done; ++i) {
+        size_t s = (preferred + i) % servers.size();
+        Result<HttpReply> reply = servers[s]->Post("/v1/terminals/" + Encode(config.id) + "/reports", r.body);
+        if (!reply.ok()) {
+          last = reply.status();
+        } else if (reply->status >= 500 || reply->status == 401 || reply->status == 403 || reply->status == 429) {
+          last = HttpError(*reply, "report");  // the server may take it later, or another one now
+        } else {
+          // 2xx: accepted. Another 4xx: the server will never take it; keeping
+          // it would block every later report.
+          if (reply->status >= 300) Log("report refused, dropped: " + ErrorMessageOf(*reply));
+          preferred = s;
+          done = true;
+        }
+      }
+      if (!done) return last;
+      MERIDIAN_RETURN_IF_ERROR(outbox.Remove(r));
+    }
+    return Status::Ok();
+  }
+
+  // ---- trust
+  // The manifest of `t`: the envelope must hash to the digest the signed
+  // state names, be signed by a threshold of release keys, and describe that version.
+  Result<Manifest> FetchVerifiedManifest(HttpClient& c, const ModelConfig& m, const ChannelTarget& t) {
+    Result<HttpReply> r = c.Get("/v1/models/" + m.name + "/versions/" + Encode(t.version));
+    if (!r.ok()) return r.status();
+    if (r->status != 200) return HttpError(*r, "manifest");
+    if (Digest::Of(r->body).ToString() != t.ref.manifest_digest) {
+      return Status::Corruption("manifest envelope does not match the digest in the signed channel state");
+    }
+    Result<Envelope> env = ParseEnvelope(r->body);
+    if (!env.ok()) return env.status();
+    Result<std::string> payload = VerifyPayload(root, "release", kManifestPayloadType, *env);
+    if (!payload.ok()) return payload.status();
+    Result<Manifest> man = ParseManifest(*payload);
+    if (!man.ok()) return man.status();
+    if (man->name != m.name || man->version != t.version || man->digest.ToString() != t.ref.digest ||
+        man->size != t.ref.size) {
+      return Status::Corruption("manifest does not describe the version the channel state names");
+    }
+    return man;
+  }
+
+  // ---- downloads
+  // Fetches job.path into staging/download.part, resuming what an earlier run
+  // left when the job is the same; verifies size and digest. Returns the file.
+  Result<std::string> Download(HttpClient& c, const ModelSlots& slots, const Job& job) {
+    std::string job_file = slots.staging_dir() + "/job.json";
+    std::string part = slots.staging_dir() + "/download.part";
+    std::optional<Job> old = ReadJob(job_file);
+    if (!old || *old != job) {
+      MERIDIAN_RETURN_IF_ERROR(slots.CollectGarbage(true));
+      MERIDIAN_RETURN_IF_ERROR(WriteFileAtomic(job_file, job.ToJson()));
+    }
+    int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return ErrnoStatus("open " + part, errno);
+    struct FdCloser {
+      int fd;
+      ~FdCloser() { ::close(fd); }
+    } closer{fd};
+    struct stat st;
+    if (::fstat(fd, &st) != 0) return ErrnoStatus("stat " + part, errno);
+    uint64_t have = static_cast<uint64_t>(st.st_size);
+    if (have > job.size) {
+      if (::ftruncate(fd, 0) != 0) return ErrnoStatus("truncate " + part, errno);
+      have = 0;
+    }
+    if (have < job.size) {
+      uint64_t offset = have;
+      bool started = false;
+      std::vector<std::string> headers;
+      if (have > 0) headers.push_back(fmt::format("Range: bytes={}-", have));
+      Log(fmt::format("downloading {} from byte {} of {}", job.path, have, job.size));
+      auto sink = [&](const HttpReply& head, ByteSpan data) -> Status {
+        if (!started) {
+          started = true;
+          if (head.status == 206) {
+            if (!head.Header("content-range").starts_with(fmt::format("bytes {}-", have))) {
+              return Status::Corruption("range reply starts elsewhere: " + head.Header("content-range"));
+            }
+          } else {
+            offset = 0;  // the whole body again
+          }
+          if (::ftruncate(fd, static_cast<off_t>(offset)) != 0) return ErrnoStatus("truncate " + part, errno);
+        }
+        if (data.size() > job.size - offset) {
+          return Status::Corruption(fmt::format("server sent more than the {} signed bytes", job.size));
+        }
+        ssize_t w = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
+        if (w != static_cast<ssize_t>(data.size())) return ErrnoStatus("write " + part, errno);
+        offset += data.size();
+        persisted.downloaded_bytes += data.size();
+        return Status::Ok();
+      };
+      Result<HttpReply> r = c.GetStreamingWithHead(job.path, sink, job.size + 1, headers);
+      if (Status s = Save(); !s.ok()) Log("saving counters: " + s.ToString());
+      // More bytes than signed (caught by the sink, or by the client's cap
+      // one byte past the size) or a bad range: a lying server, keep none of its bytes.
+      if (!r.ok() && (r.status().code() == Status::Code::kCorruption ||
+                      r.status().code() == Status::Code::kResourceExhausted)) {
+        MERIDIAN_RETURN_IF_ERROR(slots.CollectGarbage(true));
+      }
+      if (!r.ok()) return r.status();
+      if (r->status == 416 && have == job.size) {
+        offset = have;
+      } else if (r->status != 200 && r->status != 206) {
+        return HttpError(*r, "download " + job.path);
+      }
+      if (offset != job.size) {
+        return Status::Unavailable(fmt::format("download {} ended at {} of {} bytes", job.path, offset, job.size));
+      }
+    }
+    if (::fsync(fd) != 0) return ErrnoStatus("fsync " + part, errno);
+    Result<Digest> d = DigestOfFile(part);
+    if (!d.ok()) return d.status();
+    if (*d != job.digest) {
+      // Start over next time: these bytes will never verify.
+      MERIDIAN_RETURN_IF_ERROR(slots.CollectGarbage(true));
+      return Status::Corruption(fmt::format("{} hashes to {}, signed {}", job.path, d->ToString(), job.digest.ToString()));
+    }
+    return part;
+  }
+
+  // The signed descriptor of a delta from `from` to `to`, when the server has
+  // a worthwhile one ready; nullopt means "download the artifact".
+  std::optional<Job> DeltaJob(HttpClient& c, const Digest& from, const Digest& to) {
+    std::string base = "/v1/deltas/" + from.ToString() + "/" + to.ToString();
+    Result<HttpReply> r = c.Get(base + "/info");
+    // 409 while the daemon computes it, 404 without a delta service: the artifact then.
+    if (!r.ok() || r->status != 200) return std::nullopt;
+    Result<Envelope> env = ParseEnvelope(r->body);
+    Result<std::string> payload = env.ok() ? VerifyPayload(root, "online", kDeltaInfoPayloadType, *env) : env.status();
+    Result<DeltaInfo> info = payload.ok() ? ParseDeltaInfo(*payload) : payload.status();
+    if (!info.ok()) {
+      Log("delta descriptor refused: " + info.status().ToString());
+      return std::nullopt;
+    }
+    if (info->from != from || info->to != to || !info->worthwhile) return std::nullopt;
+    return Job{base, info->digest, info->size};
+  }
+
+  // Applies a verified delta file to the current slot into staging; returns the target file.
+  Result<std::string> ApplyDeltaFile(const ModelSlots& slots, const std::string& delta_file, const Slot& source,
+                                     const Manifest& man) {
+    Result<std::unique_ptr<FileSourceReader>> src = FileSourceReader::Open(source.path);
+    if (!src.ok()) return src.status();
+    std::string out = slots.staging_dir() + "/target.part";
+    Result<std::unique_ptr<FileTargetSink>> sink = FileTargetSink::Create(out);
+    if (!sink.ok()) return sink.status();
+    DeltaDecoder decoder(**src, **sink, ApplyOptions{source.digest, man.digest, man.size});
+    int fd = ::open(delta_file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus("open " + delta_file, errno);
+    std::vector<uint8_t> buf(kDeltaApplyBufferBytes);
+    Status st;
+    for (;;) {
+      ssize_t n = ::read(fd, buf.data(), buf.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        st = ErrnoStatus("read " + delta_file, errno);
+        break;
+      }
+      if (n == 0) break;
+      st = decoder.Append(ByteSpan(buf.data(), static_cast<size_t>(n)));
+      if (!st.ok()) break;
+    }
+    ::close(fd);
+    if (st.ok()) st = decoder.Finish();
+    if (st.ok()) st = (*sink)->Sync();
+    if (!st.ok()) return st;
+    return out;
+  }
+
+  // Gets the verified target file into staging (delta when possible).
+  Result<std::string> Fetch(HttpClient& c, const ModelConfig& m, const ModelSlots& slots,
+                            const std::optional<Slot>& current, const Manifest& man) {
+    if (current) {
+      if (std::optional<Job> dj = DeltaJob(c, current->digest, man.digest); dj && dj->size < man.size) {
+        Result<std::string> delta = Download(c, slots, *dj);
+        if (!delta.ok() && IsTransient(delta.status())) return delta.status();  // resumed next time
+        Result<std::string> applied = delta.ok() ? ApplyDeltaFile(slots, *delta, *current, man) : delta.status();
+        if (applied.ok()) return applied;
+        // Bytes that do not verify, or a delta that does not make the signed
+        // target: refuse it and fetch the artifact instead, so a bad delta
+        // never blocks the update.
+        Log(fmt::format("{} {}: delta refused ({}), fetching the artifact", m.name, man.version,
+                        applied.status().ToString()));
+        MERIDIAN_RETURN_IF_ERROR(slots.CollectGarbage(true));
+      }
+    }
+    Result<std::string> file = Download(c, slots, Job{"/v1/artifacts/" + man.digest.ToString(), man.digest, man.size});
+    if (!file.ok()) return file.status();
+    return file;
+  }
+
+  // After a switch to `t`: the health check, and a switch back on failure.
+  // OK when healthy; the failure otherwise.
+  Status CheckAndReport(const ModelConfig& m, const ModelSlots& slots, const ChannelTarget& t) {
+    HealthResult h;
+    h.pass = true;
+    if (!m.health_check.empty()) h = RunHealthCheck(m.health_check, slots.current_link(), config.health_check_timeout_ms);
+    if (h.pass) {
+      Report(m, t, "installed", "", &h);
+      return slots.CollectGarbage(true);
+    }
+    Status back = slots.SwitchBack(false);
+    std::string reason = h.reason + (back.ok() ? ", switched back" : ", could not switch back: " + back.message());
+    Log(m.name + " " + t.version + ": " + reason);
+    std::vector<std::string>& failed = persisted.failed[m.name];
+    failed.push_back(t.ref.digest);
+    if (failed.size() > kFailedVersionsKeptMax) failed.erase(failed.begin());
+    MERIDIAN_RETURN_IF_ERROR(Save());
+    Report(m, t, "failed", reason, &h);
+    if (Status gc = slots.CollectGarbage(true); !gc.ok()) Log(gc.ToString());
+    return Status::FailedPrecondition(m.name + " " + t.version + ": " + reason);
+  }
+
+  // One model against one server. *server_fault says whether another server may do better.
+  Status SyncModel(HttpClient& c, const ModelConfig& m, int64_t wait_s, bool* server_fault) {
+    *server_fault = true;
+    ModelSlots slots = SlotsOf(m);
+    MERIDIAN_RETURN_IF_ERROR(slots.Init());
+    Result<std::optional<Slot>> cur = slots.Current();
+    if (!cur.ok()) return cur.status();
+    std::string key = m.name + "/" + m.channel;
+    uint64_t known = persisted.state_versions[key];
+    std::string path = fmt::format("/v1/terminals/{}/target?model={}&channel={}&current={}&profile={}&region={}&wait={}&known={}",
+                                   Encode(config.id), m.name, m.channel, Encode(*cur ? (*cur)->version : ""),
+                                   config.profile, config.region, wait_s, known);
+    Result<HttpReply> r = c.Get(path);
+    if (!r.ok()) return r.status();
+    if (r->status == 404) {
+      *server_fault = false;
+      return Status::Ok();  // no rollout ever set this channel: nothing to run yet
+    }
+    if (r->status != 200) return HttpError(*r, "target");
+    if (r->body.size() > kTargetReplyBytesMax) return Status::ResourceExhausted("target reply too large");
+    Json j = Json::parse(r->body, nullptr, false);
+    if (!j.is_object() || !j.contains("state") || !j["state"].is_object()) {
+      return Status::InvalidArgument("target reply carries no signed state");
+    }
+    Result<ChannelState> state =
+        VerifyChannelState(root, j["state"].dump(), m.name, m.channel, known, clock->NowUnixMillis());
+    if (!state.ok()) return state.status();
+    if (state->state_version > known) {
+      persisted.state_versions[key] = state->state_version;
+      MERIDIAN_RETURN_IF_ERROR(Save());
+    }
+    ChannelTarget t = ResolveChannelTarget(
+        *state, TerminalInfo{config.id, config.profile, config.region, *cur ? (*cur)->version : ""});
+    *server_fault = false;
+    if (t.version.empty()) return Status::Ok();
+    Result<Digest> want = Digest::Parse(t.ref.digest);
+    if (!want.ok()) return want.status();
+    if (*cur && (*cur)->digest == *want) return slots.CollectGarbage(true);
+    const std::vector<std::string>& failed = persisted.failed[m.name];
+    if (std::find(failed.begin(), failed.end(), t.ref.digest) != failed.end()) {
+      return slots.CollectGarbage(true);  // it failed here before: stay on what runs until the target moves on
+    }
+    Result<std::optional<Slot>> prev = slots.Previous();
+    if (!prev.ok()) return prev.status();
+    if (*prev && (*prev)->digest == *want) {
+      // A rollback target: the kept slot, no download. Re-hash it: it is about to run.
+      Result<Digest> d = DigestOfFile((*prev)->path);
+      if (d.ok() && *d == *want) {
+        MERIDIAN_RETURN_IF_ERROR(slots.SwitchBack(true));
+        Log(fmt::format("{}: switched back to {}", m.name, t.version));
+        return CheckAndReport(m, slots, t);
+      }
+    }
+    *server_fault = true;
+    Result<Manifest> fetched = FetchVerifiedManifest(c, m, t);
+    if (!fetched.ok()) return fetched.status();
+    const Manifest& man = *fetched;
+    std::string blob = slots.BlobPath(man.version, man.digest);
+    if (Result<Digest> d = DigestOfFile(blob); d.ok() && *d == man.digest) {
+      // Verified and stored by a run that stopped before switching.
+      MERIDIAN_RETURN_IF_ERROR(slots.Activate(man.version, man.digest));
+    } else {
+      Result<std::string> file = Fetch(c, m, slots, *cur, man);
+      if (!file.ok()) {
+        // Bytes that failed verification are worth a report; a broken link is
+        // not a verdict on the version (the gates count failures) and is retried.
+        if (!IsTransient(file.status())) Report(m, t, "failed", file.status().ToString(), nullptr);
+        return file.status();
+      }
+      Report(m, t, "downloaded", "", nullptr);
+      Report(m, t, "verified", "", nullptr);
+      *server_fault = false;
+      MERIDIAN_RETURN_IF_ERROR(slots.Install(*file, man.version, man.digest));
+    }
+    *server_fault = false;
+    Log(fmt::format("{}: installed {}", m.name, t.version));
+    return CheckAndReport(m, slots, t);
+  }
+
+  Status SyncModelFailover(const ModelConfig& m, int64_t wait_s) {
+    Status first;
+    for (size_t i = 0; i < servers.size(); ++i) {
+      size_t s = (preferred + i) % servers.size();
+      bool server_fault = false;
+      Status st = SyncModel(*servers[s], m, wait_s, &server_fault);
+      if (st.ok() || !server_fault || !IsServerFault(st)) {
+        if (st.ok() || !server_fault) preferred = s;
+        return st;
+      }
+      Log(fmt::format("{}: server {} failed: {}", m.name, servers[s]->base_url(), st.ToString()));
+      if (first.ok()) first = st;
+    }
+    return first;
+  }
+};
+
+Agent::Agent(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Agent::~Agent() = default;
+
+Result<std::unique_ptr<Agent>> Agent::Open(AgentConfig config, const Clock& clock) {
+  auto impl = std::make_unique<Impl>();
+  std::error_code ec;
+  impl->state_dir = std::filesystem::absolute(config.state, ec).lexically_normal().string();
+  if (ec) return Status::InvalidArgument("state: " + ec.message());
+  while (impl->state_dir.size() > 1 && impl->state_dir.back() == '/') impl->state_dir.pop_back();
+  MERIDIAN_RETURN_IF_ERROR(CreateDirectories(impl->state_dir, 0700));
+  std::string lock = impl->state_dir + "/lock";
+  impl->lock_fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (impl->lock_fd < 0) return ErrnoStatus("open " + lock, errno);
+  if (::flock(impl->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    return Status::FailedPrecondition("another meridian-agent uses " + impl->state_dir);
+  }
+  impl->clock = &clock;
+  impl->outbox = Outbox(impl->state_dir + "/outbox");
+  MERIDIAN_RETURN_IF_ERROR(impl->outbox.Init());
+  bool have_state_root = std::filesystem::exists(impl->RootFile());
+  Result<std::string> root_text =
+      ReadFileToString(have_state_root ? impl->RootFile() : config.root, kParseEnvelopeBytesMax);
+  if (!root_text.ok()) return root_text.status();
+  Result<Root> root = LoadTrustedRoot(*root_text);
+  if (!root.ok()) return Status::InvalidArgument("trusted root: " + root.status().ToString());
+  impl->root = std::move(*root);
+  if (!have_state_root) MERIDIAN_RETURN_IF_ERROR(WriteFileAtomic(impl->RootFile(), *root_text));
+  if (std::filesystem::exists(impl->AgentFile())) {
+    Result<std::string> text = ReadFileToString(impl->AgentFile(), kAgentStateBytesMax);
+    if (!text.ok()) return text.status();
+    Result<Persisted> p = Persisted::FromJson(*text);
+    if (!p.ok()) return p.status();
+    impl->persisted = std::move(*p);
+  }
+  HttpClientOptions opts;
+  opts.connect_timeout_ms = config.connect_timeout_ms;
+  opts.timeout_ms = config.request_timeout_ms;
+  opts.bearer_token = config.token;
+  opts.recv_bytes_per_s_max = config.bandwidth_limit_bytes_per_s;
+  opts.response_bytes_max = kManifestReplyBytesMax;
+  for (const std::string& url : config.servers) impl->servers.push_back(std::make_unique<HttpClient>(url, opts));
+  impl->config = std::move(config);
+  return std::unique_ptr<Agent>(new Agent(std::move(impl)));
+}
+
+Status Agent::RunOnce(int64_t wait_s) {
+  Impl& d = *impl_;
+  Status first;
+  if (Status st = d.FlushReports(); !st.ok()) {
+    d.Log("reports kept for later: " + st.ToString());
+    first = st;
+  }
+  for (const ModelConfig& m : d.config.models) {
+    bool poll = d.config.models.size() == 1 && d.settled.count(m.name);
+    Status st = d.SyncModelFailover(m, poll ? wait_s : 0);
+    if (st.ok()) {
+      d.settled.insert(m.name);
+    } else {
+      d.settled.erase(m.name);
+      d.Log(m.name + ": " + st.ToString());
+      if (first.ok()) first = st;
+    }
+  }
+  // Reports made in this cycle go out now, not a long poll later.
+  if (Status st = d.FlushReports(); !st.ok() && first.ok()) first = st;
+  std::string now = FormatRfc3339(d.clock->NowUnixMillis());
+  if (first.ok()) {
+    d.persisted.last_success_at = now;
+  } else {
+    d.persisted.last_error = first.ToString();
+    d.persisted.last_error_at = now;
+  }
+  if (Status st = d.Save(); !st.ok() && first.ok()) first = st;
+  return first;
+}
+
+void Agent::Run(const std::atomic<bool>& stop) {
+  const AgentConfig& c = impl_->config;
+  // Sleeps in short steps so a stop request is honoured within 100 ms.
+  auto pause = [&](int64_t ms) {
+    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    while (!stop.load() && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  };
+  int attempt = 0;
+  while (!stop.load()) {
+    Status st = RunOnce(c.poll_wait_s);
+    if (st.ok()) {
+      attempt = 0;
+      // One model long-polls inside RunOnce; several are asked in turn without
+      // waiting, so the pause between cycles is taken here.
+      if (c.models.size() > 1) pause(c.poll_wait_s * 1000);
+      continue;
+    }
+    pause(BackoffDelayMs(attempt++, c.backoff_initial_ms, c.backoff_max_ms, impl_->rng()));
+  }
+}
+
+Status Agent::UpdateRoot(const std::string& envelope_json) {
+  Result<Envelope> env = ParseEnvelope(envelope_json);
+  if (!env.ok()) return env.status();
+  Result<Root> next = VerifyRootUpdate(impl_->root, *env);
+  if (!next.ok()) return next.status();
+  MERIDIAN_RETURN_IF_ERROR(WriteFileAtomic(impl_->RootFile(), envelope_json));
+  impl_->root = std::move(*next);
+  return Status::Ok();
+}
+
+Result<std::string> ReadAgentStatus(const AgentConfig& config) {
+  Json out = {{"id", config.id}};
+  std::string agent_file = config.state + "/agent.json";
+  if (std::filesystem::exists(agent_file)) {
+    Result<std::string> text = ReadFileToString(agent_file, kAgentStateBytesMax);
+    if (!text.ok()) return text.status();
+    Result<Persisted> p = Persisted::FromJson(*text);
+    if (!p.ok()) return p.status();
+    out["last_error"] = p->last_error;
+    out["last_error_at"] = p->last_error_at;
+    out["last_success_at"] = p->last_success_at;
+    out["downloaded_bytes"] = p->downloaded_bytes;
+  }
+  out["reports_waiting"] = Outbox(config.state + "/outbox").Count();
+  Json models = Json::array();
+  for (const ModelConfig& m : config.models) {
+    ModelSlots slots(config.state + "/models/" + m.name);
+    Json mj = {{"name", m.name}, {"channel", m.channel}};
+    auto slot_json = [](const Result<std::optional<Slot>>& s) -> Json {
+      if (!s.ok()) return {{"error", s.status().ToString()}};
+      if (!s->has_value()) return nullptr;
+      return {{"version", (*s)->version}, {"digest", (*s)->digest.ToString()}};
+    };
+    mj["current"] = slot_json(slots.Current());
+    mj["previous"] = slot_json(slots.Previous());
+    std::optional<Job> job = ReadJob(slots.staging_dir() + "/job.json");
+    if (job) {
+      std::error_code ec;
+      uint64_t have = std::filesystem::file_size(slots.staging_dir() + "/download.part", ec);
+      mj["staging"] = {{"path", job->path}, {"digest", job->digest.ToString()}, {"size", job->size},
+                       {"downloaded", ec ? 0 : have}};
+    } else {
+      mj["staging"] = nullptr;
+    }
+    models.push_back(mj);
+  }
+  out["models"] = models;
+  return out.dump(2);
+}
+
+}  // namespace meridian

@@ -1,0 +1,54 @@
+// The terminal agent: follows the signed channel state of each configured
+// model, downloads (a delta when worthwhile, else the artifact, resumable),
+// verifies everything against the trusted root, installs atomically into the
+// slots of its state directory, runs the health check, switches back on
+// failure, and reports — through an on-disk outbox. docs/agent.md describes
+// the configuration, the state directory and the exit codes.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "agent/config.h"
+#include "base/clock.h"
+#include "base/status.h"
+
+namespace meridian {
+
+// Limits on what servers send before it is verified.
+inline constexpr uint64_t kTargetReplyBytesMax = 17u << 20;    // a channel state and a few fields
+inline constexpr uint64_t kManifestReplyBytesMax = 128ull << 20;
+inline constexpr size_t kReportsPerFlushMax = 1000;
+inline constexpr size_t kFailedVersionsKeptMax = 16;
+
+class Agent {
+ public:
+  // Opens the state directory (creating it), takes its lock (FailedPrecondition
+  // when another agent holds it) and loads the trusted root: STATE/root.json
+  // when present, else the configured initial root.
+  static Result<std::unique_ptr<Agent>> Open(AgentConfig config, const Clock& clock);
+  ~Agent();
+
+  // One cycle: sends waiting reports, then for each model asks for the target
+  // (long-polling up to `wait_s` seconds), and installs or switches when it
+  // changed. OK when every model runs its target (or has none); otherwise the
+  // first error, also recorded as the last error.
+  Status RunOnce(int64_t wait_s);
+  // Cycles until `stop` is set, backing off with jitter after errors.
+  void Run(const std::atomic<bool>& stop);
+  // Accepts a newer root (rotation, signing/ VerifyRootUpdate) and persists it.
+  Status UpdateRoot(const std::string& envelope_json);
+
+ private:
+  struct Impl;
+  explicit Agent(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The status document of a state directory without opening an agent (no lock,
+// no network): what `meridian-agent status` prints.
+Result<std::string> ReadAgentStatus(const AgentConfig& config);
+
+}  // namespace meridian

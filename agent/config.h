@@ -1,0 +1,54 @@
+// The agent's configuration: a TOML file (keys documented in docs/agent.md)
+// parsed into AgentConfig, with every unknown key refused so that a typo never
+// silently falls back to a default.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+
+namespace meridian {
+
+inline constexpr size_t kAgentModelsMax = 64;
+inline constexpr size_t kAgentServersMax = 16;
+inline constexpr uint64_t kAgentConfigBytesMax = 1u << 20;
+inline constexpr int64_t kAgentPollWaitSecondsMax = 3600;
+
+struct ModelConfig {
+  std::string name;          // model name (manifest/ IsValidModelName)
+  std::string channel = "stable";
+  std::string health_check;  // shell command; "{path}" becomes the installed file's path; empty = none
+};
+
+struct AgentConfig {
+  std::string id;                    // terminal id (rollout/ IsValidTerminalId)
+  std::string profile;               // device profile; may be empty
+  std::string region;                // region; may be empty
+  std::vector<std::string> servers;  // base URLs, tried in order
+  std::string root;                  // initial trusted root envelope (used until the state dir holds one)
+  std::string state;                 // state directory
+  std::string token;                 // terminal bearer token; may be empty
+  std::vector<ModelConfig> models;
+  int64_t bandwidth_limit_bytes_per_s = 0;  // 0 = unlimited
+  int64_t poll_wait_s = 60;                 // long-poll wait asked of the server
+  int64_t backoff_initial_ms = 1'000;       // first retry delay after an error
+  int64_t backoff_max_ms = 300'000;         // retry delays never exceed this
+  int64_t connect_timeout_ms = 5'000;
+  int64_t request_timeout_ms = 3'600'000;   // a whole download at the bandwidth limit must fit
+  int64_t health_check_timeout_ms = 60'000;
+};
+
+// Parses TOML text. InvalidArgument naming the key for a syntax error, an
+// unknown key, a wrong type, a missing required key (id, servers, root, state,
+// at least one [[model]] with a name) or an out-of-range value.
+Result<AgentConfig> ParseAgentConfig(std::string_view toml_text);
+// The checks ParseAgentConfig runs on the top-level values, for a
+// configuration changed by command-line flags after parsing.
+Status ValidateAgentConfig(const AgentConfig& config);
+// Reads and parses a file (at most kAgentConfigBytesMax).
+Result<AgentConfig> LoadAgentConfig(const std::string& path);
+
+}  // namespace meridian

@@ -1,0 +1,62 @@
+// A model's slots in the agent's state directory: complete, verified files
+// under blobs/, the `current` and `previous` symlinks that point at them, and
+// a staging directory for downloads. Every switch is a symlink renamed over
+// the old one and a directory fsync, so a crash at any moment leaves
+// `current` naming a complete file (layout: docs/agent.md).
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "base/digest.h"
+#include "base/status.h"
+
+namespace meridian {
+
+struct Slot {
+  std::string version;
+  Digest digest;     // SHA-256 of the file, verified before it entered blobs/
+  std::string path;  // absolute path of the file under blobs/
+};
+
+class ModelSlots {
+ public:
+  // `dir` is STATE/models/<name>.
+  explicit ModelSlots(std::string dir) : dir_(std::move(dir)) {}
+  // Creates the directories.
+  Status Init() const;
+
+  // The slot a link points at; nullopt when there is none. Corruption when the
+  // link is malformed or its file is missing.
+  Result<std::optional<Slot>> Current() const;
+  Result<std::optional<Slot>> Previous() const;
+
+  std::string dir() const { return dir_; }
+  std::string staging_dir() const { return dir_ + "/staging"; }
+  std::string current_link() const { return dir_ + "/current"; }
+  // Where a verified file of `version`/`digest` lives once installed.
+  std::string BlobPath(const std::string& version, const Digest& digest) const;
+
+  // Moves `staged_file` (complete, its digest verified, fsynced, on the same
+  // file system) into blobs/ and makes it current; the old current becomes
+  // previous. The caller verified `digest`.
+  Status Install(const std::string& staged_file, const std::string& version, const Digest& digest) const;
+  // Makes an already stored blob current (the old current becomes previous).
+  Status Activate(const std::string& version, const Digest& digest) const;
+  // Points current back at previous. `keep_old` keeps the old current as the
+  // new previous (a rollback target, which may roll forward again); otherwise
+  // the old current is dropped (it failed its health check).
+  // FailedPrecondition when there is no previous slot.
+  Status SwitchBack(bool keep_old) const;
+  // Removes blobs neither link names, and everything in staging/ when
+  // `clear_staging`. Best effort: errors are returned but nothing depends on them.
+  Status CollectGarbage(bool clear_staging) const;
+
+ private:
+  Result<std::optional<Slot>> Read(const std::string& link) const;
+  Status Point(const std::string& link_name, const std::string& blob_name) const;
+  Status Unlink(const std::string& link_name) const;
+  std::string dir_;
+};
+
+}  // namespace meridian

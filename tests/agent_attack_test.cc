@@ -1,0 +1,232 @@
+// Attacks on meridian-agent, each rejected with nothing installed: a replayed
+// older signed state (rollback), an expired state (freeze), wrong artifact or
+// delta bytes, an artifact longer than signed (endless data), a manifest
+// signed by a non-release key; a first server answering garbage makes the
+// agent fail over to the second; root rotation only through VerifyRootUpdate.
+// The attacker is a small HTTP server on 127.0.0.1 that proxies the real
+// daemon and tampers with what it forwards.
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "base/digest.h"
+#include "base/encoding.h"
+#include "base/file.h"
+#include "client/http_client.h"
+#include "manifest/manifest.h"
+#include "signing/signing.h"
+#include "target/target.h"
+#include "tests/harness.h"
+
+using namespace meridian;
+using namespace meridian::testing;
+using Json = nlohmann::json;
+
+namespace {
+
+// max_failure_rate 1 never breaches: the "failed" reports the attacks cause
+// must not pause the rollout the last step completes through the real server.
+std::string Spec(const std::string& id, const std::string& version) {
+  return Json{{"id", id}, {"model", "fraud"}, {"target_version", version}, {"stages_percent", {100}},
+              {"min_reports", 1}, {"max_failure_rate", 1.0}, {"auto_promote", true}}
+      .dump();
+}
+
+// Re-signs a channel state taken from a target reply after `edit`, with the daemon's online key.
+std::string ForgeTargetReply(const std::string& reply_body, const SecretKey& online,
+                             const std::function<void(ChannelState&)>& edit) {
+  Json j = Json::parse(reply_body);
+  Result<Envelope> env = ParseEnvelope(j["state"].dump());
+  REQUIRE(env.ok());
+  Result<ChannelState> state = ChannelStateFromJson(AsString(env->payload));
+  REQUIRE(state.ok());
+  edit(*state);
+  j["state"] = Json::parse(SignChannelState(*state, online));
+  return j.dump();
+}
+
+}  // namespace
+
+TEST_CASE("attacks are rejected with nothing installed; garbage fails over; roots rotate only when signed") {
+  DaemonFixture d;
+  d.Start();
+  TempDir t;
+  Result<SecretKey> online = ReadSecretKeyFile(d.data() + "/keys/online.key");
+  REQUIRE(online.ok());
+  Bytes v1 = RandomBytes(300'000, 21), v2 = v1, v3 = v1;
+  for (size_t i = 0; i < 3000; ++i) v2[i * 90] ^= 0x11;
+  for (size_t i = 0; i < 3000; ++i) v3[i * 95] ^= 0x22;
+  WriteFile(t / "v1", v1);
+  WriteFile(t / "v2", v2);
+  WriteFile(t / "v3", v3);
+
+  HttpClient daemon(d.url(), HttpClientOptions{.bearer_token = d.terminal_token()});
+  const std::string target_path = "/v1/terminals/pos-a/target?model=fraud&channel=stable";
+  std::mutex mu;
+  std::string mode = "pass";
+  std::string forged_target, forged_manifest;
+  FakeHttpServer proxy([&](const FakeRequest& req) {
+    const std::string& path = req.path;
+    const std::string& range = req.range;
+    std::lock_guard<std::mutex> lock(mu);
+    if (mode == "garbage") return FakeReply{200, "\x01\x02 this is not JSON or a model", {}};
+    if (path.starts_with("/v1/terminals/") && path.find("/target") != std::string::npos && !forged_target.empty()) {
+      return FakeReply{200, forged_target, {"Content-Type: application/json"}};
+    }
+    if (path.starts_with("/v1/models/") && !forged_manifest.empty()) return FakeReply{200, forged_manifest, {}};
+    std::vector<std::string> headers;
+    if (!range.empty()) headers.push_back("Range: " + range);
+    Result<HttpReply> r = path.find("/reports") != std::string::npos ? daemon.Post(path, req.body) : daemon.Get(path, headers);
+    if (!r.ok()) return FakeReply{502, "", {}};
+    FakeReply out{static_cast<int>(r->status), r->body, {}};
+    if (!r->Header("content-range").empty()) out.headers.push_back("Content-Range: " + r->Header("content-range"));
+    bool payload = path.starts_with("/v1/artifacts/") || (path.starts_with("/v1/deltas/") && !path.ends_with("/info"));
+    if (payload && mode == "flip" && !out.body.empty()) out.body[out.body.size() / 2] ^= 0x01;
+    if (payload && mode == "longer") out.body += std::string(4096, 'x');
+    return out;
+  });
+  auto set_mode = [&](const std::string& m) {
+    std::lock_guard<std::mutex> lock(mu);
+    mode = m;
+  };
+
+  std::string state = t / "state";
+  auto configure = [&](std::vector<std::string> servers) {
+    return WriteAgentConfig(t / "agent.toml", {.id = "pos-a", .servers = std::move(servers), .root = d.root_json(),
+                                               .state = state, .token = d.terminal_token(), .model = "fraud"});
+  };
+  auto once = [&]() { return Run({MeridianAgentPath(), "--config", t / "agent.toml", "--once"}); };
+  auto current = [&]() {
+    std::string link = state + "/models/fraud/current";
+    std::string name = std::filesystem::read_symlink(link).string();
+    REQUIRE(Digest::Of(ReadFile(link)).Hex() == name.substr(name.rfind('_') + 1));
+    return name.substr(6, name.rfind('_') - 6);
+  };
+  auto nothing_staged = [&]() { return std::filesystem::is_empty(state + "/models/fraud/staging"); };
+  auto complete = [&](const std::string& id) {
+    REQUIRE(WaitFor([&] { return Json::parse(d.GetRollout(id))["state"]["phase"] == "completed"; },
+                    std::chrono::seconds(30)));
+  };
+
+  REQUIRE(d.Publish("fraud", "1.0.0", t / "v1").exit_code == 0);
+  d.StartRollout(Spec("r1", "1.0.0"));
+  configure({d.url()});
+  REQUIRE(once().exit_code == 0);
+  complete("r1");
+  Result<HttpReply> old_target = daemon.Get(target_path);  // signed state pointing at 1.0.0
+  REQUIRE(old_target.ok());
+  REQUIRE(d.Publish("fraud", "2.0.0", t / "v2").exit_code == 0);
+  d.StartRollout(Spec("r2", "2.0.0"));
+  REQUIRE(once().exit_code == 0);
+  REQUIRE(current() == "2.0.0");
+  complete("r2");
+
+  configure({proxy.url()});
+  {
+    INFO("replayed older signed state (rollback attack)");
+    forged_target = old_target->body;
+    CommandResult r = once();
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.err, Catch::Contains("state version"));
+    CHECK(current() == "2.0.0");
+    forged_target.clear();
+  }
+  {
+    INFO("expired state (freeze attack)");
+    Result<HttpReply> now_target = daemon.Get(target_path);
+    REQUIRE(now_target.ok());
+    forged_target = ForgeTargetReply(now_target->body, *online, [](ChannelState& s) {
+      s.version = "1.0.0";
+      s.rollouts.clear();
+      s.expires_ms = s.issued_ms - 1;
+    });
+    CommandResult r = once();
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.err, Catch::Contains("expired"));
+    CHECK(current() == "2.0.0");
+    forged_target.clear();
+  }
+  {
+    INFO("manifest signed by a key that is not a release key");
+    Bytes evil = RandomBytes(1000, 99);
+    Manifest m;
+    m.name = "fraud";
+    m.version = "9.0.0";
+    m.size = evil.size();
+    m.digest = Digest::Of(evil);
+    m.chunks = {ChunkRef{m.digest, evil.size()}};
+    m.created = "2026-11-24T00:00:00Z";
+    Envelope env{std::string(kManifestPayloadType), ToBytes(ManifestToJson(m)), {}};
+    SecretKey rogue = SecretKey::Generate();
+    SignEnvelope(env, rogue);
+    forged_manifest = EnvelopeToJson(env);
+    Result<HttpReply> now_target = daemon.Get(target_path);
+    REQUIRE(now_target.ok());
+    // Even a state the online key signed (a compromised daemon) cannot make it install.
+    forged_target = ForgeTargetReply(now_target->body, *online, [&](ChannelState& s) {
+      s.version = "9.0.0";
+      s.rollouts.clear();
+      s.versions = {{"9.0.0", VersionRef{Digest::Of(forged_manifest).ToString(), m.digest.ToString(), m.size}}};
+    });
+    CommandResult r = once();
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.err, Catch::Contains("release role"));
+    CHECK(current() == "2.0.0");
+    CHECK(nothing_staged());
+    forged_target.clear();
+    forged_manifest.clear();
+  }
+
+  REQUIRE(d.Publish("fraud", "3.0.0", t / "v3").exit_code == 0);
+  d.StartRollout(Spec("r3", "3.0.0"));
+  for (const char* m : {"flip", "longer"}) {
+    INFO(std::string("tampered payload bytes: ") + m);
+    set_mode(m);
+    CommandResult r = once();
+    CHECK(r.exit_code == 1);
+    CHECK(current() == "2.0.0");
+    CHECK(nothing_staged());
+  }
+  {
+    INFO("a first server answering garbage: fail over to the second");
+    set_mode("garbage");
+    configure({proxy.url(), d.url()});
+    CommandResult r = once();
+    INFO(r.err);
+    CHECK(r.exit_code == 0);
+    CHECK(current() == "3.0.0");
+  }
+  {
+    INFO("root rotation");
+    Result<std::string> root_text = ReadFileToString(d.root_json(), 1 << 20);
+    REQUIRE(root_text.ok());
+    Result<Envelope> root_env = ParseEnvelope(*root_text);
+    REQUIRE(root_env.ok());
+    Result<Root> root = ParseRoot(AsString(root_env->payload));
+    REQUIRE(root.ok());
+    Root next = *root;
+    next.version += 1;
+    Envelope rogue_env{std::string(kRootPayloadType), ToBytes(RootToJson(next)), {}};
+    SignEnvelope(rogue_env, SecretKey::Generate());
+    WriteFile(t / "rogue-root.json", AsBytes(EnvelopeToJson(rogue_env)));
+    CHECK(Run({MeridianAgentPath(), "trust", "--config", t / "agent.toml", t / "rogue-root.json"}).exit_code == 1);
+    Result<SecretKey> root_key = ReadSecretKeyFile(d.data() + "/keys/root.key");
+    REQUIRE(root_key.ok());
+    Envelope good{std::string(kRootPayloadType), ToBytes(RootToJson(next)), {}};
+    SignEnvelope(good, *root_key);
+    WriteFile(t / "next-root.json", AsBytes(EnvelopeToJson(good)));
+    CommandResult r = Run({MeridianAgentPath(), "trust", "--config", t / "agent.toml", t / "next-root.json"});
+    INFO(r.err);
+    CHECK(r.exit_code == 0);
+    CHECK(AsString(ReadFile(state + "/root.json")) == EnvelopeToJson(good));
+    // The same root again is a replay.
+    CHECK(Run({MeridianAgentPath(), "trust", "--config", t / "agent.toml", t / "next-root.json"}).exit_code == 1);
+  }
+}

@@ -1,0 +1,165 @@
+// meridian-agent against a real meridiand: install, verification, a failing
+// health check with switch back and auto-rollback, a rollback target served
+// from the kept slot, server failover and reports buffered across an outage.
+#include <filesystem>
+#include <string>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "base/digest.h"
+#include "base/file.h"
+#include "tests/harness.h"
+
+using namespace meridian;
+using namespace meridian::testing;
+using Json = nlohmann::json;
+
+namespace {
+
+std::string Spec(const std::string& id, const std::string& version, const std::string& stages, bool auto_rollback) {
+  return Json{{"id", id},
+              {"model", "fraud"},
+              {"target_version", version},
+              {"stages_percent", Json::parse(stages)},
+              {"min_reports", 1},
+              {"max_failure_rate", 0.5},
+              {"on_breach", auto_rollback ? "rollback" : "pause"}}
+      .dump();
+}
+
+Json AgentStatus(const std::string& config) {
+  CommandResult r = Run({MeridianAgentPath(), "status", "--config", config, "--output", "json"});
+  REQUIRE(r.exit_code == 0);
+  return Json::parse(r.out);
+}
+
+// What the agent's current pointer holds: the version, after checking the
+// file's SHA-256 against the digest the slot was verified with.
+std::string CurrentVersion(const std::string& state) {
+  std::string link = state + "/models/fraud/current";
+  if (!std::filesystem::is_symlink(link)) return "";
+  std::string target = std::filesystem::read_symlink(link).string();
+  size_t sep = target.rfind('_');
+  REQUIRE(Digest::Of(ReadFile(link)).Hex() == target.substr(sep + 1));
+  return target.substr(std::string("blobs/").size(), sep - std::string("blobs/").size());
+}
+
+}  // namespace
+
+TEST_CASE("agent installs, refuses a failing version, switches back on rollback, fails over") {
+  DaemonFixture d;
+  d.Start();
+  TempDir t;
+  Bytes v1 = RandomBytes(600'000, 1), v2 = v1, v3 = v1;
+  for (size_t i = 0; i < 4000; ++i) v2[i * 100] ^= 0x5a;
+  for (size_t i = 0; i < 4000; ++i) v3[i * 97] ^= 0x33;
+  WriteFile(t / "v1", v1);
+  WriteFile(t / "v2", v2);
+  WriteFile(t / "v3", v3);
+  REQUIRE(d.Publish("fraud", "1.0.0", t / "v1").exit_code == 0);
+  d.StartRollout(Spec("r1", "1.0.0", "[100]", false));
+
+  std::string state = t / "state";
+  // The health check fails on v2's bytes and prints metrics.
+  std::string check = "cmp -s {path} " + (t / "v2") + " && { echo error_rate=0.9; exit 4; }; echo latency_ms=7.5";
+  std::string config = WriteAgentConfig(t / "agent.toml", {.id = "pos-1", .servers = {d.url()}, .root = d.root_json(),
+                                                           .state = state, .token = d.terminal_token(),
+                                                           .model = "fraud", .health_check = check});
+  CommandResult once = Run({MeridianAgentPath(), "--config", config, "--once"});
+  INFO(once.err);
+  REQUIRE(once.exit_code == 0);
+  CHECK(CurrentVersion(state) == "1.0.0");
+  Json st = AgentStatus(config);
+  CHECK(st["reports_waiting"] == 0);
+  CHECK(st["downloaded_bytes"] == v1.size());
+  CHECK(st["models"][0]["staging"].is_null());
+
+  REQUIRE(d.RolloutAction("r1", "promote", "all on 1.0.0") == 200);  // completes it: the next may start
+
+  // Up to date: a second cycle downloads nothing.
+  REQUIRE(Run({MeridianAgentPath(), "--config", config, "--once"}).exit_code == 0);
+  CHECK(AgentStatus(config)["downloaded_bytes"] == v1.size());
+
+  SECTION("a failing health check switches back at once, reports, and the rollout rolls back on its own") {
+    REQUIRE(d.Publish("fraud", "2.0.0", t / "v2").exit_code == 0);
+    d.StartRollout(Spec("r2", "2.0.0", "[100]", true));
+    once = Run({MeridianAgentPath(), "--config", config, "--once"});
+    CHECK(once.exit_code == 1);
+    CHECK_THAT(once.err, Catch::Contains("exited with status 4"));
+    CHECK(CurrentVersion(state) == "1.0.0");
+    st = AgentStatus(config);
+    CHECK(st["models"][0]["previous"].is_null());
+    CHECK(st["models"][0]["staging"].is_null());
+    CHECK(st["reports_waiting"] == 0);
+    CHECK_THAT(st["last_error"].get<std::string>(), Catch::Contains("switched back"));
+    Json r2 = Json::parse(d.GetRollout("r2"));
+    CHECK(r2["state"]["phase"] == "rolled_back");
+    CHECK_THAT(d.GetRollout("r2", true), Catch::Contains("rollback"));
+    // Back on 1.0.0 by the channel too: the next cycle is quiet.
+    REQUIRE(Run({MeridianAgentPath(), "--config", config, "--once"}).exit_code == 0);
+    CHECK(CurrentVersion(state) == "1.0.0");
+  }
+
+  SECTION("a rollback target switches back from the kept slot without downloading") {
+    REQUIRE(d.Publish("fraud", "3.0.0", t / "v3").exit_code == 0);
+    d.StartRollout(Spec("r3", "3.0.0", "[100]", false));
+    REQUIRE(Run({MeridianAgentPath(), "--config", config, "--once"}).exit_code == 0);
+    CHECK(CurrentVersion(state) == "3.0.0");
+    uint64_t bytes = AgentStatus(config)["downloaded_bytes"].get<uint64_t>();
+    CHECK(AgentStatus(config)["models"][0]["previous"]["version"] == "1.0.0");
+    REQUIRE(d.RolloutAction("r3", "rollback", "test") == 200);
+    REQUIRE(Run({MeridianAgentPath(), "--config", config, "--once"}).exit_code == 0);
+    CHECK(CurrentVersion(state) == "1.0.0");
+    CHECK(AgentStatus(config)["downloaded_bytes"] == bytes);
+    CHECK(AgentStatus(config)["models"][0]["previous"]["version"] == "3.0.0");
+  }
+
+  SECTION("an unreachable first server fails over; reports wait on disk while no server answers") {
+    REQUIRE(d.Publish("fraud", "3.0.0", t / "v3").exit_code == 0);
+    d.StartRollout(Spec("r3", "3.0.0", "[100]", false));
+    std::string dead = "http://127.0.0.1:1";  // nothing listens on port 1
+    WriteAgentConfig(config, {.id = "pos-1", .servers = {dead, d.url()}, .root = d.root_json(), .state = state,
+                              .token = d.terminal_token(), .model = "fraud", .extra = "connect_timeout_ms = 2000"});
+    once = Run({MeridianAgentPath(), "--config", config, "--once"});
+    INFO(once.err);
+    REQUIRE(once.exit_code == 0);
+    CHECK(CurrentVersion(state) == "3.0.0");
+
+    // No server at all: the cycle fails, a report made meanwhile stays queued.
+    d.RolloutAction("r3", "rollback", "test");
+    WriteAgentConfig(config, {.id = "pos-1", .servers = {dead}, .root = d.root_json(), .state = state,
+                              .token = d.terminal_token(), .model = "fraud", .extra = "connect_timeout_ms = 2000"});
+    REQUIRE(WriteFileAtomic(state + "/outbox/000000000000001-0000000000000001.json",
+                            Json{{"model", "fraud"}, {"version", "3.0.0"}, {"channel", "stable"}, {"rollout", "r3"},
+                                 {"event", "installed"}, {"reason", ""}, {"profile", "pos-arm64"}, {"region", "sg"}}
+                                .dump())
+                .ok());
+    CHECK(Run({MeridianAgentPath(), "--config", config, "--once"}).exit_code == 1);
+    CHECK(AgentStatus(config)["reports_waiting"] == 1);
+    CHECK(CurrentVersion(state) == "3.0.0");
+    WriteAgentConfig(config, {.id = "pos-1", .servers = {d.url()}, .root = d.root_json(), .state = state,
+                              .token = d.terminal_token(), .model = "fraud"});
+    REQUIRE(Run({MeridianAgentPath(), "--config", config, "--once"}).exit_code == 0);
+    CHECK(AgentStatus(config)["reports_waiting"] == 0);
+    CHECK(CurrentVersion(state) == "1.0.0");
+  }
+}
+
+TEST_CASE("agent refuses a bad configuration with exit code 2") {
+  TempDir t;
+  WriteFile(t / "bad.toml", AsBytes(std::string("id = \"x\"\nservres = []\n")));
+  CommandResult r = Run({MeridianAgentPath(), "--config", t / "bad.toml", "--once"});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("unknown key 'servres'"));
+  std::string good = WriteAgentConfig(t / "good.toml", {.id = "pos-1", .servers = {"http://127.0.0.1:1"},
+                                                        .root = t / "root.json", .state = t / "state",
+                                                        .model = "fraud"});
+  // Flags override the file and are checked like it.
+  r = Run({MeridianAgentPath(), "--config", good, "--server", "ftp://127.0.0.1", "--once"});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("must start with http://"));
+  r = Run({MeridianAgentPath(), "--config", good, "--id", "bad id!", "--once"});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("'id'"));
+}

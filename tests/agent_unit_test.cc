@@ -1,0 +1,215 @@
+// Unit tests of the agent's local parts: configuration errors, slot switching
+// and rollback on a temp dir, the report outbox, backoff bounds, health checks.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+
+#include <catch2/catch.hpp>
+
+#include "agent/backoff.h"
+#include "agent/config.h"
+#include "agent/health.h"
+#include "agent/outbox.h"
+#include "agent/slots.h"
+#include "base/digest.h"
+#include "base/file.h"
+
+using namespace meridian;
+
+namespace {
+
+struct Tmp {
+  std::string path;
+  Tmp() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "agent-unit-XXXXXX").string();
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    path = tmpl;
+  }
+  ~Tmp() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+const char* kGood = R"(
+id = "pos-0001"
+profile = "pos-arm64"
+region = "sg"
+servers = ["http://127.0.0.1:7400", "http://127.0.0.1:7401"]
+root = "/etc/meridian/root.json"
+state = "/var/lib/meridian-agent"
+token = "secret"
+bandwidth_limit_bytes_per_s = 1000000
+[[model]]
+name = "fraud-detector"
+channel = "stable"
+health_check = "/usr/local/bin/check-model {path}"
+)";
+
+std::string Replace(std::string text, const std::string& from, const std::string& to) {
+  size_t at = text.find(from);
+  REQUIRE(at != std::string::npos);
+  return text.replace(at, from.size(), to);
+}
+
+std::string Staged(const std::string& dir, const std::string& content) {
+  std::string p = dir + "/staging/file";
+  REQUIRE(WriteFileAtomic(p, content).ok());
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("config: the issue's keys parse") {
+  Result<AgentConfig> c = ParseAgentConfig(kGood);
+  REQUIRE(c.ok());
+  CHECK(c->id == "pos-0001");
+  CHECK(c->profile == "pos-arm64");
+  CHECK(c->region == "sg");
+  CHECK(c->servers.size() == 2);
+  CHECK(c->token == "secret");
+  CHECK(c->bandwidth_limit_bytes_per_s == 1000000);
+  REQUIRE(c->models.size() == 1);
+  CHECK(c->models[0].name == "fraud-detector");
+  CHECK(c->models[0].health_check == "/usr/local/bin/check-model {path}");
+}
+
+TEST_CASE("config: errors name the problem") {
+  auto error_of = [](const std::string& text) {
+    Result<AgentConfig> c = ParseAgentConfig(text);
+    REQUIRE(!c.ok());
+    CHECK(c.status().code() == Status::Code::kInvalidArgument);
+    return c.status().message();
+  };
+  CHECK_THAT(error_of(std::string(kGood) + "\nrgion = \"x\"\n"), Catch::Contains("unknown key 'rgion'"));
+  CHECK_THAT(error_of(Replace(kGood, "channel = \"stable\"", "chanel = \"stable\"")),
+             Catch::Contains("[[model]]: unknown key 'chanel'"));
+  CHECK_THAT(error_of(Replace(kGood, "id = \"pos-0001\"", "")), Catch::Contains("'id' is required"));
+  CHECK_THAT(error_of(Replace(kGood, "state = \"/var/lib/meridian-agent\"", "")), Catch::Contains("'state'"));
+  CHECK_THAT(error_of(Replace(kGood, "servers = [\"http://127.0.0.1:7400\", \"http://127.0.0.1:7401\"]",
+                              "servers = [\"ftp://x\"]")),
+             Catch::Contains("http://"));
+  CHECK_THAT(error_of(Replace(kGood, "bandwidth_limit_bytes_per_s = 1000000", "bandwidth_limit_bytes_per_s = \"fast\"")),
+             Catch::Contains("'bandwidth_limit_bytes_per_s' must be an integer"));
+  CHECK_THAT(error_of(Replace(kGood, "name = \"fraud-detector\"", "name = \"Bad Name\"")), Catch::Contains("'name'"));
+  CHECK_THAT(error_of("id = "), Catch::Contains("config line"));
+  CHECK_THAT(error_of(std::string(kGood) + "poll_wait_s = -1\n"), Catch::Contains("poll_wait_s"));
+}
+
+TEST_CASE("slots: install, previous kept, switch back after a failure and for a rollback") {
+  Tmp t;
+  ModelSlots s(t.path + "/m");
+  REQUIRE(s.Init().ok());
+  REQUIRE(s.Current().ok());
+  CHECK(!s.Current()->has_value());
+
+  Digest d1 = Digest::Of("one"), d2 = Digest::Of("two"), d3 = Digest::Of("three");
+  REQUIRE(s.Install(Staged(s.dir(), "one"), "1.0.0", d1).ok());
+  REQUIRE(s.Current()->has_value());
+  CHECK((*s.Current())->version == "1.0.0");
+  CHECK(!s.Previous()->has_value());
+  // The pointer the inference app reads is a symlink to the complete file.
+  CHECK(std::string(AsString(AsBytes(*ReadFileToString(s.current_link(), 100)))) == "one");
+
+  REQUIRE(s.Install(Staged(s.dir(), "two"), "2.0.0", d2).ok());
+  CHECK((*s.Current())->digest == d2);
+  CHECK((*s.Previous())->digest == d1);
+
+  // Rollback target: back to 1.0.0, keeping 2.0.0 as the previous slot.
+  REQUIRE(s.SwitchBack(true).ok());
+  CHECK((*s.Current())->digest == d1);
+  CHECK((*s.Previous())->digest == d2);
+  REQUIRE(s.Activate("2.0.0", d2).ok());
+  CHECK((*s.Current())->digest == d2);
+
+  // A failed health check: back to the previous, the failed file dropped.
+  REQUIRE(s.Install(Staged(s.dir(), "three"), "3.0.0", d3).ok());
+  REQUIRE(s.SwitchBack(false).ok());
+  CHECK((*s.Current())->digest == d2);
+  CHECK(!s.Previous()->has_value());
+  CHECK(s.SwitchBack(false).code() == Status::Code::kFailedPrecondition);
+
+  REQUIRE(WriteFileAtomic(s.staging_dir() + "/download.part", "partial").ok());
+  REQUIRE(s.CollectGarbage(true).ok());
+  size_t blobs = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(s.dir() + "/blobs")) ++blobs;
+  CHECK(blobs == 1);  // only current's file: 1.0.0 and 3.0.0 are gone
+  CHECK(std::filesystem::is_empty(s.staging_dir()));
+  CHECK(std::string(*ReadFileToString(s.current_link(), 100)) == "two");
+}
+
+TEST_CASE("slots: a malformed or dangling current link is corruption, not a version") {
+  Tmp t;
+  ModelSlots s(t.path + "/m");
+  REQUIRE(s.Init().ok());
+  REQUIRE(::symlink("blobs/1.0.0_abc", s.current_link().c_str()) == 0);
+  CHECK(s.Current().status().code() == Status::Code::kCorruption);
+  ::unlink(s.current_link().c_str());
+  std::string missing = "blobs/1.0.0_" + Digest::Of("x").Hex();
+  REQUIRE(::symlink(missing.c_str(), s.current_link().c_str()) == 0);
+  CHECK(s.Current().status().code() == Status::Code::kCorruption);
+}
+
+TEST_CASE("outbox: reports persist across instances, oldest first, until removed") {
+  Tmp t;
+  {
+    Outbox o(t.path + "/outbox");
+    REQUIRE(o.Init().ok());
+    REQUIRE(o.Add("{\"n\":1}", 1000).ok());
+    REQUIRE(o.Add("{\"n\":2}", 2000).ok());
+    REQUIRE(o.Add("{\"n\":3}", 3000).ok());
+  }
+  Outbox again(t.path + "/outbox");  // a restarted agent
+  CHECK(again.Count() == 3);
+  Result<std::vector<PendingReport>> two = again.Oldest(2);
+  REQUIRE(two.ok());
+  REQUIRE(two->size() == 2);
+  CHECK((*two)[0].body == "{\"n\":1}");
+  CHECK((*two)[1].body == "{\"n\":2}");
+  REQUIRE(again.Remove((*two)[0]).ok());
+  CHECK(again.Count() == 2);
+  CHECK((*again.Oldest(10))[0].body == "{\"n\":2}");
+  CHECK(again.Add(std::string(kOutboxReportBytesMax + 1, 'x'), 4000).code() == Status::Code::kResourceExhausted);
+}
+
+TEST_CASE("backoff: grows exponentially, stays within [ceiling/2, ceiling], capped") {
+  std::mt19937_64 rng(42);
+  for (int attempt = 0; attempt < 40; ++attempt) {
+    int64_t ceiling = std::min<int64_t>(1000ll << std::min(attempt, 20), 60'000);
+    for (int i = 0; i < 200; ++i) {
+      int64_t d = BackoffDelayMs(attempt, 1000, 60'000, rng());
+      CHECK(d >= ceiling / 2);
+      CHECK(d <= ceiling);
+    }
+  }
+  CHECK(BackoffDelayMs(0, 1000, 60'000, 0) == 500);
+  CHECK(BackoffDelayMs(3, 1000, 60'000, 0) == 4000);
+  CHECK(BackoffDelayMs(100, 1000, 60'000, UINT64_MAX) <= 60'000);
+}
+
+TEST_CASE("health: metrics lines parsed, junk ignored") {
+  auto m = ParseHealthMetrics("latency_ms=12.5\nerror_rate=0.01\nnoise\nBad=1\nx=abc\ny=\n");
+  CHECK(m.size() == 2);
+  CHECK(m["latency_ms"] == Approx(12.5));
+  CHECK(m["error_rate"] == Approx(0.01));
+}
+
+TEST_CASE("health: exit status, {path} substitution, timeout") {
+  Tmp t;
+  std::string path = t.path + "/it's a model";
+  REQUIRE(WriteFileAtomic(path, "weights").ok());
+  HealthResult ok = RunHealthCheck("test -f {path} && echo latency_ms=3", path, 10'000);
+  CHECK(ok.pass);
+  CHECK(ok.metrics["latency_ms"] == Approx(3));
+  HealthResult bad = RunHealthCheck("echo error_rate=0.5; exit 3", path, 10'000);
+  CHECK(!bad.pass);
+  CHECK_THAT(bad.reason, Catch::Contains("status 3"));
+  CHECK(bad.metrics["error_rate"] == Approx(0.5));
+  HealthResult slow = RunHealthCheck("sleep 30", path, 200);
+  CHECK(!slow.pass);
+  CHECK_THAT(slow.reason, Catch::Contains("timed out"));
+}
