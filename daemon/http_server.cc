@@ -64,6 +64,50 @@ void ApplyHeaders(http::response<Body>& res, const HttpResponse& r, bool keep_al
   res.keep_alive(keep_alive);
 }
 
+// A read deadline that cancels the pending read instead of closing the socket
+// (what beast::tcp_stream's own timeout does), so that a 408 can still be
+// written after it. Its timer runs on the session's strand; the handler holds
+// the state, not the session, and acts only for the read it was armed for.
+class ReadDeadline {
+ public:
+  explicit ReadDeadline(beast::tcp_stream& stream) : state_(std::make_shared<State>(stream)) {}
+  ~ReadDeadline() {
+    state_->stream = nullptr;  // the session is gone: a late expiry touches nothing
+    state_->timer.cancel();
+  }
+  ReadDeadline(const ReadDeadline&) = delete;
+  ReadDeadline& operator=(const ReadDeadline&) = delete;
+
+  void Arm(std::chrono::milliseconds timeout) {
+    State& s = *state_;
+    s.expired = false;
+    uint64_t armed = ++s.generation;
+    s.timer.expires_after(timeout);
+    s.timer.async_wait([state = state_, armed](const beast::error_code& ec) {
+      if (ec || state->generation != armed || state->stream == nullptr) return;
+      state->expired = true;
+      beast::error_code ignored;
+      state->stream->socket().cancel(ignored);
+    });
+  }
+  // Returns whether the deadline passed before the read ended.
+  bool Disarm() {
+    ++state_->generation;
+    state_->timer.cancel();
+    return state_->expired;
+  }
+
+ private:
+  struct State {
+    explicit State(beast::tcp_stream& s) : stream(&s), timer(s.get_executor()) {}
+    beast::tcp_stream* stream;
+    net::steady_timer timer;
+    uint64_t generation = 0;
+    bool expired = false;
+  };
+  std::shared_ptr<State> state_;
+};
+
 }  // namespace
 
 struct HttpServer::Impl {
@@ -164,7 +208,7 @@ struct HttpServer::Impl {
 
   // The answer to a request head that could not be read, or nullopt when
   // the connection just ended (closed, idle timeout, shutdown).
-  std::optional<HttpResponse> HeadError(const beast::error_code& ec, const beast::flat_buffer& buffer,
+  std::optional<HttpResponse> HeadError(const beast::error_code& ec, bool got_some,
                                         std::string_view request_target) const {
     if (ec == http::error::header_limit) {
       // A request line that does not even end within the limit is a URI
@@ -174,7 +218,7 @@ struct HttpServer::Impl {
                        fmt::format("request head exceeds {} bytes", options.head_bytes_max));
     }
     if (ec == beast::error::timeout) {
-      if (buffer.size() == 0) return std::nullopt;  // an idle keep-alive connection
+      if (!got_some) return std::nullopt;  // an idle keep-alive connection
       return JsonError(408, "request_timeout", "request head not received in time");
     }
     if (ec == http::error::end_of_stream || ec == net::error::operation_aborted ||
@@ -259,6 +303,7 @@ struct HttpServer::Impl {
       self = sessions.insert(sessions.end(), ref);
     }
     beast::flat_buffer buffer;
+    ReadDeadline deadline(stream);
     for (;;) {
       if (stopping) break;
       http::request_parser<http::string_body> parser;
@@ -268,11 +313,13 @@ struct HttpServer::Impl {
       HttpRequest req;
       std::optional<HttpResponse> error;  // an answer to send before closing
       idle = true;
-      stream.expires_after(options.head_timeout);
+      stream.expires_never();
+      deadline.Arm(options.head_timeout);
       auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, kTuple);
+      if (deadline.Disarm() && ec) ec = beast::error::timeout;
       idle = false;
       if (ec) {
-        error = HeadError(ec, buffer, parser.get().target());
+        error = HeadError(ec, parser.got_some() || buffer.size() > 0, parser.get().target());
       } else {
         req = ToRequest(parser);
         uint64_t limit = handler.BodyBytesMax(req);
@@ -280,8 +327,9 @@ struct HttpServer::Impl {
           error = BodyError(http::error::body_limit, limit);
         } else if (!parser.is_done()) {
           parser.body_limit(limit);
-          stream.expires_after(options.body_timeout);
+          deadline.Arm(options.body_timeout);
           auto [bec, bn] = co_await http::async_read(stream, buffer, parser, kTuple);
+          if (deadline.Disarm() && bec) bec = beast::error::timeout;
           if (bec) error = BodyError(bec, limit);
           ec = bec;
         }

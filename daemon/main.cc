@@ -56,6 +56,8 @@ struct ServeOptions {
   std::string config;
   std::string port_file;
   int threads = 0;
+  int64_t head_timeout_ms = HttpServerOptions{}.head_timeout.count();
+  int64_t body_timeout_ms = HttpServerOptions{}.body_timeout.count();
 };
 
 // Settings from --config FILE (TOML); flags given on the command line win.
@@ -68,13 +70,18 @@ Status ApplyConfig(ServeOptions& o, const CLI::App& app) {
     return Status::InvalidArgument(fmt::format("{}: {}", o.config, e.description()));
   }
   for (const auto& [key, value] : t) {
-    if (key != "data" && key != "listen" && key != "threads") {
+    if (key != "data" && key != "listen" && key != "threads" && key != "head_timeout_ms" && key != "body_timeout_ms") {
       return Status::InvalidArgument(fmt::format("{}: unknown setting '{}'", o.config, key.str()));
     }
   }
   if (app.count("--data") == 0) o.data = t["data"].value_or(o.data);
   if (app.count("--listen") == 0) o.listen = t["listen"].value_or(o.listen);
   if (app.count("--threads") == 0) o.threads = t["threads"].value_or(o.threads);
+  o.head_timeout_ms = t["head_timeout_ms"].value_or(o.head_timeout_ms);
+  o.body_timeout_ms = t["body_timeout_ms"].value_or(o.body_timeout_ms);
+  if (o.head_timeout_ms < 1 || o.body_timeout_ms < 1) {
+    return Status::InvalidArgument(o.config + ": timeouts must be at least 1 ms");
+  }
   return Status::Ok();
 }
 
@@ -113,6 +120,8 @@ int Serve(ServeOptions o) {
   hso.host = host;
   hso.port = port;
   hso.threads = o.threads;
+  hso.head_timeout = std::chrono::milliseconds(o.head_timeout_ms);
+  hso.body_timeout = std::chrono::milliseconds(o.body_timeout_ms);
   HttpServer server(api, hso);
   if (Status st = server.Listen(); !st.ok()) return Fail(st.message());
   std::string bound = fmt::format("{}:{}", host.find(':') != std::string::npos ? "[" + host + "]" : host, server.port());
@@ -186,7 +195,7 @@ int main(int argc, char** argv) {
   ServeOptions serve;
   app.add_option("--data", serve.data, "data directory")->capture_default_str();
   app.add_option("--listen", serve.listen, "HOST:PORT to listen on (port 0 = any free port)")->capture_default_str();
-  app.add_option("--config", serve.config, "TOML file with data, listen, threads");
+  app.add_option("--config", serve.config, "TOML file: data, listen, threads, head_timeout_ms, body_timeout_ms");
   app.add_option("--port-file", serve.port_file, "write the bound port to this file once listening");
   app.add_option("--threads", serve.threads, "server threads (0 = one per core)");
 

@@ -141,12 +141,12 @@ DaemonFixture::DaemonFixture() {
 
 DaemonFixture::~DaemonFixture() { child_.reset(); }
 
-void DaemonFixture::Start() {
+void DaemonFixture::Start(const std::vector<std::string>& extra_args) {
   std::string port_file = dir_ / "port";
   ::unlink(port_file.c_str());
-  child_ = std::make_unique<Child>(
-      std::vector<std::string>{MeridiandPath(), "--data", data(), "--listen", "127.0.0.1:0", "--port-file", port_file},
-      dir_ / "meridiand.log");
+  std::vector<std::string> argv{MeridiandPath(), "--data", data(), "--listen", "127.0.0.1:0", "--port-file", port_file};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  child_ = std::make_unique<Child>(argv, dir_ / "meridiand.log");
   if (!WaitFor([&] { return std::filesystem::exists(port_file); }, std::chrono::seconds(30))) {
     throw std::runtime_error("meridiand did not start: " + std::string(AsString(ReadFile(dir_ / "meridiand.log"))));
   }

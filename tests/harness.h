@@ -83,7 +83,8 @@ class DaemonFixture {
  public:
   DaemonFixture();
   ~DaemonFixture();
-  void Start();     // starts and waits until /healthz answers
+  // Starts (with `extra_args` after the usual ones) and waits until /healthz answers.
+  void Start(const std::vector<std::string>& extra_args = {});
   void Kill9();
   int Terminate();  // SIGTERM, returns the exit code
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }

@@ -268,3 +268,24 @@ TEST_CASE("metrics count requests by route and status") {
   CHECK(m->body.find("meridian_store_disk_bytes") != std::string::npos);
   CHECK(c.Get("/readyz")->status == 200);
 }
+
+TEST_CASE("read deadlines: a stalled request head or body gets 408, an idle connection is closed") {
+  DaemonFixture d;
+  std::string config = d.dir() / "meridiand.toml";
+  WriteFile(config, AsBytes("head_timeout_ms = 300\nbody_timeout_ms = 300\n"));
+  d.Start({"--config", config});
+  auto start = std::chrono::steady_clock::now();
+  // Half a request head, then nothing.
+  CHECK(StatusOf(RawExchange(d.port(), "GET /healthz HTTP/1.1\r\nHost: x\r\n")) == 408);
+  // A whole head promising a body that never comes.
+  std::string partial_body = "PUT /v1/chunks/" + Digest::Of("x").ToString() +
+                             " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + d.publisher_token() +
+                             "\r\nContent-Length: 1000\r\n\r\nonly a few bytes";
+  CHECK(StatusOf(RawExchange(d.port(), partial_body)) == 408);
+  // A connection that never says anything is closed without an answer.
+  CHECK(RawExchange(d.port(), "").empty());
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+  HttpClient c(d.url());
+  CHECK(c.Get("/v1/chunks/" + Digest::Of("x").ToString())->status == 404);  // nothing stored
+  CHECK(c.Get("/healthz")->status == 200);
+}
