@@ -109,14 +109,14 @@ int RolloutPlan(const GlobalOptions& g, const RolloutOptions& o) {
   }
   const auto& spec = (*j)["spec"];
   std::string prev = spec["previous_version"].get<std::string>();
-  fmt::print("plan: {} channel {}  {} -> {}  (target {}; deltas: {})\n", spec["model"].get<std::string>(),
+  fmt::print("plan: {} channel {}  {} -> {}  (target {})\n", spec["model"].get<std::string>(),
              spec["channel"].get<std::string>(), prev.empty() ? "(none)" : prev,
-             spec["target_version"].get<std::string>(), HumanBytes((*j)["target_bytes"].get<uint64_t>()),
-             (*j)["deltas"].get<std::string>());
-  fmt::print("{:<6} {:>8} {:>9} {:>14}\n", "STAGE", "PERCENT", "TERMINALS", "FULL DOWNLOAD");
+             spec["target_version"].get<std::string>(), HumanBytes((*j)["target_bytes"].get<uint64_t>()));
+  fmt::print("{:<6} {:>8} {:>9} {:>14} {:>14}\n", "STAGE", "PERCENT", "TERMINALS", "FULL DOWNLOAD", "WITH DELTAS");
   for (const auto& s : (*j)["stages"]) {
-    fmt::print("{:<6} {:>8} {:>9} {:>14}\n", s["stage"].get<int>(), s["percent"].get<double>(),
-               s["eligible"].get<uint64_t>(), HumanBytes(s["full_download_bytes"].get<uint64_t>()));
+    fmt::print("{:<6} {:>8} {:>9} {:>14} {:>14}\n", s["stage"].get<int>(), s["percent"].get<double>(),
+               s["eligible"].get<uint64_t>(), HumanBytes(s["full_download_bytes"].get<uint64_t>()),
+               HumanBytes(s["delta_download_bytes"].get<uint64_t>()));
   }
   return 0;
 }

@@ -585,19 +585,32 @@ HttpResponse Api::StartRollout(const HttpRequest& req) {
 HttpResponse Api::PlanRollout(const HttpRequest& req) {
   Result<RolloutSpec> spec = ParseRolloutSpecJson(req.body);
   if (!spec.ok()) return ErrorFor(spec.status());
-  Result<RolloutPlan> plan = rollouts_.Plan(std::move(*spec));
+  // A terminal on a version with a computed, worthwhile delta to the target
+  // downloads that delta; any other downloads the artifact. Missing deltas are
+  // queued, so a second plan shows them.
+  const std::string model = spec->model;
+  Result<Manifest> target = store_.GetManifest(model, spec->target_version);
+  auto download_bytes = [&](const std::string& current_version) -> uint64_t {
+    if (!target.ok()) return 0;
+    Result<Manifest> from = current_version.empty() ? Result<Manifest>(Status::NotFound(""))
+                                                    : store_.GetManifest(model, current_version);
+    if (!from.ok()) return target->size;
+    Result<DeltaRecord> d = deltas_.FindOrQueue(from->digest, target->digest);
+    return d.ok() && d->info.worthwhile ? d->info.size : target->size;
+  };
+  Result<RolloutPlan> plan = rollouts_.Plan(std::move(*spec), download_bytes);
   if (!plan.ok()) return ErrorFor(plan.status());
   nlohmann::json stages = nlohmann::json::array();
   for (size_t k = 0; k < plan->eligible.size(); ++k) {
     stages.push_back({{"stage", k},
                       {"percent", plan->spec.stages_percent[k]},
                       {"eligible", plan->eligible[k]},
-                      {"full_download_bytes", plan->full_download_bytes[k]}});
+                      {"full_download_bytes", plan->full_download_bytes[k]},
+                      {"delta_download_bytes", plan->delta_download_bytes[k]}});
   }
   return JsonOk(200, {{"spec", nlohmann::json::parse(RolloutSpecToJson(plan->spec))},
                       {"target_bytes", plan->target_bytes},
-                      {"stages", stages},
-                      {"deltas", "unavailable"}});
+                      {"stages", stages}});
 }
 
 HttpResponse Api::ListRollouts() {

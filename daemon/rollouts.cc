@@ -408,7 +408,8 @@ Result<std::vector<StageRow>> Rollouts::Stages(std::string_view id) const {
   return rows;
 }
 
-Result<RolloutPlan> Rollouts::Plan(RolloutSpec spec) const {
+Result<RolloutPlan> Rollouts::Plan(
+    RolloutSpec spec, const std::function<uint64_t(const std::string& current_version)>& download_bytes) const {
   std::lock_guard lock(impl_->mu);
   if (spec.id.empty()) spec.id = "plan";
   spec.previous_version = impl_->HeldVersion(spec);
@@ -418,17 +419,23 @@ Result<RolloutPlan> Rollouts::Plan(RolloutSpec spec) const {
   RolloutPlan plan;
   plan.target_bytes = ref->size;
   const auto* known = impl_->Known(spec);
+  std::map<std::string, uint64_t> bytes_from;  // current version -> bytes to download
   for (uint32_t k = 0; k < spec.stages_percent.size(); ++k) {
-    uint64_t eligible = 0, moving = 0;
+    uint64_t eligible = 0, moving = 0, delta_bytes = 0;
     if (known != nullptr) {
       for (const auto& [tid, t] : *known) {
         if (!InCohort(spec, k, t.info)) continue;
         ++eligible;
-        if (t.info.current_version != spec.target_version) ++moving;
+        if (t.info.current_version == spec.target_version) continue;
+        ++moving;
+        auto [it, fresh] = bytes_from.try_emplace(t.info.current_version, ref->size);
+        if (fresh) it->second = download_bytes(t.info.current_version);
+        delta_bytes += it->second;
       }
     }
     plan.eligible.push_back(eligible);
     plan.full_download_bytes.push_back(moving * ref->size);
+    plan.delta_download_bytes.push_back(delta_bytes);
   }
   plan.spec = std::move(spec);
   return plan;

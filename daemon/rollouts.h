@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -67,6 +68,8 @@ struct RolloutPlan {
   RolloutSpec spec;                          // completed as Start would (previous version, id)
   std::vector<uint64_t> eligible;            // per stage: known terminals in its cohort (cumulative)
   std::vector<uint64_t> full_download_bytes; // per stage: those not on the target × the target's size
+  std::vector<uint64_t> delta_download_bytes; // per stage: the same terminals, each fetching what
+                                             // `download_bytes` says for its current version
   uint64_t target_bytes = 0;                 // size of the target artifact
 };
 
@@ -95,7 +98,11 @@ class Rollouts {
   std::vector<Rollout> List() const;
   Result<std::vector<StageRow>> Stages(std::string_view id) const;
   // What Start would do with `spec`, without doing it (an empty id becomes "plan").
-  Result<RolloutPlan> Plan(RolloutSpec spec) const;
+  // `download_bytes(current_version)`: what a terminal on that version
+  // downloads to reach the target (a delta when one is known); asked once per
+  // distinct version.
+  Result<RolloutPlan> Plan(RolloutSpec spec,
+                           const std::function<uint64_t(const std::string& current_version)>& download_bytes) const;
 
   // The signed state of a channel and this terminal's answer; records the
   // terminal as known. NotFound when no rollout ever set the channel.

@@ -398,6 +398,7 @@ TEST_CASE("rollout bad input, credentials and CLI errors") {
   CHECK(plan["stages"].size() == 2);
   CHECK(plan["stages"][1]["eligible"] == 1);  // t1 asked for a target
   CHECK(plan["stages"][1]["full_download_bytes"] == 100'000);
+  CHECK(plan["stages"][1]["delta_download_bytes"] <= 100'000);
   CHECK(dm.Cli({"rollout", "list"})["rollouts"].size() == 1);
 }
 
