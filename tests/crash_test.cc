@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <catch2/catch.hpp>
+#include <cstdio>
 #include <random>
 #include <thread>
 
@@ -57,7 +58,8 @@ TEST_CASE("kill -9 during publishes never leaves a partial version") {
       ++absent;
     }
   }
-  INFO("present " << present << ", absent " << absent);
+  std::printf("after 20 kill -9 during publishes: %d versions wholly present, %d absent, fsck clean each time\n",
+              present, absent);
   CHECK(present + absent == 20);
   // Everything can still be published after the crashes.
   CHECK(d.Publish("crashy", "2.0.0", d.dir() / "v0").exit_code == 0);
