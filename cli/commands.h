@@ -52,6 +52,7 @@ struct RolloutOptions {
   std::string soak = "0s";  // "90s", "5m", "2h", "250ms"; a bare number is seconds
   bool auto_promote = false;
   bool auto_rollback = false;
+  bool waves = false;  // regions one after another, in the order of --regions
 };
 
 int Keygen(const GlobalOptions& g, const std::string& file);
@@ -73,5 +74,7 @@ int RolloutList(const GlobalOptions& g);
 int RolloutStatus(const GlobalOptions& g, const std::string& id, bool watch);
 int RolloutAct(const GlobalOptions& g, const std::string& action, const std::string& id, const std::string& reason);
 int RolloutEvents(const GlobalOptions& g, const std::string& id);
+// `meridian regions`: the regions following the daemon (operator token).
+int RegionList(const GlobalOptions& g);
 
 }  // namespace meridian::cli

@@ -92,6 +92,7 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     cmd->add_flag("--auto-promote", ro.auto_promote, "promote when the gates pass");
     cmd->add_flag("--auto-rollback", ro.auto_rollback, "roll back on a breach (default: pause)");
+    cmd->add_flag("--waves", ro.waves, "one region after another, in --regions order; a breach stops the wave");
   };
   CLI::App* ro_start = rollout->add_subcommand("start", "start moving a model channel to VERSION");
   add_spec_options(ro_start);
@@ -112,6 +113,9 @@ int main(int argc, char** argv) {
     cmd->add_option("--reason", ro_reason, "why (kept in the audit log)");
     ro_actions.emplace_back(action, cmd);
   }
+
+  CLI::App* regions_cmd =
+      app.add_subcommand("regions", "regions following the daemon: reachable, state, lag, stored bytes, terminals");
 
   try {
     app.parse(argc, argv);
@@ -138,6 +142,7 @@ int main(int argc, char** argv) {
   if (*pull_cmd) return Pull(g, pull);
   if (*diff) return Diff(g, diff_old, diff_new, diff_out, diff_level);
   if (*patch) return Patch(g, patch_old, patch_delta, patch_out);
+  if (*regions_cmd) return RegionList(g);
   if (*ro_start) return RolloutStart(g, ro);
   if (*ro_plan) return RolloutPlan(g, ro);
   if (*ro_list) return RolloutList(g);

@@ -1,5 +1,6 @@
 // `meridian rollout …`: start, plan, list, status (--watch), promote, pause,
-// resume, abort, rollback and events, over the daemon's control API.
+// resume, abort, rollback and events, and `meridian regions`, over the
+// daemon's control API.
 #include <charconv>
 #include <chrono>
 #include <thread>
@@ -48,6 +49,7 @@ Result<std::string> SpecJson(const RolloutOptions& o) {
   spec.soak_ms = *soak_ms;
   spec.auto_promote = o.auto_promote;
   spec.on_breach = o.auto_rollback ? BreachAction::kRollback : BreachAction::kPause;
+  spec.waves = o.waves;
   return RolloutSpecToJson(spec);
 }
 
@@ -66,6 +68,27 @@ Result<nlohmann::json> Call(const GlobalOptions& g, const std::string& method, c
   return j;
 }
 
+// A field of a JSON object as text for a table cell: strings as they are, other
+// values as JSON, absent (an older daemon) or null as `absent`.
+std::string Cell(const nlohmann::json& object, const char* key, std::string_view absent = "-") {
+  auto it = object.find(key);
+  if (it == object.end() || it->is_null()) return std::string(absent);
+  if (it->is_string()) return it->get<std::string>().empty() ? std::string(absent) : it->get<std::string>();
+  return it->dump();
+}
+
+// The per-region table a daemon adds for rollouts with waves; nothing when absent.
+void PrintRegionsText(const nlohmann::json& j) {
+  auto regions = j.find("regions");
+  if (regions == j.end() || !regions->is_array() || regions->empty()) return;
+  fmt::print("{:<12} {:>9} {:>8} {:>7}  {}\n", "REGION", "TERMINALS", "UPDATED", "FAILED", "WAVE");
+  for (const auto& r : *regions) {
+    if (!r.is_object()) continue;
+    fmt::print("{:<12} {:>9} {:>8} {:>7}  {}\n", Cell(r, "region"), Cell(r, "terminals"), Cell(r, "updated"),
+               Cell(r, "failed"), Cell(r, "wave"));
+  }
+}
+
 void PrintStatusText(const nlohmann::json& j) {
   const auto& spec = j["spec"];
   const auto& state = j["state"];
@@ -74,13 +97,15 @@ void PrintStatusText(const nlohmann::json& j) {
              spec["model"].get<std::string>(), spec["channel"].get<std::string>(), prev.empty() ? "(none)" : prev,
              spec["target_version"].get<std::string>(), state["phase"].get<std::string>(),
              state["stage"].get<uint32_t>());
-  fmt::print("{:<6} {:>8} {:>9} {:>8} {:>7} {:>8}  {}\n", "STAGE", "PERCENT", "ELIGIBLE", "UPDATED", "FAILED",
-             "HEALTHY", "GATE");
+  fmt::print("{:<6} {:<12} {:>8} {:>9} {:>8} {:>7} {:>8}  {}\n", "STAGE", "REGION", "PERCENT", "ELIGIBLE", "UPDATED",
+             "FAILED", "HEALTHY", "GATE");
   for (const auto& s : j["stages"]) {
-    fmt::print("{:<6} {:>8} {:>9} {:>8} {:>7} {:>8}  {}\n", s["stage"].get<int>(), s["percent"].get<double>(),
-               s["eligible"].get<uint64_t>(), s["updated"].get<uint64_t>(), s["failed"].get<uint64_t>(),
-               s["healthy"].get<uint64_t>(), s["gate"].get<std::string>());
+    // "region" is per stage with waves; absent or "" (older daemons, no waves) is every region.
+    fmt::print("{:<6} {:<12} {:>8} {:>9} {:>8} {:>7} {:>8}  {}\n", s["stage"].get<int>(), Cell(s, "region", "all"),
+               s["percent"].get<double>(), s["eligible"].get<uint64_t>(), s["updated"].get<uint64_t>(),
+               s["failed"].get<uint64_t>(), s["healthy"].get<uint64_t>(), s["gate"].get<std::string>());
   }
+  PrintRegionsText(j);
 }
 
 }  // namespace
@@ -112,10 +137,12 @@ int RolloutPlan(const GlobalOptions& g, const RolloutOptions& o) {
   fmt::print("plan: {} channel {}  {} -> {}  (target {})\n", spec["model"].get<std::string>(),
              spec["channel"].get<std::string>(), prev.empty() ? "(none)" : prev,
              spec["target_version"].get<std::string>(), HumanBytes((*j)["target_bytes"].get<uint64_t>()));
-  fmt::print("{:<6} {:>8} {:>9} {:>14} {:>14}\n", "STAGE", "PERCENT", "TERMINALS", "FULL DOWNLOAD", "WITH DELTAS");
+  fmt::print("{:<6} {:<12} {:>8} {:>9} {:>14} {:>14}\n", "STAGE", "REGION", "PERCENT", "TERMINALS", "FULL DOWNLOAD",
+             "WITH DELTAS");
   for (const auto& s : (*j)["stages"]) {
-    fmt::print("{:<6} {:>8} {:>9} {:>14} {:>14}\n", s["stage"].get<int>(), s["percent"].get<double>(),
-               s["eligible"].get<uint64_t>(), HumanBytes(s["full_download_bytes"].get<uint64_t>()),
+    fmt::print("{:<6} {:<12} {:>8} {:>9} {:>14} {:>14}\n", s["stage"].get<int>(), Cell(s, "region", "all"),
+               s["percent"].get<double>(), s["eligible"].get<uint64_t>(),
+               HumanBytes(s["full_download_bytes"].get<uint64_t>()),
                HumanBytes(s["delta_download_bytes"].get<uint64_t>()));
   }
   return 0;
@@ -134,6 +161,35 @@ int RolloutList(const GlobalOptions& g) {
     fmt::print("{:<16} {:<20} {:<10} {:<12} {:<12} {}({})\n", r["id"].get<std::string>(),
                r["model"].get<std::string>(), r["channel"].get<std::string>(), prev.empty() ? "-" : prev,
                r["target_version"].get<std::string>(), r["phase"].get<std::string>(), r["stage"].get<uint32_t>());
+  }
+  return 0;
+}
+
+int RegionList(const GlobalOptions& g) {
+  Result<nlohmann::json> j = Call(g, "GET", "/v1/regions", "", 200, "list regions");
+  if (!j.ok()) return Fail(j.status());
+  if (g.json) {
+    PrintJson(*j);
+    return 0;
+  }
+  int64_t now = SystemClock::Get().NowUnixMillis();
+  if (j->contains("upstream")) {
+    const auto& u = (*j)["upstream"];
+    fmt::print("region {} following {}: {}, {} reports waiting{}\n", (*j)["region"].get<std::string>(),
+               u["url"].get<std::string>(), u["reachable"].get<bool>() ? "reachable" : "UNREACHABLE",
+               u["reports_pending"].get<uint64_t>(),
+               u["last_error"].get<std::string>().empty() ? "" : " (" + u["last_error"].get<std::string>() + ")");
+  }
+  fmt::print("{:<10} {:<10} {:>12} {:>7} {:>9} {:>10} {:>10} {:>9} {:>8}\n", "REGION", "REACHABLE", "STATE", "BEHIND",
+             "LAG", "LAST SEEN", "STORED", "TERMINALS", "REPORTS");
+  auto seconds = [](int64_t ms) { return fmt::format("{}s", ms / 1000); };
+  for (const auto& r : (*j)["regions"]) {
+    int64_t seen = r["last_seen_ms"].get<int64_t>();
+    fmt::print("{:<10} {:<10} {:>12} {:>7} {:>9} {:>10} {:>10} {:>9} {:>8}\n", r["region"].get<std::string>(),
+               r["reachable"].get<bool>() ? "yes" : "NO", r["sync_version"].get<uint64_t>(),
+               r["behind"].get<uint64_t>(), r["lag_ms"].is_null() ? "-" : seconds(r["lag_ms"].get<int64_t>()),
+               seen == 0 ? "never" : seconds(now - seen) + " ago", HumanBytes(r["stored_bytes"].get<uint64_t>()),
+               r["terminals"].get<uint64_t>(), r["reports_received"].get<uint64_t>());
   }
   return 0;
 }

@@ -79,6 +79,11 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
 
 }  // namespace
 
+// libcurl calls this about once a second even while nothing arrives.
+static int OnProgress(void* cancel, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  return static_cast<const std::atomic<bool>*>(cancel)->load() ? 1 : 0;
+}
+
 struct HttpClient::Impl {
   CURL* curl = nullptr;
   HttpClientOptions options;
@@ -113,6 +118,11 @@ struct HttpClient::Impl {
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, OnBody);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &t);
     curl_easy_setopt(curl, CURLOPT_USERAGENT, "meridian/0.1");
+    if (options.cancel != nullptr) {
+      curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+      curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, OnProgress);
+      curl_easy_setopt(curl, CURLOPT_XFERINFODATA, const_cast<std::atomic<bool>*>(options.cancel));
+    }
     if (options.recv_bytes_per_s_max > 0) {
       curl_easy_setopt(curl, CURLOPT_MAX_RECV_SPEED_LARGE, static_cast<curl_off_t>(options.recv_bytes_per_s_max));
     }
@@ -128,6 +138,7 @@ struct HttpClient::Impl {
     if (rc != CURLE_OK) {
       std::string what = std::string(curl_easy_strerror(rc)) + " (" + url + ")";
       if (rc == CURLE_OPERATION_TIMEDOUT) return Status::DeadlineExceeded(what);
+      if (rc == CURLE_ABORTED_BY_CALLBACK) return Status::Unavailable("cancelled (" + url + ")");
       return Status::Unavailable(what);
     }
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &reply.status);

@@ -3,6 +3,7 @@
 // Every call is bounded: connect and total timeouts, and a cap on body bytes.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -21,6 +22,9 @@ struct HttpClientOptions {
   uint64_t response_bytes_max = 256ull << 20;  // for bodies returned in memory
   std::string bearer_token;                    // sent as Authorization: Bearer …
   int64_t recv_bytes_per_s_max = 0;            // download speed cap (CURLOPT_MAX_RECV_SPEED_LARGE); 0 = none
+  // When set, a call in progress gives up (Cancelled as Unavailable) within
+  // about a second of *cancel becoming true: a daemon stopping its long polls.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct HttpReply {

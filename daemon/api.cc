@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "base/clock.h"
 #include "manifest/manifest.h"
 
 namespace meridian {
@@ -153,6 +154,9 @@ static std::string RoutePattern(const HttpRequest& req, const std::vector<std::s
   if (IsHeadOrGet(m) && is({"v1", "rollouts", "{"})) return "GET /v1/rollouts/{id}";
   if (IsHeadOrGet(m) && is({"v1", "rollouts", "{", "events"})) return "GET /v1/rollouts/{id}/events";
   if (m == "POST" && is({"v1", "rollouts", "{", "{"})) return "POST /v1/rollouts/{id}/{action}";
+  if (IsHeadOrGet(m) && is({"v1", "sync"})) return "GET /v1/sync";
+  if (m == "POST" && is({"v1", "reports"})) return "POST /v1/reports";
+  if (IsHeadOrGet(m) && is({"v1", "regions"})) return "GET /v1/regions";
   return "";
 }
 
@@ -192,10 +196,23 @@ HttpResponse Api::Dispatch(const HttpRequest& req, const Route& route) {
   if (p == "GET /v1/artifacts/{digest}") return GetArtifact(req, s[2]);
   if (p == "GET /v1/deltas/{from}/{to}") return GetDelta(req, s[2], s[3], /*info=*/false);
   if (p == "GET /v1/deltas/{from}/{to}/info") return GetDelta(req, s[2], s[3], /*info=*/true);
+  if (p == "GET /v1/sync" || p == "POST /v1/reports") {
+    if (auto denied = CheckBearer(req, tokens_.mirror, "mirror")) return *denied;
+    return p == "GET /v1/sync" ? Sync(req) : ForwardedReports(req);
+  }
+  if (p == "GET /v1/regions") {
+    if (auto denied = CheckBearer(req, tokens_.operator_token, "operator")) return *denied;
+    return ListRegions();
+  }
   if (p.starts_with("GET /v1/terminals/") || p.starts_with("POST /v1/terminals/")) {
     if (auto denied = CheckBearer(req, tokens_.terminal, "terminal")) return *denied;
     if (p == "GET /v1/terminals/{id}/target") return TerminalTarget(req, s[2]);
     return TerminalReport(req, s[2]);
+  }
+  if (!region_.empty()) {
+    // Releases and rollouts are the origin's; a region only replicates them.
+    return JsonError(403, "region_read_only",
+                     fmt::format("this daemon is region '{}': publish and control rollouts at the origin", region_));
   }
   if (p.find(" /v1/rollout") != std::string::npos) {
     if (auto denied = CheckBearer(req, tokens_.operator_token, "operator")) return *denied;
@@ -235,11 +252,20 @@ std::optional<HttpResponse> Api::CheckBearer(const HttpRequest& req, const std::
 
 HttpResponse Api::RenderMetrics() {
   StoreStats st = store_.Stats();
+  std::map<std::string, uint64_t> gauges = {{"meridian_store_chunks", st.chunks},
+                                            {"meridian_store_versions", st.versions},
+                                            {"meridian_store_disk_bytes", st.disk_bytes},
+                                            {"meridian_target_waiting", rollouts_.notifier().waiting()}};
+  if (outbox_ != nullptr) {
+    ReportOutbox::Stats o = outbox_->stats();
+    gauges["meridian_outbox_pending"] = o.pending;
+    gauges["meridian_reports_forwarded"] = o.forwarded;
+    FollowerStatus f = follower_->status();
+    gauges["meridian_upstream_reachable"] = f.upstream_ok ? 1 : 0;
+    gauges["meridian_upstream_sync_version"] = f.sync_version;
+  }
   HttpResponse r;
-  r.body = metrics_.Render({{"meridian_store_chunks", st.chunks},
-                            {"meridian_store_versions", st.versions},
-                            {"meridian_store_disk_bytes", st.disk_bytes},
-                            {"meridian_target_waiting", rollouts_.notifier().waiting()}});
+  r.body = metrics_.Render(gauges);
   r.Set("Content-Type", "text/plain; version=0.0.4");
   return r;
 }
@@ -351,7 +377,7 @@ HttpResponse Api::GetDelta(const HttpRequest& req, const std::string& from_text,
   }
   if (info) {
     HttpResponse r;
-    r.body = deltas_.SignedInfo(record->info);
+    r.body = deltas_.SignedInfo(*record);
     r.Set("Content-Type", "application/json");
     return r;
   }
@@ -417,6 +443,7 @@ HttpResponse Api::CommitVersion(const HttpRequest& req, const std::string& model
   if (st.code() == Status::Code::kAlreadyExists) return JsonError(409, "version_exists", st.message());
   if (!st.ok()) return ErrorFor(st);
   deltas_.QueueForNewVersion(*m);
+  rollouts_.notifier().NotifyAll();  // regions long-poll for new versions
   return JsonOk(201, {{"model", m->name}, {"version", m->version}, {"digest", m->digest.ToString()}, {"size", m->size}});
 }
 
@@ -482,6 +509,15 @@ HttpResponse Api::TerminalTarget(const HttpRequest& req, const std::string& term
     return JsonError(400, "invalid_argument", "known must be a state version");
   }
   std::string channel_name = channel && !channel->empty() ? *channel : "stable";
+  if (!region_.empty()) {
+    // A region's daemon serves the terminals of its region, and decides
+    // which region they are in.
+    if (region && !region->empty() && *region != region_) {
+      return JsonError(400, "wrong_region",
+                       fmt::format("this daemon serves region '{}'; the terminal says '{}'", region_, *region));
+    }
+    region = region_;
+  }
   TerminalInfo info{terminal_id, profile.value_or(""), region.value_or(""), current.value_or("")};
   // Read before looking at the state, so that a change right after the look still wakes this request.
   uint64_t generation = rollouts_.notifier().generation();
@@ -513,14 +549,26 @@ HttpResponse Api::TerminalTarget(const HttpRequest& req, const std::string& term
   return r;
 }
 
-HttpResponse Api::TerminalReport(const HttpRequest& req, const std::string& terminal_id) {
-  if (!IsValidTerminalId(terminal_id)) return JsonError(400, "invalid_argument", "invalid terminal id");
-  nlohmann::json j = nlohmann::json::parse(req.body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return JsonError(400, "invalid_argument", "body must be a JSON object");
+namespace {
+
+// An agent's report (POST /v1/terminals/{id}/reports), checked: the same
+// rules whether it arrives from the terminal or forwarded by a region.
+struct AgentReport {
+  std::string model;
+  std::string channel;  // "stable" when the agent sent none
+  std::string rollout;
+  bool verdict = false;  // an install result (installed/failed), not progress (downloaded/verified)
+  meridian::TerminalReport report;
+};
+
+Result<AgentReport> ParseAgentReport(const std::string& terminal_id, const nlohmann::json& j) {
+  auto bad = [](std::string message) { return Status::InvalidArgument(std::move(message)); };
+  if (!IsValidTerminalId(terminal_id)) return bad("invalid terminal id");
+  if (!j.is_object()) return bad("body must be a JSON object");
   static const std::set<std::string> kFields = {"model", "version", "channel", "rollout", "stage", "event",
                                                 "reason", "health", "profile", "region"};
   for (const auto& item : j.items()) {
-    if (!kFields.count(item.key())) return JsonError(400, "invalid_argument", "unknown field '" + item.key() + "'");
+    if (!kFields.count(item.key())) return bad("unknown field '" + item.key() + "'");
   }
   auto str = [&](const char* key) -> std::optional<std::string> {
     auto it = j.find(key);
@@ -532,12 +580,13 @@ HttpResponse Api::TerminalReport(const HttpRequest& req, const std::string& term
                              rollout = str("rollout"), event = str("event"), reason = str("reason"),
                              profile = str("profile"), region = str("region");
   if (!model || !version || !channel || !rollout || !event || !reason || !profile || !region) {
-    return JsonError(400, "invalid_argument", "model, version, channel, rollout, event, reason, profile and region must be strings");
+    return bad("model, version, channel, rollout, event, reason, profile and region must be strings");
   }
-  if (!IsValidModelName(*model)) return JsonError(400, "invalid_argument", "model is required");
-  if (!rollout->empty() && !IsValidRolloutId(*rollout)) return JsonError(400, "invalid_argument", "invalid rollout id");
-  if (!ValidOptionalName(*channel)) return JsonError(400, "invalid_argument", "invalid channel");
-  meridian::TerminalReport r;
+  if (!IsValidModelName(*model)) return bad("model is required");
+  if (!rollout->empty() && !IsValidRolloutId(*rollout)) return bad("invalid rollout id");
+  if (!ValidOptionalName(*channel)) return bad("invalid channel");
+  AgentReport a{*model, channel->empty() ? "stable" : *channel, *rollout, false, {}};
+  meridian::TerminalReport& r = a.report;
   r.terminal_id = terminal_id;
   r.profile = *profile;
   r.region = *region;
@@ -545,29 +594,54 @@ HttpResponse Api::TerminalReport(const HttpRequest& req, const std::string& term
   r.reason = *reason;
   bool pass = true;
   if (auto h = j.find("health"); h != j.end()) {
-    if (!h->is_object()) return JsonError(400, "invalid_argument", "health must be an object");
+    if (!h->is_object()) return bad("health must be an object");
     for (const auto& item : h->items()) {
       if (item.key() == "pass") {
-        if (!item.value().is_boolean()) return JsonError(400, "invalid_argument", "health.pass must be true or false");
+        if (!item.value().is_boolean()) return bad("health.pass must be true or false");
         pass = item.value().get<bool>();
       } else if (item.value().is_number() && r.health.size() < kReportHealthEntriesMax) {
         r.health[item.key()] = item.value().get<double>();
       } else {
-        return JsonError(400, "invalid_argument",
-                         fmt::format("health.{} must be a number (at most {})", item.key(), kReportHealthEntriesMax));
+        return bad(fmt::format("health.{} must be a number (at most {})", item.key(), kReportHealthEntriesMax));
       }
     }
   }
   // Only an install result judges a version; download and verify steps are progress.
-  bool verdict = *event == "installed" || *event == "failed";
-  if (!verdict && *event != "downloaded" && *event != "verified") {
-    return JsonError(400, "invalid_argument", "event must be downloaded, verified, installed or failed");
+  a.verdict = *event == "installed" || *event == "failed";
+  if (!a.verdict && *event != "downloaded" && *event != "verified") {
+    return bad("event must be downloaded, verified, installed or failed");
   }
   r.outcome = *event == "failed" || !pass ? ReportOutcome::kFailure : ReportOutcome::kSuccess;
-  if (Status st = ValidateReport(r); !st.ok()) return ErrorFor(st);
+  MERIDIAN_RETURN_IF_ERROR(ValidateReport(r));
+  return a;
+}
+
+}  // namespace
+
+HttpResponse Api::TerminalReport(const HttpRequest& req, const std::string& terminal_id) {
+  nlohmann::json j = nlohmann::json::parse(req.body, nullptr, false);
+  if (j.is_discarded()) return JsonError(400, "invalid_argument", "body must be a JSON object");
+  Result<AgentReport> a = ParseAgentReport(terminal_id, j);
+  if (!a.ok()) return ErrorFor(a.status());
+  if (!region_.empty()) {
+    if (!a->report.region.empty() && a->report.region != region_) {
+      return JsonError(400, "wrong_region",
+                       fmt::format("this daemon serves region '{}'; the report says '{}'", region_, a->report.region));
+    }
+    if (!a->verdict) return JsonOk(202, {{"counted", false}});  // progress stays here
+    j["region"] = region_;
+    Result<bool> queued = outbox_->Enqueue({"", terminal_id, std::move(j)});
+    if (queued.status().code() == Status::Code::kResourceExhausted) {
+      HttpResponse r = JsonError(503, "outbox_full", queued.status().message());
+      r.Set("Retry-After", "30");
+      return r;
+    }
+    if (!queued.ok()) return ErrorFor(queued.status());
+    return JsonOk(202, {{"counted", false}, {"forwarded", true}});
+  }
   bool counted = false;
-  if (verdict) {
-    Result<bool> c = rollouts_.Report(*rollout, *model, channel->empty() ? "stable" : *channel, std::move(r));
+  if (a->verdict) {
+    Result<bool> c = rollouts_.Report(a->rollout, a->model, a->channel, std::move(a->report));
     if (!c.ok()) return ErrorFor(c.status());
     counted = *c;
   }
@@ -603,7 +677,8 @@ HttpResponse Api::PlanRollout(const HttpRequest& req) {
   nlohmann::json stages = nlohmann::json::array();
   for (size_t k = 0; k < plan->eligible.size(); ++k) {
     stages.push_back({{"stage", k},
-                      {"percent", plan->spec.stages_percent[k]},
+                      {"percent", StagePercent(plan->spec, k)},
+                      {"region", StageRegion(plan->spec, k)},
                       {"eligible", plan->eligible[k]},
                       {"full_download_bytes", plan->full_download_bytes[k]},
                       {"delta_download_bytes", plan->delta_download_bytes[k]}});
@@ -633,12 +708,24 @@ HttpResponse Api::GetRollout(const std::string& id, int status) {
                       {"updated", row.updated},
                       {"failed", row.failed},
                       {"healthy", row.healthy},
-                      {"gate", row.gate}});
+                      {"gate", row.gate},
+                      {"region", row.region}});
+  }
+  Result<std::vector<RegionRow>> region_rows = rollouts_.Regions(id);
+  if (!region_rows.ok()) return ErrorFor(region_rows.status());
+  nlohmann::json regions = nlohmann::json::array();
+  for (const RegionRow& row : *region_rows) {
+    regions.push_back({{"region", row.region},
+                       {"terminals", row.terminals},
+                       {"updated", row.updated},
+                       {"failed", row.failed},
+                       {"wave", row.wave}});
   }
   return JsonOk(status, {{"id", id},
                          {"spec", nlohmann::json::parse(RolloutSpecToJson(r->spec()))},
                          {"state", nlohmann::json::parse(RolloutStateToJson(r->state()))},
-                         {"stages", stages}});
+                         {"stages", stages},
+                         {"regions", regions}});
 }
 
 HttpResponse Api::ActOnRollout(const HttpRequest& req, const std::string& id, const std::string& action_name) {
@@ -664,6 +751,198 @@ HttpResponse Api::RolloutEvents(const std::string& id) {
   nlohmann::json events = nlohmann::json::array();
   for (const RolloutEvent& e : r->events()) events.push_back(nlohmann::json::parse(RolloutEventToJson(e)));
   return JsonOk(200, {{"id", id}, {"events", events}});
+}
+
+}  // namespace meridian
+
+// ---------------------------------------------------------------------------
+// Regions: what regions downstream follow, and the reports they forward.
+
+namespace meridian {
+
+void Api::ServeAsRegion(std::string region, ReportOutbox& outbox, Follower& follower) {
+  region_ = std::move(region);
+  outbox_ = &outbox;
+  follower_ = &follower;
+}
+
+SyncDocument Api::BuildSyncDocument(std::string_view for_region) {
+  SyncDocument doc;
+  Result<std::vector<std::string>> models = store_.ListModels();
+  for (const std::string& model : models.ok() ? *models : std::vector<std::string>()) {
+    Result<std::vector<std::string>> versions = store_.ListVersions(model);
+    if (!versions.ok()) continue;
+    for (const std::string& v : *versions) {
+      ++doc.sync_version;
+      std::vector<std::string> regions;
+      {
+        std::lock_guard lock(regions_mu_);
+        auto it = residency_.find({model, v});
+        if (it != residency_.end()) regions = it->second;
+      }
+      if (regions.empty()) {
+        Result<Manifest> m = store_.GetManifest(model, v);
+        if (!m.ok()) continue;
+        regions = m->regions.empty() ? std::vector<std::string>{""} : m->regions;  // "" marks "all" in the cache
+        std::lock_guard lock(regions_mu_);
+        residency_.emplace(std::make_pair(model, v), regions);  // versions are immutable
+      }
+      if (regions.size() == 1 && regions[0].empty()) regions.clear();
+      // A region is not told of versions it may not hold.
+      if (ResidencyAllows(regions, for_region)) doc.versions.push_back({model, v, std::move(regions)});
+    }
+  }
+  for (Rollouts::ChannelSnapshot& c : rollouts_.Channels()) {
+    doc.sync_version += c.state.state_version;
+    doc.channels.push_back({c.state.model, c.state.channel, c.state.state_version, std::move(c.envelope_json)});
+  }
+  return doc;
+}
+
+HttpResponse Api::Sync(const HttpRequest& req) {
+  std::string query = ParseTarget(req.target)->query;
+  std::optional<std::string> region = QueryParam(query, "region");
+  if (!region || !IsValidRegionOrProfile(*region)) return JsonError(400, "invalid_argument", "region=ID is required");
+  auto number = [&](const char* name, uint64_t* out) {
+    std::optional<std::string> text = QueryParam(query, name);
+    if (!text) return true;
+    auto [p, ec] = std::from_chars(text->data(), text->data() + text->size(), *out);
+    return ec == std::errc() && p == text->data() + text->size();
+  };
+  uint64_t known = 0, wait_s = 0, stored_bytes = 0, terminals = 0;
+  if (!number("known", &known) || !number("wait", &wait_s) || !number("stored_bytes", &stored_bytes) ||
+      !number("terminals", &terminals) || wait_s > limits_.target_wait_seconds_max) {
+    return JsonError(400, "invalid_argument",
+                     fmt::format("known, stored_bytes and terminals are numbers; wait is whole seconds in [0, {}]",
+                                 limits_.target_wait_seconds_max));
+  }
+  // Read before building, so that a change right after still wakes this poll.
+  uint64_t generation = rollouts_.notifier().generation();
+  SyncDocument doc = BuildSyncDocument(*region);
+  int64_t now = SystemClock::Get().NowUnixMillis();
+  {
+    std::lock_guard lock(regions_mu_);
+    auto it = regions_seen_.find(*region);
+    if (it == regions_seen_.end() && regions_seen_.size() < limits_.regions_max) {
+      it = regions_seen_.emplace(*region, RegionSeen{}).first;
+    }
+    if (it != regions_seen_.end()) {
+      RegionSeen& seen = it->second;
+      if (known >= doc.sync_version || seen.in_step_ms == 0) seen.in_step_ms = now;
+      seen.sync_version = known;
+      seen.last_seen_ms = now;
+      seen.expect_by_ms = now + static_cast<int64_t>(wait_s) * 1000 + 5000;
+      seen.stored_bytes = stored_bytes;
+      seen.terminals = terminals;
+    }
+  }
+  if (wait_s > 0 && known >= doc.sync_version && !req.wait_expired) {
+    HttpResponse r;
+    r.defer = HttpDeferral{&rollouts_.notifier(), generation, std::chrono::seconds(wait_s)};
+    return r;
+  }
+  HttpResponse r;
+  r.body = SyncDocumentToJson(doc);
+  r.Set("Content-Type", "application/json");
+  r.Set("Cache-Control", "no-store");
+  return r;
+}
+
+HttpResponse Api::ForwardedReports(const HttpRequest& req) {
+  Result<std::vector<ForwardedReport>> batch = ParseForwardedReports(req.body, limits_.forwarded_reports_max);
+  if (!batch.ok()) return ErrorFor(batch.status());
+  uint64_t accepted = 0, duplicates = 0, rejected = 0;
+  if (!region_.empty()) {
+    // Passed on upstream, under the same ids.
+    for (ForwardedReport& f : *batch) {
+      Result<bool> queued = outbox_->Enqueue(std::move(f));
+      if (!queued.ok()) return ErrorFor(queued.status());
+      ++(*queued ? accepted : duplicates);
+    }
+    return JsonOk(200, {{"accepted", accepted}, {"duplicates", duplicates}, {"rejected", rejected}});
+  }
+  // Each report counts once: its id is recorded with it. A report processed
+  // but not recorded (a crash in between) is processed again when the region
+  // resends it — harmless, as a gate counts each terminal's latest report.
+  std::map<std::string, uint64_t> per_region;
+  std::set<std::string> in_batch;
+  for (ForwardedReport& f : *batch) {
+    std::string key = "reportid/" + f.id;
+    Result<std::string> had = store_.GetState(key);
+    if (had.ok() || !in_batch.insert(f.id).second) {
+      ++duplicates;
+      continue;
+    }
+    if (had.status().code() != Status::Code::kNotFound) return ErrorFor(had.status());
+    Result<AgentReport> a = ParseAgentReport(f.terminal, f.report);
+    if (a.ok() && a->verdict) {
+      std::string from = a->report.region;
+      Result<bool> c = rollouts_.Report(a->rollout, a->model, a->channel, std::move(a->report));
+      if (!c.ok() && c.status().code() != Status::Code::kInvalidArgument) return ErrorFor(c.status());
+      ++per_region[from];
+      ++accepted;
+    } else {
+      ++rejected;  // recorded all the same: resending it cannot make it valid
+    }
+    if (Status st = store_.WriteState({{key, ""}}); !st.ok()) return ErrorFor(st);
+  }
+  std::vector<std::pair<std::string, std::optional<std::string>>> counts;
+  for (const auto& [region, n] : per_region) {
+    std::string key = "region-reports/" + region;
+    Result<std::string> old = store_.GetState(key);
+    uint64_t total = n + (old.ok() ? std::strtoull(old->c_str(), nullptr, 10) : 0);
+    counts.emplace_back(key, std::to_string(total));
+  }
+  if (!counts.empty()) {
+    if (Status st = store_.WriteState(counts); !st.ok()) return ErrorFor(st);
+  }
+  return JsonOk(200, {{"accepted", accepted}, {"duplicates", duplicates}, {"rejected", rejected}});
+}
+
+HttpResponse Api::ListRegions() {
+  uint64_t current = BuildSyncDocument("").sync_version;
+  int64_t now = SystemClock::Get().NowUnixMillis();
+  std::map<std::string, nlohmann::json> rows;
+  {
+    std::lock_guard lock(regions_mu_);
+    for (const auto& [region, seen] : regions_seen_) {
+      rows[region] = {{"region", region},
+                      {"reachable", now <= seen.expect_by_ms},
+                      {"sync_version", seen.sync_version},
+                      {"behind", current > seen.sync_version ? current - seen.sync_version : 0},
+                      {"lag_ms", seen.sync_version >= current ? 0 : now - seen.in_step_ms},
+                      {"last_seen_ms", seen.last_seen_ms},
+                      {"stored_bytes", seen.stored_bytes},
+                      {"terminals", seen.terminals},
+                      {"reports_received", 0}};
+    }
+  }
+  Result<std::vector<std::pair<std::string, std::string>>> counts = store_.ScanState("region-reports/");
+  for (const auto& [key, value] : counts.ok() ? *counts : std::vector<std::pair<std::string, std::string>>()) {
+    std::string region = key.substr(std::string_view("region-reports/").size());
+    nlohmann::json& row = rows[region];
+    if (!row.contains("region")) {
+      row = {{"region", region}, {"reachable", false}, {"sync_version", 0}, {"behind", current},
+             {"lag_ms", nullptr}, {"last_seen_ms", 0}, {"stored_bytes", 0}, {"terminals", 0}};
+    }
+    row["reports_received"] = std::strtoull(value.c_str(), nullptr, 10);
+  }
+  nlohmann::json list = nlohmann::json::array();
+  for (auto& [region, row] : rows) list.push_back(std::move(row));
+  nlohmann::json out = {{"role", region_.empty() ? "origin" : "region"}, {"sync_version", current}, {"regions", list}};
+  if (!region_.empty()) {
+    FollowerStatus f = follower_->status();
+    ReportOutbox::Stats o = outbox_->stats();
+    out["region"] = region_;
+    out["upstream"] = {{"url", f.upstream},
+                       {"reachable", f.upstream_ok},
+                       {"sync_version", f.sync_version},
+                       {"last_sync_ms", f.last_sync_ms},
+                       {"last_error", f.last_error},
+                       {"reports_pending", o.pending},
+                       {"reports_forwarded", o.forwarded}};
+  }
+  return JsonOk(200, out);
 }
 
 }  // namespace meridian

@@ -2,30 +2,38 @@
 // authorisation, caching headers and Range, as a plain HttpHandler.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "daemon/deltas.h"
+#include "daemon/follower.h"
 #include "daemon/http.h"
 #include "daemon/metrics.h"
+#include "daemon/outbox.h"
 #include "daemon/rollouts.h"
 #include "signing/signing.h"
 #include "store/store.h"
 
 namespace meridian {
 
-// One bearer token per role: publishing, control (rollouts) and terminals.
-// A token of one role never opens another role's routes (403).
+// One bearer token per role: publishing, control (rollouts), terminals, and
+// regions downstream (mirror). A token of one role never opens another
+// role's routes (403).
 struct ApiTokens {
   std::string publisher;
   std::string operator_token;
   std::string terminal;
+  std::string mirror;
 };
 
 struct ApiLimits {
   uint64_t json_body_bytes_max = 8ull << 20;         // JSON requests (missing-chunk queries, …)
   uint64_t missing_query_digests_max = 100'000;      // digests in one POST /v1/chunks/missing
-  uint64_t target_wait_seconds_max = 60;             // long-poll hold of GET /v1/terminals/{id}/target
+  uint64_t target_wait_seconds_max = 60;             // long-poll hold of GET /v1/terminals/{id}/target and /v1/sync
+  size_t forwarded_reports_max = 1000;               // reports per POST /v1/reports
+  size_t regions_max = 1000;                         // regions downstream tracked in GET /v1/regions
 };
 
 class Api final : public HttpHandler {
@@ -41,6 +49,11 @@ class Api final : public HttpHandler {
 
   // Flips /readyz to 503 (at shutdown).
   void SetReady(bool ready) { ready_ = ready; }
+
+  // Serves as region `region` (call before serving): terminals' reports go to
+  // `outbox`, publishing and rollout control are refused (403), and a terminal
+  // that names another region is refused (400).
+  void ServeAsRegion(std::string region, ReportOutbox& outbox, Follower& follower);
 
  private:
   struct Route;
@@ -65,6 +78,10 @@ class Api final : public HttpHandler {
   HttpResponse GetRollout(const std::string& id, int status = 200);
   HttpResponse ActOnRollout(const HttpRequest& req, const std::string& id, const std::string& action);
   HttpResponse RolloutEvents(const std::string& id);
+  HttpResponse Sync(const HttpRequest& req);
+  HttpResponse ForwardedReports(const HttpRequest& req);
+  HttpResponse ListRegions();
+  SyncDocument BuildSyncDocument(std::string_view for_region);
   // Empty when the request carries `token`, else the 401/403 to send.
   std::optional<HttpResponse> CheckBearer(const HttpRequest& req, const std::string& token,
                                           std::string_view role) const;
@@ -77,6 +94,24 @@ class Api final : public HttpHandler {
   DeltaService& deltas_;
   ApiLimits limits_;
   std::atomic<bool> ready_{true};
+
+  // Region role (empty region_: origin).
+  std::string region_;
+  ReportOutbox* outbox_ = nullptr;
+  Follower* follower_ = nullptr;
+
+  // What this daemon knows of the regions following it (from their polls).
+  struct RegionSeen {
+    uint64_t sync_version = 0;   // the upstream's sync version the region holds
+    int64_t last_seen_ms = 0;
+    int64_t expect_by_ms = 0;    // its next poll is due by then
+    int64_t in_step_ms = 0;      // last time it held the current sync version
+    uint64_t stored_bytes = 0;
+    uint64_t terminals = 0;
+  };
+  std::mutex regions_mu_;
+  std::map<std::string, RegionSeen> regions_seen_;                       // guarded by regions_mu_
+  std::map<std::pair<std::string, std::string>, std::vector<std::string>> residency_;  // guarded by regions_mu_: (model, version) -> regions
 };
 
 }  // namespace meridian

@@ -37,13 +37,47 @@ Result<std::string> ReadOrCreateTokenFile(const std::string& path) {
   return ReadTokenFile(path);
 }
 
+// Tokens, store and (last, marking completion) the root: what every data
+// directory has.
+static Status FinishDataDir(const DataDir& d, const std::string& root_json, std::vector<std::string>& lines) {
+  for (const auto& [path, what] : {std::pair{d.operator_token(), "operator token: "},
+                                   {d.terminal_token(), "terminal token (give this to terminals): "},
+                                   {d.mirror_token(), "mirror token (give this to regions downstream): "}}) {
+    Result<std::string> token = ReadOrCreateTokenFile(path);
+    if (!token.ok()) return token.status();
+    lines.push_back(what + path);
+  }
+  Result<std::unique_ptr<Store>> store = Store::Open(d.store());
+  if (!store.ok()) return store.status();
+  lines.push_back("store: " + d.store());
+  MERIDIAN_RETURN_IF_ERROR(WriteFileAtomic(d.root(), root_json, 0644));
+  lines.push_back("root of trust: " + d.root() + " (give this file to terminals and release managers)");
+  return Status::Ok();
+}
+
+static Result<std::vector<std::string>> InitRegionDataDir(const InitOptions& o) {
+  DataDir d{o.data_dir};
+  if (!o.release_key_files.empty() || !o.root_key_file.empty()) {
+    return Status::InvalidArgument("a region holds no keys: give --root (the origin's root.json) and no --release-key or --root-key");
+  }
+  Result<std::string> text = ReadFileToString(o.region_root_file, kParseEnvelopeBytesMax);
+  if (!text.ok()) return text.status();
+  Result<Root> root = LoadTrustedRoot(*text);
+  if (!root.ok()) return Status::InvalidArgument(o.region_root_file + ": " + root.status().message());
+  MERIDIAN_RETURN_IF_ERROR(CreateDirectories(d.dir, 0755));
+  std::vector<std::string> lines;
+  MERIDIAN_RETURN_IF_ERROR(FinishDataDir(d, *text, lines));
+  return lines;
+}
+
 Result<std::vector<std::string>> InitDataDir(const InitOptions& o) {
   DataDir d{o.data_dir};
   std::vector<std::string> lines;
   if (std::filesystem::exists(d.root())) {
     return Status::AlreadyExists(d.dir + " is already initialised (" + d.root() + " exists)");
   }
-  if (o.release_key_files.empty()) return Status::InvalidArgument("at least one --release-key is needed");
+  if (!o.region_root_file.empty()) return InitRegionDataDir(o);
+  if (o.release_key_files.empty()) return Status::InvalidArgument("at least one --release-key is needed (or --root ORIGIN_ROOT.json for a region)");
   if (o.release_threshold < 1 || o.release_threshold > static_cast<int>(o.release_key_files.size())) {
     return Status::InvalidArgument("release threshold must be between 1 and the number of release keys");
   }
@@ -90,23 +124,10 @@ Result<std::vector<std::string>> InitDataDir(const InitOptions& o) {
   SignEnvelope(env, root_key);
 
   Result<std::string> publisher = NewToken();
-  Result<std::string> operator_token = NewToken();
   if (!publisher.ok()) return publisher.status();
-  if (!operator_token.ok()) return operator_token.status();
   MERIDIAN_RETURN_IF_ERROR(WriteFileAtomic(d.publisher_token(), *publisher + "\n", 0600));
   lines.push_back("publisher token: " + d.publisher_token());
-  MERIDIAN_RETURN_IF_ERROR(WriteFileAtomic(d.operator_token(), *operator_token + "\n", 0600));
-  lines.push_back("operator token: " + d.operator_token());
-  Result<std::string> terminal_token = ReadOrCreateTokenFile(d.terminal_token());
-  if (!terminal_token.ok()) return terminal_token.status();
-  lines.push_back("terminal token: " + d.terminal_token() + " (give this to terminals)");
-
-  Result<std::unique_ptr<Store>> store = Store::Open(d.store());
-  if (!store.ok()) return store.status();
-  lines.push_back("store: " + d.store());
-  // The root is written last: its presence marks a complete initialisation.
-  MERIDIAN_RETURN_IF_ERROR(WriteFileAtomic(d.root(), EnvelopeToJson(env), 0644));
-  lines.push_back("root of trust: " + d.root() + " (give this file to terminals and release managers)");
+  MERIDIAN_RETURN_IF_ERROR(FinishDataDir(d, EnvelopeToJson(env), lines));
   return lines;
 }
 

@@ -5,6 +5,10 @@
 //   DIR/keys/root.key     the root key, only when init generated it (0600)
 //   DIR/publisher.token   bearer token for publishing (0600)
 //   DIR/operator.token    bearer token for the control API (0600)
+//   DIR/terminal.token    bearer token for terminals (0600)
+//   DIR/mirror.token      bearer token for downstream regions (0600)
+// A region's directory has no keys/ and no publisher.token: it signs nothing
+// and takes no releases; its root.json is a copy of the origin's.
 #pragma once
 
 #include <string>
@@ -25,6 +29,7 @@ struct DataDir {
   std::string publisher_token() const { return dir + "/publisher.token"; }
   std::string operator_token() const { return dir + "/operator.token"; }
   std::string terminal_token() const { return dir + "/terminal.token"; }
+  std::string mirror_token() const { return dir + "/mirror.token"; }
 };
 
 struct InitOptions {
@@ -33,9 +38,13 @@ struct InitOptions {
   std::string root_key_file;                   // secret key file; empty = generate one
   int release_threshold = 1;
   int root_expiry_days = 365;
+  // Set for a region: the origin's root.json to trust. No keys are made and
+  // release_key_files must be empty.
+  std::string region_root_file;
 };
 
-// Creates a new data directory. AlreadyExists when DIR/root.json is present
+// Creates a new data directory (an origin's, or a region's when
+// options.region_root_file is set). AlreadyExists when DIR/root.json is present
 // (an initialised store is never overwritten). Returns human-readable lines
 // naming every file written.
 Result<std::vector<std::string>> InitDataDir(const InitOptions& options);

@@ -50,6 +50,7 @@ std::string DeltaRecordToJson(const DeltaRecord& r) {
   nlohmann::ordered_json j;
   j["info"] = nlohmann::ordered_json::parse(DeltaInfoToJson(r.info));
   j["chunks"] = std::move(chunks);
+  if (!r.signed_info.empty()) j["signed_info"] = r.signed_info;
   return j.dump();
 }
 
@@ -59,7 +60,11 @@ Result<DeltaRecord> DeltaRecordFromJson(std::string_view json) {
   if (!j.is_object() || !j.contains("info") || !j.contains("chunks") || !j["chunks"].is_array()) return bad;
   Result<DeltaInfo> info = ParseDeltaInfo(j["info"].dump());
   if (!info.ok()) return bad;
-  DeltaRecord r{*info, {}};
+  DeltaRecord r{*info, {}, {}};
+  if (j.contains("signed_info")) {
+    if (!j["signed_info"].is_string()) return bad;
+    r.signed_info = j["signed_info"].get<std::string>();
+  }
   uint64_t total = 0;
   for (const auto& c : j["chunks"]) {
     if (!c.is_object() || !c.contains("digest") || !c["digest"].is_string() || !c.contains("size") ||
@@ -75,8 +80,22 @@ Result<DeltaRecord> DeltaRecordFromJson(std::string_view json) {
   return r;
 }
 
-DeltaService::DeltaService(Store& store, SecretKey online_key, DeltaServiceOptions options)
-    : store_(store), online_key_(std::move(online_key)), options_(options), worker_([this] { Run(); }) {}
+Result<std::vector<ChunkRef>> PutDeltaChunks(Store& store, ByteSpan delta) {
+  std::vector<ChunkRef> chunks;
+  while (!delta.empty()) {
+    size_t len = FindChunkEnd(delta, /*final=*/true);
+    ChunkRef ref{Digest::Of(delta.first(len)), len};
+    MERIDIAN_RETURN_IF_ERROR(store.PutChunk(ref.digest, delta.first(len)));
+    chunks.push_back(ref);
+    delta = delta.subspan(len);
+  }
+  return chunks;
+}
+
+DeltaService::DeltaService(Store& store, std::optional<SecretKey> online_key, DeltaServiceOptions options)
+    : store_(store), online_key_(std::move(online_key)), options_(options) {
+  if (online_key_) worker_ = std::thread([this] { Run(); });
+}
 
 DeltaService::~DeltaService() {
   {
@@ -84,7 +103,15 @@ DeltaService::~DeltaService() {
     stopping_ = true;
   }
   cv_.notify_all();
-  worker_.join();
+  if (worker_.joinable()) worker_.join();
+}
+
+void DeltaService::SetMissHandler(std::function<void(const Digest&, const Digest&)> handler) {
+  miss_handler_ = std::move(handler);
+}
+
+Status DeltaService::Adopt(const DeltaRecord& record) {
+  return store_.WriteState({{StateKey(record.info.from, record.info.to), DeltaRecordToJson(record)}});
 }
 
 Result<DeltaRecord> DeltaService::Find(const Digest& from, const Digest& to) {
@@ -100,6 +127,10 @@ Result<DeltaRecord> DeltaService::FindOrQueue(const Digest& from, const Digest& 
   if (found.ok() || found.status().code() != Status::Code::kNotFound) return found;
   for (const Digest& d : {from, to}) {
     if (Result<Manifest> m = store_.FindArtifact(d); !m.ok()) return m.status();
+  }
+  if (!online_key_) {
+    if (miss_handler_) miss_handler_(from, to);
+    return Status::FailedPrecondition("delta is being fetched from upstream; retry later or download the artifact");
   }
   std::lock_guard lock(mu_);
   if (!queued_.contains({from, to})) {
@@ -203,26 +234,21 @@ Result<DeltaRecord> DeltaService::Compute(const Digest& from, const Digest& to) 
                   std::to_string(info.compressed_artifact_size) + " bytes)";
     return r;
   }
-  // Stored like an artifact: content-defined chunks in the chunk store.
-  ByteSpan rest(*delta);
-  while (!rest.empty()) {
-    size_t len = FindChunkEnd(rest, /*final=*/true);
-    ChunkRef ref{Digest::Of(rest.first(len)), len};
-    MERIDIAN_RETURN_IF_ERROR(store_.PutChunk(ref.digest, rest.first(len)));
-    r.chunks.push_back(ref);
-    rest = rest.subspan(len);
-  }
+  Result<std::vector<ChunkRef>> chunks = PutDeltaChunks(store_, *delta);
+  if (!chunks.ok()) return chunks.status();
+  r.chunks = std::move(*chunks);
   info.worthwhile = true;
   info.digest = Digest::Of(*delta);
   info.size = delta->size();
   return r;
 }
 
-std::string DeltaService::SignedInfo(const DeltaInfo& info) const {
+std::string DeltaService::SignedInfo(const DeltaRecord& record) const {
+  if (!record.signed_info.empty() || !online_key_) return record.signed_info;
   Envelope env;
   env.payload_type = std::string(kDeltaInfoPayloadType);
-  env.payload = ToBytes(DeltaInfoToJson(info));
-  SignEnvelope(env, online_key_);
+  env.payload = ToBytes(DeltaInfoToJson(record.info));
+  SignEnvelope(env, *online_key_);
   return EnvelopeToJson(env);
 }
 

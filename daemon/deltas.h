@@ -13,11 +13,16 @@
 // download the artifact). Memory while computing: both artifacts in memory
 // plus the encoder's (about 5 × the larger artifact), so artifacts above
 // DeltaServiceOptions::artifact_bytes_max are never diffed.
+//
+// A region's service holds no key and computes nothing: it keeps the records
+// its follower fetched (Adopt), each with the descriptor as the origin signed
+// it, and hands pairs it lacks to a miss handler (the follower fetches them).
 #pragma once
 
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -46,11 +51,13 @@ struct DeltaServiceOptions {
 struct DeltaRecord {
   DeltaInfo info;
   std::vector<ChunkRef> chunks;  // the delta bytes, in order (empty when not worthwhile)
+  std::string signed_info;       // the descriptor's envelope as fetched from upstream; empty when made here
 };
 
 class DeltaService {
  public:
-  DeltaService(Store& store, SecretKey online_key, DeltaServiceOptions options = {});
+  // With a key: computes and signs (origin). Without: a replica (region).
+  DeltaService(Store& store, std::optional<SecretKey> online_key, DeltaServiceOptions options = {});
   ~DeltaService();  // finishes the delta in progress, drops the rest of the queue
   DeltaService(const DeltaService&) = delete;
   DeltaService& operator=(const DeltaService&) = delete;
@@ -59,15 +66,20 @@ class DeltaService {
   Result<DeltaRecord> Find(const Digest& from, const Digest& to);
   // Find, and when not computed yet, queue it: FailedPrecondition ("pending")
   // then, NotFound when either artifact is unknown, ResourceExhausted when
-  // the queue is full.
+  // the queue is full. A replica passes the pair to the miss handler instead.
   Result<DeltaRecord> FindOrQueue(const Digest& from, const Digest& to);
+  // Replica: called (without locks held) with each pair FindOrQueue misses.
+  void SetMissHandler(std::function<void(const Digest& from, const Digest& to)> handler);
+  // Replica: stores a record fetched from upstream (its chunks already stored).
+  Status Adopt(const DeltaRecord& record);
   // Queues deltas from the previous versions of `published`'s model.
   void QueueForNewVersion(const Manifest& published);
   // Blocks until the queue is empty and nothing is being computed (tests, bench).
   void WaitIdle();
 
-  // The descriptor as a DSSE envelope signed by the online key.
-  std::string SignedInfo(const DeltaInfo& info) const;
+  // The descriptor as a DSSE envelope signed by the online key: the fetched
+  // one for an adopted record, else signed here.
+  std::string SignedInfo(const DeltaRecord& record) const;
 
   // Computes a record now, on the calling thread (what the worker runs).
   Result<DeltaRecord> Compute(const Digest& from, const Digest& to);
@@ -77,8 +89,9 @@ class DeltaService {
   Result<Bytes> LoadArtifact(const Manifest& m);
 
   Store& store_;
-  const SecretKey online_key_;
+  const std::optional<SecretKey> online_key_;
   const DeltaServiceOptions options_;
+  std::function<void(const Digest&, const Digest&)> miss_handler_;  // set before serving
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::pair<Digest, Digest>> queue_;   // guarded by mu_
@@ -88,7 +101,12 @@ class DeltaService {
   std::thread worker_;
 };
 
-// JSON of a record as kept in the store: {"info":{…},"chunks":[{"digest","size"}…]}.
+// Stores delta bytes like an artifact: content-defined chunks in the chunk
+// store. Returns them in order.
+Result<std::vector<ChunkRef>> PutDeltaChunks(Store& store, ByteSpan delta);
+
+// JSON of a record as kept in the store:
+// {"info":{…},"chunks":[{"digest","size"}…],"signed_info":"<envelope>"?}.
 std::string DeltaRecordToJson(const DeltaRecord& record);
 Result<DeltaRecord> DeltaRecordFromJson(std::string_view json);
 

@@ -8,11 +8,15 @@
 #include <toml++/toml.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <set>
 
 #include "base/clock.h"
 #include "base/file.h"
 #include "daemon/api.h"
 #include "daemon/data_dir.h"
+#include "daemon/follower.h"
+#include "daemon/outbox.h"
 #include "daemon/http_server.h"
 #include "daemon/rollouts.h"
 #include "manifest/manifest.h"
@@ -58,6 +62,10 @@ struct ServeOptions {
   int threads = 0;
   int64_t head_timeout_ms = HttpServerOptions{}.head_timeout.count();
   int64_t body_timeout_ms = HttpServerOptions{}.body_timeout.count();
+  std::string role = "origin";
+  std::string region;                  // role region: the region served
+  std::vector<std::string> upstream;   // role region: upstream URLs, in order of preference
+  std::string upstream_token_file;     // role region: the upstream's mirror.token
 };
 
 // Settings from --config FILE (TOML); flags given on the command line win.
@@ -70,13 +78,28 @@ Status ApplyConfig(ServeOptions& o, const CLI::App& app) {
     return Status::InvalidArgument(fmt::format("{}: {}", o.config, e.description()));
   }
   for (const auto& [key, value] : t) {
-    if (key != "data" && key != "listen" && key != "threads" && key != "head_timeout_ms" && key != "body_timeout_ms") {
+    static const std::set<std::string_view> kKeys = {"data", "listen", "threads", "head_timeout_ms", "body_timeout_ms",
+                                                     "role", "region", "upstream", "upstream_token_file"};
+    if (!kKeys.count(key.str())) {
       return Status::InvalidArgument(fmt::format("{}: unknown setting '{}'", o.config, key.str()));
     }
   }
   if (app.count("--data") == 0) o.data = t["data"].value_or(o.data);
   if (app.count("--listen") == 0) o.listen = t["listen"].value_or(o.listen);
   if (app.count("--threads") == 0) o.threads = t["threads"].value_or(o.threads);
+  if (app.count("--role") == 0) o.role = t["role"].value_or(o.role);
+  if (app.count("--region") == 0) o.region = t["region"].value_or(o.region);
+  if (app.count("--upstream-token-file") == 0) o.upstream_token_file = t["upstream_token_file"].value_or(o.upstream_token_file);
+  if (app.count("--upstream") == 0) {
+    if (const toml::array* list = t["upstream"].as_array()) {
+      for (const auto& url : *list) {
+        if (!url.is_string()) return Status::InvalidArgument(o.config + ": upstream must be a list of URLs");
+        o.upstream.push_back(*url.value<std::string>());
+      }
+    } else if (std::optional<std::string> url = t["upstream"].value<std::string>()) {
+      o.upstream.push_back(*url);
+    }
+  }
   o.head_timeout_ms = t["head_timeout_ms"].value_or(o.head_timeout_ms);
   o.body_timeout_ms = t["body_timeout_ms"].value_or(o.body_timeout_ms);
   if (o.head_timeout_ms < 1 || o.body_timeout_ms < 1) {
@@ -95,27 +118,62 @@ int Serve(ServeOptions o) {
     return Fail(fmt::format("{} (is {} initialised? run: meridiand init --data {} --release-key KEY.pub)",
                             root.status().message(), d.dir, d.dir));
   }
-  Result<std::string> publisher = ReadTokenFile(d.publisher_token());
-  if (!publisher.ok()) return Fail(publisher.status().ToString());
+  const bool region = o.role == "region";
+  if (!region && o.role != "origin") return Fail("--role must be origin or region, got '" + o.role + "'");
+  if (region) {
+    if (!IsValidRegionOrProfile(o.region)) return Fail("a region needs --region ID ([a-z0-9][a-z0-9-]{0,31})");
+    if (o.upstream.empty()) return Fail("a region needs --upstream URL[,URL…] (the origin or another region)");
+    if (o.upstream_token_file.empty()) return Fail("a region needs --upstream-token-file (the upstream's mirror.token)");
+  } else if (!o.region.empty() || !o.upstream.empty()) {
+    return Fail("--region and --upstream are for --role region");
+  }
+  // An origin signs with its online key and takes releases; a region holds
+  // neither key nor publisher token.
+  std::string publisher;
+  std::optional<SecretKey> online_key, delta_key;
+  if (!region) {
+    Result<std::string> t = ReadTokenFile(d.publisher_token());
+    if (!t.ok()) return Fail(t.status().ToString());
+    publisher = *t;
+    for (std::optional<SecretKey>* k : {&online_key, &delta_key}) {
+      Result<SecretKey> key = ReadSecretKeyFile(d.online_key());
+      if (!key.ok()) return Fail(d.online_key() + ": " + key.status().message());
+      *k = std::move(*key);
+    }
+  }
   Result<std::string> operator_token = ReadTokenFile(d.operator_token());
   if (!operator_token.ok()) return Fail(operator_token.status().ToString());
   Result<std::string> terminal_token = ReadOrCreateTokenFile(d.terminal_token());
   if (!terminal_token.ok()) return Fail(terminal_token.status().ToString());
-  Result<SecretKey> online_key = ReadSecretKeyFile(d.online_key());
-  if (!online_key.ok()) return Fail(d.online_key() + ": " + online_key.status().message());
+  Result<std::string> mirror_token = ReadOrCreateTokenFile(d.mirror_token());
+  if (!mirror_token.ok()) return Fail(mirror_token.status().ToString());
+  std::string upstream_token;
+  if (region) {
+    Result<std::string> t = ReadTokenFile(o.upstream_token_file);
+    if (!t.ok()) return Fail(t.status().ToString());
+    upstream_token = *t;
+  }
   Result<std::unique_ptr<Store>> store = Store::Open(d.store(), StoreOptions{.create_if_missing = false});
   if (!store.ok()) return Fail("cannot open store: " + store.status().ToString());
-  Result<std::unique_ptr<Rollouts>> rollouts =
-      Rollouts::Open(**store, std::move(*online_key), SystemClock::Get());
+  Result<std::unique_ptr<Rollouts>> rollouts = Rollouts::Open(**store, std::move(online_key), SystemClock::Get());
   if (!rollouts.ok()) return Fail("cannot load rollouts: " + rollouts.status().ToString());
-
-  // The delta service signs descriptors with the same online key.
-  Result<SecretKey> delta_key = ReadSecretKeyFile(d.online_key());
-  if (!delta_key.ok()) return Fail(d.online_key() + ": " + delta_key.status().message());
-  DeltaService deltas(**store, std::move(*delta_key));
+  DeltaService deltas(**store, std::move(delta_key));
 
   Metrics metrics;
-  Api api(**store, *root, ApiTokens{*publisher, *operator_token, *terminal_token}, metrics, **rollouts, deltas);
+  Api api(**store, *root, ApiTokens{publisher, *operator_token, *terminal_token, *mirror_token}, metrics, **rollouts,
+          deltas);
+  UpstreamOptions upstream{.urls = o.upstream, .mirror_token = upstream_token};
+  std::unique_ptr<Follower> follower;
+  std::unique_ptr<ReportOutbox> outbox;
+  if (region) {
+    follower = std::make_unique<Follower>(**store, *root, **rollouts, deltas, SystemClock::Get(), upstream,
+                                          FollowerOptions{.region = o.region});
+    Result<std::unique_ptr<ReportOutbox>> opened = ReportOutbox::Open(**store, o.region, upstream);
+    if (!opened.ok()) return Fail("cannot open the report outbox: " + opened.status().ToString());
+    outbox = std::move(*opened);
+    deltas.SetMissHandler([f = follower.get()](const Digest& from, const Digest& to) { f->WantDelta(from, to); });
+    api.ServeAsRegion(o.region, *outbox, *follower);
+  }
   HttpServerOptions hso;
   hso.host = host;
   hso.port = port;
@@ -128,7 +186,10 @@ int Serve(ServeOptions o) {
   if (!o.port_file.empty()) {
     if (Status st = WriteFileAtomic(o.port_file, std::to_string(server.port()) + "\n"); !st.ok()) return Fail(st.ToString());
   }
-  Log(fmt::format("serving {} on http://{}", d.dir, bound));
+  if (follower) follower->Start();
+  Log(region ? fmt::format("region {} serving {} on http://{}, following {}", o.region, d.dir, bound,
+                           fmt::join(o.upstream, ","))
+             : fmt::format("serving {} on http://{}", d.dir, bound));
   // Gates with soak times and expiring signed states need time to pass, not
   // requests: tick once per kTickInterval until the server stops.
   std::mutex tick_mu;
@@ -146,6 +207,8 @@ int Serve(ServeOptions o) {
   tick_cv.notify_one();
   ticker.join();
   api.SetReady(false);
+  outbox.reset();
+  follower.reset();
   Log("stopped");
   return 0;
 }
@@ -198,12 +261,20 @@ int main(int argc, char** argv) {
   app.add_option("--config", serve.config, "TOML file: data, listen, threads, head_timeout_ms, body_timeout_ms");
   app.add_option("--port-file", serve.port_file, "write the bound port to this file once listening");
   app.add_option("--threads", serve.threads, "server threads (0 = one per core)");
+  app.add_option("--role", serve.role, "origin (releases and rollouts are made here) or region (follows an upstream)")
+      ->capture_default_str();
+  app.add_option("--region", serve.region, "role region: the region this daemon serves, e.g. sg");
+  app.add_option("--upstream", serve.upstream, "role region: upstream URL(s), the origin or another region")
+      ->delimiter(',');
+  app.add_option("--upstream-token-file", serve.upstream_token_file, "role region: the upstream's mirror.token");
 
   InitOptions init;
   init.data_dir = kDefaultData;
   CLI::App* init_cmd = app.add_subcommand("init", "create a data directory: store, keys, root of trust, tokens");
   init_cmd->add_option("--data", init.data_dir, "data directory")->capture_default_str();
-  init_cmd->add_option("--release-key", init.release_key_files, "public key file(s) of release managers")->required();
+  init_cmd->add_option("--release-key", init.release_key_files, "public key file(s) of release managers (origin)");
+  init_cmd->add_option("--root", init.region_root_file,
+                       "a region's data directory: the origin's root.json to trust (no keys are made)");
   init_cmd->add_option("--release-threshold", init.release_threshold, "release signatures a manifest needs")
       ->capture_default_str();
   init_cmd->add_option("--root-key", init.root_key_file, "secret root key file (default: generate one)");

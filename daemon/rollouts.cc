@@ -8,9 +8,11 @@
 #include <tuple>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "base/digest.h"
+#include "base/clock.h"
 #include "manifest/manifest.h"
 
 namespace meridian {
@@ -69,7 +71,7 @@ bool CompletedEverywhere(const Rollout& r) {
 
 struct Rollouts::Impl {
   Store& store;
-  SecretKey key;
+  std::optional<SecretKey> key;  // empty in a region
   const Clock& clock;
   RolloutsOptions o;
 
@@ -82,7 +84,7 @@ struct Rollouts::Impl {
   std::set<std::tuple<std::string, std::string, std::string>> dirty_terminals;
   std::map<std::pair<std::string, std::string>, VersionRef> refs;  // (model, version): versions are immutable
 
-  Impl(Store& s, SecretKey k, const Clock& c, RolloutsOptions opts)
+  Impl(Store& s, std::optional<SecretKey> k, const Clock& c, RolloutsOptions opts)
       : store(s), key(std::move(k)), clock(c), o(opts) {}
 
   Result<VersionRef> Ref(const std::string& model, const std::string& version) {
@@ -137,6 +139,7 @@ struct Rollouts::Impl {
 
   Status PublishInto(ChannelRecord& old, const ChannelKey& ck, const std::string& pointer,
                      std::vector<std::pair<std::string, std::optional<std::string>>> ops) {
+    if (!key) return Status::FailedPrecondition("a region signs no channel state; act at the origin");
     ChannelState s;
     s.model = ck.first;
     s.channel = ck.second;
@@ -165,14 +168,20 @@ struct Rollouts::Impl {
       if (!ref.ok()) return ref.status();
       s.versions.emplace(v, *ref);
     }
-    std::string envelope = SignChannelState(s, key);
-    Json rec = {{"version", pointer}, {"state_version", s.state_version}, {"envelope", envelope}};
-    ops.emplace_back(ChannelKeyText(ck), rec.dump());
+    std::string envelope = SignChannelState(s, *key);
+    return Keep(old, std::move(s), std::move(envelope), std::move(ops));
+  }
+
+  // Writes a signed state with `ops` in one synced batch, then holds it.
+  Status Keep(ChannelRecord& rec, ChannelState s, std::string envelope,
+              std::vector<std::pair<std::string, std::optional<std::string>>> ops) {
+    Json j = {{"version", s.version}, {"state_version", s.state_version}, {"envelope", envelope}};
+    ops.emplace_back(ChannelKeyText({s.model, s.channel}), j.dump());
     MERIDIAN_RETURN_IF_ERROR(store.WriteState(ops));
-    old.version = pointer;
-    old.state_version = s.state_version;
-    old.envelope = std::move(envelope);
-    old.state = std::move(s);
+    rec.version = s.version;
+    rec.state_version = s.state_version;
+    rec.envelope = std::move(envelope);
+    rec.state = std::move(s);
     return Status::Ok();
   }
 
@@ -206,7 +215,7 @@ struct Rollouts::Impl {
     if (it == known.end()) {
       if (terminal_count >= o.terminals_max) return;  // the fleet view is full; targets still work
       ++terminal_count;
-      it = known.emplace(t.id, KnownTerminal{t, 0}).first;
+      it = known.emplace(t.id, KnownTerminal{t, 0, {}}).first;
     }
     KnownTerminal& k = it->second;
     bool changed = k.info.profile != t.profile || k.info.region != t.region ||
@@ -229,7 +238,8 @@ struct Rollouts::Impl {
       Json j = {{"profile", k.info.profile},
                 {"region", k.info.region},
                 {"current_version", k.info.current_version},
-                {"last_seen_ms", k.last_seen_ms}};
+                {"last_seen_ms", k.last_seen_ms},
+                {"failed_version", k.failed_version}};
       ops.emplace_back(fmt::format("terminal/{}/{}/{}", model, channel, id), j.dump());
     }
     if (!ops.empty()) (void)store.WriteState(ops);  // retried at the next change of each terminal
@@ -285,9 +295,30 @@ struct Rollouts::Impl {
       if (parts.size() != 4 || j.is_discarded() || !j.is_object()) return Status::Corruption(k + ": malformed terminal");
       if (terminal_count >= o.terminals_max) break;
       KnownTerminal t{{parts[3], j.value("profile", ""), j.value("region", ""), j.value("current_version", "")},
-                      j.value("last_seen_ms", int64_t{0})};
+                      j.value("last_seen_ms", int64_t{0}), j.value("failed_version", "")};
       terminals[{parts[1], parts[2]}][parts[3]] = std::move(t);
       ++terminal_count;
+    }
+    return Status::Ok();
+  }
+
+  // A version whose manifest lists regions may only be rolled out there:
+  // every region the spec names must be listed, and it must name some.
+  Status CheckResidency(const RolloutSpec& spec) {
+    Result<Manifest> target = store.GetManifest(spec.model, spec.target_version);
+    if (!target.ok()) return target.status();
+    const std::vector<std::string>& allowed = target->regions;
+    if (allowed.empty()) return Status::Ok();
+    std::string list = fmt::format("{}", fmt::join(allowed, ","));
+    if (spec.regions.empty()) {
+      return Status::InvalidArgument(fmt::format(
+          "{} {} may only be stored and served in regions {}: name them (regions)", spec.model, spec.target_version, list));
+    }
+    for (const std::string& r : spec.regions) {
+      if (std::find(allowed.begin(), allowed.end(), r) == allowed.end()) {
+        return Status::InvalidArgument(fmt::format("{} {} may not be served in region '{}' (its manifest allows {})",
+                                                   spec.model, spec.target_version, r, list));
+      }
     }
     return Status::Ok();
   }
@@ -301,7 +332,7 @@ struct Rollouts::Impl {
 Rollouts::Rollouts(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Rollouts::~Rollouts() = default;
 
-Result<std::unique_ptr<Rollouts>> Rollouts::Open(Store& store, SecretKey online_key, const Clock& clock,
+Result<std::unique_ptr<Rollouts>> Rollouts::Open(Store& store, std::optional<SecretKey> online_key, const Clock& clock,
                                                  RolloutsOptions options) {
   auto impl = std::make_unique<Impl>(store, std::move(online_key), clock, options);
   MERIDIAN_RETURN_IF_ERROR(impl->Load());
@@ -322,6 +353,7 @@ Result<Rollout> Rollouts::Start(RolloutSpec spec, std::string_view actor, std::s
     spec.previous_version = m.HeldVersion(spec);
     MERIDIAN_RETURN_IF_ERROR(ValidateRolloutSpec(spec));
     if (Result<VersionRef> ref = m.Ref(spec.model, spec.target_version); !ref.ok()) return ref.status();
+    MERIDIAN_RETURN_IF_ERROR(m.CheckResidency(spec));
     std::vector<const Rollout*> existing;
     for (const auto& [id, e] : m.rollouts) existing.push_back(&e.rollout);
     MERIDIAN_RETURN_IF_ERROR(CheckNoConflict(existing, spec));
@@ -381,9 +413,10 @@ Result<std::vector<StageRow>> Rollouts::Stages(std::string_view id) const {
   const RolloutState& state = r.state();
   const auto* known = impl_->Known(spec);
   std::vector<StageRow> rows;
-  for (uint32_t k = 0; k < spec.stages_percent.size(); ++k) {
+  for (uint32_t k = 0; k < StageCount(spec); ++k) {
     StageRow row;
-    row.percent = spec.stages_percent[k];
+    row.percent = StagePercent(spec, k);
+    row.region = StageRegion(spec, k);
     if (known != nullptr) {
       for (const auto& [tid, t] : *known) {
         if (!InCohort(spec, k, t.info)) continue;
@@ -408,6 +441,41 @@ Result<std::vector<StageRow>> Rollouts::Stages(std::string_view id) const {
   return rows;
 }
 
+Result<std::vector<RegionRow>> Rollouts::Regions(std::string_view id) const {
+  std::lock_guard lock(impl_->mu);
+  auto it = impl_->rollouts.find(id);
+  if (it == impl_->rollouts.end()) return Status::NotFound(fmt::format("no rollout '{}'", id));
+  const RolloutSpec& spec = it->second.rollout.spec();
+  const RolloutState& state = it->second.rollout.state();
+  const auto* known = impl_->Known(spec);
+  std::vector<std::string> regions = spec.regions;
+  if (regions.empty() && known != nullptr) {
+    std::set<std::string> seen;
+    for (const auto& [tid, t] : *known) seen.insert(t.info.region);
+    regions.assign(seen.begin(), seen.end());
+  }
+  size_t per_wave = spec.stages_percent.size();
+  std::vector<RegionRow> rows;
+  for (size_t i = 0; i < regions.size(); ++i) {
+    RegionRow row{regions[i], 0, 0, 0, std::string(PhaseName(state.phase))};
+    if (spec.waves && state.phase != RolloutPhase::kRolledBack) {
+      size_t wave = state.stage / per_wave;
+      if (i < wave || state.phase == RolloutPhase::kCompleted) row.wave = "done";
+      else if (i > wave) row.wave = "waiting";
+    }
+    if (known != nullptr) {
+      for (const auto& [tid, t] : *known) {
+        if (t.info.region != regions[i] || !IsEligible(spec, t.info)) continue;
+        ++row.terminals;
+        if (t.info.current_version == spec.target_version) ++row.updated;
+        if (t.failed_version == spec.target_version) ++row.failed;
+      }
+    }
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
 Result<RolloutPlan> Rollouts::Plan(
     RolloutSpec spec, const std::function<uint64_t(const std::string& current_version)>& download_bytes) const {
   std::lock_guard lock(impl_->mu);
@@ -420,7 +488,7 @@ Result<RolloutPlan> Rollouts::Plan(
   plan.target_bytes = ref->size;
   const auto* known = impl_->Known(spec);
   std::map<std::string, uint64_t> bytes_from;  // current version -> bytes to download
-  for (uint32_t k = 0; k < spec.stages_percent.size(); ++k) {
+  for (uint32_t k = 0; k < StageCount(spec); ++k) {
     uint64_t eligible = 0, moving = 0, delta_bytes = 0;
     if (known != nullptr) {
       for (const auto& [tid, t] : *known) {
@@ -448,8 +516,13 @@ Result<TargetAnswer> Rollouts::Target(std::string_view model, std::string_view c
   if (it == impl_->channels.end()) {
     return Status::NotFound(fmt::format("model '{}' channel '{}' has no version yet", model, channel));
   }
-  impl_->RecordTerminal(ck, terminal);
   const ChannelRecord& rec = it->second;
+  if (rec.state.expires_ms <= impl_->clock.NowUnixMillis()) {
+    return Status::Unavailable(fmt::format("the signed state of model '{}' channel '{}' expired at {}; "
+                                           "this daemon has not reached its upstream since",
+                                           model, channel, FormatRfc3339(rec.state.expires_ms)));
+  }
+  impl_->RecordTerminal(ck, terminal);
   return TargetAnswer{rec.state_version, rec.envelope, ResolveChannelTarget(rec.state, terminal)};
 }
 
@@ -462,6 +535,19 @@ Result<bool> Rollouts::Report(std::string_view rollout_id, std::string_view mode
     report.received_ms = m.clock.NowUnixMillis();
     report.stage = 0;
     MERIDIAN_RETURN_IF_ERROR(ValidateReport(report));
+    // A terminal that reports through a region never asks this daemon for
+    // its target: its reports make it known here.
+    ChannelKey ck{std::string(model), std::string(channel)};
+    const KnownTerminal* was = nullptr;
+    if (auto t = m.terminals.find(ck); t != m.terminals.end()) {
+      if (auto k = t->second.find(report.terminal_id); k != t->second.end()) was = &k->second;
+    }
+    std::string running = report.outcome == ReportOutcome::kSuccess ? report.version
+                          : was != nullptr                          ? was->info.current_version
+                                                                    : std::string();
+    m.RecordTerminal(ck, {report.terminal_id, report.profile, report.region, running});
+    m.terminals[ck][report.terminal_id].failed_version =
+        report.outcome == ReportOutcome::kFailure ? report.version : std::string();
     Entry* e = nullptr;
     if (!rollout_id.empty()) {
       auto it = m.rollouts.find(rollout_id);
@@ -489,6 +575,33 @@ Result<bool> Rollouts::Report(std::string_view rollout_id, std::string_view mode
   return true;
 }
 
+std::vector<Rollouts::ChannelSnapshot> Rollouts::Channels() const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<ChannelSnapshot> out;
+  for (const auto& [ck, rec] : impl_->channels) out.push_back({rec.state, rec.envelope});
+  return out;
+}
+
+Result<bool> Rollouts::Adopt(const ChannelState& state, std::string envelope_json) {
+  {
+    std::lock_guard lock(impl_->mu);
+    ChannelRecord& rec = impl_->channels[{state.model, state.channel}];
+    if (rec.state_version >= state.state_version) return false;
+    Status st = impl_->Keep(rec, state, std::move(envelope_json), {});
+    if (!st.ok()) {
+      if (rec.state_version == 0) impl_->channels.erase({state.model, state.channel});
+      return st;
+    }
+  }
+  notifier_.NotifyAll();
+  return true;
+}
+
+size_t Rollouts::KnownTerminals() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->terminal_count;
+}
+
 void Rollouts::Tick() {
   bool changed = false;
   {
@@ -501,7 +614,7 @@ void Rollouts::Tick() {
     }
     int64_t now = m.clock.NowUnixMillis();
     for (auto& [ck, rec] : m.channels) {
-      if (rec.state.expires_ms - now >= m.o.state_refresh_ms) continue;
+      if (!m.key || rec.state.expires_ms - now >= m.o.state_refresh_ms) continue;
       changed = m.Publish(ck, rec.version, {}).ok() || changed;
     }
     m.FlushTerminals();

@@ -11,6 +11,9 @@
 // A rollout change and its channel's newly signed state are one atomic write,
 // so the state_version a terminal saw is never reused after a restart.
 // Thread-safe: one mutex; no call waits on the network.
+//
+// A region's service has no key: it holds no rollouts and signs nothing; its
+// channel states are the origin's, adopted as its follower fetches them.
 #pragma once
 
 #include <cstdint>
@@ -44,6 +47,7 @@ struct RolloutsOptions {
 struct KnownTerminal {
   TerminalInfo info;
   int64_t last_seen_ms = 0;
+  std::string failed_version;  // the version whose install it last reported failed; cleared by a success
 };
 
 // The answer to GET /v1/terminals/{id}/target.
@@ -61,6 +65,17 @@ struct StageRow {
   uint64_t failed = 0;    // terminals whose latest report in this stage is a failure
   uint64_t healthy = 0;   // … is a success
   std::string gate;       // "passed", "pending", or the gate's reason for the current stage
+  std::string region;     // the wave's region (waves), else empty: all the spec's regions
+};
+
+// One region of a rollout: its known terminals and, for waves, where it stands.
+struct RegionRow {
+  std::string region;
+  uint64_t terminals = 0;  // known terminals of this region the rollout covers
+  uint64_t updated = 0;    // of those, running the target
+  uint64_t failed = 0;     // of those, whose last report says the target failed
+  std::string wave;        // waves: "done", "waiting", or the rollout's phase for the region in progress;
+                           // otherwise the rollout's phase
 };
 
 // A dry run of a spec against the known terminals.
@@ -77,7 +92,8 @@ class Rollouts {
  public:
   // Loads every stored rollout, report, channel and terminal. Corruption when
   // a stored record does not parse.
-  static Result<std::unique_ptr<Rollouts>> Open(Store& store, SecretKey online_key, const Clock& clock,
+  // `online_key` empty: a region's (see above).
+  static Result<std::unique_ptr<Rollouts>> Open(Store& store, std::optional<SecretKey> online_key, const Clock& clock,
                                                 RolloutsOptions options = {});
   ~Rollouts();
 
@@ -87,7 +103,9 @@ class Rollouts {
   // Starts a rollout from an operator's spec. The id is generated when empty;
   // previous_version is the version the channel holds for the spec's regions
   // (whatever the request said). NotFound: the target version is not
-  // published. InvalidArgument: the spec (rollout/ ValidateRolloutSpec).
+  // published. InvalidArgument: the spec (rollout/ ValidateRolloutSpec), or
+  // the target's manifest restricts its regions and the spec names a region
+  // outside them (or none: all regions).
   // FailedPrecondition: an active rollout overlaps; AlreadyExists: the id is
   // taken. ResourceExhausted: rollouts_max.
   Result<Rollout> Start(RolloutSpec spec, std::string_view actor, std::string_view reason);
@@ -97,6 +115,8 @@ class Rollouts {
   // Every rollout, oldest first.
   std::vector<Rollout> List() const;
   Result<std::vector<StageRow>> Stages(std::string_view id) const;
+  // Per region: the spec's regions, or those of the known terminals when it names none.
+  Result<std::vector<RegionRow>> Regions(std::string_view id) const;
   // What Start would do with `spec`, without doing it (an empty id becomes "plan").
   // `download_bytes(current_version)`: what a terminal on that version
   // downloads to reach the target (a delta when one is known); asked once per
@@ -105,7 +125,8 @@ class Rollouts {
                            const std::function<uint64_t(const std::string& current_version)>& download_bytes) const;
 
   // The signed state of a channel and this terminal's answer; records the
-  // terminal as known. NotFound when no rollout ever set the channel.
+  // terminal as known. NotFound when no rollout ever set the channel;
+  // Unavailable when its state expired (a region cut off from upstream).
   Result<TargetAnswer> Target(std::string_view model, std::string_view channel, const TerminalInfo& terminal);
 
   // A terminal's report. `rollout_id` empty: the newest active rollout of the
@@ -114,6 +135,19 @@ class Rollouts {
   // the current cohort, another version). Gates are evaluated at once.
   Result<bool> Report(std::string_view rollout_id, std::string_view model, std::string_view channel,
                       TerminalReport report);
+
+  // Every channel's signed state, for regions downstream.
+  struct ChannelSnapshot {
+    ChannelState state;
+    std::string envelope_json;
+  };
+  std::vector<ChannelSnapshot> Channels() const;
+  // Region: keeps a channel state verified against the root (target/
+  // VerifyChannelState) unless one as new is held already; durable on return.
+  // Returns whether it was newer.
+  Result<bool> Adopt(const ChannelState& state, std::string envelope_json);
+  // Distinct terminals known over all channels.
+  size_t KnownTerminals() const;
 
   // Periodic work: gates whose soak time passed, re-signing channel states
   // that expire within state_refresh_ms, and persisting known terminals.

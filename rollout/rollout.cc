@@ -2,6 +2,7 @@
 // target resolution and conflicts. JSON lives in rollout_json.cc.
 #include "rollout/rollout.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -95,6 +96,9 @@ Status ValidateRolloutSpec(const RolloutSpec& spec) {
   MERIDIAN_RETURN_IF_ERROR(ValidateIdList(spec.regions, "regions", kRolloutRegionsMax, IsValidRegionOrProfile));
   MERIDIAN_RETURN_IF_ERROR(ValidateIdList(spec.profiles, "profiles", kRolloutProfilesMax, IsValidRegionOrProfile));
   MERIDIAN_RETURN_IF_ERROR(ValidateIdList(spec.canaries, "canaries", kRolloutCanariesMax, IsValidTerminalId));
+  if (spec.waves && spec.regions.empty()) {
+    return Status::InvalidArgument("waves: name the regions in order (--regions)");
+  }
 
   if (spec.stages_percent.empty()) return Status::InvalidArgument("stages_percent: at least one stage is needed");
   if (spec.stages_percent.size() > kRolloutStagesMax) {
@@ -141,10 +145,32 @@ bool IsEligible(const RolloutSpec& spec, const TerminalInfo& terminal) {
          (spec.profiles.empty() || Contains(spec.profiles, terminal.profile));
 }
 
+size_t StageCount(const RolloutSpec& spec) {
+  return spec.waves ? spec.regions.size() * spec.stages_percent.size() : spec.stages_percent.size();
+}
+
+std::string_view StageRegion(const RolloutSpec& spec, size_t stage) {
+  if (!spec.waves || stage >= StageCount(spec)) return {};
+  return spec.regions[stage / spec.stages_percent.size()];
+}
+
+double StagePercent(const RolloutSpec& spec, size_t stage) {
+  if (stage >= StageCount(spec)) return 0;
+  return spec.stages_percent[stage % spec.stages_percent.size()];
+}
+
 bool InCohort(const RolloutSpec& spec, size_t stage, const TerminalInfo& terminal) {
-  if (stage >= spec.stages_percent.size() || !IsEligible(spec, terminal)) return false;
-  return Contains(spec.canaries, terminal.id) ||
-         CohortBucket(spec.id, terminal.id) < BucketBound(spec.stages_percent[stage]);
+  if (stage >= StageCount(spec) || !IsEligible(spec, terminal)) return false;
+  double percent = spec.stages_percent[stage % spec.stages_percent.size()];
+  if (spec.waves) {
+    // Eligible, so the terminal's region is listed.
+    size_t wave = stage / spec.stages_percent.size();
+    size_t region = static_cast<size_t>(
+        std::find(spec.regions.begin(), spec.regions.end(), terminal.region) - spec.regions.begin());
+    if (region > wave) return false;  // its wave has not started: not even canaries move
+    if (region < wave) percent = spec.stages_percent.back();  // its wave finished holding the last share
+  }
+  return Contains(spec.canaries, terminal.id) || CohortBucket(spec.id, terminal.id) < BucketBound(percent);
 }
 
 std::string_view BreachActionName(BreachAction action) {
@@ -214,7 +240,9 @@ Status ValidateReport(const TerminalReport& r) {
   if (!r.version.empty() && !IsValidVersion(r.version)) {
     return Status::InvalidArgument(fmt::format("version: '{}' is not a SemVer version", r.version));
   }
-  if (r.stage >= kRolloutStagesMax) return Status::InvalidArgument(fmt::format("stage: {} is out of range", r.stage));
+  if (r.stage >= kRolloutStageIndexMax) {
+    return Status::InvalidArgument(fmt::format("stage: {} is out of range", r.stage));
+  }
   if (r.reason.size() > kRolloutReasonBytesMax) {
     return Status::InvalidArgument(fmt::format("reason: at most {} bytes", kRolloutReasonBytesMax));
   }
@@ -247,7 +275,7 @@ Status ReportTally::Add(const TerminalReport& report) {
 
 StageStats ReportTally::Stats(uint32_t stage, int64_t since_ms) const {
   StageStats s;
-  if (stage >= kRolloutStagesMax) return s;  // Add never stores one; also keeps stage + 1 from wrapping
+  if (stage >= kRolloutStageIndexMax) return s;  // Add never stores one; also keeps stage + 1 from wrapping
   auto end = latest_.lower_bound({stage + 1, std::string()});
   for (auto it = latest_.lower_bound({stage, std::string()}); it != end; ++it) {
     const TerminalReport& r = it->second;
@@ -303,11 +331,11 @@ Result<Rollout> Rollout::Start(RolloutSpec spec, int64_t now_ms, std::string_vie
 
 Result<Rollout> Rollout::Restore(RolloutSpec spec, RolloutState state, std::vector<RolloutEvent> events) {
   MERIDIAN_RETURN_IF_ERROR(ValidateRolloutSpec(spec));
-  if (state.stage >= spec.stages_percent.size()) {
+  if (state.stage >= StageCount(spec)) {
     return Status::InvalidArgument(fmt::format("state: stage {} of a rollout with {} stages", state.stage,
-                                               spec.stages_percent.size()));
+                                               StageCount(spec)));
   }
-  if (state.phase == RolloutPhase::kCompleted && state.stage + 1 != spec.stages_percent.size()) {
+  if (state.phase == RolloutPhase::kCompleted && state.stage + 1 != StageCount(spec)) {
     return Status::InvalidArgument("state: completed before the last stage");
   }
   if (events.empty() || events.size() > kRolloutEventsMax + 1) {
@@ -350,7 +378,7 @@ Status Rollout::Apply(RolloutAction action, int64_t now_ms, std::string_view act
       return Status::InvalidArgument("a rollout is started by Rollout::Start, not by an action");
     case RolloutAction::kPromote:
       legal = phase == RolloutPhase::kRunning;
-      if (state_.stage + 1 < spec_.stages_percent.size()) {
+      if (state_.stage + 1 < StageCount(spec_)) {
         ++after.stage;
         after.gate_since_ms = now_ms;
       } else {

@@ -38,6 +38,8 @@ bool IsValidTerminalId(std::string_view id);
 
 inline constexpr size_t kRolloutStagesMax = 100;
 inline constexpr size_t kRolloutRegionsMax = 64;
+// Stage indexes (with waves, regions × stages; see StageCount) are below this.
+inline constexpr size_t kRolloutStageIndexMax = kRolloutStagesMax * kRolloutRegionsMax;
 inline constexpr size_t kRolloutProfilesMax = 64;
 inline constexpr size_t kRolloutCanariesMax = 10'000;
 inline constexpr uint32_t kRolloutMinReportsMax = 10'000'000;
@@ -64,7 +66,7 @@ struct RolloutSpec {
   std::string previous_version;  // SemVer, or empty when the channel had no version;
                                  // what everyone else runs and what rollback returns to
   std::string channel = "stable";        // see IsValidRegionOrProfile
-  std::vector<std::string> regions;      // regions covered; empty = all
+  std::vector<std::string> regions;      // regions covered; empty = all. With waves: in wave order
   std::vector<std::string> profiles;     // device profiles covered; empty = all
   std::vector<std::string> canaries;     // terminal ids that are in every stage
   // Cumulative percent of eligible terminals per stage, strictly increasing,
@@ -77,6 +79,11 @@ struct RolloutSpec {
   int64_t soak_ms = 0;             // time the stage must run before an automatic promote
   bool auto_promote = false;       // false: only an operator promotes
   BreachAction on_breach = BreachAction::kPause;
+  // Waves: the regions go one after another, in the order listed. Each region
+  // runs every stage of stages_percent; only when its last stage is promoted
+  // (gates green) does the next region start at the first stage. A breach
+  // stops the wave where it is: later regions never move. See StageCount.
+  bool waves = false;
 
   bool operator==(const RolloutSpec&) const = default;
 };
@@ -84,8 +91,26 @@ struct RolloutSpec {
 // OK, or InvalidArgument whose message names the field and says what is wrong
 // (ids and versions malformed, target == previous, stages empty / not strictly
 // increasing / outside (0, 100] / finer than 0.01, failure rate outside [0, 1],
-// soak negative or above the limit, duplicates, limits exceeded).
+// soak negative or above the limit, duplicates, limits exceeded, waves
+// without regions).
 Status ValidateRolloutSpec(const RolloutSpec& spec);
+
+// Stages: a rollout walks stage indexes 0 .. StageCount - 1 (RolloutState::stage,
+// TerminalReport::stage and the per-stage tally all use this global index).
+// Without waves a stage index is an index into stages_percent. With waves,
+// stage k is stage k % n of region regions[k / n] (n = stages_percent.size()):
+// regions {sg, ae} with stages {10, 100} walk sg 10 %, sg 100 %, ae 10 %, ae 100 %.
+
+// waves ? regions.size() × stages_percent.size() : stages_percent.size().
+// At most kRolloutStageIndexMax for a valid spec.
+size_t StageCount(const RolloutSpec& spec);
+// With waves, the region stage `stage` moves (regions[stage / n]); without, ""
+// (every region of the spec moves together). "" too for a stage past the last.
+// A view into spec.regions: valid while the spec is.
+std::string_view StageRegion(const RolloutSpec& spec, size_t stage);
+// The cumulative percent of stage `stage` within its region (with waves) or
+// overall: stages_percent[stage % n]. 0 for a stage past the last.
+double StagePercent(const RolloutSpec& spec, size_t stage);
 
 // ---------------------------------------------------------------------------
 // Cohorts: deterministic and monotone.
@@ -97,6 +122,13 @@ Status ValidateRolloutSpec(const RolloutSpec& spec);
 // salting with the rollout id gives each rollout a different first 1 %.
 // Eligibility (region and profile filters) comes first: a canary outside the
 // filters is not in the rollout at all — its region's daemon does not serve it.
+//
+// With waves, stage k (n = stages_percent.size(), wave w = k / n, s = k % n)
+// decides per region: a region before regions[w] finished its wave and holds
+// the last stage's share (canary or bucket < round(stages_percent.back() × 100));
+// regions[w] itself is at stages_percent[s] as above; a region after it has not
+// started, so none of its terminals is in the cohort, not even a canary. The
+// same bucket decides in every wave, so cohorts stay monotone.
 
 struct TerminalInfo {
   std::string id;
@@ -109,14 +141,16 @@ struct TerminalInfo {
 uint32_t CohortBucket(std::string_view rollout_id, std::string_view terminal_id);
 // Whether the terminal passes the spec's region and profile filters.
 bool IsEligible(const RolloutSpec& spec, const TerminalInfo& terminal);
-// Whether the terminal is in the cohort of `stage` (false for a stage index
-// past the last one).
+// Whether the terminal is in the cohort of global stage index `stage` (false
+// for a stage index at or past StageCount).
 bool InCohort(const RolloutSpec& spec, size_t stage, const TerminalInfo& terminal);
 
 // ---------------------------------------------------------------------------
 // State, events and the state machine.
 //
 //   running(k) --promote--> running(k+1), or completed after the last stage
+//                           (k + 1 == StageCount; with waves, promoting a region's
+//                           last stage starts the next region's first stage)
 //   running    --pause----> paused            paused --resume--> running (same stage)
 //   running | paused --abort--> aborted
 //   running | paused | completed --rollback--> rolled_back
@@ -138,7 +172,8 @@ Result<RolloutAction> ParseRolloutAction(std::string_view name);
 
 struct RolloutState {
   RolloutPhase phase = RolloutPhase::kRunning;
-  uint32_t stage = 0;         // current stage index; for completed/aborted/rolled_back the last one reached
+  uint32_t stage = 0;         // current stage index in [0, StageCount(spec)); for completed/aborted/rolled_back
+                              // the last one reached
   int64_t gate_since_ms = 0;  // when the gates began watching this stage: set by start, promote and
                               // resume. Soak counts from here and only reports received from here count,
                               // so a resumed rollout is judged afresh, not re-tripped by the old failures.
@@ -215,7 +250,7 @@ class ReportTally {
   Status Add(const TerminalReport& report);
   // Counts over the terminals of `stage` whose latest report was received at or
   // after since_ms (the default counts all of them). Zero counts for a stage
-  // that holds no reports, including one past kRolloutStagesMax.
+  // that holds no reports, including one at or past kRolloutStageIndexMax.
   StageStats Stats(uint32_t stage, int64_t since_ms = INT64_MIN) const;
   size_t size() const { return latest_.size(); }
 
@@ -306,7 +341,8 @@ class Rollout {
 //   not eligible (filters)      -> previous_version, kNotEligible
 //   running                     -> target if InCohort(current stage) (kInCohort), else previous (kNotInCohort)
 //   completed                   -> target if InCohort(last stage), else previous: a rollout whose last
-//                                  stage is below 100 % completes holding that share
+//                                  stage is below 100 % completes holding that share (with waves, in
+//                                  every region)
 //   paused, aborted             -> frozen, kHeld: a terminal already on the target keeps it, every
 //                                  other one gets previous — nobody new moves while an operator looks
 //                                  (paused) or after the operator stopped it (aborted)
@@ -345,7 +381,8 @@ Status CheckNoConflict(std::span<const Rollout* const> existing, const RolloutSp
 //
 // Spec:   {"id","model","target_version","previous_version","channel","regions":[],
 //          "profiles":[],"canaries":[],"stages_percent":[1,10,50,100],"min_reports",
-//          "max_failure_rate","soak_ms","auto_promote","on_breach":"pause"|"rollback"}
+//          "max_failure_rate","soak_ms","auto_promote","on_breach":"pause"|"rollback",
+//          "waves":false}   (waves absent = false)
 // State:  {"phase":"running","stage":0,"gate_since_ms":…,"updated_ms":…}
 // Event:  {"seq":1,"time_ms":…,"actor","action":"start","reason","before","after"}
 // Rollout:{"spec":{…},"state":{…},"events":[…]}

@@ -172,6 +172,7 @@ Json SpecJson(const RolloutSpec& s) {
   j["soak_ms"] = s.soak_ms;
   j["auto_promote"] = s.auto_promote;
   j["on_breach"] = BreachActionName(s.on_breach);
+  if (s.waves) j["waves"] = true;  // only when set: documents without waves stay readable by older agents
   return j;
 }
 
@@ -192,6 +193,7 @@ Result<RolloutSpec> SpecFromObject(const Json& j) {
   f.Int64("soak_ms", &s.soak_ms);
   f.Bool("auto_promote", &s.auto_promote);
   f.Choice("on_breach", BreachActionName, &s.on_breach);
+  f.Bool("waves", &s.waves);
   MERIDIAN_RETURN_IF_ERROR(f.Finish());
   return s;
 }

@@ -102,7 +102,7 @@ Result<ChannelState> ChannelStateFromJson(std::string_view text) {
     if (spec->model != s.model || spec->channel != s.channel) {
       return Status::InvalidArgument(fmt::format("channel state: rollout '{}' is of another channel", spec->id));
     }
-    if (state->stage >= spec->stages_percent.size()) {
+    if (state->stage >= StageCount(*spec)) {
       return Status::InvalidArgument(fmt::format("channel state: rollout '{}' stage out of range", spec->id));
     }
     s.rollouts.push_back({std::move(*spec), *state});

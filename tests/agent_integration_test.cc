@@ -34,16 +34,6 @@ Json AgentStatus(const std::string& config) {
   return Json::parse(r.out);
 }
 
-// What the agent's current pointer holds: the version, after checking the
-// file's SHA-256 against the digest the slot was verified with.
-std::string CurrentVersion(const std::string& state) {
-  std::string link = state + "/models/fraud/current";
-  if (!std::filesystem::is_symlink(link)) return "";
-  std::string target = std::filesystem::read_symlink(link).string();
-  size_t sep = target.rfind('_');
-  REQUIRE(Digest::Of(ReadFile(link)).Hex() == target.substr(sep + 1));
-  return target.substr(std::string("blobs/").size(), sep - std::string("blobs/").size());
-}
 
 }  // namespace
 
@@ -69,7 +59,7 @@ TEST_CASE("agent installs, refuses a failing version, switches back on rollback,
   CommandResult once = Run({MeridianAgentPath(), "--config", config, "--once"});
   INFO(once.err);
   REQUIRE(once.exit_code == 0);
-  CHECK(CurrentVersion(state) == "1.0.0");
+  CHECK(InstalledVersion(state, "fraud") == "1.0.0");
   Json st = AgentStatus(config);
   CHECK(st["reports_waiting"] == 0);
   CHECK(st["downloaded_bytes"] == v1.size());
@@ -87,7 +77,7 @@ TEST_CASE("agent installs, refuses a failing version, switches back on rollback,
     once = Run({MeridianAgentPath(), "--config", config, "--once"});
     CHECK(once.exit_code == 1);
     CHECK_THAT(once.err, Catch::Contains("exited with status 4"));
-    CHECK(CurrentVersion(state) == "1.0.0");
+    CHECK(InstalledVersion(state, "fraud") == "1.0.0");
     st = AgentStatus(config);
     CHECK(st["models"][0]["previous"].is_null());
     CHECK(st["models"][0]["staging"].is_null());
@@ -98,19 +88,19 @@ TEST_CASE("agent installs, refuses a failing version, switches back on rollback,
     CHECK_THAT(d.GetRollout("r2", true), Catch::Contains("rollback"));
     // Back on 1.0.0 by the channel too: the next cycle is quiet.
     REQUIRE(Run({MeridianAgentPath(), "--config", config, "--once"}).exit_code == 0);
-    CHECK(CurrentVersion(state) == "1.0.0");
+    CHECK(InstalledVersion(state, "fraud") == "1.0.0");
   }
 
   SECTION("a rollback target switches back from the kept slot without downloading") {
     REQUIRE(d.Publish("fraud", "3.0.0", t / "v3").exit_code == 0);
     d.StartRollout(Spec("r3", "3.0.0", "[100]", false));
     REQUIRE(Run({MeridianAgentPath(), "--config", config, "--once"}).exit_code == 0);
-    CHECK(CurrentVersion(state) == "3.0.0");
+    CHECK(InstalledVersion(state, "fraud") == "3.0.0");
     uint64_t bytes = AgentStatus(config)["downloaded_bytes"].get<uint64_t>();
     CHECK(AgentStatus(config)["models"][0]["previous"]["version"] == "1.0.0");
     REQUIRE(d.RolloutAction("r3", "rollback", "test") == 200);
     REQUIRE(Run({MeridianAgentPath(), "--config", config, "--once"}).exit_code == 0);
-    CHECK(CurrentVersion(state) == "1.0.0");
+    CHECK(InstalledVersion(state, "fraud") == "1.0.0");
     CHECK(AgentStatus(config)["downloaded_bytes"] == bytes);
     CHECK(AgentStatus(config)["models"][0]["previous"]["version"] == "3.0.0");
   }
@@ -124,7 +114,7 @@ TEST_CASE("agent installs, refuses a failing version, switches back on rollback,
     once = Run({MeridianAgentPath(), "--config", config, "--once"});
     INFO(once.err);
     REQUIRE(once.exit_code == 0);
-    CHECK(CurrentVersion(state) == "3.0.0");
+    CHECK(InstalledVersion(state, "fraud") == "3.0.0");
 
     // No server at all: the cycle fails, a report made meanwhile stays queued.
     d.RolloutAction("r3", "rollback", "test");
@@ -137,12 +127,12 @@ TEST_CASE("agent installs, refuses a failing version, switches back on rollback,
                 .ok());
     CHECK(Run({MeridianAgentPath(), "--config", config, "--once"}).exit_code == 1);
     CHECK(AgentStatus(config)["reports_waiting"] == 1);
-    CHECK(CurrentVersion(state) == "3.0.0");
+    CHECK(InstalledVersion(state, "fraud") == "3.0.0");
     WriteAgentConfig(config, {.id = "pos-1", .servers = {d.url()}, .root = d.root_json(), .state = state,
                               .token = d.terminal_token(), .model = "fraud"});
     REQUIRE(Run({MeridianAgentPath(), "--config", config, "--once"}).exit_code == 0);
     CHECK(AgentStatus(config)["reports_waiting"] == 0);
-    CHECK(CurrentVersion(state) == "1.0.0");
+    CHECK(InstalledVersion(state, "fraud") == "1.0.0");
   }
 }
 

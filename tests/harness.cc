@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "base/digest.h"
 #include "base/file.h"
 #include "client/http_client.h"
 
@@ -124,12 +125,21 @@ std::string MeridianAgentPath() { return EnvOr("MERIDIAN_AGENT", "./agent/meridi
 std::string WriteAgentConfig(const std::string& path, const AgentConfigSpec& spec) {
   std::string servers;
   for (const std::string& s : spec.servers) servers += (servers.empty() ? "\"" : ", \"") + s + "\"";
-  std::string text = "id = \"" + spec.id + "\"\nprofile = \"pos-arm64\"\nregion = \"sg\"\nservers = [" + servers +
+  std::string text = "id = \"" + spec.id + "\"\nprofile = \"pos-arm64\"\nregion = \"" + spec.region + "\"\nservers = [" + servers +
                      "]\nroot = \"" + spec.root + "\"\nstate = \"" + spec.state + "\"\ntoken = \"" + spec.token +
                      "\"\n" + spec.extra + "\n[[model]]\nname = \"" + spec.model + "\"\nchannel = \"stable\"\n";
   if (!spec.health_check.empty()) text += "health_check = '" + spec.health_check + "'\n";
   WriteFile(path, AsBytes(text));
   return path;
+}
+
+std::string InstalledVersion(const std::string& state, const std::string& model) {
+  std::string link = state + "/models/" + model + "/current";
+  if (!std::filesystem::is_symlink(link)) return "";
+  std::string target = std::filesystem::read_symlink(link).string();  // blobs/<version>_<hex digest>
+  size_t sep = target.rfind('_');
+  if (sep == std::string::npos || Digest::Of(ReadFile(link)).Hex() != target.substr(sep + 1)) return "digest mismatch";
+  return target.substr(std::string("blobs/").size(), sep - std::string("blobs/").size());
 }
 
 DaemonFixture::DaemonFixture() {
@@ -139,12 +149,34 @@ DaemonFixture::DaemonFixture() {
   if (i.exit_code != 0) throw std::runtime_error("init failed: " + i.err);
 }
 
+DaemonFixture::DaemonFixture(RegionTag, const std::string& origin_root_json) {
+  CommandResult i = Run({MeridiandPath(), "init", "--data", data(), "--root", origin_root_json});
+  if (i.exit_code != 0) throw std::runtime_error("region init failed: " + i.err);
+}
+
+std::unique_ptr<DaemonFixture> DaemonFixture::Region(const std::string& origin_root_json) {
+  return std::unique_ptr<DaemonFixture>(new DaemonFixture(RegionTag{}, origin_root_json));
+}
+
+void DaemonFixture::StartRegion(const std::string& region, const std::string& upstream,
+                                const std::string& upstream_token_file, const std::vector<std::string>& extra_args) {
+  std::vector<std::string> args{"--role", "region", "--region", region, "--upstream", upstream,
+                                "--upstream-token-file", upstream_token_file};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  Start(args);
+}
+
 DaemonFixture::~DaemonFixture() { child_.reset(); }
 
-void DaemonFixture::Start(const std::vector<std::string>& extra_args) {
+void DaemonFixture::Restart(const std::vector<std::string>& extra_args) { Launch(port_, extra_args); }
+
+void DaemonFixture::Start(const std::vector<std::string>& extra_args) { Launch(0, extra_args); }
+
+void DaemonFixture::Launch(uint16_t port, const std::vector<std::string>& extra_args) {
   std::string port_file = dir_ / "port";
   ::unlink(port_file.c_str());
-  std::vector<std::string> argv{MeridiandPath(), "--data", data(), "--listen", "127.0.0.1:0", "--port-file", port_file};
+  std::vector<std::string> argv{MeridiandPath(), "--data", data(), "--listen", "127.0.0.1:" + std::to_string(port),
+                                "--port-file", port_file};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   child_ = std::make_unique<Child>(argv, dir_ / "meridiand.log");
   if (!WaitFor([&] { return std::filesystem::exists(port_file); }, std::chrono::seconds(30))) {

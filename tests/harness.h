@@ -74,17 +74,32 @@ struct AgentConfigSpec {
   std::string model = {};
   std::string health_check = {};  // empty: none
   std::string extra = {};         // more TOML lines (top-level keys)
+  std::string region = "sg";
 };
 std::string WriteAgentConfig(const std::string& path, const AgentConfigSpec& spec);
+
+// The version a meridian-agent state directory's current slot of `model`
+// holds: "" when none, "digest mismatch" when the file does not hash to the
+// digest its slot was verified with.
+std::string InstalledVersion(const std::string& state, const std::string& model);
 
 // A meridiand on 127.0.0.1 with its own data directory, initialised with a
 // fresh release key (release.key / release.key.pub in the temp dir).
 class DaemonFixture {
  public:
   DaemonFixture();
+  // A region's daemon: its data directory initialised with the origin's root
+  // (meridiand init --root); it holds no keys. Start it with StartRegion.
+  static std::unique_ptr<DaemonFixture> Region(const std::string& origin_root_json);
   ~DaemonFixture();
   // Starts (with `extra_args` after the usual ones) and waits until /healthz answers.
   void Start(const std::vector<std::string>& extra_args = {});
+  // Start as --role region following `upstream` (a URL, or several joined by ',').
+  void StartRegion(const std::string& region, const std::string& upstream, const std::string& upstream_token_file,
+                   const std::vector<std::string>& extra_args = {});
+  std::string mirror_token_file() const { return data() + "/mirror.token"; }
+  // Starts again on the port it had (regions following it keep their URL).
+  void Restart(const std::vector<std::string>& extra_args = {});
   void Kill9();
   int Terminate();  // SIGTERM, returns the exit code
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
@@ -110,6 +125,9 @@ class DaemonFixture {
   CommandResult Fsck();
 
  private:
+  struct RegionTag {};
+  DaemonFixture(RegionTag, const std::string& origin_root_json);
+  void Launch(uint16_t port, const std::vector<std::string>& extra_args);
   TempDir dir_;
   std::unique_ptr<Child> child_;
   uint16_t port_ = 0;

@@ -178,6 +178,7 @@ TEST_CASE("spec validation names what is wrong") {
       {"profiles", [](RolloutSpec& s) { s.profiles = {"a b"}; }},
       {"canaries", [](RolloutSpec& s) { s.canaries = {"bad id"}; }},
       {"min_reports", [](RolloutSpec& s) { s.min_reports = kRolloutMinReportsMax + 1; }},
+      {"waves", [](RolloutSpec& s) { s.waves = true; }},  // waves need the regions in order
   };
   for (const Case& c : cases) {
     RolloutSpec s = SampleSpec();
@@ -674,4 +675,256 @@ TEST_CASE("JSON parsers reject bad input without throwing") {
   Result<Rollout> odd_back = RolloutFromJson(RolloutToJson(odd));
   REQUIRE(odd_back.ok());
   CHECK(odd_back->events().back().reason == "bad \xEF\xBF\xBD byte");
+}
+
+// ---------------------------------------------------------------------------
+// Waves: regions one after another.
+
+namespace {
+
+// Regions sg, ae, br in that order, two stages each (10 %, then 50 %): six
+// stages in all. The canary is a high-bucket terminal, in br or elsewhere.
+RolloutSpec WaveSpec() {
+  RolloutSpec s = SampleSpec();
+  s.regions = {"sg", "ae", "br"};
+  s.stages_percent = {10, 50};
+  s.waves = true;
+  s.soak_ms = 0;
+  s.canaries = {FindTerminal(s.id, [](uint32_t b) { return b >= 9000; })};
+  return s;
+}
+
+TerminalInfo In(std::string region, std::string id, std::string current = "1.2.0") {
+  TerminalInfo t = Terminal(std::move(id), std::move(current));
+  t.region = std::move(region);
+  return t;
+}
+
+// Terminals by bucket: low is in both stages, mid only in the 50 % one, high in none.
+struct WaveTerminals {
+  std::string low, mid, high, canary;
+  explicit WaveTerminals(const RolloutSpec& s)
+      : low(FindTerminal(s.id, [](uint32_t b) { return b < 1000; })),
+        mid(FindTerminal(s.id, [](uint32_t b) { return b >= 1000 && b < 5000; })),
+        high(FindTerminal(s.id, [](uint32_t b) { return b >= 5000 && b < 9000; })),
+        canary(s.canaries.at(0)) {}
+};
+
+}  // namespace
+
+TEST_CASE("waves: stage count, region and percent of each global stage") {
+  RolloutSpec spec = WaveSpec();
+  REQUIRE(ValidateRolloutSpec(spec).ok());
+  CHECK(StageCount(spec) == 6);
+  const char* regions[] = {"sg", "sg", "ae", "ae", "br", "br"};
+  const double percents[] = {10, 50, 10, 50, 10, 50};
+  for (size_t k = 0; k < 6; ++k) {
+    CHECK(StageRegion(spec, k) == regions[k]);
+    CHECK(StagePercent(spec, k) == percents[k]);
+  }
+  CHECK(StageRegion(spec, 6).empty());
+  CHECK(StagePercent(spec, 6) == 0);
+
+  spec.waves = false;  // the same regions together: one pass over the stages
+  CHECK(StageCount(spec) == 2);
+  CHECK(StageRegion(spec, 0).empty());
+  CHECK(StageRegion(spec, 1).empty());
+  CHECK(StagePercent(spec, 1) == 50);
+  CHECK(StagePercent(spec, 2) == 0);
+}
+
+TEST_CASE("waves: a region's cohort grows only in its own wave and keeps the last share after") {
+  RolloutSpec spec = WaveSpec();
+  WaveTerminals t(spec);
+  // expected[region][terminal] over stages 0..5: 1 = in the cohort.
+  struct Row {
+    const char* region;
+    std::string id;
+    const char* expected;
+  };
+  const Row rows[] = {
+      {"sg", t.low, "111111"},    {"sg", t.mid, "011111"},    {"sg", t.high, "000000"},
+      {"sg", t.canary, "111111"}, {"ae", t.low, "001111"},    {"ae", t.mid, "000111"},
+      {"ae", t.high, "000000"},   {"ae", t.canary, "001111"}, {"br", t.low, "000011"},
+      {"br", t.mid, "000001"},    {"br", t.high, "000000"},   {"br", t.canary, "000011"},
+  };
+  for (const Row& row : rows) {
+    for (size_t k = 0; k < 6; ++k) {
+      INFO(row.region << " terminal " << row.id << " stage " << k);
+      CHECK(InCohort(spec, k, In(row.region, row.id)) == (row.expected[k] == '1'));
+    }
+    CHECK_FALSE(InCohort(spec, 6, In(row.region, row.id)));  // past the last stage
+  }
+  CHECK_FALSE(InCohort(spec, 5, In("us", t.canary)));  // not a listed region: not eligible
+
+  // Monotone for everyone: nobody leaves the cohort as the waves move on.
+  for (int i = 0; i < 3000; ++i) {
+    TerminalInfo term = In(spec.regions[static_cast<size_t>(i) % 3], fmt::format("m-{}", i));
+    bool before = false;
+    for (size_t k = 0; k < StageCount(spec); ++k) {
+      bool in = InCohort(spec, k, term);
+      if (before) REQUIRE(in);
+      before = in;
+    }
+  }
+}
+
+TEST_CASE("waves: promote walks sg's stages, then ae's, then br's, then completes") {
+  RolloutSpec spec = WaveSpec();
+  WaveTerminals t(spec);
+  Rollout r = StartOrDie(spec, 0);
+  std::vector<std::string> walked = {StateString(r.state())};
+  for (int64_t now = 1; r.state().phase == RolloutPhase::kRunning; ++now) {
+    REQUIRE(r.Apply(RolloutAction::kPromote, now, "alice", "").ok());
+    walked.push_back(StateString(r.state()));
+    if (r.state().phase == RolloutPhase::kRunning) CHECK(r.state().gate_since_ms == now);
+  }
+  CHECK(walked == std::vector<std::string>{"running(0)", "running(1)", "running(2)", "running(3)", "running(4)",
+                                           "running(5)", "completed(5)"});
+  CHECK(r.Apply(RolloutAction::kPromote, 99, "alice", "").code() == Status::Code::kFailedPrecondition);
+
+  // Completed: every region holds the last stage's share; the rest stays on previous.
+  for (const char* region : {"sg", "ae", "br"}) {
+    INFO(region);
+    CHECK(ResolveTarget(r.spec(), r.state(), In(region, t.mid)).version == "1.3.0");
+    CHECK(ResolveTarget(r.spec(), r.state(), In(region, t.canary)).version == "1.3.0");
+    CHECK(ResolveTarget(r.spec(), r.state(), In(region, t.high)).version == "1.2.0");
+    CHECK(ResolveTarget(r.spec(), r.state(), In(region, t.high)).reason == TargetReason::kNotInCohort);
+  }
+}
+
+TEST_CASE("waves: the gates promote across a region boundary on the global stage index") {
+  RolloutSpec spec = WaveSpec();
+  Rollout r = StartOrDie(spec, 0);
+  ReportTally tally;
+  auto fill = [&](uint32_t stage, int64_t now) {
+    for (int i = 0; i < 5; ++i) {
+      REQUIRE(tally.Add(Report(fmt::format("s{}-t{}", stage, i), ReportOutcome::kSuccess, now, stage)).ok());
+    }
+  };
+  fill(0, 1);
+  CHECK(r.Tick(tally, 1)->verdict == GateVerdict::kPromote);
+  fill(1, 2);
+  CHECK(r.Tick(tally, 2)->verdict == GateVerdict::kPromote);
+  CHECK(r.state().stage == 2);
+  CHECK(StageRegion(r.spec(), r.state().stage) == "ae");
+  // ae's first stage needs its own reports: sg's do not carry over.
+  CHECK(r.Tick(tally, 3)->verdict == GateVerdict::kNone);
+  CHECK(r.state().stage == 2);
+}
+
+TEST_CASE("waves: a breach in ae stops the wave there and br never moves") {
+  FakeClock clock;
+  RolloutSpec spec = WaveSpec();
+  WaveTerminals t(spec);
+  auto run_to_ae_breach = [&](Rollout& r) {
+    ReportTally tally;
+    for (uint32_t stage = 0; stage < 2; ++stage) {
+      for (int i = 0; i < 5; ++i) {
+        REQUIRE(tally.Add(Report(fmt::format("sg-{}-{}", stage, i), ReportOutcome::kSuccess,
+                                 clock.NowUnixMillis(), stage)).ok());
+      }
+      REQUIRE(r.Tick(tally, clock.NowUnixMillis())->verdict == GateVerdict::kPromote);
+    }
+    REQUIRE(r.state() == RolloutState{RolloutPhase::kRunning, 2, clock.NowUnixMillis(), clock.NowUnixMillis()});
+
+    // An ae terminal's report counts in global stage 2; a br one, even the canary's, is not admitted.
+    TerminalReport ae_report = Report(t.low, ReportOutcome::kFailure, clock.NowUnixMillis());
+    ae_report.profile = "pos-arm64";
+    ae_report.region = "ae";
+    REQUIRE(r.Admit(&ae_report));
+    CHECK(ae_report.stage == 2);
+    TerminalReport br_report = ae_report;
+    br_report.terminal_id = t.canary;
+    br_report.region = "br";
+    br_report.stage = 0;
+    CHECK_FALSE(r.Admit(&br_report));
+
+    clock.Advance(1min);
+    for (int i = 0; i < 5; ++i) {
+      REQUIRE(tally.Add(Report(fmt::format("ae-{}", i), ReportOutcome::kFailure, clock.NowUnixMillis(), 2)).ok());
+    }
+    Result<GateDecision> d = r.Tick(tally, clock.NowUnixMillis());
+    REQUIRE(d.ok());
+    CHECK(d->verdict == GateVerdict::kBreach);
+  };
+
+  SECTION("pause: who moved keeps the target, br's terminals stay on previous") {
+    Rollout r = StartOrDie(spec, clock.NowUnixMillis());
+    run_to_ae_breach(r);
+    CHECK(StateString(r.state()) == "paused(2)");
+    CHECK(ResolveTarget(r.spec(), r.state(), In("sg", t.mid, "1.3.0")).version == "1.3.0");
+    CHECK(ResolveTarget(r.spec(), r.state(), In("ae", t.low, "1.3.0")).version == "1.3.0");
+    CHECK(ResolveTarget(r.spec(), r.state(), In("ae", t.mid)).version == "1.2.0");
+    for (const std::string& id : {t.low, t.mid, t.canary}) {
+      CHECK(ResolveTarget(r.spec(), r.state(), In("br", id)).version == "1.2.0");
+      CHECK_FALSE(InCohort(r.spec(), r.state().stage, In("br", id)));
+    }
+    // Resumed, the wave carries on in ae; br is still untouched.
+    REQUIRE(r.Apply(RolloutAction::kResume, clock.NowUnixMillis(), "alice", "fixed").ok());
+    CHECK(ResolveTarget(r.spec(), r.state(), In("br", t.canary)).version == "1.2.0");
+    CHECK(ResolveTarget(r.spec(), r.state(), In("ae", t.canary)).version == "1.3.0");
+  }
+
+  SECTION("rollback: everyone returns to previous, br never had the target") {
+    spec.on_breach = BreachAction::kRollback;
+    Rollout r = StartOrDie(spec, clock.NowUnixMillis());
+    run_to_ae_breach(r);
+    CHECK(StateString(r.state()) == "rolled_back(2)");
+    for (const char* region : {"sg", "ae", "br"}) {
+      CHECK(ResolveTarget(r.spec(), r.state(), In(region, t.low, "1.3.0")).version == "1.2.0");
+      CHECK(ResolveTarget(r.spec(), r.state(), In(region, t.low, "1.3.0")).reason == TargetReason::kRolledBack);
+    }
+  }
+}
+
+TEST_CASE("waves: JSON round trip, default and restore checks use the stage count") {
+  auto invalid = [](const Status& st) { return st.code() == Status::Code::kInvalidArgument; };
+  RolloutSpec spec = WaveSpec();
+  Result<RolloutSpec> back = RolloutSpecFromJson(RolloutSpecToJson(spec));
+  REQUIRE(back.ok());
+  CHECK(back->waves);
+  CHECK(*back == spec);
+
+  nlohmann::json plain = nlohmann::json::parse(RolloutSpecToJson(SampleSpec()));
+  CHECK_FALSE(plain.contains("waves"));  // written only when set: older agents read the rest
+  Result<RolloutSpec> absent = RolloutSpecFromJson(plain.dump());
+  REQUIRE(absent.ok());
+  CHECK_FALSE(absent->waves);
+  plain["waves"] = "yes";
+  Status bad_type = RolloutSpecFromJson(plain.dump()).status();
+  CHECK(invalid(bad_type));
+  CHECK(bad_type.message().find("waves") != std::string::npos);
+  plain["waves"] = true;  // no regions
+  Status no_regions = RolloutSpecFromJson(plain.dump()).status();
+  CHECK(invalid(no_regions));
+  CHECK(no_regions.message().find("--regions") != std::string::npos);
+
+  // A rollout in br's wave: stage 4 is past stages_percent but within StageCount.
+  Rollout r = StartOrDie(spec, 0);
+  for (int64_t now = 1; now <= 4; ++now) REQUIRE(r.Apply(RolloutAction::kPromote, now, "alice", "").ok());
+  Result<Rollout> restored = RolloutFromJson(RolloutToJson(r));
+  REQUIRE(restored.ok());
+  CHECK(restored->state() == r.state());
+  CHECK(restored->spec().waves);
+
+  RolloutState past = r.state();
+  past.stage = 6;
+  Status out_of_range = Rollout::Restore(spec, past, r.events()).status();
+  CHECK(invalid(out_of_range));
+  CHECK(out_of_range.message().find("6 stages") != std::string::npos);
+  // Completing after sg's last stage is not completing the rollout.
+  RolloutState early = {RolloutPhase::kCompleted, 1, 0, 0};
+  std::vector<RolloutEvent> log = {{1, 0, "alice", RolloutAction::kStart, "", "", "running(0)"},
+                                   {2, 1, "alice", RolloutAction::kPromote, "", "running(0)", "running(1)"},
+                                   {3, 2, "alice", RolloutAction::kPromote, "", "running(1)", "completed(1)"}};
+  CHECK(invalid(Rollout::Restore(spec, early, log).status()));
+  spec.waves = false;
+  CHECK(Rollout::Restore(spec, early, log).ok());
+
+  // Reports and tallies accept every wave stage index.
+  ReportTally tally;
+  REQUIRE(tally.Add(Report("t-1", ReportOutcome::kSuccess, 1, static_cast<uint32_t>(kRolloutStagesMax + 5))).ok());
+  CHECK(tally.Stats(static_cast<uint32_t>(kRolloutStagesMax + 5)).reported == 1);
+  CHECK(invalid(tally.Add(Report("t-1", ReportOutcome::kSuccess, 1, static_cast<uint32_t>(kRolloutStageIndexMax)))));
 }

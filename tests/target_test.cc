@@ -123,3 +123,24 @@ TEST_CASE("malformed channel states are refused") {
   CHECK_FALSE(ChannelStateFromJson("[]").ok());
   CHECK_FALSE(ChannelStateFromJson("{\"type\":\"meridian.target/v1\"}").ok());
 }
+
+TEST_CASE("a waves rollout past its first region parses and decides per region") {
+  ChannelState s = State(1);
+  RolloutSpec& spec = s.rollouts[0].spec;
+  spec.regions = {"sg", "ae", "br"};
+  spec.waves = true;
+  s.rollouts[0].state.stage = 3;  // ae at 100 %: beyond stages_percent, within the 6 wave stages
+  Result<ChannelState> back = ChannelStateFromJson(ChannelStateToJson(s));
+  REQUIRE(back.ok());
+  CHECK(*back == s);
+  for (int i = 0; i < 50; ++i) {
+    std::string id = "t" + std::to_string(i);
+    CHECK(ResolveChannelTarget(*back, {id, "pos", "ae", "1.0.0"}).version == "1.1.0");  // ae at 100 %
+    ChannelTarget br = ResolveChannelTarget(*back, {id, "pos", "br", "1.0.0"});
+    CHECK(br.version == "1.0.0");  // br's wave has not started
+    CHECK(br.rollout == "r1");
+    CHECK(br.reason == "not_in_cohort");
+  }
+  s.rollouts[0].state.stage = 6;
+  CHECK(ChannelStateFromJson(ChannelStateToJson(s)).status().code() == Status::Code::kInvalidArgument);
+}

@@ -1,0 +1,316 @@
+// A region following its upstream: sync document, versions, deltas, states.
+#include "daemon/follower.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "delta/delta_info.h"
+#include "manifest/manifest.h"
+#include "target/target.h"
+
+namespace meridian {
+
+namespace {
+
+using Json = nlohmann::json;
+
+}  // namespace
+
+bool ResidencyAllows(const std::vector<std::string>& regions, std::string_view region) {
+  return regions.empty() || std::find(regions.begin(), regions.end(), region) != regions.end();
+}
+
+std::string SyncDocumentToJson(const SyncDocument& doc) {
+  Json versions = Json::array(), channels = Json::array();
+  for (const SyncVersion& v : doc.versions) {
+    versions.push_back({{"model", v.model}, {"version", v.version}, {"regions", v.regions}});
+  }
+  for (const SyncChannel& c : doc.channels) {
+    channels.push_back(
+        {{"model", c.model}, {"channel", c.channel}, {"state_version", c.state_version}, {"envelope", c.envelope}});
+  }
+  return Json{{"sync_version", doc.sync_version}, {"versions", versions}, {"channels", channels}}.dump();
+}
+
+Result<SyncDocument> ParseSyncDocument(std::string_view json) {
+  Status bad = Status::InvalidArgument("malformed sync document");
+  if (json.size() > kSyncDocumentBytesMax) return bad;
+  Json j = Json::parse(json, nullptr, false);
+  if (!j.is_object() || !j.value("sync_version", Json()).is_number_unsigned() ||
+      !j.value("versions", Json()).is_array() || !j.value("channels", Json()).is_array()) {
+    return bad;
+  }
+  SyncDocument doc;
+  doc.sync_version = j["sync_version"].get<uint64_t>();
+  for (const Json& v : j["versions"]) {
+    if (!v.is_object() || !v.value("model", Json()).is_string() || !v.value("version", Json()).is_string() ||
+        !v.value("regions", Json()).is_array()) {
+      return bad;
+    }
+    SyncVersion sv{v["model"].get<std::string>(), v["version"].get<std::string>(), {}};
+    for (const Json& r : v["regions"]) {
+      if (!r.is_string()) return bad;
+      sv.regions.push_back(r.get<std::string>());
+    }
+    if (!IsValidModelName(sv.model) || !IsValidVersion(sv.version)) return bad;
+    doc.versions.push_back(std::move(sv));
+  }
+  for (const Json& c : j["channels"]) {
+    if (!c.is_object() || !c.value("model", Json()).is_string() || !c.value("channel", Json()).is_string() ||
+        !c.value("state_version", Json()).is_number_unsigned() || !c.value("envelope", Json()).is_string()) {
+      return bad;
+    }
+    doc.channels.push_back({c["model"].get<std::string>(), c["channel"].get<std::string>(),
+                            c["state_version"].get<uint64_t>(), c["envelope"].get<std::string>()});
+  }
+  return doc;
+}
+
+Follower::Follower(Store& store, const Root& root, Rollouts& rollouts, DeltaService& deltas, const Clock& clock,
+                   UpstreamOptions upstream, FollowerOptions options)
+    : store_(store),
+      root_(root),
+      rollouts_(rollouts),
+      deltas_(deltas),
+      clock_(clock),
+      upstream_(std::move(upstream)),
+      options_(std::move(options)) {
+  upstream_.cancel = &cancel_;
+  status_.upstream = upstream_.urls.empty() ? "" : upstream_.urls.front();
+}
+
+Follower::~Follower() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cancel_ = true;
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Follower::Start() { thread_ = std::thread([this] { Run(); }); }
+
+FollowerStatus Follower::status() const {
+  std::lock_guard lock(mu_);
+  return status_;
+}
+
+void Follower::WantDelta(const Digest& from, const Digest& to) {
+  std::lock_guard lock(mu_);
+  if (wanted_.size() < 10'000) wanted_.insert({from, to});
+}
+
+std::string Follower::PollPath(uint64_t known, int64_t wait_s) {
+  StoreStats st = store_.Stats();
+  return fmt::format("/v1/sync?region={}&known={}&wait={}&stored_bytes={}&terminals={}", options_.region, known,
+                     wait_s, st.disk_bytes, rollouts_.KnownTerminals());
+}
+
+void Follower::Run() {
+  UpstreamClient up(upstream_);
+  uint64_t known = 0;
+  int64_t wait_s = 0;  // the first round asks at once
+  int64_t backoff_ms = 0;
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+    }
+    Result<HttpReply> r = up.Get(PollPath(known, wait_s));
+    Result<SyncDocument> doc = !r.ok()              ? Result<SyncDocument>(r.status())
+                               : r->status != 200 ? Status::Unavailable(fmt::format("sync: HTTP {}: {}", r->status,
+                                                                                    ErrorMessageOf(*r)))
+                                                  : ParseSyncDocument(r->body);
+    bool complete = false;
+    Status st = doc.ok() ? Apply(up, *doc, &complete) : doc.status();
+    {
+      std::unique_lock lock(mu_);
+      status_.upstream = up.current();
+      status_.upstream_ok = doc.ok();
+      status_.last_error = st.ok() ? "" : st.ToString();
+      if (st.ok() && complete) {
+        known = doc->sync_version;
+        status_.sync_version = known;
+        status_.last_sync_ms = clock_.NowUnixMillis();
+      }
+      if (!st.ok() && !cancel_) {
+        std::fprintf(stderr, "meridiand: following %s: %s\n", up.current().c_str(), status_.last_error.c_str());
+      }
+      // Wait long when in step; come back soon when something is left to
+      // retry; back off while no upstream answers.
+      int64_t pause_ms = 0;
+      if (!doc.ok()) {
+        backoff_ms = std::min(options_.retry_ms_max, std::max<int64_t>(250, backoff_ms * 2));
+        pause_ms = backoff_ms;
+      } else {
+        backoff_ms = 0;
+      }
+      wait_s = st.ok() && complete && wanted_.empty() ? options_.poll_wait_s : 1;
+      if (pause_ms > 0) cv_.wait_for(lock, std::chrono::milliseconds(pause_ms), [&] { return stopping_; });
+    }
+  }
+}
+
+Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* complete) {
+  *complete = true;
+  const std::string& region = options_.region;
+  // 1. Versions: per model, the newest few it may hold, and any a channel names.
+  std::set<std::pair<std::string, std::string>> named;
+  std::vector<std::pair<ChannelState, const SyncChannel*>> states;
+  for (const SyncChannel& c : doc.channels) {
+    Result<Envelope> env = ParseEnvelope(c.envelope);
+    Result<ChannelState> s = env.ok() ? ChannelStateFromJson(AsString(env->payload)) : Result<ChannelState>(env.status());
+    if (!s.ok()) continue;  // verified below, when adopted; a malformed one is skipped
+    for (const auto& [v, ref] : s->versions) named.emplace(s->model, v);
+    states.emplace_back(std::move(*s), &c);
+  }
+  std::map<std::string, std::vector<const SyncVersion*>> by_model;
+  for (const SyncVersion& v : doc.versions) {
+    if (ResidencyAllows(v.regions, region)) by_model[v.model].push_back(&v);
+  }
+  std::set<std::pair<std::string, std::string>> allowed;  // (model, version) this region may hold
+  for (auto& [model, list] : by_model) {
+    std::sort(list.begin(), list.end(),
+              [](const SyncVersion* a, const SyncVersion* b) { return CompareVersions(a->version, b->version) > 0; });
+    for (size_t i = 0; i < list.size(); ++i) {
+      const SyncVersion& v = *list[i];
+      if (i >= options_.versions_per_model && !named.count({v.model, v.version})) continue;
+      allowed.emplace(v.model, v.version);
+      if (store_.GetEnvelope(v.model, v.version).ok()) continue;
+      if (Status st = FetchVersion(up, v); !st.ok()) {
+        if (cancel_) return st;
+        *complete = false;
+        std::fprintf(stderr, "meridiand: fetching %s %s: %s\n", v.model.c_str(), v.version.c_str(), st.ToString().c_str());
+      }
+    }
+  }
+  // 2. Deltas into the versions kept in step, from the few before each, and
+  //    those terminals asked for.
+  std::set<std::pair<Digest, Digest>> pairs;
+  {
+    std::lock_guard lock(mu_);
+    pairs.swap(wanted_);
+  }
+  for (const auto& [model, list] : by_model) {
+    std::vector<Digest> held;  // newest first
+    for (const SyncVersion* v : list) {
+      if (!allowed.count({v->model, v->version})) continue;
+      if (Result<Manifest> m = store_.GetManifest(v->model, v->version); m.ok()) held.push_back(m->digest);
+    }
+    for (size_t i = 0; i < held.size() && i < options_.versions_per_model; ++i) {
+      for (size_t k = i + 1; k < held.size() && k <= i + static_cast<size_t>(options_.previous_versions); ++k) {
+        if (held[k] != held[i]) pairs.emplace(held[k], held[i]);
+      }
+    }
+  }
+  for (const auto& [from, to] : pairs) {
+    if (deltas_.Find(from, to).ok()) continue;
+    int& tries = attempts_[{from, to}];
+    if (tries >= options_.delta_attempts_max) continue;
+    Status st = FetchDelta(up, from, to);
+    if (st.ok()) {
+      attempts_.erase({from, to});
+    } else {
+      if (cancel_) return st;
+      ++tries;
+      if (tries < options_.delta_attempts_max) *complete = false;
+      if (st.code() != Status::Code::kFailedPrecondition) {
+        std::fprintf(stderr, "meridiand: delta %s -> %s: %s\n", from.ToString().c_str(), to.ToString().c_str(),
+                     st.ToString().c_str());
+      }
+    }
+  }
+  // 3. Channel states, once what they name is here.
+  int64_t now = clock_.NowUnixMillis();
+  std::map<std::pair<std::string, std::string>, uint64_t> held_states;
+  for (const Rollouts::ChannelSnapshot& s : rollouts_.Channels()) {
+    held_states[{s.state.model, s.state.channel}] = s.state.state_version;
+  }
+  for (const auto& [parsed, c] : states) {
+    uint64_t held = held_states[{c->model, c->channel}];
+    if (c->state_version <= held) continue;
+    Result<ChannelState> s = VerifyChannelState(root_, c->envelope, c->model, c->channel, held, now);
+    if (!s.ok()) {
+      std::fprintf(stderr, "meridiand: channel state %s/%s refused: %s\n", c->model.c_str(), c->channel.c_str(),
+                   s.status().ToString().c_str());
+      continue;
+    }
+    bool ready = std::all_of(s->versions.begin(), s->versions.end(), [&](const auto& kv) {
+      return !allowed.count({s->model, kv.first}) || store_.GetEnvelope(s->model, kv.first).ok();
+    });
+    if (!ready) {
+      *complete = false;
+      continue;
+    }
+    Result<bool> adopted = rollouts_.Adopt(*s, c->envelope);
+    if (!adopted.ok()) return adopted.status();
+  }
+  return Status::Ok();
+}
+
+Status Follower::FetchVersion(UpstreamClient& up, const SyncVersion& v) {
+  Result<HttpReply> r = up.Get(fmt::format("/v1/models/{}/versions/{}", v.model, v.version));
+  if (!r.ok()) return r.status();
+  if (r->status != 200) return Status::Unavailable(fmt::format("manifest: HTTP {}: {}", r->status, ErrorMessageOf(*r)));
+  Result<Envelope> env = ParseEnvelope(r->body);
+  if (!env.ok()) return env.status();
+  Result<std::string> payload = VerifyPayload(root_, "release", kManifestPayloadType, *env);
+  if (!payload.ok()) return payload.status();
+  Result<Manifest> m = ParseManifest(*payload);
+  if (!m.ok()) return m.status();
+  if (m->name != v.model || m->version != v.version) {
+    return Status::PermissionDenied("upstream answered with the manifest of another version");
+  }
+  // The signed manifest decides residency, whatever the listing said.
+  if (!ResidencyAllows(m->regions, options_.region)) return Status::Ok();
+  std::vector<Digest> digests;
+  for (const ChunkRef& c : m->chunks) digests.push_back(c.digest);
+  Result<std::vector<Digest>> missing = store_.MissingChunks(digests);
+  if (!missing.ok()) return missing.status();
+  for (const Digest& d : *missing) {
+    Result<HttpReply> chunk = up.Get("/v1/chunks/" + d.ToString());
+    if (!chunk.ok()) return chunk.status();
+    if (chunk->status != 200) return Status::Unavailable(fmt::format("chunk {}: HTTP {}", d.ToString(), chunk->status));
+    MERIDIAN_RETURN_IF_ERROR(store_.PutChunk(d, AsBytes(chunk->body)));  // re-hashed: a lying upstream fails here
+  }
+  Status st = store_.CommitVersion(*m, r->body);
+  if (st.code() == Status::Code::kAlreadyExists) return Status::Ok();
+  MERIDIAN_RETURN_IF_ERROR(st);
+  rollouts_.notifier().NotifyAll();  // regions downstream long-poll this one
+  return Status::Ok();
+}
+
+Status Follower::FetchDelta(UpstreamClient& up, const Digest& from, const Digest& to) {
+  std::string path = "/v1/deltas/" + from.ToString() + "/" + to.ToString();
+  Result<HttpReply> r = up.Get(path + "/info");
+  if (!r.ok()) return r.status();
+  if (r->status == 409) return Status::FailedPrecondition("pending upstream");
+  if (r->status != 200) return Status::Unavailable(fmt::format("delta info: HTTP {}: {}", r->status, ErrorMessageOf(*r)));
+  Result<Envelope> env = ParseEnvelope(r->body);
+  if (!env.ok()) return env.status();
+  Result<std::string> payload = VerifyPayload(root_, "online", kDeltaInfoPayloadType, *env);
+  if (!payload.ok()) return payload.status();
+  Result<DeltaInfo> info = ParseDeltaInfo(*payload);
+  if (!info.ok()) return info.status();
+  if (info->from != from || info->to != to) return Status::PermissionDenied("upstream described another delta");
+  DeltaRecord record{*info, {}, r->body};
+  if (info->worthwhile) {
+    Result<HttpReply> bytes = up.Get(path);
+    if (!bytes.ok()) return bytes.status();
+    if (bytes->status != 200) return Status::Unavailable(fmt::format("delta: HTTP {}", bytes->status));
+    ByteSpan rest = AsBytes(bytes->body);
+    if (rest.size() != info->size || Digest::Of(rest) != info->digest) {
+      return Status::Corruption("delta bytes do not match their signed descriptor");
+    }
+    Result<std::vector<ChunkRef>> chunks = PutDeltaChunks(store_, rest);
+    if (!chunks.ok()) return chunks.status();
+    record.chunks = std::move(*chunks);
+  }
+  return deltas_.Adopt(record);
+}
+
+}  // namespace meridian

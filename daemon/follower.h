@@ -1,0 +1,132 @@
+// A region's follower: keeps the region's store in step with its upstream.
+//
+// It long-polls GET /v1/sync on the upstream (docs/api.md, "Regions") and, for
+// each change, fetches what the region's terminals will need before they ask:
+//   1. versions: the newest few of each model (and any a channel state names)
+//      whose residency admits this region — the manifest envelope, verified
+//      against the root's release keys, then the missing chunks (each re-hashed
+//      by the store), then an atomic commit;
+//   2. deltas into those versions from the few before them, with the
+//      descriptor as the origin signed it (a pending one is asked again);
+//   3. channel states, verified against the root's online keys, adopted once
+//      every version they name that this region may hold is stored here.
+// A version whose signed manifest excludes this region is never fetched or
+// stored; nothing the region serves is trusted by terminals without their own
+// checks (regions hold no keys). While the upstream is away the region keeps
+// what it has, and the follower retries with backoff, trying each upstream.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/digest.h"
+#include "base/status.h"
+#include "daemon/deltas.h"
+#include "daemon/rollouts.h"
+#include "daemon/upstream.h"
+#include "signing/signing.h"
+#include "store/store.h"
+
+namespace meridian {
+
+// ---------------------------------------------------------------------------
+// The sync document (GET /v1/sync): what an upstream holds. Pure JSON.
+
+struct SyncVersion {
+  std::string model;
+  std::string version;
+  std::vector<std::string> regions;  // from the manifest; empty = all (a hint: the signed manifest decides)
+  bool operator==(const SyncVersion&) const = default;
+};
+
+struct SyncChannel {
+  std::string model;
+  std::string channel;
+  uint64_t state_version = 0;
+  std::string envelope;  // the signed channel state, verbatim
+  bool operator==(const SyncChannel&) const = default;
+};
+
+struct SyncDocument {
+  uint64_t sync_version = 0;  // grows with every version stored and every channel state signed upstream
+  std::vector<SyncVersion> versions;
+  std::vector<SyncChannel> channels;
+  bool operator==(const SyncDocument&) const = default;
+};
+
+inline constexpr size_t kSyncDocumentBytesMax = 256u << 20;
+
+std::string SyncDocumentToJson(const SyncDocument& doc);
+Result<SyncDocument> ParseSyncDocument(std::string_view json);
+
+// Whether a manifest's region list admits `region` (empty = everywhere).
+bool ResidencyAllows(const std::vector<std::string>& regions, std::string_view region);
+
+// ---------------------------------------------------------------------------
+
+struct FollowerOptions {
+  std::string region;
+  int64_t poll_wait_s = 25;        // long-poll hold asked of the upstream
+  size_t versions_per_model = 5;   // newest versions of each model kept in step (plus those channels name)
+  int previous_versions = 3;       // deltas fetched into each of those from this many older versions
+  int64_t retry_ms_max = 10'000;   // backoff cap while no upstream answers
+  int delta_attempts_max = 60;     // rounds a pending delta is asked for before giving up on it
+};
+
+struct FollowerStatus {
+  bool upstream_ok = false;       // the last sync round reached an upstream
+  std::string upstream;           // the URL used last
+  uint64_t sync_version = 0;      // the upstream's, as of the last complete round
+  int64_t last_sync_ms = 0;       // end of the last complete round (0: none yet)
+  std::string last_error;
+};
+
+class Follower {
+ public:
+  Follower(Store& store, const Root& root, Rollouts& rollouts, DeltaService& deltas, const Clock& clock,
+           UpstreamOptions upstream, FollowerOptions options);
+  ~Follower();  // stops within about a second
+  Follower(const Follower&) = delete;
+  Follower& operator=(const Follower&) = delete;
+
+  void Start();
+  FollowerStatus status() const;
+  // Asks for a delta on the next round (a terminal wanted one not fetched yet).
+  void WantDelta(const Digest& from, const Digest& to);
+
+ private:
+  void Run();
+  // One round on `doc`; sets *complete when nothing is left to retry.
+  Status Apply(UpstreamClient& up, const SyncDocument& doc, bool* complete);
+  Status FetchVersion(UpstreamClient& up, const SyncVersion& v);
+  // OK when stored or not worth it; FailedPrecondition while upstream computes it.
+  Status FetchDelta(UpstreamClient& up, const Digest& from, const Digest& to);
+  std::string PollPath(uint64_t known, int64_t wait_s);
+
+  Store& store_;
+  const Root& root_;
+  Rollouts& rollouts_;
+  DeltaService& deltas_;
+  const Clock& clock_;
+  UpstreamOptions upstream_;
+  const FollowerOptions options_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  FollowerStatus status_;                                 // guarded by mu_
+  std::set<std::pair<Digest, Digest>> wanted_;            // guarded by mu_
+  std::map<std::pair<Digest, Digest>, int> attempts_;     // pending deltas: rounds asked (follower thread only)
+  bool stopping_ = false;                                 // guarded by mu_
+  std::atomic<bool> cancel_{false};
+  std::thread thread_;
+};
+
+}  // namespace meridian

@@ -1,0 +1,169 @@
+// Durable forwarding of terminal reports from a region to its upstream.
+#include "daemon/outbox.h"
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include <fmt/format.h>
+
+#include "base/encoding.h"
+
+namespace meridian {
+
+namespace {
+
+using Json = nlohmann::json;
+
+constexpr std::string_view kMetaKey = "outbox-meta";
+constexpr size_t kReportIdBytesMax = 256;
+
+std::string EntryKey(uint64_t seq) { return fmt::format("outbox/{:020}", seq); }
+
+}  // namespace
+
+Result<std::vector<ForwardedReport>> ParseForwardedReports(std::string_view json, size_t max) {
+  Json j = Json::parse(json, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("reports") || !j["reports"].is_array() || j.size() != 1) {
+    return Status::InvalidArgument("expected {\"reports\":[{\"id\",\"terminal\",\"report\"}…]}");
+  }
+  if (j["reports"].size() > max) return Status::InvalidArgument(fmt::format("at most {} reports per batch", max));
+  std::vector<ForwardedReport> out;
+  for (Json& e : j["reports"]) {
+    if (!e.is_object() || e.size() != 3 || !e.value("id", Json()).is_string() ||
+        !e.value("terminal", Json()).is_string() || !e.value("report", Json()).is_object()) {
+      return Status::InvalidArgument("each report must be {\"id\":\"…\",\"terminal\":\"…\",\"report\":{…}}");
+    }
+    std::string id = e["id"].get<std::string>();
+    if (id.empty() || id.size() > kReportIdBytesMax ||
+        !std::all_of(id.begin(), id.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_'; })) {
+      return Status::InvalidArgument("report ids are 1-256 characters of [A-Za-z0-9._-]");
+    }
+    out.push_back({std::move(id), e["terminal"].get<std::string>(), std::move(e["report"])});
+  }
+  return out;
+}
+
+ReportOutbox::ReportOutbox(Store& store, std::string region, UpstreamOptions upstream, OutboxOptions options)
+    : store_(store), region_(std::move(region)), upstream_(std::move(upstream)), options_(options) {}
+
+Result<std::unique_ptr<ReportOutbox>> ReportOutbox::Open(Store& store, std::string region, UpstreamOptions upstream,
+                                                         OutboxOptions options) {
+  std::unique_ptr<ReportOutbox> o(new ReportOutbox(store, std::move(region), std::move(upstream), options));
+  MERIDIAN_RETURN_IF_ERROR(o->Load());
+  o->upstream_.cancel = &o->cancel_;
+  o->thread_ = std::thread([p = o.get()] { p->Run(); });
+  return o;
+}
+
+Status ReportOutbox::Load() {
+  Result<std::string> meta = store_.GetState(kMetaKey);
+  if (meta.ok()) {
+    Json j = Json::parse(*meta, nullptr, false);
+    if (!j.is_object() || !j.value("nonce", Json()).is_string() || !j.value("next", Json()).is_number_unsigned()) {
+      return Status::Corruption("outbox-meta is malformed");
+    }
+    nonce_ = j["nonce"].get<std::string>();
+    next_ = j["next"].get<uint64_t>();
+  } else if (meta.status().code() == Status::Code::kNotFound) {
+    Bytes raw(6);
+    if (RAND_bytes(raw.data(), static_cast<int>(raw.size())) != 1) return Status::IOError("no randomness");
+    nonce_ = HexEncode(raw);
+    MERIDIAN_RETURN_IF_ERROR(store_.WriteState({{std::string(kMetaKey), Json{{"nonce", nonce_}, {"next", next_}}.dump()}}));
+  } else {
+    return meta.status();
+  }
+  Result<std::vector<std::pair<std::string, std::string>>> kv = store_.ScanState("outbox/");
+  if (!kv.ok()) return kv.status();
+  for (auto& entry : *kv) pending_.push_back(std::move(entry));
+  return Status::Ok();
+}
+
+ReportOutbox::~ReportOutbox() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cancel_ = true;
+  cv_.notify_all();
+  thread_.join();
+}
+
+Result<bool> ReportOutbox::Enqueue(ForwardedReport r) {
+  {
+    std::lock_guard lock(mu_);
+    if (pending_.size() >= options_.pending_max) {
+      return Status::ResourceExhausted(fmt::format("{} reports wait for the upstream already; retry later", pending_.size()));
+    }
+    std::vector<std::pair<std::string, std::optional<std::string>>> ops;
+    if (r.id.empty()) {
+      r.id = fmt::format("{}.{}.{}", region_, nonce_, next_);
+    } else {
+      std::string seen = "reportid/" + r.id;
+      Result<std::string> had = store_.GetState(seen);
+      if (had.ok()) return false;
+      if (had.status().code() != Status::Code::kNotFound) return had.status();
+      ops.emplace_back(seen, "");
+    }
+    std::string key = EntryKey(next_);
+    std::string entry = Json{{"id", r.id}, {"terminal", r.terminal}, {"report", r.report}}.dump();
+    ops.emplace_back(key, entry);
+    ops.emplace_back(std::string(kMetaKey), Json{{"nonce", nonce_}, {"next", next_ + 1}}.dump());
+    MERIDIAN_RETURN_IF_ERROR(store_.WriteState(ops));
+    ++next_;
+    pending_.emplace_back(std::move(key), std::move(entry));
+  }
+  cv_.notify_all();
+  return true;
+}
+
+ReportOutbox::Stats ReportOutbox::stats() const {
+  std::lock_guard lock(mu_);
+  return {pending_.size(), forwarded_, upstream_ok_};
+}
+
+void ReportOutbox::Run() {
+  UpstreamClient upstream(upstream_);
+  int64_t backoff_ms = 0;
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
+    if (stopping_) return;
+    // Linger a moment so reports arriving together travel together.
+    cv_.wait_for(lock, std::chrono::milliseconds(options_.linger_ms),
+                 [&] { return stopping_ || pending_.size() >= options_.batch_max; });
+    if (stopping_) return;
+    size_t n = std::min(pending_.size(), options_.batch_max);
+    std::string body = "{\"reports\":[";
+    for (size_t i = 0; i < n; ++i) body += (i ? "," : "") + pending_[i].second;
+    body += "]}";
+    std::vector<std::pair<std::string, std::optional<std::string>>> done;
+    for (size_t i = 0; i < n; ++i) done.emplace_back(pending_[i].first, std::nullopt);
+    lock.unlock();
+    Result<HttpReply> r = upstream.Post("/v1/reports", body);
+    Status st = !r.ok()              ? r.status()
+                : r->status != 200 ? Status::Unavailable(fmt::format("HTTP {}: {}", r->status, ErrorMessageOf(*r)))
+                                     : store_.WriteState(done);
+    lock.lock();
+    upstream_ok_ = st.ok();
+    if (st.ok()) {
+      pending_.erase(pending_.begin(), pending_.begin() + static_cast<ptrdiff_t>(n));
+      forwarded_ += n;
+      backoff_ms = 0;
+      continue;
+    }
+    if (r.ok() && r->status == 400) {
+      // Refused as malformed: sending it again cannot help, and it must not
+      // block the reports behind it. Dropped, loudly.
+      std::fprintf(stderr, "meridiand: upstream refused %zu reports (%s); dropped\n", n, st.ToString().c_str());
+      (void)store_.WriteState(done);
+      pending_.erase(pending_.begin(), pending_.begin() + static_cast<ptrdiff_t>(n));
+      continue;
+    }
+    backoff_ms = std::min(options_.retry_ms_max, std::max<int64_t>(250, backoff_ms * 2));
+    cv_.wait_for(lock, std::chrono::milliseconds(backoff_ms), [&] { return stopping_; });
+  }
+}
+
+}  // namespace meridian

@@ -1,0 +1,43 @@
+// Fail-over between a region's upstreams.
+#include "daemon/upstream.h"
+
+#include <fmt/format.h>
+
+namespace meridian {
+
+UpstreamClient::UpstreamClient(UpstreamOptions options) : options_(std::move(options)) {
+  for (const std::string& url : options_.urls) {
+    clients_.push_back(std::make_unique<HttpClient>(
+        url, HttpClientOptions{.timeout_ms = options_.timeout_ms,
+                               .response_bytes_max = options_.response_bytes_max,
+                               .bearer_token = options_.mirror_token,
+                               .cancel = options_.cancel}));
+  }
+}
+
+Result<HttpReply> UpstreamClient::Call(const std::function<Result<HttpReply>(HttpClient&)>& call) {
+  Status last = Status::Unavailable("no upstream configured");
+  for (size_t tried = 0; tried < clients_.size(); ++tried) {
+    size_t i = (current_ + tried) % clients_.size();
+    Result<HttpReply> r = call(*clients_[i]);
+    if (r.ok() && r->status < 500) {
+      current_ = i;
+      return r;
+    }
+    last = r.ok() ? Status::Unavailable(fmt::format("{}: HTTP {}: {}", options_.urls[i], r->status, ErrorMessageOf(*r)))
+                  : r.status();
+    if (options_.cancel != nullptr && options_.cancel->load()) break;
+  }
+  current_ = (current_ + 1) % clients_.size();  // start with the next one next time
+  return Status::Unavailable(last.message());
+}
+
+Result<HttpReply> UpstreamClient::Get(const std::string& path) {
+  return Call([&](HttpClient& c) { return c.Get(path); });
+}
+
+Result<HttpReply> UpstreamClient::Post(const std::string& path, std::string_view json_body) {
+  return Call([&](HttpClient& c) { return c.Post(path, json_body); });
+}
+
+}  // namespace meridian

@@ -1,0 +1,47 @@
+// A region's connection to its upstream daemons (the origin, or another
+// region): the URLs in order of preference and the mirror token. A call goes
+// to the upstream that answered last; a transport failure or a 5xx moves on to
+// the next one, so one dead upstream costs one failed attempt, not an outage.
+// One UpstreamClient per thread (it holds one keep-alive connection per URL).
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "client/http_client.h"
+
+namespace meridian {
+
+struct UpstreamOptions {
+  std::vector<std::string> urls;  // at least one
+  std::string mirror_token;       // the upstream's DIR/mirror.token
+  long timeout_ms = 300'000;      // whole request
+  uint64_t response_bytes_max = (1ull << 30) + (1u << 20);  // the largest delta a daemon makes, and some
+  const std::atomic<bool>* cancel = nullptr;  // see HttpClientOptions::cancel
+};
+
+class UpstreamClient {
+ public:
+  explicit UpstreamClient(UpstreamOptions options);
+
+  // Unavailable when no upstream answered with a status below 500 (the last
+  // failure's message); any answer below 500 is the caller's to interpret.
+  Result<HttpReply> Get(const std::string& path);
+  Result<HttpReply> Post(const std::string& path, std::string_view json_body);
+
+  // The URL of the upstream that answered (or is tried) first.
+  const std::string& current() const { return options_.urls[current_]; }
+
+ private:
+  Result<HttpReply> Call(const std::function<Result<HttpReply>(HttpClient&)>& call);
+
+  UpstreamOptions options_;
+  std::vector<std::unique_ptr<HttpClient>> clients_;  // one per URL
+  size_t current_ = 0;
+};
+
+}  // namespace meridian

@@ -1,0 +1,529 @@
+// nginx (Debian's package, scripts/setup.sh) as the caching reverse proxy of
+// deploy/nginx/meridian-cache.conf in front of one meridiand, on loopback:
+// chunk, artifact and delta URLs are served from the cache on the second
+// request (X-Cache-Status, and meridiand's own request counters), Range works,
+// errors are not stored, the target long-poll and reports pass through, and
+// agents configured with the proxy as their server verify and install.
+//
+// The daemon nginx fronts is `upstream` in each test case: the origin in the
+// first (publishing goes through the proxy too), a region in the second.
+#include <pwd.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "base/digest.h"
+#include "base/file.h"
+#include "client/http_client.h"
+#include "delta/delta_info.h"
+#include "manifest/manifest.h"
+#include "signing/signing.h"
+#include "tests/harness.h"
+
+using namespace meridian;
+using namespace meridian::testing;
+using Json = nlohmann::json;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr uint64_t kSliceBytes = 8u << 20;  // `slice` in deploy/nginx/meridian-cache.conf
+
+std::string NginxBinary() {
+  std::vector<std::string> dirs = {"/usr/sbin", "/usr/local/sbin"};
+  if (const char* path = std::getenv("PATH")) {
+    std::string p = path;
+    for (size_t start = 0; start <= p.size();) {
+      size_t end = p.find(':', start);
+      if (end == std::string::npos) end = p.size();
+      if (end > start) dirs.push_back(p.substr(start, end - start));
+      start = end + 1;
+    }
+  }
+  for (const std::string& d : dirs) {
+    if (::access((d + "/nginx").c_str(), X_OK) == 0) return d + "/nginx";
+  }
+  return "";
+}
+
+// A port nothing listens on right now (nginx may still lose a race for it: retried).
+uint16_t FreeLoopbackPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  bool ok = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+            ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
+  if (fd >= 0) ::close(fd);
+  return ok ? ntohs(a.sin_port) : 0;
+}
+
+void ReplaceAll(std::string& text, const std::string& from, const std::string& to) {
+  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
+    text.replace(at, from.size(), to);
+  }
+}
+
+// nginx with the template's placeholders filled in, in front of `upstream_url`.
+class Nginx {
+ public:
+  explicit Nginx(const std::string& upstream_url) {
+    std::string binary = NginxBinary();
+    if (binary.empty()) FAIL("nginx is not installed: run scripts/setup.sh (Debian package nginx)");
+    const char* conf_template = std::getenv("MERIDIAN_NGINX_CONF");
+    if (conf_template == nullptr) FAIL("MERIDIAN_NGINX_CONF (the template's path) is not set: run with meson test");
+    std::string text(AsString(ReadFile(conf_template)));
+    REQUIRE(text.find("@UPSTREAM@") != std::string::npos);
+    REQUIRE(upstream_url.starts_with("http://"));
+    std::filesystem::create_directory(prefix());
+    // Started as root, workers switch to `user`: the test's directories are
+    // private to root, so root it is. Otherwise nginx ignores the directive.
+    std::string user = "root";
+    if (::geteuid() != 0) {
+      const passwd* pw = ::getpwuid(::geteuid());
+      user = pw != nullptr ? pw->pw_name : "nobody";
+    }
+    ReplaceAll(text, "@UPSTREAM@", upstream_url.substr(7));
+    ReplaceAll(text, "@CACHE_DIR@", dir_ / "cache");
+    ReplaceAll(text, "@PREFIX@", prefix());
+    ReplaceAll(text, "@USER@", user);
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      port_ = FreeLoopbackPort();
+      REQUIRE(port_ != 0);
+      std::string conf = text;
+      ReplaceAll(conf, "@LISTEN@", "127.0.0.1:" + std::to_string(port_));
+      REQUIRE(conf.find('@') == std::string::npos);  // every placeholder filled
+      WriteFile(prefix() + "/nginx.conf", AsBytes(conf));
+      child_ = std::make_unique<Child>(std::vector<std::string>{binary, "-p", prefix(), "-c", prefix() + "/nginx.conf",
+                                                                "-e", prefix() + "/error.log", "-g", "daemon off;"},
+                                       dir_ / "nginx.out");
+      HttpClient probe(url(), HttpClientOptions{.connect_timeout_ms = 1000, .timeout_ms = 5000,
+                                                .response_bytes_max = 1 << 20, .bearer_token = {}});
+      bool up = WaitFor([&] {
+        if (child_->Wait(milliseconds(0)) != -1000) return true;  // exited
+        Result<HttpReply> r = probe.Get("/healthz");                // through nginx to meridiand
+        return r.ok() && r->status == 200;
+      }, seconds(30));
+      if (up && child_->running()) return;
+      bool exited = !child_->running();
+      Halt();  // a throw from here skips the destructor
+      std::string log = ErrorLog();
+      if (exited && log.find("Address already in use") != std::string::npos) continue;
+      FAIL("nginx did not start: " << log << AsString(ReadFile(dir_ / "nginx.out")));
+    }
+    FAIL("nginx found no free port");
+  }
+  ~Nginx() { Halt(); }
+  Nginx(const Nginx&) = delete;
+  Nginx& operator=(const Nginx&) = delete;
+
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string ErrorLog() const { return std::string(AsString(ReadFile(prefix() + "/error.log"))); }
+  // error.log lines at level error or worse (a cache nginx cannot write, an
+  // upstream cut short, ...).
+  std::string Problems() const {
+    std::string log = ErrorLog(), out;
+    for (size_t start = 0; start < log.size();) {
+      size_t end = std::min(log.find('\n', start), log.size());
+      std::string line = log.substr(start, end - start);
+      for (const char* level : {"[error]", "[crit]", "[alert]", "[emerg]"}) {
+        if (line.find(level) != std::string::npos) {
+          out += line + "\n";
+          break;
+        }
+      }
+      start = end + 1;
+    }
+    return out;
+  }
+  // Graceful shutdown (SIGQUIT); the exit code.
+  int Stop() {
+    child_->Signal(SIGQUIT);
+    return child_->Wait(seconds(30));
+  }
+
+ private:
+  std::string prefix() const { return dir_ / "prefix"; }
+  // Fast shutdown (SIGTERM): the master takes its workers along, which a
+  // SIGKILL (Child's destructor) would leave running.
+  void Halt() {
+    if (child_ && child_->running()) {
+      child_->Signal(SIGTERM);
+      child_->Wait(seconds(30));
+    }
+  }
+  TempDir dir_;  // declared first: removed after nginx has stopped
+  std::unique_ptr<Child> child_;
+  uint16_t port_ = 0;
+};
+
+// GETs `path` twice through the proxy: a MISS, then a HIT with the same
+// 200 body. Returns the second reply.
+HttpReply MissThenHit(HttpClient& proxy, const std::string& path) {
+  Result<HttpReply> first = proxy.Get(path);
+  Result<HttpReply> second = proxy.Get(path);
+  REQUIRE(first.ok());
+  REQUIRE(second.ok());
+  CHECK(first->status == 200);
+  CHECK(second->status == 200);
+  CHECK(first->Header("x-cache-status") == "MISS");
+  CHECK(second->Header("x-cache-status") == "HIT");
+  CHECK(second->body == first->body);
+  return *second;
+}
+
+// How many requests meridiand at `upstream` answered on `route` with `status`
+// (its /metrics): what reached the daemon, as opposed to what nginx served.
+uint64_t Served(const std::string& upstream, const std::string& route, int status) {
+  HttpClient c(upstream);
+  Result<HttpReply> r = c.Get("/metrics");
+  REQUIRE(r.ok());
+  std::string key = "meridian_http_requests_total{route=\"" + route + "\",status=\"" + std::to_string(status) + "\"} ";
+  size_t at = r->body.find(key);
+  return at == std::string::npos ? 0 : std::stoull(r->body.substr(at + key.size()));
+}
+
+uint64_t Gauge(const std::string& upstream, const std::string& name) {
+  HttpClient c(upstream);
+  Result<HttpReply> r = c.Get("/metrics");
+  REQUIRE(r.ok());
+  size_t at = r->body.find("\n" + name + " ");
+  return at == std::string::npos ? 0 : std::stoull(r->body.substr(at + name.size() + 2));
+}
+
+std::string Spec(const std::string& id, const std::string& version) {
+  return Json{{"id", id}, {"model", "fraud"}, {"target_version", version}, {"stages_percent", {100}},
+              {"min_reports", 1}, {"auto_promote", true}}
+      .dump();
+}
+
+// The manifest of a published version, read through `c` (the payload; the
+// agents are what check signatures).
+Manifest ManifestOf(HttpClient& c, const std::string& version) {
+  Result<HttpReply> r = c.Get("/v1/models/fraud/versions/" + version);
+  REQUIRE(r.ok());
+  REQUIRE(r->status == 200);
+  CHECK(r->Header("x-cache-status").empty());  // manifests pass through
+  Result<Envelope> env = ParseEnvelope(r->body);
+  REQUIRE(env.ok());
+  Result<Manifest> m = ParseManifest(AsString(env->payload));
+  REQUIRE(m.ok());
+  return *m;
+}
+
+// Two versions of a model: 10 MB (two slices), then a few bytes changed.
+struct Versions {
+  Bytes v1 = RandomBytes(10'000'000, 7);
+  Bytes v2 = [this] {
+    Bytes b = v1;
+    for (size_t i = 0; i < b.size(); i += 100'000) b[i] ^= 0x5a;
+    return b;
+  }();
+};
+
+bool Completed(DaemonFixture& d, const std::string& rollout) {
+  return Json::parse(d.GetRollout(rollout))["state"]["phase"] == "completed";
+}
+
+}  // namespace
+
+TEST_CASE("nginx caches chunks, artifacts and deltas; errors, targets and reports pass through") {
+  DaemonFixture origin;
+  origin.Start();
+  const std::string upstream = origin.url();  // the daemon nginx fronts
+  Nginx nginx(upstream);
+  TempDir t;
+  Versions data;
+  WriteFile(t / "v1", data.v1);
+  WriteFile(t / "v2", data.v2);
+  REQUIRE(origin.Publish("fraud", "1.0.0", t / "v1").exit_code == 0);
+
+  HttpClient proxy(nginx.url());
+  Manifest m1 = ManifestOf(proxy, "1.0.0");
+  REQUIRE(m1.chunks.size() >= 2);
+
+  SECTION("a chunk: MISS, then HIT with the same bytes; meridiand sees one request") {
+    const ChunkRef& c = m1.chunks[0];
+    const std::string path = "/v1/chunks/" + c.digest.ToString();
+    const std::string want(AsString(data.v1).substr(0, c.size));
+    uint64_t before = Served(upstream, "GET /v1/chunks/{digest}", 206);
+    HttpReply second = MissThenHit(proxy, path);
+    CHECK(second.body == want);
+    CHECK(Digest::Of(second.body) == c.digest);
+    CHECK(second.Header("etag") == "\"" + c.digest.ToString() + "\"");
+    CHECK(second.Header("cache-control") == "public, max-age=31536000, immutable");
+    CHECK(Served(upstream, "GET /v1/chunks/{digest}", 206) == before + 1);  // one slice
+
+    // Conditional requests are answered from the cache too.
+    Result<HttpReply> cond = proxy.Get(path, {"If-None-Match: \"" + c.digest.ToString() + "\""});
+    REQUIRE(cond.ok());
+    CHECK(cond->status == 304);
+    CHECK(cond->Header("x-cache-status") == "HIT");
+  }
+
+  SECTION("an artifact: MISS, then HIT; Range is served from the slices") {
+    const std::string path = "/v1/artifacts/" + m1.digest.ToString();
+    uint64_t before = Served(upstream, "GET /v1/artifacts/{digest}", 206);
+    CHECK(MissThenHit(proxy, path).body == AsString(data.v1));
+    uint64_t slices = (data.v1.size() + kSliceBytes - 1) / kSliceBytes;
+    CHECK(Served(upstream, "GET /v1/artifacts/{digest}", 206) == before + slices);
+
+    Result<HttpReply> range = proxy.Get(path, {"Range: bytes=9000000-9000099"});
+    REQUIRE(range.ok());
+    CHECK(range->status == 206);
+    CHECK(range->Header("content-range") == "bytes 9000000-9000099/10000000");
+    CHECK(range->body == AsString(data.v1).substr(9'000'000, 100));
+    CHECK(range->Header("x-cache-status") == "HIT");
+    // An open-ended range across the slice boundary (an agent resuming).
+    Result<HttpReply> tail = proxy.Get(path, {"Range: bytes=8000000-"});
+    REQUIRE(tail.ok());
+    CHECK(tail->status == 206);
+    CHECK(tail->body == AsString(data.v1).substr(8'000'000));
+    CHECK(Served(upstream, "GET /v1/artifacts/{digest}", 206) == before + slices);  // all from the cache
+
+    // A Range request on a cold object fetches its slice and fills the cache.
+    const ChunkRef& c = m1.chunks[1];
+    const std::string chunk = "/v1/chunks/" + c.digest.ToString();
+    Result<HttpReply> part = proxy.Get(chunk, {"Range: bytes=10-19"});
+    REQUIRE(part.ok());
+    CHECK(part->status == 206);
+    CHECK(part->Header("x-cache-status") == "MISS");
+    CHECK(part->body == AsString(data.v1).substr(m1.chunks[0].size + 10, 10));
+    Result<HttpReply> whole = proxy.Get(chunk);
+    REQUIRE(whole.ok());
+    CHECK(whole->status == 200);
+    CHECK(whole->Header("x-cache-status") == "HIT");
+    CHECK(Digest::Of(whole->body) == c.digest);
+  }
+
+  SECTION("errors are not stored: an unknown chunk, a pending delta") {
+    const std::string unknown = "/v1/chunks/" + Digest::Of(std::string_view("not published")).ToString();
+    for (int i = 0; i < 2; ++i) {
+      Result<HttpReply> r = proxy.Get(unknown);
+      REQUIRE(r.ok());
+      CHECK(r->status == 404);
+      CHECK(r->Header("x-cache-status") == "MISS");
+      CHECK_THAT(r->body, Catch::Contains("\"error\""));
+    }
+    // v1 -> v2 is computed when v2 is published; the reverse only on request:
+    // 409 delta_pending first, and that answer must not stick in the cache.
+    REQUIRE(origin.Publish("fraud", "2.0.0", t / "v2").exit_code == 0);
+    Manifest m2 = ManifestOf(proxy, "2.0.0");
+    const std::string reverse = "/v1/deltas/" + m2.digest.ToString() + "/" + m1.digest.ToString();
+    Result<HttpReply> pending = proxy.Get(reverse);
+    REQUIRE(pending.ok());
+    CHECK(pending->status == 409);
+    CHECK_THAT(pending->body, Catch::Contains("delta_pending"));
+    CHECK(pending->Header("x-cache-status") == "MISS");
+    Result<HttpReply> ready = Status::Unavailable("");
+    REQUIRE(WaitFor([&] {
+      ready = proxy.Get(reverse);
+      return ready.ok() && ready->status != 409;
+    }, seconds(60)));
+    CHECK(ready->status == 200);
+    CHECK(ready->Header("x-cache-status") == "MISS");
+    Result<HttpReply> again = proxy.Get(reverse);
+    REQUIRE(again.ok());
+    CHECK(again->Header("x-cache-status") == "HIT");
+    CHECK(again->body == ready->body);
+    // The signed descriptor passes through.
+    Result<HttpReply> info = proxy.Get(reverse + "/info");
+    REQUIRE(info.ok());
+    CHECK(info->status == 200);
+    CHECK(info->Header("x-cache-status").empty());
+  }
+
+  SECTION("the target long-poll and reports pass through") {
+    origin.StartRollout(Spec("r1", "1.0.0"));
+    HttpClient term(nginx.url(), HttpClientOptions{.bearer_token = origin.terminal_token()});
+    const std::string target = "/v1/terminals/pos-1/target?model=fraud&profile=pos-arm64&region=sg";
+    Result<HttpReply> now = term.Get(target);
+    REQUIRE(now.ok());
+    REQUIRE(now->status == 200);
+    CHECK(now->Header("x-cache-status").empty());
+    CHECK(Json::parse(now->body)["version"] == "1.0.0");
+
+    // A report (POST with the terminal token) reaches meridiand: the rollout completes.
+    Json report = {{"model", "fraud"}, {"version", "1.0.0"}, {"channel", "stable"}, {"rollout", "r1"},
+                   {"event", "installed"}, {"reason", ""}, {"profile", "pos-arm64"}, {"region", "sg"}};
+    Result<HttpReply> posted = term.Post("/v1/terminals/pos-1/reports", report.dump());
+    REQUIRE(posted.ok());
+    CHECK(posted->status == 202);
+    CHECK(posted->Header("x-cache-status").empty());
+    REQUIRE(WaitFor([&] { return Completed(origin, "r1"); }, seconds(30)));
+    // Without the token, meridiand (not nginx) says no.
+    Result<HttpReply> anonymous = proxy.Get(target);
+    REQUIRE(anonymous.ok());
+    CHECK(anonymous->status == 401);
+
+    now = term.Get(target);
+    REQUIRE(now.ok());
+    uint64_t known = Json::parse(now->body)["state_version"].get<uint64_t>();
+    const std::string poll = target + "&known=" + std::to_string(known);
+
+    // Nothing changes: held for the whole wait, then the same state.
+    auto start = Clock::now();
+    Result<HttpReply> held = term.Get(poll + "&wait=1");
+    REQUIRE(held.ok());
+    CHECK(held->status == 200);
+    CHECK(Clock::now() - start >= milliseconds(900));
+    CHECK(Json::parse(held->body)["state_version"] == known);
+
+    // A change wakes a waiting poll at once, through nginx.
+    Result<HttpReply> woken = Status::Unavailable("");
+    Clock::duration took{};
+    std::thread waiter([&] {
+      HttpClient own(nginx.url(), HttpClientOptions{.bearer_token = origin.terminal_token()});
+      auto t0 = Clock::now();
+      woken = own.Get(poll + "&wait=60");
+      took = Clock::now() - t0;
+    });
+    bool waiting = WaitFor([&] { return Gauge(upstream, "meridian_target_waiting") >= 1; }, seconds(30));
+    // Publishing passes through nginx too (PUT chunks, POST the manifest).
+    CommandResult pub = Run({MeridianPath(), "--server", nginx.url(), "--token", origin.publisher_token(), "--output",
+                             "json", "publish", "--key", origin.release_key(), "--model", "fraud", "--version",
+                             "2.0.0", t / "v2"});
+    origin.StartRollout(Spec("r2", "2.0.0"));
+    waiter.join();
+    CHECK(waiting);
+    INFO(pub.err);
+    CHECK(pub.exit_code == 0);
+    REQUIRE(woken.ok());
+    CHECK(woken->status == 200);
+    CHECK(woken->Header("x-cache-status").empty());
+    CHECK(Json::parse(woken->body)["version"] == "2.0.0");
+    CHECK(Json::parse(woken->body)["state_version"].get<uint64_t>() > known);
+    INFO("woken after " << std::chrono::duration_cast<milliseconds>(took).count() << " ms");
+    CHECK(took < seconds(30));
+  }
+
+  CHECK(nginx.Stop() == 0);
+  CHECK(nginx.Problems().empty());
+}
+
+TEST_CASE("nginx in front of a region: chunks from the cache, agents behind it verify and install") {
+  DaemonFixture origin;
+  origin.Start();
+  std::unique_ptr<DaemonFixture> region = DaemonFixture::Region(origin.root_json());
+  region->StartRegion("sg", origin.url(), origin.mirror_token_file());
+  const std::string upstream = region->url();  // the daemon nginx fronts
+  Nginx nginx(upstream);
+  // What terminals of sg are told, through nginx (passed through, never cached).
+  auto target_at_region = [&](const std::string& terminal) {
+    HttpClient c(nginx.url(), HttpClientOptions{.bearer_token = region->terminal_token()});
+    Result<HttpReply> r = c.Get("/v1/terminals/" + terminal + "/target?model=fraud&region=sg");
+    return r.ok() && r->status == 200 ? Json::parse(r->body)["version"].get<std::string>() : std::string();
+  };
+  TempDir t;
+  Versions data;
+  WriteFile(t / "v1", data.v1);
+  WriteFile(t / "v2", data.v2);
+  REQUIRE(origin.Publish("fraud", "1.0.0", t / "v1").exit_code == 0);
+  origin.StartRollout(Spec("r1", "1.0.0"));
+
+  struct Agent {
+    std::string config, state;
+  };
+  std::vector<Agent> agents;
+  for (const std::string id : {"pos-a", "pos-b"}) {
+    std::string state = t / (id + "-state");
+    agents.push_back({WriteAgentConfig(t / (id + ".toml"), {.id = id, .servers = {nginx.url()},
+                                                             .root = origin.root_json(), .state = state,
+                                                             .token = region->terminal_token(), .model = "fraud"}),
+                      state});
+  }
+  auto once = [](const Agent& a) {
+    CommandResult r = Run({MeridianAgentPath(), "--config", a.config, "--once"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+  };
+  auto downloaded = [](const Agent& a) {
+    CommandResult r = Run({MeridianAgentPath(), "status", "--config", a.config, "--output", "json"});
+    REQUIRE(r.exit_code == 0);
+    return Json::parse(r.out)["downloaded_bytes"].get<uint64_t>();
+  };
+  // The installed file, after checking it hashes to the digest its slot was verified with.
+  auto installed = [](const Agent& a) {
+    std::string link = a.state + "/models/fraud/current";
+    REQUIRE(std::filesystem::is_symlink(link));
+    std::string name = std::filesystem::read_symlink(link).string();
+    Bytes file = ReadFile(link);
+    CHECK(Digest::Of(file).Hex() == name.substr(name.rfind('_') + 1));
+    return file;
+  };
+
+  // The region replicated 1.0.0 and the rollout's state ahead of the terminals.
+  REQUIRE(WaitFor([&] { return target_at_region("pos-a") == "1.0.0"; }, seconds(60)));
+  // A chunk through nginx: fetched from the region once, then a cache hit.
+  HttpClient via(nginx.url());
+  Result<HttpReply> manifest = via.Get("/v1/models/fraud/versions/1.0.0");
+  REQUIRE(manifest.ok());
+  REQUIRE(manifest->status == 200);
+  Result<Envelope> menv = ParseEnvelope(manifest->body);
+  REQUIRE(menv.ok());
+  std::string chunk = "/v1/chunks/" + Json::parse(AsString(menv->payload))["chunks"][0]["digest"].get<std::string>();
+  MissThenHit(via, chunk);
+
+  const std::string artifacts = "GET /v1/artifacts/{digest}";
+  uint64_t slices = (data.v1.size() + kSliceBytes - 1) / kSliceBytes;
+  uint64_t before = Served(upstream, artifacts, 206);
+  once(agents[0]);
+  CHECK(installed(agents[0]) == data.v1);
+  CHECK(downloaded(agents[0]) == data.v1.size());
+  CHECK(Served(upstream, artifacts, 206) == before + slices);
+  once(agents[1]);  // the same artifact: from the cache
+  CHECK(installed(agents[1]) == data.v1);
+  CHECK(Served(upstream, artifacts, 206) == before + slices);
+  // Their reports went through nginx: the rollout completed on them.
+  REQUIRE(WaitFor([&] { return Completed(origin, "r1"); }, seconds(30)));
+
+  // v2 by delta, through nginx: the delta is computed on publish; wait for its descriptor.
+  REQUIRE(origin.Publish("fraud", "2.0.0", t / "v2").exit_code == 0);
+  const std::string delta = "/v1/deltas/" + Digest::Of(data.v1).ToString() + "/" + Digest::Of(data.v2).ToString();
+  HttpClient proxy(nginx.url());
+  Result<HttpReply> info = Status::Unavailable("");
+  REQUIRE(WaitFor([&] {
+    info = proxy.Get(delta + "/info");
+    return info.ok() && info->status == 200;
+  }, seconds(60)));
+  Result<Envelope> env = ParseEnvelope(info->body);
+  REQUIRE(env.ok());
+  Result<DeltaInfo> di = ParseDeltaInfo(AsString(env->payload));
+  REQUIRE(di.ok());
+  REQUIRE(di->worthwhile);
+  REQUIRE(di->size < kSliceBytes);
+  origin.StartRollout(Spec("r2", "2.0.0"));
+  REQUIRE(WaitFor([&] { return target_at_region("pos-a") == "2.0.0"; }, seconds(60)));
+
+  const std::string deltas = "GET /v1/deltas/{from}/{to}";
+  uint64_t delta_before = Served(upstream, deltas, 206);
+  uint64_t artifacts_before = Served(upstream, artifacts, 206);
+  for (const Agent& a : agents) {
+    uint64_t had = downloaded(a);
+    once(a);
+    CHECK(installed(a) == data.v2);
+    CHECK(downloaded(a) - had == di->size);  // the delta, not the artifact
+  }
+  CHECK(Served(upstream, deltas, 206) == delta_before + 1);  // the second agent's came from the cache
+  CHECK(Served(upstream, artifacts, 206) == artifacts_before);
+  REQUIRE(WaitFor([&] { return Completed(origin, "r2"); }, seconds(30)));
+
+  CHECK(nginx.Stop() == 0);
+  CHECK(nginx.Problems().empty());
+}

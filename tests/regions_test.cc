@@ -1,0 +1,358 @@
+// An origin and region daemons (sg, ae, br) on loopback, with agents in each
+// region: data residency, wave rollouts, an origin outage with reports
+// forwarded exactly once, and a region catching up after missing versions.
+#include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include "base/digest.h"
+#include "base/encoding.h"
+#include "client/http_client.h"
+#include "tests/harness.h"
+
+using namespace meridian;
+using namespace meridian::testing;
+using Json = nlohmann::json;
+
+namespace {
+
+constexpr auto kSyncWait = std::chrono::seconds(60);
+
+long HttpStatus(const std::string& url, const std::string& path) {
+  HttpClient c(url);
+  Result<HttpReply> r = c.Get(path);
+  return r.ok() ? r->status : -1;
+}
+
+Json GetJson(const std::string& url, const std::string& path, const std::string& token) {
+  HttpClient c(url, HttpClientOptions{.timeout_ms = 30'000, .bearer_token = token});
+  Result<HttpReply> r = c.Get(path);
+  REQUIRE(r.ok());
+  INFO(r->body);
+  REQUIRE(r->status == 200);
+  return Json::parse(r->body);
+}
+
+// A gauge from /metrics; -1 when absent.
+int64_t Metric(const std::string& url, const std::string& name) {
+  HttpClient c(url);
+  Result<HttpReply> r = c.Get("/metrics");
+  if (!r.ok() || r->status != 200) return -1;
+  size_t at = r->body.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return std::stoll(r->body.substr(at + name.size() + 2));
+}
+
+// What a terminal of `region` is told to run by that region's daemon.
+std::string TargetVersion(const DaemonFixture& region_daemon, const std::string& region, const std::string& terminal) {
+  HttpClient c(region_daemon.url(), HttpClientOptions{.timeout_ms = 30'000, .bearer_token = region_daemon.terminal_token()});
+  Result<HttpReply> r = c.Get("/v1/terminals/" + terminal + "/target?model=fraud&region=" + region);
+  if (!r.ok() || r->status != 200) return "";
+  return Json::parse(r->body)["version"].get<std::string>();
+}
+
+// The signed manifest of fraud `version` as `url` serves it (payload only).
+Json ManifestAt(const std::string& url, const std::string& version) {
+  HttpClient c(url);
+  Result<HttpReply> env = c.Get("/v1/models/fraud/versions/" + version);
+  REQUIRE(env.ok());
+  REQUIRE(env->status == 200);
+  Result<Bytes> payload = Base64Decode(Json::parse(env->body)["payload"].get<std::string>());
+  REQUIRE(payload.ok());
+  return Json::parse(AsString(*payload));
+}
+
+std::string Spec(const std::string& id, const std::string& version, const Json& extra = Json::object()) {
+  Json j = {{"id", id}, {"model", "fraud"}, {"target_version", version}, {"stages_percent", {100}}, {"min_reports", 1}};
+  j.update(extra);
+  return j.dump();
+}
+
+
+struct Agent {
+  std::string config;
+  std::string state;
+};
+
+Agent MakeAgent(const TempDir& t, const DaemonFixture& origin, const DaemonFixture& region_daemon,
+                const std::string& region, const std::string& id, const std::string& health_check = "") {
+  Agent a{t / (id + ".toml"), t / (id + "-state")};
+  WriteAgentConfig(a.config, {.id = id, .servers = {region_daemon.url()}, .root = origin.root_json(), .state = a.state,
+                              .token = region_daemon.terminal_token(), .model = "fraud",
+                              .health_check = health_check, .region = region});
+  return a;
+}
+
+int RunAgent(const Agent& a) { return Run({MeridianAgentPath(), "--config", a.config, "--once"}).exit_code; }
+
+// An origin with `regions` following it.
+struct Fleet {
+  DaemonFixture origin;
+  std::map<std::string, std::unique_ptr<DaemonFixture>> regions;
+
+  explicit Fleet(const std::vector<std::string>& names) {
+    origin.Start();
+    for (const std::string& n : names) {
+      regions[n] = DaemonFixture::Region(origin.root_json());
+      regions[n]->StartRegion(n, origin.url(), origin.mirror_token_file());
+    }
+  }
+  DaemonFixture& operator[](const std::string& n) { return *regions.at(n); }
+  CommandResult Publish(const std::string& version, const std::string& path, const std::vector<std::string>& only = {}) {
+    std::vector<std::string> args{"--token", origin.publisher_token(), "publish", "--key", origin.release_key(),
+                                  "--model", "fraud", "--version", version};
+    for (const std::string& r : only) args.insert(args.end(), {"--region", r});
+    args.push_back(path);
+    return origin.Cli(args);
+  }
+  bool Holds(const std::string& region, const std::string& version) {
+    return HttpStatus((*this)[region].url(), "/v1/models/fraud/versions/" + version) == 200;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("data residency: a model restricted to br is stored and served in br only") {
+  Fleet f({"sg", "ae", "br"});
+  TempDir t;
+  Bytes secret = RandomBytes(700'000, 7), open = RandomBytes(300'000, 8);
+  WriteFile(t / "secret", secret);
+  WriteFile(t / "open", open);
+  REQUIRE(f.Publish("1.0.0", t / "secret", {"br"}).exit_code == 0);
+  // Published after it: once a region holds this, it has seen the first.
+  CommandResult pub = f.origin.Cli({"--token", f.origin.publisher_token(), "publish", "--key", f.origin.release_key(),
+                                    "--model", "ocr", "--version", "1.0.0", t / "open"});
+  REQUIRE(pub.exit_code == 0);
+  for (const char* r : {"sg", "ae", "br"}) {
+    INFO(r);
+    REQUIRE(WaitFor([&] { return HttpStatus(f[r].url(), "/v1/models/ocr/versions/1.0.0") == 200; }, kSyncWait));
+  }
+  REQUIRE(WaitFor([&] { return f.Holds("br", "1.0.0"); }, kSyncWait));
+
+  // Every chunk of the restricted model: in br, nowhere else.
+  Json payload = ManifestAt(f.origin.url(), "1.0.0");
+  REQUIRE(payload["regions"] == Json::array({"br"}));
+  size_t chunks = 0;
+  for (const auto& c : payload["chunks"]) {
+    std::string path = "/v1/chunks/" + c["digest"].get<std::string>();
+    CHECK(HttpStatus(f["br"].url(), path) == 200);
+    CHECK(HttpStatus(f["sg"].url(), path) == 404);
+    CHECK(HttpStatus(f["ae"].url(), path) == 404);
+    ++chunks;
+  }
+  CHECK(chunks >= 3);
+  std::string artifact = "/v1/artifacts/" + payload["digest"].get<std::string>();
+  CHECK(HttpStatus(f["br"].url(), artifact) == 200);
+  for (const char* r : {"sg", "ae"}) {
+    CHECK(HttpStatus(f[r].url(), "/v1/models/fraud/versions/1.0.0") == 404);
+    CHECK(HttpStatus(f[r].url(), artifact) == 404);
+    CHECK(Metric(f[r].url(), "meridian_store_versions") == 1);  // ocr only
+  }
+  CHECK(Metric(f["br"].url(), "meridian_store_versions") == 2);
+  std::printf("residency: %zu chunks of the br-only model: 200 in br, 404 in sg and ae\n", chunks);
+
+  // Rollouts: naming an excluded region, or none (all), is refused.
+  HttpClient ctl(f.origin.url(), HttpClientOptions{.timeout_ms = 30'000, .bearer_token = f.origin.operator_token()});
+  Result<HttpReply> r = ctl.Post("/v1/rollouts", Spec("r-sg", "1.0.0", {{"regions", {"sg"}}}));
+  REQUIRE(r.ok());
+  CHECK(r->status == 400);
+  CHECK_THAT(r->body, Catch::Contains("may not be served in region 'sg'"));
+  r = ctl.Post("/v1/rollouts", Spec("r-all", "1.0.0"));
+  REQUIRE(r.ok());
+  CHECK(r->status == 400);
+  r = ctl.Post("/v1/rollouts", Spec("r-br", "1.0.0", {{"regions", {"br"}}}));
+  REQUIRE(r.ok());
+  CHECK(r->status == 201);
+
+  // A br terminal installs it through br; publishing at a region is refused.
+  TempDir at;
+  Agent a = MakeAgent(at, f.origin, f["br"], "br", "br-1");
+  REQUIRE(WaitFor([&] { return TargetVersion(f["br"], "br", "br-1") == "1.0.0"; }, kSyncWait));
+  REQUIRE(RunAgent(a) == 0);
+  CHECK(InstalledVersion(a.state, "fraud") == "1.0.0");
+  HttpClient pc(f["sg"].url());
+  Result<HttpReply> p = pc.Post("/v1/models/fraud/versions", "{}");
+  REQUIRE(p.ok());
+  CHECK(p->status == 403);
+  CHECK_THAT(p->body, Catch::Contains("region_read_only"));
+}
+
+TEST_CASE("a wave rollout moves sg, then ae; a failing gate in ae stops it and br never moves") {
+  Fleet f({"sg", "ae", "br"});
+  TempDir t;
+  Bytes v1 = RandomBytes(400'000, 21), v2 = v1;
+  for (size_t i = 0; i < 2000; ++i) v2[i * 150] ^= 0x6b;
+  WriteFile(t / "v1", v1);
+  WriteFile(t / "v2", v2);
+  REQUIRE(f.Publish("1.0.0", t / "v1").exit_code == 0);
+  f.origin.StartRollout(Spec("r0", "1.0.0"));
+  REQUIRE(f.origin.RolloutAction("r0", "promote", "baseline") == 200);  // the channel holds 1.0.0 everywhere
+
+  // Two terminals per region; ae's health check fails on the new version.
+  std::string fail_v2 = "cmp -s {path} " + (t / "v2") + " && exit 4; exit 0";
+  std::map<std::string, std::vector<Agent>> agents;
+  for (const char* r : {"sg", "ae", "br"}) {
+    for (int i = 0; i < 2; ++i) {
+      std::string id = std::string(r) + "-" + std::to_string(i);
+      agents[r].push_back(MakeAgent(t, f.origin, f[r], r, id, std::string(r) == "ae" ? fail_v2 : ""));
+    }
+    REQUIRE(WaitFor([&] { return TargetVersion(f[r], r, std::string(r) + "-0") == "1.0.0"; },
+                    kSyncWait));
+    for (const Agent& a : agents[r]) {
+      REQUIRE(RunAgent(a) == 0);
+      CHECK(InstalledVersion(a.state, "fraud") == "1.0.0");
+    }
+  }
+
+  REQUIRE(f.Publish("1.1.0", t / "v2").exit_code == 0);
+  f.origin.StartRollout(Spec("w", "1.1.0", {{"regions", {"sg", "ae", "br"}}, {"waves", true}, {"min_reports", 2},
+                                            {"max_failure_rate", 0.0}, {"auto_promote", true}}));
+  auto rollout = [&] { return Json::parse(f.origin.GetRollout("w")); };
+
+  // Wave 1: sg. Its terminals move; ae and br are told to stay.
+  REQUIRE(WaitFor([&] { return TargetVersion(f["sg"], "sg", "sg-0") == "1.1.0"; }, kSyncWait));
+  CHECK(TargetVersion(f["ae"], "ae", "ae-0") == "1.0.0");
+  CHECK(TargetVersion(f["br"], "br", "br-0") == "1.0.0");
+  for (const Agent& a : agents["sg"]) {
+    REQUIRE(RunAgent(a) == 0);
+    CHECK(InstalledVersion(a.state, "fraud") == "1.1.0");
+  }
+  // Their reports travel sg -> origin; the gate promotes into ae.
+  REQUIRE(WaitFor([&] { return rollout()["state"]["stage"] == 1; }, kSyncWait));
+  CHECK(rollout()["state"]["phase"] == "running");
+
+  // Wave 2: ae fails its health checks; the gate pauses the rollout there.
+  REQUIRE(WaitFor([&] { return TargetVersion(f["ae"], "ae", "ae-0") == "1.1.0"; }, kSyncWait));
+  for (const Agent& a : agents["ae"]) {
+    CHECK(RunAgent(a) == 1);
+    CHECK(InstalledVersion(a.state, "fraud") == "1.0.0");  // switched back
+  }
+  REQUIRE(WaitFor([&] { return rollout()["state"]["phase"] == "paused"; }, kSyncWait));
+  Json w = rollout();
+  CHECK(w["state"]["stage"] == 1);
+  // br never moved: still told 1.0.0, its terminals run 1.0.0.
+  REQUIRE(WaitFor([&] { return TargetVersion(f["br"], "br", "br-0") == "1.0.0"; }, kSyncWait));
+  for (const Agent& a : agents["br"]) {
+    REQUIRE(RunAgent(a) == 0);
+    CHECK(InstalledVersion(a.state, "fraud") == "1.0.0");
+  }
+  // The status shows the waves per region.
+  CommandResult st = f.origin.Cli({"--token", f.origin.operator_token(), "rollout", "status", "w"});
+  INFO(st.out << st.err);
+  REQUIRE(st.exit_code == 0);
+  CHECK_THAT(st.out, Catch::Contains("REGION"));
+  std::map<std::string, Json> by_region;
+  for (const auto& row : w["regions"]) by_region[row["region"].get<std::string>()] = row;
+  CHECK(by_region["sg"]["wave"] == "done");
+  CHECK(by_region["sg"]["updated"] == 2);
+  CHECK(by_region["ae"]["wave"] == "paused");
+  CHECK(by_region["ae"]["failed"] == 2);
+  CHECK(by_region["br"]["wave"] == "waiting");
+  CHECK(by_region["br"]["updated"] == 0);
+  std::printf("waves: sg done (2 updated), ae paused (2 failed), br waiting\n");
+}
+
+TEST_CASE("origin away: a region serves its last signed state, queues reports, delivers each once") {
+  Fleet f({"sg"});
+  TempDir t;
+  Bytes v1 = RandomBytes(300'000, 31);
+  WriteFile(t / "v1", v1);
+  REQUIRE(f.Publish("1.0.0", t / "v1").exit_code == 0);
+  f.origin.StartRollout(Spec("r1", "1.0.0", {{"min_reports", 3}}));
+  std::vector<Agent> agents;
+  for (int i = 0; i < 3; ++i) agents.push_back(MakeAgent(t, f.origin, f["sg"], "sg", "sg-" + std::to_string(i)));
+  REQUIRE(WaitFor([&] { return TargetVersion(f["sg"], "sg", "sg-0") == "1.0.0"; }, kSyncWait));
+
+  REQUIRE(f.origin.Terminate() == 0);
+  // Terminals keep updating from sg within the last signed state.
+  for (const Agent& a : agents) {
+    REQUIRE(RunAgent(a) == 0);
+    CHECK(InstalledVersion(a.state, "fraud") == "1.0.0");
+  }
+  REQUIRE(WaitFor([&] { return Metric(f["sg"].url(), "meridian_outbox_pending") == 3; }, kSyncWait));
+  REQUIRE(WaitFor([&] { return Metric(f["sg"].url(), "meridian_upstream_reachable") == 0; }, kSyncWait));
+
+  f.origin.Restart();
+  REQUIRE(WaitFor([&] { return Metric(f["sg"].url(), "meridian_outbox_pending") == 0; }, kSyncWait));
+  Json regions = GetJson(f.origin.url(), "/v1/regions", f.origin.operator_token());
+  REQUIRE(regions["regions"].size() == 1);
+  CHECK(regions["regions"][0]["region"] == "sg");
+  CHECK(regions["regions"][0]["reports_received"] == 3);
+  Json r1 = Json::parse(f.origin.GetRollout("r1"));
+  CHECK(r1["stages"][0]["healthy"] == 3);
+  CHECK(r1["stages"][0]["updated"] == 3);
+
+  // A batch sent again (its answer lost) counts once.
+  HttpClient mirror(f.origin.url(), HttpClientOptions{.timeout_ms = 30'000,
+                                                      .bearer_token = std::string(AsString(ReadFile(f.origin.mirror_token_file())))
+                                                                          .substr(0, 64)});
+  Json batch = {{"reports",
+                 {{{"id", "zz.test.1"},
+                   {"terminal", "zz-1"},
+                   {"report", {{"model", "fraud"}, {"version", "1.0.0"}, {"event", "installed"}, {"region", "zz"}}}}}}};
+  Result<HttpReply> first = mirror.Post("/v1/reports", batch.dump());
+  Result<HttpReply> again = mirror.Post("/v1/reports", batch.dump());
+  REQUIRE(first.ok());
+  REQUIRE(again.ok());
+  CHECK(Json::parse(first->body)["accepted"] == 1);
+  CHECK(Json::parse(again->body)["duplicates"] == 1);
+  CHECK(Json::parse(again->body)["accepted"] == 0);
+  regions = GetJson(f.origin.url(), "/v1/regions", f.origin.operator_token());
+  for (const auto& row : regions["regions"]) {
+    if (row["region"] == "zz") CHECK(row["reports_received"] == 1);
+    if (row["region"] == "sg") CHECK(row["reports_received"] == 3);
+  }
+  std::printf("outage: 3 reports queued in sg while the origin was down, 3 received after, 0 duplicates counted\n");
+
+  // meridian regions shows sg.
+  CommandResult cli = f.origin.Cli({"--token", f.origin.operator_token(), "regions"});
+  INFO(cli.out << cli.err);
+  REQUIRE(cli.exit_code == 0);
+  CHECK_THAT(cli.out, Catch::Contains("sg"));
+}
+
+TEST_CASE("a region down while three versions were published catches up; fsck is clean") {
+  Fleet f({"sg"});
+  TempDir t;
+  Bytes v = RandomBytes(500'000, 41);
+  WriteFile(t / "v0", v);
+  REQUIRE(f.Publish("1.0.0", t / "v0").exit_code == 0);
+  REQUIRE(WaitFor([&] { return f.Holds("sg", "1.0.0"); }, kSyncWait));
+  REQUIRE(f["sg"].Terminate() == 0);
+  for (int k = 1; k <= 3; ++k) {
+    for (size_t i = 0; i < 500; ++i) v[(i * 997 + k * 13) % v.size()] ^= static_cast<uint8_t>(k);
+    WriteFile(t / ("v" + std::to_string(k)), v);
+    REQUIRE(f.Publish("1." + std::to_string(k) + ".0", t / ("v" + std::to_string(k))).exit_code == 0);
+  }
+  f["sg"].StartRegion("sg", f.origin.url(), f.origin.mirror_token_file());
+  // Newest first: terminals are told to go there.
+  for (const char* version : {"1.3.0", "1.2.0", "1.1.0"}) {
+    INFO(version);
+    REQUIRE(WaitFor([&] { return f.Holds("sg", version); }, kSyncWait));
+  }
+  // The newest, whole, from sg.
+  HttpClient c(f["sg"].url());
+  Json payload = ManifestAt(f["sg"].url(), "1.3.0");
+  std::string digest = payload["digest"].get<std::string>();
+  Result<HttpReply> art = c.Get("/v1/artifacts/" + digest);
+  REQUIRE(art.ok());
+  REQUIRE(art->status == 200);
+  CHECK(Digest::Of(AsBytes(art->body)).ToString() == digest);
+  CHECK(art->body.size() == v.size());
+  // And a delta into it, fetched ahead of time with the origin's signature.
+  std::string from = ManifestAt(f["sg"].url(), "1.2.0")["digest"];
+  REQUIRE(WaitFor([&] { return HttpStatus(f["sg"].url(), "/v1/deltas/" + from + "/" + digest + "/info") == 200; }, kSyncWait));
+  HttpClient oc(f.origin.url());
+  Result<HttpReply> origin_info = oc.Get("/v1/deltas/" + from + "/" + digest + "/info");
+  Result<HttpReply> region_info = c.Get("/v1/deltas/" + from + "/" + digest + "/info");
+  REQUIRE(origin_info.ok());
+  REQUIRE(region_info.ok());
+  CHECK(origin_info->body == region_info->body);
+  std::printf("catch-up: sg holds 1.1.0, 1.2.0 and 1.3.0 after a restart; 1.3.0 serves whole (%zu bytes)\n",
+              art->body.size());
+  REQUIRE(f["sg"].Terminate() == 0);
+  CommandResult fsck = f["sg"].Fsck();
+  INFO(fsck.out << fsck.err);
+  CHECK(fsck.exit_code == 0);
+  CHECK_THAT(fsck.out, Catch::Contains("clean"));
+}
