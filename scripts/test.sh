@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Command two: installs what is missing, builds, and runs the whole test suite,
-# then the unit tests again under AddressSanitizer + UBSan, then the delta
-# decoder's fuzzer for a bounded time.
+# then all of it again under AddressSanitizer + UBSan (the daemons, CLI and
+# agents the integration tests start are the sanitized builds too), then the
+# delta decoder's fuzzer for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -10,7 +11,7 @@ scripts/build.sh build-asan -Dsanitize=true >/dev/null
 
 status=0
 meson test -C build --num-processes 2 --print-errorlogs || status=1
-meson test -C build-asan --num-processes 2 --print-errorlogs --suite unit || status=1
+meson test -C build-asan --num-processes 2 --print-errorlogs || status=1
 FUZZ_BUILD_DIR=$PWD/build-fuzz fuzz/run.sh "${FUZZ_SECONDS:-60}" >build-fuzz.log 2>&1 || {
   status=1
   echo "fuzz: the delta decoder fuzzer failed; see build-fuzz.log" >&2

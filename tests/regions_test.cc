@@ -356,3 +356,32 @@ TEST_CASE("a region down while three versions were published catches up; fsck is
   CHECK(fsck.exit_code == 0);
   CHECK_THAT(fsck.out, Catch::Contains("clean"));
 }
+
+TEST_CASE("a region can follow another region, and fails over between upstreams") {
+  Fleet f({"sg"});
+  // ae follows sg (first a dead address, then sg): versions, states and reports travel through sg.
+  std::unique_ptr<DaemonFixture> ae = DaemonFixture::Region(f.origin.root_json());
+  ae->StartRegion("ae", "http://127.0.0.1:1," + f["sg"].url(), f["sg"].mirror_token_file());
+  TempDir t;
+  WriteFile(t / "v1", RandomBytes(200'000, 51));
+  REQUIRE(f.Publish("1.0.0", t / "v1").exit_code == 0);
+  f.origin.StartRollout(Spec("r1", "1.0.0", {{"min_reports", 1}}));
+  REQUIRE(WaitFor([&] { return TargetVersion(*ae, "ae", "ae-1") == "1.0.0"; }, kSyncWait));
+  Agent a = MakeAgent(t, f.origin, *ae, "ae", "ae-1");
+  REQUIRE(RunAgent(a) == 0);
+  CHECK(InstalledVersion(a.state, "fraud") == "1.0.0");
+  // The report reaches the origin through sg, once.
+  REQUIRE(WaitFor([&] { return Json::parse(f.origin.GetRollout("r1"))["stages"][0]["healthy"] == 1; }, kSyncWait));
+  Json regions = GetJson(f.origin.url(), "/v1/regions", f.origin.operator_token());
+  bool ae_counted = false;
+  for (const auto& row : regions["regions"]) {
+    if (row["region"] == "ae") ae_counted = row["reports_received"] == 1;
+  }
+  CHECK(ae_counted);
+  // sg lists ae as a region following it.
+  Json at_sg = GetJson(f["sg"].url(), "/v1/regions", f["sg"].operator_token());
+  CHECK(at_sg["role"] == "region");
+  REQUIRE(at_sg["regions"].size() == 1);
+  CHECK(at_sg["regions"][0]["region"] == "ae");
+  CHECK(at_sg["upstream"]["reachable"] == true);
+}
