@@ -836,7 +836,9 @@ HttpResponse Api::Sync(const HttpRequest& req) {
       seen.terminals = terminals;
     }
   }
-  if (wait_s > 0 && known >= doc.sync_version && !req.wait_expired) {
+  // Held only when the region is in step; one ahead of this daemon (whose
+  // store was rebuilt) is answered at once and starts over from here.
+  if (wait_s > 0 && known == doc.sync_version && !req.wait_expired) {
     HttpResponse r;
     r.defer = HttpDeferral{&rollouts_.notifier(), generation, std::chrono::seconds(wait_s)};
     return r;
@@ -861,11 +863,15 @@ HttpResponse Api::ForwardedReports(const HttpRequest& req) {
     }
     return JsonOk(200, {{"accepted", accepted}, {"duplicates", duplicates}, {"rejected", rejected}});
   }
-  // Each report counts once: its id is recorded with it. A report processed
-  // but not recorded (a crash in between) is processed again when the region
-  // resends it — harmless, as a gate counts each terminal's latest report.
+  // Each report counts once: the batch's ids are recorded, with the counts,
+  // in one write after its reports are processed. Reports processed but not
+  // recorded (a crash in between) are processed again when the region sends
+  // them again — harmless, as a gate counts each terminal's latest report —
+  // and counted once.
+  std::lock_guard lock(forwarded_mu_);  // batches one after another: ids and counts are read, then written
   std::map<std::string, uint64_t> per_region;
   std::set<std::string> in_batch;
+  std::vector<std::pair<std::string, std::optional<std::string>>> ops;
   for (ForwardedReport& f : *batch) {
     std::string key = "reportid/" + f.id;
     Result<std::string> had = store_.GetState(key);
@@ -874,6 +880,7 @@ HttpResponse Api::ForwardedReports(const HttpRequest& req) {
       continue;
     }
     if (had.status().code() != Status::Code::kNotFound) return ErrorFor(had.status());
+    ops.emplace_back(key, "");
     Result<AgentReport> a = ParseAgentReport(f.terminal, f.report);
     if (a.ok() && a->verdict) {
       std::string from = a->report.region;
@@ -884,17 +891,15 @@ HttpResponse Api::ForwardedReports(const HttpRequest& req) {
     } else {
       ++rejected;  // recorded all the same: resending it cannot make it valid
     }
-    if (Status st = store_.WriteState({{key, ""}}); !st.ok()) return ErrorFor(st);
   }
-  std::vector<std::pair<std::string, std::optional<std::string>>> counts;
   for (const auto& [region, n] : per_region) {
     std::string key = "region-reports/" + region;
     Result<std::string> old = store_.GetState(key);
     uint64_t total = n + (old.ok() ? std::strtoull(old->c_str(), nullptr, 10) : 0);
-    counts.emplace_back(key, std::to_string(total));
+    ops.emplace_back(key, std::to_string(total));
   }
-  if (!counts.empty()) {
-    if (Status st = store_.WriteState(counts); !st.ok()) return ErrorFor(st);
+  if (!ops.empty()) {
+    if (Status st = store_.WriteState(ops); !st.ok()) return ErrorFor(st);
   }
   return JsonOk(200, {{"accepted", accepted}, {"duplicates", duplicates}, {"rejected", rejected}});
 }

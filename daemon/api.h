@@ -109,6 +109,7 @@ class Api final : public HttpHandler {
     uint64_t stored_bytes = 0;
     uint64_t terminals = 0;
   };
+  std::mutex forwarded_mu_;  // POST /v1/reports at the origin
   std::mutex regions_mu_;
   std::map<std::string, RegionSeen> regions_seen_;                       // guarded by regions_mu_
   std::map<std::pair<std::string, std::string>, std::vector<std::string>> residency_;  // guarded by regions_mu_: (model, version) -> regions
