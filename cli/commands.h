@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -61,9 +62,10 @@ int ListModels(const GlobalOptions& g);
 int ListVersions(const GlobalOptions& g, const std::string& model);
 int Pull(const GlobalOptions& g, const PullOptions& o);
 // Offline deltas between local files (format: docs/formats/delta.md).
-// `literal_level`: zstd level of literal operations (19: smallest; 12: several times faster on code).
+// Literals are LZMA2 (smallest) unless `zstd_literal_level` asks for zstd at
+// that level (12: several times faster to make on code, about 30 % larger).
 int Diff(const GlobalOptions& g, const std::string& old_path, const std::string& new_path, const std::string& out,
-         int literal_level);
+         std::optional<int> zstd_literal_level);
 int Patch(const GlobalOptions& g, const std::string& old_path, const std::string& delta_path, const std::string& out);
 
 // `meridian rollout …` (operator token). `action` is promote, pause, resume,

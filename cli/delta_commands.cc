@@ -65,14 +65,17 @@ double Seconds(std::chrono::steady_clock::time_point since) {
 }  // namespace
 
 int Diff(const GlobalOptions& g, const std::string& old_path, const std::string& new_path, const std::string& out,
-         int literal_level) {
+         std::optional<int> zstd_literal_level) {
   auto start = std::chrono::steady_clock::now();
   Result<std::unique_ptr<MappedFile>> source = MappedFile::Open(old_path);
   if (!source.ok()) return Fail(source.status());
   Result<std::unique_ptr<MappedFile>> target = MappedFile::Open(new_path);
   if (!target.ok()) return Fail(target.status());
   DeltaOptions options;
-  options.literal_level = literal_level;
+  if (zstd_literal_level) {
+    options.literal_codec = LiteralCodec::kZstd;
+    options.literal_level = *zstd_literal_level;
+  }
   Result<Bytes> delta = EncodeDelta((*source)->bytes(), (*target)->bytes(), options);
   if (!delta.ok()) return Fail(delta.status());
   if (Status st = WriteFileAtomic(out, *delta); !st.ok()) return Fail(st);

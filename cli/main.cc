@@ -61,10 +61,10 @@ int main(int argc, char** argv) {
   diff->add_option("OLD", diff_old, "the old version")->required()->check(CLI::ExistingFile);
   diff->add_option("NEW", diff_new, "the new version")->required()->check(CLI::ExistingFile);
   diff->add_option("-o,--out", diff_out, "delta file to write (.mdelta)")->required();
-  int diff_level = DeltaOptions{}.literal_level;
-  diff->add_option("--literal-level", diff_level, "zstd level of literals (lower is faster, larger)")
-      ->check(CLI::Range(1, 22))
-      ->capture_default_str();
+  std::optional<int> diff_level;
+  diff->add_option("--literal-level", diff_level,
+                   "compress literals with zstd at this level instead of LZMA (faster to make, larger)")
+      ->check(CLI::Range(1, 22));
   std::string patch_old, patch_delta, patch_out;
   CLI::App* patch = app.add_subcommand("patch", "apply a delta to OLD, verify, write OUT atomically");
   patch->add_option("OLD", patch_old, "the old version")->required()->check(CLI::ExistingFile);

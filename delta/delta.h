@@ -2,9 +2,9 @@
 //
 // A delta turns a source (version A) into a target (version B). It is a header
 // (sizes and digests of both) followed by operations, each producing the next
-// bytes of the target: copy a range of the source, zstd-compressed literal bytes
-// (optionally with a source range and an earlier target range as zstd prefix,
-// or split into byte planes),
+// bytes of the target: copy a range of the source, compressed literal bytes
+// (LZMA2 or zstd, with a source range and an earlier target range as prefix
+// dictionary; or zstd over byte planes),
 // and a numeric difference against a source range (element-wise subtraction
 // of 1, 2 or 4 byte integers, zigzag-mapped, split into byte planes, zstd) that
 // pays off on model weights whose values drift.
@@ -27,14 +27,19 @@
 namespace meridian {
 
 // ---------------------------------------------------------------------------
-// Format limits (format version 1). A decoder refuses any operation above them,
-// which is what bounds its memory.
-inline constexpr uint16_t kDeltaFormatVersion = 1;
+// Format limits. A decoder refuses any operation above them, which is what
+// bounds its memory. Version 2 adds LITERAL_LZMA; an encoder writes version 1
+// when it uses no LZMA operation, so older decoders read those deltas.
+inline constexpr uint16_t kDeltaFormatVersion = 2;
 inline constexpr size_t kDeltaHeaderBytes = 92;
 // Largest target range produced by one literal or difference operation.
 inline constexpr uint64_t kDeltaOpTargetBytesMax = 8ull << 20;
 // Largest prefix (source range plus earlier target range) of one literal operation.
 inline constexpr uint64_t kDeltaPrefixBytesMax = 32ull << 20;
+// Largest prefix of one LITERAL_LZMA operation: LZMA copies its prefix into a
+// dictionary of prefix + length bytes, allocated by liblzma next to the
+// decoder's buffers, so both are kept smaller than for zstd.
+inline constexpr uint64_t kDeltaLzmaPrefixBytesMax = 16ull << 20;
 // What a DeltaDecoder holds at most in its own buffers (pending operation,
 // source range, output), asserted by tests; zstd's decompression context adds
 // about 160 KiB (single-pass decoding allocates no window).
@@ -57,9 +62,15 @@ Result<DeltaHeader> ParseDeltaHeader(ByteSpan delta);
 // ---------------------------------------------------------------------------
 // Encoding.
 
+enum class LiteralCodec { kLzma, kZstd };
+
 struct DeltaOptions {
-  // zstd level of literal operations (code, new data). 19 makes the smallest
-  // deltas of code; 12 makes them about 15 % larger, 10–20 times faster.
+  // How literal operations (code, new data) are compressed: LZMA2 (liblzma
+  // preset `lzma_preset`) makes the smallest deltas of code; zstd at
+  // `literal_level` is faster to make and to apply.
+  LiteralCodec literal_codec = LiteralCodec::kLzma;
+  int lzma_preset = 9;
+  // zstd level of literal operations with LiteralCodec::kZstd.
   int literal_level = 19;
   // zstd level of numeric differences and byte-plane literals (weights).
   int numeric_level = 9;
@@ -79,10 +90,11 @@ struct DeltaOptions {
 // Returns a delta that turns `source` into `target`. InvalidArgument when an
 // option is out of range. Memory: both spans (the caller's; mapped files are
 // fine), anchor indexes of about (source.size() + target.size()) / 8 bytes, the
-// delta itself, and per thread a zstd context (about 6 × (prefix_bytes_max +
-// segment_bytes) at level 19), a copy of the prefix and two segment buffers.
-// Measured: 410 MiB on 78 MB of code, 300 MiB on an 88 MB fp16 model, 680 MiB
-// on a 176 MB fp32 one.
+// delta itself, and per thread a compression context — LZMA's binary-tree match
+// finder takes about 11.5 × (prefix + segment), up to 280 MiB; zstd at level 19
+// about 6 × — a copy of the prefix and two segment buffers. Measured with zstd
+// literals: 410 MiB on 78 MB of code, 300 MiB on an 88 MB fp16 model, 680 MiB
+// on a 176 MB fp32 one; bench/delta/RESULTS.md has the LZMA figures.
 Result<Bytes> EncodeDelta(ByteSpan source, ByteSpan target, const DeltaOptions& options = {});
 
 // ---------------------------------------------------------------------------
@@ -183,6 +195,8 @@ enum class Op : uint8_t {
                           // compressed with the source range then the target range as prefix
   kDiff = 0x04,           // u8 element_width, varint source_offset, varint length,
                           // varint zstd_bytes, zstd frame of the residual planes
+  kLiteralLzma = 0x05,    // (version 2) the fields of kLiteralPrefix (ranges may be empty),
+                          // then a raw LZMA2 stream whose preset dictionary is the prefix
 };
 
 // Bytes of the largest operation before its zstd frame.

@@ -1,6 +1,7 @@
 // The streaming delta decoder: parses operations as their bytes arrive, reads
 // only the source ranges they name, and never believes a size it has not
 // bounded first (docs/formats/delta.md, "Decoding rules").
+#include <lzma.h>
 #include <zstd.h>
 
 #include <algorithm>
@@ -15,7 +16,8 @@ using delta_format::Op;
 
 namespace {
 
-// COPY operations stream through the source buffer in slices of this size.
+// COPY operations stream through the source buffer in slices of this size,
+// and LITERAL_LZMA output through the output buffer.
 constexpr uint64_t kCopySliceBytes = 1ull << 20;
 // What the buffers can hold at most: a pending operation, the largest source
 // range, one operation's output.
@@ -93,6 +95,7 @@ ParseStep ParseOp(ByteSpan data) {
         complete = r.Byte(op.width) && r.Varint(op.length) && r.Varint(zstd_bytes);
         break;
       case Op::kLiteralPrefix:
+      case Op::kLiteralLzma:
         complete = r.Varint(op.source_offset) && r.Varint(op.source_length) && r.Varint(op.target_offset) &&
                    r.Varint(op.target_length) && r.Varint(op.length) && r.Varint(zstd_bytes);
         break;
@@ -113,12 +116,13 @@ ParseStep ParseOp(ByteSpan data) {
     step.need_bytes = data.size() + 1;
     return step;
   }
-  if (op.op == Op::kLiteral || op.op == Op::kLiteralPrefix || op.op == Op::kDiff) {
+  if (op.op == Op::kLiteral || op.op == Op::kLiteralPrefix || op.op == Op::kDiff || op.op == Op::kLiteralLzma) {
     if (op.length == 0 || op.length > kDeltaOpTargetBytesMax) {
       step.status = Status::Corruption("delta operation length out of bounds");
       return step;
     }
-    if (zstd_bytes == 0 || zstd_bytes > ZSTD_compressBound(op.length)) {
+    const size_t bound = op.op == Op::kLiteralLzma ? lzma_stream_buffer_bound(op.length) : ZSTD_compressBound(op.length);
+    if (zstd_bytes == 0 || zstd_bytes > bound) {
       step.status = Status::Corruption("delta operation compressed size out of bounds");
       return step;
     }
@@ -129,6 +133,11 @@ ParseStep ParseOp(ByteSpan data) {
     if (op.op == Op::kLiteralPrefix &&
         (op.source_length > kDeltaPrefixBytesMax || op.target_length > kDeltaPrefixBytesMax - op.source_length ||
          op.source_length + op.target_length == 0)) {
+      step.status = Status::Corruption("delta prefix length out of bounds");
+      return step;
+    }
+    if (op.op == Op::kLiteralLzma &&
+        (op.source_length > kDeltaLzmaPrefixBytesMax || op.target_length > kDeltaLzmaPrefixBytesMax - op.source_length)) {
       step.status = Status::Corruption("delta prefix length out of bounds");
       return step;
     }
@@ -199,6 +208,64 @@ struct DeltaDecoder::State {
     return Status::Ok();
   }
 
+  // Reads a literal's prefix into source_buf: the source range, then the
+  // earlier target range.
+  Status ReadPrefix(const ParsedOp& op) {
+    if (op.target_offset > written || op.target_length > written - op.target_offset) {
+      return Status::Corruption("delta reads target bytes not yet written");
+    }
+    MERIDIAN_RETURN_IF_ERROR(ReadSource(op.source_offset, op.source_length));
+    source_buf.resize(op.source_length + op.target_length);
+    NotePeak();
+    if (op.target_length == 0) return Status::Ok();
+    return sink.ReadBack(op.target_offset, std::span<uint8_t>(source_buf).subspan(op.source_length));
+  }
+
+  // LITERAL_LZMA: liblzma copies the prefix into its dictionary (prefix +
+  // length bytes), so the prefix buffer is released before decoding and the
+  // output streams out through a slice-sized buffer: the decoder's own buffers
+  // and liblzma's stay under kDeltaDecoderBufferBytesMax + 24 MiB together.
+  Status DecodeLzma(const ParsedOp& op) {
+    if (header->format_version < 2) return Status::Corruption("LZMA literal in a version 1 delta");
+    Bytes().swap(source_buf);  // a zstd prefix before may have left up to 32 MiB here
+    source_buf.reserve(op.source_length + op.target_length);
+    MERIDIAN_RETURN_IF_ERROR(ReadPrefix(op));
+    lzma_options_lzma lz{};
+    if (lzma_lzma_preset(&lz, 0)) return Status::IOError("lzma preset");
+    lz.dict_size = static_cast<uint32_t>(std::max<uint64_t>(LZMA_DICT_SIZE_MIN, source_buf.size() + op.length));
+    lz.preset_dict = source_buf.empty() ? nullptr : source_buf.data();
+    lz.preset_dict_size = static_cast<uint32_t>(source_buf.size());
+    const lzma_filter filters[] = {{LZMA_FILTER_LZMA2, &lz}, {LZMA_VLI_UNKNOWN, nullptr}};
+    lzma_stream strm = LZMA_STREAM_INIT;
+    if (lzma_raw_decoder(&strm, filters) != LZMA_OK) return Status::IOError("lzma_raw_decoder failed");
+    Bytes().swap(source_buf);  // now in liblzma's dictionary
+    struct End {
+      lzma_stream* s;
+      ~End() { lzma_end(s); }
+    } end{&strm};
+    out_buf.resize(std::min(kCopySliceBytes, op.length));
+    NotePeak();
+    strm.next_in = op.payload.data();
+    strm.avail_in = op.payload.size();
+    uint64_t left = op.length;
+    for (;;) {
+      const size_t in_before = strm.avail_in;
+      strm.next_out = out_buf.data();
+      strm.avail_out = std::min<uint64_t>(out_buf.size(), left);
+      const lzma_ret r = lzma_code(&strm, LZMA_FINISH);
+      const size_t got = static_cast<size_t>(strm.next_out - out_buf.data());
+      left -= got;
+      if (got > 0) MERIDIAN_RETURN_IF_ERROR(Emit(ByteSpan(out_buf.data(), got)));
+      if (r == LZMA_STREAM_END) break;
+      // Past `length`, or no progress: the stream is longer than it says, or cut.
+      if (r != LZMA_OK || (got == 0 && strm.avail_in == in_before)) {
+        return Status::Corruption("delta LZMA stream does not decode to its operation's length");
+      }
+    }
+    if (left != 0 || strm.avail_in != 0) return Status::Corruption("delta LZMA stream size differs from its operation");
+    return Status::Ok();
+  }
+
   Status Execute(const ParsedOp& op) {
     if (ended) return Status::Corruption("delta has bytes after its end operation");
     if (op.op == Op::kEnd) {
@@ -226,18 +293,11 @@ struct DeltaDecoder::State {
         delta_format::JoinPlanes(out_buf, static_cast<unsigned>(op.width), source_buf);
         return Emit(source_buf);
       case Op::kLiteralPrefix:
-        if (op.target_offset > written || op.target_length > written - op.target_offset) {
-          return Status::Corruption("delta reads target bytes not yet written");
-        }
-        MERIDIAN_RETURN_IF_ERROR(ReadSource(op.source_offset, op.source_length));
-        source_buf.resize(op.source_length + op.target_length);
-        NotePeak();
-        if (op.target_length > 0) {
-          MERIDIAN_RETURN_IF_ERROR(
-              sink.ReadBack(op.target_offset, std::span<uint8_t>(source_buf).subspan(op.source_length)));
-        }
+        MERIDIAN_RETURN_IF_ERROR(ReadPrefix(op));
         MERIDIAN_RETURN_IF_ERROR(Decompress(op.payload, op.length, true));
         return Emit(out_buf);
+      case Op::kLiteralLzma:
+        return DecodeLzma(op);
       case Op::kDiff:
         MERIDIAN_RETURN_IF_ERROR(ReadSource(op.source_offset, op.length));
         MERIDIAN_RETURN_IF_ERROR(Decompress(op.payload, op.length, false));

@@ -90,7 +90,7 @@ Result<DeltaHeader> ParseDeltaHeader(ByteSpan delta) {
   const uint8_t* p = delta.data() + sizeof(kMagic);
   DeltaHeader h;
   h.format_version = static_cast<uint16_t>(GetLe(p, 2));
-  if (h.format_version != kDeltaFormatVersion) {
+  if (h.format_version < 1 || h.format_version > kDeltaFormatVersion) {
     return Status::InvalidArgument("unsupported delta format version " + std::to_string(h.format_version));
   }
   if (GetLe(p + 2, 2) != 0) return Status::InvalidArgument("unsupported delta flags");

@@ -72,14 +72,19 @@ void WriteCorpus(const char* dir) {
   DeltaOptions options;
   options.copy_bytes_min = 4096;
   options.segment_bytes = 16 * 1024;
-  int n = 0;
-  for (const Bytes& t : targets) {
-    Result<Bytes> delta = EncodeDelta(s, t, options);
-    if (!delta.ok() || !ApplyDelta(s, *delta).ok()) std::abort();
-    const std::string path = std::string(dir) + "/seed-" + std::to_string(n++);
-    std::FILE* f = std::fopen(path.c_str(), "wb");
-    if (f == nullptr || std::fwrite(delta->data(), 1, delta->size(), f) != delta->size() || std::fclose(f) != 0) {
-      std::abort();
+  // Literals both ways: zstd (seed-N) and LZMA (seed-lzma-N).
+  for (LiteralCodec codec : {LiteralCodec::kZstd, LiteralCodec::kLzma}) {
+    options.literal_codec = codec;
+    int n = 0;
+    for (const Bytes& t : targets) {
+      Result<Bytes> delta = EncodeDelta(s, t, options);
+      if (!delta.ok() || !ApplyDelta(s, *delta).ok()) std::abort();
+      const std::string path =
+          std::string(dir) + (codec == LiteralCodec::kZstd ? "/seed-" : "/seed-lzma-") + std::to_string(n++);
+      std::FILE* f = std::fopen(path.c_str(), "wb");
+      if (f == nullptr || std::fwrite(delta->data(), 1, delta->size(), f) != delta->size() || std::fclose(f) != 0) {
+        std::abort();
+      }
     }
   }
 }

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Builds the delta decoder fuzzer with clang 14 (libFuzzer, ASan, UBSan) and runs
 # it for a bounded time. Usage: fuzz/run.sh [SECONDS] (default 60).
-# Needs: clang-14 and libclang-rt-14-dev (libFuzzer runtime), libzstd-dev, libssl-dev, libfmt-dev.
+# Needs: clang-14 and libclang-rt-14-dev (libFuzzer runtime), libzstd-dev, liblzma-dev, libssl-dev, libfmt-dev.
 set -eu
 seconds=${1:-60}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,7 +12,7 @@ clang++-14 -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-r
   "$root/fuzz/delta_decode_fuzzer.cc" "$root/delta/delta_decode.cc" "$root/delta/delta_encode.cc" \
   "$root/delta/delta_format.cc" "$root/delta/chunker.cc" "$root/base/digest.cc" "$root/base/status.cc" \
   "$root/base/encoding.cc" \
-  -lzstd -lcrypto -lfmt -pthread -o "$out/delta_decode_fuzzer"
+  -lzstd -llzma -lcrypto -lfmt -pthread -o "$out/delta_decode_fuzzer"
 seeds="$root/fuzz/corpus/delta_decode"
 if [ -z "$(ls -A "$seeds" 2>/dev/null)" ]; then
   mkdir -p "$seeds"

@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   g++ meson ninja-build pkg-config python3
-  libboost1.81-dev librocksdb-dev libsodium-dev libzstd-dev
+  libboost1.81-dev librocksdb-dev libsodium-dev libzstd-dev liblzma-dev
   libcurl4-openssl-dev libssl-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev libtomlplusplus-dev catch2
   curl zstd

@@ -7,7 +7,7 @@
 #   CACHE=/path     where packages, pairs and deltas go (default ~/.cache/meridian-delta-bench)
 #   BUILD=dir       meson build directory holding cli/meridian (default build)
 #   TOOLS="..."     subset of: meridian meridian-fast xdelta3 zstd-patch zstd-nobase bsdiff
-#                   (meridian-fast: literals at zstd level 12 instead of 19)
+#                   (meridian: LZMA literals; meridian-fast: zstd level 12 literals)
 #   PAIRS="..."     subset of the pair names (default: all)
 #   TIMEOUT=secs    per command (default 900; bsdiff needs ~17× the file in memory and minutes)
 #   RESULTS=name    results file under CACHE (default results.tsv; runs in parallel need
@@ -64,9 +64,9 @@ for pair in $pairs; do
     rm -f "$d" "$o"
     case $tool in
       meridian | meridian-fast)
-        level=19
-        [ "$tool" = meridian-fast ] && level=12
-        mk=$(run "$d.make" 1 "$meridian" diff --literal-level "$level" "$old" "$new" -o "$d")
+        fast=()
+        [ "$tool" = meridian-fast ] && fast=(--literal-level 12)
+        mk=$(run "$d.make" 1 "$meridian" diff "${fast[@]}" "$old" "$new" -o "$d")
         ap=$(run "$d.apply" 3 "$meridian" patch "$old" "$d" -o "$o") ;;
       bsdiff)
         mk=$(run "$d.make" 1 bsdiff "$old" "$new" "$d")

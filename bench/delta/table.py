@@ -7,7 +7,7 @@ apply s, apply RSS KiB, ok (1 when the applied output equalled the new file).
 import collections
 import sys
 
-TOOLS = [("meridian", "Meridian"), ("meridian-fast", "Meridian fast (literals at level 12)"), ("bsdiff", "bsdiff"), ("xdelta3", "xdelta3 -9"),
+TOOLS = [("meridian", "Meridian (LZMA literals)"), ("meridian-fast", "Meridian fast (zstd -12 literals)"), ("bsdiff", "bsdiff"), ("xdelta3", "xdelta3 -9"),
          ("zstd-patch", "zstd --patch-from -19 --long=31"), ("zstd-nobase", "zstd -19 --long=31 (no base)")]
 PEERS = [t for t, _ in TOOLS if not t.startswith("meridian")]
 SUM_PAIR = "wasm, each file (sum)"
