@@ -118,6 +118,7 @@ TEST_CASE("data residency: a model restricted to br is stored and served in br o
   Bytes secret = RandomBytes(700'000, 7), open = RandomBytes(300'000, 8);
   WriteFile(t / "secret", secret);
   WriteFile(t / "open", open);
+  auto published = std::chrono::steady_clock::now();
   REQUIRE(f.Publish("1.0.0", t / "secret", {"br"}).exit_code == 0);
   // Published after it: once a region holds this, it has seen the first.
   CommandResult pub = f.origin.Cli({"--token", f.origin.publisher_token(), "publish", "--key", f.origin.release_key(),
@@ -128,6 +129,10 @@ TEST_CASE("data residency: a model restricted to br is stored and served in br o
     REQUIRE(WaitFor([&] { return HttpStatus(f[r].url(), "/v1/models/ocr/versions/1.0.0") == 200; }, kSyncWait));
   }
   REQUIRE(WaitFor([&] { return f.Holds("br", "1.0.0"); }, kSyncWait));
+  std::printf("residency: br held the 700 KB model %lld ms after the publish command started\n",
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::steady_clock::now() - published)
+                                         .count()));
 
   // Every chunk of the restricted model: in br, nowhere else.
   Json payload = ManifestAt(f.origin.url(), "1.0.0");
@@ -371,7 +376,12 @@ TEST_CASE("a region can follow another region, and fails over between upstreams"
   REQUIRE(RunAgent(a) == 0);
   CHECK(InstalledVersion(a.state, "fraud") == "1.0.0");
   // The report reaches the origin through sg, once.
+  auto reported = std::chrono::steady_clock::now();
   REQUIRE(WaitFor([&] { return Json::parse(f.origin.GetRollout("r1"))["stages"][0]["healthy"] == 1; }, kSyncWait));
+  std::printf("chain: a report made ae -> sg -> origin in %lld ms\n",
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::steady_clock::now() - reported)
+                                         .count()));
   Json regions = GetJson(f.origin.url(), "/v1/regions", f.origin.operator_token());
   bool ae_counted = false;
   for (const auto& row : regions["regions"]) {
