@@ -195,8 +195,9 @@ enum class Op : uint8_t {
                           // compressed with the source range then the target range as prefix
   kDiff = 0x04,           // u8 element_width, varint source_offset, varint length,
                           // varint zstd_bytes, zstd frame of the residual planes
-  kLiteralLzma = 0x05,    // (version 2) the fields of kLiteralPrefix (ranges may be empty),
-                          // then a raw LZMA2 stream whose preset dictionary is the prefix
+  kLiteralLzma = 0x05,    // (version 2) u8 plane_width, then the fields of kLiteralPrefix (ranges
+                          // may be empty; must be with width > 1), then a raw LZMA2 stream whose
+                          // preset dictionary is the prefix
 };
 
 // Bytes of the largest operation before its zstd frame.

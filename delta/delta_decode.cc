@@ -95,9 +95,13 @@ ParseStep ParseOp(ByteSpan data) {
         complete = r.Byte(op.width) && r.Varint(op.length) && r.Varint(zstd_bytes);
         break;
       case Op::kLiteralPrefix:
-      case Op::kLiteralLzma:
         complete = r.Varint(op.source_offset) && r.Varint(op.source_length) && r.Varint(op.target_offset) &&
                    r.Varint(op.target_length) && r.Varint(op.length) && r.Varint(zstd_bytes);
+        break;
+      case Op::kLiteralLzma:
+        complete = r.Byte(op.width) && r.Varint(op.source_offset) && r.Varint(op.source_length) &&
+                   r.Varint(op.target_offset) && r.Varint(op.target_length) && r.Varint(op.length) &&
+                   r.Varint(zstd_bytes);
         break;
       case Op::kDiff:
         complete = r.Byte(op.width) && r.Varint(op.source_offset) && r.Varint(op.length) && r.Varint(zstd_bytes);
@@ -126,7 +130,8 @@ ParseStep ParseOp(ByteSpan data) {
       step.status = Status::Corruption("delta operation compressed size out of bounds");
       return step;
     }
-    if ((op.op == Op::kLiteral || op.op == Op::kDiff) && !delta_format::IsElementWidth(op.width)) {
+    if ((op.op == Op::kLiteral || op.op == Op::kDiff || op.op == Op::kLiteralLzma) &&
+        !delta_format::IsElementWidth(op.width)) {
       step.status = Status::Corruption("delta operation element width invalid");
       return step;
     }
@@ -137,7 +142,8 @@ ParseStep ParseOp(ByteSpan data) {
       return step;
     }
     if (op.op == Op::kLiteralLzma &&
-        (op.source_length > kDeltaLzmaPrefixBytesMax || op.target_length > kDeltaLzmaPrefixBytesMax - op.source_length)) {
+        (op.source_length > kDeltaLzmaPrefixBytesMax || op.target_length > kDeltaLzmaPrefixBytesMax - op.source_length ||
+         (op.width > 1 && op.source_length + op.target_length > 0))) {
       step.status = Status::Corruption("delta prefix length out of bounds");
       return step;
     }
@@ -222,9 +228,10 @@ struct DeltaDecoder::State {
   }
 
   // LITERAL_LZMA: liblzma copies the prefix into its dictionary (prefix +
-  // length bytes), so the prefix buffer is released before decoding and the
-  // output streams out through a slice-sized buffer: the decoder's own buffers
-  // and liblzma's stay under kDeltaDecoderBufferBytesMax + 24 MiB together.
+  // length bytes), so the prefix buffer is released before decoding, and plain
+  // output streams out through a slice-sized buffer (planes, which have no
+  // prefix, are joined from the whole output): the decoder's own buffers and
+  // liblzma's dictionary stay under 50 MiB together.
   Status DecodeLzma(const ParsedOp& op) {
     if (header->format_version < 2) return Status::Corruption("LZMA literal in a version 1 delta");
     Bytes().swap(source_buf);  // a zstd prefix before may have left up to 32 MiB here
@@ -243,19 +250,25 @@ struct DeltaDecoder::State {
       lzma_stream* s;
       ~End() { lzma_end(s); }
     } end{&strm};
-    out_buf.resize(std::min(kCopySliceBytes, op.length));
+    const bool planes = op.width > 1;
+    out_buf.resize(planes ? op.length : std::min(kCopySliceBytes, op.length));
     NotePeak();
     strm.next_in = op.payload.data();
     strm.avail_in = op.payload.size();
     uint64_t left = op.length;
+    size_t filled = 0;  // planes: bytes of out_buf decoded so far
     for (;;) {
       const size_t in_before = strm.avail_in;
-      strm.next_out = out_buf.data();
-      strm.avail_out = std::min<uint64_t>(out_buf.size(), left);
+      strm.next_out = out_buf.data() + filled;
+      strm.avail_out = std::min<uint64_t>(out_buf.size() - filled, left);
       const lzma_ret r = lzma_code(&strm, LZMA_FINISH);
-      const size_t got = static_cast<size_t>(strm.next_out - out_buf.data());
+      const size_t got = static_cast<size_t>(strm.next_out - (out_buf.data() + filled));
       left -= got;
-      if (got > 0) MERIDIAN_RETURN_IF_ERROR(Emit(ByteSpan(out_buf.data(), got)));
+      if (planes) {
+        filled += got;
+      } else if (got > 0) {
+        MERIDIAN_RETURN_IF_ERROR(Emit(ByteSpan(out_buf.data(), got)));
+      }
       if (r == LZMA_STREAM_END) break;
       // Past `length`, or no progress: the stream is longer than it says, or cut.
       if (r != LZMA_OK || (got == 0 && strm.avail_in == in_before)) {
@@ -263,7 +276,11 @@ struct DeltaDecoder::State {
       }
     }
     if (left != 0 || strm.avail_in != 0) return Status::Corruption("delta LZMA stream size differs from its operation");
-    return Status::Ok();
+    if (!planes) return Status::Ok();
+    source_buf.resize(op.length);
+    NotePeak();
+    delta_format::JoinPlanes(out_buf, static_cast<unsigned>(op.width), source_buf);
+    return Emit(source_buf);
   }
 
   Status Execute(const ParsedOp& op) {

@@ -424,7 +424,7 @@ Bytes LzmaOp(ByteSpan data, uint64_t length, uint64_t source_length = 0) {
   Bytes frame(lzma_stream_buffer_bound(data.size()));
   size_t n = 0;
   REQUIRE(lzma_raw_buffer_encode(filters, nullptr, data.data(), data.size(), frame.data(), &n, frame.size()) == LZMA_OK);
-  Bytes op = {static_cast<uint8_t>(delta_format::Op::kLiteralLzma)};
+  Bytes op = {static_cast<uint8_t>(delta_format::Op::kLiteralLzma), 1};
   for (uint64_t v : {uint64_t{0}, source_length, uint64_t{0}, uint64_t{0}, length, uint64_t{n}}) {
     delta_format::PutVarint(op, v);
   }
