@@ -62,6 +62,8 @@ struct ServeOptions {
   int threads = 0;
   int64_t head_timeout_ms = HttpServerOptions{}.head_timeout.count();
   int64_t body_timeout_ms = HttpServerOptions{}.body_timeout.count();
+  int64_t state_expiry_ms = RolloutsOptions{}.state_expiry_ms;    // lifetime of a signed channel state
+  int64_t state_refresh_ms = RolloutsOptions{}.state_refresh_ms;  // re-signed when less than this is left
   std::string role = "origin";
   std::string region;                  // role region: the region served
   std::vector<std::string> upstream;   // role region: upstream URLs, in order of preference
@@ -79,7 +81,8 @@ Status ApplyConfig(ServeOptions& o, const CLI::App& app) {
   }
   for (const auto& [key, value] : t) {
     static const std::set<std::string_view> kKeys = {"data", "listen", "threads", "head_timeout_ms", "body_timeout_ms",
-                                                     "role", "region", "upstream", "upstream_token_file"};
+                                                     "state_expiry_ms", "state_refresh_ms", "role", "region",
+                                                     "upstream", "upstream_token_file"};
     if (!kKeys.count(key.str())) {
       return Status::InvalidArgument(fmt::format("{}: unknown setting '{}'", o.config, key.str()));
     }
@@ -104,6 +107,11 @@ Status ApplyConfig(ServeOptions& o, const CLI::App& app) {
   o.body_timeout_ms = t["body_timeout_ms"].value_or(o.body_timeout_ms);
   if (o.head_timeout_ms < 1 || o.body_timeout_ms < 1) {
     return Status::InvalidArgument(o.config + ": timeouts must be at least 1 ms");
+  }
+  o.state_expiry_ms = t["state_expiry_ms"].value_or(o.state_expiry_ms);
+  o.state_refresh_ms = t["state_refresh_ms"].value_or(o.state_refresh_ms);
+  if (o.state_expiry_ms < 1000 || o.state_refresh_ms < 1 || o.state_refresh_ms >= o.state_expiry_ms) {
+    return Status::InvalidArgument(o.config + ": state_expiry_ms must be at least 1000 and above state_refresh_ms (at least 1)");
   }
   return Status::Ok();
 }
@@ -155,7 +163,9 @@ int Serve(ServeOptions o) {
   }
   Result<std::unique_ptr<Store>> store = Store::Open(d.store(), StoreOptions{.create_if_missing = false});
   if (!store.ok()) return Fail("cannot open store: " + store.status().ToString());
-  Result<std::unique_ptr<Rollouts>> rollouts = Rollouts::Open(**store, std::move(online_key), SystemClock::Get());
+  Result<std::unique_ptr<Rollouts>> rollouts =
+      Rollouts::Open(**store, std::move(online_key), SystemClock::Get(),
+                     RolloutsOptions{.state_expiry_ms = o.state_expiry_ms, .state_refresh_ms = o.state_refresh_ms});
   if (!rollouts.ok()) return Fail("cannot load rollouts: " + rollouts.status().ToString());
   DeltaService deltas(**store, std::move(delta_key));
 
@@ -258,7 +268,9 @@ int main(int argc, char** argv) {
   ServeOptions serve;
   app.add_option("--data", serve.data, "data directory")->capture_default_str();
   app.add_option("--listen", serve.listen, "HOST:PORT to listen on (port 0 = any free port)")->capture_default_str();
-  app.add_option("--config", serve.config, "TOML file: data, listen, threads, head_timeout_ms, body_timeout_ms");
+  app.add_option("--config", serve.config,
+                 "TOML file: data, listen, threads, head_timeout_ms, body_timeout_ms, state_expiry_ms, "
+                 "state_refresh_ms, role, region, upstream, upstream_token_file");
   app.add_option("--port-file", serve.port_file, "write the bound port to this file once listening");
   app.add_option("--threads", serve.threads, "server threads (0 = one per core)");
   app.add_option("--role", serve.role, "origin (releases and rollouts are made here) or region (follows an upstream)")
