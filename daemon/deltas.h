@@ -11,7 +11,8 @@
 // versions of a model are queued when a version is published; a request for a
 // pair not made yet queues it too and the caller is told to retry (or to
 // download the artifact). Memory while computing: both artifacts in memory
-// plus the encoder's (about 5 × the larger artifact), so artifacts above
+// plus the encoder's (delta/delta.h: up to about 300 MiB per encoder thread
+// for LZMA literals, plus indexes), so artifacts above
 // DeltaServiceOptions::artifact_bytes_max are never diffed.
 //
 // A region's service holds no key and computes nothing: it keeps the records
