@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh build >/dev/null
-scripts/build.sh build-asan -Dsanitize=true >/dev/null
+scripts/build.sh build-asan -Dsanitize=true -Doptimization=1 >/dev/null
 
 status=0
 meson test -C build --num-processes 2 --print-errorlogs || status=1
