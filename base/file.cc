@@ -92,4 +92,16 @@ Status CreateDirectories(const std::string& dir, mode_t mode) {
   return Status::Ok();
 }
 
+Result<ReadOnlyFile> OpenReadOnly(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus("open " + path, errno);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    return ErrnoStatus("stat " + path, err);
+  }
+  return ReadOnlyFile{fd, static_cast<uint64_t>(st.st_size)};
+}
+
 }  // namespace meridian

@@ -23,6 +23,14 @@ inline Status WriteFileAtomic(const std::string& path, std::string_view data, mo
 // Reads a whole file; ResourceExhausted when it is larger than `max_bytes`.
 Result<std::string> ReadFileToString(const std::string& path, uint64_t max_bytes);
 
+// A file opened read-only (O_CLOEXEC): its descriptor, which the caller
+// closes, and its size when it was opened.
+struct ReadOnlyFile {
+  int fd = -1;
+  uint64_t size = 0;
+};
+Result<ReadOnlyFile> OpenReadOnly(const std::string& path);
+
 // fsyncs a directory so that renames and creations inside it are durable.
 Status SyncDirectory(const std::string& dir);
 

@@ -1,7 +1,5 @@
 // meridian diff and meridian patch: deltas between local files, offline.
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -28,26 +26,20 @@ class MappedFile {
     if (data_ != nullptr && size_ > 0) ::munmap(data_, size_);
   }
   static Result<std::unique_ptr<MappedFile>> Open(const std::string& path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return ErrnoStatus("open " + path, errno);
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-      int err = errno;
-      ::close(fd);
-      return ErrnoStatus("stat " + path, err);
-    }
+    Result<ReadOnlyFile> f = OpenReadOnly(path);
+    if (!f.ok()) return f.status();
     auto m = std::unique_ptr<MappedFile>(new MappedFile());
-    m->size_ = static_cast<size_t>(st.st_size);
+    m->size_ = static_cast<size_t>(f->size);
     if (m->size_ > 0) {
-      m->data_ = ::mmap(nullptr, m->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+      m->data_ = ::mmap(nullptr, m->size_, PROT_READ, MAP_PRIVATE, f->fd, 0);
       if (m->data_ == MAP_FAILED) {
         int err = errno;
-        ::close(fd);
+        ::close(f->fd);
         m->data_ = nullptr;
         return ErrnoStatus("map " + path, err);
       }
     }
-    ::close(fd);
+    ::close(f->fd);
     return m;
   }
   ByteSpan bytes() const { return {static_cast<const uint8_t*>(data_), size_}; }

@@ -2,7 +2,6 @@
 #include "client/delta_files.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -14,15 +13,9 @@ namespace meridian {
 FileSourceReader::~FileSourceReader() { ::close(fd_); }
 
 Result<std::unique_ptr<FileSourceReader>> FileSourceReader::Open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus("open " + path, errno);
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    return ErrnoStatus("stat " + path, err);
-  }
-  return std::unique_ptr<FileSourceReader>(new FileSourceReader(fd, static_cast<uint64_t>(st.st_size), path));
+  Result<ReadOnlyFile> f = OpenReadOnly(path);
+  if (!f.ok()) return f.status();
+  return std::unique_ptr<FileSourceReader>(new FileSourceReader(f->fd, f->size, path));
 }
 
 static Status PreadExact(int fd, uint64_t offset, std::span<uint8_t> out, const std::string& path) {

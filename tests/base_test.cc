@@ -95,5 +95,10 @@ TEST_CASE("atomic writes replace whole files with the asked mode") {
   CHECK(ReadFileToString(path, 3).status().code() == Status::Code::kResourceExhausted);
   CHECK(ReadFileToString((dir / "nope").string(), 3).status().code() == Status::Code::kNotFound);
   CHECK(std::distance(std::filesystem::directory_iterator(dir), {}) == 1);  // no temporaries left
+  Result<ReadOnlyFile> opened = OpenReadOnly(path);
+  REQUIRE(opened.ok());
+  CHECK(opened->size == 4);
+  ::close(opened->fd);
+  CHECK(OpenReadOnly((dir / "nope").string()).status().code() == Status::Code::kNotFound);
   std::filesystem::remove_all(dir);
 }
