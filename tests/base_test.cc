@@ -1,5 +1,6 @@
 // Tests of base/: digests, encodings, status, clock, atomic files.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <filesystem>
