@@ -223,9 +223,7 @@ Result<DeltaRecord> DeltaService::Compute(const Digest& from, const Digest& to) 
   if (!compressed.ok()) return compressed.status();
   info.compressed_artifact_size = *compressed;
 
-  DeltaOptions delta_options;
-  delta_options.threads = options_.encoder_threads;
-  Result<Bytes> delta = EncodeDelta(*source, *target, delta_options);
+  Result<Bytes> delta = EncodeDelta(*source, *target, options_.encoder);
   if (!delta.ok()) return delta.status();
   // A delta that saves less than a tenth of the compressed download is not
   // worth the device's time to apply it.

@@ -34,6 +34,7 @@
 
 #include "base/digest.h"
 #include "base/status.h"
+#include "delta/delta.h"
 #include "delta/delta_info.h"
 #include "manifest/manifest.h"
 #include "signing/signing.h"
@@ -44,7 +45,7 @@ namespace meridian {
 struct DeltaServiceOptions {
   int previous_versions = 3;                   // deltas made at publish time, from this many older versions
   uint64_t artifact_bytes_max = 1ull << 30;    // larger artifacts are not diffed (memory)
-  int encoder_threads = 2;
+  DeltaOptions encoder;                        // threads, literal codec
   size_t queue_max = 1000;                     // pending pairs; more are refused (retry later)
 };
 

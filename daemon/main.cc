@@ -68,6 +68,7 @@ struct ServeOptions {
   std::string region;                  // role region: the region served
   std::vector<std::string> upstream;   // role region: upstream URLs, in order of preference
   std::string upstream_token_file;     // role region: the upstream's mirror.token
+  DeltaServiceOptions deltas;          // delta_previous_versions, delta_threads, delta_literal_level
 };
 
 // Settings from --config FILE (TOML); flags given on the command line win.
@@ -82,7 +83,8 @@ Status ApplyConfig(ServeOptions& o, const CLI::App& app) {
   for (const auto& [key, value] : t) {
     static const std::set<std::string_view> kKeys = {"data", "listen", "threads", "head_timeout_ms", "body_timeout_ms",
                                                      "state_expiry_ms", "state_refresh_ms", "role", "region",
-                                                     "upstream", "upstream_token_file"};
+                                                     "upstream", "upstream_token_file", "delta_previous_versions",
+                                                     "delta_threads", "delta_literal_level"};
     if (!kKeys.count(key.str())) {
       return Status::InvalidArgument(fmt::format("{}: unknown setting '{}'", o.config, key.str()));
     }
@@ -112,6 +114,23 @@ Status ApplyConfig(ServeOptions& o, const CLI::App& app) {
   o.state_refresh_ms = t["state_refresh_ms"].value_or(o.state_refresh_ms);
   if (o.state_expiry_ms < 1000 || o.state_refresh_ms < 1 || o.state_refresh_ms >= o.state_expiry_ms) {
     return Status::InvalidArgument(o.config + ": state_expiry_ms must be at least 1000 and above state_refresh_ms (at least 1)");
+  }
+  DeltaServiceOptions& d = o.deltas;
+  d.previous_versions = t["delta_previous_versions"].value_or(d.previous_versions);
+  d.encoder.threads = t["delta_threads"].value_or(d.encoder.threads);
+  if (d.previous_versions < 0 || d.previous_versions > 100) {
+    return Status::InvalidArgument(o.config + ": delta_previous_versions must be 0 to 100");
+  }
+  if (d.encoder.threads < 1 || d.encoder.threads > 64) {
+    return Status::InvalidArgument(o.config + ": delta_threads must be 1 to 64");
+  }
+  // Unset: LZMA literals (smallest). A level: zstd literals, faster to make and apply.
+  if (std::optional<int> level = t["delta_literal_level"].value<int>()) {
+    if (*level < 1 || *level > 22) return Status::InvalidArgument(o.config + ": delta_literal_level must be 1 to 22");
+    d.encoder.literal_codec = LiteralCodec::kZstd;
+    d.encoder.literal_level = *level;
+  } else if (t.contains("delta_literal_level")) {
+    return Status::InvalidArgument(o.config + ": delta_literal_level must be an integer");
   }
   return Status::Ok();
 }
@@ -167,7 +186,7 @@ int Serve(ServeOptions o) {
       Rollouts::Open(**store, std::move(online_key), SystemClock::Get(),
                      RolloutsOptions{.state_expiry_ms = o.state_expiry_ms, .state_refresh_ms = o.state_refresh_ms});
   if (!rollouts.ok()) return Fail("cannot load rollouts: " + rollouts.status().ToString());
-  DeltaService deltas(**store, std::move(delta_key));
+  DeltaService deltas(**store, std::move(delta_key), o.deltas);
 
   Metrics metrics;
   Api api(**store, *root, ApiTokens{publisher, *operator_token, *terminal_token, *mirror_token}, metrics, **rollouts,
@@ -177,7 +196,7 @@ int Serve(ServeOptions o) {
   std::unique_ptr<ReportOutbox> outbox;
   if (region) {
     follower = std::make_unique<Follower>(**store, *root, **rollouts, deltas, SystemClock::Get(), upstream,
-                                          FollowerOptions{.region = o.region});
+                                          FollowerOptions{.region = o.region, .previous_versions = o.deltas.previous_versions});
     Result<std::unique_ptr<ReportOutbox>> opened = ReportOutbox::Open(**store, o.region, upstream);
     if (!opened.ok()) return Fail("cannot open the report outbox: " + opened.status().ToString());
     outbox = std::move(*opened);

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/digest.h"
+#include "delta/delta.h"
 #include "client/http_client.h"
 #include "tests/harness.h"
 
@@ -86,6 +87,7 @@ TEST_CASE("pull --from downloads a signed delta, and falls back to chunks when n
   // The delta is served like an artifact: immutable, with an ETag and Range.
   Result<HttpReply> whole = c.Get("/v1/deltas/" + d1 + "/" + d2);
   REQUIRE(whole->status == 200);
+  CHECK(ParseDeltaHeader(AsBytes(whole->body))->format_version == 2);  // LZMA literals by default
   CHECK(whole->Header("cache-control") == "public, max-age=31536000, immutable");
   Result<HttpReply> part = c.Get("/v1/deltas/" + d1 + "/" + d2, {"Range: bytes=0-9"});
   CHECK(part->status == 206);
@@ -113,4 +115,44 @@ TEST_CASE("pull --from downloads a signed delta, and falls back to chunks when n
   // Bad names and unknown artifacts.
   CHECK(c.Get("/v1/deltas/sha256:xyz/" + d2)->status == 400);
   CHECK(c.Get("/v1/deltas/" + Digest::Of("nothing").ToString() + "/" + d2 + "/info")->status == 404);
+}
+
+TEST_CASE("delta settings: older versions diffed at publish, zstd literals, bad values refused") {
+  DaemonFixture d;
+  const std::string config = d.dir() / "meridiand.toml";
+  WriteFile(config, AsBytes(std::string("delta_previous_versions = 1\ndelta_literal_level = 3\ndelta_threads = 1\n")));
+  d.Start({"--config", config});
+  auto [v1, v2] = Versions(2'000'000);
+  Bytes v3 = v2;
+  std::fill(v3.begin() + 100'000, v3.begin() + 120'000, uint8_t{7});
+  WriteFile(d.dir() / "v1", v1);
+  WriteFile(d.dir() / "v2", v2);
+  WriteFile(d.dir() / "v3", v3);
+  for (const auto& [version, file] : {std::pair{"1.0.0", "v1"}, {"1.1.0", "v2"}, {"1.2.0", "v3"}}) {
+    REQUIRE(d.Publish("m", version, d.dir() / file).exit_code == 0);
+  }
+  const std::string d1 = Digest::Of(v1).ToString(), d2 = Digest::Of(v2).ToString(), d3 = Digest::Of(v3).ToString();
+  HttpClient c(d.url());
+  auto status = [&](const std::string& from, const std::string& to) {
+    Result<HttpReply> r = c.Get("/v1/deltas/" + from + "/" + to + "/info");
+    return r.ok() ? r->status : 0;
+  };
+  // One older version at publish: 1.1.0 -> 1.2.0 is made, 1.0.0 -> 1.2.0 only when asked for.
+  REQUIRE(WaitFor([&] { return status(d2, d3) == 200; }, std::chrono::seconds(60)));
+  CHECK(status(d1, d3) == 409);  // delta_pending: queued by this request
+  CHECK(WaitFor([&] { return status(d1, d3) == 200; }, std::chrono::seconds(60)));
+  // zstd literals: a format 1 delta, which decoders predating LZMA read.
+  Result<HttpReply> delta = c.Get("/v1/deltas/" + d2 + "/" + d3);
+  REQUIRE(delta->status == 200);
+  CHECK(ParseDeltaHeader(AsBytes(delta->body))->format_version == 1);
+  CHECK(ApplyDelta(v2, AsBytes(delta->body)).value() == v3);
+
+  for (const char* bad : {"delta_previous_versions = -1", "delta_threads = 0", "delta_literal_level = 23",
+                          "delta_literal_level = \"fast\""}) {
+    WriteFile(config, AsBytes(std::string(bad) + "\n"));
+    CommandResult r = Run({MeridiandPath(), "--data", d.data(), "--config", config, "--listen", "127.0.0.1:0"},
+                          std::chrono::seconds(30));
+    CHECK(r.exit_code != 0);
+    CHECK(r.err.find(std::string(bad).substr(0, std::string(bad).find(' '))) != std::string::npos);
+  }
 }
