@@ -3,6 +3,7 @@
 // daemon's control API.
 #include <charconv>
 #include <chrono>
+#include <functional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -68,6 +69,19 @@ Result<nlohmann::json> Call(const GlobalOptions& g, const std::string& method, c
   return j;
 }
 
+// Call, then the answer as JSON with --output json, else as `print_text` writes it.
+int CallAndShow(const GlobalOptions& g, const std::string& method, const std::string& path, const std::string& body,
+                long want_status, const std::string& what, const std::function<void(const nlohmann::json&)>& print_text) {
+  Result<nlohmann::json> j = Call(g, method, path, body, want_status, what);
+  if (!j.ok()) return Fail(j.status());
+  if (g.json) {
+    PrintJson(*j);
+  } else {
+    print_text(*j);
+  }
+  return 0;
+}
+
 // A field of a JSON object as text for a table cell: strings as they are, other
 // values as JSON, absent (an older daemon) or null as `absent`.
 std::string Cell(const nlohmann::json& object, const char* key, std::string_view absent = "-") {
@@ -108,74 +122,39 @@ void PrintStatusText(const nlohmann::json& j) {
   PrintRegionsText(j);
 }
 
-}  // namespace
 
-int RolloutStart(const GlobalOptions& g, const RolloutOptions& o) {
-  Result<std::string> body = SpecJson(o);
-  if (!body.ok()) return Fail(body.status());
-  Result<nlohmann::json> j = Call(g, "POST", "/v1/rollouts", *body, 201, "start rollout");
-  if (!j.ok()) return Fail(j.status());
-  if (g.json) {
-    PrintJson(*j);
-  } else {
-    PrintStatusText(*j);
-  }
-  return 0;
-}
-
-int RolloutPlan(const GlobalOptions& g, const RolloutOptions& o) {
-  Result<std::string> body = SpecJson(o);
-  if (!body.ok()) return Fail(body.status());
-  Result<nlohmann::json> j = Call(g, "POST", "/v1/rollout-plans", *body, 200, "plan rollout");
-  if (!j.ok()) return Fail(j.status());
-  if (g.json) {
-    PrintJson(*j);
-    return 0;
-  }
-  const auto& spec = (*j)["spec"];
+void PrintPlanText(const nlohmann::json& j) {
+  const auto& spec = j["spec"];
   std::string prev = spec["previous_version"].get<std::string>();
   fmt::print("plan: {} channel {}  {} -> {}  (target {})\n", spec["model"].get<std::string>(),
              spec["channel"].get<std::string>(), prev.empty() ? "(none)" : prev,
-             spec["target_version"].get<std::string>(), HumanBytes((*j)["target_bytes"].get<uint64_t>()));
+             spec["target_version"].get<std::string>(), HumanBytes(j["target_bytes"].get<uint64_t>()));
   fmt::print("{:<6} {:<12} {:>8} {:>9} {:>14} {:>14}\n", "STAGE", "REGION", "PERCENT", "TERMINALS", "FULL DOWNLOAD",
              "WITH DELTAS");
-  for (const auto& s : (*j)["stages"]) {
+  for (const auto& s : j["stages"]) {
     fmt::print("{:<6} {:<12} {:>8} {:>9} {:>14} {:>14}\n", s["stage"].get<int>(), Cell(s, "region", "all"),
                s["percent"].get<double>(), s["eligible"].get<uint64_t>(),
                HumanBytes(s["full_download_bytes"].get<uint64_t>()),
                HumanBytes(s["delta_download_bytes"].get<uint64_t>()));
   }
-  return 0;
 }
 
-int RolloutList(const GlobalOptions& g) {
-  Result<nlohmann::json> j = Call(g, "GET", "/v1/rollouts", "", 200, "list rollouts");
-  if (!j.ok()) return Fail(j.status());
-  if (g.json) {
-    PrintJson(*j);
-    return 0;
-  }
+void PrintListText(const nlohmann::json& j) {
   fmt::print("{:<16} {:<20} {:<10} {:<12} {:<12} {}\n", "ID", "MODEL", "CHANNEL", "FROM", "TO", "STATE");
-  for (const auto& r : (*j)["rollouts"]) {
+  for (const auto& r : j["rollouts"]) {
     std::string prev = r["previous_version"].get<std::string>();
     fmt::print("{:<16} {:<20} {:<10} {:<12} {:<12} {}({})\n", r["id"].get<std::string>(),
                r["model"].get<std::string>(), r["channel"].get<std::string>(), prev.empty() ? "-" : prev,
                r["target_version"].get<std::string>(), r["phase"].get<std::string>(), r["stage"].get<uint32_t>());
   }
-  return 0;
 }
 
-int RegionList(const GlobalOptions& g) {
-  Result<nlohmann::json> j = Call(g, "GET", "/v1/regions", "", 200, "list regions");
-  if (!j.ok()) return Fail(j.status());
-  if (g.json) {
-    PrintJson(*j);
-    return 0;
-  }
+// `meridian regions`: at a region, its upstream first; then a row per region.
+void PrintRegionListText(const nlohmann::json& j) {
   int64_t now = SystemClock::Get().NowUnixMillis();
-  if (j->contains("upstream")) {
-    const auto& u = (*j)["upstream"];
-    fmt::print("region {} following {}: {}, {} reports waiting{}\n", (*j)["region"].get<std::string>(),
+  if (j.contains("upstream")) {
+    const auto& u = j["upstream"];
+    fmt::print("region {} following {}: {}, {} reports waiting{}\n", j["region"].get<std::string>(),
                u["url"].get<std::string>(), u["reachable"].get<bool>() ? "reachable" : "UNREACHABLE",
                u["reports_pending"].get<uint64_t>(),
                u["last_error"].get<std::string>().empty() ? "" : " (" + u["last_error"].get<std::string>() + ")");
@@ -183,7 +162,7 @@ int RegionList(const GlobalOptions& g) {
   fmt::print("{:<10} {:<10} {:>12} {:>7} {:>9} {:>10} {:>10} {:>9} {:>8}\n", "REGION", "REACHABLE", "STATE", "BEHIND",
              "LAG", "LAST SEEN", "STORED", "TERMINALS", "REPORTS");
   auto seconds = [](int64_t ms) { return fmt::format("{}s", ms / 1000); };
-  for (const auto& r : (*j)["regions"]) {
+  for (const auto& r : j["regions"]) {
     int64_t seen = r["last_seen_ms"].get<int64_t>();
     fmt::print("{:<10} {:<10} {:>12} {:>7} {:>9} {:>10} {:>10} {:>9} {:>8}\n", r["region"].get<std::string>(),
                r["reachable"].get<bool>() ? "yes" : "NO", r["sync_version"].get<uint64_t>(),
@@ -191,7 +170,37 @@ int RegionList(const GlobalOptions& g) {
                seen == 0 ? "never" : seconds(now - seen) + " ago", HumanBytes(r["stored_bytes"].get<uint64_t>()),
                r["terminals"].get<uint64_t>(), r["reports_received"].get<uint64_t>());
   }
-  return 0;
+}
+
+void PrintEventsText(const nlohmann::json& j) {
+  for (const auto& e : j["events"]) {
+    fmt::print("{:>3}  {}  {:<8} {:<9} {} -> {}  {}\n", e["seq"].get<uint64_t>(),
+               FormatRfc3339(e["time_ms"].get<int64_t>()), e["actor"].get<std::string>(),
+               e["action"].get<std::string>(), e["before"].get<std::string>().empty() ? "-" : e["before"].get<std::string>(),
+               e["after"].get<std::string>(), e["reason"].get<std::string>());
+  }
+}
+
+}  // namespace
+
+int RolloutStart(const GlobalOptions& g, const RolloutOptions& o) {
+  Result<std::string> body = SpecJson(o);
+  if (!body.ok()) return Fail(body.status());
+  return CallAndShow(g, "POST", "/v1/rollouts", *body, 201, "start rollout", PrintStatusText);
+}
+
+int RolloutPlan(const GlobalOptions& g, const RolloutOptions& o) {
+  Result<std::string> body = SpecJson(o);
+  if (!body.ok()) return Fail(body.status());
+  return CallAndShow(g, "POST", "/v1/rollout-plans", *body, 200, "plan rollout", PrintPlanText);
+}
+
+int RolloutList(const GlobalOptions& g) {
+  return CallAndShow(g, "GET", "/v1/rollouts", "", 200, "list rollouts", PrintListText);
+}
+
+int RegionList(const GlobalOptions& g) {
+  return CallAndShow(g, "GET", "/v1/regions", "", 200, "list regions", PrintRegionListText);
 }
 
 int RolloutStatus(const GlobalOptions& g, const std::string& id, bool watch) {
@@ -215,30 +224,11 @@ int RolloutStatus(const GlobalOptions& g, const std::string& id, bool watch) {
 int RolloutAct(const GlobalOptions& g, const std::string& action, const std::string& id, const std::string& reason) {
   nlohmann::json body = nlohmann::json::object();
   if (!reason.empty()) body["reason"] = reason;
-  Result<nlohmann::json> j = Call(g, "POST", "/v1/rollouts/" + id + "/" + action, body.dump(), 200, action);
-  if (!j.ok()) return Fail(j.status());
-  if (g.json) {
-    PrintJson(*j);
-  } else {
-    PrintStatusText(*j);
-  }
-  return 0;
+  return CallAndShow(g, "POST", "/v1/rollouts/" + id + "/" + action, body.dump(), 200, action, PrintStatusText);
 }
 
 int RolloutEvents(const GlobalOptions& g, const std::string& id) {
-  Result<nlohmann::json> j = Call(g, "GET", "/v1/rollouts/" + id + "/events", "", 200, "rollout events");
-  if (!j.ok()) return Fail(j.status());
-  if (g.json) {
-    PrintJson(*j);
-    return 0;
-  }
-  for (const auto& e : (*j)["events"]) {
-    fmt::print("{:>3}  {}  {:<8} {:<9} {} -> {}  {}\n", e["seq"].get<uint64_t>(),
-               FormatRfc3339(e["time_ms"].get<int64_t>()), e["actor"].get<std::string>(),
-               e["action"].get<std::string>(), e["before"].get<std::string>().empty() ? "-" : e["before"].get<std::string>(),
-               e["after"].get<std::string>(), e["reason"].get<std::string>());
-  }
-  return 0;
+  return CallAndShow(g, "GET", "/v1/rollouts/" + id + "/events", "", 200, "rollout events", PrintEventsText);
 }
 
 }  // namespace meridian::cli

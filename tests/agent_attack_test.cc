@@ -33,11 +33,7 @@ namespace {
 
 // max_failure_rate 1 never breaches: the "failed" reports the attacks cause
 // must not pause the rollout the last step completes through the real server.
-std::string Spec(const std::string& id, const std::string& version) {
-  return Json{{"id", id}, {"model", "fraud"}, {"target_version", version}, {"stages_percent", {100}},
-              {"min_reports", 1}, {"max_failure_rate", 1.0}, {"auto_promote", true}}
-      .dump();
-}
+const Json kPromoteDespiteFailures = {{"max_failure_rate", 1.0}, {"auto_promote", true}};
 
 // Re-signs a channel state taken from a target reply after `edit`, with the daemon's online key.
 std::string ForgeTargetReply(const std::string& reply_body, const SecretKey& online,
@@ -116,14 +112,14 @@ TEST_CASE("attacks are rejected with nothing installed; garbage fails over; root
   };
 
   REQUIRE(d.Publish("fraud", "1.0.0", t / "v1").exit_code == 0);
-  d.StartRollout(Spec("r1", "1.0.0"));
+  d.StartRollout(RolloutSpecJson("r1", "1.0.0", kPromoteDespiteFailures));
   configure({d.url()});
   REQUIRE(once().exit_code == 0);
   complete("r1");
   Result<HttpReply> old_target = daemon.Get(target_path);  // signed state pointing at 1.0.0
   REQUIRE(old_target.ok());
   REQUIRE(d.Publish("fraud", "2.0.0", t / "v2").exit_code == 0);
-  d.StartRollout(Spec("r2", "2.0.0"));
+  d.StartRollout(RolloutSpecJson("r2", "2.0.0", kPromoteDespiteFailures));
   REQUIRE(once().exit_code == 0);
   REQUIRE(current() == "2.0.0");
   complete("r2");
@@ -185,7 +181,7 @@ TEST_CASE("attacks are rejected with nothing installed; garbage fails over; root
   }
 
   REQUIRE(d.Publish("fraud", "3.0.0", t / "v3").exit_code == 0);
-  d.StartRollout(Spec("r3", "3.0.0"));
+  d.StartRollout(RolloutSpecJson("r3", "3.0.0", kPromoteDespiteFailures));
   for (const char* m : {"flip", "longer"}) {
     INFO(std::string("tampered payload bytes: ") + m);
     set_mode(m);

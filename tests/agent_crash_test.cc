@@ -26,12 +26,6 @@ constexpr int kKills = 50;
 constexpr size_t kModelBytes = 4u << 20;
 constexpr int kVersions = 20; // published one after the other as the agent catches up
 
-std::string Spec(const std::string& id, const std::string& version) {
-  return Json{{"id", id}, {"model", "fraud"}, {"target_version", version}, {"stages_percent", {100}},
-              {"min_reports", 1}, {"auto_promote", true}}
-      .dump();
-}
-
 }  // namespace
 
 TEST_CASE("kill -9 at random moments never leaves an incomplete current slot, and the update finishes") {
@@ -48,7 +42,7 @@ TEST_CASE("kill -9 at random moments never leaves an incomplete current slot, an
     WriteFile(t / version, v);
     REQUIRE(d.Publish("fraud", version, t / version).exit_code == 0);
     published[version] = Digest::Of(v);
-    d.StartRollout(Spec(fmt::format("r{}", n), version));
+    d.StartRollout(RolloutSpecJson(fmt::format("r{}", n), version, {{"auto_promote", true}}));
     return version;
   };
   std::string state = t / "state";

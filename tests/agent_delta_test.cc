@@ -24,12 +24,6 @@ using Json = nlohmann::json;
 
 namespace {
 
-std::string Spec(const std::string& id, const std::string& version) {
-  return Json{{"id", id}, {"model", "fraud"}, {"target_version", version}, {"stages_percent", {100}},
-              {"min_reports", 1}, {"auto_promote", true}}
-      .dump();
-}
-
 std::string SignedInfo(const Bytes& from, const Bytes& to, const Bytes& delta, const SecretKey& key) {
   DeltaInfo info{Digest::Of(from), Digest::Of(to), true, "", Digest::Of(delta), delta.size(), to.size(), to.size()};
   Envelope env{std::string(kDeltaInfoPayloadType), ToBytes(DeltaInfoToJson(info)), {}};
@@ -93,13 +87,13 @@ TEST_CASE("agent applies a signed delta, refuses bad ones in favour of the artif
     return Json::parse(AsString(ReadFile(state + "/agent.json")))["downloaded_bytes"].get<uint64_t>();
   };
   REQUIRE(d.Publish("fraud", "1.0.0", t / "v1").exit_code == 0);
-  d.StartRollout(Spec("r1", "1.0.0"));
+  d.StartRollout(RolloutSpecJson("r1", "1.0.0", {{"auto_promote", true}}));
   REQUIRE(once().exit_code == 0);
   REQUIRE(downloaded() == v1.size());
   REQUIRE(WaitFor([&] { return Json::parse(d.GetRollout("r1"))["state"]["phase"] == "completed"; },
                   std::chrono::seconds(30)));
   REQUIRE(d.Publish("fraud", "2.0.0", t / "v2").exit_code == 0);
-  d.StartRollout(Spec("r2", "2.0.0"));
+  d.StartRollout(RolloutSpecJson("r2", "2.0.0", {{"auto_promote", true}}));
   std::string current = state + "/models/fraud/current";
 
   SECTION("a good delta: only its bytes are downloaded") {

@@ -17,16 +17,9 @@ using Json = nlohmann::json;
 
 namespace {
 
-std::string Spec(const std::string& id, const std::string& version, const std::string& stages, bool auto_rollback) {
-  return Json{{"id", id},
-              {"model", "fraud"},
-              {"target_version", version},
-              {"stages_percent", Json::parse(stages)},
-              {"min_reports", 1},
-              {"max_failure_rate", 0.5},
-              {"on_breach", auto_rollback ? "rollback" : "pause"}}
-      .dump();
-}
+// More than half the reports failed: the rollout pauses, or rolls back.
+const Json kPauseOnBreach = {{"max_failure_rate", 0.5}, {"on_breach", "pause"}};
+const Json kRollbackOnBreach = {{"max_failure_rate", 0.5}, {"on_breach", "rollback"}};
 
 Json AgentStatus(const std::string& config) {
   CommandResult r = Run({MeridianAgentPath(), "status", "--config", config, "--output", "json"});
@@ -48,7 +41,7 @@ TEST_CASE("agent installs, refuses a failing version, switches back on rollback,
   WriteFile(t / "v2", v2);
   WriteFile(t / "v3", v3);
   REQUIRE(d.Publish("fraud", "1.0.0", t / "v1").exit_code == 0);
-  d.StartRollout(Spec("r1", "1.0.0", "[100]", false));
+  d.StartRollout(RolloutSpecJson("r1", "1.0.0", kPauseOnBreach));
 
   std::string state = t / "state";
   // The health check fails on v2's bytes and prints metrics.
@@ -73,7 +66,7 @@ TEST_CASE("agent installs, refuses a failing version, switches back on rollback,
 
   SECTION("a failing health check switches back at once, reports, and the rollout rolls back on its own") {
     REQUIRE(d.Publish("fraud", "2.0.0", t / "v2").exit_code == 0);
-    d.StartRollout(Spec("r2", "2.0.0", "[100]", true));
+    d.StartRollout(RolloutSpecJson("r2", "2.0.0", kRollbackOnBreach));
     once = Run({MeridianAgentPath(), "--config", config, "--once"});
     CHECK(once.exit_code == 1);
     CHECK_THAT(once.err, Catch::Contains("exited with status 4"));
@@ -93,7 +86,7 @@ TEST_CASE("agent installs, refuses a failing version, switches back on rollback,
 
   SECTION("a rollback target switches back from the kept slot without downloading") {
     REQUIRE(d.Publish("fraud", "3.0.0", t / "v3").exit_code == 0);
-    d.StartRollout(Spec("r3", "3.0.0", "[100]", false));
+    d.StartRollout(RolloutSpecJson("r3", "3.0.0", kPauseOnBreach));
     REQUIRE(Run({MeridianAgentPath(), "--config", config, "--once"}).exit_code == 0);
     CHECK(InstalledVersion(state, "fraud") == "3.0.0");
     uint64_t bytes = AgentStatus(config)["downloaded_bytes"].get<uint64_t>();
@@ -107,7 +100,7 @@ TEST_CASE("agent installs, refuses a failing version, switches back on rollback,
 
   SECTION("an unreachable first server fails over; reports wait on disk while no server answers") {
     REQUIRE(d.Publish("fraud", "3.0.0", t / "v3").exit_code == 0);
-    d.StartRollout(Spec("r3", "3.0.0", "[100]", false));
+    d.StartRollout(RolloutSpecJson("r3", "3.0.0", kPauseOnBreach));
     std::string dead = "http://127.0.0.1:1";  // nothing listens on port 1
     WriteAgentConfig(config, {.id = "pos-1", .servers = {dead, d.url()}, .root = d.root_json(), .state = state,
                               .token = d.terminal_token(), .model = "fraud", .extra = "connect_timeout_ms = 2000"});

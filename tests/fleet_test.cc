@@ -28,10 +28,11 @@ constexpr int kAgents = 100;
 constexpr size_t kModelBytes = 1u << 20;
 constexpr auto kSettleMax = std::chrono::seconds(180);
 
-std::string Spec(const std::string& id, const std::string& version, const std::string& stages) {
-  return Json{{"id", id}, {"model", "fraud"}, {"target_version", version}, {"stages_percent", Json::parse(stages)},
-              {"min_reports", 3}, {"max_failure_rate", 0.2}, {"auto_promote", true}, {"on_breach", "rollback"}}
-      .dump();
+// The rollout overrides for `stages`: each stage waits for 3 reports, promotes
+// on its own, and rolls back when more than 20% of them failed.
+Json Gated(const Json& stages) {
+  return {{"stages_percent", stages}, {"min_reports", 3}, {"max_failure_rate", 0.2}, {"auto_promote", true},
+          {"on_breach", "rollback"}};
 }
 
 // A fine-tune-like change: a small fraction of the weights nudged.
@@ -88,7 +89,7 @@ TEST_CASE("fleet: 100 agents follow staged rollouts, an auto-rollback and a delt
   WriteFile(t / "v2", v2);
   WriteFile(t / "v3", v3);
   REQUIRE(d.Publish("fraud", "1.0.0", t / "v1").exit_code == 0);
-  d.StartRollout(Spec("fleet-v1", "1.0.0", "[100]"));
+  d.StartRollout(RolloutSpecJson("fleet-v1", "1.0.0", Gated({100})));
 
   // v2 fails its health check on every terminal that installs it.
   std::string check = "cmp -s {path} " + (t / "v2") + " && { echo error_rate=1; exit 1; }; echo latency_ms=4";
@@ -114,7 +115,7 @@ TEST_CASE("fleet: 100 agents follow staged rollouts, an auto-rollback and a delt
   // v2: the first stage's terminals fail their health check, switch back and
   // report; the gate breaches and the rollout rolls itself back.
   REQUIRE(d.Publish("fraud", "2.0.0", t / "v2").exit_code == 0);
-  d.StartRollout(Spec("fleet-v2", "2.0.0", "[10, 50, 100]"));
+  d.StartRollout(RolloutSpecJson("fleet-v2", "2.0.0", Gated({10, 50, 100})));
   REQUIRE(WaitFor([&] { return Json::parse(d.GetRollout("fleet-v2"))["state"]["phase"] == "rolled_back"; },
                   kSettleMax));
   REQUIRE(WaitFor([&] { return fleet.AllSettledOn("1.0.0"); }, kSettleMax));
@@ -143,7 +144,7 @@ TEST_CASE("fleet: 100 agents follow staged rollouts, an auto-rollback and a delt
     return r->status != 409;  // 409: still being computed; 404 "no such route": no delta service
   }, std::chrono::seconds(60));
   uint64_t before_v3 = fleet.DownloadedBytes();
-  d.StartRollout(Spec("fleet-v3", "3.0.0", "[100]"));
+  d.StartRollout(RolloutSpecJson("fleet-v3", "3.0.0", Gated({100})));
   REQUIRE(WaitFor([&] { return fleet.AllSettledOn("3.0.0"); }, kSettleMax));
   uint64_t v3_bytes = fleet.DownloadedBytes() - before_v3;
   uint64_t full = uint64_t{kAgents} * v3.size();

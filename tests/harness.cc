@@ -142,6 +142,13 @@ std::string InstalledVersion(const std::string& state, const std::string& model)
   return target.substr(std::string("blobs/").size(), sep - std::string("blobs/").size());
 }
 
+std::string RolloutSpecJson(const std::string& id, const std::string& version, const nlohmann::json& overrides) {
+  nlohmann::json spec = {{"id", id}, {"model", "fraud"}, {"target_version", version}, {"stages_percent", {100}},
+                         {"min_reports", 1}};
+  spec.update(overrides);
+  return spec.dump();
+}
+
 DaemonFixture::DaemonFixture() {
   CommandResult k = Run({MeridianPath(), "keygen", release_key()});
   if (k.exit_code != 0) throw std::runtime_error("keygen failed: " + k.err);

@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "base/bytes.h"
 
 namespace meridian::testing {
@@ -82,6 +84,12 @@ std::string WriteAgentConfig(const std::string& path, const AgentConfigSpec& spe
 // holds: "" when none, "digest mismatch" when the file does not hash to the
 // digest its slot was verified with.
 std::string InstalledVersion(const std::string& state, const std::string& model);
+
+// The JSON body of POST /v1/rollouts: rollout `id` of model fraud to
+// `version`, in one stage of 100% gated on 1 report; each top-level key of
+// `overrides` (auto_promote, max_failure_rate, regions, …) is set over these.
+std::string RolloutSpecJson(const std::string& id, const std::string& version,
+                            const nlohmann::json& overrides = nlohmann::json::object());
 
 // A meridiand on 127.0.0.1 with its own data directory, initialised with a
 // fresh release key (release.key / release.key.pub in the temp dir).

@@ -207,12 +207,6 @@ uint64_t Gauge(const std::string& upstream, const std::string& name) {
   return at == std::string::npos ? 0 : std::stoull(r->body.substr(at + name.size() + 2));
 }
 
-std::string Spec(const std::string& id, const std::string& version) {
-  return Json{{"id", id}, {"model", "fraud"}, {"target_version", version}, {"stages_percent", {100}},
-              {"min_reports", 1}, {"auto_promote", true}}
-      .dump();
-}
-
 // The manifest of a published version, read through `c` (the payload; the
 // agents are what check signatures).
 Manifest ManifestOf(HttpClient& c, const std::string& version) {
@@ -350,7 +344,7 @@ TEST_CASE("nginx caches chunks, artifacts and deltas; errors, targets and report
   }
 
   SECTION("the target long-poll and reports pass through") {
-    origin.StartRollout(Spec("r1", "1.0.0"));
+    origin.StartRollout(RolloutSpecJson("r1", "1.0.0", {{"auto_promote", true}}));
     HttpClient term(nginx.url(), HttpClientOptions{.bearer_token = origin.terminal_token()});
     const std::string target = "/v1/terminals/pos-1/target?model=fraud&profile=pos-arm64&region=sg";
     Result<HttpReply> now = term.Get(target);
@@ -399,7 +393,7 @@ TEST_CASE("nginx caches chunks, artifacts and deltas; errors, targets and report
     CommandResult pub = Run({MeridianPath(), "--server", nginx.url(), "--token", origin.publisher_token(), "--output",
                              "json", "publish", "--key", origin.release_key(), "--model", "fraud", "--version",
                              "2.0.0", t / "v2"});
-    origin.StartRollout(Spec("r2", "2.0.0"));
+    origin.StartRollout(RolloutSpecJson("r2", "2.0.0", {{"auto_promote", true}}));
     waiter.join();
     CHECK(waiting);
     INFO(pub.err);
@@ -435,7 +429,7 @@ TEST_CASE("nginx in front of a region: chunks from the cache, agents behind it v
   WriteFile(t / "v1", data.v1);
   WriteFile(t / "v2", data.v2);
   REQUIRE(origin.Publish("fraud", "1.0.0", t / "v1").exit_code == 0);
-  origin.StartRollout(Spec("r1", "1.0.0"));
+  origin.StartRollout(RolloutSpecJson("r1", "1.0.0", {{"auto_promote", true}}));
 
   struct Agent {
     std::string config, state;
@@ -508,7 +502,7 @@ TEST_CASE("nginx in front of a region: chunks from the cache, agents behind it v
   REQUIRE(di.ok());
   REQUIRE(di->worthwhile);
   REQUIRE(di->size < kSliceBytes);
-  origin.StartRollout(Spec("r2", "2.0.0"));
+  origin.StartRollout(RolloutSpecJson("r2", "2.0.0", {{"auto_promote", true}}));
   REQUIRE(WaitFor([&] { return target_at_region("pos-a") == "2.0.0"; }, seconds(60)));
 
   const std::string deltas = "GET /v1/deltas/{from}/{to}";

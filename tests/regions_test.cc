@@ -62,13 +62,6 @@ Json ManifestAt(const std::string& url, const std::string& version) {
   return Json::parse(AsString(*payload));
 }
 
-std::string Spec(const std::string& id, const std::string& version, const Json& extra = Json::object()) {
-  Json j = {{"id", id}, {"model", "fraud"}, {"target_version", version}, {"stages_percent", {100}}, {"min_reports", 1}};
-  j.update(extra);
-  return j.dump();
-}
-
-
 struct Agent {
   std::string config;
   std::string state;
@@ -158,14 +151,14 @@ TEST_CASE("data residency: a model restricted to br is stored and served in br o
 
   // Rollouts: naming an excluded region, or none (all), is refused.
   HttpClient ctl(f.origin.url(), HttpClientOptions{.timeout_ms = 30'000, .bearer_token = f.origin.operator_token()});
-  Result<HttpReply> r = ctl.Post("/v1/rollouts", Spec("r-sg", "1.0.0", {{"regions", {"sg"}}}));
+  Result<HttpReply> r = ctl.Post("/v1/rollouts", RolloutSpecJson("r-sg", "1.0.0", {{"regions", {"sg"}}}));
   REQUIRE(r.ok());
   CHECK(r->status == 400);
   CHECK_THAT(r->body, Catch::Contains("may not be served in region 'sg'"));
-  r = ctl.Post("/v1/rollouts", Spec("r-all", "1.0.0"));
+  r = ctl.Post("/v1/rollouts", RolloutSpecJson("r-all", "1.0.0"));
   REQUIRE(r.ok());
   CHECK(r->status == 400);
-  r = ctl.Post("/v1/rollouts", Spec("r-br", "1.0.0", {{"regions", {"br"}}}));
+  r = ctl.Post("/v1/rollouts", RolloutSpecJson("r-br", "1.0.0", {{"regions", {"br"}}}));
   REQUIRE(r.ok());
   CHECK(r->status == 201);
 
@@ -190,7 +183,7 @@ TEST_CASE("a wave rollout moves sg, then ae; a failing gate in ae stops it and b
   WriteFile(t / "v1", v1);
   WriteFile(t / "v2", v2);
   REQUIRE(f.Publish("1.0.0", t / "v1").exit_code == 0);
-  f.origin.StartRollout(Spec("r0", "1.0.0"));
+  f.origin.StartRollout(RolloutSpecJson("r0", "1.0.0"));
   REQUIRE(f.origin.RolloutAction("r0", "promote", "baseline") == 200);  // the channel holds 1.0.0 everywhere
 
   // Two terminals per region; ae's health check fails on the new version.
@@ -210,8 +203,9 @@ TEST_CASE("a wave rollout moves sg, then ae; a failing gate in ae stops it and b
   }
 
   REQUIRE(f.Publish("1.1.0", t / "v2").exit_code == 0);
-  f.origin.StartRollout(Spec("w", "1.1.0", {{"regions", {"sg", "ae", "br"}}, {"waves", true}, {"min_reports", 2},
-                                            {"max_failure_rate", 0.0}, {"auto_promote", true}}));
+  f.origin.StartRollout(RolloutSpecJson("w", "1.1.0",
+                                        {{"regions", {"sg", "ae", "br"}}, {"waves", true}, {"min_reports", 2},
+                                         {"max_failure_rate", 0.0}, {"auto_promote", true}}));
   auto rollout = [&] { return Json::parse(f.origin.GetRollout("w")); };
 
   // Wave 1: sg. Its terminals move; ae and br are told to stay.
@@ -263,7 +257,7 @@ TEST_CASE("origin away: a region serves its last signed state, queues reports, d
   Bytes v1 = RandomBytes(300'000, 31);
   WriteFile(t / "v1", v1);
   REQUIRE(f.Publish("1.0.0", t / "v1").exit_code == 0);
-  f.origin.StartRollout(Spec("r1", "1.0.0", {{"min_reports", 3}}));
+  f.origin.StartRollout(RolloutSpecJson("r1", "1.0.0", {{"min_reports", 3}}));
   std::vector<Agent> agents;
   for (int i = 0; i < 3; ++i) agents.push_back(MakeAgent(t, f.origin, f["sg"], "sg", "sg-" + std::to_string(i)));
   REQUIRE(WaitFor([&] { return TargetVersion(f["sg"], "sg", "sg-0") == "1.0.0"; }, kSyncWait));
@@ -370,7 +364,7 @@ TEST_CASE("a region can follow another region, and fails over between upstreams"
   TempDir t;
   WriteFile(t / "v1", RandomBytes(200'000, 51));
   REQUIRE(f.Publish("1.0.0", t / "v1").exit_code == 0);
-  f.origin.StartRollout(Spec("r1", "1.0.0", {{"min_reports", 1}}));
+  f.origin.StartRollout(RolloutSpecJson("r1", "1.0.0", {{"min_reports", 1}}));
   REQUIRE(WaitFor([&] { return TargetVersion(*ae, "ae", "ae-1") == "1.0.0"; }, kSyncWait));
   Agent a = MakeAgent(t, f.origin, *ae, "ae", "ae-1");
   REQUIRE(RunAgent(a) == 0);
@@ -408,7 +402,7 @@ TEST_CASE("a region serves the last signed state until it expires, then 503; the
   REQUIRE(origin.Cli({"--token", origin.publisher_token(), "publish", "--key", origin.release_key(), "--model", "fraud",
                       "--version", "1.0.0", t / "v1"})
               .exit_code == 0);
-  origin.StartRollout(Spec("r1", "1.0.0"));
+  origin.StartRollout(RolloutSpecJson("r1", "1.0.0"));
   REQUIRE(WaitFor([&] { return TargetVersion(*sg, "sg", "sg-1") == "1.0.0"; }, kSyncWait));
   // Live: re-signed states keep arriving, so the region keeps answering past one lifetime.
   auto later = std::chrono::steady_clock::now() + std::chrono::seconds(5);

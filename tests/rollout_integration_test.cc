@@ -400,6 +400,19 @@ TEST_CASE("rollout bad input, credentials and CLI errors") {
   CHECK(plan["stages"][1]["full_download_bytes"] == 100'000);
   CHECK(plan["stages"][1]["delta_download_bytes"] <= 100'000);
   CHECK(dm.Cli({"rollout", "list"})["rollouts"].size() == 1);
+
+  // Without --output json: tables.
+  auto text = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"--token-file", d.data() + "/operator.token"});
+    CommandResult r = d.Cli(args);
+    CHECK(r.exit_code == 0);
+    return r.out;
+  };
+  CHECK_THAT(text({"rollout", "plan", "m", "1.1.0", "--stages", "50,100"}),
+             Catch::Contains("plan: m channel stable  1.0.0 -> 1.1.0") && Catch::Contains("WITH DELTAS"));
+  CHECK_THAT(text({"rollout", "list"}), Catch::Contains("ID ") && Catch::Contains("completed(0)"));
+  CHECK_THAT(text({"rollout", "status", "a"}), Catch::Contains("STAGE") && Catch::Contains("GATE"));
+  CHECK_THAT(text({"rollout", "events", "a"}), Catch::Contains("start"));
 }
 
 TEST_CASE("an auto-promote waits for its soak time, then the daemon's own tick promotes") {
