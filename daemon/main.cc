@@ -68,7 +68,7 @@ struct ServeOptions {
   std::string region;                  // role region: the region served
   std::vector<std::string> upstream;   // role region: upstream URLs, in order of preference
   std::string upstream_token_file;     // role region: the upstream's mirror.token
-  DeltaServiceOptions deltas;          // delta_previous_versions, delta_threads, delta_literal_level
+  DeltaServiceOptions deltas;          // the delta_* settings
 };
 
 // Settings from --config FILE (TOML); flags given on the command line win.
@@ -84,7 +84,7 @@ Status ApplyConfig(ServeOptions& o, const CLI::App& app) {
     static const std::set<std::string_view> kKeys = {"data", "listen", "threads", "head_timeout_ms", "body_timeout_ms",
                                                      "state_expiry_ms", "state_refresh_ms", "role", "region",
                                                      "upstream", "upstream_token_file", "delta_previous_versions",
-                                                     "delta_threads", "delta_literal_level"};
+                                                     "delta_threads", "delta_literal_level", "delta_artifact_bytes_max"};
     if (!kKeys.count(key.str())) {
       return Status::InvalidArgument(fmt::format("{}: unknown setting '{}'", o.config, key.str()));
     }
@@ -118,12 +118,17 @@ Status ApplyConfig(ServeOptions& o, const CLI::App& app) {
   DeltaServiceOptions& d = o.deltas;
   d.previous_versions = t["delta_previous_versions"].value_or(d.previous_versions);
   d.encoder.threads = t["delta_threads"].value_or(d.encoder.threads);
+  const int64_t artifact_max = t["delta_artifact_bytes_max"].value_or(static_cast<int64_t>(d.artifact_bytes_max));
   if (d.previous_versions < 0 || d.previous_versions > 100) {
     return Status::InvalidArgument(o.config + ": delta_previous_versions must be 0 to 100");
   }
   if (d.encoder.threads < 1 || d.encoder.threads > 64) {
     return Status::InvalidArgument(o.config + ": delta_threads must be 1 to 64");
   }
+  if (artifact_max < 0 || artifact_max > (int64_t{1} << 40)) {
+    return Status::InvalidArgument(o.config + ": delta_artifact_bytes_max must be 0 to 1 TiB");
+  }
+  d.artifact_bytes_max = static_cast<uint64_t>(artifact_max);
   // Unset: LZMA literals (smallest). A level: zstd literals, faster to make and apply.
   if (std::optional<int> level = t["delta_literal_level"].value<int>()) {
     if (*level < 1 || *level > 22) return Status::InvalidArgument(o.config + ": delta_literal_level must be 1 to 22");

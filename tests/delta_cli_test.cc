@@ -7,6 +7,8 @@
 
 #include "base/digest.h"
 #include "delta/delta.h"
+#include "delta/delta_info.h"
+#include "signing/signing.h"
 #include "client/http_client.h"
 #include "tests/harness.h"
 
@@ -120,7 +122,8 @@ TEST_CASE("pull --from downloads a signed delta, and falls back to chunks when n
 TEST_CASE("delta settings: older versions diffed at publish, zstd literals, bad values refused") {
   DaemonFixture d;
   const std::string config = d.dir() / "meridiand.toml";
-  WriteFile(config, AsBytes(std::string("delta_previous_versions = 1\ndelta_literal_level = 3\ndelta_threads = 1\n")));
+  WriteFile(config, AsBytes(std::string("delta_previous_versions = 1\ndelta_literal_level = 3\ndelta_threads = 1\n"
+                                        "delta_artifact_bytes_max = 3000000\n")));
   d.Start({"--config", config});
   auto [v1, v2] = Versions(2'000'000);
   Bytes v3 = v2;
@@ -147,7 +150,23 @@ TEST_CASE("delta settings: older versions diffed at publish, zstd literals, bad 
   CHECK(ParseDeltaHeader(AsBytes(delta->body))->format_version == 1);
   CHECK(ApplyDelta(v2, AsBytes(delta->body)).value() == v3);
 
-  for (const char* bad : {"delta_previous_versions = -1", "delta_threads = 0", "delta_literal_level = 23",
+  // Above delta_artifact_bytes_max: a signed "not worthwhile", no delta made.
+  Bytes v4 = v3;
+  v4.resize(3'500'000, 1);
+  WriteFile(d.dir() / "v4", v4);
+  REQUIRE(d.Publish("m", "1.3.0", d.dir() / "v4").exit_code == 0);
+  const std::string d4 = Digest::Of(v4).ToString();
+  REQUIRE(WaitFor([&] { return status(d3, d4) == 200; }, std::chrono::seconds(60)));
+  Result<Envelope> env = ParseEnvelope(c.Get("/v1/deltas/" + d3 + "/" + d4 + "/info")->body);
+  REQUIRE(env.ok());
+  Result<DeltaInfo> info = ParseDeltaInfo(AsString(env->payload));
+  REQUIRE(info.ok());
+  CHECK_FALSE(info->worthwhile);
+  CHECK_THAT(info->reason, Catch::Contains("larger than 3000000 bytes is not diffed"));
+  CHECK(c.Get("/v1/deltas/" + d3 + "/" + d4)->status == 404);
+
+  for (const char* bad : {"delta_previous_versions = -1", "delta_threads = 0", "delta_artifact_bytes_max = -5",
+                          "delta_literal_level = 23",
                           "delta_literal_level = \"fast\""}) {
     WriteFile(config, AsBytes(std::string(bad) + "\n"));
     CommandResult r = Run({MeridiandPath(), "--data", d.data(), "--config", config, "--listen", "127.0.0.1:0"},

@@ -14,6 +14,8 @@ Pairs, each a directory CACHE_DIR/pairs/<name>/{old,new}:
   the middle tensor (the protobuf lengths are not fixed up: a byte-level insertion).
 - fp32-*: the same on a float32 model made by upcasting every FLOAT16 tensor of
   models/medium to FLOAT32 (real values, exact conversion; the protobuf is re-encoded).
+- fp16-full-x24: fp16-full's old and new files each repeated 24 times (2.1 GB): the
+  decoder's memory bound on a 2 GiB model. Only Meridian runs on it (run.sh).
 Python standard library only; fixed seeds, so the pairs are the same on every run.
 """
 import json
@@ -105,20 +107,20 @@ def fields(buf, begin, end):
 FLOAT, FLOAT16 = 1, 10
 
 
-def fp16_tensors(model):
-    """(raw_data start, end) of every FLOAT16 initializer, in file order."""
+def tensors(model, dtype):
+    """(raw_data start, end) of every initializer of `dtype` (FLOAT16, FLOAT), in file order."""
     out = []
     for num, wt, b, e, _ in fields(model, 0, len(model)):
         if num == 7 and wt == 2:  # graph
             for gnum, gwt, gb, ge, _ in fields(model, b, e):
                 if gnum == 5 and gwt == 2:  # initializer
-                    dtype, raw = None, None
+                    found, raw = None, None
                     for tnum, twt, tb, te, _ in fields(model, gb, ge):
                         if tnum == 2:
-                            dtype, _ = varint(model, tb)
+                            found, _ = varint(model, tb)
                         elif tnum == 9:
                             raw = (tb, te)
-                    if dtype == FLOAT16 and raw:
+                    if found == dtype and raw:
                         out.append(raw)
     return out
 
@@ -155,23 +157,6 @@ def upcast_model(model):
     for n, wt, b, e, start in fields(model, 0, len(model)):
         out += field_bytes(7, 2, rewrite_graph(b, e)) if n == 7 and wt == 2 else model[start:e]
     return bytes(out)
-
-
-def fp32_tensors(model):
-    out = []
-    for num, wt, b, e, _ in fields(model, 0, len(model)):
-        if num == 7 and wt == 2:
-            for gnum, gwt, gb, ge, _ in fields(model, b, e):
-                if gnum == 5 and gwt == 2:
-                    dtype, raw = None, None
-                    for tnum, twt, tb, te, _ in fields(model, gb, ge):
-                        if tnum == 2:
-                            dtype, _ = varint(model, tb)
-                        elif tnum == 9:
-                            raw = (tb, te)
-                    if dtype == FLOAT and raw:
-                        out.append(raw)
-    return out
 
 
 def perturb(model, ranges, fmt, width, rel, seed, fraction=1.0):
@@ -221,15 +206,26 @@ def main():
     write_pair(cache, "medium-unchanged", medium_old, medium)
 
     for prefix, model, fmt, width in (("fp16", medium, "e", 2), ("fp32", None, "f", 4)):
-        if model is None:
-            model = upcast_model(medium)
-            ranges = fp32_tensors(model)
-        else:
-            ranges = fp16_tensors(model)
+        model = model or upcast_model(medium)
+        ranges = tensors(model, FLOAT16 if width == 2 else FLOAT)
         print(f"{prefix}: {len(ranges)} tensors, {sum(e - b for b, e in ranges)} bytes of weights", flush=True)
         write_pair(cache, f"{prefix}-head", model, perturb(model, ranges, fmt, width, 0.01, 1, 0.05))
         write_pair(cache, f"{prefix}-full", model, perturb(model, ranges, fmt, width, 1e-3, 2))
         write_pair(cache, f"{prefix}-insert", model, insert_tensor(model, ranges, fmt, width, 3))
+    write_tiled_pair(cache, "fp16-full-x24", "fp16-full", 24)
+
+
+def write_tiled_pair(cache, name, source, times):
+    """A large pair: both files of pair `source`, each repeated `times` times (streamed)."""
+    d = os.path.join(cache, "pairs", name)
+    os.makedirs(d, exist_ok=True)
+    for fname in ("old", "new"):
+        with open(os.path.join(cache, "pairs", source, fname), "rb") as f:
+            data = f.read()
+        with open(os.path.join(d, fname), "wb") as f:
+            for _ in range(times):
+                f.write(data)
+    print(f"{name}: {source} x {times} = {len(data) * times} bytes", flush=True)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ for v in 1.4.0 1.4.5; do
   [ -f "$cache/imgly-background-removal-data-$v.tgz" ] ||
     (cd "$cache" && npm pack "@imgly/background-removal-data@$v" >/dev/null)
 done
-[ -f "$cache/pairs/fp32-insert/new" ] || python3 "$here/make_pairs.py" "$cache"
+[ -f "$cache/pairs/fp16-full-x24/new" ] || python3 "$here/make_pairs.py" "$cache"
 ninja -C "$build" cli/meridian >/dev/null
 meridian="$build/cli/meridian"
 pairs=${PAIRS:-$(ls "$cache/pairs")}
@@ -59,6 +59,9 @@ for pair in $pairs; do
   old="$cache/pairs/$pair/old"
   new="$cache/pairs/$pair/new"
   for tool in $tools; do
+    # Over 1 GB (the 2 GiB memory check) only Meridian runs: the peers would take
+    # hours (zstd -19 makes about 1 MB/s) and bsdiff ~17× the file in memory.
+    if [[ $tool != meridian* ]] && (($(stat -c %s "$new") > 1000000000)); then continue; fi
     d="$cache/out/$pair.$tool.delta"
     o="$cache/out/$pair.$tool.out"
     rm -f "$d" "$o"

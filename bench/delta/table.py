@@ -47,7 +47,7 @@ def main():
     out = ["# bench/delta results", "",
            "Made by `bench/delta/run.sh` (recipe of the pairs: `make_pairs.py`). Sizes as % of the new",
            "file; every delta was applied and compared byte for byte (✗: failed, timed out or differed;",
-           "\"not run\": skipped, e.g. bsdiff on the largest pairs).",
+           "\"not run\": skipped: bsdiff on the largest pairs, every peer on the 2.1 GB fp16-full-x24).",
            "Times are wall-clock seconds on the shared 2-core machine; RSS is the peak from",
            "`/usr/bin/time -v`.", "", "## Delta size", ""]
     out.append("| pair | new MB | " + " | ".join(n for _, n in TOOLS) + " | Meridian ÷ best peer |")
