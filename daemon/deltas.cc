@@ -3,6 +3,7 @@
 
 #include <zstd.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include <nlohmann/json.hpp>
@@ -80,16 +81,55 @@ Result<DeltaRecord> DeltaRecordFromJson(std::string_view json) {
   return r;
 }
 
-Result<std::vector<ChunkRef>> PutDeltaChunks(Store& store, ByteSpan delta) {
-  std::vector<ChunkRef> chunks;
-  while (!delta.empty()) {
-    size_t len = FindChunkEnd(delta, /*final=*/true);
-    ChunkRef ref{Digest::Of(delta.first(len)), len};
-    MERIDIAN_RETURN_IF_ERROR(store.PutChunk(ref.digest, delta.first(len)));
-    chunks.push_back(ref);
-    delta = delta.subspan(len);
+Status DeltaChunkWriter::Put(ByteSpan chunk) {
+  ChunkRef ref{Digest::Of(chunk), chunk.size()};
+  MERIDIAN_RETURN_IF_ERROR(store_.PutChunk(ref.digest, chunk));
+  chunks_.push_back(ref);
+  return Status::Ok();
+}
+
+Status DeltaChunkWriter::Append(ByteSpan bytes) {
+  const size_t max_bytes = ChunkerParams{}.max_bytes;
+  while (!bytes.empty()) {
+    if (tail_.empty()) {
+      // Chunks complete in `bytes` are stored from there, uncopied.
+      const size_t len = FindChunkEnd(bytes, /*final=*/false);
+      if (len == 0) {
+        tail_.assign(bytes.begin(), bytes.end());
+        return Status::Ok();
+      }
+      MERIDIAN_RETURN_IF_ERROR(Put(bytes.first(len)));
+      bytes = bytes.subspan(len);
+      continue;
+    }
+    // The start of a chunk is pending: fill it up to a maximal chunk (where a
+    // boundary is certain) from `bytes`, cut, and keep what follows the cut.
+    const size_t take = std::min(bytes.size(), max_bytes - tail_.size());
+    tail_.insert(tail_.end(), bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(take));
+    bytes = bytes.subspan(take);
+    const size_t len = FindChunkEnd(tail_, /*final=*/false);
+    if (len == 0) continue;  // `bytes` is used up: wait for more
+    MERIDIAN_RETURN_IF_ERROR(Put(ByteSpan(tail_).first(len)));
+    tail_.erase(tail_.begin(), tail_.begin() + static_cast<ptrdiff_t>(len));
   }
-  return chunks;
+  return Status::Ok();
+}
+
+Result<std::vector<ChunkRef>> DeltaChunkWriter::Finish() {
+  ByteSpan rest = tail_;
+  while (!rest.empty()) {
+    const size_t len = FindChunkEnd(rest, /*final=*/true);
+    MERIDIAN_RETURN_IF_ERROR(Put(rest.first(len)));
+    rest = rest.subspan(len);
+  }
+  tail_.clear();
+  return std::move(chunks_);
+}
+
+Result<std::vector<ChunkRef>> PutDeltaChunks(Store& store, ByteSpan delta) {
+  DeltaChunkWriter writer(store);
+  MERIDIAN_RETURN_IF_ERROR(writer.Append(delta));
+  return writer.Finish();
 }
 
 DeltaService::DeltaService(Store& store, std::optional<SecretKey> online_key, DeltaServiceOptions options)

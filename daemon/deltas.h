@@ -103,8 +103,25 @@ class DeltaService {
   std::thread worker_;
 };
 
-// Stores delta bytes like an artifact: content-defined chunks in the chunk
-// store. Returns them in order.
+// Stores delta bytes like an artifact, content-defined chunks in the chunk
+// store, as they arrive in pieces: a region fetching a delta holds at most one
+// chunk (256 KiB) of it plus the piece in hand. Each Append scans the pending
+// chunk again, so pieces should be kilobytes (as HTTP delivers them), not bytes.
+class DeltaChunkWriter {
+ public:
+  explicit DeltaChunkWriter(Store& store) : store_(store) {}
+  Status Append(ByteSpan bytes);
+  // Stores the last chunk; returns all of them in order.
+  Result<std::vector<ChunkRef>> Finish();
+
+ private:
+  Status Put(ByteSpan chunk);
+  Store& store_;
+  Bytes tail_;  // bytes of the chunk not cut yet
+  std::vector<ChunkRef> chunks_;
+};
+
+// A whole delta through a DeltaChunkWriter.
 Result<std::vector<ChunkRef>> PutDeltaChunks(Store& store, ByteSpan delta);
 
 // JSON of a record as kept in the store:

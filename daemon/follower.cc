@@ -299,14 +299,27 @@ Status Follower::FetchDelta(UpstreamClient& up, const Digest& from, const Digest
   if (info->from != from || info->to != to) return Status::PermissionDenied("upstream described another delta");
   DeltaRecord record{*info, {}, r->body};
   if (info->worthwhile) {
-    Result<HttpReply> bytes = up.Get(path);
-    if (!bytes.ok()) return bytes.status();
-    if (bytes->status != 200) return Status::Unavailable(fmt::format("delta: HTTP {}", bytes->status));
-    ByteSpan rest = AsBytes(bytes->body);
-    if (rest.size() != info->size || Digest::Of(rest) != info->digest) {
-      return Status::Corruption("delta bytes do not match their signed descriptor");
-    }
-    Result<std::vector<ChunkRef>> chunks = PutDeltaChunks(store_, rest);
+    // Streamed into the chunk store, at most the signed size; adopted only when
+    // the bytes match the signed digest (chunks of a lying upstream stay unreferenced).
+    Result<std::vector<ChunkRef>> chunks = Status::Unavailable("no upstream");
+    Result<HttpReply> reply = up.Call([&](HttpClient& c) -> Result<HttpReply> {
+      DeltaChunkWriter writer(store_);
+      Sha256 hasher;
+      uint64_t received = 0;
+      Result<HttpReply> got = c.GetStreaming(path, [&](ByteSpan piece) {
+        hasher.Update(piece);
+        received += piece.size();
+        return writer.Append(piece);
+      }, info->size);
+      if (!got.ok() || got->status != 200) return got;
+      if (received != info->size || hasher.Finish() != info->digest) {
+        return Status::Corruption("delta bytes do not match their signed descriptor");
+      }
+      chunks = writer.Finish();
+      return got;
+    });
+    if (!reply.ok()) return reply.status();
+    if (reply->status != 200) return Status::Unavailable(fmt::format("delta: HTTP {}", reply->status));
     if (!chunks.ok()) return chunks.status();
     record.chunks = std::move(*chunks);
   }

@@ -33,11 +33,14 @@ class UpstreamClient {
   Result<HttpReply> Get(const std::string& path);
   Result<HttpReply> Post(const std::string& path, std::string_view json_body);
 
+  // Runs `call` against each upstream in turn until one answers below 500 (as
+  // Get does); `call` starts afresh on each, e.g. a streamed download.
+  Result<HttpReply> Call(const std::function<Result<HttpReply>(HttpClient&)>& call);
+
   // The URL of the upstream that answered (or is tried) first.
   const std::string& current() const { return options_.urls[current_]; }
 
  private:
-  Result<HttpReply> Call(const std::function<Result<HttpReply>(HttpClient&)>& call);
 
   UpstreamOptions options_;
   std::vector<std::unique_ptr<HttpClient>> clients_;  // one per URL

@@ -1,13 +1,16 @@
 // The pieces regions are made of, each on its own: the sync document, the
-// forwarded-report batch, residency, and the report outbox against a scripted
-// upstream that fails, lies about nothing, and sees every report once.
+// forwarded-report batch, residency, the report outbox against a scripted
+// upstream that fails, lies about nothing, and sees every report once, and the
+// chunk writer a fetched delta streams into.
 #include <catch2/catch.hpp>
 
 #include <mutex>
+#include <random>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
+#include "daemon/deltas.h"
 #include "daemon/follower.h"
 #include "daemon/outbox.h"
 #include "store/store.h"
@@ -123,4 +126,35 @@ TEST_CASE("report outbox: durable across a restart, retried while upstream fails
   std::string prefix = delivered[0].substr(0, delivered[0].rfind('.') + 1);
   for (int i = 0; i < 5; ++i) CHECK(delivered[static_cast<size_t>(i)] == prefix + std::to_string(i + 1));
   std::printf("outbox: 6 reports, 2 failed sends then delivered once each after a restart\n");
+}
+
+TEST_CASE("delta chunk writer: pieces of varied sizes cut the chunks a whole buffer does") {
+  TempDir dir;
+  Result<std::unique_ptr<Store>> store = Store::Open(dir / "store");
+  REQUIRE(store.ok());
+  const Bytes delta = RandomBytes(3'000'000, 5);
+  Result<std::vector<ChunkRef>> whole = PutDeltaChunks(**store, delta);
+  REQUIRE(whole.ok());
+  REQUIRE(whole->size() > 4);
+  std::mt19937_64 rng(6);
+  for (size_t piece_max : {4096ul, 70'000ul, 300'000ul, 5'000'000ul}) {
+    DeltaChunkWriter writer(**store);
+    Status st;
+    for (size_t pos = 0; st.ok() && pos < delta.size();) {
+      const size_t n = std::min(delta.size() - pos, 1 + rng() % piece_max);
+      st = writer.Append(ByteSpan(delta).subspan(pos, n));
+      pos += n;
+    }
+    REQUIRE(st.ok());
+    Result<std::vector<ChunkRef>> streamed = writer.Finish();
+    REQUIRE(streamed.ok());
+    CHECK(*streamed == *whole);
+  }
+  Bytes joined;
+  for (const ChunkRef& c : *whole) {
+    Result<Bytes> chunk = (*store)->GetChunk(c.digest);
+    REQUIRE(chunk.ok());
+    joined.insert(joined.end(), chunk->begin(), chunk->end());
+  }
+  CHECK(joined == delta);
 }
