@@ -6,6 +6,7 @@
 #include <random>
 
 #include <lzma.h>
+#include <zstd.h>
 
 #include "delta/delta.h"
 
@@ -494,5 +495,45 @@ TEST_CASE("hostile LZMA operations are refused") {
       damaged[at] = static_cast<uint8_t>(damaged[at] ^ (1 + rng() % 255));
       CHECK_FALSE(ApplyDelta(f.source, v2(Concat({damaged, end}))).ok());
     }
+  }
+}
+
+TEST_CASE("LZMA operations of any size, before and after a zstd prefix operation, share one decoder") {
+  // The decoder keeps one LZMA dictionary across operations: 1 MiB for small
+  // ones, 24 MiB once one needs more, freed for a LITERAL_PREFIX operation.
+  std::mt19937_64 rng(31);
+  const Bytes source = CodeLike(1 << 20, rng);
+  const Bytes small = CodeLike(1000, rng), big = CodeLike(3 << 20, rng);
+  const Bytes from_source(source.begin() + 1000, source.begin() + 201000);
+  // LITERAL_PREFIX: `from_source` compressed with the whole source as prefix.
+  Bytes prefix_op = {static_cast<uint8_t>(delta_format::Op::kLiteralPrefix)};
+  {
+    ZSTD_CCtx* c = ZSTD_createCCtx();
+    ZSTD_CCtx_refPrefix(c, source.data(), source.size());
+    Bytes frame(ZSTD_compressBound(from_source.size()));
+    const size_t n = ZSTD_compress2(c, frame.data(), frame.size(), from_source.data(), from_source.size());
+    ZSTD_freeCCtx(c);
+    REQUIRE_FALSE(ZSTD_isError(n));
+    for (uint64_t v : {uint64_t{0}, uint64_t{source.size()}, uint64_t{0}, uint64_t{0}, uint64_t{from_source.size()},
+                       uint64_t{n}}) {
+      delta_format::PutVarint(prefix_op, v);
+    }
+    prefix_op.insert(prefix_op.end(), frame.begin(), frame.begin() + static_cast<ptrdiff_t>(n));
+  }
+  const Bytes parts[] = {small, big, small, from_source, small, big};
+  Bytes target, ops;
+  for (const Bytes& part : parts) {
+    target.insert(target.end(), part.begin(), part.end());
+    const Bytes op = &part == &parts[3] ? prefix_op : LzmaOp(part, part.size());
+    ops.insert(ops.end(), op.begin(), op.end());
+  }
+  ops.push_back(static_cast<uint8_t>(delta_format::Op::kEnd));
+  Bytes delta;
+  delta_format::PutHeader(delta, DeltaHeader{2, source.size(), Digest::Of(source), target.size(), Digest::Of(target)});
+  delta.insert(delta.end(), ops.begin(), ops.end());
+  for (size_t piece : {size_t{4096}, delta.size()}) {
+    Bytes out;
+    REQUIRE(ApplyInPieces(source, delta, piece, out).ok());
+    CHECK(out == target);
   }
 }
