@@ -178,7 +178,7 @@ struct DeltaDecoder::State {
   // operation with the same dictionary size so that it keeps its buffer (as
   // source_buf keeps its capacity): freeing and allocating tens of MiB per
   // operation left freed memory resident in the heap (67 MiB peak RSS on 78 MB
-  // of code instead of 50). The dictionary is 1 MiB while every operation fits,
+  // of code instead of 61). The dictionary is 1 MiB while every operation fits,
   // then the largest any operation needs, for the rest of the delta.
   lzma_stream lzma = LZMA_STREAM_INIT;
   uint32_t lzma_dict_bytes = 0;  // 0: not initialised
