@@ -2,6 +2,7 @@
 // token, rollouts the operator token, terminal targets and reports the
 // terminal token. Every name is validated before anything looks it up.
 #include "daemon/api.h"
+#include "base/json.h"
 
 #include <openssl/crypto.h>
 
@@ -94,14 +95,7 @@ HttpResponse PlanRepresentation(const HttpRequest& req, const Digest& digest, ui
   return r;
 }
 
-bool IsHeadOrGet(const std::string& m) { return m == "GET" || m == "HEAD"; }
-
 }  // namespace
-
-struct Api::Route {
-  std::string pattern;  // for metrics: "GET /v1/chunks/{digest}"
-  std::vector<std::string> params;
-};
 
 Api::Api(Store& store, const Root& root, ApiTokens tokens, Metrics& metrics, Rollouts& rollouts, DeltaService& deltas,
          ApiLimits limits)
@@ -111,142 +105,140 @@ Api::Api(Store& store, const Root& root, ApiTokens tokens, Metrics& metrics, Rol
       metrics_(metrics),
       rollouts_(rollouts),
       deltas_(deltas),
-      limits_(limits) {}
-
-uint64_t Api::BodyBytesMax(const HttpRequest& head) const {
-  if (head.method == "PUT" && head.target.starts_with("/v1/chunks/")) return kChunkBytesMax;
-  if (head.method == "POST" && head.target.starts_with("/v1/models/")) return kParseEnvelopeBytesMax;
-  if (head.method == "POST") return limits_.json_body_bytes_max;
-  return 0;
+      limits_(limits) {
+  routes_ = BuildRoutes();
 }
 
-// Maps a request to its route pattern; unknown paths get an empty pattern.
-static std::string RoutePattern(const HttpRequest& req, const std::vector<std::string>& s) {
-  const std::string& m = req.method;
-  auto is = [&](std::initializer_list<const char*> want) {
-    if (s.size() != want.size()) return false;
-    size_t i = 0;
-    for (const char* w : want) {
-      if (*w != '{' && s[i] != w) return false;
-      ++i;
-    }
-    return true;
+void Api::ServeAsRegion(std::string region, ReportOutbox& outbox, Follower& follower) {
+  region_ = std::move(region);
+  outbox_ = &outbox;
+  follower_ = &follower;
+  routes_ = BuildRoutes();
+}
+
+RouteTable Api::BuildRoutes() {
+  RouteTable t;
+  const bool origin = region_.empty();
+  const uint64_t json = limits_.json_body_bytes_max;
+  auto add = [&](const char* method, const char* pattern, CallerRole role, uint64_t body_bytes_max, const char* summary,
+                 std::function<HttpResponse(const HttpRequest&)> handler) {
+    t.Add(Route{method, pattern, role, body_bytes_max, std::move(handler), summary});
   };
-  std::string verb = m == "HEAD" ? "GET" : m;
-  if (IsHeadOrGet(m) && is({"healthz"})) return "GET /healthz";
-  if (IsHeadOrGet(m) && is({"readyz"})) return "GET /readyz";
-  if (IsHeadOrGet(m) && is({"metrics"})) return "GET /metrics";
-  if (IsHeadOrGet(m) && is({"v1", "models"})) return "GET /v1/models";
-  if (IsHeadOrGet(m) && is({"v1", "models", "{", "versions"})) return "GET /v1/models/{model}/versions";
-  if (IsHeadOrGet(m) && is({"v1", "models", "{", "versions", "{"})) return "GET /v1/models/{model}/versions/{version}";
-  if (m == "POST" && is({"v1", "models", "{", "versions"})) return "POST /v1/models/{model}/versions";
-  if (m == "POST" && is({"v1", "chunks", "missing"})) return "POST /v1/chunks/missing";
-  if (IsHeadOrGet(m) && is({"v1", "chunks", "{"})) return "GET /v1/chunks/{digest}";
-  if (m == "PUT" && is({"v1", "chunks", "{"})) return "PUT /v1/chunks/{digest}";
-  if (IsHeadOrGet(m) && is({"v1", "artifacts", "{"})) return "GET /v1/artifacts/{digest}";
-  if (IsHeadOrGet(m) && is({"v1", "deltas", "{", "{"})) return "GET /v1/deltas/{from}/{to}";
-  if (IsHeadOrGet(m) && is({"v1", "deltas", "{", "{", "info"})) return "GET /v1/deltas/{from}/{to}/info";
-  if (IsHeadOrGet(m) && is({"v1", "terminals", "{", "target"})) return "GET /v1/terminals/{id}/target";
-  if (m == "POST" && is({"v1", "terminals", "{", "reports"})) return "POST /v1/terminals/{id}/reports";
-  if (IsHeadOrGet(m) && is({"v1", "rollouts"})) return "GET /v1/rollouts";
-  if (m == "POST" && is({"v1", "rollouts"})) return "POST /v1/rollouts";
-  if (m == "POST" && is({"v1", "rollout-plans"})) return "POST /v1/rollout-plans";
-  if (IsHeadOrGet(m) && is({"v1", "rollouts", "{"})) return "GET /v1/rollouts/{id}";
-  if (IsHeadOrGet(m) && is({"v1", "rollouts", "{", "events"})) return "GET /v1/rollouts/{id}/events";
-  if (m == "POST" && is({"v1", "rollouts", "{", "{"})) return "POST /v1/rollouts/{id}/{action}";
-  if (IsHeadOrGet(m) && is({"v1", "sync"})) return "GET /v1/sync";
-  if (m == "POST" && is({"v1", "reports"})) return "POST /v1/reports";
-  if (IsHeadOrGet(m) && is({"v1", "regions"})) return "GET /v1/regions";
-  return "";
+  // Releases and rollouts are made at the origin; a region only replicates
+  // them, and refuses these routes on the head.
+  auto origin_only = [&](const char* method, const char* pattern, CallerRole role, uint64_t body_bytes_max,
+                         const char* summary, std::function<HttpResponse(const HttpRequest&)> handler) {
+    if (origin) return add(method, pattern, role, body_bytes_max, summary, std::move(handler));
+    add(method, pattern, CallerRole::kNobody, 0, summary, [this](const HttpRequest&) {
+      return JsonError(403, "region_read_only",
+                       fmt::format("this daemon is region '{}': publish and control rollouts at the origin", region_));
+    });
+  };
+  const CallerRole anyone = CallerRole::kAnyone, publisher = CallerRole::kPublisher, op = CallerRole::kOperator, terminal = CallerRole::kTerminal,
+             mirror = CallerRole::kMirror;
+
+  add("GET", "/healthz", anyone, 0, "200 while the process serves", [](const HttpRequest&) {
+    return JsonOk(200, {{"status", "ok"}});
+  });
+  add("GET", "/readyz", anyone, 0, "200 when ready, 503 while shutting down", [this](const HttpRequest&) {
+    return ready_ ? JsonOk(200, {{"status", "ready"}}) : JsonError(503, "unavailable", "shutting down");
+  });
+  add("GET", "/metrics", anyone, 0, "Prometheus text", [this](const HttpRequest&) { return RenderMetrics(); });
+  add("GET", "/v1/models", anyone, 0, "model names", [this](const HttpRequest&) { return ListModels(); });
+  add("GET", "/v1/models/{model}/versions", anyone, 0, "a model's versions in SemVer order",
+      [this](const HttpRequest& r) { return ListVersions(r.params[0]); });
+  add("GET", "/v1/models/{model}/versions/{version}", anyone, 0, "the signed manifest envelope",
+      [this](const HttpRequest& r) { return GetVersion(r.params[0], r.params[1]); });
+  origin_only("POST", "/v1/models/{model}/versions", publisher, kParseEnvelopeBytesMax,
+              "commit a signed manifest whose chunks are stored",
+              [this](const HttpRequest& r) { return CommitVersion(r, r.params[0]); });
+  origin_only("POST", "/v1/chunks/missing", publisher, json, "which of these chunks are not stored",
+              [this](const HttpRequest& r) { return MissingChunks(r); });
+  add("GET", "/v1/chunks/{digest}", anyone, 0, "a chunk's bytes",
+      [this](const HttpRequest& r) { return GetChunk(r, r.params[0]); });
+  origin_only("PUT", "/v1/chunks/{digest}", publisher, kChunkBytesMax, "upload a chunk",
+              [this](const HttpRequest& r) { return PutChunk(r, r.params[0]); });
+  add("GET", "/v1/artifacts/{digest}", anyone, 0, "a whole artifact, streamed",
+      [this](const HttpRequest& r) { return GetArtifact(r, r.params[0]); });
+  add("GET", "/v1/deltas/{from}/{to}", anyone, 0, "a delta's bytes, streamed",
+      [this](const HttpRequest& r) { return GetDelta(r, r.params[0], r.params[1], /*info=*/false); });
+  add("GET", "/v1/deltas/{from}/{to}/info", anyone, 0, "a delta's signed descriptor",
+      [this](const HttpRequest& r) { return GetDelta(r, r.params[0], r.params[1], /*info=*/true); });
+  add("GET", "/v1/terminals/{id}/target", terminal, 0, "what a terminal should run (long poll)",
+      [this](const HttpRequest& r) { return TerminalTarget(r, r.params[0]); });
+  add("POST", "/v1/terminals/{id}/reports", terminal, json, "a terminal's install or health report",
+      [this](const HttpRequest& r) { return TerminalReport(r, r.params[0]); });
+  origin_only("GET", "/v1/rollouts", op, 0, "rollouts, oldest first", [this](const HttpRequest&) { return ListRollouts(); });
+  origin_only("POST", "/v1/rollouts", op, json, "start a rollout", [this](const HttpRequest& r) { return StartRollout(r); });
+  origin_only("POST", "/v1/rollout-plans", op, json, "what a rollout would do, per stage",
+              [this](const HttpRequest& r) { return PlanRollout(r); });
+  origin_only("GET", "/v1/rollouts/{id}", op, 0, "a rollout with its stages and regions",
+              [this](const HttpRequest& r) { return GetRollout(r.params[0]); });
+  origin_only("GET", "/v1/rollouts/{id}/events", op, 0, "a rollout's audit events",
+              [this](const HttpRequest& r) { return RolloutEvents(r.params[0]); });
+  origin_only("POST", "/v1/rollouts/{id}/{action}", op, json, "promote, pause, resume, abort or rollback",
+              [this](const HttpRequest& r) { return ActOnRollout(r, r.params[0], r.params[1]); });
+  add("GET", "/v1/sync", mirror, 0, "what a region downstream should hold (long poll)",
+      [this](const HttpRequest& r) { return Sync(r); });
+  add("POST", "/v1/reports", mirror, json, "reports forwarded by a region downstream",
+      [this](const HttpRequest& r) { return ForwardedReports(r); });
+  add("GET", "/v1/regions", op, 0, "the regions following this daemon", [this](const HttpRequest&) { return ListRegions(); });
+  return t;
+}
+
+HttpAdmission Api::Admit(HttpRequest& head) {
+  Result<ParsedTarget> target = ParseTarget(head.target);
+  if (!target.ok()) return {JsonError(400, "bad_request", target.status().message())};
+  Result<const Route*> route = routes_.Find(head.method, target->segments, &head.params);
+  if (!route.ok()) {
+    if (route.status().code() == Status::Code::kFailedPrecondition) {
+      return {JsonError(405, "method_not_allowed", route.status().message())};
+    }
+    return {JsonError(404, "not_found", route.status().message())};
+  }
+  head.route = *route;
+  head.query = std::move(target->query);
+  if ((*route)->role == CallerRole::kNobody) return {(*route)->handler(head)};
+  if (std::optional<HttpResponse> denied = CheckBearer(head, (*route)->role)) return {std::move(denied)};
+  return {std::nullopt, (*route)->body_bytes_max};
 }
 
 HttpResponse Api::Handle(const HttpRequest& req) {
-  Result<ParsedTarget> target = ParseTarget(req.target);
-  if (!target.ok()) return JsonError(400, "bad_request", target.status().message());
-  const std::vector<std::string>& s = target->segments;
-  Route route{RoutePattern(req, s), {}};
-  if (route.pattern.empty()) {
-    // Tell a wrong method from an unknown path.
-    HttpRequest get = req;
-    get.method = "GET";
-    for (const char* m : {"GET", "POST", "PUT"}) {
-      get.method = m;
-      if (!RoutePattern(get, s).empty()) return JsonError(405, "method_not_allowed", req.method + " is not allowed here");
-    }
-    return JsonError(404, "not_found", "no such route");
-  }
-  route.params = s;
-  HttpResponse r = Dispatch(req, route);
+  HttpResponse r = req.route->handler(req);
   if (req.method == "HEAD") r.head_only = true;
   return r;
 }
 
-HttpResponse Api::Dispatch(const HttpRequest& req, const Route& route) {
-  const std::string& p = route.pattern;
-  const auto& s = route.params;
-  if (p == "GET /healthz") return JsonOk(200, {{"status", "ok"}});
-  if (p == "GET /readyz") {
-    return ready_ ? JsonOk(200, {{"status", "ready"}}) : JsonError(503, "unavailable", "shutting down");
-  }
-  if (p == "GET /metrics") return RenderMetrics();
-  if (p == "GET /v1/models") return ListModels();
-  if (p == "GET /v1/models/{model}/versions") return ListVersions(s[2]);
-  if (p == "GET /v1/models/{model}/versions/{version}") return GetVersion(s[2], s[4]);
-  if (p == "GET /v1/chunks/{digest}") return GetChunk(req, s[2]);
-  if (p == "GET /v1/artifacts/{digest}") return GetArtifact(req, s[2]);
-  if (p == "GET /v1/deltas/{from}/{to}") return GetDelta(req, s[2], s[3], /*info=*/false);
-  if (p == "GET /v1/deltas/{from}/{to}/info") return GetDelta(req, s[2], s[3], /*info=*/true);
-  if (p == "GET /v1/sync" || p == "POST /v1/reports") {
-    if (auto denied = CheckBearer(req, tokens_.mirror, "mirror")) return *denied;
-    return p == "GET /v1/sync" ? Sync(req) : ForwardedReports(req);
-  }
-  if (p == "GET /v1/regions") {
-    if (auto denied = CheckBearer(req, tokens_.operator_token, "operator")) return *denied;
-    return ListRegions();
-  }
-  if (p.starts_with("GET /v1/terminals/") || p.starts_with("POST /v1/terminals/")) {
-    if (auto denied = CheckBearer(req, tokens_.terminal, "terminal")) return *denied;
-    if (p == "GET /v1/terminals/{id}/target") return TerminalTarget(req, s[2]);
-    return TerminalReport(req, s[2]);
-  }
-  if (!region_.empty()) {
-    // Releases and rollouts are the origin's; a region only replicates them.
-    return JsonError(403, "region_read_only",
-                     fmt::format("this daemon is region '{}': publish and control rollouts at the origin", region_));
-  }
-  if (p.find(" /v1/rollout") != std::string::npos) {
-    if (auto denied = CheckBearer(req, tokens_.operator_token, "operator")) return *denied;
-    if (p == "GET /v1/rollouts") return ListRollouts();
-    if (p == "POST /v1/rollouts") return StartRollout(req);
-    if (p == "POST /v1/rollout-plans") return PlanRollout(req);
-    if (p == "GET /v1/rollouts/{id}") return GetRollout(s[2]);
-    if (p == "GET /v1/rollouts/{id}/events") return RolloutEvents(s[2]);
-    return ActOnRollout(req, s[2], s[3]);
-  }
-  if (auto denied = CheckBearer(req, tokens_.publisher, "publisher")) return *denied;
-  if (p == "POST /v1/models/{model}/versions") return CommitVersion(req, s[2]);
-  if (p == "POST /v1/chunks/missing") return MissingChunks(req);
-  if (p == "PUT /v1/chunks/{digest}") return PutChunk(req, s[2]);
-  return JsonError(404, "not_found", "no such route");
-}
-
 void Api::Completed(const HttpRequest& req, int status, uint64_t body_bytes_sent) {
-  std::string pattern;
-  if (Result<ParsedTarget> t = ParseTarget(req.target); t.ok()) pattern = RoutePattern(req, t->segments);
-  metrics_.CountRequest(pattern.empty() ? "other" : pattern, status, body_bytes_sent);
+  metrics_.CountRequest(req.route != nullptr ? req.route->Label() : "other", status, body_bytes_sent);
 }
 
-std::optional<HttpResponse> Api::CheckBearer(const HttpRequest& req, const std::string& want,
-                                             std::string_view role) const {
+const std::string& Api::TokenOf(CallerRole role) const {
+  static const std::string kNone;
+  switch (role) {
+    case CallerRole::kPublisher: return tokens_.publisher;
+    case CallerRole::kOperator: return tokens_.operator_token;
+    case CallerRole::kTerminal: return tokens_.terminal;
+    case CallerRole::kMirror: return tokens_.mirror;
+    case CallerRole::kAnyone:
+    case CallerRole::kNobody: break;
+  }
+  return kNone;
+}
+
+std::optional<HttpResponse> Api::CheckBearer(const HttpRequest& req, CallerRole role) const {
+  if (role == CallerRole::kAnyone) return std::nullopt;
   std::string_view auth = req.Header("authorization");
   if (!auth.starts_with("Bearer ")) {
-    HttpResponse r = JsonError(401, "unauthenticated", fmt::format("this route needs 'Authorization: Bearer <{} token>'", role));
+    HttpResponse r = JsonError(401, "unauthenticated",
+                               fmt::format("this route needs 'Authorization: Bearer <{} token>'", RoleName(role)));
     r.Set("WWW-Authenticate", "Bearer");
     return r;
   }
   std::string_view token = auth.substr(7);
+  const std::string& want = TokenOf(role);
   bool match = !want.empty() && token.size() == want.size() && CRYPTO_memcmp(token.data(), want.data(), token.size()) == 0;
-  if (!match) return JsonError(403, "permission_denied", fmt::format("the token is not a {} token", role));
+  if (!match) return JsonError(403, "permission_denied", fmt::format("this route needs a {} token; the one given is not", RoleName(role)));
   return std::nullopt;
 }
 
@@ -401,8 +393,10 @@ HttpResponse Api::PutChunk(const HttpRequest& req, const std::string& digest_tex
 }
 
 HttpResponse Api::MissingChunks(const HttpRequest& req) {
-  nlohmann::json j = nlohmann::json::parse(req.body, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("digests") || !j["digests"].is_array()) {
+  Result<nlohmann::json> parsed = ParseJson(req.body, limits_.json_body_bytes_max);
+  if (!parsed.ok()) return ErrorFor(parsed.status());
+  const nlohmann::json& j = *parsed;
+  if (!j.is_object() || !j.contains("digests") || !j["digests"].is_array()) {
     return JsonError(400, "invalid_argument", "expected {\"digests\": [\"sha256:…\", …]}");
   }
   const auto& list = j["digests"];
@@ -413,9 +407,9 @@ HttpResponse Api::MissingChunks(const HttpRequest& req) {
   std::vector<Digest> digests;
   digests.reserve(list.size());
   for (const auto& d : list) {
-    Result<Digest> parsed = d.is_string() ? Digest::Parse(d.get<std::string>()) : Status::InvalidArgument("");
-    if (!parsed.ok()) return JsonError(400, "invalid_argument", "digests must be sha256:<64 hex> strings");
-    digests.push_back(*parsed);
+    Result<Digest> digest = d.is_string() ? Digest::Parse(d.get<std::string>()) : Status::InvalidArgument("");
+    if (!digest.ok()) return JsonError(400, "invalid_argument", "digests must be sha256:<64 hex> strings");
+    digests.push_back(*digest);
   }
   Result<std::vector<Digest>> missing = store_.MissingChunks(digests);
   if (!missing.ok()) return ErrorFor(missing.status());
@@ -483,7 +477,7 @@ bool ValidOptionalName(const std::optional<std::string>& v) { return !v || v->em
 }  // namespace
 
 HttpResponse Api::TerminalTarget(const HttpRequest& req, const std::string& terminal_id) {
-  std::string query = ParseTarget(req.target)->query;
+  const std::string& query = req.query;
   std::optional<std::string> model = QueryParam(query, "model"), channel = QueryParam(query, "channel"),
                              current = QueryParam(query, "current"), profile = QueryParam(query, "profile"),
                              region = QueryParam(query, "region"), wait = QueryParam(query, "wait"),
@@ -619,8 +613,9 @@ Result<AgentReport> ParseAgentReport(const std::string& terminal_id, const nlohm
 }  // namespace
 
 HttpResponse Api::TerminalReport(const HttpRequest& req, const std::string& terminal_id) {
-  nlohmann::json j = nlohmann::json::parse(req.body, nullptr, false);
-  if (j.is_discarded()) return JsonError(400, "invalid_argument", "body must be a JSON object");
+  Result<nlohmann::json> parsed = ParseJson(req.body, limits_.json_body_bytes_max);
+  if (!parsed.ok()) return ErrorFor(parsed.status());
+  nlohmann::json& j = *parsed;
   Result<AgentReport> a = ParseAgentReport(terminal_id, j);
   if (!a.ok()) return ErrorFor(a.status());
   if (!region_.empty()) {
@@ -733,8 +728,9 @@ HttpResponse Api::ActOnRollout(const HttpRequest& req, const std::string& id, co
   if (!action.ok() || *action == RolloutAction::kStart) return JsonError(404, "not_found", "no such rollout action");
   std::string reason;
   if (!req.body.empty()) {
-    nlohmann::json j = nlohmann::json::parse(req.body, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || (j.contains("reason") && !j["reason"].is_string()) ||
+    Result<nlohmann::json> parsed = ParseJson(req.body, limits_.json_body_bytes_max);
+    const nlohmann::json& j = parsed.ok() ? *parsed : nlohmann::json();
+    if (!parsed.ok() || !j.is_object() || (j.contains("reason") && !j["reason"].is_string()) ||
         j.size() > (j.contains("reason") ? 1u : 0u)) {
       return JsonError(400, "invalid_argument", "body must be {\"reason\":\"…\"} or empty");
     }
@@ -759,12 +755,6 @@ HttpResponse Api::RolloutEvents(const std::string& id) {
 // Regions: what regions downstream follow, and the reports they forward.
 
 namespace meridian {
-
-void Api::ServeAsRegion(std::string region, ReportOutbox& outbox, Follower& follower) {
-  region_ = std::move(region);
-  outbox_ = &outbox;
-  follower_ = &follower;
-}
 
 SyncDocument Api::BuildSyncDocument(std::string_view for_region) {
   SyncDocument doc;
@@ -800,7 +790,7 @@ SyncDocument Api::BuildSyncDocument(std::string_view for_region) {
 }
 
 HttpResponse Api::Sync(const HttpRequest& req) {
-  std::string query = ParseTarget(req.target)->query;
+  const std::string& query = req.query;
   std::optional<std::string> region = QueryParam(query, "region");
   if (!region || !IsValidRegionOrProfile(*region)) return JsonError(400, "invalid_argument", "region=ID is required");
   auto number = [&](const char* name, uint64_t* out) {

@@ -12,6 +12,7 @@
 #include "daemon/http.h"
 #include "daemon/metrics.h"
 #include "daemon/outbox.h"
+#include "daemon/routes.h"
 #include "daemon/rollouts.h"
 #include "signing/signing.h"
 #include "store/store.h"
@@ -43,7 +44,9 @@ class Api final : public HttpHandler {
   Api(Store& store, const Root& root, ApiTokens tokens, Metrics& metrics, Rollouts& rollouts, DeltaService& deltas,
       ApiLimits limits = {});
 
-  uint64_t BodyBytesMax(const HttpRequest& head) const override;
+  // Matches the route, checks the caller's role on the headers and sets the
+  // route's body limit. Handle takes only requests Admit admitted.
+  HttpAdmission Admit(HttpRequest& head) override;
   HttpResponse Handle(const HttpRequest& request) override;
   void Completed(const HttpRequest& request, int status, uint64_t body_bytes_sent) override;
 
@@ -55,9 +58,12 @@ class Api final : public HttpHandler {
   // that names another region is refused (400).
   void ServeAsRegion(std::string region, ReportOutbox& outbox, Follower& follower);
 
+  // The routes served in the present role (origin, or region after ServeAsRegion).
+  const RouteTable& routes() const { return routes_; }
+
  private:
-  struct Route;
-  HttpResponse Dispatch(const HttpRequest& req, const Route& route);
+  RouteTable BuildRoutes();
+  const std::string& TokenOf(CallerRole role) const;
   HttpResponse GetChunk(const HttpRequest& req, const std::string& digest_text);
   HttpResponse GetArtifact(const HttpRequest& req, const std::string& digest_text);
   // A content-addressed object stored as `chunks`, with Range and caching headers.
@@ -82,9 +88,9 @@ class Api final : public HttpHandler {
   HttpResponse ForwardedReports(const HttpRequest& req);
   HttpResponse ListRegions();
   SyncDocument BuildSyncDocument(std::string_view for_region);
-  // Empty when the request carries `token`, else the 401/403 to send.
-  std::optional<HttpResponse> CheckBearer(const HttpRequest& req, const std::string& token,
-                                          std::string_view role) const;
+  // Empty when the request carries the token of `role` (or the role is
+  // kAnyone), else the 401/403 to send.
+  std::optional<HttpResponse> CheckBearer(const HttpRequest& req, CallerRole role) const;
 
   Store& store_;
   const Root& root_;
@@ -94,6 +100,7 @@ class Api final : public HttpHandler {
   DeltaService& deltas_;
   ApiLimits limits_;
   std::atomic<bool> ready_{true};
+  RouteTable routes_;
 
   // Region role (empty region_: origin).
   std::string region_;

@@ -1,5 +1,6 @@
 // Making, storing and describing deltas on a background thread.
 #include "daemon/deltas.h"
+#include "base/json.h"
 
 #include <zstd.h>
 
@@ -57,7 +58,9 @@ std::string DeltaRecordToJson(const DeltaRecord& r) {
 
 Result<DeltaRecord> DeltaRecordFromJson(std::string_view json) {
   Status bad = Status::InvalidArgument("malformed delta record");
-  nlohmann::json j = nlohmann::json::parse(json, nullptr, false);
+  Result<nlohmann::json> parsed = ParseJson(json, kStateScanBytesMax);
+  if (!parsed.ok()) return bad;
+  nlohmann::json& j = *parsed;
   if (!j.is_object() || !j.contains("info") || !j.contains("chunks") || !j["chunks"].is_array()) return bad;
   Result<DeltaInfo> info = ParseDeltaInfo(j["info"].dump());
   if (!info.ok()) return bad;

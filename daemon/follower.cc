@@ -1,5 +1,6 @@
 // A region following its upstream: sync document, versions, deltas, states.
 #include "daemon/follower.h"
+#include "base/json.h"
 
 #include <algorithm>
 #include <chrono>
@@ -38,7 +39,9 @@ std::string SyncDocumentToJson(const SyncDocument& doc) {
 Result<SyncDocument> ParseSyncDocument(std::string_view json) {
   Status bad = Status::InvalidArgument("malformed sync document");
   if (json.size() > kSyncDocumentBytesMax) return bad;
-  Json j = Json::parse(json, nullptr, false);
+  Result<Json> parsed = ParseJson(json, kSyncDocumentBytesMax);
+  if (!parsed.ok()) return bad;
+  const Json& j = *parsed;
   if (!j.is_object() || !j.value("sync_version", Json()).is_number_unsigned() ||
       !j.value("versions", Json()).is_array() || !j.value("channels", Json()).is_array()) {
     return bad;

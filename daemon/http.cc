@@ -21,6 +21,45 @@ HttpResponse JsonError(int status, std::string_view code, std::string_view messa
   return r;
 }
 
+static std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+std::optional<HttpResponse> RefuseFraming(const HttpRequest& head, unsigned http_version) {
+  auto bad = [](std::string message) { return JsonError(400, "bad_framing", message); };
+  auto te = head.headers.find("transfer-encoding");
+  auto cl = head.headers.find("content-length");
+  if (cl != head.headers.end()) {
+    std::string_view v = Trim(cl->second);
+    if (v.empty() || v.find_first_not_of("0123456789") != std::string_view::npos) {
+      return bad("Content-Length must be one decimal number");
+    }
+  }
+  if (te == head.headers.end()) return std::nullopt;
+  if (cl != head.headers.end()) return bad("Transfer-Encoding and Content-Length together");
+  if (http_version < 11) return bad("Transfer-Encoding in an HTTP/1.0 request");
+  // A list of codings; empty list elements are ignored (RFC 9110 §5.6.1).
+  std::vector<std::string> codings;
+  std::string_view rest = te->second;
+  while (!rest.empty()) {
+    size_t comma = rest.find(',');
+    std::string_view item = Trim(rest.substr(0, comma));
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    if (item.empty()) continue;
+    std::string lower(item);
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    codings.push_back(std::move(lower));
+  }
+  if (codings.empty() || codings.back() != "chunked") return bad("Transfer-Encoding must end in chunked");
+  for (size_t i = 0; i + 1 < codings.size(); ++i) {
+    if (codings[i] == "chunked") return bad("chunked may be applied only once");
+    return JsonError(501, "not_implemented", "transfer coding '" + codings[i] + "' is not supported");
+  }
+  return std::nullopt;
+}
+
 uint64_t ChangeNotifier::generation() const {
   std::lock_guard lock(mu_);
   return generation_;
@@ -58,11 +97,6 @@ void ChangeNotifier::NotifyAll() {
   for (auto& [id, callback] : fire) callback();
 }
 
-static std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
 
 static bool ParseU64(std::string_view s, uint64_t* out) {
   if (s.empty()) return false;

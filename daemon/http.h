@@ -20,6 +20,8 @@
 
 namespace meridian {
 
+struct Route;  // daemon/routes.h
+
 struct HttpRequest {
   std::string method;                         // "GET", "PUT", …
   std::string target;                         // raw request-target, "/v1/chunks/…?x=y"
@@ -28,6 +30,12 @@ struct HttpRequest {
   // Set by the server when it calls Handle again because a deferral's wait
   // ran out (see HttpDeferral): the handler must answer now, not defer again.
   bool wait_expired = false;
+  // Set by HttpHandler::Admit for the handler's own use, so that the target
+  // is parsed once: the route matched, its placeholders' decoded values in
+  // pattern order, and the raw query string.
+  const Route* route = nullptr;
+  std::vector<std::string> params;
+  std::string query;
 
   // The header's value, or "" when absent.
   std::string_view Header(std::string_view lowercase_name) const;
@@ -91,13 +99,19 @@ struct HttpResponse {
   uint64_t BodyBytes() const { return stream ? stream_bytes : body.size(); }
 };
 
+// What a handler decides from a request head, before any body byte is read.
+struct HttpAdmission {
+  std::optional<HttpResponse> refusal;  // when set: sent at once, the body is never read
+  uint64_t body_bytes_max = 0;          // otherwise the largest body accepted (larger: 413 unread)
+};
+
 class HttpHandler {
  public:
   virtual ~HttpHandler() = default;
-  // The largest body accepted for this request head (checked before the body
-  // is read: larger requests get 413 without being read).
-  virtual uint64_t BodyBytesMax(const HttpRequest& head) const = 0;
-  // Handles a complete request. Called on a server thread; may block briefly
+  // Decides on the head (method, target, headers; body empty): who may ask
+  // and how large a body may follow. May fill the head's route fields.
+  virtual HttpAdmission Admit(HttpRequest& head) = 0;
+  // Handles a complete request that Admit admitted. Called on a server thread; may block briefly
   // on local storage, never on a wait: it returns a deferral instead.
   virtual HttpResponse Handle(const HttpRequest& request) = 0;
   // Called once per request after the response was written or failed, for
@@ -107,6 +121,13 @@ class HttpHandler {
 
 // {"error":{"code":"…","message":"…"}} with the given status.
 HttpResponse JsonError(int status, std::string_view code, std::string_view message);
+
+// The answer to a request head whose body framing is ambiguous or not
+// supported (RFC 9112 §6), or nullopt when it may be read: Transfer-Encoding
+// together with Content-Length, in HTTP/1.0, or not ending in one "chunked"
+// is 400; another coding before a final "chunked" is 501; a Content-Length
+// that is not one number is 400. `http_version` is 10 or 11.
+std::optional<HttpResponse> RefuseFraming(const HttpRequest& head, unsigned http_version);
 
 }  // namespace meridian
 

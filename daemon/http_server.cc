@@ -311,7 +311,8 @@ struct HttpServer::Impl {
       // The body limit depends on the route, known only after the head: checked below.
       parser.body_limit(std::numeric_limits<std::uint64_t>::max());
       HttpRequest req;
-      std::optional<HttpResponse> error;  // an answer to send before closing
+      std::optional<HttpResponse> error;    // an answer to send before closing
+      std::optional<HttpResponse> refusal;  // an answer to a request without a body, keeping the connection
       idle = true;
       stream.expires_never();
       deadline.Arm(options.head_timeout);
@@ -322,15 +323,25 @@ struct HttpServer::Impl {
         error = HeadError(ec, parser.got_some() || buffer.size() > 0, parser.get().target());
       } else {
         req = ToRequest(parser);
-        uint64_t limit = handler.BodyBytesMax(req);
-        if (parser.content_length() && *parser.content_length() > limit) {
-          error = BodyError(http::error::body_limit, limit);
+        // Framing, who asks and how large a body may follow are all decided
+        // on the head: a refused request never has its body read.
+        HttpAdmission admission;
+        error = RefuseFraming(req, parser.get().version());
+        if (!error) admission = handler.Admit(req);
+        if (error) {
+          // framing refused: the body's extent is unknown, so it is never read
+        } else if (admission.refusal && parser.is_done()) {
+          refusal = std::move(admission.refusal);  // no body follows: the connection is kept
+        } else if (admission.refusal) {
+          error = std::move(admission.refusal);
+        } else if (parser.content_length() && *parser.content_length() > admission.body_bytes_max) {
+          error = BodyError(http::error::body_limit, admission.body_bytes_max);
         } else if (!parser.is_done()) {
-          parser.body_limit(limit);
+          parser.body_limit(admission.body_bytes_max);
           deadline.Arm(options.body_timeout);
           auto [bec, bn] = co_await http::async_read(stream, buffer, parser, kTuple);
           if (deadline.Disarm() && bec) bec = beast::error::timeout;
-          if (bec) error = BodyError(bec, limit);
+          if (bec) error = BodyError(bec, admission.body_bytes_max);
           ec = bec;
         }
       }
@@ -340,7 +351,7 @@ struct HttpServer::Impl {
       req.body = std::move(parser.get().body());
       bool head_request = req.method == "HEAD";
 
-      HttpResponse res = handler.Handle(req);
+      HttpResponse res = refusal ? std::move(*refusal) : handler.Handle(req);
       if (res.defer) {
         co_await HoldDeferred(req, res, *ref);
         keep_alive = keep_alive && !stopping;

@@ -1,5 +1,6 @@
 // Durable forwarding of terminal reports from a region to its upstream.
 #include "daemon/outbox.h"
+#include "base/json.h"
 
 #include <openssl/rand.h>
 
@@ -24,8 +25,10 @@ std::string EntryKey(uint64_t seq) { return fmt::format("outbox/{:020}", seq); }
 }  // namespace
 
 Result<std::vector<ForwardedReport>> ParseForwardedReports(std::string_view json, size_t max) {
-  Json j = Json::parse(json, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("reports") || !j["reports"].is_array() || j.size() != 1) {
+  Result<Json> parsed = ParseJson(json, json.size());  // the request's body limit bounds it
+  if (!parsed.ok()) return Status::InvalidArgument("reports: " + parsed.status().message());
+  Json& j = *parsed;
+  if (!j.is_object() || !j.contains("reports") || !j["reports"].is_array() || j.size() != 1) {
     return Status::InvalidArgument("expected {\"reports\":[{\"id\",\"terminal\",\"report\"}…]}");
   }
   if (j["reports"].size() > max) return Status::InvalidArgument(fmt::format("at most {} reports per batch", max));
@@ -60,7 +63,9 @@ Result<std::unique_ptr<ReportOutbox>> ReportOutbox::Open(Store& store, std::stri
 Status ReportOutbox::Load() {
   Result<std::string> meta = store_.GetState(kMetaKey);
   if (meta.ok()) {
-    Json j = Json::parse(*meta, nullptr, false);
+    Result<Json> parsed = ParseJson(*meta, meta->size());
+    if (!parsed.ok()) return Status::Corruption("outbox-meta: " + parsed.status().message());
+    const Json& j = *parsed;
     if (!j.is_object() || !j.value("nonce", Json()).is_string() || !j.value("next", Json()).is_number_unsigned()) {
       return Status::Corruption("outbox-meta is malformed");
     }

@@ -1,5 +1,6 @@
 // JSON of the delta descriptor.
 #include "delta/delta_info.h"
+#include "base/json.h"
 
 #include <nlohmann/json.hpp>
 
@@ -30,8 +31,9 @@ std::string DeltaInfoToJson(const DeltaInfo& info) { return ToJson(info).dump();
 Result<DeltaInfo> ParseDeltaInfo(std::string_view json) {
   Status bad = Status::InvalidArgument("malformed delta descriptor");
   if (json.size() > kDeltaInfoJsonBytesMax) return bad;
-  nlohmann::json j = nlohmann::json::parse(json, nullptr, false);
-  if (!j.is_object()) return bad;
+  Result<nlohmann::json> parsed = ParseJson(json, kDeltaInfoJsonBytesMax);
+  if (!parsed.ok() || !parsed->is_object()) return bad;
+  const nlohmann::json& j = *parsed;
   auto digest = [&](const char* key, Digest* out) {
     auto it = j.find(key);
     if (it == j.end() || !it->is_string()) return false;

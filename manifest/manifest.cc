@@ -1,5 +1,6 @@
 // Manifest JSON and name/version validation.
 #include "manifest/manifest.h"
+#include "base/json.h"
 
 #include <charconv>
 #include <nlohmann/json.hpp>
@@ -144,8 +145,10 @@ std::string ManifestToJson(const Manifest& m) {
 
 Result<Manifest> ParseManifest(std::string_view json) {
   if (json.size() > kManifestJsonBytesMax) return Status::InvalidArgument("manifest is too large");
-  nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return Status::InvalidArgument("manifest is not a JSON object");
+  Result<nlohmann::json> parsed = ParseJson(json, kManifestJsonBytesMax);
+  if (!parsed.ok()) return Status::InvalidArgument("manifest: " + parsed.status().message());
+  if (!parsed->is_object()) return Status::InvalidArgument("manifest is not a JSON object");
+  const nlohmann::json& j = *parsed;
 
   std::string error;
   auto str = [&](const char* key) -> std::string {

@@ -2,6 +2,7 @@
 // what the daemon persists and serves. Parsers never throw: nlohmann is used
 // without exceptions and every value's type is checked before it is read.
 #include "rollout/rollout.h"
+#include "base/json.h"
 
 #include <limits>
 #include <set>
@@ -24,8 +25,9 @@ Result<Json> ParseObject(std::string_view text, std::string_view what) {
   if (text.size() > kRolloutJsonBytesMax) {
     return Status::InvalidArgument(fmt::format("{}: more than {} bytes of JSON", what, kRolloutJsonBytesMax));
   }
-  Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return Status::InvalidArgument(fmt::format("{}: not a JSON object", what));
+  Result<Json> j = ParseJson(text, kRolloutJsonBytesMax);
+  if (!j.ok()) return Status::InvalidArgument(fmt::format("{}: {}", what, j.status().message()));
+  if (!j->is_object()) return Status::InvalidArgument(fmt::format("{}: not a JSON object", what));
   return j;
 }
 

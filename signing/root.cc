@@ -6,6 +6,7 @@
 #include <set>
 
 #include "base/encoding.h"
+#include "base/json.h"
 #include "base/file.h"
 #include "signing/signing.h"
 
@@ -95,8 +96,10 @@ Result<Root> ParseRootDocument(std::string_view json) {
   if (json.size() > kRootJsonBytesMax) {
     return Malformed("document", "larger than " + std::to_string(kRootJsonBytesMax) + " bytes");
   }
-  nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return Malformed("document", "not a JSON object");
+  Result<nlohmann::json> parsed = ParseJson(json, kRootJsonBytesMax);
+  if (!parsed.ok()) return Malformed("document", parsed.status().message());
+  if (!parsed->is_object()) return Malformed("document", "not a JSON object");
+  const nlohmann::json& j = *parsed;
 
   auto type = j.find("type");
   if (type == j.end() || !type->is_string() || type->get_ref<const std::string&>() != kRootDocumentType) {

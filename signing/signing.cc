@@ -1,6 +1,7 @@
 // Ed25519 keys and key files (libsodium) and DSSE envelopes: PAE, signing and
 // the JSON form. The root document and the role checks live in root.cc.
 #include "signing/signing.h"
+#include "base/json.h"
 
 #include <fcntl.h>
 #include <sodium.h>
@@ -130,8 +131,9 @@ Result<SecretKey> SecretKeyFromBase64Seed(const std::string& seed_b64) {
 }
 
 Result<SecretKey> ParseSecretKeyFile(std::string_view text, const std::string& path) {
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return Status::InvalidArgument(path + ": not a JSON object");
+  Result<nlohmann::json> parsed = ParseJson(text, kKeyFileBytesMax);
+  if (!parsed.ok() || !parsed->is_object()) return Status::InvalidArgument(path + ": not a JSON object");
+  nlohmann::json& j = *parsed;
   auto seed_field = j.find("seed");
   if (seed_field == j.end() || !seed_field->is_string()) return Status::InvalidArgument(path + ": no seed");
   std::string& seed_b64 = seed_field->get_ref<std::string&>();
@@ -143,8 +145,9 @@ Result<SecretKey> ParseSecretKeyFile(std::string_view text, const std::string& p
 }
 
 Result<PublicKey> ParsePublicKeyFile(std::string_view text, const std::string& path) {
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return Status::InvalidArgument(path + ": not a JSON object");
+  Result<nlohmann::json> parsed = ParseJson(text, kKeyFileBytesMax);
+  if (!parsed.ok() || !parsed->is_object()) return Status::InvalidArgument(path + ": not a JSON object");
+  const nlohmann::json& j = *parsed;
   const std::string* public_b64 = StringField(j, "public");
   if (public_b64 == nullptr) return Status::InvalidArgument(path + ": no public key");
   Result<Bytes> raw = Base64Decode(*public_b64);
@@ -177,8 +180,10 @@ Result<Envelope> ParseEnvelopeJson(std::string_view json) {
   if (json.size() > kParseEnvelopeBytesMax) {
     return Status::InvalidArgument("envelope is larger than " + std::to_string(kParseEnvelopeBytesMax) + " bytes");
   }
-  nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return Status::InvalidArgument("envelope is not a JSON object");
+  Result<nlohmann::json> parsed = ParseJson(json, kParseEnvelopeBytesMax);
+  if (!parsed.ok()) return Status::InvalidArgument("envelope: " + parsed.status().message());
+  if (!parsed->is_object()) return Status::InvalidArgument("envelope is not a JSON object");
+  const nlohmann::json& j = *parsed;
 
   Envelope env;
   const std::string* type = StringField(j, "payloadType");

@@ -1,6 +1,7 @@
 // The RocksDB implementation of store/store.h: column family layout and
 // options, zstd chunk frames, the commit protocol and the consistency check.
 #include "store/store.h"
+#include "base/json.h"
 
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
@@ -164,8 +165,10 @@ Result<Manifest> ManifestFromEnvelope(std::string_view envelope_json) {
     return Status::ResourceExhausted("envelope of " + std::to_string(envelope_json.size()) + " bytes exceeds " +
                                      std::to_string(kEnvelopeJsonBytesMax));
   }
-  nlohmann::json j = nlohmann::json::parse(envelope_json.begin(), envelope_json.end(), nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return Status::InvalidArgument("envelope is not a JSON object");
+  Result<nlohmann::json> parsed = ParseJson(envelope_json, kEnvelopeJsonBytesMax);
+  if (!parsed.ok()) return Status::InvalidArgument("envelope: " + parsed.status().message());
+  if (!parsed->is_object()) return Status::InvalidArgument("envelope is not a JSON object");
+  const nlohmann::json& j = *parsed;
   auto type = j.find("payloadType");
   if (type == j.end() || !type->is_string() || type->get_ref<const std::string&>() != kManifestPayloadType) {
     return Status::InvalidArgument("envelope payloadType is not " + std::string(kManifestPayloadType));

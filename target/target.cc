@@ -1,6 +1,7 @@
 // Channel state documents: JSON, signing, a terminal's verification, and
 // target resolution over rollout/'s cohort rule.
 #include "target/target.h"
+#include "base/json.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -65,8 +66,10 @@ std::string ChannelStateToJson(const ChannelState& s) {
 
 Result<ChannelState> ChannelStateFromJson(std::string_view text) {
   if (text.size() > kChannelStateJsonBytesMax) return Status::InvalidArgument("channel state: document too large");
-  Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return Status::InvalidArgument("channel state: not a JSON object");
+  Result<Json> parsed = ParseJson(text, kChannelStateJsonBytesMax);
+  if (!parsed.ok()) return Status::InvalidArgument("channel state: " + parsed.status().message());
+  if (!parsed->is_object()) return Status::InvalidArgument("channel state: not a JSON object");
+  const Json& j = *parsed;
   ChannelState s;
   std::string type, error;
   Read(j, "type", &type, &error);

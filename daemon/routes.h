@@ -1,0 +1,66 @@
+// The daemon's HTTP surface as one table: for each route its method, path
+// pattern, the role a caller needs, the largest body it takes and its handler.
+// Matching, the role and the body limit are decided from the request head
+// alone, so nothing is read or computed for a request that will be refused.
+// docs/api.md carries the table as RoutesMarkdown renders it (a test compares).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "daemon/http.h"
+
+namespace meridian {
+
+// Who may call a route.
+enum class CallerRole {
+  kAnyone,     // no credential
+  kPublisher,  // release managers: chunks and versions
+  kOperator,   // rollouts and the region view
+  kTerminal,   // targets and reports
+  kMirror,     // regions downstream: sync and forwarded reports
+  kNobody,     // served by another role of daemon: the handler gives the refusal from the head alone
+};
+std::string_view RoleName(CallerRole role);
+
+struct Route {
+  std::string method;   // "GET" (which answers HEAD too), "POST" or "PUT"
+  std::string pattern;  // "/v1/chunks/{digest}": literal segments and {name} placeholders
+  CallerRole role = CallerRole::kAnyone;
+  uint64_t body_bytes_max = 0;
+  // Called with the whole request; request.params holds the placeholders'
+  // decoded values in pattern order.
+  std::function<HttpResponse(const HttpRequest&)> handler;
+  std::string summary;  // one line for docs/api.md
+
+  // "GET /v1/chunks/{digest}": the label in metrics and docs.
+  std::string Label() const { return method + " " + pattern; }
+};
+
+class RouteTable {
+ public:
+  // Adds a route; patterns are matched in the order added.
+  void Add(Route route);
+
+  // The route for `method` (HEAD as GET) and the decoded path `segments`,
+  // with the placeholders' values in *params. NotFound when no route has
+  // that path; FailedPrecondition when one has it for another method (405).
+  Result<const Route*> Find(std::string_view method, const std::vector<std::string>& segments,
+                            std::vector<std::string>* params) const;
+
+  const std::vector<Route>& routes() const { return routes_; }
+
+ private:
+  static bool Matches(const Route& route, const std::vector<std::string>& segments, std::vector<std::string>* params);
+  std::vector<Route> routes_;
+};
+
+// The tables of an origin and a region as one Markdown table (method and path,
+// role, body limit, served by, summary): the block docs/api.md carries.
+std::string RoutesMarkdown(const RouteTable& origin, const RouteTable& region);
+
+}  // namespace meridian
