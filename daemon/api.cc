@@ -247,7 +247,8 @@ HttpResponse Api::RenderMetrics() {
   std::map<std::string, uint64_t> gauges = {{"meridian_store_chunks", st.chunks},
                                             {"meridian_store_versions", st.versions},
                                             {"meridian_store_disk_bytes", st.disk_bytes},
-                                            {"meridian_target_waiting", rollouts_.notifier().waiting()}};
+                                            {"meridian_target_waiting", rollouts_.notifier().waiting()},
+                                            {"meridian_delta_jobs", deltas_.jobs()}};
   if (outbox_ != nullptr) {
     ReportOutbox::Stats o = outbox_->stats();
     gauges["meridian_outbox_pending"] = o.pending;
@@ -433,7 +434,8 @@ HttpResponse Api::CommitVersion(const HttpRequest& req, const std::string& model
   if (!m.ok()) return JsonError(422, "invalid_manifest", m.status().message());
   if (m->name != model) return JsonError(400, "invalid_argument", "manifest names model '" + m->name + "', URL names '" + model + "'");
   Status st = store_.CommitVersion(*m, req.body);
-  if (st.code() == Status::Code::kFailedPrecondition) return JsonError(409, "missing_chunks", st.message());
+  if (st.code() == Status::Code::kFailedPrecondition) return JsonError(422, "missing_chunks", st.message());
+  if (st.code() == Status::Code::kInvalidArgument) return JsonError(422, "manifest_mismatch", st.message());
   if (st.code() == Status::Code::kAlreadyExists) return JsonError(409, "version_exists", st.message());
   if (!st.ok()) return ErrorFor(st);
   deltas_.QueueForNewVersion(*m);

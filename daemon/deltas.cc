@@ -168,8 +168,16 @@ Result<DeltaRecord> DeltaService::Find(const Digest& from, const Digest& to) {
 Result<DeltaRecord> DeltaService::FindOrQueue(const Digest& from, const Digest& to) {
   Result<DeltaRecord> found = Find(from, to);
   if (found.ok() || found.status().code() != Status::Code::kNotFound) return found;
-  for (const Digest& d : {from, to}) {
-    if (Result<Manifest> m = store_.FindArtifact(d); !m.ok()) return m.status();
+  // Only pairs this daemon would choose itself are ever worked on: two
+  // different published versions of one model. Any other pair is refused
+  // before anything is queued, so a request cannot make it diff arbitrary
+  // artifacts.
+  Result<Manifest> source = store_.FindArtifact(from);
+  if (!source.ok()) return source.status();
+  Result<Manifest> target = store_.FindArtifact(to);
+  if (!target.ok()) return target.status();
+  if (from == to || source->name != target->name) {
+    return Status::NotFound("deltas are made only between two versions of one model");
   }
   if (!online_key_) {
     if (miss_handler_) miss_handler_(from, to);
@@ -202,6 +210,11 @@ void DeltaService::QueueForNewVersion(const Manifest& published) {
     Result<DeltaRecord> r = FindOrQueue(from, published.digest);
     (void)r;  // pending, done, or the queue is full: a request will queue it later
   }
+}
+
+uint64_t DeltaService::jobs() {
+  std::lock_guard lock(mu_);
+  return queue_.size() + (busy_ ? 1u : 0u);
 }
 
 void DeltaService::WaitIdle() {

@@ -67,8 +67,10 @@ class DeltaService {
   // The record of a computed pair; NotFound when not computed yet.
   Result<DeltaRecord> Find(const Digest& from, const Digest& to);
   // Find, and when not computed yet, queue it: FailedPrecondition ("pending")
-  // then, NotFound when either artifact is unknown, ResourceExhausted when
-  // the queue is full. A replica passes the pair to the miss handler instead.
+  // then; NotFound when either artifact is unknown, when both are the same,
+  // or when they are versions of different models (nothing is queued);
+  // ResourceExhausted when the queue is full. A replica passes the pair to
+  // the miss handler instead.
   Result<DeltaRecord> FindOrQueue(const Digest& from, const Digest& to);
   // Replica: called (without locks held) with each pair FindOrQueue misses.
   void SetMissHandler(std::function<void(const Digest& from, const Digest& to)> handler);
@@ -78,6 +80,8 @@ class DeltaService {
   void QueueForNewVersion(const Manifest& published);
   // Blocks until the queue is empty and nothing is being computed (tests, bench).
   void WaitIdle();
+  // Pairs waiting or being computed now (/metrics).
+  uint64_t jobs();
 
   // The descriptor as a DSSE envelope signed by the online key: the fetched
   // one for an adopted record, else signed here.

@@ -1,7 +1,6 @@
 // The RocksDB implementation of store/store.h: column family layout and
 // options, zstd chunk frames, the commit protocol and the consistency check.
 #include "store/store.h"
-#include "base/json.h"
 
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
@@ -11,6 +10,8 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 #include <zstd.h>
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <exception>
@@ -23,6 +24,7 @@
 
 #include "base/encoding.h"
 #include "base/file.h"
+#include "base/json.h"
 
 namespace meridian {
 
@@ -51,6 +53,14 @@ std::string EncodeSize(uint64_t size) {
   std::string out(8, '\0');
   for (int i = 0; i < 8; ++i) out[static_cast<size_t>(i)] = static_cast<char>(size >> (8 * i));
   return out;
+}
+
+// The size EncodeSize wrote; nullopt for a value of another length.
+std::optional<uint64_t> DecodeSize(std::string_view bytes) {
+  if (bytes.size() != 8) return std::nullopt;
+  uint64_t size = 0;
+  for (int i = 7; i >= 0; --i) size = size << 8 | static_cast<uint8_t>(bytes[static_cast<size_t>(i)]);
+  return size;
 }
 
 std::string ChunkKey(const Digest& digest) {
@@ -253,9 +263,11 @@ class RocksStore final : public Store {
   Result<std::vector<Digest>> MissingChunks(std::span<const Digest> digests) override {
     return Guard("MissingChunks", [&]() -> Result<std::vector<Digest>> {
       std::vector<Digest> missing;
-      Status s = ForEachMissing(rocksdb::ReadOptions(), digests.size(),
+      Status s = ForEachIndexed(rocksdb::ReadOptions(), digests.size(),
                                 [&](size_t i) -> const Digest& { return digests[i]; },
-                                [&](const Digest& d) { missing.push_back(d); });
+                                [&](size_t i, std::optional<uint64_t> size) {
+                                  if (!size) missing.push_back(digests[i]);
+                                });
       if (!s.ok()) return s;
       return missing;
     });
@@ -322,33 +334,25 @@ class RocksStore final : public Store {
       if (*carried != m) return Status::InvalidArgument(what + ": manifest differs from the envelope's payload");
 
       const std::string key = VersionKey(m.name, m.version);
+      rocksdb::ReadOptions ro;
+      Result<bool> exists = SameVersionStored(ro, key, m, envelope_json);
+      if (!exists.ok() || *exists) return exists.status();
+      // What becomes visible must be what the manifest says: verified before
+      // the lock (chunks are never deleted), so one large commit does not
+      // hold up the others.
+      MERIDIAN_RETURN_IF_ERROR(VerifyChunksOf(ro, m, what));
       // Held from the exists-check to the write, so that of two racing commits
       // of one version exactly one writes and the other sees it.
       std::lock_guard<std::mutex> lock(commit_mu_);
-      rocksdb::ReadOptions ro;
-      rocksdb::PinnableSlice existing;
-      rocksdb::Status s = db_->Get(ro, cf(kManifests), key, &existing);
-      if (s.ok()) {
-        if (ToView(existing) == envelope_json) return Status::Ok();
-        Result<Manifest> old = ManifestFromEnvelope(ToView(existing));
-        if (!old.ok()) return Status::Corruption(what + ": stored envelope unreadable: " + old.status().message());
-        if (*old == m) return Status::Ok();
-        return Status::AlreadyExists(what + " already exists with other content");
-      }
-      if (!s.IsNotFound()) return FromRocks(s, "reading " + what);
-
-      MissingList missing;
-      MERIDIAN_RETURN_IF_ERROR(ForEachMissing(ro, m.chunks.size(),
-                                              [&](size_t i) -> const Digest& { return m.chunks[i].digest; },
-                                              [&](const Digest& d) { missing.Add(d); }));
-      if (missing.count() > 0) return Status::FailedPrecondition(what + ": " + missing.Describe(m.chunks.size()));
+      exists = SameVersionStored(ro, key, m, envelope_json);
+      if (!exists.ok() || *exists) return exists.status();
 
       rocksdb::WriteBatch batch;
       rocksdb::Status bs = batch.Put(cf(kManifests), key, rocksdb::Slice(envelope_json.data(), envelope_json.size()));
       if (!bs.ok()) return FromRocks(bs, "batching " + what);
       const std::string artifact_key = ChunkKey(m.digest);
       std::string indexed;
-      s = db_->Get(ro, cf(kArtifacts), artifact_key, &indexed);
+      rocksdb::Status s = db_->Get(ro, cf(kArtifacts), artifact_key, &indexed);
       if (s.IsNotFound()) {
         bs = batch.Put(cf(kArtifacts), artifact_key, key);
         if (!bs.ok()) return FromRocks(bs, "batching " + what);
@@ -521,10 +525,61 @@ class RocksStore final : public Store {
  private:
   rocksdb::ColumnFamilyHandle* cf(Cf which) const { return handles_[which]; }
 
-  // Calls `on_missing` for each of the `count` digests `digest_at(i)` that is
-  // not stored, in order, testing kPresenceBatchKeys keys per MultiGet.
-  template <typename DigestAt, typename OnMissing>
-  Status ForEachMissing(const rocksdb::ReadOptions& ro, size_t count, DigestAt digest_at, OnMissing on_missing) {
+  // True when `key` holds this version already (the same envelope or
+  // manifest: a retried commit), false when it holds nothing; AlreadyExists
+  // when it holds other content.
+  Result<bool> SameVersionStored(const rocksdb::ReadOptions& ro, const std::string& key, const Manifest& m,
+                                 std::string_view envelope_json) {
+    const std::string what = m.name + "@" + m.version;
+    rocksdb::PinnableSlice existing;
+    rocksdb::Status s = db_->Get(ro, cf(kManifests), key, &existing);
+    if (s.IsNotFound()) return false;
+    if (!s.ok()) return FromRocks(s, "reading " + what);
+    if (ToView(existing) == envelope_json) return true;
+    Result<Manifest> old = ManifestFromEnvelope(ToView(existing));
+    if (!old.ok()) return Status::Corruption(what + ": stored envelope unreadable: " + old.status().message());
+    if (*old == m) return true;
+    return Status::AlreadyExists(what + " already exists with other content");
+  }
+
+  // Checks that every chunk `m` names is stored with the size it says, then
+  // streams them through SHA-256 against the whole-file digest: FailedPrecondition
+  // for missing chunks, InvalidArgument for a size or digest that differs,
+  // Corruption for a stored chunk that no longer verifies.
+  Status VerifyChunksOf(const rocksdb::ReadOptions& ro, const Manifest& m, const std::string& what) {
+    MissingList missing;
+    std::string wrong_size;
+    MERIDIAN_RETURN_IF_ERROR(ForEachIndexed(ro, m.chunks.size(),
+                                            [&](size_t i) -> const Digest& { return m.chunks[i].digest; },
+                                            [&](size_t i, std::optional<uint64_t> size) {
+                                              if (!size) {
+                                                missing.Add(m.chunks[i].digest);
+                                              } else if (*size != m.chunks[i].size && wrong_size.empty()) {
+                                                wrong_size = fmt::format("chunk {} ({}) is {} bytes, the manifest says {}",
+                                                                         i, m.chunks[i].digest.ToString(), *size,
+                                                                         m.chunks[i].size);
+                                              }
+                                            }));
+    if (missing.count() > 0) return Status::FailedPrecondition(what + ": " + missing.Describe(m.chunks.size()));
+    if (!wrong_size.empty()) return Status::InvalidArgument(what + ": " + wrong_size);
+    Sha256 whole;
+    for (const ChunkRef& c : m.chunks) {
+      Result<Bytes> chunk = GetChunk(c.digest);
+      if (!chunk.ok()) return chunk.status();
+      whole.Update(*chunk);
+    }
+    if (Digest actual = whole.Finish(); actual != m.digest) {
+      return Status::InvalidArgument(fmt::format("{}: the chunks hash to {}, the manifest says {}", what, actual.ToString(),
+                                            m.digest.ToString()));
+    }
+    return Status::Ok();
+  }
+
+  // Calls `on_entry(i, size)` for each of the `count` digests `digest_at(i)`,
+  // in order, with its indexed uncompressed size or nullopt when it is not
+  // stored, testing kPresenceBatchKeys keys per MultiGet.
+  template <typename DigestAt, typename OnEntry>
+  Status ForEachIndexed(const rocksdb::ReadOptions& ro, size_t count, DigestAt digest_at, OnEntry on_entry) {
     std::vector<std::string> keys;
     std::vector<rocksdb::Slice> slices;
     std::vector<rocksdb::PinnableSlice> values(kPresenceBatchKeys);
@@ -537,12 +592,14 @@ class RocksStore final : public Store {
       for (const std::string& k : keys) slices.emplace_back(k);
       db_->MultiGet(ro, cf(kChunkIndex), n, slices.data(), values.data(), statuses.data());
       for (size_t i = 0; i < n; ++i) {
-        values[i].Reset();
         if (statuses[i].IsNotFound()) {
-          on_missing(digest_at(start + i));
+          on_entry(start + i, std::optional<uint64_t>());
         } else if (!statuses[i].ok()) {
           return FromRocks(statuses[i], "reading chunk " + digest_at(start + i).ToString());
+        } else {
+          on_entry(start + i, DecodeSize(ToView(values[i])));
         }
+        values[i].Reset();
       }
     }
     return Status::Ok();
@@ -628,8 +685,10 @@ class RocksStore final : public Store {
         continue;
       }
       MissingList missing;
-      Status ms = ForEachMissing(ro, m->chunks.size(), [&](size_t i) -> const Digest& { return m->chunks[i].digest; },
-                                 [&](const Digest& d) { missing.Add(d); });
+      Status ms = ForEachIndexed(ro, m->chunks.size(), [&](size_t i) -> const Digest& { return m->chunks[i].digest; },
+                                 [&](size_t i, std::optional<uint64_t> size) {
+                                   if (!size) missing.Add(m->chunks[i].digest);
+                                 });
       if (!ms.ok()) faults.Add(what + ": " + ms.ToString());
       if (missing.count() > 0) faults.Add(what + ": " + missing.Describe(m->chunks.size()));
       std::string indexed;

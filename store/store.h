@@ -16,8 +16,10 @@
 //    bytes are never returned). A stored frame's declared size is checked
 //    against kChunkBytesMax before anything is allocated.
 //  - CommitVersion writes the manifest envelope and its artifact index entry
-//    in one WriteBatch, and only when every chunk it names is present: a
-//    version is wholly visible or absent, also after a crash. Commits are
+//    in one WriteBatch, and only when every chunk it names is present with
+//    the size it says and the chunks hash, in order, to the whole-file digest:
+//    a version is wholly visible or absent, also after a crash, and is what
+//    its manifest says. Commits are
 //    serialised, so two racing commits of one version cannot both win.
 //  - Nothing here deletes a chunk or a version, so "present" never turns back
 //    into "absent" (Check() still reports a chunk lost to disk damage).
@@ -104,7 +106,10 @@ class Store {
   // payloadType kManifestPayloadType) or its payload does not parse to `m`;
   // ResourceExhausted above kEnvelopeJsonBytesMax.
   // FailedPrecondition (message lists the first missing digests) when a chunk
-  // is missing; AlreadyExists when that model version exists with other
+  // is missing; InvalidArgument when a stored chunk's size differs from the
+  // manifest's or the chunks do not hash to its digest (the whole artifact is
+  // read for that); Corruption when a stored chunk no longer verifies;
+  // AlreadyExists when that model version exists with other
   // content; OK (nothing written, the first envelope kept) when it exists
   // with the same envelope or the same manifest. The artifact index keeps the
   // first version committed with a given whole-file digest.

@@ -117,6 +117,21 @@ TEST_CASE("pull --from downloads a signed delta, and falls back to chunks when n
   // Bad names and unknown artifacts.
   CHECK(c.Get("/v1/deltas/sha256:xyz/" + d2)->status == 400);
   CHECK(c.Get("/v1/deltas/" + Digest::Of("nothing").ToString() + "/" + d2 + "/info")->status == 404);
+
+  // Pairs the daemon would not choose (another model's artifact, an artifact
+  // with itself) are 404 at once for anyone, and nothing is queued for them.
+  REQUIRE(ready(d1, d3));  // the last delta queued at publish: the queue is empty from here on
+  Bytes foreign = RandomBytes(1'000'000, 98);
+  WriteFile(d.dir() / "foreign", foreign);
+  REQUIRE(d.Publish("other", "1.0.0", d.dir() / "foreign").exit_code == 0);
+  const std::string df = Digest::Of(foreign).ToString();
+  for (const auto& [from, to] : {std::pair{d1, df}, {df, d2}, {d1, d1}, {df, df}}) {
+    for (const char* suffix : {"/info", ""}) {
+      Result<HttpReply> r = c.Get("/v1/deltas/" + from + "/" + to + suffix);
+      CHECK(r->status == 404);
+    }
+  }
+  CHECK(c.Get("/metrics")->body.find("\nmeridian_delta_jobs 0\n") != std::string::npos);
 }
 
 TEST_CASE("delta settings: older versions diffed at publish, zstd literals, bad values refused") {

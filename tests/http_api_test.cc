@@ -58,13 +58,15 @@ int StatusOf(const std::string& raw_reply) {
   return std::stoi(raw_reply.substr(9, 3));
 }
 
-std::string SignedManifest(const Manifest& m, const SecretKey& key) {
+std::string SignedPayload(const std::string& manifest_json, const SecretKey& key) {
   Envelope env;
   env.payload_type = std::string(kManifestPayloadType);
-  env.payload = ToBytes(ManifestToJson(m));
+  env.payload = ToBytes(manifest_json);
   SignEnvelope(env, key);
   return EnvelopeToJson(env);
 }
+
+std::string SignedManifest(const Manifest& m, const SecretKey& key) { return SignedPayload(ManifestToJson(m), key); }
 
 Manifest OneChunkManifest(const std::string& name, const std::string& version, ByteSpan data) {
   Manifest m;
@@ -80,6 +82,10 @@ Manifest OneChunkManifest(const std::string& name, const std::string& version, B
 bool IsJsonError(const HttpReply& r) {
   auto j = nlohmann::json::parse(r.body, nullptr, false);
   return j.is_object() && j.contains("error") && j["error"].contains("code") && j["error"].contains("message");
+}
+
+std::string ErrorCode(const HttpReply& r) {
+  return IsJsonError(r) ? nlohmann::json::parse(r.body)["error"]["code"].get<std::string>() : "";
 }
 
 }  // namespace
@@ -173,12 +179,45 @@ TEST_CASE("bad input gets the right 4xx, stores nothing, and the daemon keeps se
     CHECK(IsJsonError(*r));
     CHECK(anon.Get("/v1/models/m/versions/1.0.0")->status == 404);
   }
-  SECTION("a manifest naming a chunk that was never uploaded") {
-    Result<HttpReply> r = pub.Post("/v1/models/m/versions", SignedManifest(OneChunkManifest("m", "1.0.0", data), *release));
-    CHECK(r->status == 409);
-    CHECK(nlohmann::json::parse(r->body)["error"]["code"] == "missing_chunks");
+  // A signed manifest that lies about the stored bytes is refused whole
+  // (422, named), and nothing of it becomes visible.
+  auto refused = [&](const std::string& envelope, const std::string& code) {
+    Result<HttpReply> r = pub.Post("/v1/models/m/versions", envelope);
+    REQUIRE(r.ok());
+    CHECK(r->status == 422);
+    CHECK(ErrorCode(*r) == code);
     CHECK(anon.Get("/v1/models/m/versions/1.0.0")->status == 404);
     CHECK(anon.Get("/v1/models")->body == "{\"models\":[]}");
+  };
+  SECTION("a manifest naming a chunk that was never uploaded") {
+    refused(SignedManifest(OneChunkManifest("m", "1.0.0", data), *release), "missing_chunks");
+  }
+  SECTION("a manifest whose whole-file digest is not that of its chunks") {
+    REQUIRE(pub.Put("/v1/chunks/" + digest, data)->status == 201);
+    Manifest m = OneChunkManifest("m", "1.0.0", data);
+    m.digest = Digest::Of(RandomBytes(5000, 11));
+    refused(SignedManifest(m, *release), "manifest_mismatch");
+    CHECK(anon.Get("/v1/artifacts/" + m.digest.ToString())->status == 404);
+  }
+  SECTION("a manifest that lies about its chunks' sizes (the sizes still add up)") {
+    Bytes second = RandomBytes(5000, 12);
+    REQUIRE(pub.Put("/v1/chunks/" + digest, data)->status == 201);
+    REQUIRE(pub.Put("/v1/chunks/" + Digest::Of(second).ToString(), second)->status == 201);
+    Bytes whole = data;
+    whole.insert(whole.end(), second.begin(), second.end());
+    Manifest m = OneChunkManifest("m", "1.0.0", whole);
+    m.chunks = {{Digest::Of(data), 4000}, {Digest::Of(second), 6000}};
+    refused(SignedManifest(m, *release), "manifest_mismatch");
+  }
+  SECTION("a manifest that names a key twice") {
+    REQUIRE(pub.Put("/v1/chunks/" + digest, data)->status == 201);
+    std::string json = ManifestToJson(OneChunkManifest("m", "1.0.0", data));
+    json.insert(1, "\"version\":\"9.9.9\",");  // the same key again, before the real one
+    Result<HttpReply> r = pub.Post("/v1/models/m/versions", SignedPayload(json, *release));
+    CHECK(r->status == 422);
+    CHECK(ErrorCode(*r) == "invalid_manifest");
+    CHECK(anon.Get("/v1/models/m/versions/9.9.9")->status == 404);
+    CHECK(anon.Get("/v1/models/m/versions/1.0.0")->status == 404);
   }
   SECTION("a version that exists with other content") {
     REQUIRE(pub.Put("/v1/chunks/" + digest, data)->status == 201);
