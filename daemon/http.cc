@@ -27,7 +27,11 @@ static std::string_view Trim(std::string_view s) {
   return s;
 }
 
-std::optional<HttpResponse> RefuseFraming(const HttpRequest& head, unsigned http_version) {
+std::optional<HttpResponse> RefuseHead(const HttpRequest& head, unsigned http_version, bool parser_chunked) {
+  auto host = head.headers.find("host");
+  if (http_version >= 11 && (host == head.headers.end() || host->second.find(',') != std::string::npos)) {
+    return JsonError(400, "bad_request", "an HTTP/1.1 request needs exactly one Host header");
+  }
   auto bad = [](std::string message) { return JsonError(400, "bad_framing", message); };
   auto te = head.headers.find("transfer-encoding");
   auto cl = head.headers.find("content-length");
@@ -57,6 +61,7 @@ std::optional<HttpResponse> RefuseFraming(const HttpRequest& head, unsigned http
     if (codings[i] == "chunked") return bad("chunked may be applied only once");
     return JsonError(501, "not_implemented", "transfer coding '" + codings[i] + "' is not supported");
   }
+  if (!parser_chunked) return bad("Transfer-Encoding not understood");
   return std::nullopt;
 }
 

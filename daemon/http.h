@@ -122,12 +122,15 @@ class HttpHandler {
 // {"error":{"code":"…","message":"…"}} with the given status.
 HttpResponse JsonError(int status, std::string_view code, std::string_view message);
 
-// The answer to a request head whose body framing is ambiguous or not
-// supported (RFC 9112 §6), or nullopt when it may be read: Transfer-Encoding
-// together with Content-Length, in HTTP/1.0, or not ending in one "chunked"
-// is 400; another coding before a final "chunked" is 501; a Content-Length
-// that is not one number is 400. `http_version` is 10 or 11.
-std::optional<HttpResponse> RefuseFraming(const HttpRequest& head, unsigned http_version);
+// The answer to a request head that must not be served (RFC 9112), or
+// nullopt when its body may be read. Bodies are framed one way only:
+// Transfer-Encoding with Content-Length, in HTTP/1.0, or other than one
+// "chunked" is 400 — except another coding before a final "chunked", 501 —
+// and so is a Content-Length that is not one number, or a Transfer-Encoding
+// the HTTP parser did not frame as chunked (`parser_chunked`), so that this
+// check and the parser never disagree. An HTTP/1.1 request needs exactly one
+// Host (400). `http_version` is 10 or 11.
+std::optional<HttpResponse> RefuseHead(const HttpRequest& head, unsigned http_version, bool parser_chunked);
 
 }  // namespace meridian
 

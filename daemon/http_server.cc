@@ -326,7 +326,7 @@ struct HttpServer::Impl {
         // Framing, who asks and how large a body may follow are all decided
         // on the head: a refused request never has its body read.
         HttpAdmission admission;
-        error = RefuseFraming(req, parser.get().version());
+        error = RefuseHead(req, parser.get().version(), parser.chunked());
         if (!error) admission = handler.Admit(req);
         if (error) {
           // framing refused: the body's extent is unknown, so it is never read

@@ -221,6 +221,8 @@ static std::string ReadToken(const std::string& path) {
   return t;
 }
 
+pid_t DaemonFixture::pid() const { return child_ ? child_->pid() : -1; }
+
 std::string DaemonFixture::publisher_token() const { return ReadToken(data() + "/publisher.token"); }
 
 std::string DaemonFixture::operator_token() const { return ReadToken(data() + "/operator.token"); }
@@ -328,6 +330,14 @@ void FakeHttpServer::Serve() {
     }
     ::close(c);
   }
+}
+
+uint64_t ResidentBytes(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.starts_with("VmRSS:")) return std::stoull(line.substr(6)) * 1024;
+  }
+  return 0;
 }
 
 Bytes RandomBytes(size_t n, uint64_t seed) {

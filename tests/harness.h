@@ -112,6 +112,7 @@ class DaemonFixture {
   int Terminate();  // SIGTERM, returns the exit code
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   uint16_t port() const { return port_; }
+  pid_t pid() const;  // of the running daemon
   const TempDir& dir() const { return dir_; }
   std::string data() const { return dir_ / "data"; }
   std::string release_key() const { return dir_ / "release.key"; }
@@ -172,6 +173,9 @@ class FakeHttpServer {
   uint16_t port_ = 0;
   std::thread thread_;
 };
+
+// Resident memory of a process, from /proc (0 when it cannot be read).
+uint64_t ResidentBytes(pid_t pid);
 
 Bytes RandomBytes(size_t n, uint64_t seed);
 void WriteFile(const std::string& path, ByteSpan data);

@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <thread>
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -326,5 +328,73 @@ TEST_CASE("read deadlines: a stalled request head or body gets 408, an idle conn
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
   HttpClient c(d.url());
   CHECK(c.Get("/v1/chunks/" + Digest::Of("x").ToString())->status == 404);  // nothing stored
+  CHECK(c.Get("/healthz")->status == 200);
+}
+
+TEST_CASE("admission: an unauthenticated body is refused on its head and never read or buffered") {
+  DaemonFixture d;
+  std::string config = d.dir() / "meridiand.toml";
+  WriteFile(config, AsBytes("head_timeout_ms = 2000\n"));
+  d.Start({"--config", config});
+  const uint64_t rss_before = ResidentBytes(d.pid());
+  REQUIRE(rss_before > 0);
+  constexpr size_t kBodyBytes = 80u << 20;
+  const std::string head = "POST /v1/models/m/versions HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                           std::to_string(kBodyBytes) + "\r\n\r\n";
+  // Eight at once: each gets 401 before sending a byte of its body, then
+  // pushes the 80 MiB anyway until the daemon closes the connection.
+  std::vector<std::thread> clients;
+  std::vector<int> statuses(8);
+  std::vector<double> answer_ms(8);
+  std::vector<size_t> body_sent(8);
+  for (size_t i = 0; i < 8; ++i) {
+    clients.emplace_back([&, i] {
+      int fd = Connect(d.port());
+      if (fd < 0) return;
+      timeval tv{10, 0};
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+      auto start = std::chrono::steady_clock::now();
+      ::send(fd, head.data(), head.size(), MSG_NOSIGNAL);
+      char buf[4096];
+      ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+      answer_ms[i] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+      statuses[i] = n >= 12 ? std::stoi(std::string(buf + 9, 3)) : 0;
+      std::string piece(1u << 16, 'x');
+      while (body_sent[i] < kBodyBytes) {
+        ssize_t m = ::send(fd, piece.data(), piece.size(), MSG_NOSIGNAL);
+        if (m <= 0) break;
+        body_sent[i] += static_cast<size_t>(m);
+      }
+      ::close(fd);
+    });
+  }
+  for (std::thread& t : clients) t.join();
+  const uint64_t rss_after = ResidentBytes(d.pid());
+  for (size_t i = 0; i < 8; ++i) {
+    INFO("client " << i << ": answered in " << answer_ms[i] << " ms, then sent " << body_sent[i] << " body bytes");
+    CHECK(statuses[i] == 401);
+    CHECK(answer_ms[i] < 1000);
+    CHECK(body_sent[i] < kBodyBytes);  // the daemon closed the connection
+  }
+  std::printf("8 unauthenticated 80 MiB POSTs: daemon RSS %.1f MiB -> %.1f MiB\n", rss_before / 1048576.0,
+              rss_after / 1048576.0);
+  CHECK(rss_after < rss_before + (20u << 20));
+
+  // A slow unauthenticated body: answered at once, the connection cut within
+  // a bounded time although the client keeps it open and sends nothing more.
+  int fd = Connect(d.port());
+  REQUIRE(fd >= 0);
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  auto start = std::chrono::steady_clock::now();
+  std::string slow = head + "only a few bytes";
+  ::send(fd, slow.data(), slow.size(), MSG_NOSIGNAL);
+  std::string reply;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;) reply.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  CHECK(StatusOf(reply) == 401);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(4));
+  HttpClient c(d.url());
   CHECK(c.Get("/healthz")->status == 200);
 }
