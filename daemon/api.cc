@@ -140,9 +140,13 @@ RouteTable Api::BuildRoutes() {
   add("GET", "/healthz", anyone, 0, "200 while the process serves", [](const HttpRequest&) {
     return JsonOk(200, {{"status", "ok"}});
   });
-  add("GET", "/readyz", anyone, 0, "200 when ready, 503 while shutting down", [this](const HttpRequest&) {
-    return ready_ ? JsonOk(200, {{"status", "ready"}}) : JsonError(503, "unavailable", "shutting down");
-  });
+  add("GET", "/readyz", anyone, 0, "200 when ready; 503 while shutting down or while the store cannot write",
+      [this](const HttpRequest&) {
+        if (!ready_) return JsonError(503, "unavailable", "shutting down");
+        std::lock_guard lock(store_fault_mu_);
+        if (!store_fault_.empty()) return JsonError(503, "store_unavailable", store_fault_);
+        return JsonOk(200, {{"status", "ready"}});
+      });
   add("GET", "/metrics", anyone, 0, "Prometheus text", [this](const HttpRequest&) { return RenderMetrics(); });
   add("GET", "/v1/models", anyone, 0, "model names", [this](const HttpRequest&) { return ListModels(); });
   add("GET", "/v1/models/{model}/versions", anyone, 0, "a model's versions in SemVer order",
@@ -184,6 +188,11 @@ RouteTable Api::BuildRoutes() {
       [this](const HttpRequest& r) { return ForwardedReports(r); });
   add("GET", "/v1/regions", op, 0, "the regions following this daemon", [this](const HttpRequest&) { return ListRegions(); });
   return t;
+}
+
+void Api::SetStoreFault(std::string reason) {
+  std::lock_guard lock(store_fault_mu_);
+  store_fault_ = std::move(reason);
 }
 
 HttpAdmission Api::Admit(HttpRequest& head) {

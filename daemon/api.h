@@ -52,6 +52,9 @@ class Api final : public HttpHandler {
 
   // Flips /readyz to 503 (at shutdown).
   void SetReady(bool ready) { ready_ = ready; }
+  // A store fault that stops writes (Store::Health), or "" once it cleared:
+  // /readyz answers 503 with it meanwhile.
+  void SetStoreFault(std::string reason);
 
   // Serves as region `region` (call before serving): terminals' reports go to
   // `outbox`, publishing and rollout control are refused (403), and a terminal
@@ -100,6 +103,8 @@ class Api final : public HttpHandler {
   DeltaService& deltas_;
   ApiLimits limits_;
   std::atomic<bool> ready_{true};
+  std::mutex store_fault_mu_;
+  std::string store_fault_;  // guarded by store_fault_mu_
   RouteTable routes_;
 
   // Region role (empty region_: origin).

@@ -4,8 +4,6 @@
 // close. One coroutine per connection on a strand.
 #include "daemon/http_server.h"
 
-#include <sys/resource.h>
-
 #include <array>
 #include <atomic>
 #include <limits>
@@ -30,16 +28,19 @@ constexpr auto kTuple = net::as_tuple(net::use_awaitable);
 constexpr std::chrono::seconds kLingerTimeout{2};
 constexpr uint64_t kLingerBytesMax = 16u << 20;
 
-namespace {
-
-// Raises the open-file limit to its hard maximum: every connection is a descriptor.
-void RaiseFileLimit() {
-  rlimit rl{};
-  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &rl);
-  }
+// The whole answer to a connection over the limit, made once.
+static const std::string& TooManyConnectionsReply() {
+  static const std::string reply = [] {
+    const std::string body =
+        R"({"error":{"code":"too_many_connections","message":"all connections are in use; retry later"}})";
+    return fmt::format("HTTP/1.1 503 Service Unavailable\r\nServer: meridiand\r\nContent-Type: application/json\r\n"
+                       "Retry-After: 5\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{}",
+                       body.size(), body);
+  }();
+  return reply;
 }
+
+namespace {
 
 HttpRequest ToRequest(const http::request_parser<http::string_body>& parser) {
   const auto& msg = parser.get();
@@ -146,7 +147,12 @@ struct HttpServer::Impl {
         continue;
       }
       if (connections >= options.connections_max) {
+        // Over the descriptor budget: a short 503 instead of a bare close,
+        // written without waiting (best effort) so that no work piles up.
         beast::error_code ignored;
+        socket.non_blocking(true, ignored);
+        socket.write_some(net::buffer(TooManyConnectionsReply()), ignored);
+        socket.shutdown(tcp::socket::shutdown_send, ignored);
         socket.close(ignored);
         continue;
       }
@@ -415,7 +421,6 @@ HttpServer::HttpServer(HttpHandler& handler, HttpServerOptions options)
 HttpServer::~HttpServer() = default;
 
 Status HttpServer::Listen() {
-  RaiseFileLimit();
   beast::error_code ec;
   auto address = net::ip::make_address(impl_->options.host, ec);
   if (ec) return Status::InvalidArgument("invalid listen address '" + impl_->options.host + "'");

@@ -1,5 +1,8 @@
 // meridiand: the daemon (serve), and its `init` and `fsck` subcommands.
+#include <sys/resource.h>
+
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <csignal>
 #include <condition_variable>
 #include <cstdio>
@@ -52,6 +55,41 @@ bool SplitHostPort(const std::string& listen, std::string* host, uint16_t* port)
     return false;
   }
   return true;
+}
+
+// How the process's descriptors are shared out: every connection is one,
+// and so is every file RocksDB keeps open. Sized so that together they never
+// exhaust the limit, leaving a reserve for the listener, logs, the WAL and
+// MANIFEST, upstream connections and delta work.
+struct DescriptorBudget {
+  uint64_t limit = 0;
+  uint32_t connections_max = 0;
+  int store_files_max = 0;
+};
+constexpr uint64_t kDescriptorsReserved = 64;
+constexpr uint64_t kDescriptorsMin = 256;
+
+// Raises the soft open-file limit to the hard one, then splits it.
+Result<DescriptorBudget> BudgetDescriptors() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return Status::IOError("getrlimit(RLIMIT_NOFILE) failed");
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlimit raised = rl;
+    raised.rlim_cur = rl.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
+  }
+  const uint64_t limit = rl.rlim_cur == RLIM_INFINITY ? uint64_t{1} << 20 : rl.rlim_cur;
+  if (limit < kDescriptorsMin) {
+    return Status::FailedPrecondition(fmt::format(
+        "the open-file limit is {}; meridiand needs at least {} (raise ulimit -n, or LimitNOFILE in its unit)", limit,
+        kDescriptorsMin));
+  }
+  DescriptorBudget b;
+  b.limit = limit;
+  b.store_files_max = static_cast<int>(std::clamp<uint64_t>(limit / 8, 32, 4096));
+  b.connections_max = static_cast<uint32_t>(std::min<uint64_t>(
+      limit - static_cast<uint64_t>(b.store_files_max) - kDescriptorsReserved, HttpServerOptions{}.connections_max));
+  return b;
 }
 
 struct ServeOptions {
@@ -185,7 +223,10 @@ int Serve(ServeOptions o) {
     if (!t.ok()) return Fail(t.status().ToString());
     upstream_token = *t;
   }
-  Result<std::unique_ptr<Store>> store = Store::Open(d.store(), StoreOptions{.create_if_missing = false});
+  Result<DescriptorBudget> fds = BudgetDescriptors();
+  if (!fds.ok()) return Fail(fds.status().message());
+  Result<std::unique_ptr<Store>> store = Store::Open(
+      d.store(), StoreOptions{.create_if_missing = false, .max_open_files = fds->store_files_max});
   if (!store.ok()) return Fail("cannot open store: " + store.status().ToString());
   Result<std::unique_ptr<Rollouts>> rollouts =
       Rollouts::Open(**store, std::move(online_key), SystemClock::Get(),
@@ -214,6 +255,7 @@ int Serve(ServeOptions o) {
   hso.threads = o.threads;
   hso.head_timeout = std::chrono::milliseconds(o.head_timeout_ms);
   hso.body_timeout = std::chrono::milliseconds(o.body_timeout_ms);
+  hso.connections_max = fds->connections_max;
   HttpServer server(api, hso);
   if (Status st = server.Listen(); !st.ok()) return Fail(st.message());
   std::string bound = fmt::format("{}:{}", host.find(':') != std::string::npos ? "[" + host + "]" : host, server.port());
@@ -224,14 +266,28 @@ int Serve(ServeOptions o) {
   Log(region ? fmt::format("region {} serving {} on http://{}, following {}", o.region, d.dir, bound,
                            fmt::join(o.upstream, ","))
              : fmt::format("serving {} on http://{}", d.dir, bound));
+  Log(fmt::format("open-file limit {}: up to {} connections, {} store files", fds->limit, fds->connections_max,
+                  fds->store_files_max));
   // Gates with soak times and expiring signed states need time to pass, not
-  // requests: tick once per kTickInterval until the server stops.
+  // requests: tick once per kTickInterval until the server stops. Each tick
+  // also looks at the store: a fault that stops its writes turns /readyz to
+  // 503 (logged once) until the store resumes.
   std::mutex tick_mu;
   std::condition_variable tick_cv;
   bool done = false;
   std::thread ticker([&] {
+    std::string fault;
     std::unique_lock lock(tick_mu);
-    while (!tick_cv.wait_for(lock, kTickInterval, [&] { return done; })) (*rollouts)->Tick();
+    while (!tick_cv.wait_for(lock, kTickInterval, [&] { return done; })) {
+      (*rollouts)->Tick();
+      Status health = (*store)->Health();
+      std::string now_fault = health.ok() ? "" : health.message();
+      if (now_fault != fault) {
+        Log(now_fault.empty() ? "store writes resumed" : "store " + now_fault);
+        fault = now_fault;
+        api.SetStoreFault(fault);
+      }
+    }
   });
   server.Run();
   {

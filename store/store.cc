@@ -4,6 +4,7 @@
 
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
 #include <rocksdb/snapshot.h>
@@ -506,6 +507,13 @@ class RocksStore final : public Store {
     return stats;
   }
 
+  Status Health() override {
+    return Guard("Health", [&]() -> Status {
+      rocksdb::Status s = db_->Resume();  // OK at once when nothing stopped the store
+      return s.ok() ? Status::Ok() : FromRocks(s, "writes stopped");
+    });
+  }
+
   CheckReport Check() override {
     CheckReport report;
     FaultLog faults(report);
@@ -735,6 +743,26 @@ rocksdb::ColumnFamilyOptions ChunkIndexOptions() {
   return o;
 }
 
+// RocksDB rates a failed flush, compaction or memtable switch as fatal when
+// paranoid checks are on: only closing and reopening the database would clear
+// it. A file that could not be opened or written there (descriptors exhausted,
+// disk full) loses nothing, though: the memtables and the WAL still hold what
+// was written, a compaction's inputs are still there, a new WAL that could not
+// be made holds nothing. Such an I/O fault is rated hard instead, so writes
+// stop until Store::Health's Resume() flushes again. A failed WAL append or
+// sync (a record may be half written) and corruption stay fatal.
+class RecoverableIoFaults final : public rocksdb::EventListener {
+ public:
+  void OnBackgroundError(rocksdb::BackgroundErrorReason reason, rocksdb::Status* bg_error) override {
+    using Reason = rocksdb::BackgroundErrorReason;
+    const bool nothing_half_written = reason == Reason::kFlush || reason == Reason::kFlushNoWAL ||
+                                      reason == Reason::kCompaction || reason == Reason::kMemTable;
+    if (nothing_half_written && bg_error->IsIOError() && bg_error->severity() > rocksdb::Status::kHardError) {
+      *bg_error = rocksdb::Status(*bg_error, rocksdb::Status::kHardError);
+    }
+  }
+};
+
 rocksdb::ColumnFamilyOptions ChunksOptions() {
   rocksdb::ColumnFamilyOptions o;
   // Values are zstd frames already: compressing them again only costs CPU.
@@ -764,6 +792,8 @@ Result<std::unique_ptr<Store>> OpenRocksStore(const std::string& dir, const Stor
 
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = options.create_if_missing;
+  db_options.max_open_files = options.max_open_files;
+  db_options.listeners.push_back(std::make_shared<RecoverableIoFaults>());
   // A store from an older build gains column families added since.
   db_options.create_missing_column_families = true;
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;

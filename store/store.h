@@ -59,6 +59,7 @@ struct StoreOptions {
   bool sync_writes = true;
   int zstd_level = 3;             // chunk compression level, ZSTD_minCLevel()..ZSTD_maxCLevel()
   bool create_if_missing = true;  // false: NotFound when the directory holds no store
+  int max_open_files = -1;        // table and blob files RocksDB keeps open; -1: no limit
 };
 
 struct StoreStats {
@@ -142,6 +143,12 @@ class Store {
   // --- operations ---
   // Cheap figures for /metrics; a figure RocksDB cannot give is left 0.
   virtual StoreStats Stats() = 0;
+  // OK, or the error that stops the store's writes: a background flush or
+  // compaction that failed (descriptors exhausted, disk full), which RocksDB
+  // keeps until it recovers. Tries to resume the store first, so a fault
+  // whose cause went away clears here. Costs a flush while faulty: call it
+  // on a timer, not per request.
+  virtual Status Health() = 0;
   // Walks the whole store in one consistent snapshot, streaming (memory
   // grows with the number of versions, not of chunks): re-hashes every
   // chunk, parses every manifest, checks each names only present chunks and

@@ -16,6 +16,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "base/digest.h"
 #include "base/file.h"
 #include "client/http_client.h"
@@ -182,8 +184,10 @@ void DaemonFixture::Start(const std::vector<std::string>& extra_args) { Launch(0
 void DaemonFixture::Launch(uint16_t port, const std::vector<std::string>& extra_args) {
   std::string port_file = dir_ / "port";
   ::unlink(port_file.c_str());
-  std::vector<std::string> argv{MeridiandPath(), "--data", data(), "--listen", "127.0.0.1:" + std::to_string(port),
-                                "--port-file", port_file};
+  std::vector<std::string> argv;
+  if (open_files_max_ > 0) argv = {"/usr/bin/prlimit", fmt::format("--nofile={0}:{0}", open_files_max_)};
+  argv.insert(argv.end(), {MeridiandPath(), "--data", data(), "--listen", "127.0.0.1:" + std::to_string(port),
+                           "--port-file", port_file});
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   child_ = std::make_unique<Child>(argv, dir_ / "meridiand.log");
   if (!WaitFor([&] { return std::filesystem::exists(port_file); }, std::chrono::seconds(30))) {

@@ -102,6 +102,8 @@ class DaemonFixture {
   ~DaemonFixture();
   // Starts (with `extra_args` after the usual ones) and waits until /healthz answers.
   void Start(const std::vector<std::string>& extra_args = {});
+  // Starts it from now on with this open-file limit, soft and hard (prlimit).
+  void LimitOpenFiles(uint64_t limit) { open_files_max_ = limit; }
   // Start as --role region following `upstream` (a URL, or several joined by ',').
   void StartRegion(const std::string& region, const std::string& upstream, const std::string& upstream_token_file,
                    const std::vector<std::string>& extra_args = {});
@@ -140,6 +142,7 @@ class DaemonFixture {
   TempDir dir_;
   std::unique_ptr<Child> child_;
   uint16_t port_ = 0;
+  uint64_t open_files_max_ = 0;  // 0: inherited
 };
 
 // A scriptable HTTP/1.1 server on 127.0.0.1 (port 0) for tests that need a

@@ -6,9 +6,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <thread>
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "base/digest.h"
@@ -397,4 +399,79 @@ TEST_CASE("admission: an unauthenticated body is refused on its head and never r
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(4));
   HttpClient c(d.url());
   CHECK(c.Get("/healthz")->status == 200);
+}
+
+TEST_CASE("descriptors: connections and store files share the open-file limit; a store fault shows in /readyz and clears") {
+  DaemonFixture d;
+  d.LimitOpenFiles(256);
+  d.Start();
+  // 400 idle connections against a limit of 256: those past the daemon's
+  // connection budget get a 503 at once and are closed; the store keeps its
+  // descriptors, so nothing else fails.
+  std::vector<int> idle;
+  for (int i = 0; i < 400; ++i) {
+    int fd = Connect(d.port());
+    REQUIRE(fd >= 0);
+    idle.push_back(fd);
+  }
+  HttpClient c(d.url(), HttpClientOptions{.bearer_token = d.publisher_token()});
+  Result<HttpReply> busy = c.Get("/readyz");
+  REQUIRE(busy.ok());
+  CHECK(busy->status == 503);
+  CHECK(ErrorCode(*busy) == "too_many_connections");
+  // Connections are accepted in order, so by the time the later /readyz
+  // was answered every refusal had been written.
+  int refused = 0;
+  for (int fd : idle) {
+    char buf[16];
+    if (::recv(fd, buf, sizeof(buf), MSG_DONTWAIT) >= 12 && std::string_view(buf, 12) == "HTTP/1.1 503") ++refused;
+  }
+  std::printf("open-file limit 256, 400 idle connections: %d answered 503 and closed\n", refused);
+  CHECK(refused >= 400 - 256);
+  for (int fd : idle) ::close(fd);
+  Bytes before = RandomBytes(4096, 1);
+  REQUIRE(WaitFor([&] {
+    auto r = c.Put("/v1/chunks/" + Digest::Of(before).ToString(), before);
+    return r.ok() && r->status == 201;
+  }, std::chrono::seconds(10)));
+  CHECK(c.Get("/readyz")->status == 200);
+
+  // A store fault RocksDB keeps: with the soft limit lowered to the
+  // descriptors in use, a flush cannot open its files. Writes fail cleanly,
+  // /readyz says why, and both recover once descriptors are there again.
+  size_t in_use = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(d.pid()) + "/fd")) {
+    ++in_use;
+  }
+  REQUIRE(Run({"/usr/bin/prlimit", "--pid", std::to_string(d.pid()), fmt::format("--nofile={}:", in_use)}).exit_code == 0);
+  int failed_at = -1;
+  for (int i = 0; i < 200 && failed_at < 0; ++i) {  // the memtable fills after about 64 MiB
+    Bytes chunk = RandomBytes(1u << 20, 100 + static_cast<uint64_t>(i));
+    Result<HttpReply> r = c.Put("/v1/chunks/" + Digest::Of(chunk).ToString(), chunk);
+    REQUIRE(r.ok());
+    if (r->status != 201) {
+      CHECK(r->status == 500);
+      CHECK(IsJsonError(*r));
+      failed_at = i;
+    }
+  }
+  REQUIRE(failed_at >= 0);
+  HttpReply not_ready;
+  REQUIRE(WaitFor([&] {
+    Result<HttpReply> r = c.Get("/readyz");
+    if (r.ok()) not_ready = *r;
+    return r.ok() && r->status == 503;
+  }, std::chrono::seconds(5)));
+  CHECK(ErrorCode(not_ready) == "store_unavailable");
+  CHECK_THAT(not_ready.body, Catch::Contains("Too many open files"));
+  REQUIRE(Run({"/usr/bin/prlimit", "--pid", std::to_string(d.pid()), "--nofile=256:"}).exit_code == 0);
+  REQUIRE(WaitFor([&] { return c.Get("/readyz")->status == 200; }, std::chrono::seconds(5)));
+  Bytes after = RandomBytes(4096, 2);
+  CHECK(c.Put("/v1/chunks/" + Digest::Of(after).ToString(), after)->status == 201);
+  Result<HttpReply> kept = c.Get("/v1/chunks/" + Digest::Of(before).ToString());
+  CHECK(kept->status == 200);
+  CHECK(kept->body == std::string(AsString(before)));
+  std::printf("store fault after %d chunks of 1 MiB: /readyz 503, then 200 once the limit was raised\n", failed_at);
+  CHECK(d.Terminate() == 0);
+  CHECK(d.Fsck().exit_code == 0);
 }
