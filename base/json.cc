@@ -18,7 +18,7 @@ Result<nlohmann::json> ParseJson(std::string_view text, uint64_t bytes_max) {
   std::vector<size_t> keys_read;
   bool too_deep = false, repeated = false;
   auto check = [&](int depth, Event event, nlohmann::json& parsed) {
-    if (depth > kJsonDepthMax) too_deep = true;
+    if (depth >= kJsonDepthMax) too_deep = true;  // depth counts from 0
     switch (event) {
       case Event::object_start: keys_read.push_back(0); break;
       case Event::key: ++keys_read.back(); break;

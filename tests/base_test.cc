@@ -9,6 +9,7 @@
 #include "base/digest.h"
 #include "base/encoding.h"
 #include "base/file.h"
+#include "base/json.h"
 #include "base/status.h"
 
 using namespace meridian;
@@ -102,4 +103,22 @@ TEST_CASE("atomic writes replace whole files with the asked mode") {
   ::close(opened->fd);
   CHECK(OpenReadOnly((dir / "nope").string()).status().code() == Status::Code::kNotFound);
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("ParseJson refuses repeated keys at any depth, deep nesting and oversize input") {
+  CHECK(ParseJson(R"({"a":1,"b":{"a":2},"c":[{"a":3},{"a":4}]})", 1000).ok());
+  for (const char* twice : {R"({"a":1,"a":1})", R"({"a":1,"b":2,"a":3})", R"({"x":{"a":1,"a":2}})",
+                            R"([{"a":1},{"b":1,"b":2}])", R"({"a":{},"a":{}})"}) {
+    INFO(twice);
+    Result<nlohmann::json> j = ParseJson(twice, 1000);
+    CHECK(j.status().code() == Status::Code::kInvalidArgument);
+    CHECK_THAT(j.status().message(), Catch::Contains("repeats a key"));
+  }
+  std::string deep(kJsonDepthMax, '[');
+  deep += std::string(kJsonDepthMax, ']');
+  CHECK(ParseJson(deep, 1000).ok());
+  std::string deeper = "[" + deep + "]";
+  CHECK_THAT(ParseJson(deeper, 1000).status().message(), Catch::Contains("nests deeper"));
+  CHECK(ParseJson("{\"a\":1}", 6).status().code() == Status::Code::kResourceExhausted);
+  for (const char* bad : {"", "{", "[1,]", "{\"a\":1}x", "nul"}) CHECK_FALSE(ParseJson(bad, 1000).ok());
 }

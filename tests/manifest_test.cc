@@ -72,3 +72,17 @@ TEST_CASE("manifest parse rejects inconsistent or malformed input") {
   json.replace(json.find("\"size\":30"), 9, "\"size\":-30");
   CHECK_FALSE(ParseManifest(json).ok());
 }
+
+TEST_CASE("a manifest naming a key twice is refused, wherever the repeat is") {
+  const std::string json = ManifestToJson(Sample());
+  REQUIRE(ParseManifest(json).ok());
+  std::string top = json;
+  top.insert(1, "\"version\":\"9.9.9\",");
+  std::string nested = json;
+  nested.insert(nested.find("\"digest\":\"sha256:", nested.find("\"chunks\"")), "\"size\":1,");
+  for (const std::string& bad : {top, nested}) {
+    Result<Manifest> m = ParseManifest(bad);
+    CHECK(m.status().code() == Status::Code::kInvalidArgument);
+    CHECK_THAT(m.status().message(), Catch::Contains("repeats a key"));
+  }
+}

@@ -233,6 +233,10 @@ TEST_CASE("malformed envelopes are rejected") {
   const std::string good =
       R"({"payloadType":"t","payload":"aGk=","signatures":[{"keyid":"k","sig":")" + sig + R"("}]})";
   REQUIRE(ParseEnvelope(good).ok());
+  // A repeated key is refused, not resolved either way.
+  const std::string payload_twice =
+      R"({"payloadType":"t","payload":"aGk=","payload":"aGE=","signatures":[{"keyid":"k","sig":")" + sig + R"("}]})";
+  CHECK_THAT(ParseEnvelope(payload_twice).status().message(), Catch::Contains("repeats a key"));
 
   std::string too_many = R"({"payloadType":"t","payload":"aGk=","signatures":[)";
   for (size_t i = 0; i <= kEnvelopeSignaturesMax; ++i) {

@@ -122,6 +122,10 @@ TEST_CASE("malformed channel states are refused") {
   CHECK(ChannelStateFromJson(ChannelStateToJson(s)).status().code() == Status::Code::kInvalidArgument);
   CHECK_FALSE(ChannelStateFromJson("[]").ok());
   CHECK_FALSE(ChannelStateFromJson("{\"type\":\"meridian.target/v1\"}").ok());
+  std::string twice = ChannelStateToJson(State(1));
+  REQUIRE(ChannelStateFromJson(twice).ok());
+  twice.insert(1, "\"state_version\":99,");
+  CHECK_THAT(ChannelStateFromJson(twice).status().message(), Catch::Contains("repeats a key"));
 }
 
 TEST_CASE("a waves rollout past its first region parses and decides per region") {
