@@ -14,7 +14,7 @@ meson test -C build --num-processes 2 --print-errorlogs || status=1
 meson test -C build-asan --num-processes 2 --print-errorlogs || status=1
 FUZZ_BUILD_DIR=$PWD/build-fuzz fuzz/run.sh "${FUZZ_SECONDS:-60}" >build-fuzz.log 2>&1 || {
   status=1
-  echo "fuzz: the delta decoder fuzzer failed; see build-fuzz.log" >&2
+  echo "fuzz: a fuzzer failed; see build-fuzz.log" >&2
   tail -n 30 build-fuzz.log >&2
 }
 
