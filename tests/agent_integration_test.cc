@@ -1,6 +1,7 @@
 // meridian-agent against a real meridiand: install, verification, a failing
 // health check with switch back and auto-rollback, a rollback target served
-// from the kept slot, server failover and reports buffered across an outage.
+// from the kept slot, server failover and reports buffered across an outage,
+// and a rollout refusing a canary its filters exclude.
 #include <filesystem>
 #include <string>
 
@@ -9,6 +10,7 @@
 
 #include "base/digest.h"
 #include "base/file.h"
+#include "client/http_client.h"
 #include "tests/harness.h"
 
 using namespace meridian;
@@ -146,3 +148,51 @@ TEST_CASE("agent refuses a bad configuration with exit code 2") {
   CHECK(r.exit_code == 2);
   CHECK_THAT(r.err, Catch::Contains("'id'"));
 }
+
+TEST_CASE("a rollout refuses a canary its own filters exclude: 400 canary_excluded") {
+  DaemonFixture d;
+  d.Start();
+  TempDir t;
+  WriteFile(t / "v1", RandomBytes(50'000, 1));
+  WriteFile(t / "v2", RandomBytes(50'000, 2));
+  REQUIRE(d.Publish("fraud", "1.0.0", t / "v1").exit_code == 0);
+  REQUIRE(d.Publish("fraud", "2.0.0", t / "v2").exit_code == 0);
+  d.StartRollout(RolloutSpecJson("r1", "1.0.0"));
+  // A kiosk in sg becomes a known terminal by asking for its target.
+  std::string config = WriteAgentConfig(t / "agent.toml", {.id = "kiosk-7", .servers = {d.url()},
+                                                           .root = d.root_json(), .state = t / "state",
+                                                           .token = d.terminal_token(), .model = "fraud",
+                                                           .profile = "kiosk-x86"});
+  REQUIRE(Run({MeridianAgentPath(), "--config", config, "--once"}).exit_code == 0);
+  REQUIRE(d.RolloutAction("r1", "promote", "everyone on 1.0.0") == 200);
+
+  HttpClient op(d.url(), HttpClientOptions{.bearer_token = d.operator_token()});
+  auto refused = [&](const std::string& route, const Json& filters, const std::string& filter_text) {
+    Json overrides = filters;
+    overrides["canaries"] = {"pos-1", "kiosk-7"};
+    Result<HttpReply> r = op.Post(route, RolloutSpecJson("r2", "2.0.0", overrides));
+    REQUIRE(r.ok());
+    CHECK(r->status == 400);
+    Json body = Json::parse(r->body, nullptr, false);
+    CHECK(body["error"]["code"] == "canary_excluded");
+    std::string message = body["error"]["message"].is_string() ? body["error"]["message"].get<std::string>() : "";
+    CHECK_THAT(message, Catch::Contains("canary 'kiosk-7'") && Catch::Contains(filter_text));
+  };
+  refused("/v1/rollouts", {{"profiles", {"pos-arm64"}}}, "profiles [pos-arm64] (it declares profile 'kiosk-x86')");
+  refused("/v1/rollouts", {{"regions", {"ae"}}}, "regions [ae] (it is in region 'sg')");
+  refused("/v1/rollout-plans", {{"profiles", {"pos-arm64"}}}, "profiles [pos-arm64]");
+  // Nothing was started.
+  CHECK(Json::parse(op.Get("/v1/rollouts")->body)["rollouts"].size() == 1);
+  // The CLI says why.
+  CommandResult cli = d.Cli({"--token", d.operator_token(), "rollout", "start", "fraud", "2.0.0", "--profile",
+                             "pos-arm64", "--canary", "kiosk-7"});
+  CHECK(cli.exit_code != 0);
+  CHECK_THAT(cli.err, Catch::Contains("canary_excluded: canary 'kiosk-7'"));
+
+  // With filters that admit it, the canary is in the first stage (1 %) and moves.
+  d.StartRollout(RolloutSpecJson("r2", "2.0.0", {{"profiles", {"kiosk-x86"}}, {"canaries", {"kiosk-7"}},
+                                                 {"stages_percent", {1, 100}}}));
+  REQUIRE(Run({MeridianAgentPath(), "--config", config, "--once"}).exit_code == 0);
+  CHECK(InstalledVersion(t / "state", "fraud") == "2.0.0");
+}
+

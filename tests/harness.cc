@@ -125,7 +125,7 @@ std::string MeridianAgentPath() { return EnvOr("MERIDIAN_AGENT", "./agent/meridi
 std::string WriteAgentConfig(const std::string& path, const AgentConfigSpec& spec) {
   std::string servers;
   for (const std::string& s : spec.servers) servers += (servers.empty() ? "\"" : ", \"") + s + "\"";
-  std::string text = "id = \"" + spec.id + "\"\nprofile = \"pos-arm64\"\nregion = \"" + spec.region + "\"\nservers = [" + servers +
+  std::string text = "id = \"" + spec.id + "\"\nprofile = \"" + spec.profile + "\"\nregion = \"" + spec.region + "\"\nservers = [" + servers +
                      "]\nroot = \"" + spec.root + "\"\nstate = \"" + spec.state + "\"\ntoken = \"" + spec.token +
                      "\"\n" + spec.extra + "\n[[model]]\nname = \"" + spec.model + "\"\nchannel = \"stable\"\n";
   if (!spec.health_check.empty()) text += "health_check = '" + spec.health_check + "'\n";

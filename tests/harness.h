@@ -77,6 +77,7 @@ struct AgentConfigSpec {
   std::string health_check = {};  // empty: none
   std::string extra = {};         // more TOML lines (top-level keys)
   std::string region = "sg";
+  std::string profile = "pos-arm64";
 };
 std::string WriteAgentConfig(const std::string& path, const AgentConfigSpec& spec);
 
