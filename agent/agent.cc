@@ -373,9 +373,11 @@ struct Agent::Impl {
     return file;
   }
 
-  // After a switch to `t`: the health check, and a switch back on failure.
-  // OK when healthy; the failure otherwise.
-  Status CheckAndReport(const ModelConfig& m, const ModelSlots& slots, const ChannelTarget& t) {
+  // After a switch to `t`: the health check, and a switch back on failure,
+  // keeping `fallback` (what was previous before the switch) as the next
+  // fallback. OK when healthy; the failure otherwise.
+  Status CheckAndReport(const ModelConfig& m, const ModelSlots& slots, const ChannelTarget& t,
+                        const std::optional<Slot>& fallback) {
     HealthResult h;
     h.pass = true;
     if (!m.health_check.empty()) h = RunHealthCheck(m.health_check, slots.current_link(), config.health_check_timeout_ms);
@@ -383,7 +385,7 @@ struct Agent::Impl {
       Report(m, t, "installed", "", &h);
       return slots.CollectGarbage(true);
     }
-    Status back = slots.SwitchBack(false);
+    Status back = slots.FallBack(fallback);
     std::string reason = h.reason + (back.ok() ? ", switched back" : ", could not switch back: " + back.message());
     Log(m.name + " " + t.version + ": " + reason);
     std::vector<std::string>& failed = persisted.failed[m.name];
@@ -443,9 +445,9 @@ struct Agent::Impl {
       // A rollback target: the kept slot, no download. Re-hash it: it is about to run.
       Result<Digest> d = DigestOfFile((*prev)->path);
       if (d.ok() && *d == *want) {
-        MERIDIAN_RETURN_IF_ERROR(slots.SwitchBack(true));
+        MERIDIAN_RETURN_IF_ERROR(slots.SwitchBack());
         Log(fmt::format("{}: switched back to {}", m.name, t.version));
-        return CheckAndReport(m, slots, t);
+        return CheckAndReport(m, slots, t, *prev);
       }
     }
     *server_fault = true;
@@ -471,7 +473,7 @@ struct Agent::Impl {
     }
     *server_fault = false;
     Log(fmt::format("{}: installed {}", m.name, t.version));
-    return CheckAndReport(m, slots, t);
+    return CheckAndReport(m, slots, t, *prev);
   }
 
   Status SyncModelFailover(const ModelConfig& m, int64_t wait_s) {

@@ -1,7 +1,8 @@
 // meridian-agent against a real meridiand: install, verification, a failing
 // health check with switch back and auto-rollback, a rollback target served
-// from the kept slot, server failover and reports buffered across an outage,
-// and a rollout refusing a canary its filters exclude.
+// from the kept slot, the fallback kept after a local rollback, server
+// failover and reports buffered across an outage, and a rollout refusing a
+// canary its filters exclude.
 #include <filesystem>
 #include <string>
 
@@ -196,3 +197,46 @@ TEST_CASE("a rollout refuses a canary its own filters exclude: 400 canary_exclud
   CHECK(InstalledVersion(t / "state", "fraud") == "2.0.0");
 }
 
+TEST_CASE("after a failed install and local rollback the agent keeps a fallback and says which") {
+  DaemonFixture d;
+  d.Start();
+  TempDir t;
+  for (int v = 1; v <= 3; ++v) WriteFile(t / ("v" + std::to_string(v)), RandomBytes(200'000, v));
+  std::string state = t / "state";
+  std::string check = "cmp -s {path} " + (t / "v3") + " && exit 4; exit 0";  // 3.0.0 fails here
+  std::string config = WriteAgentConfig(t / "agent.toml", {.id = "pos-1", .servers = {d.url()}, .root = d.root_json(),
+                                                           .state = state, .token = d.terminal_token(),
+                                                           .model = "fraud", .health_check = check});
+  auto once = [&] { return Run({MeridianAgentPath(), "--config", config, "--once"}); };
+  for (const std::string version : {"1.0.0", "2.0.0"}) {
+    REQUIRE(d.Publish("fraud", version, t / ("v" + version.substr(0, 1))).exit_code == 0);
+    d.StartRollout(RolloutSpecJson("r" + version, version));
+    REQUIRE(once().exit_code == 0);
+    REQUIRE(d.RolloutAction("r" + version, "promote", "done") == 200);
+  }
+  REQUIRE(InstalledVersion(state, "fraud") == "2.0.0");
+  REQUIRE(AgentStatus(config)["models"][0]["previous"]["version"] == "1.0.0");
+
+  REQUIRE(d.Publish("fraud", "3.0.0", t / "v3").exit_code == 0);
+  d.StartRollout(RolloutSpecJson("r3.0.0", "3.0.0", kPauseOnBreach));
+  CommandResult failed = once();
+  CHECK(failed.exit_code == 1);
+  CHECK_THAT(failed.err, Catch::Contains("exited with status 4, switched back"));
+  CHECK(InstalledVersion(state, "fraud") == "2.0.0");
+  // The fallback survives the local rollback, and the status names it.
+  Json st = AgentStatus(config);
+  CHECK(st["models"][0]["previous"]["version"] == "1.0.0");
+  CommandResult text = Run({MeridianAgentPath(), "status", "--config", config});
+  CHECK_THAT(text.out, Catch::Contains("current 2.0.0, previous 1.0.0"));
+
+  // It is a real fallback: moving the channel to it switches at once from
+  // the kept file, without a download.
+  uint64_t bytes = st["downloaded_bytes"].get<uint64_t>();
+  REQUIRE(d.RolloutAction("r3.0.0", "rollback", "3.0.0 fails its health check") == 200);
+  d.StartRollout(RolloutSpecJson("r-back", "1.0.0"));
+  REQUIRE(once().exit_code == 0);
+  CHECK(InstalledVersion(state, "fraud") == "1.0.0");
+  st = AgentStatus(config);
+  CHECK(st["downloaded_bytes"] == bytes);
+  CHECK(st["models"][0]["previous"]["version"] == "2.0.0");
+}
