@@ -1,12 +1,17 @@
 // meridian-agent against a real meridiand: install, verification, a failing
 // health check with switch back and auto-rollback, a rollback target served
 // from the kept slot, the fallback kept after a local rollback, server
-// failover and reports buffered across an outage, and a rollout refusing a
-// canary its filters exclude.
+// failover and reports buffered across an outage, long polls of several
+// models at once, and a rollout refusing a canary its filters exclude.
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <string>
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "base/digest.h"
@@ -239,4 +244,48 @@ TEST_CASE("after a failed install and local rollback the agent keeps a fallback 
   st = AgentStatus(config);
   CHECK(st["downloaded_bytes"] == bytes);
   CHECK(st["models"][0]["previous"]["version"] == "2.0.0");
+}
+
+TEST_CASE("an agent following two models long-polls both: a change to either installs within seconds") {
+  DaemonFixture d;
+  d.Start();
+  TempDir t;
+  for (int v = 1; v <= 2; ++v) WriteFile(t / ("v" + std::to_string(v)), RandomBytes(100'000, v));
+  for (const std::string model : {"fraud", "vision"}) {
+    REQUIRE(d.Publish(model, "1.0.0", t / "v1").exit_code == 0);
+    REQUIRE(d.Publish(model, "2.0.0", t / "v2").exit_code == 0);
+    d.StartRollout(RolloutSpecJson(model + "-1", "1.0.0", {{"model", model}}));
+    REQUIRE(d.RolloutAction(model + "-1", "promote", "the channel's version") == 200);
+  }
+
+  // Polls are held 60 s (the daemon's longest): a change seen only when a
+  // poll ends, or between polls, would take up to that long.
+  constexpr int64_t kPollWaitS = 60;
+  constexpr auto kWakeMax = std::chrono::seconds(3);
+  std::string state = t / "state";
+  std::string config = WriteAgentConfig(
+      t / "agent.toml", {.id = "pos-1", .servers = {d.url()}, .root = d.root_json(), .state = state,
+                         .token = d.terminal_token(), .model = "fraud",
+                         .extra = fmt::format("poll_wait_s = {}\nbackoff_initial_ms = 200\nbackoff_max_ms = 1000", kPollWaitS),
+                         .more_models = {"vision"}});
+  Child agent({MeridianAgentPath(), "--config", config}, t / "agent.log");
+  REQUIRE(WaitFor([&] { return InstalledVersion(state, "fraud") == "1.0.0" && InstalledVersion(state, "vision") == "1.0.0"; },
+                  std::chrono::seconds(60)));
+  // Both models long-poll: two requests held by the daemon.
+  REQUIRE(WaitFor([&] { return Metric(d.url(), "meridian_target_waiting") == 2; }, std::chrono::seconds(30)));
+
+  // The second model first, then the first one.
+  for (const std::string model : {"vision", "fraud"}) {
+    auto start = std::chrono::steady_clock::now();
+    d.StartRollout(RolloutSpecJson(model + "-2", "2.0.0", {{"model", model}}));
+    REQUIRE(WaitFor([&] { return InstalledVersion(state, model) == "2.0.0"; }, std::chrono::seconds(kPollWaitS / 2)));
+    auto latency = std::chrono::steady_clock::now() - start;
+    std::printf("agent following two models: %s 2.0.0 installed %.0f ms after its rollout started (polls held %lld s)\n",
+                model.c_str(), std::chrono::duration<double, std::milli>(latency).count(),
+                static_cast<long long>(kPollWaitS));
+    CHECK(latency < kWakeMax);
+  }
+  CHECK(InstalledVersion(state, "fraud") == "2.0.0");
+  agent.Signal(SIGTERM);
+  CHECK(agent.Wait(std::chrono::seconds(10)) == 0);
 }
