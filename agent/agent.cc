@@ -22,6 +22,7 @@
 
 #include "agent/backoff.h"
 #include "agent/health.h"
+#include "agent/long_poll.h"
 #include "agent/outbox.h"
 #include "agent/slots.h"
 #include "base/file.h"
@@ -40,6 +41,9 @@ using Json = nlohmann::json;
 constexpr uint64_t kAgentStateBytesMax = 1u << 20;
 constexpr uint64_t kJobBytesMax = 64u << 10;
 constexpr size_t kDeltaApplyBufferBytes = 1u << 20;
+// How long past the asked hold a long poll may take to answer before the
+// agent stops waiting for it (a slow network, a busy server).
+constexpr int64_t kLongPollGraceMs = 5'000;
 
 // What the agent remembers between runs (STATE/agent.json).
 struct Persisted {
@@ -133,12 +137,15 @@ struct Agent::Impl {
   Root root;
   Persisted persisted;
   Outbox outbox{""};
+  HttpClientOptions client_options;
   std::vector<std::unique_ptr<HttpClient>> servers;
   size_t preferred = 0;  // the server that answered last
-  // Models that ran their target at the end of the last cycle: only those
-  // long-poll. Any other (just started, download unfinished) asks at once, or a
-  // restart in the middle of an update would wait for the next state change.
+  // Models that ran their target at the end of the last cycle. A cycle
+  // long-polls only when every model is settled; any other (just started,
+  // download unfinished) is asked at once, or a restart in the middle of an
+  // update would wait for the next state change.
   std::set<std::string> settled;
+  const std::atomic<bool>* stop = nullptr;  // Run's stop request: ends a long poll early
   std::mt19937_64 rng{std::random_device{}()};
 
   ~Impl() {
@@ -373,9 +380,11 @@ struct Agent::Impl {
     return file;
   }
 
-  // After a switch to `t`: the health check, and a switch back on failure.
-  // OK when healthy; the failure otherwise.
-  Status CheckAndReport(const ModelConfig& m, const ModelSlots& slots, const ChannelTarget& t) {
+  // After a switch to `t`: the health check, and a switch back on failure,
+  // keeping `fallback` (what was previous before the switch) as the next
+  // fallback. OK when healthy; the failure otherwise.
+  Status CheckAndReport(const ModelConfig& m, const ModelSlots& slots, const ChannelTarget& t,
+                        const std::optional<Slot>& fallback) {
     HealthResult h;
     h.pass = true;
     if (!m.health_check.empty()) h = RunHealthCheck(m.health_check, slots.current_link(), config.health_check_timeout_ms);
@@ -383,7 +392,7 @@ struct Agent::Impl {
       Report(m, t, "installed", "", &h);
       return slots.CollectGarbage(true);
     }
-    Status back = slots.SwitchBack(false);
+    Status back = slots.FallBack(fallback);
     std::string reason = h.reason + (back.ok() ? ", switched back" : ", could not switch back: " + back.message());
     Log(m.name + " " + t.version + ": " + reason);
     std::vector<std::string>& failed = persisted.failed[m.name];
@@ -395,8 +404,18 @@ struct Agent::Impl {
     return Status::FailedPrecondition(m.name + " " + t.version + ": " + reason);
   }
 
-  // One model against one server. *server_fault says whether another server may do better.
-  Status SyncModel(HttpClient& c, const ModelConfig& m, int64_t wait_s, bool* server_fault) {
+  // The target request of a model (long-polling up to `wait_s` seconds for a
+  // state newer than the highest accepted so far).
+  std::string TargetPath(const ModelConfig& m, const std::optional<Slot>& cur, int64_t wait_s) {
+    return fmt::format("/v1/terminals/{}/target?model={}&channel={}&current={}&profile={}&region={}&wait={}&known={}",
+                       Encode(config.id), m.name, m.channel, Encode(cur ? cur->version : ""), config.profile,
+                       config.region, wait_s, persisted.state_versions[m.name + "/" + m.channel]);
+  }
+
+  // One model against one server: `answered` is the server's reply to a long
+  // poll of this model, or null to ask now. *server_fault says whether another
+  // server may do better.
+  Status SyncModel(HttpClient& c, const ModelConfig& m, const HttpReply* answered, bool* server_fault) {
     *server_fault = true;
     ModelSlots slots = SlotsOf(m);
     MERIDIAN_RETURN_IF_ERROR(slots.Init());
@@ -404,10 +423,7 @@ struct Agent::Impl {
     if (!cur.ok()) return cur.status();
     std::string key = m.name + "/" + m.channel;
     uint64_t known = persisted.state_versions[key];
-    std::string path = fmt::format("/v1/terminals/{}/target?model={}&channel={}&current={}&profile={}&region={}&wait={}&known={}",
-                                   Encode(config.id), m.name, m.channel, Encode(*cur ? (*cur)->version : ""),
-                                   config.profile, config.region, wait_s, known);
-    Result<HttpReply> r = c.Get(path);
+    Result<HttpReply> r = answered != nullptr ? Result<HttpReply>(*answered) : c.Get(TargetPath(m, *cur, 0));
     if (!r.ok()) return r.status();
     if (r->status == 404) {
       *server_fault = false;
@@ -443,9 +459,9 @@ struct Agent::Impl {
       // A rollback target: the kept slot, no download. Re-hash it: it is about to run.
       Result<Digest> d = DigestOfFile((*prev)->path);
       if (d.ok() && *d == *want) {
-        MERIDIAN_RETURN_IF_ERROR(slots.SwitchBack(true));
+        MERIDIAN_RETURN_IF_ERROR(slots.SwitchBack());
         Log(fmt::format("{}: switched back to {}", m.name, t.version));
-        return CheckAndReport(m, slots, t);
+        return CheckAndReport(m, slots, t, *prev);
       }
     }
     *server_fault = true;
@@ -471,15 +487,36 @@ struct Agent::Impl {
     }
     *server_fault = false;
     Log(fmt::format("{}: installed {}", m.name, t.version));
-    return CheckAndReport(m, slots, t);
+    return CheckAndReport(m, slots, t, *prev);
   }
 
-  Status SyncModelFailover(const ModelConfig& m, int64_t wait_s) {
+  bool AllSettled() const { return settled.size() == config.models.size(); }
+
+  // Long-polls every model at once on the preferred server (one request and
+  // thread each) until one answers with something to act on, the hold (plus
+  // a grace) passed or Run was asked to stop. Null when a slot cannot be read:
+  // the cycle then asks every model at once, which reports the error.
+  std::unique_ptr<LongPolls> WaitForChange(int64_t wait_s) {
+    std::vector<std::string> paths;
+    for (const ModelConfig& m : config.models) {
+      Result<std::optional<Slot>> cur = SlotsOf(m).Current();
+      if (!cur.ok()) return nullptr;
+      paths.push_back(TargetPath(m, *cur, wait_s));
+    }
+    auto polls = std::make_unique<LongPolls>(servers[preferred]->base_url(), paths, client_options);
+    polls->Wait(wait_s * 1000 + kLongPollGraceMs, stop);
+    return polls;
+  }
+
+  // SyncModel on each server in turn until one does not fail: first the one
+  // that `answered` a long poll (server index `answered_by`), else the preferred.
+  Status SyncModelFailover(const ModelConfig& m, const HttpReply* answered, size_t answered_by) {
     Status first;
+    size_t start = answered != nullptr ? answered_by : preferred;
     for (size_t i = 0; i < servers.size(); ++i) {
-      size_t s = (preferred + i) % servers.size();
+      size_t s = (start + i) % servers.size();
       bool server_fault = false;
-      Status st = SyncModel(*servers[s], m, wait_s, &server_fault);
+      Status st = SyncModel(*servers[s], m, i == 0 ? answered : nullptr, &server_fault);
       if (st.ok() || !server_fault || !IsServerFault(st)) {
         if (st.ok() || !server_fault) preferred = s;
         return st;
@@ -532,6 +569,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(AgentConfig config, const Clock& cloc
   opts.recv_bytes_per_s_max = config.bandwidth_limit_bytes_per_s;
   opts.response_bytes_max = kManifestReplyBytesMax;
   for (const std::string& url : config.servers) impl->servers.push_back(std::make_unique<HttpClient>(url, opts));
+  impl->client_options = opts;
   impl->config = std::move(config);
   return std::unique_ptr<Agent>(new Agent(std::move(impl)));
 }
@@ -543,9 +581,16 @@ Status Agent::RunOnce(int64_t wait_s) {
     d.Log("reports kept for later: " + st.ToString());
     first = st;
   }
-  for (const ModelConfig& m : d.config.models) {
-    bool poll = d.config.models.size() == 1 && d.settled.count(m.name);
-    Status st = d.SyncModelFailover(m, poll ? wait_s : 0);
+  // Every model settled: wait for a change to any of them, then look only at
+  // the models whose poll answered (the others did not change).
+  size_t polled_server = d.preferred;
+  std::unique_ptr<LongPolls> polls = wait_s > 0 && d.AllSettled() ? d.WaitForChange(wait_s) : nullptr;
+  for (size_t i = 0; i < d.config.models.size(); ++i) {
+    const ModelConfig& m = d.config.models[i];
+    std::optional<Result<HttpReply>> outcome = polls ? polls->Outcome(i) : std::nullopt;
+    if (polls && !outcome) continue;
+    const HttpReply* answered = outcome && outcome->ok() ? &**outcome : nullptr;
+    Status st = d.SyncModelFailover(m, answered, polled_server);
     if (st.ok()) {
       d.settled.insert(m.name);
     } else {
@@ -569,6 +614,7 @@ Status Agent::RunOnce(int64_t wait_s) {
 
 void Agent::Run(const std::atomic<bool>& stop) {
   const AgentConfig& c = impl_->config;
+  impl_->stop = &stop;
   // Sleeps in short steps so a stop request is honoured within 100 ms.
   auto pause = [&](int64_t ms) {
     auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
@@ -580,10 +626,7 @@ void Agent::Run(const std::atomic<bool>& stop) {
   while (!stop.load()) {
     Status st = RunOnce(c.poll_wait_s);
     if (st.ok()) {
-      attempt = 0;
-      // One model long-polls inside RunOnce; several are asked in turn without
-      // waiting, so the pause between cycles is taken here.
-      if (c.models.size() > 1) pause(c.poll_wait_s * 1000);
+      attempt = 0;  // the next cycle long-polls: it is the pause
       continue;
     }
     pause(BackoffDelayMs(attempt++, c.backoff_initial_ms, c.backoff_max_ms, impl_->rng()));

@@ -31,12 +31,18 @@ class Agent {
   static Result<std::unique_ptr<Agent>> Open(AgentConfig config, const Clock& clock);
   ~Agent();
 
-  // One cycle: sends waiting reports, then for each model asks for the target
-  // (long-polling up to `wait_s` seconds), and installs or switches when it
-  // changed. OK when every model runs its target (or has none); otherwise the
-  // first error, also recorded as the last error.
+  // One cycle: sends waiting reports, then asks for the targets and installs
+  // or switches where one changed. When `wait_s` > 0 and every model ran its
+  // target at the end of the previous cycle of this Agent, all models are
+  // long-polled at once (one request and thread each) for up to `wait_s`
+  // seconds, and the first answer ends the wait: only the models that
+  // answered are looked at. Otherwise every model is asked at once. OK when
+  // every model looked at runs its target (or has none); otherwise the first
+  // error, also recorded as the last error.
   Status RunOnce(int64_t wait_s);
-  // Cycles until `stop` is set, backing off with jitter after errors.
+  // Cycles until `stop` is set (a long poll is given up within about a
+  // second of it; a download or health check runs to its end), backing off
+  // with jitter after errors.
   void Run(const std::atomic<bool>& stop);
   // Accepts a newer root (rotation, signing/ VerifyRootUpdate) and persists it.
   Status UpdateRoot(const std::string& envelope_json);

@@ -87,14 +87,29 @@ Status ModelSlots::Activate(const std::string& version, const Digest& digest) co
   return Point("current", BlobName(version, digest));
 }
 
-Status ModelSlots::SwitchBack(bool keep_old) const {
+Status ModelSlots::SwitchBack() const {
   Result<std::optional<Slot>> cur = Current();
-  Result<std::optional<Slot>> prev = Previous();
   if (!cur.ok()) return cur.status();
+  return PointBack(*cur);
+}
+
+Status ModelSlots::FallBack(const std::optional<Slot>& fallback) const {
+  Result<std::optional<Slot>> failed = Current();
+  if (!failed.ok()) return failed.status();
+  bool is_failed = fallback && failed->has_value() && (*failed)->digest == fallback->digest;
+  return PointBack(is_failed ? std::nullopt : fallback);
+}
+
+Status ModelSlots::PointBack(const std::optional<Slot>& next_previous) const {
+  Result<std::optional<Slot>> prev = Previous();
   if (!prev.ok()) return prev.status();
   if (!prev->has_value()) return Status::FailedPrecondition("no previous version to switch back to");
+  // current first: from here on the version switched away from no longer runs.
   MERIDIAN_RETURN_IF_ERROR(Point("current", BlobName((*prev)->version, (*prev)->digest)));
-  if (keep_old && cur->has_value()) return Point("previous", BlobName((*cur)->version, (*cur)->digest));
+  struct stat st;
+  if (next_previous && next_previous->digest != (*prev)->digest && ::stat(next_previous->path.c_str(), &st) == 0) {
+    return Point("previous", BlobName(next_previous->version, next_previous->digest));
+  }
   return Unlink("previous");
 }
 

@@ -43,17 +43,26 @@ class ModelSlots {
   Status Install(const std::string& staged_file, const std::string& version, const Digest& digest) const;
   // Makes an already stored blob current (the old current becomes previous).
   Status Activate(const std::string& version, const Digest& digest) const;
-  // Points current back at previous. `keep_old` keeps the old current as the
-  // new previous (a rollback target, which may roll forward again); otherwise
-  // the old current is dropped (it failed its health check).
+  // Points current back at previous and keeps the old current as the new
+  // previous (a rollback target, which may roll forward again).
   // FailedPrecondition when there is no previous slot.
-  Status SwitchBack(bool keep_old) const;
+  Status SwitchBack() const;
+  // After the current version failed its health check: points current back at
+  // previous, drops the failed one, and makes `fallback` — the slot that was
+  // previous before the failed switch — previous again when its file is still
+  // stored and it is neither version, so that the next failure still has a
+  // version to fall back to; otherwise no slot is previous.
+  // FailedPrecondition when there is no previous slot.
+  Status FallBack(const std::optional<Slot>& fallback) const;
   // Removes blobs neither link names, and everything in staging/ when
   // `clear_staging`. Best effort: errors are returned but nothing depends on them.
   Status CollectGarbage(bool clear_staging) const;
 
  private:
   Result<std::optional<Slot>> Read(const std::string& link) const;
+  // Points current at previous, then previous at `next_previous` when that
+  // is another version whose file is stored; otherwise removes previous.
+  Status PointBack(const std::optional<Slot>& next_previous) const;
   Status Point(const std::string& link_name, const std::string& blob_name) const;
   Status Unlink(const std::string& link_name) const;
   std::string dir_;

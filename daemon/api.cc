@@ -658,6 +658,7 @@ HttpResponse Api::StartRollout(const HttpRequest& req) {
   Result<RolloutSpec> spec = ParseRolloutSpecJson(req.body);
   if (!spec.ok()) return ErrorFor(spec.status());
   Result<Rollout> r = rollouts_.Start(std::move(*spec), ActorOf(req), "");
+  if (!r.ok() && IsCanaryExcluded(r.status())) return JsonError(400, kCanaryExcludedCode, r.status().message());
   if (!r.ok()) return ErrorFor(r.status());
   return GetRollout(r->spec().id, 201);
 }
@@ -679,6 +680,7 @@ HttpResponse Api::PlanRollout(const HttpRequest& req) {
     return d.ok() && d->info.worthwhile ? d->info.size : target->size;
   };
   Result<RolloutPlan> plan = rollouts_.Plan(std::move(*spec), download_bytes);
+  if (!plan.ok() && IsCanaryExcluded(plan.status())) return JsonError(400, kCanaryExcludedCode, plan.status().message());
   if (!plan.ok()) return ErrorFor(plan.status());
   nlohmann::json stages = nlohmann::json::array();
   for (size_t k = 0; k < plan->eligible.size(); ++k) {

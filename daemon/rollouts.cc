@@ -323,6 +323,29 @@ struct Rollouts::Impl {
     return Status::Ok();
   }
 
+  // What the canaries of `spec` last declared: of the known terminals of
+  // every channel (a canary may not follow this one yet), the latest record.
+  std::vector<TerminalInfo> KnownCanaries(const RolloutSpec& spec) const {
+    std::map<std::string, const KnownTerminal*> latest;
+    for (const auto& [ck, known] : terminals) {
+      for (const std::string& id : spec.canaries) {
+        auto it = known.find(id);
+        if (it == known.end()) continue;
+        const KnownTerminal*& best = latest[id];
+        if (best == nullptr || it->second.last_seen_ms > best->last_seen_ms) best = &it->second;
+      }
+    }
+    std::vector<TerminalInfo> out;
+    for (const auto& [id, k] : latest) out.push_back(k->info);
+    return out;
+  }
+
+  // Start's checks of a spec whose id and previous version are filled in.
+  Status CheckStartable(const RolloutSpec& spec) const {
+    MERIDIAN_RETURN_IF_ERROR(ValidateRolloutSpec(spec));
+    return CheckCanariesEligible(spec, KnownCanaries(spec));
+  }
+
   const std::map<std::string, KnownTerminal>* Known(const RolloutSpec& spec) const {
     auto it = terminals.find({spec.model, spec.channel});
     return it == terminals.end() ? nullptr : &it->second;
@@ -351,7 +374,7 @@ Result<Rollout> Rollouts::Start(RolloutSpec spec, std::string_view actor, std::s
       for (uint64_t n = m.next_seq; spec.id.empty() || m.rollouts.count(spec.id); ++n) spec.id = fmt::format("r{}", n);
     }
     spec.previous_version = m.HeldVersion(spec);
-    MERIDIAN_RETURN_IF_ERROR(ValidateRolloutSpec(spec));
+    MERIDIAN_RETURN_IF_ERROR(m.CheckStartable(spec));
     if (Result<VersionRef> ref = m.Ref(spec.model, spec.target_version); !ref.ok()) return ref.status();
     MERIDIAN_RETURN_IF_ERROR(m.CheckResidency(spec));
     std::vector<const Rollout*> existing;
@@ -481,7 +504,7 @@ Result<RolloutPlan> Rollouts::Plan(
   std::lock_guard lock(impl_->mu);
   if (spec.id.empty()) spec.id = "plan";
   spec.previous_version = impl_->HeldVersion(spec);
-  MERIDIAN_RETURN_IF_ERROR(ValidateRolloutSpec(spec));
+  MERIDIAN_RETURN_IF_ERROR(impl_->CheckStartable(spec));
   Result<VersionRef> ref = impl_->Ref(spec.model, spec.target_version);
   if (!ref.ok()) return ref.status();
   RolloutPlan plan;

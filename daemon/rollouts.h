@@ -103,9 +103,11 @@ class Rollouts {
   // Starts a rollout from an operator's spec. The id is generated when empty;
   // previous_version is the version the channel holds for the spec's regions
   // (whatever the request said). NotFound: the target version is not
-  // published. InvalidArgument: the spec (rollout/ ValidateRolloutSpec), or
-  // the target's manifest restricts its regions and the spec names a region
-  // outside them (or none: all regions).
+  // published. InvalidArgument: the spec (rollout/ ValidateRolloutSpec), a
+  // canary that the spec's filters exclude by what it last declared as a known
+  // terminal (rollout/ CheckCanariesEligible), or the target's manifest
+  // restricts its regions and the spec names a region outside them (or none:
+  // all regions).
   // FailedPrecondition: an active rollout overlaps; AlreadyExists: the id is
   // taken. ResourceExhausted: rollouts_max.
   Result<Rollout> Start(RolloutSpec spec, std::string_view actor, std::string_view reason);

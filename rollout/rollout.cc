@@ -145,6 +145,30 @@ bool IsEligible(const RolloutSpec& spec, const TerminalInfo& terminal) {
          (spec.profiles.empty() || Contains(spec.profiles, terminal.profile));
 }
 
+Status CheckCanariesEligible(const RolloutSpec& spec, std::span<const TerminalInfo> known) {
+  for (const TerminalInfo& t : known) {
+    if (!Contains(spec.canaries, t.id) || IsEligible(spec, t)) continue;
+    std::vector<std::string> excluded_by;
+    if (!spec.regions.empty() && !Contains(spec.regions, t.region)) {
+      excluded_by.push_back(fmt::format("regions [{}] (it is in region '{}')", fmt::join(spec.regions, ","), t.region));
+    }
+    if (!spec.profiles.empty() && !Contains(spec.profiles, t.profile)) {
+      excluded_by.push_back(
+          fmt::format("profiles [{}] (it declares profile '{}')", fmt::join(spec.profiles, ","), t.profile));
+    }
+    return Status::InvalidArgument(fmt::format(
+        "{}: canary '{}' is excluded by this rollout's {}, so it would never receive {}; "
+        "remove it from canaries or widen the filter",
+        kCanaryExcludedCode, t.id, fmt::join(excluded_by, " and "), spec.target_version));
+  }
+  return Status::Ok();
+}
+
+bool IsCanaryExcluded(const Status& status) {
+  return status.code() == Status::Code::kInvalidArgument &&
+         std::string_view(status.message()).starts_with(kCanaryExcludedCode);
+}
+
 size_t StageCount(const RolloutSpec& spec) {
   return spec.waves ? spec.regions.size() * spec.stages_percent.size() : spec.stages_percent.size();
 }

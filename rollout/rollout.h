@@ -145,6 +145,20 @@ bool IsEligible(const RolloutSpec& spec, const TerminalInfo& terminal);
 // for a stage index at or past StageCount).
 bool InCohort(const RolloutSpec& spec, size_t stage, const TerminalInfo& terminal);
 
+// The error code the daemon answers (400) for a canary its own rollout's
+// filters exclude, and the start of that error's message.
+inline constexpr std::string_view kCanaryExcludedCode = "canary_excluded";
+// Refuses canaries the spec's own region or profile filter excludes: such a
+// canary would never move (eligibility comes first), and an operator who
+// listed it expects it to. `known` holds what terminals last declared (the
+// daemon's known terminals; a canary absent from it is not judged: nothing
+// says it is excluded). OK, or InvalidArgument whose message starts with
+// "canary_excluded: " and names the first excluded canary, what it declared
+// and the filter that excludes it (see IsCanaryExcluded).
+Status CheckCanariesEligible(const RolloutSpec& spec, std::span<const TerminalInfo> known);
+// Whether `status` is CheckCanariesEligible's refusal.
+bool IsCanaryExcluded(const Status& status);
+
 // ---------------------------------------------------------------------------
 // State, events and the state machine.
 //

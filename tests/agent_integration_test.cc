@@ -1,14 +1,22 @@
 // meridian-agent against a real meridiand: install, verification, a failing
 // health check with switch back and auto-rollback, a rollback target served
-// from the kept slot, server failover and reports buffered across an outage.
+// from the kept slot, the fallback kept after a local rollback, server
+// failover and reports buffered across an outage, long polls of several
+// models at once, and a rollout refusing a canary its filters exclude.
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <string>
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "base/digest.h"
 #include "base/file.h"
+#include "client/http_client.h"
 #include "tests/harness.h"
 
 using namespace meridian;
@@ -145,4 +153,139 @@ TEST_CASE("agent refuses a bad configuration with exit code 2") {
   r = Run({MeridianAgentPath(), "--config", good, "--id", "bad id!", "--once"});
   CHECK(r.exit_code == 2);
   CHECK_THAT(r.err, Catch::Contains("'id'"));
+}
+
+TEST_CASE("a rollout refuses a canary its own filters exclude: 400 canary_excluded") {
+  DaemonFixture d;
+  d.Start();
+  TempDir t;
+  WriteFile(t / "v1", RandomBytes(50'000, 1));
+  WriteFile(t / "v2", RandomBytes(50'000, 2));
+  REQUIRE(d.Publish("fraud", "1.0.0", t / "v1").exit_code == 0);
+  REQUIRE(d.Publish("fraud", "2.0.0", t / "v2").exit_code == 0);
+  d.StartRollout(RolloutSpecJson("r1", "1.0.0"));
+  // A kiosk in sg becomes a known terminal by asking for its target.
+  std::string config = WriteAgentConfig(t / "agent.toml", {.id = "kiosk-7", .servers = {d.url()},
+                                                           .root = d.root_json(), .state = t / "state",
+                                                           .token = d.terminal_token(), .model = "fraud",
+                                                           .profile = "kiosk-x86"});
+  REQUIRE(Run({MeridianAgentPath(), "--config", config, "--once"}).exit_code == 0);
+  REQUIRE(d.RolloutAction("r1", "promote", "everyone on 1.0.0") == 200);
+
+  HttpClient op(d.url(), HttpClientOptions{.bearer_token = d.operator_token()});
+  auto refused = [&](const std::string& route, const Json& filters, const std::string& filter_text) {
+    Json overrides = filters;
+    overrides["canaries"] = {"pos-1", "kiosk-7"};
+    Result<HttpReply> r = op.Post(route, RolloutSpecJson("r2", "2.0.0", overrides));
+    REQUIRE(r.ok());
+    CHECK(r->status == 400);
+    Json body = Json::parse(r->body, nullptr, false);
+    CHECK(body["error"]["code"] == "canary_excluded");
+    std::string message = body["error"]["message"].is_string() ? body["error"]["message"].get<std::string>() : "";
+    CHECK_THAT(message, Catch::Contains("canary 'kiosk-7'") && Catch::Contains(filter_text));
+  };
+  refused("/v1/rollouts", {{"profiles", {"pos-arm64"}}}, "profiles [pos-arm64] (it declares profile 'kiosk-x86')");
+  refused("/v1/rollouts", {{"regions", {"ae"}}}, "regions [ae] (it is in region 'sg')");
+  refused("/v1/rollout-plans", {{"profiles", {"pos-arm64"}}}, "profiles [pos-arm64]");
+  // Nothing was started.
+  CHECK(Json::parse(op.Get("/v1/rollouts")->body)["rollouts"].size() == 1);
+  // The CLI says why.
+  CommandResult cli = d.Cli({"--token", d.operator_token(), "rollout", "start", "fraud", "2.0.0", "--profile",
+                             "pos-arm64", "--canary", "kiosk-7"});
+  CHECK(cli.exit_code != 0);
+  CHECK_THAT(cli.err, Catch::Contains("canary_excluded: canary 'kiosk-7'"));
+
+  // With filters that admit it, the canary is in the first stage (1 %) and moves.
+  d.StartRollout(RolloutSpecJson("r2", "2.0.0", {{"profiles", {"kiosk-x86"}}, {"canaries", {"kiosk-7"}},
+                                                 {"stages_percent", {1, 100}}}));
+  REQUIRE(Run({MeridianAgentPath(), "--config", config, "--once"}).exit_code == 0);
+  CHECK(InstalledVersion(t / "state", "fraud") == "2.0.0");
+}
+
+TEST_CASE("after a failed install and local rollback the agent keeps a fallback and says which") {
+  DaemonFixture d;
+  d.Start();
+  TempDir t;
+  for (int v = 1; v <= 3; ++v) WriteFile(t / ("v" + std::to_string(v)), RandomBytes(200'000, v));
+  std::string state = t / "state";
+  std::string check = "cmp -s {path} " + (t / "v3") + " && exit 4; exit 0";  // 3.0.0 fails here
+  std::string config = WriteAgentConfig(t / "agent.toml", {.id = "pos-1", .servers = {d.url()}, .root = d.root_json(),
+                                                           .state = state, .token = d.terminal_token(),
+                                                           .model = "fraud", .health_check = check});
+  auto once = [&] { return Run({MeridianAgentPath(), "--config", config, "--once"}); };
+  for (const std::string version : {"1.0.0", "2.0.0"}) {
+    REQUIRE(d.Publish("fraud", version, t / ("v" + version.substr(0, 1))).exit_code == 0);
+    d.StartRollout(RolloutSpecJson("r" + version, version));
+    REQUIRE(once().exit_code == 0);
+    REQUIRE(d.RolloutAction("r" + version, "promote", "done") == 200);
+  }
+  REQUIRE(InstalledVersion(state, "fraud") == "2.0.0");
+  REQUIRE(AgentStatus(config)["models"][0]["previous"]["version"] == "1.0.0");
+
+  REQUIRE(d.Publish("fraud", "3.0.0", t / "v3").exit_code == 0);
+  d.StartRollout(RolloutSpecJson("r3.0.0", "3.0.0", kPauseOnBreach));
+  CommandResult failed = once();
+  CHECK(failed.exit_code == 1);
+  CHECK_THAT(failed.err, Catch::Contains("exited with status 4, switched back"));
+  CHECK(InstalledVersion(state, "fraud") == "2.0.0");
+  // The fallback survives the local rollback, and the status names it.
+  Json st = AgentStatus(config);
+  CHECK(st["models"][0]["previous"]["version"] == "1.0.0");
+  CommandResult text = Run({MeridianAgentPath(), "status", "--config", config});
+  CHECK_THAT(text.out, Catch::Contains("current 2.0.0, previous 1.0.0"));
+
+  // It is a real fallback: moving the channel to it switches at once from
+  // the kept file, without a download.
+  uint64_t bytes = st["downloaded_bytes"].get<uint64_t>();
+  REQUIRE(d.RolloutAction("r3.0.0", "rollback", "3.0.0 fails its health check") == 200);
+  d.StartRollout(RolloutSpecJson("r-back", "1.0.0"));
+  REQUIRE(once().exit_code == 0);
+  CHECK(InstalledVersion(state, "fraud") == "1.0.0");
+  st = AgentStatus(config);
+  CHECK(st["downloaded_bytes"] == bytes);
+  CHECK(st["models"][0]["previous"]["version"] == "2.0.0");
+}
+
+TEST_CASE("an agent following two models long-polls both: a change to either installs within seconds") {
+  DaemonFixture d;
+  d.Start();
+  TempDir t;
+  for (int v = 1; v <= 2; ++v) WriteFile(t / ("v" + std::to_string(v)), RandomBytes(100'000, v));
+  for (const std::string model : {"fraud", "vision"}) {
+    REQUIRE(d.Publish(model, "1.0.0", t / "v1").exit_code == 0);
+    REQUIRE(d.Publish(model, "2.0.0", t / "v2").exit_code == 0);
+    d.StartRollout(RolloutSpecJson(model + "-1", "1.0.0", {{"model", model}}));
+    REQUIRE(d.RolloutAction(model + "-1", "promote", "the channel's version") == 200);
+  }
+
+  // Polls are held 60 s (the daemon's longest): a change seen only when a
+  // poll ends, or between polls, would take up to that long.
+  constexpr int64_t kPollWaitS = 60;
+  constexpr auto kWakeMax = std::chrono::seconds(3);
+  std::string state = t / "state";
+  std::string config = WriteAgentConfig(
+      t / "agent.toml", {.id = "pos-1", .servers = {d.url()}, .root = d.root_json(), .state = state,
+                         .token = d.terminal_token(), .model = "fraud",
+                         .extra = fmt::format("poll_wait_s = {}\nbackoff_initial_ms = 200\nbackoff_max_ms = 1000", kPollWaitS),
+                         .more_models = {"vision"}});
+  Child agent({MeridianAgentPath(), "--config", config}, t / "agent.log");
+  REQUIRE(WaitFor([&] { return InstalledVersion(state, "fraud") == "1.0.0" && InstalledVersion(state, "vision") == "1.0.0"; },
+                  std::chrono::seconds(60)));
+  // Both models long-poll: two requests held by the daemon.
+  REQUIRE(WaitFor([&] { return Metric(d.url(), "meridian_target_waiting") == 2; }, std::chrono::seconds(30)));
+
+  // The second model first, then the first one.
+  for (const std::string model : {"vision", "fraud"}) {
+    auto start = std::chrono::steady_clock::now();
+    d.StartRollout(RolloutSpecJson(model + "-2", "2.0.0", {{"model", model}}));
+    REQUIRE(WaitFor([&] { return InstalledVersion(state, model) == "2.0.0"; }, std::chrono::seconds(kPollWaitS / 2)));
+    auto latency = std::chrono::steady_clock::now() - start;
+    std::printf("agent following two models: %s 2.0.0 installed %.0f ms after its rollout started (polls held %lld s)\n",
+                model.c_str(), std::chrono::duration<double, std::milli>(latency).count(),
+                static_cast<long long>(kPollWaitS));
+    CHECK(latency < kWakeMax);
+  }
+  CHECK(InstalledVersion(state, "fraud") == "2.0.0");
+  agent.Signal(SIGTERM);
+  CHECK(agent.Wait(std::chrono::seconds(10)) == 0);
 }

@@ -120,18 +120,29 @@ TEST_CASE("slots: install, previous kept, switch back after a failure and for a 
   CHECK((*s.Previous())->digest == d1);
 
   // Rollback target: back to 1.0.0, keeping 2.0.0 as the previous slot.
-  REQUIRE(s.SwitchBack(true).ok());
+  REQUIRE(s.SwitchBack().ok());
   CHECK((*s.Current())->digest == d1);
   CHECK((*s.Previous())->digest == d2);
   REQUIRE(s.Activate("2.0.0", d2).ok());
   CHECK((*s.Current())->digest == d2);
 
-  // A failed health check: back to the previous, the failed file dropped.
+  // A failed health check: back to the previous, the failed file dropped,
+  // and what was previous before the switch is the fallback again.
+  std::optional<Slot> before = *s.Previous();
+  REQUIRE(before.has_value());
+  CHECK(before->digest == d1);
   REQUIRE(s.Install(Staged(s.dir(), "three"), "3.0.0", d3).ok());
-  REQUIRE(s.SwitchBack(false).ok());
+  std::optional<Slot> failed = *s.Current();
+  REQUIRE(s.FallBack(before).ok());
+  CHECK((*s.Current())->digest == d2);
+  REQUIRE(s.Previous()->has_value());
+  CHECK((*s.Previous())->digest == d1);
+  // The version that failed is never the fallback; without one, no slot is previous.
+  REQUIRE(s.Activate("3.0.0", d3).ok());
+  REQUIRE(s.FallBack(failed).ok());
   CHECK((*s.Current())->digest == d2);
   CHECK(!s.Previous()->has_value());
-  CHECK(s.SwitchBack(false).code() == Status::Code::kFailedPrecondition);
+  CHECK(s.FallBack(std::nullopt).code() == Status::Code::kFailedPrecondition);
 
   REQUIRE(WriteFileAtomic(s.staging_dir() + "/download.part", "partial").ok());
   REQUIRE(s.CollectGarbage(true).ok());

@@ -116,6 +116,15 @@ bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds t
   return true;
 }
 
+int64_t Metric(const std::string& url, const std::string& name) {
+  HttpClient c(url);
+  Result<HttpReply> r = c.Get("/metrics");
+  if (!r.ok() || r->status != 200) return -1;
+  size_t at = r->body.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return std::stoll(r->body.substr(at + name.size() + 2));
+}
+
 static std::string EnvOr(const char* name, const char* fallback) {
   const char* v = std::getenv(name);
   return v != nullptr ? v : fallback;
@@ -127,10 +136,11 @@ std::string MeridianAgentPath() { return EnvOr("MERIDIAN_AGENT", "./agent/meridi
 std::string WriteAgentConfig(const std::string& path, const AgentConfigSpec& spec) {
   std::string servers;
   for (const std::string& s : spec.servers) servers += (servers.empty() ? "\"" : ", \"") + s + "\"";
-  std::string text = "id = \"" + spec.id + "\"\nprofile = \"pos-arm64\"\nregion = \"" + spec.region + "\"\nservers = [" + servers +
+  std::string text = "id = \"" + spec.id + "\"\nprofile = \"" + spec.profile + "\"\nregion = \"" + spec.region + "\"\nservers = [" + servers +
                      "]\nroot = \"" + spec.root + "\"\nstate = \"" + spec.state + "\"\ntoken = \"" + spec.token +
                      "\"\n" + spec.extra + "\n[[model]]\nname = \"" + spec.model + "\"\nchannel = \"stable\"\n";
   if (!spec.health_check.empty()) text += "health_check = '" + spec.health_check + "'\n";
+  for (const std::string& m : spec.more_models) text += "\n[[model]]\nname = \"" + m + "\"\n";
   WriteFile(path, AsBytes(text));
   return path;
 }

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -62,6 +63,10 @@ class Child {
 // Polls `condition` every 10 ms until it holds or `timeout` passes.
 bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
 
+// A gauge of the daemon at `url` (its /metrics, unauthenticated); -1 when
+// absent or when the daemon does not answer.
+int64_t Metric(const std::string& url, const std::string& name);
+
 std::string MeridiandPath();
 std::string MeridianPath();
 std::string MeridianAgentPath();  // MERIDIAN_AGENT
@@ -77,6 +82,8 @@ struct AgentConfigSpec {
   std::string health_check = {};  // empty: none
   std::string extra = {};         // more TOML lines (top-level keys)
   std::string region = "sg";
+  std::string profile = "pos-arm64";
+  std::vector<std::string> more_models = {};  // followed too, after `model` (channel stable, no health check)
 };
 std::string WriteAgentConfig(const std::string& path, const AgentConfigSpec& spec);
 

@@ -199,14 +199,6 @@ uint64_t Served(const std::string& upstream, const std::string& route, int statu
   return at == std::string::npos ? 0 : std::stoull(r->body.substr(at + key.size()));
 }
 
-uint64_t Gauge(const std::string& upstream, const std::string& name) {
-  HttpClient c(upstream);
-  Result<HttpReply> r = c.Get("/metrics");
-  REQUIRE(r.ok());
-  size_t at = r->body.find("\n" + name + " ");
-  return at == std::string::npos ? 0 : std::stoull(r->body.substr(at + name.size() + 2));
-}
-
 // The manifest of a published version, read through `c` (the payload; the
 // agents are what check signatures).
 Manifest ManifestOf(HttpClient& c, const std::string& version) {
@@ -388,7 +380,7 @@ TEST_CASE("nginx caches chunks, artifacts and deltas; errors, targets and report
       woken = own.Get(poll + "&wait=60");
       took = Clock::now() - t0;
     });
-    bool waiting = WaitFor([&] { return Gauge(upstream, "meridian_target_waiting") >= 1; }, seconds(30));
+    bool waiting = WaitFor([&] { return Metric(upstream, "meridian_target_waiting") >= 1; }, seconds(30));
     // Publishing passes through nginx too (PUT chunks, POST the manifest).
     CommandResult pub = Run({MeridianPath(), "--server", nginx.url(), "--token", origin.publisher_token(), "--output",
                              "json", "publish", "--key", origin.release_key(), "--model", "fraud", "--version",

@@ -33,16 +33,6 @@ Json GetJson(const std::string& url, const std::string& path, const std::string&
   return Json::parse(r->body);
 }
 
-// A gauge from /metrics; -1 when absent.
-int64_t Metric(const std::string& url, const std::string& name) {
-  HttpClient c(url);
-  Result<HttpReply> r = c.Get("/metrics");
-  if (!r.ok() || r->status != 200) return -1;
-  size_t at = r->body.find("\n" + name + " ");
-  if (at == std::string::npos) return -1;
-  return std::stoll(r->body.substr(at + name.size() + 2));
-}
-
 // What a terminal of `region` is told to run by that region's daemon.
 std::string TargetVersion(const DaemonFixture& region_daemon, const std::string& region, const std::string& terminal) {
   HttpClient c(region_daemon.url(), HttpClientOptions{.timeout_ms = 30'000, .bearer_token = region_daemon.terminal_token()});

@@ -142,6 +142,40 @@ TEST_CASE("canaries are in every stage; filters decide who is eligible at all") 
   CHECK_FALSE(InCohort(spec, 0, canary_elsewhere));
 }
 
+TEST_CASE("a canary its own filters exclude is refused, naming it and the filter") {
+  RolloutSpec spec = SampleSpec();
+  spec.canaries = {"pos-1", "kiosk-1", "never-seen"};
+  TerminalInfo pos = Terminal("pos-1"), kiosk = Terminal("kiosk-1"), other = Terminal("not-a-canary");
+  kiosk.profile = "kiosk-x86";
+  other.profile = "kiosk-x86";
+  std::vector<TerminalInfo> known = {pos, kiosk, other};
+  // No filters: everyone is eligible.
+  CHECK(CheckCanariesEligible(spec, known).ok());
+
+  spec.profiles = {"pos-arm64"};
+  Status st = CheckCanariesEligible(spec, known);
+  CHECK(st.code() == Status::Code::kInvalidArgument);
+  CHECK(IsCanaryExcluded(st));
+  CHECK_THAT(st.message(), Catch::StartsWith("canary_excluded: canary 'kiosk-1'") &&
+                               Catch::Contains("profiles [pos-arm64]") && Catch::Contains("'kiosk-x86'"));
+  CHECK_FALSE(IsCanaryExcluded(ValidateRolloutSpec(RolloutSpec{})));
+
+  // A region list excludes as well; both filters are named when both exclude.
+  spec.profiles = {};
+  spec.regions = {"ae"};
+  st = CheckCanariesEligible(spec, known);
+  CHECK_THAT(st.message(), Catch::Contains("regions [ae] (it is in region 'sg')"));
+  spec.profiles = {"pos-arm64"};
+  CHECK_THAT(CheckCanariesEligible(spec, {&kiosk, 1}).message(), Catch::Contains("regions [ae]") &&
+                                                                     Catch::Contains(" and profiles [pos-arm64]"));
+
+  // Eligible canaries, terminals that are not canaries, and canaries nobody
+  // has heard of pass.
+  spec.regions = {"sg"};
+  CHECK(CheckCanariesEligible(spec, std::vector<TerminalInfo>{pos, other}).ok());
+  CHECK(CheckCanariesEligible(spec, {}).ok());
+}
+
 TEST_CASE("spec validation names what is wrong") {
   CHECK(ValidateRolloutSpec(SampleSpec()).ok());
   RolloutSpec partial = SampleSpec();
