@@ -2,7 +2,7 @@
 # Command two: installs what is missing, builds, and runs the whole test suite,
 # then all of it again under AddressSanitizer + UBSan (the daemons, CLI and
 # agents the integration tests start are the sanitized builds too), then the
-# delta decoder's fuzzer for a bounded time.
+# libFuzzer targets (fuzz/run.sh) for a bounded time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
