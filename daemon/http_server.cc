@@ -27,6 +27,7 @@ using tcp = net::ip::tcp;
 constexpr auto kTuple = net::as_tuple(net::use_awaitable);
 constexpr std::chrono::seconds kLingerTimeout{2};
 constexpr uint64_t kLingerBytesMax = 16u << 20;
+constexpr int kClientClosedRequest = 499;  // for metrics, as nginx counts it: nothing is sent
 
 // The whole answer to a connection over the limit, made once.
 static const std::string& TooManyConnectionsReply() {
@@ -276,14 +277,31 @@ struct HttpServer::Impl {
   // strand: a notification posts its cancel there, so no thread blocks and a
   // notification that comes before the wait starts is not lost (the cancel
   // runs only once this coroutine is suspended in the wait).
-  net::awaitable<void> HoldDeferred(HttpRequest& req, HttpResponse& res, SessionRef& ref) {
+  //
+  // A client that hangs up while held frees its place at once rather than at
+  // the end of the wait: the socket is watched for readability, and readable
+  // with nothing to read is the peer's close (bytes would be a pipelined
+  // request, left for the session loop). Returns false when the client left.
+  net::awaitable<bool> HoldDeferred(beast::tcp_stream& stream, HttpRequest& req, HttpResponse& res, SessionRef& ref) {
     auto executor = co_await net::this_coro::executor;
     auto timer = std::make_shared<net::steady_timer>(executor);
     auto deadline = std::chrono::steady_clock::now() + res.defer->wait;
-    while (res.defer) {
+    struct Watch {
+      bool holding = true;
+      bool client_left = false;
+    };
+    auto watch = std::make_shared<Watch>();
+    std::weak_ptr<net::steady_timer> weak = timer;
+    stream.socket().async_wait(tcp::socket::wait_read, [watch, weak, &stream](const beast::error_code& ec) {
+      if (!watch->holding || ec) return;  // the hold ended first: the stream may be gone
+      beast::error_code ignored;
+      if (stream.socket().available(ignored) > 0) return;
+      watch->client_left = true;
+      if (auto t = weak.lock()) t->cancel();
+    });
+    while (res.defer && !watch->client_left) {
       HttpDeferral d = *res.defer;
       timer->expires_at(std::min(deadline, std::chrono::steady_clock::now() + d.wait));
-      std::weak_ptr<net::steady_timer> weak = timer;
       uint64_t id = d.notifier->Subscribe(d.seen_generation, [weak, executor] {
         net::post(executor, [weak] {
           if (auto t = weak.lock()) t->cancel();
@@ -293,9 +311,14 @@ struct HttpServer::Impl {
       if (!stopping) co_await timer->async_wait(kTuple);
       ref.waiting = nullptr;
       d.notifier->Unsubscribe(id);
+      if (watch->client_left) break;
       req.wait_expired = stopping || std::chrono::steady_clock::now() >= deadline;
       res = handler.Handle(req);
     }
+    watch->holding = false;
+    beast::error_code ignored;
+    stream.socket().cancel(ignored);  // the readability wait, if still pending
+    co_return !watch->client_left;
   }
 
   net::awaitable<void> Session(tcp::socket socket) {
@@ -359,7 +382,11 @@ struct HttpServer::Impl {
 
       HttpResponse res = refusal ? std::move(*refusal) : handler.Handle(req);
       if (res.defer) {
-        co_await HoldDeferred(req, res, *ref);
+        bool client_stayed = co_await HoldDeferred(stream, req, res, *ref);
+        if (!client_stayed) {
+          handler.Completed(req, kClientClosedRequest, 0);
+          break;
+        }
         keep_alive = keep_alive && !stopping;
       }
       uint64_t sent = 0;

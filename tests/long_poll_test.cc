@@ -1,8 +1,18 @@
 // Unit tests of the long-poll notifier (daemon/http.h): no change between a
-// handler's look at the state and the server's subscription is lost.
+// handler's look at the state and the server's subscription is lost; and of
+// the server holding long polls: a client that hangs up frees its hold at once.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
 #include <catch2/catch.hpp>
 
 #include "daemon/http.h"
+#include "daemon/http_server.h"
 
 using namespace meridian;
 
@@ -37,4 +47,71 @@ TEST_CASE("an unsubscribed wait is not fired and not kept") {
   CHECK(n.waiting() == 0);
   n.NotifyAll();
   CHECK(fired == 0);
+}
+
+namespace {
+
+// GET /poll is held until `changes` fires (30 s at most); GET /other answers at once.
+class PollHandler final : public HttpHandler {
+ public:
+  ChangeNotifier changes;
+  HttpAdmission Admit(HttpRequest&) override { return {}; }
+  HttpResponse Handle(const HttpRequest& request) override {
+    HttpResponse r;
+    if (request.target == "/poll" && !request.wait_expired && changes.generation() == 0) {
+      r.defer = HttpDeferral{&changes, 0, std::chrono::seconds(30)};
+      return r;
+    }
+    r.body = request.target == "/poll" ? "changed" : "other";
+    return r;
+  }
+  void Completed(const HttpRequest&, int, uint64_t) override {}
+};
+
+int Connect(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  return fd;
+}
+
+bool Within(std::chrono::milliseconds limit, const std::function<bool()>& condition) {
+  for (auto end = std::chrono::steady_clock::now() + limit; std::chrono::steady_clock::now() < end;) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return condition();
+}
+
+}  // namespace
+
+TEST_CASE("a held long poll whose client hangs up is dropped at once; a pipelined request is not a hang-up") {
+  PollHandler handler;
+  HttpServer server(handler, HttpServerOptions{.host = "127.0.0.1", .port = 0, .threads = 2});
+  REQUIRE(server.Listen().ok());
+  std::thread serving([&] { server.Run(); });
+  const std::string poll = "GET /poll HTTP/1.1\r\nHost: t\r\n\r\n";
+
+  int gone = Connect(server.port());
+  ::send(gone, poll.data(), poll.size(), MSG_NOSIGNAL);
+  REQUIRE(Within(std::chrono::seconds(5), [&] { return handler.changes.waiting() == 1; }));
+  ::close(gone);
+  CHECK(Within(std::chrono::seconds(1), [&] { return handler.changes.waiting() == 0; }));
+
+  int stays = Connect(server.port());
+  const std::string two = poll + "GET /other HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+  ::send(stays, two.data(), two.size(), MSG_NOSIGNAL);
+  REQUIRE(Within(std::chrono::seconds(5), [&] { return handler.changes.waiting() == 1; }));
+  handler.changes.NotifyAll();
+  std::string reply;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(stays, buf, sizeof(buf), 0)) > 0;) reply.append(buf, static_cast<size_t>(n));
+  ::close(stays);
+  CHECK(reply.find("changed") != std::string::npos);  // held until the change, not taken for a hang-up
+  CHECK(reply.find("other") != std::string::npos);
+  server.Stop();
+  serving.join();
 }
