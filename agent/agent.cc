@@ -25,6 +25,7 @@
 #include "agent/long_poll.h"
 #include "agent/outbox.h"
 #include "agent/slots.h"
+#include "base/json.h"
 #include "base/file.h"
 #include "client/delta_files.h"
 #include "client/http_client.h"
@@ -60,9 +61,10 @@ struct Persisted {
             {"downloaded_bytes", downloaded_bytes}};
   }
   static Result<Persisted> FromJson(const std::string& text) {
-    Json j = Json::parse(text, nullptr, false);
+    Result<Json> parsed = ParseJson(text, text.size());  // read with a size limit already
     Persisted p;
-    if (j.is_discarded() || !j.is_object()) return Status::Corruption("agent.json is not a JSON object");
+    if (!parsed.ok() || !parsed->is_object()) return Status::Corruption("agent.json is not a JSON object");
+    const Json& j = *parsed;
     try {
       p.state_versions = j.at("state_versions").get<std::map<std::string, uint64_t>>();
       p.failed = j.at("failed").get<std::map<std::string, std::vector<std::string>>>();
@@ -91,7 +93,9 @@ struct Job {
 std::optional<Job> ReadJob(const std::string& file) {
   Result<std::string> text = ReadFileToString(file, kJobBytesMax);
   if (!text.ok()) return std::nullopt;
-  Json j = Json::parse(*text, nullptr, false);
+  Result<Json> parsed = ParseJson(*text, kJobBytesMax);
+  if (!parsed.ok()) return std::nullopt;
+  Json& j = *parsed;
   if (!j.is_object() || !j["path"].is_string() || !j["digest"].is_string() || !j["size"].is_number_unsigned()) {
     return std::nullopt;
   }
@@ -430,8 +434,9 @@ struct Agent::Impl {
       return Status::Ok();  // no rollout ever set this channel: nothing to run yet
     }
     if (r->status != 200) return HttpError(*r, "target");
-    if (r->body.size() > kTargetReplyBytesMax) return Status::ResourceExhausted("target reply too large");
-    Json j = Json::parse(r->body, nullptr, false);
+    Result<Json> reply = ParseJson(r->body, kTargetReplyBytesMax);
+    if (!reply.ok()) return reply.status().WithContext("target reply");
+    Json& j = *reply;
     if (!j.is_object() || !j.contains("state") || !j["state"].is_object()) {
       return Status::InvalidArgument("target reply carries no signed state");
     }

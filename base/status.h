@@ -46,6 +46,10 @@ class Status {
 
   // "not found: <message>", or "ok".
   std::string ToString() const;
+  // The same code, its message prefixed with what was being done ("context: message").
+  Status WithContext(std::string_view context) const {
+    return ok() ? *this : Status(code_, std::string(context) + ": " + message_);
+  }
   // A stable lowercase name for the code ("not_found"), used in JSON error bodies.
   static std::string_view CodeName(Code code);
 

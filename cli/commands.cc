@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "base/json.h"
 #include "base/clock.h"
 #include "base/digest.h"
 #include "base/file.h"
@@ -195,8 +196,11 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
     }
     Result<HttpReply> r = client.Post("/v1/chunks/missing", q.dump());
     if (Status st = FromReply("query missing chunks", r, 200); !st.ok()) return Fail(st);
-    nlohmann::json a = nlohmann::json::parse(r->body, nullptr, false);
-    if (!a.is_object() || !a.contains("missing") || !a["missing"].is_array()) return Fail("malformed answer to missing-chunk query");
+    Result<nlohmann::json> answer = ParseJson(r->body, r->body.size());  // the client bounded the reply
+    if (!answer.ok() || !answer->is_object() || !answer->contains("missing") || !(*answer)["missing"].is_array()) {
+      return Fail("malformed answer to missing-chunk query");
+    }
+    const nlohmann::json& a = *answer;
     for (const auto& d : a["missing"]) {
       Result<Digest> digest = d.is_string() ? Digest::Parse(d.get<std::string>()) : Status::InvalidArgument("");
       if (!digest.ok() || first_index.count(*digest) == 0) return Fail("server named a chunk that was not asked for");
@@ -248,8 +252,11 @@ int ListModels(const GlobalOptions& g) {
   Result<HttpReply> r = client.Get("/v1/models");
   if (!r.ok()) return Fail(r.status());
   if (r->status != 200) return FailReply("list models", *r);
-  nlohmann::json j = nlohmann::json::parse(r->body, nullptr, false);
-  if (!j.is_object() || !j.contains("models") || !j["models"].is_array()) return Fail("malformed answer from server");
+  Result<nlohmann::json> answer = ParseJson(r->body, r->body.size());
+  if (!answer.ok() || !answer->is_object() || !answer->contains("models") || !(*answer)["models"].is_array()) {
+    return Fail("malformed answer from server");
+  }
+  const nlohmann::json& j = *answer;
   if (g.json) {
     PrintJson(j);
   } else {
@@ -264,8 +271,11 @@ int ListVersions(const GlobalOptions& g, const std::string& model) {
   Result<HttpReply> r = client.Get("/v1/models/" + model + "/versions");
   if (!r.ok()) return Fail(r.status());
   if (r->status != 200) return FailReply("list versions", *r);
-  nlohmann::json j = nlohmann::json::parse(r->body, nullptr, false);
-  if (!j.is_object() || !j.contains("versions") || !j["versions"].is_array()) return Fail("malformed answer from server");
+  Result<nlohmann::json> answer = ParseJson(r->body, r->body.size());
+  if (!answer.ok() || !answer->is_object() || !answer->contains("versions") || !(*answer)["versions"].is_array()) {
+    return Fail("malformed answer from server");
+  }
+  const nlohmann::json& j = *answer;
   if (g.json) {
     PrintJson(j);
   } else {

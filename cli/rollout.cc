@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "base/json.h"
 #include "base/clock.h"
 #include "cli/commands.h"
 #include "cli/output.h"
@@ -64,8 +65,8 @@ Result<nlohmann::json> Call(const GlobalOptions& g, const std::string& method, c
   if (r->status != want_status) {
     return Status::FailedPrecondition(fmt::format("{}: HTTP {}: {}", what, r->status, ErrorMessageOf(*r)));
   }
-  nlohmann::json j = nlohmann::json::parse(r->body, nullptr, false);
-  if (j.is_discarded()) return Status::Corruption(what + ": the daemon's answer is not JSON");
+  Result<nlohmann::json> j = ParseJson(r->body, r->body.size());  // the client bounded the reply
+  if (!j.ok()) return Status::Corruption(what + ": the daemon's answer is not JSON: " + j.status().message());
   return j;
 }
 

@@ -741,13 +741,12 @@ HttpResponse Api::ActOnRollout(const HttpRequest& req, const std::string& id, co
   if (!action.ok() || *action == RolloutAction::kStart) return JsonError(404, "not_found", "no such rollout action");
   std::string reason;
   if (!req.body.empty()) {
-    Result<nlohmann::json> parsed = ParseJson(req.body, limits_.json_body_bytes_max);
-    const nlohmann::json& j = parsed.ok() ? *parsed : nlohmann::json();
-    if (!parsed.ok() || !j.is_object() || (j.contains("reason") && !j["reason"].is_string()) ||
-        j.size() > (j.contains("reason") ? 1u : 0u)) {
+    Result<nlohmann::json> j = ParseJson(req.body, limits_.json_body_bytes_max);
+    if (!j.ok() || !j->is_object() || (j->contains("reason") && !(*j)["reason"].is_string()) ||
+        j->size() > (j->contains("reason") ? 1u : 0u)) {
       return JsonError(400, "invalid_argument", "body must be {\"reason\":\"…\"} or empty");
     }
-    reason = j.value("reason", "");
+    reason = j->value("reason", "");
   }
   Result<Rollout> r = rollouts_.Act(id, *action, ActorOf(req), reason);
   if (!r.ok()) return ErrorFor(r.status());
