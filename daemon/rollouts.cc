@@ -11,6 +11,7 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include "base/json.h"
 #include "base/digest.h"
 #include "base/clock.h"
 #include "manifest/manifest.h"
@@ -20,6 +21,8 @@ namespace meridian {
 namespace {
 
 using Json = nlohmann::json;
+// Stands in for a stored record that did not parse, so one check refuses both.
+const Json kNotAnObject;
 using ChannelKey = std::pair<std::string, std::string>;  // model, channel
 
 struct Entry {
@@ -249,8 +252,9 @@ struct Rollouts::Impl {
     Result<std::vector<std::pair<std::string, std::string>>> kv = store.ScanState("rollout/");
     if (!kv.ok()) return kv.status();
     for (const auto& [k, v] : *kv) {
-      Json j = Json::parse(v, nullptr, false);
-      if (j.is_discarded() || !j.is_object() || !j.contains("seq") || !j["seq"].is_number_unsigned() ||
+      Result<Json> parsed = ParseJson(v, v.size());
+      const Json& j = parsed.ok() ? *parsed : kNotAnObject;
+      if (!j.is_object() || !j.contains("seq") || !j["seq"].is_number_unsigned() ||
           !j.contains("rollout")) {
         return Status::Corruption(k + ": malformed rollout record");
       }
@@ -265,8 +269,9 @@ struct Rollouts::Impl {
     if (!kv.ok()) return kv.status();
     for (const auto& [k, v] : *kv) {
       std::vector<std::string> parts = SplitKey(k, 3);
-      Json j = Json::parse(v, nullptr, false);
-      if (parts.size() != 3 || j.is_discarded() || !j.is_object() || !j.value("envelope", Json()).is_string()) {
+      Result<Json> parsed = ParseJson(v, v.size());
+      const Json& j = parsed.ok() ? *parsed : kNotAnObject;
+      if (parts.size() != 3 || !j.is_object() || !j.value("envelope", Json()).is_string()) {
         return Status::Corruption(k + ": malformed channel record");
       }
       Result<Envelope> env = ParseEnvelope(j["envelope"].get<std::string>());
@@ -291,8 +296,9 @@ struct Rollouts::Impl {
     if (!kv.ok()) return kv.status();
     for (const auto& [k, v] : *kv) {
       std::vector<std::string> parts = SplitKey(k, 4);
-      Json j = Json::parse(v, nullptr, false);
-      if (parts.size() != 4 || j.is_discarded() || !j.is_object()) return Status::Corruption(k + ": malformed terminal");
+      Result<Json> parsed = ParseJson(v, v.size());
+      const Json& j = parsed.ok() ? *parsed : kNotAnObject;
+      if (parts.size() != 4 || !j.is_object()) return Status::Corruption(k + ": malformed terminal");
       if (terminal_count >= o.terminals_max) break;
       KnownTerminal t{{parts[3], j.value("profile", ""), j.value("region", ""), j.value("current_version", "")},
                       j.value("last_seen_ms", int64_t{0}), j.value("failed_version", "")};
