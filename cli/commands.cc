@@ -234,13 +234,21 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
   SignEnvelope(env, *key);
   Result<HttpReply> r = client.Post("/v1/models/" + o.model + "/versions", EnvelopeToJson(env));
   if (!r.ok()) return Fail(r.status());
-  if (r->status != 201) return FailReply("commit version", *r);
+  if (r->status == 409) {
+    return Fail(fmt::format("{} {} is already published with other bytes or metadata; publish a new version "
+                            "instead ({})", m.name, m.version, ErrorMessageOf(*r)));
+  }
+  // 200: the same release was published before (a retried job): nothing changed.
+  const bool already = r->status == 200;
+  if (r->status != 201 && !already) return FailReply("commit version", *r);
 
   if (g.json) {
     PrintJson({{"model", m.name}, {"version", m.version}, {"digest", m.digest.ToString()}, {"size", m.size},
-               {"chunks", m.chunks.size()}, {"uploaded_chunks", to_upload.size()}, {"uploaded_bytes", upload_bytes}});
+               {"chunks", m.chunks.size()}, {"uploaded_chunks", to_upload.size()}, {"uploaded_bytes", upload_bytes},
+               {"already_published", already}});
   } else {
-    fmt::print("published {} {} ({}, {})\n", m.name, m.version, HumanBytes(m.size), m.digest.ToString());
+    fmt::print("{} {} {} ({}, {})\n", already ? "already published (same release):" : "published", m.name, m.version,
+               HumanBytes(m.size), m.digest.ToString());
     fmt::print("uploaded {} of {} chunks, {} bytes ({:.1f}% of the file)\n", to_upload.size(), m.chunks.size(),
                upload_bytes, m.size == 0 ? 0.0 : 100.0 * static_cast<double>(upload_bytes) / static_cast<double>(m.size));
   }

@@ -442,14 +442,18 @@ HttpResponse Api::CommitVersion(const HttpRequest& req, const std::string& model
   Result<Manifest> m = ParseManifest(*payload);
   if (!m.ok()) return JsonError(422, "invalid_manifest", m.status().message());
   if (m->name != model) return JsonError(400, "invalid_argument", "manifest names model '" + m->name + "', URL names '" + model + "'");
-  Status st = store_.CommitVersion(*m, req.body);
+  Result<bool> made_visible = store_.CommitVersion(*m, req.body);
+  const Status& st = made_visible.status();
   if (st.code() == Status::Code::kFailedPrecondition) return JsonError(422, "missing_chunks", st.message());
   if (st.code() == Status::Code::kInvalidArgument) return JsonError(422, "manifest_mismatch", st.message());
   if (st.code() == Status::Code::kAlreadyExists) return JsonError(409, "version_exists", st.message());
   if (!st.ok()) return ErrorFor(st);
+  nlohmann::json answer = {{"model", m->name}, {"version", m->version}, {"digest", m->digest.ToString()},
+                           {"size", m->size}, {"already_published", !*made_visible}};
+  if (!*made_visible) return JsonOk(200, answer);  // a retried publish: the first one stands
   deltas_.QueueForNewVersion(*m);
   rollouts_.notifier().NotifyAll();  // regions long-poll for new versions
-  return JsonOk(201, {{"model", m->name}, {"version", m->version}, {"digest", m->digest.ToString()}, {"size", m->size}});
+  return JsonOk(201, answer);
 }
 
 }  // namespace meridian

@@ -280,10 +280,10 @@ Status Follower::FetchVersion(UpstreamClient& up, const SyncVersion& v) {
     if (chunk->status != 200) return Status::Unavailable(fmt::format("chunk {}: HTTP {}", d.ToString(), chunk->status));
     MERIDIAN_RETURN_IF_ERROR(store_.PutChunk(d, AsBytes(chunk->body)));  // re-hashed: a lying upstream fails here
   }
-  Status st = store_.CommitVersion(*m, r->body);
-  if (st.code() == Status::Code::kAlreadyExists) return Status::Ok();
-  MERIDIAN_RETURN_IF_ERROR(st);
-  rollouts_.notifier().NotifyAll();  // regions downstream long-poll this one
+  Result<bool> made_visible = store_.CommitVersion(*m, r->body);
+  if (made_visible.status().code() == Status::Code::kAlreadyExists) return Status::Ok();
+  MERIDIAN_RETURN_IF_ERROR(made_visible.status());
+  if (*made_visible) rollouts_.notifier().NotifyAll();  // regions downstream long-poll this one
   return Status::Ok();
 }
 

@@ -80,6 +80,12 @@ void Require(bool ok, const char* what, std::string* error) {
 
 }  // namespace
 
+bool SameRelease(const Manifest& a, const Manifest& b) {
+  Manifest b_as_of_a = b;
+  b_as_of_a.created = a.created;
+  return a == b_as_of_a;
+}
+
 bool IsValidModelName(std::string_view name) {
   if (name.empty() || name.size() > 64 || !IsLowerAlnum(name[0])) return false;
   for (char c : name) {

@@ -47,6 +47,11 @@ struct Manifest {
   bool operator==(const Manifest&) const = default;
 };
 
+// Whether two manifests describe the same release: equal in everything but
+// `created`, so publishing the same bytes with the same metadata again (a
+// retried job) is recognised as what it is.
+bool SameRelease(const Manifest& a, const Manifest& b);
+
 // [a-z0-9][a-z0-9._-]{0,63}
 bool IsValidModelName(std::string_view name);
 // Semantic Versioning 2.0.0 (MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD]), at most 128 bytes.

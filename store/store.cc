@@ -320,8 +320,8 @@ class RocksStore final : public Store {
     });
   }
 
-  Status CommitVersion(const Manifest& m, std::string_view envelope_json) override {
-    return Guard("CommitVersion", [&]() -> Status {
+  Result<bool> CommitVersion(const Manifest& m, std::string_view envelope_json) override {
+    return Guard("CommitVersion", [&]() -> Result<bool> {
       if (!IsValidModelName(m.name) || !IsValidVersion(m.version)) {
         return Status::InvalidArgument("invalid model name or version");
       }
@@ -337,7 +337,8 @@ class RocksStore final : public Store {
       const std::string key = VersionKey(m.name, m.version);
       rocksdb::ReadOptions ro;
       Result<bool> exists = SameVersionStored(ro, key, m, envelope_json);
-      if (!exists.ok() || *exists) return exists.status();
+      if (!exists.ok()) return exists.status();
+      if (*exists) return false;
       // What becomes visible must be what the manifest says: verified before
       // the lock (chunks are never deleted), so one large commit does not
       // hold up the others.
@@ -346,7 +347,8 @@ class RocksStore final : public Store {
       // of one version exactly one writes and the other sees it.
       std::lock_guard<std::mutex> lock(commit_mu_);
       exists = SameVersionStored(ro, key, m, envelope_json);
-      if (!exists.ok() || *exists) return exists.status();
+      if (!exists.ok()) return exists.status();
+      if (*exists) return false;
 
       rocksdb::WriteBatch batch;
       rocksdb::Status bs = batch.Put(cf(kManifests), key, rocksdb::Slice(envelope_json.data(), envelope_json.size()));
@@ -362,7 +364,7 @@ class RocksStore final : public Store {
       }
       s = db_->Write(write_options_, &batch);
       if (!s.ok()) return FromRocks(s, "committing " + what);
-      return Status::Ok();
+      return true;
     });
   }
 
@@ -533,9 +535,9 @@ class RocksStore final : public Store {
  private:
   rocksdb::ColumnFamilyHandle* cf(Cf which) const { return handles_[which]; }
 
-  // True when `key` holds this version already (the same envelope or
-  // manifest: a retried commit), false when it holds nothing; AlreadyExists
-  // when it holds other content.
+  // True when `key` holds this version already (the same envelope or the
+  // same release: a retried commit), false when it holds nothing;
+  // AlreadyExists when it holds other content.
   Result<bool> SameVersionStored(const rocksdb::ReadOptions& ro, const std::string& key, const Manifest& m,
                                  std::string_view envelope_json) {
     const std::string what = m.name + "@" + m.version;
@@ -546,7 +548,7 @@ class RocksStore final : public Store {
     if (ToView(existing) == envelope_json) return true;
     Result<Manifest> old = ManifestFromEnvelope(ToView(existing));
     if (!old.ok()) return Status::Corruption(what + ": stored envelope unreadable: " + old.status().message());
-    if (*old == m) return true;
+    if (SameRelease(*old, m)) return true;
     return Status::AlreadyExists(what + " already exists with other content");
   }
 

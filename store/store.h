@@ -110,11 +110,12 @@ class Store {
   // is missing; InvalidArgument when a stored chunk's size differs from the
   // manifest's or the chunks do not hash to its digest (the whole artifact is
   // read for that); Corruption when a stored chunk no longer verifies;
-  // AlreadyExists when that model version exists with other
-  // content; OK (nothing written, the first envelope kept) when it exists
-  // with the same envelope or the same manifest. The artifact index keeps the
-  // first version committed with a given whole-file digest.
-  virtual Status CommitVersion(const Manifest& m, std::string_view envelope_json) = 0;
+  // AlreadyExists when that model version exists with other content. True
+  // when this call made the version visible; false (nothing written, the
+  // first envelope kept) when it exists already as the same release
+  // (SameRelease: only `created` or the signatures differ). The artifact index
+  // keeps the first version committed with a given whole-file digest.
+  virtual Result<bool> CommitVersion(const Manifest& m, std::string_view envelope_json) = 0;
   // The signed envelope JSON of a version, byte for byte as committed;
   // NotFound; InvalidArgument for an invalid model name or version.
   virtual Result<std::string> GetEnvelope(std::string_view model, std::string_view version) = 0;

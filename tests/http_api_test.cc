@@ -227,7 +227,11 @@ TEST_CASE("bad input gets the right 4xx, stores nothing, and the daemon keeps se
     REQUIRE(pub.Put("/v1/chunks/" + digest, data)->status == 201);
     Manifest m = OneChunkManifest("m", "1.0.0", data);
     REQUIRE(pub.Post("/v1/models/m/versions", SignedManifest(m, *release))->status == 201);
-    CHECK(pub.Post("/v1/models/m/versions", SignedManifest(m, *release))->status == 201);  // idempotent
+    Result<HttpReply> again = pub.Post("/v1/models/m/versions", SignedManifest(m, *release));
+    CHECK(again->status == 200);  // idempotent: the same release again
+    CHECK(nlohmann::json::parse(again->body)["already_published"] == true);
+    m.created = "2031-01-01T00:00:00Z";  // a retried job signs a new created time
+    CHECK(pub.Post("/v1/models/m/versions", SignedManifest(m, *release))->status == 200);
     m.annotations["changed"] = "yes";
     CHECK(pub.Post("/v1/models/m/versions", SignedManifest(m, *release))->status == 409);
     CHECK(pub.Post("/v1/models/other/versions", SignedManifest(m, *release))->status == 400);  // URL/manifest mismatch

@@ -51,6 +51,19 @@ TEST_CASE("publish, deduplicated second version, pull byte-identical") {
     CHECK(nlohmann::json::parse(pull.out)["digest"] == (*published)["digest"]);
   }
 
+  // A retried publish job (same bytes, same metadata, a new signing time) succeeds and says so;
+  // other bytes under an existing version are refused, naming what to do.
+  CommandResult retried = d.Publish("fraud-detector", "1.1.0", d.dir() / "v2.bin");
+  REQUIRE(retried.exit_code == 0);
+  auto jr = nlohmann::json::parse(retried.out);
+  CHECK(jr["already_published"] == true);
+  CHECK(jr["uploaded_bytes"] == 0);
+  CHECK(jr["digest"] == j2["digest"]);
+  CHECK(j2["already_published"] == false);
+  CommandResult clash = d.Publish("fraud-detector", "1.1.0", d.dir() / "v1.bin");
+  CHECK(clash.exit_code != 0);
+  CHECK_THAT(clash.err, Catch::Contains("already published with other bytes or metadata"));
+
   CommandResult versions = d.Cli({"--output", "json", "versions", "fraud-detector"});
   REQUIRE(versions.exit_code == 0);
   CHECK(nlohmann::json::parse(versions.out)["versions"] == nlohmann::json::array({"1.0.0", "1.1.0"}));

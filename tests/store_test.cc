@@ -98,7 +98,7 @@ void PutAll(Store& store, const Artifact& a) {
 
 void CommitOrDie(Store& store, const Artifact& a) {
   PutAll(store, a);
-  Status s = store.CommitVersion(a.manifest, EnvelopeOf(a.manifest));
+  Status s = store.CommitVersion(a.manifest, EnvelopeOf(a.manifest)).status();
   INFO(s.ToString());
   REQUIRE(s.ok());
 }
@@ -258,7 +258,7 @@ TEST_CASE("a version with a missing chunk is not committed") {
   std::unique_ptr<Store> store = OpenOrDie(dir.path());
   Artifact a = MakeArtifact("fraud-detector", "1.0.0", 4, 10);
   for (size_t i = 0; i < 3; ++i) REQUIRE(store->PutChunk(a.manifest.chunks[i].digest, a.chunks[i]).ok());
-  Status s = store->CommitVersion(a.manifest, EnvelopeOf(a.manifest));
+  Status s = store->CommitVersion(a.manifest, EnvelopeOf(a.manifest)).status();
   CHECK(s.code() == Status::Code::kFailedPrecondition);
   CHECK(s.message().find(a.manifest.chunks[3].digest.ToString()) != std::string::npos);
   CHECK(store->GetEnvelope("fraud-detector", "1.0.0").status().code() == Status::Code::kNotFound);
@@ -295,16 +295,22 @@ TEST_CASE("re-committing a version: same content is a no-op, other content Alrea
   Artifact a = MakeArtifact("kiosk-vision", "2.0.0", 2, 30);
   CommitOrDie(*store, a);
   const std::string first = EnvelopeOf(a.manifest);
-  CHECK(store->CommitVersion(a.manifest, first).ok());
+  CHECK(store->CommitVersion(a.manifest, first).value() == false);  // nothing new made visible
 
   // Same manifest, differently signed envelope: OK, the first envelope stays.
   nlohmann::json sigs = nlohmann::json::array({{{"keyid", "abc"}, {"sig", "AAAA"}}});
-  CHECK(store->CommitVersion(a.manifest, EnvelopeOf(a.manifest, sigs)).ok());
+  CHECK(store->CommitVersion(a.manifest, EnvelopeOf(a.manifest, sigs)).value() == false);
+  CHECK(store->GetEnvelope("kiosk-vision", "2.0.0").value() == first);
+
+  // The same release made again later (only `created` differs): the same, a retried publish.
+  Manifest again = a.manifest;
+  again.created = "2031-01-01T00:00:00Z";
+  CHECK(store->CommitVersion(again, EnvelopeOf(again)).value() == false);
   CHECK(store->GetEnvelope("kiosk-vision", "2.0.0").value() == first);
 
   Manifest other = a.manifest;
   other.annotations["note"] = "rebuilt";
-  Status s = store->CommitVersion(other, EnvelopeOf(other));
+  Status s = store->CommitVersion(other, EnvelopeOf(other)).status();
   CHECK(s.code() == Status::Code::kAlreadyExists);
   CHECK(store->GetManifest("kiosk-vision", "2.0.0").value() == a.manifest);
   CHECK(store->Stats().versions == 1);
@@ -317,15 +323,15 @@ TEST_CASE("commits refuse envelopes that do not carry the manifest given") {
   PutAll(*store, a);
   Manifest other = a.manifest;
   other.version = "2.0.1";
-  CHECK(store->CommitVersion(a.manifest, EnvelopeOf(other)).code() == Status::Code::kInvalidArgument);
+  CHECK(store->CommitVersion(a.manifest, EnvelopeOf(other)).status().code() == Status::Code::kInvalidArgument);
   nlohmann::json env = nlohmann::json::parse(EnvelopeOf(a.manifest));
   env["payloadType"] = "application/json";
-  CHECK(store->CommitVersion(a.manifest, env.dump()).code() == Status::Code::kInvalidArgument);
+  CHECK(store->CommitVersion(a.manifest, env.dump()).status().code() == Status::Code::kInvalidArgument);
   env = nlohmann::json::parse(EnvelopeOf(a.manifest));
   env["payload"] = "not base64!";
-  CHECK(store->CommitVersion(a.manifest, env.dump()).code() == Status::Code::kInvalidArgument);
+  CHECK(store->CommitVersion(a.manifest, env.dump()).status().code() == Status::Code::kInvalidArgument);
   for (const char* bad : {"", "{", "[]", "{\"payloadType\":1}"}) {
-    CHECK(store->CommitVersion(a.manifest, bad).code() == Status::Code::kInvalidArgument);
+    CHECK(store->CommitVersion(a.manifest, bad).status().code() == Status::Code::kInvalidArgument);
   }
   CHECK(store->ListModels().value().empty());
 }
@@ -348,7 +354,7 @@ TEST_CASE("racing commits of one version: exactly one wins") {
     threads.emplace_back([&, i] {
       // Concurrent puts of the same chunk are harmless too.
       if (!store->PutChunk(a.manifest.chunks[0].digest, a.chunks[0]).ok()) return;
-      Status s = store->CommitVersion(manifests[i], envelopes[i]);
+      Status s = store->CommitVersion(manifests[i], envelopes[i]).status();
       if (s.ok()) ++ok;
       if (s.code() == Status::Code::kAlreadyExists) ++exists;
     });
