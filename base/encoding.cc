@@ -1,6 +1,8 @@
 // Hex and base64 codecs (base64 through OpenSSL's EVP block functions).
 #include "base/encoding.h"
 
+#include <cctype>
+
 #include <openssl/evp.h>
 
 namespace meridian {
@@ -61,6 +63,21 @@ Result<Bytes> Base64Decode(std::string_view text) {
   if (text.size() >= 2 && text[text.size() - 2] == '=') ++padding;
   out.resize(static_cast<size_t>(n) - padding);
   if (Base64Encode(out) != text) return Status::InvalidArgument("non-canonical base64");
+  return out;
+}
+
+std::string PercentEncode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (std::isalnum(u) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out.push_back(c);
+    } else {
+      out += {'%', kHex[u >> 4], kHex[u & 15]};
+    }
+  }
   return out;
 }
 

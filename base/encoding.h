@@ -16,6 +16,9 @@ std::string HexEncode(ByteSpan data);
 Result<Bytes> HexDecode(std::string_view hex);
 
 std::string Base64Encode(ByteSpan data);
+// RFC 3986 percent-encoding for a query value or path segment: every byte but
+// the unreserved ones (ALPHA DIGIT - . _ ~) as %XX.
+std::string PercentEncode(std::string_view text);
 // Fails on characters outside the alphabet, missing padding or trailing garbage.
 Result<Bytes> Base64Decode(std::string_view text);
 

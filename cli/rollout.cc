@@ -160,17 +160,21 @@ void PrintRegionListText(const nlohmann::json& j) {
                u["reports_pending"].get<uint64_t>(),
                u["last_error"].get<std::string>().empty() ? "" : " (" + u["last_error"].get<std::string>() + ")");
   }
-  fmt::print("{:<10} {:<10} {:>12} {:>7} {:>9} {:>10} {:>10} {:>9} {:>8}\n", "REGION", "REACHABLE", "STATE", "BEHIND",
-             "LAG", "LAST SEEN", "STORED", "TERMINALS", "REPORTS");
+  fmt::print("{:<10} {:<10} {:<7} {:>12} {:>7} {:>9} {:>10} {:>10} {:>9} {:>8}\n", "REGION", "REACHABLE", "HEALTH",
+             "STATE", "BEHIND", "LAG", "LAST SEEN", "STORED", "TERMINALS", "REPORTS");
   auto seconds = [](int64_t ms) { return fmt::format("{}s", ms / 1000); };
+  std::string faults;
   for (const auto& r : j["regions"]) {
     int64_t seen = r["last_seen_ms"].get<int64_t>();
-    fmt::print("{:<10} {:<10} {:>12} {:>7} {:>9} {:>10} {:>10} {:>9} {:>8}\n", r["region"].get<std::string>(),
-               r["reachable"].get<bool>() ? "yes" : "NO", r["sync_version"].get<uint64_t>(),
+    const std::string& error = r["last_error"].get_ref<const std::string&>();
+    fmt::print("{:<10} {:<10} {:<7} {:>12} {:>7} {:>9} {:>10} {:>10} {:>9} {:>8}\n", r["region"].get<std::string>(),
+               r["reachable"].get<bool>() ? "yes" : "NO", error.empty() ? "ok" : "FAULT", r["sync_version"].get<uint64_t>(),
                r["behind"].get<uint64_t>(), r["lag_ms"].is_null() ? "-" : seconds(r["lag_ms"].get<int64_t>()),
                seen == 0 ? "never" : seconds(now - seen) + " ago", HumanBytes(r["stored_bytes"].get<uint64_t>()),
                r["terminals"].get<uint64_t>(), r["reports_received"].get<uint64_t>());
+    if (!error.empty()) faults += fmt::format("  {}: {}\n", r["region"].get<std::string>(), error);
   }
+  if (!faults.empty()) fmt::print("faults the regions report:\n{}", faults);
 }
 
 void PrintEventsText(const nlohmann::json& j) {

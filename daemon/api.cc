@@ -2,7 +2,6 @@
 // token, rollouts the operator token, terminal targets and reports the
 // terminal token. Every name is validated before anything looks it up.
 #include "daemon/api.h"
-#include "base/json.h"
 
 #include <openssl/crypto.h>
 
@@ -13,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/clock.h"
+#include "base/json.h"
 #include "manifest/manifest.h"
 
 namespace meridian {
@@ -107,6 +107,7 @@ Api::Api(Store& store, const Root& root, ApiTokens tokens, Metrics& metrics, Rol
       deltas_(deltas),
       limits_(limits) {
   routes_ = BuildRoutes();
+  LoadRegionsSeen();
 }
 
 void Api::ServeAsRegion(std::string region, ReportOutbox& outbox, Follower& follower) {
@@ -822,6 +823,7 @@ HttpResponse Api::Sync(const HttpRequest& req) {
                      fmt::format("known, stored_bytes and terminals are numbers; wait is whole seconds in [0, {}]",
                                  limits_.target_wait_seconds_max));
   }
+  std::string last_error = QueryParam(query, "last_error").value_or("").substr(0, kRegionErrorBytesMax);
   // Read before building, so that a change right after still wakes this poll.
   uint64_t generation = rollouts_.notifier().generation();
   SyncDocument doc = BuildSyncDocument(*region);
@@ -840,6 +842,9 @@ HttpResponse Api::Sync(const HttpRequest& req) {
       seen.expect_by_ms = now + static_cast<int64_t>(wait_s) * 1000 + 5000;
       seen.stored_bytes = stored_bytes;
       seen.terminals = terminals;
+      const bool changed = seen.last_error != last_error;
+      seen.last_error = std::move(last_error);
+      PersistRegionSeen(*region, seen, changed);
     }
   }
   // Held only when the region is in step; one ahead of this daemon (whose
@@ -910,6 +915,38 @@ HttpResponse Api::ForwardedReports(const HttpRequest& req) {
   return JsonOk(200, {{"accepted", accepted}, {"duplicates", duplicates}, {"rejected", rejected}});
 }
 
+namespace {
+constexpr std::string_view kRegionSeenPrefix = "region-seen/";
+constexpr int64_t kRegionSeenPersistMs = 10'000;  // a poll's time is written at most this often, other changes at once
+}  // namespace
+
+void Api::LoadRegionsSeen() {
+  Result<std::vector<std::pair<std::string, std::string>>> records = store_.ScanState(kRegionSeenPrefix);
+  if (!records.ok()) return;  // shown as never seen until they poll again
+  std::lock_guard lock(regions_mu_);
+  for (const auto& [key, value] : *records) {
+    Result<nlohmann::json> j = ParseJson(value, value.size());
+    if (!j.ok() || !j->is_object() || regions_seen_.size() >= limits_.regions_max) continue;
+    RegionSeen seen;  // not reachable until it polls this daemon again
+    seen.sync_version = j->value("sync_version", uint64_t{0});
+    seen.last_seen_ms = j->value("last_seen_ms", int64_t{0});
+    seen.stored_bytes = j->value("stored_bytes", uint64_t{0});
+    seen.terminals = j->value("terminals", uint64_t{0});
+    seen.last_error = j->value("last_error", "");
+    seen.persisted_ms = seen.last_seen_ms;
+    regions_seen_.emplace(key.substr(kRegionSeenPrefix.size()), std::move(seen));
+  }
+}
+
+void Api::PersistRegionSeen(const std::string& region, RegionSeen& seen, bool changed) {
+  if (!changed && seen.last_seen_ms - seen.persisted_ms < kRegionSeenPersistMs) return;
+  nlohmann::json j = {{"sync_version", seen.sync_version}, {"last_seen_ms", seen.last_seen_ms},
+                      {"stored_bytes", seen.stored_bytes}, {"terminals", seen.terminals},
+                      {"last_error", seen.last_error}};
+  // Best effort: the record only tells operators when the region was last seen.
+  if (store_.WriteState({{std::string(kRegionSeenPrefix) + region, j.dump()}}).ok()) seen.persisted_ms = seen.last_seen_ms;
+}
+
 HttpResponse Api::ListRegions() {
   uint64_t current = BuildSyncDocument("").sync_version;
   int64_t now = SystemClock::Get().NowUnixMillis();
@@ -919,6 +956,8 @@ HttpResponse Api::ListRegions() {
     for (const auto& [region, seen] : regions_seen_) {
       rows[region] = {{"region", region},
                       {"reachable", now <= seen.expect_by_ms},
+                      {"healthy", now <= seen.expect_by_ms && seen.last_error.empty()},
+                      {"last_error", seen.last_error},
                       {"sync_version", seen.sync_version},
                       {"behind", current > seen.sync_version ? current - seen.sync_version : 0},
                       {"lag_ms", seen.sync_version >= current ? 0 : now - seen.in_step_ms},
@@ -933,7 +972,8 @@ HttpResponse Api::ListRegions() {
     std::string region = key.substr(std::string_view("region-reports/").size());
     nlohmann::json& row = rows[region];
     if (!row.contains("region")) {
-      row = {{"region", region}, {"reachable", false}, {"sync_version", 0}, {"behind", current},
+      row = {{"region", region}, {"reachable", false}, {"healthy", false}, {"last_error", ""},
+             {"sync_version", 0}, {"behind", current},
              {"lag_ms", nullptr}, {"last_seen_ms", 0}, {"stored_bytes", 0}, {"terminals", 0}};
     }
     row["reports_received"] = std::strtoull(value.c_str(), nullptr, 10);

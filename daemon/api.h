@@ -120,7 +120,13 @@ class Api final : public HttpHandler {
     int64_t in_step_ms = 0;      // last time it held the current sync version
     uint64_t stored_bytes = 0;
     uint64_t terminals = 0;
+    std::string last_error;      // the region's own word on its last round: verification failures and the like
+    int64_t persisted_ms = 0;    // when this was last written to the store
   };
+  // Region records survive restarts (state "region-seen/<region>"), so the
+  // last-seen times stay known; loaded by the constructor.
+  void LoadRegionsSeen();
+  void PersistRegionSeen(const std::string& region, RegionSeen& seen, bool changed);
   std::mutex forwarded_mu_;  // POST /v1/reports at the origin
   std::mutex regions_mu_;
   std::map<std::string, RegionSeen> regions_seen_;                       // guarded by regions_mu_

@@ -1,6 +1,5 @@
 // Making, storing and describing deltas on a background thread.
 #include "daemon/deltas.h"
-#include "base/json.h"
 
 #include <zstd.h>
 
@@ -11,6 +10,7 @@
 
 #include "base/bytes.h"
 #include "base/encoding.h"
+#include "base/json.h"
 #include "delta/chunker.h"
 #include "delta/delta.h"
 #include "delta/delta_info.h"

@@ -1,6 +1,5 @@
 // A region following its upstream: sync document, versions, deltas, states.
 #include "daemon/follower.h"
-#include "base/json.h"
 
 #include <algorithm>
 #include <chrono>
@@ -8,6 +7,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "base/encoding.h"
+#include "base/json.h"
 #include "delta/delta_info.h"
 #include "manifest/manifest.h"
 #include "target/target.h"
@@ -109,8 +110,13 @@ void Follower::WantDelta(const Digest& from, const Digest& to) {
 
 std::string Follower::PollPath(uint64_t known, int64_t wait_s) {
   StoreStats st = store_.Stats();
-  return fmt::format("/v1/sync?region={}&known={}&wait={}&stored_bytes={}&terminals={}", options_.region, known,
-                     wait_s, st.disk_bytes, rollouts_.KnownTerminals());
+  std::string last_error;
+  {
+    std::lock_guard lock(mu_);
+    last_error = status_.last_error.substr(0, kRegionErrorBytesMax);
+  }
+  return fmt::format("/v1/sync?region={}&known={}&wait={}&stored_bytes={}&terminals={}&last_error={}", options_.region,
+                     known, wait_s, st.disk_bytes, rollouts_.KnownTerminals(), PercentEncode(last_error));
 }
 
 void Follower::Run() {
@@ -129,12 +135,13 @@ void Follower::Run() {
                                                                                     ErrorMessageOf(*r)))
                                                   : ParseSyncDocument(r->body);
     bool complete = false;
-    Status st = doc.ok() ? Apply(up, *doc, &complete) : doc.status();
+    std::string problem;
+    Status st = doc.ok() ? Apply(up, *doc, &complete, &problem) : doc.status();
     {
       std::unique_lock lock(mu_);
       status_.upstream = up.current();
       status_.upstream_ok = doc.ok();
-      status_.last_error = st.ok() ? "" : st.ToString();
+      status_.last_error = st.ok() ? problem : st.ToString();
       if (st.ok() && complete) {
         known = doc->sync_version;
         status_.sync_version = known;
@@ -158,8 +165,12 @@ void Follower::Run() {
   }
 }
 
-Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* complete) {
+Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* complete, std::string* problem) {
   *complete = true;
+  auto note = [&](std::string what) {
+    std::fprintf(stderr, "meridiand: %s\n", what.c_str());
+    if (problem->empty()) *problem = std::move(what);
+  };
   const std::string& region = options_.region;
   // 1. Versions: per model, the newest few it may hold, and any a channel names.
   std::set<std::pair<std::string, std::string>> named;
@@ -187,7 +198,7 @@ Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* comple
       if (Status st = FetchVersion(up, v); !st.ok()) {
         if (cancel_) return st;
         *complete = false;
-        std::fprintf(stderr, "meridiand: fetching %s %s: %s\n", v.model.c_str(), v.version.c_str(), st.ToString().c_str());
+        note(fmt::format("fetching {} {}: {}", v.model, v.version, st.ToString()));
       }
     }
   }
@@ -222,8 +233,7 @@ Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* comple
       ++tries;
       if (tries < options_.delta_attempts_max) *complete = false;
       if (st.code() != Status::Code::kFailedPrecondition) {
-        std::fprintf(stderr, "meridiand: delta %s -> %s: %s\n", from.ToString().c_str(), to.ToString().c_str(),
-                     st.ToString().c_str());
+        note(fmt::format("delta {} -> {}: {}", from.ToString(), to.ToString(), st.ToString()));
       }
     }
   }
@@ -238,8 +248,7 @@ Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* comple
     if (c->state_version <= held) continue;
     Result<ChannelState> s = VerifyChannelState(root_, c->envelope, c->model, c->channel, held, now);
     if (!s.ok()) {
-      std::fprintf(stderr, "meridiand: channel state %s/%s refused: %s\n", c->model.c_str(), c->channel.c_str(),
-                   s.status().ToString().c_str());
+      note(fmt::format("channel state {}/{} refused: {}", c->model, c->channel, s.status().ToString()));
       continue;
     }
     bool ready = std::all_of(s->versions.begin(), s->versions.end(), [&](const auto& kv) {

@@ -86,8 +86,11 @@ struct FollowerStatus {
   std::string upstream;           // the URL used last
   uint64_t sync_version = 0;      // the upstream's, as of the last complete round
   int64_t last_sync_ms = 0;       // end of the last complete round (0: none yet)
-  std::string last_error;
+  std::string last_error;         // what went wrong in the last round, verification included; "" when nothing
 };
+
+// The longest last_error a region reports upstream (GET /v1/sync).
+inline constexpr size_t kRegionErrorBytesMax = 256;
 
 class Follower {
  public:
@@ -105,7 +108,10 @@ class Follower {
  private:
   void Run();
   // One round on `doc`; sets *complete when nothing is left to retry.
-  Status Apply(UpstreamClient& up, const SyncDocument& doc, bool* complete);
+  // Fetches and adopts what `doc` lists. Problems with one item (a version
+  // or state that fails verification, a fetch that fails) do not stop the
+  // round: the first is put in *problem and the round is left incomplete.
+  Status Apply(UpstreamClient& up, const SyncDocument& doc, bool* complete, std::string* problem);
   Status FetchVersion(UpstreamClient& up, const SyncVersion& v);
   // OK when stored or not worth it; FailedPrecondition while upstream computes it.
   Status FetchDelta(UpstreamClient& up, const Digest& from, const Digest& to);

@@ -1,6 +1,5 @@
 // Durable forwarding of terminal reports from a region to its upstream.
 #include "daemon/outbox.h"
-#include "base/json.h"
 
 #include <openssl/rand.h>
 
@@ -10,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "base/encoding.h"
+#include "base/json.h"
 
 namespace meridian {
 

@@ -1,8 +1,9 @@
 // JSON of the delta descriptor.
 #include "delta/delta_info.h"
-#include "base/json.h"
 
 #include <nlohmann/json.hpp>
+
+#include "base/json.h"
 
 namespace meridian {
 

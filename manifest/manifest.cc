@@ -1,9 +1,10 @@
 // Manifest JSON and name/version validation.
 #include "manifest/manifest.h"
-#include "base/json.h"
 
 #include <charconv>
 #include <nlohmann/json.hpp>
+
+#include "base/json.h"
 
 namespace meridian {
 

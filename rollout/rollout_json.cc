@@ -2,13 +2,14 @@
 // what the daemon persists and serves. Parsers never throw: nlohmann is used
 // without exceptions and every value's type is checked before it is read.
 #include "rollout/rollout.h"
-#include "base/json.h"
 
 #include <limits>
 #include <set>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include "base/json.h"
 
 namespace meridian {
 

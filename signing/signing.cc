@@ -1,7 +1,6 @@
 // Ed25519 keys and key files (libsodium) and DSSE envelopes: PAE, signing and
 // the JSON form. The root document and the role checks live in root.cc.
 #include "signing/signing.h"
-#include "base/json.h"
 
 #include <fcntl.h>
 #include <sodium.h>
@@ -19,6 +18,7 @@
 #include "base/digest.h"
 #include "base/encoding.h"
 #include "base/file.h"
+#include "base/json.h"
 
 namespace meridian {
 namespace {

@@ -1,13 +1,13 @@
 // Channel state documents: JSON, signing, a terminal's verification, and
 // target resolution over rollout/'s cohort rule.
 #include "target/target.h"
-#include "base/json.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "base/bytes.h"
 #include "base/digest.h"
+#include "base/json.h"
 #include "manifest/manifest.h"
 
 namespace meridian {

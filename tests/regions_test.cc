@@ -412,3 +412,45 @@ TEST_CASE("a region serves the last signed state until it expires, then 503; the
   origin.Restart({"--config", origin.dir() / "fast.toml"});
   REQUIRE(WaitFor([&] { return TargetVersion(*sg, "sg", "sg-1") == "1.0.0"; }, kSyncWait));
 }
+
+TEST_CASE("a region reports its verification failures upstream; the origin keeps what it saw of regions across restarts") {
+  DaemonFixture origin;
+  origin.Start();
+  DaemonFixture stranger;  // another origin: its root trusts other keys
+  std::unique_ptr<DaemonFixture> sg = DaemonFixture::Region(stranger.root_json());
+  sg->StartRegion("sg", origin.url(), origin.mirror_token_file());
+  TempDir t;
+  WriteFile(t / "v1", RandomBytes(200'000, 41));
+  REQUIRE(origin.Cli({"--token", origin.publisher_token(), "publish", "--key", origin.release_key(), "--model", "fraud",
+                      "--version", "1.0.0", t / "v1"}).exit_code == 0);
+
+  // The region refuses the manifest (its root does not know the key) and says so upstream.
+  Json row;
+  REQUIRE(WaitFor([&] {
+    Json regions = GetJson(origin.url(), "/v1/regions", origin.operator_token());
+    if (regions["regions"].size() != 1) return false;
+    row = regions["regions"][0];
+    return !row["last_error"].get<std::string>().empty();
+  }, kSyncWait));
+  INFO(row.dump());
+  CHECK(row["region"] == "sg");
+  CHECK(row["reachable"] == true);
+  CHECK(row["healthy"] == false);
+  CHECK_THAT(row["last_error"].get<std::string>(), Catch::Contains("fetching fraud 1.0.0"));
+  CommandResult cli = origin.Cli({"--token", origin.operator_token(), "regions"});
+  CHECK_THAT(cli.out, Catch::Contains("FAULT"));
+  CHECK_THAT(cli.out, Catch::Contains("sg: fetching fraud 1.0.0"));
+
+  // The region goes away, the origin restarts: what it last saw of sg is still there.
+  REQUIRE(sg->Terminate() == 0);
+  const int64_t seen_before = row["last_seen_ms"].get<int64_t>();
+  REQUIRE(origin.Terminate() == 0);
+  origin.Restart();
+  Json after = GetJson(origin.url(), "/v1/regions", origin.operator_token());
+  REQUIRE(after["regions"].size() == 1);
+  const Json& kept = after["regions"][0];
+  CHECK(kept["region"] == "sg");
+  CHECK(kept["reachable"] == false);
+  CHECK(kept["last_seen_ms"].get<int64_t>() >= seen_before - 10'000);  // written at least every 10 s
+  CHECK(kept["last_error"] == row["last_error"]);
+}
