@@ -10,9 +10,9 @@
 #include <algorithm>
 #include <cassert>
 #include <cerrno>
-#include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "base/digest.h"
@@ -60,11 +60,7 @@ const std::string* StringField(const nlohmann::json& j, std::string_view name) {
   return it->get_ptr<const std::string*>();
 }
 
-std::string ModeOctal(mode_t mode) {
-  char digits[8];
-  auto end = std::to_chars(digits, digits + sizeof(digits), static_cast<unsigned>(mode & 0777), 8).ptr;
-  return "0" + std::string(digits, end);
-}
+std::string ModeOctal(mode_t mode) { return fmt::format("0{:o}", static_cast<unsigned>(mode & 0777)); }
 
 // Reads an open secret file into `out`, which the caller wipes. The mode is
 // checked on the descriptor, so nothing can swap the file between check and read.
