@@ -4,8 +4,6 @@
 // exactly the body it frames and then answer the second request; any other
 // must be refused with the status the table names and the connection closed,
 // so that nothing after it is ever taken for a request (no smuggling).
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,6 +12,7 @@
 #include <catch2/catch.hpp>
 
 #include "daemon/http_server.h"
+#include "tests/loopback.h"
 
 using namespace meridian;
 
@@ -65,13 +64,8 @@ std::vector<Reply> ParseReplies(std::string raw) {
 }
 
 std::vector<Reply> Exchange(uint16_t port, const std::string& request) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int fd = meridian::testing::ConnectLoopback(port);
   REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
   timeval tv{10, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   size_t sent = 0;

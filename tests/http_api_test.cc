@@ -19,25 +19,14 @@
 #include "manifest/manifest.h"
 #include "signing/signing.h"
 #include "tests/harness.h"
+#include "tests/loopback.h"
 
 using namespace meridian;
 using namespace meridian::testing;
 
 namespace {
 
-// A raw TCP connection to the daemon, for requests libcurl would refuse to send.
-int Connect(uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
+int Connect(uint16_t port) { return ConnectLoopback(port); }
 
 std::string RawExchange(uint16_t port, const std::string& request) {
   int fd = Connect(port);

@@ -1,8 +1,6 @@
 // Unit tests of the long-poll notifier (daemon/http.h): no change between a
 // handler's look at the state and the server's subscription is lost; and of
 // the server holding long polls: a client that hangs up frees its hold at once.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -13,8 +11,10 @@
 
 #include "daemon/http.h"
 #include "daemon/http_server.h"
+#include "tests/loopback.h"
 
 using namespace meridian;
+using meridian::testing::ConnectLoopback;
 
 TEST_CASE("a subscription fires once at the next change") {
   ChangeNotifier n;
@@ -68,16 +68,6 @@ class PollHandler final : public HttpHandler {
   void Completed(const HttpRequest&, int, uint64_t) override {}
 };
 
-int Connect(uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-  return fd;
-}
-
 bool Within(std::chrono::milliseconds limit, const std::function<bool()>& condition) {
   for (auto end = std::chrono::steady_clock::now() + limit; std::chrono::steady_clock::now() < end;) {
     if (condition()) return true;
@@ -95,13 +85,15 @@ TEST_CASE("a held long poll whose client hangs up is dropped at once; a pipeline
   std::thread serving([&] { server.Run(); });
   const std::string poll = "GET /poll HTTP/1.1\r\nHost: t\r\n\r\n";
 
-  int gone = Connect(server.port());
+  int gone = ConnectLoopback(server.port());
+  REQUIRE(gone >= 0);
   ::send(gone, poll.data(), poll.size(), MSG_NOSIGNAL);
   REQUIRE(Within(std::chrono::seconds(5), [&] { return handler.changes.waiting() == 1; }));
   ::close(gone);
   CHECK(Within(std::chrono::seconds(1), [&] { return handler.changes.waiting() == 0; }));
 
-  int stays = Connect(server.port());
+  int stays = ConnectLoopback(server.port());
+  REQUIRE(stays >= 0);
   const std::string two = poll + "GET /other HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
   ::send(stays, two.data(), two.size(), MSG_NOSIGNAL);
   REQUIRE(Within(std::chrono::seconds(5), [&] { return handler.changes.waiting() == 1; }));
