@@ -63,23 +63,9 @@ std::vector<Reply> ParseReplies(std::string raw) {
   return out;
 }
 
+// The request on a new connection, its sending side closed after it (no more is coming).
 std::vector<Reply> Exchange(uint16_t port, const std::string& request) {
-  int fd = meridian::testing::ConnectLoopback(port);
-  REQUIRE(fd >= 0);
-  timeval tv{10, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  size_t sent = 0;
-  while (sent < request.size()) {
-    ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) break;  // refused early and closed: the rest is not wanted
-    sent += static_cast<size_t>(n);
-  }
-  ::shutdown(fd, SHUT_WR);
-  std::string raw;
-  char buf[4096];
-  for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;) raw.append(buf, static_cast<size_t>(n));
-  ::close(fd);
-  return ParseReplies(raw);
+  return ParseReplies(meridian::testing::ExchangeLoopback(port, request, /*then_close_send=*/true));
 }
 
 struct Case {

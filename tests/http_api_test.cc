@@ -28,23 +28,7 @@ namespace {
 
 int Connect(uint16_t port) { return ConnectLoopback(port); }
 
-std::string RawExchange(uint16_t port, const std::string& request) {
-  int fd = Connect(port);
-  REQUIRE(fd >= 0);
-  timeval tv{10, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  size_t sent = 0;
-  while (sent < request.size()) {
-    ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) break;  // the server may answer and close before reading it all
-    sent += static_cast<size_t>(n);
-  }
-  std::string reply;
-  char buf[4096];
-  for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;) reply.append(buf, static_cast<size_t>(n));
-  ::close(fd);
-  return reply;
-}
+std::string RawExchange(uint16_t port, const std::string& request) { return ExchangeLoopback(port, request); }
 
 int StatusOf(const std::string& raw_reply) {
   if (raw_reply.size() < 12) return 0;

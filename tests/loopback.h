@@ -7,7 +7,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sys/time.h>
+
 #include <cstdint>
+#include <string>
+#include <string_view>
 
 namespace meridian::testing {
 
@@ -24,6 +28,29 @@ inline int ConnectLoopback(uint16_t port) {
     return -1;
   }
   return fd;
+}
+
+// Sends `request` on a new connection (as much of it as the server takes
+// before it closes), shuts the sending side when `then_close_send`, and
+// returns everything the server sent until it closed, or until 10 s of
+// silence. Empty when the connection could not be made.
+inline std::string ExchangeLoopback(uint16_t port, std::string_view request, bool then_close_send = false) {
+  int fd = ConnectLoopback(port);
+  if (fd < 0) return "";
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  size_t sent = 0;
+  while (sent < request.size()) {
+    ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;  // the server may answer and close before reading it all
+    sent += static_cast<size_t>(n);
+  }
+  if (then_close_send) ::shutdown(fd, SHUT_WR);
+  std::string reply;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;) reply.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return reply;
 }
 
 }  // namespace meridian::testing
