@@ -1,6 +1,6 @@
-// The rollout service: rollout/ state machines persisted in the store's state
-// space, signed channel states (target/) and reports; known terminals are the
-// registry's (daemon/terminal_registry.h).
+// The rollout engine: rollout/ state machines and their report tallies,
+// persisted in the store's state space; each change is signed into its
+// channel's state by the channel signer (see rollouts.h).
 #include "daemon/rollouts.h"
 
 #include <algorithm>
@@ -11,9 +11,8 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
-#include "base/json.h"
-#include "base/digest.h"
 #include "base/clock.h"
+#include "base/digest.h"
 #include "daemon/state_record.h"
 #include "manifest/manifest.h"
 
@@ -21,8 +20,7 @@ namespace meridian {
 
 namespace {
 
-using Json = nlohmann::json;
-using ChannelKey = std::pair<std::string, std::string>;  // model, channel
+using ChannelKey = ChannelSigner::ModelChannel;
 
 struct Entry {
   uint64_t seq;  // creation order: newer rollouts of a channel decide first
@@ -30,18 +28,9 @@ struct Entry {
   ReportTally tally;
 };
 
-struct ChannelRecord {
-  std::string version;  // the channel's own pointer
-  uint64_t state_version = 0;
-  std::string envelope;
-  ChannelState state;
-};
-
 std::string EntryJson(const Entry& e) {
   return fmt::format("{{\"seq\":{},\"rollout\":{}}}", e.seq, RolloutToJson(e.rollout));
 }
-
-std::string ChannelKeyText(const ChannelKey& k) { return "channel/" + k.first + "/" + k.second; }
 
 bool Covers(const std::vector<std::string>& outer, const std::vector<std::string>& inner) {
   if (outer.empty()) return true;
@@ -60,20 +49,18 @@ bool CompletedEverywhere(const Rollout& r) {
 
 struct Rollouts::Impl {
   Store& store;
-  std::optional<SecretKey> key;  // empty in a region
   const Clock& clock;
   RolloutsOptions o;
-
-  std::unique_ptr<TerminalRegistry> terminals;  // locks for itself; set once by Open
+  // Each locks for itself; set once by Open.
+  std::unique_ptr<ChannelSigner> signer;
+  std::unique_ptr<TerminalRegistry> terminals;
 
   mutable std::mutex mu;  // guards the members below
   std::map<std::string, Entry, std::less<>> rollouts;
   uint64_t next_seq = 1;
-  std::map<ChannelKey, ChannelRecord> channels;
   std::map<std::pair<std::string, std::string>, VersionRef> refs;  // (model, version): versions are immutable
 
-  Impl(Store& s, std::optional<SecretKey> k, const Clock& c, RolloutsOptions opts)
-      : store(s), key(std::move(k)), clock(c), o(opts) {}
+  Impl(Store& s, const Clock& c, RolloutsOptions opts) : store(s), clock(c), o(opts) {}
 
   Result<VersionRef> Ref(const std::string& model, const std::string& version) {
     auto it = refs.find({model, version});
@@ -110,30 +97,16 @@ struct Rollouts::Impl {
       bool moved = r.state().phase == RolloutPhase::kCompleted && r.spec().stages_percent.back() == 100;
       return moved ? r.spec().target_version : r.spec().previous_version;
     }
-    auto it = channels.find({probe.model, probe.channel});
-    return it == channels.end() ? std::string() : it->second.version;
+    return signer->Pointer(probe.model, probe.channel);
   }
 
-  // Signs the channel's next state from the rollouts in memory and writes it
-  // together with `ops` in one synced batch; memory follows only on success.
-  Status Publish(const ChannelKey& ck, const std::string& pointer,
-                 std::vector<std::pair<std::string, std::optional<std::string>>> ops) {
-    auto [slot, created] = channels.try_emplace(ck);
-    ChannelRecord& old = slot->second;
-    Status st = PublishInto(old, ck, pointer, std::move(ops));
-    if (!st.ok() && created) channels.erase(slot);
-    return st;
-  }
-
-  Status PublishInto(ChannelRecord& old, const ChannelKey& ck, const std::string& pointer,
-                     std::vector<std::pair<std::string, std::optional<std::string>>> ops) {
-    if (!key) return Status::FailedPrecondition("a region signs no channel state; act at the origin");
+  // Has the signer sign the channel's next state, made from the rollouts in
+  // memory, and write it together with `ops` in one synced batch.
+  Status Publish(const ChannelKey& ck, const std::string& pointer, ChannelSigner::StateOps ops) {
+    MERIDIAN_RETURN_IF_ERROR(signer->CanSign());
     ChannelState s;
     s.model = ck.first;
     s.channel = ck.second;
-    s.state_version = old.state_version + 1;
-    s.issued_ms = clock.NowUnixMillis();
-    s.expires_ms = s.issued_ms + o.state_expiry_ms;
     s.version = pointer;
     // Newest first; a rollout whose regions and profiles a newer kept one
     // covers can never decide for any terminal, so it is left out.
@@ -156,32 +129,16 @@ struct Rollouts::Impl {
       if (!ref.ok()) return ref.status();
       s.versions.emplace(v, *ref);
     }
-    std::string envelope = SignChannelState(s, *key);
-    return Keep(old, std::move(s), std::move(envelope), std::move(ops));
-  }
-
-  // Writes a signed state with `ops` in one synced batch, then holds it.
-  Status Keep(ChannelRecord& rec, ChannelState s, std::string envelope,
-              std::vector<std::pair<std::string, std::optional<std::string>>> ops) {
-    Json j = {{"version", s.version}, {"state_version", s.state_version}, {"envelope", envelope}};
-    ops.emplace_back(ChannelKeyText({s.model, s.channel}), j.dump());
-    MERIDIAN_RETURN_IF_ERROR(store.WriteState(ops));
-    rec.version = s.version;
-    rec.state_version = s.state_version;
-    rec.envelope = std::move(envelope);
-    rec.state = std::move(s);
-    return Status::Ok();
+    return signer->Publish(std::move(s), std::move(ops));
   }
 
   // Makes the change already applied to `e` durable with its channel's new
   // signed state; restores `before` when that fails.
   Status Commit(Entry& e, const Rollout& before) {
     const RolloutSpec& spec = e.rollout.spec();
-    ChannelKey ck{spec.model, spec.channel};
-    auto it = channels.find(ck);
-    std::string pointer = it == channels.end() ? std::string() : it->second.version;
+    std::string pointer = signer->Pointer(spec.model, spec.channel);
     if (CompletedEverywhere(e.rollout)) pointer = spec.target_version;
-    Status st = Publish(ck, pointer, {{"rollout/" + spec.id, EntryJson(e)}});
+    Status st = Publish({spec.model, spec.channel}, pointer, {{"rollout/" + spec.id, EntryJson(e)}});
     if (!st.ok()) e.rollout = before;
     return st;
   }
@@ -196,11 +153,11 @@ struct Rollouts::Impl {
     return true;
   }
 
-  Status Load() {
+  Status LoadRollouts() {
     Result<std::vector<std::pair<std::string, std::string>>> kv = store.ScanState("rollout/");
     if (!kv.ok()) return kv.status();
     for (const auto& [k, v] : *kv) {
-      Json j = ParseStateRecord(v);
+      nlohmann::json j = ParseStateRecord(v);
       if (!j.is_object() || !j.contains("seq") || !j["seq"].is_number_unsigned() ||
           !j.contains("rollout")) {
         return Status::Corruption(k + ": malformed rollout record");
@@ -212,24 +169,12 @@ struct Rollouts::Impl {
       std::string id = r->spec().id;
       rollouts.emplace(id, Entry{seq, std::move(*r), {}});
     }
-    kv = store.ScanState("channel/");
-    if (!kv.ok()) return kv.status();
-    for (const auto& [k, v] : *kv) {
-      std::vector<std::string> parts = SplitStateKey(k, 3);
-      Json j = ParseStateRecord(v);
-      if (parts.size() != 3 || !j.is_object() || !j.value("envelope", Json()).is_string()) {
-        return Status::Corruption(k + ": malformed channel record");
-      }
-      Result<Envelope> env = ParseEnvelope(j["envelope"].get<std::string>());
-      Result<ChannelState> s = env.ok() ? ChannelStateFromJson(AsString(env->payload)) : Result<ChannelState>(env.status());
-      if (!s.ok()) return Status::Corruption(k + ": " + s.status().message());
-      ChannelRecord& rec = channels[{parts[1], parts[2]}];
-      rec.version = s->version;
-      rec.state_version = s->state_version;
-      rec.envelope = j["envelope"].get<std::string>();
-      rec.state = std::move(*s);
-    }
-    kv = store.ScanState("report/");
+    return Status::Ok();
+  }
+
+  // Into the tallies of the rollouts loaded before.
+  Status LoadReports() {
+    Result<std::vector<std::pair<std::string, std::string>>> kv = store.ScanState("report/");
     if (!kv.ok()) return kv.status();
     for (const auto& [k, v] : *kv) {
       std::vector<std::string> parts = SplitStateKey(k, 4);
@@ -275,8 +220,15 @@ Rollouts::~Rollouts() = default;
 
 Result<std::unique_ptr<Rollouts>> Rollouts::Open(Store& store, std::optional<SecretKey> online_key, const Clock& clock,
                                                  RolloutsOptions options) {
-  auto impl = std::make_unique<Impl>(store, std::move(online_key), clock, options);
-  MERIDIAN_RETURN_IF_ERROR(impl->Load());
+  auto impl = std::make_unique<Impl>(store, clock, options);
+  // Reports go into the tallies of their rollouts, so rollouts load first.
+  MERIDIAN_RETURN_IF_ERROR(impl->LoadRollouts());
+  Result<std::unique_ptr<ChannelSigner>> signer = ChannelSigner::Open(
+      store, std::move(online_key), clock,
+      ChannelSignerOptions{.state_expiry_ms = options.state_expiry_ms, .state_refresh_ms = options.state_refresh_ms});
+  if (!signer.ok()) return signer.status();
+  impl->signer = std::move(*signer);
+  MERIDIAN_RETURN_IF_ERROR(impl->LoadReports());
   Result<std::unique_ptr<TerminalRegistry>> terminals = TerminalRegistry::Open(
       store, clock,
       TerminalRegistryOptions{.terminals_max = options.terminals_max, .touch_ms = options.terminal_touch_ms,
@@ -478,20 +430,11 @@ Result<RolloutPlan> Rollouts::Plan(
 }
 
 Result<TargetAnswer> Rollouts::Target(std::string_view model, std::string_view channel, const TerminalInfo& terminal) {
-  std::lock_guard lock(impl_->mu);
-  ChannelKey ck{std::string(model), std::string(channel)};
-  auto it = impl_->channels.find(ck);
-  if (it == impl_->channels.end()) {
-    return Status::NotFound(fmt::format("model '{}' channel '{}' has no version yet", model, channel));
-  }
-  const ChannelRecord& rec = it->second;
-  if (rec.state.expires_ms <= impl_->clock.NowUnixMillis()) {
-    return Status::Unavailable(fmt::format("the signed state of model '{}' channel '{}' expired at {}; "
-                                           "this daemon has not reached its upstream since",
-                                           model, channel, FormatRfc3339(rec.state.expires_ms)));
-  }
+  Result<std::shared_ptr<const SignedChannel>> held = impl_->signer->Current(model, channel);
+  if (!held.ok()) return held.status();
   impl_->terminals->RecordPoll(model, channel, terminal);
-  return TargetAnswer{rec.state_version, rec.envelope, ResolveChannelTarget(rec.state, terminal)};
+  const SignedChannel& c = **held;
+  return TargetAnswer{c.state.state_version, c.envelope_json, ResolveChannelTarget(c.state, terminal)};
 }
 
 Result<bool> Rollouts::Report(std::string_view rollout_id, std::string_view model, std::string_view channel,
@@ -531,26 +474,12 @@ Result<bool> Rollouts::Report(std::string_view rollout_id, std::string_view mode
   return true;
 }
 
-std::vector<Rollouts::ChannelSnapshot> Rollouts::Channels() const {
-  std::lock_guard lock(impl_->mu);
-  std::vector<ChannelSnapshot> out;
-  for (const auto& [ck, rec] : impl_->channels) out.push_back({rec.state, rec.envelope});
-  return out;
-}
+std::vector<Rollouts::ChannelSnapshot> Rollouts::Channels() const { return impl_->signer->Channels(); }
 
 Result<bool> Rollouts::Adopt(const ChannelState& state, std::string envelope_json) {
-  {
-    std::lock_guard lock(impl_->mu);
-    ChannelRecord& rec = impl_->channels[{state.model, state.channel}];
-    if (rec.state_version >= state.state_version) return false;
-    Status st = impl_->Keep(rec, state, std::move(envelope_json), {});
-    if (!st.ok()) {
-      if (rec.state_version == 0) impl_->channels.erase({state.model, state.channel});
-      return st;
-    }
-  }
-  notifier_.NotifyAll();
-  return true;
+  Result<bool> adopted = impl_->signer->Adopt(state, std::move(envelope_json));
+  if (adopted.ok() && *adopted) notifier_.NotifyAll();
+  return adopted;
 }
 
 size_t Rollouts::KnownTerminals() const { return impl_->terminals->size(); }
@@ -565,10 +494,8 @@ void Rollouts::Tick() {
       Result<bool> gated = m.Gate(e);
       changed = changed || (gated.ok() && *gated);
     }
-    int64_t now = m.clock.NowUnixMillis();
-    for (auto& [ck, rec] : m.channels) {
-      if (!m.key || rec.state.expires_ms - now >= m.o.state_refresh_ms) continue;
-      changed = m.Publish(ck, rec.version, {}).ok() || changed;
+    for (const ChannelKey& ck : m.signer->Expiring()) {
+      changed = m.Publish(ck, m.signer->Pointer(ck.first, ck.second), {}).ok() || changed;
     }
   }
   // Outside the engine's mutex: a batch of terminal records holds up no rollout call.

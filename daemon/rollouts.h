@@ -1,21 +1,24 @@
 // The daemon's rollout service: runs rollout/'s state machine over the store's
-// durable state space, keeps the signed channel states terminals follow
-// (target/), records reports, ticks the gates, and wakes long-polling
-// terminals when a channel changes. Known terminals are kept by the registry
-// (daemon/terminal_registry.h), which this service stands in front of.
+// durable state space, tallies reports and ticks the gates, and has the
+// channel signer (daemon/channel_signer.h) sign each channel's new state.
+// It also stands in front of the signer and the known-terminal registry
+// (daemon/terminal_registry.h) for the API and the follower, and wakes
+// long-polling terminals when a channel changes.
 //
 // Stored keys (Store::WriteState, synced):
 //   rollout/<id>                           {"seq":N,"rollout":{spec,state,events}}
-//   channel/<model>/<channel>              {"version":"<pointer>","state_version":N,"envelope":"<signed JSON>"}
 //   report/<rollout>/<stage>/<terminal>    ReportToJson (the latest report of that terminal in that stage)
-// and through the registry:
+// and through the signer and the registry:
+//   channel/<model>/<channel>              {"version":"<pointer>","state_version":N,"envelope":"<signed JSON>"}
 //   terminal/<model>/<channel>/<terminal>  {"profile","region","current_version","last_seen_ms","failed_version"}
 // A rollout change and its channel's newly signed state are one atomic write,
 // so the state_version a terminal saw is never reused after a restart.
-// Thread-safe. The service's mutex guards rollouts, tallies and channel
-// states; the registry locks for itself, and the service never holds its
-// mutex while it counts known terminals or asks `download_bytes`. No call
-// waits on the network.
+//
+// Thread-safe. The engine's mutex guards the rollouts and their tallies only;
+// the signer and the registry lock for themselves, and the engine never
+// holds its mutex while it counts known terminals or asks `download_bytes`.
+// Order when nested: the engine's, then the signer's. No call waits on the
+// network.
 //
 // A region's service has no key: it holds no rollouts and signs nothing; its
 // channel states are the origin's, adopted as its follower fetches them.
@@ -31,6 +34,7 @@
 
 #include "base/clock.h"
 #include "base/status.h"
+#include "daemon/channel_signer.h"
 #include "daemon/http.h"
 #include "daemon/terminal_registry.h"
 #include "rollout/rollout.h"
@@ -40,11 +44,11 @@
 
 namespace meridian {
 
-// The terminal fields' defaults are the registry's; they are handed to it.
+// The defaults are the signer's and the registry's; these fields are handed to them.
 struct RolloutsOptions {
-  int64_t state_expiry_ms = 24ll * 3600 * 1000;   // lifetime of a signed channel state
-  int64_t state_refresh_ms = 12ll * 3600 * 1000;  // re-signed by Tick when less than this is left
-  size_t rollouts_max = 10'000;                    // kept in memory and store, all states
+  int64_t state_expiry_ms = ChannelSignerOptions{}.state_expiry_ms;    // lifetime of a signed channel state
+  int64_t state_refresh_ms = ChannelSignerOptions{}.state_refresh_ms;  // re-signed by Tick when less than this is left
+  size_t rollouts_max = 10'000;                                        // kept in memory and store, all states
   size_t terminals_max = TerminalRegistryOptions{}.terminals_max;      // known (model, channel, terminal) records
   int64_t terminal_touch_ms = TerminalRegistryOptions{}.touch_ms;      // last_seen of an unchanged terminal is persisted at most this often
   size_t terminal_flush_ops_max = TerminalRegistryOptions{}.flush_ops_max;  // terminal records per write batch
@@ -139,10 +143,7 @@ class Rollouts {
                       TerminalReport report);
 
   // Every channel's signed state, for regions downstream.
-  struct ChannelSnapshot {
-    ChannelState state;
-    std::string envelope_json;
-  };
+  using ChannelSnapshot = SignedChannel;
   std::vector<ChannelSnapshot> Channels() const;
   // Region: keeps a channel state verified against the root (target/
   // VerifyChannelState) unless one as new is held already; durable on return.
