@@ -36,12 +36,12 @@ Status TerminalRegistry::Load() {
   return Status::Ok();
 }
 
-void TerminalRegistry::RecordLocked(const ChannelKey& ck, const TerminalInfo& t) {
+KnownTerminal* TerminalRegistry::RecordLocked(const ChannelKey& ck, const TerminalInfo& t) {
   auto& known = terminals_[ck];
   int64_t now = clock_.NowUnixMillis();
   auto it = known.find(t.id);
   if (it == known.end()) {
-    if (count_ >= o_.terminals_max) return;  // the fleet view is full; targets still work
+    if (count_ >= o_.terminals_max) return nullptr;  // the fleet view is full; targets still work
     ++count_;
     it = known.emplace(t.id, KnownTerminal{t, 0, {}}).first;
   }
@@ -51,6 +51,7 @@ void TerminalRegistry::RecordLocked(const ChannelKey& ck, const TerminalInfo& t)
   if (changed || now - k.last_seen_ms >= o_.touch_ms) dirty_.emplace(ck.first, ck.second, t.id);
   k.info = t;
   k.last_seen_ms = now;
+  return &k;
 }
 
 void TerminalRegistry::RecordPoll(std::string_view model, std::string_view channel, const TerminalInfo& terminal) {
@@ -68,9 +69,9 @@ void TerminalRegistry::RecordReport(std::string_view model, std::string_view cha
   std::string running = report.outcome == ReportOutcome::kSuccess ? report.version
                         : was != nullptr                          ? was->info.current_version
                                                                   : std::string();
-  RecordLocked(ck, {report.terminal_id, report.profile, report.region, running});
-  terminals_[ck][report.terminal_id].failed_version =
-      report.outcome == ReportOutcome::kFailure ? report.version : std::string();
+  KnownTerminal* k = RecordLocked(ck, {report.terminal_id, report.profile, report.region, running});
+  if (k == nullptr) return;  // a full registry: not kept, as for a poll
+  k->failed_version = report.outcome == ReportOutcome::kFailure ? report.version : std::string();
 }
 
 void TerminalRegistry::Visit(std::string_view model, std::string_view channel,

@@ -65,6 +65,7 @@ class TerminalRegistry {
   // reports through a region never polls this daemon, so its reports make it
   // known here. On success it runs report.version now; on failure it still
   // runs what it ran, and report.version is kept as its failed version.
+  // A terminal new to a full registry is not kept, as for a poll.
   void RecordReport(std::string_view model, std::string_view channel, const TerminalReport& report);
 
   // Calls `visit` for every known terminal of a model channel, in id order,
@@ -91,7 +92,8 @@ class TerminalRegistry {
 
   TerminalRegistry(Store& store, const Clock& clock, TerminalRegistryOptions options);
   Status Load();
-  void RecordLocked(const ChannelKey& ck, const TerminalInfo& terminal);
+  // The terminal's record, or nullptr when it is new and the registry full.
+  KnownTerminal* RecordLocked(const ChannelKey& ck, const TerminalInfo& terminal);
 
   Store& store_;
   const Clock& clock_;

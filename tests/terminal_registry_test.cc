@@ -113,6 +113,16 @@ TEST_CASE("terminal registry: bounded by terminals_max; a full registry still up
   CHECK(Known(*reg, "resnet", "stable").size() == 1);
   reg->RecordPoll("resnet", "stable", {"t1", "pi", "sg", "1.0.0"});
   CHECK(Known(*reg, "resnet", "stable")[0].info.current_version == "1.0.0");
+
+  SECTION("a report of a terminal new to a full registry is not kept either") {
+    reg->RecordReport("resnet", "stable", Report("t2", "1.1.0", ReportOutcome::kFailure));
+    reg->RecordPoll("resnet", "stable", {"t2", "pi", "sg", ""});
+    std::vector<KnownTerminal> k = Known(*reg, "resnet", "stable");
+    REQUIRE(k.size() == 1);
+    CHECK(k[0].info.id == "t1");
+    CHECK(reg->size() == 2);
+    CHECK(reg->Latest({"t2"}).empty());
+  }
 }
 
 TEST_CASE("terminal registry: flushed in batches, a quiet terminal at most every touch_ms, loaded back") {
