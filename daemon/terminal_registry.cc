@@ -71,7 +71,11 @@ void TerminalRegistry::RecordReport(std::string_view model, std::string_view cha
                                                                   : std::string();
   KnownTerminal* k = RecordLocked(ck, {report.terminal_id, report.profile, report.region, running});
   if (k == nullptr) return;  // a full registry: not kept, as for a poll
-  k->failed_version = report.outcome == ReportOutcome::kFailure ? report.version : std::string();
+  std::string failed = report.outcome == ReportOutcome::kFailure ? report.version : std::string();
+  // A failure usually leaves what RecordLocked compares unchanged: marked
+  // here, or the failed version would wait for the next touch to be written.
+  if (k->failed_version != failed) dirty_.emplace(ck.first, ck.second, report.terminal_id);
+  k->failed_version = std::move(failed);
 }
 
 void TerminalRegistry::Visit(std::string_view model, std::string_view channel,

@@ -64,7 +64,8 @@ class TerminalRegistry {
   // A terminal's (validated) report on a model channel. A terminal that
   // reports through a region never polls this daemon, so its reports make it
   // known here. On success it runs report.version now; on failure it still
-  // runs what it ran, and report.version is kept as its failed version.
+  // runs what it ran, and report.version is kept as its failed version;
+  // marked for the next Flush when the failed version changed, too.
   // A terminal new to a full registry is not kept, as for a poll.
   void RecordReport(std::string_view model, std::string_view channel, const TerminalReport& report);
 

@@ -166,6 +166,22 @@ TEST_CASE("terminal registry: flushed in batches, a quiet terminal at most every
   CHECK(k[0].last_seen_ms == f.clock.NowUnixMillis());
 }
 
+TEST_CASE("terminal registry: a report's failed version is written at the next flush, not the next touch") {
+  Fixture f;
+  const std::string key = "terminal/resnet/stable/t1";
+  auto reg = f.Open();
+  reg->RecordPoll("resnet", "stable", {"t1", "jetson", "sg", "1.0.0"});
+  reg->Flush();
+  f.clock.Advance(std::chrono::seconds(1));
+  reg->RecordReport("resnet", "stable", Report("t1", "1.1.0", ReportOutcome::kFailure));
+  reg->Flush();
+  CHECK(f.Stored(key)["failed_version"] == "1.1.0");
+  f.clock.Advance(std::chrono::seconds(1));
+  reg->RecordReport("resnet", "stable", Report("t1", "1.0.0", ReportOutcome::kSuccess));
+  reg->Flush();
+  CHECK(f.Stored(key)["failed_version"] == "");
+}
+
 TEST_CASE("terminal registry: a damaged record is Corruption at open") {
   Fixture f;
   SECTION("not JSON") { REQUIRE(f.store->WriteState({{"terminal/resnet/stable/t1", "{"}}).ok()); }
