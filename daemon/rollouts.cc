@@ -1,29 +1,26 @@
-// The rollout service: rollout/ state machines persisted in the store's state
-// space, signed channel states (target/), reports and known terminals.
+// The rollout engine: rollout/ state machines and their report tallies,
+// persisted in the store's state space; each change is signed into its
+// channel's state by the channel signer (see rollouts.h).
 #include "daemon/rollouts.h"
 
 #include <algorithm>
 #include <mutex>
 #include <set>
-#include <tuple>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
-#include "base/json.h"
-#include "base/digest.h"
 #include "base/clock.h"
+#include "base/digest.h"
+#include "daemon/state_record.h"
 #include "manifest/manifest.h"
 
 namespace meridian {
 
 namespace {
 
-using Json = nlohmann::json;
-// Stands in for a stored record that did not parse, so one check refuses both.
-const Json kNotAnObject;
-using ChannelKey = std::pair<std::string, std::string>;  // model, channel
+using ChannelKey = ChannelSigner::ModelChannel;
 
 struct Entry {
   uint64_t seq;  // creation order: newer rollouts of a channel decide first
@@ -31,30 +28,8 @@ struct Entry {
   ReportTally tally;
 };
 
-struct ChannelRecord {
-  std::string version;  // the channel's own pointer
-  uint64_t state_version = 0;
-  std::string envelope;
-  ChannelState state;
-};
-
 std::string EntryJson(const Entry& e) {
   return fmt::format("{{\"seq\":{},\"rollout\":{}}}", e.seq, RolloutToJson(e.rollout));
-}
-
-std::string ChannelKeyText(const ChannelKey& k) { return "channel/" + k.first + "/" + k.second; }
-
-// "a/b/c/d" split on '/' into at most `parts` pieces (the last keeps the rest).
-std::vector<std::string> SplitKey(std::string_view key, size_t parts) {
-  std::vector<std::string> out;
-  while (out.size() + 1 < parts) {
-    size_t slash = key.find('/');
-    if (slash == std::string_view::npos) break;
-    out.emplace_back(key.substr(0, slash));
-    key.remove_prefix(slash + 1);
-  }
-  out.emplace_back(key);
-  return out;
 }
 
 bool Covers(const std::vector<std::string>& outer, const std::vector<std::string>& inner) {
@@ -74,21 +49,18 @@ bool CompletedEverywhere(const Rollout& r) {
 
 struct Rollouts::Impl {
   Store& store;
-  std::optional<SecretKey> key;  // empty in a region
   const Clock& clock;
   RolloutsOptions o;
+  // Each locks for itself; set once by Open.
+  std::unique_ptr<ChannelSigner> signer;
+  std::unique_ptr<TerminalRegistry> terminals;
 
-  mutable std::mutex mu;
+  mutable std::mutex mu;  // guards the members below
   std::map<std::string, Entry, std::less<>> rollouts;
   uint64_t next_seq = 1;
-  std::map<ChannelKey, ChannelRecord> channels;
-  std::map<ChannelKey, std::map<std::string, KnownTerminal>> terminals;
-  size_t terminal_count = 0;
-  std::set<std::tuple<std::string, std::string, std::string>> dirty_terminals;
   std::map<std::pair<std::string, std::string>, VersionRef> refs;  // (model, version): versions are immutable
 
-  Impl(Store& s, std::optional<SecretKey> k, const Clock& c, RolloutsOptions opts)
-      : store(s), key(std::move(k)), clock(c), o(opts) {}
+  Impl(Store& s, const Clock& c, RolloutsOptions opts) : store(s), clock(c), o(opts) {}
 
   Result<VersionRef> Ref(const std::string& model, const std::string& version) {
     auto it = refs.find({model, version});
@@ -125,30 +97,16 @@ struct Rollouts::Impl {
       bool moved = r.state().phase == RolloutPhase::kCompleted && r.spec().stages_percent.back() == 100;
       return moved ? r.spec().target_version : r.spec().previous_version;
     }
-    auto it = channels.find({probe.model, probe.channel});
-    return it == channels.end() ? std::string() : it->second.version;
+    return signer->Pointer(probe.model, probe.channel);
   }
 
-  // Signs the channel's next state from the rollouts in memory and writes it
-  // together with `ops` in one synced batch; memory follows only on success.
-  Status Publish(const ChannelKey& ck, const std::string& pointer,
-                 std::vector<std::pair<std::string, std::optional<std::string>>> ops) {
-    auto [slot, created] = channels.try_emplace(ck);
-    ChannelRecord& old = slot->second;
-    Status st = PublishInto(old, ck, pointer, std::move(ops));
-    if (!st.ok() && created) channels.erase(slot);
-    return st;
-  }
-
-  Status PublishInto(ChannelRecord& old, const ChannelKey& ck, const std::string& pointer,
-                     std::vector<std::pair<std::string, std::optional<std::string>>> ops) {
-    if (!key) return Status::FailedPrecondition("a region signs no channel state; act at the origin");
+  // Has the signer sign the channel's next state, made from the rollouts in
+  // memory, and write it together with `ops` in one synced batch.
+  Status Publish(const ChannelKey& ck, const std::string& pointer, ChannelSigner::StateOps ops) {
+    MERIDIAN_RETURN_IF_ERROR(signer->CanSign());
     ChannelState s;
     s.model = ck.first;
     s.channel = ck.second;
-    s.state_version = old.state_version + 1;
-    s.issued_ms = clock.NowUnixMillis();
-    s.expires_ms = s.issued_ms + o.state_expiry_ms;
     s.version = pointer;
     // Newest first; a rollout whose regions and profiles a newer kept one
     // covers can never decide for any terminal, so it is left out.
@@ -171,32 +129,16 @@ struct Rollouts::Impl {
       if (!ref.ok()) return ref.status();
       s.versions.emplace(v, *ref);
     }
-    std::string envelope = SignChannelState(s, *key);
-    return Keep(old, std::move(s), std::move(envelope), std::move(ops));
-  }
-
-  // Writes a signed state with `ops` in one synced batch, then holds it.
-  Status Keep(ChannelRecord& rec, ChannelState s, std::string envelope,
-              std::vector<std::pair<std::string, std::optional<std::string>>> ops) {
-    Json j = {{"version", s.version}, {"state_version", s.state_version}, {"envelope", envelope}};
-    ops.emplace_back(ChannelKeyText({s.model, s.channel}), j.dump());
-    MERIDIAN_RETURN_IF_ERROR(store.WriteState(ops));
-    rec.version = s.version;
-    rec.state_version = s.state_version;
-    rec.envelope = std::move(envelope);
-    rec.state = std::move(s);
-    return Status::Ok();
+    return signer->Publish(std::move(s), std::move(ops));
   }
 
   // Makes the change already applied to `e` durable with its channel's new
   // signed state; restores `before` when that fails.
   Status Commit(Entry& e, const Rollout& before) {
     const RolloutSpec& spec = e.rollout.spec();
-    ChannelKey ck{spec.model, spec.channel};
-    auto it = channels.find(ck);
-    std::string pointer = it == channels.end() ? std::string() : it->second.version;
+    std::string pointer = signer->Pointer(spec.model, spec.channel);
     if (CompletedEverywhere(e.rollout)) pointer = spec.target_version;
-    Status st = Publish(ck, pointer, {{"rollout/" + spec.id, EntryJson(e)}});
+    Status st = Publish({spec.model, spec.channel}, pointer, {{"rollout/" + spec.id, EntryJson(e)}});
     if (!st.ok()) e.rollout = before;
     return st;
   }
@@ -211,49 +153,11 @@ struct Rollouts::Impl {
     return true;
   }
 
-  void RecordTerminal(const ChannelKey& ck, const TerminalInfo& t) {
-    auto& known = terminals[ck];
-    int64_t now = clock.NowUnixMillis();
-    auto it = known.find(t.id);
-    if (it == known.end()) {
-      if (terminal_count >= o.terminals_max) return;  // the fleet view is full; targets still work
-      ++terminal_count;
-      it = known.emplace(t.id, KnownTerminal{t, 0, {}}).first;
-    }
-    KnownTerminal& k = it->second;
-    bool changed = k.info.profile != t.profile || k.info.region != t.region ||
-                   k.info.current_version != t.current_version;
-    if (changed || now - k.last_seen_ms >= o.terminal_touch_ms) {
-      dirty_terminals.emplace(ck.first, ck.second, t.id);
-    }
-    k.info = t;
-    k.last_seen_ms = now;
-  }
-
-  // Known terminals are soft state (a terminal re-registers at its next
-  // poll), so they are written in batches by Tick, not synced per request.
-  void FlushTerminals() {
-    std::vector<std::pair<std::string, std::optional<std::string>>> ops;
-    while (!dirty_terminals.empty() && ops.size() < o.terminal_flush_ops_max) {
-      auto node = dirty_terminals.extract(dirty_terminals.begin());
-      const auto& [model, channel, id] = node.value();
-      const KnownTerminal& k = terminals[{model, channel}][id];
-      Json j = {{"profile", k.info.profile},
-                {"region", k.info.region},
-                {"current_version", k.info.current_version},
-                {"last_seen_ms", k.last_seen_ms},
-                {"failed_version", k.failed_version}};
-      ops.emplace_back(fmt::format("terminal/{}/{}/{}", model, channel, id), j.dump());
-    }
-    if (!ops.empty()) (void)store.WriteState(ops);  // retried at the next change of each terminal
-  }
-
-  Status Load() {
+  Status LoadRollouts() {
     Result<std::vector<std::pair<std::string, std::string>>> kv = store.ScanState("rollout/");
     if (!kv.ok()) return kv.status();
     for (const auto& [k, v] : *kv) {
-      Result<Json> parsed = ParseJson(v, v.size());
-      const Json& j = parsed.ok() ? *parsed : kNotAnObject;
+      nlohmann::json j = ParseStateRecord(v);
       if (!j.is_object() || !j.contains("seq") || !j["seq"].is_number_unsigned() ||
           !j.contains("rollout")) {
         return Status::Corruption(k + ": malformed rollout record");
@@ -265,45 +169,19 @@ struct Rollouts::Impl {
       std::string id = r->spec().id;
       rollouts.emplace(id, Entry{seq, std::move(*r), {}});
     }
-    kv = store.ScanState("channel/");
+    return Status::Ok();
+  }
+
+  // Into the tallies of the rollouts loaded before.
+  Status LoadReports() {
+    Result<std::vector<std::pair<std::string, std::string>>> kv = store.ScanState("report/");
     if (!kv.ok()) return kv.status();
     for (const auto& [k, v] : *kv) {
-      std::vector<std::string> parts = SplitKey(k, 3);
-      Result<Json> parsed = ParseJson(v, v.size());
-      const Json& j = parsed.ok() ? *parsed : kNotAnObject;
-      if (parts.size() != 3 || !j.is_object() || !j.value("envelope", Json()).is_string()) {
-        return Status::Corruption(k + ": malformed channel record");
-      }
-      Result<Envelope> env = ParseEnvelope(j["envelope"].get<std::string>());
-      Result<ChannelState> s = env.ok() ? ChannelStateFromJson(AsString(env->payload)) : Result<ChannelState>(env.status());
-      if (!s.ok()) return Status::Corruption(k + ": " + s.status().message());
-      ChannelRecord& rec = channels[{parts[1], parts[2]}];
-      rec.version = s->version;
-      rec.state_version = s->state_version;
-      rec.envelope = j["envelope"].get<std::string>();
-      rec.state = std::move(*s);
-    }
-    kv = store.ScanState("report/");
-    if (!kv.ok()) return kv.status();
-    for (const auto& [k, v] : *kv) {
-      std::vector<std::string> parts = SplitKey(k, 4);
+      std::vector<std::string> parts = SplitStateKey(k, 4);
       Result<TerminalReport> r = ReportFromJson(v);
       auto it = parts.size() == 4 ? rollouts.find(parts[1]) : rollouts.end();
       if (!r.ok() || it == rollouts.end()) return Status::Corruption(k + ": malformed report record");
       MERIDIAN_RETURN_IF_ERROR(it->second.tally.Add(*r));
-    }
-    kv = store.ScanState("terminal/");
-    if (!kv.ok()) return kv.status();
-    for (const auto& [k, v] : *kv) {
-      std::vector<std::string> parts = SplitKey(k, 4);
-      Result<Json> parsed = ParseJson(v, v.size());
-      const Json& j = parsed.ok() ? *parsed : kNotAnObject;
-      if (parts.size() != 4 || !j.is_object()) return Status::Corruption(k + ": malformed terminal");
-      if (terminal_count >= o.terminals_max) break;
-      KnownTerminal t{{parts[3], j.value("profile", ""), j.value("region", ""), j.value("current_version", "")},
-                      j.value("last_seen_ms", int64_t{0}), j.value("failed_version", "")};
-      terminals[{parts[1], parts[2]}][parts[3]] = std::move(t);
-      ++terminal_count;
     }
     return Status::Ok();
   }
@@ -329,32 +207,11 @@ struct Rollouts::Impl {
     return Status::Ok();
   }
 
-  // What the canaries of `spec` last declared: of the known terminals of
-  // every channel (a canary may not follow this one yet), the latest record.
-  std::vector<TerminalInfo> KnownCanaries(const RolloutSpec& spec) const {
-    std::map<std::string, const KnownTerminal*> latest;
-    for (const auto& [ck, known] : terminals) {
-      for (const std::string& id : spec.canaries) {
-        auto it = known.find(id);
-        if (it == known.end()) continue;
-        const KnownTerminal*& best = latest[id];
-        if (best == nullptr || it->second.last_seen_ms > best->last_seen_ms) best = &it->second;
-      }
-    }
-    std::vector<TerminalInfo> out;
-    for (const auto& [id, k] : latest) out.push_back(k->info);
-    return out;
-  }
-
-  // Start's checks of a spec whose id and previous version are filled in.
-  Status CheckStartable(const RolloutSpec& spec) const {
+  // Start's checks of a spec whose id and previous version are filled in;
+  // `canaries`: what its canaries last declared (TerminalRegistry::Latest).
+  Status CheckStartable(const RolloutSpec& spec, const std::vector<TerminalInfo>& canaries) const {
     MERIDIAN_RETURN_IF_ERROR(ValidateRolloutSpec(spec));
-    return CheckCanariesEligible(spec, KnownCanaries(spec));
-  }
-
-  const std::map<std::string, KnownTerminal>* Known(const RolloutSpec& spec) const {
-    auto it = terminals.find({spec.model, spec.channel});
-    return it == terminals.end() ? nullptr : &it->second;
+    return CheckCanariesEligible(spec, canaries);
   }
 };
 
@@ -363,12 +220,27 @@ Rollouts::~Rollouts() = default;
 
 Result<std::unique_ptr<Rollouts>> Rollouts::Open(Store& store, std::optional<SecretKey> online_key, const Clock& clock,
                                                  RolloutsOptions options) {
-  auto impl = std::make_unique<Impl>(store, std::move(online_key), clock, options);
-  MERIDIAN_RETURN_IF_ERROR(impl->Load());
+  auto impl = std::make_unique<Impl>(store, clock, options);
+  // Reports go into the tallies of their rollouts, so rollouts load first.
+  MERIDIAN_RETURN_IF_ERROR(impl->LoadRollouts());
+  Result<std::unique_ptr<ChannelSigner>> signer = ChannelSigner::Open(
+      store, std::move(online_key), clock,
+      ChannelSignerOptions{.state_expiry_ms = options.state_expiry_ms, .state_refresh_ms = options.state_refresh_ms});
+  if (!signer.ok()) return signer.status();
+  impl->signer = std::move(*signer);
+  MERIDIAN_RETURN_IF_ERROR(impl->LoadReports());
+  Result<std::unique_ptr<TerminalRegistry>> terminals = TerminalRegistry::Open(
+      store, clock,
+      TerminalRegistryOptions{.terminals_max = options.terminals_max, .touch_ms = options.terminal_touch_ms,
+                              .flush_ops_max = options.terminal_flush_ops_max});
+  if (!terminals.ok()) return terminals.status();
+  impl->terminals = std::move(*terminals);
   return std::unique_ptr<Rollouts>(new Rollouts(std::move(impl)));
 }
 
 Result<Rollout> Rollouts::Start(RolloutSpec spec, std::string_view actor, std::string_view reason) {
+  // Asked of the registry before the engine's mutex is taken: no nesting.
+  std::vector<TerminalInfo> canaries = impl_->terminals->Latest(spec.canaries);
   Result<Rollout> out = Status::Unavailable("not started");
   {
     std::lock_guard lock(impl_->mu);
@@ -380,7 +252,7 @@ Result<Rollout> Rollouts::Start(RolloutSpec spec, std::string_view actor, std::s
       for (uint64_t n = m.next_seq; spec.id.empty() || m.rollouts.count(spec.id); ++n) spec.id = fmt::format("r{}", n);
     }
     spec.previous_version = m.HeldVersion(spec);
-    MERIDIAN_RETURN_IF_ERROR(m.CheckStartable(spec));
+    MERIDIAN_RETURN_IF_ERROR(m.CheckStartable(spec, canaries));
     if (Result<VersionRef> ref = m.Ref(spec.model, spec.target_version); !ref.ok()) return ref.status();
     MERIDIAN_RETURN_IF_ERROR(m.CheckResidency(spec));
     std::vector<const Rollout*> existing;
@@ -434,71 +306,77 @@ std::vector<Rollout> Rollouts::List() const {
 }
 
 Result<std::vector<StageRow>> Rollouts::Stages(std::string_view id) const {
-  std::lock_guard lock(impl_->mu);
-  auto it = impl_->rollouts.find(id);
-  if (it == impl_->rollouts.end()) return Status::NotFound(fmt::format("no rollout '{}'", id));
-  const Rollout& r = it->second.rollout;
-  const RolloutSpec& spec = r.spec();
-  const RolloutState& state = r.state();
-  const auto* known = impl_->Known(spec);
+  RolloutSpec spec;
   std::vector<StageRow> rows;
-  for (uint32_t k = 0; k < StageCount(spec); ++k) {
-    StageRow row;
-    row.percent = StagePercent(spec, k);
-    row.region = StageRegion(spec, k);
-    if (known != nullptr) {
-      for (const auto& [tid, t] : *known) {
-        if (!InCohort(spec, k, t.info)) continue;
-        ++row.eligible;
-        if (t.info.current_version == spec.target_version) ++row.updated;
+  {
+    std::lock_guard lock(impl_->mu);
+    auto it = impl_->rollouts.find(id);
+    if (it == impl_->rollouts.end()) return Status::NotFound(fmt::format("no rollout '{}'", id));
+    const Rollout& r = it->second.rollout;
+    spec = r.spec();
+    const RolloutState& state = r.state();
+    for (uint32_t k = 0; k < StageCount(spec); ++k) {
+      StageRow row;
+      row.percent = StagePercent(spec, k);
+      row.region = StageRegion(spec, k);
+      StageStats stats = it->second.tally.Stats(k);
+      row.failed = stats.failed;
+      row.healthy = stats.succeeded;
+      bool done = state.phase == RolloutPhase::kCompleted;
+      if (k < state.stage || done) row.gate = "passed";
+      else if (k > state.stage) row.gate = "pending";
+      else if (state.phase == RolloutPhase::kRunning) {
+        row.gate = EvaluateGates(spec, state, it->second.tally.Stats(k, state.gate_since_ms),
+                                 impl_->clock.NowUnixMillis()).reason;
+      } else {
+        row.gate = std::string(PhaseName(state.phase));
       }
+      rows.push_back(std::move(row));
     }
-    StageStats stats = it->second.tally.Stats(k);
-    row.failed = stats.failed;
-    row.healthy = stats.succeeded;
-    bool done = state.phase == RolloutPhase::kCompleted;
-    if (k < state.stage || done) row.gate = "passed";
-    else if (k > state.stage) row.gate = "pending";
-    else if (state.phase == RolloutPhase::kRunning) {
-      row.gate = EvaluateGates(spec, state, it->second.tally.Stats(k, state.gate_since_ms),
-                               impl_->clock.NowUnixMillis()).reason;
-    } else {
-      row.gate = std::string(PhaseName(state.phase));
-    }
-    rows.push_back(std::move(row));
   }
+  // The cohorts are counted with the engine's mutex released.
+  impl_->terminals->Visit(spec.model, spec.channel, [&](const KnownTerminal& t) {
+    for (uint32_t k = 0; k < rows.size(); ++k) {
+      if (!InCohort(spec, k, t.info)) continue;
+      ++rows[k].eligible;
+      if (t.info.current_version == spec.target_version) ++rows[k].updated;
+    }
+  });
   return rows;
 }
 
 Result<std::vector<RegionRow>> Rollouts::Regions(std::string_view id) const {
-  std::lock_guard lock(impl_->mu);
-  auto it = impl_->rollouts.find(id);
-  if (it == impl_->rollouts.end()) return Status::NotFound(fmt::format("no rollout '{}'", id));
-  const RolloutSpec& spec = it->second.rollout.spec();
-  const RolloutState& state = it->second.rollout.state();
-  const auto* known = impl_->Known(spec);
-  std::vector<std::string> regions = spec.regions;
-  if (regions.empty() && known != nullptr) {
-    std::set<std::string> seen;
-    for (const auto& [tid, t] : *known) seen.insert(t.info.region);
-    regions.assign(seen.begin(), seen.end());
+  RolloutSpec spec;
+  RolloutState state;
+  {
+    std::lock_guard lock(impl_->mu);
+    auto it = impl_->rollouts.find(id);
+    if (it == impl_->rollouts.end()) return Status::NotFound(fmt::format("no rollout '{}'", id));
+    spec = it->second.rollout.spec();
+    state = it->second.rollout.state();
   }
+  std::set<std::string> seen;                 // regions of the channel's known terminals
+  std::map<std::string, RegionRow> counted;  // by region: terminals the rollout covers
+  impl_->terminals->Visit(spec.model, spec.channel, [&](const KnownTerminal& t) {
+    seen.insert(t.info.region);
+    if (!IsEligible(spec, t.info)) return;
+    RegionRow& c = counted[t.info.region];
+    ++c.terminals;
+    if (t.info.current_version == spec.target_version) ++c.updated;
+    if (t.failed_version == spec.target_version) ++c.failed;
+  });
+  std::vector<std::string> regions = spec.regions;
+  if (regions.empty()) regions.assign(seen.begin(), seen.end());
   size_t per_wave = spec.stages_percent.size();
   std::vector<RegionRow> rows;
   for (size_t i = 0; i < regions.size(); ++i) {
-    RegionRow row{regions[i], 0, 0, 0, std::string(PhaseName(state.phase))};
+    RegionRow row = counted[regions[i]];
+    row.region = regions[i];
+    row.wave = std::string(PhaseName(state.phase));
     if (spec.waves && state.phase != RolloutPhase::kRolledBack) {
       size_t wave = state.stage / per_wave;
       if (i < wave || state.phase == RolloutPhase::kCompleted) row.wave = "done";
       else if (i > wave) row.wave = "waiting";
-    }
-    if (known != nullptr) {
-      for (const auto& [tid, t] : *known) {
-        if (t.info.region != regions[i] || !IsEligible(spec, t.info)) continue;
-        ++row.terminals;
-        if (t.info.current_version == spec.target_version) ++row.updated;
-        if (t.failed_version == spec.target_version) ++row.failed;
-      }
     }
     rows.push_back(std::move(row));
   }
@@ -507,76 +385,68 @@ Result<std::vector<RegionRow>> Rollouts::Regions(std::string_view id) const {
 
 Result<RolloutPlan> Rollouts::Plan(
     RolloutSpec spec, const std::function<uint64_t(const std::string& current_version)>& download_bytes) const {
-  std::lock_guard lock(impl_->mu);
   if (spec.id.empty()) spec.id = "plan";
-  spec.previous_version = impl_->HeldVersion(spec);
-  MERIDIAN_RETURN_IF_ERROR(impl_->CheckStartable(spec));
-  Result<VersionRef> ref = impl_->Ref(spec.model, spec.target_version);
-  if (!ref.ok()) return ref.status();
+  std::vector<TerminalInfo> canaries = impl_->terminals->Latest(spec.canaries);
+  uint64_t target_bytes = 0;
+  {
+    std::lock_guard lock(impl_->mu);
+    spec.previous_version = impl_->HeldVersion(spec);
+    MERIDIAN_RETURN_IF_ERROR(impl_->CheckStartable(spec, canaries));
+    Result<VersionRef> ref = impl_->Ref(spec.model, spec.target_version);
+    if (!ref.ok()) return ref.status();
+    target_bytes = ref->size;
+  }
+  // Per stage, the terminals of its cohort not on the target, by the version
+  // they run. download_bytes is asked once per version, in the order the
+  // versions are met, after the registry's mutex is released.
   RolloutPlan plan;
-  plan.target_bytes = ref->size;
-  const auto* known = impl_->Known(spec);
+  plan.target_bytes = target_bytes;
+  std::vector<std::map<std::string, uint64_t>> moving(StageCount(spec));
+  std::vector<std::string> met;
   std::map<std::string, uint64_t> bytes_from;  // current version -> bytes to download
-  for (uint32_t k = 0; k < StageCount(spec); ++k) {
-    uint64_t eligible = 0, moving = 0, delta_bytes = 0;
-    if (known != nullptr) {
-      for (const auto& [tid, t] : *known) {
-        if (!InCohort(spec, k, t.info)) continue;
-        ++eligible;
-        if (t.info.current_version == spec.target_version) continue;
-        ++moving;
-        auto [it, fresh] = bytes_from.try_emplace(t.info.current_version, ref->size);
-        if (fresh) it->second = download_bytes(t.info.current_version);
-        delta_bytes += it->second;
-      }
-    }
+  for (uint32_t k = 0; k < moving.size(); ++k) {
+    uint64_t eligible = 0;
+    impl_->terminals->Visit(spec.model, spec.channel, [&](const KnownTerminal& t) {
+      if (!InCohort(spec, k, t.info)) return;
+      ++eligible;
+      if (t.info.current_version == spec.target_version) return;
+      ++moving[k][t.info.current_version];
+      if (bytes_from.try_emplace(t.info.current_version, 0).second) met.push_back(t.info.current_version);
+    });
     plan.eligible.push_back(eligible);
-    plan.full_download_bytes.push_back(moving * ref->size);
-    plan.delta_download_bytes.push_back(delta_bytes);
+  }
+  for (const std::string& v : met) bytes_from[v] = download_bytes(v);
+  for (const auto& from : moving) {
+    uint64_t full = 0, delta = 0;
+    for (const auto& [v, n] : from) {
+      full += n * target_bytes;
+      delta += n * bytes_from[v];
+    }
+    plan.full_download_bytes.push_back(full);
+    plan.delta_download_bytes.push_back(delta);
   }
   plan.spec = std::move(spec);
   return plan;
 }
 
 Result<TargetAnswer> Rollouts::Target(std::string_view model, std::string_view channel, const TerminalInfo& terminal) {
-  std::lock_guard lock(impl_->mu);
-  ChannelKey ck{std::string(model), std::string(channel)};
-  auto it = impl_->channels.find(ck);
-  if (it == impl_->channels.end()) {
-    return Status::NotFound(fmt::format("model '{}' channel '{}' has no version yet", model, channel));
-  }
-  const ChannelRecord& rec = it->second;
-  if (rec.state.expires_ms <= impl_->clock.NowUnixMillis()) {
-    return Status::Unavailable(fmt::format("the signed state of model '{}' channel '{}' expired at {}; "
-                                           "this daemon has not reached its upstream since",
-                                           model, channel, FormatRfc3339(rec.state.expires_ms)));
-  }
-  impl_->RecordTerminal(ck, terminal);
-  return TargetAnswer{rec.state_version, rec.envelope, ResolveChannelTarget(rec.state, terminal)};
+  Result<std::shared_ptr<const SignedChannel>> held = impl_->signer->Current(model, channel);
+  if (!held.ok()) return held.status();
+  impl_->terminals->RecordPoll(model, channel, terminal);
+  const SignedChannel& c = **held;
+  return TargetAnswer{c.state.state_version, c.envelope_json, ResolveChannelTarget(c.state, terminal)};
 }
 
 Result<bool> Rollouts::Report(std::string_view rollout_id, std::string_view model, std::string_view channel,
                               TerminalReport report) {
+  report.received_ms = impl_->clock.NowUnixMillis();
+  report.stage = 0;
+  MERIDIAN_RETURN_IF_ERROR(ValidateReport(report));
+  impl_->terminals->RecordReport(model, channel, report);
   bool changed = false;
   {
     std::lock_guard lock(impl_->mu);
     Impl& m = *impl_;
-    report.received_ms = m.clock.NowUnixMillis();
-    report.stage = 0;
-    MERIDIAN_RETURN_IF_ERROR(ValidateReport(report));
-    // A terminal that reports through a region never asks this daemon for
-    // its target: its reports make it known here.
-    ChannelKey ck{std::string(model), std::string(channel)};
-    const KnownTerminal* was = nullptr;
-    if (auto t = m.terminals.find(ck); t != m.terminals.end()) {
-      if (auto k = t->second.find(report.terminal_id); k != t->second.end()) was = &k->second;
-    }
-    std::string running = report.outcome == ReportOutcome::kSuccess ? report.version
-                          : was != nullptr                          ? was->info.current_version
-                                                                    : std::string();
-    m.RecordTerminal(ck, {report.terminal_id, report.profile, report.region, running});
-    m.terminals[ck][report.terminal_id].failed_version =
-        report.outcome == ReportOutcome::kFailure ? report.version : std::string();
     Entry* e = nullptr;
     if (!rollout_id.empty()) {
       auto it = m.rollouts.find(rollout_id);
@@ -604,32 +474,15 @@ Result<bool> Rollouts::Report(std::string_view rollout_id, std::string_view mode
   return true;
 }
 
-std::vector<Rollouts::ChannelSnapshot> Rollouts::Channels() const {
-  std::lock_guard lock(impl_->mu);
-  std::vector<ChannelSnapshot> out;
-  for (const auto& [ck, rec] : impl_->channels) out.push_back({rec.state, rec.envelope});
-  return out;
-}
+std::vector<Rollouts::ChannelSnapshot> Rollouts::Channels() const { return impl_->signer->Channels(); }
 
 Result<bool> Rollouts::Adopt(const ChannelState& state, std::string envelope_json) {
-  {
-    std::lock_guard lock(impl_->mu);
-    ChannelRecord& rec = impl_->channels[{state.model, state.channel}];
-    if (rec.state_version >= state.state_version) return false;
-    Status st = impl_->Keep(rec, state, std::move(envelope_json), {});
-    if (!st.ok()) {
-      if (rec.state_version == 0) impl_->channels.erase({state.model, state.channel});
-      return st;
-    }
-  }
-  notifier_.NotifyAll();
-  return true;
+  Result<bool> adopted = impl_->signer->Adopt(state, std::move(envelope_json));
+  if (adopted.ok() && *adopted) notifier_.NotifyAll();
+  return adopted;
 }
 
-size_t Rollouts::KnownTerminals() const {
-  std::lock_guard lock(impl_->mu);
-  return impl_->terminal_count;
-}
+size_t Rollouts::KnownTerminals() const { return impl_->terminals->size(); }
 
 void Rollouts::Tick() {
   bool changed = false;
@@ -641,13 +494,12 @@ void Rollouts::Tick() {
       Result<bool> gated = m.Gate(e);
       changed = changed || (gated.ok() && *gated);
     }
-    int64_t now = m.clock.NowUnixMillis();
-    for (auto& [ck, rec] : m.channels) {
-      if (!m.key || rec.state.expires_ms - now >= m.o.state_refresh_ms) continue;
-      changed = m.Publish(ck, rec.version, {}).ok() || changed;
+    for (const ChannelKey& ck : m.signer->Expiring()) {
+      changed = m.Publish(ck, m.signer->Pointer(ck.first, ck.second), {}).ok() || changed;
     }
-    m.FlushTerminals();
   }
+  // Outside the engine's mutex: a batch of terminal records holds up no rollout call.
+  impl_->terminals->Flush();
   if (changed) notifier_.NotifyAll();
 }
 

@@ -1,16 +1,24 @@
 // The daemon's rollout service: runs rollout/'s state machine over the store's
-// durable state space, keeps the signed channel states terminals follow
-// (target/), records known terminals and reports, ticks the gates, and wakes
+// durable state space, tallies reports and ticks the gates, and has the
+// channel signer (daemon/channel_signer.h) sign each channel's new state.
+// It also stands in front of the signer and the known-terminal registry
+// (daemon/terminal_registry.h) for the API and the follower, and wakes
 // long-polling terminals when a channel changes.
 //
 // Stored keys (Store::WriteState, synced):
 //   rollout/<id>                           {"seq":N,"rollout":{spec,state,events}}
-//   channel/<model>/<channel>              {"version":"<pointer>","state_version":N,"envelope":"<signed JSON>"}
 //   report/<rollout>/<stage>/<terminal>    ReportToJson (the latest report of that terminal in that stage)
-//   terminal/<model>/<channel>/<terminal>  {"profile","region","current_version","last_seen_ms"}
+// and through the signer and the registry:
+//   channel/<model>/<channel>              {"version":"<pointer>","state_version":N,"envelope":"<signed JSON>"}
+//   terminal/<model>/<channel>/<terminal>  {"profile","region","current_version","last_seen_ms","failed_version"}
 // A rollout change and its channel's newly signed state are one atomic write,
 // so the state_version a terminal saw is never reused after a restart.
-// Thread-safe: one mutex; no call waits on the network.
+//
+// Thread-safe. The engine's mutex guards the rollouts and their tallies only;
+// the signer and the registry lock for themselves, and the engine never
+// holds its mutex while it counts known terminals or asks `download_bytes`.
+// Order when nested: the engine's, then the signer's. No call waits on the
+// network.
 //
 // A region's service has no key: it holds no rollouts and signs nothing; its
 // channel states are the origin's, adopted as its follower fetches them.
@@ -26,7 +34,9 @@
 
 #include "base/clock.h"
 #include "base/status.h"
+#include "daemon/channel_signer.h"
 #include "daemon/http.h"
+#include "daemon/terminal_registry.h"
 #include "rollout/rollout.h"
 #include "signing/signing.h"
 #include "store/store.h"
@@ -34,20 +44,14 @@
 
 namespace meridian {
 
+// The defaults are the signer's and the registry's; these fields are handed to them.
 struct RolloutsOptions {
-  int64_t state_expiry_ms = 24ll * 3600 * 1000;   // lifetime of a signed channel state
-  int64_t state_refresh_ms = 12ll * 3600 * 1000;  // re-signed by Tick when less than this is left
-  size_t rollouts_max = 10'000;                    // kept in memory and store, all states
-  size_t terminals_max = 1'000'000;                // known (model, channel, terminal) records
-  int64_t terminal_touch_ms = 60'000;              // last_seen of an unchanged terminal is persisted at most this often
-  size_t terminal_flush_ops_max = 10'000;          // terminal records per write batch
-};
-
-// A terminal that asked for a target of a model channel.
-struct KnownTerminal {
-  TerminalInfo info;
-  int64_t last_seen_ms = 0;
-  std::string failed_version;  // the version whose install it last reported failed; cleared by a success
+  int64_t state_expiry_ms = ChannelSignerOptions{}.state_expiry_ms;    // lifetime of a signed channel state
+  int64_t state_refresh_ms = ChannelSignerOptions{}.state_refresh_ms;  // re-signed by Tick when less than this is left
+  size_t rollouts_max = 10'000;                                        // kept in memory and store, all states
+  size_t terminals_max = TerminalRegistryOptions{}.terminals_max;      // known (model, channel, terminal) records
+  int64_t terminal_touch_ms = TerminalRegistryOptions{}.touch_ms;      // last_seen of an unchanged terminal is persisted at most this often
+  size_t terminal_flush_ops_max = TerminalRegistryOptions{}.flush_ops_max;  // terminal records per write batch
 };
 
 // The answer to GET /v1/terminals/{id}/target.
@@ -139,16 +143,13 @@ class Rollouts {
                       TerminalReport report);
 
   // Every channel's signed state, for regions downstream.
-  struct ChannelSnapshot {
-    ChannelState state;
-    std::string envelope_json;
-  };
+  using ChannelSnapshot = SignedChannel;
   std::vector<ChannelSnapshot> Channels() const;
   // Region: keeps a channel state verified against the root (target/
   // VerifyChannelState) unless one as new is held already; durable on return.
   // Returns whether it was newer.
   Result<bool> Adopt(const ChannelState& state, std::string envelope_json);
-  // Distinct terminals known over all channels.
+  // Known terminal records over all channels (TerminalRegistry::size).
   size_t KnownTerminals() const;
 
   // Periodic work: gates whose soak time passed, re-signing channel states
