@@ -413,6 +413,13 @@ TEST_CASE("descriptors: connections and store files share the open-file limit; a
   }, std::chrono::seconds(10)));
   CHECK(c.Get("/readyz")->status == 200);
 
+#if defined(__SANITIZE_ADDRESS__)
+  // Not under the sanitizers: out of descriptors, UBSan's vptr check cannot
+  // open the pipe it probes memory with and reports a false error, which
+  // aborts the daemon. The plain build runs this part.
+  std::printf("descriptors: the store-fault part runs in the plain build only\n");
+  return;
+#endif
   // A store fault RocksDB keeps: with the soft limit lowered to the
   // descriptors in use, a flush cannot open its files. Writes fail cleanly,
   // /readyz says why, and both recover once descriptors are there again.
