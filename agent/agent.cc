@@ -33,6 +33,7 @@
 #include "manifest/manifest.h"
 #include "signing/signing.h"
 #include "target/target.h"
+#include "trust/trust.h"
 
 namespace meridian {
 namespace {
@@ -220,14 +221,11 @@ struct Agent::Impl {
     if (Digest::Of(r->body).ToString() != t.ref.manifest_digest) {
       return Status::Corruption("manifest envelope does not match the digest in the signed channel state");
     }
-    Result<Envelope> env = ParseEnvelope(r->body);
-    if (!env.ok()) return env.status();
-    Result<std::string> payload = VerifyPayload(root, "release", kManifestPayloadType, *env);
-    if (!payload.ok()) return payload.status();
-    Result<Manifest> man = ParseManifest(*payload);
-    if (!man.ok()) return man.status();
-    if (man->name != m.name || man->version != t.version || man->digest.ToString() != t.ref.digest ||
-        man->size != t.ref.size) {
+    Result<VerifiedManifest> verified = VerifySignedManifest(root, std::move(r->body));
+    if (!verified.ok()) return verified.status();
+    MERIDIAN_RETURN_IF_ERROR(verified->CheckNames(m.name, t.version));
+    const Manifest& man = verified->manifest();
+    if (man.digest.ToString() != t.ref.digest || man.size != t.ref.size) {
       return Status::Corruption("manifest does not describe the version the channel state names");
     }
     return man;
@@ -320,14 +318,12 @@ struct Agent::Impl {
     Result<HttpReply> r = c.Get(base + "/info");
     // 409 while the daemon computes it, 404 without a delta service: the artifact then.
     if (!r.ok() || r->status != 200) return std::nullopt;
-    Result<Envelope> env = ParseEnvelope(r->body);
-    Result<std::string> payload = env.ok() ? VerifyPayload(root, "online", kDeltaInfoPayloadType, *env) : env.status();
-    Result<DeltaInfo> info = payload.ok() ? ParseDeltaInfo(*payload) : payload.status();
+    Result<DeltaInfo> info = VerifyDeltaInfo(root, r->body, from, to);
     if (!info.ok()) {
       Log("delta descriptor refused: " + info.status().ToString());
       return std::nullopt;
     }
-    if (info->from != from || info->to != to || !info->worthwhile) return std::nullopt;
+    if (!info->worthwhile) return std::nullopt;
     return Job{base, info->digest, info->size};
   }
 

@@ -23,6 +23,7 @@
 #include "delta/delta_info.h"
 #include "manifest/manifest.h"
 #include "signing/signing.h"
+#include "trust/trust.h"
 
 namespace meridian::cli {
 
@@ -355,13 +356,8 @@ Result<uint64_t> DownloadDelta(const GlobalOptions& g, const Root& root, const M
   Result<HttpReply> r = client.Get(base + "/info");
   if (!r.ok()) return r.status();
   if (r->status != 200) return Status::Unavailable(fmt::format("HTTP {}: {}", r->status, ErrorMessageOf(*r)));
-  Result<Envelope> env = ParseEnvelope(r->body);
-  if (!env.ok()) return env.status();
-  Result<std::string> payload = VerifyPayload(root, "online", kDeltaInfoPayloadType, *env);
-  if (!payload.ok()) return Status::PermissionDenied("delta descriptor rejected: " + payload.status().message());
-  Result<DeltaInfo> info = ParseDeltaInfo(*payload);
-  if (!info.ok()) return info.status();
-  if (info->from != *from || info->to != m.digest) return Status::Corruption("delta descriptor names other versions");
+  Result<DeltaInfo> info = VerifyDeltaInfo(root, r->body, *from, m.digest);
+  if (!info.ok()) return info.status().WithContext("delta descriptor rejected");
   if (!info->worthwhile) return Status::FailedPrecondition("no delta worth downloading: " + info->reason);
 
   Result<std::unique_ptr<FileSourceReader>> source = FileSourceReader::Open(from_file);
@@ -400,22 +396,19 @@ int Pull(const GlobalOptions& g, const PullOptions& o) {
   Result<HttpReply> r = client.Get("/v1/models/" + o.model + "/versions/" + o.version);
   if (!r.ok()) return Fail(r.status());
   if (r->status != 200) return FailReply("fetch manifest", *r);
-  Result<Envelope> env = ParseEnvelope(r->body);
-  if (!env.ok()) return Fail("manifest envelope: " + env.status().message());
-  Result<std::string> payload = VerifyPayload(*root, "release", kManifestPayloadType, *env);
-  if (!payload.ok()) return Fail("manifest rejected: " + payload.status().message());
-  Result<Manifest> m = ParseManifest(*payload);
-  if (!m.ok()) return Fail(m.status());
-  if (m->name != o.model || m->version != o.version) {
-    return Fail(fmt::format("server answered with {} {} for {} {}", m->name, m->version, o.model, o.version));
+  Result<VerifiedManifest> verified = VerifySignedManifest(*root, std::move(r->body));
+  if (!verified.ok()) return Fail("manifest rejected: " + verified.status().message());
+  if (Status named = verified->CheckNames(o.model, o.version); !named.ok()) {
+    return Fail("manifest rejected: " + named.message());
   }
+  const Manifest& m = verified->manifest();
 
   std::string tmp = o.out + ".partial." + std::to_string(::getpid());
   uint64_t downloaded = 0;
   std::string method = "chunks";
   Status st = Status::Unavailable("no delta asked for");
   if (!o.from_file.empty()) {
-    Result<uint64_t> delta = DownloadDelta(g, *root, *m, o.from_file, tmp);
+    Result<uint64_t> delta = DownloadDelta(g, *root, m, o.from_file, tmp);
     if (delta.ok()) {
       downloaded = *delta;
       method = "delta";
@@ -427,7 +420,7 @@ int Pull(const GlobalOptions& g, const PullOptions& o) {
   }
   if (!st.ok()) {
     Fd f(::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    st = f.fd < 0 ? ErrnoStatus("create " + tmp, errno) : DownloadChunks(g, *m, f.fd, &downloaded);
+    st = f.fd < 0 ? ErrnoStatus("create " + tmp, errno) : DownloadChunks(g, m, f.fd, &downloaded);
   }
   if (st.ok() && ::rename(tmp.c_str(), o.out.c_str()) != 0) st = ErrnoStatus("rename to " + o.out, errno);
   if (!st.ok()) {
@@ -437,13 +430,13 @@ int Pull(const GlobalOptions& g, const PullOptions& o) {
   if (Status ds = SyncDirectory(std::filesystem::path(o.out).parent_path().string()); !ds.ok()) return Fail(ds);
 
   if (g.json) {
-    PrintJson({{"model", m->name}, {"version", m->version}, {"digest", m->digest.ToString()}, {"size", m->size},
+    PrintJson({{"model", m.name}, {"version", m.version}, {"digest", m.digest.ToString()}, {"size", m.size},
                {"path", o.out}, {"method", method}, {"downloaded_bytes", downloaded}});
   } else {
-    fmt::print("pulled {} {} to {} ({}, verified {})\n", m->name, m->version, o.out, HumanBytes(m->size),
-               m->digest.ToString());
-    fmt::print("downloaded {} bytes ({}) for a {} byte file ({:.2f}%)\n", downloaded, method, m->size,
-               m->size == 0 ? 0.0 : 100.0 * static_cast<double>(downloaded) / static_cast<double>(m->size));
+    fmt::print("pulled {} {} to {} ({}, verified {})\n", m.name, m.version, o.out, HumanBytes(m.size),
+               m.digest.ToString());
+    fmt::print("downloaded {} bytes ({}) for a {} byte file ({:.2f}%)\n", downloaded, method, m.size,
+               m.size == 0 ? 0.0 : 100.0 * static_cast<double>(downloaded) / static_cast<double>(m.size));
   }
   return 0;
 }

@@ -14,6 +14,7 @@
 #include "base/clock.h"
 #include "base/json.h"
 #include "manifest/manifest.h"
+#include "trust/trust.h"
 
 namespace meridian {
 
@@ -431,28 +432,25 @@ HttpResponse Api::MissingChunks(const HttpRequest& req) {
 
 HttpResponse Api::CommitVersion(const HttpRequest& req, const std::string& model) {
   if (!IsValidModelName(model)) return JsonError(400, "invalid_argument", "invalid model name");
-  Result<Envelope> env = ParseEnvelope(req.body);
-  if (!env.ok()) return JsonError(400, "invalid_argument", "body is not a DSSE envelope: " + env.status().message());
-  Result<std::string> payload = VerifyPayload(root_, "release", kManifestPayloadType, *env);
-  if (!payload.ok()) {
-    if (payload.status().code() == Status::Code::kPermissionDenied) {
-      return JsonError(403, "not_signed", "manifest is not signed by enough release keys: " + payload.status().message());
-    }
-    return JsonError(422, "invalid_envelope", payload.status().message());
+  Result<VerifiedManifest> verified = VerifySignedManifest(root_, req.body);
+  const Status& trust = verified.status();
+  if (trust.code() == Status::Code::kInvalidArgument) return JsonError(400, "invalid_argument", trust.message());
+  if (trust.code() == Status::Code::kPermissionDenied) {
+    return JsonError(403, "not_signed", "manifest is not signed by enough release keys: " + trust.message());
   }
-  Result<Manifest> m = ParseManifest(*payload);
-  if (!m.ok()) return JsonError(422, "invalid_manifest", m.status().message());
-  if (m->name != model) return JsonError(400, "invalid_argument", "manifest names model '" + m->name + "', URL names '" + model + "'");
-  Result<bool> made_visible = store_.CommitVersion(*m, req.body);
+  if (!trust.ok()) return JsonError(422, "invalid_manifest", trust.message());
+  const Manifest& m = verified->manifest();
+  if (Status named = verified->CheckNames(model); !named.ok()) return JsonError(400, "invalid_argument", named.message());
+  Result<bool> made_visible = store_.CommitVersion(*verified);
   const Status& st = made_visible.status();
   if (st.code() == Status::Code::kFailedPrecondition) return JsonError(422, "missing_chunks", st.message());
   if (st.code() == Status::Code::kInvalidArgument) return JsonError(422, "manifest_mismatch", st.message());
   if (st.code() == Status::Code::kAlreadyExists) return JsonError(409, "version_exists", st.message());
   if (!st.ok()) return ErrorFor(st);
-  nlohmann::json answer = {{"model", m->name}, {"version", m->version}, {"digest", m->digest.ToString()},
-                           {"size", m->size}, {"already_published", !*made_visible}};
+  nlohmann::json answer = {{"model", m.name}, {"version", m.version}, {"digest", m.digest.ToString()},
+                           {"size", m.size}, {"already_published", !*made_visible}};
   if (!*made_visible) return JsonOk(200, answer);  // a retried publish: the first one stands
-  deltas_.QueueForNewVersion(*m);
+  deltas_.QueueForNewVersion(m);
   rollouts_.notifier().NotifyAll();  // regions long-poll for new versions
   return JsonOk(201, answer);
 }

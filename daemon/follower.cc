@@ -12,6 +12,7 @@
 #include "delta/delta_info.h"
 #include "manifest/manifest.h"
 #include "target/target.h"
+#include "trust/trust.h"
 
 namespace meridian {
 
@@ -268,19 +269,14 @@ Status Follower::FetchVersion(UpstreamClient& up, const SyncVersion& v) {
   Result<HttpReply> r = up.Get(fmt::format("/v1/models/{}/versions/{}", v.model, v.version));
   if (!r.ok()) return r.status();
   if (r->status != 200) return Status::Unavailable(fmt::format("manifest: HTTP {}: {}", r->status, ErrorMessageOf(*r)));
-  Result<Envelope> env = ParseEnvelope(r->body);
-  if (!env.ok()) return env.status();
-  Result<std::string> payload = VerifyPayload(root_, "release", kManifestPayloadType, *env);
-  if (!payload.ok()) return payload.status();
-  Result<Manifest> m = ParseManifest(*payload);
-  if (!m.ok()) return m.status();
-  if (m->name != v.model || m->version != v.version) {
-    return Status::PermissionDenied("upstream answered with the manifest of another version");
-  }
+  Result<VerifiedManifest> verified = VerifySignedManifest(root_, std::move(r->body));
+  if (!verified.ok()) return verified.status();
+  MERIDIAN_RETURN_IF_ERROR(verified->CheckNames(v.model, v.version));
+  const Manifest& m = verified->manifest();
   // The signed manifest decides residency, whatever the listing said.
-  if (!ResidencyAllows(m->regions, options_.region)) return Status::Ok();
+  if (!ResidencyAllows(m.regions, options_.region)) return Status::Ok();
   std::vector<Digest> digests;
-  for (const ChunkRef& c : m->chunks) digests.push_back(c.digest);
+  for (const ChunkRef& c : m.chunks) digests.push_back(c.digest);
   Result<std::vector<Digest>> missing = store_.MissingChunks(digests);
   if (!missing.ok()) return missing.status();
   for (const Digest& d : *missing) {
@@ -289,7 +285,7 @@ Status Follower::FetchVersion(UpstreamClient& up, const SyncVersion& v) {
     if (chunk->status != 200) return Status::Unavailable(fmt::format("chunk {}: HTTP {}", d.ToString(), chunk->status));
     MERIDIAN_RETURN_IF_ERROR(store_.PutChunk(d, AsBytes(chunk->body)));  // re-hashed: a lying upstream fails here
   }
-  Result<bool> made_visible = store_.CommitVersion(*m, r->body);
+  Result<bool> made_visible = store_.CommitVersion(*verified);
   if (made_visible.status().code() == Status::Code::kAlreadyExists) return Status::Ok();
   MERIDIAN_RETURN_IF_ERROR(made_visible.status());
   if (*made_visible) rollouts_.notifier().NotifyAll();  // regions downstream long-poll this one
@@ -302,13 +298,8 @@ Status Follower::FetchDelta(UpstreamClient& up, const Digest& from, const Digest
   if (!r.ok()) return r.status();
   if (r->status == 409) return Status::FailedPrecondition("pending upstream");
   if (r->status != 200) return Status::Unavailable(fmt::format("delta info: HTTP {}: {}", r->status, ErrorMessageOf(*r)));
-  Result<Envelope> env = ParseEnvelope(r->body);
-  if (!env.ok()) return env.status();
-  Result<std::string> payload = VerifyPayload(root_, "online", kDeltaInfoPayloadType, *env);
-  if (!payload.ok()) return payload.status();
-  Result<DeltaInfo> info = ParseDeltaInfo(*payload);
+  Result<DeltaInfo> info = VerifyDeltaInfo(root_, r->body, from, to);
   if (!info.ok()) return info.status();
-  if (info->from != from || info->to != to) return Status::PermissionDenied("upstream described another delta");
   DeltaRecord record{*info, {}, r->body};
   if (info->worthwhile) {
     // Streamed into the chunk store, at most the signed size; adopted only when

@@ -24,6 +24,7 @@
 #include "daemon/rollouts.h"
 #include "manifest/manifest.h"
 #include "store/store.h"
+#include "trust/trust.h"
 
 using namespace meridian;
 
@@ -326,10 +327,10 @@ int Fsck(const std::string& data) {
       if (!versions.ok()) continue;
       for (const std::string& v : *versions) {
         Result<std::string> env_json = (*store)->GetEnvelope(model, v);
-        Result<Envelope> env = env_json.ok() ? ParseEnvelope(*env_json) : Result<Envelope>(env_json.status());
-        Result<std::string> payload =
-            env.ok() ? VerifyPayload(*root, "release", kManifestPayloadType, *env) : Result<std::string>(env.status());
-        if (!payload.ok()) report.faults.push_back(fmt::format("manifest {} {}: {}", model, v, payload.status().message()));
+        Result<VerifiedManifest> verified =
+            env_json.ok() ? VerifySignedManifest(*root, std::move(*env_json)) : Result<VerifiedManifest>(env_json.status());
+        Status st = verified.ok() ? verified->CheckNames(model, v) : verified.status();
+        if (!st.ok()) report.faults.push_back(fmt::format("manifest {} {}: {}", model, v, st.message()));
       }
     }
   }

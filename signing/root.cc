@@ -252,10 +252,12 @@ Result<Root> VerifyRootUpdate(const Root& trusted, const Envelope& next) {
 }
 
 Result<std::string> VerifyPayload(const Root& root, std::string_view role, std::string_view payload_type,
-                                  const Envelope& env) {
-  MERIDIAN_RETURN_IF_ERROR(CheckPayloadType(env, payload_type));
-  MERIDIAN_RETURN_IF_ERROR(VerifyRole(root, role, env));
-  return std::string(AsString(env.payload));
+                                  std::string_view envelope_json) {
+  Result<Envelope> env = ParseEnvelope(envelope_json);
+  if (!env.ok()) return Status::InvalidArgument("not a DSSE envelope: " + env.status().message());
+  MERIDIAN_RETURN_IF_ERROR(CheckPayloadType(*env, payload_type));
+  MERIDIAN_RETURN_IF_ERROR(VerifyRole(root, role, *env));
+  return std::string(AsString(env->payload));
 }
 
 }  // namespace meridian

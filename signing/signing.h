@@ -186,11 +186,12 @@ Result<Root> LoadTrustedRootFile(const std::string& path);
 // Returns the new root.
 Result<Root> VerifyRootUpdate(const Root& trusted, const Envelope& next);
 
-// Verifies that `env` carries `payload_type` and is signed by a threshold of
-// `role` keys of `root` (for a manifest: kManifestPayloadType and "release");
-// returns the payload. InvalidArgument for a wrong type, PermissionDenied for
-// too few valid signatures.
+// Parses the DSSE envelope `envelope_json` and verifies that it carries
+// `payload_type` and is signed by a threshold of `role` keys of `root` (for a
+// manifest: kManifestPayloadType and "release"); returns the payload.
+// InvalidArgument for a malformed envelope or a wrong type, PermissionDenied
+// for too few valid signatures. trust/ builds its verifiers on this.
 Result<std::string> VerifyPayload(const Root& root, std::string_view role, std::string_view payload_type,
-                                  const Envelope& env);
+                                  std::string_view envelope_json);
 
 }  // namespace meridian

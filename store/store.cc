@@ -169,30 +169,15 @@ Result<Bytes> DecodeChunk(const Digest& digest, std::string_view frame) {
   return data;
 }
 
-// The manifest carried by a DSSE envelope. Signatures are not verified here
-// (the caller did that before committing); InvalidArgument on any malformation.
+// The manifest carried by a stored envelope. Its signatures were verified
+// before it was committed (a VerifiedManifest), so they are not checked again.
 Result<Manifest> ManifestFromEnvelope(std::string_view envelope_json) {
-  if (envelope_json.size() > kEnvelopeJsonBytesMax) {
-    return Status::ResourceExhausted("envelope of " + std::to_string(envelope_json.size()) + " bytes exceeds " +
-                                     std::to_string(kEnvelopeJsonBytesMax));
-  }
-  Result<nlohmann::json> parsed = ParseJson(envelope_json, kEnvelopeJsonBytesMax);
-  if (!parsed.ok()) return Status::InvalidArgument("envelope: " + parsed.status().message());
-  if (!parsed->is_object()) return Status::InvalidArgument("envelope is not a JSON object");
-  const nlohmann::json& j = *parsed;
-  auto type = j.find("payloadType");
-  if (type == j.end() || !type->is_string() || type->get_ref<const std::string&>() != kManifestPayloadType) {
+  Result<Envelope> env = ParseEnvelope(envelope_json);
+  if (!env.ok()) return env.status();
+  if (env->payload_type != kManifestPayloadType) {
     return Status::InvalidArgument("envelope payloadType is not " + std::string(kManifestPayloadType));
   }
-  auto payload = j.find("payload");
-  if (payload == j.end() || !payload->is_string()) return Status::InvalidArgument("envelope has no payload string");
-  auto signatures = j.find("signatures");
-  if (signatures == j.end() || !signatures->is_array()) {
-    return Status::InvalidArgument("envelope has no signatures array");
-  }
-  Result<Bytes> raw = Base64Decode(payload->get_ref<const std::string&>());
-  if (!raw.ok()) return Status::InvalidArgument("envelope payload: " + raw.status().message());
-  return ParseManifest(AsString(*raw));
+  return ParseManifest(AsString(env->payload));
 }
 
 // The missing chunks of one manifest, for a message: how many, and the first few.
@@ -320,20 +305,11 @@ class RocksStore final : public Store {
     });
   }
 
-  Result<bool> CommitVersion(const Manifest& m, std::string_view envelope_json) override {
+  Result<bool> CommitVersion(const VerifiedManifest& verified) override {
     return Guard("CommitVersion", [&]() -> Result<bool> {
-      if (!IsValidModelName(m.name) || !IsValidVersion(m.version)) {
-        return Status::InvalidArgument("invalid model name or version");
-      }
+      const Manifest& m = verified.manifest();
+      const std::string& envelope_json = verified.envelope();
       const std::string what = m.name + "@" + m.version;
-      // The stored envelope is what readers parse, so it must say exactly `m`.
-      Result<Manifest> carried = ManifestFromEnvelope(envelope_json);
-      if (!carried.ok()) {
-        if (carried.status().code() == Status::Code::kResourceExhausted) return carried.status();
-        return Status::InvalidArgument(what + ": " + carried.status().message());
-      }
-      if (*carried != m) return Status::InvalidArgument(what + ": manifest differs from the envelope's payload");
-
       const std::string key = VersionKey(m.name, m.version);
       rocksdb::ReadOptions ro;
       Result<bool> exists = SameVersionStored(ro, key, m, envelope_json);

@@ -44,12 +44,11 @@
 #include "base/digest.h"
 #include "base/status.h"
 #include "manifest/manifest.h"
+#include "trust/trust.h"
 
 namespace meridian {
 
 // Limits on what the store accepts and returns.
-// A signed manifest envelope: the base64 manifest plus room for signatures.
-inline constexpr uint64_t kEnvelopeJsonBytesMax = (kManifestJsonBytesMax + 2) / 3 * 4 + (1u << 20);
 // Everything one ScanState call may return (keys plus values).
 inline constexpr uint64_t kStateScanBytesMax = 256ull << 20;
 // Fault lines kept by Check(); further faults are counted in one last line.
@@ -101,11 +100,8 @@ class Store {
   virtual Result<Bytes> GetChunk(const Digest& digest) = 0;
 
   // --- versions ---
-  // Commits a version whose manifest `m` was parsed from the payload of the
-  // signed `envelope_json` (the caller verified the signatures).
-  // InvalidArgument when the envelope is malformed (DSSE JSON with
-  // payloadType kManifestPayloadType) or its payload does not parse to `m`;
-  // ResourceExhausted above kEnvelopeJsonBytesMax.
+  // Commits a version: its verified manifest and, byte for byte, the
+  // envelope it came in (what GetEnvelope serves).
   // FailedPrecondition (message lists the first missing digests) when a chunk
   // is missing; InvalidArgument when a stored chunk's size differs from the
   // manifest's or the chunks do not hash to its digest (the whole artifact is
@@ -115,7 +111,7 @@ class Store {
   // first envelope kept) when it exists already as the same release
   // (SameRelease: only `created` or the signatures differ). The artifact index
   // keeps the first version committed with a given whole-file digest.
-  virtual Result<bool> CommitVersion(const Manifest& m, std::string_view envelope_json) = 0;
+  virtual Result<bool> CommitVersion(const VerifiedManifest& verified) = 0;
   // The signed envelope JSON of a version, byte for byte as committed;
   // NotFound; InvalidArgument for an invalid model name or version.
   virtual Result<std::string> GetEnvelope(std::string_view model, std::string_view version) = 0;

@@ -140,9 +140,7 @@ std::string SignChannelState(const ChannelState& state, const SecretKey& online_
 
 Result<ChannelState> VerifyChannelState(const Root& root, std::string_view envelope_json, std::string_view model,
                                         std::string_view channel, uint64_t last_seen_state_version, int64_t now_ms) {
-  Result<Envelope> env = ParseEnvelope(envelope_json);
-  if (!env.ok()) return env.status();
-  Result<std::string> payload = VerifyPayload(root, "online", kTargetPayloadType, *env);
+  Result<std::string> payload = VerifyPayload(root, "online", kTargetPayloadType, envelope_json);
   if (!payload.ok()) return payload.status();
   Result<ChannelState> s = ChannelStateFromJson(*payload);
   if (!s.ok()) return s.status();

@@ -475,16 +475,20 @@ TEST_CASE("VerifyPayload checks the payload type and the role threshold") {
   const std::string manifest = R"({"schema":"meridian.manifest/v1","name":"m"})";
 
   Result<std::string> ok = VerifyPayload(root, "release", kManifestPayloadType,
-                                         SignedBy(kManifestPayloadType, manifest, {&rel1, &rel2}));
+                                         EnvelopeToJson(SignedBy(kManifestPayloadType, manifest, {&rel1, &rel2})));
   REQUIRE(ok.ok());
   CHECK(*ok == manifest);
 
   Result<std::string> wrong_type =
-      VerifyPayload(root, "release", kManifestPayloadType, SignedBy(kRootPayloadType, manifest, {&rel1, &rel2}));
+      VerifyPayload(root, "release", kManifestPayloadType,
+                    EnvelopeToJson(SignedBy(kRootPayloadType, manifest, {&rel1, &rel2})));
   CHECK(wrong_type.status().code() == Status::Code::kInvalidArgument);
+  CHECK(VerifyPayload(root, "release", kManifestPayloadType, "{\"payloadType\":1}").status().code() ==
+        Status::Code::kInvalidArgument);
 
   Result<std::string> wrong_role =
-      VerifyPayload(root, "release", kManifestPayloadType, SignedBy(kManifestPayloadType, manifest, {&onl, &rel1}));
+      VerifyPayload(root, "release", kManifestPayloadType,
+                    EnvelopeToJson(SignedBy(kManifestPayloadType, manifest, {&onl, &rel1})));
   CHECK(wrong_role.status().code() == Status::Code::kPermissionDenied);
   CHECK(wrong_role.status().message() == "release role: 1 of 2 required valid signatures");
 }

@@ -1,0 +1,55 @@
+// The trust layer: where a signed document from outside the process becomes a
+// value the program acts on. Each Verify* function parses the DSSE envelope,
+// checks its payload type and the signatures of the role that may sign it
+// (signing/ VerifyPayload), then parses the payload it vouched for — the bytes
+// verified are the bytes parsed. Channel states have theirs beside their type
+// (target/ VerifyChannelState); roots in signing/.
+//
+// Errors are alike for every document, so each caller maps them once:
+//   InvalidArgument   not a DSSE envelope, or one with another payload type
+//   PermissionDenied  too few valid signatures of the role
+//   Corruption        validly signed, but the payload is not a valid document
+//                     of its kind, or not the one asked for
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "base/digest.h"
+#include "base/status.h"
+#include "delta/delta_info.h"
+#include "manifest/manifest.h"
+#include "signing/signing.h"
+
+namespace meridian {
+
+// A manifest signed by a threshold of the root's release keys, with the
+// envelope it came in (what a daemon stores and serves byte for byte). Only
+// VerifySignedManifest makes one, so code that takes one — the store's
+// CommitVersion above all — cannot be handed bytes nobody checked.
+class VerifiedManifest {
+ public:
+  const Manifest& manifest() const { return manifest_; }
+  const std::string& envelope() const { return envelope_; }
+  // Corruption unless the manifest is of `model` and (when not empty) `version`:
+  // a validly signed manifest of another version served in place of the one asked for.
+  Status CheckNames(std::string_view model, std::string_view version = {}) const;
+
+ private:
+  friend Result<VerifiedManifest> VerifySignedManifest(const Root& root, std::string envelope_json);
+  VerifiedManifest(Manifest manifest, std::string envelope)
+      : manifest_(std::move(manifest)), envelope_(std::move(envelope)) {}
+
+  Manifest manifest_;
+  std::string envelope_;
+};
+
+// Verifies a manifest envelope (payload type kManifestPayloadType, role "release").
+Result<VerifiedManifest> VerifySignedManifest(const Root& root, std::string envelope_json);
+
+// Verifies a delta descriptor envelope (payload type kDeltaInfoPayloadType,
+// role "online") and that it describes the delta from `from` to `to`.
+Result<DeltaInfo> VerifyDeltaInfo(const Root& root, std::string_view envelope_json, const Digest& from,
+                                  const Digest& to);
+
+}  // namespace meridian
