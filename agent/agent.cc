@@ -27,6 +27,7 @@
 #include "agent/slots.h"
 #include "base/json.h"
 #include "base/file.h"
+#include "client/api.h"
 #include "client/delta_files.h"
 #include "client/http_client.h"
 #include "delta/delta_info.h"
@@ -114,24 +115,6 @@ bool IsTransient(const Status& st) {
 // Whether an error is the server's (try the next one) rather than our disk's.
 bool IsServerFault(const Status& st) { return st.code() != Status::Code::kIOError; }
 
-Status HttpError(const HttpReply& r, const std::string& what) {
-  std::string msg = fmt::format("{}: HTTP {}: {}", what, r.status, ErrorMessageOf(r));
-  if (r.status >= 500) return Status::Unavailable(msg);
-  return Status::FailedPrecondition(msg);
-}
-
-std::string Encode(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += fmt::format("%{:02X}", c);
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
 struct Agent::Impl {
@@ -192,11 +175,11 @@ struct Agent::Impl {
       bool done = false;
       for (size_t i = 0; i < servers.size() && !done; ++i) {
         size_t s = (preferred + i) % servers.size();
-        Result<HttpReply> reply = servers[s]->Post("/v1/terminals/" + Encode(config.id) + "/reports", r.body);
+        Result<HttpReply> reply = servers[s]->Post(TerminalReportsPath(config.id), r.body);
         if (!reply.ok()) {
           last = reply.status();
         } else if (reply->status >= 500 || reply->status == 401 || reply->status == 403 || reply->status == 429) {
-          last = HttpError(*reply, "report");  // the server may take it later, or another one now
+          last = ReplyError(*reply, "report");  // the server may take it later, or another one now
         } else {
           // 2xx: accepted. Another 4xx: the server will never take it; keeping
           // it would block every later report.
@@ -215,15 +198,11 @@ struct Agent::Impl {
   // The manifest of `t`: the envelope must hash to the digest the signed
   // state names, be signed by a threshold of release keys, and describe that version.
   Result<Manifest> FetchVerifiedManifest(HttpClient& c, const ModelConfig& m, const ChannelTarget& t) {
-    Result<HttpReply> r = c.Get("/v1/models/" + m.name + "/versions/" + Encode(t.version));
-    if (!r.ok()) return r.status();
-    if (r->status != 200) return HttpError(*r, "manifest");
-    if (Digest::Of(r->body).ToString() != t.ref.manifest_digest) {
+    Result<VerifiedManifest> verified = ManifestFromReply(root, c.Get(VersionPath(m.name, t.version)), m.name, t.version);
+    if (!verified.ok()) return verified.status();
+    if (Digest::Of(verified->envelope()).ToString() != t.ref.manifest_digest) {
       return Status::Corruption("manifest envelope does not match the digest in the signed channel state");
     }
-    Result<VerifiedManifest> verified = VerifySignedManifest(root, std::move(r->body));
-    if (!verified.ok()) return verified.status();
-    MERIDIAN_RETURN_IF_ERROR(verified->CheckNames(m.name, t.version));
     const Manifest& man = verified->manifest();
     if (man.digest.ToString() != t.ref.digest || man.size != t.ref.size) {
       return Status::Corruption("manifest does not describe the version the channel state names");
@@ -294,7 +273,7 @@ struct Agent::Impl {
       if (r->status == 416 && have == job.size) {
         offset = have;
       } else if (r->status != 200 && r->status != 206) {
-        return HttpError(*r, "download " + job.path);
+        return ReplyError(*r, "download " + job.path);
       }
       if (offset != job.size) {
         return Status::Unavailable(fmt::format("download {} ended at {} of {} bytes", job.path, offset, job.size));
@@ -314,17 +293,16 @@ struct Agent::Impl {
   // The signed descriptor of a delta from `from` to `to`, when the server has
   // a worthwhile one ready; nullopt means "download the artifact".
   std::optional<Job> DeltaJob(HttpClient& c, const Digest& from, const Digest& to) {
-    std::string base = "/v1/deltas/" + from.ToString() + "/" + to.ToString();
-    Result<HttpReply> r = c.Get(base + "/info");
+    Result<HttpReply> r = c.Get(DeltaInfoPath(from, to));
     // 409 while the daemon computes it, 404 without a delta service: the artifact then.
     if (!r.ok() || r->status != 200) return std::nullopt;
-    Result<DeltaInfo> info = VerifyDeltaInfo(root, r->body, from, to);
+    Result<DeltaInfo> info = DeltaInfoFromReply(root, r, from, to);
     if (!info.ok()) {
       Log("delta descriptor refused: " + info.status().ToString());
       return std::nullopt;
     }
     if (!info->worthwhile) return std::nullopt;
-    return Job{base, info->digest, info->size};
+    return Job{DeltaPath(from, to), info->digest, info->size};
   }
 
   // Applies a verified delta file to the current slot into staging; returns the target file.
@@ -375,7 +353,7 @@ struct Agent::Impl {
         MERIDIAN_RETURN_IF_ERROR(slots.CollectGarbage(true));
       }
     }
-    Result<std::string> file = Download(c, slots, Job{"/v1/artifacts/" + man.digest.ToString(), man.digest, man.size});
+    Result<std::string> file = Download(c, slots, Job{ArtifactPath(man.digest), man.digest, man.size});
     if (!file.ok()) return file.status();
     return file;
   }
@@ -407,9 +385,13 @@ struct Agent::Impl {
   // The target request of a model (long-polling up to `wait_s` seconds for a
   // state newer than the highest accepted so far).
   std::string TargetPath(const ModelConfig& m, const std::optional<Slot>& cur, int64_t wait_s) {
-    return fmt::format("/v1/terminals/{}/target?model={}&channel={}&current={}&profile={}&region={}&wait={}&known={}",
-                       Encode(config.id), m.name, m.channel, Encode(cur ? cur->version : ""), config.profile,
-                       config.region, wait_s, persisted.state_versions[m.name + "/" + m.channel]);
+    return meridian::TargetPath(config.id, {.model = m.name,
+                                            .channel = m.channel,
+                                            .current = cur ? cur->version : "",
+                                            .profile = config.profile,
+                                            .region = config.region,
+                                            .wait_s = wait_s,
+                                            .known_state_version = persisted.state_versions[m.name + "/" + m.channel]});
   }
 
   // One model against one server: `answered` is the server's reply to a long
@@ -429,7 +411,7 @@ struct Agent::Impl {
       *server_fault = false;
       return Status::Ok();  // no rollout ever set this channel: nothing to run yet
     }
-    if (r->status != 200) return HttpError(*r, "target");
+    if (r->status != 200) return ReplyError(*r, "target");
     Result<Json> reply = ParseJson(r->body, kTargetReplyBytesMax);
     if (!reply.ok()) return reply.status().WithContext("target reply");
     Json& j = *reply;

@@ -16,6 +16,7 @@
 #include "base/digest.h"
 #include "base/file.h"
 #include "cli/output.h"
+#include "client/api.h"
 #include "client/delta_files.h"
 #include "client/http_client.h"
 #include "delta/chunker.h"
@@ -95,9 +96,7 @@ Status ForEachParallel(const GlobalOptions& g, size_t count, int workers,
 
 Status FromReply(std::string_view what, const Result<HttpReply>& r, long want_status) {
   if (!r.ok()) return r.status();
-  if (r->status != want_status) {
-    return Status::FailedPrecondition(fmt::format("{}: HTTP {}: {}", what, r->status, ErrorMessageOf(*r)));
-  }
+  if (r->status != want_status) return ReplyError(*r, what);
   return Status::Ok();
 }
 
@@ -195,7 +194,7 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
     for (size_t i = begin; i < std::min(unique.size(), begin + kMissingQueryDigestsMax); ++i) {
       q["digests"].push_back(unique[i].ToString());
     }
-    Result<HttpReply> r = client.Post("/v1/chunks/missing", q.dump());
+    Result<HttpReply> r = client.Post(MissingChunksPath(), q.dump());
     if (Status st = FromReply("query missing chunks", r, 200); !st.ok()) return Fail(st);
     Result<nlohmann::json> answer = ParseJson(r->body, r->body.size());  // the client bounded the reply
     if (!answer.ok() || !answer->is_object() || !answer->contains("missing") || !(*answer)["missing"].is_array()) {
@@ -219,11 +218,9 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
     Bytes data(ref.size);
     MERIDIAN_RETURN_IF_ERROR(PreadAll(f.fd, data.data(), data.size(), chunked->offsets[to_upload[k]]));
     if (Digest::Of(data) != ref.digest) return Status::FailedPrecondition(o.path + " changed while publishing");
-    Result<HttpReply> r = c.Put("/v1/chunks/" + ref.digest.ToString(), data);
+    Result<HttpReply> r = c.Put(ChunkPath(ref.digest), data);
     if (!r.ok()) return r.status();
-    if (r->status != 200 && r->status != 201) {
-      return Status::FailedPrecondition(fmt::format("upload chunk: HTTP {}: {}", r->status, ErrorMessageOf(*r)));
-    }
+    if (r->status != 200 && r->status != 201) return ReplyError(*r, "upload chunk");
     progress.Add(ref.size);
     return Status::Ok();
   });
@@ -233,7 +230,7 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
   env.payload_type = std::string(kManifestPayloadType);
   env.payload = ToBytes(manifest_json);
   SignEnvelope(env, *key);
-  Result<HttpReply> r = client.Post("/v1/models/" + o.model + "/versions", EnvelopeToJson(env));
+  Result<HttpReply> r = client.Post(VersionsPath(o.model), EnvelopeToJson(env));
   if (!r.ok()) return Fail(r.status());
   if (r->status == 409) {
     return Fail(fmt::format("{} {} is already published with other bytes or metadata; publish a new version "
@@ -258,7 +255,7 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
 
 int ListModels(const GlobalOptions& g) {
   HttpClient client(g.server);
-  Result<HttpReply> r = client.Get("/v1/models");
+  Result<HttpReply> r = client.Get(ModelsPath());
   if (!r.ok()) return Fail(r.status());
   if (r->status != 200) return FailReply("list models", *r);
   Result<nlohmann::json> answer = ParseJson(r->body, r->body.size());
@@ -277,7 +274,7 @@ int ListModels(const GlobalOptions& g) {
 int ListVersions(const GlobalOptions& g, const std::string& model) {
   if (!IsValidModelName(model)) return Fail("invalid model name '" + model + "'");
   HttpClient client(g.server);
-  Result<HttpReply> r = client.Get("/v1/models/" + model + "/versions");
+  Result<HttpReply> r = client.Get(VersionsPath(model));
   if (!r.ok()) return Fail(r.status());
   if (r->status != 200) return FailReply("list versions", *r);
   Result<nlohmann::json> answer = ParseJson(r->body, r->body.size());
@@ -307,7 +304,7 @@ Status DownloadChunks(const GlobalOptions& g, const Manifest& m, int fd, uint64_
     const ChunkRef& ref = m.chunks[i];
     Bytes data;
     data.reserve(ref.size);
-    Result<HttpReply> cr = c.GetStreaming("/v1/chunks/" + ref.digest.ToString(), [&](ByteSpan piece) {
+    Result<HttpReply> cr = c.GetStreaming(ChunkPath(ref.digest), [&](ByteSpan piece) {
       data.insert(data.end(), piece.begin(), piece.end());
       return Status::Ok();
     }, ref.size);
@@ -316,10 +313,7 @@ Status DownloadChunks(const GlobalOptions& g, const Manifest& m, int fd, uint64_
                  ? Status::Corruption("chunk " + ref.digest.ToString() + " is longer than signed")
                  : cr.status();
     }
-    if (cr->status != 200) {
-      return Status::FailedPrecondition(
-          fmt::format("chunk {}: HTTP {}: {}", ref.digest.ToString(), cr->status, ErrorMessageOf(*cr)));
-    }
+    if (cr->status != 200) return ReplyError(*cr, "chunk " + ref.digest.ToString());
     if (data.size() != ref.size || Digest::Of(data) != ref.digest) {
       return Status::Corruption("chunk " + ref.digest.ToString() + " does not match its digest");
     }
@@ -351,13 +345,9 @@ Result<uint64_t> DownloadDelta(const GlobalOptions& g, const Root& root, const M
                                const std::string& from_file, const std::string& staging) {
   Result<Digest> from = DigestOfFile(from_file);
   if (!from.ok()) return from.status();
-  std::string base = "/v1/deltas/" + from->ToString() + "/" + m.digest.ToString();
   HttpClient client(g.server);
-  Result<HttpReply> r = client.Get(base + "/info");
-  if (!r.ok()) return r.status();
-  if (r->status != 200) return Status::Unavailable(fmt::format("HTTP {}: {}", r->status, ErrorMessageOf(*r)));
-  Result<DeltaInfo> info = VerifyDeltaInfo(root, r->body, *from, m.digest);
-  if (!info.ok()) return info.status().WithContext("delta descriptor rejected");
+  Result<DeltaInfo> info = DeltaInfoFromReply(root, client.Get(DeltaInfoPath(*from, m.digest)), *from, m.digest);
+  if (!info.ok()) return info.status();
   if (!info->worthwhile) return Status::FailedPrecondition("no delta worth downloading: " + info->reason);
 
   Result<std::unique_ptr<FileSourceReader>> source = FileSourceReader::Open(from_file);
@@ -371,13 +361,13 @@ Result<uint64_t> DownloadDelta(const GlobalOptions& g, const Root& root, const M
   DeltaDecoder decoder(**source, **sink, options);
   Sha256 delta_digest;
   Progress progress("downloading delta", info->size, !g.json);
-  Result<HttpReply> d = client.GetStreaming(base, [&](ByteSpan piece) {
+  Result<HttpReply> d = client.GetStreaming(DeltaPath(*from, m.digest), [&](ByteSpan piece) {
     delta_digest.Update(piece);
     progress.Add(piece.size());
     return decoder.Append(piece);
   }, info->size);
   if (!d.ok()) return d.status();
-  if (d->status != 200) return Status::Unavailable(fmt::format("HTTP {}: {}", d->status, ErrorMessageOf(*d)));
+  if (d->status != 200) return ReplyError(*d, "delta");
   if (delta_digest.Finish() != info->digest) return Status::Corruption("delta bytes do not match the signed digest");
   MERIDIAN_RETURN_IF_ERROR(decoder.Finish());
   MERIDIAN_RETURN_IF_ERROR((*sink)->Sync());
@@ -393,14 +383,9 @@ int Pull(const GlobalOptions& g, const PullOptions& o) {
   if (!root.ok()) return Fail(root.status());
 
   HttpClient client(g.server);
-  Result<HttpReply> r = client.Get("/v1/models/" + o.model + "/versions/" + o.version);
-  if (!r.ok()) return Fail(r.status());
-  if (r->status != 200) return FailReply("fetch manifest", *r);
-  Result<VerifiedManifest> verified = VerifySignedManifest(*root, std::move(r->body));
-  if (!verified.ok()) return Fail("manifest rejected: " + verified.status().message());
-  if (Status named = verified->CheckNames(o.model, o.version); !named.ok()) {
-    return Fail("manifest rejected: " + named.message());
-  }
+  Result<VerifiedManifest> verified =
+      ManifestFromReply(*root, client.Get(VersionPath(o.model, o.version)), o.model, o.version);
+  if (!verified.ok()) return Fail(verified.status());
   const Manifest& m = verified->manifest();
 
   std::string tmp = o.out + ".partial." + std::to_string(::getpid());

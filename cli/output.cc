@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "client/api.h"
+
 namespace meridian::cli {
 
 int Fail(std::string_view message) {
@@ -13,7 +15,7 @@ int Fail(std::string_view message) {
 }
 
 int FailReply(std::string_view what, const HttpReply& reply) {
-  return Fail(fmt::format("{}: HTTP {}: {}", what, reply.status, ErrorMessageOf(reply)));
+  return Fail(ReplyError(reply, what));
 }
 
 void PrintJson(const nlohmann::json& j) { fmt::print("{}\n", j.dump(2)); }

@@ -12,6 +12,7 @@
 #include "base/clock.h"
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "client/api.h"
 #include "client/http_client.h"
 #include "rollout/rollout.h"
 
@@ -62,9 +63,7 @@ Result<nlohmann::json> Call(const GlobalOptions& g, const std::string& method, c
   HttpClient client(g.server, HttpClientOptions{.timeout_ms = 60'000, .bearer_token = g.token});
   Result<HttpReply> r = method == "GET" ? client.Get(path) : client.Post(path, body);
   if (!r.ok()) return Status::Unavailable(fmt::format("{}: {}", what, r.status().message()));
-  if (r->status != want_status) {
-    return Status::FailedPrecondition(fmt::format("{}: HTTP {}: {}", what, r->status, ErrorMessageOf(*r)));
-  }
+  if (r->status != want_status) return ReplyError(*r, what);
   Result<nlohmann::json> j = ParseJson(r->body, r->body.size());  // the client bounded the reply
   if (!j.ok()) return Status::Corruption(what + ": the daemon's answer is not JSON: " + j.status().message());
   return j;
@@ -191,27 +190,27 @@ void PrintEventsText(const nlohmann::json& j) {
 int RolloutStart(const GlobalOptions& g, const RolloutOptions& o) {
   Result<std::string> body = SpecJson(o);
   if (!body.ok()) return Fail(body.status());
-  return CallAndShow(g, "POST", "/v1/rollouts", *body, 201, "start rollout", PrintStatusText);
+  return CallAndShow(g, "POST", RolloutsPath(), *body, 201, "start rollout", PrintStatusText);
 }
 
 int RolloutPlan(const GlobalOptions& g, const RolloutOptions& o) {
   Result<std::string> body = SpecJson(o);
   if (!body.ok()) return Fail(body.status());
-  return CallAndShow(g, "POST", "/v1/rollout-plans", *body, 200, "plan rollout", PrintPlanText);
+  return CallAndShow(g, "POST", RolloutPlansPath(), *body, 200, "plan rollout", PrintPlanText);
 }
 
 int RolloutList(const GlobalOptions& g) {
-  return CallAndShow(g, "GET", "/v1/rollouts", "", 200, "list rollouts", PrintListText);
+  return CallAndShow(g, "GET", RolloutsPath(), "", 200, "list rollouts", PrintListText);
 }
 
 int RegionList(const GlobalOptions& g) {
-  return CallAndShow(g, "GET", "/v1/regions", "", 200, "list regions", PrintRegionListText);
+  return CallAndShow(g, "GET", RegionsPath(), "", 200, "list regions", PrintRegionListText);
 }
 
 int RolloutStatus(const GlobalOptions& g, const std::string& id, bool watch) {
   auto until = std::chrono::steady_clock::now() + kWatchMax;
   for (;;) {
-    Result<nlohmann::json> j = Call(g, "GET", "/v1/rollouts/" + id, "", 200, "rollout status");
+    Result<nlohmann::json> j = Call(g, "GET", RolloutPath(id), "", 200, "rollout status");
     if (!j.ok()) return Fail(j.status());
     if (g.json) {
       PrintJson(*j);
@@ -229,11 +228,11 @@ int RolloutStatus(const GlobalOptions& g, const std::string& id, bool watch) {
 int RolloutAct(const GlobalOptions& g, const std::string& action, const std::string& id, const std::string& reason) {
   nlohmann::json body = nlohmann::json::object();
   if (!reason.empty()) body["reason"] = reason;
-  return CallAndShow(g, "POST", "/v1/rollouts/" + id + "/" + action, body.dump(), 200, action, PrintStatusText);
+  return CallAndShow(g, "POST", RolloutActionPath(id, action), body.dump(), 200, action, PrintStatusText);
 }
 
 int RolloutEvents(const GlobalOptions& g, const std::string& id) {
-  return CallAndShow(g, "GET", "/v1/rollouts/" + id + "/events", "", 200, "rollout events", PrintEventsText);
+  return CallAndShow(g, "GET", RolloutEventsPath(id), "", 200, "rollout events", PrintEventsText);
 }
 
 }  // namespace meridian::cli

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/encoding.h"
+#include "client/api.h"
 #include "base/json.h"
 #include "delta/delta_info.h"
 #include "manifest/manifest.h"
@@ -116,8 +117,12 @@ std::string Follower::PollPath(uint64_t known, int64_t wait_s) {
     std::lock_guard lock(mu_);
     last_error = status_.last_error.substr(0, kRegionErrorBytesMax);
   }
-  return fmt::format("/v1/sync?region={}&known={}&wait={}&stored_bytes={}&terminals={}&last_error={}", options_.region,
-                     known, wait_s, st.disk_bytes, rollouts_.KnownTerminals(), PercentEncode(last_error));
+  return SyncPath({.region = options_.region,
+                   .known = known,
+                   .wait_s = wait_s,
+                   .stored_bytes = st.disk_bytes,
+                   .terminals = rollouts_.KnownTerminals(),
+                   .last_error = std::move(last_error)});
 }
 
 void Follower::Run() {
@@ -132,8 +137,7 @@ void Follower::Run() {
     }
     Result<HttpReply> r = up.Get(PollPath(known, wait_s));
     Result<SyncDocument> doc = !r.ok()              ? Result<SyncDocument>(r.status())
-                               : r->status != 200 ? Status::Unavailable(fmt::format("sync: HTTP {}: {}", r->status,
-                                                                                    ErrorMessageOf(*r)))
+                               : r->status != 200 ? ReplyError(*r, "sync")
                                                   : ParseSyncDocument(r->body);
     bool complete = false;
     std::string problem;
@@ -266,12 +270,8 @@ Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* comple
 }
 
 Status Follower::FetchVersion(UpstreamClient& up, const SyncVersion& v) {
-  Result<HttpReply> r = up.Get(fmt::format("/v1/models/{}/versions/{}", v.model, v.version));
-  if (!r.ok()) return r.status();
-  if (r->status != 200) return Status::Unavailable(fmt::format("manifest: HTTP {}: {}", r->status, ErrorMessageOf(*r)));
-  Result<VerifiedManifest> verified = VerifySignedManifest(root_, std::move(r->body));
+  Result<VerifiedManifest> verified = ManifestFromReply(root_, up.Get(VersionPath(v.model, v.version)), v.model, v.version);
   if (!verified.ok()) return verified.status();
-  MERIDIAN_RETURN_IF_ERROR(verified->CheckNames(v.model, v.version));
   const Manifest& m = verified->manifest();
   // The signed manifest decides residency, whatever the listing said.
   if (!ResidencyAllows(m.regions, options_.region)) return Status::Ok();
@@ -280,9 +280,9 @@ Status Follower::FetchVersion(UpstreamClient& up, const SyncVersion& v) {
   Result<std::vector<Digest>> missing = store_.MissingChunks(digests);
   if (!missing.ok()) return missing.status();
   for (const Digest& d : *missing) {
-    Result<HttpReply> chunk = up.Get("/v1/chunks/" + d.ToString());
+    Result<HttpReply> chunk = up.Get(ChunkPath(d));
     if (!chunk.ok()) return chunk.status();
-    if (chunk->status != 200) return Status::Unavailable(fmt::format("chunk {}: HTTP {}", d.ToString(), chunk->status));
+    if (chunk->status != 200) return ReplyError(*chunk, "chunk " + d.ToString());
     MERIDIAN_RETURN_IF_ERROR(store_.PutChunk(d, AsBytes(chunk->body)));  // re-hashed: a lying upstream fails here
   }
   Result<bool> made_visible = store_.CommitVersion(*verified);
@@ -293,12 +293,8 @@ Status Follower::FetchVersion(UpstreamClient& up, const SyncVersion& v) {
 }
 
 Status Follower::FetchDelta(UpstreamClient& up, const Digest& from, const Digest& to) {
-  std::string path = "/v1/deltas/" + from.ToString() + "/" + to.ToString();
-  Result<HttpReply> r = up.Get(path + "/info");
-  if (!r.ok()) return r.status();
-  if (r->status == 409) return Status::FailedPrecondition("pending upstream");
-  if (r->status != 200) return Status::Unavailable(fmt::format("delta info: HTTP {}: {}", r->status, ErrorMessageOf(*r)));
-  Result<DeltaInfo> info = VerifyDeltaInfo(root_, r->body, from, to);
+  Result<HttpReply> r = up.Get(DeltaInfoPath(from, to));
+  Result<DeltaInfo> info = DeltaInfoFromReply(root_, r, from, to);  // FailedPrecondition while upstream makes it
   if (!info.ok()) return info.status();
   DeltaRecord record{*info, {}, r->body};
   if (info->worthwhile) {
@@ -309,7 +305,7 @@ Status Follower::FetchDelta(UpstreamClient& up, const Digest& from, const Digest
       DeltaChunkWriter writer(store_);
       Sha256 hasher;
       uint64_t received = 0;
-      Result<HttpReply> got = c.GetStreaming(path, [&](ByteSpan piece) {
+      Result<HttpReply> got = c.GetStreaming(DeltaPath(from, to), [&](ByteSpan piece) {
         hasher.Update(piece);
         received += piece.size();
         return writer.Append(piece);
@@ -322,7 +318,7 @@ Status Follower::FetchDelta(UpstreamClient& up, const Digest& from, const Digest
       return got;
     });
     if (!reply.ok()) return reply.status();
-    if (reply->status != 200) return Status::Unavailable(fmt::format("delta: HTTP {}", reply->status));
+    if (reply->status != 200) return ReplyError(*reply, "delta");
     if (!chunks.ok()) return chunks.status();
     record.chunks = std::move(*chunks);
   }

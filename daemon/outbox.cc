@@ -10,6 +10,7 @@
 
 #include "base/encoding.h"
 #include "base/json.h"
+#include "client/api.h"
 
 namespace meridian {
 
@@ -146,9 +147,9 @@ void ReportOutbox::Run() {
     std::vector<std::pair<std::string, std::optional<std::string>>> done;
     for (size_t i = 0; i < n; ++i) done.emplace_back(pending_[i].first, std::nullopt);
     lock.unlock();
-    Result<HttpReply> r = upstream.Post("/v1/reports", body);
+    Result<HttpReply> r = upstream.Post(ReportsPath(), body);
     Status st = !r.ok()              ? r.status()
-                : r->status != 200 ? Status::Unavailable(fmt::format("HTTP {}: {}", r->status, ErrorMessageOf(*r)))
+                : r->status != 200 ? ReplyError(*r, "forward reports")
                                      : store_.WriteState(done);
     lock.lock();
     upstream_ok_ = st.ok();

@@ -1,0 +1,77 @@
+#include "client/api.h"
+
+#include <fmt/format.h>
+
+#include "base/encoding.h"
+
+namespace meridian {
+
+std::string ModelsPath() { return "/v1/models"; }
+std::string VersionsPath(std::string_view model) { return "/v1/models/" + PercentEncode(model) + "/versions"; }
+std::string VersionPath(std::string_view model, std::string_view version) {
+  return VersionsPath(model) + "/" + PercentEncode(version);
+}
+std::string MissingChunksPath() { return "/v1/chunks/missing"; }
+std::string ChunkPath(const Digest& chunk) { return "/v1/chunks/" + chunk.ToString(); }
+std::string ArtifactPath(const Digest& artifact) { return "/v1/artifacts/" + artifact.ToString(); }
+std::string DeltaPath(const Digest& from, const Digest& to) {
+  return "/v1/deltas/" + from.ToString() + "/" + to.ToString();
+}
+std::string DeltaInfoPath(const Digest& from, const Digest& to) { return DeltaPath(from, to) + "/info"; }
+
+std::string TargetPath(std::string_view terminal, const TargetQuery& q) {
+  return fmt::format("/v1/terminals/{}/target?model={}&channel={}&current={}&profile={}&region={}&wait={}&known={}",
+                     PercentEncode(terminal), PercentEncode(q.model), PercentEncode(q.channel),
+                     PercentEncode(q.current), PercentEncode(q.profile), PercentEncode(q.region), q.wait_s,
+                     q.known_state_version);
+}
+std::string TerminalReportsPath(std::string_view terminal) {
+  return "/v1/terminals/" + PercentEncode(terminal) + "/reports";
+}
+
+std::string ReportsPath() { return "/v1/reports"; }
+std::string SyncPath(const SyncQuery& q) {
+  return fmt::format("/v1/sync?region={}&known={}&wait={}&stored_bytes={}&terminals={}&last_error={}",
+                     PercentEncode(q.region), q.known, q.wait_s, q.stored_bytes, q.terminals,
+                     PercentEncode(q.last_error));
+}
+std::string RegionsPath() { return "/v1/regions"; }
+
+std::string RolloutsPath() { return "/v1/rollouts"; }
+std::string RolloutPlansPath() { return "/v1/rollout-plans"; }
+std::string RolloutPath(std::string_view id) { return RolloutsPath() + "/" + PercentEncode(id); }
+std::string RolloutEventsPath(std::string_view id) { return RolloutPath(id) + "/events"; }
+std::string RolloutActionPath(std::string_view id, std::string_view action) {
+  return RolloutPath(id) + "/" + PercentEncode(action);
+}
+
+Status ReplyError(const HttpReply& reply, std::string_view what) {
+  std::string msg = fmt::format("{}: HTTP {}: {}", what, reply.status, ErrorMessageOf(reply));
+  if (reply.status >= 500) return Status::Unavailable(std::move(msg));
+  if (reply.status == 404) return Status::NotFound(std::move(msg));
+  if (reply.status == 401 || reply.status == 403) return Status::PermissionDenied(std::move(msg));
+  if (reply.status == 409) return Status::FailedPrecondition(std::move(msg));
+  return Status::InvalidArgument(std::move(msg));
+}
+
+Result<VerifiedManifest> ManifestFromReply(const Root& root, Result<HttpReply> reply, std::string_view model,
+                                           std::string_view version) {
+  if (!reply.ok()) return reply.status();
+  if (reply->status != 200) return ReplyError(*reply, "manifest");
+  Result<VerifiedManifest> verified = VerifySignedManifest(root, std::move(reply->body));
+  if (!verified.ok()) return verified.status().WithContext("manifest rejected");
+  MERIDIAN_RETURN_IF_ERROR(verified->CheckNames(model, version).WithContext("manifest rejected"));
+  return verified;
+}
+
+Result<DeltaInfo> DeltaInfoFromReply(const Root& root, const Result<HttpReply>& reply, const Digest& from,
+                                     const Digest& to) {
+  if (!reply.ok()) return reply.status();
+  if (reply->status == 409) return Status::FailedPrecondition("pending");
+  if (reply->status != 200) return ReplyError(*reply, "delta descriptor");
+  Result<DeltaInfo> info = VerifyDeltaInfo(root, reply->body, from, to);
+  if (!info.ok()) return info.status().WithContext("delta descriptor rejected");
+  return info;
+}
+
+}  // namespace meridian

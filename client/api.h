@@ -1,0 +1,80 @@
+// The daemon's HTTP API as its clients see it. Every "/v1/…" path the CLI,
+// the agent and a region's follower send is built here, once per route, with
+// its parameters percent-encoded (daemon/api.cc registers the same patterns;
+// docs/api.md lists them). Replies that carry signed documents are read here
+// too, through the trust layer, so each client checks them the same way.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "base/digest.h"
+#include "base/status.h"
+#include "client/http_client.h"
+#include "trust/trust.h"
+
+namespace meridian {
+
+// --- publishing and reading versions
+std::string ModelsPath();
+std::string VersionsPath(std::string_view model);
+std::string VersionPath(std::string_view model, std::string_view version);
+std::string MissingChunksPath();
+std::string ChunkPath(const Digest& chunk);
+std::string ArtifactPath(const Digest& artifact);
+std::string DeltaPath(const Digest& from, const Digest& to);
+std::string DeltaInfoPath(const Digest& from, const Digest& to);
+
+// --- terminals
+struct TargetQuery {
+  std::string model;
+  std::string channel;
+  std::string current;  // the version the terminal runs; empty for none
+  std::string profile;
+  std::string region;
+  int64_t wait_s = 0;               // long poll up to this long for a state newer than `known`
+  uint64_t known_state_version = 0;
+};
+std::string TargetPath(std::string_view terminal, const TargetQuery& q);
+std::string TerminalReportsPath(std::string_view terminal);
+
+// --- regions
+std::string ReportsPath();  // a region forwarding its terminals' reports upstream
+struct SyncQuery {
+  std::string region;
+  uint64_t known = 0;
+  int64_t wait_s = 0;
+  uint64_t stored_bytes = 0;
+  uint64_t terminals = 0;
+  std::string last_error;
+};
+std::string SyncPath(const SyncQuery& q);
+std::string RegionsPath();
+
+// --- rollouts
+std::string RolloutsPath();
+std::string RolloutPlansPath();
+std::string RolloutPath(std::string_view id);
+std::string RolloutEventsPath(std::string_view id);
+std::string RolloutActionPath(std::string_view id, std::string_view action);  // promote, pause, …
+
+// A non-2xx reply as a Status whose message names `what`, the HTTP status and
+// the server's error message: Unavailable for 5xx (another try, or another
+// server, may do better), NotFound for 404, PermissionDenied for 401 and 403,
+// FailedPrecondition for 409 (the server's state forbids it now),
+// InvalidArgument for any other.
+Status ReplyError(const HttpReply& reply, std::string_view what);
+
+// The reply to GET VersionPath(model, version), verified (trust/): a transport
+// failure or an error reply as above, then VerifySignedManifest's errors, and
+// Corruption for a manifest of another version (these "manifest rejected: …").
+Result<VerifiedManifest> ManifestFromReply(const Root& root, Result<HttpReply> reply, std::string_view model,
+                                           std::string_view version);
+
+// The reply to GET DeltaInfoPath(from, to), verified (trust/ VerifyDeltaInfo);
+// a 409 (the daemon is still making it) is FailedPrecondition "pending".
+Result<DeltaInfo> DeltaInfoFromReply(const Root& root, const Result<HttpReply>& reply, const Digest& from,
+                                     const Digest& to);
+
+}  // namespace meridian
