@@ -304,19 +304,12 @@ Status DownloadChunks(const GlobalOptions& g, const Manifest& m, int fd, uint64_
     const ChunkRef& ref = m.chunks[i];
     Bytes data;
     data.reserve(ref.size);
-    Result<HttpReply> cr = c.GetStreaming(ChunkPath(ref.digest), [&](ByteSpan piece) {
+    Result<HttpReply> cr = GetVerified(c, ChunkPath(ref.digest), ref.digest, ref.size, [&](ByteSpan piece) {
       data.insert(data.end(), piece.begin(), piece.end());
       return Status::Ok();
-    }, ref.size);
-    if (!cr.ok()) {
-      return cr.status().code() == Status::Code::kResourceExhausted
-                 ? Status::Corruption("chunk " + ref.digest.ToString() + " is longer than signed")
-                 : cr.status();
-    }
+    });
+    if (!cr.ok()) return cr.status();
     if (cr->status != 200) return ReplyError(*cr, "chunk " + ref.digest.ToString());
-    if (data.size() != ref.size || Digest::Of(data) != ref.digest) {
-      return Status::Corruption("chunk " + ref.digest.ToString() + " does not match its digest");
-    }
     downloaded += data.size();
     progress.Add(data.size());
     return PwriteAll(fd, data.data(), data.size(), offsets[i]);
@@ -359,16 +352,13 @@ Result<uint64_t> DownloadDelta(const GlobalOptions& g, const Root& root, const M
   options.target_digest = m.digest;
   options.target_bytes_max = m.size;
   DeltaDecoder decoder(**source, **sink, options);
-  Sha256 delta_digest;
   Progress progress("downloading delta", info->size, !g.json);
-  Result<HttpReply> d = client.GetStreaming(DeltaPath(*from, m.digest), [&](ByteSpan piece) {
-    delta_digest.Update(piece);
+  Result<HttpReply> d = GetVerified(client, DeltaPath(*from, m.digest), info->digest, info->size, [&](ByteSpan piece) {
     progress.Add(piece.size());
     return decoder.Append(piece);
-  }, info->size);
+  });
   if (!d.ok()) return d.status();
   if (d->status != 200) return ReplyError(*d, "delta");
-  if (delta_digest.Finish() != info->digest) return Status::Corruption("delta bytes do not match the signed digest");
   MERIDIAN_RETURN_IF_ERROR(decoder.Finish());
   MERIDIAN_RETURN_IF_ERROR((*sink)->Sync());
   return info->size;

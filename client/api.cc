@@ -74,4 +74,24 @@ Result<DeltaInfo> DeltaInfoFromReply(const Root& root, const Result<HttpReply>& 
   return info;
 }
 
+Result<HttpReply> GetVerified(HttpClient& client, const std::string& path, const Digest& digest, uint64_t size,
+                              const std::function<Status(ByteSpan)>& sink) {
+  Sha256 hasher;
+  uint64_t received = 0;
+  Result<HttpReply> reply = client.GetStreaming(path, [&](ByteSpan piece) {
+    hasher.Update(piece);
+    received += piece.size();
+    return sink(piece);
+  }, size);
+  if (!reply.ok()) {
+    if (reply.status().code() != Status::Code::kResourceExhausted) return reply.status();
+    return Status::Corruption(fmt::format("{}: more than the {} signed bytes ({})", path, size, reply.status().message()));
+  }
+  if (reply->status != 200) return reply;
+  if (received != size || hasher.Finish() != digest) {
+    return Status::Corruption(fmt::format("{}: {} bytes that do not match their signed digest", path, received));
+  }
+  return reply;
+}
+
 }  // namespace meridian

@@ -6,9 +6,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
+#include "base/bytes.h"
 #include "base/digest.h"
 #include "base/status.h"
 #include "client/http_client.h"
@@ -76,5 +78,14 @@ Result<VerifiedManifest> ManifestFromReply(const Root& root, Result<HttpReply> r
 // a 409 (the daemon is still making it) is FailedPrecondition "pending".
 Result<DeltaInfo> DeltaInfoFromReply(const Root& root, const Result<HttpReply>& reply, const Digest& from,
                                      const Digest& to);
+
+// GETs `path`, passing its 200 body to `sink` as it arrives, and checks that
+// it is exactly `size` bytes hashing to `digest` (a signed descriptor's or
+// manifest's): Corruption otherwise, also when the server sends more (the
+// transfer stops one byte past `size`). Another status comes back as the
+// reply, for the caller. The sink sees bytes before they are verified: it
+// must make nothing of them visible until this returns a 200.
+Result<HttpReply> GetVerified(HttpClient& client, const std::string& path, const Digest& digest, uint64_t size,
+                              const std::function<Status(ByteSpan)>& sink);
 
 }  // namespace meridian

@@ -303,17 +303,9 @@ Status Follower::FetchDelta(UpstreamClient& up, const Digest& from, const Digest
     Result<std::vector<ChunkRef>> chunks = Status::Unavailable("no upstream");
     Result<HttpReply> reply = up.Call([&](HttpClient& c) -> Result<HttpReply> {
       DeltaChunkWriter writer(store_);
-      Sha256 hasher;
-      uint64_t received = 0;
-      Result<HttpReply> got = c.GetStreaming(DeltaPath(from, to), [&](ByteSpan piece) {
-        hasher.Update(piece);
-        received += piece.size();
-        return writer.Append(piece);
-      }, info->size);
+      Result<HttpReply> got = GetVerified(c, DeltaPath(from, to), info->digest, info->size,
+                                          [&](ByteSpan piece) { return writer.Append(piece); });
       if (!got.ok() || got->status != 200) return got;
-      if (received != info->size || hasher.Finish() != info->digest) {
-        return Status::Corruption("delta bytes do not match their signed descriptor");
-      }
       chunks = writer.Finish();
       return got;
     });
