@@ -172,8 +172,11 @@ RouteTable Api::BuildRoutes() {
       [this](const HttpRequest& r) { return GetDelta(r, r.params[0], r.params[1], /*info=*/true); });
   add("GET", "/v1/terminals/{id}/target", terminal, 0, "what a terminal should run (long poll)",
       [this](const HttpRequest& r) { return TerminalTarget(r, r.params[0]); });
+  // The origin counts reports; a region forwards them to its upstream.
   add("POST", "/v1/terminals/{id}/reports", terminal, json, "a terminal's install or health report",
-      [this](const HttpRequest& r) { return TerminalReport(r, r.params[0]); });
+      [this, origin](const HttpRequest& r) {
+        return origin ? TerminalReport(r, r.params[0]) : ForwardTerminalReport(r, r.params[0]);
+      });
   origin_only("GET", "/v1/rollouts", op, 0, "rollouts, oldest first", [this](const HttpRequest&) { return ListRollouts(); });
   origin_only("POST", "/v1/rollouts", op, json, "start a rollout", [this](const HttpRequest& r) { return StartRollout(r); });
   origin_only("POST", "/v1/rollout-plans", op, json, "what a rollout would do, per stage",
@@ -187,7 +190,7 @@ RouteTable Api::BuildRoutes() {
   add("GET", "/v1/sync", mirror, 0, "what a region downstream should hold (long poll)",
       [this](const HttpRequest& r) { return Sync(r); });
   add("POST", "/v1/reports", mirror, json, "reports forwarded by a region downstream",
-      [this](const HttpRequest& r) { return ForwardedReports(r); });
+      [this, origin](const HttpRequest& r) { return origin ? ForwardedReports(r) : RelayForwardedReports(r); });
   add("GET", "/v1/regions", op, 0, "the regions following this daemon", [this](const HttpRequest&) { return ListRegions(); });
   return t;
 }
@@ -629,25 +632,8 @@ Result<AgentReport> ParseAgentReport(const std::string& terminal_id, const nlohm
 HttpResponse Api::TerminalReport(const HttpRequest& req, const std::string& terminal_id) {
   Result<nlohmann::json> parsed = ParseJson(req.body, limits_.json_body_bytes_max);
   if (!parsed.ok()) return ErrorFor(parsed.status());
-  nlohmann::json& j = *parsed;
-  Result<AgentReport> a = ParseAgentReport(terminal_id, j);
+  Result<AgentReport> a = ParseAgentReport(terminal_id, *parsed);
   if (!a.ok()) return ErrorFor(a.status());
-  if (!region_.empty()) {
-    if (!a->report.region.empty() && a->report.region != region_) {
-      return JsonError(400, "wrong_region",
-                       fmt::format("this daemon serves region '{}'; the report says '{}'", region_, a->report.region));
-    }
-    if (!a->verdict) return JsonOk(202, {{"counted", false}});  // progress stays here
-    j["region"] = region_;
-    Result<bool> queued = outbox_->Enqueue({"", terminal_id, std::move(j)});
-    if (queued.status().code() == Status::Code::kResourceExhausted) {
-      HttpResponse r = JsonError(503, "outbox_full", queued.status().message());
-      r.Set("Retry-After", "30");
-      return r;
-    }
-    if (!queued.ok()) return ErrorFor(queued.status());
-    return JsonOk(202, {{"counted", false}, {"forwarded", true}});
-  }
   bool counted = false;
   if (a->verdict) {
     Result<bool> c = rollouts_.Report(a->rollout, a->model, a->channel, std::move(a->report));
@@ -655,6 +641,28 @@ HttpResponse Api::TerminalReport(const HttpRequest& req, const std::string& term
     counted = *c;
   }
   return JsonOk(202, {{"counted", counted}});
+}
+
+HttpResponse Api::ForwardTerminalReport(const HttpRequest& req, const std::string& terminal_id) {
+  Result<nlohmann::json> parsed = ParseJson(req.body, limits_.json_body_bytes_max);
+  if (!parsed.ok()) return ErrorFor(parsed.status());
+  nlohmann::json& j = *parsed;
+  Result<AgentReport> a = ParseAgentReport(terminal_id, j);
+  if (!a.ok()) return ErrorFor(a.status());
+  if (!a->report.region.empty() && a->report.region != region_) {
+    return JsonError(400, "wrong_region",
+                     fmt::format("this daemon serves region '{}'; the report says '{}'", region_, a->report.region));
+  }
+  if (!a->verdict) return JsonOk(202, {{"counted", false}});  // progress stays here
+  j["region"] = region_;
+  Result<bool> queued = outbox_->Enqueue({"", terminal_id, std::move(j)});
+  if (queued.status().code() == Status::Code::kResourceExhausted) {
+    HttpResponse r = JsonError(503, "outbox_full", queued.status().message());
+    r.Set("Retry-After", "30");
+    return r;
+  }
+  if (!queued.ok()) return ErrorFor(queued.status());
+  return JsonOk(202, {{"counted", false}, {"forwarded", true}});
 }
 
 HttpResponse Api::StartRollout(const HttpRequest& req) {
@@ -859,19 +867,23 @@ HttpResponse Api::Sync(const HttpRequest& req) {
   return r;
 }
 
+HttpResponse Api::RelayForwardedReports(const HttpRequest& req) {
+  Result<std::vector<ForwardedReport>> batch = ParseForwardedReports(req.body, limits_.forwarded_reports_max);
+  if (!batch.ok()) return ErrorFor(batch.status());
+  uint64_t accepted = 0, duplicates = 0;
+  // Passed on upstream, under the same ids.
+  for (ForwardedReport& f : *batch) {
+    Result<bool> queued = outbox_->Enqueue(std::move(f));
+    if (!queued.ok()) return ErrorFor(queued.status());
+    ++(*queued ? accepted : duplicates);
+  }
+  return JsonOk(200, {{"accepted", accepted}, {"duplicates", duplicates}, {"rejected", 0}});
+}
+
 HttpResponse Api::ForwardedReports(const HttpRequest& req) {
   Result<std::vector<ForwardedReport>> batch = ParseForwardedReports(req.body, limits_.forwarded_reports_max);
   if (!batch.ok()) return ErrorFor(batch.status());
   uint64_t accepted = 0, duplicates = 0, rejected = 0;
-  if (!region_.empty()) {
-    // Passed on upstream, under the same ids.
-    for (ForwardedReport& f : *batch) {
-      Result<bool> queued = outbox_->Enqueue(std::move(f));
-      if (!queued.ok()) return ErrorFor(queued.status());
-      ++(*queued ? accepted : duplicates);
-    }
-    return JsonOk(200, {{"accepted", accepted}, {"duplicates", duplicates}, {"rejected", rejected}});
-  }
   // Each report counts once: the batch's ids are recorded, with the counts,
   // in one write after its reports are processed. Reports processed but not
   // recorded (a crash in between) are processed again when the region sends

@@ -80,7 +80,8 @@ class Api final : public HttpHandler {
   HttpResponse GetVersion(const std::string& model, const std::string& version);
   HttpResponse RenderMetrics();
   HttpResponse TerminalTarget(const HttpRequest& req, const std::string& terminal_id);
-  HttpResponse TerminalReport(const HttpRequest& req, const std::string& terminal_id);
+  HttpResponse TerminalReport(const HttpRequest& req, const std::string& terminal_id);         // origin: counts it
+  HttpResponse ForwardTerminalReport(const HttpRequest& req, const std::string& terminal_id);  // region: queues it upstream
   HttpResponse StartRollout(const HttpRequest& req);
   HttpResponse PlanRollout(const HttpRequest& req);
   HttpResponse ListRollouts();
@@ -88,7 +89,8 @@ class Api final : public HttpHandler {
   HttpResponse ActOnRollout(const HttpRequest& req, const std::string& id, const std::string& action);
   HttpResponse RolloutEvents(const std::string& id);
   HttpResponse Sync(const HttpRequest& req);
-  HttpResponse ForwardedReports(const HttpRequest& req);
+  HttpResponse ForwardedReports(const HttpRequest& req);       // origin: counts them once
+  HttpResponse RelayForwardedReports(const HttpRequest& req);  // region: queues them upstream
   HttpResponse ListRegions();
   SyncDocument BuildSyncDocument(std::string_view for_region);
   // Empty when the request carries the token of `role` (or the role is
