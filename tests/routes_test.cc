@@ -1,6 +1,8 @@
-// docs/api.md carries the route tables of an origin and of a region exactly
-// as the daemon builds them (RoutesMarkdown); this test fails when they differ
-// and prints the block to paste between the markers.
+// The route table against its two readers. docs/api.md carries the route
+// tables of an origin and of a region exactly as the daemon builds them
+// (RoutesMarkdown); a test fails when they differ and prints the block to
+// paste between the markers. And every path client/api.h builds must match
+// the route it is meant for.
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -8,6 +10,7 @@
 #include <catch2/catch.hpp>
 
 #include "base/clock.h"
+#include "client/api.h"
 #include "daemon/api.h"
 #include "tests/harness.h"
 
@@ -48,4 +51,98 @@ TEST_CASE("docs/api.md lists the routes origin and region daemons serve") {
     std::printf("docs/api.md's route block should read:\n%s", want.c_str());
   }
   CHECK(same);
+}
+
+namespace {
+
+// A path as the daemon reads it: the route it matches (origin table) and the
+// placeholders' decoded values.
+struct Matched {
+  std::string pattern;
+  std::vector<std::string> params;
+  std::string query;
+};
+
+Matched MatchOrigin(const RouteTable& routes, std::string_view method, const std::string& path) {
+  Result<ParsedTarget> target = ParseTarget(path);
+  REQUIRE(target.ok());
+  std::vector<std::string> params;
+  Result<const Route*> route = routes.Find(method, target->segments, &params);
+  INFO(path);
+  REQUIRE(route.ok());
+  return {(*route)->pattern, params, target->query};
+}
+
+}  // namespace
+
+TEST_CASE("every path the client builds is a route the daemon serves, with the values it was given") {
+  TempDir dir;
+  Result<std::unique_ptr<Store>> store = Store::Open(dir / "store");
+  REQUIRE(store.ok());
+  Root root;
+  Metrics metrics;
+  Result<std::unique_ptr<Rollouts>> rollouts = Rollouts::Open(**store, std::nullopt, SystemClock::Get());
+  REQUIRE(rollouts.ok());
+  DeltaService deltas(**store, std::nullopt);
+  Api origin(**store, root, {}, metrics, **rollouts, deltas);
+  const RouteTable& routes = origin.routes();
+
+  const Digest a = Digest::Of(std::string_view("a")), b = Digest::Of(std::string_view("b"));
+  const std::string version = "1.0.0-rc.1+build.5";  // '+' must survive the trip
+  const std::string terminal = "pos 7/ä&x=1";        // nothing a terminal id holds may leak into the path or query
+  TargetQuery model_only;
+  model_only.model = "fraud";
+  SyncQuery region_only;
+  region_only.region = "sg";
+  struct Case {
+    const char* method;
+    std::string path;
+    const char* pattern;
+    std::vector<std::string> params;
+  };
+  const std::vector<Case> cases = {
+      {"GET", ModelsPath(), "/v1/models", {}},
+      {"GET", VersionsPath("fraud"), "/v1/models/{model}/versions", {"fraud"}},
+      {"POST", VersionsPath("fraud"), "/v1/models/{model}/versions", {"fraud"}},
+      {"GET", VersionPath("fraud", version), "/v1/models/{model}/versions/{version}", {"fraud", version}},
+      {"POST", MissingChunksPath(), "/v1/chunks/missing", {}},
+      {"GET", ChunkPath(a), "/v1/chunks/{digest}", {a.ToString()}},
+      {"PUT", ChunkPath(a), "/v1/chunks/{digest}", {a.ToString()}},
+      {"GET", ArtifactPath(a), "/v1/artifacts/{digest}", {a.ToString()}},
+      {"GET", DeltaPath(a, b), "/v1/deltas/{from}/{to}", {a.ToString(), b.ToString()}},
+      {"GET", DeltaInfoPath(a, b), "/v1/deltas/{from}/{to}/info", {a.ToString(), b.ToString()}},
+      {"GET", TargetPath(terminal, model_only), "/v1/terminals/{id}/target", {terminal}},
+      {"POST", TerminalReportsPath(terminal), "/v1/terminals/{id}/reports", {terminal}},
+      {"POST", ReportsPath(), "/v1/reports", {}},
+      {"GET", SyncPath(region_only), "/v1/sync", {}},
+      {"GET", RegionsPath(), "/v1/regions", {}},
+      {"GET", RolloutsPath(), "/v1/rollouts", {}},
+      {"POST", RolloutsPath(), "/v1/rollouts", {}},
+      {"POST", RolloutPlansPath(), "/v1/rollout-plans", {}},
+      {"GET", RolloutPath("r 1"), "/v1/rollouts/{id}", {"r 1"}},
+      {"GET", RolloutEventsPath("r 1"), "/v1/rollouts/{id}/events", {"r 1"}},
+      {"POST", RolloutActionPath("r 1", "promote"), "/v1/rollouts/{id}/{action}", {"r 1", "promote"}},
+  };
+  for (const Case& c : cases) {
+    INFO(c.method << " " << c.path);
+    Matched m = MatchOrigin(routes, c.method, c.path);
+    CHECK(m.pattern == c.pattern);
+    CHECK(m.params == c.params);
+  }
+
+  // Query values come back as they went in.
+  TargetQuery q{.model = "fraud", .channel = "beta&x", .current = version, .profile = "pos", .region = "sg",
+                .wait_s = 30, .known_state_version = 7};
+  Matched target = MatchOrigin(routes, "GET", TargetPath(terminal, q));
+  CHECK(QueryParam(target.query, "channel") == "beta&x");
+  CHECK(QueryParam(target.query, "current") == version);
+  CHECK(QueryParam(target.query, "wait") == "30");
+  CHECK(QueryParam(target.query, "known") == "7");
+  SyncQuery sq = region_only;
+  sq.known = 3;
+  sq.last_error = "a b&c=d";
+  Matched sync = MatchOrigin(routes, "GET", SyncPath(sq));
+  CHECK(QueryParam(sync.query, "region") == "sg");
+  CHECK(QueryParam(sync.query, "known") == "3");
+  CHECK(QueryParam(sync.query, "last_error") == "a b&c=d");
 }
