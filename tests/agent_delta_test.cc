@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/digest.h"
+#include "client/api.h"
 #include "client/http_client.h"
 #include "delta/delta.h"
 #include "delta/delta_info.h"
@@ -46,7 +47,7 @@ TEST_CASE("agent applies a signed delta, refuses bad ones in favour of the artif
   REQUIRE(delta->size() < v2.size() / 10);
   Result<SecretKey> online = ReadSecretKeyFile(d.data() + "/keys/online.key");
   REQUIRE(online.ok());
-  const std::string delta_path = "/v1/deltas/" + Digest::Of(v1).ToString() + "/" + Digest::Of(v2).ToString();
+  const std::string delta_path = DeltaPath(Digest::Of(v1), Digest::Of(v2));
 
   HttpClient daemon(d.url(), HttpClientOptions{.bearer_token = d.terminal_token()});
   std::mutex mu;

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/digest.h"
+#include "client/api.h"
 #include "client/http_client.h"
 #include "tests/harness.h"
 
@@ -135,7 +136,7 @@ TEST_CASE("fleet: 100 agents follow staged rollouts, an auto-rollback and a delt
   // v3, healthy: everyone moves, by delta when the daemon serves them.
   REQUIRE(d.Publish("fraud", "3.0.0", t / "v3").exit_code == 0);
   HttpClient probe(d.url());
-  std::string info = "/v1/deltas/" + Digest::Of(v1).ToString() + "/" + Digest::Of(v3).ToString() + "/info";
+  std::string info = DeltaInfoPath(Digest::Of(v1), Digest::Of(v3));
   bool deltas_served = false;
   WaitFor([&] {
     Result<HttpReply> r = probe.Get(info);

@@ -20,6 +20,7 @@
 
 #include "base/digest.h"
 #include "base/file.h"
+#include "client/api.h"
 #include "client/http_client.h"
 
 namespace meridian::testing {
@@ -245,7 +246,7 @@ std::string DaemonFixture::terminal_token() const { return ReadToken(data() + "/
 
 std::string DaemonFixture::StartRollout(const std::string& spec_json) {
   HttpClient c(url(), HttpClientOptions{.timeout_ms = 60'000, .bearer_token = operator_token()});
-  Result<HttpReply> r = c.Post("/v1/rollouts", spec_json);
+  Result<HttpReply> r = c.Post(RolloutsPath(), spec_json);
   if (!r.ok() || r->status != 201) {
     throw std::runtime_error("rollout start failed: " + (r.ok() ? r->body : r.status().ToString()));
   }
@@ -254,13 +255,13 @@ std::string DaemonFixture::StartRollout(const std::string& spec_json) {
 
 long DaemonFixture::RolloutAction(const std::string& id, const std::string& action, const std::string& reason) {
   HttpClient c(url(), HttpClientOptions{.timeout_ms = 60'000, .bearer_token = operator_token()});
-  Result<HttpReply> r = c.Post("/v1/rollouts/" + id + "/" + action, "{\"reason\":\"" + reason + "\"}");
+  Result<HttpReply> r = c.Post(RolloutActionPath(id, action), "{\"reason\":\"" + reason + "\"}");
   return r.ok() ? r->status : -1;
 }
 
 std::string DaemonFixture::GetRollout(const std::string& id, bool events) {
   HttpClient c(url(), HttpClientOptions{.timeout_ms = 60'000, .bearer_token = operator_token()});
-  Result<HttpReply> r = c.Get("/v1/rollouts/" + id + (events ? "/events" : ""));
+  Result<HttpReply> r = c.Get(events ? RolloutEventsPath(id) : RolloutPath(id));
   return r.ok() ? r->body : r.status().ToString();
 }
 

@@ -27,6 +27,7 @@
 
 #include "base/digest.h"
 #include "base/file.h"
+#include "client/api.h"
 #include "client/http_client.h"
 #include "delta/delta_info.h"
 #include "manifest/manifest.h"
@@ -246,7 +247,7 @@ TEST_CASE("nginx caches chunks, artifacts and deltas; errors, targets and report
 
   SECTION("a chunk: MISS, then HIT with the same bytes; meridiand sees one request") {
     const ChunkRef& c = m1.chunks[0];
-    const std::string path = "/v1/chunks/" + c.digest.ToString();
+    const std::string path = ChunkPath(c.digest);
     const std::string want(AsString(data.v1).substr(0, c.size));
     uint64_t before = Served(upstream, "GET /v1/chunks/{digest}", 206);
     HttpReply second = MissThenHit(proxy, path);
@@ -264,7 +265,7 @@ TEST_CASE("nginx caches chunks, artifacts and deltas; errors, targets and report
   }
 
   SECTION("an artifact: MISS, then HIT; Range is served from the slices") {
-    const std::string path = "/v1/artifacts/" + m1.digest.ToString();
+    const std::string path = ArtifactPath(m1.digest);
     uint64_t before = Served(upstream, "GET /v1/artifacts/{digest}", 206);
     CHECK(MissThenHit(proxy, path).body == AsString(data.v1));
     uint64_t slices = (data.v1.size() + kSliceBytes - 1) / kSliceBytes;
@@ -285,7 +286,7 @@ TEST_CASE("nginx caches chunks, artifacts and deltas; errors, targets and report
 
     // A Range request on a cold object fetches its slice and fills the cache.
     const ChunkRef& c = m1.chunks[1];
-    const std::string chunk = "/v1/chunks/" + c.digest.ToString();
+    const std::string chunk = ChunkPath(c.digest);
     Result<HttpReply> part = proxy.Get(chunk, {"Range: bytes=10-19"});
     REQUIRE(part.ok());
     CHECK(part->status == 206);
@@ -299,7 +300,7 @@ TEST_CASE("nginx caches chunks, artifacts and deltas; errors, targets and report
   }
 
   SECTION("errors are not stored: an unknown chunk, a pending delta") {
-    const std::string unknown = "/v1/chunks/" + Digest::Of(std::string_view("not published")).ToString();
+    const std::string unknown = ChunkPath(Digest::Of(std::string_view("not published")));
     for (int i = 0; i < 2; ++i) {
       Result<HttpReply> r = proxy.Get(unknown);
       REQUIRE(r.ok());
@@ -311,7 +312,7 @@ TEST_CASE("nginx caches chunks, artifacts and deltas; errors, targets and report
     // 409 delta_pending first, and that answer must not stick in the cache.
     REQUIRE(origin.Publish("fraud", "2.0.0", t / "v2").exit_code == 0);
     Manifest m2 = ManifestOf(proxy, "2.0.0");
-    const std::string reverse = "/v1/deltas/" + m2.digest.ToString() + "/" + m1.digest.ToString();
+    const std::string reverse = DeltaPath(m2.digest, m1.digest);
     Result<HttpReply> pending = proxy.Get(reverse);
     REQUIRE(pending.ok());
     CHECK(pending->status == 409);
@@ -481,7 +482,7 @@ TEST_CASE("nginx in front of a region: chunks from the cache, agents behind it v
 
   // v2 by delta, through nginx: the delta is computed on publish; wait for its descriptor.
   REQUIRE(origin.Publish("fraud", "2.0.0", t / "v2").exit_code == 0);
-  const std::string delta = "/v1/deltas/" + Digest::Of(data.v1).ToString() + "/" + Digest::Of(data.v2).ToString();
+  const std::string delta = DeltaPath(Digest::Of(data.v1), Digest::Of(data.v2));
   HttpClient proxy(nginx.url());
   Result<HttpReply> info = Status::Unavailable("");
   REQUIRE(WaitFor([&] {
