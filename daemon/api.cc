@@ -779,6 +779,11 @@ HttpResponse Api::RolloutEvents(const std::string& id) {
 
 namespace meridian {
 
+namespace {
+constexpr std::string_view kRegionSeenPrefix = "region-seen/";
+constexpr int64_t kRegionSeenPersistMs = 10'000;  // a poll's time is written at most this often, other changes at once
+}  // namespace
+
 SyncDocument Api::BuildSyncDocument(std::string_view for_region) {
   SyncDocument doc;
   Result<std::vector<std::string>> models = store_.ListModels();
@@ -834,6 +839,7 @@ HttpResponse Api::Sync(const HttpRequest& req) {
   uint64_t generation = rollouts_.notifier().generation();
   SyncDocument doc = BuildSyncDocument(*region);
   int64_t now = SystemClock::Get().NowUnixMillis();
+  std::optional<std::string> record;  // the region's seen-record, when due to be written
   {
     std::lock_guard lock(regions_mu_);
     auto it = regions_seen_.find(*region);
@@ -850,8 +856,15 @@ HttpResponse Api::Sync(const HttpRequest& req) {
       seen.terminals = terminals;
       const bool changed = seen.last_error != last_error;
       seen.last_error = std::move(last_error);
-      PersistRegionSeen(*region, seen, changed);
+      record = RegionSeenRecordIfDue(seen, changed);
     }
+  }
+  // Written outside the lock (a synced write must not hold up other regions'
+  // polls), and best effort: the record only tells operators when the region
+  // was last seen.
+  if (record && store_.WriteState({{std::string(kRegionSeenPrefix) + *region, *record}}).ok()) {
+    std::lock_guard lock(regions_mu_);
+    if (auto it = regions_seen_.find(*region); it != regions_seen_.end()) it->second.persisted_ms = now;
   }
   // Held only when the region is in step; one ahead of this daemon (whose
   // store was rebuilt) is answered at once and starts over from here.
@@ -925,11 +938,6 @@ HttpResponse Api::ForwardedReports(const HttpRequest& req) {
   return JsonOk(200, {{"accepted", accepted}, {"duplicates", duplicates}, {"rejected", rejected}});
 }
 
-namespace {
-constexpr std::string_view kRegionSeenPrefix = "region-seen/";
-constexpr int64_t kRegionSeenPersistMs = 10'000;  // a poll's time is written at most this often, other changes at once
-}  // namespace
-
 void Api::LoadRegionsSeen() {
   Result<std::vector<std::pair<std::string, std::string>>> records = store_.ScanState(kRegionSeenPrefix);
   if (!records.ok()) return;  // shown as never seen until they poll again
@@ -948,13 +956,12 @@ void Api::LoadRegionsSeen() {
   }
 }
 
-void Api::PersistRegionSeen(const std::string& region, RegionSeen& seen, bool changed) {
-  if (!changed && seen.last_seen_ms - seen.persisted_ms < kRegionSeenPersistMs) return;
+std::optional<std::string> Api::RegionSeenRecordIfDue(const RegionSeen& seen, bool changed) {
+  if (!changed && seen.last_seen_ms - seen.persisted_ms < kRegionSeenPersistMs) return std::nullopt;
   nlohmann::json j = {{"sync_version", seen.sync_version}, {"last_seen_ms", seen.last_seen_ms},
                       {"stored_bytes", seen.stored_bytes}, {"terminals", seen.terminals},
                       {"last_error", seen.last_error}};
-  // Best effort: the record only tells operators when the region was last seen.
-  if (store_.WriteState({{std::string(kRegionSeenPrefix) + region, j.dump()}}).ok()) seen.persisted_ms = seen.last_seen_ms;
+  return j.dump();
 }
 
 HttpResponse Api::ListRegions() {

@@ -128,7 +128,8 @@ class Api final : public HttpHandler {
   // Region records survive restarts (state "region-seen/<region>"), so the
   // last-seen times stay known; loaded by the constructor.
   void LoadRegionsSeen();
-  void PersistRegionSeen(const std::string& region, RegionSeen& seen, bool changed);
+  // The JSON record of `seen` to write, when its last write is old enough or it `changed`.
+  static std::optional<std::string> RegionSeenRecordIfDue(const RegionSeen& seen, bool changed);
   std::mutex forwarded_mu_;  // POST /v1/reports at the origin
   std::mutex regions_mu_;
   std::map<std::string, RegionSeen> regions_seen_;                       // guarded by regions_mu_
