@@ -4,6 +4,7 @@
 // nlohmann is used without exceptions.
 #include "base/json.h"
 
+#include <algorithm>
 #include <vector>
 
 #include <fmt/format.h>
@@ -86,6 +87,17 @@ const nlohmann::json* JsonFields::Array(std::string_view key, size_t max, bool r
   const nlohmann::json* v = Find(key, required);
   if (v == nullptr || (v->is_array() && v->size() <= max)) return v;
   Fail(key, fmt::format("must be an array of at most {} elements", max));
+  return nullptr;
+}
+
+const nlohmann::json* JsonFields::Objects(std::string_view key, size_t max, bool required) {
+  const nlohmann::json* v = Find(key, required);
+  if (v == nullptr) return v;
+  if (v->is_array() && v->size() <= max &&
+      std::all_of(v->begin(), v->end(), [](const nlohmann::json& e) { return e.is_object(); })) {
+    return v;
+  }
+  Fail(key, fmt::format("must be an array of at most {} objects", max));
   return nullptr;
 }
 

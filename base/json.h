@@ -66,6 +66,8 @@ class JsonFields {
   // not an array of at most `max` elements.
   const nlohmann::json* Object(std::string_view key, bool required = false);
   const nlohmann::json* Array(std::string_view key, size_t max, bool required = false);
+  // Array, of objects only: each one is read with a JsonFields of its own.
+  const nlohmann::json* Objects(std::string_view key, size_t max, bool required = false);
 
   void String(std::string_view key, std::string* out, bool required = false);
   void Strings(std::string_view key, std::vector<std::string>* out, bool required = false);

@@ -146,7 +146,7 @@ Result<Rollout> RolloutFromJson(std::string_view json) {
   JsonFields f(*j, "rollout", UnknownFields::kIgnore);
   const Json* spec_json = f.Object("spec", true);
   const Json* state_json = f.Object("state", true);
-  const Json* events_json = f.Array("events", kRolloutEventsMax + 1, true);
+  const Json* events_json = f.Objects("events", kRolloutEventsMax + 1, true);
   MERIDIAN_RETURN_IF_ERROR(f.Finish());
   Result<RolloutSpec> spec = SpecFromObject(*spec_json, UnknownFields::kIgnore);
   if (!spec.ok()) return spec.status();
@@ -155,7 +155,6 @@ Result<Rollout> RolloutFromJson(std::string_view json) {
   std::vector<RolloutEvent> events;
   events.reserve(events_json->size());
   for (const Json& e : *events_json) {
-    if (!e.is_object()) return Status::InvalidArgument("rollout: every event must be an object");
     Result<RolloutEvent> event = EventFromObject(e);
     if (!event.ok()) return event.status();
     events.push_back(std::move(*event));

@@ -59,7 +59,7 @@ Result<ChannelState> ChannelStateFromJson(std::string_view text) {
   f.Int64("issued_ms", &s.issued_ms, true);
   f.Int64("expires_ms", &s.expires_ms, true);
   f.String("version", &s.version, true);
-  const Json* rollouts = f.Array("rollouts", kChannelRolloutsMax, true);
+  const Json* rollouts = f.Objects("rollouts", kChannelRolloutsMax, true);
   const Json* versions = f.Object("versions", true);
   MERIDIAN_RETURN_IF_ERROR(f.Finish());
   if (type != kTargetDocumentType) return Status::InvalidArgument(fmt::format("channel state: type '{}'", type));
@@ -71,7 +71,6 @@ Result<ChannelState> ChannelStateFromJson(std::string_view text) {
     return Status::InvalidArgument(fmt::format("channel state: versions must be an object of at most {}", kChannelVersionsMax));
   }
   for (const Json& r : *rollouts) {
-    if (!r.is_object()) return Status::InvalidArgument("channel state: every rollout must be an object");
     JsonFields rf(r, "channel state rollout", UnknownFields::kIgnore);
     const Json* spec_json = rf.Object("spec", true);
     const Json* state_json = rf.Object("state", true);

@@ -145,7 +145,6 @@ std::string_view ColourName(Colour c) {
   return "unknown";
 }
 
-// Reads every kind of field of `text` under `unknown`; the values read go to `out`.
 struct Read {
   std::string s = "default";
   std::vector<std::string> strings;
@@ -157,6 +156,7 @@ struct Read {
   uint32_t u32 = 0;
   Colour colour = Colour::kRed;
 };
+// Reads every kind of field of `text` under `unknown` into `out`.
 Status ReadAll(std::string_view text, UnknownFields unknown, Read* out) {
   nlohmann::json j = nlohmann::json::parse(text);
   JsonFields f(j, "doc", unknown);
@@ -171,6 +171,7 @@ Status ReadAll(std::string_view text, UnknownFields unknown, Read* out) {
   f.Choice("colour", ColourName, &out->colour);
   f.Object("object");
   f.Array("array", 2);
+  f.Objects("objects", 1);
   return f.Finish();
 }
 
@@ -179,7 +180,7 @@ Status ReadAll(std::string_view text, UnknownFields unknown, Read* out) {
 TEST_CASE("JsonFields reads typed fields, keeps defaults, and names the first problem") {
   Read r;
   REQUIRE(ReadAll(R"({"strings":["a","b"],"numbers":[1,2.5],"number":-1.5,"flag":true,"i64":-7,"u":10,
-                      "u32":4294967295,"colour":"blue","object":{},"array":[1,2]})",
+                      "u32":4294967295,"colour":"blue","object":{},"array":[1,2],"objects":[{}]})",
                   UnknownFields::kRefuse, &r).ok());
   CHECK(r.s == "default");  // absent: left as it was
   CHECK(r.strings == std::vector<std::string>{"a", "b"});
@@ -209,6 +210,8 @@ TEST_CASE("JsonFields reads typed fields, keeps defaults, and names the first pr
            {R"({"colour":"green"})", "doc: field 'colour' must be one of red, blue"},
            {R"({"object":[]})", "doc: field 'object' must be an object"},
            {R"({"array":[1,2,3]})", "doc: field 'array' must be an array of at most 2 elements"},
+           {R"({"objects":[1]})", "doc: field 'objects' must be an array of at most 1 objects"},
+           {R"({"objects":[{},{}]})", "doc: field 'objects' must be an array of at most 1 objects"},
            {R"({"s":1,"flag":1,"u":99})", "doc: field 's' must be a string"},  // the first problem wins
            {R"({"s":1,"colur":"red"})", "doc: field 's' must be a string"},    // over an unknown field too
        }) {
