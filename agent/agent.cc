@@ -62,20 +62,25 @@ struct Persisted {
             {"last_error_at", last_error_at}, {"last_success_at", last_success_at},
             {"downloaded_bytes", downloaded_bytes}};
   }
+  // Unknown fields are ignored: a newer agent may have written the file before a downgrade.
   static Result<Persisted> FromJson(const std::string& text) {
-    Result<Json> parsed = ParseJson(text, text.size());  // read with a size limit already
+    Result<Json> parsed = ParseJsonObject(text, text.size(), "agent.json");  // read with a size limit already
+    if (!parsed.ok()) return Status::Corruption(parsed.status().message());
     Persisted p;
-    if (!parsed.ok() || !parsed->is_object()) return Status::Corruption("agent.json is not a JSON object");
-    const Json& j = *parsed;
-    try {
-      p.state_versions = j.at("state_versions").get<std::map<std::string, uint64_t>>();
-      p.failed = j.at("failed").get<std::map<std::string, std::vector<std::string>>>();
-      p.last_error = j.at("last_error").get<std::string>();
-      p.last_error_at = j.at("last_error_at").get<std::string>();
-      p.last_success_at = j.at("last_success_at").get<std::string>();
-      p.downloaded_bytes = j.at("downloaded_bytes").get<uint64_t>();
-    } catch (const Json::exception& e) {
-      return Status::Corruption(std::string("agent.json: ") + e.what());
+    JsonFields f(*parsed, "agent.json", UnknownFields::kIgnore);
+    const Json* versions = f.Object("state_versions", true);
+    const Json* failed = f.Object("failed", true);
+    f.String("last_error", &p.last_error, true);
+    f.String("last_error_at", &p.last_error_at, true);
+    f.String("last_success_at", &p.last_success_at, true);
+    f.Uint("downloaded_bytes", &p.downloaded_bytes, true);
+    if (Status st = f.Finish(); !st.ok()) return Status::Corruption(st.message());
+    JsonFields vf(*versions, "agent.json state_versions", UnknownFields::kIgnore);
+    for (const auto& item : versions->items()) vf.Uint(item.key(), &p.state_versions[item.key()]);
+    JsonFields ff(*failed, "agent.json failed", UnknownFields::kIgnore);
+    for (const auto& item : failed->items()) ff.Strings(item.key(), &p.failed[item.key()]);
+    for (const JsonFields* m : {&vf, &ff}) {
+      if (Status st = m->Finish(); !st.ok()) return Status::Corruption(st.message());
     }
     return p;
   }
@@ -95,15 +100,15 @@ struct Job {
 std::optional<Job> ReadJob(const std::string& file) {
   Result<std::string> text = ReadFileToString(file, kJobBytesMax);
   if (!text.ok()) return std::nullopt;
-  Result<Json> parsed = ParseJson(*text, kJobBytesMax);
+  Result<Json> parsed = ParseJsonObject(*text, kJobBytesMax, "job.json");
   if (!parsed.ok()) return std::nullopt;
-  Json& j = *parsed;
-  if (!j.is_object() || !j["path"].is_string() || !j["digest"].is_string() || !j["size"].is_number_unsigned()) {
-    return std::nullopt;
-  }
-  Result<Digest> d = Digest::Parse(j["digest"].get<std::string>());
-  if (!d.ok()) return std::nullopt;
-  return Job{j["path"].get<std::string>(), *d, j["size"].get<uint64_t>()};
+  Job job;
+  JsonFields f(*parsed, "job.json", UnknownFields::kIgnore);
+  f.String("path", &job.path, true);
+  f.Digest("digest", &job.digest, true);
+  f.Uint("size", &job.size, true);
+  if (!f.Finish().ok()) return std::nullopt;
+  return job;
 }
 
 // Whether a download stopped on the way (resume it) rather than on bad data.

@@ -576,37 +576,29 @@ Result<AgentReport> ParseAgentReport(const std::string& terminal_id, const nlohm
   auto bad = [](std::string message) { return Status::InvalidArgument(std::move(message)); };
   if (!IsValidTerminalId(terminal_id)) return bad("invalid terminal id");
   if (!j.is_object()) return bad("body must be a JSON object");
-  static const std::set<std::string> kFields = {"model", "version", "channel", "rollout", "stage", "event",
-                                                "reason", "health", "profile", "region"};
-  for (const auto& item : j.items()) {
-    if (!kFields.count(item.key())) return bad("unknown field '" + item.key() + "'");
-  }
-  auto str = [&](const char* key) -> std::optional<std::string> {
-    auto it = j.find(key);
-    if (it == j.end()) return std::string();
-    if (!it->is_string()) return std::nullopt;
-    return it->get<std::string>();
-  };
-  std::optional<std::string> model = str("model"), version = str("version"), channel = str("channel"),
-                             rollout = str("rollout"), event = str("event"), reason = str("reason"),
-                             profile = str("profile"), region = str("region");
-  if (!model || !version || !channel || !rollout || !event || !reason || !profile || !region) {
-    return bad("model, version, channel, rollout, event, reason, profile and region must be strings");
-  }
-  if (!IsValidModelName(*model)) return bad("model is required");
-  if (!rollout->empty() && !IsValidRolloutId(*rollout)) return bad("invalid rollout id");
-  if (!ValidOptionalName(*channel)) return bad("invalid channel");
-  AgentReport a{*model, channel->empty() ? "stable" : *channel, *rollout, false, {}};
+  // An agent wrote it, maybe one newer than this daemon: what it adds is ignored.
+  JsonFields f(j, "report", UnknownFields::kIgnore);
+  AgentReport a;
   meridian::TerminalReport& r = a.report;
+  std::string event;
+  f.String("model", &a.model);
+  f.String("version", &r.version);
+  f.String("channel", &a.channel);
+  f.String("rollout", &a.rollout);
+  f.String("event", &event);
+  f.String("reason", &r.reason);
+  f.String("profile", &r.profile);
+  f.String("region", &r.region);
+  const nlohmann::json* health = f.Object("health");
+  MERIDIAN_RETURN_IF_ERROR(f.Finish());
+  if (!IsValidModelName(a.model)) return bad("model is required");
+  if (!a.rollout.empty() && !IsValidRolloutId(a.rollout)) return bad("invalid rollout id");
+  if (!ValidOptionalName(a.channel)) return bad("invalid channel");
+  if (a.channel.empty()) a.channel = "stable";
   r.terminal_id = terminal_id;
-  r.profile = *profile;
-  r.region = *region;
-  r.version = *version;
-  r.reason = *reason;
   bool pass = true;
-  if (auto h = j.find("health"); h != j.end()) {
-    if (!h->is_object()) return bad("health must be an object");
-    for (const auto& item : h->items()) {
+  if (health != nullptr) {
+    for (const auto& item : health->items()) {
       if (item.key() == "pass") {
         if (!item.value().is_boolean()) return bad("health.pass must be true or false");
         pass = item.value().get<bool>();
@@ -618,11 +610,11 @@ Result<AgentReport> ParseAgentReport(const std::string& terminal_id, const nlohm
     }
   }
   // Only an install result judges a version; download and verify steps are progress.
-  a.verdict = *event == "installed" || *event == "failed";
-  if (!a.verdict && *event != "downloaded" && *event != "verified") {
+  a.verdict = event == "installed" || event == "failed";
+  if (!a.verdict && event != "downloaded" && event != "verified") {
     return bad("event must be downloaded, verified, installed or failed");
   }
-  r.outcome = *event == "failed" || !pass ? ReportOutcome::kFailure : ReportOutcome::kSuccess;
+  r.outcome = event == "failed" || !pass ? ReportOutcome::kFailure : ReportOutcome::kSuccess;
   MERIDIAN_RETURN_IF_ERROR(ValidateReport(r));
   return a;
 }
@@ -752,12 +744,12 @@ HttpResponse Api::ActOnRollout(const HttpRequest& req, const std::string& id, co
   if (!action.ok() || *action == RolloutAction::kStart) return JsonError(404, "not_found", "no such rollout action");
   std::string reason;
   if (!req.body.empty()) {
-    Result<nlohmann::json> j = ParseJson(req.body, limits_.json_body_bytes_max);
-    if (!j.ok() || !j->is_object() || (j->contains("reason") && !(*j)["reason"].is_string()) ||
-        j->size() > (j->contains("reason") ? 1u : 0u)) {
-      return JsonError(400, "invalid_argument", "body must be {\"reason\":\"…\"} or empty");
-    }
-    reason = j->value("reason", "");
+    // An operator's words: an unknown field is a typo, refused.
+    Result<nlohmann::json> j = ParseJsonObject(req.body, limits_.json_body_bytes_max, "body");
+    if (!j.ok()) return ErrorFor(j.status());
+    JsonFields f(*j, "body", UnknownFields::kRefuse);
+    f.String("reason", &reason);
+    if (Status st = f.Finish(); !st.ok()) return ErrorFor(st);
   }
   Result<Rollout> r = rollouts_.Act(id, *action, ActorOf(req), reason);
   if (!r.ok()) return ErrorFor(r.status());
@@ -943,14 +935,16 @@ void Api::LoadRegionsSeen() {
   if (!records.ok()) return;  // shown as never seen until they poll again
   std::lock_guard lock(regions_mu_);
   for (const auto& [key, value] : *records) {
-    Result<nlohmann::json> j = ParseJson(value, value.size());
-    if (!j.ok() || !j->is_object() || regions_seen_.size() >= limits_.regions_max) continue;
+    Result<nlohmann::json> j = ParseJsonObject(value, value.size(), key);
+    if (!j.ok() || regions_seen_.size() >= limits_.regions_max) continue;
     RegionSeen seen;  // not reachable until it polls this daemon again
-    seen.sync_version = j->value("sync_version", uint64_t{0});
-    seen.last_seen_ms = j->value("last_seen_ms", int64_t{0});
-    seen.stored_bytes = j->value("stored_bytes", uint64_t{0});
-    seen.terminals = j->value("terminals", uint64_t{0});
-    seen.last_error = j->value("last_error", "");
+    JsonFields f(*j, key, UnknownFields::kIgnore);
+    f.Uint("sync_version", &seen.sync_version);
+    f.Int64("last_seen_ms", &seen.last_seen_ms);
+    f.Uint("stored_bytes", &seen.stored_bytes);
+    f.Uint("terminals", &seen.terminals);
+    f.String("last_error", &seen.last_error);
+    if (!f.Finish().ok()) continue;
     seen.persisted_ms = seen.last_seen_ms;
     regions_seen_.emplace(key.substr(kRegionSeenPrefix.size()), std::move(seen));
   }

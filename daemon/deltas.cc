@@ -57,30 +57,30 @@ std::string DeltaRecordToJson(const DeltaRecord& r) {
 }
 
 Result<DeltaRecord> DeltaRecordFromJson(std::string_view json) {
-  Status bad = Status::InvalidArgument("malformed delta record");
-  Result<nlohmann::json> parsed = ParseJson(json, kStateScanBytesMax);
-  if (!parsed.ok()) return bad;
-  nlohmann::json& j = *parsed;
-  if (!j.is_object() || !j.contains("info") || !j.contains("chunks") || !j["chunks"].is_array()) return bad;
-  Result<DeltaInfo> info = ParseDeltaInfo(j["info"].dump());
-  if (!info.ok()) return bad;
-  DeltaRecord r{*info, {}, {}};
-  if (j.contains("signed_info")) {
-    if (!j["signed_info"].is_string()) return bad;
-    r.signed_info = j["signed_info"].get<std::string>();
-  }
+  Result<nlohmann::json> parsed = ParseJsonObject(json, kStateScanBytesMax, "delta record");
+  if (!parsed.ok()) return parsed.status();
+  JsonFields f(*parsed, "delta record", UnknownFields::kIgnore);
+  DeltaRecord r;
+  const nlohmann::json* info = f.Object("info", true);
+  const nlohmann::json* chunks = f.Objects("chunks", kStateScanBytesMax, true);  // bounded by the bytes
+  f.String("signed_info", &r.signed_info);
+  MERIDIAN_RETURN_IF_ERROR(f.Finish());
+  Result<DeltaInfo> parsed_info = ParseDeltaInfo(info->dump());
+  if (!parsed_info.ok()) return parsed_info.status();
+  r.info = *parsed_info;
   uint64_t total = 0;
-  for (const auto& c : j["chunks"]) {
-    if (!c.is_object() || !c.contains("digest") || !c["digest"].is_string() || !c.contains("size") ||
-        !c["size"].is_number_unsigned()) {
-      return bad;
-    }
-    Result<Digest> d = Digest::Parse(c["digest"].get<std::string>());
-    if (!d.ok()) return bad;
-    r.chunks.push_back({*d, c["size"].get<uint64_t>()});
-    total += r.chunks.back().size;
+  for (const nlohmann::json& c : *chunks) {
+    ChunkRef chunk;
+    JsonFields cf(c, "delta record chunk", UnknownFields::kIgnore);
+    cf.Digest("digest", &chunk.digest, true);
+    cf.Uint("size", &chunk.size, true);
+    MERIDIAN_RETURN_IF_ERROR(cf.Finish());
+    total += chunk.size;
+    r.chunks.push_back(chunk);
   }
-  if (total != (r.info.worthwhile ? r.info.size : 0)) return bad;
+  if (total != (r.info.worthwhile ? r.info.size : 0)) {
+    return Status::InvalidArgument("delta record: the chunk sizes do not add up to the delta's size");
+  }
   return r;
 }
 

@@ -40,37 +40,36 @@ std::string SyncDocumentToJson(const SyncDocument& doc) {
 }
 
 Result<SyncDocument> ParseSyncDocument(std::string_view json) {
-  Status bad = Status::InvalidArgument("malformed sync document");
-  if (json.size() > kSyncDocumentBytesMax) return bad;
-  Result<Json> parsed = ParseJson(json, kSyncDocumentBytesMax);
-  if (!parsed.ok()) return bad;
-  const Json& j = *parsed;
-  if (!j.is_object() || !j.value("sync_version", Json()).is_number_unsigned() ||
-      !j.value("versions", Json()).is_array() || !j.value("channels", Json()).is_array()) {
-    return bad;
-  }
+  Result<Json> parsed = ParseJsonObject(json, kSyncDocumentBytesMax, "sync document");
+  if (!parsed.ok()) return parsed.status();
+  // The upstream wrote it, maybe a newer daemon: what it adds is ignored.
+  JsonFields f(*parsed, "sync document", UnknownFields::kIgnore);
   SyncDocument doc;
-  doc.sync_version = j["sync_version"].get<uint64_t>();
-  for (const Json& v : j["versions"]) {
-    if (!v.is_object() || !v.value("model", Json()).is_string() || !v.value("version", Json()).is_string() ||
-        !v.value("regions", Json()).is_array()) {
-      return bad;
+  f.Uint("sync_version", &doc.sync_version, true);
+  const Json* versions = f.Objects("versions", kSyncDocumentBytesMax, true);  // bounded by the bytes
+  const Json* channels = f.Objects("channels", kSyncDocumentBytesMax, true);
+  MERIDIAN_RETURN_IF_ERROR(f.Finish());
+  for (const Json& v : *versions) {
+    SyncVersion sv;
+    JsonFields vf(v, "sync document version", UnknownFields::kIgnore);
+    vf.String("model", &sv.model, true);
+    vf.String("version", &sv.version, true);
+    vf.Strings("regions", &sv.regions, true);
+    MERIDIAN_RETURN_IF_ERROR(vf.Finish());
+    if (!IsValidModelName(sv.model) || !IsValidVersion(sv.version)) {
+      return Status::InvalidArgument("sync document: invalid model name or version");
     }
-    SyncVersion sv{v["model"].get<std::string>(), v["version"].get<std::string>(), {}};
-    for (const Json& r : v["regions"]) {
-      if (!r.is_string()) return bad;
-      sv.regions.push_back(r.get<std::string>());
-    }
-    if (!IsValidModelName(sv.model) || !IsValidVersion(sv.version)) return bad;
     doc.versions.push_back(std::move(sv));
   }
-  for (const Json& c : j["channels"]) {
-    if (!c.is_object() || !c.value("model", Json()).is_string() || !c.value("channel", Json()).is_string() ||
-        !c.value("state_version", Json()).is_number_unsigned() || !c.value("envelope", Json()).is_string()) {
-      return bad;
-    }
-    doc.channels.push_back({c["model"].get<std::string>(), c["channel"].get<std::string>(),
-                            c["state_version"].get<uint64_t>(), c["envelope"].get<std::string>()});
+  for (const Json& c : *channels) {
+    SyncChannel sc;
+    JsonFields cf(c, "sync document channel", UnknownFields::kIgnore);
+    cf.String("model", &sc.model, true);
+    cf.String("channel", &sc.channel, true);
+    cf.Uint("state_version", &sc.state_version, true);
+    cf.String("envelope", &sc.envelope, true);
+    MERIDIAN_RETURN_IF_ERROR(cf.Finish());
+    doc.channels.push_back(std::move(sc));
   }
   return doc;
 }

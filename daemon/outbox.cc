@@ -25,26 +25,27 @@ std::string EntryKey(uint64_t seq) { return fmt::format("outbox/{:020}", seq); }
 
 }  // namespace
 
+// Written by a region daemon, maybe a newer one: fields it adds are ignored.
 Result<std::vector<ForwardedReport>> ParseForwardedReports(std::string_view json, size_t max) {
-  Result<Json> parsed = ParseJson(json, json.size());  // the request's body limit bounds it
-  if (!parsed.ok()) return Status::InvalidArgument("reports: " + parsed.status().message());
-  Json& j = *parsed;
-  if (!j.is_object() || !j.contains("reports") || !j["reports"].is_array() || j.size() != 1) {
-    return Status::InvalidArgument("expected {\"reports\":[{\"id\",\"terminal\",\"report\"}…]}");
-  }
-  if (j["reports"].size() > max) return Status::InvalidArgument(fmt::format("at most {} reports per batch", max));
+  Result<Json> parsed = ParseJsonObject(json, json.size(), "reports");  // the request's body limit bounds it
+  if (!parsed.ok()) return parsed.status();
+  JsonFields f(*parsed, "reports", UnknownFields::kIgnore);
+  const Json* reports = f.Objects("reports", max, true);
+  MERIDIAN_RETURN_IF_ERROR(f.Finish());
   std::vector<ForwardedReport> out;
-  for (Json& e : j["reports"]) {
-    if (!e.is_object() || e.size() != 3 || !e.value("id", Json()).is_string() ||
-        !e.value("terminal", Json()).is_string() || !e.value("report", Json()).is_object()) {
-      return Status::InvalidArgument("each report must be {\"id\":\"…\",\"terminal\":\"…\",\"report\":{…}}");
-    }
-    std::string id = e["id"].get<std::string>();
-    if (id.empty() || id.size() > kReportIdBytesMax ||
-        !std::all_of(id.begin(), id.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_'; })) {
+  for (const Json& e : *reports) {
+    ForwardedReport r;
+    JsonFields ef(e, "forwarded report", UnknownFields::kIgnore);
+    ef.String("id", &r.id, true);
+    ef.String("terminal", &r.terminal, true);
+    const Json* report = ef.Object("report", true);
+    MERIDIAN_RETURN_IF_ERROR(ef.Finish());
+    if (r.id.empty() || r.id.size() > kReportIdBytesMax ||
+        !std::all_of(r.id.begin(), r.id.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_'; })) {
       return Status::InvalidArgument("report ids are 1-256 characters of [A-Za-z0-9._-]");
     }
-    out.push_back({std::move(id), e["terminal"].get<std::string>(), std::move(e["report"])});
+    r.report = *report;
+    out.push_back(std::move(r));
   }
   return out;
 }
@@ -64,14 +65,12 @@ Result<std::unique_ptr<ReportOutbox>> ReportOutbox::Open(Store& store, std::stri
 Status ReportOutbox::Load() {
   Result<std::string> meta = store_.GetState(kMetaKey);
   if (meta.ok()) {
-    Result<Json> parsed = ParseJson(*meta, meta->size());
-    if (!parsed.ok()) return Status::Corruption("outbox-meta: " + parsed.status().message());
-    const Json& j = *parsed;
-    if (!j.is_object() || !j.value("nonce", Json()).is_string() || !j.value("next", Json()).is_number_unsigned()) {
-      return Status::Corruption("outbox-meta is malformed");
-    }
-    nonce_ = j["nonce"].get<std::string>();
-    next_ = j["next"].get<uint64_t>();
+    Result<Json> parsed = ParseJsonObject(*meta, meta->size(), kMetaKey);
+    if (!parsed.ok()) return Status::Corruption(parsed.status().message());
+    JsonFields f(*parsed, kMetaKey, UnknownFields::kIgnore);
+    f.String("nonce", &nonce_, true);
+    f.Uint("next", &next_, true);
+    if (Status st = f.Finish(); !st.ok()) return Status::Corruption(st.message());
   } else if (meta.status().code() == Status::Code::kNotFound) {
     Bytes raw(6);
     if (RAND_bytes(raw.data(), static_cast<int>(raw.size())) != 1) return Status::IOError("no randomness");

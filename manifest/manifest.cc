@@ -1,7 +1,9 @@
 // Manifest JSON and name/version validation.
 #include "manifest/manifest.h"
 
-#include <charconv>
+#include <algorithm>
+
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "base/json.h"
@@ -75,8 +77,21 @@ int CompareNumeric(std::string_view a, std::string_view b) {
   return a.compare(b) < 0 ? -1 : (a == b ? 0 : 1);
 }
 
-void Require(bool ok, const char* what, std::string* error) {
-  if (!ok && error->empty()) *error = what;
+// One entry of a manifest's "chunks".
+bool ReadChunk(const nlohmann::json& c, ChunkRef* out) {
+  if (!c.is_object()) return false;
+  JsonFields f(c, "chunk", UnknownFields::kIgnore);
+  f.Digest("digest", &out->digest, true);
+  f.Uint("size", &out->size, true, kChunkBytesMax);
+  return f.ok() && out->size > 0;
+}
+
+// A list of region or profile names.
+void ReadNames(JsonFields& f, std::string_view key, std::vector<std::string>* out) {
+  f.Strings(key, out);
+  if (out->size() > kManifestListMax || !std::all_of(out->begin(), out->end(), IsValidRegionOrProfile)) {
+    f.Fail(key, fmt::format("must list at most {} region or profile names", kManifestListMax));
+  }
 }
 
 }  // namespace
@@ -151,88 +166,52 @@ std::string ManifestToJson(const Manifest& m) {
 }
 
 Result<Manifest> ParseManifest(std::string_view json) {
-  if (json.size() > kManifestJsonBytesMax) return Status::InvalidArgument("manifest is too large");
-  Result<nlohmann::json> parsed = ParseJson(json, kManifestJsonBytesMax);
-  if (!parsed.ok()) return Status::InvalidArgument("manifest: " + parsed.status().message());
-  if (!parsed->is_object()) return Status::InvalidArgument("manifest is not a JSON object");
-  const nlohmann::json& j = *parsed;
-
-  std::string error;
-  auto str = [&](const char* key) -> std::string {
-    auto it = j.find(key);
-    if (it == j.end() || !it->is_string()) {
-      Require(false, key, &error);
-      return {};
-    }
-    return it->get<std::string>();
-  };
-  auto strings = [&](const char* key, std::vector<std::string>* out) {
-    auto it = j.find(key);
-    if (it == j.end()) return;
-    if (!it->is_array() || it->size() > kManifestListMax) return Require(false, key, &error);
-    for (const auto& v : *it) {
-      if (!v.is_string() || !IsValidRegionOrProfile(v.get<std::string>())) return Require(false, key, &error);
-      out->push_back(v.get<std::string>());
-    }
-  };
-
+  Result<nlohmann::json> parsed = ParseJsonObject(json, kManifestJsonBytesMax, "manifest");
+  if (!parsed.ok()) return parsed.status();
+  JsonFields f(*parsed, "manifest", UnknownFields::kIgnore);
   Manifest m;
-  Require(str("schema") == "meridian.manifest/v1", "schema", &error);
-  m.name = str("name");
-  Require(IsValidModelName(m.name), "name", &error);
-  m.version = str("version");
-  Require(IsValidVersion(m.version), "version", &error);
-  auto size = j.find("size");
-  Require(size != j.end() && size->is_number_unsigned(), "size", &error);
-  if (error.empty()) m.size = size->get<uint64_t>();
-  Result<Digest> digest = Digest::Parse(str("digest"));
-  Require(digest.ok(), "digest", &error);
-  if (digest.ok()) m.digest = *digest;
-  if (j.contains("media_type")) {
-    m.media_type = str("media_type");
-    Require(!m.media_type.empty() && m.media_type.size() <= kManifestStringBytesMax, "media_type", &error);
+  std::string schema;
+  f.String("schema", &schema, true);
+  if (schema != "meridian.manifest/v1") f.Fail("schema", "is not meridian.manifest/v1");
+  f.String("name", &m.name, true);
+  if (!IsValidModelName(m.name)) f.Fail("name", "is not a valid model name");
+  f.String("version", &m.version, true);
+  if (!IsValidVersion(m.version)) f.Fail("version", "is not a valid version");
+  f.Uint("size", &m.size, true);
+  f.Digest("digest", &m.digest, true);
+  f.String("media_type", &m.media_type);
+  if (m.media_type.empty() || m.media_type.size() > kManifestStringBytesMax) {
+    f.Fail("media_type", fmt::format("must be 1 to {} bytes", kManifestStringBytesMax));
   }
-  auto chunks = j.find("chunks");
-  Require(chunks != j.end() && chunks->is_array() && chunks->size() <= kManifestChunksMax, "chunks", &error);
-  if (error.empty()) {
+  if (const nlohmann::json* chunks = f.Array("chunks", kManifestChunksMax, true)) {
     uint64_t total = 0;
     m.chunks.reserve(chunks->size());
-    for (const auto& c : *chunks) {
-      auto cd = c.find("digest");
-      auto cs = c.find("size");
-      if (!c.is_object() || cd == c.end() || !cd->is_string() || cs == c.end() || !cs->is_number_unsigned()) {
-        Require(false, "chunks", &error);
+    for (const nlohmann::json& c : *chunks) {
+      ChunkRef chunk;
+      if (!ReadChunk(c, &chunk)) {
+        f.Fail("chunks", fmt::format("must hold objects of a digest and a size of 1 to {} bytes", kChunkBytesMax));
         break;
       }
-      Result<Digest> d = Digest::Parse(cd->get<std::string>());
-      uint64_t n = cs->get<uint64_t>();
-      if (!d.ok() || n == 0 || n > kChunkBytesMax) {
-        Require(false, "chunks", &error);
+      total += chunk.size;
+      m.chunks.push_back(chunk);
+    }
+    if (total != m.size) f.Fail("size", "is not the sum of the chunk sizes");
+  }
+  ReadNames(f, "profiles", &m.profiles);
+  ReadNames(f, "regions", &m.regions);
+  if (const nlohmann::json* a = f.Object("annotations")) {
+    for (const auto& [k, v] : a->items()) {
+      if (a->size() > kManifestListMax || !v.is_string() || k.size() > kManifestStringBytesMax ||
+          v.get_ref<const std::string&>().size() > kManifestStringBytesMax) {
+        f.Fail("annotations", fmt::format("must map at most {} keys to strings of at most {} bytes", kManifestListMax,
+                                          kManifestStringBytesMax));
         break;
       }
-      total += n;
-      m.chunks.push_back({*d, n});
-    }
-    Require(total == m.size, "size (chunk sizes do not add up to it)", &error);
-  }
-  strings("profiles", &m.profiles);
-  strings("regions", &m.regions);
-  if (auto a = j.find("annotations"); a != j.end()) {
-    if (!a->is_object() || a->size() > kManifestListMax) {
-      Require(false, "annotations", &error);
-    } else {
-      for (const auto& [k, v] : a->items()) {
-        if (!v.is_string() || k.size() > kManifestStringBytesMax ||
-            v.get<std::string>().size() > kManifestStringBytesMax) {
-          Require(false, "annotations", &error);
-          break;
-        }
-        m.annotations[k] = v.get<std::string>();
-      }
+      m.annotations[k] = v.get<std::string>();
     }
   }
-  if (j.contains("created")) m.created = str("created");
-  if (!error.empty()) return Status::InvalidArgument("manifest: invalid or missing field '" + error + "'");
+  f.String("created", &m.created);
+  MERIDIAN_RETURN_IF_ERROR(f.Finish());
   return m;
 }
 

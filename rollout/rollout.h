@@ -404,11 +404,13 @@ Status CheckNoConflict(std::span<const Rollout* const> existing, const RolloutSp
 //          "reason","health":{"latency_ms":12.5},"received_ms":…}
 
 std::string RolloutSpecToJson(const RolloutSpec& spec);
-// Types only: absent optional fields keep their defaults and id, model and
-// target_version may be absent, so the daemon can fill in what the operator
-// leaves to it (id, previous_version) before ValidateRolloutSpec.
+// An operator's spec (a request body). Types only: absent optional fields
+// keep their defaults and id, model and target_version may be absent, so the
+// daemon can fill in what the operator leaves to it (id, previous_version)
+// before ValidateRolloutSpec. An unknown field is refused (a typo).
 Result<RolloutSpec> ParseRolloutSpecJson(std::string_view json);
-// ParseRolloutSpecJson, then ValidateRolloutSpec.
+// A spec Meridian wrote (in a channel state): unknown fields are ignored, as
+// in every parser below (see base/json.h), then ValidateRolloutSpec.
 Result<RolloutSpec> RolloutSpecFromJson(std::string_view json);
 
 // The state and event parsers check types only; RolloutFromJson checks that

@@ -18,24 +18,6 @@ using Json = nlohmann::json;
 
 std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
 
-// Reads a field of an expected JSON type, or records why not.
-template <typename T>
-bool Read(const Json& j, const char* key, T* out, std::string* error) {
-  auto it = j.find(key);
-  bool ok = it != j.end();
-  if (ok) {
-    if constexpr (std::is_same_v<T, std::string>) ok = it->is_string();
-    else if constexpr (std::is_same_v<T, uint64_t>) ok = it->is_number_unsigned();
-    else ok = it->is_number_integer();
-  }
-  if (!ok) {
-    if (error->empty()) *error = fmt::format("channel state: field '{}' is missing or of the wrong type", key);
-    return false;
-  }
-  *out = it->get<T>();
-  return true;
-}
-
 Status CheckVersionNamed(const ChannelState& s, const std::string& version) {
   if (version.empty() || s.versions.count(version)) return Status::Ok();
   return Status::InvalidArgument(fmt::format("channel state: version '{}' is not listed in versions", version));
@@ -65,42 +47,37 @@ std::string ChannelStateToJson(const ChannelState& s) {
 }
 
 Result<ChannelState> ChannelStateFromJson(std::string_view text) {
-  if (text.size() > kChannelStateJsonBytesMax) return Status::InvalidArgument("channel state: document too large");
-  Result<Json> parsed = ParseJson(text, kChannelStateJsonBytesMax);
-  if (!parsed.ok()) return Status::InvalidArgument("channel state: " + parsed.status().message());
-  if (!parsed->is_object()) return Status::InvalidArgument("channel state: not a JSON object");
-  const Json& j = *parsed;
+  Result<Json> parsed = ParseJsonObject(text, kChannelStateJsonBytesMax, "channel state");
+  if (!parsed.ok()) return parsed.status();
+  JsonFields f(*parsed, "channel state", UnknownFields::kIgnore);
   ChannelState s;
-  std::string type, error;
-  Read(j, "type", &type, &error);
-  Read(j, "model", &s.model, &error);
-  Read(j, "channel", &s.channel, &error);
-  Read(j, "state_version", &s.state_version, &error);
-  Read(j, "issued_ms", &s.issued_ms, &error);
-  Read(j, "expires_ms", &s.expires_ms, &error);
-  Read(j, "version", &s.version, &error);
-  if (!error.empty()) return Status::InvalidArgument(error);
+  std::string type;
+  f.String("type", &type, true);
+  f.String("model", &s.model, true);
+  f.String("channel", &s.channel, true);
+  f.Uint("state_version", &s.state_version, true);
+  f.Int64("issued_ms", &s.issued_ms, true);
+  f.Int64("expires_ms", &s.expires_ms, true);
+  f.String("version", &s.version, true);
+  const Json* rollouts = f.Objects("rollouts", kChannelRolloutsMax, true);
+  const Json* versions = f.Object("versions", true);
+  MERIDIAN_RETURN_IF_ERROR(f.Finish());
   if (type != kTargetDocumentType) return Status::InvalidArgument(fmt::format("channel state: type '{}'", type));
   if (!IsValidModelName(s.model) || !IsValidRegionOrProfile(s.channel)) {
     return Status::InvalidArgument("channel state: invalid model or channel name");
   }
   if (!s.version.empty() && !IsValidVersion(s.version)) return Status::InvalidArgument("channel state: invalid version");
-
-  auto rollouts = j.find("rollouts");
-  auto versions = j.find("versions");
-  if (rollouts == j.end() || !rollouts->is_array() || rollouts->size() > kChannelRolloutsMax) {
-    return Status::InvalidArgument(fmt::format("channel state: rollouts must be an array of at most {}", kChannelRolloutsMax));
-  }
-  if (versions == j.end() || !versions->is_object() || versions->size() > kChannelVersionsMax) {
+  if (versions->size() > kChannelVersionsMax) {
     return Status::InvalidArgument(fmt::format("channel state: versions must be an object of at most {}", kChannelVersionsMax));
   }
   for (const Json& r : *rollouts) {
-    if (!r.is_object() || !r.contains("spec") || !r.contains("state")) {
-      return Status::InvalidArgument("channel state: every rollout needs spec and state");
-    }
-    Result<RolloutSpec> spec = RolloutSpecFromJson(Dump(r["spec"]));
+    JsonFields rf(r, "channel state rollout", UnknownFields::kIgnore);
+    const Json* spec_json = rf.Object("spec", true);
+    const Json* state_json = rf.Object("state", true);
+    MERIDIAN_RETURN_IF_ERROR(rf.Finish());
+    Result<RolloutSpec> spec = RolloutSpecFromJson(Dump(*spec_json));
     if (!spec.ok()) return spec.status();
-    Result<RolloutState> state = RolloutStateFromJson(Dump(r["state"]));
+    Result<RolloutState> state = RolloutStateFromJson(Dump(*state_json));
     if (!state.ok()) return state.status();
     if (spec->model != s.model || spec->channel != s.channel) {
       return Status::InvalidArgument(fmt::format("channel state: rollout '{}' is of another channel", spec->id));
@@ -113,10 +90,11 @@ Result<ChannelState> ChannelStateFromJson(std::string_view text) {
   for (const auto& [v, ref] : versions->items()) {
     if (!IsValidVersion(v) || !ref.is_object()) return Status::InvalidArgument("channel state: malformed versions entry");
     VersionRef out;
-    Read(ref, "manifest_digest", &out.manifest_digest, &error);
-    Read(ref, "digest", &out.digest, &error);
-    Read(ref, "size", &out.size, &error);
-    if (!error.empty()) return Status::InvalidArgument(error);
+    JsonFields vf(ref, "channel state version", UnknownFields::kIgnore);
+    vf.String("manifest_digest", &out.manifest_digest, true);
+    vf.String("digest", &out.digest, true);
+    vf.Uint("size", &out.size, true);
+    MERIDIAN_RETURN_IF_ERROR(vf.Finish());
     if (!Digest::Parse(out.manifest_digest).ok() || !Digest::Parse(out.digest).ok()) {
       return Status::InvalidArgument(fmt::format("channel state: version '{}' has a malformed digest", v));
     }

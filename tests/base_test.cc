@@ -122,3 +122,131 @@ TEST_CASE("ParseJson refuses repeated keys at any depth, deep nesting and oversi
   CHECK(ParseJson("{\"a\":1}", 6).status().code() == Status::Code::kResourceExhausted);
   for (const char* bad : {"", "{", "[1,]", "{\"a\":1}x", "nul"}) CHECK_FALSE(ParseJson(bad, 1000).ok());
 }
+
+TEST_CASE("ParseJsonObject names the document and wants an object") {
+  CHECK(ParseJsonObject(R"({"a":1})", 100, "thing").ok());
+  for (const char* bad : {"[]", "1", "{", R"({"a":1,"a":2})"}) {
+    INFO(bad);
+    Status st = ParseJsonObject(bad, 100, "thing").status();
+    CHECK(st.code() == Status::Code::kInvalidArgument);
+    CHECK_THAT(st.message(), Catch::StartsWith("thing: "));
+  }
+  CHECK(ParseJsonObject(R"({"a":1})", 6, "thing").status().code() == Status::Code::kInvalidArgument);
+}
+
+namespace {
+
+enum class Colour { kRed, kBlue };
+std::string_view ColourName(Colour c) {
+  switch (c) {
+    case Colour::kRed: return "red";
+    case Colour::kBlue: return "blue";
+  }
+  return "unknown";
+}
+
+struct Read {
+  std::string s = "default";
+  std::vector<std::string> strings;
+  std::vector<double> numbers;
+  double number = 0;
+  bool flag = false;
+  int64_t i64 = 0;
+  uint64_t u = 0;
+  uint32_t u32 = 0;
+  Colour colour = Colour::kRed;
+};
+// Reads every kind of field of `text` under `unknown` into `out`.
+Status ReadAll(std::string_view text, UnknownFields unknown, Read* out) {
+  nlohmann::json j = nlohmann::json::parse(text);
+  JsonFields f(j, "doc", unknown);
+  f.String("s", &out->s);
+  f.Strings("strings", &out->strings);
+  f.Numbers("numbers", &out->numbers);
+  f.Number("number", &out->number);
+  f.Bool("flag", &out->flag);
+  f.Int64("i64", &out->i64);
+  f.Uint("u", &out->u, false, 10);
+  f.Uint32("u32", &out->u32);
+  f.Choice("colour", ColourName, &out->colour);
+  f.Object("object");
+  f.Array("array", 2);
+  f.Objects("objects", 1);
+  return f.Finish();
+}
+
+}  // namespace
+
+TEST_CASE("JsonFields reads typed fields, keeps defaults, and names the first problem") {
+  Read r;
+  REQUIRE(ReadAll(R"({"strings":["a","b"],"numbers":[1,2.5],"number":-1.5,"flag":true,"i64":-7,"u":10,
+                      "u32":4294967295,"colour":"blue","object":{},"array":[1,2],"objects":[{}]})",
+                  UnknownFields::kRefuse, &r).ok());
+  CHECK(r.s == "default");  // absent: left as it was
+  CHECK(r.strings == std::vector<std::string>{"a", "b"});
+  CHECK(r.numbers == std::vector<double>{1, 2.5});
+  CHECK(r.number == -1.5);
+  CHECK(r.flag);
+  CHECK(r.i64 == -7);
+  CHECK(r.u == 10);
+  CHECK(r.u32 == 4294967295u);
+  CHECK(r.colour == Colour::kBlue);
+
+  struct Case {
+    const char* json;
+    const char* message;
+  };
+  for (const Case& c : std::initializer_list<Case>{
+           {R"({"s":1})", "doc: field 's' must be a string"},
+           {R"({"strings":["a",1]})", "doc: field 'strings' must be an array of strings"},
+           {R"({"numbers":"1"})", "doc: field 'numbers' must be an array of numbers"},
+           {R"({"number":"1"})", "doc: field 'number' must be a number"},
+           {R"({"flag":1})", "doc: field 'flag' must be true or false"},
+           {R"({"i64":1.5})", "doc: field 'i64' must be an integer"},
+           {R"({"i64":9223372036854775808})", "doc: field 'i64' is out of range"},
+           {R"({"u":11})", "doc: field 'u' must be an integer in [0, 10]"},
+           {R"({"u":-1})", "doc: field 'u' must be an integer in [0, 10]"},
+           {R"({"u32":4294967296})", "doc: field 'u32' must be an integer in [0, 4294967295]"},
+           {R"({"colour":"green"})", "doc: field 'colour' must be one of red, blue"},
+           {R"({"object":[]})", "doc: field 'object' must be an object"},
+           {R"({"array":[1,2,3]})", "doc: field 'array' must be an array of at most 2 elements"},
+           {R"({"objects":[1]})", "doc: field 'objects' must be an array of at most 1 objects"},
+           {R"({"objects":[{},{}]})", "doc: field 'objects' must be an array of at most 1 objects"},
+           {R"({"s":1,"flag":1,"u":99})", "doc: field 's' must be a string"},  // the first problem wins
+           {R"({"s":1,"colur":"red"})", "doc: field 's' must be a string"},    // over an unknown field too
+       }) {
+    INFO(c.json);
+    for (UnknownFields unknown : {UnknownFields::kRefuse, UnknownFields::kIgnore}) {
+      Read ignored;
+      Status st = ReadAll(c.json, unknown, &ignored);
+      CHECK(st.code() == Status::Code::kInvalidArgument);
+      CHECK(st.message() == c.message);
+    }
+  }
+}
+
+TEST_CASE("JsonFields: unknown fields are refused or ignored as the caller says; required ones must be there") {
+  Read r;
+  Status refused = ReadAll(R"({"flag":true,"colur":"blue"})", UnknownFields::kRefuse, &r);
+  CHECK(refused.code() == Status::Code::kInvalidArgument);
+  CHECK(refused.message() == "doc: unknown field 'colur'");
+  Read ignored;
+  REQUIRE(ReadAll(R"({"flag":true,"colur":"blue","newer":{"x":[1]}})", UnknownFields::kIgnore, &ignored).ok());
+  CHECK(ignored.flag);
+  CHECK(ignored.colour == Colour::kRed);
+
+  nlohmann::json j = nlohmann::json::parse(R"({"b":2})");
+  JsonFields f(j, "doc", UnknownFields::kIgnore);
+  std::string a = "kept";
+  uint64_t b = 0;
+  f.String("a", &a, /*required=*/true);
+  f.Uint("b", &b, /*required=*/true);
+  CHECK_FALSE(f.ok());
+  CHECK(a == "kept");
+  CHECK(b == 2);
+  CHECK(f.Finish().message() == "doc: field 'a' is missing");
+  CHECK(f.Find("b") != nullptr);
+  CHECK(f.Find("c") == nullptr);
+  f.Fail("c", "is later");
+  CHECK(f.Finish().message() == "doc: field 'a' is missing");
+}

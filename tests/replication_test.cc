@@ -53,14 +53,19 @@ TEST_CASE("forwarded reports: ids, shape and batch size are checked") {
   REQUIRE(ok->size() == 1);
   CHECK((*ok)[0].id == "sg.ab.1");
   CHECK((*ok)[0].report["model"] == "m");
-  for (const char* bad : {R"({"reports":{}})", R"({"reports":[],"more":1})",
+  for (const char* bad : {R"({"reports":{}})", R"({"reports":[1]})",
                           R"({"reports":[{"id":"","terminal":"t","report":{}}]})",
                           R"({"reports":[{"id":"a/b","terminal":"t","report":{}}]})",
                           R"({"reports":[{"id":"a","terminal":"t","report":[]}]})",
-                          R"({"reports":[{"id":"a","terminal":"t","report":{},"x":1}]})"}) {
+                          R"({"reports":[{"id":"a","terminal":7,"report":{}}]})"}) {
     INFO(bad);
     CHECK_FALSE(ParseForwardedReports(bad, 10).ok());
   }
+  // A newer region's additions are read past, at both levels.
+  Result<std::vector<ForwardedReport>> newer =
+      ParseForwardedReports(R"({"reports":[{"id":"a","terminal":"t","report":{},"x":1}],"more":1})", 10);
+  REQUIRE(newer.ok());
+  CHECK(newer->size() == 1);
   Json many = {{"reports", Json::array()}};
   for (int i = 0; i < 11; ++i) many["reports"].push_back({{"id", std::to_string(i)}, {"terminal", "t"}, {"report", Json::object()}});
   CHECK_FALSE(ParseForwardedReports(many.dump(), 10).ok());

@@ -380,6 +380,12 @@ TEST_CASE("rollout bad input, credentials and CLI errors") {
   CHECK(term.Post("/v1/terminals/t1/reports", ReportBody("a", "1.0.0", "exploded", true))->status == 400);
   CHECK(term.Post("/v1/terminals/t1/reports", "[1,2]")->status == 400);
   CHECK(term.Post("/v1/terminals/t1/reports", R"({"model":"m","health":{"pass":"yes"},"event":"installed"})")->status == 400);
+  // A newer agent's added field is read past; a known one of the wrong type is not.
+  Json newer = Json::parse(ReportBody("ghost", "1.0.0", "failed", false));
+  newer["slot"] = "b";
+  CHECK(term.Post("/v1/terminals/t1/reports", newer.dump())->status == 202);
+  newer["version"] = 1;
+  CHECK(term.Post("/v1/terminals/t1/reports", newer.dump())->status == 400);
 
   // The CLI: one clear line and a non-zero exit.
   CommandResult promote = d.Cli({"--token-file", d.data() + "/operator.token", "rollout", "promote", "a"});

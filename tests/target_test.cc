@@ -3,6 +3,7 @@
 #include "target/target.h"
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include "base/digest.h"
 
@@ -147,4 +148,18 @@ TEST_CASE("a waves rollout past its first region parses and decides per region")
   }
   s.rollouts[0].state.stage = 6;
   CHECK(ChannelStateFromJson(ChannelStateToJson(s)).status().code() == Status::Code::kInvalidArgument);
+}
+
+TEST_CASE("a channel state from a newer writer is read past the fields it adds") {
+  nlohmann::json j = nlohmann::json::parse(ChannelStateToJson(State(1)));
+  j["newer"] = {{"x", 1}};
+  j["rollouts"][0]["newer"] = true;
+  j["rollouts"][0]["spec"]["newer"] = "a spec field this reader does not know";
+  j["rollouts"][0]["state"]["newer"] = 1;
+  j["versions"]["1.0.0"]["newer"] = 1;
+  Result<ChannelState> back = ChannelStateFromJson(j.dump());
+  REQUIRE(back.ok());
+  CHECK(*back == State(1));
+  j["versions"]["1.0.0"]["size"] = "1000";  // a field it knows, of the wrong type, is still refused
+  CHECK_THAT(ChannelStateFromJson(j.dump()).status().message(), Catch::Contains("'size' must be an integer"));
 }
