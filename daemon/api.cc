@@ -543,8 +543,8 @@ HttpResponse Api::TerminalTarget(const HttpRequest& req, const std::string& term
                       {"channel", channel_name},
                       {"state_version", a->state_version},
                       {"version", a->target.version},
-                      {"manifest_digest", a->target.ref.manifest_digest},
-                      {"digest", a->target.ref.digest},
+                      {"manifest_digest", a->target.ref.manifest_digest.ToString()},
+                      {"digest", a->target.ref.digest.ToString()},
                       {"size", a->target.ref.size},
                       {"rollout", a->target.rollout},
                       {"reason", a->target.reason}};

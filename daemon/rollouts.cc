@@ -74,7 +74,7 @@ struct Rollouts::Impl {
     }
     Result<Manifest> m = store.GetManifest(model, version);
     if (!m.ok()) return m.status();
-    VersionRef ref{Digest::Of(*env).ToString(), m->digest.ToString(), m->size};
+    VersionRef ref{Digest::Of(*env), m->digest, m->size};
     refs.emplace(std::make_pair(model, version), ref);
     return ref;
   }

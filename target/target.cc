@@ -36,6 +36,16 @@ bool Read(const Json& j, const char* key, T* out, std::string* error) {
   return true;
 }
 
+Status ParseDigestField(const std::string& version, const char* key, std::string_view text, Digest* out) {
+  Result<Digest> d = Digest::Parse(text);
+  if (!d.ok()) {
+    return Status::InvalidArgument(
+        fmt::format("channel state: version '{}' field '{}': {}", version, key, d.status().message()));
+  }
+  *out = *d;
+  return Status::Ok();
+}
+
 Status CheckVersionNamed(const ChannelState& s, const std::string& version) {
   if (version.empty() || s.versions.count(version)) return Status::Ok();
   return Status::InvalidArgument(fmt::format("channel state: version '{}' is not listed in versions", version));
@@ -51,7 +61,8 @@ std::string ChannelStateToJson(const ChannelState& s) {
   }
   Json versions = Json::object();
   for (const auto& [v, ref] : s.versions) {
-    versions[v] = {{"manifest_digest", ref.manifest_digest}, {"digest", ref.digest}, {"size", ref.size}};
+    versions[v] = {
+        {"manifest_digest", ref.manifest_digest.ToString()}, {"digest", ref.digest.ToString()}, {"size", ref.size}};
   }
   return Dump({{"type", kTargetDocumentType},
                {"model", s.model},
@@ -113,14 +124,14 @@ Result<ChannelState> ChannelStateFromJson(std::string_view text) {
   for (const auto& [v, ref] : versions->items()) {
     if (!IsValidVersion(v) || !ref.is_object()) return Status::InvalidArgument("channel state: malformed versions entry");
     VersionRef out;
-    Read(ref, "manifest_digest", &out.manifest_digest, &error);
-    Read(ref, "digest", &out.digest, &error);
+    std::string manifest_digest, digest;
+    Read(ref, "manifest_digest", &manifest_digest, &error);
+    Read(ref, "digest", &digest, &error);
     Read(ref, "size", &out.size, &error);
     if (!error.empty()) return Status::InvalidArgument(error);
-    if (!Digest::Parse(out.manifest_digest).ok() || !Digest::Parse(out.digest).ok()) {
-      return Status::InvalidArgument(fmt::format("channel state: version '{}' has a malformed digest", v));
-    }
-    s.versions.emplace(v, std::move(out));
+    MERIDIAN_RETURN_IF_ERROR(ParseDigestField(v, "manifest_digest", manifest_digest, &out.manifest_digest));
+    MERIDIAN_RETURN_IF_ERROR(ParseDigestField(v, "digest", digest, &out.digest));
+    s.versions.emplace(v, out);
   }
   MERIDIAN_RETURN_IF_ERROR(CheckVersionNamed(s, s.version));
   for (const ChannelRollout& r : s.rollouts) {
