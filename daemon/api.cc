@@ -257,6 +257,8 @@ HttpResponse Api::RenderMetrics() {
   std::map<std::string, uint64_t> gauges = {{"meridian_store_chunks", st.chunks},
                                             {"meridian_store_versions", st.versions},
                                             {"meridian_store_disk_bytes", st.disk_bytes},
+                                            {"meridian_store_manifest_parses", st.manifest_parses},
+                                            {"meridian_store_manifest_cache_bytes", st.manifest_cache_bytes},
                                             {"meridian_target_waiting", rollouts_.notifier().waiting()},
                                             {"meridian_delta_jobs", deltas_.jobs()}};
   if (outbox_ != nullptr) {
