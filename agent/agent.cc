@@ -51,14 +51,19 @@ constexpr int64_t kLongPollGraceMs = 5'000;
 // What the agent remembers between runs (STATE/agent.json).
 struct Persisted {
   std::map<std::string, uint64_t> state_versions;            // "<model>/<channel>" -> highest accepted
-  std::map<std::string, std::vector<std::string>> failed;    // model -> digests that failed their health check
+  std::map<std::string, std::vector<Digest>> failed;         // model -> artifacts that failed their health check
   std::string last_error;
   std::string last_error_at;
   std::string last_success_at;
   uint64_t downloaded_bytes = 0;                             // body bytes received for downloads, all time
 
   Json ToJson() const {
-    return {{"state_versions", state_versions}, {"failed", failed}, {"last_error", last_error},
+    Json failed_json = Json::object();
+    for (const auto& [model, digests] : failed) {
+      Json& list = failed_json[model] = Json::array();
+      for (const Digest& d : digests) list.push_back(d.ToString());
+    }
+    return {{"state_versions", state_versions}, {"failed", failed_json}, {"last_error", last_error},
             {"last_error_at", last_error_at}, {"last_success_at", last_success_at},
             {"downloaded_bytes", downloaded_bytes}};
   }
@@ -78,9 +83,17 @@ struct Persisted {
     JsonFields vf(*versions, "agent.json state_versions", UnknownFields::kIgnore);
     for (const auto& item : versions->items()) vf.Uint(item.key(), &p.state_versions[item.key()]);
     JsonFields ff(*failed, "agent.json failed", UnknownFields::kIgnore);
-    for (const auto& item : failed->items()) ff.Strings(item.key(), &p.failed[item.key()]);
+    std::map<std::string, std::vector<std::string>> failed_text;
+    for (const auto& item : failed->items()) ff.Strings(item.key(), &failed_text[item.key()]);
     for (const JsonFields* m : {&vf, &ff}) {
       if (Status st = m->Finish(); !st.ok()) return Status::Corruption(st.message());
+    }
+    for (const auto& [model, digests] : failed_text) {
+      for (const std::string& digest : digests) {
+        Result<Digest> d = Digest::Parse(digest);
+        if (!d.ok()) return Status::Corruption("agent.json: failed " + model + ": " + d.status().message());
+        p.failed[model].push_back(*d);
+      }
     }
     return p;
   }
@@ -205,11 +218,11 @@ struct Agent::Impl {
   Result<Manifest> FetchVerifiedManifest(HttpClient& c, const ModelConfig& m, const ChannelTarget& t) {
     Result<VerifiedManifest> verified = ManifestFromReply(root, c.Get(VersionPath(m.name, t.version)), m.name, t.version);
     if (!verified.ok()) return verified.status();
-    if (Digest::Of(verified->envelope()).ToString() != t.ref.manifest_digest) {
+    if (Digest::Of(verified->envelope()) != t.ref.manifest_digest) {
       return Status::Corruption("manifest envelope does not match the digest in the signed channel state");
     }
     const Manifest& man = verified->manifest();
-    if (man.digest.ToString() != t.ref.digest || man.size != t.ref.size) {
+    if (man.digest != t.ref.digest || man.size != t.ref.size) {
       return Status::Corruption("manifest does not describe the version the channel state names");
     }
     return man;
@@ -378,7 +391,7 @@ struct Agent::Impl {
     Status back = slots.FallBack(fallback);
     std::string reason = h.reason + (back.ok() ? ", switched back" : ", could not switch back: " + back.message());
     Log(m.name + " " + t.version + ": " + reason);
-    std::vector<std::string>& failed = persisted.failed[m.name];
+    std::vector<Digest>& failed = persisted.failed[m.name];
     failed.push_back(t.ref.digest);
     if (failed.size() > kFailedVersionsKeptMax) failed.erase(failed.begin());
     MERIDIAN_RETURN_IF_ERROR(Save());
@@ -434,19 +447,18 @@ struct Agent::Impl {
         *state, TerminalInfo{config.id, config.profile, config.region, *cur ? (*cur)->version : ""});
     *server_fault = false;
     if (t.version.empty()) return Status::Ok();
-    Result<Digest> want = Digest::Parse(t.ref.digest);
-    if (!want.ok()) return want.status();
-    if (*cur && (*cur)->digest == *want) return slots.CollectGarbage(true);
-    const std::vector<std::string>& failed = persisted.failed[m.name];
+    const Digest& want = t.ref.digest;
+    if (*cur && (*cur)->digest == want) return slots.CollectGarbage(true);
+    const std::vector<Digest>& failed = persisted.failed[m.name];
     if (std::find(failed.begin(), failed.end(), t.ref.digest) != failed.end()) {
       return slots.CollectGarbage(true);  // it failed here before: stay on what runs until the target moves on
     }
     Result<std::optional<Slot>> prev = slots.Previous();
     if (!prev.ok()) return prev.status();
-    if (*prev && (*prev)->digest == *want) {
+    if (*prev && (*prev)->digest == want) {
       // A rollback target: the kept slot, no download. Re-hash it: it is about to run.
       Result<Digest> d = DigestOfFile((*prev)->path);
-      if (d.ok() && *d == *want) {
+      if (d.ok() && *d == want) {
         MERIDIAN_RETURN_IF_ERROR(slots.SwitchBack());
         Log(fmt::format("{}: switched back to {}", m.name, t.version));
         return CheckAndReport(m, slots, t, *prev);

@@ -109,7 +109,7 @@ class JsonFields {
 
  private:
   const nlohmann::json& object_;
-  std::string_view what_;
+  std::string what_;  // owned: callers often format it on the spot
   UnknownFields unknown_;
   std::set<std::string, std::less<>> known_;
   std::string error_;

@@ -261,6 +261,8 @@ HttpResponse Api::RenderMetrics() {
   std::map<std::string, uint64_t> gauges = {{"meridian_store_chunks", st.chunks},
                                             {"meridian_store_versions", st.versions},
                                             {"meridian_store_disk_bytes", st.disk_bytes},
+                                            {"meridian_store_manifest_parses", st.manifest_parses},
+                                            {"meridian_store_manifest_cache_bytes", st.manifest_cache_bytes},
                                             {"meridian_target_waiting", rollouts_.notifier().waiting()},
                                             {"meridian_delta_jobs", deltas_.jobs()}};
   if (outbox_ != nullptr) {
@@ -317,20 +319,21 @@ HttpResponse Api::GetChunk(const HttpRequest& req, const std::string& digest_tex
 HttpResponse Api::GetArtifact(const HttpRequest& req, const std::string& digest_text) {
   Result<Digest> digest = Digest::Parse(digest_text);
   if (!digest.ok()) return JsonError(400, "invalid_argument", digest.status().message());
-  Result<Manifest> m = store_.FindArtifact(*digest);
+  Result<std::shared_ptr<const Manifest>> m = store_.FindArtifact(*digest);
   if (!m.ok()) return ErrorFor(m.status());
-  return StreamChunks(req, *digest, std::move(m->chunks), m->size);
+  // Shares the cached manifest's chunk list: a Range request copies nothing.
+  return StreamChunks(req, *digest, std::shared_ptr<const std::vector<ChunkRef>>(*m, &(*m)->chunks), (*m)->size);
 }
 
-HttpResponse Api::StreamChunks(const HttpRequest& req, const Digest& digest, std::vector<ChunkRef> chunks,
-                               uint64_t size) {
+HttpResponse Api::StreamChunks(const HttpRequest& req, const Digest& digest,
+                               std::shared_ptr<const std::vector<ChunkRef>> chunks, uint64_t size) {
   uint64_t first, length;
   HttpResponse r = PlanRepresentation(req, digest, size, &first, &length);
   if (r.status != 200 && r.status != 206) return r;
 
   // Stream chunk by chunk from the one holding `first`: never the whole file in memory.
   struct Cursor {
-    std::vector<ChunkRef> chunks;
+    std::shared_ptr<const std::vector<ChunkRef>> chunks;
     size_t index = 0;
     uint64_t skip = 0;       // bytes to drop from the front of chunks[index]
     uint64_t remaining = 0;  // bytes still to send
@@ -339,15 +342,16 @@ HttpResponse Api::StreamChunks(const HttpRequest& req, const Digest& digest, std
   cur->chunks = std::move(chunks);
   cur->remaining = length;
   uint64_t offset = 0;
-  while (cur->index < cur->chunks.size() && offset + cur->chunks[cur->index].size <= first) {
-    offset += cur->chunks[cur->index].size;
+  const std::vector<ChunkRef>& list = *cur->chunks;
+  while (cur->index < list.size() && offset + list[cur->index].size <= first) {
+    offset += list[cur->index].size;
     ++cur->index;
   }
   cur->skip = first - offset;
   r.stream_bytes = length;
   r.stream = [this, cur]() -> Result<Bytes> {
-    if (cur->remaining == 0 || cur->index >= cur->chunks.size()) return Status::InvalidArgument("stream finished");
-    Result<Bytes> chunk = store_.GetChunk(cur->chunks[cur->index].digest);
+    if (cur->remaining == 0 || cur->index >= cur->chunks->size()) return Status::InvalidArgument("stream finished");
+    Result<Bytes> chunk = store_.GetChunk((*cur->chunks)[cur->index].digest);
     if (!chunk.ok()) return chunk.status();
     ++cur->index;
     Bytes piece(chunk->begin() + static_cast<ptrdiff_t>(cur->skip), chunk->end());
@@ -389,7 +393,8 @@ HttpResponse Api::GetDelta(const HttpRequest& req, const std::string& from_text,
     return r;
   }
   if (!record->info.worthwhile) return JsonError(404, "delta_not_worthwhile", record->info.reason);
-  return StreamChunks(req, record->info.digest, std::move(record->chunks), record->info.size);
+  return StreamChunks(req, record->info.digest, std::make_shared<const std::vector<ChunkRef>>(std::move(record->chunks)),
+                      record->info.size);
 }
 
 HttpResponse Api::PutChunk(const HttpRequest& req, const std::string& digest_text) {
@@ -544,8 +549,8 @@ HttpResponse Api::TerminalTarget(const HttpRequest& req, const std::string& term
                       {"channel", channel_name},
                       {"state_version", a->state_version},
                       {"version", a->target.version},
-                      {"manifest_digest", a->target.ref.manifest_digest},
-                      {"digest", a->target.ref.digest},
+                      {"manifest_digest", a->target.ref.manifest_digest.ToString()},
+                      {"digest", a->target.ref.digest.ToString()},
                       {"size", a->target.ref.size},
                       {"rollout", a->target.rollout},
                       {"reason", a->target.reason}};
@@ -673,14 +678,15 @@ HttpResponse Api::PlanRollout(const HttpRequest& req) {
   // downloads that delta; any other downloads the artifact. Missing deltas are
   // queued, so a second plan shows them.
   const std::string model = spec->model;
-  Result<Manifest> target = store_.GetManifest(model, spec->target_version);
+  Result<std::shared_ptr<const Manifest>> target = store_.GetManifest(model, spec->target_version);
   auto download_bytes = [&](const std::string& current_version) -> uint64_t {
     if (!target.ok()) return 0;
-    Result<Manifest> from = current_version.empty() ? Result<Manifest>(Status::NotFound(""))
-                                                    : store_.GetManifest(model, current_version);
-    if (!from.ok()) return target->size;
-    Result<DeltaRecord> d = deltas_.FindOrQueue(from->digest, target->digest);
-    return d.ok() && d->info.worthwhile ? d->info.size : target->size;
+    const Manifest& to = **target;
+    if (current_version.empty()) return to.size;
+    Result<std::shared_ptr<const Manifest>> from = store_.GetManifest(model, current_version);
+    if (!from.ok()) return to.size;
+    Result<DeltaRecord> d = deltas_.FindOrQueue((*from)->digest, to.digest);
+    return d.ok() && d->info.worthwhile ? d->info.size : to.size;
   };
   Result<RolloutPlan> plan = rollouts_.Plan(std::move(*spec), download_bytes);
   if (!plan.ok() && IsCanaryExcluded(plan.status())) return JsonError(400, kCanaryExcludedCode, plan.status().message());
@@ -791,9 +797,9 @@ SyncDocument Api::BuildSyncDocument(std::string_view for_region) {
         if (it != residency_.end()) regions = it->second;
       }
       if (regions.empty()) {
-        Result<Manifest> m = store_.GetManifest(model, v);
+        Result<std::shared_ptr<const Manifest>> m = store_.GetManifest(model, v);
         if (!m.ok()) continue;
-        regions = m->regions.empty() ? std::vector<std::string>{""} : m->regions;  // "" marks "all" in the cache
+        regions = (*m)->regions.empty() ? std::vector<std::string>{""} : (*m)->regions;  // "" marks "all" in the cache
         std::lock_guard lock(regions_mu_);
         residency_.emplace(std::make_pair(model, v), regions);  // versions are immutable
       }

@@ -70,7 +70,9 @@ class Api final : public HttpHandler {
   HttpResponse GetChunk(const HttpRequest& req, const std::string& digest_text);
   HttpResponse GetArtifact(const HttpRequest& req, const std::string& digest_text);
   // A content-addressed object stored as `chunks`, with Range and caching headers.
-  HttpResponse StreamChunks(const HttpRequest& req, const Digest& digest, std::vector<ChunkRef> chunks, uint64_t size);
+  // `chunks` is shared, not copied: an artifact's is the cached manifest's list.
+  HttpResponse StreamChunks(const HttpRequest& req, const Digest& digest,
+                            std::shared_ptr<const std::vector<ChunkRef>> chunks, uint64_t size);
   HttpResponse GetDelta(const HttpRequest& req, const std::string& from_text, const std::string& to_text, bool info);
   HttpResponse PutChunk(const HttpRequest& req, const std::string& digest_text);
   HttpResponse MissingChunks(const HttpRequest& req);

@@ -172,11 +172,11 @@ Result<DeltaRecord> DeltaService::FindOrQueue(const Digest& from, const Digest& 
   // different published versions of one model. Any other pair is refused
   // before anything is queued, so a request cannot make it diff arbitrary
   // artifacts.
-  Result<Manifest> source = store_.FindArtifact(from);
+  Result<std::shared_ptr<const Manifest>> source = store_.FindArtifact(from);
   if (!source.ok()) return source.status();
-  Result<Manifest> target = store_.FindArtifact(to);
+  Result<std::shared_ptr<const Manifest>> target = store_.FindArtifact(to);
   if (!target.ok()) return target.status();
-  if (from == to || source->name != target->name) {
+  if (from == to || (*source)->name != (*target)->name) {
     return Status::NotFound("deltas are made only between two versions of one model");
   }
   if (!online_key_) {
@@ -199,9 +199,8 @@ void DeltaService::QueueForNewVersion(const Manifest& published) {
   std::vector<Digest> older;
   for (const std::string& v : *versions) {
     if (CompareVersions(v, published.version) >= 0) continue;
-    if (Result<Manifest> m = store_.GetManifest(published.name, v); m.ok() && m->digest != published.digest) {
-      older.push_back(m->digest);
-    }
+    Result<std::shared_ptr<const Manifest>> m = store_.GetManifest(published.name, v);
+    if (m.ok() && (*m)->digest != published.digest) older.push_back((*m)->digest);
   }
   // The newest older versions: where terminals most likely are.
   size_t keep = static_cast<size_t>(std::max(0, options_.previous_versions));
@@ -257,10 +256,12 @@ Result<Bytes> DeltaService::LoadArtifact(const Manifest& m) {
 }
 
 Result<DeltaRecord> DeltaService::Compute(const Digest& from, const Digest& to) {
-  Result<Manifest> source_m = store_.FindArtifact(from);
-  if (!source_m.ok()) return source_m.status();
-  Result<Manifest> target_m = store_.FindArtifact(to);
-  if (!target_m.ok()) return target_m.status();
+  Result<std::shared_ptr<const Manifest>> found_source = store_.FindArtifact(from);
+  if (!found_source.ok()) return found_source.status();
+  Result<std::shared_ptr<const Manifest>> found_target = store_.FindArtifact(to);
+  if (!found_target.ok()) return found_target.status();
+  std::shared_ptr<const Manifest> source_m = *found_source;
+  std::shared_ptr<const Manifest> target_m = *found_target;
   DeltaRecord r;
   DeltaInfo& info = r.info;
   info.from = from;

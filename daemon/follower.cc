@@ -217,7 +217,7 @@ Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* comple
     std::vector<Digest> held;  // newest first
     for (const SyncVersion* v : list) {
       if (!allowed.count({v->model, v->version})) continue;
-      if (Result<Manifest> m = store_.GetManifest(v->model, v->version); m.ok()) held.push_back(m->digest);
+      if (auto m = store_.GetManifest(v->model, v->version); m.ok()) held.push_back((*m)->digest);
     }
     for (size_t i = 0; i < held.size() && i < options_.versions_per_model; ++i) {
       for (size_t k = i + 1; k < held.size() && k <= i + static_cast<size_t>(options_.previous_versions); ++k) {

@@ -72,9 +72,9 @@ struct Rollouts::Impl {
       }
       return env.status();
     }
-    Result<Manifest> m = store.GetManifest(model, version);
+    Result<std::shared_ptr<const Manifest>> m = store.GetManifest(model, version);
     if (!m.ok()) return m.status();
-    VersionRef ref{Digest::Of(*env).ToString(), m->digest.ToString(), m->size};
+    VersionRef ref{Digest::Of(*env), (*m)->digest, (*m)->size};
     refs.emplace(std::make_pair(model, version), ref);
     return ref;
   }
@@ -189,9 +189,9 @@ struct Rollouts::Impl {
   // A version whose manifest lists regions may only be rolled out there:
   // every region the spec names must be listed, and it must name some.
   Status CheckResidency(const RolloutSpec& spec) {
-    Result<Manifest> target = store.GetManifest(spec.model, spec.target_version);
+    Result<std::shared_ptr<const Manifest>> target = store.GetManifest(spec.model, spec.target_version);
     if (!target.ok()) return target.status();
-    const std::vector<std::string>& allowed = target->regions;
+    const std::vector<std::string>& allowed = (*target)->regions;
     if (allowed.empty()) return Status::Ok();
     std::string list = fmt::format("{}", fmt::join(allowed, ","));
     if (spec.regions.empty()) {

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <exception>
 #include <filesystem>
 #include <mutex>
@@ -26,6 +27,7 @@
 #include "base/encoding.h"
 #include "base/file.h"
 #include "base/json.h"
+#include "store/manifest_cache.h"
 
 namespace meridian {
 
@@ -222,7 +224,7 @@ class RocksStore final : public Store {
  public:
   RocksStore(std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::ColumnFamilyHandle*> handles,
              const StoreOptions& options)
-      : db_(std::move(db)), handles_(std::move(handles)), options_(options) {
+      : db_(std::move(db)), handles_(std::move(handles)), options_(options), manifests_(options.manifest_cache_bytes) {
     write_options_.sync = options.sync_writes;
   }
 
@@ -340,6 +342,7 @@ class RocksStore final : public Store {
       }
       s = db_->Write(write_options_, &batch);
       if (!s.ok()) return FromRocks(s, "committing " + what);
+      manifests_.Insert(key, std::make_shared<const Manifest>(m));  // the envelope says exactly `m`
       return true;
     });
   }
@@ -353,8 +356,8 @@ class RocksStore final : public Store {
     });
   }
 
-  Result<Manifest> GetManifest(std::string_view model, std::string_view version) override {
-    return Guard("GetManifest", [&]() -> Result<Manifest> {
+  Result<std::shared_ptr<const Manifest>> GetManifest(std::string_view model, std::string_view version) override {
+    return Guard("GetManifest", [&]() -> Result<std::shared_ptr<const Manifest>> {
       if (!IsValidModelName(model) || !IsValidVersion(version)) {
         return Status::InvalidArgument("invalid model name or version");
       }
@@ -405,14 +408,14 @@ class RocksStore final : public Store {
     });
   }
 
-  Result<Manifest> FindArtifact(const Digest& digest) override {
-    return Guard("FindArtifact", [&]() -> Result<Manifest> {
+  Result<std::shared_ptr<const Manifest>> FindArtifact(const Digest& digest) override {
+    return Guard("FindArtifact", [&]() -> Result<std::shared_ptr<const Manifest>> {
       rocksdb::ReadOptions ro;
       std::string key;
       rocksdb::Status s = db_->Get(ro, cf(kArtifacts), ChunkKey(digest), &key);
       if (s.IsNotFound()) return Status::NotFound("no version with artifact " + digest.ToString());
       if (!s.ok()) return FromRocks(s, "reading the artifact index for " + digest.ToString());
-      Result<Manifest> m = ReadManifest(ro, key);
+      Result<std::shared_ptr<const Manifest>> m = ReadManifest(ro, key);
       if (!m.ok() && m.status().code() == Status::Code::kNotFound) {
         return Status::Corruption("artifact index entry " + digest.ToString() + " points to missing " +
                                   DescribeVersionKey(key));
@@ -468,6 +471,8 @@ class RocksStore final : public Store {
 
   StoreStats Stats() override {
     StoreStats stats;
+    stats.manifest_parses = manifest_parses_.load(std::memory_order_relaxed);
+    stats.manifest_cache_bytes = manifests_.bytes();
     try {
       uint64_t v = 0;
       if (db_->GetIntProperty(cf(kChunkIndex), rocksdb::DB::Properties::kEstimateNumKeys, &v)) stats.chunks = v;
@@ -555,7 +560,8 @@ class RocksStore final : public Store {
     // needs no second read.
     std::string indexed;
     if (db_->Get(ro, cf(kArtifacts), ChunkKey(m.digest), &indexed).ok()) {
-      if (Result<Manifest> earlier = ReadManifest(ro, indexed); earlier.ok() && earlier->chunks == m.chunks) {
+      if (Result<std::shared_ptr<const Manifest>> earlier = ReadManifest(ro, indexed);
+          earlier.ok() && (*earlier)->chunks == m.chunks) {
         return Status::Ok();
       }
     }
@@ -610,11 +616,17 @@ class RocksStore final : public Store {
     return envelope;
   }
 
-  // The manifest stored under `key`, checked to be the version the key names.
-  Result<Manifest> ReadManifest(const rocksdb::ReadOptions& ro, const std::string& key) {
+  // The manifest stored under `key`, checked to be the version the key
+  // names: from the cache, or parsed and cached. Versions never change once
+  // committed, so the cache is right whatever snapshot `ro` reads.
+  Result<std::shared_ptr<const Manifest>> ReadManifest(const rocksdb::ReadOptions& ro, const std::string& key) {
+    if (std::shared_ptr<const Manifest> cached = manifests_.Lookup(key)) return cached;
     Result<std::string> envelope = ReadEnvelope(ro, key);
     if (!envelope.ok()) return envelope.status();
-    return ParseStoredManifest(key, *envelope);
+    manifest_parses_.fetch_add(1, std::memory_order_relaxed);
+    Result<Manifest> m = ParseStoredManifest(key, *envelope);
+    if (!m.ok()) return m.status();
+    return manifests_.Insert(key, std::make_shared<const Manifest>(std::move(*m)));
   }
 
   static Result<Manifest> ParseStoredManifest(std::string_view key, std::string_view envelope) {
@@ -720,6 +732,8 @@ class RocksStore final : public Store {
   const StoreOptions options_;
   rocksdb::WriteOptions write_options_;
   std::mutex commit_mu_;  // serialises CommitVersion
+  ManifestCache manifests_;
+  std::atomic<uint64_t> manifest_parses_{0};  // by ReadManifest: cache misses
 };
 
 // Presence lookups ask mostly for absent digests on a fresh upload: a bloom

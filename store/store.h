@@ -23,6 +23,12 @@
 //    serialised, so two racing commits of one version cannot both win.
 //  - Nothing here deletes a chunk or a version, so "present" never turns back
 //    into "absent" (Check() still reports a chunk lost to disk damage).
+//  - Parsed manifests are cached (GetManifest, FindArtifact): a version never
+//    changes once committed, so it is parsed at most once while it stays in
+//    the cache — least recently used out first, within
+//    StoreOptions::manifest_cache_bytes. Filled by reads and by commits; a
+//    version that is absent or fails to parse is never cached. Check() reads
+//    the disk, never the cache.
 //  - Every write that returns OK is synced to disk (WAL fsync) unless
 //    StoreOptions::sync_writes is false (tests and benchmarks only).
 //  - Thread-safe: every method may be called from any thread.
@@ -59,12 +65,17 @@ struct StoreOptions {
   int zstd_level = 3;             // chunk compression level, ZSTD_minCLevel()..ZSTD_maxCLevel()
   bool create_if_missing = true;  // false: NotFound when the directory holds no store
   int max_open_files = -1;        // table and blob files RocksDB keeps open; -1: no limit
+  // Parsed manifests kept in memory, charged mostly by their chunk lists
+  // (about 40 bytes a chunk: 64 MiB holds some 1.6 million chunk entries).
+  uint64_t manifest_cache_bytes = 64ull << 20;
 };
 
 struct StoreStats {
-  uint64_t chunks = 0;          // estimated number of stored chunks
-  uint64_t versions = 0;        // committed model versions
-  uint64_t disk_bytes = 0;      // SST + blob files on disk, all column families
+  uint64_t chunks = 0;                // estimated number of stored chunks
+  uint64_t versions = 0;              // committed model versions
+  uint64_t disk_bytes = 0;            // SST + blob files on disk, all column families
+  uint64_t manifest_parses = 0;       // stored manifests parsed for reads since opening (cache misses)
+  uint64_t manifest_cache_bytes = 0;  // charged to the parsed manifests cached now
 };
 
 struct CheckReport {
@@ -115,9 +126,12 @@ class Store {
   // The signed envelope JSON of a version, byte for byte as committed;
   // NotFound; InvalidArgument for an invalid model name or version.
   virtual Result<std::string> GetEnvelope(std::string_view model, std::string_view version) = 0;
-  // The manifest parsed from the stored envelope; NotFound; Corruption when
-  // the stored envelope no longer parses or names another version.
-  virtual Result<Manifest> GetManifest(std::string_view model, std::string_view version) = 0;
+  // The manifest parsed from the stored envelope, shared and immutable (from
+  // the manifest cache: a second call usually returns the same pointer);
+  // NotFound; InvalidArgument for an invalid model name or version;
+  // Corruption when the stored envelope no longer parses or names another
+  // version.
+  virtual Result<std::shared_ptr<const Manifest>> GetManifest(std::string_view model, std::string_view version) = 0;
   // Model names in lexical order (empty when the store holds no version).
   virtual Result<std::vector<std::string>> ListModels() = 0;
   // Versions of `model` in SemVer precedence order (oldest first; versions of
@@ -125,8 +139,8 @@ class Store {
   // NotFound when the model has no version.
   virtual Result<std::vector<std::string>> ListVersions(std::string_view model) = 0;
   // The manifest of a version whose whole-file digest is `digest` (the first
-  // committed with it); NotFound.
-  virtual Result<Manifest> FindArtifact(const Digest& digest) = 0;
+  // committed with it), shared and cached like GetManifest's; NotFound.
+  virtual Result<std::shared_ptr<const Manifest>> FindArtifact(const Digest& digest) = 0;
 
   // --- state (small values for the daemon's other modules) ---
   // Applies puts (value set) and deletes (value nullopt) atomically; synced.

@@ -33,7 +33,8 @@ std::string ChannelStateToJson(const ChannelState& s) {
   }
   Json versions = Json::object();
   for (const auto& [v, ref] : s.versions) {
-    versions[v] = {{"manifest_digest", ref.manifest_digest}, {"digest", ref.digest}, {"size", ref.size}};
+    versions[v] = {
+        {"manifest_digest", ref.manifest_digest.ToString()}, {"digest", ref.digest.ToString()}, {"size", ref.size}};
   }
   return Dump({{"type", kTargetDocumentType},
                {"model", s.model},
@@ -90,15 +91,12 @@ Result<ChannelState> ChannelStateFromJson(std::string_view text) {
   for (const auto& [v, ref] : versions->items()) {
     if (!IsValidVersion(v) || !ref.is_object()) return Status::InvalidArgument("channel state: malformed versions entry");
     VersionRef out;
-    JsonFields vf(ref, "channel state version", UnknownFields::kIgnore);
-    vf.String("manifest_digest", &out.manifest_digest, true);
-    vf.String("digest", &out.digest, true);
+    JsonFields vf(ref, fmt::format("channel state: version '{}'", v), UnknownFields::kIgnore);
+    vf.Digest("manifest_digest", &out.manifest_digest, true);
+    vf.Digest("digest", &out.digest, true);
     vf.Uint("size", &out.size, true);
     MERIDIAN_RETURN_IF_ERROR(vf.Finish());
-    if (!Digest::Parse(out.manifest_digest).ok() || !Digest::Parse(out.digest).ok()) {
-      return Status::InvalidArgument(fmt::format("channel state: version '{}' has a malformed digest", v));
-    }
-    s.versions.emplace(v, std::move(out));
+    s.versions.emplace(v, out);
   }
   MERIDIAN_RETURN_IF_ERROR(CheckVersionNamed(s, s.version));
   for (const ChannelRollout& r : s.rollouts) {

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/digest.h"
 #include "base/status.h"
 #include "rollout/rollout.h"
 #include "signing/signing.h"
@@ -36,9 +37,9 @@ inline constexpr size_t kChannelStateJsonBytesMax = 16u << 20;
 
 // What a terminal needs to know about a version it may be told to run.
 struct VersionRef {
-  std::string manifest_digest;  // sha256 of the signed manifest envelope bytes the daemon serves
-  std::string digest;           // sha256 of the whole artifact (from the manifest)
-  uint64_t size = 0;            // bytes of the whole artifact
+  Digest manifest_digest;  // of the signed manifest envelope bytes the daemon serves
+  Digest digest;           // of the whole artifact (from the manifest)
+  uint64_t size = 0;       // bytes of the whole artifact
   bool operator==(const VersionRef&) const = default;
 };
 

@@ -169,7 +169,7 @@ TEST_CASE("attacks are rejected with nothing installed; garbage fails over; root
     forged_target = ForgeTargetReply(now_target->body, *online, [&](ChannelState& s) {
       s.version = "9.0.0";
       s.rollouts.clear();
-      s.versions = {{"9.0.0", VersionRef{Digest::Of(forged_manifest).ToString(), m.digest.ToString(), m.size}}};
+      s.versions = {{"9.0.0", VersionRef{Digest::Of(forged_manifest), m.digest, m.size}}};
     });
     CommandResult r = once();
     CHECK(r.exit_code == 1);

@@ -53,7 +53,7 @@ ChannelState Content(const std::string& pointer) {
   s.model = "resnet";
   s.channel = "stable";
   s.version = pointer;
-  s.versions[pointer] = {Digest::Of("manifest " + pointer).ToString(), Digest::Of("artifact " + pointer).ToString(), 1000};
+  s.versions[pointer] = {Digest::Of("manifest " + pointer), Digest::Of("artifact " + pointer), 1000};
   return s;
 }
 

@@ -61,6 +61,14 @@ bool IsJsonError(const HttpReply& r) {
   return j.is_object() && j.contains("error") && j["error"].contains("code") && j["error"].contains("message");
 }
 
+// Publishes `data` as m 1.0.0; returns its digest.
+std::string PublishArtifact(DaemonFixture& d, const Bytes& data) {
+  WriteFile(d.dir() / "m.bin", data);
+  CommandResult pub = d.Publish("m", "1.0.0", d.dir() / "m.bin");
+  REQUIRE(pub.exit_code == 0);
+  return nlohmann::json::parse(pub.out)["digest"];
+}
+
 std::string ErrorCode(const HttpReply& r) {
   return IsJsonError(r) ? nlohmann::json::parse(r.body)["error"]["code"].get<std::string>() : "";
 }
@@ -71,10 +79,7 @@ TEST_CASE("artifacts and chunks: Range, ETag, 304, 416, immutable caching") {
   DaemonFixture d;
   d.Start();
   Bytes data = RandomBytes(1'000'000, 3);
-  WriteFile(d.dir() / "m.bin", data);
-  CommandResult pub = d.Publish("m", "1.0.0", d.dir() / "m.bin");
-  REQUIRE(pub.exit_code == 0);
-  std::string digest = nlohmann::json::parse(pub.out)["digest"];
+  std::string digest = PublishArtifact(d, data);
   HttpClient c(d.url());
 
   Result<HttpReply> whole = c.Get("/v1/artifacts/" + digest);
@@ -122,6 +127,24 @@ TEST_CASE("artifacts and chunks: Range, ETag, 304, 416, immutable caching") {
   CHECK(cr->body == AsString(ByteSpan(data).first(10)));
   CHECK(c.Get("/v1/chunks/" + chunk, {"If-None-Match: \"" + chunk + "\""})->status == 304);
   CHECK(c.Get("/v1/artifacts/" + Digest::Of("nothing").ToString())->status == 404);
+}
+
+TEST_CASE("Range requests of one artifact parse its manifest at most once") {
+  DaemonFixture d;
+  d.Start();
+  Bytes data = RandomBytes(200'000, 4);
+  std::string digest = PublishArtifact(d, data);
+  d.Restart();  // nothing cached: the first request parses the stored manifest
+  int64_t before = Metric(d.url(), "meridian_store_manifest_parses");
+  REQUIRE(before >= 0);
+  HttpClient c(d.url());
+  for (size_t first = 0; first < data.size(); first += 10'000) {
+    Result<HttpReply> part = c.Get("/v1/artifacts/" + digest, {fmt::format("Range: bytes={}-{}", first, first + 9'999)});
+    REQUIRE(part.ok());
+    CHECK(part->status == 206);
+    CHECK(part->body == AsString(ByteSpan(data).subspan(first, 10'000)));
+  }
+  CHECK(Metric(d.url(), "meridian_store_manifest_parses") == before + 1);
 }
 
 TEST_CASE("bad input gets the right 4xx, stores nothing, and the daemon keeps serving") {

@@ -117,7 +117,7 @@ Fleet Check(const std::vector<Reply>& replies, const Root& root, uint64_t last_s
     REQUIRE(s.ok());
     ChannelTarget mine = ResolveChannelTarget(*s, Terminal(i, ""));
     CHECK(mine.version == j["version"].get<std::string>());
-    CHECK(mine.ref.manifest_digest == j["manifest_digest"].get<std::string>());
+    CHECK(mine.ref.manifest_digest.ToString() == j["manifest_digest"].get<std::string>());
     if (i == 0) f.state_version = s->state_version;
     CHECK(s->state_version == f.state_version);
     f.version.push_back(mine.version);

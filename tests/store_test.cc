@@ -16,6 +16,7 @@
 
 #include "base/encoding.h"
 #include "signing/signing.h"
+#include "store/manifest_cache.h"
 #include "store/store.h"
 
 using namespace meridian;
@@ -298,7 +299,7 @@ TEST_CASE("a committed version is visible after reopening") {
   }
   std::unique_ptr<Store> store = OpenOrDie(dir.path(), StoreOptions());
   CHECK(store->GetEnvelope("fraud-detector", "1.2.0").value() == envelope);
-  CHECK(store->GetManifest("fraud-detector", "1.2.0").value() == a.manifest);
+  CHECK(*store->GetManifest("fraud-detector", "1.2.0").value() == a.manifest);
   CHECK(store->ListModels().value() == std::vector<std::string>{"fraud-detector"});
   CHECK(store->Stats().versions == 1);
   for (const ChunkRef& c : a.manifest.chunks) CHECK(store->GetChunk(c.digest).ok());
@@ -330,7 +331,7 @@ TEST_CASE("re-committing a version: same content is a no-op, other content Alrea
   other.annotations["note"] = "rebuilt";
   Status s = store->CommitVersion(Verified(other)).status();
   CHECK(s.code() == Status::Code::kAlreadyExists);
-  CHECK(store->GetManifest("kiosk-vision", "2.0.0").value() == a.manifest);
+  CHECK(*store->GetManifest("kiosk-vision", "2.0.0").value() == a.manifest);
   CHECK(store->Stats().versions == 1);
 }
 
@@ -390,11 +391,112 @@ TEST_CASE("FindArtifact returns the first version committed with a digest") {
   Artifact same_bytes = a;
   same_bytes.manifest.version = "1.0.1";  // republished unchanged
   CommitOrDie(*store, same_bytes);
-  Result<Manifest> found = store->FindArtifact(a.manifest.digest);
+  Result<std::shared_ptr<const Manifest>> found = store->FindArtifact(a.manifest.digest);
   REQUIRE(found.ok());
-  CHECK(found->version == "1.0.0");
+  CHECK((*found)->version == "1.0.0");
   CHECK(store->FindArtifact(Digest::Of("no such file")).status().code() == Status::Code::kNotFound);
   CHECK(store->Check().clean());
+}
+
+TEST_CASE("manifests are parsed once: a second read returns the same pointer") {
+  TempDir dir;
+  Artifact a = MakeArtifact("fraud-detector", "1.0.0", 3, 210);
+  Artifact b = MakeArtifact("fraud-detector", "1.1.0", 2, 220);
+  {
+    std::unique_ptr<Store> store = OpenOrDie(dir.path());
+    CommitOrDie(*store, a);
+    // Filled on commit: reading what was just committed parses nothing.
+    std::shared_ptr<const Manifest> first = store->GetManifest("fraud-detector", "1.0.0").value();
+    CHECK(*first == a.manifest);
+    CHECK(store->FindArtifact(a.manifest.digest).value() == first);
+    CHECK(store->Stats().manifest_parses == 0);
+  }
+  std::unique_ptr<Store> store = OpenOrDie(dir.path());
+  CommitOrDie(*store, b);
+  std::shared_ptr<const Manifest> first = store->FindArtifact(a.manifest.digest).value();  // filled on read
+  CHECK(*first == a.manifest);
+  CHECK(store->GetManifest("fraud-detector", "1.0.0").value() == first);
+  CHECK(store->FindArtifact(a.manifest.digest).value() == first);
+  CHECK(*store->GetManifest("fraud-detector", "1.1.0").value() == b.manifest);
+  CHECK(store->Stats().manifest_parses == 1);
+  CHECK(store->Stats().manifest_cache_bytes > 0);
+
+  // Threads racing on a version nobody read yet all get one manifest.
+  store.reset();  // the directory's lock goes with it
+  store = OpenOrDie(dir.path());
+  std::vector<std::shared_ptr<const Manifest>> got(8);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < got.size(); ++i) {
+    threads.emplace_back([&, i] { got[i] = store->GetManifest("fraud-detector", "1.1.0").value(); });
+  }
+  for (std::thread& t : threads) t.join();
+  for (const auto& m : got) CHECK(m == got[0]);
+  CHECK(*got[0] == b.manifest);
+}
+
+TEST_CASE("the manifest cache stays within its bound, evicting the least recently used") {
+  TempDir dir;
+  std::vector<Artifact> versions;
+  for (uint32_t i = 0; i < 24; ++i) versions.push_back(MakeArtifact("ocr", "1.0." + std::to_string(i), 2, 1000 + 10 * i));
+  const uint64_t charge = ManifestCache::Charge(std::string("ocr\0" "1.0.10", 10), versions[10].manifest);
+  StoreOptions o = Fast();
+  o.manifest_cache_bytes = 4 * charge + charge / 2;  // room for four (the charge varies by a few bytes)
+  {
+    std::unique_ptr<Store> store = OpenOrDie(dir.path(), o);
+    for (const Artifact& a : versions) CommitOrDie(*store, a);
+    CHECK(store->Stats().manifest_cache_bytes <= o.manifest_cache_bytes);
+  }
+  std::unique_ptr<Store> store = OpenOrDie(dir.path(), o);
+  uint64_t parses = 0;
+  for (const Artifact& a : versions) {
+    CHECK(*store->GetManifest("ocr", a.manifest.version).value() == a.manifest);
+    CHECK(store->Stats().manifest_parses == ++parses);
+    CHECK(store->Stats().manifest_cache_bytes <= o.manifest_cache_bytes);
+    // Kept in use, the first version outlives every other.
+    CHECK(*store->FindArtifact(versions[0].manifest.digest).value() == versions[0].manifest);
+    CHECK(store->Stats().manifest_parses == parses);
+  }
+  // 1.0.0 and the three newest are cached; anything older was evicted and is parsed again.
+  CHECK(store->GetManifest("ocr", "1.0.23").ok());
+  CHECK(store->GetManifest("ocr", "1.0.21").ok());
+  CHECK(store->Stats().manifest_parses == parses);
+  CHECK(store->GetManifest("ocr", "1.0.5").ok());
+  CHECK(store->Stats().manifest_parses == parses + 1);
+  CHECK(store->Stats().manifest_cache_bytes <= o.manifest_cache_bytes);
+}
+
+TEST_CASE("the manifest cache holds nothing for absent or unreadable versions") {
+  TempDir dir;
+  Artifact a = MakeArtifact("fraud-detector", "1.0.0", 2, 230);
+  {
+    std::unique_ptr<Store> store = OpenOrDie(dir.path());
+    CHECK(store->GetManifest("fraud-detector", "1.0.0").status().code() == Status::Code::kNotFound);
+    CHECK(store->FindArtifact(a.manifest.digest).status().code() == Status::Code::kNotFound);
+    CHECK(store->Stats().manifest_cache_bytes == 0);
+    CommitOrDie(*store, a);
+    CHECK(*store->GetManifest("fraud-detector", "1.0.0").value() == a.manifest);
+    CHECK(*store->FindArtifact(a.manifest.digest).value() == a.manifest);
+  }
+  {
+    RawDb raw(dir.path());
+    raw.Put(RawDb::kManifests, std::string("fraud-detector\0" "9.0.0", 20), "{garbage");
+  }
+  std::unique_ptr<Store> store = OpenOrDie(dir.path());
+  for (uint64_t parses = 1; parses <= 2; ++parses) {
+    CHECK(store->GetManifest("fraud-detector", "9.0.0").status().code() == Status::Code::kCorruption);
+    CHECK(store->Stats().manifest_parses == parses);  // tried again, not remembered
+  }
+  CHECK(store->Stats().manifest_cache_bytes == 0);
+}
+
+TEST_CASE("a manifest larger than the whole cache is returned, not cached") {
+  ManifestCache cache(100);
+  Manifest m = MakeArtifact("ocr", "1.0.0", 1, 240).manifest;
+  auto given = std::make_shared<const Manifest>(m);
+  CHECK(cache.Insert("ocr/1.0.0", given) == given);
+  CHECK(cache.Lookup("ocr/1.0.0") == nullptr);
+  CHECK(cache.bytes() == 0);
+  CHECK(cache.entries() == 0);
 }
 
 TEST_CASE("state: atomic batches of puts and deletes, scans by prefix") {

@@ -27,7 +27,7 @@ struct Keys {
 };
 
 VersionRef Ref(const std::string& v) {
-  return {Digest::Of("manifest " + v).ToString(), Digest::Of("artifact " + v).ToString(), 1000};
+  return {Digest::Of("manifest " + v), Digest::Of("artifact " + v), 1000};
 }
 
 ChannelState State(uint64_t state_version) {
@@ -127,6 +127,26 @@ TEST_CASE("malformed channel states are refused") {
   REQUIRE(ChannelStateFromJson(twice).ok());
   twice.insert(1, "\"state_version\":99,");
   CHECK_THAT(ChannelStateFromJson(twice).status().message(), Catch::Contains("repeats a key"));
+}
+
+TEST_CASE("version digests are written as sha256 strings and a malformed one is refused by name") {
+  const std::string json = ChannelStateToJson(State(1));
+  const std::string manifest = Digest::Of("manifest 1.1.0").ToString();
+  const std::string artifact = Digest::Of("artifact 1.1.0").ToString();
+  // The signed form is unchanged by the typed fields: the same strings as ever.
+  const std::string entry =
+      "\"1.1.0\":{\"digest\":\"" + artifact + "\",\"manifest_digest\":\"" + manifest + "\",\"size\":1000}";
+  REQUIRE(json.find(entry) != std::string::npos);
+  for (const std::string& bad : {std::string("sha256:xyz"), "SHA256:" + manifest.substr(7), manifest.substr(7)}) {
+    std::string broken = json;
+    broken.replace(broken.find(manifest), manifest.size(), bad);
+    Result<ChannelState> s = ChannelStateFromJson(broken);
+    CHECK(s.status().code() == Status::Code::kInvalidArgument);
+    CHECK_THAT(s.status().message(), Catch::Contains("version '1.1.0': field 'manifest_digest'"));
+  }
+  std::string broken = json;
+  broken.replace(broken.find(artifact), artifact.size(), "sha256:");
+  CHECK_THAT(ChannelStateFromJson(broken).status().message(), Catch::Contains("version '1.1.0': field 'digest'"));
 }
 
 TEST_CASE("a waves rollout past its first region parses and decides per region") {
