@@ -65,6 +65,10 @@ TEST_CASE("agent installs, refuses a failing version, switches back on rollback,
   CHECK(st["reports_waiting"] == 0);
   CHECK(st["downloaded_bytes"] == v1.size());
   CHECK(st["models"][0]["staging"].is_null());
+  // The daemon parsed the manifest once, when the publish was verified: the
+  // store keeps what it committed, so the rollout, the target and the
+  // artifact download parsed nothing again.
+  CHECK(Metric(d.url(), "meridian_store_manifest_parses") == 0);
 
   REQUIRE(d.RolloutAction("r1", "promote", "all on 1.0.0") == 200);  // completes it: the next may start
 

@@ -1,0 +1,254 @@
+// The terminals' and the operators' routes: targets, reports and rollouts.
+#include "daemon/api.h"
+
+#include <charconv>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "base/clock.h"
+#include "base/json.h"
+#include "daemon/api_shared.h"
+
+namespace meridian {
+
+namespace {
+
+nlohmann::json RolloutSummaryJson(const Rollout& r) {
+  const RolloutSpec& s = r.spec();
+  return {{"id", s.id},
+          {"model", s.model},
+          {"channel", s.channel},
+          {"target_version", s.target_version},
+          {"previous_version", s.previous_version},
+          {"regions", s.regions},
+          {"stages_percent", s.stages_percent},
+          {"phase", PhaseName(r.state().phase)},
+          {"stage", r.state().stage},
+          {"updated_ms", r.state().updated_ms}};
+}
+
+// Who acts: the X-Meridian-Actor header (the CLI sends the user name), or
+// "operator". The operator token is shared, so this is a label, not a proof.
+std::string ActorOf(const HttpRequest& req) {
+  std::string_view a = req.Header("x-meridian-actor");
+  if (a.empty()) return "operator";
+  return std::string(a.substr(0, kRolloutActorBytesMax));
+}
+
+bool ValidOptionalName(const std::optional<std::string>& v) { return !v || v->empty() || IsValidRegionOrProfile(*v); }
+
+}  // namespace
+
+HttpResponse Api::TerminalTarget(const HttpRequest& req, const std::string& terminal_id) {
+  const std::string& query = req.query;
+  std::optional<std::string> model = QueryParam(query, "model"), channel = QueryParam(query, "channel"),
+                             current = QueryParam(query, "current"), profile = QueryParam(query, "profile"),
+                             region = QueryParam(query, "region"), wait = QueryParam(query, "wait"),
+                             known = QueryParam(query, "known");
+  if (!IsValidTerminalId(terminal_id)) return JsonError(400, "invalid_argument", "invalid terminal id");
+  if (!model || !IsValidModelName(*model)) return JsonError(400, "invalid_argument", "model=NAME is required");
+  if (!ValidOptionalName(channel) || !ValidOptionalName(profile) || !ValidOptionalName(region)) {
+    return JsonError(400, "invalid_argument", "invalid channel, profile or region");
+  }
+  if (current && !current->empty() && !IsValidVersion(*current)) {
+    return JsonError(400, "invalid_argument", "current must be a SemVer version");
+  }
+  uint64_t wait_s = 0, known_version = 0;
+  auto parse_u64 = [](const std::string& text, uint64_t* out) {
+    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+    return ec == std::errc() && p == text.data() + text.size();
+  };
+  if (wait && (!parse_u64(*wait, &wait_s) || wait_s > limits_.target_wait_seconds_max)) {
+    return JsonError(400, "invalid_argument",
+                     fmt::format("wait must be whole seconds in [0, {}]", limits_.target_wait_seconds_max));
+  }
+  if (known && !parse_u64(*known, &known_version)) {
+    return JsonError(400, "invalid_argument", "known must be a state version");
+  }
+  std::string channel_name = channel && !channel->empty() ? *channel : "stable";
+  if (!region_.empty()) {
+    // A region's daemon serves the terminals of its region, and decides
+    // which region they are in.
+    if (region && !region->empty() && *region != region_) {
+      return JsonError(400, "wrong_region",
+                       fmt::format("this daemon serves region '{}'; the terminal says '{}'", region_, *region));
+    }
+    region = region_;
+  }
+  TerminalInfo info{terminal_id, profile.value_or(""), region.value_or(""), current.value_or("")};
+  // Read before looking at the state, so that a change right after the look still wakes this request.
+  uint64_t generation = rollouts_.notifier().generation();
+  Result<TargetAnswer> a = rollouts_.Target(*model, channel_name, info);
+  if (!a.ok()) return ErrorFor(a.status());
+  if (wait_s > 0 && known && a->state_version <= known_version && !req.wait_expired) {
+    HttpResponse r;
+    r.defer = HttpDeferral{&rollouts_.notifier(), generation, std::chrono::seconds(wait_s)};
+    return r;
+  }
+  nlohmann::json j = {{"terminal", terminal_id},
+                      {"model", *model},
+                      {"channel", channel_name},
+                      {"state_version", a->state_version},
+                      {"version", a->target.version},
+                      {"manifest_digest", a->target.ref.manifest_digest.ToString()},
+                      {"digest", a->target.ref.digest.ToString()},
+                      {"size", a->target.ref.size},
+                      {"rollout", a->target.rollout},
+                      {"reason", a->target.reason}};
+  // The signed state goes in verbatim (it is JSON already): no re-encoding per request.
+  std::string body = j.dump();
+  body.pop_back();
+  body += ",\"state\":" + a->envelope_json + "}";
+  HttpResponse r;
+  r.body = std::move(body);
+  r.Set("Content-Type", "application/json");
+  r.Set("Cache-Control", "no-store");
+  return r;
+}
+
+HttpResponse Api::TerminalReport(const HttpRequest& req, const std::string& terminal_id) {
+  Result<nlohmann::json> parsed = ParseJson(req.body, limits_.json_body_bytes_max);
+  if (!parsed.ok()) return ErrorFor(parsed.status());
+  Result<AgentReport> a = ParseAgentReport(terminal_id, *parsed);
+  if (!a.ok()) return ErrorFor(a.status());
+  bool counted = false;
+  if (a->verdict) {
+    Result<bool> c = rollouts_.Report(a->rollout, a->model, a->channel, std::move(a->report));
+    if (!c.ok()) return ErrorFor(c.status());
+    counted = *c;
+  }
+  return JsonOk(202, {{"counted", counted}});
+}
+
+HttpResponse Api::ForwardTerminalReport(const HttpRequest& req, const std::string& terminal_id) {
+  Result<nlohmann::json> parsed = ParseJson(req.body, limits_.json_body_bytes_max);
+  if (!parsed.ok()) return ErrorFor(parsed.status());
+  nlohmann::json& j = *parsed;
+  Result<AgentReport> a = ParseAgentReport(terminal_id, j);
+  if (!a.ok()) return ErrorFor(a.status());
+  if (!a->report.region.empty() && a->report.region != region_) {
+    return JsonError(400, "wrong_region",
+                     fmt::format("this daemon serves region '{}'; the report says '{}'", region_, a->report.region));
+  }
+  if (!a->verdict) return JsonOk(202, {{"counted", false}});  // progress stays here
+  j["region"] = region_;
+  Result<bool> queued = outbox_->Enqueue({"", terminal_id, std::move(j)});
+  if (queued.status().code() == Status::Code::kResourceExhausted) {
+    HttpResponse r = JsonError(503, "outbox_full", queued.status().message());
+    r.Set("Retry-After", "30");
+    return r;
+  }
+  if (!queued.ok()) return ErrorFor(queued.status());
+  return JsonOk(202, {{"counted", false}, {"forwarded", true}});
+}
+
+HttpResponse Api::StartRollout(const HttpRequest& req) {
+  Result<RolloutSpec> spec = ParseRolloutSpecJson(req.body);
+  if (!spec.ok()) return ErrorFor(spec.status());
+  Result<Rollout> r = rollouts_.Start(std::move(*spec), ActorOf(req), "");
+  if (!r.ok() && IsCanaryExcluded(r.status())) return JsonError(400, kCanaryExcludedCode, r.status().message());
+  if (!r.ok()) return ErrorFor(r.status());
+  return GetRollout(r->spec().id, 201);
+}
+
+HttpResponse Api::PlanRollout(const HttpRequest& req) {
+  Result<RolloutSpec> spec = ParseRolloutSpecJson(req.body);
+  if (!spec.ok()) return ErrorFor(spec.status());
+  // A terminal on a version with a computed, worthwhile delta to the target
+  // downloads that delta; any other downloads the artifact. Missing deltas are
+  // queued, so a second plan shows them.
+  const std::string model = spec->model;
+  Result<std::shared_ptr<const Manifest>> target = store_.GetManifest(model, spec->target_version);
+  auto download_bytes = [&](const std::string& current_version) -> uint64_t {
+    if (!target.ok()) return 0;
+    const Manifest& to = **target;
+    if (current_version.empty()) return to.size;
+    Result<std::shared_ptr<const Manifest>> from = store_.GetManifest(model, current_version);
+    if (!from.ok()) return to.size;
+    Result<DeltaRecord> d = deltas_.FindOrQueue((*from)->digest, to.digest);
+    return d.ok() && d->info.worthwhile ? d->info.size : to.size;
+  };
+  Result<RolloutPlan> plan = rollouts_.Plan(std::move(*spec), download_bytes);
+  if (!plan.ok() && IsCanaryExcluded(plan.status())) return JsonError(400, kCanaryExcludedCode, plan.status().message());
+  if (!plan.ok()) return ErrorFor(plan.status());
+  nlohmann::json stages = nlohmann::json::array();
+  for (size_t k = 0; k < plan->eligible.size(); ++k) {
+    stages.push_back({{"stage", k},
+                      {"percent", StagePercent(plan->spec, k)},
+                      {"region", StageRegion(plan->spec, k)},
+                      {"eligible", plan->eligible[k]},
+                      {"full_download_bytes", plan->full_download_bytes[k]},
+                      {"delta_download_bytes", plan->delta_download_bytes[k]}});
+  }
+  return JsonOk(200, {{"spec", nlohmann::json::parse(RolloutSpecToJson(plan->spec))},
+                      {"target_bytes", plan->target_bytes},
+                      {"stages", stages}});
+}
+
+HttpResponse Api::ListRollouts() {
+  nlohmann::json list = nlohmann::json::array();
+  for (const Rollout& r : rollouts_.List()) list.push_back(RolloutSummaryJson(r));
+  return JsonOk(200, {{"rollouts", list}});
+}
+
+HttpResponse Api::GetRollout(const std::string& id, int status) {
+  Result<Rollout> r = rollouts_.Get(id);
+  if (!r.ok()) return ErrorFor(r.status());
+  Result<std::vector<StageRow>> rows = rollouts_.Stages(id);
+  if (!rows.ok()) return ErrorFor(rows.status());
+  nlohmann::json stages = nlohmann::json::array();
+  for (size_t k = 0; k < rows->size(); ++k) {
+    const StageRow& row = (*rows)[k];
+    stages.push_back({{"stage", k},
+                      {"percent", row.percent},
+                      {"eligible", row.eligible},
+                      {"updated", row.updated},
+                      {"failed", row.failed},
+                      {"healthy", row.healthy},
+                      {"gate", row.gate},
+                      {"region", row.region}});
+  }
+  Result<std::vector<RegionRow>> region_rows = rollouts_.Regions(id);
+  if (!region_rows.ok()) return ErrorFor(region_rows.status());
+  nlohmann::json regions = nlohmann::json::array();
+  for (const RegionRow& row : *region_rows) {
+    regions.push_back({{"region", row.region},
+                       {"terminals", row.terminals},
+                       {"updated", row.updated},
+                       {"failed", row.failed},
+                       {"wave", row.wave}});
+  }
+  return JsonOk(status, {{"id", id},
+                         {"spec", nlohmann::json::parse(RolloutSpecToJson(r->spec()))},
+                         {"state", nlohmann::json::parse(RolloutStateToJson(r->state()))},
+                         {"stages", stages},
+                         {"regions", regions}});
+}
+
+HttpResponse Api::ActOnRollout(const HttpRequest& req, const std::string& id, const std::string& action_name) {
+  Result<RolloutAction> action = ParseRolloutAction(action_name);
+  if (!action.ok() || *action == RolloutAction::kStart) return JsonError(404, "not_found", "no such rollout action");
+  std::string reason;
+  if (!req.body.empty()) {
+    // An operator's words: an unknown field is a typo, refused.
+    Result<nlohmann::json> j = ParseJsonObject(req.body, limits_.json_body_bytes_max, "body");
+    if (!j.ok()) return ErrorFor(j.status());
+    JsonFields f(*j, "body", UnknownFields::kRefuse);
+    f.String("reason", &reason);
+    if (Status st = f.Finish(); !st.ok()) return ErrorFor(st);
+  }
+  Result<Rollout> r = rollouts_.Act(id, *action, ActorOf(req), reason);
+  if (!r.ok()) return ErrorFor(r.status());
+  return GetRollout(id);
+}
+
+HttpResponse Api::RolloutEvents(const std::string& id) {
+  Result<Rollout> r = rollouts_.Get(id);
+  if (!r.ok()) return ErrorFor(r.status());
+  nlohmann::json events = nlohmann::json::array();
+  for (const RolloutEvent& e : r->events()) events.push_back(nlohmann::json::parse(RolloutEventToJson(e)));
+  return JsonOk(200, {{"id", id}, {"events", events}});
+}
+
+}  // namespace meridian
