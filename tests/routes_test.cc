@@ -17,22 +17,31 @@
 using namespace meridian;
 using namespace meridian::testing;
 
-TEST_CASE("docs/api.md lists the routes origin and region daemons serve") {
+namespace {
+
+// An origin's Api on an empty store: enough to build its route table.
+struct OriginApi {
   TempDir dir;
-  Result<std::unique_ptr<Store>> store = Store::Open(dir / "store");
-  REQUIRE(store.ok());
+  std::unique_ptr<Store> store = Store::Open(dir / "store").value();
   Root root;
   Metrics metrics;
-  Result<std::unique_ptr<Rollouts>> rollouts = Rollouts::Open(**store, std::nullopt, SystemClock::Get());
-  REQUIRE(rollouts.ok());
-  DeltaService deltas(**store, std::nullopt);
-  Api origin(**store, root, {}, metrics, **rollouts, deltas);
+  std::unique_ptr<Rollouts> rollouts = Rollouts::Open(*store, std::nullopt, SystemClock::Get()).value();
+  DeltaService deltas{*store, std::nullopt};
+  Api api{*store, root, {}, metrics, *rollouts, deltas};
+};
+
+}  // namespace
+
+TEST_CASE("docs/api.md lists the routes origin and region daemons serve") {
+  OriginApi o;
+  Api& origin = o.api;
 
   UpstreamOptions upstream{.urls = {"http://127.0.0.1:9"}, .mirror_token = "unused"};
-  Follower follower(**store, root, **rollouts, deltas, SystemClock::Get(), upstream, FollowerOptions{.region = "sg"});
-  Result<std::unique_ptr<ReportOutbox>> outbox = ReportOutbox::Open(**store, "sg", upstream);
+  Follower follower(*o.store, o.root, *o.rollouts, o.deltas, SystemClock::Get(), upstream,
+                    FollowerOptions{.region = "sg"});
+  Result<std::unique_ptr<ReportOutbox>> outbox = ReportOutbox::Open(*o.store, "sg", upstream);
   REQUIRE(outbox.ok());
-  Api region(**store, root, {}, metrics, **rollouts, deltas);
+  Api region(*o.store, o.root, {}, o.metrics, *o.rollouts, o.deltas);
   region.ServeAsRegion("sg", **outbox, follower);
 
   const std::string want = RoutesMarkdown(origin.routes(), region.routes());
@@ -76,16 +85,8 @@ Matched MatchOrigin(const RouteTable& routes, std::string_view method, const std
 }  // namespace
 
 TEST_CASE("every path the client builds is a route the daemon serves, with the values it was given") {
-  TempDir dir;
-  Result<std::unique_ptr<Store>> store = Store::Open(dir / "store");
-  REQUIRE(store.ok());
-  Root root;
-  Metrics metrics;
-  Result<std::unique_ptr<Rollouts>> rollouts = Rollouts::Open(**store, std::nullopt, SystemClock::Get());
-  REQUIRE(rollouts.ok());
-  DeltaService deltas(**store, std::nullopt);
-  Api origin(**store, root, {}, metrics, **rollouts, deltas);
-  const RouteTable& routes = origin.routes();
+  OriginApi o;
+  const RouteTable& routes = o.api.routes();
 
   const Digest a = Digest::Of(std::string_view("a")), b = Digest::Of(std::string_view("b"));
   const std::string version = "1.0.0-rc.1+build.5";  // '+' must survive the trip
