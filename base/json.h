@@ -56,7 +56,7 @@ enum class UnknownFields { kRefuse, kIgnore };
 // kRefuse, a field nothing read as "<what>: unknown field '<key>'".
 class JsonFields {
  public:
-  // `object` must be a JSON object; it and `what` must outlive the reader.
+  // `object` must be a JSON object that outlives the reader.
   JsonFields(const nlohmann::json& object, std::string_view what, UnknownFields unknown)
       : object_(object), what_(what), unknown_(unknown) {}
 

@@ -253,41 +253,37 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
   return 0;
 }
 
-int ListModels(const GlobalOptions& g) {
+namespace {
+
+// GETs `path`, whose answer is {"<key>":["…",…]}, and prints the names one a
+// line (or the answer, with --output json).
+int PrintNameList(const GlobalOptions& g, const std::string& path, const char* key, std::string_view what) {
   HttpClient client(g.server);
-  Result<HttpReply> r = client.Get(ModelsPath());
+  Result<HttpReply> r = client.Get(path);
   if (!r.ok()) return Fail(r.status());
-  if (r->status != 200) return FailReply("list models", *r);
-  Result<nlohmann::json> answer = ParseJson(r->body, r->body.size());
-  if (!answer.ok() || !answer->is_object() || !answer->contains("models") || !(*answer)["models"].is_array()) {
-    return Fail("malformed answer from server");
-  }
-  const nlohmann::json& j = *answer;
+  if (r->status != 200) return FailReply(what, *r);
+  // A daemon (maybe a newer one) wrote it: fields this CLI does not know are read past.
+  Result<nlohmann::json> answer = ParseJsonObject(r->body, r->body.size(), "the daemon's answer");  // the client bounded the reply
+  if (!answer.ok()) return Fail(answer.status());
+  std::vector<std::string> names;
+  JsonFields f(*answer, "the daemon's answer", UnknownFields::kIgnore);
+  f.Strings(key, &names, true);
+  if (Status st = f.Finish(); !st.ok()) return Fail(st);
   if (g.json) {
-    PrintJson(j);
+    PrintJson(*answer);
   } else {
-    for (const auto& m : j["models"]) fmt::print("{}\n", m.get<std::string>());
+    for (const std::string& name : names) fmt::print("{}\n", name);
   }
   return 0;
 }
 
+}  // namespace
+
+int ListModels(const GlobalOptions& g) { return PrintNameList(g, ModelsPath(), "models", "list models"); }
+
 int ListVersions(const GlobalOptions& g, const std::string& model) {
   if (!IsValidModelName(model)) return Fail("invalid model name '" + model + "'");
-  HttpClient client(g.server);
-  Result<HttpReply> r = client.Get(VersionsPath(model));
-  if (!r.ok()) return Fail(r.status());
-  if (r->status != 200) return FailReply("list versions", *r);
-  Result<nlohmann::json> answer = ParseJson(r->body, r->body.size());
-  if (!answer.ok() || !answer->is_object() || !answer->contains("versions") || !(*answer)["versions"].is_array()) {
-    return Fail("malformed answer from server");
-  }
-  const nlohmann::json& j = *answer;
-  if (g.json) {
-    PrintJson(j);
-  } else {
-    for (const auto& v : j["versions"]) fmt::print("{}\n", v.get<std::string>());
-  }
-  return 0;
+  return PrintNameList(g, VersionsPath(model), "versions", "list versions");
 }
 
 namespace {

@@ -69,16 +69,30 @@ Result<nlohmann::json> Call(const GlobalOptions& g, const std::string& method, c
   return j;
 }
 
-// Call, then the answer as JSON with --output json, else as `print_text` writes it.
+// The answer as JSON with --output json, else as `print_text` writes it. The
+// text printers read the fields they show without checking each one: an
+// answer of another shape (another version of the daemon, or not a daemon)
+// is an error message, not a crash.
+Status Show(const GlobalOptions& g, const nlohmann::json& j, const std::string& what,
+            const std::function<void(const nlohmann::json&)>& print_text) {
+  if (g.json) {
+    PrintJson(j);
+    return Status::Ok();
+  }
+  try {
+    print_text(j);
+  } catch (const nlohmann::json::exception& e) {
+    return Status::Corruption(fmt::format("{}: the daemon's answer is not what this CLI expects ({})", what, e.what()));
+  }
+  return Status::Ok();
+}
+
+// Call, then Show.
 int CallAndShow(const GlobalOptions& g, const std::string& method, const std::string& path, const std::string& body,
                 long want_status, const std::string& what, const std::function<void(const nlohmann::json&)>& print_text) {
   Result<nlohmann::json> j = Call(g, method, path, body, want_status, what);
   if (!j.ok()) return Fail(j.status());
-  if (g.json) {
-    PrintJson(*j);
-  } else {
-    print_text(*j);
-  }
+  if (Status shown = Show(g, *j, what, print_text); !shown.ok()) return Fail(shown);
   return 0;
 }
 
@@ -104,48 +118,48 @@ void PrintRegionsText(const nlohmann::json& j) {
 }
 
 void PrintStatusText(const nlohmann::json& j) {
-  const auto& spec = j["spec"];
-  const auto& state = j["state"];
-  std::string prev = spec["previous_version"].get<std::string>();
-  fmt::print("rollout {}: {} channel {}  {} -> {}  {}({})\n", j["id"].get<std::string>(),
-             spec["model"].get<std::string>(), spec["channel"].get<std::string>(), prev.empty() ? "(none)" : prev,
-             spec["target_version"].get<std::string>(), state["phase"].get<std::string>(),
-             state["stage"].get<uint32_t>());
+  const auto& spec = j.at("spec");
+  const auto& state = j.at("state");
+  std::string prev = spec.at("previous_version").get<std::string>();
+  fmt::print("rollout {}: {} channel {}  {} -> {}  {}({})\n", j.at("id").get<std::string>(),
+             spec.at("model").get<std::string>(), spec.at("channel").get<std::string>(), prev.empty() ? "(none)" : prev,
+             spec.at("target_version").get<std::string>(), state.at("phase").get<std::string>(),
+             state.at("stage").get<uint32_t>());
   fmt::print("{:<6} {:<12} {:>8} {:>9} {:>8} {:>7} {:>8}  {}\n", "STAGE", "REGION", "PERCENT", "ELIGIBLE", "UPDATED",
              "FAILED", "HEALTHY", "GATE");
-  for (const auto& s : j["stages"]) {
+  for (const auto& s : j.at("stages")) {
     // "region" is per stage with waves; absent or "" (older daemons, no waves) is every region.
-    fmt::print("{:<6} {:<12} {:>8} {:>9} {:>8} {:>7} {:>8}  {}\n", s["stage"].get<int>(), Cell(s, "region", "all"),
-               s["percent"].get<double>(), s["eligible"].get<uint64_t>(), s["updated"].get<uint64_t>(),
-               s["failed"].get<uint64_t>(), s["healthy"].get<uint64_t>(), s["gate"].get<std::string>());
+    fmt::print("{:<6} {:<12} {:>8} {:>9} {:>8} {:>7} {:>8}  {}\n", s.at("stage").get<int>(), Cell(s, "region", "all"),
+               s.at("percent").get<double>(), s.at("eligible").get<uint64_t>(), s.at("updated").get<uint64_t>(),
+               s.at("failed").get<uint64_t>(), s.at("healthy").get<uint64_t>(), s.at("gate").get<std::string>());
   }
   PrintRegionsText(j);
 }
 
 
 void PrintPlanText(const nlohmann::json& j) {
-  const auto& spec = j["spec"];
-  std::string prev = spec["previous_version"].get<std::string>();
-  fmt::print("plan: {} channel {}  {} -> {}  (target {})\n", spec["model"].get<std::string>(),
-             spec["channel"].get<std::string>(), prev.empty() ? "(none)" : prev,
-             spec["target_version"].get<std::string>(), HumanBytes(j["target_bytes"].get<uint64_t>()));
+  const auto& spec = j.at("spec");
+  std::string prev = spec.at("previous_version").get<std::string>();
+  fmt::print("plan: {} channel {}  {} -> {}  (target {})\n", spec.at("model").get<std::string>(),
+             spec.at("channel").get<std::string>(), prev.empty() ? "(none)" : prev,
+             spec.at("target_version").get<std::string>(), HumanBytes(j.at("target_bytes").get<uint64_t>()));
   fmt::print("{:<6} {:<12} {:>8} {:>9} {:>14} {:>14}\n", "STAGE", "REGION", "PERCENT", "TERMINALS", "FULL DOWNLOAD",
              "WITH DELTAS");
-  for (const auto& s : j["stages"]) {
-    fmt::print("{:<6} {:<12} {:>8} {:>9} {:>14} {:>14}\n", s["stage"].get<int>(), Cell(s, "region", "all"),
-               s["percent"].get<double>(), s["eligible"].get<uint64_t>(),
-               HumanBytes(s["full_download_bytes"].get<uint64_t>()),
-               HumanBytes(s["delta_download_bytes"].get<uint64_t>()));
+  for (const auto& s : j.at("stages")) {
+    fmt::print("{:<6} {:<12} {:>8} {:>9} {:>14} {:>14}\n", s.at("stage").get<int>(), Cell(s, "region", "all"),
+               s.at("percent").get<double>(), s.at("eligible").get<uint64_t>(),
+               HumanBytes(s.at("full_download_bytes").get<uint64_t>()),
+               HumanBytes(s.at("delta_download_bytes").get<uint64_t>()));
   }
 }
 
 void PrintListText(const nlohmann::json& j) {
   fmt::print("{:<16} {:<20} {:<10} {:<12} {:<12} {}\n", "ID", "MODEL", "CHANNEL", "FROM", "TO", "STATE");
-  for (const auto& r : j["rollouts"]) {
-    std::string prev = r["previous_version"].get<std::string>();
-    fmt::print("{:<16} {:<20} {:<10} {:<12} {:<12} {}({})\n", r["id"].get<std::string>(),
-               r["model"].get<std::string>(), r["channel"].get<std::string>(), prev.empty() ? "-" : prev,
-               r["target_version"].get<std::string>(), r["phase"].get<std::string>(), r["stage"].get<uint32_t>());
+  for (const auto& r : j.at("rollouts")) {
+    std::string prev = r.at("previous_version").get<std::string>();
+    fmt::print("{:<16} {:<20} {:<10} {:<12} {:<12} {}({})\n", r.at("id").get<std::string>(),
+               r.at("model").get<std::string>(), r.at("channel").get<std::string>(), prev.empty() ? "-" : prev,
+               r.at("target_version").get<std::string>(), r.at("phase").get<std::string>(), r.at("stage").get<uint32_t>());
   }
 }
 
@@ -153,35 +167,35 @@ void PrintListText(const nlohmann::json& j) {
 void PrintRegionListText(const nlohmann::json& j) {
   int64_t now = SystemClock::Get().NowUnixMillis();
   if (j.contains("upstream")) {
-    const auto& u = j["upstream"];
-    fmt::print("region {} following {}: {}, {} reports waiting{}\n", j["region"].get<std::string>(),
-               u["url"].get<std::string>(), u["reachable"].get<bool>() ? "reachable" : "UNREACHABLE",
-               u["reports_pending"].get<uint64_t>(),
-               u["last_error"].get<std::string>().empty() ? "" : " (" + u["last_error"].get<std::string>() + ")");
+    const auto& u = j.at("upstream");
+    fmt::print("region {} following {}: {}, {} reports waiting{}\n", j.at("region").get<std::string>(),
+               u.at("url").get<std::string>(), u.at("reachable").get<bool>() ? "reachable" : "UNREACHABLE",
+               u.at("reports_pending").get<uint64_t>(),
+               u.at("last_error").get<std::string>().empty() ? "" : " (" + u.at("last_error").get<std::string>() + ")");
   }
   fmt::print("{:<10} {:<10} {:<7} {:>12} {:>7} {:>9} {:>10} {:>10} {:>9} {:>8}\n", "REGION", "REACHABLE", "HEALTH",
              "STATE", "BEHIND", "LAG", "LAST SEEN", "STORED", "TERMINALS", "REPORTS");
   auto seconds = [](int64_t ms) { return fmt::format("{}s", ms / 1000); };
   std::string faults;
-  for (const auto& r : j["regions"]) {
-    int64_t seen = r["last_seen_ms"].get<int64_t>();
-    const std::string& error = r["last_error"].get_ref<const std::string&>();
-    fmt::print("{:<10} {:<10} {:<7} {:>12} {:>7} {:>9} {:>10} {:>10} {:>9} {:>8}\n", r["region"].get<std::string>(),
-               r["reachable"].get<bool>() ? "yes" : "NO", error.empty() ? "ok" : "FAULT", r["sync_version"].get<uint64_t>(),
-               r["behind"].get<uint64_t>(), r["lag_ms"].is_null() ? "-" : seconds(r["lag_ms"].get<int64_t>()),
-               seen == 0 ? "never" : seconds(now - seen) + " ago", HumanBytes(r["stored_bytes"].get<uint64_t>()),
-               r["terminals"].get<uint64_t>(), r["reports_received"].get<uint64_t>());
-    if (!error.empty()) faults += fmt::format("  {}: {}\n", r["region"].get<std::string>(), error);
+  for (const auto& r : j.at("regions")) {
+    int64_t seen = r.at("last_seen_ms").get<int64_t>();
+    const std::string& error = r.at("last_error").get_ref<const std::string&>();
+    fmt::print("{:<10} {:<10} {:<7} {:>12} {:>7} {:>9} {:>10} {:>10} {:>9} {:>8}\n", r.at("region").get<std::string>(),
+               r.at("reachable").get<bool>() ? "yes" : "NO", error.empty() ? "ok" : "FAULT", r.at("sync_version").get<uint64_t>(),
+               r.at("behind").get<uint64_t>(), r.at("lag_ms").is_null() ? "-" : seconds(r.at("lag_ms").get<int64_t>()),
+               seen == 0 ? "never" : seconds(now - seen) + " ago", HumanBytes(r.at("stored_bytes").get<uint64_t>()),
+               r.at("terminals").get<uint64_t>(), r.at("reports_received").get<uint64_t>());
+    if (!error.empty()) faults += fmt::format("  {}: {}\n", r.at("region").get<std::string>(), error);
   }
   if (!faults.empty()) fmt::print("faults the regions report:\n{}", faults);
 }
 
 void PrintEventsText(const nlohmann::json& j) {
-  for (const auto& e : j["events"]) {
-    fmt::print("{:>3}  {}  {:<8} {:<9} {} -> {}  {}\n", e["seq"].get<uint64_t>(),
-               FormatRfc3339(e["time_ms"].get<int64_t>()), e["actor"].get<std::string>(),
-               e["action"].get<std::string>(), e["before"].get<std::string>().empty() ? "-" : e["before"].get<std::string>(),
-               e["after"].get<std::string>(), e["reason"].get<std::string>());
+  for (const auto& e : j.at("events")) {
+    fmt::print("{:>3}  {}  {:<8} {:<9} {} -> {}  {}\n", e.at("seq").get<uint64_t>(),
+               FormatRfc3339(e.at("time_ms").get<int64_t>()), e.at("actor").get<std::string>(),
+               e.at("action").get<std::string>(), e.at("before").get<std::string>().empty() ? "-" : e.at("before").get<std::string>(),
+               e.at("after").get<std::string>(), e.at("reason").get<std::string>());
   }
 }
 
@@ -212,13 +226,10 @@ int RolloutStatus(const GlobalOptions& g, const std::string& id, bool watch) {
   for (;;) {
     Result<nlohmann::json> j = Call(g, "GET", RolloutPath(id), "", 200, "rollout status");
     if (!j.ok()) return Fail(j.status());
-    if (g.json) {
-      PrintJson(*j);
-    } else {
-      PrintStatusText(*j);
-    }
-    std::string phase = (*j)["state"]["phase"].get<std::string>();
-    bool settled = phase != "running" && phase != "paused";
+    if (Status shown = Show(g, *j, "rollout status", PrintStatusText); !shown.ok()) return Fail(shown);
+    const nlohmann::json* phase = j->contains("state") ? &(*j)["state"] : nullptr;
+    phase = phase != nullptr && phase->is_object() && phase->contains("phase") ? &(*phase)["phase"] : nullptr;
+    bool settled = phase == nullptr || !phase->is_string() || (*phase != "running" && *phase != "paused");
     if (!watch || settled || std::chrono::steady_clock::now() > until) return 0;
     std::this_thread::sleep_for(kWatchInterval);
     if (!g.json) fmt::print("\n");

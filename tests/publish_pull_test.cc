@@ -91,3 +91,25 @@ TEST_CASE("pull refuses a root that does not trust the signer, and leaves nothin
   CHECK(missing.exit_code != 0);
   CHECK(missing.err.find("404") != std::string::npos);
 }
+
+TEST_CASE("the CLI answers a daemon whose answers have another shape with an error, never a crash") {
+  // What each listing gets back: JSON, but not what a daemon of this version sends.
+  FakeHttpServer server([](const FakeRequest& req) -> FakeReply {
+    if (req.path == "/v1/models") return {200, R"({"models":[1,2]})"};
+    if (req.path == "/v1/models/fraud/versions") return {200, R"({"versions":"1.0.0"})"};
+    if (req.path == "/v1/rollouts") return {200, R"({"rollouts":[{"id":7}]})"};
+    if (req.path == "/v1/rollouts/r1") return {200, R"({"id":"r1","spec":[],"state":{"phase":3}})"};
+    if (req.path == "/v1/regions") return {200, R"({"role":"region","regions":[],"upstream":{}})"};
+    return {404, R"({"error":{"code":"not_found","message":"no"}})"};
+  });
+  const std::vector<std::vector<std::string>> commands = {
+      {"models"}, {"versions", "fraud"}, {"rollout", "list"}, {"rollout", "status", "r1"}, {"regions"}};
+  for (const std::vector<std::string>& command : commands) {
+    std::vector<std::string> argv = {MeridianPath(), "--server", server.url(), "--token", "t"};
+    argv.insert(argv.end(), command.begin(), command.end());
+    CommandResult r = Run(argv);
+    INFO(command[0] << " " << (command.size() > 1 ? command[1] : "") << ": " << r.err);
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.err, Catch::StartsWith("meridian: "));
+  }
+}
