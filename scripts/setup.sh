@@ -10,6 +10,7 @@ packages=(
   libcurl4-openssl-dev libssl-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev libtomlplusplus-dev catch2
   curl zstd
+  libsystemd-dev                # sd_notify: meridiand and meridian-agent under Type=notify units
   nginx                         # tests/nginx_test: the caching proxy (deploy/nginx)
   clang-14 libclang-rt-14-dev   # the delta decoder's libFuzzer target
 )
