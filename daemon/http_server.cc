@@ -412,6 +412,7 @@ struct HttpServer::Impl {
 
   void BeginStop() {
     if (stopping.exchange(true)) return;
+    if (options.on_stopping) options.on_stopping();
     net::post(ioc, [this] {
       beast::error_code ignored;
       acceptor.close(ignored);
@@ -431,6 +432,15 @@ struct HttpServer::Impl {
     net::co_spawn(ioc, DrainThenStop(), net::detached);
   }
 
+  void WaitForSignal() {
+    signals.async_wait([this](const beast::error_code& ec, int signal) {
+      if (ec) return;  // cancelled: stopping
+      if (signal != SIGHUP) return BeginStop();
+      options.on_hangup();
+      WaitForSignal();
+    });
+  }
+
   net::awaitable<void> DrainThenStop() {
     auto deadline = std::chrono::steady_clock::now() + options.drain_timeout;
     net::steady_timer timer(ioc);
@@ -443,7 +453,11 @@ struct HttpServer::Impl {
 };
 
 HttpServer::HttpServer(HttpHandler& handler, HttpServerOptions options)
-    : impl_(std::make_unique<Impl>(handler, std::move(options))) {}
+    : impl_(std::make_unique<Impl>(handler, std::move(options))) {
+  // From here on, not from Run(): a SIGHUP sent as soon as the caller reports
+  // itself ready must not end the process. Signals that come before Run() wait.
+  if (impl_->options.on_hangup) impl_->signals.add(SIGHUP);
+}
 
 HttpServer::~HttpServer() = default;
 
@@ -468,9 +482,7 @@ uint16_t HttpServer::port() const { return impl_->acceptor.local_endpoint().port
 
 void HttpServer::Run() {
   Impl& s = *impl_;
-  s.signals.async_wait([&s](const beast::error_code& ec, int) {
-    if (!ec) s.BeginStop();
-  });
+  s.WaitForSignal();
   net::co_spawn(s.ioc, s.Accept(), net::detached);
   int threads = s.options.threads > 0 ? s.options.threads
                                       : std::max(2, static_cast<int>(std::thread::hardware_concurrency()));

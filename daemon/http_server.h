@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -24,6 +25,11 @@ struct HttpServerOptions {
   std::chrono::milliseconds write_timeout{60'000};        // for each write to the client
   std::chrono::milliseconds drain_timeout{10'000};        // for in-flight requests at shutdown
   uint32_t connections_max = 20'000;                      // further connections are closed at once
+  // Called once when a stop begins (Stop(), SIGINT or SIGTERM), before draining.
+  std::function<void()> on_stopping = {};
+  // When set, each SIGHUP calls it on a server thread and serving goes on;
+  // unset, SIGHUP keeps its default action (the process ends).
+  std::function<void()> on_hangup = {};
 };
 
 class HttpServer {
@@ -36,7 +42,7 @@ class HttpServer {
   // Binds and listens. After OK, port() is the bound port.
   Status Listen();
   uint16_t port() const;
-  // Serves until Stop() or SIGINT/SIGTERM; returns after in-flight requests
+  // Serves until Stop() or SIGINT/SIGTERM (SIGHUP: see on_hangup); returns after in-flight requests
   // drained (or drain_timeout passed) and every thread joined.
   void Run();
   // Stops accepting, lets in-flight requests finish. Thread-safe.

@@ -16,6 +16,7 @@
 
 #include "base/clock.h"
 #include "base/file.h"
+#include "base/service_notify.h"
 #include "daemon/api.h"
 #include "daemon/data_dir.h"
 #include "daemon/follower.h"
@@ -257,6 +258,19 @@ int Serve(ServeOptions o) {
   hso.head_timeout = std::chrono::milliseconds(o.head_timeout_ms);
   hso.body_timeout = std::chrono::milliseconds(o.body_timeout_ms);
   hso.connections_max = fds->connections_max;
+  hso.on_stopping = [] {
+    Log("stopping");
+    NotifyStopping();
+  };
+  // Nothing is re-read: every setting and token is bound at start into what
+  // serves with it, so a change takes a restart. SIGHUP (systemctl reload,
+  // log rotation) is acknowledged instead of ending the daemon.
+  std::string serving;  // the status line, set once listening
+  hso.on_hangup = [&serving] {
+    NotifyReloading();
+    Log("SIGHUP: nothing to reload (settings and tokens are read at start; restart to change them)");
+    NotifyReady(serving);
+  };
   HttpServer server(api, hso);
   if (Status st = server.Listen(); !st.ok()) return Fail(st.message());
   std::string bound = fmt::format("{}:{}", host.find(':') != std::string::npos ? "[" + host + "]" : host, server.port());
@@ -264,11 +278,14 @@ int Serve(ServeOptions o) {
     if (Status st = WriteFileAtomic(o.port_file, std::to_string(server.port()) + "\n"); !st.ok()) return Fail(st.ToString());
   }
   if (follower) follower->Start();
-  Log(region ? fmt::format("region {} serving {} on http://{}, following {}", o.region, d.dir, bound,
-                           fmt::join(o.upstream, ","))
-             : fmt::format("serving {} on http://{}", d.dir, bound));
+  serving = region ? fmt::format("region {} serving {} on http://{}, following {}", o.region, d.dir, bound,
+                                 fmt::join(o.upstream, ","))
+                   : fmt::format("serving {} on http://{}", d.dir, bound);
+  Log(serving);
   Log(fmt::format("open-file limit {}: up to {} connections, {} store files", fds->limit, fds->connections_max,
                   fds->store_files_max));
+  // Listening: connections wait in the backlog until Run() accepts them.
+  NotifyReady(serving);
   // Gates with soak times and expiring signed states need time to pass, not
   // requests: tick once per kTickInterval until the server stops. Each tick
   // also looks at the store: a fault that stops its writes turns /readyz to
