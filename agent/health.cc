@@ -82,6 +82,11 @@ HealthResult RunHealthCheck(const std::string& command, const std::string& path,
   }
   if (pid == 0) {
     ::setpgid(0, 0);
+    // The check starts with no signal blocked, whatever its caller blocks
+    // (the agent takes SIGTERM and SIGHUP in one thread, with sigwait).
+    sigset_t none;
+    ::sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::dup2(fds[1], 1);
     int in = ::open("/dev/null", O_RDONLY);
     ::dup2(in, 0);

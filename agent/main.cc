@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdio>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -15,6 +16,7 @@
 #include "agent/health.h"
 #include "base/file.h"
 #include "base/clock.h"
+#include "base/service_notify.h"
 #include "signing/signing.h"
 
 namespace {
@@ -23,12 +25,28 @@ constexpr int kExitOk = 0;
 constexpr int kExitFailed = 1;  // the cycle failed (see the last error)
 constexpr int kExitUsage = 2;   // bad flags or configuration
 
-// Every write to the state directory is crash-safe (that is what kill -9
-// tests), so a stop request exits at once instead of waiting out a long poll
-// or a download; only a running health check must not be left behind.
-void OnSignal(int) {
-  meridian::KillRunningHealthCheck();
-  ::_exit(0);
+// Stop requests and SIGHUP are taken by one thread (sigwait), where telling
+// the service manager is safe, which a signal handler is not. Every write to
+// the state directory is crash-safe (that is what kill -9 tests), so a stop
+// exits at once instead of waiting out a long poll or a download; only a
+// running health check must not be left behind. SIGHUP reloads nothing: the
+// configuration is read at start, so a change takes a restart; it is
+// acknowledged instead of ending the agent.
+[[noreturn]] void HandleSignals(sigset_t signals, std::string status) {
+  for (;;) {
+    int signal = 0;
+    if (::sigwait(&signals, &signal) != 0) continue;
+    if (signal == SIGHUP) {
+      meridian::NotifyReloading();
+      std::fprintf(stderr, "%s meridian-agent: SIGHUP: nothing to reload (the configuration is read at start; "
+                   "restart to change it)\n", meridian::FormatRfc3339(meridian::SystemClock::Get().NowUnixMillis()).c_str());
+      meridian::NotifyReady(status);
+      continue;
+    }
+    meridian::NotifyStopping();
+    meridian::KillRunningHealthCheck();
+    ::_exit(0);
+  }
 }
 
 int Fail(int code, const std::string& message) {
@@ -117,11 +135,15 @@ int main(int argc, char** argv) {
     if (!st.ok()) return Fail(kExitFailed, st.ToString());
     return kExitOk;
   }
-  struct sigaction sa {};
-  sa.sa_handler = OnSignal;
-  ::sigaction(SIGTERM, &sa, nullptr);
-  ::sigaction(SIGINT, &sa, nullptr);
-  std::atomic<bool> never{false};  // stop requests end the process in OnSignal
+  // Blocked before Run starts its threads, which inherit the mask.
+  sigset_t signals;
+  ::sigemptyset(&signals);
+  for (int signal : {SIGTERM, SIGINT, SIGHUP}) ::sigaddset(&signals, signal);
+  ::pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const std::string ready = "terminal " + config->id + " following " + config->servers.front();
+  std::thread(HandleSignals, signals, ready).detach();
+  meridian::NotifyReady(ready);
+  std::atomic<bool> never{false};  // stop requests end the process in HandleSignals
   (*agent)->Run(never);
   return kExitOk;
 }
