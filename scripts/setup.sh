@@ -11,6 +11,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev libfmt-dev libtomlplusplus-dev catch2
   curl zstd
   libsystemd-dev                # sd_notify: meridiand and meridian-agent under Type=notify units
+  systemd                       # systemd-analyze: tests/systemd_test checks deploy/systemd/
   nginx                         # tests/nginx_test: the caching proxy (deploy/nginx)
   clang-14 libclang-rt-14-dev   # the delta decoder's libFuzzer target
 )
