@@ -326,6 +326,7 @@ TEST_CASE("re-committing a version: same content is a no-op, other content Alrea
   again.created = "2031-01-01T00:00:00Z";
   CHECK(store->CommitVersion(Verified(again)).value() == false);
   CHECK(store->GetEnvelope("kiosk-vision", "2.0.0").value() == first);
+  CHECK(store->Stats().manifest_parses == 0);  // the stored release came from the cache each time
 
   Manifest other = a.manifest;
   other.annotations["note"] = "rebuilt";
