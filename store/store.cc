@@ -623,13 +623,14 @@ class RocksStore final : public Store {
     if (std::shared_ptr<const Manifest> cached = manifests_.Lookup(key)) return cached;
     Result<std::string> envelope = ReadEnvelope(ro, key);
     if (!envelope.ok()) return envelope.status();
-    manifest_parses_.fetch_add(1, std::memory_order_relaxed);
     Result<Manifest> m = ParseStoredManifest(key, *envelope);
     if (!m.ok()) return m.status();
     return manifests_.Insert(key, std::make_shared<const Manifest>(std::move(*m)));
   }
 
-  static Result<Manifest> ParseStoredManifest(std::string_view key, std::string_view envelope) {
+  // Every parse of a stored envelope goes through here, and is counted.
+  Result<Manifest> ParseStoredManifest(std::string_view key, std::string_view envelope) {
+    manifest_parses_.fetch_add(1, std::memory_order_relaxed);
     Result<Manifest> m = ManifestFromEnvelope(envelope);
     if (!m.ok()) return Status::Corruption(DescribeVersionKey(key) + ": stored envelope: " + m.status().message());
     if (VersionKey(m->name, m->version) != key) {
@@ -733,7 +734,7 @@ class RocksStore final : public Store {
   rocksdb::WriteOptions write_options_;
   std::mutex commit_mu_;  // serialises CommitVersion
   ManifestCache manifests_;
-  std::atomic<uint64_t> manifest_parses_{0};  // by ReadManifest: cache misses
+  std::atomic<uint64_t> manifest_parses_{0};  // stored envelopes parsed: cache misses, and Check()
 };
 
 // Presence lookups ask mostly for absent digests on a fresh upload: a bloom

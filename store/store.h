@@ -74,7 +74,7 @@ struct StoreStats {
   uint64_t chunks = 0;                // estimated number of stored chunks
   uint64_t versions = 0;              // committed model versions
   uint64_t disk_bytes = 0;            // SST + blob files on disk, all column families
-  uint64_t manifest_parses = 0;       // stored manifests parsed for reads since opening (cache misses)
+  uint64_t manifest_parses = 0;       // stored manifests parsed since opening: cache misses, and each Check() reads
   uint64_t manifest_cache_bytes = 0;  // charged to the parsed manifests cached now
 };
 
