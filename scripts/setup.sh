@@ -13,6 +13,9 @@ packages=(
   libsystemd-dev                # sd_notify: meridiand and meridian-agent under Type=notify units
   systemd                       # systemd-analyze: tests/systemd_test checks deploy/systemd/
   nginx                         # tests/nginx_test: the caching proxy (deploy/nginx)
+  prometheus                    # promtool: tests check /metrics and deploy/prometheus/ rules
+  chromium chromium-driver python3-selenium  # tests/ui_test: the web console in a real browser
+  debhelper dpkg-dev fakeroot lintian        # scripts/package.sh: the Debian packages
   clang-14 libclang-rt-14-dev   # the delta decoder's libFuzzer target
 )
 if [[ "${1:-}" == bench ]]; then
