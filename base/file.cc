@@ -46,12 +46,16 @@ Status WriteFileAtomic(const std::string& path, ByteSpan data, mode_t mode) {
   std::string dir = target.parent_path().string();
   std::random_device rd;
   std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(rd());
+  // Errors name `path`, what the caller asked for, not the temporary file.
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-  if (fd < 0) return ErrnoStatus("create " + tmp, errno);
-  Status st = WriteAll(fd, data, tmp);
-  if (st.ok() && ::fchmod(fd, mode) != 0) st = ErrnoStatus("chmod " + tmp, errno);
-  if (st.ok() && ::fsync(fd) != 0) st = ErrnoStatus("fsync " + tmp, errno);
-  if (::close(fd) != 0 && st.ok()) st = ErrnoStatus("close " + tmp, errno);
+  if (fd < 0 && errno == ENOENT) {
+    return Status::NotFound("cannot write " + path + ": directory " + (dir.empty() ? "." : dir) + " does not exist");
+  }
+  if (fd < 0) return ErrnoStatus("create " + path, errno);
+  Status st = WriteAll(fd, data, path);
+  if (st.ok() && ::fchmod(fd, mode) != 0) st = ErrnoStatus("chmod " + path, errno);
+  if (st.ok() && ::fsync(fd) != 0) st = ErrnoStatus("fsync " + path, errno);
+  if (::close(fd) != 0 && st.ok()) st = ErrnoStatus("close " + path, errno);
   if (st.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) st = ErrnoStatus("rename to " + path, errno);
   if (!st.ok()) {
     ::unlink(tmp.c_str());

@@ -105,10 +105,14 @@ struct ChunkedFile {
   std::vector<uint64_t> offsets;
 };
 
-// Cuts a file into content-defined chunks, streaming it once.
-Result<ChunkedFile> ChunkFile(const std::string& path) {
+// Cuts a file into content-defined chunks, streaming it once (a progress bar
+// on a terminal when `show_progress`).
+Result<ChunkedFile> ChunkFile(const std::string& path, bool show_progress) {
   Fd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (f.fd < 0) return ErrnoStatus("open " + path, errno);
+  struct stat st {};
+  if (::fstat(f.fd, &st) != 0) return ErrnoStatus("stat " + path, errno);
+  Progress progress("hashing", static_cast<uint64_t>(st.st_size), show_progress);
   ChunkedFile out;
   Sha256 whole;
   Bytes buf;
@@ -127,6 +131,7 @@ Result<ChunkedFile> ChunkFile(const std::string& path) {
       start = 0;
       buf.insert(buf.end(), tmp.begin(), tmp.begin() + n);
       whole.Update(ByteSpan(tmp.data(), static_cast<size_t>(n)));
+      progress.Add(static_cast<uint64_t>(n));
     }
     while (start < buf.size()) {
       ByteSpan rest = ByteSpan(buf).subspan(start);
@@ -169,7 +174,7 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
   Result<SecretKey> key = ReadSecretKeyFile(o.key_file);
   if (!key.ok()) return Fail(o.key_file + ": " + key.status().message());
 
-  Result<ChunkedFile> chunked = ChunkFile(o.path);
+  Result<ChunkedFile> chunked = ChunkFile(o.path, !g.json);
   if (!chunked.ok()) return Fail(chunked.status());
   Manifest& m = chunked->manifest;
   m.name = o.model;

@@ -63,7 +63,9 @@ int Diff(const GlobalOptions& g, const std::string& old_path, const std::string&
   if (!source.ok()) return Fail(source.status());
   Result<std::unique_ptr<MappedFile>> target = MappedFile::Open(new_path);
   if (!target.ok()) return Fail(target.status());
+  Progress progress("encoding", (*target)->bytes().size(), !g.json);
   DeltaOptions options;
+  options.on_progress = [&progress](uint64_t bytes) { progress.Add(bytes); };
   if (zstd_literal_level) {
     options.literal_codec = LiteralCodec::kZstd;
     options.literal_level = *zstd_literal_level;
@@ -99,11 +101,15 @@ int Patch(const GlobalOptions& g, const std::string& old_path, const std::string
   DeltaDecoder decoder(**source, **sink, options);
   Bytes piece(kDeltaReadPieceBytes);
   Status st;
-  for (uint64_t off = 0; st.ok() && off < (*delta)->size();) {
-    size_t n = static_cast<size_t>(std::min<uint64_t>(piece.size(), (*delta)->size() - off));
-    st = (*delta)->Read(off, std::span<uint8_t>(piece.data(), n));
-    if (st.ok()) st = decoder.Append(ByteSpan(piece.data(), n));
-    off += n;
+  {
+    Progress progress("applying", (*delta)->size(), !g.json);
+    for (uint64_t off = 0; st.ok() && off < (*delta)->size();) {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(piece.size(), (*delta)->size() - off));
+      st = (*delta)->Read(off, std::span<uint8_t>(piece.data(), n));
+      if (st.ok()) st = decoder.Append(ByteSpan(piece.data(), n));
+      off += n;
+      progress.Add(n);
+    }
   }
   if (st.ok()) st = decoder.Finish();
   if (st.ok()) st = (*sink)->Sync();

@@ -1,7 +1,10 @@
 // `meridian rollout …`: start, plan, list, status (--watch), promote, pause,
 // resume, abort, rollback and events, and `meridian regions`, over the
 // daemon's control API.
+#include <unistd.h>
+
 #include <charconv>
+#include <cstdio>
 #include <chrono>
 #include <functional>
 #include <thread>
@@ -223,16 +226,23 @@ int RegionList(const GlobalOptions& g) {
 
 int RolloutStatus(const GlobalOptions& g, const std::string& id, bool watch) {
   auto until = std::chrono::steady_clock::now() + kWatchMax;
+  // On a terminal each refresh replaces the last; piped, they follow each other.
+  const bool redraw = watch && !g.json && ::isatty(STDOUT_FILENO) != 0;
   for (;;) {
     Result<nlohmann::json> j = Call(g, "GET", RolloutPath(id), "", 200, "rollout status");
     if (!j.ok()) return Fail(j.status());
+    if (redraw) {
+      fmt::print("\x1b[H\x1b[J{}  (every {} s; Ctrl-C stops watching)\n", FormatRfc3339(SystemClock::Get().NowUnixMillis()),
+                 kWatchInterval.count());
+    }
     if (Status shown = Show(g, *j, "rollout status", PrintStatusText); !shown.ok()) return Fail(shown);
     const nlohmann::json* phase = j->contains("state") ? &(*j)["state"] : nullptr;
     phase = phase != nullptr && phase->is_object() && phase->contains("phase") ? &(*phase)["phase"] : nullptr;
     bool settled = phase == nullptr || !phase->is_string() || (*phase != "running" && *phase != "paused");
     if (!watch || settled || std::chrono::steady_clock::now() > until) return 0;
+    std::fflush(stdout);
     std::this_thread::sleep_for(kWatchInterval);
-    if (!g.json) fmt::print("\n");
+    if (!g.json && !redraw) fmt::print("\n");
   }
 }
 

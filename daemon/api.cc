@@ -227,7 +227,7 @@ std::optional<HttpResponse> Api::CheckBearer(const HttpRequest& req, CallerRole 
   std::string_view token = auth.substr(7);
   const std::string& want = TokenOf(role);
   bool match = !want.empty() && token.size() == want.size() && CRYPTO_memcmp(token.data(), want.data(), token.size()) == 0;
-  if (!match) return JsonError(403, "permission_denied", fmt::format("this route needs a {} token; the one given is not", RoleName(role)));
+  if (!match) return JsonError(403, "permission_denied", fmt::format("this route needs the {} token; the one given is not", RoleName(role)));
   return std::nullopt;
 }
 

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -87,6 +88,9 @@ struct DeltaOptions {
   // Shared runs at least this long become copy operations; shorter ones are
   // left to zstd, which encodes them almost as cheaply inside a literal.
   uint64_t copy_bytes_min = 16ull << 10;
+  // When set, told the target bytes of each part as it is encoded (from
+  // several threads at once), so a caller can show progress.
+  std::function<void(uint64_t target_bytes)> on_progress;
 };
 
 // Returns a delta that turns `source` into `target`. InvalidArgument when an

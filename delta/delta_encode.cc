@@ -589,6 +589,11 @@ Result<Bytes> EncodeDelta(ByteSpan source, ByteSpan target, const DeltaOptions& 
     return (seg.end - seg.begin) + (seg.window_end - seg.window_begin) + (seg.target_window_end - seg.target_window_begin);
   };
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return work_bytes(a) > work_bytes(b); });
+  if (options.on_progress) {
+    for (const Item& item : items) {
+      if (item.copy) options.on_progress(item.copy->length);
+    }
+  }
   std::vector<Result<Bytes>> encoded(items.size(), Result<Bytes>(Bytes{}));
   std::atomic<size_t> next{0};
   std::atomic<bool> used_lzma{false};
@@ -597,7 +602,9 @@ Result<Bytes> EncodeDelta(ByteSpan source, ByteSpan target, const DeltaOptions& 
     while (true) {
       const size_t k = next.fetch_add(1);
       if (k >= order.size()) break;
-      encoded[order[k]] = encoder.Encode(items[order[k]].segment);
+      const Segment& segment = items[order[k]].segment;
+      encoded[order[k]] = encoder.Encode(segment);
+      if (options.on_progress) options.on_progress(segment.end - segment.begin);
     }
     if (encoder.used_lzma()) used_lzma = true;
   };

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/bytes.h"
+#include "base/clock.h"
 #include "base/digest.h"
 #include "base/json.h"
 #include "manifest/manifest.h"
@@ -129,7 +130,8 @@ Result<ChannelState> VerifyChannelState(const Root& root, std::string_view envel
                                                   s->state_version, last_seen_state_version));
   }
   if (now_ms >= s->expires_ms) {
-    return Status::DeadlineExceeded(fmt::format("channel state expired at {} (now {})", s->expires_ms, now_ms));
+    return Status::DeadlineExceeded(fmt::format("channel state expired at {} (now {})", FormatRfc3339(s->expires_ms),
+                                                FormatRfc3339(now_ms)));
   }
   return s;
 }

@@ -44,6 +44,16 @@ TEST_CASE("diff and patch files offline") {
   CommandResult patch = Run({MeridianPath(), "patch", dir / "v1", dir / "d.mdelta", "-o", dir / "out"});
   REQUIRE(patch.exit_code == 0);
   CHECK(ReadFile(dir / "out") == v2);
+  CHECK(patch.err.empty());  // no progress bar into a pipe
+
+  // On a terminal, both draw a progress bar to 100 %.
+  CommandResult shown_diff = RunOnTerminal({MeridianPath(), "diff", dir / "v1", dir / "v2", "-o", dir / "d2.mdelta"});
+  CHECK(shown_diff.exit_code == 0);
+  CHECK_THAT(shown_diff.out, Catch::Contains("encoding [") && Catch::Contains("100.0%"));
+  CommandResult shown_patch = RunOnTerminal({MeridianPath(), "patch", dir / "v1", dir / "d2.mdelta", "-o", dir / "out"});
+  CHECK(shown_patch.exit_code == 0);
+  CHECK_THAT(shown_patch.out, Catch::Contains("applying [") && Catch::Contains("100.0%"));
+  CHECK(ReadFile(dir / "out") == v2);
 
   // The wrong source is refused before anything is written.
   CommandResult wrong = Run({MeridianPath(), "patch", dir / "v2", dir / "d.mdelta", "-o", dir / "out2"});

@@ -61,6 +61,16 @@ static int DecodeWait(int status) {
   return -1;
 }
 
+CommandResult RunOnTerminal(const std::vector<std::string>& argv) {
+  std::string command;
+  for (const std::string& arg : argv) {
+    std::string quoted = "'";
+    for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    command += (command.empty() ? "" : " ") + quoted + "'";
+  }
+  return Run({"script", "--quiet", "--return", "--command", command, "/dev/null"});
+}
+
 CommandResult Run(const std::vector<std::string>& argv, std::chrono::seconds timeout) {
   TempDir io;
   pid_t pid = Spawn(argv, io / "out", io / "err");

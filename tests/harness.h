@@ -43,6 +43,11 @@ struct CommandResult {
 // Runs argv to completion (bounded by `timeout`; killed past it).
 CommandResult Run(const std::vector<std::string>& argv, std::chrono::seconds timeout = std::chrono::seconds(300));
 
+// Runs argv with its standard streams on a pseudo-terminal (util-linux
+// `script`), as at a person's terminal: `out` is what the terminal showed,
+// both streams together.
+CommandResult RunOnTerminal(const std::vector<std::string>& argv);
+
 // A started child process.
 class Child {
  public:

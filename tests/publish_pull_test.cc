@@ -113,3 +113,23 @@ TEST_CASE("the CLI answers a daemon whose answers have another shape with an err
     CHECK_THAT(r.err, Catch::StartsWith("meridian: "));
   }
 }
+
+TEST_CASE("publish and pull show progress on a terminal; keygen names a missing directory") {
+  DaemonFixture d;
+  d.Start();
+  WriteFile(d.dir() / "m.bin", RandomBytes(3'000'000, 5));
+  CommandResult publish = RunOnTerminal({MeridianPath(), "--server", d.url(), "--token", d.publisher_token(), "publish",
+                                         "--key", d.release_key(), "--model", "m", "--version", "1.0.0",
+                                         d.dir() / "m.bin"});
+  CHECK(publish.exit_code == 0);
+  CHECK_THAT(publish.out, Catch::Contains("hashing [") && Catch::Contains("uploading [") && Catch::Contains("100.0%"));
+  CommandResult pull = RunOnTerminal({MeridianPath(), "--server", d.url(), "pull", "--root", d.root_json(), "m", "1.0.0",
+                                      "-o", d.dir() / "out.bin"});
+  CHECK(pull.exit_code == 0);
+  CHECK_THAT(pull.out, Catch::Contains("downloading [") && Catch::Contains("100.0%"));
+  CHECK(ReadFile(d.dir() / "out.bin") == ReadFile(d.dir() / "m.bin"));
+
+  CommandResult keygen = Run({MeridianPath(), "keygen", d.dir() / "no-such-dir" / "k.key"});
+  CHECK(keygen.exit_code == 1);
+  CHECK_THAT(keygen.err, Catch::Contains("no-such-dir does not exist") && !Catch::Contains(".tmp."));
+}

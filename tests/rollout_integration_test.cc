@@ -419,6 +419,15 @@ TEST_CASE("rollout bad input, credentials and CLI errors") {
   CHECK_THAT(text({"rollout", "list"}), Catch::Contains("ID ") && Catch::Contains("completed(0)"));
   CHECK_THAT(text({"rollout", "status", "a"}), Catch::Contains("STAGE") && Catch::Contains("GATE"));
   CHECK_THAT(text({"rollout", "events", "a"}), Catch::Contains("start"));
+  // --watch redraws in place on a terminal (cursor home, clear), with the time
+  // in ISO 8601 UTC; piped, it prints plain text. `a` has settled: one draw each.
+  CHECK_THAT(text({"rollout", "status", "--watch", "a"}), !Catch::Contains("\x1b["));
+  CommandResult watched = RunOnTerminal({MeridianPath(), "--server", d.url(), "--token-file", d.data() + "/operator.token",
+                                         "rollout", "status", "--watch", "a"});
+  CHECK(watched.exit_code == 0);
+  CHECK_THAT(watched.out, Catch::Contains("\x1b[H\x1b[J") && Catch::Contains("Z  (every 2 s") && Catch::Contains("GATE"));
+  // The 403 says which token the route wants.
+  CHECK_THAT(wrong.err, Catch::Contains("needs the operator token"));
 }
 
 TEST_CASE("an auto-promote waits for its soak time, then the daemon's own tick promotes") {
