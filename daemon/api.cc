@@ -167,6 +167,8 @@ RouteTable Api::BuildRoutes() {
   add("POST", "/v1/reports", mirror, json, "reports forwarded by a region downstream",
       [this, origin](const HttpRequest& r) { return origin ? ForwardedReports(r) : RelayForwardedReports(r); });
   add("GET", "/v1/regions", op, 0, "the regions following this daemon", [this](const HttpRequest&) { return ListRegions(); });
+  add("GET", "/v1/fleet", op, 0, "known terminals per model channel, counted by the version they run",
+      [this](const HttpRequest&) { return ListFleetVersions(); });
   return t;
 }
 
