@@ -20,7 +20,7 @@ struct UiFile {
   std::string_view etag;  // strong: "\"sha256:<hex of bytes>\"", computed at build time
 };
 
-// The console file `name` ("index.html", "app.js", "style.css"), or nullopt.
+// The console file `name` ("index.html", "app.js", "style.css", "favicon.svg"), or nullopt.
 // Defined in the source embed.py generates.
 std::optional<UiFile> FindUiFile(std::string_view name);
 
