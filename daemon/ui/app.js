@@ -198,14 +198,16 @@ function drawRolloutDetail(detail, events) {
   $('detail-phase').className = 'phase phase-' + state.phase;
   $('detail-summary').textContent =
       `${spec.model} channel ${spec.channel}: ${spec.previous_version || '(none)'} → ${spec.target_version}, ` +
-      `stage ${state.stage + 1} of ${detail.stages.length}, since ${isoTime(state.updated_ms)}`;
+      `stage ${state.stage} (${detail.stages[state.stage].percent} %) of stages 0–${detail.stages.length - 1}, ` +
+      `since ${isoTime(state.updated_ms)}`;
   const allowed = ACTIONS_BY_PHASE[state.phase] || [];
   for (const button of $('actions').querySelectorAll('button')) {
     button.hidden = !allowed.includes(button.dataset.action);
   }
   const current = ACTIVE_PHASES.includes(state.phase) ? state.stage : -1;
   fillTable('stages', detail.stages.map((s) => {
-    const tr = row([s.stage + 1, s.percent + ' %', s.region || 'all', s.eligible, progress(s.updated, s.eligible),
+    // Stages are numbered from 0, as in the CLI and the events' running(0).
+    const tr = row([s.stage, s.percent + ' %', s.region || 'all', s.eligible, progress(s.updated, s.eligible),
                     progress(s.healthy, s.eligible), progress(s.failed, s.eligible), s.gate]);
     if (s.stage === current) tr.className = 'current';
     return tr;
