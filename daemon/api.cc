@@ -17,6 +17,7 @@
 #include "base/clock.h"
 #include "base/json.h"
 #include "daemon/api_shared.h"
+#include "daemon/ui.h"
 #include "manifest/manifest.h"
 #include "trust/trust.h"
 
@@ -167,6 +168,16 @@ RouteTable Api::BuildRoutes() {
   add("POST", "/v1/reports", mirror, json, "reports forwarded by a region downstream",
       [this, origin](const HttpRequest& r) { return origin ? ForwardedReports(r) : RelayForwardedReports(r); });
   add("GET", "/v1/regions", op, 0, "the regions following this daemon", [this](const HttpRequest&) { return ListRegions(); });
+  add("GET", "/v1/fleet", op, 0, "known terminals per model channel, counted by the version they run",
+      [this](const HttpRequest&) { return ListFleetVersions(); });
+  // The web console: open to all, since the page holds no data (it reads the
+  // API above with the operator token its user types in).
+  add("GET", "/", anyone, 0, "302 to the web console", [](const HttpRequest&) { return RedirectToUi(); });
+  add("GET", "/ui", anyone, 0, "302 to the web console", [](const HttpRequest&) { return RedirectToUi(); });
+  add("GET", "/ui/", anyone, 0, "the web console (HTML)",
+      [](const HttpRequest& r) { return ServeUiFile(r, "index.html"); });
+  add("GET", "/ui/{file}", anyone, 0, "the web console's scripts and styles",
+      [](const HttpRequest& r) { return ServeUiFile(r, r.params[0]); });
   return t;
 }
 

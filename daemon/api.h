@@ -35,6 +35,7 @@ struct ApiLimits {
   uint64_t target_wait_seconds_max = 60;             // long-poll hold of GET /v1/terminals/{id}/target and /v1/sync
   size_t forwarded_reports_max = 1000;               // reports per POST /v1/reports
   size_t regions_max = 1000;                         // regions downstream tracked in GET /v1/regions
+  size_t fleet_versions_max = 10'000;                 // (model, channel, version) rows in GET /v1/fleet
 };
 
 class Api final : public HttpHandler {
@@ -90,6 +91,7 @@ class Api final : public HttpHandler {
   HttpResponse GetRollout(const std::string& id, int status = 200);
   HttpResponse ActOnRollout(const HttpRequest& req, const std::string& id, const std::string& action);
   HttpResponse RolloutEvents(const std::string& id);
+  HttpResponse ListFleetVersions();
   HttpResponse Sync(const HttpRequest& req);
   HttpResponse ForwardedReports(const HttpRequest& req);       // origin: counts them once
   HttpResponse RelayForwardedReports(const HttpRequest& req);  // region: queues them upstream

@@ -251,4 +251,17 @@ HttpResponse Api::RolloutEvents(const std::string& id) {
   return JsonOk(200, {{"id", id}, {"events", events}});
 }
 
+HttpResponse Api::ListFleetVersions() {
+  FleetVersions fleet = rollouts_.KnownVersions(limits_.fleet_versions_max);
+  nlohmann::json channels = nlohmann::json::array();
+  for (const ChannelVersions& c : fleet.channels) {
+    nlohmann::json versions = nlohmann::json::array();
+    for (const auto& [version, terminals] : c.terminals_by_version) {
+      versions.push_back({{"version", version}, {"terminals", terminals}});
+    }
+    channels.push_back({{"model", c.model}, {"channel", c.channel}, {"versions", versions}});
+  }
+  return JsonOk(200, {{"channels", channels}, {"truncated", fleet.truncated}});
+}
+
 }  // namespace meridian

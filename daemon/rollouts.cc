@@ -484,6 +484,8 @@ Result<bool> Rollouts::Adopt(const ChannelState& state, std::string envelope_jso
 
 size_t Rollouts::KnownTerminals() const { return impl_->terminals->size(); }
 
+FleetVersions Rollouts::KnownVersions(size_t versions_max) const { return impl_->terminals->Versions(versions_max); }
+
 void Rollouts::Tick() {
   bool changed = false;
   {

@@ -151,6 +151,8 @@ class Rollouts {
   Result<bool> Adopt(const ChannelState& state, std::string envelope_json);
   // Known terminal records over all channels (TerminalRegistry::size).
   size_t KnownTerminals() const;
+  // The versions known terminals run, per model channel (TerminalRegistry::Versions).
+  FleetVersions KnownVersions(size_t versions_max) const;
 
   // Periodic work: gates whose soak time passed, re-signing channel states
   // that expire within state_refresh_ms, and persisting known terminals.

@@ -21,8 +21,10 @@ std::string_view RoleName(CallerRole role) {
 
 namespace {
 
+// As ParseTarget splits a path: "/" has no segment, "/a/" has "a" and "".
 std::vector<std::string_view> PatternSegments(std::string_view pattern) {
   std::vector<std::string_view> out;
+  if (pattern == "/") return out;
   size_t start = 1;  // past the leading '/'
   while (start <= pattern.size()) {
     size_t slash = pattern.find('/', start);

@@ -30,6 +30,7 @@ Status TerminalRegistry::Load() {
     if (count_ >= o_.terminals_max) break;
     KnownTerminal t{{parts[3], j.value("profile", ""), j.value("region", ""), j.value("current_version", "")},
                     j.value("last_seen_ms", int64_t{0}), j.value("failed_version", "")};
+    ++versions_[{parts[1], parts[2]}][t.info.current_version];
     terminals_[{parts[1], parts[2]}][parts[3]] = std::move(t);
     ++count_;
   }
@@ -43,15 +44,23 @@ KnownTerminal* TerminalRegistry::RecordLocked(const ChannelKey& ck, const Termin
   if (it == known.end()) {
     if (count_ >= o_.terminals_max) return nullptr;  // the fleet view is full; targets still work
     ++count_;
+    ++versions_[ck][t.current_version];
     it = known.emplace(t.id, KnownTerminal{t, 0, {}}).first;
   }
   KnownTerminal& k = it->second;
   bool changed = k.info.profile != t.profile || k.info.region != t.region ||
                  k.info.current_version != t.current_version;
   if (changed || now - k.last_seen_ms >= o_.touch_ms) dirty_.emplace(ck.first, ck.second, t.id);
+  if (k.info.current_version != t.current_version) MoveVersionLocked(ck, k.info.current_version, t.current_version);
   k.info = t;
   k.last_seen_ms = now;
   return &k;
+}
+
+void TerminalRegistry::MoveVersionLocked(const ChannelKey& ck, const std::string& from, const std::string& to) {
+  std::map<std::string, uint64_t>& counts = versions_[ck];
+  if (auto it = counts.find(from); it != counts.end() && --it->second == 0) counts.erase(it);
+  ++counts[to];
 }
 
 void TerminalRegistry::RecordPoll(std::string_view model, std::string_view channel, const TerminalInfo& terminal) {
@@ -99,6 +108,25 @@ std::vector<TerminalInfo> TerminalRegistry::Latest(const std::vector<std::string
   }
   std::vector<TerminalInfo> out;
   for (const auto& [id, k] : latest) out.push_back(k->info);
+  return out;
+}
+
+FleetVersions TerminalRegistry::Versions(size_t versions_max) const {
+  std::lock_guard lock(mu_);
+  FleetVersions out;
+  size_t taken = 0;
+  for (const auto& [ck, counts] : versions_) {
+    ChannelVersions& channel = out.channels.emplace_back(ChannelVersions{ck.first, ck.second, {}});
+    for (const auto& [version, terminals] : counts) {
+      if (taken == versions_max) {
+        out.truncated = true;
+        if (channel.terminals_by_version.empty()) out.channels.pop_back();
+        return out;
+      }
+      channel.terminals_by_version.emplace(version, terminals);
+      ++taken;
+    }
+  }
   return out;
 }
 

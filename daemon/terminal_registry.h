@@ -47,6 +47,19 @@ struct KnownTerminal {
   std::string failed_version;  // the version whose install it last reported failed; cleared by a success
 };
 
+// The versions the known terminals of one model channel run.
+struct ChannelVersions {
+  std::string model;
+  std::string channel;
+  std::map<std::string, uint64_t> terminals_by_version;  // "" counts those that run none yet
+};
+
+// ChannelVersions of every model channel, at most a given number of versions in all.
+struct FleetVersions {
+  std::vector<ChannelVersions> channels;  // in (model, channel) order
+  bool truncated = false;                 // more versions are known than were asked for
+};
+
 class TerminalRegistry {
  public:
   // Loads the stored records, the first terminals_max of them in key order.
@@ -80,6 +93,11 @@ class TerminalRegistry {
   // Ids no channel knows are left out.
   std::vector<TerminalInfo> Latest(const std::vector<std::string>& ids) const;
 
+  // How many known terminals run each version, per model channel, at most
+  // `versions_max` (channel, version) pairs. The counts are kept up to date
+  // as records change, so this costs the pairs returned, not the terminals.
+  FleetVersions Versions(size_t versions_max) const;
+
   // Records held: a terminal that follows two channels counts twice.
   size_t size() const;
 
@@ -95,13 +113,16 @@ class TerminalRegistry {
   Status Load();
   // The terminal's record, or nullptr when it is new and the registry full.
   KnownTerminal* RecordLocked(const ChannelKey& ck, const TerminalInfo& terminal);
+  // A terminal of `ck` moved from version `from` to `to` in versions_.
+  void MoveVersionLocked(const ChannelKey& ck, const std::string& from, const std::string& to);
 
   Store& store_;
   const Clock& clock_;
   const TerminalRegistryOptions o_;
 
-  mutable std::mutex mu_;  // guards the three members below
+  mutable std::mutex mu_;  // guards the four members below
   std::map<ChannelKey, std::map<std::string, KnownTerminal>> terminals_;
+  std::map<ChannelKey, std::map<std::string, uint64_t>> versions_;  // terminals_ counted by current_version
   size_t count_ = 0;
   std::set<std::tuple<std::string, std::string, std::string>> dirty_;  // model, channel, terminal
 

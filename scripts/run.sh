@@ -42,5 +42,6 @@ Next:
   meridian --token-file $data/publisher.token publish --key keys/release.key --model demo --version 1.0.0 model.bin
   meridian versions demo
   meridian pull --root $data/root.json demo 1.0.0 -o pulled.bin && cmp model.bin pulled.bin
+Web console: http://$listen/ui/ (sign in with the token in $data/operator.token)
 Stop it with: kill \$(cat $data/meridiand.pid)
 NEXT

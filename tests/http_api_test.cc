@@ -312,6 +312,54 @@ TEST_CASE("metrics count requests by route and status") {
   CHECK(c.Get("/readyz")->status == 200);
 }
 
+TEST_CASE("the web console: compiled-in files with a strict policy, 304 on their ETag, redirects, 404 JSON") {
+  DaemonFixture d;
+  d.Start();
+  HttpClient c(d.url());
+  const std::string policy = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+  for (const char* path : {"/", "/ui"}) {
+    Result<HttpReply> r = c.Get(path);
+    REQUIRE(r.ok());
+    CHECK(r->status == 302);
+    CHECK(r->Header("location") == "/ui/");
+  }
+
+  Result<HttpReply> page = c.Get("/ui/");  // no token: the page holds no data
+  REQUIRE(page.ok());
+  CHECK(page->status == 200);
+  CHECK(page->Header("content-type") == "text/html; charset=utf-8");
+  CHECK(page->Header("content-security-policy") == policy);
+  CHECK(page->Header("x-content-type-options") == "nosniff");
+  CHECK(page->Header("referrer-policy") == "no-referrer");
+  CHECK(page->Header("cache-control") == "no-cache");
+  CHECK(page->body.find("<script src=\"app.js\" defer></script>") != std::string::npos);
+  CHECK(page->body.find("<script>") == std::string::npos);  // nothing inline: the policy would block it
+  CHECK(page->body.find("style=") == std::string::npos);
+  CHECK(c.Get("/ui/index.html")->body == page->body);
+
+  std::string etag = page->Header("etag");
+  CHECK(etag.starts_with("\"sha256:"));
+  Result<HttpReply> again = c.Get("/ui/", {"If-None-Match: " + etag});
+  CHECK(again->status == 304);
+  CHECK(again->body.empty());
+
+  Result<HttpReply> script = c.Get("/ui/app.js");
+  CHECK(script->status == 200);
+  CHECK(script->Header("content-type") == "text/javascript; charset=utf-8");
+  CHECK(script->Header("etag") != etag);
+  CHECK(script->body.find("innerHTML") == std::string::npos);  // data goes in as text only
+  CHECK(c.Get("/ui/style.css")->Header("content-type") == "text/css; charset=utf-8");
+
+  for (const char* path : {"/ui/nothing.js", "/ui/..%2Fapi.cc", "/ui/%2e%2e"}) {
+    Result<HttpReply> missing = c.Get(path);
+    INFO(path);
+    CHECK(missing->status == 404);
+    CHECK(ErrorCode(*missing) == "not_found");
+  }
+  CHECK(c.Get("/ui/app.js/x")->status == 404);
+}
+
 TEST_CASE("read deadlines: a stalled request head or body gets 408, an idle connection is closed") {
   DaemonFixture d;
   std::string config = d.dir() / "meridiand.toml";

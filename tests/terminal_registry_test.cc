@@ -182,6 +182,39 @@ TEST_CASE("terminal registry: a report's failed version is written at the next f
   CHECK(f.Stored(key)["failed_version"] == "");
 }
 
+TEST_CASE("terminal registry: terminals counted by the version they run, per channel, bounded") {
+  Fixture f;
+  using Counts = std::map<std::string, uint64_t>;
+  {
+    auto reg = f.Open();
+    reg->RecordPoll("resnet", "stable", {"t1", "pi", "sg", "1.0.0"});
+    reg->RecordPoll("resnet", "stable", {"t2", "pi", "sg", "1.0.0"});
+    reg->RecordPoll("resnet", "stable", {"t3", "pi", "sg", ""});
+    reg->RecordPoll("bert", "beta", {"t1", "pi", "sg", "2.0.0"});
+    reg->RecordReport("resnet", "stable", Report("t2", "1.1.0", ReportOutcome::kSuccess));  // moved on
+    reg->RecordReport("resnet", "stable", Report("t1", "1.1.0", ReportOutcome::kFailure));  // still on 1.0.0
+
+    FleetVersions all = reg->Versions(100);
+    CHECK_FALSE(all.truncated);
+    REQUIRE(all.channels.size() == 2);
+    CHECK(all.channels[0].model == "bert");  // (model, channel) order
+    CHECK(all.channels[0].terminals_by_version == Counts{{"2.0.0", 1}});
+    CHECK(all.channels[1].channel == "stable");
+    CHECK(all.channels[1].terminals_by_version == Counts{{"", 1}, {"1.0.0", 1}, {"1.1.0", 1}});
+
+    FleetVersions two = reg->Versions(2);
+    CHECK(two.truncated);
+    REQUIRE(two.channels.size() == 2);
+    CHECK(two.channels[1].terminals_by_version == Counts{{"", 1}});
+    CHECK(reg->Versions(1).channels.size() == 1);  // no channel listed without a version
+    reg->Flush();
+  }
+  // Counted again from the stored records.
+  FleetVersions loaded = f.Open()->Versions(100);
+  REQUIRE(loaded.channels.size() == 2);
+  CHECK(loaded.channels[1].terminals_by_version == Counts{{"", 1}, {"1.0.0", 1}, {"1.1.0", 1}});
+}
+
 TEST_CASE("terminal registry: a damaged record is Corruption at open") {
   Fixture f;
   SECTION("not JSON") { REQUIRE(f.store->WriteState({{"terminal/resnet/stable/t1", "{"}}).ok()); }
