@@ -11,17 +11,33 @@ version=$(dpkg-parsechangelog -l packaging/debian/changelog -S Version)
 out=build-deb
 src=$out/meridian-$version
 
-# The copy keeps the files' times, and its build directory survives (-nc
-# below), so a second run recompiles only what changed.
+# The copy is updated in place, and its build directory survives (-nc below),
+# so a second run recompiles only what changed: a file whose content is the
+# same keeps its time, a changed one is copied anew (newer than any object).
 mkdir -p "$src"
-find "$src" -mindepth 1 -maxdepth 1 ! -name 'obj-*' -exec rm -rf {} +
-rm -f "$out"/*.deb "$out"/*.ddeb "$out"/*.changes "$out"/*.buildinfo
+rm -rf "$src/debian" "$out"/*.deb "$out"/*.ddeb "$out"/*.changes "$out"/*.buildinfo
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-  git ls-files -z --cached --others --exclude-standard | xargs -0 cp -p --parents -t "$src" 2>/dev/null || true
-  # A file deleted but not yet committed is listed and missing: not copied, not needed.
+  git ls-files -z --cached --others --exclude-standard
 else
-  tar --exclude='./build*' --exclude=./data --exclude=./keys -cf - . | tar -xpf - -C "$src"
-fi
+  find . -type f ! -path './build*' ! -path './data/*' ! -path './keys/*' -printf '%P\0'
+fi | python3 -c '
+import filecmp, os, shutil, sys
+src = sys.argv[1]
+files = {os.path.normpath(f) for f in sys.stdin.read().split("\0") if f and os.path.isfile(f)}
+for f in files:
+    copy = os.path.join(src, f)
+    if os.path.isfile(copy) and filecmp.cmp(f, copy, shallow=False):
+        continue
+    os.makedirs(os.path.dirname(copy), exist_ok=True)
+    shutil.copy(f, copy)
+for root, dirs, names in os.walk(src):  # files since deleted from the tree
+    rel = os.path.relpath(root, src)
+    if rel == ".":
+        dirs[:] = [d for d in dirs if not d.startswith("obj-")]
+    for n in names:
+        if os.path.normpath(os.path.join(rel, n)) not in files:
+            os.unlink(os.path.join(root, n))
+' "$src"
 cp -pr packaging/debian "$src/debian"
 
 export DEB_BUILD_OPTIONS="${DEB_BUILD_OPTIONS:-} parallel=$(nproc)"

@@ -68,7 +68,7 @@ CommandResult RunOnTerminal(const std::vector<std::string>& argv) {
     for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
     command += (command.empty() ? "" : " ") + quoted + "'";
   }
-  return Run({"script", "--quiet", "--return", "--command", command, "/dev/null"});
+  return Run({"/usr/bin/script", "--quiet", "--return", "--command", command, "/dev/null"});
 }
 
 CommandResult Run(const std::vector<std::string>& argv, std::chrono::seconds timeout) {
