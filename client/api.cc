@@ -31,8 +31,8 @@ std::string TerminalReportsPath(std::string_view terminal) {
 
 std::string ReportsPath() { return "/v1/reports"; }
 std::string SyncPath(const SyncQuery& q) {
-  return fmt::format("/v1/sync?region={}&known={}&wait={}&stored_bytes={}&terminals={}&last_error={}",
-                     PercentEncode(q.region), q.known, q.wait_s, q.stored_bytes, q.terminals,
+  return fmt::format("/v1/sync?region={}&known={}&wait={}&stored_bytes={}&terminals={}&state_expires_ms={}&last_error={}",
+                     PercentEncode(q.region), q.known, q.wait_s, q.stored_bytes, q.terminals, q.state_expires_ms,
                      PercentEncode(q.last_error));
 }
 std::string RegionsPath() { return "/v1/regions"; }

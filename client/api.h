@@ -49,6 +49,7 @@ struct SyncQuery {
   int64_t wait_s = 0;
   uint64_t stored_bytes = 0;
   uint64_t terminals = 0;
+  int64_t state_expires_ms = 0;  // the earliest expiry of the channel states the region holds (0: none)
   std::string last_error;
 };
 std::string SyncPath(const SyncQuery& q);

@@ -99,8 +99,8 @@ RouteTable Api::BuildRoutes() {
   const bool origin = region_.empty();
   const uint64_t json = limits_.json_body_bytes_max;
   auto add = [&](const char* method, const char* pattern, CallerRole role, uint64_t body_bytes_max, const char* summary,
-                 std::function<HttpResponse(const HttpRequest&)> handler) {
-    t.Add(Route{method, pattern, role, body_bytes_max, std::move(handler), summary});
+                 std::function<HttpResponse(const HttpRequest&)> handler, const char* served_kind = "") {
+    t.Add(Route{method, pattern, role, body_bytes_max, std::move(handler), summary, served_kind});
   };
   // Releases and rollouts are made at the origin; a region only replicates
   // them, and refuses these routes on the head.
@@ -137,13 +137,13 @@ RouteTable Api::BuildRoutes() {
   origin_only("POST", "/v1/chunks/missing", publisher, json, "which of these chunks are not stored",
               [this](const HttpRequest& r) { return MissingChunks(r); });
   add("GET", "/v1/chunks/{digest}", anyone, 0, "a chunk's bytes",
-      [this](const HttpRequest& r) { return GetChunk(r, r.params[0]); });
+      [this](const HttpRequest& r) { return GetChunk(r, r.params[0]); }, "chunk");
   origin_only("PUT", "/v1/chunks/{digest}", publisher, kChunkBytesMax, "upload a chunk",
               [this](const HttpRequest& r) { return PutChunk(r, r.params[0]); });
   add("GET", "/v1/artifacts/{digest}", anyone, 0, "a whole artifact, streamed",
-      [this](const HttpRequest& r) { return GetArtifact(r, r.params[0]); });
+      [this](const HttpRequest& r) { return GetArtifact(r, r.params[0]); }, "artifact");
   add("GET", "/v1/deltas/{from}/{to}", anyone, 0, "a delta's bytes, streamed",
-      [this](const HttpRequest& r) { return GetDelta(r, r.params[0], r.params[1], /*info=*/false); });
+      [this](const HttpRequest& r) { return GetDelta(r, r.params[0], r.params[1], /*info=*/false); }, "delta");
   add("GET", "/v1/deltas/{from}/{to}/info", anyone, 0, "a delta's signed descriptor",
       [this](const HttpRequest& r) { return GetDelta(r, r.params[0], r.params[1], /*info=*/true); });
   add("GET", "/v1/terminals/{id}/target", terminal, 0, "what a terminal should run (long poll)",
@@ -211,6 +211,7 @@ HttpResponse Api::Handle(const HttpRequest& req) {
 
 void Api::Completed(const HttpRequest& req, int status, uint64_t body_bytes_sent) {
   metrics_.CountRequest(req.route != nullptr ? req.route->Label() : "other", status, body_bytes_sent);
+  if (req.route != nullptr && !req.route->served_kind.empty()) metrics_.CountServed(req.route->served_kind, body_bytes_sent);
 }
 
 const std::string& Api::TokenOf(CallerRole role) const {
@@ -230,6 +231,7 @@ std::optional<HttpResponse> Api::CheckBearer(const HttpRequest& req, CallerRole 
   if (role == CallerRole::kAnyone) return std::nullopt;
   std::string_view auth = req.Header("authorization");
   if (!auth.starts_with("Bearer ")) {
+    metrics_.CountAuthFailure("missing_bearer", RoleName(role));
     HttpResponse r = JsonError(401, "unauthenticated",
                                fmt::format("this route needs 'Authorization: Bearer <{} token>'", RoleName(role)));
     r.Set("WWW-Authenticate", "Bearer");
@@ -238,31 +240,11 @@ std::optional<HttpResponse> Api::CheckBearer(const HttpRequest& req, CallerRole 
   std::string_view token = auth.substr(7);
   const std::string& want = TokenOf(role);
   bool match = !want.empty() && token.size() == want.size() && CRYPTO_memcmp(token.data(), want.data(), token.size()) == 0;
-  if (!match) return JsonError(403, "permission_denied", fmt::format("this route needs the {} token; the one given is not", RoleName(role)));
-  return std::nullopt;
-}
-
-HttpResponse Api::RenderMetrics() {
-  StoreStats st = store_.Stats();
-  std::map<std::string, uint64_t> gauges = {{"meridian_store_chunks", st.chunks},
-                                            {"meridian_store_versions", st.versions},
-                                            {"meridian_store_disk_bytes", st.disk_bytes},
-                                            {"meridian_store_manifest_parses", st.manifest_parses},
-                                            {"meridian_store_manifest_cache_bytes", st.manifest_cache_bytes},
-                                            {"meridian_target_waiting", rollouts_.notifier().waiting()},
-                                            {"meridian_delta_jobs", deltas_.jobs()}};
-  if (outbox_ != nullptr) {
-    ReportOutbox::Stats o = outbox_->stats();
-    gauges["meridian_outbox_pending"] = o.pending;
-    gauges["meridian_reports_forwarded"] = o.forwarded;
-    FollowerStatus f = follower_->status();
-    gauges["meridian_upstream_reachable"] = f.upstream_ok ? 1 : 0;
-    gauges["meridian_upstream_sync_version"] = f.sync_version;
+  if (!match) {
+    metrics_.CountAuthFailure("wrong_token", RoleName(role));
+    return JsonError(403, "permission_denied", fmt::format("this route needs the {} token; the one given is not", RoleName(role)));
   }
-  HttpResponse r;
-  r.body = metrics_.Render(gauges);
-  r.Set("Content-Type", "text/plain; version=0.0.4");
-  return r;
+  return std::nullopt;
 }
 
 HttpResponse Api::ListModels() {

@@ -81,7 +81,6 @@ class Api final : public HttpHandler {
   HttpResponse ListModels();
   HttpResponse ListVersions(const std::string& model);
   HttpResponse GetVersion(const std::string& model, const std::string& version);
-  HttpResponse RenderMetrics();
   HttpResponse TerminalTarget(const HttpRequest& req, const std::string& terminal_id);
   HttpResponse TerminalReport(const HttpRequest& req, const std::string& terminal_id);         // origin: counts it
   HttpResponse ForwardTerminalReport(const HttpRequest& req, const std::string& terminal_id);  // region: queues it upstream
@@ -96,9 +95,33 @@ class Api final : public HttpHandler {
   HttpResponse ForwardedReports(const HttpRequest& req);       // origin: counts them once
   HttpResponse RelayForwardedReports(const HttpRequest& req);  // region: queues them upstream
   HttpResponse ListRegions();
+  // What this daemon knows of one region following it: a row of
+  // GET /v1/regions and the meridian_region_* metrics.
+  struct RegionView {
+    std::string region;
+    bool reachable = false;  // its next poll is due
+    bool healthy = false;    // reachable, and its last round went without error
+    std::string last_error;
+    uint64_t sync_version = 0;
+    uint64_t behind = 0;              // changes it has not applied
+    std::optional<int64_t> lag_ms;    // since it last held the current state (0 in step); none when known only from its reports
+    int64_t last_seen_ms = 0;
+    int64_t state_expires_ms = 0;     // see RegionSeen
+    uint64_t stored_bytes = 0;
+    uint64_t terminals = 0;
+    uint64_t reports_received = 0;    // distinct reports of its terminals (durable)
+  };
+  // Every region seen polling or known from its reports, by name; sets
+  // *current_sync_version to this daemon's.
+  std::vector<RegionView> RegionViews(uint64_t* current_sync_version);
+  HttpResponse RenderMetrics();
+  // The families of /metrics that Metrics does not count itself.
+  std::vector<MetricFamily> StoreFamilies();
+  std::vector<MetricFamily> RolloutFamilies();
+  std::vector<MetricFamily> RegionFamilies();
   SyncDocument BuildSyncDocument(std::string_view for_region);
   // Empty when the request carries the token of `role` (or the role is
-  // kAnyone), else the 401/403 to send.
+  // kAnyone), else the 401/403 to send (counted in meridian_auth_failures_total).
   std::optional<HttpResponse> CheckBearer(const HttpRequest& req, CallerRole role) const;
 
   Store& store_;
@@ -126,6 +149,7 @@ class Api final : public HttpHandler {
     int64_t in_step_ms = 0;      // last time it held the current sync version
     uint64_t stored_bytes = 0;
     uint64_t terminals = 0;
+    int64_t state_expires_ms = 0;  // the earliest expiry of the channel states it holds, as it last said (0: none)
     std::string last_error;      // the region's own word on its last round: verification failures and the like
     int64_t persisted_ms = 0;    // when this was last written to the store
   };

@@ -60,11 +60,13 @@ HttpResponse Api::Sync(const HttpRequest& req) {
     auto [p, ec] = std::from_chars(text->data(), text->data() + text->size(), *out);
     return ec == std::errc() && p == text->data() + text->size();
   };
-  uint64_t known = 0, wait_s = 0, stored_bytes = 0, terminals = 0;
+  uint64_t known = 0, wait_s = 0, stored_bytes = 0, terminals = 0, state_expires_ms = 0;
   if (!number("known", &known) || !number("wait", &wait_s) || !number("stored_bytes", &stored_bytes) ||
-      !number("terminals", &terminals) || wait_s > limits_.target_wait_seconds_max) {
+      !number("terminals", &terminals) || !number("state_expires_ms", &state_expires_ms) ||
+      state_expires_ms > static_cast<uint64_t>(INT64_MAX) || wait_s > limits_.target_wait_seconds_max) {
     return JsonError(400, "invalid_argument",
-                     fmt::format("known, stored_bytes and terminals are numbers; wait is whole seconds in [0, {}]",
+                     fmt::format("known, stored_bytes, terminals and state_expires_ms are numbers; wait is whole "
+                                 "seconds in [0, {}]",
                                  limits_.target_wait_seconds_max));
   }
   std::string last_error = QueryParam(query, "last_error").value_or("").substr(0, kRegionErrorBytesMax);
@@ -87,6 +89,7 @@ HttpResponse Api::Sync(const HttpRequest& req) {
       seen.expect_by_ms = now + static_cast<int64_t>(wait_s) * 1000 + 5000;
       seen.stored_bytes = stored_bytes;
       seen.terminals = terminals;
+      seen.state_expires_ms = static_cast<int64_t>(state_expires_ms);
       const bool changed = seen.last_error != last_error;
       seen.last_error = std::move(last_error);
       record = RegionSeenRecordIfDue(seen, changed);
@@ -184,6 +187,7 @@ void Api::LoadRegionsSeen() {
     f.Int64("last_seen_ms", &seen.last_seen_ms);
     f.Uint("stored_bytes", &seen.stored_bytes);
     f.Uint("terminals", &seen.terminals);
+    f.Int64("state_expires_ms", &seen.state_expires_ms);
     f.String("last_error", &seen.last_error);
     if (!f.Finish().ok()) continue;
     seen.persisted_ms = seen.last_seen_ms;
@@ -195,43 +199,64 @@ std::optional<std::string> Api::RegionSeenRecordIfDue(const RegionSeen& seen, bo
   if (!changed && seen.last_seen_ms - seen.persisted_ms < kRegionSeenPersistMs) return std::nullopt;
   nlohmann::json j = {{"sync_version", seen.sync_version}, {"last_seen_ms", seen.last_seen_ms},
                       {"stored_bytes", seen.stored_bytes}, {"terminals", seen.terminals},
-                      {"last_error", seen.last_error}};
+                      {"state_expires_ms", seen.state_expires_ms}, {"last_error", seen.last_error}};
   return j.dump();
 }
 
-HttpResponse Api::ListRegions() {
-  uint64_t current = BuildSyncDocument("").sync_version;
-  int64_t now = SystemClock::Get().NowUnixMillis();
-  std::map<std::string, nlohmann::json> rows;
+std::vector<Api::RegionView> Api::RegionViews(uint64_t* current_sync_version) {
+  const uint64_t current = BuildSyncDocument("").sync_version;
+  *current_sync_version = current;
+  const int64_t now = SystemClock::Get().NowUnixMillis();
+  std::map<std::string, RegionView> views;
   {
     std::lock_guard lock(regions_mu_);
     for (const auto& [region, seen] : regions_seen_) {
-      rows[region] = {{"region", region},
-                      {"reachable", now <= seen.expect_by_ms},
-                      {"healthy", now <= seen.expect_by_ms && seen.last_error.empty()},
-                      {"last_error", seen.last_error},
-                      {"sync_version", seen.sync_version},
-                      {"behind", current > seen.sync_version ? current - seen.sync_version : 0},
-                      {"lag_ms", seen.sync_version >= current ? 0 : now - seen.in_step_ms},
-                      {"last_seen_ms", seen.last_seen_ms},
-                      {"stored_bytes", seen.stored_bytes},
-                      {"terminals", seen.terminals},
-                      {"reports_received", 0}};
+      views[region] = {.region = region,
+                       .reachable = now <= seen.expect_by_ms,
+                       .healthy = now <= seen.expect_by_ms && seen.last_error.empty(),
+                       .last_error = seen.last_error,
+                       .sync_version = seen.sync_version,
+                       .behind = current > seen.sync_version ? current - seen.sync_version : 0,
+                       .lag_ms = seen.sync_version >= current ? 0 : now - seen.in_step_ms,
+                       .last_seen_ms = seen.last_seen_ms,
+                       .state_expires_ms = seen.state_expires_ms,
+                       .stored_bytes = seen.stored_bytes,
+                       .terminals = seen.terminals};
     }
   }
   Result<std::vector<std::pair<std::string, std::string>>> counts = store_.ScanState("region-reports/");
   for (const auto& [key, value] : counts.ok() ? *counts : std::vector<std::pair<std::string, std::string>>()) {
     std::string region = key.substr(std::string_view("region-reports/").size());
-    nlohmann::json& row = rows[region];
-    if (!row.contains("region")) {
-      row = {{"region", region}, {"reachable", false}, {"healthy", false}, {"last_error", ""},
-             {"sync_version", 0}, {"behind", current},
-             {"lag_ms", nullptr}, {"last_seen_ms", 0}, {"stored_bytes", 0}, {"terminals", 0}};
+    RegionView& view = views[region];
+    if (view.region.empty()) {  // known only from its reports
+      view.region = region;
+      view.behind = current;
+      view.lag_ms = std::nullopt;
     }
-    row["reports_received"] = std::strtoull(value.c_str(), nullptr, 10);
+    view.reports_received = std::strtoull(value.c_str(), nullptr, 10);
   }
+  std::vector<RegionView> out;
+  for (auto& [region, view] : views) out.push_back(std::move(view));
+  return out;
+}
+
+HttpResponse Api::ListRegions() {
+  uint64_t current = 0;
   nlohmann::json list = nlohmann::json::array();
-  for (auto& [region, row] : rows) list.push_back(std::move(row));
+  for (const RegionView& v : RegionViews(&current)) {
+    list.push_back({{"region", v.region},
+                    {"reachable", v.reachable},
+                    {"healthy", v.healthy},
+                    {"last_error", v.last_error},
+                    {"sync_version", v.sync_version},
+                    {"behind", v.behind},
+                    {"lag_ms", v.lag_ms ? nlohmann::json(*v.lag_ms) : nlohmann::json(nullptr)},
+                    {"last_seen_ms", v.last_seen_ms},
+                    {"state_expires_ms", v.state_expires_ms},
+                    {"stored_bytes", v.stored_bytes},
+                    {"terminals", v.terminals},
+                    {"reports_received", v.reports_received}});
+  }
   nlohmann::json out = {{"role", region_.empty() ? "origin" : "region"}, {"sync_version", current}, {"regions", list}};
   if (!region_.empty()) {
     FollowerStatus f = follower_->status();

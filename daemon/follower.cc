@@ -27,6 +27,12 @@ bool ResidencyAllows(const std::vector<std::string>& regions, std::string_view r
   return regions.empty() || std::find(regions.begin(), regions.end(), region) != regions.end();
 }
 
+std::optional<int64_t> EarliestStateExpiry(const std::vector<SignedChannel>& channels) {
+  std::optional<int64_t> earliest;
+  for (const SignedChannel& c : channels) earliest = std::min(earliest.value_or(c.state.expires_ms), c.state.expires_ms);
+  return earliest;
+}
+
 std::string SyncDocumentToJson(const SyncDocument& doc) {
   Json versions = Json::array(), channels = Json::array();
   for (const SyncVersion& v : doc.versions) {
@@ -121,6 +127,7 @@ std::string Follower::PollPath(uint64_t known, int64_t wait_s) {
                    .wait_s = wait_s,
                    .stored_bytes = st.disk_bytes,
                    .terminals = rollouts_.KnownTerminals(),
+                   .state_expires_ms = EarliestStateExpiry(rollouts_.Channels()).value_or(0),
                    .last_error = std::move(last_error)});
 }
 

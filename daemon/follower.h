@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -66,6 +67,9 @@ inline constexpr size_t kSyncDocumentBytesMax = 256u << 20;
 
 std::string SyncDocumentToJson(const SyncDocument& doc);
 Result<SyncDocument> ParseSyncDocument(std::string_view json);
+
+// The earliest expiry among `channels`' signed states; none when there are none.
+std::optional<int64_t> EarliestStateExpiry(const std::vector<SignedChannel>& channels);
 
 // Whether a manifest's region list admits `region` (empty = everywhere).
 bool ResidencyAllows(const std::vector<std::string>& regions, std::string_view region);

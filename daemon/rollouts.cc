@@ -308,6 +308,7 @@ std::vector<Rollout> Rollouts::List() const {
 Result<std::vector<StageRow>> Rollouts::Stages(std::string_view id) const {
   RolloutSpec spec;
   std::vector<StageRow> rows;
+  uint32_t stages_told = 0;  // stages whose cohort is told the target
   {
     std::lock_guard lock(impl_->mu);
     auto it = impl_->rollouts.find(id);
@@ -315,6 +316,8 @@ Result<std::vector<StageRow>> Rollouts::Stages(std::string_view id) const {
     const Rollout& r = it->second.rollout;
     spec = r.spec();
     const RolloutState& state = r.state();
+    if (r.active()) stages_told = state.stage + 1;
+    if (state.phase == RolloutPhase::kCompleted) stages_told = StageCount(spec);
     for (uint32_t k = 0; k < StageCount(spec); ++k) {
       StageRow row;
       row.percent = StagePercent(spec, k);
@@ -340,6 +343,7 @@ Result<std::vector<StageRow>> Rollouts::Stages(std::string_view id) const {
       if (!InCohort(spec, k, t.info)) continue;
       ++rows[k].eligible;
       if (t.info.current_version == spec.target_version) ++rows[k].updated;
+      else if (k < stages_told && t.failed_version != spec.target_version) ++rows[k].downloading;
     }
   });
   return rows;

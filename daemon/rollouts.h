@@ -66,6 +66,10 @@ struct StageRow {
   double percent = 0;
   uint64_t eligible = 0;  // known terminals in this stage's cohort
   uint64_t updated = 0;   // of those, running the target version now
+  // … told the target and neither running it nor failed with it: the stage
+  // was reached (every stage of a completed rollout; none once aborted or
+  // rolled back) and the terminal last reported neither (docs/operator-guide.md, "Monitoring").
+  uint64_t downloading = 0;
   uint64_t failed = 0;    // terminals whose latest report in this stage is a failure
   uint64_t healthy = 0;   // … is a success
   std::string gate;       // "passed", "pending", or the gate's reason for the current stage

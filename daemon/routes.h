@@ -36,6 +36,9 @@ struct Route {
   // decoded values in pattern order.
   std::function<HttpResponse(const HttpRequest&)> handler;
   std::string summary;  // one line for docs/api.md
+  // What the body bytes of a GET count as in meridian_served_bytes_total:
+  // "delta", "artifact" or "chunk"; empty for every other route.
+  std::string served_kind;
 
   // "GET /v1/chunks/{digest}": the label in metrics and docs.
   std::string Label() const { return method + " " + pattern; }

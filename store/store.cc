@@ -14,10 +14,14 @@
 
 #include <fmt/format.h>
 
+#include <sys/statvfs.h>
+
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <exception>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <new>
 #include <nlohmann/json.hpp>
@@ -101,19 +105,48 @@ Status FromRocks(const rocksdb::Status& s, const std::string& what) {
   return Status::IOError(std::move(message));
 }
 
+// Store faults since opening, by code, for StoreStats::errors: what RocksDB
+// failed to do (other than not finding a key), stored chunks that no longer
+// verify, and exceptions. Answers to the caller's input (an upload that does
+// not hash to its digest, a missing version) are not faults and not counted.
+class FaultCounts {
+ public:
+  Status Count(Status st) {
+    if (!st.ok()) counts_[static_cast<size_t>(st.code())].fetch_add(1, std::memory_order_relaxed);
+    return st;
+  }
+  std::map<std::string, uint64_t> ByCodeName() const {
+    std::map<std::string, uint64_t> out;
+    for (size_t code = 0; code < counts_.size(); ++code) {
+      if (uint64_t n = counts_[code].load(std::memory_order_relaxed); n > 0) {
+        out[std::string(Status::CodeName(static_cast<Status::Code>(code)))] = n;
+      }
+    }
+    return out;
+  }
+
+ private:
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(Status::Code::kDeadlineExceeded) + 1> counts_{};
+};
+
 // Runs `body`, turning an exception (allocation failure, a library throwing)
-// into a Status so that none escapes the module.
+// into a Status so that none escapes the module; counted in `faults` when given.
 template <typename F>
-auto Guard(std::string_view what, F&& body) noexcept -> decltype(body()) {
+auto Guard(FaultCounts* faults, std::string_view what, F&& body) noexcept -> decltype(body()) {
+  auto fault = [&](Status st) { return faults != nullptr ? faults->Count(std::move(st)) : st; };
   try {
     return body();
   } catch (const std::bad_alloc&) {
-    return Status::ResourceExhausted(std::string(what) + ": out of memory");
+    return fault(Status::ResourceExhausted(std::string(what) + ": out of memory"));
   } catch (const std::exception& e) {
-    return Status::IOError(std::string(what) + ": " + e.what());
+    return fault(Status::IOError(std::string(what) + ": " + e.what()));
   } catch (...) {
-    return Status::IOError(std::string(what) + ": unknown exception");
+    return fault(Status::IOError(std::string(what) + ": unknown exception"));
   }
+}
+template <typename F>
+auto Guard(std::string_view what, F&& body) noexcept -> decltype(body()) {
+  return Guard(nullptr, what, std::forward<F>(body));
 }
 
 // zstd contexts are reused per thread: creating one per chunk costs more than
@@ -222,9 +255,13 @@ class FaultLog {
 
 class RocksStore final : public Store {
  public:
-  RocksStore(std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::ColumnFamilyHandle*> handles,
+  RocksStore(std::string dir, std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::ColumnFamilyHandle*> handles,
              const StoreOptions& options)
-      : db_(std::move(db)), handles_(std::move(handles)), options_(options), manifests_(options.manifest_cache_bytes) {
+      : dir_(std::move(dir)),
+        db_(std::move(db)),
+        handles_(std::move(handles)),
+        options_(options),
+        manifests_(options.manifest_cache_bytes) {
     write_options_.sync = options.sync_writes;
   }
 
@@ -239,17 +276,17 @@ class RocksStore final : public Store {
   RocksStore& operator=(const RocksStore&) = delete;
 
   Result<bool> HasChunk(const Digest& digest) override {
-    return Guard("HasChunk", [&]() -> Result<bool> {
+    return Guard(&faults_, "HasChunk", [&]() -> Result<bool> {
       rocksdb::PinnableSlice value;
       rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(kChunkIndex), ChunkKey(digest), &value);
       if (s.IsNotFound()) return false;
-      if (!s.ok()) return FromRocks(s, "reading chunk " + digest.ToString());
+      if (!s.ok()) return Fault(s, "reading chunk " + digest.ToString());
       return true;
     });
   }
 
   Result<std::vector<Digest>> MissingChunks(std::span<const Digest> digests) override {
-    return Guard("MissingChunks", [&]() -> Result<std::vector<Digest>> {
+    return Guard(&faults_, "MissingChunks", [&]() -> Result<std::vector<Digest>> {
       std::vector<Digest> missing;
       Status s = ForEachIndexed(rocksdb::ReadOptions(), digests.size(),
                                 [&](size_t i) -> const Digest& { return digests[i]; },
@@ -262,7 +299,7 @@ class RocksStore final : public Store {
   }
 
   Status PutChunk(const Digest& digest, ByteSpan data) override {
-    return Guard("PutChunk", [&]() -> Status {
+    return Guard(&faults_, "PutChunk", [&]() -> Status {
       if (data.empty()) return Status::InvalidArgument("chunk " + digest.ToString() + " is empty");
       if (data.size() > kChunkBytesMax) {
         return Status::ResourceExhausted("chunk " + digest.ToString() + " of " + std::to_string(data.size()) +
@@ -280,11 +317,11 @@ class RocksStore final : public Store {
         // counts: anything else is rewritten, so re-sending a chunk repairs it.
         std::string indexed_size;
         rocksdb::Status is = db_->Get(rocksdb::ReadOptions(), cf(kChunkIndex), key, &indexed_size);
-        if (is.ok() && indexed_size == EncodeSize(data.size()) && DecodeChunk(digest, ToView(stored)).ok()) {
+        if (is.ok() && indexed_size == EncodeSize(data.size()) && Decode(digest, ToView(stored)).ok()) {
           return Status::Ok();
         }
       } else if (!s.IsNotFound()) {
-        return FromRocks(s, "reading chunk " + digest.ToString());
+        return Fault(s, "reading chunk " + digest.ToString());
       }
       Result<std::string> frame = CompressChunk(data, options_.zstd_level);
       if (!frame.ok()) return frame.status();
@@ -292,23 +329,23 @@ class RocksStore final : public Store {
       s = batch.Put(cf(kChunks), key, *frame);
       if (s.ok()) s = batch.Put(cf(kChunkIndex), key, EncodeSize(data.size()));
       if (s.ok()) s = db_->Write(write_options_, &batch);
-      if (!s.ok()) return FromRocks(s, "writing chunk " + digest.ToString());
+      if (!s.ok()) return Fault(s, "writing chunk " + digest.ToString());
       return Status::Ok();
     });
   }
 
   Result<Bytes> GetChunk(const Digest& digest) override {
-    return Guard("GetChunk", [&]() -> Result<Bytes> {
+    return Guard(&faults_, "GetChunk", [&]() -> Result<Bytes> {
       rocksdb::PinnableSlice stored;
       rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(kChunks), ChunkKey(digest), &stored);
       if (s.IsNotFound()) return Status::NotFound("chunk " + digest.ToString() + " is not stored");
-      if (!s.ok()) return FromRocks(s, "reading chunk " + digest.ToString());
-      return DecodeChunk(digest, ToView(stored));
+      if (!s.ok()) return Fault(s, "reading chunk " + digest.ToString());
+      return Decode(digest, ToView(stored));
     });
   }
 
   Result<bool> CommitVersion(const VerifiedManifest& verified) override {
-    return Guard("CommitVersion", [&]() -> Result<bool> {
+    return Guard(&faults_, "CommitVersion", [&]() -> Result<bool> {
       const Manifest& m = verified.manifest();
       const std::string& envelope_json = verified.envelope();
       const std::string what = m.name + "@" + m.version;
@@ -330,25 +367,25 @@ class RocksStore final : public Store {
 
       rocksdb::WriteBatch batch;
       rocksdb::Status bs = batch.Put(cf(kManifests), key, rocksdb::Slice(envelope_json.data(), envelope_json.size()));
-      if (!bs.ok()) return FromRocks(bs, "batching " + what);
+      if (!bs.ok()) return Fault(bs, "batching " + what);
       const std::string artifact_key = ChunkKey(m.digest);
       std::string indexed;
       rocksdb::Status s = db_->Get(ro, cf(kArtifacts), artifact_key, &indexed);
       if (s.IsNotFound()) {
         bs = batch.Put(cf(kArtifacts), artifact_key, key);
-        if (!bs.ok()) return FromRocks(bs, "batching " + what);
+        if (!bs.ok()) return Fault(bs, "batching " + what);
       } else if (!s.ok()) {
-        return FromRocks(s, "reading the artifact index for " + m.digest.ToString());
+        return Fault(s, "reading the artifact index for " + m.digest.ToString());
       }
       s = db_->Write(write_options_, &batch);
-      if (!s.ok()) return FromRocks(s, "committing " + what);
+      if (!s.ok()) return Fault(s, "committing " + what);
       manifests_.Insert(key, std::make_shared<const Manifest>(m));  // the envelope says exactly `m`
       return true;
     });
   }
 
   Result<std::string> GetEnvelope(std::string_view model, std::string_view version) override {
-    return Guard("GetEnvelope", [&]() -> Result<std::string> {
+    return Guard(&faults_, "GetEnvelope", [&]() -> Result<std::string> {
       if (!IsValidModelName(model) || !IsValidVersion(version)) {
         return Status::InvalidArgument("invalid model name or version");
       }
@@ -357,7 +394,7 @@ class RocksStore final : public Store {
   }
 
   Result<std::shared_ptr<const Manifest>> GetManifest(std::string_view model, std::string_view version) override {
-    return Guard("GetManifest", [&]() -> Result<std::shared_ptr<const Manifest>> {
+    return Guard(&faults_, "GetManifest", [&]() -> Result<std::shared_ptr<const Manifest>> {
       if (!IsValidModelName(model) || !IsValidVersion(version)) {
         return Status::InvalidArgument("invalid model name or version");
       }
@@ -366,7 +403,7 @@ class RocksStore final : public Store {
   }
 
   Result<std::vector<std::string>> ListModels() override {
-    return Guard("ListModels", [&]() -> Result<std::vector<std::string>> {
+    return Guard(&faults_, "ListModels", [&]() -> Result<std::vector<std::string>> {
       std::vector<std::string> models;
       std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(kManifests)));
       it->SeekToFirst();
@@ -378,13 +415,13 @@ class RocksStore final : public Store {
         it->Seek(model + '\x01');
         models.push_back(std::move(model));
       }
-      if (!it->status().ok()) return FromRocks(it->status(), "listing models");
+      if (!it->status().ok()) return Fault(it->status(), "listing models");
       return models;
     });
   }
 
   Result<std::vector<std::string>> ListVersions(std::string_view model) override {
-    return Guard("ListVersions", [&]() -> Result<std::vector<std::string>> {
+    return Guard(&faults_, "ListVersions", [&]() -> Result<std::vector<std::string>> {
       if (!IsValidModelName(model)) return Status::InvalidArgument("invalid model name");
       const std::string prefix = VersionKey(model, "");
       std::vector<std::string> versions;
@@ -398,7 +435,7 @@ class RocksStore final : public Store {
         }
         versions.emplace_back(version);
       }
-      if (!it->status().ok()) return FromRocks(it->status(), "listing versions of " + std::string(model));
+      if (!it->status().ok()) return Fault(it->status(), "listing versions of " + std::string(model));
       if (versions.empty()) return Status::NotFound("model " + std::string(model) + " has no version");
       // Keys arrive in lexical order, so a stable sort leaves versions of equal
       // precedence (differing in build metadata only) in lexical order.
@@ -409,12 +446,12 @@ class RocksStore final : public Store {
   }
 
   Result<std::shared_ptr<const Manifest>> FindArtifact(const Digest& digest) override {
-    return Guard("FindArtifact", [&]() -> Result<std::shared_ptr<const Manifest>> {
+    return Guard(&faults_, "FindArtifact", [&]() -> Result<std::shared_ptr<const Manifest>> {
       rocksdb::ReadOptions ro;
       std::string key;
       rocksdb::Status s = db_->Get(ro, cf(kArtifacts), ChunkKey(digest), &key);
       if (s.IsNotFound()) return Status::NotFound("no version with artifact " + digest.ToString());
-      if (!s.ok()) return FromRocks(s, "reading the artifact index for " + digest.ToString());
+      if (!s.ok()) return Fault(s, "reading the artifact index for " + digest.ToString());
       Result<std::shared_ptr<const Manifest>> m = ReadManifest(ro, key);
       if (!m.ok() && m.status().code() == Status::Code::kNotFound) {
         return Status::Corruption("artifact index entry " + digest.ToString() + " points to missing " +
@@ -425,33 +462,33 @@ class RocksStore final : public Store {
   }
 
   Status WriteState(const std::vector<std::pair<std::string, std::optional<std::string>>>& ops) override {
-    return Guard("WriteState", [&]() -> Status {
+    return Guard(&faults_, "WriteState", [&]() -> Status {
       if (ops.empty()) return Status::Ok();
       rocksdb::WriteBatch batch;
       for (const auto& [key, value] : ops) {
         rocksdb::Status s = value ? batch.Put(cf(kState), key, *value) : batch.Delete(cf(kState), key);
-        if (!s.ok()) return FromRocks(s, "batching state key \"" + key + "\"");
+        if (!s.ok()) return Fault(s, "batching state key \"" + key + "\"");
       }
       rocksdb::Status s = db_->Write(write_options_, &batch);
-      if (!s.ok()) return FromRocks(s, "writing state");
+      if (!s.ok()) return Fault(s, "writing state");
       return Status::Ok();
     });
   }
 
   Result<std::string> GetState(std::string_view key) override {
-    return Guard("GetState", [&]() -> Result<std::string> {
+    return Guard(&faults_, "GetState", [&]() -> Result<std::string> {
       std::string value;
       rocksdb::Slice k(key.data(), key.size());
       rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(kState), k, &value);
       if (s.IsNotFound()) return Status::NotFound("state key \"" + std::string(key) + "\" not found");
-      if (!s.ok()) return FromRocks(s, "reading state key \"" + std::string(key) + "\"");
+      if (!s.ok()) return Fault(s, "reading state key \"" + std::string(key) + "\"");
       return value;
     });
   }
 
   Result<std::vector<std::pair<std::string, std::string>>> ScanState(std::string_view prefix) override {
     using Pairs = std::vector<std::pair<std::string, std::string>>;
-    return Guard("ScanState", [&]() -> Result<Pairs> {
+    return Guard(&faults_, "ScanState", [&]() -> Result<Pairs> {
       Pairs out;
       uint64_t total_bytes = 0;
       std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(kState)));
@@ -464,7 +501,7 @@ class RocksStore final : public Store {
         }
         out.emplace_back(it->key().ToString(), it->value().ToString());
       }
-      if (!it->status().ok()) return FromRocks(it->status(), "scanning state");
+      if (!it->status().ok()) return Fault(it->status(), "scanning state");
       return out;
     });
   }
@@ -473,13 +510,24 @@ class RocksStore final : public Store {
     StoreStats stats;
     stats.manifest_parses = manifest_parses_.load(std::memory_order_relaxed);
     stats.manifest_cache_bytes = manifests_.bytes();
+    stats.errors = faults_.ByCodeName();
+    if (struct statvfs fs; statvfs(dir_.c_str(), &fs) == 0) stats.fs_avail_bytes = uint64_t{fs.f_bavail} * fs.f_frsize;
     try {
       uint64_t v = 0;
       if (db_->GetIntProperty(cf(kChunkIndex), rocksdb::DB::Properties::kEstimateNumKeys, &v)) stats.chunks = v;
       for (rocksdb::ColumnFamilyHandle* h : handles_) {
-        if (db_->GetIntProperty(h, rocksdb::DB::Properties::kTotalSstFilesSize, &v)) stats.disk_bytes += v;
-        if (db_->GetIntProperty(h, rocksdb::DB::Properties::kTotalBlobFileSize, &v)) stats.disk_bytes += v;
+        if (db_->GetIntProperty(h, rocksdb::DB::Properties::kTotalSstFilesSize, &v)) stats.sst_bytes += v;
+        if (db_->GetIntProperty(h, rocksdb::DB::Properties::kTotalBlobFileSize, &v)) stats.blob_bytes += v;
+        if (db_->GetIntProperty(h, rocksdb::DB::Properties::kCurSizeAllMemTables, &v)) stats.memtable_bytes += v;
       }
+      // Until a memtable fills and is flushed, what was written is only in
+      // the WAL: counting table and blob files alone said 0 for a store
+      // holding tens of megabytes.
+      rocksdb::VectorLogPtr wal_files;
+      if (db_->GetSortedWalFiles(wal_files).ok()) {
+        for (const std::unique_ptr<rocksdb::LogFile>& f : wal_files) stats.wal_bytes += f->SizeFileBytes();
+      }
+      stats.disk_bytes = stats.sst_bytes + stats.blob_bytes + stats.wal_bytes;
       std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(kManifests)));
       uint64_t versions = 0;
       for (it->SeekToFirst(); it->Valid(); it->Next()) ++versions;
@@ -525,7 +573,7 @@ class RocksStore final : public Store {
     rocksdb::PinnableSlice existing;
     rocksdb::Status s = db_->Get(ro, cf(kManifests), key, &existing);
     if (s.IsNotFound()) return false;
-    if (!s.ok()) return FromRocks(s, "reading " + what);
+    if (!s.ok()) return Fault(s, "reading " + what);
     if (ToView(existing) == envelope_json) return true;
     Result<std::shared_ptr<const Manifest>> old = ReadManifest(ro, key);  // cached: a retried publish parses nothing
     if (!old.ok()) return old.status();
@@ -598,7 +646,7 @@ class RocksStore final : public Store {
         if (statuses[i].IsNotFound()) {
           on_entry(start + i, std::optional<uint64_t>());
         } else if (!statuses[i].ok()) {
-          return FromRocks(statuses[i], "reading chunk " + digest_at(start + i).ToString());
+          return Fault(statuses[i], "reading chunk " + digest_at(start + i).ToString());
         } else {
           on_entry(start + i, DecodeSize(ToView(values[i])));
         }
@@ -612,7 +660,7 @@ class RocksStore final : public Store {
     std::string envelope;
     rocksdb::Status s = db_->Get(ro, cf(kManifests), key, &envelope);
     if (s.IsNotFound()) return Status::NotFound(DescribeVersionKey(key) + " not found");
-    if (!s.ok()) return FromRocks(s, "reading " + DescribeVersionKey(key));
+    if (!s.ok()) return Fault(s, "reading " + DescribeVersionKey(key));
     return envelope;
   }
 
@@ -728,6 +776,19 @@ class RocksStore final : public Store {
     if (!it->status().ok()) faults.Add("artifacts scan stopped: " + it->status().ToString());
   }
 
+  // A RocksDB failure, counted as a fault unless it is a key not found.
+  Status Fault(const rocksdb::Status& s, const std::string& what) {
+    Status st = FromRocks(s, what);
+    return s.IsNotFound() ? st : faults_.Count(std::move(st));
+  }
+  // DecodeChunk of a stored frame: a failure is a fault.
+  Result<Bytes> Decode(const Digest& digest, std::string_view frame) {
+    Result<Bytes> data = DecodeChunk(digest, frame);
+    if (!data.ok()) faults_.Count(data.status());
+    return data;
+  }
+
+  const std::string dir_;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // indexed by Cf
   const StoreOptions options_;
@@ -735,6 +796,7 @@ class RocksStore final : public Store {
   std::mutex commit_mu_;  // serialises CommitVersion
   ManifestCache manifests_;
   std::atomic<uint64_t> manifest_parses_{0};  // stored envelopes parsed: cache misses, and Check()
+  FaultCounts faults_;
 };
 
 // Presence lookups ask mostly for absent digests on a fresh upload: a bloom
@@ -819,7 +881,7 @@ Result<std::unique_ptr<Store>> OpenRocksStore(const std::string& dir, const Stor
     return FromRocks(s, "opening store " + dir);
   }
   return std::unique_ptr<Store>(
-      std::make_unique<RocksStore>(std::unique_ptr<rocksdb::DB>(raw), std::move(handles), options));
+      std::make_unique<RocksStore>(dir, std::unique_ptr<rocksdb::DB>(raw), std::move(handles), options));
 }
 
 }  // namespace

@@ -38,6 +38,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -73,7 +74,17 @@ struct StoreOptions {
 struct StoreStats {
   uint64_t chunks = 0;                // estimated number of stored chunks
   uint64_t versions = 0;              // committed model versions
-  uint64_t disk_bytes = 0;            // SST + blob files on disk, all column families
+  // Bytes of the store's files on disk, all column families: disk_bytes is
+  // sst + blob + wal. What was written lately and not flushed yet is in the
+  // WAL on disk and, once more, in memtables in memory (not on disk).
+  uint64_t disk_bytes = 0;
+  uint64_t sst_bytes = 0;             // table files, of every live version (obsolete ones until deleted)
+  uint64_t blob_bytes = 0;            // blob files (chunks of 4 KiB and more, once flushed)
+  uint64_t wal_bytes = 0;             // write-ahead log files
+  uint64_t memtable_bytes = 0;        // memtables not flushed yet (memory)
+  uint64_t fs_avail_bytes = 0;        // free to this process on the store directory's file system (statvfs)
+  std::map<std::string, uint64_t> errors;  // store faults since opening by Status::CodeName: RocksDB failures
+                                           // (not a key not found), stored chunks that no longer verify, exceptions
   uint64_t manifest_parses = 0;       // stored manifests parsed since opening: cache misses, and each Check() reads
   uint64_t manifest_cache_bytes = 0;  // charged to the parsed manifests cached now
 };

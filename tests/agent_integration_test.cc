@@ -68,7 +68,7 @@ TEST_CASE("agent installs, refuses a failing version, switches back on rollback,
   // The daemon parsed the manifest once, when the publish was verified: the
   // store keeps what it committed, so the rollout, the target and the
   // artifact download parsed nothing again.
-  CHECK(Metric(d.url(), "meridian_store_manifest_parses") == 0);
+  CHECK(Metric(d.url(), "meridian_store_manifest_parses_total") == 0);
 
   REQUIRE(d.RolloutAction("r1", "promote", "all on 1.0.0") == 200);  // completes it: the next may start
 
@@ -276,7 +276,7 @@ TEST_CASE("an agent following two models long-polls both: a change to either ins
   REQUIRE(WaitFor([&] { return InstalledVersion(state, "fraud") == "1.0.0" && InstalledVersion(state, "vision") == "1.0.0"; },
                   std::chrono::seconds(60)));
   // Both models long-poll: two requests held by the daemon.
-  REQUIRE(WaitFor([&] { return Metric(d.url(), "meridian_target_waiting") == 2; }, std::chrono::seconds(30)));
+  REQUIRE(WaitFor([&] { return Metric(d.url(), "meridian_long_polls_held") == 2; }, std::chrono::seconds(30)));
 
   // The second model first, then the first one.
   for (const std::string model : {"vision", "fraud"}) {

@@ -135,7 +135,7 @@ TEST_CASE("Range requests of one artifact parse its manifest at most once") {
   Bytes data = RandomBytes(200'000, 4);
   std::string digest = PublishArtifact(d, data);
   d.Restart();  // nothing cached: the first request parses the stored manifest
-  int64_t before = Metric(d.url(), "meridian_store_manifest_parses");
+  int64_t before = Metric(d.url(), "meridian_store_manifest_parses_total");
   REQUIRE(before >= 0);
   HttpClient c(d.url());
   for (size_t first = 0; first < data.size(); first += 10'000) {
@@ -144,7 +144,7 @@ TEST_CASE("Range requests of one artifact parse its manifest at most once") {
     CHECK(part->status == 206);
     CHECK(part->body == AsString(ByteSpan(data).subspan(first, 10'000)));
   }
-  CHECK(Metric(d.url(), "meridian_store_manifest_parses") == before + 1);
+  CHECK(Metric(d.url(), "meridian_store_manifest_parses_total") == before + 1);
 }
 
 TEST_CASE("bad input gets the right 4xx, stores nothing, and the daemon keeps serving") {

@@ -381,7 +381,7 @@ TEST_CASE("nginx caches chunks, artifacts and deltas; errors, targets and report
       woken = own.Get(poll + "&wait=60");
       took = Clock::now() - t0;
     });
-    bool waiting = WaitFor([&] { return Metric(upstream, "meridian_target_waiting") >= 1; }, seconds(30));
+    bool waiting = WaitFor([&] { return Metric(upstream, "meridian_long_polls_held") >= 1; }, seconds(30));
     // Publishing passes through nginx too (PUT chunks, POST the manifest).
     CommandResult pub = Run({MeridianPath(), "--server", nginx.url(), "--token", origin.publisher_token(), "--output",
                              "json", "publish", "--key", origin.release_key(), "--model", "fraud", "--version",

@@ -132,7 +132,7 @@ int Count(const Fleet& f, const std::string& version) {
 uint64_t WaitingGauge(HttpClient& c) {
   Result<HttpReply> r = c.Get("/metrics");
   if (!r.ok()) return 0;
-  size_t at = r->body.find("\nmeridian_target_waiting ");
+  size_t at = r->body.find("\nmeridian_long_polls_held ");
   if (at == std::string::npos) return 0;
   return std::stoull(r->body.substr(at + 25));
 }

@@ -175,6 +175,27 @@ std::string Zstd(ByteSpan data) {
 
 }  // namespace
 
+TEST_CASE("disk bytes count what is not flushed yet: the WAL, and memtables beside") {
+  TempDir dir;
+  std::unique_ptr<Store> store = OpenOrDie(dir.path());
+  const StoreStats before = store->Stats();
+  // 4 MiB of incompressible chunks: far below a memtable's 64 MiB, so
+  // nothing is flushed and no table or blob file is written.
+  constexpr size_t kChunks = 64, kChunkBytes = 64 << 10;
+  for (size_t i = 0; i < kChunks; ++i) {
+    Bytes chunk = RandomBytes(kChunkBytes, 100 + i);
+    REQUIRE(store->PutChunk(Digest::Of(chunk), chunk).ok());
+  }
+  const StoreStats after = store->Stats();
+  CHECK(after.sst_bytes + after.blob_bytes == before.sst_bytes + before.blob_bytes);
+  CHECK(after.wal_bytes >= before.wal_bytes + kChunks * kChunkBytes);
+  CHECK(after.memtable_bytes >= kChunks * kChunkBytes);
+  CHECK(after.disk_bytes == after.sst_bytes + after.blob_bytes + after.wal_bytes);
+  CHECK(after.disk_bytes >= before.disk_bytes + kChunks * kChunkBytes);
+  CHECK(after.fs_avail_bytes > 0);
+  CHECK(after.errors.empty());
+}
+
 TEST_CASE("chunks round-trip, put is idempotent, big chunks go to blob files") {
   TempDir dir;
   Bytes random = RandomBytes(200 << 10, 1);
@@ -216,6 +237,7 @@ TEST_CASE("a chunk whose bytes do not match its digest is refused and not stored
   CHECK(store->PutChunk(Digest::Of(""), Bytes()).code() == Status::Code::kInvalidArgument);
   Bytes too_big(kChunkBytesMax + 1, 7);
   CHECK(store->PutChunk(Digest::Of(too_big), too_big).code() == Status::Code::kResourceExhausted);
+  CHECK(store->Stats().errors.empty());  // the caller's mistakes, not the store's faults
   CHECK(store->Check().clean());
 }
 
@@ -236,6 +258,7 @@ TEST_CASE("damaged chunks are Corruption, reported by Check, and repaired by a r
     std::unique_ptr<Store> store = OpenOrDie(dir.path());
     Result<Bytes> got = store->GetChunk(d);
     CHECK(got.status().code() == Status::Code::kCorruption);
+    CHECK(store->Stats().errors == std::map<std::string, uint64_t>{{"corruption", 1}});
     CHECK(*store->HasChunk(d));  // presence is not verification
     CheckReport report = store->Check();
     CHECK(report.chunks_checked == 1);
