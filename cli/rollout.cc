@@ -128,12 +128,13 @@ void PrintStatusText(const nlohmann::json& j) {
              spec.at("model").get<std::string>(), spec.at("channel").get<std::string>(), prev.empty() ? "(none)" : prev,
              spec.at("target_version").get<std::string>(), state.at("phase").get<std::string>(),
              state.at("stage").get<uint32_t>());
-  fmt::print("{:<6} {:<12} {:>8} {:>9} {:>8} {:>7} {:>8}  {}\n", "STAGE", "REGION", "PERCENT", "ELIGIBLE", "UPDATED",
-             "FAILED", "HEALTHY", "GATE");
+  fmt::print("{:<6} {:<12} {:>8} {:>9} {:>11} {:>8} {:>7} {:>8}  {}\n", "STAGE", "REGION", "PERCENT", "ELIGIBLE",
+             "DOWNLOADING", "UPDATED", "FAILED", "HEALTHY", "GATE");
   for (const auto& s : j.at("stages")) {
     // "region" is per stage with waves; absent or "" (older daemons, no waves) is every region.
-    fmt::print("{:<6} {:<12} {:>8} {:>9} {:>8} {:>7} {:>8}  {}\n", s.at("stage").get<int>(), Cell(s, "region", "all"),
-               s.at("percent").get<double>(), s.at("eligible").get<uint64_t>(), s.at("updated").get<uint64_t>(),
+    fmt::print("{:<6} {:<12} {:>8} {:>9} {:>11} {:>8} {:>7} {:>8}  {}\n", s.at("stage").get<int>(),
+               Cell(s, "region", "all"), s.at("percent").get<double>(), s.at("eligible").get<uint64_t>(),
+               Cell(s, "downloading"), s.at("updated").get<uint64_t>(),
                s.at("failed").get<uint64_t>(), s.at("healthy").get<uint64_t>(), s.at("gate").get<std::string>());
   }
   PrintRegionsText(j);

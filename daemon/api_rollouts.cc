@@ -204,6 +204,7 @@ HttpResponse Api::GetRollout(const std::string& id, int status) {
                       {"percent", row.percent},
                       {"eligible", row.eligible},
                       {"updated", row.updated},
+                      {"downloading", row.downloading},
                       {"failed", row.failed},
                       {"healthy", row.healthy},
                       {"gate", row.gate},

@@ -265,6 +265,9 @@ TEST_CASE("1,000 terminals: stages, promote wake-up, automatic rollback, kill -9
   CHECK(status["stages"][0]["healthy"] == cohort0.size());
   CHECK(status["stages"][0]["gate"] == "passed");
   CHECK(status["stages"][1]["eligible"] == cohort1);
+  CHECK(status["stages"][0]["downloading"] == 0);
+  // Stage 1 is reached: each of its terminals is downloading until it runs the target.
+  CHECK(status["stages"][1]["downloading"].get<int>() + status["stages"][1]["updated"].get<int>() == cohort1);
   CHECK(dm.Cli({"rollout", "promote", "r1"})["state"]["stage"] == 2);
   CHECK(dm.Cli({"rollout", "promote", "r1", "--reason", "all good"})["state"]["phase"] == "completed");
   Fleet f3 = Check(Polls(d.url(), terminal_token, f2, f2.state_version, 30).Join(), dm.root, f2.state_version);

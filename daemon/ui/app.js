@@ -207,8 +207,8 @@ function drawRolloutDetail(detail, events) {
   const current = ACTIVE_PHASES.includes(state.phase) ? state.stage : -1;
   fillTable('stages', detail.stages.map((s) => {
     // Stages are numbered from 0, as in the CLI and the events' running(0).
-    const tr = row([s.stage, s.percent + ' %', s.region || 'all', s.eligible, progress(s.updated, s.eligible),
-                    progress(s.healthy, s.eligible), progress(s.failed, s.eligible), s.gate]);
+    const tr = row([s.stage, s.percent + ' %', s.region || 'all', s.eligible, progress(s.downloading, s.eligible),
+                    progress(s.updated, s.eligible), progress(s.healthy, s.eligible), progress(s.failed, s.eligible), s.gate]);
     if (s.stage === current) tr.className = 'current';
     return tr;
   }), 'No stages.');
