@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <array>
 #include <csignal>
 #include <condition_variable>
 #include <cstdio>
@@ -12,7 +13,6 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <set>
 
 #include "base/clock.h"
 #include "base/file.h"
@@ -111,6 +111,12 @@ struct ServeOptions {
   DeltaServiceOptions deltas;          // the delta_* settings
 };
 
+// The keys of --config, in the order --help lists them.
+constexpr std::array<std::string_view, 15> kConfigKeys = {
+    "data", "listen", "threads", "head_timeout_ms", "body_timeout_ms", "state_expiry_ms", "state_refresh_ms", "role",
+    "region", "upstream", "upstream_token_file", "delta_previous_versions", "delta_threads", "delta_literal_level",
+    "delta_artifact_bytes_max"};
+
 // Settings from --config FILE (TOML); flags given on the command line win.
 Status ApplyConfig(ServeOptions& o, const CLI::App& app) {
   if (o.config.empty()) return Status::Ok();
@@ -121,11 +127,7 @@ Status ApplyConfig(ServeOptions& o, const CLI::App& app) {
     return Status::InvalidArgument(fmt::format("{}: {}", o.config, e.description()));
   }
   for (const auto& [key, value] : t) {
-    static const std::set<std::string_view> kKeys = {"data", "listen", "threads", "head_timeout_ms", "body_timeout_ms",
-                                                     "state_expiry_ms", "state_refresh_ms", "role", "region",
-                                                     "upstream", "upstream_token_file", "delta_previous_versions",
-                                                     "delta_threads", "delta_literal_level", "delta_artifact_bytes_max"};
-    if (!kKeys.count(key.str())) {
+    if (std::find(kConfigKeys.begin(), kConfigKeys.end(), key.str()) == kConfigKeys.end()) {
       return Status::InvalidArgument(fmt::format("{}: unknown setting '{}'", o.config, key.str()));
     }
   }
@@ -366,9 +368,7 @@ int main(int argc, char** argv) {
   ServeOptions serve;
   app.add_option("--data", serve.data, "data directory")->capture_default_str();
   app.add_option("--listen", serve.listen, "HOST:PORT to listen on (port 0 = any free port)")->capture_default_str();
-  app.add_option("--config", serve.config,
-                 "TOML file: data, listen, threads, head_timeout_ms, body_timeout_ms, state_expiry_ms, "
-                 "state_refresh_ms, role, region, upstream, upstream_token_file");
+  app.add_option("--config", serve.config, fmt::format("TOML file: {}", fmt::join(kConfigKeys, ", ")));
   app.add_option("--port-file", serve.port_file, "write the bound port to this file once listening");
   app.add_option("--threads", serve.threads, "server threads (0 = one per core)");
   app.add_option("--role", serve.role, "origin (releases and rollouts are made here) or region (follows an upstream)")
