@@ -11,7 +11,8 @@ set -eu
 seconds=${1:-60}
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${FUZZ_BUILD_DIR:-$root/build-fuzz}
-base="$root/base/digest.cc $root/base/status.cc $root/base/encoding.cc $root/base/file.cc $root/base/json.cc"
+base="$root/base/digest.cc $root/base/status.cc $root/base/encoding.cc $root/base/file.cc $root/base/json.cc
+  $root/base/clock.cc"
 
 build() {  # NAME SOURCES… : builds $out/NAME_fuzzer
   name=$1

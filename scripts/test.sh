@@ -19,19 +19,23 @@ meson test -C "$plain" --num-processes 2 --print-errorlogs || status=1
 meson test -C build-asan --num-processes 2 --print-errorlogs || status=1
 package=0
 tests/package_test.sh || { package=1; status=1; }
+fuzz=0
 FUZZ_BUILD_DIR=$PWD/build-fuzz fuzz/run.sh "${FUZZ_SECONDS:-60}" >build-fuzz.log 2>&1 || {
+  fuzz=1
   status=1
   echo "fuzz: a fuzzer failed; see build-fuzz.log" >&2
   tail -n 30 build-fuzz.log >&2
 }
 
-# One summary line over both runs and the package test, as "N passed, N failed".
-python3 - "$package" "$plain/meson-logs/testlog.json" build-asan/meson-logs/testlog.json <<'PY'
+# One summary line over both runs, the package test and the fuzzers (one
+# each), as "N passed, N failed".
+python3 - "$package" "$fuzz" "$plain/meson-logs/testlog.json" build-asan/meson-logs/testlog.json <<'PY'
 import json, sys
 passed = failed = 0
-if sys.argv[1] == "0": passed += 1
-else: failed += 1
-for path in sys.argv[2:]:
+for code in sys.argv[1:3]:
+    if code == "0": passed += 1
+    else: failed += 1
+for path in sys.argv[3:]:
     for line in open(path):
         r = json.loads(line).get("result")
         if r in ("OK", "EXPECTEDFAIL"): passed += 1
