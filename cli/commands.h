@@ -78,5 +78,7 @@ int RolloutAct(const GlobalOptions& g, const std::string& action, const std::str
 int RolloutEvents(const GlobalOptions& g, const std::string& id);
 // `meridian regions`: the regions following the daemon (operator token).
 int RegionList(const GlobalOptions& g);
+// `meridian fleet`: per model channel, the known terminals by the version they run (operator token).
+int FleetList(const GlobalOptions& g);
 
 }  // namespace meridian::cli

@@ -116,6 +116,7 @@ int main(int argc, char** argv) {
 
   CLI::App* regions_cmd =
       app.add_subcommand("regions", "regions following the daemon: reachable, state, lag, stored bytes, terminals");
+  CLI::App* fleet_cmd = app.add_subcommand("fleet", "the versions the known terminals run, per model channel");
 
   try {
     app.parse(argc, argv);
@@ -143,6 +144,7 @@ int main(int argc, char** argv) {
   if (*diff) return Diff(g, diff_old, diff_new, diff_out, diff_level);
   if (*patch) return Patch(g, patch_old, patch_delta, patch_out);
   if (*regions_cmd) return RegionList(g);
+  if (*fleet_cmd) return FleetList(g);
   if (*ro_start) return RolloutStart(g, ro);
   if (*ro_plan) return RolloutPlan(g, ro);
   if (*ro_list) return RolloutList(g);

@@ -62,7 +62,7 @@ Result<std::string> SpecJson(const RolloutOptions& o) {
 // GETs or POSTs `path` and parses the JSON answer; one error line otherwise.
 Result<nlohmann::json> Call(const GlobalOptions& g, const std::string& method, const std::string& path,
                             const std::string& body, long want_status, const std::string& what) {
-  if (g.token.empty()) return Status::PermissionDenied("rollouts need the operator token (--token-file DATA/operator.token)");
+  if (g.token.empty()) return Status::PermissionDenied("this command needs the operator token (--token-file DATA/operator.token)");
   HttpClient client(g.server, HttpClientOptions{.timeout_ms = 60'000, .bearer_token = g.token});
   Result<HttpReply> r = method == "GET" ? client.Get(path) : client.Post(path, body);
   if (!r.ok()) return Status::Unavailable(fmt::format("{}: {}", what, r.status().message()));
@@ -194,6 +194,19 @@ void PrintRegionListText(const nlohmann::json& j) {
   if (!faults.empty()) fmt::print("faults the regions report:\n{}", faults);
 }
 
+// `meridian fleet`: a row per (model, channel, version).
+void PrintFleetText(const nlohmann::json& j) {
+  fmt::print("{:<24} {:<12} {:<16} {:>9}\n", "MODEL", "CHANNEL", "VERSION", "TERMINALS");
+  for (const auto& c : j.at("channels")) {
+    for (const auto& v : c.at("versions")) {
+      const std::string& version = v.at("version").get_ref<const std::string&>();
+      fmt::print("{:<24} {:<12} {:<16} {:>9}\n", c.at("model").get<std::string>(), c.at("channel").get<std::string>(),
+                 version.empty() ? "(none)" : version, v.at("terminals").get<uint64_t>());
+    }
+  }
+  if (j.at("truncated").get<bool>()) fmt::print("(truncated: the daemon lists at most 10,000 rows)\n");
+}
+
 void PrintEventsText(const nlohmann::json& j) {
   for (const auto& e : j.at("events")) {
     fmt::print("{:>3}  {}  {:<8} {:<9} {} -> {}  {}\n", e.at("seq").get<uint64_t>(),
@@ -223,6 +236,10 @@ int RolloutList(const GlobalOptions& g) {
 
 int RegionList(const GlobalOptions& g) {
   return CallAndShow(g, "GET", RegionsPath(), "", 200, "list regions", PrintRegionListText);
+}
+
+int FleetList(const GlobalOptions& g) {
+  return CallAndShow(g, "GET", FleetPath(), "", 200, "fleet", PrintFleetText);
 }
 
 int RolloutStatus(const GlobalOptions& g, const std::string& id, bool watch) {

@@ -36,6 +36,7 @@ std::string SyncPath(const SyncQuery& q) {
                      PercentEncode(q.last_error));
 }
 std::string RegionsPath() { return "/v1/regions"; }
+std::string FleetPath() { return "/v1/fleet"; }
 
 std::string RolloutsPath() { return "/v1/rollouts"; }
 std::string RolloutPlansPath() { return "/v1/rollout-plans"; }

@@ -54,6 +54,7 @@ struct SyncQuery {
 };
 std::string SyncPath(const SyncQuery& q);
 std::string RegionsPath();
+std::string FleetPath();
 
 // --- rollouts
 std::string RolloutsPath();

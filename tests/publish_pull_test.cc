@@ -100,10 +100,12 @@ TEST_CASE("the CLI answers a daemon whose answers have another shape with an err
     if (req.path == "/v1/rollouts") return {200, R"({"rollouts":[{"id":7}]})"};
     if (req.path == "/v1/rollouts/r1") return {200, R"({"id":"r1","spec":[],"state":{"phase":3}})"};
     if (req.path == "/v1/regions") return {200, R"({"role":"region","regions":[],"upstream":{}})"};
+    if (req.path == "/v1/fleet") return {200, R"({"channels":[{"model":"m","versions":[{"version":1}]}]})"};
     return {404, R"({"error":{"code":"not_found","message":"no"}})"};
   });
   const std::vector<std::vector<std::string>> commands = {
-      {"models"}, {"versions", "fraud"}, {"rollout", "list"}, {"rollout", "status", "r1"}, {"regions"}};
+      {"models"}, {"versions", "fraud"}, {"rollout", "list"}, {"rollout", "status", "r1"}, {"regions"},
+      {"fleet"}};
   for (const std::vector<std::string>& command : commands) {
     std::vector<std::string> argv = {MeridianPath(), "--server", server.url(), "--token", "t"};
     argv.insert(argv.end(), command.begin(), command.end());

@@ -422,6 +422,12 @@ TEST_CASE("rollout bad input, credentials and CLI errors") {
   CHECK_THAT(text({"rollout", "list"}), Catch::Contains("ID ") && Catch::Contains("completed(0)"));
   CHECK_THAT(text({"rollout", "status", "a"}), Catch::Contains("STAGE") && Catch::Contains("GATE"));
   CHECK_THAT(text({"rollout", "events", "a"}), Catch::Contains("start"));
+  // fleet: t1 asked for model m's target running nothing yet.
+  Json fleet = dm.Cli({"fleet"});
+  REQUIRE(fleet["channels"].size() == 1);
+  CHECK(fleet["channels"][0]["model"] == "m");
+  CHECK(fleet["channels"][0]["versions"][0]["terminals"] == 1);
+  CHECK_THAT(text({"fleet"}), Catch::Contains("MODEL") && Catch::Contains("TERMINALS"));
   // --watch redraws in place on a terminal (cursor home, clear), with the time
   // in ISO 8601 UTC; piped, it prints plain text. `a` has settled: one draw each.
   CHECK_THAT(text({"rollout", "status", "--watch", "a"}), !Catch::Contains("\x1b["));

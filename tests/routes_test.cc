@@ -117,6 +117,7 @@ TEST_CASE("every path the client builds is a route the daemon serves, with the v
       {"POST", ReportsPath(), "/v1/reports", {}},
       {"GET", SyncPath(region_only), "/v1/sync", {}},
       {"GET", RegionsPath(), "/v1/regions", {}},
+      {"GET", FleetPath(), "/v1/fleet", {}},
       {"GET", RolloutsPath(), "/v1/rollouts", {}},
       {"POST", RolloutsPath(), "/v1/rollouts", {}},
       {"POST", RolloutPlansPath(), "/v1/rollout-plans", {}},
