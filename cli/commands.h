@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "client/api.h"
+
 namespace meridian::cli {
 
 struct GlobalOptions {
@@ -80,5 +82,7 @@ int RolloutEvents(const GlobalOptions& g, const std::string& id);
 int RegionList(const GlobalOptions& g);
 // `meridian fleet`: per model channel, the known terminals by the version they run (operator token).
 int FleetList(const GlobalOptions& g);
+// `meridian fleet terminals`: a page of known terminals of a model channel (operator token).
+int FleetTerminals(const GlobalOptions& g, const FleetTerminalsQuery& q);
 
 }  // namespace meridian::cli

@@ -116,7 +116,21 @@ int main(int argc, char** argv) {
 
   CLI::App* regions_cmd =
       app.add_subcommand("regions", "regions following the daemon: reachable, state, lag, stored bytes, terminals");
-  CLI::App* fleet_cmd = app.add_subcommand("fleet", "the versions the known terminals run, per model channel");
+  CLI::App* fleet_cmd = app.add_subcommand("fleet", "the versions the known terminals run, per model channel and region");
+  FleetTerminalsQuery fleet_q;
+  CLI::App* fleet_terminals = fleet_cmd->add_subcommand(
+      "terminals", "known terminals of a model channel: region, profile, version, previous version, last seen, "
+                   "last report, failures");
+  fleet_terminals->add_option("--model", fleet_q.model, "model name")->required();
+  fleet_terminals->add_option("--channel", fleet_q.channel, "channel")->capture_default_str();
+  fleet_terminals->add_option("--version", fleet_q.version, "only terminals running this version");
+  fleet_terminals->add_option("--region", fleet_q.region, "only terminals of this region");
+  fleet_terminals->add_option("--state", fleet_q.state, "ok, or failed (the last install failed)")
+      ->check(CLI::IsMember({"ok", "failed"}));
+  fleet_terminals->add_option("--after", fleet_q.after, "the page after this terminal id (what the last page said)");
+  fleet_terminals->add_option("--limit", fleet_q.limit, "terminals per page, 1 to 1000")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
 
   try {
     app.parse(argc, argv);
@@ -144,6 +158,7 @@ int main(int argc, char** argv) {
   if (*diff) return Diff(g, diff_old, diff_new, diff_out, diff_level);
   if (*patch) return Patch(g, patch_old, patch_delta, patch_out);
   if (*regions_cmd) return RegionList(g);
+  if (*fleet_terminals) return FleetTerminals(g, fleet_q);
   if (*fleet_cmd) return FleetList(g);
   if (*ro_start) return RolloutStart(g, ro);
   if (*ro_plan) return RolloutPlan(g, ro);

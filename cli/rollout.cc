@@ -205,6 +205,38 @@ void PrintFleetText(const nlohmann::json& j) {
     }
   }
   if (j.at("truncated").get<bool>()) fmt::print("(truncated: the daemon lists at most 10,000 rows)\n");
+  bool header = false;
+  for (const auto& c : j.at("channels")) {
+    for (const auto& r : c.value("regions", nlohmann::json::array())) {
+      for (const auto& v : r.at("versions")) {
+        if (!header) fmt::print("\n{:<24} {:<12} {:<10} {:<16} {:>9}\n", "MODEL", "CHANNEL", "REGION", "VERSION", "TERMINALS");
+        header = true;
+        const std::string& version = v.at("version").get_ref<const std::string&>();
+        const std::string& region = r.at("region").get_ref<const std::string&>();
+        fmt::print("{:<24} {:<12} {:<10} {:<16} {:>9}\n", c.at("model").get<std::string>(),
+                   c.at("channel").get<std::string>(), region.empty() ? "(none)" : region,
+                   version.empty() ? "(none)" : version, v.at("terminals").get<uint64_t>());
+      }
+    }
+  }
+}
+
+// `meridian fleet terminals`: a row per terminal, and how to ask for the next page.
+void PrintFleetTerminalsText(const nlohmann::json& j) {
+  fmt::print("{:<28} {:<8} {:<12} {:<12} {:<12} {:<24} {:<8} {:>8}\n", "TERMINAL", "REGION", "PROFILE", "VERSION",
+             "PREVIOUS", "LAST SEEN", "REPORT", "FAILURES");
+  auto or_dash = [](const std::string& s) { return s.empty() ? std::string("-") : s; };
+  for (const auto& t : j.at("terminals")) {
+    std::string report = "-";
+    if (auto r = t.find("last_report"); r != t.end()) report = r->at("outcome").get<std::string>();
+    fmt::print("{:<28} {:<8} {:<12} {:<12} {:<12} {:<24} {:<8} {:>8}\n", t.at("id").get<std::string>(),
+               or_dash(t.at("region").get<std::string>()), or_dash(t.at("profile").get<std::string>()),
+               or_dash(t.at("version").get<std::string>()), or_dash(t.at("previous_version").get<std::string>()),
+               t.at("last_seen").get<std::string>(), report, t.at("failures").get<uint64_t>());
+  }
+  if (auto next = j.find("next"); next != j.end()) {
+    fmt::print("(more: add --after {})\n", next->get<std::string>());
+  }
 }
 
 void PrintEventsText(const nlohmann::json& j) {
@@ -240,6 +272,10 @@ int RegionList(const GlobalOptions& g) {
 
 int FleetList(const GlobalOptions& g) {
   return CallAndShow(g, "GET", FleetPath(), "", 200, "fleet", PrintFleetText);
+}
+
+int FleetTerminals(const GlobalOptions& g, const FleetTerminalsQuery& q) {
+  return CallAndShow(g, "GET", FleetTerminalsPath(q), "", 200, "fleet terminals", PrintFleetTerminalsText);
 }
 
 int RolloutStatus(const GlobalOptions& g, const std::string& id, bool watch) {

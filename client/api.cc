@@ -37,6 +37,11 @@ std::string SyncPath(const SyncQuery& q) {
 }
 std::string RegionsPath() { return "/v1/regions"; }
 std::string FleetPath() { return "/v1/fleet"; }
+std::string FleetTerminalsPath(const FleetTerminalsQuery& q) {
+  return fmt::format("/v1/fleet/terminals?model={}&channel={}&version={}&region={}&state={}&after={}&limit={}",
+                     PercentEncode(q.model), PercentEncode(q.channel), PercentEncode(q.version),
+                     PercentEncode(q.region), PercentEncode(q.state), PercentEncode(q.after), q.limit);
+}
 
 std::string RolloutsPath() { return "/v1/rollouts"; }
 std::string RolloutPlansPath() { return "/v1/rollout-plans"; }

@@ -55,6 +55,16 @@ struct SyncQuery {
 std::string SyncPath(const SyncQuery& q);
 std::string RegionsPath();
 std::string FleetPath();
+struct FleetTerminalsQuery {
+  std::string model;
+  std::string channel = "stable";
+  std::string version;  // empty: any
+  std::string region;   // empty: any
+  std::string state;    // "ok", "failed", or empty: any
+  std::string after;    // the previous page's "next"
+  uint64_t limit = 100;
+};
+std::string FleetTerminalsPath(const FleetTerminalsQuery& q);
 
 // --- rollouts
 std::string RolloutsPath();

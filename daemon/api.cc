@@ -170,6 +170,8 @@ RouteTable Api::BuildRoutes() {
   add("GET", "/v1/regions", op, 0, "the regions following this daemon", [this](const HttpRequest&) { return ListRegions(); });
   add("GET", "/v1/fleet", op, 0, "known terminals per model channel, counted by the version they run",
       [this](const HttpRequest&) { return ListFleetVersions(); });
+  add("GET", "/v1/fleet/terminals", op, 0, "known terminals of a model channel, a page at a time, filtered",
+      [this](const HttpRequest& r) { return ListFleetTerminals(r); });
   // The web console: open to all, since the page holds no data (it reads the
   // API above with the operator token its user types in).
   add("GET", "/", anyone, 0, "302 to the web console", [](const HttpRequest&) { return RedirectToUi(); });

@@ -36,6 +36,7 @@ struct ApiLimits {
   size_t forwarded_reports_max = 1000;               // reports per POST /v1/reports
   size_t regions_max = 1000;                         // regions downstream tracked in GET /v1/regions
   size_t fleet_versions_max = 10'000;                 // (model, channel, version) rows in GET /v1/fleet
+  size_t fleet_page_max = 1'000;                      // terminals in one GET /v1/fleet/terminals
 };
 
 class Api final : public HttpHandler {
@@ -91,6 +92,7 @@ class Api final : public HttpHandler {
   HttpResponse ActOnRollout(const HttpRequest& req, const std::string& id, const std::string& action);
   HttpResponse RolloutEvents(const std::string& id);
   HttpResponse ListFleetVersions();
+  HttpResponse ListFleetTerminals(const HttpRequest& req);
   HttpResponse Sync(const HttpRequest& req);
   HttpResponse ForwardedReports(const HttpRequest& req);       // origin: counts them once
   HttpResponse RelayForwardedReports(const HttpRequest& req);  // region: queues them upstream

@@ -56,9 +56,7 @@ HttpResponse Api::Sync(const HttpRequest& req) {
   if (!region || !IsValidRegionOrProfile(*region)) return JsonError(400, "invalid_argument", "region=ID is required");
   auto number = [&](const char* name, uint64_t* out) {
     std::optional<std::string> text = QueryParam(query, name);
-    if (!text) return true;
-    auto [p, ec] = std::from_chars(text->data(), text->data() + text->size(), *out);
-    return ec == std::errc() && p == text->data() + text->size();
+    return !text || ParseQueryNumber(*text, out);
   };
   uint64_t known = 0, wait_s = 0, stored_bytes = 0, terminals = 0, state_expires_ms = 0;
   if (!number("known", &known) || !number("wait", &wait_s) || !number("stored_bytes", &stored_bytes) ||

@@ -55,15 +55,11 @@ HttpResponse Api::TerminalTarget(const HttpRequest& req, const std::string& term
     return JsonError(400, "invalid_argument", "current must be a SemVer version");
   }
   uint64_t wait_s = 0, known_version = 0;
-  auto parse_u64 = [](const std::string& text, uint64_t* out) {
-    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
-    return ec == std::errc() && p == text.data() + text.size();
-  };
-  if (wait && (!parse_u64(*wait, &wait_s) || wait_s > limits_.target_wait_seconds_max)) {
+  if (wait && (!ParseQueryNumber(*wait, &wait_s) || wait_s > limits_.target_wait_seconds_max)) {
     return JsonError(400, "invalid_argument",
                      fmt::format("wait must be whole seconds in [0, {}]", limits_.target_wait_seconds_max));
   }
-  if (known && !parse_u64(*known, &known_version)) {
+  if (known && !ParseQueryNumber(*known, &known_version)) {
     return JsonError(400, "invalid_argument", "known must be a state version");
   }
   std::string channel_name = channel && !channel->empty() ? *channel : "stable";
@@ -255,14 +251,67 @@ HttpResponse Api::RolloutEvents(const std::string& id) {
 HttpResponse Api::ListFleetVersions() {
   FleetVersions fleet = rollouts_.KnownVersions(limits_.fleet_versions_max);
   nlohmann::json channels = nlohmann::json::array();
-  for (const ChannelVersions& c : fleet.channels) {
+  auto rows = [](const std::map<std::string, uint64_t>& by_version) {
     nlohmann::json versions = nlohmann::json::array();
-    for (const auto& [version, terminals] : c.terminals_by_version) {
+    for (const auto& [version, terminals] : by_version) {
       versions.push_back({{"version", version}, {"terminals", terminals}});
     }
-    channels.push_back({{"model", c.model}, {"channel", c.channel}, {"versions", versions}});
+    return versions;
+  };
+  for (const ChannelVersions& c : fleet.channels) {
+    nlohmann::json regions = nlohmann::json::array();
+    for (const auto& [region, by_version] : c.by_region) {
+      regions.push_back({{"region", region}, {"versions", rows(by_version)}});
+    }
+    channels.push_back({{"model", c.model}, {"channel", c.channel}, {"versions", rows(c.terminals_by_version)},
+                        {"regions", regions}});
   }
   return JsonOk(200, {{"channels", channels}, {"truncated", fleet.truncated}});
+}
+
+HttpResponse Api::ListFleetTerminals(const HttpRequest& req) {
+  const std::string& query = req.query;
+  FleetQuery q;
+  std::optional<std::string> model = QueryParam(query, "model");
+  if (!model || !IsValidModelName(*model)) return JsonError(400, "invalid_argument", "model=NAME is required");
+  q.model = *model;
+  q.channel = QueryParam(query, "channel").value_or("stable");
+  q.version = QueryParam(query, "version").value_or("");
+  q.region = QueryParam(query, "region").value_or("");
+  q.after = QueryParam(query, "after").value_or("");
+  if (!IsValidRegionOrProfile(q.channel) || (!q.region.empty() && !IsValidRegionOrProfile(q.region)) ||
+      (!q.version.empty() && !IsValidVersion(q.version)) || (!q.after.empty() && !IsValidTerminalId(q.after))) {
+    return JsonError(400, "invalid_argument", "invalid channel, region, version or after");
+  }
+  std::string state = QueryParam(query, "state").value_or("");
+  if (state == "ok") q.state = FleetQuery::State::kOk;
+  else if (state == "failed") q.state = FleetQuery::State::kFailed;
+  else if (!state.empty()) return JsonError(400, "invalid_argument", "state must be ok or failed");
+  uint64_t limit = 100;
+  if (std::optional<std::string> text = QueryParam(query, "limit");
+      text && (!ParseQueryNumber(*text, &limit) || limit == 0 || limit > limits_.fleet_page_max)) {
+    return JsonError(400, "invalid_argument", fmt::format("limit must be in [1, {}]", limits_.fleet_page_max));
+  }
+  q.limit = limit;
+  FleetPage page = rollouts_.KnownTerminalPage(q);
+  nlohmann::json terminals = nlohmann::json::array();
+  for (const KnownTerminal& t : page.terminals) {
+    nlohmann::json row = {{"id", t.info.id},
+                          {"region", t.info.region},
+                          {"profile", t.info.profile},
+                          {"version", t.info.current_version},
+                          {"previous_version", t.previous_version},
+                          {"failed_version", t.failed_version},
+                          {"last_seen", FormatRfc3339(t.last_seen_ms)},
+                          {"failures", t.failures}};
+    if (t.last_report) {
+      row["last_report"] = {{"outcome", ReportOutcomeName(*t.last_report)}, {"time", FormatRfc3339(t.last_report_ms)}};
+    }
+    terminals.push_back(std::move(row));
+  }
+  nlohmann::json body = {{"model", q.model}, {"channel", q.channel}, {"terminals", terminals}};
+  if (!page.next.empty()) body["next"] = page.next;
+  return JsonOk(200, body);
 }
 
 }  // namespace meridian

@@ -1,5 +1,7 @@
 #include "daemon/api_shared.h"
 
+#include <charconv>
+
 #include <fmt/format.h>
 
 #include "base/json.h"
@@ -85,6 +87,11 @@ Result<AgentReport> ParseAgentReport(const std::string& terminal_id, const nlohm
   r.outcome = event == "failed" || !pass ? ReportOutcome::kFailure : ReportOutcome::kSuccess;
   MERIDIAN_RETURN_IF_ERROR(ValidateReport(r));
   return a;
+}
+
+bool ParseQueryNumber(std::string_view text, uint64_t* out) {
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+  return ec == std::errc() && p == text.data() + text.size() && !text.empty();
 }
 
 }  // namespace meridian

@@ -3,7 +3,9 @@
 // which arrive from terminals and forwarded by regions. Private to the daemon.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -28,6 +30,9 @@ struct AgentReport {
   bool verdict = false;  // an install result (installed/failed), not progress (downloaded/verified)
   meridian::TerminalReport report;
 };
+// A whole decimal number in a query parameter: "12", not "12x", "-1" or "".
+bool ParseQueryNumber(std::string_view text, uint64_t* out);
+
 Result<AgentReport> ParseAgentReport(const std::string& terminal_id, const nlohmann::json& j);
 
 }  // namespace meridian

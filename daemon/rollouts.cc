@@ -26,7 +26,22 @@ struct Entry {
   uint64_t seq;  // creation order: newer rollouts of a channel decide first
   Rollout rollout;
   ReportTally tally;
+  // Known terminals in each stage's cohort, as Tick last counted them; empty
+  // before the first count.
+  std::vector<uint64_t> cohort_terminals = {};
 };
+
+// The known terminals stage `stage` adds to the cohort, from per-stage counts.
+std::optional<uint64_t> StageTerminals(const std::vector<uint64_t>& cohort_terminals, uint32_t stage) {
+  if (stage >= cohort_terminals.size()) return std::nullopt;
+  return cohort_terminals[stage] - (stage > 0 ? cohort_terminals[stage - 1] : 0);
+}
+
+std::vector<uint64_t> TerminalsOf(const std::vector<StageCohort>& cohorts) {
+  std::vector<uint64_t> out;
+  for (const StageCohort& c : cohorts) out.push_back(c.terminals);
+  return out;
+}
 
 std::string EntryJson(const Entry& e) {
   return fmt::format("{{\"seq\":{},\"rollout\":{}}}", e.seq, RolloutToJson(e.rollout));
@@ -146,7 +161,9 @@ struct Rollouts::Impl {
   // Runs the gates of one rollout; true when they changed its state.
   Result<bool> Gate(Entry& e) {
     Rollout before = e.rollout;
-    Result<GateDecision> d = e.rollout.Tick(e.tally, clock.NowUnixMillis());
+    GateContext context = GateContext::At(clock.NowUnixMillis());
+    context.stage_terminals = StageTerminals(e.cohort_terminals, e.rollout.state().stage);
+    Result<GateDecision> d = e.rollout.Tick(e.tally, context);
     if (!d.ok()) return d.status();
     if (d->verdict == GateVerdict::kNone) return false;
     MERIDIAN_RETURN_IF_ERROR(Commit(e, before));
@@ -306,46 +323,40 @@ std::vector<Rollout> Rollouts::List() const {
 }
 
 Result<std::vector<StageRow>> Rollouts::Stages(std::string_view id) const {
-  RolloutSpec spec;
-  std::vector<StageRow> rows;
+  Result<Rollout> got = Get(id);
+  if (!got.ok()) return got.status();
+  // Counted with the engine's mutex released; the spec never changes.
+  std::vector<StageCohort> cohorts = impl_->terminals->Cohorts(got->spec());
+  std::lock_guard lock(impl_->mu);
+  const Entry& e = impl_->rollouts.find(id)->second;  // rollouts are never removed
+  const RolloutSpec& spec = e.rollout.spec();
+  const RolloutState& state = e.rollout.state();
   uint32_t stages_told = 0;  // stages whose cohort is told the target
-  {
-    std::lock_guard lock(impl_->mu);
-    auto it = impl_->rollouts.find(id);
-    if (it == impl_->rollouts.end()) return Status::NotFound(fmt::format("no rollout '{}'", id));
-    const Rollout& r = it->second.rollout;
-    spec = r.spec();
-    const RolloutState& state = r.state();
-    if (r.active()) stages_told = state.stage + 1;
-    if (state.phase == RolloutPhase::kCompleted) stages_told = StageCount(spec);
-    for (uint32_t k = 0; k < StageCount(spec); ++k) {
-      StageRow row;
-      row.percent = StagePercent(spec, k);
-      row.region = StageRegion(spec, k);
-      StageStats stats = it->second.tally.Stats(k);
-      row.failed = stats.failed;
-      row.healthy = stats.succeeded;
-      bool done = state.phase == RolloutPhase::kCompleted;
-      if (k < state.stage || done) row.gate = "passed";
-      else if (k > state.stage) row.gate = "pending";
-      else if (state.phase == RolloutPhase::kRunning) {
-        row.gate = EvaluateGates(spec, state, it->second.tally.Stats(k, state.gate_since_ms),
-                                 impl_->clock.NowUnixMillis()).reason;
-      } else {
-        row.gate = std::string(PhaseName(state.phase));
-      }
-      rows.push_back(std::move(row));
+  if (e.rollout.active()) stages_told = state.stage + 1;
+  if (state.phase == RolloutPhase::kCompleted) stages_told = StageCount(spec);
+  std::vector<StageRow> rows;
+  for (uint32_t k = 0; k < StageCount(spec); ++k) {
+    StageRow row;
+    row.percent = StagePercent(spec, k);
+    row.region = StageRegion(spec, k);
+    StageStats stats = e.tally.Stats(k);
+    row.failed = stats.failed;
+    row.healthy = stats.succeeded;
+    row.eligible = cohorts[k].terminals;
+    row.updated = cohorts[k].updated;
+    if (k < stages_told) row.downloading = cohorts[k].terminals - cohorts[k].updated - cohorts[k].failed;
+    bool done = state.phase == RolloutPhase::kCompleted;
+    if (k < state.stage || done) row.gate = "passed";
+    else if (k > state.stage) row.gate = "pending";
+    else if (state.phase == RolloutPhase::kRunning) {
+      GateContext context = GateContext::At(impl_->clock.NowUnixMillis());
+      context.stage_terminals = StageTerminals(TerminalsOf(cohorts), k);
+      row.gate = EvaluateGates(spec, state, e.tally.Stats(k, state.gate_since_ms), context).reason;
+    } else {
+      row.gate = std::string(PhaseName(state.phase));
     }
+    rows.push_back(std::move(row));
   }
-  // The cohorts are counted with the engine's mutex released.
-  impl_->terminals->Visit(spec.model, spec.channel, [&](const KnownTerminal& t) {
-    for (uint32_t k = 0; k < rows.size(); ++k) {
-      if (!InCohort(spec, k, t.info)) continue;
-      ++rows[k].eligible;
-      if (t.info.current_version == spec.target_version) ++rows[k].updated;
-      else if (k < stages_told && t.failed_version != spec.target_version) ++rows[k].downloading;
-    }
-  });
   return rows;
 }
 
@@ -361,13 +372,13 @@ Result<std::vector<RegionRow>> Rollouts::Regions(std::string_view id) const {
   }
   std::set<std::string> seen;                 // regions of the channel's known terminals
   std::map<std::string, RegionRow> counted;  // by region: terminals the rollout covers
-  impl_->terminals->Visit(spec.model, spec.channel, [&](const KnownTerminal& t) {
-    seen.insert(t.info.region);
-    if (!IsEligible(spec, t.info)) return;
-    RegionRow& c = counted[t.info.region];
-    ++c.terminals;
-    if (t.info.current_version == spec.target_version) ++c.updated;
-    if (t.failed_version == spec.target_version) ++c.failed;
+  impl_->terminals->VisitGroups(spec.model, spec.channel, [&](const TerminalGroup& g) {
+    seen.insert(g.region);
+    if (!IsEligible(spec, {"", g.profile, g.region, g.current_version})) return;
+    RegionRow& c = counted[g.region];
+    c.terminals += g.terminals;
+    if (g.current_version == spec.target_version) c.updated += g.terminals;
+    if (g.failed_version == spec.target_version) c.failed += g.terminals;
   });
   std::vector<std::string> regions = spec.regions;
   if (regions.empty()) regions.assign(seen.begin(), seen.end());
@@ -400,32 +411,23 @@ Result<RolloutPlan> Rollouts::Plan(
     if (!ref.ok()) return ref.status();
     target_bytes = ref->size;
   }
-  // Per stage, the terminals of its cohort not on the target, by the version
-  // they run. download_bytes is asked once per version, in the order the
-  // versions are met, after the registry's mutex is released.
+  // download_bytes is asked once per version the cohorts' terminals run, in
+  // the order of the versions, with no mutex held.
   RolloutPlan plan;
   plan.target_bytes = target_bytes;
-  std::vector<std::map<std::string, uint64_t>> moving(StageCount(spec));
-  std::vector<std::string> met;
+  std::vector<StageCohort> cohorts = impl_->terminals->Cohorts(spec);
   std::map<std::string, uint64_t> bytes_from;  // current version -> bytes to download
-  for (uint32_t k = 0; k < moving.size(); ++k) {
-    uint64_t eligible = 0;
-    impl_->terminals->Visit(spec.model, spec.channel, [&](const KnownTerminal& t) {
-      if (!InCohort(spec, k, t.info)) return;
-      ++eligible;
-      if (t.info.current_version == spec.target_version) return;
-      ++moving[k][t.info.current_version];
-      if (bytes_from.try_emplace(t.info.current_version, 0).second) met.push_back(t.info.current_version);
-    });
-    plan.eligible.push_back(eligible);
+  for (const StageCohort& c : cohorts) {
+    for (const auto& [v, n] : c.moving) bytes_from.try_emplace(v, 0);
   }
-  for (const std::string& v : met) bytes_from[v] = download_bytes(v);
-  for (const auto& from : moving) {
+  for (auto& [v, bytes] : bytes_from) bytes = download_bytes(v);
+  for (const StageCohort& c : cohorts) {
     uint64_t full = 0, delta = 0;
-    for (const auto& [v, n] : from) {
+    for (const auto& [v, n] : c.moving) {
       full += n * target_bytes;
       delta += n * bytes_from[v];
     }
+    plan.eligible.push_back(c.terminals);
     plan.full_download_bytes.push_back(full);
     plan.delta_download_bytes.push_back(delta);
   }
@@ -490,13 +492,26 @@ size_t Rollouts::KnownTerminals() const { return impl_->terminals->size(); }
 
 FleetVersions Rollouts::KnownVersions(size_t versions_max) const { return impl_->terminals->Versions(versions_max); }
 
+FleetPage Rollouts::KnownTerminalPage(const FleetQuery& query) const { return impl_->terminals->Terminals(query); }
+
 void Rollouts::Tick() {
+  // Cohorts are counted with the engine's mutex released; specs never change.
+  std::vector<RolloutSpec> running;
+  {
+    std::lock_guard lock(impl_->mu);
+    for (const auto& [id, e] : impl_->rollouts) {
+      if (e.rollout.state().phase == RolloutPhase::kRunning) running.push_back(e.rollout.spec());
+    }
+  }
+  std::map<std::string, std::vector<uint64_t>> counted;
+  for (const RolloutSpec& spec : running) counted[spec.id] = TerminalsOf(impl_->terminals->Cohorts(spec));
   bool changed = false;
   {
     std::lock_guard lock(impl_->mu);
     Impl& m = *impl_;
     for (auto& [id, e] : m.rollouts) {
       if (e.rollout.state().phase != RolloutPhase::kRunning) continue;
+      if (auto c = counted.find(id); c != counted.end()) e.cohort_terminals = std::move(c->second);
       Result<bool> gated = m.Gate(e);
       changed = changed || (gated.ok() && *gated);
     }

@@ -157,6 +157,8 @@ class Rollouts {
   size_t KnownTerminals() const;
   // The versions known terminals run, per model channel (TerminalRegistry::Versions).
   FleetVersions KnownVersions(size_t versions_max) const;
+  // A page of known terminals (TerminalRegistry::Terminals).
+  FleetPage KnownTerminalPage(const FleetQuery& query) const;
 
   // Periodic work: gates whose soak time passed, re-signing channel states
   // that expire within state_refresh_ms, and persisting known terminals.

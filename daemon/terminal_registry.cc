@@ -1,5 +1,5 @@
-// The known-terminal registry: records polls and reports, bounded, and
-// writes them to the store in batches (see terminal_registry.h).
+// The known-terminal registry: records polls and reports in groups, bounded,
+// and writes them to the store in batches (see terminal_registry.h).
 #include "daemon/terminal_registry.h"
 
 #include <fmt/format.h>
@@ -8,6 +8,15 @@
 #include "daemon/state_record.h"
 
 namespace meridian {
+
+namespace {
+
+// A group's key fields, by reference: compared on every poll, never copied.
+auto KeyOf(TerminalGroup& g) {
+  return std::tie(g.region, g.profile, g.current_version, g.previous_version, g.failed_version);
+}
+
+}  // namespace
 
 TerminalRegistry::TerminalRegistry(Store& store, const Clock& clock, TerminalRegistryOptions options)
     : store_(store), clock_(clock), o_(options) {}
@@ -28,86 +37,142 @@ Status TerminalRegistry::Load() {
     nlohmann::json j = ParseStateRecord(v);
     if (parts.size() != 4 || !j.is_object()) return Status::Corruption(k + ": malformed terminal");
     if (count_ >= o_.terminals_max) break;
-    KnownTerminal t{{parts[3], j.value("profile", ""), j.value("region", ""), j.value("current_version", "")},
-                    j.value("last_seen_ms", int64_t{0}), j.value("failed_version", "")};
-    ++versions_[{parts[1], parts[2]}][t.info.current_version];
-    terminals_[{parts[1], parts[2]}][parts[3]] = std::move(t);
-    ++count_;
+    GroupKey key{j.value("region", ""), j.value("profile", ""), j.value("current_version", ""),
+                 j.value("previous_version", ""), j.value("failed_version", "")};
+    bool changed = false;
+    Record* r = RecordLocked(channels_[{parts[1], parts[2]}], parts[3], CohortPosition(parts[3]), key, &changed);
+    r->last_seen_ms = j.value("last_seen_ms", int64_t{0});
+    r->last_report_ms = j.value("last_report_ms", int64_t{0});
+    r->failures = j.value("failures", uint32_t{0});
+    std::string outcome = j.value("last_report", "");
+    r->last_report = outcome == "success" ? 0 : outcome == "failure" ? 1 : -1;
   }
   return Status::Ok();
 }
 
-KnownTerminal* TerminalRegistry::RecordLocked(const ChannelKey& ck, const TerminalInfo& t) {
-  auto& known = terminals_[ck];
-  int64_t now = clock_.NowUnixMillis();
-  auto it = known.find(t.id);
-  if (it == known.end()) {
+TerminalRegistry::Record* TerminalRegistry::RecordLocked(Channel& channel, std::string_view id, uint16_t position,
+                                                         const GroupKey& key, bool* changed) {
+  auto it = channel.terminals.find(id);
+  if (it == channel.terminals.end()) {
     if (count_ >= o_.terminals_max) return nullptr;  // the fleet view is full; targets still work
     ++count_;
-    ++versions_[ck][t.current_version];
-    it = known.emplace(t.id, KnownTerminal{t, 0, {}}).first;
+    it = channel.terminals.emplace(std::string(id), Record{}).first;
+    it->second.position = position;
   }
-  KnownTerminal& k = it->second;
-  bool changed = k.info.profile != t.profile || k.info.region != t.region ||
-                 k.info.current_version != t.current_version;
-  if (changed || now - k.last_seen_ms >= o_.touch_ms) dirty_.emplace(ck.first, ck.second, t.id);
-  if (k.info.current_version != t.current_version) MoveVersionLocked(ck, k.info.current_version, t.current_version);
-  k.info = t;
-  k.last_seen_ms = now;
-  return &k;
-}
-
-void TerminalRegistry::MoveVersionLocked(const ChannelKey& ck, const std::string& from, const std::string& to) {
-  std::map<std::string, uint64_t>& counts = versions_[ck];
-  if (auto it = counts.find(from); it != counts.end() && --it->second == 0) counts.erase(it);
-  ++counts[to];
+  Record& r = it->second;
+  *changed = r.group == nullptr || KeyOf(*r.group) != key;
+  if (!*changed) return &r;
+  if (r.group != nullptr) {
+    TerminalGroup& old = *r.group;
+    if (auto p = old.positions.find(r.position); p != old.positions.end() && --p->second == 0) old.positions.erase(p);
+    if (--old.terminals == 0) channel.groups.erase(GroupKey(KeyOf(old)));
+  }
+  auto [g, inserted] = channel.groups.try_emplace(key);
+  if (inserted) KeyOf(g->second) = key;
+  ++g->second.terminals;
+  ++g->second.positions[r.position];
+  r.group = &g->second;
+  return &r;
 }
 
 void TerminalRegistry::RecordPoll(std::string_view model, std::string_view channel, const TerminalInfo& terminal) {
+  uint16_t position = CohortPosition(terminal.id);  // hashed before the mutex is taken
+  int64_t now = clock_.NowUnixMillis();
   std::lock_guard lock(mu_);
-  RecordLocked({std::string(model), std::string(channel)}, terminal);
+  Channel& c = channels_[{std::string(model), std::string(channel)}];
+  std::string previous, failed;
+  if (auto it = c.terminals.find(terminal.id); it != c.terminals.end()) {
+    const TerminalGroup& g = *it->second.group;
+    previous = g.current_version == terminal.current_version ? g.previous_version : g.current_version;
+    failed = g.failed_version;
+  }
+  bool changed = false;
+  Record* r = RecordLocked(c, terminal.id, position,
+                           {terminal.region, terminal.profile, terminal.current_version, previous, failed}, &changed);
+  if (r == nullptr) {
+    if (c.terminals.empty()) channels_.erase({std::string(model), std::string(channel)});
+    return;
+  }
+  if (changed || now - r->last_seen_ms >= o_.touch_ms) dirty_.emplace(model, channel, terminal.id);
+  r->last_seen_ms = now;
 }
 
 void TerminalRegistry::RecordReport(std::string_view model, std::string_view channel, const TerminalReport& report) {
+  uint16_t position = CohortPosition(report.terminal_id);
+  int64_t now = clock_.NowUnixMillis();
   std::lock_guard lock(mu_);
-  ChannelKey ck{std::string(model), std::string(channel)};
-  const KnownTerminal* was = nullptr;
-  if (auto t = terminals_.find(ck); t != terminals_.end()) {
-    if (auto k = t->second.find(report.terminal_id); k != t->second.end()) was = &k->second;
+  Channel& c = channels_[{std::string(model), std::string(channel)}];
+  std::string running, previous;
+  if (auto it = c.terminals.find(report.terminal_id); it != c.terminals.end()) {
+    running = it->second.group->current_version;
+    previous = it->second.group->previous_version;
   }
-  std::string running = report.outcome == ReportOutcome::kSuccess ? report.version
-                        : was != nullptr                          ? was->info.current_version
-                                                                  : std::string();
-  KnownTerminal* k = RecordLocked(ck, {report.terminal_id, report.profile, report.region, running});
-  if (k == nullptr) return;  // a full registry: not kept, as for a poll
-  std::string failed = report.outcome == ReportOutcome::kFailure ? report.version : std::string();
-  // A failure usually leaves what RecordLocked compares unchanged: marked
-  // here, or the failed version would wait for the next touch to be written.
-  if (k->failed_version != failed) dirty_.emplace(ck.first, ck.second, report.terminal_id);
-  k->failed_version = std::move(failed);
+  bool success = report.outcome == ReportOutcome::kSuccess;
+  if (success && report.version != running) {
+    previous = running;
+    running = report.version;
+  }
+  bool changed = false;
+  Record* r = RecordLocked(c, report.terminal_id, position,
+                           {report.region, report.profile, running, previous, success ? "" : report.version},
+                           &changed);
+  if (r == nullptr) {  // a full registry: not kept, as for a poll
+    if (c.terminals.empty()) channels_.erase({std::string(model), std::string(channel)});
+    return;
+  }
+  r->last_seen_ms = now;
+  r->last_report_ms = now;
+  r->last_report = static_cast<int8_t>(report.outcome);
+  if (!success) ++r->failures;
+  dirty_.emplace(model, channel, report.terminal_id);  // a report is rare: always written
 }
 
-void TerminalRegistry::Visit(std::string_view model, std::string_view channel,
-                             const std::function<void(const KnownTerminal&)>& visit) const {
+void TerminalRegistry::VisitGroups(std::string_view model, std::string_view channel,
+                                   const std::function<void(const TerminalGroup&)>& visit) const {
   std::lock_guard lock(mu_);
-  auto it = terminals_.find({std::string(model), std::string(channel)});
-  if (it == terminals_.end()) return;
-  for (const auto& [id, t] : it->second) visit(t);
+  auto it = channels_.find({std::string(model), std::string(channel)});
+  if (it == channels_.end()) return;
+  for (const auto& [key, group] : it->second.groups) visit(group);
+}
+
+std::vector<StageCohort> TerminalRegistry::Cohorts(const RolloutSpec& spec) const {
+  CohortCounter counter(spec);
+  std::lock_guard lock(mu_);  // groups and canaries from one moment
+  auto it = channels_.find({spec.model, spec.channel});
+  if (it != channels_.end()) {
+    for (const auto& [key, group] : it->second.groups) counter.Add(group);
+    for (const std::string& id : spec.canaries) {
+      if (auto t = it->second.terminals.find(id); t != it->second.terminals.end()) counter.AddCanary(*t->second.group, id);
+    }
+  }
+  return counter.Stages();
+}
+
+KnownTerminal TerminalRegistry::Known(const std::string& id, const Record& r) {
+  const TerminalGroup& g = *r.group;
+  KnownTerminal k{{id, g.profile, g.region, g.current_version}, g.previous_version, g.failed_version,
+                  r.last_seen_ms, r.last_report_ms, std::nullopt, r.failures};
+  if (r.last_report >= 0) k.last_report = static_cast<ReportOutcome>(r.last_report);
+  return k;
 }
 
 std::vector<TerminalInfo> TerminalRegistry::Latest(const std::vector<std::string>& ids) const {
   std::lock_guard lock(mu_);
-  std::map<std::string, const KnownTerminal*> latest;
-  for (const auto& [ck, known] : terminals_) {
+  std::map<std::string, const Record*> latest;
+  std::map<std::string, TerminalInfo> info;
+  for (const auto& [ck, c] : channels_) {
     for (const std::string& id : ids) {
-      auto it = known.find(id);
-      if (it == known.end()) continue;
-      const KnownTerminal*& best = latest[id];
-      if (best == nullptr || it->second.last_seen_ms > best->last_seen_ms) best = &it->second;
+      auto it = c.terminals.find(id);
+      if (it == c.terminals.end()) continue;
+      const Record*& best = latest[id];
+      if (best == nullptr || it->second.last_seen_ms > best->last_seen_ms) {
+        best = &it->second;
+        info[id] = Known(id, it->second).info;
+      }
     }
   }
   std::vector<TerminalInfo> out;
-  for (const auto& [id, k] : latest) out.push_back(k->info);
+  for (auto& [id, t] : info) out.push_back(std::move(t));
   return out;
 }
 
@@ -115,19 +180,54 @@ FleetVersions TerminalRegistry::Versions(size_t versions_max) const {
   std::lock_guard lock(mu_);
   FleetVersions out;
   size_t taken = 0;
-  for (const auto& [ck, counts] : versions_) {
-    ChannelVersions& channel = out.channels.emplace_back(ChannelVersions{ck.first, ck.second, {}});
-    for (const auto& [version, terminals] : counts) {
+  for (const auto& [ck, c] : channels_) {
+    ChannelVersions all{ck.first, ck.second, {}, {}};
+    for (const auto& [key, g] : c.groups) {
+      all.terminals_by_version[g.current_version] += g.terminals;
+      all.by_region[g.region][g.current_version] += g.terminals;
+    }
+    // The first versions in version-text order, up to the limit.
+    ChannelVersions& kept = out.channels.emplace_back(ChannelVersions{ck.first, ck.second, {}, {}});
+    for (const auto& [version, terminals] : all.terminals_by_version) {
       if (taken == versions_max) {
         out.truncated = true;
-        if (channel.terminals_by_version.empty()) out.channels.pop_back();
-        return out;
+        break;
       }
-      channel.terminals_by_version.emplace(version, terminals);
+      kept.terminals_by_version.emplace(version, terminals);
       ++taken;
     }
+    for (const auto& [region, counts] : all.by_region) {
+      for (const auto& [version, terminals] : counts) {
+        if (kept.terminals_by_version.contains(version)) kept.by_region[region][version] = terminals;
+      }
+    }
+    if (kept.terminals_by_version.empty()) out.channels.pop_back();
+    if (out.truncated) break;
   }
   return out;
+}
+
+FleetPage TerminalRegistry::Terminals(const FleetQuery& q, size_t scan_max) const {
+  std::lock_guard lock(mu_);
+  FleetPage page;
+  auto c = channels_.find({q.model, q.channel});
+  if (c == channels_.end()) return page;
+  const auto& terminals = c->second.terminals;
+  size_t scanned = 0;
+  for (auto it = terminals.upper_bound(q.after); it != terminals.end(); ++it) {
+    if (page.terminals.size() == q.limit || scanned == scan_max) {
+      page.next = std::prev(it)->first;
+      break;
+    }
+    ++scanned;
+    const TerminalGroup& g = *it->second.group;
+    if (!q.version.empty() && g.current_version != q.version) continue;
+    if (!q.region.empty() && g.region != q.region) continue;
+    if (q.state == FleetQuery::State::kFailed && g.failed_version.empty()) continue;
+    if (q.state == FleetQuery::State::kOk && !g.failed_version.empty()) continue;
+    page.terminals.push_back(Known(it->first, it->second));
+  }
+  return page;
 }
 
 size_t TerminalRegistry::size() const {
@@ -143,12 +243,23 @@ void TerminalRegistry::Flush() {
     while (!dirty_.empty() && ops.size() < o_.flush_ops_max) {
       auto node = dirty_.extract(dirty_.begin());
       const auto& [model, channel, id] = node.value();
-      const KnownTerminal& k = terminals_[{model, channel}][id];
-      nlohmann::json j = {{"profile", k.info.profile},
-                          {"region", k.info.region},
-                          {"current_version", k.info.current_version},
-                          {"last_seen_ms", k.last_seen_ms},
-                          {"failed_version", k.failed_version}};
+      const Channel& c = channels_.at({model, channel});
+      KnownTerminal k = Known(id, c.terminals.find(id)->second);
+      nlohmann::json j = nlohmann::json::object();
+      auto put = [&j](const char* name, const std::string& value) {
+        if (!value.empty()) j[name] = value;
+      };
+      put("region", k.info.region);
+      put("profile", k.info.profile);
+      put("current_version", k.info.current_version);
+      put("previous_version", k.previous_version);
+      put("failed_version", k.failed_version);
+      j["last_seen_ms"] = k.last_seen_ms;
+      if (k.last_report) {
+        j["last_report_ms"] = k.last_report_ms;
+        j["last_report"] = ReportOutcomeName(*k.last_report);
+      }
+      if (k.failures > 0) j["failures"] = k.failures;
       ops.emplace_back(fmt::format("terminal/{}/{}/{}", model, channel, id), j.dump());
     }
   }

@@ -1,11 +1,15 @@
 // The known-terminal registry: which terminals follow which model channel and
 // what each last declared (profile, region, running version, a failed
 // install), bounded, written to the store in batches and loaded at start.
-// Rollouts count their cohorts and check their canaries against it.
+// Rollouts count their cohorts and check their canaries against it; the
+// fleet view lists it. Terminals that declare the same things share one group
+// (rollout/cohort_count.h), counted by cohort position as records change, so
+// counting a cohort or the versions run never walks the terminals.
 //
 // Stored keys (Store::WriteState, batched by Flush, not synced per request):
 //   terminal/<model>/<channel>/<terminal>
-//       {"current_version","failed_version","last_seen_ms","profile","region"}
+//       {"region","profile","current_version","previous_version","failed_version",
+//        "last_seen_ms","last_report_ms","last_report","failures"}  (empty and zero fields left out)
 // Known terminals are soft state: a record lost in a crash before the flush,
 // or never kept because the registry was full, comes back at the terminal's
 // next poll or report. That is why a poll costs no store write.
@@ -19,6 +23,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <set>
 #include <string>
@@ -29,6 +34,7 @@
 
 #include "base/clock.h"
 #include "base/status.h"
+#include "rollout/cohort_count.h"
 #include "rollout/rollout.h"
 #include "store/store.h"
 
@@ -40,11 +46,15 @@ struct TerminalRegistryOptions {
   size_t flush_ops_max = 10'000;     // records per Flush (one write batch)
 };
 
-// A terminal that asked for a target of a model channel, or reported on one.
+// What the registry holds of one terminal on one model channel: the fleet view's row.
 struct KnownTerminal {
   TerminalInfo info;
-  int64_t last_seen_ms = 0;
-  std::string failed_version;  // the version whose install it last reported failed; cleared by a success
+  std::string previous_version;  // what it ran before info.current_version; empty when unknown
+  std::string failed_version;    // the version whose install it last reported failed; cleared by a success
+  int64_t last_seen_ms = 0;      // its last poll or report
+  int64_t last_report_ms = 0;    // its last report; 0 when none
+  std::optional<ReportOutcome> last_report;
+  uint32_t failures = 0;         // failure reports received
 };
 
 // The versions the known terminals of one model channel run.
@@ -52,12 +62,29 @@ struct ChannelVersions {
   std::string model;
   std::string channel;
   std::map<std::string, uint64_t> terminals_by_version;  // "" counts those that run none yet
+  std::map<std::string, std::map<std::string, uint64_t>> by_region;  // region -> version -> terminals
 };
 
 // ChannelVersions of every model channel, at most a given number of versions in all.
 struct FleetVersions {
   std::vector<ChannelVersions> channels;  // in (model, channel) order
   bool truncated = false;                 // more versions are known than were asked for
+};
+
+// A page of the fleet view: known terminals of one model channel, in id order.
+struct FleetQuery {
+  std::string model;
+  std::string channel = "stable";
+  std::string version;  // running this; empty: any
+  std::string region;   // empty: any
+  enum class State { kAny, kOk, kFailed } state = State::kAny;  // failed: its last install failed
+  std::string after;    // ids after this one (the previous page's `next`)
+  size_t limit = 100;   // rows at most
+};
+
+struct FleetPage {
+  std::vector<KnownTerminal> terminals;
+  std::string next;  // pass as `after` for the next page; empty at the end
 };
 
 class TerminalRegistry {
@@ -77,26 +104,35 @@ class TerminalRegistry {
   // A terminal's (validated) report on a model channel. A terminal that
   // reports through a region never polls this daemon, so its reports make it
   // known here. On success it runs report.version now; on failure it still
-  // runs what it ran, and report.version is kept as its failed version;
-  // marked for the next Flush when the failed version changed, too.
-  // A terminal new to a full registry is not kept, as for a poll.
+  // runs what it ran, and report.version is kept as its failed version.
+  // Marked for the next Flush. A terminal new to a full registry is not kept,
+  // as for a poll.
   void RecordReport(std::string_view model, std::string_view channel, const TerminalReport& report);
 
-  // Calls `visit` for every known terminal of a model channel, in id order,
-  // under the registry's mutex: `visit` must be quick and must not call back
-  // into the registry. Nothing is visited for a channel no terminal follows.
-  void Visit(std::string_view model, std::string_view channel,
-             const std::function<void(const KnownTerminal&)>& visit) const;
+  // Calls `visit` for every group of known terminals of a model channel
+  // (rollout/cohort_count.h) under the registry's mutex: `visit` must be
+  // quick and must not call back into the registry. The cost is the groups'
+  // distinct positions, not the terminals.
+  void VisitGroups(std::string_view model, std::string_view channel,
+                   const std::function<void(const TerminalGroup&)>& visit) const;
+  // The cohorts of `spec`'s stages among the known terminals of its model
+  // channel (CohortCounter over the groups and the spec's canaries).
+  std::vector<StageCohort> Cohorts(const RolloutSpec& spec) const;
 
   // What the terminals `ids` last declared on any channel (a terminal may
   // follow several): the most recently seen record of each, in id order.
   // Ids no channel knows are left out.
   std::vector<TerminalInfo> Latest(const std::vector<std::string>& ids) const;
 
-  // How many known terminals run each version, per model channel, at most
-  // `versions_max` (channel, version) pairs. The counts are kept up to date
-  // as records change, so this costs the pairs returned, not the terminals.
+  // How many known terminals run each version, per model channel and per
+  // region, at most `versions_max` (channel, version) pairs. Costs the
+  // groups, not the terminals.
   FleetVersions Versions(size_t versions_max) const;
+
+  // A page of known terminals. Looks at no more than scan_max records per
+  // call, so a selective filter over a large fleet answers a short page with
+  // `next` set rather than holding the registry's mutex for long.
+  FleetPage Terminals(const FleetQuery& query, size_t scan_max = 100'000) const;
 
   // Records held: a terminal that follows two channels counts twice.
   size_t size() const;
@@ -108,21 +144,36 @@ class TerminalRegistry {
 
  private:
   using ChannelKey = std::pair<std::string, std::string>;  // model, channel
+  // region, profile, current, previous and failed version: a TerminalGroup's key.
+  using GroupKey = std::tuple<std::string, std::string, std::string, std::string, std::string>;
+  // One terminal on one channel; what it declared is its group's key, so a
+  // record is an id and a few numbers however long the names.
+  struct Record {
+    TerminalGroup* group = nullptr;
+    int64_t last_seen_ms = 0;
+    int64_t last_report_ms = 0;
+    uint32_t failures = 0;
+    uint16_t position = 0;  // CohortPosition of the id
+    int8_t last_report = -1;  // -1 none, else a ReportOutcome
+  };
+  struct Channel {
+    std::map<GroupKey, TerminalGroup> groups;
+    std::map<std::string, Record, std::less<>> terminals;
+  };
 
   TerminalRegistry(Store& store, const Clock& clock, TerminalRegistryOptions options);
   Status Load();
-  // The terminal's record, or nullptr when it is new and the registry full.
-  KnownTerminal* RecordLocked(const ChannelKey& ck, const TerminalInfo& terminal);
-  // A terminal of `ck` moved from version `from` to `to` in versions_.
-  void MoveVersionLocked(const ChannelKey& ck, const std::string& from, const std::string& to);
+  // The terminal's record with `key` as its group, created when new; nullptr
+  // when it is new and the registry full. `changed`: whether the group moved.
+  Record* RecordLocked(Channel& channel, std::string_view id, uint16_t position, const GroupKey& key, bool* changed);
+  static KnownTerminal Known(const std::string& id, const Record& record);
 
   Store& store_;
   const Clock& clock_;
   const TerminalRegistryOptions o_;
 
-  mutable std::mutex mu_;  // guards the four members below
-  std::map<ChannelKey, std::map<std::string, KnownTerminal>> terminals_;
-  std::map<ChannelKey, std::map<std::string, uint64_t>> versions_;  // terminals_ counted by current_version
+  mutable std::mutex mu_;  // guards the three members below
+  std::map<ChannelKey, Channel> channels_;
   size_t count_ = 0;
   std::set<std::tuple<std::string, std::string, std::string>> dirty_;  // model, channel, terminal
 

@@ -15,7 +15,7 @@ namespace meridian {
 
 namespace {
 
-constexpr uint32_t kBuckets = 10'000;
+constexpr uint32_t kBuckets = kCohortPositions;
 
 bool IsAsciiAlnum(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
@@ -130,14 +130,36 @@ Status ValidateRolloutSpec(const RolloutSpec& spec) {
   return Status::Ok();
 }
 
+namespace {
+
+// Bytes [at, at + 8) of SHA-256(text), big-endian.
+uint64_t HashWord(const Digest& d, size_t at) {
+  uint64_t word = 0;
+  for (size_t i = at; i < at + 8; ++i) word = (word << 8) | d.bytes()[i];
+  return word;
+}
+
+}  // namespace
+
+uint16_t CohortPosition(std::string_view terminal_id) {
+  return static_cast<uint16_t>(HashWord(Digest::Of(terminal_id), 0) % kBuckets);
+}
+
+CohortSalt CohortSaltOf(std::string_view rollout_id) {
+  Digest d = Digest::Of(rollout_id);
+  uint64_t a = HashWord(d, 0), b = HashWord(d, 8);
+  // A unit mod 10000 = 2^4 × 5^4 (odd, not a multiple of 5), so the map is a bijection.
+  uint32_t multiplier = static_cast<uint32_t>(a % kBuckets) | 1;
+  if (multiplier % 5 == 0) multiplier = (multiplier + 2) % kBuckets;
+  return {multiplier, static_cast<uint32_t>(b % kBuckets)};
+}
+
+uint32_t CohortBucket(const CohortSalt& salt, uint16_t position) {
+  return static_cast<uint32_t>((uint64_t{salt.multiplier} * position + salt.offset) % kBuckets);
+}
+
 uint32_t CohortBucket(std::string_view rollout_id, std::string_view terminal_id) {
-  std::string salted;
-  salted.reserve(rollout_id.size() + 1 + terminal_id.size());
-  salted.append(rollout_id).append(":").append(terminal_id);
-  Digest d = Digest::Of(salted);
-  uint64_t prefix = 0;
-  for (int i = 0; i < 8; ++i) prefix = (prefix << 8) | d.bytes()[i];
-  return static_cast<uint32_t>(prefix % kBuckets);
+  return CohortBucket(CohortSaltOf(rollout_id), CohortPosition(terminal_id));
 }
 
 bool IsEligible(const RolloutSpec& spec, const TerminalInfo& terminal) {
@@ -183,18 +205,27 @@ double StagePercent(const RolloutSpec& spec, size_t stage) {
   return spec.stages_percent[stage % spec.stages_percent.size()];
 }
 
+size_t FirstCohortStage(const RolloutSpec& spec, std::string_view region, uint32_t bucket, bool canary) {
+  size_t n = spec.stages_percent.size();
+  size_t first = 0;  // the first stage of the terminal's wave
+  if (spec.waves) {
+    auto it = std::find(spec.regions.begin(), spec.regions.end(), region);
+    if (it == spec.regions.end()) return StageCount(spec);
+    first = static_cast<size_t>(it - spec.regions.begin()) * n;
+  }
+  if (canary) return first;
+  // A finished wave holds its last share, so the stages of the terminal's own
+  // wave decide in every rollout shape.
+  for (size_t s = 0; s < n; ++s) {
+    if (bucket < BucketBound(spec.stages_percent[s])) return first + s;
+  }
+  return StageCount(spec);
+}
+
 bool InCohort(const RolloutSpec& spec, size_t stage, const TerminalInfo& terminal) {
   if (stage >= StageCount(spec) || !IsEligible(spec, terminal)) return false;
-  double percent = spec.stages_percent[stage % spec.stages_percent.size()];
-  if (spec.waves) {
-    // Eligible, so the terminal's region is listed.
-    size_t wave = stage / spec.stages_percent.size();
-    size_t region = static_cast<size_t>(
-        std::find(spec.regions.begin(), spec.regions.end(), terminal.region) - spec.regions.begin());
-    if (region > wave) return false;  // its wave has not started: not even canaries move
-    if (region < wave) percent = spec.stages_percent.back();  // its wave finished holding the last share
-  }
-  return Contains(spec.canaries, terminal.id) || CohortBucket(spec.id, terminal.id) < BucketBound(percent);
+  bool canary = Contains(spec.canaries, terminal.id);
+  return FirstCohortStage(spec, terminal.region, canary ? 0 : CohortBucket(spec.id, terminal.id), canary) <= stage;
 }
 
 std::string_view BreachActionName(BreachAction action) {
@@ -316,26 +347,40 @@ StageStats ReportTally::Stats(uint32_t stage, int64_t since_ms) const {
 // Gates
 
 GateDecision EvaluateGates(const RolloutSpec& spec, const RolloutState& state, const StageStats& stats,
-                           int64_t now_ms) {
+                           const GateContext& context) {
   if (state.phase != RolloutPhase::kRunning) return {GateVerdict::kNone, "gates run only while running"};
-  if (stats.reported < spec.min_reports) {
-    return {GateVerdict::kNone, fmt::format("{} of {} reports needed", stats.reported, spec.min_reports)};
+  uint64_t required = spec.min_reports;
+  std::string adds;  // how many terminals the stage adds, when known
+  if (context.stage_terminals) {
+    required = std::min<uint64_t>(required, *context.stage_terminals);
+    adds = fmt::format("; the stage adds {} known terminals", *context.stage_terminals);
+  }
+  if (stats.reported < required) {
+    return {GateVerdict::kNone, fmt::format("waiting for {} more reports ({} of {}{})", required - stats.reported,
+                                            stats.reported, required, adds)};
   }
   if (stats.failure_rate > spec.max_failure_rate) {
     return {GateVerdict::kBreach, fmt::format("failure rate {:.4f} ({} of {} terminals) is above {:.4f}",
                                               stats.failure_rate, stats.failed, stats.reported,
                                               spec.max_failure_rate)};
   }
-  if (!spec.auto_promote) return {GateVerdict::kNone, "gates pass; waiting for a manual promote"};
-  if (stats.succeeded < spec.min_reports) {
-    return {GateVerdict::kNone, fmt::format("{} of {} successes needed", stats.succeeded, spec.min_reports)};
+  if (!spec.auto_promote) {
+    return {GateVerdict::kNone, fmt::format("gates pass ({} of {} reports, failure rate {:.4f}); waiting for a manual "
+                                            "promote", stats.reported, required, stats.failure_rate)};
   }
-  int64_t soaked_ms = now_ms - state.gate_since_ms;
+  if (stats.succeeded < required) {
+    return {GateVerdict::kNone, fmt::format("waiting for {} more successes ({} of {}{})", required - stats.succeeded,
+                                            stats.succeeded, required, adds)};
+  }
+  int64_t soaked_ms = context.now_ms - state.gate_since_ms;
   if (soaked_ms < spec.soak_ms) {
-    return {GateVerdict::kNone, fmt::format("soaked {} of {} ms", soaked_ms, spec.soak_ms)};
+    return {GateVerdict::kNone, fmt::format("soaking: {} of {} ms", soaked_ms, spec.soak_ms)};
   }
-  return {GateVerdict::kPromote, fmt::format("{} successes, failure rate {:.4f} within {:.4f}, soaked {} ms",
-                                             stats.succeeded, stats.failure_rate, spec.max_failure_rate,
+  if (required == 0) {
+    return {GateVerdict::kPromote, fmt::format("the stage adds no known terminals; soaked {} ms", soaked_ms)};
+  }
+  return {GateVerdict::kPromote, fmt::format("{} successes of {} required, failure rate {:.4f} within {:.4f}, soaked {} ms",
+                                             stats.succeeded, required, stats.failure_rate, spec.max_failure_rate,
                                              soaked_ms)};
 }
 
@@ -450,14 +495,14 @@ bool Rollout::Admit(TerminalReport* report) const {
   return true;
 }
 
-Result<GateDecision> Rollout::Tick(const ReportTally& tally, int64_t now_ms) {
-  GateDecision d = EvaluateGates(spec_, state_, tally.Stats(state_.stage, state_.gate_since_ms), now_ms);
+Result<GateDecision> Rollout::Tick(const ReportTally& tally, const GateContext& context) {
+  GateDecision d = EvaluateGates(spec_, state_, tally.Stats(state_.stage, state_.gate_since_ms), context);
   if (d.verdict == GateVerdict::kNone) return d;
   RolloutAction action = RolloutAction::kPromote;
   if (d.verdict == GateVerdict::kBreach) {
     action = spec_.on_breach == BreachAction::kRollback ? RolloutAction::kRollback : RolloutAction::kPause;
   }
-  MERIDIAN_RETURN_IF_ERROR(Apply(action, now_ms, kGateActor, d.reason));
+  MERIDIAN_RETURN_IF_ERROR(Apply(action, context.now_ms, kGateActor, d.reason));
   return d;
 }
 

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -115,11 +116,18 @@ double StagePercent(const RolloutSpec& spec, size_t stage);
 // ---------------------------------------------------------------------------
 // Cohorts: deterministic and monotone.
 //
-// bucket = first 8 bytes of SHA-256(rollout id ":" terminal id), read as a
-// big-endian uint64, mod 10000. A terminal is in stage k when it is eligible
-// and (it is a canary or bucket < round(stages_percent[k] × 100)). Buckets do
-// not depend on the stage, so a terminal in one stage stays in every later one;
-// salting with the rollout id gives each rollout a different first 1 %.
+// A terminal's position is fixed: the first 8 bytes of SHA-256(terminal id),
+// read as a big-endian uint64, mod 10000. Each rollout maps positions to
+// buckets with its own bijection of [0, 10000):
+//   bucket = (multiplier × position + offset) mod 10000
+// where offset is bytes 8..15 of SHA-256(rollout id) mod 10000 and multiplier
+// is bytes 0..7 of it mod 10000, made odd, plus 2 when a multiple of 5 (a unit
+// mod 10000). A terminal is in stage k when it is eligible and (it is a canary
+// or bucket < round(stages_percent[k] × 100)). Buckets do not depend on the
+// stage, so a terminal in one stage stays in every later one; the salt gives
+// each rollout a different first 1 %. Because the salt acts on positions, not
+// on ids, a daemon counts any rollout's cohorts from how many terminals hold
+// each position (rollout/cohort_count.h) instead of hashing every terminal.
 // Eligibility (region and profile filters) comes first: a canary outside the
 // filters is not in the rollout at all — its region's daemon does not serve it.
 //
@@ -137,8 +145,23 @@ struct TerminalInfo {
   std::string current_version;  // what it runs now; empty when none
 };
 
+inline constexpr uint32_t kCohortPositions = 10'000;
+
+struct CohortSalt {
+  uint32_t multiplier = 1;  // a unit mod kCohortPositions
+  uint32_t offset = 0;
+};
+
 // In [0, 10000).
+uint16_t CohortPosition(std::string_view terminal_id);
+CohortSalt CohortSaltOf(std::string_view rollout_id);
+// In [0, 10000).
+uint32_t CohortBucket(const CohortSalt& salt, uint16_t position);
 uint32_t CohortBucket(std::string_view rollout_id, std::string_view terminal_id);
+// The first stage index whose cohort holds an eligible terminal of `region`
+// with `bucket` (a canary's bucket is not looked at); StageCount(spec) when
+// none does. InCohort(spec, k, t) is IsEligible(spec, t) and this ≤ k.
+size_t FirstCohortStage(const RolloutSpec& spec, std::string_view region, uint32_t bucket, bool canary);
 // Whether the terminal passes the spec's region and profile filters.
 bool IsEligible(const RolloutSpec& spec, const TerminalInfo& terminal);
 // Whether the terminal is in the cohort of global stage index `stage` (false
@@ -275,25 +298,44 @@ class ReportTally {
 // ---------------------------------------------------------------------------
 // Gates.
 //
-// Only a running rollout has gates. On the stats of the current stage:
-//   1. reported < min_reports               -> none (too few reports to judge)
+// Only a running rollout has gates. On the current stage, with
+// required = min(min_reports, the known terminals the stage adds) — a stage
+// never waits for more reports than it has terminals to give them:
+//   1. reported < required                  -> none (too few reports to judge)
 //   2. failure_rate > max_failure_rate      -> breach (pause or rollback per on_breach)
-//   3. auto_promote, succeeded >= min_reports and now - gate_since_ms >= soak_ms
+//   3. auto_promote, succeeded >= required and now - gate_since_ms >= soak_ms
 //                                           -> promote (completes after the last stage)
 //   4. otherwise                            -> none
-// Breach therefore waits for min_reports reports even if every one failed:
-// choose min_reports as the sample you trust. Promote counts successes, not
-// reports ("enough terminals reported success").
+// A stage that adds no known terminals (required 0) thus passes after its
+// soak, and its promote event says so. When the daemon has not counted the
+// stage's terminals yet, required is min_reports. Breach waits for `required`
+// reports even if every one failed: choose min_reports as the sample you
+// trust. Promote counts successes, not reports. Every reason names the
+// figures the decision used and, for none, what would make the gate pass.
 
 enum class GateVerdict { kNone, kPromote, kBreach };
 
 struct GateDecision {
   GateVerdict verdict = GateVerdict::kNone;
-  std::string reason;  // human-readable: the numbers behind the verdict
+  std::string reason;  // human-readable: the numbers behind the verdict, or what the gate waits for
+};
+
+// What the gates know besides the reports.
+struct GateContext {
+  static GateContext At(int64_t now_ms) {
+    GateContext c;
+    c.now_ms = now_ms;
+    return c;
+  }
+
+  int64_t now_ms = 0;
+  // Known terminals in the current stage's cohort that the stage before did
+  // not hold (all of stage 0's); nullopt when not counted.
+  std::optional<uint64_t> stage_terminals;
 };
 
 GateDecision EvaluateGates(const RolloutSpec& spec, const RolloutState& state, const StageStats& stats,
-                           int64_t now_ms);
+                           const GateContext& context);
 
 // ---------------------------------------------------------------------------
 // The rollout: spec, state and event log, changed only through Apply and Tick.
@@ -334,10 +376,10 @@ class Rollout {
 
   // Evaluates the gates on the current stage's reports in `tally` (this
   // rollout's tally; only reports received since gate_since_ms count) and
-  // applies the decision with actor "gate": promote, or pause / rollback per
-  // spec.on_breach. Returns the decision; kNone changes nothing. Fails only
-  // with ResourceExhausted when the event log is full.
-  Result<GateDecision> Tick(const ReportTally& tally, int64_t now_ms);
+  // applies the decision at context.now_ms with actor "gate": promote, or
+  // pause / rollback per spec.on_breach. Returns the decision; kNone changes
+  // nothing. Fails only with ResourceExhausted when the event log is full.
+  Result<GateDecision> Tick(const ReportTally& tally, const GateContext& context);
 
  private:
   Rollout() = default;

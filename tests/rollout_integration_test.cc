@@ -450,7 +450,7 @@ TEST_CASE("an auto-promote waits for its soak time, then the daemon's own tick p
   // Enough reports, but the soak time has not passed: no promote on the report.
   Json status = dm.Cli({"rollout", "status", "soaky"});
   CHECK(status["state"]["phase"] == "running");
-  CHECK(status["stages"][0]["gate"].get<std::string>().find("soaked") != std::string::npos);
+  CHECK(status["stages"][0]["gate"].get<std::string>().find("soaking") != std::string::npos);
   // No further report comes: only the periodic tick can promote it.
   CHECK(WaitFor([&] { return dm.Cli({"rollout", "status", "soaky"})["state"]["phase"] == "completed"; },
                 std::chrono::seconds(20)));

@@ -6,11 +6,14 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <set>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "base/clock.h"
+#include "rollout/cohort_count.h"
 #include "rollout/rollout.h"
 
 using namespace meridian;
@@ -64,9 +67,12 @@ std::string FindTerminal(std::string_view rollout_id, Pred pred) {
 }  // namespace
 
 TEST_CASE("cohort buckets follow the documented hash rule") {
-  // Known answers from Python: int.from_bytes(sha256(b"r1:t1").digest()[:8], "big") % 10000.
-  CHECK(CohortBucket("r1", "t1") == 2905);
-  CHECK(CohortBucket("rollout-a", "terminal-0001") == 7178);
+  // Known answers from Python (docs/formats/target.md):
+  //   w = lambda d, at: int.from_bytes(d[at:at + 8], "big")
+  //   s = sha256(b"r1").digest(); m = w(s, 0) % 10000 | 1; m = m + 2 if m % 5 == 0 else m
+  //   (m * (w(sha256(b"t1").digest(), 0) % 10000) + w(s, 8) % 10000) % 10000
+  CHECK(CohortBucket("r1", "t1") == 4896);
+  CHECK(CohortBucket("rollout-a", "terminal-0001") == 2835);
 }
 
 TEST_CASE("over 100,000 random terminals each stage holds its percent and contains the one before") {
@@ -414,14 +420,14 @@ TEST_CASE("gates on a fake clock: soak, min_reports, breach") {
     ReportTally tally;
     fill(tally, 0, 5, 0);
     clock.Advance(59min);
-    Result<GateDecision> d = r.Tick(tally, clock.NowUnixMillis());
+    Result<GateDecision> d = r.Tick(tally, GateContext::At(clock.NowUnixMillis()));
     REQUIRE(d.ok());
     CHECK(d->verdict == GateVerdict::kNone);
     CHECK(r.state().stage == 0);
     CHECK(r.events().size() == 1);
 
     clock.Advance(1min);
-    d = r.Tick(tally, clock.NowUnixMillis());
+    d = r.Tick(tally, GateContext::At(clock.NowUnixMillis()));
     REQUIRE(d.ok());
     CHECK(d->verdict == GateVerdict::kPromote);
     CHECK(r.state().stage == 1);
@@ -431,10 +437,10 @@ TEST_CASE("gates on a fake clock: soak, min_reports, breach") {
 
     // The new stage needs its own reports: stage 0's successes do not carry over.
     clock.Advance(2h);
-    CHECK(r.Tick(tally, clock.NowUnixMillis())->verdict == GateVerdict::kNone);
+    CHECK(r.Tick(tally, GateContext::At(clock.NowUnixMillis()))->verdict == GateVerdict::kNone);
     CHECK(r.state().stage == 1);
     fill(tally, 1, 5, 0);
-    CHECK(r.Tick(tally, clock.NowUnixMillis())->verdict == GateVerdict::kPromote);
+    CHECK(r.Tick(tally, GateContext::At(clock.NowUnixMillis()))->verdict == GateVerdict::kPromote);
     CHECK(r.state().stage == 2);
   }
 
@@ -444,7 +450,7 @@ TEST_CASE("gates on a fake clock: soak, min_reports, breach") {
     ReportTally tally;
     fill(tally, 0, 50, 0);
     clock.Advance(24h);
-    CHECK(r.Tick(tally, clock.NowUnixMillis())->verdict == GateVerdict::kNone);
+    CHECK(r.Tick(tally, GateContext::At(clock.NowUnixMillis()))->verdict == GateVerdict::kNone);
     CHECK(r.state().stage == 0);
   }
 
@@ -453,7 +459,7 @@ TEST_CASE("gates on a fake clock: soak, min_reports, breach") {
     ReportTally tally;
     fill(tally, 0, 0, 4);
     clock.Advance(2h);
-    Result<GateDecision> d = r.Tick(tally, clock.NowUnixMillis());
+    Result<GateDecision> d = r.Tick(tally, GateContext::At(clock.NowUnixMillis()));
     CHECK(d->verdict == GateVerdict::kNone);
     CHECK(r.state().phase == RolloutPhase::kRunning);
   }
@@ -462,18 +468,18 @@ TEST_CASE("gates on a fake clock: soak, min_reports, breach") {
     Rollout r = StartOrDie(spec, clock.NowUnixMillis());
     ReportTally tally;
     fill(tally, 0, 3, 2);  // 0.4 > 0.2
-    Result<GateDecision> d = r.Tick(tally, clock.NowUnixMillis());
+    Result<GateDecision> d = r.Tick(tally, GateContext::At(clock.NowUnixMillis()));
     REQUIRE(d.ok());
     CHECK(d->verdict == GateVerdict::kBreach);
     CHECK(r.state().phase == RolloutPhase::kPaused);
     CHECK(r.events().back().actor == kGateActor);
     CHECK(r.events().back().action == RolloutAction::kPause);
     CHECK(r.events().back().after == "paused(0)");
-    CHECK(r.Tick(tally, clock.NowUnixMillis())->verdict == GateVerdict::kNone);  // paused: no gates
+    CHECK(r.Tick(tally, GateContext::At(clock.NowUnixMillis()))->verdict == GateVerdict::kNone);  // paused: no gates
 
     clock.Advance(10min);
     REQUIRE(r.Apply(RolloutAction::kResume, clock.NowUnixMillis(), "alice", "false alarm").ok());
-    CHECK(r.Tick(tally, clock.NowUnixMillis())->verdict == GateVerdict::kNone);  // old failures ignored
+    CHECK(r.Tick(tally, GateContext::At(clock.NowUnixMillis()))->verdict == GateVerdict::kNone);  // old failures ignored
     CHECK(r.state().phase == RolloutPhase::kRunning);
   }
 
@@ -481,7 +487,7 @@ TEST_CASE("gates on a fake clock: soak, min_reports, breach") {
     Rollout r = StartOrDie(spec, clock.NowUnixMillis());
     ReportTally tally;
     fill(tally, 0, 4, 1);  // 0.2, not above 0.2; 4 successes < min_reports 5: wait
-    CHECK(r.Tick(tally, clock.NowUnixMillis())->verdict == GateVerdict::kNone);
+    CHECK(r.Tick(tally, GateContext::At(clock.NowUnixMillis()))->verdict == GateVerdict::kNone);
     CHECK(r.state().phase == RolloutPhase::kRunning);
   }
 
@@ -490,7 +496,7 @@ TEST_CASE("gates on a fake clock: soak, min_reports, breach") {
     Rollout r = StartOrDie(spec, clock.NowUnixMillis());
     ReportTally tally;
     fill(tally, 0, 0, 5);
-    Result<GateDecision> d = r.Tick(tally, clock.NowUnixMillis());
+    Result<GateDecision> d = r.Tick(tally, GateContext::At(clock.NowUnixMillis()));
     REQUIRE(d.ok());
     CHECK(d->verdict == GateVerdict::kBreach);
     CHECK(r.state().phase == RolloutPhase::kRolledBack);
@@ -505,7 +511,7 @@ TEST_CASE("gates on a fake clock: soak, min_reports, breach") {
     Rollout r = StartOrDie(spec, clock.NowUnixMillis());
     ReportTally tally;
     fill(tally, 0, 5, 0);
-    CHECK(r.Tick(tally, clock.NowUnixMillis())->verdict == GateVerdict::kPromote);
+    CHECK(r.Tick(tally, GateContext::At(clock.NowUnixMillis()))->verdict == GateVerdict::kPromote);
     CHECK(r.state().phase == RolloutPhase::kCompleted);
   }
 }
@@ -513,11 +519,11 @@ TEST_CASE("gates on a fake clock: soak, min_reports, breach") {
 TEST_CASE("EvaluateGates is a pure function of spec, state, stats and time") {
   RolloutSpec spec = SampleSpec();
   RolloutState state{RolloutPhase::kRunning, 0, 1000, 1000};
-  CHECK(EvaluateGates(spec, state, {5, 5, 0, 0.0}, 1000 + spec.soak_ms).verdict == GateVerdict::kPromote);
-  CHECK(EvaluateGates(spec, state, {5, 5, 0, 0.0}, 999 + spec.soak_ms).verdict == GateVerdict::kNone);
-  CHECK(EvaluateGates(spec, state, {10, 7, 3, 0.3}, 0).verdict == GateVerdict::kBreach);
+  CHECK(EvaluateGates(spec, state, {5, 5, 0, 0.0}, GateContext::At(1000 + spec.soak_ms)).verdict == GateVerdict::kPromote);
+  CHECK(EvaluateGates(spec, state, {5, 5, 0, 0.0}, GateContext::At(999 + spec.soak_ms)).verdict == GateVerdict::kNone);
+  CHECK(EvaluateGates(spec, state, {10, 7, 3, 0.3}, GateContext::At(0)).verdict == GateVerdict::kBreach);
   state.phase = RolloutPhase::kPaused;
-  CHECK(EvaluateGates(spec, state, {10, 7, 3, 0.3}, 0).verdict == GateVerdict::kNone);
+  CHECK(EvaluateGates(spec, state, {10, 7, 3, 0.3}, GateContext::At(0)).verdict == GateVerdict::kNone);
 }
 
 TEST_CASE("target resolution follows the state") {
@@ -842,13 +848,13 @@ TEST_CASE("waves: the gates promote across a region boundary on the global stage
     }
   };
   fill(0, 1);
-  CHECK(r.Tick(tally, 1)->verdict == GateVerdict::kPromote);
+  CHECK(r.Tick(tally, GateContext::At(1))->verdict == GateVerdict::kPromote);
   fill(1, 2);
-  CHECK(r.Tick(tally, 2)->verdict == GateVerdict::kPromote);
+  CHECK(r.Tick(tally, GateContext::At(2))->verdict == GateVerdict::kPromote);
   CHECK(r.state().stage == 2);
   CHECK(StageRegion(r.spec(), r.state().stage) == "ae");
   // ae's first stage needs its own reports: sg's do not carry over.
-  CHECK(r.Tick(tally, 3)->verdict == GateVerdict::kNone);
+  CHECK(r.Tick(tally, GateContext::At(3))->verdict == GateVerdict::kNone);
   CHECK(r.state().stage == 2);
 }
 
@@ -863,7 +869,7 @@ TEST_CASE("waves: a breach in ae stops the wave there and br never moves") {
         REQUIRE(tally.Add(Report(fmt::format("sg-{}-{}", stage, i), ReportOutcome::kSuccess,
                                  clock.NowUnixMillis(), stage)).ok());
       }
-      REQUIRE(r.Tick(tally, clock.NowUnixMillis())->verdict == GateVerdict::kPromote);
+      REQUIRE(r.Tick(tally, GateContext::At(clock.NowUnixMillis()))->verdict == GateVerdict::kPromote);
     }
     REQUIRE(r.state() == RolloutState{RolloutPhase::kRunning, 2, clock.NowUnixMillis(), clock.NowUnixMillis()});
 
@@ -883,7 +889,7 @@ TEST_CASE("waves: a breach in ae stops the wave there and br never moves") {
     for (int i = 0; i < 5; ++i) {
       REQUIRE(tally.Add(Report(fmt::format("ae-{}", i), ReportOutcome::kFailure, clock.NowUnixMillis(), 2)).ok());
     }
-    Result<GateDecision> d = r.Tick(tally, clock.NowUnixMillis());
+    Result<GateDecision> d = r.Tick(tally, GateContext::At(clock.NowUnixMillis()));
     REQUIRE(d.ok());
     CHECK(d->verdict == GateVerdict::kBreach);
   };
@@ -966,4 +972,158 @@ TEST_CASE("waves: JSON round trip, default and restore checks use the stage coun
   REQUIRE(tally.Add(Report("t-1", ReportOutcome::kSuccess, 1, static_cast<uint32_t>(kRolloutStagesMax + 5))).ok());
   CHECK(tally.Stats(static_cast<uint32_t>(kRolloutStagesMax + 5)).reported == 1);
   CHECK(invalid(tally.Add(Report("t-1", ReportOutcome::kSuccess, 1, static_cast<uint32_t>(kRolloutStageIndexMax)))));
+}
+
+// ---------------------------------------------------------------------------
+// Cohort counts over groups (rollout/cohort_count.h) against InCohort, one
+// terminal at a time.
+
+namespace {
+
+// Terminals spread over regions, profiles and versions, grouped the way the
+// daemon's registry groups them; some of them failed the target.
+struct Fleet {
+  std::vector<TerminalInfo> terminals;
+  std::set<std::string> failed;  // ids whose last install of the target failed
+  std::map<std::tuple<std::string, std::string, std::string, bool>, TerminalGroup> groups;
+
+  explicit Fleet(int n) {
+    std::mt19937_64 rng(20261130);
+    const char* regions[] = {"sg", "ae", "br", "us"};
+    const char* profiles[] = {"pos-arm64", "kiosk"};
+    const char* versions[] = {"1.2.0", "1.3.0", ""};
+    for (int i = 0; i < n; ++i) {
+      TerminalInfo t{fmt::format("t-{:x}", rng()), profiles[rng() % 2], regions[rng() % 4], versions[rng() % 3]};
+      bool fail = t.current_version != "1.3.0" && rng() % 7 == 0;
+      if (fail) failed.insert(t.id);
+      TerminalGroup& g = groups[{t.region, t.profile, t.current_version, fail}];
+      g.region = t.region;
+      g.profile = t.profile;
+      g.current_version = t.current_version;
+      g.failed_version = fail ? "1.3.0" : "";
+      ++g.terminals;
+      ++g.positions[CohortPosition(t.id)];
+      terminals.push_back(std::move(t));
+    }
+  }
+
+  std::vector<StageCohort> Count(const RolloutSpec& spec) const {
+    CohortCounter counter(spec);
+    for (const auto& [key, g] : groups) counter.Add(g);
+    for (const std::string& id : spec.canaries) {
+      for (const TerminalInfo& t : terminals) {
+        if (t.id == id) counter.AddCanary(groups.at({t.region, t.profile, t.current_version, failed.contains(id)}), id);
+      }
+    }
+    return counter.Stages();
+  }
+
+  // The same, one terminal at a time with InCohort.
+  std::vector<StageCohort> BruteForce(const RolloutSpec& spec) const {
+    std::vector<StageCohort> out(StageCount(spec));
+    for (size_t k = 0; k < out.size(); ++k) {
+      for (const TerminalInfo& t : terminals) {
+        if (!InCohort(spec, k, t)) continue;
+        ++out[k].terminals;
+        if (t.current_version == spec.target_version) {
+          ++out[k].updated;
+          continue;
+        }
+        if (failed.contains(t.id)) ++out[k].failed;
+        ++out[k].moving[t.current_version];
+      }
+    }
+    return out;
+  }
+};
+
+void CheckSameCounts(const std::vector<StageCohort>& got, const std::vector<StageCohort>& want) {
+  REQUIRE(got.size() == want.size());
+  for (size_t k = 0; k < got.size(); ++k) {
+    INFO("stage " << k);
+    CHECK(got[k].terminals == want[k].terminals);
+    CHECK(got[k].updated == want[k].updated);
+    CHECK(got[k].failed == want[k].failed);
+    CHECK(got[k].moving == want[k].moving);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cohort counts over grouped positions equal InCohort terminal by terminal") {
+  Fleet fleet(20'000);
+  RolloutSpec spec = SampleSpec();
+  spec.canaries = {fleet.terminals[3].id, fleet.terminals[7].id, "never-seen"};
+  SECTION("all regions, every profile") { CheckSameCounts(fleet.Count(spec), fleet.BruteForce(spec)); }
+  SECTION("filtered by region and profile, last stage below 100 %") {
+    spec.regions = {"sg", "br"};
+    spec.profiles = {"kiosk"};
+    spec.stages_percent = {0.5, 5, 40};
+    CheckSameCounts(fleet.Count(spec), fleet.BruteForce(spec));
+  }
+  SECTION("waves") {
+    spec.regions = {"br", "sg", "ae"};
+    spec.stages_percent = {2, 20, 100};
+    spec.waves = true;
+    CheckSameCounts(fleet.Count(spec), fleet.BruteForce(spec));
+  }
+  SECTION("another rollout id salts the same fleet differently") {
+    RolloutSpec other = spec;
+    other.id = "r-other";
+    std::vector<StageCohort> a = fleet.Count(spec), b = fleet.Count(other);
+    CheckSameCounts(b, fleet.BruteForce(other));
+    CHECK(a[1].moving != b[1].moving);
+  }
+}
+
+TEST_CASE("gates: a stage never waits for more reports than it has terminals") {
+  FakeClock clock;
+  RolloutSpec spec = SampleSpec();  // min_reports 5, soak one hour
+  spec.canaries = {"lone-canary"};
+  Rollout r = StartOrDie(spec, clock.NowUnixMillis());
+  ReportTally tally;
+  TerminalReport one = Report("lone-canary", ReportOutcome::kSuccess, clock.NowUnixMillis());
+  REQUIRE(tally.Add(one).ok());
+  GateContext context = GateContext::At(clock.NowUnixMillis() + spec.soak_ms);
+
+  SECTION("uncounted, min_reports holds: the one canary cannot pass") {
+    GateDecision d = r.Tick(tally, context).value();
+    CHECK(d.verdict == GateVerdict::kNone);
+    CHECK(d.reason == "waiting for 4 more reports (1 of 5)");
+  }
+  SECTION("the stage adds one known terminal: its report suffices") {
+    context.stage_terminals = 1;
+    GateDecision d = r.Tick(tally, context).value();
+    CHECK(d.verdict == GateVerdict::kPromote);
+    CHECK(d.reason.find("1 successes of 1 required") != std::string::npos);
+    CHECK(r.state().stage == 1);
+  }
+  SECTION("three terminals, one report: waits and says for what") {
+    context.stage_terminals = 3;
+    CHECK(r.Tick(tally, context)->reason == "waiting for 2 more reports (1 of 3; the stage adds 3 known terminals)");
+  }
+}
+
+TEST_CASE("gates: a stage that adds no terminals passes after its soak, and the event says so") {
+  FakeClock clock;
+  RolloutSpec spec = SampleSpec();
+  Rollout r = StartOrDie(spec, clock.NowUnixMillis());
+  ReportTally tally;
+  GateContext context = GateContext::At(clock.NowUnixMillis() + spec.soak_ms - 1);
+  context.stage_terminals = 0;
+  GateDecision early = r.Tick(tally, context).value();
+  CHECK(early.verdict == GateVerdict::kNone);
+  CHECK(early.reason == fmt::format("soaking: {} of {} ms", spec.soak_ms - 1, spec.soak_ms));
+  context.now_ms += 1;
+  CHECK(r.Tick(tally, context)->verdict == GateVerdict::kPromote);
+  CHECK(r.events().back().actor == kGateActor);
+  CHECK(r.events().back().reason == fmt::format("the stage adds no known terminals; soaked {} ms", spec.soak_ms));
+  SECTION("without auto promote the gate says it waits for an operator") {
+    RolloutSpec manual = SampleSpec();
+    manual.auto_promote = false;
+    Rollout m = StartOrDie(manual, clock.NowUnixMillis());
+    GateDecision d = m.Tick(tally, context).value();
+    CHECK(d.verdict == GateVerdict::kNone);
+    CHECK(d.reason.find("waiting for a manual promote") != std::string::npos);
+  }
 }
