@@ -17,6 +17,7 @@ packages=(
   chromium chromium-driver python3-selenium  # tests/ui_test: the web console in a real browser
   debhelper dpkg-dev fakeroot lintian        # scripts/package.sh: the Debian packages
   clang-14 libclang-rt-14-dev   # the delta decoder's libFuzzer target
+  libhowardhinnant-date-dev cmake  # rollout/window: IANA zones (libdate-tz); meson finds it by its CMake package
 )
 if [[ "${1:-}" == bench ]]; then
   packages+=(bsdiff xdelta3 time openssl)
