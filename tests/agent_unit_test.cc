@@ -203,7 +203,7 @@ TEST_CASE("backoff: grows exponentially, stays within [ceiling/2, ceiling], capp
 }
 
 TEST_CASE("health: metrics lines parsed, junk ignored") {
-  auto m = ParseHealthMetrics("latency_ms=12.5\nerror_rate=0.01\nnoise\nBad=1\nx=abc\ny=\n");
+  auto m = ParseHealthMetrics("latency_ms=12.5\nerror_rate=0.01\nnoise\nBad=1\nx=abc\ny=\nz=inf\nw=-inf\nv=nan\nu=1e999\n");
   CHECK(m.size() == 2);
   CHECK(m["latency_ms"] == Approx(12.5));
   CHECK(m["error_rate"] == Approx(0.01));
