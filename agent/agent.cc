@@ -56,6 +56,7 @@ struct Persisted {
   std::string last_error_at;
   std::string last_success_at;
   uint64_t downloaded_bytes = 0;                             // body bytes received for downloads, all time
+  std::map<std::string, int64_t> health_checked_ms;          // model -> when its health check last ran (Unix ms)
 
   Json ToJson() const {
     Json failed_json = Json::object();
@@ -65,7 +66,7 @@ struct Persisted {
     }
     return {{"state_versions", state_versions}, {"failed", failed_json}, {"last_error", last_error},
             {"last_error_at", last_error_at}, {"last_success_at", last_success_at},
-            {"downloaded_bytes", downloaded_bytes}};
+            {"downloaded_bytes", downloaded_bytes}, {"health_checked_ms", health_checked_ms}};
   }
   // Unknown fields are ignored: a newer agent may have written the file before a downgrade.
   static Result<Persisted> FromJson(const std::string& text) {
@@ -75,6 +76,7 @@ struct Persisted {
     JsonFields f(*parsed, "agent.json", UnknownFields::kIgnore);
     const Json* versions = f.Object("state_versions", true);
     const Json* failed = f.Object("failed", true);
+    const Json* checked = f.Object("health_checked_ms");  // absent in an older agent's file
     f.String("last_error", &p.last_error, true);
     f.String("last_error_at", &p.last_error_at, true);
     f.String("last_success_at", &p.last_success_at, true);
@@ -85,7 +87,16 @@ struct Persisted {
     JsonFields ff(*failed, "agent.json failed", UnknownFields::kIgnore);
     std::map<std::string, std::vector<std::string>> failed_text;
     for (const auto& item : failed->items()) ff.Strings(item.key(), &failed_text[item.key()]);
-    for (const JsonFields* m : {&vf, &ff}) {
+    static const Json kNone = Json::object();
+    const Json& checked_json = checked != nullptr ? *checked : kNone;
+    JsonFields hf(checked_json, "agent.json health_checked_ms", UnknownFields::kIgnore);
+    for (const auto& item : checked_json.items()) {
+      // Not negative: the schedule subtracts times, which must not overflow.
+      uint64_t ms = 0;
+      hf.Uint(item.key(), &ms, false, INT64_MAX);
+      p.health_checked_ms[item.key()] = static_cast<int64_t>(ms);
+    }
+    for (const JsonFields* m : {&vf, &ff, &hf}) {
       if (Status st = m->Finish(); !st.ok()) return Status::Corruption(st.message());
     }
     for (const auto& [model, digests] : failed_text) {
@@ -170,9 +181,10 @@ struct Agent::Impl {
   }
 
   // ---- reports
-  void Report(const ModelConfig& m, const ChannelTarget& t, const std::string& event, const std::string& reason,
-              const HealthResult* health) {
-    Json j = {{"model", m.name}, {"version", t.version}, {"channel", m.channel}, {"rollout", t.rollout},
+  // A report about `version` of model `m` (see docs/agent.md, Reports).
+  Json ReportJson(const ModelConfig& m, const std::string& version, const std::string& rollout,
+                  const std::string& event, const std::string& reason, const HealthResult* health) const {
+    Json j = {{"model", m.name}, {"version", version}, {"channel", m.channel}, {"rollout", rollout},
               {"event", event}, {"reason", reason.substr(0, 1000)}, {"profile", config.profile},
               {"region", config.region}};
     if (health != nullptr) {
@@ -180,8 +192,18 @@ struct Agent::Impl {
       for (const auto& [k, v] : health->metrics) h[k] = v;
       j["health"] = h;
     }
-    Status st = outbox.Add(j.dump(), clock->NowUnixMillis());
+    return j;
+  }
+
+  // Into the outbox, sent by the next FlushReports.
+  void Keep(const Json& report) {
+    Status st = outbox.Add(report.dump(), clock->NowUnixMillis());
     if (!st.ok()) Log("report not kept: " + st.ToString());
+  }
+
+  void Report(const ModelConfig& m, const ChannelTarget& t, const std::string& event, const std::string& reason,
+              const HealthResult* health) {
+    Keep(ReportJson(m, t.version, t.rollout, event, reason, health));
   }
 
   // Sends waiting reports, oldest first, stopping at the first server failure.
@@ -384,6 +406,7 @@ struct Agent::Impl {
     HealthResult h;
     h.pass = true;
     if (!m.health_check.empty()) h = RunHealthCheck(m.health_check, slots.current_link(), config.health_check_timeout_ms);
+    persisted.health_checked_ms[m.name] = clock->NowUnixMillis();  // the periodic check counts from here
     if (h.pass) {
       Report(m, t, "installed", "", &h);
       return slots.CollectGarbage(true);
@@ -398,6 +421,52 @@ struct Agent::Impl {
     Report(m, t, "failed", reason, &h);
     if (Status gc = slots.CollectGarbage(true); !gc.ok()) Log(gc.ToString());
     return Status::FailedPrecondition(m.name + " " + t.version + ": " + reason);
+  }
+
+  // The periodic health check of the version `m` runs, when one is due: run
+  // and reported like an install's ("installed", health.pass and metrics),
+  // marked "periodic", so the terminals still on a rollout's old version
+  // report as well as those on the new one and the daemon can compare them.
+  // It switches nothing, whatever it says: only the check right after a
+  // switch switches back. RunOnce calls it after the models' installs, never
+  // during one. A model seen for the first time starts its interval now, so
+  // neither a restart nor an upgraded agent checks everything at once.
+  void CheckPeriodically(const ModelConfig& m) {
+    if (m.health_check.empty() || config.health_interval_ms == 0) return;
+    int64_t now = clock->NowUnixMillis();
+    auto [last, first] = persisted.health_checked_ms.try_emplace(m.name, now);
+    if (first || !HealthCheckDue(last->second, now)) return;
+    last->second = now;  // also when nothing runs: looked at again an interval later, not every cycle
+    ModelSlots slots = SlotsOf(m);
+    Result<std::optional<Slot>> cur = slots.Current();
+    if (!cur.ok() || !cur->has_value()) return;  // nothing runs; a broken slot is the sync's error to report
+    const Slot& running = **cur;
+    HealthResult h = RunHealthCheck(m.health_check, slots.current_link(), config.health_check_timeout_ms);
+    if (!h.pass) Log(fmt::format("{} {}: periodic health check failed: {}", m.name, running.version, h.reason));
+    // No rollout named: the daemon takes the newest active one the terminal is eligible for.
+    Json report = ReportJson(m, running.version, "", "installed", h.pass ? "" : h.reason, &h);
+    report["periodic"] = true;
+    Keep(report);
+  }
+
+  // A check that ran at `last_ms` is due again at now_ms. A clock set back
+  // (last_ms in the future) makes it due, or checks would stop until it caught up.
+  bool HealthCheckDue(int64_t last_ms, int64_t now_ms) const {
+    return last_ms > now_ms || last_ms <= now_ms - config.health_interval_ms;
+  }
+
+  // `wait_s`, shortened so that a long poll ends when the next periodic
+  // health check is due (0 when one is due now).
+  int64_t WaitUntilHealthCheck(int64_t wait_s) const {
+    if (config.health_interval_ms == 0) return wait_s;
+    int64_t now = clock->NowUnixMillis();
+    for (const ModelConfig& m : config.models) {
+      auto last = persisted.health_checked_ms.find(m.name);
+      if (m.health_check.empty() || last == persisted.health_checked_ms.end()) continue;
+      int64_t left_ms = HealthCheckDue(last->second, now) ? 0 : last->second + config.health_interval_ms - now;
+      wait_s = std::min(wait_s, (left_ms + 999) / 1000);
+    }
+    return wait_s;
   }
 
   // The target request of a model (long-polling up to `wait_s` seconds for a
@@ -584,6 +653,7 @@ Status Agent::RunOnce(int64_t wait_s) {
   // Every model settled: wait for a change to any of them, then look only at
   // the models whose poll answered (the others did not change).
   size_t polled_server = d.preferred;
+  wait_s = d.WaitUntilHealthCheck(wait_s);
   std::unique_ptr<LongPolls> polls = wait_s > 0 && d.AllSettled() ? d.WaitForChange(wait_s) : nullptr;
   for (size_t i = 0; i < d.config.models.size(); ++i) {
     const ModelConfig& m = d.config.models[i];
@@ -599,6 +669,8 @@ Status Agent::RunOnce(int64_t wait_s) {
       if (first.ok()) first = st;
     }
   }
+  // What runs now, whether or not a server answered: its reports wait in the outbox.
+  for (const ModelConfig& m : d.config.models) d.CheckPeriodically(m);
   // Reports made in this cycle go out now, not a long poll later.
   if (Status st = d.FlushReports(); !st.ok() && first.ok()) first = st;
   std::string now = FormatRfc3339(d.clock->NowUnixMillis());

@@ -2,7 +2,8 @@
 // model, downloads (a delta when worthwhile, else the artifact, resumable),
 // verifies everything against the trusted root, installs atomically into the
 // slots of its state directory, runs the health check, switches back on
-// failure, and reports — through an on-disk outbox. docs/agent.md describes
+// failure, and reports — through an on-disk outbox. It also repeats the health
+// check of what runs at an interval and reports that. docs/agent.md describes
 // the configuration, the state directory and the exit codes.
 #pragma once
 
@@ -32,13 +33,16 @@ class Agent {
   ~Agent();
 
   // One cycle: sends waiting reports, then asks for the targets and installs
-  // or switches where one changed. When `wait_s` > 0 and every model ran its
-  // target at the end of the previous cycle of this Agent, all models are
-  // long-polled at once (one request and thread each) for up to `wait_s`
-  // seconds, and the first answer ends the wait: only the models that
-  // answered are looked at. Otherwise every model is asked at once. OK when
-  // every model looked at runs its target (or has none); otherwise the first
-  // error, also recorded as the last error.
+  // or switches where one changed, then runs the periodic health checks that
+  // are due (every health_interval_ms of the clock, of what runs then, server
+  // or no server: they only report) and sends the cycle's reports. When
+  // `wait_s` > 0 and every model ran its target at the end of the previous
+  // cycle of this Agent, all models are long-polled at once (one request and
+  // thread each) for up to `wait_s` seconds, cut short to end when the next
+  // periodic check is due, and the first answer ends the wait: only the
+  // models that answered are looked at. Otherwise every model is asked at
+  // once. OK when every model looked at runs its target (or has none);
+  // otherwise the first error, also recorded as the last error.
   Status RunOnce(int64_t wait_s);
   // Cycles until `stop` is set (a long poll is given up within about a
   // second of it; a download or health check runs to its end), backing off

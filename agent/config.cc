@@ -57,7 +57,7 @@ Result<AgentConfig> ParseAgentConfig(std::string_view toml_text) {
   static const std::set<std::string> kTop = {"id", "profile", "region", "servers", "root", "state", "token", "model",
                                              "bandwidth_limit_bytes_per_s", "poll_wait_s", "backoff_initial_ms",
                                              "backoff_max_ms", "connect_timeout_ms", "request_timeout_ms",
-                                             "health_check_timeout_ms"};
+                                             "health_check_timeout_ms", "health_interval_ms"};
   MERIDIAN_RETURN_IF_ERROR(CheckKeys(t, kTop, ""));
   AgentConfig c;
   for (auto [key, out] : {std::pair{"id", &c.id}, {"profile", &c.profile}, {"region", &c.region},
@@ -101,6 +101,11 @@ Result<AgentConfig> ParseAgentConfig(std::string_view toml_text) {
   MERIDIAN_RETURN_IF_ERROR(GetInt(t, "connect_timeout_ms", 1, kHourMs, &c.connect_timeout_ms));
   MERIDIAN_RETURN_IF_ERROR(GetInt(t, "request_timeout_ms", 1, 24 * kHourMs, &c.request_timeout_ms));
   MERIDIAN_RETURN_IF_ERROR(GetInt(t, "health_check_timeout_ms", 1, kHourMs, &c.health_check_timeout_ms));
+  MERIDIAN_RETURN_IF_ERROR(GetInt(t, "health_interval_ms", 0, kAgentHealthIntervalMsMax, &c.health_interval_ms));
+  if (c.health_interval_ms != 0 && c.health_interval_ms < kAgentHealthIntervalMsMin) {
+    return Status::InvalidArgument(
+        fmt::format("'health_interval_ms' must be 0 (off) or at least {}", kAgentHealthIntervalMsMin));
+  }
   MERIDIAN_RETURN_IF_ERROR(ValidateAgentConfig(c));
   if (c.backoff_max_ms < c.backoff_initial_ms) {
     return Status::InvalidArgument("'backoff_max_ms' must be at least 'backoff_initial_ms'");

@@ -16,6 +16,10 @@ inline constexpr size_t kAgentModelsMax = 64;
 inline constexpr size_t kAgentServersMax = 16;
 inline constexpr uint64_t kAgentConfigBytesMax = 1u << 20;
 inline constexpr int64_t kAgentPollWaitSecondsMax = 3600;
+// Periodic health checks: 0 (off) or within these bounds. More often than a
+// second would make the check the terminal's main work.
+inline constexpr int64_t kAgentHealthIntervalMsMin = 1'000;
+inline constexpr int64_t kAgentHealthIntervalMsMax = 7ll * 24 * 3'600'000;
 
 struct ModelConfig {
   std::string name;          // model name (manifest/ IsValidModelName)
@@ -39,6 +43,10 @@ struct AgentConfig {
   int64_t connect_timeout_ms = 5'000;
   int64_t request_timeout_ms = 3'600'000;   // a whole download at the bandwidth limit must fit
   int64_t health_check_timeout_ms = 60'000;
+  // How often the health check of the version each model runs is repeated and
+  // reported, so the terminals still on a rollout's old version report too
+  // (the daemon compares the two); 0 = only after a switch.
+  int64_t health_interval_ms = 900'000;
 };
 
 // Parses TOML text. InvalidArgument naming the key for a syntax error, an

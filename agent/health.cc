@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <thread>
 
@@ -54,7 +55,9 @@ std::map<std::string, double> ParseHealthMetrics(std::string_view output) {
     char* end = nullptr;
     errno = 0;
     double v = std::strtod(value.c_str(), &end);
-    if (value.empty() || errno != 0 || end != value.c_str() + value.size() || v != v) continue;
+    // Not "inf" or "nan": JSON has no such numbers, and a report carrying one
+    // (written as null) is refused by the daemon and dropped, verdict and all.
+    if (value.empty() || errno != 0 || end != value.c_str() + value.size() || !std::isfinite(v)) continue;
     metrics[std::string(line.substr(0, eq))] = v;
   }
   return metrics;

@@ -19,7 +19,7 @@ struct HealthResult {
   std::map<std::string, double> metrics;   // from "name=number" lines
 };
 
-// Metrics from a health check's stdout: lines "name=number" with name
+// Metrics from a health check's stdout: lines "name=number" (a finite number) with name
 // [a-z0-9_]{1,64}; other lines are ignored, at most kHealthMetricsMax kept.
 std::map<std::string, double> ParseHealthMetrics(std::string_view output);
 

@@ -2,7 +2,8 @@
 // health check with switch back and auto-rollback, a rollback target served
 // from the kept slot, the fallback kept after a local rollback, server
 // failover and reports buffered across an outage, long polls of several
-// models at once, and a rollout refusing a canary its filters exclude.
+// models at once, a rollout refusing a canary its filters exclude, and the
+// periodic health report of what runs.
 #include <signal.h>
 
 #include <chrono>
@@ -292,4 +293,47 @@ TEST_CASE("an agent following two models long-polls both: a change to either ins
   CHECK(InstalledVersion(state, "fraud") == "2.0.0");
   agent.Signal(SIGTERM);
   CHECK(agent.Wait(std::chrono::seconds(10)) == 0);
+}
+
+TEST_CASE("an agent in its loop reports the health of what runs every health_interval_ms, switching nothing") {
+  DaemonFixture d;
+  d.Start();
+  TempDir t;
+  WriteFile(t / "v1", RandomBytes(100'000, 1));
+  REQUIRE(d.Publish("fraud", "1.0.0", t / "v1").exit_code == 0);
+  d.StartRollout(RolloutSpecJson("r1", "1.0.0", kPauseOnBreach));
+
+  // Polls are held 60 s; checks are due every 2 s: the poll must give way.
+  std::string state = t / "state";
+  std::string unhealthy = t / "unhealthy";
+  std::string config = WriteAgentConfig(
+      t / "agent.toml", {.id = "pos-1", .servers = {d.url()}, .root = d.root_json(), .state = state,
+                         .token = d.terminal_token(), .model = "fraud",
+                         .health_check = "echo latency_ms=5; ! test -e " + unhealthy,
+                         .extra = "poll_wait_s = 60\nhealth_interval_ms = 2000"});
+  Child agent({MeridianAgentPath(), "--config", config}, t / "agent.log");
+  auto checked_ms = [&]() -> int64_t {
+    Result<std::string> text = ReadFileToString(state + "/agent.json", 1 << 20);
+    if (!text.ok()) return 0;
+    return Json::parse(*text).value("health_checked_ms", Json::object()).value("fraud", int64_t{0});
+  };
+  REQUIRE(WaitFor([&] { return InstalledVersion(state, "fraud") == "1.0.0" && checked_ms() > 0; },
+                  std::chrono::seconds(60)));
+  int64_t after_install = checked_ms();
+  CHECK(WaitFor([&] { return checked_ms() >= after_install + 4000; }, std::chrono::seconds(12)));
+  CHECK(Json::parse(d.GetRollout("r1"))["state"]["phase"] == "running");
+
+  // The daemon takes a failing periodic report as a verdict on the version it
+  // is about (the one gate counts it: the rollout pauses); the agent keeps
+  // running that version and its outbox empties.
+  WriteFile(unhealthy, {});
+  CHECK(WaitFor([&] { return Json::parse(d.GetRollout("r1"))["state"]["phase"] == "paused"; },
+                std::chrono::seconds(12)));
+  CHECK(InstalledVersion(state, "fraud") == "1.0.0");
+  CHECK(WaitFor([&] { return AgentStatus(config)["reports_waiting"] == 0; }, std::chrono::seconds(10)));
+  agent.Signal(SIGTERM);
+  CHECK(agent.Wait(std::chrono::seconds(10)) == 0);
+  std::string log = std::string(*ReadFileToString(t / "agent.log", 1 << 20));
+  CHECK_THAT(log, Catch::Contains("fraud 1.0.0: periodic health check failed"));
+  CHECK_THAT(log, !Catch::Contains("report refused"));
 }

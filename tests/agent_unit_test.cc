@@ -1,7 +1,9 @@
 // Unit tests of the agent's local parts: configuration errors, slot switching
-// and rollback on a temp dir, the report outbox, backoff bounds, health checks.
+// and rollback on a temp dir, the report outbox, backoff bounds, health checks,
+// and the periodic health report of an agent whose servers do not answer.
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -9,14 +11,18 @@
 #include <string>
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
+#include "agent/agent.h"
 #include "agent/backoff.h"
 #include "agent/config.h"
 #include "agent/health.h"
 #include "agent/outbox.h"
 #include "agent/slots.h"
+#include "base/clock.h"
 #include "base/digest.h"
 #include "base/file.h"
+#include "signing/signing.h"
 
 using namespace meridian;
 
@@ -62,6 +68,28 @@ std::string Staged(const std::string& dir, const std::string& content) {
   return p;
 }
 
+// A self-signed root envelope (one deterministic key in every role) at `path`:
+// enough for Agent::Open, which loads the trusted root before anything else.
+void WriteRoot(const std::string& path) {
+  Result<SecretKey> key = SecretKey::FromSeed(Bytes(kSeedBytes, 7));
+  REQUIRE(key.ok());
+  Root root;
+  root.expires = "2030-01-01T00:00:00.000Z";
+  root.keys[key->KeyId()] = key->public_key();
+  for (const char* role : {"root", "release", "online"}) root.roles[role] = Role{{key->KeyId()}, 1};
+  Envelope env{std::string(kRootPayloadType), ToBytes(RootToJson(root)), {}};
+  SignEnvelope(env, *key);
+  REQUIRE(WriteFileAtomic(path, EnvelopeToJson(env)).ok());
+}
+
+std::vector<nlohmann::json> OutboxReports(const std::string& state) {
+  Result<std::vector<PendingReport>> pending = Outbox(state + "/outbox").Oldest(100);
+  REQUIRE(pending.ok());
+  std::vector<nlohmann::json> out;
+  for (const PendingReport& r : *pending) out.push_back(nlohmann::json::parse(r.body));
+  return out;
+}
+
 }  // namespace
 
 TEST_CASE("config: the issue's keys parse") {
@@ -97,7 +125,21 @@ TEST_CASE("config: errors name the problem") {
              Catch::Contains("'bandwidth_limit_bytes_per_s' must be an integer"));
   CHECK_THAT(error_of(Replace(kGood, "name = \"fraud-detector\"", "name = \"Bad Name\"")), Catch::Contains("'name'"));
   CHECK_THAT(error_of("id = "), Catch::Contains("config line"));
-  CHECK_THAT(error_of(std::string(kGood) + "poll_wait_s = -1\n"), Catch::Contains("poll_wait_s"));
+  // Top-level keys go before the first [[model]] table (after it they are the model's, and unknown).
+  CHECK_THAT(error_of("poll_wait_s = -1\n" + std::string(kGood)), Catch::Contains("'poll_wait_s' must be in [0, 3600]"));
+  CHECK_THAT(error_of("health_interval_ms = 999\n" + std::string(kGood)),
+             Catch::Contains("'health_interval_ms' must be 0 (off) or at least 1000"));
+  CHECK_THAT(error_of("health_interval_ms = -1\n" + std::string(kGood)),
+             Catch::Contains("'health_interval_ms' must be in [0, 604800000]"));
+  CHECK_THAT(error_of("health_interval_ms = 604800001\n" + std::string(kGood)),
+             Catch::Contains("'health_interval_ms' must be in [0, 604800000]"));
+}
+
+TEST_CASE("config: health_interval_ms defaults to 15 minutes; 0 turns it off") {
+  CHECK(ParseAgentConfig(kGood)->health_interval_ms == 900'000);
+  auto with = [](const std::string& line) { return ParseAgentConfig(line + "\n" + kGood); };
+  CHECK(with("health_interval_ms = 0")->health_interval_ms == 0);
+  CHECK(with("health_interval_ms = 60000")->health_interval_ms == 60'000);
 }
 
 TEST_CASE("slots: install, previous kept, switch back after a failure and for a rollback") {
@@ -203,7 +245,7 @@ TEST_CASE("backoff: grows exponentially, stays within [ceiling/2, ceiling], capp
 }
 
 TEST_CASE("health: metrics lines parsed, junk ignored") {
-  auto m = ParseHealthMetrics("latency_ms=12.5\nerror_rate=0.01\nnoise\nBad=1\nx=abc\ny=\n");
+  auto m = ParseHealthMetrics("latency_ms=12.5\nerror_rate=0.01\nnoise\nBad=1\nx=abc\ny=\nz=inf\nw=-inf\nv=nan\nu=1e999\n");
   CHECK(m.size() == 2);
   CHECK(m["latency_ms"] == Approx(12.5));
   CHECK(m["error_rate"] == Approx(0.01));
@@ -223,4 +265,86 @@ TEST_CASE("health: exit status, {path} substitution, timeout") {
   HealthResult slow = RunHealthCheck("sleep 30", path, 200);
   CHECK(!slow.pass);
   CHECK_THAT(slow.reason, Catch::Contains("timed out"));
+}
+
+TEST_CASE("agent: the version that runs is health-checked and reported every health_interval_ms") {
+  using namespace std::chrono_literals;
+  Tmp t;
+  AgentConfig config;
+  config.id = "pos-1";
+  config.profile = "pos-arm64";
+  config.region = "sg";
+  config.servers = {"http://127.0.0.1:1"};  // nothing listens: reports wait in the outbox
+  config.root = t.path + "/root.json";
+  config.state = t.path + "/state";
+  config.connect_timeout_ms = 2'000;
+  config.health_interval_ms = 60'000;
+  std::string unhealthy = t.path + "/unhealthy";
+  config.models = {{"fraud", "stable", "test -f {path} && echo latency_ms=7.5 && ! test -e " + unhealthy}};
+  WriteRoot(config.root);
+  // What an earlier run installed: 2.0.0 runs, 1.0.0 is the fallback.
+  ModelSlots slots(config.state + "/models/fraud");
+  REQUIRE(slots.Init().ok());
+  REQUIRE(slots.Install(Staged(slots.dir(), "one"), "1.0.0", Digest::Of("one")).ok());
+  REQUIRE(slots.Install(Staged(slots.dir(), "two"), "2.0.0", Digest::Of("two")).ok());
+
+  FakeClock clock;
+  auto open = [&] {
+    Result<std::unique_ptr<Agent>> agent = Agent::Open(config, clock);
+    INFO(agent.status().ToString());
+    REQUIRE(agent.ok());
+    return std::move(agent).value();
+  };
+  std::unique_ptr<Agent> agent = open();
+  CHECK(agent->RunOnce(0).code() == Status::Code::kUnavailable);
+  CHECK(OutboxReports(config.state).empty());  // the interval starts with the first cycle
+  clock.Advance(59'999ms);
+  CHECK(!agent->RunOnce(0).ok());
+  CHECK(OutboxReports(config.state).empty());
+  clock.Advance(1ms);
+  CHECK(!agent->RunOnce(0).ok());
+  std::vector<nlohmann::json> reports = OutboxReports(config.state);
+  REQUIRE(reports.size() == 1);
+  const nlohmann::json& healthy = reports[0];
+  CHECK(healthy["model"] == "fraud");
+  CHECK(healthy["version"] == "2.0.0");
+  CHECK(healthy["channel"] == "stable");
+  CHECK(healthy["rollout"] == "");
+  CHECK(healthy["event"] == "installed");
+  CHECK(healthy["periodic"] == true);
+  CHECK(healthy["reason"] == "");
+  CHECK(healthy["profile"] == "pos-arm64");
+  CHECK(healthy["region"] == "sg");
+  CHECK(healthy["health"] == nlohmann::json{{"pass", true}, {"latency_ms", 7.5}});
+
+  // A failing periodic check is reported, and nothing switches back.
+  REQUIRE(WriteFileAtomic(unhealthy, "").ok());
+  clock.Advance(60'000ms);
+  CHECK(!agent->RunOnce(0).ok());
+  reports = OutboxReports(config.state);
+  REQUIRE(reports.size() == 2);
+  CHECK(reports[1]["event"] == "installed");
+  CHECK(reports[1]["health"]["pass"] == false);
+  CHECK(reports[1]["health"]["latency_ms"] == 7.5);
+  CHECK_THAT(reports[1]["reason"].get<std::string>(), Catch::Contains("status 1"));
+  CHECK((*slots.Current())->version == "2.0.0");
+  CHECK((*slots.Previous())->version == "1.0.0");
+
+  // A restart keeps the schedule (agent.json): not due again before the interval.
+  agent.reset();
+  agent = open();
+  clock.Advance(30'000ms);
+  CHECK(!agent->RunOnce(0).ok());
+  CHECK(OutboxReports(config.state).size() == 2);
+  clock.Advance(30'000ms);
+  CHECK(!agent->RunOnce(0).ok());
+  CHECK(OutboxReports(config.state).size() == 3);
+
+  // 0: only the check after a switch.
+  agent.reset();
+  config.health_interval_ms = 0;
+  agent = open();
+  clock.Advance(3'600'000ms);
+  CHECK(!agent->RunOnce(0).ok());
+  CHECK(OutboxReports(config.state).size() == 3);
 }
