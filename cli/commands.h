@@ -56,6 +56,11 @@ struct RolloutOptions {
   bool auto_promote = false;
   bool auto_rollback = false;
   bool waves = false;  // regions one after another, in the order of --regions
+  std::string window;  // "Mon-Sat 02:00-05:00": automatic promotes only inside it
+  std::vector<std::string> time_zones;  // "sg=Asia/Singapore", or a bare zone for every region
+  std::optional<std::vector<std::string>> health_rules;  // absent: the defaults; given: only these
+  bool no_health_rules = false;
+  uint32_t health_min_terminals = 5;
 };
 
 int Keygen(const GlobalOptions& g, const std::string& file);

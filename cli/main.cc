@@ -93,6 +93,19 @@ int main(int argc, char** argv) {
     cmd->add_flag("--auto-promote", ro.auto_promote, "promote when the gates pass");
     cmd->add_flag("--auto-rollback", ro.auto_rollback, "roll back on a breach (default: pause)");
     cmd->add_flag("--waves", ro.waves, "one region after another, in --regions order; a breach stops the wave");
+    cmd->add_option("--window", ro.window,
+                    "promote automatically only inside this weekly window of the region's local time, "
+                    "e.g. \"Mon-Sat 02:00-05:00\"");
+    cmd->add_option("--time-zone", ro.time_zones,
+                    "REGION=ZONE (IANA, e.g. sg=Asia/Singapore), or ZONE for every region not named; default: the "
+                    "daemon's time_zones setting");
+    cmd->add_option("--health-rule", ro.health_rules,
+                    "compare the target's terminals with the previous version's, per region, e.g. "
+                    "\"latency_ms p95 +20%\" (repeat; replaces the defaults)");
+    cmd->add_flag("--no-health-rules", ro.no_health_rules, "judge pass/fail reports only");
+    cmd->add_option("--health-min-terminals", ro.health_min_terminals,
+                    "terminals per version and region before a health rule judges")
+        ->capture_default_str();
   };
   CLI::App* ro_start = rollout->add_subcommand("start", "start moving a model channel to VERSION");
   add_spec_options(ro_start);

@@ -56,6 +56,16 @@ Result<std::string> SpecJson(const RolloutOptions& o) {
   spec.auto_promote = o.auto_promote;
   spec.on_breach = o.auto_rollback ? BreachAction::kRollback : BreachAction::kPause;
   spec.waves = o.waves;
+  spec.window = o.window;
+  for (const std::string& z : o.time_zones) {
+    size_t eq = z.find('=');
+    if (eq == 0 || eq == z.size() - 1) return Status::InvalidArgument("--time-zone wants REGION=ZONE or ZONE, got '" + z + "'");
+    if (eq == std::string::npos) spec.time_zones[std::string(kAnyRegionZone)] = z;
+    else spec.time_zones[z.substr(0, eq)] = z.substr(eq + 1);
+  }
+  if (o.health_rules) spec.health_rules = *o.health_rules;
+  if (o.no_health_rules) spec.health_rules.clear();
+  spec.health_min_terminals = o.health_min_terminals;
   return RolloutSpecToJson(spec);
 }
 

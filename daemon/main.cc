@@ -104,6 +104,7 @@ struct ServeOptions {
   int64_t body_timeout_ms = HttpServerOptions{}.body_timeout.count();
   int64_t state_expiry_ms = RolloutsOptions{}.state_expiry_ms;    // lifetime of a signed channel state
   int64_t state_refresh_ms = RolloutsOptions{}.state_refresh_ms;  // re-signed when less than this is left
+  std::map<std::string, std::string> time_zones;                  // region ("*": any other) -> IANA zone
   std::string role = "origin";
   std::string region;                  // role region: the region served
   std::vector<std::string> upstream;   // role region: upstream URLs, in order of preference
@@ -112,10 +113,10 @@ struct ServeOptions {
 };
 
 // The keys of --config, in the order --help lists them.
-constexpr std::array<std::string_view, 15> kConfigKeys = {
+constexpr std::array<std::string_view, 16> kConfigKeys = {
     "data", "listen", "threads", "head_timeout_ms", "body_timeout_ms", "state_expiry_ms", "state_refresh_ms", "role",
     "region", "upstream", "upstream_token_file", "delta_previous_versions", "delta_threads", "delta_literal_level",
-    "delta_artifact_bytes_max"};
+    "delta_artifact_bytes_max", "time_zones"};
 
 // Settings from --config FILE (TOML); flags given on the command line win.
 Status ApplyConfig(ServeOptions& o, const CLI::App& app) {
@@ -151,6 +152,16 @@ Status ApplyConfig(ServeOptions& o, const CLI::App& app) {
   o.body_timeout_ms = t["body_timeout_ms"].value_or(o.body_timeout_ms);
   if (o.head_timeout_ms < 1 || o.body_timeout_ms < 1) {
     return Status::InvalidArgument(o.config + ": timeouts must be at least 1 ms");
+  }
+  if (const toml::node* zones = t.get("time_zones")) {
+    const toml::table* table = zones->as_table();
+    if (table == nullptr) return Status::InvalidArgument(o.config + ": time_zones must be a table of region = \"Zone\"");
+    for (const auto& [region, zone] : *table) {
+      std::optional<std::string> name = zone.value<std::string>();
+      if (!name) return Status::InvalidArgument(o.config + ": time_zones." + std::string(region.str()) + " must be a zone name");
+      if (Status st = CheckTimeZone(*name); !st.ok()) return Status::InvalidArgument(o.config + ": time_zones: " + st.message());
+      o.time_zones[std::string(region.str())] = *name;
+    }
   }
   o.state_expiry_ms = t["state_expiry_ms"].value_or(o.state_expiry_ms);
   o.state_refresh_ms = t["state_refresh_ms"].value_or(o.state_refresh_ms);
@@ -234,7 +245,8 @@ int Serve(ServeOptions o) {
   if (!store.ok()) return Fail("cannot open store: " + store.status().ToString());
   Result<std::unique_ptr<Rollouts>> rollouts =
       Rollouts::Open(**store, std::move(online_key), SystemClock::Get(),
-                     RolloutsOptions{.state_expiry_ms = o.state_expiry_ms, .state_refresh_ms = o.state_refresh_ms});
+                     RolloutsOptions{.state_expiry_ms = o.state_expiry_ms, .state_refresh_ms = o.state_refresh_ms,
+                                     .time_zones = o.time_zones});
   if (!rollouts.ok()) return Fail("cannot load rollouts: " + rollouts.status().ToString());
   DeltaService deltas(**store, std::move(delta_key), o.deltas);
 

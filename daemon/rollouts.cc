@@ -26,9 +26,15 @@ struct Entry {
   uint64_t seq;  // creation order: newer rollouts of a channel decide first
   Rollout rollout;
   ReportTally tally;
+  // Reports on the previous version (Rollout::AdmitBaseline): what the health
+  // rules compare the target with. Soft state, in memory only: agents report
+  // their health every health_interval_ms, so a restart refills it.
+  ReportTally baseline = {};
   // Known terminals in each stage's cohort, as Tick last counted them; empty
   // before the first count.
   std::vector<uint64_t> cohort_terminals = {};
+  // The health rules on the current stage as Tick last judged them.
+  std::optional<HealthJudgement> health = {};
 };
 
 // The known terminals stage `stage` adds to the cohort, from per-stage counts.
@@ -158,12 +164,25 @@ struct Rollouts::Impl {
     return st;
   }
 
+  // What the gates of `e`'s current stage know besides its reports.
+  // `cohort_terminals`: known terminals per stage (empty: not counted).
+  Result<GateContext> Context(const Entry& e, const std::vector<uint64_t>& cohort_terminals) const {
+    const RolloutState& state = e.rollout.state();
+    GateContext context = GateContext::At(clock.NowUnixMillis());
+    context.stage_terminals = StageTerminals(cohort_terminals, state.stage);
+    context.health = e.health;
+    Result<std::optional<WindowStatus>> window = StageWindow(e.rollout.spec(), state.stage, context.now_ms);
+    if (!window.ok()) return window.status();
+    context.window = *window;
+    return context;
+  }
+
   // Runs the gates of one rollout; true when they changed its state.
   Result<bool> Gate(Entry& e) {
     Rollout before = e.rollout;
-    GateContext context = GateContext::At(clock.NowUnixMillis());
-    context.stage_terminals = StageTerminals(e.cohort_terminals, e.rollout.state().stage);
-    Result<GateDecision> d = e.rollout.Tick(e.tally, context);
+    Result<GateContext> context = Context(e, e.cohort_terminals);
+    if (!context.ok()) return context.status();
+    Result<GateDecision> d = e.rollout.Tick(e.tally, *context);
     if (!d.ok()) return d.status();
     if (d->verdict == GateVerdict::kNone) return false;
     MERIDIAN_RETURN_IF_ERROR(Commit(e, before));
@@ -228,7 +247,16 @@ struct Rollouts::Impl {
   // `canaries`: what its canaries last declared (TerminalRegistry::Latest).
   Status CheckStartable(const RolloutSpec& spec, const std::vector<TerminalInfo>& canaries) const {
     MERIDIAN_RETURN_IF_ERROR(ValidateRolloutSpec(spec));
+    for (const auto& [region, zone] : spec.time_zones) {
+      if (Status st = CheckTimeZone(zone); !st.ok()) return Status::InvalidArgument("time_zones: " + st.message());
+    }
     return CheckCanariesEligible(spec, canaries);
+  }
+
+  // The daemon's configured zones, for the regions a windowed spec names no zone for.
+  void FillTimeZones(RolloutSpec& spec) const {
+    if (spec.window.empty()) return;
+    for (const auto& [region, zone] : o.time_zones) spec.time_zones.try_emplace(region, zone);
   }
 };
 
@@ -269,6 +297,7 @@ Result<Rollout> Rollouts::Start(RolloutSpec spec, std::string_view actor, std::s
       for (uint64_t n = m.next_seq; spec.id.empty() || m.rollouts.count(spec.id); ++n) spec.id = fmt::format("r{}", n);
     }
     spec.previous_version = m.HeldVersion(spec);
+    m.FillTimeZones(spec);
     MERIDIAN_RETURN_IF_ERROR(m.CheckStartable(spec, canaries));
     if (Result<VersionRef> ref = m.Ref(spec.model, spec.target_version); !ref.ok()) return ref.status();
     MERIDIAN_RETURN_IF_ERROR(m.CheckResidency(spec));
@@ -349,9 +378,9 @@ Result<std::vector<StageRow>> Rollouts::Stages(std::string_view id) const {
     if (k < state.stage || done) row.gate = "passed";
     else if (k > state.stage) row.gate = "pending";
     else if (state.phase == RolloutPhase::kRunning) {
-      GateContext context = GateContext::At(impl_->clock.NowUnixMillis());
-      context.stage_terminals = StageTerminals(TerminalsOf(cohorts), k);
-      row.gate = EvaluateGates(spec, state, e.tally.Stats(k, state.gate_since_ms), context).reason;
+      Result<GateContext> context = impl_->Context(e, TerminalsOf(cohorts));
+      row.gate = context.ok() ? EvaluateGates(spec, state, e.tally.Stats(k, state.gate_since_ms), *context).reason
+                              : context.status().message();
     } else {
       row.gate = std::string(PhaseName(state.phase));
     }
@@ -406,6 +435,7 @@ Result<RolloutPlan> Rollouts::Plan(
   {
     std::lock_guard lock(impl_->mu);
     spec.previous_version = impl_->HeldVersion(spec);
+    impl_->FillTimeZones(spec);
     MERIDIAN_RETURN_IF_ERROR(impl_->CheckStartable(spec, canaries));
     Result<VersionRef> ref = impl_->Ref(spec.model, spec.target_version);
     if (!ref.ok()) return ref.status();
@@ -466,7 +496,13 @@ Result<bool> Rollouts::Report(std::string_view rollout_id, std::string_view mode
         }
       }
     }
-    if (e == nullptr || !e->rollout.Admit(&report)) return false;
+    if (e == nullptr) return false;
+    if (!e->rollout.Admit(&report)) {
+      // Not the target's: the health rules' baseline when it is about the
+      // previous version (judged at the next Tick), else nothing.
+      if (e->rollout.AdmitBaseline(&report)) (void)e->baseline.Add(report);  // full: the baseline stays as it is
+      return false;
+    }
     // Into the tally first: a report over the tally's limit must not be stored,
     // or the next start would refuse to load it.
     MERIDIAN_RETURN_IF_ERROR(e->tally.Add(report));
@@ -512,6 +548,7 @@ void Rollouts::Tick() {
     for (auto& [id, e] : m.rollouts) {
       if (e.rollout.state().phase != RolloutPhase::kRunning) continue;
       if (auto c = counted.find(id); c != counted.end()) e.cohort_terminals = std::move(c->second);
+      e.health = JudgeStageHealth(e.rollout.spec(), e.rollout.state(), e.tally, e.baseline);
       Result<bool> gated = m.Gate(e);
       changed = changed || (gated.ok() && *gated);
     }

@@ -52,6 +52,9 @@ struct RolloutsOptions {
   size_t terminals_max = TerminalRegistryOptions{}.terminals_max;      // known (model, channel, terminal) records
   int64_t terminal_touch_ms = TerminalRegistryOptions{}.touch_ms;      // last_seen of an unchanged terminal is persisted at most this often
   size_t terminal_flush_ops_max = TerminalRegistryOptions{}.flush_ops_max;  // terminal records per write batch
+  // IANA time zone per region ("*": any other), filled into a rollout with a
+  // window for the regions its spec gives no zone.
+  std::map<std::string, std::string> time_zones = {};
 };
 
 // The answer to GET /v1/terminals/{id}/target.

@@ -3,11 +3,13 @@
 #include "rollout/rollout.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <set>
 
 #include <fmt/format.h>
 
+#include "base/clock.h"
 #include "base/digest.h"
 #include "manifest/manifest.h"
 
@@ -69,11 +71,74 @@ Status ValidateActorAndReason(std::string_view actor, std::string_view reason) {
   return Status::Ok();
 }
 
+// The zone of `region` in the spec: its own, else "*"'s, else empty.
+std::string ZoneOf(const RolloutSpec& spec, std::string_view region) {
+  auto it = spec.time_zones.find(std::string(region));
+  if (it == spec.time_zones.end()) it = spec.time_zones.find(std::string(kAnyRegionZone));
+  return it == spec.time_zones.end() ? std::string() : it->second;
+}
+
 std::string RegionsText(const std::vector<std::string>& regions) {
   return regions.empty() ? std::string("all regions") : fmt::format("regions {}", fmt::join(regions, ","));
 }
 
+// The window's text and the zones it needs: each stage must have one.
+Status ValidateWindow(const RolloutSpec& spec) {
+  if (spec.time_zones.size() > kRolloutRegionsMax + 1) {
+    return Status::InvalidArgument(fmt::format("time_zones: at most {} entries", kRolloutRegionsMax + 1));
+  }
+  for (const auto& [region, zone] : spec.time_zones) {
+    if (region != kAnyRegionZone && !IsValidRegionOrProfile(region)) {
+      return Status::InvalidArgument(fmt::format("time_zones: '{}' is not a region (or \"*\" for any other)", region));
+    }
+    if (zone.empty() || zone.size() > kTimeZoneBytesMax) {
+      return Status::InvalidArgument(fmt::format("time_zones: the zone of '{}' must be 1 to {} bytes", region,
+                                                 kTimeZoneBytesMax));
+    }
+  }
+  if (spec.window.empty()) return Status::Ok();
+  if (Result<RolloutWindow> w = ParseRolloutWindow(spec.window); !w.ok()) {
+    return Status::InvalidArgument("window: " + w.status().message());
+  }
+  for (size_t k = 0; k < StageCount(spec); ++k) {
+    if (!StageTimeZone(spec, k).empty()) continue;
+    if (spec.waves || spec.regions.empty()) {
+      std::string_view region = spec.waves ? StageRegion(spec, k) : std::string_view("*");
+      return Status::InvalidArgument(fmt::format(
+          "time_zones: the window needs a time zone for region '{}' (e.g. {}=Asia/Singapore, or *=ZONE for all)",
+          region, region));
+    }
+    std::vector<std::string> zones;
+    for (const std::string& region : spec.regions) zones.push_back(fmt::format("{}: {}", region, ZoneOf(spec, region)));
+    return Status::InvalidArgument(fmt::format(
+        "time_zones: the window is read in one zone per stage, but these regions move together: {}; give them one "
+        "zone or use waves, so that each region advances in its own window",
+        fmt::join(zones, ", ")));
+  }
+  return Status::Ok();
+}
+
 }  // namespace
+
+std::string StageTimeZone(const RolloutSpec& spec, size_t stage) {
+  if (spec.window.empty() || stage >= StageCount(spec)) return {};
+  if (spec.waves) return ZoneOf(spec, StageRegion(spec, stage));
+  if (spec.regions.empty()) return ZoneOf(spec, kAnyRegionZone);
+  std::string zone = ZoneOf(spec, spec.regions.front());
+  for (const std::string& region : spec.regions) {
+    if (ZoneOf(spec, region) != zone) return {};
+  }
+  return zone;
+}
+
+Result<std::optional<WindowStatus>> StageWindow(const RolloutSpec& spec, size_t stage, int64_t now_ms) {
+  if (spec.window.empty()) return std::optional<WindowStatus>();
+  Result<RolloutWindow> window = ParseRolloutWindow(spec.window);
+  if (!window.ok()) return window.status();
+  Result<WindowStatus> status = EvaluateWindow(*window, StageTimeZone(spec, stage), now_ms);
+  if (!status.ok()) return status.status();
+  return std::optional<WindowStatus>(*status);
+}
 
 bool IsValidRolloutId(std::string_view id) { return IsIdOf(id, 64, "._-"); }
 bool IsValidTerminalId(std::string_view id) { return IsIdOf(id, 128, "._:-"); }
@@ -127,7 +192,14 @@ Status ValidateRolloutSpec(const RolloutSpec& spec) {
   if (spec.soak_ms < 0 || spec.soak_ms > kRolloutSoakMsMax) {
     return Status::InvalidArgument(fmt::format("soak_ms: {} is outside [0, {}]", spec.soak_ms, kRolloutSoakMsMax));
   }
-  return Status::Ok();
+  if (Result<std::vector<HealthRule>> rules = ParseHealthRules(spec.health_rules); !rules.ok()) {
+    return Status::InvalidArgument("health_rules: " + rules.status().message());
+  }
+  if (spec.health_min_terminals < 1 || spec.health_min_terminals > kHealthMinTerminalsMax) {
+    return Status::InvalidArgument(
+        fmt::format("health_min_terminals: {} is outside [1, {}]", spec.health_min_terminals, kHealthMinTerminalsMax));
+  }
+  return ValidateWindow(spec);
 }
 
 namespace {
@@ -328,17 +400,22 @@ Status ReportTally::Add(const TerminalReport& report) {
   return Status::Ok();
 }
 
-StageStats ReportTally::Stats(uint32_t stage, int64_t since_ms) const {
-  StageStats s;
-  if (stage >= kRolloutStageIndexMax) return s;  // Add never stores one; also keeps stage + 1 from wrapping
+void ReportTally::ForEach(uint32_t stage, int64_t since_ms,
+                          const std::function<void(const TerminalReport&)>& visit) const {
+  if (stage >= kRolloutStageIndexMax) return;  // Add never stores one; also keeps stage + 1 from wrapping
   auto end = latest_.lower_bound({stage + 1, std::string()});
   for (auto it = latest_.lower_bound({stage, std::string()}); it != end; ++it) {
-    const TerminalReport& r = it->second;
-    if (r.received_ms < since_ms) continue;
+    if (it->second.received_ms >= since_ms) visit(it->second);
+  }
+}
+
+StageStats ReportTally::Stats(uint32_t stage, int64_t since_ms) const {
+  StageStats s;
+  ForEach(stage, since_ms, [&s](const TerminalReport& r) {
     ++s.reported;
     if (r.outcome == ReportOutcome::kSuccess) ++s.succeeded;
     else ++s.failed;
-  }
+  });
   if (s.reported > 0) s.failure_rate = static_cast<double>(s.failed) / static_cast<double>(s.reported);
   return s;
 }
@@ -349,6 +426,7 @@ StageStats ReportTally::Stats(uint32_t stage, int64_t since_ms) const {
 GateDecision EvaluateGates(const RolloutSpec& spec, const RolloutState& state, const StageStats& stats,
                            const GateContext& context) {
   if (state.phase != RolloutPhase::kRunning) return {GateVerdict::kNone, "gates run only while running"};
+  if (context.health && context.health->breach) return {GateVerdict::kBreach, "health: " + context.health->reason};
   uint64_t required = spec.min_reports;
   std::string adds;  // how many terminals the stage adds, when known
   if (context.stage_terminals) {
@@ -376,12 +454,19 @@ GateDecision EvaluateGates(const RolloutSpec& spec, const RolloutState& state, c
   if (soaked_ms < spec.soak_ms) {
     return {GateVerdict::kNone, fmt::format("soaking: {} of {} ms", soaked_ms, spec.soak_ms)};
   }
-  if (required == 0) {
-    return {GateVerdict::kPromote, fmt::format("the stage adds no known terminals; soaked {} ms", soaked_ms)};
+  if (context.window && !context.window->open) {
+    return {GateVerdict::kNone,
+            fmt::format("gates pass; waiting for the window {} ({}), which opens at {}", spec.window,
+                        StageTimeZone(spec, state.stage), FormatRfc3339(context.window->opens_ms))};
   }
-  return {GateVerdict::kPromote, fmt::format("{} successes of {} required, failure rate {:.4f} within {:.4f}, soaked {} ms",
-                                             stats.succeeded, required, stats.failure_rate, spec.max_failure_rate,
-                                             soaked_ms)};
+  std::string figures = required == 0 ? std::string("the stage adds no known terminals")
+                                      : fmt::format("{} successes of {} required, failure rate {:.4f} within {:.4f}",
+                                                    stats.succeeded, required, stats.failure_rate,
+                                                    spec.max_failure_rate);
+  figures += fmt::format("; soaked {} ms", soaked_ms);
+  if (context.health) figures += "; health: " + context.health->reason;
+  if (context.window) figures += fmt::format("; inside the window {} ({})", spec.window, StageTimeZone(spec, state.stage));
+  return {GateVerdict::kPromote, figures};
 }
 
 // ---------------------------------------------------------------------------
@@ -495,8 +580,46 @@ bool Rollout::Admit(TerminalReport* report) const {
   return true;
 }
 
+bool Rollout::AdmitBaseline(TerminalReport* report) const {
+  if (!active() || spec_.previous_version.empty() || report->version != spec_.previous_version) return false;
+  TerminalInfo t{report->terminal_id, report->profile, report->region, report->version};
+  if (!IsEligible(spec_, t)) return false;
+  std::string_view wave = StageRegion(spec_, state_.stage);
+  if (!wave.empty() && wave != report->region) return false;
+  report->stage = state_.stage;
+  return true;
+}
+
+HealthJudgement JudgeStageHealth(const RolloutSpec& spec, const RolloutState& state, const ReportTally& target,
+                                 const ReportTally& baseline) {
+  Result<std::vector<HealthRule>> rules = ParseHealthRules(spec.health_rules);
+  if (!rules.ok() || rules->empty()) return {false, "no health rules", {}};
+  // Latest health numbers per region: [0] the target's terminals, [1] the previous version's.
+  std::map<std::string, std::array<std::vector<HealthSample>, 2>> regions;
+  target.ForEach(state.stage, state.gate_since_ms,
+                 [&](const TerminalReport& r) { regions[r.region][0].push_back(r.health); });
+  baseline.ForEach(state.stage, state.gate_since_ms,
+                   [&](const TerminalReport& r) { regions[r.region][1].push_back(r.health); });
+  std::vector<std::string> passes;
+  for (const auto& [region, sides] : regions) {
+    HealthJudgement j = JudgeHealth(*rules, spec.health_min_terminals, sides[0], sides[1]);
+    std::string name = region.empty() ? std::string("(no region)") : region;
+    if (j.breach) {
+      j.reason = fmt::format("region {}: {}", name, j.reason);
+      return j;
+    }
+    passes.push_back(fmt::format("{}: {}", name, j.reason));
+  }
+  if (passes.empty()) return {false, "no health reports yet", {}};
+  return {false, fmt::format("{}", fmt::join(passes, "; ")), {}};
+}
+
 Result<GateDecision> Rollout::Tick(const ReportTally& tally, const GateContext& context) {
   GateDecision d = EvaluateGates(spec_, state_, tally.Stats(state_.stage, state_.gate_since_ms), context);
+  if (d.reason.size() > kRolloutReasonBytesMax) {  // many regions' health figures: the event keeps the start
+    d.reason.resize(kRolloutReasonBytesMax - 3);
+    d.reason += "...";
+  }
   if (d.verdict == GateVerdict::kNone) return d;
   RolloutAction action = RolloutAction::kPromote;
   if (d.verdict == GateVerdict::kBreach) {

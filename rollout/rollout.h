@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <span>
@@ -25,6 +26,8 @@
 #include <vector>
 
 #include "base/status.h"
+#include "rollout/analysis.h"
+#include "rollout/window.h"
 
 namespace meridian {
 
@@ -85,6 +88,19 @@ struct RolloutSpec {
   // (gates green) does the next region start at the first stage. A breach
   // stops the wave where it is: later regions never move. See StageCount.
   bool waves = false;
+  // Automatic promotes happen only while this window is open (rollout/window.h,
+  // e.g. "Mon-Sat 02:00-05:00") in the time zone of the region the stage
+  // moves; breaches act at any time. Empty: no window.
+  std::string window;
+  // IANA time zone per region; "*" for any region not listed. With a window,
+  // each stage needs exactly one zone: a wave its region's, a stage without
+  // waves the one zone all its regions share ("*" when it names none).
+  std::map<std::string, std::string> time_zones;
+  // Health rules (rollout/analysis.h), judged per region on the current
+  // stage: the terminals reporting the target against those reporting the
+  // previous version. A breach acts as a failure-rate breach does.
+  std::vector<std::string> health_rules = {kDefaultHealthRules.begin(), kDefaultHealthRules.end()};
+  uint32_t health_min_terminals = 5;  // per side and region before a rule judges
 
   bool operator==(const RolloutSpec&) const = default;
 };
@@ -95,6 +111,9 @@ struct RolloutSpec {
 // soak negative or above the limit, duplicates, limits exceeded, waves
 // without regions).
 Status ValidateRolloutSpec(const RolloutSpec& spec);
+
+inline constexpr std::string_view kAnyRegionZone = "*";  // the time_zones key for regions not listed
+inline constexpr uint32_t kHealthMinTerminalsMax = 1'000'000;
 
 // Stages: a rollout walks stage indexes 0 .. StageCount - 1 (RolloutState::stage,
 // TerminalReport::stage and the per-stage tally all use this global index).
@@ -112,6 +131,10 @@ std::string_view StageRegion(const RolloutSpec& spec, size_t stage);
 // The cumulative percent of stage `stage` within its region (with waves) or
 // overall: stages_percent[stage % n]. 0 for a stage past the last.
 double StagePercent(const RolloutSpec& spec, size_t stage);
+// The time zone a stage's window is read in (see RolloutSpec::time_zones);
+// empty when the spec has no window or no zone for it (ValidateRolloutSpec
+// refuses such a spec).
+std::string StageTimeZone(const RolloutSpec& spec, size_t stage);
 
 // ---------------------------------------------------------------------------
 // Cohorts: deterministic and monotone.
@@ -290,6 +313,8 @@ class ReportTally {
   // that holds no reports, including one at or past kRolloutStageIndexMax.
   StageStats Stats(uint32_t stage, int64_t since_ms = INT64_MIN) const;
   size_t size() const { return latest_.size(); }
+  // Calls `visit` with each report Stats(stage, since_ms) would count.
+  void ForEach(uint32_t stage, int64_t since_ms, const std::function<void(const TerminalReport&)>& visit) const;
 
  private:
   std::map<std::pair<uint32_t, std::string>, TerminalReport> latest_;
@@ -301,11 +326,13 @@ class ReportTally {
 // Only a running rollout has gates. On the current stage, with
 // required = min(min_reports, the known terminals the stage adds) — a stage
 // never waits for more reports than it has terminals to give them:
-//   1. reported < required                  -> none (too few reports to judge)
-//   2. failure_rate > max_failure_rate      -> breach (pause or rollback per on_breach)
-//   3. auto_promote, succeeded >= required and now - gate_since_ms >= soak_ms
+//   1. a health rule breaches               -> breach (pause or rollback per on_breach)
+//   2. reported < required                  -> none (too few reports to judge)
+//   3. failure_rate > max_failure_rate      -> breach
+//   4. auto_promote, succeeded >= required, now - gate_since_ms >= soak_ms
+//      and the stage's window (if any) is open
 //                                           -> promote (completes after the last stage)
-//   4. otherwise                            -> none
+//   5. otherwise                            -> none
 // A stage that adds no known terminals (required 0) thus passes after its
 // soak, and its promote event says so. When the daemon has not counted the
 // stage's terminals yet, required is min_reports. Breach waits for `required`
@@ -332,7 +359,23 @@ struct GateContext {
   // Known terminals in the current stage's cohort that the stage before did
   // not hold (all of stage 0's); nullopt when not counted.
   std::optional<uint64_t> stage_terminals;
+  // The stage's window (StageWindow); nullopt: none.
+  std::optional<WindowStatus> window;
+  // The health rules on the current stage (JudgeStageHealth); nullopt: not judged.
+  std::optional<HealthJudgement> health;
 };
+
+// The spec's health rules on the current stage, region by region: the
+// latest health numbers of the terminals whose reports on the target
+// (`target`, this rollout's tally) and on the previous version (`baseline`,
+// see Rollout::AdmitBaseline) arrived since gate_since_ms. The first region
+// that breaches decides, its name leading the reason.
+HealthJudgement JudgeStageHealth(const RolloutSpec& spec, const RolloutState& state, const ReportTally& target,
+                                 const ReportTally& baseline);
+
+// Where the window of `stage` stands at now_ms: nullopt without a window;
+// EvaluateWindow's error for a zone the system does not know.
+Result<std::optional<WindowStatus>> StageWindow(const RolloutSpec& spec, size_t stage, int64_t now_ms);
 
 GateDecision EvaluateGates(const RolloutSpec& spec, const RolloutState& state, const StageStats& stats,
                            const GateContext& context);
@@ -373,6 +416,11 @@ class Rollout {
   // report says nothing about the target here; keep it or drop it, but do not
   // add it to the tally).
   bool Admit(TerminalReport* report) const;
+  // Whether a report is a baseline for the health rules: the rollout is
+  // running or paused, the report is about previous_version (not empty) and
+  // the terminal is eligible and in a region the current stage covers (with
+  // waves, the wave's region). Sets report->stage as Admit does.
+  bool AdmitBaseline(TerminalReport* report) const;
 
   // Evaluates the gates on the current stage's reports in `tally` (this
   // rollout's tally; only reports received since gate_since_ms count) and
@@ -438,7 +486,9 @@ Status CheckNoConflict(std::span<const Rollout* const> existing, const RolloutSp
 // Spec:   {"id","model","target_version","previous_version","channel","regions":[],
 //          "profiles":[],"canaries":[],"stages_percent":[1,10,50,100],"min_reports",
 //          "max_failure_rate","soak_ms","auto_promote","on_breach":"pause"|"rollback",
-//          "waves":false}   (waves absent = false)
+//          "waves":false,"window":"Mon-Sat 02:00-05:00","time_zones":{"sg":"Asia/Singapore","*":"UTC"},
+//          "health_rules":["latency_ms p95 +20%"],"health_min_terminals":5}
+//          (waves absent = false; window and time_zones absent = none; health fields absent = the defaults)
 // State:  {"phase":"running","stage":0,"gate_since_ms":…,"updated_ms":…}
 // Event:  {"seq":1,"time_ms":…,"actor","action":"start","reason","before","after"}
 // Rollout:{"spec":{…},"state":{…},"events":[…]}

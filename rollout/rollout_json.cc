@@ -36,6 +36,10 @@ Json SpecJson(const RolloutSpec& s) {
   j["auto_promote"] = s.auto_promote;
   j["on_breach"] = BreachActionName(s.on_breach);
   if (s.waves) j["waves"] = true;  // only when set: documents without waves stay readable by older agents
+  if (!s.window.empty()) j["window"] = s.window;
+  if (!s.time_zones.empty()) j["time_zones"] = s.time_zones;
+  j["health_rules"] = s.health_rules;
+  j["health_min_terminals"] = s.health_min_terminals;
   return j;
 }
 
@@ -57,6 +61,18 @@ Result<RolloutSpec> SpecFromObject(const Json& j, UnknownFields unknown) {
   f.Bool("auto_promote", &s.auto_promote);
   f.Choice("on_breach", BreachActionName, &s.on_breach);
   f.Bool("waves", &s.waves);
+  f.String("window", &s.window);
+  if (const Json* zones = f.Object("time_zones")) {
+    for (const auto& [region, zone] : zones->items()) {
+      if (!zone.is_string()) {
+        f.Fail("time_zones", "must map regions to zone names (strings)");
+        break;
+      }
+      s.time_zones[region] = zone.get<std::string>();
+    }
+  }
+  f.Strings("health_rules", &s.health_rules);
+  f.Uint32("health_min_terminals", &s.health_min_terminals);
   MERIDIAN_RETURN_IF_ERROR(f.Finish());
   return s;
 }

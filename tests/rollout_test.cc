@@ -1127,3 +1127,119 @@ TEST_CASE("gates: a stage that adds no terminals passes after its soak, and the 
     CHECK(d.reason.find("waiting for a manual promote") != std::string::npos);
   }
 }
+
+// ---------------------------------------------------------------------------
+// Windows and health rules in the gates.
+
+TEST_CASE("gates: a closed window holds a promote and says when it opens; a breach does not wait") {
+  RolloutSpec spec = SampleSpec();
+  spec.soak_ms = 0;
+  spec.min_reports = 1;
+  spec.window = "Mon-Sat 02:00-05:00";
+  spec.time_zones = {{"*", "Asia/Singapore"}};
+  REQUIRE(ValidateRolloutSpec(spec).ok());
+  // Monday 2026-11-30 12:00 in Singapore (04:00Z): closed until Tuesday 02:00 (Monday 18:00Z).
+  const int64_t noon = 1'796'011'200'000;
+  RolloutState state{RolloutPhase::kRunning, 0, noon, noon};
+  GateContext context = GateContext::At(noon);
+  context.window = StageWindow(spec, 0, noon).value();
+  REQUIRE(context.window.has_value());
+  CHECK_FALSE(context.window->open);
+  GateDecision held = EvaluateGates(spec, state, {1, 1, 0, 0.0}, context);
+  CHECK(held.verdict == GateVerdict::kNone);
+  CHECK(held.reason == "gates pass; waiting for the window Mon-Sat 02:00-05:00 (Asia/Singapore), which opens at "
+                       "2026-11-30T18:00:00.000Z");
+  CHECK(EvaluateGates(spec, state, {4, 1, 3, 0.75}, context).verdict == GateVerdict::kBreach);
+  // Tuesday 03:00 in Singapore: open, and the promote says so.
+  const int64_t three = 1'796'065'200'000;
+  context = GateContext::At(three);
+  context.window = StageWindow(spec, 0, three).value();
+  GateDecision promote = EvaluateGates(spec, state, {1, 1, 0, 0.0}, context);
+  CHECK(promote.verdict == GateVerdict::kPromote);
+  CHECK(promote.reason.find("inside the window Mon-Sat 02:00-05:00 (Asia/Singapore)") != std::string::npos);
+}
+
+TEST_CASE("spec: a window needs one time zone per stage") {
+  RolloutSpec spec = SampleSpec();
+  spec.window = "daily 01:00-03:00";
+  CHECK(ValidateRolloutSpec(spec).message().find("needs a time zone for region '*'") != std::string::npos);
+  spec.regions = {"sg", "br"};
+  spec.time_zones = {{"sg", "Asia/Singapore"}, {"br", "America/Sao_Paulo"}};
+  CHECK(ValidateRolloutSpec(spec).message().find("use waves") != std::string::npos);
+  spec.waves = true;
+  CHECK(ValidateRolloutSpec(spec).ok());
+  CHECK(StageTimeZone(spec, 0) == "Asia/Singapore");
+  CHECK(StageTimeZone(spec, StageCount(spec) - 1) == "America/Sao_Paulo");
+  spec.window = "Someday 01:00-03:00";
+  CHECK(ValidateRolloutSpec(spec).message().starts_with("window: "));
+  spec.window = "daily 01:00-03:00";
+  spec.health_rules = {"latency_ms p95 +20%", "bogus"};
+  CHECK(ValidateRolloutSpec(spec).message().starts_with("health_rules: "));
+  // All of it survives JSON.
+  spec.health_rules = {"latency_ms p50 +50%"};
+  spec.health_min_terminals = 3;
+  CHECK(RolloutSpecFromJson(RolloutSpecToJson(spec)).value() == spec);
+}
+
+TEST_CASE("health: the target's terminals at twice the old version's latency breach, with both medians") {
+  FakeClock clock;
+  RolloutSpec spec = SampleSpec();
+  spec.on_breach = BreachAction::kRollback;
+  spec.health_min_terminals = 5;
+  for (int i = 0; i < 6; ++i) spec.canaries.push_back(fmt::format("new-{}", i));  // in the first stage
+  Rollout r = StartOrDie(spec, clock.NowUnixMillis());
+  ReportTally target, baseline;
+  for (int i = 0; i < 6; ++i) {
+    for (bool old_version : {false, true}) {
+      TerminalReport rep = Report(fmt::format("{}-{}", old_version ? "old" : "new", i), ReportOutcome::kSuccess,
+                                 clock.NowUnixMillis());
+      rep.region = "sg";
+      rep.version = old_version ? spec.previous_version : spec.target_version;
+      rep.health = {{"latency_ms", (old_version ? 10.0 : 20.0) + i}};
+      if (old_version) {
+        REQUIRE(r.AdmitBaseline(&rep));
+        REQUIRE(baseline.Add(rep).ok());
+      } else {
+        REQUIRE(r.Admit(&rep));
+        REQUIRE(target.Add(rep).ok());
+      }
+    }
+  }
+  HealthJudgement h = JudgeStageHealth(r.spec(), r.state(), target, baseline);
+  REQUIRE(h.breach);
+  CHECK(h.reason.starts_with("region sg: latency_ms p95"));
+  CHECK(h.reason.find("medians 22 vs 12") != std::string::npos);
+  GateContext context = GateContext::At(clock.NowUnixMillis());
+  context.health = h;
+  GateDecision d = r.Tick(target, context).value();
+  CHECK(d.verdict == GateVerdict::kBreach);
+  CHECK(r.state().phase == RolloutPhase::kRolledBack);
+  CHECK(r.events().back().reason == "health: " + h.reason);
+
+  SECTION("the same latency on both versions passes") {
+    ReportTally same;
+    baseline.ForEach(0, INT64_MIN, [&](const TerminalReport& b) {
+      TerminalReport t = b;
+      t.terminal_id = "n" + b.terminal_id;
+      t.version = spec.target_version;
+      REQUIRE(same.Add(t).ok());
+    });
+    CHECK_FALSE(JudgeStageHealth(spec, {RolloutPhase::kRunning, 0, 0, 0}, same, baseline).breach);
+  }
+}
+
+TEST_CASE("health: a baseline is a report on the previous version from the stage's region") {
+  RolloutSpec spec = SampleSpec();
+  spec.regions = {"sg", "ae"};
+  spec.waves = true;
+  Rollout r = StartOrDie(spec, 0);
+  TerminalReport rep = Report("t", ReportOutcome::kSuccess, 0);
+  rep.version = spec.previous_version;
+  rep.region = "sg";
+  CHECK(r.AdmitBaseline(&rep));
+  rep.region = "ae";  // ae's wave has not started
+  CHECK_FALSE(r.AdmitBaseline(&rep));
+  rep.region = "sg";
+  rep.version = "9.9.9";
+  CHECK_FALSE(r.AdmitBaseline(&rep));
+}
