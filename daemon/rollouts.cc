@@ -182,6 +182,13 @@ struct Rollouts::Impl {
     Rollout before = e.rollout;
     Result<GateContext> context = Context(e, e.cohort_terminals);
     if (!context.ok()) return context.status();
+    const RolloutState& state = e.rollout.state();
+    if (!e.rollout.spec().health_rules.empty() &&
+        EvaluateGates(e.rollout.spec(), state, e.tally.Stats(state.stage, state.gate_since_ms), *context).verdict ==
+            GateVerdict::kPromote) {
+      // Tick judges health once a second; a promote is never made on a judgement older than its reports.
+      e.health = context->health = JudgeStageHealth(e.rollout.spec(), state, e.tally, e.baseline);
+    }
     Result<GateDecision> d = e.rollout.Tick(e.tally, *context);
     if (!d.ok()) return d.status();
     if (d->verdict == GateVerdict::kNone) return false;
@@ -467,7 +474,14 @@ Result<RolloutPlan> Rollouts::Plan(
 
 Result<TargetAnswer> Rollouts::Target(std::string_view model, std::string_view channel, const TerminalInfo& terminal) {
   Result<std::shared_ptr<const SignedChannel>> held = impl_->signer->Current(model, channel);
-  if (!held.ok()) return held.status();
+  if (!held.ok()) {
+    // Before the channel's first rollout: a terminal of a published model
+    // still counts for `rollout plan` (and the first rollout's cohorts).
+    if (held.status().code() == Status::Code::kNotFound && impl_->store.ListVersions(model).ok()) {
+      impl_->terminals->RecordPoll(model, channel, terminal);
+    }
+    return held.status();
+  }
   impl_->terminals->RecordPoll(model, channel, terminal);
   const SignedChannel& c = **held;
   return TargetAnswer{c.state.state_version, c.envelope_json, ResolveChannelTarget(c.state, terminal)};

@@ -422,11 +422,14 @@ TEST_CASE("rollout bad input, credentials and CLI errors") {
   CHECK_THAT(text({"rollout", "list"}), Catch::Contains("ID ") && Catch::Contains("completed(0)"));
   CHECK_THAT(text({"rollout", "status", "a"}), Catch::Contains("STAGE") && Catch::Contains("GATE"));
   CHECK_THAT(text({"rollout", "events", "a"}), Catch::Contains("start"));
-  // fleet: t1 asked for model m's target running nothing yet.
+  // fleet: t1 asked for model m's target running nothing yet, on stable and
+  // on beta (no rollout there yet, but m is published: known all the same).
   Json fleet = dm.Cli({"fleet"});
-  REQUIRE(fleet["channels"].size() == 1);
-  CHECK(fleet["channels"][0]["model"] == "m");
-  CHECK(fleet["channels"][0]["versions"][0]["terminals"] == 1);
+  REQUIRE(fleet["channels"].size() == 2);
+  CHECK(fleet["channels"][0]["channel"] == "beta");
+  CHECK(fleet["channels"][1]["model"] == "m");
+  CHECK(fleet["channels"][1]["channel"] == "stable");
+  CHECK(fleet["channels"][1]["versions"][0]["terminals"] == 1);
   CHECK_THAT(text({"fleet"}), Catch::Contains("MODEL") && Catch::Contains("TERMINALS"));
   // --watch redraws in place on a terminal (cursor home, clear), with the time
   // in ISO 8601 UTC; piped, it prints plain text. `a` has settled: one draw each.
@@ -458,4 +461,103 @@ TEST_CASE("an auto-promote waits for its soak time, then the daemon's own tick p
   REQUIRE(events["events"].size() == 2);
   CHECK(events["events"][1]["actor"] == "gate");
   CHECK(events["events"][1]["action"] == "promote");
+}
+
+namespace {
+
+std::string Report(const std::string& rollout, const std::string& version, const std::string& region,
+                   double latency_ms) {
+  return Json{{"model", "m"}, {"version", version}, {"rollout", rollout}, {"event", "installed"}, {"reason", ""},
+              {"health", {{"pass", true}, {"latency_ms", latency_ms}}}, {"profile", "pos"}, {"region", region}}
+      .dump();
+}
+
+std::string TargetOf(const std::string& id, const std::string& region, const std::string& current) {
+  return fmt::format("/v1/terminals/{}/target?model=m&channel=stable&current={}&profile=pos&region={}", id, current,
+                     region);
+}
+
+bool HasEventWith(const Json& events, const std::string& action, const std::string& text) {
+  for (const Json& e : events["events"]) {
+    if (e["action"] == action && e["reason"].get<std::string>().find(text) != std::string::npos) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("gates never stall: capped by the terminals a stage adds, an empty wave passes; the fleet view") {
+  Daemon dm;
+  HttpClient term(dm.d.url(), HttpClientOptions{.bearer_token = dm.d.terminal_token()});
+  // Three sg terminals poll before the channel has any state: 404, but known.
+  for (int i = 0; i < 3; ++i) REQUIRE(term.Get(TargetOf(fmt::format("sg-{}", i), "sg", "1.0.0"))->status == 404);
+  Json plan = dm.Cli({"rollout", "plan", "m", "1.1.0", "--stages", "100"});
+  CHECK(plan["stages"][0]["eligible"] == 3);
+
+  dm.Cli({"rollout", "start", "m", "1.0.0", "--id", "base", "--stages", "100"});
+  dm.Cli({"rollout", "promote", "base"});
+  // sg then ae; every known terminal is in sg, and min-reports 5 is more than sg has.
+  dm.Cli({"rollout", "start", "m", "1.1.0", "--id", "w", "--regions", "sg,ae", "--waves", "--stages", "100",
+          "--min-reports", "5", "--auto-promote", "--no-health-rules"});
+  REQUIRE(WaitFor([&] {
+    std::string gate = dm.Cli({"rollout", "status", "w"})["stages"][0]["gate"].get<std::string>();
+    return gate == "waiting for 3 more reports (0 of 3; the stage adds 3 known terminals)";
+  }, std::chrono::seconds(10)));
+  for (int i = 0; i < 3; ++i) {
+    std::string id = fmt::format("sg-{}", i);
+    CHECK(Parse(term.Post("/v1/terminals/" + id + "/reports", Report("w", "1.1.0", "sg", 10))->body)["counted"] == true);
+  }
+  // sg passes on its three reports, ae adds nobody and passes after its (zero) soak.
+  REQUIRE(WaitFor([&] { return dm.Cli({"rollout", "status", "w"})["state"]["phase"] == "completed"; },
+                  std::chrono::seconds(10)));
+  Json events = dm.Cli({"rollout", "events", "w"});
+  CHECK(HasEventWith(events, "promote", "3 successes of 3 required"));
+  CHECK(HasEventWith(events, "promote", "the stage adds no known terminals"));
+
+  // The fleet view: each terminal's versions and last report, a page at a time.
+  REQUIRE(term.Post("/v1/terminals/sg-1/reports", ReportBody("", "1.2.0", "failed", false))->status == 202);
+  Json page = dm.Cli({"fleet", "terminals", "--model", "m", "--limit", "2"});
+  REQUIRE(page["terminals"].size() == 2);
+  CHECK(page["terminals"][0]["id"] == "sg-0");
+  CHECK(page["terminals"][0]["version"] == "1.1.0");
+  CHECK(page["terminals"][0]["previous_version"] == "1.0.0");
+  CHECK(page["terminals"][0]["last_report"]["outcome"] == "success");
+  REQUIRE(page["next"] == "sg-1");
+  Json rest = dm.Cli({"fleet", "terminals", "--model", "m", "--after", "sg-1"});
+  REQUIRE(rest["terminals"].size() == 1);
+  CHECK_FALSE(rest.contains("next"));
+  Json failed = dm.Cli({"fleet", "terminals", "--model", "m", "--state", "failed"});
+  REQUIRE(failed["terminals"].size() == 1);
+  CHECK(failed["terminals"][0]["id"] == "sg-1");
+  CHECK(failed["terminals"][0]["failed_version"] == "1.2.0");
+  CHECK(failed["terminals"][0]["failures"] == 1);
+  Json counts = dm.Cli({"fleet"});
+  CHECK(counts["channels"][0]["regions"][0]["region"] == "sg");
+  CHECK(counts["channels"][0]["regions"][0]["versions"][0] == Json{{"version", "1.1.0"}, {"terminals", 3}});
+}
+
+TEST_CASE("health gates: the new version at twice the old one's latency pauses the rollout, with both medians") {
+  Daemon dm;
+  HttpClient term(dm.d.url(), HttpClientOptions{.bearer_token = dm.d.terminal_token()});
+  dm.Cli({"rollout", "start", "m", "1.0.0", "--id", "base", "--stages", "100"});
+  dm.Cli({"rollout", "promote", "base"});
+  dm.Cli({"rollout", "start", "m", "1.1.0", "--id", "h", "--stages", "1,100", "--min-reports", "5",
+          "--auto-promote", "--canary", "new-0,new-1,new-2,new-3,new-4", "--health-rule", "latency_ms p50 +20%"});
+  // Periodic health reports of terminals still on 1.0.0: the baseline.
+  for (int i = 0; i < 5; ++i) {
+    REQUIRE(term.Post(fmt::format("/v1/terminals/old-{}/reports", i), Report("", "1.0.0", "sg", 10 + i))->status ==
+            202);
+  }
+  // The canaries install 1.1.0 and pass their checks, at twice the latency:
+  // enough reports to promote, but the health rule breaches first.
+  for (int i = 0; i < 5; ++i) {
+    CHECK(Parse(term.Post(fmt::format("/v1/terminals/new-{}/reports", i), Report("h", "1.1.0", "sg", 20 + 2 * i))
+                    ->body)["counted"] == true);
+  }
+  REQUIRE(WaitFor([&] { return dm.Cli({"rollout", "status", "h"})["state"]["phase"] == "paused"; },
+                  std::chrono::seconds(10)));
+  Json events = dm.Cli({"rollout", "events", "h"});
+  CHECK(HasEventWith(events, "pause", "region sg: latency_ms p50 24 on the new version vs 12 on the old"));
+  CHECK(HasEventWith(events, "pause", "medians 24 vs 12"));
+  CHECK_FALSE(HasEventWith(events, "promote", ""));
 }
