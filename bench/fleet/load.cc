@@ -1,0 +1,361 @@
+// bench/fleet load client: many keep-alive HTTP/1.1 connections from one
+// thread (Boost.Beast on Asio coroutines), so the daemon under test gets the
+// machine's other core(s). Built by bench/fleet/run.sh with g++ directly (not
+// part of the meson build, so CI never compiles it).
+//
+//   load register --port P --token T --n N [--first I] [--conns C]
+//       target polls for terminals I..I+N-1 (one each), as fast as C
+//       connections go; prints the rate and the answers' status codes.
+//   load poll --port P --token T --ids M --rate R --conns C --seconds S
+//             [--side-path PATH --side-token T2]
+//       target polls of terminals drawn from 0..M-1 at R requests/s (open
+//       loop, spread over C connections) for S seconds; latency counts from
+//       the moment a request was due, so a stalled daemon is not hidden by
+//       fewer requests being sent. With --side-path, one more connection GETs
+//       PATH back to back for as long (e.g. rollout status).
+//   load call --port P --token T --path PATH [--method POST --body-file F]
+//             [--count N] [--warmup W] [--expect CODE]
+//       N sequential calls on one keep-alive connection, after W unmeasured.
+//
+// Every mode prints one JSON object on stdout; latencies in milliseconds.
+// Terminal i: id term-%07d, region sg/ae/br (i % 3), profile by (i / 3) % 3,
+// current version 1.0.0 for 8 in 10, 1.0.1 for 1 in 10, none for 1 in 10.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <sys/resource.h>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using net::awaitable;
+using net::use_awaitable;
+
+namespace {
+
+struct Args {
+  std::map<std::string, std::string> kv;
+  std::string Get(const std::string& k, const std::string& def = "") const {
+    auto it = kv.find(k);
+    return it == kv.end() ? def : it->second;
+  }
+  long long Num(const std::string& k, long long def) const {
+    auto it = kv.find(k);
+    return it == kv.end() ? def : std::stoll(it->second);
+  }
+};
+
+const char* const kRegions[] = {"sg", "ae", "br"};
+const char* const kProfiles[] = {"pos-arm64", "kiosk-x86", "cam-arm32"};
+
+std::string TargetPath(long long i) {
+  char id[32];
+  std::snprintf(id, sizeof id, "term-%07lld", i);
+  std::string p = "/v1/terminals/";
+  p += id;
+  p += "/target?model=fleet&channel=stable&region=";
+  p += kRegions[i % 3];
+  p += "&profile=";
+  p += kProfiles[(i / 3) % 3];
+  long long m = i % 10;
+  if (m < 8) p += "&current=1.0.0";
+  else if (m == 8) p += "&current=1.0.1";
+  return p;
+}
+
+// CPU seconds this process used (user + system): the client's share of the machine.
+double CpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+std::string Stats(std::vector<double> v) {
+  if (v.empty()) return "{\"n\":0}";
+  std::sort(v.begin(), v.end());
+  auto q = [&](double p) {
+    size_t idx = static_cast<size_t>(std::ceil(p * static_cast<double>(v.size())));
+    return v[std::min(v.size() - 1, idx == 0 ? 0 : idx - 1)];
+  };
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "{\"n\":%zu,\"p50\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f}", v.size(), q(0.50),
+                q(0.99), q(0.999), v.back());
+  return buf;
+}
+
+std::string JsonStr(const std::string& s) {
+  std::string o = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') o += '\\', o += c;
+    else if (static_cast<unsigned char>(c) < 0x20) o += ' ';
+    else o += c;
+  }
+  return o + "\"";
+}
+
+// One keep-alive connection to 127.0.0.1:port that reconnects after an error.
+class Conn {
+ public:
+  Conn(net::io_context& io, unsigned short port, std::string token)
+      : stream_(io), ep_(net::ip::make_address("127.0.0.1"), port), token_(std::move(token)) {}
+
+  // Sends one request; the status code, or -1 when the connection failed
+  // (it is reopened at the next call).
+  awaitable<int> Send(http::verb method, const std::string& target, const std::string& body, std::string* reply) {
+    try {
+      if (!open_) {
+        stream_.expires_after(std::chrono::seconds(30));
+        co_await stream_.async_connect(ep_, use_awaitable);
+        stream_.socket().set_option(tcp::no_delay(true));
+        open_ = true;
+      }
+      http::request<http::string_body> req{method, target, 11};
+      req.set(http::field::host, "127.0.0.1");
+      req.set(http::field::authorization, "Bearer " + token_);
+      if (!body.empty()) {
+        req.set(http::field::content_type, "application/json");
+        req.body() = body;
+      }
+      req.prepare_payload();
+      stream_.expires_after(std::chrono::seconds(600));
+      co_await http::async_write(stream_, req, use_awaitable);
+      http::response_parser<http::string_body> parser;
+      parser.body_limit(64u << 20);
+      co_await http::async_read(stream_, buf_, parser, use_awaitable);
+      auto& res = parser.get();
+      if (reply) *reply = res.body();
+      if (!res.keep_alive()) Close();
+      co_return static_cast<int>(res.result_int());
+    } catch (const std::exception& e) {
+      Close();
+      if (reply) *reply = e.what();
+      co_return -1;
+    }
+  }
+
+ private:
+  void Close() {
+    beast::error_code ec;
+    stream_.socket().close(ec);
+    buf_.clear();
+    open_ = false;
+  }
+  beast::tcp_stream stream_;
+  tcp::endpoint ep_;
+  std::string token_;
+  beast::flat_buffer buf_;
+  bool open_ = false;
+};
+
+struct Codes {
+  std::map<int, long long> n;
+  std::string first_error;
+  void Add(int code, const std::string& reply) {
+    ++n[code];
+    if (code != 200 && first_error.empty()) first_error = std::to_string(code) + " " + reply.substr(0, 300);
+  }
+  std::string Json() const {
+    std::string o = "{";
+    for (auto& [c, k] : n) o += (o.size() > 1 ? ",\"" : "\"") + std::to_string(c) + "\":" + std::to_string(k);
+    return o + "}";
+  }
+};
+
+int Register(const Args& a) {
+  net::io_context io(1);
+  auto port = static_cast<unsigned short>(a.Num("port", 0));
+  long long first = a.Num("first", 0), n = a.Num("n", 1000), conns = a.Num("conns", 64);
+  std::string token = a.Get("token");
+  long long next = first, end = first + n, done = 0;
+  Codes codes;
+  auto t0 = Clock::now();
+  auto last_report = t0;
+  for (long long c = 0; c < conns; ++c) {
+    net::co_spawn(
+        io,
+        [&]() -> awaitable<void> {
+          Conn conn(io, port, token);
+          std::string reply;
+          while (next < end) {
+            long long i = next++;
+            int code = co_await conn.Send(http::verb::get, TargetPath(i), "", &reply);
+            codes.Add(code, reply);
+            ++done;
+            if (done % 100000 == 0) {
+              auto now = Clock::now();
+              std::fprintf(stderr, "  registered %lld/%lld (%.0f/s over the last %lld)\n", done, n,
+                           100000.0 / std::chrono::duration<double>(now - last_report).count(), 100000LL);
+              last_report = now;
+            }
+          }
+        },
+        net::detached);
+  }
+  io.run();
+  double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::printf("{\"mode\":\"register\",\"n\":%lld,\"conns\":%lld,\"seconds\":%.3f,\"rate\":%.1f,\"cpu_s\":%.2f,"
+              "\"codes\":%s,\"first_error\":%s}\n",
+              n, conns, secs, static_cast<double>(n) / secs, CpuSeconds(), codes.Json().c_str(), JsonStr(codes.first_error).c_str());
+  return codes.n.size() == 1 && codes.n.count(200) ? 0 : 1;
+}
+
+int Poll(const Args& a) {
+  net::io_context io(1);
+  auto port = static_cast<unsigned short>(a.Num("port", 0));
+  long long ids = a.Num("ids", 10000), conns = a.Num("conns", 16);
+  double rate = static_cast<double>(a.Num("rate", 1000)), seconds = static_cast<double>(a.Num("seconds", 10));
+  std::string token = a.Get("token"), side_path = a.Get("side-path"), side_token = a.Get("side-token");
+  std::vector<double> lat, service, side_lat;  // lat: from when due; service: from when sent
+  Codes codes, side_codes;
+  auto last_done = Clock::now();
+  long long late = 0;    // requests sent more than 1 ms after they were due (the client or the daemon behind)
+  long long unsent = 0;  // due before the end but not sent by then (the connection waited on an answer)
+  auto start = Clock::now() + std::chrono::milliseconds(50);
+  auto stop = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  auto period = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(conns / rate));
+  bool running = true;
+  long long poll_left = conns;
+  for (long long c = 0; c < conns; ++c) {
+    net::co_spawn(
+        io,
+        [&, c]() -> awaitable<void> {
+          Conn conn(io, port, token);
+          std::mt19937_64 rng(static_cast<uint64_t>(c) * 7919 + 1);
+          std::uniform_int_distribution<long long> pick(0, ids - 1);
+          net::steady_timer timer(io);
+          std::string reply;
+          auto due = start + period * c / conns;
+          while (due < stop) {
+            if (Clock::now() >= stop) {
+              // Past the end: what is due and unsent is not sent; each counts
+              // with the time it has waited so far (a lower bound).
+              for (auto now = Clock::now(); due < stop; due += period, ++unsent) lat.push_back(Ms(now - due));
+              break;
+            }
+            timer.expires_at(due);
+            co_await timer.async_wait(use_awaitable);
+            auto sent = Clock::now();
+            if (sent - due > std::chrono::milliseconds(1)) ++late;
+            int code = co_await conn.Send(http::verb::get, TargetPath(pick(rng)), "", &reply);
+            last_done = Clock::now();
+            lat.push_back(Ms(last_done - due));
+            service.push_back(Ms(last_done - sent));
+            codes.Add(code, reply);
+            due += period;
+          }
+          if (--poll_left == 0) running = false;
+        },
+        net::detached);
+  }
+  if (!side_path.empty()) {
+    net::co_spawn(
+        io,
+        [&]() -> awaitable<void> {
+          Conn conn(io, port, side_token);
+          net::steady_timer timer(io);
+          timer.expires_at(start);
+          co_await timer.async_wait(use_awaitable);
+          std::string reply;
+          while (running) {
+            auto t = Clock::now();
+            int code = co_await conn.Send(http::verb::get, side_path, "", &reply);
+            side_lat.push_back(Ms(Clock::now() - t));
+            side_codes.Add(code, reply);
+          }
+        },
+        net::detached);
+  }
+  io.run();
+  // Over the time the polls took: longer than asked when the daemon fell behind.
+  double secs = std::chrono::duration<double>(std::max(stop, last_done) - start).count();
+  std::printf("{\"mode\":\"poll\",\"rate_asked\":%.0f,\"rate_done\":%.1f,\"conns\":%lld,\"ids\":%lld,\"seconds\":%.1f,"
+              "\"late\":%lld,\"unsent\":%lld,\"cpu_s\":%.2f,\"latency\":%s,\"service\":%s,\"codes\":%s,"
+              "\"first_error\":%s,\"side\":{\"latency\":%s,\"codes\":%s}}\n",
+              rate, static_cast<double>(service.size()) / secs, conns, ids, secs, late, unsent, CpuSeconds(),
+              Stats(lat).c_str(),
+              Stats(service).c_str(), codes.Json().c_str(), JsonStr(codes.first_error).c_str(), Stats(side_lat).c_str(),
+              side_codes.Json().c_str());
+  return 0;
+}
+
+int Call(const Args& a) {
+  net::io_context io(1);
+  auto port = static_cast<unsigned short>(a.Num("port", 0));
+  long long count = a.Num("count", 20), warmup = a.Num("warmup", 1), expect = a.Num("expect", 200);
+  std::string body;
+  if (!a.Get("body-file").empty()) {
+    std::ifstream f(a.Get("body-file"));
+    std::stringstream ss;
+    ss << f.rdbuf();
+    body = ss.str();
+  }
+  http::verb method = a.Get("method", "GET") == "POST" ? http::verb::post : http::verb::get;
+  std::string path = a.Get("path"), token = a.Get("token"), last;
+  std::vector<double> lat;
+  Codes codes;
+  size_t bytes = 0;
+  net::co_spawn(
+      io,
+      [&]() -> awaitable<void> {
+        Conn conn(io, port, token);
+        for (long long i = 0; i < warmup + count; ++i) {
+          auto t = Clock::now();
+          int code = co_await conn.Send(method, path, body, &last);
+          if (i >= warmup) {
+            lat.push_back(Ms(Clock::now() - t));
+            codes.Add(code, last);
+          }
+          bytes = last.size();
+        }
+      },
+      net::detached);
+  io.run();
+  std::printf("{\"mode\":\"call\",\"path\":%s,\"latency\":%s,\"codes\":%s,\"reply_bytes\":%zu,\"first_error\":%s}\n",
+              JsonStr(path).c_str(), Stats(lat).c_str(), codes.Json().c_str(), bytes,
+              JsonStr(codes.first_error).c_str());
+  if (!a.Get("reply-file").empty()) std::ofstream(a.Get("reply-file")) << last;
+  return codes.n.size() == 1 && codes.n.count(static_cast<int>(expect)) ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: load register|poll|call --key value …\n");
+    return 2;
+  }
+  Args a;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    std::string k = argv[i];
+    if (k.rfind("--", 0) != 0) {
+      std::fprintf(stderr, "load: expected --key, got %s\n", argv[i]);
+      return 2;
+    }
+    a.kv[k.substr(2)] = argv[i + 1];
+  }
+  std::string mode = argv[1];
+  if (mode == "register") return Register(a);
+  if (mode == "poll") return Poll(a);
+  if (mode == "call") return Call(a);
+  std::fprintf(stderr, "load: unknown mode %s\n", mode.c_str());
+  return 2;
+}

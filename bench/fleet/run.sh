@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# bench/fleet: a fresh meridiand that N terminals (default 1,000,000) have
+# asked for a target, through the public API. Measures the registration rate,
+# `GET /v1/rollouts/{id}` (meridian rollout status) and `POST /v1/rollout-plans`
+# (meridian rollout plan) latency, target-poll latency alone and while rollout
+# status is called back to back, the daemon's RSS and the data directory's
+# size per terminal. Prints a markdown table and writes bench/fleet/RESULTS.md.
+#
+# Usage: bench/fleet/run.sh [N]
+#   BUILD=dir          meson build directory (default build-release, set up --buildtype=release);
+#                      only daemon/meridiand and cli/meridian are built
+#   CONNS=64           connections registering terminals
+#   CALLS=20           measured calls of rollout status and of the plan
+#   POLL_RATE=2000     target polls per second in the latency phases (open loop)
+#   POLL_CONNS=32      connections they are spread over
+#   POLL_IDS=10000     polls go to terminals drawn from the first POLL_IDS registered
+#   POLL_SECONDS=15    length of each latency phase
+#   RESULTS=file       where the table goes (default bench/fleet/RESULTS.md; "-" for nowhere)
+# The load client (bench/fleet/load.cc) is compiled here with g++, not by meson.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cd "$root"
+n=${1:-1000000}
+build=${BUILD:-$root/build-release}
+[[ $build = /* ]] || build=$root/$build
+conns=${CONNS:-64}
+calls=${CALLS:-20}
+poll_rate=${POLL_RATE:-2000}
+poll_conns=${POLL_CONNS:-32}
+poll_ids=${POLL_IDS:-10000}
+((poll_ids > n)) && poll_ids=$n
+poll_seconds=${POLL_SECONDS:-15}
+results=${RESULTS:-$here/RESULTS.md}
+t_start=$(date +%s)
+load_start=$(cut -d' ' -f1 /proc/loadavg)
+
+scripts/setup.sh
+[[ -f $build/build.ninja ]] || meson setup "$build" --buildtype=release >/dev/null
+ninja -C "$build" daemon/meridiand cli/meridian >/dev/null
+load=$build/bench-fleet-load
+if [[ ! -x $load || $here/load.cc -nt $load ]]; then
+  echo "fleet: compiling the load client"
+  g++ -std=c++20 -O2 -DNDEBUG -pthread -o "$load" "$here/load.cc"
+fi
+meridian=$build/cli/meridian
+meridiand=$build/daemon/meridiand
+
+work=$(mktemp -d /tmp/meridian-fleet-XXXXXX)
+cleanup() {
+  local pid
+  pid=$(cat "$work/pid" 2>/dev/null) && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+data=$work/data
+
+# start_daemon: starts meridiand on a free loopback port; sets $pid and $server.
+start_daemon() {
+  rm -f "$work/port"
+  "$meridiand" --data "$data" --listen 127.0.0.1:0 --port-file "$work/port" 2>>"$work/log" &
+  pid=$!
+  echo $pid >"$work/pid"
+  for _ in $(seq 1 1200); do
+    [[ -s $work/port ]] && break
+    kill -0 $pid 2>/dev/null || { echo "fleet: meridiand exited; its log:" >&2; cat "$work/log" >&2; exit 1; }
+    sleep 0.1
+  done
+  [[ -s $work/port ]] || { echo "fleet: meridiand did not start" >&2; exit 1; }
+  port=$(cat "$work/port")
+  server=http://127.0.0.1:$port
+}
+# stop_daemon: SIGTERM (it drains and closes the store), waits for the exit.
+stop_daemon() {
+  kill "$pid"
+  wait "$pid" || true
+  rm -f "$work/pid"
+}
+cpu_s() { awk -v t="$(getconf CLK_TCK)" '{printf "%.1f\n", ($14 + $15) / t}' "/proc/$pid/stat"; }
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$pid/status"; }
+hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$pid/status"; }
+disk_bytes() { du -sb "$data" | cut -f1; }
+metric() { curl -sf "$server/metrics" | awk -v m="$1" '$1 == m {printf "%.0f\n", $2}'; }
+now() { date +%s.%N; }
+
+# --- a fresh daemon, two versions of a small model, the channel's state
+"$meridian" keygen "$work/release.key" >/dev/null
+"$meridiand" init --data "$data" --release-key "$work/release.key.pub" >/dev/null
+start_daemon
+op=$(cat "$data/operator.token")
+term=$(cat "$data/terminal.token")
+cli() { "$meridian" --server "$server" --output json "$@"; }
+
+head -c $((4 << 20)) /dev/urandom >"$work/model.bin"
+cp "$work/model.bin" "$work/model2.bin"
+printf 'new weights' | dd of="$work/model2.bin" bs=1 seek=1000000 conv=notrunc status=none
+for v in 1.0.0:model.bin 1.0.1:model2.bin; do
+  cli --token-file "$data/publisher.token" publish --key "$work/release.key" \
+    --model fleet --version "${v%%:*}" "$work/${v#*:}" >/dev/null
+done
+# 1.0.0 becomes the channel's version (one stage of 100 %, promoted once:
+# completed); 1.0.1 then starts and stays in its first stage (no auto-promote),
+# so every poll resolves a cohort and status/plan count four stages.
+cli --token-file "$data/operator.token" rollout start fleet 1.0.0 --id base --stages 100 >/dev/null
+cli --token-file "$data/operator.token" rollout promote base >/dev/null
+cli --token-file "$data/operator.token" rollout start fleet 1.0.1 --id next --stages 1,10,50,100 >/dev/null
+cat >"$work/plan_spec.json" <<'JSON'
+{"model":"fleet","target_version":"1.0.1","channel":"stable","stages_percent":[1,10,50,100]}
+JSON
+sleep 2  # the deltas of the publish are computed in the background
+# Restarted once, so that the baseline is measured as the end figures are:
+# RocksDB replays its WAL into table files at open.
+stop_daemon
+start_daemon
+rss0=$(rss_kb)
+disk0=$(disk_bytes)
+
+# --- registration: one target poll per terminal
+echo "fleet: registering $n terminals over $conns connections"
+cpu0=$(cpu_s)
+"$load" register --port "$port" --token "$term" --n "$n" --conns "$conns" >"$work/register.json" ||
+  echo "fleet: some registrations did not answer 200: $(cat "$work/register.json")" >&2
+cpu1=$(cpu_s)
+rss1=$(rss_kb)
+# Known terminals are written to the store by the daemon's once-a-second tick,
+# 10,000 records per tick: wait until the store stops growing (the backlog is
+# written) before reading its size.
+t_drain=$(now)
+same=0 last=-1
+for _ in $(seq 1 $((n / 5000 + 120))); do
+  d=$(metric meridian_store_disk_bytes)
+  if [[ $d == "$last" ]]; then ((++same)); else same=0; fi
+  ((same >= 4)) && break
+  last=$d
+  sleep 1
+done
+drain_s=$(python3 -c "print(f'{$(now) - $t_drain:.0f}')")
+curl -sf -H "Authorization: Bearer $op" "$server/v1/fleet" >"$work/fleet.json"
+curl -sf "$server/metrics" | grep '^meridian_store_bytes' >"$work/store_bytes.txt" || true
+
+# --- rollout status and plan
+echo "fleet: $calls × rollout status, $calls × rollout plan"
+"$load" call --port "$port" --token "$op" --path /v1/rollouts/next --count "$calls" \
+  --reply-file "$work/status_reply.json" >"$work/status.json"
+"$load" call --port "$port" --token "$op" --method POST --path /v1/rollout-plans --body-file "$work/plan_spec.json" \
+  --count "$calls" --reply-file "$work/plan_reply.json" >"$work/plan.json"
+
+# --- target polls: alone, then while rollout status runs back to back
+echo "fleet: target polls at $poll_rate/s for ${poll_seconds}s, alone, then with rollout status in a loop"
+poll_args=(--port "$port" --token "$term" --ids "$poll_ids" --rate "$poll_rate" --conns "$poll_conns" --seconds "$poll_seconds")
+"$load" poll "${poll_args[@]}" >"$work/poll.json"
+"$load" poll "${poll_args[@]}" --side-path /v1/rollouts/next --side-token "$op" >"$work/poll_status.json"
+rss2=$(rss_kb)
+hwm2=$(hwm_kb)
+
+# --- the data directory: stopped (SIGTERM: the store is closed; what the WAL
+# holds stays in it), then once more after a restart (RocksDB replays the WAL
+# into table files at open) — the daemon offers no flush or compaction call.
+stop_daemon
+disk1=$(disk_bytes)
+t_restart=$(now)
+start_daemon
+restart_s=$(python3 -c "print(f'{$(now) - $t_restart:.1f}')")
+rss3=$(rss_kb)
+curl -sf -H "Authorization: Bearer $op" "$server/v1/fleet" >"$work/fleet_restart.json"
+stop_daemon
+disk2=$(disk_bytes)
+total_s=$(($(date +%s) - t_start))
+load_end=$(cut -d' ' -f1 /proc/loadavg)
+
+cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+mem_gib=$(awk '/^MemTotal:/ {printf "%.0f", $2 / 1048576}' /proc/meminfo)
+commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!bench/fleet/RESULTS.md' || echo "+dirty")
+POLL_IDS_USED=$poll_ids python3 - "$work" "$n" "$(python3 -c "print($cpu1 - $cpu0)")" "$rss0" "$rss1" "$rss2" "$hwm2" "$rss3" "$disk0" "$disk1" "$disk2" "$drain_s" "$restart_s" \
+  "$total_s" "$load_start/$load_end" "$(date -u +%F)" "$commit" "$(nproc)" "$cpu" "$mem_gib" "$results" <<'PY'
+import json, os, sys
+(work, n, reg_cpu, rss0, rss1, rss2, hwm2, rss3, disk0, disk1, disk2, drain_s, restart_s, total_s, loadavg, date, commit, nproc, cpu,
+ mem_gib, results) = sys.argv[1:]
+n = int(n)
+rss0, rss1, rss2, hwm2, rss3 = (int(x) * 1024 for x in (rss0, rss1, rss2, hwm2, rss3))
+disk0, disk1, disk2 = int(disk0), int(disk1), int(disk2)
+load = lambda name: json.load(open(f"{work}/{name}"))
+reg, status, plan = load("register.json"), load("status.json"), load("plan.json")
+poll, poll_st = load("poll.json"), load("poll_status.json")
+def known(f):
+    return sum(v["terminals"] for c in load(f)["channels"] for v in c["versions"])
+fleet, fleet2 = known("fleet.json"), known("fleet_restart.json")
+mib = lambda b: f"{b / 1048576:,.0f} MiB"
+ms = lambda s: f"{s['p50']:,.1f} / {s['p99']:,.1f} / {s['max']:,.1f}" if s.get("n") else "–"
+def polled(p):  # polls due but never sent before the phase ended count with their wait so far: a lower bound
+    cut = f"; ≥: {p['unsent']:,} due polls never sent, counted with their wait so far" if p["unsent"] else ""
+    return (f"{ms(p['latency'])} ms ({p['rate_asked']:,.0f}/s asked, {p['rate_done']:,.0f}/s answered, "
+            f"{p['conns']} conns, {codes(p['codes'])}{cut})")
+codes = lambda c: ", ".join(f"{k}: {v:,}" for k, v in c.items())
+stages = json.load(open(f"{work}/status_reply.json"))["stages"]
+store = open(f"{work}/store_bytes.txt").read().split("\n")
+part = {l.split('"')[1]: int(float(l.split()[-1])) for l in store if 'part="' in l}
+rows = [
+    ("terminals registered (target polls answered)", f"{n:,} ({codes(reg['codes'])})"),
+    ("registration rate", f"{reg['rate']:,.0f} polls/s ({reg['seconds']:,.1f} s, {reg['conns']} connections)"),
+    ("CPU during registration", f"daemon {float(reg_cpu):,.1f} s, load client {reg['cpu_s']:,.1f} s, in {reg['seconds']:,.1f} s"),
+    ("known terminals (GET /v1/fleet)", f"{fleet:,}; after a restart {fleet2:,}"),
+    ("rollout status `GET /v1/rollouts/{id}` p50 / p99 / max",
+     f"{ms(status['latency'])} ms ({status['latency']['n']} calls, 4 stages; stage 0 eligible {stages[0]['eligible']:,})"),
+    ("rollout plan `POST /v1/rollout-plans` p50 / p99 / max", f"{ms(plan['latency'])} ms ({plan['latency']['n']} calls, 4 stages)"),
+    ("target poll p50 / p99 / max, alone (from when due)", polled(poll)),
+    ("target poll p50 / p99 / max, rollout status in a loop", polled(poll_st)),
+    ("same, time from send to answer only (p50 / p99 / max)", f"alone {ms(poll['service'])} ms; with status {ms(poll_st['service'])} ms"),
+    ("rollout status meanwhile p50 / p99 / max", f"{ms(poll_st['side']['latency'])} ms ({poll_st['side']['latency']['n']} calls)"),
+    ("daemon RSS before → after registration", f"{mib(rss0)} → {mib(rss1)} (peak {mib(hwm2)}; after a restart {mib(rss3)})"),
+    ("RSS per terminal", f"{(rss1 - rss0) / n:,.0f} B"),
+    ("data dir before → after (stopped with SIGTERM; the WAL stays)", f"{mib(disk0)} → {mib(disk1)}: {(disk1 - disk0) / n:,.0f} B/terminal"),
+    ("data dir after a restart and SIGTERM (WAL replayed into SST)", f"{mib(disk2)}: {(disk2 - disk0) / n:,.0f} B/terminal"),
+    ("store while running (metrics, after the backlog drained)", ", ".join(f"{k} {mib(v)}" for k, v in part.items())),
+    ("time to write the registry backlog / to restart", f"{drain_s} s / {restart_s} s"),
+    ("whole run", f"{int(total_s) // 60} min {int(total_s) % 60} s"),
+    ("machine load average (1 min) at start / end", loadavg.replace("/", " / ")),
+]
+NOTES = """
+How: one `meridiand` (release build, default threads: one per core) on 127.0.0.1, model `fleet`
+channel `stable`: rollout `base` (1.0.0, one stage of 100 %, promoted: completed) and rollout
+`next` (1.0.1, stages 1/10/50/100, held in stage 0). Terminal *i* is `term-%07d`, region
+sg/ae/br, one of three profiles, running 1.0.0 (8 in 10), 1.0.1 (1 in 10) or nothing.
+Registration is one target poll (no `wait`) per terminal. Status is `GET /v1/rollouts/next`,
+plan is `POST /v1/rollout-plans` with the spec of `next` (both on one keep-alive connection,
+one call at a time, after one unmeasured call). Target-poll latency is open loop: polls of
+terminals drawn from the first POLL_IDS are due at a fixed rate and each counts from when it was
+due, so a daemon that stalls is charged for the polls it held up; polls still unsent when the
+phase ends count with their wait so far (the table says how many: its figures are then lower
+bounds). "From send to answer" leaves the queueing out. RSS is VmRSS of the daemon; bytes per
+terminal are the differences over N. The daemon offers no flush or compaction call: the data
+directory is measured after SIGTERM (the WAL kept), and again after a restart (RocksDB replays
+the WAL into table files at open) and another SIGTERM.
+"""
+table = "| what | figure |\n| --- | --- |\n" + "".join(f"| {a} | {b} |\n" for a, b in rows)
+print(table, end="")
+if results != "-":
+    with open(results, "w") as f:
+        f.write("# bench/fleet results\n\n")
+        f.write(f"`bench/fleet/run.sh {n}` on {date}, commit {commit}: {nproc} cores ({cpu}), {mem_gib} GiB RAM; "
+                f"release build; the load client shares the machine with the daemon.\n\n")
+        f.write(table)
+        f.write(NOTES.replace("POLL_IDS", f"{int(os.environ['POLL_IDS_USED']):,}"))
+    print(f"fleet: wrote {results}")
+PY
