@@ -3,9 +3,11 @@
 # each for a bounded time. Usage: fuzz/run.sh [SECONDS] (default 60, shared
 # equally between the targets).
 # Needs: clang-14 and libclang-rt-14-dev (libFuzzer runtime), libzstd-dev,
-# liblzma-dev, libssl-dev, libfmt-dev, libsodium-dev, nlohmann-json3-dev.
+# liblzma-dev, libssl-dev, libfmt-dev, libsodium-dev, nlohmann-json3-dev,
+# libhowardhinnant-date-dev (with the defines its CMake package gives).
 #   delta_decode  the delta decoder (hostile deltas against a fixed source)
-#   signed_json   the strict JSON reader, manifests, envelopes, channel states, roots, delta descriptors
+#   signed_json   the strict JSON reader, manifests, envelopes, channel states, rollout specs (windows,
+#                 health rules), roots, delta descriptors
 #   http_head     request targets, framing and Host checks, Range, If-None-Match
 set -eu
 seconds=${1:-60}
@@ -18,7 +20,8 @@ build() {  # NAME SOURCES… : builds $out/NAME_fuzzer
   name=$1
   shift
   clang++-14 -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I"$root" \
-    "$root/fuzz/${name}_fuzzer.cc" "$@" $base -lzstd -llzma -lcrypto -lsodium -lfmt -pthread -o "$out/${name}_fuzzer"
+    -DUSE_OS_TZDB=1 -DHAS_STRING_VIEW=1 -DONLY_C_LOCALE=1 \
+    "$root/fuzz/${name}_fuzzer.cc" "$@" $base -lzstd -llzma -lcrypto -lsodium -lfmt -ldate-tz -pthread -o "$out/${name}_fuzzer"
 }
 
 mkdir -p "$out"
@@ -26,7 +29,8 @@ mkdir -p "$out"
 build delta_decode "$root/delta/delta_decode.cc" "$root/delta/delta_encode.cc" "$root/delta/delta_format.cc" \
   "$root/delta/chunker.cc" &
 build signed_json "$root/manifest/manifest.cc" "$root/signing/signing.cc" "$root/signing/root.cc" \
-  "$root/target/target.cc" "$root/rollout/rollout.cc" "$root/rollout/rollout_json.cc" "$root/delta/delta_info.cc" &
+  "$root/target/target.cc" "$root/rollout/rollout.cc" "$root/rollout/rollout_json.cc" "$root/rollout/window.cc" \
+  "$root/rollout/analysis.cc" "$root/delta/delta_info.cc" &
 wait %1 && wait %2
 build http_head "$root/daemon/http.cc"
 

@@ -1,6 +1,8 @@
 // libFuzzer target for every parser of JSON from outside the process: the
-// strict reader itself, then manifests, DSSE envelopes, channel states, root
-// documents and delta descriptors over the same bytes. Each must answer a
+// strict reader itself, then manifests, DSSE envelopes, channel states and
+// the rollout specs in them (with their window and health-rule texts, also
+// parsed on their own), root documents and delta descriptors over the same
+// bytes. Each must answer a
 // value or an error, never crash; a value must survive its own round trip.
 #include <cstdint>
 #include <cstdlib>
@@ -9,6 +11,7 @@
 #include "base/json.h"
 #include "delta/delta_info.h"
 #include "manifest/manifest.h"
+#include "rollout/rollout.h"
 #include "signing/signing.h"
 #include "target/target.h"
 
@@ -26,6 +29,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!again.ok() || !(*again == *e)) std::abort();
   }
   (void)ChannelStateFromJson(text);
+  if (Result<RolloutSpec> spec = RolloutSpecFromJson(text); spec.ok()) {
+    Result<RolloutSpec> again = RolloutSpecFromJson(RolloutSpecToJson(*spec));
+    if (!again.ok() || !(*again == *spec)) std::abort();
+  }
+  if (Result<RolloutWindow> w = ParseRolloutWindow(text); w.ok()) {
+    Result<RolloutWindow> again = ParseRolloutWindow(RolloutWindowText(*w));
+    if (!again.ok() || !(*again == *w)) std::abort();
+  }
+  if (Result<HealthRule> rule = ParseHealthRule(text); rule.ok()) {
+    Result<HealthRule> again = ParseHealthRule(HealthRuleText(*rule));
+    if (!again.ok() || HealthRuleText(*again) != HealthRuleText(*rule)) std::abort();
+  }
   (void)ParseRoot(text);
   (void)ParseDeltaInfo(text);
   return 0;

@@ -91,9 +91,13 @@ Status ValidateWindow(const RolloutSpec& spec) {
     if (region != kAnyRegionZone && !IsValidRegionOrProfile(region)) {
       return Status::InvalidArgument(fmt::format("time_zones: '{}' is not a region (or \"*\" for any other)", region));
     }
-    if (zone.empty() || zone.size() > kTimeZoneBytesMax) {
-      return Status::InvalidArgument(fmt::format("time_zones: the zone of '{}' must be 1 to {} bytes", region,
-                                                 kTimeZoneBytesMax));
+    bool name_chars = std::all_of(zone.begin(), zone.end(), [](char c) {
+      return IsAsciiAlnum(c) || c == '/' || c == '_' || c == '-' || c == '+';
+    });
+    if (zone.empty() || zone.size() > kTimeZoneBytesMax || !name_chars) {
+      return Status::InvalidArgument(fmt::format(
+          "time_zones: the zone of '{}' must be an IANA zone name (1 to {} of A-Z a-z 0-9 / _ - +)", region,
+          kTimeZoneBytesMax));
     }
   }
   if (spec.window.empty()) return Status::Ok();

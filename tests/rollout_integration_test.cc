@@ -561,3 +561,47 @@ TEST_CASE("health gates: the new version at twice the old one's latency pauses t
   CHECK(HasEventWith(events, "pause", "medians 24 vs 12"));
   CHECK_FALSE(HasEventWith(events, "promote", ""));
 }
+
+TEST_CASE("windows: the origin's time_zones fill a windowed rollout's zones; status names the next opening") {
+  DaemonFixture d;
+  TempDir t;
+  WriteFile(t / "meridiand.toml", ToBytes("[time_zones]\nsg = \"Asia/Singapore\"\n\"*\" = \"America/New_York\"\n"));
+  d.Start({"--config", t / "meridiand.toml"});
+  WriteFile(t / "v1", RandomBytes(10'000, 1));
+  WriteFile(t / "v2", RandomBytes(10'000, 2));
+  REQUIRE(d.Publish("m", "1.0.0", t / "v1").exit_code == 0);
+  REQUIRE(d.Publish("m", "1.1.0", t / "v2").exit_code == 0);
+  auto cli = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"--token-file", d.data() + "/operator.token", "--output", "json"});
+    return d.Cli(args);
+  };
+  // A window on a day three days from today in Singapore: closed now whatever
+  // the time, and nobody polls, so the stage adds no terminals and waits for it.
+  const char* days[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
+  int64_t sg_days = (SystemClock::Get().NowUnixMillis() / 1000 + 8 * 3600) / 86'400;
+  std::string day = days[(sg_days + 3 + 3) % 7];  // 1970-01-01 was a Thursday (index 3)
+  CommandResult started = cli({"rollout", "start", "m", "1.0.0", "--regions", "sg,ae", "--waves", "--stages", "100",
+                               "--min-reports", "1", "--auto-promote", "--window", day + " 03:00-03:01"});
+  INFO(started.err);
+  REQUIRE(started.exit_code == 0);
+  Json spec = Parse(started.out)["spec"];
+  CHECK(spec["time_zones"] == Json{{"*", "America/New_York"}, {"sg", "Asia/Singapore"}});
+  std::string id = Parse(started.out)["id"].get<std::string>();
+  std::string want = "gates pass; waiting for the window " + day + " 03:00-03:01 (Asia/Singapore), which opens at ";
+  CHECK(WaitFor([&] {
+    return Parse(cli({"rollout", "status", id}).out)["stages"][0]["gate"].get<std::string>().starts_with(want);
+  }, std::chrono::seconds(10)));
+  CHECK(Parse(cli({"rollout", "status", id}).out)["state"]["stage"] == 0);
+  // A zone the tz database lacks, and regions in two zones without waves: 400 with the cause.
+  CommandResult bad = cli({"rollout", "plan", "m", "1.1.0", "--window", "daily 01:00-02:00", "--time-zone", "Mars/Olympus"});
+  CHECK(bad.exit_code != 0);
+  CHECK_THAT(bad.err, Catch::Contains("unknown time zone 'Mars/Olympus'"));
+  CommandResult mixed = cli({"rollout", "plan", "m", "1.1.0", "--regions", "sg,ae", "--window", "daily 01:00-02:00"});
+  CHECK(mixed.exit_code != 0);
+  CHECK_THAT(mixed.err, Catch::Contains("use waves"));
+  // A bad setting stops the daemon at start with the cause.
+  WriteFile(t / "bad.toml", ToBytes("[time_zones]\nsg = \"Asia/Nowhere\"\n"));
+  CommandResult refused = Run({MeridiandPath(), "--data", d.data(), "--config", t / "bad.toml", "--listen", "127.0.0.1:0"});
+  CHECK(refused.exit_code != 0);
+  CHECK_THAT(refused.err, Catch::Contains("unknown time zone 'Asia/Nowhere'"));
+}
