@@ -64,13 +64,13 @@ TerminalRegistry::Record* TerminalRegistry::RecordLocked(Channel& channel, std::
   if (!*changed) return &r;
   if (r.group != nullptr) {
     TerminalGroup& old = *r.group;
-    if (auto p = old.positions.find(r.position); p != old.positions.end() && --p->second == 0) old.positions.erase(p);
+    old.positions.Add(r.position, -1);
     if (--old.terminals == 0) channel.groups.erase(GroupKey(KeyOf(old)));
   }
   auto [g, inserted] = channel.groups.try_emplace(key);
   if (inserted) KeyOf(g->second) = key;
   ++g->second.terminals;
-  ++g->second.positions[r.position];
+  g->second.positions.Add(r.position, 1);
   r.group = &g->second;
   return &r;
 }

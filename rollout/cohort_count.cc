@@ -1,10 +1,39 @@
 // Cohort counts over grouped terminals (see cohort_count.h).
 #include "rollout/cohort_count.h"
 
+#include <algorithm>
+
 namespace meridian {
 
+void PositionCounts::Add(uint16_t position, int64_t delta) {
+  auto apply = [delta](uint32_t& n) { n = static_cast<uint32_t>(static_cast<int64_t>(n) + delta); };
+  if (!dense_.empty()) {
+    apply(dense_[position]);
+    return;
+  }
+  auto it = std::lower_bound(sparse_.begin(), sparse_.end(), std::make_pair(position, uint32_t{0}));
+  if (it == sparse_.end() || it->first != position) it = sparse_.insert(it, {position, 0});
+  apply(it->second);
+  if (it->second == 0) sparse_.erase(it);
+  if (sparse_.size() > kDenseFrom) {
+    dense_.assign(kCohortPositions, 0);
+    for (const auto& [p, n] : sparse_) dense_[p] = n;
+    sparse_ = {};
+  }
+}
+
 CohortCounter::CohortCounter(const RolloutSpec& spec)
-    : spec_(spec), salt_(CohortSaltOf(spec.id)), first_(StageCount(spec) + 1) {}
+    : spec_(spec), salt_(CohortSaltOf(spec.id)), stage_in_wave_(kCohortPositions), first_(StageCount(spec) + 1) {
+  // The stages of any wave decide alike (a finished wave holds its last
+  // share), so the first region's answer is every region's, offset by its
+  // wave's first stage; without waves there is one wave.
+  std::string_view first_region = spec.waves ? std::string_view(spec.regions.front()) : std::string_view();
+  size_t n = spec.stages_percent.size();
+  for (uint32_t position = 0; position < kCohortPositions; ++position) {
+    size_t stage = FirstCohortStage(spec, first_region, CohortBucket(salt_, static_cast<uint16_t>(position)), false);
+    stage_in_wave_[position] = static_cast<uint16_t>(std::min(stage, n));
+  }
+}
 
 void CohortCounter::Count(const TerminalGroup& group, size_t stage, int64_t terminals) {
   StageCohort& c = first_[stage];
@@ -23,9 +52,12 @@ void CohortCounter::Count(const TerminalGroup& group, size_t stage, int64_t term
 void CohortCounter::Add(const TerminalGroup& group) {
   if (!IsEligible(spec_, {"", group.profile, group.region, group.current_version})) return;
   std::vector<int64_t> by_stage(first_.size(), 0);
-  for (const auto& [position, terminals] : group.positions) {
-    by_stage[FirstCohortStage(spec_, group.region, CohortBucket(salt_, position), false)] += terminals;
-  }
+  size_t n = spec_.stages_percent.size();
+  size_t wave_start = FirstCohortStage(spec_, group.region, 0, true);  // where a canary of the region starts
+  group.positions.ForEach([&](uint16_t position, uint32_t terminals) {
+    size_t in_wave = stage_in_wave_[position];
+    by_stage[in_wave < n ? wave_start + in_wave : StageCount(spec_)] += terminals;
+  });
   for (size_t k = 0; k < by_stage.size(); ++k) {
     if (by_stage[k] != 0) Count(group, k, by_stage[k]);
   }

@@ -8,12 +8,39 @@
 
 #include <cstdint>
 #include <map>
+#include <utility>
 #include <string>
 #include <vector>
 
 #include "rollout/rollout.h"
 
 namespace meridian {
+
+// Terminals per cohort position. A sorted list while a group holds few
+// positions; an array of all 10,000 once it holds many, so that counting a
+// large group reads 40 KB in order and a terminal joining it costs O(1).
+class PositionCounts {
+ public:
+  // Adds `delta` terminals at `position` (a count never goes below zero:
+  // remove only what was added).
+  void Add(uint16_t position, int64_t delta);
+  // Calls f(position, terminals) for each position holding terminals, in order.
+  template <typename F>
+  void ForEach(F f) const {
+    if (dense_.empty()) {
+      for (const auto& [position, terminals] : sparse_) f(position, terminals);
+      return;
+    }
+    for (uint32_t p = 0; p < dense_.size(); ++p) {
+      if (dense_[p] != 0) f(static_cast<uint16_t>(p), dense_[p]);
+    }
+  }
+
+ private:
+  static constexpr size_t kDenseFrom = 512;  // sorted entries before the array (4 KB of list vs 40 KB of array)
+  std::vector<std::pair<uint16_t, uint32_t>> sparse_;
+  std::vector<uint32_t> dense_;
+};
 
 // Known terminals of one model channel that declare the same things.
 struct TerminalGroup {
@@ -23,7 +50,7 @@ struct TerminalGroup {
   std::string previous_version;  // what they ran before it (the fleet view; not counted here)
   std::string failed_version;    // the version whose install they last reported failed; empty when none
   uint64_t terminals = 0;
-  std::map<uint16_t, uint32_t> positions;  // cohort position -> terminals; sums to `terminals`
+  PositionCounts positions;  // by cohort position; sums to `terminals`
 };
 
 // One stage's cohort among the known terminals. Cumulative: a stage's cohort
@@ -56,7 +83,9 @@ class CohortCounter {
 
   const RolloutSpec& spec_;
   CohortSalt salt_;
-  std::vector<StageCohort> first_;       // by first stage; one more entry for "never"
+  // Position -> the first stage of its wave that holds it (stages_percent.size(): none).
+  std::vector<uint16_t> stage_in_wave_;
+  std::vector<StageCohort> first_;  // by first stage; one more entry for "never"
 };
 
 }  // namespace meridian

@@ -1002,7 +1002,7 @@ struct Fleet {
       g.current_version = t.current_version;
       g.failed_version = fail ? "1.3.0" : "";
       ++g.terminals;
-      ++g.positions[CohortPosition(t.id)];
+      g.positions.Add(CohortPosition(t.id), 1);
       terminals.push_back(std::move(t));
     }
   }
@@ -1242,4 +1242,25 @@ TEST_CASE("health: a baseline is a report on the previous version from the stage
   rep.region = "sg";
   rep.version = "9.9.9";
   CHECK_FALSE(r.AdmitBaseline(&rep));
+}
+
+TEST_CASE("position counts keep every count across the change from a list to an array") {
+  PositionCounts counts;
+  std::map<uint16_t, uint32_t> want;
+  std::mt19937 rng(7);
+  for (int i = 0; i < 5'000; ++i) {
+    auto p = static_cast<uint16_t>(rng() % kCohortPositions);
+    bool remove = want.count(p) && rng() % 3 == 0;
+    counts.Add(p, remove ? -1 : 1);
+    if (remove && --want[p] == 0) want.erase(p);
+    if (!remove) ++want[p];
+  }
+  std::map<uint16_t, uint32_t> got;
+  counts.ForEach([&](uint16_t p, uint32_t n) { got[p] = n; });
+  CHECK(got == want);
+  CHECK(want.size() > 512);  // the array form was reached
+  for (const auto& [p, n] : want) counts.Add(p, -static_cast<int64_t>(n));
+  size_t left = 0;
+  counts.ForEach([&](uint16_t, uint32_t) { ++left; });
+  CHECK(left == 0);
 }
