@@ -152,7 +152,7 @@ HttpResponse Api::ForwardedReports(const HttpRequest& req) {
     Result<AgentReport> a = ParseAgentReport(f.terminal, f.report);
     if (a.ok() && a->verdict) {
       std::string from = a->report.region;
-      Result<bool> c = rollouts_.Report(a->rollout, a->model, a->channel, std::move(a->report));
+      Result<bool> c = rollouts_.Report(a->rollout, a->model, a->channel, std::move(a->report), a->periodic);
       if (!c.ok() && c.status().code() != Status::Code::kInvalidArgument) return ErrorFor(c.status());
       ++per_region[from];
       ++accepted;

@@ -110,7 +110,7 @@ HttpResponse Api::TerminalReport(const HttpRequest& req, const std::string& term
   if (!a.ok()) return ErrorFor(a.status());
   bool counted = false;
   if (a->verdict) {
-    Result<bool> c = rollouts_.Report(a->rollout, a->model, a->channel, std::move(a->report));
+    Result<bool> c = rollouts_.Report(a->rollout, a->model, a->channel, std::move(a->report), a->periodic);
     if (!c.ok()) return ErrorFor(c.status());
     counted = *c;
   }

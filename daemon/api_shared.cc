@@ -59,6 +59,7 @@ Result<AgentReport> ParseAgentReport(const std::string& terminal_id, const nlohm
   f.String("reason", &r.reason);
   f.String("profile", &r.profile);
   f.String("region", &r.region);
+  f.Bool("periodic", &a.periodic);
   const nlohmann::json* health = f.Object("health");
   MERIDIAN_RETURN_IF_ERROR(f.Finish());
   if (!IsValidModelName(a.model)) return bad("model is required");

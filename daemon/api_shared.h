@@ -28,6 +28,7 @@ struct AgentReport {
   std::string channel;  // "stable" when the agent sent none
   std::string rollout;
   bool verdict = false;  // an install result (installed/failed), not progress (downloaded/verified)
+  bool periodic = false; // the health check of what runs, repeated (agent.md), not an install
   meridian::TerminalReport report;
 };
 // A whole decimal number in a query parameter: "12", not "12x", "-1" or "".

@@ -488,7 +488,7 @@ Result<TargetAnswer> Rollouts::Target(std::string_view model, std::string_view c
 }
 
 Result<bool> Rollouts::Report(std::string_view rollout_id, std::string_view model, std::string_view channel,
-                              TerminalReport report) {
+                              TerminalReport report, bool periodic) {
   report.received_ms = impl_->clock.NowUnixMillis();
   report.stage = 0;
   MERIDIAN_RETURN_IF_ERROR(ValidateReport(report));
@@ -517,9 +517,12 @@ Result<bool> Rollouts::Report(std::string_view rollout_id, std::string_view mode
       if (e->rollout.AdmitBaseline(&report)) (void)e->baseline.Add(report);  // full: the baseline stays as it is
       return false;
     }
+    const TerminalReport* counted = e->tally.Latest(report.stage, report.terminal_id);
+    bool unchanged = periodic && counted != nullptr && counted->outcome == report.outcome;
     // Into the tally first: a report over the tally's limit must not be stored,
     // or the next start would refuse to load it.
     MERIDIAN_RETURN_IF_ERROR(e->tally.Add(report));
+    if (unchanged) return true;  // fresher numbers in memory; the stored verdict stands
     std::string key = fmt::format("report/{}/{}/{}", e->rollout.spec().id, report.stage, report.terminal_id);
     MERIDIAN_RETURN_IF_ERROR(m.store.WriteState({{key, ReportToJson(report)}}));
     Result<bool> gated = m.Gate(*e);

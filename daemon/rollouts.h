@@ -146,8 +146,12 @@ class Rollouts {
   // model channel the terminal is eligible for. Returns whether the report
   // counts for a gate (false: accepted and ignored — unknown rollout, not in
   // the current cohort, another version). Gates are evaluated at once.
+  // `periodic`: the repeated health check of what the terminal runs: its
+  // numbers feed the health rules at once, but it is written to the store
+  // only when its outcome differs from the terminal's counted one in the
+  // stage, so a fleet's periodic checks cost no synced write each.
   Result<bool> Report(std::string_view rollout_id, std::string_view model, std::string_view channel,
-                      TerminalReport report);
+                      TerminalReport report, bool periodic = false);
 
   // Every channel's signed state, for regions downstream.
   using ChannelSnapshot = SignedChannel;

@@ -404,6 +404,11 @@ Status ReportTally::Add(const TerminalReport& report) {
   return Status::Ok();
 }
 
+const TerminalReport* ReportTally::Latest(uint32_t stage, const std::string& terminal_id) const {
+  auto it = latest_.find({stage, terminal_id});
+  return it == latest_.end() ? nullptr : &it->second;
+}
+
 void ReportTally::ForEach(uint32_t stage, int64_t since_ms,
                           const std::function<void(const TerminalReport&)>& visit) const {
   if (stage >= kRolloutStageIndexMax) return;  // Add never stores one; also keeps stage + 1 from wrapping

@@ -313,6 +313,8 @@ class ReportTally {
   // that holds no reports, including one at or past kRolloutStageIndexMax.
   StageStats Stats(uint32_t stage, int64_t since_ms = INT64_MIN) const;
   size_t size() const { return latest_.size(); }
+  // The latest report of `terminal_id` in `stage`, or nullptr.
+  const TerminalReport* Latest(uint32_t stage, const std::string& terminal_id) const;
   // Calls `visit` with each report Stats(stage, since_ms) would count.
   void ForEach(uint32_t stage, int64_t since_ms, const std::function<void(const TerminalReport&)>& visit) const;
 
