@@ -165,6 +165,15 @@ void PrintPlanText(const nlohmann::json& j) {
                HumanBytes(s.at("full_download_bytes").get<uint64_t>()),
                HumanBytes(s.at("delta_download_bytes").get<uint64_t>()));
   }
+  const nlohmann::json regions = j.value("regions", nlohmann::json::array());
+  if (regions.empty()) return;
+  fmt::print("\n{:<12} {:>9} {:>14} {:>14}\n", "REGION", "TERMINALS", "FULL DOWNLOAD", "WITH DELTAS");
+  for (const auto& r : regions) {
+    const std::string& region = r.at("region").get_ref<const std::string&>();
+    fmt::print("{:<12} {:>9} {:>14} {:>14}\n", region.empty() ? "(none)" : region, r.at("terminals").get<uint64_t>(),
+               HumanBytes(r.at("full_download_bytes").get<uint64_t>()),
+               HumanBytes(r.at("delta_download_bytes").get<uint64_t>()));
+  }
 }
 
 void PrintListText(const nlohmann::json& j) {

@@ -177,7 +177,15 @@ HttpResponse Api::PlanRollout(const HttpRequest& req) {
                       {"full_download_bytes", plan->full_download_bytes[k]},
                       {"delta_download_bytes", plan->delta_download_bytes[k]}});
   }
+  nlohmann::json regions = nlohmann::json::array();
+  for (const RolloutPlan::Region& r : plan->regions) {
+    regions.push_back({{"region", r.region},
+                       {"terminals", r.terminals},
+                       {"full_download_bytes", r.full_download_bytes},
+                       {"delta_download_bytes", r.delta_download_bytes}});
+  }
   return JsonOk(200, {{"spec", nlohmann::json::parse(RolloutSpecToJson(plan->spec))},
+                      {"regions", regions},
                       {"target_bytes", plan->target_bytes},
                       {"stages", stages}});
 }

@@ -362,7 +362,7 @@ Result<std::vector<StageRow>> Rollouts::Stages(std::string_view id) const {
   Result<Rollout> got = Get(id);
   if (!got.ok()) return got.status();
   // Counted with the engine's mutex released; the spec never changes.
-  std::vector<StageCohort> cohorts = impl_->terminals->Cohorts(got->spec());
+  std::vector<StageCohort> cohorts = impl_->terminals->Cohorts(got->spec()).all;
   std::lock_guard lock(impl_->mu);
   const Entry& e = impl_->rollouts.find(id)->second;  // rollouts are never removed
   const RolloutSpec& spec = e.rollout.spec();
@@ -452,21 +452,31 @@ Result<RolloutPlan> Rollouts::Plan(
   // the order of the versions, with no mutex held.
   RolloutPlan plan;
   plan.target_bytes = target_bytes;
-  std::vector<StageCohort> cohorts = impl_->terminals->Cohorts(spec);
+  TerminalRegistry::CohortCounts cohorts = impl_->terminals->Cohorts(spec);
   std::map<std::string, uint64_t> bytes_from;  // current version -> bytes to download
-  for (const StageCohort& c : cohorts) {
+  for (const StageCohort& c : cohorts.all) {
     for (const auto& [v, n] : c.moving) bytes_from.try_emplace(v, 0);
   }
   for (auto& [v, bytes] : bytes_from) bytes = download_bytes(v);
-  for (const StageCohort& c : cohorts) {
-    uint64_t full = 0, delta = 0;
+  auto bytes = [&](const StageCohort& c) {
+    std::pair<uint64_t, uint64_t> full_and_delta{0, 0};
     for (const auto& [v, n] : c.moving) {
-      full += n * target_bytes;
-      delta += n * bytes_from[v];
+      full_and_delta.first += n * target_bytes;
+      full_and_delta.second += n * bytes_from[v];
     }
+    return full_and_delta;
+  };
+  for (const StageCohort& c : cohorts.all) {
+    auto [full, delta] = bytes(c);
     plan.eligible.push_back(c.terminals);
     plan.full_download_bytes.push_back(full);
     plan.delta_download_bytes.push_back(delta);
+  }
+  // Per region, the whole rollout: its last stage's cohort.
+  for (const auto& [region, stages] : cohorts.by_region) {
+    if (stages.empty() || stages.back().terminals == 0) continue;
+    auto [full, delta] = bytes(stages.back());
+    plan.regions.push_back({region, stages.back().terminals, full, delta});
   }
   plan.spec = std::move(spec);
   return plan;
@@ -557,7 +567,7 @@ void Rollouts::Tick() {
     }
   }
   std::map<std::string, std::vector<uint64_t>> counted;
-  for (const RolloutSpec& spec : running) counted[spec.id] = TerminalsOf(impl_->terminals->Cohorts(spec));
+  for (const RolloutSpec& spec : running) counted[spec.id] = TerminalsOf(impl_->terminals->Cohorts(spec).all);
   bool changed = false;
   {
     std::lock_guard lock(impl_->mu);

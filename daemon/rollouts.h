@@ -97,6 +97,13 @@ struct RolloutPlan {
   std::vector<uint64_t> delta_download_bytes; // per stage: the same terminals, each fetching what
                                              // `download_bytes` says for its current version
   uint64_t target_bytes = 0;                 // size of the target artifact
+  struct Region {
+    std::string region;
+    uint64_t terminals = 0;              // known terminals of the region in the last stage's cohort
+    uint64_t full_download_bytes = 0;    // as above, for those terminals
+    uint64_t delta_download_bytes = 0;
+  };
+  std::vector<Region> regions;               // regions with terminals in the rollout, in name order
 };
 
 class Rollouts {

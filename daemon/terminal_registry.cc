@@ -135,17 +135,21 @@ void TerminalRegistry::VisitGroups(std::string_view model, std::string_view chan
   for (const auto& [key, group] : it->second.groups) visit(group);
 }
 
-std::vector<StageCohort> TerminalRegistry::Cohorts(const RolloutSpec& spec) const {
-  CohortCounter counter(spec);
-  std::lock_guard lock(mu_);  // groups and canaries from one moment
-  auto it = channels_.find({spec.model, spec.channel});
-  if (it != channels_.end()) {
-    for (const auto& [key, group] : it->second.groups) counter.Add(group);
-    for (const std::string& id : spec.canaries) {
-      if (auto t = it->second.terminals.find(id); t != it->second.terminals.end()) counter.AddCanary(*t->second.group, id);
+TerminalRegistry::CohortCounts TerminalRegistry::Cohorts(const RolloutSpec& spec) const {
+  CohortCounter counter(spec);  // its table of positions is built before the mutex is taken
+  {
+    std::lock_guard lock(mu_);  // groups and canaries from one moment
+    auto it = channels_.find({spec.model, spec.channel});
+    if (it != channels_.end()) {
+      for (const auto& [key, group] : it->second.groups) counter.Add(group);
+      for (const std::string& id : spec.canaries) {
+        if (auto t = it->second.terminals.find(id); t != it->second.terminals.end()) {
+          counter.AddCanary(*t->second.group, id);
+        }
+      }
     }
   }
-  return counter.Stages();
+  return {counter.Stages(), counter.StagesByRegion()};
 }
 
 KnownTerminal TerminalRegistry::Known(const std::string& id, const Record& r) {

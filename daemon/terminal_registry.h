@@ -116,8 +116,13 @@ class TerminalRegistry {
   void VisitGroups(std::string_view model, std::string_view channel,
                    const std::function<void(const TerminalGroup&)>& visit) const;
   // The cohorts of `spec`'s stages among the known terminals of its model
-  // channel (CohortCounter over the groups and the spec's canaries).
-  std::vector<StageCohort> Cohorts(const RolloutSpec& spec) const;
+  // channel (CohortCounter over the groups and the spec's canaries), in all
+  // and per region the terminals declare.
+  struct CohortCounts {
+    std::vector<StageCohort> all;
+    std::map<std::string, std::vector<StageCohort>> by_region;
+  };
+  CohortCounts Cohorts(const RolloutSpec& spec) const;
 
   // What the terminals `ids` last declared on any channel (a terminal may
   // follow several): the most recently seen record of each, in id order.

@@ -23,7 +23,7 @@ void PositionCounts::Add(uint16_t position, int64_t delta) {
 }
 
 CohortCounter::CohortCounter(const RolloutSpec& spec)
-    : spec_(spec), salt_(CohortSaltOf(spec.id)), stage_in_wave_(kCohortPositions), first_(StageCount(spec) + 1) {
+    : spec_(spec), salt_(CohortSaltOf(spec.id)), stage_in_wave_(kCohortPositions) {
   // The stages of any wave decide alike (a finished wave holds its last
   // share), so the first region's answer is every region's, offset by its
   // wave's first stage; without waves there is one wave.
@@ -36,7 +36,9 @@ CohortCounter::CohortCounter(const RolloutSpec& spec)
 }
 
 void CohortCounter::Count(const TerminalGroup& group, size_t stage, int64_t terminals) {
-  StageCohort& c = first_[stage];
+  auto region = first_.find(group.region);
+  if (region == first_.end()) region = first_.emplace(group.region, StageCount(spec_) + 1).first;
+  StageCohort& c = region->second[stage];
   auto add = [terminals](uint64_t& field) { field = static_cast<uint64_t>(static_cast<int64_t>(field) + terminals); };
   add(c.terminals);
   if (group.current_version == spec_.target_version) {
@@ -51,7 +53,7 @@ void CohortCounter::Count(const TerminalGroup& group, size_t stage, int64_t term
 
 void CohortCounter::Add(const TerminalGroup& group) {
   if (!IsEligible(spec_, {"", group.profile, group.region, group.current_version})) return;
-  std::vector<int64_t> by_stage(first_.size(), 0);
+  std::vector<int64_t> by_stage(StageCount(spec_) + 1, 0);
   size_t n = spec_.stages_percent.size();
   size_t wave_start = FirstCohortStage(spec_, group.region, 0, true);  // where a canary of the region starts
   group.positions.ForEach([&](uint16_t position, uint32_t terminals) {
@@ -72,17 +74,36 @@ void CohortCounter::AddCanary(const TerminalGroup& group, std::string_view termi
   Count(group, canary, 1);
 }
 
-std::vector<StageCohort> CohortCounter::Stages() const {
-  std::vector<StageCohort> out;
+namespace {
+
+// Cumulative per stage from counts by first stage (the last entry, "never", is left out).
+void AddCumulative(const std::vector<StageCohort>& by_first, std::vector<StageCohort>& out) {
   StageCohort sum;
-  for (size_t k = 0; k + 1 < first_.size(); ++k) {
-    const StageCohort& c = first_[k];
+  for (size_t k = 0; k + 1 < by_first.size(); ++k) {
+    const StageCohort& c = by_first[k];
     sum.terminals += c.terminals;
     sum.updated += c.updated;
     sum.failed += c.failed;
     for (const auto& [version, n] : c.moving) sum.moving[version] += n;
-    out.push_back(sum);
+    StageCohort& o = out[k];
+    o.terminals += sum.terminals;
+    o.updated += sum.updated;
+    o.failed += sum.failed;
+    for (const auto& [version, n] : sum.moving) o.moving[version] += n;
   }
+}
+
+}  // namespace
+
+std::vector<StageCohort> CohortCounter::Stages() const {
+  std::vector<StageCohort> out(StageCount(spec_));
+  for (const auto& [region, by_first] : first_) AddCumulative(by_first, out);
+  return out;
+}
+
+std::map<std::string, std::vector<StageCohort>> CohortCounter::StagesByRegion() const {
+  std::map<std::string, std::vector<StageCohort>> out;
+  for (const auto& [region, by_first] : first_) AddCumulative(by_first, out.emplace(region, StageCount(spec_)).first->second);
   return out;
 }
 

@@ -75,6 +75,8 @@ class CohortCounter {
 
   // Per stage index, StageCount(spec) entries.
   std::vector<StageCohort> Stages() const;
+  // The same per region the counted terminals declare.
+  std::map<std::string, std::vector<StageCohort>> StagesByRegion() const;
 
  private:
   // Adds `terminals` (negative: removes) of `group` whose first stage is
@@ -85,7 +87,8 @@ class CohortCounter {
   CohortSalt salt_;
   // Position -> the first stage of its wave that holds it (stages_percent.size(): none).
   std::vector<uint16_t> stage_in_wave_;
-  std::vector<StageCohort> first_;  // by first stage; one more entry for "never"
+  // Per region, by first stage; one more entry for "never".
+  std::map<std::string, std::vector<StageCohort>, std::less<>> first_;
 };
 
 }  // namespace meridian

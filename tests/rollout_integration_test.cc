@@ -493,6 +493,11 @@ TEST_CASE("gates never stall: capped by the terminals a stage adds, an empty wav
   for (int i = 0; i < 3; ++i) REQUIRE(term.Get(TargetOf(fmt::format("sg-{}", i), "sg", "1.0.0"))->status == 404);
   Json plan = dm.Cli({"rollout", "plan", "m", "1.1.0", "--stages", "100"});
   CHECK(plan["stages"][0]["eligible"] == 3);
+  // Per region without waves too: all three are sg's, each downloading the whole target.
+  REQUIRE(plan["regions"].size() == 1);
+  CHECK(plan["regions"][0]["region"] == "sg");
+  CHECK(plan["regions"][0]["terminals"] == 3);
+  CHECK(plan["regions"][0]["full_download_bytes"] == 3 * plan["target_bytes"].get<uint64_t>());
 
   dm.Cli({"rollout", "start", "m", "1.0.0", "--id", "base", "--stages", "100"});
   dm.Cli({"rollout", "promote", "base"});

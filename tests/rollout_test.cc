@@ -1018,12 +1018,18 @@ struct Fleet {
     return counter.Stages();
   }
 
-  // The same, one terminal at a time with InCohort.
-  std::vector<StageCohort> BruteForce(const RolloutSpec& spec) const {
+  std::map<std::string, std::vector<StageCohort>> CountByRegion(const RolloutSpec& spec) const {
+    CohortCounter counter(spec);
+    for (const auto& [key, g] : groups) counter.Add(g);
+    return counter.StagesByRegion();
+  }
+
+  // The same, one terminal at a time with InCohort (of `region` only, when given).
+  std::vector<StageCohort> BruteForce(const RolloutSpec& spec, std::string_view region = {}) const {
     std::vector<StageCohort> out(StageCount(spec));
     for (size_t k = 0; k < out.size(); ++k) {
       for (const TerminalInfo& t : terminals) {
-        if (!InCohort(spec, k, t)) continue;
+        if (!InCohort(spec, k, t) || (!region.empty() && t.region != region)) continue;
         ++out[k].terminals;
         if (t.current_version == spec.target_version) {
           ++out[k].updated;
@@ -1061,11 +1067,18 @@ TEST_CASE("cohort counts over grouped positions equal InCohort terminal by termi
     spec.stages_percent = {0.5, 5, 40};
     CheckSameCounts(fleet.Count(spec), fleet.BruteForce(spec));
   }
-  SECTION("waves") {
+  SECTION("waves, and per region") {
+    spec.canaries.clear();
     spec.regions = {"br", "sg", "ae"};
     spec.stages_percent = {2, 20, 100};
     spec.waves = true;
     CheckSameCounts(fleet.Count(spec), fleet.BruteForce(spec));
+    std::map<std::string, std::vector<StageCohort>> by_region = fleet.CountByRegion(spec);
+    REQUIRE(by_region.size() == 3);  // "us" is not eligible
+    for (const char* region : {"br", "sg", "ae"}) {
+      INFO(region);
+      CheckSameCounts(by_region.at(region), fleet.BruteForce(spec, region));
+    }
   }
   SECTION("another rollout id salts the same fleet differently") {
     RolloutSpec other = spec;
