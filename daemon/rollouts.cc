@@ -166,30 +166,29 @@ struct Rollouts::Impl {
 
   // What the gates of `e`'s current stage know besides its reports.
   // `cohort_terminals`: known terminals per stage (empty: not counted).
-  Result<GateContext> Context(const Entry& e, const std::vector<uint64_t>& cohort_terminals) const {
+  GateContext Context(const Entry& e, const std::vector<uint64_t>& cohort_terminals) const {
     const RolloutState& state = e.rollout.state();
     GateContext context = GateContext::At(clock.NowUnixMillis());
     context.stage_terminals = StageTerminals(cohort_terminals, state.stage);
     context.health = e.health;
     Result<std::optional<WindowStatus>> window = StageWindow(e.rollout.spec(), state.stage, context.now_ms);
-    if (!window.ok()) return window.status();
-    context.window = *window;
+    if (window.ok()) context.window = *window;
+    else context.window_problem = window.status().message();  // checked at start; the tz database changed since
     return context;
   }
 
   // Runs the gates of one rollout; true when they changed its state.
   Result<bool> Gate(Entry& e) {
     Rollout before = e.rollout;
-    Result<GateContext> context = Context(e, e.cohort_terminals);
-    if (!context.ok()) return context.status();
+    GateContext context = Context(e, e.cohort_terminals);
     const RolloutState& state = e.rollout.state();
     if (!e.rollout.spec().health_rules.empty() &&
-        EvaluateGates(e.rollout.spec(), state, e.tally.Stats(state.stage, state.gate_since_ms), *context).verdict ==
+        EvaluateGates(e.rollout.spec(), state, e.tally.Stats(state.stage, state.gate_since_ms), context).verdict ==
             GateVerdict::kPromote) {
       // Tick judges health once a second; a promote is never made on a judgement older than its reports.
-      e.health = context->health = JudgeStageHealth(e.rollout.spec(), state, e.tally, e.baseline);
+      e.health = context.health = JudgeStageHealth(e.rollout.spec(), state, e.tally, e.baseline);
     }
-    Result<GateDecision> d = e.rollout.Tick(e.tally, *context);
+    Result<GateDecision> d = e.rollout.Tick(e.tally, context);
     if (!d.ok()) return d.status();
     if (d->verdict == GateVerdict::kNone) return false;
     MERIDIAN_RETURN_IF_ERROR(Commit(e, before));
@@ -385,9 +384,8 @@ Result<std::vector<StageRow>> Rollouts::Stages(std::string_view id) const {
     if (k < state.stage || done) row.gate = "passed";
     else if (k > state.stage) row.gate = "pending";
     else if (state.phase == RolloutPhase::kRunning) {
-      Result<GateContext> context = impl_->Context(e, TerminalsOf(cohorts));
-      row.gate = context.ok() ? EvaluateGates(spec, state, e.tally.Stats(k, state.gate_since_ms), *context).reason
-                              : context.status().message();
+      row.gate = EvaluateGates(spec, state, e.tally.Stats(k, state.gate_since_ms),
+                               impl_->Context(e, TerminalsOf(cohorts))).reason;
     } else {
       row.gate = std::string(PhaseName(state.phase));
     }

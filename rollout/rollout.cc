@@ -463,6 +463,9 @@ GateDecision EvaluateGates(const RolloutSpec& spec, const RolloutState& state, c
   if (soaked_ms < spec.soak_ms) {
     return {GateVerdict::kNone, fmt::format("soaking: {} of {} ms", soaked_ms, spec.soak_ms)};
   }
+  if (!context.window_problem.empty()) {
+    return {GateVerdict::kNone, "gates pass; the window cannot be evaluated: " + context.window_problem};
+  }
   if (context.window && !context.window->open) {
     return {GateVerdict::kNone,
             fmt::format("gates pass; waiting for the window {} ({}), which opens at {}", spec.window,

@@ -363,6 +363,9 @@ struct GateContext {
   std::optional<uint64_t> stage_terminals;
   // The stage's window (StageWindow); nullopt: none.
   std::optional<WindowStatus> window;
+  // Why the stage's window could not be evaluated (StageWindow's error):
+  // automatic promotes wait, as for a closed window.
+  std::string window_problem;
   // The health rules on the current stage (JudgeStageHealth); nullopt: not judged.
   std::optional<HealthJudgement> health;
 };

@@ -1277,3 +1277,15 @@ TEST_CASE("position counts keep every count across the change from a list to an 
   counts.ForEach([&](uint16_t, uint32_t) { ++left; });
   CHECK(left == 0);
 }
+
+TEST_CASE("gates: a window that cannot be evaluated holds a promote and says why") {
+  RolloutSpec spec = SampleSpec();
+  spec.soak_ms = 0;
+  spec.min_reports = 1;
+  RolloutState state{RolloutPhase::kRunning, 0, 0, 0};
+  GateContext context = GateContext::At(1);
+  context.window_problem = "unknown time zone 'Gone/Zone'";
+  GateDecision d = EvaluateGates(spec, state, {1, 1, 0, 0.0}, context);
+  CHECK(d.verdict == GateVerdict::kNone);
+  CHECK(d.reason == "gates pass; the window cannot be evaluated: unknown time zone 'Gone/Zone'");
+}
