@@ -389,18 +389,41 @@ Status ValidateReport(const TerminalReport& r) {
   return Status::Ok();
 }
 
+namespace {
+
+void Count(StageStats& s, ReportOutcome outcome, int delta) {
+  auto add = [delta](uint64_t& n) { n = static_cast<uint64_t>(static_cast<int64_t>(n) + delta); };
+  add(s.reported);
+  add(outcome == ReportOutcome::kSuccess ? s.succeeded : s.failed);
+  s.failure_rate = s.reported == 0 ? 0 : static_cast<double>(s.failed) / static_cast<double>(s.reported);
+}
+
+}  // namespace
+
+void ReportTally::CountIn(const TerminalReport& report, int delta) {
+  Count(all_[report.stage], report.outcome, delta);
+  if (window_ && window_->stage == report.stage && report.received_ms >= window_->since_ms) {
+    Count(window_->stats, report.outcome, delta);
+  }
+}
+
 Status ReportTally::Add(const TerminalReport& report) {
   MERIDIAN_RETURN_IF_ERROR(ValidateReport(report));
   auto key = std::make_pair(report.stage, report.terminal_id);
   auto it = latest_.find(key);
   if (it != latest_.end()) {
-    if (report.received_ms >= it->second.received_ms) it->second = report;
+    if (report.received_ms >= it->second.received_ms) {
+      CountIn(it->second, -1);
+      it->second = report;
+      CountIn(report, 1);
+    }
     return Status::Ok();
   }
   if (latest_.size() >= kReportTallyEntriesMax) {
     return Status::ResourceExhausted(fmt::format("report tally holds {} terminals already", kReportTallyEntriesMax));
   }
   latest_.emplace(std::move(key), report);
+  CountIn(report, 1);
   return Status::Ok();
 }
 
@@ -419,13 +442,14 @@ void ReportTally::ForEach(uint32_t stage, int64_t since_ms,
 }
 
 StageStats ReportTally::Stats(uint32_t stage, int64_t since_ms) const {
+  if (since_ms == INT64_MIN) {
+    auto it = all_.find(stage);
+    return it == all_.end() ? StageStats{} : it->second;
+  }
+  if (window_ && window_->stage == stage && window_->since_ms == since_ms) return window_->stats;
   StageStats s;
-  ForEach(stage, since_ms, [&s](const TerminalReport& r) {
-    ++s.reported;
-    if (r.outcome == ReportOutcome::kSuccess) ++s.succeeded;
-    else ++s.failed;
-  });
-  if (s.reported > 0) s.failure_rate = static_cast<double>(s.failed) / static_cast<double>(s.reported);
+  ForEach(stage, since_ms, [&s](const TerminalReport& r) { Count(s, r.outcome, 1); });
+  window_ = Window{stage, since_ms, s};
   return s;
 }
 

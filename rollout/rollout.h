@@ -311,6 +311,10 @@ class ReportTally {
   // Counts over the terminals of `stage` whose latest report was received at or
   // after since_ms (the default counts all of them). Zero counts for a stage
   // that holds no reports, including one at or past kRolloutStageIndexMax.
+  // Kept as reports are added, for every stage over all reports and for the
+  // last (stage, since_ms) asked, so the gates' question after each report
+  // costs O(1), not the stage's reports; another since_ms counts once.
+  // Not thread-safe (nor is Add): the caller locks.
   StageStats Stats(uint32_t stage, int64_t since_ms = INT64_MIN) const;
   size_t size() const { return latest_.size(); }
   // The latest report of `terminal_id` in `stage`, or nullptr.
@@ -319,7 +323,17 @@ class ReportTally {
   void ForEach(uint32_t stage, int64_t since_ms, const std::function<void(const TerminalReport&)>& visit) const;
 
  private:
+  // Adds (+1) or removes (-1) a report's outcome to the kept counts.
+  void CountIn(const TerminalReport& report, int delta);
+
   std::map<std::pair<uint32_t, std::string>, TerminalReport> latest_;
+  std::map<uint32_t, StageStats> all_;  // per stage, every terminal's latest report
+  struct Window {
+    uint32_t stage = 0;
+    int64_t since_ms = 0;
+    StageStats stats;
+  };
+  mutable std::optional<Window> window_;  // the last (stage, since_ms) Stats counted
 };
 
 // ---------------------------------------------------------------------------

@@ -1289,3 +1289,31 @@ TEST_CASE("gates: a window that cannot be evaluated holds a promote and says why
   CHECK(d.verdict == GateVerdict::kNone);
   CHECK(d.reason == "gates pass; the window cannot be evaluated: unknown time zone 'Gone/Zone'");
 }
+
+TEST_CASE("a tally's kept counts equal a recount after any sequence of reports and questions") {
+  ReportTally tally;
+  std::map<std::pair<uint32_t, std::string>, TerminalReport> latest;  // the rule, written plainly
+  auto recount = [&](uint32_t stage, int64_t since) {
+    StageStats s;
+    for (const auto& [key, r] : latest) {
+      if (key.first != stage || r.received_ms < since) continue;
+      ++s.reported;
+      ++(r.outcome == ReportOutcome::kSuccess ? s.succeeded : s.failed);
+    }
+    if (s.reported > 0) s.failure_rate = static_cast<double>(s.failed) / static_cast<double>(s.reported);
+    return s;
+  };
+  std::mt19937 rng(11);
+  for (int i = 0; i < 3'000; ++i) {
+    TerminalReport r = Report(fmt::format("t{}", rng() % 50), rng() % 4 == 0 ? ReportOutcome::kFailure
+                                                                             : ReportOutcome::kSuccess,
+                              static_cast<int64_t>(rng() % 1000), rng() % 3);
+    REQUIRE(tally.Add(r).ok());
+    auto [it, fresh] = latest.try_emplace({r.stage, r.terminal_id}, r);
+    if (!fresh && r.received_ms >= it->second.received_ms) it->second = r;
+    uint32_t stage = rng() % 3;
+    int64_t since = rng() % 4 == 0 ? INT64_MIN : static_cast<int64_t>(rng() % 3) * 300;
+    INFO("report " << i << ", stage " << stage << ", since " << since);
+    REQUIRE(tally.Stats(stage, since) == recount(stage, since));
+  }
+}
