@@ -401,7 +401,9 @@ TEST_CASE("nginx caches chunks, artifacts and deltas; errors, targets and report
   }
 
   CHECK(nginx.Stop() == 0);
-  CHECK(nginx.Problems().empty());
+  std::string problems = nginx.Problems();
+  INFO("nginx error.log:\n" << problems);
+  CHECK(problems.empty());
 }
 
 TEST_CASE("nginx in front of a region: chunks from the cache, agents behind it verify and install") {
@@ -512,5 +514,7 @@ TEST_CASE("nginx in front of a region: chunks from the cache, agents behind it v
   REQUIRE(WaitFor([&] { return Completed(origin, "r2"); }, seconds(30)));
 
   CHECK(nginx.Stop() == 0);
-  CHECK(nginx.Problems().empty());
+  std::string problems = nginx.Problems();
+  INFO("nginx error.log:\n" << problems);
+  CHECK(problems.empty());
 }
