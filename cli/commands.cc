@@ -183,6 +183,7 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
   m.profiles = o.profiles;
   m.regions = o.regions;
   m.annotations = o.annotations;
+  m.is_public = o.is_public;
   m.created = FormatRfc3339(SystemClock::Get().NowUnixMillis());
   std::string manifest_json = ManifestToJson(m);
   if (Result<Manifest> check = ParseManifest(manifest_json); !check.ok()) return Fail(check.status());
@@ -193,14 +194,26 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
   std::vector<Digest> unique;
   for (const auto& [d, i] : first_index) unique.push_back(d);
   std::vector<size_t> to_upload;
-  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token});
+  // The chunks go to --store-at when given (a daemon in the model's region),
+  // the manifest to --server either way.
+  GlobalOptions store = g;
+  if (!o.store_at.empty()) {
+    if (o.store_token.empty()) {
+      return Fail("--store-at needs --store-token-file: the publisher.token of the daemon at " + o.store_at);
+    }
+    store.server = o.store_at;
+    store.token = o.store_token;
+  }
+  HttpClient store_client(store.server, HttpClientOptions{.bearer_token = store.token});
   for (size_t begin = 0; begin < unique.size(); begin += kMissingQueryDigestsMax) {
+    // The model's residency: a daemon that may not hold its bytes refuses before any is sent.
     nlohmann::json q = {{"digests", nlohmann::json::array()}};
+    if (!m.regions.empty()) q["regions"] = m.regions;
     for (size_t i = begin; i < std::min(unique.size(), begin + kMissingQueryDigestsMax); ++i) {
       q["digests"].push_back(unique[i].ToString());
     }
-    Result<HttpReply> r = client.Post(MissingChunksPath(), q.dump());
-    if (Status st = FromReply("query missing chunks", r, 200); !st.ok()) return Fail(st);
+    Result<HttpReply> r = store_client.Post(MissingChunksPath(), q.dump());
+    if (Status st = FromReply("query missing chunks at " + store.server, r, 200); !st.ok()) return Fail(st);
     Result<nlohmann::json> answer = ParseJson(r->body, r->body.size());  // the client bounded the reply
     if (!answer.ok() || !answer->is_object() || !answer->contains("missing") || !(*answer)["missing"].is_array()) {
       return Fail("malformed answer to missing-chunk query");
@@ -218,7 +231,7 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
   Fd f(::open(o.path.c_str(), O_RDONLY | O_CLOEXEC));
   if (f.fd < 0) return Fail(ErrnoStatus("open " + o.path, errno));
   Progress progress("uploading", upload_bytes, !g.json);
-  Status st = ForEachParallel(g, to_upload.size(), g.parallel, [&](HttpClient& c, size_t k) -> Status {
+  Status st = ForEachParallel(store, to_upload.size(), g.parallel, [&](HttpClient& c, size_t k) -> Status {
     const ChunkRef& ref = m.chunks[to_upload[k]];
     Bytes data(ref.size);
     MERIDIAN_RETURN_IF_ERROR(PreadAll(f.fd, data.data(), data.size(), chunked->offsets[to_upload[k]]));
@@ -235,6 +248,7 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
   env.payload_type = std::string(kManifestPayloadType);
   env.payload = ToBytes(manifest_json);
   SignEnvelope(env, *key);
+  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token});
   Result<HttpReply> r = client.Post(VersionsPath(o.model), EnvelopeToJson(env));
   if (!r.ok()) return Fail(r.status());
   if (r->status == 409) {
@@ -263,7 +277,7 @@ namespace {
 // GETs `path`, whose answer is {"<key>":["…",…]}, and prints the names one a
 // line (or the answer, with --output json).
 int PrintNameList(const GlobalOptions& g, const std::string& path, const char* key, std::string_view what) {
-  HttpClient client(g.server);
+  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token});
   Result<HttpReply> r = client.Get(path);
   if (!r.ok()) return Fail(r.status());
   if (r->status != 200) return FailReply(what, *r);
@@ -339,7 +353,7 @@ Result<uint64_t> DownloadDelta(const GlobalOptions& g, const Root& root, const M
                                const std::string& from_file, const std::string& staging) {
   Result<Digest> from = DigestOfFile(from_file);
   if (!from.ok()) return from.status();
-  HttpClient client(g.server);
+  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token});
   Result<DeltaInfo> info = DeltaInfoFromReply(root, client.Get(DeltaInfoPath(*from, m.digest)), *from, m.digest);
   if (!info.ok()) return info.status();
   if (!info->worthwhile) return Status::FailedPrecondition("no delta worth downloading: " + info->reason);
@@ -373,7 +387,7 @@ int Pull(const GlobalOptions& g, const PullOptions& o) {
   Result<Root> root = LoadTrustedRootFile(o.root_file);
   if (!root.ok()) return Fail(root.status());
 
-  HttpClient client(g.server);
+  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token});
   Result<VerifiedManifest> verified =
       ManifestFromReply(*root, client.Get(VersionPath(o.model, o.version)), o.model, o.version);
   if (!verified.ok()) return Fail(verified.status());

@@ -30,6 +30,11 @@ struct PublishOptions {
   std::vector<std::string> profiles;
   std::vector<std::string> regions;
   std::map<std::string, std::string> annotations;
+  bool is_public = false;   // readable without a credential
+  // Where the chunks go when not to --server: a daemon in one of `regions`,
+  // for a model the origin may not hold; with that daemon's publisher token.
+  std::string store_at;
+  std::string store_token;
 };
 
 struct PullOptions {
@@ -66,6 +71,8 @@ struct RolloutOptions {
 int Keygen(const GlobalOptions& g, const std::string& file);
 int Publish(const GlobalOptions& g, const PublishOptions& o);
 int ListModels(const GlobalOptions& g);
+// Per model, the bytes each daemon holds (GET /v1/residency, operator token).
+int Residency(const GlobalOptions& g);
 int ListVersions(const GlobalOptions& g, const std::string& model);
 int Pull(const GlobalOptions& g, const PullOptions& o);
 // Offline deltas between local files (format: docs/formats/delta.md).

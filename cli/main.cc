@@ -40,6 +40,12 @@ int main(int argc, char** argv) {
   publish->add_option("--profile", pub.profiles, "device profile it targets (repeatable)");
   publish->add_option("--region", pub.regions, "region it may be stored in (repeatable; none = all)");
   publish->add_option("--annotation", annotations, "KEY=VALUE annotation (repeatable)");
+  publish->add_flag("--public", pub.is_public, "readable without a credential (default: terminals, regions and staff only)");
+  std::string store_token_file;
+  publish->add_option("--store-at", pub.store_at,
+                      "upload the chunks to this daemon instead of --server: one in the model's --region, for a model "
+                      "the origin may not hold (the origin keeps the manifest)");
+  publish->add_option("--store-token-file", store_token_file, "the publisher.token of the --store-at daemon");
   publish->add_option("PATH", pub.path, "the model file")->required()->check(CLI::ExistingFile);
 
   CLI::App* models = app.add_subcommand("models", "list models");
@@ -127,6 +133,8 @@ int main(int argc, char** argv) {
     ro_actions.emplace_back(action, cmd);
   }
 
+  CLI::App* residency_cmd =
+      app.add_subcommand("residency", "per model: which daemons hold how many of its bytes (operator token)");
   CLI::App* regions_cmd =
       app.add_subcommand("regions", "regions following the daemon: reachable, state, lag, stored bytes, terminals");
   CLI::App* fleet_cmd = app.add_subcommand("fleet", "the versions the known terminals run, per model channel and region");
@@ -151,11 +159,19 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   g.json = output == "json";
+  // A token file's content, without its trailing newline.
+  auto read_token = [](const std::string& file, std::string* token) {
+    Result<std::string> t = ReadFileToString(file, 4096);
+    if (!t.ok()) return t.status();
+    *token = *t;
+    while (!token->empty() && std::isspace(static_cast<unsigned char>(token->back()))) token->pop_back();
+    return Status::Ok();
+  };
   if (!token_file.empty()) {
-    Result<std::string> t = ReadFileToString(token_file, 4096);
-    if (!t.ok()) return Fail(t.status());
-    g.token = *t;
-    while (!g.token.empty() && std::isspace(static_cast<unsigned char>(g.token.back()))) g.token.pop_back();
+    if (Status st = read_token(token_file, &g.token); !st.ok()) return Fail(st);
+  }
+  if (!store_token_file.empty()) {
+    if (Status st = read_token(store_token_file, &pub.store_token); !st.ok()) return Fail(st);
   }
   for (const std::string& a : annotations) {
     size_t eq = a.find('=');
@@ -171,6 +187,7 @@ int main(int argc, char** argv) {
   if (*diff) return Diff(g, diff_old, diff_new, diff_out, diff_level);
   if (*patch) return Patch(g, patch_old, patch_delta, patch_out);
   if (*regions_cmd) return RegionList(g);
+  if (*residency_cmd) return Residency(g);
   if (*fleet_terminals) return FleetTerminals(g, fleet_q);
   if (*fleet_cmd) return FleetList(g);
   if (*ro_start) return RolloutStart(g, ro);

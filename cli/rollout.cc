@@ -10,6 +10,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "base/json.h"
 #include "base/clock.h"
@@ -213,6 +214,25 @@ void PrintRegionListText(const nlohmann::json& j) {
   if (!faults.empty()) fmt::print("faults the regions report:\n{}", faults);
 }
 
+// `meridian residency`: a row per (model, daemon) — the view an auditor asks for.
+void PrintResidencyText(const nlohmann::json& j) {
+  int64_t now = SystemClock::Get().NowUnixMillis();
+  fmt::print("{:<24} {:<12} {:<10} {:<12} {:>8} {:>6} {:>12} {:>10}\n", "MODEL", "RESIDENCY", "DAEMON", "JURISDICTION",
+             "VERSIONS", "HELD", "BYTES", "AS OF");
+  for (const auto& m : j.at("models")) {
+    std::vector<std::string> residency = m.at("residency").get<std::vector<std::string>>();
+    std::string where = residency.empty() ? "anywhere" : fmt::format("{}", fmt::join(residency, ","));
+    for (const auto& d : m.at("daemons")) {
+      int64_t as_of = d.at("as_of_ms").get<int64_t>();
+      const std::string& jurisdiction = d.at("jurisdiction").get_ref<const std::string&>();
+      fmt::print("{:<24} {:<12} {:<10} {:<12} {:>8} {:>6} {:>12} {:>10}\n", m.at("model").get<std::string>(), where,
+                 d.at("daemon").get<std::string>(), jurisdiction.empty() ? "-" : jurisdiction,
+                 d.at("versions").get<uint64_t>(), d.at("versions_held").get<uint64_t>(), d.at("bytes").get<uint64_t>(),
+                 as_of == 0 ? "never" : fmt::format("{}s ago", (now - as_of) / 1000));
+    }
+  }
+}
+
 // `meridian fleet`: a row per (model, channel, version).
 void PrintFleetText(const nlohmann::json& j) {
   fmt::print("{:<24} {:<12} {:<16} {:>9}\n", "MODEL", "CHANNEL", "VERSION", "TERMINALS");
@@ -287,6 +307,10 @@ int RolloutList(const GlobalOptions& g) {
 
 int RegionList(const GlobalOptions& g) {
   return CallAndShow(g, "GET", RegionsPath(), "", 200, "list regions", PrintRegionListText);
+}
+
+int Residency(const GlobalOptions& g) {
+  return CallAndShow(g, "GET", ResidencyPath(), "", 200, "residency", PrintResidencyText);
 }
 
 int FleetList(const GlobalOptions& g) {

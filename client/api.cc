@@ -35,6 +35,9 @@ std::string SyncPath(const SyncQuery& q) {
                      PercentEncode(q.region), q.known, q.wait_s, q.stored_bytes, q.terminals, q.state_expires_ms,
                      PercentEncode(q.last_error));
 }
+std::string HoldingsPath() { return "/v1/holdings"; }
+std::string ResidencyPath() { return "/v1/residency"; }
+
 std::string RegionsPath() { return "/v1/regions"; }
 std::string FleetPath() { return "/v1/fleet"; }
 std::string FleetTerminalsPath(const FleetTerminalsQuery& q) {

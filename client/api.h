@@ -54,6 +54,8 @@ struct SyncQuery {
 };
 std::string SyncPath(const SyncQuery& q);
 std::string RegionsPath();
+std::string HoldingsPath();   // a region telling its upstream what it holds
+std::string ResidencyPath();
 std::string FleetPath();
 struct FleetTerminalsQuery {
   std::string model;

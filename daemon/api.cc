@@ -1,6 +1,8 @@
-// The /v1 routes of meridiand: reads are open, publishing needs the publisher
-// token, rollouts the operator token, terminal targets and reports the
-// terminal token. Every name is validated before anything looks it up.
+// The /v1 routes of meridiand: reading a model needs a credential unless the
+// model is public, publishing needs the publisher token, rollouts the
+// operator token, terminal targets and reports the terminal token. Bytes of
+// a model whose residency excludes this daemon are never stored here and
+// answered 451. Every name is validated before anything looks it up.
 // This file: the route table, admission, and the routes that publish and
 // read models; api_rollouts.cc holds the terminals' and operators' routes,
 // api_regions.cc those of regions.
@@ -12,6 +14,7 @@
 #include <set>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "base/clock.h"
@@ -25,24 +28,25 @@ namespace meridian {
 
 namespace {
 
-constexpr std::string_view kImmutable = "public, max-age=31536000, immutable";
-
 std::string Quoted(const Digest& d) { return "\"" + d.ToString() + "\""; }
 
 // Immutable, content-addressed representation headers shared by 200/206/304.
-void SetCacheHeaders(HttpResponse& r, const Digest& digest) {
+// Bytes of a private model are "private": a shared cache must not hand them
+// to whoever asks (the shipped nginx config caches them all the same, after
+// asking meridiand about each request: docs/caching-proxy.md).
+void SetCacheHeaders(HttpResponse& r, const Digest& digest, bool is_public) {
   r.Set("ETag", Quoted(digest));
-  r.Set("Cache-Control", std::string(kImmutable));
+  r.Set("Cache-Control", is_public ? "public, max-age=31536000, immutable" : "private, max-age=31536000, immutable");
   r.Set("Accept-Ranges", "bytes");
 }
 
 // Decides between 304, 416, 206 and 200 for a content-addressed object of
 // `size` bytes. Returns the response to send without a body, and sets
 // *first/*length to the byte range to send when a body is due.
-HttpResponse PlanRepresentation(const HttpRequest& req, const Digest& digest, uint64_t size, uint64_t* first,
-                                uint64_t* length) {
+HttpResponse PlanRepresentation(const HttpRequest& req, const Digest& digest, bool is_public, uint64_t size,
+                                uint64_t* first, uint64_t* length) {
   HttpResponse r;
-  SetCacheHeaders(r, digest);
+  SetCacheHeaders(r, digest, is_public);
   *first = 0;
   *length = size;
   if (std::string_view inm = req.Header("if-none-match"); !inm.empty() && IfNoneMatchHits(inm, Quoted(digest))) {
@@ -74,9 +78,10 @@ HttpResponse PlanRepresentation(const HttpRequest& req, const Digest& digest, ui
 
 }  // namespace
 
-Api::Api(Store& store, const Root& root, ApiTokens tokens, Metrics& metrics, Rollouts& rollouts, DeltaService& deltas,
-         ApiLimits limits)
+Api::Api(Store& store, Catalog& catalog, const Root& root, ApiTokens tokens, Metrics& metrics, Rollouts& rollouts,
+         DeltaService& deltas, ApiLimits limits)
     : store_(store),
+      catalog_(catalog),
       root_(root),
       tokens_(std::move(tokens)),
       metrics_(metrics),
@@ -100,7 +105,12 @@ RouteTable Api::BuildRoutes() {
   const uint64_t json = limits_.json_body_bytes_max;
   auto add = [&](const char* method, const char* pattern, CallerRole role, uint64_t body_bytes_max, const char* summary,
                  std::function<HttpResponse(const HttpRequest&)> handler, const char* served_kind = "") {
-    t.Add(Route{method, pattern, role, body_bytes_max, std::move(handler), summary, served_kind});
+    t.Add(Route{method, pattern, role, body_bytes_max, std::move(handler), summary, served_kind, {}});
+  };
+  // Model reads: a credential of any role, or none when `is_public` says so.
+  auto read = [&](const char* pattern, const char* summary, std::function<HttpResponse(const HttpRequest&)> handler,
+                  std::function<bool(const HttpRequest&)> is_public, const char* served_kind = "") {
+    t.Add(Route{"GET", pattern, CallerRole::kReader, 0, std::move(handler), summary, served_kind, std::move(is_public)});
   };
   // Releases and rollouts are made at the origin; a region only replicates
   // them, and refuses these routes on the head.
@@ -126,26 +136,37 @@ RouteTable Api::BuildRoutes() {
         return JsonOk(200, {{"status", "ready"}});
       });
   add("GET", "/metrics", anyone, 0, "Prometheus text", [this](const HttpRequest&) { return RenderMetrics(); });
-  add("GET", "/v1/models", anyone, 0, "model names", [this](const HttpRequest&) { return ListModels(); });
-  add("GET", "/v1/models/{model}/versions", anyone, 0, "a model's versions in SemVer order",
-      [this](const HttpRequest& r) { return ListVersions(r.params[0]); });
-  add("GET", "/v1/models/{model}/versions/{version}", anyone, 0, "the signed manifest envelope",
-      [this](const HttpRequest& r) { return GetVersion(r.params[0], r.params[1]); });
+  add("GET", "/v1/access", anyone, 0,
+      "204 when the request in X-Original-URI, with these headers, may be served; else its 401/403 (nginx auth_request)",
+      [this](const HttpRequest& r) { return Access(r); });
+  // Anonymous listings show public models and versions only.
+  read("/v1/models", "model names", [this](const HttpRequest& r) { return ListModels(r); },
+       [](const HttpRequest&) { return true; });
+  read("/v1/models/{model}/versions", "a model's versions in SemVer order",
+       [this](const HttpRequest& r) { return ListVersions(r, r.params[0]); }, [](const HttpRequest&) { return true; });
+  read("/v1/models/{model}/versions/{version}", "the signed manifest envelope",
+       [this](const HttpRequest& r) { return GetVersion(r.params[0], r.params[1]); },
+       [this](const HttpRequest& r) { return IsPublicVersion(r); });
   origin_only("POST", "/v1/models/{model}/versions", publisher, kParseEnvelopeBytesMax,
-              "commit a signed manifest whose chunks are stored",
+              "commit a signed manifest whose chunks are stored (only the manifest, for a model resident elsewhere)",
               [this](const HttpRequest& r) { return CommitVersion(r, r.params[0]); });
-  origin_only("POST", "/v1/chunks/missing", publisher, json, "which of these chunks are not stored",
-              [this](const HttpRequest& r) { return MissingChunks(r); });
-  add("GET", "/v1/chunks/{digest}", anyone, 0, "a chunk's bytes",
-      [this](const HttpRequest& r) { return GetChunk(r, r.params[0]); }, "chunk");
-  origin_only("PUT", "/v1/chunks/{digest}", publisher, kChunkBytesMax, "upload a chunk",
-              [this](const HttpRequest& r) { return PutChunk(r, r.params[0]); });
-  add("GET", "/v1/artifacts/{digest}", anyone, 0, "a whole artifact, streamed",
-      [this](const HttpRequest& r) { return GetArtifact(r, r.params[0]); }, "artifact");
-  add("GET", "/v1/deltas/{from}/{to}", anyone, 0, "a delta's bytes, streamed",
-      [this](const HttpRequest& r) { return GetDelta(r, r.params[0], r.params[1], /*info=*/false); }, "delta");
-  add("GET", "/v1/deltas/{from}/{to}/info", anyone, 0, "a delta's signed descriptor",
-      [this](const HttpRequest& r) { return GetDelta(r, r.params[0], r.params[1], /*info=*/true); });
+  // Regions take chunks too: those of models resident in their region, which
+  // the origin may not hold (meridian publish --store-at).
+  add("POST", "/v1/chunks/missing", publisher, json, "which of these chunks are not stored",
+      [this](const HttpRequest& r) { return MissingChunks(r); });
+  read("/v1/chunks/{digest}", "a chunk's bytes", [this](const HttpRequest& r) { return GetChunk(r, r.params[0]); },
+       [this](const HttpRequest& r) { return IsPublicChunk(r); }, "chunk");
+  add("PUT", "/v1/chunks/{digest}", publisher, kChunkBytesMax, "upload a chunk",
+      [this](const HttpRequest& r) { return PutChunk(r, r.params[0]); });
+  read("/v1/artifacts/{digest}", "a whole artifact, streamed",
+       [this](const HttpRequest& r) { return GetArtifact(r, r.params[0]); },
+       [this](const HttpRequest& r) { return IsPublicArtifact(r); }, "artifact");
+  read("/v1/deltas/{from}/{to}", "a delta's bytes, streamed",
+       [this](const HttpRequest& r) { return GetDelta(r, r.params[0], r.params[1], /*info=*/false); },
+       [this](const HttpRequest& r) { return IsPublicDelta(r); }, "delta");
+  read("/v1/deltas/{from}/{to}/info", "a delta's signed descriptor",
+       [this](const HttpRequest& r) { return GetDelta(r, r.params[0], r.params[1], /*info=*/true); },
+       [this](const HttpRequest& r) { return IsPublicDelta(r); });
   add("GET", "/v1/terminals/{id}/target", terminal, 0, "what a terminal should run (long poll)",
       [this](const HttpRequest& r) { return TerminalTarget(r, r.params[0]); });
   // The origin counts reports; a region forwards them to its upstream.
@@ -168,6 +189,10 @@ RouteTable Api::BuildRoutes() {
   add("POST", "/v1/reports", mirror, json, "reports forwarded by a region downstream",
       [this, origin](const HttpRequest& r) { return origin ? ForwardedReports(r) : RelayForwardedReports(r); });
   add("GET", "/v1/regions", op, 0, "the regions following this daemon", [this](const HttpRequest&) { return ListRegions(); });
+  add("POST", "/v1/holdings", mirror, json, "what a region downstream holds of each model",
+      [this](const HttpRequest& r) { return RegionHoldings(r); });
+  add("GET", "/v1/residency", op, 0, "per model, the bytes this daemon and each region downstream hold",
+      [this](const HttpRequest&) { return Residency(); });
   add("GET", "/v1/fleet", op, 0, "known terminals per model channel, counted by the version they run",
       [this](const HttpRequest&) { return ListFleetVersions(); });
   add("GET", "/v1/fleet/terminals", op, 0, "known terminals of a model channel, a page at a time, filtered",
@@ -224,6 +249,7 @@ const std::string& Api::TokenOf(CallerRole role) const {
     case CallerRole::kTerminal: return tokens_.terminal;
     case CallerRole::kMirror: return tokens_.mirror;
     case CallerRole::kAnyone:
+    case CallerRole::kReader:  // any of the above: CheckBearer
     case CallerRole::kNobody: break;
   }
   return kNone;
@@ -232,10 +258,29 @@ const std::string& Api::TokenOf(CallerRole role) const {
 std::optional<HttpResponse> Api::CheckBearer(const HttpRequest& req, CallerRole role) const {
   if (role == CallerRole::kAnyone) return std::nullopt;
   std::string_view auth = req.Header("authorization");
+  if (role == CallerRole::kReader) {
+    if (auth.empty() && req.route->is_public(req)) return std::nullopt;
+    if (auth.starts_with("Bearer ")) {
+      std::string_view token = auth.substr(7);
+      for (CallerRole r : {CallerRole::kTerminal, CallerRole::kMirror, CallerRole::kPublisher, CallerRole::kOperator}) {
+        const std::string& want = TokenOf(r);
+        if (!want.empty() && token.size() == want.size() &&
+            CRYPTO_memcmp(token.data(), want.data(), token.size()) == 0) {
+          return std::nullopt;
+        }
+      }
+      metrics_.CountAuthFailure("wrong_token", RoleName(role));
+      return JsonError(403, "permission_denied", "reading a model needs a terminal, mirror, publisher or operator token; "
+                                                 "the one given is none of them");
+    }
+  }
   if (!auth.starts_with("Bearer ")) {
     metrics_.CountAuthFailure("missing_bearer", RoleName(role));
-    HttpResponse r = JsonError(401, "unauthenticated",
-                               fmt::format("this route needs 'Authorization: Bearer <{} token>'", RoleName(role)));
+    HttpResponse r = JsonError(
+        401, "unauthenticated",
+        role == CallerRole::kReader
+            ? "not public: reading it needs 'Authorization: Bearer <token>' (terminal, mirror, publisher or operator)"
+            : fmt::format("this route needs 'Authorization: Bearer <{} token>'", RoleName(role)));
     r.Set("WWW-Authenticate", "Bearer");
     return r;
   }
@@ -249,16 +294,97 @@ std::optional<HttpResponse> Api::CheckBearer(const HttpRequest& req, CallerRole 
   return std::nullopt;
 }
 
-HttpResponse Api::ListModels() {
-  Result<std::vector<std::string>> models = store_.ListModels();
-  if (!models.ok()) return ErrorFor(models.status());
-  return JsonOk(200, {{"models", *models}});
+namespace {
+
+// A caller with no credential (one that sent a wrong one was refused at admission).
+bool Anonymous(const HttpRequest& req) { return req.Header("authorization").empty(); }
+
+// The versions of `model` an anonymous caller may see: the public ones.
+std::vector<std::string> PublicOnly(Store& store, const std::string& model, const std::vector<std::string>& versions) {
+  std::vector<std::string> out;
+  for (const std::string& v : versions) {
+    Result<std::shared_ptr<const Manifest>> m = store.GetManifest(model, v);
+    if (m.ok() && (*m)->is_public) out.push_back(v);
+  }
+  return out;
 }
 
-HttpResponse Api::ListVersions(const std::string& model) {
+}  // namespace
+
+bool Api::IsPublicChunk(const HttpRequest& req) const {
+  Result<Digest> digest = Digest::Parse(req.params[0]);
+  return digest.ok() && catalog_.IsPublicChunk(*digest);
+}
+
+bool Api::IsPublicArtifact(const HttpRequest& req) const {
+  Result<Digest> digest = Digest::Parse(req.params[0]);
+  if (!digest.ok()) return false;
+  Result<std::shared_ptr<const Manifest>> m = store_.FindArtifact(*digest);
+  return m.ok() && (*m)->is_public;
+}
+
+bool Api::IsPublicVersion(const HttpRequest& req) const {
+  if (!IsValidModelName(req.params[0]) || !IsValidVersion(req.params[1])) return false;
+  Result<std::shared_ptr<const Manifest>> m = store_.GetManifest(req.params[0], req.params[1]);
+  return m.ok() && (*m)->is_public;
+}
+
+// A delta is as public as the version it leads to (both ends are versions of
+// one model, or no delta is made).
+bool Api::IsPublicDelta(const HttpRequest& req) const {
+  Result<Digest> to = Digest::Parse(req.params[1]);
+  if (!to.ok()) return false;
+  Result<std::shared_ptr<const Manifest>> m = store_.FindArtifact(*to);
+  return m.ok() && (*m)->is_public;
+}
+
+HttpResponse Api::NotHere(std::string_view what) const {
+  const std::string& j = catalog_.jurisdiction();
+  return JsonError(451, "not_resident",
+                   fmt::format("{} belongs to a model whose residency excludes this daemon ({})", what,
+                               j.empty() ? "it declares no jurisdiction" : "jurisdiction '" + j + "'"));
+}
+
+HttpResponse Api::Access(const HttpRequest& req) {
+  HttpRequest original;
+  original.method = std::string(req.Header("x-original-method"));
+  if (original.method.empty()) original.method = "GET";
+  original.target = std::string(req.Header("x-original-uri"));
+  if (original.target.empty()) return JsonError(400, "invalid_argument", "X-Original-URI is required");
+  original.headers = req.headers;
+  HttpAdmission admitted = Admit(original);
+  // A proxy's auth_request understands 2xx, 401 and 403 only: any other
+  // refusal (404, 405, …) is left to the request itself, which meets it again.
+  if (admitted.refusal && (admitted.refusal->status == 401 || admitted.refusal->status == 403)) {
+    return std::move(*admitted.refusal);
+  }
+  HttpResponse r;
+  r.status = 204;
+  r.Set("Cache-Control", "no-store");
+  return r;
+}
+
+HttpResponse Api::ListModels(const HttpRequest& req) {
+  Result<std::vector<std::string>> models = store_.ListModels();
+  if (!models.ok()) return ErrorFor(models.status());
+  if (!Anonymous(req)) return JsonOk(200, {{"models", *models}});
+  std::vector<std::string> shown;
+  for (const std::string& model : *models) {
+    Result<std::vector<std::string>> versions = store_.ListVersions(model);
+    if (versions.ok() && !PublicOnly(store_, model, *versions).empty()) shown.push_back(model);
+  }
+  return JsonOk(200, {{"models", shown}});
+}
+
+HttpResponse Api::ListVersions(const HttpRequest& req, const std::string& model) {
   if (!IsValidModelName(model)) return JsonError(400, "invalid_argument", "invalid model name");
   Result<std::vector<std::string>> versions = store_.ListVersions(model);
   if (!versions.ok()) return ErrorFor(versions.status());
+  if (Anonymous(req)) {
+    std::vector<std::string> shown = PublicOnly(store_, model, *versions);
+    if (shown.empty()) return JsonError(404, "not_found", "no public version of " + model);
+    return JsonOk(200, {{"model", model}, {"versions", shown}});
+  }
   return JsonOk(200, {{"model", model}, {"versions", *versions}});
 }
 
@@ -277,9 +403,12 @@ HttpResponse Api::GetChunk(const HttpRequest& req, const std::string& digest_tex
   Result<Digest> digest = Digest::Parse(digest_text);
   if (!digest.ok()) return JsonError(400, "invalid_argument", digest.status().message());
   Result<Bytes> chunk = store_.GetChunk(*digest);
+  if (chunk.status().code() == Status::Code::kNotFound && catalog_.IsElsewhereChunk(*digest)) {
+    return NotHere("chunk " + digest->ToString());
+  }
   if (!chunk.ok()) return ErrorFor(chunk.status());
   uint64_t first, length;
-  HttpResponse r = PlanRepresentation(req, *digest, chunk->size(), &first, &length);
+  HttpResponse r = PlanRepresentation(req, *digest, catalog_.IsPublicChunk(*digest), chunk->size(), &first, &length);
   if (r.status == 200 || r.status == 206) {
     r.body.assign(reinterpret_cast<const char*>(chunk->data()) + first, length);
   }
@@ -289,16 +418,18 @@ HttpResponse Api::GetChunk(const HttpRequest& req, const std::string& digest_tex
 HttpResponse Api::GetArtifact(const HttpRequest& req, const std::string& digest_text) {
   Result<Digest> digest = Digest::Parse(digest_text);
   if (!digest.ok()) return JsonError(400, "invalid_argument", digest.status().message());
+  if (catalog_.IsElsewhereArtifact(*digest)) return NotHere("artifact " + digest->ToString());
   Result<std::shared_ptr<const Manifest>> m = store_.FindArtifact(*digest);
   if (!m.ok()) return ErrorFor(m.status());
   // Shares the cached manifest's chunk list: a Range request copies nothing.
-  return StreamChunks(req, *digest, std::shared_ptr<const std::vector<ChunkRef>>(*m, &(*m)->chunks), (*m)->size);
+  return StreamChunks(req, *digest, (*m)->is_public, std::shared_ptr<const std::vector<ChunkRef>>(*m, &(*m)->chunks),
+                      (*m)->size);
 }
 
-HttpResponse Api::StreamChunks(const HttpRequest& req, const Digest& digest,
+HttpResponse Api::StreamChunks(const HttpRequest& req, const Digest& digest, bool is_public,
                                std::shared_ptr<const std::vector<ChunkRef>> chunks, uint64_t size) {
   uint64_t first, length;
-  HttpResponse r = PlanRepresentation(req, digest, size, &first, &length);
+  HttpResponse r = PlanRepresentation(req, digest, is_public, size, &first, &length);
   if (r.status != 200 && r.status != 206) return r;
 
   // Stream chunk by chunk from the one holding `first`: never the whole file in memory.
@@ -342,6 +473,9 @@ HttpResponse Api::GetDelta(const HttpRequest& req, const std::string& from_text,
   Result<Digest> from = Digest::Parse(from_text);
   Result<Digest> to = Digest::Parse(to_text);
   if (!from.ok() || !to.ok()) return JsonError(400, "invalid_argument", "digests must be sha256:<64 hex>");
+  for (const Digest& end : {*from, *to}) {
+    if (catalog_.IsElsewhereArtifact(end)) return NotHere("artifact " + end.ToString());
+  }
   Result<DeltaRecord> record = deltas_.FindOrQueue(*from, *to);
   if (!record.ok()) {
     if (record.status().code() == Status::Code::kFailedPrecondition) {
@@ -363,7 +497,7 @@ HttpResponse Api::GetDelta(const HttpRequest& req, const std::string& from_text,
     return r;
   }
   if (!record->info.worthwhile) return JsonError(404, "delta_not_worthwhile", record->info.reason);
-  return StreamChunks(req, record->info.digest, std::make_shared<const std::vector<ChunkRef>>(std::move(record->chunks)),
+  return StreamChunks(req, record->info.digest, IsPublicDelta(req), std::make_shared<const std::vector<ChunkRef>>(std::move(record->chunks)),
                       record->info.size);
 }
 
@@ -388,6 +522,29 @@ HttpResponse Api::MissingChunks(const HttpRequest& req) {
   const nlohmann::json& j = *parsed;
   if (!j.is_object() || !j.contains("digests") || !j["digests"].is_array()) {
     return JsonError(400, "invalid_argument", "expected {\"digests\": [\"sha256:…\", …]}");
+  }
+  // The residency of the model the chunks are for, when the publisher says
+  // (meridian publish does): a daemon that may not hold them says so before
+  // any byte is sent.
+  if (auto it = j.find("regions"); it != j.end()) {
+    std::vector<std::string> regions;
+    if (!it->is_array() || it->size() > kManifestListMax) {
+      return JsonError(400, "invalid_argument", "regions must be a list of region names");
+    }
+    for (const auto& r : *it) {
+      if (!r.is_string() || !IsValidRegionOrProfile(r.get_ref<const std::string&>())) {
+        return JsonError(400, "invalid_argument", "regions must be a list of region names");
+      }
+      regions.push_back(r.get<std::string>());
+    }
+    if (!catalog_.MayHold(regions)) {
+      return JsonError(451, "not_resident",
+                       fmt::format("this daemon may not hold bytes of a model resident in {} ({}); upload its chunks "
+                                   "to a daemon in one of those regions (meridian publish --store-at URL)",
+                                   fmt::join(regions, ", "),
+                                   catalog_.jurisdiction().empty() ? "it declares no jurisdiction"
+                                                                   : "its jurisdiction is '" + catalog_.jurisdiction() + "'"));
+    }
   }
   const auto& list = j["digests"];
   if (list.size() > limits_.missing_query_digests_max) {
@@ -419,16 +576,21 @@ HttpResponse Api::CommitVersion(const HttpRequest& req, const std::string& model
   if (!trust.ok()) return JsonError(422, "invalid_manifest", trust.message());
   const Manifest& m = verified->manifest();
   if (Status named = verified->CheckNames(model); !named.ok()) return JsonError(400, "invalid_argument", named.message());
-  Result<bool> made_visible = store_.CommitVersion(*verified);
+  // A model resident elsewhere: only its manifest is kept here (rollouts and
+  // the audit stay at the origin); its chunks went to a daemon in its region.
+  const bool bytes_here = catalog_.MayHold(m);
+  Result<bool> made_visible =
+      store_.CommitVersion(*verified, bytes_here ? Store::Holding::kBytes : Store::Holding::kManifestOnly);
   const Status& st = made_visible.status();
   if (st.code() == Status::Code::kFailedPrecondition) return JsonError(422, "missing_chunks", st.message());
   if (st.code() == Status::Code::kInvalidArgument) return JsonError(422, "manifest_mismatch", st.message());
   if (st.code() == Status::Code::kAlreadyExists) return JsonError(409, "version_exists", st.message());
   if (!st.ok()) return ErrorFor(st);
   nlohmann::json answer = {{"model", m.name}, {"version", m.version}, {"digest", m.digest.ToString()},
-                           {"size", m.size}, {"already_published", !*made_visible}};
+                           {"size", m.size}, {"already_published", !*made_visible}, {"bytes_here", bytes_here}};
   if (!*made_visible) return JsonOk(200, answer);  // a retried publish: the first one stands
-  deltas_.QueueForNewVersion(m);
+  catalog_.Learn(m);
+  if (bytes_here) deltas_.QueueForNewVersion(m);
   rollouts_.notifier().NotifyAll();  // regions long-poll for new versions
   return JsonOk(201, answer);
 }

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <string>
 
+#include "daemon/catalog.h"
 #include "daemon/deltas.h"
 #include "daemon/follower.h"
 #include "daemon/http.h"
@@ -42,9 +43,11 @@ struct ApiLimits {
 class Api final : public HttpHandler {
  public:
   // `root` decides which keys may sign manifests; `tokens` guard the
-  // publishing, control and terminal routes. All references must outlive the Api.
-  Api(Store& store, const Root& root, ApiTokens tokens, Metrics& metrics, Rollouts& rollouts, DeltaService& deltas,
-      ApiLimits limits = {});
+  // publishing, control and terminal routes, and reads of private models;
+  // `catalog` decides residency (451) and public access. All references must
+  // outlive the Api.
+  Api(Store& store, Catalog& catalog, const Root& root, ApiTokens tokens, Metrics& metrics, Rollouts& rollouts,
+      DeltaService& deltas, ApiLimits limits = {});
 
   // Matches the route, checks the caller's role on the headers and sets the
   // route's body limit. Handle takes only requests Admit admitted.
@@ -69,18 +72,30 @@ class Api final : public HttpHandler {
  private:
   RouteTable BuildRoutes();
   const std::string& TokenOf(CallerRole role) const;
+  // Whether an anonymous read of the route's object is allowed: public, and
+  // held here (else the credential check answers first, so an anonymous
+  // caller learns nothing of private or absent objects).
+  bool IsPublicChunk(const HttpRequest& req) const;
+  bool IsPublicArtifact(const HttpRequest& req) const;
+  bool IsPublicVersion(const HttpRequest& req) const;
+  bool IsPublicDelta(const HttpRequest& req) const;
+  // GET /v1/access: the credential check of the request a proxy is about to
+  // serve (nginx auth_request), from X-Original-URI and its headers.
+  HttpResponse Access(const HttpRequest& req);
+  // The 451 for bytes of a model this daemon may not hold.
+  HttpResponse NotHere(std::string_view what) const;
   HttpResponse GetChunk(const HttpRequest& req, const std::string& digest_text);
   HttpResponse GetArtifact(const HttpRequest& req, const std::string& digest_text);
   // A content-addressed object stored as `chunks`, with Range and caching headers.
   // `chunks` is shared, not copied: an artifact's is the cached manifest's list.
-  HttpResponse StreamChunks(const HttpRequest& req, const Digest& digest,
+  HttpResponse StreamChunks(const HttpRequest& req, const Digest& digest, bool is_public,
                             std::shared_ptr<const std::vector<ChunkRef>> chunks, uint64_t size);
   HttpResponse GetDelta(const HttpRequest& req, const std::string& from_text, const std::string& to_text, bool info);
   HttpResponse PutChunk(const HttpRequest& req, const std::string& digest_text);
   HttpResponse MissingChunks(const HttpRequest& req);
   HttpResponse CommitVersion(const HttpRequest& req, const std::string& model);
-  HttpResponse ListModels();
-  HttpResponse ListVersions(const std::string& model);
+  HttpResponse ListModels(const HttpRequest& req);
+  HttpResponse ListVersions(const HttpRequest& req, const std::string& model);
   HttpResponse GetVersion(const std::string& model, const std::string& version);
   HttpResponse TerminalTarget(const HttpRequest& req, const std::string& terminal_id);
   HttpResponse TerminalReport(const HttpRequest& req, const std::string& terminal_id);         // origin: counts it
@@ -97,6 +112,10 @@ class Api final : public HttpHandler {
   HttpResponse ForwardedReports(const HttpRequest& req);       // origin: counts them once
   HttpResponse RelayForwardedReports(const HttpRequest& req);  // region: queues them upstream
   HttpResponse ListRegions();
+  // GET /v1/residency: per model, the bytes this daemon and each region downstream hold.
+  HttpResponse Residency();
+  // POST /v1/holdings: a region downstream says what it holds of each model.
+  HttpResponse RegionHoldings(const HttpRequest& req);
   // What this daemon knows of one region following it: a row of
   // GET /v1/regions and the meridian_region_* metrics.
   struct RegionView {
@@ -121,12 +140,13 @@ class Api final : public HttpHandler {
   std::vector<MetricFamily> StoreFamilies();
   std::vector<MetricFamily> RolloutFamilies();
   std::vector<MetricFamily> RegionFamilies();
-  SyncDocument BuildSyncDocument(std::string_view for_region);
+  SyncDocument BuildSyncDocument();
   // Empty when the request carries the token of `role` (or the role is
   // kAnyone), else the 401/403 to send (counted in meridian_auth_failures_total).
   std::optional<HttpResponse> CheckBearer(const HttpRequest& req, CallerRole role) const;
 
   Store& store_;
+  Catalog& catalog_;
   const Root& root_;
   ApiTokens tokens_;
   Metrics& metrics_;
@@ -153,13 +173,15 @@ class Api final : public HttpHandler {
     uint64_t terminals = 0;
     int64_t state_expires_ms = 0;  // the earliest expiry of the channel states it holds, as it last said (0: none)
     std::string last_error;      // the region's own word on its last round: verification failures and the like
+    std::map<std::string, ModelHolding> holdings;  // per model, what it last said it holds (POST /v1/holdings)
+    int64_t holdings_ms = 0;     // when it said so
     int64_t persisted_ms = 0;    // when this was last written to the store
   };
   // Region records survive restarts (state "region-seen/<region>"), so the
   // last-seen times stay known; loaded by the constructor.
   void LoadRegionsSeen();
   // The JSON record of `seen` to write, when its last write is old enough or it `changed`.
-  static std::optional<std::string> RegionSeenRecordIfDue(const RegionSeen& seen, bool changed);
+  static std::optional<std::string> RegionSeenRecordIfDue(std::string_view region, const RegionSeen& seen, bool changed);
   std::mutex forwarded_mu_;  // POST /v1/reports at the origin
   std::mutex regions_mu_;
   std::map<std::string, RegionSeen> regions_seen_;                       // guarded by regions_mu_

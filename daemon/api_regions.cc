@@ -17,7 +17,7 @@ constexpr std::string_view kRegionSeenPrefix = "region-seen/";
 constexpr int64_t kRegionSeenPersistMs = 10'000;  // a poll's time is written at most this often, other changes at once
 }  // namespace
 
-SyncDocument Api::BuildSyncDocument(std::string_view for_region) {
+SyncDocument Api::BuildSyncDocument() {
   SyncDocument doc;
   Result<std::vector<std::string>> models = store_.ListModels();
   for (const std::string& model : models.ok() ? *models : std::vector<std::string>()) {
@@ -39,8 +39,9 @@ SyncDocument Api::BuildSyncDocument(std::string_view for_region) {
         residency_.emplace(std::make_pair(model, v), regions);  // versions are immutable
       }
       if (regions.size() == 1 && regions[0].empty()) regions.clear();
-      // A region is not told of versions it may not hold.
-      if (ResidencyAllows(regions, for_region)) doc.versions.push_back({model, v, std::move(regions)});
+      // Every region is told of every version, those it may not hold too: it
+      // keeps their manifests only, to answer 451 for their bytes.
+      doc.versions.push_back({model, v, std::move(regions)});
     }
   }
   for (Rollouts::ChannelSnapshot& c : rollouts_.Channels()) {
@@ -70,7 +71,7 @@ HttpResponse Api::Sync(const HttpRequest& req) {
   std::string last_error = QueryParam(query, "last_error").value_or("").substr(0, kRegionErrorBytesMax);
   // Read before building, so that a change right after still wakes this poll.
   uint64_t generation = rollouts_.notifier().generation();
-  SyncDocument doc = BuildSyncDocument(*region);
+  SyncDocument doc = BuildSyncDocument();
   int64_t now = SystemClock::Get().NowUnixMillis();
   std::optional<std::string> record;  // the region's seen-record, when due to be written
   {
@@ -90,7 +91,7 @@ HttpResponse Api::Sync(const HttpRequest& req) {
       seen.state_expires_ms = static_cast<int64_t>(state_expires_ms);
       const bool changed = seen.last_error != last_error;
       seen.last_error = std::move(last_error);
-      record = RegionSeenRecordIfDue(seen, changed);
+      record = RegionSeenRecordIfDue(*region, seen, changed);
     }
   }
   // Written outside the lock (a synced write must not hold up other regions'
@@ -187,22 +188,32 @@ void Api::LoadRegionsSeen() {
     f.Uint("terminals", &seen.terminals);
     f.Int64("state_expires_ms", &seen.state_expires_ms);
     f.String("last_error", &seen.last_error);
+    f.Int64("holdings_ms", &seen.holdings_ms);
     if (!f.Finish().ok()) continue;
+    if (const nlohmann::json* h = j->contains("holdings") ? &(*j)["holdings"] : nullptr) {
+      std::string ignored;
+      Result<std::map<std::string, ModelHolding>> holdings = ParseHoldings(h->dump(), &ignored);
+      if (holdings.ok()) seen.holdings = std::move(*holdings);
+    }
     seen.persisted_ms = seen.last_seen_ms;
     regions_seen_.emplace(key.substr(kRegionSeenPrefix.size()), std::move(seen));
   }
 }
 
-std::optional<std::string> Api::RegionSeenRecordIfDue(const RegionSeen& seen, bool changed) {
+std::optional<std::string> Api::RegionSeenRecordIfDue(std::string_view region, const RegionSeen& seen, bool changed) {
   if (!changed && seen.last_seen_ms - seen.persisted_ms < kRegionSeenPersistMs) return std::nullopt;
   nlohmann::json j = {{"sync_version", seen.sync_version}, {"last_seen_ms", seen.last_seen_ms},
                       {"stored_bytes", seen.stored_bytes}, {"terminals", seen.terminals},
                       {"state_expires_ms", seen.state_expires_ms}, {"last_error", seen.last_error}};
+  if (seen.holdings_ms != 0) {
+    j["holdings_ms"] = seen.holdings_ms;
+    j["holdings"] = nlohmann::json::parse(HoldingsToJson(region, seen.holdings));
+  }
   return j.dump();
 }
 
 std::vector<Api::RegionView> Api::RegionViews(uint64_t* current_sync_version) {
-  const uint64_t current = BuildSyncDocument("").sync_version;
+  const uint64_t current = BuildSyncDocument().sync_version;
   *current_sync_version = current;
   const int64_t now = SystemClock::Get().NowUnixMillis();
   std::map<std::string, RegionView> views;
@@ -269,6 +280,59 @@ HttpResponse Api::ListRegions() {
                        {"reports_forwarded", o.forwarded}};
   }
   return JsonOk(200, out);
+}
+
+HttpResponse Api::RegionHoldings(const HttpRequest& req) {
+  std::string region;
+  Result<std::map<std::string, ModelHolding>> holdings = ParseHoldings(req.body, &region);
+  if (!holdings.ok()) return ErrorFor(holdings.status());
+  const int64_t now = SystemClock::Get().NowUnixMillis();
+  std::optional<std::string> record;
+  {
+    std::lock_guard lock(regions_mu_);
+    auto it = regions_seen_.find(region);
+    if (it == regions_seen_.end()) {
+      return JsonError(409, "unknown_region", "region '" + region + "' has not polled GET /v1/sync here yet");
+    }
+    it->second.holdings = std::move(*holdings);
+    it->second.holdings_ms = now;
+    record = RegionSeenRecordIfDue(region, it->second, /*changed=*/true);
+  }
+  if (Status st = store_.WriteState({{std::string(kRegionSeenPrefix) + region, *record}}); !st.ok()) {
+    return ErrorFor(st);
+  }
+  return JsonOk(200, {{"region", region}, {"recorded_ms", now}});
+}
+
+HttpResponse Api::Residency() {
+  Result<std::map<std::string, ModelHolding>> here = Catalog::Holdings(store_);
+  if (!here.ok()) return ErrorFor(here.status());
+  const int64_t now = SystemClock::Get().NowUnixMillis();
+  // model -> one row per daemon holding or listing it
+  std::map<std::string, nlohmann::json> rows;
+  auto add = [&](const std::string& daemon, const std::string& jurisdiction, int64_t as_of_ms,
+                 const std::map<std::string, ModelHolding>& holdings) {
+    for (const auto& [model, h] : holdings) {
+      nlohmann::json& list = rows[model];
+      if (list.is_null()) list = nlohmann::json::array();
+      list.push_back({{"daemon", daemon}, {"jurisdiction", jurisdiction}, {"as_of_ms", as_of_ms},
+                      {"versions", h.versions}, {"versions_held", h.versions_held}, {"bytes", h.bytes}});
+    }
+  };
+  add(region_.empty() ? "origin" : region_, catalog_.jurisdiction(), now, *here);
+  {
+    std::lock_guard lock(regions_mu_);
+    for (const auto& [region, seen] : regions_seen_) add(region, region, seen.holdings_ms, seen.holdings);
+  }
+  nlohmann::json models = nlohmann::json::array();
+  for (auto& [model, daemons] : rows) {
+    std::vector<std::string> residency;  // the newest version's
+    if (Result<std::vector<std::string>> versions = store_.ListVersions(model); versions.ok() && !versions->empty()) {
+      if (auto m = store_.GetManifest(model, versions->back()); m.ok()) residency = (*m)->regions;
+    }
+    models.push_back({{"model", model}, {"residency", residency}, {"daemons", std::move(daemons)}});
+  }
+  return JsonOk(200, {{"models", std::move(models)}});
 }
 
 }  // namespace meridian

@@ -23,10 +23,6 @@ using Json = nlohmann::json;
 
 }  // namespace
 
-bool ResidencyAllows(const std::vector<std::string>& regions, std::string_view region) {
-  return regions.empty() || std::find(regions.begin(), regions.end(), region) != regions.end();
-}
-
 std::optional<int64_t> EarliestStateExpiry(const std::vector<SignedChannel>& channels) {
   std::optional<int64_t> earliest;
   for (const SignedChannel& c : channels) earliest = std::min(earliest.value_or(c.state.expires_ms), c.state.expires_ms);
@@ -80,9 +76,10 @@ Result<SyncDocument> ParseSyncDocument(std::string_view json) {
   return doc;
 }
 
-Follower::Follower(Store& store, const Root& root, Rollouts& rollouts, DeltaService& deltas, const Clock& clock,
-                   UpstreamOptions upstream, FollowerOptions options)
+Follower::Follower(Store& store, Catalog& catalog, const Root& root, Rollouts& rollouts, DeltaService& deltas,
+                   const Clock& clock, UpstreamOptions upstream, FollowerOptions options)
     : store_(store),
+      catalog_(catalog),
       root_(root),
       rollouts_(rollouts),
       deltas_(deltas),
@@ -148,6 +145,7 @@ void Follower::Run() {
     bool complete = false;
     std::string problem;
     Status st = doc.ok() ? Apply(up, *doc, &complete, &problem) : doc.status();
+    if (st.ok() && complete) SendHoldings(up);
     {
       std::unique_lock lock(mu_);
       status_.upstream = up.current();
@@ -176,6 +174,20 @@ void Follower::Run() {
   }
 }
 
+void Follower::SendHoldings(UpstreamClient& up) {
+  Result<std::map<std::string, ModelHolding>> holdings = Catalog::Holdings(store_);
+  if (!holdings.ok()) return;  // told next round
+  std::string body = HoldingsToJson(options_.region, *holdings);
+  if (body == holdings_sent_) return;
+  Result<HttpReply> r = up.Post(HoldingsPath(), body);
+  if (r.ok() && r->status == 200) {
+    holdings_sent_ = std::move(body);
+  } else if (!cancel_) {
+    std::fprintf(stderr, "meridiand: telling %s what this region holds: %s\n", up.current().c_str(),
+                 r.ok() ? ErrorMessageOf(*r).c_str() : r.status().ToString().c_str());
+  }
+}
+
 Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* complete, std::string* problem) {
   *complete = true;
   auto note = [&](std::string what) {
@@ -194,17 +206,16 @@ Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* comple
     states.emplace_back(std::move(*s), &c);
   }
   std::map<std::string, std::vector<const SyncVersion*>> by_model;
-  for (const SyncVersion& v : doc.versions) {
-    if (ResidencyAllows(v.regions, region)) by_model[v.model].push_back(&v);
-  }
-  std::set<std::pair<std::string, std::string>> allowed;  // (model, version) this region may hold
+  for (const SyncVersion& v : doc.versions) by_model[v.model].push_back(&v);
+  // (model, version) this region may hold; of the others it keeps the manifest only.
+  std::set<std::pair<std::string, std::string>> allowed;
   for (auto& [model, list] : by_model) {
     std::sort(list.begin(), list.end(),
               [](const SyncVersion* a, const SyncVersion* b) { return CompareVersions(a->version, b->version) > 0; });
     for (size_t i = 0; i < list.size(); ++i) {
       const SyncVersion& v = *list[i];
       if (i >= options_.versions_per_model && !named.count({v.model, v.version})) continue;
-      allowed.emplace(v.model, v.version);
+      if (ResidencyAllows(v.regions, region)) allowed.emplace(v.model, v.version);
       if (store_.GetEnvelope(v.model, v.version).ok()) continue;
       if (Status st = FetchVersion(up, v); !st.ok()) {
         if (cancel_) return st;
@@ -239,6 +250,8 @@ Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* comple
     Status st = FetchDelta(up, from, to);
     if (st.ok()) {
       attempts_.erase({from, to});
+    } else if (st.code() == Status::Code::kPermissionDenied) {
+      tries = options_.delta_attempts_max;  // the upstream may not hold these bytes: it never will have the delta
     } else {
       if (cancel_) return st;
       ++tries;
@@ -280,7 +293,13 @@ Status Follower::FetchVersion(UpstreamClient& up, const SyncVersion& v) {
   if (!verified.ok()) return verified.status();
   const Manifest& m = verified->manifest();
   // The signed manifest decides residency, whatever the listing said.
-  if (!ResidencyAllows(m.regions, options_.region)) return Status::Ok();
+  if (!catalog_.MayHold(m)) {
+    Result<bool> kept = store_.CommitVersion(*verified, Store::Holding::kManifestOnly);
+    if (kept.status().code() == Status::Code::kAlreadyExists) return Status::Ok();
+    MERIDIAN_RETURN_IF_ERROR(kept.status());
+    catalog_.Learn(m);
+    return Status::Ok();
+  }
   std::vector<Digest> digests;
   for (const ChunkRef& c : m.chunks) digests.push_back(c.digest);
   Result<std::vector<Digest>> missing = store_.MissingChunks(digests);
@@ -294,12 +313,14 @@ Status Follower::FetchVersion(UpstreamClient& up, const SyncVersion& v) {
   Result<bool> made_visible = store_.CommitVersion(*verified);
   if (made_visible.status().code() == Status::Code::kAlreadyExists) return Status::Ok();
   MERIDIAN_RETURN_IF_ERROR(made_visible.status());
+  catalog_.Learn(m);
   if (*made_visible) rollouts_.notifier().NotifyAll();  // regions downstream long-poll this one
   return Status::Ok();
 }
 
 Status Follower::FetchDelta(UpstreamClient& up, const Digest& from, const Digest& to) {
   Result<HttpReply> r = up.Get(DeltaInfoPath(from, to));
+  if (r.ok() && r->status == 451) return Status::PermissionDenied(ErrorMessageOf(*r));
   Result<DeltaInfo> info = DeltaInfoFromReply(root_, r, from, to);  // FailedPrecondition while upstream makes it
   if (!info.ok()) return info.status();
   DeltaRecord record{*info, {}, r->body};

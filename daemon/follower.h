@@ -10,8 +10,10 @@
 //      descriptor as the origin signed it (a pending one is asked again);
 //   3. channel states, verified against the root's online keys, adopted once
 //      every version they name that this region may hold is stored here.
-// A version whose signed manifest excludes this region is never fetched or
-// stored; nothing the region serves is trusted by terminals without their own
+// Of a version whose signed manifest excludes this region only the manifest
+// is kept (so the region answers 451 for its bytes), never a chunk; after
+// each complete round the region tells its upstream what it holds of each
+// model (POST /v1/holdings, for GET /v1/residency). Nothing the region serves is trusted by terminals without their own
 // checks (regions hold no keys). While the upstream is away the region keeps
 // what it has, and the follower retries with backoff, trying each upstream.
 #pragma once
@@ -30,6 +32,7 @@
 #include "base/clock.h"
 #include "base/digest.h"
 #include "base/status.h"
+#include "daemon/catalog.h"
 #include "daemon/deltas.h"
 #include "daemon/rollouts.h"
 #include "daemon/upstream.h"
@@ -71,8 +74,6 @@ Result<SyncDocument> ParseSyncDocument(std::string_view json);
 // The earliest expiry among `channels`' signed states; none when there are none.
 std::optional<int64_t> EarliestStateExpiry(const std::vector<SignedChannel>& channels);
 
-// Whether a manifest's region list admits `region` (empty = everywhere).
-bool ResidencyAllows(const std::vector<std::string>& regions, std::string_view region);
 
 // ---------------------------------------------------------------------------
 
@@ -98,8 +99,9 @@ inline constexpr size_t kRegionErrorBytesMax = 256;
 
 class Follower {
  public:
-  Follower(Store& store, const Root& root, Rollouts& rollouts, DeltaService& deltas, const Clock& clock,
-           UpstreamOptions upstream, FollowerOptions options);
+  // `catalog` learns of every version the follower commits.
+  Follower(Store& store, Catalog& catalog, const Root& root, Rollouts& rollouts, DeltaService& deltas,
+           const Clock& clock, UpstreamOptions upstream, FollowerOptions options);
   ~Follower();  // stops within about a second
   Follower(const Follower&) = delete;
   Follower& operator=(const Follower&) = delete;
@@ -120,8 +122,11 @@ class Follower {
   // OK when stored or not worth it; FailedPrecondition while upstream computes it.
   Status FetchDelta(UpstreamClient& up, const Digest& from, const Digest& to);
   std::string PollPath(uint64_t known, int64_t wait_s);
+  // Tells the upstream what this region holds, when that changed since the last time it was told.
+  void SendHoldings(UpstreamClient& up);
 
   Store& store_;
+  Catalog& catalog_;
   const Root& root_;
   Rollouts& rollouts_;
   DeltaService& deltas_;
@@ -134,6 +139,7 @@ class Follower {
   FollowerStatus status_;                                 // guarded by mu_
   std::set<std::pair<Digest, Digest>> wanted_;            // guarded by mu_
   std::map<std::pair<Digest, Digest>, int> attempts_;     // pending deltas: rounds asked (follower thread only)
+  std::string holdings_sent_;                             // the last POST /v1/holdings body accepted (follower thread only)
   bool stopping_ = false;                                 // guarded by mu_
   std::atomic<bool> cancel_{false};
   std::thread thread_;

@@ -107,16 +107,17 @@ struct ServeOptions {
   std::map<std::string, std::string> time_zones;                  // region ("*": any other) -> IANA zone
   std::string role = "origin";
   std::string region;                  // role region: the region served
+  std::string jurisdiction;            // role origin: the region whose resident models it may hold ("": none)
   std::vector<std::string> upstream;   // role region: upstream URLs, in order of preference
   std::string upstream_token_file;     // role region: the upstream's mirror.token
   DeltaServiceOptions deltas;          // the delta_* settings
 };
 
 // The keys of --config, in the order --help lists them.
-constexpr std::array<std::string_view, 16> kConfigKeys = {
+constexpr std::array<std::string_view, 17> kConfigKeys = {
     "data", "listen", "threads", "head_timeout_ms", "body_timeout_ms", "state_expiry_ms", "state_refresh_ms", "role",
-    "region", "upstream", "upstream_token_file", "delta_previous_versions", "delta_threads", "delta_literal_level",
-    "delta_artifact_bytes_max", "time_zones"};
+    "region", "jurisdiction", "upstream", "upstream_token_file", "delta_previous_versions", "delta_threads",
+    "delta_literal_level", "delta_artifact_bytes_max", "time_zones"};
 
 // Settings from --config FILE (TOML); flags given on the command line win.
 Status ApplyConfig(ServeOptions& o, const CLI::App& app) {
@@ -137,6 +138,7 @@ Status ApplyConfig(ServeOptions& o, const CLI::App& app) {
   if (app.count("--threads") == 0) o.threads = t["threads"].value_or(o.threads);
   if (app.count("--role") == 0) o.role = t["role"].value_or(o.role);
   if (app.count("--region") == 0) o.region = t["region"].value_or(o.region);
+  if (app.count("--jurisdiction") == 0) o.jurisdiction = t["jurisdiction"].value_or(o.jurisdiction);
   if (app.count("--upstream-token-file") == 0) o.upstream_token_file = t["upstream_token_file"].value_or(o.upstream_token_file);
   if (app.count("--upstream") == 0) {
     if (const toml::array* list = t["upstream"].as_array()) {
@@ -209,17 +211,22 @@ int Serve(ServeOptions o) {
     if (!IsValidRegionOrProfile(o.region)) return Fail("a region needs --region ID ([a-z0-9][a-z0-9-]{0,31})");
     if (o.upstream.empty()) return Fail("a region needs --upstream URL[,URL…] (the origin or another region)");
     if (o.upstream_token_file.empty()) return Fail("a region needs --upstream-token-file (the upstream's mirror.token)");
+    if (!o.jurisdiction.empty() && o.jurisdiction != o.region) {
+      return Fail("a region's jurisdiction is its --region; leave --jurisdiction out");
+    }
+    o.jurisdiction = o.region;
   } else if (!o.region.empty() || !o.upstream.empty()) {
     return Fail("--region and --upstream are for --role region");
+  } else if (!o.jurisdiction.empty() && !IsValidRegionOrProfile(o.jurisdiction)) {
+    return Fail("--jurisdiction must be a region name ([a-z0-9][a-z0-9-]{0,31}), got '" + o.jurisdiction + "'");
   }
   // An origin signs with its online key and takes releases; a region holds
-  // neither key nor publisher token.
-  std::string publisher;
+  // no key, and takes only the chunks of models resident in its region (its
+  // publisher.token is made at its first start).
+  Result<std::string> publisher = region ? ReadOrCreateTokenFile(d.publisher_token()) : ReadTokenFile(d.publisher_token());
+  if (!publisher.ok()) return Fail(publisher.status().ToString());
   std::optional<SecretKey> online_key, delta_key;
   if (!region) {
-    Result<std::string> t = ReadTokenFile(d.publisher_token());
-    if (!t.ok()) return Fail(t.status().ToString());
-    publisher = *t;
     for (std::optional<SecretKey>* k : {&online_key, &delta_key}) {
       Result<SecretKey> key = ReadSecretKeyFile(d.online_key());
       if (!key.ok()) return Fail(d.online_key() + ": " + key.status().message());
@@ -250,14 +257,16 @@ int Serve(ServeOptions o) {
   if (!rollouts.ok()) return Fail("cannot load rollouts: " + rollouts.status().ToString());
   DeltaService deltas(**store, std::move(delta_key), o.deltas);
 
+  Catalog catalog(o.jurisdiction);
+  if (Status st = catalog.Load(**store); !st.ok()) return Fail("cannot read the stored manifests: " + st.ToString());
   Metrics metrics;
-  Api api(**store, *root, ApiTokens{publisher, *operator_token, *terminal_token, *mirror_token}, metrics, **rollouts,
-          deltas);
+  Api api(**store, catalog, *root, ApiTokens{*publisher, *operator_token, *terminal_token, *mirror_token}, metrics,
+          **rollouts, deltas);
   UpstreamOptions upstream{.urls = o.upstream, .mirror_token = upstream_token};
   std::unique_ptr<Follower> follower;
   std::unique_ptr<ReportOutbox> outbox;
   if (region) {
-    follower = std::make_unique<Follower>(**store, *root, **rollouts, deltas, SystemClock::Get(), upstream,
+    follower = std::make_unique<Follower>(**store, catalog, *root, **rollouts, deltas, SystemClock::Get(), upstream,
                                           FollowerOptions{.region = o.region, .previous_versions = o.deltas.previous_versions});
     Result<std::unique_ptr<ReportOutbox>> opened = ReportOutbox::Open(**store, o.region, upstream);
     if (!opened.ok()) return Fail("cannot open the report outbox: " + opened.status().ToString());
@@ -386,6 +395,9 @@ int main(int argc, char** argv) {
   app.add_option("--role", serve.role, "origin (releases and rollouts are made here) or region (follows an upstream)")
       ->capture_default_str();
   app.add_option("--region", serve.region, "role region: the region this daemon serves, e.g. sg");
+  app.add_option("--jurisdiction", serve.jurisdiction,
+                 "role origin: the region whose resident models this daemon may hold (default none: only models "
+                 "published without --region)");
   app.add_option("--upstream", serve.upstream, "role region: upstream URL(s), the origin or another region")
       ->delimiter(',');
   app.add_option("--upstream-token-file", serve.upstream_token_file, "role region: the upstream's mirror.token");

@@ -14,6 +14,7 @@ std::string_view RoleName(CallerRole role) {
     case CallerRole::kOperator: return "operator";
     case CallerRole::kTerminal: return "terminal";
     case CallerRole::kMirror: return "mirror";
+    case CallerRole::kReader: return "reader";
     case CallerRole::kNobody: return "nobody";
   }
   return "?";

@@ -23,6 +23,7 @@ enum class CallerRole {
   kOperator,   // rollouts and the region view
   kTerminal,   // targets and reports
   kMirror,     // regions downstream: sync and forwarded reports
+  kReader,     // model bytes and manifests: any credential above, or none for a public model (Route::is_public)
   kNobody,     // served by another role of daemon: the handler gives the refusal from the head alone
 };
 std::string_view RoleName(CallerRole role);
@@ -39,6 +40,9 @@ struct Route {
   // What the body bytes of a GET count as in meridian_served_bytes_total:
   // "delta", "artifact" or "chunk"; empty for every other route.
   std::string served_kind;
+  // kReader routes: whether the request reads something public, so that it
+  // needs no credential. Decided from the head (the path) before anything is read.
+  std::function<bool(const HttpRequest&)> is_public;
 
   // "GET /v1/chunks/{digest}": the label in metrics and docs.
   std::string Label() const { return method + " " + pattern; }

@@ -1,14 +1,15 @@
 // libFuzzer target for every parser of JSON from outside the process: the
 // strict reader itself, then manifests, DSSE envelopes, channel states and
 // the rollout specs in them (with their window and health-rule texts, also
-// parsed on their own), root documents and delta descriptors over the same
-// bytes. Each must answer a
+// parsed on their own), root documents, delta descriptors and the holdings
+// a region reports over the same bytes. Each must answer a
 // value or an error, never crash; a value must survive its own round trip.
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
 
 #include "base/json.h"
+#include "daemon/catalog.h"
 #include "delta/delta_info.h"
 #include "manifest/manifest.h"
 #include "rollout/rollout.h"
@@ -43,5 +44,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   (void)ParseRoot(text);
   (void)ParseDeltaInfo(text);
+  std::string region, region_again;
+  if (Result<std::map<std::string, ModelHolding>> h = ParseHoldings(text, &region); h.ok()) {
+    Result<std::map<std::string, ModelHolding>> again = ParseHoldings(HoldingsToJson(region, *h), &region_again);
+    if (!again.ok() || *again != *h || region_again != region) std::abort();
+  }
   return 0;
 }

@@ -145,6 +145,10 @@ bool IsValidRegionOrProfile(std::string_view id) {
   return true;
 }
 
+bool ResidencyAllows(const std::vector<std::string>& regions, std::string_view region) {
+  return regions.empty() || std::find(regions.begin(), regions.end(), region) != regions.end();
+}
+
 std::string ManifestToJson(const Manifest& m) {
   nlohmann::ordered_json j;
   j["schema"] = "meridian.manifest/v1";
@@ -160,6 +164,7 @@ std::string ManifestToJson(const Manifest& m) {
   j["chunks"] = std::move(chunks);
   j["profiles"] = m.profiles;
   j["regions"] = m.regions;
+  if (m.is_public) j["public"] = true;  // absent when false: manifests from before the field read the same
   j["annotations"] = m.annotations;
   j["created"] = m.created;
   return j.dump();
@@ -199,6 +204,7 @@ Result<Manifest> ParseManifest(std::string_view json) {
   }
   ReadNames(f, "profiles", &m.profiles);
   ReadNames(f, "regions", &m.regions);
+  f.Bool("public", &m.is_public);
   if (const nlohmann::json* a = f.Object("annotations")) {
     for (const auto& [k, v] : a->items()) {
       if (a->size() > kManifestListMax || !v.is_string() || k.size() > kManifestStringBytesMax ||

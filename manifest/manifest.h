@@ -41,6 +41,7 @@ struct Manifest {
   std::vector<ChunkRef> chunks;        // in file order; sizes sum to `size`
   std::vector<std::string> profiles;   // device profiles targeted; empty = any
   std::vector<std::string> regions;    // regions it may be stored and served in; empty = all
+  bool is_public = false;              // readable without a credential (JSON "public"; absent = false)
   std::map<std::string, std::string> annotations;
   std::string created;                 // RFC 3339 UTC
 
@@ -60,6 +61,10 @@ bool IsValidVersion(std::string_view version);
 int CompareVersions(std::string_view a, std::string_view b);
 // Region and profile identifiers: [a-z0-9][a-z0-9-]{0,31}
 bool IsValidRegionOrProfile(std::string_view id);
+
+// Whether a manifest's region list admits `region` (empty = everywhere; the
+// region "" — an origin that declares no jurisdiction — is admitted by no list).
+bool ResidencyAllows(const std::vector<std::string>& regions, std::string_view region);
 
 // Serialises to compact JSON.
 std::string ManifestToJson(const Manifest& m);

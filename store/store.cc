@@ -82,6 +82,9 @@ std::string VersionKey(std::string_view model, std::string_view version) {
   return key;
 }
 
+// The state key marking a version committed Holding::kManifestOnly.
+std::string ManifestOnlyKey(std::string_view version_key) { return "manifest-only/" + std::string(version_key); }
+
 // "model@version" for messages, from a manifests key.
 std::string DescribeVersionKey(std::string_view key) {
   size_t nul = key.find('\0');
@@ -344,7 +347,7 @@ class RocksStore final : public Store {
     });
   }
 
-  Result<bool> CommitVersion(const VerifiedManifest& verified) override {
+  Result<bool> CommitVersion(const VerifiedManifest& verified, Holding holding) override {
     return Guard(&faults_, "CommitVersion", [&]() -> Result<bool> {
       const Manifest& m = verified.manifest();
       const std::string& envelope_json = verified.envelope();
@@ -357,7 +360,8 @@ class RocksStore final : public Store {
       // What becomes visible must be what the manifest says: verified before
       // the lock (chunks are never deleted), so one large commit does not
       // hold up the others.
-      MERIDIAN_RETURN_IF_ERROR(VerifyChunksOf(ro, m, what));
+      const bool bytes_here = holding == Holding::kBytes;
+      if (bytes_here) MERIDIAN_RETURN_IF_ERROR(VerifyChunksOf(ro, m, what));
       // Held from the exists-check to the write, so that of two racing commits
       // of one version exactly one writes and the other sees it.
       std::lock_guard<std::mutex> lock(commit_mu_);
@@ -368,16 +372,20 @@ class RocksStore final : public Store {
       rocksdb::WriteBatch batch;
       rocksdb::Status bs = batch.Put(cf(kManifests), key, rocksdb::Slice(envelope_json.data(), envelope_json.size()));
       if (!bs.ok()) return Fault(bs, "batching " + what);
-      const std::string artifact_key = ChunkKey(m.digest);
-      std::string indexed;
-      rocksdb::Status s = db_->Get(ro, cf(kArtifacts), artifact_key, &indexed);
-      if (s.IsNotFound()) {
-        bs = batch.Put(cf(kArtifacts), artifact_key, key);
-        if (!bs.ok()) return Fault(bs, "batching " + what);
-      } else if (!s.ok()) {
-        return Fault(s, "reading the artifact index for " + m.digest.ToString());
+      if (bytes_here) {
+        const std::string artifact_key = ChunkKey(m.digest);
+        std::string indexed;
+        rocksdb::Status s = db_->Get(ro, cf(kArtifacts), artifact_key, &indexed);
+        if (s.IsNotFound()) {
+          bs = batch.Put(cf(kArtifacts), artifact_key, key);
+        } else if (!s.ok()) {
+          return Fault(s, "reading the artifact index for " + m.digest.ToString());
+        }
+      } else {
+        bs = batch.Put(cf(kState), ManifestOnlyKey(key), "");
       }
-      s = db_->Write(write_options_, &batch);
+      if (!bs.ok()) return Fault(bs, "batching " + what);
+      rocksdb::Status s = db_->Write(write_options_, &batch);
       if (!s.ok()) return Fault(s, "committing " + what);
       manifests_.Insert(key, std::make_shared<const Manifest>(m));  // the envelope says exactly `m`
       return true;
@@ -742,6 +750,8 @@ class RocksStore final : public Store {
         faults.Add(m.status().message());
         continue;
       }
+      std::string marker;
+      if (db_->Get(ro, cf(kState), ManifestOnlyKey(key), &marker).ok()) continue;  // its bytes live elsewhere
       MissingList missing;
       Status ms = ForEachIndexed(ro, m->chunks.size(), [&](size_t i) -> const Digest& { return m->chunks[i].digest; },
                                  [&](size_t i, std::optional<uint64_t> size) {

@@ -133,7 +133,13 @@ class Store {
   // first envelope kept) when it exists already as the same release
   // (SameRelease: only `created` or the signatures differ). The artifact index
   // keeps the first version committed with a given whole-file digest.
-  virtual Result<bool> CommitVersion(const VerifiedManifest& verified) = 0;
+  //
+  // kManifestOnly commits a version whose bytes this store may not hold (its
+  // residency excludes the daemon): only the envelope is written, no chunk is
+  // looked for and no artifact index entry is made, so nothing here names its
+  // bytes; Check() knows such versions and does not look for their chunks.
+  enum class Holding { kBytes, kManifestOnly };
+  virtual Result<bool> CommitVersion(const VerifiedManifest& verified, Holding holding = Holding::kBytes) = 0;
   // The signed envelope JSON of a version, byte for byte as committed;
   // NotFound; InvalidArgument for an invalid model name or version.
   virtual Result<std::string> GetEnvelope(std::string_view model, std::string_view version) = 0;

@@ -43,14 +43,14 @@ TEST_CASE("kill -9 during publishes never leaves a partial version") {
     REQUIRE(fsck.exit_code == 0);
 
     d.Start();
-    HttpClient c(d.url());
+    HttpClient c(d.url(), HttpClientOptions{.bearer_token = d.terminal_token()});
     Result<HttpReply> v = c.Get("/v1/models/crashy/versions/" + version);
     REQUIRE(v.ok());
     if (publish_exit == 0) CHECK(v->status == 200);  // acknowledged means durable
     if (v->status == 200) {
       ++present;
       std::string out = d.dir() / "pulled";
-      CommandResult pull = d.Cli({"pull", "--root", d.root_json(), "crashy", version, "-o", out});
+      CommandResult pull = d.Cli({"--token", d.terminal_token(), "pull", "--root", d.root_json(), "crashy", version, "-o", out});
       REQUIRE(pull.exit_code == 0);
       CHECK(ReadFile(out) == data);
     } else {

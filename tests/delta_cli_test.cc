@@ -86,7 +86,7 @@ TEST_CASE("pull --from downloads a signed delta, and falls back to chunks when n
   std::string d1 = Digest::Of(v1).ToString(), d2 = Digest::Of(v2).ToString(), d3 = Digest::Of(unrelated).ToString();
 
   // Deltas from older versions are made at publish time, in the background.
-  HttpClient c(d.url());
+  HttpClient c(d.url(), HttpClientOptions{.bearer_token = d.terminal_token()});
   auto ready = [&](const std::string& from, const std::string& to) {
     return WaitFor([&] {
       auto r = c.Get("/v1/deltas/" + from + "/" + to + "/info");
@@ -100,13 +100,13 @@ TEST_CASE("pull --from downloads a signed delta, and falls back to chunks when n
   Result<HttpReply> whole = c.Get("/v1/deltas/" + d1 + "/" + d2);
   REQUIRE(whole->status == 200);
   CHECK(ParseDeltaHeader(AsBytes(whole->body))->format_version == 2);  // LZMA literals by default
-  CHECK(whole->Header("cache-control") == "public, max-age=31536000, immutable");
+  CHECK(whole->Header("cache-control") == "private, max-age=31536000, immutable");  // as private as its model
   Result<HttpReply> part = c.Get("/v1/deltas/" + d1 + "/" + d2, {"Range: bytes=0-9"});
   CHECK(part->status == 206);
   CHECK(part->body == whole->body.substr(0, 10));
   CHECK(c.Get("/v1/deltas/" + d1 + "/" + d2, {"If-None-Match: " + whole->Header("etag")})->status == 304);
 
-  CommandResult pull = d.Cli({"--output", "json", "pull", "--root", d.root_json(), "m", "1.1.0", "-o",
+  CommandResult pull = d.Cli({"--token", d.terminal_token(), "--output", "json", "pull", "--root", d.root_json(), "m", "1.1.0", "-o",
                               d.dir() / "got2", "--from", d.dir() / "v1"});
   REQUIRE(pull.exit_code == 0);
   auto j = nlohmann::json::parse(pull.out);
@@ -118,7 +118,7 @@ TEST_CASE("pull --from downloads a signed delta, and falls back to chunks when n
   Result<HttpReply> info = c.Get("/v1/deltas/" + d2 + "/" + d3 + "/info");
   CHECK(info->body.find("payload") != std::string::npos);
   CHECK(c.Get("/v1/deltas/" + d2 + "/" + d3)->status == 404);
-  CommandResult full = d.Cli({"--output", "json", "pull", "--root", d.root_json(), "m", "1.2.0", "-o",
+  CommandResult full = d.Cli({"--token", d.terminal_token(), "--output", "json", "pull", "--root", d.root_json(), "m", "1.2.0", "-o",
                               d.dir() / "got3", "--from", d.dir() / "v2"});
   REQUIRE(full.exit_code == 0);
   CHECK(nlohmann::json::parse(full.out)["method"] == "chunks");
@@ -160,7 +160,7 @@ TEST_CASE("delta settings: older versions diffed at publish, zstd literals, bad 
     REQUIRE(d.Publish("m", version, d.dir() / file).exit_code == 0);
   }
   const std::string d1 = Digest::Of(v1).ToString(), d2 = Digest::Of(v2).ToString(), d3 = Digest::Of(v3).ToString();
-  HttpClient c(d.url());
+  HttpClient c(d.url(), HttpClientOptions{.bearer_token = d.terminal_token()});
   auto status = [&](const std::string& from, const std::string& to) {
     Result<HttpReply> r = c.Get("/v1/deltas/" + from + "/" + to + "/info");
     return r.ok() ? r->status : 0;

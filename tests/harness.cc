@@ -253,6 +253,7 @@ std::string DaemonFixture::publisher_token() const { return ReadToken(data() + "
 std::string DaemonFixture::operator_token() const { return ReadToken(data() + "/operator.token"); }
 
 std::string DaemonFixture::terminal_token() const { return ReadToken(data() + "/terminal.token"); }
+std::string DaemonFixture::mirror_token() const { return ReadToken(mirror_token_file()); }
 
 std::string DaemonFixture::StartRollout(const std::string& spec_json) {
   HttpClient c(url(), HttpClientOptions{.timeout_ms = 60'000, .bearer_token = operator_token()});

@@ -120,6 +120,7 @@ class DaemonFixture {
   void StartRegion(const std::string& region, const std::string& upstream, const std::string& upstream_token_file,
                    const std::vector<std::string>& extra_args = {});
   std::string mirror_token_file() const { return data() + "/mirror.token"; }
+  std::string mirror_token() const;
   // Starts again on the port it had (regions following it keep their URL).
   void Restart(const std::vector<std::string>& extra_args = {});
   void Kill9();
@@ -132,6 +133,7 @@ class DaemonFixture {
   std::string release_key() const { return dir_ / "release.key"; }
   std::string root_json() const { return data() + "/root.json"; }
   std::string publisher_token() const;
+  std::string publisher_token_file() const { return data() + "/publisher.token"; }
   std::string operator_token() const;
   // POST /v1/rollouts with the operator token; returns the reply body (throws unless 201).
   std::string StartRollout(const std::string& spec_json);

@@ -80,7 +80,7 @@ TEST_CASE("artifacts and chunks: Range, ETag, 304, 416, immutable caching") {
   d.Start();
   Bytes data = RandomBytes(1'000'000, 3);
   std::string digest = PublishArtifact(d, data);
-  HttpClient c(d.url());
+  HttpClient c(d.url(), HttpClientOptions{.bearer_token = d.terminal_token()});
 
   Result<HttpReply> whole = c.Get("/v1/artifacts/" + digest);
   REQUIRE(whole.ok());
@@ -88,7 +88,7 @@ TEST_CASE("artifacts and chunks: Range, ETag, 304, 416, immutable caching") {
   CHECK(whole->body == AsString(data));
   std::string etag = whole->Header("etag");
   CHECK(etag == "\"" + digest + "\"");
-  CHECK(whole->Header("cache-control") == "public, max-age=31536000, immutable");
+  CHECK(whole->Header("cache-control") == "private, max-age=31536000, immutable");  // not published --public
   CHECK(whole->Header("accept-ranges") == "bytes");
 
   Result<HttpReply> part = c.Get("/v1/artifacts/" + digest, {"Range: bytes=1000-1999"});
@@ -134,17 +134,89 @@ TEST_CASE("Range requests of one artifact parse its manifest at most once") {
   d.Start();
   Bytes data = RandomBytes(200'000, 4);
   std::string digest = PublishArtifact(d, data);
-  d.Restart();  // nothing cached: the first request parses the stored manifest
+  d.Restart();  // the catalog parses each stored manifest once at start; requests parse none again
   int64_t before = Metric(d.url(), "meridian_store_manifest_parses_total");
   REQUIRE(before >= 0);
-  HttpClient c(d.url());
+  HttpClient c(d.url(), HttpClientOptions{.bearer_token = d.terminal_token()});
   for (size_t first = 0; first < data.size(); first += 10'000) {
     Result<HttpReply> part = c.Get("/v1/artifacts/" + digest, {fmt::format("Range: bytes={}-{}", first, first + 9'999)});
     REQUIRE(part.ok());
     CHECK(part->status == 206);
     CHECK(part->body == AsString(ByteSpan(data).subspan(first, 10'000)));
   }
-  CHECK(Metric(d.url(), "meridian_store_manifest_parses_total") == before + 1);
+  CHECK(Metric(d.url(), "meridian_store_manifest_parses_total") == before);
+}
+
+TEST_CASE("private by default: anonymous reads are 401, any role's token reads, a public model reads without one") {
+  DaemonFixture d;
+  d.Start();
+  Bytes data = RandomBytes(300'000, 31), open = RandomBytes(200'000, 32);
+  const std::string digest = PublishArtifact(d, data);
+  WriteFile(d.dir() / "open.bin", open);
+  CommandResult pub = d.Cli({"--token", d.publisher_token(), "--output", "json", "publish", "--key", d.release_key(),
+                             "--model", "open", "--version", "2.0.0", "--public", d.dir() / "open.bin"});
+  REQUIRE(pub.exit_code == 0);
+  const std::string open_digest = nlohmann::json::parse(pub.out)["digest"];
+  HttpClient anonymous(d.url());
+  HttpClient reader(d.url(), HttpClientOptions{.bearer_token = d.terminal_token()});
+  Result<HttpReply> env = reader.Get("/v1/models/m/versions/1.0.0");
+  REQUIRE(env.ok());
+  REQUIRE(env->status == 200);
+  const std::string chunk =
+      "/v1/chunks/" + nlohmann::json::parse(AsString(ParseEnvelope(env->body)->payload))["chunks"][0]["digest"].get<std::string>();
+  const std::string private_paths[] = {"/v1/models/m/versions/1.0.0", chunk, "/v1/artifacts/" + digest,
+                                       "/v1/deltas/" + open_digest + "/" + digest,
+                                       "/v1/deltas/" + open_digest + "/" + digest + "/info"};
+  for (const std::string& path : private_paths) {
+    INFO(path);
+    Result<HttpReply> r = anonymous.Get(path);
+    REQUIRE(r.ok());
+    CHECK(r->status == 401);
+    CHECK(ErrorCode(*r) == "unauthenticated");
+    CHECK(r->Header("www-authenticate") == "Bearer");
+    HttpClient wrong(d.url(), HttpClientOptions{.bearer_token = "not-a-token"});
+    CHECK(wrong.Get(path)->status == 403);
+  }
+  // Every role's token reads a private model.
+  for (const std::string& token : {d.terminal_token(), d.publisher_token(), d.operator_token(), d.mirror_token()}) {
+    HttpClient c(d.url(), HttpClientOptions{.bearer_token = token});
+    Result<HttpReply> r = c.Get("/v1/artifacts/" + digest);
+    REQUIRE(r.ok());
+    CHECK(r->status == 200);
+    CHECK(r->body == AsString(data));
+  }
+  // Anonymous listings show the public model only; its bytes need no token.
+  CHECK(anonymous.Get("/v1/models")->body == "{\"models\":[\"open\"]}");
+  CHECK(anonymous.Get("/v1/models/m/versions")->status == 404);
+  CHECK(reader.Get("/v1/models")->body == "{\"models\":[\"m\",\"open\"]}");
+  Result<HttpReply> open_artifact = anonymous.Get("/v1/artifacts/" + open_digest);
+  REQUIRE(open_artifact.ok());
+  CHECK(open_artifact->status == 200);
+  CHECK(open_artifact->body == AsString(open));
+  CHECK(open_artifact->Header("cache-control") == "public, max-age=31536000, immutable");
+  CHECK(anonymous.Get("/v1/models/open/versions/2.0.0")->status == 200);
+
+  // GET /v1/access: what a proxy in front asks before it serves (nginx auth_request).
+  auto access = [&](HttpClient& c, const std::string& uri) {
+    Result<HttpReply> r = c.Get("/v1/access", {"X-Original-URI: " + uri});
+    return r.ok() ? r->status : -1;
+  };
+  CHECK(access(anonymous, "/v1/artifacts/" + digest) == 401);
+  CHECK(access(reader, "/v1/artifacts/" + digest) == 204);
+  CHECK(access(anonymous, "/v1/artifacts/" + open_digest) == 204);
+  HttpClient wrong(d.url(), HttpClientOptions{.bearer_token = "not-a-token"});
+  CHECK(access(wrong, chunk) == 403);
+  CHECK(access(anonymous, "/v1/nothing/here") == 204);  // left to the request itself (404)
+  CHECK(anonymous.Get("/v1/access")->status == 400);
+
+  // A publisher naming the model's residency: this origin declares no jurisdiction.
+  HttpClient publisher(d.url(), HttpClientOptions{.bearer_token = d.publisher_token()});
+  Result<HttpReply> missing = publisher.Post("/v1/chunks/missing", R"({"digests":[],"regions":["br"]})");
+  REQUIRE(missing.ok());
+  CHECK(missing->status == 451);
+  CHECK(ErrorCode(*missing) == "not_resident");
+  CHECK(publisher.Post("/v1/chunks/missing", R"({"digests":[],"regions":["BR!"]})")->status == 400);
+  CHECK(publisher.Post("/v1/chunks/missing", R"({"digests":[],"regions":[]})")->status == 200);
 }
 
 TEST_CASE("bad input gets the right 4xx, stores nothing, and the daemon keeps serving") {
@@ -152,6 +224,7 @@ TEST_CASE("bad input gets the right 4xx, stores nothing, and the daemon keeps se
   d.Start();
   HttpClient pub(d.url(), HttpClientOptions{.bearer_token = d.publisher_token()});
   HttpClient anon(d.url());
+  HttpClient reader(d.url(), HttpClientOptions{.bearer_token = d.terminal_token()});  // models are private
   Result<SecretKey> release = ReadSecretKeyFile(d.release_key());
   REQUIRE(release.ok());
   Bytes data = RandomBytes(5000, 9);
@@ -162,14 +235,14 @@ TEST_CASE("bad input gets the right 4xx, stores nothing, and the daemon keeps se
     Result<HttpReply> r = pub.Put("/v1/chunks/" + digest, wrong);
     CHECK(r->status == 422);
     CHECK(IsJsonError(*r));
-    CHECK(anon.Get("/v1/chunks/" + digest)->status == 404);
+    CHECK(reader.Get("/v1/chunks/" + digest)->status == 404);
   }
   SECTION("publishing without or with a wrong token") {
     Result<HttpReply> r = anon.Put("/v1/chunks/" + digest, data);
     CHECK(r->status == 401);
     HttpClient wrong(d.url(), HttpClientOptions{.bearer_token = "nope"});
     CHECK(wrong.Put("/v1/chunks/" + digest, data)->status == 403);
-    CHECK(anon.Get("/v1/chunks/" + digest)->status == 404);
+    CHECK(reader.Get("/v1/chunks/" + digest)->status == 404);
   }
   SECTION("a manifest signed by an unknown key") {
     REQUIRE(pub.Put("/v1/chunks/" + digest, data)->status == 201);
@@ -177,7 +250,7 @@ TEST_CASE("bad input gets the right 4xx, stores nothing, and the daemon keeps se
     Result<HttpReply> r = pub.Post("/v1/models/m/versions", SignedManifest(OneChunkManifest("m", "1.0.0", data), stranger));
     CHECK(r->status == 403);
     CHECK(IsJsonError(*r));
-    CHECK(anon.Get("/v1/models/m/versions/1.0.0")->status == 404);
+    CHECK(reader.Get("/v1/models/m/versions/1.0.0")->status == 404);
   }
   // A signed manifest that lies about the stored bytes is refused whole
   // (422, named), and nothing of it becomes visible.
@@ -186,8 +259,8 @@ TEST_CASE("bad input gets the right 4xx, stores nothing, and the daemon keeps se
     REQUIRE(r.ok());
     CHECK(r->status == 422);
     CHECK(ErrorCode(*r) == code);
-    CHECK(anon.Get("/v1/models/m/versions/1.0.0")->status == 404);
-    CHECK(anon.Get("/v1/models")->body == "{\"models\":[]}");
+    CHECK(reader.Get("/v1/models/m/versions/1.0.0")->status == 404);
+    CHECK(reader.Get("/v1/models")->body == "{\"models\":[]}");
   };
   SECTION("a manifest naming a chunk that was never uploaded") {
     refused(SignedManifest(OneChunkManifest("m", "1.0.0", data), *release), "missing_chunks");
@@ -197,7 +270,7 @@ TEST_CASE("bad input gets the right 4xx, stores nothing, and the daemon keeps se
     Manifest m = OneChunkManifest("m", "1.0.0", data);
     m.digest = Digest::Of(RandomBytes(5000, 11));
     refused(SignedManifest(m, *release), "manifest_mismatch");
-    CHECK(anon.Get("/v1/artifacts/" + m.digest.ToString())->status == 404);
+    CHECK(reader.Get("/v1/artifacts/" + m.digest.ToString())->status == 404);
   }
   SECTION("a manifest that lies about its chunks' sizes (the sizes still add up)") {
     Bytes second = RandomBytes(5000, 12);
@@ -216,8 +289,8 @@ TEST_CASE("bad input gets the right 4xx, stores nothing, and the daemon keeps se
     Result<HttpReply> r = pub.Post("/v1/models/m/versions", SignedPayload(json, *release));
     CHECK(r->status == 422);
     CHECK(ErrorCode(*r) == "invalid_manifest");
-    CHECK(anon.Get("/v1/models/m/versions/9.9.9")->status == 404);
-    CHECK(anon.Get("/v1/models/m/versions/1.0.0")->status == 404);
+    CHECK(reader.Get("/v1/models/m/versions/9.9.9")->status == 404);
+    CHECK(reader.Get("/v1/models/m/versions/1.0.0")->status == 404);
   }
   SECTION("a version that exists with other content") {
     REQUIRE(pub.Put("/v1/chunks/" + digest, data)->status == 201);
@@ -237,7 +310,7 @@ TEST_CASE("bad input gets the right 4xx, stores nothing, and the daemon keeps se
     Result<HttpReply> r = pub.Put("/v1/chunks/" + Digest::Of(big).ToString(), big);
     REQUIRE(r.ok());
     CHECK(r->status == 413);
-    CHECK(anon.Get("/v1/chunks/" + Digest::Of(big).ToString())->status == 404);
+    CHECK(reader.Get("/v1/chunks/" + Digest::Of(big).ToString())->status == 404);
   }
   SECTION("malformed JSON") {
     CHECK(pub.Post("/v1/chunks/missing", "{not json")->status == 400);
@@ -245,14 +318,14 @@ TEST_CASE("bad input gets the right 4xx, stores nothing, and the daemon keeps se
     Result<HttpReply> r = pub.Post("/v1/models/m/versions", "[1,2");
     CHECK(r->status == 400);
     CHECK(IsJsonError(*r));
-    CHECK(anon.Get("/v1/models")->body == "{\"models\":[]}");
+    CHECK(reader.Get("/v1/models")->body == "{\"models\":[]}");
   }
   SECTION("hostile names") {
     for (std::string path : {"/v1/models/../versions", "/v1/models/a%2Fb/versions", "/v1/models/%2e%2e/versions",
                              "/v1/models/a%00b/versions", "/v1/models/m/versions/..", "/v1/models/m/versions/1.0.0%00",
                              "/v1/chunks/..", "/v1/chunks/sha256:%2e%2e", "/v1/artifacts/%2e%2e%2fetc",
                              "/v1/models/UPPER/versions", "/v1/models/a%zz/versions"}) {
-      Result<HttpReply> r = anon.Get(path);
+      Result<HttpReply> r = reader.Get(path);
       REQUIRE(r.ok());
       INFO(path);
       CHECK(r->status == 400);
@@ -299,7 +372,7 @@ TEST_CASE("bad input gets the right 4xx, stores nothing, and the daemon keeps se
 TEST_CASE("metrics count requests by route and status") {
   DaemonFixture d;
   d.Start();
-  HttpClient c(d.url());
+  HttpClient c(d.url(), HttpClientOptions{.bearer_token = d.terminal_token()});
   c.Get("/v1/chunks/sha256:bad");
   c.Get("/v1/models");
   c.Get("/v1/models");
@@ -376,7 +449,7 @@ TEST_CASE("read deadlines: a stalled request head or body gets 408, an idle conn
   // A connection that never says anything is closed without an answer.
   CHECK(RawExchange(d.port(), "").empty());
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
-  HttpClient c(d.url());
+  HttpClient c(d.url(), HttpClientOptions{.bearer_token = d.terminal_token()});
   CHECK(c.Get("/v1/chunks/" + Digest::Of("x").ToString())->status == 404);  // nothing stored
   CHECK(c.Get("/healthz")->status == 200);
 }

@@ -189,7 +189,7 @@ TEST_CASE("metrics of an origin and a region are right, and promtool finds nothi
   Result<Digest> d2 = Digest::Parse(published["1.1.0"]["digest"].get<std::string>());
   REQUIRE(d1.ok());
   REQUIRE(d2.ok());
-  HttpClient reader(origin.url());
+  HttpClient reader(origin.url(), HttpClientOptions{.bearer_token = origin.terminal_token()});
   Result<HttpReply> artifact = reader.Get(ArtifactPath(*d2));
   REQUIRE(artifact->status == 200);
   CHECK(artifact->body.size() == kVersionBytes);

@@ -241,7 +241,9 @@ TEST_CASE("nginx caches chunks, artifacts and deltas; errors, targets and report
   WriteFile(t / "v2", data.v2);
   REQUIRE(origin.Publish("fraud", "1.0.0", t / "v1").exit_code == 0);
 
-  HttpClient proxy(nginx.url());
+  // Models are private unless published --public: a terminal reads them.
+  HttpClient proxy(nginx.url(), HttpClientOptions{.bearer_token = origin.terminal_token()});
+  HttpClient no_credential(nginx.url());
   Manifest m1 = ManifestOf(proxy, "1.0.0");
   REQUIRE(m1.chunks.size() >= 2);
 
@@ -254,8 +256,23 @@ TEST_CASE("nginx caches chunks, artifacts and deltas; errors, targets and report
     CHECK(second.body == want);
     CHECK(Digest::Of(second.body) == c.digest);
     CHECK(second.Header("etag") == "\"" + c.digest.ToString() + "\"");
-    CHECK(second.Header("cache-control") == "public, max-age=31536000, immutable");
+    CHECK(second.Header("cache-control") == "private, max-age=31536000, immutable");
     CHECK(Served(upstream, "GET /v1/chunks/{digest}", 206) == before + 1);  // one slice
+
+    // Stored, and still refused without a credential or with a wrong one:
+    // nginx asks meridiand (auth_request) before it serves a hit.
+    Result<HttpReply> refused = no_credential.Get(path);
+    REQUIRE(refused.ok());
+    CHECK(refused->status == 401);
+    CHECK(refused->body.find(c.digest.Hex()) == std::string::npos);
+    HttpClient wrong(nginx.url(), HttpClientOptions{.bearer_token = "not-a-token"});
+    Result<HttpReply> forbidden = wrong.Get(path);
+    REQUIRE(forbidden.ok());
+    CHECK(forbidden->status == 403);
+    Result<HttpReply> third = proxy.Get(path);
+    REQUIRE(third.ok());
+    CHECK(third->Header("x-cache-status") == "HIT");
+    CHECK(Served(upstream, "GET /v1/chunks/{digest}", 206) == before + 1);
 
     // Conditional requests are answered from the cache too.
     Result<HttpReply> cond = proxy.Get(path, {"If-None-Match: \"" + c.digest.ToString() + "\""});
@@ -297,6 +314,20 @@ TEST_CASE("nginx caches chunks, artifacts and deltas; errors, targets and report
     CHECK(whole->status == 200);
     CHECK(whole->Header("x-cache-status") == "HIT");
     CHECK(Digest::Of(whole->body) == c.digest);
+  }
+
+  SECTION("a public model: read without a credential, cached, marked public") {
+    CommandResult pub = origin.Cli({"--token", origin.publisher_token(), "publish", "--key", origin.release_key(),
+                                    "--model", "open", "--version", "1.0.0", "--public", t / "v2"});
+    REQUIRE(pub.exit_code == 0);
+    const std::string path = ArtifactPath(Digest::Of(data.v2));
+    HttpReply second = MissThenHit(no_credential, path);
+    CHECK(second.body == AsString(data.v2));
+    CHECK(second.Header("cache-control") == "public, max-age=31536000, immutable");
+    // The private model stays private next to it.
+    Result<HttpReply> refused = no_credential.Get(ArtifactPath(m1.digest));
+    REQUIRE(refused.ok());
+    CHECK(refused->status == 401);
   }
 
   SECTION("errors are not stored: an unknown chunk, a pending delta") {
@@ -355,7 +386,7 @@ TEST_CASE("nginx caches chunks, artifacts and deltas; errors, targets and report
     CHECK(posted->Header("x-cache-status").empty());
     REQUIRE(WaitFor([&] { return Completed(origin, "r1"); }, seconds(30)));
     // Without the token, meridiand (not nginx) says no.
-    Result<HttpReply> anonymous = proxy.Get(target);
+    Result<HttpReply> anonymous = no_credential.Get(target);
     REQUIRE(anonymous.ok());
     CHECK(anonymous->status == 401);
 
@@ -460,7 +491,7 @@ TEST_CASE("nginx in front of a region: chunks from the cache, agents behind it v
   // The region replicated 1.0.0 and the rollout's state ahead of the terminals.
   REQUIRE(WaitFor([&] { return target_at_region("pos-a") == "1.0.0"; }, seconds(60)));
   // A chunk through nginx: fetched from the region once, then a cache hit.
-  HttpClient via(nginx.url());
+  HttpClient via(nginx.url(), HttpClientOptions{.bearer_token = region->terminal_token()});
   Result<HttpReply> manifest = via.Get("/v1/models/fraud/versions/1.0.0");
   REQUIRE(manifest.ok());
   REQUIRE(manifest->status == 200);
@@ -485,7 +516,7 @@ TEST_CASE("nginx in front of a region: chunks from the cache, agents behind it v
   // v2 by delta, through nginx: the delta is computed on publish; wait for its descriptor.
   REQUIRE(origin.Publish("fraud", "2.0.0", t / "v2").exit_code == 0);
   const std::string delta = DeltaPath(Digest::Of(data.v1), Digest::Of(data.v2));
-  HttpClient proxy(nginx.url());
+  HttpClient proxy(nginx.url(), HttpClientOptions{.bearer_token = region->terminal_token()});
   Result<HttpReply> info = Status::Unavailable("");
   REQUIRE(WaitFor([&] {
     info = proxy.Get(delta + "/info");

@@ -43,7 +43,7 @@ TEST_CASE("publish, deduplicated second version, pull byte-identical") {
 
   for (auto [version, data, published] : {std::tuple{"1.0.0", &v1, &j1}, std::tuple{"1.1.0", &v2, &j2}}) {
     std::string out = d.dir() / (std::string("pulled-") + version);
-    CommandResult pull = d.Cli({"--output", "json", "pull", "--root", d.root_json(), "fraud-detector", version, "-o", out});
+    CommandResult pull = d.Cli({"--token", d.terminal_token(), "--output", "json", "pull", "--root", d.root_json(), "fraud-detector", version, "-o", out});
     REQUIRE(pull.exit_code == 0);
     Bytes got = ReadFile(out);
     CHECK(got == *data);
@@ -64,10 +64,10 @@ TEST_CASE("publish, deduplicated second version, pull byte-identical") {
   CHECK(clash.exit_code != 0);
   CHECK_THAT(clash.err, Catch::Contains("already published with other bytes or metadata"));
 
-  CommandResult versions = d.Cli({"--output", "json", "versions", "fraud-detector"});
+  CommandResult versions = d.Cli({"--token", d.terminal_token(), "--output", "json", "versions", "fraud-detector"});
   REQUIRE(versions.exit_code == 0);
   CHECK(nlohmann::json::parse(versions.out)["versions"] == nlohmann::json::array({"1.0.0", "1.1.0"}));
-  CommandResult models = d.Cli({"models"});
+  CommandResult models = d.Cli({"--token", d.terminal_token(), "models"});
   CHECK(models.out == "fraud-detector\n");
 
   CHECK(d.Terminate() == 0);
@@ -83,11 +83,11 @@ TEST_CASE("pull refuses a root that does not trust the signer, and leaves nothin
   REQUIRE(d.Publish("m", "1.0.0", d.dir() / "m.bin").exit_code == 0);
   DaemonFixture other;  // a different root of trust
   std::string out = d.dir() / "out.bin";
-  CommandResult pull = d.Cli({"pull", "--root", other.root_json(), "m", "1.0.0", "-o", out});
+  CommandResult pull = d.Cli({"--token", d.terminal_token(), "pull", "--root", other.root_json(), "m", "1.0.0", "-o", out});
   CHECK(pull.exit_code != 0);
   CHECK(pull.err.find("manifest rejected") != std::string::npos);
   CHECK_FALSE(std::filesystem::exists(out));
-  CommandResult missing = d.Cli({"pull", "--root", d.root_json(), "m", "9.9.9", "-o", out});
+  CommandResult missing = d.Cli({"--token", d.terminal_token(), "pull", "--root", d.root_json(), "m", "9.9.9", "-o", out});
   CHECK(missing.exit_code != 0);
   CHECK(missing.err.find("404") != std::string::npos);
 }
@@ -101,11 +101,12 @@ TEST_CASE("the CLI answers a daemon whose answers have another shape with an err
     if (req.path == "/v1/rollouts/r1") return {200, R"({"id":"r1","spec":[],"state":{"phase":3}})"};
     if (req.path == "/v1/regions") return {200, R"({"role":"region","regions":[],"upstream":{}})"};
     if (req.path == "/v1/fleet") return {200, R"({"channels":[{"model":"m","versions":[{"version":1}]}]})"};
+    if (req.path == "/v1/residency") return {200, R"({"models":[{"model":"m","residency":"br","daemons":[]}]})"};
     return {404, R"({"error":{"code":"not_found","message":"no"}})"};
   });
   const std::vector<std::vector<std::string>> commands = {
       {"models"}, {"versions", "fraud"}, {"rollout", "list"}, {"rollout", "status", "r1"}, {"regions"},
-      {"fleet"}};
+      {"fleet"}, {"residency"}};
   for (const std::vector<std::string>& command : commands) {
     std::vector<std::string> argv = {MeridianPath(), "--server", server.url(), "--token", "t"};
     argv.insert(argv.end(), command.begin(), command.end());
@@ -125,7 +126,7 @@ TEST_CASE("publish and pull show progress on a terminal; keygen names a missing 
                                          d.dir() / "m.bin"});
   CHECK(publish.exit_code == 0);
   CHECK_THAT(publish.out, Catch::Contains("hashing [") && Catch::Contains("uploading [") && Catch::Contains("100.0%"));
-  CommandResult pull = RunOnTerminal({MeridianPath(), "--server", d.url(), "pull", "--root", d.root_json(), "m", "1.0.0",
+  CommandResult pull = RunOnTerminal({MeridianPath(), "--server", d.url(), "--token", d.terminal_token(), "pull", "--root", d.root_json(), "m", "1.0.0",
                                       "-o", d.dir() / "out.bin"});
   CHECK(pull.exit_code == 0);
   CHECK_THAT(pull.out, Catch::Contains("downloading [") && Catch::Contains("100.0%"));

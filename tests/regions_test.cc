@@ -8,6 +8,7 @@
 #include "base/digest.h"
 #include "base/encoding.h"
 #include "client/http_client.h"
+#include "store/store.h"
 #include "tests/harness.h"
 
 using namespace meridian;
@@ -18,8 +19,9 @@ namespace {
 
 constexpr auto kSyncWait = std::chrono::seconds(60);
 
-long HttpStatus(const std::string& url, const std::string& path) {
-  HttpClient c(url);
+// GET `path` from `d` with its terminal token (models are private): the status.
+long HttpStatus(const DaemonFixture& d, const std::string& path) {
+  HttpClient c(d.url(), HttpClientOptions{.timeout_ms = 30'000, .bearer_token = d.terminal_token()});
   Result<HttpReply> r = c.Get(path);
   return r.ok() ? r->status : -1;
 }
@@ -41,9 +43,9 @@ std::string TargetVersion(const DaemonFixture& region_daemon, const std::string&
   return Json::parse(r->body)["version"].get<std::string>();
 }
 
-// The signed manifest of fraud `version` as `url` serves it (payload only).
-Json ManifestAt(const std::string& url, const std::string& version) {
-  HttpClient c(url);
+// The signed manifest of fraud `version` as `d` serves it (payload only).
+Json ManifestAt(const DaemonFixture& d, const std::string& version) {
+  HttpClient c(d.url(), HttpClientOptions{.timeout_ms = 30'000, .bearer_token = d.terminal_token()});
   Result<HttpReply> env = c.Get("/v1/models/fraud/versions/" + version);
   REQUIRE(env.ok());
   REQUIRE(env->status == 200);
@@ -81,35 +83,48 @@ struct Fleet {
     }
   }
   DaemonFixture& operator[](const std::string& n) { return *regions.at(n); }
-  CommandResult Publish(const std::string& version, const std::string& path, const std::vector<std::string>& only = {}) {
+  // Publishes fraud `version`, resident in `only` (none: anywhere), its
+  // chunks to `store_at` when given.
+  CommandResult Publish(const std::string& version, const std::string& path, const std::vector<std::string>& only = {},
+                        const DaemonFixture* store_at = nullptr) {
     std::vector<std::string> args{"--token", origin.publisher_token(), "publish", "--key", origin.release_key(),
                                   "--model", "fraud", "--version", version};
     for (const std::string& r : only) args.insert(args.end(), {"--region", r});
+    if (store_at != nullptr) {
+      args.insert(args.end(), {"--store-at", store_at->url(), "--store-token-file", store_at->publisher_token_file()});
+    }
     args.push_back(path);
     return origin.Cli(args);
   }
   bool Holds(const std::string& region, const std::string& version) {
-    return HttpStatus((*this)[region].url(), "/v1/models/fraud/versions/" + version) == 200;
+    return HttpStatus((*this)[region], "/v1/models/fraud/versions/" + version) == 200;
   }
 };
 
 }  // namespace
 
-TEST_CASE("data residency: a model restricted to br is stored and served in br only") {
+TEST_CASE("data residency: a model restricted to br has bytes in br only; the origin keeps its manifest") {
   Fleet f({"sg", "ae", "br"});
   TempDir t;
   Bytes secret = RandomBytes(700'000, 7), open = RandomBytes(300'000, 8);
   WriteFile(t / "secret", secret);
   WriteFile(t / "open", open);
+  // The origin declares no jurisdiction: it refuses the chunks before any is sent.
+  CommandResult to_origin = f.Publish("1.0.0", t / "secret", {"br"});
+  CHECK(to_origin.exit_code == 1);
+  CHECK_THAT(to_origin.err, Catch::Contains("may not hold bytes of a model resident in br") &&
+                                Catch::Contains("--store-at"));
+  CHECK(Metric(f.origin.url(), "meridian_store_chunks") == 0);
+  // Chunks to br, the signed manifest to the origin.
   auto published = std::chrono::steady_clock::now();
-  REQUIRE(f.Publish("1.0.0", t / "secret", {"br"}).exit_code == 0);
+  REQUIRE(f.Publish("1.0.0", t / "secret", {"br"}, &f["br"]).exit_code == 0);
   // Published after it: once a region holds this, it has seen the first.
   CommandResult pub = f.origin.Cli({"--token", f.origin.publisher_token(), "publish", "--key", f.origin.release_key(),
                                     "--model", "ocr", "--version", "1.0.0", t / "open"});
   REQUIRE(pub.exit_code == 0);
   for (const char* r : {"sg", "ae", "br"}) {
     INFO(r);
-    REQUIRE(WaitFor([&] { return HttpStatus(f[r].url(), "/v1/models/ocr/versions/1.0.0") == 200; }, kSyncWait));
+    REQUIRE(WaitFor([&] { return HttpStatus(f[r], "/v1/models/ocr/versions/1.0.0") == 200; }, kSyncWait));
   }
   REQUIRE(WaitFor([&] { return f.Holds("br", "1.0.0"); }, kSyncWait));
   std::printf("residency: br held the 700 KB model %lld ms after the publish command started\n",
@@ -117,27 +132,62 @@ TEST_CASE("data residency: a model restricted to br is stored and served in br o
                                          std::chrono::steady_clock::now() - published)
                                          .count()));
 
-  // Every chunk of the restricted model: in br, nowhere else.
-  Json payload = ManifestAt(f.origin.url(), "1.0.0");
+  // Every chunk of the restricted model: served in br, 451 everywhere else.
+  Json payload = ManifestAt(f.origin, "1.0.0");
   REQUIRE(payload["regions"] == Json::array({"br"}));
-  size_t chunks = 0;
+  std::vector<DaemonFixture*> elsewhere = {&f.origin, &f["sg"], &f["ae"]};
+  std::vector<Digest> digests;
   for (const auto& c : payload["chunks"]) {
+    digests.push_back(Digest::Parse(c["digest"].get<std::string>()).value());
     std::string path = "/v1/chunks/" + c["digest"].get<std::string>();
-    CHECK(HttpStatus(f["br"].url(), path) == 200);
-    CHECK(HttpStatus(f["sg"].url(), path) == 404);
-    CHECK(HttpStatus(f["ae"].url(), path) == 404);
-    ++chunks;
+    CHECK(HttpStatus(f["br"], path) == 200);
+    for (DaemonFixture* d : elsewhere) CHECK(HttpStatus(*d, path) == 451);
   }
-  CHECK(chunks >= 3);
-  std::string artifact = "/v1/artifacts/" + payload["digest"].get<std::string>();
-  CHECK(HttpStatus(f["br"].url(), artifact) == 200);
-  for (const char* r : {"sg", "ae"}) {
-    CHECK(HttpStatus(f[r].url(), "/v1/models/fraud/versions/1.0.0") == 404);
-    CHECK(HttpStatus(f[r].url(), artifact) == 404);
-    CHECK(Metric(f[r].url(), "meridian_store_versions") == 1);  // ocr only
+  CHECK(digests.size() >= 3);
+  const std::string artifact = "/v1/artifacts/" + payload["digest"].get<std::string>();
+  CHECK(HttpStatus(f["br"], artifact) == 200);
+  for (DaemonFixture* d : elsewhere) {
+    CHECK(HttpStatus(*d, artifact) == 451);
+    CHECK(HttpStatus(*d, "/v1/models/fraud/versions/1.0.0") == 200);  // the manifest is everywhere
   }
-  CHECK(Metric(f["br"].url(), "meridian_store_versions") == 2);
-  std::printf("residency: %zu chunks of the br-only model: 200 in br, 404 in sg and ae\n", chunks);
+  HttpClient reader(f.origin.url(), HttpClientOptions{.bearer_token = f.origin.terminal_token()});
+  Result<HttpReply> not_here = reader.Get(artifact);
+  REQUIRE(not_here.ok());
+  CHECK_THAT(not_here->body, Catch::Contains("not_resident") && Catch::Contains("residency excludes this daemon"));
+  // An anonymous caller learns nothing: 401 before residency is looked at.
+  HttpClient anonymous(f.origin.url());
+  CHECK(anonymous.Get(artifact)->status == 401);
+
+  // The auditor's view: bytes in br only, the open model everywhere.
+  Json residency;
+  REQUIRE(WaitFor([&] {
+    CommandResult r = f.origin.Cli({"--token", f.origin.operator_token(), "--output", "json", "residency"});
+    if (r.exit_code != 0) return false;
+    residency = Json::parse(r.out);
+    for (const Json& m : residency["models"]) {
+      if (m["model"] == "fraud" && m["daemons"].size() == 4 &&
+          std::all_of(m["daemons"].begin(), m["daemons"].end(), [](const Json& d) { return d["versions"] == 1; })) {
+        return true;
+      }
+    }
+    return false;
+  }, kSyncWait));
+  for (const Json& m : residency["models"]) {
+    for (const Json& d : m["daemons"]) {
+      INFO(m["model"] << " at " << d["daemon"]);
+      const bool br = d["daemon"] == "br";
+      if (m["model"] == "fraud") {
+        CHECK(d["bytes"] == (br ? secret.size() : 0));
+        CHECK(d["versions_held"] == (br ? 1 : 0));
+      } else {
+        CHECK(d["bytes"] == open.size());
+      }
+    }
+  }
+  CommandResult table = f.origin.Cli({"--token", f.origin.operator_token(), "residency"});
+  REQUIRE(table.exit_code == 0);
+  CHECK_THAT(table.out, Catch::Contains("fraud") && Catch::Contains("br") && Catch::Contains("700000"));
+  std::printf("residency: %zu chunks of the br-only model: 200 in br, 451 at the origin, sg and ae\n", digests.size());
 
   // Rollouts: naming an excluded region, or none (all), is refused.
   HttpClient ctl(f.origin.url(), HttpClientOptions{.timeout_ms = 30'000, .bearer_token = f.origin.operator_token()});
@@ -163,6 +213,21 @@ TEST_CASE("data residency: a model restricted to br is stored and served in br o
   REQUIRE(p.ok());
   CHECK(p->status == 403);
   CHECK_THAT(p->body, Catch::Contains("region_read_only"));
+
+  // The stores themselves, scanned with the daemons stopped: no chunk of the
+  // br-only model and no index entry for its artifact outside br.
+  Digest whole = Digest::Parse(payload["digest"].get<std::string>()).value();
+  for (auto* d : {&f.origin, &f["sg"], &f["ae"], &f["br"]}) {
+    const bool br = d == &f["br"];
+    REQUIRE(d->Terminate() == 0);
+    Result<std::unique_ptr<Store>> store = Store::Open(d->data() + "/store", StoreOptions{.create_if_missing = false});
+    REQUIRE(store.ok());
+    Result<std::vector<Digest>> missing = (*store)->MissingChunks(digests);
+    REQUIRE(missing.ok());
+    CHECK(missing->size() == (br ? 0 : digests.size()));
+    CHECK((*store)->FindArtifact(whole).ok() == br);
+    CHECK((*store)->Check().clean());
+  }
 }
 
 TEST_CASE("a wave rollout moves sg, then ae; a failing gate in ae stops it and br never moves") {
@@ -320,8 +385,8 @@ TEST_CASE("a region down while three versions were published catches up; fsck is
     REQUIRE(WaitFor([&] { return f.Holds("sg", version); }, kSyncWait));
   }
   // The newest, whole, from sg.
-  HttpClient c(f["sg"].url());
-  Json payload = ManifestAt(f["sg"].url(), "1.3.0");
+  HttpClient c(f["sg"].url(), HttpClientOptions{.timeout_ms = 30'000, .bearer_token = f["sg"].terminal_token()});
+  Json payload = ManifestAt(f["sg"], "1.3.0");
   std::string digest = payload["digest"].get<std::string>();
   Result<HttpReply> art = c.Get("/v1/artifacts/" + digest);
   REQUIRE(art.ok());
@@ -329,9 +394,9 @@ TEST_CASE("a region down while three versions were published catches up; fsck is
   CHECK(Digest::Of(AsBytes(art->body)).ToString() == digest);
   CHECK(art->body.size() == v.size());
   // And a delta into it, fetched ahead of time with the origin's signature.
-  std::string from = ManifestAt(f["sg"].url(), "1.2.0")["digest"];
-  REQUIRE(WaitFor([&] { return HttpStatus(f["sg"].url(), "/v1/deltas/" + from + "/" + digest + "/info") == 200; }, kSyncWait));
-  HttpClient oc(f.origin.url());
+  std::string from = ManifestAt(f["sg"], "1.2.0")["digest"];
+  REQUIRE(WaitFor([&] { return HttpStatus(f["sg"], "/v1/deltas/" + from + "/" + digest + "/info") == 200; }, kSyncWait));
+  HttpClient oc(f.origin.url(), HttpClientOptions{.bearer_token = f.origin.terminal_token()});
   Result<HttpReply> origin_info = oc.Get("/v1/deltas/" + from + "/" + digest + "/info");
   Result<HttpReply> region_info = c.Get("/v1/deltas/" + from + "/" + digest + "/info");
   REQUIRE(origin_info.ok());

@@ -27,7 +27,8 @@ struct OriginApi {
   Metrics metrics;
   std::unique_ptr<Rollouts> rollouts = Rollouts::Open(*store, std::nullopt, SystemClock::Get()).value();
   DeltaService deltas{*store, std::nullopt};
-  Api api{*store, root, {}, metrics, *rollouts, deltas};
+  Catalog catalog{""};
+  Api api{*store, catalog, root, {}, metrics, *rollouts, deltas};
 };
 
 }  // namespace
@@ -37,11 +38,12 @@ TEST_CASE("docs/api.md lists the routes origin and region daemons serve") {
   Api& origin = o.api;
 
   UpstreamOptions upstream{.urls = {"http://127.0.0.1:9"}, .mirror_token = "unused"};
-  Follower follower(*o.store, o.root, *o.rollouts, o.deltas, SystemClock::Get(), upstream,
+  Catalog region_catalog{"sg"};
+  Follower follower(*o.store, region_catalog, o.root, *o.rollouts, o.deltas, SystemClock::Get(), upstream,
                     FollowerOptions{.region = "sg"});
   Result<std::unique_ptr<ReportOutbox>> outbox = ReportOutbox::Open(*o.store, "sg", upstream);
   REQUIRE(outbox.ok());
-  Api region(*o.store, o.root, {}, o.metrics, *o.rollouts, o.deltas);
+  Api region(*o.store, region_catalog, o.root, {}, o.metrics, *o.rollouts, o.deltas);
   region.ServeAsRegion("sg", **outbox, follower);
 
   const std::string want = RoutesMarkdown(origin.routes(), region.routes());

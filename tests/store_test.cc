@@ -18,8 +18,10 @@
 #include "signing/signing.h"
 #include "store/manifest_cache.h"
 #include "store/store.h"
+#include "tests/verified_manifest.h"
 
 using namespace meridian;
+using namespace meridian::testing;
 
 namespace {
 
@@ -84,32 +86,6 @@ Artifact MakeArtifact(const std::string& name, const std::string& version, size_
   return a;
 }
 
-// The store takes only manifests the trust layer verified: these are signed
-// by test release keys (two, for envelopes that differ in signatures only).
-struct TestSigner {
-  SecretKey first = SecretKey::FromSeed(Bytes(kSeedBytes, 1)).value();
-  SecretKey second = SecretKey::FromSeed(Bytes(kSeedBytes, 2)).value();
-  Root root;
-  TestSigner() {
-    for (const SecretKey* k : {&first, &second}) {
-      root.keys[k->KeyId()] = k->public_key();
-      root.roles["release"].keyids.push_back(k->KeyId());
-    }
-  }
-};
-
-// `m` signed by the first test key, and by the second too when `twice`.
-VerifiedManifest Verified(const Manifest& m, bool twice = false) {
-  static const TestSigner signer;
-  Envelope env;
-  env.payload_type = std::string(kManifestPayloadType);
-  env.payload = ToBytes(ManifestToJson(m));
-  SignEnvelope(env, signer.first);
-  if (twice) SignEnvelope(env, signer.second);
-  Result<VerifiedManifest> verified = VerifySignedManifest(signer.root, EnvelopeToJson(env));
-  REQUIRE(verified.ok());
-  return std::move(verified).value();
-}
 
 void PutAll(Store& store, const Artifact& a) {
   for (const Bytes& c : a.chunks) REQUIRE(store.PutChunk(Digest::Of(c), c).ok());
@@ -308,6 +284,33 @@ TEST_CASE("a version with a missing chunk is not committed") {
   CHECK(store->FindArtifact(a.manifest.digest).status().code() == Status::Code::kNotFound);
   CHECK(store->ListModels().value().empty());
   CHECK(store->Stats().versions == 0);
+}
+
+TEST_CASE("a version held elsewhere: only its manifest is kept, and Check does not look for its chunks") {
+  TempDir dir;
+  Artifact a = MakeArtifact("ocr-br", "1.0.0", 3, 40);
+  a.manifest.regions = {"br"};
+  {
+    std::unique_ptr<Store> store = OpenOrDie(dir.path());
+    // Not one chunk is stored: a commit with bytes is refused, a manifest-only one is not.
+    CHECK(store->CommitVersion(Verified(a.manifest)).status().code() == Status::Code::kFailedPrecondition);
+    CHECK(store->CommitVersion(Verified(a.manifest), Store::Holding::kManifestOnly).value() == true);
+    CHECK(store->CommitVersion(Verified(a.manifest), Store::Holding::kManifestOnly).value() == false);  // the same again
+  }
+  std::unique_ptr<Store> store = OpenOrDie(dir.path());
+  CHECK(*store->GetManifest("ocr-br", "1.0.0").value() == a.manifest);
+  CHECK(store->ListVersions("ocr-br").value() == std::vector<std::string>{"1.0.0"});
+  // No index entry names its artifact, and no chunk is stored.
+  CHECK(store->FindArtifact(a.manifest.digest).status().code() == Status::Code::kNotFound);
+  for (const ChunkRef& c : a.manifest.chunks) CHECK(store->GetChunk(c.digest).status().code() == Status::Code::kNotFound);
+  CheckReport report = store->Check();
+  INFO((report.faults.empty() ? std::string() : report.faults[0]));
+  CHECK(report.clean());
+  CHECK(report.manifests_checked == 1);
+  // The same check finds a version with bytes that lost its chunks.
+  Artifact b = MakeArtifact("ocr", "1.0.0", 2, 50);
+  CommitOrDie(*store, b);
+  CHECK(store->Check().clean());
 }
 
 TEST_CASE("a committed version is visible after reopening") {

@@ -1,0 +1,131 @@
+// The catalog: residency and public access per version, decided in memory.
+#include "daemon/catalog.h"
+
+#include <mutex>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+
+#include "base/json.h"
+
+namespace meridian {
+
+std::string HoldingsToJson(std::string_view region, const std::map<std::string, ModelHolding>& models) {
+  nlohmann::json m = nlohmann::json::object();
+  for (const auto& [name, h] : models) {
+    m[name] = {{"versions", h.versions}, {"versions_held", h.versions_held}, {"bytes", h.bytes}};
+  }
+  return nlohmann::json{{"region", region}, {"models", m}}.dump();
+}
+
+Result<std::map<std::string, ModelHolding>> ParseHoldings(std::string_view json, std::string* region) {
+  Result<nlohmann::json> parsed = ParseJsonObject(json, json.size(), "holdings");
+  if (!parsed.ok()) return parsed.status();
+  JsonFields f(*parsed, "holdings", UnknownFields::kIgnore);
+  f.String("region", region, true);
+  std::map<std::string, ModelHolding> out;
+  if (const nlohmann::json* models = f.Object("models", true)) {
+    if (models->size() > kHoldingsModelsMax) f.Fail("models", fmt::format("more than {} models", kHoldingsModelsMax));
+    for (const auto& [name, value] : models->items()) {
+      if (out.size() >= kHoldingsModelsMax) break;
+      if (!IsValidModelName(name) || !value.is_object()) {
+        f.Fail("models", "must map model names to objects");
+        break;
+      }
+      ModelHolding h;
+      const std::string what = "holdings.models." + name;
+      JsonFields mf(value, what, UnknownFields::kIgnore);
+      mf.Uint("versions", &h.versions, true);
+      mf.Uint("versions_held", &h.versions_held, true);
+      mf.Uint("bytes", &h.bytes, true);
+      MERIDIAN_RETURN_IF_ERROR(mf.Finish());
+      out.emplace(name, h);
+    }
+  }
+  MERIDIAN_RETURN_IF_ERROR(f.Finish());
+  if (!IsValidRegionOrProfile(*region)) return Status::InvalidArgument("holdings: region is not a valid region name");
+  return out;
+}
+
+bool Catalog::MayHold(const std::vector<std::string>& regions) const { return ResidencyAllows(regions, jurisdiction_); }
+
+std::string Catalog::NotHereReason(const std::string& model, const std::vector<std::string>& regions) const {
+  const std::string here = jurisdiction_.empty() ? "this daemon declares no jurisdiction"
+                                                 : fmt::format("this daemon's jurisdiction is '{}'", jurisdiction_);
+  return fmt::format("{} may be stored only in {}; {}", model, fmt::join(regions, ", "), here);
+}
+
+Status Catalog::Load(Store& store) {
+  Result<std::vector<std::string>> models = store.ListModels();
+  if (!models.ok()) return models.status();
+  for (const std::string& model : *models) {
+    Result<std::vector<std::string>> versions = store.ListVersions(model);
+    if (!versions.ok()) return versions.status();
+    for (const std::string& v : *versions) {
+      Result<std::shared_ptr<const Manifest>> m = store.GetManifest(model, v);
+      if (!m.ok()) return m.status();
+      Learn(**m);
+    }
+  }
+  return Status::Ok();
+}
+
+void Catalog::Learn(const Manifest& m) {
+  const bool here = MayHold(m);
+  if (here && !m.is_public) return;
+  std::unique_lock lock(mu_);
+  if (!here) {
+    elsewhere_artifacts_.insert(m.digest);
+    for (const ChunkRef& c : m.chunks) elsewhere_chunks_.insert(c.digest);
+  } else {
+    for (const ChunkRef& c : m.chunks) public_chunks_.insert(c.digest);
+  }
+}
+
+bool Catalog::IsPublicChunk(const Digest& chunk) const {
+  std::shared_lock lock(mu_);
+  return public_chunks_.count(chunk) > 0;
+}
+
+bool Catalog::IsElsewhereChunk(const Digest& chunk) const {
+  std::shared_lock lock(mu_);
+  return elsewhere_chunks_.count(chunk) > 0;
+}
+
+bool Catalog::IsElsewhereArtifact(const Digest& artifact) const {
+  std::shared_lock lock(mu_);
+  return elsewhere_artifacts_.count(artifact) > 0;
+}
+
+Result<std::map<std::string, ModelHolding>> Catalog::Holdings(Store& store) {
+  std::map<std::string, ModelHolding> out;
+  Result<std::vector<std::string>> models = store.ListModels();
+  if (!models.ok()) return models.status();
+  for (const std::string& model : *models) {
+    Result<std::vector<std::string>> versions = store.ListVersions(model);
+    if (!versions.ok()) return versions.status();
+    ModelHolding& h = out[model];
+    std::unordered_set<Digest> counted;  // a chunk shared by versions counts once
+    for (const std::string& v : *versions) {
+      Result<std::shared_ptr<const Manifest>> m = store.GetManifest(model, v);
+      if (!m.ok()) return m.status();
+      ++h.versions;
+      std::vector<Digest> digests;
+      std::map<Digest, uint64_t> sizes;
+      for (const ChunkRef& c : (*m)->chunks) {
+        if (sizes.emplace(c.digest, c.size).second) digests.push_back(c.digest);
+      }
+      Result<std::vector<Digest>> missing = store.MissingChunks(digests);
+      if (!missing.ok()) return missing.status();
+      if (missing->empty()) ++h.versions_held;
+      std::unordered_set<Digest> absent(missing->begin(), missing->end());
+      for (const Digest& d : digests) {
+        if (!absent.count(d) && counted.insert(d).second) h.bytes += sizes[d];
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace meridian

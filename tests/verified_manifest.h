@@ -1,0 +1,40 @@
+// A manifest as the trust layer hands it to the store, for tests of what
+// takes only verified manifests (the store, the catalog): signed by test
+// release keys of a test root. Header-only: it needs Catch2 and signing/.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include "manifest/manifest.h"
+#include "signing/signing.h"
+#include "trust/trust.h"
+
+namespace meridian::testing {
+
+// Two release keys (for envelopes that differ in signatures only) in a root.
+struct TestSigner {
+  SecretKey first = SecretKey::FromSeed(Bytes(kSeedBytes, 1)).value();
+  SecretKey second = SecretKey::FromSeed(Bytes(kSeedBytes, 2)).value();
+  Root root;
+  TestSigner() {
+    for (const SecretKey* k : {&first, &second}) {
+      root.keys[k->KeyId()] = k->public_key();
+      root.roles["release"].keyids.push_back(k->KeyId());
+    }
+  }
+};
+
+// `m` signed by the first test key, and by the second too when `twice`.
+inline VerifiedManifest Verified(const Manifest& m, bool twice = false) {
+  static const TestSigner signer;
+  Envelope env;
+  env.payload_type = std::string(kManifestPayloadType);
+  env.payload = ToBytes(ManifestToJson(m));
+  SignEnvelope(env, signer.first);
+  if (twice) SignEnvelope(env, signer.second);
+  Result<VerifiedManifest> verified = VerifySignedManifest(signer.root, EnvelopeToJson(env));
+  REQUIRE(verified.ok());
+  return std::move(verified).value();
+}
+
+}  // namespace meridian::testing
