@@ -299,16 +299,6 @@ namespace {
 // A caller with no credential (one that sent a wrong one was refused at admission).
 bool Anonymous(const HttpRequest& req) { return req.Header("authorization").empty(); }
 
-// The versions of `model` an anonymous caller may see: the public ones.
-std::vector<std::string> PublicOnly(Store& store, const std::string& model, const std::vector<std::string>& versions) {
-  std::vector<std::string> out;
-  for (const std::string& v : versions) {
-    Result<std::shared_ptr<const Manifest>> m = store.GetManifest(model, v);
-    if (m.ok() && (*m)->is_public) out.push_back(v);
-  }
-  return out;
-}
-
 }  // namespace
 
 bool Api::IsPublicChunk(const HttpRequest& req) const {
@@ -318,24 +308,16 @@ bool Api::IsPublicChunk(const HttpRequest& req) const {
 
 bool Api::IsPublicArtifact(const HttpRequest& req) const {
   Result<Digest> digest = Digest::Parse(req.params[0]);
-  if (!digest.ok()) return false;
-  Result<std::shared_ptr<const Manifest>> m = store_.FindArtifact(*digest);
-  return m.ok() && (*m)->is_public;
+  return digest.ok() && catalog_.IsPublicArtifact(*digest);
 }
 
-bool Api::IsPublicVersion(const HttpRequest& req) const {
-  if (!IsValidModelName(req.params[0]) || !IsValidVersion(req.params[1])) return false;
-  Result<std::shared_ptr<const Manifest>> m = store_.GetManifest(req.params[0], req.params[1]);
-  return m.ok() && (*m)->is_public;
-}
+bool Api::IsPublicVersion(const HttpRequest& req) const { return catalog_.IsPublicVersion(req.params[0], req.params[1]); }
 
 // A delta is as public as the version it leads to (both ends are versions of
 // one model, or no delta is made).
 bool Api::IsPublicDelta(const HttpRequest& req) const {
   Result<Digest> to = Digest::Parse(req.params[1]);
-  if (!to.ok()) return false;
-  Result<std::shared_ptr<const Manifest>> m = store_.FindArtifact(*to);
-  return m.ok() && (*m)->is_public;
+  return to.ok() && catalog_.IsPublicArtifact(*to);
 }
 
 HttpResponse Api::NotHere(std::string_view what) const {
@@ -371,7 +353,7 @@ HttpResponse Api::ListModels(const HttpRequest& req) {
   std::vector<std::string> shown;
   for (const std::string& model : *models) {
     Result<std::vector<std::string>> versions = store_.ListVersions(model);
-    if (versions.ok() && !PublicOnly(store_, model, *versions).empty()) shown.push_back(model);
+    if (versions.ok() && !catalog_.PublicVersions(model, *versions).empty()) shown.push_back(model);
   }
   return JsonOk(200, {{"models", shown}});
 }
@@ -381,7 +363,7 @@ HttpResponse Api::ListVersions(const HttpRequest& req, const std::string& model)
   Result<std::vector<std::string>> versions = store_.ListVersions(model);
   if (!versions.ok()) return ErrorFor(versions.status());
   if (Anonymous(req)) {
-    std::vector<std::string> shown = PublicOnly(store_, model, *versions);
+    std::vector<std::string> shown = catalog_.PublicVersions(model, *versions);
     if (shown.empty()) return JsonError(404, "not_found", "no public version of " + model);
     return JsonOk(200, {{"model", model}, {"versions", shown}});
   }

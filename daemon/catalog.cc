@@ -80,12 +80,34 @@ void Catalog::Learn(const Manifest& m) {
     for (const ChunkRef& c : m.chunks) elsewhere_chunks_.insert(c.digest);
   } else {
     for (const ChunkRef& c : m.chunks) public_chunks_.insert(c.digest);
+    public_artifacts_.insert(m.digest);
+    public_versions_.emplace(m.name, m.version);
   }
 }
 
 bool Catalog::IsPublicChunk(const Digest& chunk) const {
   std::shared_lock lock(mu_);
   return public_chunks_.count(chunk) > 0;
+}
+
+bool Catalog::IsPublicArtifact(const Digest& artifact) const {
+  std::shared_lock lock(mu_);
+  return public_artifacts_.count(artifact) > 0;
+}
+
+bool Catalog::IsPublicVersion(const std::string& model, const std::string& version) const {
+  std::shared_lock lock(mu_);
+  return public_versions_.count({model, version}) > 0;
+}
+
+std::vector<std::string> Catalog::PublicVersions(const std::string& model,
+                                                 const std::vector<std::string>& versions) const {
+  std::shared_lock lock(mu_);
+  std::vector<std::string> out;
+  for (const std::string& v : versions) {
+    if (public_versions_.count({model, v})) out.push_back(v);
+  }
+  return out;
 }
 
 bool Catalog::IsElsewhereChunk(const Digest& chunk) const {

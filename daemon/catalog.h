@@ -5,14 +5,15 @@
 // read of a private model — so neither costs a store read, let alone work.
 //
 // Kept in memory, rebuilt from the stored manifests at start (Load) and told
-// of each version committed since (Learn). It holds digest sets only for the
-// exceptions: chunks of public versions and the chunks and artifacts of
-// versions held elsewhere. Private versions held here, the common case, cost
-// nothing.
+// of each version committed since (Learn). It holds sets only for the
+// exceptions: public versions (with their chunks and artifacts) and the chunks
+// and artifacts of versions held elsewhere. Private versions held here, the
+// common case, cost nothing.
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <unordered_set>
@@ -58,8 +59,13 @@ class Catalog {
   // A version committed since Load.
   void Learn(const Manifest& m);
 
-  // A chunk of some public version held here.
+  // A chunk, artifact or version of some public version held here. Looked up
+  // in memory: an anonymous request costs no store read to refuse.
   bool IsPublicChunk(const Digest& chunk) const;
+  bool IsPublicArtifact(const Digest& artifact) const;
+  bool IsPublicVersion(const std::string& model, const std::string& version) const;
+  // The public versions of `model` among `versions`, in their order.
+  std::vector<std::string> PublicVersions(const std::string& model, const std::vector<std::string>& versions) const;
   // A chunk or artifact of some version whose bytes this daemon may not hold
   // (a chunk shared with a version held here is stored and served anyway).
   bool IsElsewhereChunk(const Digest& chunk) const;
@@ -73,6 +79,8 @@ class Catalog {
   const std::string jurisdiction_;
   mutable std::shared_mutex mu_;
   std::unordered_set<Digest> public_chunks_;        // guarded by mu_
+  std::unordered_set<Digest> public_artifacts_;     // guarded by mu_
+  std::set<std::pair<std::string, std::string>> public_versions_;  // guarded by mu_: (model, version)
   std::unordered_set<Digest> elsewhere_chunks_;     // guarded by mu_
   std::unordered_set<Digest> elsewhere_artifacts_;  // guarded by mu_
 };

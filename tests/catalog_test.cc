@@ -55,6 +55,12 @@ TEST_CASE("the catalog decides residency and public access; Load rebuilds it; Ho
   CHECK(sg.IsPublicChunk(pub.chunks[0].digest));
   CHECK_FALSE(sg.IsPublicChunk(priv.chunks[0].digest));
   CHECK_FALSE(sg.IsPublicChunk(br.chunks[0].digest));
+  CHECK(sg.IsPublicArtifact(pub.digest));
+  CHECK_FALSE(sg.IsPublicArtifact(priv.digest));
+  CHECK(sg.IsPublicVersion("open", "1.0.0"));
+  CHECK_FALSE(sg.IsPublicVersion("plain", "1.0.0"));
+  CHECK(sg.PublicVersions("open", {"0.9.0", "1.0.0"}) == std::vector<std::string>{"1.0.0"});
+  CHECK(sg.PublicVersions("plain", {"1.0.0"}).empty());
   // A catalog told of the same versions one by one agrees.
   Catalog learned("sg");
   for (const Manifest* m : {&br, &pub, &priv}) learned.Learn(*m);
