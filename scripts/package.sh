@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Builds the Debian packages (meridiand, meridian, meridian-agent) from a copy
 # of this tree with packaging/debian as debian/, into build-deb/, and runs
-# lintian on them. The build directory the packages come from,
-# build-deb/meridian-VERSION/obj-*, is a whole plain build, tests included:
-# scripts/test.sh runs the suite on it rather than compiling the tree again.
-# Usage: scripts/package.sh            (DEB_BUILD_OPTIONS is honoured; add nocheck to skip the unit suite)
+# lintian on them. The build directory the packages come from is
+# build-deb/meridian-VERSION/obj-*.
+# Usage: scripts/package.sh            (DEB_BUILD_OPTIONS is honoured; with nocheck the tests are neither
+#                                       built nor run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=$(dpkg-parsechangelog -l packaging/debian/changelog -S Version)

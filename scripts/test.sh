@@ -1,21 +1,20 @@
 #!/usr/bin/env bash
 # Command two: installs what is missing; builds the Debian packages
-# (scripts/package.sh: a plain build of the whole tree, as distributions
-# build it, checked by lintian) and runs the whole test suite on that build;
-# builds again with AddressSanitizer + UBSan (and warnings as errors) and runs
-# the suite there too (the daemons, CLI and agents the integration tests start
-# are the sanitized builds); installs, uses and purges the packages
-# (tests/package_test.sh); then runs the libFuzzer targets (fuzz/run.sh) for a
-# bounded time.
+# (scripts/package.sh: a plain build of the programs, as distributions build
+# them, checked by lintian; no tests compiled); builds the whole tree with
+# AddressSanitizer + UBSan (and warnings as errors) and runs the whole suite
+# there (the daemons, CLI and agents the integration tests start are the
+# sanitized builds); installs, uses and purges the packages
+# (tests/package_test.sh: the plain binaries, as shipped); then runs the
+# libFuzzer targets (fuzz/run.sh) for a bounded time. Each source file is
+# compiled twice in all: once for the packages, once sanitized for the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 DEB_BUILD_OPTIONS=nocheck scripts/package.sh
-plain=$(echo build-deb/meridian-*/obj-*)
 scripts/build.sh build-asan -Dsanitize=true -Doptimization=1 >/dev/null
 
 status=0
-meson test -C "$plain" --num-processes 2 --print-errorlogs || status=1
 meson test -C build-asan --num-processes 2 --print-errorlogs || status=1
 package=0
 tests/package_test.sh || { package=1; status=1; }
@@ -27,9 +26,9 @@ FUZZ_BUILD_DIR=$PWD/build-fuzz fuzz/run.sh "${FUZZ_SECONDS:-60}" >build-fuzz.log
   tail -n 30 build-fuzz.log >&2
 }
 
-# One summary line over both runs, the package test and the fuzzers (one
+# One summary line over the suite, the package test and the fuzzers (one
 # each), as "N passed, N failed".
-python3 - "$package" "$fuzz" "$plain/meson-logs/testlog.json" build-asan/meson-logs/testlog.json <<'PY'
+python3 - "$package" "$fuzz" build-asan/meson-logs/testlog.json <<'PY'
 import json, sys
 passed = failed = 0
 for code in sys.argv[1:3]:
