@@ -231,6 +231,15 @@ const std::string& Api::TokenOf(CallerRole role) const {
 
 std::optional<HttpResponse> Api::CheckBearer(const HttpRequest& req, CallerRole role) const {
   if (role == CallerRole::kAnyone) return std::nullopt;
+  // A verified client certificate is a terminal's own identity (mTLS): it
+  // admits the terminal its CN names, without a token, and no other.
+  const std::string& cn = req.client_certificate_cn;
+  if (role == CallerRole::kTerminal && !cn.empty() && req.route->pattern.starts_with("/v1/terminals/{id}/")) {
+    if (cn == req.params[0]) return std::nullopt;
+    metrics_.CountAuthFailure("wrong_certificate", RoleName(role));
+    return JsonError(403, "permission_denied",
+                     fmt::format("the client certificate is terminal '{}''s; it cannot speak for '{}'", cn, req.params[0]));
+  }
   std::string_view auth = req.Header("authorization");
   if (!auth.starts_with("Bearer ")) {
     metrics_.CountAuthFailure("missing_bearer", RoleName(role));
