@@ -78,7 +78,7 @@ Status ForEachParallel(const GlobalOptions& g, size_t count, int workers,
   std::mutex mu;
   Status first_error;
   auto run = [&] {
-    HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token});
+    HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
     for (size_t i; !failed && (i = next++) < count;) {
       Status st = work(client, i);
       if (!st.ok()) {
@@ -193,7 +193,7 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
   std::vector<Digest> unique;
   for (const auto& [d, i] : first_index) unique.push_back(d);
   std::vector<size_t> to_upload;
-  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token});
+  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
   for (size_t begin = 0; begin < unique.size(); begin += kMissingQueryDigestsMax) {
     nlohmann::json q = {{"digests", nlohmann::json::array()}};
     for (size_t i = begin; i < std::min(unique.size(), begin + kMissingQueryDigestsMax); ++i) {
@@ -263,7 +263,7 @@ namespace {
 // GETs `path`, whose answer is {"<key>":["…",…]}, and prints the names one a
 // line (or the answer, with --output json).
 int PrintNameList(const GlobalOptions& g, const std::string& path, const char* key, std::string_view what) {
-  HttpClient client(g.server);
+  HttpClient client(g.server, HttpClientOptions{.tls = g.tls});
   Result<HttpReply> r = client.Get(path);
   if (!r.ok()) return Fail(r.status());
   if (r->status != 200) return FailReply(what, *r);
@@ -339,7 +339,7 @@ Result<uint64_t> DownloadDelta(const GlobalOptions& g, const Root& root, const M
                                const std::string& from_file, const std::string& staging) {
   Result<Digest> from = DigestOfFile(from_file);
   if (!from.ok()) return from.status();
-  HttpClient client(g.server);
+  HttpClient client(g.server, HttpClientOptions{.tls = g.tls});
   Result<DeltaInfo> info = DeltaInfoFromReply(root, client.Get(DeltaInfoPath(*from, m.digest)), *from, m.digest);
   if (!info.ok()) return info.status();
   if (!info->worthwhile) return Status::FailedPrecondition("no delta worth downloading: " + info->reason);
@@ -373,7 +373,7 @@ int Pull(const GlobalOptions& g, const PullOptions& o) {
   Result<Root> root = LoadTrustedRootFile(o.root_file);
   if (!root.ok()) return Fail(root.status());
 
-  HttpClient client(g.server);
+  HttpClient client(g.server, HttpClientOptions{.tls = g.tls});
   Result<VerifiedManifest> verified =
       ManifestFromReply(*root, client.Get(VersionPath(o.model, o.version)), o.model, o.version);
   if (!verified.ok()) return Fail(verified.status());

@@ -144,6 +144,11 @@ std::optional<Status> ExplainTlsFailure(CURL* curl, CURLcode rc, const std::stri
   auto mentions = [&](std::string_view text) { return detail.find(text) != std::string::npos; };
   switch (rc) {
     case CURLE_PEER_FAILED_VERIFICATION: {
+      // libcurl checks the name itself, after a chain that verified, and
+      // says so in its error buffer only.
+      if (mentions("target host name")) {
+        return fail(fmt::format("the certificate of {} is for another host name: {}", host, detail));
+      }
       long verify = X509_V_OK;
       curl_easy_getinfo(curl, CURLINFO_SSL_VERIFYRESULT, &verify);
       switch (verify) {
@@ -158,10 +163,8 @@ std::optional<Status> ExplainTlsFailure(CURL* curl, CURLcode rc, const std::stri
         case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
         case X509_V_ERR_CERT_UNTRUSTED:
           return fail(fmt::format("the certificate of {} is not trusted by {}", host, ca));
-        case X509_V_OK:
         case X509_V_ERR_HOSTNAME_MISMATCH:
         case X509_V_ERR_IP_ADDRESS_MISMATCH:
-          // libcurl checks the name itself after a chain that verified.
           return fail(fmt::format("the certificate of {} is for another host name: {}", host, detail));
         default:
           return fail(fmt::format("the certificate of {} failed verification: {}", host,

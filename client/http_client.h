@@ -39,7 +39,7 @@ struct HttpClientOptions {
   long connect_timeout_ms = 5'000;
   long timeout_ms = 300'000;                   // whole request
   uint64_t response_bytes_max = 256ull << 20;  // for bodies returned in memory
-  std::string bearer_token;                    // sent as Authorization: Bearer …
+  std::string bearer_token = {};               // sent as Authorization: Bearer …
   int64_t recv_bytes_per_s_max = 0;            // download speed cap (CURLOPT_MAX_RECV_SPEED_LARGE); 0 = none
   // When set, a call in progress gives up (Cancelled as Unavailable) within
   // about a second of *cancel becoming true: a daemon stopping its long polls.
