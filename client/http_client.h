@@ -24,11 +24,11 @@ struct TlsClientOptions {
   // PEM file of the CAs that sign the servers' certificates. Empty: the file
   // named by the environment variable CURL_CA_BUNDLE, else SSL_CERT_FILE, else
   // the system's store (/etc/ssl/certs/ca-certificates.crt).
-  std::string ca_file;
+  std::string ca_file = {};
   // A client certificate (PEM, with its chain) and its private key, for
   // daemons that ask for one (mTLS). Both or neither.
-  std::string client_certificate;
-  std::string client_key;
+  std::string client_certificate = {};
+  std::string client_key = {};
   // Lets a credential (a bearer token or a client certificate) go over plain
   // http:// to a host that is not loopback; refused otherwise (anyone on the
   // path could read the token).

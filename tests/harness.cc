@@ -215,7 +215,7 @@ void DaemonFixture::Launch(uint16_t port, const std::vector<std::string>& extra_
     throw std::runtime_error("meridiand did not start: " + std::string(AsString(ReadFile(dir_ / "meridiand.log"))));
   }
   port_ = static_cast<uint16_t>(std::stoi(std::string(AsString(ReadFile(port_file)))));
-  HttpClient probe(url());
+  HttpClient probe(url(), ClientOptions());
   if (!WaitFor([&] {
         auto r = probe.Get("/healthz");
         return r.ok() && r->status == 200;
@@ -254,8 +254,12 @@ std::string DaemonFixture::operator_token() const { return ReadToken(data() + "/
 
 std::string DaemonFixture::terminal_token() const { return ReadToken(data() + "/terminal.token"); }
 
+HttpClientOptions DaemonFixture::ClientOptions(std::string token) const {
+  return HttpClientOptions{.timeout_ms = 60'000, .bearer_token = std::move(token), .tls = tls_.value_or(TlsClientOptions{})};
+}
+
 std::string DaemonFixture::StartRollout(const std::string& spec_json) {
-  HttpClient c(url(), HttpClientOptions{.timeout_ms = 60'000, .bearer_token = operator_token()});
+  HttpClient c(url(), ClientOptions(operator_token()));
   Result<HttpReply> r = c.Post(RolloutsPath(), spec_json);
   if (!r.ok() || r->status != 201) {
     throw std::runtime_error("rollout start failed: " + (r.ok() ? r->body : r.status().ToString()));
@@ -264,18 +268,24 @@ std::string DaemonFixture::StartRollout(const std::string& spec_json) {
 }
 
 long DaemonFixture::RolloutAction(const std::string& id, const std::string& action, const std::string& reason) {
-  HttpClient c(url(), HttpClientOptions{.timeout_ms = 60'000, .bearer_token = operator_token()});
+  HttpClient c(url(), ClientOptions(operator_token()));
   Result<HttpReply> r = c.Post(RolloutActionPath(id, action), "{\"reason\":\"" + reason + "\"}");
   return r.ok() ? r->status : -1;
 }
 
 std::string DaemonFixture::GetRollout(const std::string& id, bool events) {
-  HttpClient c(url(), HttpClientOptions{.timeout_ms = 60'000, .bearer_token = operator_token()});
+  HttpClient c(url(), ClientOptions(operator_token()));
   Result<HttpReply> r = c.Get(events ? RolloutEventsPath(id) : RolloutPath(id));
   return r.ok() ? r->body : r.status().ToString();
 }
 
 CommandResult DaemonFixture::Cli(std::vector<std::string> args) {
+  if (tls_) {
+    for (const auto& [flag, file] : {std::pair{"--ca-file", tls_->ca_file}, {"--client-cert", tls_->client_certificate},
+                                     {"--client-key", tls_->client_key}}) {
+      if (!file.empty()) args.insert(args.begin(), {flag, file});
+    }
+  }
   args.insert(args.begin(), {MeridianPath(), "--server", url()});
   return Run(args);
 }
