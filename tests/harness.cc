@@ -2,7 +2,6 @@
 #include "tests/harness.h"
 
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -22,6 +21,7 @@
 #include "base/file.h"
 #include "client/api.h"
 #include "client/http_client.h"
+#include "tests/loopback.h"
 
 namespace meridian::testing {
 
@@ -298,16 +298,8 @@ CommandResult DaemonFixture::Publish(const std::string& model, const std::string
 CommandResult DaemonFixture::Fsck() { return Run({MeridiandPath(), "fsck", "--data", data()}); }
 
 FakeHttpServer::FakeHttpServer(Handler handler) : handler_(std::move(handler)) {
-  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || ::listen(fd_, 16) != 0 ||
-      ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    throw std::runtime_error("fake server: cannot listen on 127.0.0.1");
-  }
-  port_ = ntohs(a.sin_port);
+  fd_ = ListenLoopback(&port_, 16);
+  if (fd_ < 0) throw std::runtime_error("fake server: cannot listen on 127.0.0.1");
   thread_ = std::thread([this] { Serve(); });
 }
 

@@ -1,10 +1,11 @@
 // HTTPS end to end, with certificates made by the test (tests/certs.h): the
-// CLI and an agent against a real meridiand over TLS; wrong CA, wrong host
-// name, an expired certificate, TLS 1.1 and a missing client certificate each
-// refused with their cause named; an agent that does not trust the server
-// backs off; SIGHUP swaps in a renewed certificate under 100 running
-// downloads; a terminal's client certificate stands for its token (mTLS); no
-// credential leaves over plain HTTP for another machine.
+// CLI, an agent and a region following its origin, against real meridiand
+// processes over TLS; wrong CA, wrong host name, an expired certificate, TLS
+// 1.1 and a missing client certificate each refused with their cause named;
+// an agent that does not trust the server backs off; SIGHUP swaps in a
+// renewed certificate under 100 running downloads; a terminal's client
+// certificate stands for its token (mTLS); no credential leaves over plain
+// HTTP for another machine.
 #include <curl/curl.h>
 #include <poll.h>
 #include <signal.h>
@@ -84,16 +85,8 @@ void ReloadAndWait(DaemonFixture& d, const std::string& expected) {
 class CountingRelay {
  public:
   explicit CountingRelay(uint16_t to) : to_(to) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || ::listen(fd_, 64) != 0 ||
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      throw std::runtime_error("relay: cannot listen on 127.0.0.1");
-    }
-    port_ = ntohs(a.sin_port);
+    fd_ = ListenLoopback(&port_, 64);
+    if (fd_ < 0) throw std::runtime_error("relay: cannot listen on 127.0.0.1");
     accepting_ = std::thread([this] { Accept(); });
   }
   ~CountingRelay() {
@@ -177,6 +170,15 @@ TEST_CASE("over HTTPS the CLI publishes and pulls (--ca-file or SSL_CERT_FILE) a
   INFO(once.err);
   REQUIRE(once.exit_code == 0);
   CHECK(InstalledVersion(state, "fraud") == "1.0.0");
+
+  // A region follows the origin over HTTPS, trusting the CA given to it.
+  std::unique_ptr<DaemonFixture> region = DaemonFixture::Region(d.root_json());
+  region->StartRegion("sg", d.url(), d.mirror_token_file(), {"--upstream-ca-file", ca.certificate()});
+  HttpClient at_region(region->url());
+  CHECK(WaitFor([&] {
+    Result<HttpReply> r = at_region.Get(VersionPath("fraud", "1.0.0"));
+    return r.ok() && r->status == 200;
+  }, seconds(20)));
 }
 
 TEST_CASE("HTTPS failures name their cause; a bad file on SIGHUP keeps the certificate served") {
