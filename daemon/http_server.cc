@@ -293,6 +293,11 @@ struct HttpServer::Impl {
         continue;
       }
       ++connections;
+      // A response goes out in several writes over TLS (a record per buffer:
+      // head, then body); Nagle would hold each one after the first until
+      // the client's delayed ACK, some 40 ms per request.
+      beast::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
       auto executor = socket.get_executor();
       net::co_spawn(executor, Session(std::move(socket)), [this](std::exception_ptr) { --connections; });
     }
