@@ -185,11 +185,20 @@ if [[ $results != - ]]; then
   {
     echo "# bench/tls results"
     echo
-    echo "\`bench/tls/run.sh $size_mib\` on $(date -u +%F), commit $(git rev-parse --short HEAD)$(git diff --quiet || echo +dirty):" \
+    echo "\`bench/tls/run.sh $size_mib\` on $(date -u +%F), commit $(git rev-parse --short HEAD)$(git diff --quiet -- . ":(exclude)$results" || echo +dirty):" \
       "$(nproc) cores ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), $(free -g | awk '/Mem:/{print $2}') GiB RAM;" \
       "$(basename "$build") build; curl clients on the same machine; TLS: $cipher;" \
       "best of $runs runs; load average at start $load_start, at end $(cut -d' ' -f1 /proc/loadavg)."
     echo
     echo "$table"
+    echo
+    cat <<'NOTE'
+How to read it: nginx sends file bytes as they are; meridiand reads each chunk from RocksDB,
+decompresses it (zstd) and hashes it again (SHA-256, verify on read) before it sends it,
+which is what the plain-HTTP column costs by itself. The gap between the two meridiand
+columns is TLS (AES-256-GCM encryption, one handshake per connection here). Each load keeps
+its connections open (one for the stream; CLIENTS for the chunks), so handshakes are not
+what is measured; clients, daemon and nginx share the machine's cores.
+NOTE
   } >"$results"
 fi
