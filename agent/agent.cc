@@ -635,6 +635,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(AgentConfig config, const Clock& cloc
   opts.connect_timeout_ms = config.connect_timeout_ms;
   opts.timeout_ms = config.request_timeout_ms;
   opts.bearer_token = config.token;
+  opts.tls = config.tls;
   opts.recv_bytes_per_s_max = config.bandwidth_limit_bytes_per_s;
   opts.response_bytes_max = kManifestReplyBytesMax;
   for (const std::string& url : config.servers) impl->servers.push_back(std::make_unique<HttpClient>(url, opts));

@@ -31,6 +31,14 @@ Status GetString(const toml::table& t, const char* key, std::string* out, std::s
   return Status::Ok();
 }
 
+Status GetBool(const toml::table& t, const char* key, bool* out) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return Status::Ok();
+  if (!n->is_boolean()) return Status::InvalidArgument(fmt::format("'{}' must be true or false", key));
+  *out = n->as_boolean()->get();
+  return Status::Ok();
+}
+
 Status GetInt(const toml::table& t, const char* key, int64_t min, int64_t max, int64_t* out) {
   const toml::node* n = t.get(key);
   if (n == nullptr) return Status::Ok();
@@ -57,13 +65,17 @@ Result<AgentConfig> ParseAgentConfig(std::string_view toml_text) {
   static const std::set<std::string> kTop = {"id", "profile", "region", "servers", "root", "state", "token", "model",
                                              "bandwidth_limit_bytes_per_s", "poll_wait_s", "backoff_initial_ms",
                                              "backoff_max_ms", "connect_timeout_ms", "request_timeout_ms",
-                                             "health_check_timeout_ms", "health_interval_ms"};
+                                             "health_check_timeout_ms", "health_interval_ms", "ca_file",
+                                             "client_certificate", "client_key", "allow_insecure_http"};
   MERIDIAN_RETURN_IF_ERROR(CheckKeys(t, kTop, ""));
   AgentConfig c;
   for (auto [key, out] : {std::pair{"id", &c.id}, {"profile", &c.profile}, {"region", &c.region},
-                          {"root", &c.root}, {"state", &c.state}, {"token", &c.token}}) {
+                          {"root", &c.root}, {"state", &c.state}, {"token", &c.token},
+                          {"ca_file", &c.tls.ca_file}, {"client_certificate", &c.tls.client_certificate},
+                          {"client_key", &c.tls.client_key}}) {
     MERIDIAN_RETURN_IF_ERROR(GetString(t, key, out, ""));
   }
+  MERIDIAN_RETURN_IF_ERROR(GetBool(t, "allow_insecure_http", &c.tls.allow_insecure_http));
   if (const toml::node* servers = t.get("servers")) {
     if (!servers->is_array()) return Status::InvalidArgument("'servers' must be an array of URLs");
     for (const toml::node& s : *servers->as_array()) {
@@ -132,6 +144,8 @@ Status ValidateAgentConfig(const AgentConfig& c) {
     if (!url.starts_with("http://") && !url.starts_with("https://")) {
       return Status::InvalidArgument(fmt::format("server '{}' must start with http:// or https://", url));
     }
+    // The token or certificate must not cross a network in clear text.
+    MERIDIAN_RETURN_IF_ERROR(CheckTransport(url, HttpClientOptions{.bearer_token = c.token, .tls = c.tls}));
   }
   if (c.bandwidth_limit_bytes_per_s < 0) return Status::InvalidArgument("'bandwidth_limit_bytes_per_s' must be >= 0");
   return Status::Ok();

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "client/http_client.h"
 
 namespace meridian {
 
@@ -34,7 +35,8 @@ struct AgentConfig {
   std::vector<std::string> servers;  // base URLs, tried in order
   std::string root;                  // initial trusted root envelope (used until the state dir holds one)
   std::string state;                 // state directory
-  std::string token;                 // terminal bearer token; may be empty
+  std::string token;                 // terminal bearer token; may be empty (a client certificate instead)
+  TlsClientOptions tls;              // ca_file, client_certificate, client_key, allow_insecure_http
   std::vector<ModelConfig> models;
   int64_t bandwidth_limit_bytes_per_s = 0;  // 0 = unlimited
   int64_t poll_wait_s = 60;                 // long-poll wait asked of the server

@@ -78,7 +78,7 @@ Status ForEachParallel(const GlobalOptions& g, size_t count, int workers,
   std::mutex mu;
   Status first_error;
   auto run = [&] {
-    HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token});
+    HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
     for (size_t i; !failed && (i = next++) < count;) {
       Status st = work(client, i);
       if (!st.ok()) {
@@ -204,7 +204,7 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
     store.server = o.store_at;
     store.token = o.store_token;
   }
-  HttpClient store_client(store.server, HttpClientOptions{.bearer_token = store.token});
+  HttpClient store_client(store.server, HttpClientOptions{.bearer_token = store.token, .tls = g.tls});
   for (size_t begin = 0; begin < unique.size(); begin += kMissingQueryDigestsMax) {
     // The model's residency: a daemon that may not hold its bytes refuses before any is sent.
     nlohmann::json q = {{"digests", nlohmann::json::array()}};
@@ -248,7 +248,7 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
   env.payload_type = std::string(kManifestPayloadType);
   env.payload = ToBytes(manifest_json);
   SignEnvelope(env, *key);
-  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token});
+  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
   Result<HttpReply> r = client.Post(VersionsPath(o.model), EnvelopeToJson(env));
   if (!r.ok()) return Fail(r.status());
   if (r->status == 409) {
@@ -277,7 +277,7 @@ namespace {
 // GETs `path`, whose answer is {"<key>":["…",…]}, and prints the names one a
 // line (or the answer, with --output json).
 int PrintNameList(const GlobalOptions& g, const std::string& path, const char* key, std::string_view what) {
-  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token});
+  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
   Result<HttpReply> r = client.Get(path);
   if (!r.ok()) return Fail(r.status());
   if (r->status != 200) return FailReply(what, *r);
@@ -353,7 +353,7 @@ Result<uint64_t> DownloadDelta(const GlobalOptions& g, const Root& root, const M
                                const std::string& from_file, const std::string& staging) {
   Result<Digest> from = DigestOfFile(from_file);
   if (!from.ok()) return from.status();
-  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token});
+  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
   Result<DeltaInfo> info = DeltaInfoFromReply(root, client.Get(DeltaInfoPath(*from, m.digest)), *from, m.digest);
   if (!info.ok()) return info.status();
   if (!info->worthwhile) return Status::FailedPrecondition("no delta worth downloading: " + info->reason);
@@ -387,7 +387,7 @@ int Pull(const GlobalOptions& g, const PullOptions& o) {
   Result<Root> root = LoadTrustedRootFile(o.root_file);
   if (!root.ok()) return Fail(root.status());
 
-  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token});
+  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
   Result<VerifiedManifest> verified =
       ManifestFromReply(*root, client.Get(VersionPath(o.model, o.version)), o.model, o.version);
   if (!verified.ok()) return Fail(verified.status());

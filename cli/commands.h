@@ -19,6 +19,7 @@ struct GlobalOptions {
   std::string token;   // bearer token for publishing / control
   bool json = false;   // --output json
   int parallel = 4;    // concurrent chunk transfers
+  TlsClientOptions tls;  // --ca-file, --client-cert, --client-key, --allow-insecure-http
 };
 
 struct PublishOptions {

@@ -19,11 +19,19 @@ int main(int argc, char** argv) {
   GlobalOptions g;
   if (const char* s = std::getenv("MERIDIAN_SERVER")) g.server = s;
   if (const char* t = std::getenv("MERIDIAN_TOKEN")) g.token = t;
+  if (const char* ca = std::getenv("MERIDIAN_CA_FILE")) g.tls.ca_file = ca;
   std::string token_file, output = "text";
   app.add_option("--server", g.server, "daemon URL (env MERIDIAN_SERVER)")->capture_default_str();
   app.add_option("--token", g.token, "bearer token (env MERIDIAN_TOKEN)");
   app.add_option("--token-file", token_file, "read the bearer token from this file");
   app.add_option("--output", output, "text or json")->check(CLI::IsMember({"text", "json"}))->capture_default_str();
+  app.add_option("--ca-file", g.tls.ca_file,
+                 "CA file (PEM) to check https:// servers against (env MERIDIAN_CA_FILE; default: CURL_CA_BUNDLE, "
+                 "SSL_CERT_FILE, the system's store)");
+  app.add_option("--client-cert", g.tls.client_certificate, "client certificate (PEM) for servers that ask for one");
+  app.add_option("--client-key", g.tls.client_key, "private key (PEM) of --client-cert");
+  app.add_flag("--allow-insecure-http", g.tls.allow_insecure_http,
+               "send the token over plain http:// to a server that is not loopback");
   app.add_option("--parallel", g.parallel, "concurrent chunk transfers")->check(CLI::Range(1, 64))->capture_default_str();
 
   std::string key_out;

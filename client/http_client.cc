@@ -1,11 +1,17 @@
 // libcurl easy-handle wrapper: bounded requests, streaming downloads.
 #include "client/http_client.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <openssl/x509.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <nlohmann/json.hpp>
+
+#include <fmt/format.h>
 
 namespace meridian {
 
@@ -77,7 +83,145 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
   return bytes;
 }
 
+struct UrlParts {
+  std::string scheme;  // lowercase
+  std::string host;    // lowercase, IPv6 without brackets
+};
+
+Result<UrlParts> ParseUrl(const std::string& url) {
+  CURLU* u = curl_url();
+  char* scheme = nullptr;
+  char* host = nullptr;
+  bool ok = u != nullptr && curl_url_set(u, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+            curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK;
+  UrlParts p;
+  if (ok) {
+    p.scheme = scheme;
+    p.host = host;
+  }
+  curl_free(scheme);
+  curl_free(host);
+  curl_url_cleanup(u);
+  if (!ok || (p.scheme != "http" && p.scheme != "https")) {
+    return Status::InvalidArgument(fmt::format("'{}' is not an http:// or https:// URL", url));
+  }
+  std::transform(p.host.begin(), p.host.end(), p.host.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (p.host.size() >= 2 && p.host.front() == '[') p.host = p.host.substr(1, p.host.size() - 2);
+  return p;
+}
+
+// 127.0.0.0/8, ::1 (also as ::ffff:127.x.y.z) and localhost: traffic that
+// never leaves the machine.
+bool IsLoopback(const std::string& host) {
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (::inet_pton(AF_INET6, host.c_str(), &v6) != 1) return false;
+  return IN6_IS_ADDR_LOOPBACK(&v6) || (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127);
+}
+
+// The CA file a client trusts: its own setting, else what curl(1) and
+// OpenSSL users set in the environment; empty means libcurl's default (the
+// system's store).
+std::string EffectiveCaFile(const TlsClientOptions& tls) {
+  if (!tls.ca_file.empty()) return tls.ca_file;
+  for (const char* name : {"CURL_CA_BUNDLE", "SSL_CERT_FILE"}) {
+    const char* value = std::getenv(name);
+    if (value != nullptr && *value != '\0') return value;
+  }
+  return "";
+}
+
+// A failed TLS connection explained by its cause, or nullopt when `rc` is not
+// a TLS failure. `detail` is libcurl's error buffer (OpenSSL's reason).
+std::optional<Status> ExplainTlsFailure(CURL* curl, CURLcode rc, const std::string& detail, const std::string& url,
+                                        const std::string& host, const std::string& ca_file,
+                                        const TlsClientOptions& tls) {
+  const std::string ca = ca_file.empty() ? "the system's CA store" : "CA file " + ca_file;
+  auto fail = [&](std::string what) { return Status::Unavailable(fmt::format("{} ({})", what, url)); };
+  auto mentions = [&](std::string_view text) { return detail.find(text) != std::string::npos; };
+  switch (rc) {
+    case CURLE_PEER_FAILED_VERIFICATION: {
+      // libcurl checks the name itself, after a chain that verified, and
+      // says so in its error buffer only.
+      if (mentions("target host name")) {
+        return fail(fmt::format("the certificate of {} is for another host name: {}", host, detail));
+      }
+      long verify = X509_V_OK;
+      curl_easy_getinfo(curl, CURLINFO_SSL_VERIFYRESULT, &verify);
+      switch (verify) {
+        case X509_V_ERR_CERT_HAS_EXPIRED:
+          return fail(fmt::format("the certificate of {} has expired", host));
+        case X509_V_ERR_CERT_NOT_YET_VALID:
+          return fail(fmt::format("the certificate of {} is not valid yet (is this machine's clock right?)", host));
+        case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+        case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+        case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+        case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+        case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+        case X509_V_ERR_CERT_UNTRUSTED:
+          return fail(fmt::format("the certificate of {} is not trusted by {}", host, ca));
+        case X509_V_ERR_HOSTNAME_MISMATCH:
+        case X509_V_ERR_IP_ADDRESS_MISMATCH:
+          return fail(fmt::format("the certificate of {} is for another host name: {}", host, detail));
+        default:
+          return fail(fmt::format("the certificate of {} failed verification: {}", host,
+                                  X509_verify_cert_error_string(verify)));
+      }
+    }
+    case CURLE_SSL_CACERT_BADFILE:
+      return fail(fmt::format("cannot use {}: {}", ca, detail));
+    case CURLE_SSL_CERTPROBLEM:
+      return fail(fmt::format("cannot use the client certificate {} with key {}: {}", tls.client_certificate,
+                              tls.client_key, detail));
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+      // The server's verdict on the client certificate is an alert: during
+      // the handshake with TLS 1.2, at the first read after it with TLS 1.3.
+      if (mentions("alert certificate required") ||
+          (tls.client_certificate.empty() && mentions("alert handshake failure"))) {
+        return fail(fmt::format("{} requires a client certificate and none is configured", host));
+      }
+      if (mentions("alert unknown ca") || mentions("alert bad certificate") || mentions("alert certificate expired") ||
+          mentions("alert certificate unknown") || mentions("alert certificate revoked") ||
+          mentions("alert unsupported certificate")) {
+        return fail(fmt::format("{} refused the client certificate {}: {}", host, tls.client_certificate, detail));
+      }
+      if (mentions("alert protocol version") || mentions("unsupported protocol")) {
+        return fail(fmt::format("{} and this client have no TLS version in common (1.2 or later is required): {}",
+                                host, detail));
+      }
+      if (mentions("wrong version number")) {
+        return fail(fmt::format("{} does not speak TLS on this port (an http:// server?)", host));
+      }
+      if (rc != CURLE_SSL_CONNECT_ERROR) return std::nullopt;
+      return fail(fmt::format("TLS handshake with {} failed: {}", host, detail));
+    default:
+      return std::nullopt;
+  }
+}
+
 }  // namespace
+
+Status CheckTransport(const std::string& base_url, const HttpClientOptions& options) {
+  Result<UrlParts> url = ParseUrl(base_url);
+  if (!url.ok()) return url.status();
+  const TlsClientOptions& tls = options.tls;
+  if (tls.client_certificate.empty() != tls.client_key.empty()) {
+    return Status::FailedPrecondition("a client certificate needs its key, and a key its certificate: set both");
+  }
+  bool credential = !options.bearer_token.empty() || !tls.client_certificate.empty();
+  if (url->scheme == "http" && credential && !tls.allow_insecure_http && !IsLoopback(url->host)) {
+    return Status::FailedPrecondition(fmt::format(
+        "refusing to send a credential over plain HTTP to {}: use an https:// URL, or set allow_insecure_http "
+        "(--allow-insecure-http) if the network path is trusted",
+        base_url));
+  }
+  return Status::Ok();
+}
 
 // libcurl calls this about once a second even while nothing arrives.
 static int OnProgress(void* cancel, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
@@ -87,6 +231,9 @@ static int OnProgress(void* cancel, curl_off_t, curl_off_t, curl_off_t, curl_off
 struct HttpClient::Impl {
   CURL* curl = nullptr;
   HttpClientOptions options;
+  Status transport;     // CheckTransport of the base URL: every request fails with it
+  std::string host;     // of the base URL, for messages
+  std::string ca_file;  // EffectiveCaFile
   ~Impl() {
     if (curl != nullptr) curl_easy_cleanup(curl);
   }
@@ -95,6 +242,7 @@ struct HttpClient::Impl {
                             const std::string& content_type, const std::vector<std::string>& headers,
                             const std::function<Status(ByteSpan)>* sink, uint64_t body_bytes_max,
                             const std::function<Status(const HttpReply&, ByteSpan)>* head_sink = nullptr) {
+    if (!transport.ok()) return transport;
     curl_easy_reset(curl);
     HttpReply reply;
     Transfer t{&reply, sink, body_bytes_max, 0, Status::Ok(), head_sink};
@@ -118,6 +266,18 @@ struct HttpClient::Impl {
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, OnBody);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &t);
     curl_easy_setopt(curl, CURLOPT_USERAGENT, "meridian/0.1");
+    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    char error_buffer[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error_buffer);
+    // libcurl's defaults, stated: a chain to a trusted CA and a matching name.
+    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(curl, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
+    if (!ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, ca_file.c_str());
+    if (!options.tls.client_certificate.empty()) {
+      curl_easy_setopt(curl, CURLOPT_SSLCERT, options.tls.client_certificate.c_str());
+      curl_easy_setopt(curl, CURLOPT_SSLKEY, options.tls.client_key.c_str());
+    }
     if (options.cancel != nullptr) {
       curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
       curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, OnProgress);
@@ -136,6 +296,10 @@ struct HttpClient::Impl {
     curl_slist_free_all(list);
     if (!t.error.ok()) return t.error;
     if (rc != CURLE_OK) {
+      if (std::optional<Status> tls = ExplainTlsFailure(curl, rc, error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(rc),
+                                                        url, host, ca_file, options.tls)) {
+        return *tls;
+      }
       std::string what = std::string(curl_easy_strerror(rc)) + " (" + url + ")";
       if (rc == CURLE_OPERATION_TIMEDOUT) return Status::DeadlineExceeded(what);
       if (rc == CURLE_ABORTED_BY_CALLBACK) return Status::Unavailable("cancelled (" + url + ")");
@@ -152,6 +316,9 @@ HttpClient::HttpClient(std::string base_url, HttpClientOptions options)
   while (!base_url_.empty() && base_url_.back() == '/') base_url_.pop_back();
   impl_->curl = curl_easy_init();
   impl_->options = std::move(options);
+  impl_->transport = CheckTransport(base_url_, impl_->options);
+  if (Result<UrlParts> url = ParseUrl(base_url_); url.ok()) impl_->host = url->host;
+  impl_->ca_file = EffectiveCaFile(impl_->options.tls);
 }
 
 HttpClient::~HttpClient() = default;

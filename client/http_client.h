@@ -1,6 +1,9 @@
 // A small blocking HTTP client over libcurl, shared by the CLI, the agent and
 // the tests. One HttpClient is one connection (keep-alive); use one per thread.
 // Every call is bounded: connect and total timeouts, and a cap on body bytes.
+// https:// URLs are verified (certificate chain against a CA file, host name;
+// TLS 1.2 or later), and no credential leaves over plain HTTP for another
+// machine unless that is asked for.
 #pragma once
 
 #include <atomic>
@@ -16,16 +19,42 @@
 
 namespace meridian {
 
+// TLS settings of a client (docs/operator-guide.md, "TLS and certificates").
+struct TlsClientOptions {
+  // PEM file of the CAs that sign the servers' certificates. Empty: the file
+  // named by the environment variable CURL_CA_BUNDLE, else SSL_CERT_FILE, else
+  // the system's store (/etc/ssl/certs/ca-certificates.crt).
+  std::string ca_file = {};
+  // A client certificate (PEM, with its chain) and its private key, for
+  // daemons that ask for one (mTLS). Both or neither.
+  std::string client_certificate = {};
+  std::string client_key = {};
+  // Lets a credential (a bearer token or a client certificate) go over plain
+  // http:// to a host that is not loopback; refused otherwise (anyone on the
+  // path could read the token).
+  bool allow_insecure_http = false;
+};
+
 struct HttpClientOptions {
   long connect_timeout_ms = 5'000;
   long timeout_ms = 300'000;                   // whole request
   uint64_t response_bytes_max = 256ull << 20;  // for bodies returned in memory
-  std::string bearer_token;                    // sent as Authorization: Bearer …
+  std::string bearer_token = {};               // sent as Authorization: Bearer …
   int64_t recv_bytes_per_s_max = 0;            // download speed cap (CURLOPT_MAX_RECV_SPEED_LARGE); 0 = none
   // When set, a call in progress gives up (Cancelled as Unavailable) within
   // about a second of *cancel becoming true: a daemon stopping its long polls.
   const std::atomic<bool>* cancel = nullptr;
+  TlsClientOptions tls = {};
 };
+
+// Whether a client with `options` may talk to `base_url` at all, decided
+// without a connection: FailedPrecondition naming the URL and the setting to
+// change when a credential would travel over plain http:// to a host other
+// than loopback (127.0.0.0/8, ::1, localhost) without allow_insecure_http, or
+// when only one of client certificate and key is set; InvalidArgument for a
+// URL that is not http:// or https://. Every request checks it; programs call
+// it at start too, to refuse a bad configuration before serving.
+Status CheckTransport(const std::string& base_url, const HttpClientOptions& options);
 
 struct HttpReply {
   long status = 0;
@@ -46,7 +75,13 @@ class HttpClient {
   HttpClient& operator=(const HttpClient&) = delete;
 
   // A transport failure (no answer) is Unavailable/DeadlineExceeded; any HTTP
-  // status is a successful reply for the caller to interpret.
+  // status is a successful reply for the caller to interpret. A TLS failure
+  // is Unavailable too (no answer came), its message naming the cause: a
+  // certificate not trusted by the CA file, expired, for another host name;
+  // a client certificate the server wants or refuses. Retrying those cannot
+  // help until the configuration changes, so callers must back off from them
+  // as from any unreachable server. CheckTransport's refusals come back
+  // before any connection is made.
   Result<HttpReply> Get(const std::string& path, const std::vector<std::string>& headers = {});
   Result<HttpReply> Post(const std::string& path, std::string_view body,
                          const std::string& content_type = "application/json");

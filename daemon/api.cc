@@ -257,9 +257,19 @@ const std::string& Api::TokenOf(CallerRole role) const {
 
 std::optional<HttpResponse> Api::CheckBearer(const HttpRequest& req, CallerRole role) const {
   if (role == CallerRole::kAnyone) return std::nullopt;
+  // A verified client certificate is a terminal's own identity (mTLS): it
+  // admits the terminal its CN names, without a token, and no other.
+  const std::string& cn = req.client_certificate_cn;
+  if (role == CallerRole::kTerminal && !cn.empty() && req.route->pattern.starts_with("/v1/terminals/{id}/")) {
+    if (cn == req.params[0]) return std::nullopt;
+    metrics_.CountAuthFailure("wrong_certificate", RoleName(role));
+    return JsonError(403, "permission_denied",
+                     fmt::format("the client certificate is terminal '{}''s; it cannot speak for '{}'", cn, req.params[0]));
+  }
   std::string_view auth = req.Header("authorization");
   if (role == CallerRole::kReader) {
-    if (auth.empty() && req.route->is_public(req)) return std::nullopt;
+    // A terminal's verified certificate reads models as its token would.
+    if (auth.empty() && (!cn.empty() || req.route->is_public(req))) return std::nullopt;
     if (auth.starts_with("Bearer ")) {
       std::string_view token = auth.substr(7);
       for (CallerRole r : {CallerRole::kTerminal, CallerRole::kMirror, CallerRole::kPublisher, CallerRole::kOperator}) {
@@ -297,7 +307,9 @@ std::optional<HttpResponse> Api::CheckBearer(const HttpRequest& req, CallerRole 
 namespace {
 
 // A caller with no credential (one that sent a wrong one was refused at admission).
-bool Anonymous(const HttpRequest& req) { return req.Header("authorization").empty(); }
+bool Anonymous(const HttpRequest& req) {
+  return req.Header("authorization").empty() && req.client_certificate_cn.empty();
+}
 
 }  // namespace
 
@@ -334,6 +346,7 @@ HttpResponse Api::Access(const HttpRequest& req) {
   original.target = std::string(req.Header("x-original-uri"));
   if (original.target.empty()) return JsonError(400, "invalid_argument", "X-Original-URI is required");
   original.headers = req.headers;
+  original.client_certificate_cn = req.client_certificate_cn;
   HttpAdmission admitted = Admit(original);
   // A proxy's auth_request understands 2xx, 401 and 403 only: any other
   // refusal (404, 405, …) is left to the request itself, which meets it again.

@@ -142,7 +142,9 @@ class Api final : public HttpHandler {
   std::vector<MetricFamily> RegionFamilies();
   SyncDocument BuildSyncDocument();
   // Empty when the request carries the token of `role` (or the role is
-  // kAnyone), else the 401/403 to send (counted in meridian_auth_failures_total).
+  // kAnyone, or a terminal's route is asked with a verified client
+  // certificate whose CN is that terminal's id), else the 401/403 to send
+  // (counted in meridian_auth_failures_total).
   std::optional<HttpResponse> CheckBearer(const HttpRequest& req, CallerRole role) const;
 
   Store& store_;

@@ -27,6 +27,9 @@ struct HttpRequest {
   std::string target;                         // raw request-target, "/v1/chunks/…?x=y"
   std::map<std::string, std::string> headers;  // names lowercased
   std::string body;
+  // The subject CN of the client certificate the TLS handshake verified
+  // against the server's client CAs; empty without one (and over plain HTTP).
+  std::string client_certificate_cn;
   // Set by the server when it calls Handle again because a deferral's wait
   // ran out (see HttpDeferral): the handler must answer now, not defer again.
   bool wait_expired = false;

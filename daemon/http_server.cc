@@ -1,29 +1,41 @@
-// The Beast session loop: read a head with a deadline, check limits, read the
-// body, hand the request to the handler (holding deferred ones — long polls —
-// on a timer), write the response (streamed when it is large), keep alive or
-// close. One coroutine per connection on a strand.
+// The Beast session loop: (TLS handshake with a deadline,) read a head with a
+// deadline, check limits, read the body, hand the request to the handler
+// (holding deferred ones — long polls — on a timer), write the response
+// (streamed when it is large), keep alive or close. One coroutine per
+// connection on a strand, generic over the stream (TCP or TLS over TCP), so
+// plain HTTP and HTTPS share every line of it.
 #include "daemon/http_server.h"
 
 #include <array>
 #include <atomic>
 #include <limits>
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <list>
 #include <optional>
 #include <mutex>
 #include <thread>
 #include <vector>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include <fmt/format.h>
+
+#include "base/file.h"
 
 namespace meridian {
 
 namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 constexpr auto kTuple = net::as_tuple(net::use_awaitable);
 constexpr std::chrono::seconds kLingerTimeout{2};
 constexpr uint64_t kLingerBytesMax = 16u << 20;
@@ -42,6 +54,126 @@ static const std::string& TooManyConnectionsReply() {
 }
 
 namespace {
+
+// Mozilla's "intermediate" TLS 1.2 ciphers (guidelines v5.7): ECDHE or DHE key
+// exchange (forward secrecy, no RSA key exchange) with AES-GCM or
+// ChaCha20-Poly1305 (no CBC, no SHA-1). TLS 1.3 keeps OpenSSL's suites, all AEAD.
+constexpr const char* kTls12Ciphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305";
+constexpr uint64_t kPemFileBytesMax = 1u << 20;
+constexpr int kClientChainDepthMax = 4;  // client certificate, intermediates, CA
+
+// What `print` writes to a memory BIO.
+template <class Print>
+std::string BioText(Print print) {
+  BIO* bio = BIO_new(BIO_s_mem());
+  if (bio == nullptr) return "";
+  print(bio);
+  char* data = nullptr;
+  long n = BIO_get_mem_data(bio, &data);
+  std::string text(data, static_cast<size_t>(std::max(n, 0L)));
+  BIO_free(bio);
+  return text;
+}
+
+// "subject CN = …, serial …, valid until …": what an operator checks after a renewal.
+std::string DescribeCertificate(X509* cert) {
+  std::string subject = BioText([&](BIO* b) {
+    X509_NAME_print_ex(b, X509_get_subject_name(cert), 0, XN_FLAG_ONELINE & ~ASN1_STRFLGS_ESC_MSB);
+  });
+  std::string until = BioText([&](BIO* b) { ASN1_TIME_print(b, X509_get0_notAfter(cert)); });
+  std::string serial;
+  if (BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr)) {
+    char* hex = BN_bn2hex(bn);
+    if (hex != nullptr) serial = hex;
+    OPENSSL_free(hex);
+    BN_free(bn);
+  }
+  bool expired = X509_cmp_current_time(X509_get0_notAfter(cert)) < 0;
+  return fmt::format("subject {}, serial {}, valid until {}{}", subject, serial, until, expired ? " (EXPIRED)" : "");
+}
+
+// A server context from the files `o` names, or why not (naming the file).
+// `*loaded` says what it serves.
+Result<std::shared_ptr<ssl::context>> MakeTlsContext(const TlsServerOptions& o, std::string* loaded) {
+  if (o.private_key_file.empty()) return Status::InvalidArgument("a TLS certificate needs its private key file");
+  if (o.client_certificates != ClientCertificates::kNone && o.client_ca_file.empty()) {
+    return Status::InvalidArgument("client certificates need the CA file that signs them");
+  }
+  Result<std::string> chain = ReadFileToString(o.certificate_chain_file, kPemFileBytesMax);
+  if (!chain.ok()) return Status::InvalidArgument("TLS certificate: " + chain.status().message());
+  Result<std::string> key = ReadFileToString(o.private_key_file, kPemFileBytesMax);
+  if (!key.ok()) return Status::InvalidArgument("TLS private key: " + key.status().message());
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+  SSL_CTX* h = ctx->native_handle();
+  SSL_CTX_set_min_proto_version(h, TLS1_2_VERSION);
+  SSL_CTX_set_options(h, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  SSL_CTX_set_cipher_list(h, kTls12Ciphers);
+  SSL_CTX_set_dh_auto(h, 1);  // DHE parameters sized to the key, for the DHE ciphers above
+  // An encrypted key fails to load instead of prompting on a terminal.
+  ctx->set_password_callback([](std::size_t, ssl::context::password_purpose) { return std::string(); });
+  // The key first: a certificate loaded after a key that is not its own
+  // drops the key, which the check below then reports by file name.
+  beast::error_code ec;
+  ctx->use_private_key(net::buffer(*key), ssl::context::pem, ec);
+  OPENSSL_cleanse(key->data(), key->size());
+  if (ec) {
+    return Status::InvalidArgument(
+        fmt::format("{}: not an unencrypted PEM private key ({})", o.private_key_file, ec.message()));
+  }
+  if (chain->find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+    return Status::InvalidArgument(o.certificate_chain_file + ": holds no PEM certificate");
+  }
+  ctx->use_certificate_chain(net::buffer(*chain), ec);
+  if (ec) return Status::InvalidArgument(fmt::format("{}: not a PEM certificate chain ({})", o.certificate_chain_file, ec.message()));
+  if (SSL_CTX_check_private_key(h) != 1) {
+    return Status::InvalidArgument(fmt::format("the private key in {} is not the key of the certificate in {}",
+                                               o.private_key_file, o.certificate_chain_file));
+  }
+  *loaded = fmt::format("certificate {}: {}", o.certificate_chain_file, DescribeCertificate(SSL_CTX_get0_certificate(h)));
+  if (o.client_certificates == ClientCertificates::kNone) return ctx;
+  Result<std::string> cas = ReadFileToString(o.client_ca_file, kPemFileBytesMax);
+  if (!cas.ok()) return Status::InvalidArgument("TLS client CA: " + cas.status().message());
+  ctx->add_certificate_authority(net::buffer(*cas), ec);
+  if (ec) return Status::InvalidArgument(fmt::format("{}: not PEM CA certificates ({})", o.client_ca_file, ec.message()));
+  // The CA names go in the certificate request, so clients holding several
+  // certificates pick one these CAs signed.
+  if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(o.client_ca_file.c_str())) SSL_CTX_set_client_CA_list(h, names);
+  const bool required = o.client_certificates == ClientCertificates::kRequired;
+  ctx->set_verify_mode(ssl::verify_peer | (required ? ssl::verify_fail_if_no_peer_cert : 0));
+  ctx->set_verify_depth(kClientChainDepthMax);
+  // Resumed sessions keep the client's verified certificate; OpenSSL refuses
+  // to resume verified sessions without an id context.
+  static constexpr unsigned char kSessionContext[] = "meridiand";
+  SSL_CTX_set_session_id_context(h, kSessionContext, sizeof(kSessionContext) - 1);
+  *loaded += fmt::format("; client certificates {} (CA file {})", required ? "required" : "optional", o.client_ca_file);
+  return ctx;
+}
+
+// The subject CN of the certificate the client presented when it verified
+// against the client CAs; "" otherwise, and when the subject has no CN or
+// several (ambiguous: who would it be?).
+std::string VerifiedClientCn(SSL* ssl) {
+  X509* cert = SSL_get0_peer_certificate(ssl);
+  if (cert == nullptr || SSL_get_verify_result(ssl) != X509_V_OK) return "";
+  X509_NAME* name = X509_get_subject_name(cert);
+  int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+  if (i < 0 || X509_NAME_get_index_by_NID(name, NID_commonName, i) >= 0) return "";
+  unsigned char* utf8 = nullptr;
+  int n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
+  if (n < 0) return "";
+  std::string cn(reinterpret_cast<const char*>(utf8), static_cast<size_t>(n));
+  OPENSSL_free(utf8);
+  return cn;
+}
+
+// The TCP layer under a stream: timeouts and the socket live there.
+template <class Stream>
+beast::tcp_stream& Tcp(Stream& stream) {
+  return beast::get_lowest_layer(stream);
+}
 
 HttpRequest ToRequest(const http::request_parser<http::string_body>& parser) {
   const auto& msg = parser.get();
@@ -120,6 +252,9 @@ struct HttpServer::Impl {
   net::signal_set signals{ioc, SIGINT, SIGTERM};
   std::atomic<bool> stopping{false};
   std::atomic<uint32_t> connections{0};
+  mutable std::mutex tls_mu;
+  std::shared_ptr<ssl::context> tls_context;  // guarded by tls_mu; null: plain HTTP
+  std::string tls_description;                // guarded by tls_mu; what tls_context serves
 
   // Idle sessions (waiting for a request head) can be closed at shutdown, and
   // held long polls woken to answer at once. Shared with the shutdown's posted
@@ -158,31 +293,38 @@ struct HttpServer::Impl {
         continue;
       }
       ++connections;
+      // A response goes out in several writes over TLS (a record per buffer:
+      // head, then body); Nagle would hold each one after the first until
+      // the client's delayed ACK, some 40 ms per request.
+      beast::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
       auto executor = socket.get_executor();
       net::co_spawn(executor, Session(std::move(socket)), [this](std::exception_ptr) { --connections; });
     }
   }
 
-  net::awaitable<bool> WriteSimple(beast::tcp_stream& stream, const HttpResponse& r, bool keep_alive,
+  template <class Stream>
+  net::awaitable<bool> WriteSimple(Stream& stream, const HttpResponse& r, bool keep_alive,
                                    bool head_request) {
     http::response<http::string_body> res;
     ApplyHeaders(res, r, keep_alive);
     if (head_request || r.head_only) {
       res.content_length(r.BodyBytes());
       http::response_serializer<http::string_body> sr(res);
-      stream.expires_after(options.write_timeout);
+      Tcp(stream).expires_after(options.write_timeout);
       auto [ec, n] = co_await http::async_write_header(stream, sr, kTuple);
       co_return !ec;
     }
     res.body() = r.body;
     res.prepare_payload();
-    stream.expires_after(options.write_timeout);
+    Tcp(stream).expires_after(options.write_timeout);
     auto [ec, n] = co_await http::async_write(stream, res, kTuple);
     co_return !ec;
   }
 
   // Writes a response whose body comes piece by piece from r.stream.
-  net::awaitable<uint64_t> WriteStreamed(beast::tcp_stream& stream, const HttpResponse& r, bool keep_alive,
+  template <class Stream>
+  net::awaitable<uint64_t> WriteStreamed(Stream& stream, const HttpResponse& r, bool keep_alive,
                                          bool* ok) {
     *ok = false;
     http::response<http::buffer_body> res;
@@ -191,7 +333,7 @@ struct HttpServer::Impl {
     res.body().data = nullptr;
     res.body().more = true;
     http::response_serializer<http::buffer_body> sr(res);
-    stream.expires_after(options.write_timeout);
+    Tcp(stream).expires_after(options.write_timeout);
     if (auto [ec, n] = co_await http::async_write_header(stream, sr, kTuple); ec) co_return 0;
     uint64_t sent = 0;
     while (sent < r.stream_bytes) {
@@ -200,14 +342,14 @@ struct HttpServer::Impl {
       res.body().data = piece->data();
       res.body().size = piece->size();
       res.body().more = true;
-      stream.expires_after(options.write_timeout);
+      Tcp(stream).expires_after(options.write_timeout);
       auto [ec, n] = co_await http::async_write(stream, sr, kTuple);
       if (ec && ec != http::error::need_buffer) co_return sent;
       sent += piece->size();
     }
     res.body().data = nullptr;
     res.body().more = false;
-    stream.expires_after(options.write_timeout);
+    Tcp(stream).expires_after(options.write_timeout);
     auto [ec, n] = co_await http::async_write(stream, sr, kTuple);
     *ok = !ec;
     co_return sent;
@@ -249,7 +391,8 @@ struct HttpServer::Impl {
 
   // Sends an error answer, then the caller closes the connection.
   // (No temporaries in co_await expressions here: GCC 12 destroys them twice.)
-  net::awaitable<void> SendError(beast::tcp_stream& stream, const HttpRequest& req, const HttpResponse& r) {
+  template <class Stream>
+  net::awaitable<void> SendError(Stream& stream, const HttpRequest& req, const HttpResponse& r) {
     bool ok = co_await WriteSimple(stream, r, /*keep_alive=*/false, /*head_request=*/false);
     handler.Completed(req, r.status, ok ? r.body.size() : 0);
     if (ok) co_await LingeringClose(stream);
@@ -258,12 +401,13 @@ struct HttpServer::Impl {
   // After an early error answer the client may still be sending; closing at
   // once would reset the connection and lose the answer. Stop sending, then
   // read and discard for a bounded time and amount before closing.
-  net::awaitable<void> LingeringClose(beast::tcp_stream& stream) {
+  template <class Stream>
+  net::awaitable<void> LingeringClose(Stream& stream) {
     beast::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    Tcp(stream).socket().shutdown(tcp::socket::shutdown_send, ignored);
     std::array<char, 64 * 1024> sink;
     uint64_t discarded = 0;
-    stream.expires_after(kLingerTimeout);
+    Tcp(stream).expires_after(kLingerTimeout);
     while (discarded < kLingerBytesMax) {
       auto [ec, n] = co_await stream.async_read_some(net::buffer(sink), kTuple);
       if (ec) break;
@@ -282,7 +426,9 @@ struct HttpServer::Impl {
   // the end of the wait: the socket is watched for readability, and readable
   // with nothing to read is the peer's close (bytes would be a pipelined
   // request, left for the session loop). Returns false when the client left.
-  net::awaitable<bool> HoldDeferred(beast::tcp_stream& stream, HttpRequest& req, HttpResponse& res, SessionRef& ref) {
+  template <class Stream>
+  net::awaitable<bool> HoldDeferred(Stream& stream, HttpRequest& req, HttpResponse& res, SessionRef& ref) {
+    beast::tcp_stream& tcp_layer = Tcp(stream);
     auto executor = co_await net::this_coro::executor;
     auto timer = std::make_shared<net::steady_timer>(executor);
     auto deadline = std::chrono::steady_clock::now() + res.defer->wait;
@@ -292,10 +438,10 @@ struct HttpServer::Impl {
     };
     auto watch = std::make_shared<Watch>();
     std::weak_ptr<net::steady_timer> weak = timer;
-    stream.socket().async_wait(tcp::socket::wait_read, [watch, weak, &stream](const beast::error_code& ec) {
+    tcp_layer.socket().async_wait(tcp::socket::wait_read, [watch, weak, &tcp_layer](const beast::error_code& ec) {
       if (!watch->holding || ec) return;  // the hold ended first: the stream may be gone
       beast::error_code ignored;
-      if (stream.socket().available(ignored) > 0) return;
+      if (tcp_layer.socket().available(ignored) > 0) return;
       watch->client_left = true;
       if (auto t = weak.lock()) t->cancel();
     });
@@ -317,24 +463,71 @@ struct HttpServer::Impl {
     }
     watch->holding = false;
     beast::error_code ignored;
-    stream.socket().cancel(ignored);  // the readability wait, if still pending
+    tcp_layer.socket().cancel(ignored);  // the readability wait, if still pending
     co_return !watch->client_left;
   }
 
+  // Makes a context from the TLS files; new handshakes use it from now on.
+  Status LoadTls() {
+    std::string loaded;
+    Result<std::shared_ptr<ssl::context>> ctx = MakeTlsContext(options.tls, &loaded);
+    ERR_clear_error();  // a failure leaves its reasons in this thread's queue, for the next handshake to misreport
+    if (!ctx.ok()) return ctx.status();
+    std::lock_guard lock(tls_mu);
+    tls_context = std::move(*ctx);
+    tls_description = std::move(loaded);
+    return Status::Ok();
+  }
+
+  // The context new TLS handshakes use; null for plain HTTP.
+  std::shared_ptr<ssl::context> TlsContext() {
+    std::lock_guard lock(tls_mu);
+    return tls_context;
+  }
+
   net::awaitable<void> Session(tcp::socket socket) {
-    beast::tcp_stream stream(std::move(socket));
+    // The context stays alive with the connection that negotiated with it,
+    // after a reload too.
+    std::shared_ptr<ssl::context> tls = TlsContext();
+    if (tls == nullptr) {
+      beast::tcp_stream stream(std::move(socket));
+      co_await Serve(stream);
+    } else {
+      TlsStream stream(std::move(socket), *tls);
+      co_await Serve(stream);
+    }
+  }
+
+  // A plain connection has nothing to negotiate.
+  static net::awaitable<bool> Handshake(beast::tcp_stream&, std::string*) { co_return true; }
+
+  // The TLS handshake, within head_timeout; then the CN of the client's
+  // certificate when it sent one that verified.
+  net::awaitable<bool> Handshake(TlsStream& stream, std::string* client_cn) {
+    Tcp(stream).expires_after(options.head_timeout);
+    auto [ec] = co_await stream.async_handshake(ssl::stream_base::server, kTuple);
+    Tcp(stream).expires_never();
+    if (ec) co_return false;
+    *client_cn = VerifiedClientCn(stream.native_handle());
+    co_return true;
+  }
+
+  template <class Stream>
+  net::awaitable<void> Serve(Stream& stream) {
     auto ref = std::make_shared<SessionRef>();
-    ref->stream = &stream;
+    ref->stream = &Tcp(stream);
     bool& idle = ref->idle;
     std::list<std::shared_ptr<SessionRef>>::iterator self;
     {
       std::lock_guard lock(sessions_mu);
       self = sessions.insert(sessions.end(), ref);
     }
+    std::string client_cn;
+    const bool handshaken = co_await Handshake(stream, &client_cn);
     beast::flat_buffer buffer;
-    ReadDeadline deadline(stream);
+    ReadDeadline deadline(Tcp(stream));
     for (;;) {
-      if (stopping) break;
+      if (stopping || !handshaken) break;
       http::request_parser<http::string_body> parser;
       parser.header_limit(options.head_bytes_max);
       // The body limit depends on the route, known only after the head: checked below.
@@ -343,7 +536,7 @@ struct HttpServer::Impl {
       std::optional<HttpResponse> error;    // an answer to send before closing
       std::optional<HttpResponse> refusal;  // an answer to a request without a body, keeping the connection
       idle = true;
-      stream.expires_never();
+      Tcp(stream).expires_never();
       deadline.Arm(options.head_timeout);
       auto [ec, n] = co_await http::async_read_header(stream, buffer, parser, kTuple);
       if (deadline.Disarm() && ec) ec = beast::error::timeout;
@@ -352,6 +545,7 @@ struct HttpServer::Impl {
         error = HeadError(ec, parser.got_some() || buffer.size() > 0, parser.get().target());
       } else {
         req = ToRequest(parser);
+        req.client_certificate_cn = client_cn;
         // Framing, who asks and how large a body may follow are all decided
         // on the head: a refused request never has its body read.
         HttpAdmission admission;
@@ -406,8 +600,8 @@ struct HttpServer::Impl {
     }
     ref->alive = false;
     beast::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream.close();
+    Tcp(stream).socket().shutdown(tcp::socket::shutdown_send, ignored);
+    Tcp(stream).close();
   }
 
   void BeginStop() {
@@ -462,6 +656,7 @@ HttpServer::HttpServer(HttpHandler& handler, HttpServerOptions options)
 HttpServer::~HttpServer() = default;
 
 Status HttpServer::Listen() {
+  if (tls()) MERIDIAN_RETURN_IF_ERROR(impl_->LoadTls());
   beast::error_code ec;
   auto address = net::ip::make_address(impl_->options.host, ec);
   if (ec) return Status::InvalidArgument("invalid listen address '" + impl_->options.host + "'");
@@ -476,6 +671,18 @@ Status HttpServer::Listen() {
                                            impl_->options.port, ec.message()));
   }
   return Status::Ok();
+}
+
+bool HttpServer::tls() const { return !impl_->options.tls.certificate_chain_file.empty(); }
+
+Status HttpServer::ReloadTls() {
+  if (!tls()) return Status::FailedPrecondition("plain HTTP: no TLS files to reload");
+  return impl_->LoadTls();
+}
+
+std::string HttpServer::TlsDescription() const {
+  std::lock_guard lock(impl_->tls_mu);
+  return impl_->tls_description;
 }
 
 uint16_t HttpServer::port() const { return impl_->acceptor.local_endpoint().port(); }

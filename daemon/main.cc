@@ -111,13 +111,70 @@ struct ServeOptions {
   std::vector<std::string> upstream;   // role region: upstream URLs, in order of preference
   std::string upstream_token_file;     // role region: the upstream's mirror.token
   DeltaServiceOptions deltas;          // the delta_* settings
+  // HTTPS: certificate chain and key (PEM); client certificates checked
+  // against tls_client_ca, "none", "optional" (the default with a CA) or "required".
+  std::string tls_certificate, tls_key, tls_client_ca, tls_client_certificates;
+  // Role region: how the upstream is trusted, and the certificate shown to it.
+  std::string upstream_ca_file, upstream_client_certificate, upstream_client_key;
+  bool upstream_allow_insecure_http = false;
 };
 
 // The keys of --config, in the order --help lists them.
-constexpr std::array<std::string_view, 17> kConfigKeys = {
+constexpr std::array<std::string_view, 25> kConfigKeys = {
     "data", "listen", "threads", "head_timeout_ms", "body_timeout_ms", "state_expiry_ms", "state_refresh_ms", "role",
-    "region", "jurisdiction", "upstream", "upstream_token_file", "delta_previous_versions", "delta_threads",
-    "delta_literal_level", "delta_artifact_bytes_max", "time_zones"};
+    "region", "jurisdiction", "upstream", "upstream_token_file", "upstream_ca_file", "upstream_client_certificate",
+    "upstream_client_key", "upstream_allow_insecure_http", "tls_certificate", "tls_key", "tls_client_ca",
+    "tls_client_certificates", "delta_previous_versions", "delta_threads", "delta_literal_level",
+    "delta_artifact_bytes_max", "time_zones"};
+
+// The TLS settings: a --config key and the flag of the same name
+// (tls_key: --tls-key), which wins.
+struct TlsSetting {
+  const char* key;
+  std::string ServeOptions::*field;
+  const char* help;
+};
+constexpr TlsSetting kTlsSettings[] = {
+    {"tls_certificate", &ServeOptions::tls_certificate, "HTTPS: certificate chain file (PEM), reloaded on SIGHUP"},
+    {"tls_key", &ServeOptions::tls_key, "HTTPS: private key file (PEM) of the certificate"},
+    {"tls_client_ca", &ServeOptions::tls_client_ca, "HTTPS: CA file (PEM) that signs client certificates (mTLS)"},
+    {"tls_client_certificates", &ServeOptions::tls_client_certificates,
+     "none, optional (default with --tls-client-ca) or required"},
+    {"upstream_ca_file", &ServeOptions::upstream_ca_file, "role region: CA file (PEM) the upstream's certificate is checked against"},
+    {"upstream_client_certificate", &ServeOptions::upstream_client_certificate,
+     "role region: client certificate (PEM) shown to the upstream"},
+    {"upstream_client_key", &ServeOptions::upstream_client_key, "role region: its private key (PEM)"},
+};
+
+std::string FlagOf(std::string_view key) {
+  std::string flag = "--" + std::string(key);
+  std::replace(flag.begin(), flag.end(), '_', '-');
+  return flag;
+}
+
+// The server's TLS settings from the flags and keys; plain HTTP without a certificate.
+Result<TlsServerOptions> ServerTls(const ServeOptions& o) {
+  TlsServerOptions tls{o.tls_certificate, o.tls_key, o.tls_client_ca, ClientCertificates::kNone};
+  if (o.tls_certificate.empty()) {
+    if (!o.tls_key.empty() || !o.tls_client_ca.empty() || !o.tls_client_certificates.empty()) {
+      return Status::InvalidArgument("the TLS settings need tls_certificate (--tls-certificate)");
+    }
+    return tls;
+  }
+  if (o.tls_key.empty()) return Status::InvalidArgument("tls_certificate needs tls_key (--tls-key), its private key");
+  const std::string& mode = o.tls_client_certificates;
+  if (mode == "optional" || (mode.empty() && !o.tls_client_ca.empty())) {
+    tls.client_certificates = ClientCertificates::kOptional;
+  } else if (mode == "required") {
+    tls.client_certificates = ClientCertificates::kRequired;
+  } else if (!mode.empty() && mode != "none") {
+    return Status::InvalidArgument("tls_client_certificates must be none, optional or required, got '" + mode + "'");
+  }
+  if (tls.client_certificates != ClientCertificates::kNone && o.tls_client_ca.empty()) {
+    return Status::InvalidArgument("tls_client_certificates = " + mode + " needs tls_client_ca (--tls-client-ca)");
+  }
+  return tls;
+}
 
 // Settings from --config FILE (TOML); flags given on the command line win.
 Status ApplyConfig(ServeOptions& o, const CLI::App& app) {
@@ -140,6 +197,12 @@ Status ApplyConfig(ServeOptions& o, const CLI::App& app) {
   if (app.count("--region") == 0) o.region = t["region"].value_or(o.region);
   if (app.count("--jurisdiction") == 0) o.jurisdiction = t["jurisdiction"].value_or(o.jurisdiction);
   if (app.count("--upstream-token-file") == 0) o.upstream_token_file = t["upstream_token_file"].value_or(o.upstream_token_file);
+  for (const TlsSetting& s : kTlsSettings) {
+    if (app.count(FlagOf(s.key)) == 0) o.*s.field = t[s.key].value_or(o.*s.field);
+  }
+  if (app.count("--upstream-allow-insecure-http") == 0) {
+    o.upstream_allow_insecure_http = t["upstream_allow_insecure_http"].value_or(o.upstream_allow_insecure_http);
+  }
   if (app.count("--upstream") == 0) {
     if (const toml::array* list = t["upstream"].as_array()) {
       for (const auto& url : *list) {
@@ -220,6 +283,8 @@ int Serve(ServeOptions o) {
   } else if (!o.jurisdiction.empty() && !IsValidRegionOrProfile(o.jurisdiction)) {
     return Fail("--jurisdiction must be a region name ([a-z0-9][a-z0-9-]{0,31}), got '" + o.jurisdiction + "'");
   }
+  Result<TlsServerOptions> tls = ServerTls(o);
+  if (!tls.ok()) return Fail(tls.status().message());
   // An origin signs with its online key and takes releases; a region holds
   // no key, and takes only the chunks of models resident in its region (its
   // publisher.token is made at its first start).
@@ -240,10 +305,16 @@ int Serve(ServeOptions o) {
   Result<std::string> mirror_token = ReadOrCreateTokenFile(d.mirror_token());
   if (!mirror_token.ok()) return Fail(mirror_token.status().ToString());
   std::string upstream_token;
+  TlsClientOptions upstream_tls{o.upstream_ca_file, o.upstream_client_certificate, o.upstream_client_key,
+                                o.upstream_allow_insecure_http};
   if (region) {
     Result<std::string> t = ReadTokenFile(o.upstream_token_file);
     if (!t.ok()) return Fail(t.status().ToString());
     upstream_token = *t;
+    for (const std::string& url : o.upstream) {
+      Status st = CheckTransport(url, HttpClientOptions{.bearer_token = upstream_token, .tls = upstream_tls});
+      if (!st.ok()) return Fail("--upstream: " + st.message());
+    }
   }
   Result<DescriptorBudget> fds = BudgetDescriptors();
   if (!fds.ok()) return Fail(fds.status().message());
@@ -262,7 +333,7 @@ int Serve(ServeOptions o) {
   Metrics metrics;
   Api api(**store, catalog, *root, ApiTokens{*publisher, *operator_token, *terminal_token, *mirror_token}, metrics,
           **rollouts, deltas);
-  UpstreamOptions upstream{.urls = o.upstream, .mirror_token = upstream_token};
+  UpstreamOptions upstream{.urls = o.upstream, .mirror_token = upstream_token, .tls = upstream_tls};
   std::unique_ptr<Follower> follower;
   std::unique_ptr<ReportOutbox> outbox;
   if (region) {
@@ -281,30 +352,43 @@ int Serve(ServeOptions o) {
   hso.head_timeout = std::chrono::milliseconds(o.head_timeout_ms);
   hso.body_timeout = std::chrono::milliseconds(o.body_timeout_ms);
   hso.connections_max = fds->connections_max;
+  hso.tls = *tls;
   hso.on_stopping = [] {
     Log("stopping");
     NotifyStopping();
   };
-  // Nothing is re-read: every setting and token is bound at start into what
-  // serves with it, so a change takes a restart. SIGHUP (systemctl reload,
-  // log rotation) is acknowledged instead of ending the daemon.
-  std::string serving;  // the status line, set once listening
-  hso.on_hangup = [&serving] {
+  // SIGHUP (systemctl reload, a renewed certificate) re-reads the TLS files
+  // only: certificates are renewed without dropping a connection, while every
+  // other setting and token is bound at start into what serves with it, so a
+  // change takes a restart.
+  std::string serving;              // the status line, set once listening
+  HttpServer* listening = nullptr;  // set once the server exists, before any signal is taken
+  hso.on_hangup = [&serving, &listening] {
     NotifyReloading();
-    Log("SIGHUP: nothing to reload (settings and tokens are read at start; restart to change them)");
+    const std::string others = "other settings and tokens are read at start; restart to change them";
+    if (!listening->tls()) {
+      Log("SIGHUP: nothing to reload (" + others + ")");
+    } else if (Status st = listening->ReloadTls(); st.ok()) {
+      Log("SIGHUP: reloaded TLS, new connections get " + listening->TlsDescription() + " (" + others + ")");
+    } else {
+      Log("SIGHUP: TLS not reloaded, still serving the previous certificate: " + st.message());
+    }
     NotifyReady(serving);
   };
   HttpServer server(api, hso);
+  listening = &server;
   if (Status st = server.Listen(); !st.ok()) return Fail(st.message());
   std::string bound = fmt::format("{}:{}", host.find(':') != std::string::npos ? "[" + host + "]" : host, server.port());
   if (!o.port_file.empty()) {
     if (Status st = WriteFileAtomic(o.port_file, std::to_string(server.port()) + "\n"); !st.ok()) return Fail(st.ToString());
   }
   if (follower) follower->Start();
-  serving = region ? fmt::format("region {} serving {} on http://{}, following {}", o.region, d.dir, bound,
+  const char* scheme = server.tls() ? "https" : "http";
+  serving = region ? fmt::format("region {} serving {} on {}://{}, following {}", o.region, d.dir, scheme, bound,
                                  fmt::join(o.upstream, ","))
-                   : fmt::format("serving {} on http://{}", d.dir, bound);
+                   : fmt::format("serving {} on {}://{}", d.dir, scheme, bound);
   Log(serving);
+  if (server.tls()) Log("TLS: " + server.TlsDescription());
   Log(fmt::format("open-file limit {}: up to {} connections, {} store files", fds->limit, fds->connections_max,
                   fds->store_files_max));
   // Listening: connections wait in the backlog until Run() accepts them.
@@ -401,6 +485,9 @@ int main(int argc, char** argv) {
   app.add_option("--upstream", serve.upstream, "role region: upstream URL(s), the origin or another region")
       ->delimiter(',');
   app.add_option("--upstream-token-file", serve.upstream_token_file, "role region: the upstream's mirror.token");
+  for (const TlsSetting& s : kTlsSettings) app.add_option(FlagOf(s.key), serve.*s.field, s.help);
+  app.add_flag("--upstream-allow-insecure-http", serve.upstream_allow_insecure_http,
+               "role region: send the mirror token over plain http:// to an upstream that is not loopback");
 
   InitOptions init;
   init.data_dir = kDefaultData;

@@ -81,7 +81,8 @@ std::string Metrics::Render(const std::vector<MetricFamily>& more) const {
   MetricFamily served("meridian_served_bytes_total", Type::kCounter,
                       "Body bytes of content sent, by kind: delta, whole artifact, or chunk.");
   MetricFamily auth("meridian_auth_failures_total", Type::kCounter,
-                    "Requests refused for their credential, by reason (missing_bearer: 401, wrong_token: 403) "
+                    "Requests refused for their credential, by reason (missing_bearer: 401, wrong_token: 403, "
+                    "wrong_certificate: 403, a terminal's client certificate for another terminal) "
                     "and the role the route needs.");
   {
     std::lock_guard lock(mu_);

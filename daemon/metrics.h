@@ -47,8 +47,8 @@ class Metrics {
   void CountRequest(const std::string& route, int status, uint64_t body_bytes);
   // Body bytes sent of content of `kind` ("delta", "artifact" or "chunk").
   void CountServed(std::string_view kind, uint64_t body_bytes);
-  // A request refused for its credential: `reason` "missing_bearer" (401) or
-  // "wrong_token" (403), for a route of `role`.
+  // A request refused for its credential: `reason` "missing_bearer" (401),
+  // "wrong_token" or "wrong_certificate" (403), for a route of `role`.
   void CountAuthFailure(std::string_view reason, std::string_view role);
   void CountChunkStored() { ++chunks_stored_; }
 

@@ -11,7 +11,8 @@ UpstreamClient::UpstreamClient(UpstreamOptions options) : options_(std::move(opt
         url, HttpClientOptions{.timeout_ms = options_.timeout_ms,
                                .response_bytes_max = options_.response_bytes_max,
                                .bearer_token = options_.mirror_token,
-                               .cancel = options_.cancel}));
+                               .cancel = options_.cancel,
+                               .tls = options_.tls}));
   }
 }
 

@@ -22,6 +22,7 @@ struct UpstreamOptions {
   long timeout_ms = 300'000;      // whole request
   uint64_t response_bytes_max = (1ull << 30) + (1u << 20);  // the largest delta a daemon makes, and some
   const std::atomic<bool>* cancel = nullptr;  // see HttpClientOptions::cancel
+  TlsClientOptions tls = {};                  // CA file, client certificate (upstream_* settings)
 };
 
 class UpstreamClient {

@@ -2,7 +2,6 @@
 #include "tests/harness.h"
 
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -22,6 +21,7 @@
 #include "base/file.h"
 #include "client/api.h"
 #include "client/http_client.h"
+#include "tests/loopback.h"
 
 namespace meridian::testing {
 
@@ -215,7 +215,7 @@ void DaemonFixture::Launch(uint16_t port, const std::vector<std::string>& extra_
     throw std::runtime_error("meridiand did not start: " + std::string(AsString(ReadFile(dir_ / "meridiand.log"))));
   }
   port_ = static_cast<uint16_t>(std::stoi(std::string(AsString(ReadFile(port_file)))));
-  HttpClient probe(url());
+  HttpClient probe(url(), ClientOptions());
   if (!WaitFor([&] {
         auto r = probe.Get("/healthz");
         return r.ok() && r->status == 200;
@@ -255,8 +255,12 @@ std::string DaemonFixture::operator_token() const { return ReadToken(data() + "/
 std::string DaemonFixture::terminal_token() const { return ReadToken(data() + "/terminal.token"); }
 std::string DaemonFixture::mirror_token() const { return ReadToken(mirror_token_file()); }
 
+HttpClientOptions DaemonFixture::ClientOptions(std::string token) const {
+  return HttpClientOptions{.timeout_ms = 60'000, .bearer_token = std::move(token), .tls = tls_.value_or(TlsClientOptions{})};
+}
+
 std::string DaemonFixture::StartRollout(const std::string& spec_json) {
-  HttpClient c(url(), HttpClientOptions{.timeout_ms = 60'000, .bearer_token = operator_token()});
+  HttpClient c(url(), ClientOptions(operator_token()));
   Result<HttpReply> r = c.Post(RolloutsPath(), spec_json);
   if (!r.ok() || r->status != 201) {
     throw std::runtime_error("rollout start failed: " + (r.ok() ? r->body : r.status().ToString()));
@@ -265,18 +269,24 @@ std::string DaemonFixture::StartRollout(const std::string& spec_json) {
 }
 
 long DaemonFixture::RolloutAction(const std::string& id, const std::string& action, const std::string& reason) {
-  HttpClient c(url(), HttpClientOptions{.timeout_ms = 60'000, .bearer_token = operator_token()});
+  HttpClient c(url(), ClientOptions(operator_token()));
   Result<HttpReply> r = c.Post(RolloutActionPath(id, action), "{\"reason\":\"" + reason + "\"}");
   return r.ok() ? r->status : -1;
 }
 
 std::string DaemonFixture::GetRollout(const std::string& id, bool events) {
-  HttpClient c(url(), HttpClientOptions{.timeout_ms = 60'000, .bearer_token = operator_token()});
+  HttpClient c(url(), ClientOptions(operator_token()));
   Result<HttpReply> r = c.Get(events ? RolloutEventsPath(id) : RolloutPath(id));
   return r.ok() ? r->body : r.status().ToString();
 }
 
 CommandResult DaemonFixture::Cli(std::vector<std::string> args) {
+  if (tls_) {
+    for (const auto& [flag, file] : {std::pair{"--ca-file", tls_->ca_file}, {"--client-cert", tls_->client_certificate},
+                                     {"--client-key", tls_->client_key}}) {
+      if (!file.empty()) args.insert(args.begin(), {flag, file});
+    }
+  }
   args.insert(args.begin(), {MeridianPath(), "--server", url()});
   return Run(args);
 }
@@ -289,16 +299,8 @@ CommandResult DaemonFixture::Publish(const std::string& model, const std::string
 CommandResult DaemonFixture::Fsck() { return Run({MeridiandPath(), "fsck", "--data", data()}); }
 
 FakeHttpServer::FakeHttpServer(Handler handler) : handler_(std::move(handler)) {
-  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || ::listen(fd_, 16) != 0 ||
-      ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    throw std::runtime_error("fake server: cannot listen on 127.0.0.1");
-  }
-  port_ = ntohs(a.sin_port);
+  fd_ = ListenLoopback(&port_, 16);
+  if (fd_ < 0) throw std::runtime_error("fake server: cannot listen on 127.0.0.1");
   thread_ = std::thread([this] { Serve(); });
 }
 

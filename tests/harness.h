@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/bytes.h"
+#include "client/http_client.h"
 
 namespace meridian::testing {
 
@@ -116,6 +118,12 @@ class DaemonFixture {
   void Start(const std::vector<std::string>& extra_args = {});
   // Starts it from now on with this open-file limit, soft and hard (prlimit).
   void LimitOpenFiles(uint64_t limit) { open_files_max_ = limit; }
+  // From the next start on it serves HTTPS (give the --tls-* flags to Start):
+  // url() is https://, and the fixture's own requests and Cli() use `client`
+  // (its CA file, and a client certificate when the daemon requires one).
+  void UseTls(TlsClientOptions client) { tls_ = std::move(client); }
+  // Options for a client of this daemon: its TLS settings and `token`.
+  HttpClientOptions ClientOptions(std::string token = "") const;
   // Start as --role region following `upstream` (a URL, or several joined by ',').
   void StartRegion(const std::string& region, const std::string& upstream, const std::string& upstream_token_file,
                    const std::vector<std::string>& extra_args = {});
@@ -125,7 +133,9 @@ class DaemonFixture {
   void Restart(const std::vector<std::string>& extra_args = {});
   void Kill9();
   int Terminate();  // SIGTERM, returns the exit code
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string url() const {
+    return (tls_ ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(port_);
+  }
   uint16_t port() const { return port_; }
   pid_t pid() const;  // of the running daemon
   const TempDir& dir() const { return dir_; }
@@ -142,7 +152,7 @@ class DaemonFixture {
   // GET /v1/rollouts/{id}[/events] with the operator token; returns the body.
   std::string GetRollout(const std::string& id, bool events = false);
   std::string terminal_token() const;
-  // `meridian --server URL <args…>`
+  // `meridian --server URL [--ca-file, --client-cert, --client-key with UseTls] <args…>`
   CommandResult Cli(std::vector<std::string> args);
   // meridian publish with the fixture's key and token; --output json.
   CommandResult Publish(const std::string& model, const std::string& version, const std::string& path);
@@ -157,6 +167,7 @@ class DaemonFixture {
   std::unique_ptr<Child> child_;
   uint16_t port_ = 0;
   uint64_t open_files_max_ = 0;  // 0: inherited
+  std::optional<TlsClientOptions> tls_;  // set: HTTPS
 };
 
 // A scriptable HTTP/1.1 server on 127.0.0.1 (port 0) for tests that need a

@@ -30,6 +30,23 @@ inline int ConnectLoopback(uint16_t port) {
   return fd;
 }
 
+// A socket listening on 127.0.0.1 on a port the system picked (set in
+// *port), or -1.
+inline int ListenLoopback(uint16_t* port, int backlog) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || ::listen(fd, backlog) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
 // Sends `request` on a new connection (as much of it as the server takes
 // before it closes), shuts the sending side when `then_close_send`, and
 // returns everything the server sent until it closed, or until 10 s of
