@@ -127,8 +127,8 @@ bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds t
   return true;
 }
 
-int64_t Metric(const std::string& url, const std::string& name) {
-  HttpClient c(url);
+int64_t Metric(const std::string& url, const std::string& name, const HttpClientOptions& options) {
+  HttpClient c(url, options);
   Result<HttpReply> r = c.Get("/metrics");
   if (!r.ok() || r->status != 200) return -1;
   size_t at = r->body.find("\n" + name + " ");

@@ -72,7 +72,7 @@ bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds t
 
 // A gauge of the daemon at `url` (its /metrics, unauthenticated); -1 when
 // absent or when the daemon does not answer.
-int64_t Metric(const std::string& url, const std::string& name);
+int64_t Metric(const std::string& url, const std::string& name, const HttpClientOptions& options = {});
 
 std::string MeridiandPath();
 std::string MeridianPath();

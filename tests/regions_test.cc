@@ -9,6 +9,7 @@
 #include "base/encoding.h"
 #include "client/http_client.h"
 #include "store/store.h"
+#include "tests/certs.h"
 #include "tests/harness.h"
 
 using namespace meridian;
@@ -21,7 +22,7 @@ constexpr auto kSyncWait = std::chrono::seconds(60);
 
 // GET `path` from `d` with its terminal token (models are private): the status.
 long HttpStatus(const DaemonFixture& d, const std::string& path) {
-  HttpClient c(d.url(), HttpClientOptions{.timeout_ms = 30'000, .bearer_token = d.terminal_token()});
+  HttpClient c(d.url(), d.ClientOptions(d.terminal_token()));
   Result<HttpReply> r = c.Get(path);
   return r.ok() ? r->status : -1;
 }
@@ -37,7 +38,7 @@ Json GetJson(const std::string& url, const std::string& path, const std::string&
 
 // What a terminal of `region` is told to run by that region's daemon.
 std::string TargetVersion(const DaemonFixture& region_daemon, const std::string& region, const std::string& terminal) {
-  HttpClient c(region_daemon.url(), HttpClientOptions{.timeout_ms = 30'000, .bearer_token = region_daemon.terminal_token()});
+  HttpClient c(region_daemon.url(), region_daemon.ClientOptions(region_daemon.terminal_token()));
   Result<HttpReply> r = c.Get("/v1/terminals/" + terminal + "/target?model=fraud&region=" + region);
   if (!r.ok() || r->status != 200) return "";
   return Json::parse(r->body)["version"].get<std::string>();
@@ -45,7 +46,7 @@ std::string TargetVersion(const DaemonFixture& region_daemon, const std::string&
 
 // The signed manifest of fraud `version` as `d` serves it (payload only).
 Json ManifestAt(const DaemonFixture& d, const std::string& version) {
-  HttpClient c(d.url(), HttpClientOptions{.timeout_ms = 30'000, .bearer_token = d.terminal_token()});
+  HttpClient c(d.url(), d.ClientOptions(d.terminal_token()));
   Result<HttpReply> env = c.Get("/v1/models/fraud/versions/" + version);
   REQUIRE(env.ok());
   REQUIRE(env->status == 200);
@@ -59,27 +60,46 @@ struct Agent {
   std::string state;
 };
 
+// An agent of `region` following `region_daemon` (trusting its CA when it serves HTTPS).
 Agent MakeAgent(const TempDir& t, const DaemonFixture& origin, const DaemonFixture& region_daemon,
                 const std::string& region, const std::string& id, const std::string& health_check = "") {
   Agent a{t / (id + ".toml"), t / (id + "-state")};
+  const std::string& ca = region_daemon.ClientOptions().tls.ca_file;
   WriteAgentConfig(a.config, {.id = id, .servers = {region_daemon.url()}, .root = origin.root_json(), .state = a.state,
                               .token = region_daemon.terminal_token(), .model = "fraud",
-                              .health_check = health_check, .region = region});
+                              .health_check = health_check,
+                              .extra = ca.empty() ? "" : "ca_file = \"" + ca + "\"\n",
+                              .region = region});
   return a;
 }
 
 int RunAgent(const Agent& a) { return Run({MeridianAgentPath(), "--config", a.config, "--once"}).exit_code; }
 
-// An origin with `regions` following it.
+// An origin with `regions` following it; with `https`, every daemon serves
+// HTTPS with a certificate of a private CA that every client is given.
 struct Fleet {
+  TempDir pki;
+  std::optional<TestCa> ca;
   DaemonFixture origin;
   std::map<std::string, std::unique_ptr<DaemonFixture>> regions;
 
-  explicit Fleet(const std::vector<std::string>& names) {
-    origin.Start();
+  explicit Fleet(const std::vector<std::string>& names, bool https = false) {
+    std::vector<std::string> tls_flags;
+    if (https) {
+      ca.emplace(pki.path(), "ca");
+      CertFiles server = ca->IssueServer("server");
+      tls_flags = {"--tls-certificate", server.certificate, "--tls-key", server.key};
+      origin.UseTls({.ca_file = ca->certificate()});
+    }
+    origin.Start(tls_flags);
     for (const std::string& n : names) {
       regions[n] = DaemonFixture::Region(origin.root_json());
-      regions[n]->StartRegion(n, origin.url(), origin.mirror_token_file());
+      std::vector<std::string> flags = tls_flags;
+      if (https) {
+        regions[n]->UseTls({.ca_file = ca->certificate()});
+        flags.insert(flags.end(), {"--upstream-ca-file", ca->certificate()});
+      }
+      regions[n]->StartRegion(n, origin.url(), origin.mirror_token_file(), flags);
     }
   }
   DaemonFixture& operator[](const std::string& n) { return *regions.at(n); }
@@ -103,8 +123,9 @@ struct Fleet {
 
 }  // namespace
 
-TEST_CASE("data residency: a model restricted to br has bytes in br only; the origin keeps its manifest") {
-  Fleet f({"sg", "ae", "br"});
+TEST_CASE("data residency over HTTPS: a model restricted to br has bytes in br only; the origin keeps its manifest") {
+  Fleet f({"sg", "ae", "br"}, /*https=*/true);
+  REQUIRE(f["br"].url().starts_with("https://"));
   TempDir t;
   Bytes secret = RandomBytes(700'000, 7), open = RandomBytes(300'000, 8);
   WriteFile(t / "secret", secret);
@@ -114,7 +135,7 @@ TEST_CASE("data residency: a model restricted to br has bytes in br only; the or
   CHECK(to_origin.exit_code == 1);
   CHECK_THAT(to_origin.err, Catch::Contains("may not hold bytes of a model resident in br") &&
                                 Catch::Contains("--store-at"));
-  CHECK(Metric(f.origin.url(), "meridian_store_chunks") == 0);
+  CHECK(Metric(f.origin.url(), "meridian_store_chunks", f.origin.ClientOptions()) == 0);
   // Chunks to br, the signed manifest to the origin.
   auto published = std::chrono::steady_clock::now();
   REQUIRE(f.Publish("1.0.0", t / "secret", {"br"}, &f["br"]).exit_code == 0);
@@ -150,12 +171,12 @@ TEST_CASE("data residency: a model restricted to br has bytes in br only; the or
     CHECK(HttpStatus(*d, artifact) == 451);
     CHECK(HttpStatus(*d, "/v1/models/fraud/versions/1.0.0") == 200);  // the manifest is everywhere
   }
-  HttpClient reader(f.origin.url(), HttpClientOptions{.bearer_token = f.origin.terminal_token()});
+  HttpClient reader(f.origin.url(), f.origin.ClientOptions(f.origin.terminal_token()));
   Result<HttpReply> not_here = reader.Get(artifact);
   REQUIRE(not_here.ok());
   CHECK_THAT(not_here->body, Catch::Contains("not_resident") && Catch::Contains("residency excludes this daemon"));
   // An anonymous caller learns nothing: 401 before residency is looked at.
-  HttpClient anonymous(f.origin.url());
+  HttpClient anonymous(f.origin.url(), f.origin.ClientOptions());
   CHECK(anonymous.Get(artifact)->status == 401);
 
   // The auditor's view: bytes in br only, the open model everywhere.
@@ -190,7 +211,7 @@ TEST_CASE("data residency: a model restricted to br has bytes in br only; the or
   std::printf("residency: %zu chunks of the br-only model: 200 in br, 451 at the origin, sg and ae\n", digests.size());
 
   // Rollouts: naming an excluded region, or none (all), is refused.
-  HttpClient ctl(f.origin.url(), HttpClientOptions{.timeout_ms = 30'000, .bearer_token = f.origin.operator_token()});
+  HttpClient ctl(f.origin.url(), f.origin.ClientOptions(f.origin.operator_token()));
   Result<HttpReply> r = ctl.Post("/v1/rollouts", RolloutSpecJson("r-sg", "1.0.0", {{"regions", {"sg"}}}));
   REQUIRE(r.ok());
   CHECK(r->status == 400);
@@ -208,7 +229,7 @@ TEST_CASE("data residency: a model restricted to br has bytes in br only; the or
   REQUIRE(WaitFor([&] { return TargetVersion(f["br"], "br", "br-1") == "1.0.0"; }, kSyncWait));
   REQUIRE(RunAgent(a) == 0);
   CHECK(InstalledVersion(a.state, "fraud") == "1.0.0");
-  HttpClient pc(f["sg"].url());
+  HttpClient pc(f["sg"].url(), f["sg"].ClientOptions());
   Result<HttpReply> p = pc.Post("/v1/models/fraud/versions", "{}");
   REQUIRE(p.ok());
   CHECK(p->status == 403);
