@@ -145,7 +145,7 @@ void Follower::Run() {
     bool complete = false;
     std::string problem;
     Status st = doc.ok() ? Apply(up, *doc, &complete, &problem) : doc.status();
-    if (st.ok() && complete) SendHoldings(up);
+    if (st.ok() && complete) SendHoldings(up, doc->sync_version);
     {
       std::unique_lock lock(mu_);
       status_.upstream = up.current();
@@ -174,14 +174,13 @@ void Follower::Run() {
   }
 }
 
-void Follower::SendHoldings(UpstreamClient& up) {
+void Follower::SendHoldings(UpstreamClient& up, uint64_t sync_version) {
+  if (holdings_sent_at_ == sync_version) return;
   Result<std::map<std::string, ModelHolding>> holdings = Catalog::Holdings(store_);
-  if (!holdings.ok()) return;  // told next round
-  std::string body = HoldingsToJson(options_.region, *holdings);
-  if (body == holdings_sent_) return;
-  Result<HttpReply> r = up.Post(HoldingsPath(), body);
+  if (!holdings.ok()) return;  // counted again next round
+  Result<HttpReply> r = up.Post(HoldingsPath(), HoldingsToJson(options_.region, *holdings));
   if (r.ok() && r->status == 200) {
-    holdings_sent_ = std::move(body);
+    holdings_sent_at_ = sync_version;
   } else if (!cancel_) {
     std::fprintf(stderr, "meridiand: telling %s what this region holds: %s\n", up.current().c_str(),
                  r.ok() ? ErrorMessageOf(*r).c_str() : r.status().ToString().c_str());

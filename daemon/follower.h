@@ -122,8 +122,10 @@ class Follower {
   // OK when stored or not worth it; FailedPrecondition while upstream computes it.
   Status FetchDelta(UpstreamClient& up, const Digest& from, const Digest& to);
   std::string PollPath(uint64_t known, int64_t wait_s);
-  // Tells the upstream what this region holds, when that changed since the last time it was told.
-  void SendHoldings(UpstreamClient& up);
+  // Tells the upstream what this region holds after a complete round of
+  // `sync_version`, once per sync version (what the region holds changes only
+  // with it): a count of every chunk, so not on every idle poll.
+  void SendHoldings(UpstreamClient& up, uint64_t sync_version);
 
   Store& store_;
   Catalog& catalog_;
@@ -139,7 +141,7 @@ class Follower {
   FollowerStatus status_;                                 // guarded by mu_
   std::set<std::pair<Digest, Digest>> wanted_;            // guarded by mu_
   std::map<std::pair<Digest, Digest>, int> attempts_;     // pending deltas: rounds asked (follower thread only)
-  std::string holdings_sent_;                             // the last POST /v1/holdings body accepted (follower thread only)
+  std::optional<uint64_t> holdings_sent_at_;              // the sync version last told upstream (follower thread only)
   bool stopping_ = false;                                 // guarded by mu_
   std::atomic<bool> cancel_{false};
   std::thread thread_;

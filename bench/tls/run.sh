@@ -73,7 +73,7 @@ plain_port=$(wait_port "$work/port.plain")
 digest=sha256:$(sha256sum "$work/model.bin" | cut -d' ' -f1)
 token=$(cat "$work/data/terminal.token")
 # The chunk list, from the signed manifest; nginx gets each chunk as a file at the same path.
-curl -sf "http://127.0.0.1:$plain_port/v1/models/bench/versions/1.0.0" >"$work/envelope.json"
+curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:$plain_port/v1/models/bench/versions/1.0.0" >"$work/envelope.json"
 mkdir -p "$work/www/v1/chunks" "$work/www/v1/artifacts"
 cp "$work/model.bin" "$work/www/v1/artifacts/$digest"
 python3 - "$work/envelope.json" "$work/model.bin" "$work/www/v1/chunks" >"$work/chunks.txt" <<'PY'
