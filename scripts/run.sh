@@ -40,8 +40,8 @@ Next:
   export PATH=\$PWD/build/cli:\$PWD/build/daemon:\$PATH
   head -c 50000000 /dev/urandom > model.bin
   meridian --token-file $data/publisher.token publish --key keys/release.key --model demo --version 1.0.0 model.bin
-  meridian versions demo
-  meridian pull --root $data/root.json demo 1.0.0 -o pulled.bin && cmp model.bin pulled.bin
+  meridian --token-file $data/terminal.token versions demo
+  meridian --token-file $data/terminal.token pull --root $data/root.json demo 1.0.0 -o pulled.bin && cmp model.bin pulled.bin
 Web console: http://$listen/ui/ (sign in with the token in $data/operator.token)
 Stop it with: kill \$(cat $data/meridiand.pid)
 NEXT

@@ -61,7 +61,7 @@ server=http://127.0.0.1:$(cat /var/lib/meridian/port)
 head -c 3000000 /dev/urandom >"$tmp/model.bin"
 meridian --server "$server" --token-file /var/lib/meridian/publisher.token publish \
   --key "$tmp/release.key" --model demo --version 1.0.0 "$tmp/model.bin" >/dev/null
-meridian --server "$server" pull --root /var/lib/meridian/root.json demo 1.0.0 -o "$tmp/pulled.bin" >/dev/null
+meridian --server "$server" --token-file /var/lib/meridian/terminal.token pull --root /var/lib/meridian/root.json demo 1.0.0 -o "$tmp/pulled.bin" >/dev/null
 cmp "$tmp/model.bin" "$tmp/pulled.bin" || fail "pulled bytes differ"
 meridian-agent --help >/dev/null || fail "meridian-agent does not run"
 kill "$daemon"
