@@ -10,14 +10,26 @@
 # compiled twice in all: once for the packages, once sanitized for the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# How long each step took, on stderr: where CI time goes.
+step_start=$SECONDS
+took() {
+  echo "test.sh: $1 took $((SECONDS - step_start)) s" >&2
+  step_start=$SECONDS
+}
 scripts/setup.sh
-DEB_BUILD_OPTIONS=nocheck scripts/package.sh
+took "setup"
+# noddebs: CI installs the packages, never their debug symbols.
+DEB_BUILD_OPTIONS="nocheck noddebs" scripts/package.sh
+took "the packages (plain build, lintian)"
 scripts/build.sh build-asan -Dsanitize=true -Doptimization=1 >/dev/null
+took "the ASan/UBSan build"
 
 status=0
 meson test -C build-asan --num-processes 2 --print-errorlogs || status=1
+took "the suite"
 package=0
 tests/package_test.sh || { package=1; status=1; }
+took "the package test"
 fuzz=0
 FUZZ_BUILD_DIR=$PWD/build-fuzz fuzz/run.sh "${FUZZ_SECONDS:-60}" >build-fuzz.log 2>&1 || {
   fuzz=1
@@ -25,6 +37,7 @@ FUZZ_BUILD_DIR=$PWD/build-fuzz fuzz/run.sh "${FUZZ_SECONDS:-60}" >build-fuzz.log
   echo "fuzz: a fuzzer failed; see build-fuzz.log" >&2
   tail -n 30 build-fuzz.log >&2
 }
+took "the fuzzers (build and run)"
 
 # One summary line over the suite, the package test and the fuzzers (one
 # each), as "N passed, N failed".
