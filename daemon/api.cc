@@ -255,6 +255,15 @@ const std::string& Api::TokenOf(CallerRole role) const {
   return kNone;
 }
 
+namespace {
+
+// In constant time; a role without a token is never matched.
+bool TokenMatches(std::string_view token, const std::string& want) {
+  return !want.empty() && token.size() == want.size() && CRYPTO_memcmp(token.data(), want.data(), token.size()) == 0;
+}
+
+}  // namespace
+
 std::optional<HttpResponse> Api::CheckBearer(const HttpRequest& req, CallerRole role) const {
   if (role == CallerRole::kAnyone) return std::nullopt;
   // A verified client certificate is a terminal's own identity (mTLS): it
@@ -271,13 +280,8 @@ std::optional<HttpResponse> Api::CheckBearer(const HttpRequest& req, CallerRole 
     // A terminal's verified certificate reads models as its token would.
     if (auth.empty() && (!cn.empty() || req.route->is_public(req))) return std::nullopt;
     if (auth.starts_with("Bearer ")) {
-      std::string_view token = auth.substr(7);
       for (CallerRole r : {CallerRole::kTerminal, CallerRole::kMirror, CallerRole::kPublisher, CallerRole::kOperator}) {
-        const std::string& want = TokenOf(r);
-        if (!want.empty() && token.size() == want.size() &&
-            CRYPTO_memcmp(token.data(), want.data(), token.size()) == 0) {
-          return std::nullopt;
-        }
+        if (TokenMatches(auth.substr(7), TokenOf(r))) return std::nullopt;
       }
       metrics_.CountAuthFailure("wrong_token", RoleName(role));
       return JsonError(403, "permission_denied", "reading a model needs a terminal, mirror, publisher or operator token; "
@@ -294,10 +298,7 @@ std::optional<HttpResponse> Api::CheckBearer(const HttpRequest& req, CallerRole 
     r.Set("WWW-Authenticate", "Bearer");
     return r;
   }
-  std::string_view token = auth.substr(7);
-  const std::string& want = TokenOf(role);
-  bool match = !want.empty() && token.size() == want.size() && CRYPTO_memcmp(token.data(), want.data(), token.size()) == 0;
-  if (!match) {
+  if (!TokenMatches(auth.substr(7), TokenOf(role))) {
     metrics_.CountAuthFailure("wrong_token", RoleName(role));
     return JsonError(403, "permission_denied", fmt::format("this route needs the {} token; the one given is not", RoleName(role)));
   }
@@ -333,10 +334,8 @@ bool Api::IsPublicDelta(const HttpRequest& req) const {
 }
 
 HttpResponse Api::NotHere(std::string_view what) const {
-  const std::string& j = catalog_.jurisdiction();
-  return JsonError(451, "not_resident",
-                   fmt::format("{} belongs to a model whose residency excludes this daemon ({})", what,
-                               j.empty() ? "it declares no jurisdiction" : "jurisdiction '" + j + "'"));
+  return JsonError(451, "not_resident", fmt::format("{} belongs to a model whose residency excludes this daemon ({})",
+                                                    what, catalog_.DescribeJurisdiction()));
 }
 
 HttpResponse Api::Access(const HttpRequest& req) {
@@ -536,9 +535,7 @@ HttpResponse Api::MissingChunks(const HttpRequest& req) {
       return JsonError(451, "not_resident",
                        fmt::format("this daemon may not hold bytes of a model resident in {} ({}); upload its chunks "
                                    "to a daemon in one of those regions (meridian publish --store-at URL)",
-                                   fmt::join(regions, ", "),
-                                   catalog_.jurisdiction().empty() ? "it declares no jurisdiction"
-                                                                   : "its jurisdiction is '" + catalog_.jurisdiction() + "'"));
+                                   fmt::join(regions, ", "), catalog_.DescribeJurisdiction()));
     }
   }
   const auto& list = j["digests"];

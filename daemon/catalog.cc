@@ -50,10 +50,9 @@ Result<std::map<std::string, ModelHolding>> ParseHoldings(std::string_view json,
 
 bool Catalog::MayHold(const std::vector<std::string>& regions) const { return ResidencyAllows(regions, jurisdiction_); }
 
-std::string Catalog::NotHereReason(const std::string& model, const std::vector<std::string>& regions) const {
-  const std::string here = jurisdiction_.empty() ? "this daemon declares no jurisdiction"
-                                                 : fmt::format("this daemon's jurisdiction is '{}'", jurisdiction_);
-  return fmt::format("{} may be stored only in {}; {}", model, fmt::join(regions, ", "), here);
+std::string Catalog::DescribeJurisdiction() const {
+  return jurisdiction_.empty() ? "this daemon declares no jurisdiction"
+                               : fmt::format("this daemon's jurisdiction is '{}'", jurisdiction_);
 }
 
 Status Catalog::Load(Store& store) {

@@ -51,8 +51,8 @@ class Catalog {
   // Whether a model resident in `regions` (empty: anywhere) may have bytes here.
   bool MayHold(const std::vector<std::string>& regions) const;
   bool MayHold(const Manifest& m) const { return MayHold(m.regions); }
-  // The sentence a 451 carries for a model resident in `regions`.
-  std::string NotHereReason(const std::string& model, const std::vector<std::string>& regions) const;
+  // "this daemon's jurisdiction is 'sg'", or that it declares none: for the 451s.
+  std::string DescribeJurisdiction() const;
 
   // Every version in `store`. Memory: the digest sets above.
   Status Load(Store& store);
