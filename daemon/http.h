@@ -39,6 +39,10 @@ struct HttpRequest {
   const Route* route = nullptr;
   std::vector<std::string> params;
   std::string query;
+  // Who the request's credential names, set by Admit once it is checked: a
+  // named credential's name, a terminal's id; empty for an anonymous caller.
+  // The actor of audit events, never taken from a header.
+  std::string caller;
 
   // The header's value, or "" when absent.
   std::string_view Header(std::string_view lowercase_name) const;
