@@ -25,6 +25,7 @@
 #include "agent/long_poll.h"
 #include "agent/outbox.h"
 #include "agent/slots.h"
+#include "base/encoding.h"
 #include "base/json.h"
 #include "base/file.h"
 #include "client/api.h"
@@ -34,6 +35,7 @@
 #include "manifest/manifest.h"
 #include "signing/signing.h"
 #include "target/target.h"
+#include "trust/terminal_credential.h"
 #include "trust/trust.h"
 
 namespace meridian {
@@ -144,6 +146,16 @@ bool IsTransient(const Status& st) {
 // Whether an error is the server's (try the next one) rather than our disk's.
 bool IsServerFault(const Status& st) { return st.code() != Status::Code::kIOError; }
 
+// The terminal's key: read, or made (0600) at first start.
+Result<SecretKey> LoadOrCreateTerminalKey(const std::string& path) {
+  Result<SecretKey> key = ReadSecretKeyFile(path);
+  if (key.ok()) return key;
+  if (key.status().code() != Status::Code::kNotFound) return key.status().WithContext(path);
+  SecretKey made = SecretKey::Generate();
+  MERIDIAN_RETURN_IF_ERROR(WriteSecretKeyFile(path, made));
+  return made;
+}
+
 }  // namespace
 
 struct Agent::Impl {
@@ -154,8 +166,11 @@ struct Agent::Impl {
   Root root;
   Persisted persisted;
   Outbox outbox{""};
-  HttpClientOptions client_options;
+  HttpClientOptions client_options;  // bearer_token: the credential
   std::vector<std::unique_ptr<HttpClient>> servers;
+  std::optional<SecretKey> terminal_key;  // the terminal's own; none when a client certificate identifies it
+  int64_t credential_expires_ms = 0;
+  int64_t credential_renew_ms = 0;  // half its life: asked for again from then on
   size_t preferred = 0;  // the server that answered last
   // Models that ran their target at the end of the last cycle. A cycle
   // long-polls only when every model is settled; any other (just started,
@@ -171,6 +186,78 @@ struct Agent::Impl {
 
   std::string AgentFile() const { return state_dir + "/agent.json"; }
   std::string RootFile() const { return state_dir + "/root.json"; }
+  std::string CredentialFile() const { return state_dir + "/credential.json"; }
+  std::string KeyFile() const { return config.key_file.empty() ? state_dir + "/terminal.key" : config.key_file; }
+
+  // ---- identity
+  // Makes every server client carry `credential`.
+  void UseCredential(const std::string& credential) {
+    client_options.bearer_token = credential;
+    for (std::unique_ptr<HttpClient>& c : servers) c = std::make_unique<HttpClient>(c->base_url(), client_options);
+  }
+
+  // Has a credential at hand: asks for one (signed with the key) when there
+  // is none or half of its life has passed, and keeps it in the state
+  // directory. An old credential that has not expired serves on while no
+  // server grants a new one.
+  Status EnsureCredential() {
+    if (!terminal_key) return Status::Ok();
+    const int64_t now = clock->NowUnixMillis();
+    if (!client_options.bearer_token.empty() && now < credential_renew_ms) return Status::Ok();
+    HttpClientOptions opts = client_options;
+    opts.bearer_token.clear();
+    opts.response_bytes_max = 64u << 10;
+    Status last;
+    for (const std::string& url : config.credential_servers.empty() ? config.servers : config.credential_servers) {
+      HttpClient c(url, opts);
+      Result<HttpReply> r = c.Post(TerminalCredentialPath(config.id), "", "application/json",
+                                   {"Authorization: " + SignCredentialRequest(*terminal_key, config.id, now)});
+      if (!r.ok()) {
+        last = r.status();
+        continue;
+      }
+      if (r->status == 202) {
+        return Status::Unavailable(fmt::format(
+            "terminal '{}' asked to join and awaits an operator: meridian terminals accept {}", config.id, config.id));
+      }
+      if (r->status != 200) {
+        last = ReplyError(*r, "credential");  // a region refuses: the next server may be the origin
+        continue;
+      }
+      Result<Json> j = ParseJson(r->body, opts.response_bytes_max);
+      std::string credential;
+      int64_t expires_ms = 0;
+      if (j.ok() && j->is_object()) {
+        JsonFields f(*j, "credential reply", UnknownFields::kIgnore);
+        f.String("credential", &credential, true);
+        f.Int64("expires_ms", &expires_ms, true);
+        if (Status st = f.Finish(); !st.ok()) j = st;
+      }
+      if (!j.ok() || credential.empty() || expires_ms <= now) {
+        last = Status::Corruption("credential reply from " + url + " is malformed");
+        continue;
+      }
+      credential_expires_ms = expires_ms;
+      credential_renew_ms = now + (expires_ms - now) / 2;
+      UseCredential(credential);
+      Json kept = {{"credential", credential}, {"expires_ms", expires_ms}, {"renew_ms", credential_renew_ms}};
+      if (Status st = WriteFileAtomic(CredentialFile(), kept.dump(), 0600); !st.ok()) {
+        Log("credential not kept: " + st.ToString());
+      }
+      return Status::Ok();
+    }
+    if (!client_options.bearer_token.empty() && now < credential_expires_ms) {
+      Log("credential not renewed, the current one serves until it expires: " + last.ToString());
+      return Status::Ok();
+    }
+    return last;
+  }
+
+  // A server refused the credential (401: expired early, or signed by a key
+  // it no longer trusts): ask for a new one at the next chance.
+  void CredentialRefused(const HttpReply& reply) {
+    if (reply.status == 401 && terminal_key) credential_renew_ms = 0;
+  }
   ModelSlots SlotsOf(const ModelConfig& m) const { return ModelSlots(state_dir + "/models/" + m.name); }
 
   Status Save() { return WriteFileAtomic(AgentFile(), persisted.ToJson().dump(1)); }
@@ -219,6 +306,7 @@ struct Agent::Impl {
         if (!reply.ok()) {
           last = reply.status();
         } else if (reply->status >= 500 || reply->status == 401 || reply->status == 403 || reply->status == 429) {
+          CredentialRefused(*reply);
           last = ReplyError(*reply, "report");  // the server may take it later, or another one now
         } else {
           // 2xx: accepted. Another 4xx: the server will never take it; keeping
@@ -498,7 +586,10 @@ struct Agent::Impl {
       *server_fault = false;
       return Status::Ok();  // no rollout ever set this channel: nothing to run yet
     }
-    if (r->status != 200) return ReplyError(*r, "target");
+    if (r->status != 200) {
+      CredentialRefused(*r);
+      return ReplyError(*r, "target");
+    }
     Result<Json> reply = ParseJson(r->body, kTargetReplyBytesMax);
     if (!reply.ok()) return reply.status().WithContext("target reply");
     Json& j = *reply;
@@ -634,18 +725,51 @@ Result<std::unique_ptr<Agent>> Agent::Open(AgentConfig config, const Clock& cloc
   HttpClientOptions opts;
   opts.connect_timeout_ms = config.connect_timeout_ms;
   opts.timeout_ms = config.request_timeout_ms;
-  opts.bearer_token = config.token;
   opts.tls = config.tls;
   opts.recv_bytes_per_s_max = config.bandwidth_limit_bytes_per_s;
   opts.response_bytes_max = kManifestReplyBytesMax;
   for (const std::string& url : config.servers) impl->servers.push_back(std::make_unique<HttpClient>(url, opts));
   impl->client_options = opts;
   impl->config = std::move(config);
+  // A client certificate is the terminal's identity when there is one; else its own key.
+  if (impl->config.tls.client_certificate.empty()) {
+    Result<SecretKey> key = LoadOrCreateTerminalKey(impl->KeyFile());
+    if (!key.ok()) return key.status();
+    impl->terminal_key = std::move(*key);
+    if (std::filesystem::exists(impl->CredentialFile())) {
+      Result<std::string> text = ReadFileToString(impl->CredentialFile(), 64u << 10);
+      Result<Json> j = text.ok() ? ParseJson(*text, 64u << 10) : Result<Json>(text.status());
+      std::string credential;
+      if (j.ok() && j->is_object()) {
+        JsonFields f(*j, "credential.json", UnknownFields::kIgnore);
+        f.String("credential", &credential, true);
+        f.Int64("expires_ms", &impl->credential_expires_ms, true);
+        f.Int64("renew_ms", &impl->credential_renew_ms, true);
+        if (!f.Finish().ok()) credential.clear();
+      }
+      // A damaged file costs one request for a new credential, nothing more.
+      if (!credential.empty()) impl->UseCredential(credential);
+    }
+  }
   return std::unique_ptr<Agent>(new Agent(std::move(impl)));
+}
+
+std::string Agent::PublicKeyBase64() const {
+  return impl_->terminal_key ? Base64Encode(impl_->terminal_key->public_key().bytes) : std::string();
 }
 
 Status Agent::RunOnce(int64_t wait_s) {
   Impl& d = *impl_;
+  if (Status st = d.EnsureCredential(); !st.ok()) {
+    // No server can be asked without one; what runs is still checked, and
+    // its reports wait in the outbox.
+    d.Log("no credential: " + st.ToString());
+    for (const ModelConfig& m : d.config.models) d.CheckPeriodically(m);
+    d.persisted.last_error = st.ToString();
+    d.persisted.last_error_at = FormatRfc3339(d.clock->NowUnixMillis());
+    if (Status saved = d.Save(); !saved.ok()) d.Log("state not saved: " + saved.ToString());
+    return st;
+  }
   Status first;
   if (Status st = d.FlushReports(); !st.ok()) {
     d.Log("reports kept for later: " + st.ToString());

@@ -48,6 +48,10 @@ class Agent {
   // second of it; a download or health check runs to its end), backing off
   // with jitter after errors.
   void Run(const std::atomic<bool>& stop);
+  // The base64 of the terminal's public key (what an operator enrols), made
+  // at Open when the key file was missing; empty when a client certificate
+  // identifies the terminal instead.
+  std::string PublicKeyBase64() const;
   // Accepts a newer root (rotation, signing/ VerifyRootUpdate) and persists it.
   Status UpdateRoot(const std::string& envelope_json);
 

@@ -62,25 +62,33 @@ Result<AgentConfig> ParseAgentConfig(std::string_view toml_text) {
   } catch (const toml::parse_error& e) {
     return Status::InvalidArgument(fmt::format("config line {}: {}", e.source().begin.line, e.description()));
   }
-  static const std::set<std::string> kTop = {"id", "profile", "region", "servers", "root", "state", "token", "model",
+  static const std::set<std::string> kTop = {"id", "profile", "region", "servers", "root", "state", "key_file", "model",
                                              "bandwidth_limit_bytes_per_s", "poll_wait_s", "backoff_initial_ms",
                                              "backoff_max_ms", "connect_timeout_ms", "request_timeout_ms",
                                              "health_check_timeout_ms", "health_interval_ms", "ca_file",
-                                             "client_certificate", "client_key", "allow_insecure_http"};
+                                             "client_certificate", "client_key", "allow_insecure_http",
+                                             "credential_servers"};
+  if (t.contains("token")) {
+    return Status::InvalidArgument(
+        "'token': a shared terminal token speaks for no terminal any more; each agent has its own key (key_file, "
+        "made at first start) and is enrolled: see docs/agent.md");
+  }
   MERIDIAN_RETURN_IF_ERROR(CheckKeys(t, kTop, ""));
   AgentConfig c;
   for (auto [key, out] : {std::pair{"id", &c.id}, {"profile", &c.profile}, {"region", &c.region},
-                          {"root", &c.root}, {"state", &c.state}, {"token", &c.token},
+                          {"root", &c.root}, {"state", &c.state}, {"key_file", &c.key_file},
                           {"ca_file", &c.tls.ca_file}, {"client_certificate", &c.tls.client_certificate},
                           {"client_key", &c.tls.client_key}}) {
     MERIDIAN_RETURN_IF_ERROR(GetString(t, key, out, ""));
   }
   MERIDIAN_RETURN_IF_ERROR(GetBool(t, "allow_insecure_http", &c.tls.allow_insecure_http));
-  if (const toml::node* servers = t.get("servers")) {
-    if (!servers->is_array()) return Status::InvalidArgument("'servers' must be an array of URLs");
-    for (const toml::node& s : *servers->as_array()) {
-      if (!s.is_string()) return Status::InvalidArgument("'servers' must be an array of URLs");
-      c.servers.push_back(s.as_string()->get());
+  for (auto [key, out] : {std::pair{"servers", &c.servers}, {"credential_servers", &c.credential_servers}}) {
+    const toml::node* list = t.get(key);
+    if (list == nullptr) continue;
+    if (!list->is_array()) return Status::InvalidArgument(fmt::format("'{}' must be an array of URLs", key));
+    for (const toml::node& s : *list->as_array()) {
+      if (!s.is_string()) return Status::InvalidArgument(fmt::format("'{}' must be an array of URLs", key));
+      out->push_back(s.as_string()->get());
     }
   }
 
@@ -137,15 +145,17 @@ Status ValidateAgentConfig(const AgentConfig& c) {
   if (!IsValidTerminalId(c.id)) return Status::InvalidArgument("'id' is not a valid terminal id");
   if (!c.profile.empty() && !IsValidRegionOrProfile(c.profile)) return Status::InvalidArgument("'profile' is invalid");
   if (!c.region.empty() && !IsValidRegionOrProfile(c.region)) return Status::InvalidArgument("'region' is invalid");
-  if (c.servers.size() > kAgentServersMax) {
-    return Status::InvalidArgument(fmt::format("'servers' must list 1 to {} URLs", kAgentServersMax));
+  if (c.servers.size() > kAgentServersMax || c.credential_servers.size() > kAgentServersMax) {
+    return Status::InvalidArgument(fmt::format("'servers' and 'credential_servers' list 1 to {} URLs", kAgentServersMax));
   }
-  for (const std::string& url : c.servers) {
-    if (!url.starts_with("http://") && !url.starts_with("https://")) {
-      return Status::InvalidArgument(fmt::format("server '{}' must start with http:// or https://", url));
+  for (const std::vector<std::string>* list : {&c.servers, &c.credential_servers}) {
+    for (const std::string& url : *list) {
+      if (!url.starts_with("http://") && !url.starts_with("https://")) {
+        return Status::InvalidArgument(fmt::format("server '{}' must start with http:// or https://", url));
+      }
+      // The credential or certificate must not cross a network in clear text.
+      MERIDIAN_RETURN_IF_ERROR(CheckTransport(url, HttpClientOptions{.bearer_token = "credential", .tls = c.tls}));
     }
-    // The token or certificate must not cross a network in clear text.
-    MERIDIAN_RETURN_IF_ERROR(CheckTransport(url, HttpClientOptions{.bearer_token = c.token, .tls = c.tls}));
   }
   if (c.bandwidth_limit_bytes_per_s < 0) return Status::InvalidArgument("'bandwidth_limit_bytes_per_s' must be >= 0");
   return Status::Ok();

@@ -35,7 +35,12 @@ struct AgentConfig {
   std::vector<std::string> servers;  // base URLs, tried in order
   std::string root;                  // initial trusted root envelope (used until the state dir holds one)
   std::string state;                 // state directory
-  std::string token;                 // terminal bearer token; may be empty (a client certificate instead)
+  // The terminal's own Ed25519 key (signing/ key file, 0600), made at first
+  // start when missing; empty: STATE/terminal.key. With it the agent gets its
+  // credential; with a client certificate instead, it needs none.
+  std::string key_file;
+  // Where credentials are asked for (the origin issues them); empty: servers.
+  std::vector<std::string> credential_servers;
   TlsClientOptions tls;              // ca_file, client_certificate, client_key, allow_insecure_http
   std::vector<ModelConfig> models;
   int64_t bandwidth_limit_bytes_per_s = 0;  // 0 = unlimited

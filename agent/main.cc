@@ -95,6 +95,8 @@ int main(int argc, char** argv) {
   app.add_option("--wait", wait_s, "with --once: long-poll up to this many seconds (default 0)");
   CLI::App* status = app.add_subcommand("status", "what runs, what is staged, the last error");
   status->add_option("--output", output, "text or json")->check(CLI::IsMember({"text", "json"}));
+  CLI::App* public_key = app.add_subcommand(
+      "public-key", "print this terminal's public key (base64; made when missing), for `meridian terminals add`");
   CLI::App* trust = app.add_subcommand("trust", "accept a newer root document (signed rotation)");
   trust->add_option("ROOT", root_update, "root envelope file")->required();
   try {
@@ -123,6 +125,12 @@ int main(int argc, char** argv) {
 
   auto agent = meridian::Agent::Open(*config, meridian::SystemClock::Get());
   if (!agent.ok()) return Fail(kExitFailed, agent.status().ToString());
+  if (public_key->parsed()) {
+    std::string key = (*agent)->PublicKeyBase64();
+    if (key.empty()) return Fail(kExitUsage, "this terminal is identified by its client certificate, not a key");
+    std::printf("%s\n", key.c_str());
+    return kExitOk;
+  }
   if (trust->parsed()) {
     meridian::Result<std::string> text = meridian::ReadFileToString(root_update, meridian::kParseEnvelopeBytesMax);
     if (!text.ok()) return Fail(kExitFailed, text.status().ToString());

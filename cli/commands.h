@@ -98,4 +98,18 @@ int FleetList(const GlobalOptions& g);
 // `meridian fleet terminals`: a page of known terminals of a model channel (operator token).
 int FleetTerminals(const GlobalOptions& g, const FleetTerminalsQuery& q);
 
+// Enrolment (operator token): terminals and their public keys.
+struct EnrolledTerminalOptions {
+  std::string id;
+  std::string public_key;  // base64 (meridian-agent public-key prints it)
+  std::string profile;
+  std::string region;
+};
+int TerminalsAdd(const GlobalOptions& g, const EnrolledTerminalOptions& t);
+// A provisioning file: one terminal per line, id,public_key[,profile[,region]].
+int TerminalsImport(const GlobalOptions& g, const std::string& file);
+int TerminalsList(const GlobalOptions& g, const std::string& state, const std::string& after, size_t limit);
+// `action`: "accept" or "revoke".
+int TerminalsChange(const GlobalOptions& g, const std::string& action, const std::string& id);
+
 }  // namespace meridian::cli

@@ -161,6 +161,34 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
 
+  CLI::App* terminals = app.add_subcommand("terminals", "enrolled terminals and their keys (operator token)");
+  terminals->require_subcommand(1);
+  EnrolledTerminalOptions enrol;
+  CLI::App* t_add = terminals->add_subcommand("add", "enrol a terminal with its public key, accepted");
+  t_add->add_option("ID", enrol.id, "terminal id")->required();
+  t_add->add_option("--public-key", enrol.public_key, "base64 Ed25519 key (meridian-agent public-key prints it)")
+      ->required();
+  t_add->add_option("--profile", enrol.profile, "its device profile");
+  t_add->add_option("--region", enrol.region, "its region");
+  std::string t_file, t_state, t_after, t_id;
+  size_t t_limit = 1000;
+  CLI::App* t_import = terminals->add_subcommand(
+      "import", "enrol terminals from a provisioning file: one per line, id,public_key[,profile[,region]]");
+  t_import->add_option("FILE", t_file, "provisioning file")->required();
+  CLI::App* t_list = terminals->add_subcommand("list", "enrolled terminals, a page at a time");
+  t_list->add_option("--state", t_state, "pending, accepted or revoked")
+      ->check(CLI::IsMember({"pending", "accepted", "revoked"}));
+  t_list->add_option("--after", t_after, "the page after this terminal id");
+  t_list->add_option("--limit", t_limit, "terminals per page, 1 to 10000")->capture_default_str()->check(CLI::Range(1, 10000));
+  std::vector<std::pair<std::string, CLI::App*>> t_actions;
+  for (const char* action : {"accept", "revoke"}) {
+    CLI::App* cmd = terminals->add_subcommand(
+        action, std::string(action) == "accept" ? "accept a terminal that asked to join"
+                                                : "revoke a terminal: the origin and every region refuse it within seconds");
+    cmd->add_option("ID", t_id, "terminal id")->required();
+    t_actions.emplace_back(action, cmd);
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -197,6 +225,12 @@ int main(int argc, char** argv) {
   if (*regions_cmd) return RegionList(g);
   if (*residency_cmd) return Residency(g);
   if (*fleet_terminals) return FleetTerminals(g, fleet_q);
+  if (*t_add) return TerminalsAdd(g, enrol);
+  if (*t_import) return TerminalsImport(g, t_file);
+  if (*t_list) return TerminalsList(g, t_state, t_after, t_limit);
+  for (const auto& [action, cmd] : t_actions) {
+    if (*cmd) return TerminalsChange(g, action, t_id);
+  }
   if (*fleet_cmd) return FleetList(g);
   if (*ro_start) return RolloutStart(g, ro);
   if (*ro_plan) return RolloutPlan(g, ro);

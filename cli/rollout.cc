@@ -1,6 +1,6 @@
 // `meridian rollout …`: start, plan, list, status (--watch), promote, pause,
-// resume, abort, rollback and events, and `meridian regions`, over the
-// daemon's control API.
+// resume, abort, rollback and events, `meridian regions`, `fleet`,
+// `residency` and `terminals …`, over the daemon's control API.
 #include <unistd.h>
 
 #include <charconv>
@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "base/file.h"
 #include "base/json.h"
 #include "base/clock.h"
 #include "cli/commands.h"
@@ -351,6 +352,102 @@ int RolloutAct(const GlobalOptions& g, const std::string& action, const std::str
 
 int RolloutEvents(const GlobalOptions& g, const std::string& id) {
   return CallAndShow(g, "GET", RolloutEventsPath(id), "", 200, "rollout events", PrintEventsText);
+}
+
+namespace {
+
+// Terminals per POST /v1/terminals: a provisioning file goes in pieces this big.
+constexpr size_t kTerminalsPerRequest = 10'000;
+
+void PrintTerminalsText(const nlohmann::json& j) {
+  fmt::print("{:<32} {:<9} {:<10} {:<10} {:<20} {}\n", "TERMINAL", "STATE", "PROFILE", "REGION", "SINCE", "PUBLIC KEY");
+  for (const auto& t : j.at("terminals")) {
+    fmt::print("{:<32} {:<9} {:<10} {:<10} {:<20} {}\n", t.at("id").get<std::string>(), t.at("state").get<std::string>(),
+               Cell(t, "profile"), Cell(t, "region"), FormatRfc3339(t.at("changed_ms").get<int64_t>()),
+               t.at("public_key").get<std::string>());
+  }
+  std::vector<std::string> counts;
+  for (const auto& [state, n] : j.at("counts").items()) counts.push_back(fmt::format("{} {}", n.get<uint64_t>(), state));
+  fmt::print("({})\n", fmt::join(counts, ", "));
+  const std::string& next = j.at("next").get_ref<const std::string&>();
+  if (!next.empty()) fmt::print("more: --after {}\n", next);
+}
+
+// POSTs `terminals` in pieces; the number enrolled.
+Result<uint64_t> PostTerminals(const GlobalOptions& g, const std::vector<nlohmann::json>& terminals) {
+  uint64_t enrolled = 0;
+  for (size_t i = 0; i < terminals.size(); i += kTerminalsPerRequest) {
+    nlohmann::json piece = nlohmann::json::array();
+    for (size_t k = i; k < std::min(terminals.size(), i + kTerminalsPerRequest); ++k) piece.push_back(terminals[k]);
+    Result<nlohmann::json> j = Call(g, "POST", TerminalsPath(), nlohmann::json{{"terminals", piece}}.dump(), 200,
+                                    fmt::format("enrol terminals {} to {}", i + 1, i + piece.size()));
+    if (!j.ok()) return j.status();
+    enrolled += piece.size();
+  }
+  return enrolled;
+}
+
+int ShowEnrolled(const GlobalOptions& g, Result<uint64_t> enrolled) {
+  if (!enrolled.ok()) return Fail(enrolled.status());
+  if (g.json) {
+    PrintJson({{"enrolled", *enrolled}});
+  } else {
+    fmt::print("enrolled {} terminal{} (accepted)\n", *enrolled, *enrolled == 1 ? "" : "s");
+  }
+  return 0;
+}
+
+}  // namespace
+
+int TerminalsAdd(const GlobalOptions& g, const EnrolledTerminalOptions& t) {
+  nlohmann::json j = {{"id", t.id}, {"public_key", t.public_key}};
+  if (!t.profile.empty()) j["profile"] = t.profile;
+  if (!t.region.empty()) j["region"] = t.region;
+  return ShowEnrolled(g, PostTerminals(g, {j}));
+}
+
+int TerminalsImport(const GlobalOptions& g, const std::string& file) {
+  Result<std::string> text = ReadFileToString(file, 1ull << 30);
+  if (!text.ok()) return Fail(text.status());
+  // One terminal per line: id,public_key[,profile[,region]]; '#' starts a comment.
+  std::vector<nlohmann::json> terminals;
+  size_t line_no = 0;
+  std::string_view rest = *text;
+  while (!rest.empty()) {
+    size_t nl = rest.find('\n');
+    std::string_view line = rest.substr(0, nl);
+    rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
+    ++line_no;
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+    if (line.empty() || line.front() == '#') continue;
+    std::vector<std::string> fields;
+    for (size_t start = 0;;) {
+      size_t comma = line.find(',', start);
+      fields.emplace_back(line.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
+      if (comma == std::string_view::npos) break;
+      start = comma + 1;
+    }
+    if (fields.size() < 2 || fields.size() > 4) {
+      return Fail(fmt::format("{}:{}: expected id,public_key[,profile[,region]]", file, line_no));
+    }
+    nlohmann::json j = {{"id", fields[0]}, {"public_key", fields[1]}};
+    if (fields.size() > 2 && !fields[2].empty()) j["profile"] = fields[2];
+    if (fields.size() > 3 && !fields[3].empty()) j["region"] = fields[3];
+    terminals.push_back(std::move(j));
+  }
+  if (terminals.empty()) return Fail(file + ": no terminals");
+  return ShowEnrolled(g, PostTerminals(g, terminals));
+}
+
+int TerminalsList(const GlobalOptions& g, const std::string& state, const std::string& after, size_t limit) {
+  return CallAndShow(g, "GET", TerminalsPath(state, after, limit), "", 200, "list terminals", PrintTerminalsText);
+}
+
+int TerminalsChange(const GlobalOptions& g, const std::string& action, const std::string& id) {
+  return CallAndShow(g, "POST", TerminalActionPath(id, action), "", 200, action + " terminal",
+                     [](const nlohmann::json& j) {
+                       fmt::print("{}: {}\n", j.at("terminal").get<std::string>(), j.at("state").get<std::string>());
+                     });
 }
 
 }  // namespace meridian::cli

@@ -29,6 +29,27 @@ std::string TerminalReportsPath(std::string_view terminal) {
   return "/v1/terminals/" + PercentEncode(terminal) + "/reports";
 }
 
+std::string TerminalCredentialPath(std::string_view terminal) {
+  return "/v1/terminals/" + PercentEncode(terminal) + "/credential";
+}
+
+std::string TerminalsPath(std::string_view state, std::string_view after, size_t limit) {
+  std::string query;
+  auto add = [&](std::string_view name, std::string_view value) {
+    if (value.empty()) return;
+    query += query.empty() ? "?" : "&";
+    query += std::string(name) + "=" + PercentEncode(value);
+  };
+  add("state", state);
+  add("after", after);
+  add("limit", limit == 0 ? "" : std::to_string(limit));
+  return "/v1/terminals" + query;
+}
+
+std::string TerminalActionPath(std::string_view terminal, std::string_view action) {
+  return "/v1/terminals/" + PercentEncode(terminal) + "/" + std::string(action);
+}
+
 std::string ReportsPath() { return "/v1/reports"; }
 std::string SyncPath(const SyncQuery& q) {
   return fmt::format("/v1/sync?region={}&known={}&wait={}&stored_bytes={}&terminals={}&state_expires_ms={}&last_error={}",

@@ -40,6 +40,10 @@ struct TargetQuery {
 };
 std::string TargetPath(std::string_view terminal, const TargetQuery& q);
 std::string TerminalReportsPath(std::string_view terminal);
+std::string TerminalCredentialPath(std::string_view terminal);  // POST, signed with the terminal's key
+// Enrolment (operator): GET lists a page (state "" for all), POST adds.
+std::string TerminalsPath(std::string_view state = "", std::string_view after = "", size_t limit = 0);
+std::string TerminalActionPath(std::string_view terminal, std::string_view action);  // "accept", "revoke"
 
 // --- regions
 std::string ReportsPath();  // a region forwarding its terminals' reports upstream

@@ -327,8 +327,9 @@ Result<HttpReply> HttpClient::Get(const std::string& path, const std::vector<std
   return impl_->Perform(base_url_ + path, "GET", {}, "", headers, nullptr, impl_->options.response_bytes_max);
 }
 
-Result<HttpReply> HttpClient::Post(const std::string& path, std::string_view body, const std::string& content_type) {
-  return impl_->Perform(base_url_ + path, "POST", AsBytes(body), content_type, {}, nullptr,
+Result<HttpReply> HttpClient::Post(const std::string& path, std::string_view body, const std::string& content_type,
+                                   const std::vector<std::string>& headers) {
+  return impl_->Perform(base_url_ + path, "POST", AsBytes(body), content_type, headers, nullptr,
                         impl_->options.response_bytes_max);
 }
 

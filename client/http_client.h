@@ -84,7 +84,8 @@ class HttpClient {
   // before any connection is made.
   Result<HttpReply> Get(const std::string& path, const std::vector<std::string>& headers = {});
   Result<HttpReply> Post(const std::string& path, std::string_view body,
-                         const std::string& content_type = "application/json");
+                         const std::string& content_type = "application/json",
+                         const std::vector<std::string>& headers = {});
   Result<HttpReply> Put(const std::string& path, ByteSpan body,
                         const std::string& content_type = "application/octet-stream");
   // GET whose 2xx body goes to `sink` as it arrives instead of memory; the

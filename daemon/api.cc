@@ -28,6 +28,10 @@ namespace meridian {
 
 namespace {
 
+// Verified terminal credentials remembered (CredentialOf): one per terminal
+// talking to this daemon within a credential's lifetime, for the busiest.
+constexpr size_t kCredentialsCachedMax = 100'000;
+
 std::string Quoted(const Digest& d) { return "\"" + d.ToString() + "\""; }
 
 // Immutable, content-addressed representation headers shared by 200/206/304.
@@ -78,12 +82,13 @@ HttpResponse PlanRepresentation(const HttpRequest& req, const Digest& digest, bo
 
 }  // namespace
 
-Api::Api(Store& store, Catalog& catalog, const Root& root, ApiTokens tokens, Metrics& metrics, Rollouts& rollouts,
-         DeltaService& deltas, ApiLimits limits)
+Api::Api(Store& store, Catalog& catalog, const Root& root, ApiTokens tokens, Enrolment& enrolment, Metrics& metrics,
+         Rollouts& rollouts, DeltaService& deltas, ApiLimits limits)
     : store_(store),
       catalog_(catalog),
       root_(root),
       tokens_(std::move(tokens)),
+      enrolment_(enrolment),
       metrics_(metrics),
       rollouts_(rollouts),
       deltas_(deltas),
@@ -119,7 +124,9 @@ RouteTable Api::BuildRoutes() {
     if (origin) return add(method, pattern, role, body_bytes_max, summary, std::move(handler));
     add(method, pattern, CallerRole::kNobody, 0, summary, [this](const HttpRequest&) {
       return JsonError(403, "region_read_only",
-                       fmt::format("this daemon is region '{}': publish and control rollouts at the origin", region_));
+                       fmt::format("this daemon is region '{}': publish, control rollouts and enrol terminals at "
+                                   "the origin",
+                                   region_));
     });
   };
   const CallerRole anyone = CallerRole::kAnyone, publisher = CallerRole::kPublisher, op = CallerRole::kOperator, terminal = CallerRole::kTerminal,
@@ -167,6 +174,20 @@ RouteTable Api::BuildRoutes() {
   read("/v1/deltas/{from}/{to}/info", "a delta's signed descriptor",
        [this](const HttpRequest& r) { return GetDelta(r, r.params[0], r.params[1], /*info=*/true); },
        [this](const HttpRequest& r) { return IsPublicDelta(r); });
+  // A terminal's key proves who it is; the head carries the proof, so
+  // nothing else is read before it is checked.
+  origin_only("POST", "/v1/terminals/{id}/credential", anyone, 0,
+              "a terminal's short-lived credential, for a request signed with its key (Authorization: "
+              "Meridian-Terminal)",
+              [this](const HttpRequest& r) { return IssueCredential(r, r.params[0]); });
+  origin_only("GET", "/v1/terminals", op, 0, "enrolled terminals, a page at a time",
+              [this](const HttpRequest& r) { return ListTerminals(r); });
+  origin_only("POST", "/v1/terminals", op, 16u << 20, "enrol terminals with their public keys (accepted)",
+              [this](const HttpRequest& r) { return AddTerminals(r); });
+  origin_only("POST", "/v1/terminals/{id}/accept", op, 0, "accept a terminal that asked to join",
+              [this](const HttpRequest& r) { return ChangeTerminal(r.params[0], EnrolmentState::kAccepted); });
+  origin_only("POST", "/v1/terminals/{id}/revoke", op, 0, "revoke a terminal: its credentials stop working",
+              [this](const HttpRequest& r) { return ChangeTerminal(r.params[0], EnrolmentState::kRevoked); });
   add("GET", "/v1/terminals/{id}/target", terminal, 0, "what a terminal should run (long poll)",
       [this](const HttpRequest& r) { return TerminalTarget(r, r.params[0]); });
   // The origin counts reports; a region forwards them to its upstream.
@@ -264,28 +285,93 @@ bool TokenMatches(std::string_view token, const std::string& want) {
 
 }  // namespace
 
+std::optional<Result<TerminalCredential>> Api::CredentialOf(const HttpRequest& req) const {
+  std::string_view auth = req.Header("authorization");
+  if (!auth.starts_with("Bearer ") || !LooksLikeCredential(auth.substr(7))) return std::nullopt;
+  std::string text(auth.substr(7));
+  const int64_t now = SystemClock::Get().NowUnixMillis();
+  {
+    std::lock_guard lock(credentials_mu_);
+    auto it = credentials_.find(text);
+    if (it != credentials_.end() && it->second.expires_ms > now) return it->second;
+  }
+  Result<TerminalCredential> c = VerifyCredential(root_, text, now);
+  if (c.ok()) {
+    std::lock_guard lock(credentials_mu_);
+    if (credentials_.size() >= kCredentialsCachedMax) credentials_.clear();
+    credentials_.emplace(std::move(text), *c);
+  }
+  return c;
+}
+
+void Api::ApplyCredential(const HttpRequest& req, std::string* profile, std::string* region) const {
+  std::optional<Result<TerminalCredential>> c = CredentialOf(req);
+  if (!c || !c->ok()) return;
+  if (!(*c)->profile.empty()) *profile = (*c)->profile;
+  // A region's daemon decides the region of the terminals it serves: a
+  // terminal that roams is where it is, whatever it was enrolled with.
+  if (!(*c)->region.empty() && region_.empty()) *region = (*c)->region;
+}
+
+std::optional<HttpResponse> Api::CheckTerminal(const HttpRequest& req) const {
+  const std::string& id = req.params[0];
+  auto refuse = [&](int status, const char* reason, std::string message) {
+    metrics_.CountAuthFailure(reason, RoleName(CallerRole::kTerminal));
+    HttpResponse r = JsonError(status, status == 401 ? "unauthenticated" : "permission_denied", std::move(message));
+    if (status == 401) r.Set("WWW-Authenticate", "Bearer");
+    return r;
+  };
+  // A verified client certificate is a terminal's own identity (mTLS): it
+  // admits the terminal its CN names, and no other.
+  const std::string& cn = req.client_certificate_cn;
+  std::optional<Result<TerminalCredential>> credential = CredentialOf(req);
+  std::string_view speaker;
+  int64_t issued_ms = 0;
+  if (credential) {
+    if (!credential->ok()) return refuse(401, "bad_credential", credential->status().message());
+    speaker = (*credential)->terminal_id;
+    issued_ms = (*credential)->issued_ms;
+  } else if (!cn.empty()) {
+    speaker = cn;  // a shared token beside it adds nothing
+  } else if (req.Header("authorization").starts_with("Bearer ")) {
+    return refuse(403, "wrong_token",
+                  "a terminal's routes take its own credential (meridian-agent gets one with its key) or its "
+                  "client certificate; a shared token speaks for no terminal");
+  } else {
+    return refuse(401, "missing_bearer", "this route needs 'Authorization: Bearer <terminal credential>'");
+  }
+  if (speaker != id) {
+    return refuse(403, credential ? "wrong_terminal" : "wrong_certificate",
+                  fmt::format("the {} is terminal '{}''s; it cannot speak for '{}'",
+                              credential ? "credential" : "client certificate", speaker, id));
+  }
+  Status admitted = credential ? enrolment_.Admit(id, issued_ms) : enrolment_.AdmitCertified(id);
+  if (!admitted.ok()) return refuse(403, "not_enrolled", admitted.message());
+  return std::nullopt;
+}
+
 std::optional<HttpResponse> Api::CheckBearer(const HttpRequest& req, CallerRole role) const {
   if (role == CallerRole::kAnyone) return std::nullopt;
-  // A verified client certificate is a terminal's own identity (mTLS): it
-  // admits the terminal its CN names, without a token, and no other.
+  if (role == CallerRole::kTerminal) return CheckTerminal(req);
   const std::string& cn = req.client_certificate_cn;
-  if (role == CallerRole::kTerminal && !cn.empty() && req.route->pattern.starts_with("/v1/terminals/{id}/")) {
-    if (cn == req.params[0]) return std::nullopt;
-    metrics_.CountAuthFailure("wrong_certificate", RoleName(role));
-    return JsonError(403, "permission_denied",
-                     fmt::format("the client certificate is terminal '{}''s; it cannot speak for '{}'", cn, req.params[0]));
-  }
   std::string_view auth = req.Header("authorization");
   if (role == CallerRole::kReader) {
-    // A terminal's verified certificate reads models as its token would.
+    // A terminal's verified certificate or credential reads models as a token would.
     if (auth.empty() && (!cn.empty() || req.route->is_public(req))) return std::nullopt;
+    if (std::optional<Result<TerminalCredential>> c = CredentialOf(req)) {
+      if (c->ok() && enrolment_.Admit((*c)->terminal_id, (*c)->issued_ms).ok()) return std::nullopt;
+      metrics_.CountAuthFailure(c->ok() ? "not_enrolled" : "bad_credential", RoleName(role));
+      return JsonError(c->ok() ? 403 : 401, c->ok() ? "permission_denied" : "unauthenticated",
+                       c->ok() ? fmt::format("terminal '{}' is not enrolled or was revoked", (*c)->terminal_id)
+                               : c->status().message());
+    }
     if (auth.starts_with("Bearer ")) {
       for (CallerRole r : {CallerRole::kTerminal, CallerRole::kMirror, CallerRole::kPublisher, CallerRole::kOperator}) {
         if (TokenMatches(auth.substr(7), TokenOf(r))) return std::nullopt;
       }
       metrics_.CountAuthFailure("wrong_token", RoleName(role));
-      return JsonError(403, "permission_denied", "reading a model needs a terminal, mirror, publisher or operator token; "
-                                                 "the one given is none of them");
+      return JsonError(403, "permission_denied", "reading a model needs a terminal credential or a reader, mirror, "
+                                                 "publisher or operator token; the one given is none of them");
     }
   }
   if (!auth.starts_with("Bearer ")) {
@@ -293,7 +379,8 @@ std::optional<HttpResponse> Api::CheckBearer(const HttpRequest& req, CallerRole 
     HttpResponse r = JsonError(
         401, "unauthenticated",
         role == CallerRole::kReader
-            ? "not public: reading it needs 'Authorization: Bearer <token>' (terminal, mirror, publisher or operator)"
+            ? "not public: reading it needs 'Authorization: Bearer <token>' (terminal credential, reader, mirror, "
+              "publisher or operator)"
             : fmt::format("this route needs 'Authorization: Bearer <{} token>'", RoleName(role)));
     r.Set("WWW-Authenticate", "Bearer");
     return r;

@@ -6,9 +6,11 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "daemon/catalog.h"
 #include "daemon/deltas.h"
+#include "daemon/enrolment.h"
 #include "daemon/follower.h"
 #include "daemon/http.h"
 #include "daemon/metrics.h"
@@ -20,9 +22,10 @@
 
 namespace meridian {
 
-// One bearer token per role: publishing, control (rollouts), terminals, and
-// regions downstream (mirror). A token of one role never opens another
-// role's routes (403).
+// One bearer token per role: publishing, control (rollouts), reading models
+// (`terminal`: it reads, but speaks for no terminal: a terminal's own routes
+// take its credential or client certificate), and regions downstream
+// (mirror). A token of one role never opens another role's routes (403).
 struct ApiTokens {
   std::string publisher;
   std::string operator_token;
@@ -42,12 +45,13 @@ struct ApiLimits {
 
 class Api final : public HttpHandler {
  public:
-  // `root` decides which keys may sign manifests; `tokens` guard the
-  // publishing, control and terminal routes, and reads of private models;
-  // `catalog` decides residency (451) and public access. All references must
-  // outlive the Api.
-  Api(Store& store, Catalog& catalog, const Root& root, ApiTokens tokens, Metrics& metrics, Rollouts& rollouts,
-      DeltaService& deltas, ApiLimits limits = {});
+  // `root` decides which keys may sign manifests and terminal credentials;
+  // `tokens` guard the publishing and control routes, and reads of private
+  // models; `enrolment` decides which terminals may speak (their
+  // credentials); `catalog` decides residency (451) and public access. All
+  // references must outlive the Api.
+  Api(Store& store, Catalog& catalog, const Root& root, ApiTokens tokens, Enrolment& enrolment, Metrics& metrics,
+      Rollouts& rollouts, DeltaService& deltas, ApiLimits limits = {});
 
   // Matches the route, checks the caller's role on the headers and sets the
   // route's body limit. Handle takes only requests Admit admitted.
@@ -97,6 +101,18 @@ class Api final : public HttpHandler {
   HttpResponse ListModels(const HttpRequest& req);
   HttpResponse ListVersions(const HttpRequest& req, const std::string& model);
   HttpResponse GetVersion(const std::string& model, const std::string& version);
+  // POST /v1/terminals/{id}/credential: a terminal's signed request (its head only).
+  HttpResponse IssueCredential(const HttpRequest& req, const std::string& terminal_id);
+  HttpResponse AddTerminals(const HttpRequest& req);
+  HttpResponse ListTerminals(const HttpRequest& req);
+  HttpResponse ChangeTerminal(const std::string& terminal_id, EnrolmentState state);
+  // The terminal credential the request carries, verified (memoised: a
+  // terminal sends the same one for hours); nullopt when it carries none.
+  std::optional<Result<TerminalCredential>> CredentialOf(const HttpRequest& req) const;
+  // What a terminal declared, with what its credential says in place of it
+  // where the credential says anything: a terminal cannot claim a profile or
+  // region it was not enrolled with (a region's daemon decides the region).
+  void ApplyCredential(const HttpRequest& req, std::string* profile, std::string* region) const;
   HttpResponse TerminalTarget(const HttpRequest& req, const std::string& terminal_id);
   HttpResponse TerminalReport(const HttpRequest& req, const std::string& terminal_id);         // origin: counts it
   HttpResponse ForwardTerminalReport(const HttpRequest& req, const std::string& terminal_id);  // region: queues it upstream
@@ -146,16 +162,23 @@ class Api final : public HttpHandler {
   // certificate whose CN is that terminal's id), else the 401/403 to send
   // (counted in meridian_auth_failures_total).
   std::optional<HttpResponse> CheckBearer(const HttpRequest& req, CallerRole role) const;
+  // CheckBearer for a terminal's own routes: its credential, or its client
+  // certificate; either for that terminal only, and only while enrolled.
+  std::optional<HttpResponse> CheckTerminal(const HttpRequest& req) const;
 
   Store& store_;
   Catalog& catalog_;
   const Root& root_;
   ApiTokens tokens_;
+  Enrolment& enrolment_;
   Metrics& metrics_;
   Rollouts& rollouts_;
   DeltaService& deltas_;
   ApiLimits limits_;
   std::atomic<bool> ready_{true};
+  mutable std::mutex credentials_mu_;
+  // Credentials verified already, by their text (cleared when full).
+  mutable std::unordered_map<std::string, TerminalCredential> credentials_;  // guarded by credentials_mu_
   std::mutex store_fault_mu_;
   std::string store_fault_;  // guarded by store_fault_mu_
   RouteTable routes_;

@@ -48,6 +48,9 @@ SyncDocument Api::BuildSyncDocument() {
     doc.sync_version += c.state.state_version;
     doc.channels.push_back({c.state.model, c.state.channel, c.state.state_version, std::move(c.envelope_json)});
   }
+  doc.revoked = enrolment_.RecentRevocations();
+  doc.revocations = enrolment_.revocations_made();
+  doc.sync_version += doc.revocations;
   return doc;
 }
 
@@ -151,6 +154,13 @@ HttpResponse Api::ForwardedReports(const HttpRequest& req) {
     if (had.status().code() != Status::Code::kNotFound) return ErrorFor(had.status());
     ops.emplace_back(key, "");
     Result<AgentReport> a = ParseAgentReport(f.terminal, f.report);
+    // The region checked the terminal's credential or certificate; it may
+    // have been revoked since.
+    if (a.ok() && !enrolment_.AdmitCertified(f.terminal).ok()) {
+      metrics_.CountDroppedReport("revoked_terminal");
+      ++rejected;
+      continue;
+    }
     if (a.ok() && a->verdict) {
       std::string from = a->report.region;
       Result<bool> c = rollouts_.Report(a->rollout, a->model, a->channel, std::move(a->report), a->periodic);

@@ -73,6 +73,7 @@ HttpResponse Api::TerminalTarget(const HttpRequest& req, const std::string& term
     region = region_;
   }
   TerminalInfo info{terminal_id, profile.value_or(""), region.value_or(""), current.value_or("")};
+  ApplyCredential(req, &info.profile, &info.region);
   // Read before looking at the state, so that a change right after the look still wakes this request.
   uint64_t generation = rollouts_.notifier().generation();
   Result<TargetAnswer> a = rollouts_.Target(*model, channel_name, info);
@@ -108,6 +109,7 @@ HttpResponse Api::TerminalReport(const HttpRequest& req, const std::string& term
   if (!parsed.ok()) return ErrorFor(parsed.status());
   Result<AgentReport> a = ParseAgentReport(terminal_id, *parsed);
   if (!a.ok()) return ErrorFor(a.status());
+  ApplyCredential(req, &a->report.profile, &a->report.region);
   bool counted = false;
   if (a->verdict) {
     Result<bool> c = rollouts_.Report(a->rollout, a->model, a->channel, std::move(a->report), a->periodic);
@@ -123,12 +125,14 @@ HttpResponse Api::ForwardTerminalReport(const HttpRequest& req, const std::strin
   nlohmann::json& j = *parsed;
   Result<AgentReport> a = ParseAgentReport(terminal_id, j);
   if (!a.ok()) return ErrorFor(a.status());
+  ApplyCredential(req, &a->report.profile, &a->report.region);
   if (!a->report.region.empty() && a->report.region != region_) {
     return JsonError(400, "wrong_region",
                      fmt::format("this daemon serves region '{}'; the report says '{}'", region_, a->report.region));
   }
   if (!a->verdict) return JsonOk(202, {{"counted", false}});  // progress stays here
   j["region"] = region_;
+  j["profile"] = a->report.profile;
   Result<bool> queued = outbox_->Enqueue({"", terminal_id, std::move(j)});
   if (queued.status().code() == Status::Code::kResourceExhausted) {
     HttpResponse r = JsonError(503, "outbox_full", queued.status().message());

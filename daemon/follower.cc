@@ -38,7 +38,12 @@ std::string SyncDocumentToJson(const SyncDocument& doc) {
     channels.push_back(
         {{"model", c.model}, {"channel", c.channel}, {"state_version", c.state_version}, {"envelope", c.envelope}});
   }
-  return Json{{"sync_version", doc.sync_version}, {"versions", versions}, {"channels", channels}}.dump();
+  return Json{{"sync_version", doc.sync_version},
+              {"versions", versions},
+              {"channels", channels},
+              {"revoked", RevocationsToJson(doc.revoked)},
+              {"revocations", doc.revocations}}
+      .dump();
 }
 
 Result<SyncDocument> ParseSyncDocument(std::string_view json) {
@@ -48,9 +53,16 @@ Result<SyncDocument> ParseSyncDocument(std::string_view json) {
   JsonFields f(*parsed, "sync document", UnknownFields::kIgnore);
   SyncDocument doc;
   f.Uint("sync_version", &doc.sync_version, true);
+  f.Uint("revocations", &doc.revocations);
   const Json* versions = f.Objects("versions", kSyncDocumentBytesMax, true);  // bounded by the bytes
   const Json* channels = f.Objects("channels", kSyncDocumentBytesMax, true);
+  const Json* revoked = f.Objects("revoked", kSyncDocumentBytesMax);  // absent from an older upstream's
   MERIDIAN_RETURN_IF_ERROR(f.Finish());
+  if (revoked != nullptr) {
+    Result<std::vector<Revocation>> list = RevocationsFromJson(*revoked);
+    if (!list.ok()) return Status::InvalidArgument("sync document: " + list.status().message());
+    doc.revoked = std::move(*list);
+  }
   for (const Json& v : *versions) {
     SyncVersion sv;
     JsonFields vf(v, "sync document version", UnknownFields::kIgnore);
@@ -76,10 +88,11 @@ Result<SyncDocument> ParseSyncDocument(std::string_view json) {
   return doc;
 }
 
-Follower::Follower(Store& store, Catalog& catalog, const Root& root, Rollouts& rollouts, DeltaService& deltas,
+Follower::Follower(Store& store, Catalog& catalog, Enrolment& enrolment, const Root& root, Rollouts& rollouts, DeltaService& deltas,
                    const Clock& clock, UpstreamOptions upstream, FollowerOptions options)
     : store_(store),
       catalog_(catalog),
+      enrolment_(enrolment),
       root_(root),
       rollouts_(rollouts),
       deltas_(deltas),
@@ -193,6 +206,11 @@ Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* comple
     std::fprintf(stderr, "meridiand: %s\n", what.c_str());
     if (problem->empty()) *problem = std::move(what);
   };
+  // Revocations first: they take effect before anything slow in this round.
+  if (Status st = enrolment_.AdoptRevocations(doc.revoked, doc.revocations); !st.ok()) {
+    note("terminal revocations not adopted: " + st.ToString());
+    *complete = false;
+  }
   const std::string& region = options_.region;
   // 1. Versions: per model, the newest few it may hold, and any a channel names.
   std::set<std::pair<std::string, std::string>> named;

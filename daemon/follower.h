@@ -34,6 +34,7 @@
 #include "base/status.h"
 #include "daemon/catalog.h"
 #include "daemon/deltas.h"
+#include "daemon/enrolment.h"
 #include "daemon/rollouts.h"
 #include "daemon/upstream.h"
 #include "signing/signing.h"
@@ -60,9 +61,11 @@ struct SyncChannel {
 };
 
 struct SyncDocument {
-  uint64_t sync_version = 0;  // grows with every version stored and every channel state signed upstream
+  uint64_t sync_version = 0;  // grows with every version stored, channel state signed and terminal revoked upstream
   std::vector<SyncVersion> versions;
   std::vector<SyncChannel> channels;
+  std::vector<Revocation> revoked;  // terminals revoked within a credential's lifetime (Enrolment)
+  uint64_t revocations = 0;         // how many the origin ever made: a part of sync_version
   bool operator==(const SyncDocument&) const = default;
 };
 
@@ -99,8 +102,9 @@ inline constexpr size_t kRegionErrorBytesMax = 256;
 
 class Follower {
  public:
-  // `catalog` learns of every version the follower commits.
-  Follower(Store& store, Catalog& catalog, const Root& root, Rollouts& rollouts, DeltaService& deltas,
+  // `catalog` learns of every version the follower commits; `enrolment` of
+  // the terminals the upstream revoked.
+  Follower(Store& store, Catalog& catalog, Enrolment& enrolment, const Root& root, Rollouts& rollouts, DeltaService& deltas,
            const Clock& clock, UpstreamOptions upstream, FollowerOptions options);
   ~Follower();  // stops within about a second
   Follower(const Follower&) = delete;
@@ -129,6 +133,7 @@ class Follower {
 
   Store& store_;
   Catalog& catalog_;
+  Enrolment& enrolment_;
   const Root& root_;
   Rollouts& rollouts_;
   DeltaService& deltas_;

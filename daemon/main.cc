@@ -104,6 +104,7 @@ struct ServeOptions {
   int64_t body_timeout_ms = HttpServerOptions{}.body_timeout.count();
   int64_t state_expiry_ms = RolloutsOptions{}.state_expiry_ms;    // lifetime of a signed channel state
   int64_t state_refresh_ms = RolloutsOptions{}.state_refresh_ms;  // re-signed when less than this is left
+  int64_t credential_lifetime_ms = EnrolmentOptions{}.credential_lifetime_ms;  // of a terminal credential
   std::map<std::string, std::string> time_zones;                  // region ("*": any other) -> IANA zone
   std::string role = "origin";
   std::string region;                  // role region: the region served
@@ -120,8 +121,9 @@ struct ServeOptions {
 };
 
 // The keys of --config, in the order --help lists them.
-constexpr std::array<std::string_view, 25> kConfigKeys = {
-    "data", "listen", "threads", "head_timeout_ms", "body_timeout_ms", "state_expiry_ms", "state_refresh_ms", "role",
+constexpr std::array<std::string_view, 26> kConfigKeys = {
+    "data", "listen", "threads", "head_timeout_ms", "body_timeout_ms", "state_expiry_ms", "state_refresh_ms",
+    "credential_lifetime_ms", "role",
     "region", "jurisdiction", "upstream", "upstream_token_file", "upstream_ca_file", "upstream_client_certificate",
     "upstream_client_key", "upstream_allow_insecure_http", "tls_certificate", "tls_key", "tls_client_ca",
     "tls_client_certificates", "delta_previous_versions", "delta_threads", "delta_literal_level",
@@ -233,6 +235,10 @@ Status ApplyConfig(ServeOptions& o, const CLI::App& app) {
   if (o.state_expiry_ms < 1000 || o.state_refresh_ms < 1 || o.state_refresh_ms >= o.state_expiry_ms) {
     return Status::InvalidArgument(o.config + ": state_expiry_ms must be at least 1000 and above state_refresh_ms (at least 1)");
   }
+  o.credential_lifetime_ms = t["credential_lifetime_ms"].value_or(o.credential_lifetime_ms);
+  if (o.credential_lifetime_ms < 10'000 || o.credential_lifetime_ms > 30ll * 24 * 3600 * 1000) {
+    return Status::InvalidArgument(o.config + ": credential_lifetime_ms must be 10000 (10 s) to 30 days");
+  }
   DeltaServiceOptions& d = o.deltas;
   d.previous_versions = t["delta_previous_versions"].value_or(d.previous_versions);
   d.encoder.threads = t["delta_threads"].value_or(d.encoder.threads);
@@ -290,9 +296,9 @@ int Serve(ServeOptions o) {
   // publisher.token is made at its first start).
   Result<std::string> publisher = region ? ReadOrCreateTokenFile(d.publisher_token()) : ReadTokenFile(d.publisher_token());
   if (!publisher.ok()) return Fail(publisher.status().ToString());
-  std::optional<SecretKey> online_key, delta_key;
+  std::optional<SecretKey> online_key, delta_key, credential_key;
   if (!region) {
-    for (std::optional<SecretKey>* k : {&online_key, &delta_key}) {
+    for (std::optional<SecretKey>* k : {&online_key, &delta_key, &credential_key}) {
       Result<SecretKey> key = ReadSecretKeyFile(d.online_key());
       if (!key.ok()) return Fail(d.online_key() + ": " + key.status().message());
       *k = std::move(*key);
@@ -328,16 +334,22 @@ int Serve(ServeOptions o) {
   if (!rollouts.ok()) return Fail("cannot load rollouts: " + rollouts.status().ToString());
   DeltaService deltas(**store, std::move(delta_key), o.deltas);
 
+  Result<std::unique_ptr<Enrolment>> enrolment =
+      region ? Enrolment::OpenRegion(**store, SystemClock::Get())
+             : Enrolment::OpenOrigin(**store, SystemClock::Get(), std::move(*credential_key),
+                                     EnrolmentOptions{.credential_lifetime_ms = o.credential_lifetime_ms});
+  if (!enrolment.ok()) return Fail("cannot load the enrolled terminals: " + enrolment.status().ToString());
+
   Catalog catalog(o.jurisdiction);
   if (Status st = catalog.Load(**store); !st.ok()) return Fail("cannot read the stored manifests: " + st.ToString());
   Metrics metrics;
-  Api api(**store, catalog, *root, ApiTokens{*publisher, *operator_token, *terminal_token, *mirror_token}, metrics,
-          **rollouts, deltas);
+  Api api(**store, catalog, *root, ApiTokens{*publisher, *operator_token, *terminal_token, *mirror_token}, **enrolment,
+          metrics, **rollouts, deltas);
   UpstreamOptions upstream{.urls = o.upstream, .mirror_token = upstream_token, .tls = upstream_tls};
   std::unique_ptr<Follower> follower;
   std::unique_ptr<ReportOutbox> outbox;
   if (region) {
-    follower = std::make_unique<Follower>(**store, catalog, *root, **rollouts, deltas, SystemClock::Get(), upstream,
+    follower = std::make_unique<Follower>(**store, catalog, **enrolment, *root, **rollouts, deltas, SystemClock::Get(), upstream,
                                           FollowerOptions{.region = o.region, .previous_versions = o.deltas.previous_versions});
     Result<std::unique_ptr<ReportOutbox>> opened = ReportOutbox::Open(**store, o.region, upstream);
     if (!opened.ok()) return Fail("cannot open the report outbox: " + opened.status().ToString());

@@ -75,15 +75,25 @@ void Metrics::CountAuthFailure(std::string_view reason, std::string_view role) {
   ++auth_failures_[{std::string(reason), std::string(role)}];
 }
 
+void Metrics::CountDroppedReport(std::string_view reason) {
+  std::lock_guard lock(mu_);
+  auto it = dropped_reports_.find(reason);
+  if (it == dropped_reports_.end()) it = dropped_reports_.emplace(std::string(reason), 0).first;
+  ++it->second;
+}
+
 std::string Metrics::Render(const std::vector<MetricFamily>& more) const {
   using Type = MetricFamily::Type;
   MetricFamily requests("meridian_http_requests_total", Type::kCounter, "HTTP requests by route and status.");
   MetricFamily served("meridian_served_bytes_total", Type::kCounter,
                       "Body bytes of content sent, by kind: delta, whole artifact, or chunk.");
   MetricFamily auth("meridian_auth_failures_total", Type::kCounter,
-                    "Requests refused for their credential, by reason (missing_bearer: 401, wrong_token: 403, "
-                    "wrong_certificate: 403, a terminal's client certificate for another terminal) "
-                    "and the role the route needs.");
+                    "Requests refused for their credential, by reason (missing_bearer, bad_credential: 401; "
+                    "wrong_token, wrong_certificate, wrong_terminal: a terminal's certificate or credential for "
+                    "another terminal, not_enrolled: revoked or unknown terminal: 403) and the role the route needs.");
+  MetricFamily dropped("meridian_reports_dropped_total", Type::kCounter,
+                       "Reports forwarded by regions and not counted, by reason (revoked_terminal: revoked "
+                       "since the region took it).");
   {
     std::lock_guard lock(mu_);
     for (const auto& [key, count] : requests_) {
@@ -93,6 +103,7 @@ std::string Metrics::Render(const std::vector<MetricFamily>& more) const {
     for (const auto& [key, count] : auth_failures_) {
       auth.Add(static_cast<double>(count), {{"reason", key.first}, {"role", key.second}});
     }
+    for (const auto& [reason, count] : dropped_reports_) dropped.Add(static_cast<double>(count), {{"reason", reason}});
   }
   std::string out;
   requests.AppendTo(out);
@@ -101,6 +112,7 @@ std::string Metrics::Render(const std::vector<MetricFamily>& more) const {
       .AppendTo(out);
   served.AppendTo(out);
   auth.AppendTo(out);
+  dropped.AppendTo(out);
   MetricFamily("meridian_chunks_uploaded_total", Type::kCounter, "Chunks stored by uploads since start.")
       .Add(static_cast<double>(chunks_stored_.load()))
       .AppendTo(out);

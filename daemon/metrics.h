@@ -47,10 +47,15 @@ class Metrics {
   void CountRequest(const std::string& route, int status, uint64_t body_bytes);
   // Body bytes sent of content of `kind` ("delta", "artifact" or "chunk").
   void CountServed(std::string_view kind, uint64_t body_bytes);
-  // A request refused for its credential: `reason` "missing_bearer" (401),
-  // "wrong_token" or "wrong_certificate" (403), for a route of `role`.
+  // A request refused for its credential, for a route of `role`: `reason`
+  // "missing_bearer" or "bad_credential" (401: absent, malformed or expired),
+  // "wrong_token", "wrong_certificate", "wrong_terminal" (a credential for
+  // another terminal) or "not_enrolled" (revoked or unknown) (403).
   void CountAuthFailure(std::string_view reason, std::string_view role);
   void CountChunkStored() { ++chunks_stored_; }
+  // A report a region forwarded that was not counted: its terminal was
+  // revoked since the region took it (`reason` "revoked_terminal").
+  void CountDroppedReport(std::string_view reason);
 
   // The counters' families, then `more` (the caller's gauges and counters).
   std::string Render(const std::vector<MetricFamily>& more) const;
@@ -61,6 +66,7 @@ class Metrics {
   // guarded by mu_: by kind, each shown from the start so that its rate starts at 0
   std::map<std::string, uint64_t, std::less<>> served_bytes_ = {{"artifact", 0}, {"chunk", 0}, {"delta", 0}};
   std::map<std::pair<std::string, std::string>, uint64_t> auth_failures_;  // guarded by mu_: (reason, role)
+  std::map<std::string, uint64_t, std::less<>> dropped_reports_ = {{"revoked_terminal", 0}};  // guarded by mu_
   std::atomic<uint64_t> bytes_served_{0};
   std::atomic<uint64_t> chunks_stored_{0};
 };

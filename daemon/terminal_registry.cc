@@ -40,7 +40,10 @@ Status TerminalRegistry::Load() {
     GroupKey key{j.value("region", ""), j.value("profile", ""), j.value("current_version", ""),
                  j.value("previous_version", ""), j.value("failed_version", "")};
     bool changed = false;
-    Record* r = RecordLocked(channels_[{parts[1], parts[2]}], parts[3], CohortPosition(parts[3]), key, &changed);
+    Channel* channel = ChannelLocked(parts[1], parts[2]);
+    if (channel == nullptr) continue;  // kept by an older daemon that held more channels
+    Record* r = RecordLocked(*channel, parts[3], CohortPosition(parts[3]), key, &changed);
+    if (r == nullptr) continue;
     r->last_seen_ms = j.value("last_seen_ms", int64_t{0});
     r->last_report_ms = j.value("last_report_ms", int64_t{0});
     r->failures = j.value("failures", uint32_t{0});
@@ -48,6 +51,18 @@ Status TerminalRegistry::Load() {
     r->last_report = outcome == "success" ? 0 : outcome == "failure" ? 1 : -1;
   }
   return Status::Ok();
+}
+
+TerminalRegistry::Channel* TerminalRegistry::ChannelLocked(std::string_view model, std::string_view channel) {
+  ChannelKey key{std::string(model), std::string(channel)};
+  auto it = channels_.find(key);
+  if (it != channels_.end()) return &it->second;
+  // The model's channels are adjacent in the map: count them from its first.
+  size_t held = 0;
+  for (auto m = channels_.lower_bound({key.first, ""}); m != channels_.end() && m->first.first == model; ++m) {
+    if (++held >= o_.channels_per_model_max) return nullptr;
+  }
+  return &channels_[key];
 }
 
 TerminalRegistry::Record* TerminalRegistry::RecordLocked(Channel& channel, std::string_view id, uint16_t position,
@@ -79,7 +94,9 @@ void TerminalRegistry::RecordPoll(std::string_view model, std::string_view chann
   uint16_t position = CohortPosition(terminal.id);  // hashed before the mutex is taken
   int64_t now = clock_.NowUnixMillis();
   std::lock_guard lock(mu_);
-  Channel& c = channels_[{std::string(model), std::string(channel)}];
+  Channel* channel_records = ChannelLocked(model, channel);
+  if (channel_records == nullptr) return;
+  Channel& c = *channel_records;
   std::string previous, failed;
   if (auto it = c.terminals.find(terminal.id); it != c.terminals.end()) {
     const TerminalGroup& g = *it->second.group;
@@ -101,7 +118,9 @@ void TerminalRegistry::RecordReport(std::string_view model, std::string_view cha
   uint16_t position = CohortPosition(report.terminal_id);
   int64_t now = clock_.NowUnixMillis();
   std::lock_guard lock(mu_);
-  Channel& c = channels_[{std::string(model), std::string(channel)}];
+  Channel* channel_records = ChannelLocked(model, channel);
+  if (channel_records == nullptr) return;
+  Channel& c = *channel_records;
   std::string running, previous;
   if (auto it = c.terminals.find(report.terminal_id); it != c.terminals.end()) {
     running = it->second.group->current_version;

@@ -42,6 +42,9 @@ namespace meridian {
 
 struct TerminalRegistryOptions {
   size_t terminals_max = 1'000'000;  // (model, channel, terminal) records held
+  // Channels of one model kept: a terminal may name any channel, and a new
+  // channel is a new record for each terminal that names it.
+  size_t channels_per_model_max = 64;
   int64_t touch_ms = 60'000;         // last_seen of an unchanged terminal is written at most this often
   size_t flush_ops_max = 10'000;     // records per Flush (one write batch)
 };
@@ -168,6 +171,9 @@ class TerminalRegistry {
 
   TerminalRegistry(Store& store, const Clock& clock, TerminalRegistryOptions options);
   Status Load();
+  // The records of a model channel, created when new; nullptr when the model
+  // has channels_per_model_max channels already.
+  Channel* ChannelLocked(std::string_view model, std::string_view channel);
   // The terminal's record with `key` as its group, created when new; nullptr
   // when it is new and the registry full. `changed`: whether the group moved.
   Record* RecordLocked(Channel& channel, std::string_view id, uint16_t position, const GroupKey& key, bool* changed);

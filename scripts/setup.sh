@@ -15,6 +15,7 @@ packages=(
   nginx                         # tests/nginx_test: the caching proxy (deploy/nginx)
   prometheus                    # promtool: tests check /metrics and deploy/prometheus/ rules
   chromium chromium-driver python3-selenium  # tests/ui_test: the web console in a real browser
+  python3-cryptography          # tests/ui_test: a terminal's signed credential request
   debhelper dpkg-dev fakeroot lintian        # scripts/package.sh: the Debian packages
   clang-14 libclang-rt-14-dev   # the delta decoder's libFuzzer target
   libhowardhinnant-date-dev cmake  # rollout/window: IANA zones (libdate-tz); meson finds it by its CMake package

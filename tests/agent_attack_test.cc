@@ -63,7 +63,8 @@ TEST_CASE("attacks are rejected with nothing installed; garbage fails over; root
   WriteFile(t / "v2", v2);
   WriteFile(t / "v3", v3);
 
-  HttpClient daemon(d.url(), HttpClientOptions{.bearer_token = d.terminal_token()});
+  // Forwards as terminal pos-a, the agent behind it.
+  HttpClient daemon(d.url(), HttpClientOptions{.bearer_token = d.TerminalCredential("pos-a")});
   const std::string target_path = "/v1/terminals/pos-a/target?model=fraud&channel=stable";
   std::mutex mu;
   std::string mode = "pass";
@@ -96,7 +97,7 @@ TEST_CASE("attacks are rejected with nothing installed; garbage fails over; root
   std::string state = t / "state";
   auto configure = [&](std::vector<std::string> servers) {
     return WriteAgentConfig(t / "agent.toml", {.id = "pos-a", .servers = std::move(servers), .root = d.root_json(),
-                                               .state = state, .token = d.terminal_token(), .model = "fraud"});
+                                               .state = state, .enrol_at = &d, .model = "fraud"});
   };
   auto once = [&]() { return Run({MeridianAgentPath(), "--config", t / "agent.toml", "--once"}); };
   auto current = [&]() {

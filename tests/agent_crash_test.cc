@@ -48,7 +48,7 @@ TEST_CASE("kill -9 at random moments never leaves an incomplete current slot, an
   std::string state = t / "state";
   std::string config = WriteAgentConfig(
       t / "agent.toml", {.id = "pos-crash", .servers = {d.url()}, .root = d.root_json(), .state = state,
-                         .token = d.terminal_token(), .model = "fraud", .health_check = "test -s {path}",
+                         .enrol_at = &d, .model = "fraud", .health_check = "test -s {path}",
                          .extra = "bandwidth_limit_bytes_per_s = 4000000\npoll_wait_s = 5\nbackoff_initial_ms = 50\n"
                                   "backoff_max_ms = 200"});
   std::string target = publish(1);

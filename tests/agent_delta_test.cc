@@ -49,7 +49,8 @@ TEST_CASE("agent applies a signed delta, refuses bad ones in favour of the artif
   REQUIRE(online.ok());
   const std::string delta_path = DeltaPath(Digest::Of(v1), Digest::Of(v2));
 
-  HttpClient daemon(d.url(), HttpClientOptions{.bearer_token = d.terminal_token()});
+  // Forwards as terminal pos-d, the agent behind it.
+  HttpClient daemon(d.url(), HttpClientOptions{.bearer_token = d.TerminalCredential("pos-d")});
   std::mutex mu;
   std::string info;        // the descriptor served
   Bytes served_delta;      // the delta bytes served
@@ -82,7 +83,7 @@ TEST_CASE("agent applies a signed delta, refuses bad ones in favour of the artif
   std::string state = t / "state";
   std::string config = WriteAgentConfig(t / "agent.toml", {.id = "pos-d", .servers = {proxy.url()},
                                                            .root = d.root_json(), .state = state,
-                                                           .token = d.terminal_token(), .model = "fraud"});
+                                                           .enrol_at = &d, .model = "fraud"});
   auto once = [&]() { return Run({MeridianAgentPath(), "--config", config, "--once"}); };
   auto downloaded = [&]() {
     return Json::parse(AsString(ReadFile(state + "/agent.json")))["downloaded_bytes"].get<uint64_t>();

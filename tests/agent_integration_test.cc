@@ -56,7 +56,7 @@ TEST_CASE("agent installs, refuses a failing version, switches back on rollback,
   // The health check fails on v2's bytes and prints metrics.
   std::string check = "cmp -s {path} " + (t / "v2") + " && { echo error_rate=0.9; exit 4; }; echo latency_ms=7.5";
   std::string config = WriteAgentConfig(t / "agent.toml", {.id = "pos-1", .servers = {d.url()}, .root = d.root_json(),
-                                                           .state = state, .token = d.terminal_token(),
+                                                           .state = state, .enrol_at = &d,
                                                            .model = "fraud", .health_check = check});
   CommandResult once = Run({MeridianAgentPath(), "--config", config, "--once"});
   INFO(once.err);
@@ -116,7 +116,7 @@ TEST_CASE("agent installs, refuses a failing version, switches back on rollback,
     d.StartRollout(RolloutSpecJson("r3", "3.0.0", kPauseOnBreach));
     std::string dead = "http://127.0.0.1:1";  // nothing listens on port 1
     WriteAgentConfig(config, {.id = "pos-1", .servers = {dead, d.url()}, .root = d.root_json(), .state = state,
-                              .token = d.terminal_token(), .model = "fraud", .extra = "connect_timeout_ms = 2000"});
+                              .enrol_at = &d, .model = "fraud", .extra = "connect_timeout_ms = 2000"});
     once = Run({MeridianAgentPath(), "--config", config, "--once"});
     INFO(once.err);
     REQUIRE(once.exit_code == 0);
@@ -125,7 +125,7 @@ TEST_CASE("agent installs, refuses a failing version, switches back on rollback,
     // No server at all: the cycle fails, a report made meanwhile stays queued.
     d.RolloutAction("r3", "rollback", "test");
     WriteAgentConfig(config, {.id = "pos-1", .servers = {dead}, .root = d.root_json(), .state = state,
-                              .token = d.terminal_token(), .model = "fraud", .extra = "connect_timeout_ms = 2000"});
+                              .enrol_at = &d, .model = "fraud", .extra = "connect_timeout_ms = 2000"});
     REQUIRE(WriteFileAtomic(state + "/outbox/000000000000001-0000000000000001.json",
                             Json{{"model", "fraud"}, {"version", "3.0.0"}, {"channel", "stable"}, {"rollout", "r3"},
                                  {"event", "installed"}, {"reason", ""}, {"profile", "pos-arm64"}, {"region", "sg"}}
@@ -135,7 +135,7 @@ TEST_CASE("agent installs, refuses a failing version, switches back on rollback,
     CHECK(AgentStatus(config)["reports_waiting"] == 1);
     CHECK(InstalledVersion(state, "fraud") == "3.0.0");
     WriteAgentConfig(config, {.id = "pos-1", .servers = {d.url()}, .root = d.root_json(), .state = state,
-                              .token = d.terminal_token(), .model = "fraud"});
+                              .enrol_at = &d, .model = "fraud"});
     REQUIRE(Run({MeridianAgentPath(), "--config", config, "--once"}).exit_code == 0);
     CHECK(AgentStatus(config)["reports_waiting"] == 0);
     CHECK(InstalledVersion(state, "fraud") == "1.0.0");
@@ -172,7 +172,7 @@ TEST_CASE("a rollout refuses a canary its own filters exclude: 400 canary_exclud
   // A kiosk in sg becomes a known terminal by asking for its target.
   std::string config = WriteAgentConfig(t / "agent.toml", {.id = "kiosk-7", .servers = {d.url()},
                                                            .root = d.root_json(), .state = t / "state",
-                                                           .token = d.terminal_token(), .model = "fraud",
+                                                           .enrol_at = &d, .model = "fraud",
                                                            .profile = "kiosk-x86"});
   REQUIRE(Run({MeridianAgentPath(), "--config", config, "--once"}).exit_code == 0);
   REQUIRE(d.RolloutAction("r1", "promote", "everyone on 1.0.0") == 200);
@@ -215,7 +215,7 @@ TEST_CASE("after a failed install and local rollback the agent keeps a fallback 
   std::string state = t / "state";
   std::string check = "cmp -s {path} " + (t / "v3") + " && exit 4; exit 0";  // 3.0.0 fails here
   std::string config = WriteAgentConfig(t / "agent.toml", {.id = "pos-1", .servers = {d.url()}, .root = d.root_json(),
-                                                           .state = state, .token = d.terminal_token(),
+                                                           .state = state, .enrol_at = &d,
                                                            .model = "fraud", .health_check = check});
   auto once = [&] { return Run({MeridianAgentPath(), "--config", config, "--once"}); };
   for (const std::string version : {"1.0.0", "2.0.0"}) {
@@ -270,7 +270,7 @@ TEST_CASE("an agent following two models long-polls both: a change to either ins
   std::string state = t / "state";
   std::string config = WriteAgentConfig(
       t / "agent.toml", {.id = "pos-1", .servers = {d.url()}, .root = d.root_json(), .state = state,
-                         .token = d.terminal_token(), .model = "fraud",
+                         .enrol_at = &d, .model = "fraud",
                          .extra = fmt::format("poll_wait_s = {}\nbackoff_initial_ms = 200\nbackoff_max_ms = 1000", kPollWaitS),
                          .more_models = {"vision"}});
   Child agent({MeridianAgentPath(), "--config", config}, t / "agent.log");
@@ -308,7 +308,7 @@ TEST_CASE("an agent in its loop reports the health of what runs every health_int
   std::string unhealthy = t / "unhealthy";
   std::string config = WriteAgentConfig(
       t / "agent.toml", {.id = "pos-1", .servers = {d.url()}, .root = d.root_json(), .state = state,
-                         .token = d.terminal_token(), .model = "fraud",
+                         .enrol_at = &d, .model = "fraud",
                          .health_check = "echo latency_ms=5; ! test -e " + unhealthy,
                          .extra = "poll_wait_s = 60\nhealth_interval_ms = 2000"});
   Child agent({MeridianAgentPath(), "--config", config}, t / "agent.log");

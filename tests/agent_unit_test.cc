@@ -48,7 +48,8 @@ region = "sg"
 servers = ["http://127.0.0.1:7400", "http://127.0.0.1:7401"]
 root = "/etc/meridian/root.json"
 state = "/var/lib/meridian-agent"
-token = "secret"
+key_file = "/var/lib/meridian-agent/terminal.key"
+credential_servers = ["https://origin.example"]
 bandwidth_limit_bytes_per_s = 1000000
 [[model]]
 name = "fraud-detector"
@@ -99,7 +100,8 @@ TEST_CASE("config: the issue's keys parse") {
   CHECK(c->profile == "pos-arm64");
   CHECK(c->region == "sg");
   CHECK(c->servers.size() == 2);
-  CHECK(c->token == "secret");
+  CHECK(c->key_file == "/var/lib/meridian-agent/terminal.key");
+  CHECK(c->credential_servers == std::vector<std::string>{"https://origin.example"});
   CHECK(c->bandwidth_limit_bytes_per_s == 1000000);
   REQUIRE(c->models.size() == 1);
   CHECK(c->models[0].name == "fraud-detector");
@@ -125,6 +127,8 @@ TEST_CASE("config: errors name the problem") {
              Catch::Contains("'bandwidth_limit_bytes_per_s' must be an integer"));
   CHECK_THAT(error_of(Replace(kGood, "name = \"fraud-detector\"", "name = \"Bad Name\"")), Catch::Contains("'name'"));
   CHECK_THAT(error_of("id = "), Catch::Contains("config line"));
+  // The fleet-wide token of old: refused with what replaced it.
+  CHECK_THAT(error_of("token = \"shared\"\n" + std::string(kGood)), Catch::Contains("each agent has its own key"));
   // Top-level keys go before the first [[model]] table (after it they are the model's, and unknown).
   CHECK_THAT(error_of("poll_wait_s = -1\n" + std::string(kGood)), Catch::Contains("'poll_wait_s' must be in [0, 3600]"));
   CHECK_THAT(error_of("health_interval_ms = 999\n" + std::string(kGood)),

@@ -101,7 +101,7 @@ TEST_CASE("fleet: 100 agents follow staged rollouts, an auto-rollback and a delt
     fleet.states.push_back(dir + "/state");
     std::string config = WriteAgentConfig(
         dir + "/agent.toml", {.id = fmt::format("pos-{:04d}", i), .servers = {d.url()}, .root = d.root_json(),
-                              .state = dir + "/state", .token = d.terminal_token(), .model = "fraud",
+                              .state = dir + "/state", .enrol_at = &d, .model = "fraud",
                               .health_check = check, .extra = "poll_wait_s = 30\nbackoff_initial_ms = 200\nbackoff_max_ms = 2000"});
     fleet.agents.push_back(std::make_unique<Child>(std::vector<std::string>{MeridianAgentPath(), "--config", config},
                                                    dir + "/agent.log"));

@@ -17,11 +17,15 @@
 
 #include <fmt/format.h>
 
+#include "base/clock.h"
 #include "base/digest.h"
+#include "base/encoding.h"
 #include "base/file.h"
 #include "client/api.h"
 #include "client/http_client.h"
+#include "signing/signing.h"
 #include "tests/loopback.h"
+#include "trust/terminal_credential.h"
 
 namespace meridian::testing {
 
@@ -148,8 +152,15 @@ std::string WriteAgentConfig(const std::string& path, const AgentConfigSpec& spe
   std::string servers;
   for (const std::string& s : spec.servers) servers += (servers.empty() ? "\"" : ", \"") + s + "\"";
   std::string text = "id = \"" + spec.id + "\"\nprofile = \"" + spec.profile + "\"\nregion = \"" + spec.region + "\"\nservers = [" + servers +
-                     "]\nroot = \"" + spec.root + "\"\nstate = \"" + spec.state + "\"\ntoken = \"" + spec.token +
-                     "\"\n" + spec.extra + "\n[[model]]\nname = \"" + spec.model + "\"\nchannel = \"stable\"\n";
+                     "]\nroot = \"" + spec.root + "\"\nstate = \"" + spec.state + "\"\n";
+  if (spec.enrol_at != nullptr) {
+    // As a factory would: the key made on the terminal, its public half enrolled.
+    std::filesystem::create_directories(spec.state);
+    Status written = WriteSecretKeyFile(spec.state + "/terminal.key", spec.enrol_at->TerminalKey(spec.id));
+    if (!written.ok()) throw std::runtime_error("terminal key: " + written.ToString());
+    text += "credential_servers = [\"" + spec.enrol_at->url() + "\"]\n";
+  }
+  text += spec.extra + "\n[[model]]\nname = \"" + spec.model + "\"\nchannel = \"stable\"\n";
   if (!spec.health_check.empty()) text += "health_check = '" + spec.health_check + "'\n";
   for (const std::string& m : spec.more_models) text += "\n[[model]]\nname = \"" + m + "\"\n";
   WriteFile(path, AsBytes(text));
@@ -254,6 +265,66 @@ std::string DaemonFixture::operator_token() const { return ReadToken(data() + "/
 
 std::string DaemonFixture::terminal_token() const { return ReadToken(data() + "/terminal.token"); }
 std::string DaemonFixture::mirror_token() const { return ReadToken(mirror_token_file()); }
+
+const SecretKey& DaemonFixture::TerminalKey(const std::string& id) {
+  auto it = keys_.find(id);
+  if (it != keys_.end()) return it->second;
+  EnrolKeys({id});
+  return keys_.at(id);
+}
+
+void DaemonFixture::EnrolKeys(const std::vector<std::string>& ids) {
+  nlohmann::json enrol = nlohmann::json::array();
+  for (const std::string& id : ids) {
+    if (keys_.count(id) != 0) continue;
+    const SecretKey& key = keys_.emplace(id, SecretKey::Generate()).first->second;
+    enrol.push_back({{"id", id}, {"public_key", Base64Encode(key.public_key().bytes)}});
+  }
+  if (enrol.empty()) return;
+  HttpClient op(url(), ClientOptions(operator_token()));
+  Result<HttpReply> r = op.Post(TerminalsPath(), nlohmann::json{{"terminals", enrol}}.dump());
+  if (!r.ok() || r->status != 200) throw std::runtime_error("enrolling failed: " + (r.ok() ? r->body : r.status().ToString()));
+}
+
+std::string DaemonFixture::TerminalCredential(const std::string& id) { return TerminalCredentials({id})[0]; }
+
+std::vector<std::string> DaemonFixture::TerminalCredentials(const std::vector<std::string>& ids) {
+  EnrolKeys(ids);
+  HttpClient c(url(), ClientOptions());
+  std::vector<std::string> out;
+  for (const std::string& id : ids) {
+    std::string& credential = credentials_[id];
+    if (credential.empty()) {
+      Result<HttpReply> r = c.Post(TerminalCredentialPath(id), "", "application/json",
+                                   {"Authorization: " + SignCredentialRequest(keys_.at(id), id, SystemClock::Get().NowUnixMillis())});
+      if (!r.ok() || r->status != 200) {
+        throw std::runtime_error("credential of " + id + " refused: " + (r.ok() ? r->body : r.status().ToString()));
+      }
+      credential = nlohmann::json::parse(r->body).at("credential").get<std::string>();
+    }
+    out.push_back(credential);
+  }
+  return out;
+}
+
+TerminalsClient::TerminalsClient(DaemonFixture& issuer, std::string url, long timeout_ms)
+    : issuer_(issuer), url_(url.empty() ? issuer.url() : std::move(url)), timeout_ms_(timeout_ms) {}
+
+HttpClient& TerminalsClient::For(const std::string& path) {
+  const std::string prefix = "/v1/terminals/";
+  if (!path.starts_with(prefix)) throw std::runtime_error("not a terminal's path: " + path);
+  std::string id = path.substr(prefix.size(), path.find('/', prefix.size()) - prefix.size());
+  std::unique_ptr<HttpClient>& c = clients_[id];
+  if (!c) {
+    HttpClientOptions o = issuer_.ClientOptions(issuer_.TerminalCredential(id));
+    o.timeout_ms = timeout_ms_;
+    c = std::make_unique<HttpClient>(url_, o);
+  }
+  return *c;
+}
+
+Result<HttpReply> TerminalsClient::Get(const std::string& path) { return For(path).Get(path); }
+Result<HttpReply> TerminalsClient::Post(const std::string& path, std::string_view body) { return For(path).Post(path, body); }
 
 HttpClientOptions DaemonFixture::ClientOptions(std::string token) const {
   return HttpClientOptions{.timeout_ms = 60'000, .bearer_token = std::move(token), .tls = tls_.value_or(TlsClientOptions{})};

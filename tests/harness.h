@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,6 +20,7 @@
 
 #include "base/bytes.h"
 #include "client/http_client.h"
+#include "signing/signing.h"
 
 namespace meridian::testing {
 
@@ -78,13 +80,18 @@ std::string MeridiandPath();
 std::string MeridianPath();
 std::string MeridianAgentPath();  // MERIDIAN_AGENT
 
+class DaemonFixture;
+
 // Writes a meridian-agent configuration file (TOML) and returns its path.
 struct AgentConfigSpec {
   std::string id = {};
   std::vector<std::string> servers = {};
   std::string root = {};
   std::string state = {};
-  std::string token = {};
+  // The origin that enrols the agent: its key is made as STATE/terminal.key
+  // and enrolled (accepted) there, which also issues its credentials. Null:
+  // the agent makes its key and asks to join by itself.
+  DaemonFixture* enrol_at = nullptr;
   std::string model = {};
   std::string health_check = {};  // empty: none
   std::string extra = {};         // more TOML lines (top-level keys)
@@ -151,7 +158,15 @@ class DaemonFixture {
   long RolloutAction(const std::string& id, const std::string& action, const std::string& reason);
   // GET /v1/rollouts/{id}[/events] with the operator token; returns the body.
   std::string GetRollout(const std::string& id, bool events = false);
+  // The shared token that reads models (and speaks for no terminal).
   std::string terminal_token() const;
+  // Terminal `id`'s key, made and enrolled here (accepted) at its first use:
+  // what a factory writes on the terminal (WriteAgentConfig's enrol_at).
+  const SecretKey& TerminalKey(const std::string& id);
+  // A credential of terminal `id` (its TerminalKey), asked for at first use.
+  std::string TerminalCredential(const std::string& id);
+  // The credentials of `ids`, in order: keys new to the fixture enrolled in one request.
+  std::vector<std::string> TerminalCredentials(const std::vector<std::string>& ids);
   // `meridian --server URL [--ca-file, --client-cert, --client-key with UseTls] <args…>`
   CommandResult Cli(std::vector<std::string> args);
   // meridian publish with the fixture's key and token; --output json.
@@ -168,6 +183,27 @@ class DaemonFixture {
   uint16_t port_ = 0;
   uint64_t open_files_max_ = 0;  // 0: inherited
   std::optional<TlsClientOptions> tls_;  // set: HTTPS
+  // Enrols a fresh key for each of `ids` without one, in one request.
+  void EnrolKeys(const std::vector<std::string>& ids);
+  std::map<std::string, SecretKey> keys_;          // terminal id -> its key (TerminalKey)
+  std::map<std::string, std::string> credentials_;  // terminal id -> its credential (TerminalCredential)
+};
+
+// Speaks as whichever terminal a path names (/v1/terminals/{id}/…), each with
+// its own credential from `issuer` (the origin; enrolled at first use), to
+// `url` (the issuer's by default: a region or a proxy in front of either).
+class TerminalsClient {
+ public:
+  explicit TerminalsClient(DaemonFixture& issuer, std::string url = "", long timeout_ms = 60'000);
+  Result<HttpReply> Get(const std::string& path);
+  Result<HttpReply> Post(const std::string& path, std::string_view body);
+
+ private:
+  HttpClient& For(const std::string& path);
+  DaemonFixture& issuer_;
+  std::string url_;
+  long timeout_ms_;
+  std::map<std::string, std::unique_ptr<HttpClient>> clients_;  // by terminal id
 };
 
 // A scriptable HTTP/1.1 server on 127.0.0.1 (port 0) for tests that need a

@@ -166,7 +166,7 @@ TEST_CASE("metrics of an origin and a region are right, and promtool finds nothi
 
   // The channel on 1.0.0 for four terminals, then r1 to 1.1.0 in one stage.
   HttpClient op(origin.url(), HttpClientOptions{.bearer_token = origin.operator_token()});
-  HttpClient term(origin.url(), HttpClientOptions{.bearer_token = origin.terminal_token()});
+  TerminalsClient term(origin);
   origin.StartRollout(RolloutSpecJson("base", "1.0.0", {{"model", "m"}}));
   REQUIRE(origin.RolloutAction("base", "promote", "base line") == 200);
   const std::vector<std::string> terminals = {"t0", "t1", "t2", "t3"};
@@ -211,7 +211,7 @@ TEST_CASE("metrics of an origin and a region are right, and promtool finds nothi
   // One terminal parks a long poll on the state it has.
   Json answer = Json::parse(term.Get(TerminalTarget("t2", "1.0.0"))->body);
   std::thread parked([&] {
-    HttpClient poller(origin.url(), HttpClientOptions{.timeout_ms = 30'000, .bearer_token = origin.terminal_token()});
+    HttpClient poller(origin.url(), HttpClientOptions{.timeout_ms = 30'000, .bearer_token = origin.TerminalCredential("t2")});
     TargetQuery q{.model = "m", .channel = "stable", .current = "1.0.0", .profile = "pos", .region = "sg",
                   .wait_s = 10, .known_state_version = answer["state_version"].get<uint64_t>()};
     (void)poller.Get(TargetPath("t2", q));

@@ -369,7 +369,7 @@ TEST_CASE("nginx caches chunks, artifacts and deltas; errors, targets and report
 
   SECTION("the target long-poll and reports pass through") {
     origin.StartRollout(RolloutSpecJson("r1", "1.0.0", {{"auto_promote", true}}));
-    HttpClient term(nginx.url(), HttpClientOptions{.bearer_token = origin.terminal_token()});
+    TerminalsClient term(origin, nginx.url());
     const std::string target = "/v1/terminals/pos-1/target?model=fraud&profile=pos-arm64&region=sg";
     Result<HttpReply> now = term.Get(target);
     REQUIRE(now.ok());
@@ -377,7 +377,7 @@ TEST_CASE("nginx caches chunks, artifacts and deltas; errors, targets and report
     CHECK(now->Header("x-cache-status").empty());
     CHECK(Json::parse(now->body)["version"] == "1.0.0");
 
-    // A report (POST with the terminal token) reaches meridiand: the rollout completes.
+    // A report (POST with the terminal's credential) reaches meridiand: the rollout completes.
     Json report = {{"model", "fraud"}, {"version", "1.0.0"}, {"channel", "stable"}, {"rollout", "r1"},
                    {"event", "installed"}, {"reason", ""}, {"profile", "pos-arm64"}, {"region", "sg"}};
     Result<HttpReply> posted = term.Post("/v1/terminals/pos-1/reports", report.dump());
@@ -407,7 +407,7 @@ TEST_CASE("nginx caches chunks, artifacts and deltas; errors, targets and report
     Result<HttpReply> woken = Status::Unavailable("");
     Clock::duration took{};
     std::thread waiter([&] {
-      HttpClient own(nginx.url(), HttpClientOptions{.bearer_token = origin.terminal_token()});
+      HttpClient own(nginx.url(), HttpClientOptions{.bearer_token = origin.TerminalCredential("pos-1")});
       auto t0 = Clock::now();
       woken = own.Get(poll + "&wait=60");
       took = Clock::now() - t0;
@@ -446,7 +446,7 @@ TEST_CASE("nginx in front of a region: chunks from the cache, agents behind it v
   Nginx nginx(upstream);
   // What terminals of sg are told, through nginx (passed through, never cached).
   auto target_at_region = [&](const std::string& terminal) {
-    HttpClient c(nginx.url(), HttpClientOptions{.bearer_token = region->terminal_token()});
+    TerminalsClient c(origin, nginx.url());  // credentials the origin issued, checked by the region
     Result<HttpReply> r = c.Get("/v1/terminals/" + terminal + "/target?model=fraud&region=sg");
     return r.ok() && r->status == 200 ? Json::parse(r->body)["version"].get<std::string>() : std::string();
   };
@@ -465,7 +465,7 @@ TEST_CASE("nginx in front of a region: chunks from the cache, agents behind it v
     std::string state = t / (id + "-state");
     agents.push_back({WriteAgentConfig(t / (id + ".toml"), {.id = id, .servers = {nginx.url()},
                                                              .root = origin.root_json(), .state = state,
-                                                             .token = region->terminal_token(), .model = "fraud"}),
+                                                             .enrol_at = &origin, .model = "fraud"}),
                       state});
   }
   auto once = [](const Agent& a) {

@@ -36,9 +36,11 @@ Json GetJson(const std::string& url, const std::string& path, const std::string&
   return Json::parse(r->body);
 }
 
-// What a terminal of `region` is told to run by that region's daemon.
-std::string TargetVersion(const DaemonFixture& region_daemon, const std::string& region, const std::string& terminal) {
-  HttpClient c(region_daemon.url(), region_daemon.ClientOptions(region_daemon.terminal_token()));
+// What a terminal of `region` is told to run by that region's daemon (with
+// the credential `origin` issued it).
+std::string TargetVersion(DaemonFixture& origin, const DaemonFixture& region_daemon, const std::string& region,
+                          const std::string& terminal) {
+  HttpClient c(region_daemon.url(), region_daemon.ClientOptions(origin.TerminalCredential(terminal)));
   Result<HttpReply> r = c.Get("/v1/terminals/" + terminal + "/target?model=fraud&region=" + region);
   if (!r.ok() || r->status != 200) return "";
   return Json::parse(r->body)["version"].get<std::string>();
@@ -61,19 +63,23 @@ struct Agent {
 };
 
 // An agent of `region` following `region_daemon` (trusting its CA when it serves HTTPS).
-Agent MakeAgent(const TempDir& t, const DaemonFixture& origin, const DaemonFixture& region_daemon,
+Agent MakeAgent(const TempDir& t, DaemonFixture& origin, const DaemonFixture& region_daemon,
                 const std::string& region, const std::string& id, const std::string& health_check = "") {
   Agent a{t / (id + ".toml"), t / (id + "-state")};
   const std::string& ca = region_daemon.ClientOptions().tls.ca_file;
   WriteAgentConfig(a.config, {.id = id, .servers = {region_daemon.url()}, .root = origin.root_json(), .state = a.state,
-                              .token = region_daemon.terminal_token(), .model = "fraud",
+                              .enrol_at = &origin, .model = "fraud",
                               .health_check = health_check,
                               .extra = ca.empty() ? "" : "ca_file = \"" + ca + "\"\n",
                               .region = region});
   return a;
 }
 
-int RunAgent(const Agent& a) { return Run({MeridianAgentPath(), "--config", a.config, "--once"}).exit_code; }
+int RunAgent(const Agent& a) {
+  CommandResult r = Run({MeridianAgentPath(), "--config", a.config, "--once"});
+  UNSCOPED_INFO(r.err);
+  return r.exit_code;
+}
 
 // An origin with `regions` following it; with `https`, every daemon serves
 // HTTPS with a certificate of a private CA that every client is given.
@@ -226,7 +232,7 @@ TEST_CASE("data residency over HTTPS: a model restricted to br has bytes in br o
   // A br terminal installs it through br; publishing at a region is refused.
   TempDir at;
   Agent a = MakeAgent(at, f.origin, f["br"], "br", "br-1");
-  REQUIRE(WaitFor([&] { return TargetVersion(f["br"], "br", "br-1") == "1.0.0"; }, kSyncWait));
+  REQUIRE(WaitFor([&] { return TargetVersion(f.origin, f["br"], "br", "br-1") == "1.0.0"; }, kSyncWait));
   REQUIRE(RunAgent(a) == 0);
   CHECK(InstalledVersion(a.state, "fraud") == "1.0.0");
   HttpClient pc(f["sg"].url(), f["sg"].ClientOptions());
@@ -270,7 +276,7 @@ TEST_CASE("a wave rollout moves sg, then ae; a failing gate in ae stops it and b
       std::string id = std::string(r) + "-" + std::to_string(i);
       agents[r].push_back(MakeAgent(t, f.origin, f[r], r, id, std::string(r) == "ae" ? fail_v2 : ""));
     }
-    REQUIRE(WaitFor([&] { return TargetVersion(f[r], r, std::string(r) + "-0") == "1.0.0"; },
+    REQUIRE(WaitFor([&] { return TargetVersion(f.origin, f[r], r, std::string(r) + "-0") == "1.0.0"; },
                     kSyncWait));
     for (const Agent& a : agents[r]) {
       REQUIRE(RunAgent(a) == 0);
@@ -285,9 +291,9 @@ TEST_CASE("a wave rollout moves sg, then ae; a failing gate in ae stops it and b
   auto rollout = [&] { return Json::parse(f.origin.GetRollout("w")); };
 
   // Wave 1: sg. Its terminals move; ae and br are told to stay.
-  REQUIRE(WaitFor([&] { return TargetVersion(f["sg"], "sg", "sg-0") == "1.1.0"; }, kSyncWait));
-  CHECK(TargetVersion(f["ae"], "ae", "ae-0") == "1.0.0");
-  CHECK(TargetVersion(f["br"], "br", "br-0") == "1.0.0");
+  REQUIRE(WaitFor([&] { return TargetVersion(f.origin, f["sg"], "sg", "sg-0") == "1.1.0"; }, kSyncWait));
+  CHECK(TargetVersion(f.origin, f["ae"], "ae", "ae-0") == "1.0.0");
+  CHECK(TargetVersion(f.origin, f["br"], "br", "br-0") == "1.0.0");
   for (const Agent& a : agents["sg"]) {
     REQUIRE(RunAgent(a) == 0);
     CHECK(InstalledVersion(a.state, "fraud") == "1.1.0");
@@ -297,7 +303,7 @@ TEST_CASE("a wave rollout moves sg, then ae; a failing gate in ae stops it and b
   CHECK(rollout()["state"]["phase"] == "running");
 
   // Wave 2: ae fails its health checks; the gate pauses the rollout there.
-  REQUIRE(WaitFor([&] { return TargetVersion(f["ae"], "ae", "ae-0") == "1.1.0"; }, kSyncWait));
+  REQUIRE(WaitFor([&] { return TargetVersion(f.origin, f["ae"], "ae", "ae-0") == "1.1.0"; }, kSyncWait));
   for (const Agent& a : agents["ae"]) {
     CHECK(RunAgent(a) == 1);
     CHECK(InstalledVersion(a.state, "fraud") == "1.0.0");  // switched back
@@ -306,7 +312,7 @@ TEST_CASE("a wave rollout moves sg, then ae; a failing gate in ae stops it and b
   Json w = rollout();
   CHECK(w["state"]["stage"] == 1);
   // br never moved: still told 1.0.0, its terminals run 1.0.0.
-  REQUIRE(WaitFor([&] { return TargetVersion(f["br"], "br", "br-0") == "1.0.0"; }, kSyncWait));
+  REQUIRE(WaitFor([&] { return TargetVersion(f.origin, f["br"], "br", "br-0") == "1.0.0"; }, kSyncWait));
   for (const Agent& a : agents["br"]) {
     REQUIRE(RunAgent(a) == 0);
     CHECK(InstalledVersion(a.state, "fraud") == "1.0.0");
@@ -333,10 +339,13 @@ TEST_CASE("origin away: a region serves its last signed state, queues reports, d
   Bytes v1 = RandomBytes(300'000, 31);
   WriteFile(t / "v1", v1);
   REQUIRE(f.Publish("1.0.0", t / "v1").exit_code == 0);
-  f.origin.StartRollout(RolloutSpecJson("r1", "1.0.0", {{"min_reports", 3}}));
   std::vector<Agent> agents;
   for (int i = 0; i < 3; ++i) agents.push_back(MakeAgent(t, f.origin, f["sg"], "sg", "sg-" + std::to_string(i)));
-  REQUIRE(WaitFor([&] { return TargetVersion(f["sg"], "sg", "sg-0") == "1.0.0"; }, kSyncWait));
+  // A first cycle while the origin is up gets each terminal its credential
+  // (the origin issues them; the region checks them offline). Nothing to run yet.
+  for (const Agent& a : agents) REQUIRE(RunAgent(a) == 0);
+  f.origin.StartRollout(RolloutSpecJson("r1", "1.0.0", {{"min_reports", 3}}));
+  REQUIRE(WaitFor([&] { return TargetVersion(f.origin, f["sg"], "sg", "sg-0") == "1.0.0"; }, kSyncWait));
 
   REQUIRE(f.origin.Terminate() == 0);
   // Terminals keep updating from sg within the last signed state.
@@ -441,7 +450,7 @@ TEST_CASE("a region can follow another region, and fails over between upstreams"
   WriteFile(t / "v1", RandomBytes(200'000, 51));
   REQUIRE(f.Publish("1.0.0", t / "v1").exit_code == 0);
   f.origin.StartRollout(RolloutSpecJson("r1", "1.0.0", {{"min_reports", 1}}));
-  REQUIRE(WaitFor([&] { return TargetVersion(*ae, "ae", "ae-1") == "1.0.0"; }, kSyncWait));
+  REQUIRE(WaitFor([&] { return TargetVersion(f.origin, *ae, "ae", "ae-1") == "1.0.0"; }, kSyncWait));
   Agent a = MakeAgent(t, f.origin, *ae, "ae", "ae-1");
   REQUIRE(RunAgent(a) == 0);
   CHECK(InstalledVersion(a.state, "fraud") == "1.0.0");
@@ -484,15 +493,15 @@ TEST_CASE("a region serves the last signed state until it expires, then 503; the
                       "--version", "1.0.0", t / "v1"})
               .exit_code == 0);
   origin.StartRollout(RolloutSpecJson("r1", "1.0.0"));
-  REQUIRE(WaitFor([&] { return TargetVersion(*sg, "sg", "sg-1") == "1.0.0"; }, kSyncWait));
+  REQUIRE(WaitFor([&] { return TargetVersion(origin, *sg, "sg", "sg-1") == "1.0.0"; }, kSyncWait));
   // Live: re-signed states keep arriving, so the region keeps answering past one lifetime.
   auto later = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  REQUIRE_FALSE(WaitFor([&] { return TargetVersion(*sg, "sg", "sg-1") != "1.0.0"; }, std::chrono::seconds(5)));
+  REQUIRE_FALSE(WaitFor([&] { return TargetVersion(origin, *sg, "sg", "sg-1") != "1.0.0"; }, std::chrono::seconds(5)));
   CHECK(std::chrono::steady_clock::now() >= later);
 
   REQUIRE(origin.Terminate() == 0);
-  CHECK(TargetVersion(*sg, "sg", "sg-1") == "1.0.0");  // the last verified state, still valid
-  HttpClient c(sg->url(), HttpClientOptions{.timeout_ms = 30'000, .bearer_token = sg->terminal_token()});
+  CHECK(TargetVersion(origin, *sg, "sg", "sg-1") == "1.0.0");  // the last verified state, still valid
+  HttpClient c(sg->url(), HttpClientOptions{.timeout_ms = 30'000, .bearer_token = origin.TerminalCredential("sg-1")});
   Result<HttpReply> r = Status::Unavailable("");
   REQUIRE(WaitFor([&] {
     r = c.Get("/v1/terminals/sg-1/target?model=fraud&region=sg");
@@ -501,7 +510,7 @@ TEST_CASE("a region serves the last signed state until it expires, then 503; the
   CHECK_THAT(r->body, Catch::Contains("expired"));
 
   origin.Restart({"--config", origin.dir() / "fast.toml"});
-  REQUIRE(WaitFor([&] { return TargetVersion(*sg, "sg", "sg-1") == "1.0.0"; }, kSyncWait));
+  REQUIRE(WaitFor([&] { return TargetVersion(origin, *sg, "sg", "sg-1") == "1.0.0"; }, kSyncWait));
 }
 
 TEST_CASE("a region reports its verification failures upstream; the origin keeps what it saw of regions across restarts") {

@@ -41,9 +41,12 @@ size_t Append(char* data, size_t size, size_t n, void* out) {
 
 // GETs every path at once, one connection each (a fleet of terminals), and
 // returns the replies in order with the time each one completed.
-std::vector<Reply> MultiGet(const std::string& base, const std::vector<std::string>& paths, const std::string& token) {
+// Path i is asked with credential tokens[i].
+std::vector<Reply> MultiGet(const std::string& base, const std::vector<std::string>& paths,
+                            const std::vector<std::string>& tokens) {
   CURLM* multi = curl_multi_init();
-  curl_slist* headers = curl_slist_append(nullptr, ("Authorization: Bearer " + token).c_str());
+  std::vector<curl_slist*> headers;
+  for (const std::string& token : tokens) headers.push_back(curl_slist_append(nullptr, ("Authorization: Bearer " + token).c_str()));
   std::vector<Reply> out(paths.size());
   std::vector<std::string> urls;
   urls.reserve(paths.size());
@@ -51,7 +54,7 @@ std::vector<Reply> MultiGet(const std::string& base, const std::vector<std::stri
     urls.push_back(base + paths[i]);
     CURL* e = curl_easy_init();
     curl_easy_setopt(e, CURLOPT_URL, urls.back().c_str());
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers.at(i));
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, Append);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &out[i].body);
     curl_easy_setopt(e, CURLOPT_PRIVATE, reinterpret_cast<char*>(i));
@@ -75,7 +78,7 @@ std::vector<Reply> MultiGet(const std::string& base, const std::vector<std::stri
     }
     if (running > 0) curl_multi_poll(multi, nullptr, 0, 50, nullptr);
   } while (running > 0);
-  curl_slist_free_all(headers);
+  for (curl_slist* h : headers) curl_slist_free_all(h);
   curl_multi_cleanup(multi);
   return out;
 }
@@ -140,10 +143,10 @@ uint64_t WaitingGauge(HttpClient& c) {
 // Runs the long polls of every terminal on a thread; Join returns them.
 class Polls {
  public:
-  Polls(const std::string& url, const std::string& token, const Fleet& f, uint64_t known, int wait_s) {
+  Polls(const std::string& url, const std::vector<std::string>& tokens, const Fleet& f, uint64_t known, int wait_s) {
     std::vector<std::string> paths;
     for (int i = 0; i < kTerminals; ++i) paths.push_back(TargetPath(i, f.version[i], known, wait_s));
-    thread_ = std::thread([this, url, token, paths] { replies_ = MultiGet(url, paths, token); });
+    thread_ = std::thread([this, url, tokens, paths] { replies_ = MultiGet(url, paths, tokens); });
   }
   std::vector<Reply> Join() {
     thread_.join();
@@ -195,8 +198,14 @@ TEST_CASE("1,000 terminals: stages, promote wake-up, automatic rollback, kill -9
   Daemon dm;
   DaemonFixture& d = dm.d;
   HttpClient op(d.url(), HttpClientOptions{.bearer_token = d.operator_token()});
-  HttpClient term(d.url(), HttpClientOptions{.bearer_token = d.terminal_token()});
-  std::string terminal_token = d.terminal_token();
+  // Each terminal speaks with its own credential.
+  std::vector<std::string> ids;
+  for (int i = 0; i < kTerminals; ++i) ids.push_back(TerminalId(i));
+  const std::vector<std::string> terminal_token = d.TerminalCredentials(ids);
+  auto report = [&](int i, const std::string& body) {
+    return HttpClient(d.url(), HttpClientOptions{.bearer_token = terminal_token[i]}).Post(
+        "/v1/terminals/" + TerminalId(i) + "/reports", body);
+  };
 
   // The channel starts on 1.0.0: a one-stage rollout to 100 %, completed.
   Json base = dm.Cli({"rollout", "start", "m", "1.0.0", "--id", "base", "--stages", "100"});
@@ -228,7 +237,7 @@ TEST_CASE("1,000 terminals: stages, promote wake-up, automatic rollback, kill -9
   CHECK(cohort0.size() >= 60);
   CHECK(cohort0.size() <= 140);
   for (int i : cohort0) {
-    Result<HttpReply> r = term.Post("/v1/terminals/" + TerminalId(i) + "/reports", ReportBody("r1", "1.1.0", "installed", true));
+    Result<HttpReply> r = report(i, ReportBody("r1", "1.1.0", "installed", true));
     REQUIRE(r.ok());
     CHECK(r->status == 202);
     CHECK(Parse(r->body)["counted"] == true);
@@ -286,12 +295,11 @@ TEST_CASE("1,000 terminals: stages, promote wake-up, automatic rollback, kill -9
   Polls parked2(d.url(), terminal_token, f4, f4.state_version, 30);
   REQUIRE(WaitFor([&] { return WaitingGauge(op) == kTerminals; }, std::chrono::seconds(60)));
   for (size_t k = 0; k < 10; ++k) {
-    std::string id = TerminalId(cohort_r2[k]);
-    Result<HttpReply> r = term.Post("/v1/terminals/" + id + "/reports", ReportBody("r2", "1.2.0", "failed", false));
+    Result<HttpReply> r = report(cohort_r2[k], ReportBody("r2", "1.2.0", "failed", false));
     REQUIRE(r.ok());
     CHECK(r->status == 202);
     // The same terminal twice still counts once: the gate needs 10 terminals.
-    r = term.Post("/v1/terminals/" + id + "/reports", ReportBody("r2", "1.2.0", "failed", false));
+    r = report(cohort_r2[k], ReportBody("r2", "1.2.0", "failed", false));
     REQUIRE(r.ok());
     if (k < 9) CHECK(dm.Cli({"rollout", "status", "r2"})["state"]["phase"] == "running");
   }
@@ -333,6 +341,7 @@ TEST_CASE("rollout bad input, credentials and CLI errors") {
   DaemonFixture& d = dm.d;
   HttpClient op(d.url(), HttpClientOptions{.bearer_token = d.operator_token()});
   HttpClient term(d.url(), HttpClientOptions{.bearer_token = d.terminal_token()});
+  HttpClient t1(d.url(), HttpClientOptions{.bearer_token = d.TerminalCredential("t1")});
   HttpClient publisher(d.url(), HttpClientOptions{.bearer_token = d.publisher_token()});
   HttpClient anon(d.url());
   auto start = [&](const std::string& body) { return op.Post("/v1/rollouts", body)->status; };
@@ -365,30 +374,33 @@ TEST_CASE("rollout bad input, credentials and CLI errors") {
   CHECK(op.Get("/v1/rollouts/a")->status == 200);
 
   // Terminal routes.
-  CHECK(term.Get("/v1/terminals/t1/target?model=m")->status == 200);
-  CHECK(term.Get("/v1/terminals/t1/target?model=m&channel=beta")->status == 404);
-  CHECK(term.Get("/v1/terminals/t1/target?model=m&known=1&wait=61")->status == 400);
-  CHECK(term.Get("/v1/terminals/t1/target?model=m&known=1&wait=-1")->status == 400);
-  CHECK(term.Get("/v1/terminals/t1/target")->status == 400);
-  CHECK(term.Get("/v1/terminals/..%2F/target?model=m")->status == 400);
+  CHECK(t1.Get("/v1/terminals/t1/target?model=m")->status == 200);
+  CHECK(t1.Get("/v1/terminals/t1/target?model=m&channel=beta")->status == 404);
+  CHECK(t1.Get("/v1/terminals/t1/target?model=m&known=1&wait=61")->status == 400);
+  CHECK(t1.Get("/v1/terminals/t1/target?model=m&known=1&wait=-1")->status == 400);
+  CHECK(t1.Get("/v1/terminals/t1/target")->status == 400);
+  CHECK(t1.Get("/v1/terminals/..%2F/target?model=m")->status == 403);  // t1's credential speaks for t1 only
+  // The shared token reads models but speaks for no terminal.
+  CHECK(term.Get("/v1/terminals/t1/target?model=m")->status == 403);
+  CHECK(term.Post("/v1/terminals/t1/reports", ReportBody("a", "1.0.0", "installed", true))->status == 403);
   // A wait with nothing changing ends with the unchanged answer.
-  Result<HttpReply> held = term.Get("/v1/terminals/t1/target?model=m&known=999&wait=1");
+  Result<HttpReply> held = t1.Get("/v1/terminals/t1/target?model=m&known=999&wait=1");
   REQUIRE(held.ok());
   CHECK(held->status == 200);
   // Reports for rollouts that do not exist are accepted and ignored.
-  Result<HttpReply> ghost = term.Post("/v1/terminals/t1/reports", ReportBody("ghost", "1.0.0", "failed", false));
+  Result<HttpReply> ghost = t1.Post("/v1/terminals/t1/reports", ReportBody("ghost", "1.0.0", "failed", false));
   REQUIRE(ghost.ok());
   CHECK(ghost->status == 202);
   CHECK(Parse(ghost->body)["counted"] == false);
-  CHECK(term.Post("/v1/terminals/t1/reports", ReportBody("a", "1.0.0", "exploded", true))->status == 400);
-  CHECK(term.Post("/v1/terminals/t1/reports", "[1,2]")->status == 400);
-  CHECK(term.Post("/v1/terminals/t1/reports", R"({"model":"m","health":{"pass":"yes"},"event":"installed"})")->status == 400);
+  CHECK(t1.Post("/v1/terminals/t1/reports", ReportBody("a", "1.0.0", "exploded", true))->status == 400);
+  CHECK(t1.Post("/v1/terminals/t1/reports", "[1,2]")->status == 400);
+  CHECK(t1.Post("/v1/terminals/t1/reports", R"({"model":"m","health":{"pass":"yes"},"event":"installed"})")->status == 400);
   // A newer agent's added field is read past; a known one of the wrong type is not.
   Json newer = Json::parse(ReportBody("ghost", "1.0.0", "failed", false));
   newer["slot"] = "b";
-  CHECK(term.Post("/v1/terminals/t1/reports", newer.dump())->status == 202);
+  CHECK(t1.Post("/v1/terminals/t1/reports", newer.dump())->status == 202);
   newer["version"] = 1;
-  CHECK(term.Post("/v1/terminals/t1/reports", newer.dump())->status == 400);
+  CHECK(t1.Post("/v1/terminals/t1/reports", newer.dump())->status == 400);
 
   // The CLI: one clear line and a non-zero exit.
   CommandResult promote = d.Cli({"--token-file", d.data() + "/operator.token", "rollout", "promote", "a"});
@@ -444,7 +456,7 @@ TEST_CASE("rollout bad input, credentials and CLI errors") {
 
 TEST_CASE("an auto-promote waits for its soak time, then the daemon's own tick promotes") {
   Daemon dm;
-  HttpClient term(dm.d.url(), HttpClientOptions{.bearer_token = dm.d.terminal_token()});
+  TerminalsClient term(dm.d);
   dm.Cli({"rollout", "start", "m", "1.0.0", "--id", "soaky", "--stages", "100", "--min-reports", "1", "--soak",
           "3s", "--auto-promote"});
   Result<HttpReply> r = term.Post("/v1/terminals/t1/reports", ReportBody("soaky", "1.0.0", "installed", true));
@@ -488,7 +500,7 @@ bool HasEventWith(const Json& events, const std::string& action, const std::stri
 
 TEST_CASE("gates never stall: capped by the terminals a stage adds, an empty wave passes; the fleet view") {
   Daemon dm;
-  HttpClient term(dm.d.url(), HttpClientOptions{.bearer_token = dm.d.terminal_token()});
+  TerminalsClient term(dm.d);
   // Three sg terminals poll before the channel has any state: 404, but known.
   for (int i = 0; i < 3; ++i) REQUIRE(term.Get(TargetOf(fmt::format("sg-{}", i), "sg", "1.0.0"))->status == 404);
   Json plan = dm.Cli({"rollout", "plan", "m", "1.1.0", "--stages", "100"});
@@ -543,7 +555,7 @@ TEST_CASE("gates never stall: capped by the terminals a stage adds, an empty wav
 
 TEST_CASE("health gates: the new version at twice the old one's latency pauses the rollout, with both medians") {
   Daemon dm;
-  HttpClient term(dm.d.url(), HttpClientOptions{.bearer_token = dm.d.terminal_token()});
+  TerminalsClient term(dm.d);
   dm.Cli({"rollout", "start", "m", "1.0.0", "--id", "base", "--stages", "100"});
   dm.Cli({"rollout", "promote", "base"});
   dm.Cli({"rollout", "start", "m", "1.1.0", "--id", "h", "--stages", "1,100", "--min-reports", "5",

@@ -28,7 +28,8 @@ struct OriginApi {
   std::unique_ptr<Rollouts> rollouts = Rollouts::Open(*store, std::nullopt, SystemClock::Get()).value();
   DeltaService deltas{*store, std::nullopt};
   Catalog catalog{""};
-  Api api{*store, catalog, root, {}, metrics, *rollouts, deltas};
+  std::unique_ptr<Enrolment> enrolment = Enrolment::OpenOrigin(*store, SystemClock::Get(), SecretKey::Generate()).value();
+  Api api{*store, catalog, root, {}, *enrolment, metrics, *rollouts, deltas};
 };
 
 }  // namespace
@@ -39,11 +40,12 @@ TEST_CASE("docs/api.md lists the routes origin and region daemons serve") {
 
   UpstreamOptions upstream{.urls = {"http://127.0.0.1:9"}, .mirror_token = "unused"};
   Catalog region_catalog{"sg"};
-  Follower follower(*o.store, region_catalog, o.root, *o.rollouts, o.deltas, SystemClock::Get(), upstream,
+  std::unique_ptr<Enrolment> region_enrolment = Enrolment::OpenRegion(*o.store, SystemClock::Get()).value();
+  Follower follower(*o.store, region_catalog, *region_enrolment, o.root, *o.rollouts, o.deltas, SystemClock::Get(), upstream,
                     FollowerOptions{.region = "sg"});
   Result<std::unique_ptr<ReportOutbox>> outbox = ReportOutbox::Open(*o.store, "sg", upstream);
   REQUIRE(outbox.ok());
-  Api region(*o.store, region_catalog, o.root, {}, o.metrics, *o.rollouts, o.deltas);
+  Api region(*o.store, region_catalog, o.root, {}, *region_enrolment, o.metrics, *o.rollouts, o.deltas);
   region.ServeAsRegion("sg", **outbox, follower);
 
   const std::string want = RoutesMarkdown(origin.routes(), region.routes());

@@ -175,7 +175,7 @@ TEST_CASE("meridian-agent notifies READY with its state open, RELOADING/READY on
   TempDir t;
   std::string state = t / "state";
   std::string config = WriteAgentConfig(t / "agent.toml", {.id = "pos-1", .servers = {d.url()}, .root = d.root_json(),
-                                                           .state = state, .token = d.terminal_token(),
+                                                           .state = state, .enrol_at = &d,
                                                            .model = "fraud"});
   NotifySocket notify;
   Child agent({"/usr/bin/env", notify.env(), MeridianAgentPath(), "--config", config}, t / "agent.log");

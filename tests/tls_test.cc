@@ -164,7 +164,7 @@ TEST_CASE("over HTTPS the CLI publishes and pulls (--ca-file or SSL_CERT_FILE) a
   d.StartRollout(RolloutSpecJson("r1", "1.0.0"));
   std::string state = t / "state";
   std::string config = WriteAgentConfig(t / "agent.toml", {.id = "pos-1", .servers = {d.url()}, .root = d.root_json(),
-                                                           .state = state, .token = d.terminal_token(),
+                                                           .state = state, .enrol_at = &d,
                                                            .model = "fraud",
                                                            .extra = Quoted("ca_file", ca.certificate())});
   CommandResult once = Run({MeridianAgentPath(), "--config", config, "--once"});
@@ -247,7 +247,7 @@ TEST_CASE("an agent that does not trust the server says why and backs off instea
   std::string config = WriteAgentConfig(
       t / "agent.toml",
       {.id = "pos-1", .servers = {"https://127.0.0.1:" + std::to_string(relay.port())}, .root = d.root_json(),
-       .state = t / "state", .token = d.terminal_token(), .model = "fraud",
+       .state = t / "state", .model = "fraud",
        .extra = Quoted("ca_file", stranger.certificate()) + "backoff_initial_ms = 1000\nbackoff_max_ms = 2000\n"});
   Child agent({MeridianAgentPath(), "--config", config}, t / "agent.log");
   REQUIRE(WaitFor([&] { return relay.connections() > 0; }, seconds(10)));
@@ -373,7 +373,7 @@ TEST_CASE("a credential over plain HTTP to a host that is not loopback is refuse
   TempDir t;
   std::string config = WriteAgentConfig(t / "agent.toml", {.id = "pos-1", .servers = {"http://192.0.2.1:7400"},
                                                            .root = t / "root.json", .state = t / "state",
-                                                           .token = "secret", .model = "fraud"});
+                                                           .model = "fraud"});
   CommandResult agent = Run({MeridianAgentPath(), "--config", config, "--once"});
   CHECK(agent.exit_code == 2);
   CHECK_THAT(agent.err, Catch::Contains("refusing to send a credential over plain HTTP to http://192.0.2.1:7400"));

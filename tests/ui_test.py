@@ -14,6 +14,7 @@ Needs Debian's chromium, chromium-driver and python3-selenium: when one is
 missing the test fails (it does not skip). Binaries come from MERIDIAND and
 MERIDIAN (meson sets them); the screenshot goes to MERIDIAN_UI_SCREENSHOT.
 """
+import base64
 import http.client
 import json
 import os
@@ -23,6 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 CHROMIUM = '/usr/bin/chromium'
 CHROMEDRIVER = '/usr/bin/chromedriver'
@@ -172,6 +176,34 @@ def check_console_headers(daemon):
     check(status == 404 and json.loads(body)['error']['code'] == 'not_found', f'GET /ui/nothing.js: {status} {body!r}')
 
 
+def terminal_credentials(daemon, ids):
+    """Enrols a key for each terminal (meridian terminals import) and gets its
+    credential with a request signed as meridian-agent signs it
+    (docs/api.md, Terminal credentials)."""
+    keys = {i: Ed25519PrivateKey.generate() for i in ids}
+
+    def b64(raw):
+        return base64.b64encode(raw).decode()
+
+    def public(key):
+        return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+    provisioning = os.path.join(daemon.tmp, 'terminals.csv')
+    with open(provisioning, 'w') as f:
+        f.writelines(f'{i},{b64(public(keys[i]))}\n' for i in ids)
+    daemon.cli('operator', 'terminals', 'import', provisioning)
+    credentials = []
+    for i in ids:
+        now = int(time.time() * 1000)
+        message, kind = f'{i} {now}'.encode(), b'application/vnd.meridian.credential-request.v1'
+        pae = b'DSSEv1 %d %s %d %s' % (len(kind), kind, len(message), message)
+        header = f'Meridian-Terminal {b64(public(keys[i]))}.{now}.{b64(keys[i].sign(pae))}'
+        status, _, body = daemon.request('POST', f'/v1/terminals/{i}/credential', headers={'Authorization': header})
+        check(status == 200, f'credential of {i}: {status} {body!r}')
+        credentials.append(json.loads(body)['credential'])
+    return credentials
+
+
 def prepare_fleet(daemon):
     """Two versions, a completed first rollout, terminals on 1.0.0, and a
     running staged rollout to 1.1.0."""
@@ -182,9 +214,10 @@ def prepare_fleet(daemon):
         daemon.cli('publisher', 'publish', '--key', daemon.key, '--model', 'demo', '--version', version, model)
     daemon.cli('operator', 'rollout', 'start', 'demo', '1.0.0', '--id', 'r-first', '--stages', '100')
     daemon.cli('operator', 'rollout', 'promote', 'r-first')
-    terminal = daemon.token('terminal')
+    credentials = terminal_credentials(daemon, [f'pos-{n}' for n in range(20)])
     for n in range(20):
-        status, _, body = daemon.request('GET', f'/v1/terminals/pos-{n}/target?model=demo&current=1.0.0', terminal)
+        status, _, body = daemon.request('GET', f'/v1/terminals/pos-{n}/target?model=demo&current=1.0.0',
+                                         credentials[n])
         check(status == 200, f'target of pos-{n}: {status} {body!r}')
     daemon.cli('operator', 'rollout', 'start', 'demo', '1.1.0', '--id', ROLLOUT_ID, '--stages', '10,50,100')
     check(daemon.api('/v1/rollouts/' + ROLLOUT_ID)['state']['phase'] == 'running', 'the rollout is not running')
