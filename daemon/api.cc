@@ -78,12 +78,14 @@ HttpResponse PlanRepresentation(const HttpRequest& req, const Digest& digest, bo
 
 }  // namespace
 
-Api::Api(Store& store, Catalog& catalog, const Root& root, ApiTokens tokens, Metrics& metrics, Rollouts& rollouts,
-         DeltaService& deltas, ApiLimits limits)
+Api::Api(Store& store, Catalog& catalog, const Root& root, ApiTokens tokens, Credentials& credentials, AuditLog& audit,
+         Metrics& metrics, Rollouts& rollouts, DeltaService& deltas, ApiLimits limits)
     : store_(store),
       catalog_(catalog),
       root_(root),
       tokens_(std::move(tokens)),
+      credentials_(credentials),
+      audit_(audit),
       metrics_(metrics),
       rollouts_(rollouts),
       deltas_(deltas),
@@ -188,6 +190,16 @@ RouteTable Api::BuildRoutes() {
       [this](const HttpRequest& r) { return Sync(r); });
   add("POST", "/v1/reports", mirror, json, "reports forwarded by a region downstream",
       [this, origin](const HttpRequest& r) { return origin ? ForwardedReports(r) : RelayForwardedReports(r); });
+  // People's credentials and the audit log are the origin's, where releases
+  // and rollouts are made; a region keeps its built-in tokens.
+  origin_only("POST", "/v1/tokens", op, json, "create a named publisher or operator credential (its token is shown once)",
+              [this](const HttpRequest& r) { return CreateToken(r); });
+  origin_only("GET", "/v1/tokens", op, 0, "the named credentials, never their tokens",
+              [this](const HttpRequest&) { return ListTokens(); });
+  origin_only("POST", "/v1/tokens/{name}/revoke", op, 0, "revoke a named credential, at once",
+              [this](const HttpRequest& r) { return RevokeToken(r, r.params[0]); });
+  origin_only("GET", "/v1/audit", op, 0, "a page of the hash-chained audit log, events as stored",
+              [this](const HttpRequest& r) { return ReadAudit(r); });
   add("GET", "/v1/regions", op, 0, "the regions following this daemon", [this](const HttpRequest&) { return ListRegions(); });
   add("POST", "/v1/holdings", mirror, json, "what a region downstream holds of each model",
       [this](const HttpRequest& r) { return RegionHoldings(r); });
@@ -264,7 +276,15 @@ bool TokenMatches(std::string_view token, const std::string& want) {
 
 }  // namespace
 
-std::optional<HttpResponse> Api::CheckBearer(const HttpRequest& req, CallerRole role) const {
+std::optional<Api::Caller> Api::Identify(std::string_view token) const {
+  for (CallerRole r : {CallerRole::kTerminal, CallerRole::kMirror, CallerRole::kPublisher, CallerRole::kOperator}) {
+    if (TokenMatches(token, TokenOf(r))) return Caller{r, r == CallerRole::kTerminal ? "" : std::string(RoleName(r))};
+  }
+  if (std::optional<Credential> c = credentials_.Find(token)) return Caller{c->role, c->name, c->revoked_ms.has_value()};
+  return std::nullopt;
+}
+
+std::optional<HttpResponse> Api::CheckBearer(HttpRequest& req, CallerRole role) const {
   if (role == CallerRole::kAnyone) return std::nullopt;
   // A verified client certificate is a terminal's own identity (mTLS): it
   // admits the terminal its CN names, without a token, and no other.
@@ -280,8 +300,9 @@ std::optional<HttpResponse> Api::CheckBearer(const HttpRequest& req, CallerRole 
     // A terminal's verified certificate reads models as its token would.
     if (auth.empty() && (!cn.empty() || req.route->is_public(req))) return std::nullopt;
     if (auth.starts_with("Bearer ")) {
-      for (CallerRole r : {CallerRole::kTerminal, CallerRole::kMirror, CallerRole::kPublisher, CallerRole::kOperator}) {
-        if (TokenMatches(auth.substr(7), TokenOf(r))) return std::nullopt;
+      if (std::optional<Caller> c = Identify(auth.substr(7)); c && !c->revoked) {
+        req.caller = std::move(c->name);
+        return std::nullopt;
       }
       metrics_.CountAuthFailure("wrong_token", RoleName(role));
       return JsonError(403, "permission_denied", "reading a model needs a terminal, mirror, publisher or operator token; "
@@ -298,10 +319,16 @@ std::optional<HttpResponse> Api::CheckBearer(const HttpRequest& req, CallerRole 
     r.Set("WWW-Authenticate", "Bearer");
     return r;
   }
-  if (!TokenMatches(auth.substr(7), TokenOf(role))) {
+  std::optional<Caller> c = Identify(auth.substr(7));
+  if (!c || c->role != role) {
     metrics_.CountAuthFailure("wrong_token", RoleName(role));
     return JsonError(403, "permission_denied", fmt::format("this route needs the {} token; the one given is not", RoleName(role)));
   }
+  if (c->revoked) {
+    metrics_.CountAuthFailure("revoked", RoleName(role));
+    return JsonError(403, "permission_denied", fmt::format("credential '{}' was revoked", c->name));
+  }
+  req.caller = std::move(c->name);
   return std::nullopt;
 }
 
@@ -584,6 +611,12 @@ HttpResponse Api::CommitVersion(const HttpRequest& req, const std::string& model
   catalog_.Learn(m);
   if (bytes_here) deltas_.QueueForNewVersion(m);
   rollouts_.notifier().NotifyAll();  // regions long-poll for new versions
+  if (std::optional<HttpResponse> unaudited =
+          Audit(req, "publish", m.name + "/" + m.version,
+                fmt::format("manifest {} artifact {} size {}", Digest::Of(verified->envelope()).ToString(),
+                            m.digest.ToString(), m.size))) {
+    return std::move(*unaudited);
+  }
   return JsonOk(201, answer);
 }
 

@@ -321,18 +321,28 @@ int Serve(ServeOptions o) {
   Result<std::unique_ptr<Store>> store = Store::Open(
       d.store(), StoreOptions{.create_if_missing = false, .max_open_files = fds->store_files_max});
   if (!store.ok()) return Fail("cannot open store: " + store.status().ToString());
+  Result<std::unique_ptr<AuditLog>> audit = AuditLog::Open(**store, SystemClock::Get());
+  if (!audit.ok()) return Fail("cannot open the audit log: " + audit.status().ToString());
+  // The gates' own decisions go to the audit log as the operators' do (the API appends those).
+  auto audit_gate_change = [audit_log = audit->get()](const RolloutSpec& spec, const RolloutEvent& e) {
+    std::string action = fmt::format("rollout.{}", ActionName(e.action));
+    Status st = audit_log->Append(kGateActor, action, spec.id, DescribeRolloutEvent(e));
+    if (!st.ok()) Log(fmt::format("the audit log could not record the gate's {} of {}: {}", action, spec.id, st.message()));
+  };
   Result<std::unique_ptr<Rollouts>> rollouts =
       Rollouts::Open(**store, std::move(online_key), SystemClock::Get(),
                      RolloutsOptions{.state_expiry_ms = o.state_expiry_ms, .state_refresh_ms = o.state_refresh_ms,
-                                     .time_zones = o.time_zones});
+                                     .time_zones = o.time_zones, .on_gate_change = audit_gate_change});
   if (!rollouts.ok()) return Fail("cannot load rollouts: " + rollouts.status().ToString());
   DeltaService deltas(**store, std::move(delta_key), o.deltas);
 
   Catalog catalog(o.jurisdiction);
   if (Status st = catalog.Load(**store); !st.ok()) return Fail("cannot read the stored manifests: " + st.ToString());
   Metrics metrics;
-  Api api(**store, catalog, *root, ApiTokens{*publisher, *operator_token, *terminal_token, *mirror_token}, metrics,
-          **rollouts, deltas);
+  Result<std::unique_ptr<Credentials>> credentials = Credentials::Open(**store, SystemClock::Get());
+  if (!credentials.ok()) return Fail("cannot load the named credentials: " + credentials.status().ToString());
+  Api api(**store, catalog, *root, ApiTokens{*publisher, *operator_token, *terminal_token, *mirror_token},
+          **credentials, **audit, metrics, **rollouts, deltas);
   UpstreamOptions upstream{.urls = o.upstream, .mirror_token = upstream_token, .tls = upstream_tls};
   std::unique_ptr<Follower> follower;
   std::unique_ptr<ReportOutbox> outbox;
