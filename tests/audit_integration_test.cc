@@ -1,8 +1,8 @@
 // Integration: named credentials and the audit log on a real meridiand with
 // the real CLI — people act under their own names, a revoked token is refused
-// at once and across a kill -9, the log names every actor (never a header),
-// and `meridian audit verify` finds one edited byte in the stored log and
-// names the event.
+// at once and across a kill -9, the log names every actor (never a header;
+// the gates as "gate"), and `meridian audit verify` finds one edited byte in
+// the stored log and names the event.
 #include <cctype>
 #include <regex>
 
@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "client/api.h"
+#include "client/http_client.h"
 #include "store/store.h"
 #include "tests/harness.h"
 #include "tests/loopback.h"
@@ -169,4 +170,32 @@ TEST_CASE("editing one byte of a stored audit event makes `meridian audit verify
     CHECK(bad.exit_code != 0);
     CHECK_THAT(bad.err, Catch::Contains("event 4 is missing"));
   }
+}
+
+TEST_CASE("a gate's own decision is audited with the actor 'gate'") {
+  DaemonFixture d;
+  d.Start();
+  TempDir work;
+  WriteFile(work / "model.bin", RandomBytes(100'000, 2));
+  REQUIRE(d.Publish("fraud", "1.0.0", work / "model.bin").exit_code == 0);
+  REQUIRE(d.Cli({"--token", d.operator_token(), "rollout", "start", "fraud", "1.0.0", "--id", "g", "--stages", "100",
+                 "--min-reports", "1", "--auto-rollback"})
+              .exit_code == 0);
+  HttpClient terminal(d.url(), d.ClientOptions(d.terminal_token()));
+  nlohmann::json report = {{"model", "fraud"}, {"version", "1.0.0"}, {"rollout", "g"}, {"event", "failed"},
+                           {"reason", "health check failed"}};
+  Result<HttpReply> r = terminal.Post(TerminalReportsPath("t1"), report.dump());
+  REQUIRE(r.ok());
+  CHECK(r->status == 202);
+
+  nlohmann::json events = AuditEvents(d);
+  REQUIRE(events.size() == 3);
+  CHECK(events[0].at("actor") == "publisher");
+  CHECK(events[0].at("action") == "publish");
+  CHECK(events[1].at("actor") == "operator");
+  CHECK(events[1].at("action") == "rollout.start");
+  CHECK(events[2].at("actor") == "gate");
+  CHECK(events[2].at("action") == "rollout.rollback");
+  CHECK(events[2].at("subject") == "g");
+  CHECK_THAT(events[2].at("detail").get<std::string>(), Catch::Contains("running(0) -> rolled_back(0)"));
 }
