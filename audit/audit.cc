@@ -107,4 +107,11 @@ void AuditChainVerifier::Finish() {
   }
 }
 
+AuditVerdict VerifyAuditChain(std::span<const std::string> stored, std::vector<AuditHead> expect) {
+  AuditChainVerifier v(std::move(expect));
+  for (const std::string& e : stored) v.Add(e);
+  v.Finish();
+  return {v.head(), v.fault()};
+}
+
 }  // namespace meridian

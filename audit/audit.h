@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -110,5 +111,13 @@ class AuditChainVerifier {
   AuditHead head_;
   std::optional<AuditFault> fault_;
 };
+
+// AuditChainVerifier over events held in memory, in seq order: the head of
+// the good chain, or the first fault.
+struct AuditVerdict {
+  AuditHead head;
+  std::optional<AuditFault> fault;
+};
+AuditVerdict VerifyAuditChain(std::span<const std::string> stored, std::vector<AuditHead> expect = {});
 
 }  // namespace meridian

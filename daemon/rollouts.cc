@@ -267,13 +267,13 @@ struct Rollouts::Impl {
   }
 };
 
-Rollouts::Rollouts(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 std::string DescribeRolloutEvent(const RolloutEvent& e) {
   std::string line = e.before.empty() ? e.after : e.before + " -> " + e.after;
   if (!e.reason.empty()) line += "; " + e.reason;
   return line;
 }
 
+Rollouts::Rollouts(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Rollouts::~Rollouts() = default;
 
 Result<std::unique_ptr<Rollouts>> Rollouts::Open(Store& store, std::optional<SecretKey> online_key, const Clock& clock,

@@ -53,11 +53,9 @@ TEST_CASE("appended events chain, read back in pages and survive reopening") {
 
   std::vector<std::string> events = ReadAll(*log, 3);
   REQUIRE(events.size() == 8);
-  AuditChainVerifier v;
-  for (const std::string& e : events) v.Add(e);
-  v.Finish();
-  CHECK(!v.fault());
-  CHECK(v.head() == log->head());
+  AuditVerdict v = VerifyAuditChain(events);
+  CHECK(!v.fault);
+  CHECK(v.head == log->head());
   AuditEvent last = ParseAuditEvent(events.back()).value();
   CHECK(last.actor == "bob");
   CHECK(last.time_ms == f.clock.NowUnixMillis());
@@ -92,8 +90,7 @@ TEST_CASE("a next append chains to the recorded head, not to a tampered last eve
   REQUIRE(f.store->WriteState({{key, stored}}).ok());
   log = f.Open();
   REQUIRE(log->Append("alice", "publish", "m/3").ok());
-  AuditChainVerifier v;
-  for (const std::string& e : ReadAll(*log, 10)) v.Add(e);
-  REQUIRE(v.fault());
-  CHECK(v.fault()->seq == 2);
+  AuditVerdict v = VerifyAuditChain(ReadAll(*log, 10));
+  REQUIRE(v.fault);
+  CHECK(v.fault->seq == 2);
 }

@@ -26,11 +26,8 @@ std::vector<std::string> Chain(size_t n) {
   return out;
 }
 
-AuditChainVerifier Verify(const std::vector<std::string>& chain, std::vector<AuditHead> expect = {}) {
-  AuditChainVerifier v(std::move(expect));
-  for (const std::string& e : chain) v.Add(e);
-  v.Finish();
-  return v;
+AuditVerdict Verify(const std::vector<std::string>& chain, std::vector<AuditHead> expect = {}) {
+  return VerifyAuditChain(chain, std::move(expect));
 }
 
 }  // namespace
@@ -84,12 +81,12 @@ TEST_CASE("an audit head reads back from its text") {
 
 TEST_CASE("an intact chain verifies and gives its head") {
   std::vector<std::string> chain = Chain(5);
-  AuditChainVerifier v = Verify(chain);
-  CHECK(!v.fault());
-  CHECK(v.head().seq == 5);
-  CHECK(v.head().digest == AuditEventDigest(chain[4]));
-  CHECK(!Verify({}).fault());
-  CHECK(Verify({}).head() == AuditHead{});
+  AuditVerdict v = Verify(chain);
+  CHECK(!v.fault);
+  CHECK(v.head.seq == 5);
+  CHECK(v.head.digest == AuditEventDigest(chain[4]));
+  CHECK(!Verify({}).fault);
+  CHECK(Verify({}).head == AuditHead{});
 }
 
 TEST_CASE("one changed byte of an event names that event") {
@@ -97,57 +94,57 @@ TEST_CASE("one changed byte of an event names that event") {
   size_t at = chain[2].find("why 3");
   REQUIRE(at != std::string::npos);
   chain[2][at] = 'W';
-  AuditChainVerifier v = Verify(chain);
-  REQUIRE(v.fault());
-  CHECK(v.fault()->seq == 3);
-  CHECK_THAT(v.fault()->problem, Catch::Contains("was changed"));
+  AuditVerdict v = Verify(chain);
+  REQUIRE(v.fault);
+  CHECK(v.fault->seq == 3);
+  CHECK_THAT(v.fault->problem, Catch::Contains("was changed"));
 
   // A byte that breaks the JSON is named at once.
   chain = Chain(5);
   chain[1][0] = '[';
   v = Verify(chain);
-  REQUIRE(v.fault());
-  CHECK(v.fault()->seq == 2);
-  CHECK_THAT(v.fault()->problem, Catch::Contains("is not an audit event"));
+  REQUIRE(v.fault);
+  CHECK(v.fault->seq == 2);
+  CHECK_THAT(v.fault->problem, Catch::Contains("is not an audit event"));
 }
 
 TEST_CASE("removed, reordered and replaced events are found") {
   std::vector<std::string> chain = Chain(5);
   SECTION("one removed from the middle") {
     chain.erase(chain.begin() + 2);
-    AuditChainVerifier v = Verify(chain);
-    REQUIRE(v.fault());
-    CHECK(v.fault()->seq == 3);
-    CHECK_THAT(v.fault()->problem, Catch::Contains("is missing"));
+    AuditVerdict v = Verify(chain);
+    REQUIRE(v.fault);
+    CHECK(v.fault->seq == 3);
+    CHECK_THAT(v.fault->problem, Catch::Contains("is missing"));
   }
   SECTION("the first removed") {
     chain.erase(chain.begin());
-    CHECK(Verify(chain).fault()->seq == 1);
+    CHECK(Verify(chain).fault->seq == 1);
   }
   SECTION("two swapped") {
     std::swap(chain[1], chain[2]);
-    AuditChainVerifier v = Verify(chain);
-    REQUIRE(v.fault());
-    CHECK(v.fault()->seq == 2);
+    AuditVerdict v = Verify(chain);
+    REQUIRE(v.fault);
+    CHECK(v.fault->seq == 2);
   }
   SECTION("a whole event rewritten with its seq kept, the chain not") {
     AuditEvent forged = ParseAuditEvent(chain[3]).value();
     forged.actor = "mallory";
     chain[3] = EncodeAuditEvent(forged).value();
-    CHECK(Verify(chain).fault()->seq == 4);
+    CHECK(Verify(chain).fault->seq == 4);
   }
   SECTION("the chain of a seq 1 that is not first") {
     std::vector<std::string> other = Chain(2);
     AuditEvent e = ParseAuditEvent(other[1]).value();
     e.seq = 1;
-    CHECK_THAT(Verify({EncodeAuditEvent(e).value()}).fault()->problem, Catch::Contains("zero digest"));
+    CHECK_THAT(Verify({EncodeAuditEvent(e).value()}).fault->problem, Catch::Contains("zero digest"));
   }
 }
 
 TEST_CASE("a recorded head catches a rewritten or truncated tail") {
   std::vector<std::string> chain = Chain(5);
   AuditHead recorded{4, AuditEventDigest(chain[3])};
-  CHECK(!Verify(chain, {recorded}).fault());  // grown since: fine
+  CHECK(!Verify(chain, {recorded}).fault);  // grown since: fine
 
   // The tail rewritten consistently from event 4 on: the chain holds, the head does not.
   std::vector<std::string> rewritten(chain.begin(), chain.begin() + 3);
@@ -157,16 +154,16 @@ TEST_CASE("a recorded head catches a rewritten or truncated tail") {
     rewritten.push_back(EncodeAuditEvent(e).value());
     previous = AuditEventDigest(rewritten.back());
   }
-  CHECK(!Verify(rewritten).fault());
-  AuditChainVerifier v = Verify(rewritten, {recorded});
-  REQUIRE(v.fault());
-  CHECK(v.fault()->seq == 4);
-  CHECK_THAT(v.fault()->problem, Catch::Contains("expected head"));
+  CHECK(!Verify(rewritten).fault);
+  AuditVerdict v = Verify(rewritten, {recorded});
+  REQUIRE(v.fault);
+  CHECK(v.fault->seq == 4);
+  CHECK_THAT(v.fault->problem, Catch::Contains("expected head"));
 
   // Truncated before the recorded head.
   chain.resize(3);
   v = Verify(chain, {recorded});
-  REQUIRE(v.fault());
-  CHECK(v.fault()->seq == 4);
-  CHECK_THAT(v.fault()->problem, Catch::Contains("is missing"));
+  REQUIRE(v.fault);
+  CHECK(v.fault->seq == 4);
+  CHECK_THAT(v.fault->problem, Catch::Contains("is missing"));
 }
