@@ -65,4 +65,17 @@ AuditHead AuditLog::head() const {
   return head_;
 }
 
+Result<AuditVerdict> AuditLog::Verify() {
+  AuditChainVerifier verifier({head()});
+  for (uint64_t after = 0;;) {
+    Result<Page> page = Read(after, kPageEventsMax);
+    if (!page.ok()) return page.status();
+    if (page->events.empty()) break;
+    for (const std::string& e : page->events) verifier.Add(e);
+    after = page->last_seq;
+  }
+  verifier.Finish();
+  return AuditVerdict{verifier.head(), verifier.fault()};
+}
+
 }  // namespace meridian

@@ -56,6 +56,12 @@ class AuditLog {
   // The last event appended (seq 0 when none).
   AuditHead head() const;
 
+  // Reads every stored event, a page at a time, and checks the chain and
+  // that it reaches head() with its digest (AuditChainVerifier): what
+  // `meridiand fsck` runs on a stopped daemon's store. The store's error
+  // when it cannot be read.
+  Result<AuditVerdict> Verify();
+
  private:
   AuditLog(Store& store, const Clock& clock, AuditHead head) : store_(store), clock_(clock), head_(head) {}
 

@@ -18,6 +18,8 @@
 #include "base/file.h"
 #include "base/service_notify.h"
 #include "daemon/api.h"
+#include "daemon/audit_log.h"
+#include "daemon/credentials.h"
 #include "daemon/data_dir.h"
 #include "daemon/follower.h"
 #include "daemon/outbox.h"
@@ -467,6 +469,16 @@ int Fsck(const std::string& data) {
         if (!st.ok()) report.faults.push_back(fmt::format("manifest {} {}: {}", model, v, st.message()));
       }
     }
+  }
+  // And the audit log's chain, up to the head the daemon recorded.
+  Result<std::unique_ptr<AuditLog>> audit = AuditLog::Open(**store, SystemClock::Get());
+  Result<AuditVerdict> chain = audit.ok() ? (*audit)->Verify() : Result<AuditVerdict>(audit.status());
+  if (!chain.ok()) {
+    report.faults.push_back("audit log: " + chain.status().message());
+  } else if (chain->fault) {
+    report.faults.push_back(fmt::format("audit log: event {} {}", chain->fault->seq, chain->fault->problem));
+  } else {
+    fmt::print("audit log: {} events, head {}\n", chain->head.seq, chain->head.ToString());
   }
   for (const std::string& f : report.faults) fmt::print("fault: {}\n", f);
   fmt::print("{}: {} chunks, {} manifests checked, {} faults\n", report.clean() ? "clean" : "FAULTY",

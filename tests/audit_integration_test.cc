@@ -142,6 +142,9 @@ TEST_CASE("editing one byte of a stored audit event makes `meridian audit verify
   SECTION("an event in the middle") {
     REQUIRE(d.Terminate() == 0);
     EditStoredEvent(d, 2, "\"ben\"", "\"bex\"");
+    CommandResult fsck = d.Fsck();  // offline, the same check
+    CHECK(fsck.exit_code == 1);
+    CHECK_THAT(fsck.out, Catch::Contains("fault: audit log: event 2 was changed"));
     d.Restart();
     CommandResult bad = d.Cli({"--token", d.operator_token(), "audit", "verify"});
     CHECK(bad.exit_code != 0);

@@ -56,6 +56,10 @@ TEST_CASE("appended events chain, read back in pages and survive reopening") {
   AuditVerdict v = VerifyAuditChain(events);
   CHECK(!v.fault);
   CHECK(v.head == log->head());
+  Result<AuditVerdict> own = log->Verify();
+  REQUIRE(own.ok());
+  CHECK(!own->fault);
+  CHECK(own->head == log->head());
   AuditEvent last = ParseAuditEvent(events.back()).value();
   CHECK(last.actor == "bob");
   CHECK(last.time_ms == f.clock.NowUnixMillis());
@@ -93,4 +97,5 @@ TEST_CASE("a next append chains to the recorded head, not to a tampered last eve
   AuditVerdict v = VerifyAuditChain(ReadAll(*log, 10));
   REQUIRE(v.fault);
   CHECK(v.fault->seq == 2);
+  CHECK(log->Verify().value().fault->seq == 2);
 }
