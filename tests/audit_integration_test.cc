@@ -83,6 +83,15 @@ TEST_CASE("people act under their own credentials' names; revocation is immediat
   nlohmann::json rollout_events = nlohmann::json::parse(d.GetRollout("r1", /*events=*/true)).at("events");
   CHECK(rollout_events.back().at("actor") == "alice");
 
+  // Bad pages are 400; the credentials and the log are the origin's.
+  HttpClient as_alice(d.url(), d.ClientOptions(alice));
+  for (const char* query : {"limit=0", "limit=1001", "after=-1", "after=x"}) {
+    INFO(query);
+    Result<HttpReply> page = as_alice.Get(std::string("/v1/audit?") + query);
+    REQUIRE(page.ok());
+    CHECK(page->status == 400);
+  }
+
   // A publisher credential is no operator's.
   CommandResult refused = d.Cli({"--token", bob, "tokens", "list"});
   CHECK(refused.exit_code != 0);
