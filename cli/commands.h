@@ -111,5 +111,16 @@ int TerminalsImport(const GlobalOptions& g, const std::string& file);
 int TerminalsList(const GlobalOptions& g, const std::string& state, const std::string& after, size_t limit);
 // `action`: "accept" or "revoke".
 int TerminalsChange(const GlobalOptions& g, const std::string& action, const std::string& id);
+// `meridian tokens …`: named publisher and operator credentials (operator token).
+// Create prints the new token on stdout, once.
+int TokensCreate(const GlobalOptions& g, const std::string& role, const std::string& name);
+int TokensList(const GlobalOptions& g);
+int TokensRevoke(const GlobalOptions& g, const std::string& name);
+// `meridian audit list`: a page of the audit log after seq `after` (operator token).
+int AuditList(const GlobalOptions& g, uint64_t after, uint64_t limit);
+// `meridian audit verify`: fetches the whole log, checks every event and the
+// chain, and the daemon's head and `expect_head` ("SEQ:sha256:…", may be
+// empty) against it; exit 1 naming the first bad event, else prints the head.
+int AuditVerify(const GlobalOptions& g, const std::string& expect_head);
 
 }  // namespace meridian::cli

@@ -188,6 +188,31 @@ int main(int argc, char** argv) {
     cmd->add_option("ID", t_id, "terminal id")->required();
     t_actions.emplace_back(action, cmd);
   }
+  // tokens …, audit … (operator token)
+  CLI::App* tokens_cmd = app.add_subcommand("tokens", "named publisher and operator credentials for people (operator token)");
+  tokens_cmd->require_subcommand(1);
+  std::string token_role, token_name;
+  CLI::App* tokens_create = tokens_cmd->add_subcommand("create", "create a credential; prints its token once");
+  tokens_create->add_option("--role", token_role, "publisher or operator")
+      ->required()
+      ->check(CLI::IsMember({"publisher", "operator"}));
+  tokens_create->add_option("--name", token_name, "who holds it: the actor of its actions in the audit log")->required();
+  CLI::App* tokens_list = tokens_cmd->add_subcommand("list", "credentials: name, role, created, by whom, revoked");
+  CLI::App* tokens_revoke = tokens_cmd->add_subcommand("revoke", "revoke a credential, at once");
+  tokens_revoke->add_option("NAME", token_name, "the credential's name")->required();
+  CLI::App* audit_cmd = app.add_subcommand("audit", "the origin's hash-chained audit log (operator token)");
+  audit_cmd->require_subcommand(1);
+  uint64_t audit_after = 0, audit_limit = 100;
+  std::string audit_expect_head;
+  CLI::App* audit_list = audit_cmd->add_subcommand("list", "a page of events: seq, time, actor, action, subject, detail");
+  audit_list->add_option("--after", audit_after, "events after this seq (what the last page said)");
+  audit_list->add_option("--limit", audit_limit, "events per page, 1 to 1000")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  CLI::App* audit_verify = audit_cmd->add_subcommand(
+      "verify", "check every event and the chain; exit 1 naming the first bad event, else print the head");
+  audit_verify->add_option("--expect-head", audit_expect_head,
+                           "SEQ:sha256:… printed by an earlier verify: the log must still hold it unchanged");
 
   try {
     app.parse(argc, argv);
@@ -232,6 +257,11 @@ int main(int argc, char** argv) {
     if (*cmd) return TerminalsChange(g, action, t_id);
   }
   if (*fleet_cmd) return FleetList(g);
+  if (*tokens_create) return TokensCreate(g, token_role, token_name);
+  if (*tokens_list) return TokensList(g);
+  if (*tokens_revoke) return TokensRevoke(g, token_name);
+  if (*audit_list) return AuditList(g, audit_after, audit_limit);
+  if (*audit_verify) return AuditVerify(g, audit_expect_head);
   if (*ro_start) return RolloutStart(g, ro);
   if (*ro_plan) return RolloutPlan(g, ro);
   if (*ro_list) return RolloutList(g);

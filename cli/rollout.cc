@@ -16,6 +16,7 @@
 #include "base/json.h"
 #include "base/clock.h"
 #include "cli/commands.h"
+#include "cli/control.h"
 #include "cli/output.h"
 #include "client/api.h"
 #include "client/http_client.h"
@@ -69,46 +70,6 @@ Result<std::string> SpecJson(const RolloutOptions& o) {
   if (o.no_health_rules) spec.health_rules.clear();
   spec.health_min_terminals = o.health_min_terminals;
   return RolloutSpecToJson(spec);
-}
-
-// GETs or POSTs `path` and parses the JSON answer; one error line otherwise.
-Result<nlohmann::json> Call(const GlobalOptions& g, const std::string& method, const std::string& path,
-                            const std::string& body, long want_status, const std::string& what) {
-  if (g.token.empty()) return Status::PermissionDenied("this command needs the operator token (--token-file DATA/operator.token)");
-  HttpClient client(g.server, HttpClientOptions{.timeout_ms = 60'000, .bearer_token = g.token, .tls = g.tls});
-  Result<HttpReply> r = method == "GET" ? client.Get(path) : client.Post(path, body);
-  if (!r.ok()) return Status::Unavailable(fmt::format("{}: {}", what, r.status().message()));
-  if (r->status != want_status) return ReplyError(*r, what);
-  Result<nlohmann::json> j = ParseJson(r->body, r->body.size());  // the client bounded the reply
-  if (!j.ok()) return Status::Corruption(what + ": the daemon's answer is not JSON: " + j.status().message());
-  return j;
-}
-
-// The answer as JSON with --output json, else as `print_text` writes it. The
-// text printers read the fields they show without checking each one: an
-// answer of another shape (another version of the daemon, or not a daemon)
-// is an error message, not a crash.
-Status Show(const GlobalOptions& g, const nlohmann::json& j, const std::string& what,
-            const std::function<void(const nlohmann::json&)>& print_text) {
-  if (g.json) {
-    PrintJson(j);
-    return Status::Ok();
-  }
-  try {
-    print_text(j);
-  } catch (const nlohmann::json::exception& e) {
-    return Status::Corruption(fmt::format("{}: the daemon's answer is not what this CLI expects ({})", what, e.what()));
-  }
-  return Status::Ok();
-}
-
-// Call, then Show.
-int CallAndShow(const GlobalOptions& g, const std::string& method, const std::string& path, const std::string& body,
-                long want_status, const std::string& what, const std::function<void(const nlohmann::json&)>& print_text) {
-  Result<nlohmann::json> j = Call(g, method, path, body, want_status, what);
-  if (!j.ok()) return Fail(j.status());
-  if (Status shown = Show(g, *j, what, print_text); !shown.ok()) return Fail(shown);
-  return 0;
 }
 
 // A field of a JSON object as text for a table cell: strings as they are, other

@@ -75,6 +75,12 @@ std::string RolloutActionPath(std::string_view id, std::string_view action) {
   return RolloutPath(id) + "/" + PercentEncode(action);
 }
 
+std::string TokensPath() { return "/v1/tokens"; }
+std::string TokenRevokePath(std::string_view name) { return TokensPath() + "/" + PercentEncode(name) + "/revoke"; }
+std::string AuditPath(uint64_t after_seq, uint64_t limit) {
+  return fmt::format("/v1/audit?after={}&limit={}", after_seq, limit);
+}
+
 Status ReplyError(const HttpReply& reply, std::string_view what) {
   std::string msg = fmt::format("{}: HTTP {}: {}", what, reply.status, ErrorMessageOf(reply));
   if (reply.status >= 500) return Status::Unavailable(std::move(msg));

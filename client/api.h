@@ -79,6 +79,11 @@ std::string RolloutPath(std::string_view id);
 std::string RolloutEventsPath(std::string_view id);
 std::string RolloutActionPath(std::string_view id, std::string_view action);  // promote, pause, …
 
+// --- people's credentials and the audit log
+std::string TokensPath();  // GET: list; POST: create
+std::string TokenRevokePath(std::string_view name);
+std::string AuditPath(uint64_t after_seq, uint64_t limit);  // events after seq `after_seq`
+
 // A non-2xx reply as a Status whose message names `what`, the HTTP status and
 // the server's error message: Unavailable for 5xx (another try, or another
 // server, may do better), NotFound for 404, PermissionDenied for 401 and 403,

@@ -82,12 +82,14 @@ HttpResponse PlanRepresentation(const HttpRequest& req, const Digest& digest, bo
 
 }  // namespace
 
-Api::Api(Store& store, Catalog& catalog, const Root& root, ApiTokens tokens, Enrolment& enrolment, Metrics& metrics,
-         Rollouts& rollouts, DeltaService& deltas, ApiLimits limits)
+Api::Api(Store& store, Catalog& catalog, const Root& root, ApiTokens tokens, Credentials& credentials, AuditLog& audit,
+         Enrolment& enrolment, Metrics& metrics, Rollouts& rollouts, DeltaService& deltas, ApiLimits limits)
     : store_(store),
       catalog_(catalog),
       root_(root),
       tokens_(std::move(tokens)),
+      credentials_(credentials),
+      audit_(audit),
       enrolment_(enrolment),
       metrics_(metrics),
       rollouts_(rollouts),
@@ -185,9 +187,9 @@ RouteTable Api::BuildRoutes() {
   origin_only("POST", "/v1/terminals", op, 16u << 20, "enrol terminals with their public keys (accepted)",
               [this](const HttpRequest& r) { return AddTerminals(r); });
   origin_only("POST", "/v1/terminals/{id}/accept", op, 0, "accept a terminal that asked to join",
-              [this](const HttpRequest& r) { return ChangeTerminal(r.params[0], EnrolmentState::kAccepted); });
+              [this](const HttpRequest& r) { return ChangeTerminal(r, r.params[0], EnrolmentState::kAccepted); });
   origin_only("POST", "/v1/terminals/{id}/revoke", op, 0, "revoke a terminal: its credentials stop working",
-              [this](const HttpRequest& r) { return ChangeTerminal(r.params[0], EnrolmentState::kRevoked); });
+              [this](const HttpRequest& r) { return ChangeTerminal(r, r.params[0], EnrolmentState::kRevoked); });
   add("GET", "/v1/terminals/{id}/target", terminal, 0, "what a terminal should run (long poll)",
       [this](const HttpRequest& r) { return TerminalTarget(r, r.params[0]); });
   // The origin counts reports; a region forwards them to its upstream.
@@ -209,6 +211,16 @@ RouteTable Api::BuildRoutes() {
       [this](const HttpRequest& r) { return Sync(r); });
   add("POST", "/v1/reports", mirror, json, "reports forwarded by a region downstream",
       [this, origin](const HttpRequest& r) { return origin ? ForwardedReports(r) : RelayForwardedReports(r); });
+  // People's credentials and the audit log are the origin's, where releases
+  // and rollouts are made; a region keeps its built-in tokens.
+  origin_only("POST", "/v1/tokens", op, json, "create a named publisher or operator credential (its token is shown once)",
+              [this](const HttpRequest& r) { return CreateToken(r); });
+  origin_only("GET", "/v1/tokens", op, 0, "the named credentials, never their tokens",
+              [this](const HttpRequest&) { return ListTokens(); });
+  origin_only("POST", "/v1/tokens/{name}/revoke", op, 0, "revoke a named credential, at once",
+              [this](const HttpRequest& r) { return RevokeToken(r, r.params[0]); });
+  origin_only("GET", "/v1/audit", op, 0, "a page of the hash-chained audit log, events as stored",
+              [this](const HttpRequest& r) { return ReadAudit(r); });
   add("GET", "/v1/regions", op, 0, "the regions following this daemon", [this](const HttpRequest&) { return ListRegions(); });
   add("POST", "/v1/holdings", mirror, json, "what a region downstream holds of each model",
       [this](const HttpRequest& r) { return RegionHoldings(r); });
@@ -291,15 +303,15 @@ std::optional<Result<TerminalCredential>> Api::CredentialOf(const HttpRequest& r
   std::string text(auth.substr(7));
   const int64_t now = SystemClock::Get().NowUnixMillis();
   {
-    std::lock_guard lock(credentials_mu_);
-    auto it = credentials_.find(text);
-    if (it != credentials_.end() && it->second.expires_ms > now) return it->second;
+    std::lock_guard lock(verified_mu_);
+    auto it = verified_credentials_.find(text);
+    if (it != verified_credentials_.end() && it->second.expires_ms > now) return it->second;
   }
   Result<TerminalCredential> c = VerifyCredential(root_, text, now);
   if (c.ok()) {
-    std::lock_guard lock(credentials_mu_);
-    if (credentials_.size() >= kCredentialsCachedMax) credentials_.clear();
-    credentials_.emplace(std::move(text), *c);
+    std::lock_guard lock(verified_mu_);
+    if (verified_credentials_.size() >= kCredentialsCachedMax) verified_credentials_.clear();
+    verified_credentials_.emplace(std::move(text), *c);
   }
   return c;
 }
@@ -313,7 +325,7 @@ void Api::ApplyCredential(const HttpRequest& req, std::string* profile, std::str
   if (!(*c)->region.empty() && region_.empty()) *region = (*c)->region;
 }
 
-std::optional<HttpResponse> Api::CheckTerminal(const HttpRequest& req) const {
+std::optional<HttpResponse> Api::CheckTerminal(HttpRequest& req) const {
   const std::string& id = req.params[0];
   auto refuse = [&](int status, const char* reason, std::string message) {
     metrics_.CountAuthFailure(reason, RoleName(CallerRole::kTerminal));
@@ -347,10 +359,19 @@ std::optional<HttpResponse> Api::CheckTerminal(const HttpRequest& req) const {
   }
   Status admitted = credential ? enrolment_.Admit(id, issued_ms) : enrolment_.AdmitCertified(id);
   if (!admitted.ok()) return refuse(403, "not_enrolled", admitted.message());
+  req.caller = id;
   return std::nullopt;
 }
 
-std::optional<HttpResponse> Api::CheckBearer(const HttpRequest& req, CallerRole role) const {
+std::optional<Api::Caller> Api::Identify(std::string_view token) const {
+  for (CallerRole r : {CallerRole::kTerminal, CallerRole::kMirror, CallerRole::kPublisher, CallerRole::kOperator}) {
+    if (TokenMatches(token, TokenOf(r))) return Caller{r, r == CallerRole::kTerminal ? "" : std::string(RoleName(r))};
+  }
+  if (std::optional<Credential> c = credentials_.Find(token)) return Caller{c->role, c->name, c->revoked_ms.has_value()};
+  return std::nullopt;
+}
+
+std::optional<HttpResponse> Api::CheckBearer(HttpRequest& req, CallerRole role) const {
   if (role == CallerRole::kAnyone) return std::nullopt;
   if (role == CallerRole::kTerminal) return CheckTerminal(req);
   const std::string& cn = req.client_certificate_cn;
@@ -366,8 +387,9 @@ std::optional<HttpResponse> Api::CheckBearer(const HttpRequest& req, CallerRole 
                                : c->status().message());
     }
     if (auth.starts_with("Bearer ")) {
-      for (CallerRole r : {CallerRole::kTerminal, CallerRole::kMirror, CallerRole::kPublisher, CallerRole::kOperator}) {
-        if (TokenMatches(auth.substr(7), TokenOf(r))) return std::nullopt;
+      if (std::optional<Caller> c = Identify(auth.substr(7)); c && !c->revoked) {
+        req.caller = std::move(c->name);
+        return std::nullopt;
       }
       metrics_.CountAuthFailure("wrong_token", RoleName(role));
       return JsonError(403, "permission_denied", "reading a model needs a terminal credential or a reader, mirror, "
@@ -385,10 +407,16 @@ std::optional<HttpResponse> Api::CheckBearer(const HttpRequest& req, CallerRole 
     r.Set("WWW-Authenticate", "Bearer");
     return r;
   }
-  if (!TokenMatches(auth.substr(7), TokenOf(role))) {
+  std::optional<Caller> c = Identify(auth.substr(7));
+  if (!c || c->role != role) {
     metrics_.CountAuthFailure("wrong_token", RoleName(role));
     return JsonError(403, "permission_denied", fmt::format("this route needs the {} token; the one given is not", RoleName(role)));
   }
+  if (c->revoked) {
+    metrics_.CountAuthFailure("revoked", RoleName(role));
+    return JsonError(403, "permission_denied", fmt::format("credential '{}' was revoked", c->name));
+  }
+  req.caller = std::move(c->name);
   return std::nullopt;
 }
 
@@ -671,6 +699,12 @@ HttpResponse Api::CommitVersion(const HttpRequest& req, const std::string& model
   catalog_.Learn(m);
   if (bytes_here) deltas_.QueueForNewVersion(m);
   rollouts_.notifier().NotifyAll();  // regions long-poll for new versions
+  if (std::optional<HttpResponse> unaudited =
+          Audit(req, "publish", m.name + "/" + m.version,
+                fmt::format("manifest {} artifact {} size {}", Digest::Of(verified->envelope()).ToString(),
+                            m.digest.ToString(), m.size))) {
+    return std::move(*unaudited);
+  }
   return JsonOk(201, answer);
 }
 

@@ -8,7 +8,9 @@
 #include <string>
 #include <unordered_map>
 
+#include "daemon/audit_log.h"
 #include "daemon/catalog.h"
+#include "daemon/credentials.h"
 #include "daemon/deltas.h"
 #include "daemon/enrolment.h"
 #include "daemon/follower.h"
@@ -22,10 +24,13 @@
 
 namespace meridian {
 
-// One bearer token per role: publishing, control (rollouts), reading models
-// (`terminal`: it reads, but speaks for no terminal: a terminal's own routes
-// take its credential or client certificate), and regions downstream
-// (mirror). A token of one role never opens another role's routes (403).
+// The built-in bearer token of each role: publishing, control (rollouts),
+// reading models (`terminal`: it reads, but speaks for no terminal: a
+// terminal's own routes take its credential or client certificate), and
+// regions downstream (mirror). A token of one role never opens another
+// role's routes (403). People have named publisher and operator credentials
+// besides (daemon/credentials.h); the built-in ones act as "publisher" and
+// "operator", the mirror token as "mirror".
 struct ApiTokens {
   std::string publisher;
   std::string operator_token;
@@ -46,15 +51,16 @@ struct ApiLimits {
 class Api final : public HttpHandler {
  public:
   // `root` decides which keys may sign manifests and terminal credentials;
-  // `tokens` guard the publishing and control routes, and reads of private
-  // models; `enrolment` decides which terminals may speak (their
-  // credentials); `catalog` decides residency (451) and public access. All
-  // references must outlive the Api.
-  Api(Store& store, Catalog& catalog, const Root& root, ApiTokens tokens, Enrolment& enrolment, Metrics& metrics,
-      Rollouts& rollouts, DeltaService& deltas, ApiLimits limits = {});
+  // `tokens` and `credentials` guard the publishing and control routes, and
+  // reads of private models; `enrolment` decides which terminals may speak
+  // (their credentials); `catalog` decides residency (451) and public
+  // access; `audit` records who did what. All references must outlive the Api.
+  Api(Store& store, Catalog& catalog, const Root& root, ApiTokens tokens, Credentials& credentials, AuditLog& audit,
+      Enrolment& enrolment, Metrics& metrics, Rollouts& rollouts, DeltaService& deltas, ApiLimits limits = {});
 
-  // Matches the route, checks the caller's role on the headers and sets the
-  // route's body limit. Handle takes only requests Admit admitted.
+  // Matches the route, checks the caller's role on the headers (and names
+  // the caller in head.caller) and sets the route's body limit. Handle takes
+  // only requests Admit admitted.
   HttpAdmission Admit(HttpRequest& head) override;
   HttpResponse Handle(const HttpRequest& request) override;
   void Completed(const HttpRequest& request, int status, uint64_t body_bytes_sent) override;
@@ -105,7 +111,7 @@ class Api final : public HttpHandler {
   HttpResponse IssueCredential(const HttpRequest& req, const std::string& terminal_id);
   HttpResponse AddTerminals(const HttpRequest& req);
   HttpResponse ListTerminals(const HttpRequest& req);
-  HttpResponse ChangeTerminal(const std::string& terminal_id, EnrolmentState state);
+  HttpResponse ChangeTerminal(const HttpRequest& req, const std::string& terminal_id, EnrolmentState state);
   // The terminal credential the request carries, verified (memoised: a
   // terminal sends the same one for hours); nullopt when it carries none.
   std::optional<Result<TerminalCredential>> CredentialOf(const HttpRequest& req) const;
@@ -128,6 +134,16 @@ class Api final : public HttpHandler {
   HttpResponse ForwardedReports(const HttpRequest& req);       // origin: counts them once
   HttpResponse RelayForwardedReports(const HttpRequest& req);  // region: queues them upstream
   HttpResponse ListRegions();
+  // Named credentials (POST/GET /v1/tokens, POST /v1/tokens/{name}/revoke), audited.
+  HttpResponse CreateToken(const HttpRequest& req);
+  HttpResponse ListTokens();
+  HttpResponse RevokeToken(const HttpRequest& req, const std::string& name);
+  // GET /v1/audit: a page of the audit log, events as stored.
+  HttpResponse ReadAudit(const HttpRequest& req);
+  // Appends to the audit log as the request's caller; the 500 to send when
+  // that failed (what it records was done, and is not answered as success).
+  std::optional<HttpResponse> Audit(const HttpRequest& req, std::string_view action, std::string_view subject,
+                                    std::string_view detail = {});
   // GET /v1/residency: per model, the bytes this daemon and each region downstream hold.
   HttpResponse Residency();
   // POST /v1/holdings: a region downstream says what it holds of each model.
@@ -157,28 +173,40 @@ class Api final : public HttpHandler {
   std::vector<MetricFamily> RolloutFamilies();
   std::vector<MetricFamily> RegionFamilies();
   SyncDocument BuildSyncDocument();
-  // Empty when the request carries the token of `role` (or the role is
-  // kAnyone, or a terminal's route is asked with a verified client
-  // certificate whose CN is that terminal's id), else the 401/403 to send
-  // (counted in meridian_auth_failures_total).
-  std::optional<HttpResponse> CheckBearer(const HttpRequest& req, CallerRole role) const;
+  // Empty when the request carries a valid credential of `role` (or the
+  // role is kAnyone, or a terminal's route is asked with a verified client
+  // certificate whose CN is that terminal's id), with req.caller set to the
+  // credential's name; else the 401/403 to send (counted in
+  // meridian_auth_failures_total).
+  std::optional<HttpResponse> CheckBearer(HttpRequest& req, CallerRole role) const;
+  // Whose a bearer token is: a built-in token's role (named after it; a
+  // terminal's stays unnamed), or a named credential, revoked or not.
+  struct Caller {
+    CallerRole role;
+    std::string name;
+    bool revoked = false;
+  };
+  std::optional<Caller> Identify(std::string_view token) const;
   // CheckBearer for a terminal's own routes: its credential, or its client
   // certificate; either for that terminal only, and only while enrolled.
-  std::optional<HttpResponse> CheckTerminal(const HttpRequest& req) const;
+  // req.caller is set to the terminal's id.
+  std::optional<HttpResponse> CheckTerminal(HttpRequest& req) const;
 
   Store& store_;
   Catalog& catalog_;
   const Root& root_;
   ApiTokens tokens_;
+  Credentials& credentials_;
+  AuditLog& audit_;
   Enrolment& enrolment_;
   Metrics& metrics_;
   Rollouts& rollouts_;
   DeltaService& deltas_;
   ApiLimits limits_;
   std::atomic<bool> ready_{true};
-  mutable std::mutex credentials_mu_;
+  mutable std::mutex verified_mu_;
   // Credentials verified already, by their text (cleared when full).
-  mutable std::unordered_map<std::string, TerminalCredential> credentials_;  // guarded by credentials_mu_
+  mutable std::unordered_map<std::string, TerminalCredential> verified_credentials_;  // guarded by verified_mu_
   std::mutex store_fault_mu_;
   std::string store_fault_;  // guarded by store_fault_mu_
   RouteTable routes_;

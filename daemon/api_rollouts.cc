@@ -28,14 +28,6 @@ nlohmann::json RolloutSummaryJson(const Rollout& r) {
           {"updated_ms", r.state().updated_ms}};
 }
 
-// Who acts: the X-Meridian-Actor header (the CLI sends the user name), or
-// "operator". The operator token is shared, so this is a label, not a proof.
-std::string ActorOf(const HttpRequest& req) {
-  std::string_view a = req.Header("x-meridian-actor");
-  if (a.empty()) return "operator";
-  return std::string(a.substr(0, kRolloutActorBytesMax));
-}
-
 bool ValidOptionalName(const std::optional<std::string>& v) { return !v || v->empty() || IsValidRegionOrProfile(*v); }
 
 }  // namespace
@@ -146,9 +138,16 @@ HttpResponse Api::ForwardTerminalReport(const HttpRequest& req, const std::strin
 HttpResponse Api::StartRollout(const HttpRequest& req) {
   Result<RolloutSpec> spec = ParseRolloutSpecJson(req.body);
   if (!spec.ok()) return ErrorFor(spec.status());
-  Result<Rollout> r = rollouts_.Start(std::move(*spec), ActorOf(req), "");
+  Result<Rollout> r = rollouts_.Start(std::move(*spec), req.caller, "");
   if (!r.ok() && IsCanaryExcluded(r.status())) return JsonError(400, kCanaryExcludedCode, r.status().message());
   if (!r.ok()) return ErrorFor(r.status());
+  const RolloutSpec& started = r->spec();
+  if (std::optional<HttpResponse> unaudited =
+          Audit(req, "rollout.start", started.id,
+                fmt::format("{} channel {} -> {}; {}", started.model, started.channel, started.target_version,
+                            DescribeRolloutEvent(r->events().back())))) {
+    return std::move(*unaudited);
+  }
   return GetRollout(r->spec().id, 201);
 }
 
@@ -247,8 +246,12 @@ HttpResponse Api::ActOnRollout(const HttpRequest& req, const std::string& id, co
     f.String("reason", &reason);
     if (Status st = f.Finish(); !st.ok()) return ErrorFor(st);
   }
-  Result<Rollout> r = rollouts_.Act(id, *action, ActorOf(req), reason);
+  Result<Rollout> r = rollouts_.Act(id, *action, req.caller, reason);
   if (!r.ok()) return ErrorFor(r.status());
+  if (std::optional<HttpResponse> unaudited =
+          Audit(req, fmt::format("rollout.{}", ActionName(*action)), id, DescribeRolloutEvent(r->events().back()))) {
+    return std::move(*unaudited);
+  }
   return GetRollout(id);
 }
 

@@ -85,7 +85,10 @@ HttpResponse Api::AddTerminals(const HttpRequest& req) {
     terminals.push_back(std::move(t));
   }
   size_t n = terminals.size();
+  std::string subject = n == 1 ? terminals[0].id : fmt::format("{} terminals ({} … {})", n, terminals.front().id,
+                                                                terminals.back().id);
   if (Status st = enrolment_.Add(std::move(terminals)); !st.ok()) return ErrorFor(st);
+  if (std::optional<HttpResponse> unaudited = Audit(req, "terminal.add", subject, "accepted")) return std::move(*unaudited);
   return JsonOk(200, {{"enrolled", n}});
 }
 
@@ -111,11 +114,13 @@ HttpResponse Api::ListTerminals(const HttpRequest& req) {
                       {"next", page.size() == limit ? page.back().id : std::string()}});
 }
 
-HttpResponse Api::ChangeTerminal(const std::string& terminal_id, EnrolmentState state) {
+HttpResponse Api::ChangeTerminal(const HttpRequest& req, const std::string& terminal_id, EnrolmentState state) {
   Status st = state == EnrolmentState::kRevoked ? enrolment_.Revoke(terminal_id) : enrolment_.Accept(terminal_id);
   if (!st.ok()) return ErrorFor(st);
   // Regions learn of a revocation with the next sync document: wake their long polls.
   if (state == EnrolmentState::kRevoked) rollouts_.notifier().NotifyAll();
+  const char* action = state == EnrolmentState::kRevoked ? "terminal.revoke" : "terminal.accept";
+  if (std::optional<HttpResponse> unaudited = Audit(req, action, terminal_id, "")) return std::move(*unaudited);
   return JsonOk(200, {{"terminal", terminal_id}, {"state", EnrolmentStateName(state)}});
 }
 

@@ -13,7 +13,7 @@
 
 namespace meridian {
 
-static Result<std::string> NewToken() {
+Result<std::string> NewToken() {
   Bytes raw(32);
   if (RAND_bytes(raw.data(), static_cast<int>(raw.size())) != 1) return Status::IOError("no randomness for a token");
   return HexEncode(raw);

@@ -49,6 +49,9 @@ struct InitOptions {
 // naming every file written.
 Result<std::vector<std::string>> InitDataDir(const InitOptions& options);
 
+// A fresh bearer token: 256 random bits in hex. IOError without randomness.
+Result<std::string> NewToken();
+
 // Reads a token file (trailing whitespace trimmed); InvalidArgument when empty.
 Result<std::string> ReadTokenFile(const std::string& path);
 // Reads a token file, first writing a fresh random token (0600) when there

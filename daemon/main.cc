@@ -18,6 +18,8 @@
 #include "base/file.h"
 #include "base/service_notify.h"
 #include "daemon/api.h"
+#include "daemon/audit_log.h"
+#include "daemon/credentials.h"
 #include "daemon/data_dir.h"
 #include "daemon/follower.h"
 #include "daemon/outbox.h"
@@ -327,10 +329,18 @@ int Serve(ServeOptions o) {
   Result<std::unique_ptr<Store>> store = Store::Open(
       d.store(), StoreOptions{.create_if_missing = false, .max_open_files = fds->store_files_max});
   if (!store.ok()) return Fail("cannot open store: " + store.status().ToString());
+  Result<std::unique_ptr<AuditLog>> audit = AuditLog::Open(**store, SystemClock::Get());
+  if (!audit.ok()) return Fail("cannot open the audit log: " + audit.status().ToString());
+  // The gates' own decisions go to the audit log as the operators' do (the API appends those).
+  auto audit_gate_change = [audit_log = audit->get()](const RolloutSpec& spec, const RolloutEvent& e) {
+    std::string action = fmt::format("rollout.{}", ActionName(e.action));
+    Status st = audit_log->Append(kGateActor, action, spec.id, DescribeRolloutEvent(e));
+    if (!st.ok()) Log(fmt::format("the audit log could not record the gate's {} of {}: {}", action, spec.id, st.message()));
+  };
   Result<std::unique_ptr<Rollouts>> rollouts =
       Rollouts::Open(**store, std::move(online_key), SystemClock::Get(),
                      RolloutsOptions{.state_expiry_ms = o.state_expiry_ms, .state_refresh_ms = o.state_refresh_ms,
-                                     .time_zones = o.time_zones});
+                                     .time_zones = o.time_zones, .on_gate_change = audit_gate_change});
   if (!rollouts.ok()) return Fail("cannot load rollouts: " + rollouts.status().ToString());
   DeltaService deltas(**store, std::move(delta_key), o.deltas);
 
@@ -343,8 +353,10 @@ int Serve(ServeOptions o) {
   Catalog catalog(o.jurisdiction);
   if (Status st = catalog.Load(**store); !st.ok()) return Fail("cannot read the stored manifests: " + st.ToString());
   Metrics metrics;
-  Api api(**store, catalog, *root, ApiTokens{*publisher, *operator_token, *terminal_token, *mirror_token}, **enrolment,
-          metrics, **rollouts, deltas);
+  Result<std::unique_ptr<Credentials>> credentials = Credentials::Open(**store, SystemClock::Get());
+  if (!credentials.ok()) return Fail("cannot load the named credentials: " + credentials.status().ToString());
+  Api api(**store, catalog, *root, ApiTokens{*publisher, *operator_token, *terminal_token, *mirror_token},
+          **credentials, **audit, **enrolment, metrics, **rollouts, deltas);
   UpstreamOptions upstream{.urls = o.upstream, .mirror_token = upstream_token, .tls = upstream_tls};
   std::unique_ptr<Follower> follower;
   std::unique_ptr<ReportOutbox> outbox;
@@ -469,6 +481,16 @@ int Fsck(const std::string& data) {
         if (!st.ok()) report.faults.push_back(fmt::format("manifest {} {}: {}", model, v, st.message()));
       }
     }
+  }
+  // And the audit log's chain, up to the head the daemon recorded.
+  Result<std::unique_ptr<AuditLog>> audit = AuditLog::Open(**store, SystemClock::Get());
+  Result<AuditVerdict> chain = audit.ok() ? (*audit)->Verify() : Result<AuditVerdict>(audit.status());
+  if (!chain.ok()) {
+    report.faults.push_back("audit log: " + chain.status().message());
+  } else if (chain->fault) {
+    report.faults.push_back(fmt::format("audit log: event {} {}", chain->fault->seq, chain->fault->problem));
+  } else {
+    fmt::print("audit log: {} events, head {}\n", chain->head.seq, chain->head.ToString());
   }
   for (const std::string& f : report.faults) fmt::print("fault: {}\n", f);
   fmt::print("{}: {} chunks, {} manifests checked, {} faults\n", report.clean() ? "clean" : "FAULTY",

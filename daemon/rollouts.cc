@@ -192,6 +192,7 @@ struct Rollouts::Impl {
     if (!d.ok()) return d.status();
     if (d->verdict == GateVerdict::kNone) return false;
     MERIDIAN_RETURN_IF_ERROR(Commit(e, before));
+    if (o.on_gate_change) o.on_gate_change(e.rollout.spec(), e.rollout.events().back());
     return true;
   }
 
@@ -265,6 +266,12 @@ struct Rollouts::Impl {
     for (const auto& [region, zone] : o.time_zones) spec.time_zones.try_emplace(region, zone);
   }
 };
+
+std::string DescribeRolloutEvent(const RolloutEvent& e) {
+  std::string line = e.before.empty() ? e.after : e.before + " -> " + e.after;
+  if (!e.reason.empty()) line += "; " + e.reason;
+  return line;
+}
 
 Rollouts::Rollouts(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Rollouts::~Rollouts() = default;

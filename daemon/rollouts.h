@@ -55,7 +55,16 @@ struct RolloutsOptions {
   // IANA time zone per region ("*": any other), filled into a rollout with a
   // window for the regions its spec gives no zone.
   std::map<std::string, std::string> time_zones = {};
+  // Called with each change a gate made on its own (actor kGateActor), once
+  // it is durable, under the engine's mutex: the daemon appends it to its
+  // audit log. The change stands whatever the hook does; it reports its own
+  // failures. Operators' changes are the API's to audit.
+  std::function<void(const RolloutSpec&, const RolloutEvent&)> on_gate_change = {};
 };
+
+// A rollout event as one line for the audit log: the states it moved
+// between, and why.
+std::string DescribeRolloutEvent(const RolloutEvent& e);
 
 // The answer to GET /v1/terminals/{id}/target.
 struct TargetAnswer {

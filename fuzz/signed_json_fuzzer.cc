@@ -1,13 +1,14 @@
 // libFuzzer target for every parser of JSON from outside the process: the
 // strict reader itself, then manifests, DSSE envelopes, channel states and
 // the rollout specs in them (with their window and health-rule texts, also
-// parsed on their own), root documents, delta descriptors and the holdings
-// a region reports over the same bytes. Each must answer a
+// parsed on their own), root documents, delta descriptors, the holdings
+// a region reports and audit log events (and heads) over the same bytes. Each must answer a
 // value or an error, never crash; a value must survive its own round trip.
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
 
+#include "audit/audit.h"
 #include "base/json.h"
 #include "daemon/catalog.h"
 #include "delta/delta_info.h"
@@ -48,6 +49,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (Result<std::map<std::string, ModelHolding>> h = ParseHoldings(text, &region); h.ok()) {
     Result<std::map<std::string, ModelHolding>> again = ParseHoldings(HoldingsToJson(region, *h), &region_again);
     if (!again.ok() || *again != *h || region_again != region) std::abort();
+  }
+  // Audit events come back from the store, where anyone with the disk may have edited them.
+  if (Result<AuditEvent> e = ParseAuditEvent(text); e.ok()) {
+    Result<std::string> encoded = EncodeAuditEvent(*e);
+    if (!encoded.ok()) std::abort();
+    Result<AuditEvent> again = ParseAuditEvent(*encoded);
+    if (!again.ok() || !(*again == *e)) std::abort();
+  }
+  if (Result<AuditHead> h = AuditHead::Parse(text); h.ok()) {
+    Result<AuditHead> again = AuditHead::Parse(h->ToString());
+    if (!again.ok() || *again != *h) std::abort();
   }
   return 0;
 }

@@ -21,6 +21,7 @@
 #include <atomic>
 #include <exception>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <new>
@@ -495,13 +496,21 @@ class RocksStore final : public Store {
   }
 
   Result<std::vector<std::pair<std::string, std::string>>> ScanState(std::string_view prefix) override {
+    return ScanStatePage(prefix, "", std::numeric_limits<size_t>::max());
+  }
+
+  Result<std::vector<std::pair<std::string, std::string>>> ScanStatePage(std::string_view prefix,
+                                                                         std::string_view after_key,
+                                                                         size_t limit) override {
     using Pairs = std::vector<std::pair<std::string, std::string>>;
     return Guard(&faults_, "ScanState", [&]() -> Result<Pairs> {
       Pairs out;
       uint64_t total_bytes = 0;
       std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(kState)));
-      it->Seek(rocksdb::Slice(prefix.data(), prefix.size()));
-      for (; it->Valid() && ToView(it->key()).starts_with(prefix); it->Next()) {
+      std::string_view start = after_key > prefix ? after_key : prefix;
+      it->Seek(rocksdb::Slice(start.data(), start.size()));
+      if (it->Valid() && !after_key.empty() && ToView(it->key()) == after_key) it->Next();
+      for (; out.size() < limit && it->Valid() && ToView(it->key()).starts_with(prefix); it->Next()) {
         total_bytes += it->key().size() + it->value().size();
         if (total_bytes > kStateScanBytesMax) {
           return Status::ResourceExhausted("state under prefix \"" + std::string(prefix) + "\" exceeds " +

@@ -167,6 +167,12 @@ class Store {
   // Every (key, value) whose key starts with `prefix`, in byte-wise key order;
   // ResourceExhausted when they add up to more than kStateScanBytesMax.
   virtual Result<std::vector<std::pair<std::string, std::string>>> ScanState(std::string_view prefix) = 0;
+  // A page of ScanState: the first `limit` pairs under `prefix` whose key
+  // sorts after `after_key` (from the first when empty), so a long list is
+  // read a page at a time; also ResourceExhausted past kStateScanBytesMax.
+  virtual Result<std::vector<std::pair<std::string, std::string>>> ScanStatePage(std::string_view prefix,
+                                                                                 std::string_view after_key,
+                                                                                 size_t limit) = 0;
 
   // --- operations ---
   // Cheap figures for /metrics; a figure RocksDB cannot give is left 0.

@@ -29,7 +29,9 @@ struct OriginApi {
   DeltaService deltas{*store, std::nullopt};
   Catalog catalog{""};
   std::unique_ptr<Enrolment> enrolment = Enrolment::OpenOrigin(*store, SystemClock::Get(), SecretKey::Generate()).value();
-  Api api{*store, catalog, root, {}, *enrolment, metrics, *rollouts, deltas};
+  std::unique_ptr<Credentials> credentials = Credentials::Open(*store, SystemClock::Get()).value();
+  std::unique_ptr<AuditLog> audit = AuditLog::Open(*store, SystemClock::Get()).value();
+  Api api{*store, catalog, root, {}, *credentials, *audit, *enrolment, metrics, *rollouts, deltas};
 };
 
 }  // namespace
@@ -45,7 +47,7 @@ TEST_CASE("docs/api.md lists the routes origin and region daemons serve") {
                     FollowerOptions{.region = "sg"});
   Result<std::unique_ptr<ReportOutbox>> outbox = ReportOutbox::Open(*o.store, "sg", upstream);
   REQUIRE(outbox.ok());
-  Api region(*o.store, region_catalog, o.root, {}, *region_enrolment, o.metrics, *o.rollouts, o.deltas);
+  Api region(*o.store, region_catalog, o.root, {}, *o.credentials, *o.audit, *region_enrolment, o.metrics, *o.rollouts, o.deltas);
   region.ServeAsRegion("sg", **outbox, follower);
 
   const std::string want = RoutesMarkdown(origin.routes(), region.routes());
@@ -128,6 +130,10 @@ TEST_CASE("every path the client builds is a route the daemon serves, with the v
       {"GET", RolloutPath("r 1"), "/v1/rollouts/{id}", {"r 1"}},
       {"GET", RolloutEventsPath("r 1"), "/v1/rollouts/{id}/events", {"r 1"}},
       {"POST", RolloutActionPath("r 1", "promote"), "/v1/rollouts/{id}/{action}", {"r 1", "promote"}},
+      {"GET", TokensPath(), "/v1/tokens", {}},
+      {"POST", TokensPath(), "/v1/tokens", {}},
+      {"POST", TokenRevokePath("alice@example.com"), "/v1/tokens/{name}/revoke", {"alice@example.com"}},
+      {"GET", AuditPath(7, 100), "/v1/audit", {}},
   };
   for (const Case& c : cases) {
     INFO(c.method << " " << c.path);

@@ -549,6 +549,20 @@ TEST_CASE("state: atomic batches of puts and deletes, scans by prefix") {
   CHECK(store->GetState(binary).value() == std::string("v\0", 2));
 }
 
+TEST_CASE("state: a prefix read a page at a time, after a key") {
+  TempDir dir;
+  std::unique_ptr<Store> store = OpenOrDie(dir.path(), StoreOptions());
+  REQUIRE(store->WriteState({{"a/1", "one"}, {"a/2", "two"}, {"a/4", "four"}, {"a0", "not under a/"}, {"Z", "before"}})
+              .ok());
+  using Pairs = std::vector<std::pair<std::string, std::string>>;
+  CHECK(store->ScanStatePage("a/", "", 2).value() == Pairs{{"a/1", "one"}, {"a/2", "two"}});
+  CHECK(store->ScanStatePage("a/", "a/2", 2).value() == Pairs{{"a/4", "four"}});
+  CHECK(store->ScanStatePage("a/", "a/3", 10).value() == Pairs{{"a/4", "four"}});  // the key itself may be gone
+  CHECK(store->ScanStatePage("a/", "a/4", 10).value().empty());
+  CHECK(store->ScanStatePage("a/", "A", 10).value().size() == 3);  // a key before the prefix: from its start
+  CHECK(store->ScanStatePage("a/", "", 0).value().empty());
+}
+
 TEST_CASE("Check is clean on a good store and names damaged versions and index entries") {
   TempDir dir;
   Artifact a = MakeArtifact("fraud-detector", "1.0.0", 3, 300);

@@ -4,8 +4,8 @@ meridiand processes on loopback, an origin and a region following it.
 Publishes two versions, starts a rollout with the CLI, signs in to the
 origin's console (a wrong token first), sees the rollout running and the
 region reachable, pauses the rollout through the confirmation dialog, and
-checks through the API that the daemon paused it, with the actor and reason
-typed in the page. The region's console says plainly that rollouts are
+checks through the API that the daemon paused it, with the reason typed in
+the page and, as actor, the name of the named credential signed in with. The region's console says plainly that rollouts are
 controlled at the origin. Also checks the console's headers, and that the
 origin's page ran without a Content-Security-Policy violation or a failed
 request. Saves a screenshot of each console and prints their paths.
@@ -255,10 +255,8 @@ def text_of(driver, element_id):
     return driver.find_element(By.ID, element_id).text
 
 
-def sign_in(driver, token, actor=''):
+def sign_in(driver, token):
     driver.find_element(By.ID, 'token').send_keys(token)
-    driver.find_element(By.ID, 'actor').clear()
-    driver.find_element(By.ID, 'actor').send_keys(actor)
     driver.find_element(By.ID, 'sign-in-button').click()
 
 
@@ -280,7 +278,8 @@ def drive_origin_console(driver, daemon, screenshot):
     wait.until(ec.visibility_of_element_located((By.ID, 'sign-in')), 'the sign-in form is not shown again')
     check_browser_errors(driver, expected='status of 403')  # the refused requests
 
-    sign_in(driver, daemon.token('operator'), ACTOR)
+    # A person's own credential: its name is the actor of the pause.
+    sign_in(driver, daemon.cli('operator', 'tokens', 'create', '--role', 'operator', '--name', ACTOR).strip())
     wait_for_text(wait, 'detail-id', ROLLOUT_ID)
     wait_for_text(wait, 'detail-phase', 'running')
     wait_for_text(wait, 'fleet', '1.0.0')

@@ -8,7 +8,6 @@
 const POLL_MS = 2000;
 const MODELS_SHOWN_MAX = 50;  // each model costs one request per poll
 const TOKEN_KEY = 'meridian.operator_token';
-const ACTOR_KEY = 'meridian.actor';
 
 // The actions each phase allows (the state machine of rollout/rollout.h).
 const ACTIONS_BY_PHASE = {
@@ -38,14 +37,10 @@ class ApiError extends Error {
 }
 
 const token = () => sessionStorage.getItem(TOKEN_KEY);
-const actor = () => sessionStorage.getItem(ACTOR_KEY) || 'console';
 
 async function api(method, path, body) {
   const headers = {Authorization: 'Bearer ' + token()};
-  if (body !== undefined) {
-    headers['Content-Type'] = 'application/json';
-    headers['X-Meridian-Actor'] = actor();
-  }
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
   const response = await fetch(path, {
     method,
     headers,
@@ -327,7 +322,6 @@ function signOut(message) {
 async function signIn(event) {
   event.preventDefault();  // nothing is submitted anywhere (form-action 'none')
   sessionStorage.setItem(TOKEN_KEY, $('token').value.trim());
-  sessionStorage.setItem(ACTOR_KEY, $('actor').value.trim());
   $('token').value = '';
   showError('');
   showSignedIn(true);
@@ -341,7 +335,7 @@ function askToConfirm(action) {
   pendingAction = {action, id: shownRollout.id};
   $('confirm-text').textContent =
       `${action} rollout ${shownRollout.id} (${shownRollout.spec.model} → ${shownRollout.spec.target_version}, ` +
-      `now ${shownRollout.state.phase})? This is recorded in the audit log as ${actor()}.`;
+      `now ${shownRollout.state.phase})? The audit log records it under the name of the token you signed in with.`;
   $('confirm-reason').value = '';
   $('confirm').showModal();
 }
@@ -375,7 +369,6 @@ function start() {
     pendingAction = null;
     $('confirm').close();
   });
-  $('actor').value = sessionStorage.getItem(ACTOR_KEY) || '';
   showSignedIn(Boolean(token()));
   if (token()) refreshNow();
 }
