@@ -48,6 +48,9 @@ SyncDocument Api::BuildSyncDocument() {
     doc.sync_version += c.state.state_version;
     doc.channels.push_back({c.state.model, c.state.channel, c.state.state_version, std::move(c.envelope_json)});
   }
+  // Root versions only grow, so a rotation moves the sync version on too.
+  doc.root_version = roots_.latest_version();
+  doc.sync_version += static_cast<uint64_t>(doc.root_version);
   return doc;
 }
 

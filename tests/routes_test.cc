@@ -19,16 +19,29 @@ using namespace meridian::testing;
 
 namespace {
 
+// A root envelope signed by its one key, which holds every role.
+std::string SelfSignedRoot() {
+  SecretKey key = SecretKey::FromSeed(Bytes(kSeedBytes, 7)).value();
+  Root root;
+  root.expires = "2100-01-01T00:00:00.000Z";
+  root.keys[key.KeyId()] = key.public_key();
+  for (const char* role : {"root", "release", "online"}) root.roles[role] = Role{{key.KeyId()}, 1};
+  Envelope env{std::string(kRootPayloadType), ToBytes(RootToJson(root)), {}};
+  SignEnvelope(env, key);
+  return EnvelopeToJson(env);
+}
+
 // An origin's Api on an empty store: enough to build its route table.
 struct OriginApi {
   TempDir dir;
   std::unique_ptr<Store> store = Store::Open(dir / "store").value();
-  Root root;
+  std::unique_ptr<RootChain> roots = RootChain::Open(*store, SelfSignedRoot()).value();
+  std::unique_ptr<PendingReleases> pending = PendingReleases::Open(*store, *roots->Current()).value();
   Metrics metrics;
   std::unique_ptr<Rollouts> rollouts = Rollouts::Open(*store, std::nullopt, SystemClock::Get()).value();
   DeltaService deltas{*store, std::nullopt};
   Catalog catalog{""};
-  Api api{*store, catalog, root, {}, metrics, *rollouts, deltas};
+  Api api{*store, catalog, *roots, *pending, {}, metrics, *rollouts, deltas};
 };
 
 }  // namespace
@@ -39,11 +52,11 @@ TEST_CASE("docs/api.md lists the routes origin and region daemons serve") {
 
   UpstreamOptions upstream{.urls = {"http://127.0.0.1:9"}, .mirror_token = "unused"};
   Catalog region_catalog{"sg"};
-  Follower follower(*o.store, region_catalog, o.root, *o.rollouts, o.deltas, SystemClock::Get(), upstream,
+  Follower follower(*o.store, region_catalog, *o.roots, *o.rollouts, o.deltas, SystemClock::Get(), upstream,
                     FollowerOptions{.region = "sg"});
   Result<std::unique_ptr<ReportOutbox>> outbox = ReportOutbox::Open(*o.store, "sg", upstream);
   REQUIRE(outbox.ok());
-  Api region(*o.store, region_catalog, o.root, {}, o.metrics, *o.rollouts, o.deltas);
+  Api region(*o.store, region_catalog, *o.roots, *o.pending, {}, o.metrics, *o.rollouts, o.deltas);
   region.ServeAsRegion("sg", **outbox, follower);
 
   const std::string want = RoutesMarkdown(origin.routes(), region.routes());
@@ -126,6 +139,11 @@ TEST_CASE("every path the client builds is a route the daemon serves, with the v
       {"GET", RolloutPath("r 1"), "/v1/rollouts/{id}", {"r 1"}},
       {"GET", RolloutEventsPath("r 1"), "/v1/rollouts/{id}/events", {"r 1"}},
       {"POST", RolloutActionPath("r 1", "promote"), "/v1/rollouts/{id}/{action}", {"r 1", "promote"}},
+      {"GET", PendingPath(), "/v1/pending", {}},
+      {"GET", PendingVersionPath("fraud", version), "/v1/models/{model}/pending/{version}", {"fraud", version}},
+      {"GET", RootsPath(), "/v1/roots", {}},
+      {"POST", RootsPath(), "/v1/roots", {}},
+      {"GET", RootPath(12), "/v1/roots/{version}", {"12"}},
   };
   for (const Case& c : cases) {
     INFO(c.method << " " << c.path);
