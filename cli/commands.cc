@@ -254,8 +254,10 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
   Result<HttpReply> r = client.Post(VersionsPath(o.model), EnvelopeToJson(env));
   if (!r.ok()) return Fail(r.status());
   if (r->status == 409) {
-    return Fail(fmt::format("{} {} is already published (or waiting for signatures) with other bytes or metadata; "
-                            "publish a new version instead ({})", m.name, m.version, ErrorMessageOf(*r)));
+    // version_exists, or pending_differs: the version waits for signatures on another manifest.
+    const bool waiting = r->body.find("\"pending_differs\"") != std::string::npos;
+    return Fail(fmt::format("{} {} is {} with other bytes or metadata; publish a new version instead ({})", m.name,
+                            m.version, waiting ? "waiting for signatures" : "already published", ErrorMessageOf(*r)));
   }
   // 200: the same release was published before (a retried job): nothing changed.
   // 202: signed by fewer release keys than the root asks: it waits for co-signers.
