@@ -255,7 +255,7 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
   if (!r.ok()) return Fail(r.status());
   if (r->status == 409) {
     // version_exists, or pending_differs: the version waits for signatures on another manifest.
-    const bool waiting = r->body.find("\"pending_differs\"") != std::string::npos;
+    const bool waiting = ErrorCodeOf(*r) == "pending_differs";
     return Fail(fmt::format("{} {} is {} with other bytes or metadata; publish a new version instead ({})", m.name,
                             m.version, waiting ? "waiting for signatures" : "already published", ErrorMessageOf(*r)));
   }
