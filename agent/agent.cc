@@ -323,6 +323,52 @@ struct Agent::Impl {
   }
 
   // ---- trust
+  // Root N+1 in place of the trusted root N (VerifyRootUpdate), persisted
+  // atomically before it is used.
+  Status AcceptRoot(const std::string& envelope_json) {
+    Result<Envelope> env = ParseEnvelope(envelope_json);
+    if (!env.ok()) return env.status();
+    Result<Root> next = VerifyRootUpdate(root, *env);
+    if (!next.ok()) return next.status();
+    MERIDIAN_RETURN_IF_ERROR(WriteFileAtomic(RootFile(), envelope_json));
+    root = std::move(*next);
+    return Status::Ok();
+  }
+
+  // Follows the server's chain of roots from the trusted one, one version at
+  // a time, then checks that the root it ends with has not expired (TUF's
+  // order: an expired root can still be rotated away). A root that does not
+  // verify is refused and logged; the agent keeps the one it has. A server
+  // that serves no chain (404) leaves the root as it is. Non-OK only when the
+  // trusted root has expired: nothing is installed on it.
+  Status FollowRoots(HttpClient& c) {
+    Result<HttpReply> r = c.Get(RootsPath());
+    int64_t latest = 0;
+    if (r.ok() && r->status == 200) {
+      Result<Json> j = ParseJsonObject(r->body, kTargetReplyBytesMax, "roots reply");
+      Status st = j.status();
+      if (j.ok()) {
+        JsonFields f(*j, "roots reply", UnknownFields::kIgnore);
+        f.Int64("latest", &latest, true);
+        st = f.Finish();
+      }
+      if (!st.ok()) Log("chain of roots: " + st.ToString());
+    } else if (!r.ok() || r->status != 404) {
+      Log("chain of roots: " + (r.ok() ? ReplyError(*r, "roots") : r.status()).ToString());
+    }
+    for (int64_t steps = 0; root.version < latest && steps < kRootUpdatesPerCycleMax; ++steps) {
+      const int64_t next = root.version + 1;
+      Result<HttpReply> nr = c.Get(RootPath(next));
+      Status st = !nr.ok() ? nr.status() : nr->status != 200 ? ReplyError(*nr, "root") : AcceptRoot(nr->body);
+      if (!st.ok()) {
+        Log(fmt::format("root version {} refused, keeping version {}: {}", next, root.version, st.ToString()));
+        break;
+      }
+      Log(fmt::format("now trusting root version {}", next));
+    }
+    return CheckRootFresh(root, clock->NowUnixMillis());
+  }
+
   // The manifest of `t`: the envelope must hash to the digest the signed
   // state names, be signed by a threshold of release keys, and describe that version.
   Result<Manifest> FetchVerifiedManifest(HttpClient& c, const ModelConfig& m, const ChannelTarget& t) {
@@ -760,27 +806,31 @@ std::string Agent::PublicKeyBase64() const {
 
 Status Agent::RunOnce(int64_t wait_s) {
   Impl& d = *impl_;
-  if (Status st = d.EnsureCredential(); !st.ok()) {
-    // No server can be asked without one; what runs is still checked, and
-    // its reports wait in the outbox.
-    d.Log("no credential: " + st.ToString());
-    for (const ModelConfig& m : d.config.models) d.CheckPeriodically(m);
-    d.persisted.last_error = st.ToString();
-    d.persisted.last_error_at = FormatRfc3339(d.clock->NowUnixMillis());
-    if (Status saved = d.Save(); !saved.ok()) d.Log("state not saved: " + saved.ToString());
-    return st;
-  }
   Status first;
-  if (Status st = d.FlushReports(); !st.ok()) {
+  // Without a credential no server takes a report or names a target; what
+  // runs is still checked below, and its reports wait in the outbox.
+  Status credential = d.EnsureCredential();
+  if (!credential.ok()) {
+    d.Log("no credential: " + credential.ToString());
+    first = credential;
+  } else if (Status st = d.FlushReports(); !st.ok()) {
     d.Log("reports kept for later: " + st.ToString());
     first = st;
   }
+  // The root first (anyone may read the chain): what follows may be signed
+  // by keys only a newer root names. An expired root outranks other errors.
+  Status fresh = d.FollowRoots(*d.servers[d.preferred]);
+  if (!fresh.ok()) {
+    d.Log("installing nothing: " + fresh.ToString());
+    first = fresh;
+  }
+  const bool may_sync = credential.ok() && fresh.ok();
   // Every model settled: wait for a change to any of them, then look only at
   // the models whose poll answered (the others did not change).
   size_t polled_server = d.preferred;
   wait_s = d.WaitUntilHealthCheck(wait_s);
-  std::unique_ptr<LongPolls> polls = wait_s > 0 && d.AllSettled() ? d.WaitForChange(wait_s) : nullptr;
-  for (size_t i = 0; i < d.config.models.size(); ++i) {
+  std::unique_ptr<LongPolls> polls = may_sync && wait_s > 0 && d.AllSettled() ? d.WaitForChange(wait_s) : nullptr;
+  for (size_t i = 0; may_sync && i < d.config.models.size(); ++i) {
     const ModelConfig& m = d.config.models[i];
     std::optional<Result<HttpReply>> outcome = polls ? polls->Outcome(i) : std::nullopt;
     if (polls && !outcome) continue;
@@ -797,7 +847,9 @@ Status Agent::RunOnce(int64_t wait_s) {
   // What runs now, whether or not a server answered: its reports wait in the outbox.
   for (const ModelConfig& m : d.config.models) d.CheckPeriodically(m);
   // Reports made in this cycle go out now, not a long poll later.
-  if (Status st = d.FlushReports(); !st.ok() && first.ok()) first = st;
+  if (credential.ok()) {
+    if (Status st = d.FlushReports(); !st.ok() && first.ok()) first = st;
+  }
   std::string now = FormatRfc3339(d.clock->NowUnixMillis());
   if (first.ok()) {
     d.persisted.last_success_at = now;
@@ -830,15 +882,7 @@ void Agent::Run(const std::atomic<bool>& stop) {
   }
 }
 
-Status Agent::UpdateRoot(const std::string& envelope_json) {
-  Result<Envelope> env = ParseEnvelope(envelope_json);
-  if (!env.ok()) return env.status();
-  Result<Root> next = VerifyRootUpdate(impl_->root, *env);
-  if (!next.ok()) return next.status();
-  MERIDIAN_RETURN_IF_ERROR(WriteFileAtomic(impl_->RootFile(), envelope_json));
-  impl_->root = std::move(*next);
-  return Status::Ok();
-}
+Status Agent::UpdateRoot(const std::string& envelope_json) { return impl_->AcceptRoot(envelope_json); }
 
 Result<std::string> ReadAgentStatus(const AgentConfig& config) {
   Json out = {{"id", config.id}};

@@ -23,6 +23,8 @@ inline constexpr uint64_t kTargetReplyBytesMax = 17u << 20;    // a channel stat
 inline constexpr uint64_t kManifestReplyBytesMax = 128ull << 20;
 inline constexpr size_t kReportsPerFlushMax = 1000;
 inline constexpr size_t kFailedVersionsKeptMax = 16;
+// Roots followed in one cycle (a long-offline agent catches up over a few).
+inline constexpr int64_t kRootUpdatesPerCycleMax = 32;
 
 class Agent {
  public:
@@ -32,7 +34,10 @@ class Agent {
   static Result<std::unique_ptr<Agent>> Open(AgentConfig config, const Clock& clock);
   ~Agent();
 
-  // One cycle: sends waiting reports, then asks for the targets and installs
+  // One cycle: sends waiting reports, follows the server's chain of roots
+  // (GET /v1/roots; each root verified against the one before, persisted as
+  // STATE/root.json; a refused one is logged and the trusted root kept;
+  // nothing is installed while the trusted root has expired), then asks for the targets and installs
   // or switches where one changed, then runs the periodic health checks that
   // are due (every health_interval_ms of the clock, of what runs then, server
   // or no server: they only report) and sends the cycle's reports. When

@@ -6,6 +6,9 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
+
+#include "base/status.h"
 
 namespace meridian {
 
@@ -38,5 +41,9 @@ class FakeClock final : public Clock {
 
 // RFC 3339 UTC with milliseconds, "2026-11-24T00:32:55.123Z".
 std::string FormatRfc3339(int64_t unix_millis);
+// The inverse for UTC times: "YYYY-MM-DDTHH:MM:SS[.fraction]Z" (fraction of
+// 1 to 9 digits, cut to milliseconds; "z" and "t" too, as RFC 3339 allows).
+// InvalidArgument for anything else, offsets other than Z included.
+Result<int64_t> ParseRfc3339(std::string_view text);
 
 }  // namespace meridian

@@ -10,11 +10,13 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "base/json.h"
 #include "base/clock.h"
 #include "base/digest.h"
 #include "base/file.h"
+#include "cli/cosign.h"
 #include "cli/output.h"
 #include "client/api.h"
 #include "client/delta_files.h"
@@ -171,8 +173,8 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
   if (!IsValidModelName(o.model)) return Fail("invalid model name '" + o.model + "' (want [a-z0-9][a-z0-9._-]{0,63})");
   if (!IsValidVersion(o.version)) return Fail("invalid version '" + o.version + "' (want SemVer, e.g. 1.2.0)");
   if (g.token.empty()) return Fail("publishing needs a publisher token (--token, --token-file or MERIDIAN_TOKEN)");
-  Result<SecretKey> key = ReadSecretKeyFile(o.key_file);
-  if (!key.ok()) return Fail(o.key_file + ": " + key.status().message());
+  Result<std::vector<SecretKey>> keys = ReadReleaseKeys(o.key_files);
+  if (!keys.ok()) return Fail(keys.status());
 
   Result<ChunkedFile> chunked = ChunkFile(o.path, !g.json);
   if (!chunked.ok()) return Fail(chunked.status());
@@ -247,25 +249,33 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
   Envelope env;
   env.payload_type = std::string(kManifestPayloadType);
   env.payload = ToBytes(manifest_json);
-  SignEnvelope(env, *key);
+  for (const SecretKey& key : *keys) SignEnvelope(env, key);
   HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
   Result<HttpReply> r = client.Post(VersionsPath(o.model), EnvelopeToJson(env));
   if (!r.ok()) return Fail(r.status());
   if (r->status == 409) {
-    return Fail(fmt::format("{} {} is already published with other bytes or metadata; publish a new version "
-                            "instead ({})", m.name, m.version, ErrorMessageOf(*r)));
+    // version_exists, or pending_differs: the version waits for signatures on another manifest.
+    const bool waiting = ErrorCodeOf(*r) == "pending_differs";
+    return Fail(fmt::format("{} {} is {} with other bytes or metadata; publish a new version instead ({})", m.name,
+                            m.version, waiting ? "waiting for signatures" : "already published", ErrorMessageOf(*r)));
   }
   // 200: the same release was published before (a retried job): nothing changed.
+  // 202: signed by fewer release keys than the root asks: it waits for co-signers.
   const bool already = r->status == 200;
-  if (r->status != 201 && !already) return FailReply("commit version", *r);
+  if (r->status != 201 && r->status != 202 && !already) return FailReply("commit version", *r);
+  Result<CommitAnswer> answer = ParseCommitAnswer(*r);
+  if (!answer.ok()) return Fail(answer.status());
 
   if (g.json) {
     PrintJson({{"model", m.name}, {"version", m.version}, {"digest", m.digest.ToString()}, {"size", m.size},
                {"chunks", m.chunks.size()}, {"uploaded_chunks", to_upload.size()}, {"uploaded_bytes", upload_bytes},
-               {"already_published", already}});
+               {"already_published", already}, {"pending", answer->pending}, {"signers", answer->signers},
+               {"threshold", answer->threshold}});
   } else {
-    fmt::print("{} {} {} ({}, {})\n", already ? "already published (same release):" : "published", m.name, m.version,
-               HumanBytes(m.size), m.digest.ToString());
+    fmt::print("{} {} {} ({}, {})\n",
+               answer->pending ? "waiting for signatures:" : already ? "already published (same release):" : "published",
+               m.name, m.version, HumanBytes(m.size), m.digest.ToString());
+    PrintCommitAnswer(m.name, m.version, *answer);
     fmt::print("uploaded {} of {} chunks, {} bytes ({:.1f}% of the file)\n", to_upload.size(), m.chunks.size(),
                upload_bytes, m.size == 0 ? 0.0 : 100.0 * static_cast<double>(upload_bytes) / static_cast<double>(m.size));
   }
@@ -300,9 +310,59 @@ int PrintNameList(const GlobalOptions& g, const std::string& path, const char* k
 
 int ListModels(const GlobalOptions& g) { return PrintNameList(g, ModelsPath(), "models", "list models"); }
 
+namespace {
+
+// The versions of `model` waiting for signatures, from GET /v1/pending; none
+// when the caller's token may not see them (only a publisher's may).
+std::vector<nlohmann::json> PendingVersions(HttpClient& client, const std::string& model) {
+  std::vector<nlohmann::json> out;
+  Result<HttpReply> r = client.Get(PendingPath());
+  if (!r.ok() || r->status != 200) return out;
+  Result<nlohmann::json> answer = ParseJsonObject(r->body, r->body.size(), "the daemon's answer");
+  if (!answer.ok()) return out;
+  auto list = answer->find("pending");
+  if (list == answer->end() || !list->is_array()) return out;
+  for (const nlohmann::json& p : *list) {
+    if (p.is_object() && p.contains("model") && p.at("model") == model) out.push_back(p);
+  }
+  return out;
+}
+
+}  // namespace
+
 int ListVersions(const GlobalOptions& g, const std::string& model) {
   if (!IsValidModelName(model)) return Fail("invalid model name '" + model + "'");
-  return PrintNameList(g, VersionsPath(model), "versions", "list versions");
+  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
+  std::vector<nlohmann::json> pending = g.token.empty() ? std::vector<nlohmann::json>() : PendingVersions(client, model);
+  Result<HttpReply> r = client.Get(VersionsPath(model));
+  if (!r.ok()) return Fail(r.status());
+  std::vector<std::string> versions;
+  // 404: no version visible yet; some may be waiting for signatures.
+  if (r->status != 200 && !(r->status == 404 && !pending.empty())) return FailReply("list versions", *r);
+  if (r->status == 200) {
+    Result<nlohmann::json> answer = ParseJsonObject(r->body, r->body.size(), "the daemon's answer");
+    if (!answer.ok()) return Fail(answer.status());
+    JsonFields f(*answer, "the daemon's answer", UnknownFields::kIgnore);
+    f.Strings("versions", &versions, true);
+    if (Status st = f.Finish(); !st.ok()) return Fail(st);
+  }
+  if (g.json) {
+    PrintJson({{"model", model}, {"versions", versions}, {"pending", pending}});
+    return 0;
+  }
+  for (const std::string& v : versions) fmt::print("{}\n", v);
+  for (const nlohmann::json& p : pending) {
+    JsonFields f(p, "a pending version", UnknownFields::kIgnore);
+    std::string version;
+    std::vector<std::string> signers;
+    uint64_t threshold = 0;
+    f.String("version", &version, true);
+    f.Strings("signers", &signers, true);
+    f.Uint("threshold", &threshold, true);
+    if (Status st = f.Finish(); !st.ok()) return Fail(st);
+    fmt::print("{} (pending: {} of {} signatures, by {})\n", version, signers.size(), threshold, fmt::join(signers, ", "));
+  }
+  return 0;
 }
 
 namespace {
@@ -386,6 +446,9 @@ int Pull(const GlobalOptions& g, const PullOptions& o) {
   if (!IsValidVersion(o.version)) return Fail("invalid version '" + o.version + "'");
   Result<Root> root = LoadTrustedRootFile(o.root_file);
   if (!root.ok()) return Fail(root.status());
+  if (Status fresh = CheckRootFresh(*root, SystemClock::Get().NowUnixMillis()); !fresh.ok()) {
+    return Fail(o.root_file + ": " + fresh.message() + " (fetch the newest: GET /v1/roots/latest)");
+  }
 
   HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
   Result<VerifiedManifest> verified =

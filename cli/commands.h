@@ -23,7 +23,7 @@ struct GlobalOptions {
 };
 
 struct PublishOptions {
-  std::string key_file;
+  std::vector<std::string> key_files;  // release keys: each adds a signature
   std::string model;
   std::string version;
   std::string path;
@@ -74,7 +74,39 @@ int Publish(const GlobalOptions& g, const PublishOptions& o);
 int ListModels(const GlobalOptions& g);
 // Per model, the bytes each daemon holds (GET /v1/residency, operator token).
 int Residency(const GlobalOptions& g);
+// The versions of a model; with a publisher token, those waiting for
+// signatures too ("k of n signatures", and who signed).
 int ListVersions(const GlobalOptions& g, const std::string& model);
+
+// Co-signing (signing_commands.cc). `sign` fetches a version waiting for
+// signatures, shows what it is (refusing when its digest is not
+// `expect_digest`, when given), adds a signature by each key and posts it.
+struct SignOptions {
+  std::string model;
+  std::string version;
+  std::vector<std::string> key_files;
+  std::string expect_digest;  // empty: not checked
+};
+int Sign(const GlobalOptions& g, const SignOptions& o);
+// A version's manifest, state (visible, or pending with k of n signatures)
+// and signers; with `root_file`, only signatures valid under that root count.
+int Show(const GlobalOptions& g, const std::string& model, const std::string& version, const std::string& root_file);
+
+// Root rotation (signing_commands.cc). `root rotate` writes root N+1 signed by
+// every old and new root key given, after checking it is what
+// VerifyRootUpdate accepts; `root push` installs it at the origin (operator token).
+struct RootRotateOptions {
+  std::string root_file;                      // the current root (root N)
+  std::vector<std::string> old_key_files;     // secret root keys of root N
+  std::vector<std::string> new_key_files;     // secret root keys of root N+1 (none: keep N's root keys)
+  int root_threshold = 0;                     // 0: N's when its root keys are kept, else 1
+  std::vector<std::string> release_key_files; // public release keys of N+1 (none: keep N's release role)
+  int release_threshold = 0;                  // 0: N's when its release keys are kept, else 1
+  int expires_days = 365;
+  std::string out;
+};
+int RootRotate(const GlobalOptions& g, const RootRotateOptions& o);
+int RootPush(const GlobalOptions& g, const std::string& file);
 int Pull(const GlobalOptions& g, const PullOptions& o);
 // Offline deltas between local files (format: docs/formats/delta.md).
 // Literals are LZMA2 (smallest) unless `zstd_literal_level` asks for zstd at

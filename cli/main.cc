@@ -41,7 +41,10 @@ int main(int argc, char** argv) {
   PublishOptions pub;
   std::vector<std::string> annotations;
   CLI::App* publish = app.add_subcommand("publish", "chunk, upload (only what the server lacks), sign and commit");
-  publish->add_option("--key", pub.key_file, "release key (secret key file)")->required();
+  publish->add_option("--key", pub.key_files,
+                      "release key (secret key file); repeat to sign with several. Below the root's release "
+                      "threshold the version waits, invisible, for `meridian sign`")
+      ->required();
   publish->add_option("--model", pub.model, "model name")->required();
   publish->add_option("--version", pub.version, "SemVer version")->required();
   publish->add_option("--media-type", pub.media_type, "media type of the artifact")->capture_default_str();
@@ -60,6 +63,41 @@ int main(int argc, char** argv) {
   std::string versions_model;
   CLI::App* versions = app.add_subcommand("versions", "list the versions of a model");
   versions->add_option("MODEL", versions_model, "model name")->required();
+
+  SignOptions sign;
+  CLI::App* sign_cmd = app.add_subcommand(
+      "sign", "add release signatures to a version waiting for them; it becomes visible at the root's threshold");
+  sign_cmd->add_option("MODEL", sign.model, "model name")->required();
+  sign_cmd->add_option("VERSION", sign.version, "version")->required();
+  sign_cmd->add_option("--key", sign.key_files, "release key (secret key file); repeatable")->required();
+  sign_cmd->add_option("--expect-digest", sign.expect_digest,
+                       "refuse to sign unless the artifact's digest is this (sha256:…)");
+  std::string show_model, show_version, show_root;
+  CLI::App* show_cmd = app.add_subcommand("show", "a version's manifest, state and signers");
+  show_cmd->add_option("MODEL", show_model, "model name")->required();
+  show_cmd->add_option("VERSION", show_version, "version")->required();
+  show_cmd->add_option("--root", show_root, "count only signatures valid under this root (root.json)");
+
+  CLI::App* root_cmd = app.add_subcommand("root", "rotate the root of trust");
+  root_cmd->require_subcommand(1);
+  RootRotateOptions rot;
+  CLI::App* rotate_cmd = root_cmd->add_subcommand(
+      "rotate", "write root N+1, signed by a threshold of the old and of the new root keys");
+  rotate_cmd->add_option("--root", rot.root_file, "the current root (root N)")->required()->check(CLI::ExistingFile);
+  rotate_cmd->add_option("--old-key", rot.old_key_files, "secret root key of root N (repeatable)")->required();
+  rotate_cmd->add_option("--new-key", rot.new_key_files,
+                         "secret root key of root N+1 (repeatable; none: keep root N's root keys)");
+  rotate_cmd->add_option("--root-threshold", rot.root_threshold,
+                         "root signatures root N+2 will need (default: root N's when its keys are kept, else 1)");
+  rotate_cmd->add_option("--release-key", rot.release_key_files,
+                         "public release key of root N+1 (repeatable; none: keep root N's release keys)");
+  rotate_cmd->add_option("--release-threshold", rot.release_threshold,
+                         "release signatures a manifest needs (default: root N's when its keys are kept, else 1)");
+  rotate_cmd->add_option("--expires-days", rot.expires_days, "days until root N+1 expires")->capture_default_str();
+  rotate_cmd->add_option("-o,--out", rot.out, "file to write root N+1 to")->required();
+  std::string push_file;
+  CLI::App* push_cmd = root_cmd->add_subcommand("push", "install the next root at the origin (operator token)");
+  push_cmd->add_option("FILE", push_file, "root N+1 (meridian root rotate --out)")->required()->check(CLI::ExistingFile);
 
   PullOptions pull;
   CLI::App* pull_cmd = app.add_subcommand("pull", "download a version, verify it against the root, write it atomically");
@@ -245,6 +283,10 @@ int main(int argc, char** argv) {
   if (*models) return ListModels(g);
   if (*versions) return ListVersions(g, versions_model);
   if (*pull_cmd) return Pull(g, pull);
+  if (*sign_cmd) return Sign(g, sign);
+  if (*show_cmd) return Show(g, show_model, show_version, show_root);
+  if (*rotate_cmd) return RootRotate(g, rot);
+  if (*push_cmd) return RootPush(g, push_file);
   if (*diff) return Diff(g, diff_old, diff_new, diff_out, diff_level);
   if (*patch) return Patch(g, patch_old, patch_delta, patch_out);
   if (*regions_cmd) return RegionList(g);

@@ -18,6 +18,13 @@ std::string DeltaPath(const Digest& from, const Digest& to) {
   return "/v1/deltas/" + from.ToString() + "/" + to.ToString();
 }
 std::string DeltaInfoPath(const Digest& from, const Digest& to) { return DeltaPath(from, to) + "/info"; }
+std::string PendingPath() { return "/v1/pending"; }
+std::string PendingVersionPath(std::string_view model, std::string_view version) {
+  return "/v1/models/" + PercentEncode(model) + "/pending/" + PercentEncode(version);
+}
+
+std::string RootsPath() { return "/v1/roots"; }
+std::string RootPath(int64_t version) { return RootsPath() + "/" + std::to_string(version); }
 
 std::string TargetPath(std::string_view terminal, const TargetQuery& q) {
   return fmt::format("/v1/terminals/{}/target?model={}&channel={}&current={}&profile={}&region={}&wait={}&known={}",

@@ -27,6 +27,13 @@ std::string ChunkPath(const Digest& chunk);
 std::string ArtifactPath(const Digest& artifact);
 std::string DeltaPath(const Digest& from, const Digest& to);
 std::string DeltaInfoPath(const Digest& from, const Digest& to);
+// Releases waiting for co-signers (publisher token).
+std::string PendingPath();
+std::string PendingVersionPath(std::string_view model, std::string_view version);
+
+// --- the chain of roots
+std::string RootsPath();                 // GET: the latest version; POST: the next root
+std::string RootPath(int64_t version);
 
 // --- terminals
 struct TargetQuery {

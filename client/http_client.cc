@@ -348,14 +348,26 @@ Result<HttpReply> HttpClient::GetStreamingWithHead(const std::string& path,
   return impl_->Perform(base_url_ + path, "GET", {}, "", headers, nullptr, body_bytes_max, &sink);
 }
 
-std::string ErrorMessageOf(const HttpReply& reply) {
+namespace {
+
+// The string `field` of the "error" object of a JSON error body, if there is one.
+std::optional<std::string> ErrorField(const HttpReply& reply, const char* field) {
   nlohmann::json j = nlohmann::json::parse(reply.body, nullptr, false);
-  if (j.is_object() && j.contains("error") && j["error"].is_object() && j["error"].contains("message") &&
-      j["error"]["message"].is_string()) {
-    return j["error"]["message"].get<std::string>();
+  if (j.is_object() && j.contains("error") && j["error"].is_object() && j["error"].contains(field) &&
+      j["error"][field].is_string()) {
+    return j["error"][field].get<std::string>();
   }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string ErrorMessageOf(const HttpReply& reply) {
+  if (std::optional<std::string> message = ErrorField(reply, "message")) return *message;
   std::string s = reply.body.substr(0, 200);
   return s.empty() ? "HTTP " + std::to_string(reply.status) : s;
 }
+
+std::string ErrorCodeOf(const HttpReply& reply) { return ErrorField(reply, "code").value_or(""); }
 
 }  // namespace meridian

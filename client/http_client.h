@@ -112,5 +112,7 @@ class HttpClient {
 // The "message" of a JSON error body {"error":{"message":…}}, or the start of
 // the body when it is not one: for one-line error reports.
 std::string ErrorMessageOf(const HttpReply& reply);
+// The "code" of a JSON error body {"error":{"code":…}}, or "" when it is not one.
+std::string ErrorCodeOf(const HttpReply& reply);
 
 }  // namespace meridian

@@ -82,11 +82,13 @@ HttpResponse PlanRepresentation(const HttpRequest& req, const Digest& digest, bo
 
 }  // namespace
 
-Api::Api(Store& store, Catalog& catalog, const Root& root, ApiTokens tokens, Credentials& credentials, AuditLog& audit,
-         Enrolment& enrolment, Metrics& metrics, Rollouts& rollouts, DeltaService& deltas, ApiLimits limits)
+Api::Api(Store& store, Catalog& catalog, RootChain& roots, PendingReleases& pending, ApiTokens tokens,
+         Credentials& credentials, AuditLog& audit, Enrolment& enrolment, Metrics& metrics, Rollouts& rollouts,
+         DeltaService& deltas, ApiLimits limits)
     : store_(store),
       catalog_(catalog),
-      root_(root),
+      roots_(roots),
+      pending_(pending),
       tokens_(std::move(tokens)),
       credentials_(credentials),
       audit_(audit),
@@ -157,8 +159,21 @@ RouteTable Api::BuildRoutes() {
        [this](const HttpRequest& r) { return GetVersion(r.params[0], r.params[1]); },
        [this](const HttpRequest& r) { return IsPublicVersion(r); });
   origin_only("POST", "/v1/models/{model}/versions", publisher, kParseEnvelopeBytesMax,
-              "commit a signed manifest whose chunks are stored (only the manifest, for a model resident elsewhere)",
+              "commit a signed manifest whose chunks are stored (only the manifest, for a model resident elsewhere); "
+              "below the release threshold, keep its signatures pending (202)",
               [this](const HttpRequest& r) { return CommitVersion(r, r.params[0]); });
+  origin_only("GET", "/v1/pending", publisher, 0, "versions waiting for release signatures, with their signers",
+              [this](const HttpRequest&) { return ListPending(); });
+  origin_only("GET", "/v1/models/{model}/pending/{version}", publisher, 0,
+              "the manifest envelope of a version waiting for release signatures",
+              [this](const HttpRequest& r) { return GetPending(r.params[0], r.params[1]); });
+  add("GET", "/v1/roots", anyone, 0, "the versions of the chain of roots served here",
+      [this](const HttpRequest&) { return ListRoots(); });
+  add("GET", "/v1/roots/{version}", anyone, 0, "root VERSION (or latest), its envelope as signed",
+      [this](const HttpRequest& r) { return GetRoot(r.params[0]); });
+  origin_only("POST", "/v1/roots", op, kRootEnvelopeBytesMax,
+              "install the next root (signed by a threshold of the current and of its own root keys)",
+              [this](const HttpRequest& r) { return PushRoot(r); });
   // Regions take chunks too: those of models resident in their region, which
   // the origin may not hold (meridian publish --store-at).
   add("POST", "/v1/chunks/missing", publisher, json, "which of these chunks are not stored",
@@ -307,7 +322,7 @@ std::optional<Result<TerminalCredential>> Api::CredentialOf(const HttpRequest& r
     auto it = verified_credentials_.find(text);
     if (it != verified_credentials_.end() && it->second.expires_ms > now) return it->second;
   }
-  Result<TerminalCredential> c = VerifyCredential(root_, text, now);
+  Result<TerminalCredential> c = VerifyCredential(*roots_.Current(), text, now);
   if (c.ok()) {
     std::lock_guard lock(verified_mu_);
     if (verified_credentials_.size() >= kCredentialsCachedMax) verified_credentials_.clear();
@@ -674,25 +689,30 @@ HttpResponse Api::MissingChunks(const HttpRequest& req) {
 
 HttpResponse Api::CommitVersion(const HttpRequest& req, const std::string& model) {
   if (!IsValidModelName(model)) return JsonError(400, "invalid_argument", "invalid model name");
-  Result<VerifiedManifest> verified = VerifySignedManifest(root_, req.body);
+  std::shared_ptr<const Root> root = roots_.Current();
+  Result<VerifiedManifest> verified = VerifySignedManifest(*root, req.body);
   const Status& trust = verified.status();
   if (trust.code() == Status::Code::kInvalidArgument) return JsonError(400, "invalid_argument", trust.message());
-  if (trust.code() == Status::Code::kPermissionDenied) {
-    return JsonError(403, "not_signed", "manifest is not signed by enough release keys: " + trust.message());
-  }
+  if (trust.code() == Status::Code::kPermissionDenied) return CoSignVersion(req, model, *root);
   if (!trust.ok()) return JsonError(422, "invalid_manifest", trust.message());
-  const Manifest& m = verified->manifest();
   if (Status named = verified->CheckNames(model); !named.ok()) return JsonError(400, "invalid_argument", named.message());
+  return CommitVerified(req, *verified);
+}
+
+HttpResponse Api::CommitVerified(const HttpRequest& req, const VerifiedManifest& verified) {
+  const Manifest& m = verified.manifest();
   // A model resident elsewhere: only its manifest is kept here (rollouts and
   // the audit stay at the origin); its chunks went to a daemon in its region.
   const bool bytes_here = catalog_.MayHold(m);
   Result<bool> made_visible =
-      store_.CommitVersion(*verified, bytes_here ? Store::Holding::kBytes : Store::Holding::kManifestOnly);
+      store_.CommitVersion(verified, bytes_here ? Store::Holding::kBytes : Store::Holding::kManifestOnly);
   const Status& st = made_visible.status();
   if (st.code() == Status::Code::kFailedPrecondition) return JsonError(422, "missing_chunks", st.message());
   if (st.code() == Status::Code::kInvalidArgument) return JsonError(422, "manifest_mismatch", st.message());
   if (st.code() == Status::Code::kAlreadyExists) return JsonError(409, "version_exists", st.message());
   if (!st.ok()) return ErrorFor(st);
+  // Visible now (or before): whatever signatures waited for it are spent.
+  if (Status dropped = pending_.Remove(m.name, m.version); !dropped.ok()) return ErrorFor(dropped);
   nlohmann::json answer = {{"model", m.name}, {"version", m.version}, {"digest", m.digest.ToString()},
                            {"size", m.size}, {"already_published", !*made_visible}, {"bytes_here", bytes_here}};
   if (!*made_visible) return JsonOk(200, answer);  // a retried publish: the first one stands
@@ -701,7 +721,7 @@ HttpResponse Api::CommitVersion(const HttpRequest& req, const std::string& model
   rollouts_.notifier().NotifyAll();  // regions long-poll for new versions
   if (std::optional<HttpResponse> unaudited =
           Audit(req, "publish", m.name + "/" + m.version,
-                fmt::format("manifest {} artifact {} size {}", Digest::Of(verified->envelope()).ToString(),
+                fmt::format("manifest {} artifact {} size {}", Digest::Of(verified.envelope()).ToString(),
                             m.digest.ToString(), m.size))) {
     return std::move(*unaudited);
   }

@@ -17,6 +17,8 @@
 #include "daemon/http.h"
 #include "daemon/metrics.h"
 #include "daemon/outbox.h"
+#include "daemon/pending_releases.h"
+#include "daemon/root_chain.h"
 #include "daemon/routes.h"
 #include "daemon/rollouts.h"
 #include "signing/signing.h"
@@ -50,13 +52,15 @@ struct ApiLimits {
 
 class Api final : public HttpHandler {
  public:
-  // `root` decides which keys may sign manifests and terminal credentials;
+  // The newest root of `roots` decides which keys may sign manifests and
+  // terminal credentials; `pending` keeps releases waiting for co-signers;
   // `tokens` and `credentials` guard the publishing and control routes, and
   // reads of private models; `enrolment` decides which terminals may speak
   // (their credentials); `catalog` decides residency (451) and public
   // access; `audit` records who did what. All references must outlive the Api.
-  Api(Store& store, Catalog& catalog, const Root& root, ApiTokens tokens, Credentials& credentials, AuditLog& audit,
-      Enrolment& enrolment, Metrics& metrics, Rollouts& rollouts, DeltaService& deltas, ApiLimits limits = {});
+  Api(Store& store, Catalog& catalog, RootChain& roots, PendingReleases& pending, ApiTokens tokens,
+      Credentials& credentials, AuditLog& audit, Enrolment& enrolment, Metrics& metrics, Rollouts& rollouts,
+      DeltaService& deltas, ApiLimits limits = {});
 
   // Matches the route, checks the caller's role on the headers (and names
   // the caller in head.caller) and sets the route's body limit. Handle takes
@@ -104,6 +108,18 @@ class Api final : public HttpHandler {
   HttpResponse PutChunk(const HttpRequest& req, const std::string& digest_text);
   HttpResponse MissingChunks(const HttpRequest& req);
   HttpResponse CommitVersion(const HttpRequest& req, const std::string& model);
+  // Makes a version signed by a threshold of release keys visible (a publish,
+  // or the co-signature that completed one) and drops it from `pending_`.
+  HttpResponse CommitVerified(const HttpRequest& req, const VerifiedManifest& verified);
+  // A manifest with fewer release signatures than the threshold (api_signing.cc):
+  // its signatures join those kept for the version; committed once they reach it.
+  HttpResponse CoSignVersion(const HttpRequest& req, const std::string& model, const Root& root);
+  HttpResponse ListPending();
+  HttpResponse GetPending(const std::string& model, const std::string& version);
+  // The chain of roots: GET /v1/roots, GET /v1/roots/{version}, POST /v1/roots.
+  HttpResponse ListRoots();
+  HttpResponse GetRoot(const std::string& version);
+  HttpResponse PushRoot(const HttpRequest& req);
   HttpResponse ListModels(const HttpRequest& req);
   HttpResponse ListVersions(const HttpRequest& req, const std::string& model);
   HttpResponse GetVersion(const std::string& model, const std::string& version);
@@ -194,7 +210,8 @@ class Api final : public HttpHandler {
 
   Store& store_;
   Catalog& catalog_;
-  const Root& root_;
+  RootChain& roots_;
+  PendingReleases& pending_;
   ApiTokens tokens_;
   Credentials& credentials_;
   AuditLog& audit_;

@@ -51,6 +51,9 @@ SyncDocument Api::BuildSyncDocument() {
   doc.revoked = enrolment_.RecentRevocations();
   doc.revocations = enrolment_.revocations_made();
   doc.sync_version += doc.revocations;
+  // Root versions only grow, so a rotation moves the sync version on too.
+  doc.root_version = roots_.latest_version();
+  doc.sync_version += static_cast<uint64_t>(doc.root_version);
   return doc;
 }
 

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -39,6 +40,7 @@ std::string SyncDocumentToJson(const SyncDocument& doc) {
         {{"model", c.model}, {"channel", c.channel}, {"state_version", c.state_version}, {"envelope", c.envelope}});
   }
   return Json{{"sync_version", doc.sync_version},
+              {"root_version", doc.root_version},
               {"versions", versions},
               {"channels", channels},
               {"revoked", RevocationsToJson(doc.revoked)},
@@ -54,6 +56,8 @@ Result<SyncDocument> ParseSyncDocument(std::string_view json) {
   SyncDocument doc;
   f.Uint("sync_version", &doc.sync_version, true);
   f.Uint("revocations", &doc.revocations);
+  uint64_t root_version = 0;
+  f.Uint("root_version", &root_version, false);  // absent from an upstream older than the chain of roots
   const Json* versions = f.Objects("versions", kSyncDocumentBytesMax, true);  // bounded by the bytes
   const Json* channels = f.Objects("channels", kSyncDocumentBytesMax, true);
   const Json* revoked = f.Objects("revoked", kSyncDocumentBytesMax);  // absent from an older upstream's
@@ -63,6 +67,10 @@ Result<SyncDocument> ParseSyncDocument(std::string_view json) {
     if (!list.ok()) return Status::InvalidArgument("sync document: " + list.status().message());
     doc.revoked = std::move(*list);
   }
+  if (root_version > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return Status::InvalidArgument("sync document: root_version out of range");
+  }
+  doc.root_version = static_cast<int64_t>(root_version);
   for (const Json& v : *versions) {
     SyncVersion sv;
     JsonFields vf(v, "sync document version", UnknownFields::kIgnore);
@@ -88,12 +96,12 @@ Result<SyncDocument> ParseSyncDocument(std::string_view json) {
   return doc;
 }
 
-Follower::Follower(Store& store, Catalog& catalog, Enrolment& enrolment, const Root& root, Rollouts& rollouts, DeltaService& deltas,
-                   const Clock& clock, UpstreamOptions upstream, FollowerOptions options)
+Follower::Follower(Store& store, Catalog& catalog, Enrolment& enrolment, RootChain& roots, Rollouts& rollouts,
+                   DeltaService& deltas, const Clock& clock, UpstreamOptions upstream, FollowerOptions options)
     : store_(store),
       catalog_(catalog),
       enrolment_(enrolment),
-      root_(root),
+      roots_(roots),
       rollouts_(rollouts),
       deltas_(deltas),
       clock_(clock),
@@ -212,6 +220,15 @@ Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* comple
     *complete = false;
   }
   const std::string& region = options_.region;
+  // 0. Roots first: what follows may be signed by keys only a newer root names.
+  if (doc.root_version > roots_.latest_version()) {
+    if (Status st = FetchRoots(up, doc.root_version); !st.ok()) {
+      if (cancel_) return st;
+      *complete = false;
+      note("following the chain of roots: " + st.ToString());
+    }
+  }
+  std::shared_ptr<const Root> root = roots_.Current();
   // 1. Versions: per model, the newest few it may hold, and any a channel names.
   std::set<std::pair<std::string, std::string>> named;
   std::vector<std::pair<ChannelState, const SyncChannel*>> states;
@@ -287,7 +304,7 @@ Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* comple
   for (const auto& [parsed, c] : states) {
     uint64_t held = held_states[{c->model, c->channel}];
     if (c->state_version <= held) continue;
-    Result<ChannelState> s = VerifyChannelState(root_, c->envelope, c->model, c->channel, held, now);
+    Result<ChannelState> s = VerifyChannelState(*root, c->envelope, c->model, c->channel, held, now);
     if (!s.ok()) {
       note(fmt::format("channel state {}/{} refused: {}", c->model, c->channel, s.status().ToString()));
       continue;
@@ -305,8 +322,21 @@ Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* comple
   return Status::Ok();
 }
 
+Status Follower::FetchRoots(UpstreamClient& up, int64_t version) {
+  for (int64_t next = roots_.latest_version() + 1; next <= version; ++next) {
+    Result<HttpReply> r = up.Get(RootPath(next));
+    if (!r.ok()) return r.status();
+    if (r->status != 200) return ReplyError(*r, "root " + std::to_string(next));
+    // Expiry is the newest root's business (TUF): an expired root on the way still leads on.
+    MERIDIAN_RETURN_IF_ERROR(roots_.Add(r->body, std::nullopt).WithContext("root " + std::to_string(next)));
+    std::fprintf(stderr, "meridiand: now trusting root version %lld\n", static_cast<long long>(next));
+    rollouts_.notifier().NotifyAll();  // regions downstream long-poll this one
+  }
+  return Status::Ok();
+}
+
 Status Follower::FetchVersion(UpstreamClient& up, const SyncVersion& v) {
-  Result<VerifiedManifest> verified = ManifestFromReply(root_, up.Get(VersionPath(v.model, v.version)), v.model, v.version);
+  Result<VerifiedManifest> verified = ManifestFromReply(*roots_.Current(), up.Get(VersionPath(v.model, v.version)), v.model, v.version);
   if (!verified.ok()) return verified.status();
   const Manifest& m = verified->manifest();
   // The signed manifest decides residency, whatever the listing said.
@@ -338,7 +368,7 @@ Status Follower::FetchVersion(UpstreamClient& up, const SyncVersion& v) {
 Status Follower::FetchDelta(UpstreamClient& up, const Digest& from, const Digest& to) {
   Result<HttpReply> r = up.Get(DeltaInfoPath(from, to));
   if (r.ok() && r->status == 451) return Status::PermissionDenied(ErrorMessageOf(*r));
-  Result<DeltaInfo> info = DeltaInfoFromReply(root_, r, from, to);  // FailedPrecondition while upstream makes it
+  Result<DeltaInfo> info = DeltaInfoFromReply(*roots_.Current(), r, from, to);  // FailedPrecondition while upstream makes it
   if (!info.ok()) return info.status();
   DeltaRecord record{*info, {}, r->body};
   if (info->worthwhile) {

@@ -10,6 +10,9 @@
 //      descriptor as the origin signed it (a pending one is asked again);
 //   3. channel states, verified against the root's online keys, adopted once
 //      every version they name that this region may hold is stored here.
+// Before all that, the roots the upstream has beyond this region's newest,
+// one version at a time, each verified against the one before
+// (RootChain::Add): the region then verifies and serves with the newest.
 // Of a version whose signed manifest excludes this region only the manifest
 // is kept (so the region answers 451 for its bytes), never a chunk; after
 // each complete round the region tells its upstream what it holds of each
@@ -35,6 +38,7 @@
 #include "daemon/catalog.h"
 #include "daemon/deltas.h"
 #include "daemon/enrolment.h"
+#include "daemon/root_chain.h"
 #include "daemon/rollouts.h"
 #include "daemon/upstream.h"
 #include "signing/signing.h"
@@ -61,7 +65,8 @@ struct SyncChannel {
 };
 
 struct SyncDocument {
-  uint64_t sync_version = 0;  // grows with every version stored, channel state signed and terminal revoked upstream
+  uint64_t sync_version = 0;  // grows with every version stored, channel state signed, root and terminal revoked upstream
+  int64_t root_version = 0;   // the newest root upstream (0: an upstream that serves no chain of roots)
   std::vector<SyncVersion> versions;
   std::vector<SyncChannel> channels;
   std::vector<Revocation> revoked;  // terminals revoked within a credential's lifetime (Enrolment)
@@ -103,8 +108,9 @@ inline constexpr size_t kRegionErrorBytesMax = 256;
 class Follower {
  public:
   // `catalog` learns of every version the follower commits; `enrolment` of
-  // the terminals the upstream revoked.
-  Follower(Store& store, Catalog& catalog, Enrolment& enrolment, const Root& root, Rollouts& rollouts, DeltaService& deltas,
+  // the terminals the upstream revoked; `roots` of every root the upstream
+  // rotated to.
+  Follower(Store& store, Catalog& catalog, Enrolment& enrolment, RootChain& roots, Rollouts& rollouts, DeltaService& deltas,
            const Clock& clock, UpstreamOptions upstream, FollowerOptions options);
   ~Follower();  // stops within about a second
   Follower(const Follower&) = delete;
@@ -123,6 +129,8 @@ class Follower {
   // round: the first is put in *problem and the round is left incomplete.
   Status Apply(UpstreamClient& up, const SyncDocument& doc, bool* complete, std::string* problem);
   Status FetchVersion(UpstreamClient& up, const SyncVersion& v);
+  // Follows the upstream's chain of roots up to `version`.
+  Status FetchRoots(UpstreamClient& up, int64_t version);
   // OK when stored or not worth it; FailedPrecondition while upstream computes it.
   Status FetchDelta(UpstreamClient& up, const Digest& from, const Digest& to);
   std::string PollPath(uint64_t known, int64_t wait_s);
@@ -134,7 +142,7 @@ class Follower {
   Store& store_;
   Catalog& catalog_;
   Enrolment& enrolment_;
-  const Root& root_;
+  RootChain& roots_;
   Rollouts& rollouts_;
   DeltaService& deltas_;
   const Clock& clock_;

@@ -266,6 +266,15 @@ Status ApplyConfig(ServeOptions& o, const CLI::App& app) {
   return Status::Ok();
 }
 
+// The chain of roots: DATA/root.json and the rotations the store keeps.
+Result<std::unique_ptr<RootChain>> OpenRoots(const DataDir& d, Store& store) {
+  Result<std::string> text = ReadFileToString(d.root(), kRootEnvelopeBytesMax);
+  if (!text.ok()) return text.status();
+  Result<std::unique_ptr<RootChain>> roots = RootChain::Open(store, std::move(*text));
+  if (!roots.ok()) return roots.status().WithContext(d.root());
+  return roots;
+}
+
 int Serve(ServeOptions o) {
   DataDir d{o.data};
   std::string host;
@@ -350,18 +359,27 @@ int Serve(ServeOptions o) {
                                      EnrolmentOptions{.credential_lifetime_ms = o.credential_lifetime_ms});
   if (!enrolment.ok()) return Fail("cannot load the enrolled terminals: " + enrolment.status().ToString());
 
+  Result<std::unique_ptr<RootChain>> roots = OpenRoots(d, **store);
+  if (!roots.ok()) return Fail("cannot load the chain of roots: " + roots.status().ToString());
+  std::shared_ptr<const Root> newest = (*roots)->Current();
+  // Still served, so that a rotation can replace it; agents refuse to act on it.
+  if (Status fresh = CheckRootFresh(*newest, SystemClock::Get().NowUnixMillis()); !fresh.ok()) {
+    Log("warning: " + fresh.message() + "; rotate it (meridian root rotate, meridian root push)");
+  }
+  Result<std::unique_ptr<PendingReleases>> pending = PendingReleases::Open(**store, *newest);
+  if (!pending.ok()) return Fail("cannot load the releases waiting for signatures: " + pending.status().ToString());
   Catalog catalog(o.jurisdiction);
   if (Status st = catalog.Load(**store); !st.ok()) return Fail("cannot read the stored manifests: " + st.ToString());
   Metrics metrics;
   Result<std::unique_ptr<Credentials>> credentials = Credentials::Open(**store, SystemClock::Get());
   if (!credentials.ok()) return Fail("cannot load the named credentials: " + credentials.status().ToString());
-  Api api(**store, catalog, *root, ApiTokens{*publisher, *operator_token, *terminal_token, *mirror_token},
+  Api api(**store, catalog, **roots, **pending, ApiTokens{*publisher, *operator_token, *terminal_token, *mirror_token},
           **credentials, **audit, **enrolment, metrics, **rollouts, deltas);
   UpstreamOptions upstream{.urls = o.upstream, .mirror_token = upstream_token, .tls = upstream_tls};
   std::unique_ptr<Follower> follower;
   std::unique_ptr<ReportOutbox> outbox;
   if (region) {
-    follower = std::make_unique<Follower>(**store, catalog, **enrolment, *root, **rollouts, deltas, SystemClock::Get(), upstream,
+    follower = std::make_unique<Follower>(**store, catalog, **enrolment, **roots, **rollouts, deltas, SystemClock::Get(), upstream,
                                           FollowerOptions{.region = o.region, .previous_versions = o.deltas.previous_versions});
     Result<std::unique_ptr<ReportOutbox>> opened = ReportOutbox::Open(**store, o.region, upstream);
     if (!opened.ok()) return Fail("cannot open the report outbox: " + opened.status().ToString());
@@ -465,10 +483,11 @@ int Fsck(const std::string& data) {
   Result<std::unique_ptr<Store>> store = Store::Open(d.store(), StoreOptions{.create_if_missing = false});
   if (!store.ok()) return Fail("cannot open store: " + store.status().ToString());
   CheckReport report = (*store)->Check();
-  // Signatures too: every stored manifest must verify against the root.
-  Result<Root> root = LoadTrustedRootFile(d.root());
-  if (!root.ok()) {
-    report.faults.push_back("root: " + root.status().message());
+  // Signatures too: every stored manifest must verify against the newest root.
+  Result<std::unique_ptr<RootChain>> roots = OpenRoots(d, **store);
+  std::shared_ptr<const Root> root = roots.ok() ? (*roots)->Current() : nullptr;
+  if (!roots.ok()) {
+    report.faults.push_back("root: " + roots.status().message());
   } else if (Result<std::vector<std::string>> models = (*store)->ListModels(); models.ok()) {
     for (const std::string& model : *models) {
       Result<std::vector<std::string>> versions = (*store)->ListVersions(model);

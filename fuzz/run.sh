@@ -7,7 +7,7 @@
 # libhowardhinnant-date-dev (with the defines its CMake package gives).
 #   delta_decode  the delta decoder (hostile deltas against a fixed source)
 #   signed_json   the strict JSON reader, manifests, envelopes, channel states, rollout specs (windows,
-#                 health rules), roots, delta descriptors, regions' holdings, audit events and heads
+#                 health rules), roots and their expiry times, delta descriptors, regions' holdings, audit events and heads
 #   http_head     request targets, framing and Host checks, Range, If-None-Match
 set -eu
 seconds=${1:-60}

@@ -1,7 +1,7 @@
 // libFuzzer target for every parser of JSON from outside the process: the
 // strict reader itself, then manifests, DSSE envelopes, channel states and
 // the rollout specs in them (with their window and health-rule texts, also
-// parsed on their own), root documents, delta descriptors, the holdings
+// parsed on their own), root documents and their expiry times, delta descriptors, the holdings
 // a region reports and audit log events (and heads) over the same bytes. Each must answer a
 // value or an error, never crash; a value must survive its own round trip.
 #include <cstdint>
@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "audit/audit.h"
+#include "base/clock.h"
 #include "base/json.h"
 #include "daemon/catalog.h"
 #include "delta/delta_info.h"
@@ -43,7 +44,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Result<HealthRule> again = ParseHealthRule(HealthRuleText(*rule));
     if (!again.ok() || HealthRuleText(*again) != HealthRuleText(*rule)) std::abort();
   }
-  (void)ParseRoot(text);
+  if (Result<Root> root = ParseRoot(text); root.ok()) (void)CheckRootFresh(*root, 0);
+  // Root expiries: a time that parses formats back to itself.
+  if (Result<int64_t> t = ParseRfc3339(text); t.ok()) {
+    Result<int64_t> again = ParseRfc3339(FormatRfc3339(*t));
+    if (!again.ok() || *again != *t) std::abort();
+  }
   (void)ParseDeltaInfo(text);
   std::string region, region_again;
   if (Result<std::map<std::string, ModelHolding>> h = ParseHoldings(text, &region); h.ok()) {

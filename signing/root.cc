@@ -1,10 +1,12 @@
 // The root of trust: the root document's JSON form and validation, and the
 // checks built on it — role thresholds, root rotation, signed payloads.
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "base/clock.h"
 #include "base/encoding.h"
 #include "base/json.h"
 #include "base/file.h"
@@ -132,21 +134,21 @@ Result<Root> ParseRootDocument(std::string_view json) {
   return root;
 }
 
-// Distinct key ids of `role` with a valid signature in `env`. A key id that
-// repeats is verified until one of its signatures is valid, then skipped, so
-// one key never counts twice; ids not in the role or not in root.keys are
-// skipped without verifying anything.
-size_t CountValidSignatures(const Root& root, const Role& role, const Envelope& env) {
+// Distinct key ids of `role` with a valid signature in `env`, in the order of
+// their first valid signature. A key id that repeats is verified until one of
+// its signatures is valid, then skipped, so one key never counts twice; ids
+// not in the role or not in root.keys are skipped without verifying anything.
+std::vector<std::string> SignersOf(const Root& root, const Role& role, const Envelope& env) {
   const std::set<std::string_view> allowed(role.keyids.begin(), role.keyids.end());
-  std::set<std::string_view> counted;
+  std::vector<std::string> signers;
   const Bytes pae = Pae(env.payload_type, env.payload);
   for (const Signature& s : env.signatures) {
-    if (!allowed.contains(s.keyid) || counted.contains(s.keyid)) continue;
+    if (!allowed.contains(s.keyid) || std::find(signers.begin(), signers.end(), s.keyid) != signers.end()) continue;
     auto key = root.keys.find(s.keyid);
     if (key == root.keys.end()) continue;
-    if (VerifySignature(key->second, pae, s.sig)) counted.insert(s.keyid);
+    if (VerifySignature(key->second, pae, s.sig)) signers.push_back(s.keyid);
   }
-  return counted.size();
+  return signers;
 }
 
 // VerifyRole, with `whose` ("trusted root", "new root") naming the root in messages.
@@ -162,7 +164,7 @@ Status CheckRole(const Root& root, std::string_view role_name, const Envelope& e
     return Status::InvalidArgument(label + ": envelope has more than " + std::to_string(kEnvelopeSignaturesMax) +
                                    " signatures");
   }
-  size_t valid = CountValidSignatures(root, role, env);
+  size_t valid = SignersOf(root, role, env).size();
   if (valid >= static_cast<size_t>(role.threshold)) return Status::Ok();
   return Status::PermissionDenied(label + ": " + std::to_string(valid) + " of " + std::to_string(role.threshold) +
                                   " required valid signatures");
@@ -214,6 +216,47 @@ Status VerifyRole(const Root& root, std::string_view role, const Envelope& env) 
   return CheckRole(root, role, env, "");
 }
 
+std::vector<std::string> ValidSigners(const Root& root, std::string_view role, const Envelope& env) {
+  auto it = root.roles.find(std::string(role));
+  if (it == root.roles.end()) return {};
+  return SignersOf(root, it->second, env);
+}
+
+Result<Envelope> MergeSignatures(const Root& root, std::string_view role, const Envelope& base,
+                                 const Envelope& more) {
+  if (base.payload_type != more.payload_type || base.payload != more.payload) {
+    return Status::InvalidArgument("the signatures are over another payload");
+  }
+  if (base.signatures.size() > kEnvelopeSignaturesMax || more.signatures.size() > kEnvelopeSignaturesMax) {
+    return Status::InvalidArgument("envelope has more than " + std::to_string(kEnvelopeSignaturesMax) + " signatures");
+  }
+  Envelope both = base;
+  both.signatures.insert(both.signatures.end(), more.signatures.begin(), more.signatures.end());
+  Envelope merged{base.payload_type, base.payload, {}};
+  // One valid signature per signer: the first, as SignersOf found it.
+  const Bytes pae = Pae(both.payload_type, both.payload);
+  for (const std::string& keyid : ValidSigners(root, role, both)) {
+    const PublicKey& key = root.keys.at(keyid);
+    for (const Signature& s : both.signatures) {
+      if (s.keyid == keyid && VerifySignature(key, pae, s.sig)) {
+        merged.signatures.push_back(s);
+        break;
+      }
+    }
+  }
+  return merged;
+}
+
+Status CheckRootFresh(const Root& root, int64_t now_unix_ms) {
+  Result<int64_t> expires = ParseRfc3339(root.expires);
+  if (!expires.ok()) {
+    return Status::FailedPrecondition("root version " + std::to_string(root.version) + ": expires is not an RFC 3339 "
+                                      "UTC time: " + expires.status().message());
+  }
+  if (now_unix_ms < *expires) return Status::Ok();
+  return Status::FailedPrecondition("root version " + std::to_string(root.version) + " expired at " + root.expires);
+}
+
 Result<Root> LoadTrustedRoot(std::string_view envelope_json) {
   Result<Envelope> env = ParseEnvelope(envelope_json);
   if (!env.ok()) return env.status();
@@ -225,8 +268,7 @@ Result<Root> LoadTrustedRoot(std::string_view envelope_json) {
 }
 
 Result<Root> LoadTrustedRootFile(const std::string& path) {
-  // A root envelope: the base64 of a root document plus signatures.
-  Result<std::string> text = ReadFileToString(path, (kRootJsonBytesMax + 2) / 3 * 4 + (64u << 10));
+  Result<std::string> text = ReadFileToString(path, kRootEnvelopeBytesMax);
   if (!text.ok()) return text.status();
   Result<Root> root = LoadTrustedRoot(*text);
   if (root.ok()) return root;

@@ -50,6 +50,8 @@ inline constexpr size_t kKeyIdBytesMax = 256;
 inline constexpr size_t kRootKeysMax = 256;
 inline constexpr size_t kRootRolesMax = 16;
 inline constexpr size_t kRootJsonBytesMax = 1u << 20;
+// A root envelope: the base64 of a root document plus its signatures.
+inline constexpr size_t kRootEnvelopeBytesMax = (kRootJsonBytesMax + 2) / 3 * 4 + (64u << 10);
 inline constexpr size_t kKeyFileBytesMax = 4096;
 
 inline constexpr size_t kPublicKeyBytes = 32;
@@ -148,7 +150,7 @@ struct Role {
 
 struct Root {
   int64_t version = 1;
-  std::string expires;                      // RFC 3339; informational for now
+  std::string expires;                      // RFC 3339 UTC; see CheckRootFresh
   std::map<std::string, PublicKey> keys;    // keyid -> key (keyid must be key.KeyId())
   std::map<std::string, Role> roles;        // "root", "release", "online"
   bool operator==(const Root&) const = default;
@@ -169,11 +171,24 @@ Result<Root> ParseRoot(std::string_view json);
 // more than kEnvelopeSignaturesMax signatures.
 Status VerifyRole(const Root& root, std::string_view role, const Envelope& env);
 
+// The distinct key ids of `role` in `root` with a valid signature in `env`,
+// in the order their first valid signature appears (what VerifyRole counts).
+// Empty when `root` has no such role.
+std::vector<std::string> ValidSigners(const Root& root, std::string_view role, const Envelope& env);
+
+// Co-signing: `base` with only the valid signatures of `role` keys from `base`
+// and then `more`, one per key id (the first valid one), so an envelope signed
+// in several places gathers its signatures without keeping anything unverified.
+// InvalidArgument when the two do not carry the same payload type and payload
+// bytes, or when either carries more than kEnvelopeSignaturesMax signatures.
+Result<Envelope> MergeSignatures(const Root& root, std::string_view role, const Envelope& base,
+                                 const Envelope& more);
+
 // Loads a trusted root from an envelope that the root itself signs (first use,
 // "trust on first use" of a file shipped with a terminal): payload type and
 // self-signature threshold of the "root" role are checked. Expiry is not.
 Result<Root> LoadTrustedRoot(std::string_view envelope_json);
-// LoadTrustedRoot of a file (at most kRootJsonBytesMax + envelope overhead);
+// LoadTrustedRoot of a file (at most kRootEnvelopeBytesMax);
 // errors name the file.
 Result<Root> LoadTrustedRootFile(const std::string& path);
 
@@ -185,6 +200,13 @@ Result<Root> LoadTrustedRootFile(const std::string& path);
 // by the trusted root are checked before the new payload is even parsed.
 // Returns the new root.
 Result<Root> VerifyRootUpdate(const Root& trusted, const Envelope& next);
+
+// OK while `now_unix_ms` is before the root's `expires`; FailedPrecondition
+// naming the version and its expiry from then on, or when `expires` is not an
+// RFC 3339 UTC time (base/clock.h ParseRfc3339). TUF's order: a client checks
+// the expiry of the root it ends with after following the chain of updates,
+// so an expired root can still be replaced through VerifyRootUpdate.
+Status CheckRootFresh(const Root& root, int64_t now_unix_ms);
 
 // Parses the DSSE envelope `envelope_json` and verifies that it carries
 // `payload_type` and is signed by a threshold of `role` keys of `root` (for a

@@ -352,3 +352,30 @@ TEST_CASE("agent: the version that runs is health-checked and reported every hea
   CHECK(!agent->RunOnce(0).ok());
   CHECK(OutboxReports(config.state).size() == 3);
 }
+
+TEST_CASE("agent: nothing is installed on an expired root; the periodic health check still runs") {
+  using namespace std::chrono_literals;
+  Tmp t;
+  AgentConfig config;
+  config.id = "pos-1";
+  config.servers = {"http://127.0.0.1:1"};  // nothing listens: no newer root can be found
+  config.root = t.path + "/root.json";
+  config.state = t.path + "/state";
+  config.connect_timeout_ms = 2'000;
+  config.health_interval_ms = 60'000;
+  config.models = {{"fraud", "stable", "test -f {path}"}};
+  WriteRoot(config.root);  // expires 2030-01-01
+  ModelSlots slots(config.state + "/models/fraud");
+  REQUIRE(slots.Init().ok());
+  REQUIRE(slots.Install(Staged(slots.dir(), "one"), "1.0.0", Digest::Of("one")).ok());
+
+  FakeClock clock(ParseRfc3339("2030-01-01T00:00:00.000Z").value() - 1);
+  std::unique_ptr<Agent> agent = Agent::Open(config, clock).value();
+  CHECK(agent->RunOnce(0).code() == Status::Code::kUnavailable);  // fresh: it asks for its target
+  clock.Advance(60'000ms);
+  Status expired = agent->RunOnce(0);
+  CHECK(expired.code() == Status::Code::kFailedPrecondition);
+  CHECK(expired.message() == "root version 1 expired at 2030-01-01T00:00:00.000Z");
+  CHECK(OutboxReports(config.state).size() == 1);  // the periodic check of what runs
+  CHECK((*slots.Current())->version == "1.0.0");
+}

@@ -84,6 +84,23 @@ TEST_CASE("clock formats RFC 3339 and the fake clock moves only when told") {
   CHECK(SystemClock::Get().NowUnixMillis() > 1'700'000'000'000);
 }
 
+TEST_CASE("ParseRfc3339 reads back what FormatRfc3339 writes, UTC only") {
+  for (int64_t ms : {int64_t{0}, int64_t{1'700'000'000'123}, int64_t{951'782'400'000} /* 2000-02-29 */,
+                     int64_t{4'102'444'799'999}}) {
+    INFO(ms);
+    CHECK(ParseRfc3339(FormatRfc3339(ms)).value() == ms);
+  }
+  CHECK(ParseRfc3339("2026-11-29T00:00:00Z").value() == ParseRfc3339("2026-11-29T00:00:00.000Z").value());
+  CHECK(ParseRfc3339("2026-11-29t00:00:00.5z").value() == ParseRfc3339("2026-11-29T00:00:00.500Z").value());
+  CHECK(ParseRfc3339("2026-11-29T00:00:00.123456789Z").value() == ParseRfc3339("2026-11-29T00:00:00.123Z").value());
+  for (const char* bad : {"", "2026-11-29", "2026-11-29T00:00:00", "2026-11-29T00:00:00+00:00", "2026-13-01T00:00:00Z",
+                          "2026-02-29T00:00:00Z", "2026-11-31T00:00:00Z", "2026-11-29T24:00:00Z", "2026-11-29T00:00:00.Z",
+                          "2026-11-29T00:00:00Zjunk", "never", "2026-11-29 00:00:00Z"}) {
+    INFO(bad);
+    CHECK(ParseRfc3339(bad).status().code() == Status::Code::kInvalidArgument);
+  }
+}
+
 TEST_CASE("atomic writes replace whole files with the asked mode") {
   auto dir = std::filesystem::temp_directory_path() / ("meridian-base-" + std::to_string(::getpid()));
   REQUIRE(CreateDirectories(dir.string()).ok());

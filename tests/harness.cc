@@ -183,10 +183,12 @@ std::string RolloutSpecJson(const std::string& id, const std::string& version, c
   return spec.dump();
 }
 
-DaemonFixture::DaemonFixture() {
+DaemonFixture::DaemonFixture(const std::vector<std::string>& init_args) {
   CommandResult k = Run({MeridianPath(), "keygen", release_key()});
   if (k.exit_code != 0) throw std::runtime_error("keygen failed: " + k.err);
-  CommandResult i = Run({MeridiandPath(), "init", "--data", data(), "--release-key", release_key() + ".pub"});
+  std::vector<std::string> argv = {MeridiandPath(), "init", "--data", data(), "--release-key", release_key() + ".pub"};
+  argv.insert(argv.end(), init_args.begin(), init_args.end());
+  CommandResult i = Run(argv);
   if (i.exit_code != 0) throw std::runtime_error("init failed: " + i.err);
 }
 

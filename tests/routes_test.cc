@@ -19,11 +19,24 @@ using namespace meridian::testing;
 
 namespace {
 
+// A root envelope signed by its one key, which holds every role.
+std::string SelfSignedRoot() {
+  SecretKey key = SecretKey::FromSeed(Bytes(kSeedBytes, 7)).value();
+  Root root;
+  root.expires = "2100-01-01T00:00:00.000Z";
+  root.keys[key.KeyId()] = key.public_key();
+  for (const char* role : {"root", "release", "online"}) root.roles[role] = Role{{key.KeyId()}, 1};
+  Envelope env{std::string(kRootPayloadType), ToBytes(RootToJson(root)), {}};
+  SignEnvelope(env, key);
+  return EnvelopeToJson(env);
+}
+
 // An origin's Api on an empty store: enough to build its route table.
 struct OriginApi {
   TempDir dir;
   std::unique_ptr<Store> store = Store::Open(dir / "store").value();
-  Root root;
+  std::unique_ptr<RootChain> roots = RootChain::Open(*store, SelfSignedRoot()).value();
+  std::unique_ptr<PendingReleases> pending = PendingReleases::Open(*store, *roots->Current()).value();
   Metrics metrics;
   std::unique_ptr<Rollouts> rollouts = Rollouts::Open(*store, std::nullopt, SystemClock::Get()).value();
   DeltaService deltas{*store, std::nullopt};
@@ -31,7 +44,7 @@ struct OriginApi {
   std::unique_ptr<Enrolment> enrolment = Enrolment::OpenOrigin(*store, SystemClock::Get(), SecretKey::Generate()).value();
   std::unique_ptr<Credentials> credentials = Credentials::Open(*store, SystemClock::Get()).value();
   std::unique_ptr<AuditLog> audit = AuditLog::Open(*store, SystemClock::Get()).value();
-  Api api{*store, catalog, root, {}, *credentials, *audit, *enrolment, metrics, *rollouts, deltas};
+  Api api{*store, catalog, *roots, *pending, {}, *credentials, *audit, *enrolment, metrics, *rollouts, deltas};
 };
 
 }  // namespace
@@ -43,11 +56,12 @@ TEST_CASE("docs/api.md lists the routes origin and region daemons serve") {
   UpstreamOptions upstream{.urls = {"http://127.0.0.1:9"}, .mirror_token = "unused"};
   Catalog region_catalog{"sg"};
   std::unique_ptr<Enrolment> region_enrolment = Enrolment::OpenRegion(*o.store, SystemClock::Get()).value();
-  Follower follower(*o.store, region_catalog, *region_enrolment, o.root, *o.rollouts, o.deltas, SystemClock::Get(), upstream,
+  Follower follower(*o.store, region_catalog, *region_enrolment, *o.roots, *o.rollouts, o.deltas, SystemClock::Get(), upstream,
                     FollowerOptions{.region = "sg"});
   Result<std::unique_ptr<ReportOutbox>> outbox = ReportOutbox::Open(*o.store, "sg", upstream);
   REQUIRE(outbox.ok());
-  Api region(*o.store, region_catalog, o.root, {}, *o.credentials, *o.audit, *region_enrolment, o.metrics, *o.rollouts, o.deltas);
+  Api region(*o.store, region_catalog, *o.roots, *o.pending, {}, *o.credentials, *o.audit, *region_enrolment, o.metrics,
+             *o.rollouts, o.deltas);
   region.ServeAsRegion("sg", **outbox, follower);
 
   const std::string want = RoutesMarkdown(origin.routes(), region.routes());
@@ -134,6 +148,11 @@ TEST_CASE("every path the client builds is a route the daemon serves, with the v
       {"POST", TokensPath(), "/v1/tokens", {}},
       {"POST", TokenRevokePath("alice@example.com"), "/v1/tokens/{name}/revoke", {"alice@example.com"}},
       {"GET", AuditPath(7, 100), "/v1/audit", {}},
+      {"GET", PendingPath(), "/v1/pending", {}},
+      {"GET", PendingVersionPath("fraud", version), "/v1/models/{model}/pending/{version}", {"fraud", version}},
+      {"GET", RootsPath(), "/v1/roots", {}},
+      {"POST", RootsPath(), "/v1/roots", {}},
+      {"GET", RootPath(12), "/v1/roots/{version}", {"12"}},
   };
   for (const Case& c : cases) {
     INFO(c.method << " " << c.path);

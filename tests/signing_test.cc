@@ -10,6 +10,7 @@
 #include "base/encoding.h"
 #include "base/file.h"
 #include "manifest/manifest.h"
+#include "base/clock.h"
 #include "signing/signing.h"
 
 using namespace meridian;
@@ -324,6 +325,46 @@ TEST_CASE("a 2-of-3 role counts distinct valid signatures of its own keys") {
     many.signatures.resize(kEnvelopeSignaturesMax + 1, many.signatures[0]);
     CHECK(VerifyRole(root, "release", many).code() == Status::Code::kInvalidArgument);
   }
+}
+
+TEST_CASE("co-signing: ValidSigners and MergeSignatures keep one valid signature per release key") {
+  SecretKey r = KeyFromByte(1), a = KeyFromByte(2), b = KeyFromByte(3), c = KeyFromByte(4);
+  SecretKey online = KeyFromByte(5), stranger = KeyFromByte(6);
+  Root root = MakeRoot(1, {{&r}, 1}, {{&a, &b, &c}, 2}, {{&online}, 1});
+
+  Envelope first = SignedBy("t", "p", {&stranger, &a, &a});
+  first.signatures[1].sig[3] ^= 0x10;  // a's first signature is bad, its second good
+  CHECK(ValidSigners(root, "release", first) == std::vector<std::string>{a.KeyId()});
+  CHECK(ValidSigners(root, "mirror", first).empty());
+
+  Envelope second = SignedBy("t", "p", {&a, &online, &b});
+  Result<Envelope> merged = MergeSignatures(root, "release", first, second);
+  REQUIRE(merged.ok());
+  CHECK(merged->payload == first.payload);
+  REQUIRE(merged->signatures.size() == 2);  // a once (its good signature), then b; stranger and online dropped
+  CHECK(merged->signatures[0] == first.signatures[2]);
+  CHECK(merged->signatures[1].keyid == b.KeyId());
+  CHECK(VerifyRole(root, "release", *merged).ok());
+
+  CHECK(MergeSignatures(root, "release", first, SignedBy("t", "other", {&b})).status().code() ==
+        Status::Code::kInvalidArgument);
+  CHECK(MergeSignatures(root, "release", first, SignedBy("u", "p", {&b})).status().code() ==
+        Status::Code::kInvalidArgument);
+  Envelope many = SignedBy("t", "p", {&b});
+  many.signatures.resize(kEnvelopeSignaturesMax + 1, many.signatures[0]);
+  CHECK(MergeSignatures(root, "release", first, many).status().code() == Status::Code::kInvalidArgument);
+}
+
+TEST_CASE("CheckRootFresh refuses a root from its expiry on, and one whose expiry does not parse") {
+  SecretKey r = KeyFromByte(1);
+  Root root = MakeRoot(3, {{&r}, 1}, {{&r}, 1}, {{&r}, 1});
+  const int64_t expires = ParseRfc3339(root.expires).value();
+  CHECK(CheckRootFresh(root, expires - 1).ok());
+  Status expired = CheckRootFresh(root, expires);
+  CHECK(expired.code() == Status::Code::kFailedPrecondition);
+  CHECK(expired.message() == "root version 3 expired at 2030-01-01T00:00:00.000Z");
+  root.expires = "soon";
+  CHECK(CheckRootFresh(root, 0).code() == Status::Code::kFailedPrecondition);
 }
 
 TEST_CASE("root documents round-trip and malformed ones are rejected") {

@@ -100,3 +100,36 @@ TEST_CASE("VerifyDeltaInfo: signed by the online role, and of the pair asked for
   CHECK(code(Signed(kDeltaInfoPayloadType, "{}", &k.online), info.from, info.to) == Status::Code::kCorruption);
   CHECK(code("{", info.from, info.to) == Status::Code::kInvalidArgument);
 }
+
+TEST_CASE("VerifyCoSignedManifest: at least one release signature, only release signatures kept") {
+  Keys k;
+  SecretKey second = KeyFromByte(3), stranger = KeyFromByte(4);
+  k.root.keys[second.KeyId()] = second.public_key();
+  k.root.roles["release"].keyids.push_back(second.KeyId());
+  k.root.roles["release"].threshold = 2;
+  const std::string payload = ManifestToJson(SmallManifest());
+
+  Envelope env{std::string(kManifestPayloadType), ToBytes(payload), {}};
+  SignEnvelope(env, stranger);
+  SignEnvelope(env, k.release);
+  SignEnvelope(env, k.release);
+  Result<CoSignedManifest> one = VerifyCoSignedManifest(k.root, EnvelopeToJson(env));
+  REQUIRE(one.ok());
+  CHECK(one->manifest == SmallManifest());
+  CHECK(one->signers == std::vector<std::string>{k.release.KeyId()});
+  CHECK(one->envelope.signatures.size() == 1);
+  CHECK(one->threshold == 2);
+  CHECK_FALSE(one->complete());
+  SignEnvelope(env, second);
+  CHECK(VerifyCoSignedManifest(k.root, EnvelopeToJson(env))->complete());
+
+  CHECK(VerifyCoSignedManifest(k.root, Signed(kManifestPayloadType, payload, &stranger)).status().code() ==
+        Status::Code::kPermissionDenied);
+  CHECK(VerifyCoSignedManifest(k.root, Signed(kManifestPayloadType, payload, nullptr)).status().code() ==
+        Status::Code::kPermissionDenied);
+  CHECK(VerifyCoSignedManifest(k.root, Signed("text/plain", payload, &k.release)).status().code() ==
+        Status::Code::kInvalidArgument);
+  CHECK(VerifyCoSignedManifest(k.root, Signed(kManifestPayloadType, "{}", &k.release)).status().code() ==
+        Status::Code::kCorruption);
+  CHECK(VerifyCoSignedManifest(k.root, "not json").status().code() == Status::Code::kInvalidArgument);
+}

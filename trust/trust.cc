@@ -18,6 +18,27 @@ Result<VerifiedManifest> VerifySignedManifest(const Root& root, std::string enve
   return VerifiedManifest(std::move(*m), std::move(envelope_json));
 }
 
+Result<CoSignedManifest> VerifyCoSignedManifest(const Root& root, std::string_view envelope_json) {
+  Result<Envelope> env = ParseEnvelope(envelope_json);
+  if (!env.ok()) return Status::InvalidArgument("not a DSSE envelope: " + env.status().message());
+  if (env->payload_type != kManifestPayloadType) {
+    return Status::InvalidArgument(fmt::format("payload type is \"{}\", expected \"{}\"", env->payload_type,
+                                               kManifestPayloadType));
+  }
+  auto role = root.roles.find("release");
+  if (role == root.roles.end()) return Status::InvalidArgument("the root has no release role");
+  Result<Envelope> kept = MergeSignatures(root, "release", *env, Envelope{env->payload_type, env->payload, {}});
+  if (!kept.ok()) return kept.status();
+  if (kept->signatures.empty()) {
+    return Status::PermissionDenied("release role: no valid signature by a release key of the root");
+  }
+  Result<Manifest> m = ParseManifest(AsString(kept->payload));
+  if (!m.ok()) return Status::Corruption("signed manifest: " + m.status().message());
+  CoSignedManifest out{std::move(*m), std::move(*kept), {}, role->second.threshold};
+  for (const Signature& s : out.envelope.signatures) out.signers.push_back(s.keyid);
+  return out;
+}
+
 Result<DeltaInfo> VerifyDeltaInfo(const Root& root, std::string_view envelope_json, const Digest& from,
                                   const Digest& to) {
   Result<std::string> payload = VerifyPayload(root, "online", kDeltaInfoPayloadType, envelope_json);

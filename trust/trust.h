@@ -14,6 +14,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/digest.h"
 #include "base/status.h"
@@ -46,6 +47,25 @@ class VerifiedManifest {
 
 // Verifies a manifest envelope (payload type kManifestPayloadType, role "release").
 Result<VerifiedManifest> VerifySignedManifest(const Root& root, std::string envelope_json);
+
+// A manifest envelope with at least one valid release signature, perhaps
+// fewer than the root's threshold: a release waiting for co-signers
+// (meridian sign). Not a VerifiedManifest: nothing may serve or commit it
+// until its signatures reach the threshold.
+struct CoSignedManifest {
+  Manifest manifest;
+  Envelope envelope;                 // only the valid release signatures, one per key (MergeSignatures)
+  std::vector<std::string> signers;  // their key ids, in envelope order
+  int threshold = 1;                 // release signatures the root requires
+  bool complete() const { return signers.size() >= static_cast<size_t>(threshold); }
+};
+
+// Verifies what a co-signer sent: a manifest envelope (payload type
+// kManifestPayloadType) with at least one valid signature by a release key of
+// `root`; its payload is parsed only then. Signatures by other keys, invalid
+// ones and repeats are dropped. PermissionDenied when no release key signed;
+// the other errors as above.
+Result<CoSignedManifest> VerifyCoSignedManifest(const Root& root, std::string_view envelope_json);
 
 // Verifies a delta descriptor envelope (payload type kDeltaInfoPayloadType,
 // role "online") and that it describes the delta from `from` to `to`.
