@@ -7,7 +7,8 @@
 # libhowardhinnant-date-dev (with the defines its CMake package gives).
 #   delta_decode  the delta decoder (hostile deltas against a fixed source)
 #   signed_json   the strict JSON reader, manifests, envelopes, channel states, rollout specs (windows,
-#                 health rules), roots and their expiry times, delta descriptors, regions' holdings, audit events and heads
+#                 health rules), roots and their expiry times, delta descriptors, regions' holdings, audit events
+#                 and heads, terminal credentials and credential requests
 #   http_head     request targets, framing and Host checks, Range, If-None-Match
 set -eu
 seconds=${1:-60}
@@ -30,7 +31,8 @@ build delta_decode "$root/delta/delta_decode.cc" "$root/delta/delta_encode.cc" "
   "$root/delta/chunker.cc" &
 build signed_json "$root/manifest/manifest.cc" "$root/signing/signing.cc" "$root/signing/root.cc" \
   "$root/target/target.cc" "$root/rollout/rollout.cc" "$root/rollout/rollout_json.cc" "$root/rollout/window.cc" \
-  "$root/rollout/analysis.cc" "$root/delta/delta_info.cc" "$root/daemon/catalog.cc" "$root/audit/audit.cc" &
+  "$root/rollout/analysis.cc" "$root/delta/delta_info.cc" "$root/daemon/catalog.cc" "$root/audit/audit.cc" \
+  "$root/trust/terminal_credential.cc" &
 wait %1 && wait %2
 build http_head "$root/daemon/http.cc"
 

@@ -2,7 +2,8 @@
 // strict reader itself, then manifests, DSSE envelopes, channel states and
 // the rollout specs in them (with their window and health-rule texts, also
 // parsed on their own), root documents and their expiry times, delta descriptors, the holdings
-// a region reports and audit log events (and heads) over the same bytes. Each must answer a
+// a region reports, audit log events (and heads), terminal credentials and credential
+// requests over the same bytes. Each must answer a
 // value or an error, never crash; a value must survive its own round trip.
 #include <cstdint>
 #include <cstdlib>
@@ -17,6 +18,7 @@
 #include "rollout/rollout.h"
 #include "signing/signing.h"
 #include "target/target.h"
+#include "trust/terminal_credential.h"
 
 using namespace meridian;
 
@@ -63,6 +65,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Result<AuditEvent> again = ParseAuditEvent(*encoded);
     if (!again.ok() || !(*again == *e)) std::abort();
   }
+  // A terminal's credential request (a request head) and its credential (a
+  // bearer token): parsed before any signature is checked, so parsed here.
+  (void)VerifyCredentialRequest(text, "pos-1");
+  static const Root kRoot = [] {
+    Root root;
+    SecretKey online = SecretKey::FromSeed(AsBytes(std::string(32, 'o'))).value();
+    root.keys[online.KeyId()] = online.public_key();
+    root.roles["online"] = Role{{online.KeyId()}, 1};
+    return root;
+  }();
+  (void)VerifyCredential(kRoot, text, 1'700'000'000'000);
   if (Result<AuditHead> h = AuditHead::Parse(text); h.ok()) {
     Result<AuditHead> again = AuditHead::Parse(h->ToString());
     if (!again.ok() || *again != *h) std::abort();
