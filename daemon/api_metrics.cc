@@ -50,6 +50,13 @@ HttpResponse Api::RenderMetrics() {
                          .Add(static_cast<double>(rollouts_.notifier().waiting())));
   families.push_back(MetricFamily("meridian_delta_jobs", Type::kGauge, "Delta pairs queued or being computed.")
                          .Add(static_cast<double>(deltas_.jobs())));
+  MetricFamily enrolled("meridian_terminals_enrolled", Type::kGauge,
+                        "Terminals enrolled at the origin, by state: pending (asked to join), accepted, revoked "
+                        "(a region counts none).");
+  for (const auto& [state, n] : enrolment_.Counts()) {
+    enrolled.Add(static_cast<double>(n), {{"state", std::string(EnrolmentStateName(state))}});
+  }
+  families.push_back(std::move(enrolled));
   HttpResponse r;
   r.body = metrics_.Render(families);
   r.Set("Content-Type", "text/plain; version=0.0.4");

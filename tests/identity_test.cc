@@ -199,6 +199,8 @@ TEST_CASE("a terminal joins by asking and an operator's acceptance, or by factor
   // The profile and region enrolled are what the daemon goes by.
   Json listed = Json::parse(operator_cli({"--output", "json", "terminals", "list", "--state", "accepted"}));
   CHECK(listed["counts"]["accepted"] == 4);
+  CHECK(Metric(d.url(), "meridian_terminals_enrolled{state=\"accepted\"}") == 4);
+  CHECK(Metric(d.url(), "meridian_terminals_enrolled{state=\"pending\"}") == 0);
   // A bad provisioning line is refused, naming it, and nothing is enrolled.
   WriteFile(t / "bad.csv", AsBytes(std::string("pos-7,notbase64!\n")));
   CommandResult bad = d.Cli({"--token", d.operator_token(), "terminals", "import", t / "bad.csv"});

@@ -17,9 +17,22 @@
 //             [--count N] [--warmup W] [--expect CODE]
 //       N sequential calls on one keep-alive connection, after W unmeasured.
 //
+//   load enrol --port P --token OPERATOR --n N --creds FILE [--batch B] [--conns C]
+//       enrols terminals 0..N-1 (POST /v1/terminals, B ≤ 100,000 per request,
+//       one request at a time: each is one synced write), then asks for each
+//       one's credential over C connections and writes them to FILE, line i
+//       terminal i's. Prints both rates.
+//   load forge --port P --cred CREDENTIAL --n N [--conns C]
+//       N target polls of distinct made-up ids (forged-%07d) all sent with one
+//       terminal's credential; every one should be 403.
+//
+// register and poll send terminal i's own credential (line i of --creds FILE,
+// from enrol): the shared terminal token opens no terminal route any more.
 // Every mode prints one JSON object on stdout; latencies in milliseconds.
 // Terminal i: id term-%07d, region sg/ae/br (i % 3), profile by (i / 3) % 3,
-// current version 1.0.0 for 8 in 10, 1.0.1 for 1 in 10, none for 1 in 10.
+// current version 1.0.0 for 8 in 10, 1.0.1 for 1 in 10, none for 1 in 10;
+// its Ed25519 key is derived from its id (seed = SHA-256 of the id), so that
+// enrol and any later run agree on it without a key file.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -38,6 +51,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <sodium.h>
 
 namespace net = boost::asio;
 namespace beast = boost::beast;
@@ -64,9 +78,13 @@ struct Args {
 const char* const kRegions[] = {"sg", "ae", "br"};
 const char* const kProfiles[] = {"pos-arm64", "kiosk-x86", "cam-arm32"};
 
-std::string TargetPath(long long i) {
+std::string TerminalId(long long i) {
   char id[32];
   std::snprintf(id, sizeof id, "term-%07lld", i);
+  return id;
+}
+
+std::string TargetPath(long long i, const std::string& id) {
   std::string p = "/v1/terminals/";
   p += id;
   p += "/target?model=fleet&channel=stable&region=";
@@ -77,6 +95,59 @@ std::string TargetPath(long long i) {
   if (m < 8) p += "&current=1.0.0";
   else if (m == 8) p += "&current=1.0.1";
   return p;
+}
+
+std::string TargetPath(long long i) { return TargetPath(i, TerminalId(i)); }
+
+std::string Base64(const unsigned char* data, size_t n) {
+  std::string out(sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL), '\0');
+  sodium_bin2base64(out.data(), out.size(), data, n, sodium_base64_VARIANT_ORIGINAL);
+  out.resize(out.size() - 1);  // the terminating NUL
+  return out;
+}
+
+// A terminal's key pair, derived from its id (see the header).
+struct Keys {
+  unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+  unsigned char sk[crypto_sign_SECRETKEYBYTES];
+};
+Keys TerminalKeys(const std::string& id) {
+  unsigned char seed[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(seed, reinterpret_cast<const unsigned char*>(id.data()), id.size());
+  Keys k;
+  crypto_sign_seed_keypair(k.pk, k.sk, seed);
+  return k;
+}
+
+// The credential request's header (trust/terminal_credential.h): the
+// signature is over PAE(request type, "<id> <unix ms>").
+std::string CredentialRequest(const std::string& id, const Keys& k, long long time_ms) {
+  static const std::string kType = "application/vnd.meridian.credential-request.v1";
+  std::string payload = id + " " + std::to_string(time_ms);
+  std::string pae = "DSSEv1 " + std::to_string(kType.size()) + " " + kType + " " + std::to_string(payload.size()) +
+                    " " + payload;
+  unsigned char sig[crypto_sign_BYTES];
+  crypto_sign_detached(sig, nullptr, reinterpret_cast<const unsigned char*>(pae.data()), pae.size(), k.sk);
+  return "Meridian-Terminal " + Base64(k.pk, sizeof k.pk) + "." + std::to_string(time_ms) + "." +
+         Base64(sig, sizeof sig);
+}
+
+long long UnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Terminals 0..n-1's credentials, one a line, as enrol wrote them.
+std::vector<std::string> ReadCredentials(const std::string& path, long long n) {
+  std::ifstream f(path);
+  std::vector<std::string> creds;
+  creds.reserve(static_cast<size_t>(n));
+  for (std::string line; static_cast<long long>(creds.size()) < n && std::getline(f, line);) creds.push_back(line);
+  if (static_cast<long long>(creds.size()) < n) {
+    std::fprintf(stderr, "load: %s holds %zu credentials, %lld needed\n", path.c_str(), creds.size(), n);
+    std::exit(2);
+  }
+  return creds;
 }
 
 // CPU seconds this process used (user + system): the client's share of the machine.
@@ -119,8 +190,10 @@ class Conn {
       : stream_(io), ep_(net::ip::make_address("127.0.0.1"), port), token_(std::move(token)) {}
 
   // Sends one request; the status code, or -1 when the connection failed
-  // (it is reopened at the next call).
-  awaitable<int> Send(http::verb method, const std::string& target, const std::string& body, std::string* reply) {
+  // (it is reopened at the next call). `auth`, when not empty, is the whole
+  // Authorization value instead of the connection's bearer token.
+  awaitable<int> Send(http::verb method, const std::string& target, const std::string& body, std::string* reply,
+                      const std::string& auth = {}) {
     try {
       if (!open_) {
         stream_.expires_after(std::chrono::seconds(30));
@@ -130,7 +203,7 @@ class Conn {
       }
       http::request<http::string_body> req{method, target, 11};
       req.set(http::field::host, "127.0.0.1");
-      req.set(http::field::authorization, "Bearer " + token_);
+      req.set(http::field::authorization, auth.empty() ? "Bearer " + token_ : auth);
       if (!body.empty()) {
         req.set(http::field::content_type, "application/json");
         req.body() = body;
@@ -169,9 +242,10 @@ class Conn {
 struct Codes {
   std::map<int, long long> n;
   std::string first_error;
+  int expect = 200;
   void Add(int code, const std::string& reply) {
     ++n[code];
-    if (code != 200 && first_error.empty()) first_error = std::to_string(code) + " " + reply.substr(0, 300);
+    if (code != expect && first_error.empty()) first_error = std::to_string(code) + " " + reply.substr(0, 300);
   }
   std::string Json() const {
     std::string o = "{";
@@ -184,7 +258,7 @@ int Register(const Args& a) {
   net::io_context io(1);
   auto port = static_cast<unsigned short>(a.Num("port", 0));
   long long first = a.Num("first", 0), n = a.Num("n", 1000), conns = a.Num("conns", 64);
-  std::string token = a.Get("token");
+  std::vector<std::string> creds = ReadCredentials(a.Get("creds"), first + n);
   long long next = first, end = first + n, done = 0;
   Codes codes;
   auto t0 = Clock::now();
@@ -193,11 +267,11 @@ int Register(const Args& a) {
     net::co_spawn(
         io,
         [&]() -> awaitable<void> {
-          Conn conn(io, port, token);
+          Conn conn(io, port, "");
           std::string reply;
           while (next < end) {
             long long i = next++;
-            int code = co_await conn.Send(http::verb::get, TargetPath(i), "", &reply);
+            int code = co_await conn.Send(http::verb::get, TargetPath(i), "", &reply, "Bearer " + creds[i]);
             codes.Add(code, reply);
             ++done;
             if (done % 100000 == 0) {
@@ -223,7 +297,8 @@ int Poll(const Args& a) {
   auto port = static_cast<unsigned short>(a.Num("port", 0));
   long long ids = a.Num("ids", 10000), conns = a.Num("conns", 16);
   double rate = static_cast<double>(a.Num("rate", 1000)), seconds = static_cast<double>(a.Num("seconds", 10));
-  std::string token = a.Get("token"), side_path = a.Get("side-path"), side_token = a.Get("side-token");
+  std::string side_path = a.Get("side-path"), side_token = a.Get("side-token");
+  std::vector<std::string> creds = ReadCredentials(a.Get("creds"), ids);
   std::vector<double> lat, service, side_lat;  // lat: from when due; service: from when sent
   Codes codes, side_codes;
   auto last_done = Clock::now();
@@ -238,7 +313,7 @@ int Poll(const Args& a) {
     net::co_spawn(
         io,
         [&, c]() -> awaitable<void> {
-          Conn conn(io, port, token);
+          Conn conn(io, port, "");
           std::mt19937_64 rng(static_cast<uint64_t>(c) * 7919 + 1);
           std::uniform_int_distribution<long long> pick(0, ids - 1);
           net::steady_timer timer(io);
@@ -255,7 +330,8 @@ int Poll(const Args& a) {
             co_await timer.async_wait(use_awaitable);
             auto sent = Clock::now();
             if (sent - due > std::chrono::milliseconds(1)) ++late;
-            int code = co_await conn.Send(http::verb::get, TargetPath(pick(rng)), "", &reply);
+            long long i = pick(rng);
+            int code = co_await conn.Send(http::verb::get, TargetPath(i), "", &reply, "Bearer " + creds[i]);
             last_done = Clock::now();
             lat.push_back(Ms(last_done - due));
             service.push_back(Ms(last_done - sent));
@@ -295,6 +371,124 @@ int Poll(const Args& a) {
               Stats(service).c_str(), codes.Json().c_str(), JsonStr(codes.first_error).c_str(), Stats(side_lat).c_str(),
               side_codes.Json().c_str());
   return 0;
+}
+
+// Enrols terminals 0..n-1 as the factory would (their public keys in bulk),
+// then has each prove its key for a credential, as an agent does at start.
+int Enrol(const Args& a) {
+  net::io_context io(1);
+  auto port = static_cast<unsigned short>(a.Num("port", 0));
+  long long n = a.Num("n", 1000), batch = std::min(a.Num("batch", 100000), 100000LL), conns = a.Num("conns", 64);
+  std::string token = a.Get("token");
+  // The keys exist before enrolment (a factory has them): derived outside the timed phases.
+  double cpu0 = CpuSeconds();
+  std::vector<Keys> keys(static_cast<size_t>(n));
+  for (long long i = 0; i < n; ++i) keys[i] = TerminalKeys(TerminalId(i));
+  double keys_cpu = CpuSeconds() - cpu0;
+
+  Codes enrol_codes;
+  auto t0 = Clock::now();
+  net::co_spawn(
+      io,
+      [&]() -> awaitable<void> {
+        Conn conn(io, port, token);
+        std::string reply;
+        for (long long from = 0; from < n; from += batch) {
+          std::string body = "{\"terminals\":[";
+          for (long long i = from; i < std::min(n, from + batch); ++i) {
+            if (i > from) body += ',';
+            body += "{\"id\":\"" + TerminalId(i) + "\",\"public_key\":\"" + Base64(keys[i].pk, sizeof keys[i].pk) +
+                    "\",\"profile\":\"" + kProfiles[(i / 3) % 3] + "\",\"region\":\"" + kRegions[i % 3] + "\"}";
+          }
+          body += "]}";
+          enrol_codes.Add(co_await conn.Send(http::verb::post, "/v1/terminals", body, &reply), reply);
+        }
+      },
+      net::detached);
+  io.run();
+  double enrol_s = std::chrono::duration<double>(Clock::now() - t0).count();
+
+  io.restart();
+  std::vector<std::string> creds(static_cast<size_t>(n));
+  Codes cred_codes;
+  long long next = 0, done = 0;
+  auto t1 = Clock::now(), last_report = t1;
+  for (long long c = 0; c < conns; ++c) {
+    net::co_spawn(
+        io,
+        [&]() -> awaitable<void> {
+          Conn conn(io, port, "");
+          std::string reply;
+          static const std::string kField = "\"credential\":\"";
+          while (next < n) {
+            long long i = next++;
+            std::string id = TerminalId(i);
+            std::string auth = CredentialRequest(id, keys[i], UnixMs());
+            int code = co_await conn.Send(http::verb::post, "/v1/terminals/" + id + "/credential", "", &reply, auth);
+            cred_codes.Add(code, reply);
+            if (size_t at = reply.find(kField); code == 200 && at != std::string::npos) {
+              at += kField.size();
+              creds[i] = reply.substr(at, reply.find('"', at) - at);
+            }
+            if (++done % 100000 == 0) {
+              auto now = Clock::now();
+              std::fprintf(stderr, "  credentials %lld/%lld (%.0f/s over the last 100000)\n", done, n,
+                           100000.0 / std::chrono::duration<double>(now - last_report).count());
+              last_report = now;
+            }
+          }
+        },
+        net::detached);
+  }
+  io.run();
+  double cred_s = std::chrono::duration<double>(Clock::now() - t1).count();
+  {
+    std::ofstream f(a.Get("creds"));
+    for (const auto& c : creds) f << c << '\n';
+  }
+  std::printf("{\"mode\":\"enrol\",\"n\":%lld,\"batch\":%lld,\"keys_cpu_s\":%.2f,\"enrol_seconds\":%.3f,"
+              "\"enrol_rate\":%.1f,\"enrol_codes\":%s,\"cred_conns\":%lld,\"cred_seconds\":%.3f,\"cred_rate\":%.1f,"
+              "\"cpu_s\":%.2f,\"cred_codes\":%s,\"first_error\":%s}\n",
+              n, batch, keys_cpu, enrol_s, static_cast<double>(n) / enrol_s, enrol_codes.Json().c_str(), conns, cred_s,
+              static_cast<double>(n) / cred_s, CpuSeconds(), cred_codes.Json().c_str(),
+              JsonStr(enrol_codes.first_error + cred_codes.first_error).c_str());
+  bool ok = enrol_codes.n.size() == 1 && enrol_codes.n.count(200) && cred_codes.n.size() == 1 && cred_codes.n.count(200);
+  return ok ? 0 : 1;
+}
+
+// Polls of ids no one enrolled, all with one terminal's valid credential: a
+// holder of one credential trying to speak for others (or to fill the registry).
+int Forge(const Args& a) {
+  net::io_context io(1);
+  auto port = static_cast<unsigned short>(a.Num("port", 0));
+  long long n = a.Num("n", 1000), conns = a.Num("conns", 64);
+  std::string auth = "Bearer " + a.Get("cred");
+  long long next = 0;
+  Codes codes;
+  codes.expect = 403;
+  auto t0 = Clock::now();
+  for (long long c = 0; c < conns; ++c) {
+    net::co_spawn(
+        io,
+        [&]() -> awaitable<void> {
+          Conn conn(io, port, "");
+          std::string reply;
+          char id[32];
+          while (next < n) {
+            long long i = next++;
+            std::snprintf(id, sizeof id, "forged-%07lld", i);
+            codes.Add(co_await conn.Send(http::verb::get, TargetPath(i, id), "", &reply, auth), reply);
+          }
+        },
+        net::detached);
+  }
+  io.run();
+  double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::printf("{\"mode\":\"forge\",\"n\":%lld,\"conns\":%lld,\"seconds\":%.3f,\"rate\":%.1f,\"cpu_s\":%.2f,"
+              "\"codes\":%s,\"first_error\":%s}\n",
+              n, conns, secs, static_cast<double>(n) / secs, CpuSeconds(), codes.Json().c_str(),
+              JsonStr(codes.first_error).c_str());
+  return codes.n.size() == 1 && codes.n.count(403) ? 0 : 1;
 }
 
 int Call(const Args& a) {
@@ -340,7 +534,7 @@ int Call(const Args& a) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: load register|poll|call --key value …\n");
+    std::fprintf(stderr, "usage: load register|poll|call|enrol|forge --key value …\n");
     return 2;
   }
   Args a;
@@ -352,10 +546,13 @@ int main(int argc, char** argv) {
     }
     a.kv[k.substr(2)] = argv[i + 1];
   }
+  if (sodium_init() < 0) return 2;
   std::string mode = argv[1];
   if (mode == "register") return Register(a);
   if (mode == "poll") return Poll(a);
   if (mode == "call") return Call(a);
+  if (mode == "enrol") return Enrol(a);
+  if (mode == "forge") return Forge(a);
   std::fprintf(stderr, "load: unknown mode %s\n", mode.c_str());
   return 2;
 }

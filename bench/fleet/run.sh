@@ -1,15 +1,30 @@
 #!/usr/bin/env bash
-# bench/fleet: a fresh meridiand that N terminals (default 1,000,000) have
-# asked for a target, through the public API. Measures the registration rate,
+# bench/fleet: a fresh meridiand with N terminals (default 1,000,000) enrolled,
+# each holding its own credential, that have all asked for a target, through
+# the public API. Measures the enrolment rate (POST /v1/terminals, 100,000 a
+# request), the credential issuance rate (POST /v1/terminals/{id}/credential:
+# one signed request per terminal), the time a fresh daemon takes to be ready
+# (/readyz 200) with N enrolled, the registration rate,
 # `GET /v1/rollouts/{id}` (meridian rollout status) and `POST /v1/rollout-plans`
 # (meridian rollout plan) latency, target-poll latency alone and while rollout
 # status is called back to back, the daemon's RSS and the data directory's
-# size per terminal. Prints a markdown table and writes bench/fleet/RESULTS.md.
+# size per terminal. Then the identity figures of issue 11: N target polls of
+# distinct made-up ids all sent with terminal 0's valid credential (each must
+# be 403, and the registry stay as it was: GET /v1/fleet, the fleet view and
+# meridian_auth_failures_total{reason="wrong_terminal"}), and the time to be
+# ready again after a restart (the issue asks for < 5 s).
+# Prints a markdown table and writes bench/fleet/RESULTS.md.
+#
+# Terminal i's Ed25519 key is derived from its id by the load client, so the
+# client enrols the public keys, asks for every credential and keeps them in
+# a file that the register and poll phases read (the shared terminal.token
+# opens no terminal route any more).
 #
 # Usage: bench/fleet/run.sh [N]
 #   BUILD=dir          meson build directory (default build-release, set up --buildtype=release);
 #                      only daemon/meridiand and cli/meridian are built
-#   CONNS=64           connections registering terminals
+#   CONNS=64           connections registering terminals (and asking for credentials)
+#   FORGE_N=N          forged polls (distinct made-up ids, one terminal's credential)
 #   CALLS=20           measured calls of rollout status and of the plan
 #   POLL_RATE=2000     target polls per second in the latency phases (open loop)
 #   POLL_CONNS=32      connections they are spread over
@@ -31,6 +46,7 @@ poll_conns=${POLL_CONNS:-32}
 poll_ids=${POLL_IDS:-10000}
 ((poll_ids > n)) && poll_ids=$n
 poll_seconds=${POLL_SECONDS:-15}
+forge_n=${FORGE_N:-$n}
 results=${RESULTS:-$here/RESULTS.md}
 t_start=$(date +%s)
 load_start=$(cut -d' ' -f1 /proc/loadavg)
@@ -41,7 +57,7 @@ ninja -C "$build" daemon/meridiand cli/meridian >/dev/null
 load=$build/bench-fleet-load
 if [[ ! -x $load || $here/load.cc -nt $load ]]; then
   echo "fleet: compiling the load client"
-  g++ -std=c++20 -O2 -DNDEBUG -pthread -o "$load" "$here/load.cc"
+  g++ -std=c++20 -O2 -DNDEBUG -pthread -o "$load" "$here/load.cc" -lsodium
 fi
 meridian=$build/cli/meridian
 meridiand=$build/daemon/meridiand
@@ -55,18 +71,27 @@ cleanup() {
 trap cleanup EXIT
 data=$work/data
 
-# start_daemon: starts meridiand on a free loopback port; sets $pid and $server.
+# start_daemon: starts meridiand on a free loopback port and waits (at most
+# 120 s) until /readyz answers 200; sets $pid, $server and $ready_s (seconds
+# from the exec to that answer, to 50 ms).
 start_daemon() {
   rm -f "$work/port"
+  local t0 ready=""
+  t0=$(now)
   "$meridiand" --data "$data" --listen 127.0.0.1:0 --port-file "$work/port" 2>>"$work/log" &
   pid=$!
   echo $pid >"$work/pid"
-  for _ in $(seq 1 1200); do
-    [[ -s $work/port ]] && break
+  for _ in $(seq 1 2400); do
     kill -0 $pid 2>/dev/null || { echo "fleet: meridiand exited; its log:" >&2; cat "$work/log" >&2; exit 1; }
-    sleep 0.1
+    if [[ -s $work/port ]] &&
+      curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$(cat "$work/port")/readyz"; then
+      ready=1
+      break
+    fi
+    sleep 0.05
   done
-  [[ -s $work/port ]] || { echo "fleet: meridiand did not start" >&2; exit 1; }
+  [[ $ready ]] || { echo "fleet: meridiand was not ready within 120 s" >&2; exit 1; }
+  ready_s=$(python3 -c "print(f'{$(now) - $t0:.2f}')")
   port=$(cat "$work/port")
   server=http://127.0.0.1:$port
 }
@@ -81,6 +106,10 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$pid/status"; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$pid/status"; }
 disk_bytes() { du -sb "$data" | cut -f1; }
 metric() { curl -sf "$server/metrics" | awk -v m="$1" '$1 == m {printf "%.0f\n", $2}'; }
+wrong_terminal() {
+  curl -sf "$server/metrics" |
+    awk '/^meridian_auth_failures_total\{/ && /reason="wrong_terminal"/ {s += $2} END {printf "%.0f\n", s}'
+}
 now() { date +%s.%N; }
 
 # --- a fresh daemon, two versions of a small model, the channel's state
@@ -88,7 +117,6 @@ now() { date +%s.%N; }
 "$meridiand" init --data "$data" --release-key "$work/release.key.pub" >/dev/null
 start_daemon
 op=$(cat "$data/operator.token")
-term=$(cat "$data/terminal.token")
 cli() { "$meridian" --server "$server" --output json "$@"; }
 
 head -c $((4 << 20)) /dev/urandom >"$work/model.bin"
@@ -108,17 +136,25 @@ cat >"$work/plan_spec.json" <<'JSON'
 {"model":"fleet","target_version":"1.0.1","channel":"stable","stages_percent":[1,10,50,100]}
 JSON
 sleep 2  # the deltas of the publish are computed in the background
-# Restarted once, so that the baseline is measured as the end figures are:
-# RocksDB replays its WAL into table files at open.
+
+# --- enrolment: every terminal's public key, then every terminal's credential
+echo "fleet: enrolling $n terminals, then asking for their credentials over $conns connections"
+rss_e0=$(rss_kb)
+disk_e0=$(disk_bytes)
+"$load" enrol --port "$port" --token "$op" --n "$n" --conns "$conns" --creds "$work/creds" >"$work/enrol.json" ||
+  { echo "fleet: enrolment failed: $(cat "$work/enrol.json")" >&2; exit 1; }
+# Restarted once: the time to be ready with N enrolled, and a baseline
+# measured as the end figures are (RocksDB replays its WAL into table files at open).
 stop_daemon
 start_daemon
+start_enrolled_s=$ready_s
 rss0=$(rss_kb)
 disk0=$(disk_bytes)
 
 # --- registration: one target poll per terminal
 echo "fleet: registering $n terminals over $conns connections"
 cpu0=$(cpu_s)
-"$load" register --port "$port" --token "$term" --n "$n" --conns "$conns" >"$work/register.json" ||
+"$load" register --port "$port" --creds "$work/creds" --n "$n" --conns "$conns" >"$work/register.json" ||
   echo "fleet: some registrations did not answer 200: $(cat "$work/register.json")" >&2
 cpu1=$(cpu_s)
 rss1=$(rss_kb)
@@ -147,20 +183,32 @@ echo "fleet: $calls × rollout status, $calls × rollout plan"
 
 # --- target polls: alone, then while rollout status runs back to back
 echo "fleet: target polls at $poll_rate/s for ${poll_seconds}s, alone, then with rollout status in a loop"
-poll_args=(--port "$port" --token "$term" --ids "$poll_ids" --rate "$poll_rate" --conns "$poll_conns" --seconds "$poll_seconds")
+poll_args=(--port "$port" --creds "$work/creds" --ids "$poll_ids" --rate "$poll_rate" --conns "$poll_conns" --seconds "$poll_seconds")
 "$load" poll "${poll_args[@]}" >"$work/poll.json"
 "$load" poll "${poll_args[@]}" --side-path /v1/rollouts/next --side-token "$op" >"$work/poll_status.json"
 rss2=$(rss_kb)
 hwm2=$(hwm_kb)
+
+# --- forged polls: distinct made-up ids, all with terminal 0's credential
+echo "fleet: $forge_n polls of made-up ids with one terminal's credential"
+fleet_page() { curl -sf -H "Authorization: Bearer $op" "$server/v1/fleet/terminals?model=fleet&after=forged-&limit=1000"; }
+curl -sf -H "Authorization: Bearer $op" "$server/v1/fleet" >"$work/fleet_before_forge.json"
+fleet_page >"$work/page_before_forge.json"
+wrong0=$(wrong_terminal)
+"$load" forge --port "$port" --cred "$(head -1 "$work/creds")" --n "$forge_n" --conns "$conns" >"$work/forge.json" ||
+  echo "fleet: some forged polls were not refused with 403: $(cat "$work/forge.json")" >&2
+wrong1=$(wrong_terminal)
+curl -sf -H "Authorization: Bearer $op" "$server/v1/fleet" >"$work/fleet_after_forge.json"
+fleet_page >"$work/page_after_forge.json"
+echo $((wrong1 - wrong0)) >"$work/wrong_terminal_delta"
 
 # --- the data directory: stopped (SIGTERM: the store is closed; what the WAL
 # holds stays in it), then once more after a restart (RocksDB replays the WAL
 # into table files at open) — the daemon offers no flush or compaction call.
 stop_daemon
 disk1=$(disk_bytes)
-t_restart=$(now)
 start_daemon
-restart_s=$(python3 -c "print(f'{$(now) - $t_restart:.1f}')")
+restart_s=$ready_s
 rss3=$(rss_kb)
 curl -sf -H "Authorization: Bearer $op" "$server/v1/fleet" >"$work/fleet_restart.json"
 stop_daemon
@@ -171,7 +219,7 @@ load_end=$(cut -d' ' -f1 /proc/loadavg)
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 mem_gib=$(awk '/^MemTotal:/ {printf "%.0f", $2 / 1048576}' /proc/meminfo)
 commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!bench/fleet/RESULTS.md' || echo "+dirty")
-POLL_IDS_USED=$poll_ids python3 - "$work" "$n" "$(python3 -c "print($cpu1 - $cpu0)")" "$rss0" "$rss1" "$rss2" "$hwm2" "$rss3" "$disk0" "$disk1" "$disk2" "$drain_s" "$restart_s" \
+POLL_IDS_USED=$poll_ids START_ENROLLED_S=$start_enrolled_s RSS_E0=$rss_e0 DISK_E0=$disk_e0 python3 - "$work" "$n" "$(python3 -c "print($cpu1 - $cpu0)")" "$rss0" "$rss1" "$rss2" "$hwm2" "$rss3" "$disk0" "$disk1" "$disk2" "$drain_s" "$restart_s" \
   "$total_s" "$load_start/$load_end" "$(date -u +%F)" "$commit" "$(nproc)" "$cpu" "$mem_gib" "$results" <<'PY'
 import json, os, sys
 (work, n, reg_cpu, rss0, rss1, rss2, hwm2, rss3, disk0, disk1, disk2, drain_s, restart_s, total_s, loadavg, date, commit, nproc, cpu,
@@ -185,6 +233,12 @@ poll, poll_st = load("poll.json"), load("poll_status.json")
 def known(f):
     return sum(v["terminals"] for c in load(f)["channels"] for v in c["versions"])
 fleet, fleet2 = known("fleet.json"), known("fleet_restart.json")
+enrol, forge = load("enrol.json"), load("forge.json")
+rss_e0, disk_e0 = int(os.environ["RSS_E0"]) * 1024, int(os.environ["DISK_E0"])
+page_ids = lambda f: [t["id"] for t in load(f)["terminals"]]
+page0, page1 = page_ids("page_before_forge.json"), page_ids("page_after_forge.json")
+forged_listed = sum(i.startswith("forged-") for i in page1)
+wrong = int(open(f"{work}/wrong_terminal_delta").read())
 mib = lambda b: f"{b / 1048576:,.0f} MiB"
 ms = lambda s: f"{s['p50']:,.1f} / {s['p99']:,.1f} / {s['max']:,.1f}" if s.get("n") else "–"
 def polled(p):  # polls due but never sent before the phase ended count with their wait so far: a lower bound
@@ -195,7 +249,17 @@ codes = lambda c: ", ".join(f"{k}: {v:,}" for k, v in c.items())
 stages = json.load(open(f"{work}/status_reply.json"))["stages"]
 store = open(f"{work}/store_bytes.txt").read().split("\n")
 part = {l.split('"')[1]: int(float(l.split()[-1])) for l in store if 'part="' in l}
+batches = -(-n // enrol["batch"])
 rows = [
+    ("terminals enrolled (`POST /v1/terminals`, then one credential each)",
+     f"{n:,} (enrol: {codes(enrol['enrol_codes'])}; credential: {codes(enrol['cred_codes'])})"),
+    ("enrolment rate", f"{enrol['enrol_rate']:,.0f} terminals/s ({enrol['enrol_seconds']:,.1f} s, "
+                       f"{batches} requests of ≤ {enrol['batch']:,}, one at a time)"),
+    ("credential issuance rate", f"{enrol['cred_rate']:,.0f} credentials/s ({enrol['cred_seconds']:,.1f} s, "
+                                 f"{enrol['cred_conns']} connections; load client CPU {enrol['cpu_s'] - enrol['keys_cpu_s']:,.1f} s)"),
+    ("enrolled records, after a restart: RSS / data dir per terminal",
+     f"{(rss0 - rss_e0) / n:,.0f} B / {(disk0 - disk_e0) / n:,.0f} B"),
+    ("fresh start with them enrolled (exec → `/readyz` 200)", f"{os.environ['START_ENROLLED_S']} s"),
     ("terminals registered (target polls answered)", f"{n:,} ({codes(reg['codes'])})"),
     ("registration rate", f"{reg['rate']:,.0f} polls/s ({reg['seconds']:,.1f} s, {reg['conns']} connections)"),
     ("CPU during registration", f"daemon {float(reg_cpu):,.1f} s, load client {reg['cpu_s']:,.1f} s, in {reg['seconds']:,.1f} s"),
@@ -212,7 +276,14 @@ rows = [
     ("data dir before → after (stopped with SIGTERM; the WAL stays)", f"{mib(disk0)} → {mib(disk1)}: {(disk1 - disk0) / n:,.0f} B/terminal"),
     ("data dir after a restart and SIGTERM (WAL replayed into SST)", f"{mib(disk2)}: {(disk2 - disk0) / n:,.0f} B/terminal"),
     ("store while running (metrics, after the backlog drained)", ", ".join(f"{k} {mib(v)}" for k, v in part.items())),
-    ("time to write the registry backlog / to restart", f"{drain_s} s / {restart_s} s"),
+    ("time to write the registry backlog", f"{drain_s} s"),
+    ("forged polls: distinct made-up ids, terminal 0's valid credential",
+     f"{forge['n']:,} ({codes(forge['codes'])}): {forge['rate']:,.0f} polls/s ({forge['seconds']:,.1f} s, {forge['conns']} connections)"),
+    ("registry after them", f"known (GET /v1/fleet) {known('fleet_before_forge.json'):,} → {known('fleet_after_forge.json'):,}; "
+                            f"fleet view page after `forged-` {'unchanged' if page0 == page1 else 'CHANGED'} "
+                            f"({len(page1):,} rows, {forged_listed} forged ids); "
+                            f"auth failures `wrong_terminal` +{wrong:,}"),
+    ("restart after them (exec → `/readyz` 200)", f"{restart_s} s"),
     ("whole run", f"{int(total_s) // 60} min {int(total_s) % 60} s"),
     ("machine load average (1 min) at start / end", loadavg.replace("/", " / ")),
 ]
@@ -221,7 +292,10 @@ How: one `meridiand` (release build, default threads: one per core) on 127.0.0.1
 channel `stable`: rollout `base` (1.0.0, one stage of 100 %, promoted: completed) and rollout
 `next` (1.0.1, stages 1/10/50/100, held in stage 0). Terminal *i* is `term-%07d`, region
 sg/ae/br, one of three profiles, running 1.0.0 (8 in 10), 1.0.1 (1 in 10) or nothing.
-Registration is one target poll (no `wait`) per terminal. Status is `GET /v1/rollouts/next`,
+Terminal *i*'s Ed25519 key is derived from its id (seed: SHA-256 of the id); the load client
+enrols the public keys with the operator token, then sends each terminal's signed credential
+request and keeps the credentials: every target poll carries its terminal's own. Registration
+is one target poll (no `wait`) per terminal. Status is `GET /v1/rollouts/next`,
 plan is `POST /v1/rollout-plans` with the spec of `next` (both on one keep-alive connection,
 one call at a time, after one unmeasured call). Target-poll latency is open loop: polls of
 terminals drawn from the first POLL_IDS are due at a fixed rate and each counts from when it was
@@ -230,7 +304,10 @@ phase ends count with their wait so far (the table says how many: its figures ar
 bounds). "From send to answer" leaves the queueing out. RSS is VmRSS of the daemon; bytes per
 terminal are the differences over N. The daemon offers no flush or compaction call: the data
 directory is measured after SIGTERM (the WAL kept), and again after a restart (RocksDB replays
-the WAL into table files at open) and another SIGTERM.
+the WAL into table files at open) and another SIGTERM. Start and restart times run from the
+daemon's exec until `/readyz` answers 200 (polled every 50 ms). The forged polls name ids
+`forged-%07d` that were never enrolled, each with terminal 0's credential; the fleet view is
+`GET /v1/fleet/terminals?model=fleet&after=forged-&limit=1000` (where forged ids would sort).
 """
 table = "| what | figure |\n| --- | --- |\n" + "".join(f"| {a} | {b} |\n" for a, b in rows)
 print(table, end="")
