@@ -128,6 +128,17 @@ TEST_CASE("revoking a terminal stops it on the origin and on a region within sec
   std::printf("revocation: refused at the region %lld ms after the command started\n",
               static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
   CHECK(StatusOf(other.Get(Target("pos-2"))) == 200);
+  // A report of pos-1's that a region took before the revocation is not counted at the origin.
+  HttpClient mirror(origin.url(), origin.ClientOptions(origin.mirror_token()));
+  Json batch = {{"reports", {{{"id", "sg-late-1"}, {"terminal", "pos-1"}, {"report", Json::parse(FailureReport("r1"))}},
+                             {{"id", "sg-late-2"}, {"terminal", "pos-2"}, {"report", Json::parse(FailureReport("r1"))}}}}};
+  Result<HttpReply> forwarded = mirror.Post(ReportsPath(), batch.dump());
+  REQUIRE(forwarded.ok());
+  INFO(forwarded->body);
+  REQUIRE(forwarded->status == 200);
+  CHECK(Json::parse(forwarded->body)["rejected"] == 1);
+  CHECK(Json::parse(forwarded->body)["accepted"] == 1);
+  CHECK(Metric(origin.url(), "meridian_reports_dropped_total{reason=\"revoked_terminal\"}") == 1);
   // Reading models stops too; the region keeps the revocation across a restart.
   CHECK(StatusOf(at_sg.Get("/v1/models/fraud/versions")) == 403);
   REQUIRE(sg->Terminate() == 0);

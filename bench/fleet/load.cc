@@ -1,33 +1,32 @@
 // bench/fleet load client: many keep-alive HTTP/1.1 connections from one
 // thread (Boost.Beast on Asio coroutines), so the daemon under test gets the
-// machine's other core(s). Built by bench/fleet/run.sh with g++ directly (not
-// part of the meson build, so CI never compiles it).
-//
-//   load register --port P --token T --n N [--first I] [--conns C]
-//       target polls for terminals I..I+N-1 (one each), as fast as C
-//       connections go; prints the rate and the answers' status codes.
-//   load poll --port P --token T --ids M --rate R --conns C --seconds S
-//             [--side-path PATH --side-token T2]
-//       target polls of terminals drawn from 0..M-1 at R requests/s (open
-//       loop, spread over C connections) for S seconds; latency counts from
-//       the moment a request was due, so a stalled daemon is not hidden by
-//       fewer requests being sent. With --side-path, one more connection GETs
-//       PATH back to back for as long (e.g. rollout status).
-//   load call --port P --token T --path PATH [--method POST --body-file F]
-//             [--count N] [--warmup W] [--expect CODE]
-//       N sequential calls on one keep-alive connection, after W unmeasured.
+// machine's other core(s). Built by bench/fleet/run.sh with g++ directly, -lsodium
+// (not part of the meson build, so CI never compiles it).
 //
 //   load enrol --port P --token OPERATOR --n N --creds FILE [--batch B] [--conns C]
 //       enrols terminals 0..N-1 (POST /v1/terminals, B ≤ 100,000 per request,
 //       one request at a time: each is one synced write), then asks for each
 //       one's credential over C connections and writes them to FILE, line i
 //       terminal i's. Prints both rates.
+//   load register --port P --creds FILE --n N [--first I] [--conns C]
+//       target polls for terminals I..I+N-1 (one each), as fast as C
+//       connections go; prints the rate and the answers' status codes.
+//   load poll --port P --creds FILE --ids M --rate R --conns C --seconds S
+//             [--side-path PATH --side-token T2]
+//       target polls of terminals drawn from 0..M-1 at R requests/s (open
+//       loop, spread over C connections) for S seconds; latency counts from
+//       the moment a request was due, so a stalled daemon is not hidden by
+//       fewer requests being sent. With --side-path, one more connection GETs
+//       PATH back to back for as long (e.g. rollout status).
 //   load forge --port P --cred CREDENTIAL --n N [--conns C]
 //       N target polls of distinct made-up ids (forged-%07d) all sent with one
 //       terminal's credential; every one should be 403.
+//   load call --port P --token T --path PATH [--method POST --body-file F]
+//             [--count N] [--warmup W] [--expect CODE]
+//       N sequential calls on one keep-alive connection, after W unmeasured.
 //
-// register and poll send terminal i's own credential (line i of --creds FILE,
-// from enrol): the shared terminal token opens no terminal route any more.
+// register and poll send terminal i's own credential (line i of FILE, as
+// enrol wrote it): the shared terminal token opens no terminal route any more.
 // Every mode prints one JSON object on stdout; latencies in milliseconds.
 // Terminal i: id term-%07d, region sg/ae/br (i % 3), profile by (i / 3) % 3,
 // current version 1.0.0 for 8 in 10, 1.0.1 for 1 in 10, none for 1 in 10;
