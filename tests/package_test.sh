@@ -41,6 +41,9 @@ for unit in meridiand meridian-agent; do
   [[ -f /lib/systemd/system/$unit.service ]] || fail "no $unit.service"
 done
 [[ -f /usr/share/doc/meridian-agent/examples/agent.toml ]] || fail "no example agent.toml"
+# The example is a configuration this agent takes (status reads no network).
+meridian-agent --config /usr/share/doc/meridian-agent/examples/agent.toml status >/dev/null ||
+  fail "the example agent.toml is refused"
 
 # The packaged daemon as the packaged unit runs it (but on a free port).
 chmod 0755 "$tmp"
