@@ -321,9 +321,9 @@ namespace {
 constexpr size_t kTerminalsPerRequest = 10'000;
 
 void PrintTerminalsText(const nlohmann::json& j) {
-  fmt::print("{:<32} {:<9} {:<10} {:<10} {:<20} {}\n", "TERMINAL", "STATE", "PROFILE", "REGION", "SINCE", "PUBLIC KEY");
+  fmt::print("{:<32} {:<9} {:<10} {:<10} {:<24} {}\n", "TERMINAL", "STATE", "PROFILE", "REGION", "SINCE", "PUBLIC KEY");
   for (const auto& t : j.at("terminals")) {
-    fmt::print("{:<32} {:<9} {:<10} {:<10} {:<20} {}\n", t.at("id").get<std::string>(), t.at("state").get<std::string>(),
+    fmt::print("{:<32} {:<9} {:<10} {:<10} {:<24} {}\n", t.at("id").get<std::string>(), t.at("state").get<std::string>(),
                Cell(t, "profile"), Cell(t, "region"), FormatRfc3339(t.at("changed_ms").get<int64_t>()),
                t.at("public_key").get<std::string>());
   }
