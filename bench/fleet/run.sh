@@ -31,7 +31,9 @@
 #   POLL_IDS=10000     polls go to terminals drawn from the first POLL_IDS registered
 #   POLL_SECONDS=15    length of each latency phase
 #   RESULTS=file       where the table goes (default bench/fleet/RESULTS.md; "-" for nowhere)
-# The load client (bench/fleet/load.cc) is compiled here with g++, not by meson.
+# The load client (bench/fleet/load.cc) is compiled here with g++ (-lsodium), not by meson.
+# At N = 1,000,000 a run takes 5 to 7 minutes on 2 cores and about 400 MB in /tmp
+# (the credentials, ~330 B each, and the data directory).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
