@@ -217,7 +217,7 @@ struct Agent::Impl {
         continue;
       }
       if (r->status == 202) {
-        return Status::Unavailable(fmt::format(
+        return Status::FailedPrecondition(fmt::format(
             "terminal '{}' asked to join and awaits an operator: meridian terminals accept {}", config.id, config.id));
       }
       if (r->status != 200) {
@@ -818,8 +818,10 @@ Status Agent::RunOnce(int64_t wait_s) {
     first = st;
   }
   // The root first (anyone may read the chain): what follows may be signed
-  // by keys only a newer root names. An expired root outranks other errors.
-  Status fresh = d.FollowRoots(*d.servers[d.preferred]);
+  // by keys only a newer root names; not asked of servers that could not be
+  // reached for a credential just now. An expired root outranks other errors.
+  Status fresh = credential.code() == Status::Code::kUnavailable ? CheckRootFresh(d.root, d.clock->NowUnixMillis())
+                                                                 : d.FollowRoots(*d.servers[d.preferred]);
   if (!fresh.ok()) {
     d.Log("installing nothing: " + fresh.ToString());
     first = fresh;
