@@ -556,6 +556,9 @@ TEST_CASE("gates never stall: capped by the terminals a stage adds, an empty wav
 TEST_CASE("health gates: the new version at twice the old one's latency pauses the rollout, with both medians") {
   Daemon dm;
   TerminalsClient term(dm.d);
+  // Enrolled first, so that their reports follow the start as closely as a fleet's would
+  // (the first stage adds no known terminal: the daemon's tick may promote it at any time).
+  dm.d.TerminalCredentials({"old-0", "old-1", "old-2", "old-3", "old-4", "new-0", "new-1", "new-2", "new-3", "new-4"});
   dm.Cli({"rollout", "start", "m", "1.0.0", "--id", "base", "--stages", "100"});
   dm.Cli({"rollout", "promote", "base"});
   dm.Cli({"rollout", "start", "m", "1.1.0", "--id", "h", "--stages", "1,100", "--min-reports", "5",
