@@ -1,7 +1,7 @@
 #!/bin/sh
 # Builds the libFuzzer targets with clang 14 (libFuzzer, ASan, UBSan) and runs
-# each for a bounded time. Usage: fuzz/run.sh [SECONDS] (default 60, shared
-# equally between the targets).
+# each for a bounded time. Usage: fuzz/run.sh [SECONDS] (default 20: how long
+# each target runs; as many run at once as there are cores).
 # Needs: clang-14 and libclang-rt-14-dev (libFuzzer runtime), libzstd-dev,
 # liblzma-dev, libssl-dev, libfmt-dev, libsodium-dev, nlohmann-json3-dev,
 # libhowardhinnant-date-dev (with the defines its CMake package gives).
@@ -11,41 +11,49 @@
 #                 and heads, terminal credentials and credential requests
 #   http_head     request targets, framing and Host checks, Range, If-None-Match
 set -eu
-seconds=${1:-60}
+seconds=${1:-20}
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${FUZZ_BUILD_DIR:-$root/build-fuzz}
-base="$root/base/digest.cc $root/base/status.cc $root/base/encoding.cc $root/base/file.cc $root/base/json.cc
-  $root/base/clock.cc"
+jobs=$(nproc)
+base="base/digest.cc base/status.cc base/encoding.cc base/file.cc base/json.cc base/clock.cc"
 
-build() {  # NAME SOURCES… : builds $out/NAME_fuzzer
-  name=$1
-  shift
-  clang++-14 -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I"$root" \
-    -DUSE_OS_TZDB=1 -DHAS_STRING_VIEW=1 -DONLY_C_LOCALE=1 \
-    "$root/fuzz/${name}_fuzzer.cc" "$@" $base -lzstd -llzma -lcrypto -lsodium -lfmt -ldate-tz -pthread -o "$out/${name}_fuzzer"
-}
+# The sources of each target besides its fuzz/NAME_fuzzer.cc and $base.
+targets="delta_decode signed_json http_head"
+delta_decode="delta/delta_decode.cc delta/delta_encode.cc delta/delta_format.cc delta/chunker.cc"
+signed_json="manifest/manifest.cc signing/signing.cc signing/root.cc target/target.cc rollout/rollout.cc
+  rollout/rollout_json.cc rollout/window.cc rollout/analysis.cc delta/delta_info.cc daemon/catalog.cc
+  audit/audit.cc trust/terminal_credential.cc"
+http_head="daemon/http.cc"
 
-mkdir -p "$out"
-# Two at a time: the machines this runs on have two cores.
-build delta_decode "$root/delta/delta_decode.cc" "$root/delta/delta_encode.cc" "$root/delta/delta_format.cc" \
-  "$root/delta/chunker.cc" &
-build signed_json "$root/manifest/manifest.cc" "$root/signing/signing.cc" "$root/signing/root.cc" \
-  "$root/target/target.cc" "$root/rollout/rollout.cc" "$root/rollout/rollout_json.cc" "$root/rollout/window.cc" \
-  "$root/rollout/analysis.cc" "$root/delta/delta_info.cc" "$root/daemon/catalog.cc" "$root/audit/audit.cc" \
-  "$root/trust/terminal_credential.cc" &
-wait %1 && wait %2
-build http_head "$root/daemon/http.cc"
+# Each source is compiled once (a source shared by several targets too), all
+# cores at a time; line tables are enough for the sanitizers' reports.
+sources_of() { eval "echo fuzz/$1_fuzzer.cc \$$1 $base"; }
+mkdir -p "$out/obj"
+for t in $targets; do sources_of "$t"; done | tr ' ' '\n' | grep . | sort -u |
+  (cd "$root" && xargs -P "$jobs" -n 1 sh -c '
+    clang++-14 -std=c++20 -O1 -gline-tables-only -fsanitize=fuzzer-no-link,address,undefined \
+      -fno-sanitize-recover=all -I. -DUSE_OS_TZDB=1 -DHAS_STRING_VIEW=1 -DONLY_C_LOCALE=1 \
+      -c "$2" -o "$1/obj/$(echo "$2" | tr / _).o"' _ "$out")
+for t in $targets; do
+  objs=$(for s in $(sources_of "$t"); do printf '%s ' "$out/obj/$(echo "$s" | tr / _).o"; done)
+  # shellcheck disable=SC2086  # $objs is a list of paths without spaces
+  clang++-14 -fsanitize=fuzzer,address,undefined $objs -lzstd -llzma -lcrypto -lsodium -lfmt -ldate-tz -pthread \
+    -o "$out/${t}_fuzzer"
+done
 
 seeds="$root/fuzz/corpus/delta_decode"
 if [ -z "$(ls -A "$seeds" 2>/dev/null)" ]; then
   mkdir -p "$seeds"
   MERIDIAN_FUZZ_WRITE_CORPUS="$seeds" "$out/delta_decode_fuzzer"
 fi
-# New inputs go to a work directory per target; the seed corpora in the tree stay as they are.
-each=$((seconds / 3))
-for name in delta_decode signed_json http_head; do
-  mkdir -p "$out/corpus-$name"
-  echo "fuzz: $name for ${each}s"
-  "$out/${name}_fuzzer" -max_total_time="$each" -rss_limit_mb=512 -max_len=65536 -artifact_prefix="$out/$name-" \
-    -print_final_stats=1 "$out/corpus-$name" "$root/fuzz/corpus/$name"
+# New inputs go to a work directory per target; the seed corpora in the tree
+# stay as they are. Each target's output goes to its own log, printed after.
+for t in $targets; do echo "$t"; done | xargs -P "$jobs" -n 1 sh -c '
+  mkdir -p "$1/corpus-$4"
+  "$1/$4_fuzzer" -max_total_time="$2" -rss_limit_mb=512 -max_len=65536 -artifact_prefix="$1/$4-" \
+    -print_final_stats=1 "$1/corpus-$4" "$3/fuzz/corpus/$4" >"$1/$4.log" 2>&1' _ "$out" "$seconds" "$root" || failed=1
+for t in $targets; do
+  echo "fuzz: $t for ${seconds}s"
+  cat "$out/$t.log"
 done
+exit "${failed:-0}"

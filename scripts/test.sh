@@ -31,7 +31,7 @@ package=0
 tests/package_test.sh || { package=1; status=1; }
 took "the package test"
 fuzz=0
-FUZZ_BUILD_DIR=$PWD/build-fuzz fuzz/run.sh "${FUZZ_SECONDS:-60}" >build-fuzz.log 2>&1 || {
+FUZZ_BUILD_DIR=$PWD/build-fuzz fuzz/run.sh "${FUZZ_SECONDS:-20}" >build-fuzz.log 2>&1 || {
   fuzz=1
   status=1
   echo "fuzz: a fuzzer failed; see build-fuzz.log" >&2
