@@ -480,7 +480,15 @@ int Init(const InitOptions& o) {
 
 int Fsck(const std::string& data) {
   DataDir d{data};
-  Result<std::unique_ptr<Store>> store = Store::Open(d.store(), StoreOptions{.create_if_missing = false});
+  // Read only: nothing is written, so a store on a full disk is checked as
+  // it is (its WAL replayed in memory). A store from an older build lacks
+  // column families added since, which only a read-write open adds.
+  Result<std::unique_ptr<Store>> store =
+      Store::Open(d.store(), StoreOptions{.create_if_missing = false, .read_only = true});
+  if (!store.ok() && store.status().code() == Status::Code::kInvalidArgument &&
+      store.status().message().find("Column family not found") != std::string::npos) {
+    store = Store::Open(d.store(), StoreOptions{.create_if_missing = false});
+  }
   if (!store.ok()) return Fail("cannot open store: " + store.status().ToString());
   CheckReport report = (*store)->Check();
   // Signatures too: every stored manifest must verify against the newest root.
