@@ -35,6 +35,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <system_error>
+#include <thread>
 #include <unordered_set>
 
 #include "base/encoding.h"
@@ -63,6 +64,8 @@ constexpr uint64_t kMemtableFsShare = 32;
 // A write refused for space tries to resume the store at most this often
 // (each try flushes the memtables, or fails doing so).
 constexpr std::chrono::milliseconds kWriteResumeInterval{1000};
+// Closing waits at most this long for the flush it asks for.
+constexpr std::chrono::seconds kCloseFlushWait{10};
 // RocksDB's info log (LOG): lines longer are cut; past this size LOG becomes LOG.old.
 constexpr size_t kInfoLogLineBytesMax = 4096;
 constexpr uint64_t kInfoLogBytesMax = 16ull << 20;
@@ -440,7 +443,7 @@ class RocksStore final : public Store {
       // fault that stopped writes) loses nothing: the WAL still holds it.
       rocksdb::FlushOptions flush;
       flush.allow_write_stall = true;
-      db_->Flush(flush, handles_).PermitUncheckedError();
+      if (db_->Flush(flush, handles_).ok()) WaitForFlushes();
     }
     for (rocksdb::ColumnFamilyHandle* h : handles_) db_->DestroyColumnFamilyHandle(h);
     // Every write was already made durable (or deliberately not, per
@@ -964,6 +967,28 @@ class RocksStore final : public Store {
       }
     }
     if (!it->status().ok()) faults.Add("artifacts scan stopped: " + it->status().ToString());
+  }
+
+  // Waits (at most kCloseFlushWait) until no memtable waits to be flushed
+  // and no flush runs, or a flush fails: RocksDB 7.8's Flush() of several
+  // column families may return before a flush it scheduled has run, and
+  // closing cancels it.
+  void WaitForFlushes() {
+    const auto deadline = std::chrono::steady_clock::now() + kCloseFlushWait;
+    uint64_t errors_before = 0;
+    db_->GetIntProperty(rocksdb::DB::Properties::kBackgroundErrors, &errors_before);
+    auto busy = [&] {
+      uint64_t v = 0;
+      if (db_->GetIntProperty(rocksdb::DB::Properties::kBackgroundErrors, &v) && v > errors_before) return false;
+      if (db_->GetIntProperty(rocksdb::DB::Properties::kNumRunningFlushes, &v) && v > 0) return true;
+      for (rocksdb::ColumnFamilyHandle* h : handles_) {
+        if (db_->GetIntProperty(h, rocksdb::DB::Properties::kNumImmutableMemTable, &v) && v > 0) return true;
+      }
+      return false;
+    };
+    while (busy() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
   }
 
   // Writes `batch` (synced unless sync_writes is false). Refused for space,
