@@ -444,13 +444,18 @@ int Serve(ServeOptions o) {
   bool done = false;
   std::thread ticker([&] {
     std::string fault;
+    Status::Code fault_code = Status::Code::kOk;
     std::unique_lock lock(tick_mu);
     while (!tick_cv.wait_for(lock, kTickInterval, [&] { return done; })) {
       (*rollouts)->Tick();
       Status health = (*store)->Health();
       std::string now_fault = health.ok() ? "" : health.message();
-      if (now_fault != fault) {
+      // Logged once per kind of fault: each retry on a full disk names another file.
+      if (health.code() != fault_code) {
         Log(now_fault.empty() ? "store writes resumed" : "store " + now_fault);
+        fault_code = health.code();
+      }
+      if (now_fault != fault) {
         fault = now_fault;
         api.SetStoreFault(fault);
       }
