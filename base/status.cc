@@ -16,6 +16,7 @@ std::string_view Status::CodeName(Code code) {
     case Code::kUnavailable: return "unavailable";
     case Code::kResourceExhausted: return "resource_exhausted";
     case Code::kDeadlineExceeded: return "deadline_exceeded";
+    case Code::kInsufficientStorage: return "insufficient_storage";
   }
   return "unknown";
 }

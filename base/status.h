@@ -25,6 +25,7 @@ class Status {
     kUnavailable,         // a peer could not be reached
     kResourceExhausted,   // a limit was hit
     kDeadlineExceeded,    // a wait ran out
+    kInsufficientStorage, // the disk is full: nothing was written; retry once space is freed
   };
 
   Status() = default;
@@ -39,6 +40,7 @@ class Status {
   static Status Unavailable(std::string m) { return Status(Code::kUnavailable, std::move(m)); }
   static Status ResourceExhausted(std::string m) { return Status(Code::kResourceExhausted, std::move(m)); }
   static Status DeadlineExceeded(std::string m) { return Status(Code::kDeadlineExceeded, std::move(m)); }
+  static Status InsufficientStorage(std::string m) { return Status(Code::kInsufficientStorage, std::move(m)); }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }

@@ -90,6 +90,12 @@ std::string AuditPath(uint64_t after_seq, uint64_t limit) {
 
 Status ReplyError(const HttpReply& reply, std::string_view what) {
   std::string msg = fmt::format("{}: HTTP {}: {}", what, reply.status, ErrorMessageOf(reply));
+  // Still Unavailable (the server's condition, which passes), but said plainly.
+  if (reply.status == 507) {
+    return Status::Unavailable(fmt::format("{}: the server's disk is full (HTTP 507 insufficient_storage); nothing "
+                                           "was stored, retry once space is freed there: {}",
+                                           what, ErrorMessageOf(reply)));
+  }
   if (reply.status >= 500) return Status::Unavailable(std::move(msg));
   if (reply.status == 404) return Status::NotFound(std::move(msg));
   if (reply.status == 401 || reply.status == 403) return Status::PermissionDenied(std::move(msg));

@@ -93,9 +93,9 @@ std::string AuditPath(uint64_t after_seq, uint64_t limit);  // events after seq 
 
 // A non-2xx reply as a Status whose message names `what`, the HTTP status and
 // the server's error message: Unavailable for 5xx (another try, or another
-// server, may do better), NotFound for 404, PermissionDenied for 401 and 403,
-// FailedPrecondition for 409 (the server's state forbids it now),
-// InvalidArgument for any other.
+// server, may do better; a 507 is said to be the server's full disk),
+// NotFound for 404, PermissionDenied for 401 and 403, FailedPrecondition for
+// 409 (the server's state forbids it now), InvalidArgument for any other.
 Status ReplyError(const HttpReply& reply, std::string_view what);
 
 // The reply to GET VersionPath(model, version), verified (trust/): a transport

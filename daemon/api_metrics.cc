@@ -19,7 +19,8 @@ constexpr size_t kEndedRolloutsShown = 5;
 
 // Store fault codes shown from the start, at 0, so that their rates are
 // defined before the first fault.
-constexpr const char* kStoreFaultCodesShown[] = {"corruption", "io_error", "resource_exhausted", "unavailable"};
+constexpr const char* kStoreFaultCodesShown[] = {"corruption", "insufficient_storage", "io_error", "resource_exhausted",
+                                                 "unavailable"};
 
 constexpr RolloutPhase kPhases[] = {RolloutPhase::kRunning, RolloutPhase::kPaused, RolloutPhase::kCompleted,
                                     RolloutPhase::kAborted, RolloutPhase::kRolledBack};

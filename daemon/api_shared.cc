@@ -30,6 +30,7 @@ int HttpStatusFor(const Status& st) {
     case Status::Code::kResourceExhausted: return 413;
     case Status::Code::kDeadlineExceeded: return 408;
     case Status::Code::kUnavailable: return 503;
+    case Status::Code::kInsufficientStorage: return 507;
     case Status::Code::kCorruption:
     case Status::Code::kIOError: return 500;
   }

@@ -18,7 +18,8 @@ namespace meridian {
 HttpResponse JsonOk(int status, const nlohmann::json& body);
 // 404 NotFound, 400 InvalidArgument, 403 PermissionDenied, 409 AlreadyExists
 // and FailedPrecondition, 413 ResourceExhausted, 408 DeadlineExceeded, 503
-// Unavailable, 500 otherwise; the code's name and the message in the body.
+// Unavailable, 507 InsufficientStorage (the disk is full: nothing was
+// written), 500 otherwise; the code's name and the message in the body.
 HttpResponse ErrorFor(const Status& st);
 
 // An agent's report (POST /v1/terminals/{id}/reports), checked: the same

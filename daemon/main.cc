@@ -444,13 +444,18 @@ int Serve(ServeOptions o) {
   bool done = false;
   std::thread ticker([&] {
     std::string fault;
+    Status::Code fault_code = Status::Code::kOk;
     std::unique_lock lock(tick_mu);
     while (!tick_cv.wait_for(lock, kTickInterval, [&] { return done; })) {
       (*rollouts)->Tick();
       Status health = (*store)->Health();
       std::string now_fault = health.ok() ? "" : health.message();
-      if (now_fault != fault) {
+      // Logged once per kind of fault: each retry on a full disk names another file.
+      if (health.code() != fault_code) {
         Log(now_fault.empty() ? "store writes resumed" : "store " + now_fault);
+        fault_code = health.code();
+      }
+      if (now_fault != fault) {
         fault = now_fault;
         api.SetStoreFault(fault);
       }
@@ -480,7 +485,15 @@ int Init(const InitOptions& o) {
 
 int Fsck(const std::string& data) {
   DataDir d{data};
-  Result<std::unique_ptr<Store>> store = Store::Open(d.store(), StoreOptions{.create_if_missing = false});
+  // Read only: nothing is written, so a store on a full disk is checked as
+  // it is (its WAL replayed in memory). A store from an older build lacks
+  // column families added since, which only a read-write open adds.
+  Result<std::unique_ptr<Store>> store =
+      Store::Open(d.store(), StoreOptions{.create_if_missing = false, .read_only = true});
+  if (!store.ok() && store.status().code() == Status::Code::kInvalidArgument &&
+      store.status().message().find("Column family not found") != std::string::npos) {
+    store = Store::Open(d.store(), StoreOptions{.create_if_missing = false});
+  }
   if (!store.ok()) return Fail("cannot open store: " + store.status().ToString());
   CheckReport report = (*store)->Check();
   // Signatures too: every stored manifest must verify against the newest root.

@@ -14,11 +14,18 @@
 
 #include <fmt/format.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
+#include <cstdarg>
+#include <cstdio>
+#include <ctime>
 #include <exception>
 #include <filesystem>
 #include <limits>
@@ -26,7 +33,9 @@
 #include <mutex>
 #include <new>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <system_error>
+#include <thread>
 #include <unordered_set>
 
 #include "base/encoding.h"
@@ -49,6 +58,17 @@ constexpr double kChunkBloomBitsPerKey = 10;
 constexpr size_t kPresenceBatchKeys = 256;
 // Missing digests named in a CommitVersion error or a Check fault line.
 constexpr size_t kMissingListedMax = 5;
+// The memtable size derived from the file system's: a 32nd of it, so that a
+// full disk resumes once a few percent of it is freed.
+constexpr uint64_t kMemtableFsShare = 32;
+// A write refused for space tries to resume the store at most this often
+// (each try flushes the memtables, or fails doing so).
+constexpr std::chrono::milliseconds kWriteResumeInterval{1000};
+// Closing waits at most this long for the flush it asks for.
+constexpr std::chrono::seconds kCloseFlushWait{10};
+// RocksDB's info log (LOG): lines longer are cut; past this size LOG becomes LOG.old.
+constexpr size_t kInfoLogLineBytesMax = 4096;
+constexpr uint64_t kInfoLogBytesMax = 16ull << 20;
 
 // Column families, in the order they are opened (index into handles_).
 // chunk_index holds digest -> uncompressed size for every stored chunk,
@@ -101,7 +121,12 @@ Status FromRocks(const rocksdb::Status& s, const std::string& what) {
   if (s.IsNotFound()) return Status::NotFound(std::move(message));
   if (s.IsCorruption()) return Status::Corruption(std::move(message));
   if (s.IsInvalidArgument()) return Status::InvalidArgument(std::move(message));
-  if (s.IsNoSpace() || s.IsMemoryLimit()) return Status::ResourceExhausted(std::move(message));
+  // The disk is full (ENOSPC, or an SstFileManager's space limit): a write
+  // refused for it, or a background flush whose failure stopped the writes.
+  if (s.IsNoSpace() || s.subcode() == rocksdb::Status::kSpaceLimit) {
+    return Status::InsufficientStorage(std::move(message));
+  }
+  if (s.IsMemoryLimit()) return Status::ResourceExhausted(std::move(message));
   if (s.IsBusy() || s.IsTimedOut() || s.IsTryAgain() || s.IsShutdownInProgress()) {
     return Status::Unavailable(std::move(message));
   }
@@ -130,7 +155,7 @@ class FaultCounts {
   }
 
  private:
-  std::array<std::atomic<uint64_t>, static_cast<size_t>(Status::Code::kDeadlineExceeded) + 1> counts_{};
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(Status::Code::kInsufficientStorage) + 1> counts_{};  // the last code
 };
 
 // Runs `body`, turning an exception (allocation failure, a library throwing)
@@ -257,11 +282,152 @@ class FaultLog {
   uint64_t dropped_ = 0;
 };
 
+// RocksDB's info log, LOG in the store directory, written with write(2) whose
+// failures are ignored. RocksDB's own file logger (as Debian builds 7.8, with
+// assertions on) aborts the process on a line written after one that failed,
+// and a full disk fails the next line. Bounded: past kInfoLogBytesMax, LOG
+// becomes LOG.old (replacing it) and a new LOG starts.
+class InfoLog final : public rocksdb::Logger {
+ public:
+  // `dir` empty: the lines go nowhere (a read-only store writes nothing).
+  explicit InfoLog(std::string dir) : path_(dir.empty() ? "" : dir + "/LOG") {
+    if (!path_.empty()) OpenLocked();
+  }
+  ~InfoLog() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  InfoLog(const InfoLog&) = delete;
+  InfoLog& operator=(const InfoLog&) = delete;
+
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    if (path_.empty()) return;
+    std::array<char, kInfoLogLineBytesMax> line;
+    const time_t now = std::time(nullptr);
+    struct tm t = {};
+    gmtime_r(&now, &t);
+    size_t n = std::strftime(line.data(), line.size(), "%Y-%m-%dT%H:%M:%SZ ", &t);
+    va_list copy;
+    va_copy(copy, ap);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+    int body = std::vsnprintf(line.data() + n, line.size() - n, format, copy);
+#pragma GCC diagnostic pop
+    va_end(copy);
+    if (body < 0) return;
+    n = std::min(n + static_cast<size_t>(body), line.size() - 2);  // cut, leaving room for the newline
+    if (n == 0 || line[n - 1] != '\n') line[n++] = '\n';
+    std::lock_guard lock(mu_);
+    if (bytes_ > kInfoLogBytesMax) {
+      if (fd_ >= 0) ::close(fd_);
+      fd_ = -1;
+      (void)std::rename(path_.c_str(), (path_ + ".old").c_str());
+      OpenLocked();
+    }
+    if (fd_ < 0) return;
+    ssize_t written = ::write(fd_, line.data(), n);
+    if (written > 0) bytes_ += static_cast<uint64_t>(written);
+  }
+
+ private:
+  void OpenLocked() {
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    struct stat st = {};
+    bytes_ = fd_ >= 0 && ::fstat(fd_, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  }
+
+  const std::string path_;
+  std::mutex mu_;
+  int fd_ = -1;         // guarded by mu_ (but for construction); -1 when LOG could not be opened
+  uint64_t bytes_ = 0;  // guarded by mu_: LOG's size
+};
+
+// The store directories a Store of this process holds. A second open of one
+// is refused before its LOCK file is touched: closing any descriptor of a
+// file drops every fcntl lock the process holds on it, RocksDB's included.
+class OpenDirs {
+ public:
+  static bool Claim(const std::string& dir) {
+    std::lock_guard lock(mu());
+    return dirs().insert(dir).second;
+  }
+  static void Release(const std::string& dir) {
+    std::lock_guard lock(mu());
+    dirs().erase(dir);
+  }
+
+ private:
+  static std::mutex& mu() {
+    static std::mutex m;
+    return m;
+  }
+  static std::set<std::string>& dirs() {
+    static std::set<std::string> d;
+    return d;
+  }
+};
+
+// A claim on a directory in OpenDirs, given back when destroyed.
+class DirClaim {
+ public:
+  DirClaim() = default;
+  explicit DirClaim(std::string dir) : dir_(std::move(dir)) {}
+  DirClaim(DirClaim&& o) noexcept : dir_(std::exchange(o.dir_, "")) {}
+  DirClaim& operator=(DirClaim&&) = delete;
+  ~DirClaim() {
+    if (!dir_.empty()) OpenDirs::Release(dir_);
+  }
+
+ private:
+  std::string dir_;
+};
+
+// The lock a read-only store holds on LOCK: an open-file-description lock,
+// which conflicts with the fcntl lock RocksDB takes in another process, so
+// neither a daemon nor this reader opens while the other has the store.
+class ReadLock {
+ public:
+  ReadLock() = default;
+  ReadLock(ReadLock&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  ReadLock& operator=(ReadLock&& o) noexcept {
+    if (this != &o) {
+      if (fd_ >= 0) ::close(fd_);
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  ~ReadLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  // FailedPrecondition when another process holds the lock.
+  static Result<ReadLock> Take(const std::string& dir) {
+    ReadLock l;
+    const std::string path = dir + "/LOCK";
+    l.fd_ = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    if (l.fd_ < 0) return ErrnoStatus("open " + path, errno);
+    struct flock fl = {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (::fcntl(l.fd_, F_OFD_SETLK, &fl) != 0) {
+      if (errno == EAGAIN || errno == EACCES) {
+        return Status::FailedPrecondition("store " + dir + " is in use by another process holding its lock");
+      }
+      return ErrnoStatus("lock " + path, errno);
+    }
+    return l;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
 class RocksStore final : public Store {
  public:
-  RocksStore(std::string dir, std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::ColumnFamilyHandle*> handles,
-             const StoreOptions& options)
+  RocksStore(std::string dir, DirClaim claim, ReadLock read_lock, std::unique_ptr<rocksdb::DB> db,
+             std::vector<rocksdb::ColumnFamilyHandle*> handles, const StoreOptions& options)
       : dir_(std::move(dir)),
+        claim_(std::move(claim)),
+        read_lock_(std::move(read_lock)),
         db_(std::move(db)),
         handles_(std::move(handles)),
         options_(options),
@@ -270,6 +436,15 @@ class RocksStore final : public Store {
   }
 
   ~RocksStore() override {
+    if (!options_.read_only) {
+      // What the WAL holds goes to table files now, while there is room, so
+      // that the next open has nothing to replay and flush: a store stopped
+      // cleanly opens again on a nearly full disk. Failing (a full disk, a
+      // fault that stopped writes) loses nothing: the WAL still holds it.
+      rocksdb::FlushOptions flush;
+      flush.allow_write_stall = true;
+      if (db_->Flush(flush, handles_).ok()) WaitForFlushes();
+    }
     for (rocksdb::ColumnFamilyHandle* h : handles_) db_->DestroyColumnFamilyHandle(h);
     // Every write was already made durable (or deliberately not, per
     // sync_writes); a failing Close leaves nothing a destructor could fix.
@@ -332,9 +507,8 @@ class RocksStore final : public Store {
       rocksdb::WriteBatch batch;
       s = batch.Put(cf(kChunks), key, *frame);
       if (s.ok()) s = batch.Put(cf(kChunkIndex), key, EncodeSize(data.size()));
-      if (s.ok()) s = db_->Write(write_options_, &batch);
-      if (!s.ok()) return Fault(s, "writing chunk " + digest.ToString());
-      return Status::Ok();
+      if (!s.ok()) return Fault(s, "batching chunk " + digest.ToString());
+      return Write(batch, "writing chunk " + digest.ToString());
     });
   }
 
@@ -386,8 +560,7 @@ class RocksStore final : public Store {
         bs = batch.Put(cf(kState), ManifestOnlyKey(key), "");
       }
       if (!bs.ok()) return Fault(bs, "batching " + what);
-      rocksdb::Status s = db_->Write(write_options_, &batch);
-      if (!s.ok()) return Fault(s, "committing " + what);
+      MERIDIAN_RETURN_IF_ERROR(Write(batch, "committing " + what));
       manifests_.Insert(key, std::make_shared<const Manifest>(m));  // the envelope says exactly `m`
       return true;
     });
@@ -478,9 +651,7 @@ class RocksStore final : public Store {
         rocksdb::Status s = value ? batch.Put(cf(kState), key, *value) : batch.Delete(cf(kState), key);
         if (!s.ok()) return Fault(s, "batching state key \"" + key + "\"");
       }
-      rocksdb::Status s = db_->Write(write_options_, &batch);
-      if (!s.ok()) return Fault(s, "writing state");
-      return Status::Ok();
+      return Write(batch, "writing state");
     });
   }
 
@@ -557,6 +728,9 @@ class RocksStore final : public Store {
 
   Status Health() override {
     return Guard("Health", [&]() -> Status {
+      if (options_.read_only) return Status::Ok();
+      std::lock_guard lock(resume_mu_);
+      last_resume_ = std::chrono::steady_clock::now();
       rocksdb::Status s = db_->Resume();  // OK at once when nothing stopped the store
       return s.ok() ? Status::Ok() : FromRocks(s, "writes stopped");
     });
@@ -795,6 +969,49 @@ class RocksStore final : public Store {
     if (!it->status().ok()) faults.Add("artifacts scan stopped: " + it->status().ToString());
   }
 
+  // Waits (at most kCloseFlushWait) until no memtable waits to be flushed
+  // and no flush runs, or a flush fails: RocksDB 7.8's Flush() of several
+  // column families may return before a flush it scheduled has run, and
+  // closing cancels it.
+  void WaitForFlushes() {
+    const auto deadline = std::chrono::steady_clock::now() + kCloseFlushWait;
+    uint64_t errors_before = 0;
+    db_->GetIntProperty(rocksdb::DB::Properties::kBackgroundErrors, &errors_before);
+    auto busy = [&] {
+      uint64_t v = 0;
+      if (db_->GetIntProperty(rocksdb::DB::Properties::kBackgroundErrors, &v) && v > errors_before) return false;
+      if (db_->GetIntProperty(rocksdb::DB::Properties::kNumRunningFlushes, &v) && v > 0) return true;
+      for (rocksdb::ColumnFamilyHandle* h : handles_) {
+        if (db_->GetIntProperty(h, rocksdb::DB::Properties::kNumImmutableMemTable, &v) && v > 0) return true;
+      }
+      return false;
+    };
+    while (busy() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+
+  // Writes `batch` (synced unless sync_writes is false). Refused for space,
+  // the store is resumed (at most once per kWriteResumeInterval, see Health)
+  // and the batch written once more if that worked: space freed since the
+  // disk filled brings writes back at the next one. The first try kept
+  // nothing of the batch (a WAL record cut short is dropped on replay).
+  Status Write(rocksdb::WriteBatch& batch, const std::string& what) {
+    rocksdb::Status s = db_->Write(write_options_, &batch);
+    if (!s.ok() && s.IsNoSpace() && ResumeAfterNoSpace()) s = db_->Write(write_options_, &batch);
+    if (!s.ok()) return Fault(s, what);
+    return Status::Ok();
+  }
+
+  // One resume at a time: RocksDB answers a second, concurrent one Busy.
+  bool ResumeAfterNoSpace() {
+    std::lock_guard lock(resume_mu_);
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_resume_ < kWriteResumeInterval) return false;
+    last_resume_ = now;
+    return db_->Resume().ok();
+  }
+
   // A RocksDB failure, counted as a fault unless it is a key not found.
   Status Fault(const rocksdb::Status& s, const std::string& what) {
     Status st = FromRocks(s, what);
@@ -808,11 +1025,15 @@ class RocksStore final : public Store {
   }
 
   const std::string dir_;
+  DirClaim claim_;       // released after the database is closed (members go in reverse order)
+  ReadLock read_lock_;   // held by a read-only store only
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // indexed by Cf
   const StoreOptions options_;
   rocksdb::WriteOptions write_options_;
   std::mutex commit_mu_;  // serialises CommitVersion
+  std::mutex resume_mu_;  // serialises Resume()
+  std::chrono::steady_clock::time_point last_resume_;  // guarded by resume_mu_
   ManifestCache manifests_;
   std::atomic<uint64_t> manifest_parses_{0};  // stored envelopes parsed: cache misses, and Check()
   FaultCounts faults_;
@@ -835,9 +1056,18 @@ rocksdb::ColumnFamilyOptions ChunkIndexOptions() {
 // was written, a compaction's inputs are still there, a new WAL that could not
 // be made holds nothing. Such an I/O fault is rated hard instead, so writes
 // stop until Store::Health's Resume() flushes again. A failed WAL append or
-// sync (a record may be half written) and corruption stay fatal.
+// sync (a record may be half written) and corruption stay fatal, but for a
+// full disk, which RocksDB itself rates hard (Resume() switches to a new WAL).
+//
+// RocksDB's own recovery from a full disk is turned off: it polls every 5 s
+// for a whole write buffer of free space and meanwhile answers Resume() Busy.
+// Health() and a write refused for space resume instead (see Write).
 class RecoverableIoFaults final : public rocksdb::EventListener {
  public:
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason, rocksdb::Status bg_error, bool* auto_recovery) override {
+    bg_error.PermitUncheckedError();
+    *auto_recovery = false;
+  }
   void OnBackgroundError(rocksdb::BackgroundErrorReason reason, rocksdb::Status* bg_error) override {
     using Reason = rocksdb::BackgroundErrorReason;
     const bool nothing_half_written = reason == Reason::kFlush || reason == Reason::kFlushNoWAL ||
@@ -861,12 +1091,22 @@ rocksdb::ColumnFamilyOptions ChunksOptions() {
   return o;
 }
 
+// StoreOptions::memtable_bytes, or a 32nd of the file system holding `dir`
+// within [kMemtableBytesMin, kMemtableBytesMax] (the most when its size is unknown).
+uint64_t MemtableBytes(const std::string& dir, const StoreOptions& options) {
+  if (options.memtable_bytes > 0) return options.memtable_bytes;
+  struct statvfs fs;
+  if (statvfs(dir.c_str(), &fs) != 0) return kMemtableBytesMax;
+  const uint64_t fs_bytes = uint64_t{fs.f_blocks} * fs.f_frsize;
+  return std::clamp(fs_bytes / kMemtableFsShare, kMemtableBytesMin, kMemtableBytesMax);
+}
+
 Result<std::unique_ptr<Store>> OpenRocksStore(const std::string& dir, const StoreOptions& options) {
   if (options.zstd_level < ZSTD_minCLevel() || options.zstd_level > ZSTD_maxCLevel()) {
     return Status::InvalidArgument("zstd level " + std::to_string(options.zstd_level) + " outside " +
                                    std::to_string(ZSTD_minCLevel()) + ".." + std::to_string(ZSTD_maxCLevel()));
   }
-  if (options.create_if_missing) {
+  if (options.create_if_missing && !options.read_only) {
     MERIDIAN_RETURN_IF_ERROR(CreateDirectories(dir));
   } else {
     std::error_code ec;
@@ -875,10 +1115,35 @@ Result<std::unique_ptr<Store>> OpenRocksStore(const std::string& dir, const Stor
     if (!exists) return Status::NotFound("no store in " + dir);
   }
 
+  std::error_code ec;
+  const std::string canonical = std::filesystem::weakly_canonical(dir, ec).string();
+  if (ec) return Status::IOError("resolving " + dir + ": " + ec.message());
+  if (!OpenDirs::Claim(canonical)) {
+    return Status::FailedPrecondition("store " + dir + " is in use by another Store of this process, which holds its lock");
+  }
+  DirClaim claim(canonical);
+  ReadLock read_lock;
+  if (options.read_only) {
+    Result<ReadLock> taken = ReadLock::Take(dir);
+    if (!taken.ok()) return taken.status();
+    read_lock = std::move(*taken);
+  }
+
+  const uint64_t memtable_bytes = MemtableBytes(dir, options);
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = options.create_if_missing;
   db_options.max_open_files = options.max_open_files;
   db_options.listeners.push_back(std::make_shared<RecoverableIoFaults>());
+  db_options.info_log = std::make_shared<InfoLog>(options.read_only ? "" : dir);
+  // What a full disk needs freed to resume, or to open after a crash, is what
+  // the memtables and the WAL hold: both are bounded by memtable_bytes. Left
+  // to RocksDB, the WAL grows until every column family has flushed, up to
+  // gigabytes, while the small ones (state, manifests) rarely fill.
+  db_options.max_total_wal_size = 2 * memtable_bytes;
+  // Preallocated WAL and MANIFEST space (a write buffer and 4 MiB) is taken
+  // from the disk at once (ext4, tmpfs): near full it would take the room
+  // the flush that resumes writes needs.
+  db_options.allow_fallocate = false;
   // A store from an older build gains column families added since.
   db_options.create_missing_column_families = true;
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
@@ -886,10 +1151,12 @@ Result<std::unique_ptr<Store>> OpenRocksStore(const std::string& dir, const Stor
     descriptors.emplace_back(kCfNames[i], i == kChunks       ? ChunksOptions()
                                           : i == kChunkIndex ? ChunkIndexOptions()
                                                              : rocksdb::ColumnFamilyOptions());
+    descriptors.back().options.write_buffer_size = memtable_bytes;
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(db_options, dir, descriptors, &handles, &raw);
+  rocksdb::Status s = options.read_only ? rocksdb::DB::OpenForReadOnly(db_options, dir, descriptors, &handles, &raw)
+                                        : rocksdb::DB::Open(db_options, dir, descriptors, &handles, &raw);
   if (!s.ok()) {
     // RocksDB reports its LOCK file held elsewhere as a plain IOError; name
     // the usual cause so the operator does not go looking for disk trouble.
@@ -899,8 +1166,9 @@ Result<std::unique_ptr<Store>> OpenRocksStore(const std::string& dir, const Stor
     }
     return FromRocks(s, "opening store " + dir);
   }
-  return std::unique_ptr<Store>(
-      std::make_unique<RocksStore>(dir, std::unique_ptr<rocksdb::DB>(raw), std::move(handles), options));
+  return std::unique_ptr<Store>(std::make_unique<RocksStore>(dir, std::move(claim), std::move(read_lock),
+                                                             std::unique_ptr<rocksdb::DB>(raw), std::move(handles),
+                                                             options));
 }
 
 }  // namespace

@@ -31,6 +31,15 @@
 //    the disk, never the cache.
 //  - Every write that returns OK is synced to disk (WAL fsync) unless
 //    StoreOptions::sync_writes is false (tests and benchmarks only).
+//  - A full disk: a write fails with InsufficientStorage and keeps nothing of
+//    itself; RocksDB then stops every write (reads go on) until the store
+//    resumes, which flushes the memtables and so needs about
+//    StoreOptions::memtable_bytes free (twice that at most). Health() tries
+//    to resume at each call, a write refused for space at most once a second
+//    (and is retried once when that worked). Closing flushes too, so a store
+//    closed cleanly opens again with almost no free space; after a crash or a
+//    close on a full disk, opening replays and flushes the WAL (at most twice
+//    memtable_bytes). A read-only open needs no free space at all.
 //  - Thread-safe: every method may be called from any thread.
 //  - No exception escapes: failures of RocksDB, zstd or allocation come back
 //    as a Status that carries the underlying message.
@@ -69,7 +78,22 @@ struct StoreOptions {
   // Parsed manifests kept in memory, charged mostly by their chunk lists
   // (about 40 bytes a chunk: 64 MiB holds some 1.6 million chunk entries).
   uint64_t manifest_cache_bytes = 64ull << 20;
+  // Written to the store's memory by a column family before it is flushed to
+  // table and blob files (RocksDB's write_buffer_size); the WAL is kept
+  // within twice that. The free space a full store needs to resume, or to
+  // open after a crash, is about as much. 0: a 32nd of the size of the file
+  // system holding the store, between kMemtableBytesMin and kMemtableBytesMax.
+  uint64_t memtable_bytes = 0;
+  // Nothing in the directory is written (no WAL replayed into tables, no new
+  // MANIFEST or LOG), so a store on a full disk opens; writes are
+  // FailedPrecondition and Health() is OK. The directory's lock is taken all
+  // the same: no other process writes meanwhile. create_if_missing is ignored.
+  bool read_only = false;
 };
+
+// Bounds of the memtable size StoreOptions::memtable_bytes = 0 derives.
+inline constexpr uint64_t kMemtableBytesMin = 1ull << 20;
+inline constexpr uint64_t kMemtableBytesMax = 64ull << 20;
 
 struct StoreStats {
   uint64_t chunks = 0;                // estimated number of stored chunks
@@ -101,7 +125,8 @@ class Store {
   // Opens (or creates, with its parent directories) the store in directory
   // `dir`. NotFound when there is no store and !options.create_if_missing;
   // FailedPrecondition when another process (or another Store in this one)
-  // holds the directory's lock; InvalidArgument for a bad zstd level.
+  // holds the directory's lock; InvalidArgument for a bad zstd level;
+  // InsufficientStorage when the disk lacks the space to replay the WAL.
   static Result<std::unique_ptr<Store>> Open(const std::string& dir, const StoreOptions& options = {});
   virtual ~Store() = default;
 
@@ -177,11 +202,11 @@ class Store {
   // --- operations ---
   // Cheap figures for /metrics; a figure RocksDB cannot give is left 0.
   virtual StoreStats Stats() = 0;
-  // OK, or the error that stops the store's writes: a background flush or
-  // compaction that failed (descriptors exhausted, disk full), which RocksDB
-  // keeps until it recovers. Tries to resume the store first, so a fault
-  // whose cause went away clears here. Costs a flush while faulty: call it
-  // on a timer, not per request.
+  // OK, or the error that stops the store's writes: a write or a background
+  // flush or compaction that failed (descriptors exhausted, disk full:
+  // InsufficientStorage), which RocksDB keeps until the store resumes. Tries
+  // to resume the store first, so a fault whose cause went away clears here.
+  // Costs a flush while faulty: call it on a timer, not per request.
   virtual Status Health() = 0;
   // Walks the whole store in one consistent snapshot, streaming (memory
   // grows with the number of versions, not of chunks): re-hashes every

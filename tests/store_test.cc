@@ -10,7 +10,9 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <filesystem>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -18,6 +20,7 @@
 #include "signing/signing.h"
 #include "store/manifest_cache.h"
 #include "store/store.h"
+#include "tests/tmpfs.h"
 #include "tests/verified_manifest.h"
 
 using namespace meridian;
@@ -153,7 +156,9 @@ std::string Zstd(ByteSpan data) {
 
 TEST_CASE("disk bytes count what is not flushed yet: the WAL, and memtables beside") {
   TempDir dir;
-  std::unique_ptr<Store> store = OpenOrDie(dir.path());
+  StoreOptions options = Fast();
+  options.memtable_bytes = 64 << 20;
+  std::unique_ptr<Store> store = OpenOrDie(dir.path(), options);
   const StoreStats before = store->Stats();
   // 4 MiB of incompressible chunks: far below a memtable's 64 MiB, so
   // nothing is flushed and no table or blob file is written.
@@ -674,9 +679,130 @@ TEST_CASE("opening: missing store, bad options, a directory locked by another pr
   Result<std::unique_ptr<Store>> locked = Store::Open(nested, Fast());
   CHECK(locked.status().code() == Status::Code::kFailedPrecondition);
   CHECK(locked.status().message().find("another process") != std::string::npos);
+  StoreOptions read_only = Fast();
+  read_only.read_only = true;
+  Result<std::unique_ptr<Store>> locked_reader = Store::Open(nested, read_only);
+  CHECK(locked_reader.status().code() == Status::Code::kFailedPrecondition);
+  CHECK(locked_reader.status().message().find("another process") != std::string::npos);
   REQUIRE(write(done[1], "x", 1) == 1);
   int wstatus = 0;
   REQUIRE(waitpid(child, &wstatus, 0) == child);
   for (int fd : {ready[0], ready[1], done[0], done[1]}) close(fd);
   CHECK(Store::Open(nested, Fast()).ok());
+}
+
+namespace {
+
+// Every file of a directory with its size and modification time.
+std::map<std::string, std::pair<uintmax_t, std::filesystem::file_time_type>> Listing(const std::string& dir) {
+  std::map<std::string, std::pair<uintmax_t, std::filesystem::file_time_type>> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    out[e.path().filename().string()] = {e.is_regular_file() ? e.file_size() : 0, e.last_write_time()};
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("read-only: reads as the writer left it (WAL included), writes nothing, refuses writes") {
+  TempDir dir;
+  Artifact a = MakeArtifact("fraud", "1.0.0", 3, 900);
+  {
+    std::unique_ptr<Store> store = OpenOrDie(dir.path());
+    CommitOrDie(*store, a);
+  }
+  {
+    // RocksDB left alone flushes nothing at close: this is only in the WAL.
+    RawDb raw(dir.path());
+    raw.Put(4, "only-in-the-wal", "yes");
+  }
+  const auto before = Listing(dir.path());
+  StoreOptions options = Fast();
+  options.read_only = true;
+  {
+    std::unique_ptr<Store> reader = OpenOrDie(dir.path(), options);
+    CHECK(reader->ListVersions("fraud").value() == std::vector<std::string>{"1.0.0"});
+    CHECK(reader->GetState("only-in-the-wal").value() == "yes");
+    Result<Bytes> chunk = reader->GetChunk(Digest::Of(a.chunks[0]));
+    REQUIRE(chunk.ok());
+    CHECK(*chunk == a.chunks[0]);
+    CheckReport report = reader->Check();
+    CHECK(report.clean());
+    CHECK(report.manifests_checked == 1);
+    Bytes more = RandomBytes(100, 1);
+    CHECK(reader->PutChunk(Digest::Of(more), more).code() == Status::Code::kFailedPrecondition);
+    CHECK(reader->WriteState({{"k", "v"}}).code() == Status::Code::kFailedPrecondition);
+    CHECK(reader->Health().ok());
+    // One Store per directory in a process, whichever kind.
+    Result<std::unique_ptr<Store>> second = Store::Open(dir.path(), options);
+    CHECK(second.status().code() == Status::Code::kFailedPrecondition);
+    CHECK(second.status().message().find("lock") != std::string::npos);
+    CHECK(Store::Open(dir.path(), Fast()).status().code() == Status::Code::kFailedPrecondition);
+  }
+  CHECK(Listing(dir.path()) == before);
+  CHECK(Store::Open(dir.path() + "/absent", options).status().code() == Status::Code::kNotFound);
+  CHECK(!std::filesystem::exists(dir.path() + "/absent"));
+}
+
+TEST_CASE("a full disk: InsufficientStorage, reads go on, writes resume once space is freed, a clean close "
+          "reopens with no room") {
+  TempDir dir;
+  const std::string store_dir = dir.path() + "/store";
+  std::filesystem::create_directories(store_dir);
+  Tmpfs tmpfs(store_dir, 32u << 20);
+  if (!tmpfs.ok()) {
+    WARN("SKIP: a tmpfs could not be mounted for the store (root is needed): " << tmpfs.error());
+    return;
+  }
+  const std::string filler = store_dir + "/filler";  // not the store's: freed to make room
+  REQUIRE(FillUp(filler, AvailBytes(store_dir) - (4u << 20)));
+  std::unique_ptr<Store> store = OpenOrDie(store_dir);  // 32 MiB: memtables of 1 MiB
+  const Bytes first = RandomBytes(64 << 10, 1);
+  REQUIRE(store->PutChunk(Digest::Of(first), first).ok());
+  Status refused;
+  uint32_t seed = 2;
+  for (; seed < 1000 && refused.ok(); ++seed) {
+    Bytes chunk = RandomBytes(64 << 10, seed);
+    refused = store->PutChunk(Digest::Of(chunk), chunk);
+  }
+  INFO(refused.ToString());
+  REQUIRE(refused.code() == Status::Code::kInsufficientStorage);
+  CHECK(store->Stats().errors.at("insufficient_storage") >= 1);
+  CHECK(store->Health().code() == Status::Code::kInsufficientStorage);
+  Bytes late = RandomBytes(64 << 10, 5000);
+  CHECK(store->PutChunk(Digest::Of(late), late).code() == Status::Code::kInsufficientStorage);
+  CHECK(store->WriteState({{"k", "v"}}).code() == Status::Code::kInsufficientStorage);
+  Result<Bytes> read = store->GetChunk(Digest::Of(first));
+  REQUIRE(read.ok());
+  CHECK(*read == first);
+
+  // 4 MiB freed: a write resumes the store itself, once its last try is a
+  // second old (Health() is not called meanwhile).
+  REQUIRE(std::filesystem::remove(filler));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  Status resumed = store->PutChunk(Digest::Of(late), late);
+  while (!resumed.ok() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    resumed = store->PutChunk(Digest::Of(late), late);
+  }
+  INFO(resumed.ToString());
+  CHECK(resumed.ok());
+  CHECK(store->Health().ok());
+  CHECK(store->WriteState({{"k", "v"}}).ok());
+
+  // Closed cleanly, then the disk filled to the last byte: a reader opens,
+  // and Check is clean. With a few hundred KiB, the writer opens too.
+  store.reset();
+  REQUIRE(FillUp(filler, 0));
+  StoreOptions read_only = Fast();
+  read_only.read_only = true;
+  {
+    std::unique_ptr<Store> reader = OpenOrDie(store_dir, read_only);
+    CheckReport report = reader->Check();
+    CHECK(report.clean());
+    CHECK(reader->GetState("k").value() == "v");
+  }
+  std::filesystem::resize_file(filler, std::filesystem::file_size(filler) - (256u << 10));
+  store = OpenOrDie(store_dir);
+  CHECK(store->GetChunk(Digest::Of(late)).ok());
 }
