@@ -206,11 +206,10 @@ struct Agent::Impl {
     if (!client_options.bearer_token.empty() && now < credential_renew_ms) return Status::Ok();
     HttpClientOptions opts = client_options;
     opts.bearer_token.clear();
-    opts.response_bytes_max = 64u << 10;
     Status last;
     for (const std::string& url : config.credential_servers.empty() ? config.servers : config.credential_servers) {
       HttpClient c(url, opts);
-      Result<HttpReply> r = c.Post(TerminalCredentialPath(config.id), "", "application/json",
+      Result<HttpReply> r = c.Post(TerminalCredentialPath(config.id), "", kShortReplyBytesMax, "application/json",
                                    {"Authorization: " + SignCredentialRequest(*terminal_key, config.id, now)});
       if (!r.ok()) {
         last = r.status();
@@ -224,7 +223,7 @@ struct Agent::Impl {
         last = ReplyError(*r, "credential");  // a region refuses: the next server may be the origin
         continue;
       }
-      Result<Json> j = ParseJson(r->body, opts.response_bytes_max);
+      Result<Json> j = ParseJson(r->body, kShortReplyBytesMax);
       std::string credential;
       int64_t expires_ms = 0;
       if (j.ok() && j->is_object()) {
@@ -302,7 +301,7 @@ struct Agent::Impl {
       bool done = false;
       for (size_t i = 0; i < servers.size() && !done; ++i) {
         size_t s = (preferred + i) % servers.size();
-        Result<HttpReply> reply = servers[s]->Post(TerminalReportsPath(config.id), r.body);
+        Result<HttpReply> reply = servers[s]->Post(TerminalReportsPath(config.id), r.body, kShortReplyBytesMax);
         if (!reply.ok()) {
           last = reply.status();
         } else if (reply->status >= 500 || reply->status == 401 || reply->status == 403 || reply->status == 429) {
@@ -342,10 +341,10 @@ struct Agent::Impl {
   // that serves no chain (404) leaves the root as it is. Non-OK only when the
   // trusted root has expired: nothing is installed on it.
   Status FollowRoots(HttpClient& c) {
-    Result<HttpReply> r = c.Get(RootsPath());
+    Result<HttpReply> r = c.Get(RootsPath(), kShortReplyBytesMax);
     int64_t latest = 0;
     if (r.ok() && r->status == 200) {
-      Result<Json> j = ParseJsonObject(r->body, kTargetReplyBytesMax, "roots reply");
+      Result<Json> j = ParseJsonObject(r->body, kShortReplyBytesMax, "roots reply");
       Status st = j.status();
       if (j.ok()) {
         JsonFields f(*j, "roots reply", UnknownFields::kIgnore);
@@ -358,7 +357,7 @@ struct Agent::Impl {
     }
     for (int64_t steps = 0; root.version < latest && steps < kRootUpdatesPerCycleMax; ++steps) {
       const int64_t next = root.version + 1;
-      Result<HttpReply> nr = c.Get(RootPath(next));
+      Result<HttpReply> nr = c.Get(RootPath(next), kRootReplyBytesMax);
       Status st = !nr.ok() ? nr.status() : nr->status != 200 ? ReplyError(*nr, "root") : AcceptRoot(nr->body);
       if (!st.ok()) {
         Log(fmt::format("root version {} refused, keeping version {}: {}", next, root.version, st.ToString()));
@@ -370,9 +369,16 @@ struct Agent::Impl {
   }
 
   // The manifest of `t`: the envelope must hash to the digest the signed
-  // state names, be signed by a threshold of release keys, and describe that version.
+  // state names (checked as it arrives: no other bytes are ever read into
+  // memory), be signed by a threshold of release keys, and describe that version.
   Result<Manifest> FetchVerifiedManifest(HttpClient& c, const ModelConfig& m, const ChannelTarget& t) {
-    Result<VerifiedManifest> verified = ManifestFromReply(root, c.Get(VersionPath(m.name, t.version)), m.name, t.version);
+    Result<HttpReply> reply = GetMatchingDigest(c, VersionPath(m.name, t.version), t.ref.manifest_digest,
+                                                kManifestReplyBytesMax, state_dir);
+    if (!reply.ok() && reply.status().code() == Status::Code::kCorruption) {
+      return Status::Corruption("manifest envelope does not match the digest in the signed channel state (" +
+                                reply.status().message() + ")");
+    }
+    Result<VerifiedManifest> verified = ManifestFromReply(root, std::move(reply), m.name, t.version);
     if (!verified.ok()) return verified.status();
     if (Digest::Of(verified->envelope()) != t.ref.manifest_digest) {
       return Status::Corruption("manifest envelope does not match the digest in the signed channel state");
@@ -467,7 +473,7 @@ struct Agent::Impl {
   // The signed descriptor of a delta from `from` to `to`, when the server has
   // a worthwhile one ready; nullopt means "download the artifact".
   std::optional<Job> DeltaJob(HttpClient& c, const Digest& from, const Digest& to) {
-    Result<HttpReply> r = c.Get(DeltaInfoPath(from, to));
+    Result<HttpReply> r = c.Get(DeltaInfoPath(from, to), kDeltaInfoReplyBytesMax);
     // 409 while the daemon computes it, 404 without a delta service: the artifact then.
     if (!r.ok() || r->status != 200) return std::nullopt;
     Result<DeltaInfo> info = DeltaInfoFromReply(root, r, from, to);
@@ -626,7 +632,8 @@ struct Agent::Impl {
     if (!cur.ok()) return cur.status();
     std::string key = m.name + "/" + m.channel;
     uint64_t known = persisted.state_versions[key];
-    Result<HttpReply> r = answered != nullptr ? Result<HttpReply>(*answered) : c.Get(TargetPath(m, *cur, 0));
+    Result<HttpReply> r =
+        answered != nullptr ? Result<HttpReply>(*answered) : c.Get(TargetPath(m, *cur, 0), kTargetReplyBytesMax);
     if (!r.ok()) return r.status();
     if (r->status == 404) {
       *server_fault = false;
@@ -709,7 +716,7 @@ struct Agent::Impl {
       if (!cur.ok()) return nullptr;
       paths.push_back(TargetPath(m, *cur, wait_s));
     }
-    auto polls = std::make_unique<LongPolls>(servers[preferred]->base_url(), paths, client_options);
+    auto polls = std::make_unique<LongPolls>(servers[preferred]->base_url(), paths, client_options, kTargetReplyBytesMax);
     polls->Wait(wait_s * 1000 + kLongPollGraceMs, stop);
     return polls;
   }
@@ -773,7 +780,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(AgentConfig config, const Clock& cloc
   opts.timeout_ms = config.request_timeout_ms;
   opts.tls = config.tls;
   opts.recv_bytes_per_s_max = config.bandwidth_limit_bytes_per_s;
-  opts.response_bytes_max = kManifestReplyBytesMax;
+  opts.response_bytes_max = kShortReplyBytesMax;  // each request names its own limit; any other gets the least
   for (const std::string& url : config.servers) impl->servers.push_back(std::make_unique<HttpClient>(url, opts));
   impl->client_options = opts;
   impl->config = std::move(config);

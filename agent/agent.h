@@ -18,9 +18,7 @@
 
 namespace meridian {
 
-// Limits on what servers send before it is verified.
-inline constexpr uint64_t kTargetReplyBytesMax = 17u << 20;    // a channel state and a few fields
-inline constexpr uint64_t kManifestReplyBytesMax = 128ull << 20;
+// How much of each reply the agent reads: client/api.h (kTargetReplyBytesMax, …).
 inline constexpr size_t kReportsPerFlushMax = 1000;
 inline constexpr size_t kFailedVersionsKeptMax = 16;
 // Roots followed in one cycle (a long-offline agent catches up over a few).

@@ -6,8 +6,9 @@
 
 namespace meridian {
 
-LongPolls::LongPolls(const std::string& base_url, const std::vector<std::string>& paths, HttpClientOptions options)
-    : outcomes_(paths.size()) {
+LongPolls::LongPolls(const std::string& base_url, const std::vector<std::string>& paths, HttpClientOptions options,
+                     uint64_t reply_bytes_max)
+    : reply_bytes_max_(reply_bytes_max), outcomes_(paths.size()) {
   options.cancel = &cancel_;
   for (size_t i = 0; i < paths.size(); ++i) clients_.push_back(std::make_unique<HttpClient>(base_url, options));
   for (size_t i = 0; i < paths.size(); ++i) threads_.emplace_back([this, i, path = paths[i]] { Poll(i, path); });
@@ -19,7 +20,7 @@ LongPolls::~LongPolls() {
 }
 
 void LongPolls::Poll(size_t i, const std::string& path) {
-  Result<HttpReply> r = clients_[i]->Get(path);
+  Result<HttpReply> r = clients_[i]->Get(path, reply_bytes_max_);
   std::lock_guard lock(mu_);
   if (cancel_) return;  // the wait is over: what came back now is seen at the next one
   bool act = !r.ok() || r->status != 404;

@@ -24,11 +24,12 @@ inline constexpr int64_t kLongPollStopCheckMs = 100;
 
 class LongPolls {
  public:
-  // Starts one thread per path, each GETting `base_url` + path with an
-  // HttpClient of its own made from `options` (its `cancel` is replaced by
-  // this object's). Threads = paths.size(), which the agent's configuration
-  // bounds (kAgentModelsMax).
-  LongPolls(const std::string& base_url, const std::vector<std::string>& paths, HttpClientOptions options);
+  // Starts one thread per path, each GETting `base_url` + path, reading at
+  // most `reply_bytes_max` of the reply, with an HttpClient of its own made
+  // from `options` (its `cancel` is replaced by this object's). Threads =
+  // paths.size(), which the agent's configuration bounds (kAgentModelsMax).
+  LongPolls(const std::string& base_url, const std::vector<std::string>& paths, HttpClientOptions options,
+            uint64_t reply_bytes_max);
   // Cancels the requests still running and joins every thread: within about a
   // second (HttpClient's cancel cadence).
   ~LongPolls();
@@ -48,6 +49,7 @@ class LongPolls {
  private:
   void Poll(size_t i, const std::string& path);
 
+  const uint64_t reply_bytes_max_;
   std::atomic<bool> cancel_{false};
   mutable std::mutex mu_;
   std::condition_variable woken_cv_;

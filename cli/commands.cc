@@ -214,7 +214,7 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
     for (size_t i = begin; i < std::min(unique.size(), begin + kMissingQueryDigestsMax); ++i) {
       q["digests"].push_back(unique[i].ToString());
     }
-    Result<HttpReply> r = store_client.Post(MissingChunksPath(), q.dump());
+    Result<HttpReply> r = store_client.Post(MissingChunksPath(), q.dump(), kJsonReplyBytesMax);
     if (Status st = FromReply("query missing chunks at " + store.server, r, 200); !st.ok()) return Fail(st);
     Result<nlohmann::json> answer = ParseJson(r->body, r->body.size());  // the client bounded the reply
     if (!answer.ok() || !answer->is_object() || !answer->contains("missing") || !(*answer)["missing"].is_array()) {
@@ -238,7 +238,7 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
     Bytes data(ref.size);
     MERIDIAN_RETURN_IF_ERROR(PreadAll(f.fd, data.data(), data.size(), chunked->offsets[to_upload[k]]));
     if (Digest::Of(data) != ref.digest) return Status::FailedPrecondition(o.path + " changed while publishing");
-    Result<HttpReply> r = c.Put(ChunkPath(ref.digest), data);
+    Result<HttpReply> r = c.Put(ChunkPath(ref.digest), data, kShortReplyBytesMax);
     if (!r.ok()) return r.status();
     if (r->status != 200 && r->status != 201) return ReplyError(*r, "upload chunk");
     progress.Add(ref.size);
@@ -251,7 +251,7 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
   env.payload = ToBytes(manifest_json);
   for (const SecretKey& key : *keys) SignEnvelope(env, key);
   HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
-  Result<HttpReply> r = client.Post(VersionsPath(o.model), EnvelopeToJson(env));
+  Result<HttpReply> r = client.Post(VersionsPath(o.model), EnvelopeToJson(env), kJsonReplyBytesMax);
   if (!r.ok()) return Fail(r.status());
   if (r->status == 409) {
     // version_exists, or pending_differs: the version waits for signatures on another manifest.
@@ -288,7 +288,7 @@ namespace {
 // line (or the answer, with --output json).
 int PrintNameList(const GlobalOptions& g, const std::string& path, const char* key, std::string_view what) {
   HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
-  Result<HttpReply> r = client.Get(path);
+  Result<HttpReply> r = client.Get(path, kJsonReplyBytesMax);
   if (!r.ok()) return Fail(r.status());
   if (r->status != 200) return FailReply(what, *r);
   // A daemon (maybe a newer one) wrote it: fields this CLI does not know are read past.
@@ -316,7 +316,7 @@ namespace {
 // when the caller's token may not see them (only a publisher's may).
 std::vector<nlohmann::json> PendingVersions(HttpClient& client, const std::string& model) {
   std::vector<nlohmann::json> out;
-  Result<HttpReply> r = client.Get(PendingPath());
+  Result<HttpReply> r = client.Get(PendingPath(), kJsonReplyBytesMax);
   if (!r.ok() || r->status != 200) return out;
   Result<nlohmann::json> answer = ParseJsonObject(r->body, r->body.size(), "the daemon's answer");
   if (!answer.ok()) return out;
@@ -334,7 +334,7 @@ int ListVersions(const GlobalOptions& g, const std::string& model) {
   if (!IsValidModelName(model)) return Fail("invalid model name '" + model + "'");
   HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
   std::vector<nlohmann::json> pending = g.token.empty() ? std::vector<nlohmann::json>() : PendingVersions(client, model);
-  Result<HttpReply> r = client.Get(VersionsPath(model));
+  Result<HttpReply> r = client.Get(VersionsPath(model), kJsonReplyBytesMax);
   if (!r.ok()) return Fail(r.status());
   std::vector<std::string> versions;
   // 404: no version visible yet; some may be waiting for signatures.
@@ -414,7 +414,8 @@ Result<uint64_t> DownloadDelta(const GlobalOptions& g, const Root& root, const M
   Result<Digest> from = DigestOfFile(from_file);
   if (!from.ok()) return from.status();
   HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
-  Result<DeltaInfo> info = DeltaInfoFromReply(root, client.Get(DeltaInfoPath(*from, m.digest)), *from, m.digest);
+  Result<DeltaInfo> info =
+      DeltaInfoFromReply(root, client.Get(DeltaInfoPath(*from, m.digest), kDeltaInfoReplyBytesMax), *from, m.digest);
   if (!info.ok()) return info.status();
   if (!info->worthwhile) return Status::FailedPrecondition("no delta worth downloading: " + info->reason);
 
@@ -452,7 +453,8 @@ int Pull(const GlobalOptions& g, const PullOptions& o) {
 
   HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
   Result<VerifiedManifest> verified =
-      ManifestFromReply(*root, client.Get(VersionPath(o.model, o.version)), o.model, o.version);
+      ManifestFromReply(*root, client.Get(VersionPath(o.model, o.version), kManifestReplyBytesMax), o.model,
+                        o.version);
   if (!verified.ok()) return Fail(verified.status());
   const Manifest& m = verified->manifest();
 

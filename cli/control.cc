@@ -14,7 +14,8 @@ Result<nlohmann::json> Call(const GlobalOptions& g, const std::string& method, c
                             const std::string& body, long want_status, const std::string& what) {
   if (g.token.empty()) return Status::PermissionDenied("this command needs the operator token (--token-file DATA/operator.token)");
   HttpClient client(g.server, HttpClientOptions{.timeout_ms = 60'000, .bearer_token = g.token, .tls = g.tls});
-  Result<HttpReply> r = method == "GET" ? client.Get(path) : client.Post(path, body);
+  Result<HttpReply> r =
+      method == "GET" ? client.Get(path, kJsonReplyBytesMax) : client.Post(path, body, kJsonReplyBytesMax);
   if (!r.ok()) return Status::Unavailable(fmt::format("{}: {}", what, r.status().message()));
   if (r->status != want_status) return ReplyError(*r, what);
   Result<nlohmann::json> j = ParseJson(r->body, r->body.size());  // the client bounded the reply

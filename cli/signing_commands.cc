@@ -64,11 +64,11 @@ struct Found {
 
 Result<Found> FetchEnvelope(HttpClient& client, const std::string& model, const std::string& version) {
   Found found;
-  Result<HttpReply> r = client.Get(VersionPath(model, version));
+  Result<HttpReply> r = client.Get(VersionPath(model, version), kManifestReplyBytesMax);
   if (!r.ok()) return r.status();
   if (r->status == 404) {
     found.pending = true;
-    r = client.Get(PendingVersionPath(model, version));
+    r = client.Get(PendingVersionPath(model, version), kManifestReplyBytesMax);
     if (!r.ok()) return r.status();
     if (r->status == 404) return Status::NotFound(model + " " + version + " is neither published nor waiting for signatures");
   }
@@ -126,7 +126,7 @@ int Sign(const GlobalOptions& g, const SignOptions& o) {
     return 0;
   }
   for (const SecretKey& key : *keys) SignEnvelope(found->envelope, key);
-  Result<HttpReply> r = client.Post(VersionsPath(o.model), EnvelopeToJson(found->envelope));
+  Result<HttpReply> r = client.Post(VersionsPath(o.model), EnvelopeToJson(found->envelope), kJsonReplyBytesMax);
   if (!r.ok()) return Fail(r.status());
   if (r->status != 200 && r->status != 201 && r->status != 202) return FailReply("sign", *r);
   Result<CommitAnswer> answer = ParseCommitAnswer(*r);
@@ -277,7 +277,7 @@ int RootPush(const GlobalOptions& g, const std::string& file) {
   Result<std::string> text = ReadFileToString(file, kRootEnvelopeBytesMax);
   if (!text.ok()) return Fail(text.status());
   HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
-  Result<HttpReply> r = client.Post(RootsPath(), *text);
+  Result<HttpReply> r = client.Post(RootsPath(), *text, kJsonReplyBytesMax);
   if (!r.ok()) return Fail(r.status());
   if (r->status != 201) return FailReply("install root", *r);
   Result<nlohmann::json> j = ParseJsonObject(r->body, r->body.size(), "the daemon's answer");

@@ -1,6 +1,13 @@
 #include "client/api.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+
 #include <fmt/format.h>
+
+#include "base/file.h"
 
 #include "base/encoding.h"
 
@@ -139,6 +146,43 @@ Result<HttpReply> GetVerified(HttpClient& client, const std::string& path, const
   if (reply->status != 200) return reply;
   if (received != size || hasher.Finish() != digest) {
     return Status::Corruption(fmt::format("{}: {} bytes that do not match their signed digest", path, received));
+  }
+  return reply;
+}
+
+Result<HttpReply> GetMatchingDigest(HttpClient& client, const std::string& path, const Digest& digest,
+                                    uint64_t bytes_max, const std::string& spool_dir) {
+  std::string name = spool_dir + "/.spool-XXXXXX";
+  int fd = ::mkostemp(name.data(), O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus("create a spool file in " + spool_dir, errno);
+  ::unlink(name.c_str());  // gone with the descriptor, whatever happens
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  Sha256 hasher;
+  uint64_t received = 0;
+  Result<HttpReply> reply = client.GetStreaming(path, [&](ByteSpan piece) -> Status {
+    hasher.Update(piece);
+    for (size_t done = 0; done < piece.size();) {
+      ssize_t w = ::pwrite(fd, piece.data() + done, piece.size() - done, static_cast<off_t>(received + done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return ErrnoStatus("write the spool file of " + path, errno);
+      done += static_cast<size_t>(w);
+    }
+    received += piece.size();
+    return Status::Ok();
+  }, bytes_max);
+  if (!reply.ok() || reply->status != 200) return reply;
+  if (hasher.Finish() != digest) {
+    return Status::Corruption(fmt::format("{}: {} bytes that do not match their signed digest", path, received));
+  }
+  reply->body.resize(static_cast<size_t>(received));
+  for (size_t done = 0; done < reply->body.size();) {
+    ssize_t r = ::pread(fd, reply->body.data() + done, reply->body.size() - done, static_cast<off_t>(done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return r < 0 ? ErrnoStatus("read the spool file of " + path, errno) : Status::IOError("spool file shrank");
+    done += static_cast<size_t>(r);
   }
   return reply;
 }

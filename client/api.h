@@ -91,6 +91,31 @@ std::string TokensPath();  // GET: list; POST: create
 std::string TokenRevokePath(std::string_view name);
 std::string AuditPath(uint64_t after_seq, uint64_t limit);  // events after seq `after_seq`
 
+// --- how much of each reply a client reads
+// Each call passes the limit of what its route answers (HttpClient's
+// response_bytes_max argument); the transfer stops there, so a hostile or
+// broken server costs a client at most this much memory per request.
+// Payloads (artifacts, deltas, chunks) stream to their destination instead,
+// at most their signed size (GetVerified).
+//
+// A short JSON answer: an acknowledgement, a terminal's credential, the
+// number of the latest root.
+inline constexpr uint64_t kShortReplyBytesMax = 64u << 10;
+// A JSON answer to an operator's or publisher's request: lists, a rollout and
+// its events, the fleet, the chunks missing of a publish (at most 50,000
+// digests a query).
+inline constexpr uint64_t kJsonReplyBytesMax = 16u << 20;
+// A signed root (GET /v1/roots/{version}).
+inline constexpr uint64_t kRootReplyBytesMax = kRootEnvelopeBytesMax;
+// A signed manifest: as large as the daemon accepts one (about 86 MiB). A
+// client that knows the manifest's digest beforehand (the agent, from the
+// signed channel state) spools it to disk instead (GetMatchingDigest).
+inline constexpr uint64_t kManifestReplyBytesMax = kParseEnvelopeBytesMax;
+// A terminal's target: a signed channel state and a few fields.
+inline constexpr uint64_t kTargetReplyBytesMax = 17u << 20;
+// A signed delta descriptor: the envelope of a kDeltaInfoJsonBytesMax payload.
+inline constexpr uint64_t kDeltaInfoReplyBytesMax = (kDeltaInfoJsonBytesMax + 2) / 3 * 4 + (64u << 10);
+
 // A non-2xx reply as a Status whose message names `what`, the HTTP status and
 // the server's error message: Unavailable for 5xx (another try, or another
 // server, may do better; a 507 is said to be the server's full disk),
@@ -117,5 +142,15 @@ Result<DeltaInfo> DeltaInfoFromReply(const Root& root, const Result<HttpReply>& 
 // must make nothing of them visible until this returns a 200.
 Result<HttpReply> GetVerified(HttpClient& client, const std::string& path, const Digest& digest, uint64_t size,
                               const std::function<Status(ByteSpan)>& sink);
+
+// GETs `path`, whose 200 body must hash to `digest` (named by a signed
+// document beforehand) and be at most `bytes_max`, into the reply's body. The
+// body goes to an unlinked temporary file in `spool_dir` as it arrives and is
+// read into memory only once it matched, so whatever else a server sends
+// costs disk up to `bytes_max`, never memory: Corruption when it does not
+// match, ResourceExhausted past `bytes_max`, IOError for the spool file.
+// Another status comes back as the reply, for the caller.
+Result<HttpReply> GetMatchingDigest(HttpClient& client, const std::string& path, const Digest& digest,
+                                    uint64_t bytes_max, const std::string& spool_dir);
 
 }  // namespace meridian

@@ -6,6 +6,7 @@
 #include <openssl/x509.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdlib>
 #include <mutex>
 #include <optional>
@@ -22,21 +23,52 @@ void GlobalInit() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
+bool IsSuccess(long status) { return status >= 200 && status < 300; }
+
+// Past this much of a body of unknown length, room for the whole limit is
+// reserved at once (address space; pages are touched only as bytes arrive),
+// so the body never exists twice while its buffer grows.
+constexpr uint64_t kGrowBodyBytesMax = 1u << 20;
+constexpr uint64_t kReserveBytesMax = 1ull << 30;  // larger limits grow as they go
+
 struct Transfer {
   HttpReply* reply;
+  const std::string* url;                                  // for messages
   const std::function<Status(ByteSpan)>* sink = nullptr;  // streaming GET
-  uint64_t body_bytes_max = 0;
+  uint64_t body_bytes_max = 0;                             // of a 2xx body
   uint64_t received = 0;
   Status error;  // why the transfer was aborted
   const std::function<Status(const HttpReply&, ByteSpan)>* head_sink = nullptr;  // GetStreamingWithHead
+  std::optional<uint64_t> content_length;  // of the current response, when it said
+  bool error_body_cut = false;  // stopped after kErrorBodyBytesMax of a non-2xx body: not a failure
+
+  bool InMemory() const { return sink == nullptr && head_sink == nullptr; }
+  Status TooLarge(std::string_view how) const {
+    return Status::ResourceExhausted(
+        fmt::format("the reply from {} {}: more than the {} bytes this request accepts", *url, how, body_bytes_max));
+  }
 };
 
+// A Content-Length value; UINT64_MAX when it is more digits than fit, nullopt when not a number.
+std::optional<uint64_t> ParseContentLength(std::string_view value) {
+  uint64_t n = 0;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+  if (value.empty() || end != value.data() + value.size()) return std::nullopt;
+  if (ec == std::errc::result_out_of_range) return UINT64_MAX;
+  if (ec != std::errc()) return std::nullopt;
+  return n;
+}
+
+// libcurl hands over one header line at a time (at most 100 KiB, and at most
+// 300 KiB of headers per reply: Debian's 7.88.1 carries the fix of
+// CVE-2023-38039), so the map below stays small.
 size_t OnHeader(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
   std::string_view line(data, size * n);
   if (line.starts_with("HTTP/")) {
     // A new response (also after a 100-continue): its status is needed before the body arrives.
     t->reply->headers.clear();
+    t->content_length.reset();
     size_t sp = line.find(' ');
     if (sp != std::string_view::npos) t->reply->status = std::strtol(std::string(line.substr(sp + 1, 3)).c_str(), nullptr, 10);
   }
@@ -47,6 +79,17 @@ size_t OnHeader(char* data, size_t size, size_t n, void* user) {
     std::string_view value = line.substr(colon + 1);
     while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
     while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' ')) value.remove_suffix(1);
+    if (name == "content-length") {
+      // Refused before a byte of the body is read when it says too much.
+      t->content_length = ParseContentLength(value);
+      if (t->content_length && IsSuccess(t->reply->status)) {
+        if (*t->content_length > t->body_bytes_max) {
+          t->error = t->TooLarge(fmt::format("says it is {} bytes long", *t->content_length));
+          return 0;  // aborts the transfer
+        }
+        if (t->InMemory()) t->reply->body.reserve(static_cast<size_t>(*t->content_length));
+      }
+    }
     t->reply->headers[name] = std::string(value);
   }
   return size * n;
@@ -55,31 +98,35 @@ size_t OnHeader(char* data, size_t size, size_t n, void* user) {
 size_t OnBody(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
   size_t bytes = size * n;
+  std::string& body = t->reply->body;
+  if (!IsSuccess(t->reply->status)) {
+    // An error reply: its start for the message, the rest never read.
+    size_t room = static_cast<size_t>(kErrorBodyBytesMax - std::min<uint64_t>(kErrorBodyBytesMax, body.size()));
+    body.append(data, std::min(room, bytes));
+    if (room >= bytes) return bytes;
+    t->error_body_cut = true;
+    return 0;  // stops the transfer; the reply is returned as it is
+  }
   t->received += bytes;
   if (t->received > t->body_bytes_max) {
-    t->error = Status::ResourceExhausted("response body exceeds " + std::to_string(t->body_bytes_max) + " bytes");
+    t->error = t->TooLarge("is longer");
     return 0;  // aborts the transfer
   }
-  if (t->head_sink != nullptr && t->reply->status >= 200 && t->reply->status < 300) {
-    Status st = (*t->head_sink)(*t->reply, ByteSpan(reinterpret_cast<const uint8_t*>(data), bytes));
+  const std::function<Status(ByteSpan)>* sink = t->sink;
+  if (t->head_sink != nullptr || sink != nullptr) {
+    ByteSpan piece(reinterpret_cast<const uint8_t*>(data), bytes);
+    Status st = t->head_sink != nullptr ? (*t->head_sink)(*t->reply, piece) : (*sink)(piece);
     if (!st.ok()) {
       t->error = st;
       return 0;
     }
     return bytes;
   }
-  if (t->sink != nullptr) {
-    long status = t->reply->status;
-    if (status >= 200 && status < 300) {
-      Status st = (*t->sink)(ByteSpan(reinterpret_cast<const uint8_t*>(data), bytes));
-      if (!st.ok()) {
-        t->error = st;
-        return 0;
-      }
-      return bytes;
-    }
+  if (!t->content_length && t->received > kGrowBodyBytesMax && body.capacity() < t->body_bytes_max &&
+      t->body_bytes_max <= kReserveBytesMax) {
+    body.reserve(static_cast<size_t>(t->body_bytes_max));  // within the limit: checked above for every byte
   }
-  t->reply->body.append(data, bytes);
+  body.append(data, bytes);
   return bytes;
 }
 
@@ -245,7 +292,7 @@ struct HttpClient::Impl {
     if (!transport.ok()) return transport;
     curl_easy_reset(curl);
     HttpReply reply;
-    Transfer t{&reply, sink, body_bytes_max, 0, Status::Ok(), head_sink};
+    Transfer t{&reply, &url, sink, body_bytes_max, 0, Status::Ok(), head_sink, std::nullopt, false};
     curl_slist* list = nullptr;
     for (const std::string& h : headers) list = curl_slist_append(list, h.c_str());
     if (!options.bearer_token.empty()) {
@@ -263,6 +310,10 @@ struct HttpClient::Impl {
     curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);  // send paths as given: never squash "/../"
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, OnHeader);
     curl_easy_setopt(curl, CURLOPT_HEADERDATA, &t);
+    // Each piece of body goes to OnBody as libcurl reads it (its 16 KiB
+    // buffer), never paused, so libcurl itself holds no more than that; no
+    // CURLOPT_ACCEPT_ENCODING, so what arrives is what is counted (no
+    // decompression bomb).
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, OnBody);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &t);
     curl_easy_setopt(curl, CURLOPT_USERAGENT, "meridian/0.1");
@@ -295,7 +346,7 @@ struct HttpClient::Impl {
     CURLcode rc = curl_easy_perform(curl);
     curl_slist_free_all(list);
     if (!t.error.ok()) return t.error;
-    if (rc != CURLE_OK) {
+    if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && t.error_body_cut)) {
       if (std::optional<Status> tls = ExplainTlsFailure(curl, rc, error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(rc),
                                                         url, host, ca_file, options.tls)) {
         return *tls;
@@ -305,7 +356,9 @@ struct HttpClient::Impl {
       if (rc == CURLE_ABORTED_BY_CALLBACK) return Status::Unavailable("cancelled (" + url + ")");
       return Status::Unavailable(what);
     }
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &reply.status);
+    long status = 0;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    if (status != 0) reply.status = status;
     return reply;
   }
 };
@@ -323,18 +376,32 @@ HttpClient::HttpClient(std::string base_url, HttpClientOptions options)
 
 HttpClient::~HttpClient() = default;
 
+Result<HttpReply> HttpClient::Get(const std::string& path, uint64_t response_bytes_max,
+                                  const std::vector<std::string>& headers) {
+  return impl_->Perform(base_url_ + path, "GET", {}, "", headers, nullptr, response_bytes_max);
+}
+
 Result<HttpReply> HttpClient::Get(const std::string& path, const std::vector<std::string>& headers) {
-  return impl_->Perform(base_url_ + path, "GET", {}, "", headers, nullptr, impl_->options.response_bytes_max);
+  return Get(path, impl_->options.response_bytes_max, headers);
+}
+
+Result<HttpReply> HttpClient::Post(const std::string& path, std::string_view body, uint64_t response_bytes_max,
+                                   const std::string& content_type, const std::vector<std::string>& headers) {
+  return impl_->Perform(base_url_ + path, "POST", AsBytes(body), content_type, headers, nullptr, response_bytes_max);
 }
 
 Result<HttpReply> HttpClient::Post(const std::string& path, std::string_view body, const std::string& content_type,
                                    const std::vector<std::string>& headers) {
-  return impl_->Perform(base_url_ + path, "POST", AsBytes(body), content_type, headers, nullptr,
-                        impl_->options.response_bytes_max);
+  return Post(path, body, impl_->options.response_bytes_max, content_type, headers);
+}
+
+Result<HttpReply> HttpClient::Put(const std::string& path, ByteSpan body, uint64_t response_bytes_max,
+                                  const std::string& content_type) {
+  return impl_->Perform(base_url_ + path, "PUT", body, content_type, {}, nullptr, response_bytes_max);
 }
 
 Result<HttpReply> HttpClient::Put(const std::string& path, ByteSpan body, const std::string& content_type) {
-  return impl_->Perform(base_url_ + path, "PUT", body, content_type, {}, nullptr, impl_->options.response_bytes_max);
+  return Put(path, body, impl_->options.response_bytes_max, content_type);
 }
 
 Result<HttpReply> HttpClient::GetStreaming(const std::string& path, const std::function<Status(ByteSpan)>& sink,

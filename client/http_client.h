@@ -1,6 +1,7 @@
 // A small blocking HTTP client over libcurl, shared by the CLI, the agent and
 // the tests. One HttpClient is one connection (keep-alive); use one per thread.
-// Every call is bounded: connect and total timeouts, and a cap on body bytes.
+// Every call is bounded: connect and total timeouts, and a cap on the body
+// bytes it reads (each call's own; the transfer stops there, see below).
 // https:// URLs are verified (certificate chain against a CA file, host name;
 // TLS 1.2 or later), and no credential leaves over plain HTTP for another
 // machine unless that is asked for.
@@ -38,7 +39,10 @@ struct TlsClientOptions {
 struct HttpClientOptions {
   long connect_timeout_ms = 5'000;
   long timeout_ms = 300'000;                   // whole request
-  uint64_t response_bytes_max = 256ull << 20;  // for bodies returned in memory
+  // The most body bytes a call that names no limit of its own keeps in memory
+  // (tests, tools). The programs pass each call the limit of what it expects
+  // (client/api.h).
+  uint64_t response_bytes_max = 256ull << 20;
   std::string bearer_token = {};               // sent as Authorization: Bearer …
   int64_t recv_bytes_per_s_max = 0;            // download speed cap (CURLOPT_MAX_RECV_SPEED_LARGE); 0 = none
   // When set, a call in progress gives up (Cancelled as Unavailable) within
@@ -55,6 +59,11 @@ struct HttpClientOptions {
 // URL that is not http:// or https://. Every request checks it; programs call
 // it at start too, to refuse a bad configuration before serving.
 Status CheckTransport(const std::string& base_url, const HttpClientOptions& options);
+
+// The first bytes of a reply that is not 2xx, kept for its message: the
+// transfer stops there and the reply comes back with its status and this
+// much of its body (a daemon's error body is a short JSON object).
+inline constexpr uint64_t kErrorBodyBytesMax = 64u << 10;
 
 struct HttpReply {
   long status = 0;
@@ -82,15 +91,34 @@ class HttpClient {
   // help until the configuration changes, so callers must back off from them
   // as from any unreachable server. CheckTransport's refusals come back
   // before any connection is made.
+  //
+  // A 2xx body is kept in memory up to `response_bytes_max`: one whose
+  // Content-Length says more is refused before a byte of it is read, one of
+  // unknown length (chunked) as soon as the running total passes the limit;
+  // either way ResourceExhausted naming the limit and the URL, and the
+  // connection is closed. Memory never holds more than the limit (room for a
+  // body is reserved once, from its Content-Length or, past 1 MiB of unknown
+  // length, the limit: growing never copies it). A body that is not 2xx is
+  // kept up to kErrorBodyBytesMax, then the transfer stops and the reply is
+  // returned as it is. The forms without a limit use the client's
+  // response_bytes_max.
+  Result<HttpReply> Get(const std::string& path, uint64_t response_bytes_max,
+                        const std::vector<std::string>& headers = {});
   Result<HttpReply> Get(const std::string& path, const std::vector<std::string>& headers = {});
+  Result<HttpReply> Post(const std::string& path, std::string_view body, uint64_t response_bytes_max,
+                         const std::string& content_type = "application/json",
+                         const std::vector<std::string>& headers = {});
   Result<HttpReply> Post(const std::string& path, std::string_view body,
                          const std::string& content_type = "application/json",
                          const std::vector<std::string>& headers = {});
+  Result<HttpReply> Put(const std::string& path, ByteSpan body, uint64_t response_bytes_max,
+                        const std::string& content_type = "application/octet-stream");
   Result<HttpReply> Put(const std::string& path, ByteSpan body,
                         const std::string& content_type = "application/octet-stream");
   // GET whose 2xx body goes to `sink` as it arrives instead of memory; the
-  // transfer is aborted (ResourceExhausted) past `body_bytes_max` or when the
-  // sink fails (its status is returned). Non-2xx bodies are kept in the reply.
+  // transfer is aborted (ResourceExhausted) past `body_bytes_max` (before the
+  // body when its Content-Length says so) or when the sink fails (its status
+  // is returned). Non-2xx bodies are kept in the reply as above.
   Result<HttpReply> GetStreaming(const std::string& path, const std::function<Status(ByteSpan)>& sink,
                                  uint64_t body_bytes_max, const std::vector<std::string>& headers = {});
 

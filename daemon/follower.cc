@@ -159,7 +159,7 @@ void Follower::Run() {
       std::lock_guard lock(mu_);
       if (stopping_) return;
     }
-    Result<HttpReply> r = up.Get(PollPath(known, wait_s));
+    Result<HttpReply> r = up.Get(PollPath(known, wait_s), kSyncDocumentBytesMax);
     Result<SyncDocument> doc = !r.ok()              ? Result<SyncDocument>(r.status())
                                : r->status != 200 ? ReplyError(*r, "sync")
                                                   : ParseSyncDocument(r->body);
@@ -199,7 +199,7 @@ void Follower::SendHoldings(UpstreamClient& up, uint64_t sync_version) {
   if (holdings_sent_at_ == sync_version) return;
   Result<std::map<std::string, ModelHolding>> holdings = Catalog::Holdings(store_);
   if (!holdings.ok()) return;  // counted again next round
-  Result<HttpReply> r = up.Post(HoldingsPath(), HoldingsToJson(options_.region, *holdings));
+  Result<HttpReply> r = up.Post(HoldingsPath(), HoldingsToJson(options_.region, *holdings), kShortReplyBytesMax);
   if (r.ok() && r->status == 200) {
     holdings_sent_at_ = sync_version;
   } else if (!cancel_) {
@@ -324,7 +324,7 @@ Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* comple
 
 Status Follower::FetchRoots(UpstreamClient& up, int64_t version) {
   for (int64_t next = roots_.latest_version() + 1; next <= version; ++next) {
-    Result<HttpReply> r = up.Get(RootPath(next));
+    Result<HttpReply> r = up.Get(RootPath(next), kRootReplyBytesMax);
     if (!r.ok()) return r.status();
     if (r->status != 200) return ReplyError(*r, "root " + std::to_string(next));
     // Expiry is the newest root's business (TUF): an expired root on the way still leads on.
@@ -336,7 +336,8 @@ Status Follower::FetchRoots(UpstreamClient& up, int64_t version) {
 }
 
 Status Follower::FetchVersion(UpstreamClient& up, const SyncVersion& v) {
-  Result<VerifiedManifest> verified = ManifestFromReply(*roots_.Current(), up.Get(VersionPath(v.model, v.version)), v.model, v.version);
+  Result<VerifiedManifest> verified = ManifestFromReply(
+      *roots_.Current(), up.Get(VersionPath(v.model, v.version), kManifestReplyBytesMax), v.model, v.version);
   if (!verified.ok()) return verified.status();
   const Manifest& m = verified->manifest();
   // The signed manifest decides residency, whatever the listing said.
@@ -352,7 +353,7 @@ Status Follower::FetchVersion(UpstreamClient& up, const SyncVersion& v) {
   Result<std::vector<Digest>> missing = store_.MissingChunks(digests);
   if (!missing.ok()) return missing.status();
   for (const Digest& d : *missing) {
-    Result<HttpReply> chunk = up.Get(ChunkPath(d));
+    Result<HttpReply> chunk = up.Get(ChunkPath(d), kChunkBytesMax);
     if (!chunk.ok()) return chunk.status();
     if (chunk->status != 200) return ReplyError(*chunk, "chunk " + d.ToString());
     MERIDIAN_RETURN_IF_ERROR(store_.PutChunk(d, AsBytes(chunk->body)));  // re-hashed: a lying upstream fails here
@@ -366,7 +367,7 @@ Status Follower::FetchVersion(UpstreamClient& up, const SyncVersion& v) {
 }
 
 Status Follower::FetchDelta(UpstreamClient& up, const Digest& from, const Digest& to) {
-  Result<HttpReply> r = up.Get(DeltaInfoPath(from, to));
+  Result<HttpReply> r = up.Get(DeltaInfoPath(from, to), kDeltaInfoReplyBytesMax);
   if (r.ok() && r->status == 451) return Status::PermissionDenied(ErrorMessageOf(*r));
   Result<DeltaInfo> info = DeltaInfoFromReply(*roots_.Current(), r, from, to);  // FailedPrecondition while upstream makes it
   if (!info.ok()) return info.status();

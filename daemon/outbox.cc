@@ -146,7 +146,7 @@ void ReportOutbox::Run() {
     std::vector<std::pair<std::string, std::optional<std::string>>> done;
     for (size_t i = 0; i < n; ++i) done.emplace_back(pending_[i].first, std::nullopt);
     lock.unlock();
-    Result<HttpReply> r = upstream.Post(ReportsPath(), body);
+    Result<HttpReply> r = upstream.Post(ReportsPath(), body, kShortReplyBytesMax);
     Status st = !r.ok()              ? r.status()
                 : r->status != 200 ? ReplyError(*r, "forward reports")
                                      : store_.WriteState(done);

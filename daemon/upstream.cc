@@ -9,7 +9,6 @@ UpstreamClient::UpstreamClient(UpstreamOptions options) : options_(std::move(opt
   for (const std::string& url : options_.urls) {
     clients_.push_back(std::make_unique<HttpClient>(
         url, HttpClientOptions{.timeout_ms = options_.timeout_ms,
-                               .response_bytes_max = options_.response_bytes_max,
                                .bearer_token = options_.mirror_token,
                                .cancel = options_.cancel,
                                .tls = options_.tls}));
@@ -33,12 +32,13 @@ Result<HttpReply> UpstreamClient::Call(const std::function<Result<HttpReply>(Htt
   return Status::Unavailable(last.message());
 }
 
-Result<HttpReply> UpstreamClient::Get(const std::string& path) {
-  return Call([&](HttpClient& c) { return c.Get(path); });
+Result<HttpReply> UpstreamClient::Get(const std::string& path, uint64_t response_bytes_max) {
+  return Call([&](HttpClient& c) { return c.Get(path, response_bytes_max); });
 }
 
-Result<HttpReply> UpstreamClient::Post(const std::string& path, std::string_view json_body) {
-  return Call([&](HttpClient& c) { return c.Post(path, json_body); });
+Result<HttpReply> UpstreamClient::Post(const std::string& path, std::string_view json_body,
+                                       uint64_t response_bytes_max) {
+  return Call([&](HttpClient& c) { return c.Post(path, json_body, response_bytes_max); });
 }
 
 }  // namespace meridian

@@ -20,7 +20,6 @@ struct UpstreamOptions {
   std::vector<std::string> urls;  // at least one
   std::string mirror_token;       // the upstream's DIR/mirror.token
   long timeout_ms = 300'000;      // whole request
-  uint64_t response_bytes_max = (1ull << 30) + (1u << 20);  // the largest delta a daemon makes, and some
   const std::atomic<bool>* cancel = nullptr;  // see HttpClientOptions::cancel
   TlsClientOptions tls = {};                  // CA file, client certificate (upstream_* settings)
 };
@@ -31,8 +30,10 @@ class UpstreamClient {
 
   // Unavailable when no upstream answered with a status below 500 (the last
   // failure's message); any answer below 500 is the caller's to interpret.
-  Result<HttpReply> Get(const std::string& path);
-  Result<HttpReply> Post(const std::string& path, std::string_view json_body);
+  // At most `response_bytes_max` of a reply is read (HttpClient: a longer one
+  // is ResourceExhausted, and the next upstream is tried).
+  Result<HttpReply> Get(const std::string& path, uint64_t response_bytes_max);
+  Result<HttpReply> Post(const std::string& path, std::string_view json_body, uint64_t response_bytes_max);
 
   // Runs `call` against each upstream in turn until one answers below 500 (as
   // Get does); `call` starts afresh on each, e.g. a streamed download.

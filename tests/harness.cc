@@ -16,6 +16,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "base/clock.h"
 #include "base/digest.h"
@@ -97,6 +98,16 @@ CommandResult Run(const std::vector<std::string>& argv, std::chrono::seconds tim
   return r;
 }
 
+CommandResult RunMeasuringMemory(const std::vector<std::string>& argv, std::chrono::seconds timeout) {
+  TempDir dir;
+  std::vector<std::string> args = {PeakRssPath(), dir / "peak_kib"};
+  args.insert(args.end(), argv.begin(), argv.end());
+  CommandResult r = Run(args, timeout);
+  std::string kib(AsString(ReadFile(dir / "peak_kib")));
+  r.peak_resident_bytes = kib.empty() ? 0 : std::stoull(kib) * 1024;
+  return r;
+}
+
 Child::Child(const std::vector<std::string>& argv, const std::string& log_path) {
   pid_ = Spawn(argv, log_path, log_path);
 }
@@ -147,6 +158,7 @@ static std::string EnvOr(const char* name, const char* fallback) {
 std::string MeridiandPath() { return EnvOr("MERIDIAND", "./daemon/meridiand"); }
 std::string MeridianPath() { return EnvOr("MERIDIAN", "./cli/meridian"); }
 std::string MeridianAgentPath() { return EnvOr("MERIDIAN_AGENT", "./agent/meridian-agent"); }
+std::string PeakRssPath() { return EnvOr("PEAK_RSS", "./tests/peak_rss"); }
 
 std::string WriteAgentConfig(const std::string& path, const AgentConfigSpec& spec) {
   std::string servers;
@@ -181,6 +193,10 @@ std::string RolloutSpecJson(const std::string& id, const std::string& version, c
                          {"min_reports", 1}};
   spec.update(overrides);
   return spec.dump();
+}
+
+std::string RolloutSpecJson(const std::string& id, const std::string& version) {
+  return RolloutSpecJson(id, version, nlohmann::json::object());
 }
 
 DaemonFixture::DaemonFixture(const std::vector<std::string>& init_args) {
@@ -420,15 +436,36 @@ void FakeHttpServer::Serve() {
       req.body.append(buf, static_cast<size_t>(n));
     }
     FakeReply reply = handler_(req);
-    std::string out = "HTTP/1.1 " + std::to_string(reply.status) + " X\r\nContent-Length: " +
-                      std::to_string(reply.body.size()) + "\r\nConnection: close\r\n";
+    std::string out = "HTTP/1.1 " + std::to_string(reply.status) + " X\r\n" +
+                      (reply.chunked ? "Transfer-Encoding: chunked"
+                                     : "Content-Length: " + std::to_string(reply.body.size() + reply.filler_bytes)) +
+                      "\r\nConnection: close\r\n";
     for (const std::string& h : reply.headers) out += h + "\r\n";
-    out += "\r\n" + reply.body.substr(0, std::min(reply.body.size(), reply.body_bytes_sent_max));
-    for (size_t off = 0; off < out.size();) {
-      ssize_t n = ::send(c, out.data() + off, out.size() - off, MSG_NOSIGNAL);
-      if (n <= 0) break;
-      off += static_cast<size_t>(n);
+    out += "\r\n";
+    // False once the client stopped taking bytes.
+    auto send_all = [&](std::string_view bytes) {
+      for (size_t off = 0; off < bytes.size();) {
+        ssize_t n = ::send(c, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+        if (n <= 0) return false;
+        off += static_cast<size_t>(n);
+      }
+      return true;
+    };
+    auto send_body = [&](std::string_view piece) {
+      if (piece.empty()) return true;
+      if (!reply.chunked) return send_all(piece);
+      return send_all(fmt::format("{:x}\r\n", piece.size())) && send_all(piece) && send_all("\r\n");
+    };
+    bool open = send_all(out) &&
+                send_body(std::string_view(reply.body).substr(0, std::min(reply.body.size(), reply.body_bytes_sent_max)));
+    const std::string filler(64u << 10, 'x');
+    for (uint64_t left = reply.filler_bytes; open && left > 0;) {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(left, filler.size()));
+      open = send_body(std::string_view(filler).substr(0, n));
+      if (open) filler_bytes_sent_ += n;
+      left -= n;
     }
+    if (open && reply.chunked) send_all("0\r\n\r\n");
     ::close(c);
   }
 }

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -16,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+#include <nlohmann/json_fwd.hpp>  // tests that build JSON include json.hpp themselves
 
 #include "base/bytes.h"
 #include "client/http_client.h"
@@ -42,10 +43,17 @@ struct CommandResult {
   int exit_code = -1;  // -signal when killed by a signal
   std::string out;
   std::string err;
+  uint64_t peak_resident_bytes = 0;  // RunMeasuringMemory only
 };
 
 // Runs argv to completion (bounded by `timeout`; killed past it).
 CommandResult Run(const std::vector<std::string>& argv, std::chrono::seconds timeout = std::chrono::seconds(300));
+
+// Run, through the peak_rss helper (PEAK_RSS), also telling the command's
+// peak resident memory (its own: nothing of the test process that started
+// it). A command killed by signal N has exit code 128 + N here.
+CommandResult RunMeasuringMemory(const std::vector<std::string>& argv,
+                                 std::chrono::seconds timeout = std::chrono::seconds(300));
 
 // Runs argv with its standard streams on a pseudo-terminal (util-linux
 // `script`), as at a person's terminal: `out` is what the terminal showed,
@@ -79,6 +87,7 @@ int64_t Metric(const std::string& url, const std::string& name, const HttpClient
 std::string MeridiandPath();
 std::string MeridianPath();
 std::string MeridianAgentPath();  // MERIDIAN_AGENT
+std::string PeakRssPath();        // PEAK_RSS
 
 class DaemonFixture;
 
@@ -109,8 +118,8 @@ std::string InstalledVersion(const std::string& state, const std::string& model)
 // The JSON body of POST /v1/rollouts: rollout `id` of model fraud to
 // `version`, in one stage of 100% gated on 1 report; each top-level key of
 // `overrides` (auto_promote, max_failure_rate, regions, …) is set over these.
-std::string RolloutSpecJson(const std::string& id, const std::string& version,
-                            const nlohmann::json& overrides = nlohmann::json::object());
+std::string RolloutSpecJson(const std::string& id, const std::string& version, const nlohmann::json& overrides);
+std::string RolloutSpecJson(const std::string& id, const std::string& version);
 
 // A meridiand on 127.0.0.1 with its own data directory, initialised with a
 // fresh release key (release.key / release.key.pub in the temp dir).
@@ -223,6 +232,12 @@ struct FakeReply {
   std::string body = {};
   std::vector<std::string> headers = {};  // "Name: value"
   size_t body_bytes_sent_max = SIZE_MAX;  // close after this many body bytes: a transfer cut short
+  // Bytes of 'x' sent after `body`, made as they go (never held): a reply
+  // larger than memory, sent until the client stops reading. Counted in the
+  // Content-Length unless `chunked`.
+  uint64_t filler_bytes = 0;
+  // Transfer-Encoding: chunked and no Content-Length: a body of unknown length.
+  bool chunked = false;
 };
 class FakeHttpServer {
  public:
@@ -232,12 +247,16 @@ class FakeHttpServer {
   FakeHttpServer(const FakeHttpServer&) = delete;
   FakeHttpServer& operator=(const FakeHttpServer&) = delete;
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  // Filler bytes (FakeReply::filler_bytes) clients took so far (the socket
+  // accepted them): how far a client read a reply larger than memory.
+  uint64_t filler_bytes_sent() const { return filler_bytes_sent_; }
 
  private:
   void Serve();
   Handler handler_;
   int fd_ = -1;
   uint16_t port_ = 0;
+  std::atomic<uint64_t> filler_bytes_sent_{0};
   std::thread thread_;
 };
 
