@@ -61,9 +61,6 @@ constexpr size_t kMissingListedMax = 5;
 // The memtable size derived from the file system's: a 32nd of it, so that a
 // full disk resumes once a few percent of it is freed.
 constexpr uint64_t kMemtableFsShare = 32;
-// A write refused for space tries to resume the store at most this often
-// (each try flushes the memtables, or fails doing so).
-constexpr std::chrono::milliseconds kWriteResumeInterval{1000};
 // Closing waits at most this long for the flush it asks for.
 constexpr std::chrono::seconds kCloseFlushWait{10};
 // RocksDB's info log (LOG): lines longer are cut; past this size LOG becomes LOG.old.
@@ -730,8 +727,13 @@ class RocksStore final : public Store {
     return Guard("Health", [&]() -> Status {
       if (options_.read_only) return Status::Ok();
       std::lock_guard lock(resume_mu_);
-      last_resume_ = std::chrono::steady_clock::now();
       rocksdb::Status s = db_->Resume();  // OK at once when nothing stopped the store
+      // Busy: RocksDB's own recovery is under way, which only a full disk
+      // starts here (see RecoverableIoFaults).
+      if (s.IsBusy()) {
+        return Status::InsufficientStorage("writes stopped: the disk is full; they resume by themselves once " +
+                                           std::to_string(options_.memtable_bytes) + " bytes are free");
+      }
       return s.ok() ? Status::Ok() : FromRocks(s, "writes stopped");
     });
   }
@@ -991,25 +993,12 @@ class RocksStore final : public Store {
     }
   }
 
-  // Writes `batch` (synced unless sync_writes is false). Refused for space,
-  // the store is resumed (at most once per kWriteResumeInterval, see Health)
-  // and the batch written once more if that worked: space freed since the
-  // disk filled brings writes back at the next one. The first try kept
-  // nothing of the batch (a WAL record cut short is dropped on replay).
+  // Writes `batch` (synced unless sync_writes is false). A write refused
+  // keeps nothing of the batch (a WAL record cut short is dropped on replay).
   Status Write(rocksdb::WriteBatch& batch, const std::string& what) {
     rocksdb::Status s = db_->Write(write_options_, &batch);
-    if (!s.ok() && s.IsNoSpace() && ResumeAfterNoSpace()) s = db_->Write(write_options_, &batch);
     if (!s.ok()) return Fault(s, what);
     return Status::Ok();
-  }
-
-  // One resume at a time: RocksDB answers a second, concurrent one Busy.
-  bool ResumeAfterNoSpace() {
-    std::lock_guard lock(resume_mu_);
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last_resume_ < kWriteResumeInterval) return false;
-    last_resume_ = now;
-    return db_->Resume().ok();
   }
 
   // A RocksDB failure, counted as a fault unless it is a key not found.
@@ -1032,8 +1021,7 @@ class RocksStore final : public Store {
   const StoreOptions options_;
   rocksdb::WriteOptions write_options_;
   std::mutex commit_mu_;  // serialises CommitVersion
-  std::mutex resume_mu_;  // serialises Resume()
-  std::chrono::steady_clock::time_point last_resume_;  // guarded by resume_mu_
+  std::mutex resume_mu_;  // serialises Resume(): RocksDB answers a second, concurrent one Busy
   ManifestCache manifests_;
   std::atomic<uint64_t> manifest_parses_{0};  // stored envelopes parsed: cache misses, and Check()
   FaultCounts faults_;
@@ -1059,14 +1047,20 @@ rocksdb::ColumnFamilyOptions ChunkIndexOptions() {
 // sync (a record may be half written) and corruption stay fatal, but for a
 // full disk, which RocksDB itself rates hard (Resume() switches to a new WAL).
 //
-// RocksDB's own recovery from a full disk is turned off: it polls every 5 s
-// for a whole write buffer of free space and meanwhile answers Resume() Busy.
-// Health() and a write refused for space resume instead (see Write).
+// A full disk is left to RocksDB's own recovery: its SstFileManager resumes
+// the store as soon as a memtable's worth of space is free, checking every
+// 5 s, and meanwhile answers Resume() Busy. Resuming from outside instead
+// (Resume() from Health() or a refused write) could hang in RocksDB 7.8: a
+// flush queued when the error struck is dropped by the flush thread (writes
+// stopped, no recovery under way) yet stays queued, so Resume()'s flush of
+// that column family is never scheduled and waits for ever. Other faults
+// get no automatic recovery (RocksDB would mark one under way and never run
+// it, answering Resume() Busy for good): Health() resumes those, on the
+// daemon's timer thread, never a request's.
 class RecoverableIoFaults final : public rocksdb::EventListener {
  public:
   void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason, rocksdb::Status bg_error, bool* auto_recovery) override {
-    bg_error.PermitUncheckedError();
-    *auto_recovery = false;
+    *auto_recovery = bg_error.IsNoSpace();
   }
   void OnBackgroundError(rocksdb::BackgroundErrorReason reason, rocksdb::Status* bg_error) override {
     using Reason = rocksdb::BackgroundErrorReason;
@@ -1166,9 +1160,11 @@ Result<std::unique_ptr<Store>> OpenRocksStore(const std::string& dir, const Stor
     }
     return FromRocks(s, "opening store " + dir);
   }
+  StoreOptions resolved = options;
+  resolved.memtable_bytes = memtable_bytes;
   return std::unique_ptr<Store>(std::make_unique<RocksStore>(dir, std::move(claim), std::move(read_lock),
                                                              std::unique_ptr<rocksdb::DB>(raw), std::move(handles),
-                                                             options));
+                                                             resolved));
 }
 
 }  // namespace

@@ -34,9 +34,9 @@
 //  - A full disk: a write fails with InsufficientStorage and keeps nothing of
 //    itself; RocksDB then stops every write (reads go on) until the store
 //    resumes, which flushes the memtables and so needs about
-//    StoreOptions::memtable_bytes free (twice that at most). Health() tries
-//    to resume at each call, a write refused for space at most once a second
-//    (and is retried once when that worked). Closing flushes too, so a store
+//    StoreOptions::memtable_bytes free (twice that at most). It resumes by
+//    itself (RocksDB checks the free space every 5 s); Health() says
+//    InsufficientStorage meanwhile. Closing flushes too, so a store
 //    closed cleanly opens again with almost no free space; after a crash or a
 //    close on a full disk, opening replays and flushes the WAL (at most twice
 //    memtable_bytes). A read-only open needs no free space at all.

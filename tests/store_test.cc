@@ -776,8 +776,8 @@ TEST_CASE("a full disk: InsufficientStorage, reads go on, writes resume once spa
   REQUIRE(read.ok());
   CHECK(*read == first);
 
-  // 4 MiB freed: a write resumes the store itself, once its last try is a
-  // second old (Health() is not called meanwhile).
+  // 4 MiB freed: the store resumes by itself (Health() is not called
+  // meanwhile), within RocksDB's 5 s between checks of the free space.
   REQUIRE(std::filesystem::remove(filler));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   Status resumed = store->PutChunk(Digest::Of(late), late);
