@@ -195,7 +195,6 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
   for (size_t i = 0; i < m.chunks.size(); ++i) first_index.emplace(m.chunks[i].digest, i);
   std::vector<Digest> unique;
   for (const auto& [d, i] : first_index) unique.push_back(d);
-  std::vector<size_t> to_upload;
   // The chunks go to --store-at when given (a daemon in the model's region),
   // the manifest to --server either way.
   GlobalOptions store = g;
@@ -206,53 +205,69 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
     store.server = o.store_at;
     store.token = o.store_token;
   }
-  HttpClient store_client(store.server, HttpClientOptions{.bearer_token = store.token, .tls = g.tls});
-  for (size_t begin = 0; begin < unique.size(); begin += kMissingQueryDigestsMax) {
-    // The model's residency: a daemon that may not hold its bytes refuses before any is sent.
-    nlohmann::json q = {{"digests", nlohmann::json::array()}};
-    if (!m.regions.empty()) q["regions"] = m.regions;
-    for (size_t i = begin; i < std::min(unique.size(), begin + kMissingQueryDigestsMax); ++i) {
-      q["digests"].push_back(unique[i].ToString());
+  // Uploads the chunks the store lacks; again when the commit finds stored
+  // chunks damaged (the daemon drops them, so they are missing then).
+  uint64_t uploaded_chunks = 0;
+  uint64_t uploaded_bytes = 0;
+  auto upload_missing = [&]() -> Status {
+    std::vector<size_t> to_upload;
+    HttpClient store_client(store.server, HttpClientOptions{.bearer_token = store.token, .tls = g.tls});
+    for (size_t begin = 0; begin < unique.size(); begin += kMissingQueryDigestsMax) {
+      // The model's residency: a daemon that may not hold its bytes refuses before any is sent.
+      nlohmann::json q = {{"digests", nlohmann::json::array()}};
+      if (!m.regions.empty()) q["regions"] = m.regions;
+      for (size_t i = begin; i < std::min(unique.size(), begin + kMissingQueryDigestsMax); ++i) {
+        q["digests"].push_back(unique[i].ToString());
+      }
+      Result<HttpReply> r = store_client.Post(MissingChunksPath(), q.dump(), kJsonReplyBytesMax);
+      MERIDIAN_RETURN_IF_ERROR(FromReply("query missing chunks at " + store.server, r, 200));
+      Result<nlohmann::json> answer = ParseJson(r->body, r->body.size());  // the client bounded the reply
+      if (!answer.ok() || !answer->is_object() || !answer->contains("missing") || !(*answer)["missing"].is_array()) {
+        return Status::InvalidArgument("malformed answer to missing-chunk query");
+      }
+      const nlohmann::json& a = *answer;
+      for (const auto& d : a["missing"]) {
+        Result<Digest> digest = d.is_string() ? Digest::Parse(d.get<std::string>()) : Status::InvalidArgument("");
+        if (!digest.ok() || first_index.count(*digest) == 0) {
+          return Status::InvalidArgument("server named a chunk that was not asked for");
+        }
+        to_upload.push_back(first_index[*digest]);
+      }
     }
-    Result<HttpReply> r = store_client.Post(MissingChunksPath(), q.dump(), kJsonReplyBytesMax);
-    if (Status st = FromReply("query missing chunks at " + store.server, r, 200); !st.ok()) return Fail(st);
-    Result<nlohmann::json> answer = ParseJson(r->body, r->body.size());  // the client bounded the reply
-    if (!answer.ok() || !answer->is_object() || !answer->contains("missing") || !(*answer)["missing"].is_array()) {
-      return Fail("malformed answer to missing-chunk query");
-    }
-    const nlohmann::json& a = *answer;
-    for (const auto& d : a["missing"]) {
-      Result<Digest> digest = d.is_string() ? Digest::Parse(d.get<std::string>()) : Status::InvalidArgument("");
-      if (!digest.ok() || first_index.count(*digest) == 0) return Fail("server named a chunk that was not asked for");
-      to_upload.push_back(first_index[*digest]);
-    }
-  }
 
-  uint64_t upload_bytes = 0;
-  for (size_t i : to_upload) upload_bytes += m.chunks[i].size;
-  Fd f(::open(o.path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (f.fd < 0) return Fail(ErrnoStatus("open " + o.path, errno));
-  Progress progress("uploading", upload_bytes, !g.json);
-  Status st = ForEachParallel(store, to_upload.size(), g.parallel, [&](HttpClient& c, size_t k) -> Status {
-    const ChunkRef& ref = m.chunks[to_upload[k]];
-    Bytes data(ref.size);
-    MERIDIAN_RETURN_IF_ERROR(PreadAll(f.fd, data.data(), data.size(), chunked->offsets[to_upload[k]]));
-    if (Digest::Of(data) != ref.digest) return Status::FailedPrecondition(o.path + " changed while publishing");
-    Result<HttpReply> r = c.Put(ChunkPath(ref.digest), data, kShortReplyBytesMax);
-    if (!r.ok()) return r.status();
-    if (r->status != 200 && r->status != 201) return ReplyError(*r, "upload chunk");
-    progress.Add(ref.size);
-    return Status::Ok();
-  });
-  if (!st.ok()) return Fail(st);
+    uint64_t upload_bytes = 0;
+    for (size_t i : to_upload) upload_bytes += m.chunks[i].size;
+    Fd f(::open(o.path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (f.fd < 0) return ErrnoStatus("open " + o.path, errno);
+    Progress progress("uploading", upload_bytes, !g.json);
+    Status st = ForEachParallel(store, to_upload.size(), g.parallel, [&](HttpClient& c, size_t k) -> Status {
+      const ChunkRef& ref = m.chunks[to_upload[k]];
+      Bytes data(ref.size);
+      MERIDIAN_RETURN_IF_ERROR(PreadAll(f.fd, data.data(), data.size(), chunked->offsets[to_upload[k]]));
+      if (Digest::Of(data) != ref.digest) return Status::FailedPrecondition(o.path + " changed while publishing");
+      Result<HttpReply> r = c.Put(ChunkPath(ref.digest), data, kShortReplyBytesMax);
+      if (!r.ok()) return r.status();
+      if (r->status != 200 && r->status != 201) return ReplyError(*r, "upload chunk");
+      progress.Add(ref.size);
+      return Status::Ok();
+    });
+    uploaded_chunks += to_upload.size();
+    uploaded_bytes += upload_bytes;
+    return st;
+  };
 
   Envelope env;
   env.payload_type = std::string(kManifestPayloadType);
   env.payload = ToBytes(manifest_json);
   for (const SecretKey& key : *keys) SignEnvelope(env, key);
   HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
-  Result<HttpReply> r = client.Post(VersionsPath(o.model), EnvelopeToJson(env), kJsonReplyBytesMax);
-  if (!r.ok()) return Fail(r.status());
+  Result<HttpReply> r = Status::Unavailable("not sent");
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (Status st = upload_missing(); !st.ok()) return Fail(st);
+    r = client.Post(VersionsPath(o.model), EnvelopeToJson(env), kJsonReplyBytesMax);
+    if (!r.ok()) return Fail(r.status());
+    if (r->status != 422 || ErrorCodeOf(*r) != "missing_chunks") break;
+  }
   if (r->status == 409) {
     // version_exists, or pending_differs: the version waits for signatures on another manifest.
     const bool waiting = ErrorCodeOf(*r) == "pending_differs";
@@ -268,7 +283,7 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
 
   if (g.json) {
     PrintJson({{"model", m.name}, {"version", m.version}, {"digest", m.digest.ToString()}, {"size", m.size},
-               {"chunks", m.chunks.size()}, {"uploaded_chunks", to_upload.size()}, {"uploaded_bytes", upload_bytes},
+               {"chunks", m.chunks.size()}, {"uploaded_chunks", uploaded_chunks}, {"uploaded_bytes", uploaded_bytes},
                {"already_published", already}, {"pending", answer->pending}, {"signers", answer->signers},
                {"threshold", answer->threshold}});
   } else {
@@ -276,8 +291,8 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
                answer->pending ? "waiting for signatures:" : already ? "already published (same release):" : "published",
                m.name, m.version, HumanBytes(m.size), m.digest.ToString());
     PrintCommitAnswer(m.name, m.version, *answer);
-    fmt::print("uploaded {} of {} chunks, {} bytes ({:.1f}% of the file)\n", to_upload.size(), m.chunks.size(),
-               upload_bytes, m.size == 0 ? 0.0 : 100.0 * static_cast<double>(upload_bytes) / static_cast<double>(m.size));
+    fmt::print("uploaded {} of {} chunks, {} bytes ({:.1f}% of the file)\n", uploaded_chunks, m.chunks.size(),
+               uploaded_bytes, m.size == 0 ? 0.0 : 100.0 * static_cast<double>(uploaded_bytes) / static_cast<double>(m.size));
   }
   return 0;
 }

@@ -22,6 +22,9 @@ namespace {
 
 using Json = nlohmann::json;
 
+// Deltas and chunks asked for between two rounds, at most.
+constexpr size_t kWantedMax = 10'000;
+
 }  // namespace
 
 std::optional<int64_t> EarliestStateExpiry(const std::vector<SignedChannel>& channels) {
@@ -119,9 +122,13 @@ Follower::~Follower() {
   cancel_ = true;
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (repair_thread_.joinable()) repair_thread_.join();
 }
 
-void Follower::Start() { thread_ = std::thread([this] { Run(); }); }
+void Follower::Start() {
+  thread_ = std::thread([this] { Run(); });
+  repair_thread_ = std::thread([this] { Repair(); });
+}
 
 FollowerStatus Follower::status() const {
   std::lock_guard lock(mu_);
@@ -130,7 +137,42 @@ FollowerStatus Follower::status() const {
 
 void Follower::WantDelta(const Digest& from, const Digest& to) {
   std::lock_guard lock(mu_);
-  if (wanted_.size() < 10'000) wanted_.insert({from, to});
+  if (wanted_.size() < kWantedMax) wanted_.insert({from, to});
+}
+
+void Follower::WantChunk(const Digest& digest) {
+  {
+    std::lock_guard lock(mu_);
+    if (wanted_chunks_.size() >= kWantedMax) return;
+    wanted_chunks_.insert(digest);
+  }
+  cv_.notify_all();
+}
+
+void Follower::Repair() {
+  UpstreamClient up(upstream_);
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stopping_ || !wanted_chunks_.empty(); });
+    if (stopping_) return;
+    std::set<Digest> chunks;
+    chunks.swap(wanted_chunks_);
+    lock.unlock();
+    bool failed = false;
+    for (const Digest& d : chunks) {
+      Status st = FetchChunk(up, d);
+      if (st.ok()) {
+        std::fprintf(stderr, "meridiand: chunk %s fetched again from %s\n", d.ToString().c_str(), up.current().c_str());
+      } else if (st.code() != Status::Code::kNotFound && !cancel_) {  // one the upstream lacks is given up
+        std::fprintf(stderr, "meridiand: fetching damaged chunk %s again: %s\n", d.ToString().c_str(),
+                     st.ToString().c_str());
+        WantChunk(d);
+        failed = true;
+      }
+    }
+    lock.lock();
+    if (failed) cv_.wait_for(lock, std::chrono::milliseconds(options_.retry_ms_max), [&] { return stopping_; });
+  }
 }
 
 std::string Follower::PollPath(uint64_t known, int64_t wait_s) {
@@ -250,7 +292,18 @@ Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* comple
       const SyncVersion& v = *list[i];
       if (i >= options_.versions_per_model && !named.count({v.model, v.version})) continue;
       if (ResidencyAllows(v.regions, region)) allowed.emplace(v.model, v.version);
-      if (store_.GetEnvelope(v.model, v.version).ok()) continue;
+      if (store_.GetEnvelope(v.model, v.version).ok()) {
+        // Once per start: chunks of a held version dropped meanwhile (fsck
+        // --repair) are fetched again.
+        if (!held_checked_ && allowed.count({v.model, v.version})) {
+          if (Status st = FetchMissingChunks(up, v); !st.ok()) {
+            if (cancel_) return st;
+            *complete = false;
+            note(fmt::format("restoring chunks of {} {}: {}", v.model, v.version, st.ToString()));
+          }
+        }
+        continue;
+      }
       if (Status st = FetchVersion(up, v); !st.ok()) {
         if (cancel_) return st;
         *complete = false;
@@ -258,6 +311,7 @@ Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* comple
       }
     }
   }
+  if (*complete) held_checked_ = true;
   // 2. Deltas into the versions kept in step, from the few before each, and
   //    those terminals asked for.
   std::set<std::pair<Digest, Digest>> pairs;
@@ -352,18 +406,31 @@ Status Follower::FetchVersion(UpstreamClient& up, const SyncVersion& v) {
   for (const ChunkRef& c : m.chunks) digests.push_back(c.digest);
   Result<std::vector<Digest>> missing = store_.MissingChunks(digests);
   if (!missing.ok()) return missing.status();
-  for (const Digest& d : *missing) {
-    Result<HttpReply> chunk = up.Get(ChunkPath(d), kChunkBytesMax);
-    if (!chunk.ok()) return chunk.status();
-    if (chunk->status != 200) return ReplyError(*chunk, "chunk " + d.ToString());
-    MERIDIAN_RETURN_IF_ERROR(store_.PutChunk(d, AsBytes(chunk->body)));  // re-hashed: a lying upstream fails here
-  }
+  for (const Digest& d : *missing) MERIDIAN_RETURN_IF_ERROR(FetchChunk(up, d));
   Result<bool> made_visible = store_.CommitVersion(*verified);
   if (made_visible.status().code() == Status::Code::kAlreadyExists) return Status::Ok();
   MERIDIAN_RETURN_IF_ERROR(made_visible.status());
   catalog_.Learn(m);
   if (*made_visible) rollouts_.notifier().NotifyAll();  // regions downstream long-poll this one
   return Status::Ok();
+}
+
+Status Follower::FetchMissingChunks(UpstreamClient& up, const SyncVersion& v) {
+  Result<std::shared_ptr<const Manifest>> m = store_.GetManifest(v.model, v.version);
+  if (!m.ok()) return m.status();
+  std::vector<Digest> digests;
+  for (const ChunkRef& c : (*m)->chunks) digests.push_back(c.digest);
+  Result<std::vector<Digest>> missing = store_.MissingChunks(digests);
+  if (!missing.ok()) return missing.status();
+  for (const Digest& d : *missing) MERIDIAN_RETURN_IF_ERROR(FetchChunk(up, d));
+  return Status::Ok();
+}
+
+Status Follower::FetchChunk(UpstreamClient& up, const Digest& digest) {
+  Result<HttpReply> chunk = up.Get(ChunkPath(digest), kChunkBytesMax);
+  if (!chunk.ok()) return chunk.status();
+  if (chunk->status != 200) return ReplyError(*chunk, "chunk " + digest.ToString());
+  return store_.PutChunk(digest, AsBytes(chunk->body));  // re-hashed: a lying upstream fails here
 }
 
 Status Follower::FetchDelta(UpstreamClient& up, const Digest& from, const Digest& to) {

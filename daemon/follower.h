@@ -120,15 +120,24 @@ class Follower {
   FollowerStatus status() const;
   // Asks for a delta on the next round (a terminal wanted one not fetched yet).
   void WantDelta(const Digest& from, const Digest& to);
+  // Fetches a chunk again from upstream, at once, on a thread of its own
+  // (this store found its copy damaged and dropped it: Store::GetChunk).
+  void WantChunk(const Digest& digest);
 
  private:
   void Run();
+  // Fetches the chunks WantChunk asked for, until stopped.
+  void Repair();
   // One round on `doc`; sets *complete when nothing is left to retry.
   // Fetches and adopts what `doc` lists. Problems with one item (a version
   // or state that fails verification, a fetch that fails) do not stop the
   // round: the first is put in *problem and the round is left incomplete.
   Status Apply(UpstreamClient& up, const SyncDocument& doc, bool* complete, std::string* problem);
   Status FetchVersion(UpstreamClient& up, const SyncVersion& v);
+  // Fetches the chunks of held version `v` that the store lacks.
+  Status FetchMissingChunks(UpstreamClient& up, const SyncVersion& v);
+  // GETs a chunk from upstream and stores it (re-hashed: a lying upstream fails).
+  Status FetchChunk(UpstreamClient& up, const Digest& digest);
   // Follows the upstream's chain of roots up to `version`.
   Status FetchRoots(UpstreamClient& up, int64_t version);
   // OK when stored or not worth it; FailedPrecondition while upstream computes it.
@@ -153,11 +162,14 @@ class Follower {
   std::condition_variable cv_;
   FollowerStatus status_;                                 // guarded by mu_
   std::set<std::pair<Digest, Digest>> wanted_;            // guarded by mu_
+  std::set<Digest> wanted_chunks_;                        // guarded by mu_
   std::map<std::pair<Digest, Digest>, int> attempts_;     // pending deltas: rounds asked (follower thread only)
   std::optional<uint64_t> holdings_sent_at_;              // the sync version last told upstream (follower thread only)
+  bool held_checked_ = false;                             // held versions checked for missing chunks (follower thread only)
   bool stopping_ = false;                                 // guarded by mu_
   std::atomic<bool> cancel_{false};
   std::thread thread_;
+  std::thread repair_thread_;
 };
 
 }  // namespace meridian

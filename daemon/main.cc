@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <csignal>
 #include <condition_variable>
 #include <cstdio>
@@ -335,8 +336,18 @@ int Serve(ServeOptions o) {
   }
   Result<DescriptorBudget> fds = BudgetDescriptors();
   if (!fds.ok()) return Fail(fds.status().message());
-  Result<std::unique_ptr<Store>> store = Store::Open(
-      d.store(), StoreOptions{.create_if_missing = false, .max_open_files = fds->store_files_max});
+  // A region's follower, once it exists, fetches chunks found damaged again from upstream.
+  std::atomic<Follower*> repairer = nullptr;
+  auto on_damaged_chunk = [&repairer](const Digest& digest, const Status& why) {
+    Follower* f = repairer.load();
+    Log(fmt::format("chunk {} was stored damaged and has been dropped ({}); {}", digest.ToString(), why.message(),
+                    f != nullptr ? "fetching it again from upstream" : "publishing a version that holds it restores it"));
+    if (f != nullptr) f->WantChunk(digest);
+  };
+  Result<std::unique_ptr<Store>> store =
+      Store::Open(d.store(), StoreOptions{.create_if_missing = false,
+                                          .max_open_files = fds->store_files_max,
+                                          .on_damaged_chunk = on_damaged_chunk});
   if (!store.ok()) return Fail("cannot open store: " + store.status().ToString());
   Result<std::unique_ptr<AuditLog>> audit = AuditLog::Open(**store, SystemClock::Get());
   if (!audit.ok()) return Fail("cannot open the audit log: " + audit.status().ToString());
@@ -385,6 +396,7 @@ int Serve(ServeOptions o) {
     if (!opened.ok()) return Fail("cannot open the report outbox: " + opened.status().ToString());
     outbox = std::move(*opened);
     deltas.SetMissHandler([f = follower.get()](const Digest& from, const Digest& to) { f->WantDelta(from, to); });
+    repairer = follower.get();
     api.ServeAsRegion(o.region, *outbox, *follower);
   }
   HttpServerOptions hso;
@@ -470,6 +482,7 @@ int Serve(ServeOptions o) {
   ticker.join();
   api.SetReady(false);
   outbox.reset();
+  repairer = nullptr;
   follower.reset();
   Log("stopped");
   return 0;
@@ -483,19 +496,20 @@ int Init(const InitOptions& o) {
   return 0;
 }
 
-int Fsck(const std::string& data) {
+int Fsck(const std::string& data, bool repair) {
   DataDir d{data};
-  // Read only: nothing is written, so a store on a full disk is checked as
-  // it is (its WAL replayed in memory). A store from an older build lacks
-  // column families added since, which only a read-write open adds.
+  // Read only unless repairing: nothing is written, so a store on a full
+  // disk is checked as it is (its WAL replayed in memory). A store from an
+  // older build lacks column families added since, which only a read-write
+  // open adds.
   Result<std::unique_ptr<Store>> store =
-      Store::Open(d.store(), StoreOptions{.create_if_missing = false, .read_only = true});
+      Store::Open(d.store(), StoreOptions{.create_if_missing = false, .read_only = !repair});
   if (!store.ok() && store.status().code() == Status::Code::kInvalidArgument &&
       store.status().message().find("Column family not found") != std::string::npos) {
     store = Store::Open(d.store(), StoreOptions{.create_if_missing = false});
   }
   if (!store.ok()) return Fail("cannot open store: " + store.status().ToString());
-  CheckReport report = (*store)->Check();
+  CheckReport report = (*store)->Check(repair ? CheckMode::kRepair : CheckMode::kReport);
   // Signatures too: every stored manifest must verify against the newest root.
   Result<std::unique_ptr<RootChain>> roots = OpenRoots(d, **store);
   std::shared_ptr<const Root> root = roots.ok() ? (*roots)->Current() : nullptr;
@@ -527,6 +541,11 @@ int Fsck(const std::string& data) {
   for (const std::string& f : report.faults) fmt::print("fault: {}\n", f);
   fmt::print("{}: {} chunks, {} manifests checked, {} faults\n", report.clean() ? "clean" : "FAULTY",
              report.chunks_checked, report.manifests_checked, report.faults.size());
+  if (repair) {
+    fmt::print("repaired: {} damaged chunks dropped; publishing the versions they broke again (a region: its next "
+               "sync) restores them\n",
+               report.chunks_dropped);
+  }
   return report.clean() ? 0 : 1;
 }
 
@@ -569,6 +588,10 @@ int main(int argc, char** argv) {
   std::string fsck_data = kDefaultData;
   CLI::App* fsck_cmd = app.add_subcommand("fsck", "verify every chunk and manifest in a store");
   fsck_cmd->add_option("--data", fsck_data, "data directory")->capture_default_str();
+  bool fsck_repair = false;
+  fsck_cmd->add_flag("--repair", fsck_repair,
+                     "drop the damaged chunks found, so that a publish or a region's sync sends them again "
+                     "(the daemon must be stopped)");
 
   try {
     app.parse(argc, argv);
@@ -576,7 +599,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   if (*init_cmd) return Init(init);
-  if (*fsck_cmd) return Fsck(fsck_data);
+  if (*fsck_cmd) return Fsck(fsck_data, fsck_repair);
   if (Status st = ApplyConfig(serve, app); !st.ok()) return Fail(st.message());
   return Serve(serve);
 }

@@ -248,9 +248,9 @@ class MissingList {
     if (count_++ < kMissingListedMax) listed_ += (listed_.empty() ? "" : ", ") + d.ToString();
   }
   uint64_t count() const { return count_; }
-  // "2 of 7 chunks missing: sha256:…, sha256:…"
-  std::string Describe(size_t chunks) const {
-    return std::to_string(count_) + " of " + std::to_string(chunks) + " chunks missing: " + listed_ +
+  // "2 of 7 chunks missing: sha256:…, sha256:…" (`state`: "missing", "damaged")
+  std::string Describe(size_t chunks, std::string_view state = "missing") const {
+    return std::to_string(count_) + " of " + std::to_string(chunks) + " chunks " + std::string(state) + ": " + listed_ +
            (count_ > kMissingListedMax ? ", ..." : "");
   }
 
@@ -258,6 +258,15 @@ class MissingList {
   uint64_t count_ = 0;
   std::string listed_;
 };
+
+// Reads of chunk values. A chunk's SHA-256 is its check (DecodeChunk): a
+// blob's CRC, checked too, would fail the read naming no chunk, and stop a
+// scan (Check) at the first damaged blob instead of going on past it.
+rocksdb::ReadOptions ChunkReads() {
+  rocksdb::ReadOptions ro;
+  ro.verify_checksums = false;
+  return ro;
+}
 
 // Collects Check() faults, keeping at most kCheckFaultsMax lines.
 class FaultLog {
@@ -486,14 +495,15 @@ class RocksStore final : public Store {
         return Status::Corruption("chunk data hashes to " + actual.ToString() + ", not " + digest.ToString());
       }
       const std::string key = ChunkKey(digest);
+      std::lock_guard lock(chunk_mu_);  // see DropDamaged
       rocksdb::PinnableSlice stored;
-      rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(kChunks), key, &stored);
+      rocksdb::Status s = db_->Get(ChunkReads(), cf(kChunks), key, &stored);
       if (s.ok()) {
         // Idempotent, but only a copy that still verifies and is indexed
         // counts: anything else is rewritten, so re-sending a chunk repairs it.
         std::string indexed_size;
         rocksdb::Status is = db_->Get(rocksdb::ReadOptions(), cf(kChunkIndex), key, &indexed_size);
-        if (is.ok() && indexed_size == EncodeSize(data.size()) && Decode(digest, ToView(stored)).ok()) {
+        if (is.ok() && indexed_size == EncodeSize(data.size()) && DecodeChunk(digest, ToView(stored)).ok()) {
           return Status::Ok();
         }
       } else if (!s.IsNotFound()) {
@@ -512,10 +522,15 @@ class RocksStore final : public Store {
   Result<Bytes> GetChunk(const Digest& digest) override {
     return Guard(&faults_, "GetChunk", [&]() -> Result<Bytes> {
       rocksdb::PinnableSlice stored;
-      rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(kChunks), ChunkKey(digest), &stored);
+      rocksdb::Status s = db_->Get(ChunkReads(), cf(kChunks), ChunkKey(digest), &stored);
       if (s.IsNotFound()) return Status::NotFound("chunk " + digest.ToString() + " is not stored");
       if (!s.ok()) return Fault(s, "reading chunk " + digest.ToString());
-      return Decode(digest, ToView(stored));
+      Result<Bytes> data = DecodeChunk(digest, ToView(stored));
+      if (!data.ok()) {
+        faults_.Count(data.status());
+        if (!options_.read_only) DropDamaged(digest);
+      }
+      return data;
     });
   }
 
@@ -528,12 +543,13 @@ class RocksStore final : public Store {
       rocksdb::ReadOptions ro;
       Result<bool> exists = SameVersionStored(ro, key, m, envelope_json);
       if (!exists.ok()) return exists.status();
-      if (*exists) return false;
       // What becomes visible must be what the manifest says: verified before
-      // the lock (chunks are never deleted), so one large commit does not
-      // hold up the others.
-      const bool bytes_here = holding == Holding::kBytes;
+      // the lock, so one large commit does not hold up the others. A version
+      // committed again (a retried publish) is verified too: its bytes may
+      // have been damaged since, and the publisher is there to upload them.
+      const bool bytes_here = holding == Holding::kBytes && !IsManifestOnly(ro, key);
       if (bytes_here) MERIDIAN_RETURN_IF_ERROR(VerifyChunksOf(ro, m, what));
+      if (*exists) return false;
       // Held from the exists-check to the write, so that of two racing commits
       // of one version exactly one writes and the other sees it.
       std::lock_guard<std::mutex> lock(commit_mu_);
@@ -738,11 +754,15 @@ class RocksStore final : public Store {
     });
   }
 
-  CheckReport Check() override {
+  CheckReport Check(CheckMode mode) override {
     CheckReport report;
     FaultLog faults(report);
     try {
-      CheckAll(report, faults);
+      if (mode == CheckMode::kRepair && options_.read_only) {
+        faults.Add("cannot repair: the store is open read-only");
+        mode = CheckMode::kReport;
+      }
+      CheckAll(report, faults, mode);
     } catch (const std::bad_alloc&) {
       faults.Add("check stopped: out of memory");
     } catch (const std::exception& e) {
@@ -775,11 +795,10 @@ class RocksStore final : public Store {
   }
 
   // Checks that every chunk `m` names is stored with the size it says, then
-  // streams them through SHA-256 against the whole-file digest (unless a
-  // version with that digest and chunk list was committed, so hashed, before):
-  // FailedPrecondition
-  // for missing chunks, InvalidArgument for a size or digest that differs,
-  // Corruption for a stored chunk that no longer verifies.
+  // streams them through SHA-256 against the whole-file digest:
+  // FailedPrecondition for missing chunks and for a stored chunk that no
+  // longer verifies (dropped, so MissingChunks names it from then on),
+  // InvalidArgument for a size or digest that differs.
   Status VerifyChunksOf(const rocksdb::ReadOptions& ro, const Manifest& m, const std::string& what) {
     MissingList missing;
     std::string wrong_size;
@@ -796,21 +815,22 @@ class RocksStore final : public Store {
                                             }));
     if (missing.count() > 0) return Status::FailedPrecondition(what + ": " + missing.Describe(m.chunks.size()));
     if (!wrong_size.empty()) return Status::InvalidArgument(what + ": " + wrong_size);
-    // A version committed before with this whole-file digest and this very
-    // chunk list was hashed at its own commit: the same file published again
-    // needs no second read.
-    std::string indexed;
-    if (db_->Get(ro, cf(kArtifacts), ChunkKey(m.digest), &indexed).ok()) {
-      if (Result<std::shared_ptr<const Manifest>> earlier = ReadManifest(ro, indexed);
-          earlier.ok() && (*earlier)->chunks == m.chunks) {
-        return Status::Ok();
-      }
-    }
+    // Every byte is read, even of a file committed before: a stored chunk
+    // damaged since is found (and dropped) here, not skipped.
     Sha256 whole;
+    MissingList damaged;  // and dropped: all of them, so one upload restores the lot
     for (const ChunkRef& c : m.chunks) {
       Result<Bytes> chunk = GetChunk(c.digest);
+      if (chunk.status().code() == Status::Code::kCorruption) {
+        damaged.Add(c.digest);
+        continue;
+      }
       if (!chunk.ok()) return chunk.status();
       whole.Update(*chunk);
+    }
+    if (damaged.count() > 0) {
+      return Status::FailedPrecondition(what + ": " + damaged.Describe(m.chunks.size()) +
+                                        " (stored damaged, dropped: upload them again)");
     }
     if (Digest actual = whole.Finish(); actual != m.digest) {
       return Status::InvalidArgument(fmt::format("{}: the chunks hash to {}, the manifest says {}", what, actual.ToString(),
@@ -880,7 +900,7 @@ class RocksStore final : public Store {
     return m;
   }
 
-  void CheckAll(CheckReport& report, FaultLog& faults) {
+  void CheckAll(CheckReport& report, FaultLog& faults, CheckMode mode) {
     // One snapshot for the whole walk: a commit landing midway must not look
     // like a manifest without its index entry, or the other way round.
     rocksdb::ManagedSnapshot snapshot(db_.get());
@@ -891,12 +911,16 @@ class RocksStore final : public Store {
     // Chunks and the chunk index are both sorted by digest: walk them side by
     // side, so every chunk is checked against its index entry and the other
     // way round, in constant memory.
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(kChunks)));
+    rocksdb::ReadOptions chunk_ro = ChunkReads();
+    chunk_ro.snapshot = ro.snapshot;
+    chunk_ro.fill_cache = false;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(chunk_ro, cf(kChunks)));
     std::unique_ptr<rocksdb::Iterator> index(db_->NewIterator(ro, cf(kChunkIndex)));
     auto describe = [](const rocksdb::Slice& key) {
       Result<Digest> d = Digest::FromBytes(AsBytes(ToView(key)));
       return d.ok() ? d->ToString() : "key of " + std::to_string(key.size()) + " bytes";
     };
+    std::unordered_set<Digest> damaged;  // named again with the versions they break
     index->SeekToFirst();
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       ++report.chunks_checked;
@@ -914,6 +938,7 @@ class RocksStore final : public Store {
       Result<Bytes> data = DecodeChunk(*digest, ToView(it->value()));
       if (!data.ok()) {
         faults.Add(data.status().message());
+        if (damaged.size() < kCheckDamagedMax) damaged.insert(*digest);
       } else if (indexed_size != EncodeSize(data->size())) {
         faults.Add("chunk " + digest->ToString() + (indexed ? ": wrong size in the chunk index" : ": not in the chunk index"));
       }
@@ -935,8 +960,7 @@ class RocksStore final : public Store {
         faults.Add(m.status().message());
         continue;
       }
-      std::string marker;
-      if (db_->Get(ro, cf(kState), ManifestOnlyKey(key), &marker).ok()) continue;  // its bytes live elsewhere
+      if (IsManifestOnly(ro, key)) continue;  // its bytes live elsewhere
       MissingList missing;
       Status ms = ForEachIndexed(ro, m->chunks.size(), [&](size_t i) -> const Digest& { return m->chunks[i].digest; },
                                  [&](size_t i, std::optional<uint64_t> size) {
@@ -944,6 +968,13 @@ class RocksStore final : public Store {
                                  });
       if (!ms.ok()) faults.Add(what + ": " + ms.ToString());
       if (missing.count() > 0) faults.Add(what + ": " + missing.Describe(m->chunks.size()));
+      if (!damaged.empty()) {
+        MissingList broken;
+        for (const ChunkRef& c : m->chunks) {
+          if (damaged.count(c.digest)) broken.Add(c.digest);
+        }
+        if (broken.count() > 0) faults.Add(what + ": " + broken.Describe(m->chunks.size(), "damaged"));
+      }
       std::string indexed;
       rocksdb::Status s = db_->Get(ro, cf(kArtifacts), ChunkKey(m->digest), &indexed);
       if (s.IsNotFound()) {
@@ -969,6 +1000,10 @@ class RocksStore final : public Store {
       }
     }
     if (!it->status().ok()) faults.Add("artifacts scan stopped: " + it->status().ToString());
+
+    if (mode == CheckMode::kRepair) {
+      for (const Digest& d : damaged) report.chunks_dropped += DropDamaged(d) ? 1 : 0;
+    }
   }
 
   // Waits (at most kCloseFlushWait) until no memtable waits to be flushed
@@ -1001,16 +1036,41 @@ class RocksStore final : public Store {
     return Status::Ok();
   }
 
+  // Deletes `digest`'s chunk and index entry if the stored copy still fails
+  // to verify (a PutChunk may have repaired it since it was read), so that
+  // MissingChunks names it and a publisher, or a region's follower, sends it
+  // again; then tells StoreOptions::on_damaged_chunk. Best effort: a failure
+  // leaves the damaged copy, found again by the next read.
+  bool DropDamaged(const Digest& digest) {
+    const std::string key = ChunkKey(digest);
+    Status damage;
+    {
+      std::lock_guard lock(chunk_mu_);
+      rocksdb::PinnableSlice stored;
+      rocksdb::Status s = db_->Get(ChunkReads(), cf(kChunks), key, &stored);
+      if (!s.ok()) return false;  // gone already, or unreadable for another reason
+      damage = DecodeChunk(digest, ToView(stored)).status();
+      if (damage.ok()) return false;
+      rocksdb::WriteBatch batch;
+      s = batch.Delete(cf(kChunks), key);
+      if (s.ok()) s = batch.Delete(cf(kChunkIndex), key);
+      Status dropped = s.ok() ? Write(batch, "dropping damaged chunk " + digest.ToString())
+                              : Fault(s, "batching the drop of chunk " + digest.ToString());
+      if (!dropped.ok()) return false;
+    }
+    if (options_.on_damaged_chunk) options_.on_damaged_chunk(digest, damage);
+    return true;
+  }
+
   // A RocksDB failure, counted as a fault unless it is a key not found.
   Status Fault(const rocksdb::Status& s, const std::string& what) {
     Status st = FromRocks(s, what);
     return s.IsNotFound() ? st : faults_.Count(std::move(st));
   }
-  // DecodeChunk of a stored frame: a failure is a fault.
-  Result<Bytes> Decode(const Digest& digest, std::string_view frame) {
-    Result<Bytes> data = DecodeChunk(digest, frame);
-    if (!data.ok()) faults_.Count(data.status());
-    return data;
+  // Whether the version at `key` was committed Holding::kManifestOnly.
+  bool IsManifestOnly(const rocksdb::ReadOptions& ro, const std::string& key) {
+    std::string marker;
+    return db_->Get(ro, cf(kState), ManifestOnlyKey(key), &marker).ok();
   }
 
   const std::string dir_;
@@ -1021,6 +1081,7 @@ class RocksStore final : public Store {
   const StoreOptions options_;
   rocksdb::WriteOptions write_options_;
   std::mutex commit_mu_;  // serialises CommitVersion
+  std::mutex chunk_mu_;   // serialises rewriting and dropping a chunk (PutChunk, DropDamaged)
   std::mutex resume_mu_;  // serialises Resume(): RocksDB answers a second, concurrent one Busy
   ManifestCache manifests_;
   std::atomic<uint64_t> manifest_parses_{0};  // stored envelopes parsed: cache misses, and Check()

@@ -47,6 +47,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -69,6 +70,9 @@ namespace meridian {
 inline constexpr uint64_t kStateScanBytesMax = 256ull << 20;
 // Fault lines kept by Check(); further faults are counted in one last line.
 inline constexpr size_t kCheckFaultsMax = 1000;
+// Damaged chunks Check() remembers, to name the versions they break and to
+// drop them (kRepair); a repair past that many leaves the rest for a rerun.
+inline constexpr size_t kCheckDamagedMax = 1'000'000;
 
 struct StoreOptions {
   bool sync_writes = true;
@@ -89,6 +93,10 @@ struct StoreOptions {
   // FailedPrecondition and Health() is OK. The directory's lock is taken all
   // the same: no other process writes meanwhile. create_if_missing is ignored.
   bool read_only = false;
+  // Called (on the reading thread) for each chunk a read found damaged and
+  // dropped, with the digest and what failed to verify: for the daemon's log
+  // and a region's repair from upstream.
+  std::function<void(const Digest&, const Status&)> on_damaged_chunk = nullptr;
 };
 
 // Bounds of the memtable size StoreOptions::memtable_bytes = 0 derives.
@@ -113,9 +121,15 @@ struct StoreStats {
   uint64_t manifest_cache_bytes = 0;  // charged to the parsed manifests cached now
 };
 
+// Check() reports faults; kRepair also drops the damaged chunks it finds
+// (a writable store only), so that a publisher or a region's follower sends
+// them again: MissingChunks names them from then on.
+enum class CheckMode { kReport, kRepair };
+
 struct CheckReport {
   uint64_t chunks_checked = 0;
   uint64_t manifests_checked = 0;
+  uint64_t chunks_dropped = 0;  // CheckMode::kRepair
   std::vector<std::string> faults;  // one line per fault (at most kCheckFaultsMax + 1); empty = clean
   bool clean() const { return faults.empty(); }
 };
@@ -143,7 +157,9 @@ class Store {
   // no longer verifies is replaced. Synced when it returns OK.
   virtual Status PutChunk(const Digest& digest, ByteSpan data) = 0;
   // The uncompressed, verified bytes. NotFound, or Corruption when the stored
-  // bytes no longer hash to `digest`.
+  // bytes no longer hash to `digest`: that copy is then dropped (see
+  // StoreOptions::on_damaged_chunk), so the chunk reads as not stored and a
+  // PutChunk restores it.
   virtual Result<Bytes> GetChunk(const Digest& digest) = 0;
 
   // --- versions ---
@@ -152,7 +168,8 @@ class Store {
   // FailedPrecondition (message lists the first missing digests) when a chunk
   // is missing; InvalidArgument when a stored chunk's size differs from the
   // manifest's or the chunks do not hash to its digest (the whole artifact is
-  // read for that); Corruption when a stored chunk no longer verifies;
+  // read for that, a version committed again too); FailedPrecondition too
+  // when a stored chunk no longer verifies (it is dropped: upload it again);
   // AlreadyExists when that model version exists with other content. True
   // when this call made the version visible; false (nothing written, the
   // first envelope kept) when it exists already as the same release
@@ -212,8 +229,10 @@ class Store {
   // grows with the number of versions, not of chunks): re-hashes every
   // chunk, parses every manifest, checks each names only present chunks and
   // has an artifact index entry, and that every index entry points to a
-  // version with that digest. Each fault line names the digest or version.
-  virtual CheckReport Check() = 0;
+  // version with that digest. Each fault line names the digest or version;
+  // a damaged chunk is named, and so is each version it breaks. A damaged
+  // blob stops nothing: the walk goes on past it.
+  virtual CheckReport Check(CheckMode mode = CheckMode::kReport) = 0;
 };
 
 }  // namespace meridian

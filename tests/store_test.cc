@@ -12,11 +12,13 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
 #include <thread>
 
 #include "base/encoding.h"
+#include "base/file.h"
 #include "signing/signing.h"
 #include "store/manifest_cache.h"
 #include "store/store.h"
@@ -222,7 +224,7 @@ TEST_CASE("a chunk whose bytes do not match its digest is refused and not stored
   CHECK(store->Check().clean());
 }
 
-TEST_CASE("damaged chunks are Corruption, reported by Check, and repaired by a re-put") {
+TEST_CASE("a damaged chunk: Check names it, a read is Corruption and drops it, a re-put restores it") {
   TempDir dir;
   Bytes good = RandomBytes(64 << 10, 2);
   Digest d = Digest::Of(good);
@@ -234,26 +236,120 @@ TEST_CASE("damaged chunks are Corruption, reported by Check, and repaired by a r
   std::string declares_too_much = Zstd(Bytes(2 * kChunkBytesMax, 0));
   std::string other_frame = Zstd(RandomBytes(64 << 10, 3));
   std::string truncated = Zstd(good).substr(0, 1000);
-  for (const std::string* bad : {&other_frame, &declares_too_much, &truncated}) {
+  std::string not_zstd = "not a zstd frame at all";
+  for (const std::string* bad : {&other_frame, &declares_too_much, &truncated, &not_zstd}) {
     { RawDb(dir.path()).Put(RawDb::kChunks, Key(d), *bad); }
-    std::unique_ptr<Store> store = OpenOrDie(dir.path());
-    Result<Bytes> got = store->GetChunk(d);
-    CHECK(got.status().code() == Status::Code::kCorruption);
-    CHECK(store->Stats().errors == std::map<std::string, uint64_t>{{"corruption", 1}});
-    CHECK(*store->HasChunk(d));  // presence is not verification
+    std::vector<std::pair<Digest, Status>> told;
+    StoreOptions options = Fast();
+    options.on_damaged_chunk = [&](const Digest& digest, const Status& why) { told.emplace_back(digest, why); };
+    std::unique_ptr<Store> store = OpenOrDie(dir.path(), options);
     CheckReport report = store->Check();
     CHECK(report.chunks_checked == 1);
     REQUIRE(report.faults.size() == 1);
     CHECK(report.faults[0].find(d.ToString()) != std::string::npos);
+    CHECK(*store->HasChunk(d));  // presence is not verification
+    CHECK(told.empty());         // Check only reports
+
+    Result<Bytes> got = store->GetChunk(d);
+    CHECK(got.status().code() == Status::Code::kCorruption);
+    CHECK(store->Stats().errors == std::map<std::string, uint64_t>{{"corruption", 1}});
+    REQUIRE(told.size() == 1);
+    CHECK(told[0].first == d);
+    CHECK(told[0].second.code() == Status::Code::kCorruption);
+    // Dropped: it reads as not stored, so a publisher or a follower sends it again.
+    CHECK_FALSE(*store->HasChunk(d));
+    CHECK(store->MissingChunks(std::vector<Digest>{d}).value() == std::vector<Digest>{d});
+    CHECK(store->GetChunk(d).status().code() == Status::Code::kNotFound);
+    CHECK(store->Check().clean());
+    REQUIRE(store->PutChunk(d, good).ok());
+    Result<Bytes> repaired = store->GetChunk(d);
+    REQUIRE(repaired.ok());
+    CHECK(*repaired == good);
+    CHECK(store->Check().clean());
+    CHECK(told.size() == 1);
   }
-  { RawDb(dir.path()).Put(RawDb::kChunks, Key(d), "not a zstd frame at all"); }
+  // A damaged copy still indexed is replaced by a re-put without a read first.
+  { RawDb(dir.path()).Put(RawDb::kChunks, Key(d), not_zstd); }
   std::unique_ptr<Store> store = OpenOrDie(dir.path());
-  CHECK(store->GetChunk(d).status().code() == Status::Code::kCorruption);
   REQUIRE(store->PutChunk(d, good).ok());
-  Result<Bytes> repaired = store->GetChunk(d);
-  REQUIRE(repaired.ok());
-  CHECK(*repaired == good);
+  CHECK(store->GetChunk(d).value() == good);
   CHECK(store->Check().clean());
+}
+
+// Flips `n` bytes 4 KiB past the middle of each of the store's blob files
+// (the Store must be closed), in place: damage the way a failing disk does
+// it, under RocksDB. Past the middle, as records of equal size meet there,
+// and a record's header is not the chunk (reads go by offset and size).
+void FlipBlobBytes(const std::string& dir, size_t n) {
+  size_t files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().extension() != ".blob") continue;
+    std::fstream f(e.path(), std::ios::in | std::ios::out | std::ios::binary);
+    const auto middle = static_cast<std::streamoff>(e.file_size() / 2 + 4096);
+    std::string bytes(n, '\0');
+    f.seekg(middle);
+    f.read(bytes.data(), static_cast<std::streamsize>(n));
+    for (char& c : bytes) c = static_cast<char>(c ^ 0x5a);
+    f.seekp(middle);
+    f.write(bytes.data(), static_cast<std::streamsize>(n));
+    REQUIRE(f.good());
+    ++files;
+  }
+  REQUIRE(files > 0);
+}
+
+TEST_CASE("bytes flipped in a blob file: Check goes on past it and names the chunk and the versions it breaks; "
+          "a repair drops it; a commit never skips it") {
+  TempDir dir;
+  Artifact a = MakeArtifact("fraud-detector", "1.0.0", 24, 100);
+  Artifact b = MakeArtifact("fraud-detector", "2.0.0", 24, 100);  // the same chunks, another version
+  b.manifest.created = "2026-11-25T00:00:00.000Z";
+  {
+    std::unique_ptr<Store> store = OpenOrDie(dir.path());
+    CommitOrDie(*store, a);
+    CommitOrDie(*store, b);
+  }  // closing flushes: the chunks are in a blob file
+  FlipBlobBytes(dir.path(), 16);
+  // Which chunk the flip hit: the one that no longer reads back.
+  std::vector<Digest> damaged;
+  {
+    std::unique_ptr<Store> store = OpenOrDie(dir.path());
+    CheckReport report = store->Check();
+    CHECK(report.chunks_checked == a.chunks.size());  // every chunk, past the damaged one
+    for (const Bytes& c : a.chunks) {
+      if (AnyFaultMentions(report, "chunk " + Digest::Of(c).ToString() + ":")) damaged.push_back(Digest::Of(c));
+    }
+    for (const std::string& f : report.faults) UNSCOPED_INFO(f);
+    REQUIRE(damaged.size() == 1);
+    CHECK(AnyFaultMentions(report, "fraud-detector@1.0.0: 1 of 24 chunks damaged: " + damaged[0].ToString()));
+    CHECK(AnyFaultMentions(report, "fraud-detector@2.0.0: 1 of 24 chunks damaged: " + damaged[0].ToString()));
+    CHECK(report.faults.size() == 3);
+    CHECK(report.chunks_dropped == 0);
+
+    // Committing the same release again reads every byte: the damaged chunk
+    // is found, dropped and asked for, not skipped.
+    Status again = store->CommitVersion(Verified(a.manifest)).status();
+    CHECK(again.code() == Status::Code::kFailedPrecondition);
+    CHECK(again.message().find(damaged[0].ToString()) != std::string::npos);
+    CHECK(store->MissingChunks(damaged).value() == damaged);
+    PutAll(*store, a);  // sent again: into a blob file of its own once closed
+    REQUIRE(store->CommitVersion(Verified(a.manifest)).ok());
+    CHECK(store->Check().clean());
+  }
+  FlipBlobBytes(dir.path(), 16);  // the new copy is damaged too (the old one is garbage)
+  {
+    std::unique_ptr<Store> store = OpenOrDie(dir.path());
+    CheckReport report = store->Check(CheckMode::kRepair);
+    CHECK(AnyFaultMentions(report, "chunk " + damaged[0].ToString() + ":"));
+    CHECK(report.chunks_dropped == 1);
+    CheckReport after = store->Check();
+    // Now only missing, not damaged: the versions name what to send again.
+    CHECK_FALSE(AnyFaultMentions(after, "damaged"));
+    CHECK(AnyFaultMentions(after, "fraud-detector@1.0.0: "));
+    PutAll(*store, a);
+    CHECK(store->Check().clean());
+    CHECK(store->CommitVersion(Verified(a.manifest)).ok());
+  }
 }
 
 TEST_CASE("MissingChunks answers the absent digests in the order given") {
