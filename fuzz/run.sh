@@ -14,6 +14,9 @@
 #                 and heads, terminal credentials and credential requests
 #   http_head     request targets, framing and Host checks, Range, If-None-Match
 #   config        the TOML configuration files: meridian-agent's and meridiand's --config
+#   agent_state   what the agent reads back from its state directory after a crash: agent.json,
+#                 credential.json, job.json, slot links, root.json, terminal.key, and outbox reports as
+#                 the server reads them
 set -eu
 seconds=${1:-20}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,7 +25,7 @@ jobs=$(nproc)
 base="base/digest.cc base/status.cc base/encoding.cc base/file.cc base/json.cc base/clock.cc"
 
 # The sources of each target besides its fuzz/NAME_fuzzer.cc and $base.
-targets="delta_decode signed_json http_head config"
+targets="delta_decode signed_json http_head config agent_state"
 delta_decode="delta/delta_decode.cc delta/delta_encode.cc delta/delta_format.cc delta/chunker.cc"
 signed_json="manifest/manifest.cc signing/signing.cc signing/root.cc target/target.cc rollout/rollout.cc
   rollout/rollout_json.cc rollout/window.cc rollout/analysis.cc delta/delta_info.cc daemon/catalog.cc
@@ -30,6 +33,9 @@ signed_json="manifest/manifest.cc signing/signing.cc signing/root.cc target/targ
 http_head="daemon/http.cc"
 config="agent/config.cc daemon/config.cc client/http_client.cc manifest/manifest.cc rollout/rollout.cc
   rollout/rollout_json.cc rollout/window.cc rollout/analysis.cc"
+agent_state="agent/state_files.cc agent/slots.cc daemon/api_shared.cc daemon/http.cc rollout/rollout.cc
+  rollout/rollout_json.cc rollout/window.cc rollout/analysis.cc manifest/manifest.cc signing/signing.cc signing/root.cc
+  trust/terminal_credential.cc"
 
 # Each source is compiled once (a source shared by several targets too), all
 # cores at a time; line tables are enough for the sanitizers' reports.
