@@ -17,6 +17,7 @@
 #   agent_state   what the agent reads back from its state directory after a crash: agent.json,
 #                 credential.json, job.json, slot links, root.json, terminal.key, and outbox reports as
 #                 the server reads them
+#   sync_document a region's sync document from its upstream, and its stored record of revocations
 set -eu
 seconds=${1:-20}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,7 +26,7 @@ jobs=$(nproc)
 base="base/digest.cc base/status.cc base/encoding.cc base/file.cc base/json.cc base/clock.cc"
 
 # The sources of each target besides its fuzz/NAME_fuzzer.cc and $base.
-targets="delta_decode signed_json http_head config agent_state"
+targets="delta_decode signed_json http_head config agent_state sync_document"
 delta_decode="delta/delta_decode.cc delta/delta_encode.cc delta/delta_format.cc delta/chunker.cc"
 signed_json="manifest/manifest.cc signing/signing.cc signing/root.cc target/target.cc rollout/rollout.cc
   rollout/rollout_json.cc rollout/window.cc rollout/analysis.cc delta/delta_info.cc daemon/catalog.cc
@@ -36,6 +37,8 @@ config="agent/config.cc daemon/config.cc client/http_client.cc manifest/manifest
 agent_state="agent/state_files.cc agent/slots.cc daemon/api_shared.cc daemon/http.cc rollout/rollout.cc
   rollout/rollout_json.cc rollout/window.cc rollout/analysis.cc manifest/manifest.cc signing/signing.cc signing/root.cc
   trust/terminal_credential.cc"
+sync_document="daemon/sync_document.cc manifest/manifest.cc rollout/rollout.cc rollout/rollout_json.cc rollout/window.cc
+  rollout/analysis.cc signing/signing.cc signing/root.cc target/target.cc"
 
 # Each source is compiled once (a source shared by several targets too), all
 # cores at a time; line tables are enough for the sanitizers' reports.
