@@ -25,6 +25,7 @@
 #include "agent/long_poll.h"
 #include "agent/outbox.h"
 #include "agent/slots.h"
+#include "agent/state_files.h"
 #include "base/encoding.h"
 #include "base/json.h"
 #include "base/file.h"
@@ -43,98 +44,18 @@ namespace {
 
 using Json = nlohmann::json;
 
-constexpr uint64_t kAgentStateBytesMax = 1u << 20;
-constexpr uint64_t kJobBytesMax = 64u << 10;
 constexpr size_t kDeltaApplyBufferBytes = 1u << 20;
 // How long past the asked hold a long poll may take to answer before the
 // agent stops waiting for it (a slow network, a busy server).
 constexpr int64_t kLongPollGraceMs = 5'000;
 
-// What the agent remembers between runs (STATE/agent.json).
-struct Persisted {
-  std::map<std::string, uint64_t> state_versions;            // "<model>/<channel>" -> highest accepted
-  std::map<std::string, std::vector<Digest>> failed;         // model -> artifacts that failed their health check
-  std::string last_error;
-  std::string last_error_at;
-  std::string last_success_at;
-  uint64_t downloaded_bytes = 0;                             // body bytes received for downloads, all time
-  std::map<std::string, int64_t> health_checked_ms;          // model -> when its health check last ran (Unix ms)
-
-  Json ToJson() const {
-    Json failed_json = Json::object();
-    for (const auto& [model, digests] : failed) {
-      Json& list = failed_json[model] = Json::array();
-      for (const Digest& d : digests) list.push_back(d.ToString());
-    }
-    return {{"state_versions", state_versions}, {"failed", failed_json}, {"last_error", last_error},
-            {"last_error_at", last_error_at}, {"last_success_at", last_success_at},
-            {"downloaded_bytes", downloaded_bytes}, {"health_checked_ms", health_checked_ms}};
-  }
-  // Unknown fields are ignored: a newer agent may have written the file before a downgrade.
-  static Result<Persisted> FromJson(const std::string& text) {
-    Result<Json> parsed = ParseJsonObject(text, text.size(), "agent.json");  // read with a size limit already
-    if (!parsed.ok()) return Status::Corruption(parsed.status().message());
-    Persisted p;
-    JsonFields f(*parsed, "agent.json", UnknownFields::kIgnore);
-    const Json* versions = f.Object("state_versions", true);
-    const Json* failed = f.Object("failed", true);
-    const Json* checked = f.Object("health_checked_ms");  // absent in an older agent's file
-    f.String("last_error", &p.last_error, true);
-    f.String("last_error_at", &p.last_error_at, true);
-    f.String("last_success_at", &p.last_success_at, true);
-    f.Uint("downloaded_bytes", &p.downloaded_bytes, true);
-    if (Status st = f.Finish(); !st.ok()) return Status::Corruption(st.message());
-    JsonFields vf(*versions, "agent.json state_versions", UnknownFields::kIgnore);
-    for (const auto& item : versions->items()) vf.Uint(item.key(), &p.state_versions[item.key()]);
-    JsonFields ff(*failed, "agent.json failed", UnknownFields::kIgnore);
-    std::map<std::string, std::vector<std::string>> failed_text;
-    for (const auto& item : failed->items()) ff.Strings(item.key(), &failed_text[item.key()]);
-    static const Json kNone = Json::object();
-    const Json& checked_json = checked != nullptr ? *checked : kNone;
-    JsonFields hf(checked_json, "agent.json health_checked_ms", UnknownFields::kIgnore);
-    for (const auto& item : checked_json.items()) {
-      // Not negative: the schedule subtracts times, which must not overflow.
-      uint64_t ms = 0;
-      hf.Uint(item.key(), &ms, false, INT64_MAX);
-      p.health_checked_ms[item.key()] = static_cast<int64_t>(ms);
-    }
-    for (const JsonFields* m : {&vf, &ff, &hf}) {
-      if (Status st = m->Finish(); !st.ok()) return Status::Corruption(st.message());
-    }
-    for (const auto& [model, digests] : failed_text) {
-      for (const std::string& digest : digests) {
-        Result<Digest> d = Digest::Parse(digest);
-        if (!d.ok()) return Status::Corruption("agent.json: failed " + model + ": " + d.status().message());
-        p.failed[model].push_back(*d);
-      }
-    }
-    return p;
-  }
-};
-
-// A download in progress (STATE/models/<name>/staging/job.json): what is
-// being fetched and what it must hash to, so a restart resumes it with Range
-// only when it is still the same thing.
-struct Job {
-  std::string path;    // URL path on the server
-  Digest digest;       // of the complete body
-  uint64_t size = 0;   // signed size of the body: never a byte more
-  bool operator==(const Job&) const = default;
-  std::string ToJson() const { return Json{{"path", path}, {"digest", digest.ToString()}, {"size", size}}.dump(); }
-};
-
-std::optional<Job> ReadJob(const std::string& file) {
-  Result<std::string> text = ReadFileToString(file, kJobBytesMax);
+// A download in progress, or none when there is no job file or it is damaged.
+std::optional<DownloadJob> ReadJob(const std::string& file) {
+  Result<std::string> text = ReadFileToString(file, kDownloadJobBytesMax);
   if (!text.ok()) return std::nullopt;
-  Result<Json> parsed = ParseJsonObject(*text, kJobBytesMax, "job.json");
-  if (!parsed.ok()) return std::nullopt;
-  Job job;
-  JsonFields f(*parsed, "job.json", UnknownFields::kIgnore);
-  f.String("path", &job.path, true);
-  f.Digest("digest", &job.digest, true);
-  f.Uint("size", &job.size, true);
-  if (!f.Finish().ok()) return std::nullopt;
-  return job;
+  Result<DownloadJob> job = ParseDownloadJob(*text);
+  if (!job.ok()) return std::nullopt;
+  return *job;
 }
 
 // Whether a download stopped on the way (resume it) rather than on bad data.
@@ -164,7 +85,7 @@ struct Agent::Impl {
   std::string state_dir;
   int lock_fd = -1;
   Root root;
-  Persisted persisted;
+  AgentState persisted;
   Outbox outbox{""};
   HttpClientOptions client_options;  // bearer_token: the credential
   std::vector<std::unique_ptr<HttpClient>> servers;
@@ -239,8 +160,8 @@ struct Agent::Impl {
       credential_expires_ms = expires_ms;
       credential_renew_ms = now + (expires_ms - now) / 2;
       UseCredential(credential);
-      Json kept = {{"credential", credential}, {"expires_ms", expires_ms}, {"renew_ms", credential_renew_ms}};
-      if (Status st = WriteFileAtomic(CredentialFile(), kept.dump(), 0600); !st.ok()) {
+      std::string kept = StoredCredentialToJson({credential, expires_ms, credential_renew_ms});
+      if (Status st = WriteFileAtomic(CredentialFile(), kept, 0600); !st.ok()) {
         Log("credential not kept: " + st.ToString());
       }
       return Status::Ok();
@@ -259,7 +180,7 @@ struct Agent::Impl {
   }
   ModelSlots SlotsOf(const ModelConfig& m) const { return ModelSlots(state_dir + "/models/" + m.name); }
 
-  Status Save() { return WriteFileAtomic(AgentFile(), persisted.ToJson().dump(1)); }
+  Status Save() { return WriteFileAtomic(AgentFile(), AgentStateToJson(persisted)); }
 
   void Log(const std::string& line) const {
     std::fprintf(stderr, "%s meridian-agent %s: %s\n", FormatRfc3339(clock->NowUnixMillis()).c_str(),
@@ -393,13 +314,13 @@ struct Agent::Impl {
   // ---- downloads
   // Fetches job.path into staging/download.part, resuming what an earlier run
   // left when the job is the same; verifies size and digest. Returns the file.
-  Result<std::string> Download(HttpClient& c, const ModelSlots& slots, const Job& job) {
+  Result<std::string> Download(HttpClient& c, const ModelSlots& slots, const DownloadJob& job) {
     std::string job_file = slots.staging_dir() + "/job.json";
     std::string part = slots.staging_dir() + "/download.part";
-    std::optional<Job> old = ReadJob(job_file);
+    std::optional<DownloadJob> old = ReadJob(job_file);
     if (!old || *old != job) {
       MERIDIAN_RETURN_IF_ERROR(slots.CollectGarbage(true));
-      MERIDIAN_RETURN_IF_ERROR(WriteFileAtomic(job_file, job.ToJson()));
+      MERIDIAN_RETURN_IF_ERROR(WriteFileAtomic(job_file, DownloadJobToJson(job)));
     }
     int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return ErrnoStatus("open " + part, errno);
@@ -472,7 +393,7 @@ struct Agent::Impl {
 
   // The signed descriptor of a delta from `from` to `to`, when the server has
   // a worthwhile one ready; nullopt means "download the artifact".
-  std::optional<Job> DeltaJob(HttpClient& c, const Digest& from, const Digest& to) {
+  std::optional<DownloadJob> DeltaJob(HttpClient& c, const Digest& from, const Digest& to) {
     Result<HttpReply> r = c.Get(DeltaInfoPath(from, to), kDeltaInfoReplyBytesMax);
     // 409 while the daemon computes it, 404 without a delta service: the artifact then.
     if (!r.ok() || r->status != 200) return std::nullopt;
@@ -482,7 +403,7 @@ struct Agent::Impl {
       return std::nullopt;
     }
     if (!info->worthwhile) return std::nullopt;
-    return Job{DeltaPath(from, to), info->digest, info->size};
+    return DownloadJob{DeltaPath(from, to), info->digest, info->size};
   }
 
   // Applies a verified delta file to the current slot into staging; returns the target file.
@@ -520,7 +441,7 @@ struct Agent::Impl {
   Result<std::string> Fetch(HttpClient& c, const ModelConfig& m, const ModelSlots& slots,
                             const std::optional<Slot>& current, const Manifest& man) {
     if (current) {
-      if (std::optional<Job> dj = DeltaJob(c, current->digest, man.digest); dj && dj->size < man.size) {
+      if (std::optional<DownloadJob> dj = DeltaJob(c, current->digest, man.digest); dj && dj->size < man.size) {
         Result<std::string> delta = Download(c, slots, *dj);
         if (!delta.ok() && IsTransient(delta.status())) return delta.status();  // resumed next time
         Result<std::string> applied = delta.ok() ? ApplyDeltaFile(slots, *delta, *current, man) : delta.status();
@@ -533,7 +454,7 @@ struct Agent::Impl {
         MERIDIAN_RETURN_IF_ERROR(slots.CollectGarbage(true));
       }
     }
-    Result<std::string> file = Download(c, slots, Job{ArtifactPath(man.digest), man.digest, man.size});
+    Result<std::string> file = Download(c, slots, DownloadJob{ArtifactPath(man.digest), man.digest, man.size});
     if (!file.ok()) return file.status();
     return file;
   }
@@ -771,7 +692,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(AgentConfig config, const Clock& cloc
   if (std::filesystem::exists(impl->AgentFile())) {
     Result<std::string> text = ReadFileToString(impl->AgentFile(), kAgentStateBytesMax);
     if (!text.ok()) return text.status();
-    Result<Persisted> p = Persisted::FromJson(*text);
+    Result<AgentState> p = ParseAgentState(*text);
     if (!p.ok()) return p.status();
     impl->persisted = std::move(*p);
   }
@@ -790,18 +711,14 @@ Result<std::unique_ptr<Agent>> Agent::Open(AgentConfig config, const Clock& cloc
     if (!key.ok()) return key.status();
     impl->terminal_key = std::move(*key);
     if (std::filesystem::exists(impl->CredentialFile())) {
-      Result<std::string> text = ReadFileToString(impl->CredentialFile(), 64u << 10);
-      Result<Json> j = text.ok() ? ParseJson(*text, 64u << 10) : Result<Json>(text.status());
-      std::string credential;
-      if (j.ok() && j->is_object()) {
-        JsonFields f(*j, "credential.json", UnknownFields::kIgnore);
-        f.String("credential", &credential, true);
-        f.Int64("expires_ms", &impl->credential_expires_ms, true);
-        f.Int64("renew_ms", &impl->credential_renew_ms, true);
-        if (!f.Finish().ok()) credential.clear();
-      }
+      Result<std::string> text = ReadFileToString(impl->CredentialFile(), kStoredCredentialBytesMax);
+      Result<StoredCredential> kept = text.ok() ? ParseStoredCredential(*text) : Result<StoredCredential>(text.status());
       // A damaged file costs one request for a new credential, nothing more.
-      if (!credential.empty()) impl->UseCredential(credential);
+      if (kept.ok()) {
+        impl->credential_expires_ms = kept->expires_ms;
+        impl->credential_renew_ms = kept->renew_ms;
+        impl->UseCredential(kept->credential);
+      }
     }
   }
   return std::unique_ptr<Agent>(new Agent(std::move(impl)));
@@ -899,7 +816,7 @@ Result<std::string> ReadAgentStatus(const AgentConfig& config) {
   if (std::filesystem::exists(agent_file)) {
     Result<std::string> text = ReadFileToString(agent_file, kAgentStateBytesMax);
     if (!text.ok()) return text.status();
-    Result<Persisted> p = Persisted::FromJson(*text);
+    Result<AgentState> p = ParseAgentState(*text);
     if (!p.ok()) return p.status();
     out["last_error"] = p->last_error;
     out["last_error_at"] = p->last_error_at;
@@ -918,7 +835,7 @@ Result<std::string> ReadAgentStatus(const AgentConfig& config) {
     };
     mj["current"] = slot_json(slots.Current());
     mj["previous"] = slot_json(slots.Previous());
-    std::optional<Job> job = ReadJob(slots.staging_dir() + "/job.json");
+    std::optional<DownloadJob> job = ReadJob(slots.staging_dir() + "/job.json");
     if (job) {
       std::error_code ec;
       uint64_t have = std::filesystem::file_size(slots.staging_dir() + "/download.part", ec);

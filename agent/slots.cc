@@ -19,7 +19,25 @@ constexpr size_t kLinkBytesMax = 512;
 // Blob names are "<version>_<64 hex>": '_' never occurs in a SemVer version.
 std::string BlobName(const std::string& version, const Digest& digest) { return version + "_" + digest.Hex(); }
 
+constexpr std::string_view kBlobsPrefix = "blobs/";
+
 }  // namespace
+
+std::string SlotLinkTarget(const std::string& version, const Digest& digest) {
+  return std::string(kBlobsPrefix) + BlobName(version, digest);
+}
+
+Result<SlotLink> ParseSlotLink(std::string_view target) {
+  auto malformed = [&target] { return Status::Corruption("malformed link " + std::string(target)); };
+  size_t sep = target.rfind('_');
+  if (!target.starts_with(kBlobsPrefix) || sep == std::string_view::npos) return malformed();
+  SlotLink link;
+  link.version = std::string(target.substr(kBlobsPrefix.size(), sep - kBlobsPrefix.size()));
+  Result<Digest> d = Digest::Parse(std::string(Digest::kPrefix) + std::string(target.substr(sep + 1)));
+  if (!IsValidVersion(link.version) || !d.ok()) return malformed();
+  link.digest = *d;
+  return link;
+}
 
 Status ModelSlots::Init() const {
   MERIDIAN_RETURN_IF_ERROR(CreateDirectories(dir_ + "/blobs"));
@@ -41,15 +59,9 @@ Result<std::optional<Slot>> ModelSlots::Read(const std::string& link) const {
     return ErrnoStatus("readlink " + link, errno);
   }
   std::string target(buf, static_cast<size_t>(n));
-  constexpr std::string_view kPrefix = "blobs/";
-  size_t sep = target.rfind('_');
-  if (!target.starts_with(kPrefix) || sep == std::string::npos) return Status::Corruption(link + ": malformed link " + target);
-  Slot s;
-  s.version = target.substr(kPrefix.size(), sep - kPrefix.size());
-  Result<Digest> d = Digest::Parse(std::string(Digest::kPrefix) + target.substr(sep + 1));
-  if (!IsValidVersion(s.version) || !d.ok()) return Status::Corruption(link + ": malformed link " + target);
-  s.digest = *d;
-  s.path = dir_ + "/" + target;
+  Result<SlotLink> parsed = ParseSlotLink(target);
+  if (!parsed.ok()) return parsed.status().WithContext(link);
+  Slot s{std::move(parsed->version), parsed->digest, dir_ + "/" + target};
   struct stat st;
   if (::stat(s.path.c_str(), &st) != 0) return Status::Corruption(link + ": " + target + " is missing");
   return std::optional<Slot>(std::move(s));

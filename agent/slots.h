@@ -7,6 +7,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "base/digest.h"
 #include "base/status.h"
@@ -18,6 +19,19 @@ struct Slot {
   Digest digest;     // SHA-256 of the file, verified before it entered blobs/
   std::string path;  // absolute path of the file under blobs/
 };
+
+// What a `current` or `previous` link points at, "blobs/<version>_<sha256
+// hex>" (docs/agent.md): readlink tells what runs. A link a crash or a hand
+// damaged is refused by ParseSlotLink, never followed.
+struct SlotLink {
+  std::string version;
+  Digest digest;
+  bool operator==(const SlotLink&) const = default;
+};
+std::string SlotLinkTarget(const std::string& version, const Digest& digest);
+// Corruption ("malformed link …") unless `target` is what SlotLinkTarget makes
+// of a valid version and a digest.
+Result<SlotLink> ParseSlotLink(std::string_view target);
 
 class ModelSlots {
  public:

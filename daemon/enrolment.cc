@@ -202,15 +202,10 @@ Result<std::unique_ptr<Enrolment>> Enrolment::OpenRegion(Store& store, const Clo
     auto corrupt = [](const Status& st) {
       return Status::Corruption(fmt::format("{}: {}", kRegionRevocationsKey, st.message()));
     };
-    Result<nlohmann::json> j = ParseJsonObject(*held, kStateScanBytesMax, kRegionRevocationsKey);
-    if (!j.ok()) return corrupt(j.status());
-    JsonFields f(*j, kRegionRevocationsKey, UnknownFields::kIgnore);
-    f.Uint("made", &impl->revocations_made, true);
-    const nlohmann::json* revoked = f.Array("revoked", kStateScanBytesMax, true);
-    if (Status st = f.Finish(); !st.ok()) return corrupt(st);
-    Result<std::vector<Revocation>> list = RevocationsFromJson(*revoked);
-    if (!list.ok()) return corrupt(list.status());
-    for (Revocation& r : *list) impl->revoked[std::move(r.terminal_id)] = r.revoked_ms;
+    Result<RegionRevocations> record = ParseRegionRevocations(*held);
+    if (!record.ok()) return corrupt(record.status());
+    impl->revocations_made = record->made;
+    for (Revocation& r : record->revoked) impl->revoked[std::move(r.terminal_id)] = r.revoked_ms;
   } else if (held.status().code() != Status::Code::kNotFound) {
     return held.status();
   }
@@ -331,8 +326,8 @@ Status Enrolment::AdoptRevocations(std::vector<Revocation> revocations, uint64_t
   if (next == d.revoked && made == d.revocations_made) return Status::Ok();
   std::vector<Revocation> list;
   for (const auto& [id, when] : next) list.push_back({id, when});
-  nlohmann::json record = {{"made", made}, {"revoked", RevocationsToJson(list)}};
-  MERIDIAN_RETURN_IF_ERROR(d.store.WriteState({{std::string(kRegionRevocationsKey), record.dump()}}));
+  std::string record = RegionRevocationsToJson({made, std::move(list)});
+  MERIDIAN_RETURN_IF_ERROR(d.store.WriteState({{std::string(kRegionRevocationsKey), std::move(record)}}));
   d.revoked = std::move(next);
   d.revocations_made = made;
   return Status::Ok();
@@ -360,29 +355,6 @@ Status Enrolment::AdmitCertified(std::string_view id) const {
   bool revoked = d.online ? it != d.records.end() && it->second.state == EnrolmentState::kRevoked : d.revoked.count(id) != 0;
   if (revoked) return Status::PermissionDenied(fmt::format("terminal '{}' was revoked", id));
   return Status::Ok();
-}
-
-nlohmann::json RevocationsToJson(const std::vector<Revocation>& revocations) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const Revocation& r : revocations) out.push_back({{"terminal", r.terminal_id}, {"revoked_ms", r.revoked_ms}});
-  return out;
-}
-
-Result<std::vector<Revocation>> RevocationsFromJson(const nlohmann::json& j) {
-  if (!j.is_array()) return Status::InvalidArgument("revocations: not an array");
-  std::vector<Revocation> out;
-  out.reserve(j.size());
-  for (const nlohmann::json& item : j) {
-    if (!item.is_object()) return Status::InvalidArgument("revocations: not an object");
-    JsonFields f(item, "revocation", UnknownFields::kIgnore);
-    Revocation r;
-    f.String("terminal", &r.terminal_id, true);
-    f.Int64("revoked_ms", &r.revoked_ms, true);
-    MERIDIAN_RETURN_IF_ERROR(f.Finish());
-    if (!IsValidTerminalId(r.terminal_id)) return Status::InvalidArgument("revocations: invalid terminal id");
-    out.push_back(std::move(r));
-  }
-  return out;
 }
 
 }  // namespace meridian

@@ -15,7 +15,7 @@
 //   enrolment/revocations   the number of revocations ever made (decimal): part
 //                   of the sync version, so that regions learn of each one
 //   revoked-terminals       a region's adopted revocations:
-//                   {"made":N,"revoked":[…RevocationsToJson…]}
+//                   daemon/sync_document.h RegionRevocationsToJson
 // Operator changes (add, accept, revoke) are synced before they are answered;
 // a pending request is not (it is an unauthenticated terminal's, and the
 // terminal asks again).
@@ -37,6 +37,7 @@
 
 #include "base/clock.h"
 #include "base/status.h"
+#include "daemon/sync_document.h"
 #include "signing/signing.h"
 #include "store/store.h"
 #include "trust/terminal_credential.h"
@@ -69,13 +70,6 @@ struct EnrolledTerminal {
 
 // InvalidArgument naming the bad field.
 Status ValidateEnrolledTerminal(const EnrolledTerminal& terminal);
-
-// A terminal revoked at a time: credentials it was issued before then are refused.
-struct Revocation {
-  std::string terminal_id;
-  int64_t revoked_ms = 0;
-  bool operator==(const Revocation&) const = default;
-};
 
 // A credential request's outcome: the credential, or "pending" (asked to
 // join; the terminal asks again until an operator accepts it).
@@ -142,10 +136,5 @@ class Enrolment {
   explicit Enrolment(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
-
-// The JSON form of revocations, as the sync document and a region's state carry them:
-//   [{"terminal":"…","revoked_ms":N}, …]
-nlohmann::json RevocationsToJson(const std::vector<Revocation>& revocations);
-Result<std::vector<Revocation>> RevocationsFromJson(const nlohmann::json& j);
 
 }  // namespace meridian

@@ -40,44 +40,14 @@
 #include "daemon/enrolment.h"
 #include "daemon/root_chain.h"
 #include "daemon/rollouts.h"
+#include "daemon/sync_document.h"
 #include "daemon/upstream.h"
 #include "signing/signing.h"
 #include "store/store.h"
 
 namespace meridian {
 
-// ---------------------------------------------------------------------------
-// The sync document (GET /v1/sync): what an upstream holds. Pure JSON.
-
-struct SyncVersion {
-  std::string model;
-  std::string version;
-  std::vector<std::string> regions;  // from the manifest; empty = all (a hint: the signed manifest decides)
-  bool operator==(const SyncVersion&) const = default;
-};
-
-struct SyncChannel {
-  std::string model;
-  std::string channel;
-  uint64_t state_version = 0;
-  std::string envelope;  // the signed channel state, verbatim
-  bool operator==(const SyncChannel&) const = default;
-};
-
-struct SyncDocument {
-  uint64_t sync_version = 0;  // grows with every version stored, channel state signed, root and terminal revoked upstream
-  int64_t root_version = 0;   // the newest root upstream (0: an upstream that serves no chain of roots)
-  std::vector<SyncVersion> versions;
-  std::vector<SyncChannel> channels;
-  std::vector<Revocation> revoked;  // terminals revoked within a credential's lifetime (Enrolment)
-  uint64_t revocations = 0;         // how many the origin ever made: a part of sync_version
-  bool operator==(const SyncDocument&) const = default;
-};
-
-inline constexpr size_t kSyncDocumentBytesMax = 256u << 20;
-
-std::string SyncDocumentToJson(const SyncDocument& doc);
-Result<SyncDocument> ParseSyncDocument(std::string_view json);
+// The sync document (GET /v1/sync), what the follower reads: daemon/sync_document.h.
 
 // The earliest expiry among `channels`' signed states; none when there are none.
 std::optional<int64_t> EarliestStateExpiry(const std::vector<SignedChannel>& channels);

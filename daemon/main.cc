@@ -10,7 +10,6 @@
 #include <cstdio>
 #include <mutex>
 #include <thread>
-#include <toml++/toml.h>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -20,6 +19,7 @@
 #include "base/service_notify.h"
 #include "daemon/api.h"
 #include "daemon/audit_log.h"
+#include "daemon/config.h"
 #include "daemon/credentials.h"
 #include "daemon/data_dir.h"
 #include "daemon/follower.h"
@@ -34,8 +34,6 @@ using namespace meridian;
 
 namespace {
 
-constexpr const char* kDefaultData = "./data";
-constexpr const char* kDefaultListen = "127.0.0.1:7400";
 constexpr std::chrono::milliseconds kTickInterval{1000};
 
 void Log(std::string_view message) {
@@ -45,21 +43,6 @@ void Log(std::string_view message) {
 int Fail(std::string_view message) {
   fmt::print(stderr, "meridiand: {}\n", message);
   return 1;
-}
-
-bool SplitHostPort(const std::string& listen, std::string* host, uint16_t* port) {
-  size_t colon = listen.rfind(':');
-  if (colon == std::string::npos) return false;
-  *host = listen.substr(0, colon);
-  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') *host = host->substr(1, host->size() - 2);
-  try {
-    int p = std::stoi(listen.substr(colon + 1));
-    if (p < 0 || p > 65535 || host->empty()) return false;
-    *port = static_cast<uint16_t>(p);
-  } catch (...) {
-    return false;
-  }
-  return true;
 }
 
 // How the process's descriptors are shared out: every connection is one,
@@ -97,174 +80,12 @@ Result<DescriptorBudget> BudgetDescriptors() {
   return b;
 }
 
-struct ServeOptions {
-  std::string data = kDefaultData;
-  std::string listen = kDefaultListen;
-  std::string config;
-  std::string port_file;
-  int threads = 0;
-  int64_t head_timeout_ms = HttpServerOptions{}.head_timeout.count();
-  int64_t body_timeout_ms = HttpServerOptions{}.body_timeout.count();
-  int64_t state_expiry_ms = RolloutsOptions{}.state_expiry_ms;    // lifetime of a signed channel state
-  int64_t state_refresh_ms = RolloutsOptions{}.state_refresh_ms;  // re-signed when less than this is left
-  int64_t credential_lifetime_ms = EnrolmentOptions{}.credential_lifetime_ms;  // of a terminal credential
-  std::map<std::string, std::string> time_zones;                  // region ("*": any other) -> IANA zone
-  std::string role = "origin";
-  std::string region;                  // role region: the region served
-  std::string jurisdiction;            // role origin: the region whose resident models it may hold ("": none)
-  std::vector<std::string> upstream;   // role region: upstream URLs, in order of preference
-  std::string upstream_token_file;     // role region: the upstream's mirror.token
-  DeltaServiceOptions deltas;          // the delta_* settings
-  // HTTPS: certificate chain and key (PEM); client certificates checked
-  // against tls_client_ca, "none", "optional" (the default with a CA) or "required".
-  std::string tls_certificate, tls_key, tls_client_ca, tls_client_certificates;
-  // Role region: how the upstream is trusted, and the certificate shown to it.
-  std::string upstream_ca_file, upstream_client_certificate, upstream_client_key;
-  bool upstream_allow_insecure_http = false;
-};
-
-// The keys of --config, in the order --help lists them.
-constexpr std::array<std::string_view, 26> kConfigKeys = {
-    "data", "listen", "threads", "head_timeout_ms", "body_timeout_ms", "state_expiry_ms", "state_refresh_ms",
-    "credential_lifetime_ms", "role",
-    "region", "jurisdiction", "upstream", "upstream_token_file", "upstream_ca_file", "upstream_client_certificate",
-    "upstream_client_key", "upstream_allow_insecure_http", "tls_certificate", "tls_key", "tls_client_ca",
-    "tls_client_certificates", "delta_previous_versions", "delta_threads", "delta_literal_level",
-    "delta_artifact_bytes_max", "time_zones"};
-
-// The TLS settings: a --config key and the flag of the same name
-// (tls_key: --tls-key), which wins.
-struct TlsSetting {
-  const char* key;
-  std::string ServeOptions::*field;
-  const char* help;
-};
-constexpr TlsSetting kTlsSettings[] = {
-    {"tls_certificate", &ServeOptions::tls_certificate, "HTTPS: certificate chain file (PEM), reloaded on SIGHUP"},
-    {"tls_key", &ServeOptions::tls_key, "HTTPS: private key file (PEM) of the certificate"},
-    {"tls_client_ca", &ServeOptions::tls_client_ca, "HTTPS: CA file (PEM) that signs client certificates (mTLS)"},
-    {"tls_client_certificates", &ServeOptions::tls_client_certificates,
-     "none, optional (default with --tls-client-ca) or required"},
-    {"upstream_ca_file", &ServeOptions::upstream_ca_file, "role region: CA file (PEM) the upstream's certificate is checked against"},
-    {"upstream_client_certificate", &ServeOptions::upstream_client_certificate,
-     "role region: client certificate (PEM) shown to the upstream"},
-    {"upstream_client_key", &ServeOptions::upstream_client_key, "role region: its private key (PEM)"},
-};
-
-std::string FlagOf(std::string_view key) {
-  std::string flag = "--" + std::string(key);
-  std::replace(flag.begin(), flag.end(), '_', '-');
-  return flag;
-}
-
-// The server's TLS settings from the flags and keys; plain HTTP without a certificate.
-Result<TlsServerOptions> ServerTls(const ServeOptions& o) {
-  TlsServerOptions tls{o.tls_certificate, o.tls_key, o.tls_client_ca, ClientCertificates::kNone};
-  if (o.tls_certificate.empty()) {
-    if (!o.tls_key.empty() || !o.tls_client_ca.empty() || !o.tls_client_certificates.empty()) {
-      return Status::InvalidArgument("the TLS settings need tls_certificate (--tls-certificate)");
-    }
-    return tls;
-  }
-  if (o.tls_key.empty()) return Status::InvalidArgument("tls_certificate needs tls_key (--tls-key), its private key");
-  const std::string& mode = o.tls_client_certificates;
-  if (mode == "optional" || (mode.empty() && !o.tls_client_ca.empty())) {
-    tls.client_certificates = ClientCertificates::kOptional;
-  } else if (mode == "required") {
-    tls.client_certificates = ClientCertificates::kRequired;
-  } else if (!mode.empty() && mode != "none") {
-    return Status::InvalidArgument("tls_client_certificates must be none, optional or required, got '" + mode + "'");
-  }
-  if (tls.client_certificates != ClientCertificates::kNone && o.tls_client_ca.empty()) {
-    return Status::InvalidArgument("tls_client_certificates = " + mode + " needs tls_client_ca (--tls-client-ca)");
-  }
-  return tls;
-}
-
 // Settings from --config FILE (TOML); flags given on the command line win.
 Status ApplyConfig(ServeOptions& o, const CLI::App& app) {
   if (o.config.empty()) return Status::Ok();
-  toml::table t;
-  try {
-    t = toml::parse_file(o.config);
-  } catch (const toml::parse_error& e) {
-    return Status::InvalidArgument(fmt::format("{}: {}", o.config, e.description()));
-  }
-  for (const auto& [key, value] : t) {
-    if (std::find(kConfigKeys.begin(), kConfigKeys.end(), key.str()) == kConfigKeys.end()) {
-      return Status::InvalidArgument(fmt::format("{}: unknown setting '{}'", o.config, key.str()));
-    }
-  }
-  if (app.count("--data") == 0) o.data = t["data"].value_or(o.data);
-  if (app.count("--listen") == 0) o.listen = t["listen"].value_or(o.listen);
-  if (app.count("--threads") == 0) o.threads = t["threads"].value_or(o.threads);
-  if (app.count("--role") == 0) o.role = t["role"].value_or(o.role);
-  if (app.count("--region") == 0) o.region = t["region"].value_or(o.region);
-  if (app.count("--jurisdiction") == 0) o.jurisdiction = t["jurisdiction"].value_or(o.jurisdiction);
-  if (app.count("--upstream-token-file") == 0) o.upstream_token_file = t["upstream_token_file"].value_or(o.upstream_token_file);
-  for (const TlsSetting& s : kTlsSettings) {
-    if (app.count(FlagOf(s.key)) == 0) o.*s.field = t[s.key].value_or(o.*s.field);
-  }
-  if (app.count("--upstream-allow-insecure-http") == 0) {
-    o.upstream_allow_insecure_http = t["upstream_allow_insecure_http"].value_or(o.upstream_allow_insecure_http);
-  }
-  if (app.count("--upstream") == 0) {
-    if (const toml::array* list = t["upstream"].as_array()) {
-      for (const auto& url : *list) {
-        if (!url.is_string()) return Status::InvalidArgument(o.config + ": upstream must be a list of URLs");
-        o.upstream.push_back(*url.value<std::string>());
-      }
-    } else if (std::optional<std::string> url = t["upstream"].value<std::string>()) {
-      o.upstream.push_back(*url);
-    }
-  }
-  o.head_timeout_ms = t["head_timeout_ms"].value_or(o.head_timeout_ms);
-  o.body_timeout_ms = t["body_timeout_ms"].value_or(o.body_timeout_ms);
-  if (o.head_timeout_ms < 1 || o.body_timeout_ms < 1) {
-    return Status::InvalidArgument(o.config + ": timeouts must be at least 1 ms");
-  }
-  if (const toml::node* zones = t.get("time_zones")) {
-    const toml::table* table = zones->as_table();
-    if (table == nullptr) return Status::InvalidArgument(o.config + ": time_zones must be a table of region = \"Zone\"");
-    for (const auto& [region, zone] : *table) {
-      std::optional<std::string> name = zone.value<std::string>();
-      if (!name) return Status::InvalidArgument(o.config + ": time_zones." + std::string(region.str()) + " must be a zone name");
-      if (Status st = CheckTimeZone(*name); !st.ok()) return Status::InvalidArgument(o.config + ": time_zones: " + st.message());
-      o.time_zones[std::string(region.str())] = *name;
-    }
-  }
-  o.state_expiry_ms = t["state_expiry_ms"].value_or(o.state_expiry_ms);
-  o.state_refresh_ms = t["state_refresh_ms"].value_or(o.state_refresh_ms);
-  if (o.state_expiry_ms < 1000 || o.state_refresh_ms < 1 || o.state_refresh_ms >= o.state_expiry_ms) {
-    return Status::InvalidArgument(o.config + ": state_expiry_ms must be at least 1000 and above state_refresh_ms (at least 1)");
-  }
-  o.credential_lifetime_ms = t["credential_lifetime_ms"].value_or(o.credential_lifetime_ms);
-  if (o.credential_lifetime_ms < 10'000 || o.credential_lifetime_ms > 30ll * 24 * 3600 * 1000) {
-    return Status::InvalidArgument(o.config + ": credential_lifetime_ms must be 10000 (10 s) to 30 days");
-  }
-  DeltaServiceOptions& d = o.deltas;
-  d.previous_versions = t["delta_previous_versions"].value_or(d.previous_versions);
-  d.encoder.threads = t["delta_threads"].value_or(d.encoder.threads);
-  const int64_t artifact_max = t["delta_artifact_bytes_max"].value_or(static_cast<int64_t>(d.artifact_bytes_max));
-  if (d.previous_versions < 0 || d.previous_versions > 100) {
-    return Status::InvalidArgument(o.config + ": delta_previous_versions must be 0 to 100");
-  }
-  if (d.encoder.threads < 1 || d.encoder.threads > 64) {
-    return Status::InvalidArgument(o.config + ": delta_threads must be 1 to 64");
-  }
-  if (artifact_max < 0 || artifact_max > (int64_t{1} << 40)) {
-    return Status::InvalidArgument(o.config + ": delta_artifact_bytes_max must be 0 to 1 TiB");
-  }
-  d.artifact_bytes_max = static_cast<uint64_t>(artifact_max);
-  // Unset: LZMA literals (smallest). A level: zstd literals, faster to make and apply.
-  if (std::optional<int> level = t["delta_literal_level"].value<int>()) {
-    if (*level < 1 || *level > 22) return Status::InvalidArgument(o.config + ": delta_literal_level must be 1 to 22");
-    d.encoder.literal_codec = LiteralCodec::kZstd;
-    d.encoder.literal_level = *level;
-  } else if (t.contains("delta_literal_level")) {
-    return Status::InvalidArgument(o.config + ": delta_literal_level must be an integer");
-  }
-  return Status::Ok();
+  Result<std::string> text = ReadFileToString(o.config, kServeConfigBytesMax);
+  if (!text.ok()) return text.status();
+  return ApplyConfigText(o, *text, o.config, [&app](std::string_view flag) { return app.count(std::string(flag)) != 0; });
 }
 
 // The chain of roots: DATA/root.json and the rotations the store keeps.

@@ -126,6 +126,8 @@ Result<SecretKey> SecretKeyFromBase64Seed(const std::string& seed_b64) {
   return SecretKey::FromSeed(seed);
 }
 
+}  // namespace
+
 Result<SecretKey> ParseSecretKeyFile(std::string_view text, const std::string& path) {
   Result<nlohmann::json> parsed = ParseJson(text, kKeyFileBytesMax);
   if (!parsed.ok() || !parsed->is_object()) return Status::InvalidArgument(path + ": not a JSON object");
@@ -153,6 +155,8 @@ Result<PublicKey> ParsePublicKeyFile(std::string_view text, const std::string& p
   MERIDIAN_RETURN_IF_ERROR(CheckKeyFileIdentity(j, *key, path));
   return key;
 }
+
+namespace {
 
 Result<Signature> ParseSignature(const nlohmann::json& j) {
   if (!j.is_object()) return Status::InvalidArgument("envelope signature is not an object");

@@ -119,6 +119,10 @@ Status WritePublicKeyFile(const std::string& path, const PublicKey& key);
 Result<SecretKey> ReadSecretKeyFile(const std::string& path);
 // Reads a public key file; same errors as above except the mode check.
 Result<PublicKey> ReadPublicKeyFile(const std::string& path);
+// The readers' parsers of a key file's text (`path` names it in errors):
+// InvalidArgument when malformed or its keyid does not match the key.
+Result<SecretKey> ParseSecretKeyFile(std::string_view text, const std::string& path);
+Result<PublicKey> ParsePublicKeyFile(std::string_view text, const std::string& path);
 
 // DSSE envelope.
 struct Signature {
