@@ -356,8 +356,7 @@ struct Agent::Impl {
         if (data.size() > job.size - offset) {
           return Status::Corruption(fmt::format("server sent more than the {} signed bytes", job.size));
         }
-        ssize_t w = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
-        if (w != static_cast<ssize_t>(data.size())) return ErrnoStatus("write " + part, errno);
+        MERIDIAN_RETURN_IF_ERROR(PwriteAll(fd, offset, data, part));
         offset += data.size();
         persisted.downloaded_bytes += data.size();
         return Status::Ok();

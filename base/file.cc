@@ -31,6 +31,29 @@ static Status WriteAll(int fd, ByteSpan data, const std::string& path) {
   return Status::Ok();
 }
 
+Status PreadExact(int fd, uint64_t offset, std::span<uint8_t> out, const std::string& path) {
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus("read " + path, errno);
+    if (n == 0) return Status::IOError(path + " is shorter than expected");
+    done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+Status PwriteAll(int fd, uint64_t offset, ByteSpan data, const std::string& path) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus("write " + path, errno);
+    done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
 Status SyncDirectory(const std::string& dir) {
   int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus("open directory " + dir, errno);

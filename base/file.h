@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "base/bytes.h"
@@ -30,6 +31,12 @@ struct ReadOnlyFile {
   uint64_t size = 0;
 };
 Result<ReadOnlyFile> OpenReadOnly(const std::string& path);
+
+// Reads exactly out.size() bytes of `fd` at `offset`, through short reads
+// and EINTR; IOError naming `path` when the file ends first.
+Status PreadExact(int fd, uint64_t offset, std::span<uint8_t> out, const std::string& path);
+// Writes all of `data` to `fd` at `offset`, through short writes and EINTR.
+Status PwriteAll(int fd, uint64_t offset, ByteSpan data, const std::string& path);
 
 // fsyncs a directory so that renames and creations inside it are durable.
 Status SyncDirectory(const std::string& dir);

@@ -46,31 +46,6 @@ struct Fd {
   Fd& operator=(const Fd&) = delete;
 };
 
-Status PreadAll(int fd, uint8_t* out, size_t n, uint64_t offset) {
-  while (n > 0) {
-    ssize_t r = ::pread(fd, out, n, static_cast<off_t>(offset));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return ErrnoStatus("read", errno);
-    if (r == 0) return Status::IOError("file shrank while reading");
-    out += r;
-    n -= static_cast<size_t>(r);
-    offset += static_cast<uint64_t>(r);
-  }
-  return Status::Ok();
-}
-
-Status PwriteAll(int fd, const uint8_t* data, size_t n, uint64_t offset) {
-  while (n > 0) {
-    ssize_t w = ::pwrite(fd, data, n, static_cast<off_t>(offset));
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return ErrnoStatus("write", errno);
-    data += w;
-    n -= static_cast<size_t>(w);
-    offset += static_cast<uint64_t>(w);
-  }
-  return Status::Ok();
-}
-
 // Runs work(client, i) for i in [0, count) on `workers` threads, each with its
 // own connection. Stops handing out work after the first failure, returns it.
 Status ForEachParallel(const GlobalOptions& g, size_t count, int workers,
@@ -243,7 +218,7 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
     Status st = ForEachParallel(store, to_upload.size(), g.parallel, [&](HttpClient& c, size_t k) -> Status {
       const ChunkRef& ref = m.chunks[to_upload[k]];
       Bytes data(ref.size);
-      MERIDIAN_RETURN_IF_ERROR(PreadAll(f.fd, data.data(), data.size(), chunked->offsets[to_upload[k]]));
+      MERIDIAN_RETURN_IF_ERROR(PreadExact(f.fd, chunked->offsets[to_upload[k]], data, o.path));
       if (Digest::Of(data) != ref.digest) return Status::FailedPrecondition(o.path + " changed while publishing");
       Result<HttpReply> r = c.Put(ChunkPath(ref.digest), data, kShortReplyBytesMax);
       if (!r.ok()) return r.status();
@@ -402,14 +377,14 @@ Status DownloadChunks(const GlobalOptions& g, const Manifest& m, int fd, uint64_
     if (cr->status != 200) return ReplyError(*cr, "chunk " + ref.digest.ToString());
     downloaded += data.size();
     progress.Add(data.size());
-    return PwriteAll(fd, data.data(), data.size(), offsets[i]);
+    return PwriteAll(fd, offsets[i], data, "the output file");
   }));
   // Verify what is on disk, not what we meant to write.
   Sha256 whole;
   Bytes buf(kReadBufferBytes);
   for (uint64_t off = 0; off < m.size;) {
     size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), m.size - off));
-    MERIDIAN_RETURN_IF_ERROR(PreadAll(fd, buf.data(), n, off));
+    MERIDIAN_RETURN_IF_ERROR(PreadExact(fd, off, std::span(buf.data(), n), "the output file"));
     whole.Update(ByteSpan(buf.data(), n));
     off += n;
   }

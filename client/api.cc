@@ -164,12 +164,7 @@ Result<HttpReply> GetMatchingDigest(HttpClient& client, const std::string& path,
   uint64_t received = 0;
   Result<HttpReply> reply = client.GetStreaming(path, [&](ByteSpan piece) -> Status {
     hasher.Update(piece);
-    for (size_t done = 0; done < piece.size();) {
-      ssize_t w = ::pwrite(fd, piece.data() + done, piece.size() - done, static_cast<off_t>(received + done));
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) return ErrnoStatus("write the spool file of " + path, errno);
-      done += static_cast<size_t>(w);
-    }
+    MERIDIAN_RETURN_IF_ERROR(PwriteAll(fd, received, piece, "the spool file of " + path));
     received += piece.size();
     return Status::Ok();
   }, bytes_max);
@@ -178,12 +173,8 @@ Result<HttpReply> GetMatchingDigest(HttpClient& client, const std::string& path,
     return Status::Corruption(fmt::format("{}: {} bytes that do not match their signed digest", path, received));
   }
   reply->body.resize(static_cast<size_t>(received));
-  for (size_t done = 0; done < reply->body.size();) {
-    ssize_t r = ::pread(fd, reply->body.data() + done, reply->body.size() - done, static_cast<off_t>(done));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return r < 0 ? ErrnoStatus("read the spool file of " + path, errno) : Status::IOError("spool file shrank");
-    done += static_cast<size_t>(r);
-  }
+  MERIDIAN_RETURN_IF_ERROR(PreadExact(fd, 0, std::span(reinterpret_cast<uint8_t*>(reply->body.data()), reply->body.size()),
+                                      "the spool file of " + path));
   return reply;
 }
 

@@ -18,18 +18,6 @@ Result<std::unique_ptr<FileSourceReader>> FileSourceReader::Open(const std::stri
   return std::unique_ptr<FileSourceReader>(new FileSourceReader(f->fd, f->size, path));
 }
 
-static Status PreadExact(int fd, uint64_t offset, std::span<uint8_t> out, const std::string& path) {
-  size_t done = 0;
-  while (done < out.size()) {
-    ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus("read " + path, errno);
-    if (n == 0) return Status::IOError(path + " is shorter than expected");
-    done += static_cast<size_t>(n);
-  }
-  return Status::Ok();
-}
-
 Status FileSourceReader::Read(uint64_t offset, std::span<uint8_t> out) {
   if (offset > size_ || out.size() > size_ - offset) return Status::InvalidArgument("read outside the source");
   return PreadExact(fd_, offset, out, path_);
@@ -44,13 +32,7 @@ Result<std::unique_ptr<FileTargetSink>> FileTargetSink::Create(const std::string
 }
 
 Status FileTargetSink::Write(ByteSpan data) {
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::pwrite(fd_, data.data() + done, data.size() - done, static_cast<off_t>(written_ + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus("write " + path_, errno);
-    done += static_cast<size_t>(n);
-  }
+  MERIDIAN_RETURN_IF_ERROR(PwriteAll(fd_, written_, data, path_));
   written_ += data.size();
   return Status::Ok();
 }

@@ -1,4 +1,5 @@
 // Tests of base/: digests, encodings, status, clock, atomic files.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -119,6 +120,31 @@ TEST_CASE("atomic writes replace whole files with the asked mode") {
   CHECK(opened->size == 4);
   ::close(opened->fd);
   CHECK(OpenReadOnly((dir / "nope").string()).status().code() == Status::Code::kNotFound);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("PwriteAll writes at offsets, PreadExact reads exactly or names the file that ended") {
+  auto dir = std::filesystem::temp_directory_path() / ("meridian-base-p-" + std::to_string(::getpid()));
+  REQUIRE(CreateDirectories(dir.string()).ok());
+  const std::string path = (dir / "f").string();
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  REQUIRE(fd >= 0);
+  Bytes big(3u << 20);  // more than one write(2) may take at once on some systems
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<uint8_t>(i * 7);
+  REQUIRE(PwriteAll(fd, 5, big, path).ok());
+  REQUIRE(PwriteAll(fd, 0, AsBytes(std::string_view("head!")), path).ok());
+  Bytes back(big.size());
+  REQUIRE(PreadExact(fd, 5, back, path).ok());
+  CHECK(back == big);
+  Bytes head(5);
+  REQUIRE(PreadExact(fd, 0, head, path).ok());
+  CHECK(AsString(head) == "head!");
+  Bytes past(10);
+  Status short_read = PreadExact(fd, big.size(), past, path);
+  CHECK(short_read.code() == Status::Code::kIOError);
+  CHECK(short_read.message().find(path) != std::string::npos);
+  ::close(fd);
+  CHECK(PwriteAll(-1, 0, head, path).code() == Status::Code::kIOError);
   std::filesystem::remove_all(dir);
 }
 
