@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <optional>
+#include <string>
+#include <type_traits>
+#include <vector>
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
@@ -16,6 +19,37 @@ std::string FlagOf(std::string_view key) {
   std::replace(flag.begin(), flag.end(), '_', '-');
   return flag;
 }
+
+namespace {
+
+constexpr int kThreadsMax = 1024;
+constexpr int64_t kTimeoutMsMax = 3'600'000;
+
+// What a setting of type T must be, for an error message.
+template <typename T>
+constexpr const char* Kind() {
+  if constexpr (std::is_same_v<T, bool>) return "true or false";
+  if constexpr (std::is_same_v<T, std::string>) return "a string";
+  return "an integer";
+}
+
+// Sets *out to `key`'s value when the table has it; InvalidArgument when it
+// holds another type (or an integer out of T's range).
+template <typename T>
+Status ReadSetting(const toml::table& t, std::string_view key, const std::string& source, T* out) {
+  const toml::node* node = t.get(key);
+  if (node == nullptr) return Status::Ok();
+  // toml++ would read an integer as true or false, and a float as an integer.
+  const bool right_kind = std::is_same_v<T, bool>          ? node->is_boolean()
+                          : std::is_same_v<T, std::string> ? node->is_string()
+                                                           : node->is_integer();
+  std::optional<T> value = right_kind ? node->value<T>() : std::nullopt;
+  if (!value) return Status::InvalidArgument(fmt::format("{}: {} must be {}", source, key, Kind<T>()));
+  *out = std::move(*value);
+  return Status::Ok();
+}
+
+}  // namespace
 
 Status ApplyConfigText(ServeOptions& o, std::string_view toml_text, std::string_view source_name,
                        const std::function<bool(std::string_view flag)>& flag_given) {
@@ -32,33 +66,47 @@ Status ApplyConfigText(ServeOptions& o, std::string_view toml_text, std::string_
       return Status::InvalidArgument(fmt::format("{}: unknown setting '{}'", source, key.str()));
     }
   }
-  if (unset("--data")) o.data = t["data"].value_or(o.data);
-  if (unset("--listen")) o.listen = t["listen"].value_or(o.listen);
-  if (unset("--threads")) o.threads = t["threads"].value_or(o.threads);
-  if (unset("--role")) o.role = t["role"].value_or(o.role);
-  if (unset("--region")) o.region = t["region"].value_or(o.region);
-  if (unset("--jurisdiction")) o.jurisdiction = t["jurisdiction"].value_or(o.jurisdiction);
-  if (unset("--upstream-token-file")) o.upstream_token_file = t["upstream_token_file"].value_or(o.upstream_token_file);
-  for (const TlsSetting& s : kTlsSettings) {
-    if (unset(FlagOf(s.key))) o.*s.field = t[s.key].value_or(o.*s.field);
-  }
-  if (unset("--upstream-allow-insecure-http")) {
-    o.upstream_allow_insecure_http = t["upstream_allow_insecure_http"].value_or(o.upstream_allow_insecure_http);
-  }
-  if (unset("--upstream")) {
-    if (const toml::array* list = t["upstream"].as_array()) {
+  // Each setting read as the type it has: a value of another type is an
+  // error, never silently the default. A flag given wins over the file (the
+  // file's value is checked all the same).
+  auto setting = [&](std::string_view key, auto& field, std::string_view flag = {}) -> Status {
+    auto value = field;
+    MERIDIAN_RETURN_IF_ERROR(ReadSetting(t, key, source, &value));
+    if (flag.empty() || unset(flag)) field = std::move(value);
+    return Status::Ok();
+  };
+  MERIDIAN_RETURN_IF_ERROR(setting("data", o.data, "--data"));
+  MERIDIAN_RETURN_IF_ERROR(setting("listen", o.listen, "--listen"));
+  MERIDIAN_RETURN_IF_ERROR(setting("threads", o.threads, "--threads"));
+  MERIDIAN_RETURN_IF_ERROR(setting("role", o.role, "--role"));
+  MERIDIAN_RETURN_IF_ERROR(setting("region", o.region, "--region"));
+  MERIDIAN_RETURN_IF_ERROR(setting("jurisdiction", o.jurisdiction, "--jurisdiction"));
+  MERIDIAN_RETURN_IF_ERROR(setting("upstream_token_file", o.upstream_token_file, "--upstream-token-file"));
+  for (const TlsSetting& s : kTlsSettings) MERIDIAN_RETURN_IF_ERROR(setting(s.key, o.*s.field, FlagOf(s.key)));
+  MERIDIAN_RETURN_IF_ERROR(
+      setting("upstream_allow_insecure_http", o.upstream_allow_insecure_http, "--upstream-allow-insecure-http"));
+  if (const toml::node* upstream = t.get("upstream")) {
+    std::vector<std::string> urls;
+    if (const toml::array* list = upstream->as_array()) {
       for (const auto& url : *list) {
         if (!url.is_string()) return Status::InvalidArgument(source + ": upstream must be a list of URLs");
-        o.upstream.push_back(*url.value<std::string>());
+        urls.push_back(*url.value<std::string>());
       }
-    } else if (std::optional<std::string> url = t["upstream"].value<std::string>()) {
-      o.upstream.push_back(*url);
+    } else if (std::optional<std::string> url = upstream->value<std::string>()) {
+      urls.push_back(*url);
+    } else {
+      return Status::InvalidArgument(source + ": upstream must be a URL or a list of URLs");
     }
+    if (unset("--upstream")) o.upstream = std::move(urls);
   }
-  o.head_timeout_ms = t["head_timeout_ms"].value_or(o.head_timeout_ms);
-  o.body_timeout_ms = t["body_timeout_ms"].value_or(o.body_timeout_ms);
-  if (o.head_timeout_ms < 1 || o.body_timeout_ms < 1) {
-    return Status::InvalidArgument(source + ": timeouts must be at least 1 ms");
+  if (o.threads < 0 || o.threads > kThreadsMax) {
+    return Status::InvalidArgument(fmt::format("{}: threads must be 0 (one per core) to {}", source, kThreadsMax));
+  }
+  MERIDIAN_RETURN_IF_ERROR(setting("head_timeout_ms", o.head_timeout_ms));
+  MERIDIAN_RETURN_IF_ERROR(setting("body_timeout_ms", o.body_timeout_ms));
+  if (o.head_timeout_ms < 1 || o.body_timeout_ms < 1 || o.head_timeout_ms > kTimeoutMsMax ||
+      o.body_timeout_ms > kTimeoutMsMax) {
+    return Status::InvalidArgument(fmt::format("{}: timeouts must be 1 ms to {} ms (an hour)", source, kTimeoutMsMax));
   }
   if (const toml::node* zones = t.get("time_zones")) {
     const toml::table* table = zones->as_table();
@@ -70,19 +118,20 @@ Status ApplyConfigText(ServeOptions& o, std::string_view toml_text, std::string_
       o.time_zones[std::string(region.str())] = *name;
     }
   }
-  o.state_expiry_ms = t["state_expiry_ms"].value_or(o.state_expiry_ms);
-  o.state_refresh_ms = t["state_refresh_ms"].value_or(o.state_refresh_ms);
+  MERIDIAN_RETURN_IF_ERROR(setting("state_expiry_ms", o.state_expiry_ms));
+  MERIDIAN_RETURN_IF_ERROR(setting("state_refresh_ms", o.state_refresh_ms));
   if (o.state_expiry_ms < 1000 || o.state_refresh_ms < 1 || o.state_refresh_ms >= o.state_expiry_ms) {
     return Status::InvalidArgument(source + ": state_expiry_ms must be at least 1000 and above state_refresh_ms (at least 1)");
   }
-  o.credential_lifetime_ms = t["credential_lifetime_ms"].value_or(o.credential_lifetime_ms);
+  MERIDIAN_RETURN_IF_ERROR(setting("credential_lifetime_ms", o.credential_lifetime_ms));
   if (o.credential_lifetime_ms < 10'000 || o.credential_lifetime_ms > 30ll * 24 * 3600 * 1000) {
     return Status::InvalidArgument(source + ": credential_lifetime_ms must be 10000 (10 s) to 30 days");
   }
   DeltaServiceOptions& d = o.deltas;
-  d.previous_versions = t["delta_previous_versions"].value_or(d.previous_versions);
-  d.encoder.threads = t["delta_threads"].value_or(d.encoder.threads);
-  const int64_t artifact_max = t["delta_artifact_bytes_max"].value_or(static_cast<int64_t>(d.artifact_bytes_max));
+  MERIDIAN_RETURN_IF_ERROR(setting("delta_previous_versions", d.previous_versions));
+  MERIDIAN_RETURN_IF_ERROR(setting("delta_threads", d.encoder.threads));
+  auto artifact_max = static_cast<int64_t>(d.artifact_bytes_max);
+  MERIDIAN_RETURN_IF_ERROR(setting("delta_artifact_bytes_max", artifact_max));
   if (d.previous_versions < 0 || d.previous_versions > 100) {
     return Status::InvalidArgument(source + ": delta_previous_versions must be 0 to 100");
   }
@@ -94,12 +143,12 @@ Status ApplyConfigText(ServeOptions& o, std::string_view toml_text, std::string_
   }
   d.artifact_bytes_max = static_cast<uint64_t>(artifact_max);
   // Unset: LZMA literals (smallest). A level: zstd literals, faster to make and apply.
-  if (std::optional<int> level = t["delta_literal_level"].value<int>()) {
-    if (*level < 1 || *level > 22) return Status::InvalidArgument(source + ": delta_literal_level must be 1 to 22");
+  if (t.contains("delta_literal_level")) {
+    int level = 0;
+    MERIDIAN_RETURN_IF_ERROR(setting("delta_literal_level", level));
+    if (level < 1 || level > 22) return Status::InvalidArgument(source + ": delta_literal_level must be 1 to 22");
     d.encoder.literal_codec = LiteralCodec::kZstd;
-    d.encoder.literal_level = *level;
-  } else if (t.contains("delta_literal_level")) {
-    return Status::InvalidArgument(source + ": delta_literal_level must be an integer");
+    d.encoder.literal_level = level;
   }
   return Status::Ok();
 }

@@ -1,0 +1,76 @@
+// meridiand's --config text: each setting read as its type, a wrong type or
+// an out-of-range value refused naming the file and the key, flags winning.
+#include <catch2/catch.hpp>
+
+#include <set>
+#include <string>
+
+#include "daemon/config.h"
+
+using namespace meridian;
+
+namespace {
+
+// ApplyConfigText with the flags in `given` set on the command line.
+Status Apply(ServeOptions& o, const std::string& text, std::set<std::string> given = {}) {
+  return ApplyConfigText(o, text, "meridiand.toml",
+                         [&given](std::string_view flag) { return given.count(std::string(flag)) > 0; });
+}
+
+}  // namespace
+
+TEST_CASE("config: settings of the right type are applied; flags given win") {
+  ServeOptions o;
+  REQUIRE(Apply(o, "data = \"/var/lib/m\"\nthreads = 4\nhead_timeout_ms = 2500\n"
+                   "upstream = [\"https://a.example\", \"https://b.example\"]\nupstream_allow_insecure_http = true\n"
+                   "tls_key = \"k.pem\"\ndelta_literal_level = 9\n")
+              .ok());
+  CHECK(o.data == "/var/lib/m");
+  CHECK(o.threads == 4);
+  CHECK(o.head_timeout_ms == 2500);
+  CHECK(o.upstream == std::vector<std::string>{"https://a.example", "https://b.example"});
+  CHECK(o.upstream_allow_insecure_http);
+  CHECK(o.tls_key == "k.pem");
+  CHECK(o.deltas.encoder.literal_level == 9);
+
+  ServeOptions flagged;
+  flagged.threads = 2;
+  flagged.upstream = {"https://flag.example"};
+  REQUIRE(Apply(flagged, "threads = 8\nupstream = \"https://file.example\"\n", {"--threads", "--upstream"}).ok());
+  CHECK(flagged.threads == 2);
+  CHECK(flagged.upstream == std::vector<std::string>{"https://flag.example"});
+}
+
+TEST_CASE("config: a value of the wrong type is refused, never silently the default") {
+  for (const auto& [text, key] : std::vector<std::pair<std::string, std::string>>{
+           {"threads = \"4\"", "threads"},
+           {"threads = 4.0", "threads"},
+           {"data = 7", "data"},
+           {"upstream_allow_insecure_http = 1", "upstream_allow_insecure_http"},
+           {"head_timeout_ms = true", "head_timeout_ms"},
+           {"tls_key = [\"a\"]", "tls_key"},
+           {"upstream = 5", "upstream"},
+           {"delta_threads = \"2\"", "delta_threads"},
+           {"threads = 99999999999", "threads"},  // beyond int
+       }) {
+    INFO(text);
+    ServeOptions o;
+    Status st = Apply(o, text);
+    CHECK(st.code() == Status::Code::kInvalidArgument);
+    CHECK(st.message().find("meridiand.toml") != std::string::npos);
+    CHECK(st.message().find(key) != std::string::npos);
+  }
+  // Checked even when a flag given wins over it.
+  ServeOptions o;
+  CHECK(Apply(o, "threads = \"4\"", {"--threads"}).code() == Status::Code::kInvalidArgument);
+}
+
+TEST_CASE("config: out-of-range values and unknown keys are refused") {
+  for (const std::string text : {"threads = -1", "threads = 5000", "head_timeout_ms = 0", "body_timeout_ms = 3600001",
+                                 "delta_threads = 0", "delta_literal_level = 23", "credential_lifetime_ms = 5",
+                                 "nonsense = 1", "threads = "}) {
+    INFO(text);
+    ServeOptions o;
+    CHECK(Apply(o, text).code() == Status::Code::kInvalidArgument);
+  }
+}
