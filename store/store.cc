@@ -61,6 +61,8 @@ constexpr size_t kMissingListedMax = 5;
 // The memtable size derived from the file system's: a 32nd of it, so that a
 // full disk resumes once a few percent of it is freed.
 constexpr uint64_t kMemtableFsShare = 32;
+// Stripes of the lock on rewriting and dropping a chunk (RocksStore::ChunkMutex).
+constexpr size_t kChunkMutexes = 64;
 // Closing waits at most this long for the flush it asks for.
 constexpr std::chrono::seconds kCloseFlushWait{10};
 // RocksDB's info log (LOG): lines longer are cut; past this size LOG becomes LOG.old.
@@ -495,7 +497,7 @@ class RocksStore final : public Store {
         return Status::Corruption("chunk data hashes to " + actual.ToString() + ", not " + digest.ToString());
       }
       const std::string key = ChunkKey(digest);
-      std::lock_guard lock(chunk_mu_);  // see DropDamaged
+      std::lock_guard lock(ChunkMutex(digest));  // see DropDamaged
       rocksdb::PinnableSlice stored;
       rocksdb::Status s = db_->Get(ChunkReads(), cf(kChunks), key, &stored);
       if (s.ok()) {
@@ -1045,7 +1047,7 @@ class RocksStore final : public Store {
     const std::string key = ChunkKey(digest);
     Status damage;
     {
-      std::lock_guard lock(chunk_mu_);
+      std::lock_guard lock(ChunkMutex(digest));
       rocksdb::PinnableSlice stored;
       rocksdb::Status s = db_->Get(ChunkReads(), cf(kChunks), key, &stored);
       if (!s.ok()) return false;  // gone already, or unreadable for another reason
@@ -1081,7 +1083,11 @@ class RocksStore final : public Store {
   const StoreOptions options_;
   rocksdb::WriteOptions write_options_;
   std::mutex commit_mu_;  // serialises CommitVersion
-  std::mutex chunk_mu_;   // serialises rewriting and dropping a chunk (PutChunk, DropDamaged)
+  // Serialise rewriting and dropping one chunk (PutChunk, DropDamaged), by
+  // digest: uploads of other chunks go on side by side (and their synced
+  // writes are committed together).
+  std::array<std::mutex, kChunkMutexes> chunk_mu_;
+  std::mutex& ChunkMutex(const Digest& digest) { return chunk_mu_[digest.bytes()[0] % kChunkMutexes]; }
   std::mutex resume_mu_;  // serialises Resume(): RocksDB answers a second, concurrent one Busy
   ManifestCache manifests_;
   std::atomic<uint64_t> manifest_parses_{0};  // stored envelopes parsed: cache misses, and Check()
