@@ -230,7 +230,8 @@ Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* comple
         // Once per start: chunks of a held version dropped meanwhile (fsck
         // --repair) are fetched again.
         if (!held_checked_ && allowed.count({v.model, v.version})) {
-          if (Status st = FetchMissingChunks(up, v); !st.ok()) {
+          Result<std::shared_ptr<const Manifest>> m = store_.GetManifest(v.model, v.version);
+          if (Status st = m.ok() ? FetchMissingChunks(up, **m) : m.status(); !st.ok()) {
             if (cancel_) return st;
             *complete = false;
             note(fmt::format("restoring chunks of {} {}: {}", v.model, v.version, st.ToString()));
@@ -336,11 +337,7 @@ Status Follower::FetchVersion(UpstreamClient& up, const SyncVersion& v) {
     catalog_.Learn(m);
     return Status::Ok();
   }
-  std::vector<Digest> digests;
-  for (const ChunkRef& c : m.chunks) digests.push_back(c.digest);
-  Result<std::vector<Digest>> missing = store_.MissingChunks(digests);
-  if (!missing.ok()) return missing.status();
-  for (const Digest& d : *missing) MERIDIAN_RETURN_IF_ERROR(FetchChunk(up, d));
+  MERIDIAN_RETURN_IF_ERROR(FetchMissingChunks(up, m));
   Result<bool> made_visible = store_.CommitVersion(*verified);
   if (made_visible.status().code() == Status::Code::kAlreadyExists) return Status::Ok();
   MERIDIAN_RETURN_IF_ERROR(made_visible.status());
@@ -349,11 +346,9 @@ Status Follower::FetchVersion(UpstreamClient& up, const SyncVersion& v) {
   return Status::Ok();
 }
 
-Status Follower::FetchMissingChunks(UpstreamClient& up, const SyncVersion& v) {
-  Result<std::shared_ptr<const Manifest>> m = store_.GetManifest(v.model, v.version);
-  if (!m.ok()) return m.status();
+Status Follower::FetchMissingChunks(UpstreamClient& up, const Manifest& m) {
   std::vector<Digest> digests;
-  for (const ChunkRef& c : (*m)->chunks) digests.push_back(c.digest);
+  for (const ChunkRef& c : m.chunks) digests.push_back(c.digest);
   Result<std::vector<Digest>> missing = store_.MissingChunks(digests);
   if (!missing.ok()) return missing.status();
   for (const Digest& d : *missing) MERIDIAN_RETURN_IF_ERROR(FetchChunk(up, d));

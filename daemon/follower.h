@@ -104,8 +104,8 @@ class Follower {
   // round: the first is put in *problem and the round is left incomplete.
   Status Apply(UpstreamClient& up, const SyncDocument& doc, bool* complete, std::string* problem);
   Status FetchVersion(UpstreamClient& up, const SyncVersion& v);
-  // Fetches the chunks of held version `v` that the store lacks.
-  Status FetchMissingChunks(UpstreamClient& up, const SyncVersion& v);
+  // Fetches the chunks of `m` that the store lacks.
+  Status FetchMissingChunks(UpstreamClient& up, const Manifest& m);
   // GETs a chunk from upstream and stores it (re-hashed: a lying upstream fails).
   Status FetchChunk(UpstreamClient& up, const Digest& digest);
   // Follows the upstream's chain of roots up to `version`.
