@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include "manifest/manifest.h"
 #include "rollout/window.h"
 
 namespace meridian {
@@ -112,6 +113,9 @@ Status ApplyConfigText(ServeOptions& o, std::string_view toml_text, std::string_
     const toml::table* table = zones->as_table();
     if (table == nullptr) return Status::InvalidArgument(source + ": time_zones must be a table of region = \"Zone\"");
     for (const auto& [region, zone] : *table) {
+      if (region.str() != "*" && !IsValidRegionOrProfile(region.str())) {  // "*": the zone of every other region
+        return Status::InvalidArgument(fmt::format("{}: time_zones: '{}' is not a region name (or *)", source, region.str()));
+      }
       std::optional<std::string> name = zone.value<std::string>();
       if (!name) return Status::InvalidArgument(source + ": time_zones." + std::string(region.str()) + " must be a zone name");
       if (Status st = CheckTimeZone(*name); !st.ok()) return Status::InvalidArgument(source + ": time_zones: " + st.message());

@@ -68,7 +68,8 @@ TEST_CASE("config: a value of the wrong type is refused, never silently the defa
 TEST_CASE("config: out-of-range values and unknown keys are refused") {
   for (const std::string text : {"threads = -1", "threads = 5000", "head_timeout_ms = 0", "body_timeout_ms = 3600001",
                                  "delta_threads = 0", "delta_literal_level = 23", "credential_lifetime_ms = 5",
-                                 "nonsense = 1", "threads = "}) {
+                                 "nonsense = 1", "threads = ",
+                                 "[time_zones]\n\"'\" = \"Asia/Singapore\""}) {
     INFO(text);
     ServeOptions o;
     CHECK(Apply(o, text).code() == Status::Code::kInvalidArgument);
