@@ -13,9 +13,11 @@ std::shared_ptr<const Manifest> ManifestCache::Lookup(const std::string& key) {
   return it->second->manifest;
 }
 
-std::shared_ptr<const Manifest> ManifestCache::Insert(const std::string& key, std::shared_ptr<const Manifest> m) {
+std::shared_ptr<const Manifest> ManifestCache::Insert(const std::string& key, std::shared_ptr<const Manifest> m,
+                                                      uint64_t erasures) {
   const uint64_t charge = Charge(key, *m);
   std::lock_guard lock(mu_);
+  if (erasures != erasures_) return m;
   if (auto it = index_.find(key); it != index_.end()) {
     lru_.splice(lru_.begin(), lru_, it->second);
     return it->second->manifest;
@@ -30,6 +32,21 @@ std::shared_ptr<const Manifest> ManifestCache::Insert(const std::string& key, st
   index_.emplace(key, lru_.begin());
   bytes_ += charge;
   return m;
+}
+
+void ManifestCache::Erase(const std::string& key) {
+  std::lock_guard lock(mu_);
+  ++erasures_;
+  auto it = index_.find(key);
+  if (it == index_.end()) return;
+  bytes_ -= it->second->charge;
+  lru_.erase(it->second);
+  index_.erase(it);
+}
+
+uint64_t ManifestCache::erasures() {
+  std::lock_guard lock(mu_);
+  return erasures_;
 }
 
 uint64_t ManifestCache::bytes() {

@@ -26,8 +26,15 @@ class ManifestCache {
   // Caches `m` under `key` unless an entry is there already, and returns the
   // cached one: two threads that parsed the same version get one pointer.
   // Evicts the least recently used entries to stay within the capacity. A
-  // manifest charged more than the whole capacity is returned, not cached.
-  std::shared_ptr<const Manifest> Insert(const std::string& key, std::shared_ptr<const Manifest> m);
+  // manifest charged more than the whole capacity is returned, not cached;
+  // so is one read before an Erase that came since (`erasures`, as erasures()
+  // said before the read): a deleted version is never cached again by a
+  // reader that raced its deletion.
+  std::shared_ptr<const Manifest> Insert(const std::string& key, std::shared_ptr<const Manifest> m,
+                                         uint64_t erasures);
+  // Drops `key`'s entry (a deleted version).
+  void Erase(const std::string& key);
+  uint64_t erasures();
 
   uint64_t bytes();    // charged to the entries cached now; at most the capacity
   uint64_t entries();
@@ -45,6 +52,7 @@ class ManifestCache {
   const uint64_t capacity_bytes_;
   std::mutex mu_;
   uint64_t bytes_ = 0;
+  uint64_t erasures_ = 0;  // Erase calls so far
   std::list<Entry> lru_;  // most recently used first
   std::unordered_map<std::string, std::list<Entry>::iterator> index_;
 };

@@ -5,6 +5,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/listener.h>
+#include <rocksdb/metadata.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
 #include <rocksdb/snapshot.h>
@@ -34,6 +35,7 @@
 #include <new>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <shared_mutex>
 #include <system_error>
 #include <thread>
 #include <unordered_set>
@@ -63,6 +65,8 @@ constexpr size_t kMissingListedMax = 5;
 constexpr uint64_t kMemtableFsShare = 32;
 // Stripes of the lock on rewriting and dropping a chunk (RocksStore::ChunkMutex).
 constexpr size_t kChunkMutexes = 64;
+// Unreferenced chunks CollectGarbage deletes per pass of its sweep.
+constexpr size_t kSweepBatchChunks = 256;
 // Closing waits at most this long for the flush it asks for.
 constexpr std::chrono::seconds kCloseFlushWait{10};
 // RocksDB's info log (LOG): lines longer are cut; past this size LOG becomes LOG.old.
@@ -76,18 +80,40 @@ constexpr uint64_t kInfoLogBytesMax = 16ull << 20;
 enum Cf : size_t { kDefault = 0, kChunks, kManifests, kArtifacts, kState, kChunkIndex, kCfCount };
 constexpr const char* kCfNames[kCfCount] = {"default", "chunks", "manifests", "artifacts", "state", "chunk_index"};
 
-std::string EncodeSize(uint64_t size) {
-  std::string out(8, '\0');
-  for (int i = 0; i < 8; ++i) out[static_cast<size_t>(i)] = static_cast<char>(size >> (8 * i));
+// A chunk index entry: the chunk's uncompressed size, and when it was last
+// written, uploaded again or named present (Unix ms): its age, for
+// CollectGarbage. Stored as two 64-bit little-endian numbers; an entry of 8
+// bytes (a store from before ages were kept) is the size alone, as old as
+// can be.
+struct IndexEntry {
+  uint64_t size = 0;
+  int64_t touched_ms = 0;
+};
+
+void AppendLe64(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
+}
+uint64_t ReadLe64(std::string_view bytes) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = v << 8 | static_cast<uint8_t>(bytes[static_cast<size_t>(i)]);
+  return v;
+}
+
+std::string EncodeIndexEntry(uint64_t size, int64_t touched_ms) {
+  std::string out;
+  out.reserve(16);
+  AppendLe64(out, size);
+  AppendLe64(out, static_cast<uint64_t>(touched_ms));
   return out;
 }
 
-// The size EncodeSize wrote; nullopt for a value of another length.
-std::optional<uint64_t> DecodeSize(std::string_view bytes) {
-  if (bytes.size() != 8) return std::nullopt;
-  uint64_t size = 0;
-  for (int i = 7; i >= 0; --i) size = size << 8 | static_cast<uint8_t>(bytes[static_cast<size_t>(i)]);
-  return size;
+// The entry EncodeIndexEntry wrote; nullopt for a value of another length.
+std::optional<IndexEntry> DecodeIndexEntry(std::string_view bytes) {
+  if (bytes.size() != 8 && bytes.size() != 16) return std::nullopt;
+  IndexEntry e;
+  e.size = ReadLe64(bytes.substr(0, 8));
+  if (bytes.size() == 16) e.touched_ms = static_cast<int64_t>(ReadLe64(bytes.substr(8)));
+  return e;
 }
 
 std::string ChunkKey(const Digest& digest) {
@@ -104,6 +130,9 @@ std::string VersionKey(std::string_view model, std::string_view version) {
 
 // The state key marking a version committed Holding::kManifestOnly.
 std::string ManifestOnlyKey(std::string_view version_key) { return "manifest-only/" + std::string(version_key); }
+// The state key that keeps a deleted version's whole-file digest (hex): its
+// name is never committed again for other bytes.
+std::string DeletedVersionKey(std::string_view version_key) { return "deleted-version/" + std::string(version_key); }
 
 // "model@version" for messages, from a manifests key.
 std::string DescribeVersionKey(std::string_view key) {
@@ -439,6 +468,7 @@ class RocksStore final : public Store {
         db_(std::move(db)),
         handles_(std::move(handles)),
         options_(options),
+        clock_(options.clock != nullptr ? *options.clock : SystemClock::Get()),
         manifests_(options.manifest_cache_bytes) {
     write_options_.sync = options.sync_writes;
   }
@@ -475,12 +505,21 @@ class RocksStore final : public Store {
   Result<std::vector<Digest>> MissingChunks(std::span<const Digest> digests) override {
     return Guard(&faults_, "MissingChunks", [&]() -> Result<std::vector<Digest>> {
       std::vector<Digest> missing;
+      std::vector<Digest> stale;  // present, and old enough to be collected soon
+      const int64_t stale_before = TouchBefore();
       Status s = ForEachIndexed(rocksdb::ReadOptions(), digests.size(),
                                 [&](size_t i) -> const Digest& { return digests[i]; },
-                                [&](size_t i, std::optional<uint64_t> size) {
-                                  if (!size) missing.push_back(digests[i]);
+                                [&](size_t i, std::optional<IndexEntry> entry) {
+                                  if (!entry) {
+                                    missing.push_back(digests[i]);
+                                  } else if (entry->touched_ms < stale_before) {
+                                    stale.push_back(digests[i]);
+                                  }
                                 });
       if (!s.ok()) return s;
+      // A publisher told a chunk is present will not upload it: it must
+      // outlive the publish, even if no version refers to it now.
+      if (!stale.empty()) MERIDIAN_RETURN_IF_ERROR(Touch(stale));
       return missing;
     });
   }
@@ -503,10 +542,16 @@ class RocksStore final : public Store {
       if (s.ok()) {
         // Idempotent, but only a copy that still verifies and is indexed
         // counts: anything else is rewritten, so re-sending a chunk repairs it.
-        std::string indexed_size;
-        rocksdb::Status is = db_->Get(rocksdb::ReadOptions(), cf(kChunkIndex), key, &indexed_size);
-        if (is.ok() && indexed_size == EncodeSize(data.size()) && DecodeChunk(digest, ToView(stored)).ok()) {
-          return Status::Ok();
+        std::string indexed;
+        rocksdb::Status is = db_->Get(rocksdb::ReadOptions(), cf(kChunkIndex), key, &indexed);
+        std::optional<IndexEntry> entry = is.ok() ? DecodeIndexEntry(indexed) : std::nullopt;
+        if (entry && entry->size == data.size() && DecodeChunk(digest, ToView(stored)).ok()) {
+          // Uploaded again: young again, so it outlives the publish that sent it.
+          if (entry->touched_ms >= TouchBefore()) return Status::Ok();
+          rocksdb::WriteBatch touch;
+          s = touch.Put(cf(kChunkIndex), key, EncodeIndexEntry(data.size(), Now()));
+          if (!s.ok()) return Fault(s, "batching chunk " + digest.ToString());
+          return Write(touch, "touching chunk " + digest.ToString());
         }
       } else if (!s.IsNotFound()) {
         return Fault(s, "reading chunk " + digest.ToString());
@@ -515,7 +560,7 @@ class RocksStore final : public Store {
       if (!frame.ok()) return frame.status();
       rocksdb::WriteBatch batch;
       s = batch.Put(cf(kChunks), key, *frame);
-      if (s.ok()) s = batch.Put(cf(kChunkIndex), key, EncodeSize(data.size()));
+      if (s.ok()) s = batch.Put(cf(kChunkIndex), key, EncodeIndexEntry(data.size(), Now()));
       if (!s.ok()) return Fault(s, "batching chunk " + digest.ToString());
       return Write(batch, "writing chunk " + digest.ToString());
     });
@@ -543,6 +588,11 @@ class RocksStore final : public Store {
       const std::string what = m.name + "@" + m.version;
       const std::string key = VersionKey(m.name, m.version);
       rocksdb::ReadOptions ro;
+      // A collection that begins now waits for this commit; one under way
+      // keeps the chunks this commit is about to verify and name.
+      std::shared_lock gate(collect_gate_);
+      KeepForCollection(m);
+      MERIDIAN_RETURN_IF_ERROR(CheckNotDeletedAsOther(ro, key, m));
       Result<bool> exists = SameVersionStored(ro, key, m, envelope_json);
       if (!exists.ok()) return exists.status();
       // What becomes visible must be what the manifest says: verified before
@@ -559,8 +609,11 @@ class RocksStore final : public Store {
       if (!exists.ok()) return exists.status();
       if (*exists) return false;
 
+      MERIDIAN_RETURN_IF_ERROR(CheckNotDeletedAsOther(ro, key, m));
+
       rocksdb::WriteBatch batch;
       rocksdb::Status bs = batch.Put(cf(kManifests), key, rocksdb::Slice(envelope_json.data(), envelope_json.size()));
+      if (bs.ok()) bs = batch.Delete(cf(kState), DeletedVersionKey(key));
       if (!bs.ok()) return Fault(bs, "batching " + what);
       if (bytes_here) {
         const std::string artifact_key = ChunkKey(m.digest);
@@ -576,7 +629,7 @@ class RocksStore final : public Store {
       }
       if (!bs.ok()) return Fault(bs, "batching " + what);
       MERIDIAN_RETURN_IF_ERROR(Write(batch, "committing " + what));
-      manifests_.Insert(key, std::make_shared<const Manifest>(m));  // the envelope says exactly `m`
+      manifests_.Insert(key, std::make_shared<const Manifest>(m), manifests_.erasures());  // the envelope says exactly `m`
       return true;
     });
   }
@@ -658,6 +711,56 @@ class RocksStore final : public Store {
     });
   }
 
+  Status DeleteVersion(std::string_view model, std::string_view version) override {
+    return Guard(&faults_, "DeleteVersion", [&]() -> Status {
+      if (!IsValidModelName(model) || !IsValidVersion(version)) {
+        return Status::InvalidArgument("invalid model name or version");
+      }
+      const std::string key = VersionKey(model, version);
+      const std::string what = DescribeVersionKey(key);
+      std::lock_guard<std::mutex> lock(commit_mu_);  // no commit of this version or its artifact meanwhile
+      rocksdb::ReadOptions ro;
+      Result<std::shared_ptr<const Manifest>> m = ReadManifest(ro, key);
+      if (!m.ok()) return m.status();
+      rocksdb::WriteBatch batch;
+      rocksdb::Status bs = batch.Delete(cf(kManifests), key);
+      if (bs.ok()) bs = batch.Delete(cf(kState), ManifestOnlyKey(key));
+      if (bs.ok()) bs = batch.Put(cf(kState), DeletedVersionKey(key), (*m)->digest.Hex());
+      if (!bs.ok()) return Fault(bs, "batching the deletion of " + what);
+      const std::string artifact_key = ChunkKey((*m)->digest);
+      std::string indexed;
+      rocksdb::Status s = db_->Get(ro, cf(kArtifacts), artifact_key, &indexed);
+      if (!s.ok() && !s.IsNotFound()) return Fault(s, "reading the artifact index for " + (*m)->digest.ToString());
+      if (s.ok() && indexed == key) {
+        Result<std::optional<std::string>> other = OtherVersionHolding(ro, (*m)->digest, key);
+        if (!other.ok()) return other.status();
+        bs = *other ? batch.Put(cf(kArtifacts), artifact_key, **other) : batch.Delete(cf(kArtifacts), artifact_key);
+        if (!bs.ok()) return Fault(bs, "batching the deletion of " + what);
+      }
+      MERIDIAN_RETURN_IF_ERROR(Write(batch, "deleting " + what));
+      manifests_.Erase(key);
+      return Status::Ok();
+    });
+  }
+
+  Result<CollectReport> CollectGarbage(const std::function<Status(std::vector<Digest>&)>& more_referenced) override {
+    return Guard(&faults_, "CollectGarbage", [&]() -> Result<CollectReport> {
+      if (options_.read_only) return Status::FailedPrecondition("the store is open read-only");
+      std::unique_lock<std::mutex> one(collect_run_mu_, std::try_to_lock);
+      if (!one.owns_lock()) return Status::FailedPrecondition("a collection is running already");
+      CollectReport report;
+      Status st = Collect(more_referenced, report);
+      {
+        std::lock_guard lock(collect_mu_);
+        collecting_ = false;
+        kept_chunks_.clear();
+      }
+      if (!st.ok()) return st;
+      if (report.chunks_deleted > 0) MERIDIAN_RETURN_IF_ERROR(ReturnSpace(report));
+      return report;
+    });
+  }
+
   Status WriteState(const std::vector<std::pair<std::string, std::optional<std::string>>>& ops) override {
     return Guard(&faults_, "WriteState", [&]() -> Status {
       if (ops.empty()) return Status::Ok();
@@ -731,6 +834,7 @@ class RocksStore final : public Store {
         for (const std::unique_ptr<rocksdb::LogFile>& f : wal_files) stats.wal_bytes += f->SizeFileBytes();
       }
       stats.disk_bytes = stats.sst_bytes + stats.blob_bytes + stats.wal_bytes;
+      stats.blob_garbage_bytes = BlobGarbage().garbage;
       std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(kManifests)));
       uint64_t versions = 0;
       for (it->SeekToFirst(); it->Valid(); it->Next()) ++versions;
@@ -806,12 +910,12 @@ class RocksStore final : public Store {
     std::string wrong_size;
     MERIDIAN_RETURN_IF_ERROR(ForEachIndexed(ro, m.chunks.size(),
                                             [&](size_t i) -> const Digest& { return m.chunks[i].digest; },
-                                            [&](size_t i, std::optional<uint64_t> size) {
-                                              if (!size) {
+                                            [&](size_t i, std::optional<IndexEntry> entry) {
+                                              if (!entry) {
                                                 missing.Add(m.chunks[i].digest);
-                                              } else if (*size != m.chunks[i].size && wrong_size.empty()) {
+                                              } else if (entry->size != m.chunks[i].size && wrong_size.empty()) {
                                                 wrong_size = fmt::format("chunk {} ({}) is {} bytes, the manifest says {}",
-                                                                         i, m.chunks[i].digest.ToString(), *size,
+                                                                         i, m.chunks[i].digest.ToString(), entry->size,
                                                                          m.chunks[i].size);
                                               }
                                             }));
@@ -841,9 +945,9 @@ class RocksStore final : public Store {
     return Status::Ok();
   }
 
-  // Calls `on_entry(i, size)` for each of the `count` digests `digest_at(i)`,
-  // in order, with its indexed uncompressed size or nullopt when it is not
-  // stored, testing kPresenceBatchKeys keys per MultiGet.
+  // Calls `on_entry(i, entry)` for each of the `count` digests `digest_at(i)`,
+  // in order, with its chunk index entry or nullopt when it is not stored,
+  // testing kPresenceBatchKeys keys per MultiGet.
   template <typename DigestAt, typename OnEntry>
   Status ForEachIndexed(const rocksdb::ReadOptions& ro, size_t count, DigestAt digest_at, OnEntry on_entry) {
     std::vector<std::string> keys;
@@ -859,11 +963,11 @@ class RocksStore final : public Store {
       db_->MultiGet(ro, cf(kChunkIndex), n, slices.data(), values.data(), statuses.data());
       for (size_t i = 0; i < n; ++i) {
         if (statuses[i].IsNotFound()) {
-          on_entry(start + i, std::optional<uint64_t>());
+          on_entry(start + i, std::optional<IndexEntry>());
         } else if (!statuses[i].ok()) {
           return Fault(statuses[i], "reading chunk " + digest_at(start + i).ToString());
         } else {
-          on_entry(start + i, DecodeSize(ToView(values[i])));
+          on_entry(start + i, DecodeIndexEntry(ToView(values[i])));
         }
         values[i].Reset();
       }
@@ -884,11 +988,12 @@ class RocksStore final : public Store {
   // committed, so the cache is right whatever snapshot `ro` reads.
   Result<std::shared_ptr<const Manifest>> ReadManifest(const rocksdb::ReadOptions& ro, const std::string& key) {
     if (std::shared_ptr<const Manifest> cached = manifests_.Lookup(key)) return cached;
+    const uint64_t erasures = manifests_.erasures();  // see ManifestCache::Insert
     Result<std::string> envelope = ReadEnvelope(ro, key);
     if (!envelope.ok()) return envelope.status();
     Result<Manifest> m = ParseStoredManifest(key, *envelope);
     if (!m.ok()) return m.status();
-    return manifests_.Insert(key, std::make_shared<const Manifest>(std::move(*m)));
+    return manifests_.Insert(key, std::make_shared<const Manifest>(std::move(*m)), erasures);
   }
 
   // Every parse of a stored envelope goes through here, and is counted.
@@ -941,7 +1046,7 @@ class RocksStore final : public Store {
       if (!data.ok()) {
         faults.Add(data.status().message());
         if (damaged.size() < kCheckDamagedMax) damaged.insert(*digest);
-      } else if (indexed_size != EncodeSize(data->size())) {
+      } else if (std::optional<IndexEntry> entry = DecodeIndexEntry(indexed_size); !entry || entry->size != data->size()) {
         faults.Add("chunk " + digest->ToString() + (indexed ? ": wrong size in the chunk index" : ": not in the chunk index"));
       }
     }
@@ -965,8 +1070,8 @@ class RocksStore final : public Store {
       if (IsManifestOnly(ro, key)) continue;  // its bytes live elsewhere
       MissingList missing;
       Status ms = ForEachIndexed(ro, m->chunks.size(), [&](size_t i) -> const Digest& { return m->chunks[i].digest; },
-                                 [&](size_t i, std::optional<uint64_t> size) {
-                                   if (!size) missing.Add(m->chunks[i].digest);
+                                 [&](size_t i, std::optional<IndexEntry> entry) {
+                                   if (!entry) missing.Add(m->chunks[i].digest);
                                  });
       if (!ms.ok()) faults.Add(what + ": " + ms.ToString());
       if (missing.count() > 0) faults.Add(what + ": " + missing.Describe(m->chunks.size()));
@@ -1006,6 +1111,197 @@ class RocksStore final : public Store {
     if (mode == CheckMode::kRepair) {
       for (const Digest& d : damaged) report.chunks_dropped += DropDamaged(d) ? 1 : 0;
     }
+  }
+
+  int64_t Now() const { return clock_.NowUnixMillis(); }
+  // Chunks touched before this are made young again when uploaded or named
+  // present: half the grace period, so a publish has at least that long.
+  int64_t TouchBefore() const { return Now() - options_.unreferenced_grace_ms / 2; }
+
+  // Makes these chunks young (their index entries touched now), those still
+  // stored, under their chunk locks: a sweep deciding on one of them either
+  // deleted it before (it is not touched: the publisher uploads it again) or
+  // sees it young.
+  Status Touch(std::span<const Digest> digests) {
+    std::array<bool, kChunkMutexes> needed{};
+    for (const Digest& d : digests) needed[StripeOf(d)] = true;
+    std::vector<std::unique_lock<std::mutex>> locks;  // in stripe order, as no other path takes two
+    for (size_t i = 0; i < kChunkMutexes; ++i) {
+      if (needed[i]) locks.emplace_back(chunk_mu_[i]);
+    }
+    rocksdb::WriteBatch batch;
+    const int64_t now = Now();
+    rocksdb::Status bs;
+    MERIDIAN_RETURN_IF_ERROR(ForEachIndexed(rocksdb::ReadOptions(), digests.size(),
+                                            [&](size_t i) -> const Digest& { return digests[i]; },
+                                            [&](size_t i, std::optional<IndexEntry> entry) {
+                                              if (entry && bs.ok()) {
+                                                bs = batch.Put(cf(kChunkIndex), ChunkKey(digests[i]),
+                                                               EncodeIndexEntry(entry->size, now));
+                                              }
+                                            }));
+    if (!bs.ok()) return Fault(bs, "batching chunk ages");
+    return Write(batch, "touching chunks");
+  }
+
+  // While a collection runs, the chunks of a commit begun meanwhile are not
+  // swept (its versions were read before the commit).
+  void KeepForCollection(const Manifest& m) {
+    std::lock_guard lock(collect_mu_);
+    if (!collecting_) return;
+    for (const ChunkRef& c : m.chunks) kept_chunks_.insert(c.digest);
+  }
+
+  // AlreadyExists when `key` names a deleted version whose bytes were other
+  // than `m`'s.
+  Status CheckNotDeletedAsOther(const rocksdb::ReadOptions& ro, const std::string& key, const Manifest& m) {
+    std::string deleted_digest;
+    rocksdb::Status s = db_->Get(ro, cf(kState), DeletedVersionKey(key), &deleted_digest);
+    if (s.IsNotFound() || (s.ok() && deleted_digest == m.digest.Hex())) return Status::Ok();
+    if (!s.ok()) return Fault(s, "reading " + DeletedVersionKey(key));
+    return Status::AlreadyExists(m.name + "@" + m.version + " was deleted; its name stays with the bytes it had (sha256:" +
+                                 deleted_digest + "): publish another version");
+  }
+
+  // A version other than `except_key` whose bytes are held here and whose
+  // whole-file digest is `digest`; nullopt when none. Reads every manifest
+  // (from the cache mostly): deleting is rare.
+  Result<std::optional<std::string>> OtherVersionHolding(const rocksdb::ReadOptions& ro, const Digest& digest,
+                                                         const std::string& except_key) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(kManifests)));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      const std::string key = it->key().ToString();
+      if (key == except_key || IsManifestOnly(ro, key)) continue;
+      Result<std::shared_ptr<const Manifest>> m = ReadManifest(ro, key);
+      if (m.ok() && (*m)->digest == digest) return std::optional<std::string>(key);
+    }
+    if (!it->status().ok()) return Fault(it->status(), "listing versions");
+    return std::optional<std::string>();
+  }
+
+  // Mark and sweep (CollectGarbage, which resets collecting_ after).
+  Status Collect(const std::function<Status(std::vector<Digest>&)>& more_referenced, CollectReport& report) {
+    std::vector<Digest> referenced;
+    std::optional<rocksdb::ManagedSnapshot> snapshot;
+    {
+      // Commits in flight finish first, so each either is in the snapshot or
+      // keeps its chunks (KeepForCollection).
+      std::unique_lock gate(collect_gate_);
+      std::lock_guard lock(collect_mu_);
+      collecting_ = true;
+      snapshot.emplace(db_.get());
+    }
+    rocksdb::ReadOptions ro;
+    ro.snapshot = snapshot->snapshot();
+    ro.fill_cache = false;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(kManifests)));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      const std::string key = it->key().ToString();
+      if (IsManifestOnly(ro, key)) continue;  // none of its chunks belongs here
+      Result<std::shared_ptr<const Manifest>> m = ReadManifest(ro, key);
+      // A version that no longer parses still names its chunks for all we
+      // know: nothing is swept until Check() has been looked at.
+      if (!m.ok()) return Status::FailedPrecondition("not collecting: " + m.status().message() + " (run fsck)");
+      for (const ChunkRef& c : (*m)->chunks) referenced.push_back(c.digest);
+    }
+    if (!it->status().ok()) return Fault(it->status(), "listing versions");
+    if (more_referenced) MERIDIAN_RETURN_IF_ERROR(more_referenced(referenced));
+    std::sort(referenced.begin(), referenced.end());
+    referenced.erase(std::unique(referenced.begin(), referenced.end()), referenced.end());
+    report.chunks_referenced = referenced.size();
+
+    // The chunk index and `referenced` are both in digest order: walked side by side.
+    const int64_t young_after = Now() - options_.unreferenced_grace_ms;
+    std::vector<Digest> unreferenced;
+    auto next_ref = referenced.begin();
+    it.reset(db_->NewIterator(ro, cf(kChunkIndex)));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      Result<Digest> d = Digest::FromBytes(AsBytes(ToView(it->key())));
+      if (!d.ok()) continue;  // not a chunk's: Check() reports it
+      while (next_ref != referenced.end() && *next_ref < *d) ++next_ref;
+      if (next_ref != referenced.end() && *next_ref == *d) continue;
+      std::optional<IndexEntry> entry = DecodeIndexEntry(ToView(it->value()));
+      if (entry && entry->touched_ms > young_after) {
+        ++report.chunks_young;
+        continue;
+      }
+      unreferenced.push_back(*d);
+      if (unreferenced.size() == kSweepBatchChunks) {
+        MERIDIAN_RETURN_IF_ERROR(Sweep(unreferenced, young_after, report));
+        unreferenced.clear();
+      }
+    }
+    if (!it->status().ok()) return Fault(it->status(), "walking the chunk index");
+    return Sweep(unreferenced, young_after, report);
+  }
+
+  // Deletes these unreferenced chunks, each under its lock and after reading
+  // its entry again: one uploaded or named present since is young, one a
+  // commit begun since names is kept.
+  Status Sweep(std::span<const Digest> unreferenced, int64_t young_after, CollectReport& report) {
+    rocksdb::WriteOptions unsynced;  // a deletion lost to a crash is made again by the next collection
+    for (const Digest& d : unreferenced) {
+      std::lock_guard chunk_lock(ChunkMutex(d));
+      // Held to the deletion: a commit that keeps `d` either did so before
+      // (skipped here) or finds it deleted when it verifies (and refuses).
+      std::lock_guard lock(collect_mu_);
+      if (kept_chunks_.contains(d)) continue;
+      const std::string key = ChunkKey(d);
+      std::string value;
+      rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(kChunkIndex), key, &value);
+      if (s.IsNotFound()) continue;
+      if (!s.ok()) return Fault(s, "reading chunk " + d.ToString());
+      std::optional<IndexEntry> entry = DecodeIndexEntry(value);
+      if (entry && entry->touched_ms > young_after) {
+        ++report.chunks_young;
+        continue;
+      }
+      rocksdb::WriteBatch batch;
+      s = batch.Delete(cf(kChunks), key);
+      if (s.ok()) s = batch.Delete(cf(kChunkIndex), key);
+      if (s.ok()) s = db_->Write(unsynced, &batch);
+      if (!s.ok()) return Fault(s, "deleting chunk " + d.ToString());
+      ++report.chunks_deleted;
+      report.bytes_deleted += entry ? entry->size : 0;
+    }
+    return Status::Ok();
+  }
+
+  // Compacts the chunks' tables, so deleted chunks' blobs count as garbage
+  // (blob files holding nothing else are removed), then rewrites the blob
+  // files when garbage passes kBlobGarbageRewriteShare of them.
+  Status ReturnSpace(CollectReport& report) {
+    rocksdb::CompactRangeOptions co;
+    co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
+    for (Cf which : {kChunkIndex, kChunks}) {
+      rocksdb::Status s = db_->CompactRange(co, cf(which), nullptr, nullptr);
+      if (!s.ok()) return Fault(s, std::string("compacting ") + kCfNames[which]);
+    }
+    BlobBytes blobs = BlobGarbage();
+    if (blobs.total == 0 || static_cast<double>(blobs.garbage) <= kBlobGarbageRewriteShare * static_cast<double>(blobs.total)) {
+      return Status::Ok();
+    }
+    co.blob_garbage_collection_policy = rocksdb::BlobGarbageCollectionPolicy::kForce;
+    co.blob_garbage_collection_age_cutoff = 1.0;
+    rocksdb::Status s = db_->CompactRange(co, cf(kChunks), nullptr, nullptr);
+    if (!s.ok()) return Fault(s, "rewriting blob files");
+    report.blobs_rewritten = true;
+    return Status::Ok();
+  }
+
+  struct BlobBytes {
+    uint64_t garbage = 0;
+    uint64_t total = 0;
+  };
+  BlobBytes BlobGarbage() {
+    rocksdb::ColumnFamilyMetaData meta;
+    db_->GetColumnFamilyMetaData(cf(kChunks), &meta);
+    BlobBytes b;
+    for (const rocksdb::BlobMetaData& f : meta.blob_files) {
+      b.garbage += f.garbage_blob_bytes;
+      b.total += f.total_blob_bytes;
+    }
+    return b;
   }
 
   // Waits (at most kCloseFlushWait) until no memtable waits to be flushed
@@ -1082,12 +1378,21 @@ class RocksStore final : public Store {
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // indexed by Cf
   const StoreOptions options_;
   rocksdb::WriteOptions write_options_;
-  std::mutex commit_mu_;  // serialises CommitVersion
+  const Clock& clock_;
+  std::mutex commit_mu_;  // serialises CommitVersion and DeleteVersion
+  // Commits hold the gate shared; a collection takes it to begin, so that
+  // every commit is in its snapshot or began after it (KeepForCollection).
+  std::shared_mutex collect_gate_;
+  std::mutex collect_run_mu_;  // one collection at a time
+  std::mutex collect_mu_;      // guards collecting_ and kept_chunks_
+  bool collecting_ = false;
+  std::unordered_set<Digest> kept_chunks_;  // chunks of commits begun while collecting
   // Serialise rewriting and dropping one chunk (PutChunk, DropDamaged), by
   // digest: uploads of other chunks go on side by side (and their synced
   // writes are committed together).
   std::array<std::mutex, kChunkMutexes> chunk_mu_;
-  std::mutex& ChunkMutex(const Digest& digest) { return chunk_mu_[digest.bytes()[0] % kChunkMutexes]; }
+  static size_t StripeOf(const Digest& digest) { return digest.bytes()[0] % kChunkMutexes; }
+  std::mutex& ChunkMutex(const Digest& digest) { return chunk_mu_[StripeOf(digest)]; }
   std::mutex resume_mu_;  // serialises Resume(): RocksDB answers a second, concurrent one Busy
   ManifestCache manifests_;
   std::atomic<uint64_t> manifest_parses_{0};  // stored envelopes parsed: cache misses, and Check()

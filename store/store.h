@@ -21,10 +21,17 @@
 //    a version is wholly visible or absent, also after a crash, and is what
 //    its manifest says. Commits are
 //    serialised, so two racing commits of one version cannot both win.
-//  - Nothing here deletes a chunk or a version, so "present" never turns back
-//    into "absent" (Check() still reports a chunk lost to disk damage).
+//  - A version leaves only by DeleteVersion, a chunk only by CollectGarbage
+//    (or dropped as damaged). A chunk no version refers to is kept while it
+//    is young: written, uploaded again or named present by MissingChunks
+//    within StoreOptions::unreferenced_grace_ms, so a publish in flight
+//    (chunks uploaded, commit to come) never loses one. A commit under way
+//    while a collection runs keeps its chunks too. A deleted version's name
+//    is never taken by other bytes: committing it again needs the same
+//    whole-file digest.
 //  - Parsed manifests are cached (GetManifest, FindArtifact): a version never
-//    changes once committed, so it is parsed at most once while it stays in
+//    changes once committed (a deleted one leaves the cache), so it is parsed
+//    at most once while it stays in
 //    the cache — least recently used out first, within
 //    StoreOptions::manifest_cache_bytes. Filled by reads and by commits; a
 //    version that is absent or fails to parse is never cached. Check() reads
@@ -58,6 +65,7 @@
 #include <vector>
 
 #include "base/bytes.h"
+#include "base/clock.h"
 #include "base/digest.h"
 #include "base/status.h"
 #include "manifest/manifest.h"
@@ -97,6 +105,11 @@ struct StoreOptions {
   // dropped, with the digest and what failed to verify: for the daemon's log
   // and a region's repair from upstream.
   std::function<void(const Digest&, const Status&)> on_damaged_chunk = nullptr;
+  // Time for the ages of chunks (CollectGarbage); null: the system clock.
+  const Clock* clock = nullptr;
+  // A chunk no version refers to is not collected until it is this old: the
+  // longest a publish may take from its first upload to its commit.
+  int64_t unreferenced_grace_ms = 24ll * 3600 * 1000;
 };
 
 // Bounds of the memtable size StoreOptions::memtable_bytes = 0 derives.
@@ -112,6 +125,7 @@ struct StoreStats {
   uint64_t disk_bytes = 0;
   uint64_t sst_bytes = 0;             // table files, of every live version (obsolete ones until deleted)
   uint64_t blob_bytes = 0;            // blob files (chunks of 4 KiB and more, once flushed)
+  uint64_t blob_garbage_bytes = 0;    // of those, bytes of chunks deleted (returned by CollectGarbage's rewrite)
   uint64_t wal_bytes = 0;             // write-ahead log files
   uint64_t memtable_bytes = 0;        // memtables not flushed yet (memory)
   uint64_t fs_avail_bytes = 0;        // free to this process on the store directory's file system (statvfs)
@@ -133,6 +147,20 @@ struct CheckReport {
   std::vector<std::string> faults;  // one line per fault (at most kCheckFaultsMax + 1); empty = clean
   bool clean() const { return faults.empty(); }
 };
+
+// What CollectGarbage did.
+struct CollectReport {
+  uint64_t chunks_deleted = 0;
+  uint64_t bytes_deleted = 0;        // their uncompressed bytes
+  uint64_t chunks_referenced = 0;    // distinct chunks the versions and `more_referenced` name
+  uint64_t chunks_young = 0;         // unreferenced, kept for StoreOptions::unreferenced_grace_ms
+  bool blobs_rewritten = false;      // blob files were rewritten to return their garbage's space
+};
+
+// Garbage in blob files past which CollectGarbage rewrites them (a
+// quarter: the store then takes at most 4/3 of its live bytes, and a rewrite
+// copies at most three live bytes per byte it returns).
+inline constexpr double kBlobGarbageRewriteShare = 0.25;
 
 class Store {
  public:
@@ -200,6 +228,23 @@ class Store {
   // The manifest of a version whose whole-file digest is `digest` (the first
   // committed with it), shared and cached like GetManifest's; NotFound.
   virtual Result<std::shared_ptr<const Manifest>> FindArtifact(const Digest& digest) = 0;
+  // Removes a version: its envelope and, when it was the artifact index's
+  // version for its digest, that entry (moved to another version holding the
+  // same bytes, if one is stored). Its chunks stay until CollectGarbage.
+  // Synced. NotFound; InvalidArgument for an invalid model name or version.
+  // The name may be committed again with the same whole-file digest only
+  // (AlreadyExists otherwise): what terminals installed under a version's
+  // name stays what it names.
+  virtual Status DeleteVersion(std::string_view model, std::string_view version) = 0;
+  // Deletes the chunks that no version refers to, nor `more_referenced`
+  // (delta bytes, which the store does not know of: called once, after the
+  // collection began, to add the digests it names), and that are not young
+  // (see the contracts above), then returns the space: table files are
+  // compacted, and blob files rewritten when their garbage exceeds
+  // kBlobGarbageRewriteShare. Memory: 32 bytes per chunk reference of every
+  // version. One collection at a time (FailedPrecondition while another runs).
+  virtual Result<CollectReport> CollectGarbage(
+      const std::function<Status(std::vector<Digest>&)>& more_referenced = nullptr) = 0;
 
   // --- state (small values for the daemon's other modules) ---
   // Applies puts (value set) and deletes (value nullopt) atomically; synced.

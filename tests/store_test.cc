@@ -621,7 +621,7 @@ TEST_CASE("a manifest larger than the whole cache is returned, not cached") {
   ManifestCache cache(100);
   Manifest m = MakeArtifact("ocr", "1.0.0", 1, 240).manifest;
   auto given = std::make_shared<const Manifest>(m);
-  CHECK(cache.Insert("ocr/1.0.0", given) == given);
+  CHECK(cache.Insert("ocr/1.0.0", given, cache.erasures()) == given);
   CHECK(cache.Lookup("ocr/1.0.0") == nullptr);
   CHECK(cache.bytes() == 0);
   CHECK(cache.entries() == 0);
@@ -901,4 +901,192 @@ TEST_CASE("a full disk: InsufficientStorage, reads go on, writes resume once spa
   std::filesystem::resize_file(filler, std::filesystem::file_size(filler) - (256u << 10));
   store = OpenOrDie(store_dir);
   CHECK(store->GetChunk(Digest::Of(late)).ok());
+}
+
+// ---------------------------------------------------------------------------
+// Deleting versions and collecting chunks.
+
+namespace {
+
+StoreOptions Collecting(const FakeClock& clock) {
+  StoreOptions o = Fast();
+  o.clock = &clock;
+  o.unreferenced_grace_ms = 3'600'000;
+  return o;
+}
+
+constexpr std::chrono::milliseconds kPastGrace{3'600'001};
+
+}  // namespace
+
+TEST_CASE("DeleteVersion: the version is gone, its artifact index entry moves to a version with the same bytes, "
+          "and its name stays with its bytes") {
+  TempDir dir;
+  std::unique_ptr<Store> store = OpenOrDie(dir.path());
+  Artifact a = MakeArtifact("ocr", "1.0.0", 2, 10);
+  Artifact same = a;  // the same bytes under another version
+  same.manifest.version = "1.0.1";
+  CommitOrDie(*store, a);
+  CommitOrDie(*store, same);
+  REQUIRE(store->FindArtifact(a.manifest.digest).value()->version == "1.0.0");
+
+  REQUIRE(store->DeleteVersion("ocr", "1.0.0").ok());
+  CHECK(store->GetEnvelope("ocr", "1.0.0").status().code() == Status::Code::kNotFound);
+  CHECK(store->GetManifest("ocr", "1.0.0").status().code() == Status::Code::kNotFound);
+  CHECK(store->ListVersions("ocr").value() == std::vector<std::string>{"1.0.1"});
+  CHECK(store->FindArtifact(a.manifest.digest).value()->version == "1.0.1");
+  CHECK(store->DeleteVersion("ocr", "1.0.0").code() == Status::Code::kNotFound);
+  CHECK(store->DeleteVersion("ocr", "not a version").code() == Status::Code::kInvalidArgument);
+  CHECK(store->Check().clean());
+
+  // Other bytes never take a deleted version's name; its own bytes may.
+  Artifact other = MakeArtifact("ocr", "1.0.0", 1, 99);
+  PutAll(*store, other);
+  Status refused = store->CommitVersion(Verified(other.manifest)).status();
+  CHECK(refused.code() == Status::Code::kAlreadyExists);
+  CHECK(refused.message().find("was deleted") != std::string::npos);
+  CHECK(store->CommitVersion(Verified(a.manifest)).value());
+  CHECK(store->GetManifest("ocr", "1.0.0").value()->digest == a.manifest.digest);
+
+  REQUIRE(store->DeleteVersion("ocr", "1.0.1").ok());
+  REQUIRE(store->DeleteVersion("ocr", "1.0.0").ok());
+  CHECK(store->FindArtifact(a.manifest.digest).status().code() == Status::Code::kNotFound);
+  CHECK(store->ListVersions("ocr").status().code() == Status::Code::kNotFound);
+  CHECK(store->Check().clean());
+}
+
+TEST_CASE("CollectGarbage deletes old unreferenced chunks only, and the disk space comes back") {
+  TempDir dir;
+  FakeClock clock;
+  std::unique_ptr<Store> store = OpenOrDie(dir.path(), Collecting(clock));
+  Artifact kept = MakeArtifact("ocr", "1.0.0", 8, 100);
+  Artifact deleted = MakeArtifact("ocr", "1.1.0", 64, 200);  // 4 MiB of incompressible chunks
+  Artifact delta_bytes = MakeArtifact("delta", "0.0.1", 2, 300);  // stored, named by no version
+  CommitOrDie(*store, kept);
+  CommitOrDie(*store, deleted);
+  PutAll(*store, delta_bytes);
+  store.reset();  // closing flushes: the chunks are in blob files, as they are on a store in use
+  store = OpenOrDie(dir.path(), Collecting(clock));
+  REQUIRE(store->DeleteVersion("ocr", "1.1.0").ok());
+  const Digest delta_chunk = delta_bytes.manifest.chunks[0].digest;
+  auto deltas = [&](std::vector<Digest>& referenced) {
+    referenced.push_back(delta_chunk);
+    return Status::Ok();
+  };
+
+  // Young: nothing is collected within the grace period.
+  CollectReport young = store->CollectGarbage(deltas).value();
+  CHECK(young.chunks_deleted == 0);
+  CHECK(young.chunks_young == 64 + 1);
+  CHECK(young.chunks_referenced == 8 + 1);
+
+  clock.Advance(kPastGrace);
+  // Named present by MissingChunks (a publisher about to commit it): young again.
+  REQUIRE(store->MissingChunks(std::vector<Digest>{deleted.manifest.chunks[0].digest}).value().empty());
+  const uint64_t disk_before = store->Stats().disk_bytes;
+  CollectReport r = store->CollectGarbage(deltas).value();
+  CHECK(r.chunks_deleted == 63 + 1);
+  CHECK(r.bytes_deleted == 64ull * (64 << 10));
+  CHECK(r.chunks_young == 1);
+  for (const Bytes& c : kept.chunks) CHECK(store->GetChunk(Digest::Of(c)).ok());
+  CHECK(store->GetChunk(delta_chunk).ok());
+  CHECK(store->HasChunk(deleted.manifest.chunks[0].digest).value());
+  CHECK_FALSE(store->HasChunk(deleted.manifest.chunks[1].digest).value());
+  CHECK_FALSE(store->HasChunk(delta_bytes.manifest.chunks[1].digest).value());
+  CHECK(r.blobs_rewritten);
+  const StoreStats after = store->Stats();
+  INFO("disk bytes " << disk_before << " -> " << after.disk_bytes << " (blob " << after.blob_bytes << ", sst "
+                      << after.sst_bytes << ", wal " << after.wal_bytes << ")");
+  CHECK(after.disk_bytes + 3 * (1 << 20) < disk_before);
+  CHECK(after.blob_garbage_bytes == 0);
+  CHECK(store->Check().clean());
+  CHECK(store->MissingChunks(std::vector<Digest>{deleted.manifest.chunks[1].digest}).value().size() == 1);
+}
+
+TEST_CASE("CollectGarbage: one at a time, refused read-only, and a version that no longer parses stops it") {
+  TempDir dir;
+  FakeClock clock;
+  {
+    std::unique_ptr<Store> store = OpenOrDie(dir.path(), Collecting(clock));
+    CommitOrDie(*store, MakeArtifact("ocr", "1.0.0", 1, 5));
+    Status busy = Status::Ok();
+    REQUIRE(store->CollectGarbage([&](std::vector<Digest>&) {
+                   busy = store->CollectGarbage().status();
+                   return Status::Ok();
+                 }).ok());
+    CHECK(busy.code() == Status::Code::kFailedPrecondition);
+  }
+  {
+    RawDb raw(dir.path());
+    raw.Put(RawDb::kManifests, std::string("ocr\0" "9.0.0", 9), "{garbage");
+  }
+  {
+    std::unique_ptr<Store> store = OpenOrDie(dir.path(), Collecting(clock));
+    CHECK(store->CollectGarbage().status().code() == Status::Code::kFailedPrecondition);
+  }
+  StoreOptions ro = Collecting(clock);
+  ro.read_only = true;
+  CHECK(OpenOrDie(dir.path(), ro)->CollectGarbage().status().code() == Status::Code::kFailedPrecondition);
+}
+
+TEST_CASE("a publish racing a collection and a deletion loses nothing (random timing, 120 rounds)") {
+  TempDir dir;
+  FakeClock clock;
+  std::unique_ptr<Store> store = OpenOrDie(dir.path(), Collecting(clock));
+  std::mt19937 rng(20261130);
+  Artifact previous = MakeArtifact("ocr", "1.0.0", 6, 1);
+  CommitOrDie(*store, previous);
+  for (int round = 1; round <= 120; ++round) {
+    // Every chunk stored so far is old: only references and ages keep them.
+    clock.Advance(kPastGrace);
+    // The next version shares half its chunks with the one being deleted.
+    Artifact next = MakeArtifact("ocr", "1." + std::to_string(round) + ".0", 6, 1000u * static_cast<uint32_t>(round));
+    for (size_t i = 0; i < 3; ++i) {
+      next.chunks[i] = previous.chunks[i + 3];
+      next.manifest.chunks[i] = previous.manifest.chunks[i + 3];
+    }
+    Sha256 whole;
+    for (const Bytes& c : next.chunks) whole.Update(c);
+    next.manifest.digest = whole.Finish();
+    const int publish_delay = static_cast<int>(rng() % 300);
+    const int collect_delay = static_cast<int>(rng() % 300);
+    Status committed = Status::Ok();
+    std::thread publisher([&] {
+      std::this_thread::sleep_for(std::chrono::microseconds(publish_delay));
+      // As `meridian publish` does: ask what is missing, upload it, commit;
+      // on missing chunks, upload them and commit once more.
+      std::vector<Digest> all;
+      for (const ChunkRef& c : next.manifest.chunks) all.push_back(c.digest);
+      for (int attempt = 0; attempt < 2; ++attempt) {
+        Result<std::vector<Digest>> missing = store->MissingChunks(all);
+        if (!missing.ok()) {
+          committed = missing.status();
+          return;
+        }
+        for (const Digest& d : *missing) {
+          for (const Bytes& c : next.chunks) {
+            if (Digest::Of(c) == d) REQUIRE(store->PutChunk(d, c).ok());
+          }
+        }
+        committed = store->CommitVersion(Verified(next.manifest)).status();
+        if (committed.code() != Status::Code::kFailedPrecondition) return;
+      }
+    });
+    std::thread collector([&] {
+      std::this_thread::sleep_for(std::chrono::microseconds(collect_delay));
+      REQUIRE(store->DeleteVersion("ocr", previous.manifest.version).ok());
+      REQUIRE(store->CollectGarbage().ok());
+    });
+    publisher.join();
+    collector.join();
+    INFO("round " << round << ": " << committed.ToString());
+    REQUIRE(committed.ok());
+    for (const ChunkRef& c : next.manifest.chunks) REQUIRE(store->GetChunk(c.digest).ok());
+    previous = std::move(next);
+  }
+  clock.Advance(kPastGrace);
+  REQUIRE(store->CollectGarbage().ok());
+  CHECK(store->Stats().chunks <= 6 + 1);  // an estimate
+  CHECK(store->Check().clean());
+  CHECK(store->ListVersions("ocr").value() == std::vector<std::string>{previous.manifest.version});
 }
