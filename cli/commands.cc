@@ -16,6 +16,7 @@
 #include "base/clock.h"
 #include "base/digest.h"
 #include "base/file.h"
+#include "cli/control.h"
 #include "cli/cosign.h"
 #include "cli/output.h"
 #include "client/api.h"
@@ -319,6 +320,37 @@ std::vector<nlohmann::json> PendingVersions(HttpClient& client, const std::strin
 }
 
 }  // namespace
+
+int DeleteVersion(const GlobalOptions& g, const std::string& model, const std::string& version,
+                  const std::string& reason) {
+  if (!IsValidModelName(model)) return Fail("invalid model name '" + model + "'");
+  if (!IsValidVersion(version)) return Fail("invalid version '" + version + "' (SemVer expected)");
+  const std::string what = fmt::format("delete {}@{}", model, version);
+  return CallAndShow(g, "DELETE", VersionPath(model, version), nlohmann::json{{"reason", reason}}.dump(), 200, what,
+                     [&](const nlohmann::json&) {
+                       fmt::print("deleted {}@{}; its bytes go at the next collection (meridian collect)\n", model,
+                                  version);
+                     });
+}
+
+int Collect(const GlobalOptions& g) {
+  // A collection walks the whole store: give it longer than a control call.
+  constexpr int64_t kCollectTimeoutMs = 30 * 60 * 1000;
+  return CallAndShow(
+      g, "POST", CollectPath(), "", 200, "collect",
+      [](const nlohmann::json& j) {
+        const auto& deleted = j.at("versions_deleted");
+        fmt::print("versions deleted by the retention policy: {}\n",
+                   deleted.empty() ? std::string("none") : fmt::format("{}", fmt::join(deleted.get<std::vector<std::string>>(), ", ")));
+        fmt::print("chunks deleted: {} ({} bytes); kept: {} referenced, {} young\n", j.at("chunks_deleted").get<uint64_t>(),
+                   j.at("bytes_deleted").get<uint64_t>(), j.at("chunks_referenced").get<uint64_t>(),
+                   j.at("chunks_young").get<uint64_t>());
+        fmt::print("stale deltas dropped: {}; report ids forgotten: {}\n", j.at("deltas_dropped").get<uint64_t>(),
+                   j.at("report_ids_dropped").get<uint64_t>());
+        fmt::print("store on disk: {} bytes\n", j.at("disk_bytes").get<uint64_t>());
+      },
+      kCollectTimeoutMs);
+}
 
 int ListVersions(const GlobalOptions& g, const std::string& model) {
   if (!IsValidModelName(model)) return Fail("invalid model name '" + model + "'");

@@ -77,6 +77,10 @@ int Residency(const GlobalOptions& g);
 // The versions of a model; with a publisher token, those waiting for
 // signatures too ("k of n signatures", and who signed).
 int ListVersions(const GlobalOptions& g, const std::string& model);
+// Deletes a version no channel or active rollout names (publisher token).
+int DeleteVersion(const GlobalOptions& g, const std::string& model, const std::string& version, const std::string& reason);
+// The retention policy and a collection, now (operator token).
+int Collect(const GlobalOptions& g);
 
 // Co-signing (signing_commands.cc). `sign` fetches a version waiting for
 // signatures, shows what it is (refusing when its digest is not

@@ -11,11 +11,15 @@
 namespace meridian::cli {
 
 Result<nlohmann::json> Call(const GlobalOptions& g, const std::string& method, const std::string& path,
-                            const std::string& body, long want_status, const std::string& what) {
-  if (g.token.empty()) return Status::PermissionDenied("this command needs the operator token (--token-file DATA/operator.token)");
-  HttpClient client(g.server, HttpClientOptions{.timeout_ms = 60'000, .bearer_token = g.token, .tls = g.tls});
-  Result<HttpReply> r =
-      method == "GET" ? client.Get(path, kJsonReplyBytesMax) : client.Post(path, body, kJsonReplyBytesMax);
+                            const std::string& body, long want_status, const std::string& what, int64_t timeout_ms) {
+  if (g.token.empty()) {
+    return Status::PermissionDenied("this command needs a token: the operator's (--token-file DATA/operator.token), "
+                                    "or a publisher's to delete versions");
+  }
+  HttpClient client(g.server, HttpClientOptions{.timeout_ms = timeout_ms, .bearer_token = g.token, .tls = g.tls});
+  Result<HttpReply> r = method == "GET"      ? client.Get(path, kJsonReplyBytesMax)
+                        : method == "DELETE" ? client.Delete(path, body, kJsonReplyBytesMax)
+                                             : client.Post(path, body, kJsonReplyBytesMax);
   if (!r.ok()) return Status::Unavailable(fmt::format("{}: {}", what, r.status().message()));
   if (r->status != want_status) return ReplyError(*r, what);
   Result<nlohmann::json> j = ParseJson(r->body, r->body.size());  // the client bounded the reply
@@ -38,8 +42,9 @@ Status Show(const GlobalOptions& g, const nlohmann::json& j, const std::string& 
 }
 
 int CallAndShow(const GlobalOptions& g, const std::string& method, const std::string& path, const std::string& body,
-                long want_status, const std::string& what, const std::function<void(const nlohmann::json&)>& print_text) {
-  Result<nlohmann::json> j = Call(g, method, path, body, want_status, what);
+                long want_status, const std::string& what, const std::function<void(const nlohmann::json&)>& print_text,
+                int64_t timeout_ms) {
+  Result<nlohmann::json> j = Call(g, method, path, body, want_status, what, timeout_ms);
   if (!j.ok()) return Fail(j.status());
   if (Status shown = Show(g, *j, what, print_text); !shown.ok()) return Fail(shown);
   return 0;

@@ -3,6 +3,7 @@
 // that answer shown as JSON or as text. Private to the CLI.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -13,9 +14,11 @@
 
 namespace meridian::cli {
 
-// GETs or POSTs `path` and parses the JSON answer; one error line otherwise.
+// GETs, POSTs or DELETEs `path` and parses the JSON answer; one error line
+// otherwise. `timeout_ms`: the whole call's.
 Result<nlohmann::json> Call(const GlobalOptions& g, const std::string& method, const std::string& path,
-                            const std::string& body, long want_status, const std::string& what);
+                            const std::string& body, long want_status, const std::string& what,
+                            int64_t timeout_ms = 60'000);
 
 // The answer as JSON with --output json, else as `print_text` writes it. The
 // text printers read the fields they show without checking each one: an
@@ -26,6 +29,7 @@ Status Show(const GlobalOptions& g, const nlohmann::json& j, const std::string& 
 
 // Call, then Show; the process exit code.
 int CallAndShow(const GlobalOptions& g, const std::string& method, const std::string& path, const std::string& body,
-                long want_status, const std::string& what, const std::function<void(const nlohmann::json&)>& print_text);
+                long want_status, const std::string& what, const std::function<void(const nlohmann::json&)>& print_text,
+                int64_t timeout_ms = 60'000);
 
 }  // namespace meridian::cli

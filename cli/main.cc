@@ -61,8 +61,16 @@ int main(int argc, char** argv) {
 
   CLI::App* models = app.add_subcommand("models", "list models");
   std::string versions_model;
-  CLI::App* versions = app.add_subcommand("versions", "list the versions of a model");
-  versions->add_option("MODEL", versions_model, "model name")->required();
+  CLI::App* versions = app.add_subcommand("versions", "list the versions of a model (or delete one)");
+  versions->add_option("MODEL", versions_model, "model name");
+  std::string delete_model, delete_version, delete_reason;
+  CLI::App* versions_delete = versions->add_subcommand(
+      "delete", "delete a version no channel or active rollout names; its bytes go at the next collection");
+  versions_delete->add_option("MODEL", delete_model, "model name")->required();
+  versions_delete->add_option("VERSION", delete_version, "the version")->required();
+  versions_delete->add_option("--reason", delete_reason, "why, for the audit log");
+  CLI::App* collect_cmd = app.add_subcommand(
+      "collect", "apply the retention policy and delete what nothing refers to any more, now (operator token)");
 
   SignOptions sign;
   CLI::App* sign_cmd = app.add_subcommand(
@@ -281,7 +289,12 @@ int main(int argc, char** argv) {
   if (*keygen) return Keygen(g, key_out);
   if (*publish) return Publish(g, pub);
   if (*models) return ListModels(g);
-  if (*versions) return ListVersions(g, versions_model);
+  if (*versions_delete) return DeleteVersion(g, delete_model, delete_version, delete_reason);
+  if (*versions) {
+    if (versions_model.empty()) return Fail("versions needs MODEL (or: versions delete MODEL VERSION)");
+    return ListVersions(g, versions_model);
+  }
+  if (*collect_cmd) return Collect(g);
   if (*pull_cmd) return Pull(g, pull);
   if (*sign_cmd) return Sign(g, sign);
   if (*show_cmd) return Show(g, show_model, show_version, show_root);

@@ -85,6 +85,8 @@ std::string RolloutsPath() { return "/v1/rollouts"; }
 std::string RolloutPlansPath() { return "/v1/rollout-plans"; }
 std::string RolloutPath(std::string_view id) { return RolloutsPath() + "/" + PercentEncode(id); }
 std::string RolloutEventsPath(std::string_view id) { return RolloutPath(id) + "/events"; }
+std::string CollectPath() { return "/v1/collect"; }
+
 std::string RolloutActionPath(std::string_view id, std::string_view action) {
   return RolloutPath(id) + "/" + PercentEncode(action);
 }

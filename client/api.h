@@ -86,6 +86,9 @@ std::string RolloutPath(std::string_view id);
 std::string RolloutEventsPath(std::string_view id);
 std::string RolloutActionPath(std::string_view id, std::string_view action);  // promote, pause, …
 
+// --- retention
+std::string CollectPath();  // POST: the retention policy and a collection, now
+
 // --- people's credentials and the audit log
 std::string TokensPath();  // GET: list; POST: create
 std::string TokenRevokePath(std::string_view name);

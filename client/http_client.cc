@@ -337,7 +337,7 @@ struct HttpClient::Impl {
     if (options.recv_bytes_per_s_max > 0) {
       curl_easy_setopt(curl, CURLOPT_MAX_RECV_SPEED_LARGE, static_cast<curl_off_t>(options.recv_bytes_per_s_max));
     }
-    if (method == "POST" || method == "PUT") {
+    if (method == "POST" || method == "PUT" || method == "DELETE") {
       curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
       curl_easy_setopt(curl, CURLOPT_POST, 1L);
       curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
@@ -393,6 +393,10 @@ Result<HttpReply> HttpClient::Post(const std::string& path, std::string_view bod
 Result<HttpReply> HttpClient::Post(const std::string& path, std::string_view body, const std::string& content_type,
                                    const std::vector<std::string>& headers) {
   return Post(path, body, impl_->options.response_bytes_max, content_type, headers);
+}
+
+Result<HttpReply> HttpClient::Delete(const std::string& path, std::string_view body, uint64_t response_bytes_max) {
+  return impl_->Perform(base_url_ + path, "DELETE", AsBytes(body), "application/json", {}, nullptr, response_bytes_max);
 }
 
 Result<HttpReply> HttpClient::Put(const std::string& path, ByteSpan body, uint64_t response_bytes_max,

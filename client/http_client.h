@@ -111,6 +111,7 @@ class HttpClient {
   Result<HttpReply> Post(const std::string& path, std::string_view body,
                          const std::string& content_type = "application/json",
                          const std::vector<std::string>& headers = {});
+  Result<HttpReply> Delete(const std::string& path, std::string_view body, uint64_t response_bytes_max);
   Result<HttpReply> Put(const std::string& path, ByteSpan body, uint64_t response_bytes_max,
                         const std::string& content_type = "application/octet-stream");
   Result<HttpReply> Put(const std::string& path, ByteSpan body,

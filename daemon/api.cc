@@ -84,7 +84,7 @@ HttpResponse PlanRepresentation(const HttpRequest& req, const Digest& digest, bo
 
 Api::Api(Store& store, Catalog& catalog, RootChain& roots, PendingReleases& pending, ApiTokens tokens,
          Credentials& credentials, AuditLog& audit, Enrolment& enrolment, Metrics& metrics, Rollouts& rollouts,
-         DeltaService& deltas, ApiLimits limits)
+         DeltaService& deltas, Retention& retention, ApiLimits limits)
     : store_(store),
       catalog_(catalog),
       roots_(roots),
@@ -96,6 +96,7 @@ Api::Api(Store& store, Catalog& catalog, RootChain& roots, PendingReleases& pend
       metrics_(metrics),
       rollouts_(rollouts),
       deltas_(deltas),
+      retention_(retention),
       limits_(limits) {
   routes_ = BuildRoutes();
   LoadRegionsSeen();
@@ -162,6 +163,12 @@ RouteTable Api::BuildRoutes() {
               "commit a signed manifest whose chunks are stored (only the manifest, for a model resident elsewhere); "
               "below the release threshold, keep its signatures pending (202)",
               [this](const HttpRequest& r) { return CommitVersion(r, r.params[0]); });
+  origin_only("DELETE", "/v1/models/{model}/versions/{version}", publisher, json,
+              "delete a version no channel or active rollout names (its bytes go at the next collection)",
+              [this](const HttpRequest& r) { return DeleteVersion(r, r.params[0], r.params[1]); });
+  add("POST", "/v1/collect", op, 0,
+      "apply the retention policy and collect what nothing refers to, now",
+      [this](const HttpRequest& r) { return Collect(r); });
   origin_only("GET", "/v1/pending", publisher, 0, "versions waiting for release signatures, with their signers",
               [this](const HttpRequest&) { return ListPending(); });
   origin_only("GET", "/v1/models/{model}/pending/{version}", publisher, 0,
@@ -521,6 +528,41 @@ HttpResponse Api::GetVersion(const std::string& model, const std::string& versio
   r.body = std::move(*env);
   r.Set("Content-Type", "application/json");
   return r;
+}
+
+HttpResponse Api::DeleteVersion(const HttpRequest& req, const std::string& model, const std::string& version) {
+  Result<std::string> reason = ReasonOf(req);
+  if (!reason.ok()) return ErrorFor(reason.status());
+  Status st = retention_.DeleteVersion(model, version, req.caller, *reason);
+  if (st.code() == Status::Code::kFailedPrecondition) return JsonError(409, "version_in_use", st.message());
+  if (!st.ok()) return ErrorFor(st);
+  return JsonOk(200, {{"model", model}, {"version", version}, {"deleted", true}});
+}
+
+HttpResponse Api::Collect(const HttpRequest& req) {
+  Result<RetentionReport> r = retention_.Collect(req.caller);
+  if (!r.ok()) return ErrorFor(r.status());
+  const StoreStats stats = store_.Stats();
+  return JsonOk(200, {{"versions_deleted", r->versions_deleted},
+                      {"deltas_dropped", r->deltas_dropped},
+                      {"report_ids_dropped", r->report_ids_dropped},
+                      {"chunks_deleted", r->chunks.chunks_deleted},
+                      {"bytes_deleted", r->chunks.bytes_deleted},
+                      {"chunks_referenced", r->chunks.chunks_referenced},
+                      {"chunks_young", r->chunks.chunks_young},
+                      {"blobs_rewritten", r->chunks.blobs_rewritten},
+                      {"disk_bytes", stats.disk_bytes}});
+}
+
+Result<std::string> Api::ReasonOf(const HttpRequest& req) const {
+  std::string reason;
+  if (req.body.empty()) return reason;
+  Result<nlohmann::json> j = ParseJsonObject(req.body, limits_.json_body_bytes_max, "body");
+  if (!j.ok()) return j.status();
+  JsonFields f(*j, "body", UnknownFields::kRefuse);
+  f.String("reason", &reason);
+  MERIDIAN_RETURN_IF_ERROR(f.Finish());
+  return reason;
 }
 
 HttpResponse Api::GetChunk(const HttpRequest& req, const std::string& digest_text) {

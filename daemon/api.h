@@ -19,6 +19,7 @@
 #include "daemon/outbox.h"
 #include "daemon/pending_releases.h"
 #include "daemon/root_chain.h"
+#include "daemon/retention.h"
 #include "daemon/routes.h"
 #include "daemon/rollouts.h"
 #include "signing/signing.h"
@@ -60,7 +61,7 @@ class Api final : public HttpHandler {
   // access; `audit` records who did what. All references must outlive the Api.
   Api(Store& store, Catalog& catalog, RootChain& roots, PendingReleases& pending, ApiTokens tokens,
       Credentials& credentials, AuditLog& audit, Enrolment& enrolment, Metrics& metrics, Rollouts& rollouts,
-      DeltaService& deltas, ApiLimits limits = {});
+      DeltaService& deltas, Retention& retention, ApiLimits limits = {});
 
   // Matches the route, checks the caller's role on the headers (and names
   // the caller in head.caller) and sets the route's body limit. Handle takes
@@ -123,6 +124,12 @@ class Api final : public HttpHandler {
   HttpResponse ListModels(const HttpRequest& req);
   HttpResponse ListVersions(const HttpRequest& req, const std::string& model);
   HttpResponse GetVersion(const std::string& model, const std::string& version);
+  HttpResponse DeleteVersion(const HttpRequest& req, const std::string& model, const std::string& version);
+  // POST /v1/collect: the retention policy and a collection, now.
+  HttpResponse Collect(const HttpRequest& req);
+  // The optional {"reason": "…"} body of an operator's action; InvalidArgument
+  // for anything else (an unknown field is a typo).
+  Result<std::string> ReasonOf(const HttpRequest& req) const;
   // POST /v1/terminals/{id}/credential: a terminal's signed request (its head only).
   HttpResponse IssueCredential(const HttpRequest& req, const std::string& terminal_id);
   HttpResponse AddTerminals(const HttpRequest& req);
@@ -219,6 +226,7 @@ class Api final : public HttpHandler {
   Metrics& metrics_;
   Rollouts& rollouts_;
   DeltaService& deltas_;
+  Retention& retention_;
   ApiLimits limits_;
   std::atomic<bool> ready_{true};
   mutable std::mutex verified_mu_;

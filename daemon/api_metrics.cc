@@ -76,11 +76,13 @@ std::vector<MetricFamily> Api::StoreFamilies() {
                       "Bytes of the store's files on disk: table, blob and write-ahead log files.", st.disk_bytes));
   out.push_back(MetricFamily("meridian_store_bytes", Type::kGauge,
                              "The store's bytes by part: sst, blob and wal files on disk, memtables in memory "
-                             "(what the WAL holds and is not flushed yet).")
+                             "(what the WAL holds and is not flushed yet), and blob_garbage: of the blob bytes, "
+                             "those of deleted chunks (returned by a collection's rewrite).")
                     .Add(static_cast<double>(st.sst_bytes), {{"part", "sst"}})
                     .Add(static_cast<double>(st.blob_bytes), {{"part", "blob"}})
                     .Add(static_cast<double>(st.wal_bytes), {{"part", "wal"}})
-                    .Add(static_cast<double>(st.memtable_bytes), {{"part", "memtable"}}));
+                    .Add(static_cast<double>(st.memtable_bytes), {{"part", "memtable"}})
+                    .Add(static_cast<double>(st.blob_garbage_bytes), {{"part", "blob_garbage"}}));
   out.push_back(gauge("meridian_store_fs_avail_bytes",
                       "Bytes free to the daemon on the file system of the store directory.", st.fs_avail_bytes));
   MetricFamily errors("meridian_store_errors_total", Type::kCounter,

@@ -237,16 +237,9 @@ HttpResponse Api::GetRollout(const std::string& id, int status) {
 HttpResponse Api::ActOnRollout(const HttpRequest& req, const std::string& id, const std::string& action_name) {
   Result<RolloutAction> action = ParseRolloutAction(action_name);
   if (!action.ok() || *action == RolloutAction::kStart) return JsonError(404, "not_found", "no such rollout action");
-  std::string reason;
-  if (!req.body.empty()) {
-    // An operator's words: an unknown field is a typo, refused.
-    Result<nlohmann::json> j = ParseJsonObject(req.body, limits_.json_body_bytes_max, "body");
-    if (!j.ok()) return ErrorFor(j.status());
-    JsonFields f(*j, "body", UnknownFields::kRefuse);
-    f.String("reason", &reason);
-    if (Status st = f.Finish(); !st.ok()) return ErrorFor(st);
-  }
-  Result<Rollout> r = rollouts_.Act(id, *action, req.caller, reason);
+  Result<std::string> reason = ReasonOf(req);
+  if (!reason.ok()) return ErrorFor(reason.status());
+  Result<Rollout> r = rollouts_.Act(id, *action, req.caller, *reason);
   if (!r.ok()) return ErrorFor(r.status());
   if (std::optional<HttpResponse> unaudited =
           Audit(req, fmt::format("rollout.{}", ActionName(*action)), id, DescribeRolloutEvent(r->events().back()))) {

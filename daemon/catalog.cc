@@ -56,47 +56,57 @@ std::string Catalog::DescribeJurisdiction() const {
 }
 
 Status Catalog::Load(Store& store) {
+  std::lock_guard load(load_mu_);
+  Sets fresh;
   Result<std::vector<std::string>> models = store.ListModels();
   if (!models.ok()) return models.status();
   for (const std::string& model : *models) {
     Result<std::vector<std::string>> versions = store.ListVersions(model);
+    if (versions.status().code() == Status::Code::kNotFound) continue;  // its last version was just deleted
     if (!versions.ok()) return versions.status();
     for (const std::string& v : *versions) {
       Result<std::shared_ptr<const Manifest>> m = store.GetManifest(model, v);
+      if (m.status().code() == Status::Code::kNotFound) continue;  // deleted meanwhile
       if (!m.ok()) return m.status();
-      Learn(**m);
+      Add(fresh, **m);
     }
   }
+  std::unique_lock lock(mu_);
+  sets_ = std::move(fresh);
   return Status::Ok();
 }
 
 void Catalog::Learn(const Manifest& m) {
-  const bool here = MayHold(m);
-  if (here && !m.is_public) return;
+  if (MayHold(m) && !m.is_public) return;
+  std::lock_guard load(load_mu_);
   std::unique_lock lock(mu_);
-  if (!here) {
-    elsewhere_artifacts_.insert(m.digest);
-    for (const ChunkRef& c : m.chunks) elsewhere_chunks_.insert(c.digest);
-  } else {
-    for (const ChunkRef& c : m.chunks) public_chunks_.insert(c.digest);
-    public_artifacts_.insert(m.digest);
-    public_versions_.emplace(m.name, m.version);
+  Add(sets_, m);
+}
+
+void Catalog::Add(Sets& sets, const Manifest& m) const {
+  if (!MayHold(m)) {
+    sets.elsewhere_artifacts.insert(m.digest);
+    for (const ChunkRef& c : m.chunks) sets.elsewhere_chunks.insert(c.digest);
+  } else if (m.is_public) {
+    for (const ChunkRef& c : m.chunks) sets.public_chunks.insert(c.digest);
+    sets.public_artifacts.insert(m.digest);
+    sets.public_versions.emplace(m.name, m.version);
   }
 }
 
 bool Catalog::IsPublicChunk(const Digest& chunk) const {
   std::shared_lock lock(mu_);
-  return public_chunks_.count(chunk) > 0;
+  return sets_.public_chunks.count(chunk) > 0;
 }
 
 bool Catalog::IsPublicArtifact(const Digest& artifact) const {
   std::shared_lock lock(mu_);
-  return public_artifacts_.count(artifact) > 0;
+  return sets_.public_artifacts.count(artifact) > 0;
 }
 
 bool Catalog::IsPublicVersion(const std::string& model, const std::string& version) const {
   std::shared_lock lock(mu_);
-  return public_versions_.count({model, version}) > 0;
+  return sets_.public_versions.count({model, version}) > 0;
 }
 
 std::vector<std::string> Catalog::PublicVersions(const std::string& model,
@@ -104,19 +114,19 @@ std::vector<std::string> Catalog::PublicVersions(const std::string& model,
   std::shared_lock lock(mu_);
   std::vector<std::string> out;
   for (const std::string& v : versions) {
-    if (public_versions_.count({model, v})) out.push_back(v);
+    if (sets_.public_versions.count({model, v})) out.push_back(v);
   }
   return out;
 }
 
 bool Catalog::IsElsewhereChunk(const Digest& chunk) const {
   std::shared_lock lock(mu_);
-  return elsewhere_chunks_.count(chunk) > 0;
+  return sets_.elsewhere_chunks.count(chunk) > 0;
 }
 
 bool Catalog::IsElsewhereArtifact(const Digest& artifact) const {
   std::shared_lock lock(mu_);
-  return elsewhere_artifacts_.count(artifact) > 0;
+  return sets_.elsewhere_artifacts.count(artifact) > 0;
 }
 
 Result<std::map<std::string, ModelHolding>> Catalog::Holdings(Store& store) {

@@ -54,7 +54,8 @@ class Catalog {
   // "this daemon's jurisdiction is 'sg'", or that it declares none: for the 451s.
   std::string DescribeJurisdiction() const;
 
-  // Every version in `store`. Memory: the digest sets above.
+  // Every version in `store`, replacing what was known (Reload after a
+  // version is deleted). Memory: the digest sets above.
   Status Load(Store& store);
   // A version committed since Load.
   void Learn(const Manifest& m);
@@ -77,12 +78,22 @@ class Catalog {
 
  private:
   const std::string jurisdiction_;
+  // The exceptions, by kind.
+  struct Sets {
+    std::unordered_set<Digest> public_chunks;
+    std::unordered_set<Digest> public_artifacts;
+    std::set<std::pair<std::string, std::string>> public_versions;  // (model, version)
+    std::unordered_set<Digest> elsewhere_chunks;
+    std::unordered_set<Digest> elsewhere_artifacts;
+  };
+  // Adds what `m` makes an exception of, if anything.
+  void Add(Sets& sets, const Manifest& m) const;
+
+  // Held by Load and Learn: a version committed while Load lists the store
+  // is learnt after Load replaced the sets, never lost to the replacement.
+  std::mutex load_mu_;
   mutable std::shared_mutex mu_;
-  std::unordered_set<Digest> public_chunks_;        // guarded by mu_
-  std::unordered_set<Digest> public_artifacts_;     // guarded by mu_
-  std::set<std::pair<std::string, std::string>> public_versions_;  // guarded by mu_: (model, version)
-  std::unordered_set<Digest> elsewhere_chunks_;     // guarded by mu_
-  std::unordered_set<Digest> elsewhere_artifacts_;  // guarded by mu_
+  Sets sets_;  // guarded by mu_
 };
 
 }  // namespace meridian

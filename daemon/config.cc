@@ -146,6 +146,24 @@ Status ApplyConfigText(ServeOptions& o, std::string_view toml_text, std::string_
     return Status::InvalidArgument(source + ": delta_artifact_bytes_max must be 0 to 1 TiB");
   }
   d.artifact_bytes_max = static_cast<uint64_t>(artifact_max);
+  RetentionOptions& r = o.retention;
+  auto keep = static_cast<int64_t>(r.keep_versions);
+  MERIDIAN_RETURN_IF_ERROR(setting("keep_versions", keep));
+  MERIDIAN_RETURN_IF_ERROR(setting("collect_interval_ms", r.interval_ms));
+  MERIDIAN_RETURN_IF_ERROR(setting("unreferenced_grace_ms", o.unreferenced_grace_ms));
+  MERIDIAN_RETURN_IF_ERROR(setting("report_ids_ms", r.report_ids_ms));
+  constexpr int64_t kDayMs = 24ll * 3600 * 1000;
+  if (keep < 0 || keep > 1'000'000) return Status::InvalidArgument(source + ": keep_versions must be 0 (all) to 1000000");
+  r.keep_versions = static_cast<size_t>(keep);
+  if (r.interval_ms != 0 && (r.interval_ms < 1000 || r.interval_ms > 30 * kDayMs)) {
+    return Status::InvalidArgument(source + ": collect_interval_ms must be 0 (on request only) or 1000 to 30 days");
+  }
+  if (o.unreferenced_grace_ms < 1000 || o.unreferenced_grace_ms > 30 * kDayMs) {
+    return Status::InvalidArgument(source + ": unreferenced_grace_ms must be 1000 to 30 days");
+  }
+  if (r.report_ids_ms < 1000 || r.report_ids_ms > 3650 * kDayMs) {
+    return Status::InvalidArgument(source + ": report_ids_ms must be 1000 to 3650 days");
+  }
   // Unset: LZMA literals (smallest). A level: zstd literals, faster to make and apply.
   if (t.contains("delta_literal_level")) {
     int level = 0;

@@ -15,7 +15,9 @@
 #include "daemon/deltas.h"
 #include "daemon/enrolment.h"
 #include "daemon/http_server.h"
+#include "daemon/retention.h"
 #include "daemon/rollouts.h"
+#include "store/store.h"
 
 namespace meridian {
 
@@ -42,6 +44,8 @@ struct ServeOptions {
   std::vector<std::string> upstream;   // role region: upstream URLs, in order of preference
   std::string upstream_token_file;     // role region: the upstream's mirror.token
   DeltaServiceOptions deltas;          // the delta_* settings
+  RetentionOptions retention;          // keep_versions, collect_interval_ms, report_ids_ms
+  int64_t unreferenced_grace_ms = StoreOptions{}.unreferenced_grace_ms;
   // HTTPS: certificate chain and key (PEM); client certificates checked
   // against tls_client_ca, "none", "optional" (the default with a CA) or "required".
   std::string tls_certificate, tls_key, tls_client_ca, tls_client_certificates;
@@ -51,13 +55,14 @@ struct ServeOptions {
 };
 
 // The keys of --config, in the order --help lists them.
-inline constexpr std::array<std::string_view, 26> kConfigKeys = {
+inline constexpr std::array<std::string_view, 30> kConfigKeys = {
     "data", "listen", "threads", "head_timeout_ms", "body_timeout_ms", "state_expiry_ms", "state_refresh_ms",
     "credential_lifetime_ms", "role",
     "region", "jurisdiction", "upstream", "upstream_token_file", "upstream_ca_file", "upstream_client_certificate",
     "upstream_client_key", "upstream_allow_insecure_http", "tls_certificate", "tls_key", "tls_client_ca",
     "tls_client_certificates", "delta_previous_versions", "delta_threads", "delta_literal_level",
-    "delta_artifact_bytes_max", "time_zones"};
+    "delta_artifact_bytes_max", "time_zones", "keep_versions", "collect_interval_ms", "unreferenced_grace_ms",
+    "report_ids_ms"};
 
 // The TLS settings: a --config key and the flag of the same name
 // (tls_key: --tls-key), which wins.

@@ -211,6 +211,35 @@ void DeltaService::QueueForNewVersion(const Manifest& published) {
   }
 }
 
+Result<uint64_t> DeltaService::DropStale(std::vector<Digest>& referenced) {
+  constexpr size_t kPageRecords = 1000;
+  uint64_t dropped = 0;
+  std::string after;
+  for (;;) {
+    Result<std::vector<std::pair<std::string, std::string>>> page = store_.ScanStatePage("delta/", after, kPageRecords);
+    if (!page.ok()) return page.status();
+    if (page->empty()) return dropped;
+    std::vector<std::pair<std::string, std::optional<std::string>>> stale;
+    for (const auto& [key, json] : *page) {
+      Result<DeltaRecord> r = DeltaRecordFromJson(json);
+      bool keep = r.ok() && StateKey(r->info.from, r->info.to) == key;
+      for (const Digest& artifact : keep ? std::vector<Digest>{r->info.from, r->info.to} : std::vector<Digest>{}) {
+        Result<std::shared_ptr<const Manifest>> m = store_.FindArtifact(artifact);
+        if (!m.ok() && m.status().code() != Status::Code::kNotFound) return m.status();
+        keep = keep && m.ok();
+      }
+      if (!keep) {
+        stale.emplace_back(key, std::nullopt);
+        continue;
+      }
+      for (const ChunkRef& c : r->chunks) referenced.push_back(c.digest);
+    }
+    MERIDIAN_RETURN_IF_ERROR(store_.WriteState(stale));
+    dropped += stale.size();
+    after = page->back().first;
+  }
+}
+
 uint64_t DeltaService::jobs() {
   std::lock_guard lock(mu_);
   return queue_.size() + (busy_ ? 1u : 0u);

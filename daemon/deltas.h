@@ -83,6 +83,12 @@ class DeltaService {
   // Pairs waiting or being computed now (/metrics).
   uint64_t jobs();
 
+  // Deletes the records of pairs whose source or target artifact is no
+  // longer stored (and those that no longer parse: made again on request),
+  // and adds the chunks of the others to `referenced`, for a collection
+  // (Store::CollectGarbage). Returns how many were deleted.
+  Result<uint64_t> DropStale(std::vector<Digest>& referenced);
+
   // The descriptor as a DSSE envelope signed by the online key: the fetched
   // one for an adopted record, else signed here.
   std::string SignedInfo(const DeltaRecord& record) const;

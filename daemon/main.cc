@@ -168,7 +168,8 @@ int Serve(ServeOptions o) {
   Result<std::unique_ptr<Store>> store =
       Store::Open(d.store(), StoreOptions{.create_if_missing = false,
                                           .max_open_files = fds->store_files_max,
-                                          .on_damaged_chunk = on_damaged_chunk});
+                                          .on_damaged_chunk = on_damaged_chunk,
+                                          .unreferenced_grace_ms = o.unreferenced_grace_ms});
   if (!store.ok()) return Fail("cannot open store: " + store.status().ToString());
   Result<std::unique_ptr<AuditLog>> audit = AuditLog::Open(**store, SystemClock::Get());
   if (!audit.ok()) return Fail("cannot open the audit log: " + audit.status().ToString());
@@ -205,8 +206,15 @@ int Serve(ServeOptions o) {
   Metrics metrics;
   Result<std::unique_ptr<Credentials>> credentials = Credentials::Open(**store, SystemClock::Get());
   if (!credentials.ok()) return Fail("cannot load the named credentials: " + credentials.status().ToString());
+  // A region's follower fetches the newest versions of each model again:
+  // its policy keeps at least as many, or the two would undo each other.
+  RetentionOptions retention_options = o.retention;
+  if (region && retention_options.keep_versions > 0) {
+    retention_options.keep_versions = std::max(retention_options.keep_versions, FollowerOptions{}.versions_per_model);
+  }
+  Retention retention(**store, catalog, **rollouts, deltas, **audit, SystemClock::Get(), retention_options);
   Api api(**store, catalog, **roots, **pending, ApiTokens{*publisher, *operator_token, *terminal_token, *mirror_token},
-          **credentials, **audit, **enrolment, metrics, **rollouts, deltas);
+          **credentials, **audit, **enrolment, metrics, **rollouts, deltas, retention);
   UpstreamOptions upstream{.urls = o.upstream, .mirror_token = upstream_token, .tls = upstream_tls};
   std::unique_ptr<Follower> follower;
   std::unique_ptr<ReportOutbox> outbox;
@@ -258,6 +266,7 @@ int Serve(ServeOptions o) {
     if (Status st = WriteFileAtomic(o.port_file, std::to_string(server.port()) + "\n"); !st.ok()) return Fail(st.ToString());
   }
   if (follower) follower->Start();
+  retention.Start();
   const char* scheme = server.tls() ? "https" : "http";
   serving = region ? fmt::format("region {} serving {} on {}://{}, following {}", o.region, d.dir, scheme, bound,
                                  fmt::join(o.upstream, ","))

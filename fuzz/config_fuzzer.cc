@@ -74,6 +74,10 @@ std::string ServeConfigToml(const ServeOptions& o) {
   for (auto [key, value] : {std::pair{"head_timeout_ms", o.head_timeout_ms}, {"body_timeout_ms", o.body_timeout_ms},
                             {"state_expiry_ms", o.state_expiry_ms}, {"state_refresh_ms", o.state_refresh_ms},
                             {"credential_lifetime_ms", o.credential_lifetime_ms},
+                            {"keep_versions", static_cast<int64_t>(o.retention.keep_versions)},
+                            {"collect_interval_ms", o.retention.interval_ms},
+                            {"unreferenced_grace_ms", o.unreferenced_grace_ms},
+                            {"report_ids_ms", o.retention.report_ids_ms},
                             {"delta_artifact_bytes_max", static_cast<int64_t>(o.deltas.artifact_bytes_max)}}) {
     t.insert(key, value);
   }

@@ -6,8 +6,10 @@
 //   manifests  "<model>\0<version>"  -> signed manifest envelope JSON
 //   artifacts  digest(32 raw bytes)  -> "<model>\0<version>" (artifact index)
 //   state      free-form keys        -> values (rollouts, events, …)
-//   chunk_index digest(32 raw bytes) -> uncompressed size (8 bytes LE), written
-//              with each chunk; presence checks read it, never the chunk
+//   chunk_index digest(32 raw bytes) -> uncompressed size, then when the chunk
+//              was last written or named present (Unix ms; 8 bytes LE each;
+//              a store from before ages has the size alone), written with
+//              each chunk; presence checks read it, never the chunk
 //
 // Contracts:
 //  - Chunks are keyed by the SHA-256 of their uncompressed bytes and stored as

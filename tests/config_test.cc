@@ -68,10 +68,25 @@ TEST_CASE("config: a value of the wrong type is refused, never silently the defa
 TEST_CASE("config: out-of-range values and unknown keys are refused") {
   for (const std::string text : {"threads = -1", "threads = 5000", "head_timeout_ms = 0", "body_timeout_ms = 3600001",
                                  "delta_threads = 0", "delta_literal_level = 23", "credential_lifetime_ms = 5",
-                                 "nonsense = 1", "threads = ",
+                                 "nonsense = 1", "threads = ", "keep_versions = -1", "collect_interval_ms = 10",
+                                 "unreferenced_grace_ms = 0", "report_ids_ms = 999", "keep_versions = \"3\"",
                                  "[time_zones]\n\"'\" = \"Asia/Singapore\""}) {
     INFO(text);
     ServeOptions o;
     CHECK(Apply(o, text).code() == Status::Code::kInvalidArgument);
   }
+}
+
+TEST_CASE("config: retention settings") {
+  ServeOptions o;
+  REQUIRE(Apply(o, "keep_versions = 5\ncollect_interval_ms = 0\nunreferenced_grace_ms = 7200000\nreport_ids_ms = 86400000")
+              .ok());
+  CHECK(o.retention.keep_versions == 5);
+  CHECK(o.retention.interval_ms == 0);
+  CHECK(o.unreferenced_grace_ms == 7'200'000);
+  CHECK(o.retention.report_ids_ms == 86'400'000);
+  ServeOptions defaults;
+  REQUIRE(Apply(defaults, "").ok());
+  CHECK(defaults.retention.keep_versions == 0);  // nothing is deleted unless asked
+  CHECK(defaults.unreferenced_grace_ms == 24ll * 3600 * 1000);
 }

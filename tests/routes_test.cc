@@ -44,7 +44,8 @@ struct OriginApi {
   std::unique_ptr<Enrolment> enrolment = Enrolment::OpenOrigin(*store, SystemClock::Get(), SecretKey::Generate()).value();
   std::unique_ptr<Credentials> credentials = Credentials::Open(*store, SystemClock::Get()).value();
   std::unique_ptr<AuditLog> audit = AuditLog::Open(*store, SystemClock::Get()).value();
-  Api api{*store, catalog, *roots, *pending, {}, *credentials, *audit, *enrolment, metrics, *rollouts, deltas};
+  Retention retention{*store, catalog, *rollouts, deltas, *audit, SystemClock::Get(), {}};
+  Api api{*store, catalog, *roots, *pending, {}, *credentials, *audit, *enrolment, metrics, *rollouts, deltas, retention};
 };
 
 }  // namespace
@@ -60,8 +61,9 @@ TEST_CASE("docs/api.md lists the routes origin and region daemons serve") {
                     FollowerOptions{.region = "sg"});
   Result<std::unique_ptr<ReportOutbox>> outbox = ReportOutbox::Open(*o.store, "sg", upstream);
   REQUIRE(outbox.ok());
+  Retention region_retention(*o.store, region_catalog, *o.rollouts, o.deltas, *o.audit, SystemClock::Get(), {});
   Api region(*o.store, region_catalog, *o.roots, *o.pending, {}, *o.credentials, *o.audit, *region_enrolment, o.metrics,
-             *o.rollouts, o.deltas);
+             *o.rollouts, o.deltas, region_retention);
   region.ServeAsRegion("sg", **outbox, follower);
 
   const std::string want = RoutesMarkdown(origin.routes(), region.routes());
