@@ -54,8 +54,8 @@ class Env {
   // ---- primitives. Errors: NotFound when a path (or its parent directory)
   // does not exist, PermissionDenied, else IOError; each names the path.
 
-  // Creates a new file `path` (AlreadyExists-like IOError when something is
-  // there) with permission `mode` from its first byte, umask notwithstanding.
+  // Creates a new file `path` (IOError when something is already there: never
+  // truncates) with permission `mode` from its first byte, umask notwithstanding.
   // Neither the file nor its name is durable until Sync and a SyncDirectory
   // of its directory.
   virtual Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path, mode_t mode) = 0;
