@@ -27,8 +27,9 @@
 #include "agent/slots.h"
 #include "agent/state_files.h"
 #include "base/encoding.h"
-#include "base/json.h"
+#include "base/env.h"
 #include "base/file.h"
+#include "base/json.h"
 #include "client/api.h"
 #include "client/delta_files.h"
 #include "client/http_client.h"
@@ -50,8 +51,8 @@ constexpr size_t kDeltaApplyBufferBytes = 1u << 20;
 constexpr int64_t kLongPollGraceMs = 5'000;
 
 // A download in progress, or none when there is no job file or it is damaged.
-std::optional<DownloadJob> ReadJob(const std::string& file) {
-  Result<std::string> text = ReadFileToString(file, kDownloadJobBytesMax);
+std::optional<DownloadJob> ReadJob(Env& env, const std::string& file) {
+  Result<std::string> text = env.ReadFile(file, kDownloadJobBytesMax);
   if (!text.ok()) return std::nullopt;
   Result<DownloadJob> job = ParseDownloadJob(*text);
   if (!job.ok()) return std::nullopt;
@@ -82,6 +83,7 @@ Result<SecretKey> LoadOrCreateTerminalKey(const std::string& path) {
 struct Agent::Impl {
   AgentConfig config;
   const Clock* clock = nullptr;
+  Env* env = nullptr;  // the state directory's files, slots and outbox
   std::string state_dir;
   int lock_fd = -1;
   Root root;
@@ -161,7 +163,7 @@ struct Agent::Impl {
       credential_renew_ms = now + (expires_ms - now) / 2;
       UseCredential(credential);
       std::string kept = StoredCredentialToJson({credential, expires_ms, credential_renew_ms});
-      if (Status st = WriteFileAtomic(CredentialFile(), kept, 0600); !st.ok()) {
+      if (Status st = env->WriteFileAtomic(CredentialFile(), kept, 0600); !st.ok()) {
         Log("credential not kept: " + st.ToString());
       }
       return Status::Ok();
@@ -178,9 +180,9 @@ struct Agent::Impl {
   void CredentialRefused(const HttpReply& reply) {
     if (reply.status == 401 && terminal_key) credential_renew_ms = 0;
   }
-  ModelSlots SlotsOf(const ModelConfig& m) const { return ModelSlots(state_dir + "/models/" + m.name); }
+  ModelSlots SlotsOf(const ModelConfig& m) const { return ModelSlots(state_dir + "/models/" + m.name, *env); }
 
-  Status Save() { return WriteFileAtomic(AgentFile(), AgentStateToJson(persisted)); }
+  Status Save() { return env->WriteFileAtomic(AgentFile(), AgentStateToJson(persisted)); }
 
   void Log(const std::string& line) const {
     std::fprintf(stderr, "%s meridian-agent %s: %s\n", FormatRfc3339(clock->NowUnixMillis()).c_str(),
@@ -246,11 +248,11 @@ struct Agent::Impl {
   // Root N+1 in place of the trusted root N (VerifyRootUpdate), persisted
   // atomically before it is used.
   Status AcceptRoot(const std::string& envelope_json) {
-    Result<Envelope> env = ParseEnvelope(envelope_json);
-    if (!env.ok()) return env.status();
-    Result<Root> next = VerifyRootUpdate(root, *env);
+    Result<Envelope> envelope = ParseEnvelope(envelope_json);
+    if (!envelope.ok()) return envelope.status();
+    Result<Root> next = VerifyRootUpdate(root, *envelope);
     if (!next.ok()) return next.status();
-    MERIDIAN_RETURN_IF_ERROR(WriteFileAtomic(RootFile(), envelope_json));
+    MERIDIAN_RETURN_IF_ERROR(env->WriteFileAtomic(RootFile(), envelope_json));
     root = std::move(*next);
     return Status::Ok();
   }
@@ -317,10 +319,10 @@ struct Agent::Impl {
   Result<std::string> Download(HttpClient& c, const ModelSlots& slots, const DownloadJob& job) {
     std::string job_file = slots.staging_dir() + "/job.json";
     std::string part = slots.staging_dir() + "/download.part";
-    std::optional<DownloadJob> old = ReadJob(job_file);
+    std::optional<DownloadJob> old = ReadJob(*env, job_file);
     if (!old || *old != job) {
       MERIDIAN_RETURN_IF_ERROR(slots.CollectGarbage(true));
-      MERIDIAN_RETURN_IF_ERROR(WriteFileAtomic(job_file, DownloadJobToJson(job)));
+      MERIDIAN_RETURN_IF_ERROR(env->WriteFileAtomic(job_file, DownloadJobToJson(job)));
     }
     int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return ErrnoStatus("open " + part, errno);
@@ -664,13 +666,14 @@ struct Agent::Impl {
 Agent::Agent(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Agent::~Agent() = default;
 
-Result<std::unique_ptr<Agent>> Agent::Open(AgentConfig config, const Clock& clock) {
+Result<std::unique_ptr<Agent>> Agent::Open(AgentConfig config, const Clock& clock, Env& env) {
   auto impl = std::make_unique<Impl>();
+  impl->env = &env;
   std::error_code ec;
   impl->state_dir = std::filesystem::absolute(config.state, ec).lexically_normal().string();
   if (ec) return Status::InvalidArgument("state: " + ec.message());
   while (impl->state_dir.size() > 1 && impl->state_dir.back() == '/') impl->state_dir.pop_back();
-  MERIDIAN_RETURN_IF_ERROR(CreateDirectories(impl->state_dir, 0700));
+  MERIDIAN_RETURN_IF_ERROR(env.CreateDirectories(impl->state_dir, 0700));
   std::string lock = impl->state_dir + "/lock";
   impl->lock_fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (impl->lock_fd < 0) return ErrnoStatus("open " + lock, errno);
@@ -678,18 +681,17 @@ Result<std::unique_ptr<Agent>> Agent::Open(AgentConfig config, const Clock& cloc
     return Status::FailedPrecondition("another meridian-agent uses " + impl->state_dir);
   }
   impl->clock = &clock;
-  impl->outbox = Outbox(impl->state_dir + "/outbox");
+  impl->outbox = Outbox(impl->state_dir + "/outbox", env);
   MERIDIAN_RETURN_IF_ERROR(impl->outbox.Init());
-  bool have_state_root = std::filesystem::exists(impl->RootFile());
-  Result<std::string> root_text =
-      ReadFileToString(have_state_root ? impl->RootFile() : config.root, kParseEnvelopeBytesMax);
+  bool have_state_root = env.Exists(impl->RootFile());
+  Result<std::string> root_text = env.ReadFile(have_state_root ? impl->RootFile() : config.root, kParseEnvelopeBytesMax);
   if (!root_text.ok()) return root_text.status();
   Result<Root> root = LoadTrustedRoot(*root_text);
   if (!root.ok()) return Status::InvalidArgument("trusted root: " + root.status().ToString());
   impl->root = std::move(*root);
-  if (!have_state_root) MERIDIAN_RETURN_IF_ERROR(WriteFileAtomic(impl->RootFile(), *root_text));
-  if (std::filesystem::exists(impl->AgentFile())) {
-    Result<std::string> text = ReadFileToString(impl->AgentFile(), kAgentStateBytesMax);
+  if (!have_state_root) MERIDIAN_RETURN_IF_ERROR(env.WriteFileAtomic(impl->RootFile(), *root_text));
+  if (env.Exists(impl->AgentFile())) {
+    Result<std::string> text = env.ReadFile(impl->AgentFile(), kAgentStateBytesMax);
     if (!text.ok()) return text.status();
     Result<AgentState> p = ParseAgentState(*text);
     if (!p.ok()) return p.status();
@@ -709,8 +711,8 @@ Result<std::unique_ptr<Agent>> Agent::Open(AgentConfig config, const Clock& cloc
     Result<SecretKey> key = LoadOrCreateTerminalKey(impl->KeyFile());
     if (!key.ok()) return key.status();
     impl->terminal_key = std::move(*key);
-    if (std::filesystem::exists(impl->CredentialFile())) {
-      Result<std::string> text = ReadFileToString(impl->CredentialFile(), kStoredCredentialBytesMax);
+    if (env.Exists(impl->CredentialFile())) {
+      Result<std::string> text = env.ReadFile(impl->CredentialFile(), kStoredCredentialBytesMax);
       Result<StoredCredential> kept = text.ok() ? ParseStoredCredential(*text) : Result<StoredCredential>(text.status());
       // A damaged file costs one request for a new credential, nothing more.
       if (kept.ok()) {
@@ -809,11 +811,11 @@ void Agent::Run(const std::atomic<bool>& stop) {
 
 Status Agent::UpdateRoot(const std::string& envelope_json) { return impl_->AcceptRoot(envelope_json); }
 
-Result<std::string> ReadAgentStatus(const AgentConfig& config) {
+Result<std::string> ReadAgentStatus(const AgentConfig& config, Env& env) {
   Json out = {{"id", config.id}};
   std::string agent_file = config.state + "/agent.json";
-  if (std::filesystem::exists(agent_file)) {
-    Result<std::string> text = ReadFileToString(agent_file, kAgentStateBytesMax);
+  if (env.Exists(agent_file)) {
+    Result<std::string> text = env.ReadFile(agent_file, kAgentStateBytesMax);
     if (!text.ok()) return text.status();
     Result<AgentState> p = ParseAgentState(*text);
     if (!p.ok()) return p.status();
@@ -822,10 +824,10 @@ Result<std::string> ReadAgentStatus(const AgentConfig& config) {
     out["last_success_at"] = p->last_success_at;
     out["downloaded_bytes"] = p->downloaded_bytes;
   }
-  out["reports_waiting"] = Outbox(config.state + "/outbox").Count();
+  out["reports_waiting"] = Outbox(config.state + "/outbox", env).Count();
   Json models = Json::array();
   for (const ModelConfig& m : config.models) {
-    ModelSlots slots(config.state + "/models/" + m.name);
+    ModelSlots slots(config.state + "/models/" + m.name, env);
     Json mj = {{"name", m.name}, {"channel", m.channel}};
     auto slot_json = [](const Result<std::optional<Slot>>& s) -> Json {
       if (!s.ok()) return {{"error", s.status().ToString()}};
@@ -834,7 +836,7 @@ Result<std::string> ReadAgentStatus(const AgentConfig& config) {
     };
     mj["current"] = slot_json(slots.Current());
     mj["previous"] = slot_json(slots.Previous());
-    std::optional<DownloadJob> job = ReadJob(slots.staging_dir() + "/job.json");
+    std::optional<DownloadJob> job = ReadJob(env, slots.staging_dir() + "/job.json");
     if (job) {
       std::error_code ec;
       uint64_t have = std::filesystem::file_size(slots.staging_dir() + "/download.part", ec);

@@ -14,6 +14,7 @@
 
 #include "agent/config.h"
 #include "base/clock.h"
+#include "base/env.h"
 #include "base/status.h"
 
 namespace meridian {
@@ -28,8 +29,10 @@ class Agent {
  public:
   // Opens the state directory (creating it), takes its lock (FailedPrecondition
   // when another agent holds it) and loads the trusted root: STATE/root.json
-  // when present, else the configured initial root.
-  static Result<std::unique_ptr<Agent>> Open(AgentConfig config, const Clock& clock);
+  // when present, else the configured initial root. The state files, slots
+  // and outbox are reached through `env` (the lock, the terminal key and the
+  // download spool, written through descriptors, stay on the real file system).
+  static Result<std::unique_ptr<Agent>> Open(AgentConfig config, const Clock& clock, Env& env = Env::Default());
   ~Agent();
 
   // One cycle: sends waiting reports, follows the server's chain of roots
@@ -66,6 +69,6 @@ class Agent {
 
 // The status document of a state directory without opening an agent (no lock,
 // no network): what `meridian-agent status` prints.
-Result<std::string> ReadAgentStatus(const AgentConfig& config);
+Result<std::string> ReadAgentStatus(const AgentConfig& config, Env& env = Env::Default());
 
 }  // namespace meridian

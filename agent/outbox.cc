@@ -1,31 +1,24 @@
 // The on-disk report outbox (see outbox.h).
 #include "agent/outbox.h"
 
-#include <unistd.h>
-
-#include <algorithm>
-#include <cerrno>
-#include <filesystem>
 #include <random>
 
 #include <fmt/format.h>
 
-#include "base/file.h"
-
 namespace meridian {
 
-Status Outbox::Init() const { return CreateDirectories(dir_); }
+Status Outbox::Init() const { return env_->CreateDirectories(dir_); }
 
 std::vector<std::string> Outbox::Names() const {
+  // No directory (never initialised, or unreadable) holds no reports.
+  Result<std::vector<std::string>> all = env_->ListDirectory(dir_);
   std::vector<std::string> names;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir_, ec)) {
-    std::string n = e.path().filename().string();
-    // WriteFileAtomic's temporaries end in ".tmp.<pid>.<n>": only finished reports count.
+  if (!all.ok()) return names;
+  // WriteFileAtomic's temporaries end in ".tmp.<pid>.<n>": only finished reports count.
+  for (std::string& n : *all) {
     if (n.ends_with(".json")) names.push_back(std::move(n));
   }
-  std::sort(names.begin(), names.end());
-  return names;
+  return names;  // sorted, as ListDirectory gives them
 }
 
 size_t Outbox::Count() const { return Names().size(); }
@@ -39,7 +32,7 @@ Status Outbox::Add(const std::string& body, int64_t now_ms) {
   // part keeps two reports of one millisecond apart.
   static thread_local std::mt19937_64 rng(std::random_device{}());
   std::string name = fmt::format("{:015d}-{:016x}.json", now_ms, rng());
-  return WriteFileAtomic(dir_ + "/" + name, body);
+  return env_->WriteFileAtomic(dir_ + "/" + name, body);
 }
 
 Result<std::vector<PendingReport>> Outbox::Oldest(size_t max) const {
@@ -47,7 +40,7 @@ Result<std::vector<PendingReport>> Outbox::Oldest(size_t max) const {
   for (const std::string& n : Names()) {
     if (out.size() >= max) break;
     std::string path = dir_ + "/" + n;
-    Result<std::string> body = ReadFileToString(path, kOutboxReportBytesMax);
+    Result<std::string> body = env_->ReadFile(path, kOutboxReportBytesMax);
     if (!body.ok()) return body.status();
     out.push_back({path, std::move(*body)});
   }
@@ -55,8 +48,9 @@ Result<std::vector<PendingReport>> Outbox::Oldest(size_t max) const {
 }
 
 Status Outbox::Remove(const PendingReport& report) const {
-  if (::unlink(report.path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus("unlink " + report.path, errno);
-  return SyncDirectory(dir_);
+  Status removed = env_->RemoveFile(report.path);
+  if (!removed.ok() && removed.code() != Status::Code::kNotFound) return removed;
+  return env_->SyncDirectory(dir_);
 }
 
 }  // namespace meridian

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "base/env.h"
 #include "base/status.h"
 
 namespace meridian {
@@ -21,7 +22,8 @@ struct PendingReport {
 
 class Outbox {
  public:
-  explicit Outbox(std::string dir) : dir_(std::move(dir)) {}
+  // `dir` is STATE/outbox, reached through `env`.
+  explicit Outbox(std::string dir, Env& env = Env::Default()) : dir_(std::move(dir)), env_(&env) {}
   Status Init() const;
   // Durably stores a report (written, fsynced, renamed, directory fsynced).
   // ResourceExhausted when kOutboxReportsMax are waiting (the oldest are kept:
@@ -36,6 +38,7 @@ class Outbox {
  private:
   std::vector<std::string> Names() const;
   std::string dir_;
+  Env* env_;
 };
 
 }  // namespace meridian

@@ -1,20 +1,12 @@
 // Slot switching by atomic symlink replacement (see slots.h).
 #include "agent/slots.h"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <filesystem>
 #include <set>
 
-#include "base/file.h"
 #include "manifest/manifest.h"
 
 namespace meridian {
 namespace {
-
-constexpr size_t kLinkBytesMax = 512;
 
 // Blob names are "<version>_<64 hex>": '_' never occurs in a SemVer version.
 std::string BlobName(const std::string& version, const Digest& digest) { return version + "_" + digest.Hex(); }
@@ -40,8 +32,8 @@ Result<SlotLink> ParseSlotLink(std::string_view target) {
 }
 
 Status ModelSlots::Init() const {
-  MERIDIAN_RETURN_IF_ERROR(CreateDirectories(dir_ + "/blobs"));
-  return CreateDirectories(staging_dir());
+  MERIDIAN_RETURN_IF_ERROR(env_->CreateDirectories(dir_ + "/blobs"));
+  return env_->CreateDirectories(staging_dir());
 }
 
 std::string ModelSlots::BlobPath(const std::string& version, const Digest& digest) const {
@@ -52,39 +44,34 @@ Result<std::optional<Slot>> ModelSlots::Current() const { return Read(dir_ + "/c
 Result<std::optional<Slot>> ModelSlots::Previous() const { return Read(dir_ + "/previous"); }
 
 Result<std::optional<Slot>> ModelSlots::Read(const std::string& link) const {
-  char buf[kLinkBytesMax];
-  ssize_t n = ::readlink(link.c_str(), buf, sizeof(buf));
-  if (n < 0) {
-    if (errno == ENOENT) return std::optional<Slot>();
-    return ErrnoStatus("readlink " + link, errno);
-  }
-  std::string target(buf, static_cast<size_t>(n));
-  Result<SlotLink> parsed = ParseSlotLink(target);
+  Result<std::string> target = env_->ReadLink(link);
+  if (!target.ok() && target.status().code() == Status::Code::kNotFound) return std::optional<Slot>();
+  if (!target.ok()) return target.status();
+  Result<SlotLink> parsed = ParseSlotLink(*target);
   if (!parsed.ok()) return parsed.status().WithContext(link);
-  Slot s{std::move(parsed->version), parsed->digest, dir_ + "/" + target};
-  struct stat st;
-  if (::stat(s.path.c_str(), &st) != 0) return Status::Corruption(link + ": " + target + " is missing");
+  Slot s{std::move(parsed->version), parsed->digest, dir_ + "/" + *target};
+  if (!env_->Exists(s.path)) return Status::Corruption(link + ": " + *target + " is missing");
   return std::optional<Slot>(std::move(s));
 }
 
 Status ModelSlots::Point(const std::string& link_name, const std::string& blob_name) const {
   std::string tmp = dir_ + "/." + link_name + ".tmp";
-  ::unlink(tmp.c_str());
-  if (::symlink(("blobs/" + blob_name).c_str(), tmp.c_str()) != 0) return ErrnoStatus("symlink " + tmp, errno);
-  if (::rename(tmp.c_str(), (dir_ + "/" + link_name).c_str()) != 0) return ErrnoStatus("rename " + tmp, errno);
-  return SyncDirectory(dir_);
+  env_->RemoveFile(tmp);  // what a crash left; absent as a rule
+  MERIDIAN_RETURN_IF_ERROR(env_->Symlink("blobs/" + blob_name, tmp));
+  MERIDIAN_RETURN_IF_ERROR(env_->Rename(tmp, dir_ + "/" + link_name));
+  return env_->SyncDirectory(dir_);
 }
 
 Status ModelSlots::Unlink(const std::string& link_name) const {
-  std::string path = dir_ + "/" + link_name;
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus("unlink " + path, errno);
-  return SyncDirectory(dir_);
+  Status removed = env_->RemoveFile(dir_ + "/" + link_name);
+  if (!removed.ok() && removed.code() != Status::Code::kNotFound) return removed;
+  return env_->SyncDirectory(dir_);
 }
 
 Status ModelSlots::Install(const std::string& staged_file, const std::string& version, const Digest& digest) const {
   std::string blob = BlobPath(version, digest);
-  if (::rename(staged_file.c_str(), blob.c_str()) != 0) return ErrnoStatus("rename to " + blob, errno);
-  MERIDIAN_RETURN_IF_ERROR(SyncDirectory(dir_ + "/blobs"));
+  MERIDIAN_RETURN_IF_ERROR(env_->Rename(staged_file, blob));
+  MERIDIAN_RETURN_IF_ERROR(env_->SyncDirectory(dir_ + "/blobs"));
   return Activate(version, digest);
 }
 
@@ -118,8 +105,7 @@ Status ModelSlots::PointBack(const std::optional<Slot>& next_previous) const {
   if (!prev->has_value()) return Status::FailedPrecondition("no previous version to switch back to");
   // current first: from here on the version switched away from no longer runs.
   MERIDIAN_RETURN_IF_ERROR(Point("current", BlobName((*prev)->version, (*prev)->digest)));
-  struct stat st;
-  if (next_previous && next_previous->digest != (*prev)->digest && ::stat(next_previous->path.c_str(), &st) == 0) {
+  if (next_previous && next_previous->digest != (*prev)->digest && env_->Exists(next_previous->path)) {
     return Point("previous", BlobName(next_previous->version, next_previous->digest));
   }
   return Unlink("previous");
@@ -131,16 +117,23 @@ Status ModelSlots::CollectGarbage(bool clear_staging) const {
     if (!s.ok()) return s.status();
     if (s->has_value()) keep.insert((*s)->path);
   }
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir_ + "/blobs", ec)) {
-    if (!keep.count(e.path().string())) std::filesystem::remove(e.path(), ec);
-  }
-  if (clear_staging) {
-    for (const auto& e : std::filesystem::directory_iterator(staging_dir(), ec)) std::filesystem::remove_all(e.path(), ec);
-  }
-  if (ec) return Status::IOError("collect garbage in " + dir_ + ": " + ec.message());
-  MERIDIAN_RETURN_IF_ERROR(SyncDirectory(dir_ + "/blobs"));
-  return SyncDirectory(staging_dir());
+  // Every file is tried; the first error is returned.
+  Status first;
+  auto note = [&first](const Status& st) {
+    if (!st.ok() && first.ok()) first = st;
+  };
+  auto remove_unkept = [&](const std::string& dir) {
+    Result<std::vector<std::string>> names = env_->ListDirectory(dir);
+    if (!names.ok()) return note(names.status());
+    for (const std::string& n : *names) {
+      if (!keep.count(dir + "/" + n)) note(env_->RemoveFile(dir + "/" + n));
+    }
+  };
+  remove_unkept(dir_ + "/blobs");
+  if (clear_staging) remove_unkept(staging_dir());
+  if (!first.ok()) return first.WithContext("collect garbage in " + dir_);
+  MERIDIAN_RETURN_IF_ERROR(env_->SyncDirectory(dir_ + "/blobs"));
+  return env_->SyncDirectory(staging_dir());
 }
 
 }  // namespace meridian

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "base/digest.h"
+#include "base/env.h"
 #include "base/status.h"
 
 namespace meridian {
@@ -35,8 +36,8 @@ Result<SlotLink> ParseSlotLink(std::string_view target);
 
 class ModelSlots {
  public:
-  // `dir` is STATE/models/<name>.
-  explicit ModelSlots(std::string dir) : dir_(std::move(dir)) {}
+  // `dir` is STATE/models/<name>, reached through `env`.
+  explicit ModelSlots(std::string dir, Env& env = Env::Default()) : dir_(std::move(dir)), env_(&env) {}
   // Creates the directories.
   Status Init() const;
 
@@ -80,6 +81,7 @@ class ModelSlots {
   Status Point(const std::string& link_name, const std::string& blob_name) const;
   Status Unlink(const std::string& link_name) const;
   std::string dir_;
+  Env* env_;
 };
 
 }  // namespace meridian

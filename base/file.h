@@ -1,6 +1,7 @@
-// Small file utilities with the durability rules every program here follows:
-// write to a temporary beside the target, fsync it, rename over the target,
-// fsync the directory. A reader sees the old file or the new one, never half.
+// Small file utilities on the real file system. WriteFileAtomic,
+// ReadFileToString, SyncDirectory and CreateDirectories are Env::Default()'s
+// (base/env.h: the durability rules are written there once); code that must
+// be tested against power cuts takes an Env& instead of calling these.
 #pragma once
 
 #include <sys/types.h>
@@ -15,7 +16,8 @@
 namespace meridian {
 
 // Atomically replaces `path` with `data`, created with permission `mode`
-// (the mode holds from the first byte written: secrets are never readable by others).
+// (the mode holds from the first byte written: secrets are never readable by others):
+// a temporary beside it, fsynced, renamed over it, the directory fsynced.
 Status WriteFileAtomic(const std::string& path, ByteSpan data, mode_t mode = 0644);
 inline Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode = 0644) {
   return WriteFileAtomic(path, AsBytes(data), mode);
@@ -41,7 +43,8 @@ Status PwriteAll(int fd, uint64_t offset, ByteSpan data, const std::string& path
 // fsyncs a directory so that renames and creations inside it are durable.
 Status SyncDirectory(const std::string& dir);
 
-// Creates `dir` and its parents (like mkdir -p) with `mode`.
+// Creates `dir` and its parents (like mkdir -p), each new one made durable in
+// its parent; `dir` gets `mode`.
 Status CreateDirectories(const std::string& dir, mode_t mode = 0755);
 
 // "No such file or directory" and friends, prefixed with what was being done.

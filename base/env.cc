@@ -1,0 +1,207 @@
+// The durability rules written once over Env's primitives, and the POSIX Env.
+#include "base/env.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <filesystem>
+#include <random>
+
+#include "base/file.h"
+
+namespace meridian {
+
+Status Env::WriteFileAtomic(const std::string& path, ByteSpan data, mode_t mode) {
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  static thread_local std::mt19937_64 rng(std::random_device{}());
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(rng());
+  Result<std::unique_ptr<WritableFile>> file = NewWritableFile(tmp, mode);
+  if (!file.ok() && file.status().code() == Status::Code::kNotFound) {
+    return Status::NotFound("cannot write " + path + ": directory " + (dir.empty() ? "." : dir) + " does not exist");
+  }
+  // Errors name `path`, what the caller asked for, first.
+  if (!file.ok()) return file.status().WithContext("write " + path);
+  Status st = (*file)->Append(data);
+  if (st.ok()) st = (*file)->Sync();
+  if (Status closed = (*file)->Close(); st.ok()) st = closed;
+  if (st.ok()) st = Rename(tmp, path);
+  if (!st.ok()) {
+    RemoveFile(tmp);  // best effort: a leftover temporary is never read as the file
+    return st.WithContext("write " + path);
+  }
+  return SyncDirectory(dir).WithContext("write " + path);
+}
+
+Status Env::CreateDirectories(const std::string& dir, mode_t mode) {
+  const std::filesystem::path target = std::filesystem::path(dir).lexically_normal();
+  std::filesystem::path prefix;
+  for (const std::filesystem::path& part : target) {
+    prefix /= part;
+    if (part.empty() || prefix == prefix.root_path()) continue;  // "/" and a trailing separator
+    Result<FileType> type = Stat(prefix.string());
+    if (type.ok() && *type != FileType::kDirectory) {
+      return Status::IOError("create directory " + dir + ": " + prefix.string() + " is not a directory");
+    }
+    if (type.ok()) continue;
+    if (type.status().code() != Status::Code::kNotFound) return type.status();
+    Status made = CreateDir(prefix.string());
+    // Another process may have made it in between: that one serves.
+    if (!made.ok() && Stat(prefix.string()).ok()) continue;
+    if (!made.ok()) return made;
+    // The new directory survives a power cut only once its parent is synced.
+    const std::string parent = prefix.parent_path().string();
+    MERIDIAN_RETURN_IF_ERROR(SyncDirectory(parent.empty() ? "." : parent));
+  }
+  return SetPermissions(dir, mode);
+}
+
+namespace {
+
+class PosixWritableFile final : public WritableFile {
+ public:
+  PosixWritableFile(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  ~PosixWritableFile() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Status Append(ByteSpan data) override {
+    size_t done = 0;
+    while (done < data.size()) {
+      ssize_t n = ::write(fd_, data.data() + done, data.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoStatus("write " + path_, errno);
+      done += static_cast<size_t>(n);
+    }
+    return Status::Ok();
+  }
+  Status Sync() override {
+    if (::fsync(fd_) != 0) return ErrnoStatus("fsync " + path_, errno);
+    return Status::Ok();
+  }
+  Status Close() override {
+    int rc = ::close(fd_);
+    fd_ = -1;
+    if (rc != 0) return ErrnoStatus("close " + path_, errno);
+    return Status::Ok();
+  }
+
+ private:
+  int fd_;
+  std::string path_;
+};
+
+class PosixEnv final : public Env {
+ public:
+  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path, mode_t mode) override {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0) return ErrnoStatus("create " + path, errno);
+    auto file = std::make_unique<PosixWritableFile>(fd, path);
+    // open's mode is cut by the umask; the asked one holds before any byte is written.
+    if (::fchmod(fd, mode) != 0) return ErrnoStatus("chmod " + path, errno);
+    return std::unique_ptr<WritableFile>(std::move(file));
+  }
+
+  Result<std::string> ReadFile(const std::string& path, uint64_t max_bytes) override {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus("open " + path, errno);
+    std::string out;
+    char buf[64 * 1024];
+    for (;;) {
+      ssize_t n = ::read(fd, buf, sizeof(buf));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        int err = errno;
+        ::close(fd);
+        return ErrnoStatus("read " + path, err);
+      }
+      if (n == 0) break;
+      if (out.size() + static_cast<size_t>(n) > max_bytes) {
+        ::close(fd);
+        return Status::ResourceExhausted(path + " is larger than " + std::to_string(max_bytes) + " bytes");
+      }
+      out.append(buf, static_cast<size_t>(n));
+    }
+    ::close(fd);
+    return out;
+  }
+
+  Result<FileType> Stat(const std::string& path) override {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return ErrnoStatus("stat " + path, errno);
+    return S_ISDIR(st.st_mode) ? FileType::kDirectory : FileType::kFile;
+  }
+
+  Status Rename(const std::string& from, const std::string& to) override {
+    if (::rename(from.c_str(), to.c_str()) != 0) return ErrnoStatus("rename " + from + " to " + to, errno);
+    return Status::Ok();
+  }
+
+  Status SyncDirectory(const std::string& dir) override {
+    int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus("open directory " + dir, errno);
+    int rc = ::fsync(fd);
+    int err = errno;
+    ::close(fd);
+    if (rc != 0) return ErrnoStatus("fsync directory " + dir, err);
+    return Status::Ok();
+  }
+
+  Status RemoveFile(const std::string& path) override {
+    if (::unlink(path.c_str()) != 0) return ErrnoStatus("unlink " + path, errno);
+    return Status::Ok();
+  }
+
+  Result<std::vector<std::string>> ListDirectory(const std::string& dir) override {
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) return ErrnoStatus("open directory " + dir, errno);
+    std::vector<std::string> names;
+    errno = 0;
+    while (const dirent* e = ::readdir(d)) {
+      std::string_view name = e->d_name;
+      if (name != "." && name != "..") names.emplace_back(name);
+    }
+    int err = errno;
+    ::closedir(d);
+    if (err != 0) return ErrnoStatus("read directory " + dir, err);
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+
+  Status CreateDir(const std::string& dir) override {
+    if (::mkdir(dir.c_str(), 0777) != 0) return ErrnoStatus("create directory " + dir, errno);
+    return Status::Ok();
+  }
+
+  Status SetPermissions(const std::string& path, mode_t mode) override {
+    if (::chmod(path.c_str(), mode) != 0) return ErrnoStatus("chmod " + path, errno);
+    return Status::Ok();
+  }
+
+  Status Symlink(const std::string& target, const std::string& link) override {
+    if (::symlink(target.c_str(), link.c_str()) != 0) return ErrnoStatus("symlink " + link, errno);
+    return Status::Ok();
+  }
+
+  Result<std::string> ReadLink(const std::string& link) override {
+    char buf[PATH_MAX];
+    ssize_t n = ::readlink(link.c_str(), buf, sizeof(buf));
+    if (n < 0) return ErrnoStatus("readlink " + link, errno);
+    if (static_cast<size_t>(n) == sizeof(buf)) return Status::IOError("readlink " + link + ": target too long");
+    return std::string(buf, static_cast<size_t>(n));
+  }
+
+  const Clock& clock() const override { return SystemClock::Get(); }
+};
+
+}  // namespace
+
+Env& Env::Default() {
+  static PosixEnv env;
+  return env;
+}
+
+}  // namespace meridian

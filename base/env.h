@@ -1,0 +1,218 @@
+// The operating system as durable code sees it: files, directories, symlinks,
+// sync and a clock, behind one interface (as LevelDB's Env), so that power
+// cuts, full disks and failing syncs are tested without pulling plugs.
+//
+// Three implementations:
+//   Env::Default()  the real file system (POSIX calls), one per process;
+//   MemEnv          an in-memory file system that knows what was synced and
+//                   can lose everything else in a simulated power cut;
+//   FaultEnv        wraps any Env: fails a chosen mutating operation with an
+//                   errno, counts the sync points an operation passes, and
+//                   crashes (every later mutation fails) at a chosen one.
+//
+// The durability rules every program here follows are written once, on top
+// of the primitives: WriteFileAtomic (temporary, sync, rename, directory sync)
+// and CreateDirectories (each new directory made durable in its parent).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/bytes.h"
+#include "base/clock.h"
+#include "base/status.h"
+
+namespace meridian {
+
+// A file being written, from its first byte: bytes are appended; they are
+// durable only once Sync returned OK. Close does not sync.
+class WritableFile {
+ public:
+  virtual ~WritableFile() = default;
+  virtual Status Append(ByteSpan data) = 0;
+  virtual Status Sync() = 0;
+  virtual Status Close() = 0;
+};
+
+enum class FileType { kFile, kDirectory };
+
+class Env {
+ public:
+  virtual ~Env() = default;
+
+  // The real file system and SystemClock; lives as long as the process.
+  static Env& Default();
+
+  // ---- primitives. Errors: NotFound when a path (or its parent directory)
+  // does not exist, PermissionDenied, else IOError; each names the path.
+
+  // Creates a new file `path` (IOError when something is already there: never
+  // truncates) with permission `mode` from its first byte, umask notwithstanding.
+  // Neither the file nor its name is durable until Sync and a SyncDirectory
+  // of its directory.
+  virtual Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path, mode_t mode) = 0;
+  // A whole file (symlinks followed); ResourceExhausted when it is larger than `max_bytes`.
+  virtual Result<std::string> ReadFile(const std::string& path, uint64_t max_bytes) = 0;
+  // What is at `path`, symlinks followed; NotFound when nothing (or a dangling link).
+  virtual Result<FileType> Stat(const std::string& path) = 0;
+  // Renames a file or symlink, replacing what `to` names. Durable once the
+  // directories of both were synced.
+  virtual Status Rename(const std::string& from, const std::string& to) = 0;
+  // Makes the creations, renames and removals inside `dir` durable.
+  virtual Status SyncDirectory(const std::string& dir) = 0;
+  // Removes a file or symlink (NotFound when there is none).
+  virtual Status RemoveFile(const std::string& path) = 0;
+  // The names in `dir` (no "." or ".."), sorted.
+  virtual Result<std::vector<std::string>> ListDirectory(const std::string& dir) = 0;
+  // Makes one directory (its parent must exist) with the default permission
+  // (0777 less the umask). IOError when something is already there.
+  virtual Status CreateDir(const std::string& dir) = 0;
+  // Sets the permission of a file or directory.
+  virtual Status SetPermissions(const std::string& path, mode_t mode) = 0;
+  // Creates the symlink `link` pointing at `target` (not resolved); IOError
+  // when something is already at `link`.
+  virtual Status Symlink(const std::string& target, const std::string& link) = 0;
+  // What the symlink `link` points at; NotFound when there is none.
+  virtual Result<std::string> ReadLink(const std::string& link) = 0;
+
+  virtual const Clock& clock() const = 0;
+
+  // ---- built on the primitives, the same for every Env.
+
+  bool Exists(const std::string& path) { return Stat(path).ok(); }
+  // Atomically replaces `path` with `data`, created with permission `mode`
+  // (secrets are never readable by others): a temporary beside it, synced,
+  // renamed over it, the directory synced. A reader, and a power cut, sees the
+  // old file or the new one, never half. The temporary is removed on failure.
+  Status WriteFileAtomic(const std::string& path, ByteSpan data, mode_t mode = 0644);
+  Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode = 0644) {
+    return WriteFileAtomic(path, AsBytes(data), mode);
+  }
+  // Like mkdir -p, and each directory it makes is made durable (its parent
+  // synced); the last one gets permission `mode`, even when it existed.
+  Status CreateDirectories(const std::string& dir, mode_t mode = 0755);
+};
+
+// An in-memory file system for tests. Thread-safe. Paths are absolute
+// ("/state/outbox/x.json"; a relative one is taken from "/"), "/" exists.
+//
+// It remembers what a disk would keep through a power cut: per file, how many
+// of its bytes were synced; per directory, its entries as of its last
+// SyncDirectory. PowerCut() drops every unsynced byte and undoes every
+// creation, rename, removal and symlink whose directory was not synced since
+// (what LevelDB's and RocksDB's fault-injection test envs do); entries under
+// a directory that itself was lost go with it. Modes are accepted, not kept.
+class MemEnv final : public Env {
+ public:
+  explicit MemEnv(const Clock& clock = SystemClock::Get()) : clock_(&clock) {}
+
+  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path, mode_t mode) override;
+  Result<std::string> ReadFile(const std::string& path, uint64_t max_bytes) override;
+  Result<FileType> Stat(const std::string& path) override;
+  Status Rename(const std::string& from, const std::string& to) override;
+  Status SyncDirectory(const std::string& dir) override;
+  Status RemoveFile(const std::string& path) override;
+  Result<std::vector<std::string>> ListDirectory(const std::string& dir) override;
+  Status CreateDir(const std::string& dir) override;
+  Status SetPermissions(const std::string& path, mode_t mode) override;
+  Status Symlink(const std::string& target, const std::string& link) override;
+  Result<std::string> ReadLink(const std::string& link) override;
+  const Clock& clock() const override { return *clock_; }
+
+  // The machine loses power and comes back: see above. Open WritableFiles
+  // must not be used afterwards.
+  void PowerCut();
+
+ private:
+  struct Contents {
+    std::string data;
+    size_t synced_bytes = 0;
+  };
+  struct Entry {
+    FileType type = FileType::kFile;
+    std::shared_ptr<Contents> file;  // kFile and not a symlink
+    std::string link_target;         // a symlink when not empty
+  };
+  using Tree = std::map<std::string, Entry>;  // absolute normalised path -> entry
+  class File;
+
+  // The entry `path` names after following symlinks; nullptr when none.
+  const Entry* Resolve(const std::string& path) const;
+  Status CheckParent(const std::string& path) const;
+
+  const Clock* clock_;
+  std::mutex mu_;
+  Tree live_;     // what programs see now
+  Tree durable_;  // what a power cut leaves
+};
+
+// Wraps an Env to inject faults and count sync points. Thread-safe.
+// Mutating operations: NewWritableFile, Append, Sync, Close, Rename,
+// SyncDirectory, RemoveFile, CreateDir, SetPermissions, Symlink. Sync points:
+// a file's Sync and SyncDirectory.
+class FaultEnv final : public Env {
+ public:
+  explicit FaultEnv(Env& base) : base_(&base) {}
+
+  // The `n`-th mutating operation from now (1 = the next) fails with `err`
+  // (ENOSPC, EIO, …) without reaching the wrapped Env; the others go through.
+  void FailNthMutation(uint64_t n, int err);
+  // Where a simulated crash stops the machine, counted in sync points passed
+  // from now: kAfterSync stops right after the `k`-th sync point (k = 0: at
+  // once); kBeforeNextSync lets every mutation after it through and stops at
+  // the next sync point instead, so unsynced data and entries are left
+  // behind. Once stopped, every mutating operation fails with EIO.
+  enum class CrashPoint { kAfterSync, kBeforeNextSync };
+  void CrashAt(uint64_t k, CrashPoint where);
+  bool crashed() const;
+
+  // Sync points passed (succeeded) and mutating operations attempted since construction.
+  uint64_t sync_points() const;
+  uint64_t mutations() const;
+
+  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path, mode_t mode) override;
+  Result<std::string> ReadFile(const std::string& path, uint64_t max_bytes) override {
+    return base_->ReadFile(path, max_bytes);
+  }
+  Result<FileType> Stat(const std::string& path) override { return base_->Stat(path); }
+  Status Rename(const std::string& from, const std::string& to) override;
+  Status SyncDirectory(const std::string& dir) override;
+  Status RemoveFile(const std::string& path) override;
+  Result<std::vector<std::string>> ListDirectory(const std::string& dir) override {
+    return base_->ListDirectory(dir);
+  }
+  Status CreateDir(const std::string& dir) override;
+  Status SetPermissions(const std::string& path, mode_t mode) override;
+  Status Symlink(const std::string& target, const std::string& link) override;
+  Result<std::string> ReadLink(const std::string& link) override { return base_->ReadLink(link); }
+  const Clock& clock() const override { return base_->clock(); }
+
+ private:
+  class File;
+  // Decides the fate of one mutating operation on `what` before it runs:
+  // OK to go on, or the injected error (or EIO once crashed).
+  Status Admit(const std::string& what, bool sync_point);
+  // Admit, then `op` on the wrapped Env, counting a sync point that passed.
+  Status Run(const std::string& what, bool sync_point, const std::function<Status()>& op);
+
+  Env* base_;
+  mutable std::mutex mu_;
+  uint64_t mutations_ = 0;
+  uint64_t sync_points_ = 0;
+  uint64_t fail_at_ = 0;  // mutation number that fails; 0: none
+  int fail_errno_ = 0;
+  bool crash_armed_ = false;
+  uint64_t crash_at_ = 0;  // in sync points
+  CrashPoint crash_where_ = CrashPoint::kAfterSync;
+  bool crashed_ = false;
+};
+
+}  // namespace meridian

@@ -1,0 +1,327 @@
+// Power cuts and failing disks under the agent's durable operations: slot
+// switches (install, activate, switch back, fall back), the report outbox (add,
+// remove) and the state files. Each operation runs on a FaultEnv over a
+// MemEnv: a clean run counts its sync points; then, for every k, power is cut
+// right after the k-th sync point and again with whatever the operation wrote
+// after it left unsynced (the machine dies before the next sync), and the
+// state the MemEnv keeps is opened afresh. Nothing the operation acknowledged
+// may be lost, nothing half-written may be visible. Each mutating step is
+// also failed with ENOSPC and with EIO: a clean error, a consistent state.
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "agent/outbox.h"
+#include "agent/slots.h"
+#include "agent/state_files.h"
+#include "base/digest.h"
+#include "base/env.h"
+
+using namespace meridian;
+
+namespace {
+
+// A durable operation: `setup` makes the state before it (on the MemEnv),
+// `run` performs it, `check` asserts what may be seen afterwards, given
+// whether `run` returned OK.
+struct DurableOp {
+  std::string name;
+  std::function<void(Env&)> setup = nullptr;
+  std::function<Status(Env&)> run = nullptr;
+  std::function<void(Env&, bool acknowledged)> check = nullptr;
+};
+
+struct Coverage {
+  uint64_t sync_points = 0;
+  uint64_t cut_points = 0;      // power cuts simulated
+  uint64_t failed_steps = 0;    // runs with one mutating step failed
+};
+
+Coverage CutPowerEverywhere(const DurableOp& op) {
+  Coverage c;
+  uint64_t mutations = 0;
+  {
+    MemEnv mem;
+    op.setup(mem);
+    FaultEnv env(mem);
+    REQUIRE(op.run(env).ok());
+    c.sync_points = env.sync_points();
+    mutations = env.mutations();
+    op.check(mem, true);
+    mem.PowerCut();
+    op.check(mem, true);
+  }
+  for (uint64_t k = 0; k <= c.sync_points; ++k) {
+    for (FaultEnv::CrashPoint where : {FaultEnv::CrashPoint::kAfterSync, FaultEnv::CrashPoint::kBeforeNextSync}) {
+      INFO(op.name << ": power cut after sync point " << k
+                   << (where == FaultEnv::CrashPoint::kAfterSync ? "" : ", unsynced writes after it"));
+      MemEnv mem;
+      op.setup(mem);
+      FaultEnv env(mem);
+      env.CrashAt(k, where);
+      Status st = op.run(env);
+      // Before the last sync point the crash always comes first.
+      if (k < c.sync_points) CHECK(!st.ok());
+      mem.PowerCut();
+      op.check(mem, st.ok());
+      ++c.cut_points;
+    }
+  }
+  for (uint64_t n = 1; n <= mutations; ++n) {
+    for (int err : {ENOSPC, EIO}) {
+      INFO(op.name << ": mutating step " << n << " fails with " << std::strerror(err));
+      MemEnv mem;
+      op.setup(mem);
+      FaultEnv env(mem);
+      env.FailNthMutation(n, err);
+      Status st = op.run(env);
+      // A best-effort step (removing a stale temporary) may fail unnoticed.
+      if (!st.ok()) {
+        CHECK(st.code() == Status::Code::kIOError);
+        CHECK_THAT(st.message(), Catch::Contains(std::strerror(err)));
+      }
+      op.check(mem, st.ok());  // as the running agent sees it
+      mem.PowerCut();
+      op.check(mem, st.ok());  // and after a restart
+      ++c.failed_steps;
+    }
+  }
+  std::printf("power cut: %-32s %2llu sync points, %3llu cut points, %3llu failed steps\n", op.name.c_str(),
+              static_cast<unsigned long long>(c.sync_points), static_cast<unsigned long long>(c.cut_points),
+              static_cast<unsigned long long>(c.failed_steps));
+  return c;
+}
+
+// ---- slots
+
+const std::string kModelDir = "/state/models/fraud";
+
+struct Version {
+  std::string version;
+  std::string bytes;
+  Digest digest() const { return Digest::Of(bytes); }
+};
+const Version kV1{"1.0.0", "weights of one"}, kV2{"2.0.0", "weights of two"}, kV3{"3.0.0", "weights of three"};
+
+// What the agent leaves in staging before Install: the download, written and
+// fsynced through a descriptor (its directory is not synced).
+std::string Stage(Env& env, const Version& v) {
+  std::string path = ModelSlots(kModelDir, env).staging_dir() + "/download.part";
+  std::unique_ptr<WritableFile> f = env.NewWritableFile(path, 0644).value();
+  REQUIRE(f->Append(AsBytes(v.bytes)).ok());
+  REQUIRE(f->Sync().ok());
+  REQUIRE(f->Close().ok());
+  return path;
+}
+
+void InitAndInstall(Env& env, const std::vector<Version>& versions) {
+  ModelSlots slots(kModelDir, env);
+  REQUIRE(slots.Init().ok());
+  for (const Version& v : versions) REQUIRE(slots.Install(Stage(env, v), v.version, v.digest()).ok());
+}
+
+// The version a link names after checking that it is well formed and that its
+// file is complete and hashes to the digest the link names; "" for no link.
+std::string VerifiedVersion(Env& env, const Result<std::optional<Slot>>& slot) {
+  REQUIRE(slot.ok());
+  if (!slot->has_value()) return "";
+  Result<std::string> bytes = env.ReadFile((*slot)->path, 1 << 20);
+  REQUIRE(bytes.ok());
+  CHECK(Digest::Of(*bytes) == (*slot)->digest);
+  return (*slot)->version;
+}
+
+// Checks a slot operation: afterwards current and previous are whole,
+// verified files; current is the one before or the one after (the link
+// switch is atomic); once acknowledged, both are the ones after.
+std::function<void(Env&, bool)> SlotsEndUp(std::string current_before, std::string current_after,
+                                           std::string previous_after) {
+  return [=](Env& env, bool acknowledged) {
+    ModelSlots slots(kModelDir, env);
+    std::string current = VerifiedVersion(env, slots.Current());
+    std::string previous = VerifiedVersion(env, slots.Previous());
+    if (acknowledged) {
+      CHECK(current == current_after);
+      CHECK(previous == previous_after);
+    } else {
+      CHECK((current == current_before || current == current_after));
+    }
+  };
+}
+
+DurableOp InstallOp(const std::string& name, const std::vector<Version>& installed, const Version& next) {
+  const std::string before = installed.empty() ? "" : installed.back().version;
+  return DurableOp{
+      .name = name,
+      .setup =
+          [=](Env& env) {
+            InitAndInstall(env, installed);
+            Stage(env, next);
+          },
+      .run = [=](Env& env) {
+        ModelSlots slots(kModelDir, env);
+        return slots.Install(slots.staging_dir() + "/download.part", next.version, next.digest());
+      },
+      .check = SlotsEndUp(before, next.version, before == next.version ? "" : before),
+  };
+}
+
+Slot SlotOf(const Version& v) { return Slot{v.version, v.digest(), ModelSlots(kModelDir).BlobPath(v.version, v.digest())}; }
+
+// ---- outbox
+
+const std::string kOutboxDir = "/state/outbox";
+const std::string kReportA = R"({"model":"fraud","version":"1.0.0","event":"installed"})";
+const std::string kReportB = R"({"model":"fraud","version":"2.0.0","event":"health_failed"})";
+
+// Every report the outbox lists is read whole, and the bodies are `before`
+// or `after` (an addition or removal is atomic); `after` once acknowledged.
+std::function<void(Env&, bool)> OutboxEndsUp(std::vector<std::string> before, std::vector<std::string> after) {
+  return [=](Env& env, bool acknowledged) {
+    Result<std::vector<PendingReport>> pending = Outbox(kOutboxDir, env).Oldest(kOutboxReportsMax);
+    REQUIRE(pending.ok());
+    std::vector<std::string> bodies;
+    for (const PendingReport& r : *pending) bodies.push_back(r.body);
+    if (acknowledged) {
+      CHECK(bodies == after);
+    } else {
+      CHECK((bodies == before || bodies == after));
+    }
+  };
+}
+
+void AddReports(Env& env, const std::vector<std::string>& bodies) {
+  Outbox outbox(kOutboxDir, env);
+  REQUIRE(outbox.Init().ok());
+  int64_t now_ms = 1'000;
+  for (const std::string& b : bodies) REQUIRE(outbox.Add(b, now_ms += 1'000).ok());
+}
+
+// ---- state files: each is replaced as the agent does it, with Env::WriteFileAtomic
+
+template <typename T>
+DurableOp StateFileOp(const std::string& name, const std::string& path, const T& before, const T& after,
+                      std::string (*to_json)(const T&), Result<T> (*parse)(std::string_view), mode_t mode) {
+  return DurableOp{
+      .name = name,
+      .setup =
+          [=](Env& env) {
+            REQUIRE(env.CreateDirectories("/state", 0700).ok());
+            REQUIRE(env.WriteFileAtomic(path, to_json(before), mode).ok());
+          },
+      .run = [=](Env& env) { return env.WriteFileAtomic(path, to_json(after), mode); },
+      .check =
+          [=](Env& env, bool acknowledged) {
+            Result<std::string> text = env.ReadFile(path, 1 << 20);
+            REQUIRE(text.ok());
+            Result<T> parsed = parse(*text);  // never half a file
+            REQUIRE(parsed.ok());
+            if (acknowledged) {
+              CHECK(*parsed == after);
+            } else {
+              CHECK((*parsed == before || *parsed == after));
+            }
+            // No temporary outlives a failed write or a power cut.
+            CHECK(env.ListDirectory("/state").value() == std::vector<std::string>{path.substr(path.rfind('/') + 1)});
+          },
+  };
+}
+
+}  // namespace
+
+TEST_CASE("power cut: slot switches leave current naming a whole, verified file") {
+  std::vector<DurableOp> ops = {
+      InstallOp("slots: install (first)", {}, kV1),
+      InstallOp("slots: install (upgrade)", {kV1}, kV2),
+      DurableOp{
+          .name = "slots: activate",
+          .setup =
+              [](Env& env) {
+                InitAndInstall(env, {kV1, kV2});
+                REQUIRE(ModelSlots(kModelDir, env).SwitchBack().ok());  // 1.0.0 runs, 2.0.0 kept
+              },
+          .run = [](Env& env) { return ModelSlots(kModelDir, env).Activate(kV2.version, kV2.digest()); },
+          .check = SlotsEndUp(kV1.version, kV2.version, kV1.version),
+      },
+      DurableOp{
+          .name = "slots: switch back",
+          .setup = [](Env& env) { InitAndInstall(env, {kV1, kV2}); },
+          .run = [](Env& env) { return ModelSlots(kModelDir, env).SwitchBack(); },
+          .check = SlotsEndUp(kV2.version, kV1.version, kV2.version),
+      },
+      DurableOp{
+          .name = "slots: fall back (to a fallback)",
+          .setup = [](Env& env) { InitAndInstall(env, {kV1, kV2, kV3}); },
+          .run = [](Env& env) { return ModelSlots(kModelDir, env).FallBack(SlotOf(kV1)); },
+          .check = SlotsEndUp(kV3.version, kV2.version, kV1.version),
+      },
+      DurableOp{
+          .name = "slots: fall back (none left)",
+          .setup = [](Env& env) { InitAndInstall(env, {kV1, kV2}); },
+          .run = [](Env& env) { return ModelSlots(kModelDir, env).FallBack(std::nullopt); },
+          .check = SlotsEndUp(kV2.version, kV1.version, ""),
+      },
+  };
+  for (const DurableOp& op : ops) {
+    Coverage c = CutPowerEverywhere(op);
+    CHECK(c.sync_points >= 2);
+  }
+}
+
+TEST_CASE("power cut: an outbox report is wholly there or absent, and kept once added") {
+  for (const DurableOp& op : {
+           DurableOp{
+               .name = "outbox: add",
+               .setup = [](Env& env) { AddReports(env, {kReportA}); },
+               .run = [](Env& env) { return Outbox(kOutboxDir, env).Add(kReportB, 9'000); },
+               .check = OutboxEndsUp({kReportA}, {kReportA, kReportB}),
+           },
+           DurableOp{
+               .name = "outbox: remove",
+               .setup = [](Env& env) { AddReports(env, {kReportA, kReportB}); },
+               .run =
+                   [](Env& env) {
+                     Outbox outbox(kOutboxDir, env);
+                     return outbox.Remove(outbox.Oldest(1).value().at(0));
+                   },
+               .check = OutboxEndsUp({kReportA, kReportB}, {kReportB}),
+           },
+       }) {
+    Coverage c = CutPowerEverywhere(op);
+    CHECK(c.sync_points >= 1);
+  }
+}
+
+TEST_CASE("power cut: a state file parses after any cut, and is the new one once written") {
+  AgentState old_state;
+  old_state.state_versions["fraud/stable"] = 4;
+  old_state.last_success_at = "2026-11-30T10:00:00.000Z";
+  AgentState new_state = old_state;
+  new_state.state_versions["fraud/stable"] = 5;
+  new_state.failed["fraud"] = {kV3.digest()};
+  new_state.downloaded_bytes = 123'456;
+  new_state.health_checked_ms["fraud"] = 1'700'000'000'000;
+
+  const DownloadJob old_job{"/v1/artifacts/" + kV1.digest().ToString(), kV1.digest(), kV1.bytes.size()};
+  const DownloadJob new_job{"/v1/artifacts/" + kV2.digest().ToString(), kV2.digest(), kV2.bytes.size()};
+  const StoredCredential old_credential{"mtc1.b2xk.c2ln", 2'000, 1'500};
+  const StoredCredential new_credential{"mtc1.bmV3.c2lnbmVk", 4'000, 3'000};
+
+  for (const DurableOp& op : {
+           StateFileOp<AgentState>("state file: agent.json", "/state/agent.json", old_state, new_state,
+                                   AgentStateToJson, ParseAgentState, 0644),
+           StateFileOp<StoredCredential>("state file: credential.json", "/state/credential.json", old_credential,
+                                         new_credential, StoredCredentialToJson, ParseStoredCredential, 0600),
+           StateFileOp<DownloadJob>("state file: job.json", "/state/job.json", old_job, new_job,
+                                    DownloadJobToJson, ParseDownloadJob, 0644),
+       }) {
+    Coverage c = CutPowerEverywhere(op);
+    CHECK(c.sync_points == 2);  // the file's and its directory's
+  }
+}
