@@ -84,7 +84,7 @@ HttpResponse PlanRepresentation(const HttpRequest& req, const Digest& digest, bo
 
 Api::Api(Store& store, Catalog& catalog, RootChain& roots, PendingReleases& pending, ApiTokens tokens,
          Credentials& credentials, AuditLog& audit, Enrolment& enrolment, Metrics& metrics, Rollouts& rollouts,
-         DeltaService& deltas, Retention& retention, ApiLimits limits)
+         DeltaService& deltas, Retention& retention, const Clock& clock, ApiLimits limits)
     : store_(store),
       catalog_(catalog),
       roots_(roots),
@@ -97,6 +97,7 @@ Api::Api(Store& store, Catalog& catalog, RootChain& roots, PendingReleases& pend
       rollouts_(rollouts),
       deltas_(deltas),
       retention_(retention),
+      clock_(clock),
       limits_(limits) {
   routes_ = BuildRoutes();
   LoadRegionsSeen();
@@ -323,7 +324,7 @@ std::optional<Result<TerminalCredential>> Api::CredentialOf(const HttpRequest& r
   std::string_view auth = req.Header("authorization");
   if (!auth.starts_with("Bearer ") || !LooksLikeCredential(auth.substr(7))) return std::nullopt;
   std::string text(auth.substr(7));
-  const int64_t now = SystemClock::Get().NowUnixMillis();
+  const int64_t now = clock_.NowUnixMillis();
   {
     std::lock_guard lock(verified_mu_);
     auto it = verified_credentials_.find(text);

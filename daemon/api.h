@@ -61,7 +61,7 @@ class Api final : public HttpHandler {
   // access; `audit` records who did what. All references must outlive the Api.
   Api(Store& store, Catalog& catalog, RootChain& roots, PendingReleases& pending, ApiTokens tokens,
       Credentials& credentials, AuditLog& audit, Enrolment& enrolment, Metrics& metrics, Rollouts& rollouts,
-      DeltaService& deltas, Retention& retention, ApiLimits limits = {});
+      DeltaService& deltas, Retention& retention, const Clock& clock, ApiLimits limits = {});
 
   // Matches the route, checks the caller's role on the headers (and names
   // the caller in head.caller) and sets the route's body limit. Handle takes
@@ -227,6 +227,7 @@ class Api final : public HttpHandler {
   Rollouts& rollouts_;
   DeltaService& deltas_;
   Retention& retention_;
+  const Clock& clock_;  // credential expiry, regions' last sight, pending releases, roots
   ApiLimits limits_;
   std::atomic<bool> ready_{true};
   mutable std::mutex verified_mu_;

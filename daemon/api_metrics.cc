@@ -150,7 +150,7 @@ std::vector<MetricFamily> Api::RolloutFamilies() {
 }
 
 std::vector<MetricFamily> Api::RegionFamilies() {
-  const int64_t now = SystemClock::Get().NowUnixMillis();
+  const int64_t now = clock_.NowUnixMillis();
   std::vector<MetricFamily> out;
   // Every daemon's own channel states: a region's are what it adopted, and
   // its terminals refuse them once expired.

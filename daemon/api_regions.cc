@@ -78,7 +78,7 @@ HttpResponse Api::Sync(const HttpRequest& req) {
   // Read before building, so that a change right after still wakes this poll.
   uint64_t generation = rollouts_.notifier().generation();
   SyncDocument doc = BuildSyncDocument();
-  int64_t now = SystemClock::Get().NowUnixMillis();
+  int64_t now = clock_.NowUnixMillis();
   std::optional<std::string> record;  // the region's seen-record, when due to be written
   {
     std::lock_guard lock(regions_mu_);
@@ -228,7 +228,7 @@ std::optional<std::string> Api::RegionSeenRecordIfDue(std::string_view region, c
 std::vector<Api::RegionView> Api::RegionViews(uint64_t* current_sync_version) {
   const uint64_t current = BuildSyncDocument().sync_version;
   *current_sync_version = current;
-  const int64_t now = SystemClock::Get().NowUnixMillis();
+  const int64_t now = clock_.NowUnixMillis();
   std::map<std::string, RegionView> views;
   {
     std::lock_guard lock(regions_mu_);
@@ -299,7 +299,7 @@ HttpResponse Api::RegionHoldings(const HttpRequest& req) {
   std::string region;
   Result<std::map<std::string, ModelHolding>> holdings = ParseHoldings(req.body, &region);
   if (!holdings.ok()) return ErrorFor(holdings.status());
-  const int64_t now = SystemClock::Get().NowUnixMillis();
+  const int64_t now = clock_.NowUnixMillis();
   std::optional<std::string> record;
   {
     std::lock_guard lock(regions_mu_);
@@ -320,7 +320,7 @@ HttpResponse Api::RegionHoldings(const HttpRequest& req) {
 HttpResponse Api::Residency() {
   Result<std::map<std::string, ModelHolding>> here = Catalog::Holdings(store_);
   if (!here.ok()) return ErrorFor(here.status());
-  const int64_t now = SystemClock::Get().NowUnixMillis();
+  const int64_t now = clock_.NowUnixMillis();
   // model -> one row per daemon holding or listing it
   std::map<std::string, nlohmann::json> rows;
   auto add = [&](const std::string& daemon, const std::string& jurisdiction, int64_t as_of_ms,

@@ -47,7 +47,7 @@ HttpResponse Api::CoSignVersion(const HttpRequest& req, const std::string& model
     return JsonError(409, "version_exists", fmt::format("{} {} is published already with another manifest", m.name, m.version));
   }
   if (visible.status().code() != Status::Code::kNotFound) return ErrorFor(visible.status());
-  Result<CoSignedManifest> kept = pending_.Add(root, *cosigned, SystemClock::Get().NowUnixMillis());
+  Result<CoSignedManifest> kept = pending_.Add(root, *cosigned, clock_.NowUnixMillis());
   if (kept.status().code() == Status::Code::kInvalidArgument) {
     return JsonError(409, "pending_differs", kept.status().message());
   }
@@ -117,7 +117,7 @@ HttpResponse Api::GetRoot(const std::string& version_text) {
 
 HttpResponse Api::PushRoot(const HttpRequest& req) {
   // An operator installs only a root that is valid now.
-  Status st = roots_.Add(req.body, SystemClock::Get().NowUnixMillis());
+  Status st = roots_.Add(req.body, clock_.NowUnixMillis());
   if (st.code() == Status::Code::kInvalidArgument) return JsonError(400, "invalid_argument", st.message());
   if (st.code() == Status::Code::kPermissionDenied) return JsonError(403, "not_signed", st.message());
   if (st.code() == Status::Code::kFailedPrecondition) return JsonError(409, "root_refused", st.message());

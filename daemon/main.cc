@@ -214,7 +214,7 @@ int Serve(ServeOptions o) {
   }
   Retention retention(**store, catalog, **rollouts, deltas, **audit, SystemClock::Get(), retention_options);
   Api api(**store, catalog, **roots, **pending, ApiTokens{*publisher, *operator_token, *terminal_token, *mirror_token},
-          **credentials, **audit, **enrolment, metrics, **rollouts, deltas, retention);
+          **credentials, **audit, **enrolment, metrics, **rollouts, deltas, retention, SystemClock::Get());
   UpstreamOptions upstream{.urls = o.upstream, .mirror_token = upstream_token, .tls = upstream_tls};
   std::unique_ptr<Follower> follower;
   std::unique_ptr<ReportOutbox> outbox;

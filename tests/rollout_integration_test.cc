@@ -454,27 +454,6 @@ TEST_CASE("rollout bad input, credentials and CLI errors") {
   CHECK_THAT(wrong.err, Catch::Contains("needs the operator token"));
 }
 
-TEST_CASE("an auto-promote waits for its soak time, then the daemon's own tick promotes") {
-  Daemon dm;
-  TerminalsClient term(dm.d);
-  dm.Cli({"rollout", "start", "m", "1.0.0", "--id", "soaky", "--stages", "100", "--min-reports", "1", "--soak",
-          "3s", "--auto-promote"});
-  Result<HttpReply> r = term.Post("/v1/terminals/t1/reports", ReportBody("soaky", "1.0.0", "installed", true));
-  REQUIRE(r.ok());
-  CHECK(Parse(r->body)["counted"] == true);
-  // Enough reports, but the soak time has not passed: no promote on the report.
-  Json status = dm.Cli({"rollout", "status", "soaky"});
-  CHECK(status["state"]["phase"] == "running");
-  CHECK(status["stages"][0]["gate"].get<std::string>().find("soaking") != std::string::npos);
-  // No further report comes: only the periodic tick can promote it.
-  CHECK(WaitFor([&] { return dm.Cli({"rollout", "status", "soaky"})["state"]["phase"] == "completed"; },
-                std::chrono::seconds(20)));
-  Json events = dm.Cli({"rollout", "events", "soaky"});
-  REQUIRE(events["events"].size() == 2);
-  CHECK(events["events"][1]["actor"] == "gate");
-  CHECK(events["events"][1]["action"] == "promote");
-}
-
 namespace {
 
 std::string Report(const std::string& rollout, const std::string& version, const std::string& region,

@@ -13,57 +13,25 @@
 #include "client/api.h"
 #include "daemon/api.h"
 #include "tests/harness.h"
+#include "tests/in_process_daemon.h"
 
 using namespace meridian;
 using namespace meridian::testing;
 
-namespace {
-
-// A root envelope signed by its one key, which holds every role.
-std::string SelfSignedRoot() {
-  SecretKey key = SecretKey::FromSeed(Bytes(kSeedBytes, 7)).value();
-  Root root;
-  root.expires = "2100-01-01T00:00:00.000Z";
-  root.keys[key.KeyId()] = key.public_key();
-  for (const char* role : {"root", "release", "online"}) root.roles[role] = Role{{key.KeyId()}, 1};
-  Envelope env{std::string(kRootPayloadType), ToBytes(RootToJson(root)), {}};
-  SignEnvelope(env, key);
-  return EnvelopeToJson(env);
-}
-
-// An origin's Api on an empty store: enough to build its route table.
-struct OriginApi {
-  TempDir dir;
-  std::unique_ptr<Store> store = Store::Open(dir / "store").value();
-  std::unique_ptr<RootChain> roots = RootChain::Open(*store, SelfSignedRoot()).value();
-  std::unique_ptr<PendingReleases> pending = PendingReleases::Open(*store, *roots->Current()).value();
-  Metrics metrics;
-  std::unique_ptr<Rollouts> rollouts = Rollouts::Open(*store, std::nullopt, SystemClock::Get()).value();
-  DeltaService deltas{*store, std::nullopt};
-  Catalog catalog{""};
-  std::unique_ptr<Enrolment> enrolment = Enrolment::OpenOrigin(*store, SystemClock::Get(), SecretKey::Generate()).value();
-  std::unique_ptr<Credentials> credentials = Credentials::Open(*store, SystemClock::Get()).value();
-  std::unique_ptr<AuditLog> audit = AuditLog::Open(*store, SystemClock::Get()).value();
-  Retention retention{*store, catalog, *rollouts, deltas, *audit, SystemClock::Get(), {}};
-  Api api{*store, catalog, *roots, *pending, {}, *credentials, *audit, *enrolment, metrics, *rollouts, deltas, retention};
-};
-
-}  // namespace
-
 TEST_CASE("docs/api.md lists the routes origin and region daemons serve") {
-  OriginApi o;
-  Api& origin = o.api;
+  InProcessDaemon o;
+  Api& origin = *o.api;
 
   UpstreamOptions upstream{.urls = {"http://127.0.0.1:9"}, .mirror_token = "unused"};
   Catalog region_catalog{"sg"};
   std::unique_ptr<Enrolment> region_enrolment = Enrolment::OpenRegion(*o.store, SystemClock::Get()).value();
-  Follower follower(*o.store, region_catalog, *region_enrolment, *o.roots, *o.rollouts, o.deltas, SystemClock::Get(), upstream,
+  Follower follower(*o.store, region_catalog, *region_enrolment, *o.roots, *o.rollouts, *o.deltas, SystemClock::Get(), upstream,
                     FollowerOptions{.region = "sg"});
   Result<std::unique_ptr<ReportOutbox>> outbox = ReportOutbox::Open(*o.store, "sg", upstream);
   REQUIRE(outbox.ok());
-  Retention region_retention(*o.store, region_catalog, *o.rollouts, o.deltas, *o.audit, SystemClock::Get(), {});
+  Retention region_retention(*o.store, region_catalog, *o.rollouts, *o.deltas, *o.audit, SystemClock::Get(), {});
   Api region(*o.store, region_catalog, *o.roots, *o.pending, {}, *o.credentials, *o.audit, *region_enrolment, o.metrics,
-             *o.rollouts, o.deltas, region_retention);
+             *o.rollouts, *o.deltas, region_retention, SystemClock::Get());
   region.ServeAsRegion("sg", **outbox, follower);
 
   const std::string want = RoutesMarkdown(origin.routes(), region.routes());
@@ -107,8 +75,8 @@ Matched MatchOrigin(const RouteTable& routes, std::string_view method, const std
 }  // namespace
 
 TEST_CASE("every path the client builds is a route the daemon serves, with the values it was given") {
-  OriginApi o;
-  const RouteTable& routes = o.api.routes();
+  InProcessDaemon o;
+  const RouteTable& routes = o.api->routes();
 
   const Digest a = Digest::Of(std::string_view("a")), b = Digest::Of(std::string_view("b"));
   const std::string version = "1.0.0-rc.1+build.5";  // '+' must survive the trip

@@ -1,0 +1,92 @@
+// The daemon in process (tests/in_process_daemon.h): what takes time — soak
+// times, channel states that expire and are re-signed, credentials that run
+// out — on a FakeClock, through the same Api the HTTP server calls.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "client/api.h"
+#include "tests/in_process_daemon.h"
+
+using namespace meridian;
+using namespace meridian::testing;
+using Json = nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string InstalledReport(const std::string& rollout, const std::string& version) {
+  return Json{{"model", "fraud"}, {"version", version}, {"rollout", rollout}, {"event", "installed"}, {"reason", ""},
+              {"health", {{"pass", true}, {"latency_ms", 12.5}}}, {"profile", "pos"}, {"region", "sg"}}
+      .dump();
+}
+
+std::string TargetPath(const std::string& terminal) {
+  return "/v1/terminals/" + terminal + "/target?model=fraud&channel=stable&profile=pos&region=sg";
+}
+
+Json Parsed(const HttpResponse& r) { return Json::parse(r.body); }
+
+}  // namespace
+
+TEST_CASE("in process: an auto-promote waits for its soak time, then the tick promotes") {
+  InProcessDaemon d;
+  d.Publish("fraud", "1.0.0", "version one");
+  d.Operator("POST", RolloutsPath(),
+             Json::parse(RolloutSpecJson("soaky", "1.0.0", {{"soak_ms", 3000}, {"auto_promote", true}})));
+  const std::string t1 = d.TerminalAuthorization("t1");
+  HttpResponse r = d.Call("POST", "/v1/terminals/t1/reports", InstalledReport("soaky", "1.0.0"), t1);
+  REQUIRE(r.status / 100 == 2);
+  CHECK(Parsed(r)["counted"] == true);
+  // Enough reports, but the soak time has not passed: neither the report nor a tick promotes.
+  d.Tick();
+  Json status = d.Operator("GET", RolloutPath("soaky"));
+  CHECK(status["state"]["phase"] == "running");
+  CHECK(status["stages"][0]["gate"].get<std::string>().find("soaking") != std::string::npos);
+  d.clock.Advance(2999ms);
+  d.Tick();
+  CHECK(d.Operator("GET", RolloutPath("soaky"))["state"]["phase"] == "running");
+  d.clock.Advance(1ms);
+  d.Tick();  // no report comes: only the tick can promote it
+  CHECK(d.Operator("GET", RolloutPath("soaky"))["state"]["phase"] == "completed");
+  Json events = d.Operator("GET", RolloutEventsPath("soaky"));
+  REQUIRE(events["events"].size() == 2);
+  CHECK(events["events"][1]["actor"] == "gate");
+  CHECK(events["events"][1]["action"] == "promote");
+}
+
+TEST_CASE("in process: a channel state is re-signed by the tick before it expires; an expired one is 503") {
+  InProcessDaemon d({.state_expiry_ms = 4000, .state_refresh_ms = 2000});
+  d.Publish("fraud", "1.0.0", "version one");
+  d.Operator("POST", RolloutsPath(), Json::parse(RolloutSpecJson("r1", "1.0.0")));
+  const std::string t1 = d.TerminalAuthorization("t1");
+  HttpResponse first = d.Call("GET", TargetPath("t1"), "", t1);
+  REQUIRE(first.status == 200);
+  const uint64_t state_version = Parsed(first)["state_version"].get<uint64_t>();
+
+  // Past half its life, the tick signs a new state; the terminal sees a newer one.
+  d.clock.Advance(2001ms);
+  d.Tick();
+  HttpResponse refreshed = d.Call("GET", TargetPath("t1"), "", t1);
+  REQUIRE(refreshed.status == 200);
+  CHECK(Parsed(refreshed)["state_version"].get<uint64_t>() > state_version);
+
+  // No tick for a whole lifetime (a stalled daemon): the state expired and is not served.
+  d.clock.Advance(4001ms);
+  HttpResponse expired = d.Call("GET", TargetPath("t1"), "", t1);
+  CHECK(expired.status == 503);
+  CHECK(expired.body.find("expired") != std::string::npos);
+  d.Tick();
+  CHECK(d.Call("GET", TargetPath("t1"), "", t1).status == 200);
+}
+
+TEST_CASE("in process: a terminal credential past its lifetime is refused; a new one is issued") {
+  InProcessDaemon d;
+  d.Publish("fraud", "1.0.0", "version one");
+  d.Operator("POST", RolloutsPath(), Json::parse(RolloutSpecJson("r1", "1.0.0")));
+  const std::string t1 = d.TerminalAuthorization("t1");
+  REQUIRE(d.Call("GET", TargetPath("t1"), "", t1).status == 200);
+  d.clock.Advance(std::chrono::milliseconds(EnrolmentOptions{}.credential_lifetime_ms) + 1ms);
+  d.Tick();  // keeps the channel state fresh: only the credential is out of date
+  HttpResponse refused = d.Call("GET", TargetPath("t1"), "", t1);
+  CHECK(refused.status == 401);
+}
