@@ -23,7 +23,7 @@ seconds=${1:-20}
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${FUZZ_BUILD_DIR:-$root/build-fuzz}
 jobs=$(nproc)
-base="base/digest.cc base/status.cc base/encoding.cc base/file.cc base/json.cc base/clock.cc"
+base="base/digest.cc base/status.cc base/encoding.cc base/env.cc base/file.cc base/json.cc base/clock.cc"
 
 # The sources of each target besides its fuzz/NAME_fuzzer.cc and $base.
 targets="delta_decode signed_json http_head config agent_state sync_document"
