@@ -295,8 +295,8 @@ struct Agent::Impl {
   // state names (checked as it arrives: no other bytes are ever read into
   // memory), be signed by a threshold of release keys, and describe that version.
   Result<Manifest> FetchVerifiedManifest(HttpClient& c, const ModelConfig& m, const ChannelTarget& t) {
-    Result<HttpReply> reply = GetMatchingDigest(c, VersionPath(m.name, t.version), t.ref.manifest_digest,
-                                                kManifestReplyBytesMax, state_dir);
+    Result<HttpReply> reply =
+        GetSpooled(c, VersionPath(m.name, t.version), kManifestReplyBytesMax, state_dir, t.ref.manifest_digest);
     if (!reply.ok() && reply.status().code() == Status::Code::kCorruption) {
       return Status::Corruption("manifest envelope does not match the digest in the signed channel state (" +
                                 reply.status().message() + ")");

@@ -475,8 +475,8 @@ int Pull(const GlobalOptions& g, const PullOptions& o) {
 
   HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
   Result<VerifiedManifest> verified =
-      ManifestFromReply(*root, client.Get(VersionPath(o.model, o.version), kManifestReplyBytesMax), o.model,
-                        o.version);
+      ManifestFromReply(*root, GetSpooled(client, VersionPath(o.model, o.version), kManifestReplyBytesMax, SpoolDir()),
+                        o.model, o.version);
   if (!verified.ok()) return Fail(verified.status());
   const Manifest& m = verified->manifest();
 

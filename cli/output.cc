@@ -3,6 +3,9 @@
 
 #include <unistd.h>
 
+#include <filesystem>
+#include <system_error>
+
 #include <fmt/format.h>
 
 #include "client/api.h"
@@ -16,6 +19,12 @@ int Fail(std::string_view message) {
 
 int FailReply(std::string_view what, const HttpReply& reply) {
   return Fail(ReplyError(reply, what));
+}
+
+std::string SpoolDir() {
+  std::error_code ec;
+  std::filesystem::path dir = std::filesystem::temp_directory_path(ec);
+  return ec ? "/tmp" : dir.string();
 }
 
 void PrintJson(const nlohmann::json& j) { fmt::print("{}\n", j.dump(2)); }

@@ -19,6 +19,10 @@ inline int Fail(const Status& st) { return Fail(st.message()); }
 // For a reply with an unexpected status: the server's error message.
 int FailReply(std::string_view what, const HttpReply& reply);
 
+// Where replies too large for memory are spooled as they arrive (a signed
+// manifest: client/api.h GetSpooled): $TMPDIR, else /tmp.
+std::string SpoolDir();
+
 // Prints JSON (pretty) on stdout.
 void PrintJson(const nlohmann::json& j);
 

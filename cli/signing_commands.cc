@@ -64,11 +64,11 @@ struct Found {
 
 Result<Found> FetchEnvelope(HttpClient& client, const std::string& model, const std::string& version) {
   Found found;
-  Result<HttpReply> r = client.Get(VersionPath(model, version), kManifestReplyBytesMax);
+  Result<HttpReply> r = GetSpooled(client, VersionPath(model, version), kManifestReplyBytesMax, SpoolDir());
   if (!r.ok()) return r.status();
   if (r->status == 404) {
     found.pending = true;
-    r = client.Get(PendingVersionPath(model, version), kManifestReplyBytesMax);
+    r = GetSpooled(client, PendingVersionPath(model, version), kManifestReplyBytesMax, SpoolDir());
     if (!r.ok()) return r.status();
     if (r->status == 404) return Status::NotFound(model + " " + version + " is neither published nor waiting for signatures");
   }

@@ -152,8 +152,8 @@ Result<HttpReply> GetVerified(HttpClient& client, const std::string& path, const
   return reply;
 }
 
-Result<HttpReply> GetMatchingDigest(HttpClient& client, const std::string& path, const Digest& digest,
-                                    uint64_t bytes_max, const std::string& spool_dir) {
+Result<HttpReply> GetSpooled(HttpClient& client, const std::string& path, uint64_t bytes_max,
+                             const std::string& spool_dir, const std::optional<Digest>& digest) {
   std::string name = spool_dir + "/.spool-XXXXXX";
   int fd = ::mkostemp(name.data(), O_CLOEXEC);
   if (fd < 0) return ErrnoStatus("create a spool file in " + spool_dir, errno);
@@ -171,7 +171,7 @@ Result<HttpReply> GetMatchingDigest(HttpClient& client, const std::string& path,
     return Status::Ok();
   }, bytes_max);
   if (!reply.ok() || reply->status != 200) return reply;
-  if (hasher.Finish() != digest) {
+  if (digest && hasher.Finish() != *digest) {
     return Status::Corruption(fmt::format("{}: {} bytes that do not match their signed digest", path, received));
   }
   reply->body.resize(static_cast<size_t>(received));

@@ -110,9 +110,9 @@ inline constexpr uint64_t kShortReplyBytesMax = 64u << 10;
 inline constexpr uint64_t kJsonReplyBytesMax = 16u << 20;
 // A signed root (GET /v1/roots/{version}).
 inline constexpr uint64_t kRootReplyBytesMax = kRootEnvelopeBytesMax;
-// A signed manifest: as large as the daemon accepts one (about 86 MiB). A
-// client that knows the manifest's digest beforehand (the agent, from the
-// signed channel state) spools it to disk instead (GetMatchingDigest).
+// A signed manifest: as large as the daemon accepts one (about 86 MiB), so
+// clients spool it to disk as it arrives (GetSpooled): memory holds it only
+// once it is whole.
 inline constexpr uint64_t kManifestReplyBytesMax = kParseEnvelopeBytesMax;
 // A terminal's target: a signed channel state and a few fields.
 inline constexpr uint64_t kTargetReplyBytesMax = 17u << 20;
@@ -146,14 +146,15 @@ Result<DeltaInfo> DeltaInfoFromReply(const Root& root, const Result<HttpReply>& 
 Result<HttpReply> GetVerified(HttpClient& client, const std::string& path, const Digest& digest, uint64_t size,
                               const std::function<Status(ByteSpan)>& sink);
 
-// GETs `path`, whose 200 body must hash to `digest` (named by a signed
-// document beforehand) and be at most `bytes_max`, into the reply's body. The
-// body goes to an unlinked temporary file in `spool_dir` as it arrives and is
-// read into memory only once it matched, so whatever else a server sends
-// costs disk up to `bytes_max`, never memory: Corruption when it does not
-// match, ResourceExhausted past `bytes_max`, IOError for the spool file.
-// Another status comes back as the reply, for the caller.
-Result<HttpReply> GetMatchingDigest(HttpClient& client, const std::string& path, const Digest& digest,
-                                    uint64_t bytes_max, const std::string& spool_dir);
+// GETs `path`, whose 200 body must be at most `bytes_max` and, when given,
+// hash to `digest` (named by a signed document beforehand), into the reply's
+// body. The body goes to an unlinked temporary file in `spool_dir` as it
+// arrives and is read into memory only once it is whole (and matched), so
+// whatever else a server sends costs disk up to `bytes_max`, never memory:
+// Corruption when it does not match, ResourceExhausted past `bytes_max`,
+// IOError for the spool file. Another status comes back as the reply, with
+// its (bounded) error body, for the caller.
+Result<HttpReply> GetSpooled(HttpClient& client, const std::string& path, uint64_t bytes_max,
+                             const std::string& spool_dir, const std::optional<Digest>& digest = std::nullopt);
 
 }  // namespace meridian
