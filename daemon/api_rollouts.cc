@@ -138,7 +138,9 @@ HttpResponse Api::ForwardTerminalReport(const HttpRequest& req, const std::strin
 HttpResponse Api::StartRollout(const HttpRequest& req) {
   Result<RolloutSpec> spec = ParseRolloutSpecJson(req.body);
   if (!spec.ok()) return ErrorFor(spec.status());
+  std::shared_lock versions_held = retention_.HoldVersions();  // not deleted while the rollout comes to name it
   Result<Rollout> r = rollouts_.Start(std::move(*spec), req.caller, "");
+  versions_held.unlock();
   if (!r.ok() && IsCanaryExcluded(r.status())) return JsonError(400, kCanaryExcludedCode, r.status().message());
   if (!r.ok()) return ErrorFor(r.status());
   const RolloutSpec& started = r->spec();

@@ -68,7 +68,7 @@ Retention::InUse Retention::VersionsInUse() const {
 
 Status Retention::DeleteVersion(std::string_view model, std::string_view version, std::string_view actor,
                                 std::string_view reason) {
-  std::lock_guard lock(delete_mu_);
+  std::unique_lock lock(versions_mu_);
   return DeleteUnused(model, version, actor, reason, VersionsInUse());
 }
 
@@ -95,7 +95,7 @@ Status Retention::DeleteUnused(std::string_view model, std::string_view version,
 
 Status Retention::ApplyPolicy(std::string_view actor, RetentionReport& report) {
   if (options_.keep_versions == 0) return Status::Ok();
-  std::lock_guard lock(delete_mu_);
+  std::unique_lock lock(versions_mu_);
   const InUse in_use = VersionsInUse();
   Result<std::vector<std::string>> models = store_.ListModels();
   if (!models.ok()) return models.status();

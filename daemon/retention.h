@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -64,6 +65,10 @@ class Retention {
   Result<RetentionReport> Collect(std::string_view actor);
   // Collects every interval_ms on a thread of its own, until destroyed.
   void Start();
+  // Held while something comes to name a version (a rollout starting): no
+  // deletion runs meanwhile, so one either sees the new name or deleted the
+  // version first (and the start finds it gone).
+  std::shared_lock<std::shared_mutex> HoldVersions() { return std::shared_lock(versions_mu_); }
 
  private:
   // model -> version -> what refers to it ("channel stable", "rollout r1").
@@ -81,7 +86,9 @@ class Retention {
   AuditLog& audit_;
   const Clock& clock_;
   const RetentionOptions options_;
-  std::mutex delete_mu_;  // one deletion or policy pass at a time: what is in use is read, then acted on
+  // Held exclusively by a deletion or a policy pass, from reading what is in
+  // use to deleting; shared by HoldVersions.
+  std::shared_mutex versions_mu_;
   std::mutex thread_mu_;
   std::condition_variable thread_cv_;
   bool stopping_ = false;  // guarded by thread_mu_
