@@ -1499,6 +1499,7 @@ Result<std::unique_ptr<Store>> OpenRocksStore(const std::string& dir, const Stor
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = options.create_if_missing;
   db_options.max_open_files = options.max_open_files;
+  if (options.env != nullptr) db_options.env = options.env;
   db_options.listeners.push_back(std::make_shared<RecoverableIoFaults>());
   db_options.info_log = std::make_shared<InfoLog>(options.read_only ? "" : dir);
   // What a full disk needs freed to resume, or to open after a crash, is what

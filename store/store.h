@@ -73,6 +73,10 @@
 #include "manifest/manifest.h"
 #include "trust/trust.h"
 
+namespace rocksdb {
+class Env;
+}
+
 namespace meridian {
 
 // Limits on what the store accepts and returns.
@@ -112,6 +116,11 @@ struct StoreOptions {
   // A chunk no version refers to is not collected until it is this old: the
   // longest a publish may take from its first upload to its commit.
   int64_t unreferenced_grace_ms = 24ll * 3600 * 1000;
+  // Tests only: the rocksdb::Env whose file system RocksDB's files go
+  // through (one that can lose power: tests/power_cut_fs.h); it must outlive
+  // the store. Null: the real one. The store makes its directory and writes
+  // its LOG on the real file system either way.
+  rocksdb::Env* env = nullptr;
 };
 
 // Bounds of the memtable size StoreOptions::memtable_bytes = 0 derives.

@@ -1,0 +1,511 @@
+// Power cuts under the daemon's durable operations, all of which go through
+// the store (RocksDB): publish (chunks, then the commit), version deletion,
+// garbage collection, state batches, and the rollout service's channel state
+// changes and report ledger. The store runs on a PowerCutFs
+// (tests/power_cut_fs.h): a clean run counts the sync points an operation
+// passes; then, for k = 0, 1, … until the operation is done before the cut,
+// power is cut right after the k-th sync point, and again with the unsynced
+// writes after it left behind (power goes at the next sync point instead);
+// the store is closed with its writes failing, the disk keeps only what was
+// durable, and the store is opened afresh on the real file system. Nothing
+// acknowledged may be lost, nothing half-written may be visible, and
+// Store::Check() is clean.
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "base/clock.h"
+#include "base/digest.h"
+#include "daemon/rollouts.h"
+#include "rollout/rollout.h"
+#include "store/store.h"
+#include "tests/harness.h"
+#include "tests/power_cut_fs.h"
+#include "tests/verified_manifest.h"
+
+using namespace meridian;
+using namespace meridian::testing;
+
+namespace {
+
+// What a run's steps saw when acknowledged, for its check (per run).
+using Notes = std::vector<uint64_t>;
+// One call of the operation; acknowledged when it returns OK.
+using Step = std::function<Status()>;
+
+// A durable operation: `setup` makes the state before it (on a store that is
+// closed afterwards, so it lies in table and blob files, not only the WAL);
+// `start`, on that store opened again, returns the steps, which run in order
+// until one fails (they may own what they need, such as a Rollouts; they are
+// dropped before the store closes); `check`, on the store reopened after the
+// cut, asserts what may be seen when the first `acknowledged` steps returned
+// OK and the next one did not.
+struct DurableOp {
+  std::string name;
+  std::function<void(Store&, FakeClock&)> setup = nullptr;
+  std::function<std::vector<Step>(Store&, FakeClock&, Notes&)> start = nullptr;
+  std::function<void(Store&, FakeClock&, const Notes&, size_t acknowledged)> check = nullptr;
+};
+
+constexpr int64_t kGraceMs = 1'000;
+
+StoreOptions Options(const Clock& clock, rocksdb::Env* env) {
+  StoreOptions o;
+  o.sync_writes = true;  // what is under test
+  o.memtable_bytes = 1 << 20;  // far more than a run writes: flushes come from closing and collecting only
+  o.clock = &clock;
+  o.unreferenced_grace_ms = kGraceMs;
+  o.env = env;
+  return o;
+}
+
+std::unique_ptr<Store> OpenOrDie(const std::string& dir, const Clock& clock, rocksdb::Env* env) {
+  Result<std::unique_ptr<Store>> s = Store::Open(dir, Options(clock, env));
+  INFO(s.status().ToString());
+  REQUIRE(s.ok());
+  return std::move(s).value();
+}
+
+struct Run {
+  uint64_t sync_points = 0;  // passed while the steps ran
+  size_t acknowledged = 0;
+  size_t steps = 0;
+  bool power_lost = false;   // power went off before the steps were done
+};
+
+struct Cut {
+  uint64_t after_sync_points = 0;
+  bool unsynced_tail = false;
+};
+
+// One run of `op`, power cut as `cut` says (none: it stays on until the
+// store closed cleanly), then the check on the store reopened on the real
+// file system.
+Run RunOnce(const DurableOp& op, std::optional<Cut> cut) {
+  TempDir dir;
+  const std::string path = dir / "store";
+  FakeClock clock;
+  auto [fs, env] = PowerCutFs::MakeEnv();
+  Notes notes;
+  Run run;
+  op.setup(*OpenOrDie(path, clock, env.get()), clock);
+  {
+    std::unique_ptr<Store> store = OpenOrDie(path, clock, env.get());
+    std::vector<Step> steps = op.start(*store, clock, notes);
+    run.steps = steps.size();
+    const uint64_t before = fs->sync_points();
+    if (cut) fs->CutAfter(cut->after_sync_points, cut->unsynced_tail);
+    for (Step& step : steps) {
+      if (!step().ok()) break;
+      ++run.acknowledged;
+    }
+    run.sync_points = fs->sync_points() - before;
+    run.power_lost = fs->down();
+    steps.clear();
+  }  // closed: with power off, its final flush fails
+  fs->PowerComesBack();
+  std::unique_ptr<Store> store = OpenOrDie(path, clock, nullptr);
+  op.check(*store, clock, notes, run.acknowledged);
+  CheckReport report = store->Check();
+  for (const std::string& f : report.faults) UNSCOPED_INFO(f);
+  CHECK(report.clean());
+  return run;
+}
+
+struct Coverage {
+  uint64_t sync_points = 0;  // of a run without a cut
+  uint64_t cut_points = 0;   // runs with a cut
+};
+
+// Runs `op` without a cut, then cuts power after sync point k = 0, 1, …
+// until the steps finish before the cut and k is past every count seen:
+// RocksDB flushes column families in parallel, so the count of a collection
+// differs a little from run to run.
+Coverage CutPowerEverywhere(const DurableOp& op) {
+  Coverage c;
+  {
+    INFO(op.name << ": no power cut");
+    Run clean = RunOnce(op, std::nullopt);
+    REQUIRE(clean.acknowledged == clean.steps);
+    c.sync_points = clean.sync_points;
+  }
+  uint64_t most = c.sync_points;  // seen in one run
+  for (uint64_t k = 0;; ++k) {
+    bool reached = false;
+    for (bool tail : {false, true}) {
+      INFO(op.name << ": power cut after sync point " << k << (tail ? ", unsynced writes after it" : ""));
+      Run r = RunOnce(op, Cut{k, tail});
+      ++c.cut_points;
+      reached = reached || r.power_lost;
+      most = std::max(most, r.sync_points);
+      // The sync that power failed was a step's, and that step failed.
+      if (tail && r.power_lost) CHECK(r.acknowledged < r.steps);
+    }
+    if (!reached && k >= most) break;
+  }
+  std::printf("power cut: %-46s %3llu sync points, %3llu cut points\n", op.name.c_str(),
+              static_cast<unsigned long long>(c.sync_points), static_cast<unsigned long long>(c.cut_points));
+  return c;
+}
+
+// ---- versions
+
+struct Artifact {
+  std::vector<Bytes> chunks;
+  Manifest manifest;
+};
+
+// Model "fraud" at `version`: small chunks of incompressible bytes (each
+// over the store's blob threshold, so they land in blob files), chunk i from
+// seed seeds[i]: artifacts sharing a seed share that chunk.
+Artifact MakeArtifact(const std::string& version, const std::vector<uint64_t>& seeds) {
+  Artifact a;
+  a.manifest.name = "fraud";
+  a.manifest.version = version;
+  a.manifest.created = "2026-11-30T00:00:00.000Z";
+  Sha256 whole;
+  for (uint64_t seed : seeds) {
+    a.chunks.push_back(RandomBytes(8 << 10, seed));
+    whole.Update(a.chunks.back());
+    a.manifest.chunks.push_back({Digest::Of(a.chunks.back()), a.chunks.back().size()});
+    a.manifest.size += a.chunks.back().size();
+  }
+  a.manifest.digest = whole.Finish();
+  return a;
+}
+
+Status PutChunk(Store& store, const Bytes& chunk) { return store.PutChunk(Digest::Of(chunk), chunk); }
+
+Status Commit(Store& store, const Artifact& a) { return store.CommitVersion(Verified(a.manifest)).status(); }
+
+void Publish(Store& store, const Artifact& a) {
+  for (const Bytes& c : a.chunks) REQUIRE(PutChunk(store, c).ok());
+  REQUIRE(Commit(store, a).ok());
+}
+
+// A chunk is absent or reads back whole (never damaged, never other bytes),
+// and its index entry (what presence checks read) agrees; returns which.
+bool ChunkStored(Store& store, const Bytes& chunk) {
+  Result<Bytes> got = store.GetChunk(Digest::Of(chunk));
+  const bool stored = got.status().code() != Status::Code::kNotFound;
+  CHECK(store.HasChunk(Digest::Of(chunk)).value() == stored);
+  if (!stored) return false;
+  INFO(got.status().ToString());
+  REQUIRE(got.ok());
+  CHECK(*got == chunk);
+  return true;
+}
+
+// A version is wholly there (manifest, artifact index, every chunk) or
+// wholly absent; returns which.
+bool VersionStored(Store& store, const Artifact& a) {
+  Result<std::shared_ptr<const Manifest>> m = store.GetManifest("fraud", a.manifest.version);
+  if (m.status().code() == Status::Code::kNotFound) {
+    CHECK(store.FindArtifact(a.manifest.digest).status().code() == Status::Code::kNotFound);
+    return false;
+  }
+  INFO(m.status().ToString());
+  REQUIRE(m.ok());
+  CHECK(**m == a.manifest);
+  CHECK(store.FindArtifact(a.manifest.digest).ok());
+  for (const Bytes& c : a.chunks) CHECK(ChunkStored(store, c));
+  return true;
+}
+
+const Artifact kV1 = MakeArtifact("1.0.0", {1, 2});
+const Artifact kV2 = MakeArtifact("2.0.0", {2, 3, 4});  // its first chunk is 1.0.0's second
+const Bytes kOrphan = RandomBytes(8 << 10, 99);       // uploaded, never committed
+
+// ---- state batches
+
+using StateOps = std::vector<std::pair<std::string, std::optional<std::string>>>;
+using StateMap = std::map<std::string, std::string>;
+
+StateMap ScanAll(Store& store, const std::string& prefix) {
+  Result<std::vector<std::pair<std::string, std::string>>> kv = store.ScanState(prefix);
+  REQUIRE(kv.ok());
+  return StateMap(kv->begin(), kv->end());
+}
+
+// ---- rollouts
+
+// The daemon's online key, the same at every open (it signs the channel states).
+SecretKey OnlineKey() { return SecretKey::FromSeed(Bytes(kSeedBytes, 7)).value(); }
+
+std::unique_ptr<Rollouts> OpenRollouts(Store& store, const Clock& clock) {
+  Result<std::unique_ptr<Rollouts>> r = Rollouts::Open(store, OnlineKey(), clock);
+  INFO(r.status().ToString());
+  REQUIRE(r.ok());
+  return std::move(r).value();
+}
+
+// The channel's state_version, 0 when no rollout set it yet.
+uint64_t StateVersion(const Rollouts& rollouts) {
+  for (const SignedChannel& c : rollouts.Channels()) {
+    if (c.state.model == "fraud" && c.state.channel == "stable") return c.state.state_version;
+  }
+  return 0;
+}
+
+Status Counted(const Result<bool>& counted) {
+  if (!counted.ok()) return counted.status();
+  return *counted ? Status::Ok() : Status::FailedPrecondition("report not counted");
+}
+
+TerminalReport Success(const std::string& terminal) {
+  TerminalReport r;
+  r.terminal_id = terminal;
+  r.version = kV2.manifest.version;
+  r.outcome = ReportOutcome::kSuccess;
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("power cut fs: only synced bytes and synced directory changes survive") {
+  TempDir dir;
+  auto fs = std::make_shared<PowerCutFs>();
+  const rocksdb::IOOptions io;
+  const rocksdb::FileOptions fo;
+  std::unique_ptr<rocksdb::FSDirectory> d;
+  REQUIRE(fs->NewDirectory(dir.path(), io, &d, nullptr).ok());
+  auto write = [&](const std::string& name, const std::string& synced, const std::string& unsynced) {
+    std::unique_ptr<rocksdb::FSWritableFile> f;
+    REQUIRE(fs->NewWritableFile(dir / name, fo, &f, nullptr).ok());
+    REQUIRE(f->Append(synced, io, nullptr).ok());
+    REQUIRE(f->Sync(io, nullptr).ok());
+    REQUIRE(f->Append(unsynced, io, nullptr).ok());
+    REQUIRE(f->Close(io, nullptr).ok());
+  };
+  auto contents = [&](const std::string& name) -> std::optional<std::string> {
+    if (!std::filesystem::exists(dir / name)) return std::nullopt;
+    return std::string(AsString(ReadFile(dir / name)));
+  };
+  write("kept", "durable", " and lost");
+  write("old", "old", "");
+  REQUIRE(d->Fsync(io, nullptr).ok());  // both names are durable
+  CHECK(fs->sync_points() == 3);
+  write("new", "new", "");  // its name never is
+  write("tmp", "replacement", "");
+  REQUIRE(fs->RenameFile(dir / "tmp", dir / "old", io, nullptr).ok());
+  REQUIRE(fs->DeleteFile(dir / "kept", io, nullptr).ok());
+  fs->CutAfter(0, /*unsynced_tail=*/true);  // writes go on until the next sync point, which fails
+  std::unique_ptr<rocksdb::FSWritableFile> f;
+  REQUIRE(fs->NewWritableFile(dir / "late", fo, &f, nullptr).ok());
+  REQUIRE(f->Append("late", io, nullptr).ok());
+  CHECK_FALSE(fs->down());
+  CHECK(f->Sync(io, nullptr).IsIOError());
+  CHECK(fs->down());
+  CHECK(f->Append("later", io, nullptr).IsIOError());
+  CHECK(f->Close(io, nullptr).ok());
+  CHECK(fs->NewWritableFile(dir / "later", fo, &f, nullptr).IsIOError());
+  CHECK(fs->sync_points() == 5);
+  fs->PowerComesBack();
+  CHECK(contents("kept") == "durable");
+  CHECK(contents("old") == "old");
+  CHECK(contents("new") == std::nullopt);
+  CHECK(contents("tmp") == std::nullopt);
+  CHECK(contents("late") == std::nullopt);
+  CHECK(contents("later") == std::nullopt);
+}
+
+TEST_CASE("power cut: a publish loses no acknowledged chunk and commits a version wholly or not at all") {
+  DurableOp op{
+      .name = "publish: 3 chunks (1 stored before), commit",
+      .setup = [](Store& store, FakeClock&) { Publish(store, kV1); },
+      .start =
+          [](Store& store, FakeClock&, Notes&) {
+            std::vector<Step> steps;
+            for (const Bytes& c : kV2.chunks) steps.push_back([&store, &c] { return PutChunk(store, c); });
+            steps.push_back([&store] { return Commit(store, kV2); });
+            return steps;
+          },
+      .check =
+          [](Store& store, FakeClock&, const Notes&, size_t acknowledged) {
+            CHECK(VersionStored(store, kV1));
+            for (size_t i = 0; i < kV2.chunks.size(); ++i) {
+              bool stored = ChunkStored(store, kV2.chunks[i]);
+              if (i < acknowledged) CHECK(stored);
+            }
+            bool committed = VersionStored(store, kV2);
+            if (acknowledged == kV2.chunks.size() + 1) CHECK(committed);
+          },
+  };
+  CHECK(CutPowerEverywhere(op).sync_points >= 4);
+}
+
+TEST_CASE("power cut: a version deletion is whole, and kept once acknowledged") {
+  DurableOp op{
+      .name = "delete version",
+      .setup =
+          [](Store& store, FakeClock&) {
+            Publish(store, kV1);
+            Publish(store, kV2);
+          },
+      .start = [](Store& store, FakeClock&,
+                  Notes&) { return std::vector<Step>{[&store] { return store.DeleteVersion("fraud", "1.0.0"); }}; },
+      .check =
+          [](Store& store, FakeClock&, const Notes&, size_t acknowledged) {
+            CHECK(VersionStored(store, kV2));
+            bool kept = VersionStored(store, kV1);
+            if (acknowledged == 1) CHECK_FALSE(kept);
+            // Deleted or not, every chunk of it is still there until a collection.
+            for (const Bytes& c : kV1.chunks) CHECK(ChunkStored(store, c));
+          },
+  };
+  CHECK(CutPowerEverywhere(op).sync_points >= 1);
+}
+
+TEST_CASE("power cut: a collection never takes a referenced chunk, and what it deleted stays deleted") {
+  DurableOp op{
+      .name = "collect garbage",
+      .setup =
+          [](Store& store, FakeClock& clock) {
+            Publish(store, kV1);
+            Publish(store, kV2);
+            REQUIRE(PutChunk(store, kOrphan).ok());
+            REQUIRE(store.DeleteVersion("fraud", "1.0.0").ok());
+            clock.Advance(std::chrono::milliseconds(2 * kGraceMs));  // nothing is young any more
+          },
+      .start =
+          [](Store& store, FakeClock&, Notes&) {
+            return std::vector<Step>{[&store]() -> Status {
+              Result<CollectReport> r = store.CollectGarbage();
+              if (!r.ok()) return r.status();
+              // 1.0.0's own chunk and the orphan, of four in blob files: the files are rewritten.
+              CHECK(r->chunks_deleted == 2);
+              CHECK(r->blobs_rewritten);
+              return Status::Ok();
+            }};
+          },
+      .check =
+          [](Store& store, FakeClock&, const Notes&, size_t acknowledged) {
+            CHECK(VersionStored(store, kV2));
+            CHECK_FALSE(VersionStored(store, kV1));
+            // A deletion lost to the cut is the next collection's to make again.
+            for (const Bytes* c : {&kV1.chunks[0], &kOrphan}) {
+              bool stored = ChunkStored(store, *c);
+              if (acknowledged == 1) CHECK_FALSE(stored);
+            }
+          },
+  };
+  CHECK(CutPowerEverywhere(op).sync_points >= 1);
+}
+
+TEST_CASE("power cut: a state batch is applied wholly or not at all, and kept once acknowledged") {
+  const std::vector<StateOps> batches = {
+      {{"test/a", "1"}, {"test/b", "1"}, {"test/c", "1"}},
+      {{"test/a", "2"}, {"test/b", std::nullopt}, {"test/d", "2"}},
+      // A value over the WAL's 32 KiB block: a record a cut may tear across blocks.
+      {{"test/c", "3"}, {"test/d", std::nullopt}, {"test/e", std::string(64 << 10, 'e')}},
+  };
+  // The state after each batch.
+  std::vector<StateMap> after;
+  StateMap state;
+  for (const StateOps& batch : batches) {
+    for (const auto& [key, value] : batch) {
+      if (value) {
+        state[key] = *value;
+      } else {
+        state.erase(key);
+      }
+    }
+    after.push_back(state);
+  }
+  DurableOp op{
+      .name = "state batches",
+      .setup = [&](Store& store, FakeClock&) { REQUIRE(store.WriteState(batches[0]).ok()); },
+      .start =
+          [&](Store& store, FakeClock&, Notes&) {
+            return std::vector<Step>{[&store, &batches] { return store.WriteState(batches[1]); },
+                                     [&store, &batches] { return store.WriteState(batches[2]); }};
+          },
+      .check =
+          [&](Store& store, FakeClock&, const Notes&, size_t acknowledged) {
+            StateMap now = ScanAll(store, "test/");
+            const bool as_acknowledged = now == after[acknowledged];
+            const bool next_landed = acknowledged + 1 < after.size() && now == after[acknowledged + 1];
+            CHECK((as_acknowledged || next_landed));
+          },
+  };
+  CHECK(CutPowerEverywhere(op).sync_points >= 2);
+}
+
+TEST_CASE("power cut: a rollout's state, its channel and its counted reports survive as acknowledged") {
+  // Start, three reports, pause, roll back: each start, pause and roll back
+  // signs the channel anew. One stage of 100% that needs more reports than
+  // three, so that no gate moves the rollout on its own.
+  const std::vector<RolloutPhase> phase_after = {
+      RolloutPhase::kRunning, RolloutPhase::kRunning, RolloutPhase::kRunning, RolloutPhase::kRunning,
+      RolloutPhase::kRunning, RolloutPhase::kPaused, RolloutPhase::kRolledBack};
+  const std::vector<size_t> reports_after = {0, 0, 1, 2, 3, 3, 3};
+  DurableOp op{
+      .name = "rollout: start, report, pause, roll back",
+      .setup =
+          [](Store& store, FakeClock&) {
+            Publish(store, kV1);
+            Publish(store, kV2);
+          },
+      .start =
+          [](Store& store, FakeClock& clock, Notes& notes) {
+            std::shared_ptr<Rollouts> rollouts = OpenRollouts(store, clock);
+            // After each acknowledged step: the channel's state_version.
+            auto noted = [rollouts, &notes](Status s) {
+              if (s.ok()) notes.push_back(StateVersion(*rollouts));
+              return s;
+            };
+            std::vector<Step> steps;
+            steps.push_back([rollouts, noted] {
+              RolloutSpec spec = RolloutSpecFromJson(RolloutSpecJson("r1", "2.0.0", {{"min_reports", 100}})).value();
+              return noted(rollouts->Start(spec, "alice", "test").status());
+            });
+            for (const char* t : {"t1", "t2", "t3"}) {
+              steps.push_back([rollouts, noted, t] {
+                return noted(Counted(rollouts->Report("r1", "fraud", "stable", Success(t))));
+              });
+            }
+            for (RolloutAction a : {RolloutAction::kPause, RolloutAction::kRollback}) {
+              steps.push_back([rollouts, noted, a] { return noted(rollouts->Act("r1", a, "alice", "test").status()); });
+            }
+            return steps;
+          },
+      .check =
+          [&](Store& store, FakeClock& clock, const Notes& notes, size_t acknowledged) {
+            std::unique_ptr<Rollouts> rollouts = OpenRollouts(store, clock);  // every record parses
+            Result<Rollout> r = rollouts->Get("r1");
+            if (!r.ok()) {
+              CHECK(r.status().code() == Status::Code::kNotFound);
+              CHECK(acknowledged == 0);
+              CHECK(StateVersion(*rollouts) == 0);
+              return;
+            }
+            const RolloutPhase phase = r->state().phase;
+            CHECK((phase == phase_after[acknowledged] ||
+                   (acknowledged + 1 < phase_after.size() && phase == phase_after[acknowledged + 1])));
+            // The report ledger: one record per counted terminal.
+            const size_t reports = ScanAll(store, "report/r1/").size();
+            CHECK((reports == reports_after[acknowledged] ||
+                   (acknowledged + 1 < reports_after.size() && reports == reports_after[acknowledged + 1])));
+            // The channel was signed with the rollout's state in the same
+            // write, and a state_version a terminal may have seen is never
+            // handed out again.
+            for (const SignedChannel& c : rollouts->Channels()) {
+              for (const ChannelRollout& cr : c.state.rollouts) {
+                if (cr.spec.id == "r1") CHECK(cr.state == r->state());
+              }
+            }
+            if (!notes.empty()) CHECK(StateVersion(*rollouts) >= notes.back());
+          },
+  };
+  CHECK(CutPowerEverywhere(op).sync_points >= 6);
+}
