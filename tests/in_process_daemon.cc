@@ -3,6 +3,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <rocksdb/env.h>
+
 #include "base/encoding.h"
 #include "client/api.h"
 #include "manifest/manifest.h"
@@ -34,7 +36,8 @@ std::string SignedRoot(const SecretKey& key) {
 SecretKey InProcessDaemon::Key() { return SecretKey::FromSeed(Bytes(kSeedBytes, 11)).value(); }
 
 InProcessDaemon::InProcessDaemon(RolloutsOptions rollouts_options) {
-  store = OrDie(Store::Open(dir / "store", StoreOptions{.sync_writes = false, .clock = &clock}));
+  memory_env.reset(rocksdb::NewMemEnv(rocksdb::Env::Default()));
+  store = OrDie(Store::Open(dir / "store", StoreOptions{.sync_writes = false, .clock = &clock, .env = memory_env.get()}));
   roots = OrDie(RootChain::Open(*store, SignedRoot(Key())));
   pending = OrDie(PendingReleases::Open(*store, *roots->Current()));
   rollouts = OrDie(Rollouts::Open(*store, Key(), clock, std::move(rollouts_options)));
@@ -47,6 +50,8 @@ InProcessDaemon::InProcessDaemon(RolloutsOptions rollouts_options) {
   api = std::make_unique<Api>(*store, catalog, *roots, *pending, tokens, *credentials, *audit, *enrolment,
                                metrics, *rollouts, *deltas, *retention, clock);
 }
+
+InProcessDaemon::~InProcessDaemon() = default;
 
 HttpResponse InProcessDaemon::Call(const std::string& method, const std::string& target, const std::string& body,
                                    const std::string& authorization) {

@@ -1,7 +1,7 @@
 // An origin meridiand in process: its store and every service the daemon
 // builds, with the Api on top, called as the HTTP server calls it (Admit on
 // the head, then Handle) but without a socket, over a real RocksDB in a
-// temporary directory and a FakeClock. Time moves only when a test moves it,
+// in-memory file system (RocksDB's MemEnv) and a FakeClock. Time moves only when a test moves it,
 // and Tick() is the daemon's periodic tick: soak times, expiries and
 // refreshes are tested in milliseconds. A few end-to-end tests keep the
 // process (tests/*_integration_test.cc); the rest of what takes time is here.
@@ -23,6 +23,7 @@ namespace meridian::testing {
 class InProcessDaemon {
  public:
   explicit InProcessDaemon(RolloutsOptions rollouts_options = {});
+  ~InProcessDaemon();
 
   FakeClock clock;
 
@@ -50,7 +51,8 @@ class InProcessDaemon {
 
   // The daemon's parts, as meridiand wires them; open to tests that build
   // more on them (a region's Api over the same store, in routes_test).
-  TempDir dir;
+  TempDir dir;  // the store's directory and LOG (its files are in memory)
+  std::unique_ptr<rocksdb::Env> memory_env;
   std::unique_ptr<Store> store;
   std::unique_ptr<RootChain> roots;
   std::unique_ptr<PendingReleases> pending;
