@@ -90,3 +90,35 @@ TEST_CASE("in process: a terminal credential past its lifetime is refused; a new
   HttpResponse refused = d.Call("GET", TargetPath("t1"), "", t1);
   CHECK(refused.status == 401);
 }
+
+TEST_CASE("in process: deleting a version over HTTP — roles, bad bodies, in use, gone; collect is the operator's") {
+  InProcessDaemon d;
+  d.Publish("fraud", "1.0.0", "version one");
+  d.Publish("fraud", "1.1.0", "version two");
+  d.Operator("POST", RolloutsPath(), Json::parse(RolloutSpecJson("r1", "1.1.0")));
+  const std::string publisher = "Bearer " + d.tokens.publisher, op = "Bearer " + d.tokens.operator_token;
+  const std::string path = VersionPath("fraud", "1.0.0");
+
+  CHECK(d.Call("DELETE", path, "", "").status == 401);
+  CHECK(d.Call("DELETE", path, "", op).status == 403);  // a publisher's act
+  HttpResponse typo = d.Call("DELETE", path, R"({"reasn":"x"})", publisher);
+  CHECK(typo.status == 400);
+  CHECK(typo.body.find("reasn") != std::string::npos);
+  CHECK(d.Call("DELETE", path, "[1]", publisher).status == 400);
+  HttpResponse in_use = d.Call("DELETE", VersionPath("fraud", "1.1.0"), "", publisher);
+  CHECK(in_use.status == 409);
+  CHECK(Parsed(in_use)["error"]["code"] == "version_in_use");
+  CHECK(d.Call("DELETE", VersionPath("fraud", "9.9.9"), "", publisher).status == 404);
+  CHECK(d.Call("GET", path, "", publisher).status == 200);  // nothing refused above deleted anything
+
+  HttpResponse deleted = d.Call("DELETE", path, R"({"reason":"superseded"})", publisher);
+  REQUIRE(deleted.status == 200);
+  CHECK(Parsed(deleted)["deleted"] == true);
+  CHECK(d.Call("GET", path, "", publisher).status == 404);
+
+  CHECK(d.Call("POST", CollectPath(), "", publisher).status == 403);
+  d.clock.Advance(std::chrono::hours(25));  // past the grace period
+  Json collected = d.Operator("POST", CollectPath());
+  CHECK(collected["chunks_deleted"] == 1);
+  CHECK(collected["bytes_deleted"] == std::string("version one").size());
+}
