@@ -89,7 +89,16 @@ Status ModelSlots::Activate(const std::string& version, const Digest& digest) co
 Status ModelSlots::SwitchBack() const {
   Result<std::optional<Slot>> cur = Current();
   if (!cur.ok()) return cur.status();
-  return PointBack(*cur);
+  Result<std::optional<Slot>> prev = Previous();
+  if (!prev.ok()) return prev.status();
+  if (!cur->has_value() || !prev->has_value()) return PointBack(*cur);  // its error, when nothing is previous
+  // One atomic swap of the two links: switched one at a time, a crash in
+  // between would leave both on the old previous, and the version switched
+  // away from would no longer be one to go back to.
+  Status swapped = env_->Exchange(current_link(), dir_ + "/previous");
+  if (swapped.code() == Status::Code::kFailedPrecondition) return PointBack(*cur);
+  MERIDIAN_RETURN_IF_ERROR(swapped);
+  return env_->SyncDirectory(dir_);
 }
 
 Status ModelSlots::FallBack(const std::optional<Slot>& fallback) const {

@@ -59,8 +59,9 @@ class ModelSlots {
   // Makes an already stored blob current (the old current becomes previous).
   Status Activate(const std::string& version, const Digest& digest) const;
   // Points current back at previous and keeps the old current as the new
-  // previous (a rollback target, which may roll forward again).
-  // FailedPrecondition when there is no previous slot.
+  // previous (a rollback target, which may roll forward again), exchanging
+  // the two links atomically (Env::Exchange; one after the other where the
+  // file system cannot). FailedPrecondition when there is no previous slot.
   Status SwitchBack() const;
   // After the current version failed its health check: points current back at
   // previous, drops the failed one, and makes `fallback` — the slot that was

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <filesystem>
 #include <random>
 
@@ -138,6 +139,14 @@ class PosixEnv final : public Env {
   Status Rename(const std::string& from, const std::string& to) override {
     if (::rename(from.c_str(), to.c_str()) != 0) return ErrnoStatus("rename " + from + " to " + to, errno);
     return Status::Ok();
+  }
+
+  Status Exchange(const std::string& a, const std::string& b) override {
+    if (::renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE) == 0) return Status::Ok();
+    const int err = errno;
+    const std::string what = "exchange " + a + " and " + b;
+    if (err == EINVAL || err == ENOSYS) return Status::FailedPrecondition(what + ": the file system cannot");
+    return ErrnoStatus(what, err);
   }
 
   Status SyncDirectory(const std::string& dir) override {

@@ -66,6 +66,11 @@ class Env {
   // Renames a file or symlink, replacing what `to` names. Durable once the
   // directories of both were synced.
   virtual Status Rename(const std::string& from, const std::string& to) = 0;
+  // Swaps what two existing paths in one directory name, atomically (two
+  // symlinks: a crash leaves both as they were or both swapped). Durable once
+  // the directory was synced. FailedPrecondition when the file system cannot
+  // (Linux's RENAME_EXCHANGE refused), for the caller to do without.
+  virtual Status Exchange(const std::string& a, const std::string& b) = 0;
   // Makes the creations, renames and removals inside `dir` durable.
   virtual Status SyncDirectory(const std::string& dir) = 0;
   // Removes a file or symlink (NotFound when there is none).
@@ -118,6 +123,7 @@ class MemEnv final : public Env {
   Result<std::string> ReadFile(const std::string& path, uint64_t max_bytes) override;
   Result<FileType> Stat(const std::string& path) override;
   Status Rename(const std::string& from, const std::string& to) override;
+  Status Exchange(const std::string& a, const std::string& b) override;
   Status SyncDirectory(const std::string& dir) override;
   Status RemoveFile(const std::string& path) override;
   Result<std::vector<std::string>> ListDirectory(const std::string& dir) override;
@@ -184,6 +190,7 @@ class FaultEnv final : public Env {
   }
   Result<FileType> Stat(const std::string& path) override { return base_->Stat(path); }
   Status Rename(const std::string& from, const std::string& to) override;
+  Status Exchange(const std::string& a, const std::string& b) override;
   Status SyncDirectory(const std::string& dir) override;
   Status RemoveFile(const std::string& path) override;
   Result<std::vector<std::string>> ListDirectory(const std::string& dir) override {

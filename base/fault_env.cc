@@ -81,6 +81,10 @@ Status FaultEnv::Rename(const std::string& from, const std::string& to) {
   return Run("rename " + from + " to " + to, false, [&] { return base_->Rename(from, to); });
 }
 
+Status FaultEnv::Exchange(const std::string& a, const std::string& b) {
+  return Run("exchange " + a + " and " + b, false, [&] { return base_->Exchange(a, b); });
+}
+
 Status FaultEnv::SyncDirectory(const std::string& dir) {
   return Run("fsync directory " + dir, true, [&] { return base_->SyncDirectory(dir); });
 }

@@ -114,6 +114,15 @@ Status MemEnv::Rename(const std::string& from, const std::string& to) {
   return Status::Ok();
 }
 
+Status MemEnv::Exchange(const std::string& a, const std::string& b) {
+  std::lock_guard lock(mu_);
+  auto first = live_.find(Normal(a)), second = live_.find(Normal(b));
+  const std::string what = "exchange " + a + " and " + b;
+  if (first == live_.end() || second == live_.end()) return ErrnoStatus(what, ENOENT);
+  std::swap(first->second, second->second);
+  return Status::Ok();
+}
+
 Status MemEnv::SyncDirectory(const std::string& dir) {
   std::lock_guard lock(mu_);
   const std::string d = Normal(dir);

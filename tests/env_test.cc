@@ -52,6 +52,14 @@ void CheckPrimitives(Env& env, const std::string& root) {
   REQUIRE(env.Rename(d + "/link", d + "/moved").ok());
   CHECK(env.ReadLink(d + "/moved").value() == "f");
   CHECK(env.Rename(d + "/link", d + "/x").code() == Status::Code::kNotFound);
+  REQUIRE(env.Symlink("elsewhere", d + "/swap").ok());
+  REQUIRE(env.Exchange(d + "/moved", d + "/swap").ok());
+  CHECK(env.ReadLink(d + "/moved").value() == "elsewhere");
+  CHECK(env.ReadLink(d + "/swap").value() == "f");
+  CHECK(env.Exchange(d + "/moved", d + "/none").code() == Status::Code::kNotFound);
+  REQUIRE(env.Exchange(d + "/swap", d + "/moved").ok());
+  CHECK(env.ReadLink(d + "/moved").value() == "f");
+  REQUIRE(env.RemoveFile(d + "/swap").ok());
   CHECK(env.ListDirectory(d).value() == std::vector<std::string>{"dangling", "f", "moved"});
   CHECK(env.ListDirectory(root + "/a").value() == std::vector<std::string>{"b"});
   REQUIRE(env.RemoveFile(d + "/dangling").ok());
