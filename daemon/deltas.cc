@@ -223,10 +223,12 @@ Result<uint64_t> DeltaService::DropStale(std::vector<Digest>& referenced) {
     for (const auto& [key, json] : *page) {
       Result<DeltaRecord> r = DeltaRecordFromJson(json);
       bool keep = r.ok() && StateKey(r->info.from, r->info.to) == key;
-      for (const Digest& artifact : keep ? std::vector<Digest>{r->info.from, r->info.to} : std::vector<Digest>{}) {
-        Result<std::shared_ptr<const Manifest>> m = store_.FindArtifact(artifact);
-        if (!m.ok() && m.status().code() != Status::Code::kNotFound) return m.status();
-        keep = keep && m.ok();
+      if (keep) {
+        for (const Digest* artifact : {&r->info.from, &r->info.to}) {
+          Result<std::shared_ptr<const Manifest>> m = store_.FindArtifact(*artifact);
+          if (!m.ok() && m.status().code() != Status::Code::kNotFound) return m.status();
+          keep = keep && m.ok();
+        }
       }
       if (!keep) {
         stale.emplace_back(key, std::nullopt);
