@@ -34,8 +34,15 @@ constexpr const char* Kind() {
   return "an integer";
 }
 
+// No setting is text for people (paths, URLs, names, an address): a control
+// character in one is a mistake, such as a newline pasted into a path.
+bool HasControlCharacter(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
+
 // Sets *out to `key`'s value when the table has it; InvalidArgument when it
-// holds another type (or an integer out of T's range).
+// holds another type (or an integer out of T's range, or a string with a
+// control character).
 template <typename T>
 Status ReadSetting(const toml::table& t, std::string_view key, const std::string& source, T* out) {
   const toml::node* node = t.get(key);
@@ -46,6 +53,11 @@ Status ReadSetting(const toml::table& t, std::string_view key, const std::string
                                                            : node->is_integer();
   std::optional<T> value = right_kind ? node->value<T>() : std::nullopt;
   if (!value) return Status::InvalidArgument(fmt::format("{}: {} must be {}", source, key, Kind<T>()));
+  if constexpr (std::is_same_v<T, std::string>) {
+    if (HasControlCharacter(*value)) {
+      return Status::InvalidArgument(fmt::format("{}: {} holds a control character", source, key));
+    }
+  }
   *out = std::move(*value);
   return Status::Ok();
 }
@@ -92,8 +104,10 @@ Status ApplyConfigText(ServeOptions& o, std::string_view toml_text, std::string_
       for (const auto& url : *list) {
         if (!url.is_string()) return Status::InvalidArgument(source + ": upstream must be a list of URLs");
         urls.push_back(*url.value<std::string>());
+        if (HasControlCharacter(urls.back())) return Status::InvalidArgument(source + ": upstream holds a control character");
       }
     } else if (std::optional<std::string> url = upstream->value<std::string>()) {
+      if (HasControlCharacter(*url)) return Status::InvalidArgument(source + ": upstream holds a control character");
       urls.push_back(*url);
     } else {
       return Status::InvalidArgument(source + ": upstream must be a URL or a list of URLs");

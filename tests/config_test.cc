@@ -70,6 +70,8 @@ TEST_CASE("config: out-of-range values and unknown keys are refused") {
                                  "delta_threads = 0", "delta_literal_level = 23", "credential_lifetime_ms = 5",
                                  "nonsense = 1", "threads = ", "keep_versions = -1", "collect_interval_ms = 10",
                                  "unreferenced_grace_ms = 0", "report_ids_ms = 999", "keep_versions = \"3\"",
+                                 "data = \"\\nstore\"", "upstream = [\"http://o\\r\"]",
+                                 "upstream = \"http://o\\u007f\"",
                                  "[time_zones]\n\"'\" = \"Asia/Singapore\""}) {
     INFO(text);
     ServeOptions o;
