@@ -194,6 +194,11 @@ struct Daemon {
 
 }  // namespace
 
+// Parked polls wait as long as the daemon allows: under a loaded CI machine,
+// parking all 1,000 took longer than a 30 s hold, and the first had answered
+// (empty) before the last were held.
+constexpr int kParkedWaitS = 60;
+
 TEST_CASE("1,000 terminals: stages, promote wake-up, automatic rollback, kill -9") {
   Daemon dm;
   DaemonFixture& d = dm.d;
@@ -244,7 +249,7 @@ TEST_CASE("1,000 terminals: stages, promote wake-up, automatic rollback, kill -9
   }
 
   // Every terminal parks a long poll; one promote must answer them all within 1 s.
-  Polls parked(d.url(), terminal_token, f1, f1.state_version, 30);
+  Polls parked(d.url(), terminal_token, f1, f1.state_version, kParkedWaitS);
   REQUIRE(WaitFor([&] { return WaitingGauge(op) == kTerminals; }, std::chrono::seconds(60)));
   SteadyTime promoted = std::chrono::steady_clock::now();
   Result<HttpReply> promote = op.Post("/v1/rollouts/r1/promote", R"({"reason":"stage 0 healthy"})");
@@ -292,7 +297,7 @@ TEST_CASE("1,000 terminals: stages, promote wake-up, automatic rollback, kill -9
     if (f4.version[i] == "1.2.0") cohort_r2.push_back(i);
   }
   REQUIRE(cohort_r2.size() >= 10);
-  Polls parked2(d.url(), terminal_token, f4, f4.state_version, 30);
+  Polls parked2(d.url(), terminal_token, f4, f4.state_version, kParkedWaitS);
   REQUIRE(WaitFor([&] { return WaitingGauge(op) == kTerminals; }, std::chrono::seconds(60)));
   for (size_t k = 0; k < 10; ++k) {
     Result<HttpReply> r = report(cohort_r2[k], ReportBody("r2", "1.2.0", "failed", false));
