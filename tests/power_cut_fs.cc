@@ -67,7 +67,7 @@ class PowerCutFs::File final : public rocksdb::FSWritableFileOwnerWrapper {
   }
   rocksdb::IOStatus Truncate(uint64_t size, const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
     std::lock_guard lock(fs_.mu_);
-    if (fs_.down_) return PowerIsOff(path_);
+    if (rocksdb::IOStatus refused = fs_.Mutating(path_); !refused.ok()) return refused;
     rocksdb::IOStatus s = FSWritableFileOwnerWrapper::Truncate(size, options, dbg);
     if (s.ok()) {
       Written& w = fs_.written_[path_];
@@ -95,7 +95,7 @@ class PowerCutFs::File final : public rocksdb::FSWritableFileOwnerWrapper {
   template <typename Op>
   rocksdb::IOStatus Write(size_t bytes, Op op) {
     std::lock_guard lock(fs_.mu_);
-    if (fs_.down_) return PowerIsOff(path_);
+    if (rocksdb::IOStatus refused = fs_.Mutating(path_); !refused.ok()) return refused;
     rocksdb::IOStatus s = op();
     if (s.ok()) fs_.written_[path_].bytes += bytes;
     return s;
@@ -103,6 +103,7 @@ class PowerCutFs::File final : public rocksdb::FSWritableFileOwnerWrapper {
   rocksdb::IOStatus SyncPoint() {
     std::lock_guard lock(fs_.mu_);
     if (fs_.SyncRefused()) return PowerIsOff(path_);
+    if (rocksdb::IOStatus refused = fs_.Mutating(path_); !refused.ok()) return refused;
     Written& w = fs_.written_[path_];
     w.synced = w.bytes;
     fs_.Synced();
@@ -129,6 +130,7 @@ class PowerCutFs::Directory final : public rocksdb::FSDirectoryWrapper {
   rocksdb::IOStatus SyncPoint() {
     std::lock_guard lock(fs_.mu_);
     if (fs_.SyncRefused()) return PowerIsOff(path_);
+    if (rocksdb::IOStatus refused = fs_.Mutating(path_); !refused.ok()) return refused;
     fs_.pending_.erase(path_);
     fs_.Synced();
     return rocksdb::IOStatus::OK();
@@ -187,6 +189,25 @@ uint64_t PowerCutFs::sync_points() const {
   return sync_points_;
 }
 
+void PowerCutFs::FailMutation(uint64_t n, bool no_space) {
+  std::lock_guard lock(mu_);
+  fail_at_ = mutations_ + n;
+  fail_no_space_ = no_space;
+}
+
+uint64_t PowerCutFs::mutations() const {
+  std::lock_guard lock(mu_);
+  return mutations_;
+}
+
+rocksdb::IOStatus PowerCutFs::Mutating(const std::string& what) {
+  if (down_) return PowerIsOff(what);
+  if (++mutations_ != fail_at_) return rocksdb::IOStatus::OK();
+  fail_at_.reset();
+  if (fail_no_space_) return rocksdb::IOStatus::NoSpace("injected ENOSPC", what);
+  return rocksdb::IOStatus::IOError("injected EIO", what);
+}
+
 void PowerCutFs::Synced() {
   ++sync_points_;
   if (cut_at_ && !unsynced_tail_ && sync_points_ >= *cut_at_) down_ = true;
@@ -214,7 +235,7 @@ rocksdb::IOStatus PowerCutFs::NewWritableFile(const std::string& fname, const ro
                                               rocksdb::IODebugContext* dbg) {
   const std::string f = Normal(fname);
   std::lock_guard lock(mu_);
-  if (down_) return PowerIsOff(f);
+  if (rocksdb::IOStatus refused = Mutating(f); !refused.ok()) return refused;
   std::optional<std::string> displaced = DurableBytes(f);  // NewWritableFile truncates what is there
   std::unique_ptr<rocksdb::FSWritableFile> target;
   rocksdb::IOStatus s = FileSystemWrapper::NewWritableFile(fname, options, &target, dbg);
@@ -230,7 +251,7 @@ rocksdb::IOStatus PowerCutFs::ReopenWritableFile(const std::string& fname, const
                                                  rocksdb::IODebugContext* dbg) {
   const std::string f = Normal(fname);
   std::lock_guard lock(mu_);
-  if (down_) return PowerIsOff(f);
+  if (rocksdb::IOStatus refused = Mutating(f); !refused.ok()) return refused;
   std::error_code ec;
   const bool existed = fs::is_regular_file(f, ec);
   std::unique_ptr<rocksdb::FSWritableFile> target;
@@ -274,7 +295,7 @@ rocksdb::IOStatus PowerCutFs::DeleteFile(const std::string& fname, const rocksdb
                                          rocksdb::IODebugContext* dbg) {
   const std::string f = Normal(fname);
   std::lock_guard lock(mu_);
-  if (down_) return PowerIsOff(f);
+  if (rocksdb::IOStatus refused = Mutating(f); !refused.ok()) return refused;
   std::optional<std::string> displaced = DurableBytes(f);
   rocksdb::IOStatus s = FileSystemWrapper::DeleteFile(fname, options, dbg);
   if (!s.ok()) return s;
@@ -287,7 +308,7 @@ rocksdb::IOStatus PowerCutFs::RenameFile(const std::string& from_name, const std
                                          const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) {
   const std::string from = Normal(from_name), to = Normal(to_name);
   std::lock_guard lock(mu_);
-  if (down_) return PowerIsOff(from + " to " + to);
+  if (rocksdb::IOStatus refused = Mutating(from + " to " + to); !refused.ok()) return refused;
   std::optional<std::string> displaced = DurableBytes(to);
   rocksdb::IOStatus s = FileSystemWrapper::RenameFile(from_name, to_name, options, dbg);
   if (!s.ok()) return s;
@@ -304,7 +325,7 @@ rocksdb::IOStatus PowerCutFs::Truncate(const std::string& fname, size_t size, co
                                        rocksdb::IODebugContext* dbg) {
   const std::string f = Normal(fname);
   std::lock_guard lock(mu_);
-  if (down_) return PowerIsOff(f);
+  if (rocksdb::IOStatus refused = Mutating(f); !refused.ok()) return refused;
   rocksdb::IOStatus s = FileSystemWrapper::Truncate(fname, size, options, dbg);
   if (s.ok()) {
     if (auto w = written_.find(f); w != written_.end()) {
@@ -359,6 +380,7 @@ void PowerCutFs::PowerComesBack() {
   cut_at_.reset();
   unsynced_tail_ = false;
   down_ = false;
+  fail_at_.reset();
 }
 
 }  // namespace meridian::testing

@@ -21,7 +21,9 @@
 // every write, sync, rename, creation and deletion fails with an IOError, so
 // the database sees its writes fail and is then closed. PowerComesBack()
 // then leaves on disk only what was durable, for a reopen on the real file
-// system (rocksdb::Env::Default()).
+// system (rocksdb::Env::Default()). FailMutation(n, …) instead fails one
+// write, sync, creation, rename or deletion with ENOSPC or EIO, as a full or
+// failing disk does, and lets the rest through.
 #pragma once
 
 #include <cstdint>
@@ -57,6 +59,15 @@ class PowerCutFs final : public rocksdb::FileSystemWrapper {
   bool down() const;
   // Sync points passed since construction.
   uint64_t sync_points() const;
+
+  // The n-th mutating call from now (1 = the next) fails once, without
+  // reaching the disk: with IOStatus::NoSpace (ENOSPC) when `no_space`, else
+  // an IOError (EIO); the calls before and after it go through. Mutating
+  // calls: a file's creation (new or reopened), append, truncation and sync;
+  // a directory's sync; a file's deletion and rename.
+  void FailMutation(uint64_t n, bool no_space);
+  // Mutating calls attempted since construction (failed ones included).
+  uint64_t mutations() const;
 
   // Power returns: every file loses what was not synced and every directory
   // change not synced is undone, on the real disk. Call it with nothing open
@@ -109,6 +120,9 @@ class PowerCutFs final : public rocksdb::FileSystemWrapper {
     uint64_t synced = 0;  // durable
   };
 
+  // Counts a mutating call about to be made on `what`; not OK when it is the
+  // one FailMutation chose (or power is off), which the caller then returns.
+  rocksdb::IOStatus Mutating(const std::string& what);
   // Counts a sync point that succeeded; power goes off when the cut says so.
   void Synced();
   // Whether a sync about to run must fail: power is off, or due to go off at
@@ -124,6 +138,9 @@ class PowerCutFs final : public rocksdb::FileSystemWrapper {
   std::optional<uint64_t> cut_at_;  // in sync points
   bool unsynced_tail_ = false;
   bool down_ = false;
+  uint64_t mutations_ = 0;
+  std::optional<uint64_t> fail_at_;  // in mutations
+  bool fail_no_space_ = false;
   std::map<std::string, Written> written_;                // by path: files written since they were opened
   std::map<std::string, std::vector<Change>> pending_;   // by directory, oldest first
 };

@@ -9,7 +9,10 @@
 // the store is closed with its writes failing, the disk keeps only what was
 // durable, and the store is opened afresh on the real file system. Nothing
 // acknowledged may be lost, nothing half-written may be visible, and
-// Store::Check() is clean.
+// Store::Check() is clean. Then each mutating file system call of the
+// operation is failed once, with ENOSPC and with EIO (a full disk, a failing
+// one), the store closed and power cut as well (a failed sync may have left
+// anything unsynced behind): the same must hold.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -78,43 +81,68 @@ std::unique_ptr<Store> OpenOrDie(const std::string& dir, const Clock& clock, roc
 
 struct Run {
   uint64_t sync_points = 0;  // passed while the steps ran
+  uint64_t mutations = 0;    // mutating calls made while the steps ran
   size_t acknowledged = 0;
   size_t steps = 0;
   bool power_lost = false;   // power went off before the steps were done
 };
 
-struct Cut {
-  uint64_t after_sync_points = 0;
-  bool unsynced_tail = false;
+// What goes wrong while the steps run: power is cut after a sync point, or
+// one mutating call fails. Either way power goes when the store has closed.
+struct Fault {
+  enum Kind { kPowerCut, kNoSpace, kIoError } kind = kPowerCut;
+  uint64_t after_sync_points = 0;  // kPowerCut
+  bool unsynced_tail = false;      // kPowerCut
+  uint64_t nth_mutation = 0;       // kNoSpace, kIoError
 };
 
-// One run of `op`, power cut as `cut` says (none: it stays on until the
-// store closed cleanly), then the check on the store reopened on the real
-// file system.
-Run RunOnce(const DurableOp& op, std::optional<Cut> cut) {
+// The state before `op`: its setup run once, on the real file system, and
+// copied for each run (a store and the time its setup left the clock at).
+struct Prepared {
+  TempDir dir;
+  int64_t clock_ms = 0;
+  std::string store() const { return dir / "store"; }
+};
+
+void Prepare(const DurableOp& op, Prepared& prepared) {
+  FakeClock clock;
+  op.setup(*OpenOrDie(prepared.store(), clock, nullptr), clock);
+  prepared.clock_ms = clock.NowUnixMillis();
+}
+
+// One run of `op` from `prepared` with `fault` (none: power stays on until
+// the store closed cleanly), then the check on the store reopened on the
+// real file system.
+Run RunOnce(const DurableOp& op, const Prepared& prepared, std::optional<Fault> fault) {
   TempDir dir;
   const std::string path = dir / "store";
-  FakeClock clock;
+  std::filesystem::copy(prepared.store(), path, std::filesystem::copy_options::recursive);
+  FakeClock clock(prepared.clock_ms);
   auto [fs, env] = PowerCutFs::MakeEnv();
   Notes notes;
   Run run;
-  op.setup(*OpenOrDie(path, clock, env.get()), clock);
   {
     std::unique_ptr<Store> store = OpenOrDie(path, clock, env.get());
     std::vector<Step> steps = op.start(*store, clock, notes);
     run.steps = steps.size();
     const uint64_t before = fs->sync_points();
-    if (cut) fs->CutAfter(cut->after_sync_points, cut->unsynced_tail);
+    const uint64_t mutations_before = fs->mutations();
+    if (fault && fault->kind == Fault::kPowerCut) fs->CutAfter(fault->after_sync_points, fault->unsynced_tail);
+    if (fault && fault->kind != Fault::kPowerCut) fs->FailMutation(fault->nth_mutation, fault->kind == Fault::kNoSpace);
     for (Step& step : steps) {
       if (!step().ok()) break;
       ++run.acknowledged;
     }
     run.sync_points = fs->sync_points() - before;
+    run.mutations = fs->mutations() - mutations_before;
     run.power_lost = fs->down();
     steps.clear();
   }  // closed: with power off, its final flush fails
   fs->PowerComesBack();
-  std::unique_ptr<Store> store = OpenOrDie(path, clock, nullptr);
+  // Reopened on what is on disk now, through a file system whose power stays
+  // on (it records syncs rather than making them: the check is no faster with them).
+  auto [after_fs, after_env] = PowerCutFs::MakeEnv();
+  std::unique_ptr<Store> store = OpenOrDie(path, clock, after_env.get());
   op.check(*store, clock, notes, run.acknowledged);
   CheckReport report = store->Check();
   for (const std::string& f : report.faults) UNSCOPED_INFO(f);
@@ -125,26 +153,33 @@ Run RunOnce(const DurableOp& op, std::optional<Cut> cut) {
 struct Coverage {
   uint64_t sync_points = 0;  // of a run without a cut
   uint64_t cut_points = 0;   // runs with a cut
+  uint64_t mutations = 0;    // of a run without a fault
+  uint64_t failed_calls = 0; // runs with one call failed
+  uint64_t failed_steps = 0; // of those, runs where a step reported the failure
 };
 
-// Runs `op` without a cut, then cuts power after sync point k = 0, 1, …
+// Runs `op` without a fault, then cuts power after sync point k = 0, 1, …
 // until the steps finish before the cut and k is past every count seen:
 // RocksDB flushes column families in parallel, so the count of a collection
-// differs a little from run to run.
+// differs a little from run to run. Then fails mutating call n = 1, 2, …
+// with ENOSPC and with EIO, likewise until every call was failed once.
 Coverage CutPowerEverywhere(const DurableOp& op) {
   Coverage c;
+  Prepared prepared;
+  Prepare(op, prepared);
   {
-    INFO(op.name << ": no power cut");
-    Run clean = RunOnce(op, std::nullopt);
+    INFO(op.name << ": no fault");
+    Run clean = RunOnce(op, prepared, std::nullopt);
     REQUIRE(clean.acknowledged == clean.steps);
     c.sync_points = clean.sync_points;
+    c.mutations = clean.mutations;
   }
   uint64_t most = c.sync_points;  // seen in one run
   for (uint64_t k = 0;; ++k) {
     bool reached = false;
     for (bool tail : {false, true}) {
       INFO(op.name << ": power cut after sync point " << k << (tail ? ", unsynced writes after it" : ""));
-      Run r = RunOnce(op, Cut{k, tail});
+      Run r = RunOnce(op, prepared, Fault{.kind = Fault::kPowerCut, .after_sync_points = k, .unsynced_tail = tail});
       ++c.cut_points;
       reached = reached || r.power_lost;
       most = std::max(most, r.sync_points);
@@ -153,8 +188,21 @@ Coverage CutPowerEverywhere(const DurableOp& op) {
     }
     if (!reached && k >= most) break;
   }
-  std::printf("power cut: %-46s %3llu sync points, %3llu cut points\n", op.name.c_str(),
-              static_cast<unsigned long long>(c.sync_points), static_cast<unsigned long long>(c.cut_points));
+  uint64_t most_mutations = c.mutations;
+  for (uint64_t n = 1; n <= most_mutations; ++n) {
+    for (Fault::Kind kind : {Fault::kNoSpace, Fault::kIoError}) {
+      INFO(op.name << ": mutating call " << n << " fails with " << (kind == Fault::kNoSpace ? "ENOSPC" : "EIO"));
+      Run r = RunOnce(op, prepared, Fault{.kind = kind, .nth_mutation = n});
+      ++c.failed_calls;
+      if (r.acknowledged < r.steps) ++c.failed_steps;
+      most_mutations = std::max(most_mutations, r.mutations);
+    }
+  }
+  CHECK(c.failed_steps > 0);  // the failures reached the operation
+  std::printf("power cut: %-46s %3llu sync points, %3llu cut points; %4llu mutating calls, %4llu failed-call runs\n",
+              op.name.c_str(), static_cast<unsigned long long>(c.sync_points),
+              static_cast<unsigned long long>(c.cut_points), static_cast<unsigned long long>(c.mutations),
+              static_cast<unsigned long long>(c.failed_calls));
   return c;
 }
 
@@ -317,6 +365,23 @@ TEST_CASE("power cut fs: only synced bytes and synced directory changes survive"
   CHECK(contents("tmp") == std::nullopt);
   CHECK(contents("late") == std::nullopt);
   CHECK(contents("later") == std::nullopt);
+
+  // One call failed: it does not reach the disk, the calls around it do.
+  const uint64_t before = fs->mutations();
+  fs->FailMutation(2, /*no_space=*/true);
+  REQUIRE(fs->NewWritableFile(dir / "full", fo, &f, nullptr).ok());
+  CHECK(f->Append("lost", io, nullptr).IsNoSpace());
+  CHECK(f->Append("kept", io, nullptr).ok());
+  fs->FailMutation(1, /*no_space=*/false);
+  rocksdb::IOStatus failed_sync = f->Sync(io, nullptr);
+  CHECK((failed_sync.IsIOError() && !failed_sync.IsNoSpace()));
+  CHECK(f->Sync(io, nullptr).ok());
+  CHECK(f->Close(io, nullptr).ok());
+  CHECK(fs->mutations() - before == 5);
+  CHECK_FALSE(fs->down());
+  REQUIRE(d->Fsync(io, nullptr).ok());
+  fs->PowerComesBack();
+  CHECK(contents("full") == "kept");
 }
 
 TEST_CASE("power cut: a publish loses no acknowledged chunk and commits a version wholly or not at all") {
