@@ -19,36 +19,10 @@ namespace {
 using Json = nlohmann::json;
 
 constexpr std::string_view kMetaKey = "outbox-meta";
-constexpr size_t kReportIdBytesMax = 256;
 
 std::string EntryKey(uint64_t seq) { return fmt::format("outbox/{:020}", seq); }
 
 }  // namespace
-
-// Written by a region daemon, maybe a newer one: fields it adds are ignored.
-Result<std::vector<ForwardedReport>> ParseForwardedReports(std::string_view json, size_t max) {
-  Result<Json> parsed = ParseJsonObject(json, json.size(), "reports");  // the request's body limit bounds it
-  if (!parsed.ok()) return parsed.status();
-  JsonFields f(*parsed, "reports", UnknownFields::kIgnore);
-  const Json* reports = f.Objects("reports", max, true);
-  MERIDIAN_RETURN_IF_ERROR(f.Finish());
-  std::vector<ForwardedReport> out;
-  for (const Json& e : *reports) {
-    ForwardedReport r;
-    JsonFields ef(e, "forwarded report", UnknownFields::kIgnore);
-    ef.String("id", &r.id, true);
-    ef.String("terminal", &r.terminal, true);
-    const Json* report = ef.Object("report", true);
-    MERIDIAN_RETURN_IF_ERROR(ef.Finish());
-    if (r.id.empty() || r.id.size() > kReportIdBytesMax ||
-        !std::all_of(r.id.begin(), r.id.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_'; })) {
-      return Status::InvalidArgument("report ids are 1-256 characters of [A-Za-z0-9._-]");
-    }
-    r.report = *report;
-    out.push_back(std::move(r));
-  }
-  return out;
-}
 
 ReportOutbox::ReportOutbox(Store& store, std::string region, UpstreamOptions upstream, OutboxOptions options)
     : store_(store), region_(std::move(region)), upstream_(std::move(upstream)), options_(options) {}
@@ -112,7 +86,7 @@ Result<bool> ReportOutbox::Enqueue(ForwardedReport r) {
       ops.emplace_back(seen, "");
     }
     std::string key = EntryKey(next_);
-    std::string entry = Json{{"id", r.id}, {"terminal", r.terminal}, {"report", r.report}}.dump();
+    std::string entry = ForwardedReportToJson(r);
     ops.emplace_back(key, entry);
     ops.emplace_back(std::string(kMetaKey), Json{{"nonce", nonce_}, {"next", next_ + 1}}.dump());
     MERIDIAN_RETURN_IF_ERROR(store_.WriteState(ops));

@@ -19,9 +19,8 @@
 #include <string>
 #include <thread>
 
-#include <nlohmann/json.hpp>
-
 #include "base/status.h"
+#include "daemon/forwarded_reports.h"
 #include "daemon/upstream.h"
 #include "store/store.h"
 
@@ -32,13 +31,6 @@ struct OutboxOptions {
   int64_t linger_ms = 200;         // wait this long for more reports before sending a batch
   int64_t retry_ms_max = 10'000;   // backoff cap while the upstream is away
   size_t pending_max = 100'000;    // more are refused (the terminal's agent keeps them and retries)
-};
-
-// One report on the wire between daemons (POST /v1/reports).
-struct ForwardedReport {
-  std::string id;
-  std::string terminal;
-  nlohmann::json report;  // the agent's report body
 };
 
 class ReportOutbox {
@@ -82,9 +74,5 @@ class ReportOutbox {
   std::atomic<bool> cancel_{false};
   std::thread thread_;
 };
-
-// Parses a POST /v1/reports body: {"reports":[{"id","terminal","report":{…}}…]}.
-// InvalidArgument naming the problem; at most `max` reports.
-Result<std::vector<ForwardedReport>> ParseForwardedReports(std::string_view json, size_t max);
 
 }  // namespace meridian

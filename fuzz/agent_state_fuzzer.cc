@@ -4,7 +4,9 @@
 // agent.json, credential.json, a model's staging/job.json, the target of its
 // current and previous links, root.json (the trusted root, self-signed) and
 // terminal.key; and a report waiting in outbox/ as the server reads it when
-// the agent sends it (ParseAgentReport, then the stored form of the report).
+// the agent sends it (ParseAgentReport, then the stored form of the report),
+// and a batch of reports a region forwards to its upstream as the upstream
+// reads it (ParseForwardedReports, then each report as above).
 // Each must answer a value or an error, never crash; a value must survive
 // its own round trip, and a key that loads must sign what its public key
 // verifies.
@@ -19,6 +21,7 @@
 #include "agent/state_files.h"
 #include "base/json.h"
 #include "daemon/api_shared.h"
+#include "daemon/forwarded_reports.h"
 #include "rollout/rollout.h"
 #include "signing/signing.h"
 
@@ -51,10 +54,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)ParsePublicKeyFile(text, "terminal.pub");
   // An outbox report, as POST /v1/terminals/{id}/reports reads it; what
   // counts is stored as ReportToJson and read back by ReportFromJson.
-  if (Result<nlohmann::json> j = ParseJson(text, 1u << 20); j.ok()) {
-    if (Result<AgentReport> a = ParseAgentReport("pos-0001", *j); a.ok()) {
+  auto report_round_trips = [](const std::string& terminal, const nlohmann::json& j) {
+    if (Result<AgentReport> a = ParseAgentReport(terminal, j); a.ok()) {
       Result<TerminalReport> again = ReportFromJson(ReportToJson(a->report));
       if (!again.ok() || !(*again == a->report)) std::abort();
+    }
+  };
+  if (Result<nlohmann::json> j = ParseJson(text, 1u << 20); j.ok()) report_round_trips("pos-0001", *j);
+  // A forwarded batch: what the region writes for each report reads back the same.
+  if (Result<std::vector<ForwardedReport>> batch = ParseForwardedReports(text, 500); batch.ok()) {
+    for (const ForwardedReport& f : *batch) {
+      Result<std::vector<ForwardedReport>> again =
+          ParseForwardedReports("{\"reports\":[" + ForwardedReportToJson(f) + "]}", 1);
+      if (!again.ok() || again->size() != 1 || !(again->front() == f)) std::abort();
+      report_round_trips(f.terminal, f.report);
     }
   }
   return 0;

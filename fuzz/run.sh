@@ -15,8 +15,8 @@
 #   http_head     request targets, framing and Host checks, Range, If-None-Match
 #   config        the TOML configuration files: meridian-agent's and meridiand's --config
 #   agent_state   what the agent reads back from its state directory after a crash: agent.json,
-#                 credential.json, job.json, slot links, root.json, terminal.key, and outbox reports as
-#                 the server reads them
+#                 credential.json, job.json, slot links, root.json, terminal.key, outbox reports as
+#                 the server reads them, and batches of reports a region forwards upstream
 #   sync_document a region's sync document from its upstream, and its stored record of revocations
 set -eu
 seconds=${1:-20}
@@ -34,7 +34,7 @@ signed_json="manifest/manifest.cc signing/signing.cc signing/root.cc target/targ
 http_head="daemon/http.cc"
 config="agent/config.cc daemon/config.cc client/http_client.cc manifest/manifest.cc rollout/rollout.cc
   rollout/rollout_json.cc rollout/window.cc rollout/analysis.cc"
-agent_state="agent/state_files.cc agent/slots.cc daemon/api_shared.cc daemon/http.cc rollout/rollout.cc
+agent_state="agent/state_files.cc agent/slots.cc daemon/api_shared.cc daemon/forwarded_reports.cc daemon/http.cc rollout/rollout.cc
   rollout/rollout_json.cc rollout/window.cc rollout/analysis.cc manifest/manifest.cc signing/signing.cc signing/root.cc
   trust/terminal_credential.cc"
 sync_document="daemon/sync_document.cc manifest/manifest.cc rollout/rollout.cc rollout/rollout_json.cc rollout/window.cc
