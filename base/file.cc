@@ -15,6 +15,7 @@ namespace meridian {
 Status ErrnoStatus(const std::string& what, int err) {
   if (err == ENOENT) return Status::NotFound(what + ": " + std::strerror(err));
   if (err == EACCES || err == EPERM) return Status::PermissionDenied(what + ": " + std::strerror(err));
+  if (err == ENOSPC || err == EDQUOT) return Status::InsufficientStorage(what + ": " + std::strerror(err));
   return Status::IOError(what + ": " + std::strerror(err));
 }
 

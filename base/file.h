@@ -47,7 +47,8 @@ Status SyncDirectory(const std::string& dir);
 // its parent; `dir` gets `mode`.
 Status CreateDirectories(const std::string& dir, mode_t mode = 0755);
 
-// "No such file or directory" and friends, prefixed with what was being done.
+// "No such file or directory" and friends, prefixed with what was being done:
+// NotFound, PermissionDenied, InsufficientStorage (a full disk or quota), else IOError.
 Status ErrnoStatus(const std::string& what, int err);
 
 }  // namespace meridian

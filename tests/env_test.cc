@@ -152,7 +152,7 @@ TEST_CASE("env: FaultEnv fails the Nth mutation with the asked errno and counts 
     INFO(n);
     env.FailNthMutation(n, ENOSPC);
     Status st = env.WriteFileAtomic("/s/f", std::string_view("three"));
-    CHECK(st.code() == Status::Code::kIOError);
+    CHECK(st.code() == Status::Code::kInsufficientStorage);
     CHECK(st.message().find("No space left on device") != std::string::npos);
     CHECK(st.message().find("/s/f") != std::string::npos);
     // Failed before the rename: the old file, and no temporary left behind.
