@@ -13,6 +13,7 @@ packages=(
   libsystemd-dev                # sd_notify: meridiand and meridian-agent under Type=notify units
   systemd                       # systemd-analyze: tests/systemd_test checks deploy/systemd/
   nginx                         # tests/nginx_test: the caching proxy (deploy/nginx)
+  haproxy                       # tests/region_replicas_test: a region on several daemons (deploy/haproxy)
   prometheus                    # promtool: tests check /metrics and deploy/prometheus/ rules
   chromium chromium-driver python3-selenium  # tests/ui_test: the web console in a real browser
   python3-cryptography          # tests/ui_test: a terminal's signed credential request

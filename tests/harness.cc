@@ -471,6 +471,31 @@ void FakeHttpServer::Serve() {
   }
 }
 
+std::string FindProgram(const std::string& name) {
+  std::vector<std::string> dirs = {"/usr/sbin", "/usr/local/sbin"};
+  if (const char* path = std::getenv("PATH")) {
+    std::string p = path;
+    for (size_t start = 0; start <= p.size();) {
+      size_t end = p.find(':', start);
+      if (end == std::string::npos) end = p.size();
+      if (end > start) dirs.push_back(p.substr(start, end - start));
+      start = end + 1;
+    }
+  }
+  for (const std::string& d : dirs) {
+    if (::access((d + "/" + name).c_str(), X_OK) == 0) return d + "/" + name;
+  }
+  return "";
+}
+
+uint16_t FreeLoopbackPort() {
+  uint16_t port = 0;
+  int fd = ListenLoopback(&port, 1);
+  if (fd < 0) return 0;
+  ::close(fd);
+  return port;
+}
+
 uint64_t ResidentBytes(pid_t pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   for (std::string line; std::getline(status, line);) {

@@ -260,6 +260,14 @@ class FakeHttpServer {
   std::thread thread_;
 };
 
+// The path of program `name` (nginx, haproxy) in /usr/sbin, /usr/local/sbin
+// or $PATH; "" when none is executable.
+std::string FindProgram(const std::string& name);
+
+// A port on 127.0.0.1 nothing listens on right now (a server started on it
+// may still lose a race for it: callers retry); 0 when none was found.
+uint16_t FreeLoopbackPort();
+
 // Resident memory of a process, from /proc (0 when it cannot be read).
 uint64_t ResidentBytes(pid_t pid);
 

@@ -11,9 +11,6 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -45,36 +42,6 @@ namespace {
 
 constexpr uint64_t kSliceBytes = 8u << 20;  // `slice` in deploy/nginx/meridian-cache.conf
 
-std::string NginxBinary() {
-  std::vector<std::string> dirs = {"/usr/sbin", "/usr/local/sbin"};
-  if (const char* path = std::getenv("PATH")) {
-    std::string p = path;
-    for (size_t start = 0; start <= p.size();) {
-      size_t end = p.find(':', start);
-      if (end == std::string::npos) end = p.size();
-      if (end > start) dirs.push_back(p.substr(start, end - start));
-      start = end + 1;
-    }
-  }
-  for (const std::string& d : dirs) {
-    if (::access((d + "/nginx").c_str(), X_OK) == 0) return d + "/nginx";
-  }
-  return "";
-}
-
-// A port nothing listens on right now (nginx may still lose a race for it: retried).
-uint16_t FreeLoopbackPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  bool ok = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
-            ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
-  if (fd >= 0) ::close(fd);
-  return ok ? ntohs(a.sin_port) : 0;
-}
-
 void ReplaceAll(std::string& text, const std::string& from, const std::string& to) {
   for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
     text.replace(at, from.size(), to);
@@ -85,7 +52,7 @@ void ReplaceAll(std::string& text, const std::string& from, const std::string& t
 class Nginx {
  public:
   explicit Nginx(const std::string& upstream_url) {
-    std::string binary = NginxBinary();
+    std::string binary = FindProgram("nginx");
     if (binary.empty()) FAIL("nginx is not installed: run scripts/setup.sh (Debian package nginx)");
     const char* conf_template = std::getenv("MERIDIAN_NGINX_CONF");
     if (conf_template == nullptr) FAIL("MERIDIAN_NGINX_CONF (the template's path) is not set: run with meson test");
