@@ -31,12 +31,20 @@ Status Env::WriteFileAtomic(const std::string& path, ByteSpan data, mode_t mode)
   Status st = (*file)->Append(data);
   if (st.ok()) st = (*file)->Sync();
   if (Status closed = (*file)->Close(); st.ok()) st = closed;
-  if (st.ok()) st = Rename(tmp, path);
   if (!st.ok()) {
     RemoveFile(tmp);  // best effort: a leftover temporary is never read as the file
     return st.WithContext("write " + path);
   }
-  return SyncDirectory(dir).WithContext("write " + path);
+  return PublishFile(tmp, path);
+}
+
+Status Env::PublishFile(const std::string& staged, const std::string& path) {
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  if (Status st = Rename(staged, path); !st.ok()) {
+    RemoveFile(staged);  // best effort, as above
+    return st.WithContext("write " + path);
+  }
+  return SyncDirectory(dir.empty() ? "." : dir).WithContext("write " + path);
 }
 
 Status Env::CreateDirectories(const std::string& dir, mode_t mode) {
@@ -138,6 +146,17 @@ class PosixSequentialFile final : public SequentialFile {
   std::string path_;
 };
 
+class PosixRandomAccessFile final : public RandomAccessFile {
+ public:
+  PosixRandomAccessFile(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  ~PosixRandomAccessFile() override { ::close(fd_); }
+  Status Read(uint64_t offset, std::span<uint8_t> out) override { return PreadExact(fd_, offset, out, path_); }
+
+ private:
+  int fd_;
+  std::string path_;
+};
+
 class PosixFileLock final : public FileLock {
  public:
   explicit PosixFileLock(int fd) : fd_(fd) {}
@@ -168,6 +187,12 @@ class PosixEnv final : public Env {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return ErrnoStatus("open " + path, errno);
     return std::unique_ptr<SequentialFile>(std::make_unique<PosixSequentialFile>(fd, path));
+  }
+
+  Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& path) override {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus("open " + path, errno);
+    return std::unique_ptr<RandomAccessFile>(std::make_unique<PosixRandomAccessFile>(fd, path));
   }
 
   Result<std::string> ReadFile(const std::string& path, uint64_t max_bytes) override {

@@ -11,14 +11,15 @@
 //                   crashes (every later mutation fails) at a chosen one.
 //
 // Primitives: NewWritableFile, ReopenWritableFile (a file resumed: append at
-// its end, Truncate), NewSequentialFile (streamed reads), ReadFile, Stat,
+// its end, Truncate), NewSequentialFile (streamed reads), NewRandomAccessFile
+// (reads at an offset), ReadFile, Stat,
 // GetFileSize, GetPermissions and SetPermissions, Rename, Exchange,
 // SyncDirectory, RemoveFile, ListDirectory, CreateDir, Symlink, ReadLink,
 // LockFile (one holder at a time) and the clock.
 //
 // The durability rules every program here follows are written once, on top
-// of the primitives: WriteFileAtomic (temporary, sync, rename, directory sync)
-// and CreateDirectories (each new directory made durable in its parent);
+// of the primitives: WriteFileAtomic (temporary, sync, rename, directory sync),
+// PublishFile (its last two steps, for a file written otherwise) and CreateDirectories (each new directory made durable in its parent);
 // DigestOfFile streams a file through SHA-256.
 #pragma once
 
@@ -64,6 +65,14 @@ class SequentialFile {
   virtual Result<size_t> Read(std::span<uint8_t> out) = 0;
 };
 
+// A file read where its reader asks (a delta's source, a target read back).
+class RandomAccessFile {
+ public:
+  virtual ~RandomAccessFile() = default;
+  // Exactly out.size() bytes from `offset`; IOError when the file ends first.
+  virtual Status Read(uint64_t offset, std::span<uint8_t> out) = 0;
+};
+
 // A lock on a file, held until destroyed (see Env::LockFile).
 class FileLock {
  public:
@@ -93,6 +102,9 @@ class Env {
   virtual Result<std::unique_ptr<WritableFile>> ReopenWritableFile(const std::string& path, mode_t mode) = 0;
   // Opens a file to read it from the start (symlinks followed).
   virtual Result<std::unique_ptr<SequentialFile>> NewSequentialFile(const std::string& path) = 0;
+  // Opens a file to read it at any offset (symlinks followed). Bytes appended
+  // later, through a WritableFile of the same file, can be read too.
+  virtual Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& path) = 0;
   // A whole file (symlinks followed); ResourceExhausted when it is larger than `max_bytes`.
   virtual Result<std::string> ReadFile(const std::string& path, uint64_t max_bytes) = 0;
   // What is at `path`, symlinks followed; NotFound when nothing (or a dangling link).
@@ -144,6 +156,12 @@ class Env {
   Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode = 0644) {
     return WriteFileAtomic(path, AsBytes(data), mode);
   }
+  // Moves the complete file `staged` (its bytes synced by its writer, beside
+  // `path`) over `path` and syncs the directory: a reader, and a power cut,
+  // sees the old file or the new one, never half. `staged` is removed on
+  // failure; errors name `path`. WriteFileAtomic ends with it; a program that
+  // writes a large output in place (pwrite, a delta's target) publishes it so.
+  Status PublishFile(const std::string& staged, const std::string& path);
   // Like mkdir -p, and each directory it makes is made durable (its parent
   // synced); the last one gets permission `mode`, even when it existed.
   Status CreateDirectories(const std::string& dir, mode_t mode = 0755);
@@ -170,6 +188,7 @@ class MemEnv final : public Env {
   Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path, mode_t mode) override;
   Result<std::unique_ptr<WritableFile>> ReopenWritableFile(const std::string& path, mode_t mode) override;
   Result<std::unique_ptr<SequentialFile>> NewSequentialFile(const std::string& path) override;
+  Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& path) override;
   Result<std::string> ReadFile(const std::string& path, uint64_t max_bytes) override;
   Result<FileType> Stat(const std::string& path) override;
   Result<uint64_t> GetFileSize(const std::string& path) override;
@@ -204,6 +223,7 @@ class MemEnv final : public Env {
   using Tree = std::map<std::string, Entry>;  // absolute normalised path -> entry
   class File;
   class Reader;
+  class RandomReader;
   class Lock;
 
   // The entry `path` names after following symlinks; nullptr when none.
@@ -247,6 +267,9 @@ class FaultEnv final : public Env {
   Result<std::unique_ptr<WritableFile>> ReopenWritableFile(const std::string& path, mode_t mode) override;
   Result<std::unique_ptr<SequentialFile>> NewSequentialFile(const std::string& path) override {
     return base_->NewSequentialFile(path);
+  }
+  Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& path) override {
+    return base_->NewRandomAccessFile(path);
   }
   Result<std::string> ReadFile(const std::string& path, uint64_t max_bytes) override {
     return base_->ReadFile(path, max_bytes);

@@ -73,6 +73,26 @@ class MemEnv::Reader final : public SequentialFile {
   size_t offset_ = 0;
 };
 
+class MemEnv::RandomReader final : public RandomAccessFile {
+ public:
+  RandomReader(MemEnv* env, std::shared_ptr<Contents> contents, std::string path)
+      : env_(env), contents_(std::move(contents)), path_(std::move(path)) {}
+  Status Read(uint64_t offset, std::span<uint8_t> out) override {
+    std::lock_guard lock(env_->mu_);
+    const std::string& data = contents_->data;
+    if (offset > data.size() || out.size() > data.size() - offset) {
+      return Status::IOError("read " + path_ + ": the file ends before byte " + std::to_string(offset + out.size()));
+    }
+    std::copy_n(data.data() + offset, out.size(), reinterpret_cast<char*>(out.data()));
+    return Status::Ok();
+  }
+
+ private:
+  MemEnv* env_;
+  std::shared_ptr<Contents> contents_;
+  std::string path_;
+};
+
 class MemEnv::Lock final : public FileLock {
  public:
   Lock(MemEnv* env, std::string path, uint64_t number) : env_(env), path_(std::move(path)), number_(number) {}
@@ -159,6 +179,14 @@ Result<FileType> MemEnv::Stat(const std::string& path) {
   const Entry* e = Resolve(path);
   if (e == nullptr) return ErrnoStatus("stat " + path, ENOENT);
   return e->type;
+}
+
+Result<std::unique_ptr<RandomAccessFile>> MemEnv::NewRandomAccessFile(const std::string& path) {
+  std::lock_guard lock(mu_);
+  const Entry* e = Resolve(path);
+  if (e == nullptr) return ErrnoStatus("open " + path, ENOENT);
+  if (e->type == FileType::kDirectory) return ErrnoStatus("read " + path, EISDIR);
+  return std::unique_ptr<RandomAccessFile>(std::make_unique<RandomReader>(this, e->file, path));
 }
 
 Result<uint64_t> MemEnv::GetFileSize(const std::string& path) {

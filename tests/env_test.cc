@@ -131,6 +131,23 @@ void CheckResumedFilesAndLocks(Env& env, const std::string& root) {
   CHECK(env.DigestOfFile(d + "/nope").status().code() == Status::Code::kNotFound);
   CHECK(env.NewSequentialFile(d + "/nope").status().code() == Status::Code::kNotFound);
 
+  // Reads at an offset, and of bytes appended after the reader was opened.
+  Result<std::unique_ptr<RandomAccessFile>> at = env.NewRandomAccessFile(d + "/big");
+  REQUIRE(at.ok());
+  uint8_t three[3];
+  REQUIRE((*at)->Read(26 * 1000 + 2, three).ok());
+  CHECK(std::string(reinterpret_cast<const char*>(three), 3) == "cde");
+  CHECK((*at)->Read(big.size() - 2, three).code() == Status::Code::kIOError);  // ends first
+  CHECK(env.NewRandomAccessFile(d + "/nope").status().code() == Status::Code::kNotFound);
+  Result<std::unique_ptr<WritableFile>> growing = env.NewWritableFile(d + "/growing", 0644);
+  REQUIRE(growing.ok());
+  Result<std::unique_ptr<RandomAccessFile>> behind = env.NewRandomAccessFile(d + "/growing");
+  REQUIRE(behind.ok());
+  CHECK((*behind)->Read(0, three).code() == Status::Code::kIOError);
+  REQUIRE((*growing)->Append(AsBytes(std::string_view("xyzw"))).ok());
+  REQUIRE((*behind)->Read(1, three).ok());
+  CHECK(std::string(reinterpret_cast<const char*>(three), 3) == "yzw");
+
   // One holder of a lock at a time; released when the holder lets go.
   Result<std::unique_ptr<FileLock>> first = env.LockFile(d + "/lock");
   REQUIRE(first.ok());
