@@ -381,10 +381,10 @@ struct Agent::Impl {
   // Applies a verified delta file to the current slot into staging; returns the target file.
   Result<std::string> ApplyDeltaFile(const ModelSlots& slots, const std::string& delta_file, const Slot& source,
                                      const Manifest& man) {
-    Result<std::unique_ptr<FileSourceReader>> src = FileSourceReader::Open(source.path);
+    Result<std::unique_ptr<FileSourceReader>> src = FileSourceReader::Open(*env, source.path);
     if (!src.ok()) return src.status();
     std::string out = slots.staging_dir() + "/target.part";
-    Result<std::unique_ptr<FileTargetSink>> sink = FileTargetSink::Create(out);
+    Result<std::unique_ptr<FileTargetSink>> sink = FileTargetSink::Create(*env, out);
     if (!sink.ok()) return sink.status();
     DeltaDecoder decoder(**src, **sink, ApplyOptions{source.digest, man.digest, man.size});
     Result<std::unique_ptr<SequentialFile>> delta = env->NewSequentialFile(delta_file);
