@@ -12,14 +12,14 @@
 //
 // Primitives: NewWritableFile, ReopenWritableFile (a file resumed: append at
 // its end, Truncate), NewSequentialFile (streamed reads), NewRandomAccessFile
-// (reads at an offset), ReadFile, Stat,
-// GetFileSize, GetPermissions and SetPermissions, Rename, Exchange,
-// SyncDirectory, RemoveFile, ListDirectory, CreateDir, Symlink, ReadLink,
-// LockFile (one holder at a time) and the clock.
+// (reads at an offset), ReadFile, Stat, GetFileSize, GetPermissions and
+// SetPermissions, Rename, Exchange, SyncDirectory, RemoveFile, ListDirectory,
+// CreateDir, Symlink, ReadLink, LockFile (one holder at a time) and the clock.
 //
 // The durability rules every program here follows are written once, on top
-// of the primitives: WriteFileAtomic (temporary, sync, rename, directory sync),
-// PublishFile (its last two steps, for a file written otherwise) and CreateDirectories (each new directory made durable in its parent);
+// of the primitives: WriteFileAtomic (temporary, sync, rename, directory
+// sync), PublishFile (its last two steps, for a file written otherwise) and
+// CreateDirectories (each new directory made durable in its parent).
 // DigestOfFile streams a file through SHA-256.
 #pragma once
 
@@ -30,7 +30,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <span>
 #include <string>
 #include <string_view>

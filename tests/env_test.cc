@@ -366,6 +366,40 @@ TEST_CASE("env: FaultEnv fails the Nth mutation with the asked errno and counts 
   CHECK(env.WriteFileAtomic("/s/f", std::string_view("four")).ok());  // one failure, not a broken Env
 }
 
+TEST_CASE("env: PublishFile puts a staged file in place whole, or removes it") {
+  MemEnv mem;
+  REQUIRE(mem.CreateDirectories("/out").ok());
+  REQUIRE(mem.WriteFileAtomic("/out/model", std::string_view("old")).ok());
+  auto stage = [&](Env& env) {
+    std::unique_ptr<WritableFile> f = env.NewWritableFile("/out/model.partial.1", 0644).value();
+    REQUIRE(f->Append(AsBytes(std::string_view("new"))).ok());
+    REQUIRE(f->Sync().ok());
+    REQUIRE(f->Close().ok());
+  };
+  // rename, directory sync: each can fail; the output is the old or the new
+  // file, and the staged one is gone either way.
+  for (uint64_t n = 1; n <= 2; ++n) {
+    INFO(n);
+    stage(mem);
+    FaultEnv env(mem);
+    env.FailNthMutation(n, ENOSPC);
+    Status st = env.PublishFile("/out/model.partial.1", "/out/model");
+    CHECK(st.code() == Status::Code::kIOError);
+    CHECK(st.message().starts_with("write /out/model: "));
+    CHECK(Read(mem, "/out/model") == (n == 1 ? "old" : "new"));
+    CHECK(mem.ListDirectory("/out").value() == std::vector<std::string>{"model"});
+    REQUIRE(mem.WriteFileAtomic("/out/model", std::string_view("old")).ok());
+  }
+  // A power cut after it returned keeps the new file.
+  stage(mem);
+  REQUIRE(mem.PublishFile("/out/model.partial.1", "/out/model").ok());
+  mem.PowerCut();
+  CHECK(Read(mem, "/out/model") == "new");
+  CHECK(mem.ListDirectory("/out").value() == std::vector<std::string>{"model"});
+  CHECK(mem.PublishFile("/out/none", "/out/model").code() == Status::Code::kNotFound);
+  CHECK(Read(mem, "/out/model") == "new");
+}
+
 TEST_CASE("env: FaultEnv crashes right after a sync point or just before the next one") {
   MemEnv mem;
   REQUIRE(mem.CreateDirectories("/s").ok());
