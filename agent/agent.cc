@@ -2,12 +2,6 @@
 // → verify → install → health check → report (see agent.h).
 #include "agent/agent.h"
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -21,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/backoff.h"
+#include "agent/download_spool.h"
 #include "agent/health.h"
 #include "agent/long_poll.h"
 #include "agent/outbox.h"
@@ -68,16 +63,6 @@ bool IsTransient(const Status& st) {
 // Whether an error is the server's (try the next one) rather than our disk's.
 bool IsServerFault(const Status& st) { return st.code() != Status::Code::kIOError; }
 
-// The terminal's key: read, or made (0600) at first start.
-Result<SecretKey> LoadOrCreateTerminalKey(const std::string& path) {
-  Result<SecretKey> key = ReadSecretKeyFile(path);
-  if (key.ok()) return key;
-  if (key.status().code() != Status::Code::kNotFound) return key.status().WithContext(path);
-  SecretKey made = SecretKey::Generate();
-  MERIDIAN_RETURN_IF_ERROR(WriteSecretKeyFile(path, made));
-  return made;
-}
-
 }  // namespace
 
 struct Agent::Impl {
@@ -85,7 +70,7 @@ struct Agent::Impl {
   const Clock* clock = nullptr;
   Env* env = nullptr;  // the state directory's files, slots and outbox
   std::string state_dir;
-  int lock_fd = -1;
+  std::unique_ptr<FileLock> lock;  // on state/lock: one agent per state directory
   Root root;
   AgentState persisted;
   Outbox outbox{""};
@@ -102,10 +87,6 @@ struct Agent::Impl {
   std::set<std::string> settled;
   const std::atomic<bool>* stop = nullptr;  // Run's stop request: ends a long poll early
   std::mt19937_64 rng{std::random_device{}()};
-
-  ~Impl() {
-    if (lock_fd >= 0) ::close(lock_fd);
-  }
 
   std::string AgentFile() const { return state_dir + "/agent.json"; }
   std::string RootFile() const { return state_dir + "/root.json"; }
@@ -324,21 +305,12 @@ struct Agent::Impl {
       MERIDIAN_RETURN_IF_ERROR(slots.CollectGarbage(true));
       MERIDIAN_RETURN_IF_ERROR(env->WriteFileAtomic(job_file, DownloadJobToJson(job)));
     }
-    int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return ErrnoStatus("open " + part, errno);
-    struct FdCloser {
-      int fd;
-      ~FdCloser() { ::close(fd); }
-    } closer{fd};
-    struct stat st;
-    if (::fstat(fd, &st) != 0) return ErrnoStatus("stat " + part, errno);
-    uint64_t have = static_cast<uint64_t>(st.st_size);
-    if (have > job.size) {
-      if (::ftruncate(fd, 0) != 0) return ErrnoStatus("truncate " + part, errno);
-      have = 0;
-    }
+    Result<std::unique_ptr<DownloadSpool>> opened = DownloadSpool::Open(*env, part, job.size);
+    if (!opened.ok()) return opened.status();
+    DownloadSpool& spool = **opened;
+    const uint64_t have = spool.bytes();
+    Status transfer;
     if (have < job.size) {
-      uint64_t offset = have;
       bool started = false;
       std::vector<std::string> headers;
       if (have > 0) headers.push_back(fmt::format("Range: bytes={}-", have));
@@ -351,15 +323,10 @@ struct Agent::Impl {
               return Status::Corruption("range reply starts elsewhere: " + head.Header("content-range"));
             }
           } else {
-            offset = 0;  // the whole body again
+            MERIDIAN_RETURN_IF_ERROR(spool.RestartAt(0));  // the whole body again
           }
-          if (::ftruncate(fd, static_cast<off_t>(offset)) != 0) return ErrnoStatus("truncate " + part, errno);
         }
-        if (data.size() > job.size - offset) {
-          return Status::Corruption(fmt::format("server sent more than the {} signed bytes", job.size));
-        }
-        MERIDIAN_RETURN_IF_ERROR(PwriteAll(fd, offset, data, part));
-        offset += data.size();
+        MERIDIAN_RETURN_IF_ERROR(spool.Append(data));  // Corruption past the signed size
         persisted.downloaded_bytes += data.size();
         return Status::Ok();
       };
@@ -370,19 +337,23 @@ struct Agent::Impl {
       if (!r.ok() && (r.status().code() == Status::Code::kCorruption ||
                       r.status().code() == Status::Code::kResourceExhausted)) {
         MERIDIAN_RETURN_IF_ERROR(slots.CollectGarbage(true));
+        return r.status();
       }
-      if (!r.ok()) return r.status();
-      if (r->status == 416 && have == job.size) {
-        offset = have;
+      if (!r.ok()) {
+        transfer = r.status();
       } else if (r->status != 200 && r->status != 206) {
-        return ReplyError(*r, "download " + job.path);
-      }
-      if (offset != job.size) {
-        return Status::Unavailable(fmt::format("download {} ended at {} of {} bytes", job.path, offset, job.size));
+        transfer = ReplyError(*r, "download " + job.path);
+      } else if (spool.bytes() != job.size) {
+        transfer = Status::Unavailable(
+            fmt::format("download {} ended at {} of {} bytes", job.path, spool.bytes(), job.size));
       }
     }
-    if (::fsync(fd) != 0) return ErrnoStatus("fsync " + part, errno);
-    Result<Digest> d = DigestOfFile(part);
+    // What arrived is kept, through a power cut too: a stopped download
+    // resumes from here next time.
+    Status synced = spool.Sync();
+    if (!transfer.ok()) return transfer;
+    MERIDIAN_RETURN_IF_ERROR(synced);
+    Result<Digest> d = env->DigestOfFile(part);
     if (!d.ok()) return d.status();
     if (*d != job.digest) {
       // Start over next time: these bytes will never verify.
@@ -410,28 +381,26 @@ struct Agent::Impl {
   // Applies a verified delta file to the current slot into staging; returns the target file.
   Result<std::string> ApplyDeltaFile(const ModelSlots& slots, const std::string& delta_file, const Slot& source,
                                      const Manifest& man) {
-    Result<std::unique_ptr<FileSourceReader>> src = FileSourceReader::Open(source.path);
+    Result<std::unique_ptr<FileSourceReader>> src = FileSourceReader::Open(*env, source.path);
     if (!src.ok()) return src.status();
     std::string out = slots.staging_dir() + "/target.part";
-    Result<std::unique_ptr<FileTargetSink>> sink = FileTargetSink::Create(out);
+    Result<std::unique_ptr<FileTargetSink>> sink = FileTargetSink::Create(*env, out);
     if (!sink.ok()) return sink.status();
     DeltaDecoder decoder(**src, **sink, ApplyOptions{source.digest, man.digest, man.size});
-    int fd = ::open(delta_file.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return ErrnoStatus("open " + delta_file, errno);
+    Result<std::unique_ptr<SequentialFile>> delta = env->NewSequentialFile(delta_file);
+    if (!delta.ok()) return delta.status();
     std::vector<uint8_t> buf(kDeltaApplyBufferBytes);
     Status st;
     for (;;) {
-      ssize_t n = ::read(fd, buf.data(), buf.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        st = ErrnoStatus("read " + delta_file, errno);
+      Result<size_t> n = (*delta)->Read(buf);
+      if (!n.ok()) {
+        st = n.status();
         break;
       }
-      if (n == 0) break;
-      st = decoder.Append(ByteSpan(buf.data(), static_cast<size_t>(n)));
+      if (*n == 0) break;
+      st = decoder.Append(ByteSpan(buf.data(), *n));
       if (!st.ok()) break;
     }
-    ::close(fd);
     if (st.ok()) st = decoder.Finish();
     if (st.ok()) st = (*sink)->Sync();
     if (!st.ok()) return st;
@@ -592,7 +561,7 @@ struct Agent::Impl {
     if (!prev.ok()) return prev.status();
     if (*prev && (*prev)->digest == want) {
       // A rollback target: the kept slot, no download. Re-hash it: it is about to run.
-      Result<Digest> d = DigestOfFile((*prev)->path);
+      Result<Digest> d = env->DigestOfFile((*prev)->path);
       if (d.ok() && *d == want) {
         MERIDIAN_RETURN_IF_ERROR(slots.SwitchBack());
         Log(fmt::format("{}: switched back to {}", m.name, t.version));
@@ -604,7 +573,7 @@ struct Agent::Impl {
     if (!fetched.ok()) return fetched.status();
     const Manifest& man = *fetched;
     std::string blob = slots.BlobPath(man.version, man.digest);
-    if (Result<Digest> d = DigestOfFile(blob); d.ok() && *d == man.digest) {
+    if (Result<Digest> d = env->DigestOfFile(blob); d.ok() && *d == man.digest) {
       // Verified and stored by a run that stopped before switching.
       MERIDIAN_RETURN_IF_ERROR(slots.Activate(man.version, man.digest));
     } else {
@@ -675,11 +644,12 @@ Result<std::unique_ptr<Agent>> Agent::Open(AgentConfig config, const Clock& cloc
   while (impl->state_dir.size() > 1 && impl->state_dir.back() == '/') impl->state_dir.pop_back();
   MERIDIAN_RETURN_IF_ERROR(env.CreateDirectories(impl->state_dir, 0700));
   std::string lock = impl->state_dir + "/lock";
-  impl->lock_fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (impl->lock_fd < 0) return ErrnoStatus("open " + lock, errno);
-  if (::flock(impl->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+  Result<std::unique_ptr<FileLock>> locked = env.LockFile(lock);
+  if (!locked.ok() && locked.status().code() == Status::Code::kFailedPrecondition) {
     return Status::FailedPrecondition("another meridian-agent uses " + impl->state_dir);
   }
+  if (!locked.ok()) return locked.status();
+  impl->lock = std::move(*locked);
   impl->clock = &clock;
   impl->outbox = Outbox(impl->state_dir + "/outbox", env);
   MERIDIAN_RETURN_IF_ERROR(impl->outbox.Init());
@@ -708,7 +678,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(AgentConfig config, const Clock& cloc
   impl->config = std::move(config);
   // A client certificate is the terminal's identity when there is one; else its own key.
   if (impl->config.tls.client_certificate.empty()) {
-    Result<SecretKey> key = LoadOrCreateTerminalKey(impl->KeyFile());
+    Result<SecretKey> key = LoadOrCreateSecretKeyFile(env, impl->KeyFile());
     if (!key.ok()) return key.status();
     impl->terminal_key = std::move(*key);
     if (env.Exists(impl->CredentialFile())) {
@@ -838,10 +808,9 @@ Result<std::string> ReadAgentStatus(const AgentConfig& config, Env& env) {
     mj["previous"] = slot_json(slots.Previous());
     std::optional<DownloadJob> job = ReadJob(env, slots.staging_dir() + "/job.json");
     if (job) {
-      std::error_code ec;
-      uint64_t have = std::filesystem::file_size(slots.staging_dir() + "/download.part", ec);
+      Result<uint64_t> have = env.GetFileSize(slots.staging_dir() + "/download.part");
       mj["staging"] = {{"path", job->path}, {"digest", job->digest.ToString()}, {"size", job->size},
-                       {"downloaded", ec ? 0 : have}};
+                       {"downloaded", have.ok() ? *have : 0}};
     } else {
       mj["staging"] = nullptr;
     }

@@ -30,8 +30,9 @@ class Agent {
   // Opens the state directory (creating it), takes its lock (FailedPrecondition
   // when another agent holds it) and loads the trusted root: STATE/root.json
   // when present, else the configured initial root. The state files, slots
-  // and outbox are reached through `env` (the lock, the terminal key and the
-  // download spool, written through descriptors, stay on the real file system).
+  // and outbox, the lock, the terminal key (made at the first start unless a
+  // client certificate identifies the terminal) and the downloads are
+  // reached through `env`.
   static Result<std::unique_ptr<Agent>> Open(AgentConfig config, const Clock& clock, Env& env = Env::Default());
   ~Agent();
 

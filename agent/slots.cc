@@ -71,11 +71,11 @@ Status ModelSlots::Unlink(const std::string& link_name) const {
 Status ModelSlots::Install(const std::string& staged_file, const std::string& version, const Digest& digest) const {
   std::string blob = BlobPath(version, digest);
   MERIDIAN_RETURN_IF_ERROR(env_->Rename(staged_file, blob));
-  MERIDIAN_RETURN_IF_ERROR(env_->SyncDirectory(dir_ + "/blobs"));
-  return Activate(version, digest);
+  return Activate(version, digest);  // syncs blobs/ before a link names the blob
 }
 
 Status ModelSlots::Activate(const std::string& version, const Digest& digest) const {
+  MERIDIAN_RETURN_IF_ERROR(env_->SyncDirectory(dir_ + "/blobs"));
   Result<std::optional<Slot>> cur = Current();
   if (!cur.ok()) return cur.status();
   // previous first: a crash between the two leaves both naming the old

@@ -57,6 +57,9 @@ class ModelSlots {
   // previous. The caller verified `digest`.
   Status Install(const std::string& staged_file, const std::string& version, const Digest& digest) const;
   // Makes an already stored blob current (the old current becomes previous).
+  // blobs/ is synced first: a blob moved there by a run that stopped before
+  // its directory was synced would otherwise be named by a durable link and
+  // lost in a power cut.
   Status Activate(const std::string& version, const Digest& digest) const;
   // Points current back at previous and keeps the old current as the new
   // previous (a rollback target, which may roll forward again), exchanging

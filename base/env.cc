@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,12 +31,20 @@ Status Env::WriteFileAtomic(const std::string& path, ByteSpan data, mode_t mode)
   Status st = (*file)->Append(data);
   if (st.ok()) st = (*file)->Sync();
   if (Status closed = (*file)->Close(); st.ok()) st = closed;
-  if (st.ok()) st = Rename(tmp, path);
   if (!st.ok()) {
     RemoveFile(tmp);  // best effort: a leftover temporary is never read as the file
     return st.WithContext("write " + path);
   }
-  return SyncDirectory(dir).WithContext("write " + path);
+  return PublishFile(tmp, path);
+}
+
+Status Env::PublishFile(const std::string& staged, const std::string& path) {
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  if (Status st = Rename(staged, path); !st.ok()) {
+    RemoveFile(staged);  // best effort, as above
+    return st.WithContext("write " + path);
+  }
+  return SyncDirectory(dir.empty() ? "." : dir).WithContext("write " + path);
 }
 
 Status Env::CreateDirectories(const std::string& dir, mode_t mode) {
@@ -61,6 +70,19 @@ Status Env::CreateDirectories(const std::string& dir, mode_t mode) {
   return SetPermissions(dir, mode);
 }
 
+Result<Digest> Env::DigestOfFile(const std::string& path) {
+  Result<std::unique_ptr<SequentialFile>> file = NewSequentialFile(path);
+  if (!file.ok()) return file.status();
+  Sha256 h;
+  Bytes buf(1 << 20);
+  for (;;) {
+    Result<size_t> n = (*file)->Read(buf);
+    if (!n.ok()) return n.status();
+    if (*n == 0) return h.Finish();
+    h.Update(ByteSpan(buf.data(), *n));
+  }
+}
+
 namespace {
 
 class PosixWritableFile final : public WritableFile {
@@ -79,6 +101,17 @@ class PosixWritableFile final : public WritableFile {
     }
     return Status::Ok();
   }
+  Status Truncate(uint64_t size) override {
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) return ErrnoStatus("stat " + path_, errno);
+    if (size > static_cast<uint64_t>(st.st_size)) {
+      return Status::InvalidArgument("truncate " + path_ + " to " + std::to_string(size) + " bytes: past its end");
+    }
+    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) return ErrnoStatus("truncate " + path_, errno);
+    // The next append follows the kept bytes (without O_APPEND the offset stays put).
+    if (::lseek(fd_, static_cast<off_t>(size), SEEK_SET) < 0) return ErrnoStatus("seek " + path_, errno);
+    return Status::Ok();
+  }
   Status Sync() override {
     if (::fsync(fd_) != 0) return ErrnoStatus("fsync " + path_, errno);
     return Status::Ok();
@@ -95,6 +128,44 @@ class PosixWritableFile final : public WritableFile {
   std::string path_;
 };
 
+class PosixSequentialFile final : public SequentialFile {
+ public:
+  PosixSequentialFile(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  ~PosixSequentialFile() override { ::close(fd_); }
+  Result<size_t> Read(std::span<uint8_t> out) override {
+    for (;;) {
+      ssize_t n = ::read(fd_, out.data(), out.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoStatus("read " + path_, errno);
+      return static_cast<size_t>(n);
+    }
+  }
+
+ private:
+  int fd_;
+  std::string path_;
+};
+
+class PosixRandomAccessFile final : public RandomAccessFile {
+ public:
+  PosixRandomAccessFile(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  ~PosixRandomAccessFile() override { ::close(fd_); }
+  Status Read(uint64_t offset, std::span<uint8_t> out) override { return PreadExact(fd_, offset, out, path_); }
+
+ private:
+  int fd_;
+  std::string path_;
+};
+
+class PosixFileLock final : public FileLock {
+ public:
+  explicit PosixFileLock(int fd) : fd_(fd) {}
+  ~PosixFileLock() override { ::close(fd_); }  // releases the flock
+
+ private:
+  int fd_;
+};
+
 class PosixEnv final : public Env {
  public:
   Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path, mode_t mode) override {
@@ -104,6 +175,24 @@ class PosixEnv final : public Env {
     // open's mode is cut by the umask; the asked one holds before any byte is written.
     if (::fchmod(fd, mode) != 0) return ErrnoStatus("chmod " + path, errno);
     return std::unique_ptr<WritableFile>(std::move(file));
+  }
+
+  Result<std::unique_ptr<WritableFile>> ReopenWritableFile(const std::string& path, mode_t mode) override {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, mode);
+    if (fd < 0) return ErrnoStatus("open " + path, errno);
+    return std::unique_ptr<WritableFile>(std::make_unique<PosixWritableFile>(fd, path));
+  }
+
+  Result<std::unique_ptr<SequentialFile>> NewSequentialFile(const std::string& path) override {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus("open " + path, errno);
+    return std::unique_ptr<SequentialFile>(std::make_unique<PosixSequentialFile>(fd, path));
+  }
+
+  Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& path) override {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus("open " + path, errno);
+    return std::unique_ptr<RandomAccessFile>(std::make_unique<PosixRandomAccessFile>(fd, path));
   }
 
   Result<std::string> ReadFile(const std::string& path, uint64_t max_bytes) override {
@@ -134,6 +223,18 @@ class PosixEnv final : public Env {
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) return ErrnoStatus("stat " + path, errno);
     return S_ISDIR(st.st_mode) ? FileType::kDirectory : FileType::kFile;
+  }
+
+  Result<uint64_t> GetFileSize(const std::string& path) override {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return ErrnoStatus("stat " + path, errno);
+    return static_cast<uint64_t>(st.st_size);
+  }
+
+  Result<mode_t> GetPermissions(const std::string& path) override {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return ErrnoStatus("stat " + path, errno);
+    return static_cast<mode_t>(st.st_mode & 07777);
   }
 
   Status Rename(const std::string& from, const std::string& to) override {
@@ -201,6 +302,18 @@ class PosixEnv final : public Env {
     if (n < 0) return ErrnoStatus("readlink " + link, errno);
     if (static_cast<size_t>(n) == sizeof(buf)) return Status::IOError("readlink " + link + ": target too long");
     return std::string(buf, static_cast<size_t>(n));
+  }
+
+  Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) override {
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return ErrnoStatus("open " + path, errno);
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      ::close(fd);
+      if (err == EWOULDBLOCK) return Status::FailedPrecondition(path + " is locked by another holder");
+      return ErrnoStatus("lock " + path, err);
+    }
+    return std::unique_ptr<FileLock>(std::make_unique<PosixFileLock>(fd));
   }
 
   const Clock& clock() const override { return SystemClock::Get(); }

@@ -10,9 +10,17 @@
 //                   errno, counts the sync points an operation passes, and
 //                   crashes (every later mutation fails) at a chosen one.
 //
+// Primitives: NewWritableFile, ReopenWritableFile (a file resumed: append at
+// its end, Truncate), NewSequentialFile (streamed reads), NewRandomAccessFile
+// (reads at an offset), ReadFile, Stat, GetFileSize, GetPermissions and
+// SetPermissions, Rename, Exchange, SyncDirectory, RemoveFile, ListDirectory,
+// CreateDir, Symlink, ReadLink, LockFile (one holder at a time) and the clock.
+//
 // The durability rules every program here follows are written once, on top
-// of the primitives: WriteFileAtomic (temporary, sync, rename, directory sync)
-// and CreateDirectories (each new directory made durable in its parent).
+// of the primitives: WriteFileAtomic (temporary, sync, rename, directory
+// sync), PublishFile (its last two steps, for a file written otherwise) and
+// CreateDirectories (each new directory made durable in its parent).
+// DigestOfFile streams a file through SHA-256.
 #pragma once
 
 #include <sys/types.h>
@@ -22,24 +30,52 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "base/bytes.h"
 #include "base/clock.h"
+#include "base/digest.h"
 #include "base/status.h"
 
 namespace meridian {
 
-// A file being written, from its first byte: bytes are appended; they are
-// durable only once Sync returned OK. Close does not sync.
+// A file being written: bytes are appended; they are durable only once Sync
+// returned OK. Close does not sync.
 class WritableFile {
  public:
   virtual ~WritableFile() = default;
   virtual Status Append(ByteSpan data) = 0;
+  // Cuts the file to its first `size` bytes (InvalidArgument past its end);
+  // later appends follow them. Durable once Sync returned OK: until then a
+  // power cut may leave either length (MemEnv keeps the shorter).
+  virtual Status Truncate(uint64_t size) = 0;
   virtual Status Sync() = 0;
   virtual Status Close() = 0;
+};
+
+// A file read from its first byte to its last.
+class SequentialFile {
+ public:
+  virtual ~SequentialFile() = default;
+  // Up to out.size() bytes into `out`: how many, 0 at the end of the file.
+  virtual Result<size_t> Read(std::span<uint8_t> out) = 0;
+};
+
+// A file read where its reader asks (a delta's source, a target read back).
+class RandomAccessFile {
+ public:
+  virtual ~RandomAccessFile() = default;
+  // Exactly out.size() bytes from `offset`; IOError when the file ends first.
+  virtual Status Read(uint64_t offset, std::span<uint8_t> out) = 0;
+};
+
+// A lock on a file, held until destroyed (see Env::LockFile).
+class FileLock {
+ public:
+  virtual ~FileLock() = default;
 };
 
 enum class FileType { kFile, kDirectory };
@@ -59,10 +95,23 @@ class Env {
   // Neither the file nor its name is durable until Sync and a SyncDirectory
   // of its directory.
   virtual Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path, mode_t mode) = 0;
+  // Opens `path` to append after the bytes it has (a download resumed), or
+  // creates it empty with permission `mode` when there is none. A new file's
+  // name is durable only once its directory was synced.
+  virtual Result<std::unique_ptr<WritableFile>> ReopenWritableFile(const std::string& path, mode_t mode) = 0;
+  // Opens a file to read it from the start (symlinks followed).
+  virtual Result<std::unique_ptr<SequentialFile>> NewSequentialFile(const std::string& path) = 0;
+  // Opens a file to read it at any offset (symlinks followed). Bytes appended
+  // later, through a WritableFile of the same file, can be read too.
+  virtual Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& path) = 0;
   // A whole file (symlinks followed); ResourceExhausted when it is larger than `max_bytes`.
   virtual Result<std::string> ReadFile(const std::string& path, uint64_t max_bytes) = 0;
   // What is at `path`, symlinks followed; NotFound when nothing (or a dangling link).
   virtual Result<FileType> Stat(const std::string& path) = 0;
+  // The size in bytes of a file (symlinks followed).
+  virtual Result<uint64_t> GetFileSize(const std::string& path) = 0;
+  // The permission bits (07777) of a file or directory (symlinks followed).
+  virtual Result<mode_t> GetPermissions(const std::string& path) = 0;
   // Renames a file or symlink, replacing what `to` names. Durable once the
   // directories of both were synced.
   virtual Status Rename(const std::string& from, const std::string& to) = 0;
@@ -87,6 +136,11 @@ class Env {
   virtual Status Symlink(const std::string& target, const std::string& link) = 0;
   // What the symlink `link` points at; NotFound when there is none.
   virtual Result<std::string> ReadLink(const std::string& link) = 0;
+  // Locks `path` (created, 0600, when missing) for this holder until the
+  // FileLock is destroyed; FailedPrecondition while another holder has it.
+  // Advisory: it keeps out only those who ask for it too. The lock is
+  // released with the process (and by a MemEnv's PowerCut).
+  virtual Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) = 0;
 
   virtual const Clock& clock() const = 0;
 
@@ -101,9 +155,17 @@ class Env {
   Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode = 0644) {
     return WriteFileAtomic(path, AsBytes(data), mode);
   }
+  // Moves the complete file `staged` (its bytes synced by its writer, beside
+  // `path`) over `path` and syncs the directory: a reader, and a power cut,
+  // sees the old file or the new one, never half. `staged` is removed on
+  // failure; errors name `path`. WriteFileAtomic ends with it; a program that
+  // writes a large output in place (pwrite, a delta's target) publishes it so.
+  Status PublishFile(const std::string& staged, const std::string& path);
   // Like mkdir -p, and each directory it makes is made durable (its parent
   // synced); the last one gets permission `mode`, even when it existed.
   Status CreateDirectories(const std::string& dir, mode_t mode = 0755);
+  // SHA-256 of a whole file, read as a stream (a model may be larger than memory).
+  Result<Digest> DigestOfFile(const std::string& path);
 };
 
 // An in-memory file system for tests. Thread-safe. Paths are absolute
@@ -114,14 +176,22 @@ class Env {
 // SyncDirectory. PowerCut() drops every unsynced byte and undoes every
 // creation, rename, removal and symlink whose directory was not synced since
 // (what LevelDB's and RocksDB's fault-injection test envs do); entries under
-// a directory that itself was lost go with it. Modes are accepted, not kept.
+// a directory that itself was lost go with it. A truncation not yet synced
+// counts as synced down to the new size: a cut keeps the bytes both lengths
+// share. Permissions are kept (a new directory's are 0755); locks are held in
+// memory and all released by PowerCut.
 class MemEnv final : public Env {
  public:
   explicit MemEnv(const Clock& clock = SystemClock::Get()) : clock_(&clock) {}
 
   Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path, mode_t mode) override;
+  Result<std::unique_ptr<WritableFile>> ReopenWritableFile(const std::string& path, mode_t mode) override;
+  Result<std::unique_ptr<SequentialFile>> NewSequentialFile(const std::string& path) override;
+  Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& path) override;
   Result<std::string> ReadFile(const std::string& path, uint64_t max_bytes) override;
   Result<FileType> Stat(const std::string& path) override;
+  Result<uint64_t> GetFileSize(const std::string& path) override;
+  Result<mode_t> GetPermissions(const std::string& path) override;
   Status Rename(const std::string& from, const std::string& to) override;
   Status Exchange(const std::string& a, const std::string& b) override;
   Status SyncDirectory(const std::string& dir) override;
@@ -131,6 +201,7 @@ class MemEnv final : public Env {
   Status SetPermissions(const std::string& path, mode_t mode) override;
   Status Symlink(const std::string& target, const std::string& link) override;
   Result<std::string> ReadLink(const std::string& link) override;
+  Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) override;
   const Clock& clock() const override { return *clock_; }
 
   // The machine loses power and comes back: see above. Open WritableFiles
@@ -146,9 +217,13 @@ class MemEnv final : public Env {
     FileType type = FileType::kFile;
     std::shared_ptr<Contents> file;  // kFile and not a symlink
     std::string link_target;         // a symlink when not empty
+    mode_t mode = 0755;
   };
   using Tree = std::map<std::string, Entry>;  // absolute normalised path -> entry
   class File;
+  class Reader;
+  class RandomReader;
+  class Lock;
 
   // The entry `path` names after following symlinks; nullptr when none.
   const Entry* Resolve(const std::string& path) const;
@@ -158,12 +233,15 @@ class MemEnv final : public Env {
   std::mutex mu_;
   Tree live_;     // what programs see now
   Tree durable_;  // what a power cut leaves
+  std::map<std::string, uint64_t> locks_;  // locked path -> the holder's number
+  uint64_t lock_number_ = 0;
 };
 
 // Wraps an Env to inject faults and count sync points. Thread-safe.
-// Mutating operations: NewWritableFile, Append, Sync, Close, Rename,
-// SyncDirectory, RemoveFile, CreateDir, SetPermissions, Symlink. Sync points:
-// a file's Sync and SyncDirectory.
+// Mutating operations: NewWritableFile, ReopenWritableFile, Append, Truncate,
+// Sync, Close, Rename, Exchange, SyncDirectory, RemoveFile, CreateDir,
+// SetPermissions, Symlink. Sync points: a file's Sync and SyncDirectory.
+// LockFile and the reads go straight through.
 class FaultEnv final : public Env {
  public:
   explicit FaultEnv(Env& base) : base_(&base) {}
@@ -185,10 +263,19 @@ class FaultEnv final : public Env {
   uint64_t mutations() const;
 
   Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path, mode_t mode) override;
+  Result<std::unique_ptr<WritableFile>> ReopenWritableFile(const std::string& path, mode_t mode) override;
+  Result<std::unique_ptr<SequentialFile>> NewSequentialFile(const std::string& path) override {
+    return base_->NewSequentialFile(path);
+  }
+  Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& path) override {
+    return base_->NewRandomAccessFile(path);
+  }
   Result<std::string> ReadFile(const std::string& path, uint64_t max_bytes) override {
     return base_->ReadFile(path, max_bytes);
   }
   Result<FileType> Stat(const std::string& path) override { return base_->Stat(path); }
+  Result<uint64_t> GetFileSize(const std::string& path) override { return base_->GetFileSize(path); }
+  Result<mode_t> GetPermissions(const std::string& path) override { return base_->GetPermissions(path); }
   Status Rename(const std::string& from, const std::string& to) override;
   Status Exchange(const std::string& a, const std::string& b) override;
   Status SyncDirectory(const std::string& dir) override;
@@ -200,6 +287,7 @@ class FaultEnv final : public Env {
   Status SetPermissions(const std::string& path, mode_t mode) override;
   Status Symlink(const std::string& target, const std::string& link) override;
   Result<std::string> ReadLink(const std::string& link) override { return base_->ReadLink(link); }
+  Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) override { return base_->LockFile(path); }
   const Clock& clock() const override { return base_->clock(); }
 
  private:

@@ -11,6 +11,9 @@ class FaultEnv::File final : public WritableFile {
   File(FaultEnv* env, std::unique_ptr<WritableFile> base, std::string path)
       : env_(env), base_(std::move(base)), path_(std::move(path)) {}
   Status Append(ByteSpan data) override { return env_->Run("write " + path_, false, [&] { return base_->Append(data); }); }
+  Status Truncate(uint64_t size) override {
+    return env_->Run("truncate " + path_, false, [&] { return base_->Truncate(size); });
+  }
   Status Sync() override { return env_->Run("fsync " + path_, true, [&] { return base_->Sync(); }); }
   Status Close() override { return env_->Run("close " + path_, false, [&] { return base_->Close(); }); }
 
@@ -73,6 +76,13 @@ Status FaultEnv::Run(const std::string& what, bool sync_point, const std::functi
 Result<std::unique_ptr<WritableFile>> FaultEnv::NewWritableFile(const std::string& path, mode_t mode) {
   MERIDIAN_RETURN_IF_ERROR(Admit("create " + path, false));
   Result<std::unique_ptr<WritableFile>> file = base_->NewWritableFile(path, mode);
+  if (!file.ok()) return file.status();
+  return std::unique_ptr<WritableFile>(std::make_unique<File>(this, std::move(*file), path));
+}
+
+Result<std::unique_ptr<WritableFile>> FaultEnv::ReopenWritableFile(const std::string& path, mode_t mode) {
+  MERIDIAN_RETURN_IF_ERROR(Admit("open " + path, false));
+  Result<std::unique_ptr<WritableFile>> file = base_->ReopenWritableFile(path, mode);
   if (!file.ok()) return file.status();
   return std::unique_ptr<WritableFile>(std::make_unique<File>(this, std::move(*file), path));
 }

@@ -1,4 +1,5 @@
 // MemEnv: an in-memory file system that can lose power (see env.h).
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 
@@ -33,6 +34,15 @@ class MemEnv::File final : public WritableFile {
     contents_->data.append(reinterpret_cast<const char*>(data.data()), data.size());
     return Status::Ok();
   }
+  Status Truncate(uint64_t size) override {
+    std::lock_guard lock(env_->mu_);
+    if (size > contents_->data.size()) return Status::InvalidArgument("truncate past the end of a file");
+    contents_->data.resize(size);
+    // The bytes a cut may keep are those both lengths share: appends after
+    // this rewrite what lies beyond.
+    contents_->synced_bytes = std::min<size_t>(contents_->synced_bytes, size);
+    return Status::Ok();
+  }
   Status Sync() override {
     std::lock_guard lock(env_->mu_);
     contents_->synced_bytes = contents_->data.size();
@@ -43,6 +53,59 @@ class MemEnv::File final : public WritableFile {
  private:
   MemEnv* env_;
   std::shared_ptr<Contents> contents_;
+};
+
+class MemEnv::Reader final : public SequentialFile {
+ public:
+  Reader(MemEnv* env, std::shared_ptr<Contents> contents) : env_(env), contents_(std::move(contents)) {}
+  Result<size_t> Read(std::span<uint8_t> out) override {
+    std::lock_guard lock(env_->mu_);
+    const std::string& data = contents_->data;
+    size_t n = offset_ >= data.size() ? 0 : std::min(out.size(), data.size() - offset_);
+    std::copy_n(data.data() + offset_, n, reinterpret_cast<char*>(out.data()));
+    offset_ += n;
+    return n;
+  }
+
+ private:
+  MemEnv* env_;
+  std::shared_ptr<Contents> contents_;
+  size_t offset_ = 0;
+};
+
+class MemEnv::RandomReader final : public RandomAccessFile {
+ public:
+  RandomReader(MemEnv* env, std::shared_ptr<Contents> contents, std::string path)
+      : env_(env), contents_(std::move(contents)), path_(std::move(path)) {}
+  Status Read(uint64_t offset, std::span<uint8_t> out) override {
+    std::lock_guard lock(env_->mu_);
+    const std::string& data = contents_->data;
+    if (offset > data.size() || out.size() > data.size() - offset) {
+      return Status::IOError("read " + path_ + ": the file ends before byte " + std::to_string(offset + out.size()));
+    }
+    std::copy_n(data.data() + offset, out.size(), reinterpret_cast<char*>(out.data()));
+    return Status::Ok();
+  }
+
+ private:
+  MemEnv* env_;
+  std::shared_ptr<Contents> contents_;
+  std::string path_;
+};
+
+class MemEnv::Lock final : public FileLock {
+ public:
+  Lock(MemEnv* env, std::string path, uint64_t number) : env_(env), path_(std::move(path)), number_(number) {}
+  ~Lock() override {
+    std::lock_guard lock(env_->mu_);
+    // A PowerCut released it, and another holder may have it since.
+    if (auto it = env_->locks_.find(path_); it != env_->locks_.end() && it->second == number_) env_->locks_.erase(it);
+  }
+
+ private:
+  MemEnv* env_;
+  std::string path_;
+  uint64_t number_;
 };
 
 const MemEnv::Entry* MemEnv::Resolve(const std::string& path) const {
@@ -68,14 +131,36 @@ Status MemEnv::CheckParent(const std::string& path) const {
   return Status::Ok();
 }
 
-Result<std::unique_ptr<WritableFile>> MemEnv::NewWritableFile(const std::string& path, mode_t) {
+Result<std::unique_ptr<WritableFile>> MemEnv::NewWritableFile(const std::string& path, mode_t mode) {
   std::lock_guard lock(mu_);
   MERIDIAN_RETURN_IF_ERROR(CheckParent(path).WithContext("create"));
   std::string n = Normal(path);
   if (live_.count(n)) return ErrnoStatus("create " + path, EEXIST);
   auto contents = std::make_shared<Contents>();
-  live_[n] = Entry{FileType::kFile, contents, ""};
+  live_[n] = Entry{FileType::kFile, contents, "", static_cast<mode_t>(mode & 07777)};
   return std::unique_ptr<WritableFile>(std::make_unique<File>(this, std::move(contents)));
+}
+
+Result<std::unique_ptr<WritableFile>> MemEnv::ReopenWritableFile(const std::string& path, mode_t mode) {
+  std::lock_guard lock(mu_);
+  if (const Entry* e = Resolve(path); e != nullptr) {
+    if (e->type == FileType::kDirectory) return ErrnoStatus("open " + path, EISDIR);
+    return std::unique_ptr<WritableFile>(std::make_unique<File>(this, e->file));
+  }
+  MERIDIAN_RETURN_IF_ERROR(CheckParent(path).WithContext("open"));
+  std::string n = Normal(path);
+  if (live_.count(n)) return ErrnoStatus("open " + path, ENOENT);  // a dangling symlink
+  auto contents = std::make_shared<Contents>();
+  live_[n] = Entry{FileType::kFile, contents, "", static_cast<mode_t>(mode & 07777)};
+  return std::unique_ptr<WritableFile>(std::make_unique<File>(this, std::move(contents)));
+}
+
+Result<std::unique_ptr<SequentialFile>> MemEnv::NewSequentialFile(const std::string& path) {
+  std::lock_guard lock(mu_);
+  const Entry* e = Resolve(path);
+  if (e == nullptr) return ErrnoStatus("open " + path, ENOENT);
+  if (e->type == FileType::kDirectory) return ErrnoStatus("read " + path, EISDIR);
+  return std::unique_ptr<SequentialFile>(std::make_unique<Reader>(this, e->file));
 }
 
 Result<std::string> MemEnv::ReadFile(const std::string& path, uint64_t max_bytes) {
@@ -94,6 +179,29 @@ Result<FileType> MemEnv::Stat(const std::string& path) {
   const Entry* e = Resolve(path);
   if (e == nullptr) return ErrnoStatus("stat " + path, ENOENT);
   return e->type;
+}
+
+Result<std::unique_ptr<RandomAccessFile>> MemEnv::NewRandomAccessFile(const std::string& path) {
+  std::lock_guard lock(mu_);
+  const Entry* e = Resolve(path);
+  if (e == nullptr) return ErrnoStatus("open " + path, ENOENT);
+  if (e->type == FileType::kDirectory) return ErrnoStatus("read " + path, EISDIR);
+  return std::unique_ptr<RandomAccessFile>(std::make_unique<RandomReader>(this, e->file, path));
+}
+
+Result<uint64_t> MemEnv::GetFileSize(const std::string& path) {
+  std::lock_guard lock(mu_);
+  const Entry* e = Resolve(path);
+  if (e == nullptr) return ErrnoStatus("stat " + path, ENOENT);
+  if (e->type == FileType::kDirectory) return ErrnoStatus("stat " + path, EISDIR);
+  return static_cast<uint64_t>(e->file->data.size());
+}
+
+Result<mode_t> MemEnv::GetPermissions(const std::string& path) {
+  std::lock_guard lock(mu_);
+  const Entry* e = Resolve(path);
+  if (e == nullptr) return ErrnoStatus("stat " + path, ENOENT);
+  return e->mode;
 }
 
 Status MemEnv::Rename(const std::string& from, const std::string& to) {
@@ -171,13 +279,19 @@ Status MemEnv::CreateDir(const std::string& dir) {
   MERIDIAN_RETURN_IF_ERROR(CheckParent(dir).WithContext("create directory"));
   std::string n = Normal(dir);
   if (n == "/" || live_.count(n)) return ErrnoStatus("create directory " + dir, EEXIST);
-  live_[n] = Entry{FileType::kDirectory, nullptr, ""};
+  live_[n] = Entry{FileType::kDirectory, nullptr, "", 0755};
   return Status::Ok();
 }
 
-Status MemEnv::SetPermissions(const std::string& path, mode_t) {
+Status MemEnv::SetPermissions(const std::string& path, mode_t mode) {
   std::lock_guard lock(mu_);
-  if (Resolve(path) == nullptr) return ErrnoStatus("chmod " + path, ENOENT);
+  const Entry* e = Resolve(path);
+  if (e == nullptr) return ErrnoStatus("chmod " + path, ENOENT);
+  // Resolve's entry, found again without const; the root (a shared constant)
+  // stays at 0755.
+  for (auto& [name, entry] : live_) {
+    if (&entry == e) entry.mode = static_cast<mode_t>(mode & 07777);
+  }
   return Status::Ok();
 }
 
@@ -186,7 +300,7 @@ Status MemEnv::Symlink(const std::string& target, const std::string& link) {
   MERIDIAN_RETURN_IF_ERROR(CheckParent(link).WithContext("symlink"));
   std::string n = Normal(link);
   if (live_.count(n)) return ErrnoStatus("symlink " + link, EEXIST);
-  live_[n] = Entry{FileType::kFile, nullptr, target};
+  live_[n] = Entry{FileType::kFile, nullptr, target, 0777};
   return Status::Ok();
 }
 
@@ -198,8 +312,22 @@ Result<std::string> MemEnv::ReadLink(const std::string& link) {
   return it->second.link_target;
 }
 
+Result<std::unique_ptr<FileLock>> MemEnv::LockFile(const std::string& path) {
+  std::lock_guard lock(mu_);
+  const std::string n = Normal(path);
+  if (Resolve(n) == nullptr) {
+    MERIDIAN_RETURN_IF_ERROR(CheckParent(path).WithContext("lock"));
+    if (live_.count(n)) return ErrnoStatus("lock " + path, ENOENT);  // a dangling symlink
+    live_[n] = Entry{FileType::kFile, std::make_shared<Contents>(), "", 0600};
+  }
+  if (locks_.count(n)) return Status::FailedPrecondition(path + " is locked by another holder");
+  locks_[n] = ++lock_number_;
+  return std::unique_ptr<FileLock>(std::make_unique<Lock>(this, n, lock_number_));
+}
+
 void MemEnv::PowerCut() {
   std::lock_guard lock(mu_);
+  locks_.clear();  // their holders died with the machine
   for (auto& [path, entry] : durable_) {
     if (entry.file) entry.file->data.resize(entry.file->synced_bytes);
   }

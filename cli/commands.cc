@@ -15,6 +15,7 @@
 #include "base/json.h"
 #include "base/clock.h"
 #include "base/digest.h"
+#include "base/env.h"
 #include "base/file.h"
 #include "cli/control.h"
 #include "cli/cosign.h"
@@ -499,12 +500,13 @@ int Pull(const GlobalOptions& g, const PullOptions& o) {
     Fd f(::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     st = f.fd < 0 ? ErrnoStatus("create " + tmp, errno) : DownloadChunks(g, m, f.fd, &downloaded);
   }
-  if (st.ok() && ::rename(tmp.c_str(), o.out.c_str()) != 0) st = ErrnoStatus("rename to " + o.out, errno);
+  Env& env = Env::Default();
   if (!st.ok()) {
-    ::unlink(tmp.c_str());
+    env.RemoveFile(tmp);  // best effort: never left beside the output
     return Fail(st);
   }
-  if (Status ds = SyncDirectory(std::filesystem::path(o.out).parent_path().string()); !ds.ok()) return Fail(ds);
+  // Verified and fsynced above: renamed over the output, its directory synced.
+  if (Status published = env.PublishFile(tmp, o.out); !published.ok()) return Fail(published);
 
   if (g.json) {
     PrintJson({{"model", m.name}, {"version", m.version}, {"digest", m.digest.ToString()}, {"size", m.size},

@@ -3,10 +3,10 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <filesystem>
 
 #include <fmt/format.h>
 
+#include "base/env.h"
 #include "base/file.h"
 #include "cli/commands.h"
 #include "cli/output.h"
@@ -113,12 +113,12 @@ int Patch(const GlobalOptions& g, const std::string& old_path, const std::string
   }
   if (st.ok()) st = decoder.Finish();
   if (st.ok()) st = (*sink)->Sync();
-  if (st.ok() && ::rename(staging.c_str(), out.c_str()) != 0) st = ErrnoStatus("rename to " + out, errno);
-  if (st.ok()) st = SyncDirectory(std::filesystem::path(out).parent_path().string());
   if (!st.ok()) {
-    ::unlink(staging.c_str());
+    Env::Default().RemoveFile(staging);  // best effort: never left beside the output
     return Fail(delta_path + ": " + st.message());
   }
+  // Verified and fsynced: renamed over the output, its directory synced.
+  if (Status published = Env::Default().PublishFile(staging, out); !published.ok()) return Fail(published);
   if (g.json) {
     PrintJson({{"out", out}, {"bytes", decoder.target_bytes_written()}, {"digest", decoder.header()->target_digest.ToString()},
                {"seconds", Seconds(start)}});

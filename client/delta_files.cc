@@ -1,64 +1,43 @@
-// pread/pwrite-backed SourceReader and TargetSink.
+// SourceReader and TargetSink over an Env's files.
 #include "client/delta_files.h"
-
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-
-#include "base/file.h"
 
 namespace meridian {
 
-FileSourceReader::~FileSourceReader() { ::close(fd_); }
-
-Result<std::unique_ptr<FileSourceReader>> FileSourceReader::Open(const std::string& path) {
-  Result<ReadOnlyFile> f = OpenReadOnly(path);
-  if (!f.ok()) return f.status();
-  return std::unique_ptr<FileSourceReader>(new FileSourceReader(f->fd, f->size, path));
+Result<std::unique_ptr<FileSourceReader>> FileSourceReader::Open(Env& env, const std::string& path) {
+  Result<std::unique_ptr<RandomAccessFile>> file = env.NewRandomAccessFile(path);
+  if (!file.ok()) return file.status();
+  Result<uint64_t> size = env.GetFileSize(path);
+  if (!size.ok()) return size.status();
+  return std::unique_ptr<FileSourceReader>(new FileSourceReader(std::move(*file), *size));
 }
 
 Status FileSourceReader::Read(uint64_t offset, std::span<uint8_t> out) {
   if (offset > size_ || out.size() > size_ - offset) return Status::InvalidArgument("read outside the source");
-  return PreadExact(fd_, offset, out, path_);
+  return file_->Read(offset, out);
 }
 
-FileTargetSink::~FileTargetSink() { ::close(fd_); }
-
-Result<std::unique_ptr<FileTargetSink>> FileTargetSink::Create(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoStatus("create " + path, errno);
-  return std::unique_ptr<FileTargetSink>(new FileTargetSink(fd, path));
+Result<std::unique_ptr<FileTargetSink>> FileTargetSink::Create(Env& env, const std::string& path) {
+  Result<std::unique_ptr<WritableFile>> file = env.ReopenWritableFile(path, 0644);
+  if (!file.ok()) return file.status();
+  MERIDIAN_RETURN_IF_ERROR((*file)->Truncate(0));
+  Result<std::unique_ptr<RandomAccessFile>> reader = env.NewRandomAccessFile(path);
+  if (!reader.ok()) return reader.status();
+  return std::unique_ptr<FileTargetSink>(new FileTargetSink(std::move(*file), std::move(*reader)));
 }
 
 Status FileTargetSink::Write(ByteSpan data) {
-  MERIDIAN_RETURN_IF_ERROR(PwriteAll(fd_, written_, data, path_));
+  MERIDIAN_RETURN_IF_ERROR(file_->Append(data));
   written_ += data.size();
   return Status::Ok();
 }
 
 Status FileTargetSink::ReadBack(uint64_t offset, std::span<uint8_t> out) {
   if (offset > written_ || out.size() > written_ - offset) return Status::InvalidArgument("read back past the written target");
-  return PreadExact(fd_, offset, out, path_);
+  return reader_->Read(offset, out);
 }
 
-Status FileTargetSink::Sync() {
-  if (::fsync(fd_) != 0) return ErrnoStatus("fsync " + path_, errno);
-  return Status::Ok();
-}
+Status FileTargetSink::Sync() { return file_->Sync(); }
 
-Result<Digest> DigestOfFile(const std::string& path) {
-  Result<std::unique_ptr<FileSourceReader>> f = FileSourceReader::Open(path);
-  if (!f.ok()) return f.status();
-  Sha256 h;
-  Bytes buf(4 << 20);
-  for (uint64_t off = 0; off < (*f)->size();) {
-    size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), (*f)->size() - off));
-    MERIDIAN_RETURN_IF_ERROR((*f)->Read(off, std::span<uint8_t>(buf.data(), n)));
-    h.Update(ByteSpan(buf.data(), n));
-    off += n;
-  }
-  return h.Finish();
-}
+Result<Digest> DigestOfFile(const std::string& path) { return Env::Default().DigestOfFile(path); }
 
 }  // namespace meridian

@@ -1,12 +1,13 @@
-// Files as the source and target of a streaming delta decoder (delta/delta.h):
-// the source is read with pread where the decoder asks, the target is written
-// to a staging file that the caller fsyncs and renames only after
-// DeltaDecoder::Finish verified it.
+// Files as the source and target of a streaming delta decoder (delta/delta.h),
+// through an Env (Env::Default() unless one is given): the source is read
+// where the decoder asks, the target is written to a staging file that the
+// caller syncs and publishes only after DeltaDecoder::Finish verified it.
 #pragma once
 
 #include <memory>
 #include <string>
 
+#include "base/env.h"
 #include "base/status.h"
 #include "delta/delta.h"
 
@@ -14,38 +15,43 @@ namespace meridian {
 
 class FileSourceReader final : public SourceReader {
  public:
-  ~FileSourceReader() override;
-  // Opens `path` for reading.
-  static Result<std::unique_ptr<FileSourceReader>> Open(const std::string& path);
+  // Opens `path` for reading; its size is taken when opened.
+  static Result<std::unique_ptr<FileSourceReader>> Open(Env& env, const std::string& path);
+  static Result<std::unique_ptr<FileSourceReader>> Open(const std::string& path) {
+    return Open(Env::Default(), path);
+  }
   uint64_t size() const override { return size_; }
   Status Read(uint64_t offset, std::span<uint8_t> out) override;
 
  private:
-  FileSourceReader(int fd, uint64_t size, std::string path) : fd_(fd), size_(size), path_(std::move(path)) {}
-  int fd_;
+  FileSourceReader(std::unique_ptr<RandomAccessFile> file, uint64_t size)
+      : file_(std::move(file)), size_(size) {}
+  std::unique_ptr<RandomAccessFile> file_;
   uint64_t size_;
-  std::string path_;
 };
 
 class FileTargetSink final : public TargetSink {
  public:
-  ~FileTargetSink() override;
-  // Creates (truncates) `path`, mode 0644.
-  static Result<std::unique_ptr<FileTargetSink>> Create(const std::string& path);
+  // Creates `path` (mode 0644), or empties it when it is there.
+  static Result<std::unique_ptr<FileTargetSink>> Create(Env& env, const std::string& path);
+  static Result<std::unique_ptr<FileTargetSink>> Create(const std::string& path) {
+    return Create(Env::Default(), path);
+  }
   Status Write(ByteSpan data) override;
   Status ReadBack(uint64_t offset, std::span<uint8_t> out) override;
-  // fsyncs the file (call after DeltaDecoder::Finish, before renaming it).
+  // Syncs the file (call after DeltaDecoder::Finish, before publishing it).
   Status Sync();
   uint64_t bytes_written() const { return written_; }
 
  private:
-  FileTargetSink(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
-  int fd_;
-  std::string path_;
+  FileTargetSink(std::unique_ptr<WritableFile> file, std::unique_ptr<RandomAccessFile> reader)
+      : file_(std::move(file)), reader_(std::move(reader)) {}
+  std::unique_ptr<WritableFile> file_;
+  std::unique_ptr<RandomAccessFile> reader_;  // the same file, for ReadBack
   uint64_t written_ = 0;
 };
 
-// SHA-256 of a whole file, streamed.
+// SHA-256 of a whole file, streamed (Env::Default().DigestOfFile).
 Result<Digest> DigestOfFile(const std::string& path);
 
 }  // namespace meridian

@@ -17,6 +17,7 @@
 
 #include "base/digest.h"
 #include "base/encoding.h"
+#include "base/env.h"
 #include "base/file.h"
 #include "base/json.h"
 
@@ -286,6 +287,10 @@ bool VerifySignature(const PublicKey& key, ByteSpan message, ByteSpan signature)
 // ---- key files ----
 
 Status WriteSecretKeyFile(const std::string& path, const SecretKey& key) {
+  return WriteSecretKeyFile(Env::Default(), path, key);
+}
+
+Status WriteSecretKeyFile(Env& env, const std::string& path, const SecretKey& key) {
   std::array<uint8_t, kSeedBytes> seed{};
   WipeOnExit wipe_seed(seed);
   crypto_sign_ed25519_sk_to_seed(seed.data(), key.secret_.data());
@@ -301,7 +306,7 @@ Status WriteSecretKeyFile(const std::string& path, const SecretKey& key) {
   // Reserved once so appending never moves the secret and leaves a stale copy.
   text.reserve(kHead.size() + keyid.size() + kSeedField.size() + seed_b64.size() + kTail.size());
   text.append(kHead).append(keyid).append(kSeedField).append(seed_b64).append(kTail);
-  return WriteFileAtomic(path, text, 0600);
+  return env.WriteFileAtomic(path, text, 0600);
 }
 
 Status WritePublicKeyFile(const std::string& path, const PublicKey& key) {
@@ -322,6 +327,49 @@ Result<SecretKey> ReadSecretKeyFile(const std::string& path) {
     // The exception's text could quote the file; this file is a secret.
     return Status::InvalidArgument(path + ": malformed secret key file");
   }
+}
+
+Result<SecretKey> ReadSecretKeyFile(Env& env, const std::string& path) {
+  Result<FileType> type = env.Stat(path);
+  if (!type.ok()) return type.status();
+  if (*type != FileType::kFile) return Status::InvalidArgument(path + " is not a regular file");
+  Result<mode_t> mode = env.GetPermissions(path);
+  if (!mode.ok()) return mode.status();
+  if ((*mode & 077) != 0) {
+    return Status::PermissionDenied(path + " holds a secret key but group or others may access it (mode " +
+                                    ModeOctal(*mode) + "); run: chmod 600 " + path);
+  }
+  Result<std::unique_ptr<SequentialFile>> file = env.NewSequentialFile(path);
+  if (!file.ok()) return file.status();
+  std::string text;
+  WipeOnExit wipe_text(text);
+  // One allocation up front, read straight into it (as ReadOpenSecretFile).
+  text.assign(kKeyFileBytesMax + 1, '\0');
+  size_t done = 0;
+  while (done < text.size()) {
+    Result<size_t> n = (*file)->Read(std::span<uint8_t>(reinterpret_cast<uint8_t*>(text.data()) + done, text.size() - done));
+    if (!n.ok()) return n.status();
+    if (*n == 0) break;
+    done += *n;
+  }
+  if (done > kKeyFileBytesMax) {
+    return Status::ResourceExhausted(path + " is larger than " + std::to_string(kKeyFileBytesMax) + " bytes");
+  }
+  text.resize(done);
+  try {
+    return ParseSecretKeyFile(text, path);
+  } catch (const std::exception&) {
+    return Status::InvalidArgument(path + ": malformed secret key file");
+  }
+}
+
+Result<SecretKey> LoadOrCreateSecretKeyFile(Env& env, const std::string& path) {
+  Result<SecretKey> key = ReadSecretKeyFile(env, path);
+  if (key.ok()) return key;
+  if (key.status().code() != Status::Code::kNotFound) return key.status().WithContext(path);
+  SecretKey made = SecretKey::Generate();
+  MERIDIAN_RETURN_IF_ERROR(WriteSecretKeyFile(env, path, made));
+  return made;
 }
 
 Result<PublicKey> ReadPublicKeyFile(const std::string& path) {

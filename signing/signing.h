@@ -67,8 +67,9 @@ struct PublicKey {
   bool operator==(const PublicKey&) const = default;
 };
 
+class Env;
 class SecretKey;
-Status WriteSecretKeyFile(const std::string& path, const SecretKey& key);
+Status WriteSecretKeyFile(Env& env, const std::string& path, const SecretKey& key);
 
 // An Ed25519 secret key. Wiped from memory (sodium_memzero) when destroyed or
 // moved from. A default-constructed key is empty (all zero) and must not sign;
@@ -95,7 +96,7 @@ class SecretKey {
 
  private:
   // Writes the seed, which only this module may see.
-  friend Status WriteSecretKeyFile(const std::string& path, const SecretKey& key);
+  friend Status WriteSecretKeyFile(Env& env, const std::string& path, const SecretKey& key);
   void Wipe();
 
   std::array<uint8_t, 64> secret_{};  // libsodium's seed||public form
@@ -117,6 +118,16 @@ Status WritePublicKeyFile(const std::string& path, const PublicKey& key);
 // NotFound when missing; ResourceExhausted when larger than kKeyFileBytesMax;
 // InvalidArgument when malformed or its keyid does not match the key.
 Result<SecretKey> ReadSecretKeyFile(const std::string& path);
+// The same through an Env (the agent's terminal key, tested against power
+// cuts): written with Env::WriteFileAtomic; read with the mode checked on the
+// path just before the file is opened, not on the descriptor.
+Status WriteSecretKeyFile(Env& env, const std::string& path, const SecretKey& key);  // mode 0600
+Result<SecretKey> ReadSecretKeyFile(Env& env, const std::string& path);
+// The key at `path`, or a new one written there (0600, atomically: a power
+// cut leaves no file or the whole key) when there is none (a terminal's first
+// start). The other errors of ReadSecretKeyFile are returned, naming the path:
+// a damaged key is never replaced.
+Result<SecretKey> LoadOrCreateSecretKeyFile(Env& env, const std::string& path);
 // Reads a public key file; same errors as above except the mode check.
 Result<PublicKey> ReadPublicKeyFile(const std::string& path);
 // The readers' parsers of a key file's text (`path` names it in errors):

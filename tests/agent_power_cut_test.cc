@@ -1,27 +1,34 @@
 // Power cuts and failing disks under the agent's durable operations: slot
 // switches (install, activate, switch back, fall back), the report outbox (add,
-// remove) and the state files. Each operation runs on a FaultEnv over a
+// remove), the state files, the download spool (resumed, restarted) and the
+// terminal key's creation. Each operation runs on a FaultEnv over a
 // MemEnv: a clean run counts its sync points; then, for every k, power is cut
 // right after the k-th sync point and again with whatever the operation wrote
 // after it left unsynced (the machine dies before the next sync), and the
 // state the MemEnv keeps is opened afresh. Nothing the operation acknowledged
 // may be lost, nothing half-written may be visible. Each mutating step is
 // also failed with ENOSPC and with EIO: a clean error, a consistent state.
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
+#include "agent/download_spool.h"
 #include "agent/outbox.h"
 #include "agent/slots.h"
 #include "agent/state_files.h"
 #include "base/digest.h"
 #include "base/env.h"
+#include "client/delta_files.h"
+#include "delta/delta.h"
+#include "signing/signing.h"
 
 using namespace meridian;
 
@@ -129,6 +136,7 @@ void InitAndInstall(Env& env, const std::vector<Version>& versions) {
 // The version a link names after checking that it is well formed and that its
 // file is complete and hashes to the digest the link names; "" for no link.
 std::string VerifiedVersion(Env& env, const Result<std::optional<Slot>>& slot) {
+  INFO(slot.status().ToString());
   REQUIRE(slot.ok());
   if (!slot->has_value()) return "";
   Result<std::string> bytes = env.ReadFile((*slot)->path, 1 << 20);
@@ -248,6 +256,158 @@ DurableOp StateFileOp(const std::string& name, const std::string& path, const T&
   };
 }
 
+// ---- the download spool: staging/download.part as Agent::Download writes it
+
+const std::string kPart = kModelDir + "/staging/download.part";
+// A download larger than the others, arriving in pieces.
+const Version kBig{"4.0.0", std::string(3'000, 'w') + std::string(3'000, 'x') + std::string(3'000, 'y')};
+
+// Spools `bytes` of kBig from byte `from` (a server answering a range, or the
+// whole body when `restart`) and syncs, as one transfer of Agent::Download;
+// `*synced` is how many bytes the last Sync that returned OK made durable.
+Status Transfer(Env& env, uint64_t from, uint64_t bytes, bool restart, uint64_t* synced) {
+  Result<std::unique_ptr<DownloadSpool>> spool = DownloadSpool::Open(env, kPart, kBig.bytes.size());
+  if (!spool.ok()) return spool.status();
+  if ((*spool)->bytes() < from) return Status::Unavailable("the spool lost bytes it had synced");
+  MERIDIAN_RETURN_IF_ERROR((*spool)->RestartAt(restart ? 0 : from));
+  if (restart) from = 0;
+  *synced = std::min(*synced, from);  // dropped on purpose: the server sends them again
+  for (uint64_t at = from; at < from + bytes; at += 1'000) {  // a network's pieces
+    MERIDIAN_RETURN_IF_ERROR((*spool)->Append(AsBytes(std::string_view(kBig.bytes).substr(at, 1'000))));
+  }
+  MERIDIAN_RETURN_IF_ERROR((*spool)->Sync());
+  *synced = (*spool)->bytes();
+  return Status::Ok();
+}
+
+// The rest of the download, as Agent::Download and SyncModel do on the next
+// cycle: the stored blob when a run stopped after moving it there, else
+// resume from what the spool has, verify, install.
+Status FinishDownload(Env& env) {
+  ModelSlots slots(kModelDir, env);
+  const std::string blob = slots.BlobPath(kBig.version, kBig.digest());
+  if (Result<Digest> d = env.DigestOfFile(blob); d.ok() && *d == kBig.digest()) {
+    return slots.Activate(kBig.version, kBig.digest());
+  }
+  Result<std::unique_ptr<DownloadSpool>> spool = DownloadSpool::Open(env, kPart, kBig.bytes.size());
+  if (!spool.ok()) return spool.status();
+  const uint64_t have = (*spool)->bytes();
+  MERIDIAN_RETURN_IF_ERROR((*spool)->Append(AsBytes(std::string_view(kBig.bytes).substr(have))));
+  MERIDIAN_RETURN_IF_ERROR((*spool)->Sync());
+  Result<Digest> d = env.DigestOfFile(kPart);
+  if (!d.ok()) return d.status();
+  if (*d != kBig.digest()) return Status::Corruption("the finished download does not verify");
+  return slots.Install(kPart, kBig.version, kBig.digest());
+}
+
+// A download resumed in two transfers (each synced at its end) and installed.
+// After any cut the spool holds a prefix of the artifact, at least what the
+// last acknowledged sync made durable (`synced`) and never a byte beyond what
+// was written; the next cycle finishes, verifies and installs it.
+DurableOp DownloadOp(const std::string& name, bool restart) {
+  auto synced = std::make_shared<uint64_t>(0);
+  return DurableOp{
+      .name = name,
+      .setup =
+          [=](Env& env) {
+            InitAndInstall(env, {kV1});
+            REQUIRE(Transfer(env, 0, 2'000, false, synced.get()).ok());  // an earlier run stopped here
+          },
+      .run =
+          [=](Env& env) -> Status {
+            MERIDIAN_RETURN_IF_ERROR(Transfer(env, 2'000, restart ? 5'000 : 3'000, restart, synced.get()));
+            MERIDIAN_RETURN_IF_ERROR(Transfer(env, 5'000, 4'000, false, synced.get()));
+            Result<Digest> d = env.DigestOfFile(kPart);
+            if (!d.ok()) return d.status();
+            if (*d != kBig.digest()) return Status::Corruption("download does not verify");
+            return ModelSlots(kModelDir, env).Install(kPart, kBig.version, kBig.digest());
+          },
+      .check =
+          [=](Env& env, bool acknowledged) {
+            ModelSlots slots(kModelDir, env);
+            std::string current = VerifiedVersion(env, slots.Current());
+            if (acknowledged) CHECK(current == kBig.version);
+            if (current == kBig.version) return;  // installed (or finished by an earlier check)
+            CHECK(current == kV1.version);
+            if (env.Exists(kPart)) {
+              std::string part = env.ReadFile(kPart, 1 << 20).value();
+              CHECK(kBig.bytes.starts_with(part));  // never a byte that was not written there
+              // What a sync acknowledged is kept (unless Install moved it to the blob).
+              if (!env.Exists(slots.BlobPath(kBig.version, kBig.digest()))) CHECK(part.size() >= *synced);
+            }
+            Status finished = FinishDownload(env);
+            INFO(finished.ToString());
+            REQUIRE(finished.ok());
+            CHECK(VerifiedVersion(env, slots.Current()) == kBig.version);
+            CHECK(VerifiedVersion(env, slots.Previous()) == kV1.version);
+          },
+  };
+}
+
+// ---- a delta applied as Agent::ApplyDeltaFile does: the current slot read
+// where the decoder asks, staging/target.part written, read back and synced,
+// then installed
+
+const Version kSource{"5.0.0", std::string(4'000, 's') + std::string(4'000, 't')};
+const Version kTarget{"6.0.0", std::string(4'000, 's') + "changed" + std::string(4'000, 't')};
+const std::string kDeltaFile = kModelDir + "/staging/download.part";
+
+Status ApplyAndInstall(Env& env) {
+  ModelSlots slots(kModelDir, env);
+  Result<std::unique_ptr<FileSourceReader>> source =
+      FileSourceReader::Open(env, slots.BlobPath(kSource.version, kSource.digest()));
+  if (!source.ok()) return source.status();
+  const std::string out = slots.staging_dir() + "/target.part";
+  Result<std::unique_ptr<FileTargetSink>> sink = FileTargetSink::Create(env, out);
+  if (!sink.ok()) return sink.status();
+  DeltaDecoder decoder(**source, **sink, ApplyOptions{kSource.digest(), kTarget.digest(), kTarget.bytes.size()});
+  Result<std::unique_ptr<SequentialFile>> delta = env.NewSequentialFile(kDeltaFile);
+  if (!delta.ok()) return delta.status();
+  uint8_t buf[100];  // small pieces: the decoder works across many appends
+  for (;;) {
+    Result<size_t> n = (*delta)->Read(buf);
+    if (!n.ok()) return n.status();
+    if (*n == 0) break;
+    MERIDIAN_RETURN_IF_ERROR(decoder.Append(ByteSpan(buf, *n)));
+  }
+  MERIDIAN_RETURN_IF_ERROR(decoder.Finish());
+  MERIDIAN_RETURN_IF_ERROR((*sink)->Sync());
+  return slots.Install(out, kTarget.version, kTarget.digest());
+}
+
+DurableOp DeltaApplyOp() {
+  return DurableOp{
+      .name = "delta: apply and install",
+      .setup =
+          [](Env& env) {
+            InitAndInstall(env, {kSource});
+            Result<Bytes> delta = EncodeDelta(AsBytes(kSource.bytes), AsBytes(kTarget.bytes));
+            REQUIRE(delta.ok());
+            REQUIRE(delta->size() < kTarget.bytes.size() / 10);  // copies, not the whole target
+            REQUIRE(env.WriteFileAtomic(kDeltaFile, *delta).ok());
+          },
+      .run = ApplyAndInstall,
+      .check =
+          [](Env& env, bool acknowledged) {
+            ModelSlots slots(kModelDir, env);
+            std::string current = VerifiedVersion(env, slots.Current());
+            if (acknowledged) CHECK(current == kTarget.version);
+            if (current == kTarget.version) return;
+            CHECK(current == kSource.version);
+            // The next cycle applies it again over whatever target.part was left.
+            Status again = ApplyAndInstall(env);
+            INFO(again.ToString());
+            REQUIRE(again.ok());
+            CHECK(VerifiedVersion(env, slots.Current()) == kTarget.version);
+            CHECK(VerifiedVersion(env, slots.Previous()) == kSource.version);
+          },
+  };
+}
+
+// ---- the terminal key, made at the agent's first start
+
+const std::string kKeyFile = "/state/terminal.key";
+
 }  // namespace
 
 TEST_CASE("power cut: slot switches leave current naming a whole, verified file") {
@@ -339,4 +499,71 @@ TEST_CASE("power cut: a state file parses after any cut, and is the new one once
     Coverage c = CutPowerEverywhere(op);
     CHECK(c.sync_points == 2);  // the file's and its directory's
   }
+}
+
+TEST_CASE("power cut: a download resumes from the bytes it synced and installs after any cut") {
+  for (const DurableOp& op : {DownloadOp("download: resumed", false),
+                              DownloadOp("download: restarted (whole body)", true)}) {
+    Coverage c = CutPowerEverywhere(op);
+    CHECK(c.sync_points >= 4);  // two transfers, then Install's
+  }
+}
+
+TEST_CASE("power cut: a delta applied into staging installs whole after any cut") {
+  Coverage c = CutPowerEverywhere(DeltaApplyOp());
+  CHECK(c.sync_points >= 3);  // target.part's, then Install's
+}
+
+TEST_CASE("power cut: the terminal key is absent or whole after a cut, and kept once made") {
+  auto made = std::make_shared<std::string>();  // the key id LoadOrCreate returned
+  Coverage c = CutPowerEverywhere(DurableOp{
+      .name = "terminal key: create",
+      .setup =
+          [=](Env& env) {
+            REQUIRE(env.CreateDirectories("/state", 0700).ok());
+            made->clear();
+          },
+      .run =
+          [=](Env& env) -> Status {
+            Result<SecretKey> key = LoadOrCreateSecretKeyFile(env, kKeyFile);
+            if (!key.ok()) return key.status();
+            *made = key->KeyId();
+            return Status::Ok();
+          },
+      .check =
+          [=](Env& env, bool acknowledged) {
+            Result<std::vector<std::string>> names = env.ListDirectory("/state");
+            REQUIRE(names.ok());
+            if (!env.Exists(kKeyFile)) {
+              CHECK(!acknowledged);
+              CHECK(names->empty());  // no temporary left where the key would be
+              return;
+            }
+            CHECK(*names == std::vector<std::string>{"terminal.key"});
+            CHECK(env.GetPermissions(kKeyFile).value() == 0600);
+            Result<SecretKey> key = ReadSecretKeyFile(env, kKeyFile);  // whole, never half a key
+            INFO(key.status().ToString());
+            REQUIRE(key.ok());
+            if (acknowledged) CHECK(key->KeyId() == *made);
+            // The next start uses it rather than making another.
+            Result<SecretKey> again = LoadOrCreateSecretKeyFile(env, kKeyFile);
+            REQUIRE(again.ok());
+            CHECK(again->KeyId() == key->KeyId());
+          },
+  });
+  CHECK(c.sync_points == 2);  // the file's and its directory's
+}
+
+TEST_CASE("terminal key: a key others may read is refused, a damaged one never replaced") {
+  MemEnv env;
+  REQUIRE(env.CreateDirectories("/state", 0700).ok());
+  SecretKey key = SecretKey::Generate();
+  REQUIRE(WriteSecretKeyFile(env, kKeyFile, key).ok());
+  REQUIRE(env.SetPermissions(kKeyFile, 0644).ok());
+  CHECK(LoadOrCreateSecretKeyFile(env, kKeyFile).status().code() == Status::Code::kPermissionDenied);
+  REQUIRE(env.SetPermissions(kKeyFile, 0600).ok());
+  CHECK(LoadOrCreateSecretKeyFile(env, kKeyFile).value().KeyId() == key.KeyId());
+  REQUIRE(env.WriteFileAtomic(kKeyFile, std::string_view("{\"keytype\":"), 0600).ok());
+  CHECK(LoadOrCreateSecretKeyFile(env, kKeyFile).status().code() == Status::Code::kInvalidArgument);
+  CHECK(env.ReadFile(kKeyFile, 100).value() == "{\"keytype\":");  // left for an operator to look at
 }

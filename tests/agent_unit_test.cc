@@ -21,6 +21,7 @@
 #include "agent/slots.h"
 #include "base/clock.h"
 #include "base/digest.h"
+#include "base/env.h"
 #include "base/file.h"
 #include "signing/signing.h"
 
@@ -378,4 +379,40 @@ TEST_CASE("agent: nothing is installed on an expired root; the periodic health c
   CHECK(expired.message() == "root version 1 expired at 2030-01-01T00:00:00.000Z");
   CHECK(OutboxReports(config.state).size() == 1);  // the periodic check of what runs
   CHECK((*slots.Current())->version == "1.0.0");
+}
+
+TEST_CASE("agent: one agent per state directory, its lock and terminal key through the Env") {
+  Tmp t;
+  AgentConfig config;
+  config.id = "pos-1";
+  config.servers = {"http://127.0.0.1:1"};
+  config.root = t.path + "/root.json";
+  config.state = t.path + "/state";
+  config.models = {{"fraud", "stable", ""}};
+  WriteRoot(config.root);
+  FakeClock clock;
+  auto check = [&](Env& env) {
+    Result<std::unique_ptr<Agent>> first = Agent::Open(config, clock, env);
+    INFO(first.status().ToString());
+    REQUIRE(first.ok());
+    Result<std::unique_ptr<Agent>> second = Agent::Open(config, clock, env);
+    CHECK(second.status().code() == Status::Code::kFailedPrecondition);
+    CHECK_THAT(second.status().message(), Catch::Contains("another meridian-agent uses"));
+    // The key made at the first start, kept secret, and used again.
+    const std::string key_file = config.state + "/terminal.key";
+    CHECK(env.GetPermissions(key_file).value() == 0600);
+    const std::string key = env.ReadFile(key_file, 1 << 10).value();
+    first->reset();  // the lock goes with the agent
+    Result<std::unique_ptr<Agent>> third = Agent::Open(config, clock, env);
+    CHECK(third.ok());
+    CHECK(env.ReadFile(key_file, 1 << 10).value() == key);
+  };
+  SECTION("posix") { check(Env::Default()); }
+  SECTION("memory") {
+    MemEnv mem;
+    REQUIRE(mem.CreateDirectories(t.path).ok());
+    REQUIRE(mem.WriteFileAtomic(config.root, ReadFileToString(config.root, 1 << 20).value()).ok());
+    check(mem);
+    CHECK(!std::filesystem::exists(config.state));  // nothing reached the disk
+  }
 }

@@ -71,6 +71,96 @@ void CheckPrimitives(Env& env, const std::string& root) {
   CHECK(!env.CreateDirectories(d + "/f/g").ok());  // through a file
 }
 
+// Reopening, appending, truncating, streaming reads, sizes, modes and locks.
+void CheckResumedFilesAndLocks(Env& env, const std::string& root) {
+  const std::string d = root + "/r";
+  REQUIRE(env.CreateDirectories(d, 0700).ok());
+  CHECK(env.GetPermissions(d).value() == 0700);
+  {
+    Result<std::unique_ptr<WritableFile>> f = env.ReopenWritableFile(d + "/part", 0640);  // created
+    REQUIRE(f.ok());
+    REQUIRE((*f)->Append(AsBytes(std::string_view("hello "))).ok());
+    REQUIRE((*f)->Close().ok());
+  }
+  CHECK(env.GetPermissions(d + "/part").value() == 0640);
+  {
+    Result<std::unique_ptr<WritableFile>> f = env.ReopenWritableFile(d + "/part", 0644);  // appended to
+    REQUIRE(f.ok());
+    REQUIRE((*f)->Append(AsBytes(std::string_view("world"))).ok());
+    CHECK(env.GetFileSize(d + "/part").value() == 11);
+    REQUIRE((*f)->Truncate(5).ok());
+    CHECK((*f)->Truncate(6).code() == Status::Code::kInvalidArgument);  // past the end
+    REQUIRE((*f)->Append(AsBytes(std::string_view("!"))).ok());  // follows the kept bytes
+    REQUIRE((*f)->Sync().ok());
+    REQUIRE((*f)->Close().ok());
+  }
+  CHECK(Read(env, d + "/part") == "hello!");
+  CHECK(env.GetFileSize(d + "/part").value() == 6);
+  CHECK(env.GetFileSize(d + "/nope").status().code() == Status::Code::kNotFound);
+  CHECK(env.ReopenWritableFile(root + "/no-such-dir/part", 0644).status().code() == Status::Code::kNotFound);
+  {  // A file written from its first byte truncates the same way.
+    Result<std::unique_ptr<WritableFile>> f = env.NewWritableFile(d + "/new", 0600);
+    REQUIRE(f.ok());
+    REQUIRE((*f)->Append(AsBytes(std::string_view("abcdef"))).ok());
+    REQUIRE((*f)->Truncate(2).ok());
+    REQUIRE((*f)->Append(AsBytes(std::string_view("Z"))).ok());
+    REQUIRE((*f)->Close().ok());
+    CHECK(Read(env, d + "/new") == "abZ");
+    CHECK(env.GetPermissions(d + "/new").value() == 0600);
+    REQUIRE(env.SetPermissions(d + "/new", 0644).ok());
+    CHECK(env.GetPermissions(d + "/new").value() == 0644);
+  }
+
+  // A streamed read, in pieces smaller than the file.
+  std::string big(100'000, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 26);
+  REQUIRE(env.WriteFileAtomic(d + "/big", big).ok());
+  Result<std::unique_ptr<SequentialFile>> in = env.NewSequentialFile(d + "/big");
+  REQUIRE(in.ok());
+  std::string back;
+  uint8_t buf[7'000];
+  for (;;) {
+    Result<size_t> n = (*in)->Read(buf);
+    REQUIRE(n.ok());
+    CHECK(*n <= sizeof(buf));
+    if (*n == 0) break;
+    back.append(reinterpret_cast<const char*>(buf), *n);
+  }
+  CHECK(back == big);
+  CHECK(env.DigestOfFile(d + "/big").value() == Digest::Of(big));
+  CHECK(env.DigestOfFile(d + "/nope").status().code() == Status::Code::kNotFound);
+  CHECK(env.NewSequentialFile(d + "/nope").status().code() == Status::Code::kNotFound);
+
+  // Reads at an offset, and of bytes appended after the reader was opened.
+  Result<std::unique_ptr<RandomAccessFile>> at = env.NewRandomAccessFile(d + "/big");
+  REQUIRE(at.ok());
+  uint8_t three[3];
+  REQUIRE((*at)->Read(26 * 1000 + 2, three).ok());
+  CHECK(std::string(reinterpret_cast<const char*>(three), 3) == "cde");
+  CHECK((*at)->Read(big.size() - 2, three).code() == Status::Code::kIOError);  // ends first
+  CHECK(env.NewRandomAccessFile(d + "/nope").status().code() == Status::Code::kNotFound);
+  Result<std::unique_ptr<WritableFile>> growing = env.NewWritableFile(d + "/growing", 0644);
+  REQUIRE(growing.ok());
+  Result<std::unique_ptr<RandomAccessFile>> behind = env.NewRandomAccessFile(d + "/growing");
+  REQUIRE(behind.ok());
+  CHECK((*behind)->Read(0, three).code() == Status::Code::kIOError);
+  REQUIRE((*growing)->Append(AsBytes(std::string_view("xyzw"))).ok());
+  REQUIRE((*behind)->Read(1, three).ok());
+  CHECK(std::string(reinterpret_cast<const char*>(three), 3) == "yzw");
+
+  // One holder of a lock at a time; released when the holder lets go.
+  Result<std::unique_ptr<FileLock>> first = env.LockFile(d + "/lock");
+  REQUIRE(first.ok());
+  CHECK(env.Exists(d + "/lock"));
+  CHECK(env.LockFile(d + "/lock").status().code() == Status::Code::kFailedPrecondition);
+  Result<std::unique_ptr<FileLock>> other = env.LockFile(d + "/other-lock");
+  CHECK(other.ok());
+  first->reset();
+  Result<std::unique_ptr<FileLock>> again = env.LockFile(d + "/lock");
+  CHECK(again.ok());
+  CHECK(env.LockFile(root + "/no-such-dir/lock").status().code() == Status::Code::kNotFound);
+}
+
 }  // namespace
 
 TEST_CASE("env: the POSIX Env and MemEnv agree on files, directories and symlinks") {
@@ -83,6 +173,120 @@ TEST_CASE("env: the POSIX Env and MemEnv agree on files, directories and symlink
     MemEnv env;
     CheckPrimitives(env, "/state");
   }
+}
+
+TEST_CASE("env: resumed files, streamed reads, sizes, permissions and locks alike on POSIX and MemEnv") {
+  SECTION("posix") {
+    std::string root = (std::filesystem::temp_directory_path() / ("meridian-env-r-" + std::to_string(::getpid()))).string();
+    CheckResumedFilesAndLocks(Env::Default(), root);
+    std::filesystem::remove_all(root);
+  }
+  SECTION("memory") {
+    MemEnv env;
+    CheckResumedFilesAndLocks(env, "/state");
+  }
+  SECTION("fault env over memory") {
+    MemEnv mem;
+    FaultEnv env(mem);
+    CheckResumedFilesAndLocks(env, "/state");
+  }
+}
+
+TEST_CASE("env: a power cut keeps a reopened file's synced bytes; a truncation keeps what both lengths share") {
+  MemEnv env;
+  REQUIRE(env.CreateDirectories("/s").ok());
+  auto reopen = [&] {
+    Result<std::unique_ptr<WritableFile>> f = env.ReopenWritableFile("/s/part", 0644);
+    REQUIRE(f.ok());
+    return std::move(f).value();
+  };
+  // Created by reopening: the name is lost unless its directory is synced.
+  REQUIRE(reopen()->Append(AsBytes(std::string_view("abc"))).ok());
+  env.PowerCut();
+  CHECK(!env.Exists("/s/part"));
+
+  std::unique_ptr<WritableFile> f = reopen();
+  REQUIRE(env.SyncDirectory("/s").ok());
+  REQUIRE(f->Append(AsBytes(std::string_view("abcd"))).ok());
+  REQUIRE(f->Sync().ok());
+  REQUIRE(f->Append(AsBytes(std::string_view("efgh"))).ok());  // unsynced
+  env.PowerCut();
+  CHECK(Read(env, "/s/part") == "abcd");
+
+  // Appends after a reopen: durable once synced, lost otherwise.
+  f = reopen();
+  REQUIRE(f->Append(AsBytes(std::string_view("EF"))).ok());
+  REQUIRE(f->Sync().ok());
+  REQUIRE(f->Append(AsBytes(std::string_view("GH"))).ok());
+  env.PowerCut();
+  CHECK(Read(env, "/s/part") == "abcdEF");
+
+  // A truncation not synced: the cut keeps the bytes both lengths share, and
+  // never the bytes appended after it.
+  f = reopen();
+  REQUIRE(f->Truncate(2).ok());
+  REQUIRE(f->Append(AsBytes(std::string_view("xyz"))).ok());
+  CHECK(Read(env, "/s/part") == "abxyz");
+  env.PowerCut();
+  CHECK(Read(env, "/s/part") == "ab");
+
+  // Synced after the truncation: the new contents are kept.
+  f = reopen();
+  REQUIRE(f->Truncate(1).ok());
+  REQUIRE(f->Append(AsBytes(std::string_view("QR"))).ok());
+  REQUIRE(f->Sync().ok());
+  REQUIRE(f->Append(AsBytes(std::string_view("S"))).ok());
+  env.PowerCut();
+  CHECK(Read(env, "/s/part") == "aQR");
+  CHECK(env.GetFileSize("/s/part").value() == 3);
+
+  // A power cut releases every lock: their holders died with the machine.
+  Result<std::unique_ptr<FileLock>> lock = env.LockFile("/s/lock");
+  REQUIRE(lock.ok());
+  CHECK(env.LockFile("/s/lock").status().code() == Status::Code::kFailedPrecondition);
+  env.PowerCut();
+  Result<std::unique_ptr<FileLock>> after = env.LockFile("/s/lock");
+  CHECK(after.ok());
+  lock->reset();  // the dead holder's lock going away does not release the new one
+  CHECK(env.LockFile("/s/lock").status().code() == Status::Code::kFailedPrecondition);
+}
+
+TEST_CASE("env: FaultEnv fails a reopen, an append or a truncation as the Nth mutation") {
+  MemEnv mem;
+  REQUIRE(mem.CreateDirectories("/s").ok());
+  REQUIRE(mem.WriteFileAtomic("/s/part", std::string_view("abcdef")).ok());
+  // reopen, truncate, append, sync, close: each can fail.
+  auto resume = [](Env& env) -> Status {
+    Result<std::unique_ptr<WritableFile>> f = env.ReopenWritableFile("/s/part", 0644);
+    if (!f.ok()) return f.status();
+    MERIDIAN_RETURN_IF_ERROR((*f)->Truncate(3));
+    MERIDIAN_RETURN_IF_ERROR((*f)->Append(AsBytes(std::string_view("XYZ"))));
+    MERIDIAN_RETURN_IF_ERROR((*f)->Sync());
+    return (*f)->Close();
+  };
+  for (uint64_t n = 1; n <= 5; ++n) {
+    INFO(n);
+    FaultEnv env(mem);
+    env.FailNthMutation(n, EIO);
+    Status st = resume(env);
+    CHECK(st.code() == Status::Code::kIOError);
+    CHECK(st.message().find("/s/part") != std::string::npos);
+    CHECK(st.message().find("Input/output error") != std::string::npos);
+    CHECK(env.mutations() == n);  // stopped at the failure
+    // Before the truncation failed or ran: the old bytes, after it the new ones.
+    const std::string now = Read(mem, "/s/part");
+    CHECK(now == (n == 1 || n == 2 ? "abcdef" : n == 3 ? "abc" : "abcXYZ"));
+    REQUIRE(mem.WriteFileAtomic("/s/part", std::string_view("abcdef")).ok());
+  }
+  FaultEnv env(mem);
+  CHECK(resume(env).ok());
+  CHECK(env.mutations() == 5);
+  CHECK(env.sync_points() == 1);
+  CHECK(Read(mem, "/s/part") == "abcXYZ");
+  // The lock goes straight through: not a mutation that can fail.
+  env.FailNthMutation(1, EIO);
+  CHECK(env.LockFile("/s/lock").ok());
+  CHECK(env.mutations() == 5);
 }
 
 TEST_CASE("env: a power cut keeps synced bytes and entries of synced directories, nothing else") {
@@ -160,6 +364,40 @@ TEST_CASE("env: FaultEnv fails the Nth mutation with the asked errno and counts 
     CHECK(env.ListDirectory("/s").value() == std::vector<std::string>{"f"});
   }
   CHECK(env.WriteFileAtomic("/s/f", std::string_view("four")).ok());  // one failure, not a broken Env
+}
+
+TEST_CASE("env: PublishFile puts a staged file in place whole, or removes it") {
+  MemEnv mem;
+  REQUIRE(mem.CreateDirectories("/out").ok());
+  REQUIRE(mem.WriteFileAtomic("/out/model", std::string_view("old")).ok());
+  auto stage = [&](Env& env) {
+    std::unique_ptr<WritableFile> f = env.NewWritableFile("/out/model.partial.1", 0644).value();
+    REQUIRE(f->Append(AsBytes(std::string_view("new"))).ok());
+    REQUIRE(f->Sync().ok());
+    REQUIRE(f->Close().ok());
+  };
+  // rename, directory sync: each can fail; the output is the old or the new
+  // file, and the staged one is gone either way.
+  for (uint64_t n = 1; n <= 2; ++n) {
+    INFO(n);
+    stage(mem);
+    FaultEnv env(mem);
+    env.FailNthMutation(n, ENOSPC);
+    Status st = env.PublishFile("/out/model.partial.1", "/out/model");
+    CHECK(st.code() == Status::Code::kIOError);
+    CHECK(st.message().starts_with("write /out/model: "));
+    CHECK(Read(mem, "/out/model") == (n == 1 ? "old" : "new"));
+    CHECK(mem.ListDirectory("/out").value() == std::vector<std::string>{"model"});
+    REQUIRE(mem.WriteFileAtomic("/out/model", std::string_view("old")).ok());
+  }
+  // A power cut after it returned keeps the new file.
+  stage(mem);
+  REQUIRE(mem.PublishFile("/out/model.partial.1", "/out/model").ok());
+  mem.PowerCut();
+  CHECK(Read(mem, "/out/model") == "new");
+  CHECK(mem.ListDirectory("/out").value() == std::vector<std::string>{"model"});
+  CHECK(mem.PublishFile("/out/none", "/out/model").code() == Status::Code::kNotFound);
+  CHECK(Read(mem, "/out/model") == "new");
 }
 
 TEST_CASE("env: FaultEnv crashes right after a sync point or just before the next one") {
