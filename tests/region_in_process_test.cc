@@ -88,5 +88,5 @@ TEST_CASE("a region serves the last signed state until it expires, then 503; the
   origin.Tick();
   REQUIRE(WaitFor([&] { return target_version() == "1.0.0"; }, kSyncWait));
   CHECK(HeldStateVersion(*sg.rollouts) == HeldStateVersion(*origin.rollouts));
-  CHECK(sg.follower_status().upstream_ok);
+  CHECK(WaitFor([&] { return sg.follower_status().upstream_ok; }, kSyncWait));  // set at the round's end
 }
