@@ -90,3 +90,28 @@ TEST_CASE("a region serves the last signed state until it expires, then 503; the
   CHECK(HeldStateVersion(*sg.rollouts) == HeldStateVersion(*origin.rollouts));
   CHECK(WaitFor([&] { return sg.follower_status().upstream_ok; }, kSyncWait));  // set at the round's end
 }
+
+TEST_CASE("a region paces its rounds while a delta is still pending upstream, instead of asking as fast as it is answered") {
+  InProcessDaemon origin;  // without a delta key: the delta 1.0.0 -> 1.1.0 stays pending
+  origin.Publish("fraud", "1.0.0", std::string(AsString(RandomBytes(10'000, 71))));
+  origin.Publish("fraud", "1.1.0", std::string(AsString(RandomBytes(10'000, 72))));
+  ServedOrigin served(origin);
+  InProcessRegion sg(origin, served.url());
+  // GET /v1/sync requests the origin answered.
+  auto sync_requests = [&] {
+    HttpResponse m = origin.Call("GET", "/metrics", "", "Bearer " + origin.tokens.operator_token);
+    REQUIRE(m.status == 200);
+    uint64_t n = 0;
+    const std::string route = "{route=\"GET /v1/sync\"";
+    for (size_t at = m.body.find(route); at != std::string::npos; at = m.body.find(route, at + 1)) {
+      n += std::stoull(m.body.substr(m.body.find(' ', m.body.find('}', at)) + 1));
+    }
+    return n;
+  };
+  REQUIRE(WaitFor([&] { return sg.store->GetManifest("fraud", "1.1.0").ok(); }, kSyncWait));
+  const uint64_t rounds = sync_requests();
+  // A round a second (FollowerOptions::retry_pause_ms) while the delta is
+  // pending; at once, the 60 attempts it is given would be spent in a moment.
+  CHECK_FALSE(WaitFor([&] { return sync_requests() > rounds + 3; }, 1500ms));
+  CHECK(sg.follower_status().upstream_ok);
+}
