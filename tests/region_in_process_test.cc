@@ -1,7 +1,7 @@
 // A region in process (tests/in_process_region.h) following an in-process
 // origin over HTTP on loopback: what depends on time — channel states that
 // expire while the origin is away — on fake clocks, so it takes milliseconds
-// of them rather than seconds of real time.
+// of them rather than seconds of real time; and how often the follower asks.
 #include <chrono>
 #include <cstdint>
 #include <string>
