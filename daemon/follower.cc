@@ -164,6 +164,11 @@ void Follower::Run() {
         pause_ms = backoff_ms;
       } else {
         backoff_ms = 0;
+        // Soon, not at once: a region not in step is answered at once (its
+        // `known` is behind), so without a pause the rounds would follow each
+        // other as fast as the upstream answers, and a delta it is still
+        // computing would run out of its attempts in a moment.
+        if (!st.ok() || !complete) pause_ms = options_.retry_pause_ms;
       }
       wait_s = st.ok() && complete && wanted_.empty() ? options_.poll_wait_s : 1;
       if (pause_ms > 0) cv_.wait_for(lock, std::chrono::milliseconds(pause_ms), [&] { return stopping_; });

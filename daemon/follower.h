@@ -61,6 +61,7 @@ struct FollowerOptions {
   size_t versions_per_model = 5;   // newest versions of each model kept in step (plus those channels name)
   int previous_versions = 3;       // deltas fetched into each of those from this many older versions
   int64_t retry_ms_max = 10'000;   // backoff cap while no upstream answers
+  int64_t retry_pause_ms = 1'000;  // between rounds while something is left to retry (a delta upstream computes)
   int delta_attempts_max = 60;     // rounds a pending delta is asked for before giving up on it
 };
 

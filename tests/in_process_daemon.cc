@@ -35,13 +35,13 @@ std::string SignedRoot(const SecretKey& key) {
 
 SecretKey InProcessDaemon::Key() { return SecretKey::FromSeed(Bytes(kSeedBytes, 11)).value(); }
 
-InProcessDaemon::InProcessDaemon(RolloutsOptions rollouts_options) {
+InProcessDaemon::InProcessDaemon(RolloutsOptions rollouts_options, bool makes_deltas) {
   memory_env.reset(rocksdb::NewMemEnv(rocksdb::Env::Default()));
   store = OrDie(Store::Open(dir / "store", StoreOptions{.sync_writes = false, .clock = &clock, .env = memory_env.get()}));
   roots = OrDie(RootChain::Open(*store, SignedRoot(Key())));
   pending = OrDie(PendingReleases::Open(*store, *roots->Current()));
   rollouts = OrDie(Rollouts::Open(*store, Key(), clock, std::move(rollouts_options)));
-  deltas = std::make_unique<DeltaService>(*store, std::nullopt);
+  deltas = std::make_unique<DeltaService>(*store, makes_deltas ? std::optional<SecretKey>(Key()) : std::nullopt);
   enrolment = OrDie(Enrolment::OpenOrigin(*store, clock, Key()));
   credentials = OrDie(Credentials::Open(*store, clock));
   audit = OrDie(AuditLog::Open(*store, clock));
@@ -53,14 +53,14 @@ InProcessDaemon::InProcessDaemon(RolloutsOptions rollouts_options) {
 
 InProcessDaemon::~InProcessDaemon() = default;
 
-HttpResponse InProcessDaemon::Call(const std::string& method, const std::string& target, const std::string& body,
-                                   const std::string& authorization) {
+HttpResponse CallApi(Api& api, const std::string& method, const std::string& target, const std::string& body,
+                     const std::string& authorization) {
   HttpRequest req;
   req.method = method;
   req.target = target;
   if (!authorization.empty()) req.headers["authorization"] = authorization;
   if (!body.empty()) req.headers["content-type"] = "application/json";
-  HttpAdmission admission = api->Admit(req);
+  HttpAdmission admission = api.Admit(req);
   HttpResponse r;
   if (admission.refusal) {
     r = std::move(*admission.refusal);
@@ -68,9 +68,9 @@ HttpResponse InProcessDaemon::Call(const std::string& method, const std::string&
     r.status = 413;
   } else {
     req.body = body;
-    r = api->Handle(req);
+    r = api.Handle(req);
   }
-  api->Completed(req, r.status, r.BodyBytes());
+  api.Completed(req, r.status, r.BodyBytes());
   return r;
 }
 
@@ -82,23 +82,32 @@ nlohmann::json InProcessDaemon::Operator(const std::string& method, const std::s
 }
 
 void InProcessDaemon::Publish(const std::string& model, const std::string& version, const std::string& bytes) {
+  Publish(model, version, std::vector<std::string>{bytes});
+}
+
+void InProcessDaemon::Publish(const std::string& model, const std::string& version,
+                              const std::vector<std::string>& chunks) {
   const std::string publisher = "Bearer " + tokens.publisher;
-  const Digest digest = Digest::Of(AsBytes(bytes));
-  HttpRequest put;
-  put.method = "PUT";
-  put.target = ChunkPath(digest);
-  put.headers["authorization"] = publisher;
-  HttpAdmission admitted = api->Admit(put);
-  REQUIRE_FALSE(admitted.refusal);
-  put.body = bytes;
-  REQUIRE(api->Handle(put).status / 100 == 2);
   Manifest m;
   m.name = model;
   m.version = version;
   m.created = FormatRfc3339(clock.NowUnixMillis());
-  m.size = bytes.size();
-  m.digest = digest;
-  m.chunks = {{digest, bytes.size()}};
+  Sha256 whole;
+  for (const std::string& bytes : chunks) {
+    const Digest digest = Digest::Of(AsBytes(bytes));
+    HttpRequest put;
+    put.method = "PUT";
+    put.target = ChunkPath(digest);
+    put.headers["authorization"] = publisher;
+    HttpAdmission admitted = api->Admit(put);
+    REQUIRE_FALSE(admitted.refusal);
+    put.body = bytes;
+    REQUIRE(api->Handle(put).status / 100 == 2);
+    whole.Update(AsBytes(bytes));
+    m.chunks.push_back({digest, bytes.size()});
+    m.size += bytes.size();
+  }
+  m.digest = whole.Finish();
   Envelope env{std::string(kManifestPayloadType), ToBytes(ManifestToJson(m)), {}};
   SignEnvelope(env, Key());
   HttpResponse r = Call("POST", VersionsPath(model), EnvelopeToJson(env), publisher);

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -20,24 +21,36 @@
 
 namespace meridian::testing {
 
+// One request to `api` as the HTTP server makes it: Admit, then (unless
+// refused) Handle and Completed. A body over the route's limit is refused 413
+// as the server would. `authorization` is the header's whole value
+// ("Bearer …"), empty for none.
+HttpResponse CallApi(Api& api, const std::string& method, const std::string& target, const std::string& body = "",
+                     const std::string& authorization = "");
+
 class InProcessDaemon {
  public:
-  explicit InProcessDaemon(RolloutsOptions rollouts_options = {});
+  // With `makes_deltas`, the delta service has the online key, as an
+  // origin's: each publish queues deltas from the versions before it, made on
+  // its thread (deltas->WaitIdle()); without, it has none and makes none.
+  explicit InProcessDaemon(RolloutsOptions rollouts_options = {}, bool makes_deltas = false);
   ~InProcessDaemon();
 
   FakeClock clock;
 
-  // One request: Admit, then (unless refused) Handle and Completed. A body
-  // over the route's limit is refused 413 as the server would. `authorization`
-  // is the header's whole value ("Bearer …"), empty for none.
+  // One request to this daemon's Api (CallApi).
   HttpResponse Call(const std::string& method, const std::string& target, const std::string& body = "",
-                    const std::string& authorization = "");
+                    const std::string& authorization = "") {
+    return CallApi(*api, method, target, body, authorization);
+  }
   // Call with the operator's token; the JSON body of a 2xx answer (REQUIREd).
   nlohmann::json Operator(const std::string& method, const std::string& target, const nlohmann::json& body = nullptr);
 
   // Publishes `model`@`version` holding `bytes` through the API (one chunk,
   // the manifest signed by the root's release key); REQUIREs success.
   void Publish(const std::string& model, const std::string& version, const std::string& bytes);
+  // The same with the artifact in `chunks`, in order (each PUT first).
+  void Publish(const std::string& model, const std::string& version, const std::vector<std::string>& chunks);
   // "Bearer <credential>" of terminal `id`, enrolled and issued through the
   // API on first use (with the clock's time).
   std::string TerminalAuthorization(const std::string& id);

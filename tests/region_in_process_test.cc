@@ -1,0 +1,117 @@
+// A region in process (tests/in_process_region.h) following an in-process
+// origin over HTTP on loopback: what depends on time — channel states that
+// expire while the origin is away — on fake clocks, so it takes milliseconds
+// of them rather than seconds of real time; and how often the follower asks.
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "client/api.h"
+#include "tests/harness.h"
+#include "tests/in_process_region.h"
+
+using namespace meridian;
+using namespace meridian::testing;
+using Json = nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Bounds the wait for the follower (real time, real HTTP): it is in step in
+// milliseconds; this is only how long a broken one is given.
+constexpr auto kSyncWait = std::chrono::seconds(20);
+
+// The newest state of fraud/stable that `rollouts` holds (0: none).
+uint64_t HeldStateVersion(const Rollouts& rollouts) {
+  uint64_t newest = 0;
+  for (const Rollouts::ChannelSnapshot& c : rollouts.Channels()) {
+    if (c.state.model == "fraud" && c.state.channel == "stable") newest = std::max(newest, c.state.state_version);
+  }
+  return newest;
+}
+
+}  // namespace
+
+TEST_CASE("a region serves the last signed state until it expires, then 503; the upstream's return heals it") {
+  // States that live 4 s, re-signed when under 2 s are left. The two clocks
+  // move together while the origin is there.
+  InProcessDaemon origin({.state_expiry_ms = 4000, .state_refresh_ms = 2000});
+  ServedOrigin served(origin);
+  InProcessRegion sg(origin, served.url());
+  auto advance = [&](std::chrono::milliseconds d) {
+    origin.clock.Advance(d);
+    sg.clock.Advance(d);
+  };
+  const std::string terminal = origin.TerminalAuthorization("sg-1");
+  auto target = [&] { return sg.Call("GET", "/v1/terminals/sg-1/target?model=fraud&region=sg", "", terminal); };
+  auto target_version = [&] {
+    HttpResponse r = target();
+    return r.status == 200 ? Json::parse(r.body).at("version").get<std::string>() : "";
+  };
+
+  origin.Publish("fraud", "1.0.0", std::string(AsString(RandomBytes(100'000, 61))));
+  origin.Operator("POST", RolloutsPath(), Json::parse(RolloutSpecJson("r1", "1.0.0")));
+  REQUIRE(WaitFor([&] { return target_version() == "1.0.0"; }, kSyncWait));
+
+  // Live: each tick that re-signs the state reaches the region, which keeps
+  // answering past one lifetime (6 s of states that live 4 s).
+  uint64_t resigned = 0;
+  for (int step = 0; step < 4; ++step) {
+    advance(1500ms);
+    const uint64_t before = HeldStateVersion(*origin.rollouts);
+    origin.Tick();
+    const uint64_t now = HeldStateVersion(*origin.rollouts);
+    if (now > before) ++resigned;
+    INFO("step " << step << ": origin state " << now);
+    REQUIRE(WaitFor([&] { return HeldStateVersion(*sg.rollouts) == now; }, kSyncWait));
+    CHECK(target_version() == "1.0.0");
+  }
+  CHECK(resigned == 2);  // at 3 s and 6 s, each time with 1 s left
+
+  // The origin goes away: the region keeps the last verified state while it is valid.
+  served.Stop();
+  REQUIRE(WaitFor([&] { return !sg.follower_status().upstream_ok; }, kSyncWait));
+  CHECK(target_version() == "1.0.0");
+  sg.clock.Advance(3999ms);  // the last state was signed at the region's now: 1 ms left
+  CHECK(target_version() == "1.0.0");
+  sg.clock.Advance(2ms);
+  HttpResponse expired = target();
+  CHECK(expired.status == 503);
+  CHECK_THAT(expired.body, Catch::Contains("expired"));
+
+  // The origin comes back (its clock caught up): its tick signs afresh and the region heals.
+  origin.clock.Set(sg.clock.NowUnixMillis());
+  served.Start();
+  origin.Tick();
+  REQUIRE(WaitFor([&] { return target_version() == "1.0.0"; }, kSyncWait));
+  CHECK(HeldStateVersion(*sg.rollouts) == HeldStateVersion(*origin.rollouts));
+  CHECK(WaitFor([&] { return sg.follower_status().upstream_ok; }, kSyncWait));  // set at the round's end
+}
+
+TEST_CASE("a region paces its rounds while a delta is still pending upstream, instead of asking as fast as it is answered") {
+  InProcessDaemon origin;  // without a delta key: the delta 1.0.0 -> 1.1.0 stays pending
+  origin.Publish("fraud", "1.0.0", std::string(AsString(RandomBytes(10'000, 71))));
+  origin.Publish("fraud", "1.1.0", std::string(AsString(RandomBytes(10'000, 72))));
+  ServedOrigin served(origin);
+  InProcessRegion sg(origin, served.url());
+  // GET /v1/sync requests the origin answered.
+  auto sync_requests = [&] {
+    HttpResponse m = origin.Call("GET", "/metrics", "", "Bearer " + origin.tokens.operator_token);
+    REQUIRE(m.status == 200);
+    uint64_t n = 0;
+    const std::string route = "{route=\"GET /v1/sync\"";
+    for (size_t at = m.body.find(route); at != std::string::npos; at = m.body.find(route, at + 1)) {
+      n += std::stoull(m.body.substr(m.body.find(' ', m.body.find('}', at)) + 1));
+    }
+    return n;
+  };
+  REQUIRE(WaitFor([&] { return sg.store->GetManifest("fraud", "1.1.0").ok(); }, kSyncWait));
+  const uint64_t rounds = sync_requests();
+  // A round a second (FollowerOptions::retry_pause_ms) while the delta is
+  // pending; at once, the 60 attempts it is given would be spent in a moment.
+  CHECK_FALSE(WaitFor([&] { return sync_requests() > rounds + 3; }, 1500ms));
+  CHECK(sg.follower_status().upstream_ok);
+}
