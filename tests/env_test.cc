@@ -384,7 +384,7 @@ TEST_CASE("env: PublishFile puts a staged file in place whole, or removes it") {
     FaultEnv env(mem);
     env.FailNthMutation(n, ENOSPC);
     Status st = env.PublishFile("/out/model.partial.1", "/out/model");
-    CHECK(st.code() == Status::Code::kIOError);
+    CHECK(st.code() == Status::Code::kInsufficientStorage);
     CHECK(st.message().starts_with("write /out/model: "));
     CHECK(Read(mem, "/out/model") == (n == 1 ? "old" : "new"));
     CHECK(mem.ListDirectory("/out").value() == std::vector<std::string>{"model"});
