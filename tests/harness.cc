@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include <catch2/catch.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -494,6 +495,73 @@ uint16_t FreeLoopbackPort() {
   if (fd < 0) return 0;
   ::close(fd);
   return port;
+}
+
+namespace {
+
+void ReplaceAll(std::string& text, const std::string& from, const std::string& to) {
+  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
+    text.replace(at, from.size(), to);
+  }
+}
+
+}  // namespace
+
+FrontEnd::FrontEnd(FrontEndSpec spec) : spec_(std::move(spec)) {
+  const std::string binary = FindProgram(spec_.program);
+  if (binary.empty()) FAIL(spec_.program << " is not installed: run scripts/setup.sh (Debian package " << spec_.program << ")");
+  const char* path = std::getenv(spec_.template_variable.c_str());
+  if (path == nullptr) FAIL(spec_.template_variable << " (the template's path) is not set: run with meson test");
+  std::string text(AsString(ReadFile(path)));
+  for (const auto& [placeholder, value] : spec_.placeholders) {
+    REQUIRE(text.find(placeholder) != std::string::npos);
+    ReplaceAll(text, placeholder, value);
+  }
+  std::vector<std::string> argv = {binary};
+  argv.insert(argv.end(), spec_.arguments.begin(), spec_.arguments.end());
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    port_ = FreeLoopbackPort();
+    REQUIRE(port_ != 0);
+    std::string config = text;
+    ReplaceAll(config, "@LISTEN@", "127.0.0.1:" + std::to_string(port_));
+    REQUIRE(config.find('@') == std::string::npos);  // every placeholder filled
+    WriteFile(spec_.config_path, AsBytes(config));
+    child_ = std::make_unique<Child>(argv, spec_.output_path);
+    HttpClient probe(url(), HttpClientOptions{.connect_timeout_ms = 1000, .timeout_ms = 5000,
+                                              .response_bytes_max = 1 << 20, .bearer_token = {}});
+    const bool up = WaitFor([&] {
+      if (child_->Wait(std::chrono::milliseconds(0)) != -1000) return true;  // exited
+      Result<HttpReply> r = probe.Get(spec_.probe_path);                   // through it to a daemon
+      return r.ok() && r->status == 200;
+    }, std::chrono::seconds(30));
+    if (up && child_->running()) return;
+    const bool exited = !child_->running();
+    Halt();  // a throw from here skips the destructor
+    const std::string log = Log();
+    if (exited && log.find("ddress already in use") != std::string::npos) continue;
+    FAIL(spec_.program << " did not start: " << log);
+  }
+  FAIL(spec_.program << " found no free port");
+}
+
+FrontEnd::~FrontEnd() { Halt(); }
+
+std::string FrontEnd::Log() const {
+  std::string log(AsString(ReadFile(spec_.output_path)));
+  if (spec_.log) log += spec_.log();
+  return log;
+}
+
+int FrontEnd::Stop(int signal) {
+  child_->Signal(signal);
+  return child_->Wait(std::chrono::seconds(30));
+}
+
+void FrontEnd::Halt() {
+  if (child_ && child_->running()) {
+    child_->Signal(SIGTERM);
+    child_->Wait(std::chrono::seconds(30));
+  }
 }
 
 uint64_t ResidentBytes(pid_t pid) {

@@ -268,6 +268,45 @@ std::string FindProgram(const std::string& name);
 // may still lose a race for it: callers retry); 0 when none was found.
 uint16_t FreeLoopbackPort();
 
+// A front end a test runs in the foreground (nginx, HAProxy: Debian's
+// packages) from a configuration template in the tree: the template (its
+// path in the environment variable `template_variable`, set by meson) with
+// the placeholders filled in and @LISTEN@ set to a free loopback port, then
+// started and awaited until `probe_path` answers 200 through it. A port
+// taken meanwhile (its log says "ddress already in use") is tried again on
+// another. FAILs the test, with what it logged, when it cannot start.
+struct FrontEndSpec {
+  std::string program;                                   // "nginx", found by FindProgram
+  std::string template_variable;                         // "MERIDIAN_NGINX_CONF"
+  std::vector<std::pair<std::string, std::string>> placeholders = {};  // {"@UPSTREAM@", "127.0.0.1:7400"}, …
+  std::string config_path;                               // where the filled-in template is written
+  std::vector<std::string> arguments;                    // after the program's path
+  std::string output_path;                               // its standard output and error
+  std::string probe_path = "/healthz";
+  std::function<std::string()> log = nullptr;            // what it logged besides output_path, if anything
+};
+class FrontEnd {
+ public:
+  explicit FrontEnd(FrontEndSpec spec);
+  // Fast shutdown (SIGTERM: the master takes its workers along, which a
+  // SIGKILL would leave running).
+  ~FrontEnd();
+  FrontEnd(const FrontEnd&) = delete;
+  FrontEnd& operator=(const FrontEnd&) = delete;
+
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  // Everything it logged.
+  std::string Log() const;
+  // Sends `signal` (a graceful stop) and waits; the exit code.
+  int Stop(int signal);
+
+ private:
+  void Halt();
+  FrontEndSpec spec_;
+  std::unique_ptr<Child> child_;
+  uint16_t port_ = 0;
+};
+
 // Resident memory of a process, from /proc (0 when it cannot be read).
 uint64_t ResidentBytes(pid_t pid);
 

@@ -42,66 +42,12 @@ namespace {
 
 constexpr uint64_t kSliceBytes = 8u << 20;  // `slice` in deploy/nginx/meridian-cache.conf
 
-void ReplaceAll(std::string& text, const std::string& from, const std::string& to) {
-  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
-    text.replace(at, from.size(), to);
-  }
-}
-
 // nginx with the template's placeholders filled in, in front of `upstream_url`.
 class Nginx {
  public:
-  explicit Nginx(const std::string& upstream_url) {
-    std::string binary = FindProgram("nginx");
-    if (binary.empty()) FAIL("nginx is not installed: run scripts/setup.sh (Debian package nginx)");
-    const char* conf_template = std::getenv("MERIDIAN_NGINX_CONF");
-    if (conf_template == nullptr) FAIL("MERIDIAN_NGINX_CONF (the template's path) is not set: run with meson test");
-    std::string text(AsString(ReadFile(conf_template)));
-    REQUIRE(text.find("@UPSTREAM@") != std::string::npos);
-    REQUIRE(upstream_url.starts_with("http://"));
-    std::filesystem::create_directory(prefix());
-    // Started as root, workers switch to `user`: the test's directories are
-    // private to root, so root it is. Otherwise nginx ignores the directive.
-    std::string user = "root";
-    if (::geteuid() != 0) {
-      const passwd* pw = ::getpwuid(::geteuid());
-      user = pw != nullptr ? pw->pw_name : "nobody";
-    }
-    ReplaceAll(text, "@UPSTREAM@", upstream_url.substr(7));
-    ReplaceAll(text, "@CACHE_DIR@", dir_ / "cache");
-    ReplaceAll(text, "@PREFIX@", prefix());
-    ReplaceAll(text, "@USER@", user);
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      port_ = FreeLoopbackPort();
-      REQUIRE(port_ != 0);
-      std::string conf = text;
-      ReplaceAll(conf, "@LISTEN@", "127.0.0.1:" + std::to_string(port_));
-      REQUIRE(conf.find('@') == std::string::npos);  // every placeholder filled
-      WriteFile(prefix() + "/nginx.conf", AsBytes(conf));
-      child_ = std::make_unique<Child>(std::vector<std::string>{binary, "-p", prefix(), "-c", prefix() + "/nginx.conf",
-                                                                "-e", prefix() + "/error.log", "-g", "daemon off;"},
-                                       dir_ / "nginx.out");
-      HttpClient probe(url(), HttpClientOptions{.connect_timeout_ms = 1000, .timeout_ms = 5000,
-                                                .response_bytes_max = 1 << 20, .bearer_token = {}});
-      bool up = WaitFor([&] {
-        if (child_->Wait(milliseconds(0)) != -1000) return true;  // exited
-        Result<HttpReply> r = probe.Get("/healthz");                // through nginx to meridiand
-        return r.ok() && r->status == 200;
-      }, seconds(30));
-      if (up && child_->running()) return;
-      bool exited = !child_->running();
-      Halt();  // a throw from here skips the destructor
-      std::string log = ErrorLog();
-      if (exited && log.find("Address already in use") != std::string::npos) continue;
-      FAIL("nginx did not start: " << log << AsString(ReadFile(dir_ / "nginx.out")));
-    }
-    FAIL("nginx found no free port");
-  }
-  ~Nginx() { Halt(); }
-  Nginx(const Nginx&) = delete;
-  Nginx& operator=(const Nginx&) = delete;
+  explicit Nginx(const std::string& upstream_url) : front_end_(Spec(upstream_url)) {}
 
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string url() const { return front_end_.url(); }
   std::string ErrorLog() const { return std::string(AsString(ReadFile(prefix() + "/error.log"))); }
   // error.log lines at level error or worse (a cache nginx cannot write, an
   // upstream cut short, ...).
@@ -121,24 +67,35 @@ class Nginx {
     return out;
   }
   // Graceful shutdown (SIGQUIT); the exit code.
-  int Stop() {
-    child_->Signal(SIGQUIT);
-    return child_->Wait(seconds(30));
-  }
+  int Stop() { return front_end_.Stop(SIGQUIT); }
 
  private:
   std::string prefix() const { return dir_ / "prefix"; }
-  // Fast shutdown (SIGTERM): the master takes its workers along, which a
-  // SIGKILL (Child's destructor) would leave running.
-  void Halt() {
-    if (child_ && child_->running()) {
-      child_->Signal(SIGTERM);
-      child_->Wait(seconds(30));
+  FrontEndSpec Spec(const std::string& upstream_url) {
+    REQUIRE(upstream_url.starts_with("http://"));
+    std::filesystem::create_directory(prefix());
+    // Started as root, workers switch to `user`: the test's directories are
+    // private to root, so root it is. Otherwise nginx ignores the directive.
+    std::string user = "root";
+    if (::geteuid() != 0) {
+      const passwd* pw = ::getpwuid(::geteuid());
+      user = pw != nullptr ? pw->pw_name : "nobody";
     }
+    return FrontEndSpec{
+        .program = "nginx",
+        .template_variable = "MERIDIAN_NGINX_CONF",
+        .placeholders = {{"@UPSTREAM@", upstream_url.substr(7)}, {"@CACHE_DIR@", dir_ / "cache"},
+                         {"@PREFIX@", prefix()}, {"@USER@", user}},
+        .config_path = prefix() + "/nginx.conf",
+        .arguments = {"-p", prefix(), "-c", prefix() + "/nginx.conf", "-e", prefix() + "/error.log", "-g",
+                      "daemon off;"},
+        .output_path = dir_ / "nginx.out",
+        .probe_path = "/healthz",  // through nginx to meridiand
+        .log = [this] { return ErrorLog(); },
+    };
   }
   TempDir dir_;  // declared first: removed after nginx has stopped
-  std::unique_ptr<Child> child_;
-  uint16_t port_ = 0;
+  FrontEnd front_end_;
 };
 
 // GETs `path` twice through the proxy: a MISS, then a HIT with the same

@@ -37,68 +37,31 @@ constexpr int kReplicas = 3;
 constexpr size_t kModelBytes = 1u << 20;
 constexpr auto kSettleMax = seconds(60);
 
-void ReplaceAll(std::string& text, const std::string& from, const std::string& to) {
-  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
-    text.replace(at, from.size(), to);
-  }
-}
-
-// HAProxy in the foreground with the template's placeholders filled in.
+// HAProxy in front of the replicas at `replica_urls`, in the foreground
+// (-db), master and worker (-W: a SIGTERM stops both).
 class HaProxy {
  public:
-  explicit HaProxy(const std::vector<std::string>& replica_urls) {
-    const std::string binary = FindProgram("haproxy");
-    if (binary.empty()) FAIL("haproxy is not installed: run scripts/setup.sh (Debian package haproxy)");
-    const char* conf_template = std::getenv("MERIDIAN_HAPROXY_CONF");
-    if (conf_template == nullptr) FAIL("MERIDIAN_HAPROXY_CONF (the template's path) is not set: run with meson test");
-    std::string text(AsString(ReadFile(conf_template)));
-    for (size_t i = 0; i < replica_urls.size(); ++i) {
-      REQUIRE(replica_urls[i].starts_with("http://"));
-      ReplaceAll(text, fmt::format("@REPLICA_{}@", i + 1), replica_urls[i].substr(7));
-    }
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      port_ = FreeLoopbackPort();
-      REQUIRE(port_ != 0);
-      std::string conf = text;
-      ReplaceAll(conf, "@LISTEN@", "127.0.0.1:" + std::to_string(port_));
-      REQUIRE(conf.find('@') == std::string::npos);  // every placeholder filled
-      WriteFile(dir_ / "haproxy.cfg", AsBytes(conf));
-      // -db: foreground, no daemon; -W: master-worker, so SIGTERM stops it all.
-      child_ = std::make_unique<Child>(std::vector<std::string>{binary, "-W", "-db", "-f", dir_ / "haproxy.cfg"},
-                                       dir_ / "haproxy.log");
-      HttpClient probe(url(), HttpClientOptions{.connect_timeout_ms = 1000, .timeout_ms = 5000,
-                                                .response_bytes_max = 1 << 20, .bearer_token = {}});
-      bool up = WaitFor([&] {
-        if (child_->Wait(milliseconds(0)) != -1000) return true;  // exited
-        Result<HttpReply> r = probe.Get("/readyz");                // through HAProxy to a replica
-        return r.ok() && r->status == 200;
-      }, seconds(30));
-      if (up && child_->running()) return;
-      const bool exited = !child_->running();
-      Halt();
-      const std::string log = Log();
-      if (exited && log.find("ddress already in use") != std::string::npos) continue;
-      FAIL("haproxy did not start: " << log);
-    }
-    FAIL("haproxy found no free port");
-  }
-  ~HaProxy() { Halt(); }
-  HaProxy(const HaProxy&) = delete;
-  HaProxy& operator=(const HaProxy&) = delete;
+  explicit HaProxy(const std::vector<std::string>& replica_urls) : front_end_(Spec(replica_urls)) {}
 
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-  std::string Log() const { return std::string(AsString(ReadFile(dir_ / "haproxy.log"))); }
+  std::string url() const { return front_end_.url(); }
+  std::string Log() const { return front_end_.Log(); }
 
  private:
-  void Halt() {
-    if (child_ && child_->running()) {
-      child_->Signal(SIGTERM);
-      child_->Wait(seconds(30));
+  FrontEndSpec Spec(const std::vector<std::string>& replica_urls) {
+    FrontEndSpec spec{.program = "haproxy",
+                      .template_variable = "MERIDIAN_HAPROXY_CONF",
+                      .config_path = dir_ / "haproxy.cfg",
+                      .arguments = {"-W", "-db", "-f", dir_ / "haproxy.cfg"},
+                      .output_path = dir_ / "haproxy.log",
+                      .probe_path = "/readyz"};  // through HAProxy to a replica
+    for (size_t i = 0; i < replica_urls.size(); ++i) {
+      REQUIRE(replica_urls[i].starts_with("http://"));
+      spec.placeholders.emplace_back(fmt::format("@REPLICA_{}@", i + 1), replica_urls[i].substr(7));
     }
+    return spec;
   }
   TempDir dir_;  // declared first: removed after HAProxy has stopped
-  std::unique_ptr<Child> child_;
-  uint16_t port_ = 0;
+  FrontEnd front_end_;
 };
 
 // Requests a daemon answered on `route` (its /metrics), any status.
