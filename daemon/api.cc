@@ -141,9 +141,14 @@ RouteTable Api::BuildRoutes() {
   add("GET", "/healthz", anyone, 0, "200 while the process serves", [](const HttpRequest&) {
     return JsonOk(200, {{"status", "ok"}});
   });
-  add("GET", "/readyz", anyone, 0, "200 when ready; 503 while shutting down or while the store cannot write",
+  add("GET", "/readyz", anyone, 0,
+      "200 when ready; 503 while shutting down, while the store cannot write, or (a region) before its first complete "
+      "sync",
       [this](const HttpRequest&) {
         if (!ready_) return JsonError(503, "unavailable", "shutting down");
+        if (follower_ != nullptr && !follower_->status().synced_once) {
+          return JsonError(503, "not_synced", "no complete sync with an upstream yet");
+        }
         std::lock_guard lock(store_fault_mu_);
         if (!store_fault_.empty()) return JsonError(503, "store_unavailable", store_fault_);
         return JsonOk(200, {{"status", "ready"}});

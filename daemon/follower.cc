@@ -24,6 +24,8 @@ using Json = nlohmann::json;
 
 // Deltas and chunks asked for between two rounds, at most.
 constexpr size_t kWantedMax = 10'000;
+// Stored once the first round completed: the sync version it reached.
+constexpr std::string_view kSyncedOnceKey = "follower/synced-once";
 
 }  // namespace
 
@@ -46,6 +48,10 @@ Follower::Follower(Store& store, Catalog& catalog, Enrolment& enrolment, RootCha
       options_(std::move(options)) {
   upstream_.cancel = &cancel_;
   status_.upstream = upstream_.urls.empty() ? "" : upstream_.urls.front();
+  // A data directory from before the key was kept: one that adopted a
+  // channel state had completed rounds.
+  synced_once_ = store_.GetState(kSyncedOnceKey).ok() || !rollouts_.Channels().empty();
+  status_.synced_once = synced_once_;
 }
 
 Follower::~Follower() {
@@ -143,6 +149,11 @@ void Follower::Run() {
     std::string problem;
     Status st = doc.ok() ? Apply(up, *doc, &complete, &problem) : doc.status();
     if (st.ok() && complete) SendHoldings(up, doc->sync_version);
+    // Kept (synced) before it is told: a restarted region serves what it
+    // holds even while its upstream is away.
+    if (st.ok() && complete && !synced_once_) {
+      synced_once_ = store_.WriteState({{std::string(kSyncedOnceKey), std::to_string(doc->sync_version)}}).ok();
+    }
     {
       std::unique_lock lock(mu_);
       status_.upstream = up.current();
@@ -152,6 +163,7 @@ void Follower::Run() {
         known = doc->sync_version;
         status_.sync_version = known;
         status_.last_sync_ms = clock_.NowUnixMillis();
+        status_.synced_once = synced_once_;
       }
       if (!st.ok() && !cancel_) {
         std::fprintf(stderr, "meridiand: following %s: %s\n", up.current().c_str(), status_.last_error.c_str());

@@ -70,6 +70,7 @@ struct FollowerStatus {
   std::string upstream;           // the URL used last
   uint64_t sync_version = 0;      // the upstream's, as of the last complete round
   int64_t last_sync_ms = 0;       // end of the last complete round (0: none yet)
+  bool synced_once = false;       // a round completed, in this run or an earlier one of this data directory
   std::string last_error;         // what went wrong in the last round, verification included; "" when nothing
 };
 
@@ -137,6 +138,7 @@ class Follower {
   std::map<std::pair<Digest, Digest>, int> attempts_;     // pending deltas: rounds asked (follower thread only)
   std::optional<uint64_t> holdings_sent_at_;              // the sync version last told upstream (follower thread only)
   bool held_checked_ = false;                             // held versions checked for missing chunks (follower thread only)
+  bool synced_once_ = false;                              // kSyncedOnceKey is stored (follower thread only)
   bool stopping_ = false;                                 // guarded by mu_
   std::atomic<bool> cancel_{false};
   std::thread thread_;

@@ -115,3 +115,32 @@ TEST_CASE("a region paces its rounds while a delta is still pending upstream, in
   CHECK_FALSE(WaitFor([&] { return sync_requests() > rounds + 3; }, 1500ms));
   CHECK(sg.follower_status().upstream_ok);
 }
+
+TEST_CASE("a region is ready once it has synced with its upstream, and stays ready across a restart while the upstream is away") {
+  InProcessDaemon origin;
+  ServedOrigin served(origin);
+  origin.Publish("fraud", "1.0.0", std::string(AsString(RandomBytes(10'000, 62))));
+  served.Stop();  // away before the region's first round
+  InProcessRegion sg(origin, served.url());
+  auto ready = [&] { return sg.Call("GET", "/readyz"); };
+
+  // A new region holds nothing its terminals will ask for: a load balancer
+  // must not send it any yet.
+  REQUIRE(WaitFor([&] { return !sg.follower_status().upstream_ok && !sg.follower_status().last_error.empty(); },
+                  kSyncWait));
+  HttpResponse fresh = ready();
+  CHECK(fresh.status == 503);
+  CHECK_THAT(fresh.body, Catch::Contains("not_synced"));
+  CHECK_FALSE(sg.follower_status().synced_once);
+
+  served.Start();
+  REQUIRE(WaitFor([&] { return ready().status == 200; }, kSyncWait));
+  CHECK(sg.follower_status().synced_once);
+  CHECK(sg.store->GetManifest("fraud", "1.0.0").ok());  // what made it ready is there
+
+  // A restart while the upstream is away: it serves what it holds, ready at once.
+  served.Stop();
+  sg.Close();
+  sg.Open();
+  CHECK(ready().status == 200);
+}
