@@ -434,7 +434,7 @@ Status DownloadChunks(const GlobalOptions& g, const Manifest& m, int fd, uint64_
 // downloaded; any error means: fall back to the chunks.
 Result<uint64_t> DownloadDelta(const GlobalOptions& g, const Root& root, const Manifest& m,
                                const std::string& from_file, const std::string& staging) {
-  Result<Digest> from = DigestOfFile(from_file);
+  Result<Digest> from = Env::Default().DigestOfFile(from_file);
   if (!from.ok()) return from.status();
   HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
   Result<DeltaInfo> info =

@@ -86,7 +86,7 @@ int Diff(const GlobalOptions& g, const std::string& old_path, const std::string&
 
 int Patch(const GlobalOptions& g, const std::string& old_path, const std::string& delta_path, const std::string& out) {
   auto start = std::chrono::steady_clock::now();
-  Result<Digest> source_digest = DigestOfFile(old_path);
+  Result<Digest> source_digest = Env::Default().DigestOfFile(old_path);
   if (!source_digest.ok()) return Fail(source_digest.status());
   Result<std::unique_ptr<FileSourceReader>> source = FileSourceReader::Open(old_path);
   if (!source.ok()) return Fail(source.status());

@@ -38,6 +38,4 @@ Status FileTargetSink::ReadBack(uint64_t offset, std::span<uint8_t> out) {
 
 Status FileTargetSink::Sync() { return file_->Sync(); }
 
-Result<Digest> DigestOfFile(const std::string& path) { return Env::Default().DigestOfFile(path); }
-
 }  // namespace meridian

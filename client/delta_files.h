@@ -51,7 +51,4 @@ class FileTargetSink final : public TargetSink {
   uint64_t written_ = 0;
 };
 
-// SHA-256 of a whole file, streamed (Env::Default().DigestOfFile).
-Result<Digest> DigestOfFile(const std::string& path);
-
 }  // namespace meridian

@@ -1,6 +1,8 @@
 // The in-process region and served origin of tests/in_process_region.h.
 #include "tests/in_process_region.h"
 
+#include <algorithm>
+
 #include <catch2/catch.hpp>
 
 #include <rocksdb/env.h>
@@ -26,6 +28,12 @@ std::string InitialRoot(const RootChain& roots) {
 }
 
 }  // namespace
+
+uint64_t HeldStateVersion(const Rollouts& rollouts) {
+  uint64_t newest = 0;
+  for (const Rollouts::ChannelSnapshot& c : rollouts.Channels()) newest = std::max(newest, c.state.state_version);
+  return newest;
+}
 
 // ---- ServedOrigin
 

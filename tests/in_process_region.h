@@ -122,4 +122,8 @@ class InProcessRegion {
   const UpstreamOptions upstream_;
 };
 
+// The newest state_version among the channel states `rollouts` holds (0:
+// none): what a region adopted, or what an origin signed.
+uint64_t HeldStateVersion(const Rollouts& rollouts);
+
 }  // namespace meridian::testing

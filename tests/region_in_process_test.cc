@@ -24,15 +24,6 @@ namespace {
 // milliseconds; this is only how long a broken one is given.
 constexpr auto kSyncWait = std::chrono::seconds(20);
 
-// The newest state of fraud/stable that `rollouts` holds (0: none).
-uint64_t HeldStateVersion(const Rollouts& rollouts) {
-  uint64_t newest = 0;
-  for (const Rollouts::ChannelSnapshot& c : rollouts.Channels()) {
-    if (c.state.model == "fraud" && c.state.channel == "stable") newest = std::max(newest, c.state.state_version);
-  }
-  return newest;
-}
-
 }  // namespace
 
 TEST_CASE("a region serves the last signed state until it expires, then 503; the upstream's return heals it") {

@@ -105,12 +105,6 @@ struct Origin {
   }
 };
 
-uint64_t HeldStateVersion(const Rollouts& rollouts) {
-  uint64_t newest = 0;
-  for (const Rollouts::ChannelSnapshot& c : rollouts.Channels()) newest = std::max(newest, c.state.state_version);
-  return newest;
-}
-
 // Every chunk of `m` is stored in `region` and reads back as the origin's bytes.
 bool WholeAndSame(Store& region, Store& origin, const Manifest& m) {
   for (const ChunkRef& c : m.chunks) {
