@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
+#include <span>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -63,32 +65,51 @@ const std::string* StringField(const nlohmann::json& j, std::string_view name) {
 
 std::string ModeOctal(mode_t mode) { return fmt::format("0{:o}", static_cast<unsigned>(mode & 0777)); }
 
-// Reads an open secret file into `out`, which the caller wipes. The mode is
-// checked on the descriptor, so nothing can swap the file between check and read.
-Status ReadOpenSecretFile(int fd, const std::string& path, std::string& out) {
-  struct stat info {};
-  if (::fstat(fd, &info) != 0) return ErrnoStatus("stat " + path, errno);
-  if (!S_ISREG(info.st_mode)) return Status::InvalidArgument(path + " is not a regular file");
-  if ((info.st_mode & 077) != 0) {
-    return Status::PermissionDenied(path + " holds a secret key but group or others may access it (mode " +
-                                    ModeOctal(info.st_mode) + "); run: chmod 600 " + path);
-  }
-  // One allocation up front, read straight into it: no copy of the secret is
-  // left behind in a reallocated or stack buffer.
+// A secret key file is its owner's alone.
+Status CheckSecretMode(mode_t mode, const std::string& path) {
+  if ((mode & 077) == 0) return Status::Ok();
+  return Status::PermissionDenied(path + " holds a secret key but group or others may access it (mode " +
+                                  ModeOctal(mode) + "); run: chmod 600 " + path);
+}
+
+// Reads a secret file into `out`, which the caller wipes, through `read` (up
+// to the span's size; 0 at the end). One allocation up front, read straight
+// into it: no copy of the secret is left behind in a reallocated or stack
+// buffer.
+Status ReadSecretInto(const std::function<Result<size_t>(std::span<uint8_t>)>& read, const std::string& path,
+                      std::string& out) {
   out.assign(kKeyFileBytesMax + 1, '\0');
   size_t done = 0;
   while (done < out.size()) {
-    ssize_t n = ::read(fd, out.data() + done, out.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus("read " + path, errno);
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
+    Result<size_t> n = read(std::span<uint8_t>(reinterpret_cast<uint8_t*>(out.data()) + done, out.size() - done));
+    if (!n.ok()) return n.status();
+    if (*n == 0) break;
+    done += *n;
   }
   if (done > kKeyFileBytesMax) {
     return Status::ResourceExhausted(path + " is larger than " + std::to_string(kKeyFileBytesMax) + " bytes");
   }
   out.resize(done);  // shrinking keeps the same buffer
   return Status::Ok();
+}
+
+// Reads an open secret file into `out`, which the caller wipes. The mode is
+// checked on the descriptor, so nothing can swap the file between check and read.
+Status ReadOpenSecretFile(int fd, const std::string& path, std::string& out) {
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) return ErrnoStatus("stat " + path, errno);
+  if (!S_ISREG(info.st_mode)) return Status::InvalidArgument(path + " is not a regular file");
+  MERIDIAN_RETURN_IF_ERROR(CheckSecretMode(info.st_mode, path));
+  return ReadSecretInto(
+      [&](std::span<uint8_t> buf) -> Result<size_t> {
+        for (;;) {
+          ssize_t n = ::read(fd, buf.data(), buf.size());
+          if (n < 0 && errno == EINTR) continue;
+          if (n < 0) return ErrnoStatus("read " + path, errno);
+          return static_cast<size_t>(n);
+        }
+      },
+      path, out);
 }
 
 // Not base's ReadFileToString: that one copies through a stack buffer nobody
@@ -317,10 +338,10 @@ Status WritePublicKeyFile(const std::string& path, const PublicKey& key) {
   return WriteFileAtomic(path, j.dump() + "\n", 0644);
 }
 
-Result<SecretKey> ReadSecretKeyFile(const std::string& path) {
-  std::string text;
-  WipeOnExit wipe_text(text);
-  MERIDIAN_RETURN_IF_ERROR(ReadSecretFile(path, text));
+namespace {
+
+// Parses a secret key file read into `text` by one of the readers above.
+Result<SecretKey> SecretKeyFromFileText(const std::string& text, const std::string& path) {
   try {
     return ParseSecretKeyFile(text, path);
   } catch (const std::exception&) {
@@ -329,38 +350,28 @@ Result<SecretKey> ReadSecretKeyFile(const std::string& path) {
   }
 }
 
+}  // namespace
+
+Result<SecretKey> ReadSecretKeyFile(const std::string& path) {
+  std::string text;
+  WipeOnExit wipe_text(text);
+  MERIDIAN_RETURN_IF_ERROR(ReadSecretFile(path, text));
+  return SecretKeyFromFileText(text, path);
+}
+
 Result<SecretKey> ReadSecretKeyFile(Env& env, const std::string& path) {
   Result<FileType> type = env.Stat(path);
   if (!type.ok()) return type.status();
   if (*type != FileType::kFile) return Status::InvalidArgument(path + " is not a regular file");
   Result<mode_t> mode = env.GetPermissions(path);
   if (!mode.ok()) return mode.status();
-  if ((*mode & 077) != 0) {
-    return Status::PermissionDenied(path + " holds a secret key but group or others may access it (mode " +
-                                    ModeOctal(*mode) + "); run: chmod 600 " + path);
-  }
+  MERIDIAN_RETURN_IF_ERROR(CheckSecretMode(*mode, path));
   Result<std::unique_ptr<SequentialFile>> file = env.NewSequentialFile(path);
   if (!file.ok()) return file.status();
   std::string text;
   WipeOnExit wipe_text(text);
-  // One allocation up front, read straight into it (as ReadOpenSecretFile).
-  text.assign(kKeyFileBytesMax + 1, '\0');
-  size_t done = 0;
-  while (done < text.size()) {
-    Result<size_t> n = (*file)->Read(std::span<uint8_t>(reinterpret_cast<uint8_t*>(text.data()) + done, text.size() - done));
-    if (!n.ok()) return n.status();
-    if (*n == 0) break;
-    done += *n;
-  }
-  if (done > kKeyFileBytesMax) {
-    return Status::ResourceExhausted(path + " is larger than " + std::to_string(kKeyFileBytesMax) + " bytes");
-  }
-  text.resize(done);
-  try {
-    return ParseSecretKeyFile(text, path);
-  } catch (const std::exception&) {
-    return Status::InvalidArgument(path + ": malformed secret key file");
-  }
+  MERIDIAN_RETURN_IF_ERROR(ReadSecretInto([&](std::span<uint8_t> buf) { return (*file)->Read(buf); }, path, text));
+  return SecretKeyFromFileText(text, path);
 }
 
 Result<SecretKey> LoadOrCreateSecretKeyFile(Env& env, const std::string& path) {
