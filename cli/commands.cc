@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <filesystem>
 #include <thread>
 
@@ -17,6 +18,7 @@
 #include "base/digest.h"
 #include "base/env.h"
 #include "base/file.h"
+#include "cli/chunk_file.h"
 #include "cli/control.h"
 #include "cli/cosign.h"
 #include "cli/output.h"
@@ -79,58 +81,6 @@ Status FromReply(std::string_view what, const Result<HttpReply>& r, long want_st
   return Status::Ok();
 }
 
-struct ChunkedFile {
-  Manifest manifest;  // name/version/digest/size/chunks filled
-  std::vector<uint64_t> offsets;
-};
-
-// Cuts a file into content-defined chunks, streaming it once (a progress bar
-// on a terminal when `show_progress`).
-Result<ChunkedFile> ChunkFile(const std::string& path, bool show_progress) {
-  Fd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (f.fd < 0) return ErrnoStatus("open " + path, errno);
-  struct stat st {};
-  if (::fstat(f.fd, &st) != 0) return ErrnoStatus("stat " + path, errno);
-  Progress progress("hashing", static_cast<uint64_t>(st.st_size), show_progress);
-  ChunkedFile out;
-  Sha256 whole;
-  Bytes buf;
-  buf.reserve(kReadBufferBytes);
-  size_t start = 0;  // first unchunked byte in buf
-  uint64_t file_offset = 0;
-  bool eof = false;
-  std::vector<uint8_t> tmp(kReadBufferBytes);
-  while (true) {
-    if (!eof) {
-      ssize_t n = ::read(f.fd, tmp.data(), tmp.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return ErrnoStatus("read " + path, errno);
-      if (n == 0) eof = true;
-      buf.erase(buf.begin(), buf.begin() + static_cast<ptrdiff_t>(start));
-      start = 0;
-      buf.insert(buf.end(), tmp.begin(), tmp.begin() + n);
-      whole.Update(ByteSpan(tmp.data(), static_cast<size_t>(n)));
-      progress.Add(static_cast<uint64_t>(n));
-    }
-    while (start < buf.size()) {
-      ByteSpan rest = ByteSpan(buf).subspan(start);
-      size_t len = FindChunkEnd(rest, eof);
-      if (len == 0) break;
-      out.manifest.chunks.push_back({Digest::Of(rest.first(len)), len});
-      out.offsets.push_back(file_offset);
-      file_offset += len;
-      start += len;
-    }
-    if (eof && start == buf.size()) break;
-  }
-  out.manifest.size = file_offset;
-  out.manifest.digest = whole.Finish();
-  if (out.manifest.chunks.size() > kManifestChunksMax) {
-    return Status::ResourceExhausted(fmt::format("{} has more than {} chunks", path, kManifestChunksMax));
-  }
-  return out;
-}
-
 }  // namespace
 
 int Keygen(const GlobalOptions& g, const std::string& file) {
@@ -153,7 +103,12 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
   Result<std::vector<SecretKey>> keys = ReadReleaseKeys(o.key_files);
   if (!keys.ok()) return Fail(keys.status());
 
-  Result<ChunkedFile> chunked = ChunkFile(o.path, !g.json);
+  Result<ChunkedFile> chunked = [&] {
+    std::error_code unknown_size;
+    const uintmax_t size = std::filesystem::file_size(o.path, unknown_size);
+    Progress progress("hashing", unknown_size ? 0 : size, !g.json);
+    return ChunkFile(o.path, [&](uint64_t bytes) { progress.Add(bytes); });
+  }();
   if (!chunked.ok()) return Fail(chunked.status());
   Manifest& m = chunked->manifest;
   m.name = o.model;
@@ -221,9 +176,12 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
       const ChunkRef& ref = m.chunks[to_upload[k]];
       Bytes data(ref.size);
       MERIDIAN_RETURN_IF_ERROR(PreadExact(f.fd, chunked->offsets[to_upload[k]], data, o.path));
-      if (Digest::Of(data) != ref.digest) return Status::FailedPrecondition(o.path + " changed while publishing");
+      // Not hashed again here: the daemon hashes every chunk it takes.
       Result<HttpReply> r = c.Put(ChunkPath(ref.digest), data, kShortReplyBytesMax);
       if (!r.ok()) return r.status();
+      if (r->status == 422 && ErrorCodeOf(*r) == "digest_mismatch") {
+        return Status::FailedPrecondition(o.path + " changed while publishing");
+      }
       if (r->status != 200 && r->status != 201) return ReplyError(*r, "upload chunk");
       progress.Add(ref.size);
       return Status::Ok();

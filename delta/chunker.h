@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <span>
 #include <vector>
 
 #include "base/bytes.h"
@@ -27,5 +28,21 @@ size_t FindChunkEnd(ByteSpan data, bool final, const ChunkerParams& params = {})
 
 // Cuts a whole buffer; returns the chunk lengths in order (they sum to data.size()).
 std::vector<size_t> ChunkLengths(ByteSpan data, const ChunkerParams& params = {});
+
+// Cutting a large buffer on several threads: the rolling hash depends on the
+// last 64 bytes only, so the positions where a boundary may fall can be found
+// in disjoint ranges at once, and the cut itself is then a quick serial pass
+// over them. The chunks are exactly those FindChunkEnd cuts.
+struct CutCandidate {
+  size_t at;    // index of the byte a chunk would end with
+  bool strict;  // passes the test before the average size too
+};
+// The candidates in data[from, to), in order (reading up to 63 bytes before `from`).
+std::vector<CutCandidate> ScanCutCandidates(ByteSpan data, size_t from, size_t to, const ChunkerParams& params = {});
+// The lengths FindChunkEnd gives cutting `data` from the front, one chunk
+// after the other, given the candidates of all of `data` in order. Without
+// `final` the uncut tail (no boundary, shorter than max_bytes) is left out.
+std::vector<size_t> CutChunks(ByteSpan data, bool final, std::span<const CutCandidate> candidates,
+                              const ChunkerParams& params = {});
 
 }  // namespace meridian

@@ -229,10 +229,17 @@ Result<std::string> CompressChunk(ByteSpan data, int level) {
   return frame;
 }
 
-// Decompresses a stored frame and re-hashes it. Corruption (naming the
-// digest) when the frame is malformed, declares an unknown, zero or too
-// large size, carries trailing bytes, or hashes to anything but `digest`.
-Result<Bytes> DecodeChunk(const Digest& digest, std::string_view frame) {
+// Whether a write is synced to disk before it returns.
+enum class Durability { kSynced, kUnsynced };
+
+// Whether reading a chunk re-hashes its bytes against its digest.
+enum class Rehash { kYes, kNo };
+
+// Decompresses a stored frame and, with Rehash::kYes, re-hashes it.
+// Corruption (naming the digest) when the frame is malformed, declares an
+// unknown, zero or too large size, carries trailing bytes, or hashes to
+// anything but `digest`.
+Result<Bytes> DecodeChunk(const Digest& digest, std::string_view frame, Rehash rehash = Rehash::kYes) {
   const std::string name = "chunk " + digest.ToString();
   if (frame.size() > ZSTD_compressBound(kChunkBytesMax)) {
     return Status::Corruption(name + ": stored frame of " + std::to_string(frame.size()) + " bytes is too large");
@@ -256,6 +263,7 @@ Result<Bytes> DecodeChunk(const Digest& digest, std::string_view frame) {
   size_t n = ZSTD_decompressDCtx(dctx, data.data(), data.size(), frame.data(), frame.size());
   if (ZSTD_isError(n)) return Status::Corruption(name + ": zstd: " + ZSTD_getErrorName(n));
   if (n != data.size()) return Status::Corruption(name + ": frame holds fewer bytes than it declares");
+  if (rehash == Rehash::kNo) return data;
   Digest actual = Digest::Of(data);
   if (actual != digest) return Status::Corruption(name + ": stored bytes hash to " + actual.ToString());
   return data;
@@ -551,7 +559,7 @@ class RocksStore final : public Store {
           rocksdb::WriteBatch touch;
           s = touch.Put(cf(kChunkIndex), key, EncodeIndexEntry(data.size(), Now()));
           if (!s.ok()) return Fault(s, "batching chunk " + digest.ToString());
-          return Write(touch, "touching chunk " + digest.ToString());
+          return Write(touch, "touching chunk " + digest.ToString(), Durability::kUnsynced);
         }
       } else if (!s.IsNotFound()) {
         return Fault(s, "reading chunk " + digest.ToString());
@@ -562,23 +570,14 @@ class RocksStore final : public Store {
       s = batch.Put(cf(kChunks), key, *frame);
       if (s.ok()) s = batch.Put(cf(kChunkIndex), key, EncodeIndexEntry(data.size(), Now()));
       if (!s.ok()) return Fault(s, "batching chunk " + digest.ToString());
-      return Write(batch, "writing chunk " + digest.ToString());
+      // Not synced: the commit that names the chunk syncs it (see Write), so
+      // a publish costs one sync, not one per chunk.
+      return Write(batch, "writing chunk " + digest.ToString(), Durability::kUnsynced);
     });
   }
 
   Result<Bytes> GetChunk(const Digest& digest) override {
-    return Guard(&faults_, "GetChunk", [&]() -> Result<Bytes> {
-      rocksdb::PinnableSlice stored;
-      rocksdb::Status s = db_->Get(ChunkReads(), cf(kChunks), ChunkKey(digest), &stored);
-      if (s.IsNotFound()) return Status::NotFound("chunk " + digest.ToString() + " is not stored");
-      if (!s.ok()) return Fault(s, "reading chunk " + digest.ToString());
-      Result<Bytes> data = DecodeChunk(digest, ToView(stored));
-      if (!data.ok()) {
-        faults_.Count(data.status());
-        if (!options_.read_only) DropDamaged(digest);
-      }
-      return data;
-    });
+    return Guard(&faults_, "GetChunk", [&]() -> Result<Bytes> { return ReadChunk(digest, Rehash::kYes); });
   }
 
   Result<bool> CommitVersion(const VerifiedManifest& verified, Holding holding) override {
@@ -922,11 +921,27 @@ class RocksStore final : public Store {
     if (missing.count() > 0) return Status::FailedPrecondition(what + ": " + missing.Describe(m.chunks.size()));
     if (!wrong_size.empty()) return Status::InvalidArgument(what + ": " + wrong_size);
     // Every byte is read, even of a file committed before: a stored chunk
-    // damaged since is found (and dropped) here, not skipped.
+    // damaged since is found (and dropped) here, not skipped. One SHA-256
+    // pass, over the whole file; only when that fails are the chunks
+    // re-hashed one by one, to tell damaged copies from a wrong manifest.
+    Result<Digest> whole = HashChunksOf(m, Rehash::kNo, what);
+    if (whole.ok() && *whole != m.digest) whole = HashChunksOf(m, Rehash::kYes, what);
+    if (!whole.ok()) return whole.status();
+    if (*whole != m.digest) {
+      return Status::InvalidArgument(fmt::format("{}: the chunks hash to {}, the manifest says {}", what,
+                                                 whole->ToString(), m.digest.ToString()));
+    }
+    return Status::Ok();
+  }
+
+  // The SHA-256 of `m`'s chunks read in order. FailedPrecondition when a
+  // stored chunk fails to decode or (Rehash::kYes) to verify: all of those are
+  // dropped, so one upload restores the lot.
+  Result<Digest> HashChunksOf(const Manifest& m, Rehash rehash, const std::string& what) {
     Sha256 whole;
-    MissingList damaged;  // and dropped: all of them, so one upload restores the lot
+    MissingList damaged;
     for (const ChunkRef& c : m.chunks) {
-      Result<Bytes> chunk = GetChunk(c.digest);
+      Result<Bytes> chunk = ReadChunk(c.digest, rehash);
       if (chunk.status().code() == Status::Code::kCorruption) {
         damaged.Add(c.digest);
         continue;
@@ -938,11 +953,7 @@ class RocksStore final : public Store {
       return Status::FailedPrecondition(what + ": " + damaged.Describe(m.chunks.size()) +
                                         " (stored damaged, dropped: upload them again)");
     }
-    if (Digest actual = whole.Finish(); actual != m.digest) {
-      return Status::InvalidArgument(fmt::format("{}: the chunks hash to {}, the manifest says {}", what, actual.ToString(),
-                                            m.digest.ToString()));
-    }
-    return Status::Ok();
+    return whole.Finish();
   }
 
   // Calls `on_entry(i, entry)` for each of the `count` digests `digest_at(i)`,
@@ -1326,10 +1337,28 @@ class RocksStore final : public Store {
     }
   }
 
-  // Writes `batch` (synced unless sync_writes is false). A write refused
-  // keeps nothing of the batch (a WAL record cut short is dropped on replay).
-  Status Write(rocksdb::WriteBatch& batch, const std::string& what) {
-    rocksdb::Status s = db_->Write(write_options_, &batch);
+  // A chunk's bytes, decoded and (Rehash::kYes) verified. A stored copy that
+  // fails is counted and dropped (see DropDamaged).
+  Result<Bytes> ReadChunk(const Digest& digest, Rehash rehash) {
+    rocksdb::PinnableSlice stored;
+    rocksdb::Status s = db_->Get(ChunkReads(), cf(kChunks), ChunkKey(digest), &stored);
+    if (s.IsNotFound()) return Status::NotFound("chunk " + digest.ToString() + " is not stored");
+    if (!s.ok()) return Fault(s, "reading chunk " + digest.ToString());
+    Result<Bytes> data = DecodeChunk(digest, ToView(stored), rehash);
+    if (!data.ok()) {
+      faults_.Count(data.status());
+      if (!options_.read_only) DropDamaged(digest);
+    }
+    return data;
+  }
+
+  // Writes `batch`, synced (unless sync_writes is false) or not. A write
+  // refused keeps nothing of the batch (a WAL record cut short is dropped on
+  // replay). An unsynced write is in the WAL, so it survives the process
+  // being killed; a power cut may lose it until the next synced write, which
+  // syncs every WAL record before its own.
+  Status Write(rocksdb::WriteBatch& batch, const std::string& what, Durability durability = Durability::kSynced) {
+    rocksdb::Status s = db_->Write(durability == Durability::kSynced ? write_options_ : rocksdb::WriteOptions(), &batch);
     if (!s.ok()) return Fault(s, what);
     return Status::Ok();
   }

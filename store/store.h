@@ -15,7 +15,8 @@
 //  - Chunks are keyed by the SHA-256 of their uncompressed bytes and stored as
 //    one zstd frame each; PutChunk verifies the digest before storing,
 //    GetChunk re-hashes on every read and answers Corruption on mismatch (the
-//    bytes are never returned). A stored frame's declared size is checked
+//    bytes are never returned); a commit hashes the whole file once and
+//    re-hashes chunk by chunk only when that fails. A stored frame's declared size is checked
 //    against kChunkBytesMax before anything is allocated.
 //  - CommitVersion writes the manifest envelope and its artifact index entry
 //    in one WriteBatch, and only when every chunk it names is present with
@@ -39,7 +40,11 @@
 //    version that is absent or fails to parse is never cached. Check() reads
 //    the disk, never the cache.
 //  - Every write that returns OK is synced to disk (WAL fsync) unless
-//    StoreOptions::sync_writes is false (tests and benchmarks only).
+//    StoreOptions::sync_writes is false (tests and benchmarks only), but for
+//    PutChunk: a chunk is in the WAL (it survives the process being killed),
+//    and a power cut may lose it until the next synced write, which syncs
+//    every earlier one. So a commit never names a chunk that could be lost,
+//    and a publish costs one sync, not one per chunk.
 //  - A full disk: a write fails with InsufficientStorage and keeps nothing of
 //    itself; RocksDB then stops every write (reads go on) until the store
 //    resumes, which flushes the memtables and so needs about
@@ -193,7 +198,8 @@ class Store {
   // (nothing is stored); InvalidArgument when `data` is empty;
   // ResourceExhausted when it is larger than kChunkBytesMax. OK without
   // writing when a copy that verifies is already present; a stored copy that
-  // no longer verifies is replaced. Synced when it returns OK.
+  // no longer verifies is replaced. Not synced (see the contracts above): the
+  // commit that names it makes it durable.
   virtual Status PutChunk(const Digest& digest, ByteSpan data) = 0;
   // The uncompressed, verified bytes. NotFound, or Corruption when the stored
   // bytes no longer hash to `digest`: that copy is then dropped (see

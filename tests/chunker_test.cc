@@ -89,3 +89,57 @@ TEST_CASE("tiny and empty inputs") {
   CHECK(lens.size() == 4);
   CHECK(lens[0] == 256 * 1024);
 }
+
+TEST_CASE("the chunk format does not change: boundaries of fixed inputs") {
+  // Chunk digests name stored chunks: other boundaries would share nothing
+  // with versions published before.
+  CHECK(ChunkLengths(RandomBytes(1 << 20, 9)) ==
+        std::vector<size_t>{85617, 69531, 75302, 87780, 115088, 76549, 71591, 33561, 67744, 91442, 95631, 70261,
+                            80031, 28448});
+  const ChunkerParams small{.min_bytes = 64, .avg_bytes = 256, .max_bytes = 1024};
+  CHECK(ChunkLengths(RandomBytes(4096, 10), small) ==
+        std::vector<size_t>{306, 371, 260, 396, 270, 440, 126, 227, 281, 175, 303, 299, 321, 320, 1});
+}
+
+// Cuts `data` as a parallel caller would: candidates scanned in `pieces` ranges.
+static std::vector<size_t> CutInPieces(const Bytes& data, bool final, size_t pieces, const ChunkerParams& p) {
+  std::vector<CutCandidate> candidates;
+  for (size_t k = 0; k < pieces; ++k) {
+    std::vector<CutCandidate> part =
+        ScanCutCandidates(data, data.size() * k / pieces, data.size() * (k + 1) / pieces, p);
+    candidates.insert(candidates.end(), part.begin(), part.end());
+  }
+  return CutChunks(data, final, candidates, p);
+}
+
+// FindChunkEnd from the front until it asks for more input.
+static std::vector<size_t> CutOneByOne(const Bytes& data, bool final, const ChunkerParams& p) {
+  std::vector<size_t> lens;
+  for (size_t start = 0, len; start < data.size(); start += len) {
+    len = FindChunkEnd(ByteSpan(data).subspan(start), final, p);
+    if (len == 0) break;
+    lens.push_back(len);
+  }
+  return lens;
+}
+
+TEST_CASE("cutting from candidates scanned in pieces finds FindChunkEnd's boundaries") {
+  const ChunkerParams small{.min_bytes = 64, .avg_bytes = 256, .max_bytes = 1024};
+  Bytes text;  // low entropy: long runs without a boundary, forced cuts
+  for (int i = 0; text.size() < (1 << 20); ++i) {
+    std::string line = "weights[" + std::to_string(i % 977) + "] = 0.0;\n";
+    text.insert(text.end(), line.begin(), line.end());
+  }
+  Bytes mixed = RandomBytes(3 << 20, 11);
+  std::fill(mixed.begin() + (1 << 20), mixed.begin() + (2 << 20), 0);
+  for (const Bytes* data : {&mixed, &text}) {
+    for (const ChunkerParams& p : {ChunkerParams{}, small}) {
+      for (bool final : {true, false}) {
+        const std::vector<size_t> serial = CutOneByOne(*data, final, p);
+        CHECK(serial.size() > 4);
+        for (size_t pieces : {1, 2, 7, 64}) CHECK(CutInPieces(*data, final, pieces, p) == serial);
+      }
+    }
+  }
+  CHECK(CutChunks({}, true, {}).empty());
+}
