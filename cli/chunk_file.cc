@@ -109,7 +109,8 @@ class BlockReader {
 
 }  // namespace
 
-Result<ChunkedFile> ChunkFile(const std::string& path, const std::function<void(uint64_t)>& on_read) {
+Result<ChunkedFile> ChunkFile(const std::string& path, const std::function<void(uint64_t)>& on_read,
+                              const ChunksHashed& on_chunks) {
   const size_t threads = std::max(1u, std::thread::hardware_concurrency());
   BlockReader reader(path, on_read);
   ChunkedFile out;
@@ -142,6 +143,10 @@ Result<ChunkedFile> ChunkFile(const std::string& path, const std::function<void(
       ChunkRef& c = out.manifest.chunks[first + i];
       c.digest = Digest::Of(ByteSpan(buf).subspan(out.offsets[first + i] - file_offset, c.size));
     });
+    if (on_chunks) {
+      MERIDIAN_RETURN_IF_ERROR(on_chunks(std::span(out.manifest.chunks).subspan(first),
+                                         std::span(out.offsets).subspan(first)));
+    }
     buf.erase(buf.begin(), buf.begin() + static_cast<ptrdiff_t>(cut));
     file_offset += cut;
   }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -18,8 +19,14 @@ struct ChunkedFile {
   std::vector<uint64_t> offsets;  // of each chunk in the file
 };
 
+// Given a block's chunks and their offsets as soon as they are hashed, so
+// that they can be sent while the rest is read; a failure it returns stops
+// the reading.
+using ChunksHashed = std::function<Status(std::span<const ChunkRef> chunks, std::span<const uint64_t> offsets)>;
+
 // Chunks and hashes the file at `path`; `on_read(bytes)` is told of each
 // block read (from another thread). ResourceExhausted past kManifestChunksMax chunks.
-Result<ChunkedFile> ChunkFile(const std::string& path, const std::function<void(uint64_t)>& on_read);
+Result<ChunkedFile> ChunkFile(const std::string& path, const std::function<void(uint64_t)>& on_read,
+                              const ChunksHashed& on_chunks = nullptr);
 
 }  // namespace meridian::cli

@@ -8,6 +8,8 @@
 #include <atomic>
 #include <functional>
 #include <filesystem>
+#include <future>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
@@ -38,6 +40,16 @@ namespace {
 
 constexpr size_t kReadBufferBytes = 8 << 20;
 constexpr size_t kMissingQueryDigestsMax = 50'000;  // per POST /v1/chunks/missing (server allows 100,000)
+// Chunks are asked about and sent a batch of at least this many bytes at a
+// time, while the file is still being read.
+constexpr uint64_t kUploadBatchBytes = 16u << 20;
+
+// A chunk to upload: its first occurrence in the file.
+struct ChunkToSend {
+  Digest digest;
+  uint64_t size = 0;
+  uint64_t offset = 0;
+};
 
 // A file descriptor closed on scope exit.
 struct Fd {
@@ -50,16 +62,24 @@ struct Fd {
   Fd& operator=(const Fd&) = delete;
 };
 
-// Runs work(client, i) for i in [0, count) on `workers` threads, each with its
-// own connection. Stops handing out work after the first failure, returns it.
-Status ForEachParallel(const GlobalOptions& g, size_t count, int workers,
+// `g.parallel` connections to `g.server`, for ForEachParallel.
+std::vector<std::unique_ptr<HttpClient>> Connections(const GlobalOptions& g) {
+  std::vector<std::unique_ptr<HttpClient>> clients;
+  for (int i = 0; i < std::max(1, g.parallel); ++i) {
+    clients.push_back(std::make_unique<HttpClient>(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls}));
+  }
+  return clients;
+}
+
+// Runs work(client, i) for i in [0, count), each of `clients` on a thread of
+// its own. Stops handing out work after the first failure, returns it.
+Status ForEachParallel(std::span<const std::unique_ptr<HttpClient>> clients, size_t count,
                        const std::function<Status(HttpClient&, size_t)>& work) {
   std::atomic<size_t> next{0};
   std::atomic<bool> failed{false};
   std::mutex mu;
   Status first_error;
-  auto run = [&] {
-    HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
+  auto run = [&](HttpClient& client) {
     for (size_t i; !failed && (i = next++) < count;) {
       Status st = work(client, i);
       if (!st.ok()) {
@@ -69,8 +89,8 @@ Status ForEachParallel(const GlobalOptions& g, size_t count, int workers,
     }
   };
   std::vector<std::thread> threads;
-  for (int w = 1; w < std::max(1, workers); ++w) threads.emplace_back(run);
-  run();
+  for (size_t w = 1; w < std::min(clients.size(), count); ++w) threads.emplace_back(run, std::ref(*clients[w]));
+  if (count > 0) run(*clients[0]);
   for (auto& t : threads) t.join();
   return first_error;
 }
@@ -103,14 +123,9 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
   Result<std::vector<SecretKey>> keys = ReadReleaseKeys(o.key_files);
   if (!keys.ok()) return Fail(keys.status());
 
-  Result<ChunkedFile> chunked = [&] {
-    std::error_code unknown_size;
-    const uintmax_t size = std::filesystem::file_size(o.path, unknown_size);
-    Progress progress("hashing", unknown_size ? 0 : size, !g.json);
-    return ChunkFile(o.path, [&](uint64_t bytes) { progress.Add(bytes); });
-  }();
-  if (!chunked.ok()) return Fail(chunked.status());
-  Manifest& m = chunked->manifest;
+  // The release's metadata is checked before a byte is sent: here with an
+  // empty file, its size, digest and chunks filled in once the file is read.
+  Manifest m;
   m.name = o.model;
   m.version = o.version;
   m.media_type = o.media_type;
@@ -119,14 +134,9 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
   m.annotations = o.annotations;
   m.is_public = o.is_public;
   m.created = FormatRfc3339(SystemClock::Get().NowUnixMillis());
-  std::string manifest_json = ManifestToJson(m);
-  if (Result<Manifest> check = ParseManifest(manifest_json); !check.ok()) return Fail(check.status());
+  m.digest = Digest::Of(ByteSpan());
+  if (Result<Manifest> check = ParseManifest(ManifestToJson(m)); !check.ok()) return Fail(check.status());
 
-  // Which chunks does the server lack? (first occurrence of each digest only)
-  std::map<Digest, size_t> first_index;
-  for (size_t i = 0; i < m.chunks.size(); ++i) first_index.emplace(m.chunks[i].digest, i);
-  std::vector<Digest> unique;
-  for (const auto& [d, i] : first_index) unique.push_back(d);
   // The chunks go to --store-at when given (a daemon in the model's region),
   // the manifest to --server either way.
   GlobalOptions store = g;
@@ -137,21 +147,27 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
     store.server = o.store_at;
     store.token = o.store_token;
   }
-  // Uploads the chunks the store lacks; again when the commit finds stored
-  // chunks damaged (the daemon drops them, so they are missing then).
+  const std::vector<std::unique_ptr<HttpClient>> store_clients = Connections(store);
+  Fd file(::open(o.path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (file.fd < 0) return Fail(ErrnoStatus("open " + o.path, errno));
+  // Uploads those of `chunks` (first occurrences of their digests) that the
+  // store lacks: while the file is read, a batch at a time; again when the
+  // commit finds stored chunks damaged (the daemon drops them, so they are
+  // missing then).
   uint64_t uploaded_chunks = 0;
   uint64_t uploaded_bytes = 0;
-  auto upload_missing = [&]() -> Status {
-    std::vector<size_t> to_upload;
-    HttpClient store_client(store.server, HttpClientOptions{.bearer_token = store.token, .tls = g.tls});
-    for (size_t begin = 0; begin < unique.size(); begin += kMissingQueryDigestsMax) {
+  auto upload_missing = [&](std::span<const ChunkToSend> chunks) -> Status {
+    std::map<Digest, const ChunkToSend*> asked;
+    for (const ChunkToSend& c : chunks) asked.emplace(c.digest, &c);
+    std::vector<const ChunkToSend*> to_upload;
+    for (size_t begin = 0; begin < chunks.size(); begin += kMissingQueryDigestsMax) {
       // The model's residency: a daemon that may not hold its bytes refuses before any is sent.
       nlohmann::json q = {{"digests", nlohmann::json::array()}};
       if (!m.regions.empty()) q["regions"] = m.regions;
-      for (size_t i = begin; i < std::min(unique.size(), begin + kMissingQueryDigestsMax); ++i) {
-        q["digests"].push_back(unique[i].ToString());
+      for (size_t i = begin; i < std::min(chunks.size(), begin + kMissingQueryDigestsMax); ++i) {
+        q["digests"].push_back(chunks[i].digest.ToString());
       }
-      Result<HttpReply> r = store_client.Post(MissingChunksPath(), q.dump(), kJsonReplyBytesMax);
+      Result<HttpReply> r = store_clients[0]->Post(MissingChunksPath(), q.dump(), kJsonReplyBytesMax);
       MERIDIAN_RETURN_IF_ERROR(FromReply("query missing chunks at " + store.server, r, 200));
       Result<nlohmann::json> answer = ParseJson(r->body, r->body.size());  // the client bounded the reply
       if (!answer.ok() || !answer->is_object() || !answer->contains("missing") || !(*answer)["missing"].is_array()) {
@@ -160,36 +176,69 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
       const nlohmann::json& a = *answer;
       for (const auto& d : a["missing"]) {
         Result<Digest> digest = d.is_string() ? Digest::Parse(d.get<std::string>()) : Status::InvalidArgument("");
-        if (!digest.ok() || first_index.count(*digest) == 0) {
+        if (!digest.ok() || asked.count(*digest) == 0) {
           return Status::InvalidArgument("server named a chunk that was not asked for");
         }
-        to_upload.push_back(first_index[*digest]);
+        to_upload.push_back(asked[*digest]);
       }
     }
-
-    uint64_t upload_bytes = 0;
-    for (size_t i : to_upload) upload_bytes += m.chunks[i].size;
-    Fd f(::open(o.path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (f.fd < 0) return ErrnoStatus("open " + o.path, errno);
-    Progress progress("uploading", upload_bytes, !g.json);
-    Status st = ForEachParallel(store, to_upload.size(), g.parallel, [&](HttpClient& c, size_t k) -> Status {
-      const ChunkRef& ref = m.chunks[to_upload[k]];
-      Bytes data(ref.size);
-      MERIDIAN_RETURN_IF_ERROR(PreadExact(f.fd, chunked->offsets[to_upload[k]], data, o.path));
+    Status st = ForEachParallel(store_clients, to_upload.size(), [&](HttpClient& c, size_t k) -> Status {
+      const ChunkToSend& chunk = *to_upload[k];
+      Bytes data(chunk.size);
+      MERIDIAN_RETURN_IF_ERROR(PreadExact(file.fd, chunk.offset, data, o.path));
       // Not hashed again here: the daemon hashes every chunk it takes.
-      Result<HttpReply> r = c.Put(ChunkPath(ref.digest), data, kShortReplyBytesMax);
+      Result<HttpReply> r = c.Put(ChunkPath(chunk.digest), data, kShortReplyBytesMax);
       if (!r.ok()) return r.status();
       if (r->status == 422 && ErrorCodeOf(*r) == "digest_mismatch") {
         return Status::FailedPrecondition(o.path + " changed while publishing");
       }
       if (r->status != 200 && r->status != 201) return ReplyError(*r, "upload chunk");
-      progress.Add(ref.size);
       return Status::Ok();
     });
     uploaded_chunks += to_upload.size();
-    uploaded_bytes += upload_bytes;
+    for (const ChunkToSend* c : to_upload) uploaded_bytes += c->size;
     return st;
   };
+
+  // The file is read, chunked and hashed on all cores while the chunks read
+  // so far are sent, one batch at a time.
+  std::set<Digest> seen;
+  std::vector<ChunkToSend> batch;
+  uint64_t batch_bytes = 0;
+  std::future<Status> sending;  // the batch in flight
+  auto send_batch = [&]() -> Status {
+    if (sending.valid()) MERIDIAN_RETURN_IF_ERROR(sending.get());
+    if (batch.empty()) return Status::Ok();
+    sending = std::async(std::launch::async, [&upload_missing, chunks = std::move(batch)] { return upload_missing(chunks); });
+    batch.clear();
+    batch_bytes = 0;
+    return Status::Ok();
+  };
+  Result<ChunkedFile> chunked = [&] {
+    std::error_code unknown_size;
+    const uintmax_t size = std::filesystem::file_size(o.path, unknown_size);
+    Progress progress("publishing", unknown_size ? 0 : size, !g.json);
+    return ChunkFile(o.path, [&](uint64_t bytes) { progress.Add(bytes); },
+                     [&](std::span<const ChunkRef> chunks, std::span<const uint64_t> offsets) -> Status {
+                       for (size_t i = 0; i < chunks.size(); ++i) {
+                         if (!seen.insert(chunks[i].digest).second) continue;
+                         batch.push_back({chunks[i].digest, chunks[i].size, offsets[i]});
+                         batch_bytes += chunks[i].size;
+                       }
+                       return batch_bytes >= kUploadBatchBytes ? send_batch() : Status::Ok();
+                     });
+  }();
+  Status sent = chunked.ok() ? send_batch() : chunked.status();
+  if (sending.valid()) {
+    Status last = sending.get();
+    if (sent.ok()) sent = last;
+  }
+  if (!sent.ok()) return Fail(sent);
+  m.size = chunked->manifest.size;
+  m.digest = chunked->manifest.digest;
+  m.chunks = std::move(chunked->manifest.chunks);
+  std::string manifest_json = ManifestToJson(m);
+  if (Result<Manifest> check = ParseManifest(manifest_json); !check.ok()) return Fail(check.status());
 
   Envelope env;
   env.payload_type = std::string(kManifestPayloadType);
@@ -198,7 +247,16 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
   HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
   Result<HttpReply> r = Status::Unavailable("not sent");
   for (int attempt = 0; attempt < 2; ++attempt) {
-    if (Status st = upload_missing(); !st.ok()) return Fail(st);
+    if (attempt > 0) {
+      std::vector<ChunkToSend> all;
+      seen.clear();
+      for (size_t i = 0; i < m.chunks.size(); ++i) {
+        if (seen.insert(m.chunks[i].digest).second) {
+          all.push_back({m.chunks[i].digest, m.chunks[i].size, chunked->offsets[i]});
+        }
+      }
+      if (Status st = upload_missing(all); !st.ok()) return Fail(st);
+    }
     r = client.Post(VersionsPath(o.model), EnvelopeToJson(env), kJsonReplyBytesMax);
     if (!r.ok()) return Fail(r.status());
     if (r->status != 422 || ErrorCodeOf(*r) != "missing_chunks") break;
@@ -356,7 +414,7 @@ Status DownloadChunks(const GlobalOptions& g, const Manifest& m, int fd, uint64_
   if (::ftruncate(fd, 0) != 0) return ErrnoStatus("truncate", errno);
   Progress progress("downloading", m.size, !g.json);
   std::atomic<uint64_t> downloaded{0};
-  MERIDIAN_RETURN_IF_ERROR(ForEachParallel(g, m.chunks.size(), g.parallel, [&](HttpClient& c, size_t i) -> Status {
+  MERIDIAN_RETURN_IF_ERROR(ForEachParallel(Connections(g), m.chunks.size(), [&](HttpClient& c, size_t i) -> Status {
     const ChunkRef& ref = m.chunks[i];
     Bytes data;
     data.reserve(ref.size);
