@@ -8,6 +8,7 @@
 
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <limits>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
@@ -19,6 +20,8 @@
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include <sys/socket.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -415,6 +418,34 @@ struct HttpServer::Impl {
     }
   }
 
+  struct HoldWatch {
+    bool holding = true;
+    bool client_left = false;
+  };
+
+  // Waits for a held connection to become readable: with nothing to read,
+  // that is the peer's close, which cancels `timer`; bytes would be a
+  // pipelined request, left for the session loop. The readiness can also be
+  // stale — epoll is edge-triggered, and the request's own bytes may have
+  // been read before their event was collected — so a non-blocking peek
+  // tells a close (end of stream, or an error) from nothing yet, which waits
+  // again: otherwise some held polls were dropped unanswered as if their
+  // clients had left.
+  static void WatchForClose(beast::tcp_stream& tcp_layer, std::shared_ptr<HoldWatch> watch,
+                            std::weak_ptr<net::steady_timer> timer) {
+    tcp_layer.socket().async_wait(tcp::socket::wait_read, [watch, timer, &tcp_layer](const beast::error_code& ec) {
+      if (!watch->holding || ec) return;  // the hold ended first: the stream may be gone
+      char byte;
+      ssize_t n = ::recv(tcp_layer.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n > 0) return;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        return WatchForClose(tcp_layer, watch, timer);
+      }
+      watch->client_left = true;
+      if (auto t = timer.lock()) t->cancel();
+    });
+  }
+
   // Holds a deferred request (a long poll) until its notifier fires or its
   // wait runs out, asking the handler again after each wake-up; the first
   // deferral's wait bounds the whole hold. The timer lives on the session's
@@ -423,28 +454,17 @@ struct HttpServer::Impl {
   // runs only once this coroutine is suspended in the wait).
   //
   // A client that hangs up while held frees its place at once rather than at
-  // the end of the wait: the socket is watched for readability, and readable
-  // with nothing to read is the peer's close (bytes would be a pipelined
-  // request, left for the session loop). Returns false when the client left.
+  // the end of the wait: the socket is watched (WatchForClose). Returns false
+  // when the client left.
   template <class Stream>
   net::awaitable<bool> HoldDeferred(Stream& stream, HttpRequest& req, HttpResponse& res, SessionRef& ref) {
     beast::tcp_stream& tcp_layer = Tcp(stream);
     auto executor = co_await net::this_coro::executor;
     auto timer = std::make_shared<net::steady_timer>(executor);
     auto deadline = std::chrono::steady_clock::now() + res.defer->wait;
-    struct Watch {
-      bool holding = true;
-      bool client_left = false;
-    };
-    auto watch = std::make_shared<Watch>();
+    auto watch = std::make_shared<HoldWatch>();
     std::weak_ptr<net::steady_timer> weak = timer;
-    tcp_layer.socket().async_wait(tcp::socket::wait_read, [watch, weak, &tcp_layer](const beast::error_code& ec) {
-      if (!watch->holding || ec) return;  // the hold ended first: the stream may be gone
-      beast::error_code ignored;
-      if (tcp_layer.socket().available(ignored) > 0) return;
-      watch->client_left = true;
-      if (auto t = weak.lock()) t->cancel();
-    });
+    WatchForClose(tcp_layer, watch, weak);
     while (res.defer && !watch->client_left) {
       HttpDeferral d = *res.defer;
       timer->expires_at(std::min(deadline, std::chrono::steady_clock::now() + d.wait));
