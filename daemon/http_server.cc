@@ -306,9 +306,12 @@ struct HttpServer::Impl {
     }
   }
 
+  // Writes a response whose body is in memory. The body is moved out of `r`,
+  // not copied: when a state change answers every held long poll at once,
+  // each answer stays allocated until its write completes, so a copy would
+  // double what that burst holds (20,000 answers of ~1.1 KB).
   template <class Stream>
-  net::awaitable<bool> WriteSimple(Stream& stream, const HttpResponse& r, bool keep_alive,
-                                   bool head_request) {
+  net::awaitable<bool> WriteSimple(Stream& stream, HttpResponse& r, bool keep_alive, bool head_request) {
     http::response<http::string_body> res;
     ApplyHeaders(res, r, keep_alive);
     if (head_request || r.head_only) {
@@ -318,7 +321,7 @@ struct HttpServer::Impl {
       auto [ec, n] = co_await http::async_write_header(stream, sr, kTuple);
       co_return !ec;
     }
-    res.body() = r.body;
+    res.body() = std::move(r.body);
     res.prepare_payload();
     Tcp(stream).expires_after(options.write_timeout);
     auto [ec, n] = co_await http::async_write(stream, res, kTuple);
@@ -395,9 +398,10 @@ struct HttpServer::Impl {
   // Sends an error answer, then the caller closes the connection.
   // (No temporaries in co_await expressions here: GCC 12 destroys them twice.)
   template <class Stream>
-  net::awaitable<void> SendError(Stream& stream, const HttpRequest& req, const HttpResponse& r) {
+  net::awaitable<void> SendError(Stream& stream, const HttpRequest& req, HttpResponse& r) {
+    const uint64_t body_bytes = r.body.size();
     bool ok = co_await WriteSimple(stream, r, /*keep_alive=*/false, /*head_request=*/false);
-    handler.Completed(req, r.status, ok ? r.body.size() : 0);
+    handler.Completed(req, r.status, ok ? body_bytes : 0);
     if (ok) co_await LingeringClose(stream);
   }
 
@@ -591,11 +595,16 @@ struct HttpServer::Impl {
       if (error) co_await SendError(stream, req, *error);
       if (ec || error) break;
       bool keep_alive = parser.get().keep_alive() && !stopping;
-      req.body = std::move(parser.get().body());
+      // The parser's copy of the head goes now (req has its own): a held
+      // long poll would keep both for the whole wait.
+      req.body = std::move(parser.release().body());
       bool head_request = req.method == "HEAD";
 
       HttpResponse res = refusal ? std::move(*refusal) : handler.Handle(req);
       if (res.defer) {
+        // The read buffer (~1 KiB after a head) is not needed while the
+        // request is held, unless it holds a pipelined request's bytes.
+        if (buffer.size() == 0) buffer.shrink_to_fit();
         bool client_stayed = co_await HoldDeferred(stream, req, res, *ref);
         if (!client_stayed) {
           handler.Completed(req, kClientClosedRequest, 0);
@@ -608,8 +617,9 @@ struct HttpServer::Impl {
       if (res.stream && !head_request && !res.head_only) {
         sent = co_await WriteStreamed(stream, res, keep_alive, &ok);
       } else {
+        const uint64_t body_bytes = res.body.size();
         ok = co_await WriteSimple(stream, res, keep_alive, head_request);
-        if (ok && !head_request && !res.head_only) sent = res.body.size();
+        if (ok && !head_request && !res.head_only) sent = body_bytes;
       }
       handler.Completed(req, res.status, sent);
       if (!ok || !keep_alive) break;
