@@ -47,6 +47,7 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
@@ -575,8 +576,12 @@ int Hold(const Args& a) {
   std::vector<double> lat;  // ms from the change request's send to each answer
   Codes early_codes, codes;
   std::string fail;
+  // The connections outlive their answers, as an agent's keep-alive
+  // connection would: closed at once, each would have the daemon tear down a
+  // session within the window measured.
+  std::vector<std::unique_ptr<Conn>> conns(static_cast<size_t>(n));
   auto poll = [&](long long i) -> awaitable<void> {
-    Conn conn(io, port, "");
+    Conn& conn = *(conns[i] = std::make_unique<Conn>(io, port, ""));
     std::string reply, target = TargetPath(i) + "&known=" + std::to_string(known) + "&wait=" + std::to_string(wait_s);
     std::string auth = "Bearer " + creds[i];
     bool written = false;
