@@ -111,6 +111,13 @@ reads the daemon's VmRSS and VmHWM from /proc, then sends `POST /v1/rollouts` st
 state version, which answers every held poll. Each answer is timed from the moment that POST
 was sent, and counts as answered when it is 200 with a `state_version` above V. CPU is user +
 system time of each process over the window from the change to the last answer.
+
+The daemon takes min(L − clamp(L / 8, 32, 4096) − 64, 20,000) connections under an open-file
+limit L (docs/operator-guide.md): 17,436 under this machine's hard limit of 20,000, which the
+bench cannot raise without CAP_SYS_RESOURCE. One is the operator's connection, so past 17,435
+polls the rest are refused at once with 503 `too_many_connections` (counted above as answered
+before the change). The machine's two cores are shared with whatever else runs (the load
+average rows): the answer window is CPU-bound, so its figures move with that load.
 """
 try:
     old = open(results).read()
