@@ -24,6 +24,12 @@
 //   load call --port P --token T --path PATH [--method POST --body-file F]
 //             [--count N] [--warmup W] [--expect CODE]
 //       N sequential calls on one keep-alive connection, after W unmeasured.
+//   load hold --port P --creds FILE --n N --token OPERATOR --pid DAEMON_PID
+//             --change-path PATH [--change-body-file F] [--wait W] [--connecting C] [--settle S]
+//       terminals 0..N-1 each hold a long poll of their target (wait W s,
+//       default 60) on a connection of their own; once the daemon holds them,
+//       reads its RSS, then POSTs the state change (F to PATH, operator token)
+//       and times every poll's answer from it. See Hold.
 //
 // register and poll send terminal i's own credential (line i of FILE, as
 // enrol wrote it): the shared terminal token opens no terminal route any more.
@@ -38,14 +44,17 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -190,9 +199,13 @@ class Conn {
 
   // Sends one request; the status code, or -1 when the connection failed
   // (it is reopened at the next call). `auth`, when not empty, is the whole
-  // Authorization value instead of the connection's bearer token.
+  // Authorization value instead of the connection's bearer token. `written`,
+  // when set, is called once the request is on the wire and before its answer
+  // is awaited (a long poll's hold starts there); a pointer, not a
+  // std::function by value, since GCC 12 may destroy a temporary in a
+  // co_await expression twice.
   awaitable<int> Send(http::verb method, const std::string& target, const std::string& body, std::string* reply,
-                      const std::string& auth = {}) {
+                      const std::string& auth = {}, const std::function<void()>* written = nullptr) {
     try {
       if (!open_) {
         stream_.expires_after(std::chrono::seconds(30));
@@ -210,6 +223,7 @@ class Conn {
       req.prepare_payload();
       stream_.expires_after(std::chrono::seconds(600));
       co_await http::async_write(stream_, req, use_awaitable);
+      if (written) (*written)();
       http::response_parser<http::string_body> parser;
       parser.body_limit(64u << 20);
       co_await http::async_read(stream_, buf_, parser, use_awaitable);
@@ -490,17 +504,174 @@ int Forge(const Args& a) {
   return codes.n.size() == 1 && codes.n.count(403) ? 0 : 1;
 }
 
+// The whole of `path`, or "" when no path is given.
+std::string ReadBodyFile(const std::string& path) {
+  if (path.empty()) return "";
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// A process's resident and peak resident memory (KiB) and CPU seconds, from /proc.
+struct ProcFigures {
+  long long rss_kb = 0, hwm_kb = 0;
+  double cpu_s = 0;
+};
+ProcFigures ReadProc(long long pid) {
+  ProcFigures f;
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) f.rss_kb = std::stoll(line.substr(6));
+    if (line.rfind("VmHWM:", 0) == 0) f.hwm_kb = std::stoll(line.substr(6));
+  }
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  // Fields 14 and 15 (utime, stime) counted from the state (field 3), which
+  // follows the command name's closing parenthesis (the name may hold spaces).
+  std::istringstream rest(line.substr(line.rfind(')') + 2));
+  std::string skip;
+  for (int field = 3; field < 14; ++field) rest >> skip;
+  long long utime = 0, stime = 0;
+  rest >> utime >> stime;
+  f.cpu_s = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  return f;
+}
+
+// The number after `"name":` in a JSON reply, or -1 (enough for the flat fields read here).
+long long JsonNumber(const std::string& reply, const std::string& name) {
+  size_t at = reply.find("\"" + name + "\":");
+  return at == std::string::npos ? -1 : std::atoll(reply.c_str() + at + name.size() + 3);
+}
+
+// The value of an unlabelled sample in Prometheus text, or -1.
+double MetricValue(const std::string& text, const std::string& name) {
+  size_t at = text.rfind("\n" + name + " ");
+  return at == std::string::npos ? -1 : std::atof(text.c_str() + at + name.size() + 2);
+}
+
+// Terminals 0..n-1 each hold one long poll of their target (`known=` the
+// channel's state version now, `wait=` W seconds) on a connection of their
+// own, opened at most `connecting` at a time. Once all are on the wire and
+// the daemon's gauge meridian_long_polls_held counts them (or stops growing),
+// the daemon's memory is read (/proc/PID), then the operator's request makes
+// the state change (on a connection opened before the polls, so that it is
+// not turned away when they fill the daemon's connections) and every poll's
+// answer is timed from the moment that request was sent.
+int Hold(const Args& a) {
+  net::io_context io(1);
+  auto port = static_cast<unsigned short>(a.Num("port", 0));
+  long long n = a.Num("n", 1000), wait_s = a.Num("wait", 60), pid = a.Num("pid", 0),
+            connecting = a.Num("connecting", 256), settle_s = a.Num("settle", 30);
+  std::string token = a.Get("token"), change_path = a.Get("change-path");
+  std::string change_body = ReadBodyFile(a.Get("change-body-file"));
+  std::vector<std::string> creds = ReadCredentials(a.Get("creds"), n);
+  long long known = -1, opening = 0, sent = 0, done = 0, early = 0, stale = 0, held = -1;
+  bool changed = false;
+  int change_code = 0;
+  Clock::time_point t_change, last_answer;
+  double open_s = 0, change_ms = 0, client_cpu0 = 0, client_cpu1 = 0;
+  ProcFigures at_hold, at_end;
+  std::vector<double> lat;  // ms from the change request's send to each answer
+  Codes early_codes, codes;
+  std::string fail;
+  // The connections outlive their answers, as an agent's keep-alive
+  // connection would: closed at once, each would have the daemon tear down a
+  // session within the window measured.
+  std::vector<std::unique_ptr<Conn>> conns(static_cast<size_t>(n));
+  auto poll = [&](long long i) -> awaitable<void> {
+    Conn& conn = *(conns[i] = std::make_unique<Conn>(io, port, ""));
+    std::string reply, target = TargetPath(i) + "&known=" + std::to_string(known) + "&wait=" + std::to_string(wait_s);
+    std::string auth = "Bearer " + creds[i];
+    bool written = false;
+    const std::function<void()> on_written = [&] {
+      written = true;
+      --opening;
+      ++sent;
+    };
+    int code = co_await conn.Send(http::verb::get, target, "", &reply, auth, &on_written);
+    auto t = Clock::now();
+    if (!written) --opening;
+    if (!changed) {
+      early_codes.Add(code, reply);  // refused, failed, or the wait ended before the change
+      ++early;
+    } else {
+      lat.push_back(Ms(t - t_change));
+      last_answer = t;
+      codes.Add(code, reply);
+      if (code == 200 && JsonNumber(reply, "state_version") <= known) ++stale;
+    }
+    ++done;
+  };
+  net::co_spawn(
+      io,
+      [&]() -> awaitable<void> {
+        Conn ctl(io, port, token);
+        net::steady_timer timer(io);
+        auto pause = [&](std::chrono::milliseconds d) {
+          timer.expires_after(d);
+          return timer.async_wait(use_awaitable);
+        };
+        std::string reply;
+        if (int code = co_await ctl.Send(http::verb::get, TargetPath(0), "", &reply, "Bearer " + creds[0]); code != 200) {
+          fail = "target of terminal 0: " + std::to_string(code) + " " + reply.substr(0, 300);
+          co_return;
+        }
+        known = JsonNumber(reply, "state_version");
+        auto t_open = Clock::now();
+        for (long long i = 0; i < n; ++i) {
+          while (opening >= connecting) co_await pause(std::chrono::milliseconds(1));
+          ++opening;
+          net::co_spawn(io, poll(i), net::detached);
+        }
+        while (opening > 0) co_await pause(std::chrono::milliseconds(1));
+        open_s = std::chrono::duration<double>(Clock::now() - t_open).count();
+        // The daemon holds a poll once it has read and checked it: wait for
+        // its gauge to count every one written and not answered yet.
+        auto settle_end = Clock::now() + std::chrono::seconds(settle_s);
+        while (Clock::now() < settle_end) {
+          co_await ctl.Send(http::verb::get, "/metrics", "", &reply);
+          held = static_cast<long long>(MetricValue(reply, "meridian_long_polls_held"));
+          if (held >= sent - early) break;
+          co_await pause(std::chrono::milliseconds(100));
+        }
+        at_hold = ReadProc(pid);
+        client_cpu0 = CpuSeconds();
+        t_change = Clock::now();
+        changed = true;
+        change_code = co_await ctl.Send(http::verb::post, change_path, change_body, &reply);
+        change_ms = Ms(Clock::now() - t_change);
+        if (change_code / 100 != 2) fail = "the change: " + std::to_string(change_code) + " " + reply.substr(0, 300);
+        while (done < n) co_await pause(std::chrono::milliseconds(5));
+        client_cpu1 = CpuSeconds();
+        at_end = ReadProc(pid);
+      },
+      net::detached);
+  io.run();
+  if (!fail.empty() && !changed) {
+    std::fprintf(stderr, "load: %s\n", fail.c_str());
+    return 1;
+  }
+  double window_s = lat.empty() ? 0 : std::chrono::duration<double>(last_answer - t_change).count();
+  std::printf("{\"mode\":\"hold\",\"n\":%lld,\"known\":%lld,\"wait_s\":%lld,\"open_seconds\":%.3f,\"sent\":%lld,"
+              "\"early\":%lld,\"early_codes\":%s,\"held_gauge\":%lld,\"rss_held_kb\":%lld,\"hwm_held_kb\":%lld,"
+              "\"change_code\":%d,\"change_ms\":%.3f,\"latency\":%s,\"codes\":%s,\"stale\":%lld,"
+              "\"rss_end_kb\":%lld,\"hwm_end_kb\":%lld,\"answer_seconds\":%.3f,\"daemon_cpu_s\":%.2f,"
+              "\"client_cpu_s\":%.2f,\"client_cpu_total_s\":%.2f,\"first_error\":%s}\n",
+              n, known, wait_s, open_s, sent, early, early_codes.Json().c_str(), held, at_hold.rss_kb, at_hold.hwm_kb,
+              change_code, change_ms, Stats(lat).c_str(), codes.Json().c_str(), stale, at_end.rss_kb, at_end.hwm_kb,
+              window_s, at_end.cpu_s - at_hold.cpu_s, client_cpu1 - client_cpu0, CpuSeconds(),
+              JsonStr(fail + early_codes.first_error + codes.first_error).c_str());
+  bool ok = fail.empty() && early == 0 && stale == 0 && codes.n.size() == 1 && codes.n.count(200);
+  return ok ? 0 : 1;
+}
+
 int Call(const Args& a) {
   net::io_context io(1);
   auto port = static_cast<unsigned short>(a.Num("port", 0));
   long long count = a.Num("count", 20), warmup = a.Num("warmup", 1), expect = a.Num("expect", 200);
-  std::string body;
-  if (!a.Get("body-file").empty()) {
-    std::ifstream f(a.Get("body-file"));
-    std::stringstream ss;
-    ss << f.rdbuf();
-    body = ss.str();
-  }
+  std::string body = ReadBodyFile(a.Get("body-file"));
   http::verb method = a.Get("method", "GET") == "POST" ? http::verb::post : http::verb::get;
   std::string path = a.Get("path"), token = a.Get("token"), last;
   std::vector<double> lat;
@@ -533,7 +704,7 @@ int Call(const Args& a) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: load register|poll|call|enrol|forge --key value …\n");
+    std::fprintf(stderr, "usage: load register|poll|call|enrol|forge|hold --key value …\n");
     return 2;
   }
   Args a;
@@ -552,6 +723,7 @@ int main(int argc, char** argv) {
   if (mode == "call") return Call(a);
   if (mode == "enrol") return Enrol(a);
   if (mode == "forge") return Forge(a);
+  if (mode == "hold") return Hold(a);
   std::fprintf(stderr, "load: unknown mode %s\n", mode.c_str());
   return 2;
 }

@@ -53,86 +53,13 @@ results=${RESULTS:-$here/RESULTS.md}
 t_start=$(date +%s)
 load_start=$(cut -d' ' -f1 /proc/loadavg)
 
-scripts/setup.sh
-[[ -f $build/build.ninja ]] || meson setup "$build" --buildtype=release >/dev/null
-ninja -C "$build" daemon/meridiand cli/meridian >/dev/null
-load=$build/bench-fleet-load
-if [[ ! -x $load || $here/load.cc -nt $load ]]; then
-  echo "fleet: compiling the load client"
-  g++ -std=c++20 -O2 -DNDEBUG -pthread -o "$load" "$here/load.cc" -lsodium
-fi
-meridian=$build/cli/meridian
-meridiand=$build/daemon/meridiand
-
-work=$(mktemp -d /tmp/meridian-fleet-XXXXXX)
-cleanup() {
-  local pid
-  pid=$(cat "$work/pid" 2>/dev/null) && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-data=$work/data
-
-# start_daemon: starts meridiand on a free loopback port and waits (at most
-# 120 s) until /readyz answers 200; sets $pid, $server and $ready_s (seconds
-# from the exec to that answer, to 50 ms).
-start_daemon() {
-  rm -f "$work/port"
-  local t0 ready=""
-  t0=$(now)
-  "$meridiand" --data "$data" --listen 127.0.0.1:0 --port-file "$work/port" 2>>"$work/log" &
-  pid=$!
-  echo $pid >"$work/pid"
-  for _ in $(seq 1 2400); do
-    kill -0 $pid 2>/dev/null || { echo "fleet: meridiand exited; its log:" >&2; cat "$work/log" >&2; exit 1; }
-    if [[ -s $work/port ]] &&
-      curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$(cat "$work/port")/readyz"; then
-      ready=1
-      break
-    fi
-    sleep 0.05
-  done
-  [[ $ready ]] || { echo "fleet: meridiand was not ready within 120 s" >&2; exit 1; }
-  ready_s=$(python3 -c "print(f'{$(now) - $t0:.2f}')")
-  port=$(cat "$work/port")
-  server=http://127.0.0.1:$port
-}
-# stop_daemon: SIGTERM (it drains and closes the store), waits for the exit.
-stop_daemon() {
-  kill "$pid"
-  wait "$pid" || true
-  rm -f "$work/pid"
-}
-cpu_s() { awk -v t="$(getconf CLK_TCK)" '{printf "%.1f\n", ($14 + $15) / t}' "/proc/$pid/stat"; }
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$pid/status"; }
-hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$pid/status"; }
+bench=fleet
+source "$here/lib.sh"
 disk_bytes() { du -sb "$data" | cut -f1; }
-metric() { curl -sf "$server/metrics" | awk -v m="$1" '$1 == m {printf "%.0f\n", $2}'; }
 wrong_terminal() {
   curl -sf "$server/metrics" |
     awk '/^meridian_auth_failures_total\{/ && /reason="wrong_terminal"/ {s += $2} END {printf "%.0f\n", s}'
 }
-now() { date +%s.%N; }
-
-# --- a fresh daemon, two versions of a small model, the channel's state
-"$meridian" keygen "$work/release.key" >/dev/null
-"$meridiand" init --data "$data" --release-key "$work/release.key.pub" >/dev/null
-start_daemon
-op=$(cat "$data/operator.token")
-cli() { "$meridian" --server "$server" --output json "$@"; }
-
-head -c $((4 << 20)) /dev/urandom >"$work/model.bin"
-cp "$work/model.bin" "$work/model2.bin"
-printf 'new weights' | dd of="$work/model2.bin" bs=1 seek=1000000 conv=notrunc status=none
-for v in 1.0.0:model.bin 1.0.1:model2.bin; do
-  cli --token-file "$data/publisher.token" publish --key "$work/release.key" \
-    --model fleet --version "${v%%:*}" "$work/${v#*:}" >/dev/null
-done
-# 1.0.0 becomes the channel's version (one stage of 100 %, promoted once:
-# completed); 1.0.1 then starts and stays in its first stage (no auto-promote),
-# so every poll resolves a cohort and status/plan count four stages.
-cli --token-file "$data/operator.token" rollout start fleet 1.0.0 --id base --stages 100 >/dev/null
-cli --token-file "$data/operator.token" rollout promote base >/dev/null
 cli --token-file "$data/operator.token" rollout start fleet 1.0.1 --id next --stages 1,10,50,100 >/dev/null
 cat >"$work/plan_spec.json" <<'JSON'
 {"model":"fleet","target_version":"1.0.1","channel":"stable","stages_percent":[1,10,50,100]}
