@@ -574,15 +574,16 @@ Result<std::string> Api::ReasonOf(const HttpRequest& req) const {
 HttpResponse Api::GetChunk(const HttpRequest& req, const std::string& digest_text) {
   Result<Digest> digest = Digest::Parse(digest_text);
   if (!digest.ok()) return JsonError(400, "invalid_argument", digest.status().message());
-  Result<Bytes> chunk = store_.GetChunk(*digest);
+  Result<std::shared_ptr<const Bytes>> chunk = store_.ServeChunk(*digest);
   if (chunk.status().code() == Status::Code::kNotFound && catalog_.IsElsewhereChunk(*digest)) {
     return NotHere("chunk " + digest->ToString());
   }
   if (!chunk.ok()) return ErrorFor(chunk.status());
+  const Bytes& bytes = **chunk;
   uint64_t first, length;
-  HttpResponse r = PlanRepresentation(req, *digest, catalog_.IsPublicChunk(*digest), chunk->size(), &first, &length);
+  HttpResponse r = PlanRepresentation(req, *digest, catalog_.IsPublicChunk(*digest), bytes.size(), &first, &length);
   if (r.status == 200 || r.status == 206) {
-    r.body.assign(reinterpret_cast<const char*>(chunk->data()) + first, length);
+    r.body.assign(reinterpret_cast<const char*>(bytes.data()) + first, length);
   }
   return r;
 }
@@ -622,16 +623,16 @@ HttpResponse Api::StreamChunks(const HttpRequest& req, const Digest& digest, boo
   }
   cur->skip = first - offset;
   r.stream_bytes = length;
-  r.stream = [this, cur]() -> Result<Bytes> {
+  r.stream = [this, cur]() -> Result<BodyPiece> {
     if (cur->remaining == 0 || cur->index >= cur->chunks->size()) return Status::InvalidArgument("stream finished");
-    Result<Bytes> chunk = store_.GetChunk((*cur->chunks)[cur->index].digest);
+    Result<std::shared_ptr<const Bytes>> chunk = store_.ServeChunk((*cur->chunks)[cur->index].digest);
     if (!chunk.ok()) return chunk.status();
     ++cur->index;
-    Bytes piece(chunk->begin() + static_cast<ptrdiff_t>(cur->skip), chunk->end());
+    ByteSpan piece = ByteSpan(**chunk).subspan(std::min<uint64_t>(cur->skip, (*chunk)->size()));
     cur->skip = 0;
-    if (piece.size() > cur->remaining) piece.resize(cur->remaining);
+    piece = piece.first(std::min<uint64_t>(piece.size(), cur->remaining));
     cur->remaining -= piece.size();
-    return piece;
+    return BodyPiece{*chunk, piece};
   };
   if (length == 0) r.stream = nullptr;
   return r;

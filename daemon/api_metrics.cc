@@ -103,6 +103,11 @@ std::vector<MetricFamily> Api::StoreFamilies() {
                     .Add(static_cast<double>(st.manifest_parses)));
   out.push_back(gauge("meridian_store_manifest_cache_bytes", "Bytes charged to the parsed manifests cached now.",
                       st.manifest_cache_bytes));
+  out.push_back(MetricFamily("meridian_store_chunk_cache_hits_total", Type::kCounter,
+                             "Chunks served from the cache of verified chunks since start (no read, no hash).")
+                    .Add(static_cast<double>(st.chunk_cache_hits)));
+  out.push_back(gauge("meridian_store_chunk_cache_bytes", "Bytes charged to the verified chunks cached now.",
+                      st.chunk_cache_bytes));
   return out;
 }
 

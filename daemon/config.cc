@@ -178,6 +178,10 @@ Status ApplyConfigText(ServeOptions& o, std::string_view toml_text, std::string_
   if (r.report_ids_ms < 1000 || r.report_ids_ms > 3650 * kDayMs) {
     return Status::InvalidArgument(source + ": report_ids_ms must be 1000 to 3650 days");
   }
+  MERIDIAN_RETURN_IF_ERROR(setting("chunk_cache_bytes", o.chunk_cache_bytes));
+  if (o.chunk_cache_bytes < 0 || o.chunk_cache_bytes > (int64_t{1} << 40)) {
+    return Status::InvalidArgument(source + ": chunk_cache_bytes must be 0 (no cache) to 1 TiB");
+  }
   // Unset: LZMA literals (smallest). A level: zstd literals, faster to make and apply.
   if (t.contains("delta_literal_level")) {
     int level = 0;

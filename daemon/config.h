@@ -46,6 +46,7 @@ struct ServeOptions {
   DeltaServiceOptions deltas;          // the delta_* settings
   RetentionOptions retention;          // keep_versions, collect_interval_ms, report_ids_ms
   int64_t unreferenced_grace_ms = StoreOptions{}.unreferenced_grace_ms;
+  int64_t chunk_cache_bytes = static_cast<int64_t>(StoreOptions{}.chunk_cache_bytes);
   // HTTPS: certificate chain and key (PEM); client certificates checked
   // against tls_client_ca, "none", "optional" (the default with a CA) or "required".
   std::string tls_certificate, tls_key, tls_client_ca, tls_client_certificates;
@@ -55,14 +56,14 @@ struct ServeOptions {
 };
 
 // The keys of --config, in the order --help lists them.
-inline constexpr std::array<std::string_view, 30> kConfigKeys = {
+inline constexpr std::array<std::string_view, 31> kConfigKeys = {
     "data", "listen", "threads", "head_timeout_ms", "body_timeout_ms", "state_expiry_ms", "state_refresh_ms",
     "credential_lifetime_ms", "role",
     "region", "jurisdiction", "upstream", "upstream_token_file", "upstream_ca_file", "upstream_client_certificate",
     "upstream_client_key", "upstream_allow_insecure_http", "tls_certificate", "tls_key", "tls_client_ca",
     "tls_client_certificates", "delta_previous_versions", "delta_threads", "delta_literal_level",
     "delta_artifact_bytes_max", "time_zones", "keep_versions", "collect_interval_ms", "unreferenced_grace_ms",
-    "report_ids_ms"};
+    "report_ids_ms", "chunk_cache_bytes"};
 
 // The TLS settings: a --config key and the flag of the same name
 // (tls_key: --tls-key), which wins.

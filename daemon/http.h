@@ -48,9 +48,15 @@ struct HttpRequest {
   std::string_view Header(std::string_view lowercase_name) const;
 };
 
+// A piece of a streamed body: `bytes`, kept alive by `owner` (a cached chunk
+// is sent from the cache, uncopied).
+struct BodyPiece {
+  std::shared_ptr<const void> owner;
+  ByteSpan bytes;
+};
 // Produces a streamed body piece by piece: each call returns the next
 // non-empty piece; an error aborts the connection (the length was promised).
-using BodyStream = std::function<Result<Bytes>()>;
+using BodyStream = std::function<Result<BodyPiece>()>;
 
 // Wakes deferred requests (long polls) when something they wait for changed.
 // Generation-counted so that no change is lost between a handler's look at

@@ -347,15 +347,15 @@ struct HttpServer::Impl {
     if (auto [ec, n] = co_await http::async_write_header(stream, sr, kTuple); ec) co_return 0;
     uint64_t sent = 0;
     while (sent < r.stream_bytes) {
-      Result<Bytes> piece = r.stream();
-      if (!piece.ok() || piece->empty() || piece->size() > r.stream_bytes - sent) co_return sent;
-      res.body().data = piece->data();
-      res.body().size = piece->size();
+      Result<BodyPiece> piece = r.stream();
+      if (!piece.ok() || piece->bytes.empty() || piece->bytes.size() > r.stream_bytes - sent) co_return sent;
+      res.body().data = const_cast<uint8_t*>(piece->bytes.data());  // buffer_body's pointer is not const; only read
+      res.body().size = piece->bytes.size();
       res.body().more = true;
       Tcp(stream).expires_after(options.write_timeout);
       auto [ec, n] = co_await http::async_write(stream, sr, kTuple);
       if (ec && ec != http::error::need_buffer) co_return sent;
-      sent += piece->size();
+      sent += piece->bytes.size();
     }
     res.body().data = nullptr;
     res.body().more = false;

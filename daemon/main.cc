@@ -168,6 +168,7 @@ int Serve(ServeOptions o) {
   Result<std::unique_ptr<Store>> store =
       Store::Open(d.store(), StoreOptions{.create_if_missing = false,
                                           .max_open_files = fds->store_files_max,
+                                          .chunk_cache_bytes = static_cast<uint64_t>(o.chunk_cache_bytes),
                                           .on_damaged_chunk = on_damaged_chunk,
                                           .unreferenced_grace_ms = o.unreferenced_grace_ms});
   if (!store.ok()) return Fail("cannot open store: " + store.status().ToString());

@@ -477,7 +477,8 @@ class RocksStore final : public Store {
         handles_(std::move(handles)),
         options_(options),
         clock_(options.clock != nullptr ? *options.clock : SystemClock::Get()),
-        manifests_(options.manifest_cache_bytes) {
+        manifests_(options.manifest_cache_bytes),
+        chunks_(options.chunk_cache_bytes) {
     write_options_.sync = options.sync_writes;
   }
 
@@ -578,6 +579,20 @@ class RocksStore final : public Store {
 
   Result<Bytes> GetChunk(const Digest& digest) override {
     return Guard(&faults_, "GetChunk", [&]() -> Result<Bytes> { return ReadChunk(digest, Rehash::kYes); });
+  }
+
+  Result<std::shared_ptr<const Bytes>> ServeChunk(const Digest& digest) override {
+    return Guard(&faults_, "ServeChunk", [&]() -> Result<std::shared_ptr<const Bytes>> {
+      const std::string key = ChunkKey(digest);
+      if (std::shared_ptr<const Bytes> cached = chunks_.Lookup(key)) {
+        chunk_cache_hits_.fetch_add(1, std::memory_order_relaxed);
+        return cached;
+      }
+      const uint64_t erasures = chunks_.erasures();  // see SharedCache::Insert
+      Result<Bytes> data = ReadChunk(digest, Rehash::kYes);
+      if (!data.ok()) return data.status();
+      return chunks_.Insert(key, std::make_shared<const Bytes>(std::move(*data)), erasures);
+    });
   }
 
   Result<bool> CommitVersion(const VerifiedManifest& verified, Holding holding) override {
@@ -815,6 +830,8 @@ class RocksStore final : public Store {
     StoreStats stats;
     stats.manifest_parses = manifest_parses_.load(std::memory_order_relaxed);
     stats.manifest_cache_bytes = manifests_.bytes();
+    stats.chunk_cache_bytes = chunks_.bytes();
+    stats.chunk_cache_hits = chunk_cache_hits_.load(std::memory_order_relaxed);
     stats.errors = faults_.ByCodeName();
     if (struct statvfs fs; statvfs(dir_.c_str(), &fs) == 0) stats.fs_avail_bytes = uint64_t{fs.f_bavail} * fs.f_frsize;
     try {
@@ -1272,6 +1289,7 @@ class RocksStore final : public Store {
       if (s.ok()) s = batch.Delete(cf(kChunkIndex), key);
       if (s.ok()) s = db_->Write(unsynced, &batch);
       if (!s.ok()) return Fault(s, "deleting chunk " + d.ToString());
+      chunks_.Erase(key);
       ++report.chunks_deleted;
       report.bytes_deleted += entry ? entry->size : 0;
     }
@@ -1384,6 +1402,7 @@ class RocksStore final : public Store {
       Status dropped = s.ok() ? Write(batch, "dropping damaged chunk " + digest.ToString())
                               : Fault(s, "batching the drop of chunk " + digest.ToString());
       if (!dropped.ok()) return false;
+      chunks_.Erase(key);
     }
     if (options_.on_damaged_chunk) options_.on_damaged_chunk(digest, damage);
     return true;
@@ -1424,6 +1443,12 @@ class RocksStore final : public Store {
   std::mutex& ChunkMutex(const Digest& digest) { return chunk_mu_[StripeOf(digest)]; }
   std::mutex resume_mu_;  // serialises Resume(): RocksDB answers a second, concurrent one Busy
   ManifestCache manifests_;
+  // The bytes a chunk holds beyond its vector object.
+  struct ChunkBytes {
+    uint64_t operator()(const Bytes& b) const { return b.capacity(); }
+  };
+  SharedCache<Bytes, ChunkBytes> chunks_;  // verified chunks, for ServeChunk
+  std::atomic<uint64_t> chunk_cache_hits_{0};
   std::atomic<uint64_t> manifest_parses_{0};  // stored envelopes parsed: cache misses, and Check()
   FaultCounts faults_;
 };

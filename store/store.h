@@ -15,7 +15,8 @@
 //  - Chunks are keyed by the SHA-256 of their uncompressed bytes and stored as
 //    one zstd frame each; PutChunk verifies the digest before storing,
 //    GetChunk re-hashes on every read and answers Corruption on mismatch (the
-//    bytes are never returned); a commit hashes the whole file once and
+//    bytes are never returned); ServeChunk serves verified bytes it keeps in
+//    memory (what a name holds never changes); a commit hashes the whole file once and
 //    re-hashes chunk by chunk only when that fails. A stored frame's declared size is checked
 //    against kChunkBytesMax before anything is allocated.
 //  - CommitVersion writes the manifest envelope and its artifact index entry
@@ -101,6 +102,10 @@ struct StoreOptions {
   // Parsed manifests kept in memory, charged mostly by their chunk lists
   // (about 40 bytes a chunk: 64 MiB holds some 1.6 million chunk entries).
   uint64_t manifest_cache_bytes = 64ull << 20;
+  // Verified chunks kept in memory for ServeChunk: a fleet installing a new
+  // version asks for the same chunks over and over, and each read from disk
+  // costs a decompression and a SHA-256.
+  uint64_t chunk_cache_bytes = 256ull << 20;
   // Written to the store's memory by a column family before it is flushed to
   // table and blob files (RocksDB's write_buffer_size); the WAL is kept
   // within twice that. The free space a full store needs to resume, or to
@@ -149,6 +154,8 @@ struct StoreStats {
                                            // (not a key not found), stored chunks that no longer verify, exceptions
   uint64_t manifest_parses = 0;       // stored manifests parsed since opening: cache misses, and each Check() reads
   uint64_t manifest_cache_bytes = 0;  // charged to the parsed manifests cached now
+  uint64_t chunk_cache_bytes = 0;     // charged to the verified chunks cached now
+  uint64_t chunk_cache_hits = 0;      // ServeChunk answers from the cache since opening
 };
 
 // Check() reports faults; kRepair also drops the damaged chunks it finds
@@ -206,6 +213,10 @@ class Store {
   // StoreOptions::on_damaged_chunk), so the chunk reads as not stored and a
   // PutChunk restores it.
   virtual Result<Bytes> GetChunk(const Digest& digest) = 0;
+  // What GetChunk gives, for serving: from the cache of verified chunks
+  // (StoreOptions::chunk_cache_bytes) when there; else read, verified and
+  // cached. A chunk dropped or collected leaves the cache.
+  virtual Result<std::shared_ptr<const Bytes>> ServeChunk(const Digest& digest) = 0;
 
   // --- versions ---
   // Commits a version: its verified manifest and, byte for byte, the

@@ -122,3 +122,22 @@ TEST_CASE("in process: deleting a version over HTTP — roles, bad bodies, in us
   CHECK(collected["chunks_deleted"] == 1);
   CHECK(collected["bytes_deleted"] == std::string("version one").size());
 }
+
+TEST_CASE("in process: an artifact streamed again is served from the cache of verified chunks") {
+  InProcessDaemon d;
+  d.Publish("fraud", "1.0.0", std::vector<std::string>{"first chunk ", "second chunk"});
+  const std::string path = "/v1/artifacts/" + Digest::Of(ToBytes("first chunk second chunk")).ToString();
+  for (uint64_t hits : {0, 2}) {
+    HttpResponse r = d.Call("GET", path, "", "Bearer " + d.tokens.publisher);
+    REQUIRE(r.status == 200);
+    REQUIRE(r.stream);
+    std::string body;
+    while (body.size() < r.stream_bytes) {
+      Result<BodyPiece> piece = r.stream();
+      REQUIRE(piece.ok());
+      body += AsString(piece->bytes);
+    }
+    CHECK(body == "first chunk second chunk");
+    CHECK(d.store->Stats().chunk_cache_hits == hits);
+  }
+}

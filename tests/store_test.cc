@@ -617,6 +617,32 @@ TEST_CASE("the manifest cache holds nothing for absent or unreadable versions") 
   CHECK(store->Stats().manifest_cache_bytes == 0);
 }
 
+TEST_CASE("chunks are served from the cache of verified chunks, within its bound, least recently used out first") {
+  TempDir dir;
+  Artifact a = MakeArtifact("ocr", "1.0.0", 4, 500);
+  StoreOptions o = Fast();
+  o.chunk_cache_bytes = 3 * ((64 << 10) + 1024);  // room for three chunks of 64 KiB
+  std::unique_ptr<Store> store = OpenOrDie(dir.path(), o);
+  CommitOrDie(*store, a);
+  for (size_t i = 0; i < a.chunks.size(); ++i) {
+    Result<std::shared_ptr<const Bytes>> got = store->ServeChunk(a.manifest.chunks[i].digest);
+    REQUIRE(got.ok());
+    CHECK(**got == a.chunks[i]);
+  }
+  CHECK(store->Stats().chunk_cache_hits == 0);
+  CHECK(store->Stats().chunk_cache_bytes > 2 * (64 << 10));
+  CHECK(store->Stats().chunk_cache_bytes <= o.chunk_cache_bytes);
+  // The last three are cached: one pointer for every reader.
+  Result<std::shared_ptr<const Bytes>> again = store->ServeChunk(a.manifest.chunks[3].digest);
+  REQUIRE(again.ok());
+  CHECK(**again == a.chunks[3]);
+  CHECK(store->ServeChunk(a.manifest.chunks[3].digest).value() == *again);
+  CHECK(store->Stats().chunk_cache_hits == 2);
+  REQUIRE(store->ServeChunk(a.manifest.chunks[0].digest).ok());  // evicted first: read again
+  CHECK(store->Stats().chunk_cache_hits == 2);
+  CHECK(store->ServeChunk(Digest::Of(ToBytes("never stored"))).status().code() == Status::Code::kNotFound);
+}
+
 TEST_CASE("a manifest larger than the whole cache is returned, not cached") {
   ManifestCache cache(100);
   Manifest m = MakeArtifact("ocr", "1.0.0", 1, 240).manifest;
@@ -984,6 +1010,7 @@ TEST_CASE("CollectGarbage deletes old unreferenced chunks only, and the disk spa
   // Named present by MissingChunks (a publisher about to commit it): young again.
   REQUIRE(store->MissingChunks(std::vector<Digest>{deleted.manifest.chunks[0].digest}).value().empty());
   const uint64_t disk_before = store->Stats().disk_bytes;
+  REQUIRE(store->ServeChunk(deleted.manifest.chunks[1].digest).ok());  // cached, then collected below
   CollectReport r = store->CollectGarbage(deltas).value();
   CHECK(r.chunks_deleted == 63 + 1);
   CHECK(r.bytes_deleted == 64ull * (64 << 10));
@@ -992,6 +1019,7 @@ TEST_CASE("CollectGarbage deletes old unreferenced chunks only, and the disk spa
   CHECK(store->GetChunk(delta_chunk).ok());
   CHECK(store->HasChunk(deleted.manifest.chunks[0].digest).value());
   CHECK_FALSE(store->HasChunk(deleted.manifest.chunks[1].digest).value());
+  CHECK(store->ServeChunk(deleted.manifest.chunks[1].digest).status().code() == Status::Code::kNotFound);
   CHECK_FALSE(store->HasChunk(delta_bytes.manifest.chunks[1].digest).value());
   CHECK(r.blobs_rewritten);
   const StoreStats after = store->Stats();
