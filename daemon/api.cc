@@ -12,6 +12,7 @@
 
 #include <charconv>
 #include <set>
+#include <utility>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -579,11 +580,16 @@ HttpResponse Api::GetChunk(const HttpRequest& req, const std::string& digest_tex
     return NotHere("chunk " + digest->ToString());
   }
   if (!chunk.ok()) return ErrorFor(chunk.status());
-  const Bytes& bytes = **chunk;
   uint64_t first, length;
-  HttpResponse r = PlanRepresentation(req, *digest, catalog_.IsPublicChunk(*digest), bytes.size(), &first, &length);
-  if (r.status == 200 || r.status == 206) {
-    r.body.assign(reinterpret_cast<const char*>(bytes.data()) + first, length);
+  HttpResponse r = PlanRepresentation(req, *digest, catalog_.IsPublicChunk(*digest), (*chunk)->size(), &first, &length);
+  if ((r.status == 200 || r.status == 206) && length > 0) {
+    // One piece, sent from the (cached) chunk itself.
+    r.stream_bytes = length;
+    r.stream = [piece = BodyPiece{*chunk, ByteSpan(**chunk).subspan(first, length)}, given = false]() mutable
+        -> Result<BodyPiece> {
+      if (std::exchange(given, true)) return Status::InvalidArgument("stream finished");
+      return piece;
+    };
   }
   return r;
 }

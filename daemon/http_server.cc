@@ -332,7 +332,9 @@ struct HttpServer::Impl {
     co_return !ec;
   }
 
-  // Writes a response whose body comes piece by piece from r.stream.
+  // Writes a response whose body comes piece by piece from r.stream. The
+  // head goes out with the first piece, in one write: a small body (a chunk)
+  // costs one system call, as a body in memory does.
   template <class Stream>
   net::awaitable<uint64_t> WriteStreamed(Stream& stream, const HttpResponse& r, bool keep_alive,
                                          bool* ok) {
@@ -343,8 +345,6 @@ struct HttpServer::Impl {
     res.body().data = nullptr;
     res.body().more = true;
     http::response_serializer<http::buffer_body> sr(res);
-    Tcp(stream).expires_after(options.write_timeout);
-    if (auto [ec, n] = co_await http::async_write_header(stream, sr, kTuple); ec) co_return 0;
     uint64_t sent = 0;
     while (sent < r.stream_bytes) {
       Result<BodyPiece> piece = r.stream();

@@ -22,7 +22,7 @@ packages=(
   libhowardhinnant-date-dev cmake  # rollout/window: IANA zones (libdate-tz); meson finds it by its CMake package
 )
 if [[ "${1:-}" == bench ]]; then
-  packages+=(bsdiff xdelta3 time openssl)
+  packages+=(bsdiff xdelta3 time openssl wrk)
   # bench/delta fetches its data with npm; a node/npm from elsewhere will do.
   command -v npm >/dev/null || packages+=(npm)
 fi
