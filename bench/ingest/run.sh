@@ -8,8 +8,8 @@
 # Prints a markdown table with the ratios to openssl and writes RESULTS.md.
 #
 # Usage: bench/ingest/run.sh [SIZE_MIB]
-#   BUILD=dir      meson build directory (default build; daemon/meridiand and
-#                  cli/meridian are built there)
+#   BUILD=dir      meson build directory (default build-release, set up
+#                  --buildtype=release; daemon/meridiand and cli/meridian are built)
 #   CACHE=dir      where the npm package is kept (default ~/.cache/meridian-ingest-bench)
 #   RESULTS=file   where the table goes (default bench/ingest/RESULTS.md; "-" for nowhere)
 set -euo pipefail
@@ -17,16 +17,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cd "$root"
 size_mib=${1:-1024}
-build=${BUILD:-build}
+build=${BUILD:-build-release}
 cache=${CACHE:-$HOME/.cache/meridian-ingest-bench}
 results=${RESULTS:-$here/RESULTS.md}
-scripts/setup.sh bench
-if [[ -f "$build/build.ninja" ]]; then
-  ninja -C "$build" daemon/meridiand cli/meridian >/dev/null
-else
-  scripts/build.sh "$build" >/dev/null
-fi
-bin=$root/$build
+source "$root/bench/common.sh"
 work=$(mktemp -d /tmp/meridian-ingest-XXXXXX)
 trap 'kill $(cat "$work/pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
 

@@ -12,7 +12,8 @@
 # nginx's) and writes bench/serve/RESULTS.md.
 #
 # Usage: bench/serve/run.sh [SIZE_MIB]    (default 256: random bytes)
-#   BUILD=dir      meson build directory (default build)
+#   BUILD=dir      meson build directory (default build-release, set up
+#                  --buildtype=release; daemon/meridiand and cli/meridian are built)
 #   SECONDS_EACH=s length of each wrk run (default 10)
 #   RESULTS=file   where the table goes (default bench/serve/RESULTS.md; "-" for nowhere)
 set -euo pipefail
@@ -20,16 +21,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cd "$root"
 size_mib=${1:-256}
-build=${BUILD:-build}
+build=${BUILD:-build-release}
 seconds=${SECONDS_EACH:-10}
 results=${RESULTS:-$here/RESULTS.md}
-scripts/setup.sh bench
-if [[ -f "$build/build.ninja" ]]; then
-  ninja -C "$build" daemon/meridiand cli/meridian >/dev/null
-else
-  scripts/build.sh "$build" >/dev/null
-fi
-bin=$root/$build
+source "$root/bench/common.sh"
 work=$(mktemp -d /tmp/meridian-serve-XXXXXX)
 cleanup() {
   [[ -s $work/pid ]] && kill "$(cat "$work/pid")" 2>/dev/null
