@@ -182,6 +182,10 @@ Status ApplyConfigText(ServeOptions& o, std::string_view toml_text, std::string_
   if (o.chunk_cache_bytes < 0 || o.chunk_cache_bytes > (int64_t{1} << 40)) {
     return Status::InvalidArgument(source + ": chunk_cache_bytes must be 0 (no cache) to 1 TiB");
   }
+  MERIDIAN_RETURN_IF_ERROR(setting("scrub_interval_ms", o.scrub_interval_ms));
+  if (o.scrub_interval_ms != 0 && (o.scrub_interval_ms < 1000 || o.scrub_interval_ms > 365 * kDayMs)) {
+    return Status::InvalidArgument(source + ": scrub_interval_ms must be 0 (never) or 1000 to 365 days");
+  }
   // Unset: LZMA literals (smallest). A level: zstd literals, faster to make and apply.
   if (t.contains("delta_literal_level")) {
     int level = 0;

@@ -47,6 +47,7 @@ struct ServeOptions {
   RetentionOptions retention;          // keep_versions, collect_interval_ms, report_ids_ms
   int64_t unreferenced_grace_ms = StoreOptions{}.unreferenced_grace_ms;
   int64_t chunk_cache_bytes = static_cast<int64_t>(StoreOptions{}.chunk_cache_bytes);
+  int64_t scrub_interval_ms = 7ll * 24 * 3600 * 1000;  // between re-hashes of the whole store; 0: never
   // HTTPS: certificate chain and key (PEM); client certificates checked
   // against tls_client_ca, "none", "optional" (the default with a CA) or "required".
   std::string tls_certificate, tls_key, tls_client_ca, tls_client_certificates;
@@ -56,14 +57,14 @@ struct ServeOptions {
 };
 
 // The keys of --config, in the order --help lists them.
-inline constexpr std::array<std::string_view, 31> kConfigKeys = {
+inline constexpr std::array<std::string_view, 32> kConfigKeys = {
     "data", "listen", "threads", "head_timeout_ms", "body_timeout_ms", "state_expiry_ms", "state_refresh_ms",
     "credential_lifetime_ms", "role",
     "region", "jurisdiction", "upstream", "upstream_token_file", "upstream_ca_file", "upstream_client_certificate",
     "upstream_client_key", "upstream_allow_insecure_http", "tls_certificate", "tls_key", "tls_client_ca",
     "tls_client_certificates", "delta_previous_versions", "delta_threads", "delta_literal_level",
     "delta_artifact_bytes_max", "time_zones", "keep_versions", "collect_interval_ms", "unreferenced_grace_ms",
-    "report_ids_ms", "chunk_cache_bytes"};
+    "report_ids_ms", "chunk_cache_bytes", "scrub_interval_ms"};
 
 // The TLS settings: a --config key and the flag of the same name
 // (tls_key: --tls-key), which wins.

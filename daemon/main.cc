@@ -6,16 +6,14 @@
 #include <array>
 #include <atomic>
 #include <csignal>
-#include <condition_variable>
 #include <cstdio>
-#include <mutex>
-#include <thread>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include "base/clock.h"
 #include "base/file.h"
+#include "base/periodic.h"
 #include "base/service_notify.h"
 #include "daemon/api.h"
 #include "daemon/audit_log.h"
@@ -282,35 +280,36 @@ int Serve(ServeOptions o) {
   // requests: tick once per kTickInterval until the server stops. Each tick
   // also looks at the store: a fault that stops its writes turns /readyz to
   // 503 (logged once) until the store resumes.
-  std::mutex tick_mu;
-  std::condition_variable tick_cv;
-  bool done = false;
-  std::thread ticker([&] {
-    std::string fault;
-    Status::Code fault_code = Status::Code::kOk;
-    std::unique_lock lock(tick_mu);
-    while (!tick_cv.wait_for(lock, kTickInterval, [&] { return done; })) {
-      (*rollouts)->Tick();
-      Status health = (*store)->Health();
-      std::string now_fault = health.ok() ? "" : health.message();
-      // Logged once per kind of fault: each retry on a full disk names another file.
-      if (health.code() != fault_code) {
-        Log(now_fault.empty() ? "store writes resumed" : "store " + now_fault);
-        fault_code = health.code();
-      }
-      if (now_fault != fault) {
-        fault = now_fault;
-        api.SetStoreFault(fault);
-      }
+  PeriodicThread ticker;
+  ticker.Start(kTickInterval, [&, fault = std::string(), fault_code = Status::Code::kOk]() mutable {
+    (*rollouts)->Tick();
+    Status health = (*store)->Health();
+    std::string now_fault = health.ok() ? "" : health.message();
+    // Logged once per kind of fault: each retry on a full disk names another file.
+    if (health.code() != fault_code) {
+      Log(now_fault.empty() ? "store writes resumed" : "store " + now_fault);
+      fault_code = health.code();
+    }
+    if (now_fault != fault) {
+      fault = now_fault;
+      api.SetStoreFault(fault);
     }
   });
-  server.Run();
-  {
-    std::lock_guard lock(tick_mu);
-    done = true;
+  // Every chunk is re-hashed on a schedule, not only when it is read: a chunk
+  // damaged on disk that nobody asks for is dropped (and logged) before a
+  // terminal needs it, so a region fetches it again and a publish restores it.
+  PeriodicThread scrubber;
+  if (o.scrub_interval_ms > 0) {
+    scrubber.Start(std::chrono::milliseconds(o.scrub_interval_ms), [&] {
+      CheckReport r = (*store)->Check(CheckMode::kRepair);
+      Log(fmt::format("scrub: {} chunks and {} manifests checked, {} damaged chunks dropped{}", r.chunks_checked,
+                      r.manifests_checked, r.chunks_dropped, r.clean() ? "" : ":"));
+      for (const std::string& line : r.faults) Log("scrub: fault: " + line);
+    });
   }
-  tick_cv.notify_one();
-  ticker.join();
+  server.Run();
+  scrubber.Stop();
+  ticker.Stop();
   api.SetReady(false);
   outbox.reset();
   repairer = nullptr;

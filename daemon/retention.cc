@@ -28,25 +28,13 @@ Retention::Retention(Store& store, Catalog& catalog, Rollouts& rollouts, DeltaSe
       clock_(clock),
       options_(options) {}
 
-Retention::~Retention() {
-  {
-    std::lock_guard lock(thread_mu_);
-    stopping_ = true;
-  }
-  thread_cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
+Retention::~Retention() { collector_.Stop(); }
 
 void Retention::Start() {
   if (options_.interval_ms <= 0) return;
-  thread_ = std::thread([this] {
-    std::unique_lock lock(thread_mu_);
-    while (!thread_cv_.wait_for(lock, std::chrono::milliseconds(options_.interval_ms), [&] { return stopping_; })) {
-      lock.unlock();
-      Result<RetentionReport> r = Collect(kRetentionActor);
-      if (!r.ok()) std::fprintf(stderr, "meridiand: collection failed: %s\n", r.status().ToString().c_str());
-      lock.lock();
-    }
+  collector_.Start(std::chrono::milliseconds(options_.interval_ms), [this] {
+    Result<RetentionReport> r = Collect(kRetentionActor);
+    if (!r.ok()) std::fprintf(stderr, "meridiand: collection failed: %s\n", r.status().ToString().c_str());
   });
 }
 

@@ -11,18 +11,17 @@
 // every `interval_ms`, or when an operator asks (POST /v1/collect).
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "base/clock.h"
+#include "base/periodic.h"
 #include "base/status.h"
 #include "daemon/audit_log.h"
 #include "daemon/catalog.h"
@@ -89,10 +88,7 @@ class Retention {
   // Held exclusively by a deletion or a policy pass, from reading what is in
   // use to deleting; shared by HoldVersions.
   std::shared_mutex versions_mu_;
-  std::mutex thread_mu_;
-  std::condition_variable thread_cv_;
-  bool stopping_ = false;  // guarded by thread_mu_
-  std::thread thread_;
+  PeriodicThread collector_;
 };
 
 }  // namespace meridian

@@ -1,16 +1,20 @@
-// Tests of base/: digests, encodings, status, clock, atomic files.
+// Tests of base/: digests, encodings, status, clock, atomic files, periodic threads.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 
 #include "base/clock.h"
 #include "base/digest.h"
 #include "base/encoding.h"
 #include "base/file.h"
 #include "base/json.h"
+#include "base/periodic.h"
 #include "base/status.h"
 
 using namespace meridian;
@@ -292,4 +296,34 @@ TEST_CASE("JsonFields: unknown fields are refused or ignored as the caller says;
   CHECK(f.Find("c") == nullptr);
   f.Fail("c", "is later");
   CHECK(f.Finish().message() == "doc: field 'a' is missing");
+}
+
+TEST_CASE("a periodic thread runs its task until stopped, and a run in progress finishes first") {
+  std::mutex mu;
+  std::condition_variable cv;
+  int runs = 0;
+  bool in_task = false;
+  PeriodicThread periodic;
+  periodic.Start(std::chrono::milliseconds(1), [&] {
+    {
+      std::lock_guard lock(mu);
+      in_task = true;
+      ++runs;
+    }
+    cv.notify_all();
+    std::lock_guard lock(mu);
+    in_task = false;
+  });
+  {
+    std::unique_lock lock(mu);
+    REQUIRE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return runs >= 3; }));
+  }
+  periodic.Stop();
+  std::lock_guard lock(mu);
+  CHECK_FALSE(in_task);
+  const int stopped_at = runs;
+  periodic.Stop();  // idempotent
+  CHECK(runs == stopped_at);
+  PeriodicThread never_started;
+  never_started.Stop();
 }

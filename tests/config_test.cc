@@ -69,7 +69,7 @@ TEST_CASE("config: out-of-range values and unknown keys are refused") {
   for (const std::string text : {"threads = -1", "threads = 5000", "head_timeout_ms = 0", "body_timeout_ms = 3600001",
                                  "delta_threads = 0", "delta_literal_level = 23", "credential_lifetime_ms = 5",
                                  "nonsense = 1", "threads = ", "keep_versions = -1", "collect_interval_ms = 10",
-                                 "unreferenced_grace_ms = 0", "report_ids_ms = 999", "keep_versions = \"3\"", "chunk_cache_bytes = -1",
+                                 "unreferenced_grace_ms = 0", "report_ids_ms = 999", "keep_versions = \"3\"", "chunk_cache_bytes = -1", "scrub_interval_ms = 999",
                                  "data = \"\\nstore\"", "upstream = [\"http://o\\r\"]",
                                  "upstream = \"http://o\\u007f\"",
                                  "[time_zones]\n\"'\" = \"Asia/Singapore\""}) {
@@ -82,9 +82,10 @@ TEST_CASE("config: out-of-range values and unknown keys are refused") {
 TEST_CASE("config: retention settings") {
   ServeOptions o;
   REQUIRE(Apply(o, "keep_versions = 5\ncollect_interval_ms = 0\nunreferenced_grace_ms = 7200000\nreport_ids_ms = 86400000\n"
-                   "chunk_cache_bytes = 0")
+                   "chunk_cache_bytes = 0\nscrub_interval_ms = 0")
               .ok());
   CHECK(o.chunk_cache_bytes == 0);
+  CHECK(o.scrub_interval_ms == 0);
   CHECK(o.retention.keep_versions == 5);
   CHECK(o.retention.interval_ms == 0);
   CHECK(o.unreferenced_grace_ms == 7'200'000);
