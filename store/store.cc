@@ -1169,7 +1169,12 @@ class RocksStore final : public Store {
                                               }
                                             }));
     if (!bs.ok()) return Fault(bs, "batching chunk ages");
-    return Write(batch, "touching chunks");
+    // Not synced, as a chunk's upload is not: a touch lost to a power cut
+    // leaves a chunk older than it should be, which a collection may take
+    // before the commit; that commit then names it missing and the publisher
+    // uploads it again. A publish asks about its chunks a batch at a time,
+    // and costs no sync per batch.
+    return Write(batch, "touching chunks", Durability::kUnsynced);
   }
 
   // While a collection runs, the chunks of a commit begun meanwhile are not

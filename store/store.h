@@ -42,10 +42,11 @@
 //    the disk, never the cache.
 //  - Every write that returns OK is synced to disk (WAL fsync) unless
 //    StoreOptions::sync_writes is false (tests and benchmarks only), but for
-//    PutChunk: a chunk is in the WAL (it survives the process being killed),
-//    and a power cut may lose it until the next synced write, which syncs
-//    every earlier one. So a commit never names a chunk that could be lost,
-//    and a publish costs one sync, not one per chunk.
+//    PutChunk and the chunk ages MissingChunks renews: those are in the WAL
+//    (they survive the process being killed), and a power cut may lose them
+//    until the next synced write, which syncs every earlier one. So a commit
+//    never names a chunk that could be lost, and a publish costs one sync,
+//    not one per chunk or per question.
 //  - A full disk: a write fails with InsufficientStorage and keeps nothing of
 //    itself; RocksDB then stops every write (reads go on) until the store
 //    resumes, which flushes the memtables and so needs about

@@ -407,6 +407,33 @@ TEST_CASE("power cut: a publish commits a version wholly or not at all, and its 
   CHECK(CutPowerEverywhere(op).sync_points < kV2.chunks.size() + 1);
 }
 
+// A publish asks which of its chunks are missing a batch at a time: renewing
+// the ages of those present is written (the failed-call runs reach it) but
+// not synced.
+TEST_CASE("power cut: naming chunks present renews their ages without a sync") {
+  DurableOp op{
+      .name = "missing chunks: ages renewed",
+      .setup =
+          [](Store& store, FakeClock& clock) {
+            Publish(store, kV1);
+            clock.Advance(std::chrono::milliseconds(kGraceMs));  // old enough to be renewed
+          },
+      .start =
+          [](Store& store, FakeClock&, Notes&) {
+            return std::vector<Step>{[&store]() -> Status {
+              std::vector<Digest> asked;
+              for (const Bytes& c : kV1.chunks) asked.push_back(Digest::Of(c));
+              Result<std::vector<Digest>> missing = store.MissingChunks(asked);
+              if (!missing.ok()) return missing.status();
+              CHECK(missing->empty());
+              return Status::Ok();
+            }};
+          },
+      .check = [](Store& store, FakeClock&, const Notes&, size_t) { CHECK(VersionStored(store, kV1)); },
+  };
+  CHECK(CutPowerEverywhere(op).sync_points == 0);
+}
+
 TEST_CASE("power cut: a version deletion is whole, and kept once acknowledged") {
   DurableOp op{
       .name = "delete version",
