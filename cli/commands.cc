@@ -200,9 +200,22 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
     return st;
   };
 
+  // Appends to `out` those of `chunks` (at `offsets`) whose digests came
+  // first in the file; the bytes appended.
+  std::set<Digest> seen;
+  auto first_occurrences = [&seen](std::span<const ChunkRef> chunks, std::span<const uint64_t> offsets,
+                                   std::vector<ChunkToSend>& out) {
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      if (!seen.insert(chunks[i].digest).second) continue;
+      out.push_back({chunks[i].digest, chunks[i].size, offsets[i]});
+      bytes += chunks[i].size;
+    }
+    return bytes;
+  };
+
   // The file is read, chunked and hashed on all cores while the chunks read
   // so far are sent, one batch at a time.
-  std::set<Digest> seen;
   std::vector<ChunkToSend> batch;
   uint64_t batch_bytes = 0;
   std::future<Status> sending;  // the batch in flight
@@ -220,11 +233,7 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
     Progress progress("publishing", unknown_size ? 0 : size, !g.json);
     return ChunkFile(o.path, [&](uint64_t bytes) { progress.Add(bytes); },
                      [&](std::span<const ChunkRef> chunks, std::span<const uint64_t> offsets) -> Status {
-                       for (size_t i = 0; i < chunks.size(); ++i) {
-                         if (!seen.insert(chunks[i].digest).second) continue;
-                         batch.push_back({chunks[i].digest, chunks[i].size, offsets[i]});
-                         batch_bytes += chunks[i].size;
-                       }
+                       batch_bytes += first_occurrences(chunks, offsets, batch);
                        return batch_bytes >= kUploadBatchBytes ? send_batch() : Status::Ok();
                      });
   }();
@@ -250,11 +259,7 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
     if (attempt > 0) {
       std::vector<ChunkToSend> all;
       seen.clear();
-      for (size_t i = 0; i < m.chunks.size(); ++i) {
-        if (seen.insert(m.chunks[i].digest).second) {
-          all.push_back({m.chunks[i].digest, m.chunks[i].size, chunked->offsets[i]});
-        }
-      }
+      first_occurrences(m.chunks, chunked->offsets, all);
       if (Status st = upload_missing(all); !st.ok()) return Fail(st);
     }
     r = client.Post(VersionsPath(o.model), EnvelopeToJson(env), kJsonReplyBytesMax);
