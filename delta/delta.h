@@ -29,11 +29,13 @@ namespace meridian {
 
 // ---------------------------------------------------------------------------
 // Format limits. A decoder refuses any operation above them, which is what
-// bounds its memory. Version 2 adds LITERAL_LZMA; an encoder writes version 1
-// when it uses no LZMA operation, so older decoders read those deltas.
-inline constexpr uint16_t kDeltaFormatVersion = 2;
+// bounds its memory. Version 2 adds LITERAL_LZMA, version 3 PATCH; an encoder
+// writes the lowest version its operations need, so older decoders read those
+// deltas.
+inline constexpr uint16_t kDeltaFormatVersion = 3;
 inline constexpr size_t kDeltaHeaderBytes = 92;
-// Largest target range produced by one literal or difference operation.
+// Largest target range produced by one literal, difference or patch operation,
+// and the largest control section of a patch operation.
 inline constexpr uint64_t kDeltaOpTargetBytesMax = 8ull << 20;
 // Largest prefix (source range plus earlier target range) of one literal operation.
 inline constexpr uint64_t kDeltaPrefixBytesMax = 32ull << 20;
@@ -204,6 +206,9 @@ enum class Op : uint8_t {
   kLiteralLzma = 0x05,    // (version 2) u8 plane_width, then the fields of kLiteralPrefix (ranges
                           // may be empty; must be with width > 1), then a raw LZMA2 stream whose
                           // preset dictionary is the prefix
+  kPatch = 0x06,          // (version 3) varint source_offset, varint length, varint control_bytes,
+                          // varint lzma_bytes, raw LZMA2 stream of the control entries, then the
+                          // differences, then the extra bytes (approximate matches, after bsdiff)
 };
 
 // Bytes of the largest operation before its zstd frame.

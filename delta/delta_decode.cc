@@ -24,6 +24,12 @@ constexpr uint64_t kCopySliceBytes = 1ull << 20;
 static_assert(delta_format::kOpFieldsBytesMax + ZSTD_COMPRESSBOUND(kDeltaOpTargetBytesMax) +
                   std::max(kDeltaPrefixBytesMax, kDeltaOpTargetBytesMax) + kDeltaOpTargetBytesMax <=
               kDeltaDecoderBufferBytesMax);
+// A PATCH operation: pending (its LZMA2 stream), one entry's source range and
+// the decoded control, differences and extra bytes. (lzma_stream_buffer_bound
+// is not constexpr: LZMA2 adds at most 3 bytes per 64 KiB chunk and a few more.)
+static_assert(delta_format::kOpFieldsBytesMax + 2 * kDeltaOpTargetBytesMax + (2 * kDeltaOpTargetBytesMax >> 14) + 64 +
+                  kDeltaOpTargetBytesMax + 2 * kDeltaOpTargetBytesMax <=
+              kDeltaDecoderBufferBytesMax);
 
 // One parsed operation; `payload` points into the bytes it was parsed from.
 struct ParsedOp {
@@ -34,6 +40,7 @@ struct ParsedOp {
   uint64_t target_offset = 0;  // the earlier target range read back (prefix)
   uint64_t target_length = 0;
   uint64_t length = 0;         // target bytes produced
+  uint64_t control_bytes = 0;  // the control section (patch)
   ByteSpan payload;
 };
 
@@ -107,6 +114,10 @@ ParseStep ParseOp(ByteSpan data) {
         complete = r.Byte(op.width) && r.Varint(op.source_offset) && r.Varint(op.length) && r.Varint(zstd_bytes);
         op.source_length = op.length;
         break;
+      case Op::kPatch:
+        complete = r.Varint(op.source_offset) && r.Varint(op.length) && r.Varint(op.control_bytes) &&
+                   r.Varint(zstd_bytes);
+        break;
       default:
         step.status = Status::Corruption("unknown delta operation " + std::to_string(code));
         return step;
@@ -120,12 +131,14 @@ ParseStep ParseOp(ByteSpan data) {
     step.need_bytes = data.size() + 1;
     return step;
   }
-  if (op.op == Op::kLiteral || op.op == Op::kLiteralPrefix || op.op == Op::kDiff || op.op == Op::kLiteralLzma) {
-    if (op.length == 0 || op.length > kDeltaOpTargetBytesMax) {
+  if (op.op != Op::kEnd && op.op != Op::kCopy) {
+    if (op.length == 0 || op.length > kDeltaOpTargetBytesMax || op.control_bytes > kDeltaOpTargetBytesMax) {
       step.status = Status::Corruption("delta operation length out of bounds");
       return step;
     }
-    const size_t bound = op.op == Op::kLiteralLzma ? lzma_stream_buffer_bound(op.length) : ZSTD_compressBound(op.length);
+    const size_t bound = op.op == Op::kLiteralLzma ? lzma_stream_buffer_bound(op.length)
+                         : op.op == Op::kPatch     ? lzma_stream_buffer_bound(op.control_bytes + op.length)
+                                                   : ZSTD_compressBound(op.length);
     if (zstd_bytes == 0 || zstd_bytes > bound) {
       step.status = Status::Corruption("delta operation compressed size out of bounds");
       return step;
@@ -250,8 +263,22 @@ struct DeltaDecoder::State {
     if (source_buf.capacity() > (planes ? op.length : kDeltaLzmaPrefixBytesMax)) Bytes().swap(source_buf);
     source_buf.reserve(op.source_length + op.target_length);
     MERIDIAN_RETURN_IF_ERROR(ReadPrefix(op));
+    out_buf.resize(planes ? op.length : std::min(kCopySliceBytes, op.length));
+    NotePeak();
+    MERIDIAN_RETURN_IF_ERROR(DecodeLzmaStream(op.payload, source_buf, op.length, /*whole=*/planes));
+    if (!planes) return Status::Ok();
+    source_buf.resize(op.length);
+    NotePeak();
+    delta_format::JoinPlanes(out_buf, static_cast<unsigned>(op.width), source_buf);
+    return Emit(source_buf);
+  }
+
+  // Decodes the raw LZMA2 `payload`, with `prefix` as preset dictionary, to
+  // exactly `length` bytes: into out_buf when `whole` (sized by the caller),
+  // else emitted as target bytes through out_buf's slices.
+  Status DecodeLzmaStream(ByteSpan payload, ByteSpan prefix, uint64_t length, bool whole) {
     constexpr uint32_t kSmallDictBytes = 1 << 20;
-    if (source_buf.size() + op.length > kSmallDictBytes) {
+    if (prefix.size() + length > kSmallDictBytes) {
       lzma_dict_bytes = static_cast<uint32_t>(kDeltaLzmaPrefixBytesMax + kDeltaOpTargetBytesMax);
     } else if (lzma_dict_bytes == 0) {
       lzma_dict_bytes = kSmallDictBytes;
@@ -259,16 +286,14 @@ struct DeltaDecoder::State {
     lzma_options_lzma lz{};
     if (lzma_lzma_preset(&lz, 0)) return Status::IOError("lzma preset");
     lz.dict_size = lzma_dict_bytes;
-    lz.preset_dict = source_buf.empty() ? nullptr : source_buf.data();
-    lz.preset_dict_size = static_cast<uint32_t>(source_buf.size());
+    lz.preset_dict = prefix.empty() ? nullptr : prefix.data();
+    lz.preset_dict_size = static_cast<uint32_t>(prefix.size());
     const lzma_filter filters[] = {{LZMA_FILTER_LZMA2, &lz}, {LZMA_VLI_UNKNOWN, nullptr}};
     if (lzma_raw_decoder(&lzma, filters) != LZMA_OK) return Status::IOError("lzma_raw_decoder failed");
-    out_buf.resize(planes ? op.length : std::min(kCopySliceBytes, op.length));
-    NotePeak();
-    lzma.next_in = op.payload.data();
-    lzma.avail_in = op.payload.size();
-    uint64_t left = op.length;
-    size_t filled = 0;  // planes: bytes of out_buf decoded so far
+    lzma.next_in = payload.data();
+    lzma.avail_in = payload.size();
+    uint64_t left = length;
+    size_t filled = 0;  // whole: bytes of out_buf decoded so far
     for (;;) {
       const size_t in_before = lzma.avail_in;
       lzma.next_out = out_buf.data() + filled;
@@ -276,7 +301,7 @@ struct DeltaDecoder::State {
       const lzma_ret r = lzma_code(&lzma, LZMA_FINISH);
       const size_t got = static_cast<size_t>(lzma.next_out - (out_buf.data() + filled));
       left -= got;
-      if (planes) {
+      if (whole) {
         filled += got;
       } else if (got > 0) {
         MERIDIAN_RETURN_IF_ERROR(Emit(ByteSpan(out_buf.data(), got)));
@@ -288,11 +313,57 @@ struct DeltaDecoder::State {
       }
     }
     if (left != 0 || lzma.avail_in != 0) return Status::Corruption("delta LZMA stream size differs from its operation");
-    if (!planes) return Status::Ok();
-    source_buf.resize(op.length);
+    return Status::Ok();
+  }
+
+  // PATCH: the control entries, differences and extra bytes are decoded
+  // whole (at most 16 MiB), checked, then each entry adds its differences to
+  // the source range it names and appends its extra bytes.
+  Status DecodePatch(const ParsedOp& op) {
+    if (header->format_version < 3) return Status::Corruption("patch operation in a version 1 or 2 delta");
+    out_buf.resize(op.control_bytes + op.length);
     NotePeak();
-    delta_format::JoinPlanes(out_buf, static_cast<unsigned>(op.width), source_buf);
-    return Emit(source_buf);
+    MERIDIAN_RETURN_IF_ERROR(DecodeLzmaStream(op.payload, {}, out_buf.size(), /*whole=*/true));
+    struct Entry {
+      uint64_t diff_length, extra_length, seek;
+    };
+    auto entries = [&](auto&& visit) -> Status {
+      FieldReader r(ByteSpan(out_buf).first(op.control_bytes));
+      uint64_t produced = 0;
+      while (r.pos() < op.control_bytes) {
+        Entry e;
+        if (!r.Varint(e.diff_length) || !r.Varint(e.extra_length) || !r.Varint(e.seek) ||
+            e.diff_length > op.length - produced || e.extra_length > op.length - produced - e.diff_length) {
+          return Status::Corruption("delta patch control entry malformed or past the operation's length");
+        }
+        produced += e.diff_length + e.extra_length;
+        MERIDIAN_RETURN_IF_ERROR(visit(e));
+      }
+      if (produced != op.length) return Status::Corruption("delta patch entries do not make the operation's length");
+      return Status::Ok();
+    };
+    uint64_t diff_total = 0;
+    MERIDIAN_RETURN_IF_ERROR(entries([&](const Entry& e) {
+      diff_total += e.diff_length;
+      return Status::Ok();
+    }));
+    uint64_t cursor = op.source_offset, diff_at = op.control_bytes, extra_at = op.control_bytes + diff_total;
+    return entries([&](const Entry& e) -> Status {
+      MERIDIAN_RETURN_IF_ERROR(ReadSource(cursor, e.diff_length));
+      for (uint64_t i = 0; i < e.diff_length; ++i) source_buf[i] = static_cast<uint8_t>(source_buf[i] + out_buf[diff_at + i]);
+      diff_at += e.diff_length;
+      MERIDIAN_RETURN_IF_ERROR(Emit(source_buf));
+      MERIDIAN_RETURN_IF_ERROR(Emit(ByteSpan(out_buf).subspan(extra_at, e.extra_length)));
+      extra_at += e.extra_length;
+      // Zigzag seek from the end of the differences; the cursor stays inside the source.
+      const uint64_t magnitude = (e.seek >> 1) + (e.seek & 1);
+      cursor += e.diff_length;
+      if ((e.seek & 1) ? magnitude > cursor : magnitude > header->source_size - cursor) {
+        return Status::Corruption("delta patch seeks outside the source");
+      }
+      cursor = (e.seek & 1) ? cursor - magnitude : cursor + magnitude;
+      return Status::Ok();
+    });
   }
 
   Status Execute(const ParsedOp& op) {
@@ -331,6 +402,8 @@ struct DeltaDecoder::State {
         return Emit(out_buf);
       case Op::kLiteralLzma:
         return DecodeLzma(op);
+      case Op::kPatch:
+        return DecodePatch(op);
       case Op::kDiff:
         MERIDIAN_RETURN_IF_ERROR(ReadSource(op.source_offset, op.length));
         MERIDIAN_RETURN_IF_ERROR(Decompress(op.payload, op.length, false));

@@ -1,8 +1,10 @@
 // Tests of the delta codec: round trips over seeded random edits and weight-like
 // arrays, refusal of hostile deltas, and the decoder's memory bound.
 #include <catch2/catch.hpp>
+#include <bit>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <random>
 
 #include <lzma.h>
@@ -435,7 +437,7 @@ Bytes LzmaOp(ByteSpan data, uint64_t length, uint64_t source_length = 0) {
 
 }  // namespace
 
-TEST_CASE("code literals: LZMA by default (format version 2), zstd on request (version 1)") {
+TEST_CASE("code literals: LZMA by default (format version 2, 3 with approximate matches), zstd on request (version 1)") {
   std::mt19937_64 rng(23);
   const Bytes source = CodeLike(3 << 20, rng);
   Bytes target = source;
@@ -444,7 +446,7 @@ TEST_CASE("code literals: LZMA by default (format version 2), zstd on request (v
   DeltaOptions zstd_options;
   zstd_options.literal_codec = LiteralCodec::kZstd;
   const Bytes zstd = MustEncode(source, target, zstd_options);
-  CHECK(ParseDeltaHeader(lzma)->format_version == 2);
+  CHECK(ParseDeltaHeader(lzma)->format_version >= 2);
   CHECK(ParseDeltaHeader(zstd)->format_version == 1);
   for (const Bytes* d : {&lzma, &zstd}) {
     Bytes out;
@@ -535,5 +537,176 @@ TEST_CASE("LZMA operations of any size, before and after a zstd prefix operation
     Bytes out;
     REQUIRE(ApplyInPieces(source, delta, piece, out).ok());
     CHECK(out == target);
+  }
+}
+
+namespace {
+
+// A synthetic build of compiled code: `functions` functions of random
+// instructions, a fifth of them calls holding the callee's absolute address (4
+// bytes, little-endian). `grow` bytes added to function 2 (a small fix) move
+// every later function, so every call to one of them changes: a patch release.
+Bytes SyntheticBuild(size_t functions, size_t grow) {
+  std::mt19937_64 rng(37);
+  struct Instruction {
+    uint8_t opcode;
+    size_t callee;  // SIZE_MAX: no operand
+    uint8_t immediate;
+  };
+  std::vector<std::vector<Instruction>> bodies(functions);
+  for (auto& body : bodies) {
+    body.resize(20 + rng() % 200);
+    for (Instruction& in : body) {
+      in.opcode = static_cast<uint8_t>(rng() % 40);
+      in.callee = rng() % 5 == 0 ? rng() % functions : SIZE_MAX;
+      in.immediate = static_cast<uint8_t>(rng() % 16);
+    }
+  }
+  for (size_t i = 0; i < grow; ++i) bodies[2].push_back({static_cast<uint8_t>(41 + i % 8), SIZE_MAX, 0});
+  auto bytes_of = [](const Instruction& in) { return in.callee == SIZE_MAX ? 2 : 5; };
+  std::vector<uint32_t> starts;
+  uint32_t at = 0;
+  for (const auto& body : bodies) {
+    starts.push_back(at);
+    for (const Instruction& in : body) at += static_cast<uint32_t>(bytes_of(in));
+  }
+  Bytes out;
+  for (const auto& body : bodies) {
+    for (const Instruction& in : body) {
+      out.push_back(in.opcode);
+      if (in.callee == SIZE_MAX) {
+        out.push_back(in.immediate);
+        continue;
+      }
+      for (int k = 0; k < 4; ++k) out.push_back(static_cast<uint8_t>(starts[in.callee] >> (8 * k)));
+    }
+  }
+  return out;
+}
+
+// What libzstd's prefix-dictionary API makes of `target` with `source` as
+// prefix at level 19 (zstd --patch-from's method).
+size_t ZstdPrefixBytes(ByteSpan source, ByteSpan target) {
+  ZSTD_CCtx* c = ZSTD_createCCtx();
+  ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, 19);
+  ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, static_cast<int>(std::bit_width(source.size() + target.size())));
+  ZSTD_CCtx_refPrefix(c, source.data(), source.size());
+  Bytes frame(ZSTD_compressBound(target.size()));
+  const size_t n = ZSTD_compress2(c, frame.data(), frame.size(), target.data(), target.size());
+  ZSTD_freeCCtx(c);
+  REQUIRE_FALSE(ZSTD_isError(n));
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("a patch release of compiled code: at most 0.9 x libzstd's prefix dictionary") {
+  const Bytes source = SyntheticBuild(8000, 0);
+  const Bytes target = SyntheticBuild(8000, 7);
+  REQUIRE(source.size() > (2 << 20));
+  const Bytes delta = MustEncode(source, target);
+  CHECK(ParseDeltaHeader(delta)->format_version == 3);  // approximate matches (PATCH)
+  Bytes out;
+  REQUIRE(ApplyInPieces(source, delta, 65536, out).ok());
+  CHECK(out == target);
+  const size_t zstd = ZstdPrefixBytes(source, target);
+  std::printf("synthetic patch release, %zu bytes: delta %zu bytes, libzstd prefix -19 %zu (%.2f)\n", target.size(),
+              delta.size(), zstd, static_cast<double>(delta.size()) / static_cast<double>(zstd));
+  CHECK(delta.size() * 10 <= zstd * 9);
+}
+
+namespace {
+
+struct PatchEntry {
+  uint64_t diff_length;
+  uint64_t extra_length;
+  int64_t seek;
+};
+
+// A PATCH operation from `source_offset` with these entries, differences and
+// extra bytes, claiming `length` (and `control_bytes` when given).
+Bytes PatchOp(uint64_t source_offset, uint64_t length, const std::vector<PatchEntry>& entries, ByteSpan diff,
+              ByteSpan extra, std::optional<uint64_t> control_bytes = std::nullopt) {
+  Bytes content;
+  for (const PatchEntry& e : entries) {
+    delta_format::PutVarint(content, e.diff_length);
+    delta_format::PutVarint(content, e.extra_length);
+    delta_format::PutVarint(content, (static_cast<uint64_t>(e.seek) << 1) ^ static_cast<uint64_t>(e.seek >> 63));
+  }
+  const uint64_t control = content.size();
+  content.insert(content.end(), diff.begin(), diff.end());
+  content.insert(content.end(), extra.begin(), extra.end());
+  lzma_options_lzma lz{};
+  REQUIRE_FALSE(lzma_lzma_preset(&lz, 6));
+  lz.dict_size = static_cast<uint32_t>(std::max<uint64_t>(LZMA_DICT_SIZE_MIN, content.size()));
+  const lzma_filter filters[] = {{LZMA_FILTER_LZMA2, &lz}, {LZMA_VLI_UNKNOWN, nullptr}};
+  Bytes frame(lzma_stream_buffer_bound(content.size()));
+  size_t n = 0;
+  REQUIRE(lzma_raw_buffer_encode(filters, nullptr, content.data(), content.size(), frame.data(), &n, frame.size()) ==
+          LZMA_OK);
+  Bytes op = {static_cast<uint8_t>(delta_format::Op::kPatch)};
+  for (uint64_t v : {source_offset, length, control_bytes.value_or(control), uint64_t{n}}) {
+    delta_format::PutVarint(op, v);
+  }
+  op.insert(op.end(), frame.begin(), frame.begin() + static_cast<ptrdiff_t>(n));
+  return op;
+}
+
+}  // namespace
+
+TEST_CASE("patch operations: entries add differences to source ranges, and hostile ones are refused") {
+  std::mt19937_64 rng(41);
+  const Bytes source = CodeLike(20000, rng);
+  // target: source[100, 1100) with every 50th byte + 3, then "fix", then
+  // source[5000, 6000) unchanged.
+  Bytes target(source.begin() + 100, source.begin() + 1100);
+  Bytes diff(1000, 0);
+  for (size_t i = 0; i < diff.size(); i += 50) diff[i] = 3, target[i] = static_cast<uint8_t>(target[i] + 3);
+  const Bytes extra = {'f', 'i', 'x'};
+  target.insert(target.end(), extra.begin(), extra.end());
+  target.insert(target.end(), source.begin() + 5000, source.begin() + 6000);
+  diff.resize(2000, 0);
+  const Bytes end = {0x00};
+  DeltaHeader header;
+  header.format_version = 3;
+  header.source_size = source.size();
+  header.source_digest = Digest::Of(source);
+  header.target_size = target.size();
+  header.target_digest = Digest::Of(target);
+  auto delta_of = [&](const Bytes& ops, uint16_t version = 3) {
+    DeltaHeader h = header;
+    h.format_version = version;
+    Bytes d;
+    delta_format::PutHeader(d, h);
+    d.insert(d.end(), ops.begin(), ops.end());
+    return d;
+  };
+  // From 100: 1000 differences, 3 extra bytes, seek 5000 - 1100 = 3900; then 1000 differences.
+  const std::vector<PatchEntry> entries = {{1000, 3, 3900}, {1000, 0, 0}};
+  Result<Bytes> out = ApplyDelta(source, delta_of(Concat({PatchOp(100, target.size(), entries, diff, extra), end})));
+  INFO(out.status().ToString());
+  REQUIRE(out.ok());
+  CHECK(*out == target);
+
+  auto refused = [&](const Bytes& op, uint16_t version = 3) {
+    return ApplyDelta(source, delta_of(Concat({op, end}), version)).status().code() == Status::Code::kCorruption;
+  };
+  CHECK(refused(PatchOp(100, target.size(), entries, diff, extra), 2));  // PATCH needs version 3
+  CHECK(refused(PatchOp(100, target.size() + 1, entries, diff, extra)));  // entries make less than the length
+  CHECK(refused(PatchOp(100, target.size() - 1, entries, diff, extra)));  // or more
+  CHECK(refused(PatchOp(19500, target.size(), entries, diff, extra)));    // differences read past the source
+  CHECK(refused(PatchOp(20001, 3, {{0, 3, 0}}, {}, extra)));             // starts outside the source
+  CHECK(refused(PatchOp(100, target.size(), {{1000, 3, 30000}, {1000, 0, 0}}, diff, extra)));  // seeks past the end
+  CHECK(refused(PatchOp(100, target.size(), {{1000, 3, -1200}, {1000, 0, 0}}, diff, extra)));  // or before the start
+  CHECK(refused(PatchOp(100, target.size(), entries, diff, extra, 5)));  // control cut mid-entry
+  CHECK(refused(PatchOp(100, target.size(), entries, diff, extra, kDeltaOpTargetBytesMax + 1)));
+  SECTION("damaged stream bytes") {
+    const Bytes op = PatchOp(100, target.size(), entries, diff, extra);
+    for (int i = 0; i < 200; ++i) {
+      Bytes damaged = op;
+      const size_t at = 8 + rng() % (damaged.size() - 8);
+      damaged[at] = static_cast<uint8_t>(damaged[at] ^ (1 + rng() % 255));
+      CHECK_FALSE(ApplyDelta(source, delta_of(Concat({damaged, end}))).ok());
+    }
   }
 }
