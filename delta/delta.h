@@ -100,9 +100,12 @@ struct DeltaOptions {
 // fine), anchor indexes of about (source.size() + target.size()) / 8 bytes, the
 // delta itself, and per thread a compression context — LZMA's binary-tree match
 // finder takes about 11.5 × (prefix + segment), up to 280 MiB; zstd at level 19
-// about 6 × — a copy of the prefix and two segment buffers. Measured with zstd
-// literals: 410 MiB on 78 MB of code, 300 MiB on an 88 MB fp16 model, 680 MiB
-// on a 176 MB fp32 one; bench/delta/RESULTS.md has the LZMA figures.
+// about 6 × — a copy of the prefix and two segment buffers. With LZMA literals,
+// code adds a table of source positions for approximate matches (PATCH: 4 bytes
+// per source byte up to 64 MiB, built once, on first use) and per thread their
+// differences (about the segment's size). Measured with zstd literals: 410 MiB
+// on 78 MB of code, 300 MiB on an 88 MB fp16 model, 680 MiB on a 176 MB fp32
+// one; bench/delta/RESULTS.md has the LZMA figures.
 Result<Bytes> EncodeDelta(ByteSpan source, ByteSpan target, const DeltaOptions& options = {});
 
 // ---------------------------------------------------------------------------

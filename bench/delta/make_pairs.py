@@ -16,12 +16,18 @@ Pairs, each a directory CACHE_DIR/pairs/<name>/{old,new}:
   models/medium to FLOAT32 (real values, exact conversion; the protobuf is re-encoded).
 - fp16-full-x24: fp16-full's old and new files each repeated 24 times (2.1 GB): the
   decoder's memory bound on a 2 GiB model. Only Meridian runs on it (run.sh).
-Python standard library only; fixed seeds, so the pairs are the same on every run.
+- code-*: RELEASES below, one compiled file of two published versions of an npm package
+  (fetched with `npm pack`): patch releases (a small fix that moves every later address),
+  minor releases and large changes, of five packages: WebAssembly runtimes (ONNX Runtime
+  Web, MediaPipe vision and text tasks) and x86-64 native code (esbuild, a Go program;
+  libvips from sharp, C and C++).
+Python standard library and npm; fixed seeds, so the pairs are the same on every run.
 """
 import json
 import os
 import random
 import struct
+import subprocess
 import sys
 import tarfile
 
@@ -49,6 +55,45 @@ def reassemble(dist, entry):
         out += piece
     assert len(out) == entry["size"]
     return bytes(out)
+
+
+# (pair name, npm package, old version, new version, file inside the package)
+RELEASES = [
+    ("code-ort-patch-1.19.2", "onnxruntime-web", "1.19.0", "1.19.2", "dist/ort-wasm-simd-threaded.wasm"),
+    ("code-ort-jsep-patch-1.19.2", "onnxruntime-web", "1.19.0", "1.19.2", "dist/ort-wasm-simd-threaded.jsep.wasm"),
+    ("code-ort-patch-1.20.1", "onnxruntime-web", "1.20.0", "1.20.1", "dist/ort-wasm-simd-threaded.wasm"),
+    ("code-ort-minor-1.19.0", "onnxruntime-web", "1.18.0", "1.19.0", "dist/ort-wasm-simd-threaded.wasm"),
+    ("code-mp-vision-patch-0.10.15", "@mediapipe/tasks-vision", "0.10.14", "0.10.15",
+     "wasm/vision_wasm_internal.wasm"),
+    ("code-mp-vision-nosimd-0.10.18", "@mediapipe/tasks-vision", "0.10.15", "0.10.18",
+     "wasm/vision_wasm_nosimd_internal.wasm"),
+    ("code-mp-text-patch-0.10.15", "@mediapipe/tasks-text", "0.10.14", "0.10.15", "wasm/text_wasm_internal.wasm"),
+    ("code-esbuild-patch-0.23.1", "@esbuild/linux-x64", "0.23.0", "0.23.1", "bin/esbuild"),
+    ("code-esbuild-patch-0.24.2", "@esbuild/linux-x64", "0.24.0", "0.24.2", "bin/esbuild"),
+    ("code-esbuild-minor-0.24.0", "@esbuild/linux-x64", "0.23.1", "0.24.0", "bin/esbuild"),
+    ("code-libvips-patch-1.0.6", "@img/sharp-libvips-linux-x64", "1.0.4", "1.0.6", "lib/libvips-cpp.so.*"),
+    ("code-libvips-minor-1.2.0", "@img/sharp-libvips-linux-x64", "1.0.6", "1.2.0", "lib/libvips-cpp.so.*"),
+]
+
+
+def npm_file(cache, package, version, path):
+    """The bytes of `path` (a glob) inside `package`@`version`, packed once into CACHE/npm."""
+    import glob
+    d = os.path.join(cache, "npm", package.replace("/", "+") + "@" + version)
+    if not os.path.isdir(os.path.join(d, "package")):
+        os.makedirs(d, exist_ok=True)
+        name = subprocess.run(["npm", "pack", "--silent", f"{package}@{version}"], cwd=d, check=True,
+                              capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        with tarfile.open(os.path.join(d, name)) as t:
+            t.extractall(d)
+    (match,) = glob.glob(os.path.join(d, "package", path))
+    with open(match, "rb") as f:
+        return f.read()
+
+
+def write_release_pairs(cache):
+    for name, package, old, new, path in RELEASES:
+        write_pair(cache, name, npm_file(cache, package, old, path), npm_file(cache, package, new, path))
 
 
 def write_pair(cache, name, old, new):
@@ -213,6 +258,7 @@ def main():
         write_pair(cache, f"{prefix}-full", model, perturb(model, ranges, fmt, width, 1e-3, 2))
         write_pair(cache, f"{prefix}-insert", model, insert_tensor(model, ranges, fmt, width, 3))
     write_tiled_pair(cache, "fp16-full-x24", "fp16-full", 24)
+    write_release_pairs(cache)
 
 
 def write_tiled_pair(cache, name, source, times):

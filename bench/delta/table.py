@@ -83,10 +83,14 @@ def main():
             "Speed-up: zstd --patch-from's time to make ÷ Meridian's (and Meridian fast's).", "",
             "| pair | size ÷ best peer (≤ 0.90) | fast: size ÷ best peer | make speed-up (≥ 5×) |"
             " apply RSS MiB (≤ 64) | apply MB/s (≥ 200) |", "| --- | --- | --- | --- | --- | --- |"]
+    speedups = {"meridian": [], "meridian-fast": []}
     for pair in pairs:
         m = rows.get((pair, "meridian"))
         f = rows.get((pair, "meridian-fast"))
         z = rows.get((pair, "zstd-patch"))
+        for tool, r in (("meridian", m), ("meridian-fast", f)):
+            if pair != SUM_PAIR and z and z["ok"] and r and r["ok"]:
+                speedups[tool].append(z["make"] / max(r["make"], 0.01))
         if not m or not m["ok"]:
             continue
         best = min((rows[(pair, t)]["size"] for t in PEERS if (pair, t) in rows and rows[(pair, t)]["ok"]),
@@ -100,6 +104,9 @@ def main():
                 speed += f" (fast {z['make'] / max(f['make'], 0.01):.1f}×)"
         mbps = m["new"] / 1e6 / max(m["apply"], 0.01)
         out.append(f"| {pair} | {ratio} | {fast_ratio} | {speed} | {m['apply_rss'] / 1024:.0f} | {mbps:.0f} |")
+    median = lambda v: sorted(v)[len(v) // 2] if v else float("nan")
+    out += ["", f"Median make speed-up over the pairs zstd ran on: {median(speedups['meridian']):.1f}× "
+            f"(fast: {median(speedups['meridian-fast']):.1f}×)."]
     print("\n".join(out))
 
 
