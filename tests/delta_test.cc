@@ -418,20 +418,27 @@ TEST_CASE("literals use the earlier target as prefix") {
 
 namespace {
 
-// A LITERAL_LZMA operation producing `data` with no prefix, claiming `length`.
-Bytes LzmaOp(ByteSpan data, uint64_t length, uint64_t source_length = 0) {
+// A raw LZMA2 stream of `data` (preset 6), with a dictionary of at least `dict_bytes`.
+Bytes RawLzma(ByteSpan data, uint64_t dict_bytes) {
   lzma_options_lzma lz{};
   REQUIRE_FALSE(lzma_lzma_preset(&lz, 6));
-  lz.dict_size = static_cast<uint32_t>(std::max<uint64_t>(LZMA_DICT_SIZE_MIN, length));
+  lz.dict_size = static_cast<uint32_t>(std::max<uint64_t>(LZMA_DICT_SIZE_MIN, dict_bytes));
   const lzma_filter filters[] = {{LZMA_FILTER_LZMA2, &lz}, {LZMA_VLI_UNKNOWN, nullptr}};
   Bytes frame(lzma_stream_buffer_bound(data.size()));
   size_t n = 0;
   REQUIRE(lzma_raw_buffer_encode(filters, nullptr, data.data(), data.size(), frame.data(), &n, frame.size()) == LZMA_OK);
+  frame.resize(n);
+  return frame;
+}
+
+// A LITERAL_LZMA operation producing `data` with no prefix, claiming `length`.
+Bytes LzmaOp(ByteSpan data, uint64_t length, uint64_t source_length = 0) {
+  const Bytes frame = RawLzma(data, length);
   Bytes op = {static_cast<uint8_t>(delta_format::Op::kLiteralLzma), 1};
-  for (uint64_t v : {uint64_t{0}, source_length, uint64_t{0}, uint64_t{0}, length, uint64_t{n}}) {
+  for (uint64_t v : {uint64_t{0}, source_length, uint64_t{0}, uint64_t{0}, length, uint64_t{frame.size()}}) {
     delta_format::PutVarint(op, v);
   }
-  op.insert(op.end(), frame.begin(), frame.begin() + static_cast<ptrdiff_t>(n));
+  op.insert(op.end(), frame.begin(), frame.end());
   return op;
 }
 
@@ -636,19 +643,12 @@ Bytes PatchOp(uint64_t source_offset, uint64_t length, const std::vector<PatchEn
   const uint64_t control = content.size();
   content.insert(content.end(), diff.begin(), diff.end());
   content.insert(content.end(), extra.begin(), extra.end());
-  lzma_options_lzma lz{};
-  REQUIRE_FALSE(lzma_lzma_preset(&lz, 6));
-  lz.dict_size = static_cast<uint32_t>(std::max<uint64_t>(LZMA_DICT_SIZE_MIN, content.size()));
-  const lzma_filter filters[] = {{LZMA_FILTER_LZMA2, &lz}, {LZMA_VLI_UNKNOWN, nullptr}};
-  Bytes frame(lzma_stream_buffer_bound(content.size()));
-  size_t n = 0;
-  REQUIRE(lzma_raw_buffer_encode(filters, nullptr, content.data(), content.size(), frame.data(), &n, frame.size()) ==
-          LZMA_OK);
+  const Bytes frame = RawLzma(content, content.size());
   Bytes op = {static_cast<uint8_t>(delta_format::Op::kPatch)};
-  for (uint64_t v : {source_offset, length, control_bytes.value_or(control), uint64_t{n}}) {
+  for (uint64_t v : {source_offset, length, control_bytes.value_or(control), uint64_t{frame.size()}}) {
     delta_format::PutVarint(op, v);
   }
-  op.insert(op.end(), frame.begin(), frame.begin() + static_cast<ptrdiff_t>(n));
+  op.insert(op.end(), frame.begin(), frame.end());
   return op;
 }
 
