@@ -184,9 +184,9 @@ double GridCost(ByteSpan source, ByteSpan target, int64_t diagonal, uint64_t beg
 }
 
 class SegmentEncoder {
- public:
   enum class LiteralMode { kPlain, kPlanes2, kPlanes4, kPrefix };
 
+ public:
   // `patch_index`: gives the source's index for PATCH operations (built on
   // first use), or empty for no PATCH operations.
   SegmentEncoder(ByteSpan source, ByteSpan target, const DeltaOptions& options,
@@ -265,15 +265,16 @@ class SegmentEncoder {
     return patch;
   }
 
+  // The format version the operations this encoder made need.
+  uint16_t format_version() const { return used_patch_ ? 3 : used_lzma_ ? 2 : 1; }
+
+ private:
+  // A literal segment at the configured codec and level.
   Result<Bytes> EncodeFinalLiteral(const Segment& seg, LiteralMode mode) {
     if (options_.literal_codec == LiteralCodec::kLzma) return EncodeLzma(seg);
     return EncodeLiteral(seg, seg.begin, seg.end, mode, options_.literal_level);
   }
 
-  // The format version the operations this encoder made need.
-  uint16_t format_version() const { return used_patch_ ? 3 : used_lzma_ ? 2 : 1; }
-
- private:
   Status Compress(ByteSpan data, int level, ByteSpan prefix, bool numeric, Bytes& out) {
     ZSTD_CCtx_reset(cctx_, ZSTD_reset_session_and_parameters);
     ZSTD_CCtx_setParameter(cctx_, ZSTD_c_compressionLevel, level);
