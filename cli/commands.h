@@ -115,8 +115,9 @@ int Pull(const GlobalOptions& g, const PullOptions& o);
 // Offline deltas between local files (format: docs/formats/delta.md).
 // Literals are LZMA2 (smallest) unless `zstd_literal_level` asks for zstd at
 // that level (12: several times faster to make on code, about 30 % larger).
+// The encoder uses at most `memory_mib` MiB, whatever the files' sizes.
 int Diff(const GlobalOptions& g, const std::string& old_path, const std::string& new_path, const std::string& out,
-         std::optional<int> zstd_literal_level);
+         std::optional<int> zstd_literal_level, uint64_t memory_mib);
 int Patch(const GlobalOptions& g, const std::string& old_path, const std::string& delta_path, const std::string& out);
 
 // `meridian rollout …` (operator token). `action` is promote, pause, resume,

@@ -1,5 +1,5 @@
 // meridian diff and meridian patch: deltas between local files, offline.
-#include <sys/mman.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -19,36 +19,18 @@ namespace {
 
 constexpr size_t kDeltaReadPieceBytes = 1 << 20;
 
-// A read-only memory map of a whole file (the encoder works on spans).
-class MappedFile {
- public:
-  ~MappedFile() {
-    if (data_ != nullptr && size_ > 0) ::munmap(data_, size_);
-  }
-  static Result<std::unique_ptr<MappedFile>> Open(const std::string& path) {
-    Result<ReadOnlyFile> f = OpenReadOnly(path);
-    if (!f.ok()) return f.status();
-    auto m = std::unique_ptr<MappedFile>(new MappedFile());
-    m->size_ = static_cast<size_t>(f->size);
-    if (m->size_ > 0) {
-      m->data_ = ::mmap(nullptr, m->size_, PROT_READ, MAP_PRIVATE, f->fd, 0);
-      if (m->data_ == MAP_FAILED) {
-        int err = errno;
-        ::close(f->fd);
-        m->data_ = nullptr;
-        return ErrnoStatus("map " + path, err);
-      }
-    }
-    ::close(f->fd);
-    return m;
-  }
-  ByteSpan bytes() const { return {static_cast<const uint8_t*>(data_), size_}; }
-
- private:
-  MappedFile() = default;
-  void* data_ = nullptr;
-  size_t size_ = 0;
-};
+// Sets the format version in the header of the delta at `path` (written
+// first, before the encoder knew the lowest version its operations need).
+Status SetFormatVersion(const std::string& path, uint16_t version) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus("open " + path, errno);
+  uint8_t start[10] = {};
+  delta_format::SetFormatVersion(start, version);
+  const ssize_t n = ::pwrite(fd, start + 8, 2, 8);
+  const int err = errno;
+  ::close(fd);
+  return n == 2 ? Status::Ok() : ErrnoStatus("write " + path, n < 0 ? err : EIO);
+}
 
 double Seconds(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
@@ -57,29 +39,51 @@ double Seconds(std::chrono::steady_clock::time_point since) {
 }  // namespace
 
 int Diff(const GlobalOptions& g, const std::string& old_path, const std::string& new_path, const std::string& out,
-         std::optional<int> zstd_literal_level) {
+         std::optional<int> zstd_literal_level, uint64_t memory_mib) {
   auto start = std::chrono::steady_clock::now();
-  Result<std::unique_ptr<MappedFile>> source = MappedFile::Open(old_path);
+  // Both files are read through readers, windows at a time when they are
+  // larger than the memory budget, and hashed first: the delta's header
+  // names them, and the encoder checks what it reads against those digests.
+  Result<Digest> source_digest = Env::Default().DigestOfFile(old_path);
+  if (!source_digest.ok()) return Fail(source_digest.status());
+  Result<Digest> target_digest = Env::Default().DigestOfFile(new_path);
+  if (!target_digest.ok()) return Fail(target_digest.status());
+  Result<std::unique_ptr<FileSourceReader>> source = FileSourceReader::Open(old_path);
   if (!source.ok()) return Fail(source.status());
-  Result<std::unique_ptr<MappedFile>> target = MappedFile::Open(new_path);
+  Result<std::unique_ptr<FileSourceReader>> target = FileSourceReader::Open(new_path);
   if (!target.ok()) return Fail(target.status());
-  Progress progress("encoding", (*target)->bytes().size(), !g.json);
+  const std::string staging = out + ".partial." + std::to_string(::getpid());
+  Result<std::unique_ptr<FileTargetSink>> sink = FileTargetSink::Create(staging);
+  if (!sink.ok()) return Fail(sink.status());
+
   DeltaOptions options;
-  options.on_progress = [&progress](uint64_t bytes) { progress.Add(bytes); };
+  options.memory_bytes_max = memory_mib << 20;
   if (zstd_literal_level) {
     options.literal_codec = LiteralCodec::kZstd;
     options.literal_level = *zstd_literal_level;
   }
-  Result<Bytes> delta = EncodeDelta((*source)->bytes(), (*target)->bytes(), options);
-  if (!delta.ok()) return Fail(delta.status());
-  if (Status st = WriteFileAtomic(out, *delta); !st.ok()) return Fail(st);
-  uint64_t target_size = (*target)->bytes().size();
-  double pct = target_size == 0 ? 0 : 100.0 * static_cast<double>(delta->size()) / static_cast<double>(target_size);
+  const uint64_t target_size = (*target)->size();
+  Result<uint16_t> version = uint16_t{0};
+  {
+    Progress progress("encoding", target_size, !g.json);
+    options.on_progress = [&progress](uint64_t bytes) { progress.Add(bytes); };
+    version = EncodeDelta({**source, *source_digest}, {**target, *target_digest}, options,
+                          [&](ByteSpan bytes) { return (*sink)->Write(bytes); });
+  }
+  Status st = version.status();
+  if (st.ok()) st = SetFormatVersion(staging, *version);
+  if (st.ok()) st = (*sink)->Sync();  // syncs the file, the rewritten header too
+  if (st.ok()) st = Env::Default().PublishFile(staging, out);
+  if (!st.ok()) {
+    Env::Default().RemoveFile(staging);  // best effort: never left beside the output
+    return Fail(st);
+  }
+  const uint64_t delta_size = (*sink)->bytes_written();
+  double pct = target_size == 0 ? 0 : 100.0 * static_cast<double>(delta_size) / static_cast<double>(target_size);
   if (g.json) {
-    PrintJson({{"delta", out}, {"delta_bytes", delta->size()}, {"target_bytes", target_size},
-               {"seconds", Seconds(start)}});
+    PrintJson({{"delta", out}, {"delta_bytes", delta_size}, {"target_bytes", target_size}, {"seconds", Seconds(start)}});
   } else {
-    fmt::print("wrote {}: {} bytes, {:.2f}% of {} ({:.1f} s)\n", out, delta->size(), pct, new_path, Seconds(start));
+    fmt::print("wrote {}: {} bytes, {:.2f}% of {} ({:.1f} s)\n", out, delta_size, pct, new_path, Seconds(start));
   }
   return 0;
 }

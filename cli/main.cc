@@ -125,6 +125,10 @@ int main(int argc, char** argv) {
   diff->add_option("--literal-level", diff_level,
                    "compress literals with zstd at this level instead of LZMA (faster to make, larger)")
       ->check(CLI::Range(1, 22));
+  uint64_t diff_memory_mib = 1024;
+  diff->add_option("--memory", diff_memory_mib,
+                   "the most memory the encoder uses, in MiB: larger files are encoded in windows (default 1024)")
+      ->check(CLI::Range(uint64_t{kDeltaEncoderMemoryMin >> 20}, uint64_t{1} << 24));
   std::string patch_old, patch_delta, patch_out;
   CLI::App* patch = app.add_subcommand("patch", "apply a delta to OLD, verify, write OUT atomically");
   patch->add_option("OLD", patch_old, "the old version")->required()->check(CLI::ExistingFile);
@@ -300,7 +304,7 @@ int main(int argc, char** argv) {
   if (*show_cmd) return Show(g, show_model, show_version, show_root);
   if (*rotate_cmd) return RootRotate(g, rot);
   if (*push_cmd) return RootPush(g, push_file);
-  if (*diff) return Diff(g, diff_old, diff_new, diff_out, diff_level);
+  if (*diff) return Diff(g, diff_old, diff_new, diff_out, diff_level, diff_memory_mib);
   if (*patch) return Patch(g, patch_old, patch_delta, patch_out);
   if (*regions_cmd) return RegionList(g);
   if (*residency_cmd) return Residency(g);

@@ -150,6 +150,8 @@ Status ApplyConfigText(ServeOptions& o, std::string_view toml_text, std::string_
   MERIDIAN_RETURN_IF_ERROR(setting("delta_threads", d.encoder.threads));
   auto artifact_max = static_cast<int64_t>(d.artifact_bytes_max);
   MERIDIAN_RETURN_IF_ERROR(setting("delta_artifact_bytes_max", artifact_max));
+  auto memory_max = static_cast<int64_t>(d.encoder.memory_bytes_max);
+  MERIDIAN_RETURN_IF_ERROR(setting("delta_memory_bytes_max", memory_max));
   if (d.previous_versions < 0 || d.previous_versions > 100) {
     return Status::InvalidArgument(source + ": delta_previous_versions must be 0 to 100");
   }
@@ -160,6 +162,10 @@ Status ApplyConfigText(ServeOptions& o, std::string_view toml_text, std::string_
     return Status::InvalidArgument(source + ": delta_artifact_bytes_max must be 0 to 1 TiB");
   }
   d.artifact_bytes_max = static_cast<uint64_t>(artifact_max);
+  if (memory_max < static_cast<int64_t>(kDeltaEncoderMemoryMin) || memory_max > (int64_t{1} << 40)) {
+    return Status::InvalidArgument(source + ": delta_memory_bytes_max must be 16 MiB to 1 TiB");
+  }
+  d.encoder.memory_bytes_max = static_cast<uint64_t>(memory_max);
   RetentionOptions& r = o.retention;
   auto keep = static_cast<int64_t>(r.keep_versions);
   MERIDIAN_RETURN_IF_ERROR(setting("keep_versions", keep));

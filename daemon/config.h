@@ -57,13 +57,13 @@ struct ServeOptions {
 };
 
 // The keys of --config, in the order --help lists them.
-inline constexpr std::array<std::string_view, 32> kConfigKeys = {
+inline constexpr std::array<std::string_view, 33> kConfigKeys = {
     "data", "listen", "threads", "head_timeout_ms", "body_timeout_ms", "state_expiry_ms", "state_refresh_ms",
     "credential_lifetime_ms", "role",
     "region", "jurisdiction", "upstream", "upstream_token_file", "upstream_ca_file", "upstream_client_certificate",
     "upstream_client_key", "upstream_allow_insecure_http", "tls_certificate", "tls_key", "tls_client_ca",
     "tls_client_certificates", "delta_previous_versions", "delta_threads", "delta_literal_level",
-    "delta_artifact_bytes_max", "time_zones", "keep_versions", "collect_interval_ms", "unreferenced_grace_ms",
+    "delta_artifact_bytes_max", "delta_memory_bytes_max", "time_zones", "keep_versions", "collect_interval_ms", "unreferenced_grace_ms",
     "report_ids_ms", "chunk_cache_bytes", "scrub_interval_ms"};
 
 // The TLS settings: a --config key and the flag of the same name

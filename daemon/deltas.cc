@@ -21,27 +21,73 @@ namespace {
 
 std::string StateKey(const Digest& from, const Digest& to) { return "delta/" + from.Hex() + "/" + to.Hex(); }
 
-// What a full download costs at best: the artifact zstd-compressed (level 3,
-// as the store keeps chunks).
-Result<uint64_t> CompressedSize(ByteSpan data) {
-  ZSTD_CCtx* cctx = ZSTD_createCCtx();
-  if (cctx == nullptr) return Status::ResourceExhausted("no memory for a zstd context");
-  ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, 3);
-  Bytes out(ZSTD_CStreamOutSize());
-  uint64_t total = 0;
-  ZSTD_inBuffer in{data.data(), data.size(), 0};
-  size_t left;
-  do {
-    ZSTD_outBuffer o{out.data(), out.size(), 0};
-    left = ZSTD_compressStream2(cctx, &o, &in, ZSTD_e_end);
-    if (ZSTD_isError(left)) {
-      ZSTD_freeCCtx(cctx);
-      return Status::IOError(std::string("zstd: ") + ZSTD_getErrorName(left));
+// A stored artifact read through its manifest's chunks, one chunk held at a
+// time (the encoder reads windows in order).
+class ArtifactReader final : public SourceReader {
+ public:
+  ArtifactReader(Store& store, const Manifest& manifest) : store_(store), manifest_(manifest) {
+    uint64_t offset = 0;
+    for (const ChunkRef& c : manifest_.chunks) {
+      starts_.push_back(offset);
+      offset += c.size;
     }
-    total += o.pos;
-  } while (left != 0);
-  ZSTD_freeCCtx(cctx);
-  return total;
+  }
+  uint64_t size() const override { return manifest_.size; }
+  Status Read(uint64_t offset, std::span<uint8_t> out) override {
+    if (offset > manifest_.size || out.size() > manifest_.size - offset) {
+      return Status::InvalidArgument("artifact read out of range");
+    }
+    auto i = static_cast<size_t>(std::upper_bound(starts_.begin(), starts_.end(), offset) - starts_.begin());
+    for (--i; !out.empty(); ++i) {
+      if (held_index_ != i) {
+        Result<Bytes> chunk = store_.GetChunk(manifest_.chunks[i].digest);
+        if (!chunk.ok()) return chunk.status();
+        if (chunk->size() != manifest_.chunks[i].size) {
+          return Status::Corruption("chunk " + manifest_.chunks[i].digest.ToString() + " has another size than listed");
+        }
+        held_ = std::move(*chunk);
+        held_index_ = i;
+      }
+      const uint64_t within = offset - starts_[i];
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(out.size(), held_.size() - within));
+      std::memcpy(out.data(), held_.data() + within, n);
+      out = out.subspan(n);
+      offset += n;
+    }
+    return Status::Ok();
+  }
+
+ private:
+  Store& store_;
+  const Manifest& manifest_;
+  std::vector<uint64_t> starts_;  // of each chunk in the artifact
+  size_t held_index_ = SIZE_MAX;
+  Bytes held_;
+};
+
+// What a full download costs at best: the artifact zstd-compressed (level 3,
+// as the store keeps chunks), read a piece at a time.
+Result<uint64_t> CompressedSize(SourceReader& artifact) {
+  std::unique_ptr<ZSTD_CCtx, decltype(&ZSTD_freeCCtx)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+  if (cctx == nullptr) return Status::ResourceExhausted("no memory for a zstd context");
+  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, 3);
+  Bytes piece(ZSTD_CStreamInSize()), out(ZSTD_CStreamOutSize());
+  uint64_t total = 0;
+  for (uint64_t offset = 0;;) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(piece.size(), artifact.size() - offset));
+    MERIDIAN_RETURN_IF_ERROR(artifact.Read(offset, std::span(piece.data(), n)));
+    offset += n;
+    const ZSTD_EndDirective mode = offset == artifact.size() ? ZSTD_e_end : ZSTD_e_continue;
+    ZSTD_inBuffer in{piece.data(), n, 0};
+    size_t left;
+    do {
+      ZSTD_outBuffer o{out.data(), out.size(), 0};
+      left = ZSTD_compressStream2(cctx.get(), &o, &in, mode);
+      if (ZSTD_isError(left)) return Status::IOError(std::string("zstd: ") + ZSTD_getErrorName(left));
+      total += o.pos;
+    } while (mode == ZSTD_e_end ? left != 0 : in.pos < in.size);
+    if (mode == ZSTD_e_end) return total;
+  }
 }
 
 }  // namespace
@@ -85,6 +131,10 @@ Result<DeltaRecord> DeltaRecordFromJson(std::string_view json) {
 }
 
 Status DeltaChunkWriter::Put(ByteSpan chunk) {
+  if (hold_first_chunk_ && chunks_.empty() && first_chunk_.empty()) {
+    first_chunk_.assign(chunk.begin(), chunk.end());
+    return Status::Ok();
+  }
   ChunkRef ref{Digest::Of(chunk), chunk.size()};
   MERIDIAN_RETURN_IF_ERROR(store_.PutChunk(ref.digest, chunk));
   chunks_.push_back(ref);
@@ -118,7 +168,8 @@ Status DeltaChunkWriter::Append(ByteSpan bytes) {
   return Status::Ok();
 }
 
-Result<std::vector<ChunkRef>> DeltaChunkWriter::Finish() {
+Result<std::vector<ChunkRef>> DeltaChunkWriter::Finish(
+    const std::function<void(std::span<uint8_t>)>& amend_first_chunk) {
   ByteSpan rest = tail_;
   while (!rest.empty()) {
     const size_t len = FindChunkEnd(rest, /*final=*/true);
@@ -126,6 +177,13 @@ Result<std::vector<ChunkRef>> DeltaChunkWriter::Finish() {
     rest = rest.subspan(len);
   }
   tail_.clear();
+  if (!first_chunk_.empty()) {
+    if (amend_first_chunk) amend_first_chunk(first_chunk_);
+    ChunkRef ref{Digest::Of(first_chunk_), first_chunk_.size()};
+    MERIDIAN_RETURN_IF_ERROR(store_.PutChunk(ref.digest, first_chunk_));
+    chunks_.insert(chunks_.begin(), ref);
+    Bytes().swap(first_chunk_);
+  }
   return std::move(chunks_);
 }
 
@@ -275,17 +333,6 @@ void DeltaService::Run() {
   }
 }
 
-Result<Bytes> DeltaService::LoadArtifact(const Manifest& m) {
-  Bytes out;
-  out.reserve(m.size);
-  for (const ChunkRef& c : m.chunks) {
-    Result<Bytes> chunk = store_.GetChunk(c.digest);
-    if (!chunk.ok()) return chunk.status();
-    out.insert(out.end(), chunk->begin(), chunk->end());
-  }
-  return out;
-}
-
 Result<DeltaRecord> DeltaService::Compute(const Digest& from, const Digest& to) {
   Result<std::shared_ptr<const Manifest>> found_source = store_.FindArtifact(from);
   if (!found_source.ok()) return found_source.status();
@@ -303,29 +350,43 @@ Result<DeltaRecord> DeltaService::Compute(const Digest& from, const Digest& to) 
     info.compressed_artifact_size = target_m->size;
     return r;
   }
-  Result<Bytes> source = LoadArtifact(*source_m);
-  if (!source.ok()) return source.status();
-  Result<Bytes> target = LoadArtifact(*target_m);
-  if (!target.ok()) return target.status();
-  Result<uint64_t> compressed = CompressedSize(*target);
+  ArtifactReader source(store_, *source_m), target(store_, *target_m);
+  Result<uint64_t> compressed = CompressedSize(target);
   if (!compressed.ok()) return compressed.status();
   info.compressed_artifact_size = *compressed;
 
-  Result<Bytes> delta = EncodeDelta(*source, *target, options_.encoder);
-  if (!delta.ok()) return delta.status();
+  // The delta goes to the store as it is made; when it turns out not
+  // worthwhile, or fails, its chunks are left for the collector. Its first
+  // chunk waits for the lowest format version to be set in the header.
+  DeltaChunkWriter writer(store_, /*hold_first_chunk=*/true);
+  uint64_t delta_size = 0;
+  Result<uint16_t> version =
+      EncodeDelta({source, source_m->digest}, {target, target_m->digest}, options_.encoder, [&](ByteSpan bytes) {
+        delta_size += bytes.size();
+        return writer.Append(bytes);
+      });
+  if (!version.ok()) return version.status();
   // A delta that saves less than a tenth of the compressed download is not
   // worth the device's time to apply it.
-  if (delta->size() * 10 >= info.compressed_artifact_size * 9) {
-    info.reason = "delta (" + std::to_string(delta->size()) + " bytes) saves less than 10% of the compressed artifact (" +
+  if (delta_size * 10 >= info.compressed_artifact_size * 9) {
+    info.reason = "delta (" + std::to_string(delta_size) + " bytes) saves less than 10% of the compressed artifact (" +
                   std::to_string(info.compressed_artifact_size) + " bytes)";
     return r;
   }
-  Result<std::vector<ChunkRef>> chunks = PutDeltaChunks(store_, *delta);
+  Result<std::vector<ChunkRef>> chunks =
+      writer.Finish([&](std::span<uint8_t> first) { delta_format::SetFormatVersion(first, *version); });
   if (!chunks.ok()) return chunks.status();
+  // The digest of the delta as stored, read back (a fraction of the artifacts' bytes).
+  Sha256 delta_hash;
+  for (const ChunkRef& c : *chunks) {
+    Result<Bytes> chunk = store_.GetChunk(c.digest);
+    if (!chunk.ok()) return chunk.status();
+    delta_hash.Update(*chunk);
+  }
   r.chunks = std::move(*chunks);
   info.worthwhile = true;
-  info.digest = Digest::Of(*delta);
-  info.size = delta->size();
+  info.digest = delta_hash.Finish();
+  info.size = delta_size;
   return r;
 }
 

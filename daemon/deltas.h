@@ -10,10 +10,11 @@
 // Work happens on one background thread: deltas from the previous few
 // versions of a model are queued when a version is published; a request for a
 // pair not made yet queues it too and the caller is told to retry (or to
-// download the artifact). Memory while computing: both artifacts in memory
-// plus the encoder's (delta/delta.h: up to about 300 MiB per encoder thread
-// for LZMA literals, plus indexes), so artifacts above
-// DeltaServiceOptions::artifact_bytes_max are never diffed.
+// download the artifact). Memory while computing: the encoder's budget
+// (DeltaOptions::memory_bytes_max, 1 GiB by default), which holds both
+// artifacts at once when they fit and windows of them otherwise: artifacts
+// of any size are diffed, read from the store in order (artifacts above
+// DeltaServiceOptions::artifact_bytes_max are not, to bound the time).
 //
 // A region's service holds no key and computes nothing: it keeps the records
 // its follower fetched (Adopt), each with the descriptor as the origin signed
@@ -44,7 +45,7 @@ namespace meridian {
 
 struct DeltaServiceOptions {
   int previous_versions = 3;                   // deltas made at publish time, from this many older versions
-  uint64_t artifact_bytes_max = 1ull << 30;    // larger artifacts are not diffed (memory)
+  uint64_t artifact_bytes_max = 1ull << 40;    // larger artifacts are not diffed (time: about 20 s per GiB)
   DeltaOptions encoder;                        // threads, literal codec
   size_t queue_max = 1000;                     // pending pairs; more are refused (retry later)
 };
@@ -98,7 +99,6 @@ class DeltaService {
 
  private:
   void Run();
-  Result<Bytes> LoadArtifact(const Manifest& m);
 
   Store& store_;
   const std::optional<SecretKey> online_key_;
@@ -119,15 +119,22 @@ class DeltaService {
 // chunk again, so pieces should be kilobytes (as HTTP delivers them), not bytes.
 class DeltaChunkWriter {
  public:
-  explicit DeltaChunkWriter(Store& store) : store_(store) {}
+  // With `hold_first_chunk`, the first chunk is stored by Finish, after its
+  // caller may rewrite bytes in it (a header completed last).
+  explicit DeltaChunkWriter(Store& store, bool hold_first_chunk = false)
+      : store_(store), hold_first_chunk_(hold_first_chunk) {}
   Status Append(ByteSpan bytes);
-  // Stores the last chunk; returns all of them in order.
-  Result<std::vector<ChunkRef>> Finish();
+  // Stores the last chunk (and the first, held, after `amend_first_chunk`
+  // rewrote bytes in it: at most its first 64, which no cut depends on);
+  // returns all of them in order.
+  Result<std::vector<ChunkRef>> Finish(const std::function<void(std::span<uint8_t>)>& amend_first_chunk = nullptr);
 
  private:
   Status Put(ByteSpan chunk);
   Store& store_;
+  const bool hold_first_chunk_;
   Bytes tail_;  // bytes of the chunk not cut yet
+  Bytes first_chunk_;
   std::vector<ChunkRef> chunks_;
 };
 

@@ -11,7 +11,12 @@ namespace meridian {
 namespace {
 
 constexpr size_t kKeyBytes = 8;
-constexpr unsigned kSlotBitsMax = 24;
+constexpr unsigned kSlotBitsMin = 10;
+
+unsigned SlotBits(uint64_t source_bytes, unsigned slot_bits_max) {
+  return std::clamp<unsigned>(static_cast<unsigned>(std::bit_width(source_bytes)), kSlotBitsMin,
+                              std::max(kSlotBitsMin, slot_bits_max));
+}
 
 uint64_t Key(const uint8_t* p) {
   uint64_t v;
@@ -21,12 +26,16 @@ uint64_t Key(const uint8_t* p) {
 
 }  // namespace
 
-SourceHashIndex::SourceHashIndex(ByteSpan source) {
-  bits_ = std::clamp<unsigned>(static_cast<unsigned>(std::bit_width(source.size())), 10, kSlotBitsMax);
+SourceHashIndex::SourceHashIndex(ByteSpan source, unsigned slot_bits_max) {
+  bits_ = SlotBits(source.size(), slot_bits_max);
   slots_.assign(size_t{1} << bits_, UINT32_MAX);
   for (uint64_t i = 0; i + kKeyBytes <= source.size(); ++i) {
     slots_[Key(source.data() + i) >> (64 - bits_)] = static_cast<uint32_t>(i);
   }
+}
+
+uint64_t SourceHashIndex::MemoryBytes(uint64_t source_bytes, unsigned slot_bits_max) {
+  return sizeof(uint32_t) << SlotBits(source_bytes, slot_bits_max);
 }
 
 uint32_t SourceHashIndex::Candidate(const uint8_t* p) const { return slots_[Key(p) >> (64 - bits_)]; }

@@ -16,12 +16,16 @@
 namespace meridian {
 
 // Where each 8-byte string of the source last occurs, in a table of at most
-// 2^24 slots (64 MiB): a one-candidate match finder, as good here as longer
-// chains (measured: same size with 64 candidates). Sources of 4 GiB or more
-// are not indexed (positions are 32-bit).
+// 2^slot_bits_max slots (4 bytes each; 2^24, 64 MiB, unless memory is short):
+// a one-candidate match finder, as good here as longer chains (measured: same
+// size with 64 candidates). Sources of 4 GiB or more are not indexed
+// (positions are 32-bit).
 class SourceHashIndex {
  public:
-  explicit SourceHashIndex(ByteSpan source);
+  static constexpr unsigned kSlotBitsMax = 24;
+  explicit SourceHashIndex(ByteSpan source, unsigned slot_bits_max = kSlotBitsMax);
+  // The table's bytes for `source_bytes` of source.
+  static uint64_t MemoryBytes(uint64_t source_bytes, unsigned slot_bits_max = kSlotBitsMax);
   static bool Indexable(ByteSpan source) { return source.size() < (uint64_t{1} << 32); }
   // The source position recorded for the 8 bytes at `p`, or UINT32_MAX.
   uint32_t Candidate(const uint8_t* p) const;

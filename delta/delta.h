@@ -9,7 +9,8 @@
 // of 1, 2 or 4 byte integers, zigzag-mapped, split into byte planes, zstd) that
 // pays off on model weights whose values drift.
 //
-// Encoding is pure over byte spans (the caller maps or reads the files).
+// Encoding reads both versions in memory or through readers, a window at a
+// time when they are larger than its memory budget.
 // Decoding is streaming: the caller pushes delta bytes in pieces of any size,
 // the decoder reads the source through a SourceReader and writes the target to
 // a TargetSink; its memory is bounded by constants below, whatever the sizes.
@@ -47,6 +48,8 @@ inline constexpr uint64_t kDeltaLzmaPrefixBytesMax = 16ull << 20;
 // source range, output), asserted by tests; zstd's decompression context adds
 // about 160 KiB (single-pass decoding allocates no window).
 inline constexpr uint64_t kDeltaDecoderBufferBytesMax = 50ull << 20;
+// The smallest memory budget an encoder accepts (DeltaOptions::memory_bytes_max).
+inline constexpr uint64_t kDeltaEncoderMemoryMin = 16ull << 20;
 
 // The fixed-size header at the start of every delta.
 struct DeltaHeader {
@@ -90,14 +93,22 @@ struct DeltaOptions {
   // Shared runs at least this long become copy operations; shorter ones are
   // left to zstd, which encodes them almost as cheaply inside a literal.
   uint64_t copy_bytes_min = 16ull << 10;
+  // The most memory the encoder allocates, whatever the versions' sizes (at
+  // least kDeltaEncoderMemoryMin). Versions too large to encode at once are
+  // encoded a target window at a time, each against the source window where
+  // its content lies, with fewer threads and shorter segments and prefixes
+  // when the budget is small: deltas get somewhat larger, memory stays
+  // bounded. The bytes of versions given in memory are the caller's and do
+  // not count; those read through a reader do.
+  uint64_t memory_bytes_max = 1ull << 30;
   // When set, told the target bytes of each part as it is encoded (from
   // several threads at once), so a caller can show progress.
   std::function<void(uint64_t target_bytes)> on_progress;
 };
 
 // Returns a delta that turns `source` into `target`. InvalidArgument when an
-// option is out of range. Memory: both spans (the caller's; mapped files are
-// fine), anchor indexes of about (source.size() + target.size()) / 8 bytes, the
+// option is out of range. Memory, within options.memory_bytes_max: for pairs
+// that fit it at once, anchor indexes of about (source.size() + target.size()) / 8 bytes, the
 // delta itself, and per thread a compression context — LZMA's binary-tree match
 // finder takes about 11.5 × (prefix + segment), up to 280 MiB; zstd at level 19
 // about 6 × — a copy of the prefix and two segment buffers. With LZMA literals,
@@ -108,10 +119,31 @@ struct DeltaOptions {
 // one; bench/delta/RESULTS.md has the LZMA figures.
 Result<Bytes> EncodeDelta(ByteSpan source, ByteSpan target, const DeltaOptions& options = {});
 
+class SourceReader;
+
+// A version to make a delta from, read through `reader` (from start to end
+// once, plus windows of the source), and the digest its bytes must have.
+struct DeltaInput {
+  SourceReader& reader;
+  Digest digest;
+};
+
+// Makes the delta that turns `source` into `target`, passing its bytes to
+// `write` in order, within options.memory_bytes_max whatever the sizes.
+// Returns the lowest format version its operations need. The header, written
+// first, says the highest this encoder writes (3) with LZMA literals, 1 with
+// zstd literals: a caller that can still rewrite it sets the returned version
+// (delta_format::SetFormatVersion), so that decoders predating the higher
+// versions read the delta. Corruption when the bytes read do not hash to the
+// digests given; then, as on any error, what was written is not a delta.
+Result<uint16_t> EncodeDelta(const DeltaInput& source, const DeltaInput& target, const DeltaOptions& options,
+                             const std::function<Status(ByteSpan)>& write);
+
 // ---------------------------------------------------------------------------
 // Decoding.
 
-// Random access to the source version, owned by the caller (a file, a buffer).
+// Random access to the source version, owned by the caller (a file, a buffer);
+// the encoder reads either version through one too.
 class SourceReader {
  public:
   virtual ~SourceReader() = default;
@@ -219,6 +251,8 @@ inline constexpr size_t kOpFieldsBytesMax = 1 + 6 * 10;
 
 void PutVarint(Bytes& out, uint64_t value);
 void PutHeader(Bytes& out, const DeltaHeader& header);
+// Rewrites the format version in `delta_start` (at least the header's first 10 bytes).
+void SetFormatVersion(std::span<uint8_t> delta_start, uint16_t version);
 
 // Element widths allowed for byte planes and differences.
 inline bool IsElementWidth(uint64_t width) { return width == 1 || width == 2 || width == 4; }

@@ -71,24 +71,29 @@ std::vector<uint64_t> AnchorPositions(ByteSpan data) {
   return out;
 }
 
-// Open addressing from anchor key to the first source position with it.
+// Open addressing from anchor key to the first position with it.
 class AnchorIndex {
  public:
-  AnchorIndex(ByteSpan source, const std::vector<uint64_t>& anchors) {
-    const size_t slots = std::bit_ceil(std::max<size_t>(16, anchors.size() * 2));
+  // Room for `anchors` keys.
+  explicit AnchorIndex(size_t anchors) {
+    const size_t slots = std::bit_ceil(std::max<size_t>(16, anchors * 2));
     mask_ = slots - 1;
     keys_.assign(slots, 0);
     positions_.assign(slots, kEmpty);
-    for (uint64_t pos : anchors) {
-      const uint64_t key = AnchorKey(source.data() + pos);
-      for (size_t i = key & mask_;; i = (i + 1) & mask_) {
-        if (positions_[i] == kEmpty) {
-          keys_[i] = key;
-          positions_[i] = pos;
-          break;
-        }
-        if (keys_[i] == key) break;
+  }
+  AnchorIndex(ByteSpan data, const std::vector<uint64_t>& anchors) : AnchorIndex(anchors.size()) {
+    for (uint64_t pos : anchors) Insert(AnchorKey(data.data() + pos), pos);
+  }
+  // Keeps the first position of a key. At most the `anchors` keys given to
+  // the constructor.
+  void Insert(uint64_t key, uint64_t pos) {
+    for (size_t i = key & mask_;; i = (i + 1) & mask_) {
+      if (positions_[i] == kEmpty) {
+        keys_[i] = key;
+        positions_[i] = pos;
+        return;
       }
+      if (keys_[i] == key) return;
     }
   }
   std::optional<uint64_t> Find(uint64_t key) const {
@@ -131,6 +136,15 @@ std::vector<Match> FindMatches(ByteSpan source, ByteSpan target, const AnchorInd
   }
   return matches;
 }
+
+// A target range and the source range it is encoded against, both in
+// memory, and where they start in the whole versions.
+struct Window {
+  ByteSpan source;
+  uint64_t source_base = 0;
+  ByteSpan target;
+  uint64_t target_base = 0;
+};
 
 // Where a target segment probably lies in the source.
 struct Segment {
@@ -187,11 +201,18 @@ class SegmentEncoder {
   enum class LiteralMode { kPlain, kPlanes2, kPlanes4, kPrefix };
 
  public:
+  // Encodes segments of `window.target` against `window.source`.
   // `patch_index`: gives the source's index for PATCH operations (built on
   // first use), or empty for no PATCH operations.
-  SegmentEncoder(ByteSpan source, ByteSpan target, const DeltaOptions& options,
+  SegmentEncoder(const Window& window, const DeltaOptions& options,
                  std::function<const SourceHashIndex&()> patch_index)
-      : source_(source), target_(target), options_(options), patch_index_(patch_index), cctx_(ZSTD_createCCtx()) {}
+      : source_(window.source),
+        target_(window.target),
+        source_base_(window.source_base),
+        target_base_(window.target_base),
+        options_(options),
+        patch_index_(patch_index),
+        cctx_(ZSTD_createCCtx()) {}
   ~SegmentEncoder() { ZSTD_freeCCtx(cctx_); }
   SegmentEncoder(const SegmentEncoder&) = delete;
   SegmentEncoder& operator=(const SegmentEncoder&) = delete;
@@ -329,7 +350,8 @@ class SegmentEncoder {
     }
     prefix_.assign(from_source.begin(), from_source.end());
     prefix_.insert(prefix_.end(), from_target.begin(), from_target.end());
-    Bytes op = LzmaFields(1, source_offset, from_source.size(), target_offset, from_target.size(), seg.end - seg.begin);
+    Bytes op = LzmaFields(1, source_base_ + source_offset, from_source.size(), target_base_ + target_offset,
+                          from_target.size(), seg.end - seg.begin);
     MERIDIAN_RETURN_IF_ERROR(AppendLzma(op, target_.subspan(seg.begin, seg.end - seg.begin), prefix_, LzmaModel::kText));
     used_lzma_ = true;
     return op;
@@ -361,7 +383,7 @@ class SegmentEncoder {
     ApproximateMatches m = MatchApproximately(source_, target_, seg.begin, seg.end, start, patch_index_());
     if (m.control.size() > kDeltaOpTargetBytesMax) return Bytes{};
     Bytes op = {static_cast<uint8_t>(Op::kPatch)};
-    for (uint64_t v : {start, seg.end - seg.begin, static_cast<uint64_t>(m.control.size())}) {
+    for (uint64_t v : {source_base_ + start, seg.end - seg.begin, static_cast<uint64_t>(m.control.size())}) {
       delta_format::PutVarint(op, v);
     }
     Bytes content = std::move(m.control);
@@ -426,9 +448,9 @@ class SegmentEncoder {
       const ByteSpan from_target =
           target_.subspan(seg.target_window_begin, seg.target_window_end - seg.target_window_begin);
       op.push_back(static_cast<uint8_t>(Op::kLiteralPrefix));
-      delta_format::PutVarint(op, seg.window_begin);
+      delta_format::PutVarint(op, source_base_ + seg.window_begin);
       delta_format::PutVarint(op, from_source.size());
-      delta_format::PutVarint(op, seg.target_window_begin);
+      delta_format::PutVarint(op, target_base_ + seg.target_window_begin);
       delta_format::PutVarint(op, from_target.size());
       delta_format::PutVarint(op, data.size());
       prefix_.assign(from_source.begin(), from_source.end());
@@ -495,7 +517,7 @@ class SegmentEncoder {
       out.push_back(static_cast<uint8_t>(Op::kDiff));
       out.push_back(static_cast<uint8_t>(op_width));
       const uint64_t s = static_cast<uint64_t>(static_cast<int64_t>(b) + diagonal);
-      delta_format::PutVarint(out, s);
+      delta_format::PutVarint(out, source_base_ + s);
       delta_format::PutVarint(out, e - b);
       planes_.resize(e - b);
       delta_format::DiffToPlanes(source_.subspan(s, e - b), target_.subspan(b, e - b), op_width, planes_);
@@ -531,6 +553,8 @@ class SegmentEncoder {
 
   ByteSpan source_;
   ByteSpan target_;
+  uint64_t source_base_;  // where source_ and target_ start in the whole versions
+  uint64_t target_base_;
   const DeltaOptions& options_;
   std::function<const SourceHashIndex&()> patch_index_;
   ZSTD_CCtx* cctx_;
@@ -549,21 +573,24 @@ struct Item {
   Segment segment;
 };
 
+// The weighted median of (value, weight) pairs; `values` is not empty.
+template <typename T>
+T WeightedMedian(std::vector<std::pair<T, uint64_t>> values) {
+  std::sort(values.begin(), values.end());
+  uint64_t total = 0, acc = 0;
+  for (const auto& [value, weight] : values) total += weight;
+  for (const auto& [value, weight] : values) {
+    acc += weight;
+    if (acc * 2 >= total) return value;
+  }
+  return values.back().first;
+}
+
 // The range [begin, end) within [0, end_max), at most `limit` long, reaching
 // `reach` bytes either side of the weighted median of `spans` (position, weight).
 std::pair<uint64_t, uint64_t> WindowAround(std::vector<std::pair<uint64_t, uint64_t>> spans, uint64_t reach,
                                            uint64_t end_max, uint64_t limit) {
-  std::sort(spans.begin(), spans.end());
-  uint64_t total = 0, acc = 0, median = spans.front().first;
-  for (const auto& [pos, weight] : spans) total += weight;
-  for (const auto& [pos, weight] : spans) {
-    acc += weight;
-    if (acc * 2 >= total) {
-      median = pos;
-      break;
-    }
-  }
-  median = std::min(median, end_max);
+  const uint64_t median = std::min(WeightedMedian(std::move(spans)), end_max);
   uint64_t lo = median > reach ? median - reach : 0;
   uint64_t hi = std::min(end_max, median + reach);
   if (hi - lo > limit) {
@@ -644,33 +671,24 @@ std::vector<Item> Plan(ByteSpan source, ByteSpan target, const std::vector<Match
   return items;
 }
 
-}  // namespace
+using Writer = std::function<Status(ByteSpan)>;
 
-Result<Bytes> EncodeDelta(ByteSpan source, ByteSpan target, const DeltaOptions& options) {
-  if (options.threads < 1 || options.segment_bytes == 0 || options.segment_bytes > kDeltaOpTargetBytesMax ||
-      options.prefix_bytes_max > kDeltaPrefixBytesMax || options.copy_bytes_min < kAnchorKeyBytes ||
-      options.lzma_preset < 0 || options.lzma_preset > 9) {
-    return Status::InvalidArgument("delta options out of range");
-  }
-  DeltaHeader header;
-  header.source_size = source.size();
-  header.target_size = target.size();
+// Encodes `w.target` against `w.source`, writing its operations in order.
+// Returns the format version they need.
+Result<uint16_t> EncodeWindow(const Window& w, const DeltaOptions& options, unsigned patch_slot_bits_max,
+                              const Writer& write) {
   std::vector<uint64_t> source_anchors, target_anchors;
   {
-    std::jthread side([&] {
-      header.target_digest = Digest::Of(target);
-      target_anchors = AnchorPositions(target);
-    });
-    header.source_digest = Digest::Of(source);
-    source_anchors = AnchorPositions(source);
+    std::jthread side([&] { target_anchors = AnchorPositions(w.target); });
+    source_anchors = AnchorPositions(w.source);
   }
   std::vector<Match> matches;
   {
-    AnchorIndex index(source, source_anchors);
-    matches = FindMatches(source, target, index, target_anchors);
+    AnchorIndex index(w.source, source_anchors);
+    matches = FindMatches(w.source, w.target, index, target_anchors);
   }
   const std::vector<Item> items =
-      Plan(source, target, matches, AnchorIndex(target, target_anchors), target_anchors, options);
+      Plan(w.source, w.target, matches, AnchorIndex(w.target, target_anchors), target_anchors, options);
 
   // Largest work first (segment and prefix bytes), so that the threads end
   // close together.
@@ -696,14 +714,14 @@ Result<Bytes> EncodeDelta(ByteSpan source, ByteSpan target, const DeltaOptions& 
   std::once_flag index_once;
   std::optional<SourceHashIndex> index;
   std::function<const SourceHashIndex&()> patch_index;
-  if (options.literal_codec == LiteralCodec::kLzma && SourceHashIndex::Indexable(source)) {
+  if (options.literal_codec == LiteralCodec::kLzma && SourceHashIndex::Indexable(w.source)) {
     patch_index = [&]() -> const SourceHashIndex& {
-      std::call_once(index_once, [&] { index.emplace(source); });
+      std::call_once(index_once, [&] { index.emplace(w.source, patch_slot_bits_max); });
       return *index;
     };
   }
   auto work = [&] {
-    SegmentEncoder encoder(source, target, options, patch_index);
+    SegmentEncoder encoder(w, options, patch_index);
     while (true) {
       const size_t k = next.fetch_add(1);
       if (k >= order.size()) break;
@@ -719,22 +737,299 @@ Result<Bytes> EncodeDelta(ByteSpan source, ByteSpan target, const DeltaOptions& 
     work();
   }
 
-  // The lowest version that holds the operations: older decoders read it.
-  header.format_version = format_version;
-  Bytes out;
-  delta_format::PutHeader(out, header);
+  Bytes copy;
   for (size_t i = 0; i < items.size(); ++i) {
     if (items[i].copy) {
-      out.push_back(static_cast<uint8_t>(Op::kCopy));
-      delta_format::PutVarint(out, items[i].copy->source_pos);
-      delta_format::PutVarint(out, items[i].copy->length);
+      copy = {static_cast<uint8_t>(Op::kCopy)};
+      delta_format::PutVarint(copy, w.source_base + items[i].copy->source_pos);
+      delta_format::PutVarint(copy, items[i].copy->length);
+      MERIDIAN_RETURN_IF_ERROR(write(copy));
     } else {
       if (!encoded[i].ok()) return encoded[i].status();
-      out.insert(out.end(), encoded[i]->begin(), encoded[i]->end());
+      MERIDIAN_RETURN_IF_ERROR(write(*encoded[i]));
+      Bytes().swap(*encoded[i]);
     }
   }
-  out.push_back(static_cast<uint8_t>(Op::kEnd));
+  return format_version.load();
+}
+
+// ---------------------------------------------------------------------------
+// Encoding within a memory budget (DeltaOptions::memory_bytes_max).
+//
+// A pair whose bytes, indexes and compression contexts fit the budget is one
+// window, as above. A larger pair is encoded a target window at a time, in
+// order, each against the source window where its content lies: coarse
+// anchors of the whole source (content-defined chunks of 64 KiB or more, a
+// few bytes each) say where the target window's chunks occur in the source,
+// and the source window is centred on their weighted median alignment (or on
+// the alignment of the window before, when none occurs: new content, or
+// weights that drifted everywhere). The estimates below are upper bounds of
+// what each part allocates; tests check the whole stays within the budget.
+
+// Per encoder thread: LZMA's binary-tree match finder takes about 11 × its
+// dictionary (prefix + segment); zstd's tables at levels 18-19 about 6 × the
+// segment (numeric operations), or with the zstd literal codec about 3.5 ×
+// prefix and segment; plus the prefix, segment-sized buffers and the output.
+uint64_t ThreadBytes(const DeltaOptions& o) {
+  const uint64_t span = o.prefix_bytes_max + o.segment_bytes;
+  const uint64_t contexts =
+      o.literal_codec == LiteralCodec::kLzma ? 11 * span + 6 * o.segment_bytes : span * 7 / 2 + 6 * o.segment_bytes;
+  return contexts + o.prefix_bytes_max + 4 * o.segment_bytes;
+}
+
+// Per window: the bytes (when read through a reader), the anchors (an 8-byte
+// position per ~256 bytes, their indexes up to 64 bytes per anchor), the
+// encoded operations held until written (at most about the target), and the
+// PATCH table.
+uint64_t WindowBytes(uint64_t source_bytes, uint64_t target_bytes, unsigned patch_slot_bits_max) {
+  return (source_bytes + target_bytes) * 13 / 10 + target_bytes +
+         SourceHashIndex::MemoryBytes(source_bytes, patch_slot_bits_max);
+}
+
+// The shortest prefix + segment a thread gets while there are other threads to cut.
+constexpr uint64_t kSpanBytesMin = 3ull << 20;
+
+struct WindowPlan {
+  DeltaOptions options;  // threads, segment and prefix sizes within the budget
+  uint64_t target_window = 0;
+  uint64_t source_window = 0;
+  unsigned patch_slot_bits_max = SourceHashIndex::kSlotBitsMax;
+  ChunkerParams coarse;  // anchors locating target windows in the source
+};
+
+WindowPlan ChooseWindows(uint64_t source_size, uint64_t target_size, const DeltaOptions& o) {
+  WindowPlan p{o, target_size, source_size, SourceHashIndex::kSlotBitsMax, ChunkerParams{}};
+  const uint64_t budget = o.memory_bytes_max;
+  // The coarse index, and what the caller holds (a piece of the delta, readers' buffers).
+  const uint64_t reserve = budget / 16;
+  if (o.threads * ThreadBytes(o) + WindowBytes(source_size, target_size, p.patch_slot_bits_max) + reserve <= budget) {
+    return p;
+  }
+  // Contexts get at most half the budget: shorter segments and prefixes (a
+  // third of the span is segment, as by default), and fewer threads when
+  // that would make them shorter than kSpanBytesMin.
+  const uint64_t span_default = o.prefix_bytes_max + o.segment_bytes;
+  for (;; --p.options.threads) {
+    const uint64_t thread_share = budget / 2 / static_cast<uint64_t>(p.options.threads);
+    const uint64_t span =
+        thread_share >= ThreadBytes(o) ? span_default : span_default * thread_share / ThreadBytes(o);
+    p.options.segment_bytes = std::min(o.segment_bytes, std::max<uint64_t>(span / 3, 1));
+    p.options.prefix_bytes_max = std::min(o.prefix_bytes_max, span - p.options.segment_bytes);
+    if (span >= kSpanBytesMin || p.options.threads == 1) break;
+  }
+  // Windows get the rest: the source window twice the target's (room for
+  // drift), the PATCH table at most the target window.
+  const uint64_t rest = budget - reserve - static_cast<uint64_t>(p.options.threads) * ThreadBytes(p.options);
+  p.target_window = std::max<uint64_t>(rest / 6, 1);
+  p.source_window = 2 * p.target_window;
+  p.patch_slot_bits_max =
+      static_cast<unsigned>(std::bit_width(std::max<uint64_t>(p.target_window / sizeof(uint32_t), 2))) - 1;
+  // The coarse index has room for a chunk per min_bytes, 32 to 64 bytes each:
+  // at most budget / 32.
+  while (source_size / p.coarse.min_bytes > budget / 2048) {
+    p.coarse.min_bytes *= 2, p.coarse.avg_bytes *= 2, p.coarse.max_bytes *= 2;
+  }
+  return p;
+}
+
+// A version being encoded: bytes in memory, or a reader windows are copied
+// from. Those are hashed as they are read (the encoder reads each version
+// from start to end once) to check the digest the caller gave.
+class Input {
+ public:
+  explicit Input(ByteSpan bytes) : bytes_(bytes), size_(bytes.size()) {}
+  Input(SourceReader& reader, const Digest& digest) : reader_(&reader), digest_(digest), size_(reader.size()) {}
+
+  uint64_t size() const { return size_; }
+
+  // The bytes at [offset, offset + length), valid until the next call.
+  Result<ByteSpan> Read(uint64_t offset, uint64_t length) {
+    if (reader_ == nullptr) return bytes_.subspan(offset, length);
+    buffer_.resize(length);
+    MERIDIAN_RETURN_IF_ERROR(reader_->Read(offset, buffer_));
+    if (offset <= hashed_ && hashed_ < offset + length) {
+      hasher_.Update(ByteSpan(buffer_).subspan(hashed_ - offset));
+      hashed_ = offset + length;
+    }
+    return ByteSpan(buffer_);
+  }
+
+  // Corruption when what was read does not hash to the digest given.
+  Status CheckDigest(const char* what) {
+    if (reader_ == nullptr) return Status::Ok();
+    if (hashed_ != size_ || hasher_.Finish() != digest_) {
+      return Status::Corruption(std::string(what) + "'s bytes do not match its digest " + digest_.ToString());
+    }
+    return Status::Ok();
+  }
+
+ private:
+  ByteSpan bytes_;
+  SourceReader* reader_ = nullptr;
+  Digest digest_;
+  uint64_t size_;
+  Bytes buffer_;
+  Sha256 hasher_;
+  uint64_t hashed_ = 0;
+};
+
+// The coarse anchors of the whole source, read once from start to end.
+Result<AnchorIndex> IndexCoarsely(Input& source, const ChunkerParams& params) {
+  AnchorIndex index(static_cast<size_t>(source.size() / params.min_bytes) + 1);
+  const uint64_t piece = 16 * params.max_bytes;
+  for (uint64_t pos = 0; pos < source.size();) {
+    const uint64_t length = std::min(piece, source.size() - pos);
+    Result<ByteSpan> bytes = source.Read(pos, length);
+    if (!bytes.ok()) return bytes.status();
+    const bool final = pos + length == source.size();
+    size_t at = 0;
+    while (at < bytes->size()) {
+      const size_t n = FindChunkEnd(bytes->subspan(at), final, params);
+      if (n == 0) break;
+      if (at + kAnchorKeyBytes <= bytes->size()) index.Insert(AnchorKey(bytes->data() + at), pos + at);
+      at += n;
+    }
+    pos += at;
+  }
+  return index;
+}
+
+// The next target window: the longest start of `target` (at `target_base`)
+// whose coarse chunks found in the source keep one alignment (source position
+// − target position, within `tolerance`: small edits move it a little), at
+// least a quarter of it (a window per short moved piece would re-read the
+// source too often); and the weighted median of those alignments, or
+// `otherwise` when none is found.
+struct TargetWindow {
+  uint64_t length;
+  int64_t diagonal;
+};
+TargetWindow NextWindow(ByteSpan target, uint64_t target_base, const AnchorIndex& coarse, const ChunkerParams& params,
+                        int64_t tolerance, int64_t otherwise) {
+  struct Hit {
+    uint64_t at;
+    int64_t diagonal;
+    uint64_t bytes;
+  };
+  std::vector<Hit> hits;
+  for (size_t at = 0; at + kAnchorKeyBytes <= target.size();) {
+    const size_t n = FindChunkEnd(target.subspan(at), /*final=*/true, params);
+    if (std::optional<uint64_t> s = coarse.Find(AnchorKey(target.data() + at))) {
+      hits.push_back({at, static_cast<int64_t>(*s) - static_cast<int64_t>(target_base + at), n});
+    }
+    at += n;
+  }
+  auto far = [&](int64_t a, int64_t b) { return a - b > tolerance || b - a > tolerance; };
+  uint64_t length = target.size();
+  size_t kept = hits.size();
+  for (size_t i = 1; i + 1 < hits.size(); ++i) {
+    // A cut where two chunks in a row agree on another alignment (one alone
+    // may be a repeated string, zeros).
+    if (hits[i].at >= target.size() / 4 && far(hits[i].diagonal, hits[0].diagonal) &&
+        !far(hits[i].diagonal, hits[i + 1].diagonal)) {
+      length = hits[i].at;
+      kept = i;
+      break;
+    }
+  }
+  std::vector<std::pair<int64_t, uint64_t>> diagonals;
+  for (size_t i = 0; i < kept; ++i) diagonals.emplace_back(hits[i].diagonal, hits[i].bytes);
+  return {length, diagonals.empty() ? otherwise : WeightedMedian(std::move(diagonals))};
+}
+
+// Encodes `source` → `target` within options.memory_bytes_max, writing the
+// operations (after the header, which the caller writes) and the end.
+// Returns the format version the operations need.
+Result<uint16_t> EncodeInWindows(Input& source, Input& target, const DeltaOptions& options, const Writer& write) {
+  const WindowPlan plan = ChooseWindows(source.size(), target.size(), options);
+  uint16_t version = 1;
+  if (plan.target_window >= target.size() && plan.source_window >= source.size()) {
+    Result<ByteSpan> source_bytes = source.Read(0, source.size());
+    if (!source_bytes.ok()) return source_bytes.status();
+    Result<ByteSpan> target_bytes = target.Read(0, target.size());
+    if (!target_bytes.ok()) return target_bytes.status();
+    Result<uint16_t> v = EncodeWindow({*source_bytes, 0, *target_bytes, 0}, plan.options, plan.patch_slot_bits_max, write);
+    if (!v.ok()) return v.status();
+    version = *v;
+  } else {
+    Result<AnchorIndex> coarse = IndexCoarsely(source, plan.coarse);
+    if (!coarse.ok()) return coarse.status();
+    int64_t diagonal = 0;
+    for (uint64_t begin = 0; begin < target.size();) {
+      Result<ByteSpan> target_bytes = target.Read(begin, std::min(plan.target_window, target.size() - begin));
+      if (!target_bytes.ok()) return target_bytes.status();
+      const TargetWindow next = NextWindow(*target_bytes, begin, *coarse, plan.coarse,
+                                           static_cast<int64_t>(plan.source_window / 4), diagonal);
+      *target_bytes = target_bytes->first(next.length);
+      diagonal = next.diagonal;
+      // The source window, centred on the target window's image, inside the source.
+      const int64_t middle = static_cast<int64_t>(begin + target_bytes->size() / 2) + diagonal;
+      const uint64_t length = std::min(plan.source_window, source.size());
+      const uint64_t start = static_cast<uint64_t>(std::clamp<int64_t>(
+          middle - static_cast<int64_t>(length / 2), 0, static_cast<int64_t>(source.size() - length)));
+      Result<ByteSpan> source_bytes = source.Read(start, length);
+      if (!source_bytes.ok()) return source_bytes.status();
+      Result<uint16_t> v =
+          EncodeWindow({*source_bytes, start, *target_bytes, begin}, plan.options, plan.patch_slot_bits_max, write);
+      if (!v.ok()) return v.status();
+      version = std::max(version, *v);
+      begin += target_bytes->size();
+    }
+  }
+  MERIDIAN_RETURN_IF_ERROR(source.CheckDigest("source"));
+  MERIDIAN_RETURN_IF_ERROR(target.CheckDigest("target"));
+  const uint8_t end[] = {static_cast<uint8_t>(Op::kEnd)};
+  MERIDIAN_RETURN_IF_ERROR(write(end));
+  return version;
+}
+
+Status CheckOptions(const DeltaOptions& options) {
+  if (options.threads < 1 || options.segment_bytes == 0 || options.segment_bytes > kDeltaOpTargetBytesMax ||
+      options.prefix_bytes_max > kDeltaPrefixBytesMax || options.copy_bytes_min < kAnchorKeyBytes ||
+      options.lzma_preset < 0 || options.lzma_preset > 9 || options.memory_bytes_max < kDeltaEncoderMemoryMin) {
+    return Status::InvalidArgument("delta options out of range");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<Bytes> EncodeDelta(ByteSpan source, ByteSpan target, const DeltaOptions& options) {
+  MERIDIAN_RETURN_IF_ERROR(CheckOptions(options));
+  DeltaHeader header;
+  header.source_size = source.size();
+  header.target_size = target.size();
+  {
+    std::jthread side([&] { header.target_digest = Digest::Of(target); });
+    header.source_digest = Digest::Of(source);
+  }
+  Bytes out;
+  delta_format::PutHeader(out, header);
+  Input source_input(source), target_input(target);
+  Result<uint16_t> version = EncodeInWindows(source_input, target_input, options, [&](ByteSpan bytes) {
+    out.insert(out.end(), bytes.begin(), bytes.end());
+    return Status::Ok();
+  });
+  if (!version.ok()) return version.status();
+  // The lowest version that holds the operations: older decoders read it.
+  delta_format::SetFormatVersion(out, *version);
   return out;
+}
+
+Result<uint16_t> EncodeDelta(const DeltaInput& source, const DeltaInput& target, const DeltaOptions& options,
+                             const std::function<Status(ByteSpan)>& write) {
+  MERIDIAN_RETURN_IF_ERROR(CheckOptions(options));
+  DeltaHeader header;
+  header.format_version = options.literal_codec == LiteralCodec::kLzma ? kDeltaFormatVersion : 1;
+  header.source_size = source.reader.size();
+  header.source_digest = source.digest;
+  header.target_size = target.reader.size();
+  header.target_digest = target.digest;
+  Bytes header_bytes;
+  delta_format::PutHeader(header_bytes, header);
+  MERIDIAN_RETURN_IF_ERROR(write(header_bytes));
+  Input source_input(source.reader, source.digest), target_input(target.reader, target.digest);
+  return EncodeInWindows(source_input, target_input, options, write);
 }
 
 }  // namespace meridian

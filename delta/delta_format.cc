@@ -121,6 +121,12 @@ void PutHeader(Bytes& out, const DeltaHeader& h) {
   out.insert(out.end(), h.target_digest.bytes().begin(), h.target_digest.bytes().end());
 }
 
+void SetFormatVersion(std::span<uint8_t> delta_start, uint16_t version) {
+  Bytes le;
+  PutLe(le, version, 2);
+  std::copy(le.begin(), le.end(), delta_start.begin() + sizeof(kMagic));
+}
+
 void SplitPlanes(ByteSpan data, unsigned width, std::span<uint8_t> out) {
   const size_t n = data.size() / width;
   for (size_t i = 0; i < n; ++i) {

@@ -78,7 +78,8 @@ std::string ServeConfigToml(const ServeOptions& o) {
                             {"collect_interval_ms", o.retention.interval_ms},
                             {"unreferenced_grace_ms", o.unreferenced_grace_ms},
                             {"report_ids_ms", o.retention.report_ids_ms},
-                            {"delta_artifact_bytes_max", static_cast<int64_t>(o.deltas.artifact_bytes_max)}}) {
+                            {"delta_artifact_bytes_max", static_cast<int64_t>(o.deltas.artifact_bytes_max)},
+                            {"delta_memory_bytes_max", static_cast<int64_t>(o.deltas.encoder.memory_bytes_max)}}) {
     t.insert(key, value);
   }
   t.insert("delta_previous_versions", o.deltas.previous_versions);

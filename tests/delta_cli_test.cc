@@ -46,6 +46,17 @@ TEST_CASE("diff and patch files offline") {
   CHECK(ReadFile(dir / "out") == v2);
   CHECK(patch.err.empty());  // no progress bar into a pipe
 
+  // Within the smallest memory budget: in windows, as compact.
+  CommandResult windowed =
+      Run({MeridianPath(), "--output", "json", "diff", "--memory", "16", dir / "v1", dir / "v2", "-o", dir / "w.mdelta"});
+  REQUIRE(windowed.exit_code == 0);
+  CHECK(nlohmann::json::parse(windowed.out)["delta_bytes"] < v2.size() / 20);
+  REQUIRE(Run({MeridianPath(), "patch", dir / "v1", dir / "w.mdelta", "-o", dir / "w-out"}).exit_code == 0);
+  CHECK(ReadFile(dir / "w-out") == v2);
+  CommandResult too_small = Run({MeridianPath(), "diff", "--memory", "15", dir / "v1", dir / "v2", "-o", dir / "x"});
+  CHECK(too_small.exit_code != 0);
+  CHECK_FALSE(std::filesystem::exists(dir / "x"));
+
   // On a terminal, both draw a progress bar to 100 %.
   CommandResult shown_diff = RunOnTerminal({MeridianPath(), "diff", dir / "v1", dir / "v2", "-o", dir / "d2.mdelta"});
   CHECK(shown_diff.exit_code == 0);
@@ -144,11 +155,12 @@ TEST_CASE("pull --from downloads a signed delta, and falls back to chunks when n
   CHECK(c.Get("/metrics")->body.find("\nmeridian_delta_jobs 0\n") != std::string::npos);
 }
 
-TEST_CASE("delta settings: older versions diffed at publish, zstd literals, bad values refused") {
+TEST_CASE("delta settings: older versions diffed at publish, zstd literals, windows, bad values refused") {
   DaemonFixture d;
   const std::string config = d.dir() / "meridiand.toml";
+  // The smallest memory budget: 2 MB versions are diffed in windows of about 1 MiB.
   WriteFile(config, AsBytes(std::string("delta_previous_versions = 1\ndelta_literal_level = 3\ndelta_threads = 1\n"
-                                        "delta_artifact_bytes_max = 3000000\n")));
+                                        "delta_artifact_bytes_max = 3000000\ndelta_memory_bytes_max = 16777216\n")));
   d.Start({"--config", config});
   auto [v1, v2] = Versions(2'000'000);
   Bytes v3 = v2;
@@ -174,6 +186,7 @@ TEST_CASE("delta settings: older versions diffed at publish, zstd literals, bad 
   REQUIRE(delta->status == 200);
   CHECK(ParseDeltaHeader(AsBytes(delta->body))->format_version == 1);
   CHECK(ApplyDelta(v2, AsBytes(delta->body)).value() == v3);
+  CHECK(delta->body.size() < 100'000);  // the windows found the 2 MB they share
 
   // Above delta_artifact_bytes_max: a signed "not worthwhile", no delta made.
   Bytes v4 = v3;
@@ -191,7 +204,7 @@ TEST_CASE("delta settings: older versions diffed at publish, zstd literals, bad 
   CHECK(c.Get("/v1/deltas/" + d3 + "/" + d4)->status == 404);
 
   for (const char* bad : {"delta_previous_versions = -1", "delta_threads = 0", "delta_artifact_bytes_max = -5",
-                          "delta_literal_level = 23",
+                          "delta_memory_bytes_max = 1000000", "delta_literal_level = 23",
                           "delta_literal_level = \"fast\""}) {
     WriteFile(config, AsBytes(std::string(bad) + "\n"));
     CommandResult r = Run({MeridiandPath(), "--data", d.data(), "--config", config, "--listen", "127.0.0.1:0"},
