@@ -144,6 +144,10 @@ struct Window {
   uint64_t source_base = 0;
   ByteSpan target;
   uint64_t target_base = 0;
+  // Where the target's content is expected in the source, as source −
+  // target position in the window (0, unchanged offsets, in a whole pair):
+  // a candidate alignment of every segment.
+  int64_t diagonal = 0;
 };
 
 // Where a target segment probably lies in the source.
@@ -601,9 +605,9 @@ std::pair<uint64_t, uint64_t> WindowAround(std::vector<std::pair<uint64_t, uint6
   return {lo, hi};
 }
 
-std::vector<Item> Plan(ByteSpan source, ByteSpan target, const std::vector<Match>& matches,
-                       const AnchorIndex& target_index, const std::vector<uint64_t>& target_anchors,
-                       const DeltaOptions& o) {
+std::vector<Item> Plan(const Window& w, const std::vector<Match>& matches, const AnchorIndex& target_index,
+                       const std::vector<uint64_t>& target_anchors, const DeltaOptions& o) {
+  const ByteSpan source = w.source, target = w.target;
   std::vector<Match> copies;
   for (const Match& m : matches) {
     if (m.length >= o.copy_bytes_min) copies.push_back(m);
@@ -619,10 +623,10 @@ std::vector<Item> Plan(ByteSpan source, ByteSpan target, const std::vector<Match
       seg.begin = begin + (end - begin) * part / parts;
       seg.end = begin + (end - begin) * (part + 1) / parts;
       // Diagonals: of the copies around the gap, of the short matches covering
-      // most of the segment, and unchanged offsets.
+      // most of the segment, and the window's.
       if (copy_index > 0) seg.diagonals.push_back(copies[copy_index - 1].diagonal());
       if (copy_index < copies.size()) seg.diagonals.push_back(copies[copy_index].diagonal());
-      seg.diagonals.push_back(0);
+      seg.diagonals.push_back(w.diagonal);
       while (hint < matches.size() && matches[hint].target_pos + matches[hint].length <= seg.begin) ++hint;
       std::map<int64_t, uint64_t> bytes_by_diagonal;
       std::vector<std::pair<uint64_t, uint64_t>> spans;  // source position, bytes
@@ -673,10 +677,14 @@ std::vector<Item> Plan(ByteSpan source, ByteSpan target, const std::vector<Match
 
 using Writer = std::function<Status(ByteSpan)>;
 
+struct WindowResult {
+  uint16_t format_version = 1;           // that its operations need
+  std::optional<int64_t> last_diagonal;  // of its last copy, in the whole versions
+};
+
 // Encodes `w.target` against `w.source`, writing its operations in order.
-// Returns the format version they need.
-Result<uint16_t> EncodeWindow(const Window& w, const DeltaOptions& options, unsigned patch_slot_bits_max,
-                              const Writer& write) {
+Result<WindowResult> EncodeWindow(const Window& w, const DeltaOptions& options, unsigned patch_slot_bits_max,
+                                  const Writer& write) {
   std::vector<uint64_t> source_anchors, target_anchors;
   {
     std::jthread side([&] { target_anchors = AnchorPositions(w.target); });
@@ -688,7 +696,7 @@ Result<uint16_t> EncodeWindow(const Window& w, const DeltaOptions& options, unsi
     matches = FindMatches(w.source, w.target, index, target_anchors);
   }
   const std::vector<Item> items =
-      Plan(w.source, w.target, matches, AnchorIndex(w.target, target_anchors), target_anchors, options);
+      Plan(w, matches, AnchorIndex(w.target, target_anchors), target_anchors, options);
 
   // Largest work first (segment and prefix bytes), so that the threads end
   // close together.
@@ -737,9 +745,12 @@ Result<uint16_t> EncodeWindow(const Window& w, const DeltaOptions& options, unsi
     work();
   }
 
+  WindowResult result;
   Bytes copy;
   for (size_t i = 0; i < items.size(); ++i) {
     if (items[i].copy) {
+      result.last_diagonal =
+          static_cast<int64_t>(w.source_base) - static_cast<int64_t>(w.target_base) + items[i].copy->diagonal();
       copy = {static_cast<uint8_t>(Op::kCopy)};
       delta_format::PutVarint(copy, w.source_base + items[i].copy->source_pos);
       delta_format::PutVarint(copy, items[i].copy->length);
@@ -750,7 +761,8 @@ Result<uint16_t> EncodeWindow(const Window& w, const DeltaOptions& options, unsi
       Bytes().swap(*encoded[i]);
     }
   }
-  return format_version.load();
+  result.format_version = format_version;
+  return result;
 }
 
 // ---------------------------------------------------------------------------
@@ -766,14 +778,16 @@ Result<uint16_t> EncodeWindow(const Window& w, const DeltaOptions& options, unsi
 // weights that drifted everywhere). The estimates below are upper bounds of
 // what each part allocates; tests check the whole stays within the budget.
 
-// Per encoder thread: LZMA's binary-tree match finder takes about 11 × its
-// dictionary (prefix + segment); zstd's tables at levels 18-19 about 6 × the
-// segment (numeric operations), or with the zstd literal codec about 3.5 ×
-// prefix and segment; plus the prefix, segment-sized buffers and the output.
+// Per encoder thread: LZMA's binary-tree match finder takes up to 13.5 × its
+// dictionary (prefix + segment; lzma_raw_encoder_memusage says 12.2-13.3 ×
+// from 1 to 24 MiB); zstd's tables at level 18 about 6 × the segment
+// (numeric operations), or with the zstd literal codec at level 19 about
+// 3.5 × prefix and segment; plus the prefix, segment-sized buffers and the
+// output.
 uint64_t ThreadBytes(const DeltaOptions& o) {
   const uint64_t span = o.prefix_bytes_max + o.segment_bytes;
-  const uint64_t contexts =
-      o.literal_codec == LiteralCodec::kLzma ? 11 * span + 6 * o.segment_bytes : span * 7 / 2 + 6 * o.segment_bytes;
+  const uint64_t contexts = o.literal_codec == LiteralCodec::kLzma ? span * 27 / 2 + 6 * o.segment_bytes
+                                                                   : span * 7 / 2 + 6 * o.segment_bytes;
   return contexts + o.prefix_bytes_max + 4 * o.segment_bytes;
 }
 
@@ -948,9 +962,10 @@ Result<uint16_t> EncodeInWindows(Input& source, Input& target, const DeltaOption
     if (!source_bytes.ok()) return source_bytes.status();
     Result<ByteSpan> target_bytes = target.Read(0, target.size());
     if (!target_bytes.ok()) return target_bytes.status();
-    Result<uint16_t> v = EncodeWindow({*source_bytes, 0, *target_bytes, 0}, plan.options, plan.patch_slot_bits_max, write);
-    if (!v.ok()) return v.status();
-    version = *v;
+    Result<WindowResult> r =
+        EncodeWindow({*source_bytes, 0, *target_bytes, 0}, plan.options, plan.patch_slot_bits_max, write);
+    if (!r.ok()) return r.status();
+    version = r->format_version;
   } else {
     Result<AnchorIndex> coarse = IndexCoarsely(source, plan.coarse);
     if (!coarse.ok()) return coarse.status();
@@ -969,10 +984,13 @@ Result<uint16_t> EncodeInWindows(Input& source, Input& target, const DeltaOption
           middle - static_cast<int64_t>(length / 2), 0, static_cast<int64_t>(source.size() - length)));
       Result<ByteSpan> source_bytes = source.Read(start, length);
       if (!source_bytes.ok()) return source_bytes.status();
-      Result<uint16_t> v =
-          EncodeWindow({*source_bytes, start, *target_bytes, begin}, plan.options, plan.patch_slot_bits_max, write);
-      if (!v.ok()) return v.status();
-      version = std::max(version, *v);
+      const Window window{*source_bytes, start, *target_bytes, begin,
+                          diagonal - (static_cast<int64_t>(start) - static_cast<int64_t>(begin))};
+      Result<WindowResult> r = EncodeWindow(window, plan.options, plan.patch_slot_bits_max, write);
+      if (!r.ok()) return r.status();
+      version = std::max(version, r->format_version);
+      // Where the next window's content is, unless its coarse chunks say otherwise.
+      if (r->last_diagonal) diagonal = *r->last_diagonal;
       begin += target_bytes->size();
     }
   }
