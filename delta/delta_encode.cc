@@ -814,11 +814,14 @@ struct WindowPlan {
 WindowPlan ChooseWindows(uint64_t source_size, uint64_t target_size, const DeltaOptions& o) {
   WindowPlan p{o, target_size, source_size, SourceHashIndex::kSlotBitsMax, ChunkerParams{}};
   const uint64_t budget = o.memory_bytes_max;
-  // The coarse index, and what the caller holds (a piece of the delta, readers' buffers).
-  const uint64_t reserve = budget / 16;
-  if (o.threads * ThreadBytes(o) + WindowBytes(source_size, target_size, p.patch_slot_bits_max) + reserve <= budget) {
+  // What the caller holds besides (a piece of the delta, a reader's chunk).
+  constexpr uint64_t kCallerBytes = 8ull << 20;
+  if (o.threads * ThreadBytes(o) + WindowBytes(source_size, target_size, p.patch_slot_bits_max) + kCallerBytes <=
+      budget) {
     return p;
   }
+  // Windows add the coarse index (at most budget / 32, below).
+  const uint64_t reserve = budget / 16;
   // Contexts get at most half the budget: shorter segments and prefixes (a
   // third of the span is segment, as by default), and fewer threads when
   // that would make them shorter than kSpanBytesMin.
