@@ -22,14 +22,18 @@ constexpr size_t kDeltaReadPieceBytes = 1 << 20;
 // Sets the format version in the header of the delta at `path` (written
 // first, before the encoder knew the lowest version its operations need).
 Status SetFormatVersion(const std::string& path, uint16_t version) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus("open " + path, errno);
-  uint8_t start[10] = {};
-  delta_format::SetFormatVersion(start, version);
-  const ssize_t n = ::pwrite(fd, start + 8, 2, 8);
+  uint8_t header[kDeltaHeaderBytes];
+  ssize_t n = ::pread(fd, header, sizeof(header), 0);
+  if (n == static_cast<ssize_t>(sizeof(header))) {
+    delta_format::SetFormatVersion(header, version);
+    n = ::pwrite(fd, header, sizeof(header), 0);
+  }
   const int err = errno;
   ::close(fd);
-  return n == 2 ? Status::Ok() : ErrnoStatus("write " + path, n < 0 ? err : EIO);
+  return n == static_cast<ssize_t>(sizeof(header)) ? Status::Ok()
+                                                   : ErrnoStatus("rewrite the header of " + path, n < 0 ? err : EIO);
 }
 
 double Seconds(std::chrono::steady_clock::time_point since) {
