@@ -355,24 +355,48 @@ Result<DeltaRecord> DeltaService::Compute(const Digest& from, const Digest& to) 
   if (!compressed.ok()) return compressed.status();
   info.compressed_artifact_size = *compressed;
 
-  // The delta goes to the store as it is made; when it turns out not
-  // worthwhile, or fails, its chunks are left for the collector. Its first
+  // A delta that saves less than a tenth of the compressed download is not
+  // worth the device's time to apply it: the encoding stops as soon as it
+  // reaches that size. The delta is held in memory up to an eighth of the
+  // budget (the encoder gets the rest), and stored only once it is known to
+  // be worthwhile; a larger one is stored as it is made, and if it still
+  // reaches the limit, what was stored is left to the collector. Its first
   // chunk waits for the lowest format version to be set in the header.
+  const uint64_t size_limit = info.compressed_artifact_size - info.compressed_artifact_size / 10;
+  DeltaOptions encoder = options_.encoder;
+  const uint64_t held_max =
+      std::min(encoder.memory_bytes_max / 8, encoder.memory_bytes_max - kDeltaEncoderMemoryMin);
+  encoder.memory_bytes_max -= held_max;
   DeltaChunkWriter writer(store_, /*hold_first_chunk=*/true);
+  Bytes held;
+  bool storing = false, too_large = false;
   uint64_t delta_size = 0;
   Result<uint16_t> version =
-      EncodeDelta({source, source_m->digest}, {target, target_m->digest}, options_.encoder, [&](ByteSpan bytes) {
+      EncodeDelta({source, source_m->digest}, {target, target_m->digest}, encoder, [&](ByteSpan bytes) -> Status {
         delta_size += bytes.size();
+        if (delta_size >= size_limit) {
+          too_large = true;
+          return Status::FailedPrecondition("not worthwhile");
+        }
+        if (!storing && held.size() + bytes.size() <= held_max) {
+          held.insert(held.end(), bytes.begin(), bytes.end());
+          return Status::Ok();
+        }
+        if (!storing) {
+          storing = true;
+          MERIDIAN_RETURN_IF_ERROR(writer.Append(held));
+          Bytes().swap(held);
+        }
         return writer.Append(bytes);
       });
-  if (!version.ok()) return version.status();
-  // A delta that saves less than a tenth of the compressed download is not
-  // worth the device's time to apply it.
-  if (delta_size * 10 >= info.compressed_artifact_size * 9) {
-    info.reason = "delta (" + std::to_string(delta_size) + " bytes) saves less than 10% of the compressed artifact (" +
+  if (too_large) {
+    info.reason = "delta (at least " + std::to_string(delta_size) +
+                  " bytes) saves less than 10% of the compressed artifact (" +
                   std::to_string(info.compressed_artifact_size) + " bytes)";
     return r;
   }
+  if (!version.ok()) return version.status();
+  MERIDIAN_RETURN_IF_ERROR(writer.Append(held));
   Result<std::vector<ChunkRef>> chunks =
       writer.Finish([&](std::span<uint8_t> first) { delta_format::SetFormatVersion(first, *version); });
   if (!chunks.ok()) return chunks.status();
