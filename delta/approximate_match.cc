@@ -106,6 +106,7 @@ ApproximateMatches MatchApproximately(ByteSpan source, ByteSpan target, uint64_t
     for (int64_t i = 0; i < len_forward; ++i) {
       out.diff.push_back(static_cast<uint8_t>(now[last_scan + i] - old[last_pos + i]));
     }
+    out.diff_source.insert(out.diff_source.end(), old + last_pos, old + last_pos + len_forward);
     const int64_t extra_begin = last_scan + len_forward, extra_end = scan - len_back;
     out.extra.insert(out.extra.end(), now + extra_begin, now + extra_end);
     // The last entry seeks nowhere: a decoder checks every seek.

@@ -39,11 +39,13 @@ class SourceHashIndex {
 // position `source_start` (≤ source.size()), in the PATCH operation's layout
 // (docs/formats/delta.md): `control` holds per entry varint diff_length,
 // varint extra_length, zigzag varint seek; `diff` the byte-wise differences
-// (target − source mod 256) of every entry in order, `extra` their unmatched
-// bytes. Every difference reads inside the source.
+// (target − source mod 256) of every entry in order, `diff_source` the source
+// byte each of them applies to, `extra` their unmatched bytes. Every
+// difference reads inside the source.
 struct ApproximateMatches {
   Bytes control;
   Bytes diff;
+  Bytes diff_source;
   Bytes extra;
 };
 ApproximateMatches MatchApproximately(ByteSpan source, ByteSpan target, uint64_t begin, uint64_t end,

@@ -30,10 +30,10 @@ namespace meridian {
 
 // ---------------------------------------------------------------------------
 // Format limits. A decoder refuses any operation above them, which is what
-// bounds its memory. Version 2 adds LITERAL_LZMA, version 3 PATCH; an encoder
-// writes the lowest version its operations need, so older decoders read those
-// deltas.
-inline constexpr uint16_t kDeltaFormatVersion = 3;
+// bounds its memory. Version 2 adds LITERAL_LZMA, version 3 PATCH, version 4
+// PATCH_MODELED; an encoder writes the lowest version its operations need, so
+// older decoders read those deltas.
+inline constexpr uint16_t kDeltaFormatVersion = 4;
 inline constexpr size_t kDeltaHeaderBytes = 92;
 // Largest target range produced by one literal, difference or patch operation,
 // and the largest control section of a patch operation.
@@ -244,10 +244,14 @@ enum class Op : uint8_t {
   kPatch = 0x06,          // (version 3) varint source_offset, varint length, varint control_bytes,
                           // varint lzma_bytes, raw LZMA2 stream of the control entries, then the
                           // differences, then the extra bytes (approximate matches, after bsdiff)
+  kPatchModeled = 0x07,   // (version 4) varint source_offset, varint length, varint control_bytes,
+                          // varint extra_bytes, varint lzma_bytes, varint coded_bytes, raw LZMA2
+                          // stream of the control entries then the extra bytes, then the
+                          // differences coded by delta/difference_model.h
 };
 
 // Bytes of the largest operation before its zstd frame.
-inline constexpr size_t kOpFieldsBytesMax = 1 + 6 * 10;
+inline constexpr size_t kOpFieldsBytesMax = 1 + 7 * 10;
 
 void PutVarint(Bytes& out, uint64_t value);
 void PutHeader(Bytes& out, const DeltaHeader& header);

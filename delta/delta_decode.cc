@@ -9,6 +9,7 @@
 #include <string>
 
 #include "delta/delta.h"
+#include "delta/difference_model.h"
 
 namespace meridian {
 
@@ -30,6 +31,12 @@ static_assert(delta_format::kOpFieldsBytesMax + ZSTD_COMPRESSBOUND(kDeltaOpTarge
 static_assert(delta_format::kOpFieldsBytesMax + 2 * kDeltaOpTargetBytesMax + (2 * kDeltaOpTargetBytesMax >> 14) + 64 +
                   kDeltaOpTargetBytesMax + 2 * kDeltaOpTargetBytesMax <=
               kDeltaDecoderBufferBytesMax);
+// A PATCH_MODELED operation: pending (LZMA2 stream of at most 8 MiB of
+// control and extra bytes, and a coded stream of at most length + 5 bytes),
+// one entry's source range, the decoded control and extra bytes, the model.
+static_assert(delta_format::kOpFieldsBytesMax + kDeltaOpTargetBytesMax + (kDeltaOpTargetBytesMax >> 14) + 64 +
+                  kDeltaOpTargetBytesMax + 5 + 2 * kDeltaOpTargetBytesMax + kDifferenceModelBytes <=
+              kDeltaDecoderBufferBytesMax);
 
 // One parsed operation; `payload` points into the bytes it was parsed from.
 struct ParsedOp {
@@ -41,6 +48,8 @@ struct ParsedOp {
   uint64_t target_length = 0;
   uint64_t length = 0;         // target bytes produced
   uint64_t control_bytes = 0;  // the control section (patch)
+  uint64_t extra_bytes = 0;    // the extra bytes (modeled patch)
+  uint64_t lzma_bytes = 0;     // the LZMA2 stream at the front of the payload (modeled patch)
   ByteSpan payload;
 };
 
@@ -118,6 +127,17 @@ ParseStep ParseOp(ByteSpan data) {
         complete = r.Varint(op.source_offset) && r.Varint(op.length) && r.Varint(op.control_bytes) &&
                    r.Varint(zstd_bytes);
         break;
+      case Op::kPatchModeled: {
+        uint64_t coded_bytes = 0;
+        complete = r.Varint(op.source_offset) && r.Varint(op.length) && r.Varint(op.control_bytes) &&
+                   r.Varint(op.extra_bytes) && r.Varint(op.lzma_bytes) && r.Varint(coded_bytes);
+        // Both bounded below, before the sum is used.
+        if (complete && coded_bytes >= kDifferenceStreamBytesMin && coded_bytes <= op.length + kDifferenceStreamBytesMin &&
+            op.lzma_bytes <= lzma_stream_buffer_bound(kDeltaOpTargetBytesMax)) {
+          zstd_bytes = op.lzma_bytes + coded_bytes;
+        }
+        break;
+      }
       default:
         step.status = Status::Corruption("unknown delta operation " + std::to_string(code));
         return step;
@@ -136,10 +156,18 @@ ParseStep ParseOp(ByteSpan data) {
       step.status = Status::Corruption("delta operation length out of bounds");
       return step;
     }
-    const size_t bound = op.op == Op::kLiteralLzma ? lzma_stream_buffer_bound(op.length)
-                         : op.op == Op::kPatch     ? lzma_stream_buffer_bound(op.control_bytes + op.length)
-                                                   : ZSTD_compressBound(op.length);
-    if (zstd_bytes == 0 || zstd_bytes > bound) {
+    if (op.op == Op::kPatchModeled &&
+        (op.extra_bytes > op.length || op.extra_bytes > kDeltaOpTargetBytesMax - op.control_bytes)) {
+      step.status = Status::Corruption("delta patch control and extra bytes out of bounds");
+      return step;
+    }
+    const size_t bound = op.op == Op::kLiteralLzma    ? lzma_stream_buffer_bound(op.length)
+                         : op.op == Op::kPatch        ? lzma_stream_buffer_bound(op.control_bytes + op.length)
+                         : op.op == Op::kPatchModeled ? zstd_bytes  // checked at parsing, 0 if out of bounds
+                                                      : ZSTD_compressBound(op.length);
+    if (zstd_bytes == 0 || zstd_bytes > bound ||
+        (op.op == Op::kPatchModeled &&
+         (op.lzma_bytes == 0 || op.lzma_bytes > lzma_stream_buffer_bound(op.control_bytes + op.extra_bytes)))) {
       step.status = Status::Corruption("delta operation compressed size out of bounds");
       return step;
     }
@@ -187,6 +215,8 @@ struct DeltaDecoder::State {
   Bytes source_buf;  // a source range: copy slice, prefix, diff base
   Bytes out_buf;     // decompressed bytes of one operation
   uint64_t peak_bytes = 0;
+  DifferenceDecoder differences;  // of PATCH_MODELED operations
+  bool differences_used = false;   // its model is allocated
   // LITERAL_LZMA operations share one liblzma decoder, re-initialised per
   // operation with the same dictionary size so that it keeps its buffer (as
   // source_buf keeps its capacity): freeing and allocating tens of MiB per
@@ -203,7 +233,8 @@ struct DeltaDecoder::State {
   }
 
   void NotePeak() {
-    peak_bytes = std::max<uint64_t>(peak_bytes, pending.capacity() + source_buf.capacity() + out_buf.capacity());
+    peak_bytes = std::max<uint64_t>(peak_bytes, pending.capacity() + source_buf.capacity() + out_buf.capacity() +
+                                                    (differences_used ? kDifferenceModelBytes : 0));
   }
 
   Status Emit(ByteSpan bytes) {
@@ -318,12 +349,18 @@ struct DeltaDecoder::State {
 
   // PATCH: the control entries, differences and extra bytes are decoded
   // whole (at most 16 MiB), checked, then each entry adds its differences to
-  // the source range it names and appends its extra bytes.
+  // the source range it names and appends its extra bytes. PATCH_MODELED: the
+  // same with the control entries and extra bytes decoded whole (at most 8
+  // MiB), and the differences decoded entry by entry from their own stream.
   Status DecodePatch(const ParsedOp& op) {
-    if (header->format_version < 3) return Status::Corruption("patch operation in a version 1 or 2 delta");
-    out_buf.resize(op.control_bytes + op.length);
+    const bool modeled = op.op == Op::kPatchModeled;
+    if (header->format_version < (modeled ? 4 : 3)) {
+      return Status::Corruption("patch operation in a delta of a version before it");
+    }
+    out_buf.resize(op.control_bytes + (modeled ? op.extra_bytes : op.length));
     NotePeak();
-    MERIDIAN_RETURN_IF_ERROR(DecodeLzmaStream(op.payload, {}, out_buf.size(), /*whole=*/true));
+    MERIDIAN_RETURN_IF_ERROR(
+        DecodeLzmaStream(modeled ? op.payload.first(op.lzma_bytes) : op.payload, {}, out_buf.size(), /*whole=*/true));
     struct Entry {
       uint64_t diff_length, extra_length, seek;
     };
@@ -347,11 +384,24 @@ struct DeltaDecoder::State {
       diff_total += e.diff_length;
       return Status::Ok();
     }));
-    uint64_t cursor = op.source_offset, diff_at = op.control_bytes, extra_at = op.control_bytes + diff_total;
-    return entries([&](const Entry& e) -> Status {
+    if (modeled) {
+      if (op.length - diff_total != op.extra_bytes) {
+        return Status::Corruption("delta patch extra bytes differ from what its entries take");
+      }
+      differences_used = true;
+      NotePeak();
+      differences.Reset(op.payload.subspan(op.lzma_bytes));
+    }
+    uint64_t cursor = op.source_offset, diff_at = op.control_bytes;
+    uint64_t extra_at = op.control_bytes + (modeled ? 0 : diff_total);
+    const Status applied = entries([&](const Entry& e) -> Status {
       MERIDIAN_RETURN_IF_ERROR(ReadSource(cursor, e.diff_length));
-      for (uint64_t i = 0; i < e.diff_length; ++i) source_buf[i] = static_cast<uint8_t>(source_buf[i] + out_buf[diff_at + i]);
-      diff_at += e.diff_length;
+      if (modeled) {
+        if (!differences.Apply(source_buf)) return Status::Corruption("delta patch differences end early");
+      } else {
+        for (uint64_t i = 0; i < e.diff_length; ++i) source_buf[i] = static_cast<uint8_t>(source_buf[i] + out_buf[diff_at + i]);
+        diff_at += e.diff_length;
+      }
       MERIDIAN_RETURN_IF_ERROR(Emit(source_buf));
       MERIDIAN_RETURN_IF_ERROR(Emit(ByteSpan(out_buf).subspan(extra_at, e.extra_length)));
       extra_at += e.extra_length;
@@ -364,6 +414,9 @@ struct DeltaDecoder::State {
       cursor = (e.seek & 1) ? cursor - magnitude : cursor + magnitude;
       return Status::Ok();
     });
+    if (!applied.ok() || !modeled) return applied;
+    if (!differences.AtEnd()) return Status::Corruption("delta patch differences longer than its entries");
+    return Status::Ok();
   }
 
   Status Execute(const ParsedOp& op) {
@@ -403,6 +456,7 @@ struct DeltaDecoder::State {
       case Op::kLiteralLzma:
         return DecodeLzma(op);
       case Op::kPatch:
+      case Op::kPatchModeled:
         return DecodePatch(op);
       case Op::kDiff:
         MERIDIAN_RETURN_IF_ERROR(ReadSource(op.source_offset, op.length));

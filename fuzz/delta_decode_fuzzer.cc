@@ -68,11 +68,14 @@ void WriteCorpus(const char* dir) {
   for (size_t i = s.size() / 2; i < s.size(); i += 2) tweaked[i] = static_cast<uint8_t>(tweaked[i] + (i % 7 == 0));
   Bytes repeated(s.rbegin(), s.rbegin() + 3000);  // no match in the source, then a repeat
   repeated.insert(repeated.end(), repeated.begin(), repeated.end());
-  // A patch release: 3 bytes inserted early, then a byte changed every 97
-  // (approximate matches: PATCH operations, with LZMA).
+  // A patch release: 3 bytes inserted early, then in the text every byte
+  // after an 'h' changed (approximate matches whose differences the source
+  // bytes tell: PATCH_MODELED operations, with LZMA).
   Bytes shifted = s;
   shifted.insert(shifted.begin() + 100, {1, 2, 3});
-  for (size_t i = 200; i < shifted.size(); i += 97) shifted[i] = static_cast<uint8_t>(shifted[i] + 1);
+  for (size_t i = 200; i < shifted.size() / 2; ++i) {
+    if (shifted[i - 1] == 'h') shifted[i] = static_cast<uint8_t>(shifted[i] + 2);
+  }
   const Bytes targets[] = {s, moved, tweaked, Bytes(s.begin(), s.begin() + 5000), Bytes{}, Bytes(100, 7), repeated,
                            shifted};
   DeltaOptions options;

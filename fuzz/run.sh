@@ -27,7 +27,7 @@ base="base/digest.cc base/status.cc base/encoding.cc base/env.cc base/file.cc ba
 
 # The sources of each target besides its fuzz/NAME_fuzzer.cc and $base.
 targets="delta_decode signed_json http_head config agent_state sync_document"
-delta_decode="delta/approximate_match.cc delta/delta_decode.cc delta/delta_encode.cc delta/delta_format.cc delta/chunker.cc"
+delta_decode="delta/approximate_match.cc delta/difference_model.cc delta/delta_decode.cc delta/delta_encode.cc delta/delta_format.cc delta/chunker.cc"
 signed_json="manifest/manifest.cc signing/signing.cc signing/root.cc target/target.cc rollout/rollout.cc
   rollout/rollout_json.cc rollout/window.cc rollout/analysis.cc delta/delta_info.cc daemon/catalog.cc
   audit/audit.cc trust/terminal_credential.cc"

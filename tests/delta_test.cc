@@ -11,6 +11,7 @@
 #include <zstd.h>
 
 #include "delta/delta.h"
+#include "delta/difference_model.h"
 
 using namespace meridian;
 
@@ -612,7 +613,7 @@ TEST_CASE("a patch release of compiled code: at most 0.9 x libzstd's prefix dict
   const Bytes target = SyntheticBuild(8000, 7);
   REQUIRE(source.size() > (2 << 20));
   const Bytes delta = MustEncode(source, target);
-  CHECK(ParseDeltaHeader(delta)->format_version == 3);  // approximate matches (PATCH)
+  CHECK(ParseDeltaHeader(delta)->format_version == 4);  // approximate matches (PATCH_MODELED)
   Bytes out;
   REQUIRE(ApplyInPieces(source, delta, 65536, out).ok());
   CHECK(out == target);
@@ -630,16 +631,21 @@ struct PatchEntry {
   int64_t seek;
 };
 
+Bytes PatchControl(const std::vector<PatchEntry>& entries) {
+  Bytes control;
+  for (const PatchEntry& e : entries) {
+    delta_format::PutVarint(control, e.diff_length);
+    delta_format::PutVarint(control, e.extra_length);
+    delta_format::PutVarint(control, (static_cast<uint64_t>(e.seek) << 1) ^ static_cast<uint64_t>(e.seek >> 63));
+  }
+  return control;
+}
+
 // A PATCH operation from `source_offset` with these entries, differences and
 // extra bytes, claiming `length` (and `control_bytes` when given).
 Bytes PatchOp(uint64_t source_offset, uint64_t length, const std::vector<PatchEntry>& entries, ByteSpan diff,
               ByteSpan extra, std::optional<uint64_t> control_bytes = std::nullopt) {
-  Bytes content;
-  for (const PatchEntry& e : entries) {
-    delta_format::PutVarint(content, e.diff_length);
-    delta_format::PutVarint(content, e.extra_length);
-    delta_format::PutVarint(content, (static_cast<uint64_t>(e.seek) << 1) ^ static_cast<uint64_t>(e.seek >> 63));
-  }
+  Bytes content = PatchControl(entries);
   const uint64_t control = content.size();
   content.insert(content.end(), diff.begin(), diff.end());
   content.insert(content.end(), extra.begin(), extra.end());
@@ -652,7 +658,75 @@ Bytes PatchOp(uint64_t source_offset, uint64_t length, const std::vector<PatchEn
   return op;
 }
 
+// The fields of a PATCH_MODELED operation, overridden by a test.
+struct ModeledFields {
+  std::optional<uint64_t> extra_bytes, coded_bytes;
+};
+
+// A PATCH_MODELED operation: the same entries, `coded` the differences'
+// stream (EncodeDifferences).
+Bytes ModeledPatchOp(uint64_t source_offset, uint64_t length, const std::vector<PatchEntry>& entries, ByteSpan coded,
+                     ByteSpan extra, ModeledFields fields = {}) {
+  Bytes content = PatchControl(entries);
+  const uint64_t control = content.size();
+  content.insert(content.end(), extra.begin(), extra.end());
+  const Bytes frame = RawLzma(content, content.size());
+  Bytes op = {static_cast<uint8_t>(delta_format::Op::kPatchModeled)};
+  for (uint64_t v : {source_offset, length, control, fields.extra_bytes.value_or(extra.size()), uint64_t{frame.size()},
+                     fields.coded_bytes.value_or(coded.size())}) {
+    delta_format::PutVarint(op, v);
+  }
+  op.insert(op.end(), frame.begin(), frame.end());
+  op.insert(op.end(), coded.begin(), coded.end());
+  return op;
+}
+
 }  // namespace
+
+TEST_CASE("the difference model decodes what it encoded, in pieces of any size, and knows where its stream ends") {
+  std::mt19937_64 rng(7);
+  Bytes source(300000), differences(300000);
+  for (size_t i = 0; i < source.size(); ++i) {
+    source[i] = static_cast<uint8_t>(rng() % 64);
+    // Sparse, and told by the source byte before: like moved operands.
+    differences[i] = i > 0 && source[i - 1] == 17 ? static_cast<uint8_t>(3 + rng() % 2) : 0;
+  }
+  const Bytes coded = EncodeDifferences(source, differences);
+  CHECK(coded.size() < differences.size() / 50);
+  Bytes target = source;
+  DifferenceDecoder decoder;
+  decoder.Reset(coded);
+  for (size_t at = 0; at < target.size();) {
+    const size_t n = std::min<size_t>(1 + rng() % 5000, target.size() - at);
+    REQUIRE(decoder.Apply(std::span<uint8_t>(target).subspan(at, n)));
+    at += n;
+  }
+  CHECK(decoder.AtEnd());
+  for (size_t i = 0; i < target.size(); ++i) REQUIRE(static_cast<uint8_t>(target[i] - source[i]) == differences[i]);
+
+  SECTION("incompressible differences") {
+    for (uint8_t& d : differences) d = static_cast<uint8_t>(rng());
+    const Bytes noise = EncodeDifferences(source, differences);
+    Bytes out = source;
+    decoder.Reset(noise);
+    REQUIRE(decoder.Apply(out));
+    CHECK(decoder.AtEnd());
+    for (size_t i = 0; i < out.size(); ++i) REQUIRE(static_cast<uint8_t>(out[i] - source[i]) == differences[i]);
+  }
+  SECTION("a stream cut short, or longer than its differences") {
+    Bytes out = source;
+    decoder.Reset(ByteSpan(coded).first(coded.size() - 3));
+    CHECK_FALSE(decoder.Apply(out));
+    Bytes longer = coded;
+    longer.push_back(0);
+    out = source;
+    decoder.Reset(longer);
+    CHECK(decoder.Apply(out));
+    CHECK_FALSE(decoder.AtEnd());
+    // No differences: the flush alone.
+    CHECK(EncodeDifferences({}, {}).size() == kDifferenceStreamBytesMin);
+  }
+}
 
 TEST_CASE("patch operations: entries add differences to source ranges, and hostile ones are refused") {
   std::mt19937_64 rng(41);
@@ -707,6 +781,36 @@ TEST_CASE("patch operations: entries add differences to source ranges, and hosti
       const size_t at = 8 + rng() % (damaged.size() - 8);
       damaged[at] = static_cast<uint8_t>(damaged[at] ^ (1 + rng() % 255));
       CHECK_FALSE(ApplyDelta(source, delta_of(Concat({damaged, end}))).ok());
+    }
+  }
+  SECTION("modeled: the differences in their own stream, with the source bytes as context") {
+    // The source bytes the differences apply to, in entry order.
+    Bytes applied_to(source.begin() + 100, source.begin() + 1100);
+    applied_to.insert(applied_to.end(), source.begin() + 5000, source.begin() + 6000);
+    const Bytes coded = EncodeDifferences(applied_to, diff);
+    Result<Bytes> modeled =
+        ApplyDelta(source, delta_of(Concat({ModeledPatchOp(100, target.size(), entries, coded, extra), end}), 4));
+    INFO(modeled.status().ToString());
+    REQUIRE(modeled.ok());
+    CHECK(*modeled == target);
+    auto refused4 = [&](const Bytes& op, uint16_t version = 4) { return refused(op, version); };
+    CHECK(refused4(ModeledPatchOp(100, target.size(), entries, coded, extra), 3));  // needs version 4
+    CHECK(refused4(ModeledPatchOp(100, target.size(), entries, coded, extra, {.extra_bytes = 2, .coded_bytes = {}})));
+    CHECK(refused4(ModeledPatchOp(100, target.size(), entries, coded, extra, {.extra_bytes = 4, .coded_bytes = {}})));
+    CHECK(refused4(ModeledPatchOp(100, target.size(), entries, ByteSpan(coded).first(coded.size() - 2), extra)));
+    Bytes longer = coded;
+    longer.push_back(0);
+    CHECK(refused4(ModeledPatchOp(100, target.size(), entries, longer, extra)));
+    CHECK(refused4(ModeledPatchOp(100, target.size(), entries, coded, extra, {.extra_bytes = {}, .coded_bytes = target.size() + 6})));
+    CHECK(refused4(ModeledPatchOp(100, target.size(), entries, coded, extra, {.extra_bytes = {}, .coded_bytes = 4})));
+    CHECK(refused4(ModeledPatchOp(19500, target.size(), entries, coded, extra)));  // reads past the source
+    // Any byte of the coded differences (LZMA2 streams are damaged above).
+    const Bytes op = ModeledPatchOp(100, target.size(), entries, coded, extra);
+    for (int i = 0; i < 200; ++i) {
+      Bytes damaged = op;
+      const size_t at = op.size() - coded.size() + rng() % coded.size();
+      damaged[at] = static_cast<uint8_t>(damaged[at] ^ (1 + rng() % 255));
+      CHECK_FALSE(ApplyDelta(source, delta_of(Concat({damaged, end}), 4)).ok());
     }
   }
 }
