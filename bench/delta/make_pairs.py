@@ -24,6 +24,7 @@ Pairs, each a directory CACHE_DIR/pairs/<name>/{old,new}:
 Python standard library and npm; fixed seeds, so the pairs are the same on every run.
 """
 import json
+import math
 import os
 import random
 import struct
@@ -225,12 +226,46 @@ def perturb(model, ranges, fmt, width, rel, seed, fraction=1.0):
     return bytes(out)
 
 
+# The inserted weights: N(0, INSERT_SD), MIB bytes of them.
+INSERT_SD = 0.05
+# Float formats: (stored mantissa bits, smallest normal exponent).
+FLOAT_FORMATS = {"e": (10, -14), "f": (23, -126)}
+
+
 def insert_tensor(model, ranges, fmt, width, seed):
     rng = random.Random(seed)
     count = MIB // width
-    fresh = struct.pack(f"<{count}{fmt}", *[rng.gauss(0.0, 0.05) for _ in range(count)])
+    fresh = struct.pack(f"<{count}{fmt}", *[rng.gauss(0.0, INSERT_SD) for _ in range(count)])
     at = ranges[len(ranges) // 2][1]
     return model[:at] + fresh + model[at:]
+
+
+def quantized_gaussian_bits(fmt, sd):
+    """Entropy in bits per value of N(0, sd) rounded to float format `fmt`: within
+    a binade the values are evenly spaced, so a value's bin holds about
+    pdf(x) * spacing (fp16: 13.4616 bits, against 13.4617 summed over all 65,536
+    values)."""
+    mantissa_bits, exponent_min = FLOAT_FORMATS[fmt]
+    pdf = lambda x: math.exp(-x * x / (2 * sd * sd)) / (sd * math.sqrt(2 * math.pi))
+    bits, steps = 0.0, 256
+    for e in range(exponent_min, 64):
+        lo, hi = (0.0 if e == exponent_min else 2.0 ** e), 2.0 ** (e + 1)
+        if lo > 12 * sd:
+            break
+        spacing = 2.0 ** (max(e, exponent_min) - mantissa_bits)
+        for i in range(steps):
+            x = lo + (hi - lo) * (i + 0.5) / steps
+            mass, p = pdf(x) * (hi - lo) / steps, pdf(x) * spacing
+            if mass > 0 and p > 0:
+                bits -= 2 * mass * math.log2(min(p, 1.0))  # both signs
+    return bits
+
+
+def entropy_floors():
+    """Pair name -> the fewest bytes any delta can take: the entropy of the new
+    weights the insert pairs add (everything else in them is a copy)."""
+    return {f"{prefix}-insert": math.ceil(MIB // width * quantized_gaussian_bits(fmt, INSERT_SD) / 8)
+            for prefix, fmt, width in (("fp16", "e", 2), ("fp32", "f", 4))}
 
 
 def main():

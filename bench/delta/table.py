@@ -4,8 +4,11 @@
 Columns of the TSV: pair, tool, delta bytes, new bytes, make s, make RSS KiB,
 apply s, apply RSS KiB, ok (1 when the applied output equalled the new file).
 """
-import collections
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_pairs import entropy_floors  # noqa: E402
 
 TOOLS = [("meridian", "Meridian (LZMA literals)"), ("meridian-fast", "Meridian fast (zstd -12 literals)"), ("bsdiff", "bsdiff"), ("xdelta3", "xdelta3 -9"),
          ("zstd-patch", "zstd --patch-from -19 --long=31"), ("zstd-nobase", "zstd -19 --long=31 (no base)")]
@@ -80,9 +83,13 @@ def main():
             out.append(f"| {pair} | " + " | ".join(cells) + " |")
 
     out += ["", "## Targets", "",
-            "Speed-up: zstd --patch-from's time to make ÷ Meridian's (and Meridian fast's).", "",
+            "Speed-up: zstd --patch-from's time to make ÷ Meridian's (and Meridian fast's). Entropy",
+            "floor: the entropy of the new weights an insert pair adds (`make_pairs.entropy_floors`),",
+            "the fewest bytes any delta can take, ÷ the best peer's delta: where it is above 0.90,",
+            "0.90 is impossible.", "",
             "| pair | size ÷ best peer (≤ 0.90) | fast: size ÷ best peer | make speed-up (≥ 5×) |"
             " apply RSS MiB (≤ 64) | apply MB/s (≥ 200) |", "| --- | --- | --- | --- | --- | --- |"]
+    floors = entropy_floors()
     speedups = {"meridian": [], "meridian-fast": []}
     for pair in pairs:
         m = rows.get((pair, "meridian"))
@@ -96,6 +103,9 @@ def main():
         best = min((rows[(pair, t)]["size"] for t in PEERS if (pair, t) in rows and rows[(pair, t)]["ok"]),
                    default=None)
         ratio = f"{m['size'] / best:.2f}" if best else "—"
+        if best and pair in floors:
+            # The fewest bytes any delta can take, as a ratio to the best peer.
+            ratio += f" (entropy floor {floors[pair] / best:.2f})"
         fast_ratio = f"{f['size'] / best:.2f}" if best and f and f["ok"] else "—"
         speed = "—"
         if z and z["ok"]:
