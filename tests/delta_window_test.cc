@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -170,6 +171,7 @@ TEST_CASE("versions 4 x the memory budget: windows round-trip, find moved conten
 #if MERIDIAN_HEAP_METER
   __sanitizer_install_malloc_and_free_hooks(nullptr, nullptr);
   const size_t heap_used = heap_peak - heap_before;
+  std::printf("windowed encoding of 256 MiB versions: heap used %zu bytes\n", heap_used);
   INFO("heap used while encoding: " << heap_used << " bytes");
   CHECK(heap_used <= options.memory_bytes_max);
   CHECK(heap_used >= options.memory_bytes_max / 4);  // the meter sees the encoder's allocations
@@ -181,6 +183,7 @@ TEST_CASE("versions 4 x the memory budget: windows round-trip, find moved conten
   delta_format::SetFormatVersion(delta, *version);
   // Copies of the moved 96 MiB, differences of the drifted 16 MiB (16 Ki
   // changed bytes), the 16 KiB of new bytes as literals.
+  std::printf("windowed encoding of 256 MiB versions: delta %zu bytes\n", delta.size());
   INFO("delta: " << delta.size() << " bytes");
   CHECK(delta.size() < kMiB);
 
