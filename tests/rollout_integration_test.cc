@@ -540,13 +540,21 @@ TEST_CASE("gates never stall: capped by the terminals a stage adds, an empty wav
 TEST_CASE("health gates: the new version at twice the old one's latency pauses the rollout, with both medians") {
   Daemon dm;
   TerminalsClient term(dm.d);
-  // Enrolled first, so that their reports follow the start as closely as a fleet's would
-  // (the first stage adds no known terminal: the daemon's tick may promote it at any time).
   dm.d.TerminalCredentials({"old-0", "old-1", "old-2", "old-3", "old-4", "new-0", "new-1", "new-2", "new-3", "new-4"});
   dm.Cli({"rollout", "start", "m", "1.0.0", "--id", "base", "--stages", "100"});
   dm.Cli({"rollout", "promote", "base"});
+  // Every terminal polls on 1.0.0 first, so the first stage adds the five known canaries and
+  // waits for their reports. (Unknown to the daemon, they would leave both stages empty, and
+  // the daemon's tick could complete the rollout between two of the reports below.)
+  for (const char* side : {"old", "new"}) {
+    for (int i = 0; i < 5; ++i) {
+      REQUIRE(term.Get(TargetOf(fmt::format("{}-{}", side, i), "sg", "1.0.0"))->status == 200);
+    }
+  }
   dm.Cli({"rollout", "start", "m", "1.1.0", "--id", "h", "--stages", "1,100", "--min-reports", "5",
           "--auto-promote", "--canary", "new-0,new-1,new-2,new-3,new-4", "--health-rule", "latency_ms p50 +20%"});
+  CHECK_THAT(dm.Cli({"rollout", "status", "h"})["stages"][0]["gate"].get<std::string>(),
+             Catch::StartsWith("waiting for 5 more reports (0 of 5; the stage adds 5 known terminals)"));
   // Periodic health reports of terminals still on 1.0.0: the baseline.
   for (int i = 0; i < 5; ++i) {
     REQUIRE(term.Post(fmt::format("/v1/terminals/old-{}/reports", i), Report("", "1.0.0", "sg", 10 + i))->status ==
