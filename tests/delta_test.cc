@@ -660,7 +660,7 @@ Bytes PatchOp(uint64_t source_offset, uint64_t length, const std::vector<PatchEn
 
 // The fields of a PATCH_MODELED operation, overridden by a test.
 struct ModeledFields {
-  std::optional<uint64_t> extra_bytes, coded_bytes;
+  std::optional<uint64_t> control_bytes{}, extra_bytes{}, lzma_bytes{}, coded_bytes{};  // each {}: a test names only the ones it sets
 };
 
 // A PATCH_MODELED operation: the same entries, `coded` the differences'
@@ -672,8 +672,8 @@ Bytes ModeledPatchOp(uint64_t source_offset, uint64_t length, const std::vector<
   content.insert(content.end(), extra.begin(), extra.end());
   const Bytes frame = RawLzma(content, content.size());
   Bytes op = {static_cast<uint8_t>(delta_format::Op::kPatchModeled)};
-  for (uint64_t v : {source_offset, length, control, fields.extra_bytes.value_or(extra.size()), uint64_t{frame.size()},
-                     fields.coded_bytes.value_or(coded.size())}) {
+  for (uint64_t v : {source_offset, length, fields.control_bytes.value_or(control), fields.extra_bytes.value_or(extra.size()),
+                     fields.lzma_bytes.value_or(frame.size()), fields.coded_bytes.value_or(coded.size())}) {
     delta_format::PutVarint(op, v);
   }
   op.insert(op.end(), frame.begin(), frame.end());
@@ -795,15 +795,24 @@ TEST_CASE("patch operations: entries add differences to source ranges, and hosti
     CHECK(*modeled == target);
     auto refused4 = [&](const Bytes& op, uint16_t version = 4) { return refused(op, version); };
     CHECK(refused4(ModeledPatchOp(100, target.size(), entries, coded, extra), 3));  // needs version 4
-    CHECK(refused4(ModeledPatchOp(100, target.size(), entries, coded, extra, {.extra_bytes = 2, .coded_bytes = {}})));
-    CHECK(refused4(ModeledPatchOp(100, target.size(), entries, coded, extra, {.extra_bytes = 4, .coded_bytes = {}})));
+    CHECK(refused4(ModeledPatchOp(100, target.size(), entries, coded, extra, {.extra_bytes = 2})));
+    CHECK(refused4(ModeledPatchOp(100, target.size(), entries, coded, extra, {.extra_bytes = 4})));
     CHECK(refused4(ModeledPatchOp(100, target.size(), entries, ByteSpan(coded).first(coded.size() - 2), extra)));
     Bytes longer = coded;
     longer.push_back(0);
     CHECK(refused4(ModeledPatchOp(100, target.size(), entries, longer, extra)));
-    CHECK(refused4(ModeledPatchOp(100, target.size(), entries, coded, extra, {.extra_bytes = {}, .coded_bytes = target.size() + 6})));
-    CHECK(refused4(ModeledPatchOp(100, target.size(), entries, coded, extra, {.extra_bytes = {}, .coded_bytes = 4})));
+    CHECK(refused4(ModeledPatchOp(100, target.size(), entries, coded, extra, {.coded_bytes = target.size() + 6})));
+    CHECK(refused4(ModeledPatchOp(100, target.size(), entries, coded, extra, {.coded_bytes = 4})));
     CHECK(refused4(ModeledPatchOp(19500, target.size(), entries, coded, extra)));  // reads past the source
+    // Control and extra bytes over an operation's bound, and LZMA2 streams empty or over
+    // theirs, are refused before anything is decoded.
+    auto refusal = [&](ModeledFields fields) {
+      const Bytes op = ModeledPatchOp(100, target.size(), entries, coded, extra, fields);
+      return ApplyDelta(source, delta_of(Concat({op, end}), 4)).status().ToString();
+    };
+    CHECK_THAT(refusal({.control_bytes = kDeltaOpTargetBytesMax}), Catch::Contains("control and extra bytes out of bounds"));
+    CHECK_THAT(refusal({.lzma_bytes = 0}), Catch::Contains("compressed size out of bounds"));
+    CHECK_THAT(refusal({.lzma_bytes = kDeltaOpTargetBytesMax}), Catch::Contains("compressed size out of bounds"));
     // Any byte of the coded differences (LZMA2 streams are damaged above).
     const Bytes op = ModeledPatchOp(100, target.size(), entries, coded, extra);
     for (int i = 0; i < 200; ++i) {
