@@ -4,10 +4,12 @@
 // (sizes and digests of both) followed by operations, each producing the next
 // bytes of the target: copy a range of the source, compressed literal bytes
 // (LZMA2 or zstd, with a source range and an earlier target range as prefix
-// dictionary; or zstd over byte planes),
-// and a numeric difference against a source range (element-wise subtraction
-// of 1, 2 or 4 byte integers, zigzag-mapped, split into byte planes, zstd) that
-// pays off on model weights whose values drift.
+// dictionary; or zstd over byte planes), a numeric difference against a
+// source range (element-wise subtraction of 1, 2 or 4 byte integers,
+// zigzag-mapped, split into byte planes, zstd) that pays off on model weights
+// whose values drift, and approximate matches (bsdiff's: source ranges plus
+// byte-wise differences, coded by a model with the source bytes as context,
+// and extra bytes) that pay off on code whose addresses moved.
 //
 // Encoding reads both versions in memory or through readers, a window at a
 // time when they are larger than its memory budget.
