@@ -306,7 +306,7 @@ class SegmentEncoder {
     const unsigned width = diff_width.value_or(1);
     const bool sparse = width == 1 || SparseAlong(seg, diagonal.value_or(0));
     if (has_prefix && patch_index_ && sparse) {
-      patch = EncodePatch(seg, diagonal.value_or(seg.diagonals.front()), SIZE_MAX);
+      patch = EncodePatch(seg, diagonal.value_or(seg.diagonals.front()));
     }
     if (!patch.ok()) return patch.status();
     uint64_t sampled = 0;
@@ -334,42 +334,6 @@ class SegmentEncoder {
     size_t differing = 0;
     for (uint64_t i = seg.begin; i < seg.end; ++i) differing += target_[i] != source[i - seg.begin];
     return differing <= (seg.end - seg.begin) / kDenseDifferencesRatio;
-  }
-
-  // The diagonal a segment's approximate matches start from.
-  int64_t PatchDiagonal(const Segment& seg) const { return ChooseDiagonal(seg).value_or(seg.diagonals.front()); }
-
-  // The segment as one PATCH_MODELED operation (approximate matches from the
-  // source position the segment's diagonal gives), or empty when its control
-  // and extra bytes are over the format's limit, or it would not be smaller
-  // than `to_beat`.
-  Result<Bytes> EncodePatch(const Segment& seg, int64_t diagonal, size_t to_beat) {
-    const uint64_t start = static_cast<uint64_t>(
-        std::clamp<int64_t>(static_cast<int64_t>(seg.begin) + diagonal, 0, static_cast<int64_t>(source_.size())));
-    ApproximateMatches m = MatchApproximately(source_, target_, seg.begin, seg.end, start, patch_index_());
-    if (m.control.size() + m.extra.size() > kDeltaOpTargetBytesMax) return Bytes{};
-    // The model pays off on sparse differences (moved operands in code that
-    // is otherwise the same); dense ones (weights that drifted everywhere)
-    // are what DIFF is for, and modelling them costs 1 s per 10 MB.
-    const auto nonzero = static_cast<size_t>(std::count_if(m.diff.begin(), m.diff.end(), [](uint8_t d) { return d != 0; }));
-    if (nonzero > m.diff.size() / kDenseDifferencesRatio) return Bytes{};
-    Bytes content = std::move(m.control);
-    const size_t control_bytes = content.size();
-    content.insert(content.end(), m.extra.begin(), m.extra.end());
-    const Bytes coded = EncodeDifferences(m.diff_source, m.diff);
-    if (coded.size() >= to_beat) return Bytes{};
-    Bytes op = {static_cast<uint8_t>(Op::kPatchModeled)};
-    for (uint64_t v : {source_base_ + start, seg.end - seg.begin, static_cast<uint64_t>(control_bytes),
-                       static_cast<uint64_t>(m.extra.size())}) {
-      delta_format::PutVarint(op, v);
-    }
-    MERIDIAN_RETURN_IF_ERROR(CompressLzma(content, {}, LzmaModel::kText));
-    delta_format::PutVarint(op, frame_.size());
-    delta_format::PutVarint(op, coded.size());
-    op.insert(op.end(), frame_.begin(), frame_.end());
-    op.insert(op.end(), coded.begin(), coded.end());
-    if (op.size() >= to_beat) return Bytes{};
-    return op;
   }
 
   // The format version the operations this encoder made need.
@@ -457,6 +421,36 @@ class SegmentEncoder {
     MERIDIAN_RETURN_IF_ERROR(AppendLzma(op, planes_, {}, LzmaModel::kNumeric));
     if (op.size() >= zstd->size()) return zstd;
     used_lzma_ = true;
+    return op;
+  }
+
+  // The segment as one PATCH_MODELED operation (approximate matches from the
+  // source position the segment's diagonal gives), or empty when its control
+  // and extra bytes are over the format's limit or its differences are dense.
+  Result<Bytes> EncodePatch(const Segment& seg, int64_t diagonal) {
+    const uint64_t start = static_cast<uint64_t>(
+        std::clamp<int64_t>(static_cast<int64_t>(seg.begin) + diagonal, 0, static_cast<int64_t>(source_.size())));
+    ApproximateMatches m = MatchApproximately(source_, target_, seg.begin, seg.end, start, patch_index_());
+    if (m.control.size() + m.extra.size() > kDeltaOpTargetBytesMax) return Bytes{};
+    // The model pays off on sparse differences (moved operands in code that
+    // is otherwise the same); dense ones (weights that drifted everywhere)
+    // are what DIFF is for, and modelling them costs 1 s per 10 MB.
+    const auto nonzero = static_cast<size_t>(std::count_if(m.diff.begin(), m.diff.end(), [](uint8_t d) { return d != 0; }));
+    if (nonzero > m.diff.size() / kDenseDifferencesRatio) return Bytes{};
+    Bytes content = std::move(m.control);
+    const size_t control_bytes = content.size();
+    content.insert(content.end(), m.extra.begin(), m.extra.end());
+    const Bytes coded = EncodeDifferences(m.diff_source, m.diff);
+    Bytes op = {static_cast<uint8_t>(Op::kPatchModeled)};
+    for (uint64_t v : {source_base_ + start, seg.end - seg.begin, static_cast<uint64_t>(control_bytes),
+                       static_cast<uint64_t>(m.extra.size())}) {
+      delta_format::PutVarint(op, v);
+    }
+    MERIDIAN_RETURN_IF_ERROR(CompressLzma(content, {}, LzmaModel::kText));
+    delta_format::PutVarint(op, frame_.size());
+    delta_format::PutVarint(op, coded.size());
+    op.insert(op.end(), frame_.begin(), frame_.end());
+    op.insert(op.end(), coded.begin(), coded.end());
     return op;
   }
 
@@ -643,45 +637,6 @@ Bytes CopyOp(const Window& w, const Match& copy) {
   return op;
 }
 
-// Segments between copies are encoded apart, in parallel; where several in a
-// row became approximate matches (code whose unchanged stretches became
-// copies), they are encoded again as one operation over the whole run,
-// copies included, and that is kept when smaller: the model then learns the
-// moved operands once rather than per segment (ONNX Runtime 1.19.0 -> 1.19.2:
-// 37,813 -> 37,194 bytes). Joined items are marked in `joined` (all of a run but
-// its first, whose operation is replaced).
-Status JoinPatches(const Window& w, const std::vector<Item>& items, SegmentEncoder& encoder,
-                   std::vector<Result<Bytes>>& encoded, std::vector<bool>& joined) {
-  auto is_patch = [&](size_t i) {
-    return !items[i].copy && encoded[i].ok() && !encoded[i]->empty() &&
-           (*encoded[i])[0] == static_cast<uint8_t>(Op::kPatchModeled);
-  };
-  for (size_t first = 0; first < items.size(); ++first) {
-    if (!is_patch(first)) continue;
-    size_t last = first;
-    for (size_t k = first + 1; k < items.size(); ++k) {
-      if (items[k].copy) continue;
-      if (!is_patch(k) || items[k].segment.end - items[first].segment.begin > kDeltaOpTargetBytesMax) break;
-      last = k;
-    }
-    if (last == first) continue;
-    size_t parts_bytes = 0;
-    for (size_t k = first; k <= last; ++k) {
-      parts_bytes += items[k].copy ? CopyOp(w, *items[k].copy).size() : encoded[k]->size();
-    }
-    Segment run = items[first].segment;
-    run.end = items[last].segment.end;
-    Result<Bytes> op = encoder.EncodePatch(run, encoder.PatchDiagonal(items[first].segment), parts_bytes);
-    if (!op.ok()) return op.status();
-    if (!op->empty()) {
-      encoded[first] = std::move(*op);
-      for (size_t k = first + 1; k <= last; ++k) joined[k] = true;
-    }
-    first = last;
-  }
-  return Status::Ok();
-}
-
 // The weighted median of (value, weight) pairs; `values` is not empty.
 template <typename T>
 T WeightedMedian(std::vector<std::pair<T, uint64_t>> values) {
@@ -834,9 +789,6 @@ Result<WindowResult> EncodeWindow(const Window& w, const DeltaOptions& options, 
   std::vector<Result<Bytes>> encoded(items.size(), Result<Bytes>(Bytes{}));
   std::atomic<size_t> next{0};
   std::atomic<uint16_t> format_version{1};
-  auto need_version = [&](const SegmentEncoder& encoder) {
-    for (uint16_t v = format_version; v < encoder.format_version();) format_version.compare_exchange_weak(v, encoder.format_version());
-  };
   // Approximate matches (PATCH) go with LZMA literals: the fast zstd mode
   // makes version 1 deltas.
   std::once_flag index_once;
@@ -857,7 +809,7 @@ Result<WindowResult> EncodeWindow(const Window& w, const DeltaOptions& options, 
       encoded[order[k]] = encoder.Encode(segment);
       if (options.on_progress) options.on_progress(segment.end - segment.begin);
     }
-    need_version(encoder);
+    for (uint16_t v = format_version; v < encoder.format_version();) format_version.compare_exchange_weak(v, encoder.format_version());
   };
   {
     std::vector<std::jthread> workers;
@@ -865,20 +817,13 @@ Result<WindowResult> EncodeWindow(const Window& w, const DeltaOptions& options, 
     work();
   }
 
-  std::vector<bool> joined(items.size(), false);
-  if (patch_index) {
-    SegmentEncoder encoder(w, options, patch_index);
-    MERIDIAN_RETURN_IF_ERROR(JoinPatches(w, items, encoder, encoded, joined));
-    need_version(encoder);
-  }
-
   WindowResult result;
   for (size_t i = 0; i < items.size(); ++i) {
     if (items[i].copy) {
       result.last_diagonal =
           static_cast<int64_t>(w.source_base) - static_cast<int64_t>(w.target_base) + items[i].copy->diagonal();
-      if (!joined[i]) MERIDIAN_RETURN_IF_ERROR(write(CopyOp(w, *items[i].copy)));
-    } else if (!joined[i]) {
+      MERIDIAN_RETURN_IF_ERROR(write(CopyOp(w, *items[i].copy)));
+    } else {
       if (!encoded[i].ok()) return encoded[i].status();
       MERIDIAN_RETURN_IF_ERROR(write(*encoded[i]));
       Bytes().swap(*encoded[i]);
