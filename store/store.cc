@@ -1488,10 +1488,17 @@ rocksdb::ColumnFamilyOptions ChunkIndexOptions() {
 // get no automatic recovery (RocksDB would mark one under way and never run
 // it, answering Resume() Busy for good): Health() resumes those, on the
 // daemon's timer thread, never a request's.
+//
+// A compaction that finds the disk full is rated soft: writes and background
+// work go on, so there is nothing to recover from. It gets no automatic
+// recovery either: RocksDB 7.8 recovers from a soft error by clearing it
+// without waking a Close() that waits for the recovery to end, so a store
+// closed meanwhile would hang for good (seen as a store_power_cut run that
+// never ended).
 class RecoverableIoFaults final : public rocksdb::EventListener {
  public:
   void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason, rocksdb::Status bg_error, bool* auto_recovery) override {
-    *auto_recovery = bg_error.IsNoSpace();
+    *auto_recovery = bg_error.IsNoSpace() && bg_error.severity() >= rocksdb::Status::kHardError;
   }
   void OnBackgroundError(rocksdb::BackgroundErrorReason reason, rocksdb::Status* bg_error) override {
     using Reason = rocksdb::BackgroundErrorReason;

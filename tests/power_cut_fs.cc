@@ -179,6 +179,11 @@ void PowerCutFs::CutAfter(uint64_t k, bool unsynced_tail) {
   down_ = k == 0 && !unsynced_tail;
 }
 
+std::optional<std::thread::id> PowerCutFs::cut_thread() const {
+  std::lock_guard lock(mu_);
+  return cut_thread_;
+}
+
 bool PowerCutFs::down() const {
   std::lock_guard lock(mu_);
   return down_;
@@ -214,7 +219,10 @@ void PowerCutFs::Synced() {
 }
 
 bool PowerCutFs::SyncRefused() {
-  if (cut_at_ && unsynced_tail_ && sync_points_ >= *cut_at_) down_ = true;
+  if (!down_ && cut_at_ && unsynced_tail_ && sync_points_ >= *cut_at_) {
+    down_ = true;
+    cut_thread_ = std::this_thread::get_id();
+  }
   return down_;
 }
 
@@ -380,6 +388,7 @@ void PowerCutFs::PowerComesBack() {
   cut_at_.reset();
   unsynced_tail_ = false;
   down_ = false;
+  cut_thread_.reset();
   fail_at_.reset();
 }
 

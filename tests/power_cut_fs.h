@@ -32,6 +32,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -57,6 +58,8 @@ class PowerCutFs final : public rocksdb::FileSystemWrapper {
   // tail they leave is then dropped.
   void CutAfter(uint64_t k, bool unsynced_tail = false);
   bool down() const;
+  // With `unsynced_tail`: the thread whose sync power went off at, once it has.
+  std::optional<std::thread::id> cut_thread() const;
   // Sync points passed since construction.
   uint64_t sync_points() const;
 
@@ -138,6 +141,7 @@ class PowerCutFs final : public rocksdb::FileSystemWrapper {
   std::optional<uint64_t> cut_at_;  // in sync points
   bool unsynced_tail_ = false;
   bool down_ = false;
+  std::optional<std::thread::id> cut_thread_;
   uint64_t mutations_ = 0;
   std::optional<uint64_t> fail_at_;  // in mutations
   bool fail_no_space_ = false;
