@@ -1,11 +1,14 @@
 // Tests of the delta codec: round trips over seeded random edits and weight-like
 // arrays, refusal of hostile deltas, and the decoder's memory bound.
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <random>
+#include <vector>
 
 #include <lzma.h>
 #include <zstd.h>
@@ -415,6 +418,34 @@ TEST_CASE("literals use the earlier target as prefix") {
   const Bytes delta = MustEncode(source, target, options);
   CHECK(delta.size() < (1 << 20) + (1 << 17));
   CheckRoundTrip(source, target, options);
+}
+
+TEST_CASE("a gap no longer than a segment is cut into a part per thread, of at least 1 MiB") {
+  // A target of new code only: one gap of 2 MiB, within one segment.
+  std::mt19937_64 rng(29);
+  const Bytes source = RandomBytes(64 << 10, rng);
+  const Bytes target = CodeLike(2 << 20, rng);
+  // The target bytes of each part, as the encoder reports them.
+  auto parts = [&](int threads) {
+    std::mutex mu;
+    std::vector<uint64_t> sizes;
+    DeltaOptions o;
+    o.lzma_preset = 1;  // fast: the parts, not their size, are under test
+    o.segment_bytes = 2 << 20;
+    o.threads = threads;
+    o.on_progress = [&](uint64_t bytes) {
+      std::lock_guard lock(mu);
+      sizes.push_back(bytes);
+    };
+    Result<Bytes> out = ApplyDelta(source, MustEncode(source, target, o));
+    REQUIRE(out.ok());
+    CHECK(*out == target);
+    std::sort(sizes.begin(), sizes.end());
+    return sizes;
+  };
+  CHECK(parts(1) == std::vector<uint64_t>{2 << 20});
+  CHECK(parts(2) == std::vector<uint64_t>{1 << 20, 1 << 20});
+  CHECK(parts(4) == std::vector<uint64_t>{1 << 20, 1 << 20});  // not four of 512 KiB
 }
 
 namespace {
