@@ -13,7 +13,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
+#include <functional>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -279,32 +282,52 @@ TEST_CASE("SIGHUP with a renewed certificate under 100 running downloads: none f
   const Digest digest = Digest::Of(model);
   REQUIRE(PresentedSerial(d.url()) == NormalSerial(CertificateSerial(old_cert.certificate)));
 
-  // 1 MB at 400 kB/s each: about 2.5 s, long enough to span the reload.
+  // Each download holds after its first piece until the reload is done, so
+  // all of them span it however fast or slow this machine is (a rate limit
+  // instead let every one finish first on a busy one, or not start in time).
   constexpr int kDownloads = 100;
   std::atomic<int> receiving{0}, finished{0}, good{0};
-  std::vector<std::thread> downloads;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool reloaded = false;
+  auto release = [&] {
+    {
+      std::lock_guard lock(mu);
+      reloaded = true;
+    }
+    cv.notify_all();
+  };
+  std::vector<std::jthread> downloads;
+  // Lets them go before they are joined, also when a REQUIRE below throws.
+  struct ReleaseOnExit {
+    std::function<void()> release;
+    ~ReleaseOnExit() { release(); }
+  } release_on_exit{release};
   for (int i = 0; i < kDownloads; ++i) {
     downloads.emplace_back([&] {
-      HttpClientOptions o = d.ClientOptions(d.terminal_token());
-      o.recv_bytes_per_s_max = 400'000;
-      HttpClient c(d.url(), o);
+      HttpClient c(d.url(), d.ClientOptions(d.terminal_token()));
       Bytes got;
       Result<HttpReply> r = c.GetStreaming(ArtifactPath(digest), [&](ByteSpan piece) {
-        if (got.empty()) ++receiving;
+        const bool first = got.empty();
         got.insert(got.end(), piece.begin(), piece.end());
+        if (first) {
+          ++receiving;
+          std::unique_lock lock(mu);
+          cv.wait(lock, [&] { return reloaded; });
+        }
         return Status::Ok();
       }, 2'000'000);
       if (r.ok() && r->status == 200 && got == model) ++good;
       ++finished;
     });
   }
-  REQUIRE(WaitFor([&] { return receiving == kDownloads; }, seconds(20)));
+  REQUIRE(WaitFor([&] { return receiving == kDownloads; }, seconds(60)));
+  CHECK(finished == 0);  // every one is under way
   Install(renewed.key, served.key);
   Install(renewed.certificate, served.certificate);
   ReloadAndWait(d, CertificateSerial(renewed.certificate));
-  int done_at_reload = finished;
-  for (std::thread& th : downloads) th.join();
-  CHECK(done_at_reload < kDownloads);  // they did span the reload
+  release();
+  for (std::jthread& th : downloads) th.join();
   CHECK(good == kDownloads);
   // The renewed certificate verifies too: a full request over a new connection.
   HttpClient after(d.url(), d.ClientOptions());
