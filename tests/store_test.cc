@@ -301,8 +301,10 @@ void FlipBlobBytes(const std::string& dir, size_t n) {
 TEST_CASE("bytes flipped in a blob file: Check goes on past it and names the chunk and the versions it breaks; "
           "a repair drops it; a commit never skips it") {
   TempDir dir;
-  Artifact a = MakeArtifact("fraud-detector", "1.0.0", 24, 100);
-  Artifact b = MakeArtifact("fraud-detector", "2.0.0", 24, 100);  // the same chunks, another version
+  // 10 MiB: a commit reads it in batches of 4 MiB.
+  constexpr size_t kChunks = 160;
+  Artifact a = MakeArtifact("fraud-detector", "1.0.0", kChunks, 100);
+  Artifact b = MakeArtifact("fraud-detector", "2.0.0", kChunks, 100);  // the same chunks, another version
   b.manifest.created = "2026-11-25T00:00:00.000Z";
   {
     std::unique_ptr<Store> store = OpenOrDie(dir.path());
@@ -321,10 +323,32 @@ TEST_CASE("bytes flipped in a blob file: Check goes on past it and names the chu
     }
     for (const std::string& f : report.faults) UNSCOPED_INFO(f);
     REQUIRE(damaged.size() == 1);
-    CHECK(AnyFaultMentions(report, "fraud-detector@1.0.0: 1 of 24 chunks damaged: " + damaged[0].ToString()));
-    CHECK(AnyFaultMentions(report, "fraud-detector@2.0.0: 1 of 24 chunks damaged: " + damaged[0].ToString()));
+    const std::string one_of = ": 1 of " + std::to_string(kChunks) + " chunks damaged: " + damaged[0].ToString();
+    CHECK(AnyFaultMentions(report, "fraud-detector@1.0.0" + one_of));
+    CHECK(AnyFaultMentions(report, "fraud-detector@2.0.0" + one_of));
     CHECK(report.faults.size() == 3);
     CHECK(report.chunks_dropped == 0);
+
+    // A version of the same chunks in another order, the damaged one in the
+    // second 4 MiB a commit reads: the commit names that chunk, no other.
+    const size_t at = static_cast<size_t>(
+        std::find_if(a.chunks.begin(), a.chunks.end(), [&](const Bytes& c) { return Digest::Of(c) == damaged[0]; }) -
+        a.chunks.begin());
+    Artifact rotated = a;
+    rotated.manifest.version = "3.0.0";
+    std::rotate(rotated.chunks.begin(), rotated.chunks.begin() + static_cast<ptrdiff_t>((at + kChunks - 100) % kChunks),
+                rotated.chunks.end());
+    Sha256 whole;
+    for (size_t i = 0; i < kChunks; ++i) {
+      rotated.manifest.chunks[i] = {Digest::Of(rotated.chunks[i]), rotated.chunks[i].size()};
+      whole.Update(rotated.chunks[i]);
+    }
+    rotated.manifest.digest = whole.Finish();
+    REQUIRE(rotated.manifest.chunks[100].digest == damaged[0]);
+    Status refused = store->CommitVersion(Verified(rotated.manifest)).status();
+    CHECK(refused.code() == Status::Code::kFailedPrecondition);
+    CHECK_THAT(refused.message(), Catch::Contains("1 of " + std::to_string(kChunks) + " chunks missing: " +
+                                                   damaged[0].ToString() + " (stored damaged, dropped"));
 
     // Committing the same release again reads every byte: the damaged chunk
     // is found, dropped and asked for, not skipped.
