@@ -74,21 +74,28 @@ struct Artifact {
   Manifest manifest;
 };
 
-// A model version cut into `n` chunks of 64 KiB, stored or not by the caller.
-Artifact MakeArtifact(const std::string& name, const std::string& version, size_t n, uint32_t seed) {
+// A model version made of `chunks`, in that order, stored or not by the caller.
+Artifact ArtifactOf(const std::string& name, const std::string& version, std::vector<Bytes> chunks) {
   Artifact a;
   a.manifest.name = name;
   a.manifest.version = version;
   a.manifest.created = "2026-11-24T00:00:00.000Z";
+  a.chunks = std::move(chunks);
   Sha256 whole;
-  for (size_t i = 0; i < n; ++i) {
-    a.chunks.push_back(RandomBytes(64 << 10, seed + static_cast<uint32_t>(i)));
-    whole.Update(a.chunks.back());
-    a.manifest.chunks.push_back({Digest::Of(a.chunks.back()), a.chunks.back().size()});
-    a.manifest.size += a.chunks.back().size();
+  for (const Bytes& c : a.chunks) {
+    whole.Update(c);
+    a.manifest.chunks.push_back({Digest::Of(c), c.size()});
+    a.manifest.size += c.size();
   }
   a.manifest.digest = whole.Finish();
   return a;
+}
+
+// A model version cut into `n` chunks of 64 KiB.
+Artifact MakeArtifact(const std::string& name, const std::string& version, size_t n, uint32_t seed) {
+  std::vector<Bytes> chunks;
+  for (size_t i = 0; i < n; ++i) chunks.push_back(RandomBytes(64 << 10, seed + static_cast<uint32_t>(i)));
+  return ArtifactOf(name, version, std::move(chunks));
 }
 
 
@@ -334,16 +341,9 @@ TEST_CASE("bytes flipped in a blob file: Check goes on past it and names the chu
     const size_t at = static_cast<size_t>(
         std::find_if(a.chunks.begin(), a.chunks.end(), [&](const Bytes& c) { return Digest::Of(c) == damaged[0]; }) -
         a.chunks.begin());
-    Artifact rotated = a;
-    rotated.manifest.version = "3.0.0";
-    std::rotate(rotated.chunks.begin(), rotated.chunks.begin() + static_cast<ptrdiff_t>((at + kChunks - 100) % kChunks),
-                rotated.chunks.end());
-    Sha256 whole;
-    for (size_t i = 0; i < kChunks; ++i) {
-      rotated.manifest.chunks[i] = {Digest::Of(rotated.chunks[i]), rotated.chunks[i].size()};
-      whole.Update(rotated.chunks[i]);
-    }
-    rotated.manifest.digest = whole.Finish();
+    std::vector<Bytes> chunks = a.chunks;
+    std::rotate(chunks.begin(), chunks.begin() + static_cast<ptrdiff_t>((at + kChunks - 100) % kChunks), chunks.end());
+    const Artifact rotated = ArtifactOf("fraud-detector", "3.0.0", std::move(chunks));
     REQUIRE(rotated.manifest.chunks[100].digest == damaged[0]);
     Status refused = store->CommitVersion(Verified(rotated.manifest)).status();
     CHECK(refused.code() == Status::Code::kFailedPrecondition);
