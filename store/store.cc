@@ -225,9 +225,12 @@ Result<std::string> CompressChunk(ByteSpan data, int level) {
   ZSTD_CCtx* cctx = ThreadCCtx();
   if (cctx == nullptr) return Status::ResourceExhausted("zstd: cannot create a compression context");
   std::string frame(ZSTD_compressBound(data.size()), '\0');
-  // ZSTD_compressCCtx writes the content size into the frame header, which
-  // GetChunk checks against kChunkBytesMax before allocating.
-  size_t n = ZSTD_compressCCtx(cctx, frame.data(), frame.size(), data.data(), data.size(), level);
+  // The frame declares its content size, which a read checks against
+  // kChunkBytesMax before allocating, and carries a content checksum, which
+  // every decompression checks: what lets ServeChunk skip the SHA-256.
+  size_t n = ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
+  if (!ZSTD_isError(n)) n = ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
+  if (!ZSTD_isError(n)) n = ZSTD_compress2(cctx, frame.data(), frame.size(), data.data(), data.size());
   if (ZSTD_isError(n)) return Status::IOError(std::string("zstd compression: ") + ZSTD_getErrorName(n));
   frame.resize(n);
   return frame;
@@ -236,13 +239,26 @@ Result<std::string> CompressChunk(ByteSpan data, int level) {
 // Whether a write is synced to disk before it returns.
 enum class Durability { kSynced, kUnsynced };
 
-// Whether reading a chunk re-hashes its bytes against its digest.
-enum class Rehash { kYes, kNo };
+// Whether reading a chunk re-hashes its bytes against its digest. Decoding
+// checks a frame's content checksum whenever it carries one (every frame
+// written since CompressChunk sets it; 32 bits of XXH64, RFC 8878): that
+// finds damage as a disk does it, at memory speed. Only SHA-256 tells that
+// the bytes are the digest's, which PutChunk checked before writing them.
+enum class Rehash {
+  kYes,                // always
+  kUnlessChecksummed,  // a frame without a content checksum (written before it was set)
+  kNo,                 // never: the caller hashes what it reads
+};
 
-// Decompresses a stored frame and, with Rehash::kYes, re-hashes it.
+// Whether a zstd frame carries a content checksum: bit 2 of its
+// Frame_Header_Descriptor, the byte after the 4-byte magic (RFC 8878
+// 3.1.1.1.1). `frame` is one zstd frame, so that byte is there.
+bool HasContentChecksum(std::string_view frame) { return (static_cast<uint8_t>(frame[4]) & 0x04) != 0; }
+
+// Decompresses a stored frame and re-hashes it as `rehash` says.
 // Corruption (naming the digest) when the frame is malformed, declares an
-// unknown, zero or too large size, carries trailing bytes, or hashes to
-// anything but `digest`.
+// unknown, zero or too large size, carries trailing bytes, fails its content
+// checksum, or (when re-hashed) hashes to anything but `digest`.
 Result<Bytes> DecodeChunk(const Digest& digest, std::string_view frame, Rehash rehash = Rehash::kYes) {
   const std::string name = "chunk " + digest.ToString();
   if (frame.size() > ZSTD_compressBound(kChunkBytesMax)) {
@@ -267,7 +283,7 @@ Result<Bytes> DecodeChunk(const Digest& digest, std::string_view frame, Rehash r
   size_t n = ZSTD_decompressDCtx(dctx, data.data(), data.size(), frame.data(), frame.size());
   if (ZSTD_isError(n)) return Status::Corruption(name + ": zstd: " + ZSTD_getErrorName(n));
   if (n != data.size()) return Status::Corruption(name + ": frame holds fewer bytes than it declares");
-  if (rehash == Rehash::kNo) return data;
+  if (rehash == Rehash::kNo || (rehash == Rehash::kUnlessChecksummed && HasContentChecksum(frame))) return data;
   Digest actual = Digest::Of(data);
   if (actual != digest) return Status::Corruption(name + ": stored bytes hash to " + actual.ToString());
   return data;
@@ -593,7 +609,7 @@ class RocksStore final : public Store {
         return cached;
       }
       const uint64_t erasures = chunks_.erasures();  // see SharedCache::Insert
-      Result<Bytes> data = ReadChunk(digest, Rehash::kYes);
+      Result<Bytes> data = ReadChunk(digest, Rehash::kUnlessChecksummed);
       if (!data.ok()) return data.status();
       return chunks_.Insert(key, std::make_shared<const Bytes>(std::move(*data)), erasures);
     });
@@ -1385,7 +1401,7 @@ class RocksStore final : public Store {
     }
   }
 
-  // A chunk's bytes, decoded and (Rehash::kYes) verified. A stored copy that
+  // A chunk's bytes, decoded and checked as `rehash` says. A stored copy that
   // fails is counted and dropped (see DropDamaged).
   Result<Bytes> ReadChunk(const Digest& digest, Rehash rehash) {
     rocksdb::PinnableSlice stored;

@@ -13,12 +13,15 @@
 //
 // Contracts:
 //  - Chunks are keyed by the SHA-256 of their uncompressed bytes and stored as
-//    one zstd frame each; PutChunk verifies the digest before storing,
-//    GetChunk re-hashes on every read and answers Corruption on mismatch (the
-//    bytes are never returned); ServeChunk serves verified bytes it keeps in
-//    memory (what a name holds never changes); a commit hashes the whole file once and
-//    re-hashes chunk by chunk only when that fails. A stored frame's declared size is checked
-//    against kChunkBytesMax before anything is allocated.
+//    one zstd frame each, with a content checksum; PutChunk verifies the
+//    digest before storing, GetChunk re-hashes on every read and answers
+//    Corruption on mismatch (the bytes are never returned); ServeChunk checks
+//    what it reads by the frame's checksum (which finds damage, not a frame
+//    of other bytes: Check and commits re-hash) and serves verified bytes it
+//    keeps in memory (what a name holds never changes); a commit hashes the
+//    whole file once and re-hashes chunk by chunk only when that fails. A
+//    stored frame's declared size is checked against kChunkBytesMax before
+//    anything is allocated.
 //  - CommitVersion writes the manifest envelope and its artifact index entry
 //    in one WriteBatch, and only when every chunk it names is present with
 //    the size it says and the chunks hash, in order, to the whole-file digest:
@@ -105,7 +108,7 @@ struct StoreOptions {
   uint64_t manifest_cache_bytes = 64ull << 20;
   // Verified chunks kept in memory for ServeChunk: a fleet installing a new
   // version asks for the same chunks over and over, and each read from disk
-  // costs a decompression and a SHA-256.
+  // costs a read, a decompression and a checksum.
   uint64_t chunk_cache_bytes = 256ull << 20;
   // Written to the store's memory by a column family before it is flushed to
   // table and blob files (RocksDB's write_buffer_size); the WAL is kept
@@ -215,8 +218,12 @@ class Store {
   // PutChunk restores it.
   virtual Result<Bytes> GetChunk(const Digest& digest) = 0;
   // What GetChunk gives, for serving: from the cache of verified chunks
-  // (StoreOptions::chunk_cache_bytes) when there; else read, verified and
-  // cached. A chunk dropped or collected leaves the cache.
+  // (StoreOptions::chunk_cache_bytes) when there; else read, checked and
+  // cached. A frame with a content checksum (every one written by this
+  // store) is checked by it instead of a SHA-256, at several times the speed:
+  // a damaged copy is Corruption and dropped as with GetChunk. A frame
+  // without one (written by an older store) is re-hashed. A chunk dropped or
+  // collected leaves the cache.
   virtual Result<std::shared_ptr<const Bytes>> ServeChunk(const Digest& digest) = 0;
 
   // --- versions ---

@@ -140,6 +140,13 @@ class RawDb {
                      rocksdb::Slice(value.data(), value.size()))
                 .ok());
   }
+  std::string Get(size_t cf, std::string_view key) {
+    std::string value;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), handles_[cf], rocksdb::Slice(key.data(), key.size()), &value);
+    INFO(s.ToString());
+    REQUIRE(s.ok());
+    return value;
+  }
   void Delete(size_t cf, std::string_view key) {
     REQUIRE(db_->Delete(rocksdb::WriteOptions(), handles_[cf], rocksdb::Slice(key.data(), key.size())).ok());
   }
@@ -281,6 +288,60 @@ TEST_CASE("a damaged chunk: Check names it, a read is Corruption and drops it, a
   REQUIRE(store->PutChunk(d, good).ok());
   CHECK(store->GetChunk(d).value() == good);
   CHECK(store->Check().clean());
+}
+
+TEST_CASE("serving checks a chunk by its frame's checksum; a frame without one is re-hashed") {
+  TempDir dir;
+  // Random bytes: zstd stores them as they are, so a flipped byte breaks no
+  // structure of the frame and only a checksum finds it.
+  const Bytes good = RandomBytes(64 << 10, 4), other = RandomBytes(64 << 10, 5);
+  const Digest d = Digest::Of(good);
+  {
+    std::unique_ptr<Store> store = OpenOrDie(dir.path());
+    REQUIRE(store->PutChunk(d, good).ok());
+  }
+  const std::string written = RawDb(dir.path()).Get(RawDb::kChunks, Key(d));
+  REQUIRE(written.size() > 64 << 10);
+  CHECK((static_cast<uint8_t>(written[4]) & 0x04) != 0);  // Content_Checksum_Flag (RFC 8878)
+
+  // A flipped byte in a checksummed frame: found, not served, dropped.
+  std::string flipped = written;
+  flipped[flipped.size() / 2] = static_cast<char>(flipped[flipped.size() / 2] ^ 0x01);
+  { RawDb(dir.path()).Put(RawDb::kChunks, Key(d), flipped); }
+  {
+    std::unique_ptr<Store> store = OpenOrDie(dir.path());
+    Result<std::shared_ptr<const Bytes>> served = store->ServeChunk(d);
+    CHECK(served.status().code() == Status::Code::kCorruption);
+    CHECK(served.status().message().find(d.ToString()) != std::string::npos);
+    CHECK_FALSE(*store->HasChunk(d));
+  }
+
+  // A frame without a checksum (as an older store wrote them) is re-hashed:
+  // one of other bytes is found.
+  { RawDb(dir.path()).Put(RawDb::kChunks, Key(d), Zstd(other)); }
+  {
+    std::unique_ptr<Store> store = OpenOrDie(dir.path());
+    CHECK(store->ServeChunk(d).status().code() == Status::Code::kCorruption);
+  }
+
+  // A checksummed frame is not re-hashed to be served: even one of other
+  // bytes, which only a bug could store under this digest, passes. Check and
+  // GetChunk, which re-hash, find it.
+  {
+    std::unique_ptr<Store> store = OpenOrDie(dir.path());
+    REQUIRE(store->PutChunk(d, good).ok());  // the re-hash above dropped it
+    REQUIRE(store->PutChunk(Digest::Of(other), other).ok());
+  }
+  {
+    RawDb raw(dir.path());
+    raw.Put(RawDb::kChunks, Key(d), raw.Get(RawDb::kChunks, Key(Digest::Of(other))));
+  }
+  std::unique_ptr<Store> store = OpenOrDie(dir.path());
+  Result<std::shared_ptr<const Bytes>> served = store->ServeChunk(d);
+  REQUIRE(served.ok());
+  CHECK(**served == other);
+  CHECK(AnyFaultMentions(store->Check(), d.ToString() + ": stored bytes hash to " + Digest::Of(other).ToString()));
+  CHECK(store->GetChunk(d).status().code() == Status::Code::kCorruption);
 }
 
 // Flips `n` bytes 4 KiB past the middle of each of the store's blob files

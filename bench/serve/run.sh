@@ -6,7 +6,7 @@
 #   - 64 KiB-average chunks, fetched at random by wrk over 64 connections (10 s);
 #   - a tiny answer (/healthz against a 2-byte file), wrk, 64 connections.
 # meridiand runs twice: with no chunk cache (every chunk read from disk,
-# decompressed and re-hashed), and with the cache of verified chunks sized to
+# decompressed and checked by its frame's checksum), and with the cache of verified chunks sized to
 # the artifact (chunk_cache_bytes, what the operator guide recommends for a
 # fleet's rollout). Prints a markdown table (ratios: meridiand's rate over
 # nginx's) and writes bench/serve/RESULTS.md.
