@@ -41,6 +41,32 @@ void WriteAll(const std::string& path, const std::string& bytes) {
 
 }  // namespace
 
+// A file read at offsets (table and blob files): its reads fail while
+// FailReads names it.
+class PowerCutFs::ReadableFile final : public rocksdb::FSRandomAccessFileOwnerWrapper {
+ public:
+  ReadableFile(PowerCutFs& fs, std::string path, std::unique_ptr<rocksdb::FSRandomAccessFile> target)
+      : FSRandomAccessFileOwnerWrapper(std::move(target)), fs_(fs), path_(std::move(path)) {}
+
+  rocksdb::IOStatus Read(uint64_t offset, size_t n, const rocksdb::IOOptions& options, rocksdb::Slice* result,
+                         char* scratch, rocksdb::IODebugContext* dbg) const override {
+    if (rocksdb::IOStatus refused = fs_.Reading(path_); !refused.ok()) return refused;
+    return FSRandomAccessFileOwnerWrapper::Read(offset, n, options, result, scratch, dbg);
+  }
+  rocksdb::IOStatus MultiRead(rocksdb::FSReadRequest* reqs, size_t num_reqs, const rocksdb::IOOptions& options,
+                              rocksdb::IODebugContext* dbg) override {
+    if (rocksdb::IOStatus refused = fs_.Reading(path_); !refused.ok()) {
+      for (size_t i = 0; i < num_reqs; ++i) reqs[i].status = refused;
+      return refused;
+    }
+    return FSRandomAccessFileOwnerWrapper::MultiRead(reqs, num_reqs, options, dbg);
+  }
+
+ private:
+  PowerCutFs& fs_;
+  const std::string path_;
+};
+
 // A file being written: its writes and syncs go through the file system's
 // books (and fail once power is off). Close only releases the descriptor:
 // it makes nothing durable, and whatever it does is undone by the cut.
@@ -203,6 +229,33 @@ void PowerCutFs::FailMutation(uint64_t n, bool no_space) {
 uint64_t PowerCutFs::mutations() const {
   std::lock_guard lock(mu_);
   return mutations_;
+}
+
+void PowerCutFs::FailReads(std::string suffix) {
+  std::lock_guard lock(mu_);
+  fail_reads_suffix_ = std::move(suffix);
+}
+
+uint64_t PowerCutFs::failed_reads() const {
+  std::lock_guard lock(mu_);
+  return failed_reads_;
+}
+
+rocksdb::IOStatus PowerCutFs::Reading(const std::string& path) {
+  std::lock_guard lock(mu_);
+  if (fail_reads_suffix_.empty() || !path.ends_with(fail_reads_suffix_)) return rocksdb::IOStatus::OK();
+  ++failed_reads_;
+  return rocksdb::IOStatus::IOError("injected EIO", path);
+}
+
+rocksdb::IOStatus PowerCutFs::NewRandomAccessFile(const std::string& fname, const rocksdb::FileOptions& options,
+                                                  std::unique_ptr<rocksdb::FSRandomAccessFile>* r,
+                                                  rocksdb::IODebugContext* dbg) {
+  std::unique_ptr<rocksdb::FSRandomAccessFile> target;
+  rocksdb::IOStatus s = FileSystemWrapper::NewRandomAccessFile(fname, options, &target, dbg);
+  if (!s.ok()) return s;
+  *r = std::make_unique<ReadableFile>(*this, Normal(fname), std::move(target));
+  return s;
 }
 
 rocksdb::IOStatus PowerCutFs::Mutating(const std::string& what) {

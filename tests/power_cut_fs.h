@@ -23,7 +23,8 @@
 // then leaves on disk only what was durable, for a reopen on the real file
 // system (rocksdb::Env::Default()). FailMutation(n, …) instead fails one
 // write, sync, creation, rename or deletion with ENOSPC or EIO, as a full or
-// failing disk does, and lets the rest through.
+// failing disk does, and lets the rest through. FailReads(suffix) fails every
+// read of the files so named with EIO, as a disk with bad sectors does.
 #pragma once
 
 #include <cstdint>
@@ -72,13 +73,24 @@ class PowerCutFs final : public rocksdb::FileSystemWrapper {
   // Mutating calls attempted since construction (failed ones included).
   uint64_t mutations() const;
 
+  // From now on every read of a file whose name ends in `suffix` (".blob")
+  // fails with an IOError (EIO), of files opened before too; "" (the
+  // default): reads pass through.
+  void FailReads(std::string suffix);
+  // Reads FailReads failed since construction.
+  uint64_t failed_reads() const;
+
   // Power returns: every file loses what was not synced and every directory
   // change not synced is undone, on the real disk. Call it with nothing open
   // on this file system (the store closed). Afterwards it is up again, with
   // nothing pending and no cut armed.
   void PowerComesBack();
 
-  // --- rocksdb::FileSystem: the mutating calls are watched; reads pass through.
+  // --- rocksdb::FileSystem: the mutating calls are watched; reads pass through
+  // (but for FailReads).
+  rocksdb::IOStatus NewRandomAccessFile(const std::string& f, const rocksdb::FileOptions& options,
+                                        std::unique_ptr<rocksdb::FSRandomAccessFile>* r,
+                                        rocksdb::IODebugContext* dbg) override;
   rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& options,
                                     std::unique_ptr<rocksdb::FSWritableFile>* r, rocksdb::IODebugContext* dbg) override;
   rocksdb::IOStatus ReopenWritableFile(const std::string& f, const rocksdb::FileOptions& options,
@@ -108,6 +120,7 @@ class PowerCutFs final : public rocksdb::FileSystemWrapper {
 
  private:
   class File;
+  class ReadableFile;
   class Directory;
 
   // A directory change not synced yet, undone by a power cut.
@@ -126,6 +139,8 @@ class PowerCutFs final : public rocksdb::FileSystemWrapper {
   // Counts a mutating call about to be made on `what`; not OK when it is the
   // one FailMutation chose (or power is off), which the caller then returns.
   rocksdb::IOStatus Mutating(const std::string& what);
+  // Not OK when FailReads names `path` (counted).
+  rocksdb::IOStatus Reading(const std::string& path);
   // Counts a sync point that succeeded; power goes off when the cut says so.
   void Synced();
   // Whether a sync about to run must fail: power is off, or due to go off at
@@ -145,6 +160,8 @@ class PowerCutFs final : public rocksdb::FileSystemWrapper {
   uint64_t mutations_ = 0;
   std::optional<uint64_t> fail_at_;  // in mutations
   bool fail_no_space_ = false;
+  std::string fail_reads_suffix_;
+  uint64_t failed_reads_ = 0;
   std::map<std::string, Written> written_;                // by path: files written since they were opened
   std::map<std::string, std::vector<Change>> pending_;   // by directory, oldest first
 };

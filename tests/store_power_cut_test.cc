@@ -19,6 +19,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <numeric>
 #include <optional>
 #include <string>
 #include <thread>
@@ -418,6 +419,33 @@ TEST_CASE("power cut: a publish commits a version wholly or not at all, and its 
   Coverage c = CutPowerEverywhere(op);
   CHECK(c.sync_points < kV2.chunks.size() + 1);
   CHECK(c.cuts_in_steps > 0);
+}
+
+// A commit reads every chunk back, a batch (4 MiB) ahead on another thread:
+// when a read fails, it returns with the next batch still being read.
+TEST_CASE("failing reads: a commit that cannot read its chunks back fails with the error and commits nothing") {
+  std::vector<uint64_t> seeds(700);  // 5.6 MiB of 8 KiB chunks: two batches
+  std::iota(seeds.begin(), seeds.end(), 1000);
+  const Artifact big = MakeArtifact("3.0.0", seeds);
+  TempDir dir;
+  FakeClock clock;
+  auto [fs, env] = PowerCutFs::MakeEnv();
+  {
+    std::unique_ptr<Store> store = OpenOrDie(dir / "store", clock, env.get());
+    for (const Bytes& c : big.chunks) REQUIRE(PutChunk(*store, c).ok());
+  }  // closed: the chunks are in blob files
+  std::unique_ptr<Store> store = OpenOrDie(dir / "store", clock, env.get());
+  fs->FailReads(".blob");
+  Status failed = Commit(*store, big);
+  CHECK(failed.code() == Status::Code::kIOError);
+  CHECK(failed.message().find("reading chunk " + big.manifest.chunks[0].digest.ToString()) != std::string::npos);
+  CHECK(fs->failed_reads() > 0);
+  CHECK_FALSE(VersionStored(*store, big));
+  CHECK(store->Stats().errors.at("io_error") > 0);
+  fs->FailReads("");
+  for (const Bytes& c : big.chunks) CHECK(ChunkStored(*store, c));  // a read error damages nothing
+  REQUIRE(Commit(*store, big).ok());
+  CHECK(VersionStored(*store, big));
 }
 
 // A publish asks which of its chunks are missing a batch at a time: renewing
