@@ -347,7 +347,11 @@ Result<HttpReply> TerminalsClient::Get(const std::string& path) { return For(pat
 Result<HttpReply> TerminalsClient::Post(const std::string& path, std::string_view body) { return For(path).Post(path, body); }
 
 HttpClientOptions DaemonFixture::ClientOptions(std::string token) const {
-  return HttpClientOptions{.timeout_ms = 60'000, .bearer_token = std::move(token), .tls = tls_.value_or(TlsClientOptions{})};
+  // The connect timeout covers the TLS handshake, which a CI machine busy
+  // with other tests can hold up for seconds; a daemon that is gone refuses
+  // the connection at once, so the long timeout costs no failing test time.
+  return HttpClientOptions{.connect_timeout_ms = 60'000, .timeout_ms = 60'000, .bearer_token = std::move(token),
+                           .tls = tls_.value_or(TlsClientOptions{})};
 }
 
 std::string DaemonFixture::StartRollout(const std::string& spec_json) {

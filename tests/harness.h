@@ -140,7 +140,8 @@ class DaemonFixture {
   // url() is https://, and the fixture's own requests and Cli() use `client`
   // (its CA file, and a client certificate when the daemon requires one).
   void UseTls(TlsClientOptions client) { tls_ = std::move(client); }
-  // Options for a client of this daemon: its TLS settings and `token`.
+  // Options for a client of this daemon: its TLS settings and `token`;
+  // connect (TLS handshake included) and whole-request timeouts of 60 s.
   HttpClientOptions ClientOptions(std::string token = "") const;
   // Start as --role region following `upstream` (a URL, or several joined by ',').
   void StartRegion(const std::string& region, const std::string& upstream, const std::string& upstream_token_file,

@@ -220,28 +220,13 @@ Coverage CutPowerEverywhere(const DurableOp& op) {
 
 // ---- versions
 
-struct Artifact {
-  std::vector<Bytes> chunks;
-  Manifest manifest;
-};
-
 // Model "fraud" at `version`: small chunks of incompressible bytes (each
 // over the store's blob threshold, so they land in blob files), chunk i from
 // seed seeds[i]: artifacts sharing a seed share that chunk.
 Artifact MakeArtifact(const std::string& version, const std::vector<uint64_t>& seeds) {
-  Artifact a;
-  a.manifest.name = "fraud";
-  a.manifest.version = version;
-  a.manifest.created = "2026-11-30T00:00:00.000Z";
-  Sha256 whole;
-  for (uint64_t seed : seeds) {
-    a.chunks.push_back(RandomBytes(8 << 10, seed));
-    whole.Update(a.chunks.back());
-    a.manifest.chunks.push_back({Digest::Of(a.chunks.back()), a.chunks.back().size()});
-    a.manifest.size += a.chunks.back().size();
-  }
-  a.manifest.digest = whole.Finish();
-  return a;
+  std::vector<Bytes> chunks;
+  for (uint64_t seed : seeds) chunks.push_back(RandomBytes(8 << 10, seed));
+  return ArtifactOf("fraud", version, std::move(chunks));
 }
 
 Status PutChunk(Store& store, const Bytes& chunk) { return store.PutChunk(Digest::Of(chunk), chunk); }

@@ -1,9 +1,12 @@
 // A manifest as the trust layer hands it to the store, for tests of what
 // takes only verified manifests (the store, the catalog): signed by test
-// release keys of a test root. Header-only: it needs Catch2 and signing/.
+// release keys of a test root; and the artifacts such manifests describe.
+// Header-only: it needs Catch2 and signing/.
 #pragma once
 
 #include <catch2/catch.hpp>
+#include <string>
+#include <vector>
 
 #include "manifest/manifest.h"
 #include "signing/signing.h"
@@ -35,6 +38,29 @@ inline VerifiedManifest Verified(const Manifest& m, bool twice = false) {
   Result<VerifiedManifest> verified = VerifySignedManifest(signer.root, EnvelopeToJson(env));
   REQUIRE(verified.ok());
   return std::move(verified).value();
+}
+
+// A model version and its chunks' bytes, to put in a store before committing it.
+struct Artifact {
+  std::vector<Bytes> chunks;
+  Manifest manifest;
+};
+
+// Model `name` at `version`, made of `chunks` in that order.
+inline Artifact ArtifactOf(const std::string& name, const std::string& version, std::vector<Bytes> chunks) {
+  Artifact a;
+  a.manifest.name = name;
+  a.manifest.version = version;
+  a.manifest.created = "2026-11-24T00:00:00.000Z";
+  a.chunks = std::move(chunks);
+  Sha256 whole;
+  for (const Bytes& c : a.chunks) {
+    whole.Update(c);
+    a.manifest.chunks.push_back({Digest::Of(c), c.size()});
+    a.manifest.size += c.size();
+  }
+  a.manifest.digest = whole.Finish();
+  return a;
 }
 
 }  // namespace meridian::testing
