@@ -12,6 +12,9 @@
 # nginx's) and writes bench/serve/RESULTS.md.
 #
 # Usage: bench/serve/run.sh [SIZE_MIB]    (default 256: random bytes)
+#   FILE=path      serve this file instead of random bytes (SIZE_MIB is then ignored):
+#                  real model weights are compressible, and compressed chunks are
+#                  decompressed on every read from disk
 #   BUILD=dir      meson build directory (default build-release, set up
 #                  --buildtype=release; daemon/meridiand and cli/meridian are built)
 #   SECONDS_EACH=s length of each wrk run (default 10)
@@ -21,6 +24,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cd "$root"
 size_mib=${1:-256}
+file=${FILE:-}
 build=${BUILD:-build-release}
 seconds=${SECONDS_EACH:-10}
 results=${RESULTS:-$here/RESULTS.md}
@@ -34,7 +38,14 @@ cleanup() {
 trap cleanup EXIT
 
 # The daemon, holding the artifact; its chunks also as files, for nginx.
-head -c $((size_mib << 20)) /dev/urandom >"$work/model.bin"
+if [[ -n $file ]]; then
+  cp "$file" "$work/model.bin"
+  size_mib=$(( $(stat -c %s "$file") >> 20 ))
+  what="$(basename "$file") ($size_mib MiB)"
+else
+  head -c $((size_mib << 20)) /dev/urandom >"$work/model.bin"
+  what="$size_mib MiB of random bytes"
+fi
 "$bin/cli/meridian" keygen "$work/release.key" >/dev/null
 "$bin/daemon/meridiand" init --data "$work/data" --release-key "$work/release.key.pub" >/dev/null
 start_daemon() {  # start_daemon CHUNK_CACHE_BYTES
@@ -138,10 +149,10 @@ load() {
 } >"$work/rates"
 chunks=$(wc -l <"$work/chunk-paths")
 
-python3 - "$work/rates" "$results" "$size_mib" "$chunks" "$(nproc)" "$seconds" <<'PY'
+python3 - "$work/rates" "$results" "$what" "$chunks" "$(nproc)" "$seconds" <<'PY'
 import sys
 rates = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in open(sys.argv[1])}
-mib, chunks, cores, seconds = sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+what, chunks, cores, seconds = sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
 ng = rates["nginx"]
 rows = [("one client downloading the artifact (MB/s, best of 3)", 0),
         (f"its {chunks} chunks at random, wrk, 64 connections (req/s)", 1),
@@ -156,7 +167,7 @@ print(table)
 if sys.argv[2] != "-":
     with open(sys.argv[2], "w") as f:
         f.write("# bench/serve\n\n"
-                f"A {mib} MiB artifact of random bytes, served by meridiand and by nginx (the same bytes as static "
+                f"An artifact of {what}, served by meridiand and by nginx (the same bytes as static "
                 f"files, sendfile) on loopback, side by side in one run, on a {cores}-core machine that also runs "
                 f"the clients; wrk runs {seconds} s. Written by `bench/serve/run.sh`.\n\n" + table + "\n")
 PY
