@@ -2,12 +2,13 @@
 # Command two: installs what is missing; builds the Debian packages
 # (scripts/package.sh: a plain build of the programs, as distributions build
 # them, checked by lintian; no tests compiled); builds the whole tree with
-# AddressSanitizer + UBSan (and warnings as errors) and runs the whole suite
-# there (the daemons, CLI and agents the integration tests start are the
-# sanitized builds); installs, uses and purges the packages
-# (tests/package_test.sh: the plain binaries, as shipped); then runs the
-# libFuzzer targets (fuzz/run.sh) for a bounded time. Each source file is
-# compiled twice in all: once for the packages, once sanitized for the tests.
+# AddressSanitizer + UBSan (the tests' own code with ASan only; warnings as
+# errors) and runs the whole suite there (the daemons, CLI and agents the
+# integration tests start are the sanitized builds); installs, uses and
+# purges the packages (tests/package_test.sh: the plain binaries, as shipped);
+# then runs the libFuzzer targets (fuzz/run.sh) for a bounded time. Each
+# source file is compiled twice in all: once for the packages, once sanitized
+# for the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # How long each step took, on stderr: where CI time goes.
