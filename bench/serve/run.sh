@@ -40,12 +40,11 @@ trap cleanup EXIT
 # The daemon, holding the artifact; its chunks also as files, for nginx.
 if [[ -n $file ]]; then
   cp "$file" "$work/model.bin"
-  size_mib=$(( $(stat -c %s "$file") >> 20 ))
-  what="$(basename "$file") ($size_mib MiB)"
 else
   head -c $((size_mib << 20)) /dev/urandom >"$work/model.bin"
-  what="$size_mib MiB of random bytes"
 fi
+bytes=$(stat -c %s "$work/model.bin")
+what="$([[ -n $file ]] && basename "$file" || echo "random bytes") ($(awk "BEGIN { printf \"%.1f\", $bytes / 1048576 }") MiB)"
 "$bin/cli/meridian" keygen "$work/release.key" >/dev/null
 "$bin/daemon/meridiand" init --data "$work/data" --release-key "$work/release.key.pub" >/dev/null
 start_daemon() {  # start_daemon CHUNK_CACHE_BYTES
@@ -143,7 +142,7 @@ load() {
   start_daemon 0
   echo "meridiand-no-cache $(single "$server/v1/artifacts/$digest") $(load "$server" "$work/chunk-paths") $(load "$server/healthz" -)"
   stop_daemon
-  start_daemon $(((size_mib + size_mib / 4) << 20))  # the artifact and the cache's bookkeeping
+  start_daemon $((bytes + bytes / 4))  # the artifact and the cache's bookkeeping
   curl -sf -o /dev/null -H "Authorization: Bearer $token" "$server/v1/artifacts/$digest"  # the first terminal
   echo "meridiand-cache $(single "$server/v1/artifacts/$digest") $(load "$server" "$work/chunk-paths") $(load "$server/healthz" -)"
 } >"$work/rates"
