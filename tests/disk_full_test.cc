@@ -76,12 +76,13 @@ TEST_CASE("a full disk: 507 insufficient_storage, reads go on, writes resume onc
   // The filler takes what is left first: after a refusal RocksDB may free
   // space of its own (a failed flush's partial blob file, a WAL no longer
   // needed), and once a memtable's worth is free it resumes writes by itself,
-  // as it should. So the disk is filled again until a refusal holds.
+  // as it should; a new WAL's preallocated space takes a write or two more.
+  // So the disk is filled again, and new chunks sent, until one is refused.
   int refills = 0;
   CHECK(WaitFor([&] {
     ++refills;
     REQUIRE(FillUp(filler, 0));
-    Result<HttpReply> again = PutChunk(publisher, RandomBytes(kFillChunkBytes, 5000));
+    Result<HttpReply> again = PutChunk(publisher, RandomBytes(kFillChunkBytes, 5000 + static_cast<uint64_t>(refills)));
     REQUIRE(again.ok());
     return again->status == 507;
   }, std::chrono::seconds(30)));
