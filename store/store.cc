@@ -69,7 +69,7 @@ constexpr size_t kChunkMutexes = 64;
 // Unreferenced chunks CollectGarbage deletes per pass of its sweep.
 constexpr size_t kSweepBatchChunks = 256;
 // A commit reads this many bytes of chunks ahead of hashing them (see
-// HashChunksOf): the thread it starts per batch costs little beside them.
+// ReadChunksOf): the thread it starts per batch costs little beside them.
 constexpr uint64_t kCommitReadAheadBytes = 4u << 20;
 // Closing waits at most this long for the flush it asks for.
 constexpr std::chrono::seconds kCloseFlushWait{10};
@@ -958,11 +958,22 @@ class RocksStore final : public Store {
     if (missing.count() > 0) return Status::FailedPrecondition(what + ": " + missing.Describe(m.chunks.size()));
     if (!wrong_size.empty()) return Status::InvalidArgument(what + ": " + wrong_size);
     // Every byte is read, even of a file committed before: a stored chunk
-    // damaged since is found (and dropped) here, not skipped. One SHA-256
-    // pass, over the whole file; only when that fails are the chunks
+    // damaged since is found (and dropped) here, not skipped. A file already
+    // committed with these very chunks (another version of it, or this one
+    // retried) was hashed whole then, so its chunks are only checked against
+    // their frames' checksums, as serving does. Any other file gets one
+    // SHA-256 pass over the whole; only when that fails are the chunks
     // re-hashed one by one, to tell damaged copies from a wrong manifest.
-    Result<Digest> whole = HashChunksOf(m, Rehash::kNo, what);
-    if (whole.ok() && *whole != m.digest) whole = HashChunksOf(m, Rehash::kYes, what);
+    Result<bool> proven = SameFileCommitted(ro, m);
+    if (!proven.ok()) return proven.status();
+    if (*proven) return ReadChunksOf(m, Rehash::kUnlessChecksummed, what, nullptr);
+    auto hash_whole = [&](Rehash rehash) -> Result<Digest> {
+      Sha256 sha;
+      MERIDIAN_RETURN_IF_ERROR(ReadChunksOf(m, rehash, what, &sha));
+      return sha.Finish();
+    };
+    Result<Digest> whole = hash_whole(Rehash::kNo);
+    if (whole.ok() && *whole != m.digest) whole = hash_whole(Rehash::kYes);
     if (!whole.ok()) return whole.status();
     if (*whole != m.digest) {
       return Status::InvalidArgument(fmt::format("{}: the chunks hash to {}, the manifest says {}", what,
@@ -971,13 +982,26 @@ class RocksStore final : public Store {
     return Status::Ok();
   }
 
-  // The SHA-256 of `m`'s chunks read in order. FailedPrecondition when a
-  // stored chunk fails to decode or (Rehash::kYes) to verify: all of those are
-  // dropped, so one upload restores the lot. The chunks are read and
-  // decompressed a batch ahead on another thread while this one hashes, so
-  // a commit takes about one SHA-256 pass over the file, not that plus the
-  // reading.
-  Result<Digest> HashChunksOf(const Manifest& m, Rehash rehash, const std::string& what) {
+  // Whether a committed version holds exactly `m`'s file: the same digest,
+  // size and chunks. Its commit hashed those chunks whole to that digest.
+  Result<bool> SameFileCommitted(const rocksdb::ReadOptions& ro, const Manifest& m) {
+    std::string key;
+    rocksdb::Status s = db_->Get(ro, cf(kArtifacts), ChunkKey(m.digest), &key);
+    if (s.IsNotFound()) return false;
+    if (!s.ok()) return Fault(s, "reading the artifact index for " + m.digest.ToString());
+    Result<std::shared_ptr<const Manifest>> committed = ReadManifest(ro, key);  // cached
+    if (!committed.ok() && committed.status().code() == Status::Code::kNotFound) return false;
+    if (!committed.ok()) return committed.status();
+    return (*committed)->size == m.size && (*committed)->chunks == m.chunks;
+  }
+
+  // Reads `m`'s chunks in order, checked as `rehash` says, into `whole` when
+  // not null. FailedPrecondition when a stored chunk fails to decode or
+  // (Rehash::kYes) to verify: all of those are dropped, so one upload
+  // restores the lot. The chunks are read and decompressed a batch ahead on
+  // another thread while this one hashes, so a commit takes about one
+  // SHA-256 pass over the file, not that plus the reading.
+  Status ReadChunksOf(const Manifest& m, Rehash rehash, const std::string& what, Sha256* whole) {
     using Batch = std::vector<Result<Bytes>>;
     auto read = [this, &m, rehash](size_t begin) {
       Batch batch;
@@ -988,7 +1012,6 @@ class RocksStore final : public Store {
       }
       return batch;
     };
-    Sha256 whole;
     MissingList damaged;
     // Returning early destroys `ahead`, which waits for the batch in flight.
     std::future<Batch> ahead;
@@ -1004,14 +1027,14 @@ class RocksStore final : public Store {
           continue;
         }
         if (!batch[i].ok()) return batch[i].status();
-        whole.Update(*batch[i]);
+        if (whole != nullptr) whole->Update(*batch[i]);
       }
     }
     if (damaged.count() > 0) {
       return Status::FailedPrecondition(what + ": " + damaged.Describe(m.chunks.size()) +
                                         " (stored damaged, dropped: upload them again)");
     }
-    return whole.Finish();
+    return Status::Ok();
   }
 
   // Calls `on_entry(i, entry)` for each of the `count` digests `digest_at(i)`,

@@ -17,9 +17,11 @@
 //    digest before storing, GetChunk re-hashes on every read and answers
 //    Corruption on mismatch (the bytes are never returned); ServeChunk checks
 //    what it reads by the frame's checksum (which finds damage, not a frame
-//    of other bytes: Check and commits re-hash) and serves verified bytes it
-//    keeps in memory (what a name holds never changes); a commit hashes the
-//    whole file once and re-hashes chunk by chunk only when that fails. A
+//    of other bytes: Check and a file's first commit re-hash) and serves
+//    verified bytes it keeps in memory (what a name holds never changes); a
+//    commit hashes the whole file once and re-hashes chunk by chunk only when
+//    that fails, unless a committed version holds the same file (digest and
+//    chunks): then it checks each chunk's frame checksum only. A
 //    stored frame's declared size is checked against kChunkBytesMax before
 //    anything is allocated.
 //  - CommitVersion writes the manifest envelope and its artifact index entry
@@ -232,7 +234,8 @@ class Store {
   // FailedPrecondition (message lists the first missing digests) when a chunk
   // is missing; InvalidArgument when a stored chunk's size differs from the
   // manifest's or the chunks do not hash to its digest (the whole artifact is
-  // read for that, a version committed again too); FailedPrecondition too
+  // read for that, a version committed again too, and hashed unless that
+  // file is committed already); FailedPrecondition too
   // when a stored chunk no longer verifies (it is dropped: upload it again);
   // AlreadyExists when that model version exists with other content. True
   // when this call made the version visible; false (nothing written, the
