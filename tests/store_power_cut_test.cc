@@ -234,7 +234,7 @@ Status PutChunk(Store& store, const Bytes& chunk) { return store.PutChunk(Digest
 Status Commit(Store& store, const Artifact& a) { return store.CommitVersion(Verified(a.manifest)).status(); }
 
 void Publish(Store& store, const Artifact& a) {
-  for (const Bytes& c : a.chunks) REQUIRE(PutChunk(store, c).ok());
+  PutAll(store, a);
   REQUIRE(Commit(store, a).ok());
 }
 
@@ -417,7 +417,7 @@ TEST_CASE("failing reads: a commit that cannot read its chunks back fails with t
   auto [fs, env] = PowerCutFs::MakeEnv();
   {
     std::unique_ptr<Store> store = OpenOrDie(dir / "store", clock, env.get());
-    for (const Bytes& c : big.chunks) REQUIRE(PutChunk(*store, c).ok());
+    PutAll(*store, big);
   }  // closed: the chunks are in blob files
   std::unique_ptr<Store> store = OpenOrDie(dir / "store", clock, env.get());
   fs->FailReads(".blob");

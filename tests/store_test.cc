@@ -76,11 +76,6 @@ Artifact MakeArtifact(const std::string& name, const std::string& version, size_
   return ArtifactOf(name, version, std::move(chunks));
 }
 
-
-void PutAll(Store& store, const Artifact& a) {
-  for (const Bytes& c : a.chunks) REQUIRE(store.PutChunk(Digest::Of(c), c).ok());
-}
-
 void CommitOrDie(Store& store, const Artifact& a) {
   PutAll(store, a);
   Status s = store.CommitVersion(Verified(a.manifest)).status();

@@ -1,7 +1,7 @@
 // A manifest as the trust layer hands it to the store, for tests of what
 // takes only verified manifests (the store, the catalog): signed by test
-// release keys of a test root; and the artifacts such manifests describe.
-// Header-only: it needs Catch2 and signing/.
+// release keys of a test root; and the artifacts such manifests describe,
+// put in a store. Header-only: it needs Catch2, signing/ and store/.
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -10,6 +10,7 @@
 
 #include "manifest/manifest.h"
 #include "signing/signing.h"
+#include "store/store.h"
 #include "trust/trust.h"
 
 namespace meridian::testing {
@@ -61,6 +62,11 @@ inline Artifact ArtifactOf(const std::string& name, const std::string& version, 
   }
   a.manifest.digest = whole.Finish();
   return a;
+}
+
+// Puts every chunk of `a` into `store`.
+inline void PutAll(Store& store, const Artifact& a) {
+  for (const Bytes& c : a.chunks) REQUIRE(store.PutChunk(Digest::Of(c), c).ok());
 }
 
 }  // namespace meridian::testing
