@@ -55,9 +55,11 @@ constexpr double kFinalGainMax = 0.3;
 // An approximate-match operation replaces the segment's other encoding only
 // when it is at least 1/kPatchSavingMin smaller (SegmentEncoder::Encode).
 constexpr size_t kPatchSavingMin = 16;
-// Approximate matches whose differences are non-zero more often than one in
-// this many bytes are not modelled (SegmentEncoder::EncodePatch).
+// Differences are sparse when at most one byte in this many differs: a
+// segment is then coded as differences along one diagonal (SparseAlong), and
+// an approximate match is modelled (SegmentEncoder::EncodePatch).
 constexpr size_t kDenseDifferencesRatio = 4;
+constexpr bool SparseDifferences(size_t differing, size_t bytes) { return differing <= bytes / kDenseDifferencesRatio; }
 // A segment whose anchors recur fewer times than this in the earlier target
 // gets no target window.
 constexpr size_t kTargetHintsMin = 16;
@@ -327,13 +329,13 @@ class SegmentEncoder {
     return patch;
   }
 
-  // Whether at most 1/kDenseDifferencesRatio of the segment's bytes differ
-  // from the source along `diagonal` (which keeps the segment inside it).
+  // Whether the segment's bytes differ sparsely from the source along
+  // `diagonal` (which keeps the segment inside it).
   bool SparseAlong(const Segment& seg, int64_t diagonal) const {
     const uint8_t* source = source_.data() + static_cast<int64_t>(seg.begin) + diagonal;
     size_t differing = 0;
     for (uint64_t i = seg.begin; i < seg.end; ++i) differing += target_[i] != source[i - seg.begin];
-    return differing <= (seg.end - seg.begin) / kDenseDifferencesRatio;
+    return SparseDifferences(differing, seg.end - seg.begin);
   }
 
   // The format version the operations this encoder made need.
@@ -436,7 +438,7 @@ class SegmentEncoder {
     // is otherwise the same); dense ones (weights that drifted everywhere)
     // are what DIFF is for, and modelling them costs 1 s per 10 MB.
     const auto nonzero = static_cast<size_t>(std::count_if(m.diff.begin(), m.diff.end(), [](uint8_t d) { return d != 0; }));
-    if (nonzero > m.diff.size() / kDenseDifferencesRatio) return Bytes{};
+    if (!SparseDifferences(nonzero, m.diff.size())) return Bytes{};
     Bytes content = std::move(m.control);
     const size_t control_bytes = content.size();
     content.insert(content.end(), m.extra.begin(), m.extra.end());
