@@ -730,19 +730,7 @@ class RocksStore final : public Store {
   }
 
   Result<std::shared_ptr<const Manifest>> FindArtifact(const Digest& digest) override {
-    return Guard(&faults_, "FindArtifact", [&]() -> Result<std::shared_ptr<const Manifest>> {
-      rocksdb::ReadOptions ro;
-      std::string key;
-      rocksdb::Status s = db_->Get(ro, cf(kArtifacts), ChunkKey(digest), &key);
-      if (s.IsNotFound()) return Status::NotFound("no version with artifact " + digest.ToString());
-      if (!s.ok()) return Fault(s, "reading the artifact index for " + digest.ToString());
-      Result<std::shared_ptr<const Manifest>> m = ReadManifest(ro, key);
-      if (!m.ok() && m.status().code() == Status::Code::kNotFound) {
-        return Status::Corruption("artifact index entry " + digest.ToString() + " points to missing " +
-                                  DescribeVersionKey(key));
-      }
-      return m;
-    });
+    return Guard(&faults_, "FindArtifact", [&] { return IndexedVersion(rocksdb::ReadOptions(), digest); });
   }
 
   Status DeleteVersion(std::string_view model, std::string_view version) override {
@@ -964,9 +952,7 @@ class RocksStore final : public Store {
     // their frames' checksums, as serving does. Any other file gets one
     // SHA-256 pass over the whole; only when that fails are the chunks
     // re-hashed one by one, to tell damaged copies from a wrong manifest.
-    Result<bool> proven = SameFileCommitted(ro, m);
-    if (!proven.ok()) return proven.status();
-    if (*proven) return ReadChunksOf(m, Rehash::kUnlessChecksummed, what, nullptr);
+    if (SameFileCommitted(ro, m)) return ReadChunksOf(m, Rehash::kUnlessChecksummed, what, nullptr);
     auto hash_whole = [&](Rehash rehash) -> Result<Digest> {
       Sha256 sha;
       MERIDIAN_RETURN_IF_ERROR(ReadChunksOf(m, rehash, what, &sha));
@@ -982,17 +968,28 @@ class RocksStore final : public Store {
     return Status::Ok();
   }
 
+  // The first version committed with the whole-file `digest` (the artifact
+  // index): NotFound when none, Corruption when its entry names a version
+  // that is gone.
+  Result<std::shared_ptr<const Manifest>> IndexedVersion(const rocksdb::ReadOptions& ro, const Digest& digest) {
+    std::string key;
+    rocksdb::Status s = db_->Get(ro, cf(kArtifacts), ChunkKey(digest), &key);
+    if (s.IsNotFound()) return Status::NotFound("no version with artifact " + digest.ToString());
+    if (!s.ok()) return Fault(s, "reading the artifact index for " + digest.ToString());
+    Result<std::shared_ptr<const Manifest>> m = ReadManifest(ro, key);  // cached
+    if (!m.ok() && m.status().code() == Status::Code::kNotFound) {
+      return Status::Corruption("artifact index entry " + digest.ToString() + " points to missing " +
+                                DescribeVersionKey(key));
+    }
+    return m;
+  }
+
   // Whether a committed version holds exactly `m`'s file: the same digest,
   // size and chunks. Its commit hashed those chunks whole to that digest.
-  Result<bool> SameFileCommitted(const rocksdb::ReadOptions& ro, const Manifest& m) {
-    std::string key;
-    rocksdb::Status s = db_->Get(ro, cf(kArtifacts), ChunkKey(m.digest), &key);
-    if (s.IsNotFound()) return false;
-    if (!s.ok()) return Fault(s, "reading the artifact index for " + m.digest.ToString());
-    Result<std::shared_ptr<const Manifest>> committed = ReadManifest(ro, key);  // cached
-    if (!committed.ok() && committed.status().code() == Status::Code::kNotFound) return false;
-    if (!committed.ok()) return committed.status();
-    return (*committed)->size == m.size && (*committed)->chunks == m.chunks;
+  // A lookup that fails proves nothing: the file is then hashed whole.
+  bool SameFileCommitted(const rocksdb::ReadOptions& ro, const Manifest& m) {
+    Result<std::shared_ptr<const Manifest>> committed = IndexedVersion(ro, m.digest);
+    return committed.ok() && (*committed)->size == m.size && (*committed)->chunks == m.chunks;
   }
 
   // Reads `m`'s chunks in order, checked as `rehash` says, into `whole` when
