@@ -27,6 +27,7 @@ constexpr uint64_t kTmpfsBytes = 64ull << 20;
 constexpr uint64_t kFillerBytes = 8ull << 20;  // at least this is freed to bring writes back
 constexpr size_t kFillChunkBytes = 1u << 20;   // kChunkBytesMax: the disk fills an upload at a time
 constexpr int kFillUploadsMax = 200;           // 200 MiB: far more than the tmpfs holds
+constexpr int kRefusalAttemptsMax = 20;        // see RefusedWhileFull
 
 // PUT /v1/chunks/{digest} of `data`.
 Result<HttpReply> PutChunk(HttpClient& c, const Bytes& data) { return c.Put(ChunkPath(Digest::Of(data)), data); }
@@ -73,19 +74,13 @@ TEST_CASE("a full disk: 507 insufficient_storage, reads go on, writes resume onc
               static_cast<unsigned long long>(AvailBytes(d.data())));
 
   // Refused again while the disk stays full, and the CLI says why and fails.
-  // The filler takes what is left first: after a refusal RocksDB may free
-  // space of its own (a failed flush's partial blob file, a WAL no longer
-  // needed), and once a memtable's worth is free it resumes writes by itself,
-  // as it should; a new WAL's preallocated space takes a write or two more.
-  // So the disk is filled again, and new chunks sent, until one is refused.
   int refills = 0;
-  CHECK(WaitFor([&] {
-    ++refills;
-    REQUIRE(FillUp(filler, 0));
-    Result<HttpReply> again = PutChunk(publisher, RandomBytes(kFillChunkBytes, 5000 + static_cast<uint64_t>(refills)));
+  CHECK(RefusedWhileFull(filler, kRefusalAttemptsMax, [&](int attempt) {
+    refills = attempt + 1;
+    Result<HttpReply> again = PutChunk(publisher, RandomBytes(kFillChunkBytes, 5000 + static_cast<uint64_t>(attempt)));
     REQUIRE(again.ok());
     return again->status == 507;
-  }, std::chrono::seconds(30)));
+  }));
   std::printf("refused again after filling the disk %d time(s)\n", refills);
   const Bytes v2 = RandomBytes(1u << 20, 2);
   WriteFile(d.dir() / "v2.bin", v2);

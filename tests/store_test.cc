@@ -948,18 +948,11 @@ TEST_CASE("a full disk: InsufficientStorage, reads go on, writes resume once spa
   INFO(refused.ToString());
   REQUIRE(refused.code() == Status::Code::kInsufficientStorage);
   CHECK(store->Stats().errors.at("insufficient_storage") >= 1);
-  // After a refusal RocksDB may free space of its own (a failed flush's
-  // partial file, a WAL no longer needed) and, once a memtable's worth is
-  // free, rightly resume writes; a new WAL's preallocated space takes a write
-  // or two more. So the filler takes what is left, and new chunks are sent,
-  // until one is refused with the disk full to the last byte.
-  Status refused_full;
-  for (int attempt = 0; attempt < 20 && refused_full.ok(); ++attempt, ++seed) {
-    REQUIRE(FillUp(filler, 0));
-    Bytes chunk = RandomBytes(64 << 10, seed);
-    refused_full = store->PutChunk(Digest::Of(chunk), chunk);
-  }
-  CHECK(refused_full.code() == Status::Code::kInsufficientStorage);
+  // Refused again while the disk stays full.
+  CHECK(RefusedWhileFull(filler, 20, [&](int attempt) {
+    Bytes chunk = RandomBytes(64 << 10, seed + static_cast<uint32_t>(attempt));
+    return store->PutChunk(Digest::Of(chunk), chunk).code() == Status::Code::kInsufficientStorage;
+  }));
   CHECK(store->Health().code() == Status::Code::kInsufficientStorage);
   Bytes late = RandomBytes(64 << 10, 5000);
   CHECK(store->PutChunk(Digest::Of(late), late).code() == Status::Code::kInsufficientStorage);

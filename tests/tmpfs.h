@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -81,6 +82,23 @@ inline bool FillUp(const std::string& path, uint64_t leave_bytes) {
   }
   ::close(fd);
   return true;
+}
+
+// For a test that needs writes refused while the disk stays full: fills the
+// file system holding `filler` to the last byte before each call of
+// `refused(attempt)`, which writes new bytes and says whether the write was
+// refused, until one is, at most `attempts` times; whether one was. Filling
+// again is needed: after a refusal RocksDB may free space of its own (a
+// failed flush's partial file, a WAL no longer needed) and, once a
+// memtable's worth is free, rightly resume writes; a new WAL's preallocated
+// space takes a write or two more. New bytes each time, as a chunk already
+// stored is not written again.
+inline bool RefusedWhileFull(const std::string& filler, int attempts, const std::function<bool(int)>& refused) {
+  for (int attempt = 0; attempt < attempts; ++attempt) {
+    if (!FillUp(filler, 0)) return false;
+    if (refused(attempt)) return true;
+  }
+  return false;
 }
 
 }  // namespace meridian::testing
