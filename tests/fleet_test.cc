@@ -95,12 +95,15 @@ TEST_CASE("fleet: 100 agents follow staged rollouts, an auto-rollback and a delt
   // v2 fails its health check on every terminal that installs it.
   std::string check = "cmp -s {path} " + (t / "v2") + " && { echo error_rate=1; exit 1; }; echo latency_ms=4";
   Fleet fleet;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kAgents; ++i) ids.push_back(fmt::format("pos-{:04d}", i));
+  d.EnrolKeys(ids);
   for (int i = 0; i < kAgents; ++i) {
     std::string dir = t / fmt::format("agent-{:03d}", i);
     std::filesystem::create_directories(dir);
     fleet.states.push_back(dir + "/state");
     std::string config = WriteAgentConfig(
-        dir + "/agent.toml", {.id = fmt::format("pos-{:04d}", i), .servers = {d.url()}, .root = d.root_json(),
+        dir + "/agent.toml", {.id = ids[i], .servers = {d.url()}, .root = d.root_json(),
                               .state = dir + "/state", .enrol_at = &d, .model = "fraud",
                               .health_check = check, .extra = "poll_wait_s = 30\nbackoff_initial_ms = 200\nbackoff_max_ms = 2000"});
     fleet.agents.push_back(std::make_unique<Child>(std::vector<std::string>{MeridianAgentPath(), "--config", config},

@@ -176,6 +176,10 @@ class DaemonFixture {
   // Terminal `id`'s key, made and enrolled here (accepted) at its first use:
   // what a factory writes on the terminal (WriteAgentConfig's enrol_at).
   const SecretKey& TerminalKey(const std::string& id);
+  // Enrols a fresh key for each of `ids` without one, in one request: a
+  // test about to start many agents with enrol_at calls it first, instead of
+  // paying a synced request per agent (200 took 22 s under ASan).
+  void EnrolKeys(const std::vector<std::string>& ids);
   // A credential of terminal `id` (its TerminalKey), asked for at first use.
   std::string TerminalCredential(const std::string& id);
   // The credentials of `ids`, in order: keys new to the fixture enrolled in one request.
@@ -196,8 +200,6 @@ class DaemonFixture {
   uint16_t port_ = 0;
   uint64_t open_files_max_ = 0;  // 0: inherited
   std::optional<TlsClientOptions> tls_;  // set: HTTPS
-  // Enrols a fresh key for each of `ids` without one, in one request.
-  void EnrolKeys(const std::vector<std::string>& ids);
   std::map<std::string, SecretKey> keys_;          // terminal id -> its key (TerminalKey)
   std::map<std::string, std::string> credentials_;  // terminal id -> its credential (TerminalCredential)
 };

@@ -102,12 +102,15 @@ TEST_CASE("a region on three replicas behind HAProxy: one killed mid-rollout and
 
   std::vector<std::string> states;
   std::vector<std::unique_ptr<Child>> agents;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kAgents; ++i) ids.push_back(fmt::format("sg-{:04d}", i));
+  origin.EnrolKeys(ids);
   for (int i = 0; i < kAgents; ++i) {
     const std::string dir = t / fmt::format("agent-{:03d}", i);
     std::filesystem::create_directories(dir);
     states.push_back(dir + "/state");
     const std::string config = WriteAgentConfig(
-        dir + "/agent.toml", {.id = fmt::format("sg-{:04d}", i), .servers = {lb.url()}, .root = origin.root_json(),
+        dir + "/agent.toml", {.id = ids[i], .servers = {lb.url()}, .root = origin.root_json(),
                               .state = dir + "/state", .enrol_at = &origin, .model = "fraud",
                               .extra = "poll_wait_s = 30\nbackoff_initial_ms = 200\nbackoff_max_ms = 2000", .region = "sg"});
     agents.push_back(std::make_unique<Child>(std::vector<std::string>{MeridianAgentPath(), "--config", config},
