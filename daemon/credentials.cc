@@ -15,7 +15,7 @@ namespace meridian {
 
 namespace {
 
-constexpr std::string_view kPrefix = "credential/";
+constexpr std::string_view kCredentialKeyPrefix = "credential/";
 constexpr size_t kNameBytesMax = 64;
 
 bool IsNameByte(char c, bool first) {
@@ -50,12 +50,12 @@ Result<std::unique_ptr<Credentials>> Credentials::Open(Store& store, const Clock
 }
 
 Status Credentials::Load() {
-  Result<std::vector<std::pair<std::string, std::string>>> kv = store_.ScanState(kPrefix);
+  Result<std::vector<std::pair<std::string, std::string>>> kv = store_.ScanState(kCredentialKeyPrefix);
   if (!kv.ok()) return kv.status();
   std::lock_guard lock(mu_);
   for (const auto& [key, value] : *kv) {
     Entry e;
-    e.credential.name = key.substr(kPrefix.size());
+    e.credential.name = key.substr(kCredentialKeyPrefix.size());
     nlohmann::json j = ParseStateRecord(value);
     if (!j.is_object() || !IsValidCredentialName(e.credential.name)) return Status::Corruption(key + ": malformed credential");
     JsonFields f(j, key, UnknownFields::kIgnore);
@@ -124,7 +124,7 @@ Status Credentials::Revoke(std::string_view name) {
 }
 
 Status Credentials::Write(const Entry& e) {
-  return store_.WriteState({{std::string(kPrefix) + e.credential.name, RecordOf(e.credential, e.token_sha256)}});
+  return store_.WriteState({{std::string(kCredentialKeyPrefix) + e.credential.name, RecordOf(e.credential, e.token_sha256)}});
 }
 
 std::optional<Credential> Credentials::Find(std::string_view token) const {

@@ -10,17 +10,17 @@
 namespace meridian {
 namespace {
 
-constexpr std::string_view kPrefix = "pending-release/";
+constexpr std::string_view kPendingReleaseKeyPrefix = "pending-release/";
 
 }  // namespace
 
 std::string PendingReleases::StateKey(const Key& key) {
-  return std::string(kPrefix) + key.first + "/" + key.second;
+  return std::string(kPendingReleaseKeyPrefix) + key.first + "/" + key.second;
 }
 
 Result<std::unique_ptr<PendingReleases>> PendingReleases::Open(Store& store, const Root& root, size_t pending_max) {
   std::unique_ptr<PendingReleases> p(new PendingReleases(store, pending_max));
-  Result<std::vector<std::pair<std::string, std::string>>> records = store.ScanState(kPrefix);
+  Result<std::vector<std::pair<std::string, std::string>>> records = store.ScanState(kPendingReleaseKeyPrefix);
   if (!records.ok()) return records.status();
   std::vector<std::pair<std::string, std::optional<std::string>>> dropped;
   for (const auto& [key, value] : *records) {

@@ -6,9 +6,9 @@
 namespace meridian {
 namespace {
 
-constexpr std::string_view kPrefix = "root/";
+constexpr std::string_view kRootKeyPrefix = "root/";
 
-std::string StateKey(int64_t version) { return fmt::format("{}{:020}", kPrefix, version); }
+std::string StateKey(int64_t version) { return fmt::format("{}{:020}", kRootKeyPrefix, version); }
 
 }  // namespace
 
@@ -19,7 +19,7 @@ Result<std::unique_ptr<RootChain>> RootChain::Open(Store& store, std::string ini
   chain->first_version_ = initial->version;
   chain->envelopes_.emplace(initial->version, std::move(initial_envelope_json));
   chain->current_ = std::make_shared<const Root>(std::move(*initial));
-  Result<std::vector<std::pair<std::string, std::string>>> kept = store.ScanState(kPrefix);
+  Result<std::vector<std::pair<std::string, std::string>>> kept = store.ScanState(kRootKeyPrefix);
   if (!kept.ok()) return kept.status();
   std::lock_guard lock(chain->mu_);
   // In version order (the keys sort so); those the initial root already covers are skipped.

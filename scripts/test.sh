@@ -8,7 +8,10 @@
 # purges the packages (tests/package_test.sh: the plain binaries, as shipped);
 # then runs the libFuzzer targets (fuzz/run.sh) for a bounded time. Each
 # source file is compiled twice in all: once for the packages, once sanitized
-# for the tests.
+# for the tests; both builds are unity builds (meson's -Dunity=on: a library's
+# sources four to a compiler run, so the headers they share, Beast's and
+# nlohmann-json's above all, are parsed and instantiated once for the four;
+# the sanitized build took 910 s without, 673 s with, on one 2-core VM).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # How long each step took, on stderr: where CI time goes.
@@ -22,7 +25,7 @@ took "setup"
 # noddebs: CI installs the packages, never their debug symbols.
 DEB_BUILD_OPTIONS="nocheck noddebs" scripts/package.sh
 took "the packages (plain build, lintian)"
-scripts/build.sh build-asan -Dsanitize=true -Doptimization=1 >/dev/null
+scripts/build.sh build-asan -Dsanitize=true -Doptimization=1 -Dunity=on >/dev/null
 took "the ASan/UBSan build"
 
 status=0
