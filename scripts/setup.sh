@@ -6,6 +6,7 @@ set -euo pipefail
 
 packages=(
   g++ meson ninja-build pkg-config python3
+  lld                           # links the programs and tests 3-4x as fast as BFD ld (meson.build)
   libboost1.81-dev librocksdb-dev libsodium-dev libzstd-dev liblzma-dev
   libcurl4-openssl-dev libssl-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev libtomlplusplus-dev catch2
