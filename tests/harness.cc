@@ -2,12 +2,16 @@
 #include "tests/harness.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -79,22 +83,33 @@ CommandResult RunOnTerminal(const std::vector<std::string>& argv) {
   return Run({"/usr/bin/script", "--quiet", "--return", "--command", command, "/dev/null"});
 }
 
+// Reaps `pid` once it exits, waiting at most until `deadline`; true (and
+// `status` set) when it exited. A pidfd turns readable when its process exits,
+// so this sleeps in poll(2) instead of polling waitpid (where pidfd_open is
+// refused, a seccomp profile say, it polls).
+static bool WaitExit(pid_t pid, std::chrono::steady_clock::time_point deadline, int& status) {
+  // The system call: glibc 2.36's <sys/pidfd.h> declares pidfd_open without C linkage.
+  const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return WaitFor([&] { return ::waitpid(pid, &status, WNOHANG) == pid; },
+                             std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
+  for (;;) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd p{.fd = fd, .events = POLLIN, .revents = 0};
+    if (::poll(&p, 1, static_cast<int>(std::clamp<int64_t>(left.count(), 0, INT32_MAX))) >= 0 || errno != EINTR) break;
+  }
+  ::close(fd);
+  return ::waitpid(pid, &status, WNOHANG) == pid;
+}
+
 CommandResult Run(const std::vector<std::string>& argv, std::chrono::seconds timeout) {
   TempDir io;
   pid_t pid = Spawn(argv, io / "out", io / "err");
-  auto deadline = std::chrono::steady_clock::now() + timeout;
   int status = 0;
-  CommandResult r;
-  for (;;) {
-    pid_t w = ::waitpid(pid, &status, WNOHANG);
-    if (w == pid) break;
-    if (std::chrono::steady_clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  if (!WaitExit(pid, std::chrono::steady_clock::now() + timeout, status)) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
   }
+  CommandResult r;
   r.exit_code = DecodeWait(status);
   r.out = AsString(ReadFile(io / "out"));
   r.err = AsString(ReadFile(io / "err"));
@@ -130,8 +145,7 @@ void Child::Signal(int sig) {
 int Child::Wait(std::chrono::milliseconds timeout) {
   if (pid_ <= 0) return -1000;
   int status = 0;
-  bool done = WaitFor([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, timeout);
-  if (!done) return -1000;
+  if (!WaitExit(pid_, std::chrono::steady_clock::now() + timeout, status)) return -1000;
   pid_ = -1;
   return DecodeWait(status);
 }
