@@ -2,6 +2,7 @@
 // arrays, refusal of hostile deltas, and the decoder's memory bound.
 #include <catch2/catch.hpp>
 #include <algorithm>
+#include <numeric>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -144,6 +145,7 @@ ApplyOptions SourceOnly(ByteSpan source) {
 // Keeps what the decoder writes (and reads it back for target prefixes).
 struct StoringSink final : TargetSink {
   Bytes out;
+  uint64_t read_back_bytes = 0;  // target prefixes the decoder asked for
   Status Write(ByteSpan data) override {
     out.insert(out.end(), data.begin(), data.end());
     return Status::Ok();
@@ -151,6 +153,7 @@ struct StoringSink final : TargetSink {
   Status ReadBack(uint64_t offset, std::span<uint8_t> dest) override {
     REQUIRE(offset + dest.size() <= out.size());
     std::memcpy(dest.data(), out.data() + offset, dest.size());
+    read_back_bytes += dest.size();
     return Status::Ok();
   }
 };
@@ -418,6 +421,38 @@ TEST_CASE("literals use the earlier target as prefix") {
   const Bytes delta = MustEncode(source, target, options);
   CHECK(delta.size() < (1 << 20) + (1 << 17));
   CheckRoundTrip(source, target, options);
+}
+
+TEST_CASE("literals get an earlier target as prefix only for content the source lacks") {
+  // The source's 4 KiB blocks in two shuffled orders, one after the other:
+  // the second half recurs in the first, but the source holds all of it, so
+  // its literals take the source alone as prefix (a target prefix would only
+  // slow LZMA down) and the decoder reads nothing back.
+  std::mt19937_64 rng(23);
+  constexpr size_t kBlock = 4 << 10, kBlocks = 256;
+  const Bytes source = RandomBytes(kBlock * kBlocks, rng);
+  Bytes target;
+  for (int half = 0; half < 2; ++half) {
+    std::vector<size_t> order(kBlocks);
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng);
+    for (size_t b : order) target.insert(target.end(), source.begin() + b * kBlock, source.begin() + (b + 1) * kBlock);
+  }
+  DeltaOptions options;
+  options.segment_bytes = source.size();  // a literal operation per half
+  // zstd literals: with LZMA, approximate matches would take the blocks
+  // whole. Both codecs share the plan of prefixes.
+  options.literal_codec = LiteralCodec::kZstd;
+  options.literal_level = 3;
+  const Bytes delta = MustEncode(source, target, options);
+  StoringSink sink;
+  SpanSourceReader reader(source);
+  DeltaDecoder decoder(reader, sink, SourceOnly(source));
+  REQUIRE(decoder.Append(delta).ok());
+  REQUIRE(decoder.Finish().ok());
+  CHECK(sink.out == target);
+  CHECK(sink.read_back_bytes == 0);
+  CHECK(delta.size() < target.size() / 16);  // the blocks were found in the source
 }
 
 TEST_CASE("a gap no longer than a segment is cut into a part per thread, of at least 1 MiB") {
