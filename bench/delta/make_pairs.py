@@ -18,9 +18,10 @@ Pairs, each a directory CACHE_DIR/pairs/<name>/{old,new}:
   decoder's memory bound on a 2 GiB model. Only Meridian runs on it (run.sh).
 - code-*: RELEASES below, one compiled file of two published versions of an npm package
   (fetched with `npm pack`): patch releases (a small fix that moves every later address),
-  minor releases and large changes, of five packages: WebAssembly runtimes (ONNX Runtime
-  Web, MediaPipe vision and text tasks) and x86-64 native code (esbuild, a Go program;
-  libvips from sharp, C and C++).
+  minor releases and large changes, of nine packages: WebAssembly runtimes (ONNX Runtime
+  Web, MediaPipe vision and text tasks; SQLite in sql.js, C) and x86-64 native code
+  (esbuild, a Go program; libvips from sharp, C and C++; Biome, and Rollup's and Lightning
+  CSS's Node modules, Rust).
 Python standard library and npm; fixed seeds, so the pairs are the same on every run.
 """
 import json
@@ -74,6 +75,10 @@ RELEASES = [
     ("code-esbuild-minor-0.24.0", "@esbuild/linux-x64", "0.23.1", "0.24.0", "bin/esbuild"),
     ("code-libvips-patch-1.0.6", "@img/sharp-libvips-linux-x64", "1.0.4", "1.0.6", "lib/libvips-cpp.so.*"),
     ("code-libvips-minor-1.2.0", "@img/sharp-libvips-linux-x64", "1.0.6", "1.2.0", "lib/libvips-cpp.so.*"),
+    ("code-biome-patch-1.9.4", "@biomejs/cli-linux-x64", "1.9.3", "1.9.4", "biome"),
+    ("code-rollup-patch-4.24.1", "@rollup/rollup-linux-x64-gnu", "4.24.0", "4.24.1", "rollup.linux-x64-gnu.node"),
+    ("code-lightningcss-minor-1.28.0", "lightningcss-linux-x64-gnu", "1.27.0", "1.28.0", "lightningcss.linux-x64-gnu.node"),
+    ("code-sqljs-patch-1.10.3", "sql.js", "1.10.2", "1.10.3", "dist/sql-wasm.wasm"),
 ]
 
 

@@ -30,7 +30,7 @@ for v in 1.4.0 1.4.5; do
   [ -f "$cache/imgly-background-removal-data-$v.tgz" ] ||
     (cd "$cache" && npm pack "@imgly/background-removal-data@$v" >/dev/null)
 done
-[ -f "$cache/pairs/code-libvips-minor-1.2.0/new" ] || python3 "$here/make_pairs.py" "$cache"
+[ -f "$cache/pairs/code-sqljs-patch-1.10.3/new" ] || python3 "$here/make_pairs.py" "$cache"
 ninja -C "$build" cli/meridian >/dev/null
 meridian="$build/cli/meridian"
 pairs=${PAIRS:-$(ls "$cache/pairs")}
