@@ -158,10 +158,9 @@ struct StoringSink final : TargetSink {
   }
 };
 
-// Feeds `delta` to a decoder in pieces of `piece_bytes`; returns the first
-// error or Finish's status, and the output in `out`.
-Status ApplyInPieces(const Bytes& source, const Bytes& delta, size_t piece_bytes, Bytes& out) {
-  StoringSink sink;
+// Feeds `delta` to a decoder in pieces of `piece_bytes`, writing to `sink`;
+// returns the first error or Finish's status.
+Status ApplyInPieces(const Bytes& source, const Bytes& delta, size_t piece_bytes, StoringSink& sink) {
   SpanSourceReader reader(source);
   DeltaDecoder decoder(reader, sink, SourceOnly(source));
   for (size_t i = 0; i < delta.size(); i += piece_bytes) {
@@ -170,6 +169,13 @@ Status ApplyInPieces(const Bytes& source, const Bytes& delta, size_t piece_bytes
   }
   Status st = decoder.Finish();
   CHECK(decoder.buffer_bytes_peak() <= kDeltaDecoderBufferBytesMax);
+  return st;
+}
+
+// The same, with the output in `out`.
+Status ApplyInPieces(const Bytes& source, const Bytes& delta, size_t piece_bytes, Bytes& out) {
+  StoringSink sink;
+  Status st = ApplyInPieces(source, delta, piece_bytes, sink);
   out = std::move(sink.out);
   return st;
 }
@@ -446,10 +452,7 @@ TEST_CASE("literals get an earlier target as prefix only for content the source 
   options.literal_level = 3;
   const Bytes delta = MustEncode(source, target, options);
   StoringSink sink;
-  SpanSourceReader reader(source);
-  DeltaDecoder decoder(reader, sink, SourceOnly(source));
-  REQUIRE(decoder.Append(delta).ok());
-  REQUIRE(decoder.Finish().ok());
+  REQUIRE(ApplyInPieces(source, delta, delta.size(), sink).ok());
   CHECK(sink.out == target);
   CHECK(sink.read_back_bytes == 0);
   CHECK(delta.size() < target.size() / 16);  // the blocks were found in the source
