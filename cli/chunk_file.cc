@@ -136,8 +136,8 @@ Result<ChunkedFile> ChunkFile(const std::string& path, const std::function<void(
       out.offsets.push_back(file_offset + cut);
       cut += len;
     }
-    if (out.manifest.chunks.size() > kManifestChunksMax) {
-      return Status::ResourceExhausted(fmt::format("{} has more than {} chunks", path, kManifestChunksMax));
+    if (out.manifest.chunks.size() > kManifestPagedChunksMax) {
+      return Status::ResourceExhausted(fmt::format("{} has more than {} chunks", path, kManifestPagedChunksMax));
     }
     ParallelFor(out.manifest.chunks.size() - first, threads, [&](size_t i) {
       ChunkRef& c = out.manifest.chunks[first + i];

@@ -25,7 +25,7 @@ struct ChunkedFile {
 using ChunksHashed = std::function<Status(std::span<const ChunkRef> chunks, std::span<const uint64_t> offsets)>;
 
 // Chunks and hashes the file at `path`; `on_read(bytes)` is told of each
-// block read (from another thread). ResourceExhausted past kManifestChunksMax chunks.
+// block read (from another thread). ResourceExhausted past kManifestPagedChunksMax chunks.
 Result<ChunkedFile> ChunkFile(const std::string& path, const std::function<void(uint64_t)>& on_read,
                               const ChunksHashed& on_chunks = nullptr);
 

@@ -30,6 +30,7 @@
 #include "delta/chunker.h"
 #include "delta/delta.h"
 #include "delta/delta_info.h"
+#include "manifest/chunk_pages.h"
 #include "manifest/manifest.h"
 #include "signing/signing.h"
 #include "trust/trust.h"
@@ -48,7 +49,8 @@ constexpr uint64_t kUploadBatchBytes = 16u << 20;
 struct ChunkToSend {
   Digest digest;
   uint64_t size = 0;
-  uint64_t offset = 0;
+  uint64_t offset = 0;             // in the file
+  const Bytes* bytes = nullptr;    // or in memory: an index page
 };
 
 // A file descriptor closed on scope exit.
@@ -185,7 +187,11 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
     Status st = ForEachParallel(store_clients, to_upload.size(), [&](HttpClient& c, size_t k) -> Status {
       const ChunkToSend& chunk = *to_upload[k];
       Bytes data(chunk.size);
-      MERIDIAN_RETURN_IF_ERROR(PreadExact(file.fd, chunk.offset, data, o.path));
+      if (chunk.bytes != nullptr) {
+        data = *chunk.bytes;
+      } else {
+        MERIDIAN_RETURN_IF_ERROR(PreadExact(file.fd, chunk.offset, data, o.path));
+      }
       // Not hashed again here: the daemon hashes every chunk it takes.
       Result<HttpReply> r = c.Put(ChunkPath(chunk.digest), data, kShortReplyBytesMax);
       if (!r.ok()) return r.status();
@@ -246,6 +252,16 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
   m.size = chunked->manifest.size;
   m.digest = chunked->manifest.digest;
   m.chunks = std::move(chunked->manifest.chunks);
+  // A chunk list longer than a page is signed as index pages (a v2
+  // manifest), which go where the chunks went.
+  const std::vector<ChunkPage> pages =
+      m.chunks.size() > o.chunks_per_page ? MakeChunkPages(m.chunks, o.chunks_per_page) : std::vector<ChunkPage>();
+  std::vector<ChunkToSend> pages_to_send;
+  for (const ChunkPage& p : pages) {
+    m.chunk_pages.push_back(p.ref);
+    pages_to_send.push_back({p.ref.digest, p.bytes.size(), 0, &p.bytes});
+  }
+  if (Status st = upload_missing(pages_to_send); !st.ok()) return Fail(st);
   std::string manifest_json = ManifestToJson(m);
   if (Result<Manifest> check = ParseManifest(manifest_json); !check.ok()) return Fail(check.status());
 
@@ -260,6 +276,7 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
       std::vector<ChunkToSend> all;
       seen.clear();
       first_occurrences(m.chunks, chunked->offsets, all);
+      all.insert(all.end(), pages_to_send.begin(), pages_to_send.end());
       if (Status st = upload_missing(all); !st.ok()) return Fail(st);
     }
     r = client.Post(VersionsPath(o.model), EnvelopeToJson(env), kJsonReplyBytesMax);
@@ -411,27 +428,38 @@ int ListVersions(const GlobalOptions& g, const std::string& model) {
 
 namespace {
 
+// One chunk (or index page) from the daemon, verified against its digest and size.
+Result<Bytes> GetChunk(HttpClient& c, const ChunkRef& ref) {
+  Bytes data;
+  data.reserve(ref.size);
+  Result<HttpReply> r = GetVerified(c, ChunkPath(ref.digest), ref.digest, ref.size, [&](ByteSpan piece) {
+    data.insert(data.end(), piece.begin(), piece.end());
+    return Status::Ok();
+  });
+  if (!r.ok()) return r.status();
+  if (r->status != 200) return ReplyError(*r, "chunk " + ref.digest.ToString());
+  return data;
+}
+
 // Downloads every chunk of `m` into the file open as `fd` (at its offset),
-// verifying each, then verifies the whole file as written.
-Status DownloadChunks(const GlobalOptions& g, const Manifest& m, int fd, uint64_t* downloaded_bytes) {
+// verifying each, then verifies the whole file as written. A paged
+// manifest's chunk list is read from its index pages first.
+Status DownloadChunks(const GlobalOptions& g, VerifiedManifest& verified, int fd, uint64_t* downloaded_bytes) {
+  HttpClient pages(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
+  MERIDIAN_RETURN_IF_ERROR(verified.ResolveChunkPages(
+      [&](const ChunkPageRef& p) { return GetChunk(pages, {p.digest, p.page_bytes()}); }));
+  const Manifest& m = verified.manifest();
   std::vector<uint64_t> offsets(m.chunks.size());
   for (size_t i = 1; i < offsets.size(); ++i) offsets[i] = offsets[i - 1] + m.chunks[i - 1].size;
   if (::ftruncate(fd, 0) != 0) return ErrnoStatus("truncate", errno);
   Progress progress("downloading", m.size, !g.json);
   std::atomic<uint64_t> downloaded{0};
   MERIDIAN_RETURN_IF_ERROR(ForEachParallel(Connections(g), m.chunks.size(), [&](HttpClient& c, size_t i) -> Status {
-    const ChunkRef& ref = m.chunks[i];
-    Bytes data;
-    data.reserve(ref.size);
-    Result<HttpReply> cr = GetVerified(c, ChunkPath(ref.digest), ref.digest, ref.size, [&](ByteSpan piece) {
-      data.insert(data.end(), piece.begin(), piece.end());
-      return Status::Ok();
-    });
-    if (!cr.ok()) return cr.status();
-    if (cr->status != 200) return ReplyError(*cr, "chunk " + ref.digest.ToString());
-    downloaded += data.size();
-    progress.Add(data.size());
-    return PwriteAll(fd, offsets[i], data, "the output file");
+    Result<Bytes> data = GetChunk(c, m.chunks[i]);
+    if (!data.ok()) return data.status();
+    downloaded += data->size();
+    progress.Add(data->size());
+    return PwriteAll(fd, offsets[i], *data, "the output file");
   }));
   // Verify what is on disk, not what we meant to write.
   Sha256 whole;
@@ -519,7 +547,7 @@ int Pull(const GlobalOptions& g, const PullOptions& o) {
   }
   if (!st.ok()) {
     Fd f(::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    st = f.fd < 0 ? ErrnoStatus("create " + tmp, errno) : DownloadChunks(g, m, f.fd, &downloaded);
+    st = f.fd < 0 ? ErrnoStatus("create " + tmp, errno) : DownloadChunks(g, *verified, f.fd, &downloaded);
   }
   Env& env = Env::Default();
   if (!st.ok()) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "client/api.h"
+#include "manifest/manifest.h"
 
 namespace meridian::cli {
 
@@ -36,6 +37,9 @@ struct PublishOptions {
   // for a model the origin may not hold; with that daemon's publisher token.
   std::string store_at;
   std::string store_token;
+  // A chunk list longer than this is written as index pages of this many
+  // chunks (a paged, v2 manifest); 1 … kChunkPageEntriesMax.
+  size_t chunks_per_page = kChunkPageEntriesMax;
 };
 
 struct PullOptions {

@@ -57,6 +57,9 @@ int main(int argc, char** argv) {
                       "upload the chunks to this daemon instead of --server: one in the model's --region, for a model "
                       "the origin may not hold (the origin keeps the manifest)");
   publish->add_option("--store-token-file", store_token_file, "the publisher.token of the --store-at daemon");
+  publish->add_option("--chunks-per-page", pub.chunks_per_page,
+                      "a longer chunk list goes into index pages of this many chunks (a paged manifest)")
+      ->check(CLI::Range(size_t{1}, kChunkPageEntriesMax));
   publish->add_option("PATH", pub.path, "the model file")->required()->check(CLI::ExistingFile);
 
   CLI::App* models = app.add_subcommand("models", "list models");

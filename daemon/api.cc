@@ -771,8 +771,12 @@ HttpResponse Api::CommitVerified(const HttpRequest& req, const VerifiedManifest&
   nlohmann::json answer = {{"model", m.name}, {"version", m.version}, {"digest", m.digest.ToString()},
                            {"size", m.size}, {"already_published", !*made_visible}, {"bytes_here", bytes_here}};
   if (!*made_visible) return JsonOk(200, answer);  // a retried publish: the first one stands
-  catalog_.Learn(m);
-  if (bytes_here) deltas_.QueueForNewVersion(m);
+  // As committed (from the store's cache): a paged manifest with its chunk
+  // list read from its index pages, which the catalog's sets need.
+  Result<std::shared_ptr<const Manifest>> committed = store_.GetManifest(m.name, m.version);
+  if (!committed.ok()) return ErrorFor(committed.status());
+  catalog_.Learn(**committed);
+  if (bytes_here) deltas_.QueueForNewVersion(**committed);
   rollouts_.notifier().NotifyAll();  // regions long-poll for new versions
   if (std::optional<HttpResponse> unaudited =
           Audit(req, "publish", m.name + "/" + m.version,

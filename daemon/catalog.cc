@@ -67,6 +67,10 @@ Status Catalog::Load(Store& store) {
     for (const std::string& v : *versions) {
       Result<std::shared_ptr<const Manifest>> m = store.GetManifest(model, v);
       if (m.status().code() == Status::Code::kNotFound) continue;  // deleted meanwhile
+      // A version that no longer reads here (a damaged envelope or index
+      // page: fsck names it) is no exception: nothing of it can be served,
+      // and the daemon starts, so that a publish or a region's sync restores it.
+      if (m.status().code() == Status::Code::kCorruption) continue;
       if (!m.ok()) return m.status();
       Add(fresh, **m);
     }
@@ -86,9 +90,9 @@ void Catalog::Learn(const Manifest& m) {
 void Catalog::Add(Sets& sets, const Manifest& m) const {
   if (!MayHold(m)) {
     sets.elsewhere_artifacts.insert(m.digest);
-    for (const ChunkRef& c : m.chunks) sets.elsewhere_chunks.insert(c.digest);
+    for (size_t i = 0; i < m.piece_count(); ++i) sets.elsewhere_chunks.insert(m.piece(i).digest);
   } else if (m.is_public) {
-    for (const ChunkRef& c : m.chunks) sets.public_chunks.insert(c.digest);
+    for (size_t i = 0; i < m.piece_count(); ++i) sets.public_chunks.insert(m.piece(i).digest);
     sets.public_artifacts.insert(m.digest);
     sets.public_versions.emplace(m.name, m.version);
   }
@@ -144,7 +148,8 @@ Result<std::map<std::string, ModelHolding>> Catalog::Holdings(Store& store) {
       ++h.versions;
       std::vector<Digest> digests;
       std::map<Digest, uint64_t> sizes;
-      for (const ChunkRef& c : (*m)->chunks) {
+      for (size_t i = 0; i < (*m)->piece_count(); ++i) {
+        const ChunkRef c = (*m)->piece(i);
         if (sizes.emplace(c.digest, c.size).second) digests.push_back(c.digest);
       }
       Result<std::vector<Digest>> missing = store.MissingChunks(digests);

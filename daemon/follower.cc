@@ -245,10 +245,11 @@ Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* comple
       if (ResidencyAllows(v.regions, region)) allowed.emplace(v.model, v.version);
       if (store_.GetEnvelope(v.model, v.version).ok()) {
         // Once per start: chunks of a held version dropped meanwhile (fsck
-        // --repair) are fetched again.
+        // --repair) are fetched again; a version whose index pages were
+        // dropped no longer reads here, so all of it comes from upstream.
         if (!held_checked_ && allowed.count({v.model, v.version})) {
           Result<std::shared_ptr<const Manifest>> m = store_.GetManifest(v.model, v.version);
-          if (Status st = m.ok() ? FetchMissingChunks(up, **m) : m.status(); !st.ok()) {
+          if (Status st = m.ok() ? FetchMissingChunks(up, **m) : FetchVersion(up, v); !st.ok()) {
             if (cancel_) return st;
             *complete = false;
             note(fmt::format("restoring chunks of {} {}: {}", v.model, v.version, st.ToString()));
@@ -354,6 +355,12 @@ Status Follower::FetchVersion(UpstreamClient& up, const SyncVersion& v) {
     catalog_.Learn(m);
     return Status::Ok();
   }
+  // A paged manifest's index pages: those stored here, else upstream's (kept).
+  MERIDIAN_RETURN_IF_ERROR(verified->ResolveChunkPages([&](const ChunkPageRef& p) -> Result<Bytes> {
+    if (Result<Bytes> here = store_.GetChunk(p.digest); here.ok()) return here;
+    if (Status fetched = FetchChunk(up, p.digest); !fetched.ok()) return fetched;
+    return store_.GetChunk(p.digest);
+  }));
   MERIDIAN_RETURN_IF_ERROR(FetchMissingChunks(up, m));
   Result<bool> made_visible = store_.CommitVersion(*verified);
   if (made_visible.status().code() == Status::Code::kAlreadyExists) return Status::Ok();
@@ -365,7 +372,7 @@ Status Follower::FetchVersion(UpstreamClient& up, const SyncVersion& v) {
 
 Status Follower::FetchMissingChunks(UpstreamClient& up, const Manifest& m) {
   std::vector<Digest> digests;
-  for (const ChunkRef& c : m.chunks) digests.push_back(c.digest);
+  for (size_t i = 0; i < m.piece_count(); ++i) digests.push_back(m.piece(i).digest);
   Result<std::vector<Digest>> missing = store_.MissingChunks(digests);
   if (!missing.ok()) return missing.status();
   for (const Digest& d : *missing) MERIDIAN_RETURN_IF_ERROR(FetchChunk(up, d));

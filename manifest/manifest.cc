@@ -86,6 +86,16 @@ bool ReadChunk(const nlohmann::json& c, ChunkRef* out) {
   return f.ok() && out->size > 0;
 }
 
+// One entry of a paged manifest's "chunk_pages".
+bool ReadPageRef(const nlohmann::json& c, ChunkPageRef* out) {
+  if (!c.is_object()) return false;
+  JsonFields f(c, "chunk page", UnknownFields::kIgnore);
+  f.Digest("digest", &out->digest, true);
+  f.Uint("chunks", &out->chunks, true, kChunkPageEntriesMax);
+  f.Uint("size", &out->size, true, out->chunks * kChunkBytesMax);
+  return f.ok() && out->chunks > 0 && out->size >= out->chunks;
+}
+
 // A list of region or profile names.
 void ReadNames(JsonFields& f, std::string_view key, std::vector<std::string>* out) {
   f.Strings(key, out);
@@ -99,6 +109,7 @@ void ReadNames(JsonFields& f, std::string_view key, std::vector<std::string>* ou
 bool SameRelease(const Manifest& a, const Manifest& b) {
   Manifest b_as_of_a = b;
   b_as_of_a.created = a.created;
+  if (a.paged() && b.paged()) b_as_of_a.chunks = a.chunks;  // the pages decide
   return a == b_as_of_a;
 }
 
@@ -151,17 +162,25 @@ bool ResidencyAllows(const std::vector<std::string>& regions, std::string_view r
 
 std::string ManifestToJson(const Manifest& m) {
   nlohmann::ordered_json j;
-  j["schema"] = "meridian.manifest/v1";
+  j["schema"] = m.paged() ? "meridian.manifest/v2" : "meridian.manifest/v1";
   j["name"] = m.name;
   j["version"] = m.version;
   j["size"] = m.size;
   j["digest"] = m.digest.ToString();
   j["media_type"] = m.media_type;
-  nlohmann::ordered_json chunks = nlohmann::ordered_json::array();
-  for (const ChunkRef& c : m.chunks) {
-    chunks.push_back({{"digest", c.digest.ToString()}, {"size", c.size}});
+  if (m.paged()) {
+    nlohmann::ordered_json pages = nlohmann::ordered_json::array();
+    for (const ChunkPageRef& p : m.chunk_pages) {
+      pages.push_back({{"digest", p.digest.ToString()}, {"chunks", p.chunks}, {"size", p.size}});
+    }
+    j["chunk_pages"] = std::move(pages);
+  } else {
+    nlohmann::ordered_json chunks = nlohmann::ordered_json::array();
+    for (const ChunkRef& c : m.chunks) {
+      chunks.push_back({{"digest", c.digest.ToString()}, {"size", c.size}});
+    }
+    j["chunks"] = std::move(chunks);
   }
-  j["chunks"] = std::move(chunks);
   j["profiles"] = m.profiles;
   j["regions"] = m.regions;
   if (m.is_public) j["public"] = true;  // absent when false: manifests from before the field read the same
@@ -177,7 +196,8 @@ Result<Manifest> ParseManifest(std::string_view json) {
   Manifest m;
   std::string schema;
   f.String("schema", &schema, true);
-  if (schema != "meridian.manifest/v1") f.Fail("schema", "is not meridian.manifest/v1");
+  const bool paged = schema == "meridian.manifest/v2";
+  if (schema != "meridian.manifest/v1" && !paged) f.Fail("schema", "is not meridian.manifest/v1 or /v2");
   f.String("name", &m.name, true);
   if (!IsValidModelName(m.name)) f.Fail("name", "is not a valid model name");
   f.String("version", &m.version, true);
@@ -188,7 +208,28 @@ Result<Manifest> ParseManifest(std::string_view json) {
   if (m.media_type.empty() || m.media_type.size() > kManifestStringBytesMax) {
     f.Fail("media_type", fmt::format("must be 1 to {} bytes", kManifestStringBytesMax));
   }
-  if (const nlohmann::json* chunks = f.Array("chunks", kManifestChunksMax, true)) {
+  if (paged && f.Find("chunks") != nullptr) f.Fail("chunks", "is not in a v2 manifest (its chunk_pages list them)");
+  if (const nlohmann::json* pages = paged ? f.Array("chunk_pages", kManifestPagesMax, true) : nullptr) {
+    uint64_t total = 0, chunks = 0;
+    m.chunk_pages.reserve(pages->size());
+    for (const nlohmann::json& p : *pages) {
+      ChunkPageRef page;
+      if (!ReadPageRef(p, &page)) {
+        f.Fail("chunk_pages", fmt::format("must hold objects of a digest, 1 to {} chunks and the size they hold",
+                                          kChunkPageEntriesMax));
+        break;
+      }
+      total += page.size;
+      chunks += page.chunks;
+      m.chunk_pages.push_back(page);
+    }
+    if (pages->empty()) f.Fail("chunk_pages", "is empty");
+    if (chunks > kManifestPagedChunksMax) {
+      f.Fail("chunk_pages", fmt::format("list more than {} chunks", kManifestPagedChunksMax));
+    }
+    if (total != m.size) f.Fail("size", "is not the sum of the page sizes");
+  }
+  if (const nlohmann::json* chunks = paged ? nullptr : f.Array("chunks", kManifestChunksMax, true)) {
     uint64_t total = 0;
     m.chunks.reserve(chunks->size());
     for (const nlohmann::json& c : *chunks) {

@@ -9,7 +9,7 @@ uint64_t ManifestBytes::operator()(const Manifest& m) const {
   for (const std::string& s : m.profiles) strings += sizeof(s) + s.size();
   for (const std::string& s : m.regions) strings += sizeof(s) + s.size();
   for (const auto& [k, v] : m.annotations) strings += 2 * sizeof(std::string) + k.size() + v.size();
-  return strings + m.chunks.capacity() * sizeof(ChunkRef);
+  return strings + m.chunks.capacity() * sizeof(ChunkRef) + m.chunk_pages.capacity() * sizeof(ChunkPageRef);
 }
 
 }  // namespace meridian

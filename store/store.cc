@@ -44,6 +44,7 @@
 #include "base/encoding.h"
 #include "base/file.h"
 #include "base/json.h"
+#include "manifest/chunk_pages.h"
 #include "store/manifest_cache.h"
 
 namespace meridian {
@@ -617,14 +618,30 @@ class RocksStore final : public Store {
 
   Result<bool> CommitVersion(const VerifiedManifest& verified, Holding holding) override {
     return Guard(&faults_, "CommitVersion", [&]() -> Result<bool> {
-      const Manifest& m = verified.manifest();
       const std::string& envelope_json = verified.envelope();
-      const std::string what = m.name + "@" + m.version;
-      const std::string key = VersionKey(m.name, m.version);
+      const std::string what = verified.manifest().name + "@" + verified.manifest().version;
+      const std::string key = VersionKey(verified.manifest().name, verified.manifest().version);
       rocksdb::ReadOptions ro;
       // A collection that begins now waits for this commit; one under way
       // keeps the chunks this commit is about to verify and name.
       std::shared_lock gate(collect_gate_);
+      const bool bytes_here = holding == Holding::kBytes && !IsManifestOnly(ro, key);
+      // A paged manifest is read here as ReadManifest will read it: resolved
+      // from the index pages stored here when its bytes are, else not at all
+      // (whoever resolved it before, the pages decide).
+      std::optional<Manifest> paged;
+      if (verified.manifest().paged()) {
+        paged = verified.manifest();
+        paged->chunks.clear();
+        if (bytes_here) {
+          if (Status st = ResolvePagesHere(&*paged); !st.ok()) {
+            // Missing, or stored damaged and dropped: the publisher uploads it.
+            if (st.code() != Status::Code::kNotFound && st.code() != Status::Code::kCorruption) return st;
+            return Status::FailedPrecondition(what + ": " + st.message() + " (upload the index pages)");
+          }
+        }
+      }
+      const Manifest& m = paged ? *paged : verified.manifest();
       KeepForCollection(m);
       MERIDIAN_RETURN_IF_ERROR(CheckNotDeletedAsOther(ro, key, m));
       Result<bool> exists = SameVersionStored(ro, key, m, envelope_json);
@@ -633,7 +650,6 @@ class RocksStore final : public Store {
       // the lock, so one large commit does not hold up the others. A version
       // committed again (a retried publish) is verified too: its bytes may
       // have been damaged since, and the publisher is there to upload them.
-      const bool bytes_here = holding == Holding::kBytes && !IsManifestOnly(ro, key);
       if (bytes_here) MERIDIAN_RETURN_IF_ERROR(VerifyChunksOf(ro, m, what));
       if (*exists) return false;
       // Held from the exists-check to the write, so that of two racing commits
@@ -932,18 +948,19 @@ class RocksStore final : public Store {
   Status VerifyChunksOf(const rocksdb::ReadOptions& ro, const Manifest& m, const std::string& what) {
     MissingList missing;
     std::string wrong_size;
-    MERIDIAN_RETURN_IF_ERROR(ForEachIndexed(ro, m.chunks.size(),
-                                            [&](size_t i) -> const Digest& { return m.chunks[i].digest; },
+    // The index pages of a paged manifest too: ReadManifest reads them again.
+    MERIDIAN_RETURN_IF_ERROR(ForEachIndexed(ro, m.piece_count(), [&](size_t i) { return m.piece(i).digest; },
                                             [&](size_t i, std::optional<IndexEntry> entry) {
+                                              const ChunkRef piece = m.piece(i);
                                               if (!entry) {
-                                                missing.Add(m.chunks[i].digest);
-                                              } else if (entry->size != m.chunks[i].size && wrong_size.empty()) {
+                                                missing.Add(piece.digest);
+                                              } else if (entry->size != piece.size && wrong_size.empty()) {
                                                 wrong_size = fmt::format("chunk {} ({}) is {} bytes, the manifest says {}",
-                                                                         i, m.chunks[i].digest.ToString(), entry->size,
-                                                                         m.chunks[i].size);
+                                                                         i, piece.digest.ToString(), entry->size,
+                                                                         piece.size);
                                               }
                                             }));
-    if (missing.count() > 0) return Status::FailedPrecondition(what + ": " + missing.Describe(m.chunks.size()));
+    if (missing.count() > 0) return Status::FailedPrecondition(what + ": " + missing.Describe(m.piece_count()));
     if (!wrong_size.empty()) return Status::InvalidArgument(what + ": " + wrong_size);
     // Every byte is read, even of a file committed before: a stored chunk
     // damaged since is found (and dropped) here, not skipped. A file already
@@ -1082,7 +1099,18 @@ class RocksStore final : public Store {
     if (!envelope.ok()) return envelope.status();
     Result<Manifest> m = ParseStoredManifest(key, *envelope);
     if (!m.ok()) return m.status();
+    if (m->paged() && !IsManifestOnly(ro, key)) {
+      if (Status st = ResolvePagesHere(&*m); !st.ok()) {
+        return Status::Corruption(DescribeVersionKey(key) + ": " + st.message());
+      }
+    }
     return manifests_.Insert(key, std::make_shared<const Manifest>(std::move(*m)), erasures);
+  }
+
+  // Fills a paged manifest's chunk list from the index pages stored here,
+  // each re-hashed as it is read.
+  Status ResolvePagesHere(Manifest* m) {
+    return ResolveChunkPages(m, [this](const ChunkPageRef& p) { return ReadChunk(p.digest, Rehash::kYes); });
   }
 
   // Every parse of a stored envelope goes through here, and is counted.
@@ -1157,19 +1185,21 @@ class RocksStore final : public Store {
         continue;
       }
       if (IsManifestOnly(ro, key)) continue;  // its bytes live elsewhere
+      // A page that fails to read leaves the pages alone to check below.
+      if (Status st = ResolvePagesHere(&*m); !st.ok()) faults.Add(what + ": " + st.message());
       MissingList missing;
-      Status ms = ForEachIndexed(ro, m->chunks.size(), [&](size_t i) -> const Digest& { return m->chunks[i].digest; },
+      Status ms = ForEachIndexed(ro, m->piece_count(), [&](size_t i) { return m->piece(i).digest; },
                                  [&](size_t i, std::optional<IndexEntry> entry) {
-                                   if (!entry) missing.Add(m->chunks[i].digest);
+                                   if (!entry) missing.Add(m->piece(i).digest);
                                  });
       if (!ms.ok()) faults.Add(what + ": " + ms.ToString());
-      if (missing.count() > 0) faults.Add(what + ": " + missing.Describe(m->chunks.size()));
+      if (missing.count() > 0) faults.Add(what + ": " + missing.Describe(m->piece_count()));
       if (!damaged.empty()) {
         MissingList broken;
-        for (const ChunkRef& c : m->chunks) {
-          if (damaged.count(c.digest)) broken.Add(c.digest);
+        for (size_t i = 0; i < m->piece_count(); ++i) {
+          if (damaged.count(m->piece(i).digest)) broken.Add(m->piece(i).digest);
         }
-        if (broken.count() > 0) faults.Add(what + ": " + broken.Describe(m->chunks.size(), "damaged"));
+        if (broken.count() > 0) faults.Add(what + ": " + broken.Describe(m->piece_count(), "damaged"));
       }
       std::string indexed;
       rocksdb::Status s = db_->Get(ro, cf(kArtifacts), ChunkKey(m->digest), &indexed);
@@ -1243,7 +1273,7 @@ class RocksStore final : public Store {
   void KeepForCollection(const Manifest& m) {
     std::lock_guard lock(collect_mu_);
     if (!collecting_) return;
-    for (const ChunkRef& c : m.chunks) kept_chunks_.insert(c.digest);
+    for (size_t i = 0; i < m.piece_count(); ++i) kept_chunks_.insert(m.piece(i).digest);
   }
 
   // AlreadyExists when `key` names a deleted version whose bytes were other
@@ -1296,7 +1326,7 @@ class RocksStore final : public Store {
       // A version that no longer parses still names its chunks for all we
       // know: nothing is swept until Check() has been looked at.
       if (!m.ok()) return Status::FailedPrecondition("not collecting: " + m.status().message() + " (run fsck)");
-      for (const ChunkRef& c : (*m)->chunks) referenced.push_back(c.digest);
+      for (size_t i = 0; i < (*m)->piece_count(); ++i) referenced.push_back((*m)->piece(i).digest);
     }
     if (!it->status().ok()) return Fault(it->status(), "listing versions");
     if (more_referenced) MERIDIAN_RETURN_IF_ERROR(more_referenced(referenced));

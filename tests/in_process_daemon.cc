@@ -7,6 +7,7 @@
 
 #include "base/encoding.h"
 #include "client/api.h"
+#include "manifest/chunk_pages.h"
 #include "manifest/manifest.h"
 #include "trust/terminal_credential.h"
 
@@ -86,28 +87,36 @@ void InProcessDaemon::Publish(const std::string& model, const std::string& versi
 }
 
 void InProcessDaemon::Publish(const std::string& model, const std::string& version,
-                              const std::vector<std::string>& chunks) {
+                              const std::vector<std::string>& chunks, size_t chunks_per_page) {
   const std::string publisher = "Bearer " + tokens.publisher;
+  auto put_chunk = [&](std::string_view bytes) {
+    HttpRequest put;
+    put.method = "PUT";
+    put.target = ChunkPath(Digest::Of(bytes));
+    put.headers["authorization"] = publisher;
+    HttpAdmission admitted = api->Admit(put);
+    REQUIRE_FALSE(admitted.refusal);
+    put.body = bytes;
+    REQUIRE(api->Handle(put).status / 100 == 2);
+  };
   Manifest m;
   m.name = model;
   m.version = version;
   m.created = FormatRfc3339(clock.NowUnixMillis());
   Sha256 whole;
   for (const std::string& bytes : chunks) {
-    const Digest digest = Digest::Of(AsBytes(bytes));
-    HttpRequest put;
-    put.method = "PUT";
-    put.target = ChunkPath(digest);
-    put.headers["authorization"] = publisher;
-    HttpAdmission admitted = api->Admit(put);
-    REQUIRE_FALSE(admitted.refusal);
-    put.body = bytes;
-    REQUIRE(api->Handle(put).status / 100 == 2);
+    put_chunk(bytes);
     whole.Update(AsBytes(bytes));
-    m.chunks.push_back({digest, bytes.size()});
+    m.chunks.push_back({Digest::Of(bytes), bytes.size()});
     m.size += bytes.size();
   }
   m.digest = whole.Finish();
+  if (chunks_per_page > 0) {
+    for (const ChunkPage& page : MakeChunkPages(m.chunks, chunks_per_page)) {
+      put_chunk(AsString(page.bytes));
+      m.chunk_pages.push_back(page.ref);
+    }
+  }
   Envelope env{std::string(kManifestPayloadType), ToBytes(ManifestToJson(m)), {}};
   SignEnvelope(env, Key());
   HttpResponse r = Call("POST", VersionsPath(model), EnvelopeToJson(env), publisher);

@@ -49,8 +49,10 @@ class InProcessDaemon {
   // Publishes `model`@`version` holding `bytes` through the API (one chunk,
   // the manifest signed by the root's release key); REQUIREs success.
   void Publish(const std::string& model, const std::string& version, const std::string& bytes);
-  // The same with the artifact in `chunks`, in order (each PUT first).
-  void Publish(const std::string& model, const std::string& version, const std::vector<std::string>& chunks);
+  // The same with the artifact in `chunks`, in order (each PUT first); with
+  // `chunks_per_page`, a paged manifest of index pages that long (PUT too).
+  void Publish(const std::string& model, const std::string& version, const std::vector<std::string>& chunks,
+               size_t chunks_per_page = 0);
   // "Bearer <credential>" of terminal `id`, enrolled and issued through the
   // API on first use (with the clock's time).
   std::string TerminalAuthorization(const std::string& id);

@@ -1,6 +1,10 @@
-// Tests of manifest/: names, SemVer, JSON round trip and validation.
+// Tests of manifest/: names, SemVer, JSON round trip and validation, and the
+// index pages of paged manifests.
 #include <catch2/catch.hpp>
 
+#include <map>
+
+#include "manifest/chunk_pages.h"
 #include "manifest/manifest.h"
 
 using namespace meridian;
@@ -85,4 +89,144 @@ TEST_CASE("a manifest naming a key twice is refused, wherever the repeat is") {
     CHECK(m.status().code() == Status::Code::kInvalidArgument);
     CHECK_THAT(m.status().message(), Catch::Contains("repeats a key"));
   }
+}
+
+// A paged manifest of `chunks` in pages of `per_page`, and the pages by digest.
+static std::pair<Manifest, std::map<Digest, Bytes>> Paged(const std::vector<ChunkRef>& chunks, size_t per_page) {
+  Manifest m = Sample();
+  m.chunks.clear();
+  m.size = 0;
+  std::map<Digest, Bytes> pages;
+  for (ChunkPage& p : MakeChunkPages(chunks, per_page)) {
+    m.chunk_pages.push_back(p.ref);
+    m.size += p.ref.size;
+    pages[p.ref.digest] = std::move(p.bytes);
+  }
+  return {m, pages};
+}
+
+static std::vector<ChunkRef> SyntheticChunks(size_t n) {
+  std::vector<ChunkRef> chunks(n);
+  for (size_t i = 0; i < n; ++i) {
+    std::array<uint8_t, Digest::kSize> raw{};
+    for (size_t b = 0; b < 8; ++b) raw[b] = static_cast<uint8_t>(i >> (8 * b));
+    chunks[i] = {Digest(raw), 1 + (i * 7919) % kChunkBytesMax};
+  }
+  return chunks;
+}
+
+TEST_CASE("a paged manifest names its index pages, not its chunks, and resolves back to them") {
+  const std::vector<ChunkRef> chunks = SyntheticChunks(10);
+  auto [m, pages] = Paged(chunks, 3);
+  REQUIRE(m.chunk_pages.size() == 4);
+  CHECK(m.chunk_pages[3].chunks == 1);
+  const std::string json = ManifestToJson(m);
+  CHECK_THAT(json, Catch::Contains("\"schema\":\"meridian.manifest/v2\""));
+  CHECK_THAT(json, !Catch::Contains("\"chunks\":["));
+  Result<Manifest> back = ParseManifest(json);
+  REQUIRE(back.ok());
+  CHECK(*back == m);
+  CHECK_FALSE(back->resolved());
+  CHECK(back->piece_count() == 4);  // unresolved: the pages alone
+
+  int reads = 0;
+  REQUIRE(ResolveChunkPages(&*back, [&](const ChunkPageRef& p) -> Result<Bytes> {
+    ++reads;
+    return pages.at(p.digest);
+  }).ok());
+  CHECK(reads == 4);
+  CHECK(back->chunks == chunks);
+  CHECK(back->piece_count() == 14);
+  CHECK(back->piece(0) == ChunkRef{m.chunk_pages[0].digest, 3 * kChunkPageEntryBytes});
+  CHECK(back->piece(4) == chunks[0]);
+  // Resolved or not, two manifests naming the same pages are the same release.
+  CHECK(SameRelease(*back, m));
+  CHECK(ParseManifest(ManifestToJson(*back))->chunk_pages == m.chunk_pages);
+}
+
+TEST_CASE("a paged manifest is refused when its pages and sizes disagree, or it also lists chunks") {
+  auto [m, pages] = Paged(SyntheticChunks(5), 2);
+  Manifest bad = m;
+  bad.size += 1;
+  CHECK_THAT(ParseManifest(ManifestToJson(bad)).status().message(), Catch::Contains("sum of the page sizes"));
+  bad = m;
+  bad.chunk_pages[0].chunks = 0;
+  CHECK_FALSE(ParseManifest(ManifestToJson(bad)).ok());
+  bad = m;
+  bad.chunk_pages[0].chunks = kChunkPageEntriesMax + 1;
+  CHECK_FALSE(ParseManifest(ManifestToJson(bad)).ok());
+  bad = m;
+  bad.chunk_pages[0].size = bad.chunk_pages[0].chunks * kChunkBytesMax + 1;
+  bad.size = bad.chunk_pages[0].size + bad.chunk_pages[1].size + bad.chunk_pages[2].size;
+  CHECK_FALSE(ParseManifest(ManifestToJson(bad)).ok());
+  std::string both = ManifestToJson(m);
+  both.insert(1, "\"chunks\":[],");
+  CHECK_THAT(ParseManifest(both).status().message(), Catch::Contains("chunks"));
+  std::string empty = ManifestToJson(m);
+  const size_t at = empty.find("\"chunk_pages\":[") + 15;
+  empty.replace(at, empty.find(']', at) - at, "");
+  CHECK_FALSE(ParseManifest(empty).ok());
+}
+
+TEST_CASE("an index page is read only when its digest, length, entry sizes and total all match") {
+  const std::vector<ChunkRef> chunks = SyntheticChunks(3);
+  ChunkPage page = MakeChunkPages(chunks)[0];
+  REQUIRE(page.bytes.size() == 3 * kChunkPageEntryBytes);
+  std::vector<ChunkRef> out = {chunks[0]};
+  REQUIRE(ReadChunkPage(page.ref, page.bytes, &out).ok());
+  CHECK(out.size() == 4);
+
+  auto refused = [&](ChunkPageRef ref, Bytes bytes, const std::string& says) {
+    std::vector<ChunkRef> got;
+    Status st = ReadChunkPage(ref, bytes, &got);
+    CHECK(st.code() == Status::Code::kCorruption);
+    CHECK_THAT(st.message(), Catch::Contains(says));
+    CHECK(got.empty());  // nothing of a refused page
+  };
+  Bytes flipped = page.bytes;
+  flipped[5] ^= 1;
+  refused(page.ref, flipped, "hash to another digest");
+  refused(page.ref, Bytes(page.bytes.begin(), page.bytes.end() - 1), "is 107 bytes");
+  // Pages that hash right but lie inside: a zero size, a size over a chunk, a wrong total.
+  for (uint64_t size : {uint64_t{0}, kChunkBytesMax + 1}) {
+    Bytes lying = page.bytes;
+    for (int i = 0; i < 4; ++i) lying[Digest::kSize + i] = static_cast<uint8_t>(size >> (8 * i));
+    ChunkPageRef ref = page.ref;
+    ref.digest = Digest::Of(lying);
+    refused(ref, lying, "has size");
+  }
+  refused(ChunkPageRef{Digest::Of(Bytes()), 0, 0}, Bytes(), "hold 0 chunks");
+  ChunkPageRef wrong_total = page.ref;
+  wrong_total.size += 1;
+  refused(wrong_total, page.bytes, "hold");
+
+  // A page that cannot be read names itself; the manifest stays unresolved.
+  auto [m, pages] = Paged(chunks, 1);
+  Status st = ResolveChunkPages(&m, [&](const ChunkPageRef& p) -> Result<Bytes> {
+    if (p.digest == m.chunk_pages[2].digest) return Status::NotFound("gone");
+    return pages.at(p.digest);
+  });
+  CHECK(st.code() == Status::Code::kNotFound);
+  CHECK_THAT(st.message(), Catch::Contains(m.chunk_pages[2].digest.ToString()));
+  CHECK(m.chunks.empty());
+}
+
+TEST_CASE("ten million chunk entries: a manifest of a few hundred pages and kilobytes, resolved exactly") {
+  constexpr size_t kChunks = 10'000'000;  // some 620 GiB at the chunker's 64 KiB average
+  const std::vector<ChunkRef> chunks = SyntheticChunks(kChunks);
+  auto [m, pages] = Paged(chunks, kChunkPageEntriesMax);
+  CHECK(m.chunk_pages.size() == (kChunks + kChunkPageEntriesMax - 1) / kChunkPageEntriesMax);  // 344
+  for (const auto& [digest, bytes] : pages) CHECK(bytes.size() <= kChunkBytesMax);
+  const std::string json = ManifestToJson(m);
+  CHECK(json.size() < 64 * 1024);
+  Result<Manifest> back = ParseManifest(json);
+  REQUIRE(back.ok());
+  REQUIRE(ResolveChunkPages(&*back, [&](const ChunkPageRef& p) -> Result<Bytes> { return pages.at(p.digest); }).ok());
+  CHECK(back->chunks.size() == kChunks);
+  CHECK(back->chunks == chunks);
+  // Past kManifestPagedChunksMax the manifest itself is refused.
+  Manifest over = m;
+  over.chunk_pages.resize(kManifestPagedChunksMax / kChunkPageEntriesMax + 1, m.chunk_pages[0]);
+  over.size = over.chunk_pages.size() * m.chunk_pages[0].size;
+  CHECK_THAT(ParseManifest(ManifestToJson(over)).status().message(), Catch::Contains("list more than"));
 }

@@ -7,6 +7,9 @@
 #include <nlohmann/json.hpp>
 
 #include "base/digest.h"
+#include "client/api.h"
+#include "client/http_client.h"
+#include "signing/signing.h"
 #include "tests/harness.h"
 
 using namespace meridian;
@@ -70,6 +73,49 @@ TEST_CASE("publish, deduplicated second version, pull byte-identical") {
   CommandResult models = d.Cli({"--token", d.terminal_token(), "models"});
   CHECK(models.out == "fraud-detector\n");
 
+  CHECK(d.Terminate() == 0);
+  CommandResult fsck = d.Fsck();
+  INFO(fsck.out << fsck.err);
+  CHECK(fsck.exit_code == 0);
+}
+
+TEST_CASE("a paged manifest: publish writes index pages, pull reads them; a retry and fsck agree") {
+  DaemonFixture d;
+  d.Start();
+  const Bytes model = RandomBytes(3u << 20, 77);  // about 48 chunks: 16 pages of 3
+  WriteFile(d.dir() / "model.bin", model);
+  auto publish = [&] {
+    return d.Cli({"--token", d.publisher_token(), "--output", "json", "publish", "--key", d.release_key(), "--model",
+                  "ocr", "--version", "3.0.0", "--chunks-per-page", "3", d.dir() / "model.bin"});
+  };
+  CommandResult pub = publish();
+  INFO(pub.err);
+  REQUIRE(pub.exit_code == 0);
+  const nlohmann::json published = nlohmann::json::parse(pub.out);
+  const uint64_t chunks = published["chunks"].get<uint64_t>();
+  CHECK(chunks > 12);
+  // Every chunk and every page went up once.
+  CHECK(published["uploaded_chunks"].get<uint64_t>() == chunks + (chunks + 2) / 3);
+
+  // What the daemon serves is the signed v2 manifest: pages, no chunk list.
+  CommandResult shown = d.Cli({"--token", d.terminal_token(), "--output", "json", "pull", "--root", d.root_json(), "ocr",
+                               "3.0.0", "-o", d.dir() / "pulled.bin"});
+  INFO(shown.err);
+  REQUIRE(shown.exit_code == 0);
+  CHECK(ReadFile(d.dir() / "pulled.bin") == model);
+  CHECK(nlohmann::json::parse(shown.out)["digest"] == published["digest"]);
+  HttpClient c(d.url(), d.ClientOptions(d.terminal_token()));
+  Result<HttpReply> envelope = c.Get(VersionPath("ocr", "3.0.0"), 1 << 20);
+  REQUIRE(envelope.ok());
+  REQUIRE(envelope->status == 200);
+  const std::string payload(AsString(ParseEnvelope(envelope->body).value().payload));
+  CHECK_THAT(payload, Catch::Contains("meridian.manifest/v2"));
+  CHECK_THAT(payload, !Catch::Contains("\"chunks\":["));
+
+  CommandResult again = publish();
+  REQUIRE(again.exit_code == 0);
+  CHECK(nlohmann::json::parse(again.out)["already_published"] == true);
+  CHECK(nlohmann::json::parse(again.out)["uploaded_chunks"] == 0);
   CHECK(d.Terminate() == 0);
   CommandResult fsck = d.Fsck();
   INFO(fsck.out << fsck.err);

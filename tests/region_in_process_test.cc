@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "client/api.h"
+#include "manifest/chunk_pages.h"
 #include "tests/harness.h"
 #include "tests/in_process_region.h"
 
@@ -134,4 +135,37 @@ TEST_CASE("a region is ready once it has synced with its upstream, and stays rea
   sg.Close();
   sg.Open();
   CHECK(ready().status == 200);
+}
+
+TEST_CASE("a paged manifest replicates with its index pages: the region reads its chunk list from them and serves the artifact") {
+  InProcessDaemon origin;
+  ServedOrigin served(origin);
+  std::vector<std::string> chunks;
+  std::string whole;
+  for (uint32_t i = 0; i < 7; ++i) {
+    chunks.emplace_back(AsString(RandomBytes(5'000 + i, 70 + i)));
+    whole += chunks.back();
+  }
+  origin.Publish("ocr", "2.0.0", chunks, 2);  // four index pages
+  std::shared_ptr<const Manifest> published = origin.store->GetManifest("ocr", "2.0.0").value();
+  REQUIRE(published->chunk_pages.size() == 4);
+  REQUIRE(published->chunks.size() == 7);
+
+  InProcessRegion sg(origin, served.url());
+  REQUIRE(WaitFor([&] { return sg.store->GetManifest("ocr", "2.0.0").ok(); }, kSyncWait));
+  // After a restart with the origin away: read from the region's own pages.
+  served.Stop();
+  sg.Close();
+  sg.Open();
+  std::shared_ptr<const Manifest> held = sg.store->GetManifest("ocr", "2.0.0").value();
+  CHECK(held->chunk_pages == published->chunk_pages);
+  CHECK(held->chunks == published->chunks);
+  HttpResponse r = sg.Call("GET", ArtifactPath(published->digest), "", "Bearer " + sg.tokens.terminal);
+  REQUIRE(r.status == 200);
+  std::string served_bytes;
+  for (Result<BodyPiece> piece = r.stream(); piece.ok(); piece = r.stream()) served_bytes += AsString(piece->bytes);
+  CHECK(served_bytes == whole);
+  CheckReport check = sg.store->Check();
+  INFO((check.faults.empty() ? "" : check.faults[0]));
+  CHECK(check.clean());
 }

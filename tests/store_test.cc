@@ -1094,6 +1094,50 @@ TEST_CASE("CollectGarbage deletes old unreferenced chunks only, and the disk spa
   CHECK(store->MissingChunks(std::vector<Digest>{deleted.manifest.chunks[1].digest}).value().size() == 1);
 }
 
+TEST_CASE("a paged manifest: committed once its index pages are stored, read from them, kept and checked with them") {
+  TempDir dir;
+  FakeClock clock;
+  std::unique_ptr<Store> store = OpenOrDie(dir.path(), Collecting(clock));
+  const Artifact a = Paged(MakeArtifact("big", "1.0.0", 10, 500), 3);
+  REQUIRE(a.pages.size() == 4);
+  for (const Bytes& c : a.chunks) REQUIRE(store->PutChunk(Digest::Of(c), c).ok());
+  Status without_pages = store->CommitVersion(Verified(a.manifest)).status();
+  CHECK(without_pages.code() == Status::Code::kFailedPrecondition);
+  CHECK_THAT(without_pages.message(), Catch::Contains("upload the index pages"));
+  CHECK(store->GetEnvelope("big", "1.0.0").status().code() == Status::Code::kNotFound);
+
+  PutAll(*store, a);
+  REQUIRE(store->CommitVersion(Verified(a.manifest)).value());
+  // Committed as a publisher holds it, and as the pages say after a reopen.
+  for (int open = 0; open < 2; ++open) {
+    std::shared_ptr<const Manifest> m = store->GetManifest("big", "1.0.0").value();
+    CHECK(m->paged());
+    CHECK(m->chunk_pages == a.manifest.chunk_pages);
+    CHECK(m->chunks == a.manifest.chunks);
+    CHECK(store->FindArtifact(a.manifest.digest).value()->chunks == a.manifest.chunks);
+    store.reset();
+    store = OpenOrDie(dir.path(), Collecting(clock));
+  }
+  CHECK(store->CommitVersion(Verified(a.manifest, true)).value() == false);  // a retry: the same release
+
+  clock.Advance(kPastGrace);
+  CollectReport r = store->CollectGarbage().value();
+  CHECK(r.chunks_deleted == 0);
+  CHECK(r.chunks_referenced == 10 + 4);
+  for (const Bytes& p : a.pages) CHECK(store->GetChunk(Digest::Of(p)).ok());
+  CheckReport check = store->Check();
+  INFO(check.faults.size());
+  CHECK(check.clean());
+
+  // A paged version held elsewhere needs no page here, and reads unresolved.
+  Artifact elsewhere = Paged(MakeArtifact("far", "1.0.0", 4, 600), 2);
+  REQUIRE(store->CommitVersion(Verified(elsewhere.manifest), Store::Holding::kManifestOnly).value());
+  std::shared_ptr<const Manifest> far = store->GetManifest("far", "1.0.0").value();
+  CHECK(far->chunk_pages == elsewhere.manifest.chunk_pages);
+  CHECK(far->chunks.empty());
+  CHECK(store->Check().clean());
+}
+
 TEST_CASE("CollectGarbage: one at a time, refused read-only, and a version that no longer parses stops it") {
   TempDir dir;
   FakeClock clock;

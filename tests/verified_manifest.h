@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "manifest/chunk_pages.h"
 #include "manifest/manifest.h"
 #include "signing/signing.h"
 #include "store/store.h"
@@ -44,6 +45,7 @@ inline VerifiedManifest Verified(const Manifest& m, bool twice = false) {
 // A model version and its chunks' bytes, to put in a store before committing it.
 struct Artifact {
   std::vector<Bytes> chunks;
+  std::vector<Bytes> pages;  // a paged manifest's index pages
   Manifest manifest;
 };
 
@@ -64,9 +66,21 @@ inline Artifact ArtifactOf(const std::string& name, const std::string& version, 
   return a;
 }
 
-// Puts every chunk of `a` into `store`.
+// `a` with a paged manifest: its chunk list in index pages of `per_page`
+// chunks (the manifest resolved, as a publisher has it).
+inline Artifact Paged(Artifact a, size_t per_page) {
+  for (ChunkPage& p : MakeChunkPages(a.manifest.chunks, per_page)) {
+    a.manifest.chunk_pages.push_back(p.ref);
+    a.pages.push_back(std::move(p.bytes));
+  }
+  return a;
+}
+
+// Puts every chunk (and index page) of `a` into `store`.
 inline void PutAll(Store& store, const Artifact& a) {
-  for (const Bytes& c : a.chunks) REQUIRE(store.PutChunk(Digest::Of(c), c).ok());
+  for (const std::vector<Bytes>* list : {&a.chunks, &a.pages}) {
+    for (const Bytes& c : *list) REQUIRE(store.PutChunk(Digest::Of(c), c).ok());
+  }
 }
 
 }  // namespace meridian::testing

@@ -19,6 +19,7 @@
 #include "base/digest.h"
 #include "base/status.h"
 #include "delta/delta_info.h"
+#include "manifest/chunk_pages.h"
 #include "manifest/manifest.h"
 #include "signing/signing.h"
 
@@ -35,6 +36,9 @@ class VerifiedManifest {
   // Corruption unless the manifest is of `model` and (when not empty) `version`:
   // a validly signed manifest of another version served in place of the one asked for.
   Status CheckNames(std::string_view model, std::string_view version = {}) const;
+  // A paged manifest's chunk list, read from its index pages (each checked
+  // against the digest the signed manifest gives it): see ResolveChunkPages.
+  Status ResolveChunkPages(const ReadPage& read_page) { return meridian::ResolveChunkPages(&manifest_, read_page); }
 
  private:
   friend Result<VerifiedManifest> VerifySignedManifest(const Root& root, std::string envelope_json);

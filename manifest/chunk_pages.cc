@@ -1,0 +1,75 @@
+// Index pages of paged manifests.
+#include "manifest/chunk_pages.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace meridian {
+
+std::vector<ChunkPage> MakeChunkPages(std::span<const ChunkRef> chunks, size_t chunks_per_page) {
+  chunks_per_page = std::clamp<size_t>(chunks_per_page, 1, kChunkPageEntriesMax);
+  std::vector<ChunkPage> pages;
+  for (size_t begin = 0; begin < chunks.size(); begin += chunks_per_page) {
+    std::span<const ChunkRef> part = chunks.subspan(begin, std::min(chunks_per_page, chunks.size() - begin));
+    ChunkPage page;
+    page.bytes.reserve(part.size() * kChunkPageEntryBytes);
+    for (const ChunkRef& c : part) {
+      page.bytes.insert(page.bytes.end(), c.digest.bytes().begin(), c.digest.bytes().end());
+      for (int shift = 0; shift < 32; shift += 8) page.bytes.push_back(static_cast<uint8_t>(c.size >> shift));
+      page.ref.size += c.size;
+    }
+    page.ref.chunks = part.size();
+    page.ref.digest = Digest::Of(page.bytes);
+    pages.push_back(std::move(page));
+  }
+  return pages;
+}
+
+Status ReadChunkPage(const ChunkPageRef& ref, ByteSpan page, std::vector<ChunkRef>* out) {
+  const std::string what = "index page " + ref.digest.ToString();
+  if (ref.chunks == 0 || ref.chunks > kChunkPageEntriesMax) {
+    return Status::Corruption(fmt::format("{} is said to hold {} chunks (1 to {})", what, ref.chunks,
+                                          kChunkPageEntriesMax));
+  }
+  if (page.size() != ref.page_bytes()) {
+    return Status::Corruption(fmt::format("{} is {} bytes, the manifest says {}", what, page.size(), ref.page_bytes()));
+  }
+  if (Digest::Of(page) != ref.digest) return Status::Corruption(what + ": its bytes hash to another digest");
+  const size_t first = out->size();
+  uint64_t total = 0;
+  for (size_t at = 0; at < page.size(); at += kChunkPageEntryBytes) {
+    ChunkRef c;
+    c.digest = *Digest::FromBytes(page.subspan(at, Digest::kSize));
+    for (int i = 0; i < 4; ++i) c.size |= uint64_t{page[at + Digest::kSize + i]} << (8 * i);
+    if (c.size == 0 || c.size > kChunkBytesMax) {
+      out->resize(first);
+      return Status::Corruption(fmt::format("{}: chunk {} has size {} (1 to {})", what, at / kChunkPageEntryBytes,
+                                            c.size, kChunkBytesMax));
+    }
+    total += c.size;
+    out->push_back(c);
+  }
+  if (total != ref.size) {
+    out->resize(first);
+    return Status::Corruption(fmt::format("{}: its chunks hold {} bytes, the manifest says {}", what, total, ref.size));
+  }
+  return Status::Ok();
+}
+
+Status ResolveChunkPages(Manifest* m, const ReadPage& read_page) {
+  if (m->resolved()) return Status::Ok();
+  uint64_t entries = 0;
+  for (const ChunkPageRef& p : m->chunk_pages) entries += p.chunks;
+  std::vector<ChunkRef> chunks;
+  chunks.reserve(entries);
+  for (const ChunkPageRef& p : m->chunk_pages) {
+    Result<Bytes> page = read_page(p);
+    if (!page.ok()) return page.status().WithContext("index page " + p.digest.ToString());
+    MERIDIAN_RETURN_IF_ERROR(ReadChunkPage(p, *page, &chunks));
+  }
+  m->chunks = std::move(chunks);
+  return Status::Ok();
+}
+
+}  // namespace meridian
