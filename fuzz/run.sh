@@ -18,6 +18,7 @@
 #                 credential.json, job.json, slot links, root.json, terminal.key, outbox reports as
 #                 the server reads them, and batches of reports a region forwards upstream
 #   sync_document a region's sync document from its upstream, and its stored record of revocations
+#   chunk_page    a paged manifest's index pages, as a store or a server hands them back
 set -eu
 seconds=${1:-20}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,7 +27,7 @@ jobs=$(nproc)
 base="base/digest.cc base/status.cc base/encoding.cc base/env.cc base/file.cc base/json.cc base/clock.cc"
 
 # The sources of each target besides its fuzz/NAME_fuzzer.cc and $base.
-targets="delta_decode signed_json http_head config agent_state sync_document"
+targets="delta_decode signed_json http_head config agent_state sync_document chunk_page"
 delta_decode="delta/approximate_match.cc delta/difference_model.cc delta/delta_decode.cc delta/delta_encode.cc delta/delta_format.cc delta/chunker.cc"
 signed_json="manifest/manifest.cc signing/signing.cc signing/root.cc target/target.cc rollout/rollout.cc
   rollout/rollout_json.cc rollout/window.cc rollout/analysis.cc delta/delta_info.cc daemon/catalog.cc
@@ -37,6 +38,7 @@ config="agent/config.cc daemon/config.cc client/http_client.cc manifest/manifest
 agent_state="agent/state_files.cc agent/slots.cc daemon/api_shared.cc daemon/forwarded_reports.cc daemon/http.cc rollout/rollout.cc
   rollout/rollout_json.cc rollout/window.cc rollout/analysis.cc manifest/manifest.cc signing/signing.cc signing/root.cc
   trust/terminal_credential.cc"
+chunk_page="manifest/chunk_pages.cc manifest/manifest.cc"
 sync_document="daemon/sync_document.cc manifest/manifest.cc rollout/rollout.cc rollout/rollout_json.cc rollout/window.cc
   rollout/analysis.cc signing/signing.cc signing/root.cc target/target.cc"
 
