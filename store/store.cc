@@ -251,6 +251,12 @@ enum class Rehash {
   kNo,                 // never: the caller hashes what it reads
 };
 
+// What a read does with a stored copy that fails to decode or verify.
+enum class Damaged {
+  kDrop,  // drop it (DropDamaged), so that it reads as missing and is sent again
+  kKeep,  // leave it: Check reports, and drops only under CheckMode::kRepair
+};
+
 // Whether a zstd frame carries a content checksum: bit 2 of its
 // Frame_Header_Descriptor, the byte after the 4-byte magic (RFC 8878
 // 3.1.1.1.1). `frame` is one zstd frame, so that byte is there.
@@ -1108,9 +1114,10 @@ class RocksStore final : public Store {
   }
 
   // Fills a paged manifest's chunk list from the index pages stored here,
-  // each re-hashed as it is read.
-  Status ResolvePagesHere(Manifest* m) {
-    return ResolveChunkPages(m, [this](const ChunkPageRef& p) { return ReadChunk(p.digest, Rehash::kYes); });
+  // each re-hashed as it is read (a damaged one dropped, as by any read,
+  // unless `damaged` says to keep it: Check only reports).
+  Status ResolvePagesHere(Manifest* m, Damaged damaged = Damaged::kDrop) {
+    return ResolveChunkPages(m, [&](const ChunkPageRef& p) { return ReadChunk(p.digest, Rehash::kYes, damaged); });
   }
 
   // Every parse of a stored envelope goes through here, and is counted.
@@ -1185,8 +1192,9 @@ class RocksStore final : public Store {
         continue;
       }
       if (IsManifestOnly(ro, key)) continue;  // its bytes live elsewhere
-      // A page that fails to read leaves the pages alone to check below.
-      if (Status st = ResolvePagesHere(&*m); !st.ok()) faults.Add(what + ": " + st.message());
+      // A page that fails to read leaves the pages alone to check below (a
+      // damaged one is in `damaged` already, dropped by kRepair below).
+      if (Status st = ResolvePagesHere(&*m, Damaged::kKeep); !st.ok()) faults.Add(what + ": " + st.message());
       MissingList missing;
       Status ms = ForEachIndexed(ro, m->piece_count(), [&](size_t i) { return m->piece(i).digest; },
                                  [&](size_t i, std::optional<IndexEntry> entry) {
@@ -1453,7 +1461,9 @@ class RocksStore final : public Store {
 
   // A chunk's bytes, decoded and checked as `rehash` says. A stored copy that
   // fails is counted and dropped (see DropDamaged).
-  Result<Bytes> ReadChunk(const Digest& digest, Rehash rehash) {
+  // A copy that fails to decode or verify is dropped (DropDamaged) unless
+  // the store is read-only or `damaged` says to keep it.
+  Result<Bytes> ReadChunk(const Digest& digest, Rehash rehash, Damaged damaged = Damaged::kDrop) {
     rocksdb::PinnableSlice stored;
     rocksdb::Status s = db_->Get(ChunkReads(), cf(kChunks), ChunkKey(digest), &stored);
     if (s.IsNotFound()) return Status::NotFound("chunk " + digest.ToString() + " is not stored");
@@ -1461,7 +1471,7 @@ class RocksStore final : public Store {
     Result<Bytes> data = DecodeChunk(digest, ToView(stored), rehash);
     if (!data.ok()) {
       faults_.Count(data.status());
-      if (!options_.read_only) DropDamaged(digest);
+      if (!options_.read_only && damaged == Damaged::kDrop) DropDamaged(digest);
     }
     return data;
   }

@@ -1129,6 +1129,26 @@ TEST_CASE("a paged manifest: committed once its index pages are stored, read fro
   INFO(check.faults.size());
   CHECK(check.clean());
 
+  // A page lost (here deleted behind the store's back, as a repair drops a
+  // damaged one): the version no longer reads, Check names the page, and
+  // the page uploaded again mends both.
+  const Digest lost = a.manifest.chunk_pages[1].digest;
+  store.reset();
+  {
+    RawDb raw(dir.path());
+    raw.Delete(RawDb::kChunks, Key(lost));
+    raw.Delete(RawDb::kChunkIndex, Key(lost));
+  }
+  store = OpenOrDie(dir.path(), Collecting(clock));
+  Status unreadable = store->GetManifest("big", "1.0.0").status();
+  CHECK(unreadable.code() == Status::Code::kCorruption);
+  CHECK_THAT(unreadable.message(), Catch::Contains(lost.ToString()));
+  CHECK(AnyFaultMentions(store->Check(), lost.ToString()));
+  CHECK(store->CollectGarbage().status().code() == Status::Code::kFailedPrecondition);  // nothing swept meanwhile
+  REQUIRE(store->PutChunk(lost, a.pages[1]).ok());
+  CHECK(store->GetManifest("big", "1.0.0").value()->chunks == a.manifest.chunks);
+  CHECK(store->Check().clean());
+
   // A paged version held elsewhere needs no page here, and reads unresolved.
   Artifact elsewhere = Paged(MakeArtifact("far", "1.0.0", 4, 600), 2);
   REQUIRE(store->CommitVersion(Verified(elsewhere.manifest), Store::Holding::kManifestOnly).value());
