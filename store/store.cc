@@ -1113,11 +1113,15 @@ class RocksStore final : public Store {
     return manifests_.Insert(key, std::make_shared<const Manifest>(std::move(*m)), erasures);
   }
 
-  // Fills a paged manifest's chunk list from the index pages stored here,
-  // each re-hashed as it is read (a damaged one dropped, as by any read,
-  // unless `damaged` says to keep it: Check only reports).
+  // Fills a paged manifest's chunk list from the index pages stored here. A
+  // page is read as ServeChunk reads a chunk (its frame checksum finds damage
+  // as a disk does it; a damaged copy is dropped, as by any read, unless
+  // `damaged` says to keep it: Check only reports), because ReadChunkPage
+  // hashes every page against its digest anyway: hashing here too read each
+  // page's bytes twice on every resolve.
   Status ResolvePagesHere(Manifest* m, Damaged damaged = Damaged::kDrop) {
-    return ResolveChunkPages(m, [&](const ChunkPageRef& p) { return ReadChunk(p.digest, Rehash::kYes, damaged); });
+    return ResolveChunkPages(
+        m, [&](const ChunkPageRef& p) { return ReadChunk(p.digest, Rehash::kUnlessChecksummed, damaged); });
   }
 
   // Every parse of a stored envelope goes through here, and is counted.
