@@ -229,4 +229,13 @@ TEST_CASE("ten million chunk entries: a manifest of a few hundred pages and kilo
   over.chunk_pages.resize(kManifestPagedChunksMax / kChunkPageEntriesMax + 1, m.chunk_pages[0]);
   over.size = over.chunk_pages.size() * m.chunk_pages[0].size;
   CHECK_THAT(ParseManifest(ManifestToJson(over)).status().message(), Catch::Contains("list more than"));
+  // Past kManifestPagesMax pages too, however few chunks they hold: one
+  // page more than the cap, of one chunk each, is refused, the cap is not.
+  auto [small, small_pages] = Paged(SyntheticChunks(kManifestPagesMax + 1), 1);
+  REQUIRE(small.chunk_pages.size() == kManifestPagesMax + 1);
+  CHECK_THAT(ParseManifest(ManifestToJson(small)).status().message(),
+             Catch::Contains("at most " + std::to_string(kManifestPagesMax) + " elements"));
+  small.size -= small.chunk_pages.back().size;
+  small.chunk_pages.pop_back();
+  CHECK(ParseManifest(ManifestToJson(small)).ok());
 }

@@ -9,6 +9,7 @@
 #include "base/digest.h"
 #include "client/api.h"
 #include "client/http_client.h"
+#include "manifest/chunk_pages.h"
 #include "signing/signing.h"
 #include "tests/harness.h"
 
@@ -84,10 +85,18 @@ TEST_CASE("a paged manifest: publish writes index pages, pull reads them; a retr
   d.Start();
   const Bytes model = RandomBytes(3u << 20, 77);  // about 48 chunks: 16 pages of 3
   WriteFile(d.dir() / "model.bin", model);
-  auto publish = [&] {
+  auto publish = [&](std::string per_page = "3") {
     return d.Cli({"--token", d.publisher_token(), "--output", "json", "publish", "--key", d.release_key(), "--model",
-                  "ocr", "--version", "3.0.0", "--chunks-per-page", "3", d.dir() / "model.bin"});
+                  "ocr", "--version", "3.0.0", "--chunks-per-page", per_page, d.dir() / "model.bin"});
   };
+  // A page holds 1 to kChunkPageEntriesMax chunks: outside that, the command
+  // line is refused before anything is read or sent.
+  for (const std::string& bad : {std::string("0"), std::to_string(kChunkPageEntriesMax + 1)}) {
+    CommandResult refused = publish(bad);
+    CHECK(refused.exit_code != 0);
+    CHECK_THAT(refused.err, Catch::Contains("--chunks-per-page") && Catch::Contains("not in range"));
+  }
+  CHECK(d.Cli({"--token", d.terminal_token(), "models"}).out.empty());
   CommandResult pub = publish();
   INFO(pub.err);
   REQUIRE(pub.exit_code == 0);
