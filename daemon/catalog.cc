@@ -139,11 +139,18 @@ Result<std::map<std::string, ModelHolding>> Catalog::Holdings(Store& store) {
   if (!models.ok()) return models.status();
   for (const std::string& model : *models) {
     Result<std::vector<std::string>> versions = store.ListVersions(model);
+    if (versions.status().code() == Status::Code::kNotFound) continue;  // its last version was just deleted
     if (!versions.ok()) return versions.status();
     ModelHolding& h = out[model];
     std::unordered_set<Digest> counted;  // a chunk shared by versions counts once
     for (const std::string& v : *versions) {
       Result<std::shared_ptr<const Manifest>> m = store.GetManifest(model, v);
+      if (m.status().code() == Status::Code::kNotFound) continue;  // deleted meanwhile
+      // As in Load: one damaged version does not hide what the others hold.
+      if (m.status().code() == Status::Code::kCorruption) {
+        ++h.versions;
+        continue;
+      }
       if (!m.ok()) return m.status();
       ++h.versions;
       std::vector<Digest> digests;

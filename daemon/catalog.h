@@ -73,7 +73,9 @@ class Catalog {
   bool IsElsewhereArtifact(const Digest& artifact) const;
 
   // Per model, what `store` holds of it: every chunk of every listed version
-  // is looked up, so bytes that should not be here are counted too.
+  // is looked up, so bytes that should not be here are counted too. A
+  // version that no longer reads here (Corruption: a damaged envelope, a
+  // lost index page) counts as a version not held, its bytes unknown.
   static Result<std::map<std::string, ModelHolding>> Holdings(Store& store);
 
  private:

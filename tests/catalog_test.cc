@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include "tests/harness.h"
+#include "tests/raw_db.h"
 #include "tests/verified_manifest.h"
 
 using namespace meridian;
@@ -89,4 +90,44 @@ TEST_CASE("the catalog decides residency and public access; Load rebuilds it; Ho
     INFO(bad);
     CHECK(ParseHoldings(bad, &region).status().code() == Status::Code::kInvalidArgument);
   }
+}
+
+TEST_CASE("a version that no longer reads (an index page lost) is left out of Load and counted not held, and the "
+          "rest is unaffected") {
+  TempDir dir;
+  const Bytes open = RandomBytes(4000, 2);
+  const Manifest pub = OneChunk("open", open, {}, true);
+  std::vector<Bytes> chunks;
+  for (uint32_t i = 0; i < 6; ++i) chunks.push_back(RandomBytes(700 + i, 10 + i));
+  Artifact big = Paged(ArtifactOf("big", "1.0.0", std::move(chunks)), 2);
+  big.manifest.is_public = true;
+  {
+    std::unique_ptr<Store> store = Store::Open(dir / "store").value();
+    REQUIRE(store->PutChunk(pub.digest, open).ok());
+    REQUIRE(store->CommitVersion(Verified(pub)).ok());
+    PutAll(*store, big);
+    REQUIRE(store->CommitVersion(Verified(big.manifest)).ok());
+  }
+  { RawDb(dir / "store").Lose(big.manifest.chunk_pages[1].digest); }
+  std::unique_ptr<Store> store = Store::Open(dir / "store").value();
+  REQUIRE(store->GetManifest("big", "1.0.0").status().code() == Status::Code::kCorruption);
+
+  // The daemon still starts: nothing of the damaged version is served as
+  // public, the other version is.
+  Catalog sg("sg");
+  REQUIRE(sg.Load(*store).ok());
+  CHECK(sg.IsPublicArtifact(pub.digest));
+  CHECK(sg.IsPublicChunk(pub.digest));
+  CHECK_FALSE(sg.IsPublicArtifact(big.manifest.digest));
+  CHECK_FALSE(sg.IsPublicChunk(big.manifest.chunks[0].digest));
+  std::map<std::string, ModelHolding> held = Catalog::Holdings(*store).value();
+  CHECK(held.at("big") == ModelHolding{.versions = 1, .versions_held = 0, .bytes = 0});
+  CHECK(held.at("open") == ModelHolding{.versions = 1, .versions_held = 1, .bytes = open.size()});
+
+  // The page put back (a publish or a region's sync): all of it again.
+  REQUIRE(store->PutChunk(big.manifest.chunk_pages[1].digest, big.pages[1]).ok());
+  REQUIRE(sg.Load(*store).ok());
+  CHECK(sg.IsPublicArtifact(big.manifest.digest));
+  CHECK(sg.IsPublicChunk(big.manifest.chunks[0].digest));
+  CHECK(Catalog::Holdings(*store).value().at("big").versions_held == 1);
 }

@@ -2,7 +2,6 @@
 // commits, ordering, state, the consistency check, all on a real RocksDB in a
 // temporary directory. Damage is injected by opening the RocksDB directly.
 #include <fcntl.h>
-#include <rocksdb/db.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +21,7 @@
 #include "signing/signing.h"
 #include "store/manifest_cache.h"
 #include "store/store.h"
+#include "tests/raw_db.h"
 #include "tests/tmpfs.h"
 #include "tests/verified_manifest.h"
 
@@ -90,48 +90,6 @@ bool AnyFaultMentions(const CheckReport& r, const std::string& text) {
   return false;
 }
 
-// The store's RocksDB opened directly (the Store must be closed), to damage it.
-class RawDb {
- public:
-  explicit RawDb(const std::string& dir) {
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const char* name : {"default", "chunks", "manifests", "artifacts", "state", "chunk_index"}) {
-      cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
-    }
-    rocksdb::DB* raw = nullptr;
-    rocksdb::Status s = rocksdb::DB::Open(rocksdb::DBOptions(), dir, cfs, &handles_, &raw);
-    INFO(s.ToString());
-    REQUIRE(s.ok());
-    db_.reset(raw);
-  }
-  ~RawDb() {
-    for (rocksdb::ColumnFamilyHandle* h : handles_) db_->DestroyColumnFamilyHandle(h);
-    db_->Close().PermitUncheckedError();
-  }
-  void Put(size_t cf, std::string_view key, std::string_view value) {
-    REQUIRE(db_->Put(rocksdb::WriteOptions(), handles_[cf], rocksdb::Slice(key.data(), key.size()),
-                     rocksdb::Slice(value.data(), value.size()))
-                .ok());
-  }
-  std::string Get(size_t cf, std::string_view key) {
-    std::string value;
-    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), handles_[cf], rocksdb::Slice(key.data(), key.size()), &value);
-    INFO(s.ToString());
-    REQUIRE(s.ok());
-    return value;
-  }
-  void Delete(size_t cf, std::string_view key) {
-    REQUIRE(db_->Delete(rocksdb::WriteOptions(), handles_[cf], rocksdb::Slice(key.data(), key.size())).ok());
-  }
-
-  static constexpr size_t kChunks = 1, kManifests = 2, kArtifacts = 3, kChunkIndex = 5;
-
- private:
-  std::unique_ptr<rocksdb::DB> db_;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
-};
-
-std::string Key(const Digest& d) { return std::string(AsString(ByteSpan(d.bytes()))); }
 
 std::string Zstd(ByteSpan data) {
   std::string frame(ZSTD_compressBound(data.size()), '\0');
@@ -225,7 +183,7 @@ TEST_CASE("a damaged chunk: Check names it, a read is Corruption and drops it, a
   std::string truncated = Zstd(good).substr(0, 1000);
   std::string not_zstd = "not a zstd frame at all";
   for (const std::string* bad : {&other_frame, &declares_too_much, &truncated, &not_zstd}) {
-    { RawDb(dir.path()).Put(RawDb::kChunks, Key(d), *bad); }
+    { RawDb(dir.path()).Put(RawDb::kChunks, RawDb::Key(d), *bad); }
     std::vector<std::pair<Digest, Status>> told;
     StoreOptions options = Fast();
     options.on_damaged_chunk = [&](const Digest& digest, const Status& why) { told.emplace_back(digest, why); };
@@ -256,7 +214,7 @@ TEST_CASE("a damaged chunk: Check names it, a read is Corruption and drops it, a
     CHECK(told.size() == 1);
   }
   // A damaged copy still indexed is replaced by a re-put without a read first.
-  { RawDb(dir.path()).Put(RawDb::kChunks, Key(d), not_zstd); }
+  { RawDb(dir.path()).Put(RawDb::kChunks, RawDb::Key(d), not_zstd); }
   std::unique_ptr<Store> store = OpenOrDie(dir.path());
   REQUIRE(store->PutChunk(d, good).ok());
   CHECK(store->GetChunk(d).value() == good);
@@ -273,14 +231,14 @@ TEST_CASE("serving checks a chunk by its frame's checksum; a frame without one i
     std::unique_ptr<Store> store = OpenOrDie(dir.path());
     REQUIRE(store->PutChunk(d, good).ok());
   }
-  const std::string written = RawDb(dir.path()).Get(RawDb::kChunks, Key(d));
+  const std::string written = RawDb(dir.path()).Get(RawDb::kChunks, RawDb::Key(d));
   REQUIRE(written.size() > 64 << 10);
   CHECK((static_cast<uint8_t>(written[4]) & 0x04) != 0);  // Content_Checksum_Flag (RFC 8878)
 
   // A flipped byte in a checksummed frame: found, not served, dropped.
   std::string flipped = written;
   flipped[flipped.size() / 2] = static_cast<char>(flipped[flipped.size() / 2] ^ 0x01);
-  { RawDb(dir.path()).Put(RawDb::kChunks, Key(d), flipped); }
+  { RawDb(dir.path()).Put(RawDb::kChunks, RawDb::Key(d), flipped); }
   {
     std::unique_ptr<Store> store = OpenOrDie(dir.path());
     Result<std::shared_ptr<const Bytes>> served = store->ServeChunk(d);
@@ -291,7 +249,7 @@ TEST_CASE("serving checks a chunk by its frame's checksum; a frame without one i
 
   // A frame without a checksum (as an older store wrote them) is re-hashed:
   // one of other bytes is found.
-  { RawDb(dir.path()).Put(RawDb::kChunks, Key(d), Zstd(other)); }
+  { RawDb(dir.path()).Put(RawDb::kChunks, RawDb::Key(d), Zstd(other)); }
   {
     std::unique_ptr<Store> store = OpenOrDie(dir.path());
     CHECK(store->ServeChunk(d).status().code() == Status::Code::kCorruption);
@@ -307,7 +265,7 @@ TEST_CASE("serving checks a chunk by its frame's checksum; a frame without one i
   }
   {
     RawDb raw(dir.path());
-    raw.Put(RawDb::kChunks, Key(d), raw.Get(RawDb::kChunks, Key(Digest::Of(other))));
+    raw.Put(RawDb::kChunks, RawDb::Key(d), raw.Get(RawDb::kChunks, RawDb::Key(Digest::Of(other))));
   }
   std::unique_ptr<Store> store = OpenOrDie(dir.path());
   Result<std::shared_ptr<const Bytes>> served = store->ServeChunk(d);
@@ -764,10 +722,9 @@ TEST_CASE("Check is clean on a good store and names damaged versions and index e
   Digest stray = Digest::Of("an artifact nobody committed");
   {
     RawDb raw(dir.path());
-    raw.Delete(RawDb::kChunks, Key(a.manifest.chunks[1].digest));  // a lost chunk
-    raw.Delete(RawDb::kChunkIndex, Key(a.manifest.chunks[1].digest));
-    raw.Delete(RawDb::kArtifacts, Key(b.manifest.digest));
-    raw.Put(RawDb::kArtifacts, Key(stray), std::string("fraud-detector\0" "1.0.0", 20));
+    raw.Lose(a.manifest.chunks[1].digest);
+    raw.Delete(RawDb::kArtifacts, RawDb::Key(b.manifest.digest));
+    raw.Put(RawDb::kArtifacts, RawDb::Key(stray), std::string("fraud-detector\0" "1.0.0", 20));
     raw.Put(RawDb::kManifests, std::string("fraud-detector\0" "9.0.0", 20), "{garbage");
   }
   std::unique_ptr<Store> store = OpenOrDie(dir.path());
@@ -792,8 +749,8 @@ TEST_CASE("Check finds chunks and chunk index entries without each other") {
   Digest orphan = Digest::Of("chunk without index entry");
   {
     RawDb raw(dir.path());
-    raw.Delete(RawDb::kChunks, Key(a.manifest.chunks[0].digest));  // index entry left behind
-    raw.Put(RawDb::kChunks, Key(orphan), Zstd(AsBytes("chunk without index entry")));
+    raw.Delete(RawDb::kChunks, RawDb::Key(a.manifest.chunks[0].digest));  // index entry left behind
+    raw.Put(RawDb::kChunks, RawDb::Key(orphan), Zstd(AsBytes("chunk without index entry")));
   }
   std::unique_ptr<Store> store = OpenOrDie(dir.path());
   CheckReport report = store->Check();
@@ -811,7 +768,7 @@ TEST_CASE("Check keeps at most kCheckFaultsMax fault lines and counts the rest")
   { OpenOrDie(dir.path()); }
   {
     RawDb raw(dir.path());
-    for (size_t i = 0; i < kCheckFaultsMax + 5; ++i) raw.Put(RawDb::kChunks, Key(Digest::Of(std::to_string(i))), "junk");
+    for (size_t i = 0; i < kCheckFaultsMax + 5; ++i) raw.Put(RawDb::kChunks, RawDb::Key(Digest::Of(std::to_string(i))), "junk");
   }
   CheckReport report = OpenOrDie(dir.path())->Check();
   CHECK(report.chunks_checked == kCheckFaultsMax + 5);
@@ -1136,8 +1093,7 @@ TEST_CASE("a paged manifest: committed once its index pages are stored, read fro
   store.reset();
   {
     RawDb raw(dir.path());
-    raw.Delete(RawDb::kChunks, Key(lost));
-    raw.Delete(RawDb::kChunkIndex, Key(lost));
+    raw.Lose(lost);
   }
   store = OpenOrDie(dir.path(), Collecting(clock));
   Status unreadable = store->GetManifest("big", "1.0.0").status();
@@ -1156,9 +1112,9 @@ TEST_CASE("a paged manifest: committed once its index pages are stored, read fro
   store.reset();
   {
     RawDb raw(dir.path());
-    std::string frame = raw.Get(RawDb::kChunks, Key(flipped));
+    std::string frame = raw.Get(RawDb::kChunks, RawDb::Key(flipped));
     frame[frame.size() / 2] = static_cast<char>(frame[frame.size() / 2] ^ 0x01);
-    raw.Put(RawDb::kChunks, Key(flipped), frame);
+    raw.Put(RawDb::kChunks, RawDb::Key(flipped), frame);
   }
   store = OpenOrDie(dir.path(), Collecting(clock));
   Status damaged = store->GetManifest("big", "1.0.0").status();
