@@ -1,5 +1,5 @@
-// ParseJson: nlohmann's parser with a callback that counts each object's keys
-// and nesting, so that repeats (which nlohmann folds silently) are seen.
+// ParseJson: nlohmann's DOM builder counting keys and nesting, so that
+// repeats (which nlohmann folds silently) are seen.
 // JsonFields: typed reads of one object, each checking the type first, since
 // nlohmann is used without exceptions.
 #include "base/json.h"
@@ -11,32 +11,59 @@
 
 namespace meridian {
 
+namespace {
+
+// nlohmann's DOM builder with a limit on nesting and a count of the keys read.
+// (nlohmann's parser with a callback would serve, but it rescans an array after
+// each element that closes inside it: quadratic in the length of an array of
+// objects, minutes for a manifest of 65,536 pages.)
+class CheckedDomParser : public nlohmann::detail::json_sax_dom_parser<nlohmann::json> {
+ public:
+  using Base = nlohmann::detail::json_sax_dom_parser<nlohmann::json>;
+  explicit CheckedDomParser(nlohmann::json& document) : Base(document, /*allow_exceptions_=*/false) {}
+
+  bool start_object(std::size_t n) { return Enter() && Base::start_object(n); }
+  bool end_object() { --depth_; return Base::end_object(); }
+  bool start_array(std::size_t n) { return Enter() && Base::start_array(n); }
+  bool end_array() { --depth_; return Base::end_array(); }
+  bool key(string_t& k) { ++keys_; return Base::key(k); }
+
+  bool too_deep() const { return too_deep_; }
+  uint64_t keys() const { return keys_; }
+
+ private:
+  bool Enter() {
+    too_deep_ = ++depth_ > kJsonDepthMax;
+    return !too_deep_;
+  }
+  int depth_ = 0;
+  bool too_deep_ = false;
+  uint64_t keys_ = 0;
+};
+
+// The members of every object in `j`.
+uint64_t Members(const nlohmann::json& j) {
+  uint64_t n = j.is_object() ? j.size() : 0;
+  if (j.is_structured()) {
+    for (const nlohmann::json& e : j) n += Members(e);
+  }
+  return n;
+}
+
+}  // namespace
+
 Result<nlohmann::json> ParseJson(std::string_view text, uint64_t bytes_max) {
-  using Event = nlohmann::json::parse_event_t;
   if (text.size() > bytes_max) {
     return Status::ResourceExhausted(fmt::format("JSON of {} bytes exceeds the {} byte limit", text.size(), bytes_max));
   }
-  // Keys seen per open object: an object that ends holding fewer members
-  // than keys were read had a key repeated.
-  std::vector<size_t> keys_read;
-  bool too_deep = false, repeated = false;
-  auto check = [&](int depth, Event event, nlohmann::json& parsed) {
-    if (depth >= kJsonDepthMax) too_deep = true;  // depth counts from 0
-    switch (event) {
-      case Event::object_start: keys_read.push_back(0); break;
-      case Event::key: ++keys_read.back(); break;
-      case Event::object_end:
-        if (parsed.size() != keys_read.back()) repeated = true;
-        keys_read.pop_back();
-        break;
-      default: break;
-    }
-    return !too_deep;
-  };
-  nlohmann::json j = nlohmann::json::parse(text.begin(), text.end(), check, /*allow_exceptions=*/false);
-  if (too_deep) return Status::InvalidArgument(fmt::format("JSON nests deeper than {} levels", kJsonDepthMax));
-  if (j.is_discarded()) return Status::InvalidArgument("not valid JSON");
-  if (repeated) return Status::InvalidArgument("JSON object repeats a key");
+  nlohmann::json j;
+  CheckedDomParser sax(j);
+  const bool parsed = nlohmann::json::sax_parse(text.begin(), text.end(), &sax);
+  if (sax.too_deep()) return Status::InvalidArgument(fmt::format("JSON nests deeper than {} levels", kJsonDepthMax));
+  if (!parsed || sax.is_errored()) return Status::InvalidArgument("not valid JSON");
+  // nlohmann keeps the last of a repeated key: a document with one holds
+  // fewer members than keys were read.
+  if (Members(j) != sax.keys()) return Status::InvalidArgument("JSON object repeats a key");
   return j;
 }
 
