@@ -21,6 +21,7 @@
 #include "base/clock.h"
 #include "base/json.h"
 #include "daemon/api_shared.h"
+#include "daemon/chunk_cursor.h"
 #include "daemon/ui.h"
 #include "manifest/manifest.h"
 #include "trust/trust.h"
@@ -598,49 +599,46 @@ HttpResponse Api::GetArtifact(const HttpRequest& req, const std::string& digest_
   Result<Digest> digest = Digest::Parse(digest_text);
   if (!digest.ok()) return JsonError(400, "invalid_argument", digest.status().message());
   if (catalog_.IsElsewhereArtifact(*digest)) return NotHere("artifact " + digest->ToString());
-  Result<std::shared_ptr<const Manifest>> m = store_.FindArtifact(*digest);
+  // As signed: a paged manifest's chunk list is read a page at a time as the
+  // download goes, whatever the model's size; a v1 manifest's is shared with
+  // the cached manifest (a Range request copies nothing).
+  Result<std::shared_ptr<const Manifest>> m = store_.FindArtifactAsSigned(*digest);
   if (!m.ok()) return ErrorFor(m.status());
-  // Shares the cached manifest's chunk list: a Range request copies nothing.
-  return StreamChunks(req, *digest, (*m)->is_public, std::shared_ptr<const std::vector<ChunkRef>>(*m, &(*m)->chunks),
-                      (*m)->size);
+  auto cursor = (*m)->paged() ? std::make_shared<ChunkCursor>(store_, *m)
+                              : std::make_shared<ChunkCursor>(
+                                    std::shared_ptr<const std::vector<ChunkRef>>(*m, &(*m)->chunks));
+  return StreamChunks(req, *digest, (*m)->is_public, std::move(cursor), (*m)->size);
 }
 
 HttpResponse Api::StreamChunks(const HttpRequest& req, const Digest& digest, bool is_public,
-                               std::shared_ptr<const std::vector<ChunkRef>> chunks, uint64_t size) {
+                               std::shared_ptr<ChunkCursor> chunks, uint64_t size) {
   uint64_t first, length;
   HttpResponse r = PlanRepresentation(req, digest, is_public, size, &first, &length);
   if (r.status != 200 && r.status != 206) return r;
+  if (length == 0) return r;
 
   // Stream chunk by chunk from the one holding `first`: never the whole file in memory.
-  struct Cursor {
-    std::shared_ptr<const std::vector<ChunkRef>> chunks;
-    size_t index = 0;
-    uint64_t skip = 0;       // bytes to drop from the front of chunks[index]
+  Result<uint64_t> skip = chunks->Seek(first);
+  if (!skip.ok()) return ErrorFor(skip.status());
+  struct Stream {
+    std::shared_ptr<ChunkCursor> chunks;
+    uint64_t skip = 0;       // bytes to drop from the front of the next chunk
     uint64_t remaining = 0;  // bytes still to send
   };
-  auto cur = std::make_shared<Cursor>();
-  cur->chunks = std::move(chunks);
-  cur->remaining = length;
-  uint64_t offset = 0;
-  const std::vector<ChunkRef>& list = *cur->chunks;
-  while (cur->index < list.size() && offset + list[cur->index].size <= first) {
-    offset += list[cur->index].size;
-    ++cur->index;
-  }
-  cur->skip = first - offset;
+  auto cur = std::make_shared<Stream>(Stream{std::move(chunks), *skip, length});
   r.stream_bytes = length;
   r.stream = [this, cur]() -> Result<BodyPiece> {
-    if (cur->remaining == 0 || cur->index >= cur->chunks->size()) return Status::InvalidArgument("stream finished");
-    Result<std::shared_ptr<const Bytes>> chunk = store_.ServeChunk((*cur->chunks)[cur->index].digest);
+    Result<std::optional<ChunkRef>> next = cur->remaining == 0 ? std::optional<ChunkRef>() : cur->chunks->Next();
+    if (!next.ok()) return next.status();
+    if (!*next) return Status::InvalidArgument("stream finished");
+    Result<std::shared_ptr<const Bytes>> chunk = store_.ServeChunk((*next)->digest);
     if (!chunk.ok()) return chunk.status();
-    ++cur->index;
     ByteSpan piece = ByteSpan(**chunk).subspan(std::min<uint64_t>(cur->skip, (*chunk)->size()));
     cur->skip = 0;
     piece = piece.first(std::min<uint64_t>(piece.size(), cur->remaining));
     cur->remaining -= piece.size();
     return BodyPiece{*chunk, piece};
   };
-  if (length == 0) r.stream = nullptr;
   return r;
 }
 
@@ -676,7 +674,9 @@ HttpResponse Api::GetDelta(const HttpRequest& req, const std::string& from_text,
     return r;
   }
   if (!record->info.worthwhile) return JsonError(404, "delta_not_worthwhile", record->info.reason);
-  return StreamChunks(req, record->info.digest, IsPublicDelta(req), std::make_shared<const std::vector<ChunkRef>>(std::move(record->chunks)),
+  return StreamChunks(req, record->info.digest, IsPublicDelta(req),
+                      std::make_shared<ChunkCursor>(
+                          std::make_shared<const std::vector<ChunkRef>>(std::move(record->chunks))),
                       record->info.size);
 }
 

@@ -27,6 +27,8 @@
 
 namespace meridian {
 
+class ChunkCursor;
+
 // The built-in bearer token of each role: publishing, control (rollouts),
 // reading models (`terminal`: it reads, but speaks for no terminal: a
 // terminal's own routes take its credential or client certificate), and
@@ -101,10 +103,10 @@ class Api final : public HttpHandler {
   HttpResponse NotHere(std::string_view what) const;
   HttpResponse GetChunk(const HttpRequest& req, const std::string& digest_text);
   HttpResponse GetArtifact(const HttpRequest& req, const std::string& digest_text);
-  // A content-addressed object stored as `chunks`, with Range and caching headers.
-  // `chunks` is shared, not copied: an artifact's is the cached manifest's list.
+  // A content-addressed object of `size` bytes stored as the chunks `chunks`
+  // walks, with Range and caching headers.
   HttpResponse StreamChunks(const HttpRequest& req, const Digest& digest, bool is_public,
-                            std::shared_ptr<const std::vector<ChunkRef>> chunks, uint64_t size);
+                            std::shared_ptr<ChunkCursor> chunks, uint64_t size);
   HttpResponse GetDelta(const HttpRequest& req, const std::string& from_text, const std::string& to_text, bool info);
   HttpResponse PutChunk(const HttpRequest& req, const std::string& digest_text);
   HttpResponse MissingChunks(const HttpRequest& req);

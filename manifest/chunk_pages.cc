@@ -26,7 +26,15 @@ std::vector<ChunkPage> MakeChunkPages(std::span<const ChunkRef> chunks, size_t c
   return pages;
 }
 
-Status ReadChunkPage(const ChunkPageRef& ref, ByteSpan page, std::vector<ChunkRef>* out) {
+ChunkRef ChunkPageEntry(ByteSpan page, size_t i) {
+  const ByteSpan entry = page.subspan(i * kChunkPageEntryBytes, kChunkPageEntryBytes);
+  ChunkRef c;
+  c.digest = *Digest::FromBytes(entry.first(Digest::kSize));
+  for (size_t b = 0; b < 4; ++b) c.size |= uint64_t{entry[Digest::kSize + b]} << (8 * b);
+  return c;
+}
+
+Status CheckChunkPage(const ChunkPageRef& ref, ByteSpan page) {
   const std::string what = "index page " + ref.digest.ToString();
   if (ref.chunks == 0 || ref.chunks > kChunkPageEntriesMax) {
     return Status::Corruption(fmt::format("{} is said to hold {} chunks (1 to {})", what, ref.chunks,
@@ -36,24 +44,23 @@ Status ReadChunkPage(const ChunkPageRef& ref, ByteSpan page, std::vector<ChunkRe
     return Status::Corruption(fmt::format("{} is {} bytes, the manifest says {}", what, page.size(), ref.page_bytes()));
   }
   if (Digest::Of(page) != ref.digest) return Status::Corruption(what + ": its bytes hash to another digest");
-  const size_t first = out->size();
   uint64_t total = 0;
-  for (size_t at = 0; at < page.size(); at += kChunkPageEntryBytes) {
-    ChunkRef c;
-    c.digest = *Digest::FromBytes(page.subspan(at, Digest::kSize));
-    for (int i = 0; i < 4; ++i) c.size |= uint64_t{page[at + Digest::kSize + i]} << (8 * i);
-    if (c.size == 0 || c.size > kChunkBytesMax) {
-      out->resize(first);
-      return Status::Corruption(fmt::format("{}: chunk {} has size {} (1 to {})", what, at / kChunkPageEntryBytes,
-                                            c.size, kChunkBytesMax));
+  for (size_t i = 0; i < ref.chunks; ++i) {
+    const uint64_t size = ChunkPageEntry(page, i).size;
+    if (size == 0 || size > kChunkBytesMax) {
+      return Status::Corruption(fmt::format("{}: chunk {} has size {} (1 to {})", what, i, size, kChunkBytesMax));
     }
-    total += c.size;
-    out->push_back(c);
+    total += size;
   }
   if (total != ref.size) {
-    out->resize(first);
     return Status::Corruption(fmt::format("{}: its chunks hold {} bytes, the manifest says {}", what, total, ref.size));
   }
+  return Status::Ok();
+}
+
+Status ReadChunkPage(const ChunkPageRef& ref, ByteSpan page, std::vector<ChunkRef>* out) {
+  MERIDIAN_RETURN_IF_ERROR(CheckChunkPage(ref, page));
+  for (size_t i = 0; i < ref.chunks; ++i) out->push_back(ChunkPageEntry(page, i));
   return Status::Ok();
 }
 

@@ -26,10 +26,17 @@ struct ChunkPage {
 // 1 … kChunkPageEntriesMax), in order.
 std::vector<ChunkPage> MakeChunkPages(std::span<const ChunkRef> chunks, size_t chunks_per_page = kChunkPageEntriesMax);
 
-// Appends the entries of `page` to `out`, checked against `ref`: 1 to
-// kChunkPageEntriesMax chunks, its digest, its length (kChunkPageEntryBytes
-// per chunk), each size in 1 … kChunkBytesMax
-// and all of them summing to ref.size. Corruption otherwise (nothing appended).
+// Checks `page` against `ref`: 1 to kChunkPageEntriesMax chunks, its digest,
+// its length (kChunkPageEntryBytes per chunk), each size in 1 … kChunkBytesMax
+// and all of them summing to ref.size. Corruption otherwise.
+Status CheckChunkPage(const ChunkPageRef& ref, ByteSpan page);
+
+// Entry `i` of a page CheckChunkPage accepted (i < ref.chunks): a reader that
+// walks a page in place, without a copy of its list.
+ChunkRef ChunkPageEntry(ByteSpan page, size_t i);
+
+// Appends the entries of `page` to `out` once CheckChunkPage accepts it
+// (nothing appended otherwise).
 Status ReadChunkPage(const ChunkPageRef& ref, ByteSpan page, std::vector<ChunkRef>* out);
 
 // Reads one page's bytes (at most ref.page_bytes() are needed).

@@ -755,6 +755,26 @@ class RocksStore final : public Store {
     return Guard(&faults_, "FindArtifact", [&] { return IndexedVersion(rocksdb::ReadOptions(), digest); });
   }
 
+  Result<std::shared_ptr<const Manifest>> FindArtifactAsSigned(const Digest& digest) override {
+    return Guard(&faults_, "FindArtifactAsSigned", [&]() -> Result<std::shared_ptr<const Manifest>> {
+      rocksdb::ReadOptions ro;
+      Result<std::string> key = IndexedVersionKey(ro, digest);
+      if (!key.ok()) return key.status();
+      if (std::shared_ptr<const Manifest> cached = manifests_.Lookup(*key); cached && !cached->paged()) return cached;
+      const std::string signed_key = AsSignedKey(*key);
+      if (std::shared_ptr<const Manifest> cached = manifests_.Lookup(signed_key)) return cached;
+      const uint64_t erasures = manifests_.erasures();  // see ManifestCache::Insert
+      Result<std::string> envelope = ReadEnvelope(ro, *key);
+      if (envelope.status().code() == Status::Code::kNotFound) return IndexPointsToMissing(digest, *key);
+      if (!envelope.ok()) return envelope.status();
+      Result<Manifest> m = ParseStoredManifest(*key, *envelope);
+      if (!m.ok()) return m.status();
+      // A v1 manifest is what ReadManifest caches under the version's own key.
+      const std::string& cache_key = m->paged() ? signed_key : *key;
+      return manifests_.Insert(cache_key, std::make_shared<const Manifest>(std::move(*m)), erasures);
+    });
+  }
+
   Status DeleteVersion(std::string_view model, std::string_view version) override {
     return Guard(&faults_, "DeleteVersion", [&]() -> Status {
       if (!IsValidModelName(model) || !IsValidVersion(version)) {
@@ -783,6 +803,7 @@ class RocksStore final : public Store {
       }
       MERIDIAN_RETURN_IF_ERROR(Write(batch, "deleting " + what));
       manifests_.Erase(key);
+      manifests_.Erase(AsSignedKey(key));
       return Status::Ok();
     });
   }
@@ -995,17 +1016,31 @@ class RocksStore final : public Store {
   // index): NotFound when none, Corruption when its entry names a version
   // that is gone.
   Result<std::shared_ptr<const Manifest>> IndexedVersion(const rocksdb::ReadOptions& ro, const Digest& digest) {
+    Result<std::string> key = IndexedVersionKey(ro, digest);
+    if (!key.ok()) return key.status();
+    Result<std::shared_ptr<const Manifest>> m = ReadManifest(ro, *key);  // cached
+    if (m.status().code() == Status::Code::kNotFound) return IndexPointsToMissing(digest, *key);
+    return m;
+  }
+
+  // The version key the artifact index holds for `digest`; NotFound.
+  Result<std::string> IndexedVersionKey(const rocksdb::ReadOptions& ro, const Digest& digest) {
     std::string key;
     rocksdb::Status s = db_->Get(ro, cf(kArtifacts), ChunkKey(digest), &key);
     if (s.IsNotFound()) return Status::NotFound("no version with artifact " + digest.ToString());
     if (!s.ok()) return Fault(s, "reading the artifact index for " + digest.ToString());
-    Result<std::shared_ptr<const Manifest>> m = ReadManifest(ro, key);  // cached
-    if (!m.ok() && m.status().code() == Status::Code::kNotFound) {
-      return Status::Corruption("artifact index entry " + digest.ToString() + " points to missing " +
-                                DescribeVersionKey(key));
-    }
-    return m;
+    return key;
   }
+
+  static Status IndexPointsToMissing(const Digest& digest, const std::string& key) {
+    return Status::Corruption("artifact index entry " + digest.ToString() + " points to missing " +
+                              DescribeVersionKey(key));
+  }
+
+  // Where the manifest cache keeps a paged version's manifest as signed
+  // (FindArtifactAsSigned), beside the resolved one under the version's key.
+  // Version keys never end in \x01: versions are SemVer.
+  static std::string AsSignedKey(const std::string& key) { return key + '\x01'; }
 
   // Whether a committed version holds exactly `m`'s file: the same digest,
   // size and chunks. Its commit hashed those chunks whole to that digest.

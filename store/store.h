@@ -267,6 +267,11 @@ class Store {
   // The manifest of a version whose whole-file digest is `digest` (the first
   // committed with it), shared and cached like GetManifest's; NotFound.
   virtual Result<std::shared_ptr<const Manifest>> FindArtifact(const Digest& digest) = 0;
+  // FindArtifact's manifest as it was signed: a paged manifest's chunk list
+  // is left in its index pages (`chunks` empty, the pages not read), for a
+  // caller that reads them one at a time, such as a download served in
+  // bounded memory whatever the model's size. A v1 manifest is FindArtifact's.
+  virtual Result<std::shared_ptr<const Manifest>> FindArtifactAsSigned(const Digest& digest) = 0;
   // Removes a version: its envelope and, when it was the artifact index's
   // version for its digest, that entry (moved to another version holding the
   // same bytes, if one is stored). Its chunks stay until CollectGarbage.

@@ -121,6 +121,31 @@ TEST_CASE("a paged manifest: publish writes index pages, pull reads them; a retr
   CHECK_THAT(payload, Catch::Contains("meridian.manifest/v2"));
   CHECK_THAT(payload, !Catch::Contains("\"chunks\":["));
 
+  // The artifact is served from its pages, a page at a time: whole, and in
+  // ranges that start at a page's first byte, inside a page, and span pages.
+  const std::string artifact = "/v1/artifacts/" + published["digest"].get<std::string>();
+  Result<HttpReply> whole = c.Get(artifact, 8 << 20);
+  REQUIRE(whole.ok());
+  CHECK(whole->status == 200);
+  CHECK(whole->body == AsString(model));
+  const nlohmann::json pages = nlohmann::json::parse(payload)["chunk_pages"];
+  REQUIRE(pages.size() > 4);
+  const uint64_t page0 = pages[0]["size"].get<uint64_t>();
+  const uint64_t page1 = pages[1]["size"].get<uint64_t>();
+  const std::vector<std::pair<uint64_t, uint64_t>> ranges = {  // first byte, last byte
+      {page0, page0},                             // a page's first byte alone
+      {page0 - 1, page0 + page1 + 17},            // across two page boundaries
+      {page0 + 5, model.size() - 1},              // inside a page to the end
+      {model.size() - 3, model.size() - 1}};      // the last page's tail
+  for (auto [from, to] : ranges) {
+    INFO("bytes " << from << "-" << to);
+    Result<HttpReply> part =
+        c.Get(artifact, 8 << 20, {"Range: bytes=" + std::to_string(from) + "-" + std::to_string(to)});
+    REQUIRE(part.ok());
+    CHECK(part->status == 206);
+    CHECK(part->body == AsString(ByteSpan(model).subspan(from, to - from + 1)));
+  }
+
   CommandResult again = publish();
   REQUIRE(again.exit_code == 0);
   CHECK(nlohmann::json::parse(again.out)["already_published"] == true);
