@@ -4,7 +4,8 @@
 // parsed on their own), root documents and their expiry times, delta descriptors, the holdings
 // a region reports, audit log events (and heads), terminal credentials and credential
 // requests over the same bytes. Each must answer a
-// value or an error, never crash; a value must survive its own round trip.
+// value or an error, never crash; a value must survive its own round trip;
+// the strict reader must agree with nlohmann's parser but for what it adds.
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
@@ -24,7 +25,17 @@ using namespace meridian;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
-  (void)ParseJson(text, 1u << 20);
+  // The strict reader against nlohmann's own parser: it takes exactly the
+  // JSON that one takes, to the same value, and refuses of it only a repeated
+  // key or too deep a nesting.
+  const Result<nlohmann::json> strict = ParseJson(text, 1u << 20);
+  const nlohmann::json plain = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (strict.ok() && (plain.is_discarded() || *strict != plain)) std::abort();
+  if (!strict.ok() && !plain.is_discarded() && text.size() <= (1u << 20) &&
+      strict.status().message().find("repeats a key") == std::string::npos &&
+      strict.status().message().find("nests deeper") == std::string::npos) {
+    std::abort();
+  }
   if (Result<Manifest> m = ParseManifest(text); m.ok()) {
     Result<Manifest> again = ParseManifest(ManifestToJson(*m));
     if (!again.ok() || !(*again == *m)) std::abort();
