@@ -604,10 +604,7 @@ HttpResponse Api::GetArtifact(const HttpRequest& req, const std::string& digest_
   // the cached manifest (a Range request copies nothing).
   Result<std::shared_ptr<const Manifest>> m = store_.FindArtifactAsSigned(*digest);
   if (!m.ok()) return ErrorFor(m.status());
-  auto cursor = (*m)->paged() ? std::make_shared<ChunkCursor>(store_, *m)
-                              : std::make_shared<ChunkCursor>(
-                                    std::shared_ptr<const std::vector<ChunkRef>>(*m, &(*m)->chunks));
-  return StreamChunks(req, *digest, (*m)->is_public, std::move(cursor), (*m)->size);
+  return StreamChunks(req, *digest, (*m)->is_public, std::make_shared<ChunkCursor>(store_, *m), (*m)->size);
 }
 
 HttpResponse Api::StreamChunks(const HttpRequest& req, const Digest& digest, bool is_public,

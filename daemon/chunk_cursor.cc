@@ -8,8 +8,14 @@ namespace meridian {
 
 ChunkCursor::ChunkCursor(std::shared_ptr<const std::vector<ChunkRef>> chunks) : list_(std::move(chunks)) {}
 
-ChunkCursor::ChunkCursor(Store& store, std::shared_ptr<const Manifest> paged)
-    : store_(&store), manifest_(std::move(paged)) {}
+ChunkCursor::ChunkCursor(Store& store, std::shared_ptr<const Manifest> manifest) {
+  if (manifest->paged()) {
+    store_ = &store;
+    manifest_ = std::move(manifest);
+  } else {
+    list_ = std::shared_ptr<const std::vector<ChunkRef>>(manifest, &manifest->chunks);
+  }
+}
 
 Status ChunkCursor::LoadPage(size_t page) {
   const ChunkPageRef& ref = manifest_->chunk_pages[page];

@@ -23,9 +23,10 @@ class ChunkCursor {
  public:
   // Over `chunks` (shared, not copied).
   explicit ChunkCursor(std::shared_ptr<const std::vector<ChunkRef>> chunks);
-  // Over the index pages of `paged` (a manifest as signed), each read with
+  // Over an artifact's chunks: a v1 manifest's list (shared, not copied), or
+  // the index pages of a paged manifest (as signed), each read with
   // store.ServeChunk and checked against the manifest before it is used.
-  ChunkCursor(Store& store, std::shared_ptr<const Manifest> paged);
+  ChunkCursor(Store& store, std::shared_ptr<const Manifest> manifest);
 
   // Moves to the chunk that holds byte `offset` of the whole, and returns how
   // many of its bytes come before it. InvalidArgument past the end;

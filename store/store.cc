@@ -257,6 +257,12 @@ enum class Damaged {
   kKeep,  // leave it: Check reports, and drops only under CheckMode::kRepair
 };
 
+// Which form of a paged (v2) manifest a read wants.
+enum class Pages {
+  kResolved,  // its chunk list read from the index pages stored here
+  kAsSigned,  // as signed: the pages named, not read (FindArtifactAsSigned)
+};
+
 // Whether a zstd frame carries a content checksum: bit 2 of its
 // Frame_Header_Descriptor, the byte after the 4-byte magic (RFC 8878
 // 3.1.1.1.1). `frame` is one zstd frame, so that byte is there.
@@ -756,23 +762,8 @@ class RocksStore final : public Store {
   }
 
   Result<std::shared_ptr<const Manifest>> FindArtifactAsSigned(const Digest& digest) override {
-    return Guard(&faults_, "FindArtifactAsSigned", [&]() -> Result<std::shared_ptr<const Manifest>> {
-      rocksdb::ReadOptions ro;
-      Result<std::string> key = IndexedVersionKey(ro, digest);
-      if (!key.ok()) return key.status();
-      if (std::shared_ptr<const Manifest> cached = manifests_.Lookup(*key); cached && !cached->paged()) return cached;
-      const std::string signed_key = AsSignedKey(*key);
-      if (std::shared_ptr<const Manifest> cached = manifests_.Lookup(signed_key)) return cached;
-      const uint64_t erasures = manifests_.erasures();  // see ManifestCache::Insert
-      Result<std::string> envelope = ReadEnvelope(ro, *key);
-      if (envelope.status().code() == Status::Code::kNotFound) return IndexPointsToMissing(digest, *key);
-      if (!envelope.ok()) return envelope.status();
-      Result<Manifest> m = ParseStoredManifest(*key, *envelope);
-      if (!m.ok()) return m.status();
-      // A v1 manifest is what ReadManifest caches under the version's own key.
-      const std::string& cache_key = m->paged() ? signed_key : *key;
-      return manifests_.Insert(cache_key, std::make_shared<const Manifest>(std::move(*m)), erasures);
-    });
+    return Guard(&faults_, "FindArtifactAsSigned",
+                 [&] { return IndexedVersion(rocksdb::ReadOptions(), digest, Pages::kAsSigned); });
   }
 
   Status DeleteVersion(std::string_view model, std::string_view version) override {
@@ -1015,26 +1006,18 @@ class RocksStore final : public Store {
   // The first version committed with the whole-file `digest` (the artifact
   // index): NotFound when none, Corruption when its entry names a version
   // that is gone.
-  Result<std::shared_ptr<const Manifest>> IndexedVersion(const rocksdb::ReadOptions& ro, const Digest& digest) {
-    Result<std::string> key = IndexedVersionKey(ro, digest);
-    if (!key.ok()) return key.status();
-    Result<std::shared_ptr<const Manifest>> m = ReadManifest(ro, *key);  // cached
-    if (m.status().code() == Status::Code::kNotFound) return IndexPointsToMissing(digest, *key);
-    return m;
-  }
-
-  // The version key the artifact index holds for `digest`; NotFound.
-  Result<std::string> IndexedVersionKey(const rocksdb::ReadOptions& ro, const Digest& digest) {
+  Result<std::shared_ptr<const Manifest>> IndexedVersion(const rocksdb::ReadOptions& ro, const Digest& digest,
+                                                         Pages pages = Pages::kResolved) {
     std::string key;
     rocksdb::Status s = db_->Get(ro, cf(kArtifacts), ChunkKey(digest), &key);
     if (s.IsNotFound()) return Status::NotFound("no version with artifact " + digest.ToString());
     if (!s.ok()) return Fault(s, "reading the artifact index for " + digest.ToString());
-    return key;
-  }
-
-  static Status IndexPointsToMissing(const Digest& digest, const std::string& key) {
-    return Status::Corruption("artifact index entry " + digest.ToString() + " points to missing " +
-                              DescribeVersionKey(key));
+    Result<std::shared_ptr<const Manifest>> m = ReadManifest(ro, key, pages);  // cached
+    if (!m.ok() && m.status().code() == Status::Code::kNotFound) {
+      return Status::Corruption("artifact index entry " + digest.ToString() + " points to missing " +
+                                DescribeVersionKey(key));
+    }
+    return m;
   }
 
   // Where the manifest cache keeps a paged version's manifest as signed
@@ -1132,20 +1115,29 @@ class RocksStore final : public Store {
 
   // The manifest stored under `key`, checked to be the version the key
   // names: from the cache, or parsed and cached. Versions never change once
-  // committed, so the cache is right whatever snapshot `ro` reads.
-  Result<std::shared_ptr<const Manifest>> ReadManifest(const rocksdb::ReadOptions& ro, const std::string& key) {
-    if (std::shared_ptr<const Manifest> cached = manifests_.Lookup(key)) return cached;
+  // committed, so the cache is right whatever snapshot `ro` reads. A paged
+  // manifest comes resolved from the pages stored here (unless the version
+  // is kept as a manifest only), or kAsSigned as signed, cached apart.
+  Result<std::shared_ptr<const Manifest>> ReadManifest(const rocksdb::ReadOptions& ro, const std::string& key,
+                                                       Pages pages = Pages::kResolved) {
+    std::shared_ptr<const Manifest> cached = manifests_.Lookup(key);
+    if (cached && (pages == Pages::kResolved || !cached->paged())) return cached;
+    const std::string signed_key = AsSignedKey(key);
+    if (pages == Pages::kAsSigned) {
+      if (std::shared_ptr<const Manifest> as_signed = manifests_.Lookup(signed_key)) return as_signed;
+    }
     const uint64_t erasures = manifests_.erasures();  // see ManifestCache::Insert
     Result<std::string> envelope = ReadEnvelope(ro, key);
     if (!envelope.ok()) return envelope.status();
     Result<Manifest> m = ParseStoredManifest(key, *envelope);
     if (!m.ok()) return m.status();
-    if (m->paged() && !IsManifestOnly(ro, key)) {
+    const bool as_signed = m->paged() && pages == Pages::kAsSigned;
+    if (m->paged() && !as_signed && !IsManifestOnly(ro, key)) {
       if (Status st = ResolvePagesHere(&*m); !st.ok()) {
         return Status::Corruption(DescribeVersionKey(key) + ": " + st.message());
       }
     }
-    return manifests_.Insert(key, std::make_shared<const Manifest>(std::move(*m)), erasures);
+    return manifests_.Insert(as_signed ? signed_key : key, std::make_shared<const Manifest>(std::move(*m)), erasures);
   }
 
   // Fills a paged manifest's chunk list from the index pages stored here. A
