@@ -27,6 +27,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <ctime>
+#include <deque>
 #include <exception>
 #include <filesystem>
 #include <future>
@@ -69,9 +70,12 @@ constexpr uint64_t kMemtableFsShare = 32;
 constexpr size_t kChunkMutexes = 64;
 // Unreferenced chunks CollectGarbage deletes per pass of its sweep.
 constexpr size_t kSweepBatchChunks = 256;
-// A commit reads this many bytes of chunks ahead of hashing them (see
-// ReadChunksOf): the thread it starts per batch costs little beside them.
+// A commit reads chunks in batches of this many bytes, a batch per core ahead
+// of hashing them (see ReadChunksOf): the thread it starts per batch costs
+// little beside them.
 constexpr uint64_t kCommitReadAheadBytes = 4u << 20;
+// Bounds what one commit holds in memory to this many batches.
+constexpr size_t kCommitReadersMax = 8;
 // Closing waits at most this long for the flush it asks for.
 constexpr std::chrono::seconds kCloseFlushWait{10};
 // RocksDB's info log (LOG): lines longer are cut; past this size LOG becomes LOG.old.
@@ -1036,29 +1040,41 @@ class RocksStore final : public Store {
   // Reads `m`'s chunks in order, checked as `rehash` says, into `whole` when
   // not null. FailedPrecondition when a stored chunk fails to decode or
   // (Rehash::kYes) to verify: all of those are dropped, so one upload
-  // restores the lot. The chunks are read and decompressed a batch ahead on
-  // another thread while this one hashes, so a commit takes about one
-  // SHA-256 pass over the file, not that plus the reading.
+  // restores the lot. The chunks are read and decompressed ahead on other
+  // threads while this one hashes, so a commit takes about one SHA-256 pass
+  // over the file, not that plus the reading.
   Status ReadChunksOf(const Manifest& m, Rehash rehash, const std::string& what, Sha256* whole) {
     using Batch = std::vector<Result<Bytes>>;
-    auto read = [this, &m, rehash](size_t begin) {
+    auto read = [this, &m, rehash](size_t begin, size_t end) {
       Batch batch;
-      uint64_t bytes = 0;
-      for (size_t i = begin; i < m.chunks.size() && bytes < kCommitReadAheadBytes; ++i) {
-        batch.push_back(ReadChunk(m.chunks[i].digest, rehash));
-        bytes += m.chunks[i].size;
-      }
+      for (size_t i = begin; i < end; ++i) batch.push_back(ReadChunk(m.chunks[i].digest, rehash));
       return batch;
     };
+    // Batches are read on a thread per core (up to kCommitReadersMax), while
+    // this one hashes them in order: decoding a chunk and checking its frame
+    // costs about what hashing it does, and when nothing is hashed (a file
+    // committed before) the reading is all the work.
+    const size_t readers = std::clamp<size_t>(std::thread::hardware_concurrency(), 2, kCommitReadersMax);
+    std::deque<std::future<Batch>> ahead;
+    size_t queued = 0;  // chunks handed to a reader
+    auto read_ahead = [&] {
+      while (ahead.size() < readers && queued < m.chunks.size()) {
+        const size_t begin = queued;
+        for (uint64_t bytes = 0; queued < m.chunks.size() && bytes < kCommitReadAheadBytes; ++queued) {
+          bytes += m.chunks[queued].size;
+        }
+        ahead.push_back(std::async(std::launch::async, read, begin, queued));
+      }
+    };
     MissingList damaged;
-    // Returning early destroys `ahead`, which waits for the batch in flight.
-    std::future<Batch> ahead;
-    if (!m.chunks.empty()) ahead = std::async(std::launch::async, read, 0);
+    // Returning early destroys `ahead`, which waits for the batches in flight.
+    read_ahead();
     for (size_t next = 0; next < m.chunks.size();) {
-      Batch batch = ahead.get();
+      Batch batch = ahead.front().get();
+      ahead.pop_front();
+      read_ahead();
       const size_t begin = next;
       next += batch.size();
-      if (next < m.chunks.size()) ahead = std::async(std::launch::async, read, next);
       for (size_t i = 0; i < batch.size(); ++i) {
         if (batch[i].status().code() == Status::Code::kCorruption) {
           damaged.Add(m.chunks[begin + i].digest);
