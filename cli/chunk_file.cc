@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cassert>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -20,6 +21,10 @@ namespace {
 constexpr size_t kReadBlockBytes = 8 << 20;
 // Blocks read and hashed ahead of the chunking: bounds memory to a few blocks.
 constexpr size_t kBlocksAhead = 3;
+// Room before a block's bytes for the uncut tail of the block before it
+// (shorter than a chunk's largest size), so that the two are cut as one
+// buffer without copying the block.
+const size_t kTailRoom = ChunkerParams{}.max_bytes;
 
 // Runs task(i) for i in [0, count) on up to `threads` threads (this one among them).
 void ParallelFor(size_t count, size_t threads, const std::function<void(size_t)>& task) {
@@ -33,8 +38,16 @@ void ParallelFor(size_t count, size_t threads, const std::function<void(size_t)>
   for (std::thread& t : helpers) t.join();
 }
 
+// A block of the file: kTailRoom bytes of room, then `size` bytes read.
+struct Block {
+  Bytes buffer;
+  size_t size = 0;
+};
+
 // Reads a file block by block on a thread of its own, hashing it whole as it
-// goes (SHA-256 is serial: it sets the pace), and hands the blocks over.
+// goes (SHA-256 is serial: it sets the pace), and hands the blocks over. The
+// buffers of blocks given back are read into again: no block is allocated,
+// zeroed and faulted in more than once.
 class BlockReader {
  public:
   BlockReader(std::string path, const std::function<void(uint64_t)>& on_read)
@@ -50,15 +63,20 @@ class BlockReader {
   BlockReader(const BlockReader&) = delete;
   BlockReader& operator=(const BlockReader&) = delete;
 
-  // The next block; empty at the end of the file, then whole() is its digest.
-  Result<Bytes> Next() {
+  // The next block; of size 0 at the end of the file, then whole() is its digest.
+  Result<Block> Next() {
     std::unique_lock lock(mu_);
     cv_.wait(lock, [&] { return !ready_.empty() || done_; });
-    if (ready_.empty()) return status_.ok() ? Result<Bytes>(Bytes()) : Result<Bytes>(status_);
-    Bytes block = std::move(ready_.front());
+    if (ready_.empty()) return status_.ok() ? Result<Block>(Block()) : Result<Block>(status_);
+    Block block = std::move(ready_.front());
     ready_.pop_front();
     cv_.notify_all();
     return block;
+  }
+  // Takes back a block's buffer to read into.
+  void GiveBack(Block block) {
+    std::lock_guard lock(mu_);
+    free_.push_back(std::move(block.buffer));
   }
   Digest whole() const { return whole_; }
 
@@ -68,24 +86,31 @@ class BlockReader {
     Result<std::unique_ptr<SequentialFile>> file = Env::Default().NewSequentialFile(path_);
     Status st = file.status();
     for (bool eof = !st.ok(); !eof;) {
-      Bytes block(kReadBlockBytes);
-      size_t held = 0;
-      while (held < block.size()) {
-        Result<size_t> n = (*file)->Read(std::span(block).subspan(held));
+      Block block;
+      {
+        std::lock_guard lock(mu_);
+        if (!free_.empty()) {
+          block.buffer = std::move(free_.back());
+          free_.pop_back();
+        }
+      }
+      block.buffer.resize(kTailRoom + kReadBlockBytes);
+      const std::span<uint8_t> room = std::span(block.buffer).subspan(kTailRoom);
+      while (block.size < room.size()) {
+        Result<size_t> n = (*file)->Read(room.subspan(block.size));
         if (!n.ok()) st = n.status();
         if (!n.ok() || *n == 0) {
           eof = true;
           break;
         }
-        held += *n;
+        block.size += *n;
       }
-      block.resize(held);
-      sha.Update(block);
-      on_read_(held);
+      sha.Update(room.first(block.size));
+      on_read_(block.size);
       std::unique_lock lock(mu_);
       cv_.wait(lock, [&] { return stop_ || ready_.size() < kBlocksAhead; });
       if (stop_) return;
-      if (!block.empty()) ready_.push_back(std::move(block));
+      if (block.size > 0) ready_.push_back(std::move(block));
       cv_.notify_all();
     }
     std::lock_guard lock(mu_);
@@ -99,7 +124,8 @@ class BlockReader {
   const std::function<void(uint64_t)>& on_read_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Bytes> ready_;
+  std::deque<Block> ready_;
+  std::vector<Bytes> free_;
   bool stop_ = false;
   bool done_ = false;
   Status status_ = Status::Ok();
@@ -114,15 +140,19 @@ Result<ChunkedFile> ChunkFile(const std::string& path, const std::function<void(
   const size_t threads = std::max(1u, std::thread::hardware_concurrency());
   BlockReader reader(path, on_read);
   ChunkedFile out;
-  // The uncut tail of one block (shorter than a chunk) and the next block.
-  Bytes buf;
-  buf.reserve(kReadBlockBytes + ChunkerParams{}.max_bytes);
-  uint64_t file_offset = 0;  // of buf[0]
+  Bytes tail;  // the uncut end of the block before, shorter than a chunk
+  tail.reserve(kTailRoom);
+  uint64_t file_offset = 0;  // of the tail's first byte
   for (bool eof = false; !eof;) {
-    Result<Bytes> block = reader.Next();
+    Result<Block> block = reader.Next();
     if (!block.ok()) return block.status();
-    eof = block->empty();
-    buf.insert(buf.end(), block->begin(), block->end());
+    eof = block->size == 0;
+    if (eof) block->buffer.resize(kTailRoom);
+    // The tail and the block's bytes, as one buffer. CutChunks leaves a tail
+    // shorter than a chunk's largest size: it fits in the room.
+    assert(tail.size() < kTailRoom);
+    std::copy(tail.begin(), tail.end(), block->buffer.begin() + static_cast<ptrdiff_t>(kTailRoom - tail.size()));
+    const ByteSpan buf = ByteSpan(block->buffer).subspan(kTailRoom - tail.size(), tail.size() + block->size);
     std::vector<std::vector<CutCandidate>> found(threads);
     ParallelFor(threads, threads, [&](size_t k) {
       found[k] = ScanCutCandidates(buf, buf.size() * k / threads, buf.size() * (k + 1) / threads);
@@ -141,14 +171,15 @@ Result<ChunkedFile> ChunkFile(const std::string& path, const std::function<void(
     }
     ParallelFor(out.manifest.chunks.size() - first, threads, [&](size_t i) {
       ChunkRef& c = out.manifest.chunks[first + i];
-      c.digest = Digest::Of(ByteSpan(buf).subspan(out.offsets[first + i] - file_offset, c.size));
+      c.digest = Digest::Of(buf.subspan(out.offsets[first + i] - file_offset, c.size));
     });
     if (on_chunks) {
       MERIDIAN_RETURN_IF_ERROR(on_chunks(std::span(out.manifest.chunks).subspan(first),
                                          std::span(out.offsets).subspan(first)));
     }
-    buf.erase(buf.begin(), buf.begin() + static_cast<ptrdiff_t>(cut));
+    tail.assign(buf.begin() + static_cast<ptrdiff_t>(cut), buf.end());
     file_offset += cut;
+    reader.GiveBack(std::move(*block));
   }
   out.manifest.size = file_offset;
   out.manifest.digest = reader.whole();
