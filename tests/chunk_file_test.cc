@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 
 #include "base/digest.h"
@@ -65,4 +66,36 @@ TEST_CASE("an empty file, and one that cannot be read") {
   Result<ChunkedFile> missing = ChunkFile("/nonexistent/meridian-model.bin", [](uint64_t) {});
   REQUIRE_FALSE(missing.ok());
   CHECK(missing.status().message().find("/nonexistent/meridian-model.bin") != std::string::npos);
+}
+
+TEST_CASE("a long uncut tail carried from one block to the next is cut as one buffer would be") {
+  // Random bytes, then zeros across the first block's end (8 MiB): zeros hold
+  // no boundary, so chunks are cut there at the largest size from the last
+  // boundary in the random bytes, and the first block leaves a tail of
+  // (8 MiB - that boundary) modulo the largest size. A prefix whose tail is
+  // nearly a whole chunk is looked for among a few lengths.
+  const size_t block = size_t{8} << 20, largest = ChunkerParams{}.max_bytes;
+  std::optional<Bytes> data;
+  for (size_t prefix = 1 << 20; prefix < (2 << 20) && !data; prefix += 37'000) {
+    Bytes d = RandomBytes(block + (1 << 20), prefix);
+    std::fill(d.begin() + static_cast<ptrdiff_t>(prefix), d.begin() + static_cast<ptrdiff_t>(block + largest), 0);
+    size_t cut = 0;
+    for (size_t len : ChunkLengths(d)) {
+      if (cut + len > block) break;
+      cut += len;
+    }
+    if (block - cut > largest * 7 / 8) data = std::move(d);
+  }
+  REQUIRE(data);
+  const std::string path = WriteTemp(*data, "meridian-chunk-file-tail");
+  Result<ChunkedFile> f = ChunkFile(path, [](uint64_t) {});
+  std::filesystem::remove(path);
+  REQUIRE(f.ok());
+  CHECK(f->manifest.digest == Digest::Of(*data));
+  const std::vector<size_t> lengths = ChunkLengths(*data);
+  REQUIRE(f->manifest.chunks.size() == lengths.size());
+  for (size_t i = 0, offset = 0; i < lengths.size(); offset += lengths[i++]) {
+    CHECK(f->manifest.chunks[i].size == lengths[i]);
+    CHECK(f->manifest.chunks[i].digest == Digest::Of(ByteSpan(*data).subspan(offset, lengths[i])));
+  }
 }
