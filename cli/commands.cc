@@ -186,11 +186,16 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
     }
     Status st = ForEachParallel(store_clients, to_upload.size(), [&](HttpClient& c, size_t k) -> Status {
       const ChunkToSend& chunk = *to_upload[k];
-      Bytes data(chunk.size);
+      // A chunk of the file is read into its sending thread's buffer, kept
+      // from one chunk to the next: not allocated and zeroed for each.
+      thread_local Bytes read_buffer;
+      ByteSpan data;
       if (chunk.bytes != nullptr) {
         data = *chunk.bytes;
       } else {
-        MERIDIAN_RETURN_IF_ERROR(PreadExact(file.fd, chunk.offset, data, o.path));
+        read_buffer.resize(chunk.size);
+        MERIDIAN_RETURN_IF_ERROR(PreadExact(file.fd, chunk.offset, read_buffer, o.path));
+        data = read_buffer;
       }
       // Not hashed again here: the daemon hashes every chunk it takes.
       Result<HttpReply> r = c.Put(ChunkPath(chunk.digest), data, kShortReplyBytesMax);
