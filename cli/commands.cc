@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <functional>
 #include <filesystem>
 #include <future>
@@ -274,7 +275,8 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
   env.payload_type = std::string(kManifestPayloadType);
   env.payload = ToBytes(manifest_json);
   for (const SecretKey& key : *keys) SignEnvelope(env, key);
-  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
+  HttpClient client(g.server,
+                    HttpClientOptions{.timeout_ms = CommitTimeoutMs(m.size), .bearer_token = g.token, .tls = g.tls});
   Result<HttpReply> r = Status::Unavailable("not sent");
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (attempt > 0) {
@@ -464,8 +466,12 @@ Status DownloadChunks(const GlobalOptions& g, VerifiedManifest& verified, int fd
     if (!data.ok()) return data.status();
     downloaded += data->size();
     progress.Add(data->size());
-    return PwriteAll(fd, offsets[i], *data, "the output file");
+    // A chunk of zeros is left a hole, which reads as zeros: a sparse file
+    // (a preallocated tensor store) takes no more disk here than its data.
+    const bool zeros = (*data)[0] == 0 && std::memcmp(data->data(), data->data() + 1, data->size() - 1) == 0;
+    return zeros ? Status::Ok() : PwriteAll(fd, offsets[i], *data, "the output file");
   }));
+  if (::ftruncate(fd, static_cast<off_t>(m.size)) != 0) return ErrnoStatus("truncate", errno);  // a hole at the end too
   // Verify what is on disk, not what we meant to write.
   Sha256 whole;
   Bytes buf(kReadBufferBytes);

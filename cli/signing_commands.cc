@@ -126,7 +126,10 @@ int Sign(const GlobalOptions& g, const SignOptions& o) {
     return 0;
   }
   for (const SecretKey& key : *keys) SignEnvelope(found->envelope, key);
-  Result<HttpReply> r = client.Post(VersionsPath(o.model), EnvelopeToJson(found->envelope), kJsonReplyBytesMax);
+  // The last signature commits the version: the daemon reads it all first.
+  HttpClient committer(g.server,
+                       HttpClientOptions{.timeout_ms = CommitTimeoutMs(m.size), .bearer_token = g.token, .tls = g.tls});
+  Result<HttpReply> r = committer.Post(VersionsPath(o.model), EnvelopeToJson(found->envelope), kJsonReplyBytesMax);
   if (!r.ok()) return Fail(r.status());
   if (r->status != 200 && r->status != 201 && r->status != 202) return FailReply("sign", *r);
   Result<CommitAnswer> answer = ParseCommitAnswer(*r);

@@ -119,6 +119,16 @@ inline constexpr uint64_t kTargetReplyBytesMax = 17u << 20;
 // A signed delta descriptor: the envelope of a kDeltaInfoJsonBytesMax payload.
 inline constexpr uint64_t kDeltaInfoReplyBytesMax = (kDeltaInfoJsonBytesMax + 2) / 3 * 4 + (64u << 10);
 
+// --- how long a call may take
+// A commit (POST VersionsPath, by publish and sign) is answered only once the
+// daemon has read the whole artifact back from its store and hashed it: the
+// HttpClient's default (5 minutes) and a second more per 50 MB, so that a
+// large model (200 GiB: 77 minutes in all) is not given up on, nor a small
+// one waited on for ever.
+inline constexpr long CommitTimeoutMs(uint64_t artifact_bytes) {
+  return 300'000 + static_cast<long>(artifact_bytes / 50'000);
+}
+
 // A non-2xx reply as a Status whose message names `what`, the HTTP status and
 // the server's error message: Unavailable for 5xx (another try, or another
 // server, may do better; a 507 is said to be the server's full disk),

@@ -1,5 +1,7 @@
 // Integration: publish a 200 MB model and a 1 %-changed second version with
 // the real CLI into a real meridiand, pull both back, verify.
+#include <sys/stat.h>
+
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -9,6 +11,7 @@
 #include "base/digest.h"
 #include "client/api.h"
 #include "client/http_client.h"
+#include "delta/chunker.h"
 #include "manifest/chunk_pages.h"
 #include "signing/signing.h"
 #include "tests/harness.h"
@@ -78,6 +81,28 @@ TEST_CASE("publish, deduplicated second version, pull byte-identical") {
   CommandResult fsck = d.Fsck();
   INFO(fsck.out << fsck.err);
   CHECK(fsck.exit_code == 0);
+}
+
+TEST_CASE("pull leaves chunks of zeros as holes, at the end too, and the file reads back whole") {
+  DaemonFixture d;
+  d.Start();
+  // 8 MiB of zeros, 1 MiB of data, 8 MiB of zeros: a sparse tensor file.
+  Bytes file(17u << 20, 0);
+  const Bytes data = RandomBytes(1u << 20, 5);
+  std::copy(data.begin(), data.end(), file.begin() + (8 << 20));
+  WriteFile(d.dir() / "sparse.bin", file);
+  REQUIRE(d.Publish("sparse", "1.0.0", d.dir() / "sparse.bin").exit_code == 0);
+
+  const std::string out = d.dir() / "pulled.bin";
+  CommandResult pull = d.Cli({"--token", d.terminal_token(), "pull", "--root", d.root_json(), "sparse", "1.0.0", "-o", out});
+  REQUIRE(pull.exit_code == 0);
+  CHECK(ReadFile(out) == file);
+  struct stat st{};
+  REQUIRE(::stat(out.c_str(), &st) == 0);
+  // The data and the two chunks (at most 256 KiB each) that hold data and zeros.
+  INFO("allocated " << st.st_blocks * 512 << " bytes");
+  CHECK(static_cast<uint64_t>(st.st_blocks) * 512 <= (1u << 20) + 2 * ChunkerParams{}.max_bytes + (64u << 10));
+  CHECK(d.Terminate() == 0);
 }
 
 TEST_CASE("a paged manifest: publish writes index pages, pull reads them; a retry and fsck agree") {
