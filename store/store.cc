@@ -84,8 +84,9 @@ constexpr uint64_t kInfoLogBytesMax = 16ull << 20;
 
 // Column families, in the order they are opened (index into handles_).
 // chunk_index holds digest -> uncompressed size for every stored chunk,
-// written in the same batch as the chunk: presence checks read it instead of
-// the chunk, because RocksDB 7.8 reads a key's blob to answer any Get.
+// written just before the chunk (see PutChunk): presence checks read it
+// instead of the chunk, because RocksDB 7.8 reads a key's blob to answer any
+// Get.
 enum Cf : size_t { kDefault = 0, kChunks, kManifests, kArtifacts, kState, kChunkIndex, kCfCount };
 constexpr const char* kCfNames[kCfCount] = {"default", "chunks", "manifests", "artifacts", "state", "chunk_index"};
 
@@ -142,6 +143,12 @@ std::string ManifestOnlyKey(std::string_view version_key) { return "manifest-onl
 // The state key that keeps a deleted version's whole-file digest (hex): its
 // name is never committed again for other bytes.
 std::string DeletedVersionKey(std::string_view version_key) { return "deleted-version/" + std::string(version_key); }
+// The state key marking a chunk written but perhaps not yet on disk (see
+// PutChunk): its chunk index entry is dropped when a crash lost the chunk.
+constexpr std::string_view kUnflushedChunkPrefix = "unflushed-chunk/";
+std::string UnflushedChunkKey(std::string_view chunk_key) {
+  return std::string(kUnflushedChunkPrefix) + std::string(chunk_key);
+}
 
 // "model@version" for messages, from a manifests key.
 std::string DescribeVersionKey(std::string_view key) {
@@ -241,8 +248,11 @@ Result<std::string> CompressChunk(ByteSpan data, int level) {
   return frame;
 }
 
-// Whether a write is synced to disk before it returns.
-enum class Durability { kSynced, kUnsynced };
+// How durable a write is when it returns: synced to disk; in the WAL, which
+// survives the process being killed and is synced by the next synced write;
+// or in memory only, until FlushChunks writes it to table and blob files
+// (chunks only: see PutChunk).
+enum class Durability { kSynced, kUnsynced, kUnlogged };
 
 // Whether reading a chunk re-hashes its bytes against its digest. Decoding
 // checks a frame's content checksum whenever it carries one (every frame
@@ -503,24 +513,49 @@ class ReadLock {
   int fd_ = -1;
 };
 
+// Tells the store how far RocksDB has flushed the chunks column family:
+// chunks are written to memtables only (see PutChunk), and RocksDB flushes
+// a full one on its own, in the background.
+class ChunkFlushes final : public rocksdb::EventListener {
+ public:
+  // Every chunk write with a sequence number up to this one is on disk.
+  rocksdb::SequenceNumber chunks_flushed_through() const { return through_.load(); }
+
+  void OnFlushCompleted(rocksdb::DB*, const rocksdb::FlushJobInfo& info) override {
+    if (info.cf_name != kCfNames[kChunks]) return;
+    rocksdb::SequenceNumber seen = through_.load();
+    while (seen < info.largest_seqno && !through_.compare_exchange_weak(seen, info.largest_seqno)) {
+    }
+  }
+
+ private:
+  std::atomic<rocksdb::SequenceNumber> through_{0};
+};
+
 class RocksStore final : public Store {
  public:
   RocksStore(std::string dir, DirClaim claim, ReadLock read_lock, std::unique_ptr<rocksdb::DB> db,
-             std::vector<rocksdb::ColumnFamilyHandle*> handles, const StoreOptions& options)
+             std::vector<rocksdb::ColumnFamilyHandle*> handles, const StoreOptions& options,
+             std::shared_ptr<const ChunkFlushes> flushes)
       : dir_(std::move(dir)),
         claim_(std::move(claim)),
         read_lock_(std::move(read_lock)),
         db_(std::move(db)),
         handles_(std::move(handles)),
         options_(options),
+        flushes_(std::move(flushes)),
         clock_(options.clock != nullptr ? *options.clock : SystemClock::Get()),
         manifests_(options.manifest_cache_bytes),
         chunks_(options.chunk_cache_bytes) {
     write_options_.sync = options.sync_writes;
+    if (!options_.read_only) DropLostUploads();
   }
 
   ~RocksStore() override {
     if (!options_.read_only) {
+      // Best effort, as below: a chunk left unflushed keeps its marker, and
+      // the next open drops it if it is gone.
+      (void)FlushChunks();
       // What the WAL holds goes to table files now, while there is room, so
       // that the next open has nothing to replay and flush: a store stopped
       // cleanly opens again on a nearly full disk. Failing (a full disk, a
@@ -604,13 +639,32 @@ class RocksStore final : public Store {
       }
       Result<std::string> frame = CompressChunk(data, options_.zstd_level);
       if (!frame.ok()) return frame.status();
-      rocksdb::WriteBatch batch;
-      s = batch.Put(cf(kChunks), key, *frame);
-      if (s.ok()) s = batch.Put(cf(kChunkIndex), key, EncodeIndexEntry(data.size(), Now()));
+      // The chunk is written to the memtable only, not to the WAL, so that
+      // its bytes reach the disk once (in a blob file), not twice. RocksDB
+      // flushes a full memtable in the background, and the next synced write
+      // flushes the rest first (see Write): a publish costs one flush at its
+      // commit, not a sync per chunk. Its index entry goes to the WAL first,
+      // with a marker removed once the chunk is known to be flushed
+      // (NoteUnflushed, FlushChunks): after a crash an index entry may
+      // outlive its chunk, never the other way round, and the markers tell
+      // the next open which entries to check (DropLostUploads). A chunk on
+      // disk without its entry would be found by nothing but Check.
+      rocksdb::WriteBatch indexed;
+      s = indexed.Put(cf(kChunkIndex), key, EncodeIndexEntry(data.size(), Now()));
+      if (s.ok()) s = indexed.Put(cf(kState), UnflushedChunkKey(key), "");
+      rocksdb::WriteBatch chunk;
+      if (s.ok()) s = chunk.Put(cf(kChunks), key, *frame);
       if (!s.ok()) return Fault(s, "batching chunk " + digest.ToString());
-      // Not synced: the commit that names the chunk syncs it (see Write), so
-      // a publish costs one sync, not one per chunk.
-      return Write(batch, "writing chunk " + digest.ToString(), Durability::kUnsynced);
+      MERIDIAN_RETURN_IF_ERROR(Write(indexed, "indexing chunk " + digest.ToString(), Durability::kUnsynced));
+      if (Status written = Write(chunk, "writing chunk " + digest.ToString(), Durability::kUnlogged); !written.ok()) {
+        // Best effort: an entry left behind is dropped by the next open.
+        rocksdb::WriteBatch undo;
+        if (undo.Delete(cf(kChunkIndex), key).ok() && undo.Delete(cf(kState), UnflushedChunkKey(key)).ok()) {
+          (void)Write(undo, "unindexing chunk " + digest.ToString(), Durability::kUnsynced);
+        }
+        return written;
+      }
+      return NoteUnflushed(digest);
     });
   }
 
@@ -1198,13 +1252,20 @@ class RocksStore final : public Store {
       Result<Digest> d = Digest::FromBytes(AsBytes(ToView(key)));
       return d.ok() ? d->ToString() : "key of " + std::to_string(key.size()) + " bytes";
     };
+    // An entry whose chunk is not stored is a fault unless the chunk's
+    // marker is there: an upload under way, or one a crash lost, which the
+    // next writable open drops (DropLostUploads).
+    auto check_unstored = [&](const rocksdb::Slice& key) {
+      std::string marker;
+      if (!db_->Get(ro, cf(kState), UnflushedChunkKey(ToView(key)), &marker).ok()) {
+        faults.Add("chunk index lists " + describe(key) + ", which is not stored");
+      }
+    };
     std::unordered_set<Digest> damaged;  // named again with the versions they break
     index->SeekToFirst();
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       ++report.chunks_checked;
-      for (; index->Valid() && index->key().compare(it->key()) < 0; index->Next()) {
-        faults.Add("chunk index lists " + describe(index->key()) + ", which is not stored");
-      }
+      for (; index->Valid() && index->key().compare(it->key()) < 0; index->Next()) check_unstored(index->key());
       bool indexed = index->Valid() && index->key() == it->key();
       std::string indexed_size = indexed ? index->value().ToString() : "";
       if (indexed) index->Next();
@@ -1222,7 +1283,7 @@ class RocksStore final : public Store {
       }
     }
     if (!it->status().ok()) faults.Add("chunks scan stopped: " + it->status().ToString());
-    for (; index->Valid(); index->Next()) faults.Add("chunk index lists " + describe(index->key()) + ", which is not stored");
+    for (; index->Valid(); index->Next()) check_unstored(index->key());
     if (!index->status().ok()) faults.Add("chunk index scan stopped: " + index->status().ToString());
 
     // Artifact digests whose index entry points back at a version with that
@@ -1523,15 +1584,105 @@ class RocksStore final : public Store {
     return data;
   }
 
-  // Writes `batch`, synced (unless sync_writes is false) or not. A write
-  // refused keeps nothing of the batch (a WAL record cut short is dropped on
-  // replay). An unsynced write is in the WAL, so it survives the process
-  // being killed; a power cut may lose it until the next synced write, which
-  // syncs every WAL record before its own.
+  // Writes `batch` as durably as `durability` says (a synced write is not
+  // synced when sync_writes is false, but is in the WAL all the same). A
+  // write refused keeps nothing of the batch (a WAL record cut short is
+  // dropped on replay). A synced write makes every write before it durable
+  // first: it flushes the chunks written unlogged (FlushChunks), and its
+  // sync syncs every WAL record before its own.
   Status Write(rocksdb::WriteBatch& batch, const std::string& what, Durability durability = Durability::kSynced) {
-    rocksdb::Status s = db_->Write(durability == Durability::kSynced ? write_options_ : rocksdb::WriteOptions(), &batch);
+    if (durability == Durability::kSynced) MERIDIAN_RETURN_IF_ERROR(FlushChunks());
+    rocksdb::WriteOptions options = durability == Durability::kSynced ? write_options_ : rocksdb::WriteOptions();
+    options.disableWAL = durability == Durability::kUnlogged;
+    rocksdb::Status s = db_->Write(options, &batch);
     if (!s.ok()) return Fault(s, what);
     return Status::Ok();
+  }
+
+  // Notes a chunk just written unlogged, and forgets the markers of those
+  // that RocksDB has flushed since (it flushes a full memtable on its own,
+  // in the background).
+  Status NoteUnflushed(const Digest& digest) {
+    // At least the write's sequence number: it is visible now.
+    const rocksdb::SequenceNumber written = db_->GetLatestSequenceNumber();
+    std::vector<Digest> flushed;
+    {
+      std::lock_guard lock(unflushed_mu_);
+      unflushed_.push_back({digest, written});
+      const rocksdb::SequenceNumber through = flushes_->chunks_flushed_through();
+      if (through == unflushed_checked_through_) return Status::Ok();
+      unflushed_checked_through_ = through;
+      // Memtables are flushed in order: every chunk written at or before
+      // `through` is in table and blob files.
+      auto still = std::partition(unflushed_.begin(), unflushed_.end(),
+                                  [through](const UnflushedChunk& c) { return c.written > through; });
+      for (auto it = still; it != unflushed_.end(); ++it) flushed.push_back(it->digest);
+      unflushed_.erase(still, unflushed_.end());
+    }
+    return Unmark(flushed);
+  }
+
+  // Makes the chunks written unlogged so far durable: flushes them to table
+  // and blob files, then removes their markers. RocksDB syncs the WAL files
+  // that hold their index entries and markers first (it does before any
+  // flush when a database has several column families), so a chunk on disk
+  // always has its entry. One at a time, so that a caller finding nothing
+  // left to flush returns only once a flush another began is done.
+  Status FlushChunks() {
+    std::lock_guard flush_lock(chunk_flush_mu_);
+    std::vector<UnflushedChunk> flushing;
+    {
+      std::lock_guard lock(unflushed_mu_);
+      flushing.swap(unflushed_);
+    }
+    if (flushing.empty()) return Status::Ok();
+    rocksdb::FlushOptions flush;  // waits for it
+    flush.allow_write_stall = true;
+    if (rocksdb::Status s = db_->Flush(flush, cf(kChunks)); !s.ok()) {
+      std::lock_guard lock(unflushed_mu_);  // for the next one to try again
+      unflushed_.insert(unflushed_.end(), flushing.begin(), flushing.end());
+      return Fault(s, "flushing chunks");
+    }
+    std::vector<Digest> flushed;
+    for (const UnflushedChunk& c : flushing) flushed.push_back(c.digest);
+    return Unmark(flushed);
+  }
+
+  // Removes the markers of chunks now flushed: in the WAL, unsynced, as a
+  // marker that outlives its chunk's flush only costs the next open a read.
+  Status Unmark(const std::vector<Digest>& flushed) {
+    if (flushed.empty()) return Status::Ok();
+    rocksdb::WriteBatch unmark;
+    for (const Digest& d : flushed) {
+      if (rocksdb::Status bs = unmark.Delete(cf(kState), UnflushedChunkKey(ChunkKey(d))); !bs.ok()) {
+        return Fault(bs, "batching chunk markers");
+      }
+    }
+    return Write(unmark, "removing chunk markers", Durability::kUnsynced);
+  }
+
+  // Drops the index entries of chunks a crash lost before FlushChunks made
+  // them durable (their markers say which to check), so that MissingChunks
+  // names them again. Run when a writable store opens; best effort: a
+  // failure leaves the markers for the next open.
+  void DropLostUploads() {
+    rocksdb::ReadOptions ro;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf(kState)));
+    rocksdb::WriteBatch batch;
+    for (it->Seek(kUnflushedChunkPrefix); it->Valid() && it->key().starts_with(kUnflushedChunkPrefix); it->Next()) {
+      const rocksdb::Slice key(it->key().data() + kUnflushedChunkPrefix.size(),
+                               it->key().size() - kUnflushedChunkPrefix.size());
+      rocksdb::PinnableSlice chunk;
+      rocksdb::Status s = db_->Get(ChunkReads(), cf(kChunks), key, &chunk);
+      if (s.IsNotFound()) {
+        s = batch.Delete(cf(kChunkIndex), key);
+      } else if (!s.ok()) {
+        return;  // unreadable for now: the next open checks it again
+      }
+      if (s.ok()) s = batch.Delete(cf(kState), it->key());
+      if (!s.ok()) return;
+    }
+    if (it->status().ok() && batch.Count() > 0) (void)Write(batch, "dropping uploads lost to a crash");
   }
 
   // Deletes `digest`'s chunk and index entry if the stored copy still fails
@@ -1578,6 +1729,7 @@ class RocksStore final : public Store {
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // indexed by Cf
   const StoreOptions options_;
+  std::shared_ptr<const ChunkFlushes> flushes_;
   rocksdb::WriteOptions write_options_;
   const Clock& clock_;
   std::mutex commit_mu_;  // serialises CommitVersion and DeleteVersion
@@ -1595,6 +1747,14 @@ class RocksStore final : public Store {
   static size_t StripeOf(const Digest& digest) { return digest.bytes()[0] % kChunkMutexes; }
   std::mutex& ChunkMutex(const Digest& digest) { return chunk_mu_[StripeOf(digest)]; }
   std::mutex resume_mu_;  // serialises Resume(): RocksDB answers a second, concurrent one Busy
+  std::mutex chunk_flush_mu_;  // one FlushChunks at a time
+  struct UnflushedChunk {
+    Digest digest;
+    rocksdb::SequenceNumber written;  // at least its write's sequence number
+  };
+  std::mutex unflushed_mu_;  // guards the two below
+  std::vector<UnflushedChunk> unflushed_;  // chunks written unlogged, not known to be flushed (their markers are there)
+  rocksdb::SequenceNumber unflushed_checked_through_ = 0;  // ChunkFlushes' figure when unflushed_ was last pruned
   ManifestCache manifests_;
   // The bytes a chunk holds beyond its vector object.
   struct ChunkBytes {
@@ -1715,6 +1875,8 @@ Result<std::unique_ptr<Store>> OpenRocksStore(const std::string& dir, const Stor
   db_options.max_open_files = options.max_open_files;
   if (options.env != nullptr) db_options.env = options.env;
   db_options.listeners.push_back(std::make_shared<RecoverableIoFaults>());
+  auto flushes = std::make_shared<ChunkFlushes>();
+  db_options.listeners.push_back(flushes);
   db_options.info_log = std::make_shared<InfoLog>(options.read_only ? "" : dir);
   // What a full disk needs freed to resume, or to open after a crash, is what
   // the memtables and the WAL hold: both are bounded by memtable_bytes. Left
@@ -1751,7 +1913,7 @@ Result<std::unique_ptr<Store>> OpenRocksStore(const std::string& dir, const Stor
   resolved.memtable_bytes = memtable_bytes;
   return std::unique_ptr<Store>(std::make_unique<RocksStore>(dir, std::move(claim), std::move(read_lock),
                                                              std::unique_ptr<rocksdb::DB>(raw), std::move(handles),
-                                                             resolved));
+                                                             resolved, std::move(flushes)));
 }
 
 }  // namespace

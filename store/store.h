@@ -47,11 +47,15 @@
 //    the disk, never the cache.
 //  - Every write that returns OK is synced to disk (WAL fsync) unless
 //    StoreOptions::sync_writes is false (tests and benchmarks only), but for
-//    PutChunk and the chunk ages MissingChunks renews: those are in the WAL
-//    (they survive the process being killed), and a power cut may lose them
-//    until the next synced write, which syncs every earlier one. So a commit
-//    never names a chunk that could be lost, and a publish costs one sync,
-//    not one per chunk or per question.
+//    PutChunk and the chunk ages MissingChunks renews. Those ages are in the
+//    WAL (they survive the process being killed; a power cut may lose them).
+//    A chunk's bytes skip the WAL, so that they are written to disk once:
+//    they are in memory until RocksDB flushes a full memtable to a blob file,
+//    and a crash of either kind may lose them (their index entries go too,
+//    when the store next opens). Every synced write first flushes the chunks
+//    written before it, then syncs every earlier WAL record. So a commit never
+//    names a chunk that could be lost, and a publish costs one flush and one
+//    sync, not a sync per chunk or per question.
 //  - A full disk: a write fails with InsufficientStorage and keeps nothing of
 //    itself; RocksDB then stops every write (reads go on) until the store
 //    resumes, which flushes the memtables and so needs about
@@ -147,8 +151,8 @@ struct StoreStats {
   uint64_t chunks = 0;                // estimated number of stored chunks
   uint64_t versions = 0;              // committed model versions
   // Bytes of the store's files on disk, all column families: disk_bytes is
-  // sst + blob + wal. What was written lately and not flushed yet is in the
-  // WAL on disk and, once more, in memtables in memory (not on disk).
+  // sst + blob + wal. What was written lately and not flushed yet is in
+  // memtables in memory (not on disk) and, but for chunks, in the WAL.
   uint64_t disk_bytes = 0;
   uint64_t sst_bytes = 0;             // table files, of every live version (obsolete ones until deleted)
   uint64_t blob_bytes = 0;            // blob files (chunks of 4 KiB and more, once flushed)
@@ -211,8 +215,8 @@ class Store {
   // (nothing is stored); InvalidArgument when `data` is empty;
   // ResourceExhausted when it is larger than kChunkBytesMax. OK without
   // writing when a copy that verifies is already present; a stored copy that
-  // no longer verifies is replaced. Not synced (see the contracts above): the
-  // commit that names it makes it durable.
+  // no longer verifies is replaced. Not durable (see the contracts above): the
+  // commit that names it, or any synced write, makes it so.
   virtual Status PutChunk(const Digest& digest, ByteSpan data) = 0;
   // The uncompressed, verified bytes. NotFound, or Corruption when the stored
   // bytes no longer hash to `digest`: that copy is then dropped (see

@@ -101,27 +101,58 @@ std::string Zstd(ByteSpan data) {
 
 }  // namespace
 
-TEST_CASE("disk bytes count what is not flushed yet: the WAL, and memtables beside") {
+TEST_CASE("uploaded chunks wait in memory, not in the WAL, until a synced write flushes them to blob files") {
   TempDir dir;
   StoreOptions options = Fast();
   options.memtable_bytes = 64 << 20;
   std::unique_ptr<Store> store = OpenOrDie(dir.path(), options);
   const StoreStats before = store->Stats();
-  // 4 MiB of incompressible chunks: far below a memtable's 64 MiB, so
-  // nothing is flushed and no table or blob file is written.
+  // 4 MiB of incompressible chunks: far below the half memtable (32 MiB)
+  // past which uploads flush on their own.
   constexpr size_t kChunks = 64, kChunkBytes = 64 << 10;
   for (size_t i = 0; i < kChunks; ++i) {
     Bytes chunk = RandomBytes(kChunkBytes, 100 + i);
     REQUIRE(store->PutChunk(Digest::Of(chunk), chunk).ok());
   }
-  const StoreStats after = store->Stats();
-  CHECK(after.sst_bytes + after.blob_bytes == before.sst_bytes + before.blob_bytes);
-  CHECK(after.wal_bytes >= before.wal_bytes + kChunks * kChunkBytes);
-  CHECK(after.memtable_bytes >= kChunks * kChunkBytes);
-  CHECK(after.disk_bytes == after.sst_bytes + after.blob_bytes + after.wal_bytes);
-  CHECK(after.disk_bytes >= before.disk_bytes + kChunks * kChunkBytes);
-  CHECK(after.fs_avail_bytes > 0);
-  CHECK(after.errors.empty());
+  const StoreStats uploaded = store->Stats();
+  CHECK(uploaded.sst_bytes + uploaded.blob_bytes == before.sst_bytes + before.blob_bytes);
+  CHECK(uploaded.memtable_bytes >= kChunks * kChunkBytes);
+  // The WAL holds their index entries only (tens of bytes each).
+  CHECK(uploaded.wal_bytes < before.wal_bytes + kChunks * 256);
+  CHECK(uploaded.disk_bytes == uploaded.sst_bytes + uploaded.blob_bytes + uploaded.wal_bytes);
+
+  REQUIRE(store->WriteState({{"k", "v"}}).ok());  // any synced write
+  const StoreStats flushed = store->Stats();
+  CHECK(flushed.blob_bytes >= before.blob_bytes + kChunks * kChunkBytes);
+  CHECK(flushed.disk_bytes == flushed.sst_bytes + flushed.blob_bytes + flushed.wal_bytes);
+  CHECK(flushed.disk_bytes >= before.disk_bytes + kChunks * kChunkBytes);
+  CHECK(flushed.fs_avail_bytes > 0);
+  CHECK(flushed.errors.empty());
+}
+
+// Each uploaded chunk has a marker until it is known to be on disk (what
+// the next open checks after a crash): RocksDB's own flushes of full
+// memtables retire them as uploads go on, not only a commit's flush.
+TEST_CASE("uploads past a memtable are flushed in the background, and their markers retired") {
+  TempDir dir;
+  StoreOptions options = Fast();
+  options.memtable_bytes = 1 << 20;
+  std::unique_ptr<Store> store = OpenOrDie(dir.path(), options);
+  constexpr size_t kChunks = 256, kChunkBytes = 64 << 10;  // 16 memtables' worth
+  for (size_t i = 0; i < kChunks; ++i) {
+    Bytes chunk = RandomBytes(kChunkBytes, 7000 + i);
+    REQUIRE(store->PutChunk(Digest::Of(chunk), chunk).ok());
+  }
+  Result<std::vector<std::pair<std::string, std::string>>> marked = store->ScanState("unflushed-chunk/");
+  REQUIRE(marked.ok());
+  CHECK(marked->size() > 0);              // the last ones, in the memtable still
+  CHECK(marked->size() <= kChunks / 4);   // RocksDB holds back writes past two full memtables
+  CHECK(store->Stats().blob_bytes >= (kChunks * kChunkBytes) / 2);
+  REQUIRE(store->WriteState({{"k", "v"}}).ok());  // a synced write flushes the rest
+  marked = store->ScanState("unflushed-chunk/");
+  REQUIRE(marked.ok());
+  CHECK(marked->empty());
+  CHECK(store->Check().clean());
 }
 
 TEST_CASE("chunks round-trip, put is idempotent, big chunks go to blob files") {
