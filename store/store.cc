@@ -1599,62 +1599,78 @@ class RocksStore final : public Store {
     return Status::Ok();
   }
 
+  // A chunk written unlogged whose marker is still there.
+  struct UnflushedChunk {
+    Digest digest;
+    rocksdb::SequenceNumber written;  // at least its write's sequence number
+  };
+
   // Notes a chunk just written unlogged, and forgets the markers of those
   // that RocksDB has flushed since (it flushes a full memtable on its own,
   // in the background).
   Status NoteUnflushed(const Digest& digest) {
     // At least the write's sequence number: it is visible now.
     const rocksdb::SequenceNumber written = db_->GetLatestSequenceNumber();
-    std::vector<Digest> flushed;
+    std::vector<UnflushedChunk> flushed;
     {
       std::lock_guard lock(unflushed_mu_);
       unflushed_.push_back({digest, written});
-      const rocksdb::SequenceNumber through = flushes_->chunks_flushed_through();
-      if (through == unflushed_checked_through_) return Status::Ok();
-      unflushed_checked_through_ = through;
-      // Memtables are flushed in order: every chunk written at or before
-      // `through` is in table and blob files.
-      auto still = std::partition(unflushed_.begin(), unflushed_.end(),
-                                  [through](const UnflushedChunk& c) { return c.written > through; });
-      for (auto it = still; it != unflushed_.end(); ++it) flushed.push_back(it->digest);
-      unflushed_.erase(still, unflushed_.end());
+      // Pruned once per flush RocksDB reports, not at every upload.
+      if (flushes_->chunks_flushed_through() == unflushed_checked_through_) return Status::Ok();
+      flushed = TakeFlushed();
     }
     return Unmark(flushed);
   }
 
-  // Makes the chunks written unlogged so far durable: flushes them to table
-  // and blob files, then removes their markers. RocksDB syncs the WAL files
-  // that hold their index entries and markers first (it does before any
-  // flush when a database has several column families), so a chunk on disk
-  // always has its entry. One at a time, so that a caller finding nothing
-  // left to flush returns only once a flush another began is done.
+  // Takes out of unflushed_ (unflushed_mu_ held) the chunks RocksDB has
+  // flushed past. Memtables are flushed in order: every chunk written at or
+  // before the sequence number ChunkFlushes gives is in table and blob files.
+  std::vector<UnflushedChunk> TakeFlushed() {
+    const rocksdb::SequenceNumber through = flushes_->chunks_flushed_through();
+    unflushed_checked_through_ = through;
+    auto still = std::partition(unflushed_.begin(), unflushed_.end(),
+                                [through](const UnflushedChunk& c) { return c.written > through; });
+    std::vector<UnflushedChunk> flushed(still, unflushed_.end());
+    unflushed_.erase(still, unflushed_.end());
+    return flushed;
+  }
+
+  // Makes the chunks written unlogged so far durable: flushes those RocksDB
+  // has not flushed already to table and blob files, then removes their
+  // markers. RocksDB syncs the WAL files that hold their index entries and
+  // markers first (it does before any flush when a database has several
+  // column families), so a chunk on disk always has its entry. One at a
+  // time, so that a caller finding nothing left to flush returns only once a
+  // flush another began is done.
   Status FlushChunks() {
     std::lock_guard flush_lock(chunk_flush_mu_);
-    std::vector<UnflushedChunk> flushing;
+    std::vector<UnflushedChunk> flushed, flushing;
     {
       std::lock_guard lock(unflushed_mu_);
+      flushed = TakeFlushed();
       flushing.swap(unflushed_);
     }
-    if (flushing.empty()) return Status::Ok();
-    rocksdb::FlushOptions flush;  // waits for it
-    flush.allow_write_stall = true;
-    if (rocksdb::Status s = db_->Flush(flush, cf(kChunks)); !s.ok()) {
-      std::lock_guard lock(unflushed_mu_);  // for the next one to try again
-      unflushed_.insert(unflushed_.end(), flushing.begin(), flushing.end());
-      return Fault(s, "flushing chunks");
+    if (!flushing.empty()) {
+      rocksdb::FlushOptions flush;  // waits for it
+      flush.allow_write_stall = true;
+      if (rocksdb::Status s = db_->Flush(flush, cf(kChunks)); !s.ok()) {
+        std::lock_guard lock(unflushed_mu_);  // for the next one to try again
+        unflushed_.insert(unflushed_.end(), flushed.begin(), flushed.end());
+        unflushed_.insert(unflushed_.end(), flushing.begin(), flushing.end());
+        return Fault(s, "flushing chunks");
+      }
+      flushed.insert(flushed.end(), flushing.begin(), flushing.end());
     }
-    std::vector<Digest> flushed;
-    for (const UnflushedChunk& c : flushing) flushed.push_back(c.digest);
     return Unmark(flushed);
   }
 
   // Removes the markers of chunks now flushed: in the WAL, unsynced, as a
   // marker that outlives its chunk's flush only costs the next open a read.
-  Status Unmark(const std::vector<Digest>& flushed) {
+  Status Unmark(std::span<const UnflushedChunk> flushed) {
     if (flushed.empty()) return Status::Ok();
     rocksdb::WriteBatch unmark;
-    for (const Digest& d : flushed) {
-      if (rocksdb::Status bs = unmark.Delete(cf(kState), UnflushedChunkKey(ChunkKey(d))); !bs.ok()) {
+    for (const UnflushedChunk& c : flushed) {
+      if (rocksdb::Status bs = unmark.Delete(cf(kState), UnflushedChunkKey(ChunkKey(c.digest))); !bs.ok()) {
         return Fault(bs, "batching chunk markers");
       }
     }
@@ -1748,10 +1764,6 @@ class RocksStore final : public Store {
   std::mutex& ChunkMutex(const Digest& digest) { return chunk_mu_[StripeOf(digest)]; }
   std::mutex resume_mu_;  // serialises Resume(): RocksDB answers a second, concurrent one Busy
   std::mutex chunk_flush_mu_;  // one FlushChunks at a time
-  struct UnflushedChunk {
-    Digest digest;
-    rocksdb::SequenceNumber written;  // at least its write's sequence number
-  };
   std::mutex unflushed_mu_;  // guards the two below
   std::vector<UnflushedChunk> unflushed_;  // chunks written unlogged, not known to be flushed (their markers are there)
   rocksdb::SequenceNumber unflushed_checked_through_ = 0;  // ChunkFlushes' figure when unflushed_ was last pruned
