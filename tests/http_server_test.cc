@@ -1,12 +1,20 @@
-// Differential framing test: request framings sent raw to the real HTTP
-// server (Beast, on a loopback ephemeral port), each followed on the same
-// connection by a second request. A framing RFC 9112 allows must deliver
+// The real HTTP server (Beast, on a loopback ephemeral port) with handlers of
+// the tests' own.
+//
+// Differential framing test: request framings sent raw, each followed on the
+// same connection by a second request. A framing RFC 9112 allows must deliver
 // exactly the body it frames and then answer the second request; any other
 // must be refused with the status the table names and the connection closed,
 // so that nothing after it is ever taken for a request (no smuggling).
+//
+// A request of a long-running route does not hold up the other connections
+// served by its thread.
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include <catch2/catch.hpp>
@@ -183,6 +191,79 @@ TEST_CASE("request framing: each variant framed as RFC 9112 says, or refused and
       CHECK(replies.size() == 1);  // nothing after a refused framing is read as a request
     }
   }
+  server.Stop();
+  serving.join();
+}
+
+namespace {
+
+// GET /slow is long-running: its handler waits until the test releases it.
+// GET /fast answers at once.
+class SlowFastHandler final : public HttpHandler {
+ public:
+  HttpAdmission Admit(HttpRequest& head) override {
+    HttpAdmission a;
+    a.long_running = head.target == "/slow";
+    return a;
+  }
+  HttpResponse Handle(const HttpRequest& request) override {
+    HttpResponse r;
+    r.body = request.target == "/slow" ? "slow" : "fast";
+    if (request.target != "/slow") return r;
+    std::unique_lock lock(mu_);
+    slow_started_ = true;
+    cv_.notify_all();
+    // Bounded: a server that blocks on this handler fails the test, not hangs it.
+    cv_.wait_for(lock, std::chrono::seconds(30), [&] { return released_; });
+    return r;
+  }
+  void Completed(const HttpRequest&, int, uint64_t) override {}
+
+  bool WaitForSlow() {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(30), [&] { return slow_started_; });
+  }
+  bool released() {
+    std::lock_guard lock(mu_);
+    return released_;
+  }
+  void Release() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool slow_started_ = false;
+  bool released_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("a long-running request does not hold up the other connections of its thread") {
+  SlowFastHandler handler;
+  // One thread: every connection is served by it, the slow one's included.
+  HttpServer server(handler, HttpServerOptions{.host = "127.0.0.1", .port = 0, .threads = 1});
+  REQUIRE(server.Listen().ok());
+  std::thread serving([&] { server.Run(); });
+  std::string slow_reply;
+  std::thread slow([&] {
+    slow_reply = meridian::testing::ExchangeLoopback(server.port(), "GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  });
+  REQUIRE(handler.WaitForSlow());
+  // Answered while /slow is still in its handler (ExchangeLoopback gives up after 10 s of silence).
+  std::vector<Reply> fast = Exchange(server.port(), "GET /fast HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  CHECK(!handler.released());
+  REQUIRE(fast.size() == 1);
+  CHECK(fast[0].status == 200);
+  CHECK(fast[0].body == "fast");
+  handler.Release();
+  slow.join();
+  std::vector<Reply> slow_replies = ParseReplies(slow_reply);
+  REQUIRE(slow_replies.size() == 1);
+  CHECK(slow_replies[0].body == "slow");
   server.Stop();
   serving.join();
 }
