@@ -2,7 +2,7 @@
 // deadline, check limits, read the body, hand the request to the handler
 // (holding deferred ones — long polls — on a timer), write the response
 // (streamed when it is large), keep alive or close. One coroutine per
-// connection on a strand, generic over the stream (TCP or TLS over TCP), so
+// connection on its thread's io_context, generic over the stream (TCP or TLS over TCP), so
 // plain HTTP and HTTPS share every line of it.
 #include "daemon/http_server.h"
 
@@ -207,7 +207,7 @@ void ApplyHeaders(http::response<Body>& res, const HttpResponse& r, bool keep_al
 
 // A read deadline that cancels the pending read instead of closing the socket
 // (what beast::tcp_stream's own timeout does), so that a 408 can still be
-// written after it. Its timer runs on the session's strand; the handler holds
+// written after it. Its timer runs on the session's thread; the handler holds
 // the state, not the session, and acts only for the read it was armed for.
 class ReadDeadline {
  public:
@@ -250,7 +250,8 @@ class ReadDeadline {
 };
 
 // The server's threads: each runs an io_context of its own, serving the
-// connections accepted onto it, as an nginx worker does. One context shared
+// connections accepted onto it, as an nginx worker does; no other thread
+// runs that context, so a connection's handlers need no strand. One context shared
 // by all threads made every request pass through its scheduler's lock and
 // hand work across threads: /healthz under wrk ran no faster on two threads
 // than on one. The price is that a request blocking its thread holds up the
@@ -284,7 +285,7 @@ struct HttpServer::Impl {
   // Idle sessions (waiting for a request head) can be closed at shutdown, and
   // held long polls woken to answer at once. Shared with the shutdown's posted
   // work, which may run after the session ended: touched only on the
-  // session's strand, and `alive` says whether the pointers still hold.
+  // session's thread, and `alive` says whether the pointers still hold.
   struct SessionRef {
     beast::tcp_stream* stream = nullptr;
     bool alive = true;
@@ -319,8 +320,10 @@ struct HttpServer::Impl {
 
   net::awaitable<void> Accept() {
     for (;;) {
-      auto strand = net::make_strand(NextContext());  // named: no temporaries in co_await (see SendError)
-      auto [ec, socket] = co_await acceptor.async_accept(strand, kTuple);
+      // No strand: one thread runs the context, so a connection's handlers
+      // never run at once (a strand cost /healthz 5-23 % of its requests/s).
+      auto executor = NextContext().get_executor();  // named: no temporaries in co_await (see SendError)
+      auto [ec, socket] = co_await acceptor.async_accept(executor, kTuple);
       if (ec) {
         if (stopping || ec == net::error::operation_aborted) co_return;
         // EMFILE and friends: back off briefly instead of spinning.
@@ -344,7 +347,6 @@ struct HttpServer::Impl {
       // the client's delayed ACK, some 40 ms per request.
       beast::error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);
-      auto executor = socket.get_executor();
       net::co_spawn(executor, Session(std::move(socket)), [this](std::exception_ptr) { --connections; });
     }
   }
@@ -496,7 +498,7 @@ struct HttpServer::Impl {
   // Holds a deferred request (a long poll) until its notifier fires or its
   // wait runs out, asking the handler again after each wake-up; the first
   // deferral's wait bounds the whole hold. The timer lives on the session's
-  // strand: a notification posts its cancel there, so no thread blocks and a
+  // thread: a notification posts its cancel there, so no thread blocks and a
   // notification that comes before the wait starts is not lost (the cancel
   // runs only once this coroutine is suspended in the wait).
   //
@@ -702,7 +704,7 @@ struct HttpServer::Impl {
       signals.cancel(ignored);
       std::lock_guard lock(sessions_mu);
       for (const std::shared_ptr<SessionRef>& ref : sessions) {
-        // Close waiting connections on their own strand; busy ones finish their
+        // Close waiting connections on their own thread; busy ones finish their
         // request first, and held long polls answer now.
         net::post(ref->stream->get_executor(), [ref] {
           if (!ref->alive) return;
