@@ -147,3 +147,23 @@ TEST_CASE("every path the client builds is a route the daemon serves, with the v
   CHECK(QueryParam(sync.query, "known") == "3");
   CHECK(QueryParam(sync.query, "last_error") == "a b&c=d");
 }
+
+TEST_CASE("commits and collections are admitted as long-running, off the connection's thread; other routes are not") {
+  InProcessDaemon o;
+  auto admit = [&](const std::string& method, const std::string& target, const std::string& token) {
+    HttpRequest head;
+    head.method = method;
+    head.target = target;
+    head.headers["authorization"] = "Bearer " + token;
+    HttpAdmission a = o.api->Admit(head);
+    INFO(method << " " << target);
+    REQUIRE_FALSE(a.refusal);
+    return a.long_running;
+  };
+  const std::string digest = Digest::Of(AsBytes("x")).ToString();
+  CHECK(admit("POST", "/v1/models/m/versions", o.tokens.publisher));
+  CHECK(admit("POST", "/v1/collect", o.tokens.operator_token));
+  CHECK_FALSE(admit("GET", "/v1/chunks/" + digest, o.tokens.publisher));
+  CHECK_FALSE(admit("PUT", "/v1/chunks/" + digest, o.tokens.publisher));
+  CHECK_FALSE(admit("GET", "/healthz", ""));
+}
