@@ -116,9 +116,11 @@ struct HttpResponse {
 struct HttpAdmission {
   std::optional<HttpResponse> refusal;  // when set: sent at once, the body is never read
   uint64_t body_bytes_max = 0;          // otherwise the largest body accepted (larger: 413 unread)
-  // Handle may take long (seconds or more, not a brief read or write of
-  // local storage): it runs off the thread that serves the connection and others.
-  bool long_running = false;
+  // Handle may block its thread for long: it writes (a synced write waits
+  // for the disk, and any write may wait for RocksDB to flush its memtables)
+  // or works for seconds (a commit reads its whole artifact). It then runs
+  // off the thread that serves the connection and others.
+  bool may_block = false;
 };
 
 class HttpHandler {
@@ -128,7 +130,7 @@ class HttpHandler {
   // and how large a body may follow. May fill the head's route fields.
   virtual HttpAdmission Admit(HttpRequest& head) = 0;
   // Handles a complete request that Admit admitted. Called on a server thread; may block briefly
-  // on local storage (or longer when Admit said long_running), never on a wait: it returns a deferral instead.
+  // on a read of local storage (or longer when Admit said may_block), never on a wait: it returns a deferral instead.
   virtual HttpResponse Handle(const HttpRequest& request) = 0;
   // Called once per request after the response was written or failed, for
   // metrics: the status sent and the body bytes written.

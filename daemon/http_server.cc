@@ -255,8 +255,8 @@ class ReadDeadline {
 // by all threads made every request pass through its scheduler's lock and
 // hand work across threads: /healthz under wrk ran no faster on two threads
 // than on one. The price is that a request blocking its thread holds up the
-// thread's other connections, so routes that may take long run on a pool of
-// their own (HttpAdmission::long_running).
+// thread's other connections, so requests that may block (every write, and
+// work of seconds) run on a pool of their own (HttpAdmission::may_block).
 int ServerThreads(const HttpServerOptions& o) {
   return o.threads > 0 ? o.threads : std::max(2, static_cast<int>(std::thread::hardware_concurrency()));
 }
@@ -273,7 +273,7 @@ struct HttpServer::Impl {
   // The first thread's context, which also accepts, waits for signals and stops the server.
   net::io_context ioc{1};
   size_t next_context = 0;  // where the next connection goes: 0 is ioc, k is others[k - 1]
-  net::thread_pool long_running_pool{static_cast<size_t>(ServerThreads(options))};
+  net::thread_pool blocking_pool{static_cast<size_t>(ServerThreads(options))};
   tcp::acceptor acceptor{ioc};
   net::signal_set signals{ioc, SIGINT, SIGTERM};
   std::atomic<bool> stopping{false};
@@ -309,12 +309,12 @@ struct HttpServer::Impl {
     return c;
   }
 
-  // Handles a request of a route that may take long (a commit reads its
-  // whole artifact) on the pool for such work, then resumes on the
-  // connection's own thread, which serves its other connections meanwhile.
-  net::awaitable<HttpResponse> HandleLongRunning(const HttpRequest& req) {
+  // Handles a request that may block (a write waiting for the disk, a commit
+  // reading its whole artifact) on the pool for such work, then resumes on
+  // the connection's own thread, which serves its other connections meanwhile.
+  net::awaitable<HttpResponse> HandleOnBlockingPool(const HttpRequest& req) {
     co_return co_await net::co_spawn(
-        long_running_pool, [this, &req]() -> net::awaitable<HttpResponse> { co_return handler.Handle(req); },
+        blocking_pool, [this, &req]() -> net::awaitable<HttpResponse> { co_return handler.Handle(req); },
         net::use_awaitable);
   }
 
@@ -604,7 +604,7 @@ struct HttpServer::Impl {
       HttpRequest req;
       std::optional<HttpResponse> error;    // an answer to send before closing
       std::optional<HttpResponse> refusal;  // an answer to a request without a body, keeping the connection
-      bool long_running = false;
+      bool may_block = false;
       idle = true;
       Tcp(stream).expires_never();
       deadline.Arm(options.head_timeout);
@@ -621,7 +621,7 @@ struct HttpServer::Impl {
         HttpAdmission admission;
         error = RefuseHead(req, parser.get().version(), parser.chunked());
         if (!error) admission = handler.Admit(req);
-        long_running = admission.long_running;
+        may_block = admission.may_block;
         if (error) {
           // framing refused: the body's extent is unknown, so it is never read
         } else if (admission.refusal && parser.is_done()) {
@@ -655,8 +655,8 @@ struct HttpServer::Impl {
       HttpResponse res;  // (co_await in a conditional expression miscompiles in GCC 12)
       if (refusal) {
         res = std::move(*refusal);
-      } else if (long_running) {
-        res = co_await HandleLongRunning(req);
+      } else if (may_block) {
+        res = co_await HandleOnBlockingPool(req);
       } else {
         res = handler.Handle(req);
       }
@@ -786,8 +786,8 @@ void HttpServer::Run() {
   s.ioc.run();
   for (auto& t : threads) t.join();
   // A long request under way finishes (its answer is not sent); one not begun is dropped.
-  s.long_running_pool.stop();
-  s.long_running_pool.join();
+  s.blocking_pool.stop();
+  s.blocking_pool.join();
 }
 
 void HttpServer::Stop() { impl_->BeginStop(); }

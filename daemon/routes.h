@@ -29,7 +29,7 @@ enum class CallerRole {
 std::string_view RoleName(CallerRole role);
 
 struct Route {
-  std::string method;   // "GET" (which answers HEAD too), "POST" or "PUT"
+  std::string method;   // "GET" (which answers HEAD too), "POST", "PUT" or "DELETE"
   std::string pattern;  // "/v1/chunks/{digest}": literal segments and {name} placeholders
   CallerRole role = CallerRole::kAnyone;
   uint64_t body_bytes_max = 0;
@@ -43,8 +43,6 @@ struct Route {
   // kReader routes: whether the request reads something public, so that it
   // needs no credential. Decided from the head (the path) before anything is read.
   std::function<bool(const HttpRequest&)> is_public;
-  // Whether the handler may take long (HttpAdmission::long_running).
-  bool long_running = false;
 
   // "GET /v1/chunks/{digest}": the label in metrics and docs.
   std::string Label() const { return method + " " + pattern; }
@@ -52,9 +50,8 @@ struct Route {
 
 class RouteTable {
  public:
-  // Adds a route; patterns are matched in the order added. The reference
-  // holds until the next Add.
-  Route& Add(Route route);
+  // Adds a route; patterns are matched in the order added.
+  void Add(Route route);
 
   // The route for `method` (HEAD as GET) and the decoded path `segments`,
   // with the placeholders' values in *params. NotFound when no route has

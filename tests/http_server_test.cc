@@ -7,8 +7,8 @@
 // must be refused with the status the table names and the connection closed,
 // so that nothing after it is ever taken for a request (no smuggling).
 //
-// A request of a long-running route does not hold up the other connections
-// served by its thread.
+// A request that may block does not hold up the other connections served by
+// its thread.
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -197,13 +197,13 @@ TEST_CASE("request framing: each variant framed as RFC 9112 says, or refused and
 
 namespace {
 
-// GET /slow is long-running: its handler waits until the test releases it.
+// GET /slow may block: its handler waits until the test releases it.
 // GET /fast answers at once.
 class SlowFastHandler final : public HttpHandler {
  public:
   HttpAdmission Admit(HttpRequest& head) override {
     HttpAdmission a;
-    a.long_running = head.target == "/slow";
+    a.may_block = head.target == "/slow";
     return a;
   }
   HttpResponse Handle(const HttpRequest& request) override {
@@ -242,7 +242,7 @@ class SlowFastHandler final : public HttpHandler {
 
 }  // namespace
 
-TEST_CASE("a long-running request does not hold up the other connections of its thread") {
+TEST_CASE("a request that may block does not hold up the other connections of its thread") {
   SlowFastHandler handler;
   // One thread: every connection is served by it, the slow one's included.
   HttpServer server(handler, HttpServerOptions{.host = "127.0.0.1", .port = 0, .threads = 1});

@@ -148,22 +148,28 @@ TEST_CASE("every path the client builds is a route the daemon serves, with the v
   CHECK(QueryParam(sync.query, "last_error") == "a b&c=d");
 }
 
-TEST_CASE("commits and collections are admitted as long-running, off the connection's thread; other routes are not") {
+TEST_CASE("POST and DELETE are admitted as requests that may block, to run off their connection's thread; reads and chunk uploads are not") {
   InProcessDaemon o;
-  auto admit = [&](const std::string& method, const std::string& target, const std::string& token) {
+  auto admit = [&](const std::string& method, const std::string& target, const std::string& authorization) {
     HttpRequest head;
     head.method = method;
     head.target = target;
-    head.headers["authorization"] = "Bearer " + token;
+    head.headers["authorization"] = authorization;
     HttpAdmission a = o.api->Admit(head);
     INFO(method << " " << target);
     REQUIRE_FALSE(a.refusal);
-    return a.long_running;
+    return a.may_block;
   };
+  const std::string publisher = "Bearer " + o.tokens.publisher, op = "Bearer " + o.tokens.operator_token;
   const std::string digest = Digest::Of(AsBytes("x")).ToString();
-  CHECK(admit("POST", "/v1/models/m/versions", o.tokens.publisher));
-  CHECK(admit("POST", "/v1/collect", o.tokens.operator_token));
-  CHECK_FALSE(admit("GET", "/v1/chunks/" + digest, o.tokens.publisher));
-  CHECK_FALSE(admit("PUT", "/v1/chunks/" + digest, o.tokens.publisher));
+  CHECK(admit("POST", "/v1/models/m/versions", publisher));  // reads the whole artifact
+  CHECK(admit("POST", "/v1/collect", op));                   // walks every version and chunk
+  CHECK(admit("POST", "/v1/terminals", op));                 // enrols up to 16 MiB of keys, synced
+  CHECK(admit("POST", "/v1/terminals/t1/reports", o.TerminalAuthorization("t1")));  // a synced write
+  CHECK(admit("DELETE", "/v1/models/m/versions/1.0.0", publisher));
+  CHECK_FALSE(admit("GET", "/v1/chunks/" + digest, publisher));
+  CHECK_FALSE(admit("PUT", "/v1/chunks/" + digest, publisher));
+  CHECK_FALSE(admit("HEAD", "/v1/chunks/" + digest, publisher));
+  CHECK_FALSE(admit("GET", "/v1/terminals/t1/target?model=m&channel=stable", o.TerminalAuthorization("t1")));
   CHECK_FALSE(admit("GET", "/healthz", ""));
 }
