@@ -69,7 +69,7 @@ struct Fd {
 std::vector<std::unique_ptr<HttpClient>> Connections(const GlobalOptions& g) {
   std::vector<std::unique_ptr<HttpClient>> clients;
   for (int i = 0; i < std::max(1, g.parallel); ++i) {
-    clients.push_back(std::make_unique<HttpClient>(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls}));
+    clients.push_back(std::make_unique<HttpClient>(g.server, g.ClientOptions()));
   }
   return clients;
 }
@@ -275,8 +275,7 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
   env.payload_type = std::string(kManifestPayloadType);
   env.payload = ToBytes(manifest_json);
   for (const SecretKey& key : *keys) SignEnvelope(env, key);
-  HttpClient client(g.server,
-                    HttpClientOptions{.timeout_ms = CommitTimeoutMs(m.size), .bearer_token = g.token, .tls = g.tls});
+  HttpClient client(g.server, g.ClientOptions(CommitTimeoutMs(m.size)));
   Result<HttpReply> r = Status::Unavailable("not sent");
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (attempt > 0) {
@@ -324,7 +323,7 @@ namespace {
 // GETs `path`, whose answer is {"<key>":["…",…]}, and prints the names one a
 // line (or the answer, with --output json).
 int PrintNameList(const GlobalOptions& g, const std::string& path, const char* key, std::string_view what) {
-  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
+  HttpClient client(g.server, g.ClientOptions());
   Result<HttpReply> r = client.Get(path, kJsonReplyBytesMax);
   if (!r.ok()) return Fail(r.status());
   if (r->status != 200) return FailReply(what, *r);
@@ -400,7 +399,7 @@ int Collect(const GlobalOptions& g) {
 
 int ListVersions(const GlobalOptions& g, const std::string& model) {
   if (!IsValidModelName(model)) return Fail("invalid model name '" + model + "'");
-  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
+  HttpClient client(g.server, g.ClientOptions());
   std::vector<nlohmann::json> pending = g.token.empty() ? std::vector<nlohmann::json>() : PendingVersions(client, model);
   Result<HttpReply> r = client.Get(VersionsPath(model), kJsonReplyBytesMax);
   if (!r.ok()) return Fail(r.status());
@@ -452,7 +451,7 @@ Result<Bytes> GetChunk(HttpClient& c, const ChunkRef& ref) {
 // verifying each, then verifies the whole file as written. A paged
 // manifest's chunk list is read from its index pages first.
 Status DownloadChunks(const GlobalOptions& g, VerifiedManifest& verified, int fd, uint64_t* downloaded_bytes) {
-  HttpClient pages(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
+  HttpClient pages(g.server, g.ClientOptions());
   MERIDIAN_RETURN_IF_ERROR(verified.ResolveChunkPages(
       [&](const ChunkPageRef& p) { return GetChunk(pages, {p.digest, p.page_bytes()}); }));
   const Manifest& m = verified.manifest();
@@ -496,7 +495,7 @@ Result<uint64_t> DownloadDelta(const GlobalOptions& g, const Root& root, const M
                                const std::string& from_file, const std::string& staging) {
   Result<Digest> from = Env::Default().DigestOfFile(from_file);
   if (!from.ok()) return from.status();
-  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
+  HttpClient client(g.server, g.ClientOptions());
   Result<DeltaInfo> info =
       DeltaInfoFromReply(root, client.Get(DeltaInfoPath(*from, m.digest), kDeltaInfoReplyBytesMax), *from, m.digest);
   if (!info.ok()) return info.status();
@@ -534,7 +533,7 @@ int Pull(const GlobalOptions& g, const PullOptions& o) {
     return Fail(o.root_file + ": " + fresh.message() + " (fetch the newest: GET /v1/roots/latest)");
   }
 
-  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
+  HttpClient client(g.server, g.ClientOptions());
   Result<VerifiedManifest> verified =
       ManifestFromReply(*root, GetSpooled(client, VersionPath(o.model, o.version), kManifestReplyBytesMax, SpoolDir()),
                         o.model, o.version);

@@ -21,6 +21,12 @@ struct GlobalOptions {
   bool json = false;   // --output json
   int parallel = 4;    // concurrent chunk transfers
   TlsClientOptions tls;  // --ca-file, --client-cert, --client-key, --allow-insecure-http
+
+  // How a client of `server` talks to it: with this token and TLS setup, and
+  // a whole-request timeout other than the default when one is given.
+  HttpClientOptions ClientOptions(long timeout_ms = HttpClientOptions{}.timeout_ms) const {
+    return {.timeout_ms = timeout_ms, .bearer_token = token, .tls = tls};
+  }
 };
 
 struct PublishOptions {

@@ -16,7 +16,7 @@ Result<nlohmann::json> Call(const GlobalOptions& g, const std::string& method, c
     return Status::PermissionDenied("this command needs a token: the operator's (--token-file DATA/operator.token), "
                                     "or a publisher's to delete versions");
   }
-  HttpClient client(g.server, HttpClientOptions{.timeout_ms = timeout_ms, .bearer_token = g.token, .tls = g.tls});
+  HttpClient client(g.server, g.ClientOptions(timeout_ms));
   Result<HttpReply> r = method == "GET"      ? client.Get(path, kJsonReplyBytesMax)
                         : method == "DELETE" ? client.Delete(path, body, kJsonReplyBytesMax)
                                              : client.Post(path, body, kJsonReplyBytesMax);

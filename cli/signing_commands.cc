@@ -107,7 +107,7 @@ int Sign(const GlobalOptions& g, const SignOptions& o) {
   if (g.token.empty()) return Fail("signing needs a publisher token (--token, --token-file or MERIDIAN_TOKEN)");
   Result<std::vector<SecretKey>> keys = ReadReleaseKeys(o.key_files);
   if (!keys.ok()) return Fail(keys.status());
-  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
+  HttpClient client(g.server, g.ClientOptions());
   Result<Found> found = FetchEnvelope(client, o.model, o.version);
   if (!found.ok()) return Fail(found.status());
   const Manifest& m = found->manifest;
@@ -127,8 +127,7 @@ int Sign(const GlobalOptions& g, const SignOptions& o) {
   }
   for (const SecretKey& key : *keys) SignEnvelope(found->envelope, key);
   // The last signature commits the version: the daemon reads it all first.
-  HttpClient committer(g.server,
-                       HttpClientOptions{.timeout_ms = CommitTimeoutMs(m.size), .bearer_token = g.token, .tls = g.tls});
+  HttpClient committer(g.server, g.ClientOptions(CommitTimeoutMs(m.size)));
   Result<HttpReply> r = committer.Post(VersionsPath(o.model), EnvelopeToJson(found->envelope), kJsonReplyBytesMax);
   if (!r.ok()) return Fail(r.status());
   if (r->status != 200 && r->status != 201 && r->status != 202) return FailReply("sign", *r);
@@ -147,7 +146,7 @@ int Sign(const GlobalOptions& g, const SignOptions& o) {
 int Show(const GlobalOptions& g, const std::string& model, const std::string& version, const std::string& root_file) {
   if (!IsValidModelName(model)) return Fail("invalid model name '" + model + "'");
   if (!IsValidVersion(version)) return Fail("invalid version '" + version + "'");
-  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
+  HttpClient client(g.server, g.ClientOptions());
   Result<Found> found = FetchEnvelope(client, model, version);
   if (!found.ok()) return Fail(found.status());
   std::vector<std::string> signers = KeyIdsOf(found->envelope);
@@ -279,7 +278,7 @@ int RootPush(const GlobalOptions& g, const std::string& file) {
   if (g.token.empty()) return Fail("installing a root needs the operator token (--token, --token-file or MERIDIAN_TOKEN)");
   Result<std::string> text = ReadFileToString(file, kRootEnvelopeBytesMax);
   if (!text.ok()) return Fail(text.status());
-  HttpClient client(g.server, HttpClientOptions{.bearer_token = g.token, .tls = g.tls});
+  HttpClient client(g.server, g.ClientOptions());
   Result<HttpReply> r = client.Post(RootsPath(), *text, kJsonReplyBytesMax);
   if (!r.ok()) return Fail(r.status());
   if (r->status != 201) return FailReply("install root", *r);

@@ -266,6 +266,7 @@ int ServerThreads(const HttpServerOptions& o) {
 struct HttpServer::Impl {
   HttpHandler& handler;
   HttpServerOptions options;
+  const int threads = ServerThreads(options);
   // The other threads' contexts, kept running while idle until the server
   // stops. They outlive ioc: its pending accept holds a socket of one of them.
   std::vector<std::unique_ptr<net::io_context>> others;
@@ -273,7 +274,7 @@ struct HttpServer::Impl {
   // The first thread's context, which also accepts, waits for signals and stops the server.
   net::io_context ioc{1};
   size_t next_context = 0;  // where the next connection goes: 0 is ioc, k is others[k - 1]
-  net::thread_pool blocking_pool{static_cast<size_t>(ServerThreads(options))};
+  net::thread_pool blocking_pool{static_cast<size_t>(threads)};
   tcp::acceptor acceptor{ioc};
   net::signal_set signals{ioc, SIGINT, SIGTERM};
   std::atomic<bool> stopping{false};
@@ -296,7 +297,7 @@ struct HttpServer::Impl {
   std::list<std::shared_ptr<SessionRef>> sessions;
 
   Impl(HttpHandler& h, HttpServerOptions o) : handler(h), options(std::move(o)) {
-    for (int i = 1; i < ServerThreads(options); ++i) {
+    for (int i = 1; i < threads; ++i) {
       others.push_back(std::make_unique<net::io_context>(1));
       others_kept.push_back(net::make_work_guard(*others.back()));
     }
