@@ -46,7 +46,7 @@ std::string BodyLimitText(uint64_t bytes) {
 
 }  // namespace
 
-void RouteTable::Add(Route route) { routes_.push_back(std::move(route)); }
+Route& RouteTable::Add(Route route) { return routes_.emplace_back(std::move(route)); }
 
 bool RouteTable::Matches(const Route& route, const std::vector<std::string>& segments,
                          std::vector<std::string>* params) {

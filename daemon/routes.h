@@ -43,6 +43,10 @@ struct Route {
   // kReader routes: whether the request reads something public, so that it
   // needs no credential. Decided from the head (the path) before anything is read.
   std::function<bool(const HttpRequest&)> is_public;
+  // A write served on the connection's own thread all the same: brief and
+  // frequent, so that the hop to the blocking pool would cost more than it
+  // saves (see Api::Admit).
+  bool brief_write = false;
 
   // "GET /v1/chunks/{digest}": the label in metrics and docs.
   std::string Label() const { return method + " " + pattern; }
@@ -50,8 +54,9 @@ struct Route {
 
 class RouteTable {
  public:
-  // Adds a route; patterns are matched in the order added.
-  void Add(Route route);
+  // Adds a route; patterns are matched in the order added. The reference
+  // holds until the next Add.
+  Route& Add(Route route);
 
   // The route for `method` (HEAD as GET) and the decoded path `segments`,
   // with the placeholders' values in *params. NotFound when no route has

@@ -148,7 +148,7 @@ TEST_CASE("every path the client builds is a route the daemon serves, with the v
   CHECK(QueryParam(sync.query, "last_error") == "a b&c=d");
 }
 
-TEST_CASE("POST and DELETE are admitted as requests that may block, to run off their connection's thread; reads and chunk uploads are not") {
+TEST_CASE("writes are admitted as requests that may block, to run off their connection's thread; reads, chunk uploads and credentials are not") {
   InProcessDaemon o;
   auto admit = [&](const std::string& method, const std::string& target, const std::string& authorization) {
     HttpRequest head;
@@ -169,6 +169,7 @@ TEST_CASE("POST and DELETE are admitted as requests that may block, to run off t
   CHECK(admit("DELETE", "/v1/models/m/versions/1.0.0", publisher));
   CHECK_FALSE(admit("GET", "/v1/chunks/" + digest, publisher));
   CHECK_FALSE(admit("PUT", "/v1/chunks/" + digest, publisher));
+  CHECK_FALSE(admit("POST", "/v1/terminals/t1/credential", ""));
   CHECK_FALSE(admit("HEAD", "/v1/chunks/" + digest, publisher));
   CHECK_FALSE(admit("GET", "/v1/terminals/t1/target?model=m&channel=stable", o.TerminalAuthorization("t1")));
   CHECK_FALSE(admit("GET", "/healthz", ""));
