@@ -255,8 +255,9 @@ class ReadDeadline {
 // by all threads made every request pass through its scheduler's lock and
 // hand work across threads: /healthz under wrk ran no faster on two threads
 // than on one. The price is that a request blocking its thread holds up the
-// thread's other connections, so requests that may block (every write, and
-// work of seconds) run on a pool of their own (HttpAdmission::may_block).
+// thread's other connections, so requests that may block (writes but the
+// brief ones, and work of seconds) run on a pool of their own
+// (HttpAdmission::may_block).
 int ServerThreads(const HttpServerOptions& o) {
   return o.threads > 0 ? o.threads : std::max(2, static_cast<int>(std::thread::hardware_concurrency()));
 }
