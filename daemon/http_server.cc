@@ -47,6 +47,13 @@ constexpr int kClientClosedRequest = 499;  // for metrics, as nginx counts it: n
 // at least, 64 KiB at most): a body is read through a buffer this large, or
 // a 64 KiB chunk upload would take some 130 reads instead of one or two.
 constexpr size_t kBodyReadBytes = 64u << 10;
+// The fewest threads of the pool that runs requests that may block. A commit
+// of a large artifact or a collection holds one for minutes, so a pool only
+// as large as the server (two threads here) would leave reports and rollout
+// actions queued behind two of them. A thread waiting for the disk costs
+// only its stack, and more writers waiting at once let RocksDB sync them in
+// one group.
+constexpr int kBlockingThreadsMin = 16;
 
 // The whole answer to a connection over the limit, made once.
 static const std::string& TooManyConnectionsReply() {
@@ -275,7 +282,7 @@ struct HttpServer::Impl {
   // The first thread's context, which also accepts, waits for signals and stops the server.
   net::io_context ioc{1};
   size_t next_context = 0;  // where the next connection goes: 0 is ioc, k is others[k - 1]
-  net::thread_pool blocking_pool{static_cast<size_t>(threads)};
+  net::thread_pool blocking_pool{static_cast<size_t>(std::max(threads, kBlockingThreadsMin))};
   tcp::acceptor acceptor{ioc};
   net::signal_set signals{ioc, SIGINT, SIGTERM};
   std::atomic<bool> stopping{false};

@@ -8,7 +8,7 @@
 // so that nothing after it is ever taken for a request (no smuggling).
 //
 // A request that may block does not hold up the other connections served by
-// its thread.
+// its thread, nor other such requests.
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -198,20 +198,20 @@ TEST_CASE("request framing: each variant framed as RFC 9112 says, or refused and
 namespace {
 
 // GET /slow may block: its handler waits until the test releases it.
-// GET /fast answers at once.
+// GET /write may block too, but answers at once; GET /fast answers at once.
 class SlowFastHandler final : public HttpHandler {
  public:
   HttpAdmission Admit(HttpRequest& head) override {
     HttpAdmission a;
-    a.may_block = head.target == "/slow";
+    a.may_block = head.target == "/slow" || head.target == "/write";
     return a;
   }
   HttpResponse Handle(const HttpRequest& request) override {
     HttpResponse r;
-    r.body = request.target == "/slow" ? "slow" : "fast";
+    r.body = request.target.substr(1);
     if (request.target != "/slow") return r;
     std::unique_lock lock(mu_);
-    slow_started_ = true;
+    ++slow_started_;
     cv_.notify_all();
     // Bounded: a server that blocks on this handler fails the test, not hangs it.
     cv_.wait_for(lock, std::chrono::seconds(30), [&] { return released_; });
@@ -219,9 +219,10 @@ class SlowFastHandler final : public HttpHandler {
   }
   void Completed(const HttpRequest&, int, uint64_t) override {}
 
-  bool WaitForSlow() {
+  // Waits until `n` requests for /slow are in the handler at once.
+  bool WaitForSlow(int n) {
     std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, std::chrono::seconds(30), [&] { return slow_started_; });
+    return cv_.wait_for(lock, std::chrono::seconds(30), [&] { return slow_started_ >= n; });
   }
   bool released() {
     std::lock_guard lock(mu_);
@@ -236,9 +237,18 @@ class SlowFastHandler final : public HttpHandler {
  private:
   std::mutex mu_;
   std::condition_variable cv_;
-  bool slow_started_ = false;
+  int slow_started_ = 0;
   bool released_ = false;
 };
+
+// Asks for `target` on a connection of its own; the body of its one reply
+// with status 200, else "" (checked without REQUIRE, which would leave the
+// test's threads running).
+std::string GetOnce(uint16_t port, const std::string& target) {
+  std::vector<Reply> replies = Exchange(port, "GET " + target + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  CHECK(replies.size() == 1);
+  return replies.size() == 1 && replies[0].status == 200 ? replies[0].body : "";
+}
 
 }  // namespace
 
@@ -252,18 +262,40 @@ TEST_CASE("a request that may block does not hold up the other connections of it
   std::thread slow([&] {
     slow_reply = meridian::testing::ExchangeLoopback(server.port(), "GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
   });
-  REQUIRE(handler.WaitForSlow());
+  CHECK(handler.WaitForSlow(1));
   // Answered while /slow is still in its handler (ExchangeLoopback gives up after 10 s of silence).
-  std::vector<Reply> fast = Exchange(server.port(), "GET /fast HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  CHECK(GetOnce(server.port(), "/fast") == "fast");
   CHECK(!handler.released());
-  REQUIRE(fast.size() == 1);
-  CHECK(fast[0].status == 200);
-  CHECK(fast[0].body == "fast");
   handler.Release();
   slow.join();
   std::vector<Reply> slow_replies = ParseReplies(slow_reply);
   REQUIRE(slow_replies.size() == 1);
   CHECK(slow_replies[0].body == "slow");
+  server.Stop();
+  serving.join();
+}
+
+TEST_CASE("requests that may block are not queued behind long ones: the pool has threads to spare") {
+  SlowFastHandler handler;
+  HttpServer server(handler, HttpServerOptions{.host = "127.0.0.1", .port = 0, .threads = 1});
+  REQUIRE(server.Listen().ok());
+  std::thread serving([&] { server.Run(); });
+  // Two long requests (a commit, a collection) hold two threads of the pool:
+  // as many as the server has threads, and more.
+  std::vector<std::string> slow_replies(2);
+  std::vector<std::thread> slow;
+  for (std::string& reply : slow_replies) {
+    slow.emplace_back([&] {
+      reply = meridian::testing::ExchangeLoopback(server.port(), "GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    });
+  }
+  CHECK(handler.WaitForSlow(2));
+  // Another request that may block (a report) is answered meanwhile.
+  CHECK(GetOnce(server.port(), "/write") == "write");
+  CHECK(!handler.released());
+  handler.Release();
+  for (std::thread& t : slow) t.join();
+  for (const std::string& reply : slow_replies) CHECK(ParseReplies(reply).size() == 1);
   server.Stop();
   serving.join();
 }
