@@ -21,6 +21,7 @@
 
 #include "daemon/http_server.h"
 #include "tests/loopback.h"
+#include "tests/server_on_loopback.h"
 
 using namespace meridian;
 
@@ -168,9 +169,7 @@ std::vector<Case> Cases() {
 
 TEST_CASE("request framing: each variant framed as RFC 9112 says, or refused and the connection closed") {
   EchoHandler handler;
-  HttpServer server(handler, HttpServerOptions{.host = "127.0.0.1", .port = 0, .threads = 2});
-  REQUIRE(server.Listen().ok());
-  std::thread serving([&] { server.Run(); });
+  meridian::testing::ServerOnLoopback server(handler, 2);
   const std::string next = "GET /next HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
   std::vector<Case> cases = Cases();
   CHECK(cases.size() >= 50);
@@ -191,8 +190,6 @@ TEST_CASE("request framing: each variant framed as RFC 9112 says, or refused and
       CHECK(replies.size() == 1);  // nothing after a refused framing is read as a request
     }
   }
-  server.Stop();
-  serving.join();
 }
 
 namespace {
@@ -241,61 +238,73 @@ class SlowFastHandler final : public HttpHandler {
   bool released_ = false;
 };
 
-// Asks for `target` on a connection of its own; the body of its one reply
-// with status 200, else "" (checked without REQUIRE, which would leave the
-// test's threads running).
-std::string GetOnce(uint16_t port, const std::string& target) {
-  std::vector<Reply> replies = Exchange(port, "GET " + target + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-  CHECK(replies.size() == 1);
+std::string GetRequest(const std::string& target) {
+  return "GET " + target + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+}
+
+// The body of the one reply to `raw` when its status is 200, else "".
+std::string OkBody(const std::string& raw) {
+  std::vector<Reply> replies = ParseReplies(raw);
   return replies.size() == 1 && replies[0].status == 200 ? replies[0].body : "";
 }
+
+// Asks for `target` on a connection of its own; OkBody of the reply.
+std::string GetOnce(uint16_t port, const std::string& target) {
+  return OkBody(meridian::testing::ExchangeLoopback(port, GetRequest(target)));
+}
+
+// `n` requests for /slow, each on a connection (and a thread) of its own,
+// held in the handler until Finish releases them; released and joined at
+// destruction too, so that a failed check leaves no thread running.
+class HeldSlowRequests {
+ public:
+  HeldSlowRequests(SlowFastHandler& handler, uint16_t port, int n) : handler_(handler), replies_(static_cast<size_t>(n)) {
+    for (std::string& reply : replies_) {
+      threads_.emplace_back([&reply, port] { reply = meridian::testing::ExchangeLoopback(port, GetRequest("/slow")); });
+    }
+  }
+  ~HeldSlowRequests() { Finish(); }
+  HeldSlowRequests(const HeldSlowRequests&) = delete;
+  HeldSlowRequests& operator=(const HeldSlowRequests&) = delete;
+
+  // Releases them and returns their raw replies.
+  const std::vector<std::string>& Finish() {
+    handler_.Release();
+    for (std::thread& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+    return replies_;
+  }
+
+ private:
+  SlowFastHandler& handler_;
+  std::vector<std::string> replies_;
+  std::vector<std::thread> threads_;
+};
 
 }  // namespace
 
 TEST_CASE("a request that may block does not hold up the other connections of its thread") {
   SlowFastHandler handler;
   // One thread: every connection is served by it, the slow one's included.
-  HttpServer server(handler, HttpServerOptions{.host = "127.0.0.1", .port = 0, .threads = 1});
-  REQUIRE(server.Listen().ok());
-  std::thread serving([&] { server.Run(); });
-  std::string slow_reply;
-  std::thread slow([&] {
-    slow_reply = meridian::testing::ExchangeLoopback(server.port(), "GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-  });
+  meridian::testing::ServerOnLoopback server(handler, 1);
+  HeldSlowRequests slow(handler, server.port(), 1);
   CHECK(handler.WaitForSlow(1));
   // Answered while /slow is still in its handler (ExchangeLoopback gives up after 10 s of silence).
   CHECK(GetOnce(server.port(), "/fast") == "fast");
   CHECK(!handler.released());
-  handler.Release();
-  slow.join();
-  std::vector<Reply> slow_replies = ParseReplies(slow_reply);
-  REQUIRE(slow_replies.size() == 1);
-  CHECK(slow_replies[0].body == "slow");
-  server.Stop();
-  serving.join();
+  for (const std::string& reply : slow.Finish()) CHECK(OkBody(reply) == "slow");
 }
 
 TEST_CASE("requests that may block are not queued behind long ones: the pool has threads to spare") {
   SlowFastHandler handler;
-  HttpServer server(handler, HttpServerOptions{.host = "127.0.0.1", .port = 0, .threads = 1});
-  REQUIRE(server.Listen().ok());
-  std::thread serving([&] { server.Run(); });
+  meridian::testing::ServerOnLoopback server(handler, 1);
   // Two long requests (a commit, a collection) hold two threads of the pool:
   // as many as the server has threads, and more.
-  std::vector<std::string> slow_replies(2);
-  std::vector<std::thread> slow;
-  for (std::string& reply : slow_replies) {
-    slow.emplace_back([&] {
-      reply = meridian::testing::ExchangeLoopback(server.port(), "GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    });
-  }
+  HeldSlowRequests slow(handler, server.port(), 2);
   CHECK(handler.WaitForSlow(2));
   // Another request that may block (a report) is answered meanwhile.
   CHECK(GetOnce(server.port(), "/write") == "write");
   CHECK(!handler.released());
-  handler.Release();
-  for (std::thread& t : slow) t.join();
-  for (const std::string& reply : slow_replies) CHECK(ParseReplies(reply).size() == 1);
-  server.Stop();
-  serving.join();
+  for (const std::string& reply : slow.Finish()) CHECK(OkBody(reply) == "slow");
 }

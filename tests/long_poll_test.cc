@@ -12,6 +12,7 @@
 #include "daemon/http.h"
 #include "daemon/http_server.h"
 #include "tests/loopback.h"
+#include "tests/server_on_loopback.h"
 
 using namespace meridian;
 using meridian::testing::ConnectLoopback;
@@ -80,9 +81,7 @@ bool Within(std::chrono::milliseconds limit, const std::function<bool()>& condit
 
 TEST_CASE("a held long poll whose client hangs up is dropped at once; a pipelined request is not a hang-up") {
   PollHandler handler;
-  HttpServer server(handler, HttpServerOptions{.host = "127.0.0.1", .port = 0, .threads = 2});
-  REQUIRE(server.Listen().ok());
-  std::thread serving([&] { server.Run(); });
+  meridian::testing::ServerOnLoopback server(handler, 2);
   const std::string poll = "GET /poll HTTP/1.1\r\nHost: t\r\n\r\n";
 
   int gone = ConnectLoopback(server.port());
@@ -104,6 +103,4 @@ TEST_CASE("a held long poll whose client hangs up is dropped at once; a pipeline
   ::close(stays);
   CHECK(reply.find("changed") != std::string::npos);  // held until the change, not taken for a hang-up
   CHECK(reply.find("other") != std::string::npos);
-  server.Stop();
-  serving.join();
 }
