@@ -146,7 +146,7 @@ HttpResponse Api::ForwardedReports(const HttpRequest& req) {
   std::lock_guard lock(forwarded_mu_);  // batches one after another: ids and counts are read, then written
   std::map<std::string, uint64_t> per_region;
   std::set<std::string> in_batch;
-  std::vector<std::pair<std::string, std::optional<std::string>>> ops;
+  StateOps ops;
   for (ForwardedReport& f : *batch) {
     std::string key = "reportid/" + f.id;
     Result<std::string> had = store_.GetState(key);

@@ -48,7 +48,7 @@ struct SignedChannel {
 class ChannelSigner {
  public:
   using ModelChannel = std::pair<std::string, std::string>;
-  using StateOps = std::vector<std::pair<std::string, std::optional<std::string>>>;  // Store::WriteState's
+  using StateOps = meridian::StateOps;
 
   // Loads every stored channel state. Corruption when a stored record is not
   // a JSON object with an "envelope" string holding a well-formed channel

@@ -277,7 +277,7 @@ Result<uint64_t> DeltaService::DropStale(std::vector<Digest>& referenced) {
     Result<std::vector<std::pair<std::string, std::string>>> page = store_.ScanStatePage("delta/", after, kPageRecords);
     if (!page.ok()) return page.status();
     if (page->empty()) return dropped;
-    std::vector<std::pair<std::string, std::optional<std::string>>> stale;
+    StateOps stale;
     for (const auto& [key, json] : *page) {
       Result<DeltaRecord> r = DeltaRecordFromJson(json);
       bool keep = r.ok() && StateKey(r->info.from, r->info.to) == key;

@@ -159,7 +159,7 @@ struct Enrolment::Impl {
     if (t.state == state) return Status::Ok();
     t.state = state;
     t.changed_ms = clock.NowUnixMillis();
-    std::vector<std::pair<std::string, std::optional<std::string>>> ops{{RecordKey(t.id), RecordLine(t)}};
+    StateOps ops{{RecordKey(t.id), RecordLine(t)}};
     if (state == EnrolmentState::kRevoked) {
       ops.emplace_back(std::string(kRevocationsMadeKey), std::to_string(revocations_made + 1));
     }
@@ -218,7 +218,7 @@ Status Enrolment::Add(std::vector<EnrolledTerminal> terminals) {
     return Status::InvalidArgument(fmt::format("at most {} terminals at a time", kAddBatchMax));
   }
   int64_t now = d.clock.NowUnixMillis();
-  std::vector<std::pair<std::string, std::optional<std::string>>> ops;
+  StateOps ops;
   ops.reserve(terminals.size());
   for (EnrolledTerminal& t : terminals) {
     MERIDIAN_RETURN_IF_ERROR(ValidateEnrolledTerminal(t));

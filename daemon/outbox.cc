@@ -25,7 +25,7 @@ std::string EntryKey(uint64_t seq) { return fmt::format("outbox/{:020}", seq); }
 }  // namespace
 
 ReportOutbox::ReportOutbox(Store& store, std::string region, UpstreamOptions upstream, OutboxOptions options)
-    : store_(store), region_(std::move(region)), upstream_(std::move(upstream)), options_(options) {}
+    : store_(store), region_(std::move(region)), upstream_(std::move(upstream)), options_(options), writes_(store) {}
 
 Result<std::unique_ptr<ReportOutbox>> ReportOutbox::Open(Store& store, std::string region, UpstreamOptions upstream,
                                                          OutboxOptions options) {
@@ -70,27 +70,36 @@ ReportOutbox::~ReportOutbox() {
 }
 
 Result<bool> ReportOutbox::Enqueue(ForwardedReport r) {
+  std::string key, entry;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     if (pending_.size() >= options_.pending_max) {
       return Status::ResourceExhausted(fmt::format("{} reports wait for the upstream already; retry later", pending_.size()));
     }
-    std::vector<std::pair<std::string, std::optional<std::string>>> ops;
-    if (r.id.empty()) {
-      r.id = fmt::format("{}.{}.{}", region_, nonce_, next_);
-    } else {
+    StateOps ops;
+    const bool relayed = !r.id.empty();
+    if (relayed) {
       std::string seen = "reportid/" + r.id;
       Result<std::string> had = store_.GetState(seen);
       if (had.ok()) return false;
       if (had.status().code() != Status::Code::kNotFound) return had.status();
       ops.emplace_back(seen, "");
+    } else {
+      r.id = fmt::format("{}.{}.{}", region_, nonce_, next_);
     }
-    std::string key = EntryKey(next_);
-    std::string entry = ForwardedReportToJson(r);
+    key = EntryKey(next_);
+    entry = ForwardedReportToJson(r);
     ops.emplace_back(key, entry);
     ops.emplace_back(std::string(kMetaKey), Json{{"nonce", nonce_}, {"next", next_ + 1}}.dump());
-    MERIDIAN_RETURN_IF_ERROR(store_.WriteState(ops));
+    // The id is taken whether or not the write succeeds: a failed one leaves a gap, never a reuse.
     ++next_;
+    GroupCommit::Ticket stored = writes_.Enqueue(std::move(ops));
+    // A relayed report is stored with the lock held, so that a second copy of
+    // its id waits and then finds it seen. A new one (a terminal's) waits
+    // with it released: reports arriving together share one synced write.
+    if (!relayed) lock.unlock();
+    MERIDIAN_RETURN_IF_ERROR(writes_.Wait(stored));
+    if (!relayed) lock.lock();
     pending_.emplace_back(std::move(key), std::move(entry));
   }
   cv_.notify_all();
@@ -117,7 +126,7 @@ void ReportOutbox::Run() {
     std::string body = "{\"reports\":[";
     for (size_t i = 0; i < n; ++i) body += (i ? "," : "") + pending_[i].second;
     body += "]}";
-    std::vector<std::pair<std::string, std::optional<std::string>>> done;
+    StateOps done;
     for (size_t i = 0; i < n; ++i) done.emplace_back(pending_[i].first, std::nullopt);
     lock.unlock();
     Result<HttpReply> r = upstream.Post(ReportsPath(), body, kShortReplyBytesMax);

@@ -22,6 +22,7 @@
 #include "base/status.h"
 #include "daemon/forwarded_reports.h"
 #include "daemon/upstream.h"
+#include "store/group_commit.h"
 #include "store/store.h"
 
 namespace meridian {
@@ -64,6 +65,7 @@ class ReportOutbox {
   UpstreamOptions upstream_;
   const OutboxOptions options_;
   std::string nonce_;
+  GroupCommit writes_;  // accepted reports, several to one synced write
   mutable std::mutex mu_;
   std::condition_variable cv_;
   uint64_t next_ = 1;                                        // guarded by mu_

@@ -22,7 +22,7 @@ Result<std::unique_ptr<PendingReleases>> PendingReleases::Open(Store& store, con
   std::unique_ptr<PendingReleases> p(new PendingReleases(store, pending_max));
   Result<std::vector<std::pair<std::string, std::string>>> records = store.ScanState(kPendingReleaseKeyPrefix);
   if (!records.ok()) return records.status();
-  std::vector<std::pair<std::string, std::optional<std::string>>> dropped;
+  StateOps dropped;
   for (const auto& [key, value] : *records) {
     nlohmann::json j = ParseStateRecord(value);
     auto envelope = j.is_object() ? j.find("envelope") : j.end();

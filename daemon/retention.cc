@@ -113,7 +113,7 @@ Result<uint64_t> Retention::DropOldReportIds() {
         store_.ScanStatePage(kReportIdPrefix, after, kReportIdPage);
     if (!page.ok()) return page.status();
     if (page->empty()) return dropped;
-    std::vector<std::pair<std::string, std::optional<std::string>>> ops;
+    StateOps ops;
     for (const auto& [key, value] : *page) {
       // Written as "" when the report arrived; stamped here the first time.
       char* end = nullptr;

@@ -15,6 +15,7 @@
 #include "base/digest.h"
 #include "daemon/state_record.h"
 #include "manifest/manifest.h"
+#include "store/group_commit.h"
 
 namespace meridian {
 
@@ -75,13 +76,16 @@ struct Rollouts::Impl {
   // Each locks for itself; set once by Open.
   std::unique_ptr<ChannelSigner> signer;
   std::unique_ptr<TerminalRegistry> terminals;
+  // Counted reports are queued under `mu` and waited for after it, so that
+  // reports arriving together share one synced write.
+  GroupCommit report_writes;
 
   mutable std::mutex mu;  // guards the members below
   std::map<std::string, Entry, std::less<>> rollouts;
   uint64_t next_seq = 1;
   std::map<std::pair<std::string, std::string>, VersionRef> refs;  // (model, version): versions are immutable
 
-  Impl(Store& s, const Clock& c, RolloutsOptions opts) : store(s), clock(c), o(opts) {}
+  Impl(Store& s, const Clock& c, RolloutsOptions opts) : store(s), clock(c), o(opts), report_writes(s) {}
 
   Result<VersionRef> Ref(const std::string& model, const std::string& version) {
     auto it = refs.find({model, version});
@@ -125,6 +129,8 @@ struct Rollouts::Impl {
   // memory, and write it together with `ops` in one synced batch.
   Status Publish(const ChannelKey& ck, const std::string& pointer, ChannelSigner::StateOps ops) {
     MERIDIAN_RETURN_IF_ERROR(signer->CanSign());
+    // Every report a gate may have counted is stored before the change it led to.
+    report_writes.Flush();
     ChannelState s;
     s.model = ck.first;
     s.channel = ck.second;
@@ -508,7 +514,8 @@ Result<bool> Rollouts::Report(std::string_view rollout_id, std::string_view mode
   report.stage = 0;
   MERIDIAN_RETURN_IF_ERROR(ValidateReport(report));
   impl_->terminals->RecordReport(model, channel, report);
-  bool changed = false;
+  GroupCommit::Ticket stored;
+  Result<bool> gated = false;
   {
     std::lock_guard lock(impl_->mu);
     Impl& m = *impl_;
@@ -539,12 +546,15 @@ Result<bool> Rollouts::Report(std::string_view rollout_id, std::string_view mode
     MERIDIAN_RETURN_IF_ERROR(e->tally.Add(report));
     if (unchanged) return true;  // fresher numbers in memory; the stored verdict stands
     std::string key = fmt::format("report/{}/{}/{}", e->rollout.spec().id, report.stage, report.terminal_id);
-    MERIDIAN_RETURN_IF_ERROR(m.store.WriteState({{key, ReportToJson(report)}}));
-    Result<bool> gated = m.Gate(*e);
-    if (!gated.ok()) return gated.status();
-    changed = *gated;
+    stored = m.report_writes.Enqueue({{key, ReportToJson(report)}});
+    gated = m.Gate(*e);
   }
-  if (changed) notifier_.NotifyAll();
+  // Answered once stored. A change the gates made stands (and wakes the
+  // long polls) even when the report's own write failed.
+  Status written = impl_->report_writes.Wait(stored);
+  if (gated.ok() && *gated) notifier_.NotifyAll();
+  MERIDIAN_RETURN_IF_ERROR(written);
+  if (!gated.ok()) return gated.status();
   return true;
 }
 

@@ -260,7 +260,7 @@ size_t TerminalRegistry::size() const {
 
 void TerminalRegistry::Flush() {
   std::lock_guard flush(flush_mu_);
-  std::vector<std::pair<std::string, std::optional<std::string>>> ops;
+  StateOps ops;
   {
     std::lock_guard lock(mu_);
     while (!dirty_.empty() && ops.size() < o_.flush_ops_max) {

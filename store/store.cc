@@ -875,7 +875,7 @@ class RocksStore final : public Store {
     });
   }
 
-  Status WriteState(const std::vector<std::pair<std::string, std::optional<std::string>>>& ops) override {
+  Status WriteState(const StateOps& ops) override {
     return Guard(&faults_, "WriteState", [&]() -> Status {
       if (ops.empty()) return Status::Ok();
       rocksdb::WriteBatch batch;

@@ -95,6 +95,9 @@ class Env;
 
 namespace meridian {
 
+// Puts (value set) and deletes (value nullopt) of state keys, applied in order.
+using StateOps = std::vector<std::pair<std::string, std::optional<std::string>>>;
+
 // Limits on what the store accepts and returns.
 // Everything one ScanState call may return (keys plus values).
 inline constexpr uint64_t kStateScanBytesMax = 256ull << 20;
@@ -296,7 +299,7 @@ class Store {
 
   // --- state (small values for the daemon's other modules) ---
   // Applies puts (value set) and deletes (value nullopt) atomically; synced.
-  virtual Status WriteState(const std::vector<std::pair<std::string, std::optional<std::string>>>& ops) = 0;
+  virtual Status WriteState(const StateOps& ops) = 0;
   // NotFound when the key holds no value.
   virtual Result<std::string> GetState(std::string_view key) = 0;
   // Every (key, value) whose key starts with `prefix`, in byte-wise key order;

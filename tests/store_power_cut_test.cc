@@ -273,7 +273,6 @@ const Bytes kOrphan = RandomBytes(8 << 10, 99);       // uploaded, never committ
 
 // ---- state batches
 
-using StateOps = std::vector<std::pair<std::string, std::optional<std::string>>>;
 using StateMap = std::map<std::string, std::string>;
 
 StateMap ScanAll(Store& store, const std::string& prefix) {

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -19,6 +20,7 @@
 #include "base/encoding.h"
 #include "base/file.h"
 #include "signing/signing.h"
+#include "store/group_commit.h"
 #include "store/manifest_cache.h"
 #include "store/store.h"
 #include "tests/raw_db.h"
@@ -735,6 +737,118 @@ TEST_CASE("state: a prefix read a page at a time, after a key") {
   CHECK(store->ScanStatePage("a/", "a/4", 10).value().empty());
   CHECK(store->ScanStatePage("a/", "A", 10).value().size() == 3);  // a key before the prefix: from its start
   CHECK(store->ScanStatePage("a/", "", 0).value().empty());
+}
+
+// A GroupCommit writer that records each batch it is given and holds the
+// first one until released, so that a test can queue writes behind it.
+class HeldWriter {
+ public:
+  Status Write(const StateOps& ops) {
+    std::unique_lock lock(mu_);
+    batches_.push_back(ops);
+    changed_.notify_all();
+    changed_.wait(lock, [&] { return released_; });
+    return fail_ ? Status::IOError("disk gone") : Status::Ok();
+  }
+  void AwaitBatches(size_t n) {
+    std::unique_lock lock(mu_);
+    REQUIRE(changed_.wait_for(lock, std::chrono::seconds(10), [&] { return batches_.size() >= n; }));
+  }
+  void Release(bool fail = false) {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    fail_ = fail;
+    changed_.notify_all();
+  }
+  std::vector<StateOps> batches() {
+    std::lock_guard lock(mu_);
+    return batches_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::vector<StateOps> batches_;
+  bool released_ = false, fail_ = false;
+};
+
+TEST_CASE("GroupCommit: writes queued while one is written go together in one batch, in queue order") {
+  HeldWriter writer;
+  GroupCommit commit([&](const StateOps& ops) { return writer.Write(ops); });
+  GroupCommit::Ticket first = commit.Enqueue({{"a", "1"}});
+  std::vector<std::thread> waiters;
+  std::vector<Status> results(4, Status::IOError("not waited"));
+  waiters.emplace_back([&] { results[0] = commit.Wait(first); });
+  writer.AwaitBatches(1);  // the first waiter writes "a" and is held there
+  std::vector<GroupCommit::Ticket> queued = {commit.Enqueue({{"b", "2"}}), commit.Enqueue({{"a", std::nullopt}}),
+                                             commit.Enqueue({{"c", "3"}, {"b", "4"}})};
+  for (size_t i = 0; i < queued.size(); ++i) waiters.emplace_back([&, i] { results[i + 1] = commit.Wait(queued[i]); });
+  writer.Release();
+  for (std::thread& t : waiters) t.join();
+  for (const Status& st : results) CHECK(st.ok());
+  const std::vector<StateOps> batches = writer.batches();
+  REQUIRE(batches.size() == 2);
+  CHECK(batches[0] == StateOps{{"a", "1"}});
+  CHECK(batches[1] == StateOps{{"b", "2"}, {"a", std::nullopt}, {"c", "3"}, {"b", "4"}});
+  commit.Flush();  // nothing queued: returns at once
+  CHECK(writer.batches().size() == 2);
+}
+
+TEST_CASE("GroupCommit: a failed batch fails every write in it; Flush waits for what was queued") {
+  HeldWriter writer;
+  GroupCommit commit([&](const StateOps& ops) { return writer.Write(ops); });
+  GroupCommit::Ticket first = commit.Enqueue({{"a", "1"}});
+  Status first_status;
+  std::thread leader([&] { first_status = commit.Wait(first); });
+  writer.AwaitBatches(1);
+  GroupCommit::Ticket second = commit.Enqueue({{"b", "2"}}), third = commit.Enqueue({{"c", "3"}});
+  std::thread flusher([&] { commit.Flush(); });  // writes b and c as the next batch
+  writer.Release(/*fail=*/true);
+  leader.join();
+  flusher.join();
+  CHECK(first_status.code() == Status::Code::kIOError);
+  CHECK(writer.batches().size() == 2);
+  CHECK(commit.Wait(second).code() == Status::Code::kIOError);  // done already: no write
+  CHECK(commit.Wait(third).code() == Status::Code::kIOError);
+  CHECK(writer.batches().size() == 2);
+}
+
+TEST_CASE("GroupCommit: a batch stops before kBatchBytesMax, and holds at least one write") {
+  HeldWriter writer;
+  GroupCommit commit([&](const StateOps& ops) { return writer.Write(ops); });
+  GroupCommit::Ticket first = commit.Enqueue({{"a", "1"}});
+  std::thread leader([&] { (void)commit.Wait(first); });
+  writer.AwaitBatches(1);
+  const std::string third(GroupCommit::kBatchBytesMax / 3, 'x'), large(GroupCommit::kBatchBytesMax + 1, 'y');
+  // Keys of one byte: 3 thirds overflow by 3 bytes, so they go 2 + 1; the large one alone.
+  GroupCommit::Ticket last;
+  for (const char* key : {"1", "2", "3"}) last = commit.Enqueue({{key, third}});
+  last = commit.Enqueue({{"4", large}});
+  writer.Release();
+  CHECK(commit.Wait(last).ok());
+  leader.join();
+  std::vector<size_t> sizes;
+  for (const StateOps& batch : writer.batches()) sizes.push_back(batch.size());
+  CHECK(sizes == std::vector<size_t>{1, 2, 1, 1});
+}
+
+TEST_CASE("GroupCommit on a store: writes from 16 threads are all there after a reopen") {
+  TempDir dir;
+  {
+    std::unique_ptr<Store> store = OpenOrDie(dir.path(), StoreOptions());
+    GroupCommit commit(*store);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 16; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 50; ++i) CHECK(commit.Wait(commit.Enqueue({{"k/" + std::to_string(t * 100 + i), "v"}})).ok());
+      });
+    }
+    for (std::thread& t : threads) t.join();
+  }
+  std::unique_ptr<Store> store = OpenOrDie(dir.path());
+  Result<std::vector<std::pair<std::string, std::string>>> all = store->ScanState("k/");
+  REQUIRE(all.ok());
+  CHECK(all->size() == 800);
 }
 
 TEST_CASE("Check is clean on a good store and names damaged versions and index entries") {
