@@ -21,6 +21,11 @@
 //   load forge --port P --cred CREDENTIAL --n N [--conns C]
 //       N target polls of distinct made-up ids (forged-%07d) all sent with one
 //       terminal's credential; every one should be 403.
+//   load report --port P --creds FILE --n N [--first I] [--step S] [--conns C]
+//       terminals I, I+S, … (N of them; S = 3: one region's) each POST one healthy `installed` report of
+//       fleet 1.0.1 (rollout `next`), as fast as C connections go; prints the
+//       rate, latency, the status codes and how many the daemon counted (a
+//       counted report is a synced write and a run of the gates).
 //   load call --port P --token T --path PATH [--method POST --body-file F]
 //             [--count N] [--warmup W] [--expect CODE]
 //       N sequential calls on one keep-alive connection, after W unmeasured.
@@ -267,42 +272,88 @@ struct Codes {
   }
 };
 
-int Register(const Args& a) {
+// Calls `one(conn, k)` for k = 0..n-1, each once, over `conns` keep-alive
+// connections each going as fast as it is answered; returns when all are done.
+// (The callable outlives every coroutine: they end within io.run().)
+void OverConnections(unsigned short port, long long conns, long long n,
+                     const std::function<awaitable<void>(Conn&, long long)>& one) {
   net::io_context io(1);
-  auto port = static_cast<unsigned short>(a.Num("port", 0));
-  long long first = a.Num("first", 0), n = a.Num("n", 1000), conns = a.Num("conns", 64);
-  std::vector<std::string> creds = ReadCredentials(a.Get("creds"), first + n);
-  long long next = first, end = first + n, done = 0;
-  Codes codes;
-  auto t0 = Clock::now();
-  auto last_report = t0;
+  long long next = 0;
   for (long long c = 0; c < conns; ++c) {
     net::co_spawn(
         io,
         [&]() -> awaitable<void> {
           Conn conn(io, port, "");
-          std::string reply;
-          while (next < end) {
-            long long i = next++;
-            int code = co_await conn.Send(http::verb::get, TargetPath(i), "", &reply, "Bearer " + creds[i]);
-            codes.Add(code, reply);
-            ++done;
-            if (done % 100000 == 0) {
-              auto now = Clock::now();
-              std::fprintf(stderr, "  registered %lld/%lld (%.0f/s over the last %lld)\n", done, n,
-                           100000.0 / std::chrono::duration<double>(now - last_report).count(), 100000LL);
-              last_report = now;
-            }
-          }
+          while (next < n) co_await one(conn, next++);
         },
         net::detached);
   }
   io.run();
+}
+
+int Register(const Args& a) {
+  auto port = static_cast<unsigned short>(a.Num("port", 0));
+  long long first = a.Num("first", 0), n = a.Num("n", 1000), conns = a.Num("conns", 64);
+  std::vector<std::string> creds = ReadCredentials(a.Get("creds"), first + n);
+  long long done = 0;
+  Codes codes;
+  auto t0 = Clock::now();
+  auto last_report = t0;
+  OverConnections(port, conns, n, [&](Conn& conn, long long k) -> awaitable<void> {
+    long long i = first + k;
+    std::string reply;
+    int code = co_await conn.Send(http::verb::get, TargetPath(i), "", &reply, "Bearer " + creds[static_cast<size_t>(i)]);
+    codes.Add(code, reply);
+    ++done;
+    if (done % 100000 == 0) {
+      auto now = Clock::now();
+      std::fprintf(stderr, "  registered %lld/%lld (%.0f/s over the last %lld)\n", done, n,
+                   100000.0 / std::chrono::duration<double>(now - last_report).count(), 100000LL);
+      last_report = now;
+    }
+  });
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   std::printf("{\"mode\":\"register\",\"n\":%lld,\"conns\":%lld,\"seconds\":%.3f,\"rate\":%.1f,\"cpu_s\":%.2f,"
               "\"codes\":%s,\"first_error\":%s}\n",
               n, conns, secs, static_cast<double>(n) / secs, CpuSeconds(), codes.Json().c_str(), JsonStr(codes.first_error).c_str());
   return codes.n.size() == 1 && codes.n.count(200) ? 0 : 1;
+}
+
+std::string ReportBody(long long i) {
+  std::string b = R"({"model":"fleet","version":"1.0.1","channel":"stable","rollout":"next","event":"installed",)";
+  b += R"("reason":"","health":{"pass":true,"latency_ms":12.5},"profile":")";
+  b += kProfiles[(i / 3) % 3];
+  b += R"(","region":")";
+  b += kRegions[i % 3];
+  return b + "\"}";
+}
+
+int Report(const Args& a) {
+  auto port = static_cast<unsigned short>(a.Num("port", 0));
+  long long first = a.Num("first", 0), n = a.Num("n", 1000), step = a.Num("step", 1), conns = a.Num("conns", 64);
+  std::vector<std::string> creds = ReadCredentials(a.Get("creds"), first + (n - 1) * step + 1);
+  long long counted = 0;
+  Codes codes;
+  codes.expect = 202;
+  std::vector<double> latency;
+  latency.reserve(static_cast<size_t>(n));
+  auto t0 = Clock::now();
+  OverConnections(port, conns, n, [&](Conn& conn, long long k) -> awaitable<void> {
+    long long i = first + k * step;
+    std::string reply;
+    auto sent = Clock::now();
+    int code = co_await conn.Send(http::verb::post, "/v1/terminals/" + TerminalId(i) + "/reports", ReportBody(i),
+                                  &reply, "Bearer " + creds[static_cast<size_t>(i)]);
+    latency.push_back(Ms(Clock::now() - sent));
+    codes.Add(code, reply);
+    if (code == 202 && reply.find("\"counted\":true") != std::string::npos) ++counted;
+  });
+  double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::printf("{\"mode\":\"report\",\"n\":%lld,\"conns\":%lld,\"seconds\":%.3f,\"rate\":%.1f,\"counted\":%lld,"
+              "\"latency\":%s,\"cpu_s\":%.2f,\"codes\":%s,\"first_error\":%s}\n",
+              n, conns, secs, static_cast<double>(n) / secs, counted, Stats(latency).c_str(), CpuSeconds(),
+              codes.Json().c_str(), JsonStr(codes.first_error).c_str());
+  return codes.n.size() == 1 && codes.n.count(202) ? 0 : 1;
 }
 
 int Poll(const Args& a) {
@@ -472,30 +523,18 @@ int Enrol(const Args& a) {
 // Polls of ids no one enrolled, all with one terminal's valid credential: a
 // holder of one credential trying to speak for others (or to fill the registry).
 int Forge(const Args& a) {
-  net::io_context io(1);
   auto port = static_cast<unsigned short>(a.Num("port", 0));
   long long n = a.Num("n", 1000), conns = a.Num("conns", 64);
   std::string auth = "Bearer " + a.Get("cred");
-  long long next = 0;
   Codes codes;
   codes.expect = 403;
   auto t0 = Clock::now();
-  for (long long c = 0; c < conns; ++c) {
-    net::co_spawn(
-        io,
-        [&]() -> awaitable<void> {
-          Conn conn(io, port, "");
-          std::string reply;
-          char id[32];
-          while (next < n) {
-            long long i = next++;
-            std::snprintf(id, sizeof id, "forged-%07lld", i);
-            codes.Add(co_await conn.Send(http::verb::get, TargetPath(i, id), "", &reply, auth), reply);
-          }
-        },
-        net::detached);
-  }
-  io.run();
+  OverConnections(port, conns, n, [&](Conn& conn, long long i) -> awaitable<void> {
+    char id[32];
+    std::snprintf(id, sizeof id, "forged-%07lld", i);
+    std::string reply;
+    codes.Add(co_await conn.Send(http::verb::get, TargetPath(i, id), "", &reply, auth), reply);
+  });
   double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   std::printf("{\"mode\":\"forge\",\"n\":%lld,\"conns\":%lld,\"seconds\":%.3f,\"rate\":%.1f,\"cpu_s\":%.2f,"
               "\"codes\":%s,\"first_error\":%s}\n",
@@ -704,7 +743,7 @@ int Call(const Args& a) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: load register|poll|call|enrol|forge|hold --key value …\n");
+    std::fprintf(stderr, "usage: load register|poll|report|call|enrol|forge|hold --key value …\n");
     return 2;
   }
   Args a;
@@ -720,6 +759,7 @@ int main(int argc, char** argv) {
   std::string mode = argv[1];
   if (mode == "register") return Register(a);
   if (mode == "poll") return Poll(a);
+  if (mode == "report") return Report(a);
   if (mode == "call") return Call(a);
   if (mode == "enrol") return Enrol(a);
   if (mode == "forge") return Forge(a);

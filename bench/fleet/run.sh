@@ -12,7 +12,8 @@
 # distinct made-up ids all sent with terminal 0's valid credential (each must
 # be 403, and the registry stay as it was: GET /v1/fleet, the fleet view and
 # meridian_auth_failures_total{reason="wrong_terminal"}), and the time to be
-# ready again after a restart (the issue asks for < 5 s).
+# ready again after a restart (the issue asks for < 5 s). Last, the rate of
+# reports that each count (a synced write each: many at once share one sync).
 # Prints a markdown table and writes bench/fleet/RESULTS.md.
 #
 # Terminal i's Ed25519 key is derived from its id by the load client, so the
@@ -25,6 +26,7 @@
 #                      only daemon/meridiand and cli/meridian are built
 #   CONNS=64           connections registering terminals (and asking for credentials)
 #   FORGE_N=N          forged polls (distinct made-up ids, one terminal's credential)
+#   REPORT_N=100000    terminals sending one report each (rollout `next` at its last stage)
 #   CALLS=20           measured calls of rollout status and of the plan
 #   POLL_RATE=2000     target polls per second in the latency phases (open loop)
 #   POLL_CONNS=32      connections they are spread over
@@ -49,6 +51,8 @@ poll_ids=${POLL_IDS:-10000}
 ((poll_ids > n)) && poll_ids=$n
 poll_seconds=${POLL_SECONDS:-15}
 forge_n=${FORGE_N:-$n}
+report_n=${REPORT_N:-100000}
+((report_n > n)) && report_n=$n
 results=${RESULTS:-$here/RESULTS.md}
 t_start=$(date +%s)
 load_start=$(cut -d' ' -f1 /proc/loadavg)
@@ -142,6 +146,17 @@ rss3=$(rss_kb)
 curl -sf -H "Authorization: Bearer $op" "$server/v1/fleet" >"$work/fleet_restart.json"
 stop_daemon
 disk2=$(disk_bytes)
+
+# --- reports: rollout `next` promoted to its last stage (100 %: every terminal
+# in its cohort), then one healthy `installed` report from each of the first
+# REPORT_N terminals, as fast as the connections go: each is counted, so
+# each is a synced write and a run of the gates.
+start_daemon
+echo "fleet: $report_n reports over $conns connections"
+for _ in 1 2 3; do cli --token-file "$data/operator.token" rollout promote next >/dev/null; done
+"$load" report --port "$port" --creds "$work/creds" --n "$report_n" --conns "$conns" >"$work/report.json" ||
+  echo "fleet: some reports were not answered 202: $(cat "$work/report.json")" >&2
+stop_daemon
 total_s=$(($(date +%s) - t_start))
 load_end=$(cut -d' ' -f1 /proc/loadavg)
 
@@ -162,7 +177,7 @@ poll, poll_st = load("poll.json"), load("poll_status.json")
 def known(f):
     return sum(v["terminals"] for c in load(f)["channels"] for v in c["versions"])
 fleet, fleet2 = known("fleet.json"), known("fleet_restart.json")
-enrol, forge = load("enrol.json"), load("forge.json")
+enrol, forge, report = load("enrol.json"), load("forge.json"), load("report.json")
 rss_e0, disk_e0 = int(os.environ["RSS_E0"]) * 1024, int(os.environ["DISK_E0"])
 page_ids = lambda f: [t["id"] for t in load(f)["terminals"]]
 page0, page1 = page_ids("page_before_forge.json"), page_ids("page_after_forge.json")
@@ -213,6 +228,10 @@ rows = [
                             f"({len(page1):,} rows, {forged_listed} forged ids); "
                             f"auth failures `wrong_terminal` +{wrong:,}"),
     ("restart after them (exec → `/readyz` 200)", f"{restart_s} s"),
+    ("reports (`POST /v1/terminals/{id}/reports`), each counted: a synced write",
+     f"{report['rate']:,.0f} reports/s ({report['n']:,} reports, {report['seconds']:,.1f} s, {report['conns']} connections; "
+     f"{codes(report['codes'])}; counted {report['counted']:,})"),
+    ("report latency p50 / p99 / max", f"{ms(report['latency'])} ms"),
     ("whole run", f"{int(total_s) // 60} min {int(total_s) % 60} s"),
     ("machine load average (1 min) at start / end", loadavg.replace("/", " / ")),
 ]
@@ -237,6 +256,8 @@ the WAL into table files at open) and another SIGTERM. Start and restart times r
 daemon's exec until `/readyz` answers 200 (polled every 50 ms). The forged polls name ids
 `forged-%07d` that were never enrolled, each with terminal 0's credential; the fleet view is
 `GET /v1/fleet/terminals?model=fleet&after=forged-&limit=1000` (where forged ids would sort).
+The reports come last, after one more restart: `next` is promoted to its last stage (100 %),
+then each of the first REPORT_N terminals sends one healthy `installed` report of 1.0.1.
 """
 table = "| what | figure |\n| --- | --- |\n" + "".join(f"| {a} | {b} |\n" for a, b in rows)
 print(table, end="")
@@ -246,6 +267,6 @@ if results != "-":
         f.write(f"`bench/fleet/run.sh {n}` on {date}, commit {commit}: {nproc} cores ({cpu}), {mem_gib} GiB RAM; "
                 f"release build; the load client shares the machine with the daemon.\n\n")
         f.write(table)
-        f.write(NOTES.replace("POLL_IDS", f"{int(os.environ['POLL_IDS_USED']):,}"))
+        f.write(NOTES.replace("POLL_IDS", f"{int(os.environ['POLL_IDS_USED']):,}").replace("REPORT_N", f"{report['n']:,}"))
     print(f"fleet: wrote {results}")
 PY
