@@ -176,13 +176,10 @@ Result<std::unique_ptr<Enrolment>> Enrolment::OpenOrigin(Store& store, const Clo
                                                          EnrolmentOptions options) {
   auto impl = std::make_unique<Impl>(store, clock, options);
   impl->online = std::move(online);
-  Result<std::vector<std::pair<std::string, std::string>>> kv = store.ScanState(kRecordPrefix);
-  if (!kv.ok()) return kv.status();
-  for (const auto& [key, line] : *kv) {
+  MERIDIAN_RETURN_IF_ERROR(ForEachState(store, kRecordPrefix, [&](const std::string& key, const std::string& line) {
     Result<EnrolledTerminal> t = ParseRecord(key, line);
-    if (!t.ok()) return t.status();
-    MERIDIAN_RETURN_IF_ERROR(impl->Put(*t));
-  }
+    return t.ok() ? impl->Put(*t) : t.status();
+  }));
   Result<std::string> made = store.GetState(kRevocationsMadeKey);
   if (made.ok()) {
     auto [end, ec] = std::from_chars(made->data(), made->data() + made->size(), impl->revocations_made);

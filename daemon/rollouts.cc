@@ -223,16 +223,13 @@ struct Rollouts::Impl {
 
   // Into the tallies of the rollouts loaded before.
   Status LoadReports() {
-    Result<std::vector<std::pair<std::string, std::string>>> kv = store.ScanState("report/");
-    if (!kv.ok()) return kv.status();
-    for (const auto& [k, v] : *kv) {
+    return ForEachState(store, "report/", [&](const std::string& k, const std::string& v) {
       std::vector<std::string> parts = SplitStateKey(k, 4);
       Result<TerminalReport> r = ReportFromJson(v);
       auto it = parts.size() == 4 ? rollouts.find(parts[1]) : rollouts.end();
       if (!r.ok() || it == rollouts.end()) return Status::Corruption(k + ": malformed report record");
-      MERIDIAN_RETURN_IF_ERROR(it->second.tally.Add(*r));
-    }
-    return Status::Ok();
+      return it->second.tally.Add(*r);
+    });
   }
 
   // A version whose manifest lists regions may only be rolled out there:

@@ -29,28 +29,26 @@ Result<std::unique_ptr<TerminalRegistry>> TerminalRegistry::Open(Store& store, c
 }
 
 Status TerminalRegistry::Load() {
-  Result<std::vector<std::pair<std::string, std::string>>> kv = store_.ScanState("terminal/");
-  if (!kv.ok()) return kv.status();
   std::lock_guard lock(mu_);
-  for (const auto& [k, v] : *kv) {
+  return ForEachState(store_, "terminal/", [&](const std::string& k, const std::string& v) -> Status {
+    if (count_ >= o_.terminals_max) return Status::Ok();  // the fleet view is full: the rest are skipped
     std::vector<std::string> parts = SplitStateKey(k, 4);
     nlohmann::json j = ParseStateRecord(v);
     if (parts.size() != 4 || !j.is_object()) return Status::Corruption(k + ": malformed terminal");
-    if (count_ >= o_.terminals_max) break;
     GroupKey key{j.value("region", ""), j.value("profile", ""), j.value("current_version", ""),
                  j.value("previous_version", ""), j.value("failed_version", "")};
     bool changed = false;
     Channel* channel = ChannelLocked(parts[1], parts[2]);
-    if (channel == nullptr) continue;  // kept by an older daemon that held more channels
+    if (channel == nullptr) return Status::Ok();  // kept by an older daemon that held more channels
     Record* r = RecordLocked(*channel, parts[3], CohortPosition(parts[3]), key, &changed);
-    if (r == nullptr) continue;
+    if (r == nullptr) return Status::Ok();
     r->last_seen_ms = j.value("last_seen_ms", int64_t{0});
     r->last_report_ms = j.value("last_report_ms", int64_t{0});
     r->failures = j.value("failures", uint32_t{0});
     std::string outcome = j.value("last_report", "");
     r->last_report = outcome == "success" ? 0 : outcome == "failure" ? 1 : -1;
-  }
-  return Status::Ok();
+    return Status::Ok();
+  });
 }
 
 TerminalRegistry::Channel* TerminalRegistry::ChannelLocked(std::string_view model, std::string_view channel) {

@@ -1934,4 +1934,18 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& dir, const StoreOp
   return Guard("opening store " + dir, [&] { return OpenRocksStore(dir, options); });
 }
 
+Status ForEachState(Store& store, std::string_view prefix,
+                    const std::function<Status(const std::string& key, const std::string& value)>& visit,
+                    size_t page_records) {
+  page_records = std::max<size_t>(page_records, 1);
+  std::string after;
+  for (;;) {
+    Result<std::vector<std::pair<std::string, std::string>>> page = store.ScanStatePage(prefix, after, page_records);
+    if (!page.ok()) return page.status();
+    for (const auto& [key, value] : *page) MERIDIAN_RETURN_IF_ERROR(visit(key, value));
+    if (page->size() < page_records) return Status::Ok();
+    after = std::move(page->back().first);
+  }
+}
+
 }  // namespace meridian

@@ -331,4 +331,14 @@ class Store {
   virtual CheckReport Check(CheckMode mode = CheckMode::kReport) = 0;
 };
 
+// Calls `visit` with each (key, value) under `prefix`, in key order, read
+// `page_records` at a time, so that state of any size (a fleet's records)
+// is read in bounded memory, where one ScanState would refuse it past
+// kStateScanBytesMax (a page still may not exceed it: 8,192 records of up
+// to 32 KiB each). Stops at the first error, the store's or `visit`'s.
+inline constexpr size_t kStatePageRecords = 8192;
+Status ForEachState(Store& store, std::string_view prefix,
+                    const std::function<Status(const std::string& key, const std::string& value)>& visit,
+                    size_t page_records = kStatePageRecords);
+
 }  // namespace meridian

@@ -739,6 +739,31 @@ TEST_CASE("state: a prefix read a page at a time, after a key") {
   CHECK(store->ScanStatePage("a/", "", 0).value().empty());
 }
 
+TEST_CASE("state: ForEachState visits every pair under a prefix in order, page by page, and stops at an error") {
+  TempDir dir;
+  std::unique_ptr<Store> store = OpenOrDie(dir.path(), Fast());
+  StateOps ops = {{"b", "before"}, {"d/", "after"}};
+  for (int i = 0; i < 20; ++i) ops.emplace_back("c/" + std::to_string(100 + i), std::to_string(i));
+  REQUIRE(store->WriteState(ops).ok());
+  for (size_t page : {size_t{0}, size_t{1}, size_t{3}, size_t{20}, size_t{21}, kStatePageRecords}) {
+    std::vector<std::string> seen;
+    REQUIRE(ForEachState(*store, "c/", [&](const std::string& key, const std::string& value) {
+              CHECK(key == "c/" + std::to_string(100 + std::stoi(value)));
+              seen.push_back(value);
+              return Status::Ok();
+            }, page).ok());
+    std::vector<std::string> want;
+    for (int i = 0; i < 20; ++i) want.push_back(std::to_string(i));
+    CHECK(seen == want);
+  }
+  int visited = 0;
+  Status stopped = ForEachState(*store, "c/", [&](const std::string&, const std::string&) {
+    return ++visited == 5 ? Status::Corruption("fifth") : Status::Ok();
+  }, 3);
+  CHECK(stopped.code() == Status::Code::kCorruption);
+  CHECK(visited == 5);
+}
+
 // A GroupCommit writer that records each batch it is given and holds the
 // first one until released, so that a test can queue writes behind it.
 class HeldWriter {
@@ -849,6 +874,23 @@ TEST_CASE("GroupCommit on a store: writes from 16 threads are all there after a 
   Result<std::vector<std::pair<std::string, std::string>>> all = store->ScanState("k/");
   REQUIRE(all.ok());
   CHECK(all->size() == 800);
+}
+
+TEST_CASE("state: ForEachState reads a prefix holding more than ScanState returns at once") {
+  TempDir dir;
+  std::unique_ptr<Store> store = OpenOrDie(dir.path(), Fast());
+  const std::string value(4 << 20, 'v');
+  const size_t n = kStateScanBytesMax / value.size() + 1;
+  for (size_t i = 0; i < n; ++i) REQUIRE(store->WriteState({{"big/" + std::to_string(1000 + i), value}}).ok());
+  CHECK(store->ScanState("big/").status().code() == Status::Code::kResourceExhausted);
+  size_t visited = 0;
+  REQUIRE(ForEachState(*store, "big/", [&](const std::string& key, const std::string& v) {
+            CHECK(key == "big/" + std::to_string(1000 + visited));
+            CHECK(v.size() == value.size());
+            ++visited;
+            return Status::Ok();
+          }, 16).ok());
+  CHECK(visited == n);
 }
 
 TEST_CASE("Check is clean on a good store and names damaged versions and index entries") {
