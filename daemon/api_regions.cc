@@ -124,14 +124,11 @@ HttpResponse Api::Sync(const HttpRequest& req) {
 HttpResponse Api::RelayForwardedReports(const HttpRequest& req) {
   Result<std::vector<ForwardedReport>> batch = ParseForwardedReports(req.body, limits_.forwarded_reports_max);
   if (!batch.ok()) return ErrorFor(batch.status());
-  uint64_t accepted = 0, duplicates = 0;
+  const size_t received = batch->size();
   // Passed on upstream, under the same ids.
-  for (ForwardedReport& f : *batch) {
-    Result<bool> queued = outbox_->Enqueue(std::move(f));
-    if (!queued.ok()) return ErrorFor(queued.status());
-    ++(*queued ? accepted : duplicates);
-  }
-  return JsonOk(200, {{"accepted", accepted}, {"duplicates", duplicates}, {"rejected", 0}});
+  Result<size_t> accepted = outbox_->EnqueueRelayed(std::move(*batch));
+  if (!accepted.ok()) return ErrorFor(accepted.status());
+  return JsonOk(200, {{"accepted", *accepted}, {"duplicates", received - *accepted}, {"rejected", 0}});
 }
 
 HttpResponse Api::ForwardedReports(const HttpRequest& req) {

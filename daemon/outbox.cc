@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -70,40 +71,71 @@ ReportOutbox::~ReportOutbox() {
 }
 
 Result<bool> ReportOutbox::Enqueue(ForwardedReport r) {
+  if (!r.id.empty()) {
+    std::vector<ForwardedReport> one;
+    one.push_back(std::move(r));
+    Result<size_t> relayed = EnqueueRelayed(std::move(one));
+    if (!relayed.ok()) return relayed.status();
+    return *relayed == 1;
+  }
   std::string key, entry;
   {
     std::unique_lock lock(mu_);
-    if (pending_.size() >= options_.pending_max) {
-      return Status::ResourceExhausted(fmt::format("{} reports wait for the upstream already; retry later", pending_.size()));
-    }
-    StateOps ops;
-    const bool relayed = !r.id.empty();
-    if (relayed) {
-      std::string seen = "reportid/" + r.id;
-      Result<std::string> had = store_.GetState(seen);
-      if (had.ok()) return false;
-      if (had.status().code() != Status::Code::kNotFound) return had.status();
-      ops.emplace_back(seen, "");
-    } else {
-      r.id = fmt::format("{}.{}.{}", region_, nonce_, next_);
-    }
+    if (pending_.size() >= options_.pending_max) return Full();
+    r.id = fmt::format("{}.{}.{}", region_, nonce_, next_);
     key = EntryKey(next_);
     entry = ForwardedReportToJson(r);
-    ops.emplace_back(key, entry);
-    ops.emplace_back(std::string(kMetaKey), Json{{"nonce", nonce_}, {"next", next_ + 1}}.dump());
     // The id is taken whether or not the write succeeds: a failed one leaves a gap, never a reuse.
     ++next_;
-    GroupCommit::Ticket stored = writes_.Enqueue(std::move(ops));
-    // A relayed report is stored with the lock held, so that a second copy of
-    // its id waits and then finds it seen. A new one (a terminal's) waits
-    // with it released: reports arriving together share one synced write.
-    if (!relayed) lock.unlock();
+    GroupCommit::Ticket stored = writes_.Enqueue({{key, entry}, MetaOp()});
+    // Waited for with the lock released: reports arriving together share one synced write.
+    lock.unlock();
     MERIDIAN_RETURN_IF_ERROR(writes_.Wait(stored));
-    if (!relayed) lock.lock();
+    lock.lock();
     pending_.emplace_back(std::move(key), std::move(entry));
   }
   cv_.notify_all();
   return true;
+}
+
+Result<size_t> ReportOutbox::EnqueueRelayed(std::vector<ForwardedReport> batch) {
+  size_t added = 0;
+  {
+    // Held while the batch is stored, so that a second copy of an id (a
+    // batch sent again) waits, then finds it seen.
+    std::lock_guard lock(mu_);
+    if (pending_.size() >= options_.pending_max) return Full();
+    StateOps ops;
+    std::vector<std::pair<std::string, std::string>> entries;
+    std::set<std::string, std::less<>> ids;
+    for (const ForwardedReport& r : batch) {
+      if (!ids.insert(r.id).second) continue;  // twice in this batch
+      std::string seen = "reportid/" + r.id;
+      Result<std::string> had = store_.GetState(seen);
+      if (had.ok()) continue;
+      if (had.status().code() != Status::Code::kNotFound) return had.status();
+      ops.emplace_back(std::move(seen), "");
+      entries.emplace_back(EntryKey(next_ + entries.size()), ForwardedReportToJson(r));
+      ops.emplace_back(entries.back());
+    }
+    if (entries.empty()) return size_t{0};
+    next_ += entries.size();
+    ops.push_back(MetaOp());
+    // One synced write for the whole batch.
+    MERIDIAN_RETURN_IF_ERROR(writes_.Wait(writes_.Enqueue(std::move(ops))));
+    added = entries.size();
+    for (auto& e : entries) pending_.push_back(std::move(e));
+  }
+  cv_.notify_all();
+  return added;
+}
+
+Status ReportOutbox::Full() const {
+  return Status::ResourceExhausted(fmt::format("{} reports wait for the upstream already; retry later", pending_.size()));
+}
+
+std::pair<std::string, std::optional<std::string>> ReportOutbox::MetaOp() const {
+  return {std::string(kMetaKey), Json{{"nonce", nonce_}, {"next", next_}}.dump()};
 }
 
 ReportOutbox::Stats ReportOutbox::stats() const {

@@ -16,8 +16,10 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "base/status.h"
 #include "daemon/forwarded_reports.h"
@@ -47,6 +49,10 @@ class ReportOutbox {
   // otherwise one relayed from downstream, dropped (false) when its id was
   // seen before. ResourceExhausted when pending_max reports wait already.
   Result<bool> Enqueue(ForwardedReport r);
+  // Reports relayed from a region downstream (POST /v1/reports), under their
+  // ids: those not seen before (nor earlier in the batch) are stored in one
+  // synced write, all or none. How many were new; errors as Enqueue's.
+  Result<size_t> EnqueueRelayed(std::vector<ForwardedReport> batch);
 
   struct Stats {
     size_t pending = 0;
@@ -59,6 +65,9 @@ class ReportOutbox {
   ReportOutbox(Store& store, std::string region, UpstreamOptions upstream, OutboxOptions options);
   Status Load();
   void Run();
+  Status Full() const;  // mu_ held
+  // The write of next_ (mu_ held), with every entry written before it.
+  std::pair<std::string, std::optional<std::string>> MetaOp() const;
 
   Store& store_;
   const std::string region_;

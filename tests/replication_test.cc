@@ -109,6 +109,14 @@ TEST_CASE("report outbox: durable across a restart, retried while upstream fails
     REQUIRE(relayed.ok());
     CHECK_FALSE(*relayed);
     CHECK((*box)->stats().pending == 6);
+    // A relayed batch: what was seen before, or earlier in the batch, is dropped.
+    Result<size_t> batch = (*box)->EnqueueRelayed({{"ae.x.1", "t9", {{"model", "m"}}},
+                                                    {"ae.x.2", "t9", {{"model", "m"}}},
+                                                    {"ae.x.2", "t9", {{"model", "m"}}},
+                                                    {"ae.x.3", "t8", {{"model", "m"}}}});
+    REQUIRE(batch.ok());
+    CHECK(*batch == 2);
+    CHECK((*box)->stats().pending == 8);
   }  // the region stops with everything pending
   {
     std::lock_guard lock(mu);
@@ -118,19 +126,21 @@ TEST_CASE("report outbox: durable across a restart, retried while upstream fails
   REQUIRE(store.ok());
   Result<std::unique_ptr<ReportOutbox>> box = ReportOutbox::Open(**store, "sg", up, {.linger_ms = 10, .retry_ms_max = 50});
   REQUIRE(box.ok());
-  CHECK((*box)->stats().pending == 6);
+  CHECK((*box)->stats().pending == 8);
   REQUIRE(WaitFor([&] { return (*box)->stats().pending == 0; }, std::chrono::seconds(10)));
-  CHECK((*box)->stats().forwarded == 6);
+  CHECK((*box)->stats().forwarded == 8);
   CHECK((*box)->stats().upstream_ok);
   std::lock_guard lock(mu);
-  REQUIRE(delivered.size() == 6);
-  CHECK(std::set<std::string>(delivered.begin(), delivered.end()).size() == 6);
+  REQUIRE(delivered.size() == 8);
+  CHECK(std::set<std::string>(delivered.begin(), delivered.end()).size() == 8);
   CHECK(delivered[0].starts_with("sg."));
   CHECK(delivered[5] == "ae.x.1");
+  CHECK(delivered[6] == "ae.x.2");
+  CHECK(delivered[7] == "ae.x.3");
   // Ids carry the store's nonce: unchanged across the restart, in order.
   std::string prefix = delivered[0].substr(0, delivered[0].rfind('.') + 1);
   for (int i = 0; i < 5; ++i) CHECK(delivered[static_cast<size_t>(i)] == prefix + std::to_string(i + 1));
-  std::printf("outbox: 6 reports, 2 failed sends then delivered once each after a restart\n");
+  std::printf("outbox: 8 reports, 2 failed sends then delivered once each after a restart\n");
 }
 
 TEST_CASE("delta chunk writer: pieces of varied sizes cut the chunks a whole buffer does") {
