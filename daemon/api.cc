@@ -225,7 +225,7 @@ RouteTable Api::BuildRoutes() {
   add("GET", "/v1/terminals/{id}/target", terminal, 0, "what a terminal should run (long poll)",
       [this](const HttpRequest& r) { return TerminalTarget(r, r.params[0]); });
   // The origin counts reports; a region forwards them to its upstream.
-  add("POST", "/v1/terminals/{id}/reports", terminal, json, "a terminal's install or health report",
+  add("POST", "/v1/terminals/{id}/reports", terminal, limits_.report_body_bytes_max, "a terminal's install or health report",
       [this, origin](const HttpRequest& r) {
         return origin ? TerminalReport(r, r.params[0]) : ForwardTerminalReport(r, r.params[0]);
       });

@@ -48,6 +48,11 @@ struct ApiLimits {
   uint64_t missing_query_digests_max = 100'000;      // digests in one POST /v1/chunks/missing
   uint64_t target_wait_seconds_max = 60;             // long-poll hold of GET /v1/terminals/{id}/target and /v1/sync
   size_t forwarded_reports_max = 1000;               // reports per POST /v1/reports
+  // A terminal's report: its known fields take under 3 KiB. A region sends
+  // them upstream 500 to a request (OutboxOptions::batch_max), which must
+  // stay under the upstream's json_body_bytes_max, or the batch is refused
+  // (413) and every report behind it waits forever.
+  uint64_t report_body_bytes_max = 8u << 10;
   size_t regions_max = 1000;                         // regions downstream tracked in GET /v1/regions
   size_t fleet_versions_max = 10'000;                 // (model, channel, version) rows in GET /v1/fleet
   size_t fleet_page_max = 1'000;                      // terminals in one GET /v1/fleet/terminals

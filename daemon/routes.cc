@@ -41,6 +41,7 @@ bool IsPlaceholder(std::string_view segment) { return segment.starts_with('{') &
 std::string BodyLimitText(uint64_t bytes) {
   if (bytes == 0) return "none";
   if (bytes % (1u << 20) == 0) return fmt::format("{} MiB", bytes >> 20);
+  if (bytes < (1u << 20) && bytes % (1u << 10) == 0) return fmt::format("{} KiB", bytes >> 10);
   return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1u << 20));
 }
 

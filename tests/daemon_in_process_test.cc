@@ -37,6 +37,10 @@ TEST_CASE("in process: an auto-promote waits for its soak time, then the tick pr
   HttpResponse r = d.Call("POST", "/v1/terminals/t1/reports", InstalledReport("soaky", "1.0.0"), t1);
   REQUIRE(r.status / 100 == 2);
   CHECK(Parsed(r)["counted"] == true);
+  // A report over 8 KiB (a newer agent's fields are kept and forwarded) is refused before it is read.
+  Json padded = Json::parse(InstalledReport("soaky", "1.0.0"));
+  padded["note"] = std::string(8 << 10, 'x');
+  CHECK(d.Call("POST", "/v1/terminals/t1/reports", padded.dump(), t1).status == 413);
   // Enough reports, but the soak time has not passed: neither the report nor a tick promotes.
   d.Tick();
   Json status = d.Operator("GET", RolloutPath("soaky"));
