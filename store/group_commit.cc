@@ -27,14 +27,13 @@ Status GroupCommit::Wait(const Ticket& ticket) {
     size_t n = 0;
     uint64_t bytes = 0;
     for (; n < queue_.size() && (n == 0 || bytes + queue_[n]->bytes <= kBatchBytesMax); ++n) bytes += queue_[n]->bytes;
-    std::vector<Ticket> batch(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.begin() + static_cast<ptrdiff_t>(n)));
-    queue_.erase(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(n));
+    const auto batch_end = queue_.begin() + static_cast<ptrdiff_t>(n);
+    std::vector<Ticket> batch(std::make_move_iterator(queue_.begin()), std::make_move_iterator(batch_end));
+    queue_.erase(queue_.begin(), batch_end);
     lock.unlock();
-    StateOps ops;
-    if (batch.size() == 1) {
-      ops = std::move(batch.front()->ops);
-    } else {
-      for (const Ticket& t : batch) std::move(t->ops.begin(), t->ops.end(), std::back_inserter(ops));
+    StateOps ops = std::move(batch.front()->ops);  // a batch of one is written as it came
+    for (size_t i = 1; i < batch.size(); ++i) {
+      std::move(batch[i]->ops.begin(), batch[i]->ops.end(), std::back_inserter(ops));
     }
     Status status = write_(ops);
     lock.lock();
