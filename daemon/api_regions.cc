@@ -184,7 +184,7 @@ HttpResponse Api::ForwardedReports(const HttpRequest& req) {
 }
 
 void Api::LoadRegionsSeen() {
-  Result<std::vector<std::pair<std::string, std::string>>> records = store_.ScanState(kRegionSeenPrefix);
+  Result<StateRecords> records = store_.ScanState(kRegionSeenPrefix);
   if (!records.ok()) return;  // shown as never seen until they poll again
   std::lock_guard lock(regions_mu_);
   for (const auto& [key, value] : *records) {
@@ -243,8 +243,8 @@ std::vector<Api::RegionView> Api::RegionViews(uint64_t* current_sync_version) {
                        .terminals = seen.terminals};
     }
   }
-  Result<std::vector<std::pair<std::string, std::string>>> counts = store_.ScanState("region-reports/");
-  for (const auto& [key, value] : counts.ok() ? *counts : std::vector<std::pair<std::string, std::string>>()) {
+  Result<StateRecords> counts = store_.ScanState("region-reports/");
+  for (const auto& [key, value] : counts.ok() ? *counts : StateRecords()) {
     std::string region = key.substr(std::string_view("region-reports/").size());
     RegionView& view = views[region];
     if (view.region.empty()) {  // known only from its reports

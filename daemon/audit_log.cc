@@ -45,7 +45,7 @@ Status AuditLog::Append(std::string_view actor, std::string_view action, std::st
 }
 
 Result<AuditLog::Page> AuditLog::Read(uint64_t after_seq, size_t limit) {
-  Result<std::vector<std::pair<std::string, std::string>>> kv =
+  Result<StateRecords> kv =
       store_.ScanStatePage(kEventPrefix, after_seq == 0 ? std::string() : EventKey(after_seq),
                            std::min(limit, kPageEventsMax));
   if (!kv.ok()) return kv.status();

@@ -22,7 +22,7 @@ Result<std::unique_ptr<ChannelSigner>> ChannelSigner::Open(Store& store, std::op
 }
 
 Status ChannelSigner::Load() {
-  Result<std::vector<std::pair<std::string, std::string>>> kv = store_.ScanState("channel/");
+  Result<StateRecords> kv = store_.ScanState("channel/");
   if (!kv.ok()) return kv.status();
   std::lock_guard lock(mu_);
   for (const auto& [k, v] : *kv) {

@@ -50,7 +50,7 @@ Result<std::unique_ptr<Credentials>> Credentials::Open(Store& store, const Clock
 }
 
 Status Credentials::Load() {
-  Result<std::vector<std::pair<std::string, std::string>>> kv = store_.ScanState(kCredentialKeyPrefix);
+  Result<StateRecords> kv = store_.ScanState(kCredentialKeyPrefix);
   if (!kv.ok()) return kv.status();
   std::lock_guard lock(mu_);
   for (const auto& [key, value] : *kv) {

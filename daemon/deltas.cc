@@ -272,13 +272,9 @@ void DeltaService::QueueForNewVersion(const Manifest& published) {
 Result<uint64_t> DeltaService::DropStale(std::vector<Digest>& referenced) {
   constexpr size_t kPageRecords = 1000;
   uint64_t dropped = 0;
-  std::string after;
-  for (;;) {
-    Result<std::vector<std::pair<std::string, std::string>>> page = store_.ScanStatePage("delta/", after, kPageRecords);
-    if (!page.ok()) return page.status();
-    if (page->empty()) return dropped;
+  Status st = ForEachStatePage(store_, "delta/", kPageRecords, [&](const StateRecords& page) -> Status {
     StateOps stale;
-    for (const auto& [key, json] : *page) {
+    for (const auto& [key, json] : page) {
       Result<DeltaRecord> r = DeltaRecordFromJson(json);
       bool keep = r.ok() && StateKey(r->info.from, r->info.to) == key;
       if (keep) {
@@ -296,8 +292,10 @@ Result<uint64_t> DeltaService::DropStale(std::vector<Digest>& referenced) {
     }
     MERIDIAN_RETURN_IF_ERROR(store_.WriteState(stale));
     dropped += stale.size();
-    after = page->back().first;
-  }
+    return Status::Ok();
+  });
+  if (!st.ok()) return st;
+  return dropped;
 }
 
 uint64_t DeltaService::jobs() {

@@ -54,7 +54,7 @@ Status ReportOutbox::Load() {
   } else {
     return meta.status();
   }
-  Result<std::vector<std::pair<std::string, std::string>>> kv = store_.ScanState("outbox/");
+  Result<StateRecords> kv = store_.ScanState("outbox/");
   if (!kv.ok()) return kv.status();
   for (auto& entry : *kv) pending_.push_back(std::move(entry));
   return Status::Ok();

@@ -20,7 +20,7 @@ std::string PendingReleases::StateKey(const Key& key) {
 
 Result<std::unique_ptr<PendingReleases>> PendingReleases::Open(Store& store, const Root& root, size_t pending_max) {
   std::unique_ptr<PendingReleases> p(new PendingReleases(store, pending_max));
-  Result<std::vector<std::pair<std::string, std::string>>> records = store.ScanState(kPendingReleaseKeyPrefix);
+  Result<StateRecords> records = store.ScanState(kPendingReleaseKeyPrefix);
   if (!records.ok()) return records.status();
   StateOps dropped;
   for (const auto& [key, value] : *records) {

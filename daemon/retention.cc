@@ -107,14 +107,9 @@ Status Retention::ApplyPolicy(std::string_view actor, RetentionReport& report) {
 Result<uint64_t> Retention::DropOldReportIds() {
   const int64_t now = clock_.NowUnixMillis();
   uint64_t dropped = 0;
-  std::string after;
-  for (;;) {
-    Result<std::vector<std::pair<std::string, std::string>>> page =
-        store_.ScanStatePage(kReportIdPrefix, after, kReportIdPage);
-    if (!page.ok()) return page.status();
-    if (page->empty()) return dropped;
+  Status st = ForEachStatePage(store_, kReportIdPrefix, kReportIdPage, [&](const StateRecords& page) -> Status {
     StateOps ops;
-    for (const auto& [key, value] : *page) {
+    for (const auto& [key, value] : page) {
       // Written as "" when the report arrived; stamped here the first time.
       char* end = nullptr;
       const long long seen = value.empty() ? -1 : std::strtoll(value.c_str(), &end, 10);
@@ -125,9 +120,10 @@ Result<uint64_t> Retention::DropOldReportIds() {
         ++dropped;
       }
     }
-    MERIDIAN_RETURN_IF_ERROR(store_.WriteState(ops));
-    after = page->back().first;
-  }
+    return store_.WriteState(ops);
+  });
+  if (!st.ok()) return st;
+  return dropped;
 }
 
 Result<RetentionReport> Retention::Collect(std::string_view actor) {

@@ -203,7 +203,7 @@ struct Rollouts::Impl {
   }
 
   Status LoadRollouts() {
-    Result<std::vector<std::pair<std::string, std::string>>> kv = store.ScanState("rollout/");
+    Result<StateRecords> kv = store.ScanState("rollout/");
     if (!kv.ok()) return kv.status();
     for (const auto& [k, v] : *kv) {
       nlohmann::json j = ParseStateRecord(v);

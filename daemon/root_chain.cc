@@ -19,7 +19,7 @@ Result<std::unique_ptr<RootChain>> RootChain::Open(Store& store, std::string ini
   chain->first_version_ = initial->version;
   chain->envelopes_.emplace(initial->version, std::move(initial_envelope_json));
   chain->current_ = std::make_shared<const Root>(std::move(*initial));
-  Result<std::vector<std::pair<std::string, std::string>>> kept = store.ScanState(kRootKeyPrefix);
+  Result<StateRecords> kept = store.ScanState(kRootKeyPrefix);
   if (!kept.ok()) return kept.status();
   std::lock_guard lock(chain->mu_);
   // In version order (the keys sort so); those the initial root already covers are skipped.

@@ -898,16 +898,13 @@ class RocksStore final : public Store {
     });
   }
 
-  Result<std::vector<std::pair<std::string, std::string>>> ScanState(std::string_view prefix) override {
+  Result<StateRecords> ScanState(std::string_view prefix) override {
     return ScanStatePage(prefix, "", std::numeric_limits<size_t>::max());
   }
 
-  Result<std::vector<std::pair<std::string, std::string>>> ScanStatePage(std::string_view prefix,
-                                                                         std::string_view after_key,
-                                                                         size_t limit) override {
-    using Pairs = std::vector<std::pair<std::string, std::string>>;
-    return Guard(&faults_, "ScanState", [&]() -> Result<Pairs> {
-      Pairs out;
+  Result<StateRecords> ScanStatePage(std::string_view prefix, std::string_view after_key, size_t limit) override {
+    return Guard(&faults_, "ScanState", [&]() -> Result<StateRecords> {
+      StateRecords out;
       uint64_t total_bytes = 0;
       std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(kState)));
       std::string_view start = after_key > prefix ? after_key : prefix;
@@ -1934,18 +1931,27 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& dir, const StoreOp
   return Guard("opening store " + dir, [&] { return OpenRocksStore(dir, options); });
 }
 
-Status ForEachState(Store& store, std::string_view prefix,
-                    const std::function<Status(const std::string& key, const std::string& value)>& visit,
-                    size_t page_records) {
+Status ForEachStatePage(Store& store, std::string_view prefix, size_t page_records,
+                        const std::function<Status(const StateRecords& page)>& visit_page) {
   page_records = std::max<size_t>(page_records, 1);
   std::string after;
   for (;;) {
-    Result<std::vector<std::pair<std::string, std::string>>> page = store.ScanStatePage(prefix, after, page_records);
+    Result<StateRecords> page = store.ScanStatePage(prefix, after, page_records);
     if (!page.ok()) return page.status();
-    for (const auto& [key, value] : *page) MERIDIAN_RETURN_IF_ERROR(visit(key, value));
+    if (page->empty()) return Status::Ok();
+    MERIDIAN_RETURN_IF_ERROR(visit_page(*page));
     if (page->size() < page_records) return Status::Ok();
     after = std::move(page->back().first);
   }
+}
+
+Status ForEachState(Store& store, std::string_view prefix,
+                    const std::function<Status(const std::string& key, const std::string& value)>& visit,
+                    size_t page_records) {
+  return ForEachStatePage(store, prefix, page_records, [&](const StateRecords& page) -> Status {
+    for (const auto& [key, value] : page) MERIDIAN_RETURN_IF_ERROR(visit(key, value));
+    return Status::Ok();
+  });
 }
 
 }  // namespace meridian

@@ -97,6 +97,8 @@ namespace meridian {
 
 // Puts (value set) and deletes (value nullopt) of state keys, applied in order.
 using StateOps = std::vector<std::pair<std::string, std::optional<std::string>>>;
+// State keys with their values, in key order, as scans return them.
+using StateRecords = std::vector<std::pair<std::string, std::string>>;
 
 // Limits on what the store accepts and returns.
 // Everything one ScanState call may return (keys plus values).
@@ -304,13 +306,11 @@ class Store {
   virtual Result<std::string> GetState(std::string_view key) = 0;
   // Every (key, value) whose key starts with `prefix`, in byte-wise key order;
   // ResourceExhausted when they add up to more than kStateScanBytesMax.
-  virtual Result<std::vector<std::pair<std::string, std::string>>> ScanState(std::string_view prefix) = 0;
+  virtual Result<StateRecords> ScanState(std::string_view prefix) = 0;
   // A page of ScanState: the first `limit` pairs under `prefix` whose key
   // sorts after `after_key` (from the first when empty), so a long list is
   // read a page at a time; also ResourceExhausted past kStateScanBytesMax.
-  virtual Result<std::vector<std::pair<std::string, std::string>>> ScanStatePage(std::string_view prefix,
-                                                                                 std::string_view after_key,
-                                                                                 size_t limit) = 0;
+  virtual Result<StateRecords> ScanStatePage(std::string_view prefix, std::string_view after_key, size_t limit) = 0;
 
   // --- operations ---
   // Cheap figures for /metrics; a figure RocksDB cannot give is left 0.
@@ -331,12 +331,17 @@ class Store {
   virtual CheckReport Check(CheckMode mode = CheckMode::kReport) = 0;
 };
 
-// Calls `visit` with each (key, value) under `prefix`, in key order, read
-// `page_records` at a time, so that state of any size (a fleet's records)
-// is read in bounded memory, where one ScanState would refuse it past
-// kStateScanBytesMax (a page still may not exceed it: 8,192 records of up
-// to 32 KiB each). Stops at the first error, the store's or `visit`'s.
+// Calls `visit_page` with each page of the records under `prefix`, in key
+// order, `page_records` at a time (never with an empty page), so that state
+// of any size (a fleet's records) is read in bounded memory, where one
+// ScanState would refuse it past kStateScanBytesMax (a page still may not
+// exceed it: 8,192 records of up to 32 KiB each). `visit_page` may write
+// state, the page's own keys included: the next page starts after the
+// page's last key. Stops at the first error, the store's or `visit_page`'s.
 inline constexpr size_t kStatePageRecords = 8192;
+Status ForEachStatePage(Store& store, std::string_view prefix, size_t page_records,
+                        const std::function<Status(const StateRecords& page)>& visit_page);
+// ForEachStatePage, record by record.
 Status ForEachState(Store& store, std::string_view prefix,
                     const std::function<Status(const std::string& key, const std::string& value)>& visit,
                     size_t page_records = kStatePageRecords);

@@ -46,7 +46,7 @@ TEST_CASE("a named credential is found by its token until it is revoked, also af
   CHECK(!creds->Find("not a token"));
 
   // Only the token's digest is stored.
-  std::vector<std::pair<std::string, std::string>> stored = f.store->ScanState("credential/").value();
+  StateRecords stored = f.store->ScanState("credential/").value();
   REQUIRE(stored.size() == 2);
   for (const auto& [key, value] : stored) {
     CHECK(value.find(*alice) == std::string::npos);

@@ -276,7 +276,7 @@ const Bytes kOrphan = RandomBytes(8 << 10, 99);       // uploaded, never committ
 using StateMap = std::map<std::string, std::string>;
 
 StateMap ScanAll(Store& store, const std::string& prefix) {
-  Result<std::vector<std::pair<std::string, std::string>>> kv = store.ScanState(prefix);
+  Result<StateRecords> kv = store.ScanState(prefix);
   REQUIRE(kv.ok());
   return StateMap(kv->begin(), kv->end());
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -145,7 +146,7 @@ TEST_CASE("uploads past a memtable are flushed in the background, and their mark
     Bytes chunk = RandomBytes(kChunkBytes, 7000 + i);
     REQUIRE(store->PutChunk(Digest::Of(chunk), chunk).ok());
   }
-  Result<std::vector<std::pair<std::string, std::string>>> marked = store->ScanState("unflushed-chunk/");
+  Result<StateRecords> marked = store->ScanState("unflushed-chunk/");
   REQUIRE(marked.ok());
   CHECK(marked->size() > 0);              // the last ones, in the memtable still
   CHECK(marked->size() <= kChunks / 4);   // RocksDB holds back writes past two full memtables
@@ -715,9 +716,8 @@ TEST_CASE("state: atomic batches of puts and deletes, scans by prefix") {
   std::unique_ptr<Store> store = OpenOrDie(dir.path());
   CHECK(store->GetState("rollout/r1").status().code() == Status::Code::kNotFound);
   CHECK(store->GetState("rollout/r2").value() == "running");
-  using Pairs = std::vector<std::pair<std::string, std::string>>;
-  CHECK(store->ScanState("rollout/").value() == Pairs{{"rollout/r2", "running"}, {"rollout/r3", "done"}});
-  CHECK(store->ScanState("event/").value() == Pairs{{"event/0001", "created"}});
+  CHECK(store->ScanState("rollout/").value() == StateRecords{{"rollout/r2", "running"}, {"rollout/r3", "done"}});
+  CHECK(store->ScanState("event/").value() == StateRecords{{"event/0001", "created"}});
   CHECK(store->ScanState("none/").value().empty());
   CHECK(store->ScanState("").value().size() == 4);
   std::string binary("k\0\xff", 3);
@@ -730,10 +730,9 @@ TEST_CASE("state: a prefix read a page at a time, after a key") {
   std::unique_ptr<Store> store = OpenOrDie(dir.path(), StoreOptions());
   REQUIRE(store->WriteState({{"a/1", "one"}, {"a/2", "two"}, {"a/4", "four"}, {"a0", "not under a/"}, {"Z", "before"}})
               .ok());
-  using Pairs = std::vector<std::pair<std::string, std::string>>;
-  CHECK(store->ScanStatePage("a/", "", 2).value() == Pairs{{"a/1", "one"}, {"a/2", "two"}});
-  CHECK(store->ScanStatePage("a/", "a/2", 2).value() == Pairs{{"a/4", "four"}});
-  CHECK(store->ScanStatePage("a/", "a/3", 10).value() == Pairs{{"a/4", "four"}});  // the key itself may be gone
+  CHECK(store->ScanStatePage("a/", "", 2).value() == StateRecords{{"a/1", "one"}, {"a/2", "two"}});
+  CHECK(store->ScanStatePage("a/", "a/2", 2).value() == StateRecords{{"a/4", "four"}});
+  CHECK(store->ScanStatePage("a/", "a/3", 10).value() == StateRecords{{"a/4", "four"}});  // the key itself may be gone
   CHECK(store->ScanStatePage("a/", "a/4", 10).value().empty());
   CHECK(store->ScanStatePage("a/", "A", 10).value().size() == 3);  // a key before the prefix: from its start
   CHECK(store->ScanStatePage("a/", "", 0).value().empty());
@@ -762,6 +761,36 @@ TEST_CASE("state: ForEachState visits every pair under a prefix in order, page b
   }, 3);
   CHECK(stopped.code() == Status::Code::kCorruption);
   CHECK(visited == 5);
+}
+
+TEST_CASE("state: ForEachStatePage goes on after a page that deleted or rewrote its own keys") {
+  TempDir dir;
+  std::unique_ptr<Store> store = OpenOrDie(dir.path(), Fast());
+  StateOps ops;
+  for (int i = 0; i < 10; ++i) ops.emplace_back("p/" + std::to_string(i), "new");
+  REQUIRE(store->WriteState(ops).ok());
+  for (size_t page_records : {size_t{1}, size_t{3}, size_t{5}, size_t{10}, size_t{11}}) {
+    std::vector<size_t> pages;
+    std::vector<std::string> seen;
+    // As retention does: the even keys are deleted, the odd ones stamped.
+    REQUIRE(ForEachStatePage(*store, "p/", page_records, [&](const StateRecords& page) {
+              pages.push_back(page.size());
+              StateOps writes;
+              for (const auto& [key, value] : page) {
+                seen.push_back(key);
+                const bool even = (key.back() - '0') % 2 == 0;
+                writes.emplace_back(key, even ? std::nullopt : std::optional<std::string>("stamped"));
+              }
+              return store->WriteState(writes);
+            }).ok());
+    std::vector<std::string> every;
+    for (int i = 0; i < 10; ++i) every.push_back("p/" + std::to_string(i));
+    CHECK(seen == every);  // each key once, in order
+    CHECK(std::find(pages.begin(), pages.end(), 0u) == pages.end());  // never an empty page
+    CHECK(store->ScanState("p/").value() ==
+          StateRecords{{"p/1", "stamped"}, {"p/3", "stamped"}, {"p/5", "stamped"}, {"p/7", "stamped"}, {"p/9", "stamped"}});
+    REQUIRE(store->WriteState(ops).ok());  // every key back, unstamped, for the next page size
+  }
 }
 
 // A GroupCommit writer that records each batch it is given and holds the
@@ -871,7 +900,7 @@ TEST_CASE("GroupCommit on a store: writes from 16 threads are all there after a 
     for (std::thread& t : threads) t.join();
   }
   std::unique_ptr<Store> store = OpenOrDie(dir.path());
-  Result<std::vector<std::pair<std::string, std::string>>> all = store->ScanState("k/");
+  Result<StateRecords> all = store->ScanState("k/");
   REQUIRE(all.ok());
   CHECK(all->size() == 800);
 }

@@ -151,7 +151,7 @@ TEST_CASE("terminal registry: flushed in batches, a quiet terminal at most every
 
     for (const char* id : {"t2", "t3", "t4"}) reg->RecordPoll("resnet", "stable", {id, "pi", "sg", ""});
     reg->Flush();
-    Result<std::vector<std::pair<std::string, std::string>>> stored = f.store->ScanState("terminal/");
+    Result<StateRecords> stored = f.store->ScanState("terminal/");
     REQUIRE(stored.ok());
     CHECK(stored->size() == 3);  // t1 and the first batch of two
     reg->Flush();
