@@ -30,6 +30,7 @@
 #include "client/http_client.h"
 #include "delta/delta_info.h"
 #include "manifest/manifest.h"
+#include "rollout/rollout.h"
 #include "signing/signing.h"
 #include "target/target.h"
 #include "trust/terminal_credential.h"
@@ -175,7 +176,7 @@ struct Agent::Impl {
   Json ReportJson(const ModelConfig& m, const std::string& version, const std::string& rollout,
                   const std::string& event, const std::string& reason, const HealthResult* health) const {
     Json j = {{"model", m.name}, {"version", version}, {"channel", m.channel}, {"rollout", rollout},
-              {"event", event}, {"reason", reason.substr(0, 1000)}, {"profile", config.profile},
+              {"event", event}, {"reason", Utf8Prefix(reason, kRolloutReasonBytesMax)}, {"profile", config.profile},
               {"region", config.region}};
     if (health != nullptr) {
       Json h = {{"pass", health->pass}};
@@ -187,7 +188,7 @@ struct Agent::Impl {
 
   // Into the outbox, sent by the next FlushReports.
   void Keep(const Json& report) {
-    Status st = outbox.Add(report.dump(), clock->NowUnixMillis());
+    Status st = outbox.Add(DumpJson(report), clock->NowUnixMillis());
     if (!st.ok()) Log("report not kept: " + st.ToString());
   }
 

@@ -35,7 +35,7 @@ Result<std::string> EncodeAuditEvent(const AuditEvent& event) {
   nlohmann::json j = {{"seq", event.seq},         {"time_ms", event.time_ms}, {"actor", event.actor},
                       {"action", event.action},   {"subject", event.subject}, {"detail", event.detail},
                       {"previous", event.previous.ToString()}};
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return DumpJson(j);
 }
 
 Result<AuditEvent> ParseAuditEvent(std::string_view stored) {

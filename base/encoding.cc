@@ -81,4 +81,14 @@ std::string PercentEncode(std::string_view text) {
   return out;
 }
 
+std::string_view Utf8Prefix(std::string_view text, size_t bytes_max) {
+  if (text.size() <= bytes_max) return text;
+  // Back over the continuation bytes (10xxxxxx) at the cut to the byte that
+  // starts their character: at most three, a character is at most four bytes
+  // (past that the text is not UTF-8 anyway, and is cut where it was).
+  size_t n = bytes_max;
+  while (n > 0 && bytes_max - n < 3 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;
+  return (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80 ? text.substr(0, bytes_max) : text.substr(0, n);
+}
+
 }  // namespace meridian

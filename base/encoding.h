@@ -1,5 +1,6 @@
-// Hex and base64 (RFC 4648, padded) encoding. Decoders are strict: anything
-// that is not the canonical encoding is an error, never silently skipped.
+// Hex and base64 (RFC 4648, padded) encoding, percent-encoding, and cutting
+// UTF-8 text. Decoders are strict: anything that is not the canonical
+// encoding is an error, never silently skipped.
 #pragma once
 
 #include <string>
@@ -21,5 +22,9 @@ std::string Base64Encode(ByteSpan data);
 std::string PercentEncode(std::string_view text);
 // Fails on characters outside the alphabet, missing padding or trailing garbage.
 Result<Bytes> Base64Decode(std::string_view text);
+
+// The longest prefix of `text` of at most `bytes_max` bytes that does not
+// end inside a UTF-8 character, for a field with a byte limit.
+std::string_view Utf8Prefix(std::string_view text, size_t bytes_max);
 
 }  // namespace meridian

@@ -12,7 +12,7 @@ namespace meridian {
 HttpResponse JsonOk(int status, const nlohmann::json& body) {
   HttpResponse r;
   r.status = status;
-  r.body = body.dump();
+  r.body = DumpJson(body);
   r.Set("Content-Type", "application/json");
   return r;
 }

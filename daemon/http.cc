@@ -5,6 +5,8 @@
 #include <charconv>
 #include <nlohmann/json.hpp>
 
+#include "base/json.h"
+
 namespace meridian {
 
 std::string_view HttpRequest::Header(std::string_view lowercase_name) const {
@@ -16,7 +18,7 @@ HttpResponse JsonError(int status, std::string_view code, std::string_view messa
   HttpResponse r;
   r.status = status;
   nlohmann::json j = {{"error", {{"code", code}, {"message", message}}}};
-  r.body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  r.body = DumpJson(j);
   r.Set("Content-Type", "application/json");
   return r;
 }

@@ -11,6 +11,7 @@
 
 #include "base/clock.h"
 #include "base/digest.h"
+#include "base/encoding.h"
 #include "manifest/manifest.h"
 
 namespace meridian {
@@ -653,8 +654,7 @@ HealthJudgement JudgeStageHealth(const RolloutSpec& spec, const RolloutState& st
 Result<GateDecision> Rollout::Tick(const ReportTally& tally, const GateContext& context) {
   GateDecision d = EvaluateGates(spec_, state_, tally.Stats(state_.stage, state_.gate_since_ms), context);
   if (d.reason.size() > kRolloutReasonBytesMax) {  // many regions' health figures: the event keeps the start
-    d.reason.resize(kRolloutReasonBytesMax - 3);
-    d.reason += "...";
+    d.reason = std::string(Utf8Prefix(d.reason, kRolloutReasonBytesMax - 3)) + "...";
   }
   if (d.verdict == GateVerdict::kNone) return d;
   RolloutAction action = RolloutAction::kPromote;

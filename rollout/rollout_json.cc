@@ -14,10 +14,6 @@ namespace {
 
 using Json = nlohmann::json;
 
-std::string Dump(const Json& j) {
-  // replace: a string that is not UTF-8 must not make dump() throw.
-  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
-}
 
 Json SpecJson(const RolloutSpec& s) {
   Json j = Json::object();
@@ -117,7 +113,7 @@ Result<RolloutEvent> EventFromObject(const Json& j) {
 
 }  // namespace
 
-std::string RolloutSpecToJson(const RolloutSpec& spec) { return Dump(SpecJson(spec)); }
+std::string RolloutSpecToJson(const RolloutSpec& spec) { return DumpJson(SpecJson(spec)); }
 
 Result<RolloutSpec> ParseRolloutSpecJson(std::string_view json) {
   Result<Json> j = ParseJsonObject(json, kRolloutJsonBytesMax, "rollout spec");
@@ -134,7 +130,7 @@ Result<RolloutSpec> RolloutSpecFromJson(std::string_view json) {
   return spec;
 }
 
-std::string RolloutStateToJson(const RolloutState& state) { return Dump(StateJson(state)); }
+std::string RolloutStateToJson(const RolloutState& state) { return DumpJson(StateJson(state)); }
 
 Result<RolloutState> RolloutStateFromJson(std::string_view json) {
   Result<Json> j = ParseJsonObject(json, kRolloutJsonBytesMax, "rollout state");
@@ -142,7 +138,7 @@ Result<RolloutState> RolloutStateFromJson(std::string_view json) {
   return StateFromObject(*j);
 }
 
-std::string RolloutEventToJson(const RolloutEvent& event) { return Dump(EventJson(event)); }
+std::string RolloutEventToJson(const RolloutEvent& event) { return DumpJson(EventJson(event)); }
 
 Result<RolloutEvent> RolloutEventFromJson(std::string_view json) {
   Result<Json> j = ParseJsonObject(json, kRolloutJsonBytesMax, "rollout event");
@@ -153,7 +149,7 @@ Result<RolloutEvent> RolloutEventFromJson(std::string_view json) {
 std::string RolloutToJson(const Rollout& rollout) {
   Json events = Json::array();
   for (const RolloutEvent& e : rollout.events()) events.push_back(EventJson(e));
-  return Dump({{"spec", SpecJson(rollout.spec())}, {"state", StateJson(rollout.state())}, {"events", events}});
+  return DumpJson(Json{{"spec", SpecJson(rollout.spec())}, {"state", StateJson(rollout.state())}, {"events", events}});
 }
 
 Result<Rollout> RolloutFromJson(std::string_view json) {
@@ -179,7 +175,7 @@ Result<Rollout> RolloutFromJson(std::string_view json) {
 }
 
 std::string ReportToJson(const TerminalReport& r) {
-  return Dump({{"terminal_id", r.terminal_id},
+  return DumpJson(Json{{"terminal_id", r.terminal_id},
                {"profile", r.profile},
                {"region", r.region},
                {"version", r.version},

@@ -201,7 +201,7 @@ std::string RootToJson(const Root& root) {
   j["roles"] = std::move(roles);
   // Replacing invalid UTF-8 keeps this exception-free; ParseRoot then refuses
   // the mangled ids.
-  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  return DumpJson(j);
 }
 
 Result<Root> ParseRoot(std::string_view json) {

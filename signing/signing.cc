@@ -424,7 +424,7 @@ std::string EnvelopeToJson(const Envelope& env) {
   j["signatures"] = std::move(sigs);
   // Invalid UTF-8 in a type or keyid is replaced rather than thrown on; such
   // an envelope no longer verifies, which is the honest outcome.
-  return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  return DumpJson(j);
 }
 
 Result<Envelope> ParseEnvelope(std::string_view json) {

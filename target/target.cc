@@ -17,8 +17,6 @@ namespace {
 
 using Json = nlohmann::json;
 
-std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
-
 Status CheckVersionNamed(const ChannelState& s, const std::string& version) {
   if (version.empty() || s.versions.count(version)) return Status::Ok();
   return Status::InvalidArgument(fmt::format("channel state: version '{}' is not listed in versions", version));
@@ -37,7 +35,7 @@ std::string ChannelStateToJson(const ChannelState& s) {
     versions[v] = {
         {"manifest_digest", ref.manifest_digest.ToString()}, {"digest", ref.digest.ToString()}, {"size", ref.size}};
   }
-  return Dump({{"type", kTargetDocumentType},
+  return DumpJson(Json{{"type", kTargetDocumentType},
                {"model", s.model},
                {"channel", s.channel},
                {"state_version", s.state_version},
@@ -77,9 +75,9 @@ Result<ChannelState> ChannelStateFromJson(std::string_view text) {
     const Json* spec_json = rf.Object("spec", true);
     const Json* state_json = rf.Object("state", true);
     MERIDIAN_RETURN_IF_ERROR(rf.Finish());
-    Result<RolloutSpec> spec = RolloutSpecFromJson(Dump(*spec_json));
+    Result<RolloutSpec> spec = RolloutSpecFromJson(DumpJson(*spec_json));
     if (!spec.ok()) return spec.status();
-    Result<RolloutState> state = RolloutStateFromJson(Dump(*state_json));
+    Result<RolloutState> state = RolloutStateFromJson(DumpJson(*state_json));
     if (!state.ok()) return state.status();
     if (spec->model != s.model || spec->channel != s.channel) {
       return Status::InvalidArgument(fmt::format("channel state: rollout '{}' is of another channel", spec->id));

@@ -67,6 +67,34 @@ TEST_CASE("hex and base64 round-trip and are strict") {
   CHECK_FALSE(Base64Decode("Zh==").ok());  // non-canonical trailing bits
 }
 
+TEST_CASE("Utf8Prefix cuts before a character the limit would split; DumpJson writes U+FFFD for bytes not UTF-8") {
+  const std::string e_acute = "\xC3\xA9", euro = "\xE2\x82\xAC", smile = "\xF0\x9F\x98\x80";
+  CHECK(Utf8Prefix("abc", 3) == "abc");
+  CHECK(Utf8Prefix("abc", 2) == "ab");
+  CHECK(Utf8Prefix("a" + e_acute, 2) == "a");
+  CHECK(Utf8Prefix("a" + e_acute, 3) == "a" + e_acute);
+  CHECK(Utf8Prefix(euro + euro, 4) == euro);
+  CHECK(Utf8Prefix(euro + euro, 5) == euro);
+  for (size_t cut = 0; cut < 4; ++cut) CHECK(Utf8Prefix(smile + "x", cut).empty());
+  CHECK(Utf8Prefix(smile + "x", 4) == smile);
+  CHECK(Utf8Prefix(std::string(8, '\x80'), 5).size() == 5);  // not UTF-8: cut where asked
+  // A long reason cut at every length is still valid JSON text.
+  std::string reason;
+  for (int i = 0; i < 100; ++i) reason += "x" + e_acute + euro + smile;
+  for (size_t cut = 0; cut <= reason.size(); ++cut) {
+    std::string_view prefix = Utf8Prefix(reason, cut);
+    REQUIRE(prefix.size() <= cut);
+    REQUIRE(prefix.size() + 3 >= cut);
+    REQUIRE_NOTHROW(nlohmann::json(prefix).dump());
+  }
+
+  nlohmann::json cut = std::string("a") + smile.substr(0, 2);
+  CHECK_THROWS(cut.dump());
+  CHECK(DumpJson(cut) == "\"a\xEF\xBF\xBD\"");
+  nlohmann::ordered_json ordered = {{"b", 1}, {"a", std::string("\xFF")}};
+  CHECK(DumpJson(ordered) == "{\"b\":1,\"a\":\"\xEF\xBF\xBD\"}");
+}
+
 TEST_CASE("status and result carry codes and values") {
   Status st = Status::NotFound("model x");
   CHECK_FALSE(st.ok());
