@@ -146,15 +146,18 @@ ReportOutbox::Stats ReportOutbox::stats() const {
 void ReportOutbox::Run() {
   UpstreamClient upstream(upstream_);
   int64_t backoff_ms = 0;
+  // Halved by each 413: the upstream, or a proxy before it (nginx takes 1 MiB
+  // by default), takes smaller bodies than a full batch. Kept for the run.
+  size_t batch_max = options_.batch_max;
   std::unique_lock lock(mu_);
   for (;;) {
     cv_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
     if (stopping_) return;
     // Linger a moment so reports arriving together travel together.
     cv_.wait_for(lock, std::chrono::milliseconds(options_.linger_ms),
-                 [&] { return stopping_ || pending_.size() >= options_.batch_max; });
+                 [&] { return stopping_ || pending_.size() >= batch_max; });
     if (stopping_) return;
-    size_t n = std::min(pending_.size(), options_.batch_max);
+    size_t n = std::min(pending_.size(), batch_max);
     std::string body = "{\"reports\":[";
     for (size_t i = 0; i < n; ++i) body += (i ? "," : "") + pending_[i].second;
     body += "]}";
@@ -173,9 +176,15 @@ void ReportOutbox::Run() {
       backoff_ms = 0;
       continue;
     }
-    if (r.ok() && r->status == 400) {
-      // Refused as malformed: sending it again cannot help, and it must not
-      // block the reports behind it. Dropped, loudly.
+    if (r.ok() && r->status == 413 && n > 1) {
+      batch_max = n / 2;
+      std::fprintf(stderr, "meridiand: upstream refused %zu reports at once as too large; sending at most %zu\n", n,
+                   batch_max);
+      continue;
+    }
+    if (r.ok() && (r->status == 400 || r->status == 413)) {
+      // Refused as malformed, or one report too large: sending it again
+      // cannot help, and it must not block the reports behind it. Dropped, loudly.
       std::fprintf(stderr, "meridiand: upstream refused %zu reports (%s); dropped\n", n, st.ToString().c_str());
       (void)store_.WriteState(done);
       pending_.erase(pending_.begin(), pending_.begin() + static_cast<ptrdiff_t>(n));

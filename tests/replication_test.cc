@@ -143,6 +143,43 @@ TEST_CASE("report outbox: durable across a restart, retried while upstream fails
   std::printf("outbox: 8 reports, 2 failed sends then delivered once each after a restart\n");
 }
 
+TEST_CASE("report outbox: a batch refused as too large (413) is sent in halves; one report too large is dropped") {
+  TempDir dir;
+  std::mutex mu;
+  std::vector<size_t> batches;  // the size of each batch the upstream saw
+  std::vector<std::string> delivered;
+  // An upstream (a proxy before it) that takes bodies of at most 3 reports,
+  // and never a report holding "big".
+  FakeHttpServer upstream([&](const FakeRequest& req) -> FakeReply {
+    std::lock_guard lock(mu);
+    Json batch = Json::parse(req.body);
+    batches.push_back(batch["reports"].size());
+    if (batch["reports"].size() > 3 || req.body.find("big") != std::string::npos) {
+      return {413, R"({"error":{"code":"too_large","message":"body too large"}})"};
+    }
+    for (const auto& r : batch["reports"]) delivered.push_back(r["terminal"].get<std::string>());
+    return {200, R"({"accepted":1,"duplicates":0,"rejected":0})"};
+  });
+  UpstreamOptions up{.urls = {upstream.url()}, .mirror_token = "m"};
+  Result<std::unique_ptr<Store>> store = Store::Open(dir / "store");
+  REQUIRE(store.ok());
+  std::vector<ForwardedReport> reports;
+  for (int i = 0; i < 7; ++i) reports.push_back({"ae.x." + std::to_string(i), "t" + std::to_string(i), {{"model", "m"}}});
+  reports[2].report["reason"] = "big";
+  // Queued before the outbox first sends: a linger of a minute, cut short by a full batch of 8.
+  Result<std::unique_ptr<ReportOutbox>> box =
+      ReportOutbox::Open(**store, "sg", up, {.batch_max = 8, .linger_ms = 60'000, .retry_ms_max = 50});
+  REQUIRE(box.ok());
+  REQUIRE((*box)->EnqueueRelayed(reports).ok());
+  REQUIRE((*box)->Enqueue({"ae.x.7", "t7", {{"model", "m"}}}).ok());
+  REQUIRE(WaitFor([&] { return (*box)->stats().pending == 0; }, std::chrono::seconds(10)));
+  std::lock_guard lock(mu);
+  // 8 → 4 → 2: {t0,t1} goes; {t2,t3} holds "big": halved to one, t2 dropped; then one a batch.
+  CHECK(batches == std::vector<size_t>{8, 4, 2, 2, 1, 1, 1, 1, 1, 1});
+  CHECK(delivered == std::vector<std::string>{"t0", "t1", "t3", "t4", "t5", "t6", "t7"});
+  CHECK((*box)->stats().forwarded == 7);
+}
+
 TEST_CASE("delta chunk writer: pieces of varied sizes cut the chunks a whole buffer does") {
   TempDir dir;
   Result<std::unique_ptr<Store>> store = Store::Open(dir / "store");
