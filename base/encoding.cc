@@ -81,6 +81,42 @@ std::string PercentEncode(std::string_view text) {
   return out;
 }
 
+bool IsUtf8(std::string_view text) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const auto* const end = p + text.size();
+  while (p < end) {
+    const unsigned char lead = *p;
+    if (lead < 0x80) {
+      ++p;
+      continue;
+    }
+    // RFC 3629's table: the lead byte gives the length and the range of the
+    // second byte, which is what rules out overlong forms, surrogates
+    // (ED A0..BF) and code points past U+10FFFF (F4 90..).
+    size_t continuations;
+    unsigned char second_min = 0x80, second_max = 0xBF;
+    if (lead >= 0xC2 && lead <= 0xDF) {
+      continuations = 1;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+      continuations = 2;
+      if (lead == 0xE0) second_min = 0xA0;
+      if (lead == 0xED) second_max = 0x9F;
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+      continuations = 3;
+      if (lead == 0xF0) second_min = 0x90;
+      if (lead == 0xF4) second_max = 0x8F;
+    } else {
+      return false;  // a continuation byte, C0/C1 (always overlong) or F5..FF
+    }
+    if (static_cast<size_t>(end - p) <= continuations || p[1] < second_min || p[1] > second_max) return false;
+    for (size_t i = 2; i <= continuations; ++i) {
+      if ((p[i] & 0xC0) != 0x80) return false;
+    }
+    p += continuations + 1;
+  }
+  return true;
+}
+
 std::string_view Utf8Prefix(std::string_view text, size_t bytes_max) {
   if (text.size() <= bytes_max) return text;
   // Back over the continuation bytes (10xxxxxx) at the cut to the byte that

@@ -23,6 +23,9 @@ std::string PercentEncode(std::string_view text);
 // Fails on characters outside the alphabet, missing padding or trailing garbage.
 Result<Bytes> Base64Decode(std::string_view text);
 
+// Whether `text` is well-formed UTF-8 (RFC 3629: no overlong forms, no
+// surrogates, nothing past U+10FFFF), which JSON text must be.
+bool IsUtf8(std::string_view text);
 // The longest prefix of `text` of at most `bytes_max` bytes that does not
 // end inside a UTF-8 character, for a field with a byte limit.
 std::string_view Utf8Prefix(std::string_view text, size_t bytes_max);

@@ -371,7 +371,7 @@ int DeleteVersion(const GlobalOptions& g, const std::string& model, const std::s
   if (!IsValidModelName(model)) return Fail("invalid model name '" + model + "'");
   if (!IsValidVersion(version)) return Fail("invalid version '" + version + "' (SemVer expected)");
   const std::string what = fmt::format("delete {}@{}", model, version);
-  return CallAndShow(g, "DELETE", VersionPath(model, version), nlohmann::json{{"reason", reason}}.dump(), 200, what,
+  return CallAndShow(g, "DELETE", VersionPath(model, version), DumpJson(nlohmann::json{{"reason", reason}}), 200, what,
                      [&](const nlohmann::json&) {
                        fmt::print("deleted {}@{}; its bytes go at the next collection (meridian collect)\n", model,
                                   version);

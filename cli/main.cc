@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <csignal>
 
+#include "base/encoding.h"
 #include "base/file.h"
 #include "cli/commands.h"
 #include "cli/output.h"
@@ -11,6 +12,16 @@
 
 using namespace meridian;
 using namespace meridian::cli;
+
+namespace {
+
+// Text that goes into a request or a manifest: JSON, so UTF-8. Refused as the
+// command line is parsed, naming its option, where it would otherwise fail
+// once the work began. Paths are not checked: Linux names files with any bytes.
+const CLI::Validator kUtf8Text(
+    [](const std::string& text) { return IsUtf8(text) ? std::string() : std::string("not UTF-8 text"); }, "");
+
+}  // namespace
 
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
@@ -45,12 +56,15 @@ int main(int argc, char** argv) {
                       "release key (secret key file); repeat to sign with several. Below the root's release "
                       "threshold the version waits, invisible, for `meridian sign`")
       ->required();
-  publish->add_option("--model", pub.model, "model name")->required();
-  publish->add_option("--version", pub.version, "SemVer version")->required();
-  publish->add_option("--media-type", pub.media_type, "media type of the artifact")->capture_default_str();
-  publish->add_option("--profile", pub.profiles, "device profile it targets (repeatable)");
-  publish->add_option("--region", pub.regions, "region it may be stored in (repeatable; none = all)");
-  publish->add_option("--annotation", annotations, "KEY=VALUE annotation (repeatable)");
+  publish->add_option("--model", pub.model, "model name")->required()->check(kUtf8Text);
+  publish->add_option("--version", pub.version, "SemVer version")->required()->check(kUtf8Text);
+  publish->add_option("--media-type", pub.media_type, "media type of the artifact")
+      ->capture_default_str()
+      ->check(kUtf8Text);
+  publish->add_option("--profile", pub.profiles, "device profile it targets (repeatable)")->check(kUtf8Text);
+  publish->add_option("--region", pub.regions, "region it may be stored in (repeatable; none = all)")
+      ->check(kUtf8Text);
+  publish->add_option("--annotation", annotations, "KEY=VALUE annotation (repeatable)")->check(kUtf8Text);
   publish->add_flag("--public", pub.is_public, "readable without a credential (default: terminals, regions and staff only)");
   std::string store_token_file;
   publish->add_option("--store-at", pub.store_at,
@@ -71,7 +85,7 @@ int main(int argc, char** argv) {
       "delete", "delete a version no channel or active rollout names; its bytes go at the next collection");
   versions_delete->add_option("MODEL", delete_model, "model name")->required();
   versions_delete->add_option("VERSION", delete_version, "the version")->required();
-  versions_delete->add_option("--reason", delete_reason, "why, for the audit log");
+  versions_delete->add_option("--reason", delete_reason, "why, for the audit log")->check(kUtf8Text);
   CLI::App* collect_cmd = app.add_subcommand(
       "collect", "apply the retention policy and delete what nothing refers to any more, now (operator token)");
 
@@ -143,13 +157,15 @@ int main(int argc, char** argv) {
   rollout->require_subcommand(1);
   RolloutOptions ro;
   auto add_spec_options = [&ro](CLI::App* cmd) {
-    cmd->add_option("MODEL", ro.model, "model name")->required();
-    cmd->add_option("VERSION", ro.version, "target version")->required();
-    cmd->add_option("--id", ro.id, "rollout id (default: the daemon picks one)");
-    cmd->add_option("--channel", ro.channel, "channel")->capture_default_str();
-    cmd->add_option("--regions", ro.regions, "regions covered (default all)")->delimiter(',');
-    cmd->add_option("--profile", ro.profiles, "device profiles covered (default all)")->delimiter(',');
-    cmd->add_option("--canary", ro.canaries, "terminal ids in every stage")->delimiter(',');
+    cmd->add_option("MODEL", ro.model, "model name")->required()->check(kUtf8Text);
+    cmd->add_option("VERSION", ro.version, "target version")->required()->check(kUtf8Text);
+    cmd->add_option("--id", ro.id, "rollout id (default: the daemon picks one)")->check(kUtf8Text);
+    cmd->add_option("--channel", ro.channel, "channel")->capture_default_str()->check(kUtf8Text);
+    cmd->add_option("--regions", ro.regions, "regions covered (default all)")->delimiter(',')->check(kUtf8Text);
+    cmd->add_option("--profile", ro.profiles, "device profiles covered (default all)")
+        ->delimiter(',')
+        ->check(kUtf8Text);
+    cmd->add_option("--canary", ro.canaries, "terminal ids in every stage")->delimiter(',')->check(kUtf8Text);
     cmd->add_option("--stages", ro.stages, "cumulative percent per stage")->delimiter(',')->capture_default_str();
     cmd->add_option("--min-reports", ro.min_reports, "reports a stage needs before its gates decide")
         ->capture_default_str();
@@ -162,13 +178,16 @@ int main(int argc, char** argv) {
     cmd->add_flag("--waves", ro.waves, "one region after another, in --regions order; a breach stops the wave");
     cmd->add_option("--window", ro.window,
                     "promote automatically only inside this weekly window of the region's local time, "
-                    "e.g. \"Mon-Sat 02:00-05:00\"");
+                    "e.g. \"Mon-Sat 02:00-05:00\"")
+        ->check(kUtf8Text);
     cmd->add_option("--time-zone", ro.time_zones,
                     "REGION=ZONE (IANA, e.g. sg=Asia/Singapore), or ZONE for every region not named; default: the "
-                    "daemon's time_zones setting");
+                    "daemon's time_zones setting")
+        ->check(kUtf8Text);
     cmd->add_option("--health-rule", ro.health_rules,
                     "compare the target's terminals with the previous version's, per region, e.g. "
-                    "\"latency_ms p95 +20%\" (repeat; replaces the defaults)");
+                    "\"latency_ms p95 +20%\" (repeat; replaces the defaults)")
+        ->check(kUtf8Text);
     cmd->add_flag("--no-health-rules", ro.no_health_rules, "judge pass/fail reports only");
     cmd->add_option("--health-min-terminals", ro.health_min_terminals,
                     "terminals per version and region before a health rule judges")
@@ -190,7 +209,7 @@ int main(int argc, char** argv) {
   for (const char* action : {"promote", "pause", "resume", "abort", "rollback"}) {
     CLI::App* cmd = rollout->add_subcommand(action, std::string(action) + " a rollout");
     cmd->add_option("ID", ro_id, "rollout id")->required();
-    cmd->add_option("--reason", ro_reason, "why (kept in the audit log)");
+    cmd->add_option("--reason", ro_reason, "why (kept in the audit log)")->check(kUtf8Text);
     ro_actions.emplace_back(action, cmd);
   }
 
@@ -218,11 +237,12 @@ int main(int argc, char** argv) {
   terminals->require_subcommand(1);
   EnrolledTerminalOptions enrol;
   CLI::App* t_add = terminals->add_subcommand("add", "enrol a terminal with its public key, accepted");
-  t_add->add_option("ID", enrol.id, "terminal id")->required();
+  t_add->add_option("ID", enrol.id, "terminal id")->required()->check(kUtf8Text);
   t_add->add_option("--public-key", enrol.public_key, "base64 Ed25519 key (meridian-agent public-key prints it)")
-      ->required();
-  t_add->add_option("--profile", enrol.profile, "its device profile");
-  t_add->add_option("--region", enrol.region, "its region");
+      ->required()
+      ->check(kUtf8Text);
+  t_add->add_option("--profile", enrol.profile, "its device profile")->check(kUtf8Text);
+  t_add->add_option("--region", enrol.region, "its region")->check(kUtf8Text);
   std::string t_file, t_state, t_after, t_id;
   size_t t_limit = 1000;
   CLI::App* t_import = terminals->add_subcommand(
@@ -249,7 +269,9 @@ int main(int argc, char** argv) {
   tokens_create->add_option("--role", token_role, "publisher or operator")
       ->required()
       ->check(CLI::IsMember({"publisher", "operator"}));
-  tokens_create->add_option("--name", token_name, "who holds it: the actor of its actions in the audit log")->required();
+  tokens_create->add_option("--name", token_name, "who holds it: the actor of its actions in the audit log")
+      ->required()
+      ->check(kUtf8Text);
   CLI::App* tokens_list = tokens_cmd->add_subcommand("list", "credentials: name, role, created, by whom, revoked");
   CLI::App* tokens_revoke = tokens_cmd->add_subcommand("revoke", "revoke a credential, at once");
   tokens_revoke->add_option("NAME", token_name, "the credential's name")->required();

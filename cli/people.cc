@@ -51,7 +51,7 @@ Result<AuditPage> FetchAuditPage(const GlobalOptions& g, uint64_t after, uint64_
 
 int TokensCreate(const GlobalOptions& g, const std::string& role, const std::string& name) {
   nlohmann::json body = {{"name", name}, {"role", role}};
-  return CallAndShow(g, "POST", TokensPath(), body.dump(), 201, "create token", [](const nlohmann::json& j) {
+  return CallAndShow(g, "POST", TokensPath(), DumpJson(body), 201, "create token", [](const nlohmann::json& j) {
     fmt::print(stderr, "created {} credential '{}'; its token is shown this once, keep it secret:\n",
                j.at("role").get<std::string>(), j.at("name").get<std::string>());
     fmt::print("{}\n", j.at("token").get<std::string>());

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "base/encoding.h"
 #include "base/file.h"
 #include "base/json.h"
 #include "base/clock.h"
@@ -308,7 +309,7 @@ int RolloutStatus(const GlobalOptions& g, const std::string& id, bool watch) {
 int RolloutAct(const GlobalOptions& g, const std::string& action, const std::string& id, const std::string& reason) {
   nlohmann::json body = nlohmann::json::object();
   if (!reason.empty()) body["reason"] = reason;
-  return CallAndShow(g, "POST", RolloutActionPath(id, action), body.dump(), 200, action, PrintStatusText);
+  return CallAndShow(g, "POST", RolloutActionPath(id, action), DumpJson(body), 200, action, PrintStatusText);
 }
 
 int RolloutEvents(const GlobalOptions& g, const std::string& id) {
@@ -340,7 +341,7 @@ Result<uint64_t> PostTerminals(const GlobalOptions& g, const std::vector<nlohman
   for (size_t i = 0; i < terminals.size(); i += kTerminalsPerRequest) {
     nlohmann::json piece = nlohmann::json::array();
     for (size_t k = i; k < std::min(terminals.size(), i + kTerminalsPerRequest); ++k) piece.push_back(terminals[k]);
-    Result<nlohmann::json> j = Call(g, "POST", TerminalsPath(), nlohmann::json{{"terminals", piece}}.dump(), 200,
+    Result<nlohmann::json> j = Call(g, "POST", TerminalsPath(), DumpJson(nlohmann::json{{"terminals", piece}}), 200,
                                     fmt::format("enrol terminals {} to {}", i + 1, i + piece.size()));
     if (!j.ok()) return j.status();
     enrolled += piece.size();
@@ -381,6 +382,7 @@ int TerminalsImport(const GlobalOptions& g, const std::string& file) {
     ++line_no;
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
     if (line.empty() || line.front() == '#') continue;
+    if (!IsUtf8(line)) return Fail(fmt::format("{}:{}: not UTF-8 text", file, line_no));
     std::vector<std::string> fields;
     for (size_t start = 0;;) {
       size_t comma = line.find(',', start);

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <random>
 
 #include "base/clock.h"
 #include "base/digest.h"
@@ -88,11 +89,47 @@ TEST_CASE("Utf8Prefix cuts before a character the limit would split; DumpJson wr
     REQUIRE_NOTHROW(nlohmann::json(prefix).dump());
   }
 
+  CHECK(IsUtf8(reason));
+  CHECK_FALSE(IsUtf8(smile.substr(0, 3)));
+
   nlohmann::json cut = std::string("a") + smile.substr(0, 2);
   CHECK_THROWS(cut.dump());
   CHECK(DumpJson(cut) == "\"a\xEF\xBF\xBD\"");
   nlohmann::ordered_json ordered = {{"b", 1}, {"a", std::string("\xFF")}};
   CHECK(DumpJson(ordered) == "{\"b\":1,\"a\":\"\xEF\xBF\xBD\"}");
+}
+
+TEST_CASE("IsUtf8 takes well-formed UTF-8 only, as nlohmann's writer does") {
+  for (const char* good : {"", "plain", "caf\xC3\xA9", "\xE2\x82\xAC", "\xED\x9F\xBF", "\xEE\x80\x80",
+                           "\xF0\x90\x80\x80", "\xF4\x8F\xBF\xBF"}) {
+    CHECK(IsUtf8(good));
+  }
+  for (const char* bad : {"caf\xE9", "\x80", "\xC0\xAF", "\xC1\xBF", "\xE0\x9F\xBF", "\xED\xA0\x80",
+                          "\xF0\x8F\xBF\xBF", "\xF4\x90\x80\x80", "\xF5\x80\x80\x80", "\xFF", "\xE2\x82",
+                          "\xE2\x82x"}) {
+    INFO(HexEncode(AsBytes(bad)));
+    CHECK_FALSE(IsUtf8(bad));
+  }
+  CHECK_FALSE(IsUtf8(std::string_view("a\0\xC3", 3)));
+  CHECK(IsUtf8(std::string_view("a\0b", 3)));
+  // Against nlohmann's own check (dump() throws on what is not UTF-8), on
+  // random text of mostly high bytes: short runs of valid and invalid sequences.
+  std::mt19937 rng(7);
+  int valid = 0;
+  for (int i = 0; i < 200'000; ++i) {
+    std::string s(rng() % 6, '\0');
+    for (char& c : s) c = static_cast<char>(rng() % 4 == 0 ? rng() % 0x80 : 0x80 + rng() % 0x80);
+    bool throws = false;
+    try {
+      (void)nlohmann::json(s).dump();
+    } catch (const nlohmann::json::exception&) {
+      throws = true;
+    }
+    INFO(HexEncode(AsBytes(s)));
+    REQUIRE(IsUtf8(s) == !throws);
+    valid += throws ? 0 : 1;
+  }
+  CHECK(valid > 1000);  // the valid side was exercised too
 }
 
 TEST_CASE("status and result carry codes and values") {

@@ -2,6 +2,7 @@
 // the real CLI into a real meridiand, pull both back, verify.
 #include <sys/stat.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -220,6 +221,38 @@ TEST_CASE("the CLI answers a daemon whose answers have another shape with an err
     CHECK(r.exit_code == 1);
     CHECK_THAT(r.err, Catch::StartsWith("meridian: "));
   }
+}
+
+TEST_CASE("text that is not UTF-8 (Latin-1 \"café\") is refused naming its option or line, never a crash") {
+  // Nothing may reach the server: every command stops before it sends.
+  std::atomic<int> requests{0};
+  FakeHttpServer server([&](const FakeRequest&) -> FakeReply {
+    ++requests;
+    return {500, R"({"error":{"code":"internal","message":"should not be asked"}})"};
+  });
+  TempDir dir;
+  WriteFile(dir / "m.bin", AsBytes("weights"));
+  WriteFile(dir / "fleet.csv", AsBytes("pos-1,AAAA\ncaf\xE9,AAAA\n"));
+  const std::string latin1 = "caf\xE9";
+  const std::vector<std::pair<std::vector<std::string>, std::string>> commands = {
+      {{"versions", "delete", "m", "1.0.0", "--reason", latin1}, "--reason"},
+      {{"rollout", "pause", "r1", "--reason", latin1}, "--reason"},
+      {{"rollout", "start", "m", "1.0.0", "--health-rule", latin1}, "--health-rule"},
+      {{"tokens", "create", "--role", "operator", "--name", latin1}, "--name"},
+      {{"terminals", "add", latin1, "--public-key", "AAAA"}, "ID"},
+      {{"terminals", "import", dir / "fleet.csv"}, "fleet.csv:2: not UTF-8 text"},
+      {{"publish", "--key", dir / "k", "--model", "m", "--version", "1.0.0", "--annotation", "note=" + latin1,
+        dir / "m.bin"},
+       "--annotation"}};
+  for (const auto& [command, named] : commands) {
+    std::vector<std::string> argv = {MeridianPath(), "--server", server.url(), "--token", "t"};
+    argv.insert(argv.end(), command.begin(), command.end());
+    CommandResult r = Run(argv);
+    INFO(command[0] << " " << command[1] << ": " << r.err);
+    CHECK(r.exit_code > 0);  // an exit, not a signal
+    CHECK_THAT(r.err, Catch::Contains(named) && Catch::Contains("not UTF-8"));
+  }
+  CHECK(requests == 0);
 }
 
 TEST_CASE("publish and pull show progress on a terminal; keygen names a missing directory") {
