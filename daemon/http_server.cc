@@ -9,6 +9,7 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <limits>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
@@ -318,13 +319,27 @@ struct HttpServer::Impl {
     return c;
   }
 
+  // The handler's answer. An exception out of it is a bug (handlers answer
+  // errors, they do not throw them), but one request's bug must not cost more
+  // than that request: it is answered 500 and logged, where it would have
+  // ended the connection without a word.
+  HttpResponse Handle(const HttpRequest& req) {
+    try {
+      return handler.Handle(req);
+    } catch (const std::exception& e) {
+      const std::string_view path = std::string_view(req.target).substr(0, req.target.find('?'));
+      std::fprintf(stderr, "meridiand: %s %.*s failed: %s\n", req.method.c_str(), static_cast<int>(path.size()),
+                   path.data(), e.what());
+      return JsonError(500, "internal", "the server failed on this request; its log says why");
+    }
+  }
+
   // Handles a request that may block (a write waiting for the disk, a commit
   // reading its whole artifact) on the pool for such work, then resumes on
   // the connection's own thread, which serves its other connections meanwhile.
   net::awaitable<HttpResponse> HandleOnBlockingPool(const HttpRequest& req) {
     co_return co_await net::co_spawn(
-        blocking_pool, [this, &req]() -> net::awaitable<HttpResponse> { co_return handler.Handle(req); },
-        net::use_awaitable);
+        blocking_pool, [this, &req]() -> net::awaitable<HttpResponse> { co_return Handle(req); }, net::use_awaitable);
   }
 
   net::awaitable<void> Accept() {
@@ -537,7 +552,7 @@ struct HttpServer::Impl {
       d.notifier->Unsubscribe(id);
       if (watch->client_left) break;
       req.wait_expired = stopping || std::chrono::steady_clock::now() >= deadline;
-      res = handler.Handle(req);
+      res = Handle(req);
     }
     watch->holding = false;
     beast::error_code ignored;
@@ -667,7 +682,7 @@ struct HttpServer::Impl {
       } else if (may_block) {
         res = co_await HandleOnBlockingPool(req);
       } else {
-        res = handler.Handle(req);
+        res = Handle(req);
       }
       if (res.defer) {
         bool client_stayed = co_await HoldDeferred(stream, req, res, *ref);

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include <catch2/catch.hpp>
+#include <stdexcept>
 
 #include "daemon/http_server.h"
 #include "tests/loopback.h"
@@ -307,4 +308,42 @@ TEST_CASE("requests that may block are not queued behind long ones: the pool has
   CHECK(GetOnce(server.port(), "/write") == "write");
   CHECK(!handler.released());
   for (const std::string& reply : slow.Finish()) CHECK(OkBody(reply) == "slow");
+}
+
+namespace {
+
+// GET /throw and /throw-blocking throw (the second on the blocking pool);
+// anything else answers "fine".
+class ThrowingHandler final : public HttpHandler {
+ public:
+  HttpAdmission Admit(HttpRequest& head) override {
+    HttpAdmission a;
+    a.may_block = head.target == "/throw-blocking";
+    return a;
+  }
+  HttpResponse Handle(const HttpRequest& request) override {
+    if (request.target.starts_with("/throw")) throw std::runtime_error("a handler's bug");
+    HttpResponse r;
+    r.body = "fine";
+    return r;
+  }
+  void Completed(const HttpRequest&, int, uint64_t) override {}
+};
+
+}  // namespace
+
+TEST_CASE("a handler that throws gets its request a 500 with a JSON error; the connection and the server go on") {
+  ThrowingHandler handler;
+  meridian::testing::ServerOnLoopback server(handler, 1);
+  for (const std::string target : {"/throw", "/throw-blocking"}) {
+    INFO(target);
+    // Two requests on one connection: the second is answered after the first's 500.
+    std::vector<Reply> replies =
+        Exchange(server.port(), "GET " + target + " HTTP/1.1\r\nHost: t\r\n\r\nGET /after HTTP/1.1\r\nHost: t\r\n\r\n");
+    REQUIRE(replies.size() == 2);
+    CHECK(replies[0].status == 500);
+    CHECK_THAT(replies[0].body, Catch::Contains("\"code\":\"internal\""));
+    CHECK(replies[1].status == 200);
+    CHECK(replies[1].body == "fine");
+  }
 }
