@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/clock.h"
+#include "base/encoding.h"
 #include "base/json.h"
 #include "daemon/api_shared.h"
 
@@ -74,7 +75,9 @@ HttpResponse Api::Sync(const HttpRequest& req) {
                                  "seconds in [0, {}]",
                                  limits_.target_wait_seconds_max));
   }
-  std::string last_error = QueryParam(query, "last_error").value_or("").substr(0, kRegionErrorBytesMax);
+  // Kept as JSON and shown to operators: cut at a character (bytes that are
+  // not UTF-8 at all are written as U+FFFD: see RegionSeenRecordIfDue).
+  std::string last_error(Utf8Prefix(QueryParam(query, "last_error").value_or(""), kRegionErrorBytesMax));
   // Read before building, so that a change right after still wakes this poll.
   uint64_t generation = rollouts_.notifier().generation();
   SyncDocument doc = BuildSyncDocument();
@@ -219,7 +222,7 @@ std::optional<std::string> Api::RegionSeenRecordIfDue(std::string_view region, c
     j["holdings_ms"] = seen.holdings_ms;
     j["holdings"] = nlohmann::json::parse(HoldingsToJson(region, seen.holdings));
   }
-  return j.dump();
+  return DumpJson(j);
 }
 
 std::vector<Api::RegionView> Api::RegionViews(uint64_t* current_sync_version) {

@@ -120,7 +120,7 @@ std::string Follower::PollPath(uint64_t known, int64_t wait_s) {
   std::string last_error;
   {
     std::lock_guard lock(mu_);
-    last_error = status_.last_error.substr(0, kRegionErrorBytesMax);
+    last_error = Utf8Prefix(status_.last_error, kRegionErrorBytesMax);
   }
   return SyncPath({.region = options_.region,
                    .known = known,

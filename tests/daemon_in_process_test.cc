@@ -145,3 +145,27 @@ TEST_CASE("in process: an artifact streamed again is served from the cache of ve
     CHECK(d.store->Stats().chunk_cache_hits == hits);
   }
 }
+
+TEST_CASE("in process: a region's last_error is kept as text: cut at a character, bytes not UTF-8 shown as U+FFFD") {
+  InProcessDaemon d;
+  const std::string mirror = "Bearer mirror-token";
+  auto sync = [&](const std::string& last_error) {
+    return d.Call("GET", SyncPath({.region = "sg", .last_error = last_error}), "", mirror);
+  };
+  auto shown = [&] {
+    Json regions = d.Operator("GET", RegionsPath());
+    REQUIRE(regions["regions"].size() == 1);
+    return regions["regions"][0]["last_error"].get<std::string>();
+  };
+  // 300 two-byte characters, cut at kRegionErrorBytesMax (256): 128 of them,
+  // where a cut at a byte split none here but would split one at an odd limit.
+  std::string e_acutes;
+  for (int i = 0; i < 300; ++i) e_acutes += "\xC3\xA9";
+  REQUIRE(sync("x" + e_acutes).status == 200);
+  CHECK(shown() == "x" + e_acutes.substr(0, 254));  // 255 bytes: the 256th would split a character
+  // A region's bytes that are not UTF-8: answered and kept all the same.
+  REQUIRE(sync("caf\xE9").status == 200);
+  CHECK(shown() == "caf\xEF\xBF\xBD");
+  REQUIRE(sync("").status == 200);
+  CHECK(shown().empty());
+}
