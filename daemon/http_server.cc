@@ -305,6 +305,31 @@ struct HttpServer::Impl {
   std::mutex sessions_mu;
   std::list<std::shared_ptr<SessionRef>> sessions;
 
+  // A session in `sessions` for as long as its stream lives, however it ends:
+  // an exception out of a session once left its entry behind, and the
+  // shutdown then reached for the freed stream.
+  class Registered {
+   public:
+    Registered(Impl& impl, std::shared_ptr<SessionRef> ref) : impl_(impl), ref_(std::move(ref)) {
+      std::lock_guard lock(impl_.sessions_mu);
+      self_ = impl_.sessions.insert(impl_.sessions.end(), ref_);
+    }
+    ~Registered() {
+      {
+        std::lock_guard lock(impl_.sessions_mu);
+        impl_.sessions.erase(self_);
+      }
+      ref_->alive = false;
+    }
+    Registered(const Registered&) = delete;
+    Registered& operator=(const Registered&) = delete;
+
+   private:
+    Impl& impl_;
+    std::shared_ptr<SessionRef> ref_;
+    std::list<std::shared_ptr<SessionRef>>::iterator self_;
+  };
+
   Impl(HttpHandler& h, HttpServerOptions o) : handler(h), options(std::move(o)) {
     for (int i = 1; i < threads; ++i) {
       others.push_back(std::make_unique<net::io_context>(1));
@@ -610,11 +635,7 @@ struct HttpServer::Impl {
     auto ref = std::make_shared<SessionRef>();
     ref->stream = &Tcp(stream);
     bool& idle = ref->idle;
-    std::list<std::shared_ptr<SessionRef>>::iterator self;
-    {
-      std::lock_guard lock(sessions_mu);
-      self = sessions.insert(sessions.end(), ref);
-    }
+    Registered registered(*this, ref);
     std::string client_cn;
     const bool handshaken = co_await Handshake(stream, &client_cn);
     beast::flat_buffer buffer;
@@ -704,11 +725,6 @@ struct HttpServer::Impl {
       handler.Completed(req, res.status, sent);
       if (!ok || !keep_alive) break;
     }
-    {
-      std::lock_guard lock(sessions_mu);
-      sessions.erase(self);
-    }
-    ref->alive = false;
     beast::error_code ignored;
     Tcp(stream).socket().shutdown(tcp::socket::shutdown_send, ignored);
     Tcp(stream).close();

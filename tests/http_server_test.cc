@@ -313,7 +313,7 @@ TEST_CASE("requests that may block are not queued behind long ones: the pool has
 namespace {
 
 // GET /throw and /throw-blocking throw (the second on the blocking pool);
-// anything else answers "fine".
+// anything else answers "fine", and Completed throws after /completed-throws.
 class ThrowingHandler final : public HttpHandler {
  public:
   HttpAdmission Admit(HttpRequest& head) override {
@@ -327,7 +327,9 @@ class ThrowingHandler final : public HttpHandler {
     r.body = "fine";
     return r;
   }
-  void Completed(const HttpRequest&, int, uint64_t) override {}
+  void Completed(const HttpRequest& request, int, uint64_t) override {
+    if (request.target == "/completed-throws") throw std::runtime_error("a bug after the answer");
+  }
 };
 
 }  // namespace
@@ -346,4 +348,12 @@ TEST_CASE("a handler that throws gets its request a 500 with a JSON error; the c
     CHECK(replies[1].status == 200);
     CHECK(replies[1].body == "fine");
   }
+  // An exception that ends a session (here after its answer) leaves the
+  // server sound: other connections are served, and its stop (at the end of
+  // this scope) does not reach for the session's freed stream, as it did
+  // under ASan when the session stayed registered.
+  std::vector<Reply> answered = Exchange(server.port(), "GET /completed-throws HTTP/1.1\r\nHost: t\r\n\r\n");
+  REQUIRE(answered.size() == 1);
+  CHECK(answered[0].status == 200);
+  CHECK(Exchange(server.port(), "GET /after HTTP/1.1\r\nHost: t\r\n\r\n").size() == 1);
 }
