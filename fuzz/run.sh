@@ -9,7 +9,7 @@
 # pkg-config gives it to the programs: Debian's 3.3.0 headers compiled into a
 # sanitized target stop on UB of toml++'s own, upstream's issue 295).
 #   delta_decode  the delta decoder (hostile deltas against a fixed source)
-#   signed_json   the strict JSON reader, manifests, envelopes, channel states, rollout specs (windows,
+#   signed_json   the strict JSON reader and the UTF-8 check, manifests, envelopes, channel states, rollout specs (windows,
 #                 health rules), roots and their expiry times, delta descriptors, regions' holdings, audit events
 #                 and heads, terminal credentials and credential requests
 #   http_head     request targets, framing and Host checks, Range, If-None-Match

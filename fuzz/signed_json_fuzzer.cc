@@ -5,13 +5,15 @@
 // a region reports, audit log events (and heads), terminal credentials and credential
 // requests over the same bytes. Each must answer a
 // value or an error, never crash; a value must survive its own round trip;
-// the strict reader must agree with nlohmann's parser but for what it adds.
+// the strict reader must agree with nlohmann's parser but for what it adds,
+// and IsUtf8 with nlohmann's writer.
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
 
 #include "audit/audit.h"
 #include "base/clock.h"
+#include "base/encoding.h"
 #include "base/json.h"
 #include "daemon/catalog.h"
 #include "delta/delta_info.h"
@@ -36,6 +38,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       strict.status().message().find("nests deeper") == std::string::npos) {
     std::abort();
   }
+  // The UTF-8 check against nlohmann's writer, which throws on exactly what
+  // is not UTF-8; and a cut at any length leaves UTF-8 of UTF-8.
+  bool writes = true;
+  try {
+    (void)nlohmann::json(text).dump();
+  } catch (const nlohmann::json::exception&) {
+    writes = false;
+  }
+  if (IsUtf8(text) != writes) std::abort();
+  if (writes && !IsUtf8(Utf8Prefix(text, size / 2))) std::abort();
   if (Result<Manifest> m = ParseManifest(text); m.ok()) {
     Result<Manifest> again = ParseManifest(ManifestToJson(*m));
     if (!again.ok() || !(*again == *m)) std::abort();
