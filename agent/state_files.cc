@@ -26,10 +26,11 @@ std::string AgentStateToJson(const AgentState& s) {
     Json& list = failed_json[model] = Json::array();
     for (const Digest& d : digests) list.push_back(d.ToString());
   }
-  return Json{{"state_versions", s.state_versions}, {"failed", failed_json}, {"last_error", s.last_error},
-              {"last_error_at", s.last_error_at}, {"last_success_at", s.last_success_at},
-              {"downloaded_bytes", s.downloaded_bytes}, {"health_checked_ms", s.health_checked_ms}}
-      .dump(1);
+  // last_error holds what a server or a proxy said, in whatever bytes it chose.
+  return DumpJson(Json{{"state_versions", s.state_versions}, {"failed", failed_json}, {"last_error", s.last_error},
+                       {"last_error_at", s.last_error_at}, {"last_success_at", s.last_success_at},
+                       {"downloaded_bytes", s.downloaded_bytes}, {"health_checked_ms", s.health_checked_ms}},
+                  1);
 }
 
 Result<AgentState> ParseAgentState(std::string_view text) {

@@ -47,14 +47,14 @@ Result<nlohmann::json> ParseJson(std::string_view text, uint64_t bytes_max);
 // InvalidArgument and starts with "<what>: ".
 Result<nlohmann::json> ParseJsonObject(std::string_view text, uint64_t bytes_max, std::string_view what);
 
-// Compact JSON text of `j` (nlohmann::json or ordered_json), which never
-// throws: bytes in a string that are not UTF-8 (a path, a message from
-// outside, a cut character) are written as U+FFFD, and what reads the text
-// back gets valid JSON. A signed document spoilt that way no longer verifies,
-// which is the honest outcome.
+// JSON text of `j` (nlohmann::json or ordered_json), compact or indented by
+// `indent` spaces, which never throws: bytes in a string that are not UTF-8
+// (a path, a message from outside, a cut character) are written as U+FFFD,
+// and what reads the text back gets valid JSON. A signed document spoilt that
+// way no longer verifies, which is the honest outcome.
 template <typename Json>
-std::string DumpJson(const Json& j) {
-  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+std::string DumpJson(const Json& j, int indent = -1) {
+  return j.dump(indent, ' ', false, Json::error_handler_t::replace);
 }
 
 enum class UnknownFields { kRefuse, kIgnore };

@@ -14,6 +14,8 @@
 
 #include <fmt/format.h>
 
+#include "base/encoding.h"
+
 namespace meridian {
 
 namespace {
@@ -435,7 +437,7 @@ std::optional<std::string> ErrorField(const HttpReply& reply, const char* field)
 
 std::string ErrorMessageOf(const HttpReply& reply) {
   if (std::optional<std::string> message = ErrorField(reply, "message")) return *message;
-  std::string s = reply.body.substr(0, 200);
+  std::string s(Utf8Prefix(reply.body, 200));  // a proxy's page, say: its start, cut at a character
   return s.empty() ? "HTTP " + std::to_string(reply.status) : s;
 }
 

@@ -227,3 +227,34 @@ TEST_CASE("attacks are rejected with nothing installed; garbage fails over; root
     CHECK(Run({MeridianAgentPath(), "trust", "--config", t / "agent.toml", t / "next-root.json"}).exit_code == 1);
   }
 }
+
+TEST_CASE("a proxy's error page, in bytes that are not UTF-8 or cut inside a character, is the agent's last error, not its end") {
+  DaemonFixture d;  // for its root only: nothing answers the agent but the proxy
+  TempDir t;
+  std::mutex mu;
+  std::string page;
+  FakeHttpServer proxy([&](const FakeRequest&) {
+    std::lock_guard lock(mu);
+    return FakeReply{502, page, {}};
+  });
+  WriteAgentConfig(t / "agent.toml",
+                   {.id = "pos-a", .servers = {proxy.url()}, .root = d.root_json(), .state = t / "state", .model = "fraud"});
+  auto last_error_after = [&](const std::string& answer) {
+    {
+      std::lock_guard lock(mu);
+      page = answer;
+    }
+    CommandResult r = Run({MeridianAgentPath(), "--config", t / "agent.toml", "--once"});
+    INFO(r.err);
+    CHECK(r.exit_code == 1);  // a failed cycle; it was SIGABRT (an uncaught exception writing agent.json)
+    Json state = Json::parse(AsString(ReadFile(t / "state/agent.json")));
+    return state["last_error"].get<std::string>();
+  };
+  // Latin-1, as a gateway may answer.
+  std::string shown = last_error_after("<html>Passerelle indisponible: r\xE9" "essayez plus tard.</html>");
+  CHECK_THAT(shown, Catch::Contains("Passerelle indisponible: r\xEF\xBF\xBD" "essayez"));
+  // UTF-8, with a character across the 200 bytes an error keeps of a page.
+  shown = last_error_after(std::string(199, '.') + "\xC3\xA9" + std::string(100, '.'));
+  CHECK_THAT(shown, Catch::Contains(std::string(199, '.')));
+  CHECK_THAT(shown, !Catch::Contains("\xEF\xBF\xBD") && !Catch::Contains(std::string(200, '.')));
+}
