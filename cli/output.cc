@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "base/json.h"
 #include "client/api.h"
 
 namespace meridian::cli {
@@ -27,7 +28,8 @@ std::string SpoolDir() {
   return ec ? "/tmp" : dir.string();
 }
 
-void PrintJson(const nlohmann::json& j) { fmt::print("{}\n", j.dump(2)); }
+// A path in it may be any bytes (Linux names files so): shown with U+FFFD.
+void PrintJson(const nlohmann::json& j) { fmt::print("{}\n", DumpJson(j, 2)); }
 
 std::string HumanBytes(uint64_t bytes) {
   const char* units[] = {"B", "kB", "MB", "GB", "TB"};

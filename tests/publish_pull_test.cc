@@ -253,6 +253,12 @@ TEST_CASE("text that is not UTF-8 (Latin-1 \"café\") is refused naming its opti
     CHECK_THAT(r.err, Catch::Contains(named) && Catch::Contains("not UTF-8"));
   }
   CHECK(requests == 0);
+  // A path is bytes, whatever they are: taken, and shown in JSON with U+FFFD.
+  CommandResult keygen = Run({MeridianPath(), "--output", "json", "keygen", dir / (latin1 + ".key")});
+  INFO(keygen.err);
+  CHECK(keygen.exit_code == 0);
+  CHECK(std::filesystem::exists(dir / (latin1 + ".key")));
+  CHECK(nlohmann::json::parse(keygen.out)["secret"] == dir / "caf\xEF\xBF\xBD.key");
 }
 
 TEST_CASE("publish and pull show progress on a terminal; keygen names a missing directory") {
