@@ -107,7 +107,7 @@ Status FromReply(std::string_view what, const Result<HttpReply>& r, long want_st
 }  // namespace
 
 int Keygen(const GlobalOptions& g, const std::string& file) {
-  if (std::filesystem::exists(file)) return Fail(file + " exists; not overwriting a key");
+  if (Env::Default().Exists(file)) return Fail(file + " exists; not overwriting a key");
   SecretKey key = SecretKey::Generate();
   if (Status st = WriteSecretKeyFile(file, key); !st.ok()) return Fail(st);
   if (Status st = WritePublicKeyFile(file + ".pub", key.public_key()); !st.ok()) return Fail(st);

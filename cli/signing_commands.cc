@@ -1,12 +1,12 @@
 // sign and show (co-signed releases), root rotate and root push.
 #include <algorithm>
-#include <filesystem>
 #include <optional>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include "base/clock.h"
+#include "base/env.h"
 #include "base/file.h"
 #include "base/json.h"
 #include "cli/commands.h"
@@ -198,7 +198,7 @@ Result<Role> MakeRole(const char* name, std::vector<std::string> ids, int thresh
 }  // namespace
 
 int RootRotate(const GlobalOptions& g, const RootRotateOptions& o) {
-  if (std::filesystem::exists(o.out)) return Fail(o.out + " exists; not overwriting a root");
+  if (Env::Default().Exists(o.out)) return Fail(o.out + " exists; not overwriting a root");
   if (o.expires_days < 1) return Fail("--expires-days must be at least 1");
   // The current root need not be fresh: rotating is how an expired one is replaced.
   Result<Root> current = LoadTrustedRootFile(o.root_file);

@@ -4,10 +4,10 @@
 #include <openssl/rand.h>
 #include <sys/stat.h>
 
-#include <filesystem>
 
 #include "base/clock.h"
 #include "base/encoding.h"
+#include "base/env.h"
 #include "base/file.h"
 #include "store/store.h"
 
@@ -29,7 +29,7 @@ Result<std::string> ReadTokenFile(const std::string& path) {
 }
 
 Result<std::string> ReadOrCreateTokenFile(const std::string& path) {
-  if (!std::filesystem::exists(path)) {
+  if (!Env::Default().Exists(path)) {
     Result<std::string> token = NewToken();
     if (!token.ok()) return token.status();
     MERIDIAN_RETURN_IF_ERROR(WriteFileAtomic(path, *token + "\n", 0600));
@@ -73,7 +73,7 @@ static Result<std::vector<std::string>> InitRegionDataDir(const InitOptions& o) 
 Result<std::vector<std::string>> InitDataDir(const InitOptions& o) {
   DataDir d{o.data_dir};
   std::vector<std::string> lines;
-  if (std::filesystem::exists(d.root())) {
+  if (Env::Default().Exists(d.root())) {
     return Status::AlreadyExists(d.dir + " is already initialised (" + d.root() + " exists)");
   }
   if (!o.region_root_file.empty()) return InitRegionDataDir(o);

@@ -280,3 +280,19 @@ TEST_CASE("publish and pull show progress on a terminal; keygen names a missing 
   CHECK(keygen.exit_code == 1);
   CHECK_THAT(keygen.err, Catch::Contains("no-such-dir does not exist") && !Catch::Contains(".tmp."));
 }
+
+TEST_CASE("a path that cannot be looked at (a loop of links, a name too long) is an error naming it, not an abort") {
+  TempDir dir;
+  std::filesystem::create_symlink("loop", dir / "loop");
+  const std::string in_loop = dir / "loop/k.key", too_long = dir / (std::string(300, 'a') + "/k.key");
+  CommandResult loop = Run({MeridianPath(), "keygen", in_loop});
+  CHECK(loop.exit_code == 1);
+  CHECK_THAT(loop.err, Catch::Contains("Too many levels of symbolic links"));
+  CommandResult long_name = Run({MeridianPath(), "keygen", too_long});
+  CHECK(long_name.exit_code == 1);
+  CHECK_THAT(long_name.err, Catch::Contains("File name too long"));
+  REQUIRE(Run({MeridianPath(), "keygen", dir / "release.key"}).exit_code == 0);
+  CommandResult init = Run({MeridiandPath(), "init", "--data", dir / "loop/data", "--release-key", dir / "release.key.pub"});
+  CHECK(init.exit_code == 1);
+  CHECK_THAT(init.err, Catch::Contains("Too many levels of symbolic links"));
+}
