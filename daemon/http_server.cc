@@ -276,22 +276,6 @@ struct HttpServer::Impl {
   HttpHandler& handler;
   HttpServerOptions options;
   const int threads = ServerThreads(options);
-  // The other threads' contexts, kept running while idle until the server
-  // stops. They outlive ioc: its pending accept holds a socket of one of them.
-  std::vector<std::unique_ptr<net::io_context>> others;
-  std::vector<net::executor_work_guard<net::io_context::executor_type>> others_kept;
-  // The first thread's context, which also accepts, waits for signals and stops the server.
-  net::io_context ioc{1};
-  size_t next_context = 0;  // where the next connection goes: 0 is ioc, k is others[k - 1]
-  net::thread_pool blocking_pool{static_cast<size_t>(std::max(threads, kBlockingThreadsMin))};
-  tcp::acceptor acceptor{ioc};
-  net::signal_set signals{ioc, SIGINT, SIGTERM};
-  std::atomic<bool> stopping{false};
-  std::atomic<uint32_t> connections{0};
-  mutable std::mutex tls_mu;
-  std::shared_ptr<ssl::context> tls_context;  // guarded by tls_mu; null: plain HTTP
-  std::string tls_description;                // guarded by tls_mu; what tls_context serves
-
   // Idle sessions (waiting for a request head) can be closed at shutdown, and
   // held long polls woken to answer at once. Shared with the shutdown's posted
   // work, which may run after the session ended: touched only on the
@@ -307,7 +291,9 @@ struct HttpServer::Impl {
 
   // A session in `sessions` for as long as its stream lives, however it ends:
   // an exception out of a session once left its entry behind, and the
-  // shutdown then reached for the freed stream.
+  // shutdown then reached for the freed stream. A session the stop cut short
+  // (still suspended at the drain deadline) ends when its context is
+  // destroyed: `sessions` is declared before the contexts so as to outlive them.
   class Registered {
    public:
     Registered(Impl& impl, std::shared_ptr<SessionRef> ref) : impl_(impl), ref_(std::move(ref)) {
@@ -329,6 +315,22 @@ struct HttpServer::Impl {
     std::shared_ptr<SessionRef> ref_;
     std::list<std::shared_ptr<SessionRef>>::iterator self_;
   };
+
+  // The other threads' contexts, kept running while idle until the server
+  // stops. They outlive ioc: its pending accept holds a socket of one of them.
+  std::vector<std::unique_ptr<net::io_context>> others;
+  std::vector<net::executor_work_guard<net::io_context::executor_type>> others_kept;
+  // The first thread's context, which also accepts, waits for signals and stops the server.
+  net::io_context ioc{1};
+  size_t next_context = 0;  // where the next connection goes: 0 is ioc, k is others[k - 1]
+  net::thread_pool blocking_pool{static_cast<size_t>(std::max(threads, kBlockingThreadsMin))};
+  tcp::acceptor acceptor{ioc};
+  net::signal_set signals{ioc, SIGINT, SIGTERM};
+  std::atomic<bool> stopping{false};
+  std::atomic<uint32_t> connections{0};
+  mutable std::mutex tls_mu;
+  std::shared_ptr<ssl::context> tls_context;  // guarded by tls_mu; null: plain HTTP
+  std::string tls_description;                // guarded by tls_mu; what tls_context serves
 
   Impl(HttpHandler& h, HttpServerOptions o) : handler(h), options(std::move(o)) {
     for (int i = 1; i < threads; ++i) {
