@@ -4,7 +4,6 @@
 #include <openssl/rand.h>
 #include <sys/stat.h>
 
-
 #include "base/clock.h"
 #include "base/encoding.h"
 #include "base/env.h"

@@ -14,7 +14,6 @@ namespace {
 
 using Json = nlohmann::json;
 
-
 Json SpecJson(const RolloutSpec& s) {
   Json j = Json::object();
   j["id"] = s.id;
@@ -176,14 +175,14 @@ Result<Rollout> RolloutFromJson(std::string_view json) {
 
 std::string ReportToJson(const TerminalReport& r) {
   return DumpJson(Json{{"terminal_id", r.terminal_id},
-               {"profile", r.profile},
-               {"region", r.region},
-               {"version", r.version},
-               {"stage", r.stage},
-               {"outcome", ReportOutcomeName(r.outcome)},
-               {"reason", r.reason},
-               {"health", r.health},
-               {"received_ms", r.received_ms}});
+                       {"profile", r.profile},
+                       {"region", r.region},
+                       {"version", r.version},
+                       {"stage", r.stage},
+                       {"outcome", ReportOutcomeName(r.outcome)},
+                       {"reason", r.reason},
+                       {"health", r.health},
+                       {"received_ms", r.received_ms}});
 }
 
 Result<TerminalReport> ReportFromJson(std::string_view json) {

@@ -36,14 +36,14 @@ std::string ChannelStateToJson(const ChannelState& s) {
         {"manifest_digest", ref.manifest_digest.ToString()}, {"digest", ref.digest.ToString()}, {"size", ref.size}};
   }
   return DumpJson(Json{{"type", kTargetDocumentType},
-               {"model", s.model},
-               {"channel", s.channel},
-               {"state_version", s.state_version},
-               {"issued_ms", s.issued_ms},
-               {"expires_ms", s.expires_ms},
-               {"version", s.version},
-               {"rollouts", rollouts},
-               {"versions", versions}});
+                       {"model", s.model},
+                       {"channel", s.channel},
+                       {"state_version", s.state_version},
+                       {"issued_ms", s.issued_ms},
+                       {"expires_ms", s.expires_ms},
+                       {"version", s.version},
+                       {"rollouts", rollouts},
+                       {"versions", versions}});
 }
 
 Result<ChannelState> ChannelStateFromJson(std::string_view text) {
