@@ -34,6 +34,16 @@ constexpr std::array<int16_t, 4096> kStretch = [] {
   return t;
 }();
 
+// Squash over the whole stretched domain: one load where the mixer needs it
+// on every bit, instead of the interpolation.
+constexpr std::array<int16_t, 2 * kStretchMax + 1> kSquash = [] {
+  std::array<int16_t, 2 * kStretchMax + 1> t{};
+  for (int x = -kStretchMax; x <= kStretchMax; ++x) {
+    t[static_cast<size_t>(x + kStretchMax)] = static_cast<int16_t>(Squash(x));
+  }
+  return t;
+}();
+
 // An adaptive probability: 22 bits of P(1), 10 bits of how often it was
 // updated. It moves by 1 / (n + 1.5) of the error, so a context seen a few
 // times learns at once (most contexts are rare: the differences are sparse)
@@ -45,8 +55,11 @@ class Counter {
   static void Update(uint32_t& state, int bit) {
     const uint32_t n = state & 1023;
     const int64_t p = state >> 10, target = int64_t{bit} << 22;
+    // Stays within [0, 2^22) with no clamp: each rate is below 1 (2^16), so
+    // a step is shorter than the way to the target, and rounding a step
+    // toward 0 down still leaves it at most that long.
     const int64_t moved = p + (((target - p) * kRate[n]) >> 16);
-    state = static_cast<uint32_t>(std::clamp<int64_t>(moved, 0, (int64_t{1} << 22) - 1) << 10) | std::min(n + 1, 1023u);
+    state = static_cast<uint32_t>(moved << 10) | std::min(n + 1, 1023u);
   }
 
  private:
@@ -55,6 +68,7 @@ class Counter {
     for (size_t n = 0; n < r.size(); ++n) r[n] = static_cast<int32_t>(65536 * 2 / (2 * n + 3));
     return r;
   }();
+  static_assert(kRate[0] < (1 << 16));
 };
 
 // Mixes `N` stretched predictions (plus a bias) with one of `Sets` weight
@@ -68,7 +82,7 @@ class Mixer {
     base_ = static_cast<size_t>(set) * (N + 1);
     int64_t dot = int64_t{kBias} * weights_[base_ + N];
     for (int i = 0; i < N; ++i) dot += int64_t{inputs_[static_cast<size_t>(i)]} * weights_[base_ + static_cast<size_t>(i)];
-    p_ = Squash(static_cast<int>(std::clamp<int64_t>(dot >> 16, -kStretchMax, kStretchMax)));
+    p_ = kSquash[static_cast<size_t>(std::clamp<int64_t>(dot >> 16, -kStretchMax, kStretchMax) + kStretchMax)];
     return p_;
   }
   void Update(int bit) {
