@@ -671,6 +671,7 @@ Result<std::unique_ptr<Agent>> Agent::Open(AgentConfig config, const Clock& cloc
   HttpClientOptions opts;
   opts.connect_timeout_ms = config.connect_timeout_ms;
   opts.timeout_ms = config.request_timeout_ms;
+  opts.stall_timeout_ms = config.stall_timeout_ms;
   opts.tls = config.tls;
   opts.recv_bytes_per_s_max = config.bandwidth_limit_bytes_per_s;
   opts.response_bytes_max = kShortReplyBytesMax;  // each request names its own limit; any other gets the least

@@ -65,8 +65,8 @@ Result<AgentConfig> ParseAgentConfig(std::string_view toml_text) {
   static const std::set<std::string> kTop = {"id", "profile", "region", "servers", "root", "state", "key_file", "model",
                                              "bandwidth_limit_bytes_per_s", "poll_wait_s", "backoff_initial_ms",
                                              "backoff_max_ms", "connect_timeout_ms", "request_timeout_ms",
-                                             "health_check_timeout_ms", "health_interval_ms", "ca_file",
-                                             "client_certificate", "client_key", "allow_insecure_http",
+                                             "stall_timeout_ms", "health_check_timeout_ms", "health_interval_ms",
+                                             "ca_file", "client_certificate", "client_key", "allow_insecure_http",
                                              "credential_servers"};
   if (t.contains("token")) {
     return Status::InvalidArgument(
@@ -120,6 +120,7 @@ Result<AgentConfig> ParseAgentConfig(std::string_view toml_text) {
   MERIDIAN_RETURN_IF_ERROR(GetInt(t, "backoff_max_ms", 1, 24 * kHourMs, &c.backoff_max_ms));
   MERIDIAN_RETURN_IF_ERROR(GetInt(t, "connect_timeout_ms", 1, kHourMs, &c.connect_timeout_ms));
   MERIDIAN_RETURN_IF_ERROR(GetInt(t, "request_timeout_ms", 1, 24 * kHourMs, &c.request_timeout_ms));
+  MERIDIAN_RETURN_IF_ERROR(GetInt(t, "stall_timeout_ms", 1000, kHourMs, &c.stall_timeout_ms));
   MERIDIAN_RETURN_IF_ERROR(GetInt(t, "health_check_timeout_ms", 1, kHourMs, &c.health_check_timeout_ms));
   MERIDIAN_RETURN_IF_ERROR(GetInt(t, "health_interval_ms", 0, kAgentHealthIntervalMsMax, &c.health_interval_ms));
   if (c.health_interval_ms != 0 && c.health_interval_ms < kAgentHealthIntervalMsMin) {

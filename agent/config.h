@@ -49,6 +49,10 @@ struct AgentConfig {
   int64_t backoff_max_ms = 300'000;         // retry delays never exceed this
   int64_t connect_timeout_ms = 5'000;
   int64_t request_timeout_ms = 3'600'000;   // a whole download at the bandwidth limit must fit
+  // A request (a download) that receives nothing for this long fails, and
+  // the next server is tried: a server that stopped sending would otherwise
+  // hold the agent for request_timeout_ms. Long polls are exempt.
+  int64_t stall_timeout_ms = 60'000;
   int64_t health_check_timeout_ms = 60'000;
   // How often the health check of the version each model runs is repeated and
   // reported, so the terminals still on a rollout's old version report too

@@ -10,6 +10,7 @@ LongPolls::LongPolls(const std::string& base_url, const std::vector<std::string>
                      uint64_t reply_bytes_max)
     : reply_bytes_max_(reply_bytes_max), outcomes_(paths.size()) {
   options.cancel = &cancel_;
+  options.stall_timeout_ms = 0;  // silent until it answers, by design
   for (size_t i = 0; i < paths.size(); ++i) clients_.push_back(std::make_unique<HttpClient>(base_url, options));
   for (size_t i = 0; i < paths.size(); ++i) threads_.emplace_back([this, i, path = paths[i]] { Poll(i, path); });
 }

@@ -308,6 +308,11 @@ struct HttpClient::Impl {
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, options.connect_timeout_ms);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, options.timeout_ms);
+    if (options.stall_timeout_ms > 0) {
+      // Less than a byte a second, averaged over the whole window: nothing came.
+      curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+      curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, std::max(1L, options.stall_timeout_ms / 1000));
+    }
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);  // send paths as given: never squash "/../"
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, OnHeader);
@@ -354,6 +359,10 @@ struct HttpClient::Impl {
         return *tls;
       }
       std::string what = std::string(curl_easy_strerror(rc)) + " (" + url + ")";
+      // libcurl's own words say which limit it was, and how much had come.
+      if (rc == CURLE_OPERATION_TIMEDOUT && error_buffer[0] != '\0') {
+        return Status::DeadlineExceeded(std::string(error_buffer) + " (" + url + ")");
+      }
       if (rc == CURLE_OPERATION_TIMEDOUT) return Status::DeadlineExceeded(what);
       if (rc == CURLE_ABORTED_BY_CALLBACK) return Status::Unavailable("cancelled (" + url + ")");
       return Status::Unavailable(what);

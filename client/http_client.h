@@ -39,6 +39,11 @@ struct TlsClientOptions {
 struct HttpClientOptions {
   long connect_timeout_ms = 5'000;
   long timeout_ms = 300'000;                   // whole request
+  // A request that receives nothing for this long fails (DeadlineExceeded)
+  // however long timeout_ms would let it run: a server or a middlebox that
+  // stopped sending. Whole seconds (libcurl's low-speed check); 0: none.
+  // Never set for a long poll, which is silent until it answers.
+  long stall_timeout_ms = 0;
   // The most body bytes a call that names no limit of its own keeps in memory
   // (tests, tools). The programs pass each call the limit of what it expects
   // (client/api.h).

@@ -46,7 +46,7 @@ std::string AgentConfigToml(const AgentConfig& c) {
   for (auto [key, value] : {std::pair{"bandwidth_limit_bytes_per_s", c.bandwidth_limit_bytes_per_s},
                             {"poll_wait_s", c.poll_wait_s}, {"backoff_initial_ms", c.backoff_initial_ms},
                             {"backoff_max_ms", c.backoff_max_ms}, {"connect_timeout_ms", c.connect_timeout_ms},
-                            {"request_timeout_ms", c.request_timeout_ms},
+                            {"request_timeout_ms", c.request_timeout_ms}, {"stall_timeout_ms", c.stall_timeout_ms},
                             {"health_check_timeout_ms", c.health_check_timeout_ms},
                             {"health_interval_ms", c.health_interval_ms}}) {
     t.insert(key, value);

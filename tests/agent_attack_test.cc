@@ -1,11 +1,13 @@
 // Attacks on meridian-agent, each rejected with nothing installed: a replayed
 // older signed state (rollback), an expired state (freeze), wrong artifact or
 // delta bytes, an artifact longer than signed (endless data), a manifest
-// signed by a non-release key; a first server answering garbage makes the
-// agent fail over to the second; root rotation only through VerifyRootUpdate.
+// signed by a non-release key; a first server answering garbage, or going
+// silent in the middle of a download, makes the agent fail over to the
+// second; root rotation only through VerifyRootUpdate.
 // The attacker is a small HTTP server on 127.0.0.1 that proxies the real
 // daemon and tampers with what it forwards.
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <mutex>
@@ -48,6 +50,22 @@ std::string ForgeTargetReply(const std::string& reply_body, const SecretKey& onl
   return j.dump();
 }
 
+// `req` sent on to the daemon through `daemon` (a terminal's credential), and its answer.
+FakeReply Forward(HttpClient& daemon, const FakeRequest& req) {
+  std::vector<std::string> headers;
+  if (!req.range.empty()) headers.push_back("Range: " + req.range);
+  Result<HttpReply> r =
+      req.path.find("/reports") != std::string::npos ? daemon.Post(req.path, req.body) : daemon.Get(req.path, headers);
+  if (!r.ok()) return FakeReply{502, "", {}};
+  FakeReply out{static_cast<int>(r->status), r->body, {}};
+  if (!r->Header("content-range").empty()) out.headers.push_back("Content-Range: " + r->Header("content-range"));
+  return out;
+}
+
+bool IsPayload(const std::string& path) {
+  return path.starts_with("/v1/artifacts/") || (path.starts_with("/v1/deltas/") && !path.ends_with("/info"));
+}
+
 }  // namespace
 
 TEST_CASE("attacks are rejected with nothing installed; garbage fails over; roots rotate only when signed") {
@@ -71,20 +89,14 @@ TEST_CASE("attacks are rejected with nothing installed; garbage fails over; root
   std::string forged_target, forged_manifest;
   FakeHttpServer proxy([&](const FakeRequest& req) {
     const std::string& path = req.path;
-    const std::string& range = req.range;
     std::lock_guard<std::mutex> lock(mu);
     if (mode == "garbage") return FakeReply{200, "\x01\x02 this is not JSON or a model", {}};
     if (path.starts_with("/v1/terminals/") && path.find("/target") != std::string::npos && !forged_target.empty()) {
       return FakeReply{200, forged_target, {"Content-Type: application/json"}};
     }
     if (path.starts_with("/v1/models/") && !forged_manifest.empty()) return FakeReply{200, forged_manifest, {}};
-    std::vector<std::string> headers;
-    if (!range.empty()) headers.push_back("Range: " + range);
-    Result<HttpReply> r = path.find("/reports") != std::string::npos ? daemon.Post(path, req.body) : daemon.Get(path, headers);
-    if (!r.ok()) return FakeReply{502, "", {}};
-    FakeReply out{static_cast<int>(r->status), r->body, {}};
-    if (!r->Header("content-range").empty()) out.headers.push_back("Content-Range: " + r->Header("content-range"));
-    bool payload = path.starts_with("/v1/artifacts/") || (path.starts_with("/v1/deltas/") && !path.ends_with("/info"));
+    FakeReply out = Forward(daemon, req);
+    bool payload = IsPayload(path);
     if (payload && mode == "flip" && !out.body.empty()) out.body[out.body.size() / 2] ^= 0x01;
     if (payload && mode == "longer") out.body += std::string(4096, 'x');
     return out;
@@ -257,4 +269,39 @@ TEST_CASE("a proxy's error page, in bytes that are not UTF-8 or cut inside a cha
   shown = last_error_after(std::string(199, '.') + "\xC3\xA9" + std::string(100, '.'));
   CHECK_THAT(shown, Catch::Contains(std::string(199, '.')));
   CHECK_THAT(shown, !Catch::Contains("\xEF\xBF\xBD") && !Catch::Contains(std::string(200, '.')));
+}
+
+TEST_CASE("a server that stops sending in the middle of a download is left after stall_timeout_ms for the next one") {
+  DaemonFixture d;
+  d.Start();
+  TempDir t;
+  WriteFile(t / "v1", RandomBytes(2'000'000, 31));
+  REQUIRE(d.Publish("fraud", "1.0.0", t / "v1").exit_code == 0);
+  d.StartRollout(RolloutSpecJson("r1", "1.0.0"));
+  HttpClient daemon(d.url(), HttpClientOptions{.bearer_token = d.TerminalCredential("pos-a")});
+  std::atomic<int> stalled{0};
+  // Half of each payload, then silence on an open connection: 30 s, or
+  // until the agent hangs up.
+  FakeHttpServer proxy([&](const FakeRequest& req) {
+    FakeReply out = Forward(daemon, req);
+    if (IsPayload(req.path) && out.status / 100 == 2) {
+      out.body_bytes_sent_max = out.body.size() / 2;
+      out.silent_ms = 30'000;
+      ++stalled;
+    }
+    return out;
+  });
+  WriteAgentConfig(t / "agent.toml", {.id = "pos-a", .servers = {proxy.url(), d.url()}, .root = d.root_json(),
+                                      .state = t / "state", .enrol_at = &d, .model = "fraud",
+                                      .extra = "stall_timeout_ms = 1000\n"});
+  const auto start = std::chrono::steady_clock::now();
+  CommandResult r = Run({MeridianAgentPath(), "--config", t / "agent.toml", "--once"});
+  const auto took = std::chrono::steady_clock::now() - start;
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(stalled >= 1);
+  CHECK_THAT(r.err, Catch::Contains("Operation too slow"));
+  CHECK(InstalledVersion(t / "state", "fraud") == "1.0.0");
+  // Without the stall limit the agent waits out the silence (request_timeout_ms is an hour).
+  CHECK(took < std::chrono::seconds(15));
 }

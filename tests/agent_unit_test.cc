@@ -138,6 +138,10 @@ TEST_CASE("config: errors name the problem") {
              Catch::Contains("'health_interval_ms' must be in [0, 604800000]"));
   CHECK_THAT(error_of("health_interval_ms = 604800001\n" + std::string(kGood)),
              Catch::Contains("'health_interval_ms' must be in [0, 604800000]"));
+  CHECK_THAT(error_of("stall_timeout_ms = 999\n" + std::string(kGood)),
+             Catch::Contains("'stall_timeout_ms' must be in [1000, 3600000]"));
+  CHECK(ParseAgentConfig(kGood)->stall_timeout_ms == 60'000);
+  CHECK(ParseAgentConfig("stall_timeout_ms = 5000\n" + std::string(kGood))->stall_timeout_ms == 5'000);
 }
 
 TEST_CASE("config: health_interval_ms defaults to 15 minutes; 0 turns it off") {

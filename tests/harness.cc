@@ -487,6 +487,14 @@ void FakeHttpServer::Serve() {
       left -= n;
     }
     if (open && reply.chunked) send_all("0\r\n\r\n");
+    using std::chrono::steady_clock, std::chrono::milliseconds;
+    const auto silent_until = steady_clock::now() + milliseconds(reply.silent_ms);
+    for (pollfd p{c, POLLIN, 0}; open;) {
+      const auto left = std::chrono::duration_cast<milliseconds>(silent_until - steady_clock::now());
+      if (left.count() <= 0) break;
+      // The client sends nothing more: readable means it closed (or failed).
+      if (::poll(&p, 1, static_cast<int>(left.count())) > 0) open = ::read(c, buf, sizeof(buf)) > 0;
+    }
     ::close(c);
   }
 }

@@ -241,6 +241,9 @@ struct FakeReply {
   uint64_t filler_bytes = 0;
   // Transfer-Encoding: chunked and no Content-Length: a body of unknown length.
   bool chunked = false;
+  // Then, before closing: the connection held open with nothing sent for this
+  // long, or until the client closes it (a server that stopped sending).
+  int silent_ms = 0;
 };
 class FakeHttpServer {
  public:
