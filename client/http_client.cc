@@ -354,18 +354,13 @@ struct HttpClient::Impl {
     curl_slist_free_all(list);
     if (!t.error.ok()) return t.error;
     if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && t.error_body_cut)) {
-      if (std::optional<Status> tls = ExplainTlsFailure(curl, rc, error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(rc),
-                                                        url, host, ca_file, options.tls)) {
-        return *tls;
-      }
-      std::string what = std::string(curl_easy_strerror(rc)) + " (" + url + ")";
-      // libcurl's own words say which limit it was, and how much had come.
-      if (rc == CURLE_OPERATION_TIMEDOUT && error_buffer[0] != '\0') {
-        return Status::DeadlineExceeded(std::string(error_buffer) + " (" + url + ")");
-      }
-      if (rc == CURLE_OPERATION_TIMEDOUT) return Status::DeadlineExceeded(what);
+      // libcurl's own words when it has them: a timeout's say which limit it
+      // was and how much had come.
+      const char* detail = error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(rc);
+      if (std::optional<Status> tls = ExplainTlsFailure(curl, rc, detail, url, host, ca_file, options.tls)) return *tls;
+      if (rc == CURLE_OPERATION_TIMEDOUT) return Status::DeadlineExceeded(std::string(detail) + " (" + url + ")");
       if (rc == CURLE_ABORTED_BY_CALLBACK) return Status::Unavailable("cancelled (" + url + ")");
-      return Status::Unavailable(what);
+      return Status::Unavailable(std::string(curl_easy_strerror(rc)) + " (" + url + ")");
     }
     long status = 0;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
