@@ -42,7 +42,8 @@ struct HttpClientOptions {
   // A request that receives nothing for this long fails (DeadlineExceeded)
   // however long timeout_ms would let it run: a server or a middlebox that
   // stopped sending. Whole seconds (libcurl's low-speed check); 0: none.
-  // Never set for a long poll, which is silent until it answers.
+  // A long poll is silent until it answers: none for it, or one well
+  // beyond its hold.
   long stall_timeout_ms = 0;
   // The most body bytes a call that names no limit of its own keeps in memory
   // (tests, tools). The programs pass each call the limit of what it expects

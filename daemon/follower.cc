@@ -133,6 +133,11 @@ std::string Follower::PollPath(uint64_t known, int64_t wait_s) {
 
 void Follower::Run() {
   UpstreamClient up(upstream_);
+  // A held sync poll is silent: it must end well within the stall limit, or
+  // every quiet round would be cut off and retried on the next upstream.
+  const int64_t hold_s = upstream_.stall_timeout_ms > 0
+                             ? std::min<int64_t>(options_.poll_wait_s, std::max(1L, upstream_.stall_timeout_ms / 2000))
+                             : options_.poll_wait_s;
   uint64_t known = 0;
   int64_t wait_s = 0;  // the first round asks at once
   int64_t backoff_ms = 0;
@@ -182,7 +187,7 @@ void Follower::Run() {
         // computing would run out of its attempts in a moment.
         if (!st.ok() || !complete) pause_ms = options_.retry_pause_ms;
       }
-      wait_s = st.ok() && complete && wanted_.empty() ? options_.poll_wait_s : 1;
+      wait_s = st.ok() && complete && wanted_.empty() ? hold_s : 1;
       if (pause_ms > 0) cv_.wait_for(lock, std::chrono::milliseconds(pause_ms), [&] { return stopping_; });
     }
   }

@@ -57,7 +57,7 @@ std::optional<int64_t> EarliestStateExpiry(const std::vector<SignedChannel>& cha
 
 struct FollowerOptions {
   std::string region;
-  int64_t poll_wait_s = 25;        // long-poll hold asked of the upstream
+  int64_t poll_wait_s = 25;        // long-poll hold asked of the upstream (at most half its stall limit)
   size_t versions_per_model = 5;   // newest versions of each model kept in step (plus those channels name)
   int previous_versions = 3;       // deltas fetched into each of those from this many older versions
   int64_t retry_ms_max = 10'000;   // backoff cap while no upstream answers

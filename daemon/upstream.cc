@@ -9,6 +9,7 @@ UpstreamClient::UpstreamClient(UpstreamOptions options) : options_(std::move(opt
   for (const std::string& url : options_.urls) {
     clients_.push_back(std::make_unique<HttpClient>(
         url, HttpClientOptions{.timeout_ms = options_.timeout_ms,
+                               .stall_timeout_ms = options_.stall_timeout_ms,
                                .bearer_token = options_.mirror_token,
                                .cancel = options_.cancel,
                                .tls = options_.tls}));

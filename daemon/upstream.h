@@ -19,7 +19,13 @@ namespace meridian {
 struct UpstreamOptions {
   std::vector<std::string> urls;  // at least one
   std::string mirror_token;       // the upstream's DIR/mirror.token
-  long timeout_ms = 300'000;      // whole request
+  // Whole request: a delta of a large model over a slow link takes long, so
+  // this is generous; silence is what stall_timeout_ms catches.
+  long timeout_ms = 3'600'000;
+  // An upstream that sends nothing for this long (a request answered, then no
+  // more bytes on an open connection) is left for the next one. 0: no limit.
+  // A long poll is silent while held, so its hold must stay well under this.
+  long stall_timeout_ms = 60'000;
   const std::atomic<bool>* cancel = nullptr;  // see HttpClientOptions::cancel
   TlsClientOptions tls = {};                  // CA file, client certificate (upstream_* settings)
 };

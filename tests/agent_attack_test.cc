@@ -50,18 +50,6 @@ std::string ForgeTargetReply(const std::string& reply_body, const SecretKey& onl
   return j.dump();
 }
 
-// `req` sent on to the daemon through `daemon` (a terminal's credential), and its answer.
-FakeReply Forward(HttpClient& daemon, const FakeRequest& req) {
-  std::vector<std::string> headers;
-  if (!req.range.empty()) headers.push_back("Range: " + req.range);
-  Result<HttpReply> r =
-      req.path.find("/reports") != std::string::npos ? daemon.Post(req.path, req.body) : daemon.Get(req.path, headers);
-  if (!r.ok()) return FakeReply{502, "", {}};
-  FakeReply out{static_cast<int>(r->status), r->body, {}};
-  if (!r->Header("content-range").empty()) out.headers.push_back("Content-Range: " + r->Header("content-range"));
-  return out;
-}
-
 bool IsPayload(const std::string& path) {
   return path.starts_with("/v1/artifacts/") || (path.starts_with("/v1/deltas/") && !path.ends_with("/info"));
 }

@@ -499,6 +499,17 @@ void FakeHttpServer::Serve() {
   }
 }
 
+FakeReply Forward(HttpClient& server, const FakeRequest& request) {
+  std::vector<std::string> headers;
+  if (!request.range.empty()) headers.push_back("Range: " + request.range);
+  Result<HttpReply> r = request.method == "POST" ? server.Post(request.path, request.body)
+                                                 : server.Get(request.path, headers);
+  if (!r.ok()) return FakeReply{502, "", {}};
+  FakeReply out{static_cast<int>(r->status), r->body, {}};
+  if (!r->Header("content-range").empty()) out.headers.push_back("Content-Range: " + r->Header("content-range"));
+  return out;
+}
+
 std::string FindProgram(const std::string& name) {
   std::vector<std::string> dirs = {"/usr/sbin", "/usr/local/sbin"};
   if (const char* path = std::getenv("PATH")) {

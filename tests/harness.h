@@ -266,6 +266,11 @@ class FakeHttpServer {
   std::thread thread_;
 };
 
+// `request` sent on to a real server through `server` (whose credential it
+// carries), and the server's answer as a FakeReply (502 when none came): the
+// start of a proxy that lies about some of it.
+FakeReply Forward(HttpClient& server, const FakeRequest& request);
+
 // The path of program `name` (nginx, haproxy) in /usr/sbin, /usr/local/sbin
 // or $PATH; "" when none is executable.
 std::string FindProgram(const std::string& name);

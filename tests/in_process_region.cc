@@ -66,10 +66,14 @@ std::string ServedOrigin::url() const { return "http://127.0.0.1:" + std::to_str
 
 // ---- InProcessRegion
 
-InProcessRegion::InProcessRegion(const InProcessDaemon& origin, std::string upstream_url, InProcessRegionOptions o)
+InProcessRegion::InProcessRegion(const InProcessDaemon& origin, std::vector<std::string> upstream_urls,
+                                 InProcessRegionOptions o)
     : options(std::move(o)),
       root_json_(InitialRoot(*origin.roots)),
-      upstream_{.urls = {std::move(upstream_url)}, .mirror_token = origin.tokens.mirror, .timeout_ms = 60'000} {
+      upstream_{.urls = std::move(upstream_urls),
+                .mirror_token = origin.tokens.mirror,
+                .timeout_ms = 60'000,
+                .stall_timeout_ms = options.stall_timeout_ms} {
   if (options.env == nullptr) memory_env.reset(rocksdb::NewMemEnv(rocksdb::Env::Default()));
   Open(nullptr, options.follow);
 }

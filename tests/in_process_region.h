@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "base/clock.h"
 #include "daemon/api.h"
@@ -64,13 +65,15 @@ struct InProcessRegionOptions {
   FollowerOptions follower = {.region = "sg", .poll_wait_s = 25, .retry_ms_max = 100};
   OutboxOptions outbox = {.linger_ms = 10, .retry_ms_max = 100};
   bool follow = true;  // whether the constructor's Open starts the follower (else Follow() does)
+  long stall_timeout_ms = UpstreamOptions{}.stall_timeout_ms;  // the follower's and the outbox's
 };
 
 class InProcessRegion {
  public:
-  // Opens at once (Open(nullptr, options.follow)), following `upstream_url` with the mirror token
-  // of `origin`, trusting the root `origin` started with.
-  InProcessRegion(const InProcessDaemon& origin, std::string upstream_url, InProcessRegionOptions options = {});
+  // Opens at once (Open(nullptr, options.follow)), following `upstream_urls` (in that order of
+  // preference) with the mirror token of `origin`, trusting the root `origin` started with.
+  InProcessRegion(const InProcessDaemon& origin, std::vector<std::string> upstream_urls,
+                  InProcessRegionOptions options = {});
   ~InProcessRegion();
   InProcessRegion(const InProcessRegion&) = delete;
   InProcessRegion& operator=(const InProcessRegion&) = delete;

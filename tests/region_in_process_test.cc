@@ -1,10 +1,13 @@
 // A region in process (tests/in_process_region.h) following an in-process
 // origin over HTTP on loopback: what depends on time — channel states that
 // expire while the origin is away — on fake clocks, so it takes milliseconds
-// of them rather than seconds of real time; and how often the follower asks.
+// of them rather than seconds of real time; how often the follower asks; and
+// how soon it leaves an upstream that stopped sending.
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -32,7 +35,7 @@ TEST_CASE("a region serves the last signed state until it expires, then 503; the
   // move together while the origin is there.
   InProcessDaemon origin({.state_expiry_ms = 4000, .state_refresh_ms = 2000});
   ServedOrigin served(origin);
-  InProcessRegion sg(origin, served.url());
+  InProcessRegion sg(origin, {served.url()});
   auto advance = [&](std::chrono::milliseconds d) {
     origin.clock.Advance(d);
     sg.clock.Advance(d);
@@ -88,7 +91,7 @@ TEST_CASE("a region paces its rounds while a delta is still pending upstream, in
   origin.Publish("fraud", "1.0.0", std::string(AsString(RandomBytes(10'000, 71))));
   origin.Publish("fraud", "1.1.0", std::string(AsString(RandomBytes(10'000, 72))));
   ServedOrigin served(origin);
-  InProcessRegion sg(origin, served.url());
+  InProcessRegion sg(origin, {served.url()});
   // GET /v1/sync requests the origin answered.
   auto sync_requests = [&] {
     HttpResponse m = origin.Call("GET", "/metrics", "", "Bearer " + origin.tokens.operator_token);
@@ -113,7 +116,7 @@ TEST_CASE("a region is ready once it has synced with its upstream, and stays rea
   ServedOrigin served(origin);
   origin.Publish("fraud", "1.0.0", std::string(AsString(RandomBytes(10'000, 62))));
   served.Stop();  // away before the region's first round
-  InProcessRegion sg(origin, served.url());
+  InProcessRegion sg(origin, {served.url()});
   auto ready = [&] { return sg.Call("GET", "/readyz"); };
 
   // A new region holds nothing its terminals will ask for: a load balancer
@@ -151,7 +154,7 @@ TEST_CASE("a paged manifest replicates with its index pages: the region reads it
   REQUIRE(published->chunk_pages.size() == 4);
   REQUIRE(published->chunks.size() == 7);
 
-  InProcessRegion sg(origin, served.url());
+  InProcessRegion sg(origin, {served.url()});
   REQUIRE(WaitFor([&] { return sg.store->GetManifest("ocr", "2.0.0").ok(); }, kSyncWait));
   // After a restart with the origin away: read from the region's own pages.
   served.Stop();
@@ -168,4 +171,42 @@ TEST_CASE("a paged manifest replicates with its index pages: the region reads it
   CheckReport check = sg.store->Check();
   INFO((check.faults.empty() ? "" : check.faults[0]));
   CHECK(check.clean());
+}
+
+TEST_CASE("an upstream that stops sending in the middle of a chunk is left after the stall limit for the next one") {
+  InProcessDaemon origin;
+  ServedOrigin served(origin);
+  std::vector<std::string> chunks;
+  std::string whole;
+  for (uint32_t i = 0; i < 3; ++i) {
+    chunks.emplace_back(AsString(RandomBytes(600'000, 90 + i)));
+    whole += chunks.back();
+  }
+  origin.Publish("fraud", "1.0.0", chunks);
+  // The first upstream answers everything, but sends half of a chunk and
+  // then nothing on the open connection: 30 s, or until the region hangs up.
+  HttpClient to_origin(served.url(), HttpClientOptions{.bearer_token = origin.tokens.mirror});
+  std::atomic<int> stalled{0};
+  FakeHttpServer proxy([&](const FakeRequest& req) {
+    FakeReply out = Forward(to_origin, req);
+    if (req.path.starts_with("/v1/chunks/") && out.status == 200) {
+      out.body_bytes_sent_max = out.body.size() / 2;
+      out.silent_ms = 30'000;
+      ++stalled;
+    }
+    return out;
+  });
+
+  InProcessRegion sg(origin, {proxy.url(), served.url()}, {.stall_timeout_ms = 2000});
+  // Without the stall limit the region would wait out its whole-request
+  // timeout (60 s here, an hour in meridiand), past this wait.
+  REQUIRE(WaitFor([&] { return sg.store->GetManifest("fraud", "1.0.0").ok(); }, kSyncWait));
+  CHECK(stalled == 1);  // then the region stays with the upstream that answered
+  CHECK(WaitFor([&] { return sg.follower_status().upstream == served.url(); }, kSyncWait));  // at the round's end
+  std::shared_ptr<const Manifest> held = sg.store->GetManifest("fraud", "1.0.0").value();
+  HttpResponse r = sg.Call("GET", ArtifactPath(held->digest), "", "Bearer " + sg.tokens.terminal);
+  REQUIRE(r.status == 200);
+  std::string served_bytes;
+  for (Result<BodyPiece> piece = r.stream(); piece.ok(); piece = r.stream()) served_bytes += AsString(piece->bytes);
+  CHECK(served_bytes == whole);
 }

@@ -154,7 +154,7 @@ class RegionPowerCut {
     origin_.daemon.clock.Advance(1s);
     const int64_t mark_ms = origin_.daemon.clock.NowUnixMillis();
     const uint64_t reports_before = origin_.ReportsReceived();
-    InProcessRegion sg(origin_.daemon, origin_.served->url(),
+    InProcessRegion sg(origin_.daemon, {origin_.served->url()},
                        {.env = env.get(), .sync_writes = true, .follow = false});
     sg.clock.Set(mark_ms);
     SyncRun run;
