@@ -1,6 +1,8 @@
 // Fail-over between a region's upstreams.
 #include "daemon/upstream.h"
 
+#include <cstdio>
+
 #include <fmt/format.h>
 
 namespace meridian {
@@ -28,6 +30,12 @@ Result<HttpReply> UpstreamClient::Call(const std::function<Result<HttpReply>(Htt
     last = r.ok() ? Status::Unavailable(fmt::format("{}: HTTP {}: {}", options_.urls[i], r->status, ErrorMessageOf(*r)))
                   : r.status();
     if (options_.cancel != nullptr && options_.cancel->load()) break;
+    // The caller reports the last failure; the ones the next upstream made
+    // good would go unseen (a sick upstream behind a healthy one).
+    if (tried + 1 < clients_.size()) {
+      std::fprintf(stderr, "meridiand: %s; trying %s\n", last.ToString().c_str(),
+                   options_.urls[(i + 1) % clients_.size()].c_str());
+    }
   }
   current_ = (current_ + 1) % clients_.size();  // start with the next one next time
   return Status::Unavailable(last.message());

@@ -480,6 +480,9 @@ TEST_CASE("a region can follow another region, and fails over between upstreams"
   REQUIRE(at_sg["regions"].size() == 1);
   CHECK(at_sg["regions"][0]["region"] == "ae");
   CHECK(at_sg["upstream"]["reachable"] == true);
+  // ae's log says which upstream it left, why, and for which.
+  const std::string log(AsString(ReadFile(ae->dir() / "meridiand.log")));
+  CHECK_THAT(log, Catch::Contains("http://127.0.0.1:1/v1/sync") && Catch::Contains("; trying " + f["sg"].url()));
 }
 
 TEST_CASE("a region reports its verification failures upstream; the origin keeps what it saw of regions across restarts") {
