@@ -4,8 +4,9 @@
 // each change, fetches what the region's terminals will need before they ask:
 //   1. versions: the newest few of each model (and any a channel state names)
 //      whose residency admits this region — the manifest envelope, verified
-//      against the root's release keys, then the missing chunks (each re-hashed
-//      by the store), then an atomic commit;
+//      against the root's release keys, then the missing chunks (ranges of the
+//      artifact, a request per run of adjacent ones; each chunk re-hashed by
+//      the store), then an atomic commit;
 //   2. deltas into those versions from the few before them, with the
 //      descriptor as the origin signed it (a pending one is asked again);
 //   3. channel states, verified against the root's online keys, adopted once
@@ -42,6 +43,7 @@
 #include "daemon/rollouts.h"
 #include "daemon/sync_document.h"
 #include "daemon/upstream.h"
+#include "manifest/manifest.h"
 #include "signing/signing.h"
 #include "store/store.h"
 
@@ -51,6 +53,18 @@ namespace meridian {
 
 // The earliest expiry among `channels`' signed states; none when there are none.
 std::optional<int64_t> EarliestStateExpiry(const std::vector<SignedChannel>& channels);
+
+// Adjacent chunks of an artifact, [first, end) in its chunk list, at bytes
+// [begin, end_byte) of the artifact: what one ranged GET fetches.
+struct ChunkRun {
+  size_t first = 0, end = 0;
+  uint64_t begin = 0, end_byte = 0;
+  bool operator==(const ChunkRun&) const = default;
+};
+// The runs that hold the first occurrence of each of `missing` among
+// `chunks`, in order: a region fetches each run with one request, not a
+// request per chunk (a round trip each, across continents).
+std::vector<ChunkRun> MissingChunkRuns(const std::vector<ChunkRef>& chunks, std::set<Digest> missing);
 
 
 // ---------------------------------------------------------------------------
@@ -106,8 +120,13 @@ class Follower {
   // round: the first is put in *problem and the round is left incomplete.
   Status Apply(UpstreamClient& up, const SyncDocument& doc, bool* complete, std::string* problem);
   Status FetchVersion(UpstreamClient& up, const SyncVersion& v);
-  // Fetches the chunks of `m` that the store lacks.
+  // Fetches the chunks of `m` that the store lacks: index pages one by one,
+  // the artifact's chunks a run at a time (FetchRun).
   Status FetchMissingChunks(UpstreamClient& up, const Manifest& m);
+  // GETs `run` of `m`'s artifact (Range) and stores each chunk as it arrives
+  // (re-hashed: a lying upstream fails). A transfer that fails part way keeps
+  // the chunks it stored, and the next upstream is asked for the rest.
+  Status FetchRun(UpstreamClient& up, const Manifest& m, const ChunkRun& run);
   // GETs a chunk from upstream and stores it (re-hashed: a lying upstream fails).
   Status FetchChunk(UpstreamClient& up, const Digest& digest);
   // Follows the upstream's chain of roots up to `version`.

@@ -189,6 +189,13 @@ TEST_CASE("metrics of an origin and a region are right, and promtool finds nothi
   Result<Digest> d2 = Digest::Parse(published["1.1.0"]["digest"].get<std::string>());
   REQUIRE(d1.ok());
   REQUIRE(d2.ok());
+  // The region in step first: it fetched the chunks of both versions as
+  // ranges of their artifacts, which count as artifact bytes too.
+  REQUIRE(WaitFor([&] { return Value(Scrape(region->url()), "meridian_store_versions") == 2; },
+                  std::chrono::seconds(60)));
+  const double replicated = Value(Scrape(origin.url()), "meridian_served_bytes_total{kind=\"artifact\"}");
+  CHECK(replicated >= 5'000'000);  // most of 6 MB of random chunks
+  CHECK(replicated <= 2 * kVersionBytes);
   HttpClient reader(origin.url(), HttpClientOptions{.bearer_token = origin.terminal_token()});
   Result<HttpReply> artifact = reader.Get(ArtifactPath(*d2));
   REQUIRE(artifact->status == 200);
@@ -238,7 +245,7 @@ TEST_CASE("metrics of an origin and a region are right, and promtool finds nothi
   CHECK(Value(text, "meridian_rollouts{phase=\"completed\"}") == 1);
   CHECK(Value(text, "meridian_auth_failures_total{reason=\"missing_bearer\",role=\"operator\"}") == 1);
   CHECK(Value(text, "meridian_auth_failures_total{reason=\"wrong_token\",role=\"operator\"}") == 2);
-  CHECK(Value(text, "meridian_served_bytes_total{kind=\"artifact\"}") == kVersionBytes);
+  CHECK(Value(text, "meridian_served_bytes_total{kind=\"artifact\"}") == replicated + kVersionBytes);
   CHECK(Value(text, "meridian_served_bytes_total{kind=\"delta\"}") >= static_cast<double>(delta->body.size()));
   CHECK(Value(text, "meridian_store_errors_total{code=\"io_error\"}") == 0);
   CHECK(Value(text, "meridian_store_writes_stopped") == 0);

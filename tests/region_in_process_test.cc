@@ -28,6 +28,28 @@ namespace {
 // milliseconds; this is only how long a broken one is given.
 constexpr auto kSyncWait = std::chrono::seconds(20);
 
+// Requests to `route` ("GET /v1/sync") that `daemon` answered, from its /metrics.
+uint64_t RequestsAnswered(InProcessDaemon& daemon, const std::string& route) {
+  HttpResponse m = daemon.Call("GET", "/metrics", "", "Bearer " + daemon.tokens.operator_token);
+  REQUIRE(m.status == 200);
+  uint64_t n = 0;
+  const std::string label = "{route=\"" + route + "\"";
+  for (size_t at = m.body.find(label); at != std::string::npos; at = m.body.find(label, at + 1)) {
+    n += std::stoull(m.body.substr(m.body.find(' ', m.body.find('}', at)) + 1));
+  }
+  return n;
+}
+
+// The artifact `model`@`version` as `region` serves it to a terminal.
+std::string ServedArtifact(InProcessRegion& region, const std::string& model, const std::string& version) {
+  std::shared_ptr<const Manifest> held = region.store->GetManifest(model, version).value();
+  HttpResponse r = region.Call("GET", ArtifactPath(held->digest), "", "Bearer " + region.tokens.terminal);
+  REQUIRE(r.status == 200);
+  std::string bytes;
+  for (Result<BodyPiece> piece = r.stream(); piece.ok(); piece = r.stream()) bytes += AsString(piece->bytes);
+  return bytes;
+}
+
 }  // namespace
 
 TEST_CASE("a region serves the last signed state until it expires, then 503; the upstream's return heals it") {
@@ -92,17 +114,7 @@ TEST_CASE("a region paces its rounds while a delta is still pending upstream, in
   origin.Publish("fraud", "1.1.0", std::string(AsString(RandomBytes(10'000, 72))));
   ServedOrigin served(origin);
   InProcessRegion sg(origin, {served.url()});
-  // GET /v1/sync requests the origin answered.
-  auto sync_requests = [&] {
-    HttpResponse m = origin.Call("GET", "/metrics", "", "Bearer " + origin.tokens.operator_token);
-    REQUIRE(m.status == 200);
-    uint64_t n = 0;
-    const std::string route = "{route=\"GET /v1/sync\"";
-    for (size_t at = m.body.find(route); at != std::string::npos; at = m.body.find(route, at + 1)) {
-      n += std::stoull(m.body.substr(m.body.find(' ', m.body.find('}', at)) + 1));
-    }
-    return n;
-  };
+  auto sync_requests = [&] { return RequestsAnswered(origin, "GET /v1/sync"); };
   REQUIRE(WaitFor([&] { return sg.store->GetManifest("fraud", "1.1.0").ok(); }, kSyncWait));
   const uint64_t rounds = sync_requests();
   // A round a second (FollowerOptions::retry_pause_ms) while the delta is
@@ -163,17 +175,13 @@ TEST_CASE("a paged manifest replicates with its index pages: the region reads it
   std::shared_ptr<const Manifest> held = sg.store->GetManifest("ocr", "2.0.0").value();
   CHECK(held->chunk_pages == published->chunk_pages);
   CHECK(held->chunks == published->chunks);
-  HttpResponse r = sg.Call("GET", ArtifactPath(published->digest), "", "Bearer " + sg.tokens.terminal);
-  REQUIRE(r.status == 200);
-  std::string served_bytes;
-  for (Result<BodyPiece> piece = r.stream(); piece.ok(); piece = r.stream()) served_bytes += AsString(piece->bytes);
-  CHECK(served_bytes == whole);
+  CHECK(ServedArtifact(sg, "ocr", "2.0.0") == whole);
   CheckReport check = sg.store->Check();
   INFO((check.faults.empty() ? "" : check.faults[0]));
   CHECK(check.clean());
 }
 
-TEST_CASE("an upstream that stops sending in the middle of a chunk is left after the stall limit for the next one") {
+TEST_CASE("an upstream that stops sending in the middle of a transfer is left after the stall limit for the next one") {
   InProcessDaemon origin;
   ServedOrigin served(origin);
   std::vector<std::string> chunks;
@@ -183,13 +191,14 @@ TEST_CASE("an upstream that stops sending in the middle of a chunk is left after
     whole += chunks.back();
   }
   origin.Publish("fraud", "1.0.0", chunks);
-  // The first upstream answers everything, but sends half of a chunk and
-  // then nothing on the open connection: 30 s, or until the region hangs up.
+  // The first upstream answers everything, but sends half of the artifact's
+  // bytes and then nothing on the open connection: 30 s, or until the region
+  // hangs up.
   HttpClient to_origin(served.url(), HttpClientOptions{.bearer_token = origin.tokens.mirror});
   std::atomic<int> stalled{0};
   FakeHttpServer proxy([&](const FakeRequest& req) {
     FakeReply out = Forward(to_origin, req);
-    if (req.path.starts_with("/v1/chunks/") && out.status == 200) {
+    if (req.path.starts_with("/v1/artifacts/") && out.status / 100 == 2) {
       out.body_bytes_sent_max = out.body.size() / 2;
       out.silent_ms = 30'000;
       ++stalled;
@@ -203,10 +212,51 @@ TEST_CASE("an upstream that stops sending in the middle of a chunk is left after
   REQUIRE(WaitFor([&] { return sg.store->GetManifest("fraud", "1.0.0").ok(); }, kSyncWait));
   CHECK(stalled == 1);  // then the region stays with the upstream that answered
   CHECK(WaitFor([&] { return sg.follower_status().upstream == served.url(); }, kSyncWait));  // at the round's end
-  std::shared_ptr<const Manifest> held = sg.store->GetManifest("fraud", "1.0.0").value();
-  HttpResponse r = sg.Call("GET", ArtifactPath(held->digest), "", "Bearer " + sg.tokens.terminal);
-  REQUIRE(r.status == 200);
-  std::string served_bytes;
-  for (Result<BodyPiece> piece = r.stream(); piece.ok(); piece = r.stream()) served_bytes += AsString(piece->bytes);
-  CHECK(served_bytes == whole);
+  CHECK(ServedArtifact(sg, "fraud", "1.0.0") == whole);
+  // The second upstream was asked for what the first had not finished: the
+  // chunk the first sent whole stayed.
+  CHECK(RequestsAnswered(origin, "GET /v1/artifacts/{digest}") == 2);  // through the proxy, then directly
+}
+
+TEST_CASE("a region fetches the chunks it lacks as ranges of the artifact: a request per run of adjacent chunks") {
+  auto digest = [](char c) { return Digest::Of(AsBytes(std::string(1, c))); };
+  auto chunks = [&](const std::string& letters) {
+    std::vector<ChunkRef> out;
+    for (char c : letters) out.push_back({digest(c), static_cast<uint64_t>(c - 'a' + 1)});
+    return out;
+  };
+  // Sizes a=1, b=2, …: runs of the missing ones, each at its first occurrence.
+  CHECK(MissingChunkRuns(chunks("abcde"), {digest('b'), digest('c'), digest('e')}) ==
+        std::vector<ChunkRun>{{1, 3, 1, 6}, {4, 5, 10, 15}});
+  CHECK(MissingChunkRuns(chunks("abab"), {digest('a'), digest('b')}) == std::vector<ChunkRun>{{0, 2, 0, 3}});
+  CHECK(MissingChunkRuns(chunks("aba"), {digest('a')}) == std::vector<ChunkRun>{{0, 1, 0, 1}});
+  CHECK(MissingChunkRuns(chunks("abc"), {}).empty());
+
+  InProcessDaemon origin;
+  ServedOrigin served(origin);
+  std::vector<std::string> v1;
+  for (uint32_t i = 0; i < 40; ++i) v1.emplace_back(AsString(RandomBytes(3'000 + i, 200 + i)));
+  origin.Publish("fraud", "1.0.0", v1);
+  InProcessRegion sg(origin, {served.url()});
+  REQUIRE(WaitFor([&] { return sg.store->GetManifest("fraud", "1.0.0").ok(); }, kSyncWait));
+  std::string whole;
+  for (const std::string& c : v1) whole += c;
+  CHECK(ServedArtifact(sg, "fraud", "1.0.0") == whole);
+  CHECK(RequestsAnswered(origin, "GET /v1/artifacts/{digest}") == 1);  // 40 chunks, one request
+  CHECK(RequestsAnswered(origin, "GET /v1/chunks/{digest}") == 0);
+
+  // 1.1.0: two chunks changed in the middle, one added at the end, the
+  // first chunk's bytes again at the start: two runs to fetch.
+  std::vector<std::string> v2 = v1;
+  v2[10] = AsString(RandomBytes(3'000, 300));
+  v2[11] = AsString(RandomBytes(3'000, 301));
+  v2.emplace_back(AsString(RandomBytes(5'000, 302)));
+  v2.insert(v2.begin(), v1[0]);
+  origin.Publish("fraud", "1.1.0", v2);
+  REQUIRE(WaitFor([&] { return sg.store->GetManifest("fraud", "1.1.0").ok(); }, kSyncWait));
+  whole.clear();
+  for (const std::string& c : v2) whole += c;
+  CHECK(ServedArtifact(sg, "fraud", "1.1.0") == whole);
+  CHECK(RequestsAnswered(origin, "GET /v1/artifacts/{digest}") == 3);
+  CHECK(RequestsAnswered(origin, "GET /v1/chunks/{digest}") == 0);
 }
