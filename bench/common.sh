@@ -1,4 +1,4 @@
-# bench/common.sh: sourced by bench/ingest and bench/serve after they set
+# bench/common.sh: sourced by bench/ingest, bench/serve and bench/replication after they set
 # $root (the repository) and $build (a meson build directory, relative to
 # $root). Installs what the benches compare against, builds meridiand and the
 # CLI there (configured as a release build when new) and sets $bin.

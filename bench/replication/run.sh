@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# bench/replication: how long a region takes to replicate a new version from
+# its upstream over a link with a round trip of RTT, against one curl download
+# of the same artifact over the same link in the same run (what the bytes
+# alone cost). The link is bench/replication/delay_proxy.py on loopback.
+# The region's time runs from its exec to its /metrics counting the version
+# (start-up, the sync round, the manifest, the chunks, the commit).
+# Prints a markdown table and writes RESULTS.md.
+#
+# Usage: bench/replication/run.sh [SIZE_MIB] [RTT_MS...]   (default 256; 0 50 100)
+#   BUILD=dir      meson build directory (default build-release)
+#   RESULTS=file   where the table goes (default bench/replication/RESULTS.md; "-" for nowhere)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cd "$root"
+size_mib=${1:-256}
+shift || true
+rtts=("$@")
+[[ ${#rtts[@]} -gt 0 ]] || rtts=(0 50 100)
+build=${BUILD:-build-release}
+results=${RESULTS:-$here/RESULTS.md}
+source "$root/bench/common.sh"
+work=$(mktemp -d /tmp/meridian-replication-XXXXXX)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+now() { date +%s.%N; }
+wait_port() { for _ in $(seq 1 300); do [[ -s $1 ]] && return; sleep 0.05; done; echo "no $1" >&2; exit 1; }
+
+# The origin, holding one version of random bytes.
+"$bin/cli/meridian" keygen "$work/release.key" >/dev/null
+"$bin/daemon/meridiand" init --data "$work/origin" --release-key "$work/release.key.pub" >/dev/null
+"$bin/daemon/meridiand" --data "$work/origin" --listen 127.0.0.1:0 --port-file "$work/origin.port" 2>"$work/origin.log" &
+pids+=($!)
+wait_port "$work/origin.port"
+origin_port=$(cat "$work/origin.port")
+head -c $((size_mib << 20)) /dev/urandom >"$work/model.bin"
+"$bin/cli/meridian" --server "http://127.0.0.1:$origin_port" --token-file "$work/origin/publisher.token" \
+  --output json publish --key "$work/release.key" --model bench --version 1.0.0 "$work/model.bin" >"$work/published.json"
+digest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["digest"])' "$work/published.json")
+chunks=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["chunks"])' "$work/published.json")
+
+for rtt in "${rtts[@]}"; do
+  port=$origin_port
+  if [[ $rtt != 0 ]]; then
+    python3 "$here/delay_proxy.py" 0 "$origin_port" $((rtt / 2)) >"$work/proxy.port" 2>"$work/proxy.log" &
+    pids+=($!)
+    wait_port "$work/proxy.port"
+    port=$(cat "$work/proxy.port")
+  fi
+  # One download of the artifact over the link.
+  t0=$(now)
+  curl -sf -o /dev/null -H "Authorization: Bearer $(cat "$work/origin/terminal.token")" \
+    "http://127.0.0.1:$port/v1/artifacts/$digest"
+  t1=$(now)
+  # A fresh region following the origin over the link.
+  region=$work/region-$rtt
+  "$bin/daemon/meridiand" init --data "$region" --root "$work/origin/root.json" >/dev/null
+  rm -f "$work/region.port"
+  t2=$(now)
+  "$bin/daemon/meridiand" --data "$region" --listen 127.0.0.1:0 --port-file "$work/region.port" --role region \
+    --region sg --upstream "http://127.0.0.1:$port" --upstream-token-file "$work/origin/mirror.token" \
+    2>"$work/region-$rtt.log" &
+  region_pid=$!
+  pids+=($region_pid)
+  wait_port "$work/region.port"
+  until curl -sf -H "Authorization: Bearer $(cat "$region/operator.token")" \
+    "http://127.0.0.1:$(cat "$work/region.port")/metrics" | grep -q '^meridian_store_versions 1$'; do
+    sleep 0.02
+  done
+  t3=$(now)
+  kill "$region_pid"; wait "$region_pid" 2>/dev/null || true
+  echo "$rtt $t0 $t1 $t2 $t3"
+done >"$work/times"
+
+python3 - "$work/times" "$results" "$size_mib" "$chunks" "$(nproc)" "$(git rev-parse --short HEAD)" <<'PY'
+import sys
+times, results, size_mib, chunks, cores, commit = sys.argv[1:]
+mb = int(size_mib) * 1048576 / 1e6
+out = ["| round trip | curl, one download of the artifact | region replicating the version | × curl | a request per chunk would wait at least |",
+       "| --- | --- | --- | --- | --- |"]
+for line in open(times):
+    rtt, t0, t1, t2, t3 = line.split()
+    download, replicate = float(t1) - float(t0), float(t3) - float(t2)
+    out.append(f"| {rtt} ms | {download:.2f} s ({mb / download:,.0f} MB/s) | {replicate:.2f} s | {download / replicate:.2f} "
+               f"| {int(chunks) * int(rtt) / 1000:.0f} s |")
+table = "\n".join(out)
+print(table)
+if results != "-":
+    with open(results, "w") as f:
+        f.write("# bench/replication\n\n"
+                f"A region replicating one new version ({mb:,.0f} MB of random bytes, {chunks} chunks) from its "
+                "upstream over a link with the round trip shown (`delay_proxy.py` on loopback), against one curl "
+                f"download of the same artifact over the same link, in one run on a {cores}-core machine at {commit}. "
+                "The region's time runs from its exec to its /metrics counting the version. × curl: curl's time "
+                "over the region's (1.0: replicating costs what downloading the bytes once does). The last column is "
+                "the chunk count times the round trip: what fetching each chunk with a request of its own, one after "
+                "another, would spend waiting alone. "
+                "Written by `bench/replication/run.sh`.\n\n" + table + "\n")
+PY
