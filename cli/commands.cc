@@ -10,6 +10,7 @@
 #include <functional>
 #include <filesystem>
 #include <future>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -447,9 +448,21 @@ Result<Bytes> GetChunk(HttpClient& c, const ChunkRef& ref) {
   return data;
 }
 
+// The most one ranged GET of the artifact asks for: longer runs are cut, so
+// that the connections share a large file.
+constexpr uint64_t kRangeBytesMax = 16u << 20;
+
+// A chunk of zeros is left a hole, which reads as zeros: a sparse file (a
+// preallocated tensor store) takes no more disk here than its data.
+bool AllZeros(ByteSpan data) {
+  return data.empty() || (data[0] == 0 && std::memcmp(data.data(), data.data() + 1, data.size() - 1) == 0);
+}
+
 // Downloads every chunk of `m` into the file open as `fd` (at its offset),
-// verifying each, then verifies the whole file as written. A paged
-// manifest's chunk list is read from its index pages first.
+// verifying each, then verifies the whole file as written. Each distinct
+// chunk comes once, in ranges of the artifact (a request per range, not per
+// chunk: a round trip each); a repeated one is copied from its first
+// occurrence. A paged manifest's chunk list is read from its index pages first.
 Status DownloadChunks(const GlobalOptions& g, VerifiedManifest& verified, int fd, uint64_t* downloaded_bytes) {
   HttpClient pages(g.server, g.ClientOptions());
   MERIDIAN_RETURN_IF_ERROR(verified.ResolveChunkPages(
@@ -457,19 +470,49 @@ Status DownloadChunks(const GlobalOptions& g, VerifiedManifest& verified, int fd
   const Manifest& m = verified.manifest();
   std::vector<uint64_t> offsets(m.chunks.size());
   for (size_t i = 1; i < offsets.size(); ++i) offsets[i] = offsets[i - 1] + m.chunks[i - 1].size;
+  std::vector<ChunkRun> ranges;
+  uint64_t distinct_bytes = 0;
+  std::set<Digest> distinct;
+  for (const ChunkRef& c : m.chunks) distinct.insert(c.digest);
+  for (const ChunkRun& run : FirstOccurrenceRuns(m.chunks, std::move(distinct))) {
+    distinct_bytes += run.end_byte - run.begin;
+    for (size_t i = run.first; i < run.end; ++i) {
+      const uint64_t end_byte = offsets[i] + m.chunks[i].size;
+      if (i == run.first || end_byte - ranges.back().begin > kRangeBytesMax) {
+        ranges.push_back({.first = i, .end = i, .begin = offsets[i], .end_byte = offsets[i]});
+      }
+      ranges.back().end = i + 1;
+      ranges.back().end_byte = end_byte;
+    }
+  }
   if (::ftruncate(fd, 0) != 0) return ErrnoStatus("truncate", errno);
-  Progress progress("downloading", m.size, !g.json);
+  Progress progress("downloading", distinct_bytes, !g.json);
   std::atomic<uint64_t> downloaded{0};
-  MERIDIAN_RETURN_IF_ERROR(ForEachParallel(Connections(g), m.chunks.size(), [&](HttpClient& c, size_t i) -> Status {
-    Result<Bytes> data = GetChunk(c, m.chunks[i]);
-    if (!data.ok()) return data.status();
-    downloaded += data->size();
-    progress.Add(data->size());
-    // A chunk of zeros is left a hole, which reads as zeros: a sparse file
-    // (a preallocated tensor store) takes no more disk here than its data.
-    const bool zeros = (*data)[0] == 0 && std::memcmp(data->data(), data->data() + 1, data->size() - 1) == 0;
-    return zeros ? Status::Ok() : PwriteAll(fd, offsets[i], *data, "the output file");
+  std::vector<uint8_t> zeros(m.chunks.size());  // by chunk, those of zeros: holes (each entry written by one thread)
+  MERIDIAN_RETURN_IF_ERROR(ForEachParallel(Connections(g), ranges.size(), [&](HttpClient& c, size_t k) -> Status {
+    size_t next = ranges[k].first;
+    Result<HttpReply> r = GetChunkRun(c, m, ranges[k], &next, [&](size_t i, ByteSpan bytes) -> Status {
+      if (Digest::Of(bytes) != m.chunks[i].digest) {
+        return Status::Corruption(fmt::format("chunk {} ({}) does not match its digest", i, m.chunks[i].digest.ToString()));
+      }
+      downloaded += bytes.size();
+      progress.Add(bytes.size());
+      zeros[i] = AllZeros(bytes);
+      return zeros[i] ? Status::Ok() : PwriteAll(fd, offsets[i], bytes, "the output file");
+    });
+    if (!r.ok()) return r.status();
+    if (r->status / 100 != 2) return ReplyError(*r, "artifact " + m.digest.ToString());
+    return Status::Ok();
   }));
+  std::map<Digest, size_t> first;
+  Bytes repeated;
+  for (size_t i = 0; i < m.chunks.size(); ++i) {
+    auto [at, added] = first.emplace(m.chunks[i].digest, i);
+    if (added || zeros[at->second]) continue;
+    repeated.resize(m.chunks[i].size);
+    MERIDIAN_RETURN_IF_ERROR(PreadExact(fd, offsets[at->second], repeated, "the output file"));
+    MERIDIAN_RETURN_IF_ERROR(PwriteAll(fd, offsets[i], repeated, "the output file"));
+  }
   if (::ftruncate(fd, static_cast<off_t>(m.size)) != 0) return ErrnoStatus("truncate", errno);  // a hole at the end too
   // Verify what is on disk, not what we meant to write.
   Sha256 whole;

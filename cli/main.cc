@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
   app.add_option("--client-key", g.tls.client_key, "private key (PEM) of --client-cert");
   app.add_flag("--allow-insecure-http", g.tls.allow_insecure_http,
                "send the token over plain http:// to a server that is not loopback");
-  app.add_option("--parallel", g.parallel, "concurrent chunk transfers")->check(CLI::Range(1, 64))->capture_default_str();
+  app.add_option("--parallel", g.parallel, "concurrent transfers: chunk uploads, ranges of an artifact pulled")->check(CLI::Range(1, 64))->capture_default_str();
 
   std::string key_out;
   CLI::App* keygen = app.add_subcommand("keygen", "create an Ed25519 key pair: FILE (secret, 0600) and FILE.pub");

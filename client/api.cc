@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include <fmt/format.h>
@@ -148,6 +149,47 @@ Result<HttpReply> GetVerified(HttpClient& client, const std::string& path, const
   if (reply->status != 200) return reply;
   if (received != size || hasher.Finish() != digest) {
     return Status::Corruption(fmt::format("{}: {} bytes that do not match their signed digest", path, received));
+  }
+  return reply;
+}
+
+Result<HttpReply> GetChunkRun(HttpClient& client, const Manifest& m, const ChunkRun& run, size_t* next,
+                              const std::function<Status(size_t chunk, ByteSpan bytes)>& take) {
+  uint64_t begin = run.begin;  // where chunk *next starts in the artifact
+  for (size_t i = run.first; i < *next; ++i) begin += m.chunks[i].size;
+  if (*next >= run.end) return HttpReply{.status = 206, .body = {}, .headers = {}};
+  const std::string path = ArtifactPath(m.digest);
+  bool started = false;
+  Bytes chunk;  // the bytes of chunk *next received so far
+  auto sink = [&](const HttpReply& head, ByteSpan data) -> Status {
+    if (!started) {
+      started = true;
+      // A server may answer a range that is the whole artifact with all of it (200).
+      const bool whole = head.status == 200 && begin == 0 && run.end_byte == m.size;
+      if (!whole && (head.status != 206 || !head.Header("content-range").starts_with(fmt::format("bytes {}-", begin)))) {
+        return Status::Corruption(fmt::format("{}: asked for bytes {}-{}, got HTTP {} ({})", path, begin,
+                                              run.end_byte - 1, head.status, head.Header("content-range")));
+      }
+    }
+    while (!data.empty()) {
+      if (*next == run.end) return Status::Corruption(path + ": more bytes than asked for");
+      const uint64_t size = m.chunks[*next].size;
+      const size_t take_bytes = static_cast<size_t>(std::min<uint64_t>(data.size(), size - chunk.size()));
+      chunk.insert(chunk.end(), data.begin(), data.begin() + static_cast<ptrdiff_t>(take_bytes));
+      data = data.subspan(take_bytes);
+      if (chunk.size() < size) break;
+      MERIDIAN_RETURN_IF_ERROR(take(*next, chunk));
+      ++*next;
+      chunk.clear();
+    }
+    return Status::Ok();
+  };
+  Result<HttpReply> reply = client.GetStreamingWithHead(path, sink, run.end_byte - begin,
+                                                        {fmt::format("Range: bytes={}-{}", begin, run.end_byte - 1)});
+  if (!reply.ok() || reply->status / 100 != 2) return reply;
+  if (*next != run.end) {
+    return Status::Unavailable(fmt::format("{}: the reply ended at chunk {} of the {} asked for", path,
+                                           *next - run.first, run.end - run.first));
   }
   return reply;
 }

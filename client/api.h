@@ -14,6 +14,7 @@
 #include "base/digest.h"
 #include "base/status.h"
 #include "client/http_client.h"
+#include "manifest/manifest.h"
 #include "trust/trust.h"
 
 namespace meridian {
@@ -155,6 +156,17 @@ Result<DeltaInfo> DeltaInfoFromReply(const Root& root, const Result<HttpReply>& 
 // must make nothing of them visible until this returns a 200.
 Result<HttpReply> GetVerified(HttpClient& client, const std::string& path, const Digest& digest, uint64_t size,
                               const std::function<Status(ByteSpan)>& sink);
+
+// GETs chunks [*next, run.end) of `m`'s artifact (one Range request; `run`
+// from FirstOccurrenceRuns), handing each to `take` whole, in order, as it
+// arrives: a request per run of chunks, not per chunk. *next moves past each
+// chunk `take` accepts, so a transfer cut short can go on from there (from
+// another server). The bytes are the server's: `take` must check them
+// against the chunk's digest before it keeps them. Corruption when the reply
+// is not the range asked for or holds more; Unavailable when it ends before
+// the run does; a status other than 2xx comes back as the reply.
+Result<HttpReply> GetChunkRun(HttpClient& client, const Manifest& m, const ChunkRun& run, size_t* next,
+                              const std::function<Status(size_t chunk, ByteSpan bytes)>& take);
 
 // GETs `path`, whose 200 body must be at most `bytes_max` and, when given,
 // hash to `digest` (named by a signed document beforehand), into the reply's

@@ -375,18 +375,6 @@ Status Follower::FetchVersion(UpstreamClient& up, const SyncVersion& v) {
   return Status::Ok();
 }
 
-std::vector<ChunkRun> MissingChunkRuns(const std::vector<ChunkRef>& chunks, std::set<Digest> missing) {
-  std::vector<ChunkRun> runs;
-  uint64_t offset = 0;
-  for (size_t i = 0; i < chunks.size(); offset += chunks[i].size, ++i) {
-    if (missing.erase(chunks[i].digest) == 0) continue;  // held, or fetched at an earlier occurrence
-    if (runs.empty() || runs.back().end != i) runs.push_back({.first = i, .end = i, .begin = offset, .end_byte = offset});
-    runs.back().end = i + 1;
-    runs.back().end_byte = offset + chunks[i].size;
-  }
-  return runs;
-}
-
 Status Follower::FetchMissingChunks(UpstreamClient& up, const Manifest& m) {
   std::vector<Digest> digests;
   for (size_t i = 0; i < m.piece_count(); ++i) digests.push_back(m.piece(i).digest);
@@ -396,63 +384,26 @@ Status Follower::FetchMissingChunks(UpstreamClient& up, const Manifest& m) {
   for (const ChunkPageRef& page : m.chunk_pages) {
     if (lacking.erase(page.digest) != 0) MERIDIAN_RETURN_IF_ERROR(FetchChunk(up, page.digest));
   }
-  for (const ChunkRun& run : MissingChunkRuns(m.chunks, std::move(lacking))) {
+  for (const ChunkRun& run : FirstOccurrenceRuns(m.chunks, std::move(lacking))) {
     MERIDIAN_RETURN_IF_ERROR(FetchRun(up, m, run));
   }
   return Status::Ok();
 }
 
 Status Follower::FetchRun(UpstreamClient& up, const Manifest& m, const ChunkRun& run) {
-  size_t next = run.first;       // the first chunk of the run not stored yet
-  uint64_t stored = run.begin;   // where it starts in the artifact
-  const std::string path = ArtifactPath(m.digest);
-  Status local;  // this store's own failure (a full disk), not the upstream's
-  Result<HttpReply> r = up.Call([&](HttpClient& c) -> Result<HttpReply> {
-    if (next == run.end) {  // all stored before the last upstream failed
-      HttpReply done;
-      done.status = 206;
-      return done;
-    }
+  size_t next = run.first;  // the first chunk of the run not stored yet, whichever upstream sent the others
+  Status local;             // this store's own failure (a full disk), not the upstream's
+  Result<HttpReply> r = up.Call([&](HttpClient& c) {
     local = Status::Ok();
-    bool started = false;
-    Bytes chunk;  // the bytes of chunk `next` received so far
-    auto sink = [&](const HttpReply& head, ByteSpan data) -> Status {
-      if (!started) {
-        started = true;
-        // A server may answer a range of the whole artifact with all of it (200).
-        const bool whole = head.status == 200 && stored == 0 && run.end_byte == m.size;
-        if (!whole &&
-            (head.status != 206 || !head.Header("content-range").starts_with(fmt::format("bytes {}-", stored)))) {
-          return Status::Corruption(fmt::format("{}: asked for bytes {}-{}, got HTTP {} ({})", path, stored,
-                                                run.end_byte - 1, head.status, head.Header("content-range")));
-        }
-      }
-      while (!data.empty()) {
-        if (next == run.end) return Status::Corruption(path + ": more bytes than asked for");
-        const size_t take = std::min<size_t>(data.size(), m.chunks[next].size - chunk.size());
-        chunk.insert(chunk.end(), data.begin(), data.begin() + static_cast<ptrdiff_t>(take));
-        data = data.subspan(take);
-        if (chunk.size() < m.chunks[next].size) break;
-        if (Status put = store_.PutChunk(m.chunks[next].digest, chunk); !put.ok()) {
-          // Corruption when the bytes do not match the digest: the upstream lied.
-          if (put.code() != Status::Code::kCorruption) local = put;
-          return put.WithContext(fmt::format("chunk {} of {}", next, path));
-        }
-        stored += chunk.size();
-        ++next;
-        chunk.clear();
-      }
-      return Status::Ok();
-    };
-    return c.GetStreamingWithHead(path, sink, run.end_byte - stored,
-                                  {fmt::format("Range: bytes={}-{}", stored, run.end_byte - 1)});
+    return GetChunkRun(c, m, run, &next, [&](size_t i, ByteSpan bytes) -> Status {
+      Status put = store_.PutChunk(m.chunks[i].digest, bytes);  // re-hashed: Corruption when the upstream lied
+      if (!put.ok() && put.code() != Status::Code::kCorruption) local = put;
+      return put;
+    });
   });
   if (!local.ok()) return local;
   if (!r.ok()) return r.status();
-  if (r->status / 100 != 2) return ReplyError(*r, path);
-  if (next != run.end) {
-    return Status::Unavailable(fmt::format("{}: the reply ended at byte {} of {}", path, stored, run.end_byte));
-  }
+  if (r->status / 100 != 2) return ReplyError(*r, ArtifactPath(m.digest));
   return Status::Ok();
 }
 

@@ -54,17 +54,6 @@ namespace meridian {
 // The earliest expiry among `channels`' signed states; none when there are none.
 std::optional<int64_t> EarliestStateExpiry(const std::vector<SignedChannel>& channels);
 
-// Adjacent chunks of an artifact, [first, end) in its chunk list, at bytes
-// [begin, end_byte) of the artifact: what one ranged GET fetches.
-struct ChunkRun {
-  size_t first = 0, end = 0;
-  uint64_t begin = 0, end_byte = 0;
-  bool operator==(const ChunkRun&) const = default;
-};
-// The runs that hold the first occurrence of each of `missing` among
-// `chunks`, in order: a region fetches each run with one request, not a
-// request per chunk (a round trip each, across continents).
-std::vector<ChunkRun> MissingChunkRuns(const std::vector<ChunkRef>& chunks, std::set<Digest> missing);
 
 
 // ---------------------------------------------------------------------------
@@ -121,7 +110,8 @@ class Follower {
   Status Apply(UpstreamClient& up, const SyncDocument& doc, bool* complete, std::string* problem);
   Status FetchVersion(UpstreamClient& up, const SyncVersion& v);
   // Fetches the chunks of `m` that the store lacks: index pages one by one,
-  // the artifact's chunks a run at a time (FetchRun).
+  // the artifact's chunks a run at a time (FetchRun): a request per run, not
+  // per chunk (a round trip each, across continents).
   Status FetchMissingChunks(UpstreamClient& up, const Manifest& m);
   // GETs `run` of `m`'s artifact (Range) and stores each chunk as it arrives
   // (re-hashed: a lying upstream fails). A transfer that fails part way keeps

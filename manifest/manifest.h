@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -83,6 +84,17 @@ struct Manifest {
     return chunks[i - chunk_pages.size()];
   }
 };
+
+// Adjacent chunks of an artifact, [first, end) in its chunk list, at bytes
+// [begin, end_byte) of the artifact: what one ranged GET of it fetches.
+struct ChunkRun {
+  size_t first = 0, end = 0;
+  uint64_t begin = 0, end_byte = 0;
+  bool operator==(const ChunkRun&) const = default;
+};
+// The runs of `chunks` that hold the first occurrence of each of `wanted`, in
+// order: a client fetches what it lacks with a request per run, not per chunk.
+std::vector<ChunkRun> FirstOccurrenceRuns(const std::vector<ChunkRef>& chunks, std::set<Digest> wanted);
 
 // Whether two manifests describe the same release: equal in everything but
 // `created`, so publishing the same bytes with the same metadata again (a

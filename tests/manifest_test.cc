@@ -1,9 +1,12 @@
-// Tests of manifest/: names, SemVer, JSON round trip and validation, and the
-// index pages of paged manifests.
+// Tests of manifest/: names, SemVer, JSON round trip and validation, the
+// index pages of paged manifests, and the runs of a chunk list.
 #include <catch2/catch.hpp>
 
 #include <map>
+#include <string>
+#include <vector>
 
+#include "base/bytes.h"
 #include "manifest/chunk_pages.h"
 #include "manifest/manifest.h"
 
@@ -238,4 +241,19 @@ TEST_CASE("ten million chunk entries: a manifest of a few hundred pages and kilo
   small.size -= small.chunk_pages.back().size;
   small.chunk_pages.pop_back();
   CHECK(ParseManifest(ManifestToJson(small)).ok());
+}
+
+TEST_CASE("the runs of a chunk list that hold the first occurrence of each wanted digest") {
+  auto digest = [](char c) { return Digest::Of(AsBytes(std::string(1, c))); };
+  auto chunks = [&](const std::string& letters) {
+    std::vector<ChunkRef> out;
+    for (char c : letters) out.push_back({digest(c), static_cast<uint64_t>(c - 'a' + 1)});
+    return out;
+  };
+  // Sizes a=1, b=2, …: runs of the wanted ones, each at its first occurrence.
+  CHECK(FirstOccurrenceRuns(chunks("abcde"), {digest('b'), digest('c'), digest('e')}) ==
+        std::vector<ChunkRun>{{1, 3, 1, 6}, {4, 5, 10, 15}});
+  CHECK(FirstOccurrenceRuns(chunks("abab"), {digest('a'), digest('b')}) == std::vector<ChunkRun>{{0, 2, 0, 3}});
+  CHECK(FirstOccurrenceRuns(chunks("aba"), {digest('a')}) == std::vector<ChunkRun>{{0, 1, 0, 1}});
+  CHECK(FirstOccurrenceRuns(chunks("abc"), {}).empty());
 }

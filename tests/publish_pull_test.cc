@@ -106,6 +106,44 @@ TEST_CASE("pull leaves chunks of zeros as holes, at the end too, and the file re
   CHECK(d.Terminate() == 0);
 }
 
+TEST_CASE("pull fetches each distinct chunk once, a range of the artifact at a time, and copies the repeats") {
+  DaemonFixture d;
+  d.Start();
+  // A 2 MiB block four times: the chunker cuts each copy the same way.
+  const Bytes block = RandomBytes(2u << 20, 9);
+  Bytes file;
+  for (int i = 0; i < 4; ++i) file.insert(file.end(), block.begin(), block.end());
+  WriteFile(d.dir() / "repeats.bin", file);
+  REQUIRE(d.Publish("repeats", "1.0.0", d.dir() / "repeats.bin").exit_code == 0);
+  // GETs of `route` the daemon answered, from its /metrics.
+  HttpClient op(d.url(), HttpClientOptions{.bearer_token = d.operator_token()});
+  auto requests = [&](const std::string& route) {
+    Result<HttpReply> m = op.Get("/metrics");
+    REQUIRE(m.ok());
+    uint64_t n = 0;
+    const std::string label = "{route=\"GET " + route + "\"";
+    for (size_t at = m->body.find(label); at != std::string::npos; at = m->body.find(label, at + 1)) {
+      n += std::stoull(m->body.substr(m->body.find(' ', m->body.find('}', at)) + 1));
+    }
+    return n;
+  };
+
+  const std::string out = d.dir() / "pulled.bin";
+  CommandResult pull = d.Cli({"--token", d.terminal_token(), "--output", "json", "pull", "--root", d.root_json(),
+                              "repeats", "1.0.0", "-o", out});
+  INFO(pull.err);
+  REQUIRE(pull.exit_code == 0);
+  CHECK(ReadFile(out) == file);
+  // One copy of the block and the chunks across a seam, then the file's last
+  // chunk (cut at its end): two ranges. The repeats were copied, not downloaded.
+  const auto downloaded = nlohmann::json::parse(pull.out)["downloaded_bytes"].get<uint64_t>();
+  CHECK(downloaded >= block.size());
+  CHECK(downloaded < 2 * block.size());
+  CHECK(requests("/v1/artifacts/{digest}") == 2);
+  CHECK(requests("/v1/chunks/{digest}") == 0);
+  CHECK(d.Terminate() == 0);
+}
+
 TEST_CASE("a paged manifest: publish writes index pages, pull reads them; a retry and fsck agree") {
   DaemonFixture d;
   d.Start();

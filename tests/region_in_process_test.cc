@@ -219,19 +219,6 @@ TEST_CASE("an upstream that stops sending in the middle of a transfer is left af
 }
 
 TEST_CASE("a region fetches the chunks it lacks as ranges of the artifact: a request per run of adjacent chunks") {
-  auto digest = [](char c) { return Digest::Of(AsBytes(std::string(1, c))); };
-  auto chunks = [&](const std::string& letters) {
-    std::vector<ChunkRef> out;
-    for (char c : letters) out.push_back({digest(c), static_cast<uint64_t>(c - 'a' + 1)});
-    return out;
-  };
-  // Sizes a=1, b=2, …: runs of the missing ones, each at its first occurrence.
-  CHECK(MissingChunkRuns(chunks("abcde"), {digest('b'), digest('c'), digest('e')}) ==
-        std::vector<ChunkRun>{{1, 3, 1, 6}, {4, 5, 10, 15}});
-  CHECK(MissingChunkRuns(chunks("abab"), {digest('a'), digest('b')}) == std::vector<ChunkRun>{{0, 2, 0, 3}});
-  CHECK(MissingChunkRuns(chunks("aba"), {digest('a')}) == std::vector<ChunkRun>{{0, 1, 0, 1}});
-  CHECK(MissingChunkRuns(chunks("abc"), {}).empty());
-
   InProcessDaemon origin;
   ServedOrigin served(origin);
   std::vector<std::string> v1;
