@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# bench/replication: how long a region takes to replicate a new version from
-# its upstream over a link with a round trip of RTT, against one curl download
-# of the same artifact over the same link in the same run (what the bytes
-# alone cost). The link is bench/replication/delay_proxy.py on loopback.
+# bench/replication: how long `meridian pull` takes to fetch a version, and a
+# region to replicate it from its upstream, over a link with a round trip of
+# RTT, against one curl download of the same artifact over the same link in
+# the same run (what the bytes alone cost). The link is
+# bench/replication/delay_proxy.py on loopback.
 # The region's time runs from its exec to its /metrics counting the version
 # (start-up, the sync round, the manifest, the chunks, the commit).
 # Prints a markdown table and writes RESULTS.md.
@@ -53,6 +54,12 @@ for rtt in "${rtts[@]}"; do
   curl -sf -o /dev/null -H "Authorization: Bearer $(cat "$work/origin/terminal.token")" \
     "http://127.0.0.1:$port/v1/artifacts/$digest"
   t1=$(now)
+  # meridian pull over the link: the same bytes, each chunk verified, the file written.
+  rm -f "$work/pulled.bin"
+  "$bin/cli/meridian" --server "http://127.0.0.1:$port" --token-file "$work/origin/terminal.token" --output json \
+    pull --root "$work/origin/root.json" bench 1.0.0 -o "$work/pulled.bin" >/dev/null
+  t1p=$(now)
+  cmp -s "$work/pulled.bin" "$work/model.bin" || { echo "pull: the file differs" >&2; exit 1; }
   # A fresh region following the origin over the link.
   region=$work/region-$rtt
   "$bin/daemon/meridiand" init --data "$region" --root "$work/origin/root.json" >/dev/null
@@ -70,30 +77,32 @@ for rtt in "${rtts[@]}"; do
   done
   t3=$(now)
   kill "$region_pid"; wait "$region_pid" 2>/dev/null || true
-  echo "$rtt $t0 $t1 $t2 $t3"
+  echo "$rtt $t0 $t1 $t1p $t2 $t3"
 done >"$work/times"
 
 python3 - "$work/times" "$results" "$size_mib" "$chunks" "$(nproc)" "$(git rev-parse --short HEAD)" <<'PY'
 import sys
 times, results, size_mib, chunks, cores, commit = sys.argv[1:]
 mb = int(size_mib) * 1048576 / 1e6
-out = ["| round trip | curl, one download of the artifact | region replicating the version | × curl | a request per chunk would wait at least |",
-       "| --- | --- | --- | --- | --- |"]
+out = ["| round trip | curl, one download of the artifact | meridian pull | × curl | region replicating the version | × curl "
+       "| a request per chunk would wait at least |",
+       "| --- | --- | --- | --- | --- | --- | --- |"]
 for line in open(times):
-    rtt, t0, t1, t2, t3 = line.split()
-    download, replicate = float(t1) - float(t0), float(t3) - float(t2)
-    out.append(f"| {rtt} ms | {download:.2f} s ({mb / download:,.0f} MB/s) | {replicate:.2f} s | {download / replicate:.2f} "
-               f"| {int(chunks) * int(rtt) / 1000:.0f} s |")
+    rtt, t0, t1, t1p, t2, t3 = line.split()
+    download, pull, replicate = float(t1) - float(t0), float(t1p) - float(t1), float(t3) - float(t2)
+    out.append(f"| {rtt} ms | {download:.2f} s ({mb / download:,.0f} MB/s) | {pull:.2f} s | {download / pull:.2f} "
+               f"| {replicate:.2f} s | {download / replicate:.2f} | {int(chunks) * int(rtt) / 1000:.0f} s |")
 table = "\n".join(out)
 print(table)
 if results != "-":
     with open(results, "w") as f:
         f.write("# bench/replication\n\n"
-                f"A region replicating one new version ({mb:,.0f} MB of random bytes, {chunks} chunks) from its "
-                "upstream over a link with the round trip shown (`delay_proxy.py` on loopback), against one curl "
+                f"`meridian pull` fetching one version ({mb:,.0f} MB of random bytes, {chunks} chunks; 4 connections), "
+                "and a region replicating it from its upstream, over a link with the round trip shown "
+                "(`delay_proxy.py` on loopback), against one curl "
                 f"download of the same artifact over the same link, in one run on a {cores}-core machine at {commit}. "
                 "The region's time runs from its exec to its /metrics counting the version. × curl: curl's time "
-                "over the region's (1.0: replicating costs what downloading the bytes once does). The last column is "
+                "over pull's or the region's (1.0: it costs what downloading the bytes once does). The last column is "
                 "the chunk count times the round trip: what fetching each chunk with a request of its own, one after "
                 "another, would spend waiting alone. "
                 "Written by `bench/replication/run.sh`.\n\n" + table + "\n")
