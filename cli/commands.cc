@@ -32,6 +32,7 @@
 #include "delta/chunker.h"
 #include "delta/delta.h"
 #include "delta/delta_info.h"
+#include "manifest/chunk_batch.h"
 #include "manifest/chunk_pages.h"
 #include "manifest/manifest.h"
 #include "signing/signing.h"
@@ -186,26 +187,56 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
         to_upload.push_back(asked[*digest]);
       }
     }
-    Status st = ForEachParallel(store_clients, to_upload.size(), [&](HttpClient& c, size_t k) -> Status {
-      const ChunkToSend& chunk = *to_upload[k];
-      // A chunk of the file is read into its sending thread's buffer, kept
-      // from one chunk to the next: not allocated and zeroed for each.
+    // A chunk's bytes: from memory (an index page) or read from the file into
+    // the sending thread's buffer, kept from one chunk to the next.
+    auto bytes_of = [&](const ChunkToSend& chunk) -> Result<ByteSpan> {
+      if (chunk.bytes != nullptr) return ByteSpan(*chunk.bytes);
       thread_local Bytes read_buffer;
-      ByteSpan data;
-      if (chunk.bytes != nullptr) {
-        data = *chunk.bytes;
-      } else {
-        read_buffer.resize(chunk.size);
-        MERIDIAN_RETURN_IF_ERROR(PreadExact(file.fd, chunk.offset, read_buffer, o.path));
-        data = read_buffer;
-      }
+      read_buffer.resize(chunk.size);
+      MERIDIAN_RETURN_IF_ERROR(PreadExact(file.fd, chunk.offset, read_buffer, o.path));
+      return ByteSpan(read_buffer);
+    };
+    auto changed = [&] { return Status::FailedPrecondition(o.path + " changed while publishing"); };
+    // One chunk a request: a daemon from before chunk batches.
+    auto put_one = [&](HttpClient& c, const ChunkToSend& chunk) -> Status {
+      Result<ByteSpan> data = bytes_of(chunk);
+      if (!data.ok()) return data.status();
       // Not hashed again here: the daemon hashes every chunk it takes.
-      Result<HttpReply> r = c.Put(ChunkPath(chunk.digest), data, kShortReplyBytesMax);
+      Result<HttpReply> r = c.Put(ChunkPath(chunk.digest), *data, kShortReplyBytesMax);
       if (!r.ok()) return r.status();
-      if (r->status == 422 && ErrorCodeOf(*r) == "digest_mismatch") {
-        return Status::FailedPrecondition(o.path + " changed while publishing");
-      }
+      if (r->status == 422 && ErrorCodeOf(*r) == "digest_mismatch") return changed();
       if (r->status != 200 && r->status != 201) return ReplyError(*r, "upload chunk");
+      return Status::Ok();
+    };
+    // Batches of up to kChunkBatchBytesMax, a request each: a round trip per
+    // batch, not per chunk.
+    std::vector<size_t> starts;  // where each batch starts in to_upload, then its end
+    for (size_t i = 0, body = 0; i < to_upload.size(); ++i) {
+      const size_t record = kChunkPageEntryBytes + to_upload[i]->size;
+      if (i == 0 || body + record > kChunkBatchBytesMax) {
+        starts.push_back(i);
+        body = 0;
+      }
+      body += record;
+    }
+    if (!starts.empty()) starts.push_back(to_upload.size());
+    Status st = ForEachParallel(store_clients, starts.empty() ? 0 : starts.size() - 1,
+                                [&](HttpClient& c, size_t k) -> Status {
+      thread_local Bytes body;
+      body.clear();
+      for (size_t i = starts[k]; i < starts[k + 1]; ++i) {
+        Result<ByteSpan> data = bytes_of(*to_upload[i]);
+        if (!data.ok()) return data.status();
+        AppendBatchedChunk(body, to_upload[i]->digest, *data);
+      }
+      Result<HttpReply> r = c.Post(ChunkBatchPath(), AsString(body), kShortReplyBytesMax, "application/octet-stream");
+      if (!r.ok()) return r.status();
+      if (r->status == 404 || r->status == 405) {
+        for (size_t i = starts[k]; i < starts[k + 1]; ++i) MERIDIAN_RETURN_IF_ERROR(put_one(c, *to_upload[i]));
+        return Status::Ok();
+      }
+      if (r->status == 422 && ErrorCodeOf(*r) == "digest_mismatch") return changed();
+      if (r->status != 200) return ReplyError(*r, "upload chunks");
       return Status::Ok();
     });
     uploaded_chunks += to_upload.size();

@@ -20,6 +20,7 @@ std::string VersionPath(std::string_view model, std::string_view version) {
   return VersionsPath(model) + "/" + PercentEncode(version);
 }
 std::string MissingChunksPath() { return "/v1/chunks/missing"; }
+std::string ChunkBatchPath() { return "/v1/chunks"; }
 std::string ChunkPath(const Digest& chunk) { return "/v1/chunks/" + chunk.ToString(); }
 std::string ArtifactPath(const Digest& artifact) { return "/v1/artifacts/" + artifact.ToString(); }
 std::string DeltaPath(const Digest& from, const Digest& to) {

@@ -24,6 +24,7 @@ std::string ModelsPath();
 std::string VersionsPath(std::string_view model);
 std::string VersionPath(std::string_view model, std::string_view version);
 std::string MissingChunksPath();
+std::string ChunkBatchPath();  // POST: a chunk batch (manifest/chunk_batch.h)
 std::string ChunkPath(const Digest& chunk);
 std::string ArtifactPath(const Digest& artifact);
 std::string DeltaPath(const Digest& from, const Digest& to);

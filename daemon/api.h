@@ -114,6 +114,10 @@ class Api final : public HttpHandler {
                             std::shared_ptr<ChunkCursor> chunks, uint64_t size);
   HttpResponse GetDelta(const HttpRequest& req, const std::string& from_text, const std::string& to_text, bool info);
   HttpResponse PutChunk(const HttpRequest& req, const std::string& digest_text);
+  HttpResponse PutChunks(const HttpRequest& req);  // a chunk batch (manifest/chunk_batch.h)
+  // Stores an uploaded chunk (the store re-hashes it: Corruption when it does
+  // not match `digest`); whether it was new.
+  Result<bool> TakeChunk(const Digest& digest, ByteSpan bytes);
   HttpResponse MissingChunks(const HttpRequest& req);
   HttpResponse CommitVersion(const HttpRequest& req, const std::string& model);
   // Makes a version signed by a threshold of release keys visible (a publish,

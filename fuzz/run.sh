@@ -18,7 +18,8 @@
 #                 credential.json, job.json, slot links, root.json, terminal.key, outbox reports as
 #                 the server reads them, and batches of reports a region forwards upstream
 #   sync_document a region's sync document from its upstream, and its stored record of revocations
-#   chunk_page    a paged manifest's index pages, as a store or a server hands them back
+#   chunk_page    a paged manifest's index pages, as a store or a server hands them back, and the
+#                 chunk batches a daemon takes from a publisher (POST /v1/chunks)
 set -eu
 seconds=${1:-20}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,7 +39,7 @@ config="agent/config.cc daemon/config.cc client/http_client.cc manifest/manifest
 agent_state="agent/state_files.cc agent/slots.cc daemon/api_shared.cc daemon/forwarded_reports.cc daemon/http.cc rollout/rollout.cc
   rollout/rollout_json.cc rollout/window.cc rollout/analysis.cc manifest/manifest.cc signing/signing.cc signing/root.cc
   trust/terminal_credential.cc"
-chunk_page="manifest/chunk_pages.cc manifest/manifest.cc"
+chunk_page="manifest/chunk_pages.cc manifest/chunk_batch.cc manifest/manifest.cc"
 sync_document="daemon/sync_document.cc manifest/manifest.cc rollout/rollout.cc rollout/rollout_json.cc rollout/window.cc
   rollout/analysis.cc signing/signing.cc signing/root.cc target/target.cc"
 

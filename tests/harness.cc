@@ -502,7 +502,8 @@ void FakeHttpServer::Serve() {
 FakeReply Forward(HttpClient& server, const FakeRequest& request) {
   std::vector<std::string> headers;
   if (!request.range.empty()) headers.push_back("Range: " + request.range);
-  Result<HttpReply> r = request.method == "POST" ? server.Post(request.path, request.body)
+  Result<HttpReply> r = request.method == "POST"  ? server.Post(request.path, request.body)
+                       : request.method == "PUT" ? server.Put(request.path, AsBytes(request.body))
                                                  : server.Get(request.path, headers);
   if (!r.ok()) return FakeReply{502, "", {}};
   FakeReply out{static_cast<int>(r->status), r->body, {}};

@@ -16,6 +16,8 @@
 #include "base/digest.h"
 #include "base/encoding.h"
 #include "client/http_client.h"
+#include "client/api.h"
+#include "manifest/chunk_batch.h"
 #include "manifest/manifest.h"
 #include "signing/signing.h"
 #include "tests/harness.h"
@@ -243,6 +245,44 @@ TEST_CASE("bad input gets the right 4xx, stores nothing, and the daemon keeps se
     HttpClient wrong(d.url(), HttpClientOptions{.bearer_token = "nope"});
     CHECK(wrong.Put("/v1/chunks/" + digest, data)->status == 403);
     CHECK(reader.Get("/v1/chunks/" + digest)->status == 404);
+  }
+  SECTION("chunk batches: stored in order; one that lies stops there; a malformed or oversized body stores nothing") {
+    const Bytes other = RandomBytes(3000, 11), lie = RandomBytes(100, 12);
+    Bytes body;
+    AppendBatchedChunk(body, Digest::Of(data), data);
+    AppendBatchedChunk(body, Digest::Of(other), other);
+    Result<HttpReply> r = pub.Post(ChunkBatchPath(), AsString(body), 1 << 16, "application/octet-stream");
+    REQUIRE(r->status == 200);
+    CHECK(nlohmann::json::parse(r->body) == nlohmann::json{{"chunks", 2}, {"added", 2}});
+    CHECK(reader.Get("/v1/chunks/" + digest)->body == AsString(data));
+    CHECK(reader.Get("/v1/chunks/" + Digest::Of(other).ToString())->body == AsString(other));
+    // Sent again: nothing new.
+    r = pub.Post(ChunkBatchPath(), AsString(body), 1 << 16, "application/octet-stream");
+    CHECK(nlohmann::json::parse(r->body) == nlohmann::json{{"chunks", 2}, {"added", 0}});
+    // A record whose bytes do not hash to its digest: 422, the one after it not stored.
+    const Bytes after = RandomBytes(200, 13);
+    Bytes lying;
+    AppendBatchedChunk(lying, Digest::Of(other), lie);
+    AppendBatchedChunk(lying, Digest::Of(after), after);
+    r = pub.Post(ChunkBatchPath(), AsString(lying), 1 << 16, "application/octet-stream");
+    CHECK(r->status == 422);
+    CHECK(ErrorCodeOf(*r) == "digest_mismatch");
+    CHECK(reader.Get("/v1/chunks/" + Digest::Of(after).ToString())->status == 404);
+    // Cut short, empty, a size of 0: 400, nothing stored.
+    const Bytes fresh = RandomBytes(300, 14);
+    Bytes cut;
+    AppendBatchedChunk(cut, Digest::Of(fresh), fresh);
+    cut.pop_back();
+    for (const Bytes& bad : {cut, Bytes{}, Bytes(36, 0)}) {
+      r = pub.Post(ChunkBatchPath(), AsString(bad), 1 << 16, "application/octet-stream");
+      CHECK(r->status == 400);
+      CHECK(IsJsonError(*r));
+    }
+    CHECK(reader.Get("/v1/chunks/" + Digest::Of(fresh).ToString())->status == 404);
+    // Past 16 MiB: refused on its head; without a token: 401.
+    CHECK(pub.Post(ChunkBatchPath(), std::string(kChunkBatchBytesMax + 1, 'x'), 1 << 16,
+                   "application/octet-stream")->status == 413);
+    CHECK(anon.Post(ChunkBatchPath(), AsString(body), 1 << 16, "application/octet-stream")->status == 401);
   }
   SECTION("a manifest signed by an unknown key") {
     REQUIRE(pub.Put("/v1/chunks/" + digest, data)->status == 201);
