@@ -197,7 +197,8 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
       return ByteSpan(read_buffer);
     };
     auto changed = [&] { return Status::FailedPrecondition(o.path + " changed while publishing"); };
-    // One chunk a request: a daemon from before chunk batches.
+    // One chunk a request: a daemon from before chunk batches, or a front end
+    // that takes smaller bodies.
     auto put_one = [&](HttpClient& c, const ChunkToSend& chunk) -> Status {
       Result<ByteSpan> data = bytes_of(chunk);
       if (!data.ok()) return data.status();
@@ -231,7 +232,7 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
       }
       Result<HttpReply> r = c.Post(ChunkBatchPath(), AsString(body), kShortReplyBytesMax, "application/octet-stream");
       if (!r.ok()) return r.status();
-      if (r->status == 404 || r->status == 405) {
+      if (r->status == 404 || r->status == 405 || r->status == 413) {
         for (size_t i = starts[k]; i < starts[k + 1]; ++i) MERIDIAN_RETURN_IF_ERROR(put_one(c, *to_upload[i]));
         return Status::Ok();
       }

@@ -147,31 +147,35 @@ TEST_CASE("pull fetches each distinct chunk once, a range of the artifact at a t
   CHECK(d.Terminate() == 0);
 }
 
-TEST_CASE("publish falls back to a chunk a request against a daemon from before chunk batches") {
+TEST_CASE("publish falls back to a chunk a request against a daemon from before batches or a front end that refuses them") {
   DaemonFixture d;
   d.Start();
   HttpClient to_daemon(d.url(), HttpClientOptions{.bearer_token = d.publisher_token()});
-  std::atomic<int> batches{0}, puts{0};
-  // The daemon behind a proxy that answers POST /v1/chunks as an older daemon does.
-  FakeHttpServer older([&](const FakeRequest& req) {
-    if (req.method == "POST" && req.path == "/v1/chunks") {
-      ++batches;
-      return FakeReply{404, R"({"error":{"code":"not_found","message":"no such route"}})"};
-    }
-    if (req.method == "PUT") ++puts;
-    return Forward(to_daemon, req);
-  });
-  const Bytes model = RandomBytes(600'000, 15);
-  WriteFile(d.dir() / "model.bin", model);
-  CommandResult p = Run({MeridianPath(), "--server", older.url(), "--token", d.publisher_token(), "publish", "--key",
-                         d.release_key(), "--model", "m", "--version", "1.0.0", d.dir() / "model.bin"});
-  INFO(p.err);
-  REQUIRE(p.exit_code == 0);
-  CHECK(batches >= 1);
-  CHECK(puts >= 2);  // 600 kB: several chunks
-  const std::string out = d.dir() / "pulled.bin";
-  REQUIRE(d.Cli({"--token", d.terminal_token(), "pull", "--root", d.root_json(), "m", "1.0.0", "-o", out}).exit_code == 0);
-  CHECK(ReadFile(out) == model);
+  // 404: a daemon from before chunk batches; 413: a front end with a smaller body limit.
+  for (const int refusal : {404, 413}) {
+    INFO("POST /v1/chunks answered " << refusal);
+    std::atomic<int> batches{0}, puts{0};
+    FakeHttpServer front([&](const FakeRequest& req) {
+      if (req.method == "POST" && req.path == "/v1/chunks") {
+        ++batches;
+        return FakeReply{refusal, R"({"error":{"code":"refused","message":"not here"}})"};
+      }
+      if (req.method == "PUT") ++puts;
+      return Forward(to_daemon, req);
+    });
+    const std::string version = refusal == 404 ? "1.0.0" : "1.1.0";
+    const Bytes model = RandomBytes(600'000, static_cast<uint64_t>(refusal));
+    WriteFile(d.dir() / "model.bin", model);
+    CommandResult p = Run({MeridianPath(), "--server", front.url(), "--token", d.publisher_token(), "publish", "--key",
+                           d.release_key(), "--model", "m", "--version", version, d.dir() / "model.bin"});
+    INFO(p.err);
+    REQUIRE(p.exit_code == 0);
+    CHECK(batches >= 1);
+    CHECK(puts >= 2);  // 600 kB: several chunks
+    const std::string out = d.dir() / "pulled.bin";
+    REQUIRE(d.Cli({"--token", d.terminal_token(), "pull", "--root", d.root_json(), "m", version, "-o", out}).exit_code == 0);
+    CHECK(ReadFile(out) == model);
+  }
 }
 
 TEST_CASE("a paged manifest: publish writes index pages, pull reads them; a retry and fsck agree") {
