@@ -3,13 +3,13 @@
 
 #include <fmt/format.h>
 
+#include "manifest/chunk_pages.h"
 #include "manifest/manifest.h"
 
 namespace meridian {
 
 void AppendBatchedChunk(Bytes& body, const Digest& digest, ByteSpan chunk) {
-  body.insert(body.end(), digest.bytes().begin(), digest.bytes().end());
-  for (int shift = 0; shift < 32; shift += 8) body.push_back(static_cast<uint8_t>(chunk.size() >> shift));
+  AppendChunkPageEntry(body, {digest, chunk.size()});
   body.insert(body.end(), chunk.begin(), chunk.end());
 }
 
@@ -20,18 +20,16 @@ Result<std::vector<BatchedChunk>> ParseChunkBatch(ByteSpan body) {
     if (body.size() - at < kChunkPageEntryBytes) {
       return Status::InvalidArgument(fmt::format("chunk batch: the record at byte {} is cut short", at));
     }
-    const ByteSpan entry = body.subspan(at, kChunkPageEntryBytes);
-    uint64_t size = 0;
-    for (size_t b = 0; b < 4; ++b) size |= uint64_t{entry[Digest::kSize + b]} << (8 * b);
-    if (size == 0 || size > kChunkBytesMax) {
+    const ChunkRef entry = ChunkPageEntry(body.subspan(at), 0);
+    if (entry.size == 0 || entry.size > kChunkBytesMax) {
       return Status::InvalidArgument(
-          fmt::format("chunk batch: the record at byte {} says {} bytes (1 … {})", at, size, kChunkBytesMax));
+          fmt::format("chunk batch: the record at byte {} says {} bytes (1 … {})", at, entry.size, kChunkBytesMax));
     }
-    if (body.size() - at - kChunkPageEntryBytes < size) {
+    if (body.size() - at - kChunkPageEntryBytes < entry.size) {
       return Status::InvalidArgument(fmt::format("chunk batch: the record at byte {} is cut short", at));
     }
-    out.push_back({*Digest::FromBytes(entry.first(Digest::kSize)), body.subspan(at + kChunkPageEntryBytes, size)});
-    at += kChunkPageEntryBytes + size;
+    out.push_back({entry.digest, body.subspan(at + kChunkPageEntryBytes, entry.size)});
+    at += kChunkPageEntryBytes + entry.size;
   }
   return out;
 }

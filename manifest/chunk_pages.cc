@@ -15,8 +15,7 @@ std::vector<ChunkPage> MakeChunkPages(std::span<const ChunkRef> chunks, size_t c
     ChunkPage page;
     page.bytes.reserve(part.size() * kChunkPageEntryBytes);
     for (const ChunkRef& c : part) {
-      page.bytes.insert(page.bytes.end(), c.digest.bytes().begin(), c.digest.bytes().end());
-      for (int shift = 0; shift < 32; shift += 8) page.bytes.push_back(static_cast<uint8_t>(c.size >> shift));
+      AppendChunkPageEntry(page.bytes, c);
       page.ref.size += c.size;
     }
     page.ref.chunks = part.size();
@@ -24,6 +23,11 @@ std::vector<ChunkPage> MakeChunkPages(std::span<const ChunkRef> chunks, size_t c
     pages.push_back(std::move(page));
   }
   return pages;
+}
+
+void AppendChunkPageEntry(Bytes& out, const ChunkRef& chunk) {
+  out.insert(out.end(), chunk.digest.bytes().begin(), chunk.digest.bytes().end());
+  for (int shift = 0; shift < 32; shift += 8) out.push_back(static_cast<uint8_t>(chunk.size >> shift));
 }
 
 ChunkRef ChunkPageEntry(ByteSpan page, size_t i) {

@@ -32,8 +32,11 @@ std::vector<ChunkPage> MakeChunkPages(std::span<const ChunkRef> chunks, size_t c
 Status CheckChunkPage(const ChunkPageRef& ref, ByteSpan page);
 
 // Entry `i` of a page CheckChunkPage accepted (i < ref.chunks): a reader that
-// walks a page in place, without a copy of its list.
+// walks a page in place, without a copy of its list. Also how a chunk batch
+// (manifest/chunk_batch.h) names each of its chunks.
 ChunkRef ChunkPageEntry(ByteSpan page, size_t i);
+// Appends `chunk`'s entry (its digest, then its size as 4 bytes little-endian).
+void AppendChunkPageEntry(Bytes& out, const ChunkRef& chunk);
 
 // Appends the entries of `page` to `out` once CheckChunkPage accepts it
 // (nothing appended otherwise).
