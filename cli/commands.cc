@@ -502,21 +502,11 @@ Status DownloadChunks(const GlobalOptions& g, VerifiedManifest& verified, int fd
   const Manifest& m = verified.manifest();
   std::vector<uint64_t> offsets(m.chunks.size());
   for (size_t i = 1; i < offsets.size(); ++i) offsets[i] = offsets[i - 1] + m.chunks[i - 1].size;
-  std::vector<ChunkRun> ranges;
-  uint64_t distinct_bytes = 0;
   std::set<Digest> distinct;
   for (const ChunkRef& c : m.chunks) distinct.insert(c.digest);
-  for (const ChunkRun& run : FirstOccurrenceRuns(m.chunks, std::move(distinct))) {
-    distinct_bytes += run.end_byte - run.begin;
-    for (size_t i = run.first; i < run.end; ++i) {
-      const uint64_t end_byte = offsets[i] + m.chunks[i].size;
-      if (i == run.first || end_byte - ranges.back().begin > kRangeBytesMax) {
-        ranges.push_back({.first = i, .end = i, .begin = offsets[i], .end_byte = offsets[i]});
-      }
-      ranges.back().end = i + 1;
-      ranges.back().end_byte = end_byte;
-    }
-  }
+  const std::vector<ChunkRun> ranges = FirstOccurrenceRuns(m.chunks, std::move(distinct), kRangeBytesMax);
+  uint64_t distinct_bytes = 0;
+  for (const ChunkRun& range : ranges) distinct_bytes += range.end_byte - range.begin;
   if (::ftruncate(fd, 0) != 0) return ErrnoStatus("truncate", errno);
   Progress progress("downloading", distinct_bytes, !g.json);
   std::atomic<uint64_t> downloaded{0};

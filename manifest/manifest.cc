@@ -106,12 +106,15 @@ void ReadNames(JsonFields& f, std::string_view key, std::vector<std::string>* ou
 
 }  // namespace
 
-std::vector<ChunkRun> FirstOccurrenceRuns(const std::vector<ChunkRef>& chunks, std::set<Digest> wanted) {
+std::vector<ChunkRun> FirstOccurrenceRuns(const std::vector<ChunkRef>& chunks, std::set<Digest> wanted,
+                                          uint64_t run_bytes_max) {
   std::vector<ChunkRun> runs;
   uint64_t offset = 0;
   for (size_t i = 0; i < chunks.size(); offset += chunks[i].size, ++i) {
     if (wanted.erase(chunks[i].digest) == 0) continue;  // not wanted, or taken at an earlier occurrence
-    if (runs.empty() || runs.back().end != i) runs.push_back({.first = i, .end = i, .begin = offset, .end_byte = offset});
+    if (runs.empty() || runs.back().end != i || offset + chunks[i].size - runs.back().begin > run_bytes_max) {
+      runs.push_back({.first = i, .end = i, .begin = offset, .end_byte = offset});
+    }
     runs.back().end = i + 1;
     runs.back().end_byte = offset + chunks[i].size;
   }

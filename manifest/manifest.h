@@ -94,7 +94,11 @@ struct ChunkRun {
 };
 // The runs of `chunks` that hold the first occurrence of each of `wanted`, in
 // order: a client fetches what it lacks with a request per run, not per chunk.
-std::vector<ChunkRun> FirstOccurrenceRuns(const std::vector<ChunkRef>& chunks, std::set<Digest> wanted);
+// A run is cut before a chunk that would take it past `run_bytes_max` (a
+// chunk longer than that is a run of its own), so that several connections
+// can share a long one.
+std::vector<ChunkRun> FirstOccurrenceRuns(const std::vector<ChunkRef>& chunks, std::set<Digest> wanted,
+                                          uint64_t run_bytes_max = UINT64_MAX);
 
 // Whether two manifests describe the same release: equal in everything but
 // `created`, so publishing the same bytes with the same metadata again (a

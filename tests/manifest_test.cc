@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -256,4 +257,10 @@ TEST_CASE("the runs of a chunk list that hold the first occurrence of each wante
   CHECK(FirstOccurrenceRuns(chunks("abab"), {digest('a'), digest('b')}) == std::vector<ChunkRun>{{0, 2, 0, 3}});
   CHECK(FirstOccurrenceRuns(chunks("aba"), {digest('a')}) == std::vector<ChunkRun>{{0, 1, 0, 1}});
   CHECK(FirstOccurrenceRuns(chunks("abc"), {}).empty());
+  // Cut before a chunk that would take a run past the limit; a longer chunk alone.
+  const std::set<Digest> all = {digest('a'), digest('b'), digest('c'), digest('d'), digest('e')};
+  CHECK(FirstOccurrenceRuns(chunks("abcde"), all, 6) ==
+        std::vector<ChunkRun>{{0, 3, 0, 6}, {3, 4, 6, 10}, {4, 5, 10, 15}});
+  CHECK(FirstOccurrenceRuns(chunks("abcde"), all, 3) ==
+        std::vector<ChunkRun>{{0, 2, 0, 3}, {2, 3, 3, 6}, {3, 4, 6, 10}, {4, 5, 10, 15}});
 }
