@@ -10,7 +10,9 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <deque>
 #include <limits>
+#include <memory>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
@@ -55,6 +57,82 @@ constexpr size_t kBodyReadBytes = 64u << 10;
 // only its stack, and more writers waiting at once let RocksDB sync them in
 // one group.
 constexpr int kBlockingThreadsMin = 16;
+
+// Held long polls answering at once on one thread.
+constexpr size_t kAnswersInFlightMax = 64;
+
+// A state change wakes every long poll held, thousands per thread. Each
+// builds its answer (a few KiB) and starts writing it, but the write's
+// completion queues behind every other wake-up, so every answer of the
+// thread was in memory at once: 19,600 polls took 74 MiB more to answer than
+// to hold. With the gate, past kAnswersInFlightMax a woken poll waits, first
+// come first served, for an answer before it to be written. One per context,
+// which runs on one thread: no lock.
+class AnswerGate : public net::execution_context::service {
+ public:
+  using key_type = AnswerGate;
+  static inline net::execution_context::id id;
+  explicit AnswerGate(net::execution_context& context) : service(context) {}
+
+  // Returns once the caller may answer; it then calls Leave once.
+  net::awaitable<void> Enter() {
+    if (answering_ < kAnswersInFlightMax) {
+      ++answering_;
+      co_return;
+    }
+    auto executor = co_await net::this_coro::executor;
+    auto turn = std::make_shared<net::steady_timer>(executor, net::steady_timer::time_point::max());
+    waiting_.push_back(turn);
+    co_await turn->async_wait(kTuple);  // cancelled by Leave, which hands its place over
+  }
+
+  void Leave() {
+    while (!waiting_.empty() && !shut_down_) {
+      std::shared_ptr<net::steady_timer> next = waiting_.front().lock();
+      waiting_.pop_front();
+      if (next != nullptr) {
+        next->cancel();
+        return;
+      }
+    }
+    --answering_;
+  }
+
+ private:
+  // The context is going: its coroutines are destroyed, not resumed.
+  void shutdown() override {
+    shut_down_ = true;
+    waiting_.clear();
+  }
+
+  size_t answering_ = 0;
+  std::deque<std::weak_ptr<net::steady_timer>> waiting_;  // a waiter gone (its session destroyed) is skipped
+  bool shut_down_ = false;
+};
+
+// A place taken in a context's AnswerGate, given back on Release or at the
+// end of its scope (after the answer is written).
+class AnswerTurn {
+ public:
+  AnswerTurn() = default;
+  AnswerTurn(const AnswerTurn&) = delete;
+  AnswerTurn& operator=(const AnswerTurn&) = delete;
+  ~AnswerTurn() { Release(); }
+
+  net::awaitable<void> Take() {
+    if (gate_ != nullptr) co_return;
+    auto executor = co_await net::this_coro::executor;
+    AnswerGate& gate = net::use_service<AnswerGate>(net::query(executor, net::execution::context));
+    co_await gate.Enter();
+    gate_ = &gate;
+  }
+  void Release() {
+    if (gate_ != nullptr) std::exchange(gate_, nullptr)->Leave();
+  }
+
+ private:
+  AnswerGate* gate_ = nullptr;
+};
 
 // The whole answer to a connection over the limit, made once.
 static const std::string& TooManyConnectionsReply() {
@@ -557,7 +635,8 @@ struct HttpServer::Impl {
   // the end of the wait: the socket is watched (WatchForClose). Returns false
   // when the client left.
   template <class Stream>
-  net::awaitable<bool> HoldDeferred(Stream& stream, HttpRequest& req, HttpResponse& res, SessionRef& ref) {
+  net::awaitable<bool> HoldDeferred(Stream& stream, HttpRequest& req, HttpResponse& res, SessionRef& ref,
+                                    AnswerTurn& turn) {
     beast::tcp_stream& tcp_layer = Tcp(stream);
     auto executor = co_await net::this_coro::executor;
     auto timer = std::make_shared<net::steady_timer>(executor);
@@ -579,7 +658,9 @@ struct HttpServer::Impl {
       d.notifier->Unsubscribe(id);
       if (watch->client_left) break;
       req.wait_expired = stopping || std::chrono::steady_clock::now() >= deadline;
+      co_await turn.Take();
       res = Handle(req);
+      if (res.defer) turn.Release();
     }
     watch->holding = false;
     beast::error_code ignored;
@@ -707,8 +788,9 @@ struct HttpServer::Impl {
       } else {
         res = Handle(req);
       }
+      AnswerTurn turn;  // taken by a held request once woken, until its answer is written
       if (res.defer) {
-        bool client_stayed = co_await HoldDeferred(stream, req, res, *ref);
+        bool client_stayed = co_await HoldDeferred(stream, req, res, *ref, turn);
         if (!client_stayed) {
           handler.Completed(req, kClientClosedRequest, 0);
           break;

@@ -4,7 +4,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <vector>
 #include <thread>
 
 #include <catch2/catch.hpp>
@@ -53,9 +55,11 @@ TEST_CASE("an unsubscribed wait is not fired and not kept") {
 namespace {
 
 // GET /poll is held until `changes` fires (30 s at most); GET /other answers at once.
+// Counts the answers to polls made and not yet written, and their most at once.
 class PollHandler final : public HttpHandler {
  public:
   ChangeNotifier changes;
+  std::atomic<int> answering = 0, answering_most = 0;
   HttpAdmission Admit(HttpRequest&) override { return {}; }
   HttpResponse Handle(const HttpRequest& request) override {
     HttpResponse r;
@@ -63,10 +67,17 @@ class PollHandler final : public HttpHandler {
       r.defer = HttpDeferral{&changes, 0, std::chrono::seconds(30)};
       return r;
     }
+    if (request.target == "/poll") {
+      const int now = ++answering;
+      for (int most = answering_most; now > most && !answering_most.compare_exchange_weak(most, now);) {
+      }
+    }
     r.body = request.target == "/poll" ? "changed" : "other";
     return r;
   }
-  void Completed(const HttpRequest&, int, uint64_t) override {}
+  void Completed(const HttpRequest& request, int, uint64_t) override {
+    if (request.target == "/poll") --answering;
+  }
 };
 
 bool Within(std::chrono::milliseconds limit, const std::function<bool()>& condition) {
@@ -103,4 +114,33 @@ TEST_CASE("a held long poll whose client hangs up is dropped at once; a pipeline
   ::close(stays);
   CHECK(reply.find("changed") != std::string::npos);  // held until the change, not taken for a hang-up
   CHECK(reply.find("other") != std::string::npos);
+}
+
+TEST_CASE("a change answers every held poll, a bounded number at a time per thread") {
+  PollHandler handler;
+  meridian::testing::ServerOnLoopback server(handler, 1);
+  const std::string poll = "GET /poll HTTP/1.1\r\nHost: t\r\n\r\n";
+  constexpr size_t kPolls = 300;  // well past the 64 a thread answers at once
+  std::vector<int> clients;
+  for (size_t i = 0; i < kPolls; ++i) {
+    clients.push_back(ConnectLoopback(server.port()));
+    REQUIRE(clients.back() >= 0);
+    ::send(clients.back(), poll.data(), poll.size(), MSG_NOSIGNAL);
+  }
+  REQUIRE(Within(std::chrono::seconds(30), [&] { return handler.changes.waiting() == kPolls; }));
+  handler.changes.NotifyAll();
+  size_t answered = 0;
+  for (int fd : clients) {
+    std::string reply;
+    char buf[4096];
+    for (ssize_t n; reply.find("changed") == std::string::npos && (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;) {
+      reply.append(buf, static_cast<size_t>(n));
+    }
+    answered += reply.find("changed") != std::string::npos;
+    ::close(fd);
+  }
+  CHECK(answered == kPolls);
+  // Without the bound, every answer was made before the first was written (300 at once).
+  CHECK(handler.answering_most <= 64);
+  CHECK(handler.answering_most >= 1);
 }
