@@ -123,6 +123,10 @@ Status ApplyConfigText(ServeOptions& o, std::string_view toml_text, std::string_
       o.body_timeout_ms > kTimeoutMsMax) {
     return Status::InvalidArgument(fmt::format("{}: timeouts must be 1 ms to {} ms (an hour)", source, kTimeoutMsMax));
   }
+  MERIDIAN_RETURN_IF_ERROR(setting("connections_max", o.connections_max));
+  if (o.connections_max < 1 || o.connections_max > kConnectionsMax) {
+    return Status::InvalidArgument(fmt::format("{}: connections_max must be 1 to {}", source, kConnectionsMax));
+  }
   if (const toml::node* zones = t.get("time_zones")) {
     const toml::table* table = zones->as_table();
     if (table == nullptr) return Status::InvalidArgument(source + ": time_zones must be a table of region = \"Zone\"");

@@ -25,6 +25,8 @@ inline constexpr const char* kDefaultData = "./data";
 inline constexpr const char* kDefaultListen = "127.0.0.1:7400";
 // A --config file is a few settings; a larger one is refused unread.
 inline constexpr uint64_t kServeConfigBytesMax = 1u << 20;
+// The most a connections_max setting may say.
+inline constexpr int64_t kConnectionsMax = 1 << 20;
 
 struct ServeOptions {
   std::string data = kDefaultData;
@@ -34,6 +36,7 @@ struct ServeOptions {
   int threads = 0;
   int64_t head_timeout_ms = HttpServerOptions{}.head_timeout.count();
   int64_t body_timeout_ms = HttpServerOptions{}.body_timeout.count();
+  int64_t connections_max = HttpServerOptions{}.connections_max;  // fewer when the open-file limit is lower
   int64_t state_expiry_ms = RolloutsOptions{}.state_expiry_ms;    // lifetime of a signed channel state
   int64_t state_refresh_ms = RolloutsOptions{}.state_refresh_ms;  // re-signed when less than this is left
   int64_t credential_lifetime_ms = EnrolmentOptions{}.credential_lifetime_ms;  // of a terminal credential
@@ -57,8 +60,8 @@ struct ServeOptions {
 };
 
 // The keys of --config, in the order --help lists them.
-inline constexpr std::array<std::string_view, 33> kConfigKeys = {
-    "data", "listen", "threads", "head_timeout_ms", "body_timeout_ms", "state_expiry_ms", "state_refresh_ms",
+inline constexpr std::array<std::string_view, 34> kConfigKeys = {
+    "data", "listen", "threads", "head_timeout_ms", "body_timeout_ms", "connections_max", "state_expiry_ms", "state_refresh_ms",
     "credential_lifetime_ms", "role",
     "region", "jurisdiction", "upstream", "upstream_token_file", "upstream_ca_file", "upstream_client_certificate",
     "upstream_client_key", "upstream_allow_insecure_http", "tls_certificate", "tls_key", "tls_client_ca",

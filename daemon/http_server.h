@@ -39,7 +39,7 @@ struct HttpServerOptions {
   std::chrono::milliseconds body_timeout{300'000};        // to receive a body
   std::chrono::milliseconds write_timeout{60'000};        // for each write to the client
   std::chrono::milliseconds drain_timeout{10'000};        // for in-flight requests at shutdown
-  uint32_t connections_max = 20'000;                      // further connections are closed at once (TLS handshakes count)
+  uint32_t connections_max = 65'536;                      // further connections are closed at once (TLS handshakes count)
   TlsServerOptions tls = {};                              // head_timeout bounds a TLS handshake too
   // Called once when a stop begins (Stop(), SIGINT or SIGTERM), before draining.
   std::function<void()> on_stopping = {};

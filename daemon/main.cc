@@ -1,6 +1,4 @@
 // meridiand: the daemon (serve), and its `init` and `fsck` subcommands.
-#include <sys/resource.h>
-
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <array>
@@ -21,6 +19,7 @@
 #include "daemon/config.h"
 #include "daemon/credentials.h"
 #include "daemon/data_dir.h"
+#include "daemon/descriptors.h"
 #include "daemon/follower.h"
 #include "daemon/outbox.h"
 #include "daemon/http_server.h"
@@ -42,41 +41,6 @@ void Log(std::string_view message) {
 int Fail(std::string_view message) {
   fmt::print(stderr, "meridiand: {}\n", message);
   return 1;
-}
-
-// How the process's descriptors are shared out: every connection is one,
-// and so is every file RocksDB keeps open. Sized so that together they never
-// exhaust the limit, leaving a reserve for the listener, logs, the WAL and
-// MANIFEST, upstream connections and delta work.
-struct DescriptorBudget {
-  uint64_t limit = 0;
-  uint32_t connections_max = 0;
-  int store_files_max = 0;
-};
-constexpr uint64_t kDescriptorsReserved = 64;
-constexpr uint64_t kDescriptorsMin = 256;
-
-// Raises the soft open-file limit to the hard one, then splits it.
-Result<DescriptorBudget> BudgetDescriptors() {
-  rlimit rl{};
-  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return Status::IOError("getrlimit(RLIMIT_NOFILE) failed");
-  if (rl.rlim_cur < rl.rlim_max) {
-    rlimit raised = rl;
-    raised.rlim_cur = rl.rlim_max;
-    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
-  }
-  const uint64_t limit = rl.rlim_cur == RLIM_INFINITY ? uint64_t{1} << 20 : rl.rlim_cur;
-  if (limit < kDescriptorsMin) {
-    return Status::FailedPrecondition(fmt::format(
-        "the open-file limit is {}; meridiand needs at least {} (raise ulimit -n, or LimitNOFILE in its unit)", limit,
-        kDescriptorsMin));
-  }
-  DescriptorBudget b;
-  b.limit = limit;
-  b.store_files_max = static_cast<int>(std::clamp<uint64_t>(limit / 8, 32, 4096));
-  b.connections_max = static_cast<uint32_t>(std::min<uint64_t>(
-      limit - static_cast<uint64_t>(b.store_files_max) - kDescriptorsReserved, HttpServerOptions{}.connections_max));
-  return b;
 }
 
 // Settings from --config FILE (TOML); flags given on the command line win.
@@ -154,7 +118,7 @@ int Serve(ServeOptions o) {
       if (!st.ok()) return Fail("--upstream: " + st.message());
     }
   }
-  Result<DescriptorBudget> fds = BudgetDescriptors();
+  Result<DescriptorBudget> fds = BudgetDescriptors(d.store(), static_cast<uint32_t>(o.connections_max));
   if (!fds.ok()) return Fail(fds.status().message());
   // A region's follower, once it exists, fetches chunks found damaged again from upstream.
   std::atomic<Follower*> repairer = nullptr;

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "daemon/config.h"
+#include "daemon/descriptors.h"
 
 using namespace meridian;
 
@@ -21,13 +22,14 @@ Status Apply(ServeOptions& o, const std::string& text, std::set<std::string> giv
 
 TEST_CASE("config: settings of the right type are applied; flags given win") {
   ServeOptions o;
-  REQUIRE(Apply(o, "data = \"/var/lib/m\"\nthreads = 4\nhead_timeout_ms = 2500\n"
+  REQUIRE(Apply(o, "data = \"/var/lib/m\"\nthreads = 4\nhead_timeout_ms = 2500\nconnections_max = 30000\n"
                    "upstream = [\"https://a.example\", \"https://b.example\"]\nupstream_allow_insecure_http = true\n"
                    "tls_key = \"k.pem\"\ndelta_literal_level = 9\n")
               .ok());
   CHECK(o.data == "/var/lib/m");
   CHECK(o.threads == 4);
   CHECK(o.head_timeout_ms == 2500);
+  CHECK(o.connections_max == 30000);
   CHECK(o.upstream == std::vector<std::string>{"https://a.example", "https://b.example"});
   CHECK(o.upstream_allow_insecure_http);
   CHECK(o.tls_key == "k.pem");
@@ -66,7 +68,7 @@ TEST_CASE("config: a value of the wrong type is refused, never silently the defa
 }
 
 TEST_CASE("config: out-of-range values and unknown keys are refused") {
-  for (const std::string text : {"threads = -1", "threads = 5000", "head_timeout_ms = 0", "body_timeout_ms = 3600001",
+  for (const std::string text : {"threads = -1", "threads = 5000", "connections_max = 0", "connections_max = 1048577", "head_timeout_ms = 0", "body_timeout_ms = 3600001",
                                  "delta_threads = 0", "delta_literal_level = 23", "credential_lifetime_ms = 5",
                                  "nonsense = 1", "threads = ", "keep_versions = -1", "collect_interval_ms = 10",
                                  "unreferenced_grace_ms = 0", "report_ids_ms = 999", "keep_versions = \"3\"", "chunk_cache_bytes = -1", "scrub_interval_ms = 999",
@@ -94,4 +96,22 @@ TEST_CASE("config: retention settings") {
   REQUIRE(Apply(defaults, "").ok());
   CHECK(defaults.retention.keep_versions == 0);  // nothing is deleted unless asked
   CHECK(defaults.unreferenced_grace_ms == 24ll * 3600 * 1000);
+}
+
+TEST_CASE("descriptors: the store gets twice the files it has, within an eighth of the limit; connections the rest") {
+  // A new store: the least it gets, and every other descriptor but the reserve to connections.
+  DescriptorBudget b = SplitDescriptors(20'000, 10, 65'536);
+  CHECK(b.store_files_max == 256);
+  CHECK(b.connections_max == 20'000 - 256 - kDescriptorsReserved);
+  // A store of 1,000 files gets room for 2,000; at most an eighth of the limit (2,500 of 20,000).
+  CHECK(SplitDescriptors(20'000, 1'000, 65'536).store_files_max == 2'000);
+  CHECK(SplitDescriptors(20'000, 5'000, 65'536).store_files_max == 2'500);
+  CHECK(SplitDescriptors(1 << 20, 100'000, 65'536).store_files_max == 4'096);
+  // The smallest limit: an eighth is 32.
+  b = SplitDescriptors(kDescriptorsMin, 0, 65'536);
+  CHECK(b.store_files_max == 32);
+  CHECK(b.connections_max == kDescriptorsMin - 32 - kDescriptorsReserved);
+  // connections_max bounds connections when descriptors would allow more.
+  CHECK(SplitDescriptors(1 << 20, 0, 65'536).connections_max == 65'536);
+  CHECK(SplitDescriptors(1 << 20, 0, 100).connections_max == 100);
 }

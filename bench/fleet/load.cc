@@ -606,7 +606,7 @@ int Hold(const Args& a) {
   std::string token = a.Get("token"), change_path = a.Get("change-path");
   std::string change_body = ReadBodyFile(a.Get("change-body-file"));
   std::vector<std::string> creds = ReadCredentials(a.Get("creds"), n);
-  long long known = -1, opening = 0, sent = 0, done = 0, early = 0, stale = 0, held = -1;
+  long long known = -1, opening = 0, sent = 0, done = 0, early = 0, unsent = 0, stale = 0, held = -1;
   bool changed = false;
   int change_code = 0;
   Clock::time_point t_change, last_answer;
@@ -634,7 +634,7 @@ int Hold(const Args& a) {
     if (!written) --opening;
     if (!changed) {
       early_codes.Add(code, reply);  // refused, failed, or the wait ended before the change
-      ++early;
+      ++(written ? early : unsent);   // unsent: the connection failed (the client's own open-file limit)
     } else {
       lat.push_back(Ms(t - t_change));
       last_answer = t;
@@ -694,15 +694,15 @@ int Hold(const Args& a) {
   }
   double window_s = lat.empty() ? 0 : std::chrono::duration<double>(last_answer - t_change).count();
   std::printf("{\"mode\":\"hold\",\"n\":%lld,\"known\":%lld,\"wait_s\":%lld,\"open_seconds\":%.3f,\"sent\":%lld,"
-              "\"early\":%lld,\"early_codes\":%s,\"held_gauge\":%lld,\"rss_held_kb\":%lld,\"hwm_held_kb\":%lld,"
+              "\"early\":%lld,\"unsent\":%lld,\"early_codes\":%s,\"held_gauge\":%lld,\"rss_held_kb\":%lld,\"hwm_held_kb\":%lld,"
               "\"change_code\":%d,\"change_ms\":%.3f,\"latency\":%s,\"codes\":%s,\"stale\":%lld,"
               "\"rss_end_kb\":%lld,\"hwm_end_kb\":%lld,\"answer_seconds\":%.3f,\"daemon_cpu_s\":%.2f,"
               "\"client_cpu_s\":%.2f,\"client_cpu_total_s\":%.2f,\"first_error\":%s}\n",
-              n, known, wait_s, open_s, sent, early, early_codes.Json().c_str(), held, at_hold.rss_kb, at_hold.hwm_kb,
+              n, known, wait_s, open_s, sent, early, unsent, early_codes.Json().c_str(), held, at_hold.rss_kb, at_hold.hwm_kb,
               change_code, change_ms, Stats(lat).c_str(), codes.Json().c_str(), stale, at_end.rss_kb, at_end.hwm_kb,
               window_s, at_end.cpu_s - at_hold.cpu_s, client_cpu1 - client_cpu0, CpuSeconds(),
               JsonStr(fail + early_codes.first_error + codes.first_error).c_str());
-  bool ok = fail.empty() && early == 0 && stale == 0 && codes.n.size() == 1 && codes.n.count(200);
+  bool ok = fail.empty() && early == 0 && unsent == 0 && stale == 0 && codes.n.size() == 1 && codes.n.count(200);
   return ok ? 0 : 1;
 }
 

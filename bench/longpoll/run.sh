@@ -69,9 +69,10 @@ answered = h["codes"].get("200", 0) - h["stale"]
 ok = lambda good: "yes" if good else "**no**"
 rows = [
     ("long polls asked (terminals, one connection each)", f"{n:,} (`known={h['known']}&wait={h['wait_s']}`)"),
-    ("sent, opened ≤ CONNECTING at a time", f"{h['sent']:,} in {h['open_seconds']:.1f} s"),
+    ("sent, opened ≤ CONNECTING at a time", f"{h['sent']:,} in {h['open_seconds']:.1f} s"
+     + (f" ({h['unsent']:,} not sent: the client could not connect)" if h["unsent"] else "")),
     ("answered before the change (refused, failed)",
-     f"{h['early']:,}" + (f" ({codes(h['early_codes'])})" if h["early"] else "")),
+     f"{h['early']:,}" + (f" ({codes(h['early_codes'])})" if h["early"] + h["unsent"] else "")),
     ("held by the daemon (`meridian_long_polls_held`)", f"{h['held_gauge']:,}"),
     ("daemon RSS with them held (VmRSS; before them)", f"{mib(h['rss_held_kb'])} ({mib(rss_idle)})"),
     ("change: `POST /v1/rollouts` (rollout start) answered",
