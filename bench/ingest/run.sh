@@ -32,6 +32,8 @@ if [[ ! -s "$weights" ]]; then
     cat unpacked/package/dist/* >"$weights.part" && mv "$weights.part" "$weights" && rm -rf unpacked)
 fi
 head -c $((size_mib << 20)) /dev/urandom >"$work/random.bin"
+# On disk before the runs: its writeback would compete with the daemon's flushes.
+sync "$work/random.bin"
 
 "$bin/cli/meridian" keygen "$work/release.key" >/dev/null
 now() { date +%s.%N; }
