@@ -132,7 +132,7 @@ behind every other wake-up). Answering 64 at a time per thread, measured on the 
 and without it: 19,600 polls held in 202 MiB peaked at 276 MiB without, 213 MiB with (max
 latency 0.53 and 0.55 s); 10,000 held in 123–125 MiB peaked at 157 MiB without, 130 MiB with.
 Since 3c2b602 the daemon limits malloc arenas to one per core: 20,000 asked, 19,679 held in
-172–176 MiB (peak 182–189 MiB) in three runs, against 204 MiB (peak 215 MiB) in a run with
+172–174 MiB (peak 182–185 MiB) in three runs, against 204 MiB (peak 215 MiB) in a run with
 MALLOC_ARENA_MAX=16 (an arena per thread, as before) between them. The last answer came at 0.61
 s in two of those three runs and at 1.17 s in the third (the daemon's CPU over the answers 1.34
 s, against 0.78–0.80 s in the others); the runs with an arena per thread took 0.57–0.59 s.
