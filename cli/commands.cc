@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <mutex>
 #include <cstring>
 #include <functional>
 #include <filesystem>
@@ -161,6 +163,11 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
   // missing then).
   uint64_t uploaded_chunks = 0;
   uint64_t uploaded_bytes = 0;
+  // Kept from one call of upload_missing to the next: the size of the next
+  // chunk batch (guarded by the call's plan_mu; calls do not overlap), and
+  // whether the daemon or a front end refused batches.
+  uint64_t batch_bytes_limit = kChunkBatchBytesFirst;
+  std::atomic<bool> batches_refused{false};
   auto upload_missing = [&](std::span<const ChunkToSend> chunks) -> Status {
     std::map<Digest, const ChunkToSend*> asked;
     for (const ChunkToSend& c : chunks) asked.emplace(c.digest, &c);
@@ -209,35 +216,53 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
       if (r->status != 200 && r->status != 201) return ReplyError(*r, "upload chunk");
       return Status::Ok();
     };
-    // Batches of up to kChunkBatchBytesMax, a request each: a round trip per
-    // batch, not per chunk.
-    std::vector<size_t> starts;  // where each batch starts in to_upload, then its end
-    for (size_t i = 0, body = 0; i < to_upload.size(); ++i) {
-      const size_t record = kChunkPageEntryBytes + to_upload[i]->size;
-      if (i == 0 || body + record > kChunkBatchBytesMax) {
-        starts.push_back(i);
-        body = 0;
+    // Batches, a request each: a round trip per batch, not per chunk. Each
+    // takes the next chunks up to the size the last batch's rate says
+    // (NextChunkBatchBytes), so batches grow to kChunkBatchBytesMax on a fast
+    // link and stay small on a slow one.
+    std::mutex plan_mu;
+    size_t next_chunk = 0;  // the first chunk no batch has taken; guarded by plan_mu
+    auto take_batch = [&](size_t* begin, size_t* end, uint64_t* limit) {
+      std::lock_guard lock(plan_mu);
+      *begin = *end = next_chunk;
+      *limit = batch_bytes_limit;
+      for (uint64_t body = 0; *end < to_upload.size(); ++*end) {
+        const uint64_t record = kChunkPageEntryBytes + to_upload[*end]->size;
+        if (*end > *begin && body + record > *limit) break;
+        body += record;
       }
-      body += record;
-    }
-    if (!starts.empty()) starts.push_back(to_upload.size());
-    Status st = ForEachParallel(store_clients, starts.empty() ? 0 : starts.size() - 1,
-                                [&](HttpClient& c, size_t k) -> Status {
+      next_chunk = *end;
+      return *end > *begin;
+    };
+    // As many tasks as chunks at most; those that find none left end at once.
+    Status st = ForEachParallel(store_clients, to_upload.size(), [&](HttpClient& c, size_t) -> Status {
+      size_t begin, end;
+      uint64_t limit;
+      if (!take_batch(&begin, &end, &limit)) return Status::Ok();
+      if (batches_refused) {
+        for (size_t i = begin; i < end; ++i) MERIDIAN_RETURN_IF_ERROR(put_one(c, *to_upload[i]));
+        return Status::Ok();
+      }
       thread_local Bytes body;
       body.clear();
-      for (size_t i = starts[k]; i < starts[k + 1]; ++i) {
+      for (size_t i = begin; i < end; ++i) {
         Result<ByteSpan> data = bytes_of(*to_upload[i]);
         if (!data.ok()) return data.status();
         AppendBatchedChunk(body, to_upload[i]->digest, *data);
       }
+      const auto sending = std::chrono::steady_clock::now();
       Result<HttpReply> r = c.Post(ChunkBatchPath(), AsString(body), kShortReplyBytesMax, "application/octet-stream");
       if (!r.ok()) return r.status();
       if (r->status == 404 || r->status == 405 || r->status == 413) {
-        for (size_t i = starts[k]; i < starts[k + 1]; ++i) MERIDIAN_RETURN_IF_ERROR(put_one(c, *to_upload[i]));
+        batches_refused = true;  // the rest go a chunk a request too
+        for (size_t i = begin; i < end; ++i) MERIDIAN_RETURN_IF_ERROR(put_one(c, *to_upload[i]));
         return Status::Ok();
       }
       if (r->status == 422 && ErrorCodeOf(*r) == "digest_mismatch") return changed();
       if (r->status != 200) return ReplyError(*r, "upload chunks");
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - sending).count();
+      std::lock_guard lock(plan_mu);
+      batch_bytes_limit = NextChunkBatchBytes(limit, body.size(), seconds);
       return Status::Ok();
     });
     uploaded_chunks += to_upload.size();

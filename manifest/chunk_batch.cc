@@ -1,6 +1,8 @@
 // Chunk batches: records of an index page's entry and the chunk's bytes.
 #include "manifest/chunk_batch.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "manifest/chunk_pages.h"
@@ -32,6 +34,14 @@ Result<std::vector<BatchedChunk>> ParseChunkBatch(ByteSpan body) {
     at += kChunkPageEntryBytes + entry.size;
   }
   return out;
+}
+
+uint64_t NextChunkBatchBytes(uint64_t limit, uint64_t sent_bytes, double seconds) {
+  double fits = static_cast<double>(kChunkBatchBytesMax);
+  if (seconds > 0) fits = static_cast<double>(sent_bytes) / seconds * kChunkBatchSeconds;
+  fits = std::min(fits, 2.0 * static_cast<double>(limit));
+  return std::clamp(static_cast<uint64_t>(std::min(fits, static_cast<double>(kChunkBatchBytesMax))), kChunkBatchBytesMin,
+                    kChunkBatchBytesMax);
 }
 
 }  // namespace meridian

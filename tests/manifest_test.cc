@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/bytes.h"
+#include "manifest/chunk_batch.h"
 #include "manifest/chunk_pages.h"
 #include "manifest/manifest.h"
 
@@ -263,4 +264,22 @@ TEST_CASE("the runs of a chunk list that hold the first occurrence of each wante
         std::vector<ChunkRun>{{0, 3, 0, 6}, {3, 4, 6, 10}, {4, 5, 10, 15}});
   CHECK(FirstOccurrenceRuns(chunks("abcde"), all, 3) ==
         std::vector<ChunkRun>{{0, 2, 0, 3}, {2, 3, 3, 6}, {3, 4, 6, 10}, {4, 5, 10, 15}});
+}
+
+TEST_CASE("chunk batches are sized to carry about ten seconds at the last batch's rate") {
+  constexpr uint64_t MiB = 1u << 20;
+  // Fast: at most twice the last, up to the largest body.
+  CHECK(NextChunkBatchBytes(kChunkBatchBytesFirst, MiB, 0.01) == 2 * MiB);
+  CHECK(NextChunkBatchBytes(8 * MiB, 8 * MiB, 0.05) == kChunkBatchBytesMax);
+  CHECK(NextChunkBatchBytes(kChunkBatchBytesMax, kChunkBatchBytesMax, 0.1) == kChunkBatchBytesMax);
+  CHECK(NextChunkBatchBytes(MiB, MiB, 0) == 2 * MiB);
+  // A 1 Mbit/s uplink (125,000 bytes/s): 1 MiB took 8.4 s, the next carries 10 s of it.
+  const uint64_t slow = NextChunkBatchBytes(MiB, MiB, MiB / 125'000.0);
+  CHECK(slow >= 1'249'999);
+  CHECK(slow <= 1'250'000);
+  // Slower still: smaller, never below the least.
+  CHECK(NextChunkBatchBytes(MiB, MiB, 100) == 104'857);
+  CHECK(NextChunkBatchBytes(MiB, MiB, 10'000) == kChunkBatchBytesMin);
+  // A batch smaller than asked (the file's last chunks) still gives the rate.
+  CHECK(NextChunkBatchBytes(16 * MiB, MiB, 1) == 10 * MiB);
 }

@@ -141,8 +141,10 @@ TEST_CASE("pull fetches each distinct chunk once, a range of the artifact at a t
   CHECK(downloaded < 2 * block.size());
   CHECK(requests("GET /v1/artifacts/{digest}") == 2);
   CHECK(requests("GET /v1/chunks/{digest}") == 0);
-  // The publish sent its distinct chunks (under 16 MiB) in one batch, not a request each.
-  CHECK(requests("POST /v1/chunks") == 1);
+  // The publish sent its distinct chunks (about 2 MiB, 30-odd chunks) in
+  // batches, not a request each: 1 MiB first, then what the rate allows.
+  CHECK(requests("POST /v1/chunks") >= 1);
+  CHECK(requests("POST /v1/chunks") <= 3);
   CHECK(requests("PUT /v1/chunks/{digest}") == 0);
   CHECK(d.Terminate() == 0);
 }
@@ -170,8 +172,8 @@ TEST_CASE("publish falls back to a chunk a request against a daemon from before 
                            d.release_key(), "--model", "m", "--version", version, d.dir() / "model.bin"});
     INFO(p.err);
     REQUIRE(p.exit_code == 0);
-    CHECK(batches >= 1);
-    CHECK(puts >= 2);  // 600 kB: several chunks
+    CHECK(batches == 1);  // refused once: the rest went a chunk a request at once
+    CHECK(puts >= 2);     // 600 kB: several chunks
     const std::string out = d.dir() / "pulled.bin";
     REQUIRE(d.Cli({"--token", d.terminal_token(), "pull", "--root", d.root_json(), "m", version, "-o", out}).exit_code == 0);
     CHECK(ReadFile(out) == model);
