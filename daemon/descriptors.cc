@@ -13,7 +13,7 @@ DescriptorBudget SplitDescriptors(uint64_t limit, uint64_t store_files, uint32_t
   DescriptorBudget b;
   b.limit = limit;
   const uint64_t share_max = std::clamp<uint64_t>(limit / 8, 32, 4096);
-  const uint64_t wanted = std::max(kStoreFilesMin, 2 * store_files);
+  const uint64_t wanted = std::max({kStoreFilesMin, limit / 64, 2 * store_files});
   b.store_files_max = static_cast<int>(std::min(share_max, wanted));
   b.connections_max = static_cast<uint32_t>(
       std::min<uint64_t>(limit - static_cast<uint64_t>(b.store_files_max) - kDescriptorsReserved, connections_wanted));

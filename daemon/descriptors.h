@@ -26,8 +26,10 @@ struct DescriptorBudget {
 // Splits `limit` (at least kDescriptorsMin). The store gets twice the table
 // and blob files it holds now (`store_files`: room to grow before RocksDB
 // closes the least recently used ones and opens them again when read), at
-// least kStoreFilesMin and at most an eighth of the limit (32 to 4,096);
-// connections get the rest but the reserve, at most `connections_wanted`.
+// least kStoreFilesMin and a sixty-fourth of the limit (a new region filled
+// with a 200 GiB model, some 800 blob files, keeps them open under 65,536),
+// at most an eighth of the limit (32 to 4,096); connections get the rest but
+// the reserve, at most `connections_wanted`.
 DescriptorBudget SplitDescriptors(uint64_t limit, uint64_t store_files, uint32_t connections_wanted);
 
 // Raises the soft open-file limit to the hard one, counts the table and blob

@@ -98,11 +98,15 @@ TEST_CASE("config: retention settings") {
   CHECK(defaults.unreferenced_grace_ms == 24ll * 3600 * 1000);
 }
 
-TEST_CASE("descriptors: the store gets twice the files it has, within an eighth of the limit; connections the rest") {
-  // A new store: the least it gets, and every other descriptor but the reserve to connections.
-  DescriptorBudget b = SplitDescriptors(20'000, 10, 65'536);
+TEST_CASE("descriptors: the store gets twice the files it has, at least a 64th of the limit and at most an eighth; connections the rest") {
+  // A new store: the least it gets (256, or a 64th of the limit), and every
+  // other descriptor but the reserve to connections.
+  DescriptorBudget b = SplitDescriptors(10'000, 10, 65'536);
   CHECK(b.store_files_max == 256);
-  CHECK(b.connections_max == 20'000 - 256 - kDescriptorsReserved);
+  CHECK(b.connections_max == 10'000 - 256 - kDescriptorsReserved);
+  b = SplitDescriptors(65'536, 10, 65'536);
+  CHECK(b.store_files_max == 1'024);
+  CHECK(b.connections_max == 65'536 - 1'024 - kDescriptorsReserved);
   // A store of 1,000 files gets room for 2,000; at most an eighth of the limit (2,500 of 20,000).
   CHECK(SplitDescriptors(20'000, 1'000, 65'536).store_files_max == 2'000);
   CHECK(SplitDescriptors(20'000, 5'000, 65'536).store_files_max == 2'500);

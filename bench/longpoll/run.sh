@@ -115,13 +115,13 @@ system time of each process over the window from the change to the last answer.
 
 The daemon takes L − S − 64 connections under an open-file limit L, at most `connections_max`
 (65,536 by default), where S, the store's share, is twice the table and blob files it holds at
-start, at least 256, at most clamp(L / 8, 32, 4096) (docs/operator-guide.md; the budget row
+start, at least 256 and L / 64, at most clamp(L / 8, 32, 4096) (docs/operator-guide.md; the budget row
 above). One is the operator's connection, so past L − S − 65 polls the rest are refused at once
 with 503 `too_many_connections` (counted above as answered before the change). The load client
 is under a limit too (NOFILE, or the hard limit when it cannot be raised without
 CAP_SYS_RESOURCE): polls it could not open are counted apart in the sent row. Under a hard limit
 of 20,000 for both, 20,000 held polls cannot be shown; under the packaged unit's
-`LimitNOFILE=65536` the daemon takes up to 65,216 connections. The machine's two cores are
+`LimitNOFILE=65536` the daemon takes up to 64,448 connections. The machine's two cores are
 shared with whatever else runs (the load average rows): the answer window is CPU-bound, so its
 figures move with that load.
 
