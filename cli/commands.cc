@@ -69,12 +69,10 @@ struct Fd {
   Fd& operator=(const Fd&) = delete;
 };
 
-// `g.parallel` connections to `g.server`, for ForEachParallel.
-std::vector<std::unique_ptr<HttpClient>> Connections(const GlobalOptions& g) {
+// `g.parallel` connections to `g.server` with `options`, for ForEachParallel.
+std::vector<std::unique_ptr<HttpClient>> Connections(const GlobalOptions& g, const HttpClientOptions& options) {
   std::vector<std::unique_ptr<HttpClient>> clients;
-  for (int i = 0; i < std::max(1, g.parallel); ++i) {
-    clients.push_back(std::make_unique<HttpClient>(g.server, g.ClientOptions()));
-  }
+  for (int i = 0; i < std::max(1, g.parallel); ++i) clients.push_back(std::make_unique<HttpClient>(g.server, options));
   return clients;
 }
 
@@ -154,7 +152,7 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
     store.server = o.store_at;
     store.token = o.store_token;
   }
-  const std::vector<std::unique_ptr<HttpClient>> store_clients = Connections(store);
+  const std::vector<std::unique_ptr<HttpClient>> store_clients = Connections(store, store.ClientOptions());
   Fd file(::open(o.path.c_str(), O_RDONLY | O_CLOEXEC));
   if (file.fd < 0) return Fail(ErrnoStatus("open " + o.path, errno));
   // Uploads those of `chunks` (first occurrences of their digests) that the
@@ -508,6 +506,46 @@ Result<Bytes> GetChunk(HttpClient& c, const ChunkRef& ref) {
 // The most one ranged GET of the artifact asks for: longer runs are cut, so
 // that the connections share a large file.
 constexpr uint64_t kRangeBytesMax = 16u << 20;
+// A range that fails in a way that may pass is asked for again (below): how
+// many attempts in a row that bring no chunk it gets, and the pause before
+// the second of those, doubling after each.
+constexpr int kRangeAttemptsMax = 4;
+constexpr std::chrono::milliseconds kRangeRetryPause{500};
+
+// Whether a failed GET may go better asked again: the connection dropped or
+// went silent, or the server (or a front end) failed (5xx). A reply that lies
+// (Corruption) or refuses (4xx) would only say so again.
+bool MayPass(const Result<HttpReply>& r) {
+  if (r.ok()) return r->status >= 500;
+  return r.status().code() == Status::Code::kUnavailable || r.status().code() == Status::Code::kDeadlineExceeded;
+}
+
+// GetChunkRun of `run`, asked again from its first chunk not yet taken while
+// the failure MayPass: at once after an attempt that brought chunks, after a
+// pause otherwise, until kRangeAttemptsMax attempts in a row bring none. So a
+// connection dropped in the middle of a large pull costs the chunk it was
+// in, not the pull.
+Result<HttpReply> GetChunkRunRetrying(HttpClient& c, const Manifest& m, const ChunkRun& run,
+                                      const std::function<Status(size_t chunk, ByteSpan bytes)>& take) {
+  size_t next = run.first;
+  auto pause = kRangeRetryPause;
+  for (int fruitless = 0;;) {
+    const size_t before = next;
+    Result<HttpReply> r = GetChunkRun(c, m, run, &next, take);
+    if ((r.ok() && r->status / 100 == 2) || !MayPass(r)) return r;
+    if (next > before) {
+      fruitless = 0;
+      pause = kRangeRetryPause;
+    } else if (++fruitless == kRangeAttemptsMax) {
+      return r;
+    } else {
+      std::this_thread::sleep_for(pause);
+      pause *= 2;
+    }
+    fmt::print(stderr, "meridian: {}; asking again from chunk {}\n",
+               r.ok() ? fmt::format("HTTP {}: {}", r->status, ErrorMessageOf(*r)) : r.status().ToString(), next);
+  }
+}
 
 // A chunk of zeros is left a hole, which reads as zeros: a sparse file (a
 // preallocated tensor store) takes no more disk here than its data.
@@ -536,9 +574,9 @@ Status DownloadChunks(const GlobalOptions& g, VerifiedManifest& verified, int fd
   Progress progress("downloading", distinct_bytes, !g.json);
   std::atomic<uint64_t> downloaded{0};
   std::vector<uint8_t> zeros(m.chunks.size());  // by chunk, those of zeros: holes (each entry written by one thread)
-  MERIDIAN_RETURN_IF_ERROR(ForEachParallel(Connections(g), ranges.size(), [&](HttpClient& c, size_t k) -> Status {
-    size_t next = ranges[k].first;
-    Result<HttpReply> r = GetChunkRun(c, m, ranges[k], &next, [&](size_t i, ByteSpan bytes) -> Status {
+  const std::vector<std::unique_ptr<HttpClient>> connections = Connections(g, g.DownloadOptions());
+  MERIDIAN_RETURN_IF_ERROR(ForEachParallel(connections, ranges.size(), [&](HttpClient& c, size_t k) -> Status {
+    Result<HttpReply> r = GetChunkRunRetrying(c, m, ranges[k], [&](size_t i, ByteSpan bytes) -> Status {
       if (Digest::Of(bytes) != m.chunks[i].digest) {
         return Status::Corruption(fmt::format("chunk {} ({}) does not match its digest", i, m.chunks[i].digest.ToString()));
       }
@@ -590,6 +628,7 @@ Result<uint64_t> DownloadDelta(const GlobalOptions& g, const Root& root, const M
       DeltaInfoFromReply(root, client.Get(DeltaInfoPath(*from, m.digest), kDeltaInfoReplyBytesMax), *from, m.digest);
   if (!info.ok()) return info.status();
   if (!info->worthwhile) return Status::FailedPrecondition("no delta worth downloading: " + info->reason);
+  HttpClient download(g.server, g.DownloadOptions());
 
   Result<std::unique_ptr<FileSourceReader>> source = FileSourceReader::Open(from_file);
   if (!source.ok()) return source.status();
@@ -601,10 +640,11 @@ Result<uint64_t> DownloadDelta(const GlobalOptions& g, const Root& root, const M
   options.target_bytes_max = m.size;
   DeltaDecoder decoder(**source, **sink, options);
   Progress progress("downloading delta", info->size, !g.json);
-  Result<HttpReply> d = GetVerified(client, DeltaPath(*from, m.digest), info->digest, info->size, [&](ByteSpan piece) {
+  auto apply = [&](ByteSpan piece) {
     progress.Add(piece.size());
     return decoder.Append(piece);
-  });
+  };
+  Result<HttpReply> d = GetVerified(download, DeltaPath(*from, m.digest), info->digest, info->size, apply);
   if (!d.ok()) return d.status();
   if (d->status != 200) return ReplyError(*d, "delta");
   MERIDIAN_RETURN_IF_ERROR(decoder.Finish());

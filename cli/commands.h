@@ -27,6 +27,13 @@ struct GlobalOptions {
   HttpClientOptions ClientOptions(long timeout_ms = HttpClientOptions{}.timeout_ms) const {
     return {.timeout_ms = timeout_ms, .bearer_token = token, .tls = tls};
   }
+  // A download as long as the data (an artifact's ranges, a delta): no
+  // whole-request limit, which a slow link would outlast, but a limit on
+  // silence instead (a server or a middlebox that stopped sending).
+  HttpClientOptions DownloadOptions() const {
+    return {.timeout_ms = 0, .stall_timeout_ms = kDownloadStallTimeoutMs, .bearer_token = token, .tls = tls};
+  }
+  static constexpr long kDownloadStallTimeoutMs = 60'000;
 };
 
 struct PublishOptions {

@@ -38,7 +38,7 @@ struct TlsClientOptions {
 
 struct HttpClientOptions {
   long connect_timeout_ms = 5'000;
-  long timeout_ms = 300'000;                   // whole request
+  long timeout_ms = 300'000;                   // whole request; 0: none (a download bounded by stall_timeout_ms)
   // A request that receives nothing for this long fails (DeadlineExceeded)
   // however long timeout_ms would let it run: a server or a middlebox that
   // stopped sending. Whole seconds (libcurl's low-speed check); 0: none.

@@ -392,16 +392,12 @@ Status Follower::FetchMissingChunks(UpstreamClient& up, const Manifest& m) {
 
 Status Follower::FetchRun(UpstreamClient& up, const Manifest& m, const ChunkRun& run) {
   size_t next = run.first;  // the first chunk of the run not stored yet, whichever upstream sent the others
-  Status local;             // this store's own failure (a full disk), not the upstream's
   Result<HttpReply> r = up.Call([&](HttpClient& c) {
-    local = Status::Ok();
-    return GetChunkRun(c, m, run, &next, [&](size_t i, ByteSpan bytes) -> Status {
-      Status put = store_.PutChunk(m.chunks[i].digest, bytes);  // re-hashed: Corruption when the upstream lied
-      if (!put.ok() && put.code() != Status::Code::kCorruption) local = put;
-      return put;
-    });
+    // Re-hashed: Corruption when the upstream lied, so the next one is asked;
+    // this store's own failure (a full disk) ends the call.
+    return GetChunkRun(c, m, run, &next,
+                       [&](size_t i, ByteSpan bytes) { return store_.PutChunk(m.chunks[i].digest, bytes); });
   });
-  if (!local.ok()) return local;
   if (!r.ok()) return r.status();
   if (r->status / 100 != 2) return ReplyError(*r, ArtifactPath(m.digest));
   return Status::Ok();

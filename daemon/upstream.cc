@@ -6,6 +6,13 @@
 #include <fmt/format.h>
 
 namespace meridian {
+namespace {
+
+bool IsLocalFailure(const Status& st) {
+  return st.code() == Status::Code::kIOError || st.code() == Status::Code::kInsufficientStorage;
+}
+
+}  // namespace
 
 UpstreamClient::UpstreamClient(UpstreamOptions options) : options_(std::move(options)) {
   for (const std::string& url : options_.urls) {
@@ -27,6 +34,7 @@ Result<HttpReply> UpstreamClient::Call(const std::function<Result<HttpReply>(Htt
       current_ = i;
       return r;
     }
+    if (!r.ok() && IsLocalFailure(r.status())) return r.status();
     last = r.ok() ? Status::Unavailable(fmt::format("{}: HTTP {}: {}", options_.urls[i], r->status, ErrorMessageOf(*r)))
                   : r.status();
     if (options_.cancel != nullptr && options_.cancel->load()) break;

@@ -42,7 +42,10 @@ class UpstreamClient {
   Result<HttpReply> Post(const std::string& path, std::string_view json_body, uint64_t response_bytes_max);
 
   // Runs `call` against each upstream in turn until one answers below 500 (as
-  // Get does); `call` starts afresh on each, e.g. a streamed download.
+  // Get does); `call` starts afresh on each, e.g. a streamed download. A
+  // failure of this side's own that `call` returns (its disk's: IOError,
+  // InsufficientStorage, which HttpClient never gives) comes back at once:
+  // no other upstream would make it good.
   Result<HttpReply> Call(const std::function<Result<HttpReply>(HttpClient&)>& call);
 
   // The URL of the upstream that answered (or is tried) first.

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <tuple>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "base/digest.h"
@@ -178,6 +179,41 @@ TEST_CASE("publish falls back to a chunk a request against a daemon from before 
     REQUIRE(d.Cli({"--token", d.terminal_token(), "pull", "--root", d.root_json(), "m", version, "-o", out}).exit_code == 0);
     CHECK(ReadFile(out) == model);
   }
+}
+
+TEST_CASE("pull asks again for a range cut short, from the chunk it had reached, and for one a front end failed") {
+  DaemonFixture d;
+  d.Start();
+  const Bytes model = RandomBytes(3u << 20, 31);  // some 50 chunks: one range
+  WriteFile(d.dir() / "model.bin", model);
+  REQUIRE(d.Publish("m", "1.0.0", d.dir() / "model.bin").exit_code == 0);
+  // In front of the daemon: the first GET of the artifact is cut off halfway,
+  // the second answered 503, the third passed on.
+  HttpClient to_daemon(d.url(), HttpClientOptions{.bearer_token = d.terminal_token()});
+  std::vector<std::string> ranges;  // of the artifact's GETs, in order
+  FakeHttpServer front([&](const FakeRequest& req) {
+    if (!req.path.starts_with("/v1/artifacts/")) return Forward(to_daemon, req);
+    ranges.push_back(req.range);
+    if (ranges.size() == 2) return FakeReply{503, R"({"error":{"code":"busy","message":"try again"}})"};
+    FakeReply out = Forward(to_daemon, req);
+    if (ranges.size() == 1) out.body_bytes_sent_max = out.body.size() / 2;
+    return out;
+  });
+  const std::string out = d.dir() / "pulled.bin";
+  CommandResult pull = Run({MeridianPath(), "--server", front.url(), "--token", d.terminal_token(), "--parallel", "1",
+                            "pull", "--root", d.root_json(), "m", "1.0.0", "-o", out});
+  INFO(pull.err);
+  REQUIRE(pull.exit_code == 0);
+  CHECK(ReadFile(out) == model);
+  REQUIRE(ranges.size() == 3);
+  CHECK(ranges[0] == fmt::format("bytes=0-{}", model.size() - 1));
+  // Asked again from the first chunk not received whole: past a third of the
+  // file, short of its half.
+  const uint64_t resumed = std::stoull(ranges[1].substr(std::string("bytes=").size()));
+  CHECK(resumed > model.size() / 3);
+  CHECK(resumed <= model.size() / 2);
+  CHECK(ranges[2] == ranges[1]);
+  CHECK(pull.err.find("asking again") != std::string::npos);
 }
 
 TEST_CASE("a paged manifest: publish writes index pages, pull reads them; a retry and fsck agree") {

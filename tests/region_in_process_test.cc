@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "client/api.h"
+#include "daemon/upstream.h"
 #include "manifest/chunk_pages.h"
 #include "tests/harness.h"
 #include "tests/in_process_region.h"
@@ -246,4 +247,33 @@ TEST_CASE("a region fetches the chunks it lacks as ranges of the artifact: a req
   CHECK(ServedArtifact(sg, "fraud", "1.1.0") == whole);
   CHECK(RequestsAnswered(origin, "GET /v1/artifacts/{digest}") == 3);
   CHECK(RequestsAnswered(origin, "GET /v1/chunks/{digest}") == 0);
+}
+
+TEST_CASE("a failure of the region's own (its disk) ends a call to its upstreams; the upstream's moves on to the next") {
+  std::atomic<int> asked_first{0}, asked_second{0};
+  FakeHttpServer first([&](const FakeRequest&) { return ++asked_first, FakeReply{200, "first"}; });
+  FakeHttpServer second([&](const FakeRequest&) { return ++asked_second, FakeReply{200, "second"}; });
+  UpstreamOptions options;
+  options.urls = {first.url(), second.url()};
+  UpstreamClient up(options);
+  for (const Status& local : {Status::IOError("write: input/output error"), Status::InsufficientStorage("disk full")}) {
+    Result<HttpReply> r = up.Call([&](HttpClient& c) -> Result<HttpReply> {
+      Result<HttpReply> got = c.Get("/x", 1024);
+      if (!got.ok()) return got;
+      return local;  // as a sink storing what came would fail
+    });
+    CHECK(r.status().code() == local.code());
+  }
+  CHECK(asked_first == 2);
+  CHECK(asked_second == 0);
+  // A reply the region finds false (Corruption) is the upstream's: the next one is asked.
+  int calls = 0;
+  Result<HttpReply> r = up.Call([&](HttpClient& c) -> Result<HttpReply> {
+    Result<HttpReply> got = c.Get("/x", 1024);
+    if (++calls == 1) return Status::Corruption("does not match its digest");
+    return got;
+  });
+  REQUIRE(r.ok());
+  CHECK(r->body == "second");
+  CHECK(asked_second == 1);
 }
