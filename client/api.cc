@@ -161,12 +161,17 @@ Result<HttpReply> GetChunkRun(HttpClient& client, const Manifest& m, const Chunk
   if (*next >= run.end) return HttpReply{.status = 206, .body = {}, .headers = {}};
   const std::string path = ArtifactPath(m.digest);
   bool started = false;
+  bool range_ignored = false;
   Bytes chunk;  // the bytes of chunk *next received so far
   auto sink = [&](const HttpReply& head, ByteSpan data) -> Status {
     if (!started) {
       started = true;
       // A server may answer a range that is the whole artifact with all of it (200).
       const bool whole = head.status == 200 && begin == 0 && run.end_byte == m.size;
+      if (!whole && head.status == 200) {
+        range_ignored = true;
+        return Status::Unavailable(path + ": the range was ignored");  // stops the transfer
+      }
       if (!whole && (head.status != 206 || !head.Header("content-range").starts_with(fmt::format("bytes {}-", begin)))) {
         return Status::Corruption(fmt::format("{}: asked for bytes {}-{}, got HTTP {} ({})", path, begin,
                                               run.end_byte - 1, head.status, head.Header("content-range")));
@@ -185,8 +190,22 @@ Result<HttpReply> GetChunkRun(HttpClient& client, const Manifest& m, const Chunk
     }
     return Status::Ok();
   };
-  Result<HttpReply> reply = client.GetStreamingWithHead(path, sink, run.end_byte - begin,
+  // Bounded by the artifact's size, not the range's: a reply to a range that
+  // holds more is refused by the sink, and the head of one that ignores the
+  // range must reach it.
+  Result<HttpReply> reply = client.GetStreamingWithHead(path, sink, m.size,
                                                         {fmt::format("Range: bytes={}-{}", begin, run.end_byte - 1)});
+  if (range_ignored) {
+    // A front end that does not pass ranges on (a cache answering a miss with
+    // the whole artifact): the chunks one request each instead.
+    for (; *next < run.end; ++*next) {
+      const ChunkRef& c = m.chunks[*next];
+      reply = client.Get(ChunkPath(c.digest), c.size);
+      if (!reply.ok() || reply->status != 200) return reply;
+      MERIDIAN_RETURN_IF_ERROR(take(*next, AsBytes(reply->body)));
+    }
+    return reply;
+  }
   if (!reply.ok() || reply->status / 100 != 2) return reply;
   if (*next != run.end) {
     return Status::Unavailable(fmt::format("{}: the reply ended at chunk {} of the {} asked for", path,

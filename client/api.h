@@ -163,9 +163,12 @@ Result<HttpReply> GetVerified(HttpClient& client, const std::string& path, const
 // arrives: a request per run of chunks, not per chunk. *next moves past each
 // chunk `take` accepts, so a transfer cut short can go on from there (from
 // another server). The bytes are the server's: `take` must check them
-// against the chunk's digest before it keeps them. Corruption when the reply
-// is not the range asked for or holds more; Unavailable when it ends before
-// the run does; a status other than 2xx comes back as the reply.
+// against the chunk's digest before it keeps them. A server that ignores the
+// range (200 with the whole artifact: a cache in front answering a miss) is
+// asked for the chunks one GET /v1/chunks/{digest} each instead. Corruption
+// when the reply is not the range asked for or holds more; Unavailable when
+// it ends before the run does; a status other than 2xx comes back as the
+// reply.
 Result<HttpReply> GetChunkRun(HttpClient& client, const Manifest& m, const ChunkRun& run, size_t* next,
                               const std::function<Status(size_t chunk, ByteSpan bytes)>& take);
 

@@ -216,6 +216,52 @@ TEST_CASE("pull asks again for a range cut short, from the chunk it had reached,
   CHECK(pull.err.find("asking again") != std::string::npos);
 }
 
+TEST_CASE("pull through a front end that ignores Range gets the chunks of a partial range one request each") {
+  DaemonFixture d;
+  d.Start();
+  // A 1 MiB block twice, then other bytes: the repeat leaves two ranges that
+  // are not the whole artifact.
+  const Bytes block = RandomBytes(1u << 20, 41);
+  const Bytes tail = RandomBytes(300'000, 42);
+  Bytes model = block;
+  model.insert(model.end(), block.begin(), block.end());
+  model.insert(model.end(), tail.begin(), tail.end());
+  WriteFile(d.dir() / "model.bin", model);
+  REQUIRE(d.Publish("m", "1.0.0", d.dir() / "model.bin").exit_code == 0);
+  HttpClient to_daemon(d.url(), HttpClientOptions{.bearer_token = d.terminal_token()});
+  std::atomic<int> ranged{0}, chunk_gets{0};
+  FakeHttpServer front([&](const FakeRequest& req) {
+    if (req.path.starts_with("/v1/chunks/")) ++chunk_gets;
+    if (!req.path.starts_with("/v1/artifacts/") || req.range.empty()) return Forward(to_daemon, req);
+    ++ranged;
+    FakeRequest whole = req;
+    whole.range.clear();
+    return Forward(to_daemon, whole);  // 200 with all of it
+  });
+  const std::string out = d.dir() / "pulled.bin";
+  CommandResult pull = Run({MeridianPath(), "--server", front.url(), "--token", d.terminal_token(), "pull", "--root",
+                            d.root_json(), "m", "1.0.0", "-o", out});
+  INFO(pull.err);
+  REQUIRE(pull.exit_code == 0);
+  CHECK(ReadFile(out) == model);
+  CHECK(ranged >= 2);
+  CHECK(chunk_gets >= 4);  // 1.3 MiB of distinct chunks, some 64 KiB each
+
+  // One that answers the range with more bytes than asked for is refused,
+  // and nothing is left behind.
+  FakeHttpServer liar([&](const FakeRequest& req) {
+    FakeReply r = Forward(to_daemon, req);
+    if (req.path.starts_with("/v1/artifacts/") && r.status == 206) r.body += "extra";
+    return r;
+  });
+  const std::string refused = d.dir() / "refused.bin";
+  pull = Run({MeridianPath(), "--server", liar.url(), "--token", d.terminal_token(), "pull", "--root", d.root_json(),
+              "m", "1.0.0", "-o", refused});
+  CHECK(pull.exit_code != 0);
+  CHECK(pull.err.find("more bytes than asked for") != std::string::npos);
+  CHECK(!std::filesystem::exists(refused));
+}
+
 TEST_CASE("a paged manifest: publish writes index pages, pull reads them; a retry and fsck agree") {
   DaemonFixture d;
   d.Start();
