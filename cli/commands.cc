@@ -237,30 +237,28 @@ int Publish(const GlobalOptions& g, const PublishOptions& o) {
       size_t begin, end;
       uint64_t limit;
       if (!take_batch(&begin, &end, &limit)) return Status::Ok();
-      if (batches_refused) {
-        for (size_t i = begin; i < end; ++i) MERIDIAN_RETURN_IF_ERROR(put_one(c, *to_upload[i]));
-        return Status::Ok();
+      if (!batches_refused) {
+        thread_local Bytes body;
+        body.clear();
+        for (size_t i = begin; i < end; ++i) {
+          Result<ByteSpan> data = bytes_of(*to_upload[i]);
+          if (!data.ok()) return data.status();
+          AppendBatchedChunk(body, to_upload[i]->digest, *data);
+        }
+        const auto sending = std::chrono::steady_clock::now();
+        Result<HttpReply> r = c.Post(ChunkBatchPath(), AsString(body), kShortReplyBytesMax, "application/octet-stream");
+        if (!r.ok()) return r.status();
+        if (r->status == 422 && ErrorCodeOf(*r) == "digest_mismatch") return changed();
+        if (r->status == 200) {
+          const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - sending).count();
+          std::lock_guard lock(plan_mu);
+          batch_bytes_limit = NextChunkBatchBytes(limit, body.size(), seconds);
+          return Status::Ok();
+        }
+        if (r->status != 404 && r->status != 405 && r->status != 413) return ReplyError(*r, "upload chunks");
+        batches_refused = true;  // this batch and the rest go a chunk a request
       }
-      thread_local Bytes body;
-      body.clear();
-      for (size_t i = begin; i < end; ++i) {
-        Result<ByteSpan> data = bytes_of(*to_upload[i]);
-        if (!data.ok()) return data.status();
-        AppendBatchedChunk(body, to_upload[i]->digest, *data);
-      }
-      const auto sending = std::chrono::steady_clock::now();
-      Result<HttpReply> r = c.Post(ChunkBatchPath(), AsString(body), kShortReplyBytesMax, "application/octet-stream");
-      if (!r.ok()) return r.status();
-      if (r->status == 404 || r->status == 405 || r->status == 413) {
-        batches_refused = true;  // the rest go a chunk a request too
-        for (size_t i = begin; i < end; ++i) MERIDIAN_RETURN_IF_ERROR(put_one(c, *to_upload[i]));
-        return Status::Ok();
-      }
-      if (r->status == 422 && ErrorCodeOf(*r) == "digest_mismatch") return changed();
-      if (r->status != 200) return ReplyError(*r, "upload chunks");
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - sending).count();
-      std::lock_guard lock(plan_mu);
-      batch_bytes_limit = NextChunkBatchBytes(limit, body.size(), seconds);
+      for (size_t i = begin; i < end; ++i) MERIDIAN_RETURN_IF_ERROR(put_one(c, *to_upload[i]));
       return Status::Ok();
     });
     uploaded_chunks += to_upload.size();
