@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
 
 namespace meridian {
@@ -19,8 +20,10 @@ class PeriodicThread {
   PeriodicThread& operator=(const PeriodicThread&) = delete;
 
   // Runs `task` every `interval` (measured from the end of one run to the
-  // start of the next) on a thread of its own. Once only.
-  void Start(std::chrono::milliseconds interval, std::function<void()> task);
+  // start of the next) on a thread of its own. Once only. An exception out
+  // of a run (memory running out) is logged as `what` failing, and the next
+  // run comes as usual: it never ends the process.
+  void Start(std::string what, std::chrono::milliseconds interval, std::function<void()> task);
   // Stops the thread; idempotent, and a no-op when it never started.
   void Stop();
 

@@ -1,6 +1,9 @@
 // Status names and formatting.
 #include "base/status.h"
 
+#include <exception>
+#include <new>
+
 namespace meridian {
 
 std::string_view Status::CodeName(Code code) {
@@ -26,6 +29,19 @@ std::string Status::ToString() const {
   std::string s(CodeName(code_));
   for (char& c : s) if (c == '_') c = ' ';
   return s + ": " + message_;
+}
+
+Status StatusOfCurrentException(std::string_view what) {
+  const std::string prefix = std::string(what) + ": ";
+  try {
+    throw;
+  } catch (const std::bad_alloc&) {
+    return Status::ResourceExhausted(prefix + "out of memory");
+  } catch (const std::exception& e) {
+    return Status::IOError(prefix + e.what());
+  } catch (...) {
+    return Status::IOError(prefix + "unknown exception");
+  }
 }
 
 }  // namespace meridian

@@ -86,6 +86,23 @@ class Result {
   Status status_;
 };
 
+// Within a catch block: the exception being handled as a Status naming
+// `what`: ResourceExhausted for std::bad_alloc, IOError for any other.
+Status StatusOfCurrentException(std::string_view what);
+
+// body(), or the Status of the exception it lets out: for work one failure
+// of which must not end the process (a store call, a background thread's
+// round), where handlers answer errors and an exception is a bug or memory
+// running out.
+template <typename F>
+auto CatchExceptions(std::string_view what, F&& body) noexcept -> decltype(body()) {
+  try {
+    return body();
+  } catch (...) {
+    return StatusOfCurrentException(what);
+  }
+}
+
 }  // namespace meridian
 
 // Returns the status from the enclosing function when `expr` is not OK.

@@ -317,7 +317,8 @@ void DeltaService::Run() {
     queue_.pop_front();
     busy_ = true;
     lock.unlock();
-    Result<DeltaRecord> r = Compute(from, to);
+    // Making a delta allocates up to its memory budget: running out fails this pair, not the daemon.
+    Result<DeltaRecord> r = CatchExceptions("making a delta", [&] { return Compute(from, to); });
     Status st = r.ok() ? store_.WriteState({{StateKey(from, to), DeltaRecordToJson(*r)}}) : r.status();
     if (!st.ok()) {
       // Not recorded: a later request queues the pair again.

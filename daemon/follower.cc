@@ -100,7 +100,7 @@ void Follower::Repair() {
     lock.unlock();
     bool failed = false;
     for (const Digest& d : chunks) {
-      Status st = FetchChunk(up, d);
+      Status st = CatchExceptions("a repair", [&] { return FetchChunk(up, d); });
       if (st.ok()) {
         std::fprintf(stderr, "meridiand: chunk %s fetched again from %s\n", d.ToString().c_str(), up.current().c_str());
       } else if (st.code() != Status::Code::kNotFound && !cancel_) {  // one the upstream lacks is given up
@@ -152,7 +152,8 @@ void Follower::Run() {
                                                   : ParseSyncDocument(r->body);
     bool complete = false;
     std::string problem;
-    Status st = doc.ok() ? Apply(up, *doc, &complete, &problem) : doc.status();
+    Status st = doc.ok() ? CatchExceptions("a sync round", [&] { return Apply(up, *doc, &complete, &problem); })
+                         : doc.status();
     if (st.ok() && complete) SendHoldings(up, doc->sync_version);
     // Kept (synced) before it is told: a restarted region serves what it
     // holds even while its upstream is away.

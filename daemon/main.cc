@@ -267,7 +267,7 @@ int Serve(ServeOptions o) {
   // also looks at the store: a fault that stops its writes turns /readyz to
   // 503 (logged once) until the store resumes.
   PeriodicThread ticker;
-  ticker.Start(kTickInterval, [&, fault = std::string(), fault_code = Status::Code::kOk]() mutable {
+  ticker.Start("the rollout tick", kTickInterval, [&, fault = std::string(), fault_code = Status::Code::kOk]() mutable {
     (*rollouts)->Tick();
     Status health = (*store)->Health();
     std::string now_fault = health.ok() ? "" : health.message();
@@ -286,7 +286,7 @@ int Serve(ServeOptions o) {
   // terminal needs it, so a region fetches it again and a publish restores it.
   PeriodicThread scrubber;
   if (o.scrub_interval_ms > 0) {
-    scrubber.Start(std::chrono::milliseconds(o.scrub_interval_ms), [&] {
+    scrubber.Start("a scrub", std::chrono::milliseconds(o.scrub_interval_ms), [&] {
       CheckReport r = (*store)->Check(CheckMode::kRepair);
       Log(fmt::format("scrub: {} chunks and {} manifests checked, {} damaged chunks dropped{}", r.chunks_checked,
                       r.manifests_checked, r.chunks_dropped, r.clean() ? "" : ":"));

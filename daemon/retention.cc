@@ -32,7 +32,7 @@ Retention::~Retention() { collector_.Stop(); }
 
 void Retention::Start() {
   if (options_.interval_ms <= 0) return;
-  collector_.Start(std::chrono::milliseconds(options_.interval_ms), [this] {
+  collector_.Start("a collection", std::chrono::milliseconds(options_.interval_ms), [this] {
     Result<RetentionReport> r = Collect(kRetentionActor);
     if (!r.ok()) std::fprintf(stderr, "meridiand: collection failed: %s\n", r.status().ToString().c_str());
   });

@@ -206,20 +206,16 @@ class FaultCounts {
 // into a Status so that none escapes the module; counted in `faults` when given.
 template <typename F>
 auto Guard(FaultCounts* faults, std::string_view what, F&& body) noexcept -> decltype(body()) {
-  auto fault = [&](Status st) { return faults != nullptr ? faults->Count(std::move(st)) : st; };
   try {
     return body();
-  } catch (const std::bad_alloc&) {
-    return fault(Status::ResourceExhausted(std::string(what) + ": out of memory"));
-  } catch (const std::exception& e) {
-    return fault(Status::IOError(std::string(what) + ": " + e.what()));
   } catch (...) {
-    return fault(Status::IOError(std::string(what) + ": unknown exception"));
+    Status st = StatusOfCurrentException(what);
+    return faults != nullptr ? faults->Count(std::move(st)) : st;
   }
 }
 template <typename F>
 auto Guard(std::string_view what, F&& body) noexcept -> decltype(body()) {
-  return Guard(nullptr, what, std::forward<F>(body));
+  return CatchExceptions(what, std::forward<F>(body));
 }
 
 // zstd contexts are reused per thread: creating one per chunk costs more than
@@ -982,12 +978,8 @@ class RocksStore final : public Store {
         mode = CheckMode::kReport;
       }
       CheckAll(report, faults, mode);
-    } catch (const std::bad_alloc&) {
-      faults.Add("check stopped: out of memory");
-    } catch (const std::exception& e) {
-      faults.Add(std::string("check stopped: ") + e.what());
     } catch (...) {
-      faults.Add("check stopped: unknown exception");
+      faults.Add(StatusOfCurrentException("check stopped").message());
     }
     faults.Finish();
     return report;

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <mutex>
 #include <random>
+#include <stdexcept>
 
 #include "base/clock.h"
 #include "base/digest.h"
@@ -375,21 +376,34 @@ TEST_CASE("JsonFields: unknown fields are refused or ignored as the caller says;
   CHECK(f.Finish().message() == "doc: field 'a' is missing");
 }
 
-TEST_CASE("a periodic thread runs its task until stopped, and a run in progress finishes first") {
+TEST_CASE("an exception becomes a Status naming what threw it, never leaves CatchExceptions") {
+  Status oom = CatchExceptions("making a delta", []() -> Status { throw std::bad_alloc(); });
+  CHECK(oom.code() == Status::Code::kResourceExhausted);
+  CHECK(oom.message() == "making a delta: out of memory");
+  Result<int> thrown = CatchExceptions("parsing", []() -> Result<int> { throw std::runtime_error("bad token"); });
+  CHECK(thrown.status().code() == Status::Code::kIOError);
+  CHECK(thrown.status().message() == "parsing: bad token");
+  CHECK(*CatchExceptions("nothing", []() -> Result<int> { return 7; }) == 7);
+}
+
+TEST_CASE("a periodic thread runs its task until stopped, a run that throws is not the last, and a run in progress "
+          "finishes first") {
   std::mutex mu;
   std::condition_variable cv;
   int runs = 0;
   bool in_task = false;
   PeriodicThread periodic;
-  periodic.Start(std::chrono::milliseconds(1), [&] {
+  periodic.Start("a test task", std::chrono::milliseconds(1), [&] {
+    int run = 0;
     {
       std::lock_guard lock(mu);
       in_task = true;
-      ++runs;
+      run = ++runs;
     }
     cv.notify_all();
     std::lock_guard lock(mu);
     in_task = false;
+    if (run == 1) throw std::bad_alloc();  // logged; the thread goes on
   });
   {
     std::unique_lock lock(mu);
