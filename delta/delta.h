@@ -33,9 +33,10 @@ namespace meridian {
 // ---------------------------------------------------------------------------
 // Format limits. A decoder refuses any operation above them, which is what
 // bounds its memory. Version 2 adds LITERAL_LZMA, version 3 PATCH, version 4
-// PATCH_MODELED; an encoder writes the lowest version its operations need, so
-// older decoders read those deltas.
-inline constexpr uint16_t kDeltaFormatVersion = 4;
+// PATCH_MODELED, version 5 a faster model for PATCH_MODELED's differences
+// (DifferenceModelOf); an encoder writes the lowest version its operations
+// need, so older decoders read those deltas.
+inline constexpr uint16_t kDeltaFormatVersion = 5;
 inline constexpr size_t kDeltaHeaderBytes = 92;
 // Largest target range produced by one literal, difference or patch operation,
 // and the largest control section of a patch operation.
@@ -249,7 +250,8 @@ enum class Op : uint8_t {
   kPatchModeled = 0x07,   // (version 4) varint source_offset, varint length, varint control_bytes,
                           // varint extra_bytes, varint lzma_bytes, varint coded_bytes, raw LZMA2
                           // stream of the control entries then the extra bytes, then the
-                          // differences coded by delta/difference_model.h
+                          // differences coded by delta/difference_model.h (the model of the
+                          // delta's version)
 };
 
 // Bytes of the largest operation before its zstd frame.

@@ -390,7 +390,7 @@ struct DeltaDecoder::State {
       }
       differences_used = true;
       NotePeak();
-      differences.Reset(op.payload.subspan(op.lzma_bytes));
+      differences.Reset(op.payload.subspan(op.lzma_bytes), DifferenceModelOf(header->format_version));
     }
     uint64_t cursor = op.source_offset, diff_at = op.control_bytes;
     uint64_t extra_at = op.control_bytes + (modeled ? 0 : diff_total);

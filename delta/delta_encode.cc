@@ -346,8 +346,10 @@ class SegmentEncoder {
     return SparseDifferences(differing, seg.end - seg.begin);
   }
 
-  // The format version the operations this encoder made need.
-  uint16_t format_version() const { return used_patch_ ? 4 : used_lzma_ ? 2 : 1; }
+  // The format version the operations this encoder made need: PATCH_MODELED
+  // with the latest model of its differences (EncodePatch) is version 5's.
+  uint16_t format_version() const { return used_patch_ ? 5 : used_lzma_ ? 2 : 1; }
+  static_assert(DifferenceModelOf(5) == kDifferenceModelLatest);
 
  private:
   // A literal segment at the configured codec and level.
@@ -450,7 +452,7 @@ class SegmentEncoder {
     Bytes content = std::move(m.control);
     const size_t control_bytes = content.size();
     content.insert(content.end(), m.extra.begin(), m.extra.end());
-    const Bytes coded = EncodeDifferences(m.diff_source, m.diff);
+    const Bytes coded = EncodeDifferences(m.diff_source, m.diff, kDifferenceModelLatest);
     Bytes op = {static_cast<uint8_t>(Op::kPatchModeled)};
     for (uint64_t v : {source_base_ + start, seg.end - seg.begin, static_cast<uint64_t>(control_bytes),
                        static_cast<uint64_t>(m.extra.size())}) {

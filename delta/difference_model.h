@@ -22,14 +22,32 @@
 
 namespace meridian {
 
+// The model of each delta format version that has one: the version of a
+// delta says which one coded its differences.
+enum class DifferenceModel : uint8_t {
+  kMixed,  // version 4: every difference's zero flag mixed from five predictions
+  // Version 5: where one counter (of the source byte, the one before and how
+  // far back the last non-zero difference was) has seen its context a few
+  // times and puts a non-zero difference below 1/64, it alone codes the zero
+  // flag. Most differences of a patch release are such zeros: deltas that
+  // are mostly differences applied in 0.59–0.88 of the time, at 0.96–1.008 ×
+  // the size (bench/delta/RESULTS.md, "Format version 5").
+  kConfidentZeros,
+};
+inline constexpr DifferenceModel kDifferenceModelLatest = DifferenceModel::kConfidentZeros;
+// The model a delta of `format_version` (4 or later) codes its differences with.
+constexpr DifferenceModel DifferenceModelOf(uint16_t format_version) {
+  return format_version >= 5 ? DifferenceModel::kConfidentZeros : DifferenceModel::kMixed;
+}
+
 // Bytes a DifferenceDecoder or the encoder's model holds (its tables).
-inline constexpr uint64_t kDifferenceModelBytes = (9ull << 16) * 4;
+inline constexpr uint64_t kDifferenceModelBytes = ((9ull << 16) + (1ull << 18)) * 4;
 // The shortest coded stream (that of no differences): the range coder's flush.
 inline constexpr uint64_t kDifferenceStreamBytesMin = 5;
 
 // The coded form of `differences` (target − source mod 256, byte for byte)
 // where `source` holds the source byte each difference applies to.
-Bytes EncodeDifferences(ByteSpan source, ByteSpan differences);
+Bytes EncodeDifferences(ByteSpan source, ByteSpan differences, DifferenceModel model);
 
 // Decodes one coded stream in pieces: each call turns the next
 // `source_and_target.size()` source bytes into target bytes, in place.
@@ -40,8 +58,8 @@ class DifferenceDecoder {
   DifferenceDecoder(const DifferenceDecoder&) = delete;
   DifferenceDecoder& operator=(const DifferenceDecoder&) = delete;
 
-  // Starts on a new stream (`coded` must outlive the calls below).
-  void Reset(ByteSpan coded);
+  // Starts on a new stream coded by `model` (`coded` must outlive the calls below).
+  void Reset(ByteSpan coded, DifferenceModel model);
   // False when the stream ended before these bytes (Corruption for the caller).
   bool Apply(std::span<uint8_t> source_and_target);
   // True when the stream was read exactly to its end, and ended as the

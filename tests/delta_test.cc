@@ -682,7 +682,7 @@ TEST_CASE("a patch release of compiled code: at most 0.9 x libzstd's prefix dict
   const Bytes target = SyntheticBuild(8000, 7);
   REQUIRE(source.size() > (2 << 20));
   const Bytes delta = MustEncode(source, target);
-  CHECK(ParseDeltaHeader(delta)->format_version == 4);  // approximate matches (PATCH_MODELED)
+  CHECK(ParseDeltaHeader(delta)->format_version == 5);  // approximate matches (PATCH_MODELED, model 5)
   Bytes out;
   REQUIRE(ApplyInPieces(source, delta, 65536, out).ok());
   CHECK(out == target);
@@ -752,7 +752,25 @@ Bytes ModeledPatchOp(uint64_t source_offset, uint64_t length, const std::vector<
 
 }  // namespace
 
-TEST_CASE("the difference model decodes what it encoded, in pieces of any size, and knows where its stream ends") {
+TEST_CASE("the difference models decode what they encoded, in pieces of any size, and know where their stream ends") {
+  // Each model is the specification of a format version (docs/formats/delta.md):
+  // a change to it, however small, makes the deltas that daemons and agents
+  // already hold unreadable. So what each writes is pinned here; a faster
+  // model must write the same bytes.
+  struct Pinned {
+    DifferenceModel model;
+    size_t sparse_bytes;
+    const char* sparse_digest;
+    const char* noise_digest;  // the value bits' models are coded on every byte
+  };
+  const Pinned pinned = GENERATE(
+      Pinned{DifferenceModel::kMixed, 756, "sha256:70bc4f4c6d6289a88a58a00815e9117e5405dcda5b797293f9e74cc365d41eb1",
+             "sha256:8d6246995617ca725769a0bf54221b91eab3f40f853a511c809be7c64a731379"},
+      // The same on noise: no context is ever sure of it.
+      Pinned{DifferenceModel::kConfidentZeros, 763,
+             "sha256:107b993d6d3928db3d84e033263483ceedcedca8c214317ffe5603fabcd4d1a9",
+             "sha256:8d6246995617ca725769a0bf54221b91eab3f40f853a511c809be7c64a731379"});
+  CAPTURE(static_cast<int>(pinned.model));
   std::mt19937_64 rng(7);
   Bytes source(300000), differences(300000);
   for (size_t i = 0; i < source.size(); ++i) {
@@ -760,11 +778,11 @@ TEST_CASE("the difference model decodes what it encoded, in pieces of any size, 
     // Sparse, and told by the source byte before: like moved operands.
     differences[i] = i > 0 && source[i - 1] == 17 ? static_cast<uint8_t>(3 + rng() % 2) : 0;
   }
-  const Bytes coded = EncodeDifferences(source, differences);
+  const Bytes coded = EncodeDifferences(source, differences, pinned.model);
   CHECK(coded.size() < differences.size() / 50);
   Bytes target = source;
   DifferenceDecoder decoder;
-  decoder.Reset(coded);
+  decoder.Reset(coded, pinned.model);
   for (size_t at = 0; at < target.size();) {
     const size_t n = std::min<size_t>(1 + rng() % 5000, target.size() - at);
     REQUIRE(decoder.Apply(std::span<uint8_t>(target).subspan(at, n)));
@@ -774,36 +792,38 @@ TEST_CASE("the difference model decodes what it encoded, in pieces of any size, 
   for (size_t i = 0; i < target.size(); ++i) REQUIRE(static_cast<uint8_t>(target[i] - source[i]) == differences[i]);
 
   SECTION("the coded bytes are the format") {
-    // The model is the specification (docs/formats/delta.md): a change to it,
-    // however small, makes the deltas that daemons and agents already hold
-    // unreadable. So what it writes is pinned here; a faster model must
-    // write the same bytes.
-    CHECK(coded.size() == 756);
-    CHECK(Digest::Of(coded).ToString() == "sha256:70bc4f4c6d6289a88a58a00815e9117e5405dcda5b797293f9e74cc365d41eb1");
+    CHECK(coded.size() == pinned.sparse_bytes);
+    CHECK(Digest::Of(coded).ToString() == pinned.sparse_digest);
+  }
+  SECTION("the other model does not read them") {
+    const DifferenceModel other = pinned.model == DifferenceModel::kMixed ? DifferenceModel::kConfidentZeros
+                                                                         : DifferenceModel::kMixed;
+    Bytes out = source;
+    decoder.Reset(coded, other);
+    CHECK_FALSE((decoder.Apply(out) && decoder.AtEnd() && out == target));
   }
   SECTION("incompressible differences") {
     for (uint8_t& d : differences) d = static_cast<uint8_t>(rng());
-    const Bytes noise = EncodeDifferences(source, differences);
-    // Pinned, as above: the value bits' models are coded here on every byte.
-    CHECK(Digest::Of(noise).ToString() == "sha256:8d6246995617ca725769a0bf54221b91eab3f40f853a511c809be7c64a731379");
+    const Bytes noise = EncodeDifferences(source, differences, pinned.model);
+    CHECK(Digest::Of(noise).ToString() == pinned.noise_digest);
     Bytes out = source;
-    decoder.Reset(noise);
+    decoder.Reset(noise, pinned.model);
     REQUIRE(decoder.Apply(out));
     CHECK(decoder.AtEnd());
     for (size_t i = 0; i < out.size(); ++i) REQUIRE(static_cast<uint8_t>(out[i] - source[i]) == differences[i]);
   }
   SECTION("a stream cut short, or longer than its differences") {
     Bytes out = source;
-    decoder.Reset(ByteSpan(coded).first(coded.size() - 3));
+    decoder.Reset(ByteSpan(coded).first(coded.size() - 3), pinned.model);
     CHECK_FALSE(decoder.Apply(out));
     Bytes longer = coded;
     longer.push_back(0);
     out = source;
-    decoder.Reset(longer);
+    decoder.Reset(longer, pinned.model);
     CHECK(decoder.Apply(out));
     CHECK_FALSE(decoder.AtEnd());
     // No differences: the flush alone.
-    CHECK(EncodeDifferences({}, {}).size() == kDifferenceStreamBytesMin);
+    CHECK(EncodeDifferences({}, {}, pinned.model).size() == kDifferenceStreamBytesMin);
   }
 }
 
@@ -863,31 +883,38 @@ TEST_CASE("patch operations: entries add differences to source ranges, and hosti
     }
   }
   SECTION("modeled: the differences in their own stream, with the source bytes as context") {
+    // Version 4 codes them with the first model, version 5 with its own.
+    const uint16_t version = GENERATE(4, 5);
+    CAPTURE(version);
     // The source bytes the differences apply to, in entry order.
     Bytes applied_to(source.begin() + 100, source.begin() + 1100);
     applied_to.insert(applied_to.end(), source.begin() + 5000, source.begin() + 6000);
-    const Bytes coded = EncodeDifferences(applied_to, diff);
+    const Bytes coded = EncodeDifferences(applied_to, diff, DifferenceModelOf(version));
     Result<Bytes> modeled =
-        ApplyDelta(source, delta_of(Concat({ModeledPatchOp(100, target.size(), entries, coded, extra), end}), 4));
+        ApplyDelta(source, delta_of(Concat({ModeledPatchOp(100, target.size(), entries, coded, extra), end}), version));
     INFO(modeled.status().ToString());
     REQUIRE(modeled.ok());
     CHECK(*modeled == target);
-    auto refused4 = [&](const Bytes& op, uint16_t version = 4) { return refused(op, version); };
-    CHECK(refused4(ModeledPatchOp(100, target.size(), entries, coded, extra), 3));  // needs version 4
-    CHECK(refused4(ModeledPatchOp(100, target.size(), entries, coded, extra, {.extra_bytes = 2})));
-    CHECK(refused4(ModeledPatchOp(100, target.size(), entries, coded, extra, {.extra_bytes = 4})));
-    CHECK(refused4(ModeledPatchOp(100, target.size(), entries, ByteSpan(coded).first(coded.size() - 2), extra)));
+    auto refused_modeled = [&](const Bytes& op, uint16_t v = 0) { return refused(op, v == 0 ? version : v); };
+    CHECK(refused_modeled(ModeledPatchOp(100, target.size(), entries, coded, extra), 3));  // needs version 4
+    // Coded by the other version's model: the target differs (its digest catches it).
+    CHECK_FALSE(ApplyDelta(source, delta_of(Concat({ModeledPatchOp(100, target.size(), entries, coded, extra), end}),
+                                            version == 4 ? 5 : 4))
+                    .ok());
+    CHECK(refused_modeled(ModeledPatchOp(100, target.size(), entries, coded, extra, {.extra_bytes = 2})));
+    CHECK(refused_modeled(ModeledPatchOp(100, target.size(), entries, coded, extra, {.extra_bytes = 4})));
+    CHECK(refused_modeled(ModeledPatchOp(100, target.size(), entries, ByteSpan(coded).first(coded.size() - 2), extra)));
     Bytes longer = coded;
     longer.push_back(0);
-    CHECK(refused4(ModeledPatchOp(100, target.size(), entries, longer, extra)));
-    CHECK(refused4(ModeledPatchOp(100, target.size(), entries, coded, extra, {.coded_bytes = target.size() + 6})));
-    CHECK(refused4(ModeledPatchOp(100, target.size(), entries, coded, extra, {.coded_bytes = 4})));
-    CHECK(refused4(ModeledPatchOp(19500, target.size(), entries, coded, extra)));  // reads past the source
+    CHECK(refused_modeled(ModeledPatchOp(100, target.size(), entries, longer, extra)));
+    CHECK(refused_modeled(ModeledPatchOp(100, target.size(), entries, coded, extra, {.coded_bytes = target.size() + 6})));
+    CHECK(refused_modeled(ModeledPatchOp(100, target.size(), entries, coded, extra, {.coded_bytes = 4})));
+    CHECK(refused_modeled(ModeledPatchOp(19500, target.size(), entries, coded, extra)));  // reads past the source
     // Control and extra bytes over an operation's bound, and LZMA2 streams empty or over
     // theirs, are refused before anything is decoded.
     auto refusal = [&](ModeledFields fields) {
       const Bytes op = ModeledPatchOp(100, target.size(), entries, coded, extra, fields);
-      return ApplyDelta(source, delta_of(Concat({op, end}), 4)).status().ToString();
+      return ApplyDelta(source, delta_of(Concat({op, end}), version)).status().ToString();
     };
     CHECK_THAT(refusal({.control_bytes = kDeltaOpTargetBytesMax}), Catch::Contains("control and extra bytes out of bounds"));
     CHECK_THAT(refusal({.lzma_bytes = 0}), Catch::Contains("compressed size out of bounds"));
@@ -898,7 +925,7 @@ TEST_CASE("patch operations: entries add differences to source ranges, and hosti
       Bytes damaged = op;
       const size_t at = op.size() - coded.size() + rng() % coded.size();
       damaged[at] = static_cast<uint8_t>(damaged[at] ^ (1 + rng() % 255));
-      CHECK_FALSE(ApplyDelta(source, delta_of(Concat({damaged, end}), 4)).ok());
+      CHECK_FALSE(ApplyDelta(source, delta_of(Concat({damaged, end}), version)).ok());
     }
   }
 }
