@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
@@ -19,5 +20,9 @@ inline std::string_view AsString(ByteSpan b) {
   return {reinterpret_cast<const char*>(b.data()), b.size()};
 }
 inline Bytes ToBytes(std::string_view s) { return Bytes(s.begin(), s.end()); }
+// Whether every byte is 0 (true when there are none).
+inline bool IsAllZeros(ByteSpan data) {
+  return data.empty() || (data[0] == 0 && std::memcmp(data.data(), data.data() + 1, data.size() - 1) == 0);
+}
 
 }  // namespace meridian

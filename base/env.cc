@@ -85,6 +85,9 @@ Result<Digest> Env::DigestOfFile(const std::string& path) {
 
 namespace {
 
+// The shortest run of zeros an append leaves a hole: a file system block.
+constexpr size_t kHoleBytesMin = 4096;
+
 class PosixWritableFile final : public WritableFile {
  public:
   PosixWritableFile(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
@@ -92,6 +95,7 @@ class PosixWritableFile final : public WritableFile {
     if (fd_ >= 0) ::close(fd_);
   }
   Status Append(ByteSpan data) override {
+    if (data.size() >= kHoleBytesMin && IsAllZeros(data)) return Extend(data.size());
     size_t done = 0;
     while (done < data.size()) {
       ssize_t n = ::write(fd_, data.data() + done, data.size() - done);
@@ -124,6 +128,16 @@ class PosixWritableFile final : public WritableFile {
   }
 
  private:
+  // Zeros appended as a longer size, not written. The offset is the end: the
+  // file is this object's alone (opened new, or with O_APPEND).
+  Status Extend(uint64_t zeros) {
+    const off_t end = ::lseek(fd_, 0, SEEK_END);
+    if (end < 0) return ErrnoStatus("seek " + path_, errno);
+    const off_t size = end + static_cast<off_t>(zeros);
+    if (::ftruncate(fd_, size) != 0) return ErrnoStatus("extend " + path_, errno);
+    if (::lseek(fd_, size, SEEK_SET) < 0) return ErrnoStatus("seek " + path_, errno);
+    return Status::Ok();
+  }
   int fd_;
   std::string path_;
 };

@@ -43,7 +43,10 @@
 namespace meridian {
 
 // A file being written: bytes are appended; they are durable only once Sync
-// returned OK. Close does not sync.
+// returned OK. Close does not sync. On disk (Env::Default), an append of at
+// least a block of zeros extends the file instead of writing them: the file
+// system keeps whole blocks of them as holes, so a sparse artifact (a
+// preallocated tensor store) takes no more disk than its data.
 class WritableFile {
  public:
   virtual ~WritableFile() = default;

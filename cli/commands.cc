@@ -545,11 +545,6 @@ Result<HttpReply> GetChunkRunRetrying(HttpClient& c, const Manifest& m, const Ch
   }
 }
 
-// A chunk of zeros is left a hole, which reads as zeros: a sparse file (a
-// preallocated tensor store) takes no more disk here than its data.
-bool AllZeros(ByteSpan data) {
-  return data.empty() || (data[0] == 0 && std::memcmp(data.data(), data.data() + 1, data.size() - 1) == 0);
-}
 
 // Downloads every chunk of `m` into the file open as `fd` (at its offset),
 // verifying each, then verifies the whole file as written. Each distinct
@@ -580,7 +575,9 @@ Status DownloadChunks(const GlobalOptions& g, VerifiedManifest& verified, int fd
       }
       downloaded += bytes.size();
       progress.Add(bytes.size());
-      zeros[i] = AllZeros(bytes);
+      // A chunk of zeros is left a hole, which reads as zeros: a sparse file
+      // (a preallocated tensor store) takes no more disk here than its data.
+      zeros[i] = IsAllZeros(bytes);
       return zeros[i] ? Status::Ok() : PwriteAll(fd, offsets[i], bytes, "the output file");
     });
     if (!r.ok()) return r.status();

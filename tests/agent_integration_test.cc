@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <string>
 
+#include <sys/stat.h>
+
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -43,7 +45,10 @@ TEST_CASE("agent installs, refuses a failing version, switches back on rollback,
   DaemonFixture d;
   d.Start();
   TempDir t;
-  Bytes v1 = RandomBytes(600'000, 1), v2 = v1, v3 = v1;
+  // 600 kB of data, then 512 KiB of zeros (a preallocated region): left a hole.
+  Bytes v1 = RandomBytes(600'000, 1);
+  v1.resize(v1.size() + (512 << 10));
+  Bytes v2 = v1, v3 = v1;
   for (size_t i = 0; i < 4000; ++i) v2[i * 100] ^= 0x5a;
   for (size_t i = 0; i < 4000; ++i) v3[i * 97] ^= 0x33;
   WriteFile(t / "v1", v1);
@@ -62,6 +67,10 @@ TEST_CASE("agent installs, refuses a failing version, switches back on rollback,
   INFO(once.err);
   REQUIRE(once.exit_code == 0);
   CHECK(InstalledVersion(state, "fraud") == "1.0.0");
+  struct stat installed {};
+  REQUIRE(::stat((state + "/models/fraud/current").c_str(), &installed) == 0);
+  CHECK(static_cast<uint64_t>(installed.st_size) == v1.size());
+  CHECK(static_cast<uint64_t>(installed.st_blocks) * 512 < 600'000 + (256 << 10));  // the zeros take (almost) no disk
   Json st = AgentStatus(config);
   CHECK(st["reports_waiting"] == 0);
   CHECK(st["downloaded_bytes"] == v1.size());

@@ -14,6 +14,7 @@
 #include "base/clock.h"
 #include "base/digest.h"
 #include "base/encoding.h"
+#include "base/env.h"
 #include "base/file.h"
 #include "base/json.h"
 #include "base/periodic.h"
@@ -190,6 +191,48 @@ TEST_CASE("atomic writes replace whole files with the asked mode") {
   CHECK(opened->size == 4);
   ::close(opened->fd);
   CHECK(OpenReadOnly((dir / "nope").string()).status().code() == Status::Code::kNotFound);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("appended zeros read back as zeros and, a block or more at a time, take no disk (holes)") {
+  auto dir = std::filesystem::temp_directory_path() / ("meridian-base-z-" + std::to_string(::getpid()));
+  REQUIRE(CreateDirectories(dir.string()).ok());
+  const std::string path = (dir / "sparse").string();
+  std::string expected;
+  {
+    Result<std::unique_ptr<WritableFile>> f = Env::Default().NewWritableFile(path, 0644);
+    REQUIRE(f.ok());
+    REQUIRE((*f)->Append(AsBytes("head")).ok());
+    const Bytes zeros(16 << 10);  // as a download's pieces come
+    for (int i = 0; i < 64; ++i) REQUIRE((*f)->Append(zeros).ok());
+    REQUIRE((*f)->Append(Bytes(100)).ok());  // shorter than a block: written
+    REQUIRE((*f)->Append(AsBytes("tail")).ok());
+    expected = "head" + std::string(64 * zeros.size() + 100, '\0') + "tail";
+    // A cut inside the zeros, then more bytes after it.
+    REQUIRE((*f)->Truncate(expected.size() - 50).ok());
+    expected.resize(expected.size() - 50);
+    REQUIRE((*f)->Append(AsBytes("x")).ok());
+    expected += "x";
+    REQUIRE((*f)->Sync().ok());
+    REQUIRE((*f)->Close().ok());
+  }
+  {
+    // Resumed (O_APPEND), as a download is after a restart.
+    Result<std::unique_ptr<WritableFile>> f = Env::Default().ReopenWritableFile(path, 0644);
+    REQUIRE(f.ok());
+    REQUIRE((*f)->Append(Bytes(256 << 10)).ok());
+    REQUIRE((*f)->Append(AsBytes("end")).ok());
+    expected += std::string(256 << 10, '\0') + "end";
+    REQUIRE((*f)->Sync().ok());
+  }
+  Result<std::string> back = ReadFileToString(path, 4 << 20);
+  REQUIRE(back.ok());
+  CHECK(back->size() == expected.size());
+  CHECK(*back == expected);
+  struct stat sb{};
+  REQUIRE(::stat(path.c_str(), &sb) == 0);
+  // 1.25 MiB of zeros, written, would take at least that; as holes, a few blocks.
+  CHECK(static_cast<uint64_t>(sb.st_blocks) * 512 < (256u << 10));
   std::filesystem::remove_all(dir);
 }
 
