@@ -2,6 +2,7 @@
 // If-None-Match, target parsing.
 #include "daemon/http.h"
 
+#include <cctype>
 #include <charconv>
 #include <nlohmann/json.hpp>
 
@@ -168,10 +169,13 @@ static Result<std::string> PercentDecode(std::string_view s) {
       out += s[i];
       continue;
     }
-    if (i + 2 >= s.size()) return Status::InvalidArgument("malformed percent escape");
-    int v = 0;
-    auto [p, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, v, 16);
-    if (ec != std::errc() || p != s.data() + i + 3) return Status::InvalidArgument("malformed percent escape");
+    // Exactly two hex digits (from_chars alone would take "%-f").
+    if (i + 2 >= s.size() || !std::isxdigit(static_cast<unsigned char>(s[i + 1])) ||
+        !std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      return Status::InvalidArgument("malformed percent escape");
+    }
+    unsigned v = 0;
+    std::from_chars(s.data() + i + 1, s.data() + i + 3, v, 16);
     out += static_cast<char>(v);
     i += 2;
   }
@@ -184,6 +188,10 @@ Result<ParsedTarget> ParseTarget(std::string_view target) {
   if (q != std::string_view::npos) {
     t.query = std::string(target.substr(q + 1));
     target = target.substr(0, q);
+    // Refused here, so that QueryParam never has to tell a malformed value from an absent one.
+    if (Result<std::string> decoded = PercentDecode(t.query); !decoded.ok()) {
+      return Status::InvalidArgument("query: " + decoded.status().message());
+    }
   }
   if (target.empty() || target[0] != '/') return Status::InvalidArgument("request target must start with '/'");
   target.remove_prefix(1);
@@ -208,7 +216,7 @@ std::optional<std::string> QueryParam(std::string_view query, std::string_view n
     if (key == name) {
       std::string_view raw = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
       Result<std::string> v = PercentDecode(raw);
-      if (!v.ok()) return std::nullopt;
+      if (!v.ok()) return std::nullopt;  // not from a ParsedTarget's query, which has none malformed
       return *v;
     }
     if (amp == std::string_view::npos) break;

@@ -170,8 +170,8 @@ RangeRequest InterpretRange(std::string_view range_header, uint64_t size);
 bool IfNoneMatchHits(std::string_view if_none_match, std::string_view etag);
 
 // Splits "/a/b%2Fc?x=1" into percent-decoded path segments and the raw query.
-// Fails on malformed escapes; decoded segments may contain any byte, so
-// callers validate them.
+// Fails on a malformed escape (not '%' and two hex digits), in the path or the
+// query; decoded segments may contain any byte, so callers validate them.
 struct ParsedTarget {
   std::vector<std::string> segments;
   std::string query;

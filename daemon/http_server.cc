@@ -562,6 +562,9 @@ struct HttpServer::Impl {
       return JsonError(413, "body_too_large", fmt::format("request body exceeds the {} byte limit", limit));
     }
     if (ec == beast::error::timeout) return JsonError(408, "request_timeout", "request body not received in time");
+    if (ec == http::error::buffer_overflow) {
+      return JsonError(400, "bad_request", "a chunk's size line or the trailer is too long");
+    }
     if (ec == http::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset ||
         ec == net::error::operation_aborted) {
       return std::nullopt;
@@ -721,7 +724,11 @@ struct HttpServer::Impl {
     Registered registered(*this, ref);
     std::string client_cn;
     const bool handshaken = co_await Handshake(stream, &client_cn);
-    beast::flat_buffer buffer;
+    // Capped: Beast limits a head's size, and a body's, but not a chunk's
+    // size line with its extensions nor the trailer, which would otherwise
+    // grow this buffer without bound (on /healthz too). A head and one read
+    // of body fit; more is a 400 (buffer_overflow).
+    beast::flat_buffer buffer(options.head_bytes_max + kBodyReadBytes);
     ReadDeadline deadline(Tcp(stream));
     for (;;) {
       if (stopping || !handshaken) break;

@@ -153,6 +153,9 @@ std::vector<Case> Cases() {
       {"chunk size empty", kPost + kChunked, "\r\nhello\r\n0\r\n\r\n", 400},
       {"chunk data longer than its size", kPost + kChunked, "5\r\nhelloX\r\n0\r\n\r\n", 400},
       {"chunk data shorter than its size", kPost + kChunked, "5\r\nhel\r\n0\r\n\r\n", 400},
+      // Beast bounds neither of these itself: the server's read buffer does.
+      {"chunk extension of 1 MiB", kPost + kChunked, "5;x=" + std::string(1u << 20, 'a') + "\r\nhello\r\n0\r\n\r\n", 400},
+      {"trailer of 1 MiB", kPost + kChunked, "5\r\nhello\r\n0\r\nX-T: " + std::string(1u << 20, 'a') + "\r\n\r\n", 400},
       {"chunked body over the route's limit", kPost + kChunked,
        "200000\r\n" + std::string(0x200000, 'a') + "\r\n0\r\n\r\n", 413},
       // The head itself

@@ -48,4 +48,12 @@ TEST_CASE("request targets are split and percent-decoded") {
   CHECK_FALSE(ParseTarget("/a%zz").ok());
   CHECK_FALSE(ParseTarget("/a%2").ok());
   CHECK_FALSE(ParseTarget("relative").ok());
+  // An escape is exactly two hex digits: no sign, no space.
+  CHECK_FALSE(ParseTarget("/a%-f").ok());
+  CHECK_FALSE(ParseTarget("/a%+f").ok());
+  CHECK_FALSE(ParseTarget("/a% f").ok());
+  // A malformed escape in the query is refused with the path's, not read as an absent parameter.
+  CHECK_FALSE(ParseTarget("/a?wait=%zz").ok());
+  CHECK_FALSE(ParseTarget("/a?wait=5&x=%4").ok());
+  CHECK_FALSE(ParseTarget("/a?x=%-1").ok());
 }
