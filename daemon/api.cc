@@ -419,8 +419,16 @@ std::optional<HttpResponse> Api::CheckBearer(HttpRequest& req, CallerRole role) 
   const std::string& cn = req.client_certificate_cn;
   std::string_view auth = req.Header("authorization");
   if (role == CallerRole::kReader) {
-    // A terminal's verified certificate or credential reads models as a token would.
-    if (auth.empty() && (!cn.empty() || req.route->is_public(req))) return std::nullopt;
+    // A terminal's verified certificate or credential reads models as a token
+    // would, unless the terminal was revoked: that holds for public models too,
+    // as it does for a credential.
+    if (auth.empty() && !cn.empty()) {
+      Status admitted = enrolment_.AdmitCertified(cn);
+      if (admitted.ok()) return std::nullopt;
+      metrics_.CountAuthFailure("not_enrolled", RoleName(role));
+      return JsonError(403, "permission_denied", admitted.message());
+    }
+    if (auth.empty() && req.route->is_public(req)) return std::nullopt;
     if (std::optional<Result<TerminalCredential>> c = CredentialOf(req)) {
       if (c->ok() && enrolment_.Admit((*c)->terminal_id, (*c)->issued_ms).ok()) return std::nullopt;
       metrics_.CountAuthFailure(c->ok() ? "not_enrolled" : "bad_credential", RoleName(role));
@@ -483,11 +491,13 @@ bool Api::IsPublicArtifact(const HttpRequest& req) const {
 
 bool Api::IsPublicVersion(const HttpRequest& req) const { return catalog_.IsPublicVersion(req.params[0], req.params[1]); }
 
-// A delta is as public as the version it leads to (both ends are versions of
-// one model, or no delta is made).
+// A delta is public when both its ends are: its bytes tell of the version it
+// starts from, and whether an anonymous caller gets 404 or 409 tells whether
+// that version exists.
 bool Api::IsPublicDelta(const HttpRequest& req) const {
+  Result<Digest> from = Digest::Parse(req.params[0]);
   Result<Digest> to = Digest::Parse(req.params[1]);
-  return to.ok() && catalog_.IsPublicArtifact(*to);
+  return from.ok() && to.ok() && catalog_.IsPublicArtifact(*from) && catalog_.IsPublicArtifact(*to);
 }
 
 HttpResponse Api::NotHere(std::string_view what) const {
@@ -504,10 +514,17 @@ HttpResponse Api::Access(const HttpRequest& req) {
   original.headers = req.headers;
   original.client_certificate_cn = req.client_certificate_cn;
   HttpAdmission admitted = Admit(original);
-  // A proxy's auth_request understands 2xx, 401 and 403 only: any other
-  // refusal (404, 405, …) is left to the request itself, which meets it again.
   if (admitted.refusal && (admitted.refusal->status == 401 || admitted.refusal->status == 403)) {
     return std::move(*admitted.refusal);
+  }
+  // Fails closed on a path that names no route here (400, 404, 405): the
+  // proxy caches by its own normalised path (slashes merged, dot segments
+  // resolved), so `//v1/chunks/D` or `/v1/chunks/x/../D` would otherwise be
+  // let through here and served a private D from its cache. A route's other
+  // refusals (451, …) are left to the request itself, which meets them again.
+  if (admitted.refusal && original.route == nullptr) {
+    return JsonError(403, "permission_denied",
+                     fmt::format("{} {} names no route of this daemon: not admitted", original.method, original.target));
   }
   HttpResponse r;
   r.status = 204;

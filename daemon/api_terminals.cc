@@ -64,6 +64,7 @@ HttpResponse Api::AddTerminals(const HttpRequest& req) {
   JsonFields f(*parsed, "terminals", UnknownFields::kRefuse);
   const nlohmann::json* list = f.Objects("terminals", 100'000, true);
   if (Status st = f.Finish(); !st.ok()) return ErrorFor(st);
+  if (list->empty()) return JsonError(400, "invalid_argument", "terminals: the list is empty");
   std::vector<EnrolledTerminal> terminals;
   terminals.reserve(list->size());
   for (const nlohmann::json& item : *list) {

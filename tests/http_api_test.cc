@@ -208,8 +208,20 @@ TEST_CASE("private by default: anonymous reads are 401, any role's token reads, 
   CHECK(access(anonymous, "/v1/artifacts/" + open_digest) == 204);
   HttpClient wrong(d.url(), HttpClientOptions{.bearer_token = "not-a-token"});
   CHECK(access(wrong, chunk) == 403);
-  CHECK(access(anonymous, "/v1/nothing/here") == 204);  // left to the request itself (404)
+  // Fails closed on a path that names no route: a proxy that normalises paths
+  // would otherwise serve the private artifact these name from its cache.
+  for (const std::string& uri : {std::string("/v1/nothing/here"), "//v1/artifacts/" + digest, "/v1/artifacts/x/../" + digest,
+                                 "/v1/artifacts/./" + digest, "/v1/artifacts/" + digest + "%zz"}) {
+    INFO(uri);
+    CHECK(access(anonymous, uri) == 403);
+  }
+  CHECK(access(reader, "//v1/artifacts/" + digest) == 403);
   CHECK(anonymous.Get("/v1/access")->status == 400);
+  // A delta is public only when both its ends are: one from the private
+  // version tells of it, and 404 or 409 would tell whether it exists.
+  CHECK(access(anonymous, "/v1/deltas/" + digest + "/" + open_digest) == 401);
+  CHECK(anonymous.Get("/v1/deltas/" + digest + "/" + open_digest)->status == 401);
+  CHECK(anonymous.Get("/v1/deltas/" + Digest::Of("none").ToString() + "/" + open_digest + "/info")->status == 401);
 
   // A publisher naming the model's residency: this origin declares no jurisdiction.
   HttpClient publisher(d.url(), HttpClientOptions{.bearer_token = d.publisher_token()});

@@ -217,4 +217,11 @@ TEST_CASE("a terminal joins by asking and an operator's acceptance, or by factor
   CommandResult bad = d.Cli({"--token", d.operator_token(), "terminals", "import", t / "bad.csv"});
   CHECK(bad.exit_code != 0);
   CHECK_THAT(bad.err, Catch::Contains("pos-7"));
+  // So is an empty list.
+  HttpClient op(d.url(), d.ClientOptions(d.operator_token()));
+  Result<HttpReply> empty = op.Post("/v1/terminals", R"({"terminals":[]})");
+  REQUIRE(empty.ok());
+  CHECK(empty->status == 400);
+  CHECK_THAT(ErrorMessageOf(*empty), Catch::Contains("empty"));
+  CHECK(Json::parse(operator_cli({"--output", "json", "terminals", "list"}))["counts"]["accepted"] == 4);
 }

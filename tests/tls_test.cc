@@ -388,6 +388,18 @@ TEST_CASE("mTLS: a terminal's certificate stands for its token, for its own id o
   CHECK(other->status == 403);
   CHECK_THAT(ErrorMessageOf(*other), Catch::Contains("terminal 'pos-7'"));
 
+  // The certificate alone reads the (private) model, until the terminal is revoked.
+  HttpClient pos7_cert(d.url(), HttpClientOptions{.tls = {.ca_file = ca.certificate(),
+                                                          .client_certificate = pos7.certificate,
+                                                          .client_key = pos7.key}});
+  const std::string manifest = "/v1/models/fraud/versions/1.0.0";
+  CHECK(pos7_cert.Get(manifest)->status == 200);
+  REQUIRE(d.Cli({"--token", d.operator_token(), "terminals", "revoke", "pos-7"}).exit_code == 0);
+  Result<HttpReply> revoked = pos7_cert.Get(manifest);
+  REQUIRE(revoked.ok());
+  CHECK(revoked->status == 403);
+  CHECK_THAT(ErrorMessageOf(*revoked), Catch::Contains("'pos-7' was revoked"));
+
   // Required: a client without a certificate is told so.
   CommandResult bare = Run({MeridianPath(), "--server", d.url(), "--ca-file", ca.certificate(), "models"});
   CHECK(bare.exit_code != 0);
