@@ -1,6 +1,7 @@
 // libFuzzer target for what the daemon reads from a request head before any
 // handler runs: the request target (percent-decoding, query), the framing and
 // Host checks, Range and If-None-Match. The input is "TARGET\nname: value\n…".
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -24,7 +25,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto [it, added] = head.headers.emplace(std::string(line.substr(0, colon)), std::string(line.substr(colon + 1)));
     if (!added) it->second += ", " + std::string(line.substr(colon + 1));
   }
-  if (Result<ParsedTarget> t = ParseTarget(head.target); t.ok()) (void)QueryParam(t->query, "wait");
+  if (Result<ParsedTarget> t = ParseTarget(head.target); t.ok()) {
+    // A parsed query has no malformed escape: every parameter in it decodes.
+    std::string_view query = t->query;
+    std::string_view first = query.substr(0, std::min(query.find('&'), query.find('=')));
+    if (!query.empty() && !QueryParam(t->query, first).has_value()) __builtin_trap();
+  }
   (void)RefuseHead(head, 11, true);
   (void)RefuseHead(head, 10, false);
   RangeRequest r = InterpretRange(head.Header("range"), 1000);
