@@ -57,6 +57,9 @@ struct ApiLimits {
   size_t fleet_versions_max = 10'000;                 // (model, channel, version) rows in GET /v1/fleet
   size_t fleet_page_max = 1'000;                      // terminals in one GET /v1/fleet/terminals
 };
+// A region adds its region and profile to what a terminal reported (a few
+// hundred bytes at most) before relaying it.
+static_assert(ApiLimits{}.report_body_bytes_max + 1024 <= kForwardedReportBytesMax);
 
 class Api final : public HttpHandler {
  public:

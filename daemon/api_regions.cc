@@ -130,7 +130,7 @@ HttpResponse Api::RelayForwardedReports(const HttpRequest& req) {
   const size_t received = batch->size();
   // Passed on upstream, under the same ids.
   Result<size_t> accepted = outbox_->EnqueueRelayed(std::move(*batch));
-  if (!accepted.ok()) return ErrorFor(accepted.status());
+  if (!accepted.ok()) return OutboxError(accepted.status());
   return JsonOk(200, {{"accepted", *accepted}, {"duplicates", received - *accepted}, {"rejected", 0}});
 }
 

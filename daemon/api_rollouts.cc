@@ -125,13 +125,15 @@ HttpResponse Api::ForwardTerminalReport(const HttpRequest& req, const std::strin
   if (!a->verdict) return JsonOk(202, {{"counted", false}});  // progress stays here
   j["region"] = region_;
   j["profile"] = a->report.profile;
-  Result<bool> queued = outbox_->Enqueue({"", terminal_id, std::move(j)});
-  if (queued.status().code() == Status::Code::kResourceExhausted) {
-    HttpResponse r = JsonError(503, "outbox_full", queued.status().message());
-    r.Set("Retry-After", "30");
-    return r;
+  // Whatever the upstream would refuse is refused here, before it is queued:
+  // a batch the upstream refuses is dropped, other terminals' reports with it.
+  // (The body is at most 8 KiB, but numbers like 1e9 grow when written again.)
+  if (DumpJson(j).size() > kForwardedReportBytesMax) {
+    return JsonError(413, "report_too_large",
+                     fmt::format("the report is over {} bytes as forwarded upstream", kForwardedReportBytesMax));
   }
-  if (!queued.ok()) return ErrorFor(queued.status());
+  Result<bool> queued = outbox_->Enqueue({"", terminal_id, std::move(j)});
+  if (!queued.ok()) return OutboxError(queued.status());
   return JsonOk(202, {{"counted", false}, {"forwarded", true}});
 }
 

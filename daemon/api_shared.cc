@@ -43,6 +43,13 @@ HttpResponse ErrorFor(const Status& st) {
   return JsonError(HttpStatusFor(st), Status::CodeName(st.code()), st.message());
 }
 
+HttpResponse OutboxError(const Status& st) {
+  if (st.code() != Status::Code::kResourceExhausted) return ErrorFor(st);
+  HttpResponse r = JsonError(503, "outbox_full", st.message());
+  r.Set("Retry-After", "30");
+  return r;
+}
+
 Result<AgentReport> ParseAgentReport(const std::string& terminal_id, const nlohmann::json& j) {
   auto bad = [](std::string message) { return Status::InvalidArgument(std::move(message)); };
   if (!IsValidTerminalId(terminal_id)) return bad("invalid terminal id");

@@ -21,6 +21,10 @@ HttpResponse JsonOk(int status, const nlohmann::json& body);
 // Unavailable, 507 InsufficientStorage (the disk is full: nothing was
 // written), 500 otherwise; the code's name and the message in the body.
 HttpResponse ErrorFor(const Status& st);
+// ErrorFor, but a full outbox (ResourceExhausted) is 503 outbox_full with
+// Retry-After: the sender keeps its reports and tries again later. (A 413
+// would tell a region below that they are too large ever to send.)
+HttpResponse OutboxError(const Status& st);
 
 // An agent's report (POST /v1/terminals/{id}/reports), checked: the same
 // rules whether it arrives from the terminal or forwarded by a region.

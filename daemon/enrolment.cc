@@ -321,6 +321,10 @@ Status Enrolment::AdoptRevocations(std::vector<Revocation> revocations, uint64_t
   for (Revocation& r : revocations) next[std::move(r.terminal_id)] = r.revoked_ms;
   std::lock_guard lock(d.mu);
   if (next == d.revoked && made == d.revocations_made) return Status::Ok();
+  // An upstream that has seen fewer revocations than were adopted here is
+  // behind (a region restored from a backup, cut off from the origin, that
+  // this one failed over to): taking its list would admit revoked terminals.
+  if (made < d.revocations_made) return Status::Ok();
   std::vector<Revocation> list;
   for (const auto& [id, when] : next) list.push_back({id, when});
   std::string record = RegionRevocationsToJson({made, std::move(list)});

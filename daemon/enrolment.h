@@ -112,7 +112,8 @@ class Enrolment {
   std::map<EnrolmentState, uint64_t> Counts() const;
   // --- a region ---
   // Replaces the revocations held by those of the upstream's sync document
-  // (and the number the origin made); synced when they changed.
+  // (and the number the origin made); synced when they changed. Ignored when
+  // the upstream counts fewer made than were adopted: it is behind.
   Status AdoptRevocations(std::vector<Revocation> revocations, uint64_t made);
 
   // --- both ---

@@ -218,7 +218,6 @@ Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* comple
     note("terminal revocations not adopted: " + st.ToString());
     *complete = false;
   }
-  const std::string& region = options_.region;
   // 0. Roots first: what follows may be signed by keys only a newer root names.
   if (doc.root_version > roots_.latest_version()) {
     if (Status st = FetchRoots(up, doc.root_version); !st.ok()) {
@@ -228,33 +227,46 @@ Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* comple
     }
   }
   std::shared_ptr<const Root> root = roots_.Current();
-  // 1. Versions: per model, the newest few it may hold, and any a channel names.
-  std::set<std::pair<std::string, std::string>> named;
+  // Channel states newer than those held, verified now: only a signed state
+  // may name versions to fetch beyond the newest few.
+  const int64_t now = clock_.NowUnixMillis();
+  std::map<std::pair<std::string, std::string>, uint64_t> held_states;
+  for (const Rollouts::ChannelSnapshot& s : rollouts_.Channels()) {
+    held_states[{s.state.model, s.state.channel}] = s.state.state_version;
+  }
   std::vector<std::pair<ChannelState, const SyncChannel*>> states;
+  std::set<std::pair<std::string, std::string>> named;
   for (const SyncChannel& c : doc.channels) {
-    Result<Envelope> env = ParseEnvelope(c.envelope);
-    Result<ChannelState> s = env.ok() ? ChannelStateFromJson(AsString(env->payload)) : Result<ChannelState>(env.status());
-    if (!s.ok()) continue;  // verified below, when adopted; a malformed one is skipped
+    uint64_t held = held_states[{c.model, c.channel}];
+    if (c.state_version <= held) continue;
+    Result<ChannelState> s = VerifyChannelState(*root, c.envelope, c.model, c.channel, held, now);
+    if (!s.ok()) {
+      note(fmt::format("channel state {}/{} refused: {}", c.model, c.channel, s.status().ToString()));
+      continue;
+    }
     for (const auto& [v, ref] : s->versions) named.emplace(s->model, v);
     states.emplace_back(std::move(*s), &c);
   }
+  // 1. Versions: per model, the newest few, and any a channel names (kept in step).
+  std::set<std::pair<std::string, std::string>> in_step;
+
   std::map<std::string, std::vector<const SyncVersion*>> by_model;
   for (const SyncVersion& v : doc.versions) by_model[v.model].push_back(&v);
-  // (model, version) this region may hold; of the others it keeps the manifest only.
-  std::set<std::pair<std::string, std::string>> allowed;
   for (auto& [model, list] : by_model) {
     std::sort(list.begin(), list.end(),
               [](const SyncVersion* a, const SyncVersion* b) { return CompareVersions(a->version, b->version) > 0; });
     for (size_t i = 0; i < list.size(); ++i) {
       const SyncVersion& v = *list[i];
       if (i >= options_.versions_per_model && !named.count({v.model, v.version})) continue;
-      if (ResidencyAllows(v.regions, region)) allowed.emplace(v.model, v.version);
+      in_step.emplace(v.model, v.version);
       if (store_.GetEnvelope(v.model, v.version).ok()) {
         // Once per start: chunks of a held version dropped meanwhile (fsck
         // --repair) are fetched again; a version whose index pages were
         // dropped no longer reads here, so all of it comes from upstream.
-        if (!held_checked_ && allowed.count({v.model, v.version})) {
-          Result<std::shared_ptr<const Manifest>> m = store_.GetManifest(v.model, v.version);
+        // Its signed manifest says whether its bytes may be here; the
+        // listing's `regions` is the upstream's word only.
+        Result<std::shared_ptr<const Manifest>> m = store_.GetManifest(v.model, v.version);
+        if (!held_checked_ && (!m.ok() || catalog_.MayHold(**m))) {
           if (Status st = m.ok() ? FetchMissingChunks(up, **m) : FetchVersion(up, v); !st.ok()) {
             if (cancel_) return st;
             *complete = false;
@@ -279,10 +291,12 @@ Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* comple
     pairs.swap(wanted_);
   }
   for (const auto& [model, list] : by_model) {
-    std::vector<Digest> held;  // newest first
+    std::vector<Digest> held;  // newest first: the versions kept in step whose bytes are here
     for (const SyncVersion* v : list) {
-      if (!allowed.count({v->model, v->version})) continue;
-      if (auto m = store_.GetManifest(v->model, v->version); m.ok()) held.push_back((*m)->digest);
+      if (!in_step.count({v->model, v->version})) continue;
+      if (auto m = store_.GetManifest(v->model, v->version); m.ok() && store_.FindArtifact((*m)->digest).ok()) {
+        held.push_back((*m)->digest);
+      }
     }
     for (size_t i = 0; i < held.size() && i < options_.versions_per_model; ++i) {
       for (size_t k = i + 1; k < held.size() && k <= i + static_cast<size_t>(options_.previous_versions); ++k) {
@@ -308,28 +322,18 @@ Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* comple
       }
     }
   }
-  // 3. Channel states, once what they name is here.
-  int64_t now = clock_.NowUnixMillis();
-  std::map<std::pair<std::string, std::string>, uint64_t> held_states;
-  for (const Rollouts::ChannelSnapshot& s : rollouts_.Channels()) {
-    held_states[{s.state.model, s.state.channel}] = s.state.state_version;
-  }
-  for (const auto& [parsed, c] : states) {
-    uint64_t held = held_states[{c->model, c->channel}];
-    if (c->state_version <= held) continue;
-    Result<ChannelState> s = VerifyChannelState(*root, c->envelope, c->model, c->channel, held, now);
-    if (!s.ok()) {
-      note(fmt::format("channel state {}/{} refused: {}", c->model, c->channel, s.status().ToString()));
-      continue;
-    }
-    bool ready = std::all_of(s->versions.begin(), s->versions.end(), [&](const auto& kv) {
-      return !allowed.count({s->model, kv.first}) || store_.GetEnvelope(s->model, kv.first).ok();
+  // 3. Channel states, once every version they name is here (its bytes, or
+  //    its manifest alone where the signed manifest excludes this region).
+  for (const auto& [s, c] : states) {
+    bool ready = std::all_of(s.versions.begin(), s.versions.end(), [&](const auto& kv) {
+      Result<std::shared_ptr<const Manifest>> m = store_.GetManifest(s.model, kv.first);
+      return m.ok() && (!catalog_.MayHold(**m) || store_.FindArtifact((*m)->digest).ok());
     });
     if (!ready) {
       *complete = false;
       continue;
     }
-    Result<bool> adopted = rollouts_.Adopt(*s, c->envelope);
+    Result<bool> adopted = rollouts_.Adopt(s, c->envelope);
     if (!adopted.ok()) return adopted.status();
   }
   return Status::Ok();
@@ -377,6 +381,12 @@ Status Follower::FetchVersion(UpstreamClient& up, const SyncVersion& v) {
 }
 
 Status Follower::FetchMissingChunks(UpstreamClient& up, const Manifest& m) {
+  // Every path that fetches a version's bytes comes here: residency is
+  // decided once more on the signed manifest, whatever led to the call.
+  if (!catalog_.MayHold(m)) {
+    return Status::PermissionDenied(fmt::format("{} {} may not be held here ({})", m.name, m.version,
+                                                catalog_.DescribeJurisdiction()));
+  }
   std::vector<Digest> digests;
   for (size_t i = 0; i < m.piece_count(); ++i) digests.push_back(m.piece(i).digest);
   Result<std::vector<Digest>> missing = store_.MissingChunks(digests);
@@ -412,6 +422,10 @@ Status Follower::FetchChunk(UpstreamClient& up, const Digest& digest) {
 }
 
 Status Follower::FetchDelta(UpstreamClient& up, const Digest& from, const Digest& to) {
+  // Only between artifacts whose bytes are here: a delta tells of both.
+  if (!store_.FindArtifact(from).ok() || !store_.FindArtifact(to).ok()) {
+    return Status::PermissionDenied("a delta between artifacts not held here");
+  }
   Result<HttpReply> r = up.Get(DeltaInfoPath(from, to), kDeltaInfoReplyBytesMax);
   if (r.ok() && r->status == 451) return Status::PermissionDenied(ErrorMessageOf(*r));
   Result<DeltaInfo> info = DeltaInfoFromReply(*roots_.Current(), r, from, to);  // FailedPrecondition while upstream makes it

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include <fmt/format.h>
+
 #include "base/json.h"
 
 namespace meridian {
@@ -39,6 +41,9 @@ Result<std::vector<ForwardedReport>> ParseForwardedReports(std::string_view json
     const nlohmann::json* report = ef.Object("report", true);
     MERIDIAN_RETURN_IF_ERROR(ef.Finish());
     if (!IsReportId(r.id)) return Status::InvalidArgument("report ids are 1-256 characters of [A-Za-z0-9._-]");
+    if (DumpJson(*report).size() > kForwardedReportBytesMax) {
+      return Status::InvalidArgument(fmt::format("report {} is over {} bytes", r.id, kForwardedReportBytesMax));
+    }
     r.report = *report;
     out.push_back(std::move(r));
   }

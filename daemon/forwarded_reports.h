@@ -15,6 +15,11 @@
 
 namespace meridian {
 
+// The largest report one may carry, as JSON: a terminal's report body is at
+// most 8 KiB (ApiLimits::report_body_bytes_max), and its region adds a few
+// fields. Each is held in memory while it waits to go upstream.
+inline constexpr size_t kForwardedReportBytesMax = 16u << 10;
+
 struct ForwardedReport {
   std::string id;         // 1-256 characters of [A-Za-z0-9._-]
   std::string terminal;
@@ -26,7 +31,8 @@ struct ForwardedReport {
 std::string ForwardedReportToJson(const ForwardedReport& r);
 
 // Parses a POST /v1/reports body: {"reports":[{"id","terminal","report":{…}}…]}.
-// InvalidArgument naming the problem; at most `max` reports. Fields a newer
+// InvalidArgument naming the problem; at most `max` reports, each at most
+// kForwardedReportBytesMax. Fields a newer
 // region adds are ignored.
 Result<std::vector<ForwardedReport>> ParseForwardedReports(std::string_view json, size_t max);
 

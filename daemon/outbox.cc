@@ -54,10 +54,13 @@ Status ReportOutbox::Load() {
   } else {
     return meta.status();
   }
-  Result<StateRecords> kv = store_.ScanState("outbox/");
-  if (!kv.ok()) return kv.status();
-  for (auto& entry : *kv) pending_.push_back(std::move(entry));
-  return Status::Ok();
+  // A page at a time: every report stored was acknowledged, so all are
+  // loaded, however many a daemon with larger limits left.
+  std::lock_guard lock(mu_);
+  return ForEachStatePage(store_, "outbox/", kStatePageRecords, [&](const StateRecords& page) {
+    for (const auto& entry : page) AddPending(entry);
+    return Status::Ok();
+  });
 }
 
 ReportOutbox::~ReportOutbox() {
@@ -81,7 +84,7 @@ Result<bool> ReportOutbox::Enqueue(ForwardedReport r) {
   std::string key, entry;
   {
     std::unique_lock lock(mu_);
-    if (pending_.size() >= options_.pending_max) return Full();
+    if (IsFull()) return Full();
     r.id = fmt::format("{}.{}.{}", region_, nonce_, next_);
     key = EntryKey(next_);
     entry = ForwardedReportToJson(r);
@@ -92,7 +95,7 @@ Result<bool> ReportOutbox::Enqueue(ForwardedReport r) {
     lock.unlock();
     MERIDIAN_RETURN_IF_ERROR(writes_.Wait(stored));
     lock.lock();
-    pending_.emplace_back(std::move(key), std::move(entry));
+    AddPending({std::move(key), std::move(entry)});
   }
   cv_.notify_all();
   return true;
@@ -104,7 +107,7 @@ Result<size_t> ReportOutbox::EnqueueRelayed(std::vector<ForwardedReport> batch) 
     // Held while the batch is stored, so that a second copy of an id (a
     // batch sent again) waits, then finds it seen.
     std::lock_guard lock(mu_);
-    if (pending_.size() >= options_.pending_max) return Full();
+    if (IsFull()) return Full();
     StateOps ops;
     std::vector<std::pair<std::string, std::string>> entries;
     std::set<std::string, std::less<>> ids;
@@ -124,14 +127,29 @@ Result<size_t> ReportOutbox::EnqueueRelayed(std::vector<ForwardedReport> batch) 
     // One synced write for the whole batch.
     MERIDIAN_RETURN_IF_ERROR(writes_.Wait(writes_.Enqueue(std::move(ops))));
     added = entries.size();
-    for (auto& e : entries) pending_.push_back(std::move(e));
+    for (auto& e : entries) AddPending(std::move(e));
   }
   cv_.notify_all();
   return added;
 }
 
+bool ReportOutbox::IsFull() const {
+  return pending_.size() >= options_.pending_max || pending_bytes_ >= options_.pending_bytes_max;
+}
+
 Status ReportOutbox::Full() const {
-  return Status::ResourceExhausted(fmt::format("{} reports wait for the upstream already; retry later", pending_.size()));
+  return Status::ResourceExhausted(fmt::format("{} reports ({} bytes) wait for the upstream already; retry later",
+                                               pending_.size(), pending_bytes_));
+}
+
+void ReportOutbox::AddPending(std::pair<std::string, std::string> entry) {
+  pending_bytes_ += entry.second.size();
+  pending_.push_back(std::move(entry));
+}
+
+void ReportOutbox::DropPending(size_t n) {
+  for (size_t i = 0; i < n; ++i) pending_bytes_ -= pending_[i].second.size();
+  pending_.erase(pending_.begin(), pending_.begin() + static_cast<ptrdiff_t>(n));
 }
 
 std::pair<std::string, std::optional<std::string>> ReportOutbox::MetaOp() const {
@@ -171,23 +189,26 @@ void ReportOutbox::Run() {
     lock.lock();
     upstream_ok_ = st.ok();
     if (st.ok()) {
-      pending_.erase(pending_.begin(), pending_.begin() + static_cast<ptrdiff_t>(n));
+      DropPending(n);
       forwarded_ += n;
       backoff_ms = 0;
       continue;
     }
-    if (r.ok() && r->status == 413 && n > 1) {
+    // 413 is a body too large, unless an older upstream says its own outbox
+    // is full (resource_exhausted; 503 outbox_full now): that waits, as for any 503.
+    const bool too_large = r.ok() && r->status == 413 && ErrorCodeOf(*r) != "resource_exhausted";
+    if (too_large && n > 1) {
       batch_max = n / 2;
       std::fprintf(stderr, "meridiand: upstream refused %zu reports at once as too large; sending at most %zu\n", n,
                    batch_max);
       continue;
     }
-    if (r.ok() && (r->status == 400 || r->status == 413)) {
+    if (r.ok() && (r->status == 400 || too_large)) {
       // Refused as malformed, or one report too large: sending it again
       // cannot help, and it must not block the reports behind it. Dropped, loudly.
       std::fprintf(stderr, "meridiand: upstream refused %zu reports (%s); dropped\n", n, st.ToString().c_str());
       (void)store_.WriteState(done);
-      pending_.erase(pending_.begin(), pending_.begin() + static_cast<ptrdiff_t>(n));
+      DropPending(n);
       continue;
     }
     backoff_ms = std::min(options_.retry_ms_max, std::max<int64_t>(250, backoff_ms * 2));

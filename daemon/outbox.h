@@ -34,6 +34,7 @@ struct OutboxOptions {
   int64_t linger_ms = 200;         // wait this long for more reports before sending a batch
   int64_t retry_ms_max = 10'000;   // backoff cap while the upstream is away
   size_t pending_max = 100'000;    // more are refused (the terminal's agent keeps them and retries)
+  uint64_t pending_bytes_max = 64u << 20;  // nor more than these bytes of them (all are held in memory)
 };
 
 class ReportOutbox {
@@ -47,7 +48,8 @@ class ReportOutbox {
 
   // Durable when it returns OK. `r.id` empty: a new report, given an id;
   // otherwise one relayed from downstream, dropped (false) when its id was
-  // seen before. ResourceExhausted when pending_max reports wait already.
+  // seen before. ResourceExhausted when pending_max reports, or
+  // pending_bytes_max bytes of them, wait already.
   Result<bool> Enqueue(ForwardedReport r);
   // Reports relayed from a region downstream (POST /v1/reports), under their
   // ids: those not seen before (nor earlier in the batch) are stored in one
@@ -65,7 +67,11 @@ class ReportOutbox {
   ReportOutbox(Store& store, std::string region, UpstreamOptions upstream, OutboxOptions options);
   Status Load();
   void Run();
+  bool IsFull() const;  // mu_ held
   Status Full() const;  // mu_ held
+  // pending_ and pending_bytes_ together (mu_ held).
+  void AddPending(std::pair<std::string, std::string> entry);
+  void DropPending(size_t n);
   // The write of next_ (mu_ held), with every entry written before it.
   std::pair<std::string, std::optional<std::string>> MetaOp() const;
 
@@ -79,6 +85,7 @@ class ReportOutbox {
   std::condition_variable cv_;
   uint64_t next_ = 1;                                        // guarded by mu_
   std::deque<std::pair<std::string, std::string>> pending_;  // guarded by mu_: (key, entry JSON), oldest first
+  uint64_t pending_bytes_ = 0;                               // guarded by mu_: of the entries in pending_
   uint64_t forwarded_ = 0;                                   // guarded by mu_
   bool upstream_ok_ = true;                                  // guarded by mu_
   bool stopping_ = false;                                    // guarded by mu_

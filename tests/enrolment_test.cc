@@ -169,6 +169,18 @@ TEST_CASE("enrolment: a region refuses credentials issued before a revocation it
   CHECK(!region->Admit("pos-1", 4000).ok());
   CHECK(region->revocations_made() == 1);
   CHECK(region->RecentRevocations() == std::vector<Revocation>{{"pos-1", 5000}});
+  // An upstream behind this one (it counts fewer made: restored from a
+  // backup, cut off from the origin) does not take the revocation back...
+  REQUIRE(region->AdoptRevocations({}, 0).ok());
+  CHECK(!region->Admit("pos-1", 4000).ok());
+  CHECK(region->revocations_made() == 1);
+  // ...while the origin's own list, which leaves out revocations older than a
+  // credential's lifetime, and its newer ones are taken.
+  REQUIRE(region->AdoptRevocations({}, 1).ok());
+  CHECK(region->Admit("pos-1", 4000).ok());
+  REQUIRE(region->AdoptRevocations({{"pos-3", 7000}}, 2).ok());
+  CHECK(!region->Admit("pos-3", 6000).ok());
+  CHECK(region->revocations_made() == 2);
 }
 
 TEST_CASE("enrolment: bad records are refused whole, naming the terminal") {

@@ -36,7 +36,8 @@ std::string SignedRoot(const SecretKey& key) {
 
 SecretKey InProcessDaemon::Key() { return SecretKey::FromSeed(Bytes(kSeedBytes, 11)).value(); }
 
-InProcessDaemon::InProcessDaemon(RolloutsOptions rollouts_options, bool makes_deltas) {
+InProcessDaemon::InProcessDaemon(RolloutsOptions rollouts_options, bool makes_deltas, std::string jurisdiction)
+    : catalog(std::move(jurisdiction)) {
   memory_env.reset(rocksdb::NewMemEnv(rocksdb::Env::Default()));
   store = OrDie(Store::Open(dir / "store", StoreOptions{.sync_writes = false, .clock = &clock, .env = memory_env.get()}));
   roots = OrDie(RootChain::Open(*store, SignedRoot(Key())));
@@ -87,7 +88,8 @@ void InProcessDaemon::Publish(const std::string& model, const std::string& versi
 }
 
 void InProcessDaemon::Publish(const std::string& model, const std::string& version,
-                              const std::vector<std::string>& chunks, size_t chunks_per_page) {
+                              const std::vector<std::string>& chunks, size_t chunks_per_page,
+                              const std::vector<std::string>& regions) {
   const std::string publisher = "Bearer " + tokens.publisher;
   auto put_chunk = [&](std::string_view bytes) {
     HttpRequest put;
@@ -103,6 +105,7 @@ void InProcessDaemon::Publish(const std::string& model, const std::string& versi
   m.name = model;
   m.version = version;
   m.created = FormatRfc3339(clock.NowUnixMillis());
+  m.regions = regions;
   Sha256 whole;
   for (const std::string& bytes : chunks) {
     put_chunk(bytes);

@@ -33,7 +33,9 @@ class InProcessDaemon {
   // With `makes_deltas`, the delta service has the online key, as an
   // origin's: each publish queues deltas from the versions before it, made on
   // its thread (deltas->WaitIdle()); without, it has none and makes none.
-  explicit InProcessDaemon(RolloutsOptions rollouts_options = {}, bool makes_deltas = false);
+  // `jurisdiction`: the origin's declared one (its Catalog's).
+  explicit InProcessDaemon(RolloutsOptions rollouts_options = {}, bool makes_deltas = false,
+                           std::string jurisdiction = "");
   ~InProcessDaemon();
 
   FakeClock clock;
@@ -50,9 +52,10 @@ class InProcessDaemon {
   // the manifest signed by the root's release key); REQUIREs success.
   void Publish(const std::string& model, const std::string& version, const std::string& bytes);
   // The same with the artifact in `chunks`, in order (each PUT first); with
-  // `chunks_per_page`, a paged manifest of index pages that long (PUT too).
+  // `chunks_per_page`, a paged manifest of index pages that long (PUT too);
+  // resident in `regions` (empty: anywhere).
   void Publish(const std::string& model, const std::string& version, const std::vector<std::string>& chunks,
-               size_t chunks_per_page = 0);
+               size_t chunks_per_page = 0, const std::vector<std::string>& regions = {});
   // "Bearer <credential>" of terminal `id`, enrolled and issued through the
   // API on first use (with the clock's time).
   std::string TerminalAuthorization(const std::string& id);

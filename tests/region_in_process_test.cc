@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "client/api.h"
+#include "client/http_client.h"
 #include "daemon/upstream.h"
 #include "manifest/chunk_pages.h"
 #include "tests/harness.h"
@@ -247,6 +248,65 @@ TEST_CASE("a region fetches the chunks it lacks as ranges of the artifact: a req
   CHECK(ServedArtifact(sg, "fraud", "1.1.0") == whole);
   CHECK(RequestsAnswered(origin, "GET /v1/artifacts/{digest}") == 3);
   CHECK(RequestsAnswered(origin, "GET /v1/chunks/{digest}") == 0);
+}
+
+TEST_CASE("residency is decided by the signed manifest: an upstream whose listing says otherwise gets no bytes stored") {
+  // The origin stands in "us" and holds a model resident in us and br; sg
+  // follows it through a proxy that lists every version as resident anywhere
+  // (the listing's `regions` is unsigned: a compromised relay could).
+  InProcessDaemon origin({}, false, "us");
+  ServedOrigin served(origin);
+  const std::vector<std::string> chunks = {std::string(AsString(RandomBytes(5'000, 400))),
+                                           std::string(AsString(RandomBytes(6'000, 401)))};
+  origin.Publish("ocr", "1.0.0", chunks, 0, {"us", "br"});
+  HttpClient to_origin(served.url(), HttpClientOptions{.bearer_token = origin.tokens.mirror});
+  std::atomic<int> listings_altered{0};
+  FakeHttpServer liar([&](const FakeRequest& req) {
+    FakeReply r = Forward(to_origin, req);
+    if (req.path.starts_with("/v1/sync") && r.status == 200) {
+      Json doc = Json::parse(r.body);
+      for (Json& v : doc["versions"]) v["regions"] = Json::array();
+      r.body = doc.dump();
+      ++listings_altered;
+    }
+    return r;
+  });
+  InProcessRegionOptions options;
+  options.follower.poll_wait_s = 1;  // the fake proxy serves one request at a time
+  InProcessRegion sg(origin, {liar.url()}, options);
+  REQUIRE(WaitFor([&] { return sg.follower_status().last_sync_ms != 0; }, kSyncWait));
+  REQUIRE(sg.store->GetManifest("ocr", "1.0.0").ok());  // its manifest, kept
+  // A restart: the held versions' chunks are checked once, as after a repair.
+  sg.Close();
+  sg.Open();
+  const int before = listings_altered;
+  REQUIRE(WaitFor([&] { return sg.follower_status().last_sync_ms != 0 && listings_altered > before; }, kSyncWait));
+  std::vector<Digest> digests;
+  for (const std::string& c : chunks) digests.push_back(Digest::Of(c));
+  Result<std::vector<Digest>> missing = sg.store->MissingChunks(digests);
+  REQUIRE(missing.ok());
+  CHECK(missing->size() == digests.size());  // not one of its bytes is here
+  CHECK(RequestsAnswered(origin, "GET /v1/artifacts/{digest}") == 0);
+  CHECK(RequestsAnswered(origin, "GET /v1/chunks/{digest}") == 0);
+}
+
+TEST_CASE("a region refuses (413) a report its upstream would refuse, rather than queue it") {
+  InProcessDaemon origin;
+  ServedOrigin served(origin);
+  InProcessRegion sg(origin, {served.url()});
+  const std::string terminal = origin.TerminalAuthorization("pos-1");
+  // Under the 8 KiB body limit, but each 1e9 is written again as 1000000000.0.
+  std::string body = R"({"model":"fraud","version":"1.0.0","event":"installed","x":[)";
+  while (body.size() < 8'000) body += "1e9,";
+  body += "1]}";
+  HttpResponse refused = sg.Call("POST", TerminalReportsPath("pos-1"), body, terminal);
+  CHECK(refused.status == 413);
+  CHECK_THAT(refused.body, Catch::Contains("report_too_large"));
+  CHECK(sg.outbox->stats().pending == 0);
+  HttpResponse taken =
+      sg.Call("POST", TerminalReportsPath("pos-1"), R"({"model":"fraud","version":"1.0.0","event":"installed"})", terminal);
+  CHECK(taken.status == 202);
+  CHECK_THAT(taken.body, Catch::Contains("\"forwarded\":true"));
 }
 
 TEST_CASE("a failure of the region's own (its disk) ends a call to its upstreams; the upstream's moves on to the next") {

@@ -69,6 +69,11 @@ TEST_CASE("forwarded reports: ids, shape and batch size are checked") {
   Json many = {{"reports", Json::array()}};
   for (int i = 0; i < 11; ++i) many["reports"].push_back({{"id", std::to_string(i)}, {"terminal", "t"}, {"report", Json::object()}});
   CHECK_FALSE(ParseForwardedReports(many.dump(), 10).ok());
+  // Each report is bounded: the batch's limit alone would let one take it all.
+  Json big = {{"reports", {{{"id", "a"}, {"terminal", "t"}, {"report", {{"reason", std::string(kForwardedReportBytesMax, 'r')}}}}}}};
+  Result<std::vector<ForwardedReport>> refused = ParseForwardedReports(big.dump(), 10);
+  CHECK(refused.status().code() == Status::Code::kInvalidArgument);
+  CHECK_THAT(refused.status().message(), Catch::Contains("report a is over"));
 }
 
 TEST_CASE("report outbox: durable across a restart, retried while upstream fails, each id delivered") {
@@ -178,6 +183,72 @@ TEST_CASE("report outbox: a batch refused as too large (413) is sent in halves; 
   CHECK(batches == std::vector<size_t>{8, 4, 2, 2, 1, 1, 1, 1, 1, 1});
   CHECK(delivered == std::vector<std::string>{"t0", "t1", "t3", "t4", "t5", "t6", "t7"});
   CHECK((*box)->stats().forwarded == 7);
+}
+
+TEST_CASE("report outbox: an upstream whose own outbox is full is waited for; nothing is dropped or halved") {
+  TempDir dir;
+  std::mutex mu;
+  std::vector<size_t> batches;  // the size of each batch the upstream saw
+  size_t delivered = 0;
+  int full_left = 3;
+  // An upstream with its own outbox full for a while: 503 outbox_full now,
+  // 413 resource_exhausted from a daemon of before.
+  FakeHttpServer upstream([&](const FakeRequest& req) -> FakeReply {
+    std::lock_guard lock(mu);
+    batches.push_back(Json::parse(req.body)["reports"].size());
+    if (full_left > 0) {
+      --full_left;
+      if (full_left % 2 == 0) return {503, R"({"error":{"code":"outbox_full","message":"full"}})"};
+      return {413, R"({"error":{"code":"resource_exhausted","message":"full"}})"};
+    }
+    delivered += batches.back();
+    return {200, R"({"accepted":1,"duplicates":0,"rejected":0})"};
+  });
+  UpstreamOptions up{.urls = {upstream.url()}, .mirror_token = "m"};
+  Result<std::unique_ptr<Store>> store = Store::Open(dir / "store");
+  REQUIRE(store.ok());
+  std::vector<ForwardedReport> reports;
+  for (int i = 0; i < 4; ++i) reports.push_back({"ae.x." + std::to_string(i), "t" + std::to_string(i), {{"model", "m"}}});
+  Result<std::unique_ptr<ReportOutbox>> box =
+      ReportOutbox::Open(**store, "sg", up, {.batch_max = 4, .linger_ms = 60'000, .retry_ms_max = 20});
+  REQUIRE(box.ok());
+  REQUIRE((*box)->EnqueueRelayed(reports).ok());
+  REQUIRE(WaitFor([&] { return (*box)->stats().pending == 0; }, std::chrono::seconds(10)));
+  std::lock_guard lock(mu);
+  CHECK(batches == std::vector<size_t>{4, 4, 4, 4});
+  CHECK(delivered == 4);
+  CHECK((*box)->stats().forwarded == 4);
+}
+
+TEST_CASE("report outbox: what waits is bounded in bytes as well as in reports") {
+  TempDir dir;
+  FakeHttpServer upstream([](const FakeRequest&) -> FakeReply { return {503, "{}"}; });  // away
+  Result<std::unique_ptr<Store>> store = Store::Open(dir / "store");
+  REQUIRE(store.ok());
+  const OutboxOptions options{.linger_ms = 10, .retry_ms_max = 50, .pending_bytes_max = 4'000};
+  Result<std::unique_ptr<ReportOutbox>> box =
+      ReportOutbox::Open(**store, "sg", UpstreamOptions{.urls = {upstream.url()}, .mirror_token = "m"}, options);
+  REQUIRE(box.ok());
+  const Json report = {{"model", "m"}, {"reason", std::string(900, 'r')}};
+  Status refused;
+  int taken = 0;
+  for (; taken < 100; ++taken) {
+    Result<bool> r = (*box)->Enqueue({"", "t", report});
+    if (!r.ok()) {
+      refused = r.status();
+      break;
+    }
+  }
+  CHECK(taken == 5);  // four take under 4,000 bytes, so a fifth is let in, and no more
+  CHECK(refused.code() == Status::Code::kResourceExhausted);
+  CHECK_THAT(refused.message(), Catch::Contains("5 reports"));
+  // Loaded whole after a restart (a page at a time), limits or not.
+  box->reset();
+  box = ReportOutbox::Open(**store, "sg", UpstreamOptions{.urls = {upstream.url()}, .mirror_token = "m"},
+                           {.linger_ms = 10, .retry_ms_max = 50, .pending_bytes_max = 100});
+  REQUIRE(box.ok());
+  CHECK((*box)->stats().pending == 5);
+  CHECK((*box)->Enqueue({"", "t", report}).status().code() == Status::Code::kResourceExhausted);
 }
 
 TEST_CASE("delta chunk writer: pieces of varied sizes cut the chunks a whole buffer does") {
