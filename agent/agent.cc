@@ -121,8 +121,11 @@ struct Agent::Impl {
         continue;
       }
       if (r->status == 202) {
-        return Status::FailedPrecondition(fmt::format(
+        // Asked to join here; another server may know the terminal, and a
+        // credential still valid serves on meanwhile (below).
+        last = Status::FailedPrecondition(fmt::format(
             "terminal '{}' asked to join and awaits an operator: meridian terminals accept {}", config.id, config.id));
+        continue;
       }
       if (r->status != 200) {
         last = ReplyError(*r, "credential");  // a region refuses: the next server may be the origin
@@ -137,7 +140,7 @@ struct Agent::Impl {
         f.Int64("expires_ms", &expires_ms, true);
         if (Status st = f.Finish(); !st.ok()) j = st;
       }
-      if (!j.ok() || credential.empty() || expires_ms <= now) {
+      if (!j.ok() || !IsWellFormedCredential(credential) || expires_ms <= now) {
         last = Status::Corruption("credential reply from " + url + " is malformed");
         continue;
       }
@@ -197,6 +200,14 @@ struct Agent::Impl {
     Keep(ReportJson(m, t.version, t.rollout, event, reason, health));
   }
 
+  // Whether meridiand itself refused a report as one it will never take:
+  // malformed (400, 422) or too large (413), with its JSON error. Anything
+  // else (a 404, 3xx or 407 from a proxy or mirror before it, 5xx, 401, 403,
+  // 429) may pass elsewhere or later: the report is kept.
+  static bool RefusedForGood(const HttpReply& reply) {
+    return (reply.status == 400 || reply.status == 413 || reply.status == 422) && !ErrorCodeOf(reply).empty();
+  }
+
   // Sends waiting reports, oldest first, stopping at the first server failure.
   Status FlushReports() {
     Result<std::vector<PendingReport>> pending = outbox.Oldest(kReportsPerFlushMax);
@@ -209,12 +220,12 @@ struct Agent::Impl {
         Result<HttpReply> reply = servers[s]->Post(TerminalReportsPath(config.id), r.body, kShortReplyBytesMax);
         if (!reply.ok()) {
           last = reply.status();
-        } else if (reply->status >= 500 || reply->status == 401 || reply->status == 403 || reply->status == 429) {
+        } else if (reply->status / 100 != 2 && !RefusedForGood(*reply)) {
           CredentialRefused(*reply);
           last = ReplyError(*reply, "report");  // the server may take it later, or another one now
         } else {
-          // 2xx: accepted. Another 4xx: the server will never take it; keeping
-          // it would block every later report.
+          // 2xx: accepted. Refused for good: the server will never take it;
+          // keeping it would block every later report.
           if (reply->status >= 300) Log("report refused, dropped: " + ErrorMessageOf(*reply));
           preferred = s;
           done = true;
@@ -411,7 +422,11 @@ struct Agent::Impl {
   // Gets the verified target file into staging (delta when possible).
   Result<std::string> Fetch(HttpClient& c, const ModelConfig& m, const ModelSlots& slots,
                             const std::optional<Slot>& current, const Manifest& man) {
-    if (current) {
+    const DownloadJob artifact{ArtifactPath(man.digest), man.digest, man.size};
+    // An artifact download under way (a delta was refused before it) goes on
+    // from the bytes it has: trying the same delta again would throw them away.
+    const bool artifact_under_way = ReadJob(*env, slots.staging_dir() + "/job.json") == artifact;
+    if (current && !artifact_under_way) {
       if (std::optional<DownloadJob> dj = DeltaJob(c, current->digest, man.digest); dj && dj->size < man.size) {
         Result<std::string> delta = Download(c, slots, *dj);
         if (!delta.ok() && IsTransient(delta.status())) return delta.status();  // resumed next time
@@ -425,9 +440,7 @@ struct Agent::Impl {
         MERIDIAN_RETURN_IF_ERROR(slots.CollectGarbage(true));
       }
     }
-    Result<std::string> file = Download(c, slots, DownloadJob{ArtifactPath(man.digest), man.digest, man.size});
-    if (!file.ok()) return file.status();
-    return file;
+    return Download(c, slots, artifact);
   }
 
   // After a switch to `t`: the health check, and a switch back on failure,

@@ -102,11 +102,13 @@ Result<StoredCredential> ParseStoredCredential(std::string_view text) {
   f.Int64("expires_ms", &c.expires_ms, true);
   f.Int64("renew_ms", &c.renew_ms, true);
   if (Status st = f.Finish(); !st.ok()) return Status::Corruption(st.message());
-  if (!LooksLikeCredential(c.credential) || c.credential.size() > kCredentialBytesMax ||
-      !std::all_of(c.credential.begin(), c.credential.end(), IsCredentialChar)) {
-    return Status::Corruption("credential.json: the credential is malformed");
-  }
+  if (!IsWellFormedCredential(c.credential)) return Status::Corruption("credential.json: the credential is malformed");
   return c;
+}
+
+bool IsWellFormedCredential(std::string_view credential) {
+  return LooksLikeCredential(credential) && credential.size() <= kCredentialBytesMax &&
+         std::all_of(credential.begin(), credential.end(), IsCredentialChar);
 }
 
 }  // namespace meridian

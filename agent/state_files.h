@@ -61,10 +61,12 @@ struct StoredCredential {
 };
 
 std::string StoredCredentialToJson(const StoredCredential& credential);
-// Corruption when malformed, or when the credential is not shaped like one
-// (its prefix, at most kCredentialBytesMax, base64 and dots only: it goes
-// into a request header). A damaged file costs one request for a new
-// credential, nothing more.
+// Whether `credential` is shaped like one (its prefix, at most
+// kCredentialBytesMax, base64 and dots only): it goes into a request header,
+// so one a server hands over is checked before it is used or kept.
+bool IsWellFormedCredential(std::string_view credential);
+// Corruption when malformed, or when the credential is not well formed. A
+// damaged file costs one request for a new credential, nothing more.
 Result<StoredCredential> ParseStoredCredential(std::string_view text);
 
 }  // namespace meridian

@@ -295,3 +295,59 @@ TEST_CASE("a server that stops sending in the middle of a download is left after
   // Without the stall limit the agent waits out the silence (request_timeout_ms is an hour).
   CHECK(took < std::chrono::seconds(15));
 }
+
+TEST_CASE("a server in the way loses no report and gives no credential: the agent goes on to the next server") {
+  DaemonFixture d;
+  d.Start();
+  TempDir t;
+  WriteFile(t / "v1", RandomBytes(100'000, 31));
+  REQUIRE(d.Publish("fraud", "1.0.0", t / "v1").exit_code == 0);
+  d.StartRollout(RolloutSpecJson("r1", "1.0.0", kPromoteDespiteFailures));
+  // First in the list: a mirror that forwards what the agents read (as
+  // them), but asks every terminal to wait for an operator (202) or hands out
+  // a credential that would smuggle a header, and answers reports 404 or with
+  // a redirect.
+  HttpClient reader(d.url(), HttpClientOptions{.bearer_token = d.terminal_token()});
+  HttpClient as_b(d.url(), HttpClientOptions{.bearer_token = d.TerminalCredential("pos-b")});
+  HttpClient as_c(d.url(), HttpClientOptions{.bearer_token = d.TerminalCredential("pos-c")});
+  std::atomic<int> credentials_asked{0}, reports_refused{0};
+  FakeHttpServer mirror([&](const FakeRequest& req) {
+    if (req.path.ends_with("/credential")) {
+      if (++credentials_asked % 2 == 1) return FakeReply{202, R"({"state":"pending"})", {}};
+      return FakeReply{200, R"({"credential":"mtc1.x\r\nX-Smuggled: 1","expires_ms":9999999999999})", {}};
+    }
+    if (req.path.find("/reports") != std::string::npos) {
+      if (++reports_refused % 2 == 1) return FakeReply{404, "<html>not here</html>", {}};
+      return FakeReply{302, "", {"Location: http://127.0.0.1:1/"}};
+    }
+    if (req.path.starts_with("/v1/terminals/pos-b/")) return Forward(as_b, req);
+    if (req.path.starts_with("/v1/terminals/pos-c/")) return Forward(as_c, req);
+    return Forward(reader, req);
+  });
+  const std::string route = "meridian_http_requests_total{route=\"POST /v1/terminals/{id}/reports\",status=\"202\"}";
+  const int64_t reports_before = std::max<int64_t>(Metric(d.url(), route), 0);
+  for (const std::string id : {"pos-b", "pos-c"}) {  // the first meets the 202, the second the bad credential
+    INFO(id);
+    const std::string state = t / id;
+    // Enrolled as a factory would (WriteAgentConfig's enrol_at), asking the mirror first.
+    std::filesystem::create_directories(state);
+    REQUIRE(WriteSecretKeyFile(state + "/terminal.key", d.TerminalKey(id)).ok());
+    std::string config = WriteAgentConfig(
+        t / (id + ".toml"), {.id = id, .servers = {mirror.url(), d.url()}, .root = d.root_json(), .state = state,
+                             .model = "fraud",
+                             .extra = fmt::format("credential_servers = [\"{}\", \"{}\"]", mirror.url(), d.url())});
+    CommandResult r = Run({MeridianAgentPath(), "--config", config, "--once"});
+    INFO(r.err);
+    CHECK(r.exit_code == 0);
+    CHECK(InstalledVersion(state, "fraud") == "1.0.0");
+    CHECK(AsString(ReadFile(state + "/credential.json")).find("Smuggled") == std::string::npos);
+    CommandResult status = Run({MeridianAgentPath(), "status", "--config", config, "--output", "json"});
+    REQUIRE(status.exit_code == 0);
+    CHECK(Json::parse(status.out)["reports_waiting"] == 0);
+  }
+  CHECK(credentials_asked >= 2);
+  CHECK(reports_refused >= 2);
+  // Every report the mirror refused reached the daemon: each agent's
+  // downloaded, verified and installed ones.
+  CHECK(Metric(d.url(), route) - reports_before >= 2 * 3);
+}
