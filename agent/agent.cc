@@ -548,7 +548,7 @@ struct Agent::Impl {
       CredentialRefused(*r);
       return ReplyError(*r, "target");
     }
-    Result<Json> reply = ParseJson(r->body, kTargetReplyBytesMax);
+    Result<Json> reply = ParseJson(r->body, kTargetReplyBytesMax, kTargetReplyValuesMax);
     if (!reply.ok()) return reply.status().WithContext("target reply");
     Json& j = *reply;
     if (!j.is_object() || !j.contains("state") || !j["state"].is_object()) {

@@ -20,24 +20,40 @@ namespace {
 class CheckedDomParser : public nlohmann::detail::json_sax_dom_parser<nlohmann::json> {
  public:
   using Base = nlohmann::detail::json_sax_dom_parser<nlohmann::json>;
-  explicit CheckedDomParser(nlohmann::json& document) : Base(document, /*allow_exceptions_=*/false) {}
+  CheckedDomParser(nlohmann::json& document, uint64_t values_max)
+      : Base(document, /*allow_exceptions_=*/false), values_left_(values_max) {}
 
   bool start_object(std::size_t n) { return Enter() && Base::start_object(n); }
   bool end_object() { --depth_; return Base::end_object(); }
   bool start_array(std::size_t n) { return Enter() && Base::start_array(n); }
   bool end_array() { --depth_; return Base::end_array(); }
   bool key(string_t& k) { ++keys_; return Base::key(k); }
+  bool null() { return Value() && Base::null(); }
+  bool boolean(bool v) { return Value() && Base::boolean(v); }
+  bool number_integer(number_integer_t v) { return Value() && Base::number_integer(v); }
+  bool number_unsigned(number_unsigned_t v) { return Value() && Base::number_unsigned(v); }
+  bool number_float(number_float_t v, const string_t& s) { return Value() && Base::number_float(v, s); }
+  bool string(string_t& v) { return Value() && Base::string(v); }
+  bool binary(binary_t& v) { return Value() && Base::binary(v); }
 
   bool too_deep() const { return too_deep_; }
+  bool too_many() const { return too_many_; }
   uint64_t keys() const { return keys_; }
 
  private:
   bool Enter() {
     too_deep_ = ++depth_ > kJsonDepthMax;
-    return !too_deep_;
+    return !too_deep_ && Value();
+  }
+  bool Value() {
+    too_many_ = values_left_ == 0;
+    --values_left_;
+    return !too_many_;
   }
   int depth_ = 0;
   bool too_deep_ = false;
+  bool too_many_ = false;
+  uint64_t values_left_;
   uint64_t keys_ = 0;
 };
 
@@ -52,14 +68,15 @@ uint64_t Members(const nlohmann::json& j) {
 
 }  // namespace
 
-Result<nlohmann::json> ParseJson(std::string_view text, uint64_t bytes_max) {
+Result<nlohmann::json> ParseJson(std::string_view text, uint64_t bytes_max, uint64_t values_max) {
   if (text.size() > bytes_max) {
     return Status::ResourceExhausted(fmt::format("JSON of {} bytes exceeds the {} byte limit", text.size(), bytes_max));
   }
   nlohmann::json j;
-  CheckedDomParser sax(j);
+  CheckedDomParser sax(j, values_max);
   const bool parsed = nlohmann::json::sax_parse(text.begin(), text.end(), &sax);
   if (sax.too_deep()) return Status::InvalidArgument(fmt::format("JSON nests deeper than {} levels", kJsonDepthMax));
+  if (sax.too_many()) return Status::ResourceExhausted(fmt::format("JSON holds more than {} values", values_max));
   if (!parsed || sax.is_errored()) return Status::InvalidArgument("not valid JSON");
   // nlohmann keeps the last of a repeated key: a document with one holds
   // fewer members than keys were read.
@@ -67,8 +84,9 @@ Result<nlohmann::json> ParseJson(std::string_view text, uint64_t bytes_max) {
   return j;
 }
 
-Result<nlohmann::json> ParseJsonObject(std::string_view text, uint64_t bytes_max, std::string_view what) {
-  Result<nlohmann::json> j = ParseJson(text, bytes_max);
+Result<nlohmann::json> ParseJsonObject(std::string_view text, uint64_t bytes_max, std::string_view what,
+                                       uint64_t values_max) {
+  Result<nlohmann::json> j = ParseJson(text, bytes_max, values_max);
   if (!j.ok()) return Status::InvalidArgument(fmt::format("{}: {}", what, j.status().message()));
   if (!j->is_object()) return Status::InvalidArgument(fmt::format("{}: not a JSON object", what));
   return j;

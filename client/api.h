@@ -118,6 +118,9 @@ inline constexpr uint64_t kRootReplyBytesMax = kRootEnvelopeBytesMax;
 inline constexpr uint64_t kManifestReplyBytesMax = kParseEnvelopeBytesMax;
 // A terminal's target: a signed channel state and a few fields.
 inline constexpr uint64_t kTargetReplyBytesMax = 17u << 20;
+// A target reply is a dozen fields and a signed envelope (about 200 values):
+// more is refused as it is parsed, before it takes memory.
+inline constexpr uint64_t kTargetReplyValuesMax = 8192;
 // A signed delta descriptor: the envelope of a kDeltaInfoJsonBytesMax payload.
 inline constexpr uint64_t kDeltaInfoReplyBytesMax = (kDeltaInfoJsonBytesMax + 2) / 3 * 4 + (64u << 10);
 

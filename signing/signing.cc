@@ -202,7 +202,7 @@ Result<Envelope> ParseEnvelopeJson(std::string_view json) {
   if (json.size() > kParseEnvelopeBytesMax) {
     return Status::InvalidArgument("envelope is larger than " + std::to_string(kParseEnvelopeBytesMax) + " bytes");
   }
-  Result<nlohmann::json> parsed = ParseJson(json, kParseEnvelopeBytesMax);
+  Result<nlohmann::json> parsed = ParseJson(json, kParseEnvelopeBytesMax, kEnvelopeValuesMax);
   if (!parsed.ok()) return Status::InvalidArgument("envelope: " + parsed.status().message());
   if (!parsed->is_object()) return Status::InvalidArgument("envelope is not a JSON object");
   const nlohmann::json& j = *parsed;

@@ -45,6 +45,10 @@ inline constexpr size_t kEnvelopeSignaturesMax = 64;
 inline constexpr size_t kEnvelopePayloadBytesMax = 64u << 20;  // a manifest's JSON is at most this
 // ParseEnvelope refuses longer input: the base64 payload plus 1 MiB for the rest.
 inline constexpr size_t kParseEnvelopeBytesMax = (kEnvelopePayloadBytesMax + 2) / 3 * 4 + (1u << 20);
+// Nor more JSON values than this: an envelope holds about 200 (64 signatures
+// of 3), so that megabytes of tiny values ({},{},…, some 60 bytes each in
+// memory) cannot take memory before any signature is checked.
+inline constexpr uint64_t kEnvelopeValuesMax = 4096;
 inline constexpr size_t kPayloadTypeBytesMax = 256;
 inline constexpr size_t kKeyIdBytesMax = 256;
 inline constexpr size_t kRootKeysMax = 256;

@@ -181,6 +181,18 @@ TEST_CASE("attacks are rejected with nothing installed; garbage fails over; root
     forged_manifest.clear();
   }
 
+  {
+    INFO("a target reply of a million tiny values: refused as it is parsed, before it takes memory");
+    std::string flood = R"({"state":{"signatures":[)";
+    while (flood.size() < (3u << 20)) flood += "{},";
+    forged_target = flood + "{}]}}";
+    CommandResult r = once();
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.err, Catch::Contains("more than 8192 values"));
+    CHECK(current() == "2.0.0");
+    forged_target.clear();
+  }
+
   REQUIRE(d.Publish("fraud", "3.0.0", t / "v3").exit_code == 0);
   d.StartRollout(RolloutSpecJson("r3", "3.0.0", kPromoteDespiteFailures));
   for (const char* m : {"flip", "longer"}) {

@@ -289,6 +289,14 @@ TEST_CASE("ParseJson refuses repeated keys at any depth, deep nesting and oversi
   // A key repeated in the last of them is still seen.
   many.replace(many.size() - 2, 1, ",\"a\":1}");
   CHECK_THAT(ParseJson(many, many.size()).status().message(), Catch::Contains("repeats a key"));
+  // A values limit counts every value but keys, containers included, and
+  // stops the parse at the first one over.
+  const std::string doc = R"({"a":[1,"x",null,true,{}],"b":2.5})";  // 8 values
+  CHECK(ParseJson(doc, 1000, 8).ok());
+  Result<nlohmann::json> over = ParseJson(doc, 1000, 7);
+  CHECK(over.status().code() == Status::Code::kResourceExhausted);
+  CHECK_THAT(over.status().message(), Catch::Contains("more than 7 values"));
+  CHECK(ParseJson(many, many.size(), 100).status().code() == Status::Code::kResourceExhausted);
 }
 
 TEST_CASE("ParseJsonObject names the document and wants an object") {

@@ -238,6 +238,10 @@ TEST_CASE("malformed envelopes are rejected") {
   const std::string payload_twice =
       R"({"payloadType":"t","payload":"aGk=","payload":"aGE=","signatures":[{"keyid":"k","sig":")" + sig + R"("}]})";
   CHECK_THAT(ParseEnvelope(payload_twice).status().message(), Catch::Contains("repeats a key"));
+  // Unknown fields are read past, but not a flood of tiny values.
+  std::string flood = R"({"payloadType":"t","payload":"aGk=","signatures":[],"x":[)";
+  for (uint64_t i = 0; i < kEnvelopeValuesMax; ++i) flood += "{},";
+  CHECK_THAT(ParseEnvelope(flood + "{}]}").status().message(), Catch::Contains("values"));
 
   std::string too_many = R"({"payloadType":"t","payload":"aGk=","signatures":[)";
   for (size_t i = 0; i <= kEnvelopeSignaturesMax; ++i) {
