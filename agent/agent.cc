@@ -747,6 +747,15 @@ Status Agent::RunOnce(int64_t wait_s) {
     std::optional<Result<HttpReply>> outcome = polls ? polls->Outcome(i) : std::nullopt;
     if (polls && !outcome) continue;
     const HttpReply* answered = outcome && outcome->ok() ? &**outcome : nullptr;
+    // A long poll that failed ended the wait at once: the model is asked
+    // again below (another server may serve it), but the cycle counts as
+    // failed, so that Run backs off. Else a server that fails every poll at
+    // once (or a poll_wait_s the daemon refuses) would have the agent loop as
+    // fast as it is answered.
+    if (outcome && (answered == nullptr || (answered->status != 200 && answered->status != 404)) && first.ok()) {
+      first = (answered == nullptr ? outcome->status() : ReplyError(*answered, "long poll"))
+                  .WithContext(fmt::format("{}: long poll", m.name));
+    }
     Status st = d.SyncModelFailover(m, answered, polled_server);
     if (st.ok()) {
       d.settled.insert(m.name);

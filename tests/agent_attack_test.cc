@@ -18,6 +18,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "agent/agent.h"
+#include "agent/config.h"
+#include "base/clock.h"
 #include "base/digest.h"
 #include "base/encoding.h"
 #include "base/file.h"
@@ -362,4 +365,41 @@ TEST_CASE("a server in the way loses no report and gives no credential: the agen
   // Every report the mirror refused reached the daemon: each agent's
   // downloaded, verified and installed ones.
   CHECK(Metric(d.url(), route) - reports_before >= 2 * 3);
+}
+
+TEST_CASE("a long poll that fails at once fails the cycle, so the agent backs off, though the model was asked again") {
+  DaemonFixture d;
+  d.Start();
+  TempDir t;
+  WriteFile(t / "v1", RandomBytes(50'000, 41));
+  REQUIRE(d.Publish("fraud", "1.0.0", t / "v1").exit_code == 0);
+  d.StartRollout(RolloutSpecJson("r1", "1.0.0", kPromoteDespiteFailures));
+  // A server that refuses every long poll at once (as meridiand refuses a
+  // wait over its limit) and serves all else, as terminal pos-p.
+  HttpClient reader(d.url(), HttpClientOptions{.bearer_token = d.terminal_token()});
+  HttpClient as_p(d.url(), HttpClientOptions{.bearer_token = d.TerminalCredential("pos-p")});
+  std::atomic<int> polls_refused{0};
+  FakeHttpServer server([&](const FakeRequest& req) {
+    if (req.path.find("/target?") != std::string::npos && req.path.find("wait=0") == std::string::npos) {
+      ++polls_refused;
+      return FakeReply{400, R"({"error":{"code":"invalid_argument","message":"wait is over the limit"}})", {}};
+    }
+    return Forward(req.path.starts_with("/v1/terminals/pos-p/") ? as_p : reader, req);
+  });
+  const std::string state = t / "state";
+  Result<AgentConfig> config = LoadAgentConfig(WriteAgentConfig(
+      t / "agent.toml",
+      {.id = "pos-p", .servers = {server.url()}, .root = d.root_json(), .state = state, .enrol_at = &d, .model = "fraud"}));
+  REQUIRE(config.ok());
+  SystemClock clock;
+  Result<std::unique_ptr<Agent>> agent = Agent::Open(*config, clock);
+  REQUIRE(agent.ok());
+  REQUIRE((*agent)->RunOnce(5).ok());  // nothing settled yet: no long poll, 1.0.0 installed
+  CHECK(InstalledVersion(state, "fraud") == "1.0.0");
+  CHECK(polls_refused == 0);
+  Status polled = (*agent)->RunOnce(5);
+  CHECK(polls_refused == 1);
+  CHECK_FALSE(polled.ok());
+  CHECK_THAT(polled.message(), Catch::Contains("long poll") && Catch::Contains("wait is over the limit"));
+  CHECK(InstalledVersion(state, "fraud") == "1.0.0");
 }
