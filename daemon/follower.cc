@@ -231,11 +231,12 @@ Status Follower::Apply(UpstreamClient& up, const SyncDocument& doc, bool* comple
   // may name versions to fetch beyond the newest few.
   const int64_t now = clock_.NowUnixMillis();
   std::map<std::pair<std::string, std::string>, uint64_t> held_states;
+  std::set<std::pair<std::string, std::string>> named;  // by the states held here (verified when adopted) or newer ones
   for (const Rollouts::ChannelSnapshot& s : rollouts_.Channels()) {
     held_states[{s.state.model, s.state.channel}] = s.state.state_version;
+    for (const auto& [v, ref] : s.state.versions) named.emplace(s.state.model, v);
   }
   std::vector<std::pair<ChannelState, const SyncChannel*>> states;
-  std::set<std::pair<std::string, std::string>> named;
   for (const SyncChannel& c : doc.channels) {
     uint64_t held = held_states[{c.model, c.channel}];
     if (c.state_version <= held) continue;
