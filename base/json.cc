@@ -84,9 +84,8 @@ Result<nlohmann::json> ParseJson(std::string_view text, uint64_t bytes_max, uint
   return j;
 }
 
-Result<nlohmann::json> ParseJsonObject(std::string_view text, uint64_t bytes_max, std::string_view what,
-                                       uint64_t values_max) {
-  Result<nlohmann::json> j = ParseJson(text, bytes_max, values_max);
+Result<nlohmann::json> ParseJsonObject(std::string_view text, uint64_t bytes_max, std::string_view what) {
+  Result<nlohmann::json> j = ParseJson(text, bytes_max);
   if (!j.ok()) return Status::InvalidArgument(fmt::format("{}: {}", what, j.status().message()));
   if (!j->is_object()) return Status::InvalidArgument(fmt::format("{}: not a JSON object", what));
   return j;

@@ -50,8 +50,7 @@ Result<nlohmann::json> ParseJson(std::string_view text, uint64_t bytes_max, uint
 
 // ParseJson for a document that must be an object; every error is
 // InvalidArgument and starts with "<what>: ".
-Result<nlohmann::json> ParseJsonObject(std::string_view text, uint64_t bytes_max, std::string_view what,
-                                       uint64_t values_max = kJsonValuesUnlimited);
+Result<nlohmann::json> ParseJsonObject(std::string_view text, uint64_t bytes_max, std::string_view what);
 
 // JSON text of `j` (nlohmann::json or ordered_json), compact or indented by
 // `indent` spaces, which never throws: bytes in a string that are not UTF-8

@@ -53,6 +53,15 @@ std::string ForgeTargetReply(const std::string& reply_body, const SecretKey& onl
   return j.dump();
 }
 
+// Starts `d` with fraud 1.0.0 (100 kB of random bytes from `seed`, written
+// in `t`) published and rolling out to every terminal (rollout r1).
+void StartRollingOut(DaemonFixture& d, const TempDir& t, uint64_t seed) {
+  d.Start();
+  WriteFile(t / "v1", RandomBytes(100'000, seed));
+  REQUIRE(d.Publish("fraud", "1.0.0", t / "v1").exit_code == 0);
+  d.StartRollout(RolloutSpecJson("r1", "1.0.0", kPromoteDespiteFailures));
+}
+
 bool IsPayload(const std::string& path) {
   return path.starts_with("/v1/artifacts/") || (path.starts_with("/v1/deltas/") && !path.ends_with("/info"));
 }
@@ -313,11 +322,8 @@ TEST_CASE("a server that stops sending in the middle of a download is left after
 
 TEST_CASE("a server in the way loses no report and gives no credential: the agent goes on to the next server") {
   DaemonFixture d;
-  d.Start();
   TempDir t;
-  WriteFile(t / "v1", RandomBytes(100'000, 31));
-  REQUIRE(d.Publish("fraud", "1.0.0", t / "v1").exit_code == 0);
-  d.StartRollout(RolloutSpecJson("r1", "1.0.0", kPromoteDespiteFailures));
+  StartRollingOut(d, t, 31);
   // First in the list: a mirror that forwards what the agents read (as
   // them), but asks every terminal to wait for an operator (202) or hands out
   // a credential that would smuggle a header, and answers reports 404 or with
@@ -369,11 +375,8 @@ TEST_CASE("a server in the way loses no report and gives no credential: the agen
 
 TEST_CASE("a long poll that fails at once fails the cycle, so the agent backs off, though the model was asked again") {
   DaemonFixture d;
-  d.Start();
   TempDir t;
-  WriteFile(t / "v1", RandomBytes(50'000, 41));
-  REQUIRE(d.Publish("fraud", "1.0.0", t / "v1").exit_code == 0);
-  d.StartRollout(RolloutSpecJson("r1", "1.0.0", kPromoteDespiteFailures));
+  StartRollingOut(d, t, 41);
   // A server that refuses every long poll at once (as meridiand refuses a
   // wait over its limit) and serves all else, as terminal pos-p.
   HttpClient reader(d.url(), HttpClientOptions{.bearer_token = d.terminal_token()});
